@@ -1,0 +1,119 @@
+"""The LVLM protocol: one annotated image and one text prompt in, one answer string out.
+
+Example:
+    >>> import numpy as np
+    >>> from pekit.answer.none import NoneLVLM
+    >>> lvlm: LVLM = NoneLVLM()
+    >>> lvlm.generate(np.zeros((8, 8, 3), np.uint8), "What is this?")
+    ''
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from pekit.errors import InvalidInputError
+
+__all__ = [
+    "DEFAULT_MAX_NEW_TOKENS",
+    "LVLM",
+    "MAX_PROMPT_CHARS",
+    "check_generation",
+    "check_image",
+    "check_prompt",
+]
+
+DEFAULT_MAX_NEW_TOKENS = 256
+#: Longest prompt a backend accepts (question + every concept's context), in characters.
+MAX_PROMPT_CHARS = 100_000
+
+
+@runtime_checkable
+class LVLM(Protocol):
+    """A vision-language model that answers a text prompt about one image.
+
+    Attributes:
+        name: the backend name it was built from (``"none"``, ``"hf:<id>"``, ``"openai:<url>#<model>"``).
+    """
+
+    name: str
+
+    def generate(
+        self,
+        image: np.ndarray,
+        prompt: str,
+        *,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> str:
+        """Answer ``prompt`` about ``image``.
+
+        Args:
+            image: ``(H, W, 3) uint8`` RGB, already annotated with the concept boxes.
+            prompt: the text built by `pekit.prompt.build_prompt`.
+            max_new_tokens: upper bound on the answer's length in tokens.
+            temperature: ``0`` for greedy (deterministic) decoding, ``> 0`` to sample.
+            seed: makes sampling repeatable where the backend supports it.
+
+        Returns:
+            The answer text, stripped.
+        """
+        ...
+
+
+def check_image(image: object) -> np.ndarray:
+    """Validate an LVLM input image: ``(H, W, 3) uint8`` RGB, non-empty.
+
+    >>> check_image(np.zeros((2, 3, 3), np.uint8)).shape
+    (2, 3, 3)
+    """
+    if not isinstance(image, np.ndarray):
+        raise InvalidInputError(
+            f"the LVLM image must be an (H, W, 3) uint8 numpy array, but got {type(image).__name__}; "
+            "load it with pekit.images.load_image"
+        )
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InvalidInputError(
+            f"the LVLM image must have shape (H, W, 3) and dtype uint8, but got shape {image.shape} "
+            f"dtype {image.dtype}; convert it with pekit.images.load_image"
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InvalidInputError(f"the LVLM image is empty (shape {image.shape})")
+    return image
+
+
+def check_prompt(prompt: object) -> str:
+    """Validate a prompt: a non-empty string of at most `MAX_PROMPT_CHARS` characters.
+
+    >>> check_prompt(" Describe the image. ")
+    'Describe the image.'
+    """
+    if not isinstance(prompt, str):
+        raise InvalidInputError(f"the prompt must be a string, but got {type(prompt).__name__}")
+    text = prompt.strip()
+    if not text:
+        raise InvalidInputError("the prompt is empty; pass a question or use build_prompt('caption')")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InvalidInputError(
+            f"the prompt is {len(text):,} characters long; the limit is {MAX_PROMPT_CHARS:,}. "
+            "Shorten the question or the concepts' contexts."
+        )
+    return text
+
+
+def check_generation(max_new_tokens: int, temperature: float, seed: int | None) -> None:
+    """Validate generation options; raises `InvalidInputError` naming the bad one.
+
+    >>> check_generation(32, 0.0, None)
+    """
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
+            or max_new_tokens < 1:
+        raise InvalidInputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not np.isfinite(temperature) or temperature < 0:
+        raise InvalidInputError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise InvalidInputError(f"seed must be an integer or None, got {seed!r}")

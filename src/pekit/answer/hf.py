@@ -1,0 +1,295 @@
+"""`hf:<hub id or local dir>`: any transformers image-text-to-text model.
+
+Loads ``AutoProcessor`` + ``AutoModelForImageTextToText`` (LLaVA-1.5/1.6, Qwen2/2.5-VL,
+InternVL, SmolVLM/Idefics3, Gemma 3, ...) and formats every request with the model's own
+chat template, so the image tokens land where the model expects them. torch and
+transformers are imported only when a model is built (``pip install 'pekit[hf]'``).
+
+Example:
+    >>> lvlm = HFLVLM("llava-hf/llava-v1.6-mistral-7b-hf", device="cuda")  # doctest: +SKIP
+    >>> lvlm.generate(image, "The entity in the red box is called Bo. What is Bo doing?")  # doctest: +SKIP
+    'Bo is sleeping on the sofa.'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation, check_image, check_prompt
+from pekit.errors import BackendError, InvalidInputError, require
+
+log = logging.getLogger(__name__)
+
+__all__ = ["HFLVLM", "resolve_device", "resolve_dtype"]
+
+_DTYPES = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+}
+_EXAMPLES = "LLaVA-1.6, Qwen2-VL, InternVL, SmolVLM or Gemma 3"
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` if available, else ``"mps"``, else ``"cpu"``; others are checked.
+
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    torch = require("torch", "hf")
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidInputError(
+            f"unknown device '{device}'; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device '{device}' was asked for but CUDA is not available; "
+                                "use device='cpu'")
+    return str(dev)
+
+
+def resolve_dtype(dtype: Any = "auto", device: str = "cpu") -> Any:
+    """``"auto"`` -> bfloat16 (or float16) on CUDA, float16 on MPS, float32 on CPU; names or torch dtypes.
+
+    >>> str(resolve_dtype("bf16"))
+    'torch.bfloat16'
+    """
+    torch = require("torch", "hf")
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "", "auto"):
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float16 if device.startswith("mps") else torch.float32
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise InvalidInputError(f"unknown dtype '{dtype}'; use 'auto', 'float32', 'bfloat16' or 'float16'")
+    return getattr(torch, _DTYPES[key])
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith(("/", ".", "~")) or os.path.isabs(spec) or os.path.exists(spec) \
+        or spec.count("/") > 1 or "\\" in spec
+
+
+class HFLVLM:
+    """A transformers image-text-to-text model behind the `LVLM` protocol.
+
+    Args:
+        spec: hub id (``"HuggingFaceTB/SmolVLM-256M-Instruct"``) or a local directory
+            saved with ``save_pretrained`` (model + processor).
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        dtype: ``"auto"`` (bf16/fp16 on GPU, fp32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        revision: hub revision (branch, tag or commit).
+        local_files_only: never touch the network; use the local cache or directory only.
+        trust_remote_code: allow model code from the hub (InternVL's original repos need it).
+        chat_template: Jinja chat template to use when the processor ships none.
+        attn_implementation: e.g. ``"sdpa"``, ``"flash_attention_2"``, ``"eager"``.
+        max_image_side: downscale images whose long side exceeds this (pixels) before processing.
+
+    Attributes:
+        name: ``"hf:<spec>"``.
+        last_usage: ``{"prompt_tokens", "completion_tokens", "seconds"}`` of the last call.
+
+    Example:
+        >>> lvlm = HFLVLM("/models/smolvlm", device="cpu")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        spec: str = "",
+        *,
+        device: str | None = "auto",
+        dtype: Any = "auto",
+        revision: str | None = None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        chat_template: str | None = None,
+        attn_implementation: str | None = None,
+        max_image_side: int | None = None,
+    ) -> None:
+        if not isinstance(spec, str) or not spec.strip():
+            raise InvalidInputError(
+                "hf: needs a hub id or a local directory, e.g. 'hf:llava-hf/llava-1.5-7b-hf'"
+            )
+        spec = spec.strip()
+        self.name = f"hf:{spec}"
+        self.spec = spec
+        self.max_image_side = max_image_side
+        self.last_usage: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        torch = require("torch", "hf")
+        transformers = require("transformers", "hf")
+        source = spec
+        if _looks_like_path(spec):
+            source = os.path.expanduser(spec)
+            if not os.path.isdir(source):
+                raise BackendError(
+                    f"'{spec}' is not a directory; pass a folder saved with save_pretrained "
+                    "(config.json, weights, processor files) or a hub id like 'org/model'"
+                )
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        common: dict[str, Any] = {
+            "local_files_only": local_files_only, "trust_remote_code": trust_remote_code,
+        }
+        if revision:
+            common["revision"] = revision
+
+        config = self._load("config", transformers.AutoConfig.from_pretrained, source, **common)
+        self._check_architecture(config, transformers)
+        self.processor = self._load("processor", transformers.AutoProcessor.from_pretrained, source, **common)
+        if getattr(self.processor, "image_processor", None) is None:
+            raise BackendError(
+                f"'{spec}' has no image processor (AutoProcessor gave {type(self.processor).__name__}); "
+                f"it is not an image-text-to-text model. Use one such as {_EXAMPLES}."
+            )
+        if chat_template is not None:
+            self.processor.chat_template = chat_template
+        if not getattr(self.processor, "chat_template", None):
+            raise BackendError(
+                f"'{spec}' ships no chat template, so pekit cannot place the image in the prompt; "
+                "pass chat_template='<Jinja template>' (see the model card) or use an -Instruct/-hf variant"
+            )
+        kwargs = dict(common, dtype=self.dtype)
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
+        auto_model = transformers.AutoModelForImageTextToText
+        model = self._load("model", auto_model.from_pretrained, source, **kwargs)
+        try:
+            self.model = model.to(self.device).eval()
+        except (RuntimeError, ValueError) as exc:
+            raise BackendError(f"cannot move '{spec}' to {self.device}: {exc}; try device='cpu' "
+                               "or a smaller dtype ('bfloat16')") from exc
+        self._torch = torch
+        log.info("loaded %s on %s (%s)", self.name, self.device, self.dtype)
+
+    def _load(self, what: str, fn: Any, source: str, **kwargs: Any) -> Any:
+        try:
+            return fn(source, **kwargs)
+        except Exception as exc:  # hub, parsing and import errors: one clear error
+            hint, msg = "", str(exc)
+            video = any(k in msg.lower() for k in ("video_processor", "video processor", "torchvision"))
+            if video and importlib.util.find_spec("torchvision") is None:
+                hint = " This model's processor needs torchvision: `pip install torchvision`."
+            elif isinstance(exc, OSError):
+                hint = (" Check the hub id (e.g. 'llava-hf/llava-v1.6-mistral-7b-hf') or the local "
+                        "directory; offline or a gated model? download it first (`hf download <id>`) "
+                        "or log in.")
+            detail = " ".join(msg.split()).rstrip(".")
+            raise BackendError(f"cannot load the {what} of '{self.spec}': {detail}.{hint}") from exc
+
+    def _check_architecture(self, config: Any, transformers: Any) -> None:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+        model_type = getattr(config, "model_type", "")
+        custom = "AutoModelForImageTextToText" in (getattr(config, "auto_map", None) or {})
+        if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and not custom:
+            archs = ", ".join(getattr(config, "architectures", None) or []) or "unknown architecture"
+            raise BackendError(
+                f"'{self.spec}' is a '{model_type}' model ({archs}), not an image-text-to-text model "
+                f"that transformers {transformers.__version__} knows; use a vision-language model "
+                f"such as {_EXAMPLES}."
+            )
+
+    def _pil(self, image: np.ndarray) -> Any:
+        from PIL import Image
+
+        pil = Image.fromarray(image)
+        side = self.max_image_side
+        if side and max(pil.size) > side:
+            scale = side / max(pil.size)
+            pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))),
+                             Image.Resampling.BICUBIC)
+        return pil
+
+    def _inputs(self, image: np.ndarray, prompt: str) -> Any:
+        messages = [{"role": "user", "content": [
+            {"type": "image", "image": self._pil(image)},
+            {"type": "text", "text": prompt},
+        ]}]
+        try:
+            inputs = self.processor.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+            )
+        except Exception as exc:  # processors raise anything; report it clearly
+            raise BackendError(
+                f"the processor of '{self.spec}' rejected the image (shape {image.shape}) or prompt: "
+                f"{type(exc).__name__}: {exc}. Pass an RGB photo of reasonable size and aspect ratio "
+                "(e.g. at least 28 px per side, not a thin strip)."
+            ) from exc
+        torch = self._torch
+        out = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if torch.is_floating_point(value):
+                    value = value.to(self.dtype)
+            out[key] = value
+        return out
+
+    def generate(
+        self,
+        image: np.ndarray,
+        prompt: str,
+        *,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> str:
+        """Answer ``prompt`` about ``image`` (``(H, W, 3) uint8``); greedy when ``temperature == 0``."""
+        image = check_image(image)
+        prompt = check_prompt(prompt)
+        check_generation(max_new_tokens, temperature, seed)
+        torch = self._torch
+        with self._lock:
+            start = time.perf_counter()
+            inputs = self._inputs(image, prompt)
+            gen: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "do_sample": temperature > 0}
+            if temperature > 0:
+                gen["temperature"] = float(temperature)
+            else:  # silence "temperature is set but do_sample=False" from the model's own defaults
+                gen.update(temperature=None, top_p=None, top_k=None)
+            tokenizer = getattr(self.processor, "tokenizer", None)
+            if getattr(self.model.generation_config, "pad_token_id", None) is None and tokenizer is not None:
+                gen["pad_token_id"] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
+                    else tokenizer.eos_token_id
+            fork = contextlib.nullcontext()
+            if seed is not None:
+                devices = [torch.device(self.device)] if self.device.startswith("cuda") else []
+                fork = torch.random.fork_rng(devices=devices)
+            try:
+                with fork, torch.inference_mode():
+                    if seed is not None:
+                        torch.manual_seed(int(seed))
+                    output = self.model.generate(**inputs, **gen)
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise BackendError(
+                    f"generation with '{self.spec}' failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            n_prompt = int(inputs["input_ids"].shape[1])
+            new_tokens = output[:, n_prompt:]
+            text = self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0]
+            self.last_usage = {
+                "prompt_tokens": n_prompt,
+                "completion_tokens": int(new_tokens.shape[1]),
+                "seconds": round(time.perf_counter() - start, 4),
+            }
+        return text.strip()
+
+    def __repr__(self) -> str:
+        return f"HFLVLM({self.spec!r}, device={self.device!r}, dtype={self.dtype})"

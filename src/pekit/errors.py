@@ -1,0 +1,98 @@
+"""Typed errors. Every message says what went wrong *and* what to do about it.
+
+The CLI maps each class to an exit code (``exit_code``), so scripts can react to
+"concept not found" differently from "bad image".
+"""
+
+from __future__ import annotations
+
+
+class PekitError(Exception):
+    """Base class of every error pekit raises on purpose."""
+
+    exit_code = 1
+
+
+class ImageError(PekitError, ValueError):
+    """An input could not be used as an image (unreadable, truncated, too large, empty)."""
+
+    exit_code = 3
+
+
+class ConceptNotFoundError(PekitError, KeyError):
+    """A concept name is not in the memory."""
+
+    exit_code = 4
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateConceptError(PekitError, ValueError):
+    """A concept with that name already exists (use ``replace=True`` / ``--replace``)."""
+
+    exit_code = 5
+
+
+class InvalidInputError(PekitError, ValueError):
+    """An argument is malformed (empty name, bad box, wrong shape...)."""
+
+    exit_code = 2
+
+
+class NothingFoundError(PekitError):
+    """No object could be isolated in a reference image."""
+
+    exit_code = 6
+
+
+class MemoryStoreError(PekitError):
+    """The memory store cannot be opened, read or written."""
+
+    exit_code = 7
+
+
+class BackboneMismatchError(MemoryStoreError):
+    """The memory holds vectors from another backbone; they cannot be compared."""
+
+
+class SchemaError(MemoryStoreError):
+    """The memory file was written by a newer pekit (or is not a pekit memory)."""
+
+
+class BackendNotFoundError(PekitError, KeyError):
+    """A backend name is not registered; the message lists the available ones."""
+
+    exit_code = 8
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingDependencyError(PekitError, ImportError):
+    """An optional dependency is not installed; the message has the pip command."""
+
+    exit_code = 9
+
+
+class BackendError(PekitError, RuntimeError):
+    """A model backend failed (bad weights, unreachable endpoint, rejected request)."""
+
+    exit_code = 10
+
+
+def require(module: str, extra: str, package: str | None = None):  # noqa: ANN201
+    """Import an optional dependency or raise `MissingDependencyError` with the pip hint.
+
+    >>> np = require("numpy", "core")
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        pkg = package or module.split(".")[0]
+        raise MissingDependencyError(
+            f"this feature needs the optional dependency '{pkg}', which is not installed: "
+            f"run `pip install 'pekit[{extra}]'` (or `pip install {pkg}`)"
+        ) from exc

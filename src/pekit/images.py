@@ -1,0 +1,179 @@
+"""Safe image loading: one loader for paths, bytes, PIL images and numpy arrays.
+
+Everything becomes an ``(H, W, 3) uint8`` RGB array with EXIF orientation applied.
+Non-images, truncated files, empty images and decompression bombs raise `ImageError`
+naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pekit.errors import ImageError
+
+__all__ = ["IMAGE_SUFFIXES", "ImageInput", "MAX_PIXELS", "describe", "list_images", "load_image"]
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
+
+#: Refuse images with more pixels than this (a 16k x 16k photo); raise with ``max_pixels``.
+MAX_PIXELS = 16384 * 16384
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def describe(source: object) -> str:
+    """Short human name of an image source for error messages."""
+    if isinstance(source, (str, os.PathLike)):
+        return f"'{os.fspath(source)}'"
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, np.ndarray):
+        return f"<array {source.shape} {source.dtype}>"
+    if isinstance(source, Image.Image):
+        return f"<PIL image {source.mode} {source.size}>"
+    return f"<{type(source).__name__}>"
+
+
+def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ImageError(
+            f"{name}: an image array must have shape (H, W), (H, W, 3) or (H, W, 4), "
+            f"but got shape {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageError(f"{name}: the image is empty (zero width or height)")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating):
+            if not np.all(np.isfinite(arr)):
+                raise ImageError(f"{name}: the image array contains NaN or infinite values")
+            hi = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
+            arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        elif np.issubdtype(arr.dtype, np.integer):
+            hi = 255 if arr.max(initial=0) <= 255 else (65535 if arr.max() <= 65535 else int(arr.max()))
+            arr = (arr.astype(np.float64) / hi * 255.0 + 0.5).astype(np.uint8)
+        else:
+            raise ImageError(f"{name}: unsupported array dtype {arr.dtype}; use uint8 RGB")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.shape[2] == 4:
+        # composite on white: transparent product photos should not turn black
+        rgb = arr[:, :, :3].astype(np.float32)
+        alpha = arr[:, :, 3:4].astype(np.float32) / 255.0
+        arr = (rgb * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - a broken EXIF block should not make the photo unusable
+        pass
+    if img.width == 0 or img.height == 0:
+        raise ImageError(f"{name}: the image is empty (zero width or height)")
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        return _array_to_rgb((np.clip(arr / hi, 0, 1) * 255 + 0.5).astype(np.uint8), name)
+    if mode == "F":
+        return _array_to_rgb(np.asarray(img, dtype=np.float32), name)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        return _array_to_rgb(np.asarray(img.convert("RGBA")), name)
+    if mode != "RGB":
+        img = img.convert("RGB")
+    return _array_to_rgb(np.asarray(img), name)
+
+
+def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(fp)  # type: ignore[arg-type]
+            if img.width * img.height > max_pixels:
+                raise ImageError(
+                    f"{name}: the image is {img.width}x{img.height} pixels, more than the limit of "
+                    f"{max_pixels} pixels; downscale it first or pass a larger max_pixels"
+                )
+            img.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"{name}: refused as a possible decompression bomb ({exc}); downscale it first"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"{name}: not an image file pekit can read (supported: "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))})"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{name}: the image file is damaged or truncated ({exc}); re-export it") from exc
+    return img
+
+
+def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Load anything image-like as an ``(H, W, 3) uint8`` RGB array.
+
+    Args:
+        source: a path, raw encoded bytes, a PIL image or a numpy array (grayscale, RGB,
+            RGBA; uint8, uint16, bool or float in [0, 1]).
+        max_pixels: refuse larger images (decompression-bomb guard).
+
+    Raises:
+        ImageError: missing file, non-image, truncated file, empty or oversized image.
+
+    Example:
+        >>> load_image(np.zeros((4, 5), np.uint8)).shape
+        (4, 5, 3)
+    """
+    name = describe(source)
+    if isinstance(source, np.ndarray):
+        if source.ndim >= 2 and source.shape[0] * source.shape[1] > max_pixels:
+            raise ImageError(f"{name}: more than the limit of {max_pixels} pixels; downscale it first")
+        return _array_to_rgb(source, name)
+    if isinstance(source, Image.Image):
+        if source.width * source.height > max_pixels:
+            raise ImageError(f"{name}: more than the limit of {max_pixels} pixels; downscale it first")
+        return _pil_to_rgb(source, name)
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError("<0 bytes>: the image data is empty")
+        return _pil_to_rgb(_open_checked(io.BytesIO(bytes(source)), name, max_pixels), name)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise ImageError(f"{name}: no such file; check the path")
+        if path.is_dir():
+            raise ImageError(f"{name}: is a folder, not an image; pass the image files inside it")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name}: the file is empty (0 bytes)")
+        with path.open("rb") as fh:
+            return _pil_to_rgb(_open_checked(fh, name, max_pixels), name)
+    raise ImageError(
+        f"{name}: cannot read an image from this type; pass a path, bytes, a PIL image or a numpy array"
+    )
+
+
+def list_images(paths: list[str | os.PathLike]) -> list[Path]:
+    """Expand folders into their image files (sorted); keep files as given."""
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if path.is_dir():
+            found = sorted(q for q in path.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ImageError(f"'{path}': the folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out

@@ -1,0 +1,148 @@
+"""Pure helpers of the embedded memory: validation, float32 blobs, JSON meta, name hints.
+
+Nothing here touches a database; `pekit.memory.sqlite` calls these before and after SQL.
+
+Example:
+    >>> import numpy as np
+    >>> v = unit_rows(np.array([[3.0, 4.0]]), what="views")
+    >>> v.tolist(), from_blob(to_blob(v), dim=2).tolist()
+    ([[0.6000000238418579, 0.800000011920929]], [[0.6000000238418579, 0.800000011920929]])
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from pekit.errors import InvalidInputError
+
+__all__ = [
+    "check_threshold", "clean_text", "dump_meta", "from_blob", "not_found_message", "to_blob", "unit_rows",
+]
+
+_BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines
+_UNIT_ATOL = 1e-6
+_MAX_LISTED = 20
+
+
+def clean_text(value: Any, what: str, example: str) -> str:
+    """``value`` stripped; `InvalidInputError` unless it is a non-empty string.
+
+    >>> clean_text(" Bo ", "concept name", "Bo")
+    'Bo'
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{what} must be a non-empty string, e.g. {example!r}, but got {value!r}")
+    return value.strip()
+
+
+def unit_rows(array: Any, *, what: str, dim: int | None = None) -> np.ndarray:
+    """``(k, d) float32`` C-contiguous copy with every row L2-normalised.
+
+    Rows already of unit norm (within 1e-6) are kept bit for bit, so a round trip through
+    the store returns exactly what was written.
+
+    Raises:
+        InvalidInputError: not 2-D, width differs from ``dim``, non-finite or all-zero rows.
+
+    >>> unit_rows([[0.0, 2.0]], what="views").tolist()
+    [[0.0, 1.0]]
+    """
+    a = np.asarray(array, dtype=np.float32)
+    if a.ndim != 2:
+        raise InvalidInputError(f"{what} must be a 2D np.ndarray with shape (k, d), but got shape {a.shape}")
+    if dim is not None and a.shape[1] != dim:
+        raise InvalidInputError(
+            f"{what} must have shape (_, {dim}) to match the vectors already in this memory, "
+            f"but got shape {a.shape}"
+        )
+    if not np.all(np.isfinite(a)):
+        raise InvalidInputError(f"{what} must contain only finite numbers (found NaN or inf)")
+    norms = np.linalg.norm(a.astype(np.float64), axis=1, keepdims=True)
+    if len(a) and np.any(norms == 0):
+        rows = np.flatnonzero(norms[:, 0] == 0).tolist()
+        raise InvalidInputError(f"{what} rows {rows} are all zeros and cannot be L2-normalised")
+    if np.allclose(norms, 1.0, rtol=0.0, atol=_UNIT_ATOL):
+        return np.ascontiguousarray(a, dtype=np.float32).copy()
+    return np.ascontiguousarray(a / norms, dtype=np.float32)
+
+
+def to_blob(rows: np.ndarray) -> bytes:
+    """Raw little-endian float32 bytes of ``rows`` (any shape)."""
+    return np.ascontiguousarray(rows, dtype=_BLOB_DTYPE).tobytes()
+
+
+def from_blob(blob: bytes, *, dim: int) -> np.ndarray:
+    """Inverse of `to_blob`: a writable ``(k, dim) float32`` array."""
+    return np.frombuffer(blob, dtype=_BLOB_DTYPE).reshape(-1, dim).astype(np.float32)
+
+
+def check_threshold(value: Any) -> float | None:
+    """``None`` or a finite float; `InvalidInputError` otherwise.
+
+    >>> check_threshold(0.5), check_threshold(None)
+    (0.5, None)
+    """
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"threshold must be a number or None, but got {value!r}") from exc
+    if not math.isfinite(out):
+        raise InvalidInputError(f"threshold must be finite, but got {value!r}")
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"object of type {type(value).__name__} is not JSON serializable")
+
+
+def dump_meta(meta: Any) -> str:
+    """JSON text of a concept's ``meta`` dict (numpy scalars and arrays become numbers/lists).
+
+    >>> dump_meta({"files": ("a.jpg",), "score": np.float32(0.5)})
+    '{"files": ["a.jpg"], "score": 0.5}'
+    """
+    if meta is None:
+        return "{}"
+    if not isinstance(meta, dict):
+        raise InvalidInputError(f"concept meta must be a dict, but got {type(meta).__name__}")
+    try:
+        return json.dumps(meta, default=_json_default, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"concept meta must be JSON-serialisable (str, numbers, lists, dicts): {exc}"
+        ) from exc
+
+
+def not_found_message(name: str, namespace: str, known: list[str]) -> str:
+    """Message for an unknown name: the closest known name (if any) and the known names.
+
+    >>> print(not_found_message("bo", "default", ["Bo", "Rex"]))
+    no concept named 'bo' in namespace 'default'; did you mean 'Bo'? (names are case-sensitive); \
+known concepts: Bo, Rex
+    """
+    msg = f"no concept named {name!r} in namespace {namespace!r}"
+    if not known:
+        return msg + "; it holds no concepts yet: introduce one first"
+    folded = {k.casefold(): k for k in known}
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
+    if close:
+        guess = folded[close[0]]
+        hint = " (names are case-sensitive)" if guess.casefold() == name.casefold() else ""
+        msg += f"; did you mean {guess!r}?{hint}"
+    listed = ", ".join(known[:_MAX_LISTED])
+    if len(known) > _MAX_LISTED:
+        listed += f", ... ({len(known)} in all)"
+    return msg + f"; known concepts: {listed}"

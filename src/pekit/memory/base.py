@@ -1,0 +1,60 @@
+"""The memory protocol: where concepts (names, context, view embeddings) live."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from pekit.types import Concept
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    """A concept store. Implementations: `SqliteMemory` (embedded file, default);
+    a server-backed pgvector store can follow behind the same protocol.
+
+    Every method takes ``namespace`` (the user / owner); names are unique per namespace.
+    All vectors in one store come from one backbone (``backbone`` fingerprint): adding a
+    concept from another backbone raises `BackboneMismatchError`.
+    """
+
+    uri: str
+
+    @property
+    def backbone(self) -> str | None:
+        """Fingerprint of the backbone whose vectors the store holds (None while empty)."""
+        ...
+
+    def add(self, concept: Concept, *, replace: bool = False) -> Concept:
+        """Insert (or, with ``replace``, overwrite) a concept; returns it with ``id`` set.
+
+        Raises `DuplicateConceptError` if the name exists and ``replace`` is False.
+        """
+        ...
+
+    def get(self, name: str, *, namespace: str = "default") -> Concept:
+        """The concept called ``name``; `ConceptNotFoundError` (listing known names) if absent."""
+        ...
+
+    def concepts(self, *, namespace: str = "default") -> list[Concept]:
+        """All concepts of a namespace, ordered by id."""
+        ...
+
+    def remove(self, name: str, *, namespace: str = "default") -> None:
+        """Delete a concept; `ConceptNotFoundError` if absent."""
+        ...
+
+    def update(self, concept: Concept) -> Concept:
+        """Write back changed fields (threshold, context, views...) of a stored concept."""
+        ...
+
+    def count(self, namespace: str | None = None) -> int:
+        """Number of concepts (in one namespace, or in all)."""
+        ...
+
+    def namespaces(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> MemoryStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...

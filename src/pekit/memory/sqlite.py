@@ -1,0 +1,425 @@
+"""The embedded memory: every concept of every namespace in one SQLite file (stdlib only).
+
+Each write (add, replace, update, remove) is one ``BEGIN IMMEDIATE ... COMMIT``
+transaction, so a crash mid-write keeps everything committed before it and never leaves
+half a concept. Vectors are stored as little-endian float32 blobs, L2-normalised on write;
+all of them come from the one backbone recorded by the first add. See `pekit.memory._schema`
+for the tables.
+
+Example:
+    >>> import numpy as np
+    >>> from pekit.types import Concept
+    >>> with SqliteMemory(":memory:") as memory:
+    ...     bo = memory.add(Concept("Bo", np.eye(2, 8), category="dog", backbone="toy"))
+    ...     memory.get("Bo").views.shape, memory.matrix().ids.tolist()
+    ((2, 8), [1, 1])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from pekit.errors import (
+    BackboneMismatchError,
+    ConceptNotFoundError,
+    DuplicateConceptError,
+    InvalidInputError,
+)
+from pekit.memory._codec import (
+    check_threshold,
+    clean_text,
+    dump_meta,
+    from_blob,
+    not_found_message,
+    to_blob,
+    unit_rows,
+)
+from pekit.memory._db import SqliteFile
+from pekit.types import Concept
+
+__all__ = ["SqliteMemory", "ViewMatrix"]
+
+logger = logging.getLogger(__name__)
+
+_COLUMNS = "c.id, c.namespace, c.name, c.category, c.context, c.threshold, c.created, c.updated, c.meta"
+
+
+class ViewMatrix(NamedTuple):
+    """All views of one namespace stacked for matching (read-only arrays, cached).
+
+    Attributes:
+        ids: ``(N,) int64`` concept id of each view row; rows of one concept are
+            contiguous and ordered by id, so ``np.maximum.reduceat`` groups them.
+        views: ``(N, d) float32`` L2-normalised view embeddings.
+        concept_index: concept id -> `Concept` (its ``views`` are slices of ``views``).
+    """
+
+    ids: np.ndarray
+    views: np.ndarray
+    concept_index: dict[int, Concept]
+
+
+def _show(backbone: str) -> str:
+    return repr(backbone) if backbone else "'' (no fingerprint)"
+
+
+class SqliteMemory:
+    """`MemoryStore` on one SQLite file; ``":memory:"`` keeps it in this process only.
+
+    Args:
+        path: file to open or create (parent folders are created); ``":memory:"`` (or
+            ``"memory://"``) for a store that lives in this process only.
+        read_only: open with ``mode=ro``: reads work, writes raise `MemoryStoreError`.
+        store_images: keep the encoded reference photos passed to `add` (off by default:
+            only embeddings are stored).
+        timeout: seconds to wait for another process's write lock before giving up.
+
+    Safe to share between threads (one connection behind a lock); several processes may
+    open the same file.
+
+    Example:
+        >>> memory = SqliteMemory(":memory:")
+        >>> memory.count(), memory.backbone
+        (0, None)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        store_images: bool = False,
+        timeout: float = 5.0,
+    ) -> None:
+        raw = os.fspath(path)
+        file = None if raw in (":memory:", "memory://") else Path(raw).expanduser().absolute()
+        self._db = SqliteFile(file, read_only=bool(read_only), timeout=float(timeout))
+        self.uri = self._db.label
+        self.store_images = bool(store_images)
+        self._cache: dict[str, ViewMatrix] = {}
+        self._cache_version = (-1, -1)
+
+    def _transaction(self, action: str, *, write: bool) -> AbstractContextManager[sqlite3.Connection]:
+        return self._db.transaction(action, write=write)
+
+    # ---- properties ------------------------------------------------------------------
+    def _meta(self, conn: sqlite3.Connection) -> dict[str, str]:
+        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+
+    @property
+    def backbone(self) -> str | None:
+        """Fingerprint of the backbone whose vectors the store holds (None while empty)."""
+        with self._transaction("read the backbone", write=False) as conn:
+            return self._meta(conn).get("backbone")
+
+    @property
+    def dim(self) -> int | None:
+        """Width ``d`` of the stored vectors (None while empty)."""
+        with self._transaction("read the dimension", write=False) as conn:
+            value = self._meta(conn).get("dim")
+        return None if value is None else int(value)
+
+    @property
+    def read_only(self) -> bool:
+        """True when opened with ``read_only=True`` (or ``mode=ro``)."""
+        return self._db.read_only
+
+    # ---- reads -----------------------------------------------------------------------
+    def _load(self, conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[Concept]:
+        """Concepts matching ``where`` (on table alias ``c``), ordered by id, with vectors."""
+        sql = f"SELECT {_COLUMNS} FROM concepts c WHERE {where} ORDER BY c.id"
+        rows = conn.execute(sql, params).fetchall()
+        if not rows:
+            return []
+        meta = self._meta(conn)
+        dim, backbone = int(meta["dim"]), meta.get("backbone", "")
+        views: dict[int, list[bytes]] = {}
+        for cid, blob in conn.execute(
+            f"SELECT v.concept_id, v.vector FROM views v JOIN concepts c ON c.id = v.concept_id "
+            f"WHERE {where} ORDER BY v.concept_id, v.idx",
+            params,
+        ):
+            views.setdefault(cid, []).append(blob)
+        parts = {
+            cid: from_blob(blob, dim=dim)
+            for cid, blob in conn.execute(
+                f"SELECT p.concept_id, p.vectors FROM parts p JOIN concepts c ON c.id = p.concept_id "
+                f"WHERE {where}",
+                params,
+            )
+        }
+        return [
+            Concept(
+                id=cid, namespace=ns, name=name, category=category, context=context, threshold=threshold,
+                created=created, updated=updated, meta=json.loads(meta_json), backbone=backbone,
+                views=from_blob(b"".join(views[cid]), dim=dim), parts=parts.get(cid),
+            )
+            for cid, ns, name, category, context, threshold, created, updated, meta_json in rows
+        ]
+
+    def _names(self, conn: sqlite3.Connection, namespace: str) -> list[str]:
+        sql = "SELECT name FROM concepts WHERE namespace = ? ORDER BY id"
+        return [r[0] for r in conn.execute(sql, (namespace,))]
+
+    def get(self, name: str, *, namespace: str = "default") -> Concept:
+        """The concept called ``name``; `ConceptNotFoundError` (with the known names) if absent.
+
+        >>> SqliteMemory(":memory:").get("Bo")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pekit.errors.ConceptNotFoundError: no concept named 'Bo' in namespace 'default'; ...
+        """
+        name, namespace = self._key(name, namespace)
+        with self._transaction(f"read concept {name!r}", write=False) as conn:
+            found = self._load(conn, "c.namespace = ? AND c.name = ?", (namespace, name))
+            if not found:
+                raise ConceptNotFoundError(not_found_message(name, namespace, self._names(conn, namespace)))
+            return found[0]
+
+    def concepts(self, *, namespace: str = "default") -> list[Concept]:
+        """All concepts of a namespace, ordered by id."""
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._transaction("list concepts", write=False) as conn:
+            return self._load(conn, "c.namespace = ?", (namespace,))
+
+    def count(self, namespace: str | None = None) -> int:
+        """Number of concepts in ``namespace`` (all namespaces when None)."""
+        with self._transaction("count concepts", write=False) as conn:
+            if namespace is None:
+                return int(conn.execute("SELECT COUNT(*) FROM concepts").fetchone()[0])
+            namespace = clean_text(namespace, "namespace", "default")
+            sql = "SELECT COUNT(*) FROM concepts WHERE namespace = ?"
+            return int(conn.execute(sql, (namespace,)).fetchone()[0])
+
+    def namespaces(self) -> list[str]:
+        """Namespaces holding at least one concept, sorted."""
+        with self._transaction("list namespaces", write=False) as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT namespace FROM concepts ORDER BY namespace")]
+
+    def images(self, name: str, *, namespace: str = "default") -> list[bytes]:
+        """Encoded reference photos kept for a concept (empty unless added with ``store_images``)."""
+        cid = self.get(name, namespace=namespace).id
+        with self._transaction(f"read images of {name!r}", write=False) as conn:
+            sql = "SELECT data FROM images WHERE concept_id = ? ORDER BY idx"
+            return [bytes(r[0]) for r in conn.execute(sql, (cid,))]
+
+    def matrix(self, *, namespace: str = "default") -> ViewMatrix:
+        """All views of ``namespace`` stacked: ``(ids (N,), views (N, d), concept_index)``.
+
+        Cached per namespace; the cache is dropped on every write through this object and
+        when ``PRAGMA data_version`` shows a commit by another connection or process.
+
+        >>> m = SqliteMemory(":memory:").matrix()
+        >>> m.ids.shape, m.views.shape
+        ((0,), (0, 0))
+        """
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._db.lock:
+            version = self._db.version()
+            if version != self._cache_version:
+                self._cache.clear()
+                self._cache_version = version
+            cached = self._cache.get(namespace)
+            if cached is not None:
+                return cached
+            with self._transaction("read views", write=False) as conn:
+                concepts = self._load(conn, "c.namespace = ?", (namespace,))
+                dim = int(self._meta(conn).get("dim", 0))
+            built = self._stack(concepts, dim)
+            self._cache[namespace] = built
+            return built
+
+    @staticmethod
+    def _stack(concepts: list[Concept], dim: int) -> ViewMatrix:
+        views = np.concatenate([c.views for c in concepts]) if concepts else np.zeros((0, dim), np.float32)
+        ids = np.repeat(np.array([c.id for c in concepts], np.int64), [len(c.views) for c in concepts])
+        views.setflags(write=False)
+        ids.setflags(write=False)
+        index: dict[int, Concept] = {}
+        start = 0
+        for c in concepts:
+            index[c.id] = dataclasses.replace(c, views=views[start:start + len(c.views)])
+            start += len(c.views)
+        return ViewMatrix(ids=ids, views=views, concept_index=index)
+
+    # ---- writes ----------------------------------------------------------------------
+    @staticmethod
+    def _key(name: str, namespace: str) -> tuple[str, str]:
+        return clean_text(name, "concept name", "Bo"), clean_text(namespace, "namespace", "default")
+
+    def _check_backbone(self, conn: sqlite3.Connection, concept: Concept) -> None:
+        """Record the backbone on the first add (or into an empty store); refuse another one."""
+        meta, dim = self._meta(conn), concept.dim
+        empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM concepts)").fetchone()[0]
+        if "backbone" not in meta or empty:
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [("backbone", concept.backbone), ("dim", str(dim))],
+            )
+            return
+        if concept.backbone != meta["backbone"]:
+            raise BackboneMismatchError(
+                f"memory file {self.uri} holds vectors from backbone {_show(meta['backbone'])}, but "
+                f"concept {concept.name!r} was embedded with {_show(concept.backbone)}; vectors from "
+                "different backbones cannot be compared. Use a different memory file for this "
+                f"backbone, or re-introduce {concept.name!r} with backbone {_show(meta['backbone'])}"
+            )
+        if dim != int(meta["dim"]):
+            raise InvalidInputError(
+                f"views of {concept.name!r} have {dim} dimensions but memory file {self.uri} holds "
+                f"{meta['dim']}-dimensional vectors from the same backbone; check how they were computed"
+            )
+
+    def _write_vectors(self, conn: sqlite3.Connection, cid: int, views: np.ndarray,
+                       parts: np.ndarray | None) -> None:
+        conn.execute("DELETE FROM views WHERE concept_id = ?", (cid,))
+        conn.execute("DELETE FROM parts WHERE concept_id = ?", (cid,))
+        conn.executemany(
+            "INSERT INTO views (concept_id, idx, vector) VALUES (?, ?, ?)",
+            [(cid, i, to_blob(row)) for i, row in enumerate(views)],
+        )
+        if parts is not None:
+            conn.execute(
+                "INSERT INTO parts (concept_id, rows, vectors) VALUES (?, ?, ?)",
+                (cid, len(parts), to_blob(parts)),
+            )
+
+    def _prepared(self, concept: Concept) -> Concept:
+        """Validated copy: clean name/namespace, unit-norm float32 vectors, checked fields."""
+        name, namespace = self._key(concept.name, concept.namespace)
+        views = unit_rows(concept.views, what="views")
+        parts = None if concept.parts is None else unit_rows(concept.parts, what="parts", dim=views.shape[1])
+        return dataclasses.replace(
+            concept, name=name, namespace=namespace, views=views, parts=parts,
+            threshold=check_threshold(concept.threshold), meta=json.loads(dump_meta(concept.meta)),
+            backbone=concept.backbone or "",
+        )
+
+    def add(
+        self, concept: Concept, *, replace: bool = False, images: Sequence[bytes] | None = None
+    ) -> Concept:
+        """Insert ``concept`` (or, with ``replace``, overwrite the one of that name, keeping its id).
+
+        Returns a copy with ``id``, ``created`` and ``updated`` set and vectors normalised;
+        ``concept`` itself is not modified. ``images`` (encoded photo bytes) are kept only
+        when the store was opened with ``store_images=True``.
+
+        Raises:
+            DuplicateConceptError: the name exists in the namespace and ``replace`` is False.
+            BackboneMismatchError: ``concept.backbone`` differs from the store's.
+            InvalidInputError: bad name, shapes or values.
+        """
+        c = self._prepared(concept)
+        with self._transaction(f"add concept {c.name!r}", write=True) as conn:
+            self._check_backbone(conn, c)
+            row = conn.execute(
+                "SELECT id, created FROM concepts WHERE namespace = ? AND name = ?", (c.namespace, c.name)
+            ).fetchone()
+            now = time.time()
+            values = (c.category, c.context, c.threshold, now, dump_meta(c.meta))
+            if row is not None and not replace:
+                raise DuplicateConceptError(
+                    f"a concept named {c.name!r} already exists in namespace {c.namespace!r}; pass "
+                    "replace=True (CLI: --replace) to overwrite it, or choose another name"
+                )
+            if row is not None:
+                cid, created = int(row[0]), float(row[1])
+                conn.execute(
+                    "UPDATE concepts SET category = ?, context = ?, threshold = ?, updated = ?, meta = ? "
+                    "WHERE id = ?", (*values, cid),
+                )
+                conn.execute("DELETE FROM images WHERE concept_id = ?", (cid,))
+            else:
+                created = c.created or now
+                cur = conn.execute(
+                    "INSERT INTO concepts (namespace, name, category, context, threshold, updated, meta, "
+                    "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (c.namespace, c.name, *values, created),
+                )
+                cid = int(cur.lastrowid or 0)
+            self._write_vectors(conn, cid, c.views, c.parts)
+            if images and self.store_images:
+                conn.executemany(
+                    "INSERT INTO images (concept_id, idx, data) VALUES (?, ?, ?)",
+                    [(cid, i, sqlite3.Binary(bytes(data))) for i, data in enumerate(images)],
+                )
+            elif images:
+                logger.debug("not storing %d images of %r (store_images=False)", len(images), c.name)
+        return dataclasses.replace(c, id=cid, created=created, updated=now)
+
+    def update(self, concept: Concept) -> Concept:
+        """Write back the fields of a stored concept (found by ``id``, else by namespace and name).
+
+        Everything but ``created`` and the stored images is replaced; renaming is allowed.
+
+        Raises:
+            ConceptNotFoundError: no such concept.
+            DuplicateConceptError: the new name is taken in the namespace.
+            BackboneMismatchError: ``concept.backbone`` differs from the store's.
+        """
+        c = self._prepared(concept)
+        with self._transaction(f"update concept {c.name!r}", write=True) as conn:
+            if c.id >= 0:
+                row = conn.execute("SELECT id, created FROM concepts WHERE id = ?", (c.id,)).fetchone()
+            else:
+                sql = "SELECT id, created FROM concepts WHERE namespace = ? AND name = ?"
+                row = conn.execute(sql, (c.namespace, c.name)).fetchone()
+            if row is None:
+                what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r} in namespace {c.namespace!r}"
+                raise ConceptNotFoundError(f"no concept {what} to update; use add() to store a new concept")
+            cid, created = int(row[0]), float(row[1])
+            self._check_backbone(conn, c)
+            sql = "SELECT 1 FROM concepts WHERE namespace = ? AND name = ? AND id != ?"
+            clash = conn.execute(sql, (c.namespace, c.name, cid)).fetchone()
+            if clash:
+                raise DuplicateConceptError(
+                    f"cannot rename concept {cid} to {c.name!r}: that name is taken in namespace "
+                    f"{c.namespace!r}; remove the other concept first or choose another name"
+                )
+            now = time.time()
+            conn.execute(
+                "UPDATE concepts SET namespace = ?, name = ?, category = ?, context = ?, threshold = ?, "
+                "updated = ?, meta = ? WHERE id = ?",
+                (c.namespace, c.name, c.category, c.context, c.threshold, now, dump_meta(c.meta), cid),
+            )
+            self._write_vectors(conn, cid, c.views, c.parts)
+        return dataclasses.replace(c, id=cid, created=created, updated=now)
+
+    def remove(self, name: str, *, namespace: str = "default") -> None:
+        """Delete a concept with its views, parts and images; `ConceptNotFoundError` if absent."""
+        name, namespace = self._key(name, namespace)
+        with self._transaction(f"remove concept {name!r}", write=True) as conn:
+            row = conn.execute(
+                "SELECT id FROM concepts WHERE namespace = ? AND name = ?", (namespace, name)
+            ).fetchone()
+            if row is None:
+                raise ConceptNotFoundError(not_found_message(name, namespace, self._names(conn, namespace)))
+            for table in ("views", "parts", "images"):
+                conn.execute(f"DELETE FROM {table} WHERE concept_id = ?", (row[0],))
+            conn.execute("DELETE FROM concepts WHERE id = ?", (row[0],))
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the file; further calls raise `MemoryStoreError`. Safe to call twice."""
+        self._db.close()
+        self._cache.clear()
+
+    def __enter__(self) -> SqliteMemory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = ", read_only=True" if self._db.read_only else ""
+        return f"SqliteMemory({self.uri!r}{mode})"

@@ -1,0 +1,267 @@
+"""`Personalizer`: the one entry point — introduce, recognize, ask, caption, forget.
+
+Example:
+    >>> from pekit import Personalizer                                  # doctest: +SKIP
+    >>> p = Personalizer(memory="memory://")                            # doctest: +SKIP
+    >>> p.introduce("Bo", ["dog/00.jpg", "dog/01.jpg"], category="dog",
+    ...             context="my parents' dog, loves the beach")        # doctest: +SKIP
+    >>> p.recognize("photo.jpg").to_list()                              # doctest: +SKIP
+    [{'name': 'Bo', 'score': 0.71, 'box': [...], 'concept_id': 1}]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pekit.embed import load_backbone
+from pekit.errors import ConceptNotFoundError, InvalidInputError, NothingFoundError
+from pekit.images import ImageInput, describe, load_image
+from pekit.memory import MemoryStore, open_memory
+from pekit.pipeline import Pipeline, View
+from pekit.presets import Preset, get_preset
+from pekit.registry import create
+from pekit.retrieve.match import Gallery
+from pekit.types import Answer, Concept, Detections
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Personalizer", "build_pipeline"]
+
+
+def build_pipeline(preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
+    """Build the `Pipeline` (backbone, detector, segmenter) a preset describes.
+
+    ``overrides`` change preset fields (``backbone=``, ``detector=``) or recognition
+    settings (``threshold=``, ``proposals=``...).
+    """
+    p = get_preset(preset).with_options(**overrides) if overrides else get_preset(preset)
+    backbone = load_backbone(p.backbone, **p.backbone_options)
+    detector = create("detector", p.detector) if p.detector else None
+    segmenter = create("segmenter", p.segmenter) if p.segmenter else None
+    return Pipeline(backbone, p.recognition, detector=detector, segmenter=segmenter)
+
+
+def _boxes_for(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[np.ndarray | None]:
+    if boxes is None:
+        return [None] * len(images)
+    if len(boxes) != len(images):
+        raise InvalidInputError(f"got {len(boxes)} boxes for {len(images)} images; give one box (or None) per image")
+    out: list[np.ndarray | None] = []
+    for b in boxes:
+        if b is None:
+            out.append(None)
+            continue
+        arr = np.asarray(b, np.float32).reshape(-1)
+        if arr.shape != (4,) or not np.all(np.isfinite(arr)) or arr[2] <= arr[0] or arr[3] <= arr[1]:
+            raise InvalidInputError(f"a box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {b!r}")
+        out.append(arr)
+    return out
+
+
+class Personalizer:
+    """Personal concepts in memory + recognition + (optionally) an LVLM.
+
+    Args:
+        preset: ``offline`` (default), ``cpu``, ``paper`` or a `Preset`.
+        memory: a `MemoryStore` or a URI/path for `open_memory` (default: ``$PEKIT_MEMORY``
+            or the user data dir).
+        namespace: the user whose concepts are used.
+        lvlm: LVLM backend name (``none``, ``hf:<id>``, ``openai:<url>#<model>``) or object;
+            default: the preset's.
+        threshold: override the preset's recognition threshold.
+        **overrides: other preset/recognition fields (``backbone=``, ``proposals=``...).
+    """
+
+    def __init__(self, preset: str | Preset = "offline", *, memory: MemoryStore | str | os.PathLike | None = None,
+                 namespace: str = "default", lvlm: Any = None, threshold: float | None = None,
+                 **overrides: Any) -> None:
+        if threshold is not None:
+            overrides["threshold"] = threshold
+        self.preset = get_preset(preset).with_options(**overrides) if overrides else get_preset(preset)
+        self.memory: MemoryStore = memory if isinstance(memory, MemoryStore) else open_memory(memory)
+        if not isinstance(namespace, str) or not namespace.strip():
+            raise InvalidInputError("namespace must be a non-empty string")
+        self.namespace = namespace
+        self._lvlm_spec = lvlm if lvlm is not None else self.preset.lvlm
+        self._lvlm: Any = None
+        self._pipeline: Pipeline | None = None
+
+    # -- lazily built parts -------------------------------------------------------------
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            self._pipeline = build_pipeline(self.preset)
+        return self._pipeline
+
+    @property
+    def lvlm(self) -> Any:
+        if self._lvlm is None:
+            if isinstance(self._lvlm_spec, str):
+                from pekit.answer import load_lvlm
+
+                self._lvlm = load_lvlm(self._lvlm_spec)
+            else:
+                self._lvlm = self._lvlm_spec
+        return self._lvlm
+
+    def _check_backbone(self) -> None:
+        stored = self.memory.backbone
+        if stored is not None and stored != self.pipeline.fingerprint:
+            from pekit.errors import BackboneMismatchError
+
+            raise BackboneMismatchError(
+                f"the memory '{self.memory.uri}' holds vectors from backbone '{stored}', but this "
+                f"Personalizer uses '{self.pipeline.fingerprint}'; use the same preset/backbone, "
+                "or another memory file"
+            )
+
+    # -- stage 1: introduce --------------------------------------------------------------
+    def views(self, images: Sequence[ImageInput], *, category: str = "", boxes: Sequence[Any] | None = None,
+              masks: Sequence[Any] | None = None) -> list[View]:
+        """Reference views of ``images`` (one backbone pass each), without storing anything."""
+        box_list = _boxes_for(images, boxes)
+        mask_list = list(masks) if masks is not None else [None] * len(images)
+        if len(mask_list) != len(images):
+            raise InvalidInputError(f"got {len(mask_list)} masks for {len(images)} images")
+        out = []
+        for src, box, mask in zip(images, box_list, mask_list):
+            image = load_image(src)
+            grid = self.pipeline.encode(image)
+            try:
+                out.append(self.pipeline.reference(grid, box=box, mask=None if mask is None else np.asarray(mask),
+                                                   image=image, category=category))
+            except NothingFoundError as exc:
+                raise NothingFoundError(f"{describe(src)}: {exc}") from exc
+        return out
+
+    def introduce(self, name: str, images: ImageInput | Sequence[ImageInput], *, category: str = "",
+                  context: str = "", boxes: Sequence[Any] | None = None, masks: Sequence[Any] | None = None,
+                  replace: bool = False) -> Concept:
+        """Add a concept from one or more reference photos.
+
+        Args:
+            name: what the user calls it ("Bo"); unique per namespace.
+            images: one image or a list (paths, bytes, PIL, numpy).
+            category: its class ("dog"), used by detector-based extraction and prompts.
+            context: free text for the LVLM ("my parents' dog").
+            boxes: optional ``[x0, y0, x1, y1]`` (or None) per image around the object.
+            masks: optional ``(H, W)`` bool mask (or None) per image.
+            replace: overwrite an existing concept of that name instead of raising
+                `DuplicateConceptError`.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInputError("the concept name must be a non-empty string, e.g. 'Bo'")
+        if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray)) or not isinstance(images, Sequence):
+            images = [images]  # type: ignore[list-item]
+        if len(images) == 0:
+            raise InvalidInputError(f"introduce '{name}' needs at least one reference image")
+        if not replace:
+            try:
+                self.memory.get(name.strip(), namespace=self.namespace)
+            except ConceptNotFoundError:
+                pass
+            else:
+                from pekit.errors import DuplicateConceptError
+
+                raise DuplicateConceptError(
+                    f"a concept named '{name.strip()}' already exists; pass replace=True (--replace) "
+                    "to overwrite it, or choose another name"
+                )
+        self._check_backbone()
+        start = time.perf_counter()
+        views = self.views(images, category=category, boxes=boxes, masks=masks)
+        concept = Concept(
+            name=name, views=np.stack([v.embedding for v in views]),
+            parts=np.concatenate([v.parts for v in views]), category=category.strip(), context=context.strip(),
+            namespace=self.namespace, backbone=self.pipeline.fingerprint,
+            meta={"references": [describe(s).strip("'") for s in images],
+                  "boxes": [[round(float(x), 1) for x in v.xyxy] for v in views],
+                  "seconds": round(time.perf_counter() - start, 3)},
+        )
+        return self.memory.add(concept, replace=replace)
+
+    # -- stage 2: recognize ----------------------------------------------------------------
+    def gallery(self) -> Gallery:
+        return Gallery.from_concepts(self.memory.concepts(namespace=self.namespace))
+
+    def recognize(self, image: ImageInput, *, threshold: float | None = None) -> Detections:
+        """Find the namespace's concepts in one image: named boxes, best first.
+
+        Costs one backbone pass; every proposal is pooled from it.
+        """
+        img = load_image(image)
+        gallery = self.gallery()
+        if len(gallery) == 0:
+            return Detections.empty()
+        self._check_backbone()
+        grid = self.pipeline.encode(img)
+        labels = [c.category for c in self.memory.concepts(namespace=self.namespace) if c.category]
+        return self.pipeline.recognize(grid, gallery, threshold=threshold, image=img, labels=labels)
+
+    def annotate(self, image: ImageInput, detections: Detections) -> np.ndarray:
+        """Draw the detections (distinct colours, names, scores) on a copy of the image."""
+        from pekit.prompt.overlay import annotate
+
+        return annotate(load_image(image), detections)
+
+    # -- stage 3: answer ----------------------------------------------------------------------
+    def ask(self, image: ImageInput, question: str, *, options: dict[str, str] | None = None,
+            threshold: float | None = None, **generation: Any) -> Answer:
+        """Recognize, draw coloured boxes, and ask the LVLM ``question`` using the names.
+
+        With nothing recognized the question goes to the LVLM plainly (the prompt says which
+        of the user's concepts the question names are not visible). Multiple-choice
+        questions (``options={"A": ..., "B": ...}`` or "A. x B. y" in the text) get the
+        parsed letter in ``Answer.choice``. ``generation``: ``max_new_tokens``,
+        ``temperature``, ``seed``.
+        """
+        return self._respond(image, question=question, options=options, threshold=threshold, **generation)
+
+    def caption(self, image: ImageInput, *, threshold: float | None = None, **generation: Any) -> Answer:
+        """A caption that calls the recognized concepts by name."""
+        return self._respond(image, question=None, options=None, threshold=threshold, **generation)
+
+    def _respond(self, image: ImageInput, *, question: str | None, options: dict[str, str] | None,
+                 threshold: float | None, **generation: Any) -> Answer:
+        from pekit.answer import respond
+        from pekit.prompt import validate_question
+
+        if question is not None:
+            question = validate_question(question)  # fail before the backbone pass
+        img = load_image(image)
+        dets = self.recognize(img, threshold=threshold)
+        concepts = self.concepts()
+        answer = respond(self.lvlm, img, dets, question=question, options=options,
+                         contexts={c.name: c.context for c in concepts if c.context},
+                         known_names=[c.name for c in concepts], **generation)
+        return answer
+
+    # -- memory ------------------------------------------------------------------------------
+    def concepts(self) -> list[Concept]:
+        return self.memory.concepts(namespace=self.namespace)
+
+    def get(self, name: str) -> Concept:
+        return self.memory.get(name, namespace=self.namespace)
+
+    def forget(self, name: str) -> None:
+        """Remove a concept (`ConceptNotFoundError` if it does not exist)."""
+        self.memory.remove(name, namespace=self.namespace)
+
+    def close(self) -> None:
+        self.memory.close()
+
+    def __enter__(self) -> Personalizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Personalizer(preset={self.preset.name!r}, memory={self.memory.uri!r}, namespace={self.namespace!r})"
+

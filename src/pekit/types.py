@@ -1,0 +1,271 @@
+"""Core data types shared by every stage: `PatchGrid`, `Detections`, `Concept`, `Answer`.
+
+Arrays are numpy; images are ``(H, W, 3) uint8`` RGB; boxes are ``xyxy`` in pixels of the
+original image (x0, y0 inclusive, x1, y1 exclusive, floats allowed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from pekit.errors import InvalidInputError
+
+__all__ = ["Answer", "Concept", "Detections", "PatchGrid"]
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Patch features of ONE backbone pass over one image.
+
+    Attributes:
+        features: ``(h, w, d) float32`` patch tokens (not normalised).
+        image_size: ``(W, H)`` of the original image in pixels; patch ``(i, j)`` covers the
+            image rectangle ``[j*W/w, (j+1)*W/w) x [i*H/h, (i+1)*H/h)``.
+        saliency: optional ``(H', W') float32`` class-agnostic objectness map in ``[0, 1]``
+            covering the whole image (any resolution, usually the network input's).
+        backbone: fingerprint of the backbone that produced it.
+
+    Example:
+        >>> g = PatchGrid(np.zeros((2, 3, 4), np.float32), image_size=(30, 20))
+        >>> g.shape
+        (2, 3)
+    """
+
+    features: np.ndarray
+    image_size: tuple[int, int]
+    saliency: np.ndarray | None = None
+    backbone: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.features, np.ndarray) or self.features.ndim != 3:
+            shape = getattr(self.features, "shape", None)
+            raise InvalidInputError(
+                f"features must be a 3D np.ndarray with shape (h, w, d), but got shape {shape}"
+            )
+        if len(self.image_size) != 2 or min(self.image_size) <= 0:
+            raise InvalidInputError(f"image_size must be (W, H) > 0, but got {self.image_size}")
+        if self.saliency is not None and self.saliency.ndim != 2:
+            raise InvalidInputError(
+                f"saliency must be a 2D np.ndarray, but got shape {self.saliency.shape}"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(h, w)`` of the patch grid."""
+        return int(self.features.shape[0]), int(self.features.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[2])
+
+    @property
+    def cell_size(self) -> tuple[float, float]:
+        """``(cell_w, cell_h)``: image pixels covered by one patch."""
+        h, w = self.shape
+        return self.image_size[0] / w, self.image_size[1] / h
+
+
+def _as_array(value: Any, dtype: Any, name: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be array-like of {np.dtype(dtype).name}: {exc}") from exc
+
+
+@dataclass
+class Detections:
+    """Parallel arrays describing ``n`` regions of one image.
+
+    Attributes:
+        xyxy: ``(n, 4) float32`` boxes in image pixels.
+        score: ``(n,) float32`` confidence (cosine similarity after matching).
+        concept_id: ``(n,) int64`` matched concept id, ``-1`` for unmatched proposals.
+        name: ``(n,)`` object array of concept names (``""`` when unmatched).
+        mask: optional ``(n, H, W) bool`` masks.
+        embedding: optional ``(n, d) float32`` L2-normalised region embeddings.
+
+    Index like numpy: ``dets[dets.score > 0.8]`` or ``dets[0]`` returns a new `Detections`.
+
+    Example:
+        >>> d = Detections(xyxy=np.array([[0, 0, 10, 10]]), score=np.array([0.9]))
+        >>> len(d), d.concept_id.tolist()
+        (1, [-1])
+    """
+
+    xyxy: np.ndarray
+    score: np.ndarray | None = None
+    concept_id: np.ndarray | None = None
+    name: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.xyxy = _as_array(self.xyxy, np.float32, "xyxy")
+        if self.xyxy.size == 0:
+            self.xyxy = self.xyxy.reshape(0, 4)
+        if self.xyxy.ndim != 2 or self.xyxy.shape[1] != 4:
+            raise InvalidInputError(
+                f"xyxy must be a 2D np.ndarray with shape (_, 4), but got shape {self.xyxy.shape}"
+            )
+        n = len(self.xyxy)
+        if not np.all(np.isfinite(self.xyxy)):
+            raise InvalidInputError("xyxy must contain only finite numbers")
+        if n and (np.any(self.xyxy[:, 2] < self.xyxy[:, 0]) or np.any(self.xyxy[:, 3] < self.xyxy[:, 1])):
+            raise InvalidInputError("xyxy boxes must satisfy x1 >= x0 and y1 >= y0")
+        self.score = (
+            np.ones(n, np.float32) if self.score is None else _as_array(self.score, np.float32, "score")
+        )
+        self.concept_id = (
+            np.full(n, -1, np.int64)
+            if self.concept_id is None
+            else _as_array(self.concept_id, np.int64, "concept_id")
+        )
+        self.name = (
+            np.full(n, "", dtype=object) if self.name is None else np.asarray(self.name, dtype=object)
+        )
+        for key in ("score", "concept_id", "name"):
+            arr = getattr(self, key)
+            if arr.shape != (n,):
+                raise InvalidInputError(f"{key} must have shape ({n},), but got shape {arr.shape}")
+        if self.mask is not None:
+            self.mask = np.asarray(self.mask, dtype=bool)
+            if self.mask.ndim != 3 or len(self.mask) != n:
+                raise InvalidInputError(
+                    f"mask must be a 3D np.ndarray with shape ({n}, H, W), but got shape {self.mask.shape}"
+                )
+        if self.embedding is not None:
+            self.embedding = _as_array(self.embedding, np.float32, "embedding")
+            if self.embedding.ndim != 2 or len(self.embedding) != n:
+                raise InvalidInputError(
+                    f"embedding must be a 2D np.ndarray with shape ({n}, d), "
+                    f"but got shape {self.embedding.shape}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __iter__(self):  # noqa: ANN204 - yields single-row Detections
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, index: Any) -> Detections:
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        kwargs = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kwargs[f.name] = None if value is None else value[index]
+        return Detections(**kwargs)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(xyxy=np.zeros((0, 4), np.float32))
+
+    @classmethod
+    def merge(cls, items: list[Detections]) -> Detections:
+        """Concatenate; optional arrays are kept only when every item has them."""
+        items = [d for d in items if len(d)]
+        if not items:
+            return cls.empty()
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            values = [getattr(d, f.name) for d in items]
+            kwargs[f.name] = None if any(v is None for v in values) else np.concatenate(values)
+        return cls(**kwargs)
+
+    @property
+    def area(self) -> np.ndarray:
+        return (self.xyxy[:, 2] - self.xyxy[:, 0]) * (self.xyxy[:, 3] - self.xyxy[:, 1])
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """JSON-ready records: ``[{"name", "score", "box": [x0, y0, x1, y1], "concept_id"}]``."""
+        return [
+            {
+                "name": str(self.name[i]),
+                "score": round(float(self.score[i]), 4),
+                "box": [round(float(v), 1) for v in self.xyxy[i]],
+                "concept_id": int(self.concept_id[i]),
+            }
+            for i in range(len(self))
+        ]
+
+
+@dataclass
+class Concept:
+    """One personal concept in memory.
+
+    Attributes:
+        name: what the user calls it ("Bo").
+        views: ``(k, d) float32`` L2-normalised view embeddings (one per reference view).
+        category: open-vocabulary class used to find it ("dog"); may be empty.
+        context: free text passed to the LVLM ("my parents' dog, loves the beach").
+        threshold: calibrated cosine threshold, or ``None`` to use the global one.
+        id: store-assigned integer id (``-1`` before it is stored).
+        namespace: owner / user the concept belongs to.
+        backbone: fingerprint of the backbone that produced ``views``.
+        parts: optional ``(m, d) float32`` L2-normalised part embeddings (patch-level
+            prototypes of the object) used to verify a match.
+        meta: free JSON-able metadata (reference file names, boxes, timings...).
+    """
+
+    name: str
+    views: np.ndarray
+    category: str = ""
+    context: str = ""
+    threshold: float | None = None
+    id: int = -1
+    namespace: str = "default"
+    backbone: str = ""
+    parts: np.ndarray | None = None
+    created: float = 0.0
+    updated: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InvalidInputError("concept name must be a non-empty string, e.g. 'Bo'")
+        self.name = self.name.strip()
+        self.views = _as_array(self.views, np.float32, "views")
+        if self.views.ndim == 1:
+            self.views = self.views[None]
+        if self.views.ndim != 2 or len(self.views) == 0:
+            raise InvalidInputError(
+                f"views must be a 2D np.ndarray with shape (k>0, d), but got shape {self.views.shape}"
+            )
+        if self.parts is not None:
+            self.parts = _as_array(self.parts, np.float32, "parts")
+            if self.parts.ndim != 2 or self.parts.shape[1] != self.views.shape[1]:
+                raise InvalidInputError(
+                    f"parts must have shape (m, {self.views.shape[1]}), but got {self.parts.shape}"
+                )
+
+    @property
+    def dim(self) -> int:
+        return int(self.views.shape[1])
+
+
+@dataclass
+class Answer:
+    """Result of `Personalizer.ask` / `caption`.
+
+    Attributes:
+        text: the LVLM's answer ("" with the ``none`` backend).
+        detections: what was recognized and drawn.
+        prompt: the exact text prompt sent (or that would be sent) to the LVLM.
+        image: the annotated image given to the LVLM, ``(H, W, 3) uint8``.
+        choice: parsed letter for multiple-choice questions, else ``None``.
+        meta: backend, model, timings, token counts.
+    """
+
+    text: str
+    detections: Detections
+    prompt: str
+    image: np.ndarray | None = None
+    choice: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.text

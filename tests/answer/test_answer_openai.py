@@ -1,0 +1,294 @@
+"""`openai:` backend against a real chat-completions HTTP server on 127.0.0.1 that records requests."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pekit.answer import load_lvlm, respond
+from pekit.answer.openai import OpenAILVLM
+from pekit.errors import BackendError, BackendNotFoundError, InvalidInputError
+from pekit.prompt import colour_rgb
+from pekit.types import Detections
+
+MODEL = "tiny-vlm"
+
+
+class FakeServer(ThreadingHTTPServer):
+    """Implements GET /v1/models and POST /v1/chat/completions (plain and streamed)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.requests: list[dict[str, Any]] = []
+        self.script: list[tuple[int, dict[str, str], Any]] = []  # responses to give first
+        self.models = [MODEL, "other-model"]
+        self.api_key: str | None = None
+        self.reply = "Bo is sleeping on the sofa."
+        self.delay = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def handle_error(self, request, client_address) -> None:  # client went away (timeouts)
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeServer
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _record(self, body: Any) -> None:
+        self.server.requests.append({"method": self.command, "path": self.path,
+                                     "headers": dict(self.headers), "body": body})
+
+    def do_GET(self) -> None:
+        self._record(None)
+        if self.path == "/v1/models":
+            models = [{"id": m, "object": "model"} for m in self.server.models]
+            self._send(200, {"object": "list", "data": models})
+        else:
+            self._send(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self._record(body)
+        srv = self.server
+        if srv.delay:
+            time.sleep(srv.delay)
+        if self.path != "/v1/chat/completions":
+            return self._send(404, {"error": {"message": f"no route {self.path}"}})
+        if srv.api_key and self.headers.get("Authorization") != f"Bearer {srv.api_key}":
+            error = {"message": "Incorrect API key provided", "code": "invalid_api_key"}
+            return self._send(401, {"error": error})
+        if srv.script:
+            status, headers, payload = srv.script.pop(0)
+            return self._send(status, payload, headers)
+        if body.get("model") not in srv.models:
+            return self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
+        if body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b": keep-alive\n\n")
+            for i, word in enumerate(srv.reply.split(" ")):
+                piece = word if i == 0 else " " + word
+                choices = [{"index": 0, "delta": {"content": piece}}]
+                chunk = {"object": "chat.completion.chunk", "choices": choices}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+            return None
+        return self._send(200, {
+            "id": "cmpl-1", "object": "chat.completion", "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": srv.reply},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49},
+        })
+
+
+@pytest.fixture
+def server():
+    srv = FakeServer()
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def image() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+
+
+def _lvlm(server: FakeServer, **kwargs: Any) -> OpenAILVLM:
+    kwargs = {"retries": 2, "backoff": 0.01, "timeout": 5.0, **kwargs}
+    return load_lvlm(f"openai:{server.url}#{MODEL}", **kwargs)
+
+
+def _decode(url: str) -> np.ndarray:
+    header, _, data = url.partition(",")
+    assert header in ("data:image/png;base64", "data:image/jpeg;base64")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+
+
+def test_image_and_prompt_arrive_as_the_protocol_requires(server, image, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123")
+    lvlm = _lvlm(server, image_format="png")
+    assert lvlm.name == f"openai:{server.url}#{MODEL}"
+    text = lvlm.generate(image, "What is Bo doing?", max_new_tokens=32, temperature=0.2, seed=7)
+    assert text == "Bo is sleeping on the sofa."
+    assert lvlm.last_usage["prompt_tokens"] == 42
+    (req,) = server.requests
+    assert req["method"] == "POST" and req["path"] == "/v1/chat/completions"
+    assert req["headers"]["Content-Type"] == "application/json"
+    assert req["headers"]["Authorization"] == "Bearer sk-test-123"
+    body = req["body"]
+    assert body["model"] == MODEL and body["max_tokens"] == 32 and body["temperature"] == 0.2
+    assert body["seed"] == 7 and body["stream"] is False
+    (message,) = body["messages"]
+    assert message["role"] == "user"
+    parts = {p["type"]: p for p in message["content"]}
+    assert parts["text"]["text"] == "What is Bo doing?"
+    assert np.array_equal(_decode(parts["image_url"]["image_url"]["url"]), image)  # PNG is lossless
+
+
+def test_respond_sends_the_annotated_image_and_personal_prompt(server):
+    img = np.full((120, 160, 3), 128, np.uint8)
+    dets = Detections(xyxy=[[10, 10, 80, 100]], score=[0.9], name=["Bo"])
+    answer = respond(_lvlm(server, image_format="png"), img, dets, question="What is Bo doing?",
+                     contexts={"Bo": "my parents' dog"}, known_names=["Bo", "Mochi"])
+    assert answer.text == "Bo is sleeping on the sofa."
+    body = server.requests[-1]["body"]
+    parts = {p["type"]: p for p in body["messages"][0]["content"]}
+    assert parts["text"]["text"] == answer.prompt
+    assert "The entity in the red box is called Bo." in answer.prompt and "my parents' dog" in answer.prompt
+    sent = _decode(parts["image_url"]["image_url"]["url"])
+    assert np.array_equal(sent, answer.image)
+    assert tuple(sent[50, 10]) == colour_rgb("red")
+    assert answer.meta["backend"].startswith("openai:") and answer.meta["usage"]["completion_tokens"] == 7
+
+
+def test_jpeg_default_and_downscaling(server, image):
+    _lvlm(server, max_image_side=32).generate(image, "Describe.")
+    url = server.requests[-1]["body"]["messages"][0]["content"][0]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")
+    assert _decode(url).shape == (24, 32, 3)
+
+
+@pytest.mark.parametrize("status", [503, 429, 502])
+def test_retries_on_busy_or_failing_server(server, image, status):
+    server.script = [(status, {"Retry-After": "0"}, {"error": {"message": "busy"}})] * 2
+    assert _lvlm(server).generate(image, "Describe.") == "Bo is sleeping on the sofa."
+    assert len(server.requests) == 3
+
+
+def test_gives_up_after_retries_with_a_clear_error(server, image):
+    server.script = [(503, {}, {"error": {"message": "overloaded"}})] * 5
+    with pytest.raises(BackendError, match=r"answered 503 \(overloaded\) 3 time\(s\).*retries="):
+        _lvlm(server).generate(image, "Describe.")
+    assert len(server.requests) == 3
+
+
+def test_401_with_missing_key_says_to_set_the_variable(server, image, monkeypatch):
+    monkeypatch.delenv("MY_VLM_KEY", raising=False)
+    server.api_key = "secret"
+    with pytest.raises(BackendError, match=r"401.*set the API key in the environment variable MY_VLM_KEY "
+                                           r"\(it is not set\)"):
+        _lvlm(server, api_key_env="MY_VLM_KEY").generate(image, "Describe.")
+    assert len(server.requests) == 1  # 4xx is not retried
+    monkeypatch.setenv("MY_VLM_KEY", "wrong")
+    with pytest.raises(BackendError, match=r"key in \$MY_VLM_KEY was rejected") as info:
+        _lvlm(server, api_key_env="MY_VLM_KEY").generate(image, "Describe.")
+    assert "wrong" not in str(info.value)  # the key itself is never shown
+    monkeypatch.setenv("MY_VLM_KEY", "secret")
+    assert _lvlm(server, api_key_env="MY_VLM_KEY").generate(image, "Describe.")
+
+
+def test_wrong_model_name_lists_the_served_models(server, image):
+    lvlm = load_lvlm(f"openai:{server.url}#no-such-model", retries=0)
+    with pytest.raises(BackendError, match=r"model 'no-such-model' is not served.*name is wrong.*"
+                                           r"tiny-vlm, other-model"):
+        lvlm.generate(image, "Describe.")
+    assert [r["method"] + " " + r["path"] for r in server.requests] == [
+        "POST /v1/chat/completions", "GET /v1/models"]
+
+
+def test_wrong_base_url_path_hints_at_v1(server, image):
+    lvlm = OpenAILVLM(server.url.removesuffix("/v1") + "/api", MODEL, retries=0)
+    with pytest.raises(BackendError, match=r"404.*ends with /v1"):
+        lvlm.generate(image, "Describe.")
+
+
+def test_text_only_model_rejecting_images(server, image):
+    server.script = [(400, {}, {"error": {"message": "This model does not support image input"}})]
+    with pytest.raises(BackendError, match=r"400.*does 'tiny-vlm' accept images"):
+        _lvlm(server).generate(image, "Describe.")
+
+
+def test_unreachable_endpoint_names_the_url(image):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    lvlm = OpenAILVLM(f"http://127.0.0.1:{port}/v1", MODEL, retries=1, backoff=0.01)
+    with pytest.raises(BackendError, match=rf"cannot reach the LVLM server at http://127.0.0.1:{port}/v1/chat"):
+        lvlm.generate(image, "Describe.")
+
+
+def test_timeout_is_a_clear_error(server, image):
+    server.delay = 1.0
+    with pytest.raises(BackendError, match=r"no answer .* within 0.2 s.*timeout="):
+        _lvlm(server, timeout=0.2).generate(image, "Describe.")
+
+
+def test_streaming(server, image):
+    lvlm = _lvlm(server, stream=True)
+    assert lvlm.generate(image, "Describe.") == "Bo is sleeping on the sofa."
+    assert server.requests[-1]["body"]["stream"] is True
+    pieces = list(lvlm.stream_text(image, "Describe."))
+    assert len(pieces) == 6 and "".join(pieces) == server.reply
+
+
+def test_not_a_chat_completion(server, image):
+    server.script = [(200, {}, b"<html>hello</html>")]
+    with pytest.raises(BackendError, match="not a chat completion"):
+        _lvlm(server).generate(image, "Describe.")
+
+
+def test_proxy_settings_do_not_capture_local_servers(server, image, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    assert _lvlm(server).generate(image, "Describe.")
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "match"),
+    [
+        ("openai:http://localhost:8000/v1", InvalidInputError, "add '#<model>'"),
+        ("openai:localhost:8000/v1#m", InvalidInputError, "not an http"),
+        ("openai:", InvalidInputError, "needs '<base url>#<model>'"),
+        ("gpt:foo", BackendNotFoundError, r"none, hf:<\.\.\.>, openai:<\.\.\.>"),
+    ],
+)
+def test_bad_specs(name, error, match):
+    with pytest.raises(error, match=match):
+        load_lvlm(name)
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 100_000])
+def test_bad_questions_never_reach_the_server(server, image, question):
+    with pytest.raises(InvalidInputError, match=r"empty|limit is 10,000"):
+        respond(_lvlm(server), image, Detections.empty(), question=question)
+    assert server.requests == []
+
+
+def test_bad_image_never_reaches_the_server(server):
+    with pytest.raises(InvalidInputError, match=r"\(H, W, 3\)"):
+        _lvlm(server).generate(np.zeros((4, 4), np.uint8), "Describe.")
+    assert server.requests == []
