@@ -81,7 +81,7 @@ class BackendError(PekitError, RuntimeError):
     exit_code = 10
 
 
-def require(module: str, extra: str, package: str | None = None):  # noqa: ANN201
+def require(module: str, extra: str, package: str | None = None):
     """Import an optional dependency or raise `MissingDependencyError` with the pip hint.
 
     >>> np = require("numpy", "core")

@@ -26,7 +26,7 @@ __all__ = ["available", "create", "register"]
 _REGISTRY: dict[str, dict[str, tuple[str, str]]] = {}
 
 
-def register(kind: str, name: str, target: str, help: str = "") -> None:  # noqa: A002
+def register(kind: str, name: str, target: str, help: str = "") -> None:
     """Register ``target`` (``"module:attr"``) as backend ``name`` of ``kind``."""
     _REGISTRY.setdefault(kind, {})[name] = (target, help)
 

@@ -37,8 +37,8 @@ def input_size(width: int, height: int, long_side: int, patch: int = 14) -> tupl
     (448, 336)
     """
     scale = long_side / max(width, height)
-    w = max(patch, int(round(width * scale / patch)) * patch)
-    h = max(patch, int(round(height * scale / patch)) * patch)
+    w = max(patch, round(width * scale / patch) * patch)
+    h = max(patch, round(height * scale / patch) * patch)
     return w, h
 
 
@@ -46,6 +46,6 @@ def preprocess(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize to ``size`` (W, H) with bicubic filtering and normalise -> ``(1, 3, H, W) float32``."""
     from PIL import Image
 
-    img = Image.fromarray(image).resize(size, Image.BICUBIC)
+    img = Image.fromarray(image).resize(size, Image.Resampling.BICUBIC)
     x = (np.asarray(img, np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])

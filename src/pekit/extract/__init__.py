@@ -10,7 +10,7 @@ from pekit.extract.saliency import grid_saliency, object_weights
 __all__ = ["DETECTOR_TYPES", "SEGMENTER_TYPES", "HFDetector", "HFSegmenter", "grid_saliency", "object_weights"]
 
 
-def __getattr__(name: str):  # noqa: ANN202 - lazy: the hf module imports nothing heavy, but keep it off import
+def __getattr__(name: str):
     if name in ("HFDetector", "HFSegmenter", "DETECTOR_TYPES", "SEGMENTER_TYPES"):
         from pekit.extract import hf
 

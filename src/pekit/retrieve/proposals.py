@@ -84,7 +84,7 @@ def saliency_proposals(
     if hi - lo < 1e-3:
         return Proposals.concat([], grid.shape)
     for level in levels:
-        labels, n = ndimage.label(saliency > lo + level * (hi - lo))
+        labels, _ = ndimage.label(saliency > lo + level * (hi - lo))
         for k, sl in enumerate(ndimage.find_objects(labels), start=1):
             if sl is None:
                 continue

@@ -1,0 +1,90 @@
+"""Speed benchmark: recognition and introduction cost in backbone passes.
+
+    python benchmarks/speed.py [--images 20] [--concepts 10] [--preset offline]
+
+For each of N query images (median over them) it times, on the same image:
+  * one backbone pass (`pipeline.encode`, the same pass recognition runs), and
+  * `Personalizer.recognize` (load + pass + proposals + matching + verification)
+against a memory of C concepts, and prints the ratio (target <= 1.15). It also times
+`introduce` with k = 1..3 views against k passes (target <= 1.15 x k).
+Photos come from ../shared/data/dreambooth when present, else scikit-image samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pekit import Personalizer
+from pekit.images import load_image
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dreambooth"
+
+
+def photos(n: int) -> list[np.ndarray]:
+    if DATA.is_dir():
+        files = sorted(DATA.glob("*/*.jpg"))
+        step = max(1, len(files) // n)
+        return [load_image(f) for f in files[::step][:n]]
+    from skimage import data
+
+    samples = [data.chelsea(), data.astronaut(), data.coffee(), data.rocket(), data.cat()]
+    return [samples[i % len(samples)] for i in range(n)]
+
+
+def clock(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=20)
+    ap.add_argument("--concepts", type=int, default=10)
+    ap.add_argument("--preset", default="offline")
+    args = ap.parse_args(argv)
+
+    imgs = photos(args.images + 2 * args.concepts)
+    queries, refs = imgs[: args.images], imgs[args.images:]
+    p = Personalizer(args.preset, memory="memory://")
+    pipe = p.pipeline
+    pipe.encode(queries[0])  # warm up (session creation)
+    for i in range(args.concepts):
+        p.introduce(f"concept{i}", refs[2 * i: 2 * i + 2])
+
+    rows = []
+    for img in queries:
+        t_pass = clock(lambda img=img: pipe.encode(img), repeat=2)
+        t_rec = clock(lambda img=img: p.recognize(img), repeat=2)
+        rows.append((img.shape[1], img.shape[0], t_pass, t_rec, t_rec / t_pass))
+    print(f"recognize vs one backbone pass ({args.preset}, {args.concepts} concepts in memory, best of 2 each)")
+    print(f"{'image':>10} {'pass s':>8} {'recognize s':>12} {'ratio':>6}")
+    for w, h, tp, tr, r in rows:
+        print(f"{w:>4}x{h:<5} {tp:8.3f} {tr:12.3f} {r:6.3f}")
+    ratio = statistics.median(r[4] for r in rows)
+    print(f"median ratio recognize / pass = {ratio:.3f} (target <= 1.15) over {len(rows)} images")
+
+    print("\nintroduce with k views vs k backbone passes")
+    print(f"{'k':>2} {'k passes s':>11} {'introduce s':>12} {'ratio':>6}")
+    worst = 0.0
+    for k in (1, 2, 3):
+        views = refs[:k]
+        t_pass = sum(clock(lambda v=v: pipe.encode(v), repeat=2) for v in views)
+        t_intro = clock(lambda views=views: p.introduce("probe", views, replace=True), repeat=2)
+        worst = max(worst, t_intro / t_pass)
+        print(f"{k:>2} {t_pass:11.3f} {t_intro:12.3f} {t_intro / t_pass:6.3f}")
+    print(f"worst introduce ratio = {worst:.3f} (target <= 1.15)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

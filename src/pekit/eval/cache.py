@@ -1,0 +1,206 @@
+"""On-disk caches that make evaluation runs resumable.
+
+* `GridCache`: one `PatchGrid` per photo (features as float16 + saliency), keyed by the
+  backbone fingerprint and the SHA-1 of the file's bytes. A crash at photo 900 of 1,000
+  costs nothing on the next run: the 899 grids are read back instead of re-embedded.
+* `AnswerCache`: LVLM answers keyed by backbone name, prompt and annotated image.
+
+Writes are atomic (a temporary file in the same folder, then ``os.replace``), so a crash
+mid-write leaves no half file. Grids are always round-tripped through the stored
+precision, so a cached run and a fresh run give identical scores.
+
+Example:
+    >>> import tempfile
+    >>> cache = GridCache(tempfile.mkdtemp(), "fake-backbone")
+    >>> cache.get("0" * 40) is None
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from pekit.types import PatchGrid
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AnswerCache", "GridCache", "compact_grid", "default_cache_dir", "file_sha1"]
+
+
+def default_cache_dir() -> Path:
+    """``platformdirs.user_cache_dir("pekit")/eval`` (``$PEKIT_CACHE`` overrides the parent)."""
+    env = os.environ.get("PEKIT_CACHE")
+    if env:
+        return Path(env).expanduser() / "eval"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("pekit")) / "eval"
+
+
+def file_sha1(path: str | os.PathLike) -> str:
+    """SHA-1 hex digest of a file's bytes.
+
+    >>> import tempfile; f = tempfile.NamedTemporaryFile(delete=False); _ = f.write(b"abc"); f.close()
+    >>> file_sha1(f.name)
+    'a9993e364706816aba3e25717850c26c9cd0d89d'
+    """
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def compact_grid(grid: PatchGrid) -> PatchGrid:
+    """The grid at cache precision: float16 features and saliency, read back as float32."""
+    sal = None if grid.saliency is None else grid.saliency.astype(np.float16).astype(np.float32)
+    return PatchGrid(grid.features.astype(np.float16).astype(np.float32), tuple(grid.image_size),  # type: ignore[arg-type]
+                     saliency=sal, backbone=grid.backbone)
+
+
+def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class GridCache:
+    """Patch grids on disk (plus a small in-memory LRU), keyed by fingerprint and file hash.
+
+    Args:
+        directory: cache folder; ``None`` keeps grids in memory only (not resumable).
+        fingerprint: the backbone fingerprint (`Pipeline.fingerprint`); grids of different
+            backbones never mix.
+        memory_items: grids kept in memory (each ~0.5-1 MB as float32).
+    """
+
+    def __init__(self, directory: str | os.PathLike | None, fingerprint: str, *, memory_items: int = 32) -> None:
+        self.fingerprint = fingerprint
+        slug = hashlib.sha1(fingerprint.encode()).hexdigest()[:16]
+        self.directory = None if directory is None else Path(directory).expanduser() / slug
+        self.memory_items = memory_items
+        self._lru: OrderedDict[str, PatchGrid] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            info = self.directory / "backbone.txt"
+            if not info.exists():
+                _atomic_write(info, lambda fh: fh.write(fingerprint.encode() + b"\n"))  # type: ignore[attr-defined]
+
+    def _path(self, sha1: str) -> Path:
+        assert self.directory is not None
+        return self.directory / sha1[:2] / f"{sha1}.npz"
+
+    def _remember(self, sha1: str, grid: PatchGrid) -> None:
+        self._lru[sha1] = grid
+        self._lru.move_to_end(sha1)
+        while len(self._lru) > self.memory_items:
+            self._lru.popitem(last=False)
+
+    def get(self, sha1: str) -> PatchGrid | None:
+        """The cached grid of the file with this hash, or ``None``."""
+        if sha1 in self._lru:
+            self._lru.move_to_end(sha1)
+            return self._lru[sha1]
+        if self.directory is None:
+            return None
+        path = self._path(sha1)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                sal = data["saliency"].astype(np.float32) if "saliency" in data.files else None
+                grid = PatchGrid(data["features"].astype(np.float32), tuple(int(v) for v in data["image_size"]),  # type: ignore[arg-type]
+                                 saliency=sal, backbone=str(data["backbone"]))
+        except Exception as exc:  # a damaged entry is a miss, rewritten below
+            log.warning("damaged cache entry %s (%s); recomputing it", path, exc)
+            return None
+        self._remember(sha1, grid)
+        return grid
+
+    def put(self, sha1: str, grid: PatchGrid) -> PatchGrid:
+        """Store a grid; returns it at cache precision (use the returned one)."""
+        grid = compact_grid(grid)
+        if self.directory is not None:
+            arrays: dict[str, np.ndarray] = {
+                "features": grid.features.astype(np.float16),
+                "image_size": np.asarray(grid.image_size, np.int64),
+                "backbone": np.asarray(grid.backbone),
+            }
+            if grid.saliency is not None:
+                arrays["saliency"] = grid.saliency.astype(np.float16)
+            _atomic_write(self._path(sha1), lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
+        self._remember(sha1, grid)
+        return grid
+
+    def grid(self, sha1: str, compute: Callable[[], PatchGrid]) -> PatchGrid:
+        """Cached grid, or ``compute()`` it (one backbone pass) and store it."""
+        found = self.get(sha1)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        return self.put(sha1, compute())
+
+
+class AnswerCache:
+    """LVLM answers on disk (one small JSON file per answer), so long runs resume.
+
+    Example:
+        >>> import tempfile
+        >>> cache = AnswerCache(tempfile.mkdtemp())
+        >>> key = cache.key("fake", "Describe.", b"image bytes")
+        >>> cache.get(key) is None
+        True
+        >>> cache.put(key, "A dog."); cache.get(key)
+        'A dog.'
+    """
+
+    def __init__(self, directory: str | os.PathLike | None) -> None:
+        self.directory = None if directory is None else Path(directory).expanduser() / "answers"
+        self._memory: dict[str, str] = {}
+
+    @staticmethod
+    def key(lvlm: str, prompt: str, image: bytes, **options: object) -> str:
+        h = hashlib.sha1()
+        for part in (lvlm, prompt, json.dumps(options, sort_keys=True, default=str)):
+            h.update(part.encode())
+            h.update(b"\0")
+        h.update(image)
+        return h.hexdigest()
+
+    def get(self, key: str) -> str | None:
+        if key in self._memory:
+            return self._memory[key]
+        if self.directory is None:
+            return None
+        path = self.directory / key[:2] / f"{key}.json"
+        try:
+            return str(json.loads(path.read_text(encoding="utf-8"))["text"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def put(self, key: str, text: str) -> None:
+        self._memory[key] = text
+        if self.directory is not None:
+            data = json.dumps({"text": text}).encode()
+            _atomic_write(self.directory / key[:2] / f"{key}.json", lambda fh: fh.write(data))  # type: ignore[attr-defined]

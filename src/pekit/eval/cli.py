@@ -1,0 +1,225 @@
+"""``pekit eval``: reproduce the paper's tables with one command.
+
+    pekit eval recognition --dataset myvlm:/data/MyVLM --refs 4 --seeds 5 --preset offline --out report/
+    pekit eval recognition --dataset folder:../shared/data/dreambooth --refs 1,2,3,4 --sweep-threshold
+    pekit eval vqa --dataset yollava:/data/yollava --lvlm openai:http://localhost:8000/v1#llava
+    pekit eval captions --dataset myvlm:/data/MyVLM --lvlm hf:llava-hf/llava-1.5-7b-hf
+    pekit eval ablate --dataset folder:../shared/data/dreambooth --refs 1,2,3,4,5 --extractor saliency,box
+
+Each writes ``<out>/results.json``, ``<out>/README.md`` (and PNG plots for recognition)
+and prints the table. Photos are embedded once per backbone and cached (``--cache``), so
+an interrupted run resumes where it stopped.
+
+Example:
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="pekit"); sub = parser.add_subparsers(dest="command")
+    >>> add_eval_parser(sub)
+    >>> args = parser.parse_args(["eval", "recognition", "--dataset", "folder:db", "--refs", "1-3"])
+    >>> args.eval_task, args.refs
+    ('recognition', [1, 2, 3])
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pekit.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["add_eval_parser", "run_eval"]
+
+TASKS = ("recognition", "ablate", "vqa", "captions")
+
+
+def _int_list(text: str) -> list[int]:
+    """``"1,2,4"`` or ``"1-4"`` -> sorted unique positive ints."""
+    out: set[int] = set()
+    try:
+        for part in text.replace(" ", "").split(","):
+            if not part:
+                continue
+            lo, sep, hi = part.partition("-")
+            out.update(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,2,4 or 1-4, got '{text}'") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers like 1,2,4 or 1-4, got '{text}'")
+    return sorted(out)
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _common(p: argparse.ArgumentParser, *, refs_default: str) -> None:
+    p.add_argument("--dataset", required=True, metavar="LAYOUT:PATH",
+                   help="folder:PATH, myvlm:PATH, yollava:PATH or thisismy:PATH (a bare path is auto-detected)")
+    p.add_argument("--preset", default="offline", help="offline (default), cpu or paper")
+    p.add_argument("--refs", type=_int_list, default=_int_list(refs_default), metavar="K",
+                   help=f"reference photos per concept, e.g. 4 or 1,2,3,4 or 1-4 (default: {refs_default})")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="reference draws to average over (default: 5 for recognition/ablate, 1 for vqa/captions)")
+    p.add_argument("--seed", type=int, default=0, help="base seed: the same seed gives the same draws (default 0)")
+    p.add_argument("--threshold", type=float, help="recognition threshold τ (default: the preset's)")
+    p.add_argument("--out", default="report", metavar="DIR", help="report folder (default: report/)")
+    p.add_argument("--cache", metavar="DIR", help="cache folder for patch grids and answers "
+                   "(default: the user cache dir, e.g. ~/.cache/pekit/eval)")
+    p.add_argument("--no-cache", action="store_true", help="keep nothing on disk (not resumable)")
+    p.add_argument("--categories", metavar="CSV", help="concept,class table (default: classes.csv or the name)")
+    p.add_argument("--concepts", type=_names, metavar="A,B", help="evaluate only these concepts")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``eval`` (with ``recognition``, ``ablate``, ``vqa``, ``captions``) to a subparsers object."""
+    ev = subparsers.add_parser("eval", help="benchmarks: recognition, vqa, captions, ablate",
+                               description="Reproduce the paper's tables on the public dataset layouts.")
+    tasks = ev.add_subparsers(dest="eval_task", required=True, metavar="TASK")
+
+    p = tasks.add_parser("recognition", help="positive/negative accuracy, precision over k and seeds")
+    _common(p, refs_default="1")
+    p.add_argument("--sweep-threshold", action="store_true", help="also print weighted accuracy vs threshold")
+
+    p = tasks.add_parser("ablate", help="reference extractors x number of references, with memory retrieval P/R")
+    _common(p, refs_default="1,2,3,4,5")
+    p.add_argument("--extractor", type=_names, default=["saliency"], metavar="E1,E2",
+                   help="saliency, box (whole photo), grounding-dino, owlv2, detector:<backend> (default: saliency)")
+    p.add_argument("--top-k", type=_int_list, default=[1, 3], metavar="K", help="retrieval cut-offs (default: 1,3)")
+    p.add_argument("--sweep-threshold", action="store_true", help="also print weighted accuracy vs threshold")
+
+    for task, what in (("vqa", "multiple-choice VQA accuracy (Yo'LLaVA)"),
+                       ("captions", "BLEU, exact match, concept recall (MyVLM)")):
+        p = tasks.add_parser(task, help=what)
+        _common(p, refs_default="4")
+        p.add_argument("--lvlm", help="hf:<id or dir> or openai:<base url>#<model> (default: the preset's)")
+        p.add_argument("--max-new-tokens", type=int, default=None)
+    return ev
+
+
+def _build_pipeline(preset: str) -> Any:
+    try:
+        from pekit.personalizer import build_pipeline
+    except ImportError:  # pragma: no cover - older checkouts
+        from pekit.embed import load_backbone
+        from pekit.pipeline import Pipeline
+        from pekit.presets import get_preset
+
+        p = get_preset(preset)
+        return Pipeline(load_backbone(p.backbone, **p.backbone_options), p.recognition)
+    return build_pipeline(preset)
+
+
+def _caches(args: argparse.Namespace, fingerprint: str) -> tuple[Any, Any]:
+    from pekit.eval.cache import AnswerCache, GridCache, default_cache_dir
+
+    if args.no_cache:
+        return GridCache(None, fingerprint, memory_items=1 << 30), AnswerCache(None)
+    root = Path(args.cache).expanduser() if args.cache else default_cache_dir()
+    return GridCache(root / "grids", fingerprint), AnswerCache(root)
+
+
+def _config(args: argparse.Namespace, pipeline: Any) -> dict[str, Any]:
+    from dataclasses import asdict, is_dataclass
+
+    cfg = pipeline.config
+    return {"preset": args.preset, "refs": args.refs, "seeds": args.seeds, "seed": args.seed,
+            "recognition": asdict(cfg) if is_dataclass(cfg) else {},
+            "command": "pekit eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else None}
+
+
+def _recognition(args: argparse.Namespace, dataset: Any, pipeline: Any, start: float) -> int:
+    from pekit.eval.recognition import run_recognition
+    from pekit.eval.report import (
+        plot_refs,
+        plot_sweep,
+        recognition_markdown,
+        recognition_results,
+        recognition_table,
+        sweep_table,
+        write_report,
+    )
+
+    args.seeds = args.seeds or 5
+    extractors = getattr(args, "extractor", ["saliency"])
+    cache, _ = _caches(args, pipeline.fingerprint)
+    run = run_recognition(dataset, pipeline, refs=args.refs, seeds=args.seeds, seed=args.seed, extractors=extractors,
+                          cache=cache, threshold=args.threshold, progress=not args.quiet)
+    top_k = getattr(args, "top_k", ())
+    results = recognition_results(run, threshold=args.threshold, top_k=top_k,
+                                  config={**_config(args, pipeline), "extractors": extractors})
+    out = Path(args.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    plots = [plot_sweep(results, out / "sweep.png"), plot_refs(results, out / "refs.png")]
+    results["timing"]["wall_s"] = round(time.perf_counter() - start, 2)
+    write_report(out, results, recognition_markdown(results, plots=[str(p) for p in plots]))
+    print(recognition_table(results))
+    if args.sweep_threshold:
+        print()
+        print(sweep_table(results))
+    print(f"\nreport: {out}/README.md, results.json, sweep.png, refs.png "
+          f"(wall time {results['timing']['wall_s']:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def _answering(args: argparse.Namespace, dataset: Any, pipeline: Any, start: float) -> int:
+    from pekit.answer import load_lvlm
+    from pekit.eval.report import write_report
+    from pekit.presets import get_preset
+
+    name = args.lvlm or get_preset(args.preset).lvlm
+    if name == "none":
+        raise InvalidInputError(f"eval {args.eval_task} needs an LVLM: pass --lvlm hf:<model id> or "
+                                "--lvlm openai:<base url>#<model>")
+    lvlm = load_lvlm(name)
+    args.seeds = args.seeds or 1
+    cache, answers = _caches(args, pipeline.fingerprint)
+    generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+    kwargs = dict(refs=args.refs[0], seeds=args.seeds, seed=args.seed, threshold=args.threshold, cache=cache,
+                  answers=answers, progress=not args.quiet, **generation)
+    if args.eval_task == "vqa":
+        from pekit.eval.vqa import run_vqa, vqa_markdown, vqa_results, vqa_table
+
+        results = vqa_results(run_vqa(dataset, pipeline, lvlm, **kwargs), _config(args, pipeline))
+        markdown, table = vqa_markdown, vqa_table
+    else:
+        from pekit.eval.captions import caption_markdown, caption_results, caption_table, run_captions
+
+        results = caption_results(run_captions(dataset, pipeline, lvlm, **kwargs), _config(args, pipeline))
+        markdown, table = caption_markdown, caption_table
+    results["timing"]["wall_s"] = round(time.perf_counter() - start, 2)
+    out = write_report(args.out, results, markdown(results))
+    print(table(results))
+    print(f"\nreport: {out}/README.md, results.json (wall time {results['timing']['wall_s']:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Run the ``pekit eval <task>`` parsed into ``args``; returns the exit code.
+
+    Errors are raised as `pekit.errors.PekitError` subclasses (the main CLI prints them).
+    """
+    from pekit.eval.datasets import load_dataset
+
+    start = time.perf_counter()
+    task = getattr(args, "eval_task", None)
+    if task not in TASKS:
+        raise InvalidInputError(f"unknown eval task '{task}'; choose from {', '.join(TASKS)}")
+    if args.seeds is not None and args.seeds < 1:
+        raise InvalidInputError(f"--seeds must be >= 1, got {args.seeds}")
+    if task == "ablate":
+        from pekit.eval.recognition import check_extractor
+
+        args.extractor = [check_extractor(e) for e in args.extractor]
+    if task in ("vqa", "captions") and len(args.refs) != 1:
+        raise InvalidInputError(f"eval {task} takes one number of references, got {args.refs}")
+    dataset = load_dataset(args.dataset, categories=args.categories, concepts=args.concepts)
+    pipeline = _build_pipeline(args.preset)
+    if task in ("recognition", "ablate"):
+        return _recognition(args, dataset, pipeline, start)
+    return _answering(args, dataset, pipeline, start)

@@ -1,0 +1,463 @@
+"""Dataset loaders for the published personalization benchmarks, as released.
+
+A dataset spec is ``<layout>:<path>`` (or a bare path, whose layout is detected):
+
+* ``folder:`` any ``<concept>/*.jpg`` tree with an optional ``classes.csv``
+  (``subject,class``), e.g. ``../shared/data/dreambooth``;
+* ``myvlm:`` the MyVLM release: ``data_concept_head/positives/<concept>/*.jpg``, optional
+  ``data_concept_head/negatives/<concept>/*.jpg`` and ``data_concept_embedding/<concept>/``
+  with ``captions_augmented.json`` or ``captions.json``;
+* ``yollava:`` the Yo'LLaVA release: ``train/<concept>/*.png``, ``test/<concept>/*.png`` and
+  ``yollava-visual-qa.json`` (A/B questions, ``sks`` stands for the concept's name);
+* ``thisismy:`` This-Is-My-Img: ``Single-concept/Reference Images/<concept>/`` and
+  ``Single-concept/Validation/{positive,Negative (Hard),Negative (Other),Fake}/<concept>/``
+  (the ``Multi-concept`` counterpart is read too when present).
+
+Every loader returns the same `Dataset`: per concept, the photos references are drawn
+from, the fixed test positives and the dataset's own negatives (with their split name),
+plus VQA and caption items where the release has them.
+
+Example:
+    >>> ds = load_dataset("folder:../shared/data/dreambooth")      # doctest: +SKIP
+    >>> ds.concepts[0].name, ds.concepts[0].category              # doctest: +SKIP
+    ('backpack', 'backpack')
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pekit.errors import InvalidInputError
+from pekit.images import IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "LAYOUTS",
+    "CaptionItem",
+    "ConceptData",
+    "Dataset",
+    "DatasetLayoutError",
+    "VQAItem",
+    "category_from_name",
+    "detect_layout",
+    "load_dataset",
+]
+
+LAYOUTS = ("folder", "myvlm", "yollava", "thisismy")
+_TIM_SPLITS = {"positive": None, "negative (hard)": "Negative (Hard)", "negative (other)": "Negative (Other)",
+               "fake": "Fake"}
+
+
+class DatasetLayoutError(InvalidInputError):
+    """The folder does not hold the expected dataset layout; the message says what was found."""
+
+
+@dataclass(frozen=True)
+class ConceptData:
+    """One concept of a dataset.
+
+    Attributes:
+        name: the concept's name (its folder name).
+        category: semantic class ("dog"); used for same-category negatives and detectors.
+        references: photos references are drawn from (per seed).
+        positives: photos that are always test positives (Yo'LLaVA ``test/``, This-Is-My-Img
+            ``Validation/positive``).
+        holdout: reference photos not drawn in a seed are test positives too (folder, MyVLM).
+        negatives: the dataset's own negatives of this concept as ``(path, split)``.
+    """
+
+    name: str
+    category: str
+    references: tuple[Path, ...]
+    positives: tuple[Path, ...] = ()
+    holdout: bool = True
+    negatives: tuple[tuple[Path, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class VQAItem:
+    """One multiple-choice question about ``image``; ``sks`` already replaced by the name."""
+
+    concept: str
+    image: Path
+    question: str
+    options: dict[str, str]
+    answer: str
+
+
+@dataclass(frozen=True)
+class CaptionItem:
+    """Reference captions of one photo of ``concept``."""
+
+    concept: str
+    image: Path
+    references: tuple[str, ...]
+
+
+@dataclass
+class Dataset:
+    """A loaded benchmark (see the module docstring for the layouts)."""
+
+    spec: str
+    layout: str
+    root: Path
+    concepts: list[ConceptData]
+    vqa: list[VQAItem] = field(default_factory=list)
+    captions: list[CaptionItem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def concept(self, name: str) -> ConceptData:
+        for c in self.concepts:
+            if c.name == name:
+                return c
+        raise InvalidInputError(f"no concept '{name}' in {self.spec}; it has: "
+                                f"{', '.join(c.name for c in self.concepts)}")
+
+    @property
+    def num_photos(self) -> int:
+        paths = {p for c in self.concepts for p in (*c.references, *c.positives, *(n for n, _ in c.negatives))}
+        return len(paths)
+
+
+def category_from_name(name: str) -> str:
+    """A category guessed from a concept name: separators to spaces, trailing digits dropped.
+
+    >>> category_from_name("dog3"), category_from_name("small_penguin")
+    ('dog', 'small penguin')
+    """
+    text = " ".join(re.split(r"[_\-\s]+", name.strip().lower()))
+    return re.sub(r"\s*\d+$", "", text).strip() or name.strip().lower()
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not p.name.startswith("."))
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+def _listing(root: Path, limit: int = 8) -> str:
+    if not root.is_dir():
+        return "nothing (the folder does not exist)" if not root.exists() else "a file, not a folder"
+    items = sorted(root.iterdir())
+    if not items:
+        return "an empty folder"
+    names = [p.name + ("/" if p.is_dir() else "") for p in items[:limit]]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(names) + more
+
+
+def detect_layout(root: Path) -> str | None:
+    """Which of `LAYOUTS` a folder looks like, or ``None``.
+
+    >>> detect_layout(Path("/nonexistent")) is None
+    True
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for base in (root, *_subdirs(root)):
+        if (base / "data_concept_head").is_dir():
+            return "myvlm"
+        if (base / "train").is_dir() and (base / "test").is_dir():
+            return "yollava"
+        if (base / "Single-concept").is_dir() or (base / "Multi-concept").is_dir():
+            return "thisismy"
+    if any(_images(d) for d in _subdirs(root)):
+        return "folder"
+    return None
+
+
+def _layout_error(layout: str, root: Path, expected: str) -> DatasetLayoutError:
+    found = detect_layout(root)
+    hint = f"; it looks like the '{found}' layout: use --dataset {found}:{root}" if found and found != layout \
+        else ""
+    return DatasetLayoutError(f"expected the {layout} layout ({expected}) under '{root}', but found "
+                              f"{_listing(root)}{hint}")
+
+
+def _find_base(root: Path, marker: str) -> Path | None:
+    """``root`` or one of its direct subfolders that contains ``marker``."""
+    for base in (root, *_subdirs(root)):
+        if (base / marker).exists():
+            return base
+    return None
+
+
+def _read_categories(path: Path) -> dict[str, str]:
+    """``{concept: category}`` from a CSV with a header (subject/concept/name, class/category)."""
+    if not path.is_file():
+        raise InvalidInputError(f"categories file '{path}' does not exist")
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    if not rows:
+        return {}
+    header = [c.strip().lower() for c in rows[0]]
+    names = {"subject", "concept", "name"}
+    classes = {"class", "category"}
+    if names & set(header) and classes & set(header):
+        ni = next(i for i, c in enumerate(header) if c in names)
+        ci = next(i for i, c in enumerate(header) if c in classes)
+        rows = rows[1:]
+    else:
+        ni, ci = 0, 1
+    out: dict[str, str] = {}
+    for row in rows:
+        if len(row) <= max(ni, ci):
+            raise InvalidInputError(f"categories file '{path}': every row needs a concept and a class, got {row}")
+        out[row[ni].strip()] = row[ci].strip()
+    return out
+
+
+def _category(name: str, table: dict[str, str]) -> str:
+    return table.get(name) or category_from_name(name)
+
+
+# -- layouts ---------------------------------------------------------------------------
+def _load_folder(root: Path, table: dict[str, str], warnings: list[str]) -> list[ConceptData]:
+    if not root.is_dir():
+        raise _layout_error("folder", root, "<concept>/*.jpg")
+    table = {**(_read_categories(root / "classes.csv") if (root / "classes.csv").is_file() else {}), **table}
+    concepts = []
+    for d in _subdirs(root):
+        photos = _images(d)
+        if not photos:
+            warnings.append(f"folder '{d.name}' holds no images; skipped")
+            continue
+        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(photos)))
+    if not concepts:
+        raise _layout_error("folder", root, "<concept>/*.jpg")
+    return concepts
+
+
+def _load_myvlm(root: Path, table: dict[str, str], warnings: list[str]) -> tuple[list[ConceptData], list[CaptionItem]]:
+    base = _find_base(root, "data_concept_head/positives")
+    if base is None:
+        raise _layout_error("myvlm", root, "data_concept_head/positives/<concept>/*.jpg")
+    pos_root = base / "data_concept_head" / "positives"
+    neg_root = base / "data_concept_head" / "negatives"
+    emb_root = base / "data_concept_embedding"
+    concepts, captions = [], []
+    for d in _subdirs(pos_root):
+        photos = _images(d)
+        if not photos:
+            warnings.append(f"myvlm: positives/{d.name} holds no images; skipped")
+            continue
+        negatives = tuple((p, "negatives") for p in _images(neg_root / d.name))
+        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(photos), negatives=negatives))
+        captions.extend(_myvlm_captions(emb_root / d.name, d.name, d, warnings))
+    if not concepts:
+        raise _layout_error("myvlm", pos_root, "<concept>/*.jpg")
+    return concepts, captions
+
+
+def _myvlm_captions(folder: Path, concept: str, positives: Path, warnings: list[str]) -> list[CaptionItem]:
+    for name in ("captions_augmented.json", "captions.json"):
+        path = folder / name
+        if path.is_file():
+            break
+    else:
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetLayoutError(f"'{path}' is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DatasetLayoutError(f"'{path}' must map image names to lists of captions, got {type(data).__name__}")
+    items = []
+    for key, caps in data.items():
+        caps = [caps] if isinstance(caps, str) else list(caps or [])
+        image = next((p for p in (folder / key, positives / Path(key).name) if p.is_file()), None)
+        if image is None:
+            warnings.append(f"myvlm: {path.name} of '{concept}' names a missing image '{key}'; skipped")
+            continue
+        if caps:
+            items.append(CaptionItem(concept, image, tuple(str(c) for c in caps)))
+    return items
+
+
+def _load_yollava(root: Path, table: dict[str, str], warnings: list[str]) -> tuple[list[ConceptData], list[VQAItem]]:
+    base = _find_base(root, "train")
+    if base is None or not (base / "test").is_dir():
+        raise _layout_error("yollava", root, "train/<concept>/*.png and test/<concept>/*.png")
+    concepts = []
+    for d in _subdirs(base / "train"):
+        refs = _images(d)
+        tests = _images(base / "test" / d.name)
+        if not refs:
+            warnings.append(f"yollava: train/{d.name} holds no images; skipped")
+            continue
+        if not tests:
+            warnings.append(f"yollava: '{d.name}' has no test/{d.name} photos")
+        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(refs), tuple(tests), holdout=False))
+    if not concepts:
+        raise _layout_error("yollava", base / "train", "<concept>/*.png")
+    names = {c.name for c in concepts}
+    qa = next((p for p in (base / "yollava-visual-qa.json", root / "yollava-visual-qa.json") if p.is_file()), None)
+    items = _yollava_vqa(qa, base, names, warnings) if qa else []
+    return concepts, items
+
+
+def _resolve(base: Path, raw: str, concept: str) -> Path | None:
+    """A release path such as ``./yollava-data/test/bo/3.png`` under ``base``, whatever its prefix."""
+    parts = [p for p in Path(raw.replace("\\", "/")).parts if p not in (".", "/")]
+    for i in range(len(parts)):
+        candidate = base.joinpath(*parts[i:])
+        if candidate.is_file():
+            return candidate
+    fallback = base / "test" / concept / Path(raw).name
+    return fallback if fallback.is_file() else None
+
+
+def _yollava_vqa(path: Path, base: Path, names: set[str], warnings: list[str]) -> list[VQAItem]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetLayoutError(f"'{path}' is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DatasetLayoutError(f"'{path}' must map concepts to {{image: question}}, got {type(data).__name__}")
+    items = []
+    sks = re.compile(r"\bsks\b")
+    for concept, questions in data.items():
+        if concept not in names:
+            warnings.append(f"yollava: questions about unknown concept '{concept}' skipped")
+            continue
+        for raw, q in (questions or {}).items():
+            qs = q if isinstance(q, list) else [q]
+            image = _resolve(base, raw, concept)
+            if image is None:
+                warnings.append(f"yollava: image '{raw}' of a '{concept}' question not found; skipped")
+                continue
+            for one in qs:
+                try:
+                    options = {str(k).strip().upper(): sks.sub(concept, str(v)) for k, v in one["options"].items()}
+                    items.append(VQAItem(concept, image, sks.sub(concept, str(one["question"])), options,
+                                         str(one["correct_answer"]).strip().upper()))
+                except (KeyError, TypeError, AttributeError) as exc:
+                    raise DatasetLayoutError(
+                        f"'{path}': the question for '{raw}' needs 'question', 'options' and 'correct_answer', "
+                        f"got {one!r}") from exc
+    return items
+
+
+def _norm(name: str) -> str:
+    return " ".join(name.lower().split())
+
+
+def _load_thisismy(root: Path, table: dict[str, str], warnings: list[str]) -> list[ConceptData]:
+    base = _find_base(root, "Single-concept") or _find_base(root, "Multi-concept")
+    if base is None:
+        raise _layout_error("thisismy", root, "Single-concept/Reference Images/<concept>/ and "
+                            "Single-concept/Validation/<split>/<concept>/")
+    refs: dict[str, list[Path]] = {}
+    positives: dict[str, list[Path]] = {}
+    negatives: dict[str, list[tuple[Path, str]]] = {}
+    for subset in ("Single-concept", "Multi-concept"):
+        folder = base / subset
+        if not folder.is_dir():
+            continue
+        dirs = {_norm(d.name): d for d in _subdirs(folder)}
+        if "reference images" not in dirs:
+            raise _layout_error("thisismy", folder, "Reference Images/<concept>/")
+        for d in _subdirs(dirs["reference images"]):
+            refs.setdefault(d.name, []).extend(_images(d))
+        for split_dir in _subdirs(dirs.get("validation", folder / "Validation")):
+            key = _norm(split_dir.name)
+            if key not in _TIM_SPLITS:
+                warnings.append(f"thisismy: unknown validation split '{split_dir.name}' skipped")
+                continue
+            for d in _subdirs(split_dir):
+                photos = _images(d)
+                if _TIM_SPLITS[key] is None:
+                    positives.setdefault(d.name, []).extend(photos)
+                else:
+                    negatives.setdefault(d.name, []).extend((p, _TIM_SPLITS[key]) for p in photos)  # type: ignore[misc]
+    for name in sorted((set(positives) | set(negatives)) - set(refs)):
+        warnings.append(f"thisismy: '{name}' has validation photos but no Reference Images; skipped")
+    concepts = [ConceptData(n, _category(n, table), tuple(sorted(set(r))), tuple(sorted(set(positives.get(n, [])))),
+                            holdout=False, negatives=tuple(sorted(set(negatives.get(n, [])))))
+                for n, r in sorted(refs.items()) if r]
+    if not concepts:
+        raise _layout_error("thisismy", base, "Reference Images/<concept>/*.jpg")
+    return concepts
+
+
+def parse_spec(spec: str) -> tuple[str, Path]:
+    """``"myvlm:/data/MyVLM"`` -> ``("myvlm", Path("/data/MyVLM"))``; bare paths are detected.
+
+    >>> parse_spec("folder:data/db")
+    ('folder', PosixPath('data/db'))
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidInputError(f"a dataset is <layout>:<path> with layout one of {', '.join(LAYOUTS)}")
+    head, sep, rest = spec.partition(":")
+    if sep and head in LAYOUTS:
+        return head, Path(rest).expanduser()
+    if sep and re.fullmatch(r"[a-z][a-z0-9_-]+", head) and not Path(spec).exists():
+        raise InvalidInputError(f"unknown dataset layout '{head}'; choose one of: {', '.join(LAYOUTS)}")
+    root = Path(spec).expanduser()
+    layout = detect_layout(root)
+    if layout is None:
+        raise DatasetLayoutError(f"cannot tell the layout of '{root}' (found {_listing(root)}); "
+                                 f"write it as <layout>:<path> with layout one of {', '.join(LAYOUTS)}")
+    return layout, root
+
+
+def load_dataset(spec: str, *, categories: str | Path | None = None,
+                 concepts: Sequence[str] | None = None) -> Dataset:
+    """Load a benchmark from ``<layout>:<path>`` (see the module docstring).
+
+    Args:
+        spec: ``folder:``, ``myvlm:``, ``yollava:`` or ``thisismy:`` followed by the path.
+        categories: optional CSV (``subject,class``) giving each concept's category; otherwise
+            ``classes.csv`` of a folder dataset, else `category_from_name`.
+        concepts: keep only these concepts (all when ``None``).
+
+    Raises:
+        DatasetLayoutError: the folder is missing or holds another layout (the message says
+            which layout was expected and what was found).
+
+    Example:
+        >>> ds = load_dataset("yollava:/data/yollava")     # doctest: +SKIP
+        >>> ds.vqa[0].question                              # doctest: +SKIP
+        'What animal does bo resemble?'
+    """
+    layout, root = parse_spec(spec)
+    table = _read_categories(Path(categories)) if categories else {}
+    warnings: list[str] = []
+    vqa: list[VQAItem] = []
+    caps: list[CaptionItem] = []
+    if layout == "folder":
+        items = _load_folder(root, table, warnings)
+    elif layout == "myvlm":
+        items, caps = _load_myvlm(root, table, warnings)
+    elif layout == "yollava":
+        items, vqa = _load_yollava(root, table, warnings)
+    else:
+        items = _load_thisismy(root, table, warnings)
+    if concepts is not None:
+        wanted = list(dict.fromkeys(concepts))
+        missing = [c for c in wanted if c not in {i.name for i in items}]
+        if missing:
+            raise InvalidInputError(f"unknown concept(s) {missing} in {spec}; it has: "
+                                    f"{', '.join(i.name for i in items)}")
+        items = [i for i in items if i.name in wanted]
+        vqa = [q for q in vqa if q.concept in wanted]
+        caps = [c for c in caps if c.concept in wanted]
+    for w in warnings:
+        log.warning(w)
+    return Dataset(spec, layout, root, items, vqa, caps, warnings)

@@ -1,0 +1,385 @@
+"""The recognition benchmark: one backbone pass per photo, every seed, k and threshold.
+
+Protocol (PeKit, following MyVLM / Yo'LLaVA):
+
+* for each seed and number of references ``k``, every concept draws ``k`` reference photos
+  (nested: the ``k``-draw extends the ``k-1``-draw); a concept with fewer than ``k`` photos
+  to draw from is skipped (reported);
+* all concepts are in memory together: one `Gallery` per (extractor, k, seed) built from each
+  concept's reference views;
+* every photo that is not a reference in that trial is scored once against the gallery
+  (`Pipeline.match`), giving a ``(photos x concepts)`` score matrix per trial;
+* concept ``c`` is recognized in a photo iff its score ``>= threshold``. Positives of ``c``:
+  its non-reference photos; negatives: the other concepts' non-reference photos plus the
+  dataset's own negatives of ``c`` (MyVLM ``negatives/``, This-Is-My-Img Negative/Fake).
+
+Thresholds are swept over the stored matrices: nothing is re-embedded. Photos are embedded
+once for the whole run (cached on disk by `GridCache`, so a crashed run resumes).
+
+Example:
+    >>> from pekit.eval.datasets import load_dataset                       # doctest: +SKIP
+    >>> from pekit.personalizer import build_pipeline                      # doctest: +SKIP
+    >>> run = run_recognition(load_dataset("folder:../shared/data/dreambooth"),
+    ...                       build_pipeline("offline"), refs=(1, 2), seeds=5)  # doctest: +SKIP
+    >>> summarize(run)[0]["metrics"]["weighted"]                             # doctest: +SKIP
+    {'mean': 0.83, 'std': 0.01, 'seeds': [...]}
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pekit.errors import ImageError, InvalidInputError, NothingFoundError
+from pekit.eval.cache import GridCache, file_sha1
+from pekit.eval.datasets import ConceptData, Dataset
+from pekit.images import load_image
+from pekit.retrieve.match import Gallery
+from pekit.types import Concept, PatchGrid
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Photo", "RecognitionRun", "Trial", "collect_photos", "draw_references", "embed_photos",
+           "reference_view", "run_recognition", "trial_masks"]
+
+OTHER = "other concepts"
+DETECTOR_ALIASES = {"grounding-dino": "hf:IDEA-Research/grounding-dino-tiny",
+                    "owlv2": "hf:google/owlv2-base-patch16-ensemble"}
+
+
+@dataclass
+class Photo:
+    """A unique photo (by content hash) and its role for each concept.
+
+    Attributes:
+        owners: concepts shown in the photo.
+        negative_of: concept -> dataset split for the dataset's own negatives.
+        testable: False for photos that are only reference candidates of a dataset with a
+            separate test split (Yo'LLaVA ``train/``, This-Is-My-Img reference images).
+    """
+
+    path: Path
+    sha1: str
+    owners: frozenset[str] = frozenset()
+    negative_of: dict[str, str] = field(default_factory=dict)
+    testable: bool = False
+
+
+@dataclass
+class Trial:
+    """One (extractor, k, seed): the gallery's concepts and the score matrix of its test photos.
+
+    Attributes:
+        concepts: gallery concepts, the columns of ``scores``.
+        skipped: concepts with fewer than ``k`` photos to draw references from.
+        references: concept -> reference photo paths drawn in this trial.
+        photos: ``(n,)`` indices into `RecognitionRun.photos` (the rows of ``scores``).
+        scores: ``(n, C)`` final scores from `Pipeline.match` (-1 = no candidate).
+    """
+
+    extractor: str
+    k: int
+    seed: int
+    concepts: list[str]
+    skipped: list[str]
+    references: dict[str, list[str]]
+    photos: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass
+class RecognitionRun:
+    """Everything a report needs: photos, trials (score matrices), settings and timings."""
+
+    dataset: Dataset
+    photos: list[Photo]
+    trials: list[Trial]
+    threshold: float
+    fingerprint: str
+    categories: dict[str, str]
+    timing: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def groups(self) -> dict[tuple[str, int], list[Trial]]:
+        """Trials grouped by ``(extractor, k)`` in run order."""
+        out: dict[tuple[str, int], list[Trial]] = {}
+        for t in self.trials:
+            out.setdefault((t.extractor, t.k), []).append(t)
+        return out
+
+
+def collect_photos(dataset: Dataset, *, progress: bool = True) -> tuple[list[Photo], dict[Path, int]]:
+    """Unique photos of a dataset (duplicates by content merge their roles) and a path index."""
+    from tqdm.auto import tqdm
+
+    photos: list[Photo] = []
+    by_hash: dict[str, int] = {}
+    index: dict[Path, int] = {}
+    roles: list[tuple[Path, str | None, tuple[str, str] | None, bool]] = []
+    for c in dataset.concepts:
+        roles += [(p, c.name, None, c.holdout) for p in c.references]
+        roles += [(p, c.name, None, True) for p in c.positives]
+        roles += [(p, None, (c.name, split), True) for p, split in c.negatives]
+    for path, owner, neg, testable in tqdm(roles, desc="hashing", unit="photo", disable=None if progress else True):
+        if path not in index:
+            sha = file_sha1(path)
+            if sha not in by_hash:
+                by_hash[sha] = len(photos)
+                photos.append(Photo(path, sha))
+            index[path] = by_hash[sha]
+        photo = photos[index[path]]
+        photo.testable = photo.testable or testable
+        if owner is not None:
+            photo.owners = photo.owners | {owner}
+        if neg is not None:
+            photo.negative_of.setdefault(*neg)
+    return photos, index
+
+
+def draw_references(concept: ConceptData, k: int, seed: int, base_seed: int = 0) -> list[Path] | None:
+    """``k`` reference photos of a concept for one seed (nested in ``k``), or ``None`` if too few.
+
+    >>> c = ConceptData("bo", "dog", tuple(Path(f"{i}.jpg") for i in range(5)))
+    >>> a, b = draw_references(c, 2, 0), draw_references(c, 3, 0)
+    >>> b[:2] == a, draw_references(c, 6, 0)
+    (True, None)
+    """
+    if k < 1:
+        raise InvalidInputError(f"the number of references must be >= 1, got {k}")
+    if len(concept.references) < k:
+        return None
+    rng = np.random.default_rng([base_seed, seed, zlib.crc32(concept.name.encode())])
+    order = rng.permutation(len(concept.references))
+    return [concept.references[i] for i in order[:k]]
+
+
+def embed_photos(photos: list[Photo], pipeline: Any, cache: GridCache, *,
+                 progress: bool = True) -> tuple[set[int], list[str]]:
+    """One backbone pass per photo not yet cached.
+
+    Returns the indices of the readable photos and one warning per unreadable one.
+    """
+    from tqdm.auto import tqdm
+
+    readable, warnings = set(), []
+    for i, photo in enumerate(tqdm(photos, desc="embedding", unit="photo", disable=None if progress else True)):
+        try:
+            cache.grid(photo.sha1, lambda p=photo: pipeline.encode(load_image(p.path)))
+            readable.add(i)
+        except ImageError as exc:
+            warnings.append(f"unreadable photo skipped: {exc}")
+    return readable, warnings
+
+
+def _detector_name(extractor: str) -> str | None:
+    if extractor in DETECTOR_ALIASES:
+        return DETECTOR_ALIASES[extractor]
+    if extractor.startswith("detector:"):
+        return extractor[len("detector:"):]
+    return None
+
+
+def check_extractor(extractor: str) -> str:
+    """Validate an extractor name: ``saliency``, ``full`` (alias ``box``), ``grounding-dino``,
+    ``owlv2`` or ``detector:<backend>``.
+
+    >>> check_extractor("box")
+    'full'
+    """
+    name = "full" if extractor == "box" else extractor
+    if name in ("saliency", "full") or _detector_name(name):
+        return name
+    raise InvalidInputError(f"unknown extractor '{extractor}'; choose from saliency, full (box), "
+                            f"{', '.join(DETECTOR_ALIASES)}, detector:<backend name>")
+
+
+def reference_view(pipeline: Any, grid: PatchGrid, *, extractor: str = "saliency", image: np.ndarray | None = None,
+                   category: str = "", detector: Any = None) -> Any:
+    """The reference view of one photo under an extractor (no extra backbone pass).
+
+    ``saliency``: the pipeline's default isolation; ``full``: the whole photo as the region;
+    detector extractors: the detector's best box for ``category`` (refined by saliency).
+    """
+    if extractor == "saliency":
+        return pipeline.reference(grid)
+    if extractor == "full":
+        return pipeline.reference(grid, mask=np.ones(grid.shape, bool))
+    if detector is None or image is None:
+        raise InvalidInputError(f"extractor '{extractor}' needs a detector and the image")
+    if not category:
+        raise InvalidInputError(f"extractor '{extractor}' needs each concept's category (--categories file.csv)")
+    found = detector.detect(image, [category])
+    if len(found) == 0:
+        raise NothingFoundError(f"the detector found no '{category}'")
+    return pipeline.reference(grid, box=found.xyxy[int(np.argmax(found.score))])
+
+
+def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """``positive (n, C)``, ``negative (n, C)`` and negative subsets by name, for one trial.
+
+    Subsets: ``other concepts`` (photos of other concepts), ``same category`` (of those, the
+    ones of a concept sharing ``c``'s category) and each dataset split (``Negative (Hard)``...).
+    """
+    n, c = trial.scores.shape
+    positive = np.zeros((n, c), bool)
+    subsets: dict[str, np.ndarray] = {OTHER: np.zeros((n, c), bool), "same category": np.zeros((n, c), bool)}
+    for row, idx in enumerate(trial.photos):
+        photo = run.photos[int(idx)]
+        owner_cats = {run.categories.get(o, "") for o in photo.owners}
+        for col, name in enumerate(trial.concepts):
+            if name in photo.owners:
+                positive[row, col] = True
+                continue
+            if photo.owners:
+                subsets[OTHER][row, col] = True
+                cat = run.categories.get(name, "")
+                subsets["same category"][row, col] = bool(cat) and cat in owner_cats
+            split = photo.negative_of.get(name)
+            if split is not None:
+                subsets.setdefault(split, np.zeros((n, c), bool))[row, col] = True
+    negative = np.zeros((n, c), bool)
+    for key, mask in subsets.items():
+        if key != "same category":
+            negative |= mask
+    return positive, negative, subsets
+
+
+def run_recognition(
+    dataset: Dataset,
+    pipeline: Any,
+    *,
+    refs: Sequence[int] = (1,),
+    seeds: int = 1,
+    seed: int = 0,
+    extractors: Sequence[str] = ("saliency",),
+    cache: GridCache | None = None,
+    threshold: float | None = None,
+    progress: bool = True,
+) -> RecognitionRun:
+    """Run the recognition benchmark (see the module docstring) and keep every score matrix.
+
+    Args:
+        dataset: from `pekit.eval.datasets.load_dataset`.
+        pipeline: a `Pipeline` (or any object with ``fingerprint``, ``config.threshold``,
+            ``encode``, ``reference``, ``match``).
+        refs: numbers of reference photos per concept, e.g. ``(1, 2, 3, 4)``.
+        seeds: how many reference draws; ``seed``: the base seed (same seed, same draws).
+        extractors: reference extractors to compare (`check_extractor`).
+        cache: grid cache (default: in memory only -- pass a `GridCache` with a folder to resume).
+        threshold: the fixed reporting threshold (default: the pipeline's).
+
+    Returns:
+        `RecognitionRun`; summarize it with `pekit.eval.report.summarize`.
+    """
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    if seeds < 1:
+        raise InvalidInputError(f"seeds must be >= 1, got {seeds}")
+    refs = sorted({int(k) for k in refs})
+    if not refs or refs[0] < 1:
+        raise InvalidInputError(f"refs must be positive integers, got {refs}")
+    extractors = list(dict.fromkeys(check_extractor(e) for e in extractors))
+    cache = cache or GridCache(None, pipeline.fingerprint, memory_items=1 << 30)
+    thr = float(pipeline.config.threshold if threshold is None else threshold)
+    photos, index = collect_photos(dataset, progress=progress)
+    misses0 = cache.misses
+    t0 = time.perf_counter()
+    readable, unreadable = embed_photos(photos, pipeline, cache, progress=progress)
+    warnings = list(dataset.warnings) + unreadable
+    embed_s = time.perf_counter() - t0
+    categories = {c.name: c.category for c in dataset.concepts}
+    detectors: dict[str, Any] = {}
+    for e in extractors:
+        name = _detector_name(e)
+        if name:
+            from pekit.registry import create
+
+            detectors[e] = create("detector", name)
+
+    # -- draw references per trial -------------------------------------------------------
+    plans: list[tuple[str, int, int, dict[str, list[int]], list[str]]] = []
+    for e in extractors:
+        for k in refs:
+            for s in range(seeds):
+                drawn: dict[str, list[int]] = {}
+                skipped = []
+                for c in dataset.concepts:
+                    usable = ConceptData(c.name, c.category, tuple(p for p in c.references if index[p] in readable))
+                    paths = draw_references(usable, k, s, seed)
+                    if paths is None:
+                        skipped.append(c.name)
+                    else:
+                        drawn[c.name] = [index[p] for p in paths]
+                plans.append((e, k, s, drawn, skipped))
+    for k in refs:
+        short = next(p[4] for p in plans if p[1] == k)
+        if short:
+            warnings.append(f"k={k}: skipped {len(short)} concept(s) with fewer than {k} photos: {', '.join(short)}")
+
+    # -- reference views (no backbone pass: grids come from the cache) -------------------
+    needed = sorted({(idx, e, name) for e, _, _, drawn, _ in plans for name, ids in drawn.items() for idx in ids})
+    views: dict[tuple[int, str, str], Any] = {}
+    fallback = 0
+    for idx, e, name in tqdm(needed, desc="references", unit="view", disable=None if progress else True):
+        grid = cache.get(photos[idx].sha1)
+        assert grid is not None
+        image = load_image(photos[idx].path) if e in detectors else None
+        try:
+            views[idx, e, name] = reference_view(pipeline, grid, extractor=e, image=image,
+                                                 category=categories[name], detector=detectors.get(e))
+        except NothingFoundError:
+            fallback += 1
+            views[idx, e, name] = reference_view(pipeline, grid, extractor="full")
+    if fallback:
+        warnings.append(f"{fallback} reference view(s): no object found; the whole photo was used")
+
+    # -- galleries and test sets ----------------------------------------------------------
+    trials: list[Trial] = []
+    galleries: list[Gallery] = []
+    tests: dict[int, list[int]] = {}
+    for t, (e, k, s, drawn, skipped) in enumerate(plans):
+        names = list(drawn)
+        concepts = []
+        for name in names:
+            vs = [views[i, e, name] for i in drawn[name]]
+            concepts.append(Concept(name, views=np.stack([v.embedding for v in vs]),
+                                    parts=np.concatenate([v.parts for v in vs]), category=categories[name]))
+        galleries.append(Gallery.from_concepts(concepts))
+        ref_ids = {i for ids in drawn.values() for i in ids}
+        # a photo counts if it shows some concept (positive or other-concept negative) or is
+        # a dataset negative of a concept in memory
+        rows = [i for i in sorted(readable - ref_ids) if photos[i].testable
+                and (photos[i].owners or any(n in photos[i].negative_of for n in names))]
+        for i in rows:
+            tests.setdefault(i, []).append(t)
+        paths = {n: [str(photos[i].path) for i in ids] for n, ids in drawn.items()}
+        trials.append(Trial(e, k, s, names, skipped, paths, np.asarray(rows, np.int64),
+                            np.full((len(rows), len(names)), -1.0, np.float32)))
+
+    # -- score every test photo once per trial ----------------------------------------------
+    t0 = time.perf_counter()
+    position = [{int(i): r for r, i in enumerate(tr.photos)} for tr in trials]
+    needs_image = getattr(pipeline, "detector", None) is not None
+    for idx in tqdm(sorted(tests), desc="matching", unit="photo", disable=None if progress else True):
+        grid = cache.get(photos[idx].sha1)
+        assert grid is not None
+        image = load_image(photos[idx].path) if needs_image else None
+        for t in tests[idx]:
+            labels = [categories[n] for n in trials[t].concepts] if needs_image else None
+            scores, _, _ = pipeline.match(grid, galleries[t], image=image, labels=labels)
+            trials[t].scores[position[t][idx]] = scores
+    match_s = time.perf_counter() - t0
+    for w in warnings[len(dataset.warnings):]:
+        log.warning(w)
+    timing = {"total_s": round(time.perf_counter() - start, 2), "embed_s": round(embed_s, 2),
+              "match_s": round(match_s, 2), "backbone_passes": cache.misses - misses0,
+              "photos": len(photos), "matches": int(sum(len(v) for v in tests.values()))}
+    return RecognitionRun(dataset, photos, trials, thr, pipeline.fingerprint, categories, timing, warnings)

@@ -1,0 +1,238 @@
+"""Reports: ``results.json``, a Markdown ``README.md`` and PNG plots in one folder.
+
+``results.json`` holds every number (per seed, per concept, the threshold sweep) plus the
+settings and timings that produced them; ``README.md`` is the human table; plots are
+``sweep.png`` (positive / negative accuracy and precision vs threshold) and ``refs.png``
+(accuracy vs number of references).
+
+Example:
+    >>> print(format_value({"mean": 0.8731, "std": 0.0123}))
+    87.3 ± 1.2
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pekit.errors import require
+
+__all__ = ["METRIC_DOC", "clean_json", "format_table", "format_value", "plot_refs", "plot_sweep",
+           "recognition_markdown", "recognition_results", "recognition_table", "sweep_table", "write_report"]
+
+METRIC_DOC = """\
+**Metrics** (per concept, then averaged over concepts, then mean ± std over seeds; a concept
+where a metric is undefined is left out of that average):
+positive accuracy = recall = TP / (TP + FN) over photos of the concept that are not its references;
+negative accuracy = specificity = TN / (TN + FP) over the other concepts' non-reference photos plus the
+dataset's own negatives of the concept; precision = TP / (TP + FP); weighted = (positive + negative) / 2;
+same-category = negative accuracy on photos of other concepts with the same category.
+A concept is recognized in a photo iff its final score (`Pipeline.match`) is >= the threshold τ."""
+
+_NAMES = {"positive": "positive acc.", "negative": "negative acc.", "precision": "precision",
+          "weighted": "weighted", "same category": "same-category neg. acc."}
+
+
+def clean_json(obj: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> None, numpy scalars/arrays -> Python, paths -> str.
+
+    >>> clean_json({"a": float("nan"), "b": (1, 2.5)})
+    {'a': None, 'b': [1, 2.5]}
+    """
+    if isinstance(obj, dict):
+        return {str(k): clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return clean_json(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def format_value(value: dict[str, Any] | float | None, *, percent: bool = True) -> str:
+    """``{"mean", "std"}`` or a number as ``"87.3 ± 1.2"`` (percent); ``n/a`` when undefined.
+
+    >>> format_value({"mean": None, "std": None}), format_value(0.5)
+    ('n/a', '50.0')
+    """
+    mean, std = (value.get("mean"), value.get("std")) if isinstance(value, dict) else (value, None)
+    if mean is None or (isinstance(mean, float) and not math.isfinite(mean)):
+        return "n/a"
+    scale = 100.0 if percent else 1.0
+    text = f"{mean * scale:.1f}"
+    if std is not None and isinstance(std, (int, float)) and math.isfinite(std):
+        text += f" ± {std * scale:.1f}"
+    return text
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table.
+
+    >>> print(format_table(["k", "acc"], [[1, "90.0"]]))
+    | k | acc |
+    |---|---|
+    | 1 | 90.0 |
+    """
+    lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def recognition_results(run: Any, *, threshold: float | None = None, top_k: Sequence[int] = (),
+                        config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything about a recognition run as a JSON-ready dict (see the module docstring)."""
+    from pekit import __version__
+    from pekit.eval.summary import per_concept, summarize, sweep
+
+    thr = run.threshold if threshold is None else float(threshold)
+    ds = run.dataset
+    return clean_json({
+        "task": "recognition",
+        "pekit": __version__,
+        "dataset": {"spec": ds.spec, "layout": ds.layout, "root": str(ds.root), "concepts": len(ds.concepts),
+                    "photos": len(run.photos)},
+        "config": {**(config or {}), "threshold": thr, "fingerprint": run.fingerprint},
+        "rows": summarize(run, thr, top_k=top_k),
+        "per_concept": per_concept(run, thr),
+        "sweep": sweep(run),
+        "references": {f"{t.extractor}/k={t.k}/seed={t.seed}": t.references for t in run.trials},
+        "warnings": run.warnings,
+        "timing": run.timing,
+    })
+
+
+def _metric_columns(rows: list[dict[str, Any]]) -> list[str]:
+    names = [m for m in ("positive", "negative", "precision", "weighted", "same category")
+             if any(m in r["metrics"] for r in rows)]
+    names += sorted({m for r in rows for m in r["metrics"] if m.startswith("negative: ")})
+    names += sorted({m for r in rows for m in r["metrics"] if m[:2] in ("P@", "R@")}, key=lambda m: (m[2:], m))
+    return names
+
+
+def recognition_table(results: dict[str, Any]) -> str:
+    """The main table: one row per (extractor, k)."""
+    rows = results["rows"]
+    metrics = _metric_columns(rows)
+    extractors = {r["extractor"] for r in rows}
+    header = (["extractor"] if len(extractors) > 1 else []) + ["k", "concepts", "test photos"]
+    header += [_NAMES.get(m, m) for m in metrics] + ["skipped"]
+    body = []
+    for r in rows:
+        cells = ([r["extractor"]] if len(extractors) > 1 else []) + [r["k"], r["concepts"], r["test_photos"]]
+        cells += [format_value(r["metrics"].get(m, {})) for m in metrics]
+        cells.append(len(r["skipped"]) if r["skipped"] else "-")
+        body.append(cells)
+    return format_table(header, body)
+
+
+def sweep_table(results: dict[str, Any], step: float = 0.05) -> str:
+    """Weighted accuracy vs threshold (every ``step``) for each (extractor, k)."""
+    sw = results["sweep"]
+    thr = sw["thresholds"]
+    picks = [i for i, t in enumerate(thr) if abs(t / step - round(t / step)) < 1e-6]
+    labels = list(sw["curves"])
+    body = [[f"{thr[i]:.2f}", *(format_value(sw["curves"][lb]["weighted"][i]) for lb in labels)] for i in picks]
+    return format_table(["τ", *(f"weighted {lb}" for lb in labels)], body)
+
+
+def recognition_markdown(results: dict[str, Any], *, plots: Sequence[str] = ()) -> str:
+    """The README of a recognition report."""
+    cfg, ds, timing = results["config"], results["dataset"], results.get("timing", {})
+    seeds = results["rows"][0]["seeds"] if results["rows"] else 0
+    parts = [
+        f"# Recognition: {ds['spec']}",
+        f"{ds['concepts']} concepts, {ds['photos']} photos ({ds['layout']} layout). Preset `{cfg.get('preset', '?')}`, "
+        f"backbone `{cfg['fingerprint']}`, threshold τ = {cfg['threshold']:.2f}, {seeds} seed(s) "
+        f"(base seed {cfg.get('seed', 0)}). Values in %, mean ± std over seeds.",
+        recognition_table(results),
+    ]
+    skipped = {r["label"]: r["skipped"] for r in results["rows"] if r["skipped"]}
+    if skipped:
+        parts.append("Skipped (fewer photos than k): " + "; ".join(f"{k}: {', '.join(v)}" for k, v in skipped.items()))
+    best = results["sweep"]["best"]
+    parts.append("Best threshold by weighted accuracy (oracle, chosen on the test photos): " +
+                 "; ".join(f"{lb}: τ = {b['threshold']:.2f} ({format_value(b['weighted'])})" for lb, b in best.items()))
+    parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
+    parts += ["## Threshold sweep (weighted accuracy)", sweep_table(results)]
+    labels = list(results["per_concept"])
+    concepts = sorted({c for lb in labels for c in results["per_concept"][lb]})
+    body = [[c, *(format_value(results["per_concept"][lb].get(c, {}).get("weighted")) for lb in labels)]
+            for c in concepts]
+    parts += ["## Weighted accuracy per concept", format_table(["concept", *labels], body)]
+    if results.get("warnings"):
+        parts += ["## Warnings", "\n".join(f"- {w}" for w in results["warnings"])]
+    if timing:
+        parts.append("Timing: " + ", ".join(f"{k} = {v}" for k, v in timing.items()))
+    parts.append(METRIC_DOC)
+    return "\n\n".join(parts) + "\n"
+
+
+def _figure(ncols: int) -> tuple[Any, Any]:
+    require("matplotlib", "eval")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2 * ncols, 3.4), layout="constrained")
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+
+
+def plot_sweep(results: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``sweep.png``: positive accuracy, negative accuracy and precision vs τ, one line per (extractor, k)."""
+    sw = results["sweep"]
+    fig, axes = _figure(3)
+    for ax, metric in zip(axes, ("positive", "negative", "precision"), strict=True):
+        for label, curves in sw["curves"].items():
+            ys = [float("nan") if v is None else v * 100 for v in curves[metric]]
+            ax.plot(sw["thresholds"], ys, label=label)
+        ax.axvline(results["config"]["threshold"], color="grey", linestyle="--", linewidth=1)
+        ax.set(xlabel="threshold τ", ylabel=f"{_NAMES[metric]} (%)", ylim=(0, 101), title=_NAMES[metric])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def plot_refs(results: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``refs.png``: accuracy vs number of references (error bars: std over seeds)."""
+    rows = results["rows"]
+    fig, axes = _figure(1)
+    ax = axes[0]
+    extractors = list(dict.fromkeys(r["extractor"] for r in rows))
+    series = [(e, m) for e in extractors for m in (("positive", "negative", "weighted") if len(extractors) == 1
+                                                   else ("weighted",))]
+    for extractor, metric in series:
+        sel = [r for r in rows if r["extractor"] == extractor and r["metrics"][metric]["mean"] is not None]
+        ks = [r["k"] for r in sel]
+        ys = [r["metrics"][metric]["mean"] * 100 for r in sel]
+        es = [(r["metrics"][metric]["std"] or 0) * 100 for r in sel]
+        label = _NAMES[metric] if len(extractors) == 1 else f"{extractor} ({_NAMES[metric]})"
+        ax.errorbar(ks, ys, yerr=es, marker="o", capsize=3, label=label)
+    ax.set(xlabel="references per concept (k)", ylabel="accuracy (%)", ylim=(0, 101))
+    ax.set_xticks(sorted({r["k"] for r in rows}))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def write_report(out_dir: str | os.PathLike, results: dict[str, Any], markdown: str) -> Path:
+    """Write ``results.json`` and ``README.md`` into ``out_dir`` (created); returns the folder."""
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_text(out / "results.json", json.dumps(clean_json(results), indent=2, ensure_ascii=False) + "\n")
+    _atomic_text(out / "README.md", markdown)
+    return out

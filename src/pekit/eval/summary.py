@@ -1,0 +1,137 @@
+"""Aggregate a `RecognitionRun` into tables: per concept -> mean over concepts -> mean ± std over seeds.
+
+Everything here reads the stored score matrices; changing the threshold or sweeping it
+re-embeds nothing. Undefined values are NaN here (``None`` once written as JSON).
+
+Example:
+    >>> rows = summarize(run)                                  # doctest: +SKIP
+    >>> rows[0]["k"], rows[0]["metrics"]["positive"]["mean"]   # doctest: +SKIP
+    (1, 0.87)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pekit.eval.metrics import (
+    concept_mean,
+    confusion,
+    mean_std,
+    recognition_metrics,
+    retrieval_at_k,
+    safe_ratio,
+    seed_stats,
+)
+from pekit.eval.recognition import OTHER, RecognitionRun, Trial, trial_masks
+
+__all__ = ["METRICS", "group_label", "per_concept", "summarize", "sweep", "trial_metrics"]
+
+#: Main recognition metrics, in table order.
+METRICS = ("positive", "negative", "precision", "weighted")
+SAME = "same category"
+
+
+def group_label(extractor: str, k: int, *, with_extractor: bool = True) -> str:
+    """``"saliency/k=2"`` (or ``"k=2"``).
+
+    >>> group_label("saliency", 2)
+    'saliency/k=2'
+    """
+    return f"{extractor}/k={k}" if with_extractor else f"k={k}"
+
+
+def trial_metrics(run: RecognitionRun, trial: Trial, threshold: float | None = None) -> dict[str, np.ndarray]:
+    """Per-concept metrics of one trial: `METRICS`, ``same category`` (negative accuracy on
+    photos of other concepts of the same category) and ``negative: <split>`` per dataset split."""
+    thr = run.threshold if threshold is None else float(threshold)
+    positive, negative, subsets = trial_masks(run, trial)
+    out = recognition_metrics(*confusion(trial.scores, positive, negative, thr))
+    none = np.zeros_like(positive)
+    for name, mask in subsets.items():
+        if name == OTHER or not mask.any():
+            continue
+        _, _, tn, fp = confusion(trial.scores, none, mask, thr)
+        out[SAME if name == SAME else f"negative: {name}"] = safe_ratio(tn, tn + fp)
+    return out
+
+
+def summarize(run: RecognitionRun, threshold: float | None = None, *,
+              top_k: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """One row per (extractor, k): each metric's mean ± std over seeds (of concept means).
+
+    Args:
+        run: the benchmark run.
+        threshold: reporting threshold (default: the run's).
+        top_k: also report memory retrieval precision/recall at these k (``P@1``, ``R@1``...).
+
+    Returns:
+        ``[{"extractor", "k", "label", "seeds", "concepts", "skipped", "test_photos",
+        "metrics": {name: {"mean", "std", "seeds": [...]}}}]``.
+    """
+    rows = []
+    for (extractor, k), trials in run.groups().items():
+        per_seed: dict[str, list[float]] = {}
+        for trial in trials:
+            values = {name: concept_mean(v) for name, v in trial_metrics(run, trial, threshold).items()}
+            for kk in top_k:
+                positive, _, _ = trial_masks(run, trial)
+                values[f"P@{kk}"], values[f"R@{kk}"] = retrieval_at_k(trial.scores, positive, kk)
+            for name, v in values.items():
+                per_seed.setdefault(name, []).append(float(v))
+        metrics = {name: seed_stats(vals) for name, vals in per_seed.items()}
+        rows.append({
+            "extractor": extractor, "k": k, "label": group_label(extractor, k), "seeds": len(trials),
+            "concepts": len(trials[0].concepts), "skipped": list(trials[0].skipped),
+            "test_photos": int(np.mean([len(t.photos) for t in trials])), "metrics": metrics,
+        })
+    return rows
+
+
+def _rounded(value: float) -> float:
+    return float(value) if not np.isfinite(value) else round(float(value), 6)
+
+
+def per_concept(run: RecognitionRun, threshold: float | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """``{group label: {concept: {metric: mean over seeds}}}`` (NaN where undefined)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (extractor, k), trials in run.groups().items():
+        acc: dict[str, dict[str, list[float]]] = {}
+        for trial in trials:
+            for name, values in trial_metrics(run, trial, threshold).items():
+                for concept, v in zip(trial.concepts, values, strict=True):
+                    acc.setdefault(concept, {}).setdefault(name, []).append(float(v))
+        out[group_label(extractor, k)] = {
+            concept: {name: _rounded(mean_std(vals)[0]) for name, vals in metrics.items()}
+            for concept, metrics in sorted(acc.items())
+        }
+    return out
+
+
+def sweep(run: RecognitionRun, thresholds: Sequence[float] | np.ndarray | None = None) -> dict[str, Any]:
+    """Metric curves over thresholds for each (extractor, k), from the stored score matrices.
+
+    Returns:
+        ``{"thresholds": [...], "curves": {label: {metric: [...]}}, "best": {label:
+        {"threshold", "weighted"}}}`` where ``best`` is the threshold maximising weighted
+        accuracy (an oracle: chosen on the test photos themselves).
+    """
+    thr = np.round(np.arange(0.0, 1.0 + 1e-9, 0.01), 4) if thresholds is None else np.asarray(thresholds, np.float64)
+    curves: dict[str, dict[str, list[float]]] = {}
+    best: dict[str, dict[str, float]] = {}
+    for (extractor, k), trials in run.groups().items():
+        seeds: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
+        for trial in trials:
+            positive, negative, _ = trial_masks(run, trial)
+            metrics = recognition_metrics(*confusion(trial.scores, positive, negative, thr))
+            for m in METRICS:
+                seeds[m].append(np.asarray(concept_mean(metrics[m], axis=-1), np.float64).reshape(len(thr)))
+        label = group_label(extractor, k)
+        means = {m: concept_mean(np.stack(v, 1), axis=1) for m, v in seeds.items()}
+        curves[label] = {m: [_rounded(x) for x in np.atleast_1d(v)] for m, v in means.items()}
+        weighted = np.nan_to_num(np.atleast_1d(means["weighted"]), nan=-1.0)
+        i = int(np.argmax(weighted))
+        best[label] = {"threshold": float(thr[i]), "weighted": round(float(weighted[i]), 6)}
+    return {"thresholds": [float(t) for t in thr], "curves": curves, "best": best}

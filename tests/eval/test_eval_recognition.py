@@ -1,0 +1,190 @@
+"""The recognition runner end to end with a fake fast pipeline (hand-computed outcomes).
+
+Dataset (`folder_dataset`): red x3, green x3, blue x1, amber (yellow) x2; categories
+red/amber = warm. Fake scores: same colour 1.0, red/green vs yellow 0.707, otherwise ~0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pekit.errors import InvalidInputError
+from pekit.eval.cache import GridCache
+from pekit.eval.datasets import load_dataset
+from pekit.eval.recognition import check_extractor, run_recognition, trial_masks
+from pekit.eval.summary import per_concept, summarize, sweep
+
+from .conftest import FakePipeline, make_folder
+
+nan = float("nan")
+
+
+def metric(row: dict, name: str) -> float:
+    return row["metrics"][name]["mean"]
+
+
+@pytest.fixture
+def run_k123(folder_dataset: Path):
+    pipe = FakePipeline(threshold=0.6)
+    run = run_recognition(load_dataset(f"folder:{folder_dataset}"), pipe, refs=(1, 2, 3), seeds=3, progress=False)
+    return run, pipe
+
+
+def test_one_backbone_pass_per_photo_for_the_whole_run(run_k123):
+    run, pipe = run_k123
+    assert pipe.encodes == 9 == len(run.photos) == run.timing["backbone_passes"]
+    assert len(run.trials) == 3 * 3
+
+
+def test_k1_metrics_by_hand(run_k123):
+    run, _ = run_k123
+    row = next(r for r in summarize(run) if r["k"] == 1)
+    # red:   2 pos hit; neg green x2 (TN), amber x1 (0.707 -> FP)      pos 1, neg 2/3, prec 2/3
+    # green: same as red                                               pos 1, neg 2/3, prec 2/3
+    # blue:  no positives (1 photo = the reference); 5 negatives all TN pos -, neg 1, prec -
+    # amber: 1 pos hit; neg red x2 + green x2 all 0.707 -> FP          pos 1, neg 0, prec 1/5
+    assert row["concepts"] == 4 and row["skipped"] == [] and row["test_photos"] == 5
+    assert metric(row, "positive") == pytest.approx(1.0)
+    assert metric(row, "negative") == pytest.approx((2 / 3 + 2 / 3 + 1 + 0) / 4)
+    assert metric(row, "precision") == pytest.approx((2 / 3 + 2 / 3 + 1 / 5) / 3)
+    assert metric(row, "weighted") == pytest.approx((5 / 6 + 5 / 6 + 1 / 2) / 3)
+    # same category: red vs amber photos (FP), amber vs red photos (FP)
+    assert metric(row, "same category") == pytest.approx(0.0)
+    assert row["metrics"]["positive"]["std"] == pytest.approx(0.0)   # every seed is alike here
+    concepts = per_concept(run)["saliency/k=1"]
+    assert np.isnan(concepts["blue"]["positive"]) and concepts["blue"]["negative"] == pytest.approx(1.0)
+    assert concepts["amber"]["precision"] == pytest.approx(0.2)
+
+
+def test_k2_skips_concepts_with_too_few_photos(run_k123):
+    run, _ = run_k123
+    row = next(r for r in summarize(run) if r["k"] == 2)
+    # blue (1 photo) is skipped; its photo is a negative of every concept in memory.
+    # red/green: 1 pos hit, 2 negatives TN; amber: no positives, neg red FP, green FP, blue TN
+    assert row["skipped"] == ["blue"] and row["concepts"] == 3
+    assert metric(row, "positive") == pytest.approx(1.0)
+    assert metric(row, "negative") == pytest.approx((1 + 1 + 1 / 3) / 3)
+    assert metric(row, "precision") == pytest.approx((1 + 1 + 0) / 3)
+    assert metric(row, "weighted") == pytest.approx(1.0)
+    assert any("k=2: skipped 1 concept(s)" in w and "blue" in w for w in run.warnings)
+
+
+def test_k3_concepts_without_positives(run_k123):
+    run, _ = run_k123
+    row = next(r for r in summarize(run) if r["k"] == 3)
+    # red and green use all their photos as references -> no positives, weighted undefined
+    assert row["skipped"] == ["amber", "blue"]
+    assert np.isnan(metric(row, "positive")) and np.isnan(metric(row, "weighted"))
+    assert metric(row, "negative") == pytest.approx(1 / 3)   # blue TN, amber x2 FP
+    assert metric(row, "precision") == pytest.approx(0.0)
+
+
+def test_threshold_changes_need_no_reembedding(run_k123):
+    run, pipe = run_k123
+    before = pipe.encodes
+    row = next(r for r in summarize(run, threshold=0.75) if r["k"] == 1)
+    assert pipe.encodes == before
+    assert metric(row, "negative") == pytest.approx(1.0) and metric(row, "precision") == pytest.approx(1.0)
+    sw = sweep(run, [0.6, 0.75])
+    assert sw["curves"]["saliency/k=1"]["negative"] == pytest.approx([(2 / 3 + 2 / 3 + 1) / 4 + 0, 1.0])
+    assert sw["best"]["saliency/k=1"]["threshold"] == pytest.approx(0.75)
+
+
+def test_sweep_agrees_with_fixed_threshold_summary(run_k123):
+    run, _ = run_k123
+    sw = sweep(run)
+    i = sw["thresholds"].index(0.6)
+    for row in summarize(run):
+        for m in ("positive", "negative", "precision", "weighted"):
+            expected = row["metrics"][m]["mean"]
+            got = sw["curves"][row["label"]][m][i]
+            assert got == pytest.approx(expected, nan_ok=True)
+
+
+def test_same_seed_same_draws_and_nested_references(folder_dataset: Path):
+    ds = load_dataset(f"folder:{folder_dataset}")
+    a = run_recognition(ds, FakePipeline(), refs=(1, 2), seeds=4, seed=7, progress=False)
+    b = run_recognition(ds, FakePipeline(), refs=(1, 2), seeds=4, seed=7, progress=False)
+    assert [t.references for t in a.trials] == [t.references for t in b.trials]
+    for t in a.trials:
+        assert np.array_equal(t.scores, next(u.scores for u in b.trials if (u.k, u.seed) == (t.k, t.seed)))
+    k1 = {t.seed: t.references for t in a.trials if t.k == 1}
+    k2 = {t.seed: t.references for t in a.trials if t.k == 2}
+    assert all(k2[s]["red"][:1] == k1[s]["red"] for s in k1)           # nested in k
+    assert len({tuple(k1[s]["red"]) for s in k1}) > 1                 # seeds differ
+
+
+def test_resumes_from_the_disk_cache(folder_dataset: Path, tmp_path: Path):
+    ds = load_dataset(f"folder:{folder_dataset}")
+    crashing = FakePipeline(fail_after=4)
+    cache = GridCache(tmp_path / "cache", crashing.fingerprint)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_recognition(ds, crashing, refs=(1,), cache=cache, progress=False)
+    resumed = FakePipeline()
+    run = run_recognition(ds, resumed, refs=(1,), cache=GridCache(tmp_path / "cache", resumed.fingerprint),
+                          progress=False)
+    assert resumed.encodes == 9 - 4                                    # the first 4 photos are not redone
+    again = FakePipeline()
+    rerun = run_recognition(ds, again, refs=(1,), cache=GridCache(tmp_path / "cache", again.fingerprint),
+                            progress=False)
+    assert again.encodes == 0
+    fresh = run_recognition(ds, FakePipeline(), refs=(1,), progress=False)  # in-memory cache
+    assert np.array_equal(rerun.trials[0].scores, fresh.trials[0].scores)
+    assert np.array_equal(run.trials[0].scores, fresh.trials[0].scores)
+
+
+def test_single_concept_has_empty_negative_set(tmp_path: Path):
+    root = make_folder(tmp_path / "one", {"solo": ["red", "red", "red"]})
+    run = run_recognition(load_dataset(f"folder:{root}"), FakePipeline(), refs=(1,), progress=False)
+    row = summarize(run)[0]
+    assert metric(row, "positive") == pytest.approx(1.0)
+    assert np.isnan(metric(row, "negative")) and np.isnan(metric(row, "weighted"))
+
+
+def test_dataset_negatives_count_only_for_their_concept(tmp_path: Path):
+    from .conftest import write_photo
+
+    # PNG: two near-identical JPEGs can encode to the same bytes and count as one photo
+    head = tmp_path / "MyVLM" / "data_concept_head"
+    for i in range(2):
+        write_photo(head / "positives" / "r" / f"{i}.png", "red", i + 1)
+        write_photo(head / "positives" / "g" / f"{i}.png", "green", i + 1)
+    write_photo(head / "negatives" / "r" / "n.png", "yellow", 1)       # 0.707 to both r and g
+    run = run_recognition(load_dataset(f"myvlm:{tmp_path / 'MyVLM'}"), FakePipeline(), refs=(1,), progress=False)
+    trial = run.trials[0]
+    positive, negative, _subsets = trial_masks(run, trial)
+    neg_row = next(i for i, idx in enumerate(trial.photos) if run.photos[int(idx)].path.name == "n.png")
+    assert negative[neg_row].tolist() == [False, True] and not positive[neg_row].any()   # columns g, r
+    row = summarize(run)[0]
+    # r: negatives = g's test photo (TN) + its own negative (FP) -> 1/2; g: r's test photo (TN) -> 1
+    assert metric(row, "negative") == pytest.approx((0.5 + 1.0) / 2)
+    assert metric(row, "negative: negatives") == pytest.approx(0.0)
+
+
+def test_bad_arguments():
+    with pytest.raises(InvalidInputError, match="unknown extractor"):
+        check_extractor("magic")
+    assert check_extractor("box") == "full" and check_extractor("detector:hf:x") == "detector:hf:x"
+
+
+def test_full_extractor_runs(folder_dataset: Path):
+    run = run_recognition(load_dataset(f"folder:{folder_dataset}"), FakePipeline(), refs=(1,),
+                          extractors=("saliency", "box"), progress=False)
+    assert [r["label"] for r in summarize(run, top_k=(1,))] == ["saliency/k=1", "full/k=1"]
+    row = summarize(run, top_k=(1, 2))[0]
+    # retrieval over photos with a concept: red x2, green x2 top-1 correct; amber photo: amber 1.0 > red 0.707
+    assert metric(row, "P@1") == pytest.approx(1.0) and metric(row, "R@1") == pytest.approx(1.0)
+    assert metric(row, "P@2") == pytest.approx(0.5)
+
+
+def test_separate_test_split_is_used_alone(yollava_dataset: Path):
+    # Yo'LLaVA: references come from train/, test photos only from test/ (unused train photos are not tests)
+    run = run_recognition(load_dataset(f"yollava:{yollava_dataset}"), FakePipeline(), refs=(2,), seeds=2,
+                          progress=False)
+    for trial in run.trials:
+        assert sorted(run.photos[int(i)].path.parent.parent.name for i in trial.photos) == ["test"] * 4
+    row = summarize(run)[0]
+    assert metric(row, "positive") == pytest.approx(1.0) and metric(row, "negative") == pytest.approx(1.0)

@@ -1,0 +1,256 @@
+"""`load_image`: every input becomes ``(H, W, 3) uint8`` RGB, or an `ImageError` naming the source."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pekit.errors import ImageError, PekitError
+from pekit.images import describe, list_images, load_image
+
+
+def encode(img: Image.Image, fmt: str = "PNG", **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def rgb() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+
+
+# ---- sources ------------------------------------------------------------------------------
+def test_png_path_str_pathlike_bytes_and_pil_agree(tmp_path: Path, rgb: np.ndarray) -> None:
+    path = tmp_path / "photo.png"
+    Image.fromarray(rgb).save(path)
+    for source in (path, str(path), path.read_bytes(), bytearray(path.read_bytes()), Image.open(path), rgb):
+        out = load_image(source)
+        assert out.shape == (20, 30, 3) and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, rgb)
+
+
+def test_jpeg_path(tmp_path: Path, rgb: np.ndarray) -> None:
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(rgb).save(path, quality=95)
+    out = load_image(path)
+    assert out.shape == (20, 30, 3) and out.dtype == np.uint8
+
+
+def test_returns_a_contiguous_copy_not_a_view(rgb: np.ndarray) -> None:
+    view = rgb[:, ::-1]
+    out = load_image(view)
+    assert out.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(out, view)
+
+
+# ---- numpy arrays --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("array", "expected_pixel"),
+    [
+        (np.full((4, 5), 7, np.uint8), [7, 7, 7]),  # gray
+        (np.full((4, 5, 1), 7, np.uint8), [7, 7, 7]),  # gray with a channel axis
+        (np.full((4, 5, 3), [1, 2, 3], np.uint8), [1, 2, 3]),
+        (np.full((4, 5, 4), [200, 0, 0, 255], np.uint8), [200, 0, 0]),  # opaque RGBA
+        (np.full((4, 5, 4), [200, 0, 0, 0], np.uint8), [255, 255, 255]),  # transparent -> white
+        (np.full((4, 5, 4), [0, 0, 0, 128], np.uint8), [127, 127, 127]),  # half black on white
+        (np.full((4, 5), 1.0, np.float32), [255, 255, 255]),  # float in [0, 1]
+        (np.full((4, 5), 0.5, np.float64), [128, 128, 128]),
+        (np.full((4, 5, 3), 255.0, np.float32), [255, 255, 255]),  # float in [0, 255]
+        (np.full((4, 5), True), [255, 255, 255]),  # bool
+        (np.full((4, 5), 65535, np.uint16), [255, 255, 255]),  # 16-bit
+        (np.full((4, 5), 32768, np.uint16), [128, 128, 128]),
+        (np.full((4, 5), 200, np.int64), [200, 200, 200]),  # ints within 0..255 stay as they are
+    ],
+)
+def test_arrays_become_rgb_uint8(array: np.ndarray, expected_pixel: list[int]) -> None:
+    out = load_image(array)
+    assert out.shape == (4, 5, 3) and out.dtype == np.uint8
+    assert out[2, 3].tolist() == expected_pixel
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros(10, np.uint8), r"shape \(H, W\), \(H, W, 3\) or \(H, W, 4\), but got shape \(10,\)"),
+        (np.zeros((4, 5, 2), np.uint8), r"but got shape \(4, 5, 2\)"),
+        (np.zeros((4, 5, 5), np.uint8), r"but got shape \(4, 5, 5\)"),
+        (np.zeros((1, 4, 5, 3), np.uint8), r"but got shape \(1, 4, 5, 3\)"),
+        (np.zeros((0, 5, 3), np.uint8), "empty"),
+        (np.zeros((4, 0), np.uint8), "empty"),
+        (np.full((4, 5), np.nan, np.float32), "NaN or infinite"),
+        (np.zeros((4, 5), np.complex64), "unsupported array dtype"),
+    ],
+)
+def test_bad_arrays_raise_image_error_with_the_shape(array: np.ndarray, message: str) -> None:
+    with pytest.raises(ImageError, match=message) as info:
+        load_image(array)
+    assert "<array" in str(info.value)  # names the source
+
+
+# ---- PIL modes and files ----------------------------------------------------------------
+def test_16_bit_png_is_scaled_to_8_bit(tmp_path: Path) -> None:
+    ramp = np.linspace(0, 65535, 64 * 32).reshape(32, 64).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode.startswith("I")  # really a 16-bit file
+    out = load_image(path)
+    assert out.shape == (32, 64, 3) and out.dtype == np.uint8
+    assert out[0, 0].tolist() == [0, 0, 0] and out[-1, -1].tolist() == [255, 255, 255]
+    assert out[16, 0, 0] == pytest.approx(ramp[16, 0] / 257, abs=1)
+
+
+def test_palette_with_transparency_composites_on_white() -> None:
+    pal = Image.new("P", (4, 4), 0)
+    pal.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)  # index 0 red, 1 blue
+    pal.putpixel((1, 1), 1)
+    data = encode(pal, transparency=0)  # index 0 is transparent
+    assert Image.open(io.BytesIO(data)).mode == "P"
+    out = load_image(data)
+    assert out[0, 0].tolist() == [255, 255, 255]  # transparent red -> white
+    assert out[1, 1].tolist() == [0, 0, 255]
+
+
+def test_palette_without_transparency() -> None:
+    pal = Image.new("P", (4, 4), 0)
+    pal.putpalette([10, 20, 30] + [0] * 765)
+    assert load_image(encode(pal))[0, 0].tolist() == [10, 20, 30]
+
+
+@pytest.mark.parametrize(
+    ("mode", "value", "expected"),
+    [
+        ("LA", (0, 0), [255, 255, 255]),  # transparent black -> white
+        ("LA", (40, 255), [40, 40, 40]),
+        ("L", 40, [40, 40, 40]),
+        ("1", 1, [255, 255, 255]),
+        ("RGBA", (10, 20, 30, 255), [10, 20, 30]),
+        ("CMYK", (0, 0, 0, 0), [255, 255, 255]),
+        ("F", 0.5, [128, 128, 128]),
+    ],
+)
+def test_pil_modes(mode: str, value: Any, expected: list[int]) -> None:
+    out = load_image(Image.new(mode, (6, 3), value))
+    assert out.shape == (3, 6, 3) and out.dtype == np.uint8
+    assert out[1, 2].tolist() == expected
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    stored = np.zeros((20, 40, 3), np.uint8)  # landscape as stored, red top-left corner
+    stored[:, :] = (0, 0, 255)
+    stored[:6, :6] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    out = load_image(path)
+    assert out.shape == (40, 20, 3)  # displayed portrait
+    assert out[2, -3, 0] > 200 and out[2, -3, 2] < 50  # the red corner is now top-right
+    assert out[2, 2, 2] > 200  # top-left is blue
+
+
+# ---- refusals ---------------------------------------------------------------------------------
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: _write(d / "notes.txt", b"hello, I am not a photo\n"), "not an image file"),
+        (lambda d: _write(d / "fake.jpg", b"hello, I am not a photo\n"), "not an image file"),
+        (lambda d: _write(d / "empty.png", b""), r"empty \(0 bytes\)"),
+        (lambda d: d / "missing.jpg", "no such file"),
+        (lambda d: d, "is a folder"),
+    ],
+    ids=["text", "text-named-jpg", "empty", "missing", "folder"],
+)
+def test_unreadable_files_raise_image_error_naming_the_file(tmp_path: Path, make: Any, message: str) -> None:
+    path = make(tmp_path)
+    with pytest.raises(ImageError, match=message) as info:
+        load_image(path)
+    assert str(path) in str(info.value)
+    assert info.value.exit_code == 3
+
+
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    from skimage import data
+
+    full = tmp_path / "full.jpg"
+    Image.fromarray(data.chelsea()).save(full, quality=90)
+    half = _write(tmp_path / "half.jpg", full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(ImageError, match="damaged or truncated") as info:
+        load_image(half)
+    assert "half.jpg" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (b"", "empty"),
+        (b"GIF89a not really", "not an image file"),
+        (12, "cannot read an image from this type"),
+        (None, "cannot read an image from this type"),
+    ],
+)
+def test_other_bad_sources(source: Any, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        load_image(source)
+
+
+def test_decompression_bomb_guard(tmp_path: Path, rgb: np.ndarray) -> None:
+    path = tmp_path / "big.png"
+    Image.fromarray(rgb).save(path)  # 30 x 20 = 600 pixels
+    for source in (path, path.read_bytes(), Image.open(path), rgb):
+        with pytest.raises(ImageError, match="more than the limit of 599 pixels"):
+            load_image(source, max_pixels=599)
+    assert load_image(path, max_pixels=600).shape == (20, 30, 3)
+
+
+def test_image_error_is_a_pekit_value_error() -> None:
+    with pytest.raises(PekitError):
+        load_image(b"")
+    with pytest.raises(ValueError):
+        load_image(b"")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("a/b.jpg", "'a/b.jpg'"),
+        (Path("x.png"), "'x.png'"),
+        (b"abc", "<3 bytes>"),
+        (np.zeros((2, 3), np.uint8), "<array (2, 3) uint8>"),
+        (Image.new("L", (3, 2)), "<PIL image L (3, 2)>"),
+        (1.5, "<float>"),
+    ],
+)
+def test_describe(source: Any, expected: str) -> None:
+    assert describe(source) == expected
+
+
+# ---- list_images ------------------------------------------------------------------------------
+def test_list_images_expands_folders_sorted_and_keeps_files(tmp_path: Path) -> None:
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for name in ("b.jpg", "a.PNG", "c.webp", "notes.txt", ".hidden"):
+        (folder / name).write_bytes(b"x")
+    (folder / "sub").mkdir()
+    single = tmp_path / "single.jpg"
+    out = list_images([folder, str(single)])
+    assert out == [folder / "a.PNG", folder / "b.jpg", folder / "c.webp", single]
+    assert list_images([]) == []
+
+
+def test_list_images_empty_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "readme.md").write_text("no photos")
+    with pytest.raises(ImageError, match="holds no image files") as info:
+        list_images([tmp_path])
+    assert str(tmp_path) in str(info.value)
