@@ -21,10 +21,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the network
 
 DATASET = Path(__file__).parents[1] / ".." / "shared" / "data" / "dreambooth"
 
-# Hand-drawn boxes (xyxy pixels) of the objects in the scikit-image sample photos.
-CAT_BOX = (0.0, 0.0, 400.0, 300.0)  # chelsea(): the cat's face fills the left 400 px
-CUP_BOX = (170.0, 15.0, 415.0, 305.0)  # coffee(): the cup (without the saucer)
-
 
 class GridCache:
     """A `Backbone` wrapping a real one: identical images reuse the first pass's grid."""
@@ -43,6 +39,14 @@ class GridCache:
         if key not in self._grids:
             self._grids[key] = self.inner.embed(image, saliency=saliency)
         return self._grids[key]
+
+
+@pytest.fixture(scope="session")
+def dreambooth() -> Path:
+    """The DreamBooth development photos (``../shared/data/dreambooth``); skips when absent."""
+    if not DATASET.is_dir():
+        pytest.skip(f"the dreambooth dataset is not at {DATASET.resolve()}")
+    return DATASET.resolve()
 
 
 @pytest.fixture(scope="session")

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _personalizer(args: argparse.Namespace, **extra: Any):  # noqa: ANN202
+def _personalizer(args: argparse.Namespace, **extra: Any):
     from pekit.personalizer import Personalizer
 
     kwargs: dict[str, Any] = {}
@@ -139,7 +139,7 @@ def _out_path(out: str | None, image: Path, many: bool, suffix: str = "_pekit") 
     return target
 
 
-def _progress(items: list[Path], desc: str):  # noqa: ANN202
+def _progress(items: list[Path], desc: str):
     if len(items) < 2:
         return items
     from tqdm import tqdm
@@ -179,7 +179,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     elif not rows:
         print(f"no concepts in {uri} (namespace '{args.namespace}'); add one with `pekit introduce`")
     else:
-        width = max(len(r["name"]) for r in rows)
+        width = max(len(str(r["name"])) for r in rows)
         for r in rows:
             extra = f" — {r['context']}" if r["context"] else ""
             print(f"{r['name']:<{width}}  {r['category'] or '-':<14} {r['views']} view(s){extra}")

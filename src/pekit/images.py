@@ -11,16 +11,15 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pekit.errors import ImageError
 
-__all__ = ["IMAGE_SUFFIXES", "ImageInput", "MAX_PIXELS", "describe", "list_images", "load_image"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInput", "describe", "list_images", "load_image"]
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray
 
 #: Refuse images with more pixels than this (a 16k x 16k photo); raise with ``max_pixels``.
 MAX_PIXELS = 16384 * 16384
@@ -76,7 +75,7 @@ def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
 def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     try:
         img = ImageOps.exif_transpose(img)
-    except Exception:  # noqa: BLE001 - a broken EXIF block should not make the photo unusable
+    except Exception:  # a broken EXIF block should not make the photo unusable
         pass
     if img.width == 0 or img.height == 0:
         raise ImageError(f"{name}: the image is empty (zero width or height)")

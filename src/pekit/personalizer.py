@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -57,7 +57,10 @@ def _boxes_for(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[np.nd
         if b is None:
             out.append(None)
             continue
-        arr = np.asarray(b, np.float32).reshape(-1)
+        try:
+            arr = np.asarray(b, np.float32).reshape(-1)
+        except (TypeError, ValueError):
+            arr = np.zeros(0, np.float32)  # not numbers: reported below like any malformed box
         if arr.shape != (4,) or not np.all(np.isfinite(arr)) or arr[2] <= arr[0] or arr[3] <= arr[1]:
             raise InvalidInputError(f"a box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {b!r}")
         out.append(arr)
@@ -84,9 +87,9 @@ class Personalizer:
         if threshold is not None:
             overrides["threshold"] = threshold
         self.preset = get_preset(preset).with_options(**overrides) if overrides else get_preset(preset)
-        self.memory: MemoryStore = memory if isinstance(memory, MemoryStore) else open_memory(memory)
         if not isinstance(namespace, str) or not namespace.strip():
             raise InvalidInputError("namespace must be a non-empty string")
+        self.memory: MemoryStore = memory if isinstance(memory, MemoryStore) else open_memory(memory)
         self.namespace = namespace
         self._lvlm_spec = lvlm if lvlm is not None else self.preset.lvlm
         self._lvlm: Any = None
@@ -112,7 +115,8 @@ class Personalizer:
 
     def _check_backbone(self) -> None:
         stored = self.memory.backbone
-        if stored is not None and stored != self.pipeline.fingerprint:
+        # an emptied store keeps its old fingerprint but holds no vectors: any backbone may refill it
+        if stored is not None and stored != self.pipeline.fingerprint and self.memory.count() > 0:
             from pekit.errors import BackboneMismatchError
 
             raise BackboneMismatchError(
@@ -130,7 +134,7 @@ class Personalizer:
         if len(mask_list) != len(images):
             raise InvalidInputError(f"got {len(mask_list)} masks for {len(images)} images")
         out = []
-        for src, box, mask in zip(images, box_list, mask_list):
+        for src, box, mask in zip(images, box_list, mask_list, strict=True):
             image = load_image(src)
             grid = self.pipeline.encode(image)
             try:
@@ -157,9 +161,12 @@ class Personalizer:
         """
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError("the concept name must be a non-empty string, e.g. 'Bo'")
+        refs: Sequence[ImageInput]
         if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray)) or not isinstance(images, Sequence):
-            images = [images]  # type: ignore[list-item]
-        if len(images) == 0:
+            refs = [images]  # type: ignore[list-item]
+        else:
+            refs = cast("Sequence[ImageInput]", images)  # a list or tuple of images
+        if len(refs) == 0:
             raise InvalidInputError(f"introduce '{name}' needs at least one reference image")
         if not replace:
             try:
@@ -174,13 +181,17 @@ class Personalizer:
                     "to overwrite it, or choose another name"
                 )
         self._check_backbone()
+        if getattr(self.memory, "read_only", False):  # fail before spending backbone passes
+            from pekit.errors import MemoryStoreError
+
+            raise MemoryStoreError(f"the memory '{self.memory.uri}' is read-only; cannot introduce '{name.strip()}'")
         start = time.perf_counter()
-        views = self.views(images, category=category, boxes=boxes, masks=masks)
+        views = self.views(refs, category=category, boxes=boxes, masks=masks)
         concept = Concept(
             name=name, views=np.stack([v.embedding for v in views]),
             parts=np.concatenate([v.parts for v in views]), category=category.strip(), context=context.strip(),
             namespace=self.namespace, backbone=self.pipeline.fingerprint,
-            meta={"references": [describe(s).strip("'") for s in images],
+            meta={"references": [describe(s).strip("'") for s in refs],
                   "boxes": [[round(float(x), 1) for x in v.xyxy] for v in views],
                   "seconds": round(time.perf_counter() - start, 3)},
         )

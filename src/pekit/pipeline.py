@@ -85,6 +85,10 @@ class Pipeline:
     # -- one pass ---------------------------------------------------------------------
     def encode(self, image: np.ndarray) -> PatchGrid:
         """Run the backbone once (with saliency when the backbone has it)."""
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8):
+            from pekit.images import load_image
+
+            image = load_image(image)
         try:
             return self.backbone.embed(image, saliency=True)  # type: ignore[call-arg]
         except TypeError:
@@ -181,11 +185,11 @@ class Pipeline:
     def recognize(self, grid: PatchGrid, gallery: Gallery, *, threshold: float | None = None,
                   image: np.ndarray | None = None, labels: list[str] | None = None) -> Detections:
         """Named detections of the gallery's concepts in one query grid, best first."""
-        scores, boxes, _ = self.match(grid, gallery, image=image, labels=labels)
+        scores, boxes, index = self.match(grid, gallery, image=image, labels=labels)
         thr = self.config.threshold if threshold is None else float(threshold)
         per = np.where(np.isnan(gallery.thresholds), thr, gallery.thresholds) if threshold is None \
             else np.full(len(gallery), thr, np.float32)
-        hit = np.nonzero(scores >= per)[0]
+        hit = np.nonzero((index >= 0) & (scores >= per))[0]  # -1: no candidate region at all
         if hit.size == 0:
             return Detections.empty()
         kept = hit[nms(boxes[hit], scores[hit], iou=self.config.nms_iou)]

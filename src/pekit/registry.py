@@ -47,14 +47,12 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
         raise InvalidInputError(f"a {kind} name must be a non-empty string; choose one of: "
                                 f"{', '.join(available(kind)) or '(none registered)'}")
     table = _REGISTRY.get(kind, {})
-    if name in table:
+    if name in table and not name.endswith(":"):
         return _resolve(table[name][0])(**kwargs)
     for key, (target, _) in table.items():
         if key.endswith(":") and name.startswith(key):
-            spec = name[len(key):]
-            if not spec:
-                raise InvalidInputError(f"'{name}' needs something after '{key}', e.g. '{key}<model id or path>'")
-            return _resolve(target)(spec, **kwargs)
+            # every prefixed backend validates its spec (an empty one gets its own hint)
+            return _resolve(target)(name[len(key):], **kwargs)
     names = ", ".join(f"{k}<...>" if k.endswith(":") else k for k in table) or "(none registered)"
     raise BackendNotFoundError(f"unknown {kind} '{name}'; available: {names}")
 

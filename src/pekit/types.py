@@ -6,6 +6,7 @@ original image (x0, y0 inclusive, x1, y1 exclusive, floats allowed).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -147,14 +148,14 @@ class Detections:
     def __len__(self) -> int:
         return len(self.xyxy)
 
-    def __iter__(self):  # noqa: ANN204 - yields single-row Detections
+    def __iter__(self) -> Iterator[Detections]:  # single-row Detections
         for i in range(len(self)):
             yield self[i]
 
     def __getitem__(self, index: Any) -> Detections:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             kwargs[f.name] = None if value is None else value[index]
@@ -182,12 +183,14 @@ class Detections:
 
     def to_list(self) -> list[dict[str, Any]]:
         """JSON-ready records: ``[{"name", "score", "box": [x0, y0, x1, y1], "concept_id"}]``."""
+        name, score, concept_id = self.name, self.score, self.concept_id
+        assert name is not None and score is not None and concept_id is not None  # set by __post_init__
         return [
             {
-                "name": str(self.name[i]),
-                "score": round(float(self.score[i]), 4),
+                "name": str(name[i]),
+                "score": round(float(score[i]), 4),
                 "box": [round(float(v), 1) for v in self.xyxy[i]],
-                "concept_id": int(self.concept_id[i]),
+                "concept_id": int(concept_id[i]),
             }
             for i in range(len(self))
         ]

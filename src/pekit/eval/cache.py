@@ -73,6 +73,7 @@ def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; cache entries are ordinary files
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -13,7 +13,7 @@ an interrupted run resumes where it stopped.
 Example:
     >>> import argparse
     >>> parser = argparse.ArgumentParser(prog="pekit"); sub = parser.add_subparsers(dest="command")
-    >>> add_eval_parser(sub)
+    >>> _ = add_eval_parser(sub)
     >>> args = parser.parse_args(["eval", "recognition", "--dataset", "folder:db", "--refs", "1-3"])
     >>> args.eval_task, args.refs
     ('recognition', [1, 2, 3])
@@ -129,7 +129,7 @@ def _config(args: argparse.Namespace, pipeline: Any) -> dict[str, Any]:
 
     cfg = pipeline.config
     return {"preset": args.preset, "refs": args.refs, "seeds": args.seeds, "seed": args.seed,
-            "recognition": asdict(cfg) if is_dataclass(cfg) else {},
+            "recognition": asdict(cfg) if is_dataclass(cfg) and not isinstance(cfg, type) else {},
             "command": "pekit eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else None}
 
 

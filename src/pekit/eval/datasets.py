@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -51,8 +50,6 @@ __all__ = [
 ]
 
 LAYOUTS = ("folder", "myvlm", "yollava", "thisismy")
-_TIM_SPLITS = {"positive": None, "negative (hard)": "Negative (Hard)", "negative (other)": "Negative (Other)",
-               "fake": "Fake"}
 
 
 class DatasetLayoutError(InvalidInputError):
@@ -189,14 +186,6 @@ def _layout_error(layout: str, root: Path, expected: str) -> DatasetLayoutError:
                               f"{_listing(root)}{hint}")
 
 
-def _find_base(root: Path, marker: str) -> Path | None:
-    """``root`` or one of its direct subfolders that contains ``marker``."""
-    for base in (root, *_subdirs(root)):
-        if (base / marker).exists():
-            return base
-    return None
-
-
 def _read_categories(path: Path) -> dict[str, str]:
     """``{concept: category}`` from a CSV with a header (subject/concept/name, class/category)."""
     if not path.is_file():
@@ -225,175 +214,6 @@ def _read_categories(path: Path) -> dict[str, str]:
 
 def _category(name: str, table: dict[str, str]) -> str:
     return table.get(name) or category_from_name(name)
-
-
-# -- layouts ---------------------------------------------------------------------------
-def _load_folder(root: Path, table: dict[str, str], warnings: list[str]) -> list[ConceptData]:
-    if not root.is_dir():
-        raise _layout_error("folder", root, "<concept>/*.jpg")
-    table = {**(_read_categories(root / "classes.csv") if (root / "classes.csv").is_file() else {}), **table}
-    concepts = []
-    for d in _subdirs(root):
-        photos = _images(d)
-        if not photos:
-            warnings.append(f"folder '{d.name}' holds no images; skipped")
-            continue
-        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(photos)))
-    if not concepts:
-        raise _layout_error("folder", root, "<concept>/*.jpg")
-    return concepts
-
-
-def _load_myvlm(root: Path, table: dict[str, str], warnings: list[str]) -> tuple[list[ConceptData], list[CaptionItem]]:
-    base = _find_base(root, "data_concept_head/positives")
-    if base is None:
-        raise _layout_error("myvlm", root, "data_concept_head/positives/<concept>/*.jpg")
-    pos_root = base / "data_concept_head" / "positives"
-    neg_root = base / "data_concept_head" / "negatives"
-    emb_root = base / "data_concept_embedding"
-    concepts, captions = [], []
-    for d in _subdirs(pos_root):
-        photos = _images(d)
-        if not photos:
-            warnings.append(f"myvlm: positives/{d.name} holds no images; skipped")
-            continue
-        negatives = tuple((p, "negatives") for p in _images(neg_root / d.name))
-        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(photos), negatives=negatives))
-        captions.extend(_myvlm_captions(emb_root / d.name, d.name, d, warnings))
-    if not concepts:
-        raise _layout_error("myvlm", pos_root, "<concept>/*.jpg")
-    return concepts, captions
-
-
-def _myvlm_captions(folder: Path, concept: str, positives: Path, warnings: list[str]) -> list[CaptionItem]:
-    for name in ("captions_augmented.json", "captions.json"):
-        path = folder / name
-        if path.is_file():
-            break
-    else:
-        return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetLayoutError(f"'{path}' is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DatasetLayoutError(f"'{path}' must map image names to lists of captions, got {type(data).__name__}")
-    items = []
-    for key, caps in data.items():
-        caps = [caps] if isinstance(caps, str) else list(caps or [])
-        image = next((p for p in (folder / key, positives / Path(key).name) if p.is_file()), None)
-        if image is None:
-            warnings.append(f"myvlm: {path.name} of '{concept}' names a missing image '{key}'; skipped")
-            continue
-        if caps:
-            items.append(CaptionItem(concept, image, tuple(str(c) for c in caps)))
-    return items
-
-
-def _load_yollava(root: Path, table: dict[str, str], warnings: list[str]) -> tuple[list[ConceptData], list[VQAItem]]:
-    base = _find_base(root, "train")
-    if base is None or not (base / "test").is_dir():
-        raise _layout_error("yollava", root, "train/<concept>/*.png and test/<concept>/*.png")
-    concepts = []
-    for d in _subdirs(base / "train"):
-        refs = _images(d)
-        tests = _images(base / "test" / d.name)
-        if not refs:
-            warnings.append(f"yollava: train/{d.name} holds no images; skipped")
-            continue
-        if not tests:
-            warnings.append(f"yollava: '{d.name}' has no test/{d.name} photos")
-        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(refs), tuple(tests), holdout=False))
-    if not concepts:
-        raise _layout_error("yollava", base / "train", "<concept>/*.png")
-    names = {c.name for c in concepts}
-    qa = next((p for p in (base / "yollava-visual-qa.json", root / "yollava-visual-qa.json") if p.is_file()), None)
-    items = _yollava_vqa(qa, base, names, warnings) if qa else []
-    return concepts, items
-
-
-def _resolve(base: Path, raw: str, concept: str) -> Path | None:
-    """A release path such as ``./yollava-data/test/bo/3.png`` under ``base``, whatever its prefix."""
-    parts = [p for p in Path(raw.replace("\\", "/")).parts if p not in (".", "/")]
-    for i in range(len(parts)):
-        candidate = base.joinpath(*parts[i:])
-        if candidate.is_file():
-            return candidate
-    fallback = base / "test" / concept / Path(raw).name
-    return fallback if fallback.is_file() else None
-
-
-def _yollava_vqa(path: Path, base: Path, names: set[str], warnings: list[str]) -> list[VQAItem]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetLayoutError(f"'{path}' is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DatasetLayoutError(f"'{path}' must map concepts to {{image: question}}, got {type(data).__name__}")
-    items = []
-    sks = re.compile(r"\bsks\b")
-    for concept, questions in data.items():
-        if concept not in names:
-            warnings.append(f"yollava: questions about unknown concept '{concept}' skipped")
-            continue
-        for raw, q in (questions or {}).items():
-            qs = q if isinstance(q, list) else [q]
-            image = _resolve(base, raw, concept)
-            if image is None:
-                warnings.append(f"yollava: image '{raw}' of a '{concept}' question not found; skipped")
-                continue
-            for one in qs:
-                try:
-                    options = {str(k).strip().upper(): sks.sub(concept, str(v)) for k, v in one["options"].items()}
-                    items.append(VQAItem(concept, image, sks.sub(concept, str(one["question"])), options,
-                                         str(one["correct_answer"]).strip().upper()))
-                except (KeyError, TypeError, AttributeError) as exc:
-                    raise DatasetLayoutError(
-                        f"'{path}': the question for '{raw}' needs 'question', 'options' and 'correct_answer', "
-                        f"got {one!r}") from exc
-    return items
-
-
-def _norm(name: str) -> str:
-    return " ".join(name.lower().split())
-
-
-def _load_thisismy(root: Path, table: dict[str, str], warnings: list[str]) -> list[ConceptData]:
-    base = _find_base(root, "Single-concept") or _find_base(root, "Multi-concept")
-    if base is None:
-        raise _layout_error("thisismy", root, "Single-concept/Reference Images/<concept>/ and "
-                            "Single-concept/Validation/<split>/<concept>/")
-    refs: dict[str, list[Path]] = {}
-    positives: dict[str, list[Path]] = {}
-    negatives: dict[str, list[tuple[Path, str]]] = {}
-    for subset in ("Single-concept", "Multi-concept"):
-        folder = base / subset
-        if not folder.is_dir():
-            continue
-        dirs = {_norm(d.name): d for d in _subdirs(folder)}
-        if "reference images" not in dirs:
-            raise _layout_error("thisismy", folder, "Reference Images/<concept>/")
-        for d in _subdirs(dirs["reference images"]):
-            refs.setdefault(d.name, []).extend(_images(d))
-        for split_dir in _subdirs(dirs.get("validation", folder / "Validation")):
-            key = _norm(split_dir.name)
-            if key not in _TIM_SPLITS:
-                warnings.append(f"thisismy: unknown validation split '{split_dir.name}' skipped")
-                continue
-            for d in _subdirs(split_dir):
-                photos = _images(d)
-                if _TIM_SPLITS[key] is None:
-                    positives.setdefault(d.name, []).extend(photos)
-                else:
-                    negatives.setdefault(d.name, []).extend((p, _TIM_SPLITS[key]) for p in photos)  # type: ignore[misc]
-    for name in sorted((set(positives) | set(negatives)) - set(refs)):
-        warnings.append(f"thisismy: '{name}' has validation photos but no Reference Images; skipped")
-    concepts = [ConceptData(n, _category(n, table), tuple(sorted(set(r))), tuple(sorted(set(positives.get(n, [])))),
-                            holdout=False, negatives=tuple(sorted(set(negatives.get(n, [])))))
-                for n, r in sorted(refs.items()) if r]
-    if not concepts:
-        raise _layout_error("thisismy", base, "Reference Images/<concept>/*.jpg")
-    return concepts
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
@@ -441,14 +261,16 @@ def load_dataset(spec: str, *, categories: str | Path | None = None,
     warnings: list[str] = []
     vqa: list[VQAItem] = []
     caps: list[CaptionItem] = []
+    from pekit.eval import layouts
+
     if layout == "folder":
-        items = _load_folder(root, table, warnings)
+        items = layouts.load_folder(root, table, warnings)
     elif layout == "myvlm":
-        items, caps = _load_myvlm(root, table, warnings)
+        items, caps = layouts.load_myvlm(root, table, warnings)
     elif layout == "yollava":
-        items, vqa = _load_yollava(root, table, warnings)
+        items, vqa = layouts.load_yollava(root, table, warnings)
     else:
-        items = _load_thisismy(root, table, warnings)
+        items = layouts.load_thisismy(root, table, warnings)
     if concepts is not None:
         wanted = list(dict.fromkeys(concepts))
         missing = [c for c in wanted if c not in {i.name for i in items}]

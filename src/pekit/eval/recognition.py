@@ -32,6 +32,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,8 @@ from pekit.types import Concept, PatchGrid
 log = logging.getLogger(__name__)
 
 __all__ = ["Photo", "RecognitionRun", "Trial", "collect_photos", "draw_references", "embed_photos",
-           "reference_view", "run_recognition", "trial_masks"]
+           "reference_view", "run_recognition"]
 
-OTHER = "other concepts"
 DETECTOR_ALIASES = {"grounding-dino": "hf:IDEA-Research/grounding-dino-tiny",
                     "owlv2": "hf:google/owlv2-base-patch16-ensemble"}
 
@@ -160,6 +160,10 @@ def draw_references(concept: ConceptData, k: int, seed: int, base_seed: int = 0)
     return [concept.references[i] for i in order[:k]]
 
 
+def _encode(pipeline: Any, path: Path) -> PatchGrid:
+    return pipeline.encode(load_image(path))
+
+
 def embed_photos(photos: list[Photo], pipeline: Any, cache: GridCache, *,
                  progress: bool = True) -> tuple[set[int], list[str]]:
     """One backbone pass per photo not yet cached.
@@ -171,7 +175,7 @@ def embed_photos(photos: list[Photo], pipeline: Any, cache: GridCache, *,
     readable, warnings = set(), []
     for i, photo in enumerate(tqdm(photos, desc="embedding", unit="photo", disable=None if progress else True)):
         try:
-            cache.grid(photo.sha1, lambda p=photo: pipeline.encode(load_image(p.path)))
+            cache.grid(photo.sha1, partial(_encode, pipeline, photo.path))
             readable.add(i)
         except ImageError as exc:
             warnings.append(f"unreadable photo skipped: {exc}")
@@ -221,34 +225,53 @@ def reference_view(pipeline: Any, grid: PatchGrid, *, extractor: str = "saliency
     return pipeline.reference(grid, box=found.xyxy[int(np.argmax(found.score))])
 
 
-def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """``positive (n, C)``, ``negative (n, C)`` and negative subsets by name, for one trial.
+Plan = tuple[str, int, int, dict[str, list[int]], list[str]]  # extractor, k, seed, drawn photo ids, skipped
 
-    Subsets: ``other concepts`` (photos of other concepts), ``same category`` (of those, the
-    ones of a concept sharing ``c``'s category) and each dataset split (``Negative (Hard)``...).
+
+def _plan_trials(dataset: Dataset, index: dict[Path, int], readable: set[int], extractors: list[str],
+                 refs: list[int], seeds: int, base_seed: int) -> list[Plan]:
+    """The reference photos of every concept for every (extractor, k, seed)."""
+    plans: list[Plan] = []
+    for e in extractors:
+        for k in refs:
+            for s in range(seeds):
+                drawn: dict[str, list[int]] = {}
+                skipped = []
+                for c in dataset.concepts:
+                    usable = ConceptData(c.name, c.category, tuple(p for p in c.references if index[p] in readable))
+                    paths = draw_references(usable, k, s, base_seed)
+                    if paths is None:
+                        skipped.append(c.name)
+                    else:
+                        drawn[c.name] = [index[p] for p in paths]
+                plans.append((e, k, s, drawn, skipped))
+    return plans
+
+
+def _reference_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cache: GridCache,
+                     categories: dict[str, str], detectors: dict[str, Any],
+                     progress: bool) -> tuple[dict[tuple[int, str, str], Any], int]:
+    """Every reference view the plans need, once each (grids come from the cache: no backbone pass).
+
+    Returns the views keyed by (photo index, extractor, concept) and how many fell back to
+    the whole photo because no object was found.
     """
-    n, c = trial.scores.shape
-    positive = np.zeros((n, c), bool)
-    subsets: dict[str, np.ndarray] = {OTHER: np.zeros((n, c), bool), "same category": np.zeros((n, c), bool)}
-    for row, idx in enumerate(trial.photos):
-        photo = run.photos[int(idx)]
-        owner_cats = {run.categories.get(o, "") for o in photo.owners}
-        for col, name in enumerate(trial.concepts):
-            if name in photo.owners:
-                positive[row, col] = True
-                continue
-            if photo.owners:
-                subsets[OTHER][row, col] = True
-                cat = run.categories.get(name, "")
-                subsets["same category"][row, col] = bool(cat) and cat in owner_cats
-            split = photo.negative_of.get(name)
-            if split is not None:
-                subsets.setdefault(split, np.zeros((n, c), bool))[row, col] = True
-    negative = np.zeros((n, c), bool)
-    for key, mask in subsets.items():
-        if key != "same category":
-            negative |= mask
-    return positive, negative, subsets
+    from tqdm.auto import tqdm
+
+    needed = sorted({(idx, e, name) for e, _, _, drawn, _ in plans for name, ids in drawn.items() for idx in ids})
+    views: dict[tuple[int, str, str], Any] = {}
+    fallback = 0
+    for idx, e, name in tqdm(needed, desc="references", unit="view", disable=None if progress else True):
+        grid = cache.get(photos[idx].sha1)
+        assert grid is not None
+        image = load_image(photos[idx].path) if e in detectors else None
+        try:
+            views[idx, e, name] = reference_view(pipeline, grid, extractor=e, image=image,
+                                                 category=categories[name], detector=detectors.get(e))
+        except NothingFoundError:
+            fallback += 1
+            views[idx, e, name] = reference_view(pipeline, grid, extractor="full")
+    return views, fallback
 
 
 def run_recognition(
@@ -276,7 +299,7 @@ def run_recognition(
         threshold: the fixed reporting threshold (default: the pipeline's).
 
     Returns:
-        `RecognitionRun`; summarize it with `pekit.eval.report.summarize`.
+        `RecognitionRun`; summarize it with `pekit.eval.summary.summarize`.
     """
     from tqdm.auto import tqdm
 
@@ -304,40 +327,12 @@ def run_recognition(
 
             detectors[e] = create("detector", name)
 
-    # -- draw references per trial -------------------------------------------------------
-    plans: list[tuple[str, int, int, dict[str, list[int]], list[str]]] = []
-    for e in extractors:
-        for k in refs:
-            for s in range(seeds):
-                drawn: dict[str, list[int]] = {}
-                skipped = []
-                for c in dataset.concepts:
-                    usable = ConceptData(c.name, c.category, tuple(p for p in c.references if index[p] in readable))
-                    paths = draw_references(usable, k, s, seed)
-                    if paths is None:
-                        skipped.append(c.name)
-                    else:
-                        drawn[c.name] = [index[p] for p in paths]
-                plans.append((e, k, s, drawn, skipped))
+    plans = _plan_trials(dataset, index, readable, extractors, refs, seeds, seed)
     for k in refs:
         short = next(p[4] for p in plans if p[1] == k)
         if short:
             warnings.append(f"k={k}: skipped {len(short)} concept(s) with fewer than {k} photos: {', '.join(short)}")
-
-    # -- reference views (no backbone pass: grids come from the cache) -------------------
-    needed = sorted({(idx, e, name) for e, _, _, drawn, _ in plans for name, ids in drawn.items() for idx in ids})
-    views: dict[tuple[int, str, str], Any] = {}
-    fallback = 0
-    for idx, e, name in tqdm(needed, desc="references", unit="view", disable=None if progress else True):
-        grid = cache.get(photos[idx].sha1)
-        assert grid is not None
-        image = load_image(photos[idx].path) if e in detectors else None
-        try:
-            views[idx, e, name] = reference_view(pipeline, grid, extractor=e, image=image,
-                                                 category=categories[name], detector=detectors.get(e))
-        except NothingFoundError:
-            fallback += 1
-            views[idx, e, name] = reference_view(pipeline, grid, extractor="full")
+    views, fallback = _reference_views(plans, photos, pipeline, cache, categories, detectors, progress)
     if fallback:
         warnings.append(f"{fallback} reference view(s): no object found; the whole photo was used")
 
@@ -360,8 +355,8 @@ def run_recognition(
                 and (photos[i].owners or any(n in photos[i].negative_of for n in names))]
         for i in rows:
             tests.setdefault(i, []).append(t)
-        paths = {n: [str(photos[i].path) for i in ids] for n, ids in drawn.items()}
-        trials.append(Trial(e, k, s, names, skipped, paths, np.asarray(rows, np.int64),
+        chosen = {n: [str(photos[i].path) for i in ids] for n, ids in drawn.items()}
+        trials.append(Trial(e, k, s, names, skipped, chosen, np.asarray(rows, np.int64),
                             np.full((len(rows), len(names)), -1.0, np.float32)))
 
     # -- score every test photo once per trial ----------------------------------------------

@@ -25,13 +25,14 @@ from pekit.eval.metrics import (
     safe_ratio,
     seed_stats,
 )
-from pekit.eval.recognition import OTHER, RecognitionRun, Trial, trial_masks
+from pekit.eval.recognition import RecognitionRun, Trial
 
-__all__ = ["METRICS", "group_label", "per_concept", "summarize", "sweep", "trial_metrics"]
+__all__ = ["METRICS", "group_label", "per_concept", "summarize", "sweep", "trial_masks", "trial_metrics"]
 
 #: Main recognition metrics, in table order.
 METRICS = ("positive", "negative", "precision", "weighted")
 SAME = "same category"
+OTHER = "other concepts"
 
 
 def group_label(extractor: str, k: int, *, with_extractor: bool = True) -> str:
@@ -41,6 +42,36 @@ def group_label(extractor: str, k: int, *, with_extractor: bool = True) -> str:
     'saliency/k=2'
     """
     return f"{extractor}/k={k}" if with_extractor else f"k={k}"
+
+
+def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """``positive (n, C)``, ``negative (n, C)`` and negative subsets by name, for one trial.
+
+    Subsets: ``other concepts`` (photos of other concepts), ``same category`` (of those, the
+    ones of a concept sharing ``c``'s category) and each dataset split (``Negative (Hard)``...).
+    """
+    n, c = trial.scores.shape
+    positive = np.zeros((n, c), bool)
+    subsets: dict[str, np.ndarray] = {OTHER: np.zeros((n, c), bool), "same category": np.zeros((n, c), bool)}
+    for row, idx in enumerate(trial.photos):
+        photo = run.photos[int(idx)]
+        owner_cats = {run.categories.get(o, "") for o in photo.owners}
+        for col, name in enumerate(trial.concepts):
+            if name in photo.owners:
+                positive[row, col] = True
+                continue
+            if photo.owners:
+                subsets[OTHER][row, col] = True
+                cat = run.categories.get(name, "")
+                subsets["same category"][row, col] = bool(cat) and cat in owner_cats
+            split = photo.negative_of.get(name)
+            if split is not None:
+                subsets.setdefault(split, np.zeros((n, c), bool))[row, col] = True
+    negative = np.zeros((n, c), bool)
+    for key, mask in subsets.items():
+        if key != "same category":
+            negative |= mask
+    return positive, negative, subsets
 
 
 def trial_metrics(run: RecognitionRun, trial: Trial, threshold: float | None = None) -> dict[str, np.ndarray]:

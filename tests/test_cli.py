@@ -1,0 +1,228 @@
+"""The `pekit` command line, in process: output, files written, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pekit.cli import main
+
+
+@pytest.fixture
+def cli(cached_pipelines: Any, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``cli(*args) -> (exit code, stdout, stderr)``; every run uses the cached backbone."""
+
+    def run(*args: Any) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def files(tmp_path: Path, chelsea: np.ndarray, coffee: np.ndarray) -> dict[str, Path]:
+    """Photos as PNG files (lossless: the same pixels as the fixtures), a text file, a memory path."""
+    out = {"memory": tmp_path / "m.db", "notes": tmp_path / "notes.jpg"}
+    for name, img in (("cat", chelsea), ("coffee", coffee), ("query", np.ascontiguousarray(chelsea[:, ::-1]))):
+        out[name] = tmp_path / f"{name}.png"
+        Image.fromarray(img).save(out[name])
+    out["notes"].write_text("not a photo")
+    return out
+
+
+@pytest.fixture
+def stocked(cli: Any, files: dict[str, Path]) -> dict[str, Path]:
+    """``files`` with 'cat' introduced into ``files['memory']``."""
+    code, _, err = cli("introduce", "cat", files["cat"], "--category", "cat", "--context", "my cat",
+                       "--memory", files["memory"])
+    assert code == 0, err
+    return files
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_one_line_error(err: str, command: str, message: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"pekit {command}: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in err
+
+
+# ---- happy paths ------------------------------------------------------------------------------
+def test_introduce_and_list(cli: Any, files: dict[str, Path]) -> None:
+    code, out, err = cli("introduce", "cat", files["cat"], "--category", "cat", "--context", "my cat",
+                         "--memory", files["memory"])
+    assert (code, err) == (0, "")
+    assert out.strip() == f"introduced 'cat' (cat) from 1 view(s) into {files['memory']}"
+    assert files["memory"].is_file()
+
+    code, out, _ = cli("list", "--memory", files["memory"])
+    assert code == 0
+    assert out.split()[:2] == ["cat", "cat"] and "1 view(s)" in out and "my cat" in out
+
+    code, out, _ = cli("list", "--json", "--memory", files["memory"])
+    assert code == 0
+    rows = json.loads(out)
+    assert rows == [{"name": "cat", "id": rows[0]["id"], "category": "cat", "context": "my cat", "views": 1,
+                     "threshold": None}]
+
+
+def test_introduce_json_and_from_a_folder_with_boxes(cli: Any, files: dict[str, Path], tmp_path: Path,
+                                                     chelsea: np.ndarray) -> None:
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    Image.fromarray(chelsea).save(folder / "a.png")
+    Image.fromarray(np.ascontiguousarray(chelsea[:, ::-1])).save(folder / "b.png")
+    code, out, err = cli("introduce", "cat", folder, "--box", "0,0,400,300", "--box", "51, 0, 451, 300",
+                         "--json", "--memory", files["memory"])
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["name"] == "cat" and record["views"] == 2 and record["memory"] == str(files["memory"])
+    assert record["category"] == "" and isinstance(record["id"], int)
+
+
+def test_list_an_empty_memory(cli: Any, files: dict[str, Path]) -> None:
+    code, out, _ = cli("list", "--memory", files["memory"])
+    assert code == 0 and "no concepts" in out and "pekit introduce" in out
+    assert cli("list", "--json", "--memory", files["memory"])[1].strip() == "[]"
+
+
+def test_recognize_writes_the_annotated_image_and_json(cli: Any, stocked: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    annotated = tmp_path / "out" / "annotated.png"
+    code, out, err = cli("recognize", stocked["query"], "--out", annotated, "--json", "--memory", stocked["memory"])
+    assert code == 0, err
+    records = json.loads(out)
+    assert [r["name"] for r in records] == ["cat"]
+    assert set(records[0]) == {"name", "score", "box", "concept_id"}
+    assert 0.6 <= records[0]["score"] <= 1 and len(records[0]["box"]) == 4
+    drawn = np.asarray(Image.open(annotated))
+    query = np.asarray(Image.open(stocked["query"]))
+    assert drawn.shape == query.shape and not np.array_equal(drawn, query)
+
+    code, out, _ = cli("recognize", stocked["query"], "--memory", stocked["memory"])
+    assert code == 0
+    assert out.startswith(f"{stocked['query']}: cat (0.")
+
+
+def test_recognize_several_images_into_a_folder(cli: Any, stocked: dict[str, Path], tmp_path: Path) -> None:
+    out_dir = tmp_path / "annotated"
+    code, out, err = cli("recognize", stocked["query"], stocked["coffee"], "--out", out_dir, "--json",
+                         "--memory", stocked["memory"])
+    assert code == 0, err
+    results = json.loads(out)
+    assert [r["image"] for r in results] == [str(stocked["query"]), str(stocked["coffee"])]
+    assert [d["name"] for d in results[0]["detections"]] == ["cat"]
+    assert results[1]["detections"] == []
+    assert sorted(p.name for p in out_dir.iterdir()) == ["coffee_pekit.jpg", "query_pekit.jpg"]
+
+
+def test_ask_without_an_lvlm_prints_the_prompt(cli: Any, stocked: dict[str, Path], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("ask", stocked["query"], "What is cat doing?", "--memory", stocked["memory"])
+    assert code == 0, err
+    assert "recognized: cat (0." in out
+    assert "no LVLM configured" in out
+    assert "What is cat doing?" in out and "my cat" in out  # the prompt, with the context
+    assert (tmp_path / "query_pekit.jpg").is_file()  # the annotated image it would get
+
+    code, out, _ = cli("ask", stocked["query"], "What is cat doing?", "--json", "--memory", stocked["memory"])
+    record = json.loads(out)
+    assert code == 0 and record["backend"] == "none" and record["text"] == ""
+    assert "What is cat doing?" in record["prompt"] and record["detections"][0]["name"] == "cat"
+
+
+def test_forget(cli: Any, stocked: dict[str, Path]) -> None:
+    code, out, _ = cli("forget", "cat", "--memory", stocked["memory"])
+    assert code == 0 and out.strip() == "forgot 'cat'"
+    assert json.loads(cli("list", "--json", "--memory", stocked["memory"])[1]) == []
+
+
+def test_pekit_memory_environment_variable(cli: Any, files: dict[str, Path], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    env_db = tmp_path / "from-env.db"
+    monkeypatch.setenv("PEKIT_MEMORY", str(env_db))
+    code, out, _ = cli("introduce", "cat", files["cat"])
+    assert code == 0 and str(env_db) in out and env_db.is_file()
+    assert [r["name"] for r in json.loads(cli("list", "--json")[1])] == ["cat"]
+    assert json.loads(cli("list", "--json", "--memory", files["memory"])[1]) == []  # --memory wins
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("pekit ")
+
+
+# ---- errors: exit codes and one line, never a traceback -------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["forget", "Mochi"], 4, "Mochi"),
+        (["introduce", "cat", "{cat}"], 5, "--replace"),
+        (["introduce", "dog", "{notes}"], 3, "notes.jpg"),
+        (["introduce", "dog", "{missing}"], 3, "no such file"),
+        (["introduce", "dog", "{cat}", "--box", "0,0,10,10", "--box", "0,0,20,20"], 2, "got 2 --box for 1 images"),
+        (["introduce", "dog", "{cat}", "--box", "10,10,0,0"], 2, "x1 > x0"),
+        (["introduce", "dog", "{cat}", "--preset", "turbo"], 2, "unknown preset 'turbo'; available: offline"),
+        (["recognize", "{notes}"], 3, "notes.jpg"),
+        (["recognize", "{query}", "--threshold", "5"], 2, "threshold"),
+        (["ask", "{query}", "  "], 2, "question is empty"),
+        (["ask", "{query}", "Which?", "--option", "A"], 2, "--option must look like A=Cat"),
+    ],
+    ids=["forget-unknown", "duplicate", "non-image", "missing-file", "box-count", "inverted-box",
+         "unknown-preset", "recognize-non-image", "bad-threshold", "empty-question", "bad-option"],
+)
+def test_errors_exit_with_their_code_and_one_line(cli: Any, stocked: dict[str, Path], tmp_path: Path,
+                                                  args: list[str], code: int, message: str) -> None:
+    paths = {**{k: str(v) for k, v in stocked.items()}, "missing": str(tmp_path / "missing.png")}
+    argv = [a.format(**paths) for a in args]
+    before = digest(stocked["memory"])
+    got, out, err = cli(*argv, "--memory", stocked["memory"])
+    assert got == code, err
+    assert out == ""
+    assert_one_line_error(err, argv[0], message)
+    assert digest(stocked["memory"]) == before
+
+
+@pytest.mark.parametrize("box", ["1,2,3", "a,b,c,d", "1;2;3;4", ""])
+def test_bad_box_format_is_an_argparse_error(box: str, files: dict[str, Path],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["introduce", "cat", str(files["cat"]), "--box", box, "--memory", str(files["memory"])])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "a box is x0,y0,x1,y1 in pixels" in err and "Traceback" not in err
+    assert not files["memory"].exists()
+
+
+def test_read_only_memory_is_refused_and_unchanged(cli: Any, stocked: dict[str, Path]) -> None:
+    before = digest(stocked["memory"])
+    read_only = f"{stocked['memory'].as_uri()}?mode=ro"
+    code, out, _ = cli("list", "--json", "--memory", read_only)
+    assert code == 0 and [r["name"] for r in json.loads(out)] == ["cat"]  # reading works
+    for args in (["introduce", "coffee", stocked["coffee"]], ["forget", "cat"],
+                 ["introduce", "cat", stocked["coffee"], "--replace"]):
+        code, out, err = cli(*args, "--memory", read_only)
+        assert code == 7, err
+        assert_one_line_error(err, args[0], "read-only")
+    assert digest(stocked["memory"]) == before
+
+
+def test_a_file_that_is_not_a_memory(cli: Any, files: dict[str, Path]) -> None:
+    code, _, err = cli("list", "--memory", files["notes"])
+    assert code == 7
+    assert_one_line_error(err, "list", "not a pekit memory")
+    assert files["notes"].read_text() == "not a photo"

@@ -1,0 +1,317 @@
+"""`Personalizer` end to end on the real offline backbone: introduce, recognize, forget, errors.
+
+Reference concepts: the cat of ``skimage.data.chelsea()`` and the cup of ``coffee()``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pekit.errors import (
+    BackboneMismatchError,
+    ConceptNotFoundError,
+    DuplicateConceptError,
+    ImageError,
+    InvalidInputError,
+    NothingFoundError,
+    PekitError,
+)
+from pekit.memory import open_memory
+from pekit.retrieve.nms import box_iou
+from pekit.types import Answer, Concept, Detections
+
+CAT_BOX = (0.0, 0.0, 400.0, 300.0)  # chelsea(): the cat's face fills the left 400 px
+CUP_BOX = (170.0, 15.0, 415.0, 305.0)  # coffee(): the cup, without the saucer
+
+
+def resize(img: np.ndarray, scale: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    return np.asarray(Image.fromarray(img).resize((round(w * scale), round(h * scale)), Image.Resampling.BICUBIC))
+
+
+def snapshot(p: Any) -> list[tuple]:
+    """Everything observable about the memory, for before/after comparisons."""
+    return [(c.id, c.name, c.category, c.context, c.backbone, c.views.tobytes(),
+             None if c.parts is None else c.parts.tobytes()) for c in p.memory.concepts(namespace=p.namespace)]
+
+
+@pytest.fixture
+def stocked(make_personalizer: Any, chelsea: np.ndarray, coffee: np.ndarray) -> Any:
+    """A Personalizer that knows 'cat' (chelsea) and 'coffee' (the espresso cup)."""
+    p = make_personalizer()
+    p.introduce("cat", chelsea, category="cat", context="my cat, loves boxes")
+    p.introduce("coffee", coffee, category="cup")
+    return p
+
+
+# ---- introduce ------------------------------------------------------------------------------
+def test_introduce_stores_a_concept(make_personalizer: Any, chelsea: np.ndarray, grid_cache: Any) -> None:
+    p = make_personalizer()
+    before = grid_cache.calls
+    c = p.introduce("  cat ", chelsea, category=" cat ", context="my cat")
+    assert grid_cache.calls - before == 1  # one backbone pass per reference photo
+    assert isinstance(c, Concept) and c.id >= 1
+    assert (c.name, c.category, c.context, c.namespace) == ("cat", "cat", "my cat", "default")
+    assert c.views.shape == (1, 384)
+    np.testing.assert_allclose(np.linalg.norm(c.views, axis=1), 1.0, atol=1e-5)
+    assert c.parts is not None and c.parts.shape[1] == 384
+    assert c.backbone == p.pipeline.fingerprint
+    assert box_iou(np.array(c.meta["boxes"]), np.array([CAT_BOX]))[0, 0] > 0.6
+    assert [x.name for x in p.concepts()] == ["cat"]
+    assert p.get("cat").id == c.id
+
+
+def test_introduce_from_several_photos_and_files(make_personalizer: Any, chelsea: np.ndarray,
+                                                 tmp_path: Path, grid_cache: Any) -> None:
+    p = make_personalizer()
+    path = tmp_path / "cat.png"
+    Image.fromarray(chelsea).save(path)
+    before = grid_cache.calls
+    c = p.introduce("cat", [str(path), np.ascontiguousarray(chelsea[:, ::-1])])
+    assert grid_cache.calls - before == 2
+    assert c.views.shape == (2, 384)
+    assert c.meta["references"][0] == str(path)
+
+
+def test_introduce_with_boxes(make_personalizer: Any, chelsea: np.ndarray) -> None:
+    p = make_personalizer()
+    box = [150, 50, 350, 250]  # eyes and nose
+    c = p.introduce("cat face", [chelsea], boxes=[box])
+    x0, y0, x1, y1 = c.meta["boxes"][0]
+    cell = 15  # one patch is ~14 px
+    assert x0 >= box[0] - cell and y0 >= box[1] - cell and x1 <= box[2] + cell and y1 <= box[3] + cell
+    whole = p.views([chelsea])[0]
+    assert float(c.views[0] @ whole.embedding) < 0.99  # not the same view as without the box (0.94)
+    assert p.recognize(chelsea).name.tolist() == ["cat face"]
+
+
+def test_duplicate_name_is_refused_and_replace_overwrites(stocked: Any, chelsea: np.ndarray,
+                                                          coffee: np.ndarray) -> None:
+    before = snapshot(stocked)
+    with pytest.raises(DuplicateConceptError, match="replace=True"):
+        stocked.introduce("cat", coffee)
+    with pytest.raises(DuplicateConceptError):
+        stocked.introduce(" cat ", coffee)  # same name once stripped
+    assert snapshot(stocked) == before
+    old = stocked.get("cat")
+    new = stocked.introduce("cat", np.ascontiguousarray(chelsea[:, ::-1]), context="flipped", replace=True)
+    assert new.id == old.id and new.context == "flipped"
+    assert not np.array_equal(new.views, old.views)
+    assert [c.name for c in stocked.concepts()] == ["cat", "coffee"]
+    assert stocked.introduce("new one", chelsea, replace=True).id > new.id  # replace=True also adds
+
+
+def test_forget(stocked: Any, chelsea: np.ndarray) -> None:
+    stocked.forget("cat")
+    assert [c.name for c in stocked.concepts()] == ["coffee"]
+    assert "cat" not in stocked.recognize(np.ascontiguousarray(chelsea[:, ::-1])).name.tolist()
+    with pytest.raises(ConceptNotFoundError, match="cat"):
+        stocked.forget("cat")
+    with pytest.raises(ConceptNotFoundError):
+        stocked.get("cat")
+
+
+# ---- recognize ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("transform", "cat_box"),
+    [
+        (lambda img: img[:, ::-1], (451 - CAT_BOX[2], 0, 451 - CAT_BOX[0], 300)),  # mirrored
+        (lambda img: img[30:280, 40:400], (0, 0, 360, 250)),  # cropped
+        (lambda img: resize(img, 0.6), tuple(v * 0.6 for v in CAT_BOX)),  # smaller
+    ],
+    ids=["flipped", "cropped", "rescaled"],
+)
+def test_recognize_the_cat_in_a_modified_photo(stocked: Any, chelsea: np.ndarray, transform: Any,
+                                              cat_box: tuple) -> None:
+    query = np.ascontiguousarray(transform(chelsea))
+    dets = stocked.recognize(query)
+    assert isinstance(dets, Detections)
+    assert dets.name.tolist() == ["cat"]  # found, once; the cup is not
+    assert dets.concept_id[0] == stocked.get("cat").id
+    assert dets.score[0] >= stocked.preset.recognition.threshold
+    assert box_iou(dets.xyxy, np.array([cat_box]))[0, 0] > 0.5
+
+
+def test_an_unrelated_photo_is_not_the_cat(stocked: Any, astronaut: np.ndarray) -> None:
+    # measured: best cat score 0.51 against the 0.6 threshold (the cup scores 0.58: not asserted)
+    assert "cat" not in stocked.recognize(astronaut).name.tolist()
+
+
+def test_two_concepts_in_one_photo_are_both_found_once(stocked: Any, chelsea: np.ndarray,
+                                                       coffee: np.ndarray) -> None:
+    cup = resize(coffee, 0.75)  # (300, 450): the same height as chelsea
+    both = np.concatenate([chelsea, cup], axis=1)  # cat on the left, cup on the right
+    dets = stocked.recognize(both)
+    assert sorted(dets.name.tolist()) == ["cat", "coffee"]
+    assert np.all(np.diff(dets.score) <= 0)  # best first
+    centre = {n: ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for n, b in zip(dets.name, dets.xyxy, strict=True)}
+    cx, cy = centre["cat"]
+    assert CAT_BOX[0] <= cx <= CAT_BOX[2] and CAT_BOX[1] <= cy <= CAT_BOX[3]
+    cup_box = [451 + CUP_BOX[0] * 0.75, CUP_BOX[1] * 0.75, 451 + CUP_BOX[2] * 0.75, CUP_BOX[3] * 0.75]
+    cx, cy = centre["coffee"]
+    assert cup_box[0] <= cx <= cup_box[2] and cup_box[1] <= cy <= cup_box[3]
+
+
+def test_recognize_costs_exactly_one_backbone_pass(stocked: Any, chelsea: np.ndarray, grid_cache: Any) -> None:
+    query = np.ascontiguousarray(chelsea[:, ::-1])
+    before = grid_cache.calls
+    stocked.recognize(query)
+    assert grid_cache.calls - before == 1
+
+
+def test_recognize_with_an_empty_memory_is_empty_and_free(make_personalizer: Any, chelsea: np.ndarray,
+                                                          grid_cache: Any) -> None:
+    p = make_personalizer()
+    before = grid_cache.calls
+    dets = p.recognize(chelsea)
+    assert len(dets) == 0 and dets.xyxy.shape == (0, 4)
+    assert grid_cache.calls == before  # nothing to look for: no backbone pass
+
+
+def test_recognize_accepts_paths_and_bytes(stocked: Any, chelsea: np.ndarray, tmp_path: Path) -> None:
+    path = tmp_path / "query.png"
+    Image.fromarray(np.ascontiguousarray(chelsea[:, ::-1])).save(path)
+    for source in (path, str(path), path.read_bytes(), Image.open(path)):
+        assert stocked.recognize(source).name.tolist() == ["cat"]
+    with pytest.raises(ImageError, match="no such file"):
+        stocked.recognize(tmp_path / "missing.png")
+
+
+def test_thresholds(make_personalizer: Any, chelsea: np.ndarray) -> None:
+    strict = make_personalizer(threshold=0.99)
+    strict.introduce("cat", chelsea)
+    query = np.ascontiguousarray(chelsea[:, ::-1])
+    assert len(strict.recognize(query)) == 0
+    assert strict.recognize(query, threshold=0.6).name.tolist() == ["cat"]
+    with pytest.raises(InvalidInputError, match="threshold"):
+        make_personalizer(threshold=1.5)
+
+
+def test_namespaces_are_separate(make_personalizer: Any, chelsea: np.ndarray) -> None:
+    memory = open_memory("memory://")
+    ann = make_personalizer(memory=memory, namespace="ann")
+    bob = make_personalizer(memory=memory, namespace="bob")
+    ann.introduce("cat", chelsea)
+    query = np.ascontiguousarray(chelsea[:, ::-1])
+    assert ann.recognize(query).name.tolist() == ["cat"]
+    assert len(bob.recognize(query)) == 0 and bob.concepts() == []
+    bob.introduce("cat", chelsea)  # the same name in another namespace is not a duplicate
+    with pytest.raises(InvalidInputError, match="namespace"):
+        make_personalizer(namespace=" ")
+
+
+def test_ask_without_an_lvlm_gives_the_prompt(stocked: Any, chelsea: np.ndarray) -> None:
+    query = np.ascontiguousarray(chelsea[:, ::-1])
+    answer = stocked.ask(query, "What is cat doing?")
+    assert isinstance(answer, Answer) and answer.text == ""
+    assert answer.detections.name.tolist() == ["cat"]
+    assert "cat" in answer.prompt and "What is cat doing?" in answer.prompt
+    assert "loves boxes" in answer.prompt  # the concept's context reaches the LVLM
+    assert answer.image is not None and answer.image.shape == query.shape
+    assert not np.array_equal(answer.image, query)  # the box is drawn on a copy
+    with pytest.raises(InvalidInputError, match="question is empty"):
+        stocked.ask(query, "  ")
+
+
+# ---- the memory's backbone -------------------------------------------------------------------
+def _foreign_concept() -> Concept:
+    v = np.random.default_rng(0).normal(size=(1, 384)).astype(np.float32)
+    return Concept("Rex", v / np.linalg.norm(v), backbone="hf:facebook/dinov2-small/layer-1/res224")
+
+
+def test_backbone_mismatch_is_refused_and_memory_untouched(make_personalizer: Any, chelsea: np.ndarray,
+                                                           grid_cache: Any) -> None:
+    memory = open_memory("memory://")
+    memory.add(_foreign_concept())
+    p = make_personalizer(memory=memory)
+    before, calls = snapshot(p), grid_cache.calls
+    with pytest.raises(BackboneMismatchError, match="dinov2-small") as info:
+        p.introduce("cat", chelsea)
+    assert p.pipeline.fingerprint in str(info.value)
+    with pytest.raises(BackboneMismatchError):
+        p.recognize(chelsea)
+    assert snapshot(p) == before
+    assert grid_cache.calls == calls  # refused before any backbone pass
+
+
+def test_a_memory_emptied_by_forget_accepts_another_backbone(make_personalizer: Any,
+                                                             chelsea: np.ndarray) -> None:
+    memory = open_memory("memory://")
+    memory.add(_foreign_concept())
+    memory.remove("Rex")
+    p = make_personalizer(memory=memory)
+    c = p.introduce("cat", chelsea)  # the store holds no vectors: nothing to mismatch
+    assert c.backbone == p.pipeline.fingerprint == memory.backbone
+
+
+# ---- bad input: clear errors, memory unchanged --------------------------------------------------
+def _text_file(tmp: Path) -> Path:
+    path = tmp / "notes.jpg"
+    path.write_text("not a photo")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda p, img, tmp: p.introduce("", img), InvalidInputError, "non-empty string"),
+        (lambda p, img, tmp: p.introduce("   ", img), InvalidInputError, "non-empty string"),
+        (lambda p, img, tmp: p.introduce(None, img), InvalidInputError, "non-empty string"),
+        (lambda p, img, tmp: p.introduce("Bo", []), InvalidInputError, "at least one reference image"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[[0, 0, 9, 9], [0, 0, 9, 9]]), InvalidInputError,
+         "got 2 boxes for 1 images"),
+        (lambda p, img, tmp: p.introduce("Bo", [img, img], boxes=[[0, 0, 9, 9]]), InvalidInputError,
+         "got 1 boxes for 2 images"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[[0, 0, 9]]), InvalidInputError, r"\[x0, y0, x1, y1\]"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[[9, 9, 0, 0]]), InvalidInputError, "x1 > x0"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[[0, 0, np.nan, 9]]), InvalidInputError, "x1 > x0"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], boxes=["0,0,9,9"]), InvalidInputError, r"\[x0, y0, x1, y1\]"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[{"x": 0}]), InvalidInputError, r"\[x0, y0, x1, y1\]"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], masks=[None, None]), InvalidInputError, "2 masks for 1"),
+        (lambda p, img, tmp: p.introduce("Bo", b"not an image"), ImageError, "not an image file"),
+        (lambda p, img, tmp: p.introduce("Bo", _text_file(tmp)), ImageError, "notes.jpg"),
+        (lambda p, img, tmp: p.introduce("Bo", [img, tmp / "missing.png"]), ImageError, "missing.png"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[[900, 900, 999, 999]]), NothingFoundError,
+         "lies outside the image"),
+        (lambda p, img, tmp: p.introduce("Bo", np.full((240, 320, 3), 128, np.uint8)), NothingFoundError,
+         "pass a box"),
+    ],
+    ids=["empty-name", "blank-name", "no-name", "no-images", "too-many-boxes", "too-few-boxes", "short-box",
+         "inverted-box", "nan-box", "string-box", "dict-box", "mask-count", "bytes", "text-file",
+         "second-missing", "box-outside", "blank-photo"],
+)
+def test_bad_input_raises_and_leaves_memory_unchanged(stocked: Any, chelsea: np.ndarray, tmp_path: Path,
+                                                      call: Any, error: type, message: str) -> None:
+    before = snapshot(stocked)
+    with pytest.raises(error, match=message) as info:
+        call(stocked, chelsea, tmp_path)
+    assert isinstance(info.value, PekitError)
+    assert snapshot(stocked) == before
+
+
+def test_context_manager_closes_the_memory(make_personalizer: Any) -> None:
+    with make_personalizer() as p:
+        assert "offline" in repr(p) and "memory://" in repr(p)
+    from pekit.errors import MemoryStoreError
+
+    with pytest.raises(MemoryStoreError, match="closed"):
+        p.concepts()
+
+
+# ---- dataset (skipped without ../shared/data/dreambooth) -------------------------------------
+@pytest.mark.dataset
+@pytest.mark.slow
+def test_dreambooth_subjects_are_recognized(make_personalizer: Any, dreambooth: Path) -> None:
+    p = make_personalizer()
+    p.introduce("my cat", [dreambooth / "cat" / "00.jpg", dreambooth / "cat" / "01.jpg"], category="cat")
+    p.introduce("my can", dreambooth / "can" / "00.jpg", category="can")
+    # measured: 0.80 and 0.79 against the 0.6 threshold (with ONE cat reference, cat/03 scores
+    # only 0.64). Hard negatives are too close to assert: "my cat" scores 0.60 on cat2/00 and
+    # 0.62 on dog2/00 (a false positive).
+    assert p.recognize(dreambooth / "cat" / "03.jpg").name.tolist() == ["my cat"]
+    assert p.recognize(dreambooth / "can" / "02.jpg").name.tolist() == ["my can"]

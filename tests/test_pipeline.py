@@ -1,0 +1,142 @@
+"""`Pipeline`: reference views and recognition from one backbone pass per image (real backbone)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pekit.embed.pooling import pool_boxes
+from pekit.pipeline import Pipeline, View, summarize_parts
+from pekit.presets import RecognitionConfig
+from pekit.retrieve.match import Gallery
+from pekit.retrieve.nms import box_iou
+from pekit.types import Concept, Detections
+
+CAT_BOX = (0.0, 0.0, 400.0, 300.0)  # chelsea(): the cat's face
+
+
+@pytest.fixture(scope="module")
+def cat_grid(pipeline: Pipeline, chelsea: np.ndarray) -> Any:
+    return pipeline.encode(chelsea)
+
+
+@pytest.fixture(scope="module")
+def cat_view(pipeline: Pipeline, cat_grid: Any) -> View:
+    return pipeline.reference(cat_grid)
+
+
+@pytest.fixture(scope="module")
+def gallery(pipeline: Pipeline, cat_view: View, coffee: np.ndarray) -> Gallery:
+    cup = pipeline.reference(pipeline.encode(coffee))
+    return Gallery.from_concepts([
+        Concept("cat", cat_view.embedding, id=1, parts=cat_view.parts),
+        Concept("coffee", cup.embedding, id=2, parts=cup.parts),
+    ])
+
+
+@pytest.fixture(scope="module")
+def flipped_grid(pipeline: Pipeline, chelsea: np.ndarray) -> Any:
+    return pipeline.encode(np.ascontiguousarray(chelsea[:, ::-1]))
+
+
+def test_encode_is_one_pass_with_saliency(pipeline: Pipeline, grid_cache: Any, chelsea: np.ndarray) -> None:
+    before = grid_cache.calls
+    grid = pipeline.encode(chelsea)
+    assert grid_cache.calls - before == 1
+    assert grid.saliency is not None and grid.backbone == pipeline.fingerprint
+
+
+def test_reference_view_isolates_the_cat(cat_view: View, cat_grid: Any) -> None:
+    assert cat_view.embedding.shape == (384,)
+    assert np.linalg.norm(cat_view.embedding) == pytest.approx(1.0, abs=1e-5)
+    assert cat_view.weights.shape == cat_grid.shape
+    assert 1 <= len(cat_view.parts) <= RecognitionConfig().max_parts
+    np.testing.assert_allclose(np.linalg.norm(cat_view.parts, axis=1), 1.0, atol=1e-5)
+    assert box_iou(cat_view.xyxy[None], np.array([CAT_BOX]))[0, 0] > 0.6
+
+
+def test_reference_with_a_box_stays_inside_it(pipeline: Pipeline, cat_grid: Any) -> None:
+    box = np.array([150, 50, 350, 250], np.float32)  # around the eyes and nose
+    view = pipeline.reference(cat_grid, box=box)
+    cw, ch = cat_grid.cell_size
+    assert view.xyxy[0] >= box[0] - cw and view.xyxy[2] <= box[2] + cw
+    assert view.xyxy[1] >= box[1] - ch and view.xyxy[3] <= box[3] + ch
+    assert not np.allclose(view.embedding, pipeline.reference(cat_grid).embedding)
+
+
+def test_reference_with_a_mask(pipeline: Pipeline, cat_grid: Any) -> None:
+    mask = np.zeros((300, 451), bool)
+    mask[100:200, 100:300] = True
+    view = pipeline.reference(cat_grid, mask=mask)
+    np.testing.assert_allclose(view.embedding, pipeline.region_embedding(cat_grid, mask=mask), atol=1e-6)
+    np.testing.assert_allclose(view.xyxy, [98.7, 100.0, 310.2, 200.0], atol=1.0)  # cells it touches
+
+
+@pytest.mark.parametrize(("n", "max_parts", "expected"), [(5, 32, 5), (40, 32, 32), (40, 8, 8), (1, 4, 1)])
+def test_summarize_parts_caps_the_prototypes(n: int, max_parts: int, expected: int) -> None:
+    rng = np.random.default_rng(0)
+    patches = rng.normal(size=(n, 16)).astype(np.float32)
+    patches /= np.linalg.norm(patches, axis=1, keepdims=True)
+    parts = summarize_parts(patches, max_parts)
+    assert parts.shape == (expected, 16) and parts.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(parts, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(parts, summarize_parts(patches, max_parts))  # seeded: deterministic
+
+
+def test_match_scores_every_concept(pipeline: Pipeline, gallery: Gallery, flipped_grid: Any) -> None:
+    scores, boxes, index = pipeline.match(flipped_grid, gallery)
+    assert scores.shape == (2,) and boxes.shape == (2, 4) and index.shape == (2,)
+    assert scores[0] > 0.8 and index[0] >= 0
+    assert scores[1] < 0.6  # no cup in a cat photo
+    flipped_cat = [451 - CAT_BOX[2], 0, 451 - CAT_BOX[0], 300]
+    assert box_iou(boxes[:1], np.array([flipped_cat]))[0, 0] > 0.6
+
+
+def test_match_with_an_empty_gallery(pipeline: Pipeline, flipped_grid: Any) -> None:
+    scores, boxes, index = pipeline.match(flipped_grid, Gallery.from_concepts([]))
+    assert scores.shape == (0,) and boxes.shape == (0, 4) and index.shape == (0,)
+    assert len(pipeline.recognize(flipped_grid, Gallery.from_concepts([]))) == 0
+
+
+def test_recognize_returns_named_unit_embeddings(pipeline: Pipeline, gallery: Gallery, flipped_grid: Any) -> None:
+    dets = pipeline.recognize(flipped_grid, gallery)
+    assert isinstance(dets, Detections)
+    assert dets.name.tolist() == ["cat"] and dets.concept_id.tolist() == [1]
+    assert dets.embedding.shape == (1, 384)
+    np.testing.assert_allclose(dets.embedding, pool_boxes(flipped_grid, dets.xyxy), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [
+        (None, ["cat"]),  # the preset's 0.6
+        (0.99, []),
+        (0.0, ["cat"]),
+        # a concept with no candidate region (score -1) is never a detection, at any threshold
+        (-1.0, ["cat"]),
+    ],
+)
+def test_recognize_threshold(pipeline: Pipeline, gallery: Gallery, flipped_grid: Any, threshold: float | None,
+                             expected: list[str]) -> None:
+    dets = pipeline.recognize(flipped_grid, gallery, threshold=threshold)
+    assert dets.name.tolist() == expected
+    assert np.all(dets.area > 0)
+
+
+def test_per_concept_threshold_applies_without_an_explicit_one(
+    pipeline: Pipeline, cat_view: View, flipped_grid: Any
+) -> None:
+    strict = Gallery.from_concepts([Concept("cat", cat_view.embedding, id=1, parts=cat_view.parts,
+                                            threshold=0.99)])
+    assert len(pipeline.recognize(flipped_grid, strict)) == 0
+    assert len(pipeline.recognize(flipped_grid, strict, threshold=0.6)) == 1  # explicit wins
+
+
+def test_region_embedding_box_and_mask(pipeline: Pipeline, cat_grid: Any) -> None:
+    by_box = pipeline.region_embedding(cat_grid, xyxy=np.array([[0, 0, 451, 300]]))
+    mask = np.ones((300, 451), bool)
+    by_mask = pipeline.region_embedding(cat_grid, mask=mask)
+    assert by_box.shape == (384,)
+    np.testing.assert_allclose(by_box, by_mask, atol=1e-5)

@@ -1,0 +1,137 @@
+"""Presets as data, backends by name, and a light ``import pekit``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from contextlib import nullcontext as does_not_raise
+from typing import Any
+
+import pytest
+
+import pekit
+from pekit import registry
+from pekit.errors import BackendNotFoundError, InvalidInputError
+from pekit.presets import PRESETS, Preset, RecognitionConfig, get_preset
+from pekit.registry import available, create, register
+
+
+# ---- presets ------------------------------------------------------------------------------------
+def test_the_three_presets() -> None:
+    assert list(PRESETS) == ["offline", "cpu", "paper"]
+    offline = get_preset()
+    assert offline.name == "offline" and offline.backbone == "onnx-dinov2-s" and offline.lvlm == "none"
+    assert offline.detector is None and "detector" not in offline.recognition.proposals
+    assert get_preset("paper").backbone == "hf:facebook/dinov2-large"
+    assert get_preset(offline) is offline
+
+
+def test_unknown_preset_lists_the_names() -> None:
+    with pytest.raises(InvalidInputError, match="unknown preset 'turbo'; available: offline, cpu, paper"):
+        get_preset("turbo")
+
+
+@pytest.mark.parametrize(
+    ("changes", "check"),
+    [
+        ({"threshold": 0.7}, lambda p: p.recognition.threshold == 0.7),
+        ({"lvlm": "openai:http://x/v1#m"}, lambda p: p.lvlm == "openai:http://x/v1#m"),
+        ({"backbone": "hf:facebook/dinov2-small", "verify_weight": 0.0},
+         lambda p: p.backbone == "hf:facebook/dinov2-small" and p.recognition.verify_weight == 0.0),
+        ({"proposals": ("windows",)}, lambda p: p.recognition.proposals == ("windows",)),
+        ({}, lambda p: p == get_preset("offline")),
+    ],
+)
+def test_with_options_returns_a_changed_copy(changes: dict, check: Any) -> None:
+    original = get_preset("offline")
+    changed = original.with_options(**changes)
+    assert check(changed)
+    assert original == PRESETS["offline"] and original.recognition.threshold == 0.6  # untouched
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected", "message"),
+    [
+        ({"treshold": 0.7}, pytest.raises(InvalidInputError), r"unknown preset option\(s\) \['treshold'\]"),
+        ({"threshold": 1.5}, pytest.raises(InvalidInputError), r"threshold must be a cosine score in \[-1, 1\]"),
+        ({"proposals": ("saliency", "magic")}, pytest.raises(InvalidInputError), r"unknown proposal source"),
+        ({"verify_weight": 2.0}, pytest.raises(InvalidInputError), r"verify_weight must be in \[0, 1\]"),
+        ({"threshold": -1.0}, does_not_raise(), None),
+    ],
+)
+def test_with_options_validates(changes: dict, expected: Any, message: str | None) -> None:
+    with expected as info:
+        get_preset("offline").with_options(**changes)
+    if message is not None:
+        assert info.match(message)
+
+
+def test_presets_are_frozen_data() -> None:
+    with pytest.raises(AttributeError):
+        get_preset("offline").lvlm = "x"  # type: ignore[misc]
+    assert isinstance(RecognitionConfig(), RecognitionConfig) and isinstance(get_preset("cpu"), Preset)
+
+
+# ---- registry ----------------------------------------------------------------------------------
+def test_available_lists_built_in_backends() -> None:
+    assert {"onnx-dinov2-s", "hf:"} <= set(available("backbone"))
+    assert {"none", "hf:", "openai:"} <= set(available("lvlm"))
+    assert all(isinstance(h, str) and h for h in available("backbone").values())
+    assert available("no-such-kind") == {}
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "error", "message"),
+    [
+        ("backbone", "resnet", BackendNotFoundError, "unknown backbone 'resnet'; available: onnx-dinov2-s, hf:<...>"),
+        ("lvlm", "gpt", BackendNotFoundError, "none"),
+        ("detector", "yolo", BackendNotFoundError, "hf:<...>"),
+        ("no-such-kind", "x", BackendNotFoundError, r"\(none registered\)"),
+        ("backbone", "", InvalidInputError, "non-empty string; choose one of: hf:, onnx-dinov2-s"),
+        ("backbone", "  ", InvalidInputError, "non-empty string"),
+        ("backbone", "hf:", InvalidInputError, "hub id|needs something after"),  # a bare prefix
+    ],
+)
+def test_unknown_backends_list_the_names(kind: str, name: str, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        create(kind, name)
+
+
+def test_register_exact_and_prefixed_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry._REGISTRY, "toy", {})
+    register("toy", "echo", "builtins:dict", "a dict")
+    register("toy", "json:", "json:loads", "parses the rest")
+    assert available("toy") == {"echo": "a dict", "json:": "parses the rest"}
+    assert create("toy", "echo", a=1) == {"a": 1}
+    assert create("toy", 'json:{"b": 2}') == json.loads('{"b": 2}')
+    assert create("lvlm", "none").generate.__name__ == "generate"
+
+
+# ---- import stays light ------------------------------------------------------------------------
+HEAVY = ("torch", "transformers", "onnxruntime", "onnx")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import pekit",
+        "import pekit; pekit.Detections; pekit.get_preset('offline'); pekit.available('backbone')",
+        "from pekit import Personalizer; Personalizer(memory='memory://').concepts()",
+        "import pekit.cli; pekit.cli.build_parser()",
+    ],
+    ids=["import", "types-presets-registry", "personalizer-before-first-use", "cli-parser"],
+)
+def test_import_does_not_load_model_runtimes(code: str) -> None:
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_lazy_attributes() -> None:
+    assert pekit.__version__
+    assert "Personalizer" in dir(pekit)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        pekit.nope  # noqa: B018
