@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -86,17 +87,17 @@ def test_summarize_parts_caps_the_prototypes(n: int, max_parts: int, expected: i
 
 
 def test_match_scores_every_concept(pipeline: Pipeline, gallery: Gallery, flipped_grid: Any) -> None:
-    scores, boxes, index = pipeline.match(flipped_grid, gallery)
-    assert scores.shape == (2,) and boxes.shape == (2, 4) and index.shape == (2,)
-    assert scores[0] > 0.8 and index[0] >= 0
+    scores, boxes, found = pipeline.match(flipped_grid, gallery)
+    assert scores.shape == (2,) and boxes.shape == (2, 4) and found.shape == (2,)
+    assert scores[0] > 0.8 and found[0]
     assert scores[1] < 0.6  # no cup in a cat photo
     flipped_cat = [451 - CAT_BOX[2], 0, 451 - CAT_BOX[0], 300]
     assert box_iou(boxes[:1], np.array([flipped_cat]))[0, 0] > 0.6
 
 
 def test_match_with_an_empty_gallery(pipeline: Pipeline, flipped_grid: Any) -> None:
-    scores, boxes, index = pipeline.match(flipped_grid, Gallery.from_concepts([]))
-    assert scores.shape == (0,) and boxes.shape == (0, 4) and index.shape == (0,)
+    scores, boxes, found = pipeline.match(flipped_grid, Gallery.from_concepts([]))
+    assert scores.shape == (0,) and boxes.shape == (0, 4) and found.shape == (0,)
     assert len(pipeline.recognize(flipped_grid, Gallery.from_concepts([]))) == 0
 
 
@@ -140,3 +141,18 @@ def test_region_embedding_box_and_mask(pipeline: Pipeline, cat_grid: Any) -> Non
     by_mask = pipeline.region_embedding(cat_grid, mask=mask)
     assert by_box.shape == (384,)
     np.testing.assert_allclose(by_box, by_mask, atol=1e-5)
+
+
+def test_a_concept_is_named_once_unless_more_are_allowed(pipeline: Pipeline, gallery: Gallery) -> None:
+    from skimage import data
+
+    cat = data.chelsea()
+    twins = np.concatenate([cat, cat[:, ::-1]], axis=1)  # the same cat twice, side by side
+    grid = pipeline.encode(twins)
+    once = pipeline.recognize(grid, gallery)
+    assert once.name.tolist().count(gallery.names[0]) == 1
+    twice = Pipeline(pipeline.backbone, replace(pipeline.config, max_per_concept=2)).recognize(grid, gallery)
+    cats = twice[twice.name == gallery.names[0]]
+    assert len(cats) == 2
+    centres = (cats.xyxy[:, 0] + cats.xyxy[:, 2]) / 2
+    assert centres.min() < cat.shape[1] < centres.max()  # one on each side

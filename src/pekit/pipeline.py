@@ -142,24 +142,21 @@ class Pipeline:
             items.append(window_proposals(grid, scales=cfg.window_scales))
         return Proposals.concat(items, grid.shape)
 
-    def match(self, grid: PatchGrid, gallery: Gallery, *, image: np.ndarray | None = None,
-              labels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Best candidate per concept: ``(scores (C,), xyxy (C, 4), proposal index (C,))``.
+    def candidates(self, grid: PatchGrid, gallery: Gallery, *, per_concept: int = 1,
+                   image: np.ndarray | None = None, labels: list[str] | None = None,
+                   ) -> list[tuple[int, float, np.ndarray]]:
+        """Scored regions per concept: ``[(concept index, final score, xyxy (4,)), ...]``.
 
-        A concept with no candidate gets score -1. Scores are final (after verification),
-        so thresholding them gives exactly what `recognize` returns; the evaluation sweeps
-        thresholds over them without re-embedding.
+        Up to ``per_concept`` non-overlapping regions per concept (best first), each only
+        among the proposals the concept wins (competitive assignment), each verified at
+        patch level. No threshold is applied.
         """
         cfg = self.config
         c = len(gallery)
-        scores = np.full(c, -1.0, np.float32)
-        boxes = np.zeros((c, 4), np.float32)
-        index = np.full(c, -1, np.int64)
         if c == 0:
-            return scores, boxes, index
+            return []
         props = self.proposals(grid, image=image, labels=labels)
-        emb = pool(grid, props.weights)
-        sims = similarity(emb, gallery)
+        sims = similarity(pool(grid, props.weights), gallery)
         if cfg.competitive and c > 1:
             best = sims.argmax(1)
             ordered = np.sort(sims, 1)
@@ -168,36 +165,63 @@ class Pipeline:
             allowed[np.arange(len(sims)), best] = ok
         else:
             allowed = np.ones_like(sims, dtype=bool)
-        masked = np.where(allowed, sims, -np.inf)
         unit = self._unit_patches(grid) if cfg.verify_weight > 0 else None
+        out: list[tuple[int, float, np.ndarray]] = []
         for k in range(c):
-            if not np.isfinite(masked[:, k]).any():
+            rows = np.nonzero(allowed[:, k])[0]
+            if rows.size == 0:
                 continue
-            p = int(np.argmax(masked[:, k]))
-            score = float(sims[p, k])
-            parts = gallery.parts[k]
-            if unit is not None and parts is not None and len(parts):
-                region = unit[props.weights[p].reshape(-1) > 0.5]
-                score = (1 - cfg.verify_weight) * score + cfg.verify_weight * part_scores(region, parts)
-            scores[k], boxes[k], index[k] = score, props.xyxy[p], p
-        return scores, boxes, index
+            rows = rows[np.argsort(-sims[rows, k], kind="stable")]
+            if per_concept > 1:
+                rows = rows[nms(props.xyxy[rows], sims[rows, k], iou=0.3)]
+            for p in rows[:per_concept]:
+                score = float(sims[p, k])
+                parts = gallery.parts[k]
+                if unit is not None and parts is not None and len(parts):
+                    region = unit[props.weights[p].reshape(-1) > 0.5]
+                    score = (1 - cfg.verify_weight) * score + cfg.verify_weight * part_scores(region, parts)
+                out.append((k, score, props.xyxy[p]))
+        return out
+
+    def match(self, grid: PatchGrid, gallery: Gallery, *, image: np.ndarray | None = None,
+              labels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Best candidate per concept: ``(scores (C,), xyxy (C, 4), found (C,) bool)``.
+
+        A concept with no candidate gets score -1 and ``found`` False. Scores are final
+        (after verification), so thresholding them gives what `recognize` returns (before
+        NMS across concepts); the evaluation sweeps thresholds over them without
+        re-embedding.
+        """
+        c = len(gallery)
+        scores = np.full(c, -1.0, np.float32)
+        boxes = np.zeros((c, 4), np.float32)
+        found = np.zeros(c, bool)
+        for k, score, xyxy in self.candidates(grid, gallery, image=image, labels=labels):
+            scores[k], boxes[k], found[k] = score, xyxy, True
+        return scores, boxes, found
 
     def recognize(self, grid: PatchGrid, gallery: Gallery, *, threshold: float | None = None,
                   image: np.ndarray | None = None, labels: list[str] | None = None) -> Detections:
-        """Named detections of the gallery's concepts in one query grid, best first."""
-        scores, boxes, index = self.match(grid, gallery, image=image, labels=labels)
+        """Named detections of the gallery's concepts in one query grid, best first.
+
+        Each concept appears at most ``config.max_per_concept`` times (default once).
+        """
+        cands = self.candidates(grid, gallery, per_concept=self.config.max_per_concept, image=image,
+                                labels=labels)
         thr = self.config.threshold if threshold is None else float(threshold)
         per = np.where(np.isnan(gallery.thresholds), thr, gallery.thresholds) if threshold is None \
             else np.full(len(gallery), thr, np.float32)
-        hit = np.nonzero((index >= 0) & (scores >= per))[0]  # -1: no candidate region at all
-        if hit.size == 0:
+        hits = [(k, s, b) for k, s, b in cands if s >= per[k]]
+        if not hits:
             return Detections.empty()
-        kept = hit[nms(boxes[hit], scores[hit], iou=self.config.nms_iou)]
-        region = box_weights(grid, boxes[kept])
+        owner = np.array([k for k, _, _ in hits], np.int64)
+        scores = np.array([s for _, s, _ in hits], np.float32)
+        boxes = np.stack([b for _, _, b in hits]).astype(np.float32)
+        kept = nms(boxes, scores, iou=self.config.nms_iou)
         return Detections(
-            xyxy=boxes[kept], score=scores[kept], concept_id=gallery.ids[kept],
-            name=np.array([gallery.names[k] for k in kept], dtype=object),
-            embedding=pool(grid, region),
+            xyxy=boxes[kept], score=scores[kept], concept_id=gallery.ids[owner[kept]],
+            name=np.array([gallery.names[k] for k in owner[kept]], dtype=object),
+            embedding=pool(grid, box_weights(grid, boxes[kept])),
         )
 
     def region_embedding(self, grid: PatchGrid, *, xyxy: np.ndarray | None = None,

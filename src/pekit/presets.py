@@ -37,6 +37,8 @@ class RecognitionConfig:
         competitive: a region is named only after its best-matching concept.
         margin: required lead of the best concept over the runner-up (competitive mode).
         nms_iou: overlap above which weaker detections of different concepts are dropped.
+        max_per_concept: how many regions one concept may claim in an image (1: each
+            concept at most once; raise it for look-alike sets, e.g. two identical mugs).
     """
 
     threshold: float = 0.6
@@ -49,6 +51,7 @@ class RecognitionConfig:
     competitive: bool = True
     margin: float = 0.0
     nms_iou: float = 0.7
+    max_per_concept: int = 1
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold <= 1.0:
@@ -58,6 +61,8 @@ class RecognitionConfig:
             raise InvalidInputError(
                 f"unknown proposal source(s) {sorted(unknown)}; choose from saliency, windows, detector"
             )
+        if self.max_per_concept < 1:
+            raise InvalidInputError(f"max_per_concept must be >= 1, got {self.max_per_concept}")
         if not 0.0 <= self.verify_weight <= 1.0:
             raise InvalidInputError(f"verify_weight must be in [0, 1], got {self.verify_weight}")
 
