@@ -218,6 +218,38 @@ def test_ask_without_an_lvlm_gives_the_prompt(stocked: Any, chelsea: np.ndarray)
         stocked.ask(query, "  ")
 
 
+class _RecordingLVLM:
+    """An LVLM stand-in that records what it was sent and answers with a fixed text."""
+
+    name = "recording"
+
+    def __init__(self, reply: str) -> None:
+        self.reply, self.calls = reply, []
+
+    def generate(self, image: np.ndarray, prompt: str, **options: Any) -> str:
+        self.calls.append((image, prompt, options))
+        return self.reply
+
+
+def test_ask_sends_the_annotated_image_and_names_to_the_lvlm(make_personalizer: Any, chelsea: np.ndarray,
+                                                            coffee: np.ndarray) -> None:
+    lvlm = _RecordingLVLM("B")
+    p = make_personalizer(lvlm=lvlm)
+    p.introduce("Tom", chelsea, category="cat", context="my cat, loves boxes")
+    p.introduce("cup", coffee, category="cup")
+    query = np.ascontiguousarray(chelsea[:, ::-1])
+    answer = p.ask(query, "Is Tom next to the cup?", options={"A": "yes", "B": "no"}, max_new_tokens=5, seed=1)
+    image, prompt, options = lvlm.calls[-1]
+    assert answer.choice == "B" and answer.text == "B"
+    assert np.array_equal(image, answer.image) and not np.array_equal(image, query)  # boxes drawn
+    colour = answer.meta["colours"]["Tom"]
+    assert f"{colour} box" in prompt and "Tom" in prompt and "loves boxes" in prompt
+    assert "cup" in prompt and "not visible" in prompt  # named in the question, absent from the photo
+    assert options["max_new_tokens"] == 5 and options["seed"] == 1
+    caption = p.caption(query)
+    assert "Tom" in lvlm.calls[-1][1] and caption.text == "B" and caption.detections.name.tolist() == ["Tom"]
+
+
 # ---- the memory's backbone -------------------------------------------------------------------
 def _foreign_concept() -> Concept:
     v = np.random.default_rng(0).normal(size=(1, 384)).astype(np.float32)
