@@ -4,7 +4,10 @@
   (the same draws as the recognition benchmark);
 * `CachedLVLM`: wraps any LVLM so answers are cached on disk (resumable runs; the LVLM is
   the expensive part there);
-* `AnswerContext`: the grid cache, photo hashes and images of one run.
+* `AnswerContext`: the grid cache, photo hashes and images of one run;
+* `AnswerRun`, `run_answers`, `answer_results`, `answer_markdown`: the run loop (seeds,
+  memory, recognition, `pekit.answer.respond`, timing, skipped concepts) and the
+  results/markdown scaffolding shared by `pekit.eval.vqa` and `pekit.eval.captions`.
 
 Example:
     >>> class Echo:
@@ -19,23 +22,53 @@ Example:
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
 from pekit.errors import NothingFoundError
 from pekit.eval.cache import AnswerCache, GridCache, file_sha1
 from pekit.eval.datasets import ConceptData, Dataset
+from pekit.eval.metrics import seed_stats
 from pekit.eval.recognition import draw_references, reference_view
+from pekit.eval.report import clean_json, format_table, format_value
 from pekit.images import load_image
 from pekit.retrieve.match import Gallery
 from pekit.types import Concept, PatchGrid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AnswerContext", "CachedLVLM", "seed_memory"]
+__all__ = ["AnswerContext", "AnswerRun", "CachedLVLM", "answer_markdown", "answer_results", "run_answers",
+           "seed_memory"]
+
+
+class _Item(Protocol):
+    """A benchmark item: a photo of ``concept``."""
+
+    @property
+    def concept(self) -> str: ...
+    @property
+    def image(self) -> Path: ...
+
+
+class _Record(Protocol):
+    """One answer of a run."""
+
+    @property
+    def seed(self) -> int: ...
+    @property
+    def concept(self) -> str: ...
+    @property
+    def recognized(self) -> list[str]: ...
+
+
+ItemT = TypeVar("ItemT", bound=_Item)
+RecT = TypeVar("RecT")
+RunT = TypeVar("RunT", bound="AnswerRun[Any]")
 
 
 class CachedLVLM:
@@ -110,3 +143,120 @@ def reference_hashes(ctx: AnswerContext, refs: dict[str, list[Path]]) -> set[str
 
 def concept_lookup(dataset: Dataset) -> dict[str, ConceptData]:
     return {c.name: c for c in dataset.concepts}
+
+
+@dataclass
+class AnswerRun(Generic[RecT]):
+    """The records of one answer-stage run, with what produced them."""
+
+    dataset: Dataset
+    records: list[RecT]
+    refs: int
+    seeds: int
+    skipped: list[str]
+    lvlm: str
+    fingerprint: str
+    timing: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_answers(run_type: type[RunT], dataset: Dataset, pipeline: Any, lvlm: Any, items: Sequence[ItemT],
+                record: Callable[[int, ItemT, Callable[..., Any], list[str]], Any], *, task: str, unit: str,
+                refs: int, seeds: int, seed: int, threshold: float | None, cache: GridCache | None,
+                answers: AnswerCache | None, progress: bool, generation: dict[str, Any]) -> RunT:
+    """The run loop shared by the answer-stage benchmarks.
+
+    For each seed, every concept is put in memory from ``refs`` reference photos (`seed_memory`);
+    each item of a concept in memory whose photo is not a reference is recognized (one backbone
+    pass, cached) and ``record(seed, item, ask, recognized)`` makes its record, where
+    ``ask(**kw)`` calls `pekit.answer.respond` on the photo and its detections (``kw``: the
+    question and options, if any) and ``recognized`` lists the names found.
+    """
+    from tqdm.auto import tqdm
+
+    from pekit.answer.respond import respond
+
+    start = time.perf_counter()
+    ctx = AnswerContext(pipeline, cache or GridCache(None, pipeline.fingerprint, memory_items=256))
+    model = CachedLVLM(lvlm, answers)
+    names = [c.name for c in dataset.concepts]
+    labels = sorted({c.category for c in dataset.concepts if c.category})
+    generation.setdefault("temperature", 0.0)
+    records: list[Any] = []
+    warnings = list(dataset.warnings)
+    skipped: list[str] = []
+    misses0 = ctx.cache.misses
+    for s in range(seeds):
+        gallery, refs_used, skipped = seed_memory(dataset, ctx, k=refs, seed=s, base_seed=seed)
+        ref_hashes = reference_hashes(ctx, refs_used)
+        todo = [i for i in items if i.concept in refs_used and ctx.sha1(i.image) not in ref_hashes]
+        for item in tqdm(todo, desc=f"{task} seed {s}", unit=unit, disable=None if progress else True):
+            image = load_image(item.image)
+            grid = ctx.grid(item.image, image)
+            dets = pipeline.recognize(grid, gallery, threshold=threshold, image=image, labels=labels)
+
+            def ask(*, _image: np.ndarray = image, _dets: Any = dets, **kw: Any) -> Any:
+                return respond(model, _image, _dets, known_names=names, **kw, **generation)
+
+            records.append(record(s, item, ask, [str(n) for n in dets.name]))
+    if skipped:
+        warnings.append(f"skipped {len(skipped)} concept(s) with fewer than {refs} photos: {', '.join(skipped)}")
+    timing = {"total_s": round(time.perf_counter() - start, 2), "backbone_passes": ctx.cache.misses - misses0,
+              "lvlm_calls": model.calls, "lvlm_cached": model.hits}
+    return run_type(dataset, records, refs, seeds, skipped, model.name, pipeline.fingerprint, timing, warnings)
+
+
+RecP = TypeVar("RecP", bound=_Record)
+
+
+def answer_results(run: AnswerRun[RecP], config: dict[str, Any] | None, *, task: str, dataset_counts: dict[str, int],
+                   count: str, metrics: Sequence[str], seed_metrics: Callable[[list[RecP]], dict[str, float]],
+                   concept_metric: Callable[[str, list[RecP]], float], records: str,
+                   row: dict[str, Any] | None = None) -> dict[str, Any]:
+    """JSON-ready results of an answer-stage run.
+
+    Per seed: ``seed_metrics(records)`` (the keys in ``metrics``) and the share of records whose
+    concept was recognized; per concept: ``concept_metric(name, records)``. Each is then given as
+    mean ± std over seeds. ``count`` names the row's per-seed record count, ``row`` adds to the row,
+    ``records`` names the list of records.
+    """
+    from pekit import __version__
+
+    per_seed: dict[str, list[float]] = {k: [] for k in (*metrics, "recognized")}
+    concepts: dict[str, list[float]] = {}
+    for s in range(run.seeds):
+        recs = [r for r in run.records if r.seed == s]
+        if not recs:
+            continue
+        for k, v in seed_metrics(recs).items():
+            per_seed[k].append(v)
+        per_seed["recognized"].append(sum(r.concept in r.recognized for r in recs) / len(recs))
+        for name in sorted({r.concept for r in recs}):
+            concepts.setdefault(name, []).append(concept_metric(name, [r for r in recs if r.concept == name]))
+    stats = {k: seed_stats(v) for k, v in per_seed.items()}
+    return clean_json({
+        "task": task, "pekit": __version__,
+        "dataset": {"spec": run.dataset.spec, "layout": run.dataset.layout, **dataset_counts},
+        "config": {**(config or {}), "refs": run.refs, "seeds": run.seeds, "lvlm": run.lvlm,
+                   "fingerprint": run.fingerprint},
+        "rows": [{"label": "all", count: len(run.records) // max(run.seeds, 1), **(row or {}), "metrics": stats}],
+        "per_concept": {n: seed_stats(v, keep_seeds=False) for n, v in concepts.items()},
+        "skipped": run.skipped, "warnings": run.warnings, "timing": run.timing,
+        records: [r.__dict__ for r in run.records],
+    })
+
+
+def answer_markdown(results: dict[str, Any], *, title: str, values: str, table: str, notes: str,
+                    per_concept: str, metric: str) -> str:
+    """Markdown report of `answer_results`: header, ``table``, ``notes``, the per-concept ``metric``."""
+    cfg = results["config"]
+    body = [[n, format_value(v)] for n, v in results["per_concept"].items()]
+    parts = [f"# {title}: {results['dataset']['spec']}",
+             f"LVLM `{cfg['lvlm']}`, backbone `{cfg['fingerprint']}`, {cfg['refs']} reference(s) per concept, "
+             f"{cfg['seeds']} seed(s). {values}, mean ± std over seeds.",
+             table, notes,
+             f"## {per_concept}", format_table(["concept", metric], body)]
+    if results.get("warnings"):
+        parts += ["## Warnings", "\n".join(f"- {w}" for w in results["warnings"])]
+    parts.append("Timing: " + ", ".join(f"{k} = {v}" for k, v in results.get("timing", {}).items()))
+    return "\n\n".join(parts) + "\n"

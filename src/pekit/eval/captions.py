@@ -19,17 +19,15 @@ Example:
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pekit.errors import InvalidInputError
-from pekit.eval.answering import AnswerContext, CachedLVLM, reference_hashes, seed_memory
+from pekit.eval.answering import AnswerRun, answer_markdown, answer_results, run_answers
 from pekit.eval.cache import AnswerCache, GridCache
-from pekit.eval.datasets import Dataset
-from pekit.eval.metrics import concept_recall, corpus_bleu, exact_match, mentions_name, seed_stats
-from pekit.eval.report import clean_json, format_table, format_value
-from pekit.images import load_image
+from pekit.eval.datasets import CaptionItem, Dataset
+from pekit.eval.metrics import concept_recall, corpus_bleu, exact_match, mentions_name
+from pekit.eval.report import format_table, format_value
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +47,8 @@ class CaptionRecord:
 
 
 @dataclass
-class CaptionRun:
-    dataset: Dataset
-    records: list[CaptionRecord]
-    refs: int
-    seeds: int
-    skipped: list[str]
-    lvlm: str
-    fingerprint: str
-    timing: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+class CaptionRun(AnswerRun[CaptionRecord]):
+    """The captions of a run (fields: `pekit.eval.answering.AnswerRun`)."""
 
 
 def run_captions(dataset: Dataset, pipeline: Any, lvlm: Any, *, refs: int = 4, seeds: int = 1, seed: int = 0,
@@ -73,71 +63,33 @@ def run_captions(dataset: Dataset, pipeline: Any, lvlm: Any, *, refs: int = 4, s
         cache, answers: grid and answer caches (in memory when ``None``).
         generation: ``max_new_tokens``, ``temperature``... passed to the LVLM.
     """
-    from tqdm.auto import tqdm
-
-    from pekit.answer.respond import respond
-
     if not dataset.captions:
         raise InvalidInputError(f"{dataset.spec} has no reference captions; captioning needs the myvlm layout "
                                 "with data_concept_embedding/<concept>/captions.json")
-    start = time.perf_counter()
-    ctx = AnswerContext(pipeline, cache or GridCache(None, pipeline.fingerprint, memory_items=256))
-    model = CachedLVLM(lvlm, answers)
-    names = [c.name for c in dataset.concepts]
-    labels = sorted({c.category for c in dataset.concepts if c.category})
-    generation.setdefault("temperature", 0.0)
-    records: list[CaptionRecord] = []
-    skipped: list[str] = []
-    misses0 = ctx.cache.misses
-    for s in range(seeds):
-        gallery, refs_used, skipped = seed_memory(dataset, ctx, k=refs, seed=s, base_seed=seed)
-        ref_hashes = reference_hashes(ctx, refs_used)
-        items = [c for c in dataset.captions if c.concept in refs_used and ctx.sha1(c.image) not in ref_hashes]
-        for item in tqdm(items, desc=f"captions seed {s}", unit="photo", disable=None if progress else True):
-            image = load_image(item.image)
-            grid = ctx.grid(item.image, image)
-            dets = pipeline.recognize(grid, gallery, threshold=threshold, image=image, labels=labels)
-            ans = respond(model, image, dets, known_names=names, **generation)
-            records.append(CaptionRecord(s, item.concept, str(item.image), ans.text, list(item.references),
-                                         [str(n) for n in dets.name]))
-    warnings = list(dataset.warnings)
-    if skipped:
-        warnings.append(f"skipped {len(skipped)} concept(s) with fewer than {refs} photos: {', '.join(skipped)}")
-    timing = {"total_s": round(time.perf_counter() - start, 2), "backbone_passes": ctx.cache.misses - misses0,
-              "lvlm_calls": model.calls, "lvlm_cached": model.hits}
-    return CaptionRun(dataset, records, refs, seeds, skipped, model.name, pipeline.fingerprint, timing, warnings)
+
+    def record(s: int, item: CaptionItem, ask: Any, recognized: list[str]) -> CaptionRecord:
+        return CaptionRecord(s, item.concept, str(item.image), ask().text, list(item.references), recognized)
+
+    return run_answers(CaptionRun, dataset, pipeline, lvlm, dataset.captions, record, task="captions", unit="photo",
+                       refs=refs, seeds=seeds, seed=seed, threshold=threshold, cache=cache, answers=answers,
+                       progress=progress, generation=generation)
+
+
+def _caption_metrics(recs: list[CaptionRecord]) -> dict[str, float]:
+    hyps, refs = [r.caption for r in recs], [r.references for r in recs]
+    return {"bleu": corpus_bleu(hyps, refs) / 100.0, "exact_match": exact_match(hyps, refs),
+            "recall": concept_recall(hyps, [r.concept for r in recs])}
+
+
+def _recall(name: str, recs: list[CaptionRecord]) -> float:
+    return sum(mentions_name(r.caption, name) for r in recs) / len(recs)
 
 
 def caption_results(run: CaptionRun, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """JSON-ready results: BLEU, exact match and concept recall (mean ± std over seeds), per concept recall."""
-    from pekit import __version__
-
-    per_seed: dict[str, list[float]] = {"bleu": [], "exact_match": [], "recall": [], "recognized": []}
-    concepts: dict[str, list[float]] = {}
-    for s in range(run.seeds):
-        recs = [r for r in run.records if r.seed == s]
-        if not recs:
-            continue
-        hyps, refs = [r.caption for r in recs], [r.references for r in recs]
-        per_seed["bleu"].append(corpus_bleu(hyps, refs) / 100.0)
-        per_seed["exact_match"].append(exact_match(hyps, refs))
-        per_seed["recall"].append(concept_recall(hyps, [r.concept for r in recs]))
-        per_seed["recognized"].append(sum(r.concept in r.recognized for r in recs) / len(recs))
-        for name in sorted({r.concept for r in recs}):
-            sub = [r for r in recs if r.concept == name]
-            concepts.setdefault(name, []).append(sum(mentions_name(r.caption, name) for r in sub) / len(sub))
-    metrics = {k: seed_stats(v) for k, v in per_seed.items()}
-    return clean_json({
-        "task": "captions", "pekit": __version__,
-        "dataset": {"spec": run.dataset.spec, "layout": run.dataset.layout,
-                    "captioned_photos": len(run.dataset.captions)},
-        "config": {**(config or {}), "refs": run.refs, "seeds": run.seeds, "lvlm": run.lvlm,
-                   "fingerprint": run.fingerprint},
-        "rows": [{"label": "all", "captions": len(run.records) // max(run.seeds, 1), "metrics": metrics}],
-        "per_concept": {n: seed_stats(v, keep_seeds=False) for n, v in concepts.items()},
-        "skipped": run.skipped, "warnings": run.warnings, "timing": run.timing,
-        "captions": [r.__dict__ for r in run.records],
-    })
+    return answer_results(run, config, task="captions", dataset_counts={"captioned_photos": len(run.dataset.captions)},
+                          count="captions", metrics=["bleu", "exact_match", "recall"], seed_metrics=_caption_metrics,
+                          concept_metric=_recall, records="captions")
 
 
 def caption_table(results: dict[str, Any]) -> str:
@@ -149,17 +101,9 @@ def caption_table(results: dict[str, Any]) -> str:
 
 
 def caption_markdown(results: dict[str, Any]) -> str:
-    cfg = results["config"]
-    body = [[n, format_value(v)] for n, v in results["per_concept"].items()]
-    parts = [f"# Captions: {results['dataset']['spec']}",
-             f"LVLM `{cfg['lvlm']}`, backbone `{cfg['fingerprint']}`, {cfg['refs']} reference(s) per concept, "
-             f"{cfg['seeds']} seed(s). Values in % (BLEU-4 on a 0-100 scale), mean ± std over seeds.",
-             caption_table(results),
-             "BLEU = sacrebleu corpus BLEU-4 against each photo's reference captions; exact match = caption equal "
-             "to a reference after lower-casing and removing punctuation; concept recall = share of captions "
-             "that use the concept's name.",
-             "## Concept recall per concept", format_table(["concept", "recall"], body)]
-    if results.get("warnings"):
-        parts += ["## Warnings", "\n".join(f"- {w}" for w in results["warnings"])]
-    parts.append("Timing: " + ", ".join(f"{k} = {v}" for k, v in results.get("timing", {}).items()))
-    return "\n\n".join(parts) + "\n"
+    return answer_markdown(
+        results, title="Captions", values="Values in % (BLEU-4 on a 0-100 scale)", table=caption_table(results),
+        notes="BLEU = sacrebleu corpus BLEU-4 against each photo's reference captions; exact match = caption equal "
+              "to a reference after lower-casing and removing punctuation; concept recall = share of captions "
+              "that use the concept's name.",
+        per_concept="Concept recall per concept", metric="recall")

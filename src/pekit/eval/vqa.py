@@ -20,17 +20,15 @@ Example:
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pekit.errors import InvalidInputError
-from pekit.eval.answering import AnswerContext, CachedLVLM, reference_hashes, seed_memory
+from pekit.eval.answering import AnswerRun, answer_markdown, answer_results, run_answers
 from pekit.eval.cache import AnswerCache, GridCache
-from pekit.eval.datasets import Dataset
-from pekit.eval.metrics import choice_accuracy, seed_stats
-from pekit.eval.report import clean_json, format_table, format_value
-from pekit.images import load_image
+from pekit.eval.datasets import Dataset, VQAItem
+from pekit.eval.metrics import choice_accuracy
+from pekit.eval.report import format_table, format_value
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +51,8 @@ class VQARecord:
 
 
 @dataclass
-class VQARun:
-    dataset: Dataset
-    records: list[VQARecord]
-    refs: int
-    seeds: int
-    skipped: list[str]
-    lvlm: str
-    fingerprint: str
-    timing: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+class VQARun(AnswerRun[VQARecord]):
+    """The answered questions of a run (fields: `pekit.eval.answering.AnswerRun`)."""
 
 
 def run_vqa(dataset: Dataset, pipeline: Any, lvlm: Any, *, refs: int = 4, seeds: int = 1, seed: int = 0,
@@ -77,73 +67,33 @@ def run_vqa(dataset: Dataset, pipeline: Any, lvlm: Any, *, refs: int = 4, seeds:
         cache, answers: grid and answer caches (in memory when ``None``).
         generation: ``max_new_tokens``, ``temperature``... passed to the LVLM.
     """
-    from tqdm.auto import tqdm
-
-    from pekit.answer.respond import respond
-
     if not dataset.vqa:
         raise InvalidInputError(f"{dataset.spec} has no multiple-choice questions; VQA needs the yollava layout "
                                 "with yollava-visual-qa.json")
-    start = time.perf_counter()
-    ctx = AnswerContext(pipeline, cache or GridCache(None, pipeline.fingerprint, memory_items=256))
-    model = CachedLVLM(lvlm, answers)
-    names = [c.name for c in dataset.concepts]
-    labels = sorted({c.category for c in dataset.concepts if c.category})
-    generation.setdefault("temperature", 0.0)
-    records: list[VQARecord] = []
-    warnings = list(dataset.warnings)
-    skipped: list[str] = []
-    misses0 = ctx.cache.misses
-    for s in range(seeds):
-        gallery, refs_used, skipped = seed_memory(dataset, ctx, k=refs, seed=s, base_seed=seed)
-        ref_hashes = reference_hashes(ctx, refs_used)
-        items = [q for q in dataset.vqa if q.concept in refs_used and ctx.sha1(q.image) not in ref_hashes]
-        for q in tqdm(items, desc=f"vqa seed {s}", unit="question", disable=None if progress else True):
-            image = load_image(q.image)
-            grid = ctx.grid(q.image, image)
-            dets = pipeline.recognize(grid, gallery, threshold=threshold, image=image, labels=labels)
-            ans = respond(model, image, dets, question=q.question, options=q.options, known_names=names,
-                          **generation)
-            records.append(VQARecord(s, q.concept, str(q.image), q.question, q.options, q.answer, ans.choice,
-                                     ans.text, [str(n) for n in dets.name]))
-    if skipped:
-        warnings.append(f"skipped {len(skipped)} concept(s) with fewer than {refs} photos: {', '.join(skipped)}")
-    timing = {"total_s": round(time.perf_counter() - start, 2), "backbone_passes": ctx.cache.misses - misses0,
-              "lvlm_calls": model.calls, "lvlm_cached": model.hits}
-    return VQARun(dataset, records, refs, seeds, skipped, model.name, pipeline.fingerprint, timing, warnings)
+
+    def record(s: int, q: VQAItem, ask: Any, recognized: list[str]) -> VQARecord:
+        ans = ask(question=q.question, options=q.options)
+        return VQARecord(s, q.concept, str(q.image), q.question, q.options, q.answer, ans.choice, ans.text,
+                         recognized)
+
+    return run_answers(VQARun, dataset, pipeline, lvlm, dataset.vqa, record, task="vqa", unit="question",
+                       refs=refs, seeds=seeds, seed=seed, threshold=threshold, cache=cache, answers=answers,
+                       progress=progress, generation=generation)
+
+
+def _accuracy(recs: list[VQARecord]) -> float:
+    return float(choice_accuracy([r.prediction for r in recs], [r.answer for r in recs])["accuracy"])
 
 
 def vqa_results(run: VQARun, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """JSON-ready results: overall and per-concept accuracy (mean ± std over seeds), unparsable counts."""
-    from pekit import __version__
-
-    per_seed: dict[str, list[float]] = {"accuracy": [], "recognized": []}
-    unparsable = 0
-    concepts: dict[str, list[float]] = {}
-    for s in range(run.seeds):
-        recs = [r for r in run.records if r.seed == s]
-        if not recs:
-            continue
-        acc = choice_accuracy([r.prediction for r in recs], [r.answer for r in recs])
-        per_seed["accuracy"].append(float(acc["accuracy"]))
-        per_seed["recognized"].append(sum(r.concept in r.recognized for r in recs) / len(recs))
-        unparsable += int(acc["unparsable"])
-        for name in sorted({r.concept for r in recs}):
-            sub = [r for r in recs if r.concept == name]
-            concepts.setdefault(name, []).append(
-                float(choice_accuracy([r.prediction for r in sub], [r.answer for r in sub])["accuracy"]))
-    metrics = {k: seed_stats(v) for k, v in per_seed.items()}
-    return clean_json({
-        "task": "vqa", "pekit": __version__,
-        "dataset": {"spec": run.dataset.spec, "layout": run.dataset.layout, "questions": len(run.dataset.vqa)},
-        "config": {**(config or {}), "refs": run.refs, "seeds": run.seeds, "lvlm": run.lvlm,
-                   "fingerprint": run.fingerprint},
-        "rows": [{"label": "all", "questions": len(run.records) // max(run.seeds, 1), "unparsable": unparsable,
-                  "metrics": metrics}],
-        "per_concept": {n: seed_stats(v, keep_seeds=False) for n, v in concepts.items()},
-        "skipped": run.skipped, "warnings": run.warnings, "timing": run.timing,
-        "answers": [r.__dict__ for r in run.records],
-    })
+    # unparsable answers (no letter read), totalled over seeds
+    unparsable = sum(r.prediction is None for r in run.records if r.seed in range(run.seeds))
+    return answer_results(run, config, task="vqa", dataset_counts={"questions": len(run.dataset.vqa)},
+                          count="questions", metrics=["accuracy"],
+                          seed_metrics=lambda recs: {"accuracy": _accuracy(recs)},
+                          concept_metric=lambda name, recs: _accuracy(recs), records="answers",
+                          row={"unparsable": unparsable})
 
 
 def vqa_table(results: dict[str, Any]) -> str:
@@ -154,17 +104,9 @@ def vqa_table(results: dict[str, Any]) -> str:
 
 
 def vqa_markdown(results: dict[str, Any]) -> str:
-    cfg = results["config"]
-    body = [[n, format_value(v)] for n, v in results["per_concept"].items()]
-    parts = [f"# VQA: {results['dataset']['spec']}",
-             f"LVLM `{cfg['lvlm']}`, backbone `{cfg['fingerprint']}`, {cfg['refs']} reference(s) per concept, "
-             f"{cfg['seeds']} seed(s). Values in %, mean ± std over seeds.",
-             vqa_table(results),
-             "Accuracy = correct answers / all questions; an answer whose letter cannot be read counts as wrong "
-             "(unparsable answers are totalled over seeds). \"Concept recognized\" = share of questions whose "
-             "concept was found in the photo.",
-             "## Accuracy per concept", format_table(["concept", "accuracy"], body)]
-    if results.get("warnings"):
-        parts += ["## Warnings", "\n".join(f"- {w}" for w in results["warnings"])]
-    parts.append("Timing: " + ", ".join(f"{k} = {v}" for k, v in results.get("timing", {}).items()))
-    return "\n\n".join(parts) + "\n"
+    return answer_markdown(
+        results, title="VQA", values="Values in %", table=vqa_table(results),
+        notes="Accuracy = correct answers / all questions; an answer whose letter cannot be read counts as wrong "
+              "(unparsable answers are totalled over seeds). \"Concept recognized\" = share of questions whose "
+              "concept was found in the photo.",
+        per_concept="Accuracy per concept", metric="accuracy")
