@@ -206,14 +206,17 @@ class Personalizer:
 
         Costs one backbone pass; every proposal is pooled from it.
         """
-        img = load_image(image)
-        gallery = self.gallery()
-        if len(gallery) == 0:
+        return self._recognize(load_image(image), self.concepts(), threshold)
+
+    def _recognize(self, img: np.ndarray, concepts: list[Concept], threshold: float | None) -> Detections:
+        """`recognize` against concepts already read from memory (one read per call)."""
+        if not concepts:
             return Detections.empty()
         self._check_backbone()
         grid = self.pipeline.encode(img)
-        labels = [c.category for c in self.memory.concepts(namespace=self.namespace) if c.category]
-        return self.pipeline.recognize(grid, gallery, threshold=threshold, image=img, labels=labels)
+        labels = [c.category for c in concepts if c.category]
+        return self.pipeline.recognize(grid, Gallery.from_concepts(concepts), threshold=threshold,
+                                       image=img, labels=labels)
 
     def annotate(self, image: ImageInput, detections: Detections) -> np.ndarray:
         """Draw the detections (distinct colours, names, scores) on a copy of the image."""
@@ -246,8 +249,8 @@ class Personalizer:
         if question is not None:
             question = validate_question(question)  # fail before the backbone pass
         img = load_image(image)
-        dets = self.recognize(img, threshold=threshold)
         concepts = self.concepts()
+        dets = self._recognize(img, concepts, threshold)
         answer = respond(self.lvlm, img, dets, question=question, options=options,
                          contexts={c.name: c.context for c in concepts if c.context},
                          known_names=[c.name for c in concepts], **generation)

@@ -79,6 +79,17 @@ def load_myvlm(root: Path, table: dict[str, str], warnings: list[str]) -> tuple[
     return concepts, captions
 
 
+def _json_object(path: Path, what: str) -> dict:
+    """A JSON file holding one object (``what`` says what it should map, for the error)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetLayoutError(f"'{path}' is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DatasetLayoutError(f"'{path}' must map {what}, got {type(data).__name__}")
+    return data
+
+
 def _myvlm_captions(folder: Path, concept: str, positives: Path, warnings: list[str]) -> list[CaptionItem]:
     for name in ("captions_augmented.json", "captions.json"):
         path = folder / name
@@ -86,12 +97,7 @@ def _myvlm_captions(folder: Path, concept: str, positives: Path, warnings: list[
             break
     else:
         return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetLayoutError(f"'{path}' is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DatasetLayoutError(f"'{path}' must map image names to lists of captions, got {type(data).__name__}")
+    data = _json_object(path, "image names to lists of captions")
     items = []
     for key, caps in data.items():
         caps = [caps] if isinstance(caps, str) else list(caps or [])
@@ -138,12 +144,7 @@ def _resolve(base: Path, raw: str, concept: str) -> Path | None:
 
 
 def _yollava_vqa(path: Path, base: Path, names: set[str], warnings: list[str]) -> list[VQAItem]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetLayoutError(f"'{path}' is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DatasetLayoutError(f"'{path}' must map concepts to {{image: question}}, got {type(data).__name__}")
+    data = _json_object(path, "concepts to {image: question}")
     items = []
     sks = re.compile(r"\bsks\b")
     for concept, questions in data.items():
