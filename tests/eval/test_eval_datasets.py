@@ -142,3 +142,54 @@ def test_unknown_layout_and_undetectable_path(tmp_path: Path):
 def test_category_from_name():
     assert category_from_name("dog8") == "dog"
     assert category_from_name("grey-sloth_plushie") == "grey sloth plushie"
+
+
+def test_folder_reads_boxes_csv_and_warns_on_malformed_rows(tmp_path: Path):
+    root = make_folder(tmp_path / "db", {"a": ["red", "red"], "b": ["green"]})
+    (root / "boxes.csv").write_text(
+        "subject,file,x0,y0,x1,y1,note\n"
+        "a,00.png,1,2,10,11,\n"
+        "a,01.png,0.5,0,16,12,cut by the frame\n"
+        "b,00.png,3,3,9\n"                     # too few columns
+        "b,00.png,3,x,9,9,\n"                  # not a number
+        "b,00.png,9,3,3,9,\n"                  # empty box
+        "b,07.png,1,1,5,5,\n"                  # no such photo
+        "a,00.png,0,0,4,4,\n"                  # a second box for a/00.png
+        "zebra,00.png,0,0,4,4,\n"              # no such subject
+    )
+    ds = load_dataset(f"folder:{root}")
+    a, b = ds.concept("a"), ds.concept("b")
+    assert dict(a.boxes) == {root / "a" / "00.png": (1.0, 2.0, 10.0, 11.0),
+                             root / "a" / "01.png": (0.5, 0.0, 16.0, 12.0)}
+    assert dict(b.boxes) == {}
+    text = "\n".join(ds.warnings)
+    for needle in ("line 4: expected subject,file", "line 5: the coordinates", "line 6: the box",
+                   "line 7: no photo '07.png'", "line 8: a second box", "'zebra'"):
+        assert needle in text
+    assert len(ds.warnings) == 6
+
+
+def test_folder_without_boxes_csv_has_no_boxes(folder_dataset: Path):
+    ds = load_dataset(f"folder:{folder_dataset}")
+    assert all(len(c.boxes) == 0 and len(c.sources) == 0 for c in ds.concepts) and ds.warnings == []
+
+
+def test_concept_data_freezes_boxes_and_stays_hashable_and_picklable():
+    import pickle
+
+    from pekit.eval.datasets import ConceptData, FrozenMap
+
+    c = ConceptData("a", "thing", (Path("x.jpg"),), boxes={"x.jpg": [1, 2, 3, 4]},
+                    sources={"s.jpg": ["x.jpg"]})
+    assert isinstance(c.boxes, FrozenMap) and c.boxes[Path("x.jpg")] == (1.0, 2.0, 3.0, 4.0)
+    assert c.sources == {Path("s.jpg"): (Path("x.jpg"),)}
+    assert hash(c) == hash(pickle.loads(pickle.dumps(c))) and pickle.loads(pickle.dumps(c)) == c
+    with pytest.raises(TypeError):
+        c.boxes[Path("y.jpg")] = (0, 0, 1, 1)  # type: ignore[index]
+    assert ConceptData("a", "thing", ()) == ConceptData("a", "thing", (), boxes={})
+
+
+def test_dreambooth_boxes_cover_every_photo(dreambooth: Path):
+    ds = load_dataset(f"folder:{dreambooth}")
+    assert ds.warnings == []
+    assert all(set(c.boxes) == set(c.references) for c in ds.concepts)

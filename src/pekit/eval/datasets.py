@@ -3,7 +3,8 @@
 A dataset spec is ``<layout>:<path>`` (or a bare path, whose layout is detected):
 
 * ``folder:`` any ``<concept>/*.jpg`` tree with an optional ``classes.csv``
-  (``subject,class``), e.g. ``../shared/data/dreambooth``;
+  (``subject,class``) and an optional ``boxes.csv`` (``subject,file,x0,y0,x1,y1,note``: the
+  box of the subject in each photo), e.g. ``../shared/data/dreambooth``;
 * ``myvlm:`` the MyVLM release: ``data_concept_head/positives/<concept>/*.jpg``, optional
   ``data_concept_head/negatives/<concept>/*.jpg`` and ``data_concept_embedding/<concept>/``
   with ``captions_augmented.json`` or ``captions.json``;
@@ -11,7 +12,9 @@ A dataset spec is ``<layout>:<path>`` (or a bare path, whose layout is detected)
   ``yollava-visual-qa.json`` (A/B questions, ``sks`` stands for the concept's name);
 * ``thisismy:`` This-Is-My-Img: ``Single-concept/Reference Images/<concept>/`` and
   ``Single-concept/Validation/{positive,Negative (Hard),Negative (Other),Fake}/<concept>/``
-  (the ``Multi-concept`` counterpart is read too when present).
+  (the ``Multi-concept`` counterpart is read too when present);
+* ``stress:`` a split written by `pekit.eval.stress.make_stress_split` (``manifest.json``,
+  ``_references/<concept>/`` originals, ``<concept>/`` stress photos, ``boxes.csv``).
 
 Every loader returns the same `Dataset`: per concept, the photos references are drawn
 from, the fixed test positives and the dataset's own negatives (with their split name),
@@ -28,9 +31,10 @@ from __future__ import annotations
 import csv
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pekit.errors import InvalidInputError
 from pekit.images import IMAGE_SUFFIXES
@@ -43,17 +47,63 @@ __all__ = [
     "ConceptData",
     "Dataset",
     "DatasetLayoutError",
+    "FrozenMap",
     "VQAItem",
     "category_from_name",
     "detect_layout",
     "load_dataset",
+    "read_boxes",
 ]
 
-LAYOUTS = ("folder", "myvlm", "yollava", "thisismy")
+LAYOUTS = ("folder", "myvlm", "yollava", "thisismy", "stress")
+
+#: A box ``(x0, y0, x1, y1)`` in pixels of the photo as loaded with EXIF orientation.
+Box = tuple[float, float, float, float]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class DatasetLayoutError(InvalidInputError):
     """The folder does not hold the expected dataset layout; the message says what was found."""
+
+
+class FrozenMap(Mapping[K, V]):
+    """An immutable, hashable and picklable mapping (the dict-valued fields of `ConceptData`).
+
+    >>> m = FrozenMap({"a": 1})
+    >>> m["a"], len(m), hash(m) == hash(FrozenMap({"a": 1})), m == {"a": 1}
+    (1, 1, True, True)
+    """
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[K, V] | None = None) -> None:
+        self._data: dict[K, V] = dict(data or {})
+        self._hash: int | None = None
+
+    def __getitem__(self, key: K) -> V:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._data.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._data) == dict(other)
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenMap, (self._data,))
 
 
 @dataclass(frozen=True)
@@ -65,9 +115,17 @@ class ConceptData:
         category: semantic class ("dog"); used for same-category negatives and detectors.
         references: photos references are drawn from (per seed).
         positives: photos that are always test positives (Yo'LLaVA ``test/``, This-Is-My-Img
-            ``Validation/positive``).
+            ``Validation/positive``, the stress photos of a ``stress:`` split).
         holdout: reference photos not drawn in a seed are test positives too (folder, MyVLM).
         negatives: the dataset's own negatives of this concept as ``(path, split)``.
+        boxes: photo -> the box ``(x0, y0, x1, y1)`` of THIS concept in it, in pixels of the
+            photo as loaded with EXIF orientation (`pekit.images.load_image`); for references
+            and positives, where the dataset has them (``boxes.csv``). May be empty.
+        sources: derived photo (a stress composite or a downscaled copy) -> the original
+            photos it was made from, as they appear in the dataset's ``references``. A trial
+            whose references include one of them must not test that photo (leakage).
+
+    Plain dicts given for ``boxes`` / ``sources`` are frozen into `FrozenMap`.
     """
 
     name: str
@@ -76,6 +134,16 @@ class ConceptData:
     positives: tuple[Path, ...] = ()
     holdout: bool = True
     negatives: tuple[tuple[Path, str], ...] = ()
+    boxes: Mapping[Path, Box] = field(default_factory=FrozenMap)
+    sources: Mapping[Path, tuple[Path, ...]] = field(default_factory=FrozenMap)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.boxes, FrozenMap):
+            object.__setattr__(self, "boxes", FrozenMap(
+                {Path(p): tuple(float(v) for v in b) for p, b in self.boxes.items()}))
+        if not isinstance(self.sources, FrozenMap):
+            object.__setattr__(self, "sources", FrozenMap(
+                {Path(p): tuple(Path(s) for s in src) for p, src in self.sources.items()}))
 
 
 @dataclass(frozen=True)
@@ -166,6 +234,8 @@ def detect_layout(root: Path) -> str | None:
     root = Path(root)
     if not root.is_dir():
         return None
+    if (root / "manifest.json").is_file() and (root / "_references").is_dir():
+        return "stress"
     for base in (root, *_subdirs(root)):
         if (base / "data_concept_head").is_dir():
             return "myvlm"
@@ -216,6 +286,56 @@ def _category(name: str, table: dict[str, str]) -> str:
     return table.get(name) or category_from_name(name)
 
 
+def read_boxes(path: Path, root: Path, warnings: list[str]) -> dict[str, dict[Path, Box]]:
+    """``{subject: {photo path: (x0, y0, x1, y1)}}`` from a ``boxes.csv``.
+
+    The CSV has a header ``subject,file,x0,y0,x1,y1[,note]``; ``file`` is relative to
+    ``root/<subject>/`` or, when that file does not exist, to ``root``. A malformed row (too
+    few columns, a coordinate that is not a number, an empty box, a photo that does not
+    exist, a second box for the same photo) is skipped with a line in ``warnings``.
+
+    >>> read_boxes(Path("/nonexistent/boxes.csv"), Path("/nonexistent"), [])
+    {}
+    """
+    if not path.is_file():
+        return {}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        warnings.append(f"boxes file '{path}' cannot be read ({exc}); no boxes loaded")
+        return {}
+    out: dict[str, dict[Path, Box]] = {}
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    start = 1 if header[:2] == ["subject", "file"] else 0
+    for line, row in enumerate(rows[start:], start=start + 1):
+        if not row or not any(c.strip() for c in row):
+            continue
+        where = f"boxes file '{path.name}' line {line}"
+        if len(row) < 6:
+            warnings.append(f"{where}: expected subject,file,x0,y0,x1,y1[,note], got {row}; row skipped")
+            continue
+        subject, file = row[0].strip(), row[1].strip()
+        try:
+            x0, y0, x1, y1 = (float(v) for v in row[2:6])
+        except ValueError:
+            warnings.append(f"{where}: the coordinates {row[2:6]} are not numbers; row skipped")
+            continue
+        if not all(abs(v) < float("inf") for v in (x0, y0, x1, y1)) or not (x1 > x0 and y1 > y0):
+            warnings.append(f"{where}: the box {row[2:6]} is empty (needs x1 > x0 and y1 > y0); row skipped")
+            continue
+        photo = next((p for p in (root / subject / file, root / file) if p.is_file()), None)
+        if photo is None:
+            warnings.append(f"{where}: no photo '{file}' of '{subject}' under '{root}'; row skipped")
+            continue
+        boxes = out.setdefault(subject, {})
+        if photo in boxes:
+            warnings.append(f"{where}: a second box for '{subject}/{file}'; the first one is kept")
+            continue
+        boxes[photo] = (x0, y0, x1, y1)
+    return out
+
+
 def parse_spec(spec: str) -> tuple[str, Path]:
     """``"myvlm:/data/MyVLM"`` -> ``("myvlm", Path("/data/MyVLM"))``; bare paths are detected.
 
@@ -242,7 +362,7 @@ def load_dataset(spec: str, *, categories: str | Path | None = None,
     """Load a benchmark from ``<layout>:<path>`` (see the module docstring).
 
     Args:
-        spec: ``folder:``, ``myvlm:``, ``yollava:`` or ``thisismy:`` followed by the path.
+        spec: ``folder:``, ``myvlm:``, ``yollava:``, ``thisismy:`` or ``stress:`` followed by the path.
         categories: optional CSV (``subject,class``) giving each concept's category; otherwise
             ``classes.csv`` of a folder dataset, else `category_from_name`.
         concepts: keep only these concepts (all when ``None``).
@@ -269,6 +389,8 @@ def load_dataset(spec: str, *, categories: str | Path | None = None,
         items, caps = layouts.load_myvlm(root, table, warnings)
     elif layout == "yollava":
         items, vqa = layouts.load_yollava(root, table, warnings)
+    elif layout == "stress":
+        items = layouts.load_stress(root, table, warnings)
     else:
         items = layouts.load_thisismy(root, table, warnings)
     if concepts is not None:

@@ -26,6 +26,7 @@ from pekit.eval.datasets import (
     _layout_error,
     _read_categories,
     _subdirs,
+    read_boxes,
 )
 
 __all__ = ["load_folder", "load_myvlm", "load_thisismy", "load_yollava"]
@@ -46,13 +47,18 @@ def load_folder(root: Path, table: dict[str, str], warnings: list[str]) -> list[
     if not root.is_dir():
         raise _layout_error("folder", root, "<concept>/*.jpg")
     table = {**(_read_categories(root / "classes.csv") if (root / "classes.csv").is_file() else {}), **table}
+    boxes = read_boxes(root / "boxes.csv", root, warnings)
     concepts = []
     for d in _subdirs(root):
         photos = _images(d)
         if not photos:
             warnings.append(f"folder '{d.name}' holds no images; skipped")
             continue
-        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(photos)))
+        listed = set(photos)
+        mine = {p: b for p, b in boxes.pop(d.name, {}).items() if p in listed}
+        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(photos), boxes=mine))
+    for name in sorted(boxes):
+        warnings.append(f"boxes.csv names '{name}', which is not a concept folder here; its boxes are ignored")
     if not concepts:
         raise _layout_error("folder", root, "<concept>/*.jpg")
     return concepts
@@ -208,4 +214,49 @@ def load_thisismy(root: Path, table: dict[str, str], warnings: list[str]) -> lis
                 for n, r in sorted(refs.items()) if r]
     if not concepts:
         raise _layout_error("thisismy", base, "Reference Images/<concept>/*.jpg")
+    return concepts
+
+
+def load_stress(root: Path, table: dict[str, str], warnings: list[str]) -> list[ConceptData]:
+    """A split written by `pekit.eval.stress.make_stress_split` (see that module).
+
+    References are the originals in ``_references/<concept>/`` (``holdout=False``: an
+    original that is not drawn is not a test photo); positives are the stress photos whose
+    ``boxes.csv`` rows name the concept; ``sources`` come from ``manifest.json``.
+    """
+    refs_root = root / "_references"
+    if not (root / "manifest.json").is_file() or not refs_root.is_dir():
+        raise _layout_error("stress", root, "manifest.json and _references/<concept>/*.jpg, as written by "
+                            "python -m pekit.eval.stress")
+    manifest = _json_object(root / "manifest.json", "the stress split's settings and photos")
+    table = {**(_read_categories(root / "classes.csv") if (root / "classes.csv").is_file() else {}), **table}
+    boxes = read_boxes(root / "boxes.csv", root, warnings)
+    sources: dict[Path, tuple[Path, ...]] = {}
+    for rec in manifest.get("photos") or []:
+        try:
+            sources[root / rec["file"]] = tuple(root / s for s in rec.get("sources", ()))
+        except (KeyError, TypeError) as exc:
+            raise DatasetLayoutError(f"'{root / 'manifest.json'}': every photo record needs a 'file', "
+                                     f"got {rec!r}") from exc
+    concepts = []
+    for d in _subdirs(refs_root):
+        refs = _images(d)
+        if not refs:
+            warnings.append(f"stress: _references/{d.name} holds no images; skipped")
+            continue
+        mine = boxes.pop(d.name, {})
+        positives = sorted(p for p in mine if p.parent != d)
+        unboxed = [p for p in _images(root / d.name) if p not in mine]
+        if unboxed:
+            warnings.append(f"stress: {len(unboxed)} photo(s) in '{d.name}/' have no box in boxes.csv; "
+                            "they are positives without a box")
+        positives = sorted({*positives, *unboxed})
+        if not positives:
+            warnings.append(f"stress: '{d.name}' has no stress photos")
+        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(refs), tuple(positives), holdout=False,
+                                    boxes=mine, sources={p: sources[p] for p in positives if p in sources}))
+    for name in sorted(boxes):
+        warnings.append(f"stress: boxes.csv names '{name}', which has no _references/{name}/; its boxes are ignored")
+    if not concepts:
+        raise _layout_error("stress", refs_root, "<concept>/*.jpg")
     return concepts
