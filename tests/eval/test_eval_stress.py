@@ -181,6 +181,9 @@ def test_loader_gives_originals_as_references_and_stress_photos_as_positives(sou
             owner = bg.parent.name
             if owner in r["owners"]:               # the background subject is a positive too
                 assert path in ds.concept(owner).positives and ds.concept(owner).sources[path] == srcs
+    assert ds.sources == {p: ds.concept(r["subject"]).sources[p] for p, r in records.items()}
+    two = next(p for p, r in records.items() if len(r["owners"]) == 2)
+    assert set(ds.boxes_in(two)) == set(records[two]["owners"])
     # the originals are not positives anywhere (holdout=False, never test photos)
     assert not refs & {p for c in ds.concepts for p in c.positives}
 
@@ -234,8 +237,24 @@ def test_rerun_replaces_an_earlier_split(source: Path, tmp_path: Path):
     assert not (out / "a").exists() and [c.name for c in load_dataset(f"stress:{out}").concepts] == ["b"]
 
 
+def test_reuse_keeps_an_up_to_date_split_and_remakes_a_changed_one(source: Path, tmp_path: Path):
+    out = make_stress_split(source, tmp_path / "s", scene_share=0.0)
+    before = _tree(out)
+    victim = out / _records(out)[0]["file"]
+    stamp = victim.stat().st_mtime_ns
+    assert make_stress_split(source, out, scene_share=0.0, reuse=True) == out
+    assert victim.stat().st_mtime_ns == stamp                    # nothing rewritten
+    make_stress_split(source, out, scene_share=0.0, seed=1, reuse=True)
+    assert _tree(out) != before                                   # other settings: made again
+    victim = out / _records(out)[0]["file"]
+    victim.unlink()
+    make_stress_split(source, out, scene_share=0.0, seed=1, reuse=True)
+    assert victim.is_file()                                       # a missing photo: made again
+
+
 def test_cli(source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert main([str(source), str(tmp_path / "s"), "--no-scenes", "--subjects", "a,b"]) == 0
+    assert main([str(source), str(tmp_path / "s"), "--no-scenes", "--subjects", "a,b", "--reuse"]) == 0
     assert "stress:" in capsys.readouterr().out
     assert main([str(tmp_path / "nowhere"), str(tmp_path / "t"), "--no-scenes"]) == 2
     assert "expected the folder layout" in capsys.readouterr().err

@@ -186,6 +186,18 @@ class Dataset:
                                 f"{', '.join(c.name for c in self.concepts)}")
 
     @property
+    def sources(self) -> dict[Path, tuple[Path, ...]]:
+        """Every derived photo -> the originals it was made from (`ConceptData.sources` of all concepts).
+
+        A trial must not test a photo one of whose sources is among its references.
+        """
+        return {p: s for c in self.concepts for p, s in c.sources.items()}
+
+    def boxes_in(self, photo: Path) -> dict[str, Box]:
+        """``{concept: box}`` of every concept with a ground-truth box in ``photo``."""
+        return {c.name: c.boxes[photo] for c in self.concepts if photo in c.boxes}
+
+    @property
     def num_photos(self) -> int:
         paths = {p for c in self.concepts for p in (*c.references, *c.positives, *(n for n, _ in c.negatives))}
         return len(paths)

@@ -30,7 +30,8 @@ Example:
     >>> load_dataset(f"stress:{out}").concepts[0].positives[:1]                           # doctest: +SKIP
     (PosixPath('/tmp/stress/cat/00_320px.jpg'),)
 
-CLI: ``python -m pekit.eval.stress SRC OUT [--small] [--seed N] [--subjects a,b,...]``.
+CLI: ``python -m pekit.eval.stress SRC OUT [--small] [--seed N] [--subjects a,b,...] [--reuse]``.
+The bytes are the same for the same seed and options (on the same Pillow / libjpeg build).
 """
 
 from __future__ import annotations
@@ -236,6 +237,15 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _same_split(out: Path, settings: dict) -> bool:
+    try:
+        manifest = json.loads((out / _MANIFEST).read_text(encoding="utf-8"))
+        same = all(manifest.get(k) == v for k, v in settings.items())
+        return same and all((out / r["file"]).is_file() for r in manifest["photos"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def _fmt(box: Sequence[float]) -> list[str]:
     return [f"{v:.1f}" for v in box]
 
@@ -244,7 +254,7 @@ def make_stress_split(source_root: str | Path, out_dir: str | Path, *, seed: int
                       subjects: Sequence[str] | None = None, small: bool = False, per_photo: int = 1,
                       scene_share: float = 0.5, scenes: Sequence[str] = SCENES,
                       area: tuple[float, float] = (0.03, 0.20), downscale_to: int | None = 320,
-                      max_sources: int | None = None, quality: int = 90,
+                      max_sources: int | None = None, quality: int = 90, reuse: bool = False,
                       progress: Callable[[str], None] | None = None) -> Path:
     """Write the stress split of ``source_root`` (a ``folder:`` dataset with ``boxes.csv``) to ``out_dir``.
 
@@ -260,6 +270,8 @@ def make_stress_split(source_root: str | Path, out_dir: str | Path, *, seed: int
         max_sources: make stress photos from only the first N originals of each subject
             (all originals stay references and backgrounds).
         quality: JPEG quality of the written photos.
+        reuse: return ``out_dir`` untouched when it already holds a split made with the same
+            settings from a source of the same name (every listed photo present).
 
     Returns:
         ``out_dir``; load it with ``load_dataset(f"stress:{out_dir}")``.
@@ -278,6 +290,14 @@ def make_stress_split(source_root: str | Path, out_dir: str | Path, *, seed: int
         subjects = SMALL_SUBJECTS if subjects is None else subjects
         max_sources = 3 if max_sources is None else max_sources
     src = Path(source_root).expanduser().resolve()
+    out = Path(out_dir).expanduser().resolve()
+    settings = {"generator": GENERATOR, "source": src.name, "seed": seed,
+                "requested_subjects": None if subjects is None else list(subjects), "per_photo": per_photo,
+                "scene_share": scene_share, "scenes": list(scenes) if scene_share > 0 else [], "area": list(area),
+                "downscale_to": downscale_to, "max_sources": max_sources, "quality": quality}
+    if reuse and _same_split(out, settings):
+        log.info("stress split at %s is up to date; reused", out)
+        return out
     ds = load_dataset(f"folder:{src}", concepts=subjects)
     concepts = [c for c in ds.concepts if c.boxes]
     if not concepts:
@@ -287,7 +307,6 @@ def make_stress_split(source_root: str | Path, out_dir: str | Path, *, seed: int
     scenes = tuple(scenes) if scene_share > 0 else ()
     scene_images = {name: _scene(name) for name in scenes}
     use_scenes = bool(scene_images) and scene_share > 0
-    out = Path(out_dir).expanduser().resolve()
     _prepare(out)
 
     box_rows: list[list[str]] = []
@@ -368,12 +387,8 @@ def make_stress_split(source_root: str | Path, out_dir: str | Path, *, seed: int
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["subject", "class"])
         writer.writerows([c.name, c.category] for c in concepts)
-    manifest = {
-        "generator": GENERATOR, "source": src.name, "seed": seed, "subjects": [c.name for c in concepts],
-        "skipped_subjects": skipped, "per_photo": per_photo, "scene_share": scene_share, "scenes": list(scenes),
-        "area": list(area), "downscale_to": downscale_to, "max_sources": max_sources, "quality": quality,
-        "photos": records,
-    }
+    manifest = {**settings, "subjects": [c.name for c in concepts], "skipped_subjects": skipped,
+                "photos": records}
     (out / _MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     log.info("stress split: %d photos of %d subjects in %.1f s -> %s", len(records), len(concepts),
              time.perf_counter() - t0, out)
@@ -381,7 +396,7 @@ def make_stress_split(source_root: str | Path, out_dir: str | Path, *, seed: int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pekit.eval.stress SRC OUT [--small] [--seed N] [--subjects a,b] [--no-scenes]``."""
+    """``python -m pekit.eval.stress SRC OUT [--small] [--seed N] [--subjects a,b] [--no-scenes] [--reuse]``."""
     ap = argparse.ArgumentParser(prog="python -m pekit.eval.stress", description=__doc__.split("\n\n")[0])
     ap.add_argument("source", help="a folder dataset with boxes.csv, e.g. ../shared/data/dreambooth")
     ap.add_argument("out", help="folder to write the split to (emptied if it holds an earlier split)")
@@ -390,17 +405,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--subjects", help="comma-separated subjects (default: all)")
     ap.add_argument("--per-photo", type=int, default=1, help="composites per original photo (default 1)")
     ap.add_argument("--no-scenes", action="store_true", help="paste into subjects' photos only (no scikit-image)")
+    ap.add_argument("--reuse", action="store_true", help="keep OUT when it already holds this very split")
     args = ap.parse_args(argv)
     subjects = [s.strip() for s in args.subjects.split(",") if s.strip()] if args.subjects else None
     t0 = time.perf_counter()
     try:
         out = make_stress_split(args.source, args.out, seed=args.seed, subjects=subjects, small=args.small,
-                                per_photo=args.per_photo, scene_share=0.0 if args.no_scenes else 0.5)
+                                per_photo=args.per_photo, scene_share=0.0 if args.no_scenes else 0.5,
+                                reuse=args.reuse)
     except PekitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     n = len(json.loads((out / _MANIFEST).read_text(encoding="utf-8"))["photos"])
-    print(f"wrote {n} stress photos to {out} in {time.perf_counter() - t0:.1f} s; "
+    print(f"{n} stress photos in {out} ({time.perf_counter() - t0:.1f} s); "
           f"evaluate with --dataset stress:{out}")
     return 0
 
