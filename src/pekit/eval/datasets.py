@@ -52,7 +52,6 @@ __all__ = [
     "category_from_name",
     "detect_layout",
     "load_dataset",
-    "read_boxes",
 ]
 
 LAYOUTS = ("folder", "myvlm", "yollava", "thisismy", "stress")
@@ -296,56 +295,6 @@ def _read_categories(path: Path) -> dict[str, str]:
 
 def _category(name: str, table: dict[str, str]) -> str:
     return table.get(name) or category_from_name(name)
-
-
-def read_boxes(path: Path, root: Path, warnings: list[str]) -> dict[str, dict[Path, Box]]:
-    """``{subject: {photo path: (x0, y0, x1, y1)}}`` from a ``boxes.csv``.
-
-    The CSV has a header ``subject,file,x0,y0,x1,y1[,note]``; ``file`` is relative to
-    ``root/<subject>/`` or, when that file does not exist, to ``root``. A malformed row (too
-    few columns, a coordinate that is not a number, an empty box, a photo that does not
-    exist, a second box for the same photo) is skipped with a line in ``warnings``.
-
-    >>> read_boxes(Path("/nonexistent/boxes.csv"), Path("/nonexistent"), [])
-    {}
-    """
-    if not path.is_file():
-        return {}
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        warnings.append(f"boxes file '{path}' cannot be read ({exc}); no boxes loaded")
-        return {}
-    out: dict[str, dict[Path, Box]] = {}
-    header = [c.strip().lower() for c in rows[0]] if rows else []
-    start = 1 if header[:2] == ["subject", "file"] else 0
-    for line, row in enumerate(rows[start:], start=start + 1):
-        if not row or not any(c.strip() for c in row):
-            continue
-        where = f"boxes file '{path.name}' line {line}"
-        if len(row) < 6:
-            warnings.append(f"{where}: expected subject,file,x0,y0,x1,y1[,note], got {row}; row skipped")
-            continue
-        subject, file = row[0].strip(), row[1].strip()
-        try:
-            x0, y0, x1, y1 = (float(v) for v in row[2:6])
-        except ValueError:
-            warnings.append(f"{where}: the coordinates {row[2:6]} are not numbers; row skipped")
-            continue
-        if not all(abs(v) < float("inf") for v in (x0, y0, x1, y1)) or not (x1 > x0 and y1 > y0):
-            warnings.append(f"{where}: the box {row[2:6]} is empty (needs x1 > x0 and y1 > y0); row skipped")
-            continue
-        photo = next((p for p in (root / subject / file, root / file) if p.is_file()), None)
-        if photo is None:
-            warnings.append(f"{where}: no photo '{file}' of '{subject}' under '{root}'; row skipped")
-            continue
-        boxes = out.setdefault(subject, {})
-        if photo in boxes:
-            warnings.append(f"{where}: a second box for '{subject}/{file}'; the first one is kept")
-            continue
-        boxes[photo] = (x0, y0, x1, y1)
-    return out
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:

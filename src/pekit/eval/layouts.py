@@ -12,11 +12,13 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
 
 from pekit.eval.datasets import (
+    Box,
     CaptionItem,
     ConceptData,
     DatasetLayoutError,
@@ -26,10 +28,9 @@ from pekit.eval.datasets import (
     _layout_error,
     _read_categories,
     _subdirs,
-    read_boxes,
 )
 
-__all__ = ["load_folder", "load_myvlm", "load_thisismy", "load_yollava"]
+__all__ = ["load_folder", "load_myvlm", "load_stress", "load_thisismy", "load_yollava", "read_boxes"]
 
 _TIM_SPLITS = {"positive": None, "negative (hard)": "Negative (Hard)", "negative (other)": "Negative (Other)",
                "fake": "Fake"}
@@ -41,6 +42,56 @@ def _find_base(root: Path, marker: str) -> Path | None:
         if (base / marker).exists():
             return base
     return None
+
+
+def read_boxes(path: Path, root: Path, warnings: list[str]) -> dict[str, dict[Path, Box]]:
+    """``{subject: {photo path: (x0, y0, x1, y1)}}`` from a ``boxes.csv``.
+
+    The CSV has a header ``subject,file,x0,y0,x1,y1[,note]``; ``file`` is relative to
+    ``root/<subject>/`` or, when that file does not exist, to ``root``. A malformed row (too
+    few columns, a coordinate that is not a number, an empty box, a photo that does not
+    exist, a second box for the same photo) is skipped with a line in ``warnings``.
+
+    >>> read_boxes(Path("/nonexistent/boxes.csv"), Path("/nonexistent"), [])
+    {}
+    """
+    if not path.is_file():
+        return {}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        warnings.append(f"boxes file '{path}' cannot be read ({exc}); no boxes loaded")
+        return {}
+    out: dict[str, dict[Path, Box]] = {}
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    start = 1 if header[:2] == ["subject", "file"] else 0
+    for line, row in enumerate(rows[start:], start=start + 1):
+        if not row or not any(c.strip() for c in row):
+            continue
+        where = f"boxes file '{path.name}' line {line}"
+        if len(row) < 6:
+            warnings.append(f"{where}: expected subject,file,x0,y0,x1,y1[,note], got {row}; row skipped")
+            continue
+        subject, file = row[0].strip(), row[1].strip()
+        try:
+            x0, y0, x1, y1 = (float(v) for v in row[2:6])
+        except ValueError:
+            warnings.append(f"{where}: the coordinates {row[2:6]} are not numbers; row skipped")
+            continue
+        if not all(abs(v) < float("inf") for v in (x0, y0, x1, y1)) or not (x1 > x0 and y1 > y0):
+            warnings.append(f"{where}: the box {row[2:6]} is empty (needs x1 > x0 and y1 > y0); row skipped")
+            continue
+        photo = next((p for p in (root / subject / file, root / file) if p.is_file()), None)
+        if photo is None:
+            warnings.append(f"{where}: no photo '{file}' of '{subject}' under '{root}'; row skipped")
+            continue
+        boxes = out.setdefault(subject, {})
+        if photo in boxes:
+            warnings.append(f"{where}: a second box for '{subject}/{file}'; the first one is kept")
+            continue
+        boxes[photo] = (x0, y0, x1, y1)
+    return out
 
 
 def load_folder(root: Path, table: dict[str, str], warnings: list[str]) -> list[ConceptData]:
