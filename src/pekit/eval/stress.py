@@ -9,7 +9,7 @@ subject per photo, e.g. ``../shared/data/dreambooth``) and writes, deterministic
   fraction drawn uniformly in log space), and pasted into another subject's photo (where it
   hides as little of that subject's box as possible; that subject is an owner of the photo
   too, with its box cut down where the paste covers a whole side) or into a scikit-image
-  sample scene (`SCENES`);
+  sample scene (`SCENES`), away from its main object where it can;
 * **downscaled** copies: each original photo at 320 px on the long side.
 
 Layout written (also browsable as plain folders)::
@@ -63,6 +63,15 @@ __all__ = ["GENERATOR", "SCENES", "SMALL_SUBJECTS", "main", "make_stress_split"]
 GENERATOR = "pekit-stress/1"
 #: Natural RGB photos that ship inside the scikit-image wheel (no download): name -> loader.
 SCENES = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")
+# The main object of each scene, by eye (xyxy px): where pastes should not go. Placement
+# only, never ground truth (chelsea is a cat's face filling the frame: no free spot).
+_SCENE_AVOID: dict[str, Box | None] = {
+    "astronaut": (150.0, 20.0, 300.0, 200.0),    # her face
+    "coffee": (75.0, 55.0, 480.0, 395.0),        # cup and saucer
+    "chelsea": None,
+    "rocket": (285.0, 120.0, 345.0, 427.0),      # the rocket
+    "motorcycle": (95.0, 75.0, 690.0, 455.0),    # the motorcycle
+}
 #: The CI-size split: two subjects of one category (dog, dog2) plus a cat and a teapot.
 SMALL_SUBJECTS = ("cat", "dog", "dog2", "teapot")
 _MANIFEST = "manifest.json"
@@ -213,7 +222,8 @@ def make_stress_split(source_root: str | Path, out_dir: str | Path, *, seed: int
                 others = [(o, q) for o, q in backgrounds if o.name != c.name]
                 if use_scenes and (not others or rng.random() < scene_share):
                     scene = scenes[int(rng.integers(len(scenes)))]
-                    image, place = composite(scene_images[scene], photo, box, rng, area=area)
+                    image, place = composite(scene_images[scene], photo, box, rng, area=area,
+                                             avoid=_SCENE_AVOID.get(scene))
                     suffix = f"_{j}" if j else ""
                     write(c, f"{stem}_in_{scene}{suffix}.jpg", image,
                           {"kind": "composite", "background": f"skimage:{scene}",
