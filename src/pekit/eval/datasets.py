@@ -121,8 +121,10 @@ class ConceptData:
             photo as loaded with EXIF orientation (`pekit.images.load_image`); for references
             and positives, where the dataset has them (``boxes.csv``). May be empty.
         sources: derived photo (a stress composite or a downscaled copy) -> the original
-            photos it was made from, as they appear in the dataset's ``references``. A trial
-            whose references include one of them must not test that photo (leakage).
+            photos it was made from, as they appear in the dataset's ``references``: first
+            the photo its pasted object was cut from, then (composites into another
+            subject's photo) the background photo. A trial whose references include one of
+            them must not test that photo (leakage).
 
     Plain dicts given for ``boxes`` / ``sources`` are frozen into `FrozenMap`.
     """
