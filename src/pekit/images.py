@@ -3,13 +3,21 @@
 Everything becomes an ``(H, W, 3) uint8`` RGB array with EXIF orientation applied.
 Non-images, truncated files, empty images and decompression bombs raise `ImageError`
 naming the file and what to do.
+
+The pixel limit in force is pekit's ``max_pixels`` (`MAX_PIXELS` by default), not Pillow's
+own ``Image.MAX_IMAGE_PIXELS`` (89.5 MP, which refuses 108 MP phone photos): while pekit
+opens and decodes a file it sets Pillow's limit to ``max_pixels`` and puts the previous
+value back afterwards; importing pekit changes nothing.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +101,25 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     return _array_to_rgb(np.asarray(img), name)
 
 
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow's bomb check at ``max_pixels`` for the duration (pekit's loads are serialised
+    on a lock so they never see each other's limit); the previous limit is restored."""
+    with _PILLOW_LIMIT:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = int(max_pixels)
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
 def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_limit(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fp)  # type: ignore[arg-type]
             if img.width * img.height > max_pixels:
@@ -108,7 +132,8 @@ def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
-            f"{name}: refused as a possible decompression bomb ({exc}); downscale it first"
+            f"{name}: refused as a possible decompression bomb: more than the limit of {max_pixels} pixels "
+            f"({exc}); downscale it first or pass a larger max_pixels"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
