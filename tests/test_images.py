@@ -242,7 +242,7 @@ def test_pekit_limit_is_the_one_in_force_not_pillows(tmp_path: Path) -> None:
     huge.write_bytes(_png_header_only(17000, 17000))  # 289 MP > MAX_PIXELS
     with pytest.raises(ImageError, match=f"more than the limit of {MAX_PIXELS} pixels"):
         load_image(huge)
-    assert Image.MAX_IMAGE_PIXELS == pillow_limit  # no lasting change to Pillow
+    assert pillow_limit == Image.MAX_IMAGE_PIXELS  # no lasting change to Pillow
 
 
 def test_a_lower_pillow_limit_does_not_refuse_what_pekit_allows(tmp_path: Path, rgb: np.ndarray,
