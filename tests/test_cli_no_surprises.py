@@ -85,6 +85,8 @@ def test_the_default_memory_may_be_missing(cli: Any, tmp_path: Path, monkeypatch
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     code, out, _ = cli("list")
     assert code == 0 and "no concepts" in out
+    code, _, err = cli("forget", "Bo")
+    assert code == 4 and "no concept named 'Bo'" in err
     assert not (tmp_path / "data").exists() and not (tmp_path / "home").exists()  # reading created nothing
 
 

@@ -176,23 +176,25 @@ SECRET_CONTEXT = "lives at 42 Hidden Lane, vet is Dr. Quillfeather"
 
 
 def _stock_and_forget(path: Path, connect: Any) -> bytes:
-    """Add a concept with a distinctive name, context and vectors, forget it; return its vector bytes."""
-    parts = make("p", k=57, seed=7).views
+    """Add a concept with a distinctive name, context and vectors, forget it; return its
+    view and part vector bytes."""
+    secret = make(SECRET_NAME, k=3, seed=5, context=SECRET_CONTEXT, parts=make("p", k=57, seed=7).views)
     with connect(path) as memory:
         memory.add(make("Keep", seed=3))
-        memory.add(make(SECRET_NAME, k=3, seed=5, context=SECRET_CONTEXT, parts=parts))
+        memory.add(secret)
         memory.add(make("Keep2", seed=4))
         memory.remove(SECRET_NAME)
-    return parts.astype("<f4").tobytes()
+    assert secret.parts is not None
+    return np.concatenate([secret.views, secret.parts]).astype("<f4").tobytes()
 
 
-def _traces(path: Path, parts: bytes) -> list[str]:
+def _traces(path: Path, vectors: bytes) -> list[str]:
     raw = path.read_bytes()
-    rows = [parts[i:i + 4 * D] for i in range(0, len(parts), 4 * D)]
+    rows = [vectors[i:i + 4 * D] for i in range(0, len(vectors), 4 * D)]
     found = [what for what, needle in (("name", SECRET_NAME.encode()), ("context", SECRET_CONTEXT.encode()))
              if needle in raw]
     leaked = sum(row in raw for row in rows)
-    return found + ([f"{leaked}/{len(rows)} part vectors"] if leaked else [])
+    return found + ([f"{leaked}/{len(rows)} view and part vectors"] if leaked else [])
 
 
 @pytest.fixture
@@ -231,4 +233,5 @@ def test_without_secure_delete_the_same_forget_would_leave_traces(tmp_path: Path
     monkeypatch.setattr(db.SqliteFile, "_connect", connect_insecure)
     path = tmp_path / "m.db"
     parts = _stock_and_forget(path, SqliteMemory)
-    assert "name" in _traces(path, parts)
+    traces = _traces(path, parts)
+    assert "name" in traces and "context" in traces and "view and part vectors" in traces[-1]

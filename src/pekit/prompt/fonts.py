@@ -108,16 +108,41 @@ class FontStack:
     """Fonts of one pixel size, tried in order for every character (see the module docs).
 
     Args:
-        fonts: FreeType fonts (or Pillow's built-in font last); the first one sets the
-            metrics of spaces and of characters no font has.
+        fonts: FreeType fonts (or Pillow's built-in font last), or font file paths loaded
+            at ``size`` when a character first needs them; the first one sets the metrics
+            of spaces and of characters no font has.
+        size: pixel size for fonts given as paths.
     """
 
-    def __init__(self, fonts: list[Any]) -> None:
-        if not fonts:
-            raise ValueError("FontStack needs at least one font")
-        self.fonts = fonts
-        self._notdef = [_mask(f, _NOT_A_CHARACTER) for f in fonts]
+    def __init__(self, fonts: list[Any], size: int = 16) -> None:
+        self._sources = list(fonts)
+        self._size = int(size)
+        self._loaded: dict[int, tuple[Any, tuple[tuple[int, int], bytes]] | None] = {}
         self._choice: dict[str, int | None] = {}
+        usable = (i for i in range(len(self._sources)) if self._get(i) is not None)
+        primary = next(usable, None)  # loads up to the first font that works
+        if primary is None:
+            raise ValueError("FontStack needs at least one usable font")
+        self._primary: int = primary
+
+    def _get(self, i: int) -> Any:
+        """Font ``i`` (loaded on first use; None when its file cannot be loaded)."""
+        if i not in self._loaded:
+            source = self._sources[i]
+            font = _load(source, self._size) if isinstance(source, Path) else source
+            self._loaded[i] = None if font is None else (font, _mask(font, _NOT_A_CHARACTER))
+        entry = self._loaded[i]
+        return None if entry is None else entry[0]
+
+    @property
+    def fonts(self) -> list[Any]:
+        """Every usable font of the stack, in order (loads them all)."""
+        return [f for f in (self._get(i) for i in range(len(self._sources))) if f is not None]
+
+    def _has(self, i: int, ch: str) -> bool:
+        font = self._get(i)
+        entry = self._loaded[i]
+        return font is not None and entry is not None and _mask(font, ch) != entry[1]
 
     @classmethod
     def default(cls, size: int) -> FontStack:
@@ -128,10 +153,9 @@ class FontStack:
         """Index of the first font with a glyph for ``ch`` (None: no font has one)."""
         if ch not in self._choice:
             if ch.isspace():
-                self._choice[ch] = 0
+                self._choice[ch] = self._primary
             else:
-                self._choice[ch] = next((i for i, f in enumerate(self.fonts)
-                                         if _mask(f, ch) != self._notdef[i]), None)
+                self._choice[ch] = next((i for i in range(len(self._sources)) if self._has(i, ch)), None)
         return self._choice[ch]
 
     def runs(self, text: str) -> Iterator[tuple[str, Any]]:
@@ -143,8 +167,8 @@ class FontStack:
             if index is None:
                 if _invisible(ch):
                     continue
-                ch, index = _PLACEHOLDER, 0
-            font = self.fonts[index]
+                ch, index = _PLACEHOLDER, self._primary
+            font = self._get(index)
             if font is not current and piece:
                 yield piece, current
                 piece = ""
@@ -175,5 +199,4 @@ class FontStack:
 
 @lru_cache(maxsize=32)
 def _default_stack(size: int) -> FontStack:
-    fonts = [f for f in (_load(p, size) for p in font_files()) if f is not None]
-    return FontStack([*fonts, _builtin(size)])
+    return FontStack([*font_files(), _builtin(size)], size)
