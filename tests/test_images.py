@@ -255,6 +255,27 @@ def test_a_lower_pillow_limit_does_not_refuse_what_pekit_allows(tmp_path: Path, 
     assert Image.MAX_IMAGE_PIXELS == 100
 
 
+def test_concurrent_loads_each_get_their_own_limit(tmp_path: Path, rgb: np.ndarray) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "img.png"
+    Image.fromarray(rgb).save(path)  # 600 pixels
+    before = Image.MAX_IMAGE_PIXELS
+
+    def load(limit: int) -> str:
+        try:
+            load_image(path, max_pixels=limit)
+        except ImageError:
+            return "refused"
+        return "loaded"
+
+    limits = [600, 599, 10_000, 599, 600, 100] * 8
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(load, limits))
+    assert got == ["loaded" if limit >= 600 else "refused" for limit in limits]
+    assert before == Image.MAX_IMAGE_PIXELS
+
+
 def test_image_error_is_a_pekit_value_error() -> None:
     with pytest.raises(PekitError):
         load_image(b"")

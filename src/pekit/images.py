@@ -101,20 +101,41 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     return _array_to_rgb(np.asarray(img), name)
 
 
-_PILLOW_LIMIT = threading.Lock()
+class _PillowLimit:
+    """Pillow's bomb limit set to pekit's while pekit loads images, restored after.
 
+    Loads with the same limit (the usual case) run concurrently; a load with another limit
+    waits until those finish, so no load ever runs under another one's limit.
+    """
 
-@contextmanager
-def _pillow_limit(max_pixels: int) -> Iterator[None]:
-    """Pillow's bomb check at ``max_pixels`` for the duration (pekit's loads are serialised
-    on a lock so they never see each other's limit); the previous limit is restored."""
-    with _PILLOW_LIMIT:
-        previous = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = int(max_pixels)
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._users = 0
+        self._limit: int | None = None
+        self._previous: int | None = None
+
+    @contextmanager
+    def __call__(self, max_pixels: int) -> Iterator[None]:
+        limit = int(max_pixels)
+        with self._cond:
+            while self._users and self._limit != limit:
+                self._cond.wait()
+            if self._users == 0:
+                self._previous, self._limit = Image.MAX_IMAGE_PIXELS, limit
+                Image.MAX_IMAGE_PIXELS = limit
+            self._users += 1
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS = previous
+            with self._cond:
+                self._users -= 1
+                if self._users == 0:
+                    Image.MAX_IMAGE_PIXELS = self._previous
+                    self._limit = None
+                    self._cond.notify_all()
+
+
+_pillow_limit = _PillowLimit()
 
 
 def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
