@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pekit.errors import DuplicateConceptError, InvalidInputError, MemoryFileError
+from pekit.errors import ConceptNotFoundError, DuplicateConceptError, InvalidInputError, MemoryFileError
 from pekit.memory import SqliteMemory, open_memory
 from pekit.types import Concept
 
@@ -28,7 +28,9 @@ def test_reads_of_a_missing_file_create_nothing(tmp_path: Path) -> None:
     path = tmp_path / "typo" / "deeper" / "m.db"
     with SqliteMemory(path) as memory:
         assert memory.concepts() == [] and memory.count() == 0 and memory.names() == []
-        assert len(memory.matrix().ids) == 0 and memory.repair(dry_run=True) == []
+        assert len(memory.matrix().ids) == 0 and memory.repair(dry_run=True) == [] and memory.repair() == []
+        with pytest.raises(ConceptNotFoundError):
+            memory.remove("Bo")  # a write that fails: it must not leave the file it would create
     assert not (tmp_path / "typo").exists()
 
 

@@ -257,6 +257,8 @@ class SqliteMemory:
 
         The rest of the memory is untouched; removed concepts must be introduced again.
         """
+        if self._db.pending:  # no file yet: nothing to repair, and nothing to create
+            return []
         with self._transaction("repair the memory", write=not dry_run) as conn:
             found = self._damaged(conn)
             if not dry_run:
