@@ -235,3 +235,12 @@ def test_a_damaged_concept_names_the_fix_and_repair_applies_it(cli: Any, stocked
     assert code == 0 and [r["name"] for r in json.loads(out)["removed"]] == ["cat"]
     assert json.loads(cli("list", "--json", "--memory", stocked["memory"])[1]) == []
     assert "no damaged concepts" in cli("repair", "--memory", stocked["memory"])[1]
+
+
+def test_error_messages_escape_stored_names(cli: Any, stocked: dict[str, Path]) -> None:
+    conn = sqlite3.connect(stocked["memory"])
+    conn.execute("UPDATE concepts SET name = 'ca\x1b[2Jt'")
+    conn.commit()
+    conn.close()
+    code, _, err = cli("forget", "dog", "--memory", stocked["memory"])
+    assert code == 4 and "\x1b" not in err and "ca\\x1b[2Jt" in err

@@ -187,7 +187,7 @@ known concepts: Bo, Rex
         guess = folded[close[0]]
         hint = " (names are case-sensitive)" if guess.casefold() == name.casefold() else ""
         msg += f"; did you mean {guess!r}?{hint}"
-    listed = ", ".join(known[:_MAX_LISTED])
+    listed = ", ".join(printable(k) for k in known[:_MAX_LISTED])  # stored names reach a terminal
     if len(known) > _MAX_LISTED:
         listed += f", ... ({len(known)} in all)"
     return msg + f"; known concepts: {listed}"

@@ -42,7 +42,6 @@ from pekit.memory._codec import (
     clean_name,
     clean_text,
     dump_meta,
-    from_blob,
     name_key,
     not_found_message,
     printable,
@@ -50,13 +49,13 @@ from pekit.memory._codec import (
     unit_rows,
 )
 from pekit.memory._db import SqliteFile
+from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, find_damaged
 from pekit.types import Concept
 
 __all__ = ["SqliteMemory", "ViewMatrix"]
 
 logger = logging.getLogger(__name__)
 
-_COLUMNS = "c.id, c.namespace, c.name, c.category, c.context, c.threshold, c.created, c.updated, c.meta"
 
 
 class ViewMatrix(NamedTuple):
@@ -76,30 +75,6 @@ class ViewMatrix(NamedTuple):
 
 def _show(backbone: str) -> str:
     return repr(backbone) if backbone else "'' (no fingerprint)"
-
-
-class _DamagedRowError(Exception):
-    """A stored concept row that cannot be decoded (internal; becomes `MemoryFileError`)."""
-
-
-def _decode_vectors(blob: Any, dim: int, what: str) -> np.ndarray:
-    if not isinstance(blob, bytes) or len(blob) == 0 or len(blob) % (4 * dim):
-        size = len(blob) if isinstance(blob, bytes) else type(blob).__name__
-        raise _DamagedRowError(f"its {what} blob is {size} bytes, not a whole number of {dim}-dimensional float32 rows")
-    rows = from_blob(blob, dim=dim)
-    if not np.all(np.isfinite(rows)):
-        raise _DamagedRowError(f"its {what} hold NaN or infinite numbers")
-    return rows
-
-
-def _decode_meta(text: Any) -> dict[str, Any]:
-    try:
-        meta = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise _DamagedRowError(f"its meta is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise _DamagedRowError(f"its meta is JSON {type(meta).__name__}, not an object")
-    return meta
 
 
 class SqliteMemory:
@@ -174,7 +149,7 @@ class SqliteMemory:
     # ---- reads -----------------------------------------------------------------------
     def _load(self, conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[Concept]:
         """Concepts matching ``where`` (on table alias ``c``), ordered by id, with vectors."""
-        sql = f"SELECT {_COLUMNS} FROM concepts c WHERE {where} ORDER BY c.id"
+        sql = f"SELECT {COLUMNS} FROM concepts c WHERE {where} ORDER BY c.id"
         rows = conn.execute(sql, params).fetchall()
         if not rows:
             return []
@@ -194,8 +169,8 @@ class SqliteMemory:
         out = []
         for row in rows:
             try:
-                out.append(self._decode(row, views.get(row[0]), parts.get(row[0]), dim, backbone))
-            except _DamagedRowError as exc:
+                out.append(decode_concept(row, views.get(row[0]), parts.get(row[0]), dim, backbone))
+            except DamagedRowError as exc:
                 cid, ns, name = row[:3]
                 if not self.skip_damaged:
                     raise MemoryFileError(
@@ -207,49 +182,10 @@ class SqliteMemory:
                 logger.warning("skipping damaged concept %r (id %s) in %s: %s", name, cid, self.uri, exc)
         return out
 
-    @staticmethod
-    def _decode(row: Sequence[Any], views: list[bytes] | None, parts: bytes | None, dim: int,
-                backbone: str) -> Concept:
-        """One stored concept; `_DamagedRowError` saying what is wrong when a row cannot be decoded."""
-        cid, ns, name, category, context, threshold, created, updated, meta_json = row
-        if not views:
-            raise _DamagedRowError("it has no views")
-        if not all(isinstance(v, bytes) and len(v) == 4 * dim for v in views):
-            raise _DamagedRowError(f"a view blob is not {4 * dim} bytes (one {dim}-dimensional float32 vector)")
-        try:
-            return Concept(
-                id=cid, namespace=ns, name=name, category=category, context=context, threshold=threshold,
-                created=created, updated=updated, meta=_decode_meta(meta_json), backbone=backbone,
-                views=_decode_vectors(b"".join(views), dim, "views"),
-                parts=None if parts is None else _decode_vectors(parts, dim, "parts"),
-            )
-        except (InvalidInputError, TypeError) as exc:
-            raise _DamagedRowError(str(exc)) from None
-
     def damaged(self) -> list[dict[str, Any]]:
         """Concepts whose stored rows cannot be read: ``[{"id", "namespace", "name", "problem"}]``."""
         with self._transaction("check the concepts", write=False) as conn:
-            return self._damaged(conn)
-
-    def _damaged(self, conn: sqlite3.Connection) -> list[dict[str, Any]]:
-        rows = conn.execute(f"SELECT {_COLUMNS} FROM concepts c ORDER BY c.id").fetchall()
-        if not rows:
-            return []
-        meta = self._meta(conn)
-        dim, backbone = int(meta.get("dim", 0) or 0), meta.get("backbone", "")
-        views: dict[int, list[bytes]] = {}
-        for cid, blob in conn.execute("SELECT concept_id, vector FROM views ORDER BY concept_id, idx"):
-            views.setdefault(cid, []).append(blob)
-        parts = dict(conn.execute("SELECT concept_id, vectors FROM parts").fetchall())
-        found = []
-        for row in rows:
-            try:
-                if dim <= 0:
-                    raise _DamagedRowError("the memory records no vector dimension")
-                self._decode(row, views.get(row[0]), parts.get(row[0]), dim, backbone)
-            except _DamagedRowError as exc:
-                found.append({"id": int(row[0]), "namespace": str(row[1]), "name": str(row[2]), "problem": str(exc)})
-        return found
+            return find_damaged(conn)
 
     def repair(self, *, dry_run: bool = False) -> list[dict[str, Any]]:
         """Remove every concept whose stored rows cannot be read; returns what was (or, with
@@ -260,7 +196,7 @@ class SqliteMemory:
         if self._db.pending:  # no file yet: nothing to repair, and nothing to create
             return []
         with self._transaction("repair the memory", write=not dry_run) as conn:
-            found = self._damaged(conn)
+            found = find_damaged(conn)
             if not dry_run:
                 for item in found:
                     for table in ("views", "parts", "images"):
