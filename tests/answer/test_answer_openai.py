@@ -38,6 +38,7 @@ class FakeServer(ThreadingHTTPServer):
         self.reply = "Bo is sleeping on the sofa."
         self.delay = 0.0
         self.delays: list[float] = []  # per request, before `delay`
+        self.stream_error: str | None = None  # sent as an error event after the first piece
 
     @property
     def url(self) -> str:
@@ -103,6 +104,10 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = {"object": "chat.completion.chunk", "choices": choices}
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
+                if srv.stream_error:
+                    error = {"error": {"message": srv.stream_error}}
+                    self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
+                    return None
             self.wfile.write(b"data: [DONE]\n\n")
             return None
         return self._send(200, {
@@ -324,3 +329,11 @@ def test_without_the_sdk_the_error_has_the_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "openai", None)  # as if not installed
     with pytest.raises(MissingDependencyError, match=r"pip install 'pekit\[openai\]'"):
         OpenAILVLM("http://127.0.0.1:8000/v1", MODEL)
+
+
+def test_streaming_yields_pieces_and_reports_an_error_mid_stream(server, image):
+    server.stream_error = "CUDA out of memory"
+    pieces = _lvlm(server, stream=True).stream_text(image, "Describe.")
+    assert next(pieces) == "Bo"  # the first piece arrives before the stream ends
+    with pytest.raises(BackendError, match="CUDA out of memory"):
+        next(pieces)

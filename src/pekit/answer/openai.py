@@ -28,6 +28,7 @@ import os
 import time
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -183,13 +184,20 @@ class OpenAILVLM:
     def _call(self, path: str, send: Any, *, retries: int | None = None, timeout: float | None = None,
               explain: bool = True) -> Any:
         """Run ``send(client)``; the SDK's errors become a `BackendError` that says what to fix."""
+        with self._errors(path, retries=retries, timeout=timeout, explain=explain), \
+                self._client(retries=retries, timeout=timeout) as client:
+            return send(client)
+
+    @contextmanager
+    def _errors(self, path: str, *, retries: int | None = None, timeout: float | None = None,
+                explain: bool = True) -> Iterator[None]:
+        """Translate the SDK's errors inside the block into a `BackendError` that says what to fix."""
         openai = require("openai", "openai")
         url = self.base_url + path
         retries = self.retries if retries is None else retries
         timeout = self.timeout if timeout is None else timeout
         try:
-            with self._client(retries=retries, timeout=timeout) as client:
-                return send(client)
+            yield
         except openai.APIStatusError as exc:
             payload = exc.response.content if exc.response is not None else b""
             if not explain:
@@ -329,17 +337,12 @@ class OpenAILVLM:
         """
         body = self._payload(image, prompt, max_new_tokens, temperature, seed, stream=True)
         start = time.perf_counter()
-
-        def pieces(client: Any) -> list[str]:
-            out = []
-            for chunk in client.chat.completions.create(**body):
+        with self._errors("/chat/completions"), self._client() as client:
+            for chunk in client.chat.completions.create(**body):  # pieces as the server sends them
                 for choice in chunk.choices or []:
                     piece = getattr(choice.delta, "content", None) if choice.delta else None
                     if piece:
-                        out.append(piece)
-            return out
-
-        yield from self._call("/chat/completions", pieces)
+                        yield piece
         self.last_usage = {"seconds": round(time.perf_counter() - start, 4)}
 
     def __repr__(self) -> str:
