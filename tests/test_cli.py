@@ -92,6 +92,12 @@ def test_introduce_json_and_from_a_folder_with_boxes(cli: Any, files: dict[str, 
 
 
 def test_list_an_empty_memory(cli: Any, files: dict[str, Path]) -> None:
+    from pekit.memory import SqliteMemory
+    from pekit.types import Concept
+
+    with SqliteMemory(files["memory"]) as memory:  # a memory file that exists but holds nothing
+        memory.add(Concept("x", np.eye(1, 8), backbone="toy"))
+        memory.remove("x")
     code, out, _ = cli("list", "--memory", files["memory"])
     assert code == 0 and "no concepts" in out and "pekit introduce" in out
     assert cli("list", "--json", "--memory", files["memory"])[1].strip() == "[]"
@@ -102,7 +108,9 @@ def test_recognize_writes_the_annotated_image_and_json(cli: Any, stocked: dict[s
     annotated = tmp_path / "out" / "annotated.png"
     code, out, err = cli("recognize", stocked["query"], "--out", annotated, "--json", "--memory", stocked["memory"])
     assert code == 0, err
-    records = json.loads(out)
+    record = json.loads(out)  # a file was written: the record lists it
+    assert record["written"] == [str(annotated)] and record["image"] == str(stocked["query"])
+    records = record["detections"]
     assert [r["name"] for r in records] == ["cat"]
     assert set(records[0]) == {"name", "score", "box", "concept_id"}
     assert 0.6 <= records[0]["score"] <= 1 and len(records[0]["box"]) == 4
@@ -156,7 +164,8 @@ def test_pekit_memory_environment_variable(cli: Any, files: dict[str, Path], tmp
     code, out, _ = cli("introduce", "cat", files["cat"])
     assert code == 0 and str(env_db) in out and env_db.is_file()
     assert [r["name"] for r in json.loads(cli("list", "--json")[1])] == ["cat"]
-    assert json.loads(cli("list", "--json", "--memory", files["memory"])[1]) == []  # --memory wins
+    code, _, err = cli("list", "--json", "--memory", files["memory"])  # --memory wins (and does not exist)
+    assert code == 7 and str(files["memory"]) in err and "does not exist" in err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -214,6 +214,68 @@ def test_decompression_bomb_guard(tmp_path: Path, rgb: np.ndarray) -> None:
     assert load_image(path, max_pixels=600).shape == (20, 30, 3)
 
 
+def _png_header_only(width: int, height: int) -> bytes:
+    """A 1-bit PNG whose header claims ``width`` x ``height`` pixels, cut off inside its first
+    rows: Pillow reads the size from the header (what a bomb check sees), then stops at once."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    rows = (b"\x00" * (1 + (width + 7) // 8)) * 3
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)[:-4])
+
+
+def test_pekit_limit_is_the_one_in_force_not_pillows(tmp_path: Path) -> None:
+    from pekit.images import MAX_PIXELS
+
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    assert pillow_limit < 12000 * 9000 < MAX_PIXELS  # the case: Pillow alone refuses a 108 MP photo
+    phone = tmp_path / "phone.png"
+    phone.write_bytes(_png_header_only(12000, 9000))
+    with pytest.raises(ImageError) as info:
+        load_image(phone)
+    assert "truncated" in str(info.value) and "bomb" not in str(info.value)  # got past the size check
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_header_only(17000, 17000))  # 289 MP > MAX_PIXELS
+    with pytest.raises(ImageError, match=f"more than the limit of {MAX_PIXELS} pixels"):
+        load_image(huge)
+    assert pillow_limit == Image.MAX_IMAGE_PIXELS  # no lasting change to Pillow
+
+
+def test_a_lower_pillow_limit_does_not_refuse_what_pekit_allows(tmp_path: Path, rgb: np.ndarray,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "small.png"
+    Image.fromarray(rgb).save(path)  # 600 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # e.g. set by another library
+    assert load_image(path, max_pixels=600).shape == (20, 30, 3)
+    assert load_image(path.read_bytes()).shape == (20, 30, 3)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+def test_concurrent_loads_each_get_their_own_limit(tmp_path: Path, rgb: np.ndarray) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "img.png"
+    Image.fromarray(rgb).save(path)  # 600 pixels
+    before = Image.MAX_IMAGE_PIXELS
+
+    def load(limit: int) -> str:
+        try:
+            load_image(path, max_pixels=limit)
+        except ImageError:
+            return "refused"
+        return "loaded"
+
+    limits = [600, 599, 10_000, 599, 600, 100] * 8
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(load, limits))
+    assert got == ["loaded" if limit >= 600 else "refused" for limit in limits]
+    assert before == Image.MAX_IMAGE_PIXELS
+
+
 def test_image_error_is_a_pekit_value_error() -> None:
     with pytest.raises(PekitError):
         load_image(b"")

@@ -233,3 +233,46 @@ def test_concept_promotes_one_view_and_strips_name() -> None:
     assert c.views.shape == (1, 4) and c.views.dtype == np.float32
     assert c.dim == 4
     assert c.id == -1 and c.namespace == "default" and c.threshold is None
+
+
+# ---- supervision interop ------------------------------------------------------------------------
+def _full(n: int = 3) -> Detections:
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 50, (n, 2))
+    return Detections(xyxy=np.hstack([xy, xy + 10]), score=rng.uniform(0, 1, n), concept_id=np.arange(n) - 1,
+                      name=np.array(["", "Bo", "Mochi"][:n], dtype=object),
+                      mask=rng.uniform(size=(n, 64, 64)) > 0.5, embedding=rng.normal(size=(n, 8)))
+
+
+@pytest.mark.parametrize("dets", [_full(), _full(1), Detections.empty(),
+                                  Detections(xyxy=[[0, 0, 4, 4]], name=["Bo"])], ids=["full", "one", "empty", "bare"])
+def test_supervision_round_trip(dets: Detections) -> None:
+    sv = pytest.importorskip("supervision")
+    converted = dets.to_supervision()
+    assert isinstance(converted, sv.Detections) and len(converted) == len(dets)
+    np.testing.assert_array_equal(converted.confidence, dets.score)
+    np.testing.assert_array_equal(converted.class_id, dets.concept_id)
+    assert list(converted.data["class_name"]) == list(dets.name)
+    back = Detections.from_supervision(converted)
+    for field in ("xyxy", "score", "concept_id", "name", "mask", "embedding"):
+        a, b = getattr(dets, field), getattr(back, field)
+        assert (a is None and b is None) or np.array_equal(a, b), field
+    assert [d["name"] for d in back[converted.confidence >= 0].to_list()] == list(dets.name)
+
+
+def test_from_supervision_fills_what_supervision_leaves_out() -> None:
+    sv = pytest.importorskip("supervision")
+    back = Detections.from_supervision(sv.Detections(xyxy=np.array([[1.0, 2.0, 3.0, 4.0]])))
+    assert back.score.tolist() == [1.0] and back.concept_id.tolist() == [-1] and back.name.tolist() == [""]
+    with pytest.raises(InvalidInputError, match=r"needs a supervision\.Detections"):
+        Detections.from_supervision([[1, 2, 3, 4]])
+
+
+def test_to_supervision_without_the_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from pekit.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "supervision", None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match=r"pip install 'pekit\[supervision\]'"):
+        Detections(xyxy=[[0, 0, 4, 4]]).to_supervision()

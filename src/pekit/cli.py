@@ -6,11 +6,15 @@
     pekit ask photo.jpg "What is Bo doing?" [--lvlm openai:http://localhost:8000/v1#model]
     pekit caption photo.jpg
     pekit forget "Bo"
+    pekit repair [--dry-run]
     pekit eval recognition --dataset folder:../shared/data/dreambooth --refs 2
 
 Every command takes ``--memory PATH`` (default ``$PEKIT_MEMORY`` or the user data dir),
 ``--preset``, ``--namespace`` and ``--json``. Errors print one line and exit with the
-error's code (see `pekit.errors`), never a traceback.
+error's code (see `pekit.errors`), never a traceback. Only ``introduce`` creates a memory
+file; other commands refuse a ``--memory`` / ``$PEKIT_MEMORY`` file that does not exist.
+Images are written where ``--out`` says or beside the input photo, never over an existing
+file unless ``--out`` names it; ``--json`` lists every file written (``"written"``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,11 +44,35 @@ def _box(text: str) -> list[float]:
     return values
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+_NEGATIVE_BOX = re.compile(r"-\s*[\d.]")
+
+
+def _glue_negative_boxes(argv: list[str]) -> list[str]:
+    """``--box -50,0,10,10`` -> ``--box=-50,0,10,10``: argparse takes a leading '-' for an option."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--box":
+            value = next(it, None)
+            if value is not None and _NEGATIVE_BOX.match(value):
+                out.append(f"--box={value}")
+                continue
+            out.append(arg)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(arg)
+    return out
+
+
+def _common(p: argparse.ArgumentParser, *, reads: bool = False) -> None:
     p.add_argument("--memory", metavar="PATH", help="memory file or URI (default: $PEKIT_MEMORY or the user data dir)")
     p.add_argument("--namespace", default="default", help="user whose concepts to use (default: default)")
     p.add_argument("--preset", default="offline", help="offline (default), cpu or paper")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    if reads:
+        p.add_argument("--skip-damaged", action="store_true",
+                       help="leave out concepts whose stored rows are damaged (see `pekit repair`)")
 
 
 def _threshold(p: argparse.ArgumentParser) -> None:
@@ -66,25 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("introduce", help="add a concept from reference photos")
     p.add_argument("name")
     p.add_argument("images", nargs="+", help="reference photos or folders of photos")
-    p.add_argument("--category", default="", help="what it is, e.g. dog")
-    p.add_argument("--context", default="", help="what the LVLM should know, e.g. \"my parents' dog\"")
+    p.add_argument("--category", help="what it is, e.g. dog (with --replace: kept unless given)")
+    p.add_argument("--context", help="what the LVLM should know, e.g. \"my parents' dog\" (with --replace: kept "
+                   "unless given)")
     p.add_argument("--box", type=_box, action="append", metavar="X0,Y0,X1,Y1",
                    help="box around the object, once per image in order (default: found by saliency)")
     p.add_argument("--replace", action="store_true", help="overwrite a concept of the same name")
     _common(p)
 
     p = sub.add_parser("list", help="list concepts")
-    _common(p)
+    _common(p, reads=True)
 
     p = sub.add_parser("forget", help="remove a concept")
     p.add_argument("name")
+    _common(p)
+
+    p = sub.add_parser("repair", help="remove concepts whose stored rows are damaged, and report them")
+    p.add_argument("--dry-run", action="store_true", help="only report the damaged concepts")
     _common(p)
 
     p = sub.add_parser("recognize", help="find your concepts in photos")
     p.add_argument("images", nargs="+", help="photos or folders")
     p.add_argument("--out", metavar="PATH", help="annotated image path (a folder for several images)")
     _threshold(p)
-    _common(p)
+    _common(p, reads=True)
 
     p = sub.add_parser("ask", help="ask an LVLM about a photo, using your concepts' names")
     p.add_argument("image")
@@ -92,13 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", metavar="LETTER=TEXT", help="multiple-choice option, e.g. A=Cat")
     _answer_opts(p)
     _threshold(p)
-    _common(p)
+    _common(p, reads=True)
 
     p = sub.add_parser("caption", help="caption photos, calling your concepts by name")
     p.add_argument("images", nargs="+", help="photos or folders")
     _answer_opts(p)
     _threshold(p)
-    _common(p)
+    _common(p, reads=True)
 
     try:
         from pekit.eval.cli import add_eval_parser
@@ -109,7 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _personalizer(args: argparse.Namespace, **extra: Any):
+def _open_memory(args: argparse.Namespace, *, creates: bool = False) -> Any:
+    """The memory the command names; only a command that ``creates`` one may name a missing file."""
+    from pekit.memory import open_memory
+
+    named = bool(args.memory) or bool(os.environ.get("PEKIT_MEMORY", "").strip())
+    return open_memory(args.memory, must_exist=named and not creates,
+                       skip_damaged=bool(getattr(args, "skip_damaged", False)))
+
+
+def _personalizer(args: argparse.Namespace, *, creates: bool = False, **extra: Any):
     from pekit.personalizer import Personalizer
 
     kwargs: dict[str, Any] = {}
@@ -117,26 +161,59 @@ def _personalizer(args: argparse.Namespace, **extra: Any):
         kwargs["threshold"] = args.threshold
     if getattr(args, "lvlm", None):
         kwargs["lvlm"] = args.lvlm
-    return Personalizer(args.preset, memory=args.memory, namespace=args.namespace, **kwargs, **extra)
+    memory = _open_memory(args, creates=creates)
+    try:
+        return Personalizer(args.preset, memory=memory, namespace=args.namespace, **kwargs, **extra)
+    except BaseException:
+        memory.close()
+        raise
 
 
 def _save(image: Any, path: Path) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot create the folder '{path.parent}' for '{path}': {exc.strerror or exc}; "
+            "pass an --out path in a folder you can write to"
+        ) from exc
     try:
         Image.fromarray(image).save(path)
     except (OSError, ValueError, KeyError) as exc:
         raise InvalidInputError(f"cannot write '{path}': {exc}; check the folder and the file suffix") from exc
 
 
+def _free(path: Path) -> Path:
+    """``path``, or ``stem-1.jpg``, ``stem-2.jpg``... beside it: the first name not taken."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
 def _out_path(out: str | None, image: Path, many: bool, suffix: str = "_pekit") -> Path | None:
+    """Where to write the annotated ``image``: the ``--out`` file as given, or a free name
+    (``photo_pekit.jpg``, ``photo_pekit-1.jpg``...) inside the ``--out`` folder."""
     if not out:
         return None
     target = Path(out)
-    if many or target.is_dir():
-        return target / f"{image.stem}{suffix}.jpg"
+    if many or target.is_dir() or out.endswith(("/", os.sep)):
+        return _free(target / f"{image.stem}{suffix}.jpg")
     return target
+
+
+def _beside(image: Path, suffix: str = "_pekit") -> Path:
+    """The default output: beside the input photo, never over an existing file."""
+    return _free(image.with_name(f"{image.stem}{suffix}.jpg"))
+
+
+def _shown(text: Any) -> str:
+    from pekit.memory import printable
+
+    return printable(str(text))
 
 
 def _progress(items: list[Path], desc: str):
@@ -153,7 +230,7 @@ def _cmd_introduce(args: argparse.Namespace) -> int:
     images = list_images(args.images)
     if args.box and len(args.box) != len(images):
         raise InvalidInputError(f"got {len(args.box)} --box for {len(images)} images; give one per image, in order")
-    with _personalizer(args) as p:
+    with _personalizer(args, creates=True) as p:
         c = p.introduce(args.name, [str(i) for i in images], category=args.category, context=args.context,
                         boxes=args.box, replace=args.replace)
     record = {"name": c.name, "id": c.id, "category": c.category, "context": c.context,
@@ -161,15 +238,13 @@ def _cmd_introduce(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(record))
     else:
-        print(f"introduced '{c.name}' ({c.category or 'no category'}) from {len(c.views)} view(s) "
-              f"into {p.memory.uri}")
+        print(f"introduced '{_shown(c.name)}' ({_shown(c.category) or 'no category'}) from {len(c.views)} "
+              f"view(s) into {p.memory.uri}")
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from pekit.memory import open_memory
-
-    with open_memory(args.memory) as memory:
+    with _open_memory(args) as memory:
         concepts = memory.concepts(namespace=args.namespace)
         rows = [{"name": c.name, "id": c.id, "category": c.category, "context": c.context,
                  "views": len(c.views), "threshold": c.threshold} for c in concepts]
@@ -179,19 +254,39 @@ def _cmd_list(args: argparse.Namespace) -> int:
     elif not rows:
         print(f"no concepts in {uri} (namespace '{args.namespace}'); add one with `pekit introduce`")
     else:
-        width = max(len(str(r["name"])) for r in rows)
-        for r in rows:
-            extra = f" — {r['context']}" if r["context"] else ""
-            print(f"{r['name']:<{width}}  {r['category'] or '-':<14} {r['views']} view(s){extra}")
+        shown = [(_shown(r["name"]), _shown(r["category"]), _shown(r["context"])) for r in rows]
+        width = max(len(name) for name, _, _ in shown)
+        for r, (name, category, context) in zip(rows, shown, strict=True):
+            extra = f" — {context}" if context else ""
+            print(f"{name:<{width}}  {category or '-':<14} {r['views']} view(s){extra}")
     return 0
 
 
 def _cmd_forget(args: argparse.Namespace) -> int:
-    from pekit.memory import open_memory
-
-    with open_memory(args.memory) as memory:
+    with _open_memory(args) as memory:
         memory.remove(args.name, namespace=args.namespace)
-    print(json.dumps({"forgotten": args.name}) if args.json else f"forgot '{args.name}'")
+    print(json.dumps({"forgotten": args.name}) if args.json else f"forgot '{_shown(args.name)}'")
+    return 0
+
+
+def _cmd_repair(args: argparse.Namespace) -> int:
+    with _open_memory(args) as memory:
+        if not hasattr(memory, "repair"):
+            raise InvalidInputError(f"the memory {memory.uri} cannot be repaired by pekit")
+        found = memory.repair(dry_run=args.dry_run)
+        uri = memory.uri
+    if args.json:
+        print(json.dumps({"memory": uri, "damaged": found, "removed": [] if args.dry_run else found}))
+        return 0
+    if not found:
+        print(f"no damaged concepts in {uri}")
+        return 0
+    verb = "damaged (not removed: --dry-run)" if args.dry_run else "removed"
+    for item in found:
+        print(f"{verb}: '{_shown(item['name'])}' (id {item['id']}, namespace '{_shown(item['namespace'])}'): "
+              f"{item['problem']}")
+    if not args.dry_run:
+        print(f"removed {len(found)} damaged concept(s) from {uri}; introduce them again")
     return 0
 
 
@@ -207,12 +302,13 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
             if out is not None:
                 _save(p.annotate(str(path), dets), out)
             results.append({"image": str(path), "detections": dets.to_list(),
-                            **({"annotated": str(out)} if out else {})})
-    if args.json:
-        print(json.dumps(results[0]["detections"] if len(results) == 1 else results))
+                            **({"annotated": str(out)} if out else {}), "written": [str(out)] if out else []})
+    if args.json:  # one image without --out: just its detections; else records with the files written
+        payload: Any = results if len(results) > 1 else results[0] if args.out else results[0]["detections"]
+        print(json.dumps(payload))
         return 0
     for r in results:
-        found = ", ".join(f"{d['name']} ({d['score']:.2f}) at {[round(v) for v in d['box']]}"
+        found = ", ".join(f"{_shown(d['name'])} ({d['score']:.2f}) at {[round(v) for v in d['box']]}"
                           for d in r["detections"]) or "none of your concepts"
         print(f"{r['image']}: {found}" + (f"  -> {r['annotated']}" if "annotated" in r else ""))
     return 0
@@ -233,12 +329,13 @@ def _options(values: list[str] | None) -> dict[str, str] | None:
 def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path | None, many: bool) -> dict:
     record = {"image": str(path), "text": answer.text, "choice": answer.choice,
               "detections": answer.detections.to_list(), "prompt": answer.prompt,
-              "backend": answer.meta.get("backend"), **({"annotated": str(out)} if out else {})}
+              "backend": answer.meta.get("backend"), **({"annotated": str(out)} if out else {}),
+              "written": [str(out)] if out else []}
     if not args.json:
         if many:
             print(f"== {path}")
         if answer.meta.get("backend") == "none":
-            found = ", ".join(f"{d['name']} ({d['score']:.2f})" for d in record["detections"]) or "none"
+            found = ", ".join(f"{_shown(d['name'])} ({d['score']:.2f})" for d in record["detections"]) or "none"
             print(f"recognized: {found}")
             print("no LVLM configured (use --lvlm); the prompt it would get:")
             print(answer.prompt)
@@ -260,8 +357,10 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
                       else p.ask(str(path), question, options=options, **gen))
             out = _out_path(args.out, path, many)
             if out is None and answer.meta.get("backend") == "none" and not args.json:
-                out = Path(f"{path.stem}_pekit.jpg")
-            if out is not None and answer.image is not None:
+                out = _beside(path)  # the annotated image the LVLM would get
+            if answer.image is None:
+                out = None
+            if out is not None:
                 _save(answer.image, out)
             records.append(_print_answer(args, path, answer, out, many))
     if args.json:
@@ -272,7 +371,7 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pekit`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_negative_boxes(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "introduce":
@@ -281,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_list(args)
         if args.command == "forget":
             return _cmd_forget(args)
+        if args.command == "repair":
+            return _cmd_repair(args)
         if args.command == "recognize":
             return _cmd_recognize(args)
         if args.command == "ask":

@@ -52,6 +52,11 @@ class MemoryStoreError(PekitError):
     exit_code = 7
 
 
+class MemoryFileError(MemoryStoreError):
+    """The memory file named is missing, or one of its concepts is damaged and unreadable
+    (the message names it and says how to repair: ``pekit repair`` or ``--skip-damaged``)."""
+
+
 class BackboneMismatchError(MemoryStoreError):
     """The memory holds vectors from another backbone; they cannot be compared."""
 

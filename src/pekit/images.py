@@ -3,13 +3,21 @@
 Everything becomes an ``(H, W, 3) uint8`` RGB array with EXIF orientation applied.
 Non-images, truncated files, empty images and decompression bombs raise `ImageError`
 naming the file and what to do.
+
+The pixel limit in force is pekit's ``max_pixels`` (`MAX_PIXELS` by default), not Pillow's
+own ``Image.MAX_IMAGE_PIXELS`` (89.5 MP, which refuses 108 MP phone photos): while pekit
+opens and decodes a file it sets Pillow's limit to ``max_pixels`` and puts the previous
+value back afterwards; importing pekit changes nothing.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +101,46 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     return _array_to_rgb(np.asarray(img), name)
 
 
+class _PillowLimit:
+    """Pillow's bomb limit set to pekit's while pekit loads images, restored after.
+
+    Loads with the same limit (the usual case) run concurrently; a load with another limit
+    waits until those finish, so no load ever runs under another one's limit.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._users = 0
+        self._limit: int | None = None
+        self._previous: int | None = None
+
+    @contextmanager
+    def __call__(self, max_pixels: int) -> Iterator[None]:
+        limit = int(max_pixels)
+        with self._cond:
+            while self._users and self._limit != limit:
+                self._cond.wait()
+            if self._users == 0:
+                self._previous, self._limit = Image.MAX_IMAGE_PIXELS, limit
+                Image.MAX_IMAGE_PIXELS = limit
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._users -= 1
+                if self._users == 0:
+                    Image.MAX_IMAGE_PIXELS = self._previous
+                    self._limit = None
+                    self._cond.notify_all()
+
+
+_pillow_limit = _PillowLimit()
+
+
 def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_limit(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fp)  # type: ignore[arg-type]
             if img.width * img.height > max_pixels:
@@ -108,7 +153,8 @@ def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
-            f"{name}: refused as a possible decompression bomb ({exc}); downscale it first"
+            f"{name}: refused as a possible decompression bomb: more than the limit of {max_pixels} pixels "
+            f"({exc}); downscale it first or pass a larger max_pixels"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(

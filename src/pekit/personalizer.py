@@ -20,9 +20,9 @@ from typing import Any, cast
 import numpy as np
 
 from pekit.embed import load_backbone
-from pekit.errors import ConceptNotFoundError, InvalidInputError, NothingFoundError
+from pekit.errors import InvalidInputError, NothingFoundError
 from pekit.images import ImageInput, describe, load_image
-from pekit.memory import MemoryStore, open_memory
+from pekit.memory import MemoryStore, clean_name, name_key, open_memory
 from pekit.pipeline import Pipeline, View
 from pekit.presets import Preset, get_preset
 from pekit.registry import create
@@ -31,7 +31,12 @@ from pekit.types import Answer, Concept, Detections
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Personalizer", "build_pipeline"]
+__all__ = ["MIN_BOX_PATCHES", "MIN_BOX_SIDE", "Personalizer", "build_pipeline"]
+
+#: A reference box must be at least this many pixels wide and high ...
+MIN_BOX_SIDE = 8
+#: ... and cover at least this many patches of the backbone grid (else its embedding is noise).
+MIN_BOX_PATCHES = 2
 
 
 def build_pipeline(preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
@@ -63,8 +68,28 @@ def _boxes_for(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[np.nd
             arr = np.zeros(0, np.float32)  # not numbers: reported below like any malformed box
         if arr.shape != (4,) or not np.all(np.isfinite(arr)) or arr[2] <= arr[0] or arr[3] <= arr[1]:
             raise InvalidInputError(f"a box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {b!r}")
+        if min(arr[2] - arr[0], arr[3] - arr[1]) < MIN_BOX_SIDE:
+            raise InvalidInputError(
+                f"the box {[round(float(v), 1) for v in arr]} is {arr[2] - arr[0]:g} x {arr[3] - arr[1]:g} pixels; "
+                f"a box around the object must be at least {MIN_BOX_SIDE} x {MIN_BOX_SIDE} pixels"
+            )
         out.append(arr)
     return out
+
+
+def _check_box_on_grid(box: np.ndarray, grid: Any, source: Any) -> None:
+    """Refuse a box that lies off the photo or covers under `MIN_BOX_PATCHES` backbone patches."""
+    width, height = grid.image_size
+    cw, ch = grid.cell_size
+    w = min(float(box[2]), width) - max(float(box[0]), 0.0)
+    h = min(float(box[3]), height) - max(float(box[1]), 0.0)
+    covered = w / cw * h / ch
+    if w > 0 and h > 0 and covered < MIN_BOX_PATCHES:  # off the photo: the pipeline says so
+        raise InvalidInputError(
+            f"{describe(source)}: the box {[round(float(v), 1) for v in box]} covers {covered:.1f} patch(es) of "
+            f"the {width}x{height} photo; the backbone sees it in patches of {cw:.0f}x{ch:.0f} pixels, so draw "
+            f"a box covering at least {MIN_BOX_PATCHES} of them (e.g. {round(cw * 2)}x{round(ch)} pixels or more)"
+        )
 
 
 class Personalizer:
@@ -137,6 +162,8 @@ class Personalizer:
         for src, box, mask in zip(images, box_list, mask_list, strict=True):
             image = load_image(src)
             grid = self.pipeline.encode(image)
+            if box is not None:
+                _check_box_on_grid(box, grid, src)
             try:
                 out.append(self.pipeline.reference(grid, box=box, mask=None if mask is None else np.asarray(mask),
                                                    image=image, category=category))
@@ -144,23 +171,25 @@ class Personalizer:
                 raise NothingFoundError(f"{describe(src)}: {exc}") from exc
         return out
 
-    def introduce(self, name: str, images: ImageInput | Sequence[ImageInput], *, category: str = "",
-                  context: str = "", boxes: Sequence[Any] | None = None, masks: Sequence[Any] | None = None,
-                  replace: bool = False) -> Concept:
+    def introduce(self, name: str, images: ImageInput | Sequence[ImageInput], *, category: str | None = None,
+                  context: str | None = None, boxes: Sequence[Any] | None = None,
+                  masks: Sequence[Any] | None = None, replace: bool = False) -> Concept:
         """Add a concept from one or more reference photos.
 
         Args:
-            name: what the user calls it ("Bo"); unique per namespace.
+            name: what the user calls it ("Bo"); stored in Unicode NFC and unique per
+                namespace ignoring case ("bo" is "Bo"); control characters are refused.
             images: one image or a list (paths, bytes, PIL, numpy).
-            category: its class ("dog"), used by detector-based extraction and prompts.
-            context: free text for the LVLM ("my parents' dog").
+            category: its class ("dog"), used by detector-based extraction and prompts;
+                None keeps the replaced concept's (empty for a new one).
+            context: free text for the LVLM ("my parents' dog"); None keeps the replaced
+                concept's (empty for a new one).
             boxes: optional ``[x0, y0, x1, y1]`` (or None) per image around the object.
             masks: optional ``(H, W)`` bool mask (or None) per image.
             replace: overwrite an existing concept of that name instead of raising
                 `DuplicateConceptError`.
         """
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidInputError("the concept name must be a non-empty string, e.g. 'Bo'")
+        name = clean_name(name)
         refs: Sequence[ImageInput]
         if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray)) or not isinstance(images, Sequence):
             refs = [images]  # type: ignore[list-item]
@@ -168,18 +197,17 @@ class Personalizer:
             refs = cast("Sequence[ImageInput]", images)  # a list or tuple of images
         if len(refs) == 0:
             raise InvalidInputError(f"introduce '{name}' needs at least one reference image")
-        if not replace:
-            try:
-                self.memory.get(name.strip(), namespace=self.namespace)
-            except ConceptNotFoundError:
-                pass
-            else:
-                from pekit.errors import DuplicateConceptError
+        old = self._same_name(name)
+        if old is not None and not replace:
+            from pekit.errors import DuplicateConceptError
 
-                raise DuplicateConceptError(
-                    f"a concept named '{name.strip()}' already exists; pass replace=True (--replace) "
-                    "to overwrite it, or choose another name"
-                )
+            same = "" if old.name == name else f" (names are compared ignoring case: '{old.name}' exists)"
+            raise DuplicateConceptError(
+                f"a concept named '{name}' already exists{same}; pass replace=True (--replace) "
+                "to overwrite it, or choose another name"
+            )
+        category = (old.category if old is not None and category is None else category or "").strip()
+        context = (old.context if old is not None and context is None else context or "").strip()
         self._check_backbone()
         if getattr(self.memory, "read_only", False):  # fail before spending backbone passes
             from pekit.errors import MemoryStoreError
@@ -189,13 +217,21 @@ class Personalizer:
         views = self.views(refs, category=category, boxes=boxes, masks=masks)
         concept = Concept(
             name=name, views=np.stack([v.embedding for v in views]),
-            parts=np.concatenate([v.parts for v in views]), category=category.strip(), context=context.strip(),
+            parts=np.concatenate([v.parts for v in views]), category=category, context=context,
             namespace=self.namespace, backbone=self.pipeline.fingerprint,
             meta={"references": [describe(s).strip("'") for s in refs],
                   "boxes": [[round(float(x), 1) for x in v.xyxy] for v in views],
                   "seconds": round(time.perf_counter() - start, 3)},
         )
         return self.memory.add(concept, replace=replace)
+
+    def _same_name(self, name: str) -> Concept | None:
+        """The stored concept whose name equals ``name`` ignoring case and normalisation."""
+        lister = getattr(self.memory, "names", None)
+        names = lister(namespace=self.namespace) if lister else [c.name for c in self.concepts()]
+        key = name_key(name)
+        found = [n for n in names if n == name] or [n for n in names if name_key(n) == key]
+        return self.memory.get(found[0], namespace=self.namespace) if found else None
 
     # -- stage 2: recognize ----------------------------------------------------------------
     def gallery(self) -> Gallery:

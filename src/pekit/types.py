@@ -181,6 +181,43 @@ class Detections:
     def area(self) -> np.ndarray:
         return (self.xyxy[:, 2] - self.xyxy[:, 0]) * (self.xyxy[:, 3] - self.xyxy[:, 1])
 
+    def to_supervision(self) -> Any:
+        """The same regions as a ``supervision.Detections`` (``pip install supervision``).
+
+        ``score`` -> ``confidence``, ``concept_id`` -> ``class_id``, ``name`` ->
+        ``data["class_name"]`` (what supervision's label annotators read), ``embedding`` ->
+        ``data["embedding"]``; masks as they are.
+
+        >>> Detections(xyxy=[[0, 0, 4, 4]], name=["Bo"]).to_supervision().data["class_name"]  # doctest: +SKIP
+        array(['Bo'], dtype=object)
+        """
+        from pekit.errors import require
+
+        sv = require("supervision", "supervision")
+        data: dict[str, np.ndarray] = {"class_name": np.asarray(self.name, dtype=object)}
+        if self.embedding is not None:
+            data["embedding"] = self.embedding
+        return sv.Detections(xyxy=self.xyxy.copy(), mask=self.mask, confidence=self.score,
+                             class_id=self.concept_id, data=data)
+
+    @classmethod
+    def from_supervision(cls, detections: Any) -> Detections:
+        """A pekit `Detections` from a ``supervision.Detections`` (inverse of `to_supervision`).
+
+        Missing ``confidence`` becomes 1, missing ``class_id`` -1 (unmatched) and a missing
+        ``data["class_name"]`` empty names.
+        """
+        xyxy = getattr(detections, "xyxy", None)
+        if xyxy is None or not hasattr(detections, "data"):
+            raise InvalidInputError(
+                f"from_supervision needs a supervision.Detections, but got {type(detections).__name__}"
+            )
+        data = detections.data or {}
+        names = data.get("class_name")
+        return cls(xyxy=xyxy, score=detections.confidence, concept_id=detections.class_id,
+                   name=None if names is None else np.asarray(names, dtype=object), mask=detections.mask,
+                   embedding=data.get("embedding"))
+
     def to_list(self) -> list[dict[str, Any]]:
         """JSON-ready records: ``[{"name", "score", "box": [x0, y0, x1, y1], "concept_id"}]``."""
         name, score, concept_id = self.name, self.score, self.concept_id

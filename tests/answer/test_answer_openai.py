@@ -37,6 +37,8 @@ class FakeServer(ThreadingHTTPServer):
         self.api_key: str | None = None
         self.reply = "Bo is sleeping on the sofa."
         self.delay = 0.0
+        self.delays: list[float] = []  # per request, before `delay`
+        self.stream_error: str | None = None  # sent as an error event after the first piece
 
     @property
     def url(self) -> str:
@@ -63,8 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _record(self, body: Any) -> None:
-        self.server.requests.append({"method": self.command, "path": self.path,
-                                     "headers": dict(self.headers), "body": body})
+        self.server.requests.append({"method": self.command, "path": self.path,  # header names: any case
+                                     "headers": {k.title(): v for k, v in self.headers.items()}, "body": body})
 
     def do_GET(self) -> None:
         self._record(None)
@@ -78,8 +80,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self._record(body)
         srv = self.server
-        if srv.delay:
-            time.sleep(srv.delay)
+        delay = srv.delays.pop(0) if srv.delays else srv.delay
+        if delay:
+            time.sleep(delay)
         if self.path != "/v1/chat/completions":
             return self._send(404, {"error": {"message": f"no route {self.path}"}})
         if srv.api_key and self.headers.get("Authorization") != f"Bearer {srv.api_key}":
@@ -101,6 +104,10 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = {"object": "chat.completion.chunk", "choices": choices}
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
+                if srv.stream_error:
+                    error = {"error": {"message": srv.stream_error}}
+                    self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
+                    return None
             self.wfile.write(b"data: [DONE]\n\n")
             return None
         return self._send(200, {
@@ -292,3 +299,41 @@ def test_bad_image_never_reaches_the_server(server):
     with pytest.raises(InvalidInputError, match=r"\(H, W, 3\)"):
         _lvlm(server).generate(np.zeros((4, 4), np.uint8), "Describe.")
     assert server.requests == []
+
+
+def test_a_timed_out_request_is_retried(server, image):
+    server.delays = [1.0]  # the first attempt times out, the second is answered
+    assert _lvlm(server, timeout=0.3).generate(image, "Describe.") == "Bo is sleeping on the sofa."
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("form", ["retry-after-ms", "http-date"])
+def test_the_server_chooses_the_retry_delay(server, image, form):
+    import email.utils
+
+    if form == "retry-after-ms":
+        headers, at_least = {"retry-after-ms": "1500"}, 1.4  # the SDK's own first delay is <= 0.5 s
+    else:
+        headers, at_least = {"Retry-After": email.utils.formatdate(time.time() + 3, usegmt=True)}, 1.0
+    server.script = [(429, headers, {"error": {"message": "slow down"}})]
+    start = time.perf_counter()
+    assert _lvlm(server).generate(image, "Describe.") == "Bo is sleeping on the sofa."
+    assert len(server.requests) == 2 and time.perf_counter() - start >= at_least
+
+
+def test_without_the_sdk_the_error_has_the_pip_command(monkeypatch):
+    import sys
+
+    from pekit.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "openai", None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match=r"pip install 'pekit\[openai\]'"):
+        OpenAILVLM("http://127.0.0.1:8000/v1", MODEL)
+
+
+def test_streaming_yields_pieces_and_reports_an_error_mid_stream(server, image):
+    server.stream_error = "CUDA out of memory"
+    pieces = _lvlm(server, stream=True).stream_text(image, "Describe.")
+    assert next(pieces) == "Bo"  # the first piece arrives before the stream ends
+    with pytest.raises(BackendError, match="CUDA out of memory"):
+        next(pieces)

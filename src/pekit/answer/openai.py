@@ -1,10 +1,13 @@
-"""`openai:<base url>#<model>`: any OpenAI-compatible chat-completions server, stdlib only.
+"""`openai:<base url>#<model>`: any OpenAI-compatible chat-completions server, through the
+official ``openai`` client (``pip install 'pekit[openai]'``).
 
 Works with vLLM, Ollama, llama.cpp's server, LM Studio, TGI and hosted APIs. The image
 travels as a ``data:`` URL inside the user message; the API key (if any) is read from an
-environment variable at request time and never logged. 429 and 5xx answers and dropped
-connections are retried with exponential backoff (honouring ``Retry-After``); other 4xx
-answers become a `BackendError` saying what to fix.
+environment variable at request time and never logged. Retries are the SDK's: timeouts,
+dropped connections, 408, 409, 429 and 5xx answers are retried with exponential backoff
+(0.5 s doubling to 8 s, with jitter), or after the delay the server asks for in
+``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date, up to two minutes). Other
+4xx answers become a `BackendError` saying what to fix (a 404 lists the served models).
 
 Example:
     >>> lvlm = OpenAILVLM("http://localhost:8000/v1#Qwen/Qwen2-VL-7B-Instruct")
@@ -22,18 +25,16 @@ import ipaddress
 import json
 import logging
 import os
-import random
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation, check_image, check_prompt
-from pekit.errors import BackendError, InvalidInputError
+from pekit.errors import BackendError, InvalidInputError, require
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,9 @@ class OpenAILVLM:
         api_key_env: environment variable holding the API key (``None``: never send one).
             Local servers usually need none; a missing key is reported on 401/403.
         timeout: seconds to wait for the server per request (connect and each read).
-        retries: extra attempts on 429, 5xx and dropped connections.
-        backoff: first retry delay in seconds, doubled each attempt (with jitter), capped
-            by ``max_backoff``; a ``Retry-After`` header is honoured up to that cap.
+        retries: extra attempts on timeouts, dropped connections, 408, 409, 429 and 5xx.
+        backoff, max_backoff: kept for compatibility; the delays are the SDK's (see the
+            module docs), or what the server's ``retry-after-ms`` / ``Retry-After`` says.
         stream: ask for server-sent events and assemble them (see `stream_text`).
         image_format: ``"jpeg"`` (small) or ``"png"`` (lossless).
         max_image_side: downscale the image so its long side is at most this many pixels.
@@ -163,70 +164,59 @@ class OpenAILVLM:
         self.max_tokens_field = max_tokens_field
         self.extra_body = dict(extra_body or {})
         self.last_usage: dict[str, Any] = {}
-        handlers: list[Any] = [urllib.request.ProxyHandler({})] if _is_loopback(parts.hostname) else []
-        self._opener = urllib.request.build_opener(*handlers)
+        self._loopback = _is_loopback(parts.hostname)
+        require("openai", "openai")  # fail now, with the pip command, not at the first question
 
-    # ---- HTTP ------------------------------------------------------------------------
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json",
-                   "User-Agent": "pekit (OpenAI-compatible client)"}
+    # ---- the official client -----------------------------------------------------------
+    def _client(self, *, retries: int | None = None, timeout: float | None = None) -> Any:
+        """An ``openai.OpenAI`` client for this server, with the API key read now from the environment."""
+        openai = require("openai", "openai")
         key = os.environ.get(self.api_key_env, "").strip() if self.api_key_env else ""
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
+        options: dict[str, Any] = {}
+        if self._loopback:  # a local server: never through the http(s)_proxy of the environment
+            options["http_client"] = openai.DefaultHttpxClient(trust_env=False)
+        return openai.OpenAI(
+            base_url=self.base_url, api_key=key or "no-key", timeout=self.timeout if timeout is None else timeout,
+            max_retries=self.retries if retries is None else retries,
+            default_headers={"User-Agent": "pekit (OpenAI-compatible client)"}, **options,
+        )
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(self.max_backoff, max(0.0, float(retry_after)))
-            except ValueError:
-                pass
-        base = min(self.max_backoff, self.backoff * (2 ** attempt))
-        return base * (0.5 + random.random() / 2)
+    def _call(self, path: str, send: Any, *, retries: int | None = None, timeout: float | None = None,
+              explain: bool = True) -> Any:
+        """Run ``send(client)``; the SDK's errors become a `BackendError` that says what to fix."""
+        with self._errors(path, retries=retries, timeout=timeout, explain=explain), \
+                self._client(retries=retries, timeout=timeout) as client:
+            return send(client)
 
-    def _open(self, method: str, path: str, body: dict[str, Any] | None = None, *,
-              retries: int | None = None, timeout: float | None = None, explain: bool = True) -> Any:
-        """Send one request with retries; returns the open response (caller closes it)."""
+    @contextmanager
+    def _errors(self, path: str, *, retries: int | None = None, timeout: float | None = None,
+                explain: bool = True) -> Iterator[None]:
+        """Translate the SDK's errors inside the block into a `BackendError` that says what to fix."""
+        openai = require("openai", "openai")
         url = self.base_url + path
-        data = None if body is None else json.dumps(body).encode("utf-8")
         retries = self.retries if retries is None else retries
         timeout = self.timeout if timeout is None else timeout
-        for attempt in range(retries + 1):
-            request = urllib.request.Request(url, data=data, headers=self._headers(), method=method)
-            try:
-                return self._opener.open(request, timeout=timeout)
-            except urllib.error.HTTPError as exc:
-                payload = exc.read() or b""
-                if exc.code in RETRY_STATUSES and attempt < retries:
-                    delay = self._delay(attempt, exc.headers.get("Retry-After") if exc.headers else None)
-                    log.warning("%s answered %d; retrying in %.2fs (%d/%d)", url, exc.code, delay,
-                                attempt + 1, retries)
-                    time.sleep(delay)
-                    continue
-                if not explain:
-                    raise BackendError(f"{url} answered {exc.code}: {_server_message(payload)}") from None
-                raise self._http_error(exc.code, payload, url, attempt) from None
-            except TimeoutError as exc:
-                raise BackendError(
-                    f"no answer from {url} within {timeout:g} s; the server may be overloaded or the "
-                    "model still loading: raise timeout= or try again"
-                ) from exc
-            except (urllib.error.URLError, ConnectionError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                if isinstance(reason, TimeoutError):
-                    raise BackendError(f"no answer from {url} within {timeout:g} s; raise timeout= "
-                                       "or check the server") from exc
-                if attempt < retries:
-                    delay = self._delay(attempt, None)
-                    log.warning("cannot reach %s (%s); retrying in %.2fs", url, reason, delay)
-                    time.sleep(delay)
-                    continue
-                raise BackendError(
-                    f"cannot reach the LVLM server at {url}: {reason}. Is it running, and is the base "
-                    "URL right (e.g. http://localhost:8000/v1 for vLLM, http://localhost:11434/v1 for "
-                    "Ollama)?"
-                ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            yield
+        except openai.APIStatusError as exc:
+            payload = exc.response.content if exc.response is not None else b""
+            if not explain:
+                raise BackendError(f"{url} answered {exc.status_code}: {_server_message(payload)}") from None
+            raise self._http_error(exc.status_code, payload, url, retries) from None
+        except openai.APITimeoutError as exc:
+            raise BackendError(
+                f"no answer from {url} within {timeout:g} s ({retries + 1} attempt(s)); the server may be "
+                "overloaded or the model still loading: raise timeout= or try again"
+            ) from exc
+        except openai.APIConnectionError as exc:
+            reason = exc.__cause__ or exc
+            raise BackendError(
+                f"cannot reach the LVLM server at {url}: {reason}. Is it running, and is the base "
+                "URL right (e.g. http://localhost:8000/v1 for vLLM, http://localhost:11434/v1 for "
+                "Ollama)?"
+            ) from exc
+        except openai.APIError as exc:  # e.g. an error event in the middle of a stream
+            raise BackendError(f"the server reported an error: {exc}") from exc
 
     def _http_error(self, status: int, payload: bytes, url: str, attempt: int) -> BackendError:
         message = _server_message(payload)
@@ -269,10 +259,9 @@ class OpenAILVLM:
         True
         """
         try:
-            with self._open("GET", "/models", retries=0, timeout=min(self.timeout, 10.0),
-                            explain=False) as response:
-                data = json.loads(response.read().decode("utf-8"))
-            return [str(m["id"]) for m in data.get("data", []) if isinstance(m, dict) and "id" in m]
+            page = self._call("/models", lambda client: client.models.list(), retries=0,
+                              timeout=min(self.timeout, 10.0), explain=False)
+            return [str(m.id) for m in page.data]
         except (BackendError, ValueError, KeyError, AttributeError, TypeError):
             if quiet:
                 return None
@@ -295,7 +284,8 @@ class OpenAILVLM:
         }
         if seed is not None:
             body["seed"] = int(seed)
-        body.update(self.extra_body)
+        if self.extra_body:
+            body["extra_body"] = dict(self.extra_body)
         return body
 
     def generate(
@@ -313,8 +303,8 @@ class OpenAILVLM:
                                              temperature=temperature, seed=seed)).strip()
         body = self._payload(image, prompt, max_new_tokens, temperature, seed, stream=False)
         start = time.perf_counter()
-        with self._open("POST", "/chat/completions", body) as response:
-            raw = response.read()
+        raw = self._call("/chat/completions",
+                         lambda client: client.chat.completions.with_raw_response.create(**body).http_response.content)
         try:
             data = json.loads(raw.decode("utf-8"))
             content = data["choices"][0]["message"].get("content")
@@ -347,35 +337,13 @@ class OpenAILVLM:
         """
         body = self._payload(image, prompt, max_new_tokens, temperature, seed, stream=True)
         start = time.perf_counter()
-        with self._open("POST", "/chat/completions", body) as response:
-            for data in self._events(response):
-                try:
-                    chunk = json.loads(data)
-                except ValueError as exc:
-                    raise BackendError(f"the server streamed a line that is not JSON: {data[:200]!r}") \
-                        from exc
-                if not isinstance(chunk, dict) or chunk.get("error"):
-                    message = _server_message(data.encode())
-                    raise BackendError(f"the server reported an error mid-stream: {message}")
-                for choice in chunk.get("choices") or []:
-                    piece = (choice.get("delta") or {}).get("content")
+        with self._errors("/chat/completions"), self._client() as client:
+            for chunk in client.chat.completions.create(**body):  # pieces as the server sends them
+                for choice in chunk.choices or []:
+                    piece = getattr(choice.delta, "content", None) if choice.delta else None
                     if piece:
                         yield piece
         self.last_usage = {"seconds": round(time.perf_counter() - start, 4)}
-
-    def _events(self, response: Any) -> Iterator[str]:
-        """The ``data:`` payloads of a server-sent-events response, up to ``[DONE]``."""
-        try:
-            for raw_line in response:
-                line = raw_line.decode("utf-8", "replace").strip()
-                if not line.startswith("data:"):
-                    continue  # blank separators, ": keep-alive" comments, "event:" lines
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                yield data
-        except OSError as exc:
-            raise BackendError(f"the stream from {self.base_url} broke off: {exc}; try again") from exc
 
     def __repr__(self) -> str:
         return f"OpenAILVLM({self.base_url!r}, {self.model!r})"

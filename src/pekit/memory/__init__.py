@@ -23,10 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from pekit.errors import InvalidInputError, MemoryStoreError
+from pekit.memory._codec import clean_name, name_key, printable
 from pekit.memory.base import MemoryStore
 from pekit.memory.sqlite import SqliteMemory, ViewMatrix
 
-__all__ = ["MemoryStore", "SqliteMemory", "ViewMatrix", "default_memory_path", "open_memory"]
+__all__ = [
+    "MemoryStore", "SqliteMemory", "ViewMatrix", "clean_name", "default_memory_path", "name_key", "open_memory",
+    "printable",
+]
 
 ENV_VAR = "PEKIT_MEMORY"
 
@@ -58,7 +62,10 @@ def default_memory_path() -> Path:
 
 def open_memory(uri: str | os.PathLike[str] | None = None, **options: Any) -> MemoryStore:
     """Open the memory store named by ``uri``; ``options`` go to the store (``read_only``,
-    ``store_images``, ``timeout`` for `SqliteMemory`).
+    ``store_images``, ``timeout``, ``must_exist``, ``skip_damaged`` for `SqliteMemory`).
+
+    Opening never creates anything: a memory file that does not exist yet is created by
+    its first write (``must_exist=True`` makes a missing file an error instead).
 
     >>> open_memory("postgresql://db/pekit")  # doctest: +ELLIPSIS
     Traceback (most recent call last):

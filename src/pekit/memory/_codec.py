@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ import numpy as np
 from pekit.errors import InvalidInputError
 
 __all__ = [
-    "check_threshold", "clean_text", "dump_meta", "from_blob", "not_found_message", "to_blob", "unit_rows",
+    "check_threshold", "clean_name", "clean_text", "dump_meta", "from_blob", "name_key", "not_found_message",
+    "printable", "to_blob", "unit_rows",
 ]
 
 _BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines
@@ -38,6 +40,49 @@ def clean_text(value: Any, what: str, example: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{what} must be a non-empty string, e.g. {example!r}, but got {value!r}")
     return value.strip()
+
+
+# bidirectional overrides and isolates reorder what a terminal shows ("Trojan Source")
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def clean_name(value: Any, what: str = "concept name") -> str:
+    """A concept name as stored: stripped, Unicode NFC; control characters refused.
+
+    ``"Bo\u0308"`` (o + combining diaeresis) and ``"B\u00f6"`` are one name. Terminal escape
+    codes, newlines, tabs and bidirectional overrides raise `InvalidInputError`: a name is
+    printed by ``pekit list`` and drawn on photos. Emoji (with their joiners) are fine.
+
+    >>> clean_name(" Bo\u0308 ") == "B\u00f6"
+    True
+    """
+    text = unicodedata.normalize("NFC", clean_text(value, what, "Bo"))
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
+            raise InvalidInputError(
+                f"{what} '{printable(text)}' contains the control character U+{ord(ch):04X} at position {i} "
+                "(terminal escape codes, newlines, tabs and bidirectional overrides are not allowed); "
+                "use plain text, e.g. 'Bo'"
+            )
+    return text
+
+
+def name_key(name: str) -> str:
+    """The form names are compared in for uniqueness: NFC, case-folded (``'Bo'`` ~ ``'bo'``).
+
+    >>> name_key("Bø") == name_key("BØ")
+    True
+    """
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control and other non-printable characters escaped.
+
+    >>> printable("Bo\x1b[31m")
+    'Bo\\x1b[31m'
+    """
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def unit_rows(array: Any, *, what: str, dim: int | None = None) -> np.ndarray:
@@ -142,7 +187,7 @@ known concepts: Bo, Rex
         guess = folded[close[0]]
         hint = " (names are case-sensitive)" if guess.casefold() == name.casefold() else ""
         msg += f"; did you mean {guess!r}?{hint}"
-    listed = ", ".join(known[:_MAX_LISTED])
+    listed = ", ".join(printable(k) for k in known[:_MAX_LISTED])  # stored names reach a terminal
     if len(known) > _MAX_LISTED:
         listed += f", ... ({len(known)} in all)"
     return msg + f"; known concepts: {listed}"

@@ -2,6 +2,12 @@
 
 `SqliteFile` knows nothing about concepts; `pekit.memory.sqlite.SqliteMemory` builds on it.
 
+A file that does not exist yet is created by the first *write*, not by opening it: until
+then reads see an empty in-process memory, so reading (``pekit list``, ``recognize``) never
+leaves files or folders behind, and a first write that fails removes what it created.
+Deleted rows are overwritten on disk (``PRAGMA secure_delete = ON``, whatever the SQLite
+build's default), so a forgotten concept leaves no bytes in the file.
+
 Example:
     >>> db = SqliteFile(None)
     >>> with db.transaction("count", write=False) as conn:
@@ -17,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pekit.errors import MemoryStoreError
+from pekit.errors import MemoryFileError, MemoryStoreError
 from pekit.memory._schema import is_not_a_database, prepare
 
 __all__ = ["SqliteFile"]
@@ -27,33 +33,45 @@ class SqliteFile:
     """A pekit memory database behind one thread-safe connection.
 
     Args:
-        path: the file (created with its folders unless ``read_only``); None for in-memory.
+        path: the file (created with its folders by the first write unless ``read_only``);
+            None for in-memory.
         read_only: open with ``mode=ro``; write transactions raise `MemoryStoreError`.
         timeout: seconds to wait for another process's lock (SQLite busy timeout).
+        must_exist: raise `MemoryFileError` naming the path when the file does not exist
+            (a typo in a path should not silently give an empty memory).
     """
 
-    def __init__(self, path: Path | None, *, read_only: bool = False, timeout: float = 5.0) -> None:
+    def __init__(self, path: Path | None, *, read_only: bool = False, timeout: float = 5.0,
+                 must_exist: bool = False) -> None:
         self.path = path
         self.label = "memory://" if path is None else str(path)
         self.read_only = read_only
         self.timeout = timeout
         self.lock = threading.RLock()
         self._writes = 0
-        self._conn: sqlite3.Connection | None = self._connect()
+        # a missing file is created by the first write; until then reads see an empty stand-in
+        self.pending = path is not None and not path.exists()
+        if self.pending and (read_only or must_exist):
+            why = "opened read-only" if read_only else "check the path, or `pekit introduce` into it to create it"
+            raise MemoryFileError(f"memory file {self.label} does not exist ({why})")
+        self._conn: sqlite3.Connection | None = self._connect(stand_in=self.pending)
 
-    def _connect(self) -> sqlite3.Connection:
-        if self.path is None:
+    def _make_folders(self) -> list[Path]:
+        """Create the missing parent folders of the file; returns them, outermost first."""
+        assert self.path is not None
+        missing = [p for p in reversed(self.path.parents) if not p.exists()]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MemoryStoreError(f"cannot create the folder of memory file {self.label}: {exc}") from exc
+        return missing
+
+    def _connect(self, *, stand_in: bool = False) -> sqlite3.Connection:
+        if self.path is None or stand_in:
             target = ":memory:"
         elif self.read_only:
-            if not self.path.exists():
-                raise MemoryStoreError(f"memory file {self.label} does not exist (opened read-only)")
             target = self.path.as_uri() + "?mode=ro"
         else:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                msg = f"cannot create the folder of memory file {self.label}: {exc}"
-                raise MemoryStoreError(msg) from exc
             target = self.path.as_uri() + "?mode=rwc"
         try:
             conn = sqlite3.connect(
@@ -63,7 +81,8 @@ class SqliteFile:
             raise self.error(exc, "open it") from exc
         try:
             conn.execute("PRAGMA foreign_keys = ON")
-            prepare(conn, self.label, writable=not self.read_only)
+            conn.execute("PRAGMA secure_delete = ON")  # forget means gone: zero deleted content
+            prepare(conn, self.label, writable=not self.read_only or stand_in)
         except MemoryStoreError:
             conn.close()
             raise
@@ -102,14 +121,49 @@ class SqliteFile:
         """The open connection; `MemoryStoreError` after `close`."""
         if self._conn is None:
             raise MemoryStoreError(f"memory {self.label} is closed; open it again with open_memory()")
+        if self.pending and self.path is not None and self.path.exists():  # another process created it
+            conn = self._connect()
+            self._conn.close()
+            self._conn, self.pending = conn, False
         return self._conn
+
+    def _create_file(self) -> list[Path]:
+        """Swap the stand-in for the real file (first write); returns what it created."""
+        assert self.path is not None
+        created = self._make_folders()
+        if not self.path.exists():
+            created.append(self.path)
+        self.connection().close()
+        self._conn = None
+        try:
+            self._conn = self._connect()
+        except BaseException:
+            self._remove(created)
+            self._conn = self._connect(stand_in=True)
+            raise
+        self.pending = False
+        return created
+
+    def _remove(self, created: list[Path]) -> None:
+        """Delete the files and folders a failed first write created (innermost first)."""
+        if self._conn is not None and not self.pending:
+            self._conn.close()
+            self._conn = None
+        for p in reversed(created):
+            for extra in (p, p.with_name(p.name + "-journal"), p.with_name(p.name + "-wal"),
+                          p.with_name(p.name + "-shm")):
+                try:
+                    extra.rmdir() if extra.is_dir() else extra.unlink(missing_ok=True)
+                except OSError:  # pragma: no cover - a folder someone else wrote into meanwhile
+                    pass
 
     @contextmanager
     def transaction(self, action: str, *, write: bool) -> Iterator[sqlite3.Connection]:
         """One transaction (``BEGIN IMMEDIATE`` to write): COMMIT on success, else ROLLBACK.
 
         SQLite errors become `MemoryStoreError`; other exceptions pass through unchanged
-        after the rollback, so nothing of a failed write is kept.
+        after the rollback, so nothing of a failed write is kept (not even the file and
+        folders, when this write was the one that created them).
         """
         with self.lock:
             conn = self.connection()
@@ -118,6 +172,10 @@ class SqliteFile:
                     f"memory file {self.label} is read-only (opened with read_only=True or "
                     f"mode=ro), so pekit cannot {action}; open it without read_only to write"
                 )
+            created: list[Path] = []
+            if write and self.pending:
+                created = self._create_file()
+                conn = self.connection()
             try:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 yield conn
@@ -125,6 +183,10 @@ class SqliteFile:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if created:
+                    self._remove(created)
+                    self.pending = True
+                    self._conn = self._connect(stand_in=True)
                 if isinstance(exc, sqlite3.Error):
                     raise self.error(exc, action) from exc
                 raise

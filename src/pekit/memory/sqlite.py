@@ -35,24 +35,27 @@ from pekit.errors import (
     ConceptNotFoundError,
     DuplicateConceptError,
     InvalidInputError,
+    MemoryFileError,
 )
 from pekit.memory._codec import (
     check_threshold,
+    clean_name,
     clean_text,
     dump_meta,
-    from_blob,
+    name_key,
     not_found_message,
+    printable,
     to_blob,
     unit_rows,
 )
 from pekit.memory._db import SqliteFile
+from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, find_damaged
 from pekit.types import Concept
 
 __all__ = ["SqliteMemory", "ViewMatrix"]
 
 logger = logging.getLogger(__name__)
 
-_COLUMNS = "c.id, c.namespace, c.name, c.category, c.context, c.threshold, c.created, c.updated, c.meta"
 
 
 class ViewMatrix(NamedTuple):
@@ -78,12 +81,17 @@ class SqliteMemory:
     """`MemoryStore` on one SQLite file; ``":memory:"`` keeps it in this process only.
 
     Args:
-        path: file to open or create (parent folders are created); ``":memory:"`` (or
-            ``"memory://"``) for a store that lives in this process only.
+        path: file to open; a missing one (and its folders) is created by the first write,
+            never by reads; ``":memory:"`` (or ``"memory://"``) for a store that lives in
+            this process only.
         read_only: open with ``mode=ro``: reads work, writes raise `MemoryStoreError`.
         store_images: keep the encoded reference photos passed to `add` (off by default:
             only embeddings are stored).
         timeout: seconds to wait for another process's write lock before giving up.
+        must_exist: a missing file is a `MemoryFileError` naming the path (for paths a
+            user typed: a typo should not silently give an empty memory).
+        skip_damaged: reads leave out concepts whose stored rows cannot be decoded (with a
+            warning) instead of raising `MemoryFileError`; `repair` removes them.
 
     Safe to share between threads (one connection behind a lock); several processes may
     open the same file.
@@ -101,12 +109,15 @@ class SqliteMemory:
         read_only: bool = False,
         store_images: bool = False,
         timeout: float = 5.0,
+        must_exist: bool = False,
+        skip_damaged: bool = False,
     ) -> None:
         raw = os.fspath(path)
         file = None if raw in (":memory:", "memory://") else Path(raw).expanduser().absolute()
-        self._db = SqliteFile(file, read_only=bool(read_only), timeout=float(timeout))
+        self._db = SqliteFile(file, read_only=bool(read_only), timeout=float(timeout), must_exist=bool(must_exist))
         self.uri = self._db.label
         self.store_images = bool(store_images)
+        self.skip_damaged = bool(skip_damaged)
         self._cache: dict[str, ViewMatrix] = {}
         self._cache_version = (-1, -1)
 
@@ -138,7 +149,7 @@ class SqliteMemory:
     # ---- reads -----------------------------------------------------------------------
     def _load(self, conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[Concept]:
         """Concepts matching ``where`` (on table alias ``c``), ordered by id, with vectors."""
-        sql = f"SELECT {_COLUMNS} FROM concepts c WHERE {where} ORDER BY c.id"
+        sql = f"SELECT {COLUMNS} FROM concepts c WHERE {where} ORDER BY c.id"
         rows = conn.execute(sql, params).fetchall()
         if not rows:
             return []
@@ -151,26 +162,67 @@ class SqliteMemory:
             params,
         ):
             views.setdefault(cid, []).append(blob)
-        parts = {
-            cid: from_blob(blob, dim=dim)
-            for cid, blob in conn.execute(
-                f"SELECT p.concept_id, p.vectors FROM parts p JOIN concepts c ON c.id = p.concept_id "
-                f"WHERE {where}",
-                params,
-            )
-        }
-        return [
-            Concept(
-                id=cid, namespace=ns, name=name, category=category, context=context, threshold=threshold,
-                created=created, updated=updated, meta=json.loads(meta_json), backbone=backbone,
-                views=from_blob(b"".join(views[cid]), dim=dim), parts=parts.get(cid),
-            )
-            for cid, ns, name, category, context, threshold, created, updated, meta_json in rows
-        ]
+        parts = dict(conn.execute(
+            f"SELECT p.concept_id, p.vectors FROM parts p JOIN concepts c ON c.id = p.concept_id WHERE {where}",
+            params,
+        ).fetchall())
+        out = []
+        for row in rows:
+            try:
+                out.append(decode_concept(row, views.get(row[0]), parts.get(row[0]), dim, backbone))
+            except DamagedRowError as exc:
+                cid, ns, name = row[:3]
+                if not self.skip_damaged:
+                    raise MemoryFileError(
+                        f"concept '{printable(str(name))}' (id {cid}, namespace '{printable(str(ns))}') in memory "
+                        f"file {self.uri} is damaged: {exc}; run `pekit repair --memory {self.uri}` to remove "
+                        "the damaged concepts (then introduce them again), or pass --skip-damaged "
+                        "(skip_damaged=True) to read around them"
+                    ) from None
+                logger.warning("skipping damaged concept %r (id %s) in %s: %s", name, cid, self.uri, exc)
+        return out
+
+    def damaged(self) -> list[dict[str, Any]]:
+        """Concepts whose stored rows cannot be read: ``[{"id", "namespace", "name", "problem"}]``."""
+        with self._transaction("check the concepts", write=False) as conn:
+            return find_damaged(conn)
+
+    def repair(self, *, dry_run: bool = False) -> list[dict[str, Any]]:
+        """Remove every concept whose stored rows cannot be read; returns what was (or, with
+        ``dry_run``, would be) removed: ``[{"id", "namespace", "name", "problem"}]``.
+
+        The rest of the memory is untouched; removed concepts must be introduced again.
+        """
+        if self._db.pending:  # no file yet: nothing to repair, and nothing to create
+            return []
+        with self._transaction("repair the memory", write=not dry_run) as conn:
+            found = find_damaged(conn)
+            if not dry_run:
+                for item in found:
+                    for table in ("views", "parts", "images"):
+                        conn.execute(f"DELETE FROM {table} WHERE concept_id = ?", (item["id"],))
+                    conn.execute("DELETE FROM concepts WHERE id = ?", (item["id"],))
+        return found
 
     def _names(self, conn: sqlite3.Connection, namespace: str) -> list[str]:
         sql = "SELECT name FROM concepts WHERE namespace = ? ORDER BY id"
         return [r[0] for r in conn.execute(sql, (namespace,))]
+
+    def names(self, *, namespace: str = "default") -> list[str]:
+        """Names of a namespace's concepts, ordered by id (reads no vectors)."""
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._transaction("list names", write=False) as conn:
+            return self._names(conn, namespace)
+
+    def _same_name(self, conn: sqlite3.Connection, namespace: str, name: str,
+                   exclude: int = -1) -> tuple[int, float, str] | None:
+        """``(id, created, stored name)`` of the concept whose name equals ``name`` ignoring case."""
+        key = name_key(name)
+        sql = "SELECT id, created, name FROM concepts WHERE namespace = ? AND id != ? ORDER BY name != ?, id"
+        for cid, created, stored in conn.execute(sql, (namespace, exclude, name)):
+            if stored == name or name_key(stored) == key:
+                return int(cid), float(created), str(stored)
+        return None
 
     def get(self, name: str, *, namespace: str = "default") -> Concept:
         """The concept called ``name``; `ConceptNotFoundError` (with the known names) if absent.
@@ -256,7 +308,7 @@ class SqliteMemory:
     # ---- writes ----------------------------------------------------------------------
     @staticmethod
     def _key(name: str, namespace: str) -> tuple[str, str]:
-        return clean_text(name, "concept name", "Bo"), clean_text(namespace, "namespace", "default")
+        return clean_name(name), clean_text(namespace, "namespace", "default")
 
     def _check_backbone(self, conn: sqlite3.Connection, concept: Concept) -> None:
         """Record the backbone on the first add (or into an empty store); refuse another one."""
@@ -323,21 +375,20 @@ class SqliteMemory:
         c = self._prepared(concept)
         with self._transaction(f"add concept {c.name!r}", write=True) as conn:
             self._check_backbone(conn, c)
-            row = conn.execute(
-                "SELECT id, created FROM concepts WHERE namespace = ? AND name = ?", (c.namespace, c.name)
-            ).fetchone()
+            row = self._same_name(conn, c.namespace, c.name)
             now = time.time()
             values = (c.category, c.context, c.threshold, now, dump_meta(c.meta))
             if row is not None and not replace:
+                same = "" if row[2] == c.name else f" (names are compared ignoring case: '{row[2]}' exists)"
                 raise DuplicateConceptError(
-                    f"a concept named {c.name!r} already exists in namespace {c.namespace!r}; pass "
+                    f"a concept named {c.name!r} already exists in namespace {c.namespace!r}{same}; pass "
                     "replace=True (CLI: --replace) to overwrite it, or choose another name"
                 )
             if row is not None:
-                cid, created = int(row[0]), float(row[1])
+                cid, created = row[0], row[1]
                 conn.execute(
-                    "UPDATE concepts SET category = ?, context = ?, threshold = ?, updated = ?, meta = ? "
-                    "WHERE id = ?", (*values, cid),
+                    "UPDATE concepts SET category = ?, context = ?, threshold = ?, updated = ?, meta = ?, "
+                    "name = ? WHERE id = ?", (*values, c.name, cid),
                 )
                 conn.execute("DELETE FROM images WHERE concept_id = ?", (cid,))
             else:
@@ -379,8 +430,7 @@ class SqliteMemory:
                 raise ConceptNotFoundError(f"no concept {what} to update; use add() to store a new concept")
             cid, created = int(row[0]), float(row[1])
             self._check_backbone(conn, c)
-            sql = "SELECT 1 FROM concepts WHERE namespace = ? AND name = ? AND id != ?"
-            clash = conn.execute(sql, (c.namespace, c.name, cid)).fetchone()
+            clash = self._same_name(conn, c.namespace, c.name, exclude=cid)
             if clash:
                 raise DuplicateConceptError(
                     f"cannot rename concept {cid} to {c.name!r}: that name is taken in namespace "

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from pekit.errors import InvalidInputError
+from pekit.prompt.fonts import FontStack
 from pekit.types import Detections
 
 log = logging.getLogger(__name__)
@@ -127,14 +127,6 @@ def colour_assignment(
     return {name: colours[i][0] for i, name in enumerate(order)}
 
 
-@lru_cache(maxsize=32)
-def _font(size: int) -> Any:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # pragma: no cover - Pillow < 10.1 or no FreeType
-        return ImageFont.load_default()
-
-
 def _text_rgb(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
     """Black on light backgrounds, white on dark ones (relative luminance)."""
     luminance = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
@@ -199,7 +191,7 @@ def annotate(
     names, scores = detections.name, detections.score
     assert names is not None and scores is not None  # filled by Detections
     draw = ImageDraw.Draw(canvas)
-    font = _font(max(10, min(48, round(short / 28))))
+    font = FontStack.default(max(10, min(48, round(short / 28))))  # names in any script (see fonts.py)
 
     def clamp_box(i: int) -> tuple[int, int, int, int]:
         x0, y0, x1, y1 = (float(v) for v in detections.xyxy[i])
@@ -226,14 +218,14 @@ def annotate(
         for i, name, (x0, y0, _x1, _y1) in tags:
             rgb = table[assigned[name]]
             text = f"{name} {float(scores[i]):.2f}"
-            left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+            text_w, text_h = font.size(text)
             pad = max(2, thickness)
-            tw, th = right - left + 2 * pad, bottom - top + 2 * pad
+            tw, th = text_w + 2 * pad, text_h + 2 * pad
             tx = int(np.clip(x0, 0, max(0, width - tw)))
             ty = y0 - th if y0 - th >= 0 else y0  # above the box, else inside its top edge
             ty = int(np.clip(ty, 0, max(0, height - th)))
             draw.rectangle((tx, ty, tx + tw - 1, ty + th - 1), fill=rgb)
-            draw.text((tx + pad - left, ty + pad - top), text, fill=_text_rgb(rgb), font=font)
+            font.draw(draw, (tx + pad, ty + pad), text, fill=_text_rgb(rgb))
     if isinstance(image, Image.Image):
         return canvas
     return np.asarray(canvas, dtype=np.uint8).copy()

@@ -1,0 +1,87 @@
+"""Stored concept rows -> `Concept`, saying exactly what is damaged when a row cannot be read.
+
+`pekit.memory.sqlite.SqliteMemory` turns a `DamagedRowError` into a `MemoryFileError` that
+names the concept (or skips it with ``skip_damaged``); `find_damaged` is what ``repair`` removes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pekit.errors import InvalidInputError
+from pekit.memory._codec import from_blob
+from pekit.types import Concept
+
+__all__ = ["COLUMNS", "DamagedRowError", "decode_concept", "find_damaged"]
+
+COLUMNS = "c.id, c.namespace, c.name, c.category, c.context, c.threshold, c.created, c.updated, c.meta"
+
+
+class DamagedRowError(Exception):
+    """A stored concept row that cannot be decoded (internal; becomes `MemoryFileError`)."""
+
+
+def _decode_vectors(blob: Any, dim: int, what: str) -> np.ndarray:
+    if not isinstance(blob, bytes) or len(blob) == 0 or len(blob) % (4 * dim):
+        size = len(blob) if isinstance(blob, bytes) else type(blob).__name__
+        raise DamagedRowError(f"its {what} blob is {size} bytes, not a whole number of {dim}-dimensional float32 rows")
+    rows = from_blob(blob, dim=dim)
+    if not np.all(np.isfinite(rows)):
+        raise DamagedRowError(f"its {what} hold NaN or infinite numbers")
+    return rows
+
+
+def _decode_meta(text: Any) -> dict[str, Any]:
+    try:
+        meta = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise DamagedRowError(f"its meta is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DamagedRowError(f"its meta is JSON {type(meta).__name__}, not an object")
+    return meta
+
+
+def decode_concept(row: Sequence[Any], views: list[bytes] | None, parts: bytes | None, dim: int,
+                   backbone: str) -> Concept:
+    """One stored concept; `DamagedRowError` saying what is wrong when a row cannot be decoded."""
+    cid, ns, name, category, context, threshold, created, updated, meta_json = row
+    if not views:
+        raise DamagedRowError("it has no views")
+    if not all(isinstance(v, bytes) and len(v) == 4 * dim for v in views):
+        raise DamagedRowError(f"a view blob is not {4 * dim} bytes (one {dim}-dimensional float32 vector)")
+    try:
+        return Concept(
+            id=cid, namespace=ns, name=name, category=category, context=context, threshold=threshold,
+            created=created, updated=updated, meta=_decode_meta(meta_json), backbone=backbone,
+            views=_decode_vectors(b"".join(views), dim, "views"),
+            parts=None if parts is None else _decode_vectors(parts, dim, "parts"),
+        )
+    except (InvalidInputError, TypeError) as exc:
+        raise DamagedRowError(str(exc)) from None
+
+
+def find_damaged(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every concept (all namespaces) that cannot be decoded: ``[{"id", "namespace", "name", "problem"}]``."""
+    rows = conn.execute(f"SELECT {COLUMNS} FROM concepts c ORDER BY c.id").fetchall()
+    if not rows:
+        return []
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    dim, backbone = int(meta.get("dim", 0) or 0), meta.get("backbone", "")
+    views: dict[int, list[bytes]] = {}
+    for cid, blob in conn.execute("SELECT concept_id, vector FROM views ORDER BY concept_id, idx"):
+        views.setdefault(cid, []).append(blob)
+    parts = dict(conn.execute("SELECT concept_id, vectors FROM parts").fetchall())
+    found = []
+    for row in rows:
+        try:
+            if dim <= 0:
+                raise DamagedRowError("the memory records no vector dimension")
+            decode_concept(row, views.get(row[0]), parts.get(row[0]), dim, backbone)
+        except DamagedRowError as exc:
+            found.append({"id": int(row[0]), "namespace": str(row[1]), "name": str(row[2]), "problem": str(exc)})
+    return found

@@ -1,0 +1,239 @@
+"""The embedded memory without surprises: files created only by writes, names normalised,
+damaged rows reported (and repaired), forgotten concepts gone from the file's bytes."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pekit.errors import ConceptNotFoundError, DuplicateConceptError, InvalidInputError, MemoryFileError
+from pekit.memory import SqliteMemory, open_memory
+from pekit.types import Concept
+
+D = 8
+
+
+def make(name: str = "Bo", k: int = 2, seed: int = 0, **kw: Any) -> Concept:
+    v = np.random.default_rng(seed).normal(size=(k, D)).astype(np.float32)
+    kw.setdefault("backbone", "toy")
+    return Concept(name, v / np.linalg.norm(v, axis=1, keepdims=True), **kw)
+
+
+# ---- files and folders are created by the first write only -----------------------------------
+def test_reads_of_a_missing_file_create_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "typo" / "deeper" / "m.db"
+    with SqliteMemory(path) as memory:
+        assert memory.concepts() == [] and memory.count() == 0 and memory.names() == []
+        assert len(memory.matrix().ids) == 0 and memory.repair(dry_run=True) == [] and memory.repair() == []
+        with pytest.raises(ConceptNotFoundError):
+            memory.remove("Bo")  # a write that fails: it must not leave the file it would create
+    assert not (tmp_path / "typo").exists()
+
+
+def test_the_first_write_creates_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "m.db"
+    with SqliteMemory(path) as memory:
+        memory.add(make("Bo"))
+        assert path.is_file()
+    with SqliteMemory(path, must_exist=True) as memory:
+        assert memory.names() == ["Bo"]
+
+
+@pytest.mark.parametrize("opener", [lambda p: SqliteMemory(p, must_exist=True),
+                                    lambda p: open_memory(str(p), must_exist=True),
+                                    lambda p: SqliteMemory(p, read_only=True)])
+def test_a_missing_file_that_must_exist_is_an_error_naming_it(tmp_path: Path, opener: Any) -> None:
+    path = tmp_path / "typo" / "m.db"
+    with pytest.raises(MemoryFileError, match="does not exist") as info:
+        opener(path)
+    assert str(path) in str(info.value)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_failed_first_write_leaves_no_file_or_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "new" / "sub" / "m.db"
+    memory = SqliteMemory(path)
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(memory, "_write_vectors", boom)
+    with pytest.raises(OSError, match="disk full"):
+        memory.add(make("Bo"))
+    assert not (tmp_path / "new").exists()
+    assert memory.concepts() == []  # still usable: the next write creates the file
+    monkeypatch.undo()
+    memory.add(make("Bo"))
+    assert path.is_file() and memory.names() == ["Bo"]
+    memory.close()
+
+
+def test_a_reader_sees_a_file_another_process_created(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with SqliteMemory(path) as reader, SqliteMemory(path) as writer:
+        assert reader.count() == 0
+        writer.add(make("Bo"))
+        assert reader.names() == ["Bo"]
+
+
+# ---- names ---------------------------------------------------------------------------------------
+def test_names_are_stored_in_nfc_and_found_in_either_form(tmp_path: Path) -> None:
+    with SqliteMemory(":memory:") as memory:
+        memory.add(make("Bo\u0308"))  # o + combining diaeresis
+        assert memory.names() == ["B\u00f6"]
+        assert memory.get("B\u00f6").name == memory.get("Bo\u0308").name == "B\u00f6"
+
+
+@pytest.mark.parametrize(("first", "second"), [("bo", "Bo"), ("Bø", "BØ"), ("STRASSE", "strasse"),
+                                               ("B\u00f6", "BO\u0308")])
+def test_names_are_unique_ignoring_case(first: str, second: str) -> None:
+    with SqliteMemory(":memory:") as memory:
+        bo = memory.add(make(first, category="dog", context="ctx"))
+        with pytest.raises(DuplicateConceptError, match="ignoring case"):
+            memory.add(make(second, seed=1))
+        replaced = memory.add(make(second, seed=1), replace=True)
+        assert replaced.id == bo.id and memory.count() == 1
+        assert memory.names() == [replaced.name]  # renamed to the new spelling
+        other = memory.add(make("Rex", seed=2))
+        with pytest.raises(DuplicateConceptError):
+            memory.update(Concept(first.swapcase(), other.views, id=other.id, backbone="toy"))
+
+
+@pytest.mark.parametrize("name", ["Bo\x1b[31m", "\x1b]0;pwned\x07", "two\nlines", "tab\there", "bidi\u202eoB",
+                                  "nul\x00"])
+def test_control_characters_in_names_are_refused(name: str) -> None:
+    with SqliteMemory(":memory:") as memory:
+        with pytest.raises(InvalidInputError, match="control character U\\+"):
+            memory.add(make(name))
+        assert memory.count() == 0
+
+
+@pytest.mark.parametrize("name", ["🐶 Bø 名前", "👨\u200d👩\u200d👧", "Ελένη", "Жучка"])
+def test_names_in_any_script_are_kept(name: str) -> None:
+    with SqliteMemory(":memory:") as memory:
+        assert memory.add(make(name)).name == name and memory.get(name).name == name
+
+
+# ---- damaged rows --------------------------------------------------------------------------------
+DAMAGE = {
+    "view-blob": "UPDATE views SET vector = X'0102' WHERE concept_id = {id}",
+    "parts-blob": "UPDATE parts SET vectors = X'01020304050607' WHERE concept_id = {id}",
+    "nan-view": "UPDATE views SET vector = X'" + "0000C07F" * D + "' WHERE concept_id = {id}",
+    "meta-json": "UPDATE concepts SET meta = '{{not json' WHERE id = {id}",
+    "meta-list": "UPDATE concepts SET meta = '[1, 2]' WHERE id = {id}",
+    "no-views": "DELETE FROM views WHERE concept_id = {id}",
+}
+
+
+@pytest.fixture
+def two(tmp_path: Path) -> Path:
+    path = tmp_path / "m.db"
+    with SqliteMemory(path) as memory:
+        memory.add(make("Bo", parts=make("x", k=3).views))
+        memory.add(make("Rex", seed=1, parts=make("y", k=3, seed=2).views))
+    return path
+
+
+def damage(path: Path, sql: str, name: str = "Bo") -> None:
+    conn = sqlite3.connect(path)
+    (cid,) = conn.execute("SELECT id FROM concepts WHERE name = ?", (name,)).fetchone()
+    conn.execute(sql.format(id=cid))
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+def test_a_damaged_concept_is_a_clear_error_naming_it(two: Path, how: str) -> None:
+    damage(two, DAMAGE[how])
+    with SqliteMemory(two) as memory:
+        for read in (memory.concepts, memory.matrix, lambda: memory.get("Bo")):
+            with pytest.raises(MemoryFileError) as info:
+                read()
+            message = str(info.value)
+            assert "concept 'Bo'" in message and "pekit repair" in message and "--skip-damaged" in message
+        assert memory.get("Rex").name == "Rex"  # the other concept still reads
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+def test_skip_damaged_reads_around_and_repair_removes(two: Path, how: str) -> None:
+    damage(two, DAMAGE[how])
+    with SqliteMemory(two, skip_damaged=True) as memory:
+        assert [c.name for c in memory.concepts()] == ["Rex"]
+        assert memory.matrix().concept_index.keys() == {memory.get("Rex").id}
+    with SqliteMemory(two) as memory:
+        report = memory.repair(dry_run=True)
+        assert [(r["name"], r["namespace"]) for r in report] == [("Bo", "default")] and report[0]["problem"]
+        assert memory.count() == 2  # dry run: nothing removed
+        assert memory.repair() == report
+        assert [c.name for c in memory.concepts()] == ["Rex"] and memory.repair() == []
+
+
+# ---- forget means gone -------------------------------------------------------------------------------
+SECRET_NAME = "Zanzibar-the-secret-dog"
+SECRET_CONTEXT = "lives at 42 Hidden Lane, vet is Dr. Quillfeather"
+
+
+def _stock_and_forget(path: Path, connect: Any) -> bytes:
+    """Add a concept with a distinctive name, context and vectors, forget it; return its
+    view and part vector bytes."""
+    secret = make(SECRET_NAME, k=3, seed=5, context=SECRET_CONTEXT, parts=make("p", k=57, seed=7).views)
+    with connect(path) as memory:
+        memory.add(make("Keep", seed=3))
+        memory.add(secret)
+        memory.add(make("Keep2", seed=4))
+        memory.remove(SECRET_NAME)
+    assert secret.parts is not None
+    return np.concatenate([secret.views, secret.parts]).astype("<f4").tobytes()
+
+
+def _traces(path: Path, vectors: bytes) -> list[str]:
+    raw = path.read_bytes()
+    rows = [vectors[i:i + 4 * D] for i in range(0, len(vectors), 4 * D)]
+    found = [what for what, needle in (("name", SECRET_NAME.encode()), ("context", SECRET_CONTEXT.encode()))
+             if needle in raw]
+    leaked = sum(row in raw for row in rows)
+    return found + ([f"{leaked}/{len(rows)} view and part vectors"] if leaked else [])
+
+
+@pytest.fixture
+def insecure_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new connection starts with secure_delete OFF, as on SQLite builds without SECURE_DELETE."""
+    real = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = real(*args, **kwargs)
+        conn.execute("PRAGMA secure_delete = OFF")
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+
+
+def test_forget_leaves_no_trace_in_the_file(tmp_path: Path, insecure_sqlite: None) -> None:
+    path = tmp_path / "m.db"
+    parts = _stock_and_forget(path, SqliteMemory)
+    assert _traces(path, parts) == []
+    with SqliteMemory(path) as memory:
+        assert memory.names() == ["Keep", "Keep2"]
+
+
+def test_without_secure_delete_the_same_forget_would_leave_traces(tmp_path: Path, insecure_sqlite: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control: the scan above can fail (it finds what a plain DELETE leaves behind)."""
+    import pekit.memory._db as db
+
+    real_connect = db.SqliteFile._connect
+
+    def connect_insecure(self: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = real_connect(self, **kwargs)
+        conn.execute("PRAGMA secure_delete = OFF")
+        return conn
+
+    monkeypatch.setattr(db.SqliteFile, "_connect", connect_insecure)
+    path = tmp_path / "m.db"
+    parts = _stock_and_forget(path, SqliteMemory)
+    traces = _traces(path, parts)
+    assert "name" in traces and "context" in traces and "view and part vectors" in traces[-1]

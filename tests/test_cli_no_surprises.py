@@ -1,0 +1,246 @@
+"""The `pekit` command line on a user's first hour: no files where none were asked for, no
+overwritten outputs, no raw escape codes, clear errors for damaged memories and tiny boxes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pekit.cli import main
+
+
+@pytest.fixture
+def cli(cached_pipelines: Any, capsys: pytest.CaptureFixture[str]) -> Any:
+    def run(*args: Any) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def files(tmp_path: Path, chelsea: np.ndarray, coffee: np.ndarray) -> dict[str, Path]:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    out = {"memory": tmp_path / "m.db", "notes": photos / "notes.jpg"}
+    for name, img in (("cat", chelsea), ("coffee", coffee), ("query", np.ascontiguousarray(chelsea[:, ::-1]))):
+        out[name] = photos / f"{name}.png"
+        Image.fromarray(img).save(out[name])
+    out["notes"].write_text("not a photo")
+    return out
+
+
+@pytest.fixture
+def stocked(cli: Any, files: dict[str, Path]) -> dict[str, Path]:
+    code, _, err = cli("introduce", "cat", files["cat"], "--category", "cat", "--context", "my cat",
+                       "--memory", files["memory"])
+    assert code == 0, err
+    return files
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def one_line(err: str, command: str, *needles: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"pekit {command}: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, err)
+
+
+# ---- memory files: created by introduce only -------------------------------------------------------
+READS = [["list"], ["forget", "cat"], ["repair"], ["recognize", "{query}"], ["ask", "{query}", "What is this?"],
+         ["caption", "{query}"]]
+
+
+@pytest.mark.parametrize("args", READS, ids=[a[0] for a in READS])
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_a_missing_memory_is_an_error_and_nothing_is_created(cli: Any, files: dict[str, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                              how: str) -> None:
+    typo = tmp_path / "typo" / "path" / "m.db"
+    argv = [a.format(**{k: str(v) for k, v in files.items()}) for a in args]
+    if how == "flag":
+        argv += ["--memory", str(typo)]
+    else:
+        monkeypatch.setenv("PEKIT_MEMORY", str(typo))
+    code, out, err = cli(*argv)
+    assert (code, out) == (7, "")
+    one_line(err, args[0], str(typo), "does not exist")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_the_default_memory_may_be_missing(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PEKIT_MEMORY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    code, out, _ = cli("list")
+    assert code == 0 and "no concepts" in out
+    code, _, err = cli("forget", "Bo")
+    assert code == 4 and "no concept named 'Bo'" in err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "home").exists()  # reading created nothing
+
+
+@pytest.mark.parametrize("bad", [["{notes}"], ["{cat}", "--box", "0,0,3,3"], ["{cat}", "--name-is", "x"]],
+                         ids=["non-image", "tiny-box", "bad-flag"])
+def test_a_failed_introduce_leaves_no_memory_behind(cli: Any, files: dict[str, Path], tmp_path: Path,
+                                                    bad: list[str]) -> None:
+    target = tmp_path / "new" / "folder" / "m.db"
+    argv = ["introduce", "dog", *[a.format(**{k: str(v) for k, v in files.items()}) for a in bad],
+            "--memory", str(target)]
+    try:
+        code, _, _ = cli(*argv)
+    except SystemExit as exc:  # argparse
+        code = int(exc.code or 0)
+    assert code != 0
+    assert not (tmp_path / "new").exists()
+
+
+# ---- outputs ----------------------------------------------------------------------------------------
+def test_ask_writes_beside_the_photo_without_overwriting(cli: Any, stocked: dict[str, Path], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    photos = stocked["query"].parent
+    existing = photos / "query_pekit.jpg"
+    existing.write_bytes(b"the user's own file")
+    for expected in ("query_pekit-1.jpg", "query_pekit-2.jpg"):
+        code, out, err = cli("ask", stocked["query"], "What is cat doing?", "--memory", stocked["memory"])
+        assert code == 0, err
+        assert f"annotated image: {photos / expected}" in out and (photos / expected).is_file()
+    assert existing.read_bytes() == b"the user's own file"
+    assert list(elsewhere.iterdir()) == []  # nothing in the current folder
+
+
+@pytest.mark.parametrize("command", ["ask", "caption", "recognize"])
+def test_json_lists_every_file_written(cli: Any, stocked: dict[str, Path], tmp_path: Path, command: str) -> None:
+    extra = ["What is cat doing?"] if command == "ask" else []
+    out_file = tmp_path / "out" / "a.png"
+    code, out, err = cli(command, stocked["query"], *extra, "--out", out_file, "--json", "--memory", stocked["memory"])
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["written"] == [str(out_file)] and out_file.is_file()
+
+    folder = tmp_path / "many"
+    args = [command, stocked["query"], *extra] if command == "ask" else [command, stocked["query"], stocked["coffee"]]
+    for _ in range(2):
+        code, out, err = cli(*args, "--out", f"{folder}/", "--json", "--memory", stocked["memory"])
+        assert code == 0, err
+    written = sorted(p.name for p in folder.iterdir())
+    expected = ["query_pekit-1.jpg", "query_pekit.jpg"]
+    if command != "ask":
+        expected = ["coffee_pekit-1.jpg", "coffee_pekit.jpg", *expected]
+    assert written == expected
+    records = json.loads(out)
+    records = records if isinstance(records, list) else [records]
+    assert sorted(Path(w).name for r in records for w in r["written"]) == [n for n in expected if "-1" in n]
+
+
+@pytest.mark.parametrize("command", ["recognize", "ask"])
+def test_out_under_a_folder_that_cannot_be_created(cli: Any, stocked: dict[str, Path], command: str) -> None:
+    blocked = stocked["notes"] / "sub" / "a.jpg"  # notes.jpg is a file: no folder can be made under it
+    extra = ["What?"] if command == "ask" else []
+    code, out, err = cli(command, stocked["query"], *extra, "--out", blocked, "--memory", stocked["memory"])
+    assert code == 2 and out == ""
+    one_line(err, command, "cannot create the folder", str(blocked.parent))
+
+
+# ---- names -------------------------------------------------------------------------------------------
+def test_list_escapes_control_characters_from_stored_data(cli: Any, stocked: dict[str, Path]) -> None:
+    conn = sqlite3.connect(stocked["memory"])  # e.g. written by an older pekit or another tool
+    conn.execute("UPDATE concepts SET name = 'ca\x1b[2Jt', context = 'my\x1b]0;pwned\x07 cat'")
+    conn.commit()
+    conn.close()
+    code, out, _ = cli("list", "--memory", stocked["memory"])
+    assert code == 0 and "\x1b" not in out and "\x07" not in out
+    assert "ca\\x1b[2Jt" in out and "my\\x1b]0;pwned\\x07 cat" in out
+
+
+def test_control_characters_in_a_new_name_are_refused(cli: Any, stocked: dict[str, Path]) -> None:
+    before = digest(stocked["memory"])
+    code, _, err = cli("introduce", "Bo\x1b[31m", stocked["coffee"], "--memory", stocked["memory"])
+    assert code == 2
+    one_line(err, "introduce", "control character U+001B")
+    assert "\x1b" not in err and digest(stocked["memory"]) == before
+
+
+def test_case_insensitive_names_and_replace_keeps_category_and_context(cli: Any, stocked: dict[str, Path]) -> None:
+    before = digest(stocked["memory"])
+    code, _, err = cli("introduce", "CAT", stocked["query"], "--memory", stocked["memory"])
+    assert code == 5
+    one_line(err, "introduce", "ignoring case", "--replace")
+    assert digest(stocked["memory"]) == before
+    code, _, err = cli("introduce", "CAT", stocked["query"], "--replace", "--memory", stocked["memory"])
+    assert code == 0, err
+    rows = json.loads(cli("list", "--json", "--memory", stocked["memory"])[1])
+    assert [(r["name"], r["category"], r["context"]) for r in rows] == [("CAT", "cat", "my cat")]
+    code, _, err = cli("introduce", "CAT", stocked["query"], "--replace", "--context", "", "--category", "feline",
+                       "--memory", stocked["memory"])
+    assert code == 0, err
+    rows = json.loads(cli("list", "--json", "--memory", stocked["memory"])[1])
+    assert [(r["category"], r["context"]) for r in rows] == [("feline", "")]
+
+
+# ---- boxes -------------------------------------------------------------------------------------------
+def test_a_box_may_start_with_a_negative_number(cli: Any, files: dict[str, Path]) -> None:
+    code, out, err = cli("introduce", "cat", files["cat"], "--box", "-50,-20,300,250", "--json",
+                         "--memory", files["memory"])
+    assert code == 0, err
+    assert json.loads(out)["views"] == 1
+
+
+@pytest.mark.parametrize(("box", "message"), [("10,10,11,11", "at least 8 x 8 pixels"),
+                                              ("100,100,112,112", "covers 0.")])
+def test_a_tiny_box_is_refused(cli: Any, stocked: dict[str, Path], box: str, message: str,
+                               recwarn: pytest.WarningsRecorder) -> None:
+    before = digest(stocked["memory"])
+    code, _, err = cli("introduce", "speck", stocked["coffee"], "--box", box, "--memory", stocked["memory"])
+    assert code == 2
+    one_line(err, "introduce", message)
+    assert digest(stocked["memory"]) == before
+    assert not [w for w in recwarn if "NaN" in str(w.message)]
+
+
+# ---- damaged memories --------------------------------------------------------------------------------
+@pytest.mark.parametrize("sql", ["UPDATE views SET vector = X'00'", "UPDATE concepts SET meta = '{oops'"],
+                         ids=["view-blob", "meta-json"])
+def test_a_damaged_concept_names_the_fix_and_repair_applies_it(cli: Any, stocked: dict[str, Path], sql: str) -> None:
+    conn = sqlite3.connect(stocked["memory"])
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+    before = digest(stocked["memory"])
+    for args in (["list"], ["recognize", stocked["query"]]):
+        code, out, err = cli(*args, "--memory", stocked["memory"])
+        assert (code, out) == (7, "")
+        one_line(err, args[0], "concept 'cat'", "damaged", "pekit repair", "--skip-damaged")
+        code, out, err = cli(*args, "--skip-damaged", "--memory", stocked["memory"])
+        assert code == 0, err
+    assert digest(stocked["memory"]) == before
+
+    code, out, _ = cli("repair", "--dry-run", "--memory", stocked["memory"])
+    assert code == 0 and "damaged (not removed: --dry-run): 'cat'" in out
+    assert digest(stocked["memory"]) == before
+    code, out, _ = cli("repair", "--json", "--memory", stocked["memory"])
+    assert code == 0 and [r["name"] for r in json.loads(out)["removed"]] == ["cat"]
+    assert json.loads(cli("list", "--json", "--memory", stocked["memory"])[1]) == []
+    assert "no damaged concepts" in cli("repair", "--memory", stocked["memory"])[1]
+
+
+def test_error_messages_escape_stored_names(cli: Any, stocked: dict[str, Path]) -> None:
+    conn = sqlite3.connect(stocked["memory"])
+    conn.execute("UPDATE concepts SET name = 'ca\x1b[2Jt'")
+    conn.commit()
+    conn.close()
+    code, _, err = cli("forget", "dog", "--memory", stocked["memory"])
+    assert code == 4 and "\x1b" not in err and "ca\\x1b[2Jt" in err
