@@ -19,13 +19,11 @@ from typing import Any, cast
 
 import numpy as np
 
-from pekit.embed import load_backbone
 from pekit.errors import InvalidInputError, NothingFoundError
 from pekit.images import ImageInput, describe, load_image
 from pekit.memory import MemoryStore, clean_name, name_key, open_memory
-from pekit.pipeline import Pipeline, View
+from pekit.pipeline import Pipeline, View, concept_from_views
 from pekit.presets import Preset, get_preset
-from pekit.registry import create
 from pekit.retrieve.match import Gallery
 from pekit.types import Answer, Concept, Detections
 
@@ -40,16 +38,8 @@ MIN_BOX_PATCHES = 2
 
 
 def build_pipeline(preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
-    """Build the `Pipeline` (backbone, detector, segmenter) a preset describes.
-
-    ``overrides`` change preset fields (``backbone=``, ``detector=``) or recognition
-    settings (``threshold=``, ``proposals=``...).
-    """
-    p = get_preset(preset).with_options(**overrides) if overrides else get_preset(preset)
-    backbone = load_backbone(p.backbone, **p.backbone_options)
-    detector = create("detector", p.detector) if p.detector else None
-    segmenter = create("segmenter", p.segmenter) if p.segmenter else None
-    return Pipeline(backbone, p.recognition, detector=detector, segmenter=segmenter)
+    """The `Pipeline` a preset describes: `Pipeline.from_preset` (kept as the facade's name)."""
+    return Pipeline.from_preset(preset, **overrides)
 
 
 def _boxes_for(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[np.ndarray | None]:
@@ -215,10 +205,8 @@ class Personalizer:
             raise MemoryStoreError(f"the memory '{self.memory.uri}' is read-only; cannot introduce '{name.strip()}'")
         start = time.perf_counter()
         views = self.views(refs, category=category, boxes=boxes, masks=masks)
-        concept = Concept(
-            name=name, views=np.stack([v.embedding for v in views]),
-            parts=np.concatenate([v.parts for v in views]), category=category, context=context,
-            namespace=self.namespace, backbone=self.pipeline.fingerprint,
+        concept = concept_from_views(
+            name, views, category=category, context=context, namespace=self.namespace, backbone=self.pipeline.fingerprint,
             meta={"references": [describe(s).strip("'") for s in refs],
                   "boxes": [[round(float(x), 1) for x in v.xyxy] for v in views],
                   "seconds": round(time.perf_counter() - start, 3)},

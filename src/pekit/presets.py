@@ -33,6 +33,10 @@ class RecognitionConfig:
         saliency_levels: relative saliency levels for component proposals.
         reference_level: relative saliency level of the object core in reference photos.
         verify_weight: weight of the patch-level (part) score in the final score; 0 = off.
+        extent: grow each matched region to the whole object (`retrieve.object_extent`)
+            before scoring it and drawing its box.
+        extent_alpha: where between the background's and the object's similarity level a
+            patch starts to belong to the object (lower grows more).
         max_parts: part prototypes kept per reference view.
         competitive: a region is named only after its best-matching concept.
         margin: required lead of the best concept over the runner-up (competitive mode).
@@ -47,6 +51,8 @@ class RecognitionConfig:
     saliency_levels: tuple[float, ...] = (0.3, 0.5, 0.7)
     reference_level: float = 0.7
     verify_weight: float = 0.5
+    extent: bool = True
+    extent_alpha: float = 0.5
     max_parts: int = 32
     competitive: bool = True
     margin: float = 0.0
@@ -63,13 +69,20 @@ class RecognitionConfig:
             )
         if self.max_per_concept < 1:
             raise InvalidInputError(f"max_per_concept must be >= 1, got {self.max_per_concept}")
+        if not 0.0 < self.extent_alpha < 1.0:
+            raise InvalidInputError(f"extent_alpha must be in (0, 1), got {self.extent_alpha}")
         if not 0.0 <= self.verify_weight <= 1.0:
             raise InvalidInputError(f"verify_weight must be in [0, 1], got {self.verify_weight}")
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A whole configuration: which models, and how to recognize."""
+    """A whole configuration: which models, and how to recognize.
+
+    ``device``: where the torch models (``hf:`` backbone, detector, segmenter, LVLM) run:
+    ``auto`` (CUDA, else Apple MPS, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``. The
+    offline ONNX backbone always runs on the CPU.
+    """
 
     name: str
     description: str
@@ -78,6 +91,7 @@ class Preset:
     detector: str | None = None
     segmenter: str | None = None
     lvlm: str = "none"
+    device: str = "auto"
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
 
     def with_options(self, **changes: Any) -> Preset:

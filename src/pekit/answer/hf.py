@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from pekit._hf import looks_like_path as _looks_like_path
+from pekit._hf import resolve_device, resolve_dtype
 from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation, check_image, check_prompt
 from pekit.errors import BackendError, InvalidInputError, require
 
@@ -30,60 +32,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["HFLVLM", "resolve_device", "resolve_dtype"]
 
-_DTYPES = {
-    "float32": "float32", "fp32": "float32", "float": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-}
 _EXAMPLES = "LLaVA-1.6, Qwen2-VL, InternVL, SmolVLM or Gemma 3"
-
-
-def resolve_device(device: str | None = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` if available, else ``"mps"``, else ``"cpu"``; others are checked.
-
-    >>> resolve_device("cpu")
-    'cpu'
-    """
-    torch = require("torch", "hf")
-    if device in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        return "mps" if mps is not None and mps.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InvalidInputError(
-            f"unknown device '{device}'; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"device '{device}' was asked for but CUDA is not available; "
-                                "use device='cpu'")
-    return str(dev)
-
-
-def resolve_dtype(dtype: Any = "auto", device: str = "cpu") -> Any:
-    """``"auto"`` -> bfloat16 (or float16) on CUDA, float16 on MPS, float32 on CPU; names or torch dtypes.
-
-    >>> str(resolve_dtype("bf16"))
-    'torch.bfloat16'
-    """
-    torch = require("torch", "hf")
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "", "auto"):
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float16 if device.startswith("mps") else torch.float32
-    key = str(dtype).lower().removeprefix("torch.")
-    if key not in _DTYPES:
-        raise InvalidInputError(f"unknown dtype '{dtype}'; use 'auto', 'float32', 'bfloat16' or 'float16'")
-    return getattr(torch, _DTYPES[key])
-
-
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith(("/", ".", "~")) or os.path.isabs(spec) or os.path.exists(spec) \
-        or spec.count("/") > 1 or "\\" in spec
 
 
 class HFLVLM:

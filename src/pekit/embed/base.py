@@ -21,8 +21,13 @@ class Backbone(Protocol):
     fingerprint: str
     dim: int
 
-    def embed(self, image: np.ndarray) -> PatchGrid:
-        """``(H, W, 3) uint8`` RGB -> `PatchGrid` from exactly one forward pass."""
+    def embed(self, image: np.ndarray, *, saliency: bool = True) -> PatchGrid:
+        """``(H, W, 3) uint8`` RGB -> `PatchGrid` from exactly one forward pass.
+
+        ``saliency``: also return the class-agnostic objectness map of the same pass when
+        the backbone has one (backbones without a saliency head ignore it and return
+        ``PatchGrid.saliency = None``).
+        """
         ...
 
 

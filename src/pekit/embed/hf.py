@@ -53,8 +53,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["HFBackbone"]
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
 
 class _StopForwardError(Exception):
@@ -228,16 +226,9 @@ class HFBackbone:
         return match.group(1)[:12] if match else "unknown"
 
     def _dtype(self, dtype: Any) -> Any:
-        torch = self._torch
-        if dtype is None:
-            return torch.float32
-        if isinstance(dtype, torch.dtype):
-            return dtype
-        key = _DTYPES.get(str(dtype).lower().removeprefix("torch."))
-        if key is None:
-            raise InvalidInputError(
-                f"dtype must be one of {sorted(set(_DTYPES))} or a torch.dtype, got {dtype!r}")
-        return getattr(torch, key)
+        from pekit._hf import resolve_dtype
+
+        return self._torch.float32 if dtype is None else resolve_dtype(dtype)
 
     @staticmethod
     def _stats(transformers: Any, source: str) -> tuple[np.ndarray, np.ndarray]:

@@ -37,8 +37,9 @@ from pekit.eval.metrics import seed_stats
 from pekit.eval.recognition import draw_references, reference_view
 from pekit.eval.report import clean_json, format_table, format_value
 from pekit.images import load_image
+from pekit.pipeline import concept_from_views
 from pekit.retrieve.match import Gallery
-from pekit.types import Concept, PatchGrid
+from pekit.types import PatchGrid
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,7 @@ def seed_memory(dataset: Dataset, ctx: AnswerContext, *, k: int, seed: int,
             except NothingFoundError:
                 views.append(reference_view(ctx.pipeline, grid, extractor="full"))
         refs[c.name] = paths
-        concepts.append(Concept(c.name, views=np.stack([v.embedding for v in views]),
-                                parts=np.concatenate([v.parts for v in views]), category=c.category))
+        concepts.append(concept_from_views(c.name, views, category=c.category))
     return Gallery.from_concepts(concepts), refs, skipped
 
 

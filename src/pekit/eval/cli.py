@@ -76,6 +76,21 @@ def _common(p: argparse.ArgumentParser, *, refs_default: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _galleries(text: str) -> list[str]:
+    from pekit.eval.recognition import check_gallery
+
+    try:
+        return [check_gallery(t) for t in _names(text)] or ["all"]
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _gallery_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gallery", type=_galleries, default=["all"], metavar="MODES",
+                   help="who else is in memory: all (every concept, the paper's protocol), single (each "
+                        "concept alone), N (random galleries of N concepts); several: all,single,8 (default: all)")
+
+
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``eval`` (with ``recognition``, ``ablate``, ``vqa``, ``captions``) to a subparsers object."""
     ev = subparsers.add_parser("eval", help="benchmarks: recognition, vqa, captions, ablate",
@@ -84,12 +99,19 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     p = tasks.add_parser("recognition", help="positive/negative accuracy, precision over k and seeds")
     _common(p, refs_default="1")
+    _gallery_option(p)
+    p.add_argument("--extractor", type=_names, default=["saliency"], metavar="E1,E2",
+                   help="how references are isolated: saliency, box (the dataset's boxes.csv, as a user's "
+                        "drawn box), full (whole photo), grounding-dino, owlv2, detector:<backend> "
+                        "(default: saliency)")
     p.add_argument("--sweep-threshold", action="store_true", help="also print weighted accuracy vs threshold")
 
     p = tasks.add_parser("ablate", help="reference extractors x number of references, with memory retrieval P/R")
     _common(p, refs_default="1,2,3,4,5")
+    _gallery_option(p)
     p.add_argument("--extractor", type=_names, default=["saliency"], metavar="E1,E2",
-                   help="saliency, box (whole photo), grounding-dino, owlv2, detector:<backend> (default: saliency)")
+                   help="saliency, box (the dataset's boxes), full (whole photo), grounding-dino, owlv2, "
+                        "detector:<backend> (default: saliency)")
     p.add_argument("--top-k", type=_int_list, default=[1, 3], metavar="K", help="retrieval cut-offs (default: 1,3)")
     p.add_argument("--sweep-threshold", action="store_true", help="also print weighted accuracy vs threshold")
 
@@ -103,16 +125,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _build_pipeline(preset: str) -> Any:
-    try:
-        from pekit.personalizer import build_pipeline
-    except ImportError:  # pragma: no cover - older checkouts
-        from pekit.embed import load_backbone
-        from pekit.pipeline import Pipeline
-        from pekit.presets import get_preset
+    from pekit.pipeline import Pipeline
 
-        p = get_preset(preset)
-        return Pipeline(load_backbone(p.backbone, **p.backbone_options), p.recognition)
-    return build_pipeline(preset)
+    return Pipeline.from_preset(preset)
 
 
 def _caches(args: argparse.Namespace, fingerprint: str) -> tuple[Any, Any]:
@@ -148,11 +163,13 @@ def _recognition(args: argparse.Namespace, dataset: Any, pipeline: Any, start: f
     args.seeds = args.seeds or 5
     extractors = getattr(args, "extractor", ["saliency"])
     cache, _ = _caches(args, pipeline.fingerprint)
+    galleries = getattr(args, "gallery", ["all"])
     run = run_recognition(dataset, pipeline, refs=args.refs, seeds=args.seeds, seed=args.seed, extractors=extractors,
-                          cache=cache, threshold=args.threshold, progress=not args.quiet)
+                          galleries=galleries, cache=cache, threshold=args.threshold, progress=not args.quiet)
     top_k = getattr(args, "top_k", ())
     results = recognition_results(run, threshold=args.threshold, top_k=top_k,
-                                  config={**_config(args, pipeline), "extractors": extractors})
+                                  config={**_config(args, pipeline), "extractors": extractors,
+                                          "galleries": galleries})
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     plots = [plot_sweep(results, out / "sweep.png"), plot_refs(results, out / "refs.png")]
@@ -212,7 +229,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"unknown eval task '{task}'; choose from {', '.join(TASKS)}")
     if args.seeds is not None and args.seeds < 1:
         raise InvalidInputError(f"--seeds must be >= 1, got {args.seeds}")
-    if task == "ablate":
+    if task in ("ablate", "recognition"):
         from pekit.eval.recognition import check_extractor
 
         args.extractor = [check_extractor(e) for e in args.extractor]

@@ -42,13 +42,14 @@ from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.eval.cache import GridCache, file_sha1
 from pekit.eval.datasets import ConceptData, Dataset
 from pekit.images import load_image
+from pekit.pipeline import NO_SCORE, concept_from_views
 from pekit.retrieve.match import Gallery
-from pekit.types import Concept, PatchGrid
+from pekit.types import PatchGrid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Photo", "RecognitionRun", "Trial", "collect_photos", "draw_references", "embed_photos",
-           "reference_view", "run_recognition"]
+__all__ = ["Photo", "RecognitionRun", "Trial", "check_extractor", "check_gallery", "collect_photos",
+           "draw_references", "embed_photos", "reference_view", "run_recognition"]
 
 DETECTOR_ALIASES = {"grounding-dino": "hf:IDEA-Research/grounding-dino-tiny",
                     "owlv2": "hf:google/owlv2-base-patch16-ensemble"}
@@ -63,6 +64,9 @@ class Photo:
         negative_of: concept -> dataset split for the dataset's own negatives.
         testable: False for photos that are only reference candidates of a dataset with a
             separate test split (Yo'LLaVA ``train/``, This-Is-My-Img reference images).
+        boxes: concept -> ground-truth ``(4,)`` xyxy box of that concept in this photo.
+        sources: for derived photos (stress composites), the original photos they were
+            made from: a trial whose references include one of them skips this photo.
     """
 
     path: Path
@@ -70,18 +74,24 @@ class Photo:
     owners: frozenset[str] = frozenset()
     negative_of: dict[str, str] = field(default_factory=dict)
     testable: bool = False
+    boxes: dict[str, np.ndarray] = field(default_factory=dict)
+    sources: frozenset[Path] = frozenset()
 
 
 @dataclass
 class Trial:
-    """One (extractor, k, seed): the gallery's concepts and the score matrix of its test photos.
+    """One (extractor, k, gallery mode, seed): the concepts and the score matrix of its test photos.
 
     Attributes:
+        gallery: ``all`` (every concept in memory together), ``single`` (each concept
+            alone: no competitor to lose to) or ``"N"`` (each concept in a random
+            gallery of N concepts).
         concepts: gallery concepts, the columns of ``scores``.
         skipped: concepts with fewer than ``k`` photos to draw references from.
         references: concept -> reference photo paths drawn in this trial.
         photos: ``(n,)`` indices into `RecognitionRun.photos` (the rows of ``scores``).
-        scores: ``(n, C)`` final scores from `Pipeline.match` (-1 = no candidate).
+        scores: ``(n, C)`` final scores from `Pipeline.match` (`NO_SCORE` = no candidate).
+        boxes: ``(n, C, 4)`` the box each score belongs to.
     """
 
     extractor: str
@@ -92,6 +102,8 @@ class Trial:
     references: dict[str, list[str]]
     photos: np.ndarray
     scores: np.ndarray
+    gallery: str = "all"
+    boxes: np.ndarray | None = None
 
 
 @dataclass
@@ -107,11 +119,11 @@ class RecognitionRun:
     timing: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    def groups(self) -> dict[tuple[str, int], list[Trial]]:
-        """Trials grouped by ``(extractor, k)`` in run order."""
-        out: dict[tuple[str, int], list[Trial]] = {}
+    def groups(self) -> dict[tuple[str, int, str], list[Trial]]:
+        """Trials grouped by ``(extractor, k, gallery)`` in run order."""
+        out: dict[tuple[str, int, str], list[Trial]] = {}
         for t in self.trials:
-            out.setdefault((t.extractor, t.k), []).append(t)
+            out.setdefault((t.extractor, t.k, t.gallery), []).append(t)
         return out
 
 
@@ -136,6 +148,12 @@ def collect_photos(dataset: Dataset, *, progress: bool = True) -> tuple[list[Pho
             index[path] = by_hash[sha]
         photo = photos[index[path]]
         photo.testable = photo.testable or testable
+        if owner is not None:
+            concept = dataset.concept(owner)
+            if path in concept.boxes:
+                photo.boxes[owner] = np.asarray(concept.boxes[path], np.float32)
+            if path in concept.sources:
+                photo.sources = photo.sources | frozenset(concept.sources[path])
         if owner is not None:
             photo.owners = photo.owners | {owner}
         if neg is not None:
@@ -191,28 +209,49 @@ def _detector_name(extractor: str) -> str | None:
 
 
 def check_extractor(extractor: str) -> str:
-    """Validate an extractor name: ``saliency``, ``full`` (alias ``box``), ``grounding-dino``,
-    ``owlv2`` or ``detector:<backend>``.
+    """Validate an extractor name: ``saliency``, ``box`` (the dataset's ground-truth box,
+    as a user who draws one), ``full`` (the whole photo), ``grounding-dino``, ``owlv2`` or
+    ``detector:<backend>``.
 
     >>> check_extractor("box")
-    'full'
+    'box'
     """
-    name = "full" if extractor == "box" else extractor
-    if name in ("saliency", "full") or _detector_name(name):
-        return name
-    raise InvalidInputError(f"unknown extractor '{extractor}'; choose from saliency, full (box), "
+    if extractor in ("saliency", "box", "full") or _detector_name(extractor):
+        return extractor
+    raise InvalidInputError(f"unknown extractor '{extractor}'; choose from saliency, box, full, "
                             f"{', '.join(DETECTOR_ALIASES)}, detector:<backend name>")
 
 
+def check_gallery(gallery: str | int) -> str:
+    """Validate a gallery mode: ``all``, ``single`` or a gallery size N >= 2.
+
+    >>> check_gallery("single"), check_gallery(8)
+    ('single', '8')
+    """
+    text = str(gallery).strip().lower()
+    if text in ("all", "single"):
+        return text
+    if text.isdigit() and int(text) >= 2:
+        return str(int(text))
+    raise InvalidInputError(f"unknown gallery mode '{gallery}'; use all, single, or a gallery size N >= 2 "
+                            "(e.g. --gallery all,single,8)")
+
+
 def reference_view(pipeline: Any, grid: PatchGrid, *, extractor: str = "saliency", image: np.ndarray | None = None,
-                   category: str = "", detector: Any = None) -> Any:
+                   category: str = "", detector: Any = None, box: np.ndarray | None = None) -> Any:
     """The reference view of one photo under an extractor (no extra backbone pass).
 
-    ``saliency``: the pipeline's default isolation; ``full``: the whole photo as the region;
-    detector extractors: the detector's best box for ``category`` (refined by saliency).
+    ``saliency``: the pipeline's default isolation; ``box``: the ground-truth ``box`` of the
+    photo (refined by saliency, as a user's drawn box is); ``full``: the whole photo as the
+    region; detector extractors: the detector's best box for ``category``.
     """
     if extractor == "saliency":
         return pipeline.reference(grid)
+    if extractor == "box":
+        if box is None:
+            raise InvalidInputError("extractor 'box' needs a ground-truth box for every reference photo "
+                                    "(a boxes.csv beside the dataset's concept folders)")
+        return pipeline.reference(grid, box=box)
     if extractor == "full":
         return pipeline.reference(grid, mask=np.ones(grid.shape, bool))
     if detector is None or image is None:
@@ -228,8 +267,8 @@ def reference_view(pipeline: Any, grid: PatchGrid, *, extractor: str = "saliency
 Plan = tuple[str, int, int, dict[str, list[int]], list[str]]  # extractor, k, seed, drawn photo ids, skipped
 
 
-def _plan_trials(dataset: Dataset, index: dict[Path, int], readable: set[int], extractors: list[str],
-                 refs: list[int], seeds: int, base_seed: int) -> list[Plan]:
+def _plan_trials(dataset: Dataset, photos: list[Photo], index: dict[Path, int], readable: set[int],
+                 extractors: list[str], refs: list[int], seeds: int, base_seed: int) -> list[Plan]:
     """The reference photos of every concept for every (extractor, k, seed)."""
     plans: list[Plan] = []
     for e in extractors:
@@ -239,6 +278,9 @@ def _plan_trials(dataset: Dataset, index: dict[Path, int], readable: set[int], e
                 skipped = []
                 for c in dataset.concepts:
                     usable = ConceptData(c.name, c.category, tuple(p for p in c.references if index[p] in readable))
+                    if e == "box":  # only photos with a ground-truth box can be box references
+                        usable = ConceptData(c.name, c.category, tuple(p for p in usable.references
+                                                                        if c.name in photos[index[p]].boxes))
                     paths = draw_references(usable, k, s, base_seed)
                     if paths is None:
                         skipped.append(c.name)
@@ -267,11 +309,34 @@ def _reference_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cach
         image = load_image(photos[idx].path) if e in detectors else None
         try:
             views[idx, e, name] = reference_view(pipeline, grid, extractor=e, image=image,
-                                                 category=categories[name], detector=detectors.get(e))
+                                                 category=categories[name], detector=detectors.get(e),
+                                                 box=photos[idx].boxes.get(name))
         except NothingFoundError:
             fallback += 1
             views[idx, e, name] = reference_view(pipeline, grid, extractor="full")
     return views, fallback
+
+
+def _random_galleries(c: int, n: int, seed: list[int]) -> list[np.ndarray]:
+    """For each of ``c`` concepts, a random gallery of ``min(n, c)`` concept indices holding it (first)."""
+    rng = np.random.default_rng([*seed, n, 7])
+    out = []
+    for k in range(c):
+        others = np.delete(np.arange(c), k)
+        out.append(np.concatenate([[k], rng.choice(others, size=min(n, c) - 1, replace=False)]).astype(np.int64))
+    return out
+
+
+def _match_subsets(pipeline: Any, scan: Any, gallery: Gallery,
+                   subsets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each concept's score when it shares memory with its own random gallery (`_random_galleries`)."""
+    scores = np.full(len(gallery), NO_SCORE, np.float32)
+    boxes = np.zeros((len(gallery), 4), np.float32)
+    for k, members in enumerate(subsets):
+        sub = gallery.subset(members)
+        for cand in pipeline.candidates(scan, sub, concepts=np.array([0])):
+            scores[k], boxes[k] = cand.score, cand.xyxy
+    return scores, boxes
 
 
 def run_recognition(
@@ -282,6 +347,7 @@ def run_recognition(
     seeds: int = 1,
     seed: int = 0,
     extractors: Sequence[str] = ("saliency",),
+    galleries: Sequence[str | int] = ("all",),
     cache: GridCache | None = None,
     threshold: float | None = None,
     progress: bool = True,
@@ -295,6 +361,9 @@ def run_recognition(
         refs: numbers of reference photos per concept, e.g. ``(1, 2, 3, 4)``.
         seeds: how many reference draws; ``seed``: the base seed (same seed, same draws).
         extractors: reference extractors to compare (`check_extractor`).
+        galleries: gallery modes to compare (`check_gallery`): ``all`` concepts in memory
+            together (the paper's protocol), each concept ``single`` (alone: no competitor
+            to lose to, what a user with one dog has), or random galleries of ``N``.
         cache: grid cache (default: in memory only -- pass a `GridCache` with a folder to resume).
         threshold: the fixed reporting threshold (default: the pipeline's).
 
@@ -327,7 +396,7 @@ def run_recognition(
 
             detectors[e] = create("detector", name)
 
-    plans = _plan_trials(dataset, index, readable, extractors, refs, seeds, seed)
+    plans = _plan_trials(dataset, photos, index, readable, extractors, refs, seeds, seed)
     for k in refs:
         short = next(p[4] for p in plans if p[1] == k)
         if short:
@@ -337,29 +406,35 @@ def run_recognition(
         warnings.append(f"{fallback} reference view(s): no object found; the whole photo was used")
 
     # -- galleries and test sets ----------------------------------------------------------
+    modes = list(dict.fromkeys(check_gallery(g) for g in galleries))
     trials: list[Trial] = []
-    galleries: list[Gallery] = []
+    galleries_: list[Gallery] = []
+    subsets: list[list[np.ndarray] | None] = []
     tests: dict[int, list[int]] = {}
-    for t, (e, k, s, drawn, skipped) in enumerate(plans):
+    for e, k, s, drawn, skipped in plans:
         names = list(drawn)
-        concepts = []
-        for name in names:
-            vs = [views[i, e, name] for i in drawn[name]]
-            concepts.append(Concept(name, views=np.stack([v.embedding for v in vs]),
-                                    parts=np.concatenate([v.parts for v in vs]), category=categories[name]))
-        galleries.append(Gallery.from_concepts(concepts))
+        concepts = [concept_from_views(name, [views[i, e, name] for i in drawn[name]], category=categories[name])
+                    for name in names]
+        gallery = Gallery.from_concepts(concepts)
         ref_ids = {i for ids in drawn.values() for i in ids}
+        ref_paths = {photos[i].path for i in ref_ids}
         # a photo counts if it shows some concept (positive or other-concept negative) or is
-        # a dataset negative of a concept in memory
+        # a dataset negative of a concept in memory, and was not made from a reference photo
         rows = [i for i in sorted(readable - ref_ids) if photos[i].testable
-                and (photos[i].owners or any(n in photos[i].negative_of for n in names))]
-        for i in rows:
-            tests.setdefault(i, []).append(t)
+                and (photos[i].owners or any(n in photos[i].negative_of for n in names))
+                and not (photos[i].sources & ref_paths)]
         chosen = {n: [str(photos[i].path) for i in ids] for n, ids in drawn.items()}
-        trials.append(Trial(e, k, s, names, skipped, chosen, np.asarray(rows, np.int64),
-                            np.full((len(rows), len(names)), -1.0, np.float32)))
+        for mode in modes:
+            t = len(trials)
+            for i in rows:
+                tests.setdefault(i, []).append(t)
+            trials.append(Trial(e, k, s, names, skipped, chosen, np.asarray(rows, np.int64),
+                                np.full((len(rows), len(names)), NO_SCORE, np.float32), gallery=mode,
+                                boxes=np.zeros((len(rows), len(names), 4), np.float32)))
+            galleries_.append(gallery)
+            subsets.append(_random_galleries(len(names), int(mode), [seed, s, k]) if mode.isdigit() else None)
 
-    # -- score every test photo once per trial ----------------------------------------------
+    # -- score every test photo once per trial (one scan per photo for all trials) ----------
     t0 = time.perf_counter()
     position = [{int(i): r for r, i in enumerate(tr.photos)} for tr in trials]
     needs_image = getattr(pipeline, "detector", None) is not None
@@ -367,10 +442,19 @@ def run_recognition(
         grid = cache.get(photos[idx].sha1)
         assert grid is not None
         image = load_image(photos[idx].path) if needs_image else None
+        labels = sorted({categories[n] for n in categories}) if needs_image else None
+        scan = pipeline.scan(grid, image=image, labels=labels) if hasattr(pipeline, "scan") else grid
         for t in tests[idx]:
-            labels = [categories[n] for n in trials[t].concepts] if needs_image else None
-            scores, _, _ = pipeline.match(grid, galleries[t], image=image, labels=labels)
-            trials[t].scores[position[t][idx]] = scores
+            trial, row = trials[t], position[t][idx]
+            if trial.gallery == "all":
+                scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, labels=labels)
+            elif trial.gallery == "single":
+                scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, labels=labels, competitive=False)
+            else:
+                scores, boxes = _match_subsets(pipeline, scan, galleries_[t], subsets[t] or [])
+            trial.scores[row] = scores
+            assert trial.boxes is not None
+            trial.boxes[row] = boxes
     match_s = time.perf_counter() - t0
     for w in warnings[len(dataset.warnings):]:
         log.warning(w)

@@ -35,7 +35,8 @@ same-category = negative accuracy on photos of other concepts with the same cate
 A concept is recognized in a photo iff its final score (`Pipeline.match`) is >= the threshold τ."""
 
 _NAMES = {"positive": "positive acc.", "negative": "negative acc.", "precision": "precision",
-          "weighted": "weighted", "same category": "same-category neg. acc."}
+          "weighted": "weighted", "same category": "same-category neg. acc.",
+          "box iou>=0.5": "box IoU≥0.5", "box iou median": "box IoU median (%)"}
 
 
 def clean_json(obj: Any) -> Any:
@@ -103,14 +104,16 @@ def recognition_results(run: Any, *, threshold: float | None = None, top_k: Sequ
         "rows": summarize(run, thr, top_k=top_k),
         "per_concept": per_concept(run, thr),
         "sweep": sweep(run),
-        "references": {f"{t.extractor}/k={t.k}/seed={t.seed}": t.references for t in run.trials},
+        "references": {f"{t.extractor}/k={t.k}/seed={t.seed}": t.references for t in run.trials
+                       if t.gallery == run.trials[0].gallery},
         "warnings": run.warnings,
         "timing": run.timing,
     })
 
 
 def _metric_columns(rows: list[dict[str, Any]]) -> list[str]:
-    names = [m for m in ("positive", "negative", "precision", "weighted", "same category")
+    names = [m for m in ("positive", "negative", "precision", "weighted", "same category",
+                         "box iou>=0.5", "box iou median")
              if any(m in r["metrics"] for r in rows)]
     names += sorted({m for r in rows for m in r["metrics"] if m.startswith("negative: ")})
     names += sorted({m for r in rows for m in r["metrics"] if m[:2] in ("P@", "R@")}, key=lambda m: (m[2:], m))
@@ -118,15 +121,19 @@ def _metric_columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def recognition_table(results: dict[str, Any]) -> str:
-    """The main table: one row per (extractor, k)."""
+    """The main table: one row per (extractor, k, gallery mode)."""
     rows = results["rows"]
     metrics = _metric_columns(rows)
     extractors = {r["extractor"] for r in rows}
-    header = (["extractor"] if len(extractors) > 1 else []) + ["k", "concepts", "test photos"]
+    modes = {r.get("gallery", "all") for r in rows}
+    header = (["extractor"] if len(extractors) > 1 else []) + (["gallery"] if len(modes) > 1 else [])
+    header += ["k", "concepts", "test photos"]
     header += [_NAMES.get(m, m) for m in metrics] + ["skipped"]
     body = []
     for r in rows:
-        cells = ([r["extractor"]] if len(extractors) > 1 else []) + [r["k"], r["concepts"], r["test_photos"]]
+        cells = [r["extractor"]] if len(extractors) > 1 else []
+        cells += [r.get("gallery", "all")] if len(modes) > 1 else []
+        cells += [r["k"], r["concepts"], r["test_photos"]]
         cells += [format_value(r["metrics"].get(m, {})) for m in metrics]
         cells.append(len(r["skipped"]) if r["skipped"] else "-")
         body.append(cells)

@@ -27,21 +27,46 @@ from pekit.eval.metrics import (
 )
 from pekit.eval.recognition import RecognitionRun, Trial
 
-__all__ = ["METRICS", "group_label", "per_concept", "summarize", "sweep", "trial_masks", "trial_metrics"]
+__all__ = ["BOX_HIT", "BOX_MEDIAN", "METRICS", "box_ious", "group_label",  # noqa: RUF022
+           "per_concept", "summarize", "sweep", "trial_masks", "trial_metrics"]
 
 #: Main recognition metrics, in table order.
 METRICS = ("positive", "negative", "precision", "weighted")
 SAME = "same category"
+BOX_HIT = "box iou>=0.5"
+BOX_MEDIAN = "box iou median"
 OTHER = "other concepts"
 
 
-def group_label(extractor: str, k: int, *, with_extractor: bool = True) -> str:
-    """``"saliency/k=2"`` (or ``"k=2"``).
+def group_label(extractor: str, k: int, gallery: str = "all", *, with_extractor: bool = True) -> str:
+    """``"saliency/k=2"`` (or ``"k=2"``), with ``/single`` or ``/N`` for other gallery modes.
 
-    >>> group_label("saliency", 2)
-    'saliency/k=2'
+    >>> group_label("saliency", 2), group_label("box", 1, "single")
+    ('saliency/k=2', 'box/k=1/single')
     """
-    return f"{extractor}/k={k}" if with_extractor else f"k={k}"
+    label = f"{extractor}/k={k}" if with_extractor else f"k={k}"
+    return label if gallery == "all" else f"{label}/{gallery}"
+
+
+def box_ious(run: RecognitionRun, trial: Trial, threshold: float | None = None) -> np.ndarray:
+    """IoU with the ground-truth box of every correct hit (score >= threshold on a photo of
+    the concept that has a ground-truth box for it).
+
+    Returns an empty array when the trial stored no boxes or the dataset has none.
+    """
+    thr = run.threshold if threshold is None else float(threshold)
+    if trial.boxes is None:
+        return np.zeros(0)
+    from pekit.retrieve.nms import box_iou
+
+    out = []
+    for row, idx in enumerate(trial.photos):
+        photo = run.photos[int(idx)]
+        for col, name in enumerate(trial.concepts):
+            gt = photo.boxes.get(name)
+            if gt is not None and name in photo.owners and trial.scores[row, col] >= thr:
+                out.append(float(box_iou(trial.boxes[row, col][None], gt[None])[0, 0]))
+    return np.asarray(out, np.float64)
 
 
 def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -103,10 +128,14 @@ def summarize(run: RecognitionRun, threshold: float | None = None, *,
         "metrics": {name: {"mean", "std", "seeds": [...]}}}]``.
     """
     rows = []
-    for (extractor, k), trials in run.groups().items():
+    for (extractor, k, gallery), trials in run.groups().items():
         per_seed: dict[str, list[float]] = {}
         for trial in trials:
             values = {name: concept_mean(v) for name, v in trial_metrics(run, trial, threshold).items()}
+            ious = box_ious(run, trial, threshold)
+            if ious.size:
+                values[BOX_HIT] = float((ious >= 0.5).mean())
+                values[BOX_MEDIAN] = float(np.median(ious))
             for kk in top_k:
                 positive, _, _ = trial_masks(run, trial)
                 values[f"P@{kk}"], values[f"R@{kk}"] = retrieval_at_k(trial.scores, positive, kk)
@@ -114,7 +143,8 @@ def summarize(run: RecognitionRun, threshold: float | None = None, *,
                 per_seed.setdefault(name, []).append(float(v))
         metrics = {name: seed_stats(vals) for name, vals in per_seed.items()}
         rows.append({
-            "extractor": extractor, "k": k, "label": group_label(extractor, k), "seeds": len(trials),
+            "extractor": extractor, "k": k, "gallery": gallery, "label": group_label(extractor, k, gallery),
+            "seeds": len(trials),
             "concepts": len(trials[0].concepts), "skipped": list(trials[0].skipped),
             "test_photos": int(np.mean([len(t.photos) for t in trials])), "metrics": metrics,
         })
@@ -128,13 +158,13 @@ def _rounded(value: float) -> float:
 def per_concept(run: RecognitionRun, threshold: float | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """``{group label: {concept: {metric: mean over seeds}}}`` (NaN where undefined)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for (extractor, k), trials in run.groups().items():
+    for (extractor, k, gallery), trials in run.groups().items():
         acc: dict[str, dict[str, list[float]]] = {}
         for trial in trials:
             for name, values in trial_metrics(run, trial, threshold).items():
                 for concept, v in zip(trial.concepts, values, strict=True):
                     acc.setdefault(concept, {}).setdefault(name, []).append(float(v))
-        out[group_label(extractor, k)] = {
+        out[group_label(extractor, k, gallery)] = {
             concept: {name: _rounded(mean_std(vals)[0]) for name, vals in metrics.items()}
             for concept, metrics in sorted(acc.items())
         }
@@ -152,14 +182,14 @@ def sweep(run: RecognitionRun, thresholds: Sequence[float] | np.ndarray | None =
     thr = np.round(np.arange(0.0, 1.0 + 1e-9, 0.01), 4) if thresholds is None else np.asarray(thresholds, np.float64)
     curves: dict[str, dict[str, list[float]]] = {}
     best: dict[str, dict[str, float]] = {}
-    for (extractor, k), trials in run.groups().items():
+    for (extractor, k, gallery), trials in run.groups().items():
         seeds: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
         for trial in trials:
             positive, negative, _ = trial_masks(run, trial)
             metrics = recognition_metrics(*confusion(trial.scores, positive, negative, thr))
             for m in METRICS:
                 seeds[m].append(np.asarray(concept_mean(metrics[m], axis=-1), np.float64).reshape(len(thr)))
-        label = group_label(extractor, k)
+        label = group_label(extractor, k, gallery)
         means = {m: concept_mean(np.stack(v, 1), axis=1) for m, v in seeds.items()}
         curves[label] = {m: [_rounded(x) for x in np.atleast_1d(v)] for m, v in means.items()}
         weighted = np.nan_to_num(np.atleast_1d(means["weighted"]), nan=-1.0)

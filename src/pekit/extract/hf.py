@@ -87,11 +87,9 @@ def _load(spec: str, kind: str, supported: tuple[str, ...], model_class: str, de
     """Load config, model and processor of ``spec``; -> ``(model, processor, model_type, torch)``."""
     torch = require("torch", "hf")
     transformers = require("transformers", "hf")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InvalidInputError(
-            f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from exc
+    from pekit._hf import resolve_device
+
+    dev = torch.device(resolve_device(device))
     kinds = ", ".join(supported)
     try:
         config = transformers.AutoConfig.from_pretrained(spec)

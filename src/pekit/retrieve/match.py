@@ -47,6 +47,21 @@ class Gallery:
                    views, owner.astype(np.int64), thr, [c.parts for c in concepts])
 
 
+    def subset(self, indices: np.ndarray | list[int]) -> Gallery:
+        """The gallery of the concepts at ``indices`` (in that order).
+
+        >>> g = Gallery.from_concepts([Concept("a", np.eye(1, 4)), Concept("b", np.eye(1, 4, 1))])
+        >>> g.subset([1]).names
+        ['b']
+        """
+        idx = np.asarray(indices, np.int64).reshape(-1)
+        remap = np.full(len(self), -1, np.int64)
+        remap[idx] = np.arange(len(idx))
+        keep = np.isin(self.owner, idx)
+        return Gallery([self.names[i] for i in idx], self.ids[idx], self.views[keep], remap[self.owner[keep]],
+                       self.thresholds[idx], [self.parts[i] for i in idx])
+
+
 def similarity(embeddings: np.ndarray, gallery: Gallery) -> np.ndarray:
     """``(m, d)`` unit embeddings -> ``(m, C)`` best cosine over each concept's views."""
     m, c = len(embeddings), len(gallery)
