@@ -170,9 +170,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from pekit.memory import open_memory
 
     with open_memory(args.memory) as memory:
-        concepts = memory.concepts(namespace=args.namespace)
+        concepts = memory.summaries(namespace=args.namespace)  # no vectors: fast at 10^4 concepts
         rows = [{"name": c.name, "id": c.id, "category": c.category, "context": c.context,
-                 "views": len(c.views), "threshold": c.threshold} for c in concepts]
+                 "views": c.views, "threshold": c.threshold} for c in concepts]
         uri = memory.uri
     if args.json:
         print(json.dumps(rows))
