@@ -54,17 +54,39 @@ def child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str
     return wall, proc.stdout.decode()
 
 
-def child_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """``(wall seconds, peak RSS MiB)`` of one child, measured with ``os.wait4``."""
+_PEAK_RSS = """
+import atexit, runpy, sys
+
+def _peak():  # VmHWM: this process's peak RSS since exec (ru_maxrss would count the fork too)
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    sys.stderr.write(f"PEAK_RSS_KB {line.split()[1]}\\n")
+    except OSError:
+        pass
+
+atexit.register(_peak)
+if sys.argv[1] == "-m":
+    sys.argv = sys.argv[2:]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+else:
+    code, sys.argv = sys.argv[2], sys.argv[2:]
+    exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
+"""
+
+
+def child_rss(args: list[str]) -> tuple[float, float]:
+    """``(wall seconds, peak RSS MiB)`` of ``python ARGS`` (``-m module ...`` or ``-c code ...``)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, *args], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, check=False)
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
+    err = proc.stderr.decode()
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-800:]}")
-    return wall, usage.ru_maxrss / 1024
+        raise RuntimeError(f"python {' '.join(args)} failed ({proc.returncode}): {err[-800:]}")
+    peaks = [int(line.split()[1]) for line in err.splitlines() if line.startswith("PEAK_RSS_KB ")]
+    return wall, (peaks[-1] / 1024 if peaks else float("nan"))
 
 
 def photos(tmp: Path) -> tuple[Path, list[Path]]:
@@ -163,10 +185,10 @@ def bench_list(tmp: Path, n: int, repeat: int, reuse: Path | None) -> None:
         build_memory(path, n)
         print(f"(built a {n}-concept memory in {time.perf_counter() - start:.0f} s: "
               f"{path.stat().st_size / 2**20:.0f} MiB)")
-    cli = [sys.executable, "-m", "pekit.cli", "list", "--memory", str(path)]
-    old = [sys.executable, "-c", "import sys; from pekit.memory import open_memory; m = open_memory(sys.argv[1]); "
+    cli = ["-m", "pekit.cli", "list", "--memory", str(path)]
+    old = ["-c", "import sys; from pekit.memory import open_memory; m = open_memory(sys.argv[1]); "
            "print('\\n'.join(f'{c.name} {c.category} {len(c.views)}' for c in m.concepts()))", str(path)]
-    noop = [sys.executable, "-c", "import pekit.cli"]
+    noop = ["-c", "import pekit.cli"]
     child_rss(cli)  # warm the file cache
     rows = []
     for label, cmd in (("`pekit list` (summaries, no vectors)", cli), ("listing via `concepts()` (before)", old),
