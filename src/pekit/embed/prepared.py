@@ -157,6 +157,7 @@ def _write(path: Path, graph: bytes, options: Callable[[], Any]) -> None:
         ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
         if os.path.getsize(tmp) == 0:
             raise OSError("onnxruntime wrote an empty file")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; it holds only public weights
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
