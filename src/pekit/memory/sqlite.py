@@ -50,6 +50,7 @@ from pekit.memory._codec import (
 )
 from pekit.memory._db import SqliteFile
 from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, find_damaged
+from pekit.memory.base import ConceptSummary
 from pekit.types import Concept
 
 __all__ = ["SqliteMemory", "ViewMatrix"]
@@ -258,6 +259,35 @@ class SqliteMemory:
         """Namespaces holding at least one concept, sorted."""
         with self._transaction("list namespaces", write=False) as conn:
             return [r[0] for r in conn.execute("SELECT DISTINCT namespace FROM concepts ORDER BY namespace")]
+
+    def summaries(self, *, namespace: str = "default") -> list[ConceptSummary]:
+        """Names, categories, context and view counts of a namespace, ordered by id; no vectors.
+
+        The view counts come from one range scan of the ``views`` table (sequential, so
+        faster than a lookup per concept); no part or image blob is read.
+
+        >>> import numpy as np
+        >>> with SqliteMemory(":memory:") as memory:
+        ...     _ = memory.add(Concept("Bo", np.eye(2, 8), category="dog", backbone="toy"))
+        ...     [(s.name, s.category, s.views) for s in memory.summaries()]
+        [('Bo', 'dog', 2)]
+        """
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._transaction("list concepts", write=False) as conn:
+            sql = ("SELECT id, name, category, context, threshold, created, updated FROM concepts "
+                   "WHERE namespace = ? ORDER BY id")
+            rows = conn.execute(sql, (namespace,)).fetchall()
+            if not rows:
+                return []
+            sql = ("SELECT concept_id, COUNT(*) FROM views WHERE concept_id BETWEEN ? AND ? "
+                   "GROUP BY concept_id")
+            counts = dict(conn.execute(sql, (rows[0][0], rows[-1][0])).fetchall())
+        return [
+            ConceptSummary(id=cid, namespace=namespace, name=name, category=category, context=context,
+                           views=int(counts.get(cid, 0)), threshold=threshold, created=created,
+                           updated=updated)
+            for cid, name, category, context, threshold, created, updated in rows
+        ]
 
     def images(self, name: str, *, namespace: str = "default") -> list[bytes]:
         """Encoded reference photos kept for a concept (empty unless added with ``store_images``)."""
