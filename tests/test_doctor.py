@@ -28,7 +28,8 @@ def test_json_report_has_every_section(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("PEKIT_CACHE", str(tmp_path / "cache"))
     report = _json(capsys, "--memory", str(tmp_path / "m.db"))
     assert set(report) == KEYS
-    assert set(report["extras"]) == {"torch", "transformers", "eval", "server", "docs", "supervision", "openai"}
+    assert set(report["extras"]) == {"torch", "transformers", "eval", "server", "docs", "supervision", "openai",
+                                        "fonts"}
     assert report["device"]["device"] in {"cpu", "cuda", "mps"}
     assert "onnx-dinov2-s" in report["backends"]["backbone"]
     assert {k: report["cache"][k] for k in ("path", "exists", "entries")} == {

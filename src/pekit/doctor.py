@@ -63,6 +63,8 @@ EXTRAS: tuple[Extra, ...] = (
     Extra("supervision", "supervision", "Detections.to_supervision() / from_supervision()", ("supervision",),
           ("supervision",)),
     Extra("openai", "openai", "the official openai SDK for openai: endpoints", ("openai",), ("openai",)),
+    Extra("fonts", "fonts", "Noto fonts so box labels draw names in any script (CJK, emoji, Arabic...)",
+          ("manimgx_fonts", "manimgx_fonts_cjk"), ("manimgx-fonts", "manimgx-fonts-cjk")),
 )
 
 
