@@ -126,3 +126,9 @@ def test_prepared_graph_cache_is_reported(tmp_path, monkeypatch):
     (folder / "notes.txt").write_text("not a graph")
     assert doctor.check_graph_cache() == {"path": str(folder), "exists": True, "files": 1, "bytes": 500}
     assert "prepared graphs: " + str(folder) in doctor.render(doctor.diagnose(memory="memory://"))
+
+
+def test_a_folder_is_not_a_memory(capsys, tmp_path):
+    mem = _json(capsys, "--memory", str(tmp_path))["memory"]
+    assert mem["exists"] is False and "is a folder" in mem["error"]
+    assert list(tmp_path.iterdir()) == []

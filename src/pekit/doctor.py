@@ -188,6 +188,9 @@ def check_memory(memory: str | None = None, *, namespace: str = "default") -> di
         else:
             path = Path(uri).expanduser()
         out.update(path=str(path.absolute()), exists=path.is_file())
+        if path.is_dir():
+            out["error"] = f"{path} is a folder, not a memory file; pass a file path such as {path / 'memory.db'}"
+            return out
         if not path.is_file():
             out["note"] = "does not exist yet: `pekit introduce` creates it"
             return out
