@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_eval_parser(sub)
+    from pekit.doctor import add_doctor_parser
+
+    add_doctor_parser(sub)
     return parser
 
 
@@ -394,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
             from pekit.eval.cli import run_eval
 
             return run_eval(args)
+        if args.command == "doctor":
+            from pekit.doctor import run_doctor
+
+            return run_doctor(args)
         parser.error(f"unknown command {args.command}")  # pragma: no cover
     except PekitError as exc:
         print(f"pekit {args.command}: error: {exc}", file=sys.stderr)
