@@ -111,6 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     _common(p)
 
+    p = sub.add_parser("correct", help="say a detection was wrong: its region becomes a negative view of NAME",
+                       description="pekit correct PHOTO --not NAME: NAME was recognized in PHOTO but it is "
+                                   "not NAME; that region is kept as a negative view of NAME, so the same "
+                                   "look-alike is not called NAME again.")
+    p.add_argument("image", help="the photo in which NAME was wrongly recognized")
+    p.add_argument("--not", dest="name", required=True, metavar="NAME", help="the concept it is not")
+    _common(p)
+
+    p = sub.add_parser("add-view", help="add one more reference photo to a concept")
+    p.add_argument("name")
+    p.add_argument("image")
+    p.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1", help="box around the object (default: saliency)")
+    _common(p)
+
     p = sub.add_parser("repair", help="remove concepts whose stored rows are damaged, and report them")
     p.add_argument("--dry-run", action="store_true", help="only report the damaged concepts")
     _common(p)
@@ -118,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recognize", help="find your concepts in photos")
     p.add_argument("images", nargs="+", help="photos or folders")
     p.add_argument("--out", metavar="PATH", help="annotated image path (a folder for several images)")
+    p.add_argument("--explain", metavar="PNG", help="write, per detection, the patch similarity heat map over "
+                   "the photo and the reference view it matched best (one image)")
     _threshold(p)
     _common(p, reads=True)
 
@@ -272,6 +288,29 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_correct(args: argparse.Namespace) -> int:
+    with _personalizer(args) as p:
+        c = p.correct(args.image, args.name)
+    record = {"name": c.name, "negatives": 0 if c.negatives is None else len(c.negatives), "memory": p.memory.uri}
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"'{_shown(c.name)}' now has {record['negatives']} negative view(s): that region of {args.image} "
+              f"will not be called '{_shown(c.name)}' again")
+    return 0
+
+
+def _cmd_add_view(args: argparse.Namespace) -> int:
+    with _personalizer(args) as p:
+        c = p.add_view(args.name, args.image, box=args.box)
+    record = {"name": c.name, "views": len(c.views), "memory": p.memory.uri}
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"'{_shown(c.name)}' now has {len(c.views)} view(s)")
+    return 0
+
+
 def _cmd_repair(args: argparse.Namespace) -> int:
     with _open_memory(args) as memory:
         if not hasattr(memory, "repair"):
@@ -297,6 +336,8 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
     from pekit.images import list_images
 
     images = list_images(args.images)
+    if args.explain and len(images) != 1:
+        raise InvalidInputError(f"--explain takes one photo, got {len(images)}")
     results = []
     with _personalizer(args) as p:
         for path in _progress(images, "recognize"):
@@ -304,8 +345,13 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
             out = _out_path(args.out, path, len(images) > 1)
             if out is not None:
                 _save(p.annotate(str(path), dets), out)
+            written = [str(out)] if out else []
+            if args.explain:
+                explain = Path(args.explain).expanduser()
+                _save(p.explain(str(path), dets), explain)
+                written.append(str(explain))
             results.append({"image": str(path), "detections": dets.to_list(),
-                            **({"annotated": str(out)} if out else {}), "written": [str(out)] if out else []})
+                            **({"annotated": str(out)} if out else {}), "written": written})
     if args.json:  # one image without --out: just its detections; else records with the files written
         payload: Any = results if len(results) > 1 else results[0] if args.out else results[0]["detections"]
         print(json.dumps(payload))
@@ -385,6 +431,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_forget(args)
         if args.command == "repair":
             return _cmd_repair(args)
+        if args.command == "correct":
+            return _cmd_correct(args)
+        if args.command == "add-view":
+            return _cmd_add_view(args)
         if args.command == "recognize":
             return _cmd_recognize(args)
         if args.command == "ask":

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -206,7 +207,8 @@ class Personalizer:
         start = time.perf_counter()
         views = self.views(refs, category=category, boxes=boxes, masks=masks)
         concept = concept_from_views(
-            name, views, category=category, context=context, namespace=self.namespace, backbone=self.pipeline.fingerprint,
+            name, views, category=category, context=context, namespace=self.namespace,
+            backbone=self.pipeline.fingerprint,
             meta={"references": [describe(s).strip("'") for s in refs],
                   "boxes": [[round(float(x), 1) for x in v.xyxy] for v in views],
                   "seconds": round(time.perf_counter() - start, 3)},
@@ -286,6 +288,85 @@ class Personalizer:
 
     def get(self, name: str) -> Concept:
         return self.memory.get(name, namespace=self.namespace)
+
+    def explain(self, image: ImageInput, detections: Detections | None = None) -> np.ndarray:
+        """Per detection, the patch similarity heat map over the photo and the reference view
+        it matched best: ``(H', W, 3) uint8`` (see `pekit.retrieve.explain`).
+
+        ``detections``: from `recognize` on the same image (recognized again when omitted;
+        the backbone pass is the only cost).
+        """
+        from pekit.retrieve.explain import explain_figure
+
+        img = load_image(image)
+        concepts = self.concepts()
+        grid = self.pipeline.encode(img)
+        gallery = Gallery.from_concepts(concepts)
+        if detections is None:
+            detections = self.pipeline.recognize(grid, gallery, image=img)
+        if detections.embedding is None and len(detections):
+            detections.embedding = np.stack([self.pipeline.region_embedding(grid, xyxy=b) for b in detections.xyxy])
+        refs = [[str(r) for r in c.meta.get("references", [])] for c in concepts]
+        return explain_figure(img, grid, detections, gallery, references=refs)
+
+    # -- feedback ------------------------------------------------------------------------------
+    def correct(self, image: ImageInput, name: str) -> Concept:
+        """"That was not ``name``": the region recognized as ``name`` in ``image`` becomes a
+        negative view of ``name``.
+
+        From then on a region that looks more like that negative than like ``name``'s own
+        views is not called ``name`` (the same stranger's dog, the neighbour's identical
+        backpack). Costs one backbone pass.
+
+        Raises:
+            ConceptNotFoundError: no concept ``name``.
+            NothingFoundError: ``name`` was not recognized in ``image`` (nothing changed).
+        """
+        concept = self.get(name)
+        self._check_backbone()
+        self._check_writable(f"correct '{concept.name}'")
+        img = load_image(image)
+        dets = self._recognize(img, self.concepts(), None)
+        mine = dets[dets.concept_id == concept.id]
+        if len(mine) == 0 or mine.embedding is None:
+            raise NothingFoundError(
+                f"'{concept.name}' was not recognized in {describe(image)}, so there is nothing to correct; "
+                "the memory was not changed"
+            )
+        negative = mine.embedding[:1]
+        stacked = negative if concept.negatives is None else np.concatenate([concept.negatives, negative])
+        meta = dict(concept.meta)
+        meta["corrections"] = [*meta.get("corrections", []),
+                               {"image": describe(image).strip("'"), "box": [round(float(v), 1) for v in mine.xyxy[0]],
+                                "score": round(float(mine.score[0]), 4)}]
+        return self.memory.update(dataclasses.replace(concept, negatives=stacked, meta=meta))
+
+    def add_view(self, name: str, image: ImageInput, *, box: Any = None, mask: Any = None) -> Concept:
+        """One more reference view of an existing concept (one backbone pass).
+
+        ``box``/``mask`` as in `introduce`; without them the object is found by saliency.
+
+        Raises:
+            ConceptNotFoundError: no concept ``name``.
+            InvalidInputError, NothingFoundError: a bad box, or nothing found (nothing changed).
+        """
+        concept = self.get(name)
+        self._check_backbone()
+        self._check_writable(f"add a view to '{concept.name}'")
+        view = self.views([image], category=concept.category, boxes=None if box is None else [box],
+                          masks=None if mask is None else [mask])[0]
+        parts = view.parts if concept.parts is None else np.concatenate([concept.parts, view.parts])
+        meta = dict(concept.meta)
+        meta["references"] = [*meta.get("references", []), describe(image).strip("'")]
+        meta["boxes"] = [*meta.get("boxes", []), [round(float(x), 1) for x in view.xyxy]]
+        return self.memory.update(dataclasses.replace(
+            concept, views=np.concatenate([concept.views, view.embedding[None]]), parts=parts, meta=meta))
+
+    def _check_writable(self, action: str) -> None:
+        if getattr(self.memory, "read_only", False):
+            from pekit.errors import MemoryStoreError
+
+            raise MemoryStoreError(f"the memory '{self.memory.uri}' is read-only; cannot {action}")
 
     def forget(self, name: str) -> None:
         """Remove a concept (`ConceptNotFoundError` if it does not exist)."""

@@ -258,6 +258,12 @@ class Pipeline:
             score = (1 - w) * score + w * part_scores(scan.unit[region.reshape(-1)], parts)
         return score
 
+    @staticmethod
+    def _closer_to_negative(scan: Scan, gallery: Gallery, k: int, region: np.ndarray, negatives: np.ndarray) -> bool:
+        embedding = pool(scan.grid, region.astype(np.float32)[None])[0]
+        views = gallery.views[gallery.owner == k]
+        return bool((negatives @ embedding).max() >= (views @ embedding).max())
+
     def candidates(self, grid: PatchGrid | Scan, gallery: Gallery, *, per_concept: int = 1,
                    image: np.ndarray | None = None, labels: list[str] | None = None,
                    competitive: bool | None = None, concepts: np.ndarray | None = None) -> list[Candidate]:
@@ -285,8 +291,13 @@ class Pipeline:
             allowed[np.arange(len(sims)), best] = ok
         else:
             allowed = np.ones_like(sims, dtype=bool)
+        negatives = gallery.negatives or [None] * c
         out: list[Candidate] = []
         for k in range(c) if concepts is None else [int(i) for i in concepts]:
+            neg = negatives[k]
+            if neg is not None and len(neg):
+                # the user's corrections: a region more like a known "not k" than like k is not k
+                allowed[:, k] &= sims[:, k] > (scan.embeddings @ neg.T).max(1)
             rows = np.nonzero(allowed[:, k])[0]
             if rows.size == 0:
                 continue
@@ -304,6 +315,8 @@ class Pipeline:
                     region = object_extent(scan.unit, parts, seed, alpha=cfg.extent_alpha, similarity=simmap)
                 if not region.any():
                     region = seed >= seed.max()
+                if neg is not None and len(neg) and self._closer_to_negative(scan, gallery, k, region, neg):
+                    continue
                 raw = self.region_score(scan, gallery, k, region)
                 out.append(Candidate(k, raw, raw, mask_xyxy(region, scan.grid.cell_size),
                                      region))

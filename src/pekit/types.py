@@ -249,6 +249,9 @@ class Concept:
         parts: optional ``(m, d) float32`` L2-normalised part embeddings (patch-level
             prototypes of the object) used to verify a match.
         meta: free JSON-able metadata (reference file names, boxes, timings...).
+        negatives: optional ``(n, d) float32`` L2-normalised embeddings of regions the
+            user said are *not* this concept (`Personalizer.correct`): a region closer to
+            one of them than to the concept's views is not named after it.
     """
 
     name: str
@@ -263,6 +266,7 @@ class Concept:
     created: float = 0.0
     updated: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    negatives: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -281,6 +285,16 @@ class Concept:
                 raise InvalidInputError(
                     f"parts must have shape (m, {self.views.shape[1]}), but got {self.parts.shape}"
                 )
+        if self.negatives is not None:
+            self.negatives = _as_array(self.negatives, np.float32, "negatives")
+            if self.negatives.ndim == 1:
+                self.negatives = self.negatives[None]
+            if self.negatives.ndim != 2 or self.negatives.shape[1] != self.views.shape[1]:
+                raise InvalidInputError(
+                    f"negatives must have shape (n, {self.views.shape[1]}), but got {self.negatives.shape}"
+                )
+            if len(self.negatives) == 0:
+                self.negatives = None
 
     @property
     def dim(self) -> int:

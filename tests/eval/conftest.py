@@ -52,7 +52,16 @@ class FakePipeline:
         w, h = grid.image_size
         return View(e, e[None], np.array([0, 0, w, h], np.float32), np.ones(grid.shape, np.float32))
 
-    def match(self, grid: PatchGrid, gallery: Gallery, *, image=None, labels=None):
+    def candidates(self, grid: PatchGrid, gallery: Gallery, *, concepts=None, **kw):
+        """Competitive within ``gallery``: a concept is found only where it is the best match."""
+        from types import SimpleNamespace
+
+        scores, boxes, _ = self.match(grid, gallery)
+        best = int(np.argmax(scores)) if len(scores) else -1
+        return [SimpleNamespace(concept=k, score=float(scores[k]), xyxy=boxes[k])
+                for k in (range(len(gallery)) if concepts is None else concepts) if k == best]
+
+    def match(self, grid: PatchGrid, gallery: Gallery, *, image=None, labels=None, competitive=None):
         c = len(gallery)
         scores = similarity(self._embedding(grid)[None], gallery)[0] if c else np.zeros(0, np.float32)
         w, h = grid.image_size

@@ -61,7 +61,7 @@ def test_recognition_command_writes_report(folder_dataset: Path, tmp_path: Path,
 
 def test_ablate_command(folder_dataset: Path, tmp_path: Path, fake, capsys):
     code = main(["eval", "ablate", "--dataset", f"folder:{folder_dataset}", "--refs", "1,2", "--seeds", "1",
-                 "--extractor", "saliency,box", "--top-k", "1", "--out", str(tmp_path / "r"), "--no-cache", "--quiet"])
+                 "--extractor", "saliency,full", "--top-k", "1", "--out", str(tmp_path / "r"), "--no-cache", "--quiet"])
     assert code == 0
     out = capsys.readouterr().out
     assert "| extractor | k |" in out and "| full | 2 |" in out and "P@1" in out and "R@1" in out

@@ -14,7 +14,7 @@ import pytest
 from pekit.errors import InvalidInputError
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import load_dataset
-from pekit.eval.recognition import check_extractor, run_recognition
+from pekit.eval.recognition import check_extractor, check_gallery, run_recognition
 from pekit.eval.summary import per_concept, summarize, sweep, trial_masks
 
 from .conftest import FakePipeline, make_folder
@@ -167,12 +167,22 @@ def test_dataset_negatives_count_only_for_their_concept(tmp_path: Path):
 def test_bad_arguments():
     with pytest.raises(InvalidInputError, match="unknown extractor"):
         check_extractor("magic")
-    assert check_extractor("box") == "full" and check_extractor("detector:hf:x") == "detector:hf:x"
+    assert check_extractor("box") == "box" and check_extractor("detector:hf:x") == "detector:hf:x"
+    for bad in ("none", "1", "0", "-3", "many"):
+        with pytest.raises(InvalidInputError, match="gallery mode"):
+            check_gallery(bad)
+    assert [check_gallery(g) for g in ("ALL", " single", 8, "08")] == ["all", "single", "8", "8"]
+
+
+def test_box_extractor_needs_ground_truth_boxes(folder_dataset: Path):
+    with pytest.raises(InvalidInputError, match="ground-truth box"):
+        run_recognition(load_dataset(f"folder:{folder_dataset}"), FakePipeline(), refs=(1,),
+                        extractors=("box",), progress=False)
 
 
 def test_full_extractor_runs(folder_dataset: Path):
     run = run_recognition(load_dataset(f"folder:{folder_dataset}"), FakePipeline(), refs=(1,),
-                          extractors=("saliency", "box"), progress=False)
+                          extractors=("saliency", "full"), progress=False)
     assert [r["label"] for r in summarize(run, top_k=(1,))] == ["saliency/k=1", "full/k=1"]
     row = summarize(run, top_k=(1, 2))[0]
     # retrieval over photos with a concept: red x2, green x2 top-1 correct; amber photo: amber 1.0 > red 0.707
@@ -188,3 +198,35 @@ def test_separate_test_split_is_used_alone(yollava_dataset: Path):
         assert sorted(run.photos[int(i)].path.parent.parent.name for i in trial.photos) == ["test"] * 4
     row = summarize(run)[0]
     assert metric(row, "positive") == pytest.approx(1.0) and metric(row, "negative") == pytest.approx(1.0)
+
+
+def test_gallery_modes_side_by_side(folder_dataset: Path):
+    pipe = FakePipeline(threshold=0.6)
+    run = run_recognition(load_dataset(f"folder:{folder_dataset}"), pipe, refs=(1,), seeds=2,
+                          galleries=("all", "single", 2), progress=False)
+    assert pipe.encodes == len(run.photos)                       # still one pass per photo
+    rows = summarize(run)
+    assert [r["label"] for r in rows] == ["saliency/k=1", "saliency/k=1/single", "saliency/k=1/2"]
+    assert [r["gallery"] for r in rows] == ["all", "single", "2"]
+    by = {r["gallery"]: r for r in rows}
+    # the fake scores each concept alone in "all" and "single" alike ...
+    assert metric(by["single"], "negative") == pytest.approx(metric(by["all"], "negative"))
+    # ... but in galleries of 2 a concept is only found where it beats its companion: amber's
+    # red photos (0.707) are lost to red whenever red is amber's companion, so fewer false positives
+    assert metric(by["2"], "negative") >= metric(by["single"], "negative")
+    assert metric(by["2"], "positive") == pytest.approx(1.0)
+
+
+def test_box_metrics_against_ground_truth(tmp_path: Path):
+    root = make_folder(tmp_path / "db", {"red": ["red"] * 3, "green": ["green"] * 3})
+    # the fake boxes the whole 16 x 12 photo; ground truth: the whole photo for red, its left half for green
+    lines = ["subject,file,x0,y0,x1,y1,note"]
+    lines += [f"red,{i:02d}.png,0,0,16,12," for i in range(3)] + [f"green,{i:02d}.png,0,0,8,12," for i in range(3)]
+    (root / "boxes.csv").write_text("\n".join(lines) + "\n")
+    run = run_recognition(load_dataset(f"folder:{root}"), FakePipeline(), refs=(1,), seeds=1,
+                          extractors=("saliency", "box"), progress=False)
+    rows = {r["extractor"]: r for r in summarize(run)}
+    assert set(rows) == {"saliency", "box"}
+    # red hits: IoU 1; green hits: IoU 0.5 (>= 0.5 counts) -> all hits count, median of [1, 1, .5, .5] = 0.75
+    assert metric(rows["saliency"], "box iou>=0.5") == pytest.approx(1.0)
+    assert metric(rows["saliency"], "box iou median") == pytest.approx(0.75)

@@ -396,6 +396,10 @@ def run_recognition(
 
             detectors[e] = create("detector", name)
 
+    if "box" in extractors and not any(p.boxes for p in photos):
+        raise InvalidInputError(f"extractor 'box' needs a ground-truth box for every reference photo, but "
+                                f"{dataset.spec} has none: add a boxes.csv (subject,file,x0,y0,x1,y1) beside "
+                                "the concept folders, or use --extractor saliency")
     plans = _plan_trials(dataset, photos, index, readable, extractors, refs, seeds, seed)
     for k in refs:
         short = next(p[4] for p in plans if p[1] == k)

@@ -27,7 +27,7 @@ from pekit.eval.metrics import (
 )
 from pekit.eval.recognition import RecognitionRun, Trial
 
-__all__ = ["BOX_HIT", "BOX_MEDIAN", "METRICS", "box_ious", "group_label",  # noqa: RUF022
+__all__ = ["BOX_HIT", "BOX_MEDIAN", "METRICS", "box_ious", "group_label",
            "per_concept", "summarize", "sweep", "trial_masks", "trial_metrics"]
 
 #: Main recognition metrics, in table order.

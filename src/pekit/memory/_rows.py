@@ -47,12 +47,12 @@ def _decode_meta(text: Any) -> dict[str, Any]:
 
 
 def decode_concept(row: Sequence[Any], views: list[bytes] | None, parts: bytes | None, dim: int,
-                   backbone: str) -> Concept:
+                   backbone: str, negatives: list[bytes] | None = None) -> Concept:
     """One stored concept; `DamagedRowError` saying what is wrong when a row cannot be decoded."""
     cid, ns, name, category, context, threshold, created, updated, meta_json = row
     if not views:
         raise DamagedRowError("it has no views")
-    if not all(isinstance(v, bytes) and len(v) == 4 * dim for v in views):
+    if not all(isinstance(v, bytes) and len(v) == 4 * dim for v in [*views, *(negatives or [])]):
         raise DamagedRowError(f"a view blob is not {4 * dim} bytes (one {dim}-dimensional float32 vector)")
     try:
         return Concept(
@@ -60,6 +60,7 @@ def decode_concept(row: Sequence[Any], views: list[bytes] | None, parts: bytes |
             created=created, updated=updated, meta=_decode_meta(meta_json), backbone=backbone,
             views=_decode_vectors(b"".join(views), dim, "views"),
             parts=None if parts is None else _decode_vectors(parts, dim, "parts"),
+            negatives=_decode_vectors(b"".join(negatives), dim, "negatives") if negatives else None,
         )
     except (InvalidInputError, TypeError) as exc:
         raise DamagedRowError(str(exc)) from None
@@ -73,15 +74,17 @@ def find_damaged(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     dim, backbone = int(meta.get("dim", 0) or 0), meta.get("backbone", "")
     views: dict[int, list[bytes]] = {}
-    for cid, blob in conn.execute("SELECT concept_id, vector FROM views ORDER BY concept_id, idx"):
-        views.setdefault(cid, []).append(blob)
+    negatives: dict[int, list[bytes]] = {}
+    for cid, idx, blob in conn.execute("SELECT concept_id, idx, vector FROM views ORDER BY concept_id, idx DESC"):
+        (views if idx >= 0 else negatives).setdefault(cid, []).append(blob)
     parts = dict(conn.execute("SELECT concept_id, vectors FROM parts").fetchall())
     found = []
     for row in rows:
         try:
             if dim <= 0:
                 raise DamagedRowError("the memory records no vector dimension")
-            decode_concept(row, views.get(row[0]), parts.get(row[0]), dim, backbone)
+            decode_concept(row, views.get(row[0])[::-1] if row[0] in views else None, parts.get(row[0]), dim,
+                           backbone, negatives.get(row[0]))
         except DamagedRowError as exc:
             found.append({"id": int(row[0]), "namespace": str(row[1]), "name": str(row[2]), "problem": str(exc)})
     return found

@@ -6,7 +6,9 @@ APPLICATION_ID`` and ``PRAGMA user_version = SCHEMA_VERSION``. Tables:
 - ``meta(key, value)``: ``backbone`` fingerprint and vector ``dim``.
 - ``concepts(id, namespace, name, category, context, threshold, created, updated, meta)``,
   unique ``(namespace, name)``; ``meta`` is JSON text.
-- ``views(concept_id, idx, vector)``: one little-endian float32 blob of length ``dim`` per view.
+- ``views(concept_id, idx, vector)``: one little-endian float32 blob of length ``dim`` per view;
+  rows with ``idx < 0`` (schema 2) are the concept's *negative* views (regions the user said
+  are not it), so a pekit that reads schema 1 only must refuse such a file.
 - ``parts(concept_id, rows, vectors)``: optional ``(rows, dim)`` float32 blob per concept.
 - ``images(concept_id, idx, data)``: encoded reference photos, written only when the store
   was opened with ``store_images=True``.
@@ -27,7 +29,7 @@ from pekit.errors import MemoryStoreError, SchemaError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "is_not_a_database", "prepare"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x70656B69  # b"peki"
 
 _TABLES = {
@@ -121,7 +123,10 @@ def prepare(conn: sqlite3.Connection, label: str, *, writable: bool) -> None:
         _create(conn, label)
         return
     _check(label, app_id, version, tables)
-    # Older versions (none yet) would be migrated here, inside one transaction.
+    if version < SCHEMA_VERSION and writable:
+        # 1 -> 2: same tables; negative views (idx < 0) may now be written, which a reader of
+        # schema 1 would take for views, so the file is marked as schema 2.
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _create(conn: sqlite3.Connection, label: str) -> None:

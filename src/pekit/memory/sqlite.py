@@ -157,12 +157,13 @@ class SqliteMemory:
         meta = self._meta(conn)
         dim, backbone = int(meta["dim"]), meta.get("backbone", "")
         views: dict[int, list[bytes]] = {}
-        for cid, blob in conn.execute(
-            f"SELECT v.concept_id, v.vector FROM views v JOIN concepts c ON c.id = v.concept_id "
+        negatives: dict[int, list[bytes]] = {}  # stored as views with idx -1, -2, ...
+        for cid, idx, blob in conn.execute(
+            f"SELECT v.concept_id, v.idx, v.vector FROM views v JOIN concepts c ON c.id = v.concept_id "
             f"WHERE {where} ORDER BY v.concept_id, v.idx",
             params,
         ):
-            views.setdefault(cid, []).append(blob)
+            (views if idx >= 0 else negatives).setdefault(cid, []).append(blob)
         parts = dict(conn.execute(
             f"SELECT p.concept_id, p.vectors FROM parts p JOIN concepts c ON c.id = p.concept_id WHERE {where}",
             params,
@@ -170,7 +171,8 @@ class SqliteMemory:
         out = []
         for row in rows:
             try:
-                out.append(decode_concept(row, views.get(row[0]), parts.get(row[0]), dim, backbone))
+                out.append(decode_concept(row, views.get(row[0]), parts.get(row[0]), dim, backbone,
+                                          negatives.get(row[0], [])[::-1]))
             except DamagedRowError as exc:
                 cid, ns, name = row[:3]
                 if not self.skip_damaged:
@@ -279,7 +281,7 @@ class SqliteMemory:
             rows = conn.execute(sql, (namespace,)).fetchall()
             if not rows:
                 return []
-            sql = ("SELECT concept_id, COUNT(*) FROM views WHERE concept_id BETWEEN ? AND ? "
+            sql = ("SELECT concept_id, COUNT(*) FROM views WHERE idx >= 0 AND concept_id BETWEEN ? AND ? "
                    "GROUP BY concept_id")
             counts = dict(conn.execute(sql, (rows[0][0], rows[-1][0])).fetchall())
         return [
@@ -364,13 +366,12 @@ class SqliteMemory:
             )
 
     def _write_vectors(self, conn: sqlite3.Connection, cid: int, views: np.ndarray,
-                       parts: np.ndarray | None) -> None:
+                       parts: np.ndarray | None, negatives: np.ndarray | None = None) -> None:
         conn.execute("DELETE FROM views WHERE concept_id = ?", (cid,))
         conn.execute("DELETE FROM parts WHERE concept_id = ?", (cid,))
-        conn.executemany(
-            "INSERT INTO views (concept_id, idx, vector) VALUES (?, ?, ?)",
-            [(cid, i, to_blob(row)) for i, row in enumerate(views)],
-        )
+        rows = [(cid, i, to_blob(row)) for i, row in enumerate(views)]
+        rows += [(cid, -1 - i, to_blob(row)) for i, row in enumerate([] if negatives is None else negatives)]
+        conn.executemany("INSERT INTO views (concept_id, idx, vector) VALUES (?, ?, ?)", rows)
         if parts is not None:
             conn.execute(
                 "INSERT INTO parts (concept_id, rows, vectors) VALUES (?, ?, ?)",
@@ -382,8 +383,10 @@ class SqliteMemory:
         name, namespace = self._key(concept.name, concept.namespace)
         views = unit_rows(concept.views, what="views")
         parts = None if concept.parts is None else unit_rows(concept.parts, what="parts", dim=views.shape[1])
+        negatives = None if concept.negatives is None else unit_rows(concept.negatives, what="negatives",
+                                                                     dim=views.shape[1])
         return dataclasses.replace(
-            concept, name=name, namespace=namespace, views=views, parts=parts,
+            concept, name=name, namespace=namespace, views=views, parts=parts, negatives=negatives,
             threshold=check_threshold(concept.threshold), meta=json.loads(dump_meta(concept.meta)),
             backbone=concept.backbone or "",
         )
@@ -428,7 +431,7 @@ class SqliteMemory:
                     "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (c.namespace, c.name, *values, created),
                 )
                 cid = int(cur.lastrowid or 0)
-            self._write_vectors(conn, cid, c.views, c.parts)
+            self._write_vectors(conn, cid, c.views, c.parts, c.negatives)
             if images and self.store_images:
                 conn.executemany(
                     "INSERT INTO images (concept_id, idx, data) VALUES (?, ?, ?)",
@@ -472,7 +475,7 @@ class SqliteMemory:
                 "updated = ?, meta = ? WHERE id = ?",
                 (c.namespace, c.name, c.category, c.context, c.threshold, now, dump_meta(c.meta), cid),
             )
-            self._write_vectors(conn, cid, c.views, c.parts)
+            self._write_vectors(conn, cid, c.views, c.parts, c.negatives)
         return dataclasses.replace(c, id=cid, created=created, updated=now)
 
     def remove(self, name: str, *, namespace: str = "default") -> None:

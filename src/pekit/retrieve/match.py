@@ -23,6 +23,8 @@ class Gallery:
         views: ``(N, d)`` all view embeddings; ``owner``: ``(N,)`` concept index of each view.
         thresholds: ``(C,)`` per-concept thresholds (NaN = use the global one).
         parts: per concept ``(m_c, d)`` part embeddings or None.
+        negatives: per concept ``(n_c, d)`` negative views (regions the user said are not
+            it) or None.
     """
 
     names: list[str]
@@ -31,6 +33,11 @@ class Gallery:
     owner: np.ndarray
     thresholds: np.ndarray
     parts: list[np.ndarray | None]
+    negatives: list[np.ndarray | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.negatives is None:
+            self.negatives = [None] * len(self.names)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -44,7 +51,8 @@ class Gallery:
         owner = np.concatenate([np.full(len(c.views), i) for i, c in enumerate(concepts)])
         thr = np.array([np.nan if c.threshold is None else c.threshold for c in concepts], np.float32)
         return cls([c.name for c in concepts], np.array([c.id for c in concepts], np.int64),
-                   views, owner.astype(np.int64), thr, [c.parts for c in concepts])
+                   views, owner.astype(np.int64), thr, [c.parts for c in concepts],
+                   [c.negatives for c in concepts])
 
 
     def subset(self, indices: np.ndarray | list[int]) -> Gallery:
@@ -58,8 +66,9 @@ class Gallery:
         remap = np.full(len(self), -1, np.int64)
         remap[idx] = np.arange(len(idx))
         keep = np.isin(self.owner, idx)
+        negatives = self.negatives or [None] * len(self)
         return Gallery([self.names[i] for i in idx], self.ids[idx], self.views[keep], remap[self.owner[keep]],
-                       self.thresholds[idx], [self.parts[i] for i in idx])
+                       self.thresholds[idx], [self.parts[i] for i in idx], [negatives[i] for i in idx])
 
 
 def similarity(embeddings: np.ndarray, gallery: Gallery) -> np.ndarray:

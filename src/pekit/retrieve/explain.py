@@ -1,0 +1,102 @@
+"""Explain a match: where in the photo the concept's parts are found, and which view won.
+
+`explain_figure` draws, for each detection, the photo with a heat map of the patch
+similarity to the concept's part prototypes (`part_similarity_map`, the same map the
+extent step grows the box on), the detection's box, and a caption naming the reference view
+that matched best (its file name and cosine). pekit stores no reference photos by default,
+so the view is named rather than shown. Everything comes from the query's one patch grid.
+
+Example:
+    >>> img = explain_figure(image, grid, dets, gallery)            # doctest: +SKIP
+    >>> img.shape                                                   # doctest: +SKIP
+    (960, 640, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from pekit.embed.pooling import l2_normalize
+from pekit.retrieve.extent import part_similarity_map
+from pekit.retrieve.match import Gallery
+from pekit.types import Detections, PatchGrid
+
+__all__ = ["explain_figure", "heat_colours"]
+
+# a perceptual dark-to-bright ramp (inferno-like): value 0 -> black-purple, 1 -> pale yellow
+_RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
+                  [250, 193, 39], [252, 255, 164]], np.float32)
+
+
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """``(...)`` values in [0, 1] -> ``(..., 3) uint8`` colours of a dark-to-bright ramp.
+
+    >>> heat_colours(np.array([0.0, 1.0])).tolist()
+    [[0, 0, 4], [252, 255, 164]]
+    """
+    v = np.clip(np.asarray(values, np.float32), 0, 1) * (len(_RAMP) - 1)
+    lo = np.floor(v).astype(int)
+    hi = np.minimum(lo + 1, len(_RAMP) - 1)
+    t = (v - lo)[..., None]
+    return np.round(_RAMP[lo] * (1 - t) + _RAMP[hi] * t).astype(np.uint8)
+
+
+def _panel(image: np.ndarray, simmap: np.ndarray, box: np.ndarray, caption: str) -> np.ndarray:
+    h, w = image.shape[:2]
+    lo, hi = float(np.median(simmap)), float(simmap.max())
+    norm = (simmap - lo) / max(hi - lo, 1e-6)
+    heat = Image.fromarray(heat_colours(norm)).resize((w, h), Image.Resampling.BILINEAR)
+    blend = Image.blend(Image.fromarray(image), heat, 0.55)
+    draw = ImageDraw.Draw(blend)
+    x0, y0, x1, y1 = (float(v) for v in box)
+    draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=(0, 255, 255), width=max(2, w // 200))
+    from pekit.prompt.fonts import FontStack
+
+    font = FontStack.default(max(12, w // 40))
+    th = font.size(caption)[1]
+    strip = Image.new("RGB", (w, th + 12), (20, 20, 20))
+    font.draw(ImageDraw.Draw(strip), (6, 6), caption, (255, 255, 255))
+    out = Image.new("RGB", (w, h + th + 12))
+    out.paste(blend, (0, 0))
+    out.paste(strip, (0, h))
+    return np.asarray(out)
+
+
+def explain_figure(image: np.ndarray, grid: PatchGrid, detections: Detections, gallery: Gallery, *,
+                   references: Sequence[Sequence[str]] | None = None) -> np.ndarray:
+    """One panel per detection, stacked vertically: ``(H', W, 3) uint8``.
+
+    Args:
+        image: the ``(H, W, 3)`` photo the detections are in.
+        grid: its patch grid.
+        detections: from `Pipeline.recognize` (with ``embedding``).
+        gallery: the gallery they were matched against.
+        references: per gallery concept, the names of its reference photos (view order).
+
+    With no detection, one panel says so over the plain photo.
+    """
+    unit = l2_normalize(grid.features.reshape(-1, grid.dim))
+    index = {int(i): k for k, i in enumerate(gallery.ids)}
+    panels = []
+    for d in detections:
+        k = index.get(int(d.concept_id[0]))
+        if k is None:
+            continue
+        parts = gallery.parts[k]
+        views = gallery.views[gallery.owner == k]
+        simmap = part_similarity_map(unit, parts if parts is not None else views, grid.shape)
+        cos = views @ d.embedding[0] if d.embedding is not None else np.zeros(len(views))
+        best = int(np.argmax(cos))
+        names = list(references[k]) if references is not None and k < len(references) else []
+        view = names[best] if best < len(names) else f"view {best + 1}"
+        caption = (f"{d.name[0]} {float(d.score[0]):.2f}: best reference {view} (cosine {float(cos[best]):.2f}); "
+                   "bright = like its parts")
+        panels.append(_panel(image, simmap, d.xyxy[0], caption))
+    if not panels:
+        panels.append(_panel(image, np.zeros(grid.shape, np.float32), np.zeros(4), "none of your concepts found"))
+    width = max(p.shape[1] for p in panels)
+    padded = [np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0))) for p in panels]
+    return np.concatenate(padded, axis=0)

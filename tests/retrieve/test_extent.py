@@ -1,0 +1,73 @@
+"""Whole-object extent: a matched part grows to the object, not into its neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pekit.embed.pooling import l2_normalize
+from pekit.pipeline import Pipeline
+from pekit.presets import RecognitionConfig
+from pekit.retrieve.extent import mask_xyxy, object_extent
+from pekit.retrieve.match import Gallery
+from pekit.retrieve.nms import box_iou
+from pekit.types import Concept, PatchGrid
+
+D = 16
+
+
+def _scene(seed: int = 0) -> tuple[PatchGrid, np.ndarray, np.ndarray]:
+    """8 x 10 grid (cells 10 px): background, an object (rows 1-5, cols 1-5) whose halves
+    differ (a "face" and a "body"), and a different object touching it (cols 6-8)."""
+    rng = np.random.default_rng(seed)
+    f = np.zeros((8, 10, D), np.float32)
+    f[..., 1] = 1.0                                        # background
+    f[1:6, 1:3, 0] = 1.0; f[1:6, 1:3, 1] = 0.0             # object, left part ("face")
+    f[1:6, 3:6, 3] = 1.0; f[1:6, 3:6, 1] = 0.0             # object, right part ("body")
+    f[1:6, 3:6, 0] = 0.4
+    f[1:6, 6:9, 2] = 1.0; f[1:6, 6:9, 1] = 0.0             # the neighbour
+    f += rng.normal(0, 0.05, f.shape).astype(np.float32)
+    grid = PatchGrid(f, image_size=(100, 80))
+    unit = l2_normalize(f.reshape(-1, D)).reshape(8, 10, D)
+    obj = unit[1:6, 1:6].reshape(-1, D)
+    return grid, l2_normalize(obj.mean(0)), obj[::3]
+
+
+class _NoBackbone:
+    name = fingerprint = "none"
+    dim = D
+
+    def embed(self, image, *, saliency=True):  # pragma: no cover - never called
+        raise AssertionError("no backbone pass expected")
+
+
+def test_extent_grows_a_part_to_the_whole_object_only():
+    grid, _, parts = _scene()
+    unit = l2_normalize(grid.features.reshape(-1, D))
+    seed = np.zeros(grid.shape, np.float32)
+    seed[2:4, 1:3] = 1.0                                   # matched only the "face"
+    mask = object_extent(unit, parts, seed)
+    assert mask[1:6, 1:6].all()                            # the whole object ...
+    assert not mask[:, 6:].any() and not mask[0].any()     # ... and nothing of the neighbour or background
+    assert mask_xyxy(mask, grid.cell_size).tolist() == [10.0, 10.0, 60.0, 60.0]
+
+
+@pytest.mark.parametrize("extent, expected_min_iou", [(True, 0.9), (False, 0.0)])
+def test_recognize_boxes_the_whole_object(extent, expected_min_iou):
+    grid, view, parts = _scene(1)
+    gallery = Gallery.from_concepts([Concept("bo", view[None], parts=parts)])
+    cfg = RecognitionConfig(threshold=0.0, proposals=("windows",), window_scales=(0.3, 0.5), extent=extent)
+    dets = Pipeline(_NoBackbone(), cfg).recognize(grid, gallery)
+    assert list(dets.name) == ["bo"]
+    iou = float(box_iou(dets.xyxy, np.array([[10, 10, 60, 60]]))[0, 0])
+    assert iou >= expected_min_iou
+    if not extent:
+        assert iou < 0.9                                   # the windows alone do not find the extent
+
+
+def test_extent_keeps_the_seed_when_nothing_around_is_alike():
+    unit = np.tile(np.eye(4, dtype=np.float32)[1], (9, 1))  # a flat 3 x 3 grid
+    seed = np.zeros((3, 3), np.float32)
+    seed[1, 1] = 1
+    mask = object_extent(unit, np.eye(4, dtype=np.float32)[:1], seed)
+    assert mask.tolist() == (seed > 0.5).tolist()
