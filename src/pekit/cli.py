@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", type=_box, action="append", metavar="X0,Y0,X1,Y1",
                    help="box around the object, once per image in order (default: found by saliency)")
     p.add_argument("--replace", action="store_true", help="overwrite a concept of the same name")
+    p.add_argument("--kind", default="object", choices=["object", "person"],
+                   help="person: recognized by face (one face per photo; --box picks one of several)")
     _common(p)
 
     p = sub.add_parser("list", help="list concepts")
@@ -155,8 +157,8 @@ def _cmd_introduce(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"got {len(args.box)} --box for {len(images)} images; give one per image, in order")
     with _personalizer(args) as p:
         c = p.introduce(args.name, [str(i) for i in images], category=args.category, context=args.context,
-                        boxes=args.box, replace=args.replace)
-    record = {"name": c.name, "id": c.id, "category": c.category, "context": c.context,
+                        boxes=args.box, replace=args.replace, kind=args.kind)
+    record = {"name": c.name, "id": c.id, "kind": args.kind, "category": c.category, "context": c.context,
               "views": len(c.views), "memory": p.memory.uri}
     if args.json:
         print(json.dumps(record))
