@@ -3,6 +3,7 @@
     pekit introduce "Bo" dog/00.jpg dog/01.jpg --category dog --context "my parents' dog"
     pekit list
     pekit recognize photo.jpg --out annotated.jpg [--json]
+    pekit recognize clip.mp4 --out annotated.mp4 [--fps 2] [--sheet sheet.png] [--json]
     pekit ask photo.jpg "What is Bo doing?" [--lvlm openai:http://localhost:8000/v1#model]
     pekit caption photo.jpg
     pekit forget "Bo"
@@ -83,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("recognize", help="find your concepts in photos")
-    p.add_argument("images", nargs="+", help="photos or folders")
+    p.add_argument("images", nargs="+", help="photos or folders, or one video")
     p.add_argument("--out", metavar="PATH", help="annotated image path (a folder for several images)")
+    p.add_argument("--fps", type=float, default=2.0, help="video: frames sampled per second (default 2)")
+    p.add_argument("--max-frames", type=int, help="video: at most this many sampled frames")
+    p.add_argument("--sheet", metavar="PNG", help="video: contact sheet of the best frame per track")
     _threshold(p)
     _common(p)
 
@@ -197,9 +201,30 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recognize_video(args: argparse.Namespace) -> int:
+    with _personalizer(args) as p:
+        result = p.recognize_video(args.images[0], fps=args.fps, max_frames=args.max_frames, out=args.out,
+                                   sheet=args.sheet)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(result.timeline())
+    t = result.timings
+    print(f"{len(result.frames)} frames sampled at {result.fps:g} fps in {t['total']:.1f} s "
+          f"(decode {t['decode']:.1f}, backbone {t['backbone']:.1f}, faces {t['faces']:.1f}, "
+          f"tracking {t['tracking']:.2f}, render {t['render']:.1f})")
+    for label, path in (("annotated video (no audio)", result.annotated), ("contact sheet", result.sheet)):
+        if path:
+            print(f"{label}: {path}")
+    return 0
+
+
 def _cmd_recognize(args: argparse.Namespace) -> int:
     from pekit.images import list_images
+    from pekit.video.decode import is_video
 
+    if len(args.images) == 1 and is_video(args.images[0]):
+        return _cmd_recognize_video(args)
     images = list_images(args.images)
     results = []
     with _personalizer(args) as p:

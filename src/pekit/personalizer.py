@@ -302,6 +302,25 @@ class Personalizer:
         tolerance = FACE_TOLERANCE if self.face_tolerance is None else float(self.face_tolerance)
         return match_faces(faces, self.faces.embed(img, faces.xyxy), gallery, tolerance=tolerance)
 
+    def recognize_video(self, video: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,
+                        out: str | os.PathLike | None = None, sheet: str | os.PathLike | None = None,
+                        threshold: float | None = None, progress: bool | None = None) -> Any:
+        """Find the namespace's concepts through a clip -> `pekit.video.VideoResult`.
+
+        Samples ``fps`` frames per second of video (at most ``max_frames``), runs the same
+        per-image recognition as `recognize` on each, links detections into tracks (one
+        name per track by vote) and optionally writes an annotated video ``out`` (H.264,
+        audio dropped) and a contact sheet ``sheet`` (PNG, best frame per track).
+        """
+        from pekit.video import recognize_video
+
+        concepts = self.concepts()
+
+        def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
+            return self._recognize(image, concepts, threshold, timings)
+
+        return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress)
+
     def annotate(self, image: ImageInput, detections: Detections) -> np.ndarray:
         """Draw the detections (distinct colours, names, scores) on a copy of the image."""
         from pekit.prompt.overlay import annotate
