@@ -337,11 +337,14 @@ class Personalizer:
         questions (``options={"A": ..., "B": ...}`` or "A. x B. y" in the text) get the
         parsed letter in ``Answer.choice``. ``generation``: ``max_new_tokens``,
         ``temperature``, ``seed``.
+
+        ``image`` may be a video path: the LVLM then gets a contact sheet of key frames (the
+        best frame of each track) and the timeline of the tracks (`pekit.video.answer`).
         """
         return self._respond(image, question=question, options=options, threshold=threshold, **generation)
 
     def caption(self, image: ImageInput, *, threshold: float | None = None, **generation: Any) -> Answer:
-        """A caption that calls the recognized concepts by name."""
+        """A caption that calls the recognized concepts by name (of a photo, or of a video path)."""
         return self._respond(image, question=None, options=None, threshold=threshold, **generation)
 
     def _respond(self, image: ImageInput, *, question: str | None, options: dict[str, str] | None,
@@ -351,6 +354,13 @@ class Personalizer:
 
         if question is not None:
             question = validate_question(question)  # fail before the backbone pass
+        if isinstance(image, (str, os.PathLike)):
+            from pekit.video.decode import is_video
+
+            if is_video(image):
+                if options:
+                    raise InvalidInputError("multiple-choice options are for photos; ask a clip a plain question")
+                return self._respond_video(image, question=question, threshold=threshold, **generation)
         img = load_image(image)
         concepts = self.concepts()
         dets = self._recognize(img, concepts, threshold)
@@ -361,6 +371,23 @@ class Personalizer:
                          known_names=[c.name for c in concepts],
                          persons=[c.name for c in concepts if concept_kind(c) == PERSON], **generation)
         return answer
+
+    def _respond_video(self, video: str | os.PathLike, *, question: str | None, threshold: float | None,
+                       fps: float = 2.0, **generation: Any) -> Answer:
+        """`ask` / `caption` on a clip: a contact sheet of key frames + the track timeline."""
+        from pekit.faces import PERSON, concept_kind
+        from pekit.video.answer import respond_video
+        from pekit.video.run import recognize_video
+
+        concepts = self.concepts()
+
+        def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
+            return self._recognize(image, concepts, threshold, timings)
+
+        result = recognize_video(step, video, fps=fps, keep_sheet=True)
+        return respond_video(self.lvlm, result, question=question,
+                             contexts={c.name: c.context for c in concepts if c.context},
+                             persons=[c.name for c in concepts if concept_kind(c) == PERSON], **generation)
 
     # -- memory ------------------------------------------------------------------------------
     def concepts(self) -> list[Concept]:

@@ -101,3 +101,21 @@ def test_cli_recognize_a_video(face_clip: Path, tmp_path: Path, cached_pipelines
     assert main(["recognize", str(bad), "--out", str(tmp_path / "b.mp4"), "--memory", memory]) == 3
     assert "not a readable video" in capsys.readouterr().err
     assert not (tmp_path / "b.mp4").exists()
+
+
+def test_ask_and_caption_a_clip_send_the_timeline(eileen: Any, face_clip: Path) -> None:
+    answer = eileen.ask(face_clip, "When does Eileen appear?")
+    assert answer.meta["backend"] == "none" and answer.text == ""
+    assert "1.5-2.5 s: Eileen (the person in the red box)" in answer.prompt
+    assert answer.prompt.rstrip().endswith("without mentioning the boxes or their colours.")
+    assert answer.detections.name.tolist() == ["Eileen"] and answer.image is not None
+    caption = eileen.caption(face_clip)
+    assert "calling Eileen by name" in caption.prompt and caption.meta["kind"] == "video-caption"
+
+
+def test_a_clip_without_concepts_gets_a_plain_prompt(make_personalizer: Any, make_clip: Callable[..., Path],
+                                                     tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "grey.mp4", [np.full((64, 64, 3), 90, np.uint8)] * 8, fps=4)
+    answer = make_personalizer().caption(clip)
+    assert "None of the user's people or things appear" in answer.prompt
+    assert answer.image is not None and answer.image.shape[2] == 3 and len(answer.detections) == 0

@@ -60,6 +60,9 @@ class VideoResult:
         frames: per sampled frame, detections named by their track.
         timings: seconds of ``decode``, ``backbone``, ``faces``, ``tracking``, ``render``, ``total``.
         annotated, sheet: written files (or None). The annotated video has no audio.
+        sheet_image: the contact sheet as ``(H, W, 3) uint8`` when asked for (``keep_sheet``):
+            the best frame per track, or the first frame when nothing was found.
+        colours: ``{name: colour}`` used for the boxes in the video and on the sheet.
     """
 
     info: VideoInfo
@@ -69,6 +72,8 @@ class VideoResult:
     timings: dict[str, float] = field(default_factory=dict)
     annotated: str | None = None
     sheet: str | None = None
+    sheet_image: np.ndarray | None = field(default=None, repr=False)
+    colours: dict[str, str] = field(default_factory=dict)
 
     def timeline(self) -> str:
         """One line per track: ``"0.4–3.2 s  Lin (0.61)"``, or a line saying nothing was found."""
@@ -89,6 +94,14 @@ class VideoResult:
         return out
 
 
+def _decode(jpeg: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+
+
 def _progress(total: int, enabled: bool | None) -> Any:
     from tqdm import tqdm
 
@@ -99,7 +112,7 @@ def _progress(total: int, enabled: bool | None) -> Any:
 def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: float = 2.0,
                     max_frames: int | None = None, out: str | os.PathLike | None = None,
                     sheet: str | os.PathLike | None = None, iou: float = 0.3, max_gap: float | None = None,
-                    progress: bool | None = None) -> VideoResult:
+                    progress: bool | None = None, keep_sheet: bool = False) -> VideoResult:
     """Recognize concepts through a clip.
 
     Args:
@@ -111,6 +124,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
         sheet: contact sheet path (PNG): the best frame of each track.
         iou, max_gap: tracking settings (`Tracker`); ``max_gap`` defaults to 2 samples.
         progress: progress bar (default: when stderr is a terminal).
+        keep_sheet: also return the contact sheet image in ``VideoResult.sheet_image``.
 
     Raises:
         VideoError: unreadable / empty / undecodable video (nothing is written then).
@@ -124,6 +138,8 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     timings = {"decode": 0.0, "backbone": 0.0, "faces": 0.0, "tracking": 0.0, "render": 0.0}
     tracker = Tracker(iou=iou, max_gap=2.0 / fps + 1e-3 if max_gap is None else max_gap)
     thumbs: dict[int, tuple[bytes, list[float]]] = {}
+    first: bytes | None = None
+    want_sheet = sheet is not None or keep_sheet
     frames: list[VideoFrame] = []
     expected = int(info.duration * fps) + 1 if info.duration else 0
     if max_frames is not None:
@@ -139,8 +155,10 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
             dets = recognize(frame.image, timings)
             t0 = time.perf_counter()
             linked = tracker.update(frame.index, frame.time, dets)
+            if first is None and keep_sheet:
+                first = thumbnail(frame.image, np.zeros(4))[0]
             for i, (track_id, best) in enumerate(linked):
-                if best and sheet is not None:
+                if best and want_sheet:
                     thumbs[track_id] = thumbnail(frame.image, dets.xyxy[i])
             frames.append(VideoFrame(frame.index, frame.time, dets, [t for t, _ in linked]))
             timings["tracking"] += time.perf_counter() - t0
@@ -156,18 +174,24 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     colour_of: dict[str, int] = {}
     for t in tracks:
         colour_of.setdefault(t.name, len(colour_of))
-    result = VideoResult(info, float(fps), tracks, frames, timings)
+    from pekit.prompt.overlay import PALETTE
+
+    result = VideoResult(info, float(fps), tracks, frames, timings,
+                         colours={n: PALETTE[i % len(PALETTE)][0] for n, i in colour_of.items()})
     t0 = time.perf_counter()
     if out is not None:
         write_annotated(path, out, [f.time for f in frames], [f.detections for f in frames], colour_of)
         result.annotated = str(out)
-    if sheet is not None:
+    if want_sheet:
         tiles = [(*thumbs[t.id], t.name, t.score, f"{t.name}  {t.start:.1f}-{t.end:.1f} s") for t in tracks
                  if t.id in thumbs]
-        if tiles:
-            save_png(contact_sheet(tiles, colour_of), sheet)
+        image = contact_sheet(tiles, colour_of) if tiles else None
+        if keep_sheet:
+            result.sheet_image = image if image is not None or first is None else _decode(first)
+        if sheet is not None and image is not None:
+            save_png(image, sheet)
             result.sheet = str(sheet)
-        else:
+        elif sheet is not None:
             log.warning("nothing recognized in %s: no contact sheet written", path)
     timings["render"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
