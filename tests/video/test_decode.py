@@ -68,6 +68,14 @@ def test_bad_videos_raise_a_clear_error(tmp_path: Path, grey_clip: Path, make_cl
     assert isinstance(info.value, PekitError) and "\n" not in str(info.value)
 
 
+def test_frames_over_the_pixel_limit_are_refused(grey_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pekit.video.decode as decode
+
+    monkeypatch.setattr(decode, "MAX_FRAME_PIXELS", 96 * 64 - 1)  # a 10 000 x 10 000 clip, scaled down
+    with pytest.raises(VideoError, match="96 x 64 pixels are over the limit"):
+        list(sample_frames(grey_clip))
+
+
 def test_nothing_to_sample_is_an_error(grey_clip: Path) -> None:
     with pytest.raises(VideoError, match="no frames"):
         list(sample_frames(grey_clip, start=60.0))

@@ -119,3 +119,21 @@ def test_a_clip_without_concepts_gets_a_plain_prompt(make_personalizer: Any, mak
     answer = make_personalizer().caption(clip)
     assert "None of the user's people or things appear" in answer.prompt
     assert answer.image is not None and answer.image.shape[2] == 3 and len(answer.detections) == 0
+
+
+DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
+
+
+@pytest.mark.dataset
+def test_lin_in_the_hamilton_clip(make_personalizer: Any) -> None:
+    pytest.importorskip("dlib")
+    clip = DATA / "video" / "short_hamilton_clip.mp4"
+    if not clip.is_file():
+        pytest.skip(f"the Hamilton clip is not at {clip.resolve()}")
+    p = make_personalizer()
+    p.introduce("Lin", DATA / "people" / "lin_manuel_miranda" / "00.png", kind="person")
+    result = p.recognize_video(clip, fps=2.0)
+    longest = max(result.tracks, key=lambda t: t.end - t.start)
+    assert longest.name == "Lin" and longest.start == pytest.approx(4.0, abs=0.6)
+    assert longest.end == pytest.approx(7.5, abs=0.6)
+    assert {t.name for t in result.tracks} == {"Lin"}
