@@ -38,7 +38,11 @@ class VideoError(ImageError):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the container says: ``fps``, ``duration`` (s), ``width``, ``height``, ``codec``, ``audio``."""
+    """What the container says: ``fps``, ``duration`` (s), ``width``, ``height``, ``codec``, ``audio``.
+
+    Frame times are the file's presentation times: a stream may start after 0 (the Hamilton
+    clip's first video frame is at 0.85 s), as players show it.
+    """
 
     path: str
     fps: float
@@ -106,11 +110,11 @@ def _info(path: str | os.PathLike, container: Any) -> VideoInfo:
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.guessed_rate or 0
     fps = float(rate) if rate else 0.0
-    duration = 0.0
-    if stream.duration is not None and stream.time_base is not None:
-        duration = float(stream.duration * stream.time_base)
-    elif container.duration is not None:
+    duration = 0.0  # the container's length (frame times are presentation times in it)
+    if container.duration is not None:
         duration = container.duration / 1_000_000
+    elif stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
     width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
     if width * height > MAX_FRAME_PIXELS:
         raise VideoError(
