@@ -179,6 +179,8 @@ class Personalizer:
         from pekit.faces import PERSON, check_kind
 
         kind = check_kind(kind)
+        if kind == PERSON and masks is not None:
+            raise InvalidInputError("a person is found by face: pass boxes (--box) to pick one, not masks")
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError("the concept name must be a non-empty string, e.g. 'Bo'")
         refs: Sequence[ImageInput]
@@ -249,7 +251,10 @@ class Personalizer:
 
     # -- stage 2: recognize ----------------------------------------------------------------
     def gallery(self) -> Gallery:
-        return Gallery.from_concepts(self.memory.concepts(namespace=self.namespace))
+        """The object concepts flattened for matching (persons match by face: `pekit.faces.FaceGallery`)."""
+        from pekit.faces import PERSON, concept_kind
+
+        return Gallery.from_concepts([c for c in self.concepts() if concept_kind(c) != PERSON])
 
     def recognize(self, image: ImageInput, *, threshold: float | None = None) -> Detections:
         """Find the namespace's concepts in one image: named boxes, best first.

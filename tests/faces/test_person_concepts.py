@@ -30,6 +30,7 @@ def test_persons_and_objects_share_one_memory(mixed: Any, astronaut: np.ndarray,
     eileen = mixed.get("Eileen")
     assert eileen.category == "person" and len(eileen.meta["faces"]) == 1 and len(eileen.meta["faces"][0]) == 128
     assert eileen.meta["face_model"] == mixed.faces.fingerprint
+    assert mixed.gallery().names == ["cat"]  # face-region views never enter object matching
     dets = mixed.recognize(astronaut)  # the backbone check accepts the mixed memory
     assert "Eileen" in dets.name.tolist()
     face = dets[dets.name == "Eileen"]
@@ -63,9 +64,13 @@ def test_bad_person_photos_leave_memory_untouched(mixed: Any, astronaut: np.ndar
     assert [(c.name, c.updated) for c in mixed.concepts()] == before
 
 
-def test_unknown_kind_is_a_clear_error(make_personalizer: Any, astronaut: np.ndarray) -> None:
+def test_unknown_kind_or_masks_for_a_person_are_clear_errors(make_personalizer: Any, astronaut: np.ndarray) -> None:
+    p = make_personalizer()
     with pytest.raises(InvalidInputError, match="object, person"):
-        make_personalizer().introduce("x", astronaut, kind="animal")
+        p.introduce("x", astronaut, kind="animal")
+    with pytest.raises(InvalidInputError, match="not masks"):
+        p.introduce("x", astronaut, kind="person", masks=[np.ones((512, 512), bool)])
+    assert p.concepts() == []
 
 
 def test_cli_introduce_person(tmp_path: Path, cached_pipelines: Any, faces: Any, astronaut: np.ndarray,
