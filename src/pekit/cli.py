@@ -225,6 +225,8 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
 
     if len(args.images) == 1 and is_video(args.images[0]):
         return _cmd_recognize_video(args)
+    if any(is_video(p) for p in args.images):
+        raise InvalidInputError("give one video at a time (photos can be many): pekit recognize clip.mp4 --out a.mp4")
     images = list_images(args.images)
     results = []
     with _personalizer(args) as p:

@@ -101,6 +101,12 @@ def test_cli_recognize_a_video(face_clip: Path, tmp_path: Path, cached_pipelines
     assert main(["recognize", str(bad), "--out", str(tmp_path / "b.mp4"), "--memory", memory]) == 3
     assert "not a readable video" in capsys.readouterr().err
     assert not (tmp_path / "b.mp4").exists()
+    assert main(["recognize", str(face_clip), str(photo), "--memory", memory]) == 2
+    assert "one video at a time" in capsys.readouterr().err
+    assert main(["recognize", str(face_clip), "--fps", "0", "--memory", memory]) == 2
+    assert "fps must be a positive number" in capsys.readouterr().err
+    assert main(["recognize", str(face_clip), "--out", str(tmp_path / "a.gif"), "--memory", memory]) == 2
+    assert "must end in one of .mp4" in capsys.readouterr().err
 
 
 def test_ask_and_caption_a_clip_send_the_timeline(eileen: Any, face_clip: Path) -> None:

@@ -129,10 +129,12 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     Raises:
         VideoError: unreadable / empty / undecodable video (nothing is written then).
     """
-    start = time.perf_counter()
-    if out is not None and Path(out).suffix.lower() not in VIDEO_OUT_SUFFIXES:
-        from pekit.errors import InvalidInputError
+    from pekit.errors import InvalidInputError
 
+    start = time.perf_counter()
+    if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
+        raise InvalidInputError(f"fps must be a positive number of samples per second, got {fps}")
+    if out is not None and Path(out).suffix.lower() not in VIDEO_OUT_SUFFIXES:
         raise InvalidInputError(f"the annotated video must end in one of {', '.join(VIDEO_OUT_SUFFIXES)}, got '{out}'")
     info = probe(path)
     timings = {"decode": 0.0, "backbone": 0.0, "faces": 0.0, "tracking": 0.0, "render": 0.0}
