@@ -143,3 +143,17 @@ def test_lin_in_the_hamilton_clip(make_personalizer: Any) -> None:
     assert longest.name == "Lin" and longest.start == pytest.approx(4.0, abs=0.6)
     assert longest.end == pytest.approx(7.5, abs=0.6)
     assert {t.name for t in result.tracks} == {"Lin"}
+
+
+def test_objects_and_people_in_one_clip(make_personalizer: Any, make_clip: Callable[..., Path], tmp_path: Path,
+                                        chelsea: np.ndarray, astronaut: np.ndarray) -> None:
+    pytest.importorskip("dlib")
+    p = make_personalizer()
+    p.introduce("cat", chelsea, category="cat")
+    p.introduce("Eileen", astronaut, kind="person")
+    cat = np.asarray(Image.fromarray(chelsea).resize((512, 340), Image.Resampling.BILINEAR))
+    cat = np.pad(cat, ((86, 86), (0, 0), (0, 0)), constant_values=110)
+    clip = make_clip(tmp_path / "both.mp4", [cat] * 4 + [astronaut] * 4, fps=4)
+    result = p.recognize_video(clip, fps=2.0)
+    assert [(t.name, t.start, t.end) for t in result.tracks] == [("cat", 0.0, 0.5), ("Eileen", 1.0, 1.5)]
+    assert result.timings["backbone"] > 0 and result.timings["faces"] > 0
