@@ -309,13 +309,15 @@ class Personalizer:
 
     def recognize_video(self, video: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,
                         out: str | os.PathLike | None = None, sheet: str | os.PathLike | None = None,
-                        threshold: float | None = None, progress: bool | None = None) -> Any:
+                        threshold: float | None = None, progress: bool | None = None,
+                        scene_cut: float | None = None) -> Any:
         """Find the namespace's concepts through a clip -> `pekit.video.VideoResult`.
 
         Samples ``fps`` frames per second of video (at most ``max_frames``), runs the same
         per-image recognition as `recognize` on each, links detections into tracks (one
         name per track by vote) and optionally writes an annotated video ``out`` (H.264,
         audio dropped) and a contact sheet ``sheet`` (PNG, best frame per track).
+        ``scene_cut`` (e.g. 30) also samples the first frame after each scene cut.
         """
         from pekit.video import recognize_video
 
@@ -324,7 +326,8 @@ class Personalizer:
         def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
             return self._recognize(image, concepts, threshold, timings)
 
-        return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress)
+        return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress,
+                               scene_cut=scene_cut)
 
     def annotate(self, image: ImageInput, detections: Detections) -> np.ndarray:
         """Draw the detections (distinct colours, names, scores) on a copy of the image."""

@@ -22,6 +22,16 @@ def test_samples_at_the_requested_rate(grey_clip: Path) -> None:
     assert [round(float(np.median(f.image)) / 8) for f in frames] == [0, 5, 10, 15, 20, 25]
 
 
+def test_scene_cuts_add_a_sample_motion_does_not(tmp_path: Path, grey_clip: Path,
+                                                 make_clip: Callable[..., Path]) -> None:
+    assert [f.cut for f in sample_frames(grey_clip, fps=2.0, scene_cut=30)] == [False] * 6  # +8 per frame
+    frames = [np.full((64, 96, 3), 40 if i < 12 else 220, np.uint8) for i in range(30)]
+    cut = list(sample_frames(make_clip(tmp_path / "cut.mp4", frames), fps=2.0, scene_cut=30))
+    assert [(round(f.time, 2), f.cut) for f in cut if f.time > 0.9 and f.time < 1.6] == [
+        (1.0, False), (1.2, True), (1.5, False)]
+    assert [f.index for f in cut] == list(range(len(cut)))
+
+
 def test_max_frames_and_fast_sampling(grey_clip: Path) -> None:
     assert len(list(sample_frames(grey_clip, fps=2.0, max_frames=3))) == 3
     assert len(list(sample_frames(grey_clip, fps=100.0))) == 30  # never more than every frame

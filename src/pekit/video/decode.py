@@ -56,11 +56,13 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class Frame:
-    """One sampled frame: ``index`` among samples, ``time`` (s), ``image (H, W, 3) uint8``."""
+    """One sampled frame: ``index`` among samples, ``time`` (s), ``image (H, W, 3) uint8``;
+    ``cut``: sampled because the picture changed (scene cut), not on the fixed-rate tick."""
 
     index: int
     time: float
     image: np.ndarray
+    cut: bool = False
 
 
 _MP4_BRANDS = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
@@ -126,13 +128,16 @@ def _info(path: str | os.PathLike, container: Any) -> VideoInfo:
 
 
 def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,
-                  start: float = 0.0) -> Generator[Frame, None, None]:
+                  start: float = 0.0, scene_cut: float | None = None) -> Generator[Frame, None, None]:
     """Frames at ``fps`` per second of video time (the first frame at or after each tick).
 
     Args:
         fps: samples per second of video (> 0); a clip slower than that gives every frame.
         max_frames: stop after this many samples (None: the whole clip).
         start: skip frames before this time (s).
+        scene_cut: also sample a frame between ticks when its 32 x 18 grey thumbnail differs
+            from the previous frame's by more than this mean absolute difference (0-255;
+            ~30 catches cuts, not motion). None: fixed rate only.
 
     Raises:
         VideoError: unreadable file, no video stream, an undecodable stream, no frames at all,
@@ -149,16 +154,22 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         step, next_t, count, decoded = 1.0 / fps, float(start), 0, 0
+        previous: np.ndarray | None = None
         try:
             for frame in container.decode(stream):
                 t = float(frame.time) if frame.time is not None else decoded / (info.fps or 30.0)
                 decoded += 1
-                if t + 1e-6 < next_t:
+                cut = False
+                if scene_cut is not None:
+                    small = frame.reformat(width=32, height=18, format="gray").to_ndarray().astype(np.int16)
+                    cut = previous is not None and t >= start and float(np.abs(small - previous).mean()) > scene_cut
+                    previous = small
+                if t + 1e-6 < next_t and not cut:
                     continue
                 if frame.width * frame.height > MAX_FRAME_PIXELS:
                     raise VideoError(f"'{path}': a {frame.width} x {frame.height} frame is over the pixel limit; "
                                      "downscale the video first")
-                yield Frame(count, t, frame.to_ndarray(format="rgb24"))
+                yield Frame(count, t, frame.to_ndarray(format="rgb24"), cut=cut and t + 1e-6 < next_t)
                 count += 1
                 while next_t <= t + 1e-6:  # ticks stay at start + k / fps; one sample per tick
                     next_t += step

@@ -112,7 +112,8 @@ def _progress(total: int, enabled: bool | None) -> Any:
 def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: float = 2.0,
                     max_frames: int | None = None, out: str | os.PathLike | None = None,
                     sheet: str | os.PathLike | None = None, iou: float = 0.3, max_gap: float | None = None,
-                    progress: bool | None = None, keep_sheet: bool = False) -> VideoResult:
+                    progress: bool | None = None, keep_sheet: bool = False,
+                    scene_cut: float | None = None) -> VideoResult:
     """Recognize concepts through a clip.
 
     Args:
@@ -125,6 +126,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
         iou, max_gap: tracking settings (`Tracker`); ``max_gap`` defaults to 2 samples.
         progress: progress bar (default: when stderr is a terminal).
         keep_sheet: also return the contact sheet image in ``VideoResult.sheet_image``.
+        scene_cut: also sample at scene cuts (see `sample_frames`).
 
     Raises:
         VideoError: unreadable / empty / undecodable video (nothing is written then).
@@ -146,7 +148,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     expected = int(info.duration * fps) + 1 if info.duration else 0
     if max_frames is not None:
         expected = min(expected, max_frames) if expected else max_frames
-    samples = sample_frames(path, fps=fps, max_frames=max_frames)
+    samples = sample_frames(path, fps=fps, max_frames=max_frames, scene_cut=scene_cut)
     with closing(samples), _progress(expected, progress) as bar:
         while True:
             t0 = time.perf_counter()
