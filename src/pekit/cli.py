@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=2.0, help="video: frames sampled per second (default 2)")
     p.add_argument("--max-frames", type=int, help="video: at most this many sampled frames")
     p.add_argument("--sheet", metavar="PNG", help="video: contact sheet of the best frame per track")
+    p.add_argument("--scene-cut", type=float, metavar="DIFF", help="video: also sample after cuts (e.g. 30)")
     _threshold(p)
     _common(p)
 
@@ -204,7 +205,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
 def _cmd_recognize_video(args: argparse.Namespace) -> int:
     with _personalizer(args) as p:
         result = p.recognize_video(args.images[0], fps=args.fps, max_frames=args.max_frames, out=args.out,
-                                   sheet=args.sheet)
+                                   sheet=args.sheet, scene_cut=args.scene_cut)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
