@@ -3,6 +3,7 @@
     pekit introduce "Bo" dog/00.jpg dog/01.jpg --category dog --context "my parents' dog"
     pekit list
     pekit recognize photo.jpg --out annotated.jpg [--json]
+    pekit recognize clip.mp4 --out annotated.mp4 [--fps 2] [--sheet sheet.png] [--json]
     pekit ask photo.jpg "What is Bo doing?" [--lvlm openai:http://localhost:8000/v1#model]
     pekit caption photo.jpg
     pekit forget "Bo"
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", type=_box, action="append", metavar="X0,Y0,X1,Y1",
                    help="box around the object, once per image in order (default: found by saliency)")
     p.add_argument("--replace", action="store_true", help="overwrite a concept of the same name")
+    p.add_argument("--kind", default="object", choices=["object", "person"],
+                   help="person: recognized by face (one face per photo; --box picks one of several)")
     _common(p)
 
     p = sub.add_parser("list", help="list concepts")
@@ -130,10 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("recognize", help="find your concepts in photos")
-    p.add_argument("images", nargs="+", help="photos or folders")
+    p.add_argument("images", nargs="+", help="photos or folders, or one video")
     p.add_argument("--out", metavar="PATH", help="annotated image path (a folder for several images)")
     p.add_argument("--explain", metavar="PNG", help="write, per detection, the patch similarity heat map over "
                    "the photo and the reference view it matched best (one image)")
+    p.add_argument("--fps", type=float, default=2.0, help="video: frames sampled per second (default 2)")
+    p.add_argument("--max-frames", type=int, help="video: at most this many sampled frames")
+    p.add_argument("--sheet", metavar="PNG", help="video: contact sheet of the best frame per track")
+    p.add_argument("--scene-cut", type=float, metavar="DIFF", help="video: also sample after cuts (e.g. 30)")
     _threshold(p)
     _common(p, reads=True)
 
@@ -251,8 +258,8 @@ def _cmd_introduce(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"got {len(args.box)} --box for {len(images)} images; give one per image, in order")
     with _personalizer(args, creates=True) as p:
         c = p.introduce(args.name, [str(i) for i in images], category=args.category, context=args.context,
-                        boxes=args.box, replace=args.replace)
-    record = {"name": c.name, "id": c.id, "category": c.category, "context": c.context,
+                        boxes=args.box, replace=args.replace, kind=args.kind)
+    record = {"name": c.name, "id": c.id, "kind": args.kind, "category": c.category, "context": c.context,
               "views": len(c.views), "memory": p.memory.uri}
     if args.json:
         print(json.dumps(record))
@@ -332,9 +339,32 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recognize_video(args: argparse.Namespace) -> int:
+    with _personalizer(args) as p:
+        result = p.recognize_video(args.images[0], fps=args.fps, max_frames=args.max_frames, out=args.out,
+                                   sheet=args.sheet, scene_cut=args.scene_cut)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(result.timeline())
+    t = result.timings
+    print(f"{len(result.frames)} frames sampled at {result.fps:g} fps in {t['total']:.1f} s "
+          f"(decode {t['decode']:.1f}, backbone {t['backbone']:.1f}, faces {t['faces']:.1f}, "
+          f"tracking {t['tracking']:.2f}, render {t['render']:.1f})")
+    for label, path in (("annotated video (no audio)", result.annotated), ("contact sheet", result.sheet)):
+        if path:
+            print(f"{label}: {path}")
+    return 0
+
+
 def _cmd_recognize(args: argparse.Namespace) -> int:
     from pekit.images import list_images
+    from pekit.video.decode import is_video
 
+    if len(args.images) == 1 and is_video(args.images[0]):
+        return _cmd_recognize_video(args)
+    if any(is_video(p) for p in args.images):
+        raise InvalidInputError("give one video at a time (photos can be many): pekit recognize clip.mp4 --out a.mp4")
     images = list_images(args.images)
     if args.explain and len(images) != 1:
         raise InvalidInputError(f"--explain takes one photo, got {len(images)}")

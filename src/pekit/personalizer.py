@@ -94,12 +94,15 @@ class Personalizer:
         lvlm: LVLM backend name (``none``, ``hf:<id>``, ``openai:<url>#<model>``) or object;
             default: the preset's.
         threshold: override the preset's recognition threshold.
+        faces: face model for person concepts (``"dlib"``, default, loaded on first use) or object.
+        face_tolerance: Euclidean distance under which a face is a stored person
+            (default `pekit.faces.FACE_TOLERANCE`, 0.6).
         **overrides: other preset/recognition fields (``backbone=``, ``proposals=``...).
     """
 
     def __init__(self, preset: str | Preset = "offline", *, memory: MemoryStore | str | os.PathLike | None = None,
                  namespace: str = "default", lvlm: Any = None, threshold: float | None = None,
-                 **overrides: Any) -> None:
+                 faces: Any = "dlib", face_tolerance: float | None = None, **overrides: Any) -> None:
         if threshold is not None:
             overrides["threshold"] = threshold
         self.preset = get_preset(preset).with_options(**overrides) if overrides else get_preset(preset)
@@ -110,6 +113,9 @@ class Personalizer:
         self._lvlm_spec = lvlm if lvlm is not None else self.preset.lvlm
         self._lvlm: Any = None
         self._pipeline: Pipeline | None = None
+        self._faces_spec = faces
+        self._faces: Any = None
+        self.face_tolerance = face_tolerance
 
     # -- lazily built parts -------------------------------------------------------------
     @property
@@ -117,6 +123,15 @@ class Personalizer:
         if self._pipeline is None:
             self._pipeline = build_pipeline(self.preset)
         return self._pipeline
+
+    @property
+    def faces(self) -> Any:
+        """The face model of person concepts (`pekit.faces.load_faces`), loaded on first use."""
+        if self._faces is None:
+            from pekit.faces import load_faces
+
+            self._faces = load_faces(self._faces_spec) if isinstance(self._faces_spec, str) else self._faces_spec
+        return self._faces
 
     @property
     def lvlm(self) -> Any:
@@ -164,7 +179,7 @@ class Personalizer:
 
     def introduce(self, name: str, images: ImageInput | Sequence[ImageInput], *, category: str | None = None,
                   context: str | None = None, boxes: Sequence[Any] | None = None,
-                  masks: Sequence[Any] | None = None, replace: bool = False) -> Concept:
+                  masks: Sequence[Any] | None = None, replace: bool = False, kind: str = "object") -> Concept:
         """Add a concept from one or more reference photos.
 
         Args:
@@ -179,7 +194,14 @@ class Personalizer:
             masks: optional ``(H, W)`` bool mask (or None) per image.
             replace: overwrite an existing concept of that name instead of raising
                 `DuplicateConceptError`.
+            kind: ``"object"`` (default) or ``"person"``: one face per photo (a box picks one
+                of several), recognized by face identity (see `pekit.faces`).
         """
+        from pekit.faces import PERSON, check_kind
+
+        kind = check_kind(kind)
+        if kind == PERSON and masks is not None:
+            raise InvalidInputError("a person is found by face: pass boxes (--box) to pick one, not masks")
         name = clean_name(name)
         refs: Sequence[ImageInput]
         if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray)) or not isinstance(images, Sequence):
@@ -205,6 +227,9 @@ class Personalizer:
 
             raise MemoryStoreError(f"the memory '{self.memory.uri}' is read-only; cannot introduce '{name.strip()}'")
         start = time.perf_counter()
+        if kind == PERSON:
+            return self._introduce_person(name, refs, category=category, context=context, boxes=boxes,
+                                          replace=replace, start=start)
         views = self.views(refs, category=category, boxes=boxes, masks=masks)
         concept = concept_from_views(
             name, views, category=category, context=context, namespace=self.namespace,
@@ -222,10 +247,39 @@ class Personalizer:
         key = name_key(name)
         found = [n for n in names if n == name] or [n for n in names if name_key(n) == key]
         return self.memory.get(found[0], namespace=self.namespace) if found else None
+    def _introduce_person(self, name: str, refs: Sequence[ImageInput], *, category: str, context: str,
+                          boxes: Sequence[Any] | None, replace: bool, start: float) -> Concept:
+        """Person concept: face vectors in ``meta`` + backbone views of the face regions."""
+        from pekit.faces import PERSON, face_reference
+
+        vectors, face_boxes, views = [], [], []
+        for src, box in zip(refs, _boxes_for(refs, boxes), strict=True):
+            image = load_image(src)
+            try:
+                vector, xyxy = face_reference(self.faces, image, box=box)
+            except (NothingFoundError, InvalidInputError) as exc:
+                raise type(exc)(f"{describe(src)}: {exc}") from exc
+            vectors.append(vector)
+            face_boxes.append(xyxy)
+            views.append(self.pipeline.reference(self.pipeline.encode(image), box=xyxy, image=image))
+        concept = Concept(
+            name=name, views=np.stack([v.embedding for v in views]),
+            parts=np.concatenate([v.parts for v in views]), category=category.strip() or PERSON,
+            context=context.strip(), namespace=self.namespace, backbone=self.pipeline.fingerprint,
+            meta={"kind": PERSON, "face_model": self.faces.fingerprint,
+                  "faces": [[float(x) for x in v] for v in vectors],
+                  "references": [describe(s).strip("'") for s in refs],
+                  "boxes": [[round(float(x), 1) for x in b] for b in face_boxes],
+                  "seconds": round(time.perf_counter() - start, 3)},
+        )
+        return self.memory.add(concept, replace=replace)
 
     # -- stage 2: recognize ----------------------------------------------------------------
     def gallery(self) -> Gallery:
-        return Gallery.from_concepts(self.memory.concepts(namespace=self.namespace))
+        """The object concepts flattened for matching (persons match by face: `pekit.faces.FaceGallery`)."""
+        from pekit.faces import PERSON, concept_kind
+
+        return Gallery.from_concepts([c for c in self.concepts() if concept_kind(c) != PERSON])
 
     def recognize(self, image: ImageInput, *, threshold: float | None = None) -> Detections:
         """Find the namespace's concepts in one image: named boxes, best first.
@@ -234,15 +288,71 @@ class Personalizer:
         """
         return self._recognize(load_image(image), self.concepts(), threshold)
 
-    def _recognize(self, img: np.ndarray, concepts: list[Concept], threshold: float | None) -> Detections:
-        """`recognize` against concepts already read from memory (one read per call)."""
+    def _recognize(self, img: np.ndarray, concepts: list[Concept], threshold: float | None,
+                   timings: dict[str, float] | None = None) -> Detections:
+        """`recognize` against concepts already read from memory (one read per call).
+
+        Objects go through the backbone pipeline, persons through the face model (run only
+        when the memory holds a person); the results merge into one `Detections`, best
+        first. ``timings`` (if given) accumulates seconds under ``backbone`` and ``faces``.
+        """
+        from pekit.faces import PERSON, concept_kind
+
         if not concepts:
             return Detections.empty()
-        self._check_backbone()
-        grid = self.pipeline.encode(img)
-        labels = [c.category for c in concepts if c.category]
-        return self.pipeline.recognize(grid, Gallery.from_concepts(concepts), threshold=threshold,
-                                       image=img, labels=labels)
+        objects = [c for c in concepts if concept_kind(c) != PERSON]
+        persons = [c for c in concepts if concept_kind(c) == PERSON]
+        found: list[Detections] = []
+        if objects:
+            t0 = time.perf_counter()
+            self._check_backbone()
+            grid = self.pipeline.encode(img)
+            labels = [c.category for c in objects if c.category]
+            found.append(self.pipeline.recognize(grid, Gallery.from_concepts(objects), threshold=threshold,
+                                                 image=img, labels=labels))
+            if timings is not None:
+                timings["backbone"] = timings.get("backbone", 0.0) + time.perf_counter() - t0
+        if persons:
+            t0 = time.perf_counter()
+            found.append(self._recognize_faces(img, persons))
+            if timings is not None:
+                timings["faces"] = timings.get("faces", 0.0) + time.perf_counter() - t0
+        if len(found) == 1:
+            return found[0]
+        merged = Detections.merge(found)
+        return merged[np.argsort(-np.asarray(merged.score), kind="stable")] if len(merged) else merged
+
+    def _recognize_faces(self, img: np.ndarray, persons: list[Concept]) -> Detections:
+        from pekit.faces import FACE_TOLERANCE, FaceGallery, match_faces
+
+        gallery = FaceGallery.from_concepts(persons, self.faces.fingerprint)
+        faces = self.faces.detect(img)
+        if len(faces) == 0:
+            return Detections.empty()
+        tolerance = FACE_TOLERANCE if self.face_tolerance is None else float(self.face_tolerance)
+        return match_faces(faces, self.faces.embed(img, faces.xyxy), gallery, tolerance=tolerance)
+
+    def recognize_video(self, video: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,
+                        out: str | os.PathLike | None = None, sheet: str | os.PathLike | None = None,
+                        threshold: float | None = None, progress: bool | None = None,
+                        scene_cut: float | None = None) -> Any:
+        """Find the namespace's concepts through a clip -> `pekit.video.VideoResult`.
+
+        Samples ``fps`` frames per second of video (at most ``max_frames``), runs the same
+        per-image recognition as `recognize` on each, links detections into tracks (one
+        name per track by vote) and optionally writes an annotated video ``out`` (H.264,
+        audio dropped) and a contact sheet ``sheet`` (PNG, best frame per track).
+        ``scene_cut`` (e.g. 30) also samples the first frame after each scene cut.
+        """
+        from pekit.video import recognize_video
+
+        concepts = self.concepts()
+
+        def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
+            return self._recognize(image, concepts, threshold, timings)
+
+        return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress,
+                               scene_cut=scene_cut)
 
     def annotate(self, image: ImageInput, detections: Detections) -> np.ndarray:
         """Draw the detections (distinct colours, names, scores) on a copy of the image."""
@@ -260,11 +370,14 @@ class Personalizer:
         questions (``options={"A": ..., "B": ...}`` or "A. x B. y" in the text) get the
         parsed letter in ``Answer.choice``. ``generation``: ``max_new_tokens``,
         ``temperature``, ``seed``.
+
+        ``image`` may be a video path: the LVLM then gets a contact sheet of key frames (the
+        best frame of each track) and the timeline of the tracks (`pekit.video.answer`).
         """
         return self._respond(image, question=question, options=options, threshold=threshold, **generation)
 
     def caption(self, image: ImageInput, *, threshold: float | None = None, **generation: Any) -> Answer:
-        """A caption that calls the recognized concepts by name."""
+        """A caption that calls the recognized concepts by name (of a photo, or of a video path)."""
         return self._respond(image, question=None, options=None, threshold=threshold, **generation)
 
     def _respond(self, image: ImageInput, *, question: str | None, options: dict[str, str] | None,
@@ -274,13 +387,40 @@ class Personalizer:
 
         if question is not None:
             question = validate_question(question)  # fail before the backbone pass
+        if isinstance(image, (str, os.PathLike)):
+            from pekit.video.decode import is_video
+
+            if is_video(image):
+                if options:
+                    raise InvalidInputError("multiple-choice options are for photos; ask a clip a plain question")
+                return self._respond_video(image, question=question, threshold=threshold, **generation)
         img = load_image(image)
         concepts = self.concepts()
         dets = self._recognize(img, concepts, threshold)
+        from pekit.faces import PERSON, concept_kind
+
         answer = respond(self.lvlm, img, dets, question=question, options=options,
                          contexts={c.name: c.context for c in concepts if c.context},
-                         known_names=[c.name for c in concepts], **generation)
+                         known_names=[c.name for c in concepts],
+                         persons=[c.name for c in concepts if concept_kind(c) == PERSON], **generation)
         return answer
+
+    def _respond_video(self, video: str | os.PathLike, *, question: str | None, threshold: float | None,
+                       fps: float = 2.0, **generation: Any) -> Answer:
+        """`ask` / `caption` on a clip: a contact sheet of key frames + the track timeline."""
+        from pekit.faces import PERSON, concept_kind
+        from pekit.video.answer import respond_video
+        from pekit.video.run import recognize_video
+
+        concepts = self.concepts()
+
+        def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
+            return self._recognize(image, concepts, threshold, timings)
+
+        result = recognize_video(step, video, fps=fps, keep_sheet=True)
+        return respond_video(self.lvlm, result, question=question,
+                             contexts={c.name: c.context for c in concepts if c.context},
+                             persons=[c.name for c in concepts if concept_kind(c) == PERSON], **generation)
 
     # -- memory ------------------------------------------------------------------------------
     def concepts(self) -> list[Concept]:

@@ -43,6 +43,7 @@ def respond(
     options: Mapping[str, str] | None = None,
     contexts: Mapping[str, str] | None = None,
     known_names: Iterable[str] = (),
+    persons: Iterable[str] = (),
     template: str | PromptTemplate = "default",
     palette: Sequence[Colour] | Sequence[str] | None = None,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
@@ -63,6 +64,7 @@ def respond(
         options: ``{"A": "...", "B": "..."}`` for multiple choice.
         contexts: ``{concept name: context text}`` (concepts without context may be left out).
         known_names: every concept name in the user's memory (to flag absent ones).
+        persons: the names that are people (named "the person in the red box").
         template: prompt template name, path or `PromptTemplate`.
         palette: colours for the boxes (see `pekit.prompt.annotate`).
         max_new_tokens, temperature, seed: generation options passed to ``lvlm.generate``.
@@ -97,7 +99,7 @@ def respond(
     concepts = [(name, colour, contexts.get(name, "")) for name, colour in colours.items()]
     known = list(dict.fromkeys([*known_names, *colours]))
     prompt = build_prompt(kind, question=question, concepts_in_image=concepts, known_names=known,  # type: ignore[arg-type]
-                          options=options, template=tpl)
+                          options=options, template=tpl, persons=persons)
     start = time.perf_counter()
     text = lvlm.generate(annotated, prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     seconds = time.perf_counter() - start

@@ -69,6 +69,8 @@ _FIELDS: dict[str, set[str]] = {
     "option": {"letter", "text"},
     "and": set(),
 }
+#: parts a template may leave out (older templates): part -> (fields, fallback part)
+_OPTIONAL: dict[str, tuple[set[str], str]] = {"person": ({"name", "colour"}, "concept")}
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,18 @@ def _validate(data: object, origin: str) -> PromptTemplate:
                 f"prompt template {origin}, part '{key}' uses unknown fields {sorted(used - allowed)}; "
                 f"allowed: {sorted(allowed)}"
             )
+    for key, (allowed, _) in _OPTIONAL.items():
+        if key in data:
+            if not isinstance(data[key], str):
+                raise InvalidInputError(f"prompt template {origin}, part '{key}' must be a string")
+            used = _placeholders(data[key])
+            if not used <= allowed:
+                raise InvalidInputError(
+                    f"prompt template {origin}, part '{key}' uses unknown fields {sorted(used - allowed)}; "
+                    f"allowed: {sorted(allowed)}"
+                )
     parts = {k: data[k] for k in _FIELDS}
+    parts.update({k: data[k] for k in _OPTIONAL if k in data})
     description = str(data.get("description", ""))
     return PromptTemplate(str(data.get("name", origin)), str(version), parts, description)
 
@@ -138,7 +151,7 @@ def load_template(name: str = "default") -> PromptTemplate:
     """Load a shipped template set by name, or any ``.json`` file by path.
 
     >>> load_template().id
-    'default@1.0'
+    'default@1.1'
     """
     if name.endswith(".json") or "/" in name or "\\" in name:
         path = Path(name).expanduser()
@@ -254,6 +267,7 @@ def build_prompt(
     known_names: Iterable[str] = (),
     options: Mapping[str, str] | None = None,
     template: str | PromptTemplate = "default",
+    persons: Iterable[str] = (),
 ) -> str:
     """Build the text prompt sent to the LVLM with the annotated image.
 
@@ -267,6 +281,8 @@ def build_prompt(
             but that are not in the image are declared not visible.
         options: ``{"A": "Dog", "B": "Cat"}`` for ``choice``.
         template: shipped template name, a ``.json`` path, or a loaded `PromptTemplate`.
+        persons: names (of ``concepts_in_image``) that are people: their line uses the
+            template's ``person`` part ("The person in the red box is Lin.").
 
     Returns:
         The prompt text (no image tokens; the backend adds the image).
@@ -282,8 +298,10 @@ def build_prompt(
     conj = tpl.parts["and"]
     visible = [n for n, _, _ in concepts]
     lines = []
+    people = set(persons)
     for name, colour, context in concepts:
-        line = tpl.fill("concept", name=name, colour=colour)
+        part = "person" if name in people and "person" in tpl.parts else "concept"
+        line = tpl.fill(part, name=name, colour=colour)
         if context:
             part = "context_named" if mentioned_names(context, [name]) else "context"
             line += " " + _sentence(tpl.fill(part, name=name, context=context))

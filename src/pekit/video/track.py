@@ -1,0 +1,129 @@
+"""Linking per-frame detections into tracks; one name per track by score-weighted vote.
+
+Pure logic over `Detections` (no images): a detection joins the live track it overlaps
+most (IoU), or the live track of the same concept (a concept is one thing, so a jump or a
+cut keeps its track); a track stays live for ``max_gap`` seconds without detections, so
+short misses are bridged. The track's name is the score-weighted majority of its
+frames' names, so one wrong frame does not rename it.
+
+Example:
+    >>> import numpy as np
+    >>> from pekit.types import Detections
+    >>> t = Tracker(max_gap=1.0)
+    >>> for i, name in enumerate(["Bo", "Rex", "Bo"]):
+    ...     _ = t.update(i, i * 0.5, Detections(xyxy=[[0, 0, 10, 10]], score=[0.8], name=[name]))
+    >>> [(tr.name, tr.start, tr.end) for tr in t.finish()]
+    [('Bo', 0.0, 1.0)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pekit.retrieve.nms import box_iou
+from pekit.types import Detections
+
+__all__ = ["Track", "Tracker"]
+
+
+@dataclass
+class Track:
+    """One appearance of a concept: ``start``/``end`` (s), ``score`` (mean over the frames
+    that carry the track's name), ``best_frame`` (sample index of the best detection)."""
+
+    id: int
+    name: str = ""
+    concept_id: int = -1
+    start: float = 0.0
+    end: float = 0.0
+    score: float = 0.0
+    best_frame: int = -1
+    best_time: float = 0.0
+    best_box: list[float] = field(default_factory=list)
+    frames: int = 0
+    votes: dict[str, float] = field(default_factory=dict, repr=False)
+    scores: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    ids: dict[str, int] = field(default_factory=dict, repr=False)
+    last_box: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32), repr=False)
+    best_score: float = field(default=-np.inf, repr=False)
+
+    def add(self, index: int, time: float, box: np.ndarray, name: str, score: float, concept_id: int) -> bool:
+        """Record one detection; True when it is the track's best so far."""
+        if self.frames == 0:
+            self.start = time
+        self.end, self.last_box, self.frames = time, box, self.frames + 1
+        self.votes[name] = self.votes.get(name, 0.0) + max(score, 1e-6)
+        self.scores.setdefault(name, []).append(score)
+        self.ids[name] = concept_id
+        if score > self.best_score:
+            self.best_score, self.best_frame, self.best_time = score, index, time
+            self.best_box = [round(float(v), 1) for v in box]
+            return True
+        return False
+
+    def settle(self) -> None:
+        """Fix the name (vote), concept id and score."""
+        self.name = max(self.votes, key=lambda n: (self.votes[n], n)) if self.votes else ""
+        self.concept_id = self.ids.get(self.name, -1)
+        self.score = float(np.mean(self.scores[self.name])) if self.name in self.scores else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"track": self.id, "name": self.name, "concept_id": self.concept_id, "start": round(self.start, 3),
+                "end": round(self.end, 3), "score": round(self.score, 4), "frames": self.frames,
+                "best_frame": self.best_frame, "best_time": round(self.best_time, 3), "best_box": self.best_box}
+
+
+class Tracker:
+    """Streaming linker: call `update` per sampled frame, `finish` at the end.
+
+    Args:
+        iou: a detection continues a track of another name only above this overlap.
+        max_gap: seconds a track survives without detections (bridged gaps).
+    """
+
+    def __init__(self, *, iou: float = 0.3, max_gap: float = 1.0) -> None:
+        self.iou = float(iou)
+        self.max_gap = float(max_gap)
+        self.tracks: list[Track] = []
+        self._live: list[Track] = []
+
+    def update(self, index: int, time: float, dets: Detections) -> list[tuple[int, bool]]:
+        """Link one frame's detections: ``[(track id, is the track's best so far)]`` per detection."""
+        self._live = [t for t in self._live if time - t.end <= self.max_gap + 1e-6]
+        names = [str(n) for n in dets.name] if dets.name is not None else [""] * len(dets)
+        scores = np.asarray(dets.score, np.float32)
+        cids = np.asarray(dets.concept_id, np.int64)
+        assigned: dict[int, Track] = {}
+        if self._live and len(dets):
+            ious = box_iou(dets.xyxy, np.stack([t.last_box for t in self._live]))
+            pairs = []
+            for i in range(len(dets)):
+                for j, tr in enumerate(self._live):
+                    same = bool(names[i]) and names[i] == max(tr.votes, key=tr.votes.__getitem__)
+                    if same or ious[i, j] >= self.iou:
+                        pairs.append((float(ious[i, j]) + (1.0 if same else 0.0), i, j))
+            taken: set[int] = set()
+            for _, i, j in sorted(pairs, reverse=True):
+                if i in assigned or j in taken:
+                    continue
+                assigned[i] = self._live[j]
+                taken.add(j)
+        out = []
+        for i in range(len(dets)):
+            track = assigned.get(i)
+            if track is None:
+                track = Track(id=len(self.tracks) + 1)
+                self.tracks.append(track)
+                self._live.append(track)
+            best = track.add(index, time, dets.xyxy[i].copy(), names[i], float(scores[i]), int(cids[i]))
+            out.append((track.id, best))
+        return out
+
+    def finish(self) -> list[Track]:
+        """All tracks, names settled, in order of first appearance."""
+        for t in self.tracks:
+            t.settle()
+        return sorted(self.tracks, key=lambda t: (t.start, t.id))

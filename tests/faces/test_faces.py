@@ -1,0 +1,88 @@
+"""`pekit.faces`: dlib detection/embedding, the one-face rule, face matching."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pekit.errors import BackboneMismatchError, InvalidInputError, NothingFoundError
+from pekit.faces import FACE_TOLERANCE, FaceGallery, concept_kind, face_reference, match_faces
+from pekit.retrieve.nms import box_iou
+from pekit.types import Concept, Detections
+
+#: skimage.data.astronaut(): Eileen Collins' face (HOG detection at upsample 1)
+FACE_BOX = (175.0, 76.0, 266.0, 167.0)
+
+
+def resize(img: np.ndarray, scale: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    return np.asarray(Image.fromarray(img).resize((round(w * scale), round(h * scale)), Image.Resampling.BICUBIC))
+
+
+def _person(name: str, vectors: np.ndarray, fingerprint: str, cid: int = 1) -> Concept:
+    return Concept(name, np.ones((1, 4)), id=cid,
+                   meta={"kind": "person", "faces": np.asarray(vectors).tolist(), "face_model": fingerprint})
+
+
+def test_detects_the_astronaut_face(faces: Any, astronaut: np.ndarray) -> None:
+    found = faces.detect(astronaut)
+    assert len(found) == 1  # the weak false detection on the flag is below min_score
+    assert box_iou(found.xyxy, np.array([FACE_BOX], np.float32))[0, 0] > 0.8
+    vec = faces.embed(astronaut, found.xyxy)
+    assert vec.shape == (1, 128) and vec.dtype == np.float32
+
+
+def test_same_face_is_close_and_flipped_half_scale_still_matches(faces: Any, astronaut: np.ndarray) -> None:
+    vector, _ = face_reference(faces, astronaut)
+    other = np.ascontiguousarray(resize(astronaut, 0.75)[:, ::-1])
+    found = faces.detect(other)
+    assert len(found) == 1
+    d = float(np.linalg.norm(faces.embed(other, found.xyxy)[0] - vector))
+    assert d < FACE_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("make", "box", "error", "words"),
+    [
+        (lambda a: np.full((300, 300, 3), 127, np.uint8), None, NothingFoundError, "no face found"),
+        (lambda a: np.hstack([a, a]), None, InvalidInputError, "--box"),
+        (lambda a: resize(a, 0.4), (60, 20, 120, 80), NothingFoundError, "too small"),
+    ],
+    ids=["no-face", "two-faces-no-box", "tiny-face"],
+)
+def test_reference_photo_errors(faces: Any, astronaut: np.ndarray, make: Any, box: Any, error: type,
+                                words: str) -> None:
+    with pytest.raises(error, match=words):
+        face_reference(faces, make(astronaut), box=None if box is None else np.array(box, np.float32))
+
+
+def test_a_box_picks_one_of_several_faces(faces: Any, astronaut: np.ndarray) -> None:
+    pair = np.hstack([astronaut, astronaut])
+    _, xyxy = face_reference(faces, pair, box=np.array([512, 0, 1024, 512], np.float32))
+    assert xyxy[0] >= 512
+
+
+def test_match_names_known_faces_once_and_never_strangers(faces: Any, astronaut: np.ndarray) -> None:
+    vector, _ = face_reference(faces, astronaut)
+    fp = faces.fingerprint
+    pair = np.hstack([astronaut, astronaut])
+    found = faces.detect(pair)
+    vecs = faces.embed(pair, found.xyxy)
+    g = FaceGallery.from_concepts([_person("Eileen", vector[None], fp)], fp)
+    named = match_faces(found, vecs, g)
+    assert named.name.tolist() == ["Eileen"]  # two identical faces, one person: named once
+    assert 0 < float(named.score[0]) <= 1
+    stranger = FaceGallery.from_concepts([_person("Other", -vector[None], fp)], fp)
+    assert len(match_faces(found, vecs, stranger)) == 0
+    assert len(match_faces(Detections.empty(), np.zeros((0, 128), np.float32), g)) == 0
+
+
+def test_gallery_refuses_vectors_of_another_face_model_and_skips_objects() -> None:
+    obj = Concept("mug", np.ones((1, 4)))
+    assert concept_kind(obj) == "object"
+    assert len(FaceGallery.from_concepts([obj], "dlib-face-128@resnet_v1")) == 0
+    with pytest.raises(BackboneMismatchError, match="re-introduce"):
+        FaceGallery.from_concepts([_person("Lin", np.zeros((1, 128)), "other-model")], "dlib-face-128@resnet_v1")

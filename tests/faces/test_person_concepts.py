@@ -1,0 +1,97 @@
+"""Person concepts through `Personalizer` and the CLI: introduce, recognize, prompt, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pekit.cli import main
+from pekit.errors import InvalidInputError, NothingFoundError
+from pekit.faces import concept_kind
+
+
+@pytest.fixture
+def mixed(make_personalizer: Any, faces: Any, astronaut: np.ndarray, chelsea: np.ndarray) -> Any:
+    """A memory holding a person (the astronaut) and an object (the cat)."""
+    p = make_personalizer(faces=faces)
+    p.introduce("cat", chelsea, category="cat")
+    p.introduce("Eileen", astronaut, kind="person", context="my colleague")
+    return p
+
+
+def test_persons_and_objects_share_one_memory(mixed: Any, astronaut: np.ndarray, chelsea: np.ndarray) -> None:
+    kinds = {c.name: concept_kind(c) for c in mixed.concepts()}
+    assert kinds == {"cat": "object", "Eileen": "person"}
+    eileen = mixed.get("Eileen")
+    assert eileen.category == "person" and len(eileen.meta["faces"]) == 1 and len(eileen.meta["faces"][0]) == 128
+    assert eileen.meta["face_model"] == mixed.faces.fingerprint
+    assert mixed.gallery().names == ["cat"]  # face-region views never enter object matching
+    dets = mixed.recognize(astronaut)  # the backbone check accepts the mixed memory
+    assert "Eileen" in dets.name.tolist()
+    face = dets[dets.name == "Eileen"]
+    assert face.xyxy[0, 0] >= 150 and face.xyxy[0, 2] <= 290  # the face box, not the whole photo
+    assert "Eileen" not in mixed.recognize(chelsea).name.tolist()  # a cat has no face to name
+
+
+def test_face_detector_runs_only_when_memory_holds_a_person(make_personalizer: Any, chelsea: np.ndarray) -> None:
+    p = make_personalizer(faces="no-such-face-model")  # loading it would raise
+    p.introduce("cat", chelsea, category="cat")
+    assert p.recognize(chelsea).name.tolist() == ["cat"]
+    assert p._faces is None
+
+
+def test_prompt_calls_a_person_a_person(mixed: Any, astronaut: np.ndarray) -> None:
+    answer = mixed.ask(astronaut, "What is Eileen wearing?")
+    assert "The person in the" in answer.prompt and "box is Eileen." in answer.prompt
+    assert "my colleague" in answer.prompt
+
+
+@pytest.mark.parametrize(
+    ("photo", "error", "words"),
+    [("chelsea", NothingFoundError, "no face"), ("pair", InvalidInputError, "--box")],
+)
+def test_bad_person_photos_leave_memory_untouched(mixed: Any, astronaut: np.ndarray, chelsea: np.ndarray,
+                                                  photo: str, error: type, words: str) -> None:
+    before = [(c.name, c.updated) for c in mixed.concepts()]
+    image = chelsea if photo == "chelsea" else np.hstack([astronaut, astronaut])
+    with pytest.raises(error, match=words):
+        mixed.introduce("Someone", image, kind="person")
+    assert [(c.name, c.updated) for c in mixed.concepts()] == before
+
+
+def test_unknown_kind_or_masks_for_a_person_are_clear_errors(make_personalizer: Any, astronaut: np.ndarray) -> None:
+    p = make_personalizer()
+    with pytest.raises(InvalidInputError, match="object, person"):
+        p.introduce("x", astronaut, kind="animal")
+    with pytest.raises(InvalidInputError, match="not masks"):
+        p.introduce("x", astronaut, kind="person", masks=[np.ones((512, 512), bool)])
+    assert p.concepts() == []
+
+
+def test_cli_introduce_person(tmp_path: Path, cached_pipelines: Any, faces: Any, astronaut: np.ndarray,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    photo = tmp_path / "eileen.png"
+    Image.fromarray(astronaut).save(photo)
+    memory = str(tmp_path / "m.db")
+    assert main(["introduce", "Eileen", str(photo), "--kind", "person", "--memory", memory, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "person"
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(blank)
+    assert main(["introduce", "Nobody", str(blank), "--kind", "person", "--memory", memory]) == 6
+    err = capsys.readouterr().err
+    assert "no face found" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.dataset
+def test_people_in_a_group_scene(make_personalizer: Any, faces: Any, people: Path) -> None:
+    p = make_personalizer(faces=faces)
+    p.introduce("Kit", people / "kit_harington" / "00.jpg", kind="person")
+    p.introduce("Rose", people / "rose_leslie" / "00.jpg", kind="person")
+    p.introduce("Obama", people / "obama" / "00.jpg", kind="person")
+    assert sorted(p.recognize(people / "scenes" / "kit_with_rose.jpg").name.tolist()) == ["Kit", "Rose"]
+    assert p.recognize(people / "scenes" / "obama_and_biden.jpg").name.tolist() == ["Obama"]  # Biden unknown

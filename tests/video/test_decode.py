@@ -1,0 +1,107 @@
+"""`pekit.video.decode`: sampling times, caps, and a clear `VideoError` for every bad file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pekit.errors import InvalidInputError, PekitError
+from pekit.video import VideoError, is_video, probe, sample_frames
+
+
+def test_samples_at_the_requested_rate(grey_clip: Path) -> None:
+    frames = list(sample_frames(grey_clip, fps=2.0))
+    assert [round(f.time, 2) for f in frames] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    assert [f.index for f in frames] == list(range(6))
+    assert frames[0].image.shape == (64, 96, 3) and frames[0].image.dtype == np.uint8
+    # the right frames: frame n has brightness 8 n, sampled every 5th frame
+    assert [round(float(np.median(f.image)) / 8) for f in frames] == [0, 5, 10, 15, 20, 25]
+
+
+def test_scene_cuts_add_a_sample_motion_does_not(tmp_path: Path, grey_clip: Path,
+                                                 make_clip: Callable[..., Path]) -> None:
+    assert [f.cut for f in sample_frames(grey_clip, fps=2.0, scene_cut=30)] == [False] * 6  # +8 per frame
+    frames = [np.full((64, 96, 3), 40 if i < 12 else 220, np.uint8) for i in range(30)]
+    cut = list(sample_frames(make_clip(tmp_path / "cut.mp4", frames), fps=2.0, scene_cut=30))
+    assert [(round(f.time, 2), f.cut) for f in cut if f.time > 0.9 and f.time < 1.6] == [
+        (1.0, False), (1.2, True), (1.5, False)]
+    assert [f.index for f in cut] == list(range(len(cut)))
+
+
+def test_max_frames_and_fast_sampling(grey_clip: Path) -> None:
+    assert len(list(sample_frames(grey_clip, fps=2.0, max_frames=3))) == 3
+    assert len(list(sample_frames(grey_clip, fps=100.0))) == 30  # never more than every frame
+
+
+def test_probe(grey_clip: Path) -> None:
+    info = probe(grey_clip)
+    assert (info.width, info.height, round(info.fps), info.audio) == (96, 64, 10, False)
+    assert 2.5 < info.duration <= 3.1
+
+
+def _audio_only(path: Path) -> Path:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 8000, 0, Fraction(1, 8000)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda d, clip, mk: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", "not a readable video"),
+        (lambda d, clip, mk: d / "missing.mp4", "no such video file"),
+        (lambda d, clip, mk: (d / "cut.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+         and d / "cut.mp4", "truncated"),
+        (lambda d, clip, mk: _audio_only(d / "sound.mp4"), "no video stream"),
+        (lambda d, clip, mk: mk(d / "empty.mp4", []), "no video stream"),
+        (lambda d, clip, mk: mk(d / "empty.mkv", []), "not a readable video"),
+    ],
+    ids=["text-named-mp4", "missing", "truncated", "audio-only", "zero-frames-mp4", "zero-frames-mkv"],
+)
+def test_bad_videos_raise_a_clear_error(tmp_path: Path, grey_clip: Path, make_clip: Callable[..., Path],
+                                        make: Callable[..., Path], words: str) -> None:
+    path = make(tmp_path, grey_clip, make_clip)
+    with pytest.raises(VideoError, match=words) as info:
+        list(sample_frames(path, fps=2.0))
+    assert isinstance(info.value, PekitError) and "\n" not in str(info.value)
+
+
+def test_frames_over_the_pixel_limit_are_refused(grey_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pekit.video.decode as decode
+
+    monkeypatch.setattr(decode, "MAX_FRAME_PIXELS", 96 * 64 - 1)  # a 10 000 x 10 000 clip, scaled down
+    with pytest.raises(VideoError, match="96 x 64 pixels are over the limit"):
+        list(sample_frames(grey_clip))
+
+
+def test_nothing_to_sample_is_an_error(grey_clip: Path) -> None:
+    with pytest.raises(VideoError, match="no frames"):
+        list(sample_frames(grey_clip, start=60.0))
+
+
+@pytest.mark.parametrize(("fps", "cap"), [(0.0, None), (float("nan"), None), (2.0, 0)])
+def test_bad_sampling_options(grey_clip: Path, fps: float, cap: int | None) -> None:
+    with pytest.raises(InvalidInputError):
+        list(sample_frames(grey_clip, fps=fps, max_frames=cap))
+
+
+def test_is_video_by_suffix_or_content(tmp_path: Path, grey_clip: Path) -> None:
+    renamed = tmp_path / "clip.bin"
+    renamed.write_bytes(grey_clip.read_bytes())
+    photo = tmp_path / "photo.jpg"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(photo)
+    assert is_video(grey_clip) and is_video(renamed) and not is_video(photo) and not is_video(tmp_path)
