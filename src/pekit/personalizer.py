@@ -478,7 +478,7 @@ class Personalizer:
         meta = dict(concept.meta)
         meta["corrections"] = [*meta.get("corrections", []),
                                {"image": describe(image).strip("'"), "box": [round(float(v), 1) for v in mine.xyxy[0]],
-                                "score": round(float(mine.score[0]), 4)}]
+                                "score": round(float(np.asarray(mine.score)[0]), 4)}]
         return self.memory.update(dataclasses.replace(concept, negatives=stacked, meta=meta))
 
     def add_view(self, name: str, image: ImageInput, *, box: Any = None, mask: Any = None) -> Concept:

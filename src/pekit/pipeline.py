@@ -31,8 +31,8 @@ from pekit.errors import ImageError, NothingFoundError
 from pekit.extract.base import Detector, Segmenter
 from pekit.extract.saliency import grid_saliency, object_weights
 from pekit.presets import Preset, RecognitionConfig
-from pekit.retrieve.extent import mask_xyxy, object_extent, part_similarity_map
-from pekit.retrieve.match import Gallery, part_scores, similarity
+from pekit.retrieve.extent import mask_xyxy, object_extent
+from pekit.retrieve.match import Gallery, similarity
 from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
 from pekit.types import Concept, Detections, PatchGrid
@@ -67,6 +67,14 @@ class Scan:
     proposals: Proposals
     embeddings: np.ndarray
     unit: np.ndarray
+    _part_sims: tuple[Gallery, np.ndarray] | None = None
+
+    def part_sims(self, gallery: Gallery) -> np.ndarray:
+        """``(h*w, P)`` cosine of every patch to every part of ``gallery`` (one product, cached)."""
+        if self._part_sims is None or self._part_sims[0] is not gallery:
+            flat, _ = gallery.parts_matrix()
+            self._part_sims = (gallery, self.unit @ flat.T)
+        return self._part_sims[1]
 
 
 @dataclass
@@ -243,20 +251,44 @@ class Pipeline:
         return Scan(grid, props, pool(grid, props.weights), self._unit_patches(grid))
 
     def region_score(self, scan: Scan, gallery: Gallery, k: int, region: np.ndarray) -> float:
-        """Uncalibrated score of concept ``k`` on a ``(h, w)`` bool region of the scan.
+        """Score of concept ``k`` on a ``(h, w)`` bool region of the scan.
 
         ``(1 - verify_weight) * global + verify_weight * parts``: the cosine of the region's
-        mean embedding to the concept's best view, and the symmetric patch-level agreement
-        with its part prototypes (`part_scores`).
+        mean embedding to the concept's best view (category-level evidence: it already
+        chose the region and the winning concept), and the symmetric patch-level agreement
+        with its part prototypes (`part_scores`; instance-level evidence).
         """
         w = self.config.verify_weight
+        _, offsets = gallery.parts_matrix()
+        lo, hi = int(offsets[k]), int(offsets[k + 1])
+        if w == 0 or hi == lo:  # no verification, or no parts stored: the global score is all there is
+            return self._global(scan, gallery, k, region)
+        s = scan.part_sims(gallery)[region.reshape(-1), lo:hi]  # (region patches, parts)
+        parts_score = float(0.5 * (s.max(0).mean() + s.max(1).mean())) if len(s) else -1.0
+        return parts_score if w == 1 else (1 - w) * self._global(scan, gallery, k, region) + w * parts_score
+
+    @staticmethod
+    def _global(scan: Scan, gallery: Gallery, k: int, region: np.ndarray) -> float:
         embedding = pool(scan.grid, region.astype(np.float32)[None])[0]
         views = gallery.views[gallery.owner == k]
-        score = float((views @ embedding).max()) if len(views) else -1.0
-        parts = gallery.parts[k]
-        if w > 0 and parts is not None and len(parts):
-            score = (1 - w) * score + w * part_scores(scan.unit[region.reshape(-1)], parts)
-        return score
+        return float((views @ embedding).max()) if len(views) else -1.0
+
+    @staticmethod
+    def _outscored(scan: Scan, gallery: Gallery, k: int, region: np.ndarray, score: float) -> bool:
+        """Competitive assignment at the region level: another concept's parts agree better
+        with the grown region than ``k``'s (so the region is not named ``k``)."""
+        _, offsets = gallery.parts_matrix()
+        sizes = np.diff(offsets)
+        s = scan.part_sims(gallery)[region.reshape(-1)]  # (r, P)
+        if s.size == 0:
+            return False
+        starts = offsets[:-1][sizes > 0]
+        best_patch = np.maximum.reduceat(s, starts, axis=1)            # (r, C'): best part of each concept
+        best_part = np.add.reduceat(s.max(0), starts) / sizes[sizes > 0]  # mean over parts of best patch
+        others = 0.5 * (best_patch.mean(0) + best_part)
+        owners = np.nonzero(sizes > 0)[0]
+        others[owners == k] = -np.inf
+        return bool(others.max() > score) if others.size else False
 
     @staticmethod
     def _closer_to_negative(scan: Scan, gallery: Gallery, k: int, region: np.ndarray, negatives: np.ndarray) -> bool:
@@ -311,13 +343,17 @@ class Pipeline:
                 region = seed > 0.5
                 if cfg.extent and parts is not None and len(parts):
                     if simmap is None:
-                        simmap = part_similarity_map(scan.unit, parts, scan.grid.shape)
+                        _, offsets = gallery.parts_matrix()
+                        sims_k = scan.part_sims(gallery)[:, offsets[k]:offsets[k + 1]]
+                        simmap = sims_k.max(1).reshape(scan.grid.shape)
                     region = object_extent(scan.unit, parts, seed, alpha=cfg.extent_alpha, similarity=simmap)
                 if not region.any():
                     region = seed >= seed.max()
                 if neg is not None and len(neg) and self._closer_to_negative(scan, gallery, k, region, neg):
                     continue
                 raw = self.region_score(scan, gallery, k, region)
+                if compete and c > 1 and cfg.verify_weight > 0 and self._outscored(scan, gallery, k, region, raw):
+                    continue
                 out.append(Candidate(k, raw, raw, mask_xyxy(region, scan.grid.cell_size),
                                      region))
         return out

@@ -32,7 +32,10 @@ class RecognitionConfig:
         window_scales: sliding-window sizes as fractions of the grid sides.
         saliency_levels: relative saliency levels for component proposals.
         reference_level: relative saliency level of the object core in reference photos.
-        verify_weight: weight of the patch-level (part) score in the final score; 0 = off.
+        verify_weight: weight of the patch-level (part) score in the final score; 0 = the
+            global cosine only. Default 1: the global cosine picks the region and the winning
+            concept (category-level evidence); the score that is thresholded is the
+            instance-level agreement of the object's patches with the concept's parts.
         extent: grow each matched region to the whole object (`retrieve.object_extent`)
             before scoring it and drawing its box.
         extent_alpha: where between the background's and the object's similarity level a
@@ -50,7 +53,7 @@ class RecognitionConfig:
     window_scales: tuple[float, ...] = (0.35, 0.5, 0.7, 1.0)
     saliency_levels: tuple[float, ...] = (0.3, 0.5, 0.7)
     reference_level: float = 0.7
-    verify_weight: float = 0.5
+    verify_weight: float = 1.0
     extent: bool = True
     extent_alpha: float = 0.5
     max_parts: int = 32

@@ -22,10 +22,13 @@ def _scene(seed: int = 0) -> tuple[PatchGrid, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     f = np.zeros((8, 10, D), np.float32)
     f[..., 1] = 1.0                                        # background
-    f[1:6, 1:3, 0] = 1.0; f[1:6, 1:3, 1] = 0.0             # object, left part ("face")
-    f[1:6, 3:6, 3] = 1.0; f[1:6, 3:6, 1] = 0.0             # object, right part ("body")
+    f[1:6, 1:3, 0] = 1.0  # object, left part ("face")
+    f[1:6, 1:3, 1] = 0.0
+    f[1:6, 3:6, 3] = 1.0  # object, right part ("body")
+    f[1:6, 3:6, 1] = 0.0
     f[1:6, 3:6, 0] = 0.4
-    f[1:6, 6:9, 2] = 1.0; f[1:6, 6:9, 1] = 0.0             # the neighbour
+    f[1:6, 6:9, 2] = 1.0  # the neighbour
+    f[1:6, 6:9, 1] = 0.0
     f += rng.normal(0, 0.05, f.shape).astype(np.float32)
     grid = PatchGrid(f, image_size=(100, 80))
     unit = l2_normalize(f.reshape(-1, D)).reshape(8, 10, D)

@@ -16,8 +16,11 @@ def _two_dogs() -> tuple[PatchGrid, np.ndarray, np.ndarray]:
     """Bo (direction 0) on the left, a look-alike (mostly direction 0, some direction 2) on the right."""
     f = np.zeros((6, 12, 8), np.float32)
     f[..., 1] = 1.0
-    f[1:5, 1:5] = 0; f[1:5, 1:5, 0] = 1.0
-    f[1:5, 7:11] = 0; f[1:5, 7:11, 0] = 1.0; f[1:5, 7:11, 2] = 0.6
+    f[1:5, 1:5] = 0
+    f[1:5, 1:5, 0] = 1.0
+    f[1:5, 7:11] = 0
+    f[1:5, 7:11, 0] = 1.0
+    f[1:5, 7:11, 2] = 0.6
     return PatchGrid(f, image_size=(120, 60)), np.eye(8, dtype=np.float32)[0], f[2, 8] / np.linalg.norm(f[2, 8])
 
 

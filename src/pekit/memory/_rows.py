@@ -83,7 +83,7 @@ def find_damaged(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         try:
             if dim <= 0:
                 raise DamagedRowError("the memory records no vector dimension")
-            decode_concept(row, views.get(row[0])[::-1] if row[0] in views else None, parts.get(row[0]), dim,
+            decode_concept(row, views[row[0]][::-1] if row[0] in views else None, parts.get(row[0]), dim,
                            backbone, negatives.get(row[0]))
         except DamagedRowError as exc:
             found.append({"id": int(row[0]), "namespace": str(row[1]), "name": str(row[2]), "problem": str(exc)})

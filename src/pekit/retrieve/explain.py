@@ -82,7 +82,7 @@ def explain_figure(image: np.ndarray, grid: PatchGrid, detections: Detections, g
     index = {int(i): k for k, i in enumerate(gallery.ids)}
     panels = []
     for d in detections:
-        k = index.get(int(d.concept_id[0]))
+        k = index.get(int(np.asarray(d.concept_id)[0]))
         if k is None:
             continue
         parts = gallery.parts[k]
@@ -92,7 +92,8 @@ def explain_figure(image: np.ndarray, grid: PatchGrid, detections: Detections, g
         best = int(np.argmax(cos))
         names = list(references[k]) if references is not None and k < len(references) else []
         view = names[best] if best < len(names) else f"view {best + 1}"
-        caption = (f"{d.name[0]} {float(d.score[0]):.2f}: best reference {view} (cosine {float(cos[best]):.2f}); "
+        score = float(np.asarray(d.score)[0])
+        caption = (f"{np.asarray(d.name)[0]} {score:.2f}: best reference {view} (cosine {float(cos[best]):.2f}); "
                    "bright = like its parts")
         panels.append(_panel(image, simmap, d.xyxy[0], caption))
     if not panels:

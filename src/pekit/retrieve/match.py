@@ -38,6 +38,17 @@ class Gallery:
     def __post_init__(self) -> None:
         if self.negatives is None:
             self.negatives = [None] * len(self.names)
+        self._parts_flat: tuple[np.ndarray, np.ndarray] | None = None
+
+    def parts_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """All concepts' part prototypes stacked: ``(P, d)`` and ``(C + 1,)`` row offsets
+        (concept ``k`` owns rows ``offsets[k]:offsets[k + 1]``), built once per gallery."""
+        if self._parts_flat is None:
+            blocks = [p if p is not None else np.zeros((0, self.views.shape[1]), np.float32) for p in self.parts]
+            offsets = np.cumsum([0, *(len(b) for b in blocks)]).astype(np.int64)
+            flat = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, 0), np.float32)
+            self._parts_flat = (flat, offsets)
+        return self._parts_flat
 
     def __len__(self) -> int:
         return len(self.names)

@@ -1,0 +1,110 @@
+"""Feedback benchmark: how much do a user's corrections (`Personalizer.correct`) help?
+
+Protocol (each concept alone in memory, the hard open-set case):
+
+* per seed, every concept draws ``k`` references (`draw_references`), and its test photos
+  are split by a seeded permutation into a *held-in pool* (half) and the *rest*;
+* a simulated user walks the pool in order and corrects the first ``n`` false positives
+  (a photo without the concept that it is recognized in): each wrong region becomes a
+  negative view of the concept, exactly as ``pekit correct PHOTO --not NAME`` stores it;
+* the rest is scored with 0, 1, ..., ``n`` corrections; positive/negative accuracy,
+  precision and weighted accuracy are averaged over concepts, then over seeds.
+
+Photos are embedded once (the `GridCache`), so the whole benchmark is matching only.
+
+Example:
+    >>> table = run_feedback(load_dataset("folder:../shared/data/dreambooth"),
+    ...                      Pipeline.from_preset(), k=2, seeds=3)          # doctest: +SKIP
+    >>> table[3]["negative"]                                                 # doctest: +SKIP
+    0.99
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from pekit.embed.pooling import pool
+from pekit.eval.cache import GridCache
+from pekit.eval.datasets import Dataset
+from pekit.eval.metrics import safe_ratio
+from pekit.eval.recognition import collect_photos, draw_references, embed_photos, reference_view
+from pekit.pipeline import concept_from_views
+from pekit.retrieve.match import Gallery
+
+__all__ = ["run_feedback"]
+
+
+def _metrics(hits: np.ndarray, positive: np.ndarray) -> dict[str, float]:
+    tp, fp = int((hits & positive).sum()), int((hits & ~positive).sum())
+    pos = safe_ratio(np.array(tp), np.array(int(positive.sum())))
+    neg = safe_ratio(np.array(int((~hits & ~positive).sum())), np.array(int((~positive).sum())))
+    return {"positive": float(pos), "negative": float(neg), "precision": float(safe_ratio(np.array(tp),
+                                                                                         np.array(tp + fp)))}
+
+
+def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5, seed: int = 0,
+                 corrections: int = 3, cache: GridCache | None = None, threshold: float | None = None,
+                 progress: bool = True) -> dict[int, dict[str, float]]:
+    """Metrics on the rest after ``0..corrections`` corrections: ``{n: {metric: mean}}``.
+
+    Also ``{n: {"corrected": mean corrections actually made per concept}}`` (a concept
+    with fewer false positives in its pool gets fewer).
+    """
+    from tqdm.auto import tqdm
+
+    thr = float(pipeline.config.threshold if threshold is None else threshold)
+    cache = cache or GridCache(None, pipeline.fingerprint, memory_items=1 << 30)
+    photos, index = collect_photos(dataset, progress=progress)
+    readable, _ = embed_photos(photos, pipeline, cache, progress=progress)
+    scans: dict[int, Any] = {}
+
+    def scan(i: int) -> Any:
+        if i not in scans:
+            grid = cache.get(photos[i].sha1)
+            assert grid is not None
+            scans[i] = pipeline.scan(grid)
+        return scans[i]
+
+    per: dict[int, dict[str, list[float]]] = {n: {} for n in range(corrections + 1)}
+    jobs = [(s, c) for s in range(seeds) for c in dataset.concepts]
+    for s, c in tqdm(jobs, desc="feedback", unit="concept", disable=None if progress else True):
+        refs = draw_references(c, k, s, seed)
+        if refs is None:
+            continue
+        ref_ids = [index[p] for p in refs if index[p] in readable]
+        ref_paths = set(refs)
+        views = [reference_view(pipeline, cache.get(photos[i].sha1)) for i in ref_ids]  # type: ignore[arg-type]
+        concept = concept_from_views(c.name, views, category=c.category)
+        rows = [i for i in sorted(readable - set(ref_ids)) if photos[i].testable and photos[i].owners
+                and not (photos[i].sources & ref_paths)]
+        order = np.random.default_rng([seed, s, k, len(c.name), 11]).permutation(len(rows))
+        pool_rows = [rows[j] for j in order[: len(rows) // 2]]
+        rest = [rows[j] for j in order[len(rows) // 2:]]
+        negatives: list[np.ndarray] = []
+        gallery = Gallery.from_concepts([concept])
+        for i in pool_rows:
+            if len(negatives) >= corrections:
+                break
+            if c.name in photos[i].owners:
+                continue
+            cands = pipeline.candidates(scan(i), gallery, competitive=False)
+            if cands and cands[0].score >= thr:
+                negatives.append(pool(scan(i).grid, cands[0].region.astype(np.float32)[None])[0])
+        positive = np.array([c.name in photos[i].owners for i in rest])
+        for n in range(corrections + 1):
+            used = np.stack(negatives[:n]) if n and negatives else None
+            g = Gallery.from_concepts([dataclasses.replace(concept, negatives=used)])
+            scores = np.array([max([cand.score for cand in pipeline.candidates(scan(i), g, competitive=False)],
+                                   default=-np.inf) for i in rest])
+            for name, value in _metrics(scores >= thr, positive).items():
+                per[n].setdefault(name, []).append(value)
+            per[n].setdefault("corrected", []).append(float(min(n, len(negatives))))
+    out: dict[int, dict[str, float]] = {}
+    for n, metrics in per.items():
+        out[n] = {name: float(np.nanmean(values)) if values else float("nan") for name, values in metrics.items()}
+        if "positive" in out[n]:
+            out[n]["weighted"] = (out[n]["positive"] + out[n]["negative"]) / 2
+    return out
