@@ -383,7 +383,8 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
             results.append({"image": str(path), "detections": dets.to_list(),
                             **({"annotated": str(out)} if out else {}), "written": written})
     if args.json:  # one image without --out: just its detections; else records with the files written
-        payload: Any = results if len(results) > 1 else results[0] if args.out else results[0]["detections"]
+        wrote = args.out or args.explain
+        payload: Any = results if len(results) > 1 else results[0] if wrote else results[0]["detections"]
         print(json.dumps(payload))
         return 0
     for r in results:

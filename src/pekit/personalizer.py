@@ -462,7 +462,7 @@ class Personalizer:
             ConceptNotFoundError: no concept ``name``.
             NothingFoundError: ``name`` was not recognized in ``image`` (nothing changed).
         """
-        concept = self.get(name)
+        concept = self._same_name(clean_name(name)) or self.get(name)
         self._check_backbone()
         self._check_writable(f"correct '{concept.name}'")
         img = load_image(image)
@@ -490,7 +490,7 @@ class Personalizer:
             ConceptNotFoundError: no concept ``name``.
             InvalidInputError, NothingFoundError: a bad box, or nothing found (nothing changed).
         """
-        concept = self.get(name)
+        concept = self._same_name(clean_name(name)) or self.get(name)
         self._check_backbone()
         self._check_writable(f"add a view to '{concept.name}'")
         view = self.views([image], category=concept.category, boxes=None if box is None else [box],

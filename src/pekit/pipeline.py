@@ -32,7 +32,7 @@ from pekit.extract.base import Detector, Segmenter
 from pekit.extract.saliency import grid_saliency, object_weights
 from pekit.presets import Preset, RecognitionConfig
 from pekit.retrieve.extent import mask_xyxy, object_extent
-from pekit.retrieve.match import Gallery, similarity
+from pekit.retrieve.match import Gallery, part_agreement, similarity
 from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
 from pekit.types import Concept, Detections, PatchGrid
@@ -260,12 +260,16 @@ class Pipeline:
         """
         w = self.config.verify_weight
         _, offsets = gallery.parts_matrix()
-        lo, hi = int(offsets[k]), int(offsets[k + 1])
-        if w == 0 or hi == lo:  # no verification, or no parts stored: the global score is all there is
+        if w == 0 or offsets[k + 1] == offsets[k]:  # no verification, or no parts: the global score is all
             return self._global(scan, gallery, k, region)
-        s = scan.part_sims(gallery)[region.reshape(-1), lo:hi]  # (region patches, parts)
-        parts_score = float(0.5 * (s.max(0).mean() + s.max(1).mean())) if len(s) else -1.0
+        parts_score = float(self._agreement(scan, gallery, region)[k])
         return parts_score if w == 1 else (1 - w) * self._global(scan, gallery, k, region) + w * parts_score
+
+    @staticmethod
+    def _agreement(scan: Scan, gallery: Gallery, region: np.ndarray) -> np.ndarray:
+        """``(C,)`` every concept's best-view part agreement with a region (`part_agreement`)."""
+        starts, sizes, owner = gallery.part_segments()
+        return part_agreement(scan.part_sims(gallery)[region.reshape(-1)], starts, sizes, owner, len(gallery))
 
     @staticmethod
     def _global(scan: Scan, gallery: Gallery, k: int, region: np.ndarray) -> float:
@@ -273,22 +277,13 @@ class Pipeline:
         views = gallery.views[gallery.owner == k]
         return float((views @ embedding).max()) if len(views) else -1.0
 
-    @staticmethod
-    def _outscored(scan: Scan, gallery: Gallery, k: int, region: np.ndarray, score: float) -> bool:
+    def _outscored(self, scan: Scan, gallery: Gallery, k: int, region: np.ndarray) -> bool:
         """Competitive assignment at the region level: another concept's parts agree better
         with the grown region than ``k``'s (so the region is not named ``k``)."""
-        _, offsets = gallery.parts_matrix()
-        sizes = np.diff(offsets)
-        s = scan.part_sims(gallery)[region.reshape(-1)]  # (r, P)
-        if s.size == 0:
-            return False
-        starts = offsets[:-1][sizes > 0]
-        best_patch = np.maximum.reduceat(s, starts, axis=1)            # (r, C'): best part of each concept
-        best_part = np.add.reduceat(s.max(0), starts) / sizes[sizes > 0]  # mean over parts of best patch
-        others = 0.5 * (best_patch.mean(0) + best_part)
-        owners = np.nonzero(sizes > 0)[0]
-        others[owners == k] = -np.inf
-        return bool(others.max() > score) if others.size else False
+        agreement = self._agreement(scan, gallery, region)
+        mine = float(agreement[k])
+        agreement[k] = -np.inf
+        return bool(agreement.max() > mine)
 
     @staticmethod
     def _closer_to_negative(scan: Scan, gallery: Gallery, k: int, region: np.ndarray, negatives: np.ndarray) -> bool:
@@ -352,7 +347,7 @@ class Pipeline:
                 if neg is not None and len(neg) and self._closer_to_negative(scan, gallery, k, region, neg):
                     continue
                 raw = self.region_score(scan, gallery, k, region)
-                if compete and c > 1 and cfg.verify_weight > 0 and self._outscored(scan, gallery, k, region, raw):
+                if compete and c > 1 and cfg.verify_weight > 0 and self._outscored(scan, gallery, k, region):
                     continue
                 out.append(Candidate(k, raw, raw, mask_xyxy(region, scan.grid.cell_size),
                                      region))

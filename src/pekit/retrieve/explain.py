@@ -52,7 +52,8 @@ def _panel(image: np.ndarray, simmap: np.ndarray, box: np.ndarray, caption: str)
     blend = Image.blend(Image.fromarray(image), heat, 0.55)
     draw = ImageDraw.Draw(blend)
     x0, y0, x1, y1 = (float(v) for v in box)
-    draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=(0, 255, 255), width=max(2, w // 200))
+    if x1 - x0 >= 2 and y1 - y0 >= 2:
+        draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=(0, 255, 255), width=max(2, w // 200))
     from pekit.prompt.fonts import FontStack
 
     font = FontStack.default(max(12, w // 40))

@@ -11,7 +11,7 @@ import numpy as np
 
 from pekit.types import Concept
 
-__all__ = ["Gallery", "part_scores", "similarity"]
+__all__ = ["Gallery", "part_agreement", "part_scores", "similarity"]
 
 
 @dataclass
@@ -39,6 +39,16 @@ class Gallery:
         if self.negatives is None:
             self.negatives = [None] * len(self.names)
         self._parts_flat: tuple[np.ndarray, np.ndarray] | None = None
+        self._segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def part_segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows of `parts_matrix` per concept that has parts: ``starts``, ``sizes``, ``owner``."""
+        if self._segments is None:
+            _, offsets = self.parts_matrix()
+            sizes = np.diff(offsets)
+            has = np.nonzero(sizes > 0)[0]
+            self._segments = (offsets[:-1][has], sizes[has], has.astype(np.int64))
+        return self._segments
 
     def parts_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """All concepts' part prototypes stacked: ``(P, d)`` and ``(C + 1,)`` row offsets
@@ -80,6 +90,25 @@ class Gallery:
         negatives = self.negatives or [None] * len(self)
         return Gallery([self.names[i] for i in idx], self.ids[idx], self.views[keep], remap[self.owner[keep]],
                        self.thresholds[idx], [self.parts[i] for i in idx], [negatives[i] for i in idx])
+
+
+def part_agreement(sims: np.ndarray, starts: np.ndarray, sizes: np.ndarray, owner: np.ndarray,
+                   concepts: int) -> np.ndarray:
+    """Every concept's symmetric patch-level agreement with one region: ``(C,)``.
+
+    `part_scores` for all concepts at once. ``sims``: ``(r, P)`` cosine of the region's
+    ``r`` unit patches to all ``P`` parts, grouped by concept (``starts``/``sizes``/``owner``
+    from `Gallery.part_segments`): ``0.5 * (mean over the region's patches of their best
+    part + mean over the concept's parts of their best patch)``. -1 where a concept has no
+    parts or the region is empty.
+    """
+    out = np.full(concepts, -1.0, np.float32)
+    if sims.size == 0 or len(starts) == 0:
+        return out
+    best_part = np.maximum.reduceat(sims, starts, axis=1).mean(0)        # region -> view parts
+    best_patch = np.add.reduceat(sims.max(0), starts) / sizes            # view parts -> region
+    np.maximum.at(out, owner, (0.5 * (best_part + best_patch)).astype(np.float32))
+    return out
 
 
 def similarity(embeddings: np.ndarray, gallery: Gallery) -> np.ndarray:

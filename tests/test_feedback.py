@@ -1,0 +1,101 @@
+"""Feedback verbs on the real offline backbone: `correct` (negative views), `add_view`, `explain`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pekit.cli import main
+from pekit.errors import ConceptNotFoundError, InvalidInputError, NothingFoundError
+
+
+def snapshot(p: Any) -> list[tuple]:
+    return [(c.id, c.name, c.views.tobytes(), None if c.parts is None else c.parts.tobytes(),
+             None if c.negatives is None else c.negatives.tobytes()) for c in p.memory.concepts(namespace=p.namespace)]
+
+
+@pytest.fixture
+def cat_only(make_personalizer: Any, chelsea: np.ndarray) -> Any:
+    p = make_personalizer()
+    p.introduce("Mochi", chelsea, category="cat")
+    return p
+
+
+def _look_alike(chelsea: np.ndarray) -> np.ndarray:
+    """Another 'cat': the same photo mirrored and recoloured (it is recognized as Mochi)."""
+    img = np.ascontiguousarray(chelsea[:, ::-1]).astype(np.int16)
+    img[..., 2] = np.clip(img[..., 2] + 40, 0, 255)
+    return img.astype(np.uint8)
+
+
+def test_correct_stops_the_same_look_alike_being_named(cat_only: Any, chelsea: np.ndarray) -> None:
+    other = _look_alike(chelsea)
+    assert cat_only.recognize(other).name.tolist() == ["Mochi"]      # the mistake to correct
+    c = cat_only.correct(other, "mochi")                               # names ignore case
+    assert c.negatives is not None and c.negatives.shape == (1, 384)
+    assert c.meta["corrections"][0]["score"] >= cat_only.preset.recognition.threshold
+    stored = cat_only.get("Mochi")
+    np.testing.assert_allclose(stored.negatives, c.negatives, atol=1e-6)
+    assert len(stored.views) == 1 and cat_only.memory.summaries()[0].views == 1  # negatives are not views
+    assert cat_only.recognize(other).name.tolist() == []              # the look-alike is not Mochi any more
+
+
+def test_correct_where_the_name_was_not_found_changes_nothing(cat_only: Any, astronaut: np.ndarray) -> None:
+    before = snapshot(cat_only)
+    with pytest.raises(NothingFoundError, match="nothing to correct"):
+        cat_only.correct(astronaut, "Mochi")
+    with pytest.raises(ConceptNotFoundError):
+        cat_only.correct(astronaut, "Bo")
+    assert snapshot(cat_only) == before
+
+
+def test_add_view_appends_a_view_and_its_parts(cat_only: Any, chelsea: np.ndarray, grid_cache: Any) -> None:
+    before = cat_only.get("Mochi")
+    calls = grid_cache.calls
+    after = cat_only.add_view("Mochi", np.ascontiguousarray(chelsea[:, ::-1]), box=[40, 0, 451, 300])
+    assert grid_cache.calls - calls == 1                             # one backbone pass
+    assert len(after.views) == 2 and np.allclose(after.views[0], before.views[0])
+    assert len(after.parts) > len(before.parts) and len(after.meta["references"]) == 2
+    assert after.id == before.id and cat_only.get("Mochi").views.shape == (2, 384)
+
+
+@pytest.mark.parametrize("box, error", [([500, 400, 600, 450], "outside"), ([0, 0, 3, 3], "at least"),
+                                        ([10, 10, 5, 5], "x1 > x0")])
+def test_add_view_with_a_bad_box_changes_nothing(cat_only: Any, chelsea: np.ndarray, box: list, error: str) -> None:
+    before = snapshot(cat_only)
+    with pytest.raises((InvalidInputError, NothingFoundError), match=error):
+        cat_only.add_view("Mochi", chelsea, box=box)
+    assert snapshot(cat_only) == before
+
+
+def test_explain_draws_one_panel_per_detection(cat_only: Any, chelsea: np.ndarray) -> None:
+    dets = cat_only.recognize(chelsea)
+    figure = cat_only.explain(chelsea, dets)
+    h, w = chelsea.shape[:2]
+    assert figure.dtype == np.uint8 and figure.shape[1] == w and figure.shape[0] > h   # photo + caption strip
+    assert not np.array_equal(figure[:h], chelsea)                                   # the heat map is drawn
+    empty = cat_only.explain(np.full_like(chelsea, 127), None)
+    assert empty.shape[1] == w
+
+
+def test_cli_feedback_verbs(tmp_path: Path, cached_pipelines: Any, chelsea: np.ndarray, capsys: Any) -> None:
+    memory = str(tmp_path / "m.db")
+    photo, other = tmp_path / "cat.png", tmp_path / "other.png"
+    Image.fromarray(chelsea).save(photo)
+    Image.fromarray(_look_alike(chelsea)).save(other)
+    assert main(["introduce", "Mochi", str(photo), "--memory", memory]) == 0
+    assert main(["correct", str(other), "--not", "Mochi", "--memory", memory, "--json"]) == 0
+    assert '"negatives": 1' in capsys.readouterr().out
+    assert main(["correct", str(other), "--not", "Mochi", "--memory", memory]) == 6     # not found any more
+    assert "nothing to correct" in capsys.readouterr().err
+    assert main(["correct", str(other), "--not", "Bo", "--memory", memory]) == 4        # unknown concept
+    assert main(["add-view", "Mochi", str(other), "--box", "0,0,2,2", "--memory", memory]) == 2
+    assert main(["add-view", "Mochi", str(other), "--memory", memory, "--json"]) == 0
+    assert '"views": 2' in capsys.readouterr().out
+    explain = tmp_path / "why.png"
+    assert main(["recognize", str(photo), "--explain", str(explain), "--memory", memory, "--json"]) == 0
+    assert explain.is_file() and str(explain) in capsys.readouterr().out
