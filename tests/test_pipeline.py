@@ -106,7 +106,9 @@ def test_recognize_returns_named_unit_embeddings(pipeline: Pipeline, gallery: Ga
     assert isinstance(dets, Detections)
     assert dets.name.tolist() == ["cat"] and dets.concept_id.tolist() == [1]
     assert dets.embedding.shape == (1, 384)
-    np.testing.assert_allclose(dets.embedding, pool_boxes(flipped_grid, dets.xyxy), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(dets.embedding, axis=1), 1.0, atol=1e-5)
+    # pooled from the object's extent (a mask inside the box), so close to the box's own embedding
+    assert float((dets.embedding * pool_boxes(flipped_grid, dets.xyxy)).sum()) > 0.9
 
 
 @pytest.mark.parametrize(

@@ -347,5 +347,5 @@ def test_bad_options(grounding_dir, kwargs):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch build without CUDA")
 def test_unavailable_device(owlv2_dir):
-    with pytest.raises(InvalidInputError, match="device=.cpu."):
+    with pytest.raises(InvalidInputError, match=r"device=.cpu."):
         HFDetector(str(owlv2_dir), device="cuda")

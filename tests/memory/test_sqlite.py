@@ -366,8 +366,8 @@ def test_exception_mid_write_keeps_previous_committed_state(
     before, matrix_before = snapshot(memory), memory.matrix()
     original = SqliteMemory._write_vectors
 
-    def crash(self, conn, cid, views, parts):  # the row and its views are written, then boom
-        original(self, conn, cid, views, parts)
+    def crash(self, conn, cid, views, parts, *rest):  # the row and its views are written, then boom
+        original(self, conn, cid, views, parts, *rest)
         raise RuntimeError("power cut")
 
     monkeypatch.setattr(SqliteMemory, "_write_vectors", crash)
@@ -386,8 +386,8 @@ def test_process_killed_mid_write_loses_nothing_committed(stocked: Path) -> None
         from pekit.memory.sqlite import SqliteMemory
         from pekit.types import Concept
         original = SqliteMemory._write_vectors
-        def die(self, conn, cid, views, parts):
-            original(self, conn, cid, views, parts)
+        def die(self, conn, cid, views, parts, *rest):
+            original(self, conn, cid, views, parts, *rest)
             os._exit(3)  # killed in the middle of the transaction
         SqliteMemory._write_vectors = die
         m = SqliteMemory({str(stocked)!r})

@@ -174,16 +174,19 @@ class SqliteMemory:
                 out.append(decode_concept(row, views.get(row[0]), parts.get(row[0]), dim, backbone,
                                           negatives.get(row[0], [])[::-1]))
             except DamagedRowError as exc:
-                cid, ns, name = row[:3]
-                if not self.skip_damaged:
-                    raise MemoryFileError(
-                        f"concept '{printable(str(name))}' (id {cid}, namespace '{printable(str(ns))}') in memory "
-                        f"file {self.uri} is damaged: {exc}; run `pekit repair --memory {self.uri}` to remove "
-                        "the damaged concepts (then introduce them again), or pass --skip-damaged "
-                        "(skip_damaged=True) to read around them"
-                    ) from None
-                logger.warning("skipping damaged concept %r (id %s) in %s: %s", name, cid, self.uri, exc)
+                self._damaged(row[0], row[1], row[2], str(exc))
         return out
+
+    def _damaged(self, cid: Any, ns: Any, name: Any, problem: str) -> None:
+        """Raise `MemoryFileError` for a damaged concept, or log and go on with ``skip_damaged``."""
+        if not self.skip_damaged:
+            raise MemoryFileError(
+                f"concept '{printable(str(name))}' (id {cid}, namespace '{printable(str(ns))}') in memory "
+                f"file {self.uri} is damaged: {problem}; run `pekit repair --memory {self.uri}` to remove "
+                "the damaged concepts (then introduce them again), or pass --skip-damaged "
+                "(skip_damaged=True) to read around them"
+            ) from None
+        logger.warning("skipping damaged concept %r (id %s) in %s: %s", name, cid, self.uri, problem)
 
     def damaged(self) -> list[dict[str, Any]]:
         """Concepts whose stored rows cannot be read: ``[{"id", "namespace", "name", "problem"}]``."""
@@ -266,7 +269,9 @@ class SqliteMemory:
         """Names, categories, context and view counts of a namespace, ordered by id; no vectors.
 
         The view counts come from one range scan of the ``views`` table (sequential, so
-        faster than a lookup per concept); no part or image blob is read.
+        faster than a lookup per concept); no part or image blob is decoded, but their
+        sizes and the meta JSON are checked in SQL, so a damaged concept is reported as
+        `concepts` would (`MemoryFileError`, or skipped with ``skip_damaged``).
 
         >>> import numpy as np
         >>> with SqliteMemory(":memory:") as memory:
@@ -276,20 +281,29 @@ class SqliteMemory:
         """
         namespace = clean_text(namespace, "namespace", "default")
         with self._transaction("list concepts", write=False) as conn:
-            sql = ("SELECT id, name, category, context, threshold, created, updated FROM concepts "
-                   "WHERE namespace = ? ORDER BY id")
+            sql = ("SELECT id, name, category, context, threshold, created, updated, "
+                   "json_valid(meta) AND json_type(meta) = 'object' FROM concepts WHERE namespace = ? ORDER BY id")
             rows = conn.execute(sql, (namespace,)).fetchall()
             if not rows:
                 return []
-            sql = ("SELECT concept_id, COUNT(*) FROM views WHERE idx >= 0 AND concept_id BETWEEN ? AND ? "
-                   "GROUP BY concept_id")
-            counts = dict(conn.execute(sql, (rows[0][0], rows[-1][0])).fetchall())
-        return [
-            ConceptSummary(id=cid, namespace=namespace, name=name, category=category, context=context,
-                           views=int(counts.get(cid, 0)), threshold=threshold, created=created,
-                           updated=updated)
-            for cid, name, category, context, threshold, created, updated in rows
-        ]
+            dim = int(self._meta(conn).get("dim", 0))
+            sql = ("SELECT concept_id, SUM(idx >= 0), SUM(length(vector) != ?) FROM views "
+                   "WHERE concept_id BETWEEN ? AND ? GROUP BY concept_id")
+            counts = {cid: (n, bad) for cid, n, bad in conn.execute(sql, (4 * dim, rows[0][0], rows[-1][0]))}
+            sql = ("SELECT concept_id FROM parts WHERE concept_id BETWEEN ? AND ? AND length(vectors) != rows * ?")
+            bad_parts = {r[0] for r in conn.execute(sql, (rows[0][0], rows[-1][0], 4 * dim))}
+        out = []
+        for cid, name, category, context, threshold, created, updated, meta_ok in rows:
+            n, bad = counts.get(cid, (0, 0))
+            problem = ("its meta is not a JSON object" if not meta_ok else "it has no views" if not n
+                       else f"a view blob is not {4 * dim} bytes" if bad else "its parts blob has the wrong size"
+                       if cid in bad_parts else "")
+            if problem:
+                self._damaged(cid, namespace, name, problem)
+                continue
+            out.append(ConceptSummary(id=cid, namespace=namespace, name=name, category=category, context=context,
+                                      views=int(n), threshold=threshold, created=created, updated=updated))
+        return out
 
     def images(self, name: str, *, namespace: str = "default") -> list[bytes]:
         """Encoded reference photos kept for a concept (empty unless added with ``store_images``)."""
