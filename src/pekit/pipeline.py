@@ -347,7 +347,7 @@ class Pipeline:
                 if neg is not None and len(neg) and self._closer_to_negative(scan, gallery, k, region, neg):
                     continue
                 raw = self.region_score(scan, gallery, k, region)
-                if compete and c > 1 and cfg.verify_weight > 0 and self._outscored(scan, gallery, k, region):
+                if compete and c > 1 and cfg.region_competition and self._outscored(scan, gallery, k, region):
                     continue
                 out.append(Candidate(k, raw, raw, mask_xyxy(region, scan.grid.cell_size),
                                      region))

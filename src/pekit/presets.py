@@ -42,6 +42,8 @@ class RecognitionConfig:
             patch starts to belong to the object (lower grows more).
         max_parts: part prototypes kept per reference view.
         competitive: a region is named only after its best-matching concept.
+        region_competition: also after growing it to the object: the grown region is not
+            named after a concept whose parts agree with it less than another concept's.
         margin: required lead of the best concept over the runner-up (competitive mode).
         nms_iou: overlap above which weaker detections of different concepts are dropped.
         max_per_concept: how many regions one concept may claim in an image (1: each
@@ -58,6 +60,7 @@ class RecognitionConfig:
     extent_alpha: float = 0.5
     max_parts: int = 32
     competitive: bool = True
+    region_competition: bool = True
     margin: float = 0.0
     nms_iou: float = 0.7
     max_per_concept: int = 1

@@ -282,7 +282,8 @@ class SqliteMemory:
         namespace = clean_text(namespace, "namespace", "default")
         with self._transaction("list concepts", write=False) as conn:
             sql = ("SELECT id, name, category, context, threshold, created, updated, "
-                   "json_valid(meta) AND json_type(meta) = 'object' FROM concepts WHERE namespace = ? ORDER BY id")
+                   "CASE WHEN json_valid(meta) THEN json_type(meta) = 'object' ELSE 0 END FROM concepts "
+                   "WHERE namespace = ? ORDER BY id")
             rows = conn.execute(sql, (namespace,)).fetchall()
             if not rows:
                 return []
