@@ -1,11 +1,14 @@
-"""Recognition benchmark on the DreamBooth development set: k = 1..4 references, 5 seeds.
+"""Recognition benchmark on the DreamBooth development set: plain and stress splits.
 
-Runs exactly what ``pekit eval recognition`` runs (one code path) with the offline preset
-and prints the table and the total wall time. Photos are embedded once and cached, so a
-second run only re-does the (cheap) matching.
+Runs exactly what ``pekit eval recognition`` runs (one code path) with the offline preset:
+the plain split (k = 1, 2, 4; saliency and drawn-box references) and the stress split
+(`pekit.eval.stress`: objects shrunk into clutter and 320 px photos, made deterministically
+from the plain photos into the cache folder), each with all concepts in memory and with
+each concept alone, and prints the tables and the wall time. Photos are embedded once and
+cached, so a second run only re-does the (cheap) matching.
 
     python benchmarks/recognition.py                      # ../shared/data/dreambooth
-    python benchmarks/recognition.py --data DIR --out report/recognition --preset offline
+    python benchmarks/recognition.py --data DIR --out report/recognition --split plain
 
 Exits 0 with a message when the dataset folder is absent.
 """
@@ -27,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"DreamBooth folder (default: {DEFAULT_DATA})")
     parser.add_argument("--out", default="report/recognition", help="report folder (default: report/recognition)")
     parser.add_argument("--preset", default="offline")
-    parser.add_argument("--refs", default="1,2,3,4")
+    parser.add_argument("--refs", default="1,2,4")
     parser.add_argument("--seeds", default="5")
+    parser.add_argument("--gallery", default="all,single")
+    parser.add_argument("--split", default="plain,stress", help="plain, stress or both (default)")
     parser.add_argument("--cache", help="cache folder (default: the user cache dir)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
@@ -36,14 +41,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from pekit.cli import main as pekit_main
+    from pekit.eval.cache import default_cache_dir
+    from pekit.eval.stress import make_stress_split
 
-    command = ["eval", "recognition", "--dataset", f"folder:{args.data}", "--refs", args.refs,
-               "--seeds", args.seeds, "--preset", args.preset, "--out", args.out, "--sweep-threshold"]
-    if args.cache:
-        command += ["--cache", args.cache]
     start = time.perf_counter()
-    code = pekit_main(command)
-    print(f"\ntotal wall time: {time.perf_counter() - start:.1f} s (pekit {' '.join(command)})")
+    code = 0
+    for split in [s.strip() for s in args.split.split(",") if s.strip()]:
+        if split == "plain":
+            dataset, extractors = f"folder:{args.data}", "saliency,box"
+        elif split == "stress":
+            root = Path(args.cache).expanduser() if args.cache else default_cache_dir()
+            out = make_stress_split(args.data, root / "stress-split", reuse=True)
+            dataset, extractors = f"stress:{out}", "saliency"
+        else:
+            print(f"unknown split '{split}'; use plain or stress")
+            return 2
+        command = ["eval", "recognition", "--dataset", dataset, "--refs", args.refs, "--seeds", args.seeds,
+                   "--gallery", args.gallery, "--extractor", extractors, "--preset", args.preset,
+                   "--out", f"{args.out}/{split}", "--quiet"]
+        if args.cache:
+            command += ["--cache", args.cache]
+        print(f"\n## {split} split")
+        code = pekit_main(command) or code
+    print(f"\ntotal wall time: {time.perf_counter() - start:.1f} s")
     return code
 
 

@@ -298,7 +298,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
 def _cmd_correct(args: argparse.Namespace) -> int:
     with _personalizer(args) as p:
         c = p.correct(args.image, args.name)
-    record = {"name": c.name, "negatives": 0 if c.negatives is None else len(c.negatives), "memory": p.memory.uri}
+    record = {"name": c.name, "negatives": len(c.meta.get("corrections", [])), "memory": p.memory.uri}
     if args.json:
         print(json.dumps(record))
     else:

@@ -466,15 +466,24 @@ class Personalizer:
         self._check_backbone()
         self._check_writable(f"correct '{concept.name}'")
         img = load_image(image)
-        dets = self._recognize(img, self.concepts(), None)
-        mine = dets[dets.concept_id == concept.id]
-        if len(mine) == 0 or mine.embedding is None:
+        objects = [c for c in self.concepts() if c.meta.get("kind", "object") != "person"]
+        gallery = Gallery.from_concepts(objects)
+        scan = self.pipeline.scan(self.pipeline.encode(img), image=img,
+                                  labels=[c.category for c in objects if c.category])
+        k = [c.id for c in objects].index(concept.id) if concept.id in [c.id for c in objects] else -1
+        thr = concept.threshold if concept.threshold is not None else self.pipeline.config.threshold
+        hits = [c for c in self.pipeline.candidates(scan, gallery) if c.concept == k and c.score >= thr]
+        if not hits:
             raise NothingFoundError(
                 f"'{concept.name}' was not recognized in {describe(image)}, so there is nothing to correct; "
                 "the memory was not changed"
             )
-        negative = mine.embedding[:1]
+        from pekit.pipeline import summarize_parts
+
+        wrong = hits[0]
+        negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], self.pipeline.config.max_parts)
         stacked = negative if concept.negatives is None else np.concatenate([concept.negatives, negative])
+        mine = Detections(xyxy=wrong.xyxy[None], score=np.array([wrong.score], np.float32))
         meta = dict(concept.meta)
         meta["corrections"] = [*meta.get("corrections", []),
                                {"image": describe(image).strip("'"), "box": [round(float(v), 1) for v in mine.xyxy[0]],

@@ -285,11 +285,16 @@ class Pipeline:
         agreement[k] = -np.inf
         return bool(agreement.max() > mine)
 
-    @staticmethod
-    def _closer_to_negative(scan: Scan, gallery: Gallery, k: int, region: np.ndarray, negatives: np.ndarray) -> bool:
-        embedding = pool(scan.grid, region.astype(np.float32)[None])[0]
-        views = gallery.views[gallery.owner == k]
-        return bool((negatives @ embedding).max() >= (views @ embedding).max())
+    def _like_a_negative(self, scan: Scan, gallery: Gallery, k: int, region: np.ndarray,
+                         negatives: np.ndarray) -> bool:
+        """The user's corrections: the region's patches agree at least as well with the parts
+        of the regions they said are not ``k`` as with ``k``'s own parts."""
+        patches = scan.unit[region.reshape(-1)]
+        if len(patches) == 0:
+            return False
+        s = patches @ negatives.T
+        anti = 0.5 * (s.max(1).mean() + s.max(0).mean())
+        return bool(anti >= self._agreement(scan, gallery, region)[k])
 
     def candidates(self, grid: PatchGrid | Scan, gallery: Gallery, *, per_concept: int = 1,
                    image: np.ndarray | None = None, labels: list[str] | None = None,
@@ -322,9 +327,6 @@ class Pipeline:
         out: list[Candidate] = []
         for k in range(c) if concepts is None else [int(i) for i in concepts]:
             neg = negatives[k]
-            if neg is not None and len(neg):
-                # the user's corrections: a region more like a known "not k" than like k is not k
-                allowed[:, k] &= sims[:, k] > (scan.embeddings @ neg.T).max(1)
             rows = np.nonzero(allowed[:, k])[0]
             if rows.size == 0:
                 continue
@@ -344,9 +346,9 @@ class Pipeline:
                     region = object_extent(scan.unit, parts, seed, alpha=cfg.extent_alpha, similarity=simmap)
                 if not region.any():
                     region = seed >= seed.max()
-                if neg is not None and len(neg) and self._closer_to_negative(scan, gallery, k, region, neg):
-                    continue
                 raw = self.region_score(scan, gallery, k, region)
+                if neg is not None and len(neg) and self._like_a_negative(scan, gallery, k, region, neg):
+                    continue  # the user said a region like this one is not k
                 if compete and c > 1 and cfg.region_competition and self._outscored(scan, gallery, k, region):
                     continue
                 out.append(Candidate(k, raw, raw, mask_xyxy(region, scan.grid.cell_size),

@@ -249,9 +249,9 @@ class Concept:
         parts: optional ``(m, d) float32`` L2-normalised part embeddings (patch-level
             prototypes of the object) used to verify a match.
         meta: free JSON-able metadata (reference file names, boxes, timings...).
-        negatives: optional ``(n, d) float32`` L2-normalised embeddings of regions the
-            user said are *not* this concept (`Personalizer.correct`): a region closer to
-            one of them than to the concept's views is not named after it.
+        negatives: optional ``(n, d) float32`` L2-normalised part prototypes of regions the
+            user said are *not* this concept (`Personalizer.correct`): a region whose
+            patches agree with them at least as well as with ``parts`` is not named after it.
     """
 
     name: str

@@ -6,7 +6,8 @@ Protocol (each concept alone in memory, the hard open-set case):
   are split by a seeded permutation into a *held-in pool* (half) and the *rest*;
 * a simulated user walks the pool in order and corrects the first ``n`` false positives
   (a photo without the concept that it is recognized in): each wrong region becomes a
-  negative view of the concept, exactly as ``pekit correct PHOTO --not NAME`` stores it;
+  negative view of the concept (its part prototypes), exactly as ``pekit correct PHOTO
+  --not NAME`` stores it;
 * the rest is scored with 0, 1, ..., ``n`` corrections; positive/negative accuracy,
   precision and weighted accuracy are averaged over concepts, then over seeds.
 
@@ -26,12 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from pekit.embed.pooling import pool
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
 from pekit.eval.metrics import safe_ratio
 from pekit.eval.recognition import collect_photos, draw_references, embed_photos, reference_view
-from pekit.pipeline import concept_from_views
+from pekit.pipeline import concept_from_views, summarize_parts
 from pekit.retrieve.match import Gallery
 
 __all__ = ["run_feedback"]
@@ -91,11 +91,12 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
             if c.name in photos[i].owners:
                 continue
             cands = pipeline.candidates(scan(i), gallery, competitive=False)
-            if cands and cands[0].score >= thr:
-                negatives.append(pool(scan(i).grid, cands[0].region.astype(np.float32)[None])[0])
+            if cands and cands[0].score >= thr:  # what `Personalizer.correct` stores: the region's parts
+                negatives.append(summarize_parts(scan(i).unit[cands[0].region.reshape(-1)],
+                                                 pipeline.config.max_parts))
         positive = np.array([c.name in photos[i].owners for i in rest])
         for n in range(corrections + 1):
-            used = np.stack(negatives[:n]) if n and negatives else None
+            used = np.concatenate(negatives[:n]) if n and negatives else None
             g = Gallery.from_concepts([dataclasses.replace(concept, negatives=used)])
             scores = np.array([max([cand.score for cand in pipeline.candidates(scan(i), g, competitive=False)],
                                    default=-np.inf) for i in rest])
