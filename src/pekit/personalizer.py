@@ -308,8 +308,11 @@ class Personalizer:
             self._check_backbone()
             grid = self.pipeline.encode(img)
             labels = [c.category for c in objects if c.category]
-            found.append(self.pipeline.recognize(grid, Gallery.from_concepts(objects), threshold=threshold,
-                                                 image=img, labels=labels))
+            from pekit._threads import blas_threads
+
+            with blas_threads(1):  # small products after the pass: no BLAS pool fighting onnxruntime
+                found.append(self.pipeline.recognize(grid, Gallery.from_concepts(objects), threshold=threshold,
+                                                     image=img, labels=labels))
             if timings is not None:
                 timings["backbone"] = timings.get("backbone", 0.0) + time.perf_counter() - t0
         if persons:

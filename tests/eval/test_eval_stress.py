@@ -220,3 +220,28 @@ def test_cli(source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert "stress:" in capsys.readouterr().out
     assert main([str(tmp_path / "nowhere"), str(tmp_path / "t"), "--no-scenes"]) == 2
     assert "expected the folder layout" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_small_stress_split_end_to_end_with_the_offline_backbone(dreambooth: Path, tmp_path: Path,
+                                                                 pipeline) -> None:
+    """The CI-size stress split through the real recognition runner: no reference leaks into
+    a test photo, and every row carries the box metrics against the exact pasted boxes."""
+    from pekit.eval.recognition import run_recognition
+    from pekit.eval.summary import summarize
+
+    ds = load_dataset(f"stress:{make_stress_split(dreambooth, tmp_path / 'small', small=True)}")
+    run = run_recognition(ds, pipeline, refs=(1,), seeds=2, galleries=("all", "single"), progress=False)
+    for trial in run.trials:
+        refs = {Path(p) for paths in trial.references.values() for p in paths}
+        for i in trial.photos:
+            photo = run.photos[int(i)]
+            assert not (photo.sources & refs) and photo.path not in refs
+            assert photo.boxes                                   # every stress photo has exact boxes
+    rows = {r["gallery"]: r for r in summarize(run)}
+    assert set(rows) == {"all", "single"}
+    for row in rows.values():
+        assert row["test_photos"] > 0
+        assert row["metrics"]["box iou>=0.5"]["mean"] is not None
+    # alone, a concept has nobody to lose to: never fewer detections than among all
+    assert rows["single"]["metrics"]["positive"]["mean"] >= rows["all"]["metrics"]["positive"]["mean"]
