@@ -139,6 +139,7 @@ class Pipeline:
         self.config = config or RecognitionConfig()
         self.detector = detector
         self.segmenter = segmenter
+        self._takes_saliency: bool | None = None
 
     @classmethod
     def from_preset(cls, preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
@@ -192,7 +193,18 @@ class Pipeline:
             from pekit.images import load_image
 
             image = load_image(image)
-        return self.backbone.embed(image, saliency=True)
+        if self._takes_saliency is None:  # a backbone written before `saliency` joined the protocol
+            import inspect
+
+            try:
+                params = inspect.signature(self.backbone.embed).parameters
+                self._takes_saliency = "saliency" in params or any(
+                    p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+            except (TypeError, ValueError):
+                self._takes_saliency = True
+        if self._takes_saliency:
+            return self.backbone.embed(image, saliency=True)
+        return self.backbone.embed(image)
 
     def _unit_patches(self, grid: PatchGrid) -> np.ndarray:
         return l2_normalize(grid.features.reshape(-1, grid.dim))
