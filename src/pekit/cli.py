@@ -390,7 +390,9 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
     for r in results:
         found = ", ".join(f"{_shown(d['name'])} ({d['score']:.2f}) at {[round(v) for v in d['box']]}"
                           for d in r["detections"]) or "none of your concepts"
-        print(f"{r['image']}: {found}" + (f"  -> {r['annotated']}" if "annotated" in r else ""))
+        extra = [w for w in r["written"] if w != r.get("annotated")]
+        print(f"{r['image']}: {found}" + (f"  -> {r['annotated']}" if "annotated" in r else "")
+              + "".join(f"  (explained in {w})" for w in extra))
     return 0
 
 

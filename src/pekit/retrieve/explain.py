@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -92,10 +93,10 @@ def explain_figure(image: np.ndarray, grid: PatchGrid, detections: Detections, g
         cos = views @ d.embedding[0] if d.embedding is not None else np.zeros(len(views))
         best = int(np.argmax(cos))
         names = list(references[k]) if references is not None and k < len(references) else []
-        view = names[best] if best < len(names) else f"view {best + 1}"
+        view = Path(names[best]).name if best < len(names) else f"view {best + 1}"
         score = float(np.asarray(d.score)[0])
-        caption = (f"{np.asarray(d.name)[0]} {score:.2f}: best reference {view} (cosine {float(cos[best]):.2f}); "
-                   "bright = like its parts")
+        name = np.asarray(d.name)[0]
+        caption = f"{name} {score:.2f} | best view {view} (cos {float(cos[best]):.2f}) | bright = like {name}'s parts"
         panels.append(_panel(image, simmap, d.xyxy[0], caption))
     if not panels:
         panels.append(_panel(image, np.zeros(grid.shape, np.float32), np.zeros(4), "none of your concepts found"))
