@@ -9,8 +9,9 @@
   gallery);
 * `candidates` / `match` / `recognize` match a scan against a `Gallery`: competitive
   assignment picks each concept's best region, `object_extent` grows it to the whole
-  object, the region is scored (global + part-level) and the score is calibrated against
-  the concept's cohort (retrieval, stage 2).
+  object, and the region is scored by its patch-level agreement with the concept's parts;
+  region-level competition and the user's corrections (negative views) veto look-alikes
+  (retrieval, stage 2).
 
 `Personalizer` (introduce / recognize / ask) and the evaluation runner both use it, so the
 benchmark measures exactly what users run.
@@ -83,15 +84,13 @@ class Candidate:
 
     Attributes:
         concept: index of the concept in the gallery.
-        score: calibrated score (what the threshold applies to).
-        raw: the uncalibrated region score (0.5 * global cosine + 0.5 * part agreement).
+        score: the region's score (`Pipeline.region_score`; what the threshold applies to).
         xyxy: ``(4,)`` box of the object's extent in image pixels.
         region: ``(h, w)`` bool patch mask of the object's extent.
     """
 
     concept: int
     score: float
-    raw: float
     xyxy: np.ndarray
     region: np.ndarray
 
@@ -316,8 +315,8 @@ class Pipeline:
         Up to ``per_concept`` non-overlapping regions per concept, each only among the
         proposals the concept wins (competitive assignment, unless ``competitive=False``
         or the gallery has one concept), each grown to the object's extent, scored and
-        calibrated. ``concepts``: only score these gallery indices (the others still
-        compete for proposals).
+        vetoed by region-level competition or negative views. ``concepts``: only score these
+        gallery indices (the others still compete for proposals).
         """
         cfg = self.config
         c = len(gallery)
@@ -358,12 +357,12 @@ class Pipeline:
                     region = object_extent(scan.unit, parts, seed, alpha=cfg.extent_alpha, similarity=simmap)
                 if not region.any():
                     region = seed >= seed.max()
-                raw = self.region_score(scan, gallery, k, region)
+                score = self.region_score(scan, gallery, k, region)
                 if neg is not None and len(neg) and self._like_a_negative(scan, gallery, k, region, neg):
                     continue  # the user said a region like this one is not k
                 if compete and c > 1 and cfg.region_competition and self._outscored(scan, gallery, k, region):
                     continue
-                out.append(Candidate(k, raw, raw, mask_xyxy(region, scan.grid.cell_size),
+                out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size),
                                      region))
         return out
 
