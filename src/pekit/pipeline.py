@@ -33,7 +33,7 @@ from pekit.extract.base import Detector, Segmenter
 from pekit.extract.saliency import grid_saliency, object_weights
 from pekit.presets import Preset, RecognitionConfig
 from pekit.retrieve.extent import mask_xyxy, object_extent
-from pekit.retrieve.match import Gallery, part_agreement, similarity
+from pekit.retrieve.match import Gallery, part_agreement, part_scores, similarity
 from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
 from pekit.types import Concept, Detections, PatchGrid
@@ -261,24 +261,28 @@ class Pipeline:
         props = self.proposals(grid, image=image, labels=labels)
         return Scan(grid, props, pool(grid, props.weights), self._unit_patches(grid))
 
-    def region_score(self, scan: Scan, gallery: Gallery, k: int, region: np.ndarray) -> float:
+    def region_score(self, scan: Scan, gallery: Gallery, k: int, region: np.ndarray,
+                     agreement: np.ndarray | None = None) -> float:
         """Score of concept ``k`` on a ``(h, w)`` bool region of the scan.
 
         ``(1 - verify_weight) * global + verify_weight * parts``: the cosine of the region's
         mean embedding to the concept's best view (category-level evidence: it already
         chose the region and the winning concept), and the symmetric patch-level agreement
-        with its part prototypes (`part_scores`; instance-level evidence).
+        with its part prototypes (`part_scores`; instance-level evidence). ``agreement``:
+        the region's `part_agreement` with every concept, when already computed.
         """
         w = self.config.verify_weight
         _, offsets = gallery.parts_matrix()
         if w == 0 or offsets[k + 1] == offsets[k]:  # no verification, or no parts: the global score is all
             return self._global(scan, gallery, k, region)
-        parts_score = float(self._agreement(scan, gallery, region)[k])
+        if agreement is None:
+            agreement = self._agreement(scan, gallery, region)
+        parts_score = float(agreement[k])
         return parts_score if w == 1 else (1 - w) * self._global(scan, gallery, k, region) + w * parts_score
 
     @staticmethod
     def _agreement(scan: Scan, gallery: Gallery, region: np.ndarray) -> np.ndarray:
-        """``(C,)`` every concept's best-view part agreement with a region (`part_agreement`)."""
+        """``(C,)`` every concept's part agreement with a region (`part_agreement`)."""
         starts, sizes, owner = gallery.part_segments()
         return part_agreement(scan.part_sims(gallery)[region.reshape(-1)], starts, sizes, owner, len(gallery))
 
@@ -287,25 +291,6 @@ class Pipeline:
         embedding = pool(scan.grid, region.astype(np.float32)[None])[0]
         views = gallery.views[gallery.owner == k]
         return float((views @ embedding).max()) if len(views) else -1.0
-
-    def _outscored(self, scan: Scan, gallery: Gallery, k: int, region: np.ndarray) -> bool:
-        """Competitive assignment at the region level: another concept's parts agree better
-        with the grown region than ``k``'s (so the region is not named ``k``)."""
-        agreement = self._agreement(scan, gallery, region)
-        mine = float(agreement[k])
-        agreement[k] = -np.inf
-        return bool(agreement.max() > mine)
-
-    def _like_a_negative(self, scan: Scan, gallery: Gallery, k: int, region: np.ndarray,
-                         negatives: np.ndarray) -> bool:
-        """The user's corrections: the region's patches agree at least as well with the parts
-        of the regions they said are not ``k`` as with ``k``'s own parts."""
-        patches = scan.unit[region.reshape(-1)]
-        if len(patches) == 0:
-            return False
-        s = patches @ negatives.T
-        anti = 0.5 * (s.max(1).mean() + s.max(0).mean())
-        return bool(anti >= self._agreement(scan, gallery, region)[k])
 
     def candidates(self, grid: PatchGrid | Scan, gallery: Gallery, *, per_concept: int = 1,
                    image: np.ndarray | None = None, labels: list[str] | None = None,
@@ -357,11 +342,13 @@ class Pipeline:
                     region = object_extent(scan.unit, parts, seed, alpha=cfg.extent_alpha, similarity=simmap)
                 if not region.any():
                     region = seed >= seed.max()
-                score = self.region_score(scan, gallery, k, region)
-                if neg is not None and len(neg) and self._like_a_negative(scan, gallery, k, region, neg):
-                    continue  # the user said a region like this one is not k
-                if compete and c > 1 and cfg.region_competition and self._outscored(scan, gallery, k, region):
-                    continue
+                agreement = self._agreement(scan, gallery, region)  # every concept's, computed once
+                score = self.region_score(scan, gallery, k, region, agreement)
+                mine = float(agreement[k])
+                if neg is not None and len(neg) and part_scores(scan.unit[region.reshape(-1)], neg) >= mine:
+                    continue  # the user said a region like this one is not k (`Personalizer.correct`)
+                if compete and c > 1 and cfg.region_competition and np.delete(agreement, k).max() > mine:
+                    continue  # region-level competition: another concept's parts agree better
                 out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size),
                                      region))
         return out
