@@ -222,10 +222,7 @@ class Personalizer:
         category = (old.category if old is not None and category is None else category or "").strip()
         context = (old.context if old is not None and context is None else context or "").strip()
         self._check_backbone()
-        if getattr(self.memory, "read_only", False):  # fail before spending backbone passes
-            from pekit.errors import MemoryStoreError
-
-            raise MemoryStoreError(f"the memory '{self.memory.uri}' is read-only; cannot introduce '{name.strip()}'")
+        self._check_writable(f"introduce '{name.strip()}'")  # fail before spending backbone passes
         start = time.perf_counter()
         if kind == PERSON:
             return self._introduce_person(name, refs, category=category, context=context, boxes=boxes,
@@ -457,25 +454,28 @@ class Personalizer:
         """"That was not ``name``": the region recognized as ``name`` in ``image`` becomes a
         negative view of ``name``.
 
-        From then on a region that looks more like that negative than like ``name``'s own
-        views is not called ``name`` (the same stranger's dog, the neighbour's identical
-        backpack). Costs one backbone pass.
+        The wrong region's part prototypes are stored; from then on a region whose patches
+        agree with them at least as well as with ``name``'s own parts is not called ``name``
+        (the same stranger's dog, the neighbour's identical backpack). Costs one backbone pass.
 
         Raises:
             ConceptNotFoundError: no concept ``name``.
             NothingFoundError: ``name`` was not recognized in ``image`` (nothing changed).
         """
-        concept = self._same_name(clean_name(name)) or self.get(name)
+        from pekit.faces import PERSON, concept_kind
+
+        concept = self._named(name)
         self._check_backbone()
         self._check_writable(f"correct '{concept.name}'")
         img = load_image(image)
-        objects = [c for c in self.concepts() if c.meta.get("kind", "object") != "person"]
-        gallery = Gallery.from_concepts(objects)
+        objects = [c for c in self.concepts() if concept_kind(c) != PERSON]
+        ids = [c.id for c in objects]
+        k = ids.index(concept.id) if concept.id in ids else -1
         scan = self.pipeline.scan(self.pipeline.encode(img), image=img,
                                   labels=[c.category for c in objects if c.category])
-        k = [c.id for c in objects].index(concept.id) if concept.id in [c.id for c in objects] else -1
         thr = concept.threshold if concept.threshold is not None else self.pipeline.config.threshold
-        hits = [c for c in self.pipeline.candidates(scan, gallery) if c.concept == k and c.score >= thr]
+        hits = [c for c in self.pipeline.candidates(scan, Gallery.from_concepts(objects))
+                if c.concept == k and c.score >= thr]
         if not hits:
             raise NothingFoundError(
                 f"'{concept.name}' was not recognized in {describe(image)}, so there is nothing to correct; "
@@ -486,11 +486,10 @@ class Personalizer:
         wrong = hits[0]
         negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], self.pipeline.config.max_parts)
         stacked = negative if concept.negatives is None else np.concatenate([concept.negatives, negative])
-        mine = Detections(xyxy=wrong.xyxy[None], score=np.array([wrong.score], np.float32))
         meta = dict(concept.meta)
         meta["corrections"] = [*meta.get("corrections", []),
-                               {"image": describe(image).strip("'"), "box": [round(float(v), 1) for v in mine.xyxy[0]],
-                                "score": round(float(np.asarray(mine.score)[0]), 4)}]
+                               {"image": describe(image).strip("'"), "box": [round(float(v), 1) for v in wrong.xyxy],
+                                "score": round(wrong.score, 4)}]
         return self.memory.update(dataclasses.replace(concept, negatives=stacked, meta=meta))
 
     def add_view(self, name: str, image: ImageInput, *, box: Any = None, mask: Any = None) -> Concept:
@@ -502,7 +501,7 @@ class Personalizer:
             ConceptNotFoundError: no concept ``name``.
             InvalidInputError, NothingFoundError: a bad box, or nothing found (nothing changed).
         """
-        concept = self._same_name(clean_name(name)) or self.get(name)
+        concept = self._named(name)
         self._check_backbone()
         self._check_writable(f"add a view to '{concept.name}'")
         view = self.views([image], category=concept.category, boxes=None if box is None else [box],
@@ -513,6 +512,10 @@ class Personalizer:
         meta["boxes"] = [*meta.get("boxes", []), [round(float(x), 1) for x in view.xyxy]]
         return self.memory.update(dataclasses.replace(
             concept, views=np.concatenate([concept.views, view.embedding[None]]), parts=parts, meta=meta))
+
+    def _named(self, name: str) -> Concept:
+        """The stored concept called ``name`` (ignoring case); `ConceptNotFoundError` if none."""
+        return self._same_name(clean_name(name)) or self.get(name)
 
     def _check_writable(self, action: str) -> None:
         if getattr(self.memory, "read_only", False):
