@@ -29,20 +29,12 @@ import numpy as np
 
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
-from pekit.eval.metrics import safe_ratio
+from pekit.eval.metrics import confusion, recognition_metrics
 from pekit.eval.recognition import collect_photos, draw_references, embed_photos, reference_view
 from pekit.pipeline import concept_from_views, summarize_parts
 from pekit.retrieve.match import Gallery
 
 __all__ = ["run_feedback"]
-
-
-def _metrics(hits: np.ndarray, positive: np.ndarray) -> dict[str, float]:
-    tp, fp = int((hits & positive).sum()), int((hits & ~positive).sum())
-    pos = safe_ratio(np.array(tp), np.array(int(positive.sum())))
-    neg = safe_ratio(np.array(int((~hits & ~positive).sum())), np.array(int((~positive).sum())))
-    return {"positive": float(pos), "negative": float(neg), "precision": float(safe_ratio(np.array(tp),
-                                                                                         np.array(tp + fp)))}
 
 
 def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5, seed: int = 0,
@@ -100,8 +92,10 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
             g = Gallery.from_concepts([dataclasses.replace(concept, negatives=used)])
             scores = np.array([max([cand.score for cand in pipeline.candidates(scan(i), g, competitive=False)],
                                    default=-np.inf) for i in rest])
-            for name, value in _metrics(scores >= thr, positive).items():
-                per[n].setdefault(name, []).append(value)
+            counts = confusion(scores[:, None], positive[:, None], ~positive[:, None], thr)
+            for name, value in recognition_metrics(*counts).items():
+                if name != "weighted":  # the weighted mean is taken of the averaged accuracies below
+                    per[n].setdefault(name, []).append(float(value[0]))
             per[n].setdefault("corrected", []).append(float(min(n, len(negatives))))
     out: dict[int, dict[str, float]] = {}
     for n, metrics in per.items():

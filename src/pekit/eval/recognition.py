@@ -442,11 +442,11 @@ def run_recognition(
     t0 = time.perf_counter()
     position = [{int(i): r for r, i in enumerate(tr.photos)} for tr in trials]
     needs_image = getattr(pipeline, "detector", None) is not None
+    labels = sorted(set(categories.values())) if needs_image else None
     for idx in tqdm(sorted(tests), desc="matching", unit="photo", disable=None if progress else True):
         grid = cache.get(photos[idx].sha1)
         assert grid is not None
         image = load_image(photos[idx].path) if needs_image else None
-        labels = sorted({categories[n] for n in categories}) if needs_image else None
         scan = pipeline.scan(grid, image=image, labels=labels) if hasattr(pipeline, "scan") else grid
         for t in tests[idx]:
             trial, row = trials[t], position[t][idx]
