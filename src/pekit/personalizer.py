@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -111,38 +112,52 @@ class Personalizer:
         self.memory: MemoryStore = memory if isinstance(memory, MemoryStore) else open_memory(memory)
         self.namespace = namespace
         self._lvlm_spec = lvlm if lvlm is not None else self.preset.lvlm
-        self._lvlm: Any = None
-        self._pipeline: Pipeline | None = None
         self._faces_spec = faces
-        self._faces: Any = None
+        # lazily built models, shared with `for_namespace` siblings (one dict, many owners)
+        self._models: dict[str, Any] = {}
         self.face_tolerance = face_tolerance
+
+    def for_namespace(self, namespace: str) -> Personalizer:
+        """A Personalizer of another owner that shares this one's models and memory store.
+
+        Loading models is the expensive part; a service keeps one Personalizer and serves
+        each user (namespace) with ``for_namespace(user)``, which costs nothing. Every
+        store read and write of the sibling is filtered on its namespace.
+        """
+        if not isinstance(namespace, str) or not namespace.strip():
+            raise InvalidInputError("namespace must be a non-empty string")
+        sibling = copy.copy(self)
+        sibling.namespace = namespace
+        return sibling
 
     # -- lazily built parts -------------------------------------------------------------
     @property
     def pipeline(self) -> Pipeline:
-        if self._pipeline is None:
-            self._pipeline = build_pipeline(self.preset)
-        return self._pipeline
+        if "pipeline" not in self._models:
+            self._models["pipeline"] = build_pipeline(self.preset)
+        pipeline: Pipeline = self._models["pipeline"]
+        return pipeline
 
     @property
     def faces(self) -> Any:
         """The face model of person concepts (`pekit.faces.load_faces`), loaded on first use."""
-        if self._faces is None:
+        if "faces" not in self._models:
             from pekit.faces import load_faces
 
-            self._faces = load_faces(self._faces_spec) if isinstance(self._faces_spec, str) else self._faces_spec
-        return self._faces
+            spec = self._faces_spec
+            self._models["faces"] = load_faces(spec) if isinstance(spec, str) else spec
+        return self._models["faces"]
 
     @property
     def lvlm(self) -> Any:
-        if self._lvlm is None:
+        if "lvlm" not in self._models:
             if isinstance(self._lvlm_spec, str):
                 from pekit.answer import load_lvlm
 
-                self._lvlm = load_lvlm(self._lvlm_spec)
+                self._models["lvlm"] = load_lvlm(self._lvlm_spec)
             else:
-                self._lvlm = self._lvlm_spec
-        return self._lvlm
+                self._models["lvlm"] = self._lvlm_spec
+        return self._models["lvlm"]
 
     def _check_backbone(self) -> None:
         stored = self.memory.backbone

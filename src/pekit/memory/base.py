@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from pekit.types import Concept
 
@@ -73,6 +76,30 @@ class MemoryStore(Protocol):
         """Names, categories, context and view counts of a namespace, ordered by id.
 
         Reads no vectors: listing 10,000 concepts costs milliseconds, not a gigabyte.
+        """
+        ...
+
+    def generation(self, namespace: str = "default") -> int:
+        """A counter of writes to ``namespace``: it changes whenever a concept of the
+        namespace is added, updated or removed, by this object or by any other connection
+        or process. Caches of a namespace (the matching gallery) key on it; reading it is
+        one small query. Writes to other namespaces leave it unchanged.
+        """
+        ...
+
+    def matchable(self, *, namespace: str = "default") -> list[Concept]:
+        """All concepts of a namespace as `concepts` returns them, but with ``parts=None``:
+        what matching keeps in RAM (views, negatives, thresholds, meta). Part prototypes,
+        ~97 % of a concept's bytes, are fetched for the few concepts that can win (`parts`).
+        """
+        ...
+
+    def parts(self, ids: Sequence[int], *, namespace: str = "default") -> dict[int, np.ndarray]:
+        """Part prototypes ``(m, d) float32`` of the concepts with these ids, keyed by id.
+
+        Only concepts of ``namespace`` are returned (an id of another namespace, or an
+        unknown id, is silently absent), so a caller can never read another owner's data.
+        Concepts without parts are absent too.
         """
         ...
 
