@@ -107,7 +107,7 @@ def check_photo(data: bytes, *, limits: Limits, label: str) -> None:
     if len(data) == 0:
         raise RequestError(f"{label} is empty; send a JPEG, PNG or WebP photo", status=422)
     if len(data) > limits.max_photo_bytes:
-        raise RequestError(f"{label} is {len(data)} bytes; the limit is {limits.max_photo_bytes} bytes per photo; "
+        raise RequestError(f"{label} is over the limit of {limits.max_photo_bytes} bytes per photo; "
                            "downscale or recompress it", status=413)
     if sniff_image(data) is None:
         raise RequestError(f"{label} is not an image (its first bytes are not JPEG, PNG, WebP, GIF, BMP or TIFF); "

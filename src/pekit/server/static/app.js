@@ -152,6 +152,7 @@ function showResult(data) {
   const items = data.detections.map((d) => {
     const li = document.createElement("li");
     li.textContent = `${d.name} (${d.score.toFixed(2)})`;
+    li.dataset.box = d.box.map((v) => Math.round(v)).join(",");
     return li;
   });
   if (!items.length) {
