@@ -148,4 +148,8 @@ def create_app_from_env() -> FastAPI:
     """`create_app` with the options `pekit serve` put in ``$PEKIT_SERVE_CONFIG`` (one per worker)."""
     options = json.loads(os.environ.get(CONFIG_ENV, "{}"))
     limits = options.pop("limits", None)
+    if options.pop("log", False):  # a worker process starts with no logging set up
+        from pekit.server.context import configure_logging
+
+        configure_logging()
     return create_app(limits=Limits(**limits) if limits else None, **options)

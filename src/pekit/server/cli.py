@@ -18,9 +18,6 @@ from typing import Any
 
 __all__ = ["add_keys_parser", "add_serve_parser", "run_keys", "run_serve"]
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-
-
 def _where(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", metavar="URI", help="memory file or URI (default: $PEKIT_MEMORY or the user data dir)")
     p.add_argument("--keys", metavar="PATH", help="API key file (default: <memory>.keys.db beside a memory file)")
@@ -101,30 +98,20 @@ def run_keys(args: argparse.Namespace) -> int:
         return 0
 
 
-def _configure_logging(verbose: int) -> None:
-    from pekit.server.context import RequestIdFilter
-
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO if verbose < 2 else logging.DEBUG)
-
-
 def run_serve(args: argparse.Namespace) -> int:
     from pekit.errors import InvalidInputError, require
 
     uvicorn = require("uvicorn", "server")
     from pekit.server.app import CONFIG_ENV, create_app, create_app_from_env, keys_path_for
+    from pekit.server.context import configure_logging
 
     if args.workers < 1 or args.threads < 1 or args.queue < 0:
         raise InvalidInputError("--workers and --threads must be at least 1, --queue at least 0")
-    _configure_logging(getattr(args, "verbose", 0))
+    configure_logging(debug=getattr(args, "verbose", 0) >= 2)
     options: dict[str, Any] = {
         "memory": args.memory, "keys": args.keys or keys_path_for(args.memory), "preset": args.preset,
         "lvlm": args.lvlm, "workers": args.threads, "queue": args.queue,
-        "limits": {"max_photo_bytes": int(args.max_photo_mb * 1024 * 1024), "max_photos": args.max_photos},
+        "log": True, "limits": {"max_photo_bytes": int(args.max_photo_mb * 1024 * 1024), "max_photos": args.max_photos},
     }
     log = logging.getLogger("pekit.server")
     log.info("serving on http://%s:%d (web page /, API docs /docs); keys in %s", args.host, args.port,
@@ -134,6 +121,7 @@ def run_serve(args: argparse.Namespace) -> int:
         from pekit.server.limits import Limits
 
         limits = Limits(**options.pop("limits"))
+        options.pop("log")
         uvicorn.run(create_app(limits=limits, **options), **common)
         return 0
     # several processes: each worker builds its own app (models load once per process)

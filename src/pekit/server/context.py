@@ -12,7 +12,8 @@ import logging
 import re
 import uuid
 
-__all__ = ["RequestIdFilter", "new_request_id", "request_id", "reset_request_id", "set_request_id"]
+__all__ = ["LOG_FORMAT", "RequestIdFilter", "configure_logging", "new_request_id", "request_id", "reset_request_id",
+           "set_request_id"]
 
 _CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("pekit_request_id", default="-")
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -44,3 +45,16 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id()
         return True
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def configure_logging(*, debug: bool = False) -> None:
+    """Log lines of the server (its own and uvicorn's) to stderr with the request id."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
