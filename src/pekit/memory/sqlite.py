@@ -493,7 +493,8 @@ class SqliteMemory:
         return dataclasses.replace(c, id=cid, created=created, updated=now)
 
     def update(self, concept: Concept) -> Concept:
-        """Write back the fields of a stored concept (found by ``id``, else by namespace and name).
+        """Write back the fields of a stored concept (found by ``id`` within its namespace, else by
+        namespace and name: a concept can never be written through another namespace).
 
         Everything but ``created`` and the stored images is replaced; renaming is allowed.
 
@@ -504,13 +505,15 @@ class SqliteMemory:
         """
         c = self._prepared(concept)
         with self._transaction(f"update concept {c.name!r}", write=True) as conn:
-            if c.id >= 0:
-                row = conn.execute("SELECT id, created FROM concepts WHERE id = ?", (c.id,)).fetchone()
+            if c.id >= 0:  # an id is looked up only inside the concept's namespace: no cross-owner writes
+                row = conn.execute("SELECT id, created FROM concepts WHERE id = ? AND namespace = ?",
+                                   (c.id, c.namespace)).fetchone()
             else:
                 sql = "SELECT id, created FROM concepts WHERE namespace = ? AND name = ?"
                 row = conn.execute(sql, (c.namespace, c.name)).fetchone()
             if row is None:
-                what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r} in namespace {c.namespace!r}"
+                what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r}"
+                what += f" in namespace {c.namespace!r}"
                 raise ConceptNotFoundError(f"no concept {what} to update; use add() to store a new concept")
             cid, created = int(row[0]), float(row[1])
             self._check_backbone(conn, c)
