@@ -361,13 +361,37 @@ class Personalizer:
         """
         from pekit.video import recognize_video
 
-        concepts = self.concepts()
+        step, confirm = self._video_steps(self.concepts(), threshold)
+        return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress,
+                               scene_cut=scene_cut, confirm=confirm)
+
+    def _video_steps(self, concepts: list[Concept], threshold: float | None) -> tuple[Any, Any]:
+        """Per-sample recognition for a clip and its ``confirm`` (see `pekit.video.recognize_video`).
+
+        Objects are recognized down to `pekit.video.WEAK_MARGIN` under their thresholds;
+        ``confirm`` marks the detections at or above their own threshold strong (faces:
+        all, matched at the usual tolerance), so near-threshold frames only extend tracks.
+        """
+        from pekit.faces import PERSON, concept_kind
+        from pekit.video import WEAK_MARGIN
+
+        objects = {c.id: c for c in concepts if concept_kind(c) != PERSON}
+
+        def own(c: Concept) -> float:
+            if threshold is not None:
+                return float(threshold)
+            return float(c.threshold) if c.threshold is not None else float(self.pipeline.config.threshold)
+
+        low = min((own(c) for c in objects.values()), default=0.0) - WEAK_MARGIN
 
         def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
-            return self._recognize(image, concepts, threshold, timings)
+            return self._recognize(image, concepts, low if objects else threshold, timings)
 
-        return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress,
-                               scene_cut=scene_cut)
+        def confirm(dets: Detections) -> np.ndarray:
+            return np.array([int(k) not in objects or float(s) >= own(objects[int(k)]) - 1e-6
+                             for k, s in zip(np.asarray(dets.concept_id), np.asarray(dets.score), strict=True)], bool)
+
+        return step, confirm
 
     def annotate(self, image: ImageInput, detections: Detections) -> np.ndarray:
         """Draw the detections (distinct colours, names, scores) on a copy of the image."""
@@ -428,11 +452,8 @@ class Personalizer:
         from pekit.video.run import recognize_video
 
         concepts = self.concepts()
-
-        def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
-            return self._recognize(image, concepts, threshold, timings)
-
-        result = recognize_video(step, video, fps=fps, keep_sheet=True)
+        step, confirm = self._video_steps(concepts, threshold)
+        result = recognize_video(step, video, fps=fps, keep_sheet=True, confirm=confirm)
         return respond_video(self.lvlm, result, question=question,
                              contexts={c.name: c.context for c in concepts if c.context},
                              persons=[c.name for c in concepts if concept_kind(c) == PERSON], **generation)

@@ -27,10 +27,12 @@ from pekit.video.track import Track, Tracker
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RecognizeFn", "VideoFrame", "VideoResult", "recognize_video"]
+__all__ = ["ConfirmFn", "RecognizeFn", "VideoFrame", "VideoResult", "recognize_video"]
 
 #: ``(image (H, W, 3) uint8, timings) -> Detections``; adds seconds to ``timings`` keys
 RecognizeFn = Callable[[np.ndarray, dict[str, float]], Detections]
+#: ``Detections -> (n,) bool``: which detections reach their concept's threshold (strong)
+ConfirmFn = Callable[[Detections], np.ndarray]
 
 
 @dataclass
@@ -113,7 +115,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
                     max_frames: int | None = None, out: str | os.PathLike | None = None,
                     sheet: str | os.PathLike | None = None, iou: float = 0.3, max_gap: float | None = None,
                     progress: bool | None = None, keep_sheet: bool = False,
-                    scene_cut: float | None = None) -> VideoResult:
+                    scene_cut: float | None = None, confirm: ConfirmFn | None = None) -> VideoResult:
     """Recognize concepts through a clip.
 
     Args:
@@ -127,6 +129,11 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
         progress: progress bar (default: when stderr is a terminal).
         keep_sheet: also return the contact sheet image in ``VideoResult.sheet_image``.
         scene_cut: also sample at scene cuts (see `sample_frames`).
+        confirm: which of ``recognize``'s detections are strong (see `Tracker`): a
+            ``recognize`` that also returns detections a little under their thresholds
+            marks the rest weak; weak ones only extend tracks, so an appearance starts at
+            the frame the object enters, not the first frame it clears the threshold.
+            None: every detection is strong.
 
     Raises:
         VideoError: unreadable / empty / undecodable video (nothing is written then).
@@ -158,7 +165,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
                 break
             dets = recognize(frame.image, timings)
             t0 = time.perf_counter()
-            linked = tracker.update(frame.index, frame.time, dets)
+            linked = tracker.update(frame.index, frame.time, dets, None if confirm is None else confirm(dets))
             if first is None and keep_sheet:
                 first = thumbnail(frame.image, np.zeros(4))[0]
             for i, (track_id, best) in enumerate(linked):
@@ -169,11 +176,15 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
             bar.update(1)
     t0 = time.perf_counter()
     tracks = tracker.finish()
-    by_id = {t.id: t for t in tracks}
-    for f in frames:  # per-frame names follow the track's (smoothed) name
+    by_key = {t.key: t for t in tracks}
+    for f in frames:  # keep detections of confirmed tracks; names follow the track's (smoothed) name
         if len(f.detections):
-            f.detections.name = np.array([by_id[t].name for t in f.tracks], dtype=object)
-            f.detections.concept_id = np.array([by_id[t].concept_id for t in f.tracks], np.int64)
+            keep = np.array([k in by_key for k in f.tracks], bool)
+            f.detections = f.detections[keep]
+            f.tracks = [by_key[k].id for k in np.asarray(f.tracks)[keep].tolist()]
+            named = [tracks[i - 1] for i in f.tracks]  # final ids are 1..n in the order of `tracks`
+            f.detections.name = np.array([t.name for t in named], dtype=object)
+            f.detections.concept_id = np.array([t.concept_id for t in named], np.int64)
     timings["tracking"] += time.perf_counter() - t0
     colour_of: dict[str, int] = {}
     for t in tracks:
@@ -187,8 +198,8 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
         write_annotated(path, out, [f.time for f in frames], [f.detections for f in frames], colour_of)
         result.annotated = str(out)
     if want_sheet:
-        tiles = [(*thumbs[t.id], t.name, t.score, f"{t.name}  {t.start:.1f}-{t.end:.1f} s") for t in tracks
-                 if t.id in thumbs]
+        tiles = [(*thumbs[t.key], t.name, t.score, f"{t.name}  {t.start:.1f}-{t.end:.1f} s") for t in tracks
+                 if t.key in thumbs]
         image = contact_sheet(tiles, colour_of) if tiles else None
         if keep_sheet:
             result.sheet_image = image if image is not None or first is None else _decode(first)
