@@ -350,20 +350,22 @@ class Personalizer:
     def recognize_video(self, video: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,
                         out: str | os.PathLike | None = None, sheet: str | os.PathLike | None = None,
                         threshold: float | None = None, progress: bool | None = None,
-                        scene_cut: float | None = None) -> Any:
+                        scene_cut: float | None = None, audio: str = "auto", max_pixels: int | None = None) -> Any:
         """Find the namespace's concepts through a clip -> `pekit.video.VideoResult`.
 
         Samples ``fps`` frames per second of video (at most ``max_frames``), runs the same
         per-image recognition as `recognize` on each, links detections into tracks (one
-        name per track by vote) and optionally writes an annotated video ``out`` (H.264,
-        audio dropped) and a contact sheet ``sheet`` (PNG, best frame per track).
-        ``scene_cut`` (e.g. 30) also samples the first frame after each scene cut.
+        name per track by vote) and optionally writes an annotated video ``out`` (H.264;
+        ``audio``: ``"auto"`` keeps the source's audio where the container can hold it,
+        ``"keep"``, ``"drop"``) and a contact sheet ``sheet`` (PNG, best frame per track).
+        ``scene_cut`` (e.g. 18) also samples the first frame of each scene; ``max_pixels``
+        raises the frame-size limit (`pekit.video.decode.MAX_FRAME_PIXELS`).
         """
         from pekit.video import recognize_video
 
         step, confirm = self._video_steps(self.concepts(), threshold)
         return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress,
-                               scene_cut=scene_cut, confirm=confirm)
+                               scene_cut=scene_cut, confirm=confirm, audio=audio, max_pixels=max_pixels)
 
     def _video_steps(self, concepts: list[Concept], threshold: float | None) -> tuple[Any, Any]:
         """Per-sample recognition for a clip and its ``confirm`` (see `pekit.video.recognize_video`).
@@ -410,13 +412,16 @@ class Personalizer:
         parsed letter in ``Answer.choice``. ``generation``: ``max_new_tokens``,
         ``temperature``, ``seed``.
 
-        ``image`` may be a video path: the LVLM then gets a contact sheet of key frames (the
-        best frame of each track) and the timeline of the tracks (`pekit.video.answer`).
+        ``image`` may be a video path: the LVLM then gets a few annotated key frames (one
+        contact sheet for single-image models) and the timeline of the tracks
+        (`pekit.video.answer`).
         """
         return self._respond(image, question=question, options=options, threshold=threshold, **generation)
 
     def caption(self, image: ImageInput, *, threshold: float | None = None, **generation: Any) -> Answer:
-        """A caption that calls the recognized concepts by name (of a photo, or of a video path)."""
+        """A caption that calls the recognized concepts by name (of a photo, or of a video path:
+        one caption per scene, in ``Answer.text`` as ``"start-end s: caption"`` lines and in
+        ``Answer.meta["scenes"]``)."""
         return self._respond(image, question=None, options=None, threshold=threshold, **generation)
 
     def _respond(self, image: ImageInput, *, question: str | None, options: dict[str, str] | None,
@@ -446,7 +451,7 @@ class Personalizer:
 
     def _respond_video(self, video: str | os.PathLike, *, question: str | None, threshold: float | None,
                        fps: float = 2.0, **generation: Any) -> Answer:
-        """`ask` / `caption` on a clip: a contact sheet of key frames + the track timeline."""
+        """`ask` / `caption` on a clip: key frames (or a contact sheet) + the track timeline."""
         from pekit.faces import PERSON, concept_kind
         from pekit.video.answer import respond_video
         from pekit.video.run import recognize_video

@@ -105,3 +105,50 @@ def test_is_video_by_suffix_or_content(tmp_path: Path, grey_clip: Path) -> None:
 
     Image.new("RGB", (8, 8)).save(photo)
     assert is_video(grey_clip) and is_video(renamed) and not is_video(photo) and not is_video(tmp_path)
+
+
+def _huge_mjpeg(path: Path, side: int = 10_000) -> Path:
+    """A one-frame MJPEG stream of side x side pixels (a flat grey JPEG: ~1 MB, made in ~0.4 s)."""
+    import io
+
+    import av
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (side, side), 90).save(buf, format="JPEG", quality=10)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=Fraction(1))
+        stream.width, stream.height, stream.pix_fmt = side, side, "yuvj420p"
+        packet = av.Packet(buf.getvalue())
+        packet.stream, packet.pts, packet.dts, packet.time_base = stream, 0, 0, Fraction(1)
+        out.mux(packet)
+    return path
+
+
+def test_a_10000_by_10000_video_is_refused_from_its_header(tmp_path: Path) -> None:
+    import time
+
+    clip = _huge_mjpeg(tmp_path / "huge.mkv")
+    start = time.perf_counter()
+    for read in (lambda: probe(clip), lambda: list(sample_frames(clip))):
+        with pytest.raises(VideoError, match=r"10000 x 10000 pixels are over the limit of 67108864 pixels.*"
+                                             r"max_pixels=, --max-pixels.*286 MiB"):
+            read()
+    assert time.perf_counter() - start < 1.0  # nothing decoded (one RGB frame would be 286 MiB)
+
+
+def test_the_frame_size_limit_can_be_raised(grey_clip: Path) -> None:
+    with pytest.raises(VideoError, match="96 x 64 pixels are over the limit of 6143 pixels"):
+        list(sample_frames(grey_clip, max_pixels=96 * 64 - 1))
+    assert len(list(sample_frames(grey_clip, max_pixels=96 * 64))) == 6
+    with pytest.raises(InvalidInputError, match="max_pixels must be a positive number"):
+        probe(grey_clip, max_pixels=0)
+
+
+def test_each_sample_knows_its_scene_and_when_it_started(tmp_path: Path, grey_clip: Path,
+                                                          make_clip: Callable[..., Path]) -> None:
+    assert {(f.scene, f.scene_start) for f in sample_frames(grey_clip, fps=2.0)} == {(0, 0.0)}  # +8 a frame: motion
+    frames = [np.full((64, 96, 3), (40, 220, 90)[(i >= 12) + (i >= 23)], np.uint8) for i in range(30)]
+    got = [(round(f.time, 2), f.scene, round(f.scene_start, 2)) for f in
+           sample_frames(make_clip(tmp_path / "cuts.mp4", frames), fps=2.0)]
+    assert got == [(0.0, 0, 0.0), (0.5, 0, 0.0), (1.0, 0, 0.0), (1.5, 1, 1.2), (2.0, 1, 1.2), (2.5, 2, 2.3)]

@@ -163,6 +163,11 @@ class Tracker:
             out.append((track.key, best))
         return out
 
+    def discarded(self) -> set[int]:
+        """Keys of unconfirmed tracks that are no longer live: `finish` will drop them."""
+        live = {t.key for t in self._live}
+        return {t.key for t in self.tracks if not t.confirmed and t.key not in live}
+
     def finish(self) -> list[Track]:
         """The confirmed tracks, names settled, numbered 1, 2, ... in order of first appearance."""
         kept = sorted((t for t in self.tracks if t.confirmed), key=lambda t: (t.start, t.key))
