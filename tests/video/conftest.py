@@ -32,7 +32,8 @@ def write_clip(path: Path, frames: Sequence[np.ndarray], fps: int = 10, codec: s
             samples = np.sin(np.arange(int(8000 * len(frames) / fps)) * 2 * np.pi * 440 / 8000)
             for start in range(0, len(samples), size):
                 chunk = samples[start:start + size]
-                data = (chunk * 3000).astype(np.int16)[None] if fmt.startswith("s16") else chunk.astype(np.float32)[None]
+                data = (chunk * 3000).astype(np.int16) if fmt.startswith("s16") else chunk.astype(np.float32)
+                data = data[None]
                 piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout="mono")
                 piece.sample_rate, piece.pts, piece.time_base = 8000, start, Fraction(1, 8000)
                 for packet in sound.encode(piece):
