@@ -95,9 +95,10 @@ class Personalizer:
         lvlm: LVLM backend name (``none``, ``hf:<id>``, ``openai:<url>#<model>``) or object;
             default: the preset's.
         threshold: override the preset's recognition threshold.
-        faces: face model for person concepts (``"dlib"``, default, loaded on first use) or object.
+        faces: face model for person concepts (``"dlib"``, default, loaded on first use;
+            ``"onnx:<path>"``, an ONNX embedder, see `pekit.faces.onnx`) or object.
         face_tolerance: Euclidean distance under which a face is a stored person
-            (default `pekit.faces.FACE_TOLERANCE`, 0.6).
+            (default: the face model's ``tolerance``, dlib's `pekit.faces.FACE_TOLERANCE` 0.6).
         **overrides: other preset/recognition fields (``backbone=``, ``proposals=``...).
     """
 
@@ -344,7 +345,8 @@ class Personalizer:
         faces = self.faces.detect(img)
         if len(faces) == 0:
             return Detections.empty()
-        tolerance = FACE_TOLERANCE if self.face_tolerance is None else float(self.face_tolerance)
+        tolerance = float(getattr(self.faces, "tolerance", FACE_TOLERANCE)) if self.face_tolerance is None \
+            else float(self.face_tolerance)
         return match_faces(faces, self.faces.embed(img, faces.xyxy), gallery, tolerance=tolerance)
 
     def recognize_video(self, video: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,

@@ -85,6 +85,8 @@ class DlibFaces:
 
     kind = "person"
     dim = 128
+    #: same person under this Euclidean distance (`pekit.faces.FACE_TOLERANCE`)
+    tolerance = 0.6
 
     def __init__(self, *, max_side: int = 1024, upsample: int = 1, min_score: float = 0.3, jitters: int = 0) -> None:
         self.max_side = int(max_side)
