@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sheet", metavar="PNG", help="video: contact sheet of the best frame per track")
     p.add_argument("--scene-cut", type=float, metavar="DIFF",
                    help="video: also sample the first frame of each scene, a cut being a mean frame difference "
-                   "over DIFF (0-255; the default for scenes is 18)")
+                   "over DIFF (0-255; the default for scenes is 16)")
     p.add_argument("--audio", choices=("auto", "keep", "drop"), default="auto",
                    help="video: the source's audio in --out: copied (keep), left out (drop), or kept where the "
                    "container can hold its codec (auto, default)")

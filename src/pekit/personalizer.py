@@ -360,7 +360,7 @@ class Personalizer:
         name per track by vote) and optionally writes an annotated video ``out`` (H.264;
         ``audio``: ``"auto"`` keeps the source's audio where the container can hold it,
         ``"keep"``, ``"drop"``) and a contact sheet ``sheet`` (PNG, best frame per track).
-        ``scene_cut`` (e.g. 18) also samples the first frame of each scene; ``max_pixels``
+        ``scene_cut`` (e.g. 16) also samples the first frame of each scene; ``max_pixels``
         raises the frame-size limit (`pekit.video.decode.MAX_FRAME_PIXELS`).
         """
         from pekit.video import recognize_video
