@@ -110,6 +110,10 @@ def _open(path: str | os.PathLike) -> Any:
         container.close()
         raise VideoError(f"'{p}': the file holds no video stream (audio only, or an empty recording); "
                          "give a video with at least one frame")
+    if container.streams.video[0].codec_context is None:  # FFmpeg knows no decoder for its codec
+        container.close()
+        raise VideoError(f"'{p}': the video stream uses a codec this FFmpeg build cannot decode; convert the "
+                         "clip first (e.g. ffmpeg -i in -c:v libx264 out.mp4)")
     return container
 
 
