@@ -12,7 +12,8 @@
    precision / recall over appearances (a track counts when its name is right and >= 50 %
    of its frames are inside the appearance), ID switches (extra tracks on one
    appearance), false names on sampled frames, and start/end error in sampled frames.
-2. People: ``video/short_hamilton_clip.mp4`` with Lin (1 photo) and Alex (3 photos) in memory.
+2. People: ``video/short_hamilton_clip.mp4`` with Lin (1 photo) and Alex (3 photos) in memory
+   (``--faces dlib-cnn``: dlib's CNN face detector, which also finds turned faces, slowly).
 3. ``--rss [--rss-seconds 600]``: peak RSS during a 10 s and a 60 s (or 10 min) synthetic
    720p clip with every output on (recognition is a stand-in, so it measures decoding,
    tracking, per-frame records, thumbnails, the annotated MP4 and the contact sheet).
@@ -159,14 +160,14 @@ def objects(root: Path, tmp: Path) -> None:
     _report("objects (1280x720, 2 fps samples)", seconds, timings)
 
 
-def people(data: Path) -> None:
+def people(data: Path, faces: str = "dlib") -> None:
     clip = data / "video" / "short_hamilton_clip.mp4"
-    with Personalizer(memory="memory://") as p:
+    with Personalizer(memory="memory://", faces=faces) as p:
         p.introduce("Lin", data / "people" / "lin_manuel_miranda" / "00.png", kind="person")
         p.introduce("Alex", sorted((data / "people" / "alex_lacamoire").iterdir()), kind="person")
         result = p.recognize_video(clip, fps=2.0)
     print(result.timeline())
-    _report(f"hamilton ({result.info.width}x{result.info.height}, 2 fps samples)", result.info.duration,
+    _report(f"hamilton ({result.info.width}x{result.info.height}, 2 fps samples, faces {faces})", result.info.duration,
             result.timings)
 
 
@@ -231,6 +232,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(Path(__file__).parents[1] / ".." / "shared" / "data"))
     ap.add_argument("--skip-objects", action="store_true")
     ap.add_argument("--skip-people", action="store_true")
+    ap.add_argument("--faces", default="dlib", help="face model for the Hamilton clip (dlib, dlib-cnn, onnx:<path>)")
     ap.add_argument("--rss", action="store_true", help="peak RSS on a 10 s and a --rss-seconds clip")
     ap.add_argument("--rss-seconds", type=int, default=60, help="length of the long RSS clip (600: 10 minutes)")
     args = ap.parse_args()
@@ -239,7 +241,7 @@ def main() -> None:
         if not args.skip_objects:
             objects(data / "dreambooth", Path(tmp))
         if not args.skip_people:
-            people(data)
+            people(data, args.faces)
         if args.rss:
             rss(Path(tmp), args.rss_seconds)
 

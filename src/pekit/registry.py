@@ -68,6 +68,8 @@ register("segmenter", "hf:", "pekit.extract.hf:HFSegmenter",
          "box-to-mask refinement with SAM (needs pekit[hf])")
 register("faces", "dlib", "pekit.faces.dlib:DlibFaces",
          "dlib HOG face detector + 128-d ResNet embedder (needs pekit[faces])")
+register("faces", "dlib-cnn", "pekit.faces.dlib:dlib_cnn",
+         "dlib's MMOD CNN face detector (turned and small faces; slow on CPU) + the 128-d embedder")
 register("faces", "onnx:", "pekit.faces.onnx:OnnxFaces",
          "dlib's detector + an ONNX face embedder file, e.g. ArcFace: onnx:<path> (needs pekit[faces])")
 register("lvlm", "none", "pekit.answer.none:NoneLVLM",

@@ -98,5 +98,6 @@ def test_bad_face_model_files_are_clear_errors(tmp_path: Path, need_faces: None,
 
 
 def test_unknown_face_model_lists_the_choices() -> None:
-    with pytest.raises(BackendNotFoundError, match=r"unknown faces 'arcface'; available: dlib, onnx:<\.\.\.>"):
+    with pytest.raises(BackendNotFoundError,
+                       match=r"unknown faces 'arcface'; available: dlib, dlib-cnn, onnx:<\.\.\.>"):
         load_faces("arcface")
