@@ -1,6 +1,7 @@
 """People benchmark: leave-one-out face identification over ``../shared/data/people``.
 
     PYTHONPATH=src python benchmarks/people.py [--data ../shared/data/people] [--tolerance 0.5]
+        [--faces dlib | onnx:/path/model.onnx]
 
 Prints, for k = 1 and 2 reference photos per person (when a person has that many besides
 the query): rank-1 accuracy, and how many queries are named at the tolerance; false names
@@ -36,10 +37,13 @@ def _gallery(refs: dict[str, list[np.ndarray]], fp: str) -> FaceGallery:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(Path(__file__).parents[1] / ".." / "shared" / "data" / "people"))
-    ap.add_argument("--tolerance", type=float, default=FACE_TOLERANCE)
+    ap.add_argument("--tolerance", type=float, help=f"default: the face model's (dlib: {FACE_TOLERANCE})")
+    ap.add_argument("--faces", default="dlib", help="face model: dlib, or onnx:<path> (see pekit.faces.onnx)")
     args = ap.parse_args()
     root = Path(args.data)
-    faces = load_faces()
+    faces = load_faces(args.faces)
+    if args.tolerance is None:
+        args.tolerance = float(faces.tolerance)
     start = time.perf_counter()
     people: dict[str, list[np.ndarray]] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "scenes"):

@@ -3,9 +3,10 @@
     pekit introduce "Bo" dog/00.jpg dog/01.jpg --category dog --context "my parents' dog"
     pekit list
     pekit recognize photo.jpg --out annotated.jpg [--json]
-    pekit recognize clip.mp4 --out annotated.mp4 [--fps 2] [--sheet sheet.png] [--json]
+    pekit recognize clip.mp4 --out annotated.mp4 [--fps 2] [--sheet sheet.png] [--audio keep|drop] [--json]
     pekit ask photo.jpg "What is Bo doing?" [--lvlm openai:http://localhost:8000/v1#model]
     pekit caption photo.jpg
+    pekit caption clip.mp4                 # a caption per scene, names in it
     pekit forget "Bo"
     pekit repair [--dry-run]
     pekit eval recognition --dataset folder:../shared/data/dreambooth --refs 2
@@ -141,7 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=2.0, help="video: frames sampled per second (default 2)")
     p.add_argument("--max-frames", type=int, help="video: at most this many sampled frames")
     p.add_argument("--sheet", metavar="PNG", help="video: contact sheet of the best frame per track")
-    p.add_argument("--scene-cut", type=float, metavar="DIFF", help="video: also sample after cuts (e.g. 30)")
+    p.add_argument("--scene-cut", type=float, metavar="DIFF",
+                   help="video: also sample the first frame of each scene, a cut being a mean frame difference "
+                   "over DIFF (0-255; the default for scenes is 16)")
+    p.add_argument("--audio", choices=("auto", "keep", "drop"), default="auto",
+                   help="video: the source's audio in --out: copied (keep), left out (drop), or kept where the "
+                   "container can hold its codec (auto, default)")
+    p.add_argument("--max-pixels", type=int, metavar="N",
+                   help="video: refuse frames over N pixels (default 8192*8192), checked before decoding")
     _threshold(p)
     _common(p, reads=True)
 
@@ -153,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     _threshold(p)
     _common(p, reads=True)
 
-    p = sub.add_parser("caption", help="caption photos, calling your concepts by name")
-    p.add_argument("images", nargs="+", help="photos or folders")
+    p = sub.add_parser("caption", help="caption photos (or a clip, scene by scene), calling your concepts by name")
+    p.add_argument("images", nargs="+", help="photos or folders, or one video (a caption per scene)")
     _answer_opts(p)
     _threshold(p)
     _common(p, reads=True)
@@ -346,7 +354,8 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 def _cmd_recognize_video(args: argparse.Namespace) -> int:
     with _personalizer(args) as p:
         result = p.recognize_video(args.images[0], fps=args.fps, max_frames=args.max_frames, out=args.out,
-                                   sheet=args.sheet, scene_cut=args.scene_cut)
+                                   sheet=args.sheet, scene_cut=args.scene_cut, audio=args.audio,
+                                   max_pixels=args.max_pixels)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -355,7 +364,8 @@ def _cmd_recognize_video(args: argparse.Namespace) -> int:
     print(f"{len(result.frames)} frames sampled at {result.fps:g} fps in {t['total']:.1f} s "
           f"(decode {t['decode']:.1f}, backbone {t['backbone']:.1f}, faces {t['faces']:.1f}, "
           f"tracking {t['tracking']:.2f}, render {t['render']:.1f})")
-    for label, path in (("annotated video (no audio)", result.annotated), ("contact sheet", result.sheet)):
+    sound = {"kept": "audio kept", "dropped": "audio dropped", None: "no audio in the source"}[result.audio]
+    for label, path in ((f"annotated video ({sound})", result.annotated), ("contact sheet", result.sheet)):
         if path:
             print(f"{label}: {path}")
     return 0
@@ -417,10 +427,22 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
               "detections": answer.detections.to_list(), "prompt": answer.prompt,
               "backend": answer.meta.get("backend"), **({"annotated": str(out)} if out else {}),
               "written": [str(out)] if out else []}
+    scenes = answer.meta.get("scenes") if answer.meta.get("kind") == "video-caption" else None
+    if scenes is not None:
+        record["scenes"] = [{k: sc[k] for k in ("scene", "start", "end", "caption", "tracks", "timeline")}
+                            for sc in scenes]
     if not args.json:
         if many:
             print(f"== {path}")
-        if answer.meta.get("backend") == "none":
+        if scenes is not None:  # a clip: scene by scene, the caption or (no LVLM) the scene's timeline
+            if answer.meta.get("backend") == "none":
+                print("no LVLM configured (use --lvlm); the timeline of each scene:")
+            for sc in scenes:
+                print(f"scene {sc['scene']} ({sc['start']:.1f}-{sc['end']:.1f} s): {sc['caption']}"
+                      if sc["caption"] else f"scene {sc['scene']} ({sc['start']:.1f}-{sc['end']:.1f} s):")
+                if answer.meta.get("backend") == "none":
+                    print("\n".join("  " + line.strip() for line in sc["timeline"].splitlines()))
+        elif answer.meta.get("backend") == "none":
             found = ", ".join(f"{_shown(d['name'])} ({d['score']:.2f})" for d in record["detections"]) or "none"
             print(f"recognized: {found}")
             print("no LVLM configured (use --lvlm); the prompt it would get:")
@@ -428,7 +450,7 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
         else:
             print(answer.text)
         if out:
-            print(f"annotated image: {out}")
+            print(f"{'contact sheet' if scenes is not None else 'annotated image'}: {out}")
     return record
 
 
@@ -478,7 +500,12 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_answer(args, args.question, [Path(args.image)])
         if args.command == "caption":
             from pekit.images import list_images
+            from pekit.video.decode import is_video
 
+            if len(args.images) == 1 and is_video(args.images[0]):
+                return _cmd_answer(args, None, [Path(args.images[0])])
+            if any(is_video(i) for i in args.images):
+                raise InvalidInputError("give one video at a time (photos can be many): pekit caption clip.mp4")
             return _cmd_answer(args, None, list_images(args.images))
         if args.command == "eval":
             from pekit.eval.cli import run_eval

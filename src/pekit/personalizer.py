@@ -96,9 +96,10 @@ class Personalizer:
         lvlm: LVLM backend name (``none``, ``hf:<id>``, ``openai:<url>#<model>``) or object;
             default: the preset's.
         threshold: override the preset's recognition threshold.
-        faces: face model for person concepts (``"dlib"``, default, loaded on first use) or object.
+        faces: face model for person concepts (``"dlib"``, default, loaded on first use;
+            ``"onnx:<path>"``, an ONNX embedder, see `pekit.faces.onnx`) or object.
         face_tolerance: Euclidean distance under which a face is a stored person
-            (default `pekit.faces.FACE_TOLERANCE`, 0.6).
+            (default: the face model's ``tolerance``, dlib's `pekit.faces.FACE_TOLERANCE` 0.6).
         **overrides: other preset/recognition fields (``backbone=``, ``proposals=``...).
     """
 
@@ -351,30 +352,55 @@ class Personalizer:
         faces = self.faces.detect(img)
         if len(faces) == 0:
             return Detections.empty()
-        tolerance = FACE_TOLERANCE if self.face_tolerance is None else float(self.face_tolerance)
+        tolerance = float(getattr(self.faces, "tolerance", FACE_TOLERANCE)) if self.face_tolerance is None \
+            else float(self.face_tolerance)
         return match_faces(faces, self.faces.embed(img, faces.xyxy), gallery, tolerance=tolerance)
 
     def recognize_video(self, video: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,
                         out: str | os.PathLike | None = None, sheet: str | os.PathLike | None = None,
                         threshold: float | None = None, progress: bool | None = None,
-                        scene_cut: float | None = None) -> Any:
+                        scene_cut: float | None = None, audio: str = "auto", max_pixels: int | None = None) -> Any:
         """Find the namespace's concepts through a clip -> `pekit.video.VideoResult`.
 
         Samples ``fps`` frames per second of video (at most ``max_frames``), runs the same
         per-image recognition as `recognize` on each, links detections into tracks (one
-        name per track by vote) and optionally writes an annotated video ``out`` (H.264,
-        audio dropped) and a contact sheet ``sheet`` (PNG, best frame per track).
-        ``scene_cut`` (e.g. 30) also samples the first frame after each scene cut.
+        name per track by vote) and optionally writes an annotated video ``out`` (H.264;
+        ``audio``: ``"auto"`` keeps the source's audio where the container can hold it,
+        ``"keep"``, ``"drop"``) and a contact sheet ``sheet`` (PNG, best frame per track).
+        ``scene_cut`` (e.g. 16) also samples the first frame of each scene; ``max_pixels``
+        raises the frame-size limit (`pekit.video.decode.MAX_FRAME_PIXELS`).
         """
         from pekit.video import recognize_video
 
-        entry = self.galleries.get(self.namespace)
+        step, confirm = self._video_steps(self.galleries.get(self.namespace), threshold)
+        return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress,
+                               scene_cut=scene_cut, confirm=confirm, audio=audio, max_pixels=max_pixels)
+
+    def _video_steps(self, entry: Any, threshold: float | None) -> tuple[Any, Any]:
+        """Per-sample recognition for a clip and its ``confirm`` (see `pekit.video.recognize_video`).
+
+        Objects are recognized down to `pekit.video.WEAK_MARGIN` under their thresholds;
+        ``confirm`` marks the detections at or above their own threshold strong (faces:
+        all, matched at the usual tolerance), so near-threshold frames only extend tracks.
+        """
+        from pekit.video import WEAK_MARGIN
+
+        objects = entry.gallery
+        own: dict[int, float] = {}
+        if len(objects):
+            per = np.full(len(objects), threshold, np.float64) if threshold is not None else np.where(
+                np.isnan(objects.thresholds), self.pipeline.config.threshold, objects.thresholds)
+            own = dict(zip(np.asarray(objects.ids).tolist(), per.tolist(), strict=True))
+        low = min(own.values()) - WEAK_MARGIN if own else threshold
 
         def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
-            return self._recognize(image, entry, threshold, timings)
+            return self._recognize(image, entry, low, timings)
 
-        return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress,
-                               scene_cut=scene_cut)
+        def confirm(dets: Detections) -> np.ndarray:
+            return np.array([float(s) >= own.get(int(k), -np.inf) - 1e-6
+                             for k, s in zip(np.asarray(dets.concept_id), np.asarray(dets.score), strict=True)], bool)
+
+        return step, confirm
 
     def annotate(self, image: ImageInput, detections: Detections) -> np.ndarray:
         """Draw the detections (distinct colours, names, scores) on a copy of the image."""
@@ -393,13 +419,16 @@ class Personalizer:
         parsed letter in ``Answer.choice``. ``generation``: ``max_new_tokens``,
         ``temperature``, ``seed``.
 
-        ``image`` may be a video path: the LVLM then gets a contact sheet of key frames (the
-        best frame of each track) and the timeline of the tracks (`pekit.video.answer`).
+        ``image`` may be a video path: the LVLM then gets a few annotated key frames (one
+        contact sheet for single-image models) and the timeline of the tracks
+        (`pekit.video.answer`).
         """
         return self._respond(image, question=question, options=options, threshold=threshold, **generation)
 
     def caption(self, image: ImageInput, *, threshold: float | None = None, **generation: Any) -> Answer:
-        """A caption that calls the recognized concepts by name (of a photo, or of a video path)."""
+        """A caption that calls the recognized concepts by name (of a photo, or of a video path:
+        one caption per scene, in ``Answer.text`` as ``"start-end s: caption"`` lines and in
+        ``Answer.meta["scenes"]``)."""
         return self._respond(image, question=None, options=None, threshold=threshold, **generation)
 
     def _respond(self, image: ImageInput, *, question: str | None, options: dict[str, str] | None,
@@ -433,16 +462,13 @@ class Personalizer:
 
     def _respond_video(self, video: str | os.PathLike, *, question: str | None, threshold: float | None,
                        fps: float = 2.0, **generation: Any) -> Answer:
-        """`ask` / `caption` on a clip: a contact sheet of key frames + the track timeline."""
+        """`ask` / `caption` on a clip: key frames (or a contact sheet) + the track timeline."""
         from pekit.video.answer import respond_video
         from pekit.video.run import recognize_video
 
         entry = self.galleries.get(self.namespace)
-
-        def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
-            return self._recognize(image, entry, threshold, timings)
-
-        result = recognize_video(step, video, fps=fps, keep_sheet=True)
+        step, confirm = self._video_steps(entry, threshold)
+        result = recognize_video(step, video, fps=fps, keep_sheet=True, confirm=confirm)
         return respond_video(self.lvlm, result, question=question,
                              contexts={c.name: c.context for c in self._listing() if c.context},
                              persons=[c.name for c in entry.others], **generation)

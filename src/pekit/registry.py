@@ -1,7 +1,7 @@
 """Backends by name: a tiny registry shared by every stage.
 
-A *kind* is a stage (``"backbone"``, ``"detector"``, ``"segmenter"``, ``"lvlm"``,
-``"memory"``). A backend is registered either under an exact name (``onnx-dinov2-s``) or
+A *kind* is a stage (``"backbone"``, ``"detector"``, ``"segmenter"``, ``"faces"``,
+``"lvlm"``, ``"memory"``). A backend is registered either under an exact name (``onnx-dinov2-s``) or
 under a prefix ending in ``:`` (``hf:``), in which case the rest of the name is passed to
 the factory as ``spec`` (``hf:facebook/dinov2-small`` -> ``spec="facebook/dinov2-small"``).
 
@@ -66,6 +66,12 @@ register("detector", "hf:", "pekit.extract.hf:HFDetector",
          "open-vocabulary detector: Grounding DINO or OWLv2 (needs pekit[hf])")
 register("segmenter", "hf:", "pekit.extract.hf:HFSegmenter",
          "box-to-mask refinement with SAM (needs pekit[hf])")
+register("faces", "dlib", "pekit.faces.dlib:DlibFaces",
+         "dlib HOG face detector + 128-d ResNet embedder (needs pekit[faces])")
+register("faces", "dlib-cnn", "pekit.faces.dlib:dlib_cnn",
+         "dlib's MMOD CNN face detector (turned and small faces; slow on CPU) + the 128-d embedder")
+register("faces", "onnx:", "pekit.faces.onnx:OnnxFaces",
+         "dlib's detector + an ONNX face embedder file, e.g. ArcFace: onnx:<path> (needs pekit[faces])")
 register("lvlm", "none", "pekit.answer.none:NoneLVLM",
          "no model: returns the prompt and the annotated image")
 register("lvlm", "hf:", "pekit.answer.hf:HFLVLM",

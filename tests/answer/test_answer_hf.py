@@ -245,6 +245,84 @@ def test_caption_and_plain_question(lvlms, scene, monkeypatch):
     assert "Rex is not visible in this image." in received
 
 
+def _image_tokens(lvlm: HFLVLM, call: dict[str, Any]) -> int:
+    return int((call["input_ids"] == lvlm.model.config.image_token_id).sum())
+
+
+def test_multi_image_models_take_several_images_in_one_prompt(lvlms, model_dirs, scene, monkeypatch):
+    image, _ = scene
+    idefics = lvlms["idefics3"]
+    assert idefics.max_images == 4 and lvlms["llava"].max_images == 1 and lvlms["llava_next"].max_images == 1
+    calls = _spy(monkeypatch, idefics)
+    idefics.generate(image, "Describe.", max_new_tokens=2)
+    idefics.generate([image, np.ascontiguousarray(image[::-1]), image], "Describe.", max_new_tokens=2)
+    one, three = calls
+    assert _image_tokens(idefics, three) == 3 * _image_tokens(idefics, one) > 0
+    assert three["pixel_values"].shape[:2] == (1, 3)  # (batch, images, C, H, W)
+    with pytest.raises(InvalidInputError, match="5 images for a backend that takes at most 4"):
+        idefics.generate([image] * 5, "Describe.")
+    with pytest.raises(InvalidInputError, match="2 images for a backend that takes at most 1"):
+        lvlms["llava"].generate([image, image], "Describe.")
+    llava = HFLVLM(str(model_dirs["llava"]), device="cpu", dtype="float32", max_images=2)  # the user says so
+    calls = _spy(monkeypatch, llava)
+    llava.generate([image, image], "Describe.", max_new_tokens=2)
+    llava.generate(image, "Describe.", max_new_tokens=2)
+    assert _image_tokens(llava, calls[0]) == 2 * _image_tokens(llava, calls[1]) > 0
+    with pytest.raises(InvalidInputError, match="max_images must be an integer >= 1"):
+        HFLVLM(str(model_dirs["llava"]), device="cpu", max_images=0)
+
+
+def _clip(path: Path) -> Path:
+    """3 s at 10 fps, 64 x 96: a white square 0-0.9 s, a blue one 2.0-2.9 s."""
+    from fractions import Fraction
+
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(10))
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(30):
+            img = np.full((64, 96, 3), 60, np.uint8)
+            if i < 10:
+                img[10:30, 10:30] = 255
+            if i >= 20:
+                img[30:50, 60:80] = (0, 0, 255)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 10)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_a_clip_goes_to_a_multi_image_model_as_key_frames(lvlms, tmp_path, monkeypatch):
+    from pekit.video import recognize_video
+    from pekit.video.answer import respond_video
+
+    def squares(image: np.ndarray, timings: dict[str, float]) -> Detections:
+        found = [(n, np.nonzero(m)) for n, m in (("Bo", image.min(axis=2) > 240),
+                                                 ("Rex", (image[..., 2] > 200) & (image[..., 0] < 50)))]
+        found = [(n, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) for n, (ys, xs) in found if len(xs)]
+        if not found:
+            return Detections.empty()
+        return Detections(xyxy=[b for _, b in found], score=[0.8] * len(found), name=[n for n, _ in found])
+
+    result = recognize_video(squares, _clip(tmp_path / "clip.mp4"), fps=2.0, keep_sheet=True)
+    assert [t.name for t in result.tracks] == ["Bo", "Rex"]
+    for arch, images in (("idefics3", 2), ("llava", 1)):
+        lvlm = lvlms[arch]
+        calls = _spy(monkeypatch, lvlm)
+        answer = respond_video(lvlm, result, question="Who comes first?", max_new_tokens=3)
+        (call,) = calls
+        assert answer.meta["images"] == images and isinstance(answer.text, str)
+        received = lvlm.processor.tokenizer.decode(call["input_ids"][0])
+        assert "Bo (the entity in the red box)" in received and "Who comes first?" in received
+        if arch == "idefics3":
+            assert call["pixel_values"].shape[:2] == (1, 2) and "These 2 images are frames" in received
+        else:
+            assert "This image shows key frames" in received
+
+
 def test_text_only_model_is_refused(tmp_path):
     import transformers as tf
 

@@ -86,3 +86,17 @@ def test_gallery_refuses_vectors_of_another_face_model_and_skips_objects() -> No
     assert len(FaceGallery.from_concepts([obj], "dlib-face-128@resnet_v1")) == 0
     with pytest.raises(BackboneMismatchError, match="re-introduce"):
         FaceGallery.from_concepts([_person("Lin", np.zeros((1, 128)), "other-model")], "dlib-face-128@resnet_v1")
+
+
+def test_the_cnn_detector_finds_the_face_and_keeps_the_fingerprint(faces: Any, astronaut: np.ndarray) -> None:
+    from PIL import Image
+
+    from pekit.faces import load_faces
+
+    small = np.asarray(Image.fromarray(astronaut).resize((400, 400)))  # a 100 px face; the CNN pass takes ~1 s
+    cnn = load_faces("dlib-cnn", upsample=0)
+    (box,) = cnn.detect(small).xyxy
+    (hog,) = faces.detect(small, upsample=1).xyxy
+    assert cnn.fingerprint == faces.fingerprint and cnn.detector == "cnn"
+    centre = lambda b: np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])  # noqa: E731
+    assert np.abs(centre(box) - centre(hog)).max() < 15  # the same face

@@ -10,18 +10,35 @@ import numpy as np
 import pytest
 
 
-def write_clip(path: Path, frames: Sequence[np.ndarray], fps: int = 10, codec: str = "libx264") -> Path:
-    """Encode ``frames`` (each ``(H, W, 3) uint8``, even sizes) to ``path`` at ``fps``."""
+def write_clip(path: Path, frames: Sequence[np.ndarray], fps: int = 10, codec: str = "libx264",
+               audio: str | None = None) -> Path:
+    """Encode ``frames`` (each ``(H, W, 3) uint8``, even sizes) to ``path`` at ``fps``; with
+    ``audio`` (an encoder name: ``"aac"``, ``"pcm_s16le"``...), also a mono 8 kHz tone as long."""
     import av
 
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=Fraction(fps))
         h, w = frames[0].shape[:2] if len(frames) else (64, 64)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        sound = out.add_stream(audio, rate=8000, layout="mono") if audio else None
         for i, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, fps)
             for packet in stream.encode(frame):
+                out.mux(packet)
+        if sound is not None:
+            fmt = sound.codec_context.format.name
+            size = sound.codec_context.frame_size or 1024
+            samples = np.sin(np.arange(int(8000 * len(frames) / fps)) * 2 * np.pi * 440 / 8000)
+            for start in range(0, len(samples), size):
+                chunk = samples[start:start + size]
+                data = (chunk * 3000).astype(np.int16) if fmt.startswith("s16") else chunk.astype(np.float32)
+                data = data[None]
+                piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout="mono")
+                piece.sample_rate, piece.pts, piece.time_base = 8000, start, Fraction(1, 8000)
+                for packet in sound.encode(piece):
+                    out.mux(packet)
+            for packet in sound.encode():
                 out.mux(packet)
         if not len(frames):
             out.start_encoding()  # header and an empty stream

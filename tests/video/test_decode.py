@@ -57,6 +57,16 @@ def _audio_only(path: Path) -> Path:
     return path
 
 
+def _unknown_codec(path: Path, make_clip: Callable[..., Path]) -> Path:
+    """An AVI whose video FourCC no decoder knows (an MPEG-4 clip with its tag renamed)."""
+    clip = make_clip(path.with_name("mpeg4.avi"), [np.full((64, 96, 3), 8 * i, np.uint8) for i in range(10)],
+                     codec="mpeg4")
+    data = clip.read_bytes()
+    assert data.count(b"FMP4") == 2  # the stream header's and the format's tag
+    path.write_bytes(data.replace(b"FMP4", b"QQQQ"))
+    return path
+
+
 @pytest.mark.parametrize(
     ("make", "words"),
     [
@@ -67,8 +77,10 @@ def _audio_only(path: Path) -> Path:
         (lambda d, clip, mk: _audio_only(d / "sound.mp4"), "no video stream"),
         (lambda d, clip, mk: mk(d / "empty.mp4", []), "no video stream"),
         (lambda d, clip, mk: mk(d / "empty.mkv", []), "not a readable video"),
+        (lambda d, clip, mk: _unknown_codec(d / "odd.avi", mk), "codec this FFmpeg build cannot decode"),
     ],
-    ids=["text-named-mp4", "missing", "truncated", "audio-only", "zero-frames-mp4", "zero-frames-mkv"],
+    ids=["text-named-mp4", "missing", "truncated", "audio-only", "zero-frames-mp4", "zero-frames-mkv",
+         "unsupported-codec"],
 )
 def test_bad_videos_raise_a_clear_error(tmp_path: Path, grey_clip: Path, make_clip: Callable[..., Path],
                                         make: Callable[..., Path], words: str) -> None:
@@ -105,3 +117,91 @@ def test_is_video_by_suffix_or_content(tmp_path: Path, grey_clip: Path) -> None:
 
     Image.new("RGB", (8, 8)).save(photo)
     assert is_video(grey_clip) and is_video(renamed) and not is_video(photo) and not is_video(tmp_path)
+
+
+def _huge_mjpeg(path: Path, side: int = 10_000) -> Path:
+    """A one-frame MJPEG stream of side x side pixels (a flat grey JPEG: ~1 MB, made in ~0.4 s)."""
+    import io
+
+    import av
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (side, side), 90).save(buf, format="JPEG", quality=10)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=Fraction(1))
+        stream.width, stream.height, stream.pix_fmt = side, side, "yuvj420p"
+        packet = av.Packet(buf.getvalue())
+        packet.stream, packet.pts, packet.dts, packet.time_base = stream, 0, 0, Fraction(1)
+        out.mux(packet)
+    return path
+
+
+def test_a_10000_by_10000_video_is_refused_from_its_header(tmp_path: Path) -> None:
+    import time
+
+    clip = _huge_mjpeg(tmp_path / "huge.mkv")
+    start = time.perf_counter()
+    for read in (lambda: probe(clip), lambda: list(sample_frames(clip))):
+        with pytest.raises(VideoError, match=r"10000 x 10000 pixels are over the limit of 67108864 pixels.*"
+                                             r"max_pixels=, --max-pixels.*286 MiB"):
+            read()
+    assert time.perf_counter() - start < 1.0  # nothing decoded (one RGB frame would be 286 MiB)
+
+
+def test_the_frame_size_limit_can_be_raised(grey_clip: Path) -> None:
+    with pytest.raises(VideoError, match="96 x 64 pixels are over the limit of 6143 pixels"):
+        list(sample_frames(grey_clip, max_pixels=96 * 64 - 1))
+    assert len(list(sample_frames(grey_clip, max_pixels=96 * 64))) == 6
+    with pytest.raises(InvalidInputError, match="max_pixels must be a positive number"):
+        probe(grey_clip, max_pixels=0)
+
+
+def test_each_sample_knows_its_scene_and_when_it_started(tmp_path: Path, grey_clip: Path,
+                                                          make_clip: Callable[..., Path]) -> None:
+    assert {(f.scene, f.scene_start) for f in sample_frames(grey_clip, fps=2.0)} == {(0, 0.0)}  # +8 a frame: motion
+    frames = [np.full((64, 96, 3), (40, 220, 90)[(i >= 12) + (i >= 23)], np.uint8) for i in range(30)]
+    got = [(round(f.time, 2), f.scene, round(f.scene_start, 2)) for f in
+           sample_frames(make_clip(tmp_path / "cuts.mp4", frames), fps=2.0)]
+    assert got == [(0.0, 0, 0.0), (0.5, 0, 0.0), (1.0, 0, 0.0), (1.5, 1, 1.2), (2.0, 1, 1.2), (2.5, 2, 2.3)]
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda d, clip, mk: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", "not a readable video"),
+        (lambda d, clip, mk: (d / "cut.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+         and d / "cut.mp4", "truncated"),
+        (lambda d, clip, mk: _audio_only(d / "sound.mp4"), "no video stream"),
+        (lambda d, clip, mk: mk(d / "empty.mp4", []), "no video stream"),
+        (lambda d, clip, mk: _unknown_codec(d / "odd.avi", mk), "codec this FFmpeg build cannot decode"),
+        (lambda d, clip, mk: _huge_mjpeg(d / "huge.mkv"), "10000 x 10000 pixels are over the limit"),
+    ],
+    ids=["text-named-mp4", "truncated", "audio-only", "zero-frames", "unsupported-codec", "10000x10000"],
+)
+def test_cli_bad_videos_exit_3_write_nothing_and_leave_memory_alone(
+        tmp_path: Path, grey_clip: Path, make_clip: Callable[..., Path], cached_pipelines: object,
+        make: Callable[..., Path], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from PIL import Image
+
+    from pekit.cli import main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "photo.png")
+    memory = str(tmp_path / "m.db")
+    assert main(["introduce", "Bo", str(tmp_path / "photo.png"), "--box", "8,8,56,56", "--memory", memory]) == 0
+    assert main(["list", "--json", "--memory", memory]) == 0
+    before = json.loads(capsys.readouterr().out.splitlines()[-1])
+    bad = make(work, grey_clip, make_clip)
+    inputs = sorted(p.name for p in work.iterdir())
+    for argv in (["recognize", str(bad), "--out", str(work / "a.mp4"), "--sheet", str(work / "s.png")],
+                 ["caption", str(bad)], ["ask", str(bad), "Who is there?"]):
+        assert main([*argv, "--memory", memory]) == 3
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in work.iterdir()) == inputs  # no output, no partial file
+    assert main(["list", "--json", "--memory", memory]) == 0
+    assert json.loads(capsys.readouterr().out) == before

@@ -153,3 +153,27 @@ def test_objects_and_people_in_one_clip(make_personalizer: Any, make_clip: Calla
     result = p.recognize_video(clip, fps=2.0)
     assert [(t.name, t.start, t.end) for t in result.tracks] == [("cat", 0.0, 0.5), ("Eileen", 1.0, 1.5)]
     assert result.timings["backbone"] > 0 and result.timings["faces"] > 0
+
+
+def test_cli_caption_a_clip_scene_by_scene_without_an_lvlm(face_clip: Path, tmp_path: Path, astronaut: np.ndarray,
+                                                           cached_pipelines: Any, need_faces: None,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    photo = tmp_path / "eileen.png"
+    Image.fromarray(astronaut).save(photo)
+    memory = str(tmp_path / "m.db")
+    assert main(["introduce", "Eileen", str(photo), "--kind", "person", "--memory", memory]) == 0
+    capsys.readouterr()
+    assert main(["caption", str(face_clip), "--memory", memory]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:4] == ["no LVLM configured (use --lvlm); the timeline of each scene:",
+                       "scene 1 (0.0-1.5 s):", "  none of your concepts appear in scene 1 (1.5 s)",
+                       "scene 2 (1.5-3.0 s):"]
+    assert out[4].startswith("  1.5–2.5 s  Eileen (")
+    assert out[5:] == ["scene 3 (3.0-4.0 s):", "  none of your concepts appear in scene 3 (1.0 s)",
+                       f"contact sheet: {tmp_path / 'clip_pekit.jpg'}"]
+    assert main(["caption", str(face_clip), "--json", "--memory", memory]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert [(s["scene"], s["start"], s["end"], s["tracks"], s["caption"]) for s in record["scenes"]] == [
+        (1, 0.0, 1.5, [], ""), (2, 1.5, 3.0, [1], ""), (3, 3.0, 4.0, [], "")]
+    assert main(["caption", str(face_clip), str(photo), "--memory", memory]) == 2
+    assert "one video at a time" in capsys.readouterr().err

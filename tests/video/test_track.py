@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pekit.errors import InvalidInputError
 from pekit.types import Detections
 from pekit.video import Tracker
 
@@ -54,3 +55,26 @@ def test_update_reports_track_ids_and_best() -> None:
     assert t.update(2, 1.0, dets(("Bo", BOX, 0.9), ("Rex", ELSEWHERE, 0.9))) == [(1, True), (2, True)]
     assert t.update(3, 1.5, Detections.empty()) == []
     assert np.allclose(t.finish()[0].best_box, BOX)
+
+
+def test_weak_frames_extend_a_track_before_and_after_its_strong_ones() -> None:
+    t = Tracker(max_gap=1.0)
+    for i, strong in enumerate([False, False, True, False, True, False]):
+        t.update(i, i * 0.5, dets(("Bo", BOX if i % 2 else MOVED, 0.55)), strong=[strong])
+    assert [(tr.name, tr.start, tr.end, tr.frames, tr.id) for tr in t.finish()] == [("Bo", 0.0, 2.5, 6, 1)]
+
+
+def test_weak_detections_alone_or_elsewhere_never_make_a_track() -> None:
+    t = Tracker(max_gap=1.0)
+    keys = []
+    for i in range(4):  # a weak look-alike far from Bo in every frame, and a weak Rex that never confirms
+        keys.append(t.update(i, i * 0.5, dets(("Bo", BOX, 0.9), ("Bo", ELSEWHERE, 0.55), ("Rex", MOVED, 0.5)),
+                             strong=[True, False, False]))
+    tracks = t.finish()
+    assert [(tr.name, tr.start, tr.end, tr.frames, tr.id) for tr in tracks] == [("Bo", 0.0, 1.5, 4, 1)]
+    assert {k for frame in keys for k, _ in frame} == {1, 2, 3}  # streaming keys; only track 1 is kept
+
+
+def test_strong_flags_must_match_the_detections() -> None:
+    with pytest.raises(InvalidInputError, match="one flag per detection"):
+        Tracker().update(0, 0.0, dets(("Bo", BOX, 0.8)), strong=[True, False])

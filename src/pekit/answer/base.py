@@ -1,4 +1,9 @@
-"""The LVLM protocol: one annotated image and one text prompt in, one answer string out.
+"""The LVLM protocol: one annotated image (or, where the model takes several, a few) and one
+text prompt in, one answer string out.
+
+A backend that takes several images in one message says so with ``max_images > 1`` (see
+`images_per_prompt`) and accepts a list of images for ``image``, sent in order before the
+prompt; answers about a clip use that for key frames, and one contact sheet otherwise.
 
 Example:
     >>> import numpy as np
@@ -10,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -22,7 +27,9 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "check_generation",
     "check_image",
+    "check_images",
     "check_prompt",
+    "images_per_prompt",
 ]
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -36,6 +43,7 @@ class LVLM(Protocol):
 
     Attributes:
         name: the backend name it was built from (``"none"``, ``"hf:<id>"``, ``"openai:<url>#<model>"``).
+        max_images: (optional) how many images one prompt may carry; absent means 1.
     """
 
     name: str
@@ -52,7 +60,9 @@ class LVLM(Protocol):
         """Answer ``prompt`` about ``image``.
 
         Args:
-            image: ``(H, W, 3) uint8`` RGB, already annotated with the concept boxes.
+            image: ``(H, W, 3) uint8`` RGB, already annotated with the concept boxes. A
+                backend with ``max_images > 1`` also takes a list of such images (at most
+                ``max_images``), sent in order in one message.
             prompt: the text built by `pekit.prompt.build_prompt`.
             max_new_tokens: upper bound on the answer's length in tokens.
             temperature: ``0`` for greedy (deterministic) decoding, ``> 0`` to sample.
@@ -83,6 +93,34 @@ def check_image(image: object) -> np.ndarray:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InvalidInputError(f"the LVLM image is empty (shape {image.shape})")
     return image
+
+
+def images_per_prompt(lvlm: Any) -> int:
+    """How many images ``lvlm`` takes in one prompt (its ``max_images``; 1 when it has none).
+
+    >>> from pekit.answer.none import NoneLVLM
+    >>> images_per_prompt(NoneLVLM())
+    1
+    """
+    n = getattr(lvlm, "max_images", 1)
+    return int(n) if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 else 1
+
+
+def check_images(image: object, max_images: int = 1) -> list[np.ndarray]:
+    """Validate one image or a list of images for a backend taking at most ``max_images``.
+
+    >>> len(check_images([np.zeros((2, 3, 3), np.uint8)] * 2, max_images=4))
+    2
+    """
+    images = list(image) if isinstance(image, (list, tuple)) else [image]
+    if not images:
+        raise InvalidInputError("no image to send; pass one (H, W, 3) uint8 image or a list of them")
+    if len(images) > max_images:
+        raise InvalidInputError(
+            f"{len(images)} images for a backend that takes at most {max_images} per prompt; send fewer, "
+            "or one contact sheet of them"
+        )
+    return [check_image(i) for i in images]
 
 
 def check_prompt(prompt: object) -> str:

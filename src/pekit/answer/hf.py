@@ -2,7 +2,10 @@
 
 Loads ``AutoProcessor`` + ``AutoModelForImageTextToText`` (LLaVA-1.5/1.6, Qwen2/2.5-VL,
 InternVL, SmolVLM/Idefics3, Gemma 3, ...) and formats every request with the model's own
-chat template, so the image tokens land where the model expects them. torch and
+chat template, so the image tokens land where the model expects them. Models trained
+on several images per prompt (`MULTI_IMAGE_MODELS`: Idefics/SmolVLM, Qwen-VL, InternVL,
+Gemma 3, LLaVA-OneVision...) take up to ``max_images`` images in one message (key
+frames of a clip); the others take one (a clip goes as one contact sheet). torch and
 transformers are imported only when a model is built (``pip install 'pekit[hf]'``).
 
 Example:
@@ -25,14 +28,22 @@ import numpy as np
 
 from pekit._hf import looks_like_path as _looks_like_path
 from pekit._hf import resolve_device, resolve_dtype
-from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation, check_image, check_prompt
+from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation, check_images, check_prompt
 from pekit.errors import BackendError, InvalidInputError, require
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HFLVLM", "resolve_device", "resolve_dtype"]
+__all__ = ["HFLVLM", "MULTI_IMAGE_MODELS", "resolve_device", "resolve_dtype"]
 
 _EXAMPLES = "LLaVA-1.6, Qwen2-VL, InternVL, SmolVLM or Gemma 3"
+#: transformers ``model_type`` of models trained with several images per prompt (interleaved);
+#: LLaVA-1.5/1.6 (``llava``, ``llava_next``) were trained on one and get a contact sheet
+MULTI_IMAGE_MODELS = frozenset({
+    "idefics2", "idefics3", "smolvlm", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "internvl",
+    "gemma3", "llava_onevision", "mistral3", "aya_vision", "glm4v", "kimi_vl",
+})
+#: images per prompt for a multi-image model unless ``max_images`` says otherwise
+DEFAULT_MAX_IMAGES = 4
 
 
 class HFLVLM:
@@ -49,6 +60,8 @@ class HFLVLM:
         chat_template: Jinja chat template to use when the processor ships none.
         attn_implementation: e.g. ``"sdpa"``, ``"flash_attention_2"``, ``"eager"``.
         max_image_side: downscale images whose long side exceeds this (pixels) before processing.
+        max_images: images one prompt may carry; default `DEFAULT_MAX_IMAGES` (4) for
+            `MULTI_IMAGE_MODELS`, else 1.
 
     Attributes:
         name: ``"hf:<spec>"``.
@@ -70,6 +83,7 @@ class HFLVLM:
         chat_template: str | None = None,
         attn_implementation: str | None = None,
         max_image_side: int | None = None,
+        max_images: int | None = None,
     ) -> None:
         if not isinstance(spec, str) or not spec.strip():
             raise InvalidInputError(
@@ -99,8 +113,13 @@ class HFLVLM:
         if revision:
             common["revision"] = revision
 
+        if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int)
+                                       or max_images < 1):
+            raise InvalidInputError(f"max_images must be an integer >= 1, got {max_images!r}")
         config = self._load("config", transformers.AutoConfig.from_pretrained, source, **common)
         self._check_architecture(config, transformers)
+        self.max_images = max_images if max_images is not None else \
+            DEFAULT_MAX_IMAGES if getattr(config, "model_type", "") in MULTI_IMAGE_MODELS else 1
         self.processor = self._load("processor", transformers.AutoProcessor.from_pretrained, source, **common)
         if getattr(self.processor, "image_processor", None) is None:
             raise BackendError(
@@ -166,9 +185,9 @@ class HFLVLM:
                              Image.Resampling.BICUBIC)
         return pil
 
-    def _inputs(self, image: np.ndarray, prompt: str) -> Any:
+    def _inputs(self, images: list[np.ndarray], prompt: str) -> Any:
         messages = [{"role": "user", "content": [
-            {"type": "image", "image": self._pil(image)},
+            *({"type": "image", "image": self._pil(image)} for image in images),
             {"type": "text", "text": prompt},
         ]}]
         try:
@@ -176,8 +195,9 @@ class HFLVLM:
                 messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
             )
         except Exception as exc:  # processors raise anything; report it clearly
+            shapes = ", ".join(str(i.shape) for i in images)
             raise BackendError(
-                f"the processor of '{self.spec}' rejected the image (shape {image.shape}) or prompt: "
+                f"the processor of '{self.spec}' rejected the image (shape {shapes}) or prompt: "
                 f"{type(exc).__name__}: {exc}. Pass an RGB photo of reasonable size and aspect ratio "
                 "(e.g. at least 28 px per side, not a thin strip)."
             ) from exc
@@ -193,21 +213,22 @@ class HFLVLM:
 
     def generate(
         self,
-        image: np.ndarray,
+        image: np.ndarray | list[np.ndarray],
         prompt: str,
         *,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         temperature: float = 0.0,
         seed: int | None = None,
     ) -> str:
-        """Answer ``prompt`` about ``image`` (``(H, W, 3) uint8``); greedy when ``temperature == 0``."""
-        image = check_image(image)
+        """Answer ``prompt`` about ``image`` (``(H, W, 3) uint8``, or a list of up to ``max_images``
+        images, in order); greedy when ``temperature == 0``."""
+        images = check_images(image, self.max_images)
         prompt = check_prompt(prompt)
         check_generation(max_new_tokens, temperature, seed)
         torch = self._torch
         with self._lock:
             start = time.perf_counter()
-            inputs = self._inputs(image, prompt)
+            inputs = self._inputs(images, prompt)
             gen: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "do_sample": temperature > 0}
             if temperature > 0:
                 gen["temperature"] = float(temperature)

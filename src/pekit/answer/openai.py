@@ -3,7 +3,8 @@ official ``openai`` client (``pip install 'pekit[openai]'``).
 
 Works with vLLM, Ollama, llama.cpp's server, LM Studio, TGI and hosted APIs. The image
 travels as a ``data:`` URL inside the user message; the API key (if any) is read from an
-environment variable at request time and never logged. Retries are the SDK's: timeouts,
+environment variable at request time and never logged. Several images (key frames of a
+clip) travel as several ``image_url`` parts of one message, up to ``max_images``. Retries are the SDK's: timeouts,
 dropped connections, 408, 409, 429 and 5xx answers are retried with exponential backoff
 (0.5 s doubling to 8 s, with jitter), or after the delay the server asks for in
 ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date, up to two minutes). Other
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation, check_image, check_prompt
+from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation, check_image, check_images, check_prompt
 from pekit.errors import BackendError, InvalidInputError, require
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ class OpenAILVLM:
         max_image_side: downscale the image so its long side is at most this many pixels.
         max_tokens_field: ``"max_tokens"`` or ``"max_completion_tokens"`` (newer OpenAI models).
         extra_body: more JSON fields for every request (``{"top_p": 0.9}``).
+        max_images: images one request may carry (default 4: key frames of a clip); 1 for
+            servers that take one image per prompt (vLLM without ``--limit-mm-per-prompt``,
+            many Ollama models): clips then go as one contact sheet.
 
     Example:
         >>> OpenAILVLM("http://127.0.0.1:11434/v1", "llava:7b").model
@@ -129,6 +133,7 @@ class OpenAILVLM:
         max_image_side: int | None = 2048,
         max_tokens_field: str = "max_tokens",
         extra_body: dict[str, Any] | None = None,
+        max_images: int = 4,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.strip():
             raise InvalidInputError(f"openai: needs '<base url>#<model>', e.g. '{_EXAMPLE}'")
@@ -148,6 +153,8 @@ class OpenAILVLM:
             )
         if timeout <= 0 or retries < 0 or backoff < 0:
             raise InvalidInputError("timeout must be > 0, retries and backoff >= 0")
+        if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+            raise InvalidInputError(f"max_images must be an integer >= 1, got {max_images!r}")
         if max_tokens_field not in ("max_tokens", "max_completion_tokens"):
             raise InvalidInputError("max_tokens_field must be 'max_tokens' or 'max_completion_tokens'")
         self.base_url = base_url.rstrip("/")
@@ -163,6 +170,7 @@ class OpenAILVLM:
         self.max_image_side = max_image_side
         self.max_tokens_field = max_tokens_field
         self.extra_body = dict(extra_body or {})
+        self.max_images = max_images
         self.last_usage: dict[str, Any] = {}
         self._loopback = _is_loopback(parts.hostname)
         require("openai", "openai")  # fail now, with the pip command, not at the first question
@@ -268,16 +276,16 @@ class OpenAILVLM:
             raise
 
     # ---- chat completions ------------------------------------------------------------
-    def _payload(self, image: np.ndarray, prompt: str, max_new_tokens: int, temperature: float,
-                 seed: int | None, stream: bool) -> dict[str, Any]:
+    def _payload(self, image: np.ndarray | list[np.ndarray], prompt: str, max_new_tokens: int,
+                 temperature: float, seed: int | None, stream: bool) -> dict[str, Any]:
         check_generation(max_new_tokens, temperature, seed)
-        url = image_data_url(check_image(image), fmt=self.image_format, max_side=self.max_image_side)
+        parts: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": image_data_url(i, fmt=self.image_format,
+                                                                      max_side=self.max_image_side)}}
+            for i in check_images(image, self.max_images)]
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": url}},
-                {"type": "text", "text": check_prompt(prompt)},
-            ]}],
+            "messages": [{"role": "user", "content": [*parts, {"type": "text", "text": check_prompt(prompt)}]}],
             self.max_tokens_field: int(max_new_tokens),
             "temperature": float(temperature),
             "stream": stream,
@@ -290,14 +298,15 @@ class OpenAILVLM:
 
     def generate(
         self,
-        image: np.ndarray,
+        image: np.ndarray | list[np.ndarray],
         prompt: str,
         *,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         temperature: float = 0.0,
         seed: int | None = None,
     ) -> str:
-        """Send the image and prompt; return the answer text (streamed and joined when ``stream``)."""
+        """Send the image (or a list of up to ``max_images``) and prompt; return the answer text
+        (streamed and joined when ``stream``)."""
         if self.stream:
             return "".join(self.stream_text(image, prompt, max_new_tokens=max_new_tokens,
                                              temperature=temperature, seed=seed)).strip()
@@ -323,7 +332,7 @@ class OpenAILVLM:
 
     def stream_text(
         self,
-        image: np.ndarray,
+        image: np.ndarray | list[np.ndarray],
         prompt: str,
         *,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,

@@ -1,4 +1,4 @@
-"""Person concepts: a face detector and a 128-d identity embedder (dlib, offline).
+"""Person concepts: a face detector and an identity embedder (dlib's 128-d, offline; or an ONNX model).
 
 A *person* concept keeps its face vectors in ``Concept.meta`` (``kind``, ``faces``,
 ``face_model``), next to ordinary object-backbone views of the face region, so the
@@ -46,14 +46,14 @@ MIN_FACE_PX = 40
 
 
 def load_faces(name: str = "dlib", **options: Any) -> Any:
-    """The face model by name (``dlib``: HOG detector + ResNet embedder)."""
-    if name != "dlib":
-        from pekit.errors import BackendNotFoundError
+    """The face model by name: ``dlib`` (HOG detector + ResNet embedder, 128-d) or
+    ``onnx:<path>`` (dlib's detector + an ONNX embedder, `pekit.faces.onnx.OnnxFaces`).
 
-        raise BackendNotFoundError(f"unknown face model '{name}'; available: dlib")
-    from pekit.faces.dlib import DlibFaces
+    A face model has ``detect``, ``embed``, ``fingerprint``, ``dim`` and ``tolerance``.
+    """
+    from pekit.registry import create
 
-    return DlibFaces(**options)
+    return create("faces", name, **options)
 
 
 def concept_kind(concept: Concept) -> str:
@@ -119,7 +119,7 @@ def face_reference(faces: Any, image: np.ndarray, *, box: np.ndarray | None = No
 
 @dataclass
 class FaceGallery:
-    """Person concepts flattened for matching: ``vectors (N, 128)``, ``owner (N,)``."""
+    """Person concepts flattened for matching: ``vectors (N, D)``, ``owner (N,)``."""
 
     names: list[str]
     ids: np.ndarray
@@ -145,20 +145,21 @@ class FaceGallery:
                     f"person '{c.name}' was introduced with face model '{model}', but this Personalizer uses "
                     f"'{fingerprint}'; re-introduce '{c.name}' (pekit introduce --replace --kind person)"
                 )
-            rows = np.asarray(c.meta.get("faces", []), np.float32).reshape(-1, 128)
-            if len(rows) == 0:
+            rows = np.asarray(c.meta.get("faces", []), np.float32)
+            if rows.size == 0:
                 continue
+            rows = rows.reshape(len(rows), -1)
             owner.extend([len(names)] * len(rows))
             names.append(c.name)
             ids.append(c.id)
             vectors.append(rows)
         return cls(names, np.asarray(ids, np.int64),
-                   np.concatenate(vectors) if vectors else np.zeros((0, 128), np.float32),
+                   np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32),
                    np.asarray(owner, np.int64))
 
 
 def distances(vectors: np.ndarray, gallery: FaceGallery) -> np.ndarray:
-    """``(m, 128)`` face vectors -> ``(m, P)`` smallest Euclidean distance to each person."""
+    """``(m, D)`` face vectors -> ``(m, P)`` smallest Euclidean distance to each person."""
     m, p = len(vectors), len(gallery)
     out = np.full((m, p), np.inf, np.float32)
     if m == 0 or p == 0:

@@ -1,9 +1,10 @@
-"""dlib face detection (HOG) and the 128-d dlib ResNet face embedder, offline.
+"""dlib face detection (HOG, or the MMOD CNN) and the 128-d dlib ResNet face embedder, offline.
 
 The model files come from the PyPI package ``face-recognition-models`` (MIT package; the
-dlib models inside were released into the public domain by Davis King; only the
-5-point landmark model and the ResNet embedder are used, not the 68-point model whose
-training set restricts commercial use). dlib itself comes from ``dlib-bin`` (Boost
+dlib models inside were released into the public domain or under CC0 1.0 by Davis King;
+only the 5-point landmark model, the ResNet embedder and, with ``detector="cnn"``, the
+MMOD face detector are used, not the 68-point model whose training set restricts
+commercial use). dlib itself comes from ``dlib-bin`` (Boost
 Software License). Both are imported lazily, on the first detection.
 
 Example:
@@ -28,7 +29,7 @@ from pekit.types import Detections
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DlibFaces", "models_dir"]
+__all__ = ["DlibFaces", "dlib_cnn", "models_dir"]
 
 _LOCK = threading.Lock()
 _MODELS: dict[str, Any] = {}
@@ -61,6 +62,15 @@ def _load() -> dict[str, Any]:
         return _MODELS
 
 
+def _cnn() -> Any:
+    models = _load()
+    with _LOCK:
+        if "cnn" not in _MODELS:
+            path = models_dir() / "mmod_human_face_detector.dat"
+            _MODELS["cnn"] = models["dlib"].cnn_face_detection_model_v1(str(path))
+        return _MODELS["cnn"]
+
+
 def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     h, w = image.shape[:2]
     scale = min(1.0, max_side / max(h, w))
@@ -76,17 +86,30 @@ class DlibFaces:
     """Face detector + identity embedder.
 
     Args:
+        detector: ``"hog"`` (default: frontal faces, ~0.5 s a 720p frame here) or ``"cnn"``
+            (dlib's MMOD CNN from the same package: also finds turned and small faces, but
+            takes 10-18 s a 640 x 360 frame on this 2-core CPU; dlib-bin has no GPU).
+            The embedder, so the fingerprint, is the same for both.
         max_side: the detector runs on the image downscaled to this long side (pixels).
         upsample: dlib's upsampling passes (1 finds faces down to ~40 px at ``max_side``).
         min_score: HOG detection score below which a face is dropped (dlib's default is 0;
-            0.3 drops the weakest false detections on textured backgrounds).
+            0.3 drops the weakest false detections on textured backgrounds); for ``cnn``,
+            its confidence.
         jitters: dlib's re-sampling count for embeddings (0 = one pass, fastest).
     """
 
     kind = "person"
     dim = 128
+    #: same person under this Euclidean distance (`pekit.faces.FACE_TOLERANCE`)
+    tolerance = 0.6
 
-    def __init__(self, *, max_side: int = 1024, upsample: int = 1, min_score: float = 0.3, jitters: int = 0) -> None:
+    def __init__(self, *, max_side: int = 1024, upsample: int = 1, min_score: float = 0.3, jitters: int = 0,
+                 detector: str = "hog") -> None:
+        if detector not in ("hog", "cnn"):
+            from pekit.errors import InvalidInputError
+
+            raise InvalidInputError(f"unknown face detector '{detector}'; choose hog or cnn")
+        self.detector = detector
         self.max_side = int(max_side)
         self.upsample = int(upsample)
         self.min_score = float(min_score)
@@ -101,8 +124,12 @@ class DlibFaces:
         """Faces in an ``(H, W, 3) uint8`` image: boxes in its pixels, HOG scores, best first."""
         models = _load()
         small, scale = _downscale(image, self.max_side)
-        rects, scores, _ = models["detector"].run(np.ascontiguousarray(small), self.upsample if upsample is None
-                                                  else int(upsample), self.min_score)
+        times = self.upsample if upsample is None else int(upsample)
+        if self.detector == "cnn":
+            found = [d for d in _cnn()(np.ascontiguousarray(small), times) if d.confidence >= self.min_score]
+            rects, scores = [d.rect for d in found], [d.confidence for d in found]
+        else:
+            rects, scores, _ = models["detector"].run(np.ascontiguousarray(small), times, self.min_score)
         if not rects:
             return Detections.empty()
         h, w = image.shape[:2]
@@ -128,4 +155,10 @@ class DlibFaces:
         return out
 
     def __repr__(self) -> str:
-        return f"DlibFaces(max_side={self.max_side}, upsample={self.upsample}, min_score={self.min_score})"
+        return (f"DlibFaces(detector={self.detector!r}, max_side={self.max_side}, upsample={self.upsample}, "
+                f"min_score={self.min_score})")
+
+
+def dlib_cnn(**options: Any) -> DlibFaces:
+    """`DlibFaces` with the MMOD CNN detector (registered as ``dlib-cnn``)."""
+    return DlibFaces(detector="cnn", **options)

@@ -10,10 +10,11 @@ Install with ``pip install 'pekit[video]'`` (the ``av`` wheel ships its own FFmp
 
 from pekit.video.decode import VIDEO_SUFFIXES, Frame, VideoError, VideoInfo, is_video, probe, sample_frames
 from pekit.video.run import VideoFrame, VideoResult, recognize_video
-from pekit.video.track import Track, Tracker
+from pekit.video.track import WEAK_MARGIN, Track, Tracker
 
 __all__ = [
     "VIDEO_SUFFIXES",
+    "WEAK_MARGIN",
     "Frame",
     "Track",
     "Tracker",

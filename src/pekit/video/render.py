@@ -3,12 +3,16 @@
 Both are written to a temporary file next to the target and moved into place with
 `os.replace` only when complete, so a failure never leaves a partial file behind. The
 annotated video is re-encoded with H.264 at the source frame rate; each frame shows the
-boxes of the nearest sampled frame. **The audio track is dropped** (only video is written).
+boxes of the nearest sampled frame, at its original presentation time. The first audio
+track is copied as it is (no re-encoding; ``audio="keep"``), or left out (``"drop"``);
+the default ``"auto"`` keeps it when the target container can hold its codec and drops
+it otherwise. `write_annotated` says which happened.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -23,9 +27,14 @@ from pekit.errors import InvalidInputError, require
 from pekit.prompt.overlay import PALETTE, annotate, colour_assignment
 from pekit.types import Detections
 
-__all__ = ["VIDEO_OUT_SUFFIXES", "atomic_path", "contact_sheet", "stable_palette", "write_annotated"]
+__all__ = ["AUDIO_CHOICES", "VIDEO_OUT_SUFFIXES", "atomic_path", "contact_sheet", "stable_palette",
+           "write_annotated"]
+
+log = logging.getLogger(__name__)
 
 VIDEO_OUT_SUFFIXES = (".mp4", ".mov", ".mkv")
+#: what to do with the source's audio in the annotated video
+AUDIO_CHOICES = ("auto", "keep", "drop")
 
 
 @contextmanager
@@ -61,14 +70,28 @@ def stable_palette(colour_of: dict[str, int]) -> Callable[[Detections], list[str
     return palette
 
 
+def check_audio(audio: str) -> str:
+    """``audio`` lower-cased if it is one of `AUDIO_CHOICES`, else `InvalidInputError`."""
+    choice = str(audio).strip().lower()
+    if choice not in AUDIO_CHOICES:
+        raise InvalidInputError(f"audio must be one of {', '.join(AUDIO_CHOICES)}, got '{audio}'")
+    return choice
+
+
 def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times: Sequence[float],
-                    frames: Sequence[Detections], colour_of: dict[str, int]) -> None:
-    """Re-encode ``source`` to ``target`` (H.264, no audio) with the detections drawn.
+                    frames: Sequence[Detections], colour_of: dict[str, int], *, audio: str = "auto") -> str | None:
+    """Re-encode ``source`` to ``target`` (H.264) with the detections drawn; returns what
+    happened to the audio: ``"kept"``, ``"dropped"``, or None when the source has none.
 
     ``times[i]`` / ``frames[i]``: the sampled frames' times and (track-named) detections;
-    every output frame shows the nearest sample's detections.
+    every output frame shows the nearest sample's detections. ``audio``: see the module
+    docs; ``"keep"`` raises `VideoError` when the container cannot hold the audio codec
+    (e.g. mu-law audio into ``.mp4``: use ``.mov``, or ``audio="drop"``).
     """
+    from pekit.video.decode import VideoError
+
     av = require("av", "video", "av")
+    audio = check_audio(audio)
     if Path(target).suffix.lower() not in VIDEO_OUT_SUFFIXES:
         raise InvalidInputError(f"the annotated video must end in one of {', '.join(VIDEO_OUT_SUFFIXES)}, "
                                 f"got '{target}'")
@@ -79,35 +102,67 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
         try:
             vin = src.streams.video[0]
             vin.thread_type = "AUTO"
+            had_audio = bool(src.streams.audio)
+            ain = src.streams.audio[0] if had_audio and audio != "drop" else None
             rate = vin.average_rate or vin.guessed_rate or Fraction(25)
             width, height = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2
-            dst = av.open(str(tmp), "w")
-            try:
-                out_rate = Fraction(rate).limit_denominator(100000)
+            out_rate = Fraction(rate).limit_denominator(100000)
+            aout = None
+            while True:
+                dst = av.open(str(tmp), "w")
                 vout = dst.add_stream("libx264", rate=out_rate)
                 vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
                 vout.options = {"preset": "veryfast", "crf": "23"}
-                for n, frame in enumerate(src.decode(vin)):
-                    t = float(frame.time) if frame.time is not None else n / float(rate)
-                    dets = Detections.empty()
-                    if len(sample_times):
-                        k = int(np.argmin(np.abs(sample_times - t)))
-                        dets = frames[k]
-                    if len(dets):
-                        rgb = frame.to_ndarray(format="rgb24")[:height, :width]
-                        drawn = annotate(np.ascontiguousarray(rgb), dets, palette=palette(dets))
-                        out = av.VideoFrame.from_ndarray(drawn, format="rgb24").reformat(format="yuv420p")
-                    else:
-                        out = frame.reformat(width=width, height=height, format="yuv420p")
-                    out.pts, out.time_base = n, 1 / out_rate  # frame n of a constant-rate stream
-                    for packet in vout.encode(out):
-                        dst.mux(packet)
-                for packet in vout.encode():
-                    dst.mux(packet)
+                try:  # a codec the container cannot hold fails here or when the header is written
+                    aout = dst.add_stream_from_template(ain) if ain is not None else None
+                    dst.start_encoding()
+                    break
+                except (av.error.FFmpegError, ValueError) as exc:
+                    dst.close()
+                    if ain is None:
+                        raise
+                    codec = ain.codec_context.name
+                    if audio == "keep":
+                        raise VideoError(
+                            f"cannot keep the audio of '{source}': its codec '{codec}' cannot go into "
+                            f"'{Path(target).suffix}' ({exc}); write another container (.mov, .mkv), or drop the "
+                            "audio (audio='drop', --audio drop)"
+                        ) from exc
+                    log.warning("audio codec %s cannot go into %s: the annotated video has no audio", codec,
+                                Path(target).suffix)
+                    ain = None
+            try:
+                last = -1
+                for packet in src.demux(*([vin] if ain is None else [vin, ain])):
+                    if packet.stream is not vin:  # audio: copied as it is, re-timed by the muxer
+                        if packet.dts is not None and packet.size:
+                            packet.stream = aout
+                            dst.mux(packet)
+                        continue
+                    for frame in packet.decode():
+                        t = float(frame.time) if frame.time is not None else (last + 1) / float(out_rate)
+                        dets = Detections.empty()
+                        if len(sample_times):
+                            dets = frames[int(np.argmin(np.abs(sample_times - t)))]
+                        if len(dets):
+                            rgb = frame.to_ndarray(format="rgb24")[:height, :width]
+                            drawn = annotate(np.ascontiguousarray(rgb), dets, palette=palette(dets))
+                            out = av.VideoFrame.from_ndarray(drawn, format="rgb24").reformat(format="yuv420p")
+                        else:
+                            out = frame.reformat(width=width, height=height, format="yuv420p")
+                        last = max(last + 1, round(t * out_rate))  # the source's time: audio stays in sync
+                        out.pts, out.time_base = last, 1 / out_rate
+                        for encoded in vout.encode(out):
+                            dst.mux(encoded)
+                for encoded in vout.encode():
+                    dst.mux(encoded)
             finally:
                 dst.close()
         finally:
             src.close()
+    if not had_audio:
+        return None
+    return "kept" if ain is not None else "dropped"
 
 
 def thumbnail(image: np.ndarray, box: np.ndarray, max_side: int = 480) -> tuple[bytes, list[float]]:

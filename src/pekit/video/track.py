@@ -6,12 +6,24 @@ cut keeps its track); a track stays live for ``max_gap`` seconds without detecti
 short misses are bridged. The track's name is the score-weighted majority of its
 frames' names, so one wrong frame does not rename it.
 
+Hysteresis over time: each detection is *strong* (at or above its concept's threshold)
+or *weak* (a little below it; see ``strong`` in `Tracker.update`). Only a strong
+detection confirms a track; a weak one only continues a track of its own name that it
+overlaps (IoU), before or after the strong frames. So an object whose score hovers near
+the threshold is followed from the frame it appears, not from the first frame it clears
+the threshold, while a weak look-alike somewhere else never becomes a track.
+
 Example:
     >>> import numpy as np
     >>> from pekit.types import Detections
     >>> t = Tracker(max_gap=1.0)
     >>> for i, name in enumerate(["Bo", "Rex", "Bo"]):
     ...     _ = t.update(i, i * 0.5, Detections(xyxy=[[0, 0, 10, 10]], score=[0.8], name=[name]))
+    >>> [(tr.name, tr.start, tr.end) for tr in t.finish()]
+    [('Bo', 0.0, 1.0)]
+    >>> t = Tracker(max_gap=1.0)  # weak, weak, strong: the track starts at the first weak frame
+    >>> for i, strong in enumerate([False, False, True]):
+    ...     _ = t.update(i, i * 0.5, Detections(xyxy=[[0, 0, 10, 10]], score=[0.5], name=["Bo"]), strong=[strong])
     >>> [(tr.name, tr.start, tr.end) for tr in t.finish()]
     [('Bo', 0.0, 1.0)]
 """
@@ -23,18 +35,28 @@ from typing import Any
 
 import numpy as np
 
+from pekit.errors import InvalidInputError
 from pekit.retrieve.nms import box_iou
 from pekit.types import Detections
 
-__all__ = ["Track", "Tracker"]
+__all__ = ["WEAK_MARGIN", "Track", "Tracker"]
+
+#: how far under its threshold a detection may score and still extend a track (weak)
+WEAK_MARGIN = 0.1
 
 
 @dataclass
 class Track:
     """One appearance of a concept: ``start``/``end`` (s), ``score`` (mean over the frames
-    that carry the track's name), ``best_frame`` (sample index of the best detection)."""
+    that carry the track's name), ``best_frame`` (sample index of the best detection).
 
-    id: int
+    ``key`` is the number `Tracker.update` reports while streaming; ``id`` is the final
+    number (1, 2, ... in order of first appearance) that `Tracker.finish` gives the
+    confirmed tracks. ``confirmed``: at least one strong detection.
+    """
+
+    key: int
+    id: int = 0
     name: str = ""
     concept_id: int = -1
     start: float = 0.0
@@ -49,6 +71,11 @@ class Track:
     ids: dict[str, int] = field(default_factory=dict, repr=False)
     last_box: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32), repr=False)
     best_score: float = field(default=-np.inf, repr=False)
+    confirmed: bool = False
+
+    def leader(self) -> str:
+        """The name with the most votes so far."""
+        return max(self.votes, key=lambda n: (self.votes[n], n)) if self.votes else ""
 
     def add(self, index: int, time: float, box: np.ndarray, name: str, score: float, concept_id: int) -> bool:
         """Record one detection; True when it is the track's best so far."""
@@ -66,7 +93,7 @@ class Track:
 
     def settle(self) -> None:
         """Fix the name (vote), concept id and score."""
-        self.name = max(self.votes, key=lambda n: (self.votes[n], n)) if self.votes else ""
+        self.name = self.leader()
         self.concept_id = self.ids.get(self.name, -1)
         self.score = float(np.mean(self.scores[self.name])) if self.name in self.scores else 0.0
 
@@ -80,7 +107,8 @@ class Tracker:
     """Streaming linker: call `update` per sampled frame, `finish` at the end.
 
     Args:
-        iou: a detection continues a track of another name only above this overlap.
+        iou: a detection continues a track of another name (or, when weak, of its own
+            name) only above this overlap with the track's last box.
         max_gap: seconds a track survives without detections (bridged gaps).
     """
 
@@ -90,20 +118,32 @@ class Tracker:
         self.tracks: list[Track] = []
         self._live: list[Track] = []
 
-    def update(self, index: int, time: float, dets: Detections) -> list[tuple[int, bool]]:
-        """Link one frame's detections: ``[(track id, is the track's best so far)]`` per detection."""
+    def update(self, index: int, time: float, dets: Detections,
+               strong: np.ndarray | list[bool] | None = None) -> list[tuple[int, bool]]:
+        """Link one frame's detections: ``[(track key, is the track's best so far)]`` per detection.
+
+        ``strong (n,) bool``: which detections reach their concept's threshold (default:
+        all). A strong detection joins a confirmed live track of its name, or one it
+        overlaps, and confirms a new track otherwise; a weak one joins only a live track
+        of its name that it overlaps, or opens an unconfirmed one that a later strong
+        detection may confirm (`finish` drops those that never are).
+        """
         self._live = [t for t in self._live if time - t.end <= self.max_gap + 1e-6]
         names = [str(n) for n in dets.name] if dets.name is not None else [""] * len(dets)
         scores = np.asarray(dets.score, np.float32)
         cids = np.asarray(dets.concept_id, np.int64)
+        sure = np.ones(len(dets), bool) if strong is None else np.asarray(strong, bool).reshape(-1)
+        if len(sure) != len(dets):
+            raise InvalidInputError(f"strong must have one flag per detection ({len(dets)}), got {len(sure)}")
         assigned: dict[int, Track] = {}
         if self._live and len(dets):
             ious = box_iou(dets.xyxy, np.stack([t.last_box for t in self._live]))
             pairs = []
             for i in range(len(dets)):
                 for j, tr in enumerate(self._live):
-                    same = bool(names[i]) and names[i] == max(tr.votes, key=tr.votes.__getitem__)
-                    if same or ious[i, j] >= self.iou:
+                    same = bool(names[i]) and names[i] == tr.leader()
+                    near = ious[i, j] >= self.iou
+                    if (same or near) if (sure[i] and tr.confirmed) else (same and near):
                         pairs.append((float(ious[i, j]) + (1.0 if same else 0.0), i, j))
             taken: set[int] = set()
             for _, i, j in sorted(pairs, reverse=True):
@@ -115,15 +155,23 @@ class Tracker:
         for i in range(len(dets)):
             track = assigned.get(i)
             if track is None:
-                track = Track(id=len(self.tracks) + 1)
+                track = Track(key=len(self.tracks) + 1)
                 self.tracks.append(track)
                 self._live.append(track)
+            track.confirmed = track.confirmed or bool(sure[i])
             best = track.add(index, time, dets.xyxy[i].copy(), names[i], float(scores[i]), int(cids[i]))
-            out.append((track.id, best))
+            out.append((track.key, best))
         return out
 
+    def discarded(self) -> set[int]:
+        """Keys of unconfirmed tracks that are no longer live: `finish` will drop them."""
+        live = {t.key for t in self._live}
+        return {t.key for t in self.tracks if not t.confirmed and t.key not in live}
+
     def finish(self) -> list[Track]:
-        """All tracks, names settled, in order of first appearance."""
-        for t in self.tracks:
+        """The confirmed tracks, names settled, numbered 1, 2, ... in order of first appearance."""
+        kept = sorted((t for t in self.tracks if t.confirmed), key=lambda t: (t.start, t.key))
+        for n, t in enumerate(kept, 1):
             t.settle()
-        return sorted(self.tracks, key=lambda t: (t.start, t.id))
+            t.id = n
+        return kept

@@ -1,0 +1,122 @@
+"""`recognize_video` outputs without a model: audio kept or dropped, scenes, per-frame JSON.
+
+The per-image recognition is a plain function here (boxes where the test drew a square),
+so these tests check the video plumbing itself: decoding, tracks, scenes, the encoder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pekit.cli import main
+from pekit.errors import InvalidInputError
+from pekit.types import Detections
+from pekit.video import VideoError, recognize_video
+
+
+def _square(image: np.ndarray, timings: dict[str, float]) -> Detections:
+    """'Bo' wherever the frame has white pixels (the drawn square), else nothing."""
+    ys, xs = np.nonzero(image.min(axis=2) > 240)
+    if not len(xs):
+        return Detections.empty()
+    return Detections(xyxy=[[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], score=[0.8], name=["Bo"],
+                      concept_id=[1])
+
+
+def _frames(n: int = 20, cut: int | None = None) -> list[np.ndarray]:
+    """64 x 96 grey frames; a white square for frames 5-14; the background changes at ``cut``."""
+    out = []
+    for i in range(n):
+        img = np.full((64, 96, 3), 200 if cut is not None and i >= cut else 60, np.uint8)
+        if 5 <= i < 15:
+            img[20:40, 10 + i:30 + i] = 255
+        out.append(img)
+    return out
+
+
+def _streams(path: Path) -> list[tuple[str, str]]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [(s.type, s.codec_context.name) for s in container.streams]
+
+
+@pytest.mark.parametrize(
+    ("source", "codec", "target", "audio", "expected", "streams"),
+    [
+        ("clip.mp4", "aac", "out.mp4", "auto", "kept", [("video", "h264"), ("audio", "aac")]),
+        ("clip.mp4", "aac", "out.mp4", "keep", "kept", [("video", "h264"), ("audio", "aac")]),
+        ("clip.mp4", "aac", "out.mkv", "drop", "dropped", [("video", "h264")]),
+        ("clip.avi", "pcm_mulaw", "out.mov", "keep", "kept", [("video", "h264"), ("audio", "pcm_mulaw")]),
+        ("clip.avi", "pcm_mulaw", "out.mp4", "auto", "dropped", [("video", "h264")]),  # mp4 cannot hold mu-law
+        ("clip.mp4", None, "out.mp4", "keep", None, [("video", "h264")]),
+    ],
+)
+def test_the_annotated_video_keeps_or_drops_the_audio_and_says_so(
+        tmp_path: Path, make_clip: Callable[..., Path], source: str, codec: str | None, target: str, audio: str,
+        expected: str | None, streams: list[tuple[str, str]]) -> None:
+    import av
+
+    clip = make_clip(tmp_path / source, _frames(), audio=codec)
+    result = recognize_video(_square, clip, fps=2.0, out=tmp_path / target, audio=audio)
+    assert result.audio == expected and result.to_dict()["audio"] == expected
+    assert _streams(tmp_path / target) == streams
+    with av.open(str(tmp_path / target)) as out:
+        assert sum(1 for _ in out.decode(video=0)) == 20
+    if expected == "kept":  # the same audio bytes, copied, not re-encoded
+        assert _audio_bytes(tmp_path / target) == _audio_bytes(clip) != b""
+
+
+def _audio_bytes(path: Path) -> bytes:
+    import av
+
+    with av.open(str(path)) as container:
+        return b"".join(bytes(p) for p in container.demux(audio=0) if p.size)
+
+
+def test_keeping_audio_the_container_cannot_hold_is_a_clear_error_and_writes_nothing(
+        tmp_path: Path, make_clip: Callable[..., Path]) -> None:
+    clip = make_clip(tmp_path / "clip.avi", _frames(), audio="pcm_mulaw")
+    with pytest.raises(VideoError, match=r"cannot keep the audio .* codec 'pcm_mulaw' cannot go into '.mp4'.*"
+                                         r"--audio drop"):
+        recognize_video(_square, clip, out=tmp_path / "out.mp4", audio="keep")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi"]
+    with pytest.raises(InvalidInputError, match="audio must be one of auto, keep, drop"):
+        recognize_video(_square, clip, out=tmp_path / "out.mp4", audio="mute")
+
+
+def test_scenes_split_the_clip_at_cuts_and_tracks_are_cut_to_them(tmp_path: Path,
+                                                                   make_clip: Callable[..., Path]) -> None:
+    clip = make_clip(tmp_path / "cut.mp4", _frames(cut=10))
+    result = recognize_video(_square, clip, fps=2.0, keep_sheet=True)
+    assert [(s.index, s.start, s.end, s.first, s.last) for s in result.scenes] == [(1, 0.0, 1.0, 0, 1),
+                                                                                   (2, 1.0, 2.0, 2, 3)]
+    assert [(t.name, t.start, t.end) for t in result.tracks] == [("Bo", 0.5, 1.0)]  # one track over the cut
+    assert [(t.start, t.end, t.frames) for t in result.scene_tracks(1)] == [(0.5, 0.5, 1)]
+    assert [(t.start, t.end, t.frames) for t in result.scene_tracks(2)] == [(1.0, 1.0, 1)]
+    assert "0.5–0.5 s  Bo" in result.timeline(1) and "1.0–1.0 s  Bo" in result.timeline(2)
+    record = json.loads(json.dumps(result.to_dict()))
+    assert [(s["scene"], s["tracks"]) for s in record["scenes"]] == [(1, [1]), (2, [1])]
+    assert [f["scene"] for f in record["frames"]] == [1, 1, 2, 2]
+    assert set(result.shots) == {(1, 1), (2, 1)} and set(result.scene_frames) == {1, 2}
+
+
+def test_cli_states_what_happened_to_the_audio(tmp_path: Path, make_clip: Callable[..., Path],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", _frames(), audio="aac")
+    memory = str(tmp_path / "m.db")
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "photo.png")
+    assert main(["introduce", "Bo", str(tmp_path / "photo.png"), "--box", "8,8,56,56", "--memory", memory]) == 0
+    capsys.readouterr()
+    assert main(["recognize", str(clip), "--out", str(tmp_path / "a.mp4"), "--audio", "drop", "--memory", memory]) == 0
+    assert "annotated video (audio dropped)" in capsys.readouterr().out
+    assert _streams(tmp_path / "a.mp4") == [("video", "h264")]
+    assert main(["recognize", str(clip), "--out", str(tmp_path / "b.mp4"), "--json", "--memory", memory]) == 0
+    assert json.loads(capsys.readouterr().out)["audio"] == "kept"
