@@ -78,3 +78,25 @@ def test_weak_detections_alone_or_elsewhere_never_make_a_track() -> None:
 def test_strong_flags_must_match_the_detections() -> None:
     with pytest.raises(InvalidInputError, match="one flag per detection"):
         Tracker().update(0, 0.0, dets(("Bo", BOX, 0.8)), strong=[True, False])
+
+
+def looks(*items: tuple[str, tuple[float, float, float, float], float, int]) -> Detections:
+    """Detections with region embeddings: the last field picks one of two appearances."""
+    looks_like = np.eye(2, 8, dtype=np.float32)
+    return Detections(xyxy=[b for _, b, _, _ in items], name=[n for n, _, _, _ in items],
+                      score=[s for _, _, s, _ in items], concept_id=[{"Bo": 1, "Rex": 2}[n] for n, *_ in items],
+                      embedding=np.stack([looks_like[a] for *_, a in items]))
+
+
+def test_appearance_keeps_crossing_objects_apart_and_follows_a_jump() -> None:
+    # Bo and a misnamed frame of Rex cross: same place, another look -> not merged into Bo's track
+    crossing = run([looks(("Bo", BOX, 0.8, 0)), looks(("Bo", BOX, 0.8, 0)), looks(("Rex", MOVED, 0.8, 1)),
+                    looks(("Bo", BOX, 0.8, 0))])
+    assert sorted(t.name for t in crossing) == ["Bo", "Rex"]
+    # without embeddings the overlap alone would link it (and the vote keeps the name Bo)
+    blind = run([dets(("Bo", BOX, 0.8)), dets(("Bo", BOX, 0.8)), dets(("Rex", MOVED, 0.8)), dets(("Bo", BOX, 0.8))])
+    assert [t.name for t in blind] == ["Bo"]
+    # one frame named wrongly far from the last box, but looking the same: the same track
+    jump = run([looks(("Bo", BOX, 0.8, 0)), looks(("Bo", BOX, 0.8, 0)), looks(("Rex", ELSEWHERE, 0.7, 0)),
+                looks(("Bo", ELSEWHERE, 0.8, 0))])
+    assert [(t.name, t.frames) for t in jump] == [("Bo", 4)]

@@ -1,9 +1,12 @@
 """Linking per-frame detections into tracks; one name per track by score-weighted vote.
 
 Pure logic over `Detections` (no images): a detection joins the live track it overlaps
-most (IoU), or the live track of the same concept (a concept is one thing, so a jump or a
-cut keeps its track); a track stays live for ``max_gap`` seconds without detections, so
-short misses are bridged. The track's name is the score-weighted majority of its
+most (IoU) and looks like (cosine of its region embedding to the track's running mean
+appearance), or the live track of the same concept (a concept is one thing, so a jump or
+a cut keeps its track); two objects whose boxes cross keep their own tracks when their
+appearances differ, and a detection that looks like a track (cosine >= ``similar``)
+joins it after a jump too; a track stays live for ``max_gap`` seconds without
+detections, so short misses are bridged. The track's name is the score-weighted majority of its
 frames' names, so one wrong frame does not rename it.
 
 Hysteresis over time: each detection is *strong* (at or above its concept's threshold)
@@ -72,13 +75,19 @@ class Track:
     last_box: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32), repr=False)
     best_score: float = field(default=-np.inf, repr=False)
     confirmed: bool = False
+    appearance: np.ndarray | None = field(default=None, repr=False)  # running mean unit embedding
 
     def leader(self) -> str:
         """The name with the most votes so far."""
         return max(self.votes, key=lambda n: (self.votes[n], n)) if self.votes else ""
 
-    def add(self, index: int, time: float, box: np.ndarray, name: str, score: float, concept_id: int) -> bool:
+    def add(self, index: int, time: float, box: np.ndarray, name: str, score: float, concept_id: int,
+            embedding: np.ndarray | None = None) -> bool:
         """Record one detection; True when it is the track's best so far."""
+        if embedding is not None and np.all(np.isfinite(embedding)) and np.linalg.norm(embedding) > 0:
+            e = embedding / np.linalg.norm(embedding)
+            mean = e if self.appearance is None else self.appearance * min(self.frames, 9) + e
+            self.appearance = (mean / np.linalg.norm(mean)).astype(np.float32)
         if self.frames == 0:
             self.start = time
         self.end, self.last_box, self.frames = time, box, self.frames + 1
@@ -110,11 +119,18 @@ class Tracker:
         iou: a detection continues a track of another name (or, when weak, of its own
             name) only above this overlap with the track's last box.
         max_gap: seconds a track survives without detections (bridged gaps).
+        similar: cosine of a detection's embedding to a track's appearance at which it
+            continues the track without overlapping it (a jump, a cut).
+        dissimilar: cosine under which an overlapping detection of another name does not
+            continue a track (two objects crossing).
     """
 
-    def __init__(self, *, iou: float = 0.3, max_gap: float = 1.0) -> None:
+    def __init__(self, *, iou: float = 0.3, max_gap: float = 1.0, similar: float = 0.85,
+                 dissimilar: float = 0.5) -> None:
         self.iou = float(iou)
         self.max_gap = float(max_gap)
+        self.similar = float(similar)
+        self.dissimilar = float(dissimilar)
         self.tracks: list[Track] = []
         self._live: list[Track] = []
 
@@ -136,15 +152,18 @@ class Tracker:
         if len(sure) != len(dets):
             raise InvalidInputError(f"strong must have one flag per detection ({len(dets)}), got {len(sure)}")
         assigned: dict[int, Track] = {}
+        emb = None if dets.embedding is None else np.asarray(dets.embedding, np.float32)
         if self._live and len(dets):
             ious = box_iou(dets.xyxy, np.stack([t.last_box for t in self._live]))
             pairs = []
             for i in range(len(dets)):
                 for j, tr in enumerate(self._live):
                     same = bool(names[i]) and names[i] == tr.leader()
-                    near = ious[i, j] >= self.iou
-                    if (same or near) if (sure[i] and tr.confirmed) else (same and near):
-                        pairs.append((float(ious[i, j]) + (1.0 if same else 0.0), i, j))
+                    sim = _cosine(None if emb is None else emb[i], tr.appearance)
+                    near = ious[i, j] >= self.iou and (sim is None or same or sim >= self.dissimilar)
+                    alike = sim is not None and sim >= self.similar
+                    if (same or near or alike) if (sure[i] and tr.confirmed) else (same and (near or alike)):
+                        pairs.append((float(ious[i, j]) + (1.0 if same else 0.0) + (sim or 0.0), i, j))
             taken: set[int] = set()
             for _, i, j in sorted(pairs, reverse=True):
                 if i in assigned or j in taken:
@@ -159,7 +178,8 @@ class Tracker:
                 self.tracks.append(track)
                 self._live.append(track)
             track.confirmed = track.confirmed or bool(sure[i])
-            best = track.add(index, time, dets.xyxy[i].copy(), names[i], float(scores[i]), int(cids[i]))
+            best = track.add(index, time, dets.xyxy[i].copy(), names[i], float(scores[i]), int(cids[i]),
+                             None if emb is None else emb[i])
             out.append((track.key, best))
         return out
 
@@ -175,3 +195,11 @@ class Tracker:
             t.settle()
             t.id = n
         return kept
+
+
+def _cosine(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    """Cosine of two vectors, or None when either is missing (faces without region vectors)."""
+    if a is None or b is None or a.shape != b.shape:
+        return None
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return float(a @ b) / (na * nb) if na > 0 and nb > 0 else None
