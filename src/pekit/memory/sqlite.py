@@ -50,6 +50,7 @@ from pekit.memory._codec import (
 )
 from pekit.memory._db import SqliteFile
 from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, find_damaged
+from pekit.memory._search import check_queries, exact_search
 from pekit.memory.base import ConceptSummary
 from pekit.types import Concept
 
@@ -338,6 +339,23 @@ class SqliteMemory:
             built = self._stack(concepts, dim)
             self._cache[namespace] = built
             return built
+
+    def search(self, queries: Any, *, namespace: str = "default", k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` stored views most similar (cosine) to each query, within ``namespace`` only.
+
+        Returns ``(ids (q, k) int64, scores (q, k) float32)``: the concept id of each found
+        view and its cosine similarity, best first, padded with id -1 and score -inf. Exact
+        (one matrix product over the namespace's cached `matrix`).
+
+        >>> import numpy as np
+        >>> with SqliteMemory(":memory:") as memory:
+        ...     _ = memory.add(Concept("Bo", np.eye(2, 8), backbone="toy"))
+        ...     memory.search(np.eye(1, 8), k=2)[0].tolist()
+        [[1, 1]]
+        """
+        matrix = self.matrix(namespace=namespace)
+        q, k = check_queries(queries, k, matrix.views.shape[1] if len(matrix.ids) else None)
+        return exact_search(matrix.views, matrix.ids, q, k=k)
 
     @staticmethod
     def _stack(concepts: list[Concept], dim: int) -> ViewMatrix:
