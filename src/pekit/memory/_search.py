@@ -4,9 +4,9 @@ and as the reference the PostgreSQL store's index is measured against).
 Example:
     >>> import numpy as np
     >>> views, ids = np.eye(3, dtype=np.float32), np.array([7, 7, 9])
-    >>> found, scores = exact_search(views, ids, np.array([[0.0, 0.1, 1.0]]), k=2)
-    >>> found.tolist(), np.round(scores, 2).tolist()
-    ([[9, 7]], [[0.99, 0.1]])
+    >>> found, scores = exact_search(views, ids, np.array([[0.0, 0.6, 0.8]], np.float32), k=2)
+    >>> found.tolist(), [round(float(s), 2) for s in scores[0]]
+    ([[9, 7]], [0.8, 0.6])
 """
 
 from __future__ import annotations

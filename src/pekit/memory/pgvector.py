@@ -55,9 +55,9 @@ __all__ = ["ANN_MIN_VIEWS", "PgvectorMemory"]
 
 logger = logging.getLogger(__name__)
 
-# Below this many views an exact scan of the namespace answers within the latency target
-# (benchmarks/memory_scale.py); above it the namespace gets its own HNSW index.
-ANN_MIN_VIEWS = 20_000
+# Below this many views an exact scan of the namespace takes <= ~5 ms (about 1 us a view,
+# benchmarks/memory_scale.py); above it the namespace gets its own HNSW index.
+ANN_MIN_VIEWS = 5_000
 _EF_SEARCH = 100
 _COLUMNS = "id, namespace, name, category, context, threshold, created, updated, meta"
 
@@ -247,28 +247,40 @@ class PgvectorMemory:
         padded with id -1 and score -inf. ``queries`` is ``(q, d)`` or one ``(d,)`` vector.
         Exact below `ANN_MIN_VIEWS` views in the namespace; above, an HNSW index of that
         namespace (built by the first search that finds it missing, then kept up to date).
+        One read transaction, one query per query vector.
         """
         namespace = clean_text(namespace, "namespace", "default")
-        dim = self.dim
-        if dim is None:
-            q, k = check_queries(queries, k, None)
-            return no_results(len(q), k)
-        q, k = check_queries(queries, k, dim)
-        self._ensure_index(namespace)
-        ids, scores = no_results(len(q), k)
         lit = self._literal(namespace)
         sql = (f"SELECT concept_id, (embedding <#> %b) FROM views WHERE namespace = {lit} AND idx >= 0 "
                "ORDER BY embedding <#> %b LIMIT %s")
         with self._db.transaction("search views", write=False) as cur:
-            cur.execute(f"SET LOCAL hnsw.ef_search = {max(_EF_SEARCH, k)}")
-            for i, vector in enumerate(q):
-                rows = cur.execute(sql, (vector, vector, k)).fetchall()
-                if rows:
-                    ids[i, :len(rows)] = [r[0] for r in rows]
-                    scores[i, :len(rows)] = [-r[1] for r in rows]
+            row = cur.execute("SELECT (SELECT value FROM meta WHERE key = 'dim'), "
+                              "(SELECT value FROM generations WHERE namespace = %s)", (namespace,)).fetchone()
+            dim = None if row[0] is None else int(row[0])
+            q, k = check_queries(queries, k, dim)
+            ids, scores = no_results(len(q), k)
+            if dim is None:
+                return ids, scores
+            if self._needs_index(cur, namespace, int(row[1] or 0)):
+                build = True
+            else:
+                build = False
+                if self._indexed[namespace][1]:  # the plan must be the index's (statistics may lag)
+                    cur.execute(f"SET LOCAL hnsw.ef_search = {max(_EF_SEARCH, k)}")
+                    cur.execute("SET LOCAL enable_seqscan = off")
+                    cur.execute("SET LOCAL enable_sort = off")
+                for i, vector in enumerate(q):
+                    found = cur.execute(sql, (vector, vector, k)).fetchall()
+                    if found:
+                        ids[i, :len(found)] = [r[0] for r in found]
+                        scores[i, :len(found)] = [-r[1] for r in found]
+        if build:  # outside the read transaction: CREATE INDEX CONCURRENTLY needs its own
+            self.build_index(namespace)
+            return self.search(q, namespace=namespace, k=k)
         return ids, scores
 
     def _literal(self, namespace: str) -> str:
+        """``namespace`` as an SQL literal: the planner must see it to use a partial index."""
         from psycopg import sql
 
         return sql.Literal(namespace).as_string(self._db.connection())
@@ -276,24 +288,20 @@ class PgvectorMemory:
     def _index_name(self, namespace: str) -> str:
         return "views_ann_" + hashlib.sha1(namespace.encode()).hexdigest()[:20]
 
-    def _ensure_index(self, namespace: str) -> None:
-        """Build the namespace's HNSW index once it holds `ANN_MIN_VIEWS` views (checked per generation)."""
-        generation = self.generation(namespace)
+    def _needs_index(self, cur: Any, namespace: str, generation: int) -> bool:
+        """True when the namespace holds `ANN_MIN_VIEWS` views but no valid HNSW index yet
+        (looked up again only after a write to the namespace)."""
         known = self._indexed.get(namespace)
         if known is not None and (known[1] or known[0] == generation):
-            return
-        name = self._index_name(namespace)
-        with self._db.transaction("check the search index", write=False) as cur:
-            n = int(cur.execute("SELECT COUNT(*) FROM views WHERE namespace = %s AND idx >= 0",
-                                (namespace,)).fetchone()[0])
-            valid = cur.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = %s",
-                                (name, self.schema)).fetchone()
+            return False
+        n = int(cur.execute("SELECT COUNT(*) FROM views WHERE namespace = %s AND idx >= 0",
+                            (namespace,)).fetchone()[0])
+        valid = cur.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = %s",
+                            (self._index_name(namespace), self.schema)).fetchone()
         has = bool(valid and valid[0])
-        if not has and n >= ANN_MIN_VIEWS and not self.read_only:
-            self.build_index(namespace)
-            has = True
         self._indexed[namespace] = (generation, has)
+        return not has and n >= ANN_MIN_VIEWS and not self.read_only
 
     def build_index(self, namespace: str = "default") -> float:
         """Build (or rebuild, if a build was interrupted) the HNSW index of ``namespace``'s views.
@@ -311,7 +319,8 @@ class PgvectorMemory:
             cur.execute(f"CREATE INDEX CONCURRENTLY {name} ON {self.schema}.views USING hnsw "
                         f"(embedding vector_ip_ops) WHERE namespace = {lit} AND idx >= 0")
             cur.execute("RESET maintenance_work_mem")
-        self._indexed.pop(namespace, None)
+            cur.execute(f"ANALYZE {self.schema}.views")
+        self._indexed[namespace] = (-1, True)
         return time.perf_counter() - start
 
     # ---- writes ----------------------------------------------------------------------
