@@ -158,3 +158,39 @@ def test_a_concept_is_named_once_unless_more_are_allowed(pipeline: Pipeline, gal
     assert len(cats) == 2
     centres = (cats.xyxy[:, 0] + cats.xyxy[:, 2]) / 2
     assert centres.min() < cat.shape[1] < centres.max()  # one on each side
+
+
+def test_a_large_gallery_verifies_a_shortlist_and_finds_the_same(pipeline: Pipeline, gallery: Gallery,
+                                                                   flipped_grid: Any) -> None:
+    """Beyond ``shortlist`` concepts only those that can win are verified at the patch level
+    (parts fetched lazily): the result equals verifying every concept."""
+    rng = np.random.default_rng(0)
+    cat = gallery.subset([0])
+    d = cat.views.shape[1]
+
+    def noisy(a: np.ndarray, scale: float) -> np.ndarray:
+        b = a + scale * rng.normal(size=a.shape).astype(np.float32) / np.sqrt(d)
+        return (b / np.linalg.norm(b, axis=-1, keepdims=True)).astype(np.float32)
+
+    # look-alikes of the cat at several distances, and unrelated concepts
+    crowd = [Concept(f"near{i}", noisy(cat.views, 0.4 + 0.02 * i), id=100 + i, parts=noisy(cat.parts[0], 1.0))
+             for i in range(40)]
+    crowd += [Concept(f"far{i}", noisy(np.zeros((1, d), np.float32), 1.0), id=500 + i,
+                      parts=noisy(np.zeros((4, d), np.float32), 1.0)) for i in range(200)]
+    real = [Concept(n, gallery.views[gallery.owner == k], id=int(gallery.ids[k]), parts=gallery.parts[k])
+            for k, n in enumerate(gallery.names)]
+    concepts = real + crowd
+    exact = Pipeline(pipeline.backbone, replace(pipeline.config, shortlist=10_000))
+    short = Pipeline(pipeline.backbone, replace(pipeline.config, shortlist=8))
+    asked: list[int] = []
+
+    def fetch(ids: Any) -> dict[int, np.ndarray]:
+        asked.extend(ids)
+        return {c.id: c.parts for c in concepts if c.id in set(ids) and c.parts is not None}
+
+    want = exact.recognize(flipped_grid, Gallery.from_concepts(concepts), threshold=0.5)
+    got = short.recognize(flipped_grid, Gallery.from_concepts(concepts, fetch=fetch), threshold=0.5)
+    assert "cat" in list(want.name) and list(got.name) == list(want.name)
+    np.testing.assert_allclose(got.score, want.score, atol=1e-5)
+    np.testing.assert_allclose(got.xyxy, want.xyxy)
+    assert 0 < len(asked) <= 8  # parts of the shortlist only

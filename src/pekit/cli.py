@@ -9,6 +9,7 @@
     pekit forget "Bo"
     pekit repair [--dry-run]
     pekit eval recognition --dataset folder:../shared/data/dreambooth --refs 2
+    pekit keys create alice && pekit serve      # the HTTP service and web page (pekit.server)
 
 Every command takes ``--memory PATH`` (default ``$PEKIT_MEMORY`` or the user data dir),
 ``--preset``, ``--namespace`` and ``--json``. Errors print one line and exit with the
@@ -165,8 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_eval_parser(sub)
     from pekit.doctor import add_doctor_parser
+    from pekit.server.cli import add_keys_parser, add_serve_parser
 
     add_doctor_parser(sub)
+    add_serve_parser(sub)
+    add_keys_parser(sub)
     return parser
 
 
@@ -480,6 +484,10 @@ def main(argv: list[str] | None = None) -> int:
             from pekit.eval.cli import run_eval
 
             return run_eval(args)
+        if args.command in ("serve", "keys"):
+            from pekit.server import cli as server_cli
+
+            return server_cli.run_serve(args) if args.command == "serve" else server_cli.run_keys(args)
         if args.command == "doctor":
             from pekit.doctor import run_doctor
 

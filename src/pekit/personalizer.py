@@ -26,6 +26,7 @@ from pekit.images import ImageInput, describe, load_image
 from pekit.memory import MemoryStore, clean_name, name_key, open_memory
 from pekit.pipeline import Pipeline, View, concept_from_views
 from pekit.presets import Preset, get_preset
+from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery
 from pekit.types import Answer, Concept, Detections
 
@@ -287,44 +288,48 @@ class Personalizer:
         return self.memory.add(concept, replace=replace)
 
     # -- stage 2: recognize ----------------------------------------------------------------
+    @property
+    def galleries(self) -> GalleryCache:
+        """The per-namespace matching galleries (`pekit.retrieve.cache.GalleryCache`), shared
+        with `for_namespace` siblings: read once, rebuilt only after a write to the namespace."""
+        if "galleries" not in self._models:
+            from pekit.faces import PERSON, concept_kind
+
+            self._models["galleries"] = GalleryCache(self.memory, select=lambda c: concept_kind(c) != PERSON)
+        cache: GalleryCache = self._models["galleries"]
+        return cache
+
     def gallery(self) -> Gallery:
         """The object concepts flattened for matching (persons match by face: `pekit.faces.FaceGallery`)."""
-        from pekit.faces import PERSON, concept_kind
-
-        return Gallery.from_concepts([c for c in self.concepts() if concept_kind(c) != PERSON])
+        return self.galleries.get(self.namespace).gallery
 
     def recognize(self, image: ImageInput, *, threshold: float | None = None) -> Detections:
         """Find the namespace's concepts in one image: named boxes, best first.
 
-        Costs one backbone pass; every proposal is pooled from it.
+        Costs one backbone pass; every proposal is pooled from it. The namespace is read
+        from memory once and kept until something writes to it.
         """
-        return self._recognize(load_image(image), self.concepts(), threshold)
+        return self._recognize(load_image(image), self.galleries.get(self.namespace), threshold)
 
-    def _recognize(self, img: np.ndarray, concepts: list[Concept], threshold: float | None,
+    def _recognize(self, img: np.ndarray, entry: NamespaceGallery, threshold: float | None,
                    timings: dict[str, float] | None = None) -> Detections:
-        """`recognize` against concepts already read from memory (one read per call).
+        """`recognize` against a namespace's cached gallery (`GalleryCache.get`).
 
         Objects go through the backbone pipeline, persons through the face model (run only
         when the memory holds a person); the results merge into one `Detections`, best
         first. ``timings`` (if given) accumulates seconds under ``backbone`` and ``faces``.
         """
-        from pekit.faces import PERSON, concept_kind
-
-        if not concepts:
-            return Detections.empty()
-        objects = [c for c in concepts if concept_kind(c) != PERSON]
-        persons = [c for c in concepts if concept_kind(c) == PERSON]
+        objects, persons = entry.gallery, entry.others
         found: list[Detections] = []
-        if objects:
+        if len(objects):
             t0 = time.perf_counter()
             self._check_backbone()
             grid = self.pipeline.encode(img)
-            labels = [c.category for c in objects if c.category]
+            labels = entry.categories
             from pekit._threads import blas_threads
 
             with blas_threads(1):  # small products after the pass: no BLAS pool fighting onnxruntime
-                found.append(self.pipeline.recognize(grid, Gallery.from_concepts(objects), threshold=threshold,
-                                                     image=img, labels=labels))
+                found.append(self.pipeline.recognize(grid, objects, threshold=threshold, image=img, labels=labels))
             if timings is not None:
                 timings["backbone"] = timings.get("backbone", 0.0) + time.perf_counter() - t0
         if persons:
@@ -332,6 +337,8 @@ class Personalizer:
             found.append(self._recognize_faces(img, persons))
             if timings is not None:
                 timings["faces"] = timings.get("faces", 0.0) + time.perf_counter() - t0
+        if not found:
+            return Detections.empty()
         if len(found) == 1:
             return found[0]
         merged = Detections.merge(found)
@@ -361,10 +368,10 @@ class Personalizer:
         """
         from pekit.video import recognize_video
 
-        concepts = self.concepts()
+        entry = self.galleries.get(self.namespace)
 
         def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
-            return self._recognize(image, concepts, threshold, timings)
+            return self._recognize(image, entry, threshold, timings)
 
         return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress,
                                scene_cut=scene_cut)
@@ -410,32 +417,35 @@ class Personalizer:
                     raise InvalidInputError("multiple-choice options are for photos; ask a clip a plain question")
                 return self._respond_video(image, question=question, threshold=threshold, **generation)
         img = load_image(image)
-        concepts = self.concepts()
-        dets = self._recognize(img, concepts, threshold)
-        from pekit.faces import PERSON, concept_kind
-
+        entry = self.galleries.get(self.namespace)
+        dets = self._recognize(img, entry, threshold)
+        listed = self._listing()
         answer = respond(self.lvlm, img, dets, question=question, options=options,
-                         contexts={c.name: c.context for c in concepts if c.context},
-                         known_names=[c.name for c in concepts],
-                         persons=[c.name for c in concepts if concept_kind(c) == PERSON], **generation)
+                         contexts={c.name: c.context for c in listed if c.context},
+                         known_names=[c.name for c in listed],
+                         persons=[c.name for c in entry.others], **generation)
         return answer
+
+    def _listing(self) -> list[Any]:
+        """Names and contexts of the namespace without vectors (`MemoryStore.summaries`)."""
+        lister = getattr(self.memory, "summaries", None)
+        return list(lister(namespace=self.namespace)) if lister else self.concepts()
 
     def _respond_video(self, video: str | os.PathLike, *, question: str | None, threshold: float | None,
                        fps: float = 2.0, **generation: Any) -> Answer:
         """`ask` / `caption` on a clip: a contact sheet of key frames + the track timeline."""
-        from pekit.faces import PERSON, concept_kind
         from pekit.video.answer import respond_video
         from pekit.video.run import recognize_video
 
-        concepts = self.concepts()
+        entry = self.galleries.get(self.namespace)
 
         def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
-            return self._recognize(image, concepts, threshold, timings)
+            return self._recognize(image, entry, threshold, timings)
 
         result = recognize_video(step, video, fps=fps, keep_sheet=True)
         return respond_video(self.lvlm, result, question=question,
-                             contexts={c.name: c.context for c in concepts if c.context},
-                             persons=[c.name for c in concepts if concept_kind(c) == PERSON], **generation)
+                             contexts={c.name: c.context for c in self._listing() if c.context},
+                             persons=[c.name for c in entry.others], **generation)
 
     # -- memory ------------------------------------------------------------------------------
     def concepts(self) -> list[Concept]:

@@ -48,6 +48,16 @@ class RecognitionConfig:
         nms_iou: overlap above which weaker detections of different concepts are dropped.
         max_per_concept: how many regions one concept may claim in an image (1: each
             concept at most once; raise it for look-alike sets, e.g. two identical mugs).
+        second_look: re-score near-threshold or small candidates on a crop embedded at
+            full resolution (one more backbone pass each; `Pipeline._second_look`).
+        second_look_band: how close to the threshold a score must be for a second look.
+        second_look_small: share of the grid under which a candidate counts as small.
+        second_looks: crops per image (per concept when each is scored alone).
+        shortlist: galleries of more than twice this many concepts (or read lazily from a
+            large namespace) verify at the patch level only the ``shortlist`` concepts that
+            can win (those that win a proposal, best first, then the closest runners-up), so
+            the cost stays flat at 10^5 concepts; smaller galleries verify every concept
+            that wins a proposal, against all of them (exact).
     """
 
     threshold: float = 0.6
@@ -64,6 +74,11 @@ class RecognitionConfig:
     margin: float = 0.0
     nms_iou: float = 0.7
     max_per_concept: int = 1
+    shortlist: int = 32
+    second_look: bool = False
+    second_look_band: float = 0.05
+    second_look_small: float = 0.03
+    second_looks: int = 1
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold <= 1.0:
@@ -73,6 +88,8 @@ class RecognitionConfig:
             raise InvalidInputError(
                 f"unknown proposal source(s) {sorted(unknown)}; choose from saliency, windows, detector"
             )
+        if self.shortlist < 2:
+            raise InvalidInputError(f"shortlist must be at least 2, got {self.shortlist}")
         if self.max_per_concept < 1:
             raise InvalidInputError(f"max_per_concept must be >= 1, got {self.max_per_concept}")
         if not 0.0 < self.extent_alpha < 1.0:

@@ -42,7 +42,7 @@ def test_face_detector_runs_only_when_memory_holds_a_person(make_personalizer: A
     p = make_personalizer(faces="no-such-face-model")  # loading it would raise
     p.introduce("cat", chelsea, category="cat")
     assert p.recognize(chelsea).name.tolist() == ["cat"]
-    assert p._faces is None
+    assert "faces" not in p._models  # never loaded
 
 
 def test_prompt_calls_a_person_a_person(mixed: Any, astronaut: np.ndarray) -> None:

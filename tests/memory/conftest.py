@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,18 +46,21 @@ def subprocess_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_uri() -> Iterator[str]:
     """URI of a PostgreSQL server with pgvector, running for this test session."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset in CI
         import pgserver
 
-    folder = tmp_path_factory.mktemp("postgres", numbered=True) / "data"
-    server = pgserver.get_server(folder, cleanup_mode="delete")
+    # a folder of its own, not under pytest's basetemp: other pytest sessions on the machine
+    # prune old basetemp folders, and a data directory must not vanish under a running server
+    folder = Path(tempfile.mkdtemp(prefix="pekit-postgres-"))
+    server = pgserver.get_server(folder / "data", cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

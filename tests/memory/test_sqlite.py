@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -151,7 +152,7 @@ def test_remove_deletes_concept_and_its_vectors(memory: SqliteMemory) -> None:
     memory.add(make("Rex", seed=1))
     memory.remove("Bo")
     assert [c.name for c in memory.concepts()] == ["Rex"]
-    assert set(memory.matrix().ids.tolist()) == {memory.get("Rex").id}
+    assert [c.id for c in memory.matchable()] == [memory.get("Rex").id]
     with pytest.raises(ConceptNotFoundError):
         memory.remove("Bo")
 
@@ -188,7 +189,10 @@ def test_namespaces_are_isolated(memory: SqliteMemory) -> None:
     assert a.id != b.id and memory.namespaces() == ["alice", "bob"]
     assert memory.get("Bo", namespace="bob").context == "bob's"
     assert (memory.count(), memory.count("alice"), memory.count("default")) == (2, 1, 0)
-    assert memory.matrix(namespace="alice").ids.tolist() == [a.id, a.id]
+    assert [(c.id, len(c.views)) for c in memory.matchable(namespace="alice")] == [(a.id, 2)]
+    # another owner's id reads nothing, even when asked for by id
+    memory.update(dataclasses.replace(memory.get("Bo", namespace="bob"), parts=unit(3, seed=9)))
+    assert memory.parts([b.id], namespace="alice") == {} and set(memory.parts([b.id], namespace="bob")) == {b.id}
     memory.remove("Bo", namespace="alice")
     assert memory.get("Bo", namespace="bob").id == b.id and memory.namespaces() == ["bob"]
     with pytest.raises(ConceptNotFoundError, match="namespace 'alice'"):
@@ -323,7 +327,7 @@ def test_read_only_file_reads_but_refuses_writes(tmp_path: Path, stocked: Path, 
     before = digest(stocked)
     try:
         with _open_read_only(stocked, how) as m:
-            assert m.get("Bo").threshold == 0.5 and m.count() == 2 and len(m.matrix().ids) == 2
+            assert m.get("Bo").threshold == 0.5 and m.count() == 2 and len(m.matchable()) == 1 and m.generation() >= 0
             for write in (lambda: m.add(make("Kit", seed=2)), lambda: m.remove("Bo"),
                           lambda: m.update(m.get("Bo"))):
                 with pytest.raises(MemoryStoreError, match=r"read-only|writable") as info:
@@ -363,7 +367,7 @@ def test_exception_mid_write_keeps_previous_committed_state(
     memory: SqliteMemory, monkeypatch: pytest.MonkeyPatch, replace: bool
 ) -> None:
     memory.add(make("Bo"))
-    before, matrix_before = snapshot(memory), memory.matrix()
+    before, generation = snapshot(memory), memory.generation()
     original = SqliteMemory._write_vectors
 
     def crash(self, conn, cid, views, parts, *rest):  # the row and its views are written, then boom
@@ -375,7 +379,7 @@ def test_exception_mid_write_keeps_previous_committed_state(
         memory.add(make("Bo" if replace else "Rex", k=3, seed=4), replace=replace)
     monkeypatch.undo()
     assert snapshot(memory) == before
-    assert np.array_equal(memory.matrix().views, matrix_before.views)
+    assert memory.generation() == generation  # a rolled-back write is no write
     memory.add(make("Rex", seed=1))  # the store is still writable
     assert memory.count() == 2
 
@@ -404,37 +408,55 @@ def test_process_killed_mid_write_loses_nothing_committed(stocked: Path) -> None
         assert m._db.connection().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-# ---- matrix cache ----------------------------------------------------------------------
-def test_matrix_is_cached_and_invalidated_by_every_write(memory: SqliteMemory) -> None:
+# ---- write counter and the reads matching uses --------------------------------------------
+def test_generation_moves_on_every_write_of_its_namespace_only(memory: SqliteMemory) -> None:
+    seen = [memory.generation()]
     bo = memory.add(make("Bo", k=2))
-    first = memory.matrix()
-    assert memory.matrix() is first
-    assert not first.views.flags.writeable and first.views.shape == (2, D)
-    rex = memory.add(make("Rex", k=3, seed=1))
-    second = memory.matrix()
-    assert second is not first and second.ids.tolist() == [bo.id] * 2 + [rex.id] * 3
-    assert np.array_equal(second.concept_index[rex.id].views, second.views[2:])
-    assert second.concept_index[bo.id].name == "Bo"
-    rex.threshold = 0.9
-    memory.update(rex)
-    assert memory.matrix().concept_index[rex.id].threshold == 0.9
+    seen.append(memory.generation())
+    memory.add(make("Bo", k=3, seed=3), replace=True)
+    seen.append(memory.generation())
+    memory.update(dataclasses.replace(memory.get("Bo"), threshold=0.9))
+    seen.append(memory.generation())
+    other = memory.generation("alice")
+    memory.add(make("Rex", namespace="alice"))
+    assert memory.generation() == seen[-1] and memory.generation("alice") != other
     memory.remove("Bo")
-    assert memory.matrix().ids.tolist() == [rex.id] * 3
+    seen.append(memory.generation())
+    assert len(set(seen)) == len(seen), seen
+    assert bo.id not in memory.parts([bo.id])
 
 
-def test_matrix_sees_writes_from_another_connection(path: Path) -> None:
+def test_generation_sees_writes_from_another_connection_and_an_old_file(path: Path) -> None:
     with SqliteMemory(path) as reader, SqliteMemory(path) as writer:
         writer.add(make("Bo"))
-        assert len(reader.matrix().ids) == 2
-        cached = reader.matrix()
+        before = reader.generation()
         writer.add(make("Rex", k=3, seed=1))
-        assert reader.matrix() is not cached and len(reader.matrix().ids) == 5
+        assert reader.generation() != before
+    # a file written before the counter existed gets it (with its triggers) on a writable open
+    conn = sqlite3.connect(path)
+    for name in ("generation_insert", "generation_delete", "generation_update", "generation_move"):
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DROP TABLE generations")
+    conn.commit()
+    conn.close()
+    with SqliteMemory(path, read_only=True) as old:
+        first = old.generation()
+        assert first == old.generation() and len(old.matchable()) == 2  # read-only: a digest stands in
+    with SqliteMemory(path) as m:
+        g = m.generation()
+        m.remove("Bo")
+        assert m.generation() != g
 
 
-def test_empty_matrix_has_the_right_shapes(memory: SqliteMemory) -> None:
-    memory.add(make("Bo", namespace="alice"))
-    m = memory.matrix()
-    assert m.ids.shape == (0,) and m.views.shape == (0, D) and m.concept_index == {}
+def test_matchable_leaves_out_parts_and_parts_fetches_them(memory: SqliteMemory) -> None:
+    bo = memory.add(make("Bo", parts=unit(5, seed=3)))
+    rex = memory.add(make("Rex", seed=1))
+    light = memory.matchable()
+    assert [c.name for c in light] == ["Bo", "Rex"] and all(c.parts is None for c in light)
+    assert np.array_equal(light[0].views, memory.get("Bo").views)
+    got = memory.parts([bo.id, rex.id, 999])
+    assert list(got) == [bo.id] and np.allclose(got[bo.id], unit(5, seed=3), atol=1e-6)
+    assert memory.parts([]) == {}
 
 
 # ---- in-process store and lifecycle ----------------------------------------------------
@@ -451,3 +473,18 @@ def test_closed_store_raises_and_close_is_idempotent(path: Path) -> None:
     m.close()
     with pytest.raises(MemoryStoreError, match="closed"):
         m.get("Bo")
+
+
+def test_add_many_is_one_transaction_all_or_nothing(memory: SqliteMemory) -> None:
+    memory.add(make("Bo"))
+    g = memory.generation()
+    stored = memory.add_many([make("Rex", seed=1), make("Kit", seed=2)])
+    assert [c.name for c in stored] == ["Rex", "Kit"] and memory.count() == 3 and memory.generation() != g
+    before = snapshot(memory)
+    with pytest.raises(DuplicateConceptError):
+        memory.add_many([make("Mia", seed=3), make("bo", seed=4)])  # the second clashes (case-insensitive)
+    with pytest.raises(DuplicateConceptError):
+        memory.add_many([make("Zed", seed=5), make("ZED", seed=6)])  # a clash inside the batch
+    assert snapshot(memory) == before  # nothing of either batch was stored
+    again = memory.add_many([make("bo", k=3, seed=7)], replace=True)
+    assert again[0].id == memory.get("bo").id and memory.count() == 3

@@ -28,7 +28,8 @@ def test_reads_of_a_missing_file_create_nothing(tmp_path: Path) -> None:
     path = tmp_path / "typo" / "deeper" / "m.db"
     with SqliteMemory(path) as memory:
         assert memory.concepts() == [] and memory.count() == 0 and memory.names() == []
-        assert len(memory.matrix().ids) == 0 and memory.repair(dry_run=True) == [] and memory.repair() == []
+        assert memory.matchable() == [] and memory.generation() == 0
+        assert memory.repair(dry_run=True) == [] and memory.repair() == []
         with pytest.raises(ConceptNotFoundError):
             memory.remove("Bo")  # a write that fails: it must not leave the file it would create
     assert not (tmp_path / "typo").exists()
@@ -150,7 +151,10 @@ def damage(path: Path, sql: str, name: str = "Bo") -> None:
 def test_a_damaged_concept_is_a_clear_error_naming_it(two: Path, how: str) -> None:
     damage(two, DAMAGE[how])
     with SqliteMemory(two) as memory:
-        for read in (memory.concepts, memory.matrix, lambda: memory.get("Bo")):
+        bo_id = int(sqlite3.connect(two).execute("SELECT id FROM concepts WHERE name = 'Bo'").fetchone()[0])
+        # matching reads parts only of the concepts that can win: a damaged parts blob shows there
+        light = (lambda: memory.parts([bo_id])) if how == "parts-blob" else memory.matchable
+        for read in (memory.concepts, light, lambda: memory.get("Bo")):
             with pytest.raises(MemoryFileError) as info:
                 read()
             message = str(info.value)
@@ -163,7 +167,11 @@ def test_skip_damaged_reads_around_and_repair_removes(two: Path, how: str) -> No
     damage(two, DAMAGE[how])
     with SqliteMemory(two, skip_damaged=True) as memory:
         assert [c.name for c in memory.concepts()] == ["Rex"]
-        assert memory.matrix().concept_index.keys() == {memory.get("Rex").id}
+        rex = memory.get("Rex").id
+        bo = int(sqlite3.connect(two).execute("SELECT id FROM concepts WHERE name = 'Bo'").fetchone()[0])
+        assert [c.id for c in memory.matchable()] == ([bo, rex] if how == "parts-blob" else [rex])
+        if how == "parts-blob":  # its intact views still match; its parts are skipped, logged
+            assert bo not in memory.parts([bo, rex])
     with SqliteMemory(two) as memory:
         report = memory.repair(dry_run=True)
         assert [(r["name"], r["namespace"]) for r in report] == [("Bo", "default")] and report[0]["problem"]

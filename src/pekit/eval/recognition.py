@@ -116,7 +116,7 @@ class RecognitionRun:
     threshold: float
     fingerprint: str
     categories: dict[str, str]
-    timing: dict[str, float] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def groups(self) -> dict[tuple[str, int, str], list[Trial]]:
@@ -443,6 +443,12 @@ def run_recognition(
     position = [{int(i): r for r, i in enumerate(tr.photos)} for tr in trials]
     needs_image = getattr(pipeline, "detector", None) is not None
     labels = sorted(set(categories.values())) if needs_image else None
+    second = bool(getattr(getattr(pipeline, "config", None), "second_look", False))
+    if second:  # crops are embedded from the photo; memoised across the trials that share it
+        needs_image = True
+        pipeline.crop_grids = {}
+    looks: dict[str, int] = {}  # crop passes per gallery mode
+    scored: dict[str, int] = {}  # photos scored per gallery mode
     for idx in tqdm(sorted(tests), desc="matching", unit="photo", disable=None if progress else True):
         grid = cache.get(photos[idx].sha1)
         assert grid is not None
@@ -450,6 +456,7 @@ def run_recognition(
         scan = pipeline.scan(grid, image=image, labels=labels) if hasattr(pipeline, "scan") else grid
         for t in tests[idx]:
             trial, row = trials[t], position[t][idx]
+            before = getattr(pipeline, "second_look_passes", 0)
             if trial.gallery == "all":
                 scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, labels=labels)
             elif trial.gallery == "single":
@@ -459,10 +466,16 @@ def run_recognition(
             trial.scores[row] = scores
             assert trial.boxes is not None
             trial.boxes[row] = boxes
+            looks[trial.gallery] = looks.get(trial.gallery, 0) + getattr(pipeline, "second_look_passes", 0) - before
+            scored[trial.gallery] = scored.get(trial.gallery, 0) + 1
     match_s = time.perf_counter() - t0
+    if second:
+        pipeline.crop_grids = None
     for w in warnings[len(dataset.warnings):]:
         log.warning(w)
     timing = {"total_s": round(time.perf_counter() - start, 2), "embed_s": round(embed_s, 2),
               "match_s": round(match_s, 2), "backbone_passes": cache.misses - misses0,
-              "photos": len(photos), "matches": int(sum(len(v) for v in tests.values()))}
+              "photos": len(photos), "matches": int(sum(len(v) for v in tests.values())),
+              # backbone passes a user's recognize would run per photo (1 + second looks), by gallery mode
+              "passes_per_image": {m: round(1 + looks.get(m, 0) / max(n, 1), 3) for m, n in scored.items()}}
     return RecognitionRun(dataset, photos, trials, thr, pipeline.fingerprint, categories, timing, warnings)

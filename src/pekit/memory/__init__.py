@@ -25,10 +25,10 @@ from typing import Any
 from pekit.errors import InvalidInputError, MemoryStoreError
 from pekit.memory._codec import clean_name, name_key, printable
 from pekit.memory.base import MemoryStore
-from pekit.memory.sqlite import SqliteMemory, ViewMatrix
+from pekit.memory.sqlite import SqliteMemory
 
 __all__ = [
-    "MemoryStore", "SqliteMemory", "ViewMatrix", "clean_name", "default_memory_path", "name_key", "open_memory",
+    "MemoryStore", "SqliteMemory", "clean_name", "default_memory_path", "name_key", "open_memory",
     "printable",
 ]
 

@@ -17,7 +17,7 @@ from pekit.errors import InvalidInputError
 from pekit.memory._codec import from_blob
 from pekit.types import Concept
 
-__all__ = ["COLUMNS", "DamagedRowError", "decode_concept", "find_damaged"]
+__all__ = ["COLUMNS", "DamagedRowError", "decode_concept", "decode_vectors", "find_damaged"]
 
 COLUMNS = "c.id, c.namespace, c.name, c.category, c.context, c.threshold, c.created, c.updated, c.meta"
 
@@ -26,7 +26,7 @@ class DamagedRowError(Exception):
     """A stored concept row that cannot be decoded (internal; becomes `MemoryFileError`)."""
 
 
-def _decode_vectors(blob: Any, dim: int, what: str) -> np.ndarray:
+def decode_vectors(blob: Any, dim: int, what: str) -> np.ndarray:
     if not isinstance(blob, bytes) or len(blob) == 0 or len(blob) % (4 * dim):
         size = len(blob) if isinstance(blob, bytes) else type(blob).__name__
         raise DamagedRowError(f"its {what} blob is {size} bytes, not a whole number of {dim}-dimensional float32 rows")
@@ -58,9 +58,9 @@ def decode_concept(row: Sequence[Any], views: list[bytes] | None, parts: bytes |
         return Concept(
             id=cid, namespace=ns, name=name, category=category, context=context, threshold=threshold,
             created=created, updated=updated, meta=_decode_meta(meta_json), backbone=backbone,
-            views=_decode_vectors(b"".join(views), dim, "views"),
-            parts=None if parts is None else _decode_vectors(parts, dim, "parts"),
-            negatives=_decode_vectors(b"".join(negatives), dim, "negatives") if negatives else None,
+            views=decode_vectors(b"".join(views), dim, "views"),
+            parts=None if parts is None else decode_vectors(parts, dim, "parts"),
+            negatives=decode_vectors(b"".join(negatives), dim, "negatives") if negatives else None,
         )
     except (InvalidInputError, TypeError) as exc:
         raise DamagedRowError(str(exc)) from None

@@ -12,6 +12,11 @@ APPLICATION_ID`` and ``PRAGMA user_version = SCHEMA_VERSION``. Tables:
 - ``parts(concept_id, rows, vectors)``: optional ``(rows, dim)`` float32 blob per concept.
 - ``images(concept_id, idx, data)``: encoded reference photos, written only when the store
   was opened with ``store_images=True``.
+- ``generations(namespace, value)``: a write counter per namespace, bumped by triggers on
+  ``concepts`` (every write path touches the concept row), so any writer, an older pekit
+  included, moves it and caches of a namespace (the matching gallery) see the change.
+  Added to a file of the same schema version on its first writable open; a file opened
+  only read-only without it falls back to a digest of the concept rows.
 
 Example:
     >>> import sqlite3
@@ -27,7 +32,7 @@ import sqlite3
 
 from pekit.errors import MemoryStoreError, SchemaError
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "is_not_a_database", "prepare"]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "has_generations", "is_not_a_database", "prepare"]
 
 SCHEMA_VERSION = 2
 APPLICATION_ID = 0x70656B69  # b"peki"
@@ -60,6 +65,27 @@ _TABLES = {
         data BLOB NOT NULL,
         PRIMARY KEY (concept_id, idx))""",
 }
+
+
+# the counter table and its triggers: optional for readers (see `generation` in sqlite.py)
+_GENERATIONS = [
+    "CREATE TABLE IF NOT EXISTS generations (namespace TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    *(f"""CREATE TRIGGER IF NOT EXISTS generation_{event.lower()} AFTER {event} ON concepts BEGIN
+        INSERT INTO generations (namespace, value) VALUES ({row}.namespace, 1)
+        ON CONFLICT (namespace) DO UPDATE SET value = value + 1; END"""
+      for event, row in (("INSERT", "NEW"), ("DELETE", "OLD"), ("UPDATE", "OLD"))),
+    # a concept moved to another namespace changes that one too
+    """CREATE TRIGGER IF NOT EXISTS generation_move AFTER UPDATE OF namespace ON concepts
+        WHEN NEW.namespace != OLD.namespace BEGIN
+        INSERT INTO generations (namespace, value) VALUES (NEW.namespace, 1)
+        ON CONFLICT (namespace) DO UPDATE SET value = value + 1; END""",
+]
+
+
+def has_generations(conn: sqlite3.Connection) -> bool:
+    """True when the file has the per-namespace write counter (``generations``)."""
+    sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'generations'"
+    return conn.execute(sql).fetchone() is not None
 
 
 def is_not_a_database(exc: sqlite3.Error) -> bool:
@@ -127,6 +153,21 @@ def prepare(conn: sqlite3.Connection, label: str, *, writable: bool) -> None:
         # 1 -> 2: same tables; negative views (idx < 0) may now be written, which a reader of
         # schema 1 would take for views, so the file is marked as schema 2.
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    if writable and not has_generations(conn):
+        _add_generations(conn)
+
+
+def _add_generations(conn: sqlite3.Connection) -> None:
+    """Add the write counter to an existing file (a reader of schema 2 ignores the extra table)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for ddl in _GENERATIONS:
+            conn.execute(ddl)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _create(conn: sqlite3.Connection, label: str) -> None:
@@ -136,7 +177,7 @@ def _create(conn: sqlite3.Connection, label: str) -> None:
         if app_id or version or tables:
             _check(label, app_id, version, tables)
         else:
-            for ddl in _TABLES.values():
+            for ddl in [*_TABLES.values(), *_GENERATIONS]:
                 conn.execute(ddl)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -11,8 +11,8 @@ Example:
     >>> from pekit.types import Concept
     >>> with SqliteMemory(":memory:") as memory:
     ...     bo = memory.add(Concept("Bo", np.eye(2, 8), category="dog", backbone="toy"))
-    ...     memory.get("Bo").views.shape, memory.matrix().ids.tolist()
-    ((2, 8), [1, 1])
+    ...     memory.get("Bo").views.shape, memory.names()
+    ((2, 8), ['Bo'])
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -49,30 +49,16 @@ from pekit.memory._codec import (
     unit_rows,
 )
 from pekit.memory._db import SqliteFile
-from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, find_damaged
+from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, decode_vectors, find_damaged
+from pekit.memory._schema import has_generations
 from pekit.memory._search import check_queries, exact_search
 from pekit.memory.base import ConceptSummary
 from pekit.types import Concept
 
-__all__ = ["SqliteMemory", "ViewMatrix"]
+__all__ = ["SqliteMemory"]
 
 logger = logging.getLogger(__name__)
 
-
-
-class ViewMatrix(NamedTuple):
-    """All views of one namespace stacked for matching (read-only arrays, cached).
-
-    Attributes:
-        ids: ``(N,) int64`` concept id of each view row; rows of one concept are
-            contiguous and ordered by id, so ``np.maximum.reduceat`` groups them.
-        views: ``(N, d) float32`` L2-normalised view embeddings.
-        concept_index: concept id -> `Concept` (its ``views`` are slices of ``views``).
-    """
-
-    ids: np.ndarray
-    views: np.ndarray
-    concept_index: dict[int, Concept]
 
 
 def _show(backbone: str) -> str:
@@ -120,8 +106,7 @@ class SqliteMemory:
         self.uri = self._db.label
         self.store_images = bool(store_images)
         self.skip_damaged = bool(skip_damaged)
-        self._cache: dict[str, ViewMatrix] = {}
-        self._cache_version = (-1, -1)
+        self._views: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # search: ns -> (generation, ids, views)
 
     def _transaction(self, action: str, *, write: bool) -> AbstractContextManager[sqlite3.Connection]:
         return self._db.transaction(action, write=write)
@@ -149,8 +134,10 @@ class SqliteMemory:
         return self._db.read_only
 
     # ---- reads -----------------------------------------------------------------------
-    def _load(self, conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[Concept]:
-        """Concepts matching ``where`` (on table alias ``c``), ordered by id, with vectors."""
+    def _load(self, conn: sqlite3.Connection, where: str, params: Sequence[Any], *,
+              with_parts: bool = True) -> list[Concept]:
+        """Concepts matching ``where`` (on table alias ``c``), ordered by id, with vectors
+        (part prototypes only ``with_parts``)."""
         sql = f"SELECT {COLUMNS} FROM concepts c WHERE {where} ORDER BY c.id"
         rows = conn.execute(sql, params).fetchall()
         if not rows:
@@ -168,7 +155,7 @@ class SqliteMemory:
         parts = dict(conn.execute(
             f"SELECT p.concept_id, p.vectors FROM parts p JOIN concepts c ON c.id = p.concept_id WHERE {where}",
             params,
-        ).fetchall())
+        ).fetchall()) if with_parts else {}
         out = []
         for row in rows:
             try:
@@ -252,6 +239,62 @@ class SqliteMemory:
         with self._transaction("list concepts", write=False) as conn:
             return self._load(conn, "c.namespace = ?", (namespace,))
 
+    def matchable(self, *, namespace: str = "default") -> list[Concept]:
+        """All concepts of a namespace without their part prototypes (``parts=None``).
+
+        What matching keeps in RAM; `parts` fetches the prototypes of the few that can win.
+        """
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._transaction("list concepts", write=False) as conn:
+            return self._load(conn, "c.namespace = ?", (namespace,), with_parts=False)
+
+    def parts(self, ids: Sequence[int], *, namespace: str = "default") -> dict[int, np.ndarray]:
+        """Part prototypes of the concepts ``ids`` of ``namespace``, keyed by id.
+
+        Ids of other namespaces, unknown ids and concepts without parts are absent.
+
+        >>> SqliteMemory(":memory:").parts([1, 2])
+        {}
+        """
+        namespace = clean_text(namespace, "namespace", "default")
+        wanted = sorted({int(i) for i in ids})
+        out: dict[int, np.ndarray] = {}
+        if not wanted:
+            return out
+        with self._transaction("read part prototypes", write=False) as conn:
+            dim = int(self._meta(conn).get("dim", 0) or 0)
+            for start in range(0, len(wanted), 500):  # SQLite caps bound parameters
+                chunk = wanted[start:start + 500]
+                sql = (f"SELECT c.id, c.name, p.vectors FROM parts p JOIN concepts c ON c.id = p.concept_id "
+                       f"WHERE c.namespace = ? AND c.id IN ({', '.join('?' * len(chunk))})")
+                for cid, name, blob in conn.execute(sql, (namespace, *chunk)):
+                    try:
+                        out[int(cid)] = decode_vectors(blob, dim, "parts")
+                    except DamagedRowError as exc:
+                        self._damaged(cid, namespace, name, str(exc))
+        return out
+
+    def generation(self, namespace: str = "default") -> int:
+        """Write counter of ``namespace``: changes on every add, update or remove there, by
+        any connection or process (triggers in the file keep it); other namespaces' writes
+        leave it alone.
+
+        >>> m = SqliteMemory(":memory:")
+        >>> g = m.generation()
+        >>> _ = m.add(Concept("Bo", views=np.ones((1, 4), np.float32)))
+        >>> m.generation() != g
+        True
+        """
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._transaction("read the write counter", write=False) as conn:
+            if has_generations(conn):
+                row = conn.execute("SELECT value FROM generations WHERE namespace = ?", (namespace,)).fetchone()
+                return 0 if row is None else int(row[0])
+            # a file only ever opened read-only by this version: a digest of the rows stands in
+            row = conn.execute("SELECT COUNT(*), COALESCE(MAX(updated), 0), COALESCE(SUM(id), 0) FROM concepts "
+                               "WHERE namespace = ?", (namespace,)).fetchone()
+            return hash(tuple(row)) & 0x7FFFFFFFFFFFFFFF
+
     def count(self, namespace: str | None = None) -> int:
         """Number of concepts in ``namespace`` (all namespaces when None)."""
         with self._transaction("count concepts", write=False) as conn:
@@ -314,61 +357,29 @@ class SqliteMemory:
             sql = "SELECT data FROM images WHERE concept_id = ? ORDER BY idx"
             return [bytes(r[0]) for r in conn.execute(sql, (cid,))]
 
-    def matrix(self, *, namespace: str = "default") -> ViewMatrix:
-        """All views of ``namespace`` stacked: ``(ids (N,), views (N, d), concept_index)``.
-
-        Cached per namespace; the cache is dropped on every write through this object and
-        when ``PRAGMA data_version`` shows a commit by another connection or process.
-
-        >>> m = SqliteMemory(":memory:").matrix()
-        >>> m.ids.shape, m.views.shape
-        ((0,), (0, 0))
-        """
-        namespace = clean_text(namespace, "namespace", "default")
-        with self._db.lock:
-            version = self._db.version()
-            if version != self._cache_version:
-                self._cache.clear()
-                self._cache_version = version
-            cached = self._cache.get(namespace)
-            if cached is not None:
-                return cached
-            with self._transaction("read views", write=False) as conn:
-                concepts = self._load(conn, "c.namespace = ?", (namespace,))
-                dim = int(self._meta(conn).get("dim", 0))
-            built = self._stack(concepts, dim)
-            self._cache[namespace] = built
-            return built
-
     def search(self, queries: Any, *, namespace: str = "default", k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` stored views most similar (cosine) to each query, within ``namespace`` only.
 
         Returns ``(ids (q, k) int64, scores (q, k) float32)``: the concept id of each found
-        view and its cosine similarity, best first, padded with id -1 and score -inf. Exact
-        (one matrix product over the namespace's cached `matrix`).
+        view and its cosine similarity, best first, padded with id -1 and score -inf. Exact:
+        one matrix product over the namespace's views, kept in RAM until its `generation` moves.
 
-        >>> import numpy as np
         >>> with SqliteMemory(":memory:") as memory:
         ...     _ = memory.add(Concept("Bo", np.eye(2, 8), backbone="toy"))
         ...     memory.search(np.eye(1, 8), k=2)[0].tolist()
         [[1, 1]]
         """
-        matrix = self.matrix(namespace=namespace)
-        q, k = check_queries(queries, k, matrix.views.shape[1] if len(matrix.ids) else None)
-        return exact_search(matrix.views, matrix.ids, q, k=k)
-
-    @staticmethod
-    def _stack(concepts: list[Concept], dim: int) -> ViewMatrix:
-        views = np.concatenate([c.views for c in concepts]) if concepts else np.zeros((0, dim), np.float32)
-        ids = np.repeat(np.array([c.id for c in concepts], np.int64), [len(c.views) for c in concepts])
-        views.setflags(write=False)
-        ids.setflags(write=False)
-        index: dict[int, Concept] = {}
-        start = 0
-        for c in concepts:
-            index[c.id] = dataclasses.replace(c, views=views[start:start + len(c.views)])
-            start += len(c.views)
-        return ViewMatrix(ids=ids, views=views, concept_index=index)
+        namespace = clean_text(namespace, "namespace", "default")
+        generation = self.generation(namespace)
+        cached = self._views.get(namespace)
+        if cached is None or cached[0] != generation:
+            concepts = self.matchable(namespace=namespace)
+            ids = np.repeat(np.array([c.id for c in concepts], np.int64), [len(c.views) for c in concepts])
+            views = np.concatenate([c.views for c in concepts]) if concepts else np.zeros((0, 0), np.float32)
+            cached = self._views[namespace] = (generation, ids, views)
+        _, ids, views = cached
+        q, k = check_queries(queries, k, views.shape[1] if len(ids) else None)
+        return exact_search(views, ids, q, k=k)
 
     # ---- writes ----------------------------------------------------------------------
     @staticmethod
@@ -440,42 +451,76 @@ class SqliteMemory:
         """
         c = self._prepared(concept)
         with self._transaction(f"add concept {c.name!r}", write=True) as conn:
-            self._check_backbone(conn, c)
-            row = self._same_name(conn, c.namespace, c.name)
-            now = time.time()
-            values = (c.category, c.context, c.threshold, now, dump_meta(c.meta))
-            if row is not None and not replace:
-                same = "" if row[2] == c.name else f" (names are compared ignoring case: '{row[2]}' exists)"
-                raise DuplicateConceptError(
-                    f"a concept named {c.name!r} already exists in namespace {c.namespace!r}{same}; pass "
-                    "replace=True (CLI: --replace) to overwrite it, or choose another name"
-                )
-            if row is not None:
-                cid, created = row[0], row[1]
-                conn.execute(
-                    "UPDATE concepts SET category = ?, context = ?, threshold = ?, updated = ?, meta = ?, "
-                    "name = ? WHERE id = ?", (*values, c.name, cid),
-                )
-                conn.execute("DELETE FROM images WHERE concept_id = ?", (cid,))
-            else:
-                created = c.created or now
-                cur = conn.execute(
-                    "INSERT INTO concepts (namespace, name, category, context, threshold, updated, meta, "
-                    "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (c.namespace, c.name, *values, created),
-                )
-                cid = int(cur.lastrowid or 0)
-            self._write_vectors(conn, cid, c.views, c.parts, c.negatives)
-            if images and self.store_images:
-                conn.executemany(
-                    "INSERT INTO images (concept_id, idx, data) VALUES (?, ?, ?)",
-                    [(cid, i, sqlite3.Binary(bytes(data))) for i, data in enumerate(images)],
-                )
-            elif images:
-                logger.debug("not storing %d images of %r (store_images=False)", len(images), c.name)
+            return self._add(conn, c, replace, images)
+
+    def add_many(self, concepts: Sequence[Concept], *, replace: bool = False) -> list[Concept]:
+        """`add` every concept in one transaction: all of them are stored, or (on any error)
+        none. Bulk imports run at disk speed instead of one commit per concept.
+
+        >>> m = SqliteMemory(":memory:")
+        >>> [c.name for c in m.add_many([Concept(n, np.eye(1, 4)) for n in ("a", "b")])]
+        ['a', 'b']
+        """
+        prepared = [self._prepared(c) for c in concepts]
+        with self._transaction(f"add {len(prepared)} concepts", write=True) as conn:
+            # one scan of each namespace's names, not one per concept
+            known: dict[str, dict[str, tuple[int, float, str]]] = {}
+            for ns in {c.namespace for c in prepared}:
+                rows = conn.execute("SELECT id, created, name FROM concepts WHERE namespace = ?", (ns,))
+                known[ns] = {name_key(n): (int(i), float(t), str(n)) for i, t, n in rows}
+            out = []
+            for c in prepared:
+                stored = self._add(conn, c, replace, None, known[c.namespace].get(name_key(c.name)))
+                known[c.namespace][name_key(c.name)] = (stored.id, stored.created, stored.name)
+                out.append(stored)
+            return out
+
+    _UNSEEN = (-1, 0.0, "")
+
+    def _add(self, conn: sqlite3.Connection, c: Concept, replace: bool, images: Sequence[bytes] | None,
+             found: tuple[int, float, str] | None = _UNSEEN) -> Concept:
+        """Insert or replace one prepared concept inside an open write transaction.
+
+        ``found``: ``(id, created, name)`` of the stored concept of the same name (or None)
+        when the caller looked it up already.
+        """
+        self._check_backbone(conn, c)
+        row = self._same_name(conn, c.namespace, c.name) if found == self._UNSEEN else found
+        now = time.time()
+        values = (c.category, c.context, c.threshold, now, dump_meta(c.meta))
+        if row is not None and not replace:
+            same = "" if row[2] == c.name else f" (names are compared ignoring case: '{row[2]}' exists)"
+            raise DuplicateConceptError(
+                f"a concept named {c.name!r} already exists in namespace {c.namespace!r}{same}; pass "
+                "replace=True (CLI: --replace) to overwrite it, or choose another name"
+            )
+        if row is not None:
+            cid, created = row[0], row[1]
+            conn.execute(
+                "UPDATE concepts SET category = ?, context = ?, threshold = ?, updated = ?, meta = ?, "
+                "name = ? WHERE id = ?", (*values, c.name, cid),
+            )
+            conn.execute("DELETE FROM images WHERE concept_id = ?", (cid,))
+        else:
+            created = c.created or now
+            cur = conn.execute(
+                "INSERT INTO concepts (namespace, name, category, context, threshold, updated, meta, "
+                "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (c.namespace, c.name, *values, created),
+            )
+            cid = int(cur.lastrowid or 0)
+        self._write_vectors(conn, cid, c.views, c.parts, c.negatives)
+        if images and self.store_images:
+            conn.executemany(
+                "INSERT INTO images (concept_id, idx, data) VALUES (?, ?, ?)",
+                [(cid, i, sqlite3.Binary(bytes(data))) for i, data in enumerate(images)],
+            )
+        elif images:
+            logger.debug("not storing %d images of %r (store_images=False)", len(images), c.name)
         return dataclasses.replace(c, id=cid, created=created, updated=now)
 
     def update(self, concept: Concept) -> Concept:
-        """Write back the fields of a stored concept (found by ``id``, else by namespace and name).
+        """Write back the fields of a stored concept (found by ``id`` within its namespace, else by
+        namespace and name: a concept can never be written through another namespace).
 
         Everything but ``created`` and the stored images is replaced; renaming is allowed.
 
@@ -486,13 +531,15 @@ class SqliteMemory:
         """
         c = self._prepared(concept)
         with self._transaction(f"update concept {c.name!r}", write=True) as conn:
-            if c.id >= 0:
-                row = conn.execute("SELECT id, created FROM concepts WHERE id = ?", (c.id,)).fetchone()
+            if c.id >= 0:  # an id is looked up only inside the concept's namespace: no cross-owner writes
+                row = conn.execute("SELECT id, created FROM concepts WHERE id = ? AND namespace = ?",
+                                   (c.id, c.namespace)).fetchone()
             else:
                 sql = "SELECT id, created FROM concepts WHERE namespace = ? AND name = ?"
                 row = conn.execute(sql, (c.namespace, c.name)).fetchone()
             if row is None:
-                what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r} in namespace {c.namespace!r}"
+                what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r}"
+                what += f" in namespace {c.namespace!r}"
                 raise ConceptNotFoundError(f"no concept {what} to update; use add() to store a new concept")
             cid, created = int(row[0]), float(row[1])
             self._check_backbone(conn, c)
@@ -528,7 +575,7 @@ class SqliteMemory:
     def close(self) -> None:
         """Close the file; further calls raise `MemoryStoreError`. Safe to call twice."""
         self._db.close()
-        self._cache.clear()
+        self._views.clear()
 
     def __enter__(self) -> SqliteMemory:
         return self

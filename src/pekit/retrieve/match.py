@@ -5,6 +5,7 @@ Pure functions over arrays; the `Gallery` is the memory flattened for matching.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,10 @@ class Gallery:
         parts: per concept ``(m_c, d)`` part embeddings or None.
         negatives: per concept ``(n_c, d)`` negative views (regions the user said are not
             it) or None.
+        fetch: for a gallery built from a store without part prototypes in RAM
+            (`pekit.retrieve.GalleryCache` on a large namespace): ``ids -> {id: (m, d)}``,
+            called by `subset` for the concepts that can win; ``parts`` are then all None
+            until fetched. None: ``parts`` are complete.
     """
 
     names: list[str]
@@ -34,12 +39,24 @@ class Gallery:
     thresholds: np.ndarray
     parts: list[np.ndarray | None]
     negatives: list[np.ndarray | None] | None = None
+    fetch: Callable[[Sequence[int]], dict[int, np.ndarray]] | None = None
 
     def __post_init__(self) -> None:
         if self.negatives is None:
             self.negatives = [None] * len(self.names)
         self._parts_flat: tuple[np.ndarray, np.ndarray] | None = None
         self._segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._view_starts: np.ndarray | None = None
+
+    def view_starts(self) -> np.ndarray | None:
+        """First view row of each concept when every concept's views are contiguous and in
+        concept order (how `from_concepts` and `subset` build them), else None."""
+        if self._view_starts is None:
+            owner = self.owner
+            ok = len(owner) > 0 and owner[0] == 0 and bool(np.all(np.diff(owner) >= 0)) \
+                and int(owner[-1]) == len(self) - 1 and len(np.unique(owner)) == len(self)
+            self._view_starts = np.searchsorted(owner, np.arange(len(self))) if ok else np.zeros(0, np.int64)
+        return self._view_starts if len(self._view_starts) else None
 
     def part_segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The rows of `parts_matrix` per concept that has parts: ``starts``, ``sizes``, ``owner``."""
@@ -54,6 +71,8 @@ class Gallery:
         """All concepts' part prototypes stacked: ``(P, d)`` and ``(C + 1,)`` row offsets
         (concept ``k`` owns rows ``offsets[k]:offsets[k + 1]``), built once per gallery."""
         if self._parts_flat is None:
+            if self.fetch is not None:  # complete the parts first (every concept: costly on a big gallery)
+                return self.subset(np.arange(len(self))).parts_matrix()
             blocks = [p if p is not None else np.zeros((0, self.views.shape[1]), np.float32) for p in self.parts]
             offsets = np.cumsum([0, *(len(b) for b in blocks)]).astype(np.int64)
             flat = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, 0), np.float32)
@@ -64,7 +83,9 @@ class Gallery:
         return len(self.names)
 
     @classmethod
-    def from_concepts(cls, concepts: list[Concept]) -> Gallery:
+    def from_concepts(cls, concepts: list[Concept], *,
+                      fetch: Callable[[Sequence[int]], dict[int, np.ndarray]] | None = None) -> Gallery:
+        """The gallery of ``concepts``; with ``fetch``, their ``parts`` are not used (see ``fetch``)."""
         if not concepts:
             return cls([], np.zeros(0, np.int64), np.zeros((0, 0), np.float32),
                        np.zeros(0, np.int64), np.zeros(0, np.float32), [])
@@ -72,8 +93,9 @@ class Gallery:
         owner = np.concatenate([np.full(len(c.views), i) for i, c in enumerate(concepts)])
         thr = np.array([np.nan if c.threshold is None else c.threshold for c in concepts], np.float32)
         return cls([c.name for c in concepts], np.array([c.id for c in concepts], np.int64),
-                   views, owner.astype(np.int64), thr, [c.parts for c in concepts],
-                   [c.negatives for c in concepts])
+                   views, owner.astype(np.int64), thr,
+                   [None if fetch is not None else c.parts for c in concepts],
+                   [c.negatives for c in concepts], fetch)
 
 
     def subset(self, indices: np.ndarray | list[int]) -> Gallery:
@@ -88,8 +110,12 @@ class Gallery:
         remap[idx] = np.arange(len(idx))
         keep = np.isin(self.owner, idx)
         negatives = self.negatives or [None] * len(self)
+        parts = [self.parts[i] for i in idx]
+        if self.fetch is not None:  # a lazy gallery: the subset gets its parts from the store
+            fetched = self.fetch([int(self.ids[i]) for i in idx])
+            parts = [fetched.get(int(self.ids[i])) for i in idx]
         return Gallery([self.names[i] for i in idx], self.ids[idx], self.views[keep], remap[self.owner[keep]],
-                       self.thresholds[idx], [self.parts[i] for i in idx], [negatives[i] for i in idx])
+                       self.thresholds[idx], parts, [negatives[i] for i in idx])
 
 
 def part_agreement(sims: np.ndarray, starts: np.ndarray, sizes: np.ndarray, owner: np.ndarray,
@@ -117,6 +143,9 @@ def similarity(embeddings: np.ndarray, gallery: Gallery) -> np.ndarray:
     if m == 0 or c == 0:
         return np.zeros((m, c), np.float32)
     sims = embeddings @ gallery.views.T
+    starts = gallery.view_starts()
+    if starts is not None:  # each concept's views are contiguous (as built): one pass
+        return np.maximum.reduceat(sims, starts, axis=1).astype(np.float32, copy=False)
     out = np.full((m, c), -1.0, np.float32)
     np.maximum.at(out.T, gallery.owner, sims.T)
     return out

@@ -1,0 +1,153 @@
+"""One matching gallery per namespace, kept between calls and rebuilt only after a write.
+
+`Personalizer.recognize` used to re-read the whole namespace, part prototypes included, on
+every call: 1.6 s at 10,000 concepts and ~105 KB of RAM per concept. A `GalleryCache`
+reads a namespace once (`MemoryStore.matchable`: views, negatives, thresholds; no parts),
+keeps the flattened `Gallery`, and rebuilds it only when the store's write counter
+(`MemoryStore.generation`) moves, which any writer, in any process, bumps.
+
+Part prototypes are ~97 % of a concept's bytes. A small namespace (at most ``eager``
+concepts) keeps them all in RAM and matches exactly as a `Gallery.from_concepts` does.
+A larger one keeps none: the pipeline verifies only the concepts that can win
+(`RecognitionConfig.shortlist`, 32 of them) and fetches their prototypes from the store
+(`MemoryStore.parts`) through a bounded LRU of float16 copies.
+
+Example:
+    >>> import numpy as np
+    >>> from pekit.memory import SqliteMemory
+    >>> from pekit.types import Concept
+    >>> memory = SqliteMemory(":memory:")
+    >>> cache = GalleryCache(memory)
+    >>> _ = memory.add(Concept("Bo", views=np.eye(1, 8, dtype=np.float32)))
+    >>> cache.get("default").gallery.names
+    ['Bo']
+    >>> cache.get("default") is cache.get("default")      # no write: the same object
+    True
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pekit.retrieve.match import Gallery
+from pekit.types import Concept
+
+__all__ = ["EAGER_CONCEPTS", "PART_CACHE_CONCEPTS", "GalleryCache", "NamespaceGallery"]
+
+EAGER_CONCEPTS = 64          # up to this many concepts, all part prototypes stay in RAM
+PART_CACHE_CONCEPTS = 2048   # part prototypes of this many concepts kept (float16) in a lazy namespace
+
+
+@dataclass
+class NamespaceGallery:
+    """What matching needs of one namespace.
+
+    Attributes:
+        gallery: the concepts that ``select`` accepted (objects), flattened.
+        others: the concepts it did not (persons, matched by face), as full `Concept`s.
+        generation: the store's write counter the gallery was read at.
+        count: number of concepts in the namespace.
+        categories: the distinct categories of the gallery's concepts (detector labels).
+    """
+
+    gallery: Gallery
+    others: list[Concept]
+    generation: int
+    count: int
+    categories: list[str] = field(default_factory=list)
+    _parts: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict, repr=False)
+
+
+class GalleryCache:
+    """Per-namespace `Gallery` of a store, invalidated by the store's write counter.
+
+    Args:
+        memory: a `MemoryStore`.
+        select: which concepts go into the gallery (default all); the rest are `others`.
+        eager: namespaces with at most this many concepts keep every part prototype in RAM.
+        max_namespaces: namespaces kept (least recently used dropped first): a service
+            serving many users holds only the active ones.
+        part_cache: concepts whose part prototypes a lazy namespace keeps.
+
+    Thread-safe: one cache may serve concurrent requests.
+    """
+
+    def __init__(self, memory: Any, *, select: Callable[[Concept], bool] | None = None,
+                 eager: int = EAGER_CONCEPTS, max_namespaces: int = 64,
+                 part_cache: int = PART_CACHE_CONCEPTS) -> None:
+        self.memory = memory
+        self.select = select
+        self.eager = int(eager)
+        self.max_namespaces = max(1, int(max_namespaces))
+        self.part_cache = max(1, int(part_cache))
+        self._entries: OrderedDict[str, NamespaceGallery] = OrderedDict()
+        self._lock = threading.RLock()
+        self.builds = 0  # how many times a namespace was (re)read: for tests and benchmarks
+
+    def get(self, namespace: str = "default") -> NamespaceGallery:
+        """The namespace's gallery, re-read only if the store changed since the last call."""
+        generation = self.memory.generation(namespace)
+        with self._lock:
+            entry = self._entries.get(namespace)
+            if entry is not None and entry.generation == generation:
+                self._entries.move_to_end(namespace)
+                return entry
+        built = self._build(namespace, generation)
+        with self._lock:
+            self._entries[namespace] = built
+            self._entries.move_to_end(namespace)
+            while len(self._entries) > self.max_namespaces:
+                self._entries.popitem(last=False)
+        return built
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _build(self, namespace: str, generation: int) -> NamespaceGallery:
+        self.builds += 1
+        count = self.memory.count(namespace)
+        eager = count <= self.eager
+        concepts = self.memory.concepts(namespace=namespace) if eager else \
+            self.memory.matchable(namespace=namespace)
+        chosen = [c for c in concepts if self.select is None or self.select(c)]
+        others = [c for c in concepts if self.select is not None and not self.select(c)]
+        categories = list(dict.fromkeys(c.category for c in chosen if c.category))
+        entry = NamespaceGallery(Gallery.from_concepts([]), others, generation, len(concepts), categories)
+        fetch = None if eager else self._fetcher(namespace, entry)
+        entry.gallery = Gallery.from_concepts(chosen, fetch=fetch)
+        return entry
+
+    def _fetcher(self, namespace: str, entry: NamespaceGallery) -> Callable[[Sequence[int]], dict[int, np.ndarray]]:
+        """``ids -> {id: parts}`` through the entry's LRU of float16 copies."""
+        lru = entry._parts
+        lock = threading.Lock()
+
+        def fetch(ids: Sequence[int]) -> dict[int, np.ndarray]:
+            out: dict[int, np.ndarray] = {}
+            with lock:
+                missing = []
+                for i in ids:
+                    if i in lru:
+                        lru.move_to_end(i)
+                        out[i] = lru[i]
+                    else:
+                        missing.append(i)
+            got = self.memory.parts(missing, namespace=namespace) if missing else {}
+            with lock:
+                for i, parts in got.items():
+                    lru[i] = out[i] = parts.astype(np.float16)
+                for i in missing:  # no parts stored: remember that too
+                    if i not in got:
+                        lru[i] = out[i] = np.zeros((0, 0), np.float16)
+                while len(lru) > self.part_cache:
+                    lru.popitem(last=False)
+            return {i: p.astype(np.float32) for i, p in out.items() if p.size}
+
+        return fetch

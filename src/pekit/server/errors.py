@@ -1,0 +1,104 @@
+"""Every error of the service as one JSON shape, with the request id.
+
+    {"error": {"type": "ConceptNotFoundError", "status": 404, "message": "..."},
+     "request_id": "3f2a..."}
+
+`PekitError` subclasses map to HTTP codes here (`status_of`); FastAPI's own errors
+(validation, unknown route, wrong method) get the same shape, and so do unexpected
+exceptions (`pekit.server.middleware`), so a client parses one format.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pekit import errors as pe
+from pekit.server.context import request_id
+from pekit.server.keys import AuthError
+from pekit.server.limits import RequestError
+from pekit.server.queue import BusyError
+
+__all__ = ["error_response", "install_error_handlers", "status_of"]
+
+log = logging.getLogger("pekit.server")
+
+# most specific first
+_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (AuthError, 401),
+    (BusyError, 503),
+    (pe.ConceptNotFoundError, 404),
+    (pe.DuplicateConceptError, 409),
+    (pe.BackboneMismatchError, 409),
+    (pe.SchemaError, 500),
+    (pe.MemoryFileError, 500),
+    (pe.MemoryStoreError, 503),  # e.g. the file is locked by another writer for longer than the timeout
+    (pe.ImageError, 422),
+    (pe.InvalidInputError, 422),
+    (pe.NothingFoundError, 422),
+    (pe.BackendNotFoundError, 500),
+    (pe.MissingDependencyError, 501),
+    (pe.BackendError, 502),
+)
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status of a pekit error (500 for anything unexpected)."""
+    if isinstance(exc, RequestError):
+        return exc.status
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(status: int, message: str, kind: str, *, headers: dict[str, str] | None = None,
+                   detail: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"type": kind, "status": status, "message": message}, "request_id": request_id()}
+    if detail is not None:
+        body["error"]["detail"] = detail
+    out = dict(headers or {})
+    out["X-Request-ID"] = request_id()
+    return JSONResponse(body, status_code=status, headers=out)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the JSON error handlers on ``app``."""
+
+    @app.exception_handler(pe.PekitError)
+    async def _pekit(request: Request, exc: pe.PekitError) -> JSONResponse:
+        status = status_of(exc)
+        headers: dict[str, str] = {}
+        if isinstance(exc, BusyError):
+            headers["Retry-After"] = str(exc.retry_after)
+        elif isinstance(exc, AuthError):
+            headers["WWW-Authenticate"] = 'Bearer realm="pekit"'
+        elif status == 503:
+            headers["Retry-After"] = "1"
+        if status >= 500:
+            log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+        return error_response(status, str(exc), type(exc).__name__, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            problems.append({"field": where, "problem": str(err.get("msg", ""))})
+        text = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems[:5])
+        return error_response(422, f"the request is not valid: {text}", "ValidationError", detail=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        messages = {
+            404: f"no such route: {request.method} {request.url.path}; see /docs for the API",
+            405: f"{request.method} is not allowed on {request.url.path}; see /docs for the methods it takes",
+        }
+        message = messages.get(exc.status_code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        return error_response(exc.status_code, message, "HTTPError", headers=headers)

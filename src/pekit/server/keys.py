@@ -1,0 +1,197 @@
+"""API keys of the HTTP service: random tokens, stored one-way hashed, one namespace each.
+
+A key looks like ``pk_<key id>_<secret>``: the key id (12 random hex characters) is public
+and finds the row; the secret (32 random bytes, `secrets.token_urlsafe`) is never stored:
+the file keeps only ``SHA-256(secret)``, compared with `hmac.compare_digest`.
+
+Why SHA-256 and not a slow password hash (scrypt, PBKDF2): the secret is 256 random bits,
+not a person's password, so there is nothing to guess a dictionary of; a slow hash would
+add no protection against brute force (2^256 tries either way) but would cost tens of
+milliseconds of CPU on *every* request. A stolen key file reveals no key.
+
+The store is one SQLite file (default: ``keys.db`` beside the memory file), so every
+worker process sees a new or revoked key at once: each check is one indexed query.
+
+Example:
+    >>> keys = KeyStore(":memory:")
+    >>> token = keys.create("alice")
+    >>> keys.verify(token).namespace
+    'alice'
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pekit.errors import InvalidInputError, PekitError
+
+__all__ = ["ApiKey", "AuthError", "KeyStore", "RevokedKeyError", "UnknownKeyError", "check_namespace"]
+
+_TOKEN = re.compile(r"^pk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id     TEXT PRIMARY KEY,
+    namespace  TEXT NOT NULL,
+    digest     BLOB NOT NULL,
+    label      TEXT NOT NULL DEFAULT '',
+    created    REAL NOT NULL,
+    revoked    REAL
+)
+"""
+
+
+class AuthError(PekitError):
+    """An API key was missing, malformed, unknown or revoked (HTTP 401)."""
+
+    exit_code = 11
+
+
+class UnknownKeyError(AuthError):
+    """No key matches (wrong, mistyped or made-up token)."""
+
+
+class RevokedKeyError(AuthError):
+    """The key was right but has been revoked."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One stored key, without its secret.
+
+    Attributes:
+        key_id: the public part of the token (``pk_<key_id>_...``).
+        namespace: the user whose concepts the key reaches.
+        label: free text given at creation.
+        created: seconds since the epoch.
+        revoked: when it was revoked, or None.
+    """
+
+    key_id: str
+    namespace: str
+    label: str
+    created: float
+    revoked: float | None
+
+
+def check_namespace(namespace: str) -> str:
+    """A user name usable as a namespace: 1-64 of letters, digits and ``. _ @ -``."""
+    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
+        raise InvalidInputError(
+            f"user name {namespace!r} must be 1-64 letters, digits, '.', '_', '@' or '-', starting with a "
+            "letter or digit, e.g. 'alice'"
+        )
+    return namespace
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("ascii")).digest()
+
+
+class KeyStore:
+    """API keys in one SQLite file (``":memory:"`` for tests); safe across threads and processes.
+
+    Args:
+        path: the key file; created (with its folders) when missing.
+        timeout: seconds to wait for another process's write lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+        raw = os.fspath(path)
+        self.path = None if raw == ":memory:" else Path(raw).expanduser().absolute()
+        if self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InvalidInputError(f"cannot create the folder of the key file {self.path}: {exc}") from exc
+        try:
+            self._conn = sqlite3.connect(raw if self.path is None else str(self.path), timeout=timeout,
+                                         isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL" if self.path is not None else "PRAGMA journal_mode=MEMORY")
+            self._conn.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise InvalidInputError(f"cannot open the key file {raw}: {exc}; pass another --keys PATH") from exc
+        self._lock = threading.Lock()
+
+    def create(self, namespace: str, *, label: str = "") -> str:
+        """A new key for ``namespace``; returns the token, the only time it is ever shown."""
+        check_namespace(namespace)
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO api_keys (key_id, namespace, digest, label, created) VALUES (?, ?, ?, ?, ?)",
+                (key_id, namespace, _digest(secret), str(label), time.time()),
+            )
+        return f"pk_{key_id}_{secret}"
+
+    def verify(self, token: str | None) -> ApiKey:
+        """The key ``token`` names; `UnknownKeyError` / `RevokedKeyError` otherwise.
+
+        The secret is compared in constant time with `hmac.compare_digest`; a malformed
+        token is refused before any query.
+        """
+        match = _TOKEN.match(token or "")
+        if match is None:
+            raise UnknownKeyError("the API key is malformed; it looks like pk_<12 hex>_<43 characters>")
+        key_id, secret = match.groups()
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT key_id, namespace, digest, label, created, revoked FROM api_keys WHERE key_id = ?", (key_id,)
+            ).fetchone()
+        stored = row[2] if row is not None else b"\0" * 32  # compare anyway: unknown ids take as long
+        if not hmac.compare_digest(_digest(secret), bytes(stored)) or row is None:
+            raise UnknownKeyError("the API key is not valid; create one with `pekit keys create USER`")
+        key = ApiKey(row[0], row[1], row[3], row[4], row[5])
+        if key.revoked is not None:
+            raise RevokedKeyError("the API key was revoked; ask for a new one (`pekit keys create USER`)")
+        return key
+
+    def list(self, namespace: str | None = None) -> list[ApiKey]:
+        """Stored keys (never their secrets), oldest first; of one user or of all."""
+        query = "SELECT key_id, namespace, label, created, revoked FROM api_keys"
+        args: tuple[str, ...] = ()
+        if namespace is not None:
+            query, args = query + " WHERE namespace = ?", (namespace,)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY created, key_id", args).fetchall()
+        return [ApiKey(*r) for r in rows]
+
+    def revoke(self, key: str) -> builtins.list[ApiKey]:
+        """Revoke a key by its id (``pk_<id>`` or the whole token also work) or every key of a
+        user (``user:alice``); returns what was revoked. `InvalidInputError` if nothing matches."""
+        key = key.strip()
+        now = time.time()
+        with self._lock:
+            if key.startswith("user:"):
+                where, arg = "namespace = ?", key[5:]
+            else:
+                match = re.match(r"^(?:pk_)?([0-9a-f]{12})(?:_.*)?$", key)
+                if match is None:
+                    raise InvalidInputError(f"'{key[:16]}' is not a key id; see `pekit keys list`")
+                where, arg = "key_id = ?", match.group(1)
+            ids = [r[0] for r in self._conn.execute(
+                f"SELECT key_id FROM api_keys WHERE {where} AND revoked IS NULL", (arg,)).fetchall()]
+            if not ids:
+                raise InvalidInputError(f"no active key matches '{key[:24]}'; see `pekit keys list`")
+            self._conn.executemany("UPDATE api_keys SET revoked = ? WHERE key_id = ?", [(now, i) for i in ids])
+        return [k for k in self.list() if k.key_id in ids]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> KeyStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,130 @@
+"""What one request may send: body bytes, photos per request, bytes and pixels per photo.
+
+Uploads are checked before any backbone work: the type is sniffed from the first bytes
+(the client's ``Content-Type`` and file name are not trusted), the pixel count is read
+from the header without decoding (a decompression bomb is refused before it expands), and
+names that look like paths (``../x``, ``a/b``) are refused. Every refusal is a
+`RequestError` with an HTTP status and a message that says what to send instead.
+
+Example:
+    >>> sniff_image(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(8))
+    'image/png'
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from pekit.errors import PekitError
+
+__all__ = ["Limits", "RequestError", "check_filename", "check_photo", "check_url_name", "sniff_image"]
+
+
+class RequestError(PekitError):
+    """A request the server refuses before doing any work; ``status`` is the HTTP code."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upload and request limits of the service (keyword options of `create_app`).
+
+    Attributes:
+        max_photos: photos in one introduce request.
+        max_photo_bytes: bytes of one uploaded photo (default 20 MB).
+        max_pixels: width x height of one photo (default 50 MP; header read, not decoded).
+        max_body_bytes: a whole multipart request (default 64 MB).
+        max_json_bytes: a JSON (non-multipart) body (default 64 kB).
+        max_text: characters of a name, category, context or question field.
+    """
+
+    max_photos: int = 10
+    max_photo_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_json_bytes: int = 64 * 1024
+    max_text: int = 2000
+
+
+# magic bytes -> MIME type; what `pekit.images.load_image` (Pillow) decodes
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The image type of ``data`` from its first bytes (JPEG, PNG, WebP, GIF, BMP, TIFF), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for magic, mime in _MAGIC:
+        if data.startswith(magic):
+            return mime
+    return None
+
+
+def check_filename(filename: str | None) -> None:
+    """Refuse an upload whose file name is a path (``../x.jpg``, ``a/b.jpg``, ``C:\\x``).
+
+    The server never writes uploads to disk under their names; a path-like name is refused
+    anyway, so a client bug or a probe gets a clear answer instead of silent success.
+    """
+    if not filename:
+        return
+    if "/" in filename or "\\" in filename or filename.startswith("..") or "\0" in filename or ":" in filename:
+        raise RequestError(f"the file name {filename[:80]!r} looks like a path; send a plain name such as "
+                           "'photo.jpg'", status=400)
+
+
+def check_url_name(name: str, *, limits: Limits, what: str = "concept name") -> str:
+    """A concept name the service accepts: not a path (``/``, ``\\``, ``.``, ``..``), not too long.
+
+    Names become URL segments (``/v1/concepts/{name}``), where ``..`` and ``/`` would be
+    rewritten by clients and proxies; the library's own rules (`pekit.memory.clean_name`)
+    apply on top.
+    """
+    stripped = name.strip()
+    if "/" in stripped or "\\" in stripped or stripped in (".", "..") or stripped.startswith("../"):
+        raise RequestError(f"the {what} {stripped[:80]!r} looks like a path; use a plain name such as 'Bo' "
+                           "(no '/', '\\' and not '.' or '..')", status=422)
+    if len(stripped) > 200:
+        raise RequestError(f"the {what} is {len(stripped)} characters long; use at most 200", status=422)
+    return name
+
+
+def check_photo(data: bytes, *, limits: Limits, label: str) -> None:
+    """Refuse an uploaded photo that is too big, not an image, or too many pixels (header only)."""
+    if len(data) == 0:
+        raise RequestError(f"{label} is empty; send a JPEG, PNG or WebP photo", status=422)
+    if len(data) > limits.max_photo_bytes:
+        raise RequestError(f"{label} is over the limit of {limits.max_photo_bytes} bytes per photo; "
+                           "downscale or recompress it", status=413)
+    if sniff_image(data) is None:
+        raise RequestError(f"{label} is not an image (its first bytes are not JPEG, PNG, WebP, GIF, BMP or TIFF); "
+                           "send a photo", status=415)
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: we check the size ourselves
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except Image.DecompressionBombError as exc:
+        raise RequestError(f"{label} was refused as a decompression bomb ({exc}); send a smaller photo",
+                           status=413) from exc
+    except Exception as exc:  # Pillow raises many types on a damaged header
+        raise RequestError(f"{label} could not be read as an image ({type(exc).__name__}: {exc}); send a JPEG, "
+                           "PNG or WebP photo", status=422) from exc
+    if width * height > limits.max_pixels:
+        raise RequestError(f"{label} is {width}x{height} pixels; the limit is {limits.max_pixels} pixels "
+                           "(a decompression bomb guard); downscale it first", status=413)

@@ -1,0 +1,127 @@
+"""The outermost layer of every request: request id, body size limit, metrics, access log.
+
+A pure ASGI middleware (no body buffering for well-behaved clients):
+
+- sets the request id (`pekit.server.context`) and returns it as ``X-Request-ID``;
+- refuses a body over the limit with 413 before the app reads it: by ``Content-Length``
+  when given, else (chunked uploads) by counting while it is read into memory, up to the
+  limit and no further; JSON bodies have a small limit, multipart uploads a large one;
+- turns an unexpected exception into a JSON 500 with the request id (logged with its
+  traceback), so a client never sees an HTML page or a dropped connection;
+- times the request into `Metrics` by route template, and logs one line per request
+  (method, path, status, ms, request id; never headers, so never a key).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from pekit.server.context import new_request_id, reset_request_id, set_request_id
+from pekit.server.limits import Limits
+from pekit.server.metrics import Metrics
+
+__all__ = ["ServiceMiddleware"]
+
+log = logging.getLogger("pekit.server.access")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class ServiceMiddleware:
+    def __init__(self, app: ASGIApp, *, limits: Limits, metrics: Metrics) -> None:
+        self.app, self.limits, self.metrics = app, limits, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = new_request_id(_header(scope, b"x-request-id"))
+        token = set_request_id(rid)
+        start = time.perf_counter()
+        status = {"code": 500, "started": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = int(message["status"]), True
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message["headers"] = [*headers, (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            bounded = await self._limited(scope, receive, send_with_id, rid)
+            if bounded is not None:
+                await self.app(scope, bounded, send_with_id)
+        except Exception:
+            log.exception("unexpected error on %s %s [%s]", scope.get("method"), scope.get("path"), rid)
+            if not status["started"]:
+                await _send_json(send_with_id, 500, {"error": {"type": "InternalError", "status": 500, "message":
+                                 f"internal error; quote request id {rid} when reporting it"}, "request_id": rid})
+        finally:
+            seconds = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe(str(scope.get("method", "")), route, int(status["code"]), seconds)
+            log.info("%s %s %d %.1f ms [%s]", scope.get("method"), scope.get("path"), status["code"],
+                     seconds * 1000, rid)
+            reset_request_id(token)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, rid: str) -> Receive | None:
+        """``receive`` bounded to the body limit; None when a 413 was already sent."""
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return receive
+        kind = (_header(scope, b"content-type") or "").lower()
+        limit = self.limits.max_body_bytes if kind.startswith("multipart/") else self.limits.max_json_bytes
+        what = "multipart upload" if kind.startswith("multipart/") else "non-multipart (JSON) body"
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.strip().isdigit():
+            if int(declared) > limit:
+                await self._too_large(send, what, int(declared), limit, rid)
+                return None
+            return receive
+        # no length given (chunked): read up to the limit, then replay what was read
+        chunks: list[Message] = []
+        total = 0
+        while True:
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request":
+                break
+            total += len(message.get("body", b""))
+            if total > limit:
+                await self._too_large(send, what, total, limit, rid)
+                return None
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return chunks.pop(0) if chunks else await receive()
+
+        return replay
+
+    @staticmethod
+    async def _too_large(send: Send, what: str, size: int, limit: int, rid: str) -> None:
+        message = f"the {what} is {size} bytes or more; the limit is {limit} bytes; " + (
+            "send fewer or smaller photos" if what.startswith("multipart") else "send a smaller body")
+        await _send_json(send, 413, {"error": {"type": "PayloadTooLarge", "status": 413, "message": message},
+                                     "request_id": rid})
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})

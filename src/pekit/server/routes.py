@@ -1,0 +1,217 @@
+"""The ``/v1`` routes: the library's verbs for the API key's owner.
+
+Concepts are addressed by name inside the caller's namespace (``/v1/concepts/{name}``);
+no route takes a namespace or a concept id, so there is nothing to guess. Backbone work
+(introduce, add a view, recognize, ask, caption) goes through the bounded pool; store-only
+work (list, get, update, forget) runs in FastAPI's thread pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from pekit.errors import InvalidInputError
+from pekit.server.keys import ApiKey
+from pekit.server.limits import RequestError, check_filename, check_photo, check_url_name
+from pekit.server.schemas import (
+    CATEGORY_MAX,
+    NAME_MAX,
+    TEXT_MAX,
+    AnswerOut,
+    ConceptOut,
+    ContextIn,
+    ErrorOut,
+    Forgotten,
+    RecognizeOut,
+    concept_out,
+    detections_out,
+)
+from pekit.server.service import Service, jpeg_data_url
+
+__all__ = ["router"]
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from `pekit keys create USER`")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text} for code, text in (
+        (401, "missing, invalid or revoked API key"), (404, "no such concept"), (409, "name taken"),
+        (413, "upload too large"), (415, "not an image"), (422, "invalid input"),
+        (503, "busy: retry after the Retry-After header's seconds"))
+}
+
+router = APIRouter(prefix="/v1", responses=_ERRORS)
+
+
+def service(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
+
+
+def current_user(request: Request,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+    """The key's owner; the only source of a namespace."""
+    return service(request).user(credentials.credentials if credentials else None)
+
+
+User = Annotated[ApiKey, Depends(current_user)]
+Svc = Annotated[Service, Depends(service)]
+ConceptName = Annotated[str, Path(min_length=1, max_length=NAME_MAX, description="the concept's name, e.g. Bo")]
+
+
+def _name(svc: Service, name: str) -> str:
+    return check_url_name(name, limits=svc.limits)
+
+
+async def _read_photo(svc: Service, upload: UploadFile, label: str) -> bytes:
+    check_filename(upload.filename)
+    data = await upload.read(svc.limits.max_photo_bytes + 1)
+    check_photo(data, limits=svc.limits, label=f"{label} ({upload.filename or 'unnamed'})")
+    return data
+
+
+def _json_field(text: str | None, what: str, example: str) -> Any:
+    if text is None or not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"{what} must be JSON, e.g. {example}; got {text[:60]!r}") from exc
+
+
+# ---- concepts -------------------------------------------------------------------------
+@router.get("/concepts", response_model=list[ConceptOut], summary="list your concepts")
+def list_concepts(svc: Svc, user: User) -> list[ConceptOut]:
+    return [concept_out(s) for s in svc.personalizer.memory.summaries(namespace=user.namespace)]
+
+
+@router.post("/concepts", response_model=ConceptOut, status_code=201, summary="introduce a concept from photos")
+async def introduce(
+    svc: Svc, user: User,
+    name: Annotated[str, Form(min_length=1, max_length=NAME_MAX, description="what you call it, e.g. Bo")],
+    photos: Annotated[list[UploadFile], File(description="one or more reference photos of it")],
+    category: Annotated[str, Form(max_length=CATEGORY_MAX, description="its class, e.g. dog")] = "",
+    context: Annotated[str, Form(max_length=TEXT_MAX, description="what the LVLM should know")] = "",
+    boxes: Annotated[str | None, Form(max_length=TEXT_MAX, description="JSON list, one [x0, y0, x1, y1] box "
+                                      "(or null) per photo, in pixels; default: found by saliency")] = None,
+    replace: Annotated[bool, Form(description="overwrite a concept of the same name")] = False,
+) -> ConceptOut:
+    name = _name(svc, name)
+    if len(photos) > svc.limits.max_photos:
+        raise RequestError(f"got {len(photos)} photos; send at most {svc.limits.max_photos} per concept "
+                           "(add more later with POST /v1/concepts/{name}/views)", status=413)
+    box_list = _json_field(boxes, "boxes", "[[10, 20, 200, 220], null]")
+    if box_list is not None and not isinstance(box_list, list):
+        raise InvalidInputError("boxes must be a JSON list with one [x0, y0, x1, y1] (or null) per photo")
+    datas = [await _read_photo(svc, p, f"photo {i + 1}") for i, p in enumerate(photos)]
+    p = svc.personalizer_for(user)
+    concept = await svc.pool.run(p.introduce, name, datas, category=category, context=context, boxes=box_list,
+                                 replace=replace)
+    return concept_out(concept, boxes=True)
+
+
+@router.get("/concepts/{name}", response_model=ConceptOut, summary="one concept")
+def get_concept(svc: Svc, user: User, name: ConceptName) -> ConceptOut:
+    return concept_out(svc.personalizer_for(user).get(_name(svc, name)), boxes=True)
+
+
+@router.patch("/concepts/{name}", response_model=ConceptOut, summary="change a concept's context or category")
+def update_concept(svc: Svc, user: User, name: ConceptName, body: ContextIn) -> ConceptOut:
+    p = svc.personalizer_for(user)
+    concept = p.get(_name(svc, name))
+    changes = {k: v.strip() for k, v in (("context", body.context), ("category", body.category)) if v is not None}
+    return concept_out(p.memory.update(dataclasses.replace(concept, **changes)), boxes=True)
+
+
+@router.post("/concepts/{name}/views", response_model=ConceptOut, summary="add one more reference photo")
+async def add_view(
+    svc: Svc, user: User, name: ConceptName,
+    photo: Annotated[UploadFile, File(description="another photo of the concept")],
+    box: Annotated[str | None, Form(max_length=200, description="JSON [x0, y0, x1, y1] in pixels; "
+                                    "default: found by saliency")] = None,
+) -> ConceptOut:
+    name = _name(svc, name)
+    xyxy = _json_field(box, "box", "[10, 20, 200, 220]")
+    data = await _read_photo(svc, photo, "the photo")
+    p = svc.personalizer_for(user)
+    return concept_out(await svc.pool.run(p.add_view, name, data, box=xyxy), boxes=True)
+
+
+@router.delete("/concepts/{name}", response_model=Forgotten, summary="forget a concept")
+def forget(svc: Svc, user: User, name: ConceptName) -> Forgotten:
+    name = _name(svc, name)
+    svc.personalizer_for(user).forget(name)
+    return Forgotten(forgotten=name)
+
+
+# ---- photos -----------------------------------------------------------------------------
+Threshold = Annotated[float | None, Form(ge=-1.0, le=1.0, description="recognition threshold "
+                                         "(default: the server's)")]
+Annotate = Annotated[bool, Form(description="return the photo with the boxes drawn")]
+MaxTokens = Annotated[int, Form(ge=1, le=2048, description="longest answer, in tokens")]
+
+
+@router.post("/recognize", response_model=RecognizeOut, summary="find your concepts in a photo")
+async def recognize(svc: Svc, user: User, photo: Annotated[UploadFile, File(description="the photo")],
+                    threshold: Threshold = None, annotate: Annotate = True) -> RecognizeOut:
+    data = await _read_photo(svc, photo, "the photo")
+    p = svc.personalizer_for(user)
+
+    def work() -> RecognizeOut:
+        from pekit.images import load_image
+
+        img = load_image(data, max_pixels=svc.limits.max_pixels)
+        dets = p.recognize(img, threshold=threshold)
+        shown = jpeg_data_url(p.annotate(img, dets)) if annotate else None
+        return RecognizeOut(detections=detections_out(dets), width=img.shape[1], height=img.shape[0],
+                            annotated=shown)
+
+    return await svc.pool.run(work)
+
+
+async def _respond(svc: Svc, user: ApiKey, photo: UploadFile, question: str | None, options: str | None,
+                   threshold: float | None, max_new_tokens: int) -> AnswerOut:
+    data = await _read_photo(svc, photo, "the photo")
+    choices = _json_field(options, "options", '{"A": "Bo", "B": "Mochi"}')
+    if choices is not None and not (isinstance(choices, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in choices.items())):
+        raise InvalidInputError('options must be a JSON object of letter -> text, e.g. {"A": "Bo", "B": "Mochi"}')
+    p = svc.personalizer_for(user)
+
+    def work() -> AnswerOut:
+        from pekit.images import load_image
+
+        img = load_image(data, max_pixels=svc.limits.max_pixels)
+        if question is None:
+            answer = p.caption(img, threshold=threshold, max_new_tokens=max_new_tokens)
+        else:
+            answer = p.ask(img, question, options=choices, threshold=threshold, max_new_tokens=max_new_tokens)
+        shown = jpeg_data_url(answer.image) if answer.image is not None else None
+        return AnswerOut(text=answer.text, choice=answer.choice, detections=detections_out(answer.detections),
+                         prompt=answer.prompt, backend=answer.meta.get("backend"), annotated=shown)
+
+    return await svc.pool.run(work)
+
+
+@router.post("/ask", response_model=AnswerOut, summary="ask the LVLM about a photo, using your concepts' names")
+async def ask(svc: Svc, user: User, photo: Annotated[UploadFile, File(description="the photo")],
+              question: Annotated[str, Form(min_length=1, max_length=TEXT_MAX, description="e.g. What is Bo doing?")],
+              options: Annotated[str | None, Form(max_length=TEXT_MAX, description='JSON multiple-choice options, '
+                                                  'e.g. {"A": "Bo", "B": "Mochi"}')] = None,
+              threshold: Threshold = None, max_new_tokens: MaxTokens = 256) -> AnswerOut:
+    return await _respond(svc, user, photo, question, options, threshold, max_new_tokens)
+
+
+@router.post("/caption", response_model=AnswerOut, summary="caption a photo, calling your concepts by name")
+async def caption(svc: Svc, user: User, photo: Annotated[UploadFile, File(description="the photo")],
+                  threshold: Threshold = None, max_new_tokens: MaxTokens = 256) -> AnswerOut:
+    return await _respond(svc, user, photo, None, None, threshold, max_new_tokens)
+
+
+@router.get("/me", summary="who the key belongs to", responses={200: {"description": "the key's user"}})
+def me(user: User, response: Response) -> dict[str, str]:
+    response.headers["Cache-Control"] = "no-store"
+    return {"user": user.namespace, "key_id": user.key_id}

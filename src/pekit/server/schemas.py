@@ -1,0 +1,89 @@
+"""Response bodies of the HTTP API (pydantic), shown in the OpenAPI schema at ``/docs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+__all__ = ["AnswerOut", "ConceptOut", "ContextIn", "DetectionOut", "ErrorBody", "ErrorOut", "Forgotten",
+           "Health", "RecognizeOut", "concept_out", "detections_out"]
+
+#: Longest concept name, category, and context/question text the API accepts.
+NAME_MAX, CATEGORY_MAX, TEXT_MAX = 200, 200, 2000
+
+
+class ConceptOut(BaseModel):
+    name: str = Field(description="what the user calls it, e.g. 'Bo'")
+    category: str = Field(description="its class, e.g. 'dog' (may be empty)")
+    context: str = Field(description="what the LVLM is told about it (may be empty)")
+    views: int = Field(description="number of reference views stored")
+    threshold: float | None = Field(description="the concept's own recognition threshold, or null for the global one")
+    created: float = Field(description="seconds since the epoch")
+    updated: float = Field(description="seconds since the epoch")
+    boxes: list[list[float]] | None = Field(default=None, description="the object's box in each reference photo "
+                                            "(x0, y0, x1, y1 pixels); only when one concept is asked for")
+
+
+class ContextIn(BaseModel):
+    """New text for a stored concept; fields left out are kept."""
+
+    model_config = {"extra": "forbid"}
+    context: str | None = Field(default=None, max_length=TEXT_MAX, description="what the LVLM should know about it")
+    category: str | None = Field(default=None, max_length=CATEGORY_MAX, description="its class, e.g. 'dog'")
+
+
+class DetectionOut(BaseModel):
+    name: str
+    score: float = Field(description="match score; higher is surer")
+    box: list[float] = Field(description="x0, y0, x1, y1 in pixels of the uploaded photo (EXIF-rotated)")
+
+
+class RecognizeOut(BaseModel):
+    detections: list[DetectionOut] = Field(description="the caller's concepts found in the photo, best first")
+    width: int
+    height: int
+    annotated: str | None = Field(default=None, description="the photo with the boxes drawn, as a "
+                                  "data:image/jpeg;base64 URL (when annotate=true)")
+
+
+class AnswerOut(BaseModel):
+    text: str = Field(description="the LVLM's answer ('' with the 'none' backend)")
+    choice: str | None = Field(default=None, description="the parsed letter of a multiple-choice question")
+    detections: list[DetectionOut]
+    prompt: str = Field(description="the exact prompt the LVLM got (or would get)")
+    backend: str | None = None
+    annotated: str | None = Field(default=None, description="the annotated photo the LVLM saw, as a data URL")
+
+
+class Forgotten(BaseModel):
+    forgotten: str
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(description="error class, e.g. ConceptNotFoundError")
+    status: int
+    message: str = Field(description="what went wrong and what to do")
+    detail: Any = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+    request_id: str
+
+
+def concept_out(c: Any, *, boxes: bool = False) -> ConceptOut:
+    """From a `Concept` or a `ConceptSummary`."""
+    views = c.views if isinstance(c.views, int) else len(c.views)
+    meta_boxes = c.meta.get("boxes") if boxes and hasattr(c, "meta") else None
+    return ConceptOut(name=c.name, category=c.category, context=c.context, views=views, threshold=c.threshold,
+                      created=c.created, updated=c.updated, boxes=meta_boxes)
+
+
+def detections_out(dets: Any) -> list[DetectionOut]:
+    return [DetectionOut(name=d["name"], score=d["score"], box=d["box"]) for d in dets.to_list()]

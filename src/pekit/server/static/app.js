@@ -1,0 +1,233 @@
+// pekit web page: sign in with an API key, introduce concepts (photos + a drawn box each),
+// recognize / ask about a new photo, list and forget concepts. Plain JS, no network but this server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const KEY = "pekit.key";
+let boxes = [];  // per selected photo: [x0, y0, x1, y1] in the photo's pixels, or null
+
+function key() { return sessionStorage.getItem(KEY); }
+
+async function api(method, path, body) {
+  const headers = { Authorization: "Bearer " + key() };
+  if (body !== undefined && !(body instanceof FormData)) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(body);
+  }
+  const res = await fetch(path, { method, headers, body });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const msg = (data.error && data.error.message) || res.statusText;
+    const err = new Error(msg);
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+
+function status(id, text, isError) {
+  const el = $(id);
+  el.textContent = text;
+  el.classList.toggle("error", Boolean(isError));
+}
+
+async function busy(button, work) {
+  button.disabled = true;
+  try { await work(); } finally { button.disabled = false; }
+}
+
+// ---- sign in ---------------------------------------------------------------------------
+async function signIn(token) {
+  sessionStorage.setItem(KEY, token);
+  try {
+    const me = await api("GET", "/v1/me");
+    $("who").textContent = "signed in as " + me.user;
+    $("signin-box").hidden = true;
+    $("app").hidden = false;
+    $("signout").hidden = false;
+    status("signin-status", "");
+    await refreshConcepts();
+  } catch (err) {
+    sessionStorage.removeItem(KEY);
+    status("signin-status", err.message, true);
+  }
+}
+
+function signOut() {
+  sessionStorage.removeItem(KEY);
+  $("who").textContent = "not signed in";
+  $("app").hidden = true;
+  $("signin-box").hidden = false;
+  $("signout").hidden = true;
+  $("key").value = "";
+}
+
+// ---- drawing a box on each reference photo ----------------------------------------------
+function drawBox(canvas, img, box) {
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+  if (!box) return;
+  const s = canvas.width / img.naturalWidth;
+  ctx.lineWidth = Math.max(3, canvas.width / 150);
+  ctx.strokeStyle = "#ff2d55";
+  ctx.strokeRect(box[0] * s, box[1] * s, (box[2] - box[0]) * s, (box[3] - box[1]) * s);
+}
+
+function photoCanvas(file, index) {
+  const canvas = document.createElement("canvas");
+  canvas.dataset.index = String(index);
+  canvas.setAttribute("aria-label", "photo " + (index + 1) + ": drag to draw a box around the object");
+  const img = new Image();
+  img.onload = () => {
+    const scale = Math.min(1, 1200 / img.naturalWidth);
+    canvas.width = Math.round(img.naturalWidth * scale);
+    canvas.height = Math.round(img.naturalHeight * scale);
+    drawBox(canvas, img, null);
+    canvas.dataset.ready = "1";
+  };
+  img.src = URL.createObjectURL(file);
+  let start = null;
+  const at = (ev) => {  // pointer position in the photo's own pixels
+    const r = canvas.getBoundingClientRect();
+    const x = (ev.clientX - r.left) / r.width * img.naturalWidth;
+    const y = (ev.clientY - r.top) / r.height * img.naturalHeight;
+    return [Math.max(0, Math.min(img.naturalWidth, x)), Math.max(0, Math.min(img.naturalHeight, y))];
+  };
+  canvas.addEventListener("pointerdown", (ev) => {
+    start = at(ev);
+    canvas.setPointerCapture(ev.pointerId);
+  });
+  canvas.addEventListener("pointermove", (ev) => {
+    if (!start) return;
+    const p = at(ev);
+    drawBox(canvas, img, [Math.min(start[0], p[0]), Math.min(start[1], p[1]),
+                          Math.max(start[0], p[0]), Math.max(start[1], p[1])]);
+  });
+  canvas.addEventListener("pointerup", (ev) => {
+    if (!start) return;
+    const p = at(ev);
+    const box = [Math.min(start[0], p[0]), Math.min(start[1], p[1]), Math.max(start[0], p[0]), Math.max(start[1], p[1])]
+      .map((v) => Math.round(v));
+    start = null;
+    const big = box[2] - box[0] >= 8 && box[3] - box[1] >= 8;  // a click is not a box
+    boxes[index] = big ? box : null;
+    drawBox(canvas, img, boxes[index]);
+    canvas.dataset.box = big ? box.join(",") : "";
+  });
+  return canvas;
+}
+
+function showPhotos() {
+  const files = Array.from($("photos").files);
+  boxes = files.map(() => null);
+  const holder = $("boxes");
+  holder.replaceChildren(...files.map((f, i) => photoCanvas(f, i)));
+}
+
+async function introduce(ev) {
+  ev.preventDefault();
+  const form = new FormData();
+  form.append("name", $("name").value);
+  form.append("category", $("category").value);
+  form.append("context", $("context").value);
+  for (const f of $("photos").files) form.append("photos", f, f.name);
+  if (boxes.some((b) => b)) form.append("boxes", JSON.stringify(boxes));
+  status("introduce-status", "introducing…");
+  await busy($("introduce"), async () => {
+    try {
+      const c = await api("POST", "/v1/concepts", form);
+      status("introduce-status", `introduced ${c.name} from ${c.views} photo(s)`);
+      $("introduce-form").reset();
+      $("boxes").replaceChildren();
+      boxes = [];
+      await refreshConcepts();
+    } catch (err) { status("introduce-status", err.message, true); }
+  });
+}
+
+// ---- recognize / ask ------------------------------------------------------------------------
+function showResult(data) {
+  $("result").hidden = false;
+  $("result-img").src = data.annotated || "";
+  const items = data.detections.map((d) => {
+    const li = document.createElement("li");
+    li.textContent = `${d.name} (${d.score.toFixed(2)})`;
+    li.dataset.box = d.box.map((v) => Math.round(v)).join(",");
+    return li;
+  });
+  if (!items.length) {
+    const li = document.createElement("li");
+    li.textContent = "none of your concepts found";
+    items.push(li);
+  }
+  $("detections").replaceChildren(...items);
+  $("answer").textContent = data.text !== undefined
+    ? (data.text || (data.backend === "none" ? "No LVLM is configured on the server; the prompt it would get is below." : ""))
+    : "";
+  $("prompt").textContent = data.prompt || "";
+  $("prompt-box").hidden = !data.prompt;
+}
+
+async function query(kind) {
+  const file = $("query").files[0];
+  if (!file) { status("ask-status", "choose a photo first", true); return; }
+  const form = new FormData();
+  form.append("photo", file, file.name);
+  if (kind === "ask") {
+    const q = $("question").value.trim();
+    if (!q) { status("ask-status", "type a question (or use Find my concepts)", true); return; }
+    form.append("question", q);
+  }
+  status("ask-status", kind === "ask" ? "asking…" : "looking…");
+  await busy($(kind), async () => {
+    try {
+      const data = await api("POST", kind === "ask" ? "/v1/ask" : "/v1/recognize", form);
+      showResult(data);
+      status("ask-status", data.detections.length ? `found ${data.detections.length}` : "found none");
+    } catch (err) { status("ask-status", err.message, true); }
+  });
+}
+
+// ---- list / forget ------------------------------------------------------------------------------
+async function refreshConcepts() {
+  try {
+    const list = await api("GET", "/v1/concepts");
+    const items = list.map((c) => {
+      const li = document.createElement("li");
+      const label = document.createElement("span");
+      label.textContent = `${c.name}${c.category ? " (" + c.category + ")" : ""} — ${c.views} view(s)`
+        + (c.context ? ": " + c.context : "");
+      const forget = document.createElement("button");
+      forget.type = "button";
+      forget.className = "secondary forget";
+      forget.dataset.name = c.name;
+      forget.textContent = "Forget";
+      forget.addEventListener("click", () => forgetConcept(c.name, forget));
+      li.append(label, forget);
+      return li;
+    });
+    $("concepts").replaceChildren(...items);
+    status("concepts-status", list.length ? "" : "no concepts yet: introduce one above");
+  } catch (err) { status("concepts-status", err.message, true); }
+}
+
+async function forgetConcept(name, button) {
+  if (!window.confirm(`Forget ${name}? Its stored views are deleted.`)) return;
+  await busy(button, async () => {
+    try {
+      await api("DELETE", "/v1/concepts/" + encodeURIComponent(name));
+      status("concepts-status", `forgot ${name}`);
+      await refreshConcepts();
+    } catch (err) { status("concepts-status", err.message, true); }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("signin-form").addEventListener("submit", (ev) => { ev.preventDefault(); signIn($("key").value.trim()); });
+  $("signout").addEventListener("click", signOut);
+  $("photos").addEventListener("change", showPhotos);
+  $("introduce-form").addEventListener("submit", introduce);
+  $("recognize").addEventListener("click", () => query("recognize"));
+  $("ask-form").addEventListener("submit", (ev) => { ev.preventDefault(); query("ask"); });
+  if (key()) signIn(key());
+});

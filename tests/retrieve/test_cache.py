@@ -1,0 +1,110 @@
+"""`GalleryCache`: one gallery per namespace, rebuilt only after a write; lazy parts at scale."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pekit.memory import SqliteMemory
+from pekit.retrieve.cache import GalleryCache
+from pekit.types import Concept
+
+D = 16
+
+
+def unit(k: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(k, D)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def make(name: str, seed: int, namespace: str = "default", parts: bool = True) -> Concept:
+    return Concept(name, unit(2, seed), namespace=namespace, backbone="toy",
+                   parts=unit(3, seed + 1000) if parts else None)
+
+
+@pytest.fixture
+def memory(tmp_path: Path) -> SqliteMemory:
+    with SqliteMemory(tmp_path / "m.db") as m:
+        yield m
+
+
+def test_the_gallery_is_read_once_and_rebuilt_after_each_write(memory: SqliteMemory) -> None:
+    cache = GalleryCache(memory)
+    memory.add(make("Bo", 1))
+    first = cache.get()
+    assert cache.get() is first and cache.builds == 1
+    memory.add(make("Rex", 2))
+    second = cache.get()
+    assert second is not first and second.gallery.names == ["Bo", "Rex"] and cache.builds == 2
+    memory.update(dataclasses.replace(memory.get("Rex"), threshold=0.9))
+    assert cache.get().gallery.thresholds[1] == pytest.approx(0.9)
+    memory.remove("Bo")
+    assert cache.get().gallery.names == ["Rex"] and cache.builds == 4
+
+
+def test_writes_to_another_namespace_keep_the_cache(memory: SqliteMemory) -> None:
+    cache = GalleryCache(memory)
+    memory.add(make("Bo", 1))
+    entry = cache.get()
+    memory.add(make("Mia", 2, namespace="alice"))
+    assert cache.get() is entry and cache.get("alice").gallery.names == ["Mia"]
+
+
+def test_a_write_by_another_connection_invalidates(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    with SqliteMemory(path) as reader, SqliteMemory(path) as writer:
+        cache = GalleryCache(reader)
+        writer.add(make("Bo", 1))
+        assert cache.get().gallery.names == ["Bo"]
+        writer.add(make("Rex", 2))  # as another worker process would
+        assert cache.get().gallery.names == ["Bo", "Rex"]
+
+
+def test_select_splits_objects_from_the_rest(memory: SqliteMemory) -> None:
+    memory.add(make("Bo", 1))
+    memory.add(dataclasses.replace(make("Lin", 2), meta={"kind": "person"}))
+    entry = GalleryCache(memory, select=lambda c: c.meta.get("kind") != "person").get()
+    assert entry.gallery.names == ["Bo"] and [c.name for c in entry.others] == ["Lin"]
+
+
+def test_a_large_namespace_keeps_no_parts_and_fetches_them_per_subset(memory: SqliteMemory) -> None:
+    for i in range(6):
+        memory.add(make(f"c{i}", i, parts=i != 3))
+    memory.add(make("other", 99, namespace="bob"))
+    cache = GalleryCache(memory, eager=4, part_cache=2)
+    g = cache.get().gallery
+    assert g.fetch is not None and all(p is None for p in g.parts)
+    sub = g.subset([1, 3, 5])
+    assert sub.fetch is None and sub.names == ["c1", "c3", "c5"]
+    assert np.allclose(sub.parts[0], memory.get("c1").parts, atol=2e-3)  # float16 copies
+    assert sub.parts[1] is None  # stored without parts
+    assert np.allclose(sub.parts[2], memory.get("c5").parts, atol=2e-3)
+    again = g.subset([5, 1])  # served from the LRU (bounded at 2 concepts): same values
+    assert np.array_equal(again.parts[0], sub.parts[2])
+    # the full part matrix still works on a lazy gallery (every concept fetched)
+    flat, offsets = g.parts_matrix()
+    assert flat.shape == (15, D) and offsets.tolist() == [0, 3, 6, 9, 9, 12, 15]
+
+
+def test_eager_namespace_matches_a_gallery_built_from_concepts(memory: SqliteMemory) -> None:
+    for i in range(3):
+        memory.add(make(f"c{i}", i))
+    g = GalleryCache(memory).get().gallery
+    assert g.fetch is None and all(np.array_equal(p, memory.get(f"c{i}").parts) for i, p in enumerate(g.parts))
+
+
+def test_namespaces_beyond_the_bound_are_dropped_least_recent_first(memory: SqliteMemory) -> None:
+    for ns in "abc":
+        memory.add(make("Bo", ord(ns), namespace=ns))
+    cache = GalleryCache(memory, max_namespaces=2)
+    a = cache.get("a")
+    cache.get("b")
+    assert cache.get("a") is a  # a is now the most recent
+    cache.get("c")                # drops b
+    builds = cache.builds
+    assert cache.get("a") is a and cache.builds == builds
+    cache.get("b")
+    assert cache.builds == builds + 1

@@ -1,0 +1,121 @@
+"""The HTTP API end to end through FastAPI's TestClient, on the real offline pipeline."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import pytest
+
+from .conftest import CAT_BOX, auth, introduce
+
+
+def test_introduce_list_get_update_recognize_ask_caption_forget(client: Any, alice: dict[str, str],
+                                                                photos: dict[str, bytes]) -> None:
+    r = introduce(client, alice, "Tom", photos["cat"], CAT_BOX, category="cat", context="my cat")
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "Tom" and r.json()["views"] == 1 and len(r.json()["boxes"]) == 1
+    assert [c["name"] for c in client.get("/v1/concepts", headers=alice).json()] == ["Tom"]
+    assert client.get("/v1/concepts/Tom", headers=alice).json()["context"] == "my cat"
+
+    r = client.patch("/v1/concepts/Tom", headers=alice, json={"context": "the neighbour's cat"})
+    assert r.status_code == 200 and r.json()["context"] == "the neighbour's cat"
+    assert r.json()["category"] == "cat"  # left out: kept
+
+    r = client.post("/v1/recognize", headers=alice, files={"photo": ("q.jpg", photos["cat"], "image/jpeg")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [d["name"] for d in body["detections"]] == ["Tom"]
+    assert (body["width"], body["height"]) == (451, 300)
+    from PIL import Image
+
+    shown = Image.open(io.BytesIO(base64.b64decode(body["annotated"].split(",", 1)[1])))
+    assert shown.size == (451, 300)
+
+    r = client.post("/v1/recognize", headers=alice, files={"photo": ("q.jpg", photos["cup"], "image/jpeg")},
+                    data={"annotate": "false"})
+    assert r.json()["detections"] == [] and r.json()["annotated"] is None
+
+    r = client.post("/v1/ask", headers=alice, data={"question": "What is Tom doing?"},
+                    files={"photo": ("q.jpg", photos["cat"], "image/jpeg")})
+    assert r.status_code == 200, r.text
+    assert r.json()["backend"] == "none" and "Tom" in r.json()["prompt"] and r.json()["annotated"]
+    assert "the neighbour's cat" in r.json()["prompt"]  # the updated context reaches the LVLM
+
+    r = client.post("/v1/caption", headers=alice, files={"photo": ("q.jpg", photos["cat"], "image/jpeg")})
+    assert r.status_code == 200 and "Tom" in r.json()["prompt"]
+
+    r = client.post("/v1/concepts/Tom/views", headers=alice, files={"photo": ("v.jpg", photos["cat"], "image/jpeg")},
+                    data={"box": "[110, 30, 310, 280]"})
+    assert r.status_code == 200, r.text
+    assert r.json()["views"] == 2
+
+    assert client.delete("/v1/concepts/Tom", headers=alice).json() == {"forgotten": "Tom"}
+    assert client.get("/v1/concepts", headers=alice).json() == []
+    assert client.delete("/v1/concepts/Tom", headers=alice).status_code == 404
+
+
+def test_a_second_app_on_the_same_file_sees_writes(make_app: Any, alice: dict[str, str], client: Any,
+                                                   photos: dict[str, bytes]) -> None:
+    """Two server processes share the memory and key files: a concept introduced through one
+    is recognized through the other, and a key made by one works on the other."""
+    other = make_app()
+    assert client.get("/v1/recognize", headers=alice).status_code == 405
+    r = other.post("/v1/recognize", headers=alice, files={"photo": ("q.jpg", photos["cat"], "image/jpeg")})
+    assert r.json()["detections"] == []  # the other's gallery is now built (empty)
+    assert introduce(client, alice, "Tom", photos["cat"], CAT_BOX).status_code == 201
+    r = other.post("/v1/recognize", headers=alice, files={"photo": ("q.jpg", photos["cat"], "image/jpeg")})
+    assert [d["name"] for d in r.json()["detections"]] == ["Tom"]
+    assert client.delete("/v1/concepts/Tom", headers=alice).status_code == 200
+    r = other.post("/v1/recognize", headers=alice, files={"photo": ("q.jpg", photos["cat"], "image/jpeg")})
+    assert r.json()["detections"] == []
+
+
+def test_duplicate_names_and_replace(client: Any, alice: dict[str, str], photos: dict[str, bytes]) -> None:
+    assert introduce(client, alice, "Tom", photos["cat"], CAT_BOX).status_code == 201
+    r = introduce(client, alice, "tom", photos["cat"], CAT_BOX)
+    assert r.status_code == 409 and r.json()["error"]["type"] == "DuplicateConceptError"
+    r = introduce(client, alice, "Tom", photos["cat"], CAT_BOX, replace="true", context="new")
+    assert r.status_code == 201 and r.json()["context"] == "new"
+    assert len(client.get("/v1/concepts", headers=alice).json()) == 1
+
+
+def test_health_metrics_and_request_ids(client: Any, alice: dict[str, str]) -> None:
+    r = client.get("/healthz")
+    assert r.json()["status"] == "ok" and r.headers["X-Request-ID"]
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+    bad = client.get("/healthz", headers={"X-Request-ID": "<script>" + "x" * 100})
+    assert bad.headers["X-Request-ID"] != "<script>" and len(bad.headers["X-Request-ID"]) == 32
+    r = client.get("/v1/concepts/nobody", headers={**alice, "X-Request-ID": "req-7"})
+    assert r.status_code == 404 and r.json()["request_id"] == "req-7" and r.headers["X-Request-ID"] == "req-7"
+    text = client.get("/metrics").text
+    assert 'pekit_http_requests_total{method="GET",route="/v1/concepts/{name}",status="404"} 1' in text
+    assert 'pekit_http_request_duration_seconds_count{route="/healthz"} 3' in text
+    assert "nobody" not in text  # routes are labelled by template, never by a user's concept name
+    assert "# TYPE pekit_backbone_refused_total counter" in text
+
+
+def test_openapi_docs_and_the_page_are_served(client: Any) -> None:
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/concepts", "/v1/concepts/{name}", "/v1/recognize", "/v1/ask", "/v1/caption", "/healthz",
+            "/metrics"} <= set(schema["paths"])
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and "<title>pekit</title>" in page.text
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    for text in (page.text, client.get("/static/app.js").text, client.get("/static/app.css").text):
+        assert "http://" not in text and "https://" not in text  # no CDN: the page works offline
+
+
+def test_logs_carry_the_request_id_and_never_the_key(client: Any, alice: dict[str, str],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="pekit.server"):
+        client.get("/v1/concepts", headers={**alice, "X-Request-ID": "trace-42"})
+        client.get("/v1/concepts", headers=auth("pk_000000000000_" + "A" * 43))
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("pekit.server")]
+    assert any("trace-42" in line and "/v1/concepts 200" in line for line in lines)
+    token = alice["Authorization"].split()[1]
+    assert not any(token in line or token[20:] in line for line in caplog.text.splitlines())

@@ -1,0 +1,87 @@
+"""API keys: shown once, stored one-way hashed, revocable, shared by every process on the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pekit.errors import InvalidInputError
+from pekit.server.keys import KeyStore, RevokedKeyError, UnknownKeyError
+
+
+def test_a_key_maps_to_its_user_and_only_its_hash_is_stored(tmp_path: Path) -> None:
+    path = tmp_path / "keys.db"
+    with KeyStore(path) as keys:
+        token = keys.create("alice", label="phone")
+        assert keys.verify(token).namespace == "alice"
+        key_id, secret = token.split("_", 2)[1:]
+        assert [(k.key_id, k.namespace, k.label, k.revoked) for k in keys.list()] == [(key_id, "alice", "phone", None)]
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert secret.encode() not in stored and token.encode() not in stored
+
+
+@pytest.mark.parametrize("bad", ["", "pk_", "nonsense", "pk_zzzzzzzzzzzz_" + "a" * 43, "pk_abcdefabcdef_short"])
+def test_malformed_tokens_are_refused(bad: str) -> None:
+    with pytest.raises(UnknownKeyError, match="malformed"):
+        KeyStore(":memory:").verify(bad)
+
+
+def test_a_wrong_secret_or_unknown_id_is_refused() -> None:
+    keys = KeyStore(":memory:")
+    token = keys.create("alice")
+    prefix, key_id, secret = token.split("_", 2)
+    wrong = f"{prefix}_{key_id}_{'B' if secret[0] != 'B' else 'C'}{secret[1:]}"
+    for bad in (wrong, f"pk_{'0' * 12}_{secret}"):
+        with pytest.raises(UnknownKeyError, match="not valid"):
+            keys.verify(bad)
+
+
+def test_revocation_is_seen_by_another_process_at_once(tmp_path: Path) -> None:
+    one, two = KeyStore(tmp_path / "keys.db"), KeyStore(tmp_path / "keys.db")
+    a1, a2, b = one.create("alice"), one.create("alice"), one.create("bob")
+    assert two.verify(a1).namespace == "alice"
+    assert [k.namespace for k in two.revoke(a1.split("_")[1])] == ["alice"]
+    with pytest.raises(RevokedKeyError):
+        one.verify(a1)
+    assert one.verify(a2).namespace == "alice"
+    assert {k.key_id for k in one.revoke("user:alice")} == {a2.split("_")[1]}
+    with pytest.raises(RevokedKeyError):
+        two.verify(a2)
+    assert two.verify(b).namespace == "bob"
+    with pytest.raises(InvalidInputError, match="no active key"):
+        one.revoke("user:alice")
+
+
+@pytest.mark.parametrize("user", ["", "../x", "a/b", "a b", "x" * 65, "-dash"])
+def test_user_names_must_be_plain(user: str) -> None:
+    with pytest.raises(InvalidInputError, match="user name"):
+        KeyStore(":memory:").create(user)
+
+
+def test_the_keys_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pekit.cli import main
+
+    path = str(tmp_path / "k.db")
+    assert main(["keys", "create", "alice", "--keys", path, "--json"]) == 0
+    created: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert created["user"] == "alice" and KeyStore(path).verify(created["key"]).namespace == "alice"
+    assert main(["keys", "list", "--keys", path]) == 0
+    listed = capsys.readouterr().out
+    assert "alice" in listed and "active" in listed and created["key"].split("_")[2] not in listed
+    key_id = created["key"].split("_")[1]
+    assert main(["keys", "revoke", key_id, "--keys", path]) == 0
+    assert f"revoked {key_id}" in capsys.readouterr().out
+    assert main(["keys", "revoke", key_id, "--keys", path]) == 2
+    assert "no active key" in capsys.readouterr().err
+    assert main(["keys", "create", "../x", "--keys", path]) == 2
+
+
+def test_the_default_key_file_sits_beside_the_memory(tmp_path: Path) -> None:
+    from pekit.server.app import keys_path_for
+
+    assert keys_path_for(str(tmp_path / "concepts.db")) == str(tmp_path / "concepts.keys.db")
+    assert keys_path_for((tmp_path / "a.db").as_uri()) == str(tmp_path / "a.keys.db")
+    assert keys_path_for("postgresql://pekit@localhost/pekit").endswith("keys.db")

@@ -1,0 +1,230 @@
+"""Isolation between users, and every bad request a 4xx JSON error that stores nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pekit.errors import ConceptNotFoundError
+
+from .conftest import CAT_BOX, auth, introduce
+
+
+def _store(client: Any) -> Any:
+    return client.app.state.service.personalizer.memory
+
+
+def test_one_user_can_never_reach_another_users_concepts(client: Any, alice: dict[str, str], bob: dict[str, str],
+                                                         photos: dict[str, bytes]) -> None:
+    assert introduce(client, alice, "Tom", photos["cat"], CAT_BOX, context="alice's cat").status_code == 201
+    tom = _store(client).get("Tom", namespace="alice")
+    cat = {"photo": ("q.jpg", photos["cat"], "image/jpeg")}
+
+    assert client.get("/v1/concepts", headers=bob).json() == []
+    r = client.post("/v1/recognize", headers=bob, files=cat)
+    assert r.status_code == 200 and r.json()["detections"] == []
+    r = client.post("/v1/ask", headers=bob, files=cat, data={"question": "Who is this?"})
+    assert "Tom" not in r.json()["prompt"] and "alice's cat" not in r.json()["prompt"]
+    for target in ("Tom", "tom", str(tom.id), f"{tom.id}", "alice:Tom", "%2e%2e%2falice%2fTom"):
+        assert client.get(f"/v1/concepts/{target}", headers=bob).status_code in (404, 422), target
+        assert client.patch(f"/v1/concepts/{target}", headers=bob, json={"context": "mine"}).status_code in (404, 422)
+        assert client.delete(f"/v1/concepts/{target}", headers=bob).status_code in (404, 422)
+        r = client.post(f"/v1/concepts/{target}/views", headers=bob, files=cat)
+        assert r.status_code in (404, 422), target
+    # a namespace sent by the client is ignored: there is no such parameter
+    assert client.get("/v1/concepts?namespace=alice", headers=bob).json() == []
+    # bob may use the same name for his own concept
+    assert introduce(client, bob, "Tom", photos["cup"]).status_code == 201
+
+    after = _store(client).get("Tom", namespace="alice")
+    assert (after.id, after.context, after.views.shape, after.updated) == (tom.id, tom.context, tom.views.shape,
+                                                                         tom.updated)
+    assert [c["name"] for c in client.get("/v1/concepts", headers=alice).json()] == ["Tom"]
+
+
+def test_the_store_refuses_cross_namespace_reads_and_writes(client: Any, alice: dict[str, str],
+                                                            photos: dict[str, bytes]) -> None:
+    assert introduce(client, alice, "Tom", photos["cat"], CAT_BOX).status_code == 201
+    memory = _store(client)
+    tom = memory.get("Tom", namespace="alice")
+    with pytest.raises(ConceptNotFoundError):
+        memory.get("Tom", namespace="bob")
+    with pytest.raises(ConceptNotFoundError):
+        memory.remove("Tom", namespace="bob")
+    # an update naming alice's concept id but bob's namespace must not move or change it
+    with pytest.raises(ConceptNotFoundError):
+        memory.update(dataclasses.replace(tom, namespace="bob", context="stolen"))
+    assert memory.concepts(namespace="bob") == [] and memory.summaries(namespace="bob") == []
+    assert memory.get("Tom", namespace="alice").context == tom.context
+
+
+def _png_bomb(side: int = 20000) -> bytes:
+    """A 1-bit ``side`` x ``side`` PNG of zeros: ~50 kB on the wire, 400 MP once decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + side // 8)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+BAD_REQUESTS = [
+    # (case, method, path, keyword arguments, status, words in the message)
+    ("not an image", "post", "/v1/concepts",
+     {"data": {"name": "X"}, "files": [("photos", ("x.jpg", b"#!/bin/sh\nexit\n", "image/jpeg"))]},
+     415, "not an image"),
+    ("empty photo", "post", "/v1/concepts",
+     {"data": {"name": "X"}, "files": [("photos", ("x.jpg", b"", "image/jpeg"))]}, 422, "empty"),
+    ("truncated png", "post", "/v1/recognize", {"files": {"photo": ("x.png", b"\x89PNG\r\n\x1a\n\0\0", "image/png")}},
+     422, "could not be read"),
+    ("decompression bomb", "post", "/v1/concepts",
+     {"data": {"name": "X"}, "files": [("photos", ("bomb.png", _png_bomb(), "image/png"))]}, 413, "pixels"),
+    ("decompression bomb to recognize", "post", "/v1/recognize",
+     {"files": {"photo": ("bomb.png", _png_bomb(), "image/png")}}, 413, "decompression bomb"),
+    ("path-like name", "post", "/v1/concepts", {"data": {"name": "../x"}, "files": "cat"}, 422, "looks like a path"),
+    ("slash in name", "post", "/v1/concepts", {"data": {"name": "a/b"}, "files": "cat"}, 422, "looks like a path"),
+    ("path-like file name", "post", "/v1/concepts",
+     {"data": {"name": "X"}, "files": [("photos", ("../../etc/x.jpg", b"", "image/jpeg"))]}, 400, "looks like a path"),
+    ("control characters", "post", "/v1/concepts", {"data": {"name": "Bo\x1b[31m"}, "files": "cat"}, 422,
+     "control character"),
+    ("bad boxes", "post", "/v1/concepts", {"data": {"name": "X", "boxes": "[[1,2"}, "files": "cat"}, 422, "JSON"),
+    ("tiny box", "post", "/v1/concepts", {"data": {"name": "X", "boxes": "[[1,2,3,4]]"}, "files": "cat"}, 422,
+     "at least"),
+    ("no photo", "post", "/v1/concepts", {"data": {"name": "X"}}, 422, "photos"),
+    ("huge json", "patch", "/v1/concepts/X", {"content": b'{"context": "' + b"a" * 10_000_000 + b'"}',
+                                              "headers": {"Content-Type": "application/json"}}, 413, "limit"),
+    ("unknown field", "patch", "/v1/concepts/X", {"json": {"namespace": "bob"}}, 422, "namespace"),
+    ("wrong method", "put", "/v1/concepts", {}, 405, "not allowed"),
+    ("wrong method on recognize", "get", "/v1/recognize", {}, 405, "not allowed"),
+    ("unknown route", "get", "/v1/nothing", {}, 404, "no such route"),
+    ("bad threshold", "post", "/v1/recognize", {"data": {"threshold": "2"}, "files": "photo"}, 422, "threshold"),
+]
+
+
+@pytest.mark.parametrize(("case", "method", "path", "kwargs", "status", "words"), BAD_REQUESTS,
+                         ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_requests_are_clear_4xx_and_store_nothing(client: Any, alice: dict[str, str], photos: dict[str, bytes],
+                                                      case: str, method: str, path: str, kwargs: dict[str, Any],
+                                                      status: int, words: str) -> None:
+    kwargs = dict(kwargs)
+    if kwargs.get("files") == "cat":
+        kwargs["files"] = [("photos", ("cat.jpg", photos["cat"], "image/jpeg"))]
+    elif kwargs.get("files") == "photo":
+        kwargs["files"] = {"photo": ("cat.jpg", photos["cat"], "image/jpeg")}
+    kwargs["headers"] = {**alice, **kwargs.get("headers", {})}
+    r = client.request(method.upper(), path, **kwargs)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error"]["status"] == status and body["request_id"] == r.headers["X-Request-ID"]
+    assert words.lower() in body["error"]["message"].lower(), body
+    assert _store(client).count() == 0
+
+
+def test_upload_limits(make_app: Any, photos: dict[str, bytes]) -> None:
+    from pekit.server.limits import Limits
+
+    client = make_app(limits=Limits(max_photo_bytes=20_000, max_photos=2, max_body_bytes=100_000,
+                                    max_pixels=200_000))
+    alice = auth(client.app.state.service.keys.create("alice"))
+    small = photos["cat"][:19_000]  # the photo's first bytes: still sniffs as a JPEG
+    cases = [
+        ([("photos", ("a.jpg", photos["cup"], "image/jpeg"))], 413, "per photo"),
+        ([("photos", (f"{i}.jpg", small, "image/jpeg")) for i in range(3)], 413, "at most 2"),
+        ([("photos", (f"{i}.jpg", small, "image/jpeg")) for i in range(6)], 413, "limit is 100000"),
+    ]
+    for files, status, words in cases:
+        r = client.post("/v1/concepts", headers=alice, data={"name": "X"}, files=files)
+        assert r.status_code == status and words in r.json()["error"]["message"], r.text
+    assert _store(client).count() == 0
+
+
+def test_a_chunked_body_over_the_limit_is_refused(client: Any, alice: dict[str, str]) -> None:
+    def chunks() -> Any:
+        for _ in range(200):
+            yield b"x" * 1024
+
+    r = client.patch("/v1/concepts/X", headers={**alice, "Content-Type": "application/json"}, content=chunks())
+    assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("headers", "words"), [
+    ({}, "needs an API key"),
+    ({"Authorization": "Bearer nonsense"}, "malformed"),
+    ({"Authorization": "Basic YWxpY2U6cHc="}, "needs an API key"),
+    ({"Authorization": "Bearer pk_000000000000_" + "A" * 43}, "not valid"),
+])
+def test_missing_or_invalid_keys_are_401(client: Any, headers: dict[str, str], words: str,
+                                         photos: dict[str, bytes]) -> None:
+    upload = {"data": {"name": "X"}, "files": [("photos", ("a.jpg", photos["cat"], "image/jpeg"))]}
+    for method, path, kwargs in (("GET", "/v1/concepts", {}), ("DELETE", "/v1/concepts/X", {}),
+                                 ("POST", "/v1/concepts", upload)):
+        r = client.request(method, path, headers=headers, **kwargs)
+        assert r.status_code == 401 and words in r.json()["error"]["message"], r.text
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert _store(client).count() == 0
+
+
+def test_a_revoked_key_stops_working_at_once(client: Any, photos: dict[str, bytes]) -> None:
+    keys = client.app.state.service.keys
+    token = keys.create("alice")
+    stolen = token[:-1] + ("A" if token[-1] != "A" else "B")  # right id, wrong secret
+    assert client.get("/v1/concepts", headers=auth(token)).status_code == 200
+    assert client.get("/v1/concepts", headers=auth(stolen)).status_code == 401
+    keys.revoke(token.split("_")[1])
+    r = introduce(client, auth(token), "Tom", photos["cat"], CAT_BOX)
+    assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+    assert _store(client).count() == 0
+
+
+class SlowPersonalizer:
+    """A Personalizer whose recognize blocks until ``release`` is set (to fill the pool)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.started, self.release = inner, threading.Event(), threading.Event()
+        self.memory = inner.memory
+
+    def for_namespace(self, namespace: str) -> Any:
+        return self
+
+    def recognize(self, image: Any, **kwargs: Any) -> Any:
+        self.started.set()
+        assert self.release.wait(30)
+        return self.inner.recognize(image, **kwargs)
+
+    def annotate(self, image: Any, dets: Any) -> Any:
+        return self.inner.annotate(image, dets)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_full_queue_is_503_with_retry_after(make_app: Any, make_personalizer: Any, tmp_path: Path,
+                                               photos: dict[str, bytes]) -> None:
+    slow = SlowPersonalizer(make_personalizer(memory=str(tmp_path / "slow.db")))
+    client = make_app(personalizer=slow, workers=1, queue=0, retry_after=7)
+    alice = auth(client.app.state.service.keys.create("alice"))
+    photo = {"photo": ("q.jpg", photos["cat"], "image/jpeg")}
+    first: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: first.update(r=client.post("/v1/recognize", headers=alice, files=photo)))
+    worker.start()
+    assert slow.started.wait(30)  # the one worker is busy, the queue (size 0) is full
+    r = client.post("/v1/recognize", headers=alice, files=photo)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "7" and "busy" in r.json()["error"]["message"]
+    assert client.get("/v1/concepts", headers=alice).status_code == 200  # store-only routes still answer
+    slow.release.set()
+    worker.join(30)
+    assert first["r"].status_code == 200
+    deadline = time.monotonic() + 10
+    while client.app.state.service.pool.admitted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert client.post("/v1/recognize", headers=alice, files=photo).status_code == 200
+    assert "pekit_backbone_refused_total 1" in client.get("/metrics").text
