@@ -385,3 +385,17 @@ def test_sigkill_mid_stream_loses_no_acknowledged_concept(store: StoreHandle) ->
         assert len(stored) - 1 - len(acked) in (0, 1)  # at most the add that was never acknowledged
         memory.add(concept("after", 1, namespace="shared"))  # and writable
         assert memory.count("shared") == len(stored) + 1
+
+
+def test_add_many_is_all_or_nothing(store: StoreHandle) -> None:
+    with store.open() as memory:
+        memory.add(concept("Bo", 0))
+        gen = memory.generation()
+        with pytest.raises(DuplicateConceptError):
+            memory.add_many([concept("Rex", 1), concept("bo", 2)])
+        assert memory.names() == ["Bo"] and memory.generation() == gen
+        with pytest.raises(BackboneMismatchError):
+            memory.add_many([concept("Rex", 1), concept("Max", 2, backbone="clip")])
+        stored = memory.add_many([concept("Rex", 1), concept("bo", 3, context="again"), full("Max", 4)], replace=True)
+        assert [c.name for c in stored] == ["Rex", "bo", "Max"] and memory.names() == ["bo", "Rex", "Max"]
+        assert memory.get("bo").context == "again" and same_vectors(memory.get("Max").parts, full("Max", 4).parts)

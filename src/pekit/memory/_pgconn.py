@@ -181,6 +181,8 @@ class PgConnection:
                     if not write:
                         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     yield cur
+            except self._psycopg.errors.UniqueViolation:
+                raise  # the store turns a lost race for a name into DuplicateConceptError
             except self._psycopg.Error as exc:
                 raise self.error(exc, action) from exc
 

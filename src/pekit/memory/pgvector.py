@@ -410,36 +410,50 @@ class PgvectorMemory:
             BackboneMismatchError: ``concept.backbone`` differs from the store's.
             InvalidInputError: bad name, shapes or values.
         """
-        c = self._prepared(concept)
+        return self._add_all([self._prepared(concept)], replace, images)[0]
+
+    def add_many(self, concepts: Sequence[Concept], *, replace: bool = False) -> list[Concept]:
+        """`add` every concept in one transaction: all of them are stored, or (on any error) none."""
+        return self._add_all([self._prepared(c) for c in concepts], replace, None)
+
+    def _add_all(self, prepared: list[Concept], replace: bool, images: Sequence[bytes] | None) -> list[Concept]:
         unique = self._db._psycopg.errors.UniqueViolation
+        action = f"add concept {prepared[0].name!r}" if len(prepared) == 1 else f"add {len(prepared)} concepts"
         try:
-            with self._db.transaction(f"add concept {c.name!r}", write=True) as cur:
-                self._check_backbone(cur, c)
-                row = self._same_name(cur, c.namespace, c.name)
-                now = time.time()
-                values = (c.name, name_key(c.name), c.category, c.context, c.threshold, now, dump_meta(c.meta))
-                if row is not None and not replace:
-                    raise self._duplicate(c, row[2])
-                if row is not None:
-                    cid, created = row[0], row[1]
-                    cur.execute("UPDATE concepts SET name = %s, name_key = %s, category = %s, context = %s, "
-                                "threshold = %s, updated = %s, meta = %s::json WHERE id = %s AND namespace = %s",
-                                (*values, cid, c.namespace))
-                    cur.execute("DELETE FROM images WHERE concept_id = %s", (cid,))
-                else:
-                    created = c.created or now
-                    cid = int(cur.execute(
-                        "INSERT INTO concepts (name, name_key, category, context, threshold, updated, meta, "
-                        "namespace, created) VALUES (%s, %s, %s, %s, %s, %s, %s::json, %s, %s) RETURNING id",
-                        (*values, c.namespace, created)).fetchone()[0])
-                self._write_vectors(cur, cid, c)
-                if images and self.store_images:
-                    cur.executemany("INSERT INTO images (concept_id, namespace, idx, data) VALUES (%s, %s, %s, %s)",
-                                    [(cid, c.namespace, i, bytes(data)) for i, data in enumerate(images)])
+            with self._db.transaction(action, write=True) as cur:
+                return [self._add(cur, c, replace, images) for c in prepared]
         except unique:  # another process added the same name between our check and insert
             if replace:
-                return self.add(concept, replace=True, images=images)
-            raise self._duplicate(c, c.name) from None
+                return self._add_all(prepared, replace, images)
+            raise DuplicateConceptError(
+                f"a concept named {prepared[0].name!r} (or another of these {len(prepared)}) was just added "
+                f"to namespace {prepared[0].namespace!r} by another process; pass replace=True to overwrite it"
+            ) from None
+
+    def _add(self, cur: Any, c: Concept, replace: bool, images: Sequence[bytes] | None) -> Concept:
+        """Insert or replace one prepared concept inside an open write transaction."""
+        self._check_backbone(cur, c)
+        row = self._same_name(cur, c.namespace, c.name)
+        now = time.time()
+        values = (c.name, name_key(c.name), c.category, c.context, c.threshold, now, dump_meta(c.meta))
+        if row is not None and not replace:
+            raise self._duplicate(c, row[2])
+        if row is not None:
+            cid, created = row[0], row[1]
+            cur.execute("UPDATE concepts SET name = %s, name_key = %s, category = %s, context = %s, "
+                        "threshold = %s, updated = %s, meta = %s::json WHERE id = %s AND namespace = %s",
+                        (*values, cid, c.namespace))
+            cur.execute("DELETE FROM images WHERE concept_id = %s", (cid,))
+        else:
+            created = c.created or now
+            cid = int(cur.execute(
+                "INSERT INTO concepts (name, name_key, category, context, threshold, updated, meta, "
+                "namespace, created) VALUES (%s, %s, %s, %s, %s, %s, %s::json, %s, %s) RETURNING id",
+                (*values, c.namespace, created)).fetchone()[0])
+        self._write_vectors(cur, cid, c)
+        if images and self.store_images:
+            cur.executemany("INSERT INTO images (concept_id, namespace, idx, data) VALUES (%s, %s, %s, %s)",
+                            [(cid, c.namespace, i, bytes(data)) for i, data in enumerate(images)])
         return dataclasses.replace(c, id=cid, created=created, updated=now)
 
     def update(self, concept: Concept) -> Concept:
@@ -454,6 +468,15 @@ class PgvectorMemory:
             BackboneMismatchError: ``concept.backbone`` differs from the store's.
         """
         c = self._prepared(concept)
+        try:
+            return self._update(c)
+        except self._db._psycopg.errors.UniqueViolation:
+            raise DuplicateConceptError(
+                f"cannot rename to {c.name!r}: another process just took that name in namespace "
+                f"{c.namespace!r}; choose another name"
+            ) from None
+
+    def _update(self, c: Concept) -> Concept:
         with self._db.transaction(f"update concept {c.name!r}", write=True) as cur:
             if c.id >= 0:
                 sql = "SELECT id, created FROM concepts WHERE id = %s AND namespace = %s FOR UPDATE"
