@@ -6,12 +6,14 @@ Per store, one run:
 
 1. the *album* namespace first (a photo app's shared family album: 10^5 views; ``--small``: 10^4),
 2. then *owners*: many small namespaces of 100 views each up to the total (10^6 views in
-   10^4 namespaces; ``--small``: 10^5 in 10^3), every concept written by ``add`` (one
-   transaction each, 10 views per concept): add throughput in views/s;
+   ~10^4 namespaces; ``--small``: 10^5 in ~10^3), 10 views per concept, loaded with
+   ``add_many`` (one transaction per namespace; the album in batches of 500 concepts);
+   then 200 single ``add`` calls (one transaction each) at full size: both throughputs in views/s;
 3. at each total size (checkpoints), 64 single-query searches in one small namespace
    (``probe``): p50/p99 latency; it must not grow with the other namespaces;
 4. 64 searches in the album: p50/p99, recall@1 against exact search (numpy, same data);
-   PostgreSQL twice: exact scan and the namespace's HNSW index (with its build time);
+   PostgreSQL: exact scan, then the namespace's HNSW index (build time; ``hnsw.ef_search``
+   swept: recall against latency);
 5. RSS (this process; for PostgreSQL also the server's processes) and size on disk.
 
 Data: random unit vectors; 10 % of the concepts are planted near-duplicates of another
@@ -45,6 +47,7 @@ D = 384
 VIEWS_PER_CONCEPT = 10
 OWNER_VIEWS = 100
 QUERIES = 64
+EF_SWEEP = (40, 100, 200, 400)
 
 
 def unit(a: np.ndarray) -> np.ndarray:
@@ -68,11 +71,22 @@ def queries_for(rng: np.random.Generator, views: np.ndarray) -> np.ndarray:
     return unit(rows + 0.48 * unit(rng.normal(size=rows.shape)))
 
 
-def add_namespace(memory: Any, namespace: str, views: np.ndarray) -> tuple[list[int], float]:
-    start = time.perf_counter()
-    ids = [memory.add(Concept(f"c{i}", v, backbone="bench-384", namespace=namespace)).id
-           for i, v in enumerate(views)]
+def add_namespace(memory: Any, namespace: str, views: np.ndarray, *, batch: int = 500) -> tuple[list[int], float]:
+    """Load a namespace with ``add_many`` (batches of ``batch`` concepts); ``(ids, seconds)``."""
+    start, ids = time.perf_counter(), []
+    for lo in range(0, len(views), batch):
+        ids += [c.id for c in memory.add_many([Concept(f"c{i}", v, backbone="bench-384", namespace=namespace)
+                                               for i, v in enumerate(views[lo:lo + batch], lo)])]
     return ids, time.perf_counter() - start
+
+
+def single_adds(memory: Any, rng: np.random.Generator, n: int = 200) -> float:
+    """Seconds for ``n`` single `add` calls (one transaction each) into a fresh namespace."""
+    views = make_namespace(rng, n * VIEWS_PER_CONCEPT)
+    start = time.perf_counter()
+    for i, v in enumerate(views):
+        memory.add(Concept(f"c{i}", v, backbone="bench-384", namespace="single-adds"))
+    return time.perf_counter() - start
 
 
 def timed_search(memory: Any, namespace: str, queries: np.ndarray) -> tuple[np.ndarray, list[float]]:
@@ -139,8 +153,8 @@ def run_store(kind: str, uri: str, path: Path | None, sizes: dict[str, int], ser
             rows.append(f"| {kind} | probe (100 views) | {total:,} | {owner + 2:,} | {ms(times, .5):.2f} | "
                         f"{ms(times, .99):.2f} | {recall(found, probe, probe_ids, probe_q):.3f} | |")
             print(f"[{kind}] {total} views: {rows[-1]}", file=sys.stderr)
+        single = single_adds(memory, rng)
         album_q = queries_for(rng, album)
-        extra = ""
         if kind == "postgresql":
             import pekit.memory.pgvector as pg
 
@@ -149,15 +163,21 @@ def run_store(kind: str, uri: str, path: Path | None, sizes: dict[str, int], ser
             rows.append(f"| {kind} | album exact scan | {total:,} | {owner + 2:,} | {ms(times, .5):.2f} | "
                         f"{ms(times, .99):.2f} | {recall(found, album, album_ids, album_q):.3f} | |")
             pg.ANN_MIN_VIEWS = saved
-            extra = f"HNSW build {memory.build_index('album'):.1f} s"
-        found, times = timed_search(memory, "album", album_q)
-        label = "album HNSW" if kind == "postgresql" else "album exact (numpy)"
-        rows.append(f"| {kind} | {label} | {total:,} | {owner + 2:,} | {ms(times, .5):.2f} | {ms(times, .99):.2f} | "
-                    f"{recall(found, album, album_ids, album_q):.3f} | {extra} |")
-        summary = (f"| {kind} | {added:,} views in {add_time:.0f} s: **{added / add_time:,.0f} views/s** "
-                   f"({added // VIEWS_PER_CONCEPT / add_time:,.0f} adds/s) | RSS {rss_mb():,.0f} MB"
-                   + (f" + server {server_rss_mb(server_pid):,.0f} MB" if server_pid else "")
-                   + f" | disk {disk_mb(memory, path):,.0f} MB |")
+            build = memory.build_index("album")
+            for ef in EF_SWEEP:
+                pg._EF_SEARCH = ef
+                found, times = timed_search(memory, "album", album_q)
+                rows.append(f"| {kind} | album HNSW | {total:,} | {owner + 2:,} | {ms(times, .5):.2f} | "
+                            f"{ms(times, .99):.2f} | {recall(found, album, album_ids, album_q):.3f} | "
+                            f"ef_search {ef}; build {build:.0f} s |")
+        else:
+            found, times = timed_search(memory, "album", album_q)
+            rows.append(f"| {kind} | album exact (numpy) | {total:,} | {owner + 2:,} | {ms(times, .5):.2f} | "
+                        f"{ms(times, .99):.2f} | {recall(found, album, album_ids, album_q):.3f} | |")
+        summary = (f"| {kind} | {added:,} views in {add_time:.0f} s: **{added / add_time:,.0f} views/s** | "
+                   f"200 adds in {single:.1f} s: **{200 * VIEWS_PER_CONCEPT / single:,.0f} views/s** | "
+                   f"RSS {rss_mb():,.0f} MB" + (f" + server {server_rss_mb(server_pid):,.0f} MB" if server_pid else "")
+                   + f" | {disk_mb(memory, path):,.0f} MB |")
     return [*rows, "", summary]
 
 
@@ -170,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     total = args.total or (10**5 if args.small else 10**6)
     album = args.album or (10**4 if args.small else 10**5)
-    checkpoints = sorted({c for c in (album + 10**4, total // 10, total) if c > album} | {total})
+    checkpoints = sorted({c for c in (album + 10**4, total // 4, total // 2, total) if c > album} | {total})
     sizes = {"album": album, "checkpoints": checkpoints}
     lines = [f"Memory scale: {total:,} views in all ({VIEWS_PER_CONCEPT} per concept, {D}-d), album {album:,} views, "
              f"{QUERIES} single-query searches, k=1", "",
@@ -193,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
                     server.cleanup()
             lines += rows[:-2]
             summaries.append(rows[-1])
-    lines += ["", "| store | add throughput | memory | size on disk |", "|---|---|---|---|", *summaries]
+    lines += ["", "| store | add_many (bulk load) | add (one concept a transaction) | RSS | size on disk |",
+              "|---|---|---|---|---|", *summaries]
     print("\n".join(lines))
 
 
