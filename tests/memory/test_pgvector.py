@@ -119,3 +119,28 @@ def test_password_never_shows_in_messages(postgres_uri: str) -> None:
     with pytest.raises(MemoryStoreError) as caught:
         open_memory("postgresql://bo:hunter2@127.0.0.1:1/pekit")
     assert "hunter2" not in str(caught.value) and "bo:***@" in str(caught.value)
+
+
+def test_cli_list_and_forget_on_a_postgresql_memory(uri: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import subprocess_env
+
+    def pekit(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pekit.cli", *args, "--memory", uri], capture_output=True,
+                              text=True, env=subprocess_env(), timeout=120)
+
+    missing = pekit("list")  # a named memory that does not exist is an error, not an empty list
+    assert missing.returncode == 7 and "does not exist yet" in missing.stderr and "Traceback" not in missing.stderr
+    with open_memory(uri) as memory:
+        memory.add(Concept("Bo", unit(2, 0), category="dog", backbone="toy"))
+        memory.add(Concept("Rex", unit(1, 1), backbone="toy", namespace="bob"))
+    listed = pekit("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["name"], r["category"], r["views"]) for r in json.loads(listed.stdout)] == [("Bo", "dog", 2)]
+    assert pekit("forget", "Rex").returncode == 4  # bob's concept is not in the default namespace
+    assert pekit("forget", "Bo").returncode == 0
+    with open_memory(uri) as memory:
+        assert memory.count() == 1 and memory.namespaces() == ["bob"]
