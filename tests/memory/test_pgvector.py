@@ -75,10 +75,29 @@ def test_schemas_of_one_database_are_separate_memories(postgres_uri: str) -> Non
         assert (a.backbone, a.dim, b.backbone, b.dim) == ("dinov2", 8, "clip", 4)
 
 
-def test_large_namespaces_get_their_own_hnsw_index(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_namespaces_are_searched_exactly_in_process_and_follow_writes(
+        uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pg, "ANN_MIN_VIEWS", 60)
     views = unit(100, 0, d=32)
-    with open_memory(uri) as memory:
+    with open_memory(uri) as memory, open_memory(uri) as other:
+        big = [c.id for c in memory.add_many([Concept(f"c{i}", v, backbone="toy", namespace="family")
+                                              for i, v in enumerate(views)])]
+        queries = unit(10, 1, d=32) * 0.3 + views[:10]
+        ids, scores = memory.search(queries, namespace="family", k=3)
+        want, want_scores = exact_search(views, np.array(big), queries / np.linalg.norm(queries, axis=1,
+                                                                                        keepdims=True), k=3)
+        assert (ids == want).all() and np.allclose(scores, want_scores, atol=1e-6)
+        assert "family" in memory._views and not memory._indexed  # in this process, no index
+        new = other.add(Concept("new", unit(1, 9, d=32), backbone="toy", namespace="family"))
+        assert memory.search(unit(1, 9, d=32), namespace="family")[0][0, 0] == new.id  # another writer's add
+        other.remove("c0", namespace="family")
+        assert memory.search(views[0], namespace="family")[0][0, 0] != big[0]
+
+
+def test_with_ann_large_namespaces_get_their_own_hnsw_index(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pg, "ANN_MIN_VIEWS", 60)
+    views = unit(100, 0, d=32)
+    with open_memory(uri, ann=True) as memory:
         big = [memory.add(Concept(f"c{i}", v, backbone="toy", namespace="family")).id for i, v in enumerate(views)]
         small = [memory.add(Concept(f"c{i}", v, backbone="toy", namespace="solo")).id for i, v in enumerate(views[:5])]
         schema = memory.schema

@@ -47,18 +47,18 @@ from pekit.memory._codec import (
 )
 from pekit.memory._pg_schema import advisory_key
 from pekit.memory._pgconn import PgConnection
-from pekit.memory._search import check_queries, no_results
+from pekit.memory._search import check_queries, exact_search, no_results
 from pekit.memory.base import ConceptSummary
 from pekit.types import Concept
 
-__all__ = ["ANN_MIN_VIEWS", "PgvectorMemory"]
+__all__ = ["ANN_MIN_VIEWS", "EF_SEARCH", "PgvectorMemory"]
 
 logger = logging.getLogger(__name__)
 
 # Below this many views an exact scan of the namespace takes <= ~5 ms (about 1 us a view,
 # benchmarks/memory_scale.py); above it the namespace gets its own HNSW index.
 ANN_MIN_VIEWS = 5_000
-_EF_SEARCH = 100
+EF_SEARCH = 400  # recall@1 1.000 on the 10^5-view album of benchmarks/memory_scale.py (100: 0.938)
 _COLUMNS = "id, namespace, name, category, context, threshold, created, updated, meta"
 
 
@@ -85,6 +85,9 @@ class PgvectorMemory:
             writable open creates them, and pgvector if the user may).
         skip_damaged: accepted for symmetry with `SqliteMemory`; the server's types
             (``vector(d)``, ``json``) keep damaged rows from being written at all.
+        ann: search namespaces of `ANN_MIN_VIEWS` views or more through an HNSW index of
+            each such namespace in the server (approximate; no vectors in this process)
+            instead of exactly here (the default: see `search`).
 
     Safe to share between threads (one connection behind a lock); any number of processes
     may open the same database.
@@ -92,14 +95,17 @@ class PgvectorMemory:
 
     def __init__(self, uri: str, *, schema: str | None = None, read_only: bool = False,
                  store_images: bool = False, timeout: float = 5.0, must_exist: bool = False,
-                 skip_damaged: bool = False) -> None:
+                 skip_damaged: bool = False, ann: bool = False) -> None:
         self._db = PgConnection(uri, schema=schema, read_only=bool(read_only), timeout=float(timeout),
                                 must_exist=bool(must_exist))
         self.uri = self._db.label
         self.schema = self._db.schema
         self.store_images = bool(store_images)
         self.skip_damaged = bool(skip_damaged)
-        self._indexed: dict[str, tuple[int, bool]] = {}  # namespace -> (generation, has an ANN index)
+        self.ann = bool(ann)
+        self._indexed: set[str] = set()  # namespaces whose HNSW index is known to be valid
+        self._sizes: dict[str, tuple[int, int]] = {}  # namespace -> (generation, views)
+        self._views: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # namespace -> (generation, owners, views)
 
     # ---- properties ------------------------------------------------------------------
     def _meta(self, cur: Any) -> dict[str, str]:
@@ -245,42 +251,71 @@ class PgvectorMemory:
         Returns ``(ids (q, k) int64, scores (q, k) float32)``: the concept id of each found
         view (a concept may appear more than once) and its cosine similarity, best first,
         padded with id -1 and score -inf. ``queries`` is ``(q, d)`` or one ``(d,)`` vector.
-        Exact below `ANN_MIN_VIEWS` views in the namespace; above, an HNSW index of that
-        namespace (built by the first search that finds it missing, then kept up to date).
-        One read transaction, one query per query vector.
+
+        A namespace below `ANN_MIN_VIEWS` views is scanned exactly in the server (pgvector's
+        ``<#>``, found through the b-tree on ``namespace``). A larger one is searched exactly
+        in this process over its views, fetched once per `generation` (numpy), or, with
+        ``ann=True``, through its own HNSW index in the server (built by the first search
+        that finds it missing, then kept up to date by the adds).
         """
         namespace = clean_text(namespace, "namespace", "default")
-        lit = self._literal(namespace)
-        sql = (f"SELECT concept_id, (embedding <#> %b) FROM views WHERE namespace = {lit} AND idx >= 0 "
-               "ORDER BY embedding <#> %b LIMIT %s")
+        build = False
         with self._db.transaction("search views", write=False) as cur:
             row = cur.execute("SELECT (SELECT value FROM meta WHERE key = 'dim'), "
                               "(SELECT value FROM generations WHERE namespace = %s)", (namespace,)).fetchone()
             dim = None if row[0] is None else int(row[0])
             q, k = check_queries(queries, k, dim)
-            ids, scores = no_results(len(q), k)
             if dim is None:
-                return ids, scores
-            if self._needs_index(cur, namespace, int(row[1] or 0)):
-                build = True
-            else:
-                build = False
-                if self._indexed[namespace][1]:  # the plan must be the index's (statistics may lag)
-                    cur.execute(f"SET LOCAL hnsw.ef_search = {max(_EF_SEARCH, k)}")
-                    cur.execute("SET LOCAL enable_seqscan = off")
-                    cur.execute("SET LOCAL enable_sort = off")
-                for i, vector in enumerate(q):
-                    found = cur.execute(sql, (vector, vector, k)).fetchall()
-                    if found:
-                        ids[i, :len(found)] = [r[0] for r in found]
-                        scores[i, :len(found)] = [-r[1] for r in found]
+                return no_results(len(q), k)
+            generation = int(row[1] or 0)
+            large = self._views_in(cur, namespace, generation) >= ANN_MIN_VIEWS
+            if large and not self.ann:
+                _, owners, views = self._cached_views(cur, namespace, generation)
+            elif large and not self._has_index(cur, namespace):
+                build = not self.read_only
+            if not large or (self.ann and not build):
+                return self._query(cur, namespace, q, k, index=large and namespace in self._indexed)
         if build:  # outside the read transaction: CREATE INDEX CONCURRENTLY needs its own
             self.build_index(namespace)
             return self.search(q, namespace=namespace, k=k)
+        return exact_search(views, owners, q, k=k)
+
+    def _query(self, cur: Any, namespace: str, q: np.ndarray, k: int, *, index: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest views in the server, one statement per query vector."""
+        sql = (f"SELECT concept_id, (embedding <#> %b) FROM views WHERE namespace = {self._literal(namespace)} "
+               "AND idx >= 0 ORDER BY embedding <#> %b LIMIT %s")  # a literal: the partial index must match
+        if index:  # the plan must be the index's, whatever the (possibly stale) statistics say
+            cur.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
+            cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute("SET LOCAL enable_sort = off")
+        ids, scores = no_results(len(q), k)
+        for i, vector in enumerate(q):
+            found = cur.execute(sql, (vector, vector, k)).fetchall()
+            if found:
+                ids[i, :len(found)] = [r[0] for r in found]
+                scores[i, :len(found)] = [-r[1] for r in found]
         return ids, scores
 
+    def _views_in(self, cur: Any, namespace: str, generation: int) -> int:
+        """Views of ``namespace`` (counted again only after a write to it)."""
+        known = self._sizes.get(namespace)
+        if known is None or known[0] != generation:
+            n = int(cur.execute("SELECT COUNT(*) FROM views WHERE namespace = %s AND idx >= 0",
+                                (namespace,)).fetchone()[0])
+            known = self._sizes[namespace] = (generation, n)
+        return known[1]
+
+    def _cached_views(self, cur: Any, namespace: str, generation: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(generation, owners (N,), views (N, d))`` of ``namespace``, fetched again after a write."""
+        cached = self._views.get(namespace)
+        if cached is None or cached[0] != generation:
+            sql = "SELECT concept_id, embedding FROM views WHERE namespace = %s AND idx >= 0 ORDER BY concept_id, idx"
+            rows = cur.execute(sql, (namespace,)).fetchall()
+            owners = np.array([r[0] for r in rows], np.int64)
+            cached = self._views[namespace] = (generation, owners, _vectors([r[1] for r in rows]))
+        return cached
+
     def _literal(self, namespace: str) -> str:
-        """``namespace`` as an SQL literal: the planner must see it to use a partial index."""
         from psycopg import sql
 
         return sql.Literal(namespace).as_string(self._db.connection())
@@ -288,20 +323,15 @@ class PgvectorMemory:
     def _index_name(self, namespace: str) -> str:
         return "views_ann_" + hashlib.sha1(namespace.encode()).hexdigest()[:20]
 
-    def _needs_index(self, cur: Any, namespace: str, generation: int) -> bool:
-        """True when the namespace holds `ANN_MIN_VIEWS` views but no valid HNSW index yet
-        (looked up again only after a write to the namespace)."""
-        known = self._indexed.get(namespace)
-        if known is not None and (known[1] or known[0] == generation):
-            return False
-        n = int(cur.execute("SELECT COUNT(*) FROM views WHERE namespace = %s AND idx >= 0",
-                            (namespace,)).fetchone()[0])
-        valid = cur.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = %s",
-                            (self._index_name(namespace), self.schema)).fetchone()
-        has = bool(valid and valid[0])
-        self._indexed[namespace] = (generation, has)
-        return not has and n >= ANN_MIN_VIEWS and not self.read_only
+    def _has_index(self, cur: Any, namespace: str) -> bool:
+        """True when ``namespace``'s HNSW index exists and is valid (remembered once it is)."""
+        if namespace not in self._indexed:
+            row = cur.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                              "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = %s",
+                              (self._index_name(namespace), self.schema)).fetchone()
+            if row and row[0]:
+                self._indexed.add(namespace)
+        return namespace in self._indexed
 
     def build_index(self, namespace: str = "default") -> float:
         """Build (or rebuild, if a build was interrupted) the HNSW index of ``namespace``'s views.
@@ -320,7 +350,7 @@ class PgvectorMemory:
                         f"(embedding vector_ip_ops) WHERE namespace = {lit} AND idx >= 0")
             cur.execute("RESET maintenance_work_mem")
             cur.execute(f"ANALYZE {self.schema}.views")
-        self._indexed[namespace] = (-1, True)
+        self._indexed.add(namespace)
         return time.perf_counter() - start
 
     # ---- writes ----------------------------------------------------------------------
@@ -517,6 +547,7 @@ class PgvectorMemory:
     def close(self) -> None:
         """Close the connection; further calls raise `MemoryStoreError`. Safe to call twice."""
         self._db.close()
+        self._views.clear()
 
     def __enter__(self) -> PgvectorMemory:
         return self
