@@ -161,14 +161,16 @@ def run_store(kind: str, uri: str, path: Path | None, sizes: dict[str, int], ser
             saved, pg.ANN_MIN_VIEWS = pg.ANN_MIN_VIEWS, 10**12  # the server's exact scan, as for small namespaces
             found, times = timed_search(memory, "album", album_q)
             rows.append(f"| {kind} | album exact scan in the server | {total:,} | {owner + 2:,} | "
-                        f"{ms(times, .5):.2f} | {ms(times, .99):.2f} | {recall(found, album, album_ids, album_q):.3f} | |")
+                        f"{ms(times, .5):.2f} | {ms(times, .99):.2f} | "
+                        f"{recall(found, album, album_ids, album_q):.3f} | |")
             pg.ANN_MIN_VIEWS = saved
             start = time.perf_counter()
             memory.search(album_q[0], namespace="album")  # fetches the album's views once
             fetch = time.perf_counter() - start
             found, times = timed_search(memory, "album", album_q)
             rows.append(f"| {kind} | album exact in process (default) | {total:,} | {owner + 2:,} | "
-                        f"{ms(times, .5):.2f} | {ms(times, .99):.2f} | {recall(found, album, album_ids, album_q):.3f} | "
+                        f"{ms(times, .5):.2f} | {ms(times, .99):.2f} | "
+                        f"{recall(found, album, album_ids, album_q):.3f} | "
                         f"first search fetches the views: {fetch:.1f} s |")
             with open_memory(uri, ann=True) as ann:
                 build = ann.build_index("album")
@@ -176,7 +178,8 @@ def run_store(kind: str, uri: str, path: Path | None, sizes: dict[str, int], ser
                     pg.EF_SEARCH = ef
                     found, times = timed_search(ann, "album", album_q)
                     rows.append(f"| {kind} | album HNSW (ann=True) | {total:,} | {owner + 2:,} | "
-                                f"{ms(times, .5):.2f} | {ms(times, .99):.2f} | {recall(found, album, album_ids, album_q):.3f} | "
+                                f"{ms(times, .5):.2f} | {ms(times, .99):.2f} | "
+                                f"{recall(found, album, album_ids, album_q):.3f} | "
                                 f"ef_search {ef}; build {build:.0f} s |")
         else:
             found, times = timed_search(memory, "album", album_q)
