@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -163,3 +164,16 @@ def test_cli_list_and_forget_on_a_postgresql_memory(uri: str) -> None:
     assert pekit("forget", "Bo").returncode == 0
     with open_memory(uri) as memory:
         assert memory.count() == 1 and memory.namespaces() == ["bob"]
+
+
+def test_two_personalizers_share_a_postgresql_memory(uri: str, make_personalizer: Any, chelsea: np.ndarray,
+                                                     coffee: np.ndarray) -> None:
+    """Two workers on one server: what one introduces or forgets, the other sees at once."""
+    a, b = make_personalizer(memory=uri), make_personalizer(memory=uri)
+    a.introduce("cat", chelsea, category="cat")
+    assert b.recognize(np.ascontiguousarray(chelsea[:, ::-1])).name.tolist() == ["cat"]
+    a.introduce("cup", coffee, category="cup")
+    assert "cup" in b.recognize(coffee).name.tolist()  # b's gallery cache followed a's write
+    a.forget("cat")
+    assert "cat" not in b.recognize(chelsea).name.tolist()
+    assert b.for_namespace("bob").recognize(coffee).name.tolist() == []  # another owner sees nothing
