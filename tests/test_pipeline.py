@@ -194,3 +194,64 @@ def test_a_large_gallery_verifies_a_shortlist_and_finds_the_same(pipeline: Pipel
     np.testing.assert_allclose(got.score, want.score, atol=1e-5)
     np.testing.assert_allclose(got.xyxy, want.xyxy)
     assert 0 < len(asked) <= 8  # parts of the shortlist only
+
+
+def _second(pipeline: Pipeline, **fields: Any) -> Pipeline:
+    return Pipeline(pipeline.backbone, replace(pipeline.config, second_look=True, **fields))
+
+
+def _cat_in_a_room(chelsea: np.ndarray) -> np.ndarray:
+    """The (flipped) cat at half size in the middle of a larger grey photo."""
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(chelsea[:, ::-1])).resize((225, 150)))
+    image = np.full((450, 675, 3), 110, np.uint8)
+    image[150:300, 225:450] = small
+    return image
+
+
+def test_second_look_re_scores_a_borderline_candidate_on_one_crop(pipeline: Pipeline, gallery: Gallery,
+                                                                   chelsea: np.ndarray) -> None:
+    image = _cat_in_a_room(chelsea)
+    grid = pipeline.encode(image)
+    first, boxes, _ = pipeline.match(grid, gallery, image=image)
+    # a threshold right at the cat's first score puts it in the band: one crop is embedded
+    looker = _second(pipeline, threshold=float(first[0]) - 0.01, second_look_band=0.05)
+    again, again_boxes, found = looker.match(grid, gallery, image=image)
+    assert looker.second_look_passes == 1 and found[0]
+    assert again[0] != first[0] and again[0] > 0.6  # re-scored on the crop: still clearly the cat
+    assert box_iou(again_boxes[:1], boxes[:1])[0, 0] > 0.5  # the box maps back into the photo
+    assert box_iou(again_boxes[:1], np.array([[225, 150, 450, 300]], np.float32))[0, 0] > 0.6
+    # far from the threshold and not small: no second look; without the photo: none either
+    calm = _second(pipeline, threshold=0.2)
+    assert np.array_equal(calm.match(grid, gallery, image=image)[0], first) and calm.second_look_passes == 0
+    looker.match(grid, gallery)
+    assert looker.second_look_passes == 1
+
+
+def test_second_looks_are_bounded_per_image_or_per_concept_alone(pipeline: Pipeline, gallery: Gallery,
+                                                                  chelsea: np.ndarray) -> None:
+    image = np.ascontiguousarray(chelsea[:, ::-1])
+    grid = pipeline.encode(image)
+    wide = _second(pipeline, second_look_band=2.0)  # every candidate is "near" the threshold
+    wide.match(grid, gallery, image=image)
+    assert wide.second_look_passes == 1  # concepts compete: one look per image
+    wide.match(grid, gallery, image=image, competitive=False)
+    assert wide.second_look_passes == 1 + 2  # each concept as if alone: one look each
+    wide.crop_grids = {}
+    wide.match(grid, gallery, image=image, competitive=False)
+    wide.match(grid, gallery, image=image, competitive=False)
+    assert len(wide.crop_grids) == 2  # memoised crops: the same photo is embedded once per crop
+
+
+def test_queries_skip_the_saliency_head_when_no_proposal_needs_it(pipeline: Pipeline, gallery: Gallery,
+                                                                  flipped_grid: Any, chelsea: np.ndarray) -> None:
+    assert pipeline.query_saliency  # the offline preset's proposals include saliency components
+    windows = Pipeline(pipeline.backbone, replace(pipeline.config, proposals=("windows",)))
+    assert not windows.query_saliency
+    plain = windows.encode(np.ascontiguousarray(chelsea[:, ::-1]), saliency=windows.query_saliency)
+    assert plain.saliency is None
+    # the same detections as from the grid that has the map (window proposals ignore it)
+    a, b = windows.recognize(plain, gallery), windows.recognize(flipped_grid, gallery)
+    assert a.name.tolist() == b.name.tolist() == ["cat"]
+    np.testing.assert_allclose(a.score, b.score, atol=1e-3)

@@ -324,7 +324,7 @@ class Personalizer:
         if len(objects):
             t0 = time.perf_counter()
             self._check_backbone()
-            grid = self.pipeline.encode(img)
+            grid = self.pipeline.encode(img, saliency=self.pipeline.query_saliency)
             labels = entry.categories
             from pekit._threads import blas_threads
 

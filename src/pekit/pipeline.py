@@ -174,11 +174,19 @@ class Pipeline:
         return self.backbone.fingerprint
 
     # -- one pass ---------------------------------------------------------------------
-    def encode(self, image: Any) -> PatchGrid:
-        """Run the backbone once (with saliency when the backbone has it).
+    @property
+    def query_saliency(self) -> bool:
+        """Whether recognizing needs the saliency map: only saliency proposals use it (the
+        saliency decoder is ~40 % of the offline pass, so a query encoded without it is
+        that much cheaper). Reference views always use it."""
+        return "saliency" in self.config.proposals
+
+    def encode(self, image: Any, *, saliency: bool = True) -> PatchGrid:
+        """Run the backbone once (with saliency when the backbone has it and ``saliency``).
 
         ``image``: an ``(H, W, 3) uint8`` array, or anything `pekit.images.load_image`
-        reads (path, bytes, PIL image; RGBA and grey are converted).
+        reads (path, bytes, PIL image; RGBA and grey are converted). ``saliency=False``
+        (e.g. ``saliency=pipeline.query_saliency`` for a query) skips the saliency head.
         """
         if isinstance(image, np.ndarray) and not (image.ndim == 3 and image.shape[2] == 3
                                                   and image.dtype == np.uint8):
@@ -205,7 +213,7 @@ class Pipeline:
             except (TypeError, ValueError):
                 self._takes_saliency = True
         if self._takes_saliency:
-            return self.backbone.embed(image, saliency=True)
+            return self.backbone.embed(image, saliency=saliency)
         return self.backbone.embed(image)
 
     def _unit_patches(self, grid: PatchGrid) -> np.ndarray:
@@ -348,10 +356,11 @@ class Pipeline:
         """
         cfg = self.config
         thr, band = cfg.threshold, cfg.second_look_band
+        above = band if cfg.second_look_above is None else cfg.second_look_above
         ranked: list[tuple[float, int]] = []
         for i, cand in enumerate(found):
             size = float(cand.region.mean()) if cand.region.size else 0.0
-            near = abs(cand.score - thr) < band
+            near = thr - band <= cand.score < thr + above
             small = size < cfg.second_look_small and cand.score >= thr - band
             if near or small:
                 ranked.append((abs(cand.score - thr) - (band if small else 0.0), i))
@@ -388,14 +397,14 @@ class Pipeline:
             key = (image.shape, hash(image[::17, ::19].tobytes()), box)
             if key in memo:
                 return memo[key]
-        grid = self.encode(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        grid = self.encode(np.ascontiguousarray(image[y0:y1, x0:x1]), saliency=self.query_saliency)
         if memo is not None and key is not None:
             memo[key] = grid
         return grid
 
     def _winners(self, sims: np.ndarray, compete: bool) -> np.ndarray:
         """``(m, C)`` bool: proposal ``i`` may be named after concept ``k`` (competitive assignment)."""
-        if compete and sims.shape[1] > 1:
+        if compete and sims.shape[1] > 1 and self.config.proposal_competition:
             best = sims.argmax(1)
             ordered = np.partition(sims, -2, axis=1)
             ok = (ordered[:, -1] - ordered[:, -2]) >= self.config.margin
@@ -485,7 +494,7 @@ class Pipeline:
         Each concept appears at most ``config.max_per_concept`` times (default once).
         """
         scan = self.scan(grid, image=image, labels=labels)
-        cands = self.candidates(scan, gallery, per_concept=self.config.max_per_concept)
+        cands = self.candidates(scan, gallery, per_concept=self.config.max_per_concept, image=image, labels=labels)
         thr = self.config.threshold if threshold is None else float(threshold)
         per = np.where(np.isnan(gallery.thresholds), thr, gallery.thresholds) if threshold is None \
             else np.full(len(gallery), thr, np.float32)

@@ -42,6 +42,10 @@ class RecognitionConfig:
             patch starts to belong to the object (lower grows more).
         max_parts: part prototypes kept per reference view.
         competitive: a region is named only after its best-matching concept.
+        proposal_competition: with ``competitive``, a proposal is also assigned to its
+            best-matching concept by the global cosine before any region is grown (False:
+            every concept grows its own best proposals and only region-level competition
+            decides).
         region_competition: also after growing it to the object: the grown region is not
             named after a concept whose parts agree with it less than another concept's.
         margin: required lead of the best concept over the runner-up (competitive mode).
@@ -50,7 +54,8 @@ class RecognitionConfig:
             concept at most once; raise it for look-alike sets, e.g. two identical mugs).
         second_look: re-score near-threshold or small candidates on a crop embedded at
             full resolution (one more backbone pass each; `Pipeline._second_look`).
-        second_look_band: how close to the threshold a score must be for a second look.
+        second_look_band: how far below the threshold a score may be for a second look.
+        second_look_above: how far above it (None: the same as ``second_look_band``).
         second_look_small: share of the grid under which a candidate counts as small.
         second_looks: crops per image (per concept when each is scored alone).
         shortlist: galleries of more than twice this many concepts (or read lazily from a
@@ -70,6 +75,7 @@ class RecognitionConfig:
     extent_alpha: float = 0.5
     max_parts: int = 32
     competitive: bool = True
+    proposal_competition: bool = True
     region_competition: bool = True
     margin: float = 0.0
     nms_iou: float = 0.7
@@ -77,6 +83,7 @@ class RecognitionConfig:
     shortlist: int = 32
     second_look: bool = False
     second_look_band: float = 0.05
+    second_look_above: float | None = None
     second_look_small: float = 0.03
     second_looks: int = 1
 

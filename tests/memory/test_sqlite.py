@@ -488,3 +488,11 @@ def test_add_many_is_one_transaction_all_or_nothing(memory: SqliteMemory) -> Non
     assert snapshot(memory) == before  # nothing of either batch was stored
     again = memory.add_many([make("bo", k=3, seed=7)], replace=True)
     assert again[0].id == memory.get("bo").id and memory.count() == 3
+
+
+def test_stamps_list_ids_names_and_update_times_only(memory: SqliteMemory) -> None:
+    bo = memory.add(make("Bo"))
+    memory.add(make("Mia", namespace="alice"))
+    assert memory.stamps() == {bo.id: ("Bo", bo.updated)}
+    again = memory.update(dataclasses.replace(memory.get("Bo"), context="new"))
+    assert memory.stamps()[bo.id][1] == again.updated != bo.updated

@@ -108,3 +108,29 @@ def test_namespaces_beyond_the_bound_are_dropped_least_recent_first(memory: Sqli
     assert cache.get("a") is a and cache.builds == builds
     cache.get("b")
     assert cache.builds == builds + 1
+
+
+def test_a_large_namespace_is_refreshed_from_its_changes_only(memory: SqliteMemory) -> None:
+    memory.add_many([make(f"c{i}", i) for i in range(40)])
+    cache = GalleryCache(memory, eager=4)
+    first = cache.get().gallery
+    memory.add(make("new", 100))
+    memory.update(dataclasses.replace(memory.get("c3"), threshold=0.7, views=unit(3, 55)))
+    memory.remove("c5")
+    entry = cache.get()
+    assert cache.builds == 1 and cache.patches == 1  # no full re-read
+    g = entry.gallery
+    want = [f"c{i}" for i in range(40) if i not in (3, 5)] + ["c3", "new"]
+    assert g.names == want and g.fetch is first.fetch
+    k = g.names.index("c3")
+    assert g.thresholds[k] == pytest.approx(0.7) and np.allclose(g.views[g.owner == k], unit(3, 55), atol=1e-6)
+    assert np.allclose(g.views[g.owner == g.names.index("new")], memory.get("new").views)
+    assert g.subset([k]).parts[0] is not None  # parts still come from the store
+    # the patched gallery equals a fresh full read, concept by concept
+    full = GalleryCache(memory, eager=4).get().gallery
+    for name in full.names:
+        a, b = full.names.index(name), g.names.index(name)
+        assert np.array_equal(full.views[full.owner == a], g.views[g.owner == b])
+    # many changes at once: a full read again
+    memory.add_many([make(f"d{i}", 200 + i) for i in range(40)])
+    assert cache.get().gallery.names[-1] == "d39" and cache.builds == 2

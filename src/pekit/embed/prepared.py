@@ -115,7 +115,8 @@ def _digest(fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def graph_file(weights: Path, version: str, outputs: Sequence[str], *, dynamic_hw: bool = True) -> Path:
+def graph_file(weights: Path, version: str, outputs: Sequence[str], *, dynamic_hw: bool = True,
+               int8: bool = False) -> Path:
     """Cache path of the prepared graph for these weights and settings (it may not exist yet).
 
     The name is ``dinov2-s-<source>-<settings>.onnx``: ``source`` hashes what the bytes
@@ -130,7 +131,10 @@ def graph_file(weights: Path, version: str, outputs: Sequence[str], *, dynamic_h
         "surgery": SURGERY_VERSION, "onnxruntime": ort.__version__, "machine": platform.machine(),
         "saved_level": "extended",
     })
-    settings = _digest({"outputs": list(outputs), "dynamic_hw": bool(dynamic_hw)})
+    fields: dict[str, Any] = {"outputs": list(outputs), "dynamic_hw": bool(dynamic_hw)}
+    if int8:  # only when set, so the names of fp32 graphs stay what they were
+        fields["int8"] = True
+    settings = _digest(fields)
     return cache_dir() / f"dinov2-s-{source}-{settings}.onnx"
 
 

@@ -467,7 +467,9 @@ def run_recognition(
             assert trial.boxes is not None
             trial.boxes[row] = boxes
             looks[trial.gallery] = looks.get(trial.gallery, 0) + getattr(pipeline, "second_look_passes", 0) - before
-            scored[trial.gallery] = scored.get(trial.gallery, 0) + 1
+            # with each concept alone, every concept is its own user: photos x concepts recognize calls
+            scored[trial.gallery] = scored.get(trial.gallery, 0) + (len(trial.concepts) if trial.gallery == "single"
+                                                                    else 1)
     match_s = time.perf_counter() - t0
     if second:
         pipeline.crop_grids = None

@@ -274,6 +274,14 @@ class SqliteMemory:
                         self._damaged(cid, namespace, name, str(exc))
         return out
 
+    def stamps(self, *, namespace: str = "default") -> dict[int, tuple[str, float]]:
+        """``id -> (name, updated)`` of every concept of a namespace: one scan of the small
+        ``concepts`` table (no vectors, no checks), what a cache needs to see what changed."""
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._transaction("list concepts", write=False) as conn:
+            sql = "SELECT id, name, updated FROM concepts WHERE namespace = ?"
+            return {int(i): (str(n), float(u)) for i, n, u in conn.execute(sql, (namespace,))}
+
     def generation(self, namespace: str = "default") -> int:
         """Write counter of ``namespace``: changes on every add, update or remove there, by
         any connection or process (triggers in the file keep it); other namespaces' writes

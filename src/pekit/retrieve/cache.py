@@ -61,6 +61,7 @@ class NamespaceGallery:
     generation: int
     count: int
     categories: list[str] = field(default_factory=list)
+    stamps: dict[int, float] = field(default_factory=dict, repr=False)  # id -> updated (lazy namespaces)
     _parts: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict, repr=False)
 
 
@@ -88,7 +89,8 @@ class GalleryCache:
         self.part_cache = max(1, int(part_cache))
         self._entries: OrderedDict[str, NamespaceGallery] = OrderedDict()
         self._lock = threading.RLock()
-        self.builds = 0  # how many times a namespace was (re)read: for tests and benchmarks
+        self.builds = 0  # how many times a namespace was read in full: for tests and benchmarks
+        self.patches = 0  # how many times a large namespace was refreshed from its changes only
 
     def get(self, namespace: str = "default") -> NamespaceGallery:
         """The namespace's gallery, re-read only if the store changed since the last call."""
@@ -111,6 +113,12 @@ class GalleryCache:
             self._entries.clear()
 
     def _build(self, namespace: str, generation: int) -> NamespaceGallery:
+        with self._lock:
+            old = self._entries.get(namespace)
+        if old is not None and old.gallery.fetch is not None:
+            patched = self._patch(namespace, generation, old)
+            if patched is not None:
+                return patched
         self.builds += 1
         count = self.memory.count(namespace)
         eager = count <= self.eager
@@ -119,9 +127,41 @@ class GalleryCache:
         chosen = [c for c in concepts if self.select is None or self.select(c)]
         others = [c for c in concepts if self.select is not None and not self.select(c)]
         categories = list(dict.fromkeys(c.category for c in chosen if c.category))
-        entry = NamespaceGallery(Gallery.from_concepts([]), others, generation, len(concepts), categories)
+        entry = NamespaceGallery(Gallery.from_concepts([]), others, generation, len(concepts), categories,
+                                 {} if eager else {c.id: c.updated for c in concepts})
         fetch = None if eager else self._fetcher(namespace, entry)
         entry.gallery = Gallery.from_concepts(chosen, fetch=fetch)
+        return entry
+
+    def _patch(self, namespace: str, generation: int, old: NamespaceGallery) -> NamespaceGallery | None:
+        """Refresh a large namespace after a few writes without re-reading all of it: the
+        listing (no vectors) says which concepts changed (``updated``) or went; only those
+        are read. None when too much changed (a full read is then cheaper) or the store
+        cannot list."""
+        stamper = getattr(self.memory, "stamps", None)
+        if stamper is not None:  # id -> (name, updated), no vectors read
+            listing: dict[int, tuple[str, float]] = stamper(namespace=namespace)
+        elif hasattr(self.memory, "summaries"):
+            listing = {s.id: (s.name, s.updated) for s in self.memory.summaries(namespace=namespace)}
+        else:
+            return None
+        now = {i: u for i, (_, u) in listing.items()}
+        changed = [i for i, u in now.items() if old.stamps.get(i) != u]
+        removed = {i for i in old.stamps if i not in now} | set(changed)
+        if len(changed) + len(removed) > max(32, len(listing) // 20) or len(listing) <= self.eager:
+            return None
+        fresh = sorted((self.memory.get(listing[i][0], namespace=namespace) for i in changed), key=lambda c: c.id)
+        chosen = [c for c in fresh if self.select is None or self.select(c)]
+        others = [c for c in old.others if c.id not in removed] + \
+            [c for c in fresh if self.select is not None and not self.select(c)]
+        with self._lock:
+            lru = old._parts
+            for i in removed:
+                lru.pop(i, None)
+        categories = list(dict.fromkeys([*old.categories, *(c.category for c in chosen if c.category)]))
+        entry = NamespaceGallery(old.gallery.replaced(removed, chosen), others, generation, len(listing),
+                                 categories, now, lru)
+        self.patches += 1
         return entry
 
     def _fetcher(self, namespace: str, entry: NamespaceGallery) -> Callable[[Sequence[int]], dict[int, np.ndarray]]:

@@ -98,6 +98,29 @@ class Gallery:
                    [c.negatives for c in concepts], fetch)
 
 
+    def replaced(self, remove: set[int], add: list[Concept]) -> Gallery:
+        """A copy without the concepts whose ids are in ``remove``, with ``add`` appended
+        (their parts are kept unless the gallery is lazy). Nothing is fetched: this is how
+        `pekit.retrieve.cache.GalleryCache` refreshes a large namespace after a few writes.
+        """
+        keep = [k for k in range(len(self)) if int(self.ids[k]) not in remove]
+        mask = np.isin(self.owner, keep)
+        remap = np.full(len(self), -1, np.int64)
+        remap[keep] = np.arange(len(keep))
+        negatives = self.negatives or [None] * len(self)
+        d = self.views.shape[1] if self.views.size else (add[0].views.shape[1] if add else 0)
+        views = [self.views[mask].reshape(-1, d)] + [c.views.astype(np.float32) for c in add]
+        owner = [remap[self.owner[mask]]] + [np.full(len(c.views), len(keep) + i, np.int64) for i, c in enumerate(add)]
+        thr = [self.thresholds[keep]] + [np.array([np.nan if c.threshold is None else c.threshold], np.float32)
+                                          for c in add]
+        lazy = self.fetch is not None
+        return Gallery([self.names[k] for k in keep] + [c.name for c in add],
+                       np.array([int(self.ids[k]) for k in keep] + [c.id for c in add], np.int64),
+                       np.concatenate(views).astype(np.float32), np.concatenate(owner).astype(np.int64),
+                       np.concatenate(thr).astype(np.float32),
+                       [self.parts[k] for k in keep] + [None if lazy else c.parts for c in add],
+                       [negatives[k] for k in keep] + [c.negatives for c in add], self.fetch)
+
     def subset(self, indices: np.ndarray | list[int]) -> Gallery:
         """The gallery of the concepts at ``indices`` (in that order).
 
