@@ -399,3 +399,12 @@ def test_add_many_is_all_or_nothing(store: StoreHandle) -> None:
         stored = memory.add_many([concept("Rex", 1), concept("bo", 3, context="again"), full("Max", 4)], replace=True)
         assert [c.name for c in stored] == ["Rex", "bo", "Max"] and memory.names() == ["bo", "Rex", "Max"]
         assert memory.get("bo").context == "again" and same_vectors(memory.get("Max").parts, full("Max", 4).parts)
+
+
+def test_stamps_list_ids_names_and_update_times_of_one_namespace(store: StoreHandle) -> None:
+    with store.open() as memory:
+        bo = memory.add(concept("Bo", 0))
+        memory.add(concept("Rex", 1, namespace="other"))
+        assert memory.stamps() == {bo.id: ("Bo", pytest.approx(bo.updated))}
+        later = memory.update(concept("Bo", 2, context="x"))
+        assert memory.stamps()[bo.id][1] == pytest.approx(later.updated) and later.updated >= bo.updated

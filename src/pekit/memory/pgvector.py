@@ -208,6 +208,14 @@ class PgvectorMemory:
                                views=int(n), threshold=threshold, created=created, updated=updated)
                 for cid, name, category, context, threshold, created, updated, n in rows]
 
+    def stamps(self, *, namespace: str = "default") -> dict[int, tuple[str, float]]:
+        """``id -> (name, updated)`` of every concept of a namespace (no vectors): what a cache
+        needs to see what changed."""
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._db.transaction("list concepts", write=False) as cur:
+            sql = "SELECT id, name, updated FROM concepts WHERE namespace = %s"
+            return {int(i): (str(n), float(u)) for i, n, u in cur.execute(sql, (namespace,))}
+
     def generation(self, namespace: str = "default") -> int:
         """Write counter of ``namespace`` (bumped by a trigger in every writing transaction)."""
         namespace = clean_text(namespace, "namespace", "default")
