@@ -38,8 +38,10 @@ def test_relative_file_uri_and_read_only_mode(tmp_path: Path, monkeypatch: pytes
 @pytest.mark.parametrize(
     ("uri", "error", "match"),
     [
-        ("postgresql://me@db.local/pekit", MemoryStoreError, r"server-backed memory \(postgresql://\)"),
-        ("postgres://me@db.local/pekit", MemoryStoreError, "not available in this pekit version yet"),
+        # nothing listens on port 1: a clear error naming the server, with the password masked
+        ("postgresql://me:secret@127.0.0.1:1/pekit", MemoryStoreError,
+         r"cannot connect to the PostgreSQL server of memory postgresql://me:\*\*\*@127\.0\.0\.1:1/pekit"),
+        ("postgres://127.0.0.1:1/pekit?schema=Bad-Name", InvalidInputError, "schema name must be"),
         ("s3://bucket/memory.db", MemoryStoreError, "unknown memory URI scheme 's3'.*memory://"),
         ("file://otherhost/memory.db", InvalidInputError, "remote host"),
         ("file:x.db?cache=shared", InvalidInputError, "mode=ro"),

@@ -4,7 +4,8 @@
 - a path, ``file:path`` or ``file:///abs/path`` (``?mode=ro`` to open read-only) ->
   `SqliteMemory`, the embedded default
 - ``memory://`` -> an in-process `SqliteMemory` (tests, throw-away sessions)
-- ``postgresql://`` / ``postgres://`` -> the server-backed store (not available yet)
+- ``postgresql://`` / ``postgres://`` -> `PgvectorMemory` on a PostgreSQL server with pgvector
+  (``pip install 'pekit[postgres]'``); ``?schema=name`` picks the PostgreSQL schema
 
 Example:
     >>> with open_memory("memory://") as memory:
@@ -61,15 +62,15 @@ def default_memory_path() -> Path:
 
 def open_memory(uri: str | os.PathLike[str] | None = None, **options: Any) -> MemoryStore:
     """Open the memory store named by ``uri``; ``options`` go to the store (``read_only``,
-    ``store_images``, ``timeout``, ``must_exist``, ``skip_damaged`` for `SqliteMemory`).
+    ``store_images``, ``timeout``, ``must_exist``, ``skip_damaged``; ``schema`` for `PgvectorMemory`).
 
     Opening never creates anything: a memory file that does not exist yet is created by
     its first write (``must_exist=True`` makes a missing file an error instead).
 
-    >>> open_memory("postgresql://db/pekit")  # doctest: +ELLIPSIS
+    >>> open_memory("mysql://db/pekit")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    pekit.errors.MemoryStoreError: the server-backed memory (postgresql://) is not available ...
+    pekit.errors.MemoryStoreError: unknown memory URI scheme 'mysql' in 'mysql://db/pekit'; ...
     """
     if uri is None:
         uri = os.environ.get(ENV_VAR, "").strip() or default_memory_path()
@@ -118,8 +119,7 @@ def _open_file(uri: str, **options: Any) -> SqliteMemory:
 
 
 def _open_server(uri: str, **options: Any) -> MemoryStore:
-    scheme = uri.split(":", 1)[0]
-    raise MemoryStoreError(
-        f"the server-backed memory ({scheme}://) is not available in this pekit version yet; "
-        "use a file path (the embedded store, e.g. open_memory('concepts.db')) or 'memory://' for now"
-    )
+    """``postgresql://...`` -> `PgvectorMemory` (imported here: it needs the ``postgres`` extra)."""
+    from pekit.memory.pgvector import PgvectorMemory
+
+    return PgvectorMemory(uri, **options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -42,8 +42,9 @@ class ConceptSummary:
 
 @runtime_checkable
 class MemoryStore(Protocol):
-    """A concept store. Implementations: `SqliteMemory` (embedded file, default);
-    a server-backed pgvector store can follow behind the same protocol.
+    """A concept store. Implementations: `SqliteMemory` (embedded file, default) and
+    `PgvectorMemory` (PostgreSQL + pgvector, ``postgresql://`` URIs), tested by one
+    conformance suite (``tests/memory/test_conformance.py``).
 
     Every method takes ``namespace`` (the user / owner); names are unique per namespace.
     All vectors in one store come from one backbone (``backbone`` fingerprint): adding a
@@ -100,6 +101,16 @@ class MemoryStore(Protocol):
         Only concepts of ``namespace`` are returned (an id of another namespace, or an
         unknown id, is silently absent), so a caller can never read another owner's data.
         Concepts without parts are absent too.
+        """
+        ...
+
+    def search(self, queries: Any, *, namespace: str = "default", k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` stored views most similar (cosine) to each query, within ``namespace`` only.
+
+        ``queries`` is ``(q, d)`` (or one ``(d,)`` vector). Returns ``(ids (q, k) int64,
+        scores (q, k) float32)``: the concept id of each found view (a concept with several
+        views may appear more than once) and its cosine similarity, best first, padded with
+        id -1 and score -inf when the namespace holds fewer than ``k`` views.
         """
         ...
 

@@ -51,6 +51,7 @@ from pekit.memory._codec import (
 from pekit.memory._db import SqliteFile
 from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, decode_vectors, find_damaged
 from pekit.memory._schema import has_generations
+from pekit.memory._search import check_queries, exact_search
 from pekit.memory.base import ConceptSummary
 from pekit.types import Concept
 
@@ -105,6 +106,7 @@ class SqliteMemory:
         self.uri = self._db.label
         self.store_images = bool(store_images)
         self.skip_damaged = bool(skip_damaged)
+        self._views: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # search: ns -> (generation, ids, views)
 
     def _transaction(self, action: str, *, write: bool) -> AbstractContextManager[sqlite3.Connection]:
         return self._db.transaction(action, write=write)
@@ -363,6 +365,30 @@ class SqliteMemory:
             sql = "SELECT data FROM images WHERE concept_id = ? ORDER BY idx"
             return [bytes(r[0]) for r in conn.execute(sql, (cid,))]
 
+    def search(self, queries: Any, *, namespace: str = "default", k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` stored views most similar (cosine) to each query, within ``namespace`` only.
+
+        Returns ``(ids (q, k) int64, scores (q, k) float32)``: the concept id of each found
+        view and its cosine similarity, best first, padded with id -1 and score -inf. Exact:
+        one matrix product over the namespace's views, kept in RAM until its `generation` moves.
+
+        >>> with SqliteMemory(":memory:") as memory:
+        ...     _ = memory.add(Concept("Bo", np.eye(2, 8), backbone="toy"))
+        ...     memory.search(np.eye(1, 8), k=2)[0].tolist()
+        [[1, 1]]
+        """
+        namespace = clean_text(namespace, "namespace", "default")
+        generation = self.generation(namespace)
+        cached = self._views.get(namespace)
+        if cached is None or cached[0] != generation:
+            concepts = self.matchable(namespace=namespace)
+            ids = np.repeat(np.array([c.id for c in concepts], np.int64), [len(c.views) for c in concepts])
+            views = np.concatenate([c.views for c in concepts]) if concepts else np.zeros((0, 0), np.float32)
+            cached = self._views[namespace] = (generation, ids, views)
+        _, ids, views = cached
+        q, k = check_queries(queries, k, views.shape[1] if len(ids) else None)
+        return exact_search(views, ids, q, k=k)
+
     # ---- writes ----------------------------------------------------------------------
     @staticmethod
     def _key(name: str, namespace: str) -> tuple[str, str]:
@@ -557,6 +583,7 @@ class SqliteMemory:
     def close(self) -> None:
         """Close the file; further calls raise `MemoryStoreError`. Safe to call twice."""
         self._db.close()
+        self._views.clear()
 
     def __enter__(self) -> SqliteMemory:
         return self

@@ -1,0 +1,568 @@
+"""The server-backed memory: concepts in PostgreSQL, views in a pgvector ``vector(d)`` column.
+
+The same `MemoryStore` protocol as the embedded `SqliteMemory`, for many users and worker
+processes sharing one server: every row carries its ``namespace`` and every query filters on
+it (an id of another namespace is never found, read, changed or removed); each write is one
+transaction; the schema is versioned (`pekit.memory._pg_schema`); all vectors come from the
+backbone recorded by the first add. Chosen by URI: ``open_memory("postgresql://host/db")``.
+
+Search (`PgvectorMemory.search`) runs in the server: exact (pgvector's ``<#>`` over the
+namespace's rows, found through a b-tree on ``namespace``) for namespaces below
+`ANN_MIN_VIEWS` views, and an HNSW index *of that namespace only* (a partial index) above,
+so one user's search never scans, or waits on, the other users' views.
+
+Example (needs a PostgreSQL server with pgvector):
+    >>> with open_memory("postgresql://localhost/pekit") as memory:   # doctest: +SKIP
+    ...     memory.add(Concept("Bo", views, backbone="dinov2-s14")).id
+    1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pekit.errors import (
+    BackboneMismatchError,
+    ConceptNotFoundError,
+    DuplicateConceptError,
+    InvalidInputError,
+)
+from pekit.memory._codec import (
+    check_threshold,
+    clean_name,
+    clean_text,
+    dump_meta,
+    from_blob,
+    name_key,
+    not_found_message,
+    to_blob,
+    unit_rows,
+)
+from pekit.memory._pg_schema import advisory_key
+from pekit.memory._pgconn import PgConnection
+from pekit.memory._search import check_queries, exact_search, no_results
+from pekit.memory.base import ConceptSummary
+from pekit.types import Concept
+
+__all__ = ["ANN_MIN_VIEWS", "EF_SEARCH", "PgvectorMemory"]
+
+logger = logging.getLogger(__name__)
+
+# Below this many views an exact scan of the namespace takes <= ~5 ms (about 1 us a view,
+# benchmarks/memory_scale.py); above it the namespace gets its own HNSW index.
+ANN_MIN_VIEWS = 5_000
+EF_SEARCH = 400  # recall@1 1.000 on the 10^5-view album of benchmarks/memory_scale.py (100: 0.938)
+_COLUMNS = "id, namespace, name, category, context, threshold, created, updated, meta"
+
+
+def _show(backbone: str) -> str:
+    return repr(backbone) if backbone else "'' (no fingerprint)"
+
+
+def _vectors(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.stack(arrays).astype(np.float32)
+
+
+class PgvectorMemory:
+    """`MemoryStore` on a PostgreSQL database with the pgvector extension.
+
+    Args:
+        uri: ``postgresql://[user[:password]@]host[:port]/database[?schema=name]`` (libpq
+            options such as ``sslmode=require`` or ``host=/socket/dir`` pass through).
+        schema: PostgreSQL schema of the tables (else the URI's ``schema=``, else ``pekit``),
+            so several memories can share a database.
+        read_only: reads work, writes raise `MemoryStoreError`; nothing is created.
+        store_images: keep the encoded reference photos passed to `add`.
+        timeout: seconds to wait to connect and for another writer's locks.
+        must_exist: a database without pekit tables is a `MemoryFileError` (else the first
+            writable open creates them, and pgvector if the user may).
+        skip_damaged: accepted for symmetry with `SqliteMemory`; the server's types
+            (``vector(d)``, ``json``) keep damaged rows from being written at all.
+        ann: search namespaces of `ANN_MIN_VIEWS` views or more through an HNSW index of
+            each such namespace in the server (approximate; no vectors in this process)
+            instead of exactly here (the default: see `search`).
+
+    Safe to share between threads (one connection behind a lock); any number of processes
+    may open the same database.
+    """
+
+    def __init__(self, uri: str, *, schema: str | None = None, read_only: bool = False,
+                 store_images: bool = False, timeout: float = 5.0, must_exist: bool = False,
+                 skip_damaged: bool = False, ann: bool = False) -> None:
+        self._db = PgConnection(uri, schema=schema, read_only=bool(read_only), timeout=float(timeout),
+                                must_exist=bool(must_exist))
+        self.uri = self._db.label
+        self.schema = self._db.schema
+        self.store_images = bool(store_images)
+        self.skip_damaged = bool(skip_damaged)
+        self.ann = bool(ann)
+        self._indexed: set[str] = set()  # namespaces whose HNSW index is known to be valid
+        self._sizes: dict[str, tuple[int, int]] = {}  # namespace -> (generation, views)
+        self._views: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # namespace -> (generation, owners, views)
+
+    # ---- properties ------------------------------------------------------------------
+    def _meta(self, cur: Any) -> dict[str, str]:
+        return dict(cur.execute("SELECT key, value FROM meta").fetchall())
+
+    @property
+    def backbone(self) -> str | None:
+        """Fingerprint of the backbone whose vectors the store holds (None while empty)."""
+        with self._db.transaction("read the backbone", write=False) as cur:
+            return self._meta(cur).get("backbone")
+
+    @property
+    def dim(self) -> int | None:
+        """Width ``d`` of the stored vectors (None while empty)."""
+        with self._db.transaction("read the dimension", write=False) as cur:
+            value = self._meta(cur).get("dim")
+        return None if value is None else int(value)
+
+    @property
+    def read_only(self) -> bool:
+        """True when opened with ``read_only=True``."""
+        return self._db.read_only
+
+    # ---- reads -----------------------------------------------------------------------
+    def _load(self, cur: Any, namespace: str, *, name: str | None = None, parts: bool = True) -> list[Concept]:
+        """Concepts of ``namespace`` (one, with ``name``), ordered by id, with their vectors."""
+        sql = f"SELECT {_COLUMNS} FROM concepts WHERE namespace = %s" + (" AND name = %s" if name else "")
+        rows = cur.execute(sql + " ORDER BY id", (namespace, name) if name else (namespace,)).fetchall()
+        if not rows:
+            return []
+        backbone = self._meta(cur).get("backbone", "")
+        where, params = "namespace = %s", [namespace]
+        if name:
+            where, params = "namespace = %s AND concept_id = %s", [namespace, rows[0][0]]
+        views: dict[int, list[np.ndarray]] = {}
+        negatives: dict[int, list[np.ndarray]] = {}
+        sql = f"SELECT concept_id, idx, embedding FROM views WHERE {where} ORDER BY concept_id, idx"
+        for cid, idx, vector in cur.execute(sql, params):
+            (views if idx >= 0 else negatives).setdefault(cid, []).append(vector)
+        blobs: dict[int, tuple[int, bytes]] = {}
+        if parts:
+            sql = f"SELECT concept_id, rows, vectors FROM parts WHERE {where}"
+            blobs = {cid: (n, bytes(b)) for cid, n, b in cur.execute(sql, params)}
+        out = []
+        for cid, ns, cname, category, context, threshold, created, updated, meta in rows:
+            part = blobs.get(cid)
+            negs = negatives.get(cid)
+            out.append(Concept(
+                id=int(cid), namespace=ns, name=cname, category=category, context=context, threshold=threshold,
+                created=created, updated=updated, meta=meta, backbone=backbone, views=_vectors(views[cid]),
+                parts=None if part is None else from_blob(part[1], dim=len(views[cid][0])),
+                negatives=None if not negs else _vectors(negs[::-1]),
+            ))
+        return out
+
+    def get(self, name: str, *, namespace: str = "default") -> Concept:
+        """The concept called ``name``; `ConceptNotFoundError` (with the known names) if absent."""
+        name, namespace = self._key(name, namespace)
+        with self._db.transaction(f"read concept {name!r}", write=False) as cur:
+            found = self._load(cur, namespace, name=name)
+            if not found:
+                raise ConceptNotFoundError(not_found_message(name, namespace, self._names(cur, namespace)))
+            return found[0]
+
+    def concepts(self, *, namespace: str = "default") -> list[Concept]:
+        """All concepts of a namespace, ordered by id."""
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._db.transaction("list concepts", write=False) as cur:
+            return self._load(cur, namespace)
+
+    def matchable(self, *, namespace: str = "default") -> list[Concept]:
+        """`concepts` without part prototypes (``parts=None``): what matching keeps in RAM."""
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._db.transaction("list concepts", write=False) as cur:
+            return self._load(cur, namespace, parts=False)
+
+    def parts(self, ids: Sequence[int], *, namespace: str = "default") -> dict[int, np.ndarray]:
+        """Part prototypes ``(m, d) float32`` of the concepts ``ids`` *of this namespace*, by id."""
+        namespace = clean_text(namespace, "namespace", "default")
+        try:
+            wanted = sorted({int(i) for i in ids})
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"concept ids must be integers, but got {ids!r}") from exc
+        if not wanted:
+            return {}
+        with self._db.transaction("read parts", write=False) as cur:
+            dim = int(self._meta(cur).get("dim", 0) or 0)
+            sql = "SELECT concept_id, vectors FROM parts WHERE namespace = %s AND concept_id = ANY(%s)"
+            return {int(cid): from_blob(bytes(b), dim=dim) for cid, b in cur.execute(sql, (namespace, wanted))}
+
+    def summaries(self, *, namespace: str = "default") -> list[ConceptSummary]:
+        """Names, categories, context and view counts of a namespace, ordered by id; reads no vectors."""
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._db.transaction("list concepts", write=False) as cur:
+            sql = ("SELECT c.id, c.name, c.category, c.context, c.threshold, c.created, c.updated, "
+                   "(SELECT COUNT(*) FROM views v WHERE v.namespace = c.namespace AND v.concept_id = c.id "
+                   "AND v.idx >= 0) FROM concepts c WHERE c.namespace = %s ORDER BY c.id")
+            rows = cur.execute(sql, (namespace,)).fetchall()
+        return [ConceptSummary(id=int(cid), namespace=namespace, name=name, category=category, context=context,
+                               views=int(n), threshold=threshold, created=created, updated=updated)
+                for cid, name, category, context, threshold, created, updated, n in rows]
+
+    def stamps(self, *, namespace: str = "default") -> dict[int, tuple[str, float]]:
+        """``id -> (name, updated)`` of every concept of a namespace (no vectors): what a cache
+        needs to see what changed."""
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._db.transaction("list concepts", write=False) as cur:
+            sql = "SELECT id, name, updated FROM concepts WHERE namespace = %s"
+            return {int(i): (str(n), float(u)) for i, n, u in cur.execute(sql, (namespace,))}
+
+    def generation(self, namespace: str = "default") -> int:
+        """Write counter of ``namespace`` (bumped by a trigger in every writing transaction)."""
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._db.transaction("read the generation", write=False) as cur:
+            row = cur.execute("SELECT value FROM generations WHERE namespace = %s", (namespace,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _names(self, cur: Any, namespace: str) -> list[str]:
+        return [r[0] for r in cur.execute("SELECT name FROM concepts WHERE namespace = %s ORDER BY id", (namespace,))]
+
+    def names(self, *, namespace: str = "default") -> list[str]:
+        """Names of a namespace's concepts, ordered by id (reads no vectors)."""
+        namespace = clean_text(namespace, "namespace", "default")
+        with self._db.transaction("list names", write=False) as cur:
+            return self._names(cur, namespace)
+
+    def count(self, namespace: str | None = None) -> int:
+        """Number of concepts in ``namespace`` (all namespaces when None)."""
+        with self._db.transaction("count concepts", write=False) as cur:
+            if namespace is None:
+                return int(cur.execute("SELECT COUNT(*) FROM concepts").fetchone()[0])
+            namespace = clean_text(namespace, "namespace", "default")
+            return int(cur.execute("SELECT COUNT(*) FROM concepts WHERE namespace = %s", (namespace,)).fetchone()[0])
+
+    def namespaces(self) -> list[str]:
+        """Namespaces holding at least one concept, sorted."""
+        with self._db.transaction("list namespaces", write=False) as cur:
+            return [r[0] for r in cur.execute("SELECT DISTINCT namespace FROM concepts ORDER BY namespace")]
+
+    def images(self, name: str, *, namespace: str = "default") -> list[bytes]:
+        """Encoded reference photos kept for a concept (empty unless added with ``store_images``)."""
+        cid = self.get(name, namespace=namespace).id
+        with self._db.transaction(f"read images of {name!r}", write=False) as cur:
+            sql = "SELECT data FROM images WHERE namespace = %s AND concept_id = %s ORDER BY idx"
+            return [bytes(r[0]) for r in cur.execute(sql, (clean_text(namespace, "namespace", "default"), cid))]
+
+    # ---- search ----------------------------------------------------------------------
+    def search(self, queries: Any, *, namespace: str = "default", k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` stored views most similar (cosine) to each query, within ``namespace`` only.
+
+        Returns ``(ids (q, k) int64, scores (q, k) float32)``: the concept id of each found
+        view (a concept may appear more than once) and its cosine similarity, best first,
+        padded with id -1 and score -inf. ``queries`` is ``(q, d)`` or one ``(d,)`` vector.
+
+        A namespace below `ANN_MIN_VIEWS` views is scanned exactly in the server (pgvector's
+        ``<#>``, found through the b-tree on ``namespace``). A larger one is searched exactly
+        in this process over its views, fetched once per `generation` (numpy), or, with
+        ``ann=True``, through its own HNSW index in the server (built by the first search
+        that finds it missing, then kept up to date by the adds).
+        """
+        namespace = clean_text(namespace, "namespace", "default")
+        build = False
+        with self._db.transaction("search views", write=False) as cur:
+            row = cur.execute("SELECT (SELECT value FROM meta WHERE key = 'dim'), "
+                              "(SELECT value FROM generations WHERE namespace = %s)", (namespace,)).fetchone()
+            dim = None if row[0] is None else int(row[0])
+            q, k = check_queries(queries, k, dim)
+            if dim is None:
+                return no_results(len(q), k)
+            generation = int(row[1] or 0)
+            large = self._views_in(cur, namespace, generation) >= ANN_MIN_VIEWS
+            if large and not self.ann:
+                _, owners, views = self._cached_views(cur, namespace, generation)
+            elif large and not self._has_index(cur, namespace):
+                build = not self.read_only
+            if not large or (self.ann and not build):
+                return self._query(cur, namespace, q, k, index=large and namespace in self._indexed)
+        if build:  # outside the read transaction: CREATE INDEX CONCURRENTLY needs its own
+            self.build_index(namespace)
+            return self.search(q, namespace=namespace, k=k)
+        return exact_search(views, owners, q, k=k)
+
+    def _query(self, cur: Any, namespace: str, q: np.ndarray, k: int, *, index: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest views in the server, one statement per query vector."""
+        sql = (f"SELECT concept_id, (embedding <#> %b) FROM views WHERE namespace = {self._literal(namespace)} "
+               "AND idx >= 0 ORDER BY embedding <#> %b LIMIT %s")  # a literal: the partial index must match
+        if index:  # the plan must be the index's, whatever the (possibly stale) statistics say
+            cur.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
+            cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute("SET LOCAL enable_sort = off")
+        ids, scores = no_results(len(q), k)
+        for i, vector in enumerate(q):
+            found = cur.execute(sql, (vector, vector, k)).fetchall()
+            if found:
+                ids[i, :len(found)] = [r[0] for r in found]
+                scores[i, :len(found)] = [-r[1] for r in found]
+        return ids, scores
+
+    def _views_in(self, cur: Any, namespace: str, generation: int) -> int:
+        """Views of ``namespace`` (counted again only after a write to it)."""
+        known = self._sizes.get(namespace)
+        if known is None or known[0] != generation:
+            n = int(cur.execute("SELECT COUNT(*) FROM views WHERE namespace = %s AND idx >= 0",
+                                (namespace,)).fetchone()[0])
+            known = self._sizes[namespace] = (generation, n)
+        return known[1]
+
+    def _cached_views(self, cur: Any, namespace: str, generation: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(generation, owners (N,), views (N, d))`` of ``namespace``, fetched again after a write."""
+        cached = self._views.get(namespace)
+        if cached is None or cached[0] != generation:
+            sql = "SELECT concept_id, embedding FROM views WHERE namespace = %s AND idx >= 0 ORDER BY concept_id, idx"
+            rows = cur.execute(sql, (namespace,)).fetchall()
+            owners = np.array([r[0] for r in rows], np.int64)
+            cached = self._views[namespace] = (generation, owners, _vectors([r[1] for r in rows]))
+        return cached
+
+    def _literal(self, namespace: str) -> str:
+        from psycopg import sql
+
+        return sql.Literal(namespace).as_string(self._db.connection())
+
+    def _index_name(self, namespace: str) -> str:
+        return "views_ann_" + hashlib.sha1(namespace.encode()).hexdigest()[:20]
+
+    def _has_index(self, cur: Any, namespace: str) -> bool:
+        """True when ``namespace``'s HNSW index exists and is valid (remembered once it is)."""
+        if namespace not in self._indexed:
+            row = cur.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                              "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = %s",
+                              (self._index_name(namespace), self.schema)).fetchone()
+            if row and row[0]:
+                self._indexed.add(namespace)
+        return namespace in self._indexed
+
+    def build_index(self, namespace: str = "default") -> float:
+        """Build (or rebuild, if a build was interrupted) the HNSW index of ``namespace``'s views.
+
+        Runs ``CREATE INDEX CONCURRENTLY``: other namespaces (and this one) stay readable and
+        writable meanwhile. Returns the seconds it took. `search` calls it when needed.
+        """
+        namespace = clean_text(namespace, "namespace", "default")
+        name, lit = self._index_name(namespace), self._literal(namespace)
+        start = time.perf_counter()
+        logger.info("building the HNSW search index of namespace %r in %s", namespace, self.uri)
+        with self._db.autocommit(f"index namespace {namespace!r}") as cur:
+            cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {self.schema}.{name}")
+            cur.execute("SET maintenance_work_mem = '512MB'")
+            cur.execute(f"CREATE INDEX CONCURRENTLY {name} ON {self.schema}.views USING hnsw "
+                        f"(embedding vector_ip_ops) WHERE namespace = {lit} AND idx >= 0")
+            cur.execute("RESET maintenance_work_mem")
+            cur.execute(f"ANALYZE {self.schema}.views")
+        self._indexed.add(namespace)
+        return time.perf_counter() - start
+
+    # ---- writes ----------------------------------------------------------------------
+    @staticmethod
+    def _key(name: str, namespace: str) -> tuple[str, str]:
+        return clean_name(name), clean_text(namespace, "namespace", "default")
+
+    def _prepared(self, concept: Concept) -> Concept:
+        """Validated copy: clean name/namespace, unit-norm float32 vectors, checked fields."""
+        name, namespace = self._key(concept.name, concept.namespace)
+        views = unit_rows(concept.views, what="views")
+        d = views.shape[1]
+        parts = None if concept.parts is None else unit_rows(concept.parts, what="parts", dim=d)
+        negatives = None if concept.negatives is None else unit_rows(concept.negatives, what="negatives", dim=d)
+        import json
+
+        return dataclasses.replace(
+            concept, name=name, namespace=namespace, views=views, parts=parts, negatives=negatives,
+            threshold=check_threshold(concept.threshold), meta=json.loads(dump_meta(concept.meta)),
+            backbone=concept.backbone or "",
+        )
+
+    def _check_backbone(self, cur: Any, concept: Concept) -> None:
+        """Record the backbone on the first add (or into an empty store); refuse another one.
+
+        Writers hold a shared advisory lock; changing the backbone takes it exclusively, so no
+        add of the old backbone can slip in while the store switches.
+        """
+        key, want = advisory_key(self.schema, "backbone"), (concept.backbone, str(concept.dim))
+        meta = self._meta(cur)
+        shared = (meta.get("backbone"), meta.get("dim")) == want
+        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)" if shared else "SELECT pg_advisory_xact_lock(%s)",
+                    (key,))
+        meta = self._meta(cur)
+        empty = not cur.execute("SELECT EXISTS (SELECT 1 FROM concepts)").fetchone()[0]
+        if "backbone" not in meta or empty:
+            if (meta.get("backbone"), meta.get("dim")) != want:
+                if shared:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                cur.executemany("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
+                                "SET value = EXCLUDED.value", [("backbone", want[0]), ("dim", want[1])])
+                cur.execute(f"ALTER TABLE views ALTER COLUMN embedding TYPE vector({int(concept.dim)})")
+            return
+        if concept.backbone != meta["backbone"]:
+            raise BackboneMismatchError(
+                f"memory {self.uri} holds vectors from backbone {_show(meta['backbone'])}, but concept "
+                f"{concept.name!r} was embedded with {_show(concept.backbone)}; vectors from different "
+                "backbones cannot be compared. Use a different memory for this backbone, or re-introduce "
+                f"{concept.name!r} with backbone {_show(meta['backbone'])}"
+            )
+        if str(concept.dim) != meta["dim"]:
+            raise InvalidInputError(
+                f"views of {concept.name!r} have {concept.dim} dimensions but memory {self.uri} holds "
+                f"{meta['dim']}-dimensional vectors from the same backbone; check how they were computed"
+            )
+
+    def _write_vectors(self, cur: Any, cid: int, c: Concept) -> None:
+        cur.execute("DELETE FROM views WHERE concept_id = %s", (cid,))
+        cur.execute("DELETE FROM parts WHERE concept_id = %s", (cid,))
+        rows = [(cid, c.namespace, i, v) for i, v in enumerate(c.views)]
+        rows += [(cid, c.namespace, -1 - i, v) for i, v in enumerate([] if c.negatives is None else c.negatives)]
+        cur.executemany("INSERT INTO views (concept_id, namespace, idx, embedding) VALUES (%s, %s, %s, %b)", rows)
+        if c.parts is not None:
+            cur.execute("INSERT INTO parts (concept_id, namespace, rows, vectors) VALUES (%s, %s, %s, %s)",
+                        (cid, c.namespace, len(c.parts), to_blob(c.parts)))
+
+    def _same_name(self, cur: Any, namespace: str, name: str, exclude: int = -1) -> tuple[int, float, str] | None:
+        """``(id, created, stored name)`` of the concept whose name equals ``name`` ignoring case (locked)."""
+        sql = "SELECT id, created, name FROM concepts WHERE namespace = %s AND name_key = %s AND id <> %s FOR UPDATE"
+        row = cur.execute(sql, (namespace, name_key(name), exclude)).fetchone()
+        return None if row is None else (int(row[0]), float(row[1]), str(row[2]))
+
+    def _duplicate(self, c: Concept, stored: str) -> DuplicateConceptError:
+        same = "" if stored == c.name else f" (names are compared ignoring case: '{stored}' exists)"
+        return DuplicateConceptError(
+            f"a concept named {c.name!r} already exists in namespace {c.namespace!r}{same}; pass "
+            "replace=True (CLI: --replace) to overwrite it, or choose another name"
+        )
+
+    def add(self, concept: Concept, *, replace: bool = False, images: Sequence[bytes] | None = None) -> Concept:
+        """Insert ``concept`` (or, with ``replace``, overwrite the one of that name, keeping its id).
+
+        Returns a copy with ``id``, ``created`` and ``updated`` set and vectors normalised.
+
+        Raises:
+            DuplicateConceptError: the name exists in the namespace (ignoring case) and ``replace`` is False.
+            BackboneMismatchError: ``concept.backbone`` differs from the store's.
+            InvalidInputError: bad name, shapes or values.
+        """
+        return self._add_all([self._prepared(concept)], replace, images)[0]
+
+    def add_many(self, concepts: Sequence[Concept], *, replace: bool = False) -> list[Concept]:
+        """`add` every concept in one transaction: all of them are stored, or (on any error) none."""
+        return self._add_all([self._prepared(c) for c in concepts], replace, None)
+
+    def _add_all(self, prepared: list[Concept], replace: bool, images: Sequence[bytes] | None) -> list[Concept]:
+        unique = self._db._psycopg.errors.UniqueViolation
+        action = f"add concept {prepared[0].name!r}" if len(prepared) == 1 else f"add {len(prepared)} concepts"
+        try:
+            with self._db.transaction(action, write=True) as cur:
+                return [self._add(cur, c, replace, images) for c in prepared]
+        except unique:  # another process added the same name between our check and insert
+            if replace:
+                return self._add_all(prepared, replace, images)
+            raise DuplicateConceptError(
+                f"a concept named {prepared[0].name!r} (or another of these {len(prepared)}) was just added "
+                f"to namespace {prepared[0].namespace!r} by another process; pass replace=True to overwrite it"
+            ) from None
+
+    def _add(self, cur: Any, c: Concept, replace: bool, images: Sequence[bytes] | None) -> Concept:
+        """Insert or replace one prepared concept inside an open write transaction."""
+        self._check_backbone(cur, c)
+        row = self._same_name(cur, c.namespace, c.name)
+        now = time.time()
+        values = (c.name, name_key(c.name), c.category, c.context, c.threshold, now, dump_meta(c.meta))
+        if row is not None and not replace:
+            raise self._duplicate(c, row[2])
+        if row is not None:
+            cid, created = row[0], row[1]
+            cur.execute("UPDATE concepts SET name = %s, name_key = %s, category = %s, context = %s, "
+                        "threshold = %s, updated = %s, meta = %s::json WHERE id = %s AND namespace = %s",
+                        (*values, cid, c.namespace))
+            cur.execute("DELETE FROM images WHERE concept_id = %s", (cid,))
+        else:
+            created = c.created or now
+            cid = int(cur.execute(
+                "INSERT INTO concepts (name, name_key, category, context, threshold, updated, meta, "
+                "namespace, created) VALUES (%s, %s, %s, %s, %s, %s, %s::json, %s, %s) RETURNING id",
+                (*values, c.namespace, created)).fetchone()[0])
+        self._write_vectors(cur, cid, c)
+        if images and self.store_images:
+            cur.executemany("INSERT INTO images (concept_id, namespace, idx, data) VALUES (%s, %s, %s, %s)",
+                            [(cid, c.namespace, i, bytes(data)) for i, data in enumerate(images)])
+        return dataclasses.replace(c, id=cid, created=created, updated=now)
+
+    def update(self, concept: Concept) -> Concept:
+        """Write back the fields of a stored concept (found by ``id`` *within its namespace*, else by name).
+
+        Everything but ``created`` and the stored images is replaced; renaming is allowed;
+        an id of another namespace is not found (the store never moves concepts between owners).
+
+        Raises:
+            ConceptNotFoundError: no such concept in ``concept.namespace``.
+            DuplicateConceptError: the new name is taken in the namespace.
+            BackboneMismatchError: ``concept.backbone`` differs from the store's.
+        """
+        c = self._prepared(concept)
+        try:
+            return self._update(c)
+        except self._db._psycopg.errors.UniqueViolation:
+            raise DuplicateConceptError(
+                f"cannot rename to {c.name!r}: another process just took that name in namespace "
+                f"{c.namespace!r}; choose another name"
+            ) from None
+
+    def _update(self, c: Concept) -> Concept:
+        with self._db.transaction(f"update concept {c.name!r}", write=True) as cur:
+            if c.id >= 0:
+                sql = "SELECT id, created FROM concepts WHERE id = %s AND namespace = %s FOR UPDATE"
+                row = cur.execute(sql, (c.id, c.namespace)).fetchone()
+            else:
+                sql = "SELECT id, created FROM concepts WHERE namespace = %s AND name = %s FOR UPDATE"
+                row = cur.execute(sql, (c.namespace, c.name)).fetchone()
+            if row is None:
+                what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r}"
+                raise ConceptNotFoundError(
+                    f"no concept {what} in namespace {c.namespace!r} to update; use add() to store a new concept"
+                )
+            cid, created = int(row[0]), float(row[1])
+            self._check_backbone(cur, c)
+            if self._same_name(cur, c.namespace, c.name, exclude=cid):
+                raise DuplicateConceptError(
+                    f"cannot rename concept {cid} to {c.name!r}: that name is taken in namespace "
+                    f"{c.namespace!r}; remove the other concept first or choose another name"
+                )
+            now = time.time()
+            cur.execute("UPDATE concepts SET name = %s, name_key = %s, category = %s, context = %s, threshold = %s, "
+                        "updated = %s, meta = %s::json WHERE id = %s AND namespace = %s",
+                        (c.name, name_key(c.name), c.category, c.context, c.threshold, now, dump_meta(c.meta), cid,
+                         c.namespace))
+            self._write_vectors(cur, cid, c)
+        return dataclasses.replace(c, id=cid, created=created, updated=now)
+
+    def remove(self, name: str, *, namespace: str = "default") -> None:
+        """Delete a concept with its views, parts and images; `ConceptNotFoundError` if absent."""
+        name, namespace = self._key(name, namespace)
+        with self._db.transaction(f"remove concept {name!r}", write=True) as cur:
+            row = cur.execute("DELETE FROM concepts WHERE namespace = %s AND name = %s RETURNING id",
+                              (namespace, name)).fetchone()
+            if row is None:
+                raise ConceptNotFoundError(not_found_message(name, namespace, self._names(cur, namespace)))
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection; further calls raise `MemoryStoreError`. Safe to call twice."""
+        self._db.close()
+        self._views.clear()
+
+    def __enter__(self) -> PgvectorMemory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = ", read_only=True" if self.read_only else ""
+        return f"PgvectorMemory({self.uri!r}{mode})"
