@@ -13,7 +13,9 @@ long side, ../shared/data/dreambooth or scikit-image samples), each round times:
   ``quantize_dynamic``); its feature agreement with fp32 (mean patch cosine) is printed;
 * ``recognize (saliency proposals)``: warm `Personalizer.recognize`, 10 concepts, the
   preset as it was before this benchmark's lever (saliency + window proposals);
-* ``recognize (offline preset)``: the same with the offline preset as shipped.
+* ``recognize (offline preset)``: the same with the offline preset as shipped;
+* ``recognize (int8, windows, no prop. comp.)``: int8 graph, features-only query pass
+  (window proposals incl. 0.2 of the grid side), region-level competition only.
 
 Target (issue "Fast at every scale"): warm recognize <= 2.0 x the shipped 224 px pass.
 Accuracy of each lever is measured by benchmarks/recognition.py / the notes in
@@ -80,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     p = Personalizer("offline", memory="memory://")
     sal_pipe = Personalizer("offline", memory=p.memory, proposals=("saliency", "windows"),
                             window_scales=(0.35, 0.5, 0.7, 1.0))
+    fast = Personalizer("offline", memory="memory://", proposals=("windows",),
+                        window_scales=(0.2, 0.35, 0.5, 0.7, 1.0), proposal_competition=False,
+                        backbone_options={"layer": 7, "resolution": 448, "int8": True})
     for i in range(10):
         p.introduce(f"concept{i}", refs[2 * i: 2 * i + 2])
+        fast.introduce(f"concept{i}", refs[2 * i: 2 * i + 2])
     bb = p.pipeline.backbone
     features_out = (token_output(bb.layer),)
     fp32_graph = graph_file(weights, version, features_out, dynamic_hw=True)
@@ -118,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "pass, features int8, 448 px": run_int8,
         "recognize (saliency proposals)": sal_pipe.recognize,
         "recognize (offline preset)": p.recognize,
+        "recognize (int8, windows, no prop. comp.)": fast.recognize,
     }
     for fn in levers.values():  # warm every session
         fn(queries[0])
@@ -132,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     unit = statistics.median(times["shipped graph, 224 px"])
     print(f"offline pass levers, {len(queries)} photos x {args.rounds} rounds, interleaved; unit = shipped 224 px pass "
           f"({unit * 1000:.0f} ms median)")
-    print(f"{'lever':34} {'median ms':>10} {'x shipped':>10}")
+    print(f"{'lever':42} {'median ms':>10} {'x shipped':>10}")
     for key, values in times.items():
         med = statistics.median(values)
-        print(f"{key:34} {med * 1000:10.0f} {med / unit:10.2f}")
+        print(f"{key:42} {med * 1000:10.0f} {med / unit:10.2f}")
     print(f"int8 features vs fp32: mean patch cosine {statistics.mean(cos):.4f} over {len(cos)} photos")
     print(f"offline preset proposals: {p.pipeline.config.proposals}, query saliency: {p.pipeline.query_saliency}")
     print("target: recognize (offline preset) <= 2.0 x shipped")

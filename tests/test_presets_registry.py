@@ -8,6 +8,7 @@ import sys
 from contextlib import nullcontext as does_not_raise
 from typing import Any
 
+import numpy as np
 import pytest
 
 import pekit
@@ -19,7 +20,7 @@ from pekit.registry import available, create, register
 
 # ---- presets ------------------------------------------------------------------------------------
 def test_the_three_presets() -> None:
-    assert list(PRESETS) == ["offline", "cpu", "paper"]
+    assert list(PRESETS) == ["offline", "offline-fast", "cpu", "paper"]
     offline = get_preset()
     assert offline.name == "offline" and offline.backbone == "onnx-dinov2-s" and offline.lvlm == "none"
     assert offline.detector is None and "detector" not in offline.recognition.proposals
@@ -28,7 +29,7 @@ def test_the_three_presets() -> None:
 
 
 def test_unknown_preset_lists_the_names() -> None:
-    with pytest.raises(InvalidInputError, match="unknown preset 'turbo'; available: offline, cpu, paper"):
+    with pytest.raises(InvalidInputError, match="unknown preset 'turbo'; available: offline, offline-fast, cpu, paper"):
         get_preset("turbo")
 
 
@@ -135,3 +136,12 @@ def test_lazy_attributes() -> None:
     assert "Personalizer" in dir(pekit)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         pekit.nope  # noqa: B018
+
+
+def test_offline_fast_runs_int8_and_skips_the_saliency_head_on_queries(chelsea: Any) -> None:
+    from pekit import Personalizer
+
+    p = Personalizer("offline-fast", memory="memory://")
+    assert p.pipeline.fingerprint.endswith("/int8") and not p.pipeline.query_saliency
+    p.introduce("cat", chelsea)  # references still use the saliency map
+    assert p.recognize(np.ascontiguousarray(chelsea[:, ::-1])).name.tolist() == ["cat"]

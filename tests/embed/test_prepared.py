@@ -32,9 +32,9 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     builds: list[list[str]] = []
     real = onnx_backbone.prepare_graph
 
-    def counted(path: str, outputs: list[str]) -> bytes:
+    def counted(path: str, outputs: list[str], *, int8: bool = False) -> bytes:
         builds.append(outputs)
-        return real(path, outputs)
+        return real(path, outputs, int8=int8)
 
     monkeypatch.setattr(onnx_backbone, "prepare_graph", counted)
     monkeypatch.setattr(onnx_backbone, "BUILDS", builds, raising=False)

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import sys
-import tempfile
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,24 +40,6 @@ class StoreHandle:
 def subprocess_env() -> dict[str, str]:
     """Environment for a child Python that imports this checkout's pekit."""
     return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
-@pytest.fixture(scope="session")
-def postgres_uri() -> Iterator[str]:
-    """URI of a PostgreSQL server with pgvector, running for this test session."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset in CI
-        import pgserver
-
-    # a folder of its own, not under pytest's basetemp: other pytest sessions on the machine
-    # prune old basetemp folders, and a data directory must not vanish under a running server
-    folder = Path(tempfile.mkdtemp(prefix="pekit-postgres-"))
-    server = pgserver.get_server(folder / "data", cleanup_mode="delete")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
