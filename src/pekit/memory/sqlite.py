@@ -328,8 +328,9 @@ class SqliteMemory:
         >>> import numpy as np
         >>> with SqliteMemory(":memory:") as memory:
         ...     _ = memory.add(Concept("Bo", np.eye(2, 8), category="dog", backbone="toy"))
-        ...     [(s.name, s.category, s.views) for s in memory.summaries()]
-        [('Bo', 'dog', 2)]
+        ...     first = memory.summaries()[0]
+        >>> first.name, first.category, first.views
+        ('Bo', 'dog', 2)
         """
         namespace = clean_text(namespace, "namespace", "default")
         with self._transaction("list concepts", write=False) as conn:
@@ -466,8 +467,8 @@ class SqliteMemory:
         none. Bulk imports run at disk speed instead of one commit per concept.
 
         >>> m = SqliteMemory(":memory:")
-        >>> [c.name for c in m.add_many([Concept(n, np.eye(1, 4)) for n in ("a", "b")])]
-        ['a', 'b']
+        >>> " ".join(c.name for c in m.add_many([Concept(n, np.eye(1, 4)) for n in ("a", "b")]))
+        'a b'
         """
         prepared = [self._prepared(c) for c in concepts]
         with self._transaction(f"add {len(prepared)} concepts", write=True) as conn:
