@@ -457,8 +457,7 @@ class Personalizer:
 
     def _listing(self) -> list[Any]:
         """Names and contexts of the namespace without vectors (`MemoryStore.summaries`)."""
-        lister = getattr(self.memory, "summaries", None)
-        return list(lister(namespace=self.namespace)) if lister else self.concepts()
+        return list(self.memory.summaries(namespace=self.namespace))
 
     def _respond_video(self, video: str | os.PathLike, *, question: str | None, threshold: float | None,
                        fps: float = 2.0, **generation: Any) -> Answer:

@@ -333,11 +333,11 @@ class Pipeline:
         if len(gallery) <= 2 * self.config.shortlist and gallery.fetch is None:
             return self._candidates(scan, gallery, sims, per_concept, compete, concepts)
         # a large (or lazily loaded) gallery: verify only the concepts that can win
-        keep = self._shortlist(sims, compete, concepts)
+        allowed = self._winners(sims, compete)  # competition for proposals: over the whole gallery
+        keep = self._shortlist(sims, allowed, compete, concepts)
         local = None if concepts is None else np.searchsorted(keep, np.asarray(concepts, np.int64))
-        # competition for proposals is decided over the whole gallery, then restricted
         found = self._candidates(scan, gallery.subset(keep), sims[:, keep], per_concept, compete, local,
-                                 winners=self._winners(sims, compete)[:, keep])
+                                 winners=allowed[:, keep])
         return [dataclasses.replace(cand, concept=int(keep[cand.concept])) for cand in found]
 
     def _second_look(self, found: list[Candidate], gallery: Gallery, image: np.ndarray, compete: bool,
@@ -413,13 +413,14 @@ class Pipeline:
             return allowed
         return np.ones_like(sims, dtype=bool)
 
-    def _shortlist(self, sims: np.ndarray, compete: bool, concepts: np.ndarray | None) -> np.ndarray:
+    def _shortlist(self, sims: np.ndarray, allowed: np.ndarray, compete: bool,
+                   concepts: np.ndarray | None) -> np.ndarray:
         """Sorted gallery indices of at most ``config.shortlist`` concepts that can win:
         proposal winners by their best similarity, then the closest runners-up (rivals for
-        region-level competition); plus ``concepts`` if given."""
+        region-level competition); plus ``concepts`` if given. ``allowed``: `_winners` of ``sims``."""
         limit = self.config.shortlist
         best = sims.max(0) if len(sims) else np.full(sims.shape[1], -1.0, np.float32)
-        won = np.asarray(self._winners(sims, compete).any(0)) if compete else np.ones(sims.shape[1], bool)
+        won = np.asarray(allowed.any(0)) if compete else np.ones(sims.shape[1], bool)
         order = np.argsort(-best, kind="stable")
         winners = order[won[order]][: max(1, (3 * limit) // 4)]
         rivals = order[~np.isin(order, winners)][: limit - len(winners)]

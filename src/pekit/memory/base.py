@@ -80,6 +80,11 @@ class MemoryStore(Protocol):
         """
         ...
 
+    def stamps(self, *, namespace: str = "default") -> dict[int, tuple[str, float]]:
+        """``id -> (name, updated)`` of every concept of a namespace, reading no vectors: what a
+        cache needs to see which concepts changed since it read them."""
+        ...
+
     def generation(self, namespace: str = "default") -> int:
         """A counter of writes to ``namespace``: it changes whenever a concept of the
         namespace is added, updated or removed, by this object or by any other connection

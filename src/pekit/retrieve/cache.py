@@ -136,15 +136,8 @@ class GalleryCache:
     def _patch(self, namespace: str, generation: int, old: NamespaceGallery) -> NamespaceGallery | None:
         """Refresh a large namespace after a few writes without re-reading all of it: the
         listing (no vectors) says which concepts changed (``updated``) or went; only those
-        are read. None when too much changed (a full read is then cheaper) or the store
-        cannot list."""
-        stamper = getattr(self.memory, "stamps", None)
-        if stamper is not None:  # id -> (name, updated), no vectors read
-            listing: dict[int, tuple[str, float]] = stamper(namespace=namespace)
-        elif hasattr(self.memory, "summaries"):
-            listing = {s.id: (s.name, s.updated) for s in self.memory.summaries(namespace=namespace)}
-        else:
-            return None
+        are read. None when too much changed (a full read is then cheaper)."""
+        listing: dict[int, tuple[str, float]] = self.memory.stamps(namespace=namespace)  # no vectors read
         now = {i: u for i, (_, u) in listing.items()}
         changed = [i for i, u in now.items() if old.stamps.get(i) != u]
         removed = {i for i in old.stamps if i not in now} | set(changed)
@@ -167,7 +160,7 @@ class GalleryCache:
     def _fetcher(self, namespace: str, entry: NamespaceGallery) -> Callable[[Sequence[int]], dict[int, np.ndarray]]:
         """``ids -> {id: parts}`` through the entry's LRU of float16 copies."""
         lru = entry._parts
-        lock = threading.Lock()
+        lock = self._lock  # the one lock of the cache: `_patch` trims the same LRU
 
         def fetch(ids: Sequence[int]) -> dict[int, np.ndarray]:
             out: dict[int, np.ndarray] = {}
