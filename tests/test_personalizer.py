@@ -173,6 +173,20 @@ def test_recognize_with_an_empty_memory_is_empty_and_free(make_personalizer: Any
     assert grid_cache.calls == before  # nothing to look for: no backbone pass
 
 
+def test_recognize_many_gives_what_recognize_gives(stocked: Any, chelsea: np.ndarray, coffee: np.ndarray,
+                                                   astronaut: np.ndarray, tmp_path: Path) -> None:
+    photos = [np.ascontiguousarray(chelsea[:, ::-1]), astronaut, coffee]
+    many = list(stocked.recognize_many(photos))
+    assert [list(d.name) for d in many] == [list(stocked.recognize(img).name) for img in photos]
+    assert "cat" in list(many[0].name) and not len(many[1])
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG broken")
+    stream = stocked.recognize_many([chelsea, bad])
+    assert "cat" in list(next(stream).name)
+    with pytest.raises(ImageError, match=r"broken\.png"):
+        next(stream)
+
+
 def test_recognize_accepts_paths_and_bytes(stocked: Any, chelsea: np.ndarray, tmp_path: Path) -> None:
     path = tmp_path / "query.png"
     Image.fromarray(np.ascontiguousarray(chelsea[:, ::-1])).save(path)

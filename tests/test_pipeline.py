@@ -255,3 +255,47 @@ def test_queries_skip_the_saliency_head_when_no_proposal_needs_it(pipeline: Pipe
     a, b = windows.recognize(plain, gallery), windows.recognize(flipped_grid, gallery)
     assert a.name.tolist() == b.name.tolist() == ["cat"]
     np.testing.assert_allclose(a.score, b.score, atol=1e-3)
+
+
+# ---- encode_many: batches of photos --------------------------------------------------
+def test_encode_many_keeps_order_and_reports_unreadable_photos(pipeline: Pipeline, chelsea: np.ndarray,
+                                                                coffee: np.ndarray, tmp_path: Any) -> None:
+    from pekit.errors import ImageError
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    out = list(pipeline.encode_many([chelsea, bad, coffee]))
+    assert isinstance(out[1], ImageError) and "notes.jpg" in str(out[1])
+    for result, img in ((out[0], chelsea), (out[2], coffee)):
+        assert not isinstance(result, ImageError)
+        rgb, grid = result
+        assert rgb.shape == img.shape
+        np.testing.assert_allclose(grid.features, pipeline.encode(img).features, atol=1e-5)
+
+
+def test_encode_many_in_parallel_gives_the_same_grids(offline_pipeline: Pipeline, chelsea: np.ndarray,
+                                                      coffee: np.ndarray) -> None:
+    """Two passes at a time (the ONNX backbone splits the cores): same tokens, per-photo saliency."""
+    images = [chelsea, coffee, np.ascontiguousarray(chelsea[:, ::-1])]
+    out = list(offline_pipeline.encode_many(images, saliency=[True, False, True], workers=2))
+    assert [r[1].saliency is None for r in out] == [False, True, False]  # type: ignore[index]
+    for (_rgb, grid), img in zip(out, images, strict=True):  # type: ignore[misc]
+        np.testing.assert_allclose(grid.features, offline_pipeline.encode(img, saliency=False).features, atol=1e-4)
+
+
+def test_encode_many_stops_when_the_caller_does(pipeline: Pipeline, chelsea: np.ndarray, grid_cache: Any) -> None:
+    def endless():
+        while True:
+            yield chelsea
+
+    stream = pipeline.encode_many(endless(), workers=1)
+    first = next(stream)
+    stream.close()  # returns: the pool is shut down, nothing keeps reading the generator
+    assert first[1].features.shape[:2] == pipeline.encode(chelsea).features.shape[:2]  # type: ignore[index]
+
+
+def test_encode_many_refuses_zero_workers(pipeline: Pipeline, chelsea: np.ndarray) -> None:
+    from pekit.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="workers"):
+        next(pipeline.encode_many([chelsea], workers=0))

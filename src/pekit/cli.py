@@ -384,11 +384,11 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--explain takes one photo, got {len(images)}")
     results = []
     with _personalizer(args) as p:
-        for path in _progress(images, "recognize"):
-            dets = p.recognize(str(path))
+        stream = p._recognize_stream(str(path) for path in images)  # passes overlap decoding and drawing
+        for path, (img, dets) in zip(_progress(images, "recognize"), stream, strict=True):
             out = _out_path(args.out, path, len(images) > 1)
             if out is not None:
-                _save(p.annotate(str(path), dets), out)
+                _save(p.annotate(img, dets), out)
             written = [str(out)] if out else []
             if args.explain:
                 explain = Path(args.explain).expanduser()

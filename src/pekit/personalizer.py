@@ -16,19 +16,19 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import numpy as np
 
-from pekit.errors import InvalidInputError, NothingFoundError
+from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.images import ImageInput, describe, load_image
 from pekit.memory import MemoryStore, clean_name, name_key, open_memory
 from pekit.pipeline import Pipeline, View, concept_from_views
 from pekit.presets import Preset, get_preset
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery
-from pekit.types import Answer, Concept, Detections
+from pekit.types import Answer, Concept, Detections, PatchGrid
 
 log = logging.getLogger(__name__)
 
@@ -312,8 +312,35 @@ class Personalizer:
         """
         return self._recognize(load_image(image), self.galleries.get(self.namespace), threshold)
 
+    def recognize_many(self, images: Iterable[ImageInput], *, threshold: float | None = None,
+                       workers: int | None = None) -> Iterator[Detections]:
+        """`recognize` a stream of photos (a folder, an album), in order, faster than a loop.
+
+        Decoding, the backbone passes of the next photos and the matching of this one
+        overlap (`Pipeline.encode_many`); results are the same as `recognize`'s. An
+        unreadable photo raises its `ImageError` when its turn comes.
+        """
+        for _, dets in self._recognize_stream(images, threshold=threshold, workers=workers):
+            yield dets
+
+    def _recognize_stream(self, images: Iterable[ImageInput], *, threshold: float | None = None,
+                          workers: int | None = None) -> Iterator[tuple[np.ndarray, Detections]]:
+        """``(rgb, detections)`` per photo: `recognize_many` for callers that draw on the photo."""
+        entry = self.galleries.get(self.namespace)
+        if not len(entry.gallery):  # persons only (or nothing): no backbone pass to overlap
+            for image in images:
+                img = load_image(image)
+                yield img, self._recognize(img, entry, threshold)
+            return
+        self._check_backbone()
+        for result in self.pipeline.encode_many(images, saliency=self.pipeline.query_saliency, workers=workers):
+            if isinstance(result, ImageError):
+                raise result
+            img, grid = result
+            yield img, self._recognize(img, entry, threshold, grid=grid)
+
     def _recognize(self, img: np.ndarray, entry: NamespaceGallery, threshold: float | None,
-                   timings: dict[str, float] | None = None) -> Detections:
+                   timings: dict[str, float] | None = None, *, grid: PatchGrid | None = None) -> Detections:
         """`recognize` against a namespace's cached gallery (`GalleryCache.get`).
 
         Objects go through the backbone pipeline, persons through the face model (run only
@@ -325,7 +352,8 @@ class Personalizer:
         if len(objects):
             t0 = time.perf_counter()
             self._check_backbone()
-            grid = self.pipeline.encode(img, saliency=self.pipeline.query_saliency)
+            if grid is None:
+                grid = self.pipeline.encode(img, saliency=self.pipeline.query_saliency)
             labels = entry.categories
             from pekit._threads import blas_threads
 

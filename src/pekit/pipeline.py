@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pekit.embed.base import Backbone
+from pekit.embed.base import Backbone, ParallelBackbone
 from pekit.embed.pooling import box_weights, l2_normalize, mask_weights, pool
-from pekit.errors import ImageError, NothingFoundError
+from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.extract.base import Detector, Segmenter
 from pekit.extract.saliency import grid_saliency, object_weights
 from pekit.presets import Preset, RecognitionConfig
@@ -41,7 +41,26 @@ from pekit.types import Concept, Detections, PatchGrid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NO_SCORE", "Candidate", "Pipeline", "Scan", "View", "concept_from_views"]
+__all__ = ["NO_SCORE", "Candidate", "Pipeline", "Scan", "View", "as_rgb", "concept_from_views"]
+
+
+def as_rgb(image: Any) -> np.ndarray:
+    """An ``(H, W, 3) uint8`` RGB array from an array (RGBA and grey converted) or anything
+    `pekit.images.load_image` reads; `ImageError` names what is wrong otherwise."""
+    if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+            return image
+        if image.ndim == 3 and image.shape[2] == 4 and image.dtype == np.uint8:
+            return np.ascontiguousarray(image[..., :3])
+        if image.ndim == 2 and image.dtype == np.uint8:
+            return np.repeat(image[..., None], 3, axis=2)
+        raise ImageError(
+            f"an image array must be (H, W, 3) uint8 RGB, got shape {image.shape} and dtype "
+            f"{image.dtype}; convert it first or pass a path / PIL image"
+        )
+    from pekit.images import load_image
+
+    return load_image(image)
 
 
 @dataclass
@@ -188,33 +207,85 @@ class Pipeline:
         reads (path, bytes, PIL image; RGBA and grey are converted). ``saliency=False``
         (e.g. ``saliency=pipeline.query_saliency`` for a query) skips the saliency head.
         """
-        if isinstance(image, np.ndarray) and not (image.ndim == 3 and image.shape[2] == 3
-                                                  and image.dtype == np.uint8):
-            if image.ndim == 3 and image.shape[2] == 4 and image.dtype == np.uint8:
-                image = np.ascontiguousarray(image[..., :3])
-            elif image.ndim == 2 and image.dtype == np.uint8:
-                image = np.repeat(image[..., None], 3, axis=2)
-            else:
-                raise ImageError(
-                    f"an image array must be (H, W, 3) uint8 RGB, got shape {image.shape} and dtype "
-                    f"{image.dtype}; convert it first or pass a path / PIL image"
-                )
-        if not isinstance(image, np.ndarray):
-            from pekit.images import load_image
+        return self._embed(self.backbone, as_rgb(image), saliency)
 
-            image = load_image(image)
+    def _embed(self, backbone: Backbone, image: np.ndarray, saliency: bool) -> PatchGrid:
         if self._takes_saliency is None:  # a backbone written before `saliency` joined the protocol
             import inspect
 
             try:
-                params = inspect.signature(self.backbone.embed).parameters
+                params = inspect.signature(backbone.embed).parameters
                 self._takes_saliency = "saliency" in params or any(
                     p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
             except (TypeError, ValueError):
                 self._takes_saliency = True
         if self._takes_saliency:
-            return self.backbone.embed(image, saliency=saliency)
-        return self.backbone.embed(image)
+            return backbone.embed(image, saliency=saliency)
+        return backbone.embed(image)
+
+    def encode_many(self, images: Iterable[Any], *, saliency: bool | Sequence[bool] = True,
+                    workers: int | None = None) -> Iterator[tuple[np.ndarray, PatchGrid] | ImageError]:
+        """`encode` a stream of images, in order, overlapping decoding and passes.
+
+        Yields ``(rgb, grid)`` per image, or the `ImageError` of an image that cannot be
+        read (the stream goes on; raise it to stop). One thread decodes ahead while
+        ``workers`` passes run at a time; a backbone with ``for_workers`` (the ONNX one)
+        splits the cores between them, others run one pass at a time. The caller's work
+        on a result (matching, drawing) overlaps the next passes. At most ``2 * workers``
+        decoded images wait in memory.
+
+        Args:
+            images: paths, bytes, PIL images or arrays (anything `encode` takes).
+            saliency: one flag for all, or one per image (e.g. only reference photos).
+            workers: passes at a time; default: up to 4, one per core (one for a
+                backbone without ``for_workers``).
+        """
+        from collections import deque
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        backbone, n = self._parallel_backbone(workers)
+        flags = None if isinstance(saliency, bool) else list(saliency)
+
+        def decode(src: Any) -> np.ndarray | ImageError:
+            try:
+                return as_rgb(src)
+            except ImageError as exc:
+                return exc
+
+        def run(decoded: Future, flag: bool) -> tuple[np.ndarray, PatchGrid] | ImageError:
+            img = decoded.result()
+            if isinstance(img, ImageError):
+                return img
+            return img, self._embed(backbone, img, flag)
+
+        loader = ThreadPoolExecutor(1, thread_name_prefix="pekit-decode")
+        passes = ThreadPoolExecutor(n, thread_name_prefix="pekit-encode")
+        pending: deque[Future] = deque()
+        try:
+            for i, src in enumerate(images):
+                flag = saliency if flags is None else bool(flags[i])
+                pending.append(passes.submit(run, loader.submit(decode, src), bool(flag)))
+                if len(pending) >= 2 * n:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # a consumer that stops early: drop what has not started
+            loader.shutdown(wait=True, cancel_futures=True)
+            passes.shutdown(wait=True, cancel_futures=True)
+
+    def _parallel_backbone(self, workers: int | None) -> tuple[Backbone, int]:
+        if workers is not None and workers < 1:
+            raise InvalidInputError(f"workers must be >= 1, got {workers}")
+        if not isinstance(self.backbone, ParallelBackbone):
+            return self.backbone, 1
+        import os
+
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - macOS / Windows
+            cores = os.cpu_count() or 1
+        n = workers or max(1, min(4, cores))
+        return (self.backbone.for_workers(n) if n > 1 else self.backbone), n
 
     def _unit_patches(self, grid: PatchGrid) -> np.ndarray:
         return l2_normalize(grid.features.reshape(-1, grid.dim))

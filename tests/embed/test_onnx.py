@@ -177,3 +177,11 @@ def test_int8_graph_gives_close_features_under_its_own_fingerprint(
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert cos.mean() > 0.98 and cos.min() > 0.9  # measured: 0.993 mean on chelsea
     assert not np.array_equal(a, b)  # it is really another graph
+
+
+def test_for_workers_splits_the_cores_and_keeps_the_fingerprint(backbone: OnnxDinov2) -> None:
+    four = OnnxDinov2(threads=4)
+    half = four.for_workers(2)
+    assert half.threads == 2 and four.threads == 4  # a copy: the original is unchanged
+    assert half.fingerprint == four.fingerprint
+    assert four.for_workers(8).threads == 1  # never fewer than one thread per pass

@@ -44,6 +44,18 @@ class FakePipeline:
         return PatchGrid(np.tile(mean, (2, 2, 1)), image_size=(image.shape[1], image.shape[0]),
                          backbone=self.fingerprint)
 
+    def encode_many(self, images, *, saliency=True, workers=None):
+        from pekit.errors import ImageError
+        from pekit.images import load_image
+
+        for src in images:
+            try:
+                img = load_image(src)
+            except ImageError as exc:
+                yield exc
+                continue
+            yield img, self.encode(img)
+
     def _embedding(self, grid: PatchGrid) -> np.ndarray:
         return l2_normalize(grid.features.reshape(-1, grid.dim).mean(0))
 

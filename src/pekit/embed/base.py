@@ -31,6 +31,15 @@ class Backbone(Protocol):
         ...
 
 
+@runtime_checkable
+class ParallelBackbone(Backbone, Protocol):
+    """A backbone that can split the cores between several passes at a time (for batches)."""
+
+    def for_workers(self, workers: int) -> Backbone:
+        """A copy for ``workers`` concurrent passes (same weights and fingerprint)."""
+        ...
+
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 

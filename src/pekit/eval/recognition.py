@@ -32,7 +32,6 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -178,25 +177,33 @@ def draw_references(concept: ConceptData, k: int, seed: int, base_seed: int = 0)
     return [concept.references[i] for i in order[:k]]
 
 
-def _encode(pipeline: Any, path: Path) -> PatchGrid:
-    return pipeline.encode(load_image(path))
-
-
 def embed_photos(photos: list[Photo], pipeline: Any, cache: GridCache, *,
                  progress: bool = True) -> tuple[set[int], list[str]]:
-    """One backbone pass per photo not yet cached.
+    """One backbone pass per photo not yet cached (`Pipeline.encode_many`: decoding and
+    passes overlap, whole photos run in parallel).
 
     Returns the indices of the readable photos and one warning per unreadable one.
     """
     from tqdm.auto import tqdm
 
     readable, warnings = set(), []
-    for i, photo in enumerate(tqdm(photos, desc="embedding", unit="photo", disable=None if progress else True)):
-        try:
-            cache.grid(photo.sha1, partial(_encode, pipeline, photo.path))
+    todo = []
+    for i, photo in enumerate(photos):
+        if cache.get(photo.sha1) is None:
+            todo.append(i)
+        else:
+            cache.hits += 1
             readable.add(i)
-        except ImageError as exc:
-            warnings.append(f"unreadable photo skipped: {exc}")
+    bar = tqdm(total=len(todo), desc="embedding", unit="photo", disable=None if progress else True)
+    with bar:
+        for i, result in zip(todo, pipeline.encode_many(photos[i].path for i in todo), strict=True):
+            if isinstance(result, ImageError):
+                warnings.append(f"unreadable photo skipped: {result}")
+            else:
+                cache.misses += 1
+                cache.put(photos[i].sha1, result[1])
+                readable.add(i)
+            bar.update()
     return readable, warnings
 
 
