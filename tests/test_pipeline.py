@@ -299,3 +299,23 @@ def test_encode_many_refuses_zero_workers(pipeline: Pipeline, chelsea: np.ndarra
 
     with pytest.raises(InvalidInputError, match="workers"):
         next(pipeline.encode_many([chelsea], workers=0))
+
+
+def test_part_seeds_give_a_small_object_that_wins_no_proposal_a_candidate(
+        pipeline: Pipeline, gallery: Gallery, chelsea: np.ndarray, coffee: np.ndarray) -> None:
+    """One whole-image window, won by the cup: the small cat pasted in the corner gets a
+    region grown from its most cat-like patches (and only with ``part_seeds``)."""
+    from PIL import Image
+
+    query = coffee.copy()
+    query[190:400, 320:600] = np.asarray(Image.fromarray(chelsea[:300, :400]).resize((280, 210)))
+    grid = pipeline.encode(query)
+    found = {}
+    for seeds in (False, True):
+        cfg = replace(pipeline.config, proposals=("windows",), window_scales=(1.0,), part_seeds=seeds)
+        found[seeds] = {c.concept: c for c in Pipeline(pipeline.backbone, cfg).candidates(grid, gallery)}
+    assert set(found[False]) == {1}  # the cup wins the only proposal; the cat has nothing
+    assert set(found[True]) == {0, 1}
+    assert found[True][1].score == found[False][1].score  # a concept that wins a proposal is unchanged
+    cat_box = np.array([[320, 190, 600, 400]], np.float32)
+    assert box_iou(found[True][0].xyxy[None], cat_box)[0, 0] >= 0.5

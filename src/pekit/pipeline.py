@@ -44,6 +44,14 @@ log = logging.getLogger(__name__)
 __all__ = ["NO_SCORE", "Candidate", "Pipeline", "Scan", "View", "as_rgb", "concept_from_views"]
 
 
+def _peak_seed(simmap: np.ndarray) -> np.ndarray:
+    """``(h, w)`` weights: the 3 x 3 patches around the most concept-like patch."""
+    y, x = np.unravel_index(int(np.argmax(simmap)), simmap.shape)
+    seed = np.zeros(simmap.shape, np.float32)
+    seed[max(0, y - 1):y + 2, max(0, x - 1):x + 2] = 1.0
+    return seed
+
+
 def as_rgb(image: Any) -> np.ndarray:
     """An ``(H, W, 3) uint8`` RGB array from an array (RGBA and grey converted) or anything
     `pekit.images.load_image` reads; `ImageError` names what is wrong otherwise."""
@@ -511,15 +519,21 @@ class Pipeline:
         for k in range(c) if concepts is None else [int(i) for i in concepts]:
             neg = negatives[k]
             rows = np.nonzero(allowed[:, k])[0]
-            if rows.size == 0:
-                continue
-            rows = rows[np.argsort(-sims[rows, k], kind="stable")]
-            if per_concept > 1:
-                rows = rows[nms(props.xyxy[rows], sims[rows, k], iou=0.3)]
             parts = gallery.parts[k]
             simmap = None
-            for p in rows[:per_concept]:
-                seed = props.weights[p]
+            seeds: list[np.ndarray] = []
+            if rows.size:
+                rows = rows[np.argsort(-sims[rows, k], kind="stable")]
+                if per_concept > 1:
+                    rows = rows[nms(props.xyxy[rows], sims[rows, k], iou=0.3)]
+                seeds = [props.weights[p] for p in rows[:per_concept]]
+            elif cfg.part_seeds and parts is not None and len(parts):
+                # no proposal is this concept's (a small object inside larger windows): seed a
+                # region at the patch most like its parts, grown below; competition still applies
+                _, offsets = gallery.parts_matrix()
+                simmap = scan.part_sims(gallery)[:, offsets[k]:offsets[k + 1]].max(1).reshape(scan.grid.shape)
+                seeds = [_peak_seed(simmap)]
+            for seed in seeds:
                 region = seed > 0.5
                 if cfg.extent and parts is not None and len(parts):
                     if simmap is None:
@@ -536,8 +550,7 @@ class Pipeline:
                     continue  # the user said a region like this one is not k (`Personalizer.correct`)
                 if compete and c > 1 and cfg.region_competition and np.delete(agreement, k).max() > mine:
                     continue  # region-level competition: another concept's parts agree better
-                out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size),
-                                     region))
+                out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region))
         return out
 
     def match(self, grid: PatchGrid | Scan, gallery: Gallery, *, image: np.ndarray | None = None,

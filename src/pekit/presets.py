@@ -52,6 +52,9 @@ class RecognitionConfig:
         nms_iou: overlap above which weaker detections of different concepts are dropped.
         max_per_concept: how many regions one concept may claim in an image (1: each
             concept at most once; raise it for look-alike sets, e.g. two identical mugs).
+        part_seeds: a concept that wins no proposal gets one region anyway, grown from the
+            patches most like its parts (a small object inside windows that are mostly
+            background); region-level competition and the threshold still decide.
         second_look: re-score near-threshold or small candidates on a crop embedded at
             full resolution (one more backbone pass each; `Pipeline._second_look`).
         second_look_band: how far below the threshold a score may be for a second look.
@@ -81,6 +84,7 @@ class RecognitionConfig:
     nms_iou: float = 0.7
     max_per_concept: int = 1
     shortlist: int = 32
+    part_seeds: bool = True
     second_look: bool = False
     second_look_band: float = 0.05
     second_look_above: float | None = None
