@@ -319,3 +319,6 @@ def test_part_seeds_give_a_small_object_that_wins_no_proposal_a_candidate(
     assert found[True][1].score == found[False][1].score  # a concept that wins a proposal is unchanged
     cat_box = np.array([[320, 190, 600, 400]], np.float32)
     assert box_iou(found[True][0].xyxy[None], cat_box)[0, 0] >= 0.5
+    # a seed is only grown when its score could reach the threshold (an exact bound)
+    strict = replace(pipeline.config, proposals=("windows",), window_scales=(1.0,), threshold=0.99)
+    assert {c.concept for c in Pipeline(pipeline.backbone, strict).candidates(grid, gallery)} == {1}

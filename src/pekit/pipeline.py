@@ -531,8 +531,14 @@ class Pipeline:
                 # no proposal is this concept's (a small object inside larger windows): seed a
                 # region at the patch most like its parts, grown below; competition still applies
                 _, offsets = gallery.parts_matrix()
-                simmap = scan.part_sims(gallery)[:, offsets[k]:offsets[k + 1]].max(1).reshape(scan.grid.shape)
-                seeds = [_peak_seed(simmap)]
+                sims_k = scan.part_sims(gallery)[:, offsets[k]:offsets[k + 1]]
+                # the part agreement of any region is at most the mean of (best patch-part
+                # cosine, mean over parts of their best patch anywhere): below the floor,
+                # no region of this image can be named k, so none is grown
+                bound = 0.5 * (float(sims_k.max()) + float(sims_k.max(0).mean()))
+                if cfg.verify_weight < 1 or bound >= self._seed_floor(gallery, k):
+                    simmap = sims_k.max(1).reshape(scan.grid.shape)
+                    seeds = [_peak_seed(simmap)]
             for seed in seeds:
                 region = seed > 0.5
                 if cfg.extent and parts is not None and len(parts):
@@ -552,6 +558,18 @@ class Pipeline:
                     continue  # region-level competition: another concept's parts agree better
                 out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region))
         return out
+
+    def _seed_floor(self, gallery: Gallery, k: int) -> float:
+        """The score below which a seeded region of concept ``k`` could not be named (its
+        threshold, lowered by the second-look band, whose candidates may sit below it)."""
+        cfg = self.config
+        floor = cfg.threshold
+        own = gallery.thresholds[k] if len(gallery.thresholds) > k else np.nan
+        if not np.isnan(own):
+            floor = min(floor, float(own))
+        if cfg.second_look:
+            floor -= cfg.second_look_band
+        return floor - 1e-4
 
     def match(self, grid: PatchGrid | Scan, gallery: Gallery, *, image: np.ndarray | None = None,
               labels: list[str] | None = None, competitive: bool | None = None,
