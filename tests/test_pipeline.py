@@ -214,9 +214,10 @@ def test_second_look_re_scores_a_borderline_candidate_on_one_crop(pipeline: Pipe
                                                                    chelsea: np.ndarray) -> None:
     image = _cat_in_a_room(chelsea)
     grid = pipeline.encode(image)
-    first, boxes, _ = pipeline.match(grid, gallery, image=image)
+    one_look = Pipeline(pipeline.backbone, replace(pipeline.config, second_look=False))
+    first, boxes, _ = one_look.match(grid, gallery, image=image)
     # a threshold right at the cat's first score puts it in the band: one crop is embedded
-    looker = _second(pipeline, threshold=float(first[0]) - 0.01, second_look_band=0.05)
+    looker = _second(pipeline, threshold=float(first[0]) - 0.01, second_look_band=0.05, second_look_above=0.05)
     again, again_boxes, found = looker.match(grid, gallery, image=image)
     assert looker.second_look_passes == 1 and found[0]
     assert again[0] != first[0] and again[0] > 0.6  # re-scored on the crop: still clearly the cat
@@ -233,7 +234,7 @@ def test_second_looks_are_bounded_per_image_or_per_concept_alone(pipeline: Pipel
                                                                   chelsea: np.ndarray) -> None:
     image = np.ascontiguousarray(chelsea[:, ::-1])
     grid = pipeline.encode(image)
-    wide = _second(pipeline, second_look_band=2.0)  # every candidate is "near" the threshold
+    wide = _second(pipeline, second_look_band=2.0, second_look_above=2.0)  # every candidate is "near"
     wide.match(grid, gallery, image=image)
     assert wide.second_look_passes == 1  # concepts compete: one look per image
     wide.match(grid, gallery, image=image, competitive=False)

@@ -40,6 +40,16 @@ MIN_BOX_SIDE = 8
 MIN_BOX_PATCHES = 2
 
 
+LARGE_GALLERY_VIEWS = 20_000  # above this, the proposal x view product is worth the BLAS threads
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return os.cpu_count() or 1
+
+
 def build_pipeline(preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
     """The `Pipeline` a preset describes: `Pipeline.from_preset` (kept as the facade's name)."""
     return Pipeline.from_preset(preset, **overrides)
@@ -337,10 +347,11 @@ class Personalizer:
             if isinstance(result, ImageError):
                 raise result
             img, grid = result
-            yield img, self._recognize(img, entry, threshold, grid=grid)
+            yield img, self._recognize(img, entry, threshold, grid=grid, blas=1)  # next passes are running
 
     def _recognize(self, img: np.ndarray, entry: NamespaceGallery, threshold: float | None,
-                   timings: dict[str, float] | None = None, *, grid: PatchGrid | None = None) -> Detections:
+                   timings: dict[str, float] | None = None, *, grid: PatchGrid | None = None,
+                   blas: int | None = None) -> Detections:
         """`recognize` against a namespace's cached gallery (`GalleryCache.get`).
 
         Objects go through the backbone pipeline, persons through the face model (run only
@@ -357,7 +368,9 @@ class Personalizer:
             labels = entry.categories
             from pekit._threads import blas_threads
 
-            with blas_threads(1):  # small products after the pass: no BLAS pool fighting onnxruntime
+            if blas is None:  # after the pass the cores are free: big galleries use them all
+                blas = 1 if len(objects.views) < LARGE_GALLERY_VIEWS else _cores()
+            with blas_threads(blas):  # small products: one thread (a BLAS pool would only wait)
                 found.append(self.pipeline.recognize(grid, objects, threshold=threshold, image=img, labels=labels))
             if timings is not None:
                 timings["backbone"] = timings.get("backbone", 0.0) + time.perf_counter() - t0

