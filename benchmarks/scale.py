@@ -16,7 +16,8 @@ reports, in one process and interleaved with the backbone pass on the same photo
   real concepts in memory (what the shortlist must not change);
 * RSS after the warm calls (target <= 2 GB at 100,000) and the file size.
 
-BLAS is held to one thread around matching (as `Personalizer.recognize` does).
+BLAS threads around matching are what `Personalizer.recognize` sets: one, or every core
+above `LARGE_GALLERY_VIEWS` (the cores are free after the pass).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         del p
         gc.collect()
     print(f"warm recognize vs one pass by memory size ({args.preset}, {len(queries)} queries, "
-          f"{args.parts} parts per synthetic concept, BLAS 1 thread)")
+          f"{args.parts} parts per synthetic concept, BLAS as Personalizer.recognize sets it)")
     print(f"{'concepts':>9} {'add/s':>7} {'first s':>8} {'pass s':>7} {'warm s':>7} {'ratio':>6} "
           f"{'same':>5} {'RSS MB':>7} {'file MB':>8}")
     for size, rate, first, tp, tw, ratio, same, rss, mb in rows:
