@@ -10,7 +10,8 @@ all-concepts run (chosen on the test photos: an upper bound).
     python benchmarks/ablation.py [--refs 2] [--rows default,noextent,...] [--cache DIR]
 
 Rows: default, noextent (matched region, not grown), noregion (no region-level
-competition), noseeds (a concept that wins no proposal gets no region), global+parts
+competition), noseeds (a concept that wins no proposal gets no region), nozoom (no
+zoomed-out reference views), global+parts
 (the score of the first release: 0.5 global + 0.5 parts),
 globalonly, salonly, winonly; and, with a backbone pass per photo each, layer5, layer9,
 final, res336, nocenter. Exits 0 with a message when the dataset is absent.
@@ -32,6 +33,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "noextent": {"extent": False},
     "noregion": {"region_competition": False},
     "noseeds": {"part_seeds": False},
+    "nozoom": {"reference_zoom_out": 0},
     "global+parts": {"verify_weight": 0.5},
     "globalonly": {"verify_weight": 0.0},
     "salonly": {"proposals": ("saliency",)},
@@ -43,7 +45,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "nocenter": {"backbone_options": {"layer": 7, "resolution": 448, "center": False}},
 }
 #: rows that reuse the default grids (no new backbone pass): the default of ``--rows``
-CHEAP = ("default", "noextent", "noregion", "noseeds", "global+parts", "globalonly", "salonly", "winonly")
+CHEAP = ("default", "noextent", "noregion", "noseeds", "nozoom", "global+parts", "globalonly", "salonly", "winonly")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,8 @@ For each of N query images (median over them) it times, on the same image:
   * one backbone pass (`pipeline.encode`, the same pass recognition runs), and
   * `Personalizer.recognize` (load + pass + proposals + matching + verification)
 against a memory of C concepts, and prints the ratio (target <= 1.15). It also times
-`introduce` with k = 1..3 views against k passes (target <= 1.15 x k).
+`introduce` with k = 1..3 views against k passes (target <= 1.15 x k), and the zoomed-out
+reference pass that introducing adds (`RecognitionConfig.reference_zoom_out`) against a pass.
 Photos come from ../shared/data/dreambooth when present, else scikit-image samples.
 """
 
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(worst, t_intro / t_pass)
         print(f"{k:>2} {t_pass:11.3f} {t_intro:12.3f} {t_intro / t_pass:6.3f}")
     print(f"worst introduce ratio = {worst:.3f} (target <= 1.15)")
+    if pipe.config.reference_zoom_out >= 2:  # the zoomed-out reference pass, part of introduce
+        t_zoom = statistics.median(clock(lambda v=v: pipe.zoom_out_grid(v), repeat=2) for v in refs[:3])
+        t_one = statistics.median(clock(lambda v=v: pipe.encode(v), repeat=2) for v in refs[:3])
+        print(f"zoomed-out reference pass / pass = {t_zoom / t_one:.3f} (median of 3 photos)")
     return 0
 
 

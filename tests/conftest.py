@@ -33,12 +33,22 @@ class GridCache:
         self.calls = 0
         self._grids: dict[tuple[str, tuple[int, ...], bool], Any] = {}
 
+        self.root = self  # copies at another input size count their passes here
+
     def embed(self, image: np.ndarray, *, saliency: bool = True) -> Any:
-        self.calls += 1
-        key = (hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest(), image.shape, saliency)
-        if key not in self._grids:
-            self._grids[key] = self.inner.embed(image, saliency=saliency)
-        return self._grids[key]
+        self.root.calls += 1
+        key = (hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest(), image.shape, saliency,
+               self.inner.resolution)
+        grids = self.root._grids
+        if key not in grids:
+            grids[key] = self.inner.embed(image, saliency=saliency)
+        return grids[key]
+
+    def at_resolution(self, resolution: int) -> GridCache:
+        """The wrapped backbone at another input size (`ScalableBackbone`), sharing the count."""
+        clone = GridCache(self.inner.at_resolution(resolution))
+        clone.root = self.root
+        return clone
 
 
 @pytest.fixture(scope="session")

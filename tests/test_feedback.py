@@ -57,9 +57,10 @@ def test_add_view_appends_a_view_and_its_parts(cat_only: Any, chelsea: np.ndarra
     before = cat_only.get("Mochi")
     calls = grid_cache.calls
     after = cat_only.add_view("Mochi", np.ascontiguousarray(chelsea[:, ::-1]), box=[40, 0, 451, 300])
-    assert grid_cache.calls - calls == 1                             # one backbone pass
+    assert grid_cache.calls - calls == 2                             # the photo and its zoomed-out copy
     assert len(after.views) == 2 and np.allclose(after.views[0], before.views[0])
     assert len(after.parts) > len(before.parts) and len(after.meta["references"]) == 2
+    assert sum(after.meta["part_groups"]) == len(after.parts)       # full-size, then zoomed-out parts
     assert after.id == before.id and cat_only.get("Mochi").views.shape == (2, 384)
 
 
@@ -99,3 +100,23 @@ def test_cli_feedback_verbs(tmp_path: Path, cached_pipelines: Any, chelsea: np.n
     explain = tmp_path / "why.png"
     assert main(["recognize", str(photo), "--explain", str(explain), "--memory", memory, "--json"]) == 0
     assert explain.is_file() and str(explain) in capsys.readouterr().out
+
+
+def test_zoomed_views_keep_their_part_group_through_the_store_and_add_view(
+        make_personalizer: Any, tmp_path: Path, chelsea: np.ndarray, grid_cache: Any) -> None:
+    from pekit.pipeline import PART_GROUPS
+
+    p = make_personalizer(memory=str(tmp_path / "m.db"), reference_zoom_out=2)
+    calls = grid_cache.calls
+    made = p.introduce("Mochi", chelsea, category="cat")
+    assert grid_cache.calls - calls == 2                              # the photo, then its zoomed-out copy
+    full, zoom = made.meta[PART_GROUPS]
+    assert full > 0 and zoom > 0 and len(made.parts) == full + zoom and len(made.views) == 1
+    stored = p.get("Mochi")                                          # read back from SQLite
+    assert stored.meta[PART_GROUPS] == [full, zoom] and np.allclose(stored.parts, made.parts, atol=1e-3)
+    after = p.add_view("Mochi", np.ascontiguousarray(chelsea[:, ::-1]))
+    full2, zoom2 = after.meta[PART_GROUPS]
+    assert full2 > full and zoom2 > zoom and len(after.parts) == full2 + zoom2
+    np.testing.assert_allclose(after.parts[:full], made.parts[:full], atol=1e-3)       # old full-size parts first
+    np.testing.assert_allclose(after.parts[full2:full2 + zoom], made.parts[full:], atol=1e-3)  # old zoomed next
+    assert p.recognize(chelsea).name.tolist() == ["Mochi"]

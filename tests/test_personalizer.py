@@ -54,7 +54,7 @@ def test_introduce_stores_a_concept(make_personalizer: Any, chelsea: np.ndarray,
     p = make_personalizer()
     before = grid_cache.calls
     c = p.introduce("  cat ", chelsea, category=" cat ", context="my cat")
-    assert grid_cache.calls - before == 1  # one backbone pass per reference photo
+    assert grid_cache.calls - before == 2  # per reference photo: its pass and its zoomed-out copy's
     assert isinstance(c, Concept) and c.id >= 1
     assert (c.name, c.category, c.context, c.namespace) == ("cat", "cat", "my cat", "default")
     assert c.views.shape == (1, 384)
@@ -73,7 +73,7 @@ def test_introduce_from_several_photos_and_files(make_personalizer: Any, chelsea
     Image.fromarray(chelsea).save(path)
     before = grid_cache.calls
     c = p.introduce("cat", [str(path), np.ascontiguousarray(chelsea[:, ::-1])])
-    assert grid_cache.calls - before == 2
+    assert grid_cache.calls - before == 2 * 2  # two photos, each with its zoomed-out copy
     assert c.views.shape == (2, 384)
     assert c.meta["references"][0] == str(path)
 

@@ -197,7 +197,9 @@ def test_a_large_gallery_verifies_a_shortlist_and_finds_the_same(pipeline: Pipel
 
 
 def _second(pipeline: Pipeline, **fields: Any) -> Pipeline:
-    return Pipeline(pipeline.backbone, replace(pipeline.config, second_look=True, **fields))
+    """The pipeline with a second look whose only rules are the ones the test sets."""
+    rules: dict[str, Any] = {"second_look_small": 0.03, "second_look_small_band": None, "second_look_min_zoom": 1.0}
+    return Pipeline(pipeline.backbone, replace(pipeline.config, second_look=True, **{**rules, **fields}))
 
 
 def _cat_in_a_room(chelsea: np.ndarray) -> np.ndarray:
@@ -228,6 +230,30 @@ def test_second_look_re_scores_a_borderline_candidate_on_one_crop(pipeline: Pipe
     assert np.array_equal(calm.match(grid, gallery, image=image)[0], first) and calm.second_look_passes == 0
     looker.match(grid, gallery)
     assert looker.second_look_passes == 1
+
+
+def test_second_look_spends_crops_only_where_they_magnify(pipeline: Pipeline, gallery: Gallery,
+                                                         chelsea: np.ndarray) -> None:
+    image = _cat_in_a_room(chelsea)                      # the cat: a quarter of the photo's side
+    grid = pipeline.encode(image)
+    one_look = Pipeline(pipeline.backbone, replace(pipeline.config, second_look=False))
+    first = one_look.match(grid, gallery, image=image)[0]
+    wide = {"second_look_band": 2.0, "second_look_above": 2.0}  # every candidate is "near"
+    looker = _second(pipeline, second_look_min_zoom=1.5, **wide)
+    looker.match(grid, gallery, image=image)
+    assert looker.second_look_passes == 1                # its crop (with context) magnifies it > 1.5x
+    whole = np.ascontiguousarray(chelsea[:, ::-1])       # the cat fills the photo: the crop would too
+    looker.match(pipeline.encode(whole), gallery, image=whole)
+    assert looker.second_look_passes == 1                # skipped: nothing new to see
+    # a small candidate far below the threshold: looked at only within the small band
+    below = float(first[0]) + 0.06
+    tight = _second(pipeline, threshold=below, second_look_band=0.01, second_look_small=0.5)
+    tight.match(grid, gallery, image=image)
+    assert tight.second_look_passes == 0
+    loose = _second(pipeline, threshold=below, second_look_band=0.01, second_look_small=0.5,
+                    second_look_small_band=0.08)
+    loose.match(grid, gallery, image=image)
+    assert loose.second_look_passes == 1
 
 
 def test_second_looks_are_bounded_per_image_or_per_concept_alone(pipeline: Pipeline, gallery: Gallery,
@@ -323,3 +349,102 @@ def test_part_seeds_give_a_small_object_that_wins_no_proposal_a_candidate(
     # a seed is only grown when its score could reach the threshold (an exact bound)
     strict = replace(pipeline.config, proposals=("windows",), window_scales=(1.0,), threshold=0.99)
     assert {c.concept for c in Pipeline(pipeline.backbone, strict).candidates(grid, gallery)} == {1}
+
+
+# -- zoomed-out reference views (`RecognitionConfig.reference_zoom_out`) -------------------
+
+def _zoomer(pipeline: Pipeline, n: int = 2) -> Pipeline:
+    return Pipeline(pipeline.backbone, replace(pipeline.config, reference_zoom_out=n))
+
+
+def test_zoom_out_image_tiles_the_photo_shrunk(pipeline: Pipeline, chelsea: np.ndarray) -> None:
+    tiled = _zoomer(pipeline).zoom_out_image(chelsea)
+    h, w = chelsea.shape[:2]
+    assert tiled.shape == (h // 2 * 2, w // 2 * 2, 3) and tiled.dtype == np.uint8
+    top_left = tiled[: h // 2, : w // 2]
+    assert np.array_equal(top_left, tiled[h // 2:, w // 2:])                  # n x n copies of one tile
+    assert abs(float(top_left.mean()) - float(chelsea.mean())) < 3.0          # of the whole photo, shrunk
+
+
+def test_a_zoomed_view_is_one_more_pass_and_a_second_part_group(pipeline: Pipeline, grid_cache: Any,
+                                                                 chelsea: np.ndarray, cat_grid: Any) -> None:
+    from pekit.pipeline import PART_GROUPS, concept_from_views
+
+    zoomer = _zoomer(pipeline)
+    before = grid_cache.calls
+    view = zoomer.reference(cat_grid, image=chelsea)
+    assert grid_cache.calls - before == 1                                    # the tiled photo's pass
+    assert view.zoomed is not None and 2 <= len(view.zoomed.parts) <= zoomer.config.max_parts
+    plain = _zoomer(pipeline, 0).reference(cat_grid, image=chelsea)          # zoom off: no pass, no twin
+    assert plain.zoomed is None and np.allclose(plain.parts, view.parts)
+    concept = concept_from_views("Mochi", [view, view], meta={"note": 1})
+    n, z = 2 * len(view.parts), 2 * len(view.zoomed.parts)
+    assert concept.meta == {"note": 1, PART_GROUPS: [n, z]} and concept.parts.shape == (n + z, 384)
+    assert concept.views.shape == (2, 384)                                   # one view per photo still
+    segments = Gallery.from_concepts([concept]).part_segments()
+    assert segments[1].tolist() == [n, z] and segments[2].tolist() == [0, 0]
+
+
+def test_part_groups_are_scored_apart_and_the_best_group_counts() -> None:
+    from pekit.retrieve.match import PART_GROUPS, part_agreement, part_groups
+
+    rng = np.random.default_rng(3)
+    full, zoom = np.eye(4, 8, dtype=np.float32), np.eye(4, 8, 4, dtype=np.float32)
+    grouped = Concept("a", views=np.ones((1, 8), np.float32), parts=np.concatenate([full, zoom]),
+                      meta={PART_GROUPS: [4, 4]})
+    pooled = Concept("a", views=np.ones((1, 8), np.float32), parts=np.concatenate([full, zoom]))
+    region = zoom + 0.01 * rng.standard_normal(zoom.shape).astype(np.float32)  # looks like the zoomed parts only
+    region /= np.linalg.norm(region, axis=1, keepdims=True)
+    scores = []
+    for c in (grouped, pooled):
+        g = Gallery.from_concepts([c])
+        flat, _ = g.parts_matrix()
+        scores.append(float(part_agreement(region @ flat.T, *g.part_segments(), 1)[0]))
+    assert scores[0] > 0.95 and scores[1] < 0.8     # grouped: the zoomed group alone; pooled: half the parts missing
+    assert part_groups(grouped) == [4, 4] and part_groups(pooled) == [8]
+    bad = Concept("a", views=np.ones((1, 8), np.float32), parts=np.concatenate([full, zoom]),
+                  meta={PART_GROUPS: [3, 4]})  # does not add up: one group
+    assert part_groups(bad) == [8] and Gallery.from_concepts([bad]).part_segments()[1].tolist() == [8]
+
+
+def test_merge_parts_keeps_each_group_together(cat_view: View) -> None:
+    from pekit.pipeline import merge_parts
+
+    twin = View(cat_view.embedding, cat_view.parts[:3], cat_view.xyxy, cat_view.weights)
+    zoomed = View(cat_view.embedding, cat_view.parts, cat_view.xyxy, cat_view.weights, zoomed=twin)
+    parts, groups = merge_parts(None, None, [cat_view])                       # no zoomed view: one group
+    assert groups == [len(cat_view.parts)]
+    parts, groups = merge_parts(parts, groups, [zoomed])                      # add one with a twin
+    n = len(cat_view.parts)
+    assert groups == [2 * n, 3] and np.allclose(parts[2 * n:], cat_view.parts[:3])
+    parts, groups = merge_parts(parts, groups, [zoomed])
+    assert groups == [3 * n, 6] and np.allclose(parts[:n], cat_view.parts)
+    assert np.allclose(parts[3 * n:], np.tile(cat_view.parts[:3], (2, 1)))
+
+
+def test_zoom_out_grid_runs_at_half_size_or_tiles(pipeline: Pipeline, chelsea: np.ndarray, cat_grid: Any) -> None:
+    from pekit.embed.base import ScalableBackbone
+
+    zoomer = _zoomer(pipeline)
+    assert isinstance(pipeline.backbone, ScalableBackbone)
+    small = zoomer.zoom_out_grid(chelsea)                      # the photo at 1/2 of the input size
+    h, w = cat_grid.shape
+    assert abs(small.shape[0] - h / 2) <= 1 and abs(small.shape[1] - w / 2) <= 1
+    assert small.backbone == cat_grid.backbone
+    assert small.saliency is None                              # features only
+
+    class Fixed:  # a backbone that cannot change its input size: the n x n tiling instead
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.name, self.fingerprint, self.dim = inner, inner.name, inner.fingerprint, inner.dim
+
+        def embed(self, image: np.ndarray, *, saliency: bool = True) -> Any:
+            return self.inner.embed(image, saliency=saliency)
+
+    tiler = Pipeline(Fixed(pipeline.backbone), zoomer.config)
+    tiled = tiler.zoom_out_grid(chelsea)
+    assert abs(tiled.shape[0] - h) <= 1 and abs(tiled.shape[1] - w) <= 1
+    view = pipeline.reference(cat_grid)
+    a, b = zoomer.zoomed_view(view, small), tiler.zoomed_view(view, tiled)
+    assert a is not None and b is not None
+    assert (b.weights > 0.5).sum() > 2 * (a.weights > 0.5).sum()  # four copies of the object vs one
+    assert float(a.embedding @ b.embedding) > 0.7                   # the same object, seen as small

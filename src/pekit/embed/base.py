@@ -40,6 +40,16 @@ class ParallelBackbone(Backbone, Protocol):
         ...
 
 
+@runtime_checkable
+class ScalableBackbone(Backbone, Protocol):
+    """A backbone that can run the same weights at another input size (zoomed-out views)."""
+
+    def at_resolution(self, resolution: int) -> Backbone:
+        """A copy whose input long side is ``resolution`` px (same weights and fingerprint:
+        its vectors are compared with the original's)."""
+        ...
+
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 

@@ -269,6 +269,17 @@ class HFBackbone:
             handle.remove()
         return captured[0]
 
+    def at_resolution(self, resolution: int) -> HFBackbone:
+        """A copy that feeds the model ``resolution`` px on the long side: same weights and
+        fingerprint (`ScalableBackbone`)."""
+        import copy
+
+        if resolution < 56 or resolution > 1792:
+            raise InvalidInputError(f"resolution must be between 56 and 1792 pixels, got {resolution}")
+        clone = copy.copy(self)
+        clone.resolution = int(resolution)
+        return clone
+
     def embed(self, image: np.ndarray, *, saliency: bool = False) -> PatchGrid:
         """One forward pass: ``(H, W, 3) uint8`` RGB -> `PatchGrid` of ``(h, w, dim)`` float32.
 

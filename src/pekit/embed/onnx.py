@@ -206,6 +206,15 @@ class OnnxDinov2:
         clone.threads = max(1, (self.threads or cores()) // max(1, workers))
         return clone
 
+    def at_resolution(self, resolution: int) -> OnnxDinov2:
+        """A copy that feeds the network ``resolution`` px on the long side (the graph takes
+        any size): same weights, session and fingerprint (`ScalableBackbone`)."""
+        if resolution < 56 or resolution > 1792:
+            raise InvalidInputError(f"resolution must be between 56 and 1792 pixels, got {resolution}")
+        clone = copy.copy(self)
+        clone.resolution = int(resolution)
+        return clone
+
     def session(self, saliency: bool = True):
         outputs = (token_output(self.layer),) + (("output_importance",) if saliency else ())
         return _session(self._path, self._version, self.threads, outputs, self.int8)

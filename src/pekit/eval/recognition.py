@@ -32,11 +32,13 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pekit.embed.base import ScalableBackbone
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.eval.cache import GridCache, file_sha1
 from pekit.eval.datasets import ConceptData, Dataset
@@ -245,22 +247,25 @@ def check_gallery(gallery: str | int) -> str:
 
 
 def reference_view(pipeline: Any, grid: PatchGrid, *, extractor: str = "saliency", image: np.ndarray | None = None,
-                   category: str = "", detector: Any = None, box: np.ndarray | None = None) -> Any:
+                   category: str = "", detector: Any = None, box: np.ndarray | None = None,
+                   zoomed: PatchGrid | None = None) -> Any:
     """The reference view of one photo under an extractor (no extra backbone pass).
 
     ``saliency``: the pipeline's default isolation; ``box``: the ground-truth ``box`` of the
     photo (refined by saliency, as a user's drawn box is); ``full``: the whole photo as the
-    region; detector extractors: the detector's best box for ``category``.
+    region; detector extractors: the detector's best box for ``category``. ``zoomed``: the
+    photo's `Pipeline.zoom_out_grid` when the pipeline keeps zoomed-out views.
     """
+    more = {} if zoomed is None else {"zoomed": zoomed}
     if extractor == "saliency":
-        return pipeline.reference(grid)
+        return pipeline.reference(grid, **more)
     if extractor == "box":
         if box is None:
             raise InvalidInputError("extractor 'box' needs a ground-truth box for every reference photo "
                                     "(a boxes.csv beside the dataset's concept folders)")
-        return pipeline.reference(grid, box=box)
+        return pipeline.reference(grid, box=box, **more)
     if extractor == "full":
-        return pipeline.reference(grid, mask=np.ones(grid.shape, bool))
+        return pipeline.reference(grid, mask=np.ones(grid.shape, bool), **more)
     if detector is None or image is None:
         raise InvalidInputError(f"extractor '{extractor}' needs a detector and the image")
     if not category:
@@ -268,7 +273,7 @@ def reference_view(pipeline: Any, grid: PatchGrid, *, extractor: str = "saliency
     found = detector.detect(image, [category])
     if len(found) == 0:
         raise NothingFoundError(f"the detector found no '{category}'")
-    return pipeline.reference(grid, box=found.xyxy[int(np.argmax(found.score))])
+    return pipeline.reference(grid, box=found.xyxy[int(np.argmax(found.score))], **more)
 
 
 Plan = tuple[str, int, int, dict[str, list[int]], list[str]]  # extractor, k, seed, drawn photo ids, skipped
@@ -310,17 +315,22 @@ def _reference_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cach
     needed = sorted({(idx, e, name) for e, _, _, drawn, _ in plans for name, ids in drawn.items() for idx in ids})
     views: dict[tuple[int, str, str], Any] = {}
     fallback = 0
+    zoom = int(getattr(getattr(pipeline, "config", None), "reference_zoom_out", 0) or 0)
     for idx, e, name in tqdm(needed, desc="references", unit="view", disable=None if progress else True):
         grid = cache.get(photos[idx].sha1)
         assert grid is not None
-        image = load_image(photos[idx].path) if e in detectors else None
+        image = load_image(photos[idx].path) if e in detectors or zoom >= 2 else None
+        zoomed = None
+        if zoom >= 2 and image is not None:  # the zoomed-out pass, cached beside the photo's grid
+            how = "res" if isinstance(getattr(pipeline, "backbone", None), ScalableBackbone) else "tiled"
+            zoomed = cache.grid(f"{photos[idx].sha1}-zoom{zoom}{how}", partial(pipeline.zoom_out_grid, image))
         try:
             views[idx, e, name] = reference_view(pipeline, grid, extractor=e, image=image,
                                                  category=categories[name], detector=detectors.get(e),
-                                                 box=photos[idx].boxes.get(name))
+                                                 box=photos[idx].boxes.get(name), zoomed=zoomed)
         except NothingFoundError:
             fallback += 1
-            views[idx, e, name] = reference_view(pipeline, grid, extractor="full")
+            views[idx, e, name] = reference_view(pipeline, grid, extractor="full", zoomed=zoomed)
     return views, fallback
 
 

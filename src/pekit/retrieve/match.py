@@ -12,7 +12,25 @@ import numpy as np
 
 from pekit.types import Concept
 
-__all__ = ["Gallery", "part_agreement", "part_scores", "similarity"]
+__all__ = ["PART_GROUPS", "Gallery", "part_agreement", "part_groups", "part_scores", "similarity"]
+
+#: ``Concept.meta`` key: sizes of the consecutive groups of ``Concept.parts`` (the parts of
+#: full-size views, then of zoomed-out views), each scored on its own (`part_agreement`).
+PART_GROUPS = "part_groups"
+
+
+def _valid_groups(groups: object, n: int) -> list[int]:
+    if isinstance(groups, (list, tuple)) and groups and all(isinstance(g, int) and g >= 0 for g in groups) \
+            and sum(groups) == n:
+        return [int(g) for g in groups if g > 0] or [n]
+    return [n]
+
+
+def part_groups(concept: Concept) -> list[int]:
+    """A concept's part group sizes (one group when none are recorded, or when they do
+    not add up to its parts)."""
+    n = 0 if concept.parts is None else len(concept.parts)
+    return _valid_groups(concept.meta.get(PART_GROUPS) if isinstance(concept.meta, dict) else None, n)
 
 
 @dataclass
@@ -26,6 +44,8 @@ class Gallery:
         parts: per concept ``(m_c, d)`` part embeddings or None.
         negatives: per concept ``(n_c, d)`` negative views (regions the user said are not
             it) or None.
+        groups: per concept the recorded sizes of its part groups (`PART_GROUPS`) or None;
+            checked against the parts when they are used (`groups_of`).
         fetch: for a gallery built from a store without part prototypes in RAM
             (`pekit.retrieve.GalleryCache` on a large namespace): ``ids -> {id: (m, d)}``,
             called by `subset` for the concepts that can win; ``parts`` are then all None
@@ -40,10 +60,13 @@ class Gallery:
     parts: list[np.ndarray | None]
     negatives: list[np.ndarray | None] | None = None
     fetch: Callable[[Sequence[int]], dict[int, np.ndarray]] | None = None
+    groups: list[list[int] | None] | None = None
 
     def __post_init__(self) -> None:
         if self.negatives is None:
             self.negatives = [None] * len(self.names)
+        if self.groups is None:
+            self.groups = [None] * len(self.names)
         self._parts_flat: tuple[np.ndarray, np.ndarray] | None = None
         self._segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._view_starts: np.ndarray | None = None
@@ -58,13 +81,27 @@ class Gallery:
             self._view_starts = np.searchsorted(owner, np.arange(len(self))) if ok else np.zeros(0, np.int64)
         return self._view_starts if len(self._view_starts) else None
 
+    def groups_of(self, k: int) -> list[int]:
+        """Sizes of concept ``k``'s part groups (one group unless a valid split is recorded)."""
+        part = self.parts[k]
+        return _valid_groups((self.groups or [None] * len(self))[k], 0 if part is None else len(part))
+
     def part_segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The rows of `parts_matrix` per concept that has parts: ``starts``, ``sizes``, ``owner``."""
+        """The rows of `parts_matrix` per part group of each concept that has parts:
+        ``starts``, ``sizes``, ``owner`` (a concept has one segment per part group)."""
         if self._segments is None:
             _, offsets = self.parts_matrix()
-            sizes = np.diff(offsets)
-            has = np.nonzero(sizes > 0)[0]
-            self._segments = (offsets[:-1][has], sizes[has], has.astype(np.int64))
+            starts: list[int] = []
+            sizes: list[int] = []
+            owner: list[int] = []
+            for k in np.nonzero(np.diff(offsets) > 0)[0]:
+                at = int(offsets[k])
+                for size in self.groups_of(int(k)):
+                    starts.append(at)
+                    sizes.append(size)
+                    owner.append(int(k))
+                    at += size
+            self._segments = (np.array(starts, np.int64), np.array(sizes, np.int64), np.array(owner, np.int64))
         return self._segments
 
     def parts_matrix(self) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +132,8 @@ class Gallery:
         return cls([c.name for c in concepts], np.array([c.id for c in concepts], np.int64),
                    views, owner.astype(np.int64), thr,
                    [None if fetch is not None else c.parts for c in concepts],
-                   [c.negatives for c in concepts], fetch)
+                   [c.negatives for c in concepts], fetch,
+                   [c.meta.get(PART_GROUPS) if isinstance(c.meta, dict) else None for c in concepts])
 
 
     def replaced(self, remove: set[int], add: list[Concept]) -> Gallery:
@@ -108,6 +146,7 @@ class Gallery:
         remap = np.full(len(self), -1, np.int64)
         remap[keep] = np.arange(len(keep))
         negatives = self.negatives or [None] * len(self)
+        groups = self.groups or [None] * len(self)
         d = self.views.shape[1] if self.views.size else (add[0].views.shape[1] if add else 0)
         views = [self.views[mask].reshape(-1, d)] + [c.views.astype(np.float32) for c in add]
         owner = [remap[self.owner[mask]]] + [np.full(len(c.views), len(keep) + i, np.int64) for i, c in enumerate(add)]
@@ -119,7 +158,9 @@ class Gallery:
                        np.concatenate(views).astype(np.float32), np.concatenate(owner).astype(np.int64),
                        np.concatenate(thr).astype(np.float32),
                        [self.parts[k] for k in keep] + [None if lazy else c.parts for c in add],
-                       [negatives[k] for k in keep] + [c.negatives for c in add], self.fetch)
+                       [negatives[k] for k in keep] + [c.negatives for c in add], self.fetch,
+                       [groups[k] for k in keep] + [c.meta.get(PART_GROUPS) if isinstance(c.meta, dict) else None
+                                                     for c in add])
 
     def subset(self, indices: np.ndarray | list[int]) -> Gallery:
         """The gallery of the concepts at ``indices`` (in that order).
@@ -137,8 +178,9 @@ class Gallery:
         if self.fetch is not None:  # a lazy gallery: the subset gets its parts from the store
             fetched = self.fetch([int(self.ids[i]) for i in idx])
             parts = [fetched.get(int(self.ids[i])) for i in idx]
+        groups = self.groups or [None] * len(self)
         return Gallery([self.names[i] for i in idx], self.ids[idx], self.views[keep], remap[self.owner[keep]],
-                       self.thresholds[idx], parts, [negatives[i] for i in idx])
+                       self.thresholds[idx], parts, [negatives[i] for i in idx], groups=[groups[i] for i in idx])
 
 
 def part_agreement(sims: np.ndarray, starts: np.ndarray, sizes: np.ndarray, owner: np.ndarray,
