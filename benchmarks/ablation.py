@@ -11,9 +11,8 @@ all-concepts run (chosen on the test photos: an upper bound).
 
 Rows: default, noextent (matched region, not grown), noregion (no region-level
 competition), noseeds (a concept that wins no proposal gets no region), nozoom (no
-zoomed-out reference views), global+parts
-(the score of the first release: 0.5 global + 0.5 parts),
-globalonly, salonly, winonly; and, with a backbone pass per photo each, layer5, layer9,
+zoomed-out reference views), global+parts (the score of the first release: 0.5 global +
+0.5 parts), globalonly, salonly, winonly; and, with a backbone pass per photo each, layer5, layer9,
 final, res336, nocenter. Exits 0 with a message when the dataset is absent.
 """
 

@@ -30,9 +30,9 @@ class GridCache:
         self.name = backbone.name
         self.fingerprint = backbone.fingerprint
         self.dim = backbone.dim
+        self.resolution = backbone.resolution
         self.calls = 0
-        self._grids: dict[tuple[str, tuple[int, ...], bool], Any] = {}
-
+        self._grids: dict[tuple[str, tuple[int, ...], bool, int], Any] = {}
         self.root = self  # copies at another input size count their passes here
 
     def embed(self, image: np.ndarray, *, saliency: bool = True) -> Any:

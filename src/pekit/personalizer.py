@@ -24,7 +24,7 @@ import numpy as np
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.images import ImageInput, describe, load_image
 from pekit.memory import MemoryStore, clean_name, name_key, open_memory
-from pekit.pipeline import PART_GROUPS, Pipeline, View, concept_from_views, merge_parts, part_groups
+from pekit.pipeline import Pipeline, View, concept_from_views, merge_parts, part_groups, with_part_groups
 from pekit.presets import Preset, get_preset
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery
@@ -592,10 +592,7 @@ class Personalizer:
         view = self.views([image], category=concept.category, boxes=None if box is None else [box],
                           masks=None if mask is None else [mask])[0]
         parts, groups = merge_parts(concept.parts, part_groups(concept), [view])
-        meta = dict(concept.meta)
-        meta.pop(PART_GROUPS, None)
-        if len(groups) > 1:
-            meta[PART_GROUPS] = groups
+        meta = with_part_groups(concept.meta, groups)
         meta["references"] = [*meta.get("references", []), describe(image).strip("'")]
         meta["boxes"] = [*meta.get("boxes", []), [round(float(x), 1) for x in view.xyxy]]
         return self.memory.update(dataclasses.replace(

@@ -42,7 +42,7 @@ from pekit.types import Concept, Detections, PatchGrid
 log = logging.getLogger(__name__)
 
 __all__ = ["NO_SCORE", "PART_GROUPS", "Candidate", "Pipeline", "Scan", "View", "as_rgb", "concept_from_views",
-           "merge_parts", "part_groups"]
+           "merge_parts", "part_groups", "with_part_groups"]
 
 
 def _peak_seed(simmap: np.ndarray) -> np.ndarray:
@@ -145,11 +145,17 @@ def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concep
     >>> c.views.shape, c.parts.shape
     ((1, 4), (2, 4))
     """
-    meta = dict(fields.pop("meta", None) or {})
     parts, groups = merge_parts(None, None, views)
-    if len(groups) > 1:
-        meta[PART_GROUPS] = groups
+    meta = with_part_groups(fields.pop("meta", None) or {}, groups)
     return Concept(name, views=np.stack([v.embedding for v in views]), parts=parts, meta=meta, **fields)
+
+
+def with_part_groups(meta: dict[str, Any], groups: list[int]) -> dict[str, Any]:
+    """A copy of ``meta`` that records ``groups`` (`PART_GROUPS`) when there are several."""
+    out = {k: v for k, v in meta.items() if k != PART_GROUPS}
+    if len(groups) > 1:
+        out[PART_GROUPS] = groups
+    return out
 
 
 def merge_parts(parts: np.ndarray | None, groups: list[int] | None,
@@ -161,7 +167,7 @@ def merge_parts(parts: np.ndarray | None, groups: list[int] | None,
     old_full, old_zoom = old[:sizes[0]], old[sizes[0]:]
     zoomed = [v.zoomed.parts for v in views if getattr(v, "zoomed", None) is not None]
     full = np.concatenate([old_full, *[v.parts for v in views]]).astype(np.float32)
-    zoom = np.concatenate([old_zoom, *zoomed]).astype(np.float32) if zoomed or len(old_zoom) else old_zoom
+    zoom = np.concatenate([old_zoom, *zoomed]).astype(np.float32)
     if len(zoom) == 0:
         return full, [len(full)]
     return np.concatenate([full, zoom]), [len(full), len(zoom)]
@@ -367,7 +373,7 @@ class Pipeline:
         from PIL import Image
 
         rgb = as_rgb(image)
-        n = max(2, int(self.config.reference_zoom_out))
+        n = self._zoom_factor
         height, width = rgb.shape[:2]
         small = np.asarray(Image.fromarray(rgb).resize((max(1, width // n), max(1, height // n)),
                                                        Image.Resampling.BILINEAR))
@@ -380,12 +386,21 @@ class Pipeline:
         n x n tiling of `zoom_out_image` at full size. Either way the object spans 1/n of
         the patches per side, and `zoomed_view` reads the grid with the photo's mask tiled
         n x n (a grid of one copy is its own 1 x 1 tiling)."""
-        n = max(2, int(self.config.reference_zoom_out))
         backbone = self.backbone
-        if isinstance(backbone, ScalableBackbone):
-            resolution = max(56, int(getattr(backbone, "resolution", 448)) // n)
+        if isinstance(backbone, ScalableBackbone):  # zoom_out_mode "res"
+            resolution = max(56, int(backbone.resolution) // self._zoom_factor)
             return self._embed(backbone.at_resolution(resolution), as_rgb(image), False)
         return self.encode(self.zoom_out_image(image), saliency=False)
+
+    @property
+    def zoom_out_mode(self) -> str:
+        """How `zoom_out_grid` sees the object smaller: ``"res"`` (the photo at a smaller
+        input size) or ``"tiled"`` (the n x n tiling at full size); caches key on it."""
+        return "res" if isinstance(self.backbone, ScalableBackbone) else "tiled"
+
+    @property
+    def _zoom_factor(self) -> int:
+        return max(2, int(self.config.reference_zoom_out))
 
     def zoomed_view(self, view: View, zoomed: PatchGrid) -> View | None:
         """``view``'s object in the `zoom_out_grid` of its photo: the object's patch mask
@@ -394,7 +409,7 @@ class Pipeline:
         h, w = view.weights.shape
         gh, gw = zoomed.shape
         # the grid shows one shrunk copy (a backbone at 1/n input size) or an n x n tiling
-        n = 1 if gh * 1.5 < h or gw * 1.5 < w else max(2, int(self.config.reference_zoom_out))
+        n = 1 if gh * 1.5 < h or gw * 1.5 < w else self._zoom_factor
         weights = mask_weights(zoomed, np.tile(view.weights > 0.5, (n, n)))[0]
         keep = weights.reshape(-1) > 0.5
         if keep.sum() < 2:
@@ -503,8 +518,8 @@ class Pipeline:
         A candidate whose score is within ``second_look_band`` of the threshold, or that
         covers less than ``second_look_small`` of the grid and is at most
         ``second_look_small_band`` below it, is looked at again, unless its crop would
-        magnify it less than ``second_look_min_zoom``: its box, widened by half its size on each side for context, is
-        cropped and embedded (one more backbone pass: the object now spans many patches),
+        magnify it less than ``second_look_min_zoom``: its box, widened by half its size
+        on each side for context, is cropped and embedded (one more backbone pass: the object now spans many patches),
         and the concept is matched there against the same gallery (the same competition).
         The crop's score and box replace the first ones; a crop where the concept wins no
         region keeps the first score. At most ``second_looks`` crops per image with

@@ -44,6 +44,8 @@ class ParallelBackbone(Backbone, Protocol):
 class ScalableBackbone(Backbone, Protocol):
     """A backbone that can run the same weights at another input size (zoomed-out views)."""
 
+    resolution: int  # input long side in px
+
     def at_resolution(self, resolution: int) -> Backbone:
         """A copy whose input long side is ``resolution`` px (same weights and fingerprint:
         its vectors are compared with the original's)."""

@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from pekit.embed.base import ScalableBackbone
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.eval.cache import GridCache, file_sha1
 from pekit.eval.datasets import ConceptData, Dataset
@@ -322,8 +321,8 @@ def _reference_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cach
         image = load_image(photos[idx].path) if e in detectors or zoom >= 2 else None
         zoomed = None
         if zoom >= 2 and image is not None:  # the zoomed-out pass, cached beside the photo's grid
-            how = "res" if isinstance(getattr(pipeline, "backbone", None), ScalableBackbone) else "tiled"
-            zoomed = cache.grid(f"{photos[idx].sha1}-zoom{zoom}{how}", partial(pipeline.zoom_out_grid, image))
+            key = f"{photos[idx].sha1}-zoom{zoom}{pipeline.zoom_out_mode}"
+            zoomed = cache.grid(key, partial(pipeline.zoom_out_grid, image))
         try:
             views[idx, e, name] = reference_view(pipeline, grid, extractor=e, image=image,
                                                  category=categories[name], detector=detectors.get(e),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,11 +27,14 @@ def _valid_groups(groups: object, n: int) -> list[int]:
     return [n]
 
 
+def _recorded_groups(concept: Concept) -> Any:
+    return concept.meta.get(PART_GROUPS) if isinstance(concept.meta, dict) else None
+
+
 def part_groups(concept: Concept) -> list[int]:
     """A concept's part group sizes (one group when none are recorded, or when they do
     not add up to its parts)."""
-    n = 0 if concept.parts is None else len(concept.parts)
-    return _valid_groups(concept.meta.get(PART_GROUPS) if isinstance(concept.meta, dict) else None, n)
+    return _valid_groups(_recorded_groups(concept), 0 if concept.parts is None else len(concept.parts))
 
 
 @dataclass
@@ -60,7 +64,7 @@ class Gallery:
     parts: list[np.ndarray | None]
     negatives: list[np.ndarray | None] | None = None
     fetch: Callable[[Sequence[int]], dict[int, np.ndarray]] | None = None
-    groups: list[list[int] | None] | None = None
+    groups: list[Any] | None = None  # raw recorded values: `groups_of` validates them
 
     def __post_init__(self) -> None:
         if self.negatives is None:
@@ -133,7 +137,7 @@ class Gallery:
                    views, owner.astype(np.int64), thr,
                    [None if fetch is not None else c.parts for c in concepts],
                    [c.negatives for c in concepts], fetch,
-                   [c.meta.get(PART_GROUPS) if isinstance(c.meta, dict) else None for c in concepts])
+                   [_recorded_groups(c) for c in concepts])
 
 
     def replaced(self, remove: set[int], add: list[Concept]) -> Gallery:
@@ -159,8 +163,7 @@ class Gallery:
                        np.concatenate(thr).astype(np.float32),
                        [self.parts[k] for k in keep] + [None if lazy else c.parts for c in add],
                        [negatives[k] for k in keep] + [c.negatives for c in add], self.fetch,
-                       [groups[k] for k in keep] + [c.meta.get(PART_GROUPS) if isinstance(c.meta, dict) else None
-                                                     for c in add])
+                       [groups[k] for k in keep] + [_recorded_groups(c) for c in add])
 
     def subset(self, indices: np.ndarray | list[int]) -> Gallery:
         """The gallery of the concepts at ``indices`` (in that order).
