@@ -22,12 +22,13 @@ from typing import Any, cast
 import numpy as np
 
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
+from pekit.extract.views import View, concept_from_views, merge_parts, with_part_groups
 from pekit.images import ImageInput, describe, load_image
 from pekit.memory import MemoryStore, clean_name, name_key, open_memory
-from pekit.pipeline import Pipeline, View, concept_from_views, merge_parts, part_groups, with_part_groups
+from pekit.pipeline import Pipeline
 from pekit.presets import Preset, get_preset
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
-from pekit.retrieve.match import Gallery
+from pekit.retrieve.match import Gallery, part_groups
 from pekit.types import Answer, Concept, Detections, PatchGrid
 
 log = logging.getLogger(__name__)
@@ -566,7 +567,7 @@ class Personalizer:
                 f"'{concept.name}' was not recognized in {describe(image)}, so there is nothing to correct; "
                 "the memory was not changed"
             )
-        from pekit.pipeline import summarize_parts
+        from pekit.extract.views import summarize_parts
 
         wrong = hits[0]
         negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], self.pipeline.config.max_parts)

@@ -3,8 +3,9 @@
 `Pipeline` ties the paper's stages together for one configuration:
 
 * `encode` runs the backbone once -> `PatchGrid` (features + saliency);
-* `reference` isolates the object in a reference grid (view extraction, stage 1) and
-  returns its view embedding and part embeddings;
+* `reference` isolates the object in a reference grid (view extraction, stage 1: the
+  user's mask or box, the detector, or saliency) and returns its `View` (embedding and
+  parts, built by `pekit.extract.views`);
 * `scan` proposes regions in a query grid and pools them (once per image, whatever the
   gallery);
 * `candidates` / `match` / `recognize` match a scan against a `Gallery`: competitive
@@ -28,21 +29,34 @@ from typing import Any
 import numpy as np
 
 from pekit.embed.base import Backbone, ParallelBackbone, ScalableBackbone
-from pekit.embed.pooling import box_weights, l2_normalize, mask_weights, pool
+from pekit.embed.pooling import box_weights, mask_weights, pool
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.extract.base import Detector, Segmenter
 from pekit.extract.saliency import grid_saliency, object_weights
+from pekit.extract.views import (
+    View,
+    concept_from_views,
+    merge_parts,
+    summarize_parts,
+    tiled_image,
+    unit_patches,
+    view_from_weights,
+    with_part_groups,
+    zoomed_view,
+)
 from pekit.presets import Preset, RecognitionConfig
 from pekit.retrieve.extent import mask_xyxy, object_extent
 from pekit.retrieve.match import PART_GROUPS, Gallery, part_agreement, part_groups, part_scores, similarity
 from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
-from pekit.types import Concept, Detections, PatchGrid
+from pekit.types import Detections, PatchGrid
 
 log = logging.getLogger(__name__)
 
+# View, concept_from_views, merge_parts, with_part_groups and summarize_parts live in
+# `pekit.extract.views` (stage 1); they stay importable from here
 __all__ = ["NO_SCORE", "PART_GROUPS", "Candidate", "Pipeline", "Scan", "View", "as_rgb", "concept_from_views",
-           "merge_parts", "part_groups", "with_part_groups"]
+           "merge_parts", "part_groups", "summarize_parts", "with_part_groups"]
 
 
 def _peak_seed(simmap: np.ndarray) -> np.ndarray:
@@ -70,21 +84,6 @@ def as_rgb(image: Any) -> np.ndarray:
     from pekit.images import load_image
 
     return load_image(image)
-
-
-@dataclass
-class View:
-    """One reference view: ``embedding (d,)``, ``parts (p, d)``, its box and patch weights.
-
-    ``zoomed``: the same object seen smaller (`Pipeline.zoomed_view`), whose parts are kept
-    as a second group of the concept's parts, or None.
-    """
-
-    embedding: np.ndarray
-    parts: np.ndarray
-    xyxy: np.ndarray
-    weights: np.ndarray
-    zoomed: View | None = None
 
 
 @dataclass
@@ -132,59 +131,6 @@ class Candidate:
     score: float
     xyxy: np.ndarray
     region: np.ndarray
-
-
-def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concept:
-    """A `Concept` from reference views (`View`): their embeddings and parts.
-
-    The parts of views seen smaller (``View.zoomed``) follow the others as a second part
-    group (``meta["part_groups"]``, see `merge_parts`).
-
-    >>> from types import SimpleNamespace as V
-    >>> c = concept_from_views("bo", [V(embedding=np.ones(4), parts=np.ones((2, 4)))], category="dog")
-    >>> c.views.shape, c.parts.shape
-    ((1, 4), (2, 4))
-    """
-    parts, groups = merge_parts(None, None, views)
-    meta = with_part_groups(fields.pop("meta", None) or {}, groups)
-    return Concept(name, views=np.stack([v.embedding for v in views]), parts=parts, meta=meta, **fields)
-
-
-def with_part_groups(meta: dict[str, Any], groups: list[int]) -> dict[str, Any]:
-    """A copy of ``meta`` that records ``groups`` (`PART_GROUPS`) when there are several."""
-    out = {k: v for k, v in meta.items() if k != PART_GROUPS}
-    if len(groups) > 1:
-        out[PART_GROUPS] = groups
-    return out
-
-
-def merge_parts(parts: np.ndarray | None, groups: list[int] | None,
-                views: Sequence[Any]) -> tuple[np.ndarray, list[int]]:
-    """``parts`` (grouped by ``groups``: full-size first, then zoomed-out) with the parts of
-    more ``views`` added to their groups: ``(parts, group sizes)``."""
-    old = np.zeros((0, views[0].parts.shape[1] if views else 0), np.float32) if parts is None else parts
-    sizes = list(groups) if groups else [len(old)]
-    old_full, old_zoom = old[:sizes[0]], old[sizes[0]:]
-    zoomed = [v.zoomed.parts for v in views if getattr(v, "zoomed", None) is not None]
-    full = np.concatenate([old_full, *[v.parts for v in views]]).astype(np.float32)
-    zoom = np.concatenate([old_zoom, *zoomed]).astype(np.float32)
-    if len(zoom) == 0:
-        return full, [len(full)]
-    return np.concatenate([full, zoom]), [len(full), len(zoom)]
-
-
-def _weights_box(grid: PatchGrid, weights: np.ndarray) -> np.ndarray:
-    return mask_xyxy(weights > 0, grid.cell_size)
-
-
-def summarize_parts(patches: np.ndarray, max_parts: int, seed: int = 0) -> np.ndarray:
-    """At most ``max_parts`` unit prototypes of ``(n, d)`` unit patch features (k-means)."""
-    if len(patches) <= max_parts:
-        return patches.astype(np.float32)
-    from scipy.cluster.vq import kmeans2
-
-    centroids, _ = kmeans2(patches.astype(np.float64), max_parts, minit="++", seed=seed, iter=10)
-    return l2_normalize(centroids.astype(np.float32))
 
 
 class Pipeline:
@@ -329,8 +275,9 @@ class Pipeline:
         n = workers or min(4, cores())
         return (self.backbone.for_workers(n) if n > 1 else self.backbone), n
 
-    def _unit_patches(self, grid: PatchGrid) -> np.ndarray:
-        return l2_normalize(grid.features.reshape(-1, grid.dim))
+    @staticmethod
+    def _unit_patches(grid: PatchGrid) -> np.ndarray:
+        return unit_patches(grid)
 
     # -- stage 1: views -----------------------------------------------------------------
     def reference(self, grid: PatchGrid, *, box: np.ndarray | None = None, mask: np.ndarray | None = None,
@@ -356,12 +303,7 @@ class Pipeline:
             if self.segmenter is not None:
                 mask = self.segmenter.segment(image, box[None])[0]
         weights = object_weights(grid, box=box, mask=mask, level=cfg.reference_level)
-        embedding = pool(grid, weights[None])[0]
-        patches = self._unit_patches(grid)[weights.reshape(-1) > 0.5]
-        if len(patches) == 0:
-            patches = embedding[None]
-        parts = summarize_parts(patches, cfg.max_parts)
-        view = View(embedding, parts, _weights_box(grid, weights), weights)
+        view = view_from_weights(grid, weights, max_parts=cfg.max_parts)
         if cfg.reference_zoom_out >= 2 and (zoomed is not None or image is not None):
             view.zoomed = self.zoomed_view(view, zoomed if zoomed is not None else self.zoom_out_grid(image))
         return view
@@ -370,14 +312,7 @@ class Pipeline:
         """The photo shrunk ``config.reference_zoom_out`` times per side and tiled n x n back to
         about its size: every copy of the object is n times smaller, in its own context
         (what `zoom_out_grid` embeds for a backbone that cannot change its input size)."""
-        from PIL import Image
-
-        rgb = as_rgb(image)
-        n = self._zoom_factor
-        height, width = rgb.shape[:2]
-        small = np.asarray(Image.fromarray(rgb).resize((max(1, width // n), max(1, height // n)),
-                                                       Image.Resampling.BILINEAR))
-        return np.ascontiguousarray(np.tile(small, (n, n, 1)))
+        return tiled_image(as_rgb(image), self._zoom_factor)
 
     def zoom_out_grid(self, image: Any) -> PatchGrid:
         """One features-only pass that sees the photo's object n = ``reference_zoom_out``
@@ -406,16 +341,7 @@ class Pipeline:
         """``view``'s object in the `zoom_out_grid` of its photo: the object's patch mask
         tiled like the photo, pooled and summarised into parts (None if it covers fewer
         than 2 patches there)."""
-        h, w = view.weights.shape
-        gh, gw = zoomed.shape
-        # the grid shows one shrunk copy (a backbone at 1/n input size) or an n x n tiling
-        n = 1 if gh * 1.5 < h or gw * 1.5 < w else self._zoom_factor
-        weights = mask_weights(zoomed, np.tile(view.weights > 0.5, (n, n)))[0]
-        keep = weights.reshape(-1) > 0.5
-        if keep.sum() < 2:
-            return None
-        parts = summarize_parts(self._unit_patches(zoomed)[keep], self.config.max_parts)
-        return View(pool(zoomed, weights[None])[0], parts, view.xyxy, weights)
+        return zoomed_view(view, zoomed, factor=self._zoom_factor, max_parts=self.config.max_parts)
 
     # -- stage 2: proposals and matching ---------------------------------------------
     def proposals(self, grid: PatchGrid, *, image: np.ndarray | None = None,

@@ -36,8 +36,8 @@ from pekit.eval.datasets import ConceptData, Dataset
 from pekit.eval.metrics import seed_stats
 from pekit.eval.recognition import draw_references, reference_view
 from pekit.eval.report import clean_json, format_table, format_value
+from pekit.extract.views import concept_from_views
 from pekit.images import load_image
-from pekit.pipeline import concept_from_views
 from pekit.retrieve.match import Gallery
 from pekit.types import PatchGrid
 

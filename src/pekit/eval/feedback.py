@@ -31,7 +31,7 @@ from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
 from pekit.eval.metrics import confusion, recognition_metrics
 from pekit.eval.recognition import collect_photos, draw_references, embed_photos, reference_view
-from pekit.pipeline import concept_from_views, summarize_parts
+from pekit.extract.views import concept_from_views, summarize_parts
 from pekit.retrieve.match import Gallery
 
 __all__ = ["run_feedback"]

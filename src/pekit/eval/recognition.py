@@ -41,8 +41,9 @@ import numpy as np
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.eval.cache import GridCache, file_sha1
 from pekit.eval.datasets import ConceptData, Dataset
+from pekit.extract.views import concept_from_views
 from pekit.images import load_image
-from pekit.pipeline import NO_SCORE, concept_from_views
+from pekit.pipeline import NO_SCORE
 from pekit.retrieve.match import Gallery
 from pekit.types import PatchGrid
 

@@ -2,12 +2,15 @@
 
 Sources, in order of preference: a user-given mask or box (refined by saliency), an
 open-vocabulary detector from the category (+ SAM), class-agnostic saliency from the
-backbone pass itself.
+backbone pass itself (`saliency`). `views` turns the chosen region of a reference grid into
+the concept's view embedding and part prototypes (`View`, `concept_from_views`).
 """
 
 from pekit.extract.saliency import grid_saliency, object_weights
+from pekit.extract.views import View, concept_from_views, view_from_weights
 
-__all__ = ["DETECTOR_TYPES", "SEGMENTER_TYPES", "HFDetector", "HFSegmenter", "grid_saliency", "object_weights"]
+__all__ = ["DETECTOR_TYPES", "SEGMENTER_TYPES", "HFDetector", "HFSegmenter", "View", "concept_from_views",
+           "grid_saliency", "object_weights", "view_from_weights"]
 
 
 def __getattr__(name: str):

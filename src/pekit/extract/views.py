@@ -1,0 +1,147 @@
+"""Reference views (stage 1's output): the object's region on a patch grid -> embedding + parts.
+
+A concept keeps, per reference photo, one *view*: the mean of the object's patch features
+(the global match, as in the paper) and up to ``max_parts`` *part* prototypes (k-means of
+the object's unit patch features: what patch-level verification compares a query region
+with). A view may carry a *zoomed-out* twin, the same object seen n times smaller (one
+more, cheaper backbone pass), whose parts form a second part group of the concept.
+
+Everything here works on grids already computed: no backbone pass. `pekit.pipeline.Pipeline`
+decides *where* the object is (user mask or box, detector + segmenter, saliency) and runs
+the passes; `view_from_weights` turns that region into a `View`, and `concept_from_views`
+/ `merge_parts` assemble views into a `Concept`.
+
+Example:
+    >>> from pekit.types import PatchGrid
+    >>> grid = PatchGrid(np.random.default_rng(0).normal(size=(4, 4, 8)).astype(np.float32), (56, 56))
+    >>> weights = np.zeros((4, 4), np.float32); weights[1:3, 1:3] = 1
+    >>> view = view_from_weights(grid, weights, max_parts=2)
+    >>> view.embedding.shape, view.parts.shape, view.xyxy.tolist()
+    ((8,), (2, 8), [14.0, 14.0, 42.0, 42.0])
+    >>> concept_from_views("bo", [view]).parts.shape
+    (2, 8)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pekit.embed.pooling import l2_normalize, mask_weights, pool
+from pekit.retrieve.extent import mask_xyxy
+from pekit.retrieve.match import PART_GROUPS
+from pekit.types import Concept, PatchGrid
+
+__all__ = ["View", "concept_from_views", "merge_parts", "summarize_parts", "tiled_image", "view_from_weights",
+           "with_part_groups", "zoomed_view"]
+
+
+@dataclass
+class View:
+    """One reference view: ``embedding (d,)``, ``parts (p, d)``, its box and patch weights.
+
+    ``zoomed``: the same object seen smaller (`zoomed_view`), whose parts are kept as a
+    second group of the concept's parts, or None.
+    """
+
+    embedding: np.ndarray
+    parts: np.ndarray
+    xyxy: np.ndarray
+    weights: np.ndarray
+    zoomed: View | None = None
+
+
+def unit_patches(grid: PatchGrid) -> np.ndarray:
+    """``(h*w, d)`` unit patch features of a grid."""
+    return l2_normalize(grid.features.reshape(-1, grid.dim))
+
+
+def summarize_parts(patches: np.ndarray, max_parts: int, seed: int = 0) -> np.ndarray:
+    """At most ``max_parts`` unit prototypes of ``(n, d)`` unit patch features (k-means)."""
+    if len(patches) <= max_parts:
+        return patches.astype(np.float32)
+    from scipy.cluster.vq import kmeans2
+
+    centroids, _ = kmeans2(patches.astype(np.float64), max_parts, minit="++", seed=seed, iter=10)
+    return l2_normalize(centroids.astype(np.float32))
+
+
+def view_from_weights(grid: PatchGrid, weights: np.ndarray, *, max_parts: int) -> View:
+    """The view of the object whose ``(h, w)`` patch ``weights`` are given: the weighted
+    mean of its patch features and the parts of the patches weighted above one half (the
+    embedding itself when none is)."""
+    embedding = pool(grid, weights[None])[0]
+    patches = unit_patches(grid)[weights.reshape(-1) > 0.5]
+    if len(patches) == 0:
+        patches = embedding[None]
+    return View(embedding, summarize_parts(patches, max_parts), mask_xyxy(weights > 0, grid.cell_size), weights)
+
+
+def tiled_image(rgb: np.ndarray, n: int) -> np.ndarray:
+    """The photo shrunk ``n`` times per side and tiled ``n x n`` back to about its size:
+    every copy of the object is n times smaller, in its own context (how a backbone that
+    cannot change its input size sees the object zoomed out)."""
+    from PIL import Image
+
+    height, width = rgb.shape[:2]
+    small = np.asarray(Image.fromarray(rgb).resize((max(1, width // n), max(1, height // n)),
+                                                   Image.Resampling.BILINEAR))
+    return np.ascontiguousarray(np.tile(small, (n, n, 1)))
+
+
+def zoomed_view(view: View, zoomed: PatchGrid, *, factor: int, max_parts: int) -> View | None:
+    """``view``'s object in a grid of its photo seen ``factor`` times smaller: either one
+    shrunk copy (a backbone at 1/n input size) or the `tiled_image` at full size. The
+    object's patch mask is tiled like the photo, pooled and summarised into parts (None if
+    it covers fewer than 2 patches there)."""
+    h, w = view.weights.shape
+    gh, gw = zoomed.shape
+    n = 1 if gh * 1.5 < h or gw * 1.5 < w else factor  # one shrunk copy, or an n x n tiling
+    weights = mask_weights(zoomed, np.tile(view.weights > 0.5, (n, n)))[0]
+    keep = weights.reshape(-1) > 0.5
+    if keep.sum() < 2:
+        return None
+    parts = summarize_parts(unit_patches(zoomed)[keep], max_parts)
+    return View(pool(zoomed, weights[None])[0], parts, view.xyxy, weights)
+
+
+def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concept:
+    """A `Concept` from reference views (`View`): their embeddings and parts.
+
+    The parts of views seen smaller (``View.zoomed``) follow the others as a second part
+    group (``meta["part_groups"]``, see `merge_parts`).
+
+    >>> from types import SimpleNamespace as V
+    >>> c = concept_from_views("bo", [V(embedding=np.ones(4), parts=np.ones((2, 4)))], category="dog")
+    >>> c.views.shape, c.parts.shape
+    ((1, 4), (2, 4))
+    """
+    parts, groups = merge_parts(None, None, views)
+    meta = with_part_groups(fields.pop("meta", None) or {}, groups)
+    return Concept(name, views=np.stack([v.embedding for v in views]), parts=parts, meta=meta, **fields)
+
+
+def with_part_groups(meta: dict[str, Any], groups: list[int]) -> dict[str, Any]:
+    """A copy of ``meta`` that records ``groups`` (`PART_GROUPS`) when there are several."""
+    out = {k: v for k, v in meta.items() if k != PART_GROUPS}
+    if len(groups) > 1:
+        out[PART_GROUPS] = groups
+    return out
+
+
+def merge_parts(parts: np.ndarray | None, groups: list[int] | None,
+                views: Sequence[Any]) -> tuple[np.ndarray, list[int]]:
+    """``parts`` (grouped by ``groups``: full-size first, then zoomed-out) with the parts of
+    more ``views`` added to their groups: ``(parts, group sizes)``."""
+    old = np.zeros((0, views[0].parts.shape[1] if views else 0), np.float32) if parts is None else parts
+    sizes = list(groups) if groups else [len(old)]
+    old_full, old_zoom = old[:sizes[0]], old[sizes[0]:]
+    zoomed = [v.zoomed.parts for v in views if getattr(v, "zoomed", None) is not None]
+    full = np.concatenate([old_full, *[v.parts for v in views]]).astype(np.float32)
+    zoom = np.concatenate([old_zoom, *zoomed]).astype(np.float32)
+    if len(zoom) == 0:
+        return full, [len(full)]
+    return np.concatenate([full, zoom]), [len(full), len(zoom)]
