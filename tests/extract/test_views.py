@@ -1,0 +1,74 @@
+"""`pekit.extract.views`: a region of a reference grid -> view embedding + parts (no pass)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pekit.extract.views import View, concept_from_views, tiled_image, view_from_weights, zoomed_view
+from pekit.retrieve.match import PART_GROUPS, part_groups
+from pekit.types import PatchGrid
+
+
+def _grid(h: int = 6, w: int = 8, d: int = 16, seed: int = 0) -> PatchGrid:
+    features = np.random.default_rng(seed).normal(size=(h, w, d)).astype(np.float32)
+    return PatchGrid(features, (w * 14, h * 14))
+
+
+def test_a_view_pools_the_region_and_keeps_its_parts_and_box() -> None:
+    grid = _grid()
+    weights = np.zeros(grid.shape, np.float32)
+    weights[1:4, 2:6] = 1.0
+    view = view_from_weights(grid, weights, max_parts=5)
+    inside = grid.features[1:4, 2:6].reshape(-1, 16)
+    assert np.linalg.norm(view.embedding) == pytest.approx(1.0, abs=1e-5)
+    assert float(view.embedding @ (inside.mean(0) / np.linalg.norm(inside.mean(0)))) > 0.99
+    assert view.parts.shape == (5, 16)  # 12 patches summarised into 5 unit prototypes
+    np.testing.assert_allclose(np.linalg.norm(view.parts, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(view.xyxy, [28, 14, 84, 56])  # the cells it covers, in pixels
+
+
+def test_a_region_with_no_patch_above_one_half_keeps_its_embedding_as_its_part() -> None:
+    grid = _grid()
+    weights = np.zeros(grid.shape, np.float32)
+    weights[2, 3] = 0.4
+    view = view_from_weights(grid, weights, max_parts=8)
+    np.testing.assert_allclose(view.parts, view.embedding[None])
+
+
+def test_the_zoomed_twin_reads_a_tiled_or_a_shrunk_grid() -> None:
+    grid = _grid(8, 8)
+    weights = np.zeros(grid.shape, np.float32)
+    weights[2:6, 2:6] = 1.0
+    view = view_from_weights(grid, weights, max_parts=4)
+    tiled = zoomed_view(view, _grid(8, 8, seed=1), factor=2, max_parts=4)  # 2 x 2 copies at full size
+    shrunk = zoomed_view(view, _grid(4, 4, seed=2), factor=2, max_parts=4)  # one copy at half size
+    assert tiled is not None and shrunk is not None
+    assert tiled.weights.sum() == pytest.approx(4 * 4.0)  # the object's 2 x 2 patches, in each of 4 tiles
+    assert shrunk.weights.sum() == pytest.approx(4.0)
+    tiny = View(view.embedding, view.parts, view.xyxy, np.pad(np.ones((1, 1), np.float32), ((0, 7), (0, 7))))
+    assert zoomed_view(tiny, _grid(4, 4), factor=2, max_parts=4) is None  # under 2 patches there
+
+
+def test_tiled_image_shrinks_and_repeats_the_photo() -> None:
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[:, :30] = 255
+    out = tiled_image(rgb, 2)
+    assert out.shape == (40, 60, 3)
+    assert out[5, 5].tolist() == [255, 255, 255] and out[5, 20].tolist() == [0, 0, 0]
+    assert out[25, 35].tolist() == [255, 255, 255]  # the second copy starts at x = 30
+
+
+def test_concept_from_views_groups_full_size_then_zoomed_parts() -> None:
+    grid = _grid(8, 8)
+    weights = np.zeros(grid.shape, np.float32)
+    weights[2:6, 2:6] = 1.0
+    a = view_from_weights(grid, weights, max_parts=3)
+    a.zoomed = zoomed_view(a, _grid(4, 4, seed=3), factor=2, max_parts=2)
+    b = view_from_weights(_grid(8, 8, seed=4), weights, max_parts=3)
+    concept = concept_from_views("bo", [a, b], category="dog")
+    assert concept.views.shape == (2, 16) and concept.category == "dog"
+    assert concept.meta[PART_GROUPS] == [6, 2] and part_groups(concept) == [6, 2]
+    np.testing.assert_allclose(concept.parts[:3], a.parts)
+    np.testing.assert_allclose(concept.parts[6:], a.zoomed.parts)
+    assert PART_GROUPS not in concept_from_views("bo", [b]).meta  # one group: nothing recorded
