@@ -35,8 +35,8 @@ from pekit.retrieve.extent import mask_xyxy
 from pekit.retrieve.match import PART_GROUPS
 from pekit.types import Concept, PatchGrid
 
-__all__ = ["View", "concept_from_views", "merge_parts", "summarize_parts", "tiled_image", "view_from_weights",
-           "with_part_groups", "zoomed_view"]
+__all__ = ["View", "concept_from_views", "merge_parts", "summarize_parts", "tiled_image", "unit_patches",
+           "view_from_weights", "with_part_groups", "zoomed_view"]
 
 
 @dataclass
