@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from pekit.embed.base import Backbone, ParallelBackbone, ScalableBackbone
-from pekit.embed.pooling import box_weights, mask_weights, pool
+from pekit.embed.pooling import box_weights, mask_weights, pool, unit_patches
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.extract.base import Detector, Segmenter
 from pekit.extract.saliency import grid_saliency, object_weights
@@ -39,7 +39,6 @@ from pekit.extract.views import (
     merge_parts,
     summarize_parts,
     tiled_image,
-    unit_patches,
     view_from_weights,
     with_part_groups,
     zoomed_view,
@@ -275,10 +274,6 @@ class Pipeline:
         n = workers or min(4, cores())
         return (self.backbone.for_workers(n) if n > 1 else self.backbone), n
 
-    @staticmethod
-    def _unit_patches(grid: PatchGrid) -> np.ndarray:
-        return unit_patches(grid)
-
     # -- stage 1: views -----------------------------------------------------------------
     def reference(self, grid: PatchGrid, *, box: np.ndarray | None = None, mask: np.ndarray | None = None,
                   image: np.ndarray | None = None, category: str = "",
@@ -367,7 +362,7 @@ class Pipeline:
         if isinstance(grid, Scan):
             return grid
         props = self.proposals(grid, image=image, labels=labels)
-        return Scan(grid, props, pool(grid, props.weights), self._unit_patches(grid))
+        return Scan(grid, props, pool(grid, props.weights), unit_patches(grid))
 
     def region_score(self, scan: Scan, gallery: Gallery, k: int, region: np.ndarray,
                      agreement: np.ndarray | None = None) -> float:

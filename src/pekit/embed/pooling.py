@@ -13,13 +13,18 @@ import numpy as np
 from pekit.errors import InvalidInputError
 from pekit.types import PatchGrid
 
-__all__ = ["box_weights", "l2_normalize", "mask_weights", "pool", "pool_boxes", "pool_masks"]
+__all__ = ["box_weights", "l2_normalize", "mask_weights", "pool", "pool_boxes", "pool_masks", "unit_patches"]
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Unit-length vectors along ``axis`` (zero vectors stay zero)."""
     x = np.asarray(x, np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
+
+
+def unit_patches(grid: PatchGrid) -> np.ndarray:
+    """``(h*w, d)`` unit patch features of a grid, row-major (what part-level scores compare)."""
+    return l2_normalize(grid.features.reshape(-1, grid.dim))
 
 
 def _coverage_1d(lo: np.ndarray, hi: np.ndarray, n: int, size: float) -> np.ndarray:

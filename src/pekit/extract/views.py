@@ -30,13 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from pekit.embed.pooling import l2_normalize, mask_weights, pool
+from pekit.embed.pooling import l2_normalize, mask_weights, pool, unit_patches
 from pekit.retrieve.extent import mask_xyxy
 from pekit.retrieve.match import PART_GROUPS
 from pekit.types import Concept, PatchGrid
 
-__all__ = ["View", "concept_from_views", "merge_parts", "summarize_parts", "tiled_image", "unit_patches",
-           "view_from_weights", "with_part_groups", "zoomed_view"]
+__all__ = ["View", "concept_from_views", "merge_parts", "summarize_parts", "tiled_image", "view_from_weights",
+           "with_part_groups", "zoomed_view"]
 
 
 @dataclass
@@ -52,11 +52,6 @@ class View:
     xyxy: np.ndarray
     weights: np.ndarray
     zoomed: View | None = None
-
-
-def unit_patches(grid: PatchGrid) -> np.ndarray:
-    """``(h*w, d)`` unit patch features of a grid."""
-    return l2_normalize(grid.features.reshape(-1, grid.dim))
 
 
 def summarize_parts(patches: np.ndarray, max_parts: int, seed: int = 0) -> np.ndarray:

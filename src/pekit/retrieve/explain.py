@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pekit.embed.pooling import l2_normalize
+from pekit.embed.pooling import unit_patches
 from pekit.retrieve.extent import part_similarity_map
 from pekit.retrieve.match import Gallery
 from pekit.types import Detections, PatchGrid
@@ -80,7 +80,7 @@ def explain_figure(image: np.ndarray, grid: PatchGrid, detections: Detections, g
 
     With no detection, one panel says so over the plain photo.
     """
-    unit = l2_normalize(grid.features.reshape(-1, grid.dim))
+    unit = unit_patches(grid)
     index = {int(i): k for k, i in enumerate(gallery.ids)}
     panels = []
     for d in detections:
