@@ -71,20 +71,21 @@ def _trimmed(sims: np.ndarray, groups: list[int], keep: float = 0.75) -> float:
     return best
 
 
-def _background(pipe: Any, grid: Any, view: Any) -> list[np.ndarray]:
-    """Unit patches of the windows (0.35, 0.5 of the grid) of a reference photo that hold
-    at most 10 % of the object."""
-    from pekit.embed.pooling import l2_normalize
+def _windows(grid: Any) -> np.ndarray:
+    """``(m, h*w)`` bool: the patches of every 0.35 / 0.5-of-the-grid window (the cohort regions)."""
     from pekit.retrieve.proposals import window_proposals
 
+    weights = window_proposals(grid, scales=(0.35, 0.5)).weights
+    return weights.reshape(len(weights), -1) > 0.5
+
+
+def _background(grid: Any, view: Any) -> list[np.ndarray]:
+    """Unit patches of the windows of a reference photo that hold at most 10 % of the object."""
+    from pekit.embed.pooling import unit_patches
+
     obj = (view.weights > 0.5).reshape(-1)
-    unit = l2_normalize(grid.features.reshape(-1, grid.dim))
-    out = []
-    for w in window_proposals(grid, scales=(0.35, 0.5)).weights:
-        m = w.reshape(-1) > 0.5
-        if m.sum() >= 4 and (m & obj).sum() <= 0.1 * m.sum():
-            out.append(unit[m])
-    return out
+    unit = unit_patches(grid)
+    return [unit[m] for m in _windows(grid) if m.sum() >= 4 and (m & obj).sum() <= 0.1 * m.sum()]
 
 
 #: scikit-image sample photos in its wheel, minus the five scenes the stress split pastes into
@@ -96,8 +97,7 @@ def bank_windows(pipe: Any) -> list[np.ndarray]:
     """Unit patches of every 0.35 / 0.5 window of the `BANK` photos (a cohort a package ships)."""
     from skimage import data as samples
 
-    from pekit.embed.pooling import l2_normalize
-    from pekit.retrieve.proposals import window_proposals
+    from pekit.embed.pooling import unit_patches
 
     out = []
     for name in BANK:
@@ -107,8 +107,8 @@ def bank_windows(pipe: Any) -> list[np.ndarray]:
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=2)
         grid = pipe.encode(np.ascontiguousarray(image[..., :3].astype(np.uint8)), saliency=False)
-        unit = l2_normalize(grid.features.reshape(-1, grid.dim))
-        out += [unit[w.reshape(-1) > 0.5] for w in window_proposals(grid, scales=(0.35, 0.5)).weights]
+        unit = unit_patches(grid)
+        out += [unit[m] for m in _windows(grid)]
     return out
 
 
@@ -117,9 +117,9 @@ def collect(split: str, data: Path, seeds: int) -> dict[str, Any]:
     from pekit.eval import recognition as rec
     from pekit.eval.cache import GridCache, default_cache_dir
     from pekit.eval.datasets import load_dataset
-    from pekit.pipeline import Pipeline, concept_from_views
+    from pekit.extract.views import concept_from_views
+    from pekit.pipeline import Pipeline
     from pekit.retrieve.match import Gallery
-    from pekit.retrieve.proposals import window_proposals
 
     pipe = Pipeline.from_preset("offline", second_look=False)
     cache = GridCache(default_cache_dir() / "grids", pipe.fingerprint)
@@ -142,7 +142,7 @@ def collect(split: str, data: Path, seeds: int) -> dict[str, Any]:
         flat, offsets = gallery.parts_matrix()
         groups = [gallery.groups_of(c) for c in range(len(names))]
         parts = [flat[offsets[c]:offsets[c + 1]] for c in range(len(names))]
-        backgrounds = [[r for i in drawn[n] for r in _background(pipe, cache.get(photos[i].sha1), views[i, e, n])]
+        backgrounds = [[r for i in drawn[n] for r in _background(cache.get(photos[i].sha1), views[i, e, n])]
                        for n in names]
         shared = [r for rs in backgrounds for r in rs]
         pick = np.random.default_rng(seed).choice(len(shared), size=min(200, len(shared)), replace=False)
@@ -168,8 +168,7 @@ def collect(split: str, data: Path, seeds: int) -> dict[str, Any]:
         for row, i in enumerate(rows):
             grid = cache.get(photos[i].sha1)
             scan = pipe.scan(grid)
-            windows = window_proposals(grid, scales=(0.35, 0.5)).weights
-            windows = windows.reshape(len(windows), -1) > 0.5
+            windows = _windows(grid)
             sims = scan.part_sims(gallery)
             for mode in ("single", "all"):
                 for cand in pipe.candidates(scan, gallery, competitive=mode == "all"):
@@ -212,7 +211,10 @@ VARIANTS: dict[str, Score] = {
 
 
 def metrics(run: dict[str, Any], mode: str, score: Score, threshold: float) -> np.ndarray:
-    """positive, negative, precision, weighted (%): per concept, mean over concepts, then over seeds."""
+    """positive, negative, precision, weighted (%), counted as `pekit eval` counts them: per
+    concept, mean over the concepts that define it, then over seeds."""
+    from pekit.eval.metrics import concept_mean, confusion, recognition_metrics
+
     out = []
     for t in run["trials"]:
         pos = t["positive"]
@@ -220,12 +222,8 @@ def metrics(run: dict[str, Any], mode: str, score: Score, threshold: float) -> n
         for (m, row, c), x in t["stats"].items():
             if m == mode:
                 s[row, c] = score(x, t, c)
-        hit = s >= threshold
-        p = (hit & pos).sum(0) / np.maximum(pos.sum(0), 1)
-        n = (~hit & ~pos).sum(0) / np.maximum((~pos).sum(0), 1)
-        tp, fp = (hit & pos).sum(0), (hit & ~pos).sum(0)
-        prec = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
-        out.append([p.mean(), n.mean(), prec.mean(), (p.mean() + n.mean()) / 2])
+        counted = recognition_metrics(*confusion(s, pos, ~pos, threshold))
+        out.append([concept_mean(counted[k]) for k in ("positive", "negative", "precision", "weighted")])
     return 100 * np.mean(out, 0)
 
 
