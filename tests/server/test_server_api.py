@@ -100,7 +100,14 @@ def test_openapi_docs_and_the_page_are_served(client: Any) -> None:
     schema = client.get("/openapi.json").json()
     assert {"/v1/concepts", "/v1/concepts/{name}", "/v1/recognize", "/v1/ask", "/v1/caption", "/healthz",
             "/metrics"} <= set(schema["paths"])
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    # Swagger UI comes from this process, not a CDN: /docs works on a machine with no internet
+    assert "http://" not in docs.text and "https://" not in docs.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs-assets/{asset}" in docs.text
+        served = client.get(f"/docs-assets/{asset}")
+        assert served.status_code == 200 and len(served.content) > 10_000
     page = client.get("/")
     assert page.status_code == 200 and "<title>pekit</title>" in page.text
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]

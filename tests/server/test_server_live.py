@@ -175,3 +175,31 @@ def test_the_web_page_end_to_end(live_server: Any, tmp_path: Path, photos: dict[
     assert inside.mean() < 0.05  # the photo itself is not painted over
     assert httpx.get(server.url + "/v1/concepts", headers=auth(token)).json() == []
     print(f"screenshots in {shots}")
+
+
+def test_the_api_reference_renders_with_no_request_leaving_the_machine(live_server: Any) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    expect = playwright.expect
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (apt-get install chromium; .ci/run does)"
+    server: LiveServer = live_server()
+    outside: list[str] = []
+    problems: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:  # what a machine with no internet would see
+            outside.append(route.request.url)
+            route.abort()
+
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.route("**/*", only_local)
+        page.goto(server.url + "/docs")
+        expect(page.locator(".opblock-summary-path[data-path='/v1/recognize']")).to_have_count(1, timeout=60_000)
+        operations = page.locator(".opblock").count()
+        browser.close()
+    assert outside == [] and problems == [], (outside, problems)
+    assert operations >= 8  # every route of the API is listed

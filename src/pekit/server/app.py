@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -25,8 +26,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from pekit import __version__
@@ -45,6 +47,10 @@ __all__ = ["CONFIG_ENV", "create_app", "create_app_from_env", "keys_path_for"]
 #: Environment variable through which `pekit serve --workers N` hands its options to each worker.
 CONFIG_ENV = "PEKIT_SERVE_CONFIG"
 
+log = logging.getLogger(__name__)
+
+#: where /docs gets Swagger UI's script and stylesheet (`_offline_docs`)
+DOCS_ASSETS = "/docs-assets"
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
                                "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
@@ -118,7 +124,9 @@ def create_app(personalizer: Any = None, *, memory: Any = None, keys: KeyStore |
         yield
         await asyncio.to_thread(svc.close)
 
+    assets = _swagger_assets()
     app = FastAPI(title="pekit", version=__version__, lifespan=lifespan, redoc_url=None,
+                  docs_url=None if assets is not None else "/docs",
                   description="Personal concepts per user (API key): introduce them from photos, then find "
                               "them in new photos and ask an LVLM about them by name. Web page at /.")
     app.state.service = svc
@@ -141,7 +149,35 @@ def create_app(personalizer: Any = None, *, memory: Any = None, keys: KeyStore |
         return FileResponse(str(static / "index.html"), media_type="text/html", headers=_PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    if assets is not None:
+        _offline_docs(app, assets)
     return app
+
+
+def _swagger_assets() -> Path | None:
+    """Swagger UI's script and stylesheet as shipped by ``fastapi-offline`` (the ``server``
+    extra), or None when it is not installed (``/docs`` then loads them from FastAPI's CDN)."""
+    try:
+        folder = Path(str(resources.files("fastapi_offline") / "static"))
+    except ModuleNotFoundError:
+        log.info("fastapi-offline is not installed: /docs loads Swagger UI from a CDN "
+                 "(pip install 'pekit[server]' serves it from this process)")
+        return None
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+def _offline_docs(app: FastAPI, assets: Path) -> None:
+    """``/docs``: Swagger UI with its script, stylesheet and icon served by this process,
+    so the OpenAPI reference works on a machine with no internet."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title="pekit API",
+                                   swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}/static/icon.svg")
 
 
 def create_app_from_env() -> FastAPI:
