@@ -2,7 +2,7 @@
 
     python benchmarks/search_cost.py [--sizes 10000,100000,300000] [--views 1] [--proposals 200]
 
-`Pipeline._first_look` compares every proposal embedding of a photo with every stored view
+`pekit.retrieve.candidates.first_look` compares every proposal embedding of a photo with every stored view
 (`retrieve.match.similarity`: one ``(m, d) @ (d, V)`` product and a ``maximum.reduceat``
 per concept) before anything else. This times exactly that function on random unit
 vectors (its cost does not depend on the values) for growing galleries, interleaved with

@@ -8,11 +8,13 @@
   parts, built by `pekit.extract.views`);
 * `scan` proposes regions in a query grid and pools them (once per image, whatever the
   gallery);
-* `candidates` / `match` / `recognize` match a scan against a `Gallery`: competitive
-  assignment picks each concept's best region, `object_extent` grows it to the whole
-  object, and the region is scored by its patch-level agreement with the concept's parts;
-  region-level competition and the user's corrections (negative views) veto look-alikes
-  (retrieval, stage 2).
+* `candidates` / `match` / `recognize` match a scan against a `Gallery` (retrieval,
+  stage 2, in `pekit.retrieve`): `first_look` (`pekit.retrieve.candidates`) assigns
+  proposals competitively, grows each concept's best region to the whole object
+  (`object_extent`), scores it by its patch-level agreement with the concept's parts and
+  vetoes look-alikes (region-level competition, the user's corrections); `second_look`
+  (`pekit.retrieve.second_look`) re-scores small or near-threshold candidates on a crop,
+  whose pass this class runs.
 
 `Personalizer` (introduce / recognize / ask) and the evaluation runner both use it, so the
 benchmark measures exactly what users run.
@@ -20,10 +22,8 @@ benchmark measures exactly what users run.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,26 +44,20 @@ from pekit.extract.views import (
     zoomed_view,
 )
 from pekit.presets import Preset, RecognitionConfig
-from pekit.retrieve.extent import mask_xyxy, object_extent
-from pekit.retrieve.match import PART_GROUPS, Gallery, part_agreement, part_groups, part_scores, similarity
+from pekit.retrieve.candidates import NO_SCORE, Candidate, Scan, first_look, region_score
+from pekit.retrieve.match import PART_GROUPS, Gallery, part_groups
 from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
+from pekit.retrieve.second_look import second_look
 from pekit.types import Detections, PatchGrid
 
 log = logging.getLogger(__name__)
 
 # View, concept_from_views, merge_parts, with_part_groups and summarize_parts live in
-# `pekit.extract.views` (stage 1); they stay importable from here
+# `pekit.extract.views` (stage 1), Scan, Candidate and NO_SCORE in `pekit.retrieve.candidates`
+# (stage 2); they stay importable from here
 __all__ = ["NO_SCORE", "PART_GROUPS", "Candidate", "Pipeline", "Scan", "View", "as_rgb", "concept_from_views",
            "merge_parts", "part_groups", "summarize_parts", "with_part_groups"]
-
-
-def _peak_seed(simmap: np.ndarray) -> np.ndarray:
-    """``(h, w)`` weights: the 3 x 3 patches around the most concept-like patch."""
-    y, x = np.unravel_index(int(np.argmax(simmap)), simmap.shape)
-    seed = np.zeros(simmap.shape, np.float32)
-    seed[max(0, y - 1):y + 2, max(0, x - 1):x + 2] = 1.0
-    return seed
 
 
 def as_rgb(image: Any) -> np.ndarray:
@@ -83,53 +77,6 @@ def as_rgb(image: Any) -> np.ndarray:
     from pekit.images import load_image
 
     return load_image(image)
-
-
-@dataclass
-class Scan:
-    """A query grid made ready for matching (no backbone pass: all pooled from ``grid``).
-
-    Attributes:
-        grid: the image's `PatchGrid`.
-        proposals: candidate regions over the grid.
-        embeddings: ``(m, d)`` unit embeddings of the proposals.
-        unit: ``(h*w, d)`` unit patch features (for part-level scores and extents).
-    """
-
-    grid: PatchGrid
-    proposals: Proposals
-    embeddings: np.ndarray
-    unit: np.ndarray
-    _part_sims: tuple[Gallery, np.ndarray] | None = None
-
-    def concept_part_sims(self, gallery: Gallery, k: int) -> np.ndarray:
-        """``(h*w, p_k)``: the columns of `part_sims` that belong to concept ``k``."""
-        _, offsets = gallery.parts_matrix()
-        return self.part_sims(gallery)[:, offsets[k]:offsets[k + 1]]
-
-    def part_sims(self, gallery: Gallery) -> np.ndarray:
-        """``(h*w, P)`` cosine of every patch to every part of ``gallery`` (one product, cached)."""
-        if self._part_sims is None or self._part_sims[0] is not gallery:
-            flat, _ = gallery.parts_matrix()
-            self._part_sims = (gallery, self.unit @ flat.T)
-        return self._part_sims[1]
-
-
-@dataclass
-class Candidate:
-    """A concept's best region in one image (before the threshold).
-
-    Attributes:
-        concept: index of the concept in the gallery.
-        score: the region's score (`Pipeline.region_score`; what the threshold applies to).
-        xyxy: ``(4,)`` box of the object's extent in image pixels.
-        region: ``(h, w)`` bool patch mask of the object's extent.
-    """
-
-    concept: int
-    score: float
-    xyxy: np.ndarray
-    region: np.ndarray
 
 
 class Pipeline:
@@ -366,34 +313,9 @@ class Pipeline:
 
     def region_score(self, scan: Scan, gallery: Gallery, k: int, region: np.ndarray,
                      agreement: np.ndarray | None = None) -> float:
-        """Score of concept ``k`` on a ``(h, w)`` bool region of the scan.
-
-        ``(1 - verify_weight) * global + verify_weight * parts``: the cosine of the region's
-        mean embedding to the concept's best view (category-level evidence: it already
-        chose the region and the winning concept), and the symmetric patch-level agreement
-        with its part prototypes (`part_scores`; instance-level evidence). ``agreement``:
-        the region's `part_agreement` with every concept, when already computed.
-        """
-        w = self.config.verify_weight
-        _, offsets = gallery.parts_matrix()
-        if w == 0 or offsets[k + 1] == offsets[k]:  # no verification, or no parts: the global score is all
-            return self._global(scan, gallery, k, region)
-        if agreement is None:
-            agreement = self._agreement(scan, gallery, region)
-        parts_score = float(agreement[k])
-        return parts_score if w == 1 else (1 - w) * self._global(scan, gallery, k, region) + w * parts_score
-
-    @staticmethod
-    def _agreement(scan: Scan, gallery: Gallery, region: np.ndarray) -> np.ndarray:
-        """``(C,)`` every concept's part agreement with a region (`part_agreement`)."""
-        starts, sizes, owner = gallery.part_segments()
-        return part_agreement(scan.part_sims(gallery)[region.reshape(-1)], starts, sizes, owner, len(gallery))
-
-    @staticmethod
-    def _global(scan: Scan, gallery: Gallery, k: int, region: np.ndarray) -> float:
-        embedding = pool(scan.grid, region.astype(np.float32)[None])[0]
-        views = gallery.views[gallery.owner == k]
-        return float((views @ embedding).max()) if len(views) else -1.0
+        """Score of concept ``k`` on a ``(h, w)`` bool region of the scan (`region_score`
+        of `pekit.retrieve.candidates` with this pipeline's settings)."""
+        return region_score(self.config, scan, gallery, k, region, agreement)
 
     def candidates(self, grid: PatchGrid | Scan, gallery: Gallery, *, per_concept: int = 1,
                    image: np.ndarray | None = None, labels: list[str] | None = None,
@@ -416,77 +338,21 @@ class Pipeline:
     def _first_look(self, grid: PatchGrid | Scan, gallery: Gallery, *, per_concept: int = 1,
                     image: np.ndarray | None = None, labels: list[str] | None = None,
                     competitive: bool | None = None, concepts: np.ndarray | None = None) -> list[Candidate]:
-        """`candidates` on the one pass of the image (no second look)."""
+        """`candidates` on the one pass of the image (no second look): `first_look`."""
         if len(gallery) == 0:
             return []
-        scan = self.scan(grid, image=image, labels=labels)
-        sims = similarity(scan.embeddings, gallery)
-        compete = self.config.competitive if competitive is None else competitive
-        if len(gallery) <= 2 * self.config.shortlist and gallery.fetch is None:
-            return self._candidates(scan, gallery, sims, per_concept, compete, concepts)
-        # a large (or lazily loaded) gallery: verify only the concepts that can win
-        allowed = self._winners(sims, compete)  # competition for proposals: over the whole gallery
-        keep = self._shortlist(sims, allowed, compete, concepts)
-        local = None if concepts is None else np.searchsorted(keep, np.asarray(concepts, np.int64))
-        found = self._candidates(scan, gallery.subset(keep), sims[:, keep], per_concept, compete, local,
-                                 winners=allowed[:, keep])
-        return [dataclasses.replace(cand, concept=int(keep[cand.concept])) for cand in found]
+        return first_look(self.config, self.scan(grid, image=image, labels=labels), gallery,
+                          per_concept=per_concept, competitive=competitive, concepts=concepts)
 
     def _second_look(self, found: list[Candidate], gallery: Gallery, image: np.ndarray, compete: bool,
                      labels: list[str] | None) -> list[Candidate]:
-        """Re-score near-threshold or small candidates on a crop embedded at full resolution.
+        """`second_look` of ``found``: each crop is one more pass (`_crop_grid`), matched
+        against the same gallery with the same competition."""
+        def look(box: tuple[int, int, int, int], concept: int) -> list[Candidate]:
+            return self._first_look(self._crop_grid(image, box), gallery, labels=labels, competitive=compete,
+                                    concepts=np.array([concept]))
 
-        A candidate whose score is within ``second_look_band`` of the threshold, or that
-        covers less than ``second_look_small`` of the grid and is at most
-        ``second_look_small_band`` below it, is looked at again, unless its crop would
-        magnify it less than ``second_look_min_zoom``: its box, widened by half its size
-        on each side for context, is cropped and embedded (one more backbone pass: the object now spans many patches),
-        and the concept is matched there against the same gallery (the same competition).
-        The crop's score and box replace the first ones; a crop where the concept wins no
-        region keeps the first score. At most ``second_looks`` crops per image with
-        several concepts competing, and per concept when each is scored alone
-        (``competitive=False``), closest to the threshold (relative to the band on its
-        side) first, small candidates at or above the threshold before the rest.
-        """
-        cfg = self.config
-        thr, band = cfg.threshold, cfg.second_look_band
-        above = band if cfg.second_look_above is None else cfg.second_look_above
-        small_band = band if cfg.second_look_small_band is None else cfg.second_look_small_band
-        height, width = image.shape[:2]
-        ranked: list[tuple[float, int]] = []
-        for i, cand in enumerate(found):
-            size = float(cand.region.mean()) if cand.region.size else 0.0
-            small = size < cfg.second_look_small and cand.score >= thr - small_band
-            near = thr - band <= cand.score < thr + above
-            if not (near or small):
-                continue
-            if cand.score < thr:
-                gap = (thr - cand.score) / max(small_band if small else band, 1e-6)
-            else:
-                gap = 0.0 if small else (cand.score - thr) / max(above, 1e-6)
-            ranked.append((gap, i))
-        ranked.sort()
-        used: dict[int, int] = {}
-        out = list(found)
-        looks = 0
-        for _, i in ranked:
-            cand = found[i]
-            key = -1 if compete else cand.concept  # one budget per image, or per concept alone
-            if used.get(key, 0) >= cfg.second_looks:
-                continue
-            box = _context_box(cand.xyxy, width, height)
-            if max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom:
-                continue  # nearly the whole photo: the crop would see little new
-            used[key] = used.get(key, 0) + 1
-            grid = self._crop_grid(image, box)
-            looks += 1
-            again = self._first_look(grid, gallery, image=None, labels=labels, competitive=compete,
-                                     concepts=np.array([cand.concept]))
-            mine = [c for c in again if c.concept == cand.concept]
-            if mine:
-                best = max(mine, key=lambda c: c.score)
-                xyxy = best.xyxy.astype(np.float32) + np.array([box[0], box[1], box[0], box[1]], np.float32)
-                out[i] = Candidate(cand.concept, best.score, xyxy, cand.region)
+        out, looks = second_look(self.config, found, (image.shape[1], image.shape[0]), compete, look)
         self.second_look_passes += looks
         return out
 
@@ -504,92 +370,6 @@ class Pipeline:
         if memo is not None and key is not None:
             memo[key] = grid
         return grid
-
-    def _winners(self, sims: np.ndarray, compete: bool) -> np.ndarray:
-        """``(m, C)`` bool: proposal ``i`` may be named after concept ``k`` (competitive assignment)."""
-        if compete and sims.shape[1] > 1 and self.config.proposal_competition:
-            best = sims.argmax(1)
-            ordered = np.partition(sims, -2, axis=1)
-            ok = (ordered[:, -1] - ordered[:, -2]) >= self.config.margin
-            allowed = np.zeros_like(sims, dtype=bool)
-            allowed[np.arange(len(sims)), best] = ok
-            return allowed
-        return np.ones_like(sims, dtype=bool)
-
-    def _shortlist(self, sims: np.ndarray, allowed: np.ndarray, compete: bool,
-                   concepts: np.ndarray | None) -> np.ndarray:
-        """Sorted gallery indices of at most ``config.shortlist`` concepts that can win:
-        proposal winners by their best similarity, then the closest runners-up (rivals for
-        region-level competition); plus ``concepts`` if given. ``allowed``: `_winners` of ``sims``."""
-        limit = self.config.shortlist
-        best = sims.max(0) if len(sims) else np.full(sims.shape[1], -1.0, np.float32)
-        won = np.asarray(allowed.any(0)) if compete else np.ones(sims.shape[1], bool)
-        order = np.argsort(-best, kind="stable")
-        winners = order[won[order]][: max(1, (3 * limit) // 4)]
-        rivals = order[~np.isin(order, winners)][: limit - len(winners)]
-        keep = np.union1d(winners, rivals)
-        if concepts is not None:
-            keep = np.union1d(keep, np.asarray(concepts, np.int64))
-        return keep.astype(np.int64)
-
-    def _candidates(self, scan: Scan, gallery: Gallery, sims: np.ndarray, per_concept: int, compete: bool,
-                    concepts: np.ndarray | None, winners: np.ndarray | None = None) -> list[Candidate]:
-        cfg = self.config
-        c = len(gallery)
-        props = scan.proposals
-        allowed = self._winners(sims, compete) if winners is None else winners
-        negatives = gallery.negatives or [None] * c
-        out: list[Candidate] = []
-        for k in range(c) if concepts is None else [int(i) for i in concepts]:
-            neg = negatives[k]
-            rows = np.nonzero(allowed[:, k])[0]
-            parts = gallery.parts[k]
-            simmap = None
-            seeds: list[np.ndarray] = []
-            if rows.size:
-                rows = rows[np.argsort(-sims[rows, k], kind="stable")]
-                if per_concept > 1:
-                    rows = rows[nms(props.xyxy[rows], sims[rows, k], iou=0.3)]
-                seeds = [props.weights[p] for p in rows[:per_concept]]
-            elif cfg.part_seeds and parts is not None and len(parts):
-                # no proposal is this concept's (a small object inside larger windows): seed a
-                # region at the patch most like its parts, grown below; competition still applies
-                sims_k = scan.concept_part_sims(gallery, k)
-                # the part agreement of any region is at most the mean of (best patch-part
-                # cosine, mean over parts of their best patch anywhere): below the floor,
-                # no region of this image can be named k, so none is grown
-                bound = max(0.5 * (float(g.max()) + float(g.max(0).mean()))  # the best part group's
-                            for g in np.split(sims_k, np.cumsum(gallery.groups_of(k))[:-1], axis=1))
-                if cfg.verify_weight < 1 or bound >= self._seed_floor(gallery, k):
-                    simmap = sims_k.max(1).reshape(scan.grid.shape)
-                    seeds = [_peak_seed(simmap)]
-            for seed in seeds:
-                region = seed > 0.5
-                if cfg.extent and parts is not None and len(parts):
-                    if simmap is None:
-                        simmap = scan.concept_part_sims(gallery, k).max(1).reshape(scan.grid.shape)
-                    region = object_extent(scan.unit, parts, seed, alpha=cfg.extent_alpha, similarity=simmap)
-                if not region.any():
-                    region = seed >= seed.max()
-                agreement = self._agreement(scan, gallery, region)  # every concept's, computed once
-                score = self.region_score(scan, gallery, k, region, agreement)
-                mine = float(agreement[k])
-                if neg is not None and len(neg) and part_scores(scan.unit[region.reshape(-1)], neg) >= mine:
-                    continue  # the user said a region like this one is not k (`Personalizer.correct`)
-                if compete and c > 1 and cfg.region_competition and np.delete(agreement, k).max() > mine:
-                    continue  # region-level competition: another concept's parts agree better
-                out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region))
-        return out
-
-    def _seed_floor(self, gallery: Gallery, k: int) -> float:
-        """The score below which a seeded region of concept ``k`` could not be named (its
-        threshold, lowered by the second-look band, whose candidates may sit below it)."""
-        cfg = self.config
-        own = float(gallery.thresholds[k])
-        floor = cfg.threshold if np.isnan(own) else min(cfg.threshold, own)
-        if cfg.second_look:
-            floor -= cfg.second_look_band
-        return floor - 1e-4
 
     def match(self, grid: PatchGrid | Scan, gallery: Gallery, *, image: np.ndarray | None = None,
               labels: list[str] | None = None, competitive: bool | None = None,
@@ -640,20 +420,3 @@ class Pipeline:
         """Pool one region (box or mask) of a grid: ``(d,)`` unit vector."""
         weights = mask_weights(grid, mask) if mask is not None else box_weights(grid, np.asarray(xyxy))
         return pool(grid, weights)[0]
-
-
-def _context_box(xyxy: np.ndarray, width: int, height: int, *, margin: float = 0.5,
-                 min_side: int = 64) -> tuple[int, int, int, int]:
-    """``xyxy`` widened by ``margin`` of its size on each side (at least ``min_side`` px),
-    clipped to the image: integer ``(x0, y0, x1, y1)``."""
-    x0, y0, x1, y1 = (float(v) for v in xyxy)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    w = max((x1 - x0) * (1 + 2 * margin), min_side)
-    h = max((y1 - y0) * (1 + 2 * margin), min_side)
-    bx0, by0 = int(max(0, np.floor(cx - w / 2))), int(max(0, np.floor(cy - h / 2)))
-    bx1, by1 = int(min(width, np.ceil(cx + w / 2))), int(min(height, np.ceil(cy + h / 2)))
-    return bx0, by0, max(bx1, bx0 + 1), max(by1, by0 + 1)
-
-
-#: Score of a concept that has no candidate region in an image (below any threshold).
-NO_SCORE = -1e9

@@ -61,7 +61,7 @@ class RecognitionConfig:
             object that is small in a query photo (few patches, each mixing in more context)
             meets parts seen at its scale. 0 or 1: off.
         second_look: re-score near-threshold or small candidates on a crop embedded at
-            full resolution (one more backbone pass each; `Pipeline._second_look`).
+            full resolution (one more backbone pass each; `pekit.retrieve.second_look`).
         second_look_band: how far below the threshold a score may be for a second look.
         second_look_above: how far above it (None: the same as ``second_look_band``).
         second_look_small: share of the grid under which a candidate counts as small.

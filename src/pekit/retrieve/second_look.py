@@ -1,0 +1,93 @@
+"""Stage 2's second look: small or near-threshold candidates re-scored on a magnified crop.
+
+At 448 px a small object spans a few patches whose tokens mix in its surroundings, so its
+first-look score is low. `second_look` picks the candidates worth another backbone pass
+(bounded per image), crops each with context (`context_box`), and lets the caller match
+the concept again on the crop's own pass (`Pipeline` encodes it and runs `first_look`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from pekit.presets import RecognitionConfig
+from pekit.retrieve.candidates import Candidate
+
+__all__ = ["Look", "context_box", "second_look"]
+
+#: ``(crop box (x0, y0, x1, y1), concept index) -> candidates on that crop`` (crop coordinates):
+#: one backbone pass of the crop, matched against the same gallery.
+Look = Callable[[tuple[int, int, int, int], int], list[Candidate]]
+
+
+def context_box(xyxy: np.ndarray, width: int, height: int, *, margin: float = 0.5,
+                min_side: int = 64) -> tuple[int, int, int, int]:
+    """``xyxy`` widened by ``margin`` of its size on each side (at least ``min_side`` px),
+    clipped to the image: integer ``(x0, y0, x1, y1)``."""
+    x0, y0, x1, y1 = (float(v) for v in xyxy)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    w = max((x1 - x0) * (1 + 2 * margin), min_side)
+    h = max((y1 - y0) * (1 + 2 * margin), min_side)
+    bx0, by0 = int(max(0, np.floor(cx - w / 2))), int(max(0, np.floor(cy - h / 2)))
+    bx1, by1 = int(min(width, np.ceil(cx + w / 2))), int(min(height, np.ceil(cy + h / 2)))
+    return bx0, by0, max(bx1, bx0 + 1), max(by1, by0 + 1)
+
+
+def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[int, int], compete: bool,
+                look: Look) -> tuple[list[Candidate], int]:
+    """Re-score near-threshold or small candidates on a crop embedded at full resolution.
+
+    A candidate whose score is within ``second_look_band`` of the threshold, or that
+    covers less than ``second_look_small`` of the grid and is at most
+    ``second_look_small_band`` below it, is looked at again, unless its crop would
+    magnify it less than ``second_look_min_zoom``: its box, widened by half its size
+    on each side for context, is cropped and embedded (one more backbone pass: the object
+    now spans many patches), and the concept is matched there against the same gallery
+    (the same competition; ``look``). The crop's score and box replace the first ones; a
+    crop where the concept wins no region keeps the first score. At most ``second_looks``
+    crops per image with several concepts competing, and per concept when each is scored
+    alone (``compete=False``), closest to the threshold (relative to the band on its
+    side) first, small candidates at or above the threshold before the rest.
+
+    ``size``: the photo's ``(width, height)``. Returns the candidates (in ``found``'s
+    order) and the number of crops embedded.
+    """
+    cfg = config
+    thr, band = cfg.threshold, cfg.second_look_band
+    above = band if cfg.second_look_above is None else cfg.second_look_above
+    small_band = band if cfg.second_look_small_band is None else cfg.second_look_small_band
+    width, height = size
+    ranked: list[tuple[float, int]] = []
+    for i, cand in enumerate(found):
+        share = float(cand.region.mean()) if cand.region.size else 0.0
+        small = share < cfg.second_look_small and cand.score >= thr - small_band
+        near = thr - band <= cand.score < thr + above
+        if not (near or small):
+            continue
+        if cand.score < thr:
+            gap = (thr - cand.score) / max(small_band if small else band, 1e-6)
+        else:
+            gap = 0.0 if small else (cand.score - thr) / max(above, 1e-6)
+        ranked.append((gap, i))
+    ranked.sort()
+    used: dict[int, int] = {}
+    out = list(found)
+    looks = 0
+    for _, i in ranked:
+        cand = found[i]
+        key = -1 if compete else cand.concept  # one budget per image, or per concept alone
+        if used.get(key, 0) >= cfg.second_looks:
+            continue
+        box = context_box(cand.xyxy, width, height)
+        if max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom:
+            continue  # nearly the whole photo: the crop would see little new
+        used[key] = used.get(key, 0) + 1
+        looks += 1
+        mine = [c for c in look(box, cand.concept) if c.concept == cand.concept]
+        if mine:
+            best = max(mine, key=lambda c: c.score)
+            xyxy = best.xyxy.astype(np.float32) + np.array([box[0], box[1], box[0], box[1]], np.float32)
+            out[i] = Candidate(cand.concept, best.score, xyxy, cand.region)
+    return out, looks
