@@ -117,7 +117,7 @@ def collect(split: str, data: Path, seeds: int) -> dict[str, Any]:
     from pekit.eval import recognition as rec
     from pekit.eval.cache import GridCache, default_cache_dir
     from pekit.eval.datasets import load_dataset
-    from pekit.extract.views import concept_from_views
+    from pekit.extract.views import concept_from_views, consistency
     from pekit.pipeline import Pipeline
     from pekit.retrieve.match import Gallery
 
@@ -151,15 +151,8 @@ def collect(split: str, data: Path, seeds: int) -> dict[str, Any]:
         own_mean = [a.mean() if len(a) else np.nan for a in own_all]
         pool = [np.mean([_agreement(shared[j] @ parts[c].T, groups[c]) for j in pick]) for c in range(len(names))]
         banked = [np.mean([_agreement(w @ parts[c].T, groups[c]) for w in bank]) for c in range(len(names))]
-        loo = []
-        for n in names:
-            a, b = drawn[n][:2]
-            g = []
-            for x, y in ((a, b), (b, a)):
-                other = Gallery.from_concepts([concept_from_views(n, [views[y, e, n]])])
-                scan = pipe.scan(cache.get(photos[x].sha1))
-                g.append(pipe.region_score(scan, other, 0, views[x, e, n].weights > 0.5))
-            loo.append(float(np.mean(g)))
+        # each view's object patches against the other view's parts: what `introduce` reports
+        loo = [consistency([views[i, e, n] for i in drawn[n]]) for n in names]
         refs = {photos[i].path for ids in drawn.values() for i in ids}
         ref_ids = {i for ids in drawn.values() for i in ids}
         rows = [i for i in sorted(readable - ref_ids) if photos[i].testable and photos[i].owners
@@ -288,7 +281,35 @@ def main(argv: list[str] | None = None) -> int:
     for i, (lo, hi) in enumerate(bins):
         label = f"{lo}–{hi - 1}" if hi < 10**6 else f">= {lo}"
         print(f"| {label} | {cells['plain'][i]} | {cells['stress'][i]} |")
+    print("\npositive accuracy of each concept alone (raw, τ = 0.60) by how well its two reference photos "
+          "recognize one another at introduction (`consistency`, the `loo` statistic):\n")
+    print("| consistency | concept-trials | plain: positive | stress: positive |")
+    print("|---|---|---|---|")
+    edges = [(-1.0, 0.55), (0.55, 0.60), (0.60, 0.65), (0.65, 2.0)]
+    table = {split: _by_consistency(run, edges) for split, run in runs.items()}
+    for j, (lo, hi) in enumerate(edges):
+        label = f"< {hi:.2f}" if lo < 0 else (f">= {lo:.2f}" if hi > 1 else f"{lo:.2f}–{hi:.2f}")
+        n, plain = table["plain"][j]
+        print(f"| {label} | {n} | {plain:.1f} | {table['stress'][j][1]:.1f} |")
     return 0
+
+
+def _by_consistency(run: dict[str, Any], edges: list[tuple[float, float]]) -> list[tuple[int, float]]:
+    """(concept-trials, mean positive accuracy %) of each concept alone at τ = 0.60, per consistency bin."""
+    values, hits = [], []
+    for t in run["trials"]:
+        pos = t["positive"]
+        s = np.full(pos.shape, -np.inf)
+        for (m, row, c), x in t["stats"].items():
+            if m == "single":
+                s[row, c] = x["s"]
+        for c in range(pos.shape[1]):
+            if pos[:, c].any():
+                values.append(t["loo"][c])
+                hits.append(float((s[pos[:, c], c] >= 0.60).mean()))
+    v, h = np.array(values), np.array(hits)
+    return [(int(((v >= lo) & (v < hi)).sum()), 100 * float(h[(v >= lo) & (v < hi)].mean())
+             if ((v >= lo) & (v < hi)).any() else float("nan")) for lo, hi in edges]
 
 
 if __name__ == "__main__":

@@ -89,6 +89,11 @@ def test_introduce_json_and_from_a_folder_with_boxes(cli: Any, files: dict[str, 
     record = json.loads(out)
     assert record["name"] == "cat" and record["views"] == 2 and record["memory"] == str(files["memory"])
     assert record["category"] == "" and isinstance(record["id"], int)
+    assert record["consistency"] > 0.6  # the cat and its mirror recognize one another
+
+    code, out, err = cli("introduce", "cat2", folder / "a.png", folder / "b.png", "--memory", files["memory"])
+    assert code == 0 and err == "", err
+    assert out.splitlines()[1].startswith("its photos match one another at 0.")
 
 
 def test_list_an_empty_memory(cli: Any, files: dict[str, Path]) -> None:

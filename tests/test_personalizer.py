@@ -22,6 +22,7 @@ from pekit.errors import (
     PekitError,
 )
 from pekit.memory import open_memory
+from pekit.personalizer import CONSISTENCY_MARGIN
 from pekit.retrieve.nms import box_iou
 from pekit.types import Answer, Concept, Detections
 
@@ -76,6 +77,25 @@ def test_introduce_from_several_photos_and_files(make_personalizer: Any, chelsea
     assert grid_cache.calls - before == 2 * 2  # two photos, each with its zoomed-out copy
     assert c.views.shape == (2, 384)
     assert c.meta["references"][0] == str(path)
+
+
+def test_introduce_says_how_well_the_photos_recognize_one_another(make_personalizer: Any, chelsea: np.ndarray,
+                                                                  coffee: np.ndarray,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    p = make_personalizer()
+    threshold = p.pipeline.config.threshold
+    with caplog.at_level(logging.WARNING, logger="pekit.personalizer"):
+        cat = p.introduce("cat", [chelsea, np.ascontiguousarray(chelsea[:, ::-1])])  # the cat and its mirror
+        assert cat.meta["consistency"] > threshold and not caplog.records
+        mixed = p.introduce("mixed", [chelsea, coffee])  # "one object" in two photos of different things
+    assert mixed.meta["consistency"] < threshold - CONSISTENCY_MARGIN < threshold < cat.meta["consistency"]
+    assert len(caplog.records) == 1 and "'mixed'" in caplog.text and "may be missed" in caplog.text
+    one = p.introduce("one photo", chelsea)
+    assert "consistency" not in one.meta  # nothing to compare with
+    assert (p.low_consistency(mixed), p.low_consistency(cat), p.low_consistency(one)) == (True, False, None)
+    assert p.get("mixed").meta["consistency"] == mixed.meta["consistency"]  # stored with the concept
 
 
 def test_introduce_with_boxes(make_personalizer: Any, chelsea: np.ndarray) -> None:

@@ -264,6 +264,7 @@ def _progress(items: list[Path], desc: str):
 
 def _cmd_introduce(args: argparse.Namespace) -> int:
     from pekit.images import list_images
+    from pekit.personalizer import CONSISTENCY
 
     images = list_images(args.images)
     if args.box and len(args.box) != len(images):
@@ -271,13 +272,17 @@ def _cmd_introduce(args: argparse.Namespace) -> int:
     with _personalizer(args, creates=True) as p:
         c = p.introduce(args.name, [str(i) for i in images], category=args.category, context=args.context,
                         boxes=args.box, replace=args.replace, kind=args.kind)
+    agreement = c.meta.get(CONSISTENCY) if isinstance(c.meta, dict) else None
+    threshold = p.pipeline.config.threshold
     record = {"name": c.name, "id": c.id, "kind": args.kind, "category": c.category, "context": c.context,
-              "views": len(c.views), "memory": p.memory.uri}
+              "views": len(c.views), "consistency": agreement, "memory": p.memory.uri}
     if args.json:
         print(json.dumps(record))
     else:
         print(f"introduced '{_shown(c.name)}' ({_shown(c.category) or 'no category'}) from {len(c.views)} "
               f"view(s) into {p.memory.uri}")
+        if agreement is not None:  # below the threshold, the library's warning says what to do
+            print(f"its photos match one another at {agreement:.3f} (recognition threshold {threshold:.2f})")
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import Any, cast
 import numpy as np
 
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
-from pekit.extract.views import View, concept_from_views, merge_parts, with_part_groups
+from pekit.extract.views import View, concept_from_views, consistency, merge_parts, with_part_groups
 from pekit.images import ImageInput, describe, load_image
 from pekit.memory import MemoryStore, clean_name, name_key, open_memory
 from pekit.pipeline import Pipeline
@@ -32,6 +32,16 @@ from pekit.retrieve.match import Gallery, part_groups
 from pekit.types import Answer, Concept, Detections, PatchGrid
 
 log = logging.getLogger(__name__)
+
+#: ``Concept.meta`` key: how well the reference photos recognize one another at introduction
+#: (`pekit.extract.views.consistency`; only with two photos or more; `add_view` leaves it).
+CONSISTENCY = "consistency"
+#: `introduce` warns when the consistency is this far below the threshold. Each photo is
+#: scored against a concept with one photo fewer than a new photo meets, so it reads low: on
+#: the dev set (k = 2) a concept's median positive score sits 0.02-0.04 above it
+#: (`benchmarks/calibration.py`); 0.05 below the threshold, a typical new photo is expected
+#: under it.
+CONSISTENCY_MARGIN = 0.05
 
 __all__ = ["MIN_BOX_PATCHES", "MIN_BOX_SIDE", "Personalizer", "build_pipeline"]
 
@@ -250,14 +260,32 @@ class Personalizer:
             return self._introduce_person(name, refs, category=category, context=context, boxes=boxes,
                                           replace=replace, start=start)
         views = self.views(refs, category=category, boxes=boxes, masks=masks)
+        agreement = consistency(views)  # do the photos recognize one another? (None for one photo)
+        agreement = None if agreement is None else round(agreement, 3)
         concept = concept_from_views(
             name, views, category=category, context=context, namespace=self.namespace,
             backbone=self.pipeline.fingerprint,
             meta={"references": [describe(s).strip("'") for s in refs],
                   "boxes": [[round(float(x), 1) for x in v.xyxy] for v in views],
+                  **({} if agreement is None else {CONSISTENCY: agreement}),
                   "seconds": round(time.perf_counter() - start, 3)},
         )
+        if agreement is not None and self._low(agreement):
+            log.warning("'%s': its %d photos match one another at only %.3f (recognition threshold %.2f): new "
+                        "photos of it that look unlike these may be missed; more photos (other angles, other "
+                        "places: `add_view`, `pekit add-view`) help", name, len(views), agreement,
+                        self.pipeline.config.threshold)
         return self.memory.add(concept, replace=replace)
+
+    def low_consistency(self, concept: Concept) -> bool | None:
+        """Whether ``concept``'s reference photos match one another so little (`CONSISTENCY`,
+        `CONSISTENCY_MARGIN` under the threshold) that new photos of it unlike them may be
+        missed; None when it was introduced from one photo (or before this was measured)."""
+        agreement = concept.meta.get(CONSISTENCY) if isinstance(concept.meta, dict) else None
+        return self._low(float(agreement)) if isinstance(agreement, (int, float)) else None
+
+    def _low(self, agreement: float) -> bool:
+        return agreement < self.pipeline.config.threshold - CONSISTENCY_MARGIN
 
     def _same_name(self, name: str) -> Concept | None:
         """The stored concept whose name equals ``name`` ignoring case and normalisation."""

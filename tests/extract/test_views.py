@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pekit.extract.views import View, concept_from_views, tiled_image, view_from_weights, zoomed_view
+from pekit.extract.views import (
+    View,
+    concept_from_views,
+    consistency,
+    tiled_image,
+    view_from_weights,
+    zoomed_view,
+)
 from pekit.retrieve.match import PART_GROUPS, part_groups
 from pekit.types import PatchGrid
 
@@ -26,6 +33,20 @@ def test_a_view_pools_the_region_and_keeps_its_parts_and_box() -> None:
     assert view.parts.shape == (5, 16)  # 12 patches summarised into 5 unit prototypes
     np.testing.assert_allclose(np.linalg.norm(view.parts, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(view.xyxy, [28, 14, 84, 56])  # the cells it covers, in pixels
+
+
+def test_consistency_is_leave_one_out_over_the_views_patches() -> None:
+    grid = _grid(8, 8, d=32)
+    left, right, also_left = (np.zeros(grid.shape, np.float32) for _ in range(3))
+    left[1:5, 0:4], right[3:7, 4:8], also_left[1:5, 0:4] = 1.0, 1.0, 1.0
+    a, b, a2 = (view_from_weights(grid, w, max_parts=4) for w in (left, right, also_left))
+    assert a.patches is not None and a.patches.shape == (16, 32)  # the region's unit patches, kept
+    np.testing.assert_allclose(np.linalg.norm(a.patches, axis=1), 1.0, atol=1e-5)
+    same, other = consistency([a, a2]), consistency([a, b])
+    assert same is not None and other is not None and same > other
+    assert consistency([b, a]) == pytest.approx(other)  # symmetric in the order of the views
+    assert consistency([a]) is None
+    assert consistency([a, View(b.embedding, b.parts, b.xyxy, b.weights)]) is None  # no patches: unknown
 
 
 def test_a_region_with_no_patch_above_one_half_keeps_its_embedding_as_its_part() -> None:

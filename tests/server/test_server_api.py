@@ -16,7 +16,14 @@ def test_introduce_list_get_update_recognize_ask_caption_forget(client: Any, ali
     r = introduce(client, alice, "Tom", photos["cat"], CAT_BOX, category="cat", context="my cat")
     assert r.status_code == 201, r.text
     assert r.json()["name"] == "Tom" and r.json()["views"] == 1 and len(r.json()["boxes"]) == 1
+    assert r.json()["consistency"] is None  # one photo: nothing to compare it with
     assert [c["name"] for c in client.get("/v1/concepts", headers=alice).json()] == ["Tom"]
+    two = client.post("/v1/concepts", headers=alice, data={"name": "Tom twice"},
+                      files=[("photos", ("a.jpg", photos["cat"], "image/jpeg")),
+                             ("photos", ("b.jpg", photos["cat"], "image/jpeg"))])
+    assert two.status_code == 201 and two.json()["consistency"] > 0.8  # the same photo twice (parts: k-means)
+    assert two.json()["consistency_low"] is False and r.json()["consistency_low"] is None
+    assert client.delete("/v1/concepts/Tom twice", headers=alice).status_code in (200, 204)
     assert client.get("/v1/concepts/Tom", headers=alice).json()["context"] == "my cat"
 
     r = client.patch("/v1/concepts/Tom", headers=alice, json={"context": "the neighbour's cat"})

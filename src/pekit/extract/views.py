@@ -32,11 +32,11 @@ import numpy as np
 
 from pekit.embed.pooling import l2_normalize, mask_weights, pool, unit_patches
 from pekit.retrieve.extent import mask_xyxy
-from pekit.retrieve.match import PART_GROUPS
+from pekit.retrieve.match import PART_GROUPS, part_agreement
 from pekit.types import Concept, PatchGrid
 
-__all__ = ["View", "concept_from_views", "merge_parts", "summarize_parts", "tiled_image", "view_from_weights",
-           "with_part_groups", "zoomed_view"]
+__all__ = ["View", "concept_from_views", "consistency", "merge_parts", "summarize_parts", "tiled_image",
+           "view_from_weights", "with_part_groups", "zoomed_view"]
 
 
 @dataclass
@@ -44,7 +44,9 @@ class View:
     """One reference view: ``embedding (d,)``, ``parts (p, d)``, its box and patch weights.
 
     ``zoomed``: the same object seen smaller (`zoomed_view`), whose parts are kept as a
-    second group of the concept's parts, or None.
+    second group of the concept's parts, or None. ``patches``: the object's unit patch
+    features the parts summarise (kept while the views are assembled, for `consistency`;
+    never stored), or None.
     """
 
     embedding: np.ndarray
@@ -52,6 +54,7 @@ class View:
     xyxy: np.ndarray
     weights: np.ndarray
     zoomed: View | None = None
+    patches: np.ndarray | None = None
 
 
 def summarize_parts(patches: np.ndarray, max_parts: int, seed: int = 0) -> np.ndarray:
@@ -72,7 +75,8 @@ def view_from_weights(grid: PatchGrid, weights: np.ndarray, *, max_parts: int) -
     patches = unit_patches(grid)[weights.reshape(-1) > 0.5]
     if len(patches) == 0:
         patches = embedding[None]
-    return View(embedding, summarize_parts(patches, max_parts), mask_xyxy(weights > 0, grid.cell_size), weights)
+    return View(embedding, summarize_parts(patches, max_parts), mask_xyxy(weights > 0, grid.cell_size), weights,
+                patches=patches)
 
 
 def tiled_image(rgb: np.ndarray, n: int) -> np.ndarray:
@@ -140,3 +144,34 @@ def merge_parts(parts: np.ndarray | None, groups: list[int] | None,
     if len(zoom) == 0:
         return full, [len(full)]
     return np.concatenate([full, zoom]), [len(full), len(zoom)]
+
+
+def consistency(views: Sequence[View]) -> float | None:
+    """How well a concept's reference views recognize one another: the mean, over its
+    views, of the part agreement of the view's object patches with the parts of the *other*
+    views (leave-one-out: the score a query showing exactly that photo would get from a
+    concept introduced without it). Below the recognition threshold, the photos do not
+    recognize each other and recognition will miss the object in photos unlike each of
+    them: more views from other angles help. None with fewer than two views, or views
+    without their patches (``View.patches``).
+
+    >>> rng = np.random.default_rng(0)
+    >>> def view(p): return View(p.mean(0), p, np.zeros(4), np.ones((3, 4)), patches=p)
+    >>> a, b = (l2_normalize(rng.normal(size=(12, 64)).astype(np.float32)) for _ in "ab")
+    >>> round(consistency([view(a), view(a)]), 3)      # the same object twice
+    1.0
+    >>> consistency([view(a), view(b)]) < 0.5          # two unrelated things
+    True
+    >>> consistency([view(a)]) is None
+    True
+    """
+    if len(views) < 2 or any(v.patches is None or len(v.patches) == 0 for v in views):
+        return None
+    scores = []
+    for i, view in enumerate(views):
+        parts, groups = merge_parts(None, None, [v for j, v in enumerate(views) if j != i])
+        starts = np.cumsum([0, *groups[:-1]]).astype(np.int64)
+        sims = np.asarray(view.patches, np.float32) @ parts.T
+        scores.append(float(part_agreement(sims, starts, np.array(groups, np.int64), np.zeros(len(groups), np.int64),
+                                           1)[0]))
+    return float(np.mean(scores))

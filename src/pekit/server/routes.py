@@ -110,12 +110,13 @@ async def introduce(
     p = svc.personalizer_for(user)
     concept = await svc.pool.run(p.introduce, name, datas, category=category, context=context, boxes=box_list,
                                  replace=replace)
-    return concept_out(concept, boxes=True)
+    return concept_out(concept, boxes=True, personalizer=p)
 
 
 @router.get("/concepts/{name}", response_model=ConceptOut, summary="one concept")
 def get_concept(svc: Svc, user: User, name: ConceptName) -> ConceptOut:
-    return concept_out(svc.personalizer_for(user).get(_name(svc, name)), boxes=True)
+    p = svc.personalizer_for(user)
+    return concept_out(p.get(_name(svc, name)), boxes=True, personalizer=p)
 
 
 @router.patch("/concepts/{name}", response_model=ConceptOut, summary="change a concept's context or category")
@@ -123,7 +124,7 @@ def update_concept(svc: Svc, user: User, name: ConceptName, body: ContextIn) -> 
     p = svc.personalizer_for(user)
     concept = p.get(_name(svc, name))
     changes = {k: v.strip() for k, v in (("context", body.context), ("category", body.category)) if v is not None}
-    return concept_out(p.memory.update(dataclasses.replace(concept, **changes)), boxes=True)
+    return concept_out(p.memory.update(dataclasses.replace(concept, **changes)), boxes=True, personalizer=p)
 
 
 @router.post("/concepts/{name}/views", response_model=ConceptOut, summary="add one more reference photo")
@@ -137,7 +138,7 @@ async def add_view(
     xyxy = _json_field(box, "box", "[10, 20, 200, 220]")
     data = await _read_photo(svc, photo, "the photo")
     p = svc.personalizer_for(user)
-    return concept_out(await svc.pool.run(p.add_view, name, data, box=xyxy), boxes=True)
+    return concept_out(await svc.pool.run(p.add_view, name, data, box=xyxy), boxes=True, personalizer=p)
 
 
 @router.delete("/concepts/{name}", response_model=Forgotten, summary="forget a concept")

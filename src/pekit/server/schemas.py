@@ -23,6 +23,10 @@ class ConceptOut(BaseModel):
     updated: float = Field(description="seconds since the epoch")
     boxes: list[list[float]] | None = Field(default=None, description="the object's box in each reference photo "
                                             "(x0, y0, x1, y1 pixels); only when one concept is asked for")
+    consistency: float | None = Field(default=None, description="how well its reference photos recognize one "
+                                      "another (introduced from two or more); only when one concept is asked for")
+    consistency_low: bool | None = Field(default=None, description="true: so low that new photos unlike these "
+                                          "may be missed (add photos from other angles)")
 
 
 class ContextIn(BaseModel):
@@ -77,12 +81,16 @@ class ErrorOut(BaseModel):
     request_id: str
 
 
-def concept_out(c: Any, *, boxes: bool = False) -> ConceptOut:
-    """From a `Concept` or a `ConceptSummary`."""
+def concept_out(c: Any, *, boxes: bool = False, personalizer: Any = None) -> ConceptOut:
+    """From a `Concept` or a `ConceptSummary`; ``boxes``: with the details of one concept
+    (its boxes, its consistency and, given its ``personalizer``, whether that is low)."""
     views = c.views if isinstance(c.views, int) else len(c.views)
-    meta_boxes = c.meta.get("boxes") if boxes and hasattr(c, "meta") else None
+    meta = c.meta if boxes and isinstance(getattr(c, "meta", None), dict) else {}
+    agreement = meta.get("consistency")
     return ConceptOut(name=c.name, category=c.category, context=c.context, views=views, threshold=c.threshold,
-                      created=c.created, updated=c.updated, boxes=meta_boxes)
+                      created=c.created, updated=c.updated, boxes=meta.get("boxes"),
+                      consistency=float(agreement) if isinstance(agreement, (int, float)) else None,
+                      consistency_low=personalizer.low_consistency(c) if personalizer is not None and meta else None)
 
 
 def detections_out(dets: Any) -> list[DetectionOut]:

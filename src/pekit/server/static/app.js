@@ -136,7 +136,9 @@ async function introduce(ev) {
   await busy($("introduce"), async () => {
     try {
       const c = await api("POST", "/v1/concepts", form);
-      status("introduce-status", `introduced ${c.name} from ${c.views} photo(s)`);
+      const agree = c.consistency == null ? "" : `; they match one another at ${c.consistency.toFixed(2)}` +
+        (c.consistency_low ? " (low: new photos unlike these may be missed; add photos from other angles)" : "");
+      status("introduce-status", `introduced ${c.name} from ${c.views} photo(s)${agree}`);
       $("introduce-form").reset();
       $("boxes").replaceChildren();
       boxes = [];
