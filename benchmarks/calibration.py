@@ -133,7 +133,7 @@ def collect(split: str, data: Path, seeds: int) -> dict[str, Any]:
     readable, _ = rec.embed_photos(photos, pipe, cache, progress=False)
     cats = {c.name: c.category for c in ds.concepts}
     plans = rec._plan_trials(ds, photos, index, readable, ["saliency"], [K], seeds, 0)
-    views, _ = rec._reference_views(plans, photos, pipe, cache, cats, {}, False)
+    views, _ = rec._reference_views(plans, photos, pipe, cache, cats, {}, False, patches=True)
     bank = bank_windows(pipe)
     trials = []
     for e, _, seed, drawn, _ in plans:

@@ -219,6 +219,10 @@ def collect(split: str, data: Path, seeds: int, variant: Variant) -> list[dict[s
                 memo[sha1] = dataclasses.replace(grid, features=transform(grid.features.astype(np.float32)))
             return memo[sha1]
 
+        def grid(self, sha1: str, compute: Any) -> Any:  # a grid computed now is transformed as well
+            made = super().grid(sha1, compute)
+            return made if transform is None else (self.get(sha1) or made)
+
     cache = Cache(default_cache_dir() / "grids", pipe.fingerprint)
     if split == "plain":
         ds = load_dataset(f"folder:{data}")

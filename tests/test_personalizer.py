@@ -96,6 +96,8 @@ def test_introduce_says_how_well_the_photos_recognize_one_another(make_personali
     assert "consistency" not in one.meta  # nothing to compare with
     assert (p.low_consistency(mixed), p.low_consistency(cat), p.low_consistency(one)) == (True, False, None)
     assert p.get("mixed").meta["consistency"] == mixed.meta["consistency"]  # stored with the concept
+    grown = p.add_view("mixed", coffee)  # measured on the photos of `introduce`: no longer known
+    assert "consistency" not in grown.meta and p.low_consistency(grown) is None
 
 
 def test_introduce_with_boxes(make_personalizer: Any, chelsea: np.ndarray) -> None:

@@ -34,7 +34,8 @@ from pekit.types import Answer, Concept, Detections, PatchGrid
 log = logging.getLogger(__name__)
 
 #: ``Concept.meta`` key: how well the reference photos recognize one another at introduction
-#: (`pekit.extract.views.consistency`; only with two photos or more; `add_view` leaves it).
+#: (`pekit.extract.views.consistency`; only with two photos or more; `add_view` removes it,
+#: as the photos it was measured on are not kept).
 CONSISTENCY = "consistency"
 #: `introduce` warns when the consistency is this far below the threshold. Each photo is
 #: scored against a concept with one photo fewer than a new photo meets, so it reads low: on
@@ -260,17 +261,17 @@ class Personalizer:
             return self._introduce_person(name, refs, category=category, context=context, boxes=boxes,
                                           replace=replace, start=start)
         views = self.views(refs, category=category, boxes=boxes, masks=masks)
-        agreement = consistency(views)  # do the photos recognize one another? (None for one photo)
-        agreement = None if agreement is None else round(agreement, 3)
+        # do the photos recognize one another? (None for one photo)
+        agreement = consistency(views, verify_weight=self.pipeline.config.verify_weight)
         concept = concept_from_views(
             name, views, category=category, context=context, namespace=self.namespace,
             backbone=self.pipeline.fingerprint,
             meta={"references": [describe(s).strip("'") for s in refs],
                   "boxes": [[round(float(x), 1) for x in v.xyxy] for v in views],
-                  **({} if agreement is None else {CONSISTENCY: agreement}),
+                  **({} if agreement is None else {CONSISTENCY: round(agreement, 3)}),
                   "seconds": round(time.perf_counter() - start, 3)},
         )
-        if agreement is not None and self._low(agreement):
+        if agreement is not None and self._low(agreement, None):
             log.warning("'%s': its %d photos match one another at only %.3f (recognition threshold %.2f): new "
                         "photos of it that look unlike these may be missed; more photos (other angles, other "
                         "places: `add_view`, `pekit add-view`) help", name, len(views), agreement,
@@ -282,10 +283,13 @@ class Personalizer:
         `CONSISTENCY_MARGIN` under the threshold) that new photos of it unlike them may be
         missed; None when it was introduced from one photo (or before this was measured)."""
         agreement = concept.meta.get(CONSISTENCY) if isinstance(concept.meta, dict) else None
-        return self._low(float(agreement)) if isinstance(agreement, (int, float)) else None
+        if isinstance(agreement, bool) or not isinstance(agreement, (int, float)):
+            return None
+        return self._low(float(agreement), concept.threshold)
 
-    def _low(self, agreement: float) -> bool:
-        return agreement < self.pipeline.config.threshold - CONSISTENCY_MARGIN
+    def _low(self, agreement: float, own_threshold: float | None) -> bool:
+        threshold = self.pipeline.config.threshold if own_threshold is None else float(own_threshold)
+        return agreement < threshold - CONSISTENCY_MARGIN
 
     def _same_name(self, name: str) -> Concept | None:
         """The stored concept whose name equals ``name`` ignoring case and normalisation."""
@@ -622,6 +626,7 @@ class Personalizer:
                           masks=None if mask is None else [mask])[0]
         parts, groups = merge_parts(concept.parts, part_groups(concept), [view])
         meta = with_part_groups(concept.meta, groups)
+        meta.pop(CONSISTENCY, None)  # measured on the photos of `introduce`, which are not kept: now unknown
         meta["references"] = [*meta.get("references", []), describe(image).strip("'")]
         meta["boxes"] = [*meta.get("boxes", []), [round(float(x), 1) for x in view.xyxy]]
         return self.memory.update(dataclasses.replace(

@@ -13,7 +13,7 @@ from pekit.extract.views import (
     view_from_weights,
     zoomed_view,
 )
-from pekit.retrieve.match import PART_GROUPS, part_groups
+from pekit.retrieve.match import PART_GROUPS, part_groups, part_scores
 from pekit.types import PatchGrid
 
 
@@ -44,7 +44,12 @@ def test_consistency_is_leave_one_out_over_the_views_patches() -> None:
     np.testing.assert_allclose(np.linalg.norm(a.patches, axis=1), 1.0, atol=1e-5)
     same, other = consistency([a, a2]), consistency([a, b])
     assert same is not None and other is not None and same > other
-    assert consistency([b, a]) == pytest.approx(other)  # symmetric in the order of the views
+    # each view's object patches against the other's parts, both ways, averaged
+    assert other == pytest.approx(0.5 * (part_scores(a.patches, b.parts) + part_scores(b.patches, a.parts)))
+    # a preset that scores by the global cosine (verify_weight 0) gets that instead
+    assert consistency([a, b], verify_weight=0.0) == pytest.approx(float(a.embedding @ b.embedding), abs=1e-6)
+    assert consistency([a, b], verify_weight=0.5) == pytest.approx(
+        0.5 * float(a.embedding @ b.embedding) + 0.5 * other, abs=1e-6)
     assert consistency([a]) is None
     assert consistency([a, View(b.embedding, b.parts, b.xyxy, b.weights)]) is None  # no patches: unknown
 

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import zlib
@@ -304,11 +305,13 @@ def _plan_trials(dataset: Dataset, photos: list[Photo], index: dict[Path, int], 
 
 def _reference_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cache: GridCache,
                      categories: dict[str, str], detectors: dict[str, Any],
-                     progress: bool) -> tuple[dict[tuple[int, str, str], Any], int]:
+                     progress: bool, *, patches: bool = False) -> tuple[dict[tuple[int, str, str], Any], int]:
     """Every reference view the plans need, once each (grids come from the cache: no backbone pass).
 
     Returns the views keyed by (photo index, extractor, concept) and how many fell back to
-    the whole photo because no object was found.
+    the whole photo because no object was found. ``patches``: keep each view's object
+    patches (`View.patches`, for `consistency`); dropped by default, as every view of a run
+    is kept in memory.
     """
     from tqdm.auto import tqdm
 
@@ -331,6 +334,8 @@ def _reference_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cach
         except NothingFoundError:
             fallback += 1
             views[idx, e, name] = reference_view(pipeline, grid, extractor="full", zoomed=zoomed)
+        if not patches and getattr(views[idx, e, name], "patches", None) is not None:
+            views[idx, e, name] = dataclasses.replace(views[idx, e, name], patches=None)
     return views, fallback
 
 

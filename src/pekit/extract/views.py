@@ -146,14 +146,17 @@ def merge_parts(parts: np.ndarray | None, groups: list[int] | None,
     return np.concatenate([full, zoom]), [len(full), len(zoom)]
 
 
-def consistency(views: Sequence[View]) -> float | None:
+def consistency(views: Sequence[View], *, verify_weight: float = 1.0) -> float | None:
     """How well a concept's reference views recognize one another: the mean, over its
-    views, of the part agreement of the view's object patches with the parts of the *other*
-    views (leave-one-out: the score a query showing exactly that photo would get from a
-    concept introduced without it). Below the recognition threshold, the photos do not
-    recognize each other and recognition will miss the object in photos unlike each of
-    them: more views from other angles help. None with fewer than two views, or views
-    without their patches (``View.patches``).
+    views, of the score of the view's object region against the *other* views
+    (leave-one-out: what a photo like that one scores against the concept introduced
+    without it). The score is the recognition score of `pekit.retrieve.candidates.region_score`
+    on the view's own region: ``(1 - verify_weight)`` x the best cosine of its embedding to
+    the other views + ``verify_weight`` x the part agreement of its object patches with
+    their parts. Well below the recognition threshold, the photos do not recognize one
+    another and recognition will miss the object in photos unlike each of them: more views
+    from other angles help. None with fewer than two views, or (with ``verify_weight`` > 0)
+    views without their patches (``View.patches``).
 
     >>> rng = np.random.default_rng(0)
     >>> def view(p): return View(p.mean(0), p, np.zeros(4), np.ones((3, 4)), patches=p)
@@ -165,13 +168,22 @@ def consistency(views: Sequence[View]) -> float | None:
     >>> consistency([view(a)]) is None
     True
     """
-    if len(views) < 2 or any(v.patches is None or len(v.patches) == 0 for v in views):
+    if len(views) < 2:
+        return None
+    if verify_weight > 0 and any(v.patches is None or len(v.patches) == 0 for v in views):
         return None
     scores = []
     for i, view in enumerate(views):
-        parts, groups = merge_parts(None, None, [v for j, v in enumerate(views) if j != i])
-        starts = np.cumsum([0, *groups[:-1]]).astype(np.int64)
-        sims = np.asarray(view.patches, np.float32) @ parts.T
-        scores.append(float(part_agreement(sims, starts, np.array(groups, np.int64), np.zeros(len(groups), np.int64),
-                                           1)[0]))
+        others = [v for j, v in enumerate(views) if j != i]
+        score = 0.0
+        if verify_weight < 1:
+            cosine = max(float(np.dot(l2_normalize(view.embedding), l2_normalize(v.embedding))) for v in others)
+            score += (1 - verify_weight) * cosine
+        if verify_weight > 0:
+            parts, groups = merge_parts(None, None, others)
+            starts = np.cumsum([0, *groups[:-1]]).astype(np.int64)
+            sims = np.asarray(view.patches, np.float32) @ parts.T
+            owner = np.zeros(len(groups), np.int64)
+            score += verify_weight * float(part_agreement(sims, starts, np.array(groups, np.int64), owner, 1)[0])
+        scores.append(score)
     return float(np.mean(scores))

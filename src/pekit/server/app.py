@@ -173,7 +173,7 @@ def _offline_docs(app: FastAPI, assets: Path) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        root = str(request.scope.get("root_path", "")).rstrip("/")
         return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title="pekit API",
                                    swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",

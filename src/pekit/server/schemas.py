@@ -89,7 +89,8 @@ def concept_out(c: Any, *, boxes: bool = False, personalizer: Any = None) -> Con
     agreement = meta.get("consistency")
     return ConceptOut(name=c.name, category=c.category, context=c.context, views=views, threshold=c.threshold,
                       created=c.created, updated=c.updated, boxes=meta.get("boxes"),
-                      consistency=float(agreement) if isinstance(agreement, (int, float)) else None,
+                      consistency=float(agreement) if isinstance(agreement, (int, float))
+                      and not isinstance(agreement, bool) else None,
                       consistency_low=personalizer.low_consistency(c) if personalizer is not None and meta else None)
 
 
