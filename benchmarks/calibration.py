@@ -291,6 +291,19 @@ def main(argv: list[str] | None = None) -> int:
         label = f"< {hi:.2f}" if lo < 0 else (f">= {lo:.2f}" if hi > 1 else f"{lo:.2f}–{hi:.2f}")
         n, plain = table["plain"][j]
         print(f"| {label} | {n} | {plain:.1f} | {table['stress'][j][1]:.1f} |")
+    gaps = []  # how far a concept's typical positive scores above its consistency (introduce's warning margin)
+    for t in runs["plain"]["trials"]:
+        pos = t["positive"]
+        s = np.full(pos.shape, np.nan)
+        for (m, row, c), x in t["stats"].items():
+            if m == "single":
+                s[row, c] = x["s"]
+        for c in range(pos.shape[1]):
+            got = s[pos[:, c], c]
+            if np.isfinite(got).any():
+                gaps.append(float(np.nanmedian(got)) - t["loo"][c])
+    print(f"\nplain, each concept alone: median positive score - consistency = {np.mean(gaps):+.3f} on average, "
+          f"{np.median(gaps):+.3f} median over {len(gaps)} concept-trials")
     return 0
 
 
