@@ -114,29 +114,20 @@ def bank_windows(pipe: Any) -> list[np.ndarray]:
 
 def collect(split: str, data: Path, seeds: int) -> dict[str, Any]:
     """Per trial: rows, names, positives and per (photo, concept, mode) the statistics."""
-    from pekit.eval import recognition as rec
+    from _firstlook import dev_split
+
     from pekit.eval.cache import GridCache, default_cache_dir
-    from pekit.eval.datasets import load_dataset
     from pekit.extract.views import concept_from_views, consistency
     from pekit.pipeline import Pipeline
     from pekit.retrieve.match import Gallery
 
     pipe = Pipeline.from_preset("offline", second_look=False)
     cache = GridCache(default_cache_dir() / "grids", pipe.fingerprint)
-    if split == "plain":
-        ds = load_dataset(f"folder:{data}")
-    else:
-        from pekit.eval.stress import make_stress_split
-
-        ds = load_dataset(f"stress:{make_stress_split(data, default_cache_dir() / 'stress-split', reuse=True)}")
-    photos, index = rec.collect_photos(ds, progress=False)
-    readable, _ = rec.embed_photos(photos, pipe, cache, progress=False)
-    cats = {c.name: c.category for c in ds.concepts}
-    plans = rec._plan_trials(ds, photos, index, readable, ["saliency"], [K], seeds, 0)
-    views, _ = rec._reference_views(plans, photos, pipe, cache, cats, {}, False, patches=True)
+    dev = dev_split(split, data, seeds, K, pipe, cache, patches=True)
+    photos, views = dev.photos, dev.views
     bank = bank_windows(pipe)
     trials = []
-    for e, _, seed, drawn, _ in plans:
+    for e, _, seed, drawn, _ in dev.plans:
         names = list(drawn)
         gallery = Gallery.from_concepts([concept_from_views(n, [views[i, e, n] for i in drawn[n]]) for n in names])
         flat, offsets = gallery.parts_matrix()
@@ -153,10 +144,7 @@ def collect(split: str, data: Path, seeds: int) -> dict[str, Any]:
         banked = [np.mean([_agreement(w @ parts[c].T, groups[c]) for w in bank]) for c in range(len(names))]
         # each view's object patches against the other view's parts: what `introduce` reports
         loo = [consistency([views[i, e, n] for i in drawn[n]]) for n in names]
-        refs = {photos[i].path for ids in drawn.values() for i in ids}
-        ref_ids = {i for ids in drawn.values() for i in ids}
-        rows = [i for i in sorted(readable - ref_ids) if photos[i].testable and photos[i].owners
-                and not (photos[i].sources & refs)]
+        rows = dev.test_rows(drawn)
         stats: dict[tuple[str, int, int], dict[str, float]] = {}
         for row, i in enumerate(rows):
             grid = cache.get(photos[i].sha1)
@@ -206,18 +194,20 @@ VARIANTS: dict[str, Score] = {
 def metrics(run: dict[str, Any], mode: str, score: Score, threshold: float) -> np.ndarray:
     """positive, negative, precision, weighted (%), counted as `pekit eval` counts them: per
     concept, mean over the concepts that define it, then over seeds."""
-    from pekit.eval.metrics import concept_mean, confusion, recognition_metrics
+    from _firstlook import counted
 
-    out = []
-    for t in run["trials"]:
-        pos = t["positive"]
-        s = np.full(pos.shape, -np.inf)
-        for (m, row, c), x in t["stats"].items():
-            if m == mode:
-                s[row, c] = score(x, t, c)
-        counted = recognition_metrics(*confusion(s, pos, ~pos, threshold))
-        out.append([concept_mean(counted[k]) for k in ("positive", "negative", "precision", "weighted")])
+    out = [counted(_scores(t, mode, score), t["positive"], threshold) for t in run["trials"]]
     return 100 * np.mean(out, 0)
+
+
+def _scores(trial: dict[str, Any], mode: str, score: Score, missing: float = -np.inf) -> np.ndarray:
+    """``(photos, concepts)``: each candidate's ``score`` in one gallery mode (``missing``
+    where a concept has no candidate)."""
+    out = np.full(trial["positive"].shape, missing)
+    for (m, row, c), x in trial["stats"].items():
+        if m == mode:
+            out[row, c] = score(x, trial, c)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import pickle
 
+    from _firstlook import HEADER, operating_row
     from threadpoolctl import threadpool_limits
 
     from pekit.eval.cache import default_cache_dir
@@ -244,27 +235,15 @@ def main(argv: list[str] | None = None) -> int:
         saved.write_bytes(pickle.dumps(runs))
     print(f"\nk = {K}, {args.seeds} seeds, first look only; threshold: best plain all weighted with plain single "
           "negative >= 97\n")
-    print("| variant | τ | plain all: pos / weighted | plain single: neg / precision | "
-          "stress all: pos / weighted | stress single: neg / precision |")
-    print("|---|---|---|---|---|---|")
+    print(HEADER)
     for name, score in VARIANTS.items():
         shifted = name.split(" ")[0] in ("own-bg", "query-bg", "pool", "own-mean", "bank")  # scores near 0, not τ
         grid = np.linspace(0.0, 0.8, 321) if shifted else np.linspace(0.5, 0.7, 81)
-        best = None
-        for thr in grid:
-            single = metrics(runs["plain"], "single", score, thr)
-            if single[1] < 97.0:
-                continue
-            both = metrics(runs["plain"], "all", score, thr)
-            if best is None or both[3] > best[1][3]:
-                best = (thr, both, single)
-        if best is None:
-            print(f"| {name} | – | no threshold keeps single negative >= 97 | | | |")
-            continue
-        thr, pa, ps = best
-        sa, ss = metrics(runs["stress"], "all", score, thr), metrics(runs["stress"], "single", score, thr)
-        print(f"| {name} | {thr:.3f} | {pa[0]:.1f} / {pa[3]:.1f} | {ps[1]:.1f} / {ps[2]:.1f} | "
-              f"{sa[0]:.1f} / {sa[3]:.1f} | {ss[1]:.1f} / {ss[2]:.1f} |", flush=True)
+
+        def measure(split: str, mode: str, thr: float, score: Score = score) -> np.ndarray:
+            return metrics(runs[split], mode, score, thr)
+
+        print(operating_row(name, grid, measure), flush=True)
     print("\nimpostor scores (each concept alone, raw) by the size of the region they were scored on:\n")
     print("| region patches | plain: n / median / 95th pct | stress: n / median / 95th pct |")
     print("|---|---|---|")
@@ -294,10 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     gaps = []  # how far a concept's typical positive scores above its consistency (introduce's warning margin)
     for t in runs["plain"]["trials"]:
         pos = t["positive"]
-        s = np.full(pos.shape, np.nan)
-        for (m, row, c), x in t["stats"].items():
-            if m == "single":
-                s[row, c] = x["s"]
+        s = _scores(t, "single", VARIANTS["raw"], np.nan)
         for c in range(pos.shape[1]):
             got = s[pos[:, c], c]
             if np.isfinite(got).any():
@@ -312,10 +288,7 @@ def _by_consistency(run: dict[str, Any], edges: list[tuple[float, float]]) -> li
     values, hits = [], []
     for t in run["trials"]:
         pos = t["positive"]
-        s = np.full(pos.shape, -np.inf)
-        for (m, row, c), x in t["stats"].items():
-            if m == "single":
-                s[row, c] = x["s"]
+        s = _scores(t, "single", VARIANTS["raw"])
         for c in range(pos.shape[1]):
             if pos[:, c].any():
                 values.append(t["loo"][c])

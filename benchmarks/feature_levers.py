@@ -195,10 +195,10 @@ def _whitened(names: tuple[str, ...], extra: bool) -> Variant:
 def collect(split: str, data: Path, seeds: int, variant: Variant) -> list[dict[str, Any]]:
     """Per trial: names, positives and, per (mode, row, concept) candidate, both halves of its
     part agreement and its global cosine with every concept (region competition applied later)."""
+    from _firstlook import dev_split
+
     from pekit.embed.pooling import pool
-    from pekit.eval import recognition as rec
     from pekit.eval.cache import GridCache, default_cache_dir
-    from pekit.eval.datasets import load_dataset
     from pekit.extract.views import concept_from_views
     from pekit.pipeline import Pipeline
     from pekit.retrieve.match import Gallery, similarity
@@ -224,27 +224,15 @@ def collect(split: str, data: Path, seeds: int, variant: Variant) -> list[dict[s
             return made if transform is None else (self.get(sha1) or made)
 
     cache = Cache(default_cache_dir() / "grids", pipe.fingerprint)
-    if split == "plain":
-        ds = load_dataset(f"folder:{data}")
-    else:
-        from pekit.eval.stress import make_stress_split
-
-        ds = load_dataset(f"stress:{make_stress_split(data, default_cache_dir() / 'stress-split', reuse=True)}")
-    photos, index = rec.collect_photos(ds, progress=False)
-    readable, _ = rec.embed_photos(photos, pipe, cache, progress=False)
-    cats = {c.name: c.category for c in ds.concepts}
-    plans = rec._plan_trials(ds, photos, index, readable, ["saliency"], [K], seeds, 0)
-    views, _ = rec._reference_views(plans, photos, pipe, cache, cats, {}, False)
+    dev = dev_split(split, data, seeds, K, pipe, cache)
+    photos, views = dev.photos, dev.views
     build = variant.concept or (lambda n, vs: concept_from_views(n, vs))
     trials = []
-    for e, _, _, drawn, _ in plans:
+    for e, _, _, drawn, _ in dev.plans:
         names = list(drawn)
         gallery = Gallery.from_concepts([build(n, [views[i, e, n] for i in drawn[n]]) for n in names])
         starts, sizes, owner = gallery.part_segments()
-        refs = {photos[i].path for ids in drawn.values() for i in ids}
-        ref_ids = {i for ids in drawn.values() for i in ids}
-        rows = [i for i in sorted(readable - ref_ids) if photos[i].testable and photos[i].owners
-                and not (photos[i].sources & refs)]
+        rows = dev.test_rows(drawn)
         stats = {}
         for row, i in enumerate(rows):
             scan = pipe.scan(cache.get(photos[i].sha1))
@@ -269,7 +257,7 @@ def collect(split: str, data: Path, seeds: int, variant: Variant) -> list[dict[s
 
 def metrics(trials: list[dict[str, Any]], variant: Variant, mode: str, threshold: float) -> np.ndarray:
     """positive, negative, precision, weighted (%) as `pekit eval` counts them."""
-    from pekit.eval.metrics import concept_mean, confusion, recognition_metrics
+    from _firstlook import counted
 
     w = variant.chamfer
     out = []
@@ -285,8 +273,7 @@ def metrics(trials: list[dict[str, Any]], variant: Variant, mode: str, threshold
             if m == "all" and np.delete(rank, c).max() > rank[c] + variant.margin:
                 continue  # region-level competition: a rival's parts agree better
             scores[row, c] = agreement[c]
-        counted = recognition_metrics(*confusion(scores, pos, ~pos, threshold))
-        out.append([concept_mean(counted[k]) for k in ("positive", "negative", "precision", "weighted")])
+        out.append(counted(scores, pos, threshold))
     return 100 * np.mean(out, 0)
 
 
@@ -299,33 +286,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         print(f"dataset not found at {args.data}; nothing to benchmark (pass --data DIR)")
         return 0
+    from _firstlook import HEADER, operating_row
     from threadpoolctl import threadpool_limits
 
     table = variants([s.strip() for s in args.variants.split(",")] if args.variants else None)
     print(f"k = {K}, {args.seeds} seeds, first look only; threshold: best plain all weighted with plain single "
           "negative >= 97\n")
-    print("| variant | τ | plain all: pos / weighted | plain single: neg / precision | "
-          "stress all: pos / weighted | stress single: neg / precision |")
-    print("|---|---|---|---|---|---|", flush=True)
+    print(HEADER, flush=True)
     for name, make in table.items():
         variant = make()
         with threadpool_limits(1, user_api="blas"):
             runs = {split: collect(split, args.data, args.seeds, variant) for split in ("plain", "stress")}
-        best = None
-        for thr in np.linspace(0.2, 0.8, 241):
-            single = metrics(runs["plain"], variant, "single", thr)
-            if single[1] < 97.0:
-                continue
-            both = metrics(runs["plain"], variant, "all", thr)
-            if best is None or both[3] > best[1][3]:
-                best = (thr, both, single)
-        if best is None:
-            print(f"| {name} | – | no threshold keeps single negative >= 97 | | | |", flush=True)
-            continue
-        thr, pa, ps = best
-        sa, ss = metrics(runs["stress"], variant, "all", thr), metrics(runs["stress"], variant, "single", thr)
-        print(f"| {name} | {thr:.4f} | {pa[0]:.1f} / {pa[3]:.1f} | {ps[1]:.1f} / {ps[2]:.1f} | "
-              f"{sa[0]:.1f} / {sa[3]:.1f} | {ss[1]:.1f} / {ss[2]:.1f} |", flush=True)
+
+        def measure(split: str, mode: str, thr: float, runs: dict = runs, variant: Variant = variant) -> np.ndarray:
+            return metrics(runs[split], variant, mode, thr)
+
+        print(operating_row(name, np.linspace(0.2, 0.8, 241), measure, digits=4), flush=True)
     return 0
 
 
