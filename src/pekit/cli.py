@@ -264,7 +264,7 @@ def _progress(items: list[Path], desc: str):
 
 def _cmd_introduce(args: argparse.Namespace) -> int:
     from pekit.images import list_images
-    from pekit.personalizer import CONSISTENCY
+    from pekit.personalizer import stored_consistency
 
     images = list_images(args.images)
     if args.box and len(args.box) != len(images):
@@ -272,7 +272,7 @@ def _cmd_introduce(args: argparse.Namespace) -> int:
     with _personalizer(args, creates=True) as p:
         c = p.introduce(args.name, [str(i) for i in images], category=args.category, context=args.context,
                         boxes=args.box, replace=args.replace, kind=args.kind)
-    agreement = c.meta.get(CONSISTENCY) if isinstance(c.meta, dict) else None
+    agreement = stored_consistency(c)
     threshold = p.pipeline.config.threshold
     record = {"name": c.name, "id": c.id, "kind": args.kind, "category": c.category, "context": c.context,
               "views": len(c.views), "consistency": agreement, "memory": p.memory.uri}

@@ -44,6 +44,14 @@ CONSISTENCY = "consistency"
 #: under it.
 CONSISTENCY_MARGIN = 0.05
 
+
+def stored_consistency(concept: Any) -> float | None:
+    """The `CONSISTENCY` recorded in a concept's meta, or None (one photo, `add_view`
+    since, or a value that is not a number)."""
+    meta = getattr(concept, "meta", None)
+    value = meta.get(CONSISTENCY) if isinstance(meta, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
 __all__ = ["MIN_BOX_PATCHES", "MIN_BOX_SIDE", "Personalizer", "build_pipeline"]
 
 #: A reference box must be at least this many pixels wide and high ...
@@ -282,10 +290,8 @@ class Personalizer:
         """Whether ``concept``'s reference photos match one another so little (`CONSISTENCY`,
         `CONSISTENCY_MARGIN` under the threshold) that new photos of it unlike them may be
         missed; None when it was introduced from one photo (or before this was measured)."""
-        agreement = concept.meta.get(CONSISTENCY) if isinstance(concept.meta, dict) else None
-        if isinstance(agreement, bool) or not isinstance(agreement, (int, float)):
-            return None
-        return self._low(float(agreement), concept.threshold)
+        agreement = stored_consistency(concept)
+        return None if agreement is None else self._low(agreement, concept.threshold)
 
     def _low(self, agreement: float, own_threshold: float | None) -> bool:
         threshold = self.pipeline.config.threshold if own_threshold is None else float(own_threshold)

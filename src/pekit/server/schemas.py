@@ -85,12 +85,12 @@ def concept_out(c: Any, *, boxes: bool = False, personalizer: Any = None) -> Con
     """From a `Concept` or a `ConceptSummary`; ``boxes``: with the details of one concept
     (its boxes, its consistency and, given its ``personalizer``, whether that is low)."""
     views = c.views if isinstance(c.views, int) else len(c.views)
+    from pekit.personalizer import stored_consistency
+
     meta = c.meta if boxes and isinstance(getattr(c, "meta", None), dict) else {}
-    agreement = meta.get("consistency")
     return ConceptOut(name=c.name, category=c.category, context=c.context, views=views, threshold=c.threshold,
                       created=c.created, updated=c.updated, boxes=meta.get("boxes"),
-                      consistency=float(agreement) if isinstance(agreement, (int, float))
-                      and not isinstance(agreement, bool) else None,
+                      consistency=stored_consistency(c) if meta else None,
                       consistency_low=personalizer.low_consistency(c) if personalizer is not None and meta else None)
 
 
