@@ -33,10 +33,9 @@ class DevSplit:
     def test_rows(self, drawn: dict[str, list[int]]) -> list[int]:
         """The photos a trial scores: readable, showing some concept, neither a reference
         nor made from one."""
-        ref_ids = {i for ids in drawn.values() for i in ids}
-        refs = {self.photos[i].path for i in ref_ids}
-        return [i for i in sorted(self.readable - ref_ids) if self.photos[i].testable and self.photos[i].owners
-                and not (self.photos[i].sources & refs)]
+        from pekit.eval.recognition import showing_rows
+
+        return showing_rows(self.photos, self.readable, (i for ids in drawn.values() for i in ids))
 
 
 def dev_split(split: str, data: Path, seeds: int, k: int, pipe: Any, cache: Any, *,

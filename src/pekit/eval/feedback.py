@@ -30,7 +30,7 @@ import numpy as np
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
 from pekit.eval.metrics import confusion, recognition_metrics
-from pekit.eval.recognition import collect_photos, draw_references, embed_photos, reference_view
+from pekit.eval.recognition import collect_photos, draw_references, embed_photos, reference_view, showing_rows
 from pekit.extract.views import concept_from_views, summarize_parts
 from pekit.retrieve.match import Gallery
 
@@ -70,8 +70,7 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
         ref_paths = set(refs)
         views = [reference_view(pipeline, cache.get(photos[i].sha1)) for i in ref_ids]  # type: ignore[arg-type]
         concept = concept_from_views(c.name, views, category=c.category)
-        rows = [i for i in sorted(readable - set(ref_ids)) if photos[i].testable and photos[i].owners
-                and not (photos[i].sources & ref_paths)]
+        rows = showing_rows(photos, readable, ref_ids, ref_paths)
         order = np.random.default_rng([seed, s, k, len(c.name), 11]).permutation(len(rows))
         pool_rows = [rows[j] for j in order[: len(rows) // 2]]
         rest = [rows[j] for j in order[len(rows) // 2:]]

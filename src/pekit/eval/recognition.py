@@ -31,7 +31,7 @@ import dataclasses
 import logging
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -161,6 +161,16 @@ def collect_photos(dataset: Dataset, *, progress: bool = True) -> tuple[list[Pho
         if neg is not None:
             photo.negative_of.setdefault(*neg)
     return photos, index
+
+
+def showing_rows(photos: list[Photo], readable: set[int], ref_ids: Iterable[int],
+                 ref_paths: set[Path] | None = None) -> list[int]:
+    """Sorted indices of the readable photos that show some concept and are neither one of
+    ``ref_ids`` nor made from a reference (``ref_paths``, default: the paths of ``ref_ids``)."""
+    ids = set(ref_ids)
+    refs = {photos[i].path for i in ids} if ref_paths is None else ref_paths
+    return [i for i in sorted(readable - ids) if photos[i].testable and photos[i].owners
+            and not (photos[i].sources & refs)]
 
 
 def draw_references(concept: ConceptData, k: int, seed: int, base_seed: int = 0) -> list[Path] | None:
