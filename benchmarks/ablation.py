@@ -32,6 +32,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "noextent": {"extent": False},
     "noregion": {"region_competition": False},
     "noseeds": {"part_seeds": False},
+    "noalso": {"part_seeds_also": False},
     "nozoom": {"reference_zoom_out": 0},
     "global+parts": {"verify_weight": 0.5},
     "globalonly": {"verify_weight": 0.0},
@@ -44,7 +45,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "nocenter": {"backbone_options": {"layer": 7, "resolution": 448, "center": False}},
 }
 #: rows that reuse the default grids (no new backbone pass): the default of ``--rows``
-CHEAP = ("default", "noextent", "noregion", "noseeds", "nozoom", "global+parts", "globalonly", "salonly", "winonly")
+CHEAP = ("default", "noextent", "noregion", "noseeds", "noalso", "nozoom", "global+parts", "globalonly", "salonly", "winonly")
 
 
 def main(argv: list[str] | None = None) -> int:

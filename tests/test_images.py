@@ -276,6 +276,38 @@ def test_concurrent_loads_each_get_their_own_limit(tmp_path: Path, rgb: np.ndarr
     assert before == Image.MAX_IMAGE_PIXELS
 
 
+def test_concurrent_refusals_leak_no_pillow_warning(tmp_path: Path, rgb: np.ndarray) -> None:
+    # 600 pixels against a limit of 599: Pillow only warns (up to twice its limit), pekit must
+    # turn that into its own refusal in every thread, with no warning escaping to the caller
+    import sys
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = tmp_path / "img.png"
+    Image.fromarray(rgb).save(data)
+
+    def load(limit: int) -> str:
+        try:
+            load_image(data, max_pixels=limit)
+        except ImageError:
+            return "refused"
+        return "loaded"
+
+    limits = [599, 598, 600, 597, 599] * 80  # mixed limits: loads wait for one another
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so that loads interleave
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with ThreadPoolExecutor(8) as pool:
+                got = list(pool.map(load, limits))
+    finally:
+        sys.setswitchinterval(switch)
+    assert got == ["loaded" if limit >= 600 else "refused" for limit in limits]
+    assert not [w for w in seen if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert not any(f[2] is Image.DecompressionBombWarning for f in warnings.filters)  # nothing left behind
+
+
 def test_image_error_is_a_pekit_value_error() -> None:
     with pytest.raises(PekitError):
         load_image(b"")

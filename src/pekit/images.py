@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -106,6 +107,13 @@ class _PillowLimit:
 
     Loads with the same limit (the usual case) run concurrently; a load with another limit
     waits until those finish, so no load ever runs under another one's limit.
+
+    While any load runs, Pillow's `DecompressionBombWarning` (a size between the limit and
+    twice it) is an error, so a load never goes on past it. The warning filter is installed
+    once for all concurrent loads and removed when the last one ends: `warnings.catch_warnings`
+    per load is not thread-safe (one thread's exit restores the filters another thread's
+    load still needs), except where warning filters are per thread (Python's
+    ``context_aware_warnings``), where each load gets its own.
     """
 
     def __init__(self) -> None:
@@ -113,25 +121,39 @@ class _PillowLimit:
         self._users = 0
         self._limit: int | None = None
         self._previous: int | None = None
+        self._shared: warnings.catch_warnings | None = None  # type: ignore[type-arg]
 
     @contextmanager
     def __call__(self, max_pixels: int) -> Iterator[None]:
         limit = int(max_pixels)
+        per_thread = bool(getattr(sys.flags, "context_aware_warnings", False))
         with self._cond:
             while self._users and self._limit != limit:
                 self._cond.wait()
             if self._users == 0:
                 self._previous, self._limit = Image.MAX_IMAGE_PIXELS, limit
                 Image.MAX_IMAGE_PIXELS = limit
+                if not per_thread:
+                    self._shared = warnings.catch_warnings()
+                    self._shared.__enter__()
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
             self._users += 1
         try:
-            yield
+            if per_thread:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    yield
+            else:
+                yield
         finally:
             with self._cond:
                 self._users -= 1
                 if self._users == 0:
                     Image.MAX_IMAGE_PIXELS = self._previous
                     self._limit = None
+                    if self._shared is not None:
+                        self._shared.__exit__(None, None, None)
+                        self._shared = None
                     self._cond.notify_all()
 
 
@@ -140,8 +162,7 @@ _pillow_limit = _PillowLimit()
 
 def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
     try:
-        with warnings.catch_warnings(), _pillow_limit(max_pixels):
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _pillow_limit(max_pixels):
             img = Image.open(fp)  # type: ignore[arg-type]
             if img.width * img.height > max_pixels:
                 raise ImageError(

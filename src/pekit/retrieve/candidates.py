@@ -4,7 +4,9 @@
 
 * **assignment**: every proposal goes to the concept whose views its pooled embedding is
   closest to (`winners`, competitive mode); a concept is matched only on the proposals it
-  wins, or, if it wins none, on a region seeded at its most part-like patch (`peak_seed`);
+  wins, or, if it wins none, on a region seeded at its most part-like patch (`peak_seed`;
+  with ``part_seeds_also``, that seed's region also replaces the won proposal's when it
+  shares no patch with it and scores higher: a small object away from a look-alike);
 * **extent**: the matched region is grown to the whole object (`object_extent`);
 * **verification**: the region is scored by its symmetric patch-level agreement with the
   concept's parts (`region_score`; `part_agreement`);
@@ -209,9 +211,12 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
             if per_concept > 1:
                 rows = rows[nms(props.xyxy[rows], sims[rows, k], iou=0.3)]
             seeds = [props.weights[p] for p in rows[:per_concept]]
-        elif cfg.part_seeds and parts is not None and len(parts):
-            # no proposal is this concept's (a small object inside larger windows): seed a
-            # region at the patch most like its parts, grown below; competition still applies
+        peak = -1  # index in ``seeds`` of the part seed, if any
+        if (cfg.part_seeds and parts is not None and len(parts)
+                and (not rows.size or (cfg.part_seeds_also and per_concept == 1))):
+            # no proposal is this concept's (a small object inside larger windows), or, with
+            # part_seeds_also, the ones it won may be a look-alike: seed a region at the patch
+            # most like its parts, grown below; competition still applies
             sims_k = scan.concept_part_sims(gallery, k)
             # the part agreement of any region is at most the mean of (best patch-part
             # cosine, mean over parts of their best patch anywhere): below the floor,
@@ -220,8 +225,11 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
                         for g in np.split(sims_k, np.cumsum(gallery.groups_of(k))[:-1], axis=1))
             if cfg.verify_weight < 1 or bound >= seed_floor(cfg, gallery, k):
                 simmap = sims_k.max(1).reshape(scan.grid.shape)
-                seeds = [peak_seed(simmap)]
-        for seed in seeds:
+                peak = len(seeds)
+                seeds.append(peak_seed(simmap))
+        mine_out: list[Candidate] = []
+        grown: list[np.ndarray] = []
+        for i, seed in enumerate(seeds):
             region = seed > 0.5
             if cfg.extent and parts is not None and len(parts):
                 if simmap is None:
@@ -229,6 +237,9 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
                 region = object_extent(scan.unit, parts, seed, alpha=cfg.extent_alpha, similarity=simmap)
             if not region.any():
                 region = seed >= seed.max()
+            if i == peak and any((region & other).any() for other in grown):
+                continue  # the part seed fell on an object a proposal already grew: that one speaks for it
+            grown.append(region)
             every = agreement(scan, gallery, region)  # every concept's, computed once
             score = region_score(cfg, scan, gallery, k, region, every)
             mine = float(every[k])
@@ -236,5 +247,8 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
                 continue  # the user said a region like this one is not k (`Personalizer.correct`)
             if compete and c > 1 and cfg.region_competition and np.delete(every, k).max() > mine:
                 continue  # region-level competition: another concept's parts agree better
-            out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region))
+            mine_out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region))
+        if peak > 0 and len(mine_out) > 1:  # a proposal's region and a part seed's elsewhere: the better one
+            mine_out = [max(mine_out, key=lambda cand: cand.score)]
+        out.extend(mine_out)
     return out

@@ -1,0 +1,63 @@
+"""First-look candidates (`pekit.retrieve.candidates`): where a concept's region comes from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pekit.pipeline import Pipeline
+from pekit.presets import RecognitionConfig
+from pekit.retrieve.match import Gallery
+from pekit.types import Concept, PatchGrid
+
+from .test_extent import _NoBackbone
+
+BO = np.eye(8, dtype=np.float32)[0]
+
+
+def _scene(peak_in_lookalike: bool = False) -> PatchGrid:
+    """Background (direction 1); a large look-alike on the left (half Bo, half direction 2),
+    which wins Bo's proposals; Bo itself, small (2 x 2 patches), on the right."""
+    f = np.zeros((12, 24, 8), np.float32)
+    f[..., 1] = 1.0
+    f[2:10, 1:9] = 0
+    f[2:10, 1:9, 0] = 0.7
+    f[2:10, 1:9, 2] = 0.7
+    f[5:7, 18:20] = BO
+    if peak_in_lookalike:  # one exact Bo patch inside the look-alike: the seed lands on it
+        f[5, 4] = BO * 1.5
+    return PatchGrid(f, image_size=(240, 120))
+
+
+def _pipe(also: bool) -> Pipeline:
+    return Pipeline(_NoBackbone(), RecognitionConfig(threshold=0.0, proposals=("windows",), window_scales=(0.5,),
+                                                     part_seeds_also=also))
+
+
+@pytest.fixture()
+def bo() -> Gallery:
+    return Gallery.from_concepts([Concept("bo", BO[None], parts=BO[None])])
+
+
+def test_a_small_object_away_from_the_proposals_a_concept_won_is_found_with_part_seeds_also(bo: Gallery) -> None:
+    grid = _scene()
+    plain = _pipe(False).candidates(grid, bo)
+    assert len(plain) == 1 and plain[0].xyxy[2] <= 100               # the look-alike on the left
+    also = _pipe(True).candidates(grid, bo)
+    assert len(also) == 1                                             # still one region per concept
+    assert also[0].xyxy.tolist() == [180.0, 50.0, 200.0, 70.0]        # Bo's own 2 x 2 patches
+    assert also[0].score > plain[0].score + 0.2
+
+
+def test_a_part_seed_on_the_object_a_proposal_already_grew_changes_nothing(bo: Gallery) -> None:
+    grid = _scene(peak_in_lookalike=True)
+    plain, also = _pipe(False).candidates(grid, bo), _pipe(True).candidates(grid, bo)
+    assert len(also) == 1 and also[0].score == plain[0].score
+    assert also[0].xyxy.tolist() == plain[0].xyxy.tolist()           # the proposal's whole-object box
+
+
+def test_part_seeds_also_keeps_several_regions_per_concept_as_they_were(bo: Gallery) -> None:
+    grid = _scene()
+    plain = _pipe(False).candidates(grid, bo, per_concept=2)
+    also = _pipe(True).candidates(grid, bo, per_concept=2)
+    assert [c.xyxy.tolist() for c in also] == [c.xyxy.tolist() for c in plain]
