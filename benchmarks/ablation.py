@@ -45,7 +45,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "nocenter": {"backbone_options": {"layer": 7, "resolution": 448, "center": False}},
 }
 #: rows that reuse the default grids (no new backbone pass): the default of ``--rows``
-CHEAP = ("default", "noextent", "noregion", "noseeds", "noalso", "nozoom", "global+parts", "globalonly", "salonly", "winonly")
+CHEAP = ("default", "noextent", "noregion", "noseeds", "noalso", "nozoom", "global+parts", "globalonly", "salonly",
+         "winonly")
 
 
 def main(argv: list[str] | None = None) -> int:
