@@ -122,6 +122,27 @@ def test_ask_writes_beside_the_photo_without_overwriting(cli: Any, stocked: dict
     assert list(elsewhere.iterdir()) == []  # nothing in the current folder
 
 
+def test_ask_writes_to_the_current_folder_when_the_photos_folder_is_read_only(
+        cli: Any, stocked: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    photos = stocked["query"].parent
+    writable = os.access
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:  # the photos' folder is read-only
+        return False if Path(path) == photos else writable(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    before = sorted(photos.iterdir())
+    code, out, err = cli("ask", stocked["query"], "What is cat doing?", "--memory", stocked["memory"])
+    assert code == 0, err
+    assert f"annotated image: {elsewhere / 'query_pekit.jpg'}" in out and (elsewhere / "query_pekit.jpg").is_file()
+    assert sorted(photos.iterdir()) == before  # nothing written beside the photo
+
+
 @pytest.mark.parametrize("command", ["ask", "caption", "recognize"])
 def test_json_lists_every_file_written(cli: Any, stocked: dict[str, Path], tmp_path: Path, command: str) -> None:
     extra = ["What is cat doing?"] if command == "ask" else []

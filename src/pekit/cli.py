@@ -244,8 +244,10 @@ def _out_path(out: str | None, image: Path, many: bool, suffix: str = "_pekit") 
 
 
 def _beside(image: Path, suffix: str = "_pekit") -> Path:
-    """The default output: beside the input photo, never over an existing file."""
-    return _free(image.with_name(f"{image.stem}{suffix}.jpg"))
+    """The default output: beside the input photo, never over an existing file; in the
+    current folder when the photo's folder cannot be written (a read-only album or dataset)."""
+    folder = image.parent if os.access(image.parent, os.W_OK) else Path.cwd()
+    return _free(folder / f"{image.stem}{suffix}.jpg")
 
 
 def _shown(text: Any) -> str:
