@@ -127,18 +127,21 @@ class _PillowLimit:
     def __call__(self, max_pixels: int) -> Iterator[None]:
         limit = int(max_pixels)
         per_thread = bool(getattr(sys.flags, "context_aware_warnings", False))
-        with self._cond:
-            while self._users and self._limit != limit:
-                self._cond.wait()
-            if self._users == 0:
-                self._previous, self._limit = Image.MAX_IMAGE_PIXELS, limit
-                Image.MAX_IMAGE_PIXELS = limit
-                if not per_thread:
-                    self._shared = warnings.catch_warnings()
-                    self._shared.__enter__()
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-            self._users += 1
+        joined = False
         try:
+            with self._cond:
+                while self._users and self._limit != limit:
+                    self._cond.wait()
+                if self._users == 0:  # the first load in: remember what to put back, then set
+                    self._previous, self._limit = Image.MAX_IMAGE_PIXELS, limit
+                self._users += 1
+                joined = True
+                if self._users == 1:
+                    Image.MAX_IMAGE_PIXELS = limit
+                    if not per_thread:
+                        self._shared = warnings.catch_warnings()
+                        self._shared.__enter__()
+                        warnings.simplefilter("error", Image.DecompressionBombWarning)
             if per_thread:
                 with warnings.catch_warnings():
                     warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -146,18 +149,31 @@ class _PillowLimit:
             else:
                 yield
         finally:
-            with self._cond:
-                self._users -= 1
-                if self._users == 0:
-                    Image.MAX_IMAGE_PIXELS = self._previous
-                    self._limit = None
-                    if self._shared is not None:
-                        self._shared.__exit__(None, None, None)
-                        self._shared = None
-                    self._cond.notify_all()
+            if joined:  # also after an interruption half-way through the setup: undo it
+                with self._cond:
+                    self._users -= 1
+                    if self._users == 0:
+                        Image.MAX_IMAGE_PIXELS = self._previous
+                        self._limit = None
+                        if self._shared is not None:
+                            self._shared.__exit__(None, None, None)
+                            self._shared = None
+                        self._cond.notify_all()
 
 
 _pillow_limit = _PillowLimit()
+
+
+def header_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
+    """``(width, height)`` of encoded image ``data`` from its header (nothing decoded), or
+    None when Pillow's bomb check, at pekit's limit ``max_pixels``, refuses it (over the
+    limit). Pillow's own errors on a damaged header propagate. Shares `load_image`'s
+    thread-safe limit and warning filter, so it can run beside loads in other threads."""
+    try:
+        with _pillow_limit(max_pixels), Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return None
 
 
 def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:

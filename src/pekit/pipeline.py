@@ -324,7 +324,8 @@ class Pipeline:
 
         Up to ``per_concept`` non-overlapping regions per concept, each only among the
         proposals the concept wins (competitive assignment, unless ``competitive=False``
-        or the gallery has one concept), each grown to the object's extent, scored and
+        or the gallery has one concept) or seeded at its most part-like patch (when it wins
+        none, or with ``part_seeds_also`` where no won region is), each grown to the object's extent, scored and
         vetoed by region-level competition or negative views. ``concepts``: only score these
         gallery indices (the others still compete for proposals).
         """

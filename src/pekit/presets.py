@@ -55,10 +55,10 @@ class RecognitionConfig:
         part_seeds: a concept that wins no proposal gets one region anyway, grown from the
             patches most like its parts (a small object inside windows that are mostly
             background); region-level competition and the threshold still decide.
-        part_seeds_also: with ``max_per_concept`` 1, a concept that wins proposals also
-            grows a region from its most part-like patch; it is kept instead of the
-            proposal's region only if it lies elsewhere (no patch shared) and scores higher
-            (the object is small and the proposals it won are a look-alike elsewhere).
+        part_seeds_also: a concept that wins proposals also grows a region from its most
+            part-like patch; it is kept instead of a proposal's region only if it lies
+            elsewhere (no patch shared with any) and scores higher (the object is small and
+            the proposals it won are a look-alike elsewhere).
         reference_zoom_out: n >= 2: each reference photo is also embedded shrunk n times and
             tiled n x n (one more, features-only backbone pass when introducing), and the
             object's parts there are kept as a second part group, scored on its own: an

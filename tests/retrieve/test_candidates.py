@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -24,8 +26,11 @@ def _scene(peak_in_lookalike: bool = False) -> PatchGrid:
     f[2:10, 1:9, 0] = 0.7
     f[2:10, 1:9, 2] = 0.7
     f[5:7, 18:20] = BO
-    if peak_in_lookalike:  # one exact Bo patch inside the look-alike: the seed lands on it
-        f[5, 4] = BO * 1.5
+    if peak_in_lookalike:  # a faint look-alike with two exact Bo patches in it: the seed lands there
+        f[2:10, 1:9, 0] = 0.45
+        f[2:10, 1:9, 2] = 0.89
+        f[5, 4:6] = BO
+        f[5:7, 18:20] = f[2, 1]
     return PatchGrid(f, image_size=(240, 120))
 
 
@@ -52,12 +57,33 @@ def test_a_small_object_away_from_the_proposals_a_concept_won_is_found_with_part
 def test_a_part_seed_on_the_object_a_proposal_already_grew_changes_nothing(bo: Gallery) -> None:
     grid = _scene(peak_in_lookalike=True)
     plain, also = _pipe(False).candidates(grid, bo), _pipe(True).candidates(grid, bo)
+    assert len(plain) == 1 and plain[0].xyxy.tolist() == [10.0, 20.0, 90.0, 100.0]  # the whole look-alike
+    # grown from its own peak the seed would be the two exact patches, scoring higher; it
+    # shares them with the proposal's region, so the whole-object box stays
     assert len(also) == 1 and also[0].score == plain[0].score
-    assert also[0].xyxy.tolist() == plain[0].xyxy.tolist()           # the proposal's whole-object box
+    assert also[0].xyxy.tolist() == plain[0].xyxy.tolist()
 
 
-def test_part_seeds_also_keeps_several_regions_per_concept_as_they_were(bo: Gallery) -> None:
+def test_a_separate_part_seed_that_scores_lower_leaves_the_proposal(bo: Gallery) -> None:
+    f = np.zeros((12, 24, 8), np.float32)
+    f[..., 1] = 1.0
+    f[0:3, 0:3, 0], f[0:3, 0:3, 1] = 0.55, 0.835  # a faint Bo-like smudge top left...
+    f[1, 1] = BO                                  # ...with the first exact Bo patch: the seed
+    f[4:10, 10:20] = BO                           # Bo itself, large: wins the proposals
+    grid = PatchGrid(f, image_size=(240, 120))
+    also = _pipe(True).candidates(grid, bo)
+    assert len(also) == 1 and also[0].xyxy.tolist() == [100.0, 40.0, 200.0, 100.0]
+    assert also[0].score == _pipe(False).candidates(grid, bo)[0].score
+
+
+def test_several_regions_per_concept_take_the_part_seed_too(bo: Gallery) -> None:
+    """With two regions allowed, the seed's region competes with the proposals' ones like the
+    single best does, so `match` (one per concept) and `recognize` agree on the best."""
     grid = _scene()
-    plain = _pipe(False).candidates(grid, bo, per_concept=2)
-    also = _pipe(True).candidates(grid, bo, per_concept=2)
-    assert [c.xyxy.tolist() for c in also] == [c.xyxy.tolist() for c in plain]
+    two = _pipe(True).candidates(grid, bo, per_concept=2)
+    assert two[0].xyxy.tolist() == [180.0, 50.0, 200.0, 70.0]  # best first: Bo
+    assert len(two) == 2 and two[0].score > two[1].score
+    pipe = Pipeline(_NoBackbone(), replace(_pipe(True).config, max_per_concept=2))
+    scores, boxes, _ = pipe.match(grid, bo)
+    found = pipe.recognize(grid, bo)
+    assert found.score[0] == pytest.approx(scores[0]) and found.xyxy[0].tolist() == boxes[0].tolist()

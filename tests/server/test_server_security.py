@@ -228,3 +228,48 @@ def test_a_full_queue_is_503_with_retry_after(make_app: Any, make_personalizer: 
         time.sleep(0.01)
     assert client.post("/v1/recognize", headers=alice, files=photo).status_code == 200
     assert "pekit_backbone_refused_total 1" in client.get("/metrics").text
+
+
+def test_upload_checks_beside_photo_loads_leave_the_warning_filters_as_they_were() -> None:
+    """The server checks an upload's header on its event loop while other requests decode
+    photos in worker threads: neither may leave a warning filter behind, nor fail the other."""
+    import io
+    import sys
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from pekit.errors import ImageError
+    from pekit.images import load_image
+    from pekit.server.limits import Limits, check_photo
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(buf, "PNG")
+    data = buf.getvalue()
+    before = list(warnings.filters)
+    stop = threading.Event()
+    refused: list[int] = []
+
+    def decode() -> None:
+        while not stop.is_set():
+            try:
+                load_image(data, max_pixels=599)  # 600 pixels: Pillow warns, pekit refuses
+            except ImageError:
+                refused.append(1)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    workers = [threading.Thread(target=decode) for _ in range(2)]
+    try:
+        for t in workers:
+            t.start()
+        for _ in range(150):
+            check_photo(data, limits=Limits(), label="photo")  # raises RequestError if it fails
+    finally:
+        stop.set()
+        for t in workers:
+            t.join()
+        sys.setswitchinterval(switch)
+    assert refused
+    assert list(warnings.filters) == before

@@ -172,7 +172,8 @@ def first_look(config: RecognitionConfig, scan: Scan, gallery: Gallery, *, per_c
 
     Up to ``per_concept`` non-overlapping regions per concept, each only among the
     proposals the concept wins (competitive assignment, unless ``competitive=False``
-    or the gallery has one concept), each grown to the object's extent, scored and
+    or the gallery has one concept) or seeded at its most part-like patch (when it wins
+    none, or with ``part_seeds_also`` where no won region is), each grown to the object's extent, scored and
     vetoed by region-level competition or negative views. ``concepts``: only score these
     gallery indices (the others still compete for proposals). A large (or lazily loaded)
     gallery is verified only for the concepts that can win (`shortlist`).
@@ -213,7 +214,7 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
             seeds = [props.weights[p] for p in rows[:per_concept]]
         peak = -1  # index in ``seeds`` of the part seed, if any
         if (cfg.part_seeds and parts is not None and len(parts)
-                and (not rows.size or (cfg.part_seeds_also and per_concept == 1))):
+                and (not rows.size or cfg.part_seeds_also)):
             # no proposal is this concept's (a small object inside larger windows), or, with
             # part_seeds_also, the ones it won may be a look-alike: seed a region at the patch
             # most like its parts, grown below; competition still applies
@@ -248,7 +249,7 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
             if compete and c > 1 and cfg.region_competition and np.delete(every, k).max() > mine:
                 continue  # region-level competition: another concept's parts agree better
             mine_out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region))
-        if peak > 0 and len(mine_out) > 1:  # a proposal's region and a part seed's elsewhere: the better one
-            mine_out = [max(mine_out, key=lambda cand: cand.score)]
+        if peak > 0 and len(mine_out) > per_concept:  # proposals' regions and a part seed's elsewhere: the best
+            mine_out = sorted(mine_out, key=lambda cand: -cand.score)[:per_concept]
         out.extend(mine_out)
     return out

@@ -13,8 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
 from pekit.errors import PekitError
@@ -112,19 +110,17 @@ def check_photo(data: bytes, *, limits: Limits, label: str) -> None:
     if sniff_image(data) is None:
         raise RequestError(f"{label} is not an image (its first bytes are not JPEG, PNG, WebP, GIF, BMP or TIFF); "
                            "send a photo", status=415)
-    from PIL import Image
+    from pekit.images import header_size
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: we check the size ourselves
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-    except Image.DecompressionBombError as exc:
-        raise RequestError(f"{label} was refused as a decompression bomb ({exc}); send a smaller photo",
-                           status=413) from exc
+        size = header_size(data, limits.max_pixels)  # the loads' own limit and warning filter
     except Exception as exc:  # Pillow raises many types on a damaged header
         raise RequestError(f"{label} could not be read as an image ({type(exc).__name__}: {exc}); send a JPEG, "
                            "PNG or WebP photo", status=422) from exc
+    if size is None:
+        raise RequestError(f"{label} was refused as a decompression bomb (over {limits.max_pixels} pixels); "
+                           "send a smaller photo", status=413)
+    width, height = size
     if width * height > limits.max_pixels:
         raise RequestError(f"{label} is {width}x{height} pixels; the limit is {limits.max_pixels} pixels "
                            "(a decompression bomb guard); downscale it first", status=413)
