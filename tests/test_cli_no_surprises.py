@@ -124,18 +124,20 @@ def test_ask_writes_beside_the_photo_without_overwriting(cli: Any, stocked: dict
 
 def test_ask_writes_to_the_current_folder_when_the_photos_folder_is_read_only(
         cli: Any, stocked: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
+    from PIL import Image
 
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     photos = stocked["query"].parent
-    writable = os.access
+    save = Image.Image.save
 
-    def access(path: Any, mode: int, **kw: Any) -> bool:  # the photos' folder is read-only
-        return False if Path(path) == photos else writable(path, mode, **kw)
+    def read_only(self: Any, fp: Any, *args: Any, **kw: Any) -> None:  # the photos' folder is read-only
+        if Path(fp).parent == photos:
+            raise PermissionError(13, "Permission denied", str(fp))
+        save(self, fp, *args, **kw)
 
-    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(Image.Image, "save", read_only)
     before = sorted(photos.iterdir())
     code, out, err = cli("ask", stocked["query"], "What is cat doing?", "--memory", stocked["memory"])
     assert code == 0, err

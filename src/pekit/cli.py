@@ -244,10 +244,20 @@ def _out_path(out: str | None, image: Path, many: bool, suffix: str = "_pekit") 
 
 
 def _beside(image: Path, suffix: str = "_pekit") -> Path:
-    """The default output: beside the input photo, never over an existing file; in the
-    current folder when the photo's folder cannot be written (a read-only album or dataset)."""
-    folder = image.parent if os.access(image.parent, os.W_OK) else Path.cwd()
-    return _free(folder / f"{image.stem}{suffix}.jpg")
+    """The default output: beside the input photo, never over an existing file."""
+    return _free(image.with_name(f"{image.stem}{suffix}.jpg"))
+
+
+def _save_beside(picture: Any, image: Path) -> Path:
+    """Write the default output `_beside` the photo; in the current folder when the photo's
+    folder cannot be written (a read-only album or dataset). Returns where it went."""
+    out = _beside(image)
+    try:
+        _save(picture, out)
+    except InvalidInputError:
+        out = _free(Path.cwd() / out.name)
+        _save(picture, out)
+    return out
 
 
 def _shown(text: Any) -> str:
@@ -471,12 +481,12 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
             answer = (p.caption(str(path), **gen) if question is None
                       else p.ask(str(path), question, options=options, **gen))
             out = _out_path(args.out, path, many)
-            if out is None and answer.meta.get("backend") == "none" and not args.json:
-                out = _beside(path)  # the annotated image the LVLM would get
             if answer.image is None:
                 out = None
-            if out is not None:
+            elif out is not None:
                 _save(answer.image, out)
+            elif answer.meta.get("backend") == "none" and not args.json:
+                out = _save_beside(answer.image, path)  # the annotated image the LVLM would get
             records.append(_print_answer(args, path, answer, out, many))
     if args.json:
         print(json.dumps(records[0] if len(records) == 1 else records))
