@@ -53,10 +53,9 @@ SLOPE, REFERENCE = 0.02, 256
 
 
 def _agreement(sims: np.ndarray, groups: list[int]) -> float:
-    from pekit.retrieve.match import part_agreement
+    from pekit.retrieve.match import group_agreement
 
-    starts = np.cumsum([0, *groups[:-1]]).astype(np.int64)
-    return float(part_agreement(sims, starts, np.array(groups, np.int64), np.zeros(len(groups), np.int64), 1)[0])
+    return group_agreement(sims, groups)
 
 
 def _trimmed(sims: np.ndarray, groups: list[int], keep: float = 0.75) -> float:

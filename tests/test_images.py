@@ -255,12 +255,9 @@ def test_a_lower_pillow_limit_does_not_refuse_what_pekit_allows(tmp_path: Path, 
     assert Image.MAX_IMAGE_PIXELS == 100
 
 
-def test_concurrent_loads_each_get_their_own_limit(tmp_path: Path, rgb: np.ndarray) -> None:
+def _outcomes(path: Path, limits: list[int]) -> list[str]:
+    """Load ``path`` under each of ``limits`` from 8 threads at once: "loaded" or "refused"."""
     from concurrent.futures import ThreadPoolExecutor
-
-    path = tmp_path / "img.png"
-    Image.fromarray(rgb).save(path)  # 600 pixels
-    before = Image.MAX_IMAGE_PIXELS
 
     def load(limit: int) -> str:
         try:
@@ -269,9 +266,17 @@ def test_concurrent_loads_each_get_their_own_limit(tmp_path: Path, rgb: np.ndarr
             return "refused"
         return "loaded"
 
-    limits = [600, 599, 10_000, 599, 600, 100] * 8
     with ThreadPoolExecutor(8) as pool:
-        got = list(pool.map(load, limits))
+        return list(pool.map(load, limits))
+
+
+def test_concurrent_loads_each_get_their_own_limit(tmp_path: Path, rgb: np.ndarray) -> None:
+    path = tmp_path / "img.png"
+    Image.fromarray(rgb).save(path)  # 600 pixels
+    before = Image.MAX_IMAGE_PIXELS
+
+    limits = [600, 599, 10_000, 599, 600, 100] * 8
+    got = _outcomes(path, limits)
     assert got == ["loaded" if limit >= 600 else "refused" for limit in limits]
     assert before == Image.MAX_IMAGE_PIXELS
 
@@ -281,17 +286,9 @@ def test_concurrent_refusals_leak_no_pillow_warning(tmp_path: Path, rgb: np.ndar
     # turn that into its own refusal in every thread, with no warning escaping to the caller
     import sys
     import warnings
-    from concurrent.futures import ThreadPoolExecutor
 
     data = tmp_path / "img.png"
     Image.fromarray(rgb).save(data)
-
-    def load(limit: int) -> str:
-        try:
-            load_image(data, max_pixels=limit)
-        except ImageError:
-            return "refused"
-        return "loaded"
 
     limits = [599, 598, 600, 597, 599] * 80  # mixed limits: loads wait for one another
     switch = sys.getswitchinterval()
@@ -299,8 +296,7 @@ def test_concurrent_refusals_leak_no_pillow_warning(tmp_path: Path, rgb: np.ndar
     try:
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            with ThreadPoolExecutor(8) as pool:
-                got = list(pool.map(load, limits))
+            got = _outcomes(data, limits)
     finally:
         sys.setswitchinterval(switch)
     assert got == ["loaded" if limit >= 600 else "refused" for limit in limits]

@@ -132,11 +132,12 @@ class _PillowLimit:
             with self._cond:
                 while self._users and self._limit != limit:
                     self._cond.wait()
-                if self._users == 0:  # the first load in: remember what to put back, then set
+                first = self._users == 0
+                if first:  # the first load in: remember what to put back, then set
                     self._previous, self._limit = Image.MAX_IMAGE_PIXELS, limit
                 self._users += 1
                 joined = True
-                if self._users == 1:
+                if first:
                     Image.MAX_IMAGE_PIXELS = limit
                     if not per_thread:
                         self._shared = warnings.catch_warnings()

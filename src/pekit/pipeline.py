@@ -322,12 +322,9 @@ class Pipeline:
                    competitive: bool | None = None, concepts: np.ndarray | None = None) -> list[Candidate]:
         """Scored regions per concept, best first within each concept. No threshold applied.
 
-        Up to ``per_concept`` non-overlapping regions per concept, each only among the
-        proposals the concept wins (competitive assignment, unless ``competitive=False``
-        or the gallery has one concept) or seeded at its most part-like patch (when it wins
-        none, or with ``part_seeds_also`` where no won region is), each grown to the object's extent, scored and
-        vetoed by region-level competition or negative views. ``concepts``: only score these
-        gallery indices (the others still compete for proposals).
+        `first_look` on this image's one pass (up to ``per_concept`` regions per concept;
+        ``concepts``: only score these gallery indices, the others still compete), then,
+        given the ``image`` and with ``second_look`` on, `second_look` on crops of it.
         """
         found = self._first_look(grid, gallery, per_concept=per_concept, image=image, labels=labels,
                                  competitive=competitive, concepts=concepts)

@@ -32,7 +32,7 @@ import numpy as np
 
 from pekit.embed.pooling import l2_normalize, mask_weights, pool, unit_patches
 from pekit.retrieve.extent import mask_xyxy
-from pekit.retrieve.match import PART_GROUPS, part_agreement
+from pekit.retrieve.match import PART_GROUPS, group_agreement
 from pekit.types import Concept, PatchGrid
 
 __all__ = ["View", "concept_from_views", "consistency", "merge_parts", "summarize_parts", "tiled_image",
@@ -181,9 +181,6 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0) -> float |
             score += (1 - verify_weight) * cosine
         if verify_weight > 0:
             parts, groups = merge_parts(None, None, others)
-            starts = np.cumsum([0, *groups[:-1]]).astype(np.int64)
-            sims = np.asarray(view.patches, np.float32) @ parts.T
-            owner = np.zeros(len(groups), np.int64)
-            score += verify_weight * float(part_agreement(sims, starts, np.array(groups, np.int64), owner, 1)[0])
+            score += verify_weight * group_agreement(np.asarray(view.patches, np.float32) @ parts.T, groups)
         scores.append(score)
     return float(np.mean(scores))

@@ -205,6 +205,13 @@ def part_agreement(sims: np.ndarray, starts: np.ndarray, sizes: np.ndarray, owne
     return out
 
 
+def group_agreement(sims: np.ndarray, groups: list[int]) -> float:
+    """`part_agreement` of one region with one concept whose parts come in ``groups``
+    (sizes, in order; `PART_GROUPS`): the best group's. ``sims``: ``(r, sum(groups))``."""
+    starts = np.cumsum([0, *groups[:-1]]).astype(np.int64)
+    return float(part_agreement(sims, starts, np.array(groups, np.int64), np.zeros(len(groups), np.int64), 1)[0])
+
+
 def similarity(embeddings: np.ndarray, gallery: Gallery) -> np.ndarray:
     """``(m, d)`` unit embeddings -> ``(m, C)`` best cosine over each concept's views."""
     m, c = len(embeddings), len(gallery)
