@@ -120,3 +120,23 @@ def test_zoomed_views_keep_their_part_group_through_the_store_and_add_view(
     np.testing.assert_allclose(after.parts[:full], made.parts[:full], atol=1e-3)       # old full-size parts first
     np.testing.assert_allclose(after.parts[full2:full2 + zoom], made.parts[full:], atol=1e-3)  # old zoomed next
     assert p.recognize(chelsea).name.tolist() == ["Mochi"]
+
+
+def test_colours_follow_the_views_through_the_store_and_add_view(
+        make_personalizer: Any, tmp_path: Path, chelsea: np.ndarray) -> None:
+    import dataclasses
+
+    from pekit.embed.colour import colour_agreement
+    from pekit.retrieve.match import COLOURS, concept_colours
+
+    p = make_personalizer(memory=str(tmp_path / "m.db"), colour_weight=0.2)
+    made = p.introduce("Mochi", chelsea, category="cat")
+    stored = p.get("Mochi")                                          # read back from SQLite
+    assert concept_colours(stored).shape == (1, 196) and stored.meta[COLOURS] == made.meta[COLOURS]
+    after = p.add_view("Mochi", np.ascontiguousarray(chelsea[:, ::-1]))
+    assert concept_colours(after).shape == (2, 196)
+    assert colour_agreement(concept_colours(after)[1], concept_colours(after)[:1]) > 0.99  # the mirror: same colours
+    # a concept stored before colours were kept gets none from a new view: one per view or none
+    p.memory.update(dataclasses.replace(after, meta={k: v for k, v in after.meta.items() if k != COLOURS}))
+    assert COLOURS not in p.add_view("Mochi", chelsea).meta
+    assert p.recognize(chelsea).name.tolist() == ["Mochi"]

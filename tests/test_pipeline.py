@@ -379,7 +379,8 @@ def test_a_zoomed_view_is_one_more_pass_and_a_second_part_group(pipeline: Pipeli
     assert plain.zoomed is None and np.allclose(plain.parts, view.parts)
     concept = concept_from_views("Mochi", [view, view], meta={"note": 1})
     n, z = 2 * len(view.parts), 2 * len(view.zoomed.parts)
-    assert concept.meta == {"note": 1, PART_GROUPS: [n, z]} and concept.parts.shape == (n + z, 384)
+    assert {k: v for k, v in concept.meta.items() if k != "colours"} == {"note": 1, PART_GROUPS: [n, z]}
+    assert len(concept.meta["colours"]) == 2 and concept.parts.shape == (n + z, 384)  # one colour per view
     assert concept.views.shape == (2, 384)                                   # one view per photo still
     segments = Gallery.from_concepts([concept]).part_segments()
     assert segments[1].tolist() == [n, z] and segments[2].tolist() == [0, 0]

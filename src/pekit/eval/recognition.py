@@ -202,11 +202,14 @@ def embed_photos(photos: list[Photo], pipeline: Any, cache: GridCache, *,
     readable, warnings = set(), []
     todo = []
     for i, photo in enumerate(photos):
-        if cache.get(photo.sha1) is None:
+        grid = cache.get(photo.sha1)
+        if grid is None:
             todo.append(i)
-        else:
-            cache.hits += 1
-            readable.add(i)
+            continue
+        cache.hits += 1
+        readable.add(i)
+        if grid.colours is None and pipeline.config.colour_weight > 0:  # cached before colours were kept
+            cache.put(photo.sha1, pipeline.with_colours(grid, photo.path))
     bar = tqdm(total=len(todo), desc="embedding", unit="photo", disable=None if progress else True)
     with bar:
         for i, result in zip(todo, pipeline.encode_many(photos[i].path for i in todo), strict=True):

@@ -30,13 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from pekit.embed.colour import region_colour
 from pekit.embed.pooling import l2_normalize, mask_weights, pool, unit_patches
 from pekit.retrieve.extent import mask_xyxy
-from pekit.retrieve.match import PART_GROUPS, group_agreement
+from pekit.retrieve.match import COLOURS, PART_GROUPS, group_agreement
 from pekit.types import Concept, PatchGrid
 
 __all__ = ["View", "concept_from_views", "consistency", "merge_parts", "summarize_parts", "tiled_image",
-           "view_from_weights", "with_part_groups", "zoomed_view"]
+           "view_from_weights", "with_colours", "with_part_groups", "zoomed_view"]
 
 
 @dataclass
@@ -46,7 +47,8 @@ class View:
     ``zoomed``: the same object seen smaller (`zoomed_view`), whose parts are kept as a
     second group of the concept's parts, or None. ``patches``: the object's unit patch
     features the parts summarise (kept while the views are assembled, for `consistency`;
-    never stored), or None.
+    never stored), or None. ``colour``: the object's ``(BINS,)`` colour histogram
+    (`pekit.embed.colour`) when its grid has patch colours, or None.
     """
 
     embedding: np.ndarray
@@ -55,6 +57,7 @@ class View:
     weights: np.ndarray
     zoomed: View | None = None
     patches: np.ndarray | None = None
+    colour: np.ndarray | None = None
 
 
 def summarize_parts(patches: np.ndarray, max_parts: int, seed: int = 0) -> np.ndarray:
@@ -75,8 +78,11 @@ def view_from_weights(grid: PatchGrid, weights: np.ndarray, *, max_parts: int) -
     patches = unit_patches(grid)[weights.reshape(-1) > 0.5]
     if len(patches) == 0:
         patches = embedding[None]
+    colour = None
+    if grid.colours is not None:
+        colour = region_colour(grid.colours, weights > 0.5 if (weights > 0.5).any() else weights > 0)
     return View(embedding, summarize_parts(patches, max_parts), mask_xyxy(weights > 0, grid.cell_size), weights,
-                patches=patches)
+                patches=patches, colour=colour)
 
 
 def tiled_image(rgb: np.ndarray, n: int) -> np.ndarray:
@@ -111,7 +117,8 @@ def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concep
     """A `Concept` from reference views (`View`): their embeddings and parts.
 
     The parts of views seen smaller (``View.zoomed``) follow the others as a second part
-    group (``meta["part_groups"]``, see `merge_parts`).
+    group (``meta["part_groups"]``, see `merge_parts`); the views' colours, when every
+    view has one, are kept in ``meta["colours"]`` (`with_colours`).
 
     >>> from types import SimpleNamespace as V
     >>> c = concept_from_views("bo", [V(embedding=np.ones(4), parts=np.ones((2, 4)))], category="dog")
@@ -120,6 +127,7 @@ def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concep
     """
     parts, groups = merge_parts(None, None, views)
     meta = with_part_groups(fields.pop("meta", None) or {}, groups)
+    meta = with_colours(meta, views)
     return Concept(name, views=np.stack([v.embedding for v in views]), parts=parts, meta=meta, **fields)
 
 
@@ -128,6 +136,27 @@ def with_part_groups(meta: dict[str, Any], groups: list[int]) -> dict[str, Any]:
     out = {k: v for k, v in meta.items() if k != PART_GROUPS}
     if len(groups) > 1:
         out[PART_GROUPS] = groups
+    return out
+
+
+def with_colours(meta: dict[str, Any], views: Sequence[Any]) -> dict[str, Any]:
+    """A copy of a concept's ``meta`` whose `COLOURS` gain those of more ``views``; without
+    any when the concept's views or a new one have none (a concept stored before colours
+    were kept, or a grid without them: its colour term then stays neutral).
+    ``meta`` counts its views in ``meta["colours"]``; a concept being assembled passes ``{}``.
+
+    >>> from types import SimpleNamespace as V
+    >>> with_colours({}, [V(colour=np.array([0.25, 0.75]))])
+    {'colours': [[0.25, 0.75]]}
+    >>> with_colours({'colours': [[1.0, 0.0]]}, [V(colour=None)])
+    {}
+    """
+    out = {k: v for k, v in meta.items() if k != COLOURS}
+    old = meta.get(COLOURS, [])
+    new = [getattr(v, "colour", None) for v in views]
+    if not isinstance(old, list) or any(c is None for c in new):
+        return out
+    out[COLOURS] = old + [[round(float(x), 4) for x in np.asarray(c, np.float32)] for c in new]
     return out
 
 

@@ -9,7 +9,8 @@
   shares no patch with it and scores higher: a small object away from a look-alike);
 * **extent**: the matched region is grown to the whole object (`object_extent`);
 * **verification**: the region is scored by its symmetric patch-level agreement with the
-  concept's parts (`region_score`; `part_agreement`);
+  concept's parts (`region_score`; `part_agreement`), plus, with ``colour_weight``, how
+  close its colours are to the concept's views' (`colour_term`);
 * **vetoes**: region-level competition (another concept's parts agree better) and the
   user's corrections (a negative view agrees at least as well).
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pekit.embed.colour import region_colour
 from pekit.embed.pooling import pool
 from pekit.presets import RecognitionConfig
 from pekit.retrieve.extent import mask_xyxy, object_extent
@@ -32,7 +34,7 @@ from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals
 from pekit.types import PatchGrid
 
-__all__ = ["NO_SCORE", "Candidate", "Scan", "agreement", "first_look", "global_score", "peak_seed",
+__all__ = ["NO_SCORE", "Candidate", "Scan", "agreement", "colour_term", "first_look", "global_score", "peak_seed",
            "region_score", "seed_floor", "shortlist", "winners"]
 
 #: Score of a concept that has no candidate region in an image (below any threshold).
@@ -100,6 +102,22 @@ def agreement(scan: Scan, gallery: Gallery, region: np.ndarray) -> np.ndarray:
     return part_agreement(scan.part_sims(gallery)[region.reshape(-1)], starts, sizes, owner, len(gallery))
 
 
+def colour_term(config: RecognitionConfig, scan: Scan, gallery: Gallery, region: np.ndarray) -> np.ndarray | None:
+    """``(C,)``: what colour adds to every concept's score on a ``(h, w)`` bool region,
+    ``colour_weight * (agreement - colour_neutral)`` (`pekit.embed.colour`; 0 for a concept
+    without colours), or None when colour is off or the scan's grid has no patch colours."""
+    if config.colour_weight <= 0 or scan.grid.colours is None:
+        return None
+    roots, owner = gallery.colour_matrix()
+    out = np.zeros(len(gallery), np.float32)
+    if len(owner) and roots.shape[1] == scan.grid.colours.shape[-1]:
+        agree = np.full(len(gallery), config.colour_neutral, np.float32)
+        agree[owner] = -np.inf  # concepts with colours: the best of their views
+        np.maximum.at(agree, owner, roots @ np.sqrt(region_colour(scan.grid.colours, region)))
+        out = config.colour_weight * (agree - config.colour_neutral)
+    return out.astype(np.float32)
+
+
 def global_score(scan: Scan, gallery: Gallery, k: int, region: np.ndarray) -> float:
     """Cosine of the region's mean embedding to concept ``k``'s best view."""
     embedding = pool(scan.grid, region.astype(np.float32)[None])[0]
@@ -108,23 +126,28 @@ def global_score(scan: Scan, gallery: Gallery, k: int, region: np.ndarray) -> fl
 
 
 def region_score(config: RecognitionConfig, scan: Scan, gallery: Gallery, k: int, region: np.ndarray,
-                 agreement_: np.ndarray | None = None) -> float:
+                 agreement_: np.ndarray | None = None, colour_: np.ndarray | None = None) -> float:
     """Score of concept ``k`` on a ``(h, w)`` bool region of the scan.
 
     ``(1 - verify_weight) * global + verify_weight * parts``: the cosine of the region's
     mean embedding to the concept's best view (category-level evidence: it already
     chose the region and the winning concept), and the symmetric patch-level agreement
-    with its part prototypes (`part_scores`; instance-level evidence). ``agreement_``:
-    the region's `agreement` with every concept, when already computed.
+    with its part prototypes (`part_scores`; instance-level evidence); plus the colour
+    term (`colour_term`) when colour is compared. ``agreement_`` / ``colour_``: the
+    region's `agreement` / `colour_term` for every concept, when already computed.
     """
     w = config.verify_weight
     _, offsets = gallery.parts_matrix()
+    if colour_ is None:
+        colour_ = colour_term(config, scan, gallery, region)
+    extra = 0.0 if colour_ is None else float(colour_[k])
     if w == 0 or offsets[k + 1] == offsets[k]:  # no verification, or no parts: the global score is all
-        return global_score(scan, gallery, k, region)
+        return global_score(scan, gallery, k, region) + extra
     if agreement_ is None:
         agreement_ = agreement(scan, gallery, region)
     parts_score = float(agreement_[k])
-    return parts_score if w == 1 else (1 - w) * global_score(scan, gallery, k, region) + w * parts_score
+    base = parts_score if w == 1 else (1 - w) * global_score(scan, gallery, k, region) + w * parts_score
+    return base + extra
 
 
 def winners(config: RecognitionConfig, sims: np.ndarray, compete: bool) -> np.ndarray:
@@ -200,6 +223,7 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
     props = scan.proposals
     allowed = winners(cfg, sims, compete) if allowed is None else allowed
     negatives = gallery.negatives or [None] * c
+    colours = gallery.colours or [None] * c
     out: list[Candidate] = []
     for k in range(c) if concepts is None else [int(i) for i in concepts]:
         neg = negatives[k]
@@ -224,6 +248,8 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
             # no region of this image can be named k, so none is grown
             bound = max(0.5 * (float(g.max()) + float(g.max(0).mean()))  # the best part group's
                         for g in np.split(sims_k, np.cumsum(gallery.groups_of(k))[:-1], axis=1))
+            if cfg.colour_weight > 0 and scan.grid.colours is not None and colours[k] is not None:
+                bound += cfg.colour_weight * (1.0 - cfg.colour_neutral)  # the most colour can add
             if cfg.verify_weight < 1 or bound >= seed_floor(cfg, gallery, k):
                 simmap = sims_k.max(1).reshape(scan.grid.shape)
                 peak = len(seeds)
@@ -242,12 +268,14 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
                 continue  # the part seed fell on an object a proposal already grew: that one speaks for it
             grown.append(region)
             every = agreement(scan, gallery, region)  # every concept's, computed once
-            score = region_score(cfg, scan, gallery, k, region, every)
+            colour = colour_term(cfg, scan, gallery, region)
+            score = region_score(cfg, scan, gallery, k, region, every, colour)
             mine = float(every[k])
             if neg is not None and len(neg) and part_scores(scan.unit[region.reshape(-1)], neg) >= mine:
                 continue  # the user said a region like this one is not k (`Personalizer.correct`)
-            if compete and c > 1 and cfg.region_competition and np.delete(every, k).max() > mine:
-                continue  # region-level competition: another concept's parts agree better
+            rivals = every + colour if colour is not None and cfg.colour_competition else every
+            if compete and c > 1 and cfg.region_competition and np.delete(rivals, k).max() > rivals[k]:
+                continue  # region-level competition: another concept agrees better
             mine_out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region))
         if peak > 0 and len(mine_out) > per_concept:  # proposals' regions and a part seed's elsewhere: the best
             mine_out = sorted(mine_out, key=lambda cand: -cand.score)[:per_concept]

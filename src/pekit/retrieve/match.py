@@ -13,11 +13,14 @@ import numpy as np
 
 from pekit.types import Concept
 
-__all__ = ["PART_GROUPS", "Gallery", "part_agreement", "part_groups", "part_scores", "similarity"]
+__all__ = ["COLOURS", "PART_GROUPS", "Gallery", "concept_colours", "part_agreement", "part_groups", "part_scores",
+           "similarity"]
 
 #: ``Concept.meta`` key: sizes of the consecutive groups of ``Concept.parts`` (the parts of
 #: full-size views, then of zoomed-out views), each scored on its own (`part_agreement`).
 PART_GROUPS = "part_groups"
+#: ``Concept.meta`` key of the colour histogram of each view (`pekit.embed.colour`).
+COLOURS = "colours"
 
 
 def _valid_groups(groups: object, n: int) -> list[int]:
@@ -29,6 +32,19 @@ def _valid_groups(groups: object, n: int) -> list[int]:
 
 def _recorded_groups(concept: Concept) -> Any:
     return concept.meta.get(PART_GROUPS) if isinstance(concept.meta, dict) else None
+
+
+def concept_colours(concept: Concept) -> np.ndarray | None:
+    """``(v, BINS)`` colour histograms of a concept's views (`COLOURS`), or None when it has
+    none, or not one per view (a damaged or hand-edited record is ignored, not fatal)."""
+    rows = concept.meta.get(COLOURS) if isinstance(concept.meta, dict) else None
+    if not isinstance(rows, list) or len(rows) != len(concept.views):
+        return None
+    try:
+        out = np.asarray(rows, np.float32)
+    except (TypeError, ValueError):
+        return None
+    return out if out.ndim == 2 and out.shape[1] > 0 and np.isfinite(out).all() else None
 
 
 def part_groups(concept: Concept) -> list[int]:
@@ -50,6 +66,8 @@ class Gallery:
             it) or None.
         groups: per concept the recorded sizes of its part groups (`PART_GROUPS`) or None;
             checked against the parts when they are used (`groups_of`).
+        colours: per concept the ``(v, BINS)`` colour histograms of its views
+            (`concept_colours`) or None.
         fetch: for a gallery built from a store without part prototypes in RAM
             (`pekit.retrieve.GalleryCache` on a large namespace): ``ids -> {id: (m, d)}``,
             called by `subset` for the concepts that can win; ``parts`` are then all None
@@ -65,15 +83,34 @@ class Gallery:
     negatives: list[np.ndarray | None] | None = None
     fetch: Callable[[Sequence[int]], dict[int, np.ndarray]] | None = None
     groups: list[Any] | None = None  # raw recorded values: `groups_of` validates them
+    colours: list[np.ndarray | None] | None = None
 
     def __post_init__(self) -> None:
         if self.negatives is None:
             self.negatives = [None] * len(self.names)
         if self.groups is None:
             self.groups = [None] * len(self.names)
+        if self.colours is None:
+            self.colours = [None] * len(self.names)
         self._parts_flat: tuple[np.ndarray, np.ndarray] | None = None
         self._segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._view_starts: np.ndarray | None = None
+        self._colours_flat: tuple[np.ndarray, np.ndarray] | None = None
+
+    def colour_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """The square roots of every concept's view colours stacked, ``(V, BINS)``, and the
+        concept of each row, ``(V,)`` (concepts without colours have no rows), built once:
+        a region's Bhattacharyya agreement with all of them is one product."""
+        if self._colours_flat is None:
+            rows = [(k, c) for k, c in enumerate(self.colours or []) if c is not None and len(c)]
+            bins = {c.shape[1] for _, c in rows}
+            if len(bins) != 1:  # none, or histograms of different lengths: no colour to compare
+                self._colours_flat = (np.zeros((0, 0), np.float32), np.zeros(0, np.int64))
+            else:
+                stacked = np.clip(np.concatenate([c for _, c in rows]), 0, None)
+                self._colours_flat = (np.sqrt(stacked).astype(np.float32),
+                                      np.concatenate([np.full(len(c), k, np.int64) for k, c in rows]))
+        return self._colours_flat
 
     def view_starts(self) -> np.ndarray | None:
         """First view row of each concept when every concept's views are contiguous and in
@@ -137,7 +174,7 @@ class Gallery:
                    views, owner.astype(np.int64), thr,
                    [None if fetch is not None else c.parts for c in concepts],
                    [c.negatives for c in concepts], fetch,
-                   [_recorded_groups(c) for c in concepts])
+                   [_recorded_groups(c) for c in concepts], [concept_colours(c) for c in concepts])
 
 
     def replaced(self, remove: set[int], add: list[Concept]) -> Gallery:
@@ -151,6 +188,7 @@ class Gallery:
         remap[keep] = np.arange(len(keep))
         negatives = self.negatives or [None] * len(self)
         groups = self.groups or [None] * len(self)
+        colours = self.colours or [None] * len(self)
         d = self.views.shape[1] if self.views.size else (add[0].views.shape[1] if add else 0)
         views = [self.views[mask].reshape(-1, d)] + [c.views.astype(np.float32) for c in add]
         owner = [remap[self.owner[mask]]] + [np.full(len(c.views), len(keep) + i, np.int64) for i, c in enumerate(add)]
@@ -163,7 +201,8 @@ class Gallery:
                        np.concatenate(thr).astype(np.float32),
                        [self.parts[k] for k in keep] + [None if lazy else c.parts for c in add],
                        [negatives[k] for k in keep] + [c.negatives for c in add], self.fetch,
-                       [groups[k] for k in keep] + [_recorded_groups(c) for c in add])
+                       [groups[k] for k in keep] + [_recorded_groups(c) for c in add],
+                       [colours[k] for k in keep] + [concept_colours(c) for c in add])
 
     def subset(self, indices: np.ndarray | list[int]) -> Gallery:
         """The gallery of the concepts at ``indices`` (in that order).
@@ -182,8 +221,10 @@ class Gallery:
             fetched = self.fetch([int(self.ids[i]) for i in idx])
             parts = [fetched.get(int(self.ids[i])) for i in idx]
         groups = self.groups or [None] * len(self)
+        colours = self.colours or [None] * len(self)
         return Gallery([self.names[i] for i in idx], self.ids[idx], self.views[keep], remap[self.owner[keep]],
-                       self.thresholds[idx], parts, [negatives[i] for i in idx], groups=[groups[i] for i in idx])
+                       self.thresholds[idx], parts, [negatives[i] for i in idx], groups=[groups[i] for i in idx],
+                       colours=[colours[i] for i in idx])
 
 
 def part_agreement(sims: np.ndarray, starts: np.ndarray, sizes: np.ndarray, owner: np.ndarray,
