@@ -136,6 +136,8 @@ def test_colours_follow_the_views_through_the_store_and_add_view(
     after = p.add_view("Mochi", np.ascontiguousarray(chelsea[:, ::-1]))
     assert concept_colours(after).shape == (2, 196)
     assert colour_agreement(concept_colours(after)[1], concept_colours(after)[:1]) > 0.99  # the mirror: same colours
+    plain = make_personalizer(memory=str(tmp_path / "m.db"), colour_weight=0.0)  # a preset that does not score colour
+    assert concept_colours(plain.add_view("Mochi", chelsea)).shape == (3, 196)  # still one colour per view
     # a concept stored before colours were kept gets none from a new view: one per view or none
     p.memory.update(dataclasses.replace(after, meta={k: v for k, v in after.meta.items() if k != COLOURS}))
     assert COLOURS not in p.add_view("Mochi", chelsea).meta

@@ -270,7 +270,9 @@ class Personalizer:
                                           replace=replace, start=start)
         views = self.views(refs, category=category, boxes=boxes, masks=masks)
         # do the photos recognize one another? (None for one photo)
-        agreement = consistency(views, verify_weight=self.pipeline.config.verify_weight)
+        cfg = self.pipeline.config
+        agreement = consistency(views, verify_weight=cfg.verify_weight, colour_weight=cfg.colour_weight,
+                                colour_neutral=cfg.colour_neutral)
         concept = concept_from_views(
             name, views, category=category, context=context, namespace=self.namespace,
             backbone=self.pipeline.fingerprint,

@@ -150,11 +150,13 @@ class Pipeline:
         rgb = as_rgb(image)
         return self.with_colours(self._embed(self.backbone, rgb, saliency), rgb)
 
-    def with_colours(self, grid: PatchGrid, image: Any) -> PatchGrid:
+    def with_colours(self, grid: PatchGrid, image: Any, *, always: bool = False) -> PatchGrid:
         """``grid`` with its patches' colours (`pekit.embed.colour.patch_colours`) when the
-        config compares colour (``colour_weight`` > 0) and it has none yet, else ``grid``.
-        ``image``: the photo the grid was computed from (anything `encode` takes)."""
-        if self.config.colour_weight <= 0 or grid.colours is not None:
+        config compares colour (``colour_weight`` > 0, or ``always``: a reference view keeps
+        its colour whatever the preset, so a concept keeps one colour per view) and it has
+        none yet, else ``grid``. ``image``: the photo the grid was computed from (anything
+        `encode` takes)."""
+        if (self.config.colour_weight <= 0 and not always) or grid.colours is not None:
             return grid
         return dataclasses.replace(grid, colours=patch_colours(as_rgb(image), grid.shape))
 
@@ -256,7 +258,7 @@ class Pipeline:
             if self.segmenter is not None:
                 mask = self.segmenter.segment(image, box[None])[0]
         if image is not None:
-            grid = self.with_colours(grid, image)
+            grid = self.with_colours(grid, image, always=True)
         weights = object_weights(grid, box=box, mask=mask, level=cfg.reference_level)
         view = view_from_weights(grid, weights, max_parts=cfg.max_parts)
         if cfg.reference_zoom_out >= 2 and (zoomed is not None or image is not None):
@@ -318,9 +320,12 @@ class Pipeline:
 
     def scan(self, grid: PatchGrid | Scan, *, image: np.ndarray | None = None,
              labels: list[str] | None = None) -> Scan:
-        """Proposals of a query grid, pooled once (reuse it for any number of galleries)."""
+        """Proposals of a query grid, pooled once (reuse it for any number of galleries).
+        With the ``image``, a grid computed without patch colours gets them (`with_colours`)."""
         if isinstance(grid, Scan):
             return grid
+        if image is not None:
+            grid = self.with_colours(grid, image)
         props = self.proposals(grid, image=image, labels=labels)
         return Scan(grid, props, pool(grid, props.weights), unit_patches(grid))
 

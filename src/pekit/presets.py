@@ -119,7 +119,7 @@ class RecognitionConfig:
     second_look_min_zoom: float = 1.0
     second_looks: int = 1
     colour_weight: float = 0.0
-    colour_neutral: float = 0.8
+    colour_neutral: float = 0.85
     colour_competition: bool = False
 
     def __post_init__(self) -> None:
@@ -140,6 +140,8 @@ class RecognitionConfig:
             raise InvalidInputError(f"verify_weight must be in [0, 1], got {self.verify_weight}")
         if not 0.0 <= self.colour_weight <= 1.0:
             raise InvalidInputError(f"colour_weight must be in [0, 1], got {self.colour_weight}")
+        if not 0.0 <= self.colour_neutral <= 1.0:
+            raise InvalidInputError(f"colour_neutral must be in [0, 1], got {self.colour_neutral}")
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ PRESETS: dict[str, Preset] = {
         recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01,
                                       second_look_small=0.1, second_look_small_band=0.08,
                                       second_look_min_zoom=1.5, reference_zoom_out=2, part_seeds_also=True,
-                                      colour_weight=0.2, colour_neutral=0.85, colour_competition=True),
+                                      colour_weight=0.2, colour_competition=True),
     ),
     "offline-fast": Preset(
         name="offline-fast",

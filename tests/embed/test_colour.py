@@ -51,3 +51,25 @@ def test_a_region_is_compared_with_its_closest_view() -> None:
 def test_an_empty_region_is_uniform_not_nan() -> None:
     out = region_colour(patch_colours(_flat((10, 200, 10)), (2, 3)), np.zeros((2, 3), bool))
     assert np.isfinite(out).all() and out.sum() == pytest.approx(1.0)
+
+
+def test_stored_text_reads_back_to_the_same_agreements() -> None:
+    from pekit.embed.colour import decode_colour, encode_colour
+
+    colours = patch_colours(_flat((200, 30, 30)), (2, 3))
+    colours[0, 0] = patch_colours(_flat((30, 30, 200)), (1, 1))[0, 0]
+    h = region_colour(colours, np.ones((2, 3), bool))
+    text = encode_colour(h)
+    assert isinstance(text, str) and len(text) == 264
+    back = decode_colour(text)
+    assert back is not None and back.sum() == pytest.approx(1.0)
+    assert colour_agreement(back, h[None]) > 0.995
+    blue = region_colour(patch_colours(_flat((30, 30, 200)), (2, 3)), np.ones((2, 3), bool))
+    assert abs(colour_agreement(back, blue[None]) - colour_agreement(h, blue[None])) < 0.01
+
+
+@pytest.mark.parametrize("damaged", [None, 3, True, "0.5", "@@@", "AAAA", [0.5] * 196, {"a": 1}])
+def test_damaged_stored_colours_are_no_colour_not_an_error(damaged: object) -> None:
+    from pekit.embed.colour import decode_colour
+
+    assert decode_colour(damaged) is None

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from pekit.embed.colour import region_colour
+from pekit.embed.colour import colour_agreement, encode_colour, region_colour
 from pekit.embed.pooling import l2_normalize, mask_weights, pool, unit_patches
 from pekit.retrieve.extent import mask_xyxy
 from pekit.retrieve.match import COLOURS, PART_GROUPS, group_agreement
@@ -140,15 +140,15 @@ def with_part_groups(meta: dict[str, Any], groups: list[int]) -> dict[str, Any]:
 
 
 def with_colours(meta: dict[str, Any], views: Sequence[Any]) -> dict[str, Any]:
-    """A copy of a concept's ``meta`` whose `COLOURS` gain those of more ``views``; without
-    any when the concept's views or a new one have none (a concept stored before colours
-    were kept, or a grid without them: its colour term then stays neutral).
+    """A copy of a concept's ``meta`` whose `COLOURS` gain those of more ``views``
+    (`encode_colour`); without any when the concept's views or a new one have none (a
+    concept stored before colours were kept: its colour term then stays neutral).
     ``meta`` counts its views in ``meta["colours"]``; a concept being assembled passes ``{}``.
 
     >>> from types import SimpleNamespace as V
-    >>> with_colours({}, [V(colour=np.array([0.25, 0.75]))])
-    {'colours': [[0.25, 0.75]]}
-    >>> with_colours({'colours': [[1.0, 0.0]]}, [V(colour=None)])
+    >>> [len(t) for t in with_colours({}, [V(colour=np.full(196, 1 / 196))])["colours"]]
+    [264]
+    >>> with_colours({"colours": ["..."]}, [V(colour=None)])
     {}
     """
     out = {k: v for k, v in meta.items() if k != COLOURS}
@@ -156,7 +156,7 @@ def with_colours(meta: dict[str, Any], views: Sequence[Any]) -> dict[str, Any]:
     new = [getattr(v, "colour", None) for v in views]
     if not isinstance(old, list) or any(c is None for c in new):
         return out
-    out[COLOURS] = old + [[round(float(x), 4) for x in np.asarray(c, np.float32)] for c in new]
+    out[COLOURS] = old + [encode_colour(c) for c in new if c is not None]
     return out
 
 
@@ -175,14 +175,17 @@ def merge_parts(parts: np.ndarray | None, groups: list[int] | None,
     return np.concatenate([full, zoom]), [len(full), len(zoom)]
 
 
-def consistency(views: Sequence[View], *, verify_weight: float = 1.0) -> float | None:
+def consistency(views: Sequence[View], *, verify_weight: float = 1.0, colour_weight: float = 0.0,
+                colour_neutral: float = 0.85) -> float | None:
     """How well a concept's reference views recognize one another: the mean, over its
     views, of the score of the view's object region against the *other* views
     (leave-one-out: what a photo like that one scores against the concept introduced
     without it). The score is the recognition score of `pekit.retrieve.candidates.region_score`
     on the view's own region: ``(1 - verify_weight)`` x the best cosine of its embedding to
     the other views + ``verify_weight`` x the part agreement of its object patches with
-    their parts. Well below the recognition threshold, the photos do not recognize one
+    their parts, + ``colour_weight`` x (the best colour agreement of its object with the
+    other views' - ``colour_neutral``) when every view has a colour (the colour term of the
+    score). Well below the recognition threshold, the photos do not recognize one
     another and recognition will miss the object in photos unlike each of them: more views
     from other angles help. None with fewer than two views, or (with ``verify_weight`` > 0)
     views without their patches (``View.patches``).
@@ -211,5 +214,9 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0) -> float |
         if verify_weight > 0:
             parts, groups = merge_parts(None, None, others)
             score += verify_weight * group_agreement(np.asarray(view.patches, np.float32) @ parts.T, groups)
+        colours = [c for c in (getattr(v, "colour", None) for v in views) if c is not None]
+        if colour_weight > 0 and len(colours) == len(views):
+            agree = colour_agreement(colours[i], np.stack([c for j, c in enumerate(colours) if j != i]))
+            score += colour_weight * (agree - colour_neutral)
         scores.append(score)
     return float(np.mean(scores))

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pekit.embed.colour import decode_colour
 from pekit.types import Concept
 
 __all__ = ["COLOURS", "PART_GROUPS", "Gallery", "concept_colours", "part_agreement", "part_groups", "part_scores",
@@ -19,7 +20,7 @@ __all__ = ["COLOURS", "PART_GROUPS", "Gallery", "concept_colours", "part_agreeme
 #: ``Concept.meta`` key: sizes of the consecutive groups of ``Concept.parts`` (the parts of
 #: full-size views, then of zoomed-out views), each scored on its own (`part_agreement`).
 PART_GROUPS = "part_groups"
-#: ``Concept.meta`` key of the colour histogram of each view (`pekit.embed.colour`).
+#: ``Concept.meta`` key of the colour histogram of each view, as text (`pekit.embed.colour.encode_colour`).
 COLOURS = "colours"
 
 
@@ -35,16 +36,14 @@ def _recorded_groups(concept: Concept) -> Any:
 
 
 def concept_colours(concept: Concept) -> np.ndarray | None:
-    """``(v, BINS)`` colour histograms of a concept's views (`COLOURS`), or None when it has
-    none, or not one per view (a damaged or hand-edited record is ignored, not fatal)."""
+    """``(v, BINS)`` colour histograms of a concept's views (`COLOURS`, `decode_colour`),
+    or None when it has none, or not one valid histogram per view (a damaged or
+    hand-edited record is ignored: no colour term, never an error)."""
     rows = concept.meta.get(COLOURS) if isinstance(concept.meta, dict) else None
     if not isinstance(rows, list) or len(rows) != len(concept.views):
         return None
-    try:
-        out = np.asarray(rows, np.float32)
-    except (TypeError, ValueError):
-        return None
-    return out if out.ndim == 2 and out.shape[1] > 0 and np.isfinite(out).all() else None
+    decoded = [d for d in (decode_colour(row) for row in rows) if d is not None]
+    return np.stack(decoded) if len(decoded) == len(rows) and decoded else None
 
 
 def part_groups(concept: Concept) -> list[int]:
