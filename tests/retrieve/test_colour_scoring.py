@@ -93,7 +93,7 @@ def test_a_damaged_colour_record_is_ignored_never_inflates_a_score(rows: object)
     good = _concept("red dog", RED)
     damaged = replace(good, meta={**good.meta, COLOURS: rows})
     gallery = Gallery.from_concepts([damaged])
-    assert gallery.colours == [None]
+    assert len(gallery.colour_matrix()[1]) == 0                        # no colour rows for it
     grid = _scene(RED)
     assert _scores(_pipe(0.2), grid, gallery) == _scores(_pipe(0.0), grid, gallery)
     # one damaged concept does not turn colour off for the others
@@ -107,12 +107,17 @@ def test_subsets_and_refreshed_galleries_keep_each_concepts_colours() -> None:
     gallery = Gallery.from_concepts(concepts)
     sub = gallery.subset([2, 0])
     assert sub.names == ["red dog", "grey plushie"]
-    np.testing.assert_array_equal(sub.colours[0], gallery.colours[2])
-    np.testing.assert_array_equal(sub.colours[1], gallery.colours[0])
+    np.testing.assert_array_equal(_rows(sub, 0), _rows(gallery, 2))
+    np.testing.assert_array_equal(_rows(sub, 1), _rows(gallery, 0))
     refreshed = gallery.replaced({1}, [concepts[0]])                  # as GalleryCache does after a write
     assert [n for n in refreshed.names] == ["old", "red dog", "grey plushie"]
-    assert refreshed.colours[0] is None
-    np.testing.assert_array_equal(refreshed.colours[2], gallery.colours[0])
+    assert len(_rows(refreshed, 0)) == 0 and len(_rows(refreshed, 2)) == 1
+    np.testing.assert_array_equal(_rows(refreshed, 2), _rows(gallery, 0))
+
+
+def _rows(gallery: Gallery, k: int) -> np.ndarray:
+    roots, owner = gallery.colour_matrix()
+    return roots[owner == k]
 
 
 def test_a_shortlisted_gallery_scores_colour_like_the_whole_one() -> None:

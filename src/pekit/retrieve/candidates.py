@@ -223,7 +223,9 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
     props = scan.proposals
     allowed = winners(cfg, sims, compete) if allowed is None else allowed
     negatives = gallery.negatives or [None] * c
-    colours = gallery.colours or [None] * c
+    coloured = np.zeros(c, bool)  # concepts whose views have colours (decoded only when colour counts)
+    if cfg.colour_weight > 0 and scan.grid.colours is not None:
+        coloured[gallery.colour_matrix()[1]] = True
     out: list[Candidate] = []
     for k in range(c) if concepts is None else [int(i) for i in concepts]:
         neg = negatives[k]
@@ -248,7 +250,7 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
             # no region of this image can be named k, so none is grown
             bound = max(0.5 * (float(g.max()) + float(g.max(0).mean()))  # the best part group's
                         for g in np.split(sims_k, np.cumsum(gallery.groups_of(k))[:-1], axis=1))
-            if cfg.colour_weight > 0 and scan.grid.colours is not None and colours[k] is not None:
+            if cfg.colour_weight > 0 and scan.grid.colours is not None and coloured[k]:
                 bound += cfg.colour_weight * (1.0 - cfg.colour_neutral)  # the most colour can add
             if cfg.verify_weight < 1 or bound >= seed_floor(cfg, gallery, k):
                 simmap = sims_k.max(1).reshape(scan.grid.shape)

@@ -35,15 +35,22 @@ def _recorded_groups(concept: Concept) -> Any:
     return concept.meta.get(PART_GROUPS) if isinstance(concept.meta, dict) else None
 
 
+def _decoded_colours(rows: Any, views: int) -> np.ndarray | None:
+    if not isinstance(rows, list) or len(rows) != views or not rows:
+        return None
+    decoded = [d for d in (decode_colour(row) for row in rows) if d is not None]
+    return np.stack(decoded) if len(decoded) == len(rows) else None
+
+
 def concept_colours(concept: Concept) -> np.ndarray | None:
     """``(v, BINS)`` colour histograms of a concept's views (`COLOURS`, `decode_colour`),
     or None when it has none, or not one valid histogram per view (a damaged or
     hand-edited record is ignored: no colour term, never an error)."""
-    rows = concept.meta.get(COLOURS) if isinstance(concept.meta, dict) else None
-    if not isinstance(rows, list) or len(rows) != len(concept.views):
-        return None
-    decoded = [d for d in (decode_colour(row) for row in rows) if d is not None]
-    return np.stack(decoded) if len(decoded) == len(rows) and decoded else None
+    return _decoded_colours(concept.meta.get(COLOURS) if isinstance(concept.meta, dict) else None, len(concept.views))
+
+
+def _recorded_colours(concept: Concept) -> Any:
+    return concept.meta.get(COLOURS) if isinstance(concept.meta, dict) else None
 
 
 def part_groups(concept: Concept) -> list[int]:
@@ -65,8 +72,9 @@ class Gallery:
             it) or None.
         groups: per concept the recorded sizes of its part groups (`PART_GROUPS`) or None;
             checked against the parts when they are used (`groups_of`).
-        colours: per concept the ``(v, BINS)`` colour histograms of its views
-            (`concept_colours`) or None.
+        colours: per concept the recorded colours of its views (`COLOURS`, as stored) or
+            None; decoded and checked only when a gallery is scored (`colour_matrix`), so a
+            large namespace's lazy gallery decodes only its shortlisted subsets.
         fetch: for a gallery built from a store without part prototypes in RAM
             (`pekit.retrieve.GalleryCache` on a large namespace): ``ids -> {id: (m, d)}``,
             called by `subset` for the concepts that can win; ``parts`` are then all None
@@ -82,7 +90,7 @@ class Gallery:
     negatives: list[np.ndarray | None] | None = None
     fetch: Callable[[Sequence[int]], dict[int, np.ndarray]] | None = None
     groups: list[Any] | None = None  # raw recorded values: `groups_of` validates them
-    colours: list[np.ndarray | None] | None = None
+    colours: list[Any] | None = None  # raw recorded values: `colour_matrix` decodes them
 
     def __post_init__(self) -> None:
         if self.negatives is None:
@@ -101,9 +109,10 @@ class Gallery:
         concept of each row, ``(V,)`` (concepts without colours have no rows), built once:
         a region's Bhattacharyya agreement with all of them is one product."""
         if self._colours_flat is None:
-            rows = [(k, c) for k, c in enumerate(self.colours or []) if c is not None and len(c)]
-            bins = {c.shape[1] for _, c in rows}
-            if len(bins) != 1:  # none, or histograms of different lengths: no colour to compare
+            counts = np.bincount(self.owner, minlength=len(self)) if len(self.owner) else np.zeros(len(self), int)
+            decoded = [_decoded_colours(raw, int(counts[k])) for k, raw in enumerate(self.colours or [])]
+            rows = [(k, c) for k, c in enumerate(decoded) if c is not None]
+            if not rows:
                 self._colours_flat = (np.zeros((0, 0), np.float32), np.zeros(0, np.int64))
             else:
                 stacked = np.clip(np.concatenate([c for _, c in rows]), 0, None)
@@ -173,7 +182,7 @@ class Gallery:
                    views, owner.astype(np.int64), thr,
                    [None if fetch is not None else c.parts for c in concepts],
                    [c.negatives for c in concepts], fetch,
-                   [_recorded_groups(c) for c in concepts], [concept_colours(c) for c in concepts])
+                   [_recorded_groups(c) for c in concepts], [_recorded_colours(c) for c in concepts])
 
 
     def replaced(self, remove: set[int], add: list[Concept]) -> Gallery:
@@ -201,7 +210,7 @@ class Gallery:
                        [self.parts[k] for k in keep] + [None if lazy else c.parts for c in add],
                        [negatives[k] for k in keep] + [c.negatives for c in add], self.fetch,
                        [groups[k] for k in keep] + [_recorded_groups(c) for c in add],
-                       [colours[k] for k in keep] + [concept_colours(c) for c in add])
+                       [colours[k] for k in keep] + [_recorded_colours(c) for c in add])
 
     def subset(self, indices: np.ndarray | list[int]) -> Gallery:
         """The gallery of the concepts at ``indices`` (in that order).
