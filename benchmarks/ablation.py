@@ -21,13 +21,12 @@ final, res336, nocenter. Exits 0 with a message when the dataset is absent.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dreambooth"
+from _data import add_data_argument, missing
 
 ROWS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -55,15 +54,14 @@ CHEAP = ("default", "noextent", "noregion", "noseeds", "noalso", "nocolour", "no
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("PEKIT_DREAMBOOTH", DEFAULT_DATA)))
+    add_data_argument(ap)
     ap.add_argument("--refs", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--rows", default=",".join(CHEAP),
                     help=f"rows to run (default: those that reuse the cached grids); all: {','.join(ROWS)}")
     ap.add_argument("--cache", help="grid cache folder (default: the user cache dir)")
     args = ap.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"dataset not found at {args.data}; nothing to benchmark (pass --data DIR)")
+    if missing(args.data):
         return 0
     from pekit.eval.cache import GridCache, default_cache_dir
     from pekit.eval.datasets import load_dataset

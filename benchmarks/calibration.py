@@ -39,15 +39,14 @@ Exits 0 with a message when the dataset folder is absent.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _data import add_data_argument, missing
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dreambooth"
 K = 2
 SLOPE, REFERENCE = 0.02, 256
 
@@ -211,12 +210,11 @@ def _scores(trial: dict[str, Any], mode: str, score: Score, missing: float = -np
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("PEKIT_DREAMBOOTH", DEFAULT_DATA)))
+    add_data_argument(parser)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--reuse", action="store_true", help="reuse the statistics of the last run (same seeds)")
     args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"dataset not found at {args.data}; nothing to benchmark (pass --data DIR)")
+    if missing(args.data):
         return 0
     import pickle
 

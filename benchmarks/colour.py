@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _data import add_data_argument, missing
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dreambooth"
 K = 2
 VARIANTS = [(0.0, 0.85), (0.1, 0.85), (0.2, 0.8), (0.2, 0.85), (0.3, 0.85), (0.3, 0.87)]
 
@@ -88,11 +87,10 @@ def metrics(trials: list[dict[str, Any]], mode: str, w: float, neutral: float, t
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("PEKIT_DREAMBOOTH", DEFAULT_DATA)))
+    add_data_argument(parser)
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"dataset not found at {args.data}; nothing to benchmark (pass --data DIR)")
+    if missing(args.data):
         return 0
     from _firstlook import HEADER, operating_row
     from threadpoolctl import threadpool_limits

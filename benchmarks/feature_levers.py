@@ -42,15 +42,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _data import add_data_argument, missing
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dreambooth"
 K = 2
 #: the generic photos of `tools/make_token_stats.py` (the shipped token mean) that the
 #: scikit-image wheel holds (its others need a download)
@@ -279,12 +278,11 @@ def metrics(trials: list[dict[str, Any]], variant: Variant, mode: str, threshold
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("PEKIT_DREAMBOOTH", DEFAULT_DATA)))
+    add_data_argument(parser)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--variants", help="comma-separated names (default: all)")
     args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"dataset not found at {args.data}; nothing to benchmark (pass --data DIR)")
+    if missing(args.data):
         return 0
     from _firstlook import HEADER, operating_row
     from threadpoolctl import threadpool_limits

@@ -12,24 +12,22 @@ Exits 0 with a message when the dataset folder is absent.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dreambooth"
+from _data import add_data_argument, missing
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("PEKIT_DREAMBOOTH", DEFAULT_DATA)))
+    add_data_argument(parser)
     parser.add_argument("--refs", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--corrections", type=int, default=3)
     parser.add_argument("--cache", help="grid cache folder (default: the user cache dir)")
     args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"dataset not found at {args.data}; nothing to benchmark (pass --data DIR)")
+    if missing(args.data):
         return 0
     from pekit.eval.cache import GridCache, default_cache_dir
     from pekit.eval.datasets import load_dataset

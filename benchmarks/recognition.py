@@ -16,18 +16,16 @@ Exits 0 with a message when the dataset folder is absent.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dreambooth"
+from _data import DEFAULT_DATA, add_data_argument, missing
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("PEKIT_DREAMBOOTH", DEFAULT_DATA)),
-                        help=f"DreamBooth folder (default: {DEFAULT_DATA})")
+    add_data_argument(parser, help=f"DreamBooth folder (default: {DEFAULT_DATA})")
     parser.add_argument("--out", default="report/recognition", help="report folder (default: report/recognition)")
     parser.add_argument("--preset", default="offline")
     parser.add_argument("--refs", default="1,2,4")
@@ -36,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="plain,stress", help="plain, stress or both (default)")
     parser.add_argument("--cache", help="cache folder (default: the user cache dir)")
     args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"dataset not found at {args.data}; nothing to benchmark (pass --data DIR)")
+    if missing(args.data):
         return 0
 
     from pekit.cli import main as pekit_main
