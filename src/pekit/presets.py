@@ -192,10 +192,10 @@ PRESETS: dict[str, Preset] = {
         name="offline-fast",
         description="the offline preset, about 2.4x faster to recognize on a CPU: int8 ONNX "
         "backbone, query pass without the saliency head (window proposals), region-level "
-        "competition only; its vectors differ, so it needs a memory of its own",
+        "competition only, colour compared beside the patches; its vectors differ, so it needs a memory of its own",
         backbone_options={"layer": 7, "resolution": 448, "int8": True},
         recognition=RecognitionConfig(proposals=("windows",), window_scales=(0.2, 0.35, 0.5, 0.7, 1.0),
-                                      proposal_competition=False),
+                                      proposal_competition=False, colour_weight=0.2, colour_competition=True),
     ),
     "cpu": Preset(
         name="cpu",
