@@ -81,7 +81,8 @@ class RecognitionConfig:
             closest reference view's (`pekit.embed.colour`); the backbone's tokens match
             texture more than colour, while people's things are often told apart by it.
             A concept stored without colours (introduced before, or with it off) scores
-            as if ``c = colour_neutral``. 0: off (no colours are computed).
+            as if ``c = colour_neutral``. 0: off (no query colours are computed; reference
+            views keep theirs, so a concept can be scored with colour later).
         colour_neutral: the colour agreement that leaves a score unchanged.
         colour_competition: region-level competition also compares colour (the combined
             score, not the parts alone, decides which concept a region belongs to).

@@ -110,10 +110,7 @@ class AnswerContext:
     def grid(self, path: Path, image: np.ndarray | None = None) -> PatchGrid:
         grid = self.cache.grid(self.sha1(path), lambda: self.pipeline.encode(
             image if image is not None else load_image(path)))
-        if grid.colours is None and getattr(self.pipeline.config, "colour_weight", 0) > 0:  # cached before colours
-            grid = self.cache.put(self.sha1(path),
-                                  self.pipeline.with_colours(grid, image if image is not None else path))
-        return grid
+        return self.cache.coloured(self.sha1(path), grid, self.pipeline, image if image is not None else path)
 
 
 def seed_memory(dataset: Dataset, ctx: AnswerContext, *, k: int, seed: int,

@@ -27,6 +27,7 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -157,6 +158,14 @@ class GridCache:
             _atomic_write(self._path(sha1), lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
         self._remember(sha1, grid)
         return grid
+
+    def coloured(self, sha1: str, grid: PatchGrid, pipeline: Any, image: Any) -> PatchGrid:
+        """``grid`` with its patch colours when ``pipeline`` compares colour and the grid was
+        cached before colours were kept: computed from ``image`` (the photo or its path; no
+        backbone pass) and stored back. Otherwise ``grid`` itself."""
+        if grid.colours is not None or getattr(getattr(pipeline, "config", None), "colour_weight", 0) <= 0:
+            return grid
+        return self.put(sha1, pipeline.with_colours(grid, image))
 
     def grid(self, sha1: str, compute: Callable[[], PatchGrid]) -> PatchGrid:
         """Cached grid, or ``compute()`` it (one backbone pass) and store it."""

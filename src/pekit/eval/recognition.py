@@ -208,8 +208,7 @@ def embed_photos(photos: list[Photo], pipeline: Any, cache: GridCache, *,
             continue
         cache.hits += 1
         readable.add(i)
-        if grid.colours is None and getattr(pipeline.config, "colour_weight", 0) > 0:  # cached before colours
-            cache.put(photo.sha1, pipeline.with_colours(grid, photo.path))
+        cache.coloured(photo.sha1, grid, pipeline, photo.path)  # cached before colours were kept
     bar = tqdm(total=len(todo), desc="embedding", unit="photo", disable=None if progress else True)
     with bar:
         for i, result in zip(todo, pipeline.encode_many(photos[i].path for i in todo), strict=True):

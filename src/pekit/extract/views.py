@@ -204,6 +204,7 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0, colour_wei
         return None
     if verify_weight > 0 and any(v.patches is None or len(v.patches) == 0 for v in views):
         return None
+    colours = [c for c in (getattr(v, "colour", None) for v in views) if c is not None]
     scores = []
     for i, view in enumerate(views):
         others = [v for j, v in enumerate(views) if j != i]
@@ -214,7 +215,6 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0, colour_wei
         if verify_weight > 0:
             parts, groups = merge_parts(None, None, others)
             score += verify_weight * group_agreement(np.asarray(view.patches, np.float32) @ parts.T, groups)
-        colours = [c for c in (getattr(v, "colour", None) for v in views) if c is not None]
         if colour_weight > 0 and len(colours) == len(views):
             agree = colour_agreement(colours[i], np.stack([c for j, c in enumerate(colours) if j != i]))
             score += colour_weight * (agree - colour_neutral)

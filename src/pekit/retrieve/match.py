@@ -31,8 +31,9 @@ def _valid_groups(groups: object, n: int) -> list[int]:
     return [n]
 
 
-def _recorded_groups(concept: Concept) -> Any:
-    return concept.meta.get(PART_GROUPS) if isinstance(concept.meta, dict) else None
+def _recorded(concept: Concept, key: str) -> Any:
+    """What a concept's ``meta`` records under ``key`` (validated where it is used), or None."""
+    return concept.meta.get(key) if isinstance(concept.meta, dict) else None
 
 
 def _decoded_colours(rows: Any, views: int) -> np.ndarray | None:
@@ -46,17 +47,13 @@ def concept_colours(concept: Concept) -> np.ndarray | None:
     """``(v, BINS)`` colour histograms of a concept's views (`COLOURS`, `decode_colour`),
     or None when it has none, or not one valid histogram per view (a damaged or
     hand-edited record is ignored: no colour term, never an error)."""
-    return _decoded_colours(concept.meta.get(COLOURS) if isinstance(concept.meta, dict) else None, len(concept.views))
-
-
-def _recorded_colours(concept: Concept) -> Any:
-    return concept.meta.get(COLOURS) if isinstance(concept.meta, dict) else None
+    return _decoded_colours(_recorded(concept, COLOURS), len(concept.views))
 
 
 def part_groups(concept: Concept) -> list[int]:
     """A concept's part group sizes (one group when none are recorded, or when they do
     not add up to its parts)."""
-    return _valid_groups(_recorded_groups(concept), 0 if concept.parts is None else len(concept.parts))
+    return _valid_groups(_recorded(concept, PART_GROUPS), 0 if concept.parts is None else len(concept.parts))
 
 
 @dataclass
@@ -182,7 +179,7 @@ class Gallery:
                    views, owner.astype(np.int64), thr,
                    [None if fetch is not None else c.parts for c in concepts],
                    [c.negatives for c in concepts], fetch,
-                   [_recorded_groups(c) for c in concepts], [_recorded_colours(c) for c in concepts])
+                   [_recorded(c, PART_GROUPS) for c in concepts], [_recorded(c, COLOURS) for c in concepts])
 
 
     def replaced(self, remove: set[int], add: list[Concept]) -> Gallery:
@@ -209,8 +206,8 @@ class Gallery:
                        np.concatenate(thr).astype(np.float32),
                        [self.parts[k] for k in keep] + [None if lazy else c.parts for c in add],
                        [negatives[k] for k in keep] + [c.negatives for c in add], self.fetch,
-                       [groups[k] for k in keep] + [_recorded_groups(c) for c in add],
-                       [colours[k] for k in keep] + [_recorded_colours(c) for c in add])
+                       [groups[k] for k in keep] + [_recorded(c, PART_GROUPS) for c in add],
+                       [colours[k] for k in keep] + [_recorded(c, COLOURS) for c in add])
 
     def subset(self, indices: np.ndarray | list[int]) -> Gallery:
         """The gallery of the concepts at ``indices`` (in that order).
