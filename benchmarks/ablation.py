@@ -12,10 +12,11 @@ all-concepts run (chosen on the test photos: an upper bound).
 Rows: default, noextent (matched region, not grown), noregion (no region-level
 competition), noseeds (a concept that wins no proposal gets no region), noalso (no part
 seed beside won proposals), nocolour (no colour term), nocolourcomp (colour in the score,
-not in region competition), nozoom (no
-zoomed-out reference views), global+parts (the score of the first release: 0.5 global +
-0.5 parts), globalonly, salonly, winonly; and, with a backbone pass per photo each, layer5, layer9,
-final, res336, nocenter. Exits 0 with a message when the dataset is absent.
+not in region competition), noothers (a second-look crop re-scores only the concept
+that triggered it), nozoom (no zoomed-out reference views), global+parts (the score of
+the first release: 0.5 global + 0.5 parts), globalonly, salonly, winonly; and, with a
+backbone pass per photo each, layer5, layer9, final, res336, nocenter. Exits 0 with a
+message when the dataset is absent.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "noalso": {"part_seeds_also": False},
     "nocolour": {"colour_weight": 0.0},
     "nocolourcomp": {"colour_competition": False},
+    "noothers": {"second_look_others": False},
     "nozoom": {"reference_zoom_out": 0},
     "global+parts": {"verify_weight": 0.5},
     "globalonly": {"verify_weight": 0.0},
@@ -48,8 +50,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "nocenter": {"backbone_options": {"layer": 7, "resolution": 448, "center": False}},
 }
 #: rows that reuse the default grids (no new backbone pass): the default of ``--rows``
-CHEAP = ("default", "noextent", "noregion", "noseeds", "noalso", "nocolour", "nocolourcomp", "nozoom", "global+parts",
-         "globalonly", "salonly", "winonly")
+CHEAP = ("default", "noextent", "noregion", "noseeds", "noalso", "nocolour", "nocolourcomp", "noothers", "nozoom",
+         "global+parts", "globalonly", "salonly", "winonly")
 
 
 def main(argv: list[str] | None = None) -> int:

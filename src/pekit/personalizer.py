@@ -582,7 +582,8 @@ class Personalizer:
 
         The wrong region's part prototypes are stored; from then on a region whose patches
         agree with them at least as well as with ``name``'s own parts is not called ``name``
-        (the same stranger's dog, the neighbour's identical backpack). Costs one backbone pass.
+        (the same stranger's dog, the neighbour's identical backpack). Finds the region as
+        `recognize` does (the same second look), so it costs what `recognize` costs.
 
         Raises:
             ConceptNotFoundError: no concept ``name``.
@@ -600,7 +601,7 @@ class Personalizer:
         scan = self.pipeline.scan(self.pipeline.encode(img), image=img,
                                   labels=[c.category for c in objects if c.category])
         thr = concept.threshold if concept.threshold is not None else self.pipeline.config.threshold
-        hits = [c for c in self.pipeline.candidates(scan, Gallery.from_concepts(objects))
+        hits = [c for c in self.pipeline.candidates(scan, Gallery.from_concepts(objects), image=img)
                 if c.concept == k and c.score >= thr]
         if not hits:
             raise NothingFoundError(

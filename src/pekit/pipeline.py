@@ -365,8 +365,9 @@ class Pipeline:
         """`second_look` of ``found``: each crop is one more pass (`_crop_grid`), matched
         against the same gallery with the same competition."""
         def look(box: tuple[int, int, int, int], concept: int) -> list[Candidate]:
+            others = self.config.second_look_others and compete
             return self._first_look(self._crop_grid(image, box), gallery, labels=labels, competitive=compete,
-                                    concepts=np.array([concept]))
+                                    concepts=None if others else np.array([concept]))
 
         out, looks = second_look(self.config, found, (image.shape[1], image.shape[0]), compete, look)
         self.second_look_passes += looks

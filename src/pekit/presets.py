@@ -76,6 +76,10 @@ class RecognitionConfig:
             (long side of the photo / long side of the crop): re-embedding nearly the
             whole photo sees little new.
         second_looks: crops per image (per concept when each is scored alone).
+        second_look_others: with several concepts competing, a crop also re-scores every
+            other concept on it (one more look at that part of the photo, magnified, for all
+            of them: a small object beside the candidate that triggered the crop); no extra
+            pass.
         colour_weight: w > 0: a region's score also gets ``w * (c - colour_neutral)``,
             where ``c`` is the Bhattacharyya coefficient of its colour histogram with the
             closest reference view's (`pekit.embed.colour`); the backbone's tokens match
@@ -119,6 +123,7 @@ class RecognitionConfig:
     second_look_small_band: float | None = None
     second_look_min_zoom: float = 1.0
     second_looks: int = 1
+    second_look_others: bool = False
     colour_weight: float = 0.0
     colour_neutral: float = 0.85
     colour_competition: bool = False
@@ -186,8 +191,8 @@ PRESETS: dict[str, Preset] = {
         # only where they magnify (>= 1.5x), a wider band for small candidates (< 10 % of the grid)
         recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01,
                                       second_look_small=0.1, second_look_small_band=0.08,
-                                      second_look_min_zoom=1.5, reference_zoom_out=2, part_seeds_also=True,
-                                      colour_weight=0.2, colour_competition=True),
+                                      second_look_min_zoom=1.5, second_look_others=True, reference_zoom_out=2,
+                                      part_seeds_also=True, colour_weight=0.2, colour_competition=True),
     ),
     "offline-fast": Preset(
         name="offline-fast",

@@ -49,7 +49,7 @@ def test_a_near_threshold_candidate_takes_the_crop_score_and_a_box_in_photo_coor
     assert looks == 1 and crops.boxes == [(50, 75, 250, 175)]
     assert abs(out[0].score - 0.71) < 1e-6
     assert np.allclose(out[0].xyxy, [60, 95, 80, 115])  # the crop's box moved by the crop's corner
-    assert out[0].region is found[0].region           # the first look's region is kept
+    assert out[0].region.shape == found[0].region.shape  # the crop's region, on the photo's grid
 
 
 def test_a_crop_where_the_concept_is_not_found_keeps_the_first_score() -> None:
@@ -77,3 +77,64 @@ def test_no_crop_that_would_not_magnify_the_object() -> None:
     whole = _cand(0, 0.59, (20, 20, 620, 460), 0.8)        # its crop is the whole photo
     out, looks = second_look(CONFIG, [whole], (640, 480), True, Crops(0.9))
     assert looks == 0 and out[0].score == 0.59
+
+
+class Scene:
+    """A crop pass that finds fixed candidates (crop coordinates) of several concepts."""
+
+    def __init__(self, *found: Candidate) -> None:
+        self.found = list(found)
+        self.boxes: list[tuple[int, int, int, int]] = []
+
+    def __call__(self, box: tuple[int, int, int, int], concept: int) -> list[Candidate]:
+        self.boxes.append(box)
+        return self.found
+
+
+def _on_crop(concept: int, score: float, xyxy: tuple[float, float, float, float],
+             shape: tuple[int, int] = (20, 20)) -> Candidate:
+    """A crop candidate whose region is the patches under ``xyxy`` on a 200 x 100 px crop."""
+    h, w = shape
+    region = np.zeros(shape, bool)
+    x0, y0, x1, y1 = xyxy
+    region[int(y0 / 100 * h):int(np.ceil(y1 / 100 * h)), int(x0 / 200 * w):int(np.ceil(x1 / 200 * w))] = True
+    return Candidate(concept, score, np.array(xyxy, np.float32), region)
+
+
+OTHERS = replace(CONFIG, second_look_others=True)
+
+
+def test_the_crop_is_a_second_look_for_every_concept_on_it() -> None:
+    near = _cand(0, 0.59, (100, 100, 200, 150), 0.3)    # triggers the crop (50, 75, 250, 175)
+    weak = _cand(1, 0.40, (400, 300, 500, 400), 0.2)    # concept 1's first look: elsewhere, low
+    scene = Scene(_on_crop(0, 0.70, (50, 25, 150, 75)),  # concept 0, magnified
+                  _on_crop(1, 0.66, (10, 10, 40, 40)),   # concept 1: a small object beside it
+                  _on_crop(2, 0.62, (140, 20, 200, 100)))  # concept 2: no first-look candidate at all
+    out, looks = second_look(OTHERS, [near, weak], (640, 480), True, scene)
+    assert looks == 1 and len(scene.boxes) == 1          # still one pass
+    by = {c.concept: c for c in out}
+    assert [c.concept for c in out] == [0, 1, 2]         # found's order, then the new ones
+    assert abs(by[1].score - 0.66) < 1e-6 and np.allclose(by[1].xyxy, [60, 85, 90, 115])
+    assert abs(by[2].score - 0.62) < 1e-6 and np.allclose(by[2].xyxy, [190, 95, 250, 175])
+    # each region is the crop's, on the photo's 10 x 10 grid (64 x 48 px patches)
+    assert np.argwhere(by[1].region).tolist() == [[2, 1]]
+    assert np.argwhere(by[2].region).tolist() == [[2, 3], [3, 3]]
+
+
+def test_a_crop_does_not_lower_another_concept_nor_act_without_competition() -> None:
+    near = _cand(0, 0.59, (100, 100, 200, 150), 0.3)
+    sure = _cand(1, 0.75, (400, 300, 500, 400), 0.2)
+    scene = Scene(_on_crop(1, 0.61, (10, 10, 40, 40)), _on_crop(2, 0.65, (150, 50, 190, 90)))
+    out, _ = second_look(OTHERS, [near, sure], (640, 480), True, scene)
+    assert out[1] is sure and [c.concept for c in out] == [0, 1, 2]  # the higher first look stays
+    alone, _ = second_look(OTHERS, [near], (640, 480), False, scene)  # each concept scored alone
+    assert [c.concept for c in alone] == [0]
+    off, _ = second_look(CONFIG, [near, sure], (640, 480), True, scene)  # option off
+    assert [c.concept for c in off] == [0, 1] and off[1] is sure
+
+
+def test_an_object_smaller_than_a_patch_keeps_a_region_on_the_photo_grid() -> None:
+    near = _cand(0, 0.59, (100, 100, 200, 150), 0.3)
+    tiny = Candidate(2, 0.7, np.array([100, 40, 104, 44], np.float32), np.zeros((20, 20), bool))
+    out, _ = second_look(OTHERS, [near], (640, 480), True, Scene(tiny))
+    assert np.argwhere(out[1].region).tolist() == [[2, 2]]  # the patch under the box's centre

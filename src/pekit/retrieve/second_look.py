@@ -18,7 +18,8 @@ from pekit.retrieve.candidates import Candidate
 __all__ = ["Look", "context_box", "second_look"]
 
 #: ``(crop box (x0, y0, x1, y1), concept index) -> candidates on that crop`` (crop coordinates):
-#: one backbone pass of the crop, matched against the same gallery.
+#: one backbone pass of the crop, matched against the same gallery (that concept's candidates,
+#: and with ``second_look_others`` every other concept's too).
 Look = Callable[[tuple[int, int, int, int], int], list[Candidate]]
 
 
@@ -45,14 +46,18 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     magnify it less than ``second_look_min_zoom``: its box, widened by half its size
     on each side for context, is cropped and embedded (one more backbone pass: the object
     now spans many patches), and the concept is matched there against the same gallery
-    (the same competition; ``look``). The crop's score and box replace the first ones; a
-    crop where the concept wins no region keeps the first score. At most ``second_looks``
+    (the same competition; ``look``). The crop's score, box and region (moved to the
+    photo's grid) replace the first ones; a crop where the concept wins no region keeps the
+    first score. With ``second_look_others`` and several concepts competing, the crop is a
+    magnified look at that part of the photo for *every* concept: another concept found on
+    it (a small object beside the one that triggered the crop) replaces its first-look
+    candidate when it scores higher there, or becomes a candidate; no extra pass. At most ``second_looks``
     crops per image with several concepts competing, and per concept when each is scored
     alone (``compete=False``), closest to the threshold (relative to the band on its
     side) first, small candidates at or above the threshold before the rest.
 
     ``size``: the photo's ``(width, height)``. Returns the candidates (in ``found``'s
-    order) and the number of crops embedded.
+    order, then the concepts only a crop found) and the number of crops embedded.
     """
     cfg = config
     thr, band = cfg.threshold, cfg.second_look_band
@@ -85,9 +90,48 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
             continue  # nearly the whole photo: the crop would see little new
         used[key] = used.get(key, 0) + 1
         looks += 1
-        mine = [c for c in look(box, cand.concept) if c.concept == cand.concept]
+        seen = look(box, cand.concept)
+        mine = [c for c in seen if c.concept == cand.concept]
         if mine:
-            best = max(mine, key=lambda c: c.score)
-            xyxy = best.xyxy.astype(np.float32) + np.array([box[0], box[1], box[0], box[1]], np.float32)
-            out[i] = Candidate(cand.concept, best.score, xyxy, cand.region)
+            out[i] = _in_photo(max(mine, key=lambda c: c.score), box, cand.region.shape, size)
+        if cfg.second_look_others and compete:
+            _add_others(out, [c for c in seen if c.concept != cand.concept], box, cand.region.shape, size)
     return out, looks
+
+
+def _add_others(out: list[Candidate], seen: list[Candidate], box: tuple[int, int, int, int],
+                shape: tuple[int, ...], size: tuple[int, int]) -> None:
+    """Other concepts the crop's pass found: each replaces that concept's candidate in
+    ``out`` when it scores higher, or joins ``out`` when the concept had none."""
+    at = {c.concept: j for j, c in enumerate(out)}
+    for cand in sorted(seen, key=lambda c: -c.score):
+        j = at.get(cand.concept)
+        if j is not None and out[j].score >= cand.score:
+            continue
+        moved = _in_photo(cand, box, shape, size)
+        if j is None:
+            at[cand.concept] = len(out)
+            out.append(moved)
+        else:
+            out[j] = moved
+
+
+def _in_photo(cand: Candidate, box: tuple[int, int, int, int], shape: tuple[int, ...],
+              size: tuple[int, int]) -> Candidate:
+    """A candidate found on the crop ``box``, moved to the photo: its box in photo pixels,
+    its region resampled onto the photo's ``shape`` patch grid (patch centres; at least the
+    patch under the box's centre, so an object smaller than a patch keeps a region)."""
+    x0, y0 = box[0], box[1]
+    xyxy = cand.xyxy.astype(np.float32) + np.array([x0, y0, x0, y0], np.float32)
+    h, w = shape
+    width, height = size
+    hc, wc = cand.region.shape
+    rows = np.floor(((np.arange(h) + 0.5) * height / h - y0) / max(box[3] - y0, 1) * hc).astype(np.int64)
+    cols = np.floor(((np.arange(w) + 0.5) * width / w - x0) / max(box[2] - x0, 1) * wc).astype(np.int64)
+    ok_r, ok_c = (rows >= 0) & (rows < hc), (cols >= 0) & (cols < wc)
+    region = np.zeros((h, w), bool)
+    region[np.ix_(ok_r, ok_c)] = cand.region[np.ix_(rows[ok_r], cols[ok_c])]
+    if not region.any():
+        cx, cy = (xyxy[0] + xyxy[2]) / 2, (xyxy[1] + xyxy[3]) / 2
+        region[min(int(cy / height * h), h - 1), min(int(cx / width * w), w - 1)] = True
+    return Candidate(cand.concept, cand.score, xyxy, region)
