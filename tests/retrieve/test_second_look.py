@@ -138,3 +138,14 @@ def test_an_object_smaller_than_a_patch_keeps_a_region_on_the_photo_grid() -> No
     tiny = Candidate(2, 0.7, np.array([100, 40, 104, 44], np.float32), np.zeros((20, 20), bool))
     out, _ = second_look(OTHERS, [near], (640, 480), True, Scene(tiny))
     assert np.argwhere(out[1].region).tolist() == [[2, 2]]  # the patch under the box's centre
+
+
+def test_a_concept_allowed_twice_keeps_its_first_instance_and_gains_the_crops() -> None:
+    near = _cand(0, 0.59, (100, 100, 200, 150), 0.3)
+    mug = _cand(1, 0.80, (400, 300, 500, 400), 0.2)      # one mug, far from the crop
+    scene = Scene(_on_crop(1, 0.70, (10, 10, 40, 40)))   # a second mug beside the first candidate
+    once, _ = second_look(OTHERS, [near, mug], (640, 480), True, scene)
+    assert [c.concept for c in once] == [0, 1] and once[1] is mug  # at most once: the better stays
+    twice, _ = second_look(replace(OTHERS, max_per_concept=2), [near, mug], (640, 480), True, scene)
+    assert [c.concept for c in twice] == [0, 1, 1] and twice[1] is mug
+    assert np.allclose(twice[2].xyxy, [60, 85, 90, 115])

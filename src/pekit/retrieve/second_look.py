@@ -14,6 +14,7 @@ import numpy as np
 
 from pekit.presets import RecognitionConfig
 from pekit.retrieve.candidates import Candidate
+from pekit.retrieve.nms import box_iou
 
 __all__ = ["Look", "context_box", "second_look"]
 
@@ -51,10 +52,12 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     first score. With ``second_look_others`` and several concepts competing, the crop is a
     magnified look at that part of the photo for *every* concept: another concept found on
     it (a small object beside the one that triggered the crop) replaces its first-look
-    candidate when it scores higher there, or becomes a candidate; no extra pass. At most ``second_looks``
-    crops per image with several concepts competing, and per concept when each is scored
-    alone (``compete=False``), closest to the threshold (relative to the band on its
-    side) first, small candidates at or above the threshold before the rest.
+    candidate when it scores higher there, or becomes a candidate; no extra pass.
+
+    At most ``second_looks`` crops per image with several concepts competing, and per
+    concept when each is scored alone (``compete=False``), closest to the threshold
+    (relative to the band on its side) first, small candidates at or above the threshold
+    before the rest.
 
     ``size``: the photo's ``(width, height)``. Returns the candidates (in ``found``'s
     order, then the concepts only a crop found) and the number of crops embedded.
@@ -95,24 +98,29 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
         if mine:
             out[i] = _in_photo(max(mine, key=lambda c: c.score), box, cand.region.shape, size)
         if cfg.second_look_others and compete:
-            _add_others(out, [c for c in seen if c.concept != cand.concept], box, cand.region.shape, size)
+            _add_others(out, [c for c in seen if c.concept != cand.concept], box, cand.region.shape, size,
+                        cfg.max_per_concept)
     return out, looks
 
 
 def _add_others(out: list[Candidate], seen: list[Candidate], box: tuple[int, int, int, int],
-                shape: tuple[int, ...], size: tuple[int, int]) -> None:
-    """Other concepts the crop's pass found: each replaces that concept's candidate in
-    ``out`` when it scores higher, or joins ``out`` when the concept had none."""
-    at = {c.concept: j for j, c in enumerate(out)}
+                shape: tuple[int, ...], size: tuple[int, int], most: int) -> None:
+    """Other concepts the crop's pass found, moved to the photo: each replaces that
+    concept's candidate in ``out`` that overlaps it (or, when the concept already has
+    ``most`` candidates elsewhere, its weakest) if it scores higher, and otherwise joins
+    ``out``."""
     for cand in sorted(seen, key=lambda c: -c.score):
-        j = at.get(cand.concept)
-        if j is not None and out[j].score >= cand.score:
-            continue
         moved = _in_photo(cand, box, shape, size)
-        if j is None:
-            at[cand.concept] = len(out)
+        same = [j for j, c in enumerate(out) if c.concept == cand.concept]
+        if not same:
             out.append(moved)
-        else:
+            continue
+        ious = box_iou(moved.xyxy[None], np.stack([out[j].xyxy for j in same]))[0]
+        if ious.max() <= 0 and len(same) < most:
+            out.append(moved)
+            continue
+        j = same[int(np.argmax(ious))] if ious.max() > 0 else min(same, key=lambda j: out[j].score)
+        if out[j].score < moved.score:
             out[j] = moved
 
 
