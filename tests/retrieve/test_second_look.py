@@ -146,6 +146,27 @@ def test_a_concept_allowed_twice_keeps_its_first_instance_and_gains_the_crops() 
     scene = Scene(_on_crop(1, 0.70, (10, 10, 40, 40)))   # a second mug beside the first candidate
     once, _ = second_look(OTHERS, [near, mug], (640, 480), True, scene)
     assert [c.concept for c in once] == [0, 1] and once[1] is mug  # at most once: the better stays
-    twice, _ = second_look(replace(OTHERS, max_per_concept=2), [near, mug], (640, 480), True, scene)
+    twice, _ = second_look(OTHERS, [near, mug], (640, 480), True, scene, per_concept=2)
     assert [c.concept for c in twice] == [0, 1, 1] and twice[1] is mug
     assert np.allclose(twice[2].xyxy, [60, 85, 90, 115])
+    # a crop's find that overlaps the concept's candidate is the same object: it replaces it
+    low = _cand(1, 0.50, (40, 70, 100, 130), 0.1)
+    same, _ = second_look(OTHERS, [near, low], (640, 480), True, scene, per_concept=2)
+    assert [c.concept for c in same] == [0, 1] and abs(same[1].score - 0.70) < 1e-6
+
+
+def test_the_crop_region_replaces_the_first_look_region_on_the_photo_grid() -> None:
+    near = _cand(0, 0.59, (100, 100, 200, 150), 0.3)      # crop (50, 75, 250, 175), 200 x 100 px
+    out, _ = second_look(CONFIG, [near], (640, 480), True, Scene(_on_crop(0, 0.7, (40, 20, 160, 100))))
+    # photo box (90, 95, 210, 175); the 64 x 48 px patches whose centres fall on it
+    assert np.allclose(out[0].xyxy, [90, 95, 210, 175])
+    assert np.argwhere(out[0].region).tolist() == [[2, 1], [2, 2], [3, 1], [3, 2]]
+
+
+def test_a_candidate_raised_by_another_crop_is_not_looked_at_again() -> None:
+    near = _cand(0, 0.595, (100, 100, 200, 150), 0.3)
+    other = _cand(1, 0.585, (400, 300, 500, 400), 0.3)   # next in line for a crop of its own
+    scene = Scene(_on_crop(0, 0.70, (50, 25, 150, 75)), _on_crop(1, 0.75, (10, 10, 40, 40)))
+    out, looks = second_look(replace(OTHERS, second_looks=2), [near, other], (640, 480), True, scene)
+    assert looks == 1 and len(scene.boxes) == 1           # its score came from the first crop
+    assert abs(out[1].score - 0.75) < 1e-6

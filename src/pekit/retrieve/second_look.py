@@ -38,7 +38,7 @@ def context_box(xyxy: np.ndarray, width: int, height: int, *, margin: float = 0.
 
 
 def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[int, int], compete: bool,
-                look: Look) -> tuple[list[Candidate], int]:
+                look: Look, *, per_concept: int = 1) -> tuple[list[Candidate], int]:
     """Re-score near-threshold or small candidates on a crop embedded at full resolution.
 
     A candidate whose score is within ``second_look_band`` of the threshold, or that
@@ -59,8 +59,10 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     (relative to the band on its side) first, small candidates at or above the threshold
     before the rest.
 
-    ``size``: the photo's ``(width, height)``. Returns the candidates (in ``found``'s
-    order, then the concepts only a crop found) and the number of crops embedded.
+    ``size``: the photo's ``(width, height)``; ``per_concept``: how many regions a concept
+    may hold (as in `first_look`). A candidate another concept's crop already re-scored
+    is not looked at again. Returns the candidates (in ``found``'s order, then the ones
+    only a crop found) and the number of crops embedded.
     """
     cfg = config
     thr, band = cfg.threshold, cfg.second_look_band
@@ -86,8 +88,8 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     for _, i in ranked:
         cand = found[i]
         key = -1 if compete else cand.concept  # one budget per image, or per concept alone
-        if used.get(key, 0) >= cfg.second_looks:
-            continue
+        if used.get(key, 0) >= cfg.second_looks or out[i] is not cand:
+            continue  # out of crops, or already seen on a crop
         box = context_box(cand.xyxy, width, height)
         if max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom:
             continue  # nearly the whole photo: the crop would see little new
@@ -99,7 +101,7 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
             out[i] = _in_photo(max(mine, key=lambda c: c.score), box, cand.region.shape, size)
         if cfg.second_look_others and compete:
             _add_others(out, [c for c in seen if c.concept != cand.concept], box, cand.region.shape, size,
-                        cfg.max_per_concept)
+                        per_concept)
     return out, looks
 
 
