@@ -6,6 +6,7 @@ red/amber = warm. Fake scores: same colour 1.0, red/green vs yellow 0.707, other
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +216,30 @@ def test_gallery_modes_side_by_side(folder_dataset: Path):
     # red photos (0.707) are lost to red whenever red is amber's companion, so fewer false positives
     assert metric(by["2"], "negative") >= metric(by["single"], "negative")
     assert metric(by["2"], "positive") == pytest.approx(1.0)
+
+
+class LookingPipeline(FakePipeline):
+    """A fake with the second look on: each `candidates` call with the photo embeds one crop."""
+
+    def __init__(self) -> None:
+        super().__init__(threshold=0.6)
+        self.config = replace(self.config, second_look=True)
+        self.second_look_passes = 0
+        self.crop_calls: list[bool] = []
+
+    def candidates(self, grid, gallery, *, concepts=None, **kw):
+        self.crop_calls.append(kw.get("image") is not None)
+        self.second_look_passes += kw.get("image") is not None
+        return super().candidates(grid, gallery, concepts=concepts, **kw)
+
+
+def test_random_galleries_get_the_second_look_each_user_would(folder_dataset: Path):
+    pipe = LookingPipeline()
+    run = run_recognition(load_dataset(f"folder:{folder_dataset}"), pipe, refs=(1,), seeds=1,
+                          galleries=(2,), progress=False)
+    assert pipe.crop_calls and all(pipe.crop_calls)       # every gallery's match had the photo
+    # one crop per call, and each concept in its own gallery is one user: 2 passes per photo each
+    assert run.timing["passes_per_image"] == {"2": 2.0}
 
 
 def test_box_metrics_against_ground_truth(tmp_path: Path):

@@ -361,15 +361,18 @@ def _random_galleries(c: int, n: int, seed: list[int]) -> list[np.ndarray]:
     return out
 
 
-def _match_subsets(pipeline: Any, scan: Any, gallery: Gallery,
-                   subsets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Each concept's score when it shares memory with its own random gallery (`_random_galleries`)."""
+def _match_subsets(pipeline: Any, scan: Any, gallery: Gallery, subsets: list[np.ndarray],
+                   image: np.ndarray | None = None, labels: list[str] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Each concept's score when it shares memory with its own random gallery (`_random_galleries`):
+    what that user's memory gives it, the second look included (with the ``image``; every
+    member is scored, so the crops are the ones that user's photo would get)."""
     scores = np.full(len(gallery), NO_SCORE, np.float32)
     boxes = np.zeros((len(gallery), 4), np.float32)
     for k, members in enumerate(subsets):
-        sub = gallery.subset(members)
-        for cand in pipeline.candidates(scan, sub, concepts=np.array([0])):
-            scores[k], boxes[k] = cand.score, cand.xyxy
+        for cand in pipeline.candidates(scan, gallery.subset(members), image=image, labels=labels):
+            if cand.concept == 0 and (scores[k] == NO_SCORE or cand.score > scores[k]):
+                scores[k], boxes[k] = cand.score, cand.xyxy
     return scores, boxes
 
 
@@ -496,14 +499,14 @@ def run_recognition(
             elif trial.gallery == "single":
                 scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, labels=labels, competitive=False)
             else:
-                scores, boxes = _match_subsets(pipeline, scan, galleries_[t], subsets[t] or [])
+                scores, boxes = _match_subsets(pipeline, scan, galleries_[t], subsets[t] or [], image, labels)
             trial.scores[row] = scores
             assert trial.boxes is not None
             trial.boxes[row] = boxes
             looks[trial.gallery] = looks.get(trial.gallery, 0) + getattr(pipeline, "second_look_passes", 0) - before
-            # with each concept alone, every concept is its own user: photos x concepts recognize calls
-            scored[trial.gallery] = scored.get(trial.gallery, 0) + (len(trial.concepts) if trial.gallery == "single"
-                                                                    else 1)
+            # alone or in its own random gallery, every concept is its own user: photos x concepts calls
+            scored[trial.gallery] = scored.get(trial.gallery, 0) + (1 if trial.gallery == "all"
+                                                                    else len(trial.concepts))
     match_s = time.perf_counter() - t0
     if second:
         pipeline.crop_grids = None
