@@ -13,7 +13,9 @@ Rows: default, noextent (matched region, not grown), noregion (no region-level
 competition), noseeds (a concept that wins no proposal gets no region), noalso (no part
 seed beside won proposals), nocolour (no colour term), nocolourcomp (colour in the score,
 not in region competition), noothers (a second-look crop re-scores only the concept
-that triggered it), nozoom (no zoomed-out reference views), global+parts (the score of
+that triggered it), nocore (a candidate whose crop would not magnify it gets no crop,
+instead of one around its most concept-like patch), noskip (crops also for candidates
+already named with confidence or lying on one), nozoom (no zoomed-out reference views), global+parts (the score of
 the first release: 0.5 global + 0.5 parts), globalonly, salonly, winonly; and, with a
 backbone pass per photo each, layer5, layer9, final, res336, nocenter. Exits 0 with a
 message when the dataset is absent.
@@ -38,6 +40,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "nocolour": {"colour_weight": 0.0},
     "nocolourcomp": {"colour_competition": False},
     "noothers": {"second_look_others": False},
+    "nocore": {"second_look_core": False},
+    "noskip": {"second_look_skip_named": False},
     "nozoom": {"reference_zoom_out": 0},
     "global+parts": {"verify_weight": 0.5},
     "globalonly": {"verify_weight": 0.0},
@@ -50,8 +54,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "nocenter": {"backbone_options": {"layer": 7, "resolution": 448, "center": False}},
 }
 #: rows that reuse the default grids (no new backbone pass): the default of ``--rows``
-CHEAP = ("default", "noextent", "noregion", "noseeds", "noalso", "nocolour", "nocolourcomp", "noothers", "nozoom",
-         "global+parts", "globalonly", "salonly", "winonly")
+CHEAP = ("default", "noextent", "noregion", "noseeds", "noalso", "nocolour", "nocolourcomp", "noothers", "nocore",
+         "noskip", "nozoom", "global+parts", "globalonly", "salonly", "winonly")
 
 
 def main(argv: list[str] | None = None) -> int:

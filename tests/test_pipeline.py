@@ -262,12 +262,18 @@ def test_second_look_spends_crops_only_where_they_magnify(pipeline: Pipeline, ga
     one_look = Pipeline(pipeline.backbone, replace(pipeline.config, second_look=False))
     first = one_look.match(grid, gallery, image=image)[0]
     wide = {"second_look_band": 2.0, "second_look_above": 2.0}  # every candidate is "near"
-    looker = _second(pipeline, second_look_min_zoom=1.5, **wide)
+    looker = _second(pipeline, second_look_min_zoom=1.5, second_look_core=False, **wide)
     looker.match(grid, gallery, image=image)
     assert looker.second_look_passes == 1                # its crop (with context) magnifies it > 1.5x
     whole = np.ascontiguousarray(chelsea[:, ::-1])       # the cat fills the photo: the crop would too
     looker.match(pipeline.encode(whole), gallery, image=whole)
     assert looker.second_look_passes == 1                # skipped: nothing new to see
+    # with second_look_core, the crop that magnifies 1.5x around the cat's most cat-like patch
+    core = _second(pipeline, second_look_min_zoom=1.5, second_look_core=True, **wide)
+    scores, boxes, found = core.match(pipeline.encode(whole), gallery, image=whole)
+    assert core.second_look_passes == 1 and found[0] and scores[0] > 0.6
+    h, w = whole.shape[:2]
+    assert boxes[0][2] - boxes[0][0] <= w / 1.5 + 1 and boxes[0][3] - boxes[0][1] <= h / 1.5 + 1  # inside the crop
     # a small candidate far below the threshold: looked at only within the small band
     below = float(first[0]) + 0.06
     tight = _second(pipeline, threshold=below, second_look_band=0.01, second_look_small=0.5)

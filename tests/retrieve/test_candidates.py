@@ -87,3 +87,13 @@ def test_several_regions_per_concept_take_the_part_seed_too(bo: Gallery) -> None
     scores, boxes, _ = pipe.match(grid, bo)
     found = pipe.recognize(grid, bo)
     assert found.score[0] == pytest.approx(scores[0]) and found.xyxy[0].tolist() == boxes[0].tolist()
+
+
+def test_a_candidate_knows_its_most_concept_like_patch(bo: Gallery) -> None:
+    """The second look centres a crop there when the region is too large to magnify."""
+    plain = _pipe(False).candidates(_scene(peak_in_lookalike=True), bo)
+    assert plain[0].peak == (5, 4)            # the first exact Bo patch inside the look-alike
+    assert plain[0].region[plain[0].peak]
+    also = _pipe(True).candidates(_scene(), bo)
+    assert also[0].peak is not None and also[0].region[also[0].peak]
+    assert also[0].peak in {(5, 18), (5, 19), (6, 18), (6, 19)}  # Bo's own 2 x 2 patches

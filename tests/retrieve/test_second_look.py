@@ -170,3 +170,57 @@ def test_a_candidate_raised_by_another_crop_is_not_looked_at_again() -> None:
     out, looks = second_look(replace(OTHERS, second_looks=2), [near, other], (640, 480), True, scene)
     assert looks == 1 and len(scene.boxes) == 1           # its score came from the first crop
     assert abs(out[1].score - 0.75) < 1e-6
+
+
+CORE = replace(CONFIG, second_look_core=True)
+
+
+def test_a_box_too_large_to_magnify_is_looked_at_around_its_most_concept_like_patch() -> None:
+    # the region grew over most of the photo (a small object merged with its surroundings),
+    # but the patch most like the concept is (2, 7): top right on the 10 x 10 grid
+    grown = replace(_cand(0, 0.59, (20, 20, 620, 460), 0.8), peak=(2, 7))
+    crops = Crops(0.7)
+    out, looks = second_look(CORE, [grown], (640, 480), True, crops)
+    # the crop that magnifies exactly 1.5x (427 x 320 px), centred on that patch as far as
+    # the photo allows (patch centre (480, 120): against the right and top edges)
+    assert looks == 1 and crops.boxes == [(213, 0, 640, 320)]
+    assert abs(out[0].score - 0.7) < 1e-6 and np.allclose(out[0].xyxy, [223, 20, 243, 40])
+    off, looks = second_look(CONFIG, [grown], (640, 480), True, Crops(0.7))  # option off: as before
+    assert looks == 0 and off[0] is grown
+    unknown, looks = second_look(CORE, [_cand(0, 0.59, (20, 20, 620, 460), 0.8)], (640, 480), True, Crops(0.7))
+    assert looks == 0 and unknown[0].score == 0.59  # no peak known: nowhere to look
+
+
+def test_a_crop_that_magnifies_the_whole_object_comes_before_one_around_a_patch() -> None:
+    grown = replace(_cand(0, 0.595, (20, 20, 620, 460), 0.8), peak=(2, 7))  # closest to τ, but too large
+    small = _cand(1, 0.53, (300, 300, 330, 330), 0.05)
+    crops = Crops(0.9)
+    _, looks = second_look(CORE, [grown, small], (640, 480), True, crops)
+    assert looks == 1 and crops.boxes == [context_box(small.xyxy, 640, 480)]  # one per image: the small one
+
+
+def test_no_pass_is_spent_on_what_is_already_named() -> None:
+    dog = replace(_cand(0, 0.80, (0, 0, 320, 240), 0.0), region=np.zeros((10, 10), bool))
+    dog.region[:5, :5] = True                                        # named with confidence, top left
+    lookalike = replace(_cand(1, 0.59, (100, 100, 200, 150), 0.3), peak=(3, 2))  # its best patch: on the dog
+    elsewhere = replace(_cand(2, 0.585, (400, 300, 500, 400), 0.3), peak=(7, 7))
+    skip = replace(CONFIG, second_look_skip_named=True)
+    crops = Crops(0.9)
+    _, looks = second_look(skip, [dog, lookalike, elsewhere], (640, 480), True, crops)
+    assert looks == 1 and crops.boxes == [context_box(elsewhere.xyxy, 640, 480)]
+    crops = Crops(0.9)
+    second_look(CONFIG, [dog, lookalike, elsewhere], (640, 480), True, crops)  # option off
+    assert crops.boxes == [context_box(lookalike.xyxy, 640, 480)]  # the closest to τ, on the dog
+    # nor on a small candidate already named with confidence (it is looked at without the option)
+    sure_small = replace(_cand(0, 0.75, (300, 300, 330, 330), 0.05), peak=(0, 0))
+    assert second_look(skip, [sure_small], (640, 480), True, Crops(0.9))[1] == 0
+    assert second_look(CONFIG, [sure_small], (640, 480), True, Crops(0.9))[1] == 1
+
+
+def test_each_concept_alone_is_not_explained_by_another() -> None:
+    dog = replace(_cand(0, 0.80, (0, 0, 320, 240), 0.0), region=np.zeros((10, 10), bool))
+    dog.region[:5, :5] = True
+    lookalike = replace(_cand(1, 0.59, (100, 100, 200, 150), 0.3), peak=(3, 2))
+    crops = Crops(0.9)
+    _, looks = second_look(replace(CONFIG, second_look_skip_named=True), [dog, lookalike], (640, 480), False, crops)
+    assert looks == 1 and crops.boxes == [context_box(lookalike.xyxy, 640, 480)]  # no competition: its own crop

@@ -80,12 +80,15 @@ class Candidate:
         score: the region's score (`region_score`; what the threshold applies to).
         xyxy: ``(4,)`` box of the object's extent in image pixels.
         region: ``(h, w)`` bool patch mask of the object's extent.
+        peak: ``(row, col)`` of the region's most concept-like patch (the patch most like
+            one of the concept's parts), when known.
     """
 
     concept: int
     score: float
     xyxy: np.ndarray
     region: np.ndarray
+    peak: tuple[int, int] | None = None
 
 
 def peak_seed(simmap: np.ndarray) -> np.ndarray:
@@ -278,7 +281,10 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
             rivals = every + colour if colour is not None and cfg.colour_competition else every
             if compete and c > 1 and cfg.region_competition and np.delete(rivals, k).max() > rivals[k]:
                 continue  # region-level competition: another concept agrees better
-            mine_out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region))
+            top = None if simmap is None else np.unravel_index(int(np.argmax(np.where(region, simmap, -np.inf))),
+                                                                region.shape)
+            mine_out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region,
+                                      None if top is None else (int(top[0]), int(top[1]))))
         if peak > 0 and len(mine_out) > per_concept:  # proposals' regions and a part seed's elsewhere: the best
             mine_out = sorted(mine_out, key=lambda cand: -cand.score)[:per_concept]
         out.extend(mine_out)

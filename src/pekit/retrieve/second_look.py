@@ -2,8 +2,11 @@
 
 At 448 px a small object spans a few patches whose tokens mix in its surroundings, so its
 first-look score is low. `second_look` picks the candidates worth another backbone pass
-(bounded per image), crops each with context (`context_box`), and lets the caller match
-the concept again on the crop's own pass (`Pipeline` encodes it and runs `first_look`).
+(bounded per image), crops each with context (`context_box`; or, when that crop would
+hardly magnify it, around its most concept-like patch: `core_box`), and lets the caller
+match the concept again on the crop's own pass (`Pipeline` encodes it and runs
+`first_look`). Passes go where they can change a decision: not to a candidate already
+named with confidence, nor to one whose best patch lies on such a candidate's object.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pekit.presets import RecognitionConfig
 from pekit.retrieve.candidates import Candidate
 from pekit.retrieve.nms import box_iou
 
-__all__ = ["Look", "context_box", "second_look"]
+__all__ = ["Look", "context_box", "core_box", "second_look"]
 
 #: ``(crop box (x0, y0, x1, y1), concept index) -> candidates on that crop`` (crop coordinates):
 #: one backbone pass of the crop, matched against the same gallery (that concept's candidates,
@@ -37,6 +40,18 @@ def context_box(xyxy: np.ndarray, width: int, height: int, *, margin: float = 0.
     return bx0, by0, max(bx1, bx0 + 1), max(by1, by0 + 1)
 
 
+def core_box(peak: tuple[int, int], shape: tuple[int, ...], width: int, height: int,
+             zoom: float) -> tuple[int, int, int, int]:
+    """The crop that magnifies ``zoom`` times, centred (as far as the photo allows) on the
+    patch ``peak`` of a ``shape`` grid over a ``width`` x ``height`` photo."""
+    h, w = shape
+    cw, ch = max(1, round(width / zoom)), max(1, round(height / zoom))
+    cx, cy = (peak[1] + 0.5) * width / w, (peak[0] + 0.5) * height / h
+    x0 = int(min(max(0, round(cx - cw / 2)), width - cw))
+    y0 = int(min(max(0, round(cy - ch / 2)), height - ch))
+    return x0, y0, x0 + cw, y0 + ch
+
+
 def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[int, int], compete: bool,
                 look: Look, *, per_concept: int = 1) -> tuple[list[Candidate], int]:
     """Re-score near-threshold or small candidates on a crop embedded at full resolution.
@@ -44,7 +59,12 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     A candidate whose score is within ``second_look_band`` of the threshold, or that
     covers less than ``second_look_small`` of the grid and is at most
     ``second_look_small_band`` below it, is looked at again, unless its crop would
-    magnify it less than ``second_look_min_zoom``: its box, widened by half its size
+    magnify it less than ``second_look_min_zoom`` (with ``second_look_core``, it is then
+    looked at on the crop that magnifies that much, centred on its most concept-like
+    patch: its region may have grown from a small object over its surroundings), or
+    (with ``second_look_skip_named``) it is already named with confidence, or its most
+    concept-like patch lies on the region of a candidate that is (another concept's only
+    when concepts compete: that patch is explained). Its box, widened by half its size
     on each side for context, is cropped and embedded (one more backbone pass: the object
     now spans many patches), and the concept is matched there against the same gallery
     (the same competition; ``look``). The crop's score, box and region (moved to the
@@ -57,7 +77,7 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     At most ``second_looks`` crops per image with several concepts competing, and per
     concept when each is scored alone (``compete=False``), closest to the threshold
     (relative to the band on its side) first, small candidates at or above the threshold
-    before the rest.
+    before the rest, crops around a patch after crops of whole boxes.
 
     ``size``: the photo's ``(width, height)``; ``per_concept``: how many regions a concept
     may hold (as in `first_look`). A candidate another concept's crop already re-scored
@@ -69,7 +89,8 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     above = band if cfg.second_look_above is None else cfg.second_look_above
     small_band = band if cfg.second_look_small_band is None else cfg.second_look_small_band
     width, height = size
-    ranked: list[tuple[float, int]] = []
+    named = [c for c in found if c.score >= thr + above]  # named with confidence already
+    ranked: list[tuple[bool, float, int, tuple[int, int, int, int]]] = []
     for i, cand in enumerate(found):
         share = float(cand.region.mean()) if cand.region.size else 0.0
         small = share < cfg.second_look_small and cand.score >= thr - small_band
@@ -80,19 +101,24 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
             gap = (thr - cand.score) / max(small_band if small else band, 1e-6)
         else:
             gap = 0.0 if small else (cand.score - thr) / max(above, 1e-6)
-        ranked.append((gap, i))
+        if cfg.second_look_skip_named and _explained(cand, named, compete):
+            continue  # its most concept-like patch is on an object already named
+        box = context_box(cand.xyxy, width, height)
+        core = max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom
+        if core:  # nearly the whole photo: the crop would see little new
+            if not (cfg.second_look_core and cand.peak is not None):
+                continue
+            box = core_box(cand.peak, cand.region.shape, width, height, cfg.second_look_min_zoom)
+        ranked.append((core, gap, i, box))
     ranked.sort()
     used: dict[int, int] = {}
     out = list(found)
     looks = 0
-    for _, i in ranked:
+    for _, _, i, box in ranked:
         cand = found[i]
         key = -1 if compete else cand.concept  # one budget per image, or per concept alone
         if used.get(key, 0) >= cfg.second_looks or out[i] is not cand:
             continue  # out of crops, or already seen on a crop
-        box = context_box(cand.xyxy, width, height)
-        if max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom:
-            continue  # nearly the whole photo: the crop would see little new
         used[key] = used.get(key, 0) + 1
         looks += 1
         seen = look(box, cand.concept)
@@ -103,6 +129,15 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
             _add_others(out, [c for c in seen if c.concept != cand.concept], box, cand.region.shape, size,
                         per_concept)
     return out, looks
+
+
+def _explained(cand: Candidate, named: list[Candidate], compete: bool) -> bool:
+    """Whether ``cand`` is one of ``named``, or its most concept-like patch lies in the region
+    of one of them (of its own concept only when concepts do not compete)."""
+    peak = cand.peak
+    return any(other is cand or (peak is not None and (compete or other.concept == cand.concept)
+                                 and other.region.shape == cand.region.shape and bool(other.region[peak]))
+               for other in named)
 
 
 def _add_others(out: list[Candidate], seen: list[Candidate], box: tuple[int, int, int, int],
