@@ -72,9 +72,10 @@ class RecognitionConfig:
         second_look_small_band: how far below the threshold a *small* candidate may be
             for a second look (None: ``second_look_band``): a small object spans few
             patches, so its first score is the least reliable and its crop gains most.
-        second_look_min_zoom: skip a crop that would magnify the object less than this
-            (long side of the photo / long side of the crop): re-embedding nearly the
-            whole photo sees little new.
+        second_look_min_zoom: no crop of a candidate's box that would magnify it less than
+            this (long side of the photo / long side of the crop): re-embedding nearly the
+            whole photo sees little new (with ``second_look_core``, the crop around its most
+            concept-like patch that magnifies this much instead).
         second_looks: crops per image (per concept when each is scored alone).
         second_look_others: with several concepts competing, a crop also re-scores every
             other concept on it (one more look at that part of the photo, magnified, for all
@@ -83,8 +84,8 @@ class RecognitionConfig:
         second_look_core: a candidate whose crop would magnify it less than
             ``second_look_min_zoom`` (its region grew over much of the photo: a large object,
             or a small one merged with its surroundings) is looked at on the crop that
-            magnifies exactly that much, centred on its most concept-like patch, after
-            every candidate whose whole box can be magnified.
+            magnifies that much, centred on its most concept-like patch, after every
+            candidate whose whole box can be magnified.
         second_look_skip_named: no pass for a candidate already named with confidence (at
             or above the band above the threshold), nor for one whose most concept-like
             patch lies on such a candidate's region (that patch is explained: another look

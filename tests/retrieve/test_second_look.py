@@ -8,7 +8,7 @@ import numpy as np
 
 from pekit.presets import RecognitionConfig
 from pekit.retrieve.candidates import Candidate
-from pekit.retrieve.second_look import context_box, second_look
+from pekit.retrieve.second_look import context_box, core_box, second_look
 
 CONFIG = replace(RecognitionConfig(), threshold=0.60, second_look=True, second_look_band=0.03,
                  second_look_above=0.01, second_look_small=0.10, second_look_small_band=0.08,
@@ -224,3 +224,21 @@ def test_each_concept_alone_is_not_explained_by_another() -> None:
     crops = Crops(0.9)
     _, looks = second_look(replace(CONFIG, second_look_skip_named=True), [dog, lookalike], (640, 480), False, crops)
     assert looks == 1 and crops.boxes == [context_box(lookalike.xyxy, 640, 480)]  # no competition: its own crop
+
+
+def test_the_core_crop_is_centred_on_the_patch_and_needs_a_photo_large_enough() -> None:
+    # an 8 x 12 grid over 640 x 480 px: patch (3, 5) has its centre at (293.3, 210)
+    assert core_box((3, 5), (8, 12), 640, 480, 1.5) == (80, 50, 507, 370)
+    assert core_box((3, 5), (8, 12), 90, 60, 1.5) is None       # its crop would be under 64 px
+    assert core_box((3, 5), (8, 12), 640, 480, 1.0) is None      # magnifies nothing
+    grown = replace(_cand(0, 0.59, (5, 5, 85, 55), 0.8), peak=(2, 7))
+    assert second_look(CORE, [grown], (90, 60), True, Crops(0.9))[1] == 0  # a thumbnail: no pass
+
+
+def test_each_concept_alone_is_still_explained_by_its_own_named_region() -> None:
+    mug = replace(_cand(0, 0.80, (0, 0, 320, 240), 0.0), region=np.zeros((10, 10), bool))
+    mug.region[:5, :5] = True                                     # one mug, named
+    again = replace(_cand(0, 0.59, (100, 100, 200, 150), 0.3), peak=(3, 2))  # the same concept, on it
+    skip = replace(CONFIG, second_look_skip_named=True)
+    assert second_look(skip, [mug, again], (640, 480), False, Crops(0.9))[1] == 0
+    assert second_look(CONFIG, [mug, again], (640, 480), False, Crops(0.9))[1] == 1

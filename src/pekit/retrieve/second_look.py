@@ -40,10 +40,14 @@ def context_box(xyxy: np.ndarray, width: int, height: int, *, margin: float = 0.
     return bx0, by0, max(bx1, bx0 + 1), max(by1, by0 + 1)
 
 
-def core_box(peak: tuple[int, int], shape: tuple[int, ...], width: int, height: int,
-             zoom: float) -> tuple[int, int, int, int]:
-    """The crop that magnifies ``zoom`` times, centred (as far as the photo allows) on the
-    patch ``peak`` of a ``shape`` grid over a ``width`` x ``height`` photo."""
+def core_box(peak: tuple[int, int], shape: tuple[int, ...], width: int, height: int, zoom: float, *,
+             min_side: int = 64) -> tuple[int, int, int, int] | None:
+    """The crop that magnifies ``zoom`` (> 1) times (its sides rounded to the pixel), centred
+    as far as the photo allows on the patch ``peak`` of a ``shape`` grid over a ``width`` x
+    ``height`` photo; None when that crop's long side would be under ``min_side`` px (a
+    photo too small to magnify)."""
+    if zoom <= 1 or max(width, height) / zoom < min_side:
+        return None
     h, w = shape
     cw, ch = max(1, round(width / zoom)), max(1, round(height / zoom))
     cx, cy = (peak[1] + 0.5) * width / w, (peak[0] + 0.5) * height / h
@@ -64,7 +68,8 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     patch: its region may have grown from a small object over its surroundings), or
     (with ``second_look_skip_named``) it is already named with confidence, or its most
     concept-like patch lies on the region of a candidate that is (another concept's only
-    when concepts compete: that patch is explained). Its box, widened by half its size
+    when concepts compete: that patch is explained). Like the band, "named" is read
+    against the global threshold, not a concept's own. Its box, widened by half its size
     on each side for context, is cropped and embedded (one more backbone pass: the object
     now spans many patches), and the concept is matched there against the same gallery
     (the same competition; ``look``). The crop's score, box and region (moved to the
@@ -106,9 +111,12 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
         box = context_box(cand.xyxy, width, height)
         core = max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom
         if core:  # nearly the whole photo: the crop would see little new
-            if not (cfg.second_look_core and cand.peak is not None):
+            near_core = None
+            if cfg.second_look_core and cand.peak is not None:
+                near_core = core_box(cand.peak, cand.region.shape, width, height, cfg.second_look_min_zoom)
+            if near_core is None:
                 continue
-            box = core_box(cand.peak, cand.region.shape, width, height, cfg.second_look_min_zoom)
+            box = near_core
         ranked.append((core, gap, i, box))
     ranked.sort()
     used: dict[int, int] = {}
