@@ -374,7 +374,7 @@ class Pipeline:
                                     concepts=concepts if others else np.array([concept]))
 
         out, looks = second_look(self.config, found, (image.shape[1], image.shape[0]), compete, look,
-                                 per_concept=per_concept)
+                                 per_concept=per_concept, thresholds=gallery.thresholds)
         self.second_look_passes += looks
         return out
 

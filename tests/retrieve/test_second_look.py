@@ -242,3 +242,17 @@ def test_each_concept_alone_is_still_explained_by_its_own_named_region() -> None
     skip = replace(CONFIG, second_look_skip_named=True)
     assert second_look(skip, [mug, again], (640, 480), False, Crops(0.9))[1] == 0
     assert second_look(CONFIG, [mug, again], (640, 480), False, Crops(0.9))[1] == 1
+
+
+def test_the_bands_are_read_against_a_concept_own_threshold() -> None:
+    strict = _cand(0, 0.69, (100, 100, 200, 150), 0.3)   # its own threshold is 0.70: just under it
+    own = np.array([0.70], np.float32)
+    crops = Crops(0.75)
+    out, looks = second_look(replace(CONFIG, second_look_skip_named=True), [strict], (640, 480), True, crops,
+                             thresholds=own)
+    assert looks == 1 and abs(out[0].score - 0.75) < 1e-6
+    # read against the global 0.60 it would count as named with confidence: no crop
+    assert second_look(replace(CONFIG, second_look_skip_named=True), [strict], (640, 480), True, Crops(0.75))[1] == 0
+    # NaN: the global threshold
+    assert second_look(replace(CONFIG, second_look_skip_named=True), [strict], (640, 480), True, Crops(0.75),
+                       thresholds=np.array([np.nan], np.float32))[1] == 0

@@ -57,7 +57,8 @@ def core_box(peak: tuple[int, int], shape: tuple[int, ...], width: int, height: 
 
 
 def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[int, int], compete: bool,
-                look: Look, *, per_concept: int = 1) -> tuple[list[Candidate], int]:
+                look: Look, *, per_concept: int = 1,
+                thresholds: np.ndarray | None = None) -> tuple[list[Candidate], int]:
     """Re-score near-threshold or small candidates on a crop embedded at full resolution.
 
     A candidate whose score is within ``second_look_band`` of the threshold, or that
@@ -68,8 +69,7 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     patch: its region may have grown from a small object over its surroundings), or
     (with ``second_look_skip_named``) it is already named with confidence, or its most
     concept-like patch lies on the region of a candidate that is (another concept's only
-    when concepts compete: that patch is explained). Like the band, "named" is read
-    against the global threshold, not a concept's own. Its box, widened by half its size
+    when concepts compete: that patch is explained). Its box, widened by half its size
     on each side for context, is cropped and embedded (one more backbone pass: the object
     now spans many patches), and the concept is matched there against the same gallery
     (the same competition; ``look``). The crop's score, box and region (moved to the
@@ -85,18 +85,25 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     before the rest, crops around a patch after crops of whole boxes.
 
     ``size``: the photo's ``(width, height)``; ``per_concept``: how many regions a concept
-    may hold (as in `first_look`). A candidate another concept's crop already re-scored
-    is not looked at again. Returns the candidates (in ``found``'s order, then the ones
-    only a crop found) and the number of crops embedded.
+    may hold (as in `first_look`); ``thresholds``: ``(C,)`` per-concept thresholds (NaN: the
+    global one; `Gallery.thresholds`), which the bands are read against. A candidate
+    another concept's crop already re-scored is not looked at again. Returns the candidates
+    (in ``found``'s order, then the ones only a crop found) and the number of crops embedded.
     """
     cfg = config
-    thr, band = cfg.threshold, cfg.second_look_band
+    band = cfg.second_look_band
     above = band if cfg.second_look_above is None else cfg.second_look_above
     small_band = band if cfg.second_look_small_band is None else cfg.second_look_small_band
     width, height = size
-    named = [c for c in found if c.score >= thr + above]  # named with confidence already
+
+    def own(cand: Candidate) -> float:  # the threshold the candidate is named at
+        t = np.nan if thresholds is None else float(thresholds[cand.concept])
+        return cfg.threshold if np.isnan(t) else t
+
+    named = [c for c in found if c.score >= own(c) + above]  # named with confidence already
     ranked: list[tuple[bool, float, int, tuple[int, int, int, int]]] = []
     for i, cand in enumerate(found):
+        thr = own(cand)
         share = float(cand.region.mean()) if cand.region.size else 0.0
         small = share < cfg.second_look_small and cand.score >= thr - small_band
         near = thr - band <= cand.score < thr + above
