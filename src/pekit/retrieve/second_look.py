@@ -64,10 +64,9 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     A candidate whose score is within ``second_look_band`` of the threshold, or that
     covers less than ``second_look_small`` of the grid and is at most
     ``second_look_small_band`` below it, is looked at again, unless its crop would
-    magnify it less than ``second_look_min_zoom`` (with ``second_look_core`` and a score
-    under the threshold, it is then looked at on the crop that magnifies that much,
-    centred on its most concept-like patch: its region may have grown from a small object
-    over its surroundings; a crop that may show part of an object only rescues), or
+    magnify it less than ``second_look_min_zoom`` (with ``second_look_core``, it is then
+    looked at on the crop that magnifies that much, centred on its most concept-like
+    patch: its region may have grown from a small object over its surroundings), or
     (with ``second_look_skip_named``) it is already named with confidence, or its most
     concept-like patch lies on the region of a candidate that is (another concept's only
     when concepts compete: that patch is explained). Its box, widened by half its size
