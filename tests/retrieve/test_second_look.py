@@ -189,8 +189,6 @@ def test_a_box_too_large_to_magnify_is_looked_at_around_its_most_concept_like_pa
     assert looks == 0 and off[0] is grown
     unknown, looks = second_look(CORE, [_cand(0, 0.59, (20, 20, 620, 460), 0.8)], (640, 480), True, Crops(0.7))
     assert looks == 0 and unknown[0].score == 0.59  # no peak known: nowhere to look
-    named = replace(grown, score=0.605)                    # in the band but already at τ: a crop of a
-    assert second_look(CORE, [named], (640, 480), True, Crops(0.7))[1] == 0  # part only rescues
 
 
 def test_a_crop_that_magnifies_the_whole_object_comes_before_one_around_a_patch() -> None:

@@ -119,7 +119,7 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
         core = max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom
         if core:  # nearly the whole photo: the crop would see little new
             near_core = None
-            if cfg.second_look_core and cand.peak is not None and cand.score < thr:
+            if cfg.second_look_core and cand.peak is not None:
                 near_core = core_box(cand.peak, cand.region.shape, width, height, cfg.second_look_min_zoom)
             if near_core is None:
                 continue
