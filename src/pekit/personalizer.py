@@ -28,7 +28,7 @@ from pekit.memory import MemoryStore, clean_name, name_key, open_memory
 from pekit.pipeline import Pipeline
 from pekit.presets import Preset, get_preset
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
-from pekit.retrieve.match import COLOURS, Gallery, part_groups
+from pekit.retrieve.match import COLOURS, Gallery, part_groups, thresholds_or
 from pekit.types import Answer, Concept, Detections, PatchGrid
 
 log = logging.getLogger(__name__)
@@ -464,8 +464,8 @@ class Personalizer:
         objects = entry.gallery
         own: dict[int, float] = {}
         if len(objects):
-            per = np.full(len(objects), threshold, np.float64) if threshold is not None else np.where(
-                np.isnan(objects.thresholds), self.pipeline.config.threshold, objects.thresholds)
+            per = np.full(len(objects), threshold, np.float64) if threshold is not None else thresholds_or(
+                objects.thresholds, self.pipeline.config.threshold)
             own = dict(zip(np.asarray(objects.ids).tolist(), per.tolist(), strict=True))
         low = min(own.values()) - WEAK_MARGIN if own else threshold
 

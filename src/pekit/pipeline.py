@@ -47,7 +47,7 @@ from pekit.extract.views import (
 )
 from pekit.presets import Preset, RecognitionConfig
 from pekit.retrieve.candidates import NO_SCORE, Candidate, Scan, first_look, region_score
-from pekit.retrieve.match import PART_GROUPS, Gallery, part_groups
+from pekit.retrieve.match import PART_GROUPS, Gallery, part_groups, thresholds_or
 from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
 from pekit.retrieve.second_look import second_look
@@ -422,8 +422,7 @@ class Pipeline:
         scan = self.scan(grid, image=image, labels=labels)
         cands = self.candidates(scan, gallery, per_concept=self.config.max_per_concept, image=image, labels=labels)
         thr = self.config.threshold if threshold is None else float(threshold)
-        per = np.where(np.isnan(gallery.thresholds), thr, gallery.thresholds) if threshold is None \
-            else np.full(len(gallery), thr, np.float32)
+        per = thresholds_or(gallery.thresholds, thr) if threshold is None else np.full(len(gallery), thr, np.float32)
         hits = [c for c in cands if c.score >= per[c.concept]]
         if not hits:
             return Detections.empty()

@@ -173,6 +173,7 @@ def test_a_candidate_raised_by_another_crop_is_not_looked_at_again() -> None:
 
 
 CORE = replace(CONFIG, second_look_core=True)
+SKIP = replace(CONFIG, second_look_skip_named=True)
 
 
 def test_a_box_too_large_to_magnify_is_looked_at_around_its_most_concept_like_patch() -> None:
@@ -204,16 +205,15 @@ def test_no_pass_is_spent_on_what_is_already_named() -> None:
     dog.region[:5, :5] = True                                        # named with confidence, top left
     lookalike = replace(_cand(1, 0.59, (100, 100, 200, 150), 0.3), peak=(3, 2))  # its best patch: on the dog
     elsewhere = replace(_cand(2, 0.585, (400, 300, 500, 400), 0.3), peak=(7, 7))
-    skip = replace(CONFIG, second_look_skip_named=True)
     crops = Crops(0.9)
-    _, looks = second_look(skip, [dog, lookalike, elsewhere], (640, 480), True, crops)
+    _, looks = second_look(SKIP, [dog, lookalike, elsewhere], (640, 480), True, crops)
     assert looks == 1 and crops.boxes == [context_box(elsewhere.xyxy, 640, 480)]
     crops = Crops(0.9)
     second_look(CONFIG, [dog, lookalike, elsewhere], (640, 480), True, crops)  # option off
     assert crops.boxes == [context_box(lookalike.xyxy, 640, 480)]  # the closest to τ, on the dog
     # nor on a small candidate already named with confidence (it is looked at without the option)
     sure_small = replace(_cand(0, 0.75, (300, 300, 330, 330), 0.05), peak=(0, 0))
-    assert second_look(skip, [sure_small], (640, 480), True, Crops(0.9))[1] == 0
+    assert second_look(SKIP, [sure_small], (640, 480), True, Crops(0.9))[1] == 0
     assert second_look(CONFIG, [sure_small], (640, 480), True, Crops(0.9))[1] == 1
 
 
@@ -222,7 +222,7 @@ def test_each_concept_alone_is_not_explained_by_another() -> None:
     dog.region[:5, :5] = True
     lookalike = replace(_cand(1, 0.59, (100, 100, 200, 150), 0.3), peak=(3, 2))
     crops = Crops(0.9)
-    _, looks = second_look(replace(CONFIG, second_look_skip_named=True), [dog, lookalike], (640, 480), False, crops)
+    _, looks = second_look(SKIP, [dog, lookalike], (640, 480), False, crops)
     assert looks == 1 and crops.boxes == [context_box(lookalike.xyxy, 640, 480)]  # no competition: its own crop
 
 
@@ -239,8 +239,7 @@ def test_each_concept_alone_is_still_explained_by_its_own_named_region() -> None
     mug = replace(_cand(0, 0.80, (0, 0, 320, 240), 0.0), region=np.zeros((10, 10), bool))
     mug.region[:5, :5] = True                                     # one mug, named
     again = replace(_cand(0, 0.59, (100, 100, 200, 150), 0.3), peak=(3, 2))  # the same concept, on it
-    skip = replace(CONFIG, second_look_skip_named=True)
-    assert second_look(skip, [mug, again], (640, 480), False, Crops(0.9))[1] == 0
+    assert second_look(SKIP, [mug, again], (640, 480), False, Crops(0.9))[1] == 0
     assert second_look(CONFIG, [mug, again], (640, 480), False, Crops(0.9))[1] == 1
 
 
@@ -248,11 +247,11 @@ def test_the_bands_are_read_against_a_concept_own_threshold() -> None:
     strict = _cand(0, 0.69, (100, 100, 200, 150), 0.3)   # its own threshold is 0.70: just under it
     own = np.array([0.70], np.float32)
     crops = Crops(0.75)
-    out, looks = second_look(replace(CONFIG, second_look_skip_named=True), [strict], (640, 480), True, crops,
+    out, looks = second_look(SKIP, [strict], (640, 480), True, crops,
                              thresholds=own)
     assert looks == 1 and abs(out[0].score - 0.75) < 1e-6
     # read against the global 0.60 it would count as named with confidence: no crop
-    assert second_look(replace(CONFIG, second_look_skip_named=True), [strict], (640, 480), True, Crops(0.75))[1] == 0
+    assert second_look(SKIP, [strict], (640, 480), True, Crops(0.75))[1] == 0
     # NaN: the global threshold
-    assert second_look(replace(CONFIG, second_look_skip_named=True), [strict], (640, 480), True, Crops(0.75),
+    assert second_look(SKIP, [strict], (640, 480), True, Crops(0.75),
                        thresholds=np.array([np.nan], np.float32))[1] == 0

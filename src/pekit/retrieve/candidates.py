@@ -281,10 +281,11 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
             rivals = every + colour if colour is not None and cfg.colour_competition else every
             if compete and c > 1 and cfg.region_competition and np.delete(rivals, k).max() > rivals[k]:
                 continue  # region-level competition: another concept agrees better
-            top = None if simmap is None else np.unravel_index(int(np.argmax(np.where(region, simmap, -np.inf))),
-                                                                region.shape)
-            mine_out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region,
-                                      None if top is None else (int(top[0]), int(top[1]))))
+            at = None  # the region's most concept-like patch, when the similarity map was needed
+            if simmap is not None:
+                y, x = np.unravel_index(int(np.argmax(np.where(region, simmap, -np.inf))), region.shape)
+                at = (int(y), int(x))
+            mine_out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region, at))
         if peak > 0 and len(mine_out) > per_concept:  # proposals' regions and a part seed's elsewhere: the best
             mine_out = sorted(mine_out, key=lambda cand: -cand.score)[:per_concept]
         out.extend(mine_out)

@@ -15,7 +15,7 @@ from pekit.embed.colour import decode_colour
 from pekit.types import Concept
 
 __all__ = ["COLOURS", "PART_GROUPS", "Gallery", "concept_colours", "part_agreement", "part_groups", "part_scores",
-           "similarity"]
+           "similarity", "thresholds_or"]
 
 #: ``Concept.meta`` key: sizes of the consecutive groups of ``Concept.parts`` (the parts of
 #: full-size views, then of zoomed-out views), each scored on its own (`part_agreement`).
@@ -287,3 +287,8 @@ def part_scores(region: np.ndarray, parts: np.ndarray) -> float:
         return -1.0
     s = parts @ region.T
     return float(0.5 * (s.max(1).mean() + s.max(0).mean()))
+
+
+def thresholds_or(thresholds: np.ndarray, default: float) -> np.ndarray:
+    """Each concept's own threshold (`Gallery.thresholds`), ``default`` where it has none (NaN)."""
+    return np.where(np.isnan(thresholds), default, thresholds)

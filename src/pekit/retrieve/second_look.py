@@ -17,6 +17,7 @@ import numpy as np
 
 from pekit.presets import RecognitionConfig
 from pekit.retrieve.candidates import Candidate
+from pekit.retrieve.match import thresholds_or
 from pekit.retrieve.nms import box_iou
 
 __all__ = ["Look", "context_box", "core_box", "second_look"]
@@ -96,9 +97,10 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     small_band = band if cfg.second_look_small_band is None else cfg.second_look_small_band
     width, height = size
 
+    per = None if thresholds is None else thresholds_or(thresholds, cfg.threshold)
+
     def own(cand: Candidate) -> float:  # the threshold the candidate is named at
-        t = np.nan if thresholds is None else float(thresholds[cand.concept])
-        return cfg.threshold if np.isnan(t) else t
+        return cfg.threshold if per is None else float(per[cand.concept])
 
     named = [c for c in found if c.score >= own(c) + above]  # named with confidence already
     ranked: list[tuple[bool, float, int, tuple[int, int, int, int]]] = []
@@ -117,13 +119,12 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
             continue  # its most concept-like patch is on an object already named
         box = context_box(cand.xyxy, width, height)
         core = max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom
-        if core:  # nearly the whole photo: the crop would see little new
-            near_core = None
-            if cfg.second_look_core and cand.peak is not None:
-                near_core = core_box(cand.peak, cand.region.shape, width, height, cfg.second_look_min_zoom)
-            if near_core is None:
+        if core:  # nearly the whole photo would see little new: around its core, or no crop
+            around = None if not cfg.second_look_core or cand.peak is None else core_box(
+                cand.peak, cand.region.shape, width, height, cfg.second_look_min_zoom)
+            if around is None:
                 continue
-            box = near_core
+            box = around
         ranked.append((core, gap, i, box))
     ranked.sort()
     used: dict[int, int] = {}
