@@ -14,11 +14,13 @@ competition), noseeds (a concept that wins no proposal gets no region), noalso (
 seed beside won proposals), nocolour (no colour term), nocolourcomp (colour in the score,
 not in region competition), noothers (a second-look crop re-scores only the concept
 that triggered it), nocore (a candidate whose crop would not magnify it gets no crop,
-instead of one around its most concept-like patch), noskip (crops also for candidates
-already named with confidence or lying on one), nozoom (no zoomed-out reference views), global+parts (the score of
-the first release: 0.5 global + 0.5 parts), globalonly, salonly, winonly; and, with a
-backbone pass per photo each, layer5, layer9, final, res336, nocenter. Exits 0 with a
-message when the dataset is absent.
+instead of one around its most concept-like patch), corebelow (that crop also for a large
+candidate under the threshold), nocontested (a small region another concept wins at the
+region level gets no crop), onelook (one crop per photo, not two), noskip (crops also for
+candidates already named with confidence or lying on one), nozoom (no zoomed-out reference
+views), global+parts (the score of the first release: 0.5 global + 0.5 parts), globalonly,
+salonly, winonly; and, with a backbone pass per photo each, layer5, layer9, final, res336,
+nocenter. Exits 0 with a message when the dataset is absent.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ ROWS: dict[str, dict[str, Any]] = {
     "nocolourcomp": {"colour_competition": False},
     "noothers": {"second_look_others": False},
     "nocore": {"second_look_core": False},
+    "corebelow": {"second_look_core_below": True},
+    "nocontested": {"second_look_contested": False},
+    "onelook": {"second_looks": 1},
     "noskip": {"second_look_skip_named": False},
     "nozoom": {"reference_zoom_out": 0},
     "global+parts": {"verify_weight": 0.5},
@@ -55,7 +60,7 @@ ROWS: dict[str, dict[str, Any]] = {
 }
 #: rows that reuse the default grids (no new backbone pass): the default of ``--rows``
 CHEAP = ("default", "noextent", "noregion", "noseeds", "noalso", "nocolour", "nocolourcomp", "noothers", "nocore",
-         "noskip", "nozoom", "global+parts", "globalonly", "salonly", "winonly")
+         "corebelow", "nocontested", "onelook", "noskip", "nozoom", "global+parts", "globalonly", "salonly", "winonly")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -198,7 +198,8 @@ def test_a_large_gallery_verifies_a_shortlist_and_finds_the_same(pipeline: Pipel
 
 def _second(pipeline: Pipeline, **fields: Any) -> Pipeline:
     """The pipeline with a second look whose only rules are the ones the test sets."""
-    rules: dict[str, Any] = {"second_look_small": 0.03, "second_look_small_band": None, "second_look_min_zoom": 1.0}
+    rules: dict[str, Any] = {"second_look_small": 0.03, "second_look_small_band": None, "second_look_min_zoom": 1.0,
+                             "second_looks": 1, "second_look_contested": False}
     return Pipeline(pipeline.backbone, replace(pipeline.config, second_look=True, **{**rules, **fields}))
 
 

@@ -345,21 +345,24 @@ class Pipeline:
         given the ``image`` and with ``second_look`` on, `second_look` on crops of it
         (a concept found only on a crop comes after the first look's).
         """
+        look = image is not None and self.config.second_look
         found = self._first_look(grid, gallery, per_concept=per_concept, image=image, labels=labels,
-                                 competitive=competitive, concepts=concepts)
+                                 competitive=competitive, concepts=concepts,
+                                 contested=look and self.config.second_look_contested)
         compete = self.config.competitive if competitive is None else competitive
-        if image is None or not self.config.second_look or not found:
+        if image is None or not look or not found:
             return found
         return self._second_look(found, gallery, image, compete and len(gallery) > 1, labels, per_concept, concepts)
 
     def _first_look(self, grid: PatchGrid | Scan, gallery: Gallery, *, per_concept: int = 1,
                     image: np.ndarray | None = None, labels: list[str] | None = None,
-                    competitive: bool | None = None, concepts: np.ndarray | None = None) -> list[Candidate]:
+                    competitive: bool | None = None, concepts: np.ndarray | None = None,
+                    contested: bool = False) -> list[Candidate]:
         """`candidates` on the one pass of the image (no second look): `first_look`."""
         if len(gallery) == 0:
             return []
         return first_look(self.config, self.scan(grid, image=image, labels=labels), gallery,
-                          per_concept=per_concept, competitive=competitive, concepts=concepts)
+                          per_concept=per_concept, competitive=competitive, concepts=concepts, contested=contested)
 
     def _second_look(self, found: list[Candidate], gallery: Gallery, image: np.ndarray, compete: bool,
                      labels: list[str] | None, per_concept: int = 1,

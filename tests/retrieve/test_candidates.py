@@ -97,3 +97,24 @@ def test_a_candidate_knows_its_most_concept_like_patch(bo: Gallery) -> None:
     also = _pipe(True).candidates(_scene(), bo)
     assert also[0].peak is not None and also[0].region[also[0].peak]
     assert also[0].peak in {(5, 18), (5, 19), (6, 18), (6, 19)}  # Bo's own 2 x 2 patches
+
+
+def test_a_small_region_another_concept_agrees_with_better_is_kept_only_as_contested() -> None:
+    from pekit.retrieve.candidates import first_look
+
+    twin = np.zeros(8, np.float32)
+    twin[[0, 3]] = 0.8, 0.6                        # like Bo, and more like its twin
+    f = np.zeros((12, 24, 8), np.float32)
+    f[..., 1], f[..., 3] = 0.995, 0.0995           # background: a little closer to the twin (it wins there)
+    f[5:7, 18:20] = twin                           # a small object: 4 of 288 patches
+    grid = PatchGrid(f, image_size=(240, 120))
+    gallery = Gallery.from_concepts([Concept("bo", BO[None], parts=BO[None]),
+                                     Concept("twin", twin[None], parts=twin[None])])
+    pipe = _pipe(False)
+    scan = pipe.scan(grid)
+    assert [c.concept for c in first_look(pipe.config, scan, gallery)] == [1]  # Bo lost the region
+    both = first_look(pipe.config, scan, gallery, contested=True)
+    bo = [c for c in both if c.concept == 0]
+    assert len(bo) == 1 and bo[0].contested and bo[0].region.sum() == 4
+    assert not next(c for c in both if c.concept == 1).contested
+    assert [c.concept for c in pipe.candidates(grid, gallery)] == [1]  # no photo, no crop: never returned

@@ -69,6 +69,9 @@ def test_who_gets_the_crop() -> None:
     _, looks = second_look(CONFIG, [near, small], (640, 480), True, crops)
     assert looks == 1 and crops.boxes == [context_box(near.xyxy, 640, 480)]  # one per image: the closest
     crops = Crops(0.9)
+    _, looks = second_look(replace(CONFIG, second_looks=2), [near, small], (640, 480), True, crops)
+    assert looks == 2 and crops.boxes[1] == context_box(small.xyxy, 640, 480)  # or second_looks, in that order
+    crops = Crops(0.9)
     _, looks = second_look(CONFIG, [near, small], (640, 480), False, crops)
     assert looks == 2  # each concept alone has its own budget
 
@@ -179,7 +182,7 @@ SKIP = replace(CONFIG, second_look_skip_named=True)
 def test_a_box_too_large_to_magnify_is_looked_at_around_its_most_concept_like_patch() -> None:
     # the region grew over most of the photo (a small object merged with its surroundings),
     # but the patch most like the concept is (2, 7): top right on the 10 x 10 grid
-    grown = replace(_cand(0, 0.59, (20, 20, 620, 460), 0.8), peak=(2, 7))
+    grown = replace(_cand(0, 0.605, (20, 20, 620, 460), 0.8), peak=(2, 7))  # just named: re-judged
     crops = Crops(0.7)
     out, looks = second_look(CORE, [grown], (640, 480), True, crops)
     # the crop that magnifies exactly 1.5x (427 x 320 px), centred on that patch as far as
@@ -188,12 +191,24 @@ def test_a_box_too_large_to_magnify_is_looked_at_around_its_most_concept_like_pa
     assert abs(out[0].score - 0.7) < 1e-6 and np.allclose(out[0].xyxy, [223, 20, 243, 40])
     off, looks = second_look(CONFIG, [grown], (640, 480), True, Crops(0.7))  # option off: as before
     assert looks == 0 and off[0] is grown
-    unknown, looks = second_look(CORE, [_cand(0, 0.59, (20, 20, 620, 460), 0.8)], (640, 480), True, Crops(0.7))
-    assert looks == 0 and unknown[0].score == 0.59  # no peak known: nowhere to look
+    unknown, looks = second_look(CORE, [_cand(0, 0.605, (20, 20, 620, 460), 0.8)], (640, 480), True, Crops(0.7))
+    assert looks == 0 and unknown[0].score == 0.605  # no peak known: nowhere to look
+
+
+def test_a_crop_around_the_core_re_judges_a_large_candidate_but_does_not_rescue_it() -> None:
+    # under the threshold, a large region's partial view would only raise it (look-alikes too)
+    under = replace(_cand(0, 0.59, (20, 20, 620, 460), 0.8), peak=(2, 7))
+    assert second_look(CORE, [under], (640, 480), True, Crops(0.7))[1] == 0
+    crops = Crops(0.7)
+    assert second_look(replace(CORE, second_look_core_below=True), [under], (640, 480), True, crops)[1] == 1
+    assert crops.boxes == [(213, 0, 640, 320)]
+    # a small region (under a tenth of the grid) spread over a wide box is rescued as before
+    sparse = replace(_cand(0, 0.55, (20, 20, 620, 460), 0.05), peak=(2, 7))
+    assert second_look(CORE, [sparse], (640, 480), True, Crops(0.7))[1] == 1
 
 
 def test_a_crop_that_magnifies_the_whole_object_comes_before_one_around_a_patch() -> None:
-    grown = replace(_cand(0, 0.595, (20, 20, 620, 460), 0.8), peak=(2, 7))  # closest to τ, but too large
+    grown = replace(_cand(0, 0.600, (20, 20, 620, 460), 0.8), peak=(2, 7))  # closest to τ, but too large
     small = _cand(1, 0.53, (300, 300, 330, 330), 0.05)
     crops = Crops(0.9)
     _, looks = second_look(CORE, [grown, small], (640, 480), True, crops)
@@ -255,3 +270,35 @@ def test_the_bands_are_read_against_a_concept_own_threshold() -> None:
     # NaN: the global threshold
     assert second_look(SKIP, [strict], (640, 480), True, Crops(0.75),
                        thresholds=np.array([np.nan], np.float32))[1] == 0
+
+
+def test_a_contested_small_region_is_only_a_reason_to_look() -> None:
+    # another concept's parts agree better with it (region-level competition would drop it):
+    # never named on the first look's evidence, whatever its score; the crop's pass decides
+    contested = replace(_cand(0, 0.66, (300, 300, 330, 330), 0.05), contested=True)
+    out, looks = second_look(CONFIG, [contested], (640, 480), True, Crops(None))
+    assert looks == 1 and out == []                                  # not found on the crop: gone
+    out, looks = second_look(CONFIG, [contested], (640, 480), True, Crops(0.71))
+    assert looks == 1 and len(out) == 1 and not out[0].contested and abs(out[0].score - 0.71) < 1e-6
+    near = _cand(1, 0.598, (100, 100, 200, 150), 0.3)                # closer to τ: takes the one crop
+    lower = replace(contested, score=0.55)
+    out, looks = second_look(CONFIG, [near, lower], (640, 480), True, Crops(0.9))
+    assert looks == 1 and [c.concept for c in out] == [1]           # no crop left: dropped, not named
+
+
+def test_a_contested_region_explains_nothing() -> None:
+    contested = replace(_cand(0, 0.80, (0, 0, 320, 240), 0.05), contested=True)
+    contested.region[:] = False
+    contested.region[:5, :5] = True
+    lookalike = replace(_cand(1, 0.59, (100, 100, 200, 150), 0.3), peak=(3, 2))  # its best patch: on it
+    crops = Crops(0.9)
+    second_look(replace(SKIP, second_looks=2), [contested, lookalike], (640, 480), True, crops)
+    assert context_box(lookalike.xyxy, 640, 480) in crops.boxes
+
+
+def test_another_concept_found_on_a_crop_confirms_its_contested_region() -> None:
+    near = _cand(0, 0.59, (100, 100, 200, 150), 0.3)                 # triggers the crop (50, 75, 250, 175)
+    contested = replace(_cand(1, 0.70, (60, 85, 90, 115), 0.01), contested=True)
+    scene = Scene(_on_crop(1, 0.64, (10, 10, 40, 40)))              # concept 1 wins there, lower
+    out, _ = second_look(OTHERS, [near, contested], (640, 480), True, scene)
+    assert [c.concept for c in out] == [0, 1] and not out[1].contested and abs(out[1].score - 0.64) < 1e-6

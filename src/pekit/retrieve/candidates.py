@@ -12,7 +12,9 @@
   concept's parts (`region_score`; `part_agreement`), plus, with ``colour_weight``, how
   close its colours are to the concept's views' (`colour_term`);
 * **vetoes**: region-level competition (another concept's parts agree better) and the
-  user's corrections (a negative view agrees at least as well).
+  user's corrections (a negative view agrees at least as well). With ``contested``, a small
+  region that competition vetoes is kept, marked `Candidate.contested`, for the second
+  look to decide on a magnified crop.
 
 No threshold is applied here; `pekit.retrieve.second_look` re-scores near-threshold and
 small candidates on a crop, and `Pipeline.recognize` thresholds them.
@@ -82,6 +84,8 @@ class Candidate:
         region: ``(h, w)`` bool patch mask of the object's extent.
         peak: ``(row, col)`` of the region's most concept-like patch (the patch most like
             one of the concept's parts), when known.
+        contested: another concept's parts agree better with the region (region-level
+            competition lost): not a name, only a reason for a second look.
     """
 
     concept: int
@@ -89,6 +93,7 @@ class Candidate:
     xyxy: np.ndarray
     region: np.ndarray
     peak: tuple[int, int] | None = None
+    contested: bool = False
 
 
 def peak_seed(simmap: np.ndarray) -> np.ndarray:
@@ -193,7 +198,8 @@ def seed_floor(config: RecognitionConfig, gallery: Gallery, k: int) -> float:
 
 
 def first_look(config: RecognitionConfig, scan: Scan, gallery: Gallery, *, per_concept: int = 1,
-               competitive: bool | None = None, concepts: np.ndarray | None = None) -> list[Candidate]:
+               competitive: bool | None = None, concepts: np.ndarray | None = None,
+               contested: bool = False) -> list[Candidate]:
     """Scored regions per concept on one pass, best first within each concept. No threshold.
 
     Up to ``per_concept`` non-overlapping regions per concept, each only among the
@@ -202,24 +208,28 @@ def first_look(config: RecognitionConfig, scan: Scan, gallery: Gallery, *, per_c
     none, or with ``part_seeds_also`` where no won region is), each grown to the object's extent, scored and
     vetoed by region-level competition or negative views. ``concepts``: only score these
     gallery indices (the others still compete for proposals). A large (or lazily loaded)
-    gallery is verified only for the concepts that can win (`shortlist`).
+    gallery is verified only for the concepts that can win (`shortlist`). ``contested``: keep
+    a small region (under ``config.second_look_small`` of the grid) that region-level
+    competition vetoes, marked `Candidate.contested` (only for `second_look`, which drops
+    it unless its crop finds the concept).
     """
     if len(gallery) == 0:
         return []
     sims = similarity(scan.embeddings, gallery)
     compete = config.competitive if competitive is None else competitive
     if len(gallery) <= 2 * config.shortlist and gallery.fetch is None:
-        return _scored(config, scan, gallery, sims, per_concept, compete, concepts)
+        return _scored(config, scan, gallery, sims, per_concept, compete, concepts, contested=contested)
     allowed = winners(config, sims, compete)  # competition for proposals: over the whole gallery
     keep = shortlist(config, sims, allowed, compete, concepts)
     local = None if concepts is None else np.searchsorted(keep, np.asarray(concepts, np.int64))
     found = _scored(config, scan, gallery.subset(keep), sims[:, keep], per_concept, compete, local,
-                    allowed=allowed[:, keep])
+                    allowed=allowed[:, keep], contested=contested)
     return [dataclasses.replace(cand, concept=int(keep[cand.concept])) for cand in found]
 
 
 def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.ndarray, per_concept: int,
-            compete: bool, concepts: np.ndarray | None, allowed: np.ndarray | None = None) -> list[Candidate]:
+            compete: bool, concepts: np.ndarray | None, allowed: np.ndarray | None = None,
+            contested: bool = False) -> list[Candidate]:
     """`first_look` over a gallery small enough to verify every concept."""
     cfg = config
     c = len(gallery)
@@ -279,14 +289,15 @@ def _scored(config: RecognitionConfig, scan: Scan, gallery: Gallery, sims: np.nd
             if neg is not None and len(neg) and part_scores(scan.unit[region.reshape(-1)], neg) >= mine:
                 continue  # the user said a region like this one is not k (`Personalizer.correct`)
             rivals = every + colour if colour is not None and cfg.colour_competition else every
-            if compete and c > 1 and cfg.region_competition and np.delete(rivals, k).max() > rivals[k]:
+            lost = compete and c > 1 and cfg.region_competition and np.delete(rivals, k).max() > rivals[k]
+            if lost and not (contested and region.mean() < cfg.second_look_small):
                 continue  # region-level competition: another concept agrees better
             at = None  # the region's most concept-like patch, when the similarity map was needed
             if simmap is not None:
                 y, x = np.unravel_index(int(np.argmax(np.where(region, simmap, -np.inf))), region.shape)
                 at = (int(y), int(x))
-            mine_out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region, at))
+            mine_out.append(Candidate(k, score, mask_xyxy(region, scan.grid.cell_size), region, at, bool(lost)))
         if peak > 0 and len(mine_out) > per_concept:  # proposals' regions and a part seed's elsewhere: the best
-            mine_out = sorted(mine_out, key=lambda cand: -cand.score)[:per_concept]
+            mine_out = sorted(mine_out, key=lambda cand: (cand.contested, -cand.score))[:per_concept]
         out.extend(mine_out)
     return out

@@ -6,7 +6,10 @@ first-look score is low. `second_look` picks the candidates worth another backbo
 hardly magnify it, around its most concept-like patch: `core_box`), and lets the caller
 match the concept again on the crop's own pass (`Pipeline` encodes it and runs
 `first_look`). Passes go where they can change a decision: not to a candidate already
-named with confidence, nor to one whose best patch lies on such a candidate's object.
+named with confidence, nor to one whose best patch lies on such a candidate's object; a
+crop around the core re-judges a name rather than rescue a large region under the
+threshold; a small region that lost to another concept at a few patches (contested) may
+earn a crop, and is named only if the crop finds it.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     ``second_look_small_band`` below it, is looked at again, unless its crop would
     magnify it less than ``second_look_min_zoom`` (with ``second_look_core``, it is then
     looked at on the crop that magnifies that much, centred on its most concept-like
-    patch: its region may have grown from a small object over its surroundings), or
+    patch, if it is at or above its threshold or small, or with ``second_look_core_below``:
+    its region may have grown from a small object over its surroundings), or
     (with ``second_look_skip_named``) it is already named with confidence, or its most
     concept-like patch lies on the region of a candidate that is (another concept's only
     when concepts compete: that patch is explained). Its box, widened by half its size
@@ -78,7 +82,9 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     first score. With ``second_look_others`` and several concepts competing, the crop is a
     magnified look at that part of the photo for *every* concept: another concept found on
     it (a small object beside the one that triggered the crop) replaces its first-look
-    candidate when it scores higher there, or becomes a candidate; no extra pass.
+    candidate when it scores higher there (or was contested), or becomes a candidate; no
+    extra pass. A `Candidate.contested` region is looked at like any small candidate but
+    never returned as it is: only what a crop finds replaces it.
 
     At most ``second_looks`` crops per image with several concepts competing, and per
     concept when each is scored alone (``compete=False``), closest to the threshold
@@ -89,7 +95,8 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     may hold (as in `first_look`); ``thresholds``: ``(C,)`` per-concept thresholds (NaN: the
     global one; `Gallery.thresholds`), which the bands are read against. A candidate
     another concept's crop already re-scored is not looked at again. Returns the candidates
-    (in ``found``'s order, then the ones only a crop found) and the number of crops embedded.
+    (in ``found``'s order less the contested ones no crop confirmed, then the ones only a
+    crop found) and the number of crops embedded.
     """
     cfg = config
     band = cfg.second_look_band
@@ -102,7 +109,7 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     def own(cand: Candidate) -> float:  # the threshold the candidate is named at
         return cfg.threshold if per is None else float(per[cand.concept])
 
-    named = [c for c in found if c.score >= own(c) + above]  # named with confidence already
+    named = [c for c in found if not c.contested and c.score >= own(c) + above]  # named with confidence already
     ranked: list[tuple[bool, float, int, tuple[int, int, int, int]]] = []
     for i, cand in enumerate(found):
         thr = own(cand)
@@ -120,7 +127,8 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
         box = context_box(cand.xyxy, width, height)
         core = max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom
         if core:  # nearly the whole photo would see little new: around its core, or no crop
-            around = None if not cfg.second_look_core or cand.peak is None else core_box(
+            rejudge = small or cand.score >= thr or cfg.second_look_core_below
+            around = None if not cfg.second_look_core or cand.peak is None or not rejudge else core_box(
                 cand.peak, cand.region.shape, width, height, cfg.second_look_min_zoom)
             if around is None:
                 continue
@@ -144,7 +152,7 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
         if cfg.second_look_others and compete:
             _add_others(out, [c for c in seen if c.concept != cand.concept], box, cand.region.shape, size,
                         per_concept)
-    return out, looks
+    return [c for c in out if not c.contested], looks
 
 
 def _explained(cand: Candidate, named: list[Candidate], compete: bool) -> bool:
@@ -173,7 +181,7 @@ def _add_others(out: list[Candidate], seen: list[Candidate], box: tuple[int, int
             out.append(moved)
             continue
         j = same[int(np.argmax(ious))] if ious.max() > 0 else min(same, key=lambda j: out[j].score)
-        if out[j].score < moved.score:
+        if out[j].contested or out[j].score < moved.score:
             out[j] = moved
 
 
