@@ -479,3 +479,21 @@ def test_zoom_out_grid_runs_at_half_size_or_tiles(pipeline: Pipeline, chelsea: n
     assert a is not None and b is not None
     assert (b.weights > 0.5).sum() > 2 * (a.weights > 0.5).sum()  # four copies of the object vs one
     assert float(a.embedding @ b.embedding) > 0.7                   # the same object, seen as small
+
+
+def test_a_contested_region_is_never_named_without_a_crop_that_finds_it(pipeline: Pipeline, gallery: Gallery,
+                                                                        chelsea: np.ndarray) -> None:
+    from PIL import Image
+
+    from pekit.retrieve.candidates import first_look
+
+    image = np.full((1000, 1500, 3), 110, np.uint8)       # a small cat alone in a large grey photo
+    image[400:520, 500:680] = np.asarray(Image.fromarray(np.ascontiguousarray(chelsea[:, ::-1])).resize((180, 120)))
+    grid = pipeline.encode(image)
+    looker = _second(pipeline, second_look_contested=True, second_look_small=0.1, second_look_small_band=1.0)
+    first = first_look(looker.config, looker.scan(grid), gallery, contested=True)
+    assert [(c.concept, c.contested) for c in first] == [(0, False), (1, True)]  # the cup's parts lost to the cat's
+    cands = looker.candidates(grid, gallery, image=image)
+    assert looker.second_look_passes >= 1
+    assert [(c.concept, c.contested) for c in cands] == [(0, False)]  # no crop found a cup: no cup
+    assert [c.concept for c in looker.candidates(grid, gallery)] == [0]  # no photo to crop: never returned

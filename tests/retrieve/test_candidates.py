@@ -118,3 +118,20 @@ def test_a_small_region_another_concept_agrees_with_better_is_kept_only_as_conte
     assert len(bo) == 1 and bo[0].contested and bo[0].region.sum() == 4
     assert not next(c for c in both if c.concept == 1).contested
     assert [c.concept for c in pipe.candidates(grid, gallery)] == [1]  # no photo, no crop: never returned
+
+
+def test_a_contested_region_does_not_push_out_a_region_the_concept_won() -> None:
+    from pekit.retrieve.candidates import first_look
+
+    twin = np.zeros(8, np.float32)
+    twin[[0, 3]] = 0.8, 0.6
+    f = np.zeros((12, 24, 8), np.float32)
+    f[..., 1], f[..., 3] = 0.995, 0.0995
+    f[2:10, 1:9, 0], f[2:10, 1:9, 2] = 0.7, 0.714  # a large, fainter Bo that Bo wins
+    f[5:7, 18:20] = twin                           # Bo's best patch: on its twin, which agrees better
+    grid = PatchGrid(f, image_size=(240, 120))
+    gallery = Gallery.from_concepts([Concept("bo", BO[None], parts=BO[None]),
+                                     Concept("twin", twin[None], parts=twin[None])])
+    pipe = _pipe(True)
+    bo = [c for c in first_look(pipe.config, pipe.scan(grid), gallery, contested=True) if c.concept == 0]
+    assert len(bo) == 1 and not bo[0].contested and bo[0].xyxy.tolist() == [10.0, 20.0, 90.0, 100.0]

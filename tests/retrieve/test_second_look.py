@@ -289,7 +289,7 @@ def test_a_contested_small_region_is_only_a_reason_to_look() -> None:
 def test_a_contested_region_explains_nothing() -> None:
     contested = replace(_cand(0, 0.80, (0, 0, 320, 240), 0.05), contested=True)
     contested.region[:] = False
-    contested.region[:5, :5] = True
+    contested.region[2:4, 1:4] = True
     lookalike = replace(_cand(1, 0.59, (100, 100, 200, 150), 0.3), peak=(3, 2))  # its best patch: on it
     crops = Crops(0.9)
     second_look(replace(SKIP, second_looks=2), [contested, lookalike], (640, 480), True, crops)
@@ -297,8 +297,21 @@ def test_a_contested_region_explains_nothing() -> None:
 
 
 def test_another_concept_found_on_a_crop_confirms_its_contested_region() -> None:
-    near = _cand(0, 0.59, (100, 100, 200, 150), 0.3)                 # triggers the crop (50, 75, 250, 175)
+    near = _cand(0, 0.60, (100, 100, 200, 150), 0.3)                 # first in line: the crop (50, 75, 250, 175)
     contested = replace(_cand(1, 0.70, (60, 85, 90, 115), 0.01), contested=True)
     scene = Scene(_on_crop(1, 0.64, (10, 10, 40, 40)))              # concept 1 wins there, lower
     out, _ = second_look(OTHERS, [near, contested], (640, 480), True, scene)
+    assert scene.boxes == [(50, 75, 250, 175)]
     assert [c.concept for c in out] == [0, 1] and not out[1].contested and abs(out[1].score - 0.64) < 1e-6
+
+
+def test_a_contested_region_holds_no_slot_of_its_concept() -> None:
+    near = _cand(0, 0.59, (100, 100, 200, 150), 0.3)                 # the crop (50, 75, 250, 175)
+    named = _cand(2, 0.80, (0, 0, 320, 240), 0.0)
+    named.region[:5, :5] = True
+    mug = _cand(1, 0.70, (400, 300, 500, 400), 0.02)                 # concept 1, named elsewhere
+    contested = replace(_cand(1, 0.75, (20, 20, 60, 60), 0.02), contested=True, peak=(0, 0))  # on the named one
+    scene = Scene(_on_crop(1, 0.72, (10, 10, 40, 40)))              # a second mug beside `near`
+    out, _ = second_look(replace(OTHERS, second_look_skip_named=True), [near, named, mug, contested],
+                         (640, 480), True, scene, per_concept=2)
+    assert [(c.concept, round(c.score, 2)) for c in out] == [(0, 0.59), (2, 0.8), (1, 0.7), (1, 0.72)]

@@ -177,10 +177,11 @@ def _add_others(out: list[Candidate], seen: list[Candidate], box: tuple[int, int
             out.append(moved)
             continue
         ious = box_iou(moved.xyxy[None], np.stack([out[j].xyxy for j in same]))[0]
-        if ious.max() <= 0 and len(same) < most:
-            out.append(moved)
+        if ious.max() <= 0 and sum(not out[j].contested for j in same) < most:
+            out.append(moved)  # a contested candidate holds no slot
             continue
-        j = same[int(np.argmax(ious))] if ious.max() > 0 else min(same, key=lambda j: out[j].score)
+        j = same[int(np.argmax(ious))] if ious.max() > 0 else min(
+            same, key=lambda j: (not out[j].contested, out[j].score))
         if out[j].contested or out[j].score < moved.score:
             out[j] = moved
 
