@@ -350,7 +350,7 @@ class Pipeline:
                                  competitive=competitive, concepts=concepts,
                                  contested=look and self.config.second_look_contested)
         compete = self.config.competitive if competitive is None else competitive
-        if image is None or not look or not found:
+        if not look or image is None or not found:  # (image: for the type checker)
             return found
         return self._second_look(found, gallery, image, compete and len(gallery) > 1, labels, per_concept, concepts)
 

@@ -21,6 +21,13 @@ def _cand(concept: int, score: float, xyxy: tuple[float, float, float, float], s
     return Candidate(concept, score, np.array(xyxy, np.float32), region)
 
 
+def _top_left(concept: int, score: float) -> Candidate:
+    """A candidate on the photo's top-left quarter (box (0, 0, 320, 240), the 5 x 5 top-left patches)."""
+    cand = _cand(concept, score, (0, 0, 320, 240), 0.0)
+    cand.region[:5, :5] = True
+    return cand
+
+
 class Crops:
     """Records each crop; answers with a fixed candidate in crop coordinates (or nothing)."""
 
@@ -216,8 +223,7 @@ def test_a_crop_that_magnifies_the_whole_object_comes_before_one_around_a_patch(
 
 
 def test_no_pass_is_spent_on_what_is_already_named() -> None:
-    dog = replace(_cand(0, 0.80, (0, 0, 320, 240), 0.0), region=np.zeros((10, 10), bool))
-    dog.region[:5, :5] = True                                        # named with confidence, top left
+    dog = _top_left(0, 0.80)                                         # named with confidence, top left
     lookalike = replace(_cand(1, 0.59, (100, 100, 200, 150), 0.3), peak=(3, 2))  # its best patch: on the dog
     elsewhere = replace(_cand(2, 0.585, (400, 300, 500, 400), 0.3), peak=(7, 7))
     crops = Crops(0.9)
@@ -233,8 +239,7 @@ def test_no_pass_is_spent_on_what_is_already_named() -> None:
 
 
 def test_each_concept_alone_is_not_explained_by_another() -> None:
-    dog = replace(_cand(0, 0.80, (0, 0, 320, 240), 0.0), region=np.zeros((10, 10), bool))
-    dog.region[:5, :5] = True
+    dog = _top_left(0, 0.80)
     lookalike = replace(_cand(1, 0.59, (100, 100, 200, 150), 0.3), peak=(3, 2))
     crops = Crops(0.9)
     _, looks = second_look(SKIP, [dog, lookalike], (640, 480), False, crops)
@@ -251,8 +256,7 @@ def test_the_core_crop_is_centred_on_the_patch_and_needs_a_photo_large_enough() 
 
 
 def test_each_concept_alone_is_still_explained_by_its_own_named_region() -> None:
-    mug = replace(_cand(0, 0.80, (0, 0, 320, 240), 0.0), region=np.zeros((10, 10), bool))
-    mug.region[:5, :5] = True                                     # one mug, named
+    mug = _top_left(0, 0.80)                                      # one mug, named
     again = replace(_cand(0, 0.59, (100, 100, 200, 150), 0.3), peak=(3, 2))  # the same concept, on it
     assert second_look(SKIP, [mug, again], (640, 480), False, Crops(0.9))[1] == 0
     assert second_look(CONFIG, [mug, again], (640, 480), False, Crops(0.9))[1] == 1
@@ -307,8 +311,7 @@ def test_another_concept_found_on_a_crop_confirms_its_contested_region() -> None
 
 def test_a_contested_region_holds_no_slot_of_its_concept() -> None:
     near = _cand(0, 0.59, (100, 100, 200, 150), 0.3)                 # the crop (50, 75, 250, 175)
-    named = _cand(2, 0.80, (0, 0, 320, 240), 0.0)
-    named.region[:5, :5] = True
+    named = _top_left(2, 0.80)
     mug = _cand(1, 0.70, (400, 300, 500, 400), 0.02)                 # concept 1, named elsewhere
     contested = replace(_cand(1, 0.75, (20, 20, 60, 60), 0.02), contested=True, peak=(0, 0))  # on the named one
     scene = Scene(_on_crop(1, 0.72, (10, 10, 40, 40)))              # a second mug beside `near`

@@ -127,9 +127,11 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
         box = context_box(cand.xyxy, width, height)
         core = max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom
         if core:  # nearly the whole photo would see little new: around its core, or no crop
+            # under τ, a partial view of a large region raises look-alikes as readily as the object
             rejudge = small or cand.score >= thr or cfg.second_look_core_below
-            around = None if not cfg.second_look_core or cand.peak is None or not rejudge else core_box(
-                cand.peak, cand.region.shape, width, height, cfg.second_look_min_zoom)
+            if not (cfg.second_look_core and rejudge and cand.peak is not None):
+                continue
+            around = core_box(cand.peak, cand.region.shape, width, height, cfg.second_look_min_zoom)
             if around is None:
                 continue
             box = around
