@@ -17,7 +17,8 @@ that triggered it), nocore (a candidate whose crop would not magnify it gets no 
 instead of one around its most concept-like patch), corebelow (that crop also for a large
 candidate under the threshold), nocontested (a small region another concept wins at the
 region level gets no crop), onelook (one crop per photo, not two), noskip (crops also for
-candidates already named with confidence or lying on one), nozoom (no zoomed-out reference
+candidates already named with confidence or lying on one), noseen (a crop also for a
+candidate inside an earlier crop that saw it about as magnified), nozoom (no zoomed-out reference
 views), global+parts (the score of the first release: 0.5 global + 0.5 parts), globalonly,
 salonly, winonly; and, with a backbone pass per photo each, layer5, layer9, final, res336,
 nocenter. Exits 0 with a message when the dataset is absent.
@@ -47,6 +48,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "nocontested": {"second_look_contested": False},
     "onelook": {"second_looks": 1},
     "noskip": {"second_look_skip_named": False},
+    "noseen": {"second_look_seen": False},
     "nozoom": {"reference_zoom_out": 0},
     "global+parts": {"verify_weight": 0.5},
     "globalonly": {"verify_weight": 0.0},
@@ -60,7 +62,8 @@ ROWS: dict[str, dict[str, Any]] = {
 }
 #: rows that reuse the default grids (no new backbone pass): the default of ``--rows``
 CHEAP = ("default", "noextent", "noregion", "noseeds", "noalso", "nocolour", "nocolourcomp", "noothers", "nocore",
-         "corebelow", "nocontested", "onelook", "noskip", "nozoom", "global+parts", "globalonly", "salonly", "winonly")
+         "corebelow", "nocontested", "onelook", "noskip", "noseen", "nozoom", "global+parts", "globalonly", "salonly",
+         "winonly")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,6 +102,11 @@ class RecognitionConfig:
             or above the band above the threshold), nor for one whose most concept-like
             patch lies on such a candidate's region (that patch is explained: another look
             at it would re-score an object already named).
+        second_look_seen: no crop for a candidate whose box lies (at least 80 % of it) in a
+            crop already taken for its concept (with ``second_look_others`` and competition:
+            for any concept, since that crop matched them all) that its own crop would not
+            magnify ``second_look_min_zoom`` times more: that part of the photo was already
+            seen about as magnified, and the concept was not found better there.
         colour_weight: w > 0: a region's score also gets ``w * (c - colour_neutral)``,
             where ``c`` is the Bhattacharyya coefficient of its colour histogram with the
             closest reference view's (`pekit.embed.colour`); the backbone's tokens match
@@ -150,6 +155,7 @@ class RecognitionConfig:
     second_look_core_below: bool = False
     second_look_contested: bool = False
     second_look_skip_named: bool = False
+    second_look_seen: bool = False
     colour_weight: float = 0.0
     colour_neutral: float = 0.85
     colour_competition: bool = False
@@ -216,11 +222,13 @@ PRESETS: dict[str, Preset] = {
         # sized to the pass budget (1.1 passes per plain dev photo, 1.5 per stress photo): up to
         # two crops, where they magnify (>= 1.5x; around the core when the box is too large, to
         # re-judge a name or rescue a small region), a wider band for small candidates (< 10 % of
-        # the grid, contested ones included), none on what is already named
+        # the grid, contested ones included), none on what is already named nor on what a crop
+        # already saw about as magnified
         recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01,
                                       second_look_small=0.1, second_look_small_band=0.08,
                                       second_look_min_zoom=1.5, second_look_others=True, second_look_core=True,
                                       second_look_skip_named=True, second_looks=2, second_look_contested=True,
+                                      second_look_seen=True,
                                       reference_zoom_out=2,
                                       part_seeds_also=True, colour_weight=0.2, colour_competition=True),
     ),

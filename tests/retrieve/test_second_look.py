@@ -318,3 +318,25 @@ def test_a_contested_region_holds_no_slot_of_its_concept() -> None:
     out, _ = second_look(replace(OTHERS, second_look_skip_named=True), [near, named, mug, contested],
                          (640, 480), True, scene, per_concept=2)
     assert [(c.concept, round(c.score, 2)) for c in out] == [(0, 0.59), (2, 0.8), (1, 0.7), (1, 0.72)]
+
+
+def test_no_second_crop_of_a_place_a_crop_already_magnified_for_every_concept() -> None:
+    near = _cand(0, 0.59, (100, 100, 200, 150), 0.3)     # the crop (50, 75, 250, 175): 200 px
+    inner = _cand(1, 0.56, (110, 105, 190, 155), 0.05)   # inside it; its own crop: 160 px, not 1.5x closer
+    far = _cand(2, 0.585, (400, 300, 500, 400), 0.3)     # elsewhere
+    seen = replace(OTHERS, second_looks=3, second_look_seen=True)
+    scene = Scene()
+    out, looks = second_look(seen, [near, inner, far], (640, 480), True, scene)
+    assert looks == 2 and scene.boxes == [(50, 75, 250, 175), (350, 250, 550, 450)]
+    assert out[1] is inner                               # its first look stands
+    again = Scene()
+    _, looks = second_look(replace(seen, second_look_seen=False), [near, inner, far], (640, 480), True, again)
+    assert looks == 3 and again.boxes[1] == (70, 80, 230, 180)
+    # a smaller object there is magnified 1.5x more by its own crop (120 px): it gets it
+    tiny = _cand(1, 0.56, (120, 110, 180, 160), 0.05)
+    closer = Scene()
+    _, looks = second_look(seen, [near, tiny], (640, 480), True, closer)
+    assert looks == 2 and closer.boxes[1] == (90, 85, 210, 185)
+    # scored alone, the first crop matched only its own concept: the second still looks
+    _, looks = second_look(seen, [near, inner], (640, 480), False, Scene())
+    assert looks == 2

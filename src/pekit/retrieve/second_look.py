@@ -9,7 +9,8 @@ match the concept again on the crop's own pass (`Pipeline` encodes it and runs
 named with confidence, nor to one whose best patch lies on such a candidate's object; a
 crop around the core re-judges a name rather than rescue a large region under the
 threshold; a small region that lost to another concept at a few patches (contested) may
-earn a crop, and is named only if the crop finds it.
+earn a crop, and is named only if the crop finds it; no crop looks again at a place a crop
+already saw about as magnified.
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     it (a small object beside the one that triggered the crop) replaces its first-look
     candidate when it scores higher there (or was contested), or becomes a candidate; no
     extra pass. A `Candidate.contested` region is looked at like any small candidate but
-    never returned as it is: only what a crop finds replaces it.
+    never returned as it is: only what a crop finds replaces it. With
+    ``second_look_seen``, a candidate whose box lies in a crop already taken for its
+    concept (for any, with ``second_look_others``) is not cropped again unless its own crop
+    would magnify it ``second_look_min_zoom`` times more than that one did.
 
     At most ``second_looks`` crops per image with several concepts competing, and per
     concept when each is scored alone (``compete=False``), closest to the threshold
@@ -140,11 +144,16 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
     used: dict[int, int] = {}
     out = list(found)
     looks = 0
+    taken: list[tuple[int, tuple[int, int, int, int]]] = []  # (concept, crop box) of the crops so far
     for _, _, i, box in ranked:
         cand = found[i]
         key = -1 if compete else cand.concept  # one budget per image, or per concept alone
         if used.get(key, 0) >= cfg.second_looks or out[i] is not cand:
             continue  # out of crops, or already seen on a crop
+        if cfg.second_look_seen and _seen(cand, box, taken, cfg.second_look_min_zoom,
+                                          compete and cfg.second_look_others):
+            continue  # a crop already saw it about as magnified, for its concept, and did not find it better
+        taken.append((cand.concept, box))
         used[key] = used.get(key, 0) + 1
         looks += 1
         seen = look(box, cand.concept)
@@ -155,6 +164,23 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
             _add_others(out, [c for c in seen if c.concept != cand.concept], box, cand.region.shape, size,
                         per_concept)
     return [c for c in out if not c.contested], looks
+
+
+def _seen(cand: Candidate, box: tuple[int, int, int, int], taken: list[tuple[int, tuple[int, int, int, int]]],
+          zoom: float, any_concept: bool) -> bool:
+    """Whether one of the crops ``taken`` (``(concept, crop box)``; of any concept when its
+    pass was matched against all) holds at least 80 % of ``cand``'s box and is at most
+    ``zoom`` times larger (long side) than ``box``, the candidate's own crop."""
+    side = max(box[2] - box[0], box[3] - box[1])
+    return any(_inside(cand.xyxy, crop) >= 0.8 and max(crop[2] - crop[0], crop[3] - crop[1]) <= zoom * side
+               for concept, crop in taken if any_concept or concept == cand.concept)
+
+
+def _inside(xyxy: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Share of the box ``xyxy``'s area that lies inside ``box``."""
+    x0, y0, x1, y1 = (float(v) for v in xyxy)
+    w, h = max(0.0, min(x1, box[2]) - max(x0, box[0])), max(0.0, min(y1, box[3]) - max(y0, box[1]))
+    return w * h / max((x1 - x0) * (y1 - y0), 1e-6)
 
 
 def _explained(cand: Candidate, named: list[Candidate], compete: bool) -> bool:
