@@ -19,6 +19,7 @@ from PIL import Image
 
 from pekit.errors import InvalidInputError
 from pekit.eval.datasets import Box
+from pekit.retrieve.nms import box_area, overlap
 
 __all__ = ["Placement", "box_area", "composite", "downscale", "overlap", "visible_box"]
 
@@ -32,17 +33,6 @@ class Placement:
     rect: tuple[int, int, int, int]
     area_fraction: float
     scale: float
-
-
-def overlap(a: Sequence[float], b: Sequence[float]) -> float:
-    """Area of the intersection of two xyxy boxes (0 when apart)."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return max(w, 0.0) * max(h, 0.0)
-
-
-def box_area(b: Sequence[float]) -> float:
-    return max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
 
 
 def visible_box(box: Box, cover: Sequence[float]) -> Box | None:

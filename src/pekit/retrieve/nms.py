@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-__all__ = ["box_iou", "nms"]
+__all__ = ["box_area", "box_iou", "nms", "overlap"]
+
+
+def overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """Area of the intersection of two xyxy boxes (0 when apart)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return max(w, 0.0) * max(h, 0.0)
+
+
+def box_area(b: Sequence[float]) -> float:
+    """Area of one xyxy box (0 when empty)."""
+    return max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 from pekit.presets import RecognitionConfig
 from pekit.retrieve.candidates import Candidate
 from pekit.retrieve.match import thresholds_or
-from pekit.retrieve.nms import box_iou
+from pekit.retrieve.nms import box_area, box_iou, overlap
 
 __all__ = ["Look", "context_box", "core_box", "second_look"]
 
@@ -172,15 +172,10 @@ def _seen(cand: Candidate, box: tuple[int, int, int, int], taken: list[tuple[int
     pass was matched against all) holds at least 80 % of ``cand``'s box and is at most
     ``zoom`` times larger (long side) than ``box``, the candidate's own crop."""
     side = max(box[2] - box[0], box[3] - box[1])
-    return any(_inside(cand.xyxy, crop) >= 0.8 and max(crop[2] - crop[0], crop[3] - crop[1]) <= zoom * side
+    xyxy = [float(v) for v in cand.xyxy]
+    area = max(box_area(xyxy), 1e-6)
+    return any(overlap(xyxy, crop) / area >= 0.8 and max(crop[2] - crop[0], crop[3] - crop[1]) <= zoom * side
                for concept, crop in taken if any_concept or concept == cand.concept)
-
-
-def _inside(xyxy: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """Share of the box ``xyxy``'s area that lies inside ``box``."""
-    x0, y0, x1, y1 = (float(v) for v in xyxy)
-    w, h = max(0.0, min(x1, box[2]) - max(x0, box[0])), max(0.0, min(y1, box[3]) - max(y0, box[1]))
-    return w * h / max((x1 - x0) * (y1 - y0), 1e-6)
 
 
 def _explained(cand: Candidate, named: list[Candidate], compete: bool) -> bool:
