@@ -24,7 +24,7 @@ def box_area(b: Sequence[float]) -> float:
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(n, 4)`` x ``(m, 4)`` xyxy boxes -> ``(n, m)`` intersection over union.
 
-    >>> box_iou(np.array([[0, 0, 2, 2]]), np.array([[1, 1, 3, 3]])).round(3).tolist()
+    >>> print(box_iou(np.array([[0, 0, 2, 2]]), np.array([[1, 1, 3, 3]])).round(3))
     [[0.143]]
     """
     a = np.asarray(a, np.float64).reshape(-1, 4)
