@@ -19,8 +19,8 @@ from pekit.registry import available, create, register
 
 
 # ---- presets ------------------------------------------------------------------------------------
-def test_the_three_presets() -> None:
-    assert list(PRESETS) == ["offline", "offline-fast", "cpu", "paper"]
+def test_the_presets() -> None:
+    assert list(PRESETS) == ["offline", "offline-thorough", "offline-fast", "cpu", "paper"]
     offline = get_preset()
     assert offline.name == "offline" and offline.backbone == "onnx-dinov2-s" and offline.lvlm == "none"
     assert offline.detector is None and "detector" not in offline.recognition.proposals
@@ -29,7 +29,8 @@ def test_the_three_presets() -> None:
 
 
 def test_unknown_preset_lists_the_names() -> None:
-    with pytest.raises(InvalidInputError, match="unknown preset 'turbo'; available: offline, offline-fast, cpu, paper"):
+    names = "offline, offline-thorough, offline-fast, cpu, paper"
+    with pytest.raises(InvalidInputError, match=f"unknown preset 'turbo'; available: {names}"):
         get_preset("turbo")
 
 
@@ -58,6 +59,10 @@ def test_with_options_returns_a_changed_copy(changes: dict, check: Any) -> None:
         ({"threshold": 1.5}, pytest.raises(InvalidInputError), r"threshold must be a cosine score in \[-1, 1\]"),
         ({"proposals": ("saliency", "magic")}, pytest.raises(InvalidInputError), r"unknown proposal source"),
         ({"verify_weight": 2.0}, pytest.raises(InvalidInputError), r"verify_weight must be in \[0, 1\]"),
+        ({"tiled_look": 1}, pytest.raises(InvalidInputError), r"tiled_look must be 0 \(off\) or at least 2"),
+        ({"tiled_look": 2, "tiled_look_cover": 0.4}, pytest.raises(InvalidInputError),
+         r"the tiles must cover the photo"),
+        ({"tiled_look_cover": 1.0}, pytest.raises(InvalidInputError), r"tiled_look_cover must be in \(0, 1\)"),
         ({"threshold": -1.0}, does_not_raise(), None),
     ],
 )
@@ -145,3 +150,31 @@ def test_offline_fast_runs_int8_and_skips_the_saliency_head_on_queries(chelsea: 
     assert p.pipeline.fingerprint.endswith("/int8") and not p.pipeline.query_saliency
     p.introduce("cat", chelsea)  # references still use the saliency map
     assert p.recognize(np.ascontiguousarray(chelsea[:, ::-1])).name.tolist() == ["cat"]
+
+
+def test_offline_thorough_finds_a_small_thing_the_offline_preset_misses(chelsea: Any) -> None:
+    from skimage import data, transform
+
+    from pekit import Personalizer
+
+    offline = Personalizer("offline", memory="memory://")
+    offline.introduce("cat", chelsea)
+    thorough = Personalizer("offline-thorough", memory=offline.memory)  # the same vectors: one memory
+    assert thorough.pipeline.fingerprint == offline.pipeline.fingerprint
+    scene = data.astronaut()
+    w = 102  # the cat a fifth of the photo wide: ~3 % of its area
+    h = round(w * chelsea.shape[0] / chelsea.shape[1])
+    photo = scene.copy()
+    photo[307:307 + h, 332:332 + w] = (transform.resize(chelsea, (h, w), anti_aliasing=True) * 255).astype(np.uint8)
+    assert len(offline.recognize(photo)) == 0
+    before = thorough.pipeline.tiled_look_passes
+    found = thorough.recognize(photo)
+    assert found.name.tolist() == ["cat"] and found.score[0] >= 0.6
+    x0, y0, x1, y1 = found.xyxy[0]
+    assert x0 >= 320 and y0 >= 300 and x1 <= 450 and y1 <= 390  # its box on the pasted cat
+    assert thorough.pipeline.tiled_look_passes - before == 4  # the four tiles
+    # a thing that fills the photo: the tiles see only its parts, which leave its name and box as they were
+    flipped = np.ascontiguousarray(chelsea[:, ::-1])
+    whole, again = offline.recognize(flipped), thorough.recognize(flipped)
+    assert again.name.tolist() == ["cat"] and whole.name.tolist() == ["cat"]
+    assert np.allclose(again.xyxy, whole.xyxy) and np.allclose(again.score, whole.score)

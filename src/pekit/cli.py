@@ -71,7 +71,8 @@ def _glue_negative_boxes(argv: list[str]) -> list[str]:
 def _common(p: argparse.ArgumentParser, *, reads: bool = False) -> None:
     p.add_argument("--memory", metavar="PATH", help="memory file or URI (default: $PEKIT_MEMORY or the user data dir)")
     p.add_argument("--namespace", default="default", help="user whose concepts to use (default: default)")
-    p.add_argument("--preset", default="offline", help="offline (default), offline-fast, cpu or paper")
+    p.add_argument("--preset", default="offline",
+                   help="offline (default), offline-thorough, offline-fast, cpu or paper")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     if reads:
         p.add_argument("--skip-damaged", action="store_true",

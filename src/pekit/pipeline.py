@@ -50,7 +50,7 @@ from pekit.retrieve.candidates import NO_SCORE, Candidate, Scan, first_look, reg
 from pekit.retrieve.match import PART_GROUPS, Gallery, part_groups, thresholds_or
 from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
-from pekit.retrieve.second_look import second_look
+from pekit.retrieve.second_look import second_look, tiled_look
 from pekit.types import Detections, PatchGrid
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class Pipeline:
         self.segmenter = segmenter
         self._takes_saliency: bool | None = None
         self.second_look_passes = 0  # crops embedded by the second look (for benchmarks)
+        self.tiled_look_passes = 0  # tiles embedded by the tiled look (for benchmarks)
         self.crop_grids: dict[Any, PatchGrid] | None = None  # a dict memoises crop passes
 
     @classmethod
@@ -349,10 +350,28 @@ class Pipeline:
         found = self._first_look(grid, gallery, per_concept=per_concept, image=image, labels=labels,
                                  competitive=competitive, concepts=concepts,
                                  contested=look and self.config.second_look_contested)
-        compete = self.config.competitive if competitive is None else competitive
+        compete = (self.config.competitive if competitive is None else competitive) and len(gallery) > 1
+        if image is not None and self.config.tiled_look >= 2 and len(gallery):
+            shape = (grid.grid if isinstance(grid, Scan) else grid).shape
+            found = self._tiled_look(found, gallery, image, shape, compete, labels, per_concept, concepts)
         if not look or image is None or not found:  # (image: for the type checker)
-            return found
-        return self._second_look(found, gallery, image, compete and len(gallery) > 1, labels, per_concept, concepts)
+            return [c for c in found if not c.contested]
+        return self._second_look(found, gallery, image, compete, labels, per_concept, concepts)
+
+    def _tiled_look(self, found: list[Candidate], gallery: Gallery, image: np.ndarray, shape: tuple[int, ...],
+                    compete: bool, labels: list[str] | None, per_concept: int,
+                    concepts: np.ndarray | None) -> list[Candidate]:
+        """`tiled_look` of ``found``: each tile is one more pass (`_crop_grid`) matched against
+        ``concepts`` (default: every one) with the same competition."""
+
+        def look(box: tuple[int, int, int, int]) -> list[Candidate]:
+            return self._first_look(self._crop_grid(image, box), gallery, labels=labels, competitive=compete,
+                                    concepts=concepts)
+
+        out, tiles = tiled_look(self.config, found, (image.shape[1], image.shape[0]), shape, look,
+                                per_concept=per_concept)
+        self.tiled_look_passes += tiles
+        return out
 
     def _first_look(self, grid: PatchGrid | Scan, gallery: Gallery, *, per_concept: int = 1,
                     image: np.ndarray | None = None, labels: list[str] | None = None,

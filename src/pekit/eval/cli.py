@@ -60,7 +60,8 @@ def _names(text: str) -> list[str]:
 def _common(p: argparse.ArgumentParser, *, refs_default: str) -> None:
     p.add_argument("--dataset", required=True, metavar="LAYOUT:PATH",
                    help="folder:PATH, myvlm:PATH, yollava:PATH or thisismy:PATH (a bare path is auto-detected)")
-    p.add_argument("--preset", default="offline", help="offline (default), offline-fast, cpu or paper")
+    p.add_argument("--preset", default="offline",
+                   help="offline (default), offline-thorough, offline-fast, cpu or paper")
     p.add_argument("--refs", type=_int_list, default=_int_list(refs_default), metavar="K",
                    help=f"reference photos per concept, e.g. 4 or 1,2,3,4 or 1-4 (default: {refs_default})")
     p.add_argument("--seeds", type=int, default=None,

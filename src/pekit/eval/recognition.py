@@ -480,8 +480,9 @@ def run_recognition(
     position = [{int(i): r for r, i in enumerate(tr.photos)} for tr in trials]
     needs_image = getattr(pipeline, "detector", None) is not None
     labels = sorted(set(categories.values())) if needs_image else None
-    second = bool(getattr(getattr(pipeline, "config", None), "second_look", False))
-    if second:  # crops are embedded from the photo; memoised across the trials that share it
+    config = getattr(pipeline, "config", None)
+    second = bool(getattr(config, "second_look", False)) or getattr(config, "tiled_look", 0) >= 2
+    if second:  # crops and tiles are embedded from the photo; memoised across the trials that share it
         needs_image = True
         pipeline.crop_grids = {}
     looks: dict[str, int] = {}  # crop passes per gallery mode
@@ -494,6 +495,7 @@ def run_recognition(
         for t in tests[idx]:
             trial, row = trials[t], position[t][idx]
             before = getattr(pipeline, "second_look_passes", 0)
+            tiles_before = getattr(pipeline, "tiled_look_passes", 0)
             if trial.gallery == "all":
                 scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, labels=labels)
             elif trial.gallery == "single":
@@ -503,7 +505,11 @@ def run_recognition(
             trial.scores[row] = scores
             assert trial.boxes is not None
             trial.boxes[row] = boxes
-            looks[trial.gallery] = looks.get(trial.gallery, 0) + getattr(pipeline, "second_look_passes", 0) - before
+            crops = getattr(pipeline, "second_look_passes", 0) - before
+            # one call scores every concept alone, but each of those users' photos would be tiled for it
+            tiles = (getattr(pipeline, "tiled_look_passes", 0) - tiles_before) * (
+                len(trial.concepts) if trial.gallery == "single" else 1)
+            looks[trial.gallery] = looks.get(trial.gallery, 0) + crops + tiles
             # alone or in its own random gallery, every concept is its own user: photos x concepts calls
             scored[trial.gallery] = scored.get(trial.gallery, 0) + (1 if trial.gallery == "all"
                                                                     else len(trial.concepts))
@@ -515,6 +521,6 @@ def run_recognition(
     timing = {"total_s": round(time.perf_counter() - start, 2), "embed_s": round(embed_s, 2),
               "match_s": round(match_s, 2), "backbone_passes": cache.misses - misses0,
               "photos": len(photos), "matches": int(sum(len(v) for v in tests.values())),
-              # backbone passes a user's recognize would run per photo (1 + second looks), by gallery mode
+              # backbone passes a user's recognize would run per photo (1 + tiles + crops), by gallery mode
               "passes_per_image": {m: round(1 + looks.get(m, 0) / max(n, 1), 3) for m, n in scored.items()}}
     return RecognitionRun(dataset, photos, trials, thr, pipeline.fingerprint, categories, timing, warnings)

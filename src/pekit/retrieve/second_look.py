@@ -11,6 +11,11 @@ crop around the core re-judges a name rather than rescue a large region under th
 threshold; a small region that lost to another concept at a few patches (contested) may
 earn a crop, and is named only if the crop finds it; no crop looks again at a place a crop
 already saw about as magnified.
+
+`tiled_look` (opt-in, ``offline-thorough``) looks before that at the whole photo magnified:
+``n x n`` overlapping tiles, each one more pass matched against every concept, for the
+small objects that the first pass gives no candidate at all (nothing for a second look to
+aim at).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pekit.retrieve.candidates import Candidate
 from pekit.retrieve.match import thresholds_or
 from pekit.retrieve.nms import box_area, box_iou, overlap
 
-__all__ = ["Look", "context_box", "core_box", "second_look"]
+__all__ = ["Look", "context_box", "core_box", "second_look", "tile_boxes", "tiled_look"]
 
 #: ``(crop box (x0, y0, x1, y1), concept index) -> candidates on that crop`` (crop coordinates):
 #: one backbone pass of the crop, matched against the same gallery (that concept's candidates,
@@ -164,6 +169,59 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
             _add_others(out, [c for c in seen if c.concept != cand.concept], box, cand.region.shape, size,
                         per_concept)
     return [c for c in out if not c.contested], looks
+
+
+def tile_boxes(width: int, height: int, n: int, cover: float) -> list[tuple[int, int, int, int]]:
+    """``n x n`` tiles ``(x0, y0, x1, y1)`` over a ``width`` x ``height`` photo, each
+    ``cover`` of its width and height, spread evenly from edge to edge (they overlap
+    where ``n * cover > 1``), row by row.
+
+    >>> tile_boxes(100, 50, 2, 0.6)
+    [(0, 0, 60, 30), (40, 0, 100, 30), (0, 20, 60, 50), (40, 20, 100, 50)]
+    """
+    tw, th = max(1, round(width * cover)), max(1, round(height * cover))
+    xs = [round(i * (width - tw) / max(n - 1, 1)) for i in range(n)]
+    ys = [round(i * (height - th) / max(n - 1, 1)) for i in range(n)]
+    return [(x, y, x + tw, y + th) for y in ys for x in xs]
+
+
+def tiled_look(config: RecognitionConfig, found: list[Candidate], size: tuple[int, int], shape: tuple[int, ...],
+               look: Callable[[tuple[int, int, int, int]], list[Candidate]], *,
+               per_concept: int = 1) -> tuple[list[Candidate], int]:
+    """The photo looked at again as ``config.tiled_look`` x ``config.tiled_look`` overlapping
+    tiles (`tile_boxes`; none when it is under 2), magnified about ``1 / tiled_look_cover``
+    times: ``look(tile)`` embeds a tile (one more backbone pass) and matches every concept
+    there with the first look's competition. What a tile finds is moved to the photo
+    (``size``: its ``(width, height)``; ``shape``: its patch grid) and merged with ``found``
+    as a second look merges the other concepts its crop finds: it replaces the concept's
+    candidate it overlaps (or, when the concept holds ``per_concept`` regions elsewhere,
+    its weakest) if it scores higher or was contested, and otherwise joins them. A region
+    that reaches a tile's edge inside the photo is dropped: it is cut there, a part of an
+    object larger than the tiles' overlap, which the first look saw whole (the overlap holds
+    every object up to ``2 * cover - 1`` of the photo's side whole in some tile). Returns the
+    candidates (contested ones kept for the second look) and the number of tiles embedded."""
+    n = config.tiled_look
+    if n < 2:
+        return list(found), 0
+    out = list(found)
+    width, height = size
+    tiles = tile_boxes(width, height, n, config.tiled_look_cover)
+    for box in tiles:
+        whole = [c for c in look(box) if not _cut(c, box, width, height)]
+        _add_others(out, whole, box, shape, size, per_concept)
+    return out, len(tiles)
+
+
+def _cut(cand: Candidate, box: tuple[int, int, int, int], width: int, height: int) -> bool:
+    """Whether ``cand``'s region (on the tile ``box``'s own grid) reaches an edge of the tile
+    that lies inside the photo (the photo's own edges cut nothing)."""
+    if not cand.region.any():
+        return False
+    rows, cols = np.nonzero(cand.region)
+    h, w = cand.region.shape
+    x0, y0, x1, y1 = box
+    return bool((cols.min() == 0 and x0 > 0) or (cols.max() == w - 1 and x1 < width)
+                or (rows.min() == 0 and y0 > 0) or (rows.max() == h - 1 and y1 < height))
 
 
 def _seen(cand: Candidate, box: tuple[int, int, int, int], taken: list[tuple[int, tuple[int, int, int, int]]],

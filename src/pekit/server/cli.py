@@ -30,7 +30,8 @@ def add_serve_parser(sub: Any) -> None:
     _where(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--preset", default="offline", help="offline (default), offline-fast, cpu or paper")
+    p.add_argument("--preset", default="offline",
+                   help="offline (default), offline-thorough, offline-fast, cpu or paper")
     p.add_argument("--lvlm", help="none, hf:<id or dir> or openai:<base url>#<model> (default: the preset's)")
     p.add_argument("--workers", type=int, default=1, help="server processes (each loads the models once)")
     p.add_argument("--threads", type=int, default=1, help="backbone threads per process (default 1)")
