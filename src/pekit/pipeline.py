@@ -12,9 +12,11 @@
   stage 2, in `pekit.retrieve`): `first_look` (`pekit.retrieve.candidates`) assigns
   proposals competitively, grows each concept's best region to the whole object
   (`object_extent`), scores it by its patch-level agreement with the concept's parts and
-  vetoes look-alikes (region-level competition, the user's corrections); `second_look`
-  (`pekit.retrieve.second_look`) re-scores small or near-threshold candidates on a crop,
-  whose pass this class runs.
+  vetoes look-alikes (region-level competition, the user's corrections); with
+  ``tiled_look`` (``offline-thorough``), `tiled_look` looks at the photo again as
+  magnified, overlapping tiles; `second_look` (`pekit.retrieve.second_look`) re-scores
+  small or near-threshold candidates on a crop. This class runs the passes of tiles and
+  crops.
 
 `Personalizer` (introduce / recognize / ask) and the evaluation runner both use it, so the
 benchmark measures exactly what users run.
@@ -343,8 +345,9 @@ class Pipeline:
 
         `first_look` on this image's one pass (up to ``per_concept`` regions per concept;
         ``concepts``: only score these gallery indices, the others still compete), then,
-        given the ``image`` and with ``second_look`` on, `second_look` on crops of it
-        (a concept found only on a crop comes after the first look's).
+        given the ``image``: with ``tiled_look``, `tiled_look` on tiles of it, and with
+        ``second_look``, `second_look` on crops of it (a concept found only on a tile or
+        a crop comes after the first look's).
         """
         look = image is not None and self.config.second_look
         found = self._first_look(grid, gallery, per_concept=per_concept, image=image, labels=labels,
