@@ -368,8 +368,7 @@ class Pipeline:
         ``concepts`` (default: every one) with the same competition."""
 
         def look(box: tuple[int, int, int, int]) -> list[Candidate]:
-            return self._first_look(self._crop_grid(image, box), gallery, labels=labels, competitive=compete,
-                                    concepts=concepts)
+            return self._on_crop(image, box, gallery, labels, compete, concepts)
 
         out, tiles = tiled_look(self.config, found, (image.shape[1], image.shape[0]), shape, look,
                                 per_concept=per_concept)
@@ -395,13 +394,19 @@ class Pipeline:
         others = self.config.second_look_others and compete
 
         def look(box: tuple[int, int, int, int], concept: int) -> list[Candidate]:
-            return self._first_look(self._crop_grid(image, box), gallery, labels=labels, competitive=compete,
-                                    concepts=concepts if others else np.array([concept]))
+            return self._on_crop(image, box, gallery, labels, compete, concepts if others else np.array([concept]))
 
         out, looks = second_look(self.config, found, (image.shape[1], image.shape[0]), compete, look,
                                  per_concept=per_concept, thresholds=gallery.thresholds)
         self.second_look_passes += looks
         return out
+
+    def _on_crop(self, image: np.ndarray, box: tuple[int, int, int, int], gallery: Gallery,
+                 labels: list[str] | None, compete: bool, concepts: np.ndarray | None) -> list[Candidate]:
+        """The first look on one more pass of ``image[box]`` (a tile or a crop: `_crop_grid`),
+        for ``concepts`` of the gallery (default: every one), with the same competition."""
+        return self._first_look(self._crop_grid(image, box), gallery, labels=labels, competitive=compete,
+                                concepts=concepts)
 
     def _crop_grid(self, image: np.ndarray, box: tuple[int, int, int, int]) -> PatchGrid:
         """One backbone pass on ``image[box]``; memoised in ``crop_grids`` when it is a dict

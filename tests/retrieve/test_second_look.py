@@ -23,9 +23,7 @@ def _cand(concept: int, score: float, xyxy: tuple[float, float, float, float], s
 
 def _top_left(concept: int, score: float) -> Candidate:
     """A candidate on the photo's top-left quarter (box (0, 0, 320, 240), the 5 x 5 top-left patches)."""
-    cand = _cand(concept, score, (0, 0, 320, 240), 0.0)
-    cand.region[:5, :5] = True
-    return cand
+    return _inside(concept, score, (0, 0, 320, 240), cells=(slice(0, 5), slice(0, 5)))
 
 
 class Crops:

@@ -481,8 +481,8 @@ def run_recognition(
     needs_image = getattr(pipeline, "detector", None) is not None
     labels = sorted(set(categories.values())) if needs_image else None
     config = getattr(pipeline, "config", None)
-    second = bool(getattr(config, "second_look", False)) or getattr(config, "tiled_look", 0) >= 2
-    if second:  # crops and tiles are embedded from the photo; memoised across the trials that share it
+    from_photo = bool(getattr(config, "second_look", False)) or getattr(config, "tiled_look", 0) >= 2
+    if from_photo:  # crops and tiles are embedded from the photo; memoised across the trials that share it
         needs_image = True
         pipeline.crop_grids = {}
     looks: dict[str, int] = {}  # crop passes per gallery mode
@@ -514,7 +514,7 @@ def run_recognition(
             scored[trial.gallery] = scored.get(trial.gallery, 0) + (1 if trial.gallery == "all"
                                                                     else len(trial.concepts))
     match_s = time.perf_counter() - t0
-    if second:
+    if from_photo:
         pipeline.crop_grids = None
     for w in warnings[len(dataset.warnings):]:
         log.warning(w)
