@@ -90,6 +90,25 @@ def test_the_default_memory_may_be_missing(cli: Any, tmp_path: Path, monkeypatch
     assert not (tmp_path / "data").exists() and not (tmp_path / "home").exists()  # reading created nothing
 
 
+def test_recognizing_with_no_concepts_says_how_to_add_one(cli: Any, files: dict[str, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PEKIT_MEMORY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    code, out, err = cli("recognize", files["query"], "--json")  # the default memory, not made yet
+    assert code == 0 and json.loads(out) == []                    # stdout stays the JSON
+    assert "no concepts in" in err and "pekit introduce" in err
+    assert not (tmp_path / "data").exists()
+    cli("introduce", "cat", files["cat"], "--memory", files["memory"])
+    cli("forget", "cat", "--memory", files["memory"])               # a memory emptied by forget
+    code, out, err = cli("ask", files["query"], "Who is this?", "--memory", files["memory"],
+                         "--out", tmp_path / "a.jpg")
+    assert code == 0 and "no concepts in" in err and "recognized: none" in out
+    cli("introduce", "cat", files["cat"], "--memory", files["memory"])
+    code, out, err = cli("recognize", files["query"], "--memory", files["memory"])
+    assert code == 0 and "no concepts" not in err and "cat (" in out
+
+
 @pytest.mark.parametrize("bad", [["{notes}"], ["{cat}", "--box", "0,0,3,3"], ["{cat}", "--name-is", "x"]],
                          ids=["non-image", "tiny-box", "bad-flag"])
 def test_a_failed_introduce_leaves_no_memory_behind(cli: Any, files: dict[str, Path], tmp_path: Path,
@@ -223,7 +242,8 @@ def test_a_box_may_start_with_a_negative_number(cli: Any, files: dict[str, Path]
 
 
 @pytest.mark.parametrize(("box", "message"), [("10,10,11,11", "at least 8 x 8 pixels"),
-                                              ("100,100,112,112", "covers 0.")])
+                                              ("100,100,112,112", "covers 0."),
+                                              ("700,700,900,900", "lies outside the 600x400 photo")])
 def test_a_tiny_box_is_refused(cli: Any, stocked: dict[str, Path], box: str, message: str,
                                recwarn: pytest.WarningsRecorder) -> None:
     before = digest(stocked["memory"])

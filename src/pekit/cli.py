@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -120,9 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("correct", help="say a detection was wrong: its region becomes a negative view of NAME",
                        description="pekit correct PHOTO --not NAME: NAME was recognized in PHOTO but it is "
                                    "not NAME; that region is kept as a negative view of NAME, so the same "
-                                   "look-alike is not called NAME again.")
-    p.add_argument("image", help="the photo in which NAME was wrongly recognized")
+                                   "look-alike is not called NAME again. pekit correct --undo --not NAME "
+                                   "takes the last correction back.")
+    p.add_argument("image", nargs="?", help="the photo in which NAME was wrongly recognized")
     p.add_argument("--not", dest="name", required=True, metavar="NAME", help="the concept it is not")
+    p.add_argument("--undo", action="store_true",
+                   help="take back NAME's last correction instead (no PHOTO): pekit correct --undo --not NAME")
     _common(p)
 
     p = sub.add_parser("add-view", help="add one more reference photo to a concept")
@@ -208,6 +212,14 @@ def _personalizer(args: argparse.Namespace, *, creates: bool = False, **extra: A
         raise
 
 
+def _note_if_empty(p: Any, args: argparse.Namespace) -> None:
+    """Say on stderr (not in ``--json``'s output) when the memory holds no concept yet: every
+    photo would read "none of your concepts" for a reason the user can fix."""
+    if p.memory.count(p.namespace) == 0:
+        print(f"pekit {args.command}: note: no concepts in {p.memory.uri} (namespace '{_shown(p.namespace)}') yet, "
+              "so nothing can be recognized; add one with `pekit introduce NAME PHOTO...`", file=sys.stderr)
+
+
 def _save(image: Any, path: Path) -> None:
     from PIL import Image
 
@@ -277,7 +289,7 @@ def _progress(items: list[Path], desc: str):
 
 def _cmd_introduce(args: argparse.Namespace) -> int:
     from pekit.images import list_images
-    from pekit.personalizer import stored_consistency
+    from pekit.personalizer import CONSISTENCY_MARGIN, stored_consistency
 
     images = list_images(args.images)
     if args.box and len(args.box) != len(images):
@@ -295,7 +307,11 @@ def _cmd_introduce(args: argparse.Namespace) -> int:
         print(f"introduced '{_shown(c.name)}' ({_shown(c.category) or 'no category'}) from {len(c.views)} "
               f"view(s) into {p.memory.uri}")
         if agreement is not None:  # below the threshold, the library's warning says what to do
-            print(f"its photos match one another at {agreement:.3f} (recognition threshold {threshold:.2f})")
+            # each photo against the concept made of the others: fewer views than the concept has, so it
+            # reads below the threshold before new photos are missed; the warning starts at CONSISTENCY_MARGIN
+            print(f"its photos match one another at {agreement:.3f} (each against the others; pekit warns under "
+                  f"{threshold - CONSISTENCY_MARGIN:.2f}, {CONSISTENCY_MARGIN:.2f} below the recognition threshold "
+                  f"{threshold:.2f})")
     return 0
 
 
@@ -326,14 +342,21 @@ def _cmd_forget(args: argparse.Namespace) -> int:
 
 
 def _cmd_correct(args: argparse.Namespace) -> int:
+    if args.undo == (args.image is not None):
+        raise InvalidInputError("give a PHOTO (pekit correct PHOTO --not NAME) or --undo (pekit correct --undo "
+                                "--not NAME), not both or neither")
     with _personalizer(args) as p:
-        c = p.correct(args.image, args.name)
+        c = p.undo_correction(args.name) if args.undo else p.correct(args.image, args.name)
     record = {"name": c.name, "negatives": len(c.meta.get("corrections", [])), "memory": p.memory.uri}
     if args.json:
         print(json.dumps(record))
+    elif args.undo:
+        print(f"took back the last correction of '{_shown(c.name)}': {record['negatives']} negative view(s) left")
     else:
+        undo = ["pekit", "correct", "--undo", "--not", c.name, *(["--memory", args.memory] if args.memory else []),
+                *(["--namespace", args.namespace] if args.namespace != "default" else [])]
         print(f"'{_shown(c.name)}' now has {record['negatives']} negative view(s): that region of {args.image} "
-              f"will not be called '{_shown(c.name)}' again")
+              f"will not be called '{_shown(c.name)}' again (a mistake? {_shown(shlex.join(undo))})")
     return 0
 
 
@@ -371,6 +394,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 
 def _cmd_recognize_video(args: argparse.Namespace) -> int:
     with _personalizer(args) as p:
+        _note_if_empty(p, args)
         result = p.recognize_video(args.images[0], fps=args.fps, max_frames=args.max_frames, out=args.out,
                                    sheet=args.sheet, scene_cut=args.scene_cut, audio=args.audio,
                                    max_pixels=args.max_pixels)
@@ -402,6 +426,7 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--explain takes one photo, got {len(images)}")
     results = []
     with _personalizer(args) as p:
+        _note_if_empty(p, args)
         stream = p._recognize_stream(str(path) for path in images)  # passes overlap decoding and drawing
         for path, (img, dets) in zip(_progress(images, "recognize"), stream, strict=True):
             out = _out_path(args.out, path, len(images) > 1)
@@ -478,6 +503,7 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
     records = []
     many = len(images) > 1
     with _personalizer(args) as p:
+        _note_if_empty(p, args)
         for path in _progress(images, "caption" if question is None else "ask"):
             answer = (p.caption(str(path), **gen) if question is None
                       else p.ask(str(path), question, options=options, **gen))

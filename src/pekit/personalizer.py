@@ -93,14 +93,26 @@ def _boxes_for(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[np.nd
     return out
 
 
+def _check_box_on_photo(box: Any, width: int, height: int, source: Any) -> tuple[float, float]:
+    """The width and height of ``box``'s part inside a ``width`` x ``height`` photo; refuses a
+    box that lies wholly outside it (an object's or a person's reference box)."""
+    w = min(float(box[2]), width) - max(float(box[0]), 0.0)
+    h = min(float(box[3]), height) - max(float(box[1]), 0.0)
+    if w <= 0 or h <= 0:
+        raise InvalidInputError(
+            f"{describe(source)}: the box {[round(float(v), 1) for v in box]} lies outside the {width}x{height} "
+            f"photo; give x0,y0,x1,y1 in its pixels (x from 0 to {width}, y from 0 to {height})"
+        )
+    return w, h
+
+
 def _check_box_on_grid(box: np.ndarray, grid: Any, source: Any) -> None:
     """Refuse a box that lies off the photo or covers under `MIN_BOX_PATCHES` backbone patches."""
     width, height = grid.image_size
     cw, ch = grid.cell_size
-    w = min(float(box[2]), width) - max(float(box[0]), 0.0)
-    h = min(float(box[3]), height) - max(float(box[1]), 0.0)
+    w, h = _check_box_on_photo(box, width, height, source)
     covered = w / cw * h / ch
-    if w > 0 and h > 0 and covered < MIN_BOX_PATCHES:  # off the photo: the pipeline says so
+    if covered < MIN_BOX_PATCHES:
         raise InvalidInputError(
             f"{describe(source)}: the box {[round(float(v), 1) for v in box]} covers {covered:.1f} patch(es) of "
             f"the {width}x{height} photo; the backbone sees it in patches of {cw:.0f}x{ch:.0f} pixels, so draw "
@@ -257,7 +269,7 @@ class Personalizer:
 
             same = "" if old.name == name else f" (names are compared ignoring case: '{old.name}' exists)"
             raise DuplicateConceptError(
-                f"a concept named '{name}' already exists{same}; pass replace=True (--replace) "
+                f"a concept named '{name}' already exists{same}; pass replace=True (CLI: --replace) "
                 "to overwrite it, or choose another name"
             )
         category = (old.category if old is not None and category is None else category or "").strip()
@@ -314,6 +326,8 @@ class Personalizer:
         vectors, face_boxes, views = [], [], []
         for src, box in zip(refs, _boxes_for(refs, boxes), strict=True):
             image = load_image(src)
+            if box is not None:
+                _check_box_on_photo(box, image.shape[1], image.shape[0], src)
             try:
                 vector, xyxy = face_reference(self.faces, image, box=box)
             except (NothingFoundError, InvalidInputError) as exc:
@@ -616,8 +630,36 @@ class Personalizer:
         meta = dict(concept.meta)
         meta["corrections"] = [*meta.get("corrections", []),
                                {"image": describe(image).strip("'"), "box": [round(float(v), 1) for v in wrong.xyxy],
-                                "score": round(wrong.score, 4)}]
+                                "score": round(wrong.score, 4), "negatives": len(negative)}]
         return self.memory.update(dataclasses.replace(concept, negatives=stacked, meta=meta))
+
+    def undo_correction(self, name: str) -> Concept:
+        """Take back the last `correct` of ``name`` (a photo of the real one was given by
+        mistake): its negative view is removed, the earlier corrections stay. No backbone pass.
+
+        Raises:
+            ConceptNotFoundError: no concept ``name``.
+            InvalidInputError: ``name`` has no correction to undo (nothing changed).
+        """
+        concept = self._named(name)
+        self._check_writable(f"undo a correction of '{concept.name}'")
+        done = list(concept.meta.get("corrections", []))
+        stored = concept.negatives
+        rows = 0 if stored is None else len(stored)
+        if not done or stored is None or not rows:
+            raise InvalidInputError(f"'{concept.name}' has no correction to undo; the memory was not changed")
+        last = done[-1].get("negatives") if isinstance(done[-1], dict) else None
+        if not isinstance(last, int) or not 0 < last <= rows:
+            if len(done) > 1:  # stored before corrections recorded their size: cannot split them
+                raise InvalidInputError(
+                    f"the corrections of '{concept.name}' were stored by an older pekit without their sizes, so the "
+                    f"last one cannot be told apart; introduce it again with --replace (replace=True) to start "
+                    "over (the memory was not changed)")
+            last = rows
+        meta = dict(concept.meta)
+        meta["corrections"] = done[:-1]
+        negatives = stored[:rows - last] if rows > last else None
+        return self.memory.update(dataclasses.replace(concept, negatives=negatives, meta=meta))
 
     def add_view(self, name: str, image: ImageInput, *, box: Any = None, mask: Any = None) -> Concept:
         """One more reference view of an existing concept (one backbone pass).

@@ -156,6 +156,27 @@ class Detections:
     def __len__(self) -> int:
         return len(self.xyxy)
 
+    def __repr__(self) -> str:
+        """One line per region (name, score, box), arrays by shape only: printing the result
+        of `Personalizer.recognize` does not dump embeddings.
+
+        >>> Detections(xyxy=[[0, 0, 10, 20]], score=[0.812], name=["Bo"], concept_id=[3])
+        Detections(1: 'Bo' (id 3) 0.81 at [0, 0, 10, 20])
+        """
+        n = len(self)
+        names = self.name if self.name is not None else [""] * n
+        ids = self.concept_id if self.concept_id is not None else [-1] * n
+        scores = self.score if self.score is not None else [1.0] * n
+        rows = [(f"{str(name)!r}" if name else "unmatched") + (f" (id {int(c)})" if c >= 0 else "")
+                + f" {float(s):.2f} at {[round(float(v)) for v in b]}"
+                for name, c, s, b in zip(names, ids, scores, self.xyxy, strict=True)]
+        if len(rows) > 8:
+            rows = [*rows[:8], f"... {len(rows) - 8} more"]
+        arrays = [f"{f} {tuple(a.shape)}" for f, a in (("mask", self.mask), ("embedding", self.embedding))
+                  if a is not None]
+        return f"Detections({len(self)}" + (": " + "; ".join(rows) if rows else "") + (
+            "; " + ", ".join(arrays) if arrays else "") + ")"
+
     def __iter__(self) -> Iterator[Detections]:  # single-row Detections
         for i in range(len(self)):
             yield self[i]
@@ -275,6 +296,17 @@ class Concept:
     updated: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
     negatives: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        """Name, identity and array shapes (the vectors themselves are not printed).
+
+        >>> Concept("Bo", np.eye(2, 8), category="dog")
+        Concept('Bo', category='dog', id=-1, namespace='default', views (2, 8))
+        """
+        arrays = [f"{f} {tuple(a.shape)}" for f, a in (("views", self.views), ("parts", self.parts),
+                                                          ("negatives", self.negatives)) if a is not None]
+        return (f"Concept({self.name!r}, category={self.category!r}, id={self.id}, namespace={self.namespace!r}, "
+                + ", ".join(arrays) + ")")
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():

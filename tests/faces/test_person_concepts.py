@@ -52,15 +52,16 @@ def test_prompt_calls_a_person_a_person(mixed: Any, astronaut: np.ndarray) -> No
 
 
 @pytest.mark.parametrize(
-    ("photo", "error", "words"),
-    [("chelsea", NothingFoundError, "no face"), ("pair", InvalidInputError, "--box")],
+    ("photo", "box", "error", "words"),
+    [("chelsea", None, NothingFoundError, "no face"), ("pair", None, InvalidInputError, "--box"),
+     ("astronaut", [5000, 5000, 5100, 5100], InvalidInputError, "lies outside the 512x512 photo")],
 )
 def test_bad_person_photos_leave_memory_untouched(mixed: Any, astronaut: np.ndarray, chelsea: np.ndarray,
-                                                  photo: str, error: type, words: str) -> None:
+                                                  photo: str, box: Any, error: type, words: str) -> None:
     before = [(c.name, c.updated) for c in mixed.concepts()]
-    image = chelsea if photo == "chelsea" else np.hstack([astronaut, astronaut])
+    image = {"chelsea": chelsea, "astronaut": astronaut}.get(photo, np.hstack([astronaut, astronaut]))
     with pytest.raises(error, match=words):
-        mixed.introduce("Someone", image, kind="person")
+        mixed.introduce("Someone", image, kind="person", boxes=None if box is None else [box])
     assert [(c.name, c.updated) for c in mixed.concepts()] == before
 
 
