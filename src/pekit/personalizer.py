@@ -512,6 +512,9 @@ class Personalizer:
         ``image`` may be a video path: the LVLM then gets a few annotated key frames (one
         contact sheet for single-image models) and the timeline of the tracks
         (`pekit.video.answer`).
+
+        With no LVLM (``lvlm="none"``, the offline presets' default) ``Answer.text`` is
+        empty: ``Answer.prompt`` and ``Answer.image`` are what an LVLM would get.
         """
         return self._respond(image, question=question, options=options, threshold=threshold, **generation)
 
