@@ -240,3 +240,21 @@ def test_a_file_that_is_not_a_memory(cli: Any, files: dict[str, Path]) -> None:
     assert code == 7
     assert_one_line_error(err, "list", "not a pekit memory")
     assert files["notes"].read_text() == "not a photo"
+
+
+def test_a_library_that_prints_its_own_messages_is_not_printed_twice() -> None:
+    import logging
+
+    from pekit.cli import PrintedElsewhere
+
+    own = logging.getLogger("some_hub_library")         # like huggingface_hub: its own handler, and propagates
+    own.addHandler(logging.NullHandler())
+    try:
+        keep = PrintedElsewhere()
+        record = own.makeRecord("some_hub_library.http", logging.WARNING, __file__, 1, "retrying", None, None)
+        assert keep.filter(record) is False
+        plain = logging.getLogger("pekit.anything").makeRecord("pekit.anything", logging.WARNING, __file__, 1,
+                                                               "a pekit warning", None, None)
+        assert keep.filter(plain) is True
+    finally:
+        own.handlers.clear()

@@ -520,11 +520,30 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
     return 0
 
 
+class PrintedElsewhere(logging.Filter):
+    """Drops a record whose logger (or a parent on its way to the root) has a handler of its
+    own: that library prints it already (huggingface_hub does, and propagates too: each of
+    its download retries would show twice)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None and logger is not logging.getLogger():
+            if logger.handlers:
+                return False
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pekit`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(_glue_negative_boxes(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, PrintedElsewhere) for f in handler.filters):
+            handler.addFilter(PrintedElsewhere())
     try:
         if args.command == "introduce":
             return _cmd_introduce(args)
