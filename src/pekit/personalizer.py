@@ -647,10 +647,10 @@ class Personalizer:
         concept = self._named(name)
         self._check_writable(f"undo a correction of '{concept.name}'")
         done = list(concept.meta.get("corrections", []))
-        stored = concept.negatives
-        rows = 0 if stored is None else len(stored)
-        if not done or stored is None or not rows:
+        stored = concept.negatives  # None, never empty (`Concept` drops an empty array)
+        if not done or stored is None:
             raise InvalidInputError(f"'{concept.name}' has no correction to undo; the memory was not changed")
+        rows = len(stored)
         last = done[-1].get("negatives") if isinstance(done[-1], dict) else None
         if not isinstance(last, int) or not 0 < last <= rows:
             if len(done) > 1:  # stored before corrections recorded their size: cannot split them
