@@ -42,3 +42,26 @@ def test_figures_are_committed_small(name):
     path = DOCS / "figures" / name
     assert path.is_file(), f"run `python docs/make_figures.py` to make {name}"
     assert path.stat().st_size < 150 * 1024
+
+
+def test_every_docstring_example_runs() -> None:
+    """The ``>>>`` examples in pekit's docstrings (the API pages show them) give what they
+    say. Examples marked ``# doctest: +SKIP`` need a model or a file and are not run."""
+    import doctest
+    import importlib
+    import pkgutil
+
+    import pekit
+
+    finder, attempted, failures = doctest.DocTestFinder(), 0, []
+    for info in pkgutil.walk_packages(pekit.__path__, "pekit."):
+        module = importlib.import_module(info.name)
+        for test in finder.find(module, info.name):
+            runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+            out: list[str] = []
+            result = runner.run(test, out=out.append)
+            attempted += result.attempted
+            if result.failed:
+                failures.append(f"{test.name} ({test.filename}:{test.lineno}):\n{''.join(out)}")
+    assert not failures, "\n".join(failures)
+    assert attempted >= 100  # the finder did reach the examples

@@ -217,3 +217,60 @@ def test_colours_follow_the_views_through_the_store_and_add_view(
     p.memory.update(dataclasses.replace(after, meta={k: v for k, v in after.meta.items() if k != COLOURS}))
     assert COLOURS not in p.add_view("Mochi", chelsea).meta
     assert p.recognize(chelsea).name.tolist() == ["Mochi"]
+
+
+# -- the pure steps (`pekit.feedback`, `pekit.extract.views.with_view`): no backbone -------------
+
+def _concept(negatives: np.ndarray | None = None, **meta: Any) -> Any:
+    from pekit.types import Concept
+
+    return Concept("Bo", views=np.eye(2, 8, dtype=np.float32), parts=np.eye(3, 8, dtype=np.float32),
+                   negatives=negatives, meta=dict(meta))
+
+
+def test_corrections_stack_and_come_off_last_first() -> None:
+    from pekit.feedback import corrected, uncorrected
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 8)).astype(np.float32), rng.normal(size=(2, 8)).astype(np.float32)
+    bo = _concept(note="kept")
+    once = corrected(bo, a, image="park.jpg", box=np.array([1.04, 2, 30, 40.06]), score=0.6312345)
+    twice = corrected(once, b, image="beach.jpg", box=[0, 0, 9, 9], score=0.7)
+    assert bo.negatives is None and "corrections" not in bo.meta                   # the input is not changed
+    np.testing.assert_array_equal(twice.negatives, np.concatenate([a, b]))
+    assert twice.meta["corrections"] == [
+        {"image": "park.jpg", "box": [1.0, 2.0, 30.0, 40.1], "score": 0.6312, "negatives": 3},
+        {"image": "beach.jpg", "box": [0.0, 0.0, 9.0, 9.0], "score": 0.7, "negatives": 2}]
+    back = uncorrected(twice)
+    np.testing.assert_array_equal(back.negatives, a)
+    assert back.meta == once.meta and back.meta["note"] == "kept"
+    assert uncorrected(back).negatives is None and uncorrected(back).meta["corrections"] == []
+    with pytest.raises(InvalidInputError, match="'Bo' has no correction to undo"):
+        uncorrected(uncorrected(back))
+
+
+def test_an_older_correction_without_its_size() -> None:
+    from pekit.feedback import uncorrected
+
+    rows = np.ones((4, 8), np.float32)
+    old = {"image": "park.jpg", "box": [0, 0, 9, 9], "score": 0.62}
+    assert uncorrected(_concept(rows, corrections=[old])).negatives is None        # alone: all of it
+    with pytest.raises(InvalidInputError, match="older pekit without their sizes"):
+        uncorrected(_concept(rows, corrections=[old, old]))
+    with pytest.raises(InvalidInputError, match="no correction to undo"):
+        uncorrected(_concept(None, corrections=[old]))                             # a record, no rows
+
+
+def test_with_view_appends_the_view_and_forgets_the_consistency() -> None:
+    from types import SimpleNamespace
+
+    from pekit.extract.views import with_view
+
+    bo = _concept(consistency=0.71, references=["a.jpg", "b.jpg"], boxes=[[0, 0, 5, 5], [1, 1, 6, 6]])
+    view = SimpleNamespace(embedding=np.full(8, 0.5, np.float32), parts=np.ones((2, 8), np.float32),
+                           xyxy=np.array([3.04, 4, 50, 60.06]), zoomed=None, colour=None)
+    more = with_view(bo, view, reference="c.jpg")
+    assert more.views.shape == (3, 8) and more.parts.shape == (5, 8)
+    assert more.meta["references"] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert more.meta["boxes"][-1] == [3.0, 4.0, 50.0, 60.1] and "consistency" not in more.meta
+    assert bo.meta["consistency"] == 0.71 and bo.views.shape == (2, 8)              # the input is not changed

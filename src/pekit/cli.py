@@ -26,165 +26,15 @@ import argparse
 import json
 import logging
 import os
-import re
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from pekit import __version__
+from pekit.cli_args import build_parser, glue_negative_boxes
 from pekit.errors import InvalidInputError, PekitError
 
-__all__ = ["main"]
-
-
-def _box(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.replace(" ", "").split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a box is x0,y0,x1,y1 in pixels, got '{text}'") from None
-    if len(values) != 4:
-        raise argparse.ArgumentTypeError(f"a box is x0,y0,x1,y1 in pixels, got '{text}'")
-    return values
-
-
-_NEGATIVE_BOX = re.compile(r"-\s*[\d.]")
-
-
-def _glue_negative_boxes(argv: list[str]) -> list[str]:
-    """``--box -50,0,10,10`` -> ``--box=-50,0,10,10``: argparse takes a leading '-' for an option."""
-    out: list[str] = []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--box":
-            value = next(it, None)
-            if value is not None and _NEGATIVE_BOX.match(value):
-                out.append(f"--box={value}")
-                continue
-            out.append(arg)
-            if value is not None:
-                out.append(value)
-            continue
-        out.append(arg)
-    return out
-
-
-def _common(p: argparse.ArgumentParser, *, reads: bool = False) -> None:
-    p.add_argument("--memory", metavar="PATH", help="memory file or URI (default: $PEKIT_MEMORY or the user data dir)")
-    p.add_argument("--namespace", default="default", help="user whose concepts to use (default: default)")
-    p.add_argument("--preset", default="offline",
-                   help="offline (default), offline-thorough, offline-fast, cpu or paper")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    if reads:
-        p.add_argument("--skip-damaged", action="store_true",
-                       help="leave out concepts whose stored rows are damaged (see `pekit repair`)")
-
-
-def _threshold(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threshold", type=float, help="recognition threshold (default: the preset's)")
-
-
-def _answer_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lvlm", help="none, hf:<id or dir> or openai:<base url>#<model> (default: the preset's)")
-    p.add_argument("--out", metavar="PATH", help="write the annotated image here (a folder for several images)")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--seed", type=int)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pekit", description="Personalize vision-language models without training.")
-    parser.add_argument("--version", action="version", version=f"pekit {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("introduce", help="add a concept from reference photos")
-    p.add_argument("name")
-    p.add_argument("images", nargs="+", help="reference photos or folders of photos")
-    p.add_argument("--category", help="what it is, e.g. dog (with --replace: kept unless given)")
-    p.add_argument("--context", help="what the LVLM should know, e.g. \"my parents' dog\" (with --replace: kept "
-                   "unless given)")
-    p.add_argument("--box", type=_box, action="append", metavar="X0,Y0,X1,Y1",
-                   help="box around the object, once per image in order (default: found by saliency)")
-    p.add_argument("--replace", action="store_true", help="overwrite a concept of the same name")
-    p.add_argument("--kind", default="object", choices=["object", "person"],
-                   help="person: recognized by face (one face per photo; --box picks one of several)")
-    _common(p)
-
-    p = sub.add_parser("list", help="list concepts")
-    _common(p, reads=True)
-
-    p = sub.add_parser("forget", help="remove a concept")
-    p.add_argument("name")
-    _common(p)
-
-    p = sub.add_parser("correct", help="say a detection was wrong: its region becomes a negative view of NAME",
-                       description="pekit correct PHOTO --not NAME: NAME was recognized in PHOTO but it is "
-                                   "not NAME; that region is kept as a negative view of NAME, so the same "
-                                   "look-alike is not called NAME again. pekit correct --undo --not NAME "
-                                   "takes the last correction back.")
-    p.add_argument("image", nargs="?", help="the photo in which NAME was wrongly recognized")
-    p.add_argument("--not", dest="name", required=True, metavar="NAME", help="the concept it is not")
-    p.add_argument("--undo", action="store_true",
-                   help="take back NAME's last correction instead (no PHOTO): pekit correct --undo --not NAME")
-    _common(p)
-
-    p = sub.add_parser("add-view", help="add one more reference photo to a concept")
-    p.add_argument("name")
-    p.add_argument("image")
-    p.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1", help="box around the object (default: saliency)")
-    _common(p)
-
-    p = sub.add_parser("repair", help="remove concepts whose stored rows are damaged, and report them")
-    p.add_argument("--dry-run", action="store_true", help="only report the damaged concepts")
-    _common(p)
-
-    p = sub.add_parser("recognize", help="find your concepts in photos")
-    p.add_argument("images", nargs="+", help="photos or folders, or one video")
-    p.add_argument("--out", metavar="PATH", help="annotated image path (a folder for several images)")
-    p.add_argument("--explain", metavar="PNG", help="write, per detection, the patch similarity heat map over "
-                   "the photo and the reference view it matched best (one image)")
-    p.add_argument("--fps", type=float, default=2.0, help="video: frames sampled per second (default 2)")
-    p.add_argument("--max-frames", type=int, help="video: at most this many sampled frames")
-    p.add_argument("--sheet", metavar="PNG", help="video: contact sheet of the best frame per track")
-    p.add_argument("--scene-cut", type=float, metavar="DIFF",
-                   help="video: also sample the first frame of each scene, a cut being a mean frame difference "
-                   "over DIFF (0-255; the default for scenes is 16)")
-    p.add_argument("--audio", choices=("auto", "keep", "drop"), default="auto",
-                   help="video: the source's audio in --out: copied (keep), left out (drop), or kept where the "
-                   "container can hold its codec (auto, default)")
-    p.add_argument("--max-pixels", type=int, metavar="N",
-                   help="video: refuse frames over N pixels (default 8192*8192), checked before decoding")
-    _threshold(p)
-    _common(p, reads=True)
-
-    p = sub.add_parser("ask", help="ask an LVLM about a photo, using your concepts' names")
-    p.add_argument("image")
-    p.add_argument("question")
-    p.add_argument("--option", action="append", metavar="LETTER=TEXT", help="multiple-choice option, e.g. A=Cat")
-    _answer_opts(p)
-    _threshold(p)
-    _common(p, reads=True)
-
-    p = sub.add_parser("caption", help="caption photos (or a clip, scene by scene), calling your concepts by name")
-    p.add_argument("images", nargs="+", help="photos or folders, or one video (a caption per scene)")
-    _answer_opts(p)
-    _threshold(p)
-    _common(p, reads=True)
-
-    try:
-        from pekit.eval.cli import add_eval_parser
-    except ImportError:  # pragma: no cover - eval is part of the package
-        pass
-    else:
-        add_eval_parser(sub)
-    from pekit.doctor import add_doctor_parser
-    from pekit.server.cli import add_keys_parser, add_serve_parser
-
-    add_doctor_parser(sub)
-    add_serve_parser(sub)
-    add_keys_parser(sub)
-    return parser
+__all__ = ["build_parser", "main"]
 
 
 def _open_memory(args: argparse.Namespace, *, creates: bool = False) -> Any:
@@ -539,7 +389,7 @@ class PrintedElsewhere(logging.Filter):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pekit`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(_glue_negative_boxes(list(sys.argv[1:] if argv is None else argv)))
+    args = parser.parse_args(glue_negative_boxes(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, PrintedElsewhere) for f in handler.filters):

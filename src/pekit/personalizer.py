@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import os
 import time
@@ -22,27 +21,30 @@ from typing import Any, cast
 import numpy as np
 
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
-from pekit.extract.views import View, concept_from_views, consistency, merge_parts, with_colours, with_part_groups
+from pekit.extract.boxes import MIN_BOX_PATCHES, MIN_BOX_SIDE, check_box_on_grid, check_box_on_photo, reference_boxes
+from pekit.extract.views import CONSISTENCY, View, concept_from_views, consistency, summarize_parts, with_view
+from pekit.feedback import corrected, uncorrected
 from pekit.images import ImageInput, describe, load_image
 from pekit.memory import MemoryStore, clean_name, name_key, open_memory
 from pekit.pipeline import Pipeline
 from pekit.presets import Preset, get_preset
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
-from pekit.retrieve.match import COLOURS, Gallery, part_groups, thresholds_or
+from pekit.retrieve.match import Gallery, thresholds_or
 from pekit.types import Answer, Concept, Detections, PatchGrid
 
 log = logging.getLogger(__name__)
 
-#: ``Concept.meta`` key: how well the reference photos recognize one another at introduction
-#: (`pekit.extract.views.consistency`; only with two photos or more; `add_view` removes it,
-#: as the photos it was measured on are not kept).
-CONSISTENCY = "consistency"
-#: `introduce` warns when the consistency is this far below the threshold. Each photo is
-#: scored against a concept with one photo fewer than a new photo meets, so it reads low: on
-#: the dev set (k = 2) a concept's median positive score sits 0.02-0.04 above it
-#: (`benchmarks/calibration.py`); 0.05 below the threshold, a typical new photo is expected
-#: under it.
+#: `introduce` warns when the consistency (`CONSISTENCY`) is this far below the threshold.
+#: Each photo is scored against a concept with one photo fewer than a new photo meets, so it
+#: reads low: on the dev set (k = 2) a concept's median positive score sits 0.02-0.04 above
+#: it (`benchmarks/calibration.py`); 0.05 below the threshold, a typical new photo is
+#: expected under it.
 CONSISTENCY_MARGIN = 0.05
+
+__all__ = ["CONSISTENCY", "CONSISTENCY_MARGIN", "MIN_BOX_PATCHES", "MIN_BOX_SIDE", "Personalizer", "build_pipeline",
+           "stored_consistency"]
+
+LARGE_GALLERY_VIEWS = 20_000  # above this, the proposal x view product is worth the BLAS threads
 
 
 def stored_consistency(concept: Any) -> float | None:
@@ -52,72 +54,10 @@ def stored_consistency(concept: Any) -> float | None:
     value = meta.get(CONSISTENCY) if isinstance(meta, dict) else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
-__all__ = ["MIN_BOX_PATCHES", "MIN_BOX_SIDE", "Personalizer", "build_pipeline"]
-
-#: A reference box must be at least this many pixels wide and high ...
-MIN_BOX_SIDE = 8
-#: ... and cover at least this many patches of the backbone grid (else its embedding is noise).
-MIN_BOX_PATCHES = 2
-
-
-LARGE_GALLERY_VIEWS = 20_000  # above this, the proposal x view product is worth the BLAS threads
-
 
 def build_pipeline(preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
     """The `Pipeline` a preset describes: `Pipeline.from_preset` (kept as the facade's name)."""
     return Pipeline.from_preset(preset, **overrides)
-
-
-def _boxes_for(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[np.ndarray | None]:
-    if boxes is None:
-        return [None] * len(images)
-    if len(boxes) != len(images):
-        raise InvalidInputError(f"got {len(boxes)} boxes for {len(images)} images; give one box (or None) per image")
-    out: list[np.ndarray | None] = []
-    for b in boxes:
-        if b is None:
-            out.append(None)
-            continue
-        try:
-            arr = np.asarray(b, np.float32).reshape(-1)
-        except (TypeError, ValueError):
-            arr = np.zeros(0, np.float32)  # not numbers: reported below like any malformed box
-        if arr.shape != (4,) or not np.all(np.isfinite(arr)) or arr[2] <= arr[0] or arr[3] <= arr[1]:
-            raise InvalidInputError(f"a box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {b!r}")
-        if min(arr[2] - arr[0], arr[3] - arr[1]) < MIN_BOX_SIDE:
-            raise InvalidInputError(
-                f"the box {[round(float(v), 1) for v in arr]} is {arr[2] - arr[0]:g} x {arr[3] - arr[1]:g} pixels; "
-                f"a box around the object must be at least {MIN_BOX_SIDE} x {MIN_BOX_SIDE} pixels"
-            )
-        out.append(arr)
-    return out
-
-
-def _check_box_on_photo(box: Any, width: int, height: int, source: Any) -> tuple[float, float]:
-    """The width and height of ``box``'s part inside a ``width`` x ``height`` photo; refuses a
-    box that lies wholly outside it (an object's or a person's reference box)."""
-    w = min(float(box[2]), width) - max(float(box[0]), 0.0)
-    h = min(float(box[3]), height) - max(float(box[1]), 0.0)
-    if w <= 0 or h <= 0:
-        raise InvalidInputError(
-            f"{describe(source)}: the box {[round(float(v), 1) for v in box]} lies outside the {width}x{height} "
-            f"photo; give x0,y0,x1,y1 in its pixels (x from 0 to {width}, y from 0 to {height})"
-        )
-    return w, h
-
-
-def _check_box_on_grid(box: np.ndarray, grid: Any, source: Any) -> None:
-    """Refuse a box that lies off the photo or covers under `MIN_BOX_PATCHES` backbone patches."""
-    width, height = grid.image_size
-    cw, ch = grid.cell_size
-    w, h = _check_box_on_photo(box, width, height, source)
-    covered = w / cw * h / ch
-    if covered < MIN_BOX_PATCHES:
-        raise InvalidInputError(
-            f"{describe(source)}: the box {[round(float(v), 1) for v in box]} covers {covered:.1f} patch(es) of "
-            f"the {width}x{height} photo; the backbone sees it in patches of {cw:.0f}x{ch:.0f} pixels, so draw "
-            f"a box covering at least {MIN_BOX_PATCHES} of them (e.g. {round(cw * 2)}x{round(ch)} pixels or more)"
-        )
 
 
 class Personalizer:
@@ -213,7 +153,7 @@ class Personalizer:
               masks: Sequence[Any] | None = None) -> list[View]:
         """Reference views of ``images`` (one backbone pass each, plus the zoomed-out copy's
         when the preset keeps zoomed-out views), without storing anything."""
-        box_list = _boxes_for(images, boxes)
+        box_list = reference_boxes(images, boxes)
         mask_list = list(masks) if masks is not None else [None] * len(images)
         if len(mask_list) != len(images):
             raise InvalidInputError(f"got {len(mask_list)} masks for {len(images)} images")
@@ -222,7 +162,7 @@ class Personalizer:
             image = load_image(src)
             grid = self.pipeline.encode(image)
             if box is not None:
-                _check_box_on_grid(box, grid, src)
+                check_box_on_grid(box, grid, src)
             try:
                 out.append(self.pipeline.reference(grid, box=box, mask=None if mask is None else np.asarray(mask),
                                                    image=image, category=category))
@@ -318,16 +258,17 @@ class Personalizer:
         key = name_key(name)
         found = [n for n in names if n == name] or [n for n in names if name_key(n) == key]
         return self.memory.get(found[0], namespace=self.namespace) if found else None
+
     def _introduce_person(self, name: str, refs: Sequence[ImageInput], *, category: str, context: str,
                           boxes: Sequence[Any] | None, replace: bool, start: float) -> Concept:
         """Person concept: face vectors in ``meta`` + backbone views of the face regions."""
         from pekit.faces import PERSON, face_reference
 
         vectors, face_boxes, views = [], [], []
-        for src, box in zip(refs, _boxes_for(refs, boxes), strict=True):
+        for src, box in zip(refs, reference_boxes(refs, boxes), strict=True):
             image = load_image(src)
             if box is not None:
-                _check_box_on_photo(box, image.shape[1], image.shape[0], src)
+                check_box_on_photo(box, image.shape[1], image.shape[0], src)
             try:
                 vector, xyxy = face_reference(self.faces, image, box=box)
             except (NothingFoundError, InvalidInputError) as exc:
@@ -625,16 +566,10 @@ class Personalizer:
                 f"'{concept.name}' was not recognized in {describe(image)}, so there is nothing to correct; "
                 "the memory was not changed"
             )
-        from pekit.extract.views import summarize_parts
-
         wrong = max(hits, key=lambda c: c.score)
         negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], self.pipeline.config.max_parts)
-        stacked = negative if concept.negatives is None else np.concatenate([concept.negatives, negative])
-        meta = dict(concept.meta)
-        meta["corrections"] = [*meta.get("corrections", []),
-                               {"image": describe(image).strip("'"), "box": [round(float(v), 1) for v in wrong.xyxy],
-                                "score": round(wrong.score, 4), "negatives": len(negative)}]
-        return self.memory.update(dataclasses.replace(concept, negatives=stacked, meta=meta))
+        return self.memory.update(corrected(concept, negative, image=describe(image).strip("'"), box=wrong.xyxy,
+                                            score=wrong.score))
 
     def undo_correction(self, name: str) -> Concept:
         """Take back the last `correct` of ``name`` (a photo of the real one was given by
@@ -646,23 +581,7 @@ class Personalizer:
         """
         concept = self._named(name)
         self._check_writable(f"undo a correction of '{concept.name}'")
-        done = list(concept.meta.get("corrections", []))
-        stored = concept.negatives  # None, never empty (`Concept` drops an empty array)
-        if not done or stored is None:
-            raise InvalidInputError(f"'{concept.name}' has no correction to undo; the memory was not changed")
-        rows = len(stored)
-        last = done[-1].get("negatives") if isinstance(done[-1], dict) else None
-        if not isinstance(last, int) or not 0 < last <= rows:
-            if len(done) > 1:  # stored before corrections recorded their size: cannot split them
-                raise InvalidInputError(
-                    f"the corrections of '{concept.name}' were stored by an older pekit without their sizes, so the "
-                    f"last one cannot be told apart; introduce it again with --replace (replace=True) to start "
-                    "over (the memory was not changed)")
-            last = rows
-        meta = dict(concept.meta)
-        meta["corrections"] = done[:-1]
-        negatives = stored[:rows - last] if rows > last else None
-        return self.memory.update(dataclasses.replace(concept, negatives=negatives, meta=meta))
+        return self.memory.update(uncorrected(concept))
 
     def add_view(self, name: str, image: ImageInput, *, box: Any = None, mask: Any = None) -> Concept:
         """One more reference view of an existing concept (one backbone pass).
@@ -678,15 +597,7 @@ class Personalizer:
         self._check_writable(f"add a view to '{concept.name}'")
         view = self.views([image], category=concept.category, boxes=None if box is None else [box],
                           masks=None if mask is None else [mask])[0]
-        parts, groups = merge_parts(concept.parts, part_groups(concept), [view])
-        meta = with_part_groups(concept.meta, groups)
-        if COLOURS in meta:  # one colour per view, or none (a concept stored without them stays so)
-            meta = with_colours(meta, [view])
-        meta.pop(CONSISTENCY, None)  # measured on the photos of `introduce`, which are not kept: now unknown
-        meta["references"] = [*meta.get("references", []), describe(image).strip("'")]
-        meta["boxes"] = [*meta.get("boxes", []), [round(float(x), 1) for x in view.xyxy]]
-        return self.memory.update(dataclasses.replace(
-            concept, views=np.concatenate([concept.views, view.embedding[None]]), parts=parts, meta=meta))
+        return self.memory.update(with_view(concept, view, reference=describe(image).strip("'")))
 
     def _named(self, name: str) -> Concept:
         """The stored concept called ``name`` (ignoring case); `ConceptNotFoundError` if none."""

@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,11 +33,16 @@ import numpy as np
 from pekit.embed.colour import colour_agreement, encode_colour, region_colour
 from pekit.embed.pooling import l2_normalize, mask_weights, pool, unit_patches
 from pekit.retrieve.extent import mask_xyxy
-from pekit.retrieve.match import COLOURS, PART_GROUPS, group_agreement
+from pekit.retrieve.match import COLOURS, PART_GROUPS, group_agreement, part_groups
 from pekit.types import Concept, PatchGrid
 
-__all__ = ["View", "concept_from_views", "consistency", "merge_parts", "summarize_parts", "tiled_image",
-           "view_from_weights", "with_colours", "with_part_groups", "zoomed_view"]
+__all__ = ["CONSISTENCY", "View", "concept_from_views", "consistency", "merge_parts", "summarize_parts",
+           "tiled_image", "view_from_weights", "with_colours", "with_part_groups", "with_view", "zoomed_view"]
+
+#: ``Concept.meta`` key: how well the reference photos recognize one another at introduction
+#: (`consistency`; only with two photos or more; `with_view` removes it, as the photos it was
+#: measured on are not kept).
+CONSISTENCY = "consistency"
 
 
 @dataclass
@@ -129,6 +134,29 @@ def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concep
     meta = with_part_groups(fields.pop("meta", None) or {}, groups)
     meta = with_colours(meta, views)
     return Concept(name, views=np.stack([v.embedding for v in views]), parts=parts, meta=meta, **fields)
+
+
+def with_view(concept: Concept, view: View, *, reference: str) -> Concept:
+    """``concept`` with one more reference view (`Personalizer.add_view`): its embedding, its
+    parts in their groups (`merge_parts`), its colour (`with_colours`), ``reference`` (the
+    photo, as shown to the user) and the view's box appended to ``meta``. The recorded
+    `CONSISTENCY` is dropped: it was measured on the photos of the introduction, which are
+    not kept, so it is now unknown.
+
+    >>> from types import SimpleNamespace as V
+    >>> bo = concept_from_views("bo", [V(embedding=np.ones(4), parts=np.ones((2, 4)))], meta={"consistency": 0.7})
+    >>> more = with_view(bo, V(embedding=np.zeros(4), parts=np.ones((3, 4)), xyxy=np.ones(4)), reference="c.jpg")
+    >>> more.views.shape, more.parts.shape, more.meta["references"], "consistency" in more.meta
+    ((2, 4), (5, 4), ['c.jpg'], False)
+    """
+    parts, groups = merge_parts(concept.parts, part_groups(concept), [view])
+    meta = with_part_groups(concept.meta, groups)
+    if COLOURS in meta:  # one colour per view, or none (a concept stored without them stays so)
+        meta = with_colours(meta, [view])
+    meta.pop(CONSISTENCY, None)
+    meta["references"] = [*meta.get("references", []), reference]
+    meta["boxes"] = [*meta.get("boxes", []), [round(float(x), 1) for x in view.xyxy]]
+    return replace(concept, views=np.concatenate([concept.views, view.embedding[None]]), parts=parts, meta=meta)
 
 
 def with_part_groups(meta: dict[str, Any], groups: list[int]) -> dict[str, Any]:

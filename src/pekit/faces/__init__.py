@@ -10,7 +10,7 @@ Example:
     >>> from pekit.faces import load_faces, face_reference        # doctest: +SKIP
     >>> faces = load_faces()                                        # doctest: +SKIP
     >>> vector, box = face_reference(faces, image)                  # doctest: +SKIP
-    >>> vector.shape
+    >>> vector.shape                                                # doctest: +SKIP
     (128,)
 """
 

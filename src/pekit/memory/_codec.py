@@ -77,7 +77,7 @@ def name_key(name: str) -> str:
 
 
 def printable(text: str) -> str:
-    """``text`` safe for a terminal: control and other non-printable characters escaped.
+    r"""``text`` safe for a terminal: control and other non-printable characters escaped.
 
     >>> printable("Bo\x1b[31m")
     'Bo\\x1b[31m'

@@ -7,7 +7,6 @@ instead of growing an unbounded backlog whose requests would time out anyway.
 
 Example:
     >>> import asyncio
-import contextvars
     >>> pool = BoundedExecutor(workers=1, queue=0)
     >>> asyncio.run(pool.run(sum, [1, 2]))
     3

@@ -1,0 +1,85 @@
+"""Reference boxes a user draws (``--box x0,y0,x1,y1``): checked before any work is done.
+
+A box must be four finite numbers with ``x1 > x0`` and ``y1 > y0``, at least `MIN_BOX_SIDE`
+pixels on each side, lie (at least partly) on its photo, and cover at least
+`MIN_BOX_PATCHES` patches of the backbone's grid: under that its pooled embedding is noise.
+Each refusal is an `InvalidInputError` that names the box, the photo and what to draw instead.
+
+Example:
+    >>> reference_boxes(["a.jpg", "b.jpg"], [[10, 10, 200, 180], None])[1] is None
+    True
+    >>> check_box_on_photo([10, 10, 200, 180], 640, 480, "a.jpg")
+    (190.0, 170.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pekit.errors import InvalidInputError
+from pekit.images import describe
+
+__all__ = ["MIN_BOX_PATCHES", "MIN_BOX_SIDE", "check_box_on_grid", "check_box_on_photo", "reference_boxes"]
+
+#: A reference box must be at least this many pixels wide and high ...
+MIN_BOX_SIDE = 8
+#: ... and cover at least this many patches of the backbone grid (else its embedding is noise).
+MIN_BOX_PATCHES = 2
+
+
+def reference_boxes(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[np.ndarray | None]:
+    """One ``(4,)`` float box or None per image (all None without ``boxes``); refuses a count
+    that does not match ``images``, a malformed box and one under `MIN_BOX_SIDE` pixels."""
+    if boxes is None:
+        return [None] * len(images)
+    if len(boxes) != len(images):
+        raise InvalidInputError(f"got {len(boxes)} boxes for {len(images)} images; give one box (or None) per image")
+    out: list[np.ndarray | None] = []
+    for b in boxes:
+        if b is None:
+            out.append(None)
+            continue
+        try:
+            arr = np.asarray(b, np.float32).reshape(-1)
+        except (TypeError, ValueError):
+            arr = np.zeros(0, np.float32)  # not numbers: reported below like any malformed box
+        if arr.shape != (4,) or not np.all(np.isfinite(arr)) or arr[2] <= arr[0] or arr[3] <= arr[1]:
+            raise InvalidInputError(f"a box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {b!r}")
+        if min(arr[2] - arr[0], arr[3] - arr[1]) < MIN_BOX_SIDE:
+            raise InvalidInputError(
+                f"the box {[round(float(v), 1) for v in arr]} is {arr[2] - arr[0]:g} x {arr[3] - arr[1]:g} pixels; "
+                f"a box around the object must be at least {MIN_BOX_SIDE} x {MIN_BOX_SIDE} pixels"
+            )
+        out.append(arr)
+    return out
+
+
+def check_box_on_photo(box: Any, width: int, height: int, source: Any) -> tuple[float, float]:
+    """The width and height of ``box``'s part inside a ``width`` x ``height`` photo; refuses a
+    box that lies wholly outside it (an object's or a person's reference box)."""
+    w = min(float(box[2]), width) - max(float(box[0]), 0.0)
+    h = min(float(box[3]), height) - max(float(box[1]), 0.0)
+    if w <= 0 or h <= 0:
+        raise InvalidInputError(
+            f"{describe(source)}: the box {[round(float(v), 1) for v in box]} lies outside the {width}x{height} "
+            f"photo; give x0,y0,x1,y1 in its pixels (x from 0 to {width}, y from 0 to {height})"
+        )
+    return w, h
+
+
+def check_box_on_grid(box: np.ndarray, grid: Any, source: Any) -> None:
+    """Refuse a box that lies off the photo of ``grid`` (a `PatchGrid`) or covers under
+    `MIN_BOX_PATCHES` of its patches."""
+    width, height = grid.image_size
+    cw, ch = grid.cell_size
+    w, h = check_box_on_photo(box, width, height, source)
+    covered = w / cw * h / ch
+    if covered < MIN_BOX_PATCHES:
+        raise InvalidInputError(
+            f"{describe(source)}: the box {[round(float(v), 1) for v in box]} covers {covered:.1f} patch(es) of "
+            f"the {width}x{height} photo; the backbone sees it in patches of {cw:.0f}x{ch:.0f} pixels, so draw "
+            f"a box covering at least {MIN_BOX_PATCHES} of them (e.g. {round(cw * 2)}x{round(ch)} pixels or more)"
+        )

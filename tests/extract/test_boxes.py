@@ -1,0 +1,43 @@
+"""Reference boxes a user draws: checked with a clear message before any work is done."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pekit.errors import InvalidInputError
+from pekit.extract.boxes import MIN_BOX_PATCHES, check_box_on_grid, check_box_on_photo, reference_boxes
+
+
+def test_one_box_or_none_per_image() -> None:
+    out = reference_boxes(["a.jpg", "b.jpg"], [[10, 20, 110, 220], None])
+    assert out[0].dtype == np.float32 and out[0].tolist() == [10, 20, 110, 220] and out[1] is None
+    assert reference_boxes(["a.jpg"], None) == [None]
+    with pytest.raises(InvalidInputError, match="got 1 boxes for 2 images"):
+        reference_boxes(["a.jpg", "b.jpg"], [[0, 0, 50, 50]])
+
+
+@pytest.mark.parametrize("box", [[0, 0, 50], [50, 0, 10, 40], [0, 0, float("nan"), 40], ["a", "b", "c", "d"]])
+def test_a_malformed_box_is_named(box: list) -> None:
+    with pytest.raises(InvalidInputError, match=r"a box must be \[x0, y0, x1, y1\]"):
+        reference_boxes(["a.jpg"], [box])
+
+
+def test_a_box_too_thin_to_hold_an_object() -> None:
+    with pytest.raises(InvalidInputError, match="at least 8 x 8 pixels"):
+        reference_boxes(["a.jpg"], [[0, 0, 100, 5]])
+
+
+def test_a_box_off_the_photo_names_its_size() -> None:
+    assert check_box_on_photo([-10, -10, 50, 40], 640, 480, "a.jpg") == (50.0, 40.0)   # clipped to the photo
+    with pytest.raises(InvalidInputError, match=r"lies outside the 640x480 photo.*x from 0 to 640"):
+        check_box_on_photo([700, 10, 800, 100], 640, 480, "a.jpg")
+
+
+def test_a_box_must_cover_patches_of_the_grid() -> None:
+    grid = SimpleNamespace(image_size=(448, 448), cell_size=(14.0, 14.0))
+    check_box_on_grid(np.array([0, 0, 28, 14], np.float32), grid, "a.jpg")          # exactly 2 patches
+    with pytest.raises(InvalidInputError, match=f"covers 1.0 patch.*at least {MIN_BOX_PATCHES}"):
+        check_box_on_grid(np.array([0, 0, 14, 14], np.float32), grid, "a.jpg")
