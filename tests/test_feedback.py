@@ -1,4 +1,5 @@
-"""Feedback verbs on the real offline backbone: `correct` (negative views), `add_view`, `explain`."""
+"""Feedback verbs on the real offline backbone (`correct`, its undo, `add_view`, `explain`), and the
+pure steps of `pekit.feedback` below them."""
 
 from __future__ import annotations
 
@@ -260,17 +261,3 @@ def test_an_older_correction_without_its_size() -> None:
     with pytest.raises(InvalidInputError, match="no correction to undo"):
         uncorrected(_concept(None, corrections=[old]))                             # a record, no rows
 
-
-def test_with_view_appends_the_view_and_forgets_the_consistency() -> None:
-    from types import SimpleNamespace
-
-    from pekit.extract.views import with_view
-
-    bo = _concept(consistency=0.71, references=["a.jpg", "b.jpg"], boxes=[[0, 0, 5, 5], [1, 1, 6, 6]])
-    view = SimpleNamespace(embedding=np.full(8, 0.5, np.float32), parts=np.ones((2, 8), np.float32),
-                           xyxy=np.array([3.04, 4, 50, 60.06]), zoomed=None, colour=None)
-    more = with_view(bo, view, reference="c.jpg")
-    assert more.views.shape == (3, 8) and more.parts.shape == (5, 8)
-    assert more.meta["references"] == ["a.jpg", "b.jpg", "c.jpg"]
-    assert more.meta["boxes"][-1] == [3.0, 4.0, 50.0, 60.1] and "consistency" not in more.meta
-    assert bo.meta["consistency"] == 0.71 and bo.views.shape == (2, 8)              # the input is not changed

@@ -195,9 +195,11 @@ def _cmd_correct(args: argparse.Namespace) -> int:
     if args.undo == (args.image is not None):
         raise InvalidInputError("give a PHOTO (pekit correct PHOTO --not NAME) or --undo (pekit correct --undo "
                                 "--not NAME), not both or neither")
+    from pekit.feedback import CORRECTIONS
+
     with _personalizer(args) as p:
         c = p.undo_correction(args.name) if args.undo else p.correct(args.image, args.name)
-    record = {"name": c.name, "negatives": len(c.meta.get("corrections", [])), "memory": p.memory.uri}
+    record = {"name": c.name, "negatives": len(c.meta.get(CORRECTIONS, [])), "memory": p.memory.uri}
     if args.json:
         print(json.dumps(record))
     elif args.undo:

@@ -7,8 +7,9 @@ Each correction is recorded in ``meta["corrections"]`` with the photo, the box, 
 and how many negative rows it added, so that the last one can be taken back exactly.
 
 `corrected` and `uncorrected` are pure steps ``Concept -> Concept``; `Personalizer.correct`
-finds the region (the same look as `recognize`) and `Personalizer.undo_correction` stores
-the result. (One more positive view: `pekit.extract.views.with_view`.)
+(which finds the region with the same look as `recognize`) and
+`Personalizer.undo_correction` store what they return. (One more positive view:
+`pekit.extract.views.with_view`. The simulated user of the evaluation: `pekit.eval.feedback`.)
 
 Example:
     >>> import numpy as np

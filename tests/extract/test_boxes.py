@@ -1,4 +1,4 @@
-"""Reference boxes a user draws: checked with a clear message before any work is done."""
+"""Reference boxes a user draws: each refusal is a clear message naming the box."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def test_one_box_or_none_per_image() -> None:
         reference_boxes(["a.jpg", "b.jpg"], [[0, 0, 50, 50]])
 
 
-@pytest.mark.parametrize("box", [[0, 0, 50], [50, 0, 10, 40], [0, 0, float("nan"), 40], ["a", "b", "c", "d"]])
+@pytest.mark.parametrize("box", [[0, 0, 50], [50, 0, 10, 40], [0, 50, 40, 10], [0, 0, float("nan"), 40],
+                                 ["a", "b", "c", "d"]])
 def test_a_malformed_box_is_named(box: list) -> None:
     with pytest.raises(InvalidInputError, match=r"a box must be \[x0, y0, x1, y1\]"):
         reference_boxes(["a.jpg"], [box])

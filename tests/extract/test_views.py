@@ -98,3 +98,29 @@ def test_concept_from_views_groups_full_size_then_zoomed_parts() -> None:
     np.testing.assert_allclose(concept.parts[:3], a.parts)
     np.testing.assert_allclose(concept.parts[6:], a.zoomed.parts)
     assert PART_GROUPS not in concept_from_views("bo", [b]).meta  # one group: nothing recorded
+
+
+def test_with_view_appends_the_view_its_parts_and_colour_and_forgets_the_consistency() -> None:
+    from types import SimpleNamespace
+
+    from pekit.extract.views import with_view
+    from pekit.retrieve.match import COLOURS
+
+    old = [View(np.full(8, 0.1, np.float32), np.ones((3, 8), np.float32), np.array([0, 0, 5, 5], np.float32),
+                np.ones((2, 2)), zoomed=SimpleNamespace(parts=np.ones((2, 8), np.float32)),
+                colour=np.full(196, 1 / 196, np.float32)) for _ in range(2)]
+    bo = concept_from_views("Bo", old, meta={"consistency": 0.71, "references": ["a.jpg", "b.jpg"]})
+    assert bo.meta[PART_GROUPS] == [6, 4] and len(bo.meta[COLOURS]) == 2
+    new = View(np.full(8, 0.5, np.float32), np.full((2, 8), 2, np.float32), np.array([3.04, 4, 50, 60.06]),
+               np.ones((2, 2)), zoomed=SimpleNamespace(parts=np.full((1, 8), 3, np.float32)),
+               colour=np.full(196, 1 / 196, np.float32))
+    more = with_view(bo, new, reference="c.jpg")
+    assert more.views.shape == (3, 8) and more.meta[PART_GROUPS] == [8, 5] == part_groups(more)
+    np.testing.assert_array_equal(more.parts[6:8], new.parts)                    # full-size parts, then zoomed
+    np.testing.assert_array_equal(more.parts[-1], new.zoomed.parts[0])
+    assert len(more.meta[COLOURS]) == 3 and more.meta["references"] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert more.meta["boxes"][-1] == [3.0, 4.0, 50.0, 60.1] and "consistency" not in more.meta
+    assert bo.meta["consistency"] == 0.71 and bo.views.shape == (2, 8)          # the input is not changed
+    plain = with_view(concept_from_views("Mo", old[:1]), View(new.embedding, new.parts, new.xyxy, new.weights),
+                      reference="d.jpg")
+    assert COLOURS not in plain.meta                                              # a view without colour: none kept

@@ -54,6 +54,7 @@ def file_sha1(path: str | os.PathLike) -> str:
     >>> import tempfile; f = tempfile.NamedTemporaryFile(delete=False); _ = f.write(b"abc"); f.close()
     >>> file_sha1(f.name)
     'a9993e364706816aba3e25717850c26c9cd0d89d'
+    >>> os.unlink(f.name)
     """
     h = hashlib.sha1()
     with open(path, "rb") as fh:

@@ -3,7 +3,8 @@
 Sources, in order of preference: a user-given mask or box (refined by saliency), an
 open-vocabulary detector from the category (+ SAM), class-agnostic saliency from the
 backbone pass itself (`saliency`). `views` turns the chosen region of a reference grid into
-the concept's view embedding and part prototypes (`View`, `concept_from_views`).
+the concept's view embedding and part prototypes (`View`, `concept_from_views`). `boxes`
+checks the boxes a user draws around the object.
 """
 
 from pekit.extract.saliency import grid_saliency, object_weights

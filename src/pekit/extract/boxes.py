@@ -1,9 +1,12 @@
-"""Reference boxes a user draws (``--box x0,y0,x1,y1``): checked before any work is done.
+"""Reference boxes a user draws (``--box x0,y0,x1,y1``), checked before they are used.
 
-A box must be four finite numbers with ``x1 > x0`` and ``y1 > y0``, at least `MIN_BOX_SIDE`
-pixels on each side, lie (at least partly) on its photo, and cover at least
-`MIN_BOX_PATCHES` patches of the backbone's grid: under that its pooled embedding is noise.
-Each refusal is an `InvalidInputError` that names the box, the photo and what to draw instead.
+A box must be four finite numbers with ``x1 > x0`` and ``y1 > y0`` and at least
+`MIN_BOX_SIDE` pixels on each side (`reference_boxes`: before any backbone pass), lie at
+least partly on its photo (`check_box_on_photo`: once the photo is read) and cover at least
+`MIN_BOX_PATCHES` patches of the backbone's grid (`check_box_on_grid`: right after that
+photo's pass), since under that its pooled embedding is noise. Each refusal is an
+`InvalidInputError` that names the box and what to draw instead (and, once it is read, the
+photo and its size); nothing is stored.
 
 Example:
     >>> reference_boxes(["a.jpg", "b.jpg"], [[10, 10, 200, 180], None])[1] is None
