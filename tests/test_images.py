@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pekit.errors import ImageError, PekitError
-from pekit.images import describe, list_images, load_image
+from pekit.images import describe, list_images, load_image, source_name
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw: Any) -> bytes:
@@ -344,3 +344,11 @@ def test_list_images_empty_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="holds no image files") as info:
         list_images([tmp_path])
     assert str(tmp_path) in str(info.value)
+
+
+
+def test_source_name_is_the_path_as_given_and_describe_quotes_it(tmp_path: Path) -> None:
+    assert source_name(tmp_path / "a.jpg") == str(tmp_path / "a.jpg")
+    assert source_name("'x.jpg'") == "'x.jpg'" and describe("'x.jpg'") == "''x.jpg''"  # quotes in the name kept
+    for other in (b"abcd", np.zeros((2, 3, 3), np.uint8), 7):
+        assert source_name(other) == describe(other) and not source_name(other).startswith("'")

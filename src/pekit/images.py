@@ -26,7 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pekit.errors import ImageError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInput", "describe", "list_images", "load_image"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInput", "describe", "list_images", "load_image", "source_name"]
 
 ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray
 
@@ -36,9 +36,21 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 
 def describe(source: object) -> str:
-    """Short human name of an image source for error messages."""
+    """Short human name of an image source for error messages (a path in quotes)."""
     if isinstance(source, (str, os.PathLike)):
         return f"'{os.fspath(source)}'"
+    return source_name(source)
+
+
+def source_name(source: object) -> str:
+    """The name of an image source as a concept records it (``meta["references"]``, a
+    correction's ``image``): a path as given, else what `describe` says.
+
+    >>> source_name("dog/00.jpg"), source_name(b"abc")
+    ('dog/00.jpg', '<3 bytes>')
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
     if isinstance(source, (bytes, bytearray)):
         return f"<{len(source)} bytes>"
     if isinstance(source, np.ndarray):

@@ -24,7 +24,7 @@ from pekit.errors import ImageError, InvalidInputError, NothingFoundError
 from pekit.extract.boxes import MIN_BOX_PATCHES, MIN_BOX_SIDE, check_box_on_grid, check_box_on_photo, reference_boxes
 from pekit.extract.views import CONSISTENCY, View, concept_from_views, consistency, summarize_parts, with_view
 from pekit.feedback import corrected, uncorrected
-from pekit.images import ImageInput, describe, load_image
+from pekit.images import ImageInput, describe, load_image, source_name
 from pekit.memory import MemoryStore, clean_name, name_key, open_memory
 from pekit.pipeline import Pipeline
 from pekit.presets import Preset, get_preset
@@ -228,7 +228,7 @@ class Personalizer:
         concept = concept_from_views(
             name, views, category=category, context=context, namespace=self.namespace,
             backbone=self.pipeline.fingerprint,
-            meta={"references": [describe(s).strip("'") for s in refs],
+            meta={"references": [source_name(s) for s in refs],
                   "boxes": [[round(float(x), 1) for x in v.xyxy] for v in views],
                   **({} if agreement is None else {CONSISTENCY: round(agreement, 3)}),
                   "seconds": round(time.perf_counter() - start, 3)},
@@ -282,7 +282,7 @@ class Personalizer:
             context=context.strip(), namespace=self.namespace, backbone=self.pipeline.fingerprint,
             meta={"kind": PERSON, "face_model": self.faces.fingerprint,
                   "faces": [[float(x) for x in v] for v in vectors],
-                  "references": [describe(s).strip("'") for s in refs],
+                  "references": [source_name(s) for s in refs],
                   "boxes": [[round(float(x), 1) for x in b] for b in face_boxes],
                   "seconds": round(time.perf_counter() - start, 3)},
         )
@@ -568,7 +568,7 @@ class Personalizer:
             )
         wrong = max(hits, key=lambda c: c.score)
         negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], self.pipeline.config.max_parts)
-        return self.memory.update(corrected(concept, negative, image=describe(image).strip("'"), box=wrong.xyxy,
+        return self.memory.update(corrected(concept, negative, image=source_name(image), box=wrong.xyxy,
                                             score=wrong.score))
 
     def undo_correction(self, name: str) -> Concept:
@@ -597,7 +597,7 @@ class Personalizer:
         self._check_writable(f"add a view to '{concept.name}'")
         view = self.views([image], category=concept.category, boxes=None if box is None else [box],
                           masks=None if mask is None else [mask])[0]
-        return self.memory.update(with_view(concept, view, reference=describe(image).strip("'")))
+        return self.memory.update(with_view(concept, view, reference=source_name(image)))
 
     def _named(self, name: str) -> Concept:
         """The stored concept called ``name`` (ignoring case); `ConceptNotFoundError` if none."""
