@@ -1,17 +1,35 @@
 """Helpers shared by every transformers backend (backbone, detector, segmenter, LVLM).
 
-One place for: hub id vs local folder, device names (``auto`` -> CUDA, MPS or CPU) and
-dtype names (``bf16``, ``float16``...). torch is imported only inside the functions.
+One place for: hub id vs local folder, whether the hub can be reached (`hub_options`),
+device names (``auto`` -> CUDA, MPS or CPU) and dtype names (``bf16``, ``float16``...).
+torch is imported only inside the functions.
+
+Why `hub_options`: with no network, every file transformers asks the hub for is retried
+for about 25 s (huggingface_hub's backoff) before it falls back on the cache or fails, so
+an air-gapped machine waited minutes for a cached LLaVA and 25 s for a clear "not cached".
+One quick request per process now decides: hub answers -> load as usual; it does not ->
+load from the cache at once (``local_files_only``), or fail at once saying what to do.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from typing import Any
 
-from pekit.errors import InvalidInputError, require
+from pekit.errors import BackendError, InvalidInputError, require
 
-__all__ = ["DTYPES", "looks_like_path", "resolve_device", "resolve_dtype"]
+__all__ = ["DTYPES", "PROBE_TIMEOUT", "hub_offline", "hub_options", "hub_reachable",
+           "looks_like_path", "resolve_device", "resolve_dtype"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the hub has to answer the one request `hub_reachable` makes.
+PROBE_TIMEOUT = 3.0
+
+_REACHABLE: dict[str, tuple[bool, str]] = {}   # endpoint -> (reachable, why not)
+_PROBE_LOCK = threading.Lock()
 
 #: dtype spellings users type -> torch attribute names.
 DTYPES = {
@@ -29,6 +47,77 @@ def looks_like_path(spec: str) -> bool:
     """
     return spec.startswith(("/", ".", "~")) or os.path.isabs(spec) or os.path.exists(spec) \
         or spec.count("/") > 1 or "\\" in spec
+
+
+def hub_offline() -> bool:
+    """True when the user asked for the local cache only (``HF_HUB_OFFLINE=1``)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
+    """``(True, "")`` when the hub answers one HTTP request, else ``(False, why)``.
+
+    Asked once per process and endpoint (``HF_ENDPOINT``), through huggingface_hub's own
+    session, so proxies and certificates are the ones downloads would use. Any HTTP
+    answer, even an error status, means the network reaches the hub.
+    """
+    from huggingface_hub import constants, get_session
+
+    endpoint = constants.ENDPOINT
+    with _PROBE_LOCK:
+        if endpoint not in _REACHABLE:
+            try:
+                get_session().head(endpoint, timeout=timeout)
+                _REACHABLE[endpoint] = (True, "")
+            except Exception as exc:  # DNS, refused, timeout, TLS, proxy: all mean "not reachable"
+                why = " ".join(str(exc).split()) or type(exc).__name__
+                _REACHABLE[endpoint] = (False, why)
+        return _REACHABLE[endpoint]
+
+
+def _in_cache(spec: str, revision: str | None) -> bool:
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    found = try_to_load_from_cache(spec, "config.json", cache_dir=constants.HF_HUB_CACHE,
+                                   revision=revision)
+    return isinstance(found, str)
+
+
+def hub_options(spec: str, what: str, revision: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``from_pretrained(spec, ...)`` that never wait on a dead network.
+
+    ``{}`` for a local folder, under ``HF_HUB_OFFLINE`` (transformers then reads the cache
+    itself) and when the hub answers; ``{"local_files_only": True}`` when it does not
+    answer but ``spec`` is in the local cache. Raises `BackendError` at once when it is in
+    neither place, naming what to do.
+
+    >>> hub_options("./models/dinov2", "backbone")
+    {}
+    """
+    if looks_like_path(spec) or hub_offline():
+        return {}
+    reachable, why = hub_reachable()
+    if reachable:
+        return {}
+    if _in_cache(spec, revision):
+        logger.warning("the Hugging Face hub cannot be reached (%s); loading the %s '%s' from the "
+                       "local cache", why, what, spec)
+        return {"local_files_only": True}
+    from huggingface_hub import constants
+
+    raise BackendError(
+        f"cannot load the {what} '{spec}': it is not in the local Hugging Face cache "
+        f"({constants.HF_HUB_CACHE}) and {constants.ENDPOINT} cannot be reached ({why}). "
+        f"What to do: on a machine with network run `hf download {spec}` and copy its cache "
+        "folder (HF_HOME) here, or pass a local directory written by save_pretrained; "
+        "check the spelling of the hub id"
+    )
 
 
 def resolve_device(device: str | None = "auto") -> str:

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from pekit._hf import hub_options, resolve_device, resolve_dtype
 from pekit._hf import looks_like_path as _looks_like_path
-from pekit._hf import resolve_device, resolve_dtype
 from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation, check_images, check_prompt
 from pekit.errors import BackendError, InvalidInputError, require
 
@@ -107,6 +107,8 @@ class HFLVLM:
                 )
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        if not local_files_only:  # no network: the cache at once, or a clear error
+            local_files_only = bool(hub_options(spec, "model", revision).get("local_files_only"))
         common: dict[str, Any] = {
             "local_files_only": local_files_only, "trust_remote_code": trust_remote_code,
         }

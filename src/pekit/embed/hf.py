@@ -34,7 +34,6 @@ import hashlib
 import inspect
 import json
 import logging
-import os
 import re
 import threading
 from pathlib import Path
@@ -42,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from pekit._hf import hub_offline, hub_options
+from pekit._hf import looks_like_path as _looks_like_path
 from pekit.embed.base import IMAGENET_MEAN, IMAGENET_STD, input_size, preprocess
 from pekit.errors import BackendError, InvalidInputError, PekitError, require
 from pekit.types import PatchGrid
@@ -57,11 +58,6 @@ __all__ = ["HFBackbone"]
 
 class _StopForwardError(Exception):
     """Raised by the hook on block ``layer`` to skip the blocks after it."""
-
-
-def _looks_like_path(spec: str) -> bool:
-    """True for specs that can only be a local path (hub ids are ``name`` or ``org/name``)."""
-    return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") > 1
 
 
 def _local_digest(directory: Path) -> str:
@@ -81,16 +77,9 @@ def _local_digest(directory: Path) -> str:
 
 
 def _load_error(spec: str, exc: BaseException) -> BackendError:
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    try:
-        from huggingface_hub import constants
-
-        offline = offline or bool(constants.HF_HUB_OFFLINE)
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        pass
     hint = (
         "HF_HUB_OFFLINE is set, so only models already in the local cache (or local directories) "
-        "can be used; unset it to download" if offline else
+        "can be used; unset it to download" if hub_offline() else
         "if this machine has no network, set HF_HUB_OFFLINE=1 to use the local cache only"
     )
     return BackendError(
@@ -145,6 +134,7 @@ class HFBackbone:
         self.torch_dtype = self._dtype(dtype)
 
         local = Path(spec).expanduser()
+        hub: dict[str, Any] = {}
         if local.is_dir():
             source, ident = str(local), f"local:{local.resolve().name}@{_local_digest(local)}"
         elif _looks_like_path(spec):
@@ -154,9 +144,10 @@ class HFBackbone:
                 "'facebook/dinov2-small'"
             )
         else:
-            source, ident = spec, f"{spec}@{self._commit(transformers, spec)}"
+            hub = hub_options(spec, "backbone")  # no network: the cache at once, or a clear error
+            source, ident = spec, f"{spec}@{self._commit(transformers, spec, hub)}"
         try:
-            model = transformers.AutoModel.from_pretrained(source)
+            model = transformers.AutoModel.from_pretrained(source, **hub)
         except PekitError:
             raise
         except Exception as exc:  # OSError, ValueError, hub errors...
@@ -201,7 +192,7 @@ class HFBackbone:
             self.model = model.to(device=self.device, dtype=self.torch_dtype).eval()
         except (RuntimeError, AssertionError, ValueError) as exc:
             raise BackendError(f"cannot run '{spec}' on device '{device}': {exc}; try device='cpu'") from exc
-        mean, std = self._stats(transformers, source)
+        mean, std = self._stats(transformers, source, hub)
         # preprocess() normalises with ImageNet stats; map to the model's own when they differ
         self._renorm = None if np.allclose(mean, IMAGENET_MEAN) and np.allclose(std, IMAGENET_STD) else (
             (IMAGENET_STD / std)[None, :, None, None], ((IMAGENET_MEAN - mean) / std)[None, :, None, None])
@@ -216,10 +207,10 @@ class HFBackbone:
 
     # ---- loading helpers -----------------------------------------------------------------
     @staticmethod
-    def _commit(transformers: Any, spec: str) -> str:
+    def _commit(transformers: Any, spec: str, hub: dict[str, Any]) -> str:
         """Commit hash of the hub snapshot (resolves / downloads ``config.json``)."""
         try:
-            path = transformers.utils.cached_file(spec, "config.json")
+            path = transformers.utils.cached_file(spec, "config.json", **hub)
         except Exception as exc:
             raise _load_error(spec, exc) from exc
         match = re.search(r"snapshots[/\\]([0-9a-f]{40})[/\\]", str(path or ""))
@@ -231,12 +222,12 @@ class HFBackbone:
         return self._torch.float32 if dtype is None else resolve_dtype(dtype)
 
     @staticmethod
-    def _stats(transformers: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
+    def _stats(transformers: Any, source: str, hub: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """``(mean, std)`` from the model's preprocessor_config.json, ImageNet's by default."""
         try:
             path = transformers.utils.cached_file(
                 source, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False,
-                _raise_exceptions_for_connection_errors=False)
+                _raise_exceptions_for_connection_errors=False, **hub)
             cfg = json.loads(Path(path).read_text()) if path else {}
             mean = np.asarray(cfg.get("image_mean", IMAGENET_MEAN), np.float32).reshape(-1)
             std = np.asarray(cfg.get("image_std", IMAGENET_STD), np.float32).reshape(-1)

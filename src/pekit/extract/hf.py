@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from pekit._hf import looks_like_path
 from pekit.errors import BackendError, ImageError, InvalidInputError, require
 from pekit.types import Detections
 
@@ -72,8 +73,7 @@ def _check_spec(spec: Any, kind: str) -> str:
         raise InvalidInputError(f"the {kind} spec must be a hub id or a local directory, got {spec!r}")
     spec = spec.strip()
     expanded = os.path.expanduser(spec)
-    looks_local = spec.startswith(("/", ".", "~", "\\")) or spec.count("/") > 1 or os.path.exists(expanded)
-    if looks_local:
+    if looks_like_path(spec) or os.path.exists(expanded):
         if not os.path.isdir(expanded):
             raise BackendError(
                 f"cannot load the {kind} '{spec}': no such directory. Pass an existing directory "
@@ -87,12 +87,13 @@ def _load(spec: str, kind: str, supported: tuple[str, ...], model_class: str, de
     """Load config, model and processor of ``spec``; -> ``(model, processor, model_type, torch)``."""
     torch = require("torch", "hf")
     transformers = require("transformers", "hf")
-    from pekit._hf import resolve_device
+    from pekit._hf import hub_options, resolve_device
 
     dev = torch.device(resolve_device(device))
     kinds = ", ".join(supported)
+    hub = hub_options(spec, kind)  # no network: the cache at once, or a clear error
     try:
-        config = transformers.AutoConfig.from_pretrained(spec)
+        config = transformers.AutoConfig.from_pretrained(spec, **hub)
     except (OSError, ValueError, KeyError) as exc:
         raise BackendError(
             f"cannot load the {kind} '{spec}': {exc}\nWhat to do: {_OFFLINE_HINT}. "
@@ -106,8 +107,8 @@ def _load(spec: str, kind: str, supported: tuple[str, ...], model_class: str, de
             "'google/owlv2-base-patch16-ensemble', 'facebook/sam-vit-base')"
         )
     try:
-        model = getattr(transformers, model_class).from_pretrained(spec)
-        processor = transformers.AutoProcessor.from_pretrained(spec)
+        model = getattr(transformers, model_class).from_pretrained(spec, **hub)
+        processor = transformers.AutoProcessor.from_pretrained(spec, **hub)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise BackendError(
             f"cannot load the {kind} '{spec}' ({model_type}): {exc}\nWhat to do: {_OFFLINE_HINT}"

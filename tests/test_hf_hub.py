@@ -1,0 +1,112 @@
+"""With no network, hub models load from the cache at once or fail at once (`pekit._hf.hub_options`).
+
+huggingface_hub retries each file for about 25 s before giving up; these tests point the hub
+at a closed local port and count what is asked of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+huggingface_hub = pytest.importorskip("huggingface_hub")
+
+from pekit import _hf  # noqa: E402
+from pekit.embed.hf import HFBackbone  # noqa: E402
+from pekit.errors import BackendError  # noqa: E402
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 56,
+        "patch_size": 14}
+
+
+@pytest.fixture()
+def dead_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """The hub is a closed port, the cache an empty folder, HF_HUB_OFFLINE unset."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(_hf, "_REACHABLE", {})
+    probes: list[str] = []
+    real = _hf.hub_reachable
+
+    def counted(timeout: float = _hf.PROBE_TIMEOUT) -> tuple[bool, str]:
+        probes.append(constants.ENDPOINT)
+        return real(timeout)
+
+    monkeypatch.setattr(_hf, "hub_reachable", counted)
+    return {"cache": cache, "probes": probes}
+
+
+def _cache_model(cache: Path, repo: str) -> None:
+    """Write a tiny DINOv2 into the cache layout huggingface_hub reads (refs/main -> snapshot)."""
+    folder = cache / ("models--" + repo.replace("/", "--"))
+    snapshot = folder / "snapshots" / REVISION
+    snapshot.mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(REVISION)
+    torch.manual_seed(0)
+    transformers.Dinov2Model(transformers.Dinov2Config(**TINY)).eval().save_pretrained(str(snapshot))
+
+
+def test_the_probe_reports_a_closed_port_and_asks_once(dead_hub: dict[str, Any]) -> None:
+    assert _hf.hub_reachable()[0] is False
+    reachable, why = _hf.hub_reachable()
+    assert not reachable and why
+    assert list(_hf._REACHABLE) == ["http://127.0.0.1:9"]  # one entry: the second call was cached
+
+
+def test_a_model_missing_from_the_cache_fails_at_once_saying_what_to_do(
+        dead_hub: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("transformers was asked to reach the hub")
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", never)
+    monkeypatch.setattr(transformers.utils, "cached_file", never)
+    with pytest.raises(BackendError) as info:
+        HFBackbone("pekit-tests/not-cached")
+    message = str(info.value)
+    assert "not in the local Hugging Face cache" in message
+    assert "hf download pekit-tests/not-cached" in message and "127.0.0.1:9" in message
+    assert dead_hub["probes"] == ["http://127.0.0.1:9"]
+
+
+def test_a_cached_model_loads_from_the_cache_when_the_hub_is_down(
+        dead_hub: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    _cache_model(dead_hub["cache"], "pekit-tests/tiny")
+    with caplog.at_level("WARNING", logger="pekit._hf"):
+        backbone = HFBackbone("pekit-tests/tiny", layer=1)
+    assert backbone.fingerprint.startswith(f"hf:pekit-tests/tiny@{REVISION[:12]}/layer1")
+    assert "cannot be reached" in caplog.text and "local cache" in caplog.text
+    grid = backbone.embed(np.zeros((56, 56, 3), np.uint8))
+    assert grid.dim == 32
+
+
+def test_the_detector_and_the_lvlm_fail_at_once_too(dead_hub: dict[str, Any]) -> None:
+    from pekit.registry import create
+
+    for kind, spec in (("detector", "IDEA-Research/grounding-dino-tiny"),
+                       ("lvlm", "llava-hf/llava-1.5-7b-hf")):
+        with pytest.raises(BackendError, match=f"'{spec}': it is not in the local Hugging Face cache"):
+            create(kind, f"hf:{spec}", device="cpu")
+    assert len(set(dead_hub["probes"])) == 1
+
+
+def test_local_folders_and_hf_hub_offline_never_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(timeout: float = 0) -> tuple[bool, str]:
+        raise AssertionError("probed")
+
+    monkeypatch.setattr(_hf, "hub_reachable", boom)
+    assert _hf.hub_options("./models/dinov2", "backbone") == {}
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _hf.hub_options("facebook/dinov2-small", "backbone") == {}
