@@ -137,3 +137,34 @@ def test_a_folder_is_not_a_memory(capsys, tmp_path):
     mem = _json(capsys, "--memory", str(tmp_path))["memory"]
     assert mem["exists"] is False and "is a folder" in mem["error"]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("offline", "probe", "expected"), [
+    (True, None, "hub: HF_HUB_OFFLINE is set, so only models in"),
+    (False, (False, "connection refused"), "cannot be reached (connection refused); only models in"),
+    (False, (True, ""), "answers; hub models download on first use"),
+])
+def test_the_hub_line_says_whether_hub_models_can_download(monkeypatch, offline, probe, expected):
+    pytest.importorskip("huggingface_hub")
+    from huggingface_hub import constants
+
+    from pekit import _hf
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def answer(timeout: float = 0) -> tuple[bool, str]:
+        if probe is None:
+            raise AssertionError("HF_HUB_OFFLINE: nothing may be asked of the network")
+        return probe
+
+    monkeypatch.setattr(_hf, "hub_reachable", answer)
+    report = doctor.check_weights()
+    assert report["hub"]["offline"] is offline
+    text = doctor.render({**doctor.diagnose(), "weights": report})
+    hub_line = next(line for line in text.splitlines() if " hub: " in line)
+    assert expected in hub_line
+    assert hub_line.lstrip().startswith("ok" if probe == (True, "") else "--")

