@@ -375,7 +375,10 @@ def test_sigkill_mid_stream_loses_no_acknowledged_concept(store: StoreHandle) ->
             break
         acked.append(int(line))
     writer.send_signal(signal.SIGKILL)  # mid-stream: most likely inside the next add's transaction
-    rest, err = writer.communicate(timeout=60)
+    writer.wait(timeout=60)
+    # read the rest through the same buffered reader: readline() may have read lines ahead,
+    # which communicate() (it reads the raw pipe) would miss
+    rest, err = writer.stdout.read(), writer.stderr.read() if writer.stderr else ""
     acked += [int(x) for x in rest.split()]
     assert writer.returncode == -signal.SIGKILL and len(acked) >= 25, err[-2000:]
     with store.open() as memory:
