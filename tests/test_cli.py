@@ -140,6 +140,52 @@ def test_recognize_several_images_into_a_folder(cli: Any, stocked: dict[str, Pat
     assert sorted(p.name for p in out_dir.iterdir()) == ["coffee_pekit.jpg", "query_pekit.jpg"]
 
 
+def test_a_bad_photo_in_a_batch_is_skipped_and_the_rest_answered(cli: Any, stocked: dict[str, Path]) -> None:
+    photos = (stocked["query"], stocked["notes"], stocked["coffee"])
+    code, out, err = cli("recognize", *photos, "--json", "--memory", stocked["memory"])
+    assert code == 3  # the bad photo's exit code (ImageError), after every photo was tried
+    results = json.loads(out)
+    assert [r["image"] for r in results] == [str(p) for p in photos]
+    assert [d["name"] for d in results[0]["detections"]] == ["cat"] and results[2]["detections"] == []
+    assert results[1]["exit_code"] == 3 and "notes.jpg" in results[1]["error"] and "detections" not in results[1]
+    assert "skipped; the other photos go on" in err and "Traceback" not in err
+    code, out, _ = cli("recognize", *photos, "--memory", stocked["memory"])
+    assert code == 3 and out.splitlines()[0].startswith(f"{stocked['query']}: cat (0.")
+    assert out.splitlines()[1] == f"{stocked['notes']}: skipped, not read (the error is above)"
+    code, out, err = cli("caption", *photos, "--json", "--memory", stocked["memory"])
+    assert code == 3 and [r.get("exit_code") for r in json.loads(out)] == [None, 3, None]
+    code, _, err = cli("recognize", stocked["notes"], "--memory", stocked["memory"])  # alone: the error itself
+    assert code == 3
+    assert_one_line_error(err, "recognize", "notes.jpg")
+
+
+@pytest.mark.parametrize("option", ["--out", "--explain"])
+def test_an_output_over_an_input_photo_is_refused(cli: Any, stocked: dict[str, Path], option: str) -> None:
+    before = digest(stocked["query"])
+    code, _, err = cli("recognize", stocked["query"], option, stocked["query"], "--memory", stocked["memory"])
+    assert code == 2 and digest(stocked["query"]) == before
+    assert_one_line_error(err, "recognize", f"{option} '{stocked['query']}' is one of the inputs")
+    code, _, err = cli("ask", stocked["query"], "Who?", "--out", stocked["query"], "--memory", stocked["memory"])
+    assert code == 2 and digest(stocked["query"]) == before
+
+
+def test_one_file_name_for_several_photos_is_refused(cli: Any, stocked: dict[str, Path], tmp_path: Path) -> None:
+    code, _, err = cli("recognize", stocked["query"], stocked["coffee"], "--out", tmp_path / "x.jpg",
+                       "--memory", stocked["memory"])
+    assert code == 2 and not (tmp_path / "x.jpg").exists()
+    assert_one_line_error(err, "recognize", "pass a folder")
+
+
+def test_options_for_the_other_kind_of_input_are_refused(cli: Any, stocked: dict[str, Path], tmp_path: Path) -> None:
+    code, _, err = cli("recognize", stocked["query"], "--sheet", tmp_path / "s.png", "--memory", stocked["memory"])
+    assert code == 2 and not (tmp_path / "s.png").exists()
+    assert_one_line_error(err, "recognize", "--sheet is the contact sheet of a video")
+    code, _, err = cli("recognize", tmp_path / "clip.mp4", "--explain", tmp_path / "e.png",
+                       "--memory", stocked["memory"])
+    assert code == 2
+    assert_one_line_error(err, "recognize", "for a clip use --sheet")
+
+
 def test_ask_without_an_lvlm_prints_the_prompt(cli: Any, stocked: dict[str, Path], tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

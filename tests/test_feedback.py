@@ -93,6 +93,36 @@ def test_add_view_with_a_bad_box_changes_nothing(cat_only: Any, chelsea: np.ndar
     assert snapshot(cat_only) == before
 
 
+def test_a_view_or_correction_written_meanwhile_is_kept(make_personalizer: Any, chelsea: np.ndarray,
+                                                         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Someone else (another process) changes Mochi while our pass runs: our write keeps their change."""
+    import dataclasses
+
+    from pekit.memory import SqliteMemory
+
+    cat_only = make_personalizer(memory=str(tmp_path / "m.db"))
+    cat_only.introduce("Mochi", chelsea, category="cat")
+    other = SqliteMemory(tmp_path / "m.db")
+
+    def meanwhile(real: Any, **change: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            out = real(*args, **kwargs)  # our backbone pass is done; the other writer commits first
+            stored = other.get("Mochi")
+            other.update(dataclasses.replace(stored, **{k: f(stored) for k, f in change.items()}))
+            return out
+        return run
+
+    monkeypatch.setattr(cat_only, "views", meanwhile(cat_only.views, views=lambda c: np.vstack([c.views] * 2)))
+    after = cat_only.add_view("Mochi", np.ascontiguousarray(chelsea[:, ::-1]))
+    assert len(after.views) == 3 and cat_only.get("Mochi").views.shape[0] == 3  # their 2, then ours
+    monkeypatch.setattr(cat_only.pipeline, "scan", meanwhile(cat_only.pipeline.scan,
+                                                             context=lambda c: "written meanwhile"))
+    corrected = cat_only.correct(_look_alike(chelsea), "Mochi")
+    assert corrected.negatives is not None and corrected.context == "written meanwhile"
+    assert cat_only.get("Mochi").context == "written meanwhile" and len(cat_only.get("Mochi").views) == 3
+    other.close()
+
+
 def test_explain_draws_one_panel_per_detection(cat_only: Any, chelsea: np.ndarray) -> None:
     dets = cat_only.recognize(chelsea)
     figure = cat_only.explain(chelsea, dets)

@@ -318,6 +318,13 @@ def test_a_memory_emptied_by_forget_accepts_another_backbone(make_personalizer: 
 
 
 # ---- bad input: clear errors, memory unchanged --------------------------------------------------
+def _dot() -> np.ndarray:
+    """A mask of chelsea's size (300 x 451) with one pixel set."""
+    mask = np.zeros((300, 451), bool)
+    mask[150, 200] = True
+    return mask
+
+
 def _text_file(tmp: Path) -> Path:
     path = tmp / "notes.jpg"
     path.write_text("not a photo")
@@ -337,7 +344,19 @@ def _text_file(tmp: Path) -> Path:
          "got 1 boxes for 2 images"),
         (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[[0, 0, 9]]), InvalidInputError, r"\[x0, y0, x1, y1\]"),
         (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[[9, 9, 0, 0]]), InvalidInputError, "x1 > x0"),
-        (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[[0, 0, np.nan, 9]]), InvalidInputError, "x1 > x0"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[[0, 0, np.nan, 9]]), InvalidInputError, "finite"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[[0, 0, 1e300, 1e300]]), InvalidInputError, "finite"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[0, 0, 90, 90]), InvalidInputError,
+         r"boxes=\[\[0, 0, 90, 90\]\]"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], masks=[np.ones((10, 10), bool)]), InvalidInputError,
+         r"the size of its photo, \(300, 451\) here; got shape \(10, 10\)"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], masks=[np.ones((300, 451, 3), bool)]), InvalidInputError,
+         "the size of its photo"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], masks=[_dot()]),
+         InvalidInputError, "marks 1 pixel"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], masks=["everything"]), InvalidInputError, "got str"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], category=5), InvalidInputError, "category must be text"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], context=["a", "b"]), InvalidInputError, "context must be text"),
         (lambda p, img, tmp: p.introduce("Bo", [img], boxes=["0,0,9,9"]), InvalidInputError, r"\[x0, y0, x1, y1\]"),
         (lambda p, img, tmp: p.introduce("Bo", [img], boxes=[{"x": 0}]), InvalidInputError, r"\[x0, y0, x1, y1\]"),
         (lambda p, img, tmp: p.introduce("Bo", [img], masks=[None, None]), InvalidInputError, "2 masks for 1"),
@@ -350,7 +369,8 @@ def _text_file(tmp: Path) -> Path:
          "pass a box"),
     ],
     ids=["empty-name", "blank-name", "no-name", "no-images", "too-many-boxes", "too-few-boxes", "short-box",
-         "inverted-box", "nan-box", "string-box", "dict-box", "mask-count", "bytes", "text-file",
+         "inverted-box", "nan-box", "huge-box", "flat-box", "small-mask", "rgb-mask", "one-pixel-mask", "text-mask",
+         "int-category", "list-context", "string-box", "dict-box", "mask-count", "bytes", "text-file",
          "second-missing", "box-outside", "blank-photo"],
 )
 def test_bad_input_raises_and_leaves_memory_unchanged(stocked: Any, chelsea: np.ndarray, tmp_path: Path,
@@ -360,6 +380,34 @@ def test_bad_input_raises_and_leaves_memory_unchanged(stocked: Any, chelsea: np.
         call(stocked, chelsea, tmp_path)
     assert isinstance(info.value, PekitError)
     assert snapshot(stocked) == before
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda p, img: p.recognize(img, threshold=5), r"cosine score in \[-1, 1\].*got 5"),
+    (lambda p, img: p.recognize(img, threshold=float("nan")), "got nan"),
+    (lambda p, img: p.recognize(img, threshold="0.5"), "got '0.5'"),
+    (lambda p, img: list(p.recognize_many(img, threshold=2)), "cosine score"),
+    (lambda p, img: list(p.recognize_many(None)), r"takes an iterable of photos .*, got NoneType"),
+    (lambda p, img: list(p.recognize_many("a.jpg")), "for one photo use recognize"),
+    (lambda p, img: p.caption(img, threshold=-3), "cosine score"),
+    (lambda p, img: p.ask(img, "Which?", options=["a dog", "a cat"]), "options must be a dict"),
+    (lambda p, img: p.explain(img, "cat"), "detections must be what recognize returned"),
+    (lambda p, img: type(p)(threshold="x", memory="memory://"), "threshold must be a cosine score"),
+], ids=["threshold-5", "threshold-nan", "threshold-str", "many-threshold", "many-none", "many-str",
+        "caption-threshold", "options-list", "explain-str", "init-threshold"])
+def test_bad_arguments_of_the_api_are_clear_errors(stocked: Any, chelsea: np.ndarray, call: Any,
+                                                   message: str) -> None:
+    before = snapshot(stocked)
+    with pytest.raises(InvalidInputError, match=message):
+        call(stocked, chelsea)
+    assert snapshot(stocked) == before
+
+
+def test_a_closed_pil_image_is_an_image_error(stocked: Any, chelsea: np.ndarray) -> None:
+    pil = Image.fromarray(chelsea)
+    pil.close()
+    with pytest.raises(ImageError, match="cannot read its pixels"):
+        stocked.recognize(pil)
 
 
 def test_context_manager_closes_the_memory(make_personalizer: Any) -> None:

@@ -106,6 +106,37 @@ def _out_path(out: str | None, image: Path, many: bool, suffix: str = "_pekit") 
     return target
 
 
+def _check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
+    """Refuse, before any work, an output file that is one of the inputs (it would be
+    overwritten with the annotated copy) and a file name for ``--out`` when several photos
+    each need a file of their own."""
+    from pekit.images import IMAGE_SUFFIXES
+
+    sources = [p for p in inputs if p.exists()]
+    for option in ("out", "explain", "sheet"):
+        value = getattr(args, option, None)
+        if not value:
+            continue
+        target = Path(value).expanduser()
+        if target.exists() and not target.is_dir() and any(os.path.samefile(target, s) for s in sources):
+            raise InvalidInputError(
+                f"--{option} '{value}' is one of the inputs, so writing there would replace it; "
+                "choose another file name or a folder"
+            )
+    out = getattr(args, "out", None)
+    if out and len(inputs) > 1 and not Path(out).is_dir() and Path(out).suffix.lower() in IMAGE_SUFFIXES:
+        raise InvalidInputError(
+            f"--out '{out}' names one image file, but {len(inputs)} photos were given; pass a folder "
+            f"(e.g. --out {Path(out).stem}/) and each annotated photo is written there"
+        )
+
+
+def _skipped(path: Path, exc: PekitError, command: str) -> dict:
+    """A photo of a batch that could not be read: said on stderr, the batch goes on."""
+    print(f"pekit {command}: error: {exc} (skipped; the other photos go on)", file=sys.stderr)
+    return {"image": str(path), "error": str(exc), "exit_code": exc.exit_code}
+
+
 def _beside(image: Path, suffix: str = "_pekit") -> Path:
     """The default output: beside the input photo, never over an existing file."""
     return _free(image.with_name(f"{image.stem}{suffix}.jpg"))
@@ -245,6 +276,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 
 
 def _cmd_recognize_video(args: argparse.Namespace) -> int:
+    _check_outputs(args, [Path(args.images[0])])
     with _personalizer(args) as p:
         _note_if_empty(p, args)
         result = p.recognize_video(args.images[0], fps=args.fps, max_frames=args.max_frames, out=args.out,
@@ -270,18 +302,29 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
     from pekit.video.decode import is_video
 
     if len(args.images) == 1 and is_video(args.images[0]):
+        if args.explain:
+            raise InvalidInputError("--explain draws the heat maps of one photo; for a clip use --sheet "
+                                    "(the best frame of each track)")
         return _cmd_recognize_video(args)
     if any(is_video(p) for p in args.images):
         raise InvalidInputError("give one video at a time (photos can be many): pekit recognize clip.mp4 --out a.mp4")
+    if args.sheet:
+        raise InvalidInputError("--sheet is the contact sheet of a video; for a photo use --out (and --explain)")
     images = list_images(args.images)
     if args.explain and len(images) != 1:
         raise InvalidInputError(f"--explain takes one photo, got {len(images)}")
-    results = []
+    _check_outputs(args, images)
+    results: list[dict] = []
+    many = len(images) > 1
     with _personalizer(args) as p:
         _note_if_empty(p, args)
-        stream = p._recognize_stream(str(path) for path in images)  # passes overlap decoding and drawing
+        # passes overlap decoding and drawing; in a batch an unreadable photo is skipped, not fatal
+        stream = p._recognize_stream((str(path) for path in images), skip_bad=many)
         for path, (img, dets) in zip(_progress(images, "recognize"), stream, strict=True):
-            out = _out_path(args.out, path, len(images) > 1)
+            if img is None:
+                results.append(_skipped(path, dets, "recognize"))
+                continue
+            out = _out_path(args.out, path, many)
             if out is not None:
                 _save(p.annotate(img, dets), out)
             written = [str(out)] if out else []
@@ -291,18 +334,22 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
                 written.append(str(explain))
             results.append({"image": str(path), "detections": dets.to_list(),
                             **({"annotated": str(out)} if out else {}), "written": written})
+    status = next((r["exit_code"] for r in results if "error" in r), 0)
     if args.json:  # one image without --out: just its detections; else records with the files written
         wrote = args.out or args.explain
         payload: Any = results if len(results) > 1 else results[0] if wrote else results[0]["detections"]
         print(json.dumps(payload))
-        return 0
+        return status
     for r in results:
+        if "error" in r:
+            print(f"{r['image']}: skipped, not read (the error is above)")
+            continue
         found = ", ".join(f"{_shown(d['name'])} ({d['score']:.2f}) at {[round(v) for v in d['box']]}"
                           for d in r["detections"]) or "none of your concepts"
         extra = [w for w in r["written"] if w != r.get("annotated")]
         print(f"{r['image']}: {found}" + (f"  -> {r['annotated']}" if "annotated" in r else "")
               + "".join(f"  (explained in {w})" for w in extra))
-    return 0
+    return status
 
 
 def _options(values: list[str] | None) -> dict[str, str] | None:
@@ -352,13 +399,23 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
 def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Path]) -> int:
     gen = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed}
     options = _options(getattr(args, "option", None))
+    from pekit.errors import ImageError
+
     records = []
     many = len(images) > 1
+    _check_outputs(args, images)
+    command = "caption" if question is None else "ask"
     with _personalizer(args) as p:
         _note_if_empty(p, args)
-        for path in _progress(images, "caption" if question is None else "ask"):
-            answer = (p.caption(str(path), **gen) if question is None
-                      else p.ask(str(path), question, options=options, **gen))
+        for path in _progress(images, command):
+            try:
+                answer = (p.caption(str(path), **gen) if question is None
+                          else p.ask(str(path), question, options=options, **gen))
+            except ImageError as exc:
+                if not many:
+                    raise
+                records.append(_skipped(path, exc, command))
+                continue
             out = _out_path(args.out, path, many)
             if answer.image is None:
                 out = None
@@ -369,7 +426,7 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
             records.append(_print_answer(args, path, answer, out, many))
     if args.json:
         print(json.dumps(records[0] if len(records) == 1 else records))
-    return 0
+    return next((r["exit_code"] for r in records if "error" in r), 0)
 
 
 class PrintedElsewhere(logging.Filter):

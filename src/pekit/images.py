@@ -239,7 +239,13 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
     if isinstance(source, Image.Image):
         if source.width * source.height > max_pixels:
             raise ImageError(f"{name}: more than the limit of {max_pixels} pixels; downscale it first")
-        return _pil_to_rgb(source, name)
+        try:
+            return _pil_to_rgb(source, name)
+        except (ValueError, OSError) as exc:  # a closed image, or pixels Pillow cannot decode
+            if isinstance(exc, ImageError):
+                raise
+            raise ImageError(f"{name}: Pillow cannot read its pixels ({exc}); pass an open image, "
+                             "a file path or a numpy array") from exc
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageError("<0 bytes>: the image data is empty")

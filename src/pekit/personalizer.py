@@ -21,7 +21,14 @@ from typing import Any, cast
 import numpy as np
 
 from pekit.errors import ImageError, InvalidInputError, NothingFoundError
-from pekit.extract.boxes import MIN_BOX_PATCHES, MIN_BOX_SIDE, check_box_on_grid, check_box_on_photo, reference_boxes
+from pekit.extract.boxes import (
+    MIN_BOX_PATCHES,
+    MIN_BOX_SIDE,
+    check_box_on_grid,
+    check_box_on_photo,
+    check_mask,
+    reference_boxes,
+)
 from pekit.extract.views import CONSISTENCY, View, concept_from_views, consistency, summarize_parts, with_view
 from pekit.feedback import corrected, uncorrected
 from pekit.images import ImageInput, describe, load_image, source_name
@@ -160,12 +167,13 @@ class Personalizer:
         out = []
         for src, box, mask in zip(images, box_list, mask_list, strict=True):
             image = load_image(src)
+            if mask is not None:  # before the pass: a mask of the wrong size costs nothing
+                mask = check_mask(mask, image.shape[1], image.shape[0], src)
             grid = self.pipeline.encode(image)
             if box is not None:
                 check_box_on_grid(box, grid, src)
             try:
-                out.append(self.pipeline.reference(grid, box=box, mask=None if mask is None else np.asarray(mask),
-                                                   image=image, category=category))
+                out.append(self.pipeline.reference(grid, box=box, mask=mask, image=image, category=category))
             except NothingFoundError as exc:
                 raise NothingFoundError(f"{describe(src)}: {exc}") from exc
         return out
@@ -193,6 +201,9 @@ class Personalizer:
         from pekit.faces import PERSON, check_kind
 
         kind = check_kind(kind)
+        for label, text in (("category", category), ("context", context)):
+            if text is not None and not isinstance(text, str):
+                raise InvalidInputError(f"{label} must be text (a str), got {type(text).__name__}")
         if kind == PERSON and masks is not None:
             raise InvalidInputError("a person is found by face: pass boxes (--box) to pick one, not masks")
         name = clean_name(name)
@@ -304,12 +315,20 @@ class Personalizer:
         """The object concepts flattened for matching (persons match by face: `pekit.faces.FaceGallery`)."""
         return self.galleries.get(self.namespace).gallery
 
+    @staticmethod
+    def _threshold(threshold: float | None) -> float | None:
+        """A per-call threshold, checked like the preset's (None: each concept's or the preset's)."""
+        from pekit.types import check_threshold
+
+        return check_threshold(threshold)
+
     def recognize(self, image: ImageInput, *, threshold: float | None = None) -> Detections:
         """Find the namespace's concepts in one image: named boxes, best first.
 
         Costs one backbone pass; every proposal is pooled from it. The namespace is read
         from memory once and kept until something writes to it.
         """
+        threshold = self._threshold(threshold)
         return self._recognize(load_image(image), self.galleries.get(self.namespace), threshold)
 
     def recognize_many(self, images: Iterable[ImageInput], *, threshold: float | None = None,
@@ -320,22 +339,36 @@ class Personalizer:
         overlap (`Pipeline.encode_many`); results are the same as `recognize`'s. An
         unreadable photo raises its `ImageError` when its turn comes.
         """
+        if images is None or isinstance(images, (str, os.PathLike, bytes, bytearray)):
+            raise InvalidInputError("recognize_many takes an iterable of photos (paths, arrays, PIL "
+                                    f"images...), got {type(images).__name__}; for one photo use recognize")
+        threshold = self._threshold(threshold)
         for _, dets in self._recognize_stream(images, threshold=threshold, workers=workers):
             yield dets
 
     def _recognize_stream(self, images: Iterable[ImageInput], *, threshold: float | None = None,
-                          workers: int | None = None) -> Iterator[tuple[np.ndarray, Detections]]:
-        """``(rgb, detections)`` per photo: `recognize_many` for callers that draw on the photo."""
+                          workers: int | None = None, skip_bad: bool = False) -> Iterator[Any]:
+        """``(rgb, detections)`` per photo: `recognize_many` for callers that draw on the photo.
+        With ``skip_bad`` an unreadable photo gives ``(None, its ImageError)`` and the rest go on."""
         entry = self.galleries.get(self.namespace)
         if not len(entry.gallery):  # persons only (or nothing): no backbone pass to overlap
             for image in images:
-                img = load_image(image)
+                try:
+                    img = load_image(image)
+                except ImageError as exc:
+                    if not skip_bad:
+                        raise
+                    yield None, exc
+                    continue
                 yield img, self._recognize(img, entry, threshold)
             return
         self._check_backbone()
         for result in self.pipeline.encode_many(images, saliency=self.pipeline.query_saliency, workers=workers):
             if isinstance(result, ImageError):
-                raise result
+                if not skip_bad:
+                    raise result
+                yield None, result
+                continue
             img, grid = result
             yield img, self._recognize(img, entry, threshold, grid=grid, blas=1)  # next passes are running
 
@@ -403,7 +436,7 @@ class Personalizer:
         """
         from pekit.video import recognize_video
 
-        step, confirm = self._video_steps(self.galleries.get(self.namespace), threshold)
+        step, confirm = self._video_steps(self.galleries.get(self.namespace), self._threshold(threshold))
         return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress,
                                scene_cut=scene_cut, confirm=confirm, audio=audio, max_pixels=max_pixels)
 
@@ -472,6 +505,11 @@ class Personalizer:
 
         if question is not None:
             question = validate_question(question)  # fail before the backbone pass
+        threshold = self._threshold(threshold)
+        if options is not None and (not isinstance(options, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in options.items())):
+            raise InvalidInputError('options must be a dict of letter -> answer text, e.g. {"A": "a dog", '
+                                    f'"B": "a cat"}}, got {type(options).__name__}')
         if isinstance(image, (str, os.PathLike)):
             from pekit.video.decode import is_video
 
@@ -522,6 +560,9 @@ class Personalizer:
         """
         from pekit.retrieve.explain import explain_figure
 
+        if detections is not None and not isinstance(detections, Detections):
+            raise InvalidInputError(f"detections must be what recognize returned (Detections) or None, "
+                                    f"got {type(detections).__name__}")
         img = load_image(image)
         concepts = self.concepts()
         grid = self.pipeline.encode(img)
@@ -568,8 +609,9 @@ class Personalizer:
             )
         wrong = max(hits, key=lambda c: c.score)
         negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], self.pipeline.config.max_parts)
-        return self.memory.update(corrected(concept, negative, image=source_name(image), box=wrong.xyxy,
-                                            score=wrong.score))
+        # read, change and write in one transaction: a correction or view added meanwhile stays
+        return self.memory.modify(concept.name, lambda now: corrected(
+            now, negative, image=source_name(image), box=wrong.xyxy, score=wrong.score), namespace=self.namespace)
 
     def undo_correction(self, name: str) -> Concept:
         """Take back the last `correct` of ``name`` (a photo of the real one was given by
@@ -581,7 +623,7 @@ class Personalizer:
         """
         concept = self._named(name)
         self._check_writable(f"undo a correction of '{concept.name}'")
-        return self.memory.update(uncorrected(concept))
+        return self.memory.modify(concept.name, uncorrected, namespace=self.namespace)
 
     def add_view(self, name: str, image: ImageInput, *, box: Any = None, mask: Any = None) -> Concept:
         """One more reference view of an existing concept (one backbone pass).
@@ -597,7 +639,9 @@ class Personalizer:
         self._check_writable(f"add a view to '{concept.name}'")
         view = self.views([image], category=concept.category, boxes=None if box is None else [box],
                           masks=None if mask is None else [mask])[0]
-        return self.memory.update(with_view(concept, view, reference=source_name(image)))
+        reference = source_name(image)
+        return self.memory.modify(concept.name, lambda now: with_view(now, view, reference=reference),
+                                  namespace=self.namespace)
 
     def _named(self, name: str) -> Concept:
         """The stored concept called ``name`` (ignoring case); `ConceptNotFoundError` if none."""

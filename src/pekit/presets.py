@@ -21,8 +21,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pekit.errors import InvalidInputError
+from pekit.types import check_threshold
 
-__all__ = ["PRESETS", "Preset", "RecognitionConfig", "get_preset"]
+__all__ = ["PRESETS", "Preset", "RecognitionConfig", "check_threshold", "get_preset"]
 
 
 @dataclass(frozen=True)
@@ -174,8 +175,7 @@ class RecognitionConfig:
     colour_competition: bool = False
 
     def __post_init__(self) -> None:
-        if not -1.0 <= self.threshold <= 1.0:
-            raise InvalidInputError(f"threshold must be a cosine score in [-1, 1], got {self.threshold}")
+        check_threshold(self.threshold)
         unknown = set(self.proposals) - {"saliency", "windows", "detector"}
         if unknown:
             raise InvalidInputError(

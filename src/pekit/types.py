@@ -14,7 +14,25 @@ import numpy as np
 
 from pekit.errors import InvalidInputError
 
-__all__ = ["Answer", "Concept", "Detections", "PatchGrid"]
+__all__ = ["Answer", "Concept", "Detections", "PatchGrid", "check_threshold"]
+
+
+def check_threshold(value: Any, what: str = "threshold") -> float | None:
+    """None (use the default), or a recognition threshold: a cosine score in [-1, 1].
+
+    The one check for every threshold a user gives (preset, `Personalizer`, a call, a
+    concept's own, ``pekit eval``): text, booleans, NaN and values out of range are refused.
+
+    >>> check_threshold(0.6), check_threshold(None)
+    (0.6, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not -1.0 <= float(value) <= 1.0:  # NaN fails the comparison too
+        raise InvalidInputError(f"{what} must be a cosine score in [-1, 1] (e.g. 0.6; leave it out for the "
+                                f"default), got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)

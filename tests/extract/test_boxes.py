@@ -22,7 +22,13 @@ def test_one_box_or_none_per_image() -> None:
 @pytest.mark.parametrize("box", [[0, 0, 50], [50, 0, 10, 40], [0, 50, 40, 10], [0, 0, float("nan"), 40],
                                  ["a", "b", "c", "d"]])
 def test_a_malformed_box_is_named(box: list) -> None:
-    with pytest.raises(InvalidInputError, match=r"a box must be \[x0, y0, x1, y1\]"):
+    with pytest.raises(InvalidInputError, match=r"a box must be .*\[x0, y0, x1, y1\]"):
+        reference_boxes(["a.jpg"], [box])
+
+
+@pytest.mark.parametrize("box", [[0, 0, float("inf"), 40], [0, 0, 1e300, 1e300], [-1e30, 0, 50, 50]])
+def test_a_box_of_non_finite_or_absurd_numbers_is_named_so(box: list) -> None:
+    with pytest.raises(InvalidInputError, match="four finite pixel coordinates"):
         reference_boxes(["a.jpg"], [box])
 
 

@@ -55,6 +55,21 @@ def test_a_missing_file_that_must_exist_is_an_error_naming_it(tmp_path: Path, op
     assert not (tmp_path / "typo").exists()
 
 
+@pytest.mark.parametrize("opener", [lambda p: SqliteMemory(p, must_exist=True),
+                                    lambda p: SqliteMemory(p, read_only=True), SqliteMemory])
+def test_an_empty_file_reads_as_an_empty_memory_and_stays_empty(tmp_path: Path, opener: Any) -> None:
+    """``touch memory.db``, then ``pekit list``: nothing stored, and nothing written into the file."""
+    path = tmp_path / "m.db"
+    path.touch()
+    with opener(path) as memory:
+        assert memory.concepts() == [] and memory.names() == [] and memory.count() == 0
+    assert path.stat().st_size == 0
+    with SqliteMemory(path) as memory:  # the first write gives it its tables
+        memory.add(make("Bo"))
+    with SqliteMemory(path, must_exist=True) as memory:
+        assert memory.names() == ["Bo"]
+
+
 def test_a_failed_first_write_leaves_no_file_or_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "new" / "sub" / "m.db"
     memory = SqliteMemory(path)
@@ -245,3 +260,25 @@ def test_without_secure_delete_the_same_forget_would_leave_traces(tmp_path: Path
     parts = _stock_and_forget(path, SqliteMemory)
     traces = _traces(path, parts)
     assert "name" in traces and "context" in traces and "view and part vectors" in traces[-1]
+
+
+def test_a_name_over_200_characters_is_refused_with_what_to_do() -> None:
+    with SqliteMemory(":memory:") as memory:
+        memory.add(make("B" * 200))
+        with pytest.raises(InvalidInputError, match=r"201 characters long.*under 200 characters.*--context"):
+            memory.add(make("B" * 201))
+        assert memory.names() == ["B" * 200]
+
+
+@pytest.mark.parametrize(("sqlite_says", "expected"), [
+    ("database or disk is full", "the disk holding memory file .* is full; free some space"),
+    ("database disk image is malformed", "is damaged .*restore it from a backup"),
+])
+def test_a_full_disk_or_a_damaged_file_says_what_to_do(sqlite_says: str, expected: str) -> None:
+    from pekit.memory._db import SqliteFile
+
+    db = SqliteFile(None)
+    error = db.error(sqlite3.OperationalError(sqlite_says), "add concept 'Bo'")
+    assert error.__class__.__name__ == "MemoryStoreError"
+    assert "pekit cannot add concept 'Bo'" in str(error)
+    assert __import__("re").search(expected, str(error))

@@ -25,7 +25,8 @@ import numpy as np
 from pekit.errors import InvalidInputError
 from pekit.images import describe
 
-__all__ = ["MIN_BOX_PATCHES", "MIN_BOX_SIDE", "check_box_on_grid", "check_box_on_photo", "reference_boxes"]
+__all__ = ["MIN_BOX_PATCHES", "MIN_BOX_SIDE", "check_box_on_grid", "check_box_on_photo", "check_mask",
+           "reference_boxes"]
 
 #: A reference box must be at least this many pixels wide and high ...
 MIN_BOX_SIDE = 8
@@ -39,18 +40,25 @@ def reference_boxes(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[
     if boxes is None:
         return [None] * len(images)
     if len(boxes) != len(images):
-        raise InvalidInputError(f"got {len(boxes)} boxes for {len(images)} images; give one box (or None) per image")
+        flat = len(boxes) == 4 and all(isinstance(v, (int, float, np.number)) for v in boxes)
+        hint = (f"; for one photo pass a list of one box, boxes=[[{', '.join(str(v) for v in boxes)}]]"
+                if flat and len(images) == 1 else "")
+        raise InvalidInputError(f"got {len(boxes)} boxes for {len(images)} images; give one box (or None) "
+                                f"per image{hint}")
     out: list[np.ndarray | None] = []
     for b in boxes:
         if b is None:
             out.append(None)
             continue
         try:
-            arr = np.asarray(b, np.float32).reshape(-1)
+            arr = np.asarray(b, np.float64).reshape(-1)
         except (TypeError, ValueError):
-            arr = np.zeros(0, np.float32)  # not numbers: reported below like any malformed box
-        if arr.shape != (4,) or not np.all(np.isfinite(arr)) or arr[2] <= arr[0] or arr[3] <= arr[1]:
+            arr = np.zeros(0, np.float64)  # not numbers: reported below like any malformed box
+        if arr.shape == (4,) and not np.all(np.abs(arr) < 1e7):
+            raise InvalidInputError(f"a box must be four finite pixel coordinates [x0, y0, x1, y1], got {b!r}")
+        if arr.shape != (4,) or arr[2] <= arr[0] or arr[3] <= arr[1]:
             raise InvalidInputError(f"a box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {b!r}")
+        arr = arr.astype(np.float32)
         if min(arr[2] - arr[0], arr[3] - arr[1]) < MIN_BOX_SIDE:
             raise InvalidInputError(
                 f"the box {[round(float(v), 1) for v in arr]} is {arr[2] - arr[0]:g} x {arr[3] - arr[1]:g} pixels; "
@@ -86,3 +94,35 @@ def check_box_on_grid(box: np.ndarray, grid: Any, source: Any) -> None:
             f"the {width}x{height} photo; the backbone sees it in patches of {cw:.0f}x{ch:.0f} pixels, so draw "
             f"a box covering at least {MIN_BOX_PATCHES} of them (e.g. {round(cw * 2)}x{round(ch)} pixels or more)"
         )
+
+
+def check_mask(mask: Any, width: int, height: int, source: Any) -> np.ndarray:
+    """A user's object mask for a ``width`` x ``height`` photo as an ``(H, W)`` bool array.
+
+    Refuses another shape (a mask is drawn on its own photo: resizing one made for another
+    would mark the wrong pixels), values that are not finite numbers, and a mask with fewer
+    than ``MIN_BOX_SIDE ** 2`` pixels set (its embedding would be noise, as for a tiny box).
+
+    >>> check_mask(np.ones((20, 30)), 30, 20, "a.jpg").shape
+    (20, 30)
+    """
+    try:
+        arr = np.asarray(mask)
+        numeric = arr.dtype == bool or np.issubdtype(arr.dtype, np.number)
+    except (TypeError, ValueError):
+        arr, numeric = np.zeros(0), False
+    if not numeric or arr.shape != (height, width):
+        shape = getattr(arr, "shape", None)
+        raise InvalidInputError(
+            f"{describe(source)}: a mask must be an (H, W) array of True/False the size of its photo, "
+            f"({height}, {width}) here; got {'shape ' + str(shape) if numeric else type(mask).__name__}"
+        )
+    if arr.dtype != bool and not np.all(np.isfinite(arr)):
+        raise InvalidInputError(f"{describe(source)}: the mask holds NaN or infinite values; use True/False (or 1/0)")
+    arr = arr.astype(bool) if arr.dtype == bool else arr > 0.5
+    if int(arr.sum()) < MIN_BOX_SIDE * MIN_BOX_SIDE:
+        raise InvalidInputError(
+            f"{describe(source)}: the mask marks {int(arr.sum())} pixel(s); mark the whole object "
+            f"(at least {MIN_BOX_SIDE * MIN_BOX_SIDE} pixels)"
+        )
+    return arr

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import unicodedata
 from typing import Any
 
 import numpy as np
 
 from pekit.errors import InvalidInputError
+from pekit.types import check_threshold
 
 __all__ = [
     "check_threshold", "clean_name", "clean_text", "dump_meta", "from_blob", "name_key", "not_found_message",
@@ -46,8 +46,13 @@ def clean_text(value: Any, what: str, example: str) -> str:
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
+#: The longest concept name (the HTTP service's limit too).
+MAX_NAME_LENGTH = 200
+
+
 def clean_name(value: Any, what: str = "concept name") -> str:
-    """A concept name as stored: stripped, Unicode NFC; control characters refused.
+    """A concept name as stored: stripped, Unicode NFC, at most `MAX_NAME_LENGTH` characters;
+    control characters refused.
 
     ``"Bo\u0308"`` (o + combining diaeresis) and ``"B\u00f6"`` are one name. Terminal escape
     codes, newlines, tabs and bidirectional overrides raise `InvalidInputError`: a name is
@@ -57,6 +62,10 @@ def clean_name(value: Any, what: str = "concept name") -> str:
     True
     """
     text = unicodedata.normalize("NFC", clean_text(value, what, "Bo"))
+    if len(text) > MAX_NAME_LENGTH:
+        raise InvalidInputError(f"{what} '{printable(text[:40])}...' is {len(text)} characters long; a name is "
+                                f"drawn on photos and said in prompts: keep it under {MAX_NAME_LENGTH} characters "
+                                "and put the rest in --context")
     for i, ch in enumerate(text):
         if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
             raise InvalidInputError(
@@ -126,23 +135,6 @@ def from_blob(blob: bytes, *, dim: int) -> np.ndarray:
     return np.frombuffer(blob, dtype=_BLOB_DTYPE).reshape(-1, dim).astype(np.float32)
 
 
-def check_threshold(value: Any) -> float | None:
-    """``None`` or a finite float; `InvalidInputError` otherwise.
-
-    >>> check_threshold(0.5), check_threshold(None)
-    (0.5, None)
-    """
-    if value is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"threshold must be a number or None, but got {value!r}") from exc
-    if not math.isfinite(out):
-        raise InvalidInputError(f"threshold must be finite, but got {value!r}")
-    return out
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -174,9 +166,8 @@ def dump_meta(meta: Any) -> str:
 def not_found_message(name: str, namespace: str, known: list[str]) -> str:
     """Message for an unknown name: the closest known name (if any) and the known names.
 
-    >>> print(not_found_message("bo", "default", ["Bo", "Rex"]))
-    no concept named 'bo' in namespace 'default'; did you mean 'Bo'? (names are case-sensitive); \
-known concepts: Bo, Rex
+    >>> print(not_found_message("Boo", "default", ["Bo", "Rex"]))
+    no concept named 'Boo' in namespace 'default'; did you mean 'Bo'?; known concepts: Bo, Rex
     """
     msg = f"no concept named {name!r} in namespace {namespace!r}"
     if not known:
@@ -184,9 +175,7 @@ known concepts: Bo, Rex
     folded = {k.casefold(): k for k in known}
     close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
     if close:
-        guess = folded[close[0]]
-        hint = " (names are case-sensitive)" if guess.casefold() == name.casefold() else ""
-        msg += f"; did you mean {guess!r}?{hint}"
+        msg += f"; did you mean {folded[close[0]]!r}?"  # names differing only in case are one name
     listed = ", ".join(printable(k) for k in known[:_MAX_LISTED])  # stored names reach a terminal
     if len(known) > _MAX_LISTED:
         listed += f", ... ({len(known)} in all)"

@@ -4,7 +4,8 @@
 
 A file that does not exist yet is created by the first *write*, not by opening it: until
 then reads see an empty in-process memory, so reading (``pekit list``, ``recognize``) never
-leaves files or folders behind, and a first write that fails removes what it created.
+leaves files or folders behind, and a first write that fails removes what it created. An
+existing empty (0-byte) file is read the same way, and gets its tables on the first write.
 Deleted rows are overwritten on disk (``PRAGMA secure_delete = ON``, whatever the SQLite
 build's default), so a forgotten concept leaves no bytes in the file.
 
@@ -29,6 +30,16 @@ from pekit.memory._schema import is_not_a_database, prepare
 __all__ = ["SqliteFile"]
 
 
+def _unwritten(path: Path) -> bool:
+    """No memory in it yet: the file does not exist, or is empty (``touch memory.db``)."""
+    try:
+        return path.stat().st_size == 0 and path.is_file()
+    except FileNotFoundError:
+        return True
+    except OSError:  # unreadable: let SQLite say what is wrong when it opens the file
+        return False
+
+
 class SqliteFile:
     """A pekit memory database behind one thread-safe connection.
 
@@ -49,9 +60,10 @@ class SqliteFile:
         self.timeout = timeout
         self.lock = threading.RLock()
         self._writes = 0
-        # a missing file is created by the first write; until then reads see an empty stand-in
-        self.pending = path is not None and not path.exists()
-        if self.pending and (read_only or must_exist):
+        # a missing (or empty) file is created by the first write; until then reads see an
+        # empty stand-in and nothing is written, not even the tables
+        self.pending = path is not None and _unwritten(path)
+        if self.pending and (read_only or must_exist) and path is not None and not path.exists():
             why = "opened read-only" if read_only else "check the path, or `pekit introduce` into it to create it"
             raise MemoryFileError(f"memory file {self.label} does not exist ({why})")
         self._conn: sqlite3.Connection | None = self._connect(stand_in=self.pending)
@@ -108,6 +120,16 @@ class SqliteFile:
                 f"memory file {self.label} is read-only, so pekit cannot {action}; fix the permissions "
                 "of the file and its folder, or use a writable copy"
             )
+        if name.startswith("SQLITE_FULL") or "disk is full" in text:
+            return MemoryStoreError(
+                f"pekit cannot {action}: the disk holding memory file {self.label} is full; free some "
+                "space and try again (this write was rolled back; what was stored before is intact)"
+            )
+        if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
+            return MemoryStoreError(
+                f"pekit cannot {action}: memory file {self.label} is damaged ({exc}); restore it from a "
+                "backup, or salvage its rows with `sqlite3 FILE .recover | sqlite3 NEW` and open NEW"
+            )
         if is_not_a_database(exc):
             return MemoryStoreError(f"{self.label} is not a pekit memory (SQLite says: {exc})")
         if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
@@ -121,7 +143,7 @@ class SqliteFile:
         """The open connection; `MemoryStoreError` after `close`."""
         if self._conn is None:
             raise MemoryStoreError(f"memory {self.label} is closed; open it again with open_memory()")
-        if self.pending and self.path is not None and self.path.exists():  # another process created it
+        if self.pending and self.path is not None and not _unwritten(self.path):  # another process wrote it
             conn = self._connect()
             self._conn.close()
             self._conn, self.pending = conn, False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -125,6 +125,11 @@ class MemoryStore(Protocol):
 
     def update(self, concept: Concept) -> Concept:
         """Write back changed fields (threshold, context, views...) of a stored concept."""
+        ...
+
+    def modify(self, name: str, change: Callable[[Concept], Concept], *, namespace: str = "default") -> Concept:
+        """Read a concept, write back ``change(concept)``, in one write transaction (no lost update
+        when two writers change the same concept); nothing is written if ``change`` raises."""
         ...
 
     def count(self, namespace: str | None = None) -> int:

@@ -23,7 +23,7 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -165,10 +165,18 @@ class PgvectorMemory:
         """The concept called ``name``; `ConceptNotFoundError` (with the known names) if absent."""
         name, namespace = self._key(name, namespace)
         with self._db.transaction(f"read concept {name!r}", write=False) as cur:
-            found = self._load(cur, namespace, name=name)
-            if not found:
-                raise ConceptNotFoundError(not_found_message(name, namespace, self._names(cur, namespace)))
-            return found[0]
+            return self._find(cur, namespace, name)
+
+    def _find(self, cur: Any, namespace: str, name: str) -> Concept:
+        """The concept called ``name``, or else the one whose name equals it ignoring case."""
+        found = self._load(cur, namespace, name=name)
+        if not found:
+            row = cur.execute("SELECT name FROM concepts WHERE namespace = %s AND name_key = %s",
+                              (namespace, name_key(name))).fetchone()
+            found = self._load(cur, namespace, name=str(row[0])) if row else []
+        if not found:
+            raise ConceptNotFoundError(not_found_message(name, namespace, self._names(cur, namespace)))
+        return found[0]
 
     def concepts(self, *, namespace: str = "default") -> list[Concept]:
         """All concepts of a namespace, ordered by id."""
@@ -506,48 +514,69 @@ class PgvectorMemory:
             BackboneMismatchError: ``concept.backbone`` differs from the store's.
         """
         c = self._prepared(concept)
+        return self._write(f"update concept {c.name!r}", c.name, c.namespace, lambda cur: self._update(cur, c))
+
+    def modify(self, name: str, change: Callable[[Concept], Concept], *, namespace: str = "default") -> Concept:
+        """`MemoryStore.modify`: read the concept called ``name`` (ignoring case) and write back
+        ``change(concept)`` in one write transaction, its row locked (``SELECT ... FOR UPDATE``)
+        so concurrent writers queue; nothing is written if ``change`` raises."""
+        name, namespace = self._key(name, namespace)
+
+        def read_change_write(cur: Any) -> Concept:
+            locked = self._same_name(cur, namespace, name)  # SELECT ... FOR UPDATE: writers queue here
+            if locked is None:
+                raise ConceptNotFoundError(not_found_message(name, namespace, self._names(cur, namespace)))
+            stored = self._find(cur, namespace, locked[2])  # READ COMMITTED: read after the lock
+            new = dataclasses.replace(change(stored), id=stored.id, namespace=stored.namespace)
+            return self._update(cur, self._prepared(new))
+
+        return self._write(f"change concept {name!r}", name, namespace, read_change_write)
+
+    def _write(self, action: str, name: str, namespace: str, work: Callable[[Any], Concept]) -> Concept:
         try:
-            return self._update(c)
+            with self._db.transaction(action, write=True) as cur:
+                return work(cur)
         except self._db._psycopg.errors.UniqueViolation:
             raise DuplicateConceptError(
-                f"cannot rename to {c.name!r}: another process just took that name in namespace "
-                f"{c.namespace!r}; choose another name"
+                f"cannot rename to {name!r}: another process just took that name in namespace "
+                f"{namespace!r}; choose another name"
             ) from None
 
-    def _update(self, c: Concept) -> Concept:
-        with self._db.transaction(f"update concept {c.name!r}", write=True) as cur:
-            if c.id >= 0:
-                sql = "SELECT id, created FROM concepts WHERE id = %s AND namespace = %s FOR UPDATE"
-                row = cur.execute(sql, (c.id, c.namespace)).fetchone()
-            else:
-                sql = "SELECT id, created FROM concepts WHERE namespace = %s AND name = %s FOR UPDATE"
-                row = cur.execute(sql, (c.namespace, c.name)).fetchone()
-            if row is None:
-                what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r}"
-                raise ConceptNotFoundError(
-                    f"no concept {what} in namespace {c.namespace!r} to update; use add() to store a new concept"
-                )
-            cid, created = int(row[0]), float(row[1])
-            self._check_backbone(cur, c)
-            if self._same_name(cur, c.namespace, c.name, exclude=cid):
-                raise DuplicateConceptError(
-                    f"cannot rename concept {cid} to {c.name!r}: that name is taken in namespace "
-                    f"{c.namespace!r}; remove the other concept first or choose another name"
-                )
-            now = time.time()
-            cur.execute("UPDATE concepts SET name = %s, name_key = %s, category = %s, context = %s, threshold = %s, "
-                        "updated = %s, meta = %s::json WHERE id = %s AND namespace = %s",
-                        (c.name, name_key(c.name), c.category, c.context, c.threshold, now, dump_meta(c.meta), cid,
-                         c.namespace))
-            self._write_vectors(cur, cid, c)
+    def _update(self, cur: Any, c: Concept) -> Concept:
+        """Write a prepared concept over the stored one, inside an open write transaction."""
+        if c.id >= 0:
+            sql = "SELECT id, created FROM concepts WHERE id = %s AND namespace = %s FOR UPDATE"
+            row = cur.execute(sql, (c.id, c.namespace)).fetchone()
+        else:
+            sql = "SELECT id, created FROM concepts WHERE namespace = %s AND name = %s FOR UPDATE"
+            row = cur.execute(sql, (c.namespace, c.name)).fetchone()
+        if row is None:
+            what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r}"
+            raise ConceptNotFoundError(
+                f"no concept {what} in namespace {c.namespace!r} to update; use add() to store a new concept"
+            )
+        cid, created = int(row[0]), float(row[1])
+        self._check_backbone(cur, c)
+        if self._same_name(cur, c.namespace, c.name, exclude=cid):
+            raise DuplicateConceptError(
+                f"cannot rename concept {cid} to {c.name!r}: that name is taken in namespace "
+                f"{c.namespace!r}; remove the other concept first or choose another name"
+            )
+        now = time.time()
+        cur.execute("UPDATE concepts SET name = %s, name_key = %s, category = %s, context = %s, threshold = %s, "
+                    "updated = %s, meta = %s::json WHERE id = %s AND namespace = %s",
+                    (c.name, name_key(c.name), c.category, c.context, c.threshold, now, dump_meta(c.meta), cid,
+                     c.namespace))
+        self._write_vectors(cur, cid, c)
         return dataclasses.replace(c, id=cid, created=created, updated=now)
 
     def remove(self, name: str, *, namespace: str = "default") -> None:
-        """Delete a concept with its views, parts and images; `ConceptNotFoundError` if absent."""
+        """Delete a concept with its views, parts and images (its name compared ignoring case);
+        `ConceptNotFoundError` if absent."""
         name, namespace = self._key(name, namespace)
         with self._db.transaction(f"remove concept {name!r}", write=True) as cur:
-            row = cur.execute("DELETE FROM concepts WHERE namespace = %s AND name = %s RETURNING id",
-                              (namespace, name)).fetchone()
+            row = cur.execute("DELETE FROM concepts WHERE namespace = %s AND name_key = %s RETURNING id",
+                              (namespace, name_key(name))).fetchone()
             if row is None:
                 raise ConceptNotFoundError(not_found_message(name, namespace, self._names(cur, namespace)))
 

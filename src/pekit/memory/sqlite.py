@@ -1,6 +1,6 @@
 """The embedded memory: every concept of every namespace in one SQLite file (stdlib only).
 
-Each write (add, replace, update, remove) is one ``BEGIN IMMEDIATE ... COMMIT``
+Each write (add, replace, update, modify, remove) is one ``BEGIN IMMEDIATE ... COMMIT``
 transaction, so a crash mid-write keeps everything committed before it and never leaves
 half a concept. Vectors are stored as little-endian float32 blobs, L2-normalised on write;
 all of them come from the one backbone recorded by the first add. See `pekit.memory._schema`
@@ -23,7 +23,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -228,10 +228,17 @@ class SqliteMemory:
         """
         name, namespace = self._key(name, namespace)
         with self._transaction(f"read concept {name!r}", write=False) as conn:
-            found = self._load(conn, "c.namespace = ? AND c.name = ?", (namespace, name))
-            if not found:
-                raise ConceptNotFoundError(not_found_message(name, namespace, self._names(conn, namespace)))
-            return found[0]
+            return self._find(conn, namespace, name)
+
+    def _find(self, conn: sqlite3.Connection, namespace: str, name: str) -> Concept:
+        """The concept called ``name``, or else the one whose name equals it ignoring case."""
+        found = self._load(conn, "c.namespace = ? AND c.name = ?", (namespace, name))
+        if not found:
+            same = self._same_name(conn, namespace, name)
+            found = self._load(conn, "c.id = ?", (same[0],)) if same else []
+        if not found:
+            raise ConceptNotFoundError(not_found_message(name, namespace, self._names(conn, namespace)))
+        return found[0]
 
     def concepts(self, *, namespace: str = "default") -> list[Concept]:
         """All concepts of a namespace, ordered by id."""
@@ -540,40 +547,61 @@ class SqliteMemory:
         """
         c = self._prepared(concept)
         with self._transaction(f"update concept {c.name!r}", write=True) as conn:
-            if c.id >= 0:  # an id is looked up only inside the concept's namespace: no cross-owner writes
-                row = conn.execute("SELECT id, created FROM concepts WHERE id = ? AND namespace = ?",
-                                   (c.id, c.namespace)).fetchone()
-            else:
-                sql = "SELECT id, created FROM concepts WHERE namespace = ? AND name = ?"
-                row = conn.execute(sql, (c.namespace, c.name)).fetchone()
-            if row is None:
-                what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r}"
-                what += f" in namespace {c.namespace!r}"
-                raise ConceptNotFoundError(f"no concept {what} to update; use add() to store a new concept")
-            cid, created = int(row[0]), float(row[1])
-            self._check_backbone(conn, c)
-            clash = self._same_name(conn, c.namespace, c.name, exclude=cid)
-            if clash:
-                raise DuplicateConceptError(
-                    f"cannot rename concept {cid} to {c.name!r}: that name is taken in namespace "
-                    f"{c.namespace!r}; remove the other concept first or choose another name"
-                )
-            now = time.time()
-            conn.execute(
-                "UPDATE concepts SET namespace = ?, name = ?, category = ?, context = ?, threshold = ?, "
-                "updated = ?, meta = ? WHERE id = ?",
-                (c.namespace, c.name, c.category, c.context, c.threshold, now, dump_meta(c.meta), cid),
+            return self._update(conn, c)
+
+    def modify(self, name: str, change: Callable[[Concept], Concept], *, namespace: str = "default") -> Concept:
+        """Read the concept called ``name`` (ignoring case), write back ``change(concept)``:
+        both in one write transaction, so no other writer's change to it is lost in between
+        (two ``add-view`` at once keep both views).
+
+        ``change`` gets the stored concept and returns the new one (same id and namespace); if
+        it raises, nothing is written and the error passes through.
+
+        Raises:
+            ConceptNotFoundError: no such concept.
+            DuplicateConceptError, BackboneMismatchError: as `update`.
+        """
+        name, namespace = self._key(name, namespace)
+        with self._transaction(f"change concept {name!r}", write=True) as conn:
+            stored = self._find(conn, namespace, name)
+            new = dataclasses.replace(change(stored), id=stored.id, namespace=stored.namespace)
+            return self._update(conn, self._prepared(new))
+
+    def _update(self, conn: sqlite3.Connection, c: Concept) -> Concept:
+        """Write a prepared concept over the stored one, inside an open write transaction."""
+        if c.id >= 0:  # an id is looked up only inside the concept's namespace: no cross-owner writes
+            row = conn.execute("SELECT id, created FROM concepts WHERE id = ? AND namespace = ?",
+                               (c.id, c.namespace)).fetchone()
+        else:
+            sql = "SELECT id, created FROM concepts WHERE namespace = ? AND name = ?"
+            row = conn.execute(sql, (c.namespace, c.name)).fetchone()
+        if row is None:
+            what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r}"
+            what += f" in namespace {c.namespace!r}"
+            raise ConceptNotFoundError(f"no concept {what} to update; use add() to store a new concept")
+        cid, created = int(row[0]), float(row[1])
+        self._check_backbone(conn, c)
+        clash = self._same_name(conn, c.namespace, c.name, exclude=cid)
+        if clash:
+            raise DuplicateConceptError(
+                f"cannot rename concept {cid} to {c.name!r}: that name is taken in namespace "
+                f"{c.namespace!r}; remove the other concept first or choose another name"
             )
-            self._write_vectors(conn, cid, c.views, c.parts, c.negatives)
+        now = time.time()
+        conn.execute(
+            "UPDATE concepts SET namespace = ?, name = ?, category = ?, context = ?, threshold = ?, "
+            "updated = ?, meta = ? WHERE id = ?",
+            (c.namespace, c.name, c.category, c.context, c.threshold, now, dump_meta(c.meta), cid),
+        )
+        self._write_vectors(conn, cid, c.views, c.parts, c.negatives)
         return dataclasses.replace(c, id=cid, created=created, updated=now)
 
     def remove(self, name: str, *, namespace: str = "default") -> None:
-        """Delete a concept with its views, parts and images; `ConceptNotFoundError` if absent."""
+        """Delete a concept with its views, parts and images (the name as stored, else ignoring
+        case); `ConceptNotFoundError` if absent."""
         name, namespace = self._key(name, namespace)
         with self._transaction(f"remove concept {name!r}", write=True) as conn:
-            row = conn.execute(
-                "SELECT id FROM concepts WHERE namespace = ? AND name = ?", (namespace, name)
-            ).fetchone()
+            row = self._same_name(conn, namespace, name)  # the exact name first, then ignoring case
             if row is None:
                 raise ConceptNotFoundError(not_found_message(name, namespace, self._names(conn, namespace)))
             for table in ("views", "parts", "images"):
