@@ -107,3 +107,144 @@ def test_report_helpers():
     assert format_value({"mean": 0.5, "std": None}) == "50.0"
     assert format_value(float("nan")) == "n/a"
     assert clean_json({"x": [float("inf"), Path("a/b")]}) == {"x": [None, "a/b"]}
+
+
+@pytest.mark.parametrize(("task", "dataset", "extra"), [
+    ("recognition", "folder:{db}", []),
+    ("ablate", "folder:{db}", []),
+    ("vqa", "yollava:{qa}", ["--refs", "2", "--lvlm", "fake"]),
+    ("captions", "folder:{db}", ["--lvlm", "fake"]),
+])
+@pytest.mark.parametrize("option", ["--out", "--cache"])
+def test_a_file_given_as_out_or_cache_is_refused_before_any_work(folder_dataset: Path, yollava_dataset: Path,
+                                                                 tmp_path: Path, fake, monkeypatch, capsys,
+                                                                 task, dataset, extra, option):
+    import pekit.answer
+
+    monkeypatch.setattr(pekit.answer, "load_lvlm", lambda name: pytest.fail("an LVLM was loaded"))
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    paths = {"--out": str(tmp_path / "o"), "--cache": str(tmp_path / "c")}
+    for target, why in ((afile, "is a file, not a folder"),
+                        (afile / "sub", f"is inside '{afile}', which is a file, not a folder")):
+        argv = ["eval", task, "--dataset", dataset.format(db=folder_dataset, qa=yollava_dataset), *extra,
+                *(a for k, v in {**paths, option: str(target)}.items() for a in (k, v)), "--quiet"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{option} '{target}' {why}; pass {option} a folder path" in err and "Traceback" not in err
+    assert not fake  # refused before the pipeline was built
+    assert afile.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["afile", "db", "yollava"])
+
+
+def test_an_unwritable_out_folder_is_refused_before_any_work(folder_dataset: Path, tmp_path: Path, fake, capsys,
+                                                             monkeypatch):
+    import os
+
+    import pekit.eval.cli as eval_cli
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # what a read-only folder answers (the tests may run as root, who may write anywhere)
+    monkeypatch.setattr(eval_cli.os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    assert main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--out", str(locked / "r"),
+                 "--no-cache", "--quiet"]) == 2
+    assert f"no permission to write in '{locked}'" in capsys.readouterr().err and not fake
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["eval", "recognition", "--threshold", "7"], "--threshold must be a cosine score in [-1, 1]"),
+    (["eval", "ablate", "--threshold", "-1.5"], "--threshold must be a cosine score in [-1, 1]"),
+    (["eval", "recognition", "--threshold", "nan"], "--threshold must be a cosine score in [-1, 1]"),
+    (["eval", "vqa", "--threshold", "7", "--lvlm", "x"], "--threshold must be a cosine score in [-1, 1]"),
+    (["eval", "recognition", "--seed", "-1"], "--seed must be a whole number >= 0"),
+    (["eval", "captions", "--seed", "-3", "--lvlm", "x"], "--seed must be a whole number >= 0"),
+    (["eval", "captions", "--max-new-tokens", "0", "--lvlm", "x"], "--max-new-tokens must be >= 1"),
+    (["eval", "vqa", "--max-new-tokens", "-5", "--lvlm", "x"], "--max-new-tokens must be >= 1"),
+])
+def test_numeric_options_are_checked_before_any_work(folder_dataset: Path, tmp_path: Path, fake, monkeypatch,
+                                                     capsys, argv, message):
+    import pekit.answer
+
+    monkeypatch.setattr(pekit.answer, "load_lvlm", lambda name: pytest.fail("an LVLM was loaded"))
+    code = main([*argv, "--dataset", f"folder:{folder_dataset}", "--out", str(tmp_path / "o"), "--no-cache",
+                 "--quiet"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not fake and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("text", ["1-1000000000", "5000", "1,2,1001"])
+def test_refs_and_top_k_are_bounded_before_a_range_is_expanded(text):
+    import argparse
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(argparse.ArgumentTypeError, match="expected numbers from 1 to 1000"):
+        eval_cli._int_list(text)
+    assert time.perf_counter() - start < 1.0
+    assert eval_cli._int_list("1-1000")[-1] == 1000
+
+
+def test_library_checks_threshold_and_seed(folder_dataset: Path, fake_pipeline):
+    from pekit.errors import InvalidInputError
+    from pekit.eval.datasets import load_dataset
+    from pekit.eval.recognition import check_gallery, run_recognition
+
+    ds = load_dataset(f"folder:{folder_dataset}")
+    with pytest.raises(InvalidInputError, match=r"threshold must be a cosine score in \[-1, 1\].*got 7"):
+        run_recognition(ds, fake_pipeline, threshold=7, progress=False)
+    with pytest.raises(InvalidInputError, match="seed must be a whole number >= 0"):
+        run_recognition(ds, fake_pipeline, seed=-2, progress=False)
+    assert fake_pipeline.encodes == 0
+    with pytest.raises(InvalidInputError, match="unknown gallery mode"):
+        check_gallery("²")
+
+
+@pytest.mark.parametrize("fail", ["text", "plot"])
+def test_a_full_disk_while_writing_the_report_is_a_clear_error_and_keeps_the_old_report(
+        folder_dataset: Path, tmp_path: Path, fake, monkeypatch, capsys, fail):
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from pekit.eval import report
+
+    out = tmp_path / "report"
+    argv = ["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--out", str(out), "--no-cache", "--quiet"]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"results.json", "README.md", "sweep.png", "refs.png"}
+    capsys.readouterr()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if fail == "text":
+        monkeypatch.setattr(report, "_write_bytes", full)
+        name = "results.json"
+    else:
+        monkeypatch.setattr(Figure, "savefig", full)
+        name = "sweep.png"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the report file '{out / name}': the disk is full" in err and "free some space" in err
+    assert "Traceback" not in err and "Errno" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old report whole, no temporary files
+
+
+def test_a_permission_error_while_writing_the_report_names_the_file(tmp_path: Path, monkeypatch):
+    import errno
+
+    from pekit.errors import InvalidInputError
+    from pekit.eval import report
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(report, "_write_bytes", denied)
+    with pytest.raises(InvalidInputError, match=r"cannot write the report file '.*results.json': permission denied"):
+        report.write_report(tmp_path / "r", {"x": 1}, "# r\n")
+    assert list((tmp_path / "r").iterdir()) == []

@@ -103,10 +103,49 @@ def test_nothing_to_sample_is_an_error(grey_clip: Path) -> None:
         list(sample_frames(grey_clip, start=60.0))
 
 
-@pytest.mark.parametrize(("fps", "cap"), [(0.0, None), (float("nan"), None), (2.0, 0)])
+@pytest.mark.parametrize(("fps", "cap"), [(0.0, None), (float("nan"), None), (2.0, 0), (-3.0, None),
+                                         (float("inf"), None), ("2", None), (2.0, 1.5)])
 def test_bad_sampling_options(grey_clip: Path, fps: float, cap: int | None) -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError, match=r"fps must be a positive number|max_frames must be a whole number"):
         list(sample_frames(grey_clip, fps=fps, max_frames=cap))
+
+
+@pytest.mark.parametrize("fps", [1e9, 1e12, 1e300, 1.7976931348623157e308])
+def test_a_huge_rate_gives_every_frame_promptly(grey_clip: Path, fps: float) -> None:
+    import time
+
+    start = time.perf_counter()
+    frames = list(sample_frames(grey_clip, fps=fps))
+    assert [round(float(np.median(f.image)) / 8) for f in frames] == list(range(30))  # every frame, once, in order
+    assert [f.index for f in frames] == list(range(30))
+    assert [f.time for f in list(sample_frames(grey_clip, fps=fps, max_frames=2))] == [frames[0].time, frames[1].time]
+    assert time.perf_counter() - start < 5.0  # was a loop of fps x duration additions per sample (hours)
+
+
+def test_sample_times_stay_on_the_ticks_after_a_scene_cut_sample(tmp_path: Path,
+                                                                 make_clip: Callable[..., Path]) -> None:
+    frames = [np.full((64, 96, 3), 40 if i < 7 else 220, np.uint8) for i in range(30)]
+    got = [(round(f.time, 2), f.cut) for f in sample_frames(make_clip(tmp_path / "cut.mp4", frames), fps=3.0,
+                                                          scene_cut=30, start=0.1)]
+    # ticks at 0.1 + k / 3 (frames at 0.1 s steps): 0.1, 0.5 (first frame after 0.433), 0.8, 1.1...; the cut
+    # at 0.7 s adds a sample without moving the ticks
+    assert got[:5] == [(0.1, False), (0.5, False), (0.7, True), (0.8, False), (1.1, False)]
+
+
+@pytest.mark.parametrize("bad", [-5, 0, 256, float("nan"), float("inf"), "16", True])
+def test_a_scene_cut_out_of_range_is_refused(grey_clip: Path, bad: object) -> None:
+    with pytest.raises(InvalidInputError, match=r"scene_cut must be a mean frame difference greater than 0 and "
+                                                r"at most 255 .*got"):
+        next(sample_frames(grey_clip, scene_cut=bad))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="cut_diff must be a mean frame difference"):
+        next(sample_frames(grey_clip, cut_diff=-1))
+    assert len(list(sample_frames(grey_clip, fps=2.0, scene_cut=255))) == 6  # the extremes are fine
+    assert len(list(sample_frames(grey_clip, fps=2.0, scene_cut=0.5))) == 30  # +8 a frame: each frame a "cut"
+
+
+def test_a_start_time_that_is_not_a_number_is_refused(grey_clip: Path) -> None:
+    with pytest.raises(InvalidInputError, match="start must be a time in seconds"):
+        next(sample_frames(grey_clip, start=float("nan")))
 
 
 def test_is_video_by_suffix_or_content(tmp_path: Path, grey_clip: Path) -> None:

@@ -120,3 +120,54 @@ def test_cli_states_what_happened_to_the_audio(tmp_path: Path, make_clip: Callab
     assert _streams(tmp_path / "a.mp4") == [("video", "h264")]
     assert main(["recognize", str(clip), "--out", str(tmp_path / "b.mp4"), "--json", "--memory", memory]) == 0
     assert json.loads(capsys.readouterr().out)["audio"] == "kept"
+
+
+def test_a_huge_rate_samples_every_frame_and_tracks_across_them(tmp_path: Path,
+                                                                 make_clip: Callable[..., Path]) -> None:
+    import time
+
+    clip = make_clip(tmp_path / "clip.mp4", _frames())
+    start = time.perf_counter()
+    result = recognize_video(_square, clip, fps=1e12, progress=False)
+    assert time.perf_counter() - start < 10.0  # was fps x duration additions per sample
+    assert len(result.frames) == 20  # every frame of the 10 fps clip, once
+    # tracks bridge gaps of 2 samples of the clip's own rate, not of 1e12 fps (one track, not ten)
+    assert [(t.name, round(t.start, 2), round(t.end, 2), t.frames) for t in result.tracks] == [("Bo", 0.5, 1.4, 10)]
+    assert len(recognize_video(_square, clip, fps=1e12, max_frames=1, progress=False).frames) == 1
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"scene_cut": -5}, r"scene_cut must be a mean frame difference greater than 0 and at most 255 .*got -5"),
+    ({"scene_cut": 300.0}, "scene_cut must be a mean frame difference"),
+    ({"fps": float("inf")}, "fps must be a positive number"),
+    ({"max_frames": 0}, "max_frames must be a whole number >= 1"),
+])
+def test_bad_sampling_options_are_refused_before_anything_is_written(
+        tmp_path: Path, make_clip: Callable[..., Path], options: dict, message: str) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", _frames())
+    calls: list[int] = []
+
+    def recognize(image: np.ndarray, timings: dict[str, float]) -> Detections:
+        calls.append(1)
+        return _square(image, timings)
+
+    with pytest.raises(InvalidInputError, match=message):
+        recognize_video(recognize, clip, out=tmp_path / "out.mp4", sheet=tmp_path / "s.png", progress=False,
+                        **options)
+    assert not calls and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_cli_refuses_a_negative_scene_cut(tmp_path: Path, make_clip: Callable[..., Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", _frames())
+    memory = str(tmp_path / "m.db")
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "photo.png")
+    assert main(["introduce", "Bo", str(tmp_path / "photo.png"), "--box", "8,8,56,56", "--memory", memory]) == 0
+    capsys.readouterr()
+    assert main(["recognize", str(clip), "--scene-cut", "-5", "--out", str(tmp_path / "a.mp4"),
+                 "--memory", memory]) == 2
+    err = capsys.readouterr().err
+    assert "scene_cut must be a mean frame difference greater than 0 and at most 255" in err
+    assert "Traceback" not in err and not (tmp_path / "a.mp4").exists()

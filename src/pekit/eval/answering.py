@@ -34,7 +34,7 @@ from pekit.errors import NothingFoundError
 from pekit.eval.cache import AnswerCache, GridCache, file_sha1
 from pekit.eval.datasets import ConceptData, Dataset
 from pekit.eval.metrics import seed_stats
-from pekit.eval.recognition import draw_references, reference_view
+from pekit.eval.recognition import check_seed, check_threshold, draw_references, reference_view
 from pekit.eval.report import clean_json, format_table, format_value
 from pekit.extract.views import concept_from_views
 from pekit.images import load_image
@@ -178,6 +178,8 @@ def run_answers(run_type: type[RunT], dataset: Dataset, pipeline: Any, lvlm: Any
     from pekit.answer.respond import respond
 
     start = time.perf_counter()
+    threshold = check_threshold(threshold)
+    seed = check_seed(seed)
     ctx = AnswerContext(pipeline, cache or GridCache(None, pipeline.fingerprint, memory_items=256))
     model = CachedLVLM(lvlm, answers)
     names = [c.name for c in dataset.concepts]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,17 +36,24 @@ log = logging.getLogger(__name__)
 __all__ = ["add_eval_parser", "run_eval"]
 
 TASKS = ("recognition", "ablate", "vqa", "captions")
+#: the largest number ``--refs`` / ``--top-k`` take: far more reference photos than any dataset
+#: has per concept (a k over a concept's photos skips it), and it keeps ``1-N`` ranges small
+MAX_K = 1000
 
 
 def _int_list(text: str) -> list[int]:
-    """``"1,2,4"`` or ``"1-4"`` -> sorted unique positive ints."""
+    """``"1,2,4"`` or ``"1-4"`` -> sorted unique positive ints (at most `MAX_K`)."""
     out: set[int] = set()
     try:
         for part in text.replace(" ", "").split(","):
             if not part:
                 continue
             lo, sep, hi = part.partition("-")
-            out.update(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+            first, last = (int(lo), int(hi)) if sep else (int(lo), int(lo))
+            if max(first, last) > MAX_K:  # checked before a range is expanded
+                raise argparse.ArgumentTypeError(f"expected numbers from 1 to {MAX_K} (photos per concept or "
+                                                 f"retrieval cut-offs), got '{text}'")
+            out.update(range(first, last + 1))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers like 1,2,4 or 1-4, got '{text}'") from None
     if not out or min(out) < 1:
@@ -131,13 +139,64 @@ def _build_pipeline(preset: str) -> Any:
     return Pipeline.from_preset(preset)
 
 
-def _caches(args: argparse.Namespace, fingerprint: str) -> tuple[Any, Any]:
-    from pekit.eval.cache import AnswerCache, GridCache, default_cache_dir
+def _cache_root(args: argparse.Namespace) -> Path | None:
+    from pekit.eval.cache import default_cache_dir
 
     if args.no_cache:
+        return None
+    return Path(args.cache).expanduser() if args.cache else default_cache_dir()
+
+
+def _caches(args: argparse.Namespace, fingerprint: str) -> tuple[Any, Any]:
+    from pekit.eval.cache import AnswerCache, GridCache
+
+    root = _cache_root(args)
+    if root is None:
         return GridCache(None, fingerprint, memory_items=1 << 30), AnswerCache(None)
-    root = Path(args.cache).expanduser() if args.cache else default_cache_dir()
-    return GridCache(root / "grids", fingerprint), AnswerCache(root)
+    try:
+        return GridCache(root / "grids", fingerprint), AnswerCache(root)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot use the cache folder '{root}': {exc.strerror or exc}; pass --cache a "
+                                "folder you can write to, or --no-cache") from exc
+
+
+def _check_folder(path: Path, option: str, default: str = "") -> None:
+    """Refuse, before any work, a folder option naming a file (or a path under one) or a
+    place that cannot be written; the folder itself is made later, when it is written."""
+    given = f"{option} '{path}'" if not default else f"the {default} '{path}'"
+    hint = f"pass {option} a folder path (made if missing)" + (", or --no-cache" if option == "--cache" else "")
+    existing = path
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == path else f"is inside '{existing}', which is a file"
+        raise InvalidInputError(f"{given} {where}, not a folder; {hint}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{given} cannot be written: no permission to write in '{existing}'; {hint}")
+
+
+def _check_args(args: argparse.Namespace, task: str) -> None:
+    """Every option checked before the dataset is read or a model loaded."""
+    from pekit.eval.recognition import check_seed, check_threshold
+
+    if args.seeds is not None and args.seeds < 1:
+        raise InvalidInputError(f"--seeds must be >= 1, got {args.seeds}")
+    check_seed(args.seed, "--seed")
+    check_threshold(args.threshold, "--threshold")
+    if task in ("ablate", "recognition"):
+        from pekit.eval.recognition import check_extractor
+
+        args.extractor = [check_extractor(e) for e in args.extractor]
+    if task in ("vqa", "captions"):
+        if len(args.refs) != 1:
+            raise InvalidInputError(f"eval {task} takes one number of references, got {args.refs}")
+        if args.max_new_tokens is not None and args.max_new_tokens < 1:
+            raise InvalidInputError(f"--max-new-tokens must be >= 1 (the longest answer in tokens), got "
+                                    f"{args.max_new_tokens}")
+    _check_folder(Path(args.out).expanduser(), "--out")
+    root = _cache_root(args)
+    if root is not None:
+        _check_folder(root, "--cache", "" if args.cache else "default cache folder")
 
 
 def _config(args: argparse.Namespace, pipeline: Any) -> dict[str, Any]:
@@ -157,6 +216,7 @@ def _recognition(args: argparse.Namespace, dataset: Any, pipeline: Any, start: f
         recognition_markdown,
         recognition_results,
         recognition_table,
+        report_dir,
         sweep_table,
         write_report,
     )
@@ -171,8 +231,7 @@ def _recognition(args: argparse.Namespace, dataset: Any, pipeline: Any, start: f
     results = recognition_results(run, threshold=args.threshold, top_k=top_k,
                                   config={**_config(args, pipeline), "extractors": extractors,
                                           "galleries": galleries})
-    out = Path(args.out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_dir(args.out)
     plots = [plot_sweep(results, out / "sweep.png"), plot_refs(results, out / "refs.png")]
     results["timing"]["wall_s"] = round(time.perf_counter() - start, 2)
     write_report(out, results, recognition_markdown(results, plots=[str(p) for p in plots]))
@@ -197,7 +256,7 @@ def _answering(args: argparse.Namespace, dataset: Any, pipeline: Any, start: flo
     lvlm = load_lvlm(name)
     args.seeds = args.seeds or 1
     cache, answers = _caches(args, pipeline.fingerprint)
-    generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+    generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens is not None else {}
     kwargs = dict(refs=args.refs[0], seeds=args.seeds, seed=args.seed, threshold=args.threshold, cache=cache,
                   answers=answers, progress=not args.quiet, **generation)
     if args.eval_task == "vqa":
@@ -228,14 +287,7 @@ def run_eval(args: argparse.Namespace) -> int:
     task = getattr(args, "eval_task", None)
     if task not in TASKS:
         raise InvalidInputError(f"unknown eval task '{task}'; choose from {', '.join(TASKS)}")
-    if args.seeds is not None and args.seeds < 1:
-        raise InvalidInputError(f"--seeds must be >= 1, got {args.seeds}")
-    if task in ("ablate", "recognition"):
-        from pekit.eval.recognition import check_extractor
-
-        args.extractor = [check_extractor(e) for e in args.extractor]
-    if task in ("vqa", "captions") and len(args.refs) != 1:
-        raise InvalidInputError(f"eval {task} takes one number of references, got {args.refs}")
+    _check_args(args, task)
     dataset = load_dataset(args.dataset, categories=args.categories, concepts=args.concepts)
     pipeline = _build_pipeline(args.preset)
     if task in ("recognition", "ablate"):

@@ -46,12 +46,12 @@ from pekit.extract.views import concept_from_views
 from pekit.images import load_image
 from pekit.pipeline import NO_SCORE
 from pekit.retrieve.match import Gallery
-from pekit.types import PatchGrid
+from pekit.types import PatchGrid, check_threshold
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Photo", "RecognitionRun", "Trial", "check_extractor", "check_gallery", "collect_photos",
-           "draw_references", "embed_photos", "reference_view", "run_recognition"]
+__all__ = ["Photo", "RecognitionRun", "Trial", "check_extractor", "check_gallery", "check_seed", "check_threshold",
+           "collect_photos", "draw_references", "embed_photos", "reference_view", "run_recognition"]
 
 DETECTOR_ALIASES = {"grounding-dino": "hf:IDEA-Research/grounding-dino-tiny",
                     "owlv2": "hf:google/owlv2-base-patch16-ensemble"}
@@ -253,10 +253,21 @@ def check_gallery(gallery: str | int) -> str:
     text = str(gallery).strip().lower()
     if text in ("all", "single"):
         return text
-    if text.isdigit() and int(text) >= 2:
+    if text.isascii() and text.isdigit() and int(text) >= 2:
         return str(int(text))
     raise InvalidInputError(f"unknown gallery mode '{gallery}'; use all, single, or a gallery size N >= 2 "
                             "(e.g. --gallery all,single,8)")
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A base seed: a whole number >= 0 (the same seed gives the same reference draws).
+
+    >>> check_seed(3)
+    3
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"{name} must be a whole number >= 0 (e.g. 0, the default), got {seed!r}")
+    return int(seed)
 
 
 def reference_view(pipeline: Any, grid: PatchGrid, *, extractor: str = "saliency", image: np.ndarray | None = None,
@@ -412,6 +423,8 @@ def run_recognition(
     start = time.perf_counter()
     if seeds < 1:
         raise InvalidInputError(f"seeds must be >= 1, got {seeds}")
+    seed = check_seed(seed)
+    threshold = check_threshold(threshold)
     refs = sorted({int(k) for k in refs})
     if not refs or refs[0] < 1:
         raise InvalidInputError(f"refs must be positive integers, got {refs}")

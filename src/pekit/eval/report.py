@@ -12,18 +12,20 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from pekit.errors import require
+from pekit.errors import InvalidInputError, require
 
 __all__ = ["METRIC_DOC", "clean_json", "format_table", "format_value", "plot_refs", "plot_sweep",
-           "recognition_markdown", "recognition_results", "recognition_table", "sweep_table", "write_report"]
+           "recognition_markdown", "recognition_results", "recognition_table", "report_dir", "sweep_table",
+           "write_report"]
 
 METRIC_DOC = """\
 **Metrics** (per concept, then averaged over concepts, then mean ± std over seeds; a concept
@@ -202,7 +204,7 @@ def plot_sweep(results: dict[str, Any], path: str | os.PathLike) -> Path:
         ax.set(xlabel="threshold τ", ylabel=f"{_NAMES[metric]} (%)", ylim=(0, 101), title=_NAMES[metric])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.savefig(path, dpi=110)
+    _atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=110))
     return Path(path)
 
 
@@ -225,22 +227,75 @@ def plot_refs(results: dict[str, Any], path: str | os.PathLike) -> Path:
     ax.set_xticks(sorted({r["k"] for r in rows}))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
+    _atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=110))
     return Path(path)
 
 
+def _write_error(path: str | os.PathLike, exc: OSError, *, what: str = "the report file") -> InvalidInputError:
+    """A clear error for ``exc`` raised writing ``path``: the file, the cause and what to do."""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        cause = ("the disk is full (or over quota); free some space, or pass --out a folder on another disk, "
+                 "and run again")
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        cause = "permission denied (or a read-only disk); pass --out a folder you can write to"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        cause = "a file is in the way of the folder, or a folder of the file; pass --out a free folder path"
+    else:
+        cause = f"{exc.strerror or exc}; check the folder and the free space, and run again"
+    return InvalidInputError(f"cannot write {what} '{path}': {cause} (files written earlier there are left as "
+                             "they were)")
+
+
+def _write_bytes(fh: IO[bytes], data: bytes) -> None:
+    fh.write(data)
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """``write(fh)`` into a temporary file beside ``path``, renamed over it when complete: a
+    failure (a full disk) leaves the previous ``path``, if any, untouched and no temporary
+    file; an `OSError` becomes an `InvalidInputError` naming the file and the cause."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
+        raise
+
+
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-    os.replace(tmp, path)
+    data = text.encode("utf-8")
+    _atomic_write(path, lambda fh: _write_bytes(fh, data))
+
+
+def report_dir(out_dir: str | os.PathLike) -> Path:
+    """``out_dir`` (``~`` expanded), created if missing; `InvalidInputError` when it cannot be."""
+    out = Path(out_dir).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(out, exc, what="the report folder") from exc
+    return out
 
 
 def write_report(out_dir: str | os.PathLike, results: dict[str, Any], markdown: str) -> Path:
-    """Write ``results.json`` and ``README.md`` into ``out_dir`` (created); returns the folder."""
-    out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``results.json`` and ``README.md`` into ``out_dir`` (created); returns the folder.
+
+    Raises:
+        InvalidInputError: a file cannot be written (full disk, no permission); the message
+            names it, and a previous report's files are left whole.
+    """
+    out = report_dir(out_dir)
     _atomic_text(out / "results.json", json.dumps(clean_json(results), indent=2, ensure_ascii=False) + "\n")
     _atomic_text(out / "README.md", markdown)
     return out

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from pekit.errors import ImageError, InvalidInputError, require
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_FRAME_PIXELS", "SCENE_CUT", "VIDEO_SUFFIXES", "Frame", "VideoError", "VideoInfo", "is_video", "probe",
-           "sample_frames"]
+__all__ = ["MAX_FRAME_PIXELS", "SCENE_CUT", "VIDEO_SUFFIXES", "Frame", "VideoError", "VideoInfo", "check_fps",
+           "check_scene_cut", "is_video", "probe", "sample_frames"]
 
 #: suffixes `is_video` treats as video without sniffing the file
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
@@ -37,6 +38,10 @@ MAX_FRAME_PIXELS = 8192 * 8192
 #: a frame starts a new scene. On the Hamilton clip (30 fps) its three cuts score 21.9-24.9
 #: and the largest change within a shot (a close-up turning) 10.6.
 SCENE_CUT = 16.0
+#: sampling rates above this are sampled at it: frames closer than 1 µs are one time anyway
+#: (sample times match frame times to 1e-6 s), so any rate at or above the clip's frame rate
+#: gives every frame, and the tick arithmetic stays far from overflow
+_MAX_RATE = 1e6
 #: 8-bit pixel formats whose first plane is the luma: thumbnails are block means of it
 _LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
                          "yuvj440p", "yuv411p", "yuv410p", "nv12", "nv21", "gray"})
@@ -159,6 +164,34 @@ def _info(path: str | os.PathLike, container: Any, max_pixels: int | None = None
                      bool(container.streams.audio))
 
 
+def check_fps(fps: Any) -> float:
+    """``fps`` as a float if it is a finite number > 0, else `InvalidInputError`. Any rate works:
+    one at or above the clip's own frame rate gives every frame.
+
+    >>> check_fps(2), check_fps(1e12)
+    (2.0, 1000000000000.0)
+    """
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) \
+            or not (math.isfinite(fps) and fps > 0):
+        raise InvalidInputError(f"fps must be a positive number of samples per second (e.g. 2; one at or above "
+                                f"the clip's own frame rate samples every frame), got {fps!r}")
+    return float(fps)
+
+
+def check_scene_cut(diff: Any, name: str = "scene_cut") -> float:
+    """``diff`` as a float if it is a mean luma difference in (0, 255], else `InvalidInputError`.
+
+    >>> check_scene_cut(16)
+    16.0
+    """
+    if isinstance(diff, bool) or not isinstance(diff, (int, float, np.integer, np.floating)) \
+            or not (math.isfinite(diff) and 0 < diff <= 255):
+        raise InvalidInputError(
+            f"{name} must be a mean frame difference greater than 0 and at most 255 (pixel values are 0-255; "
+            f"{SCENE_CUT:g} catches cuts, not motion; lower finds more scenes), got {diff!r}")
+    return float(diff)
+
+
 def _thumb(frame: Any) -> np.ndarray:
     """``(18, 32) float32`` mean luma of a decoded frame (block means of its Y plane: ~0.3 ms
     for 360p, where swscale's resize costs ~1.6 ms; other formats go through swscale)."""
@@ -177,34 +210,41 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
     """Frames at ``fps`` per second of video time (the first frame at or after each tick).
 
     Args:
-        fps: samples per second of video (> 0); a clip slower than that gives every frame.
+        fps: samples per second of video (> 0); a clip slower than that gives every frame
+            (so does any huge rate: each decoded frame costs the same, whatever ``fps``).
         max_frames: stop after this many samples (None: the whole clip).
         start: skip frames before this time (s).
         scene_cut: also sample the first frame of each scene (a frame whose 32 x 18 luma
             thumbnail differs from the previous frame's by more than this mean absolute
-            difference, 0-255; `SCENE_CUT` catches cuts, not motion). None: fixed rate only.
+            difference, in (0, 255]; `SCENE_CUT` catches cuts, not motion). None: fixed rate only.
         cut_diff: the difference that starts a new scene (``Frame.scene``) when
-            ``scene_cut`` is None.
+            ``scene_cut`` is None (same range).
         max_pixels: refuse frames with more pixels (default `MAX_FRAME_PIXELS`), checked
             on the stream's header before any frame is decoded.
 
     Raises:
         VideoError: unreadable file, no video stream, an undecodable stream, no frames at all,
             or frames over ``max_pixels``.
+        InvalidInputError: ``fps``, ``max_frames``, ``start``, ``scene_cut`` or ``cut_diff``
+            out of range (raised on the first ``next``, before the file is opened).
     """
     av = require("av", "video", "av")
-    if not (fps > 0 and np.isfinite(fps)):
-        raise InvalidInputError(f"fps must be a positive number of samples per second, got {fps}")
-    if max_frames is not None and max_frames < 1:
-        raise InvalidInputError(f"max_frames must be >= 1, got {max_frames}")
+    rate = min(check_fps(fps), _MAX_RATE)
+    if isinstance(start, bool) or not isinstance(start, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(start):
+        raise InvalidInputError(f"start must be a time in seconds from the beginning of the clip, got {start!r}")
+    diff = check_scene_cut(cut_diff if scene_cut is None else scene_cut, "cut_diff" if scene_cut is None else
+                           "scene_cut")
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer))
+                                   or max_frames < 1):
+        raise InvalidInputError(f"max_frames must be a whole number >= 1, got {max_frames!r}")
     container = _open(path)
     try:
         limit = _limit(max_pixels)
         info = _info(path, container, limit)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        step, next_t, count, decoded = 1.0 / fps, float(start), 0, 0
-        diff = float(cut_diff if scene_cut is None else scene_cut)
+        next_t, count, decoded = float(start), 0, 0
         previous: np.ndarray | None = None
         scene, scene_start = 0, None
         try:
@@ -226,8 +266,8 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
                 yield Frame(count, t, frame.to_ndarray(format="rgb24"), cut=extra and t + 1e-6 < next_t,
                             scene=scene, scene_start=scene_start)
                 count += 1
-                while next_t <= t + 1e-6:  # ticks stay at start + k / fps; one sample per tick
-                    next_t += step
+                # ticks stay at start + k / rate; one sample per tick: the next is the first after t
+                next_t = start + (math.floor((t + 1e-6 - start) * rate) + 1) / rate
                 if max_frames is not None and count >= max_frames:
                     return
         except av.error.FFmpegError as exc:

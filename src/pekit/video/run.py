@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pekit.types import Detections
-from pekit.video.decode import SCENE_CUT, VideoInfo, probe, sample_frames
+from pekit.video.decode import SCENE_CUT, VideoInfo, check_fps, check_scene_cut, probe, sample_frames
 from pekit.video.render import VIDEO_OUT_SUFFIXES, check_audio, contact_sheet, save_png, thumbnail, write_annotated
 from pekit.video.track import Track, Tracker
 
@@ -177,7 +177,8 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     Args:
         recognize: per-image recognition (see `RecognizeFn`).
         path: the video file (anything FFmpeg reads: MP4, MOV, MKV, WebM...).
-        fps: samples per second of video (default 2).
+        fps: samples per second of video (default 2); one at or above the clip's frame rate
+            samples every frame.
         max_frames: cap on the number of samples (None: the whole clip).
         out: annotated video path (``.mp4``, ``.mov`` or ``.mkv``).
         sheet: contact sheet path (PNG): the best frame of each track.
@@ -199,18 +200,25 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
 
     Raises:
         VideoError: unreadable / empty / undecodable / too large video (nothing is written then).
+        InvalidInputError: ``fps``, ``scene_cut``, ``max_frames``, ``out`` or ``audio`` out of
+            range (checked before the clip is opened).
     """
     from pekit.errors import InvalidInputError
 
     start = time.perf_counter()
-    if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
-        raise InvalidInputError(f"fps must be a positive number of samples per second, got {fps}")
+    fps = check_fps(fps)
+    if scene_cut is not None:
+        scene_cut = check_scene_cut(scene_cut)
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer))
+                                   or max_frames < 1):
+        raise InvalidInputError(f"max_frames must be a whole number >= 1, got {max_frames!r}")
     if out is not None and Path(out).suffix.lower() not in VIDEO_OUT_SUFFIXES:
         raise InvalidInputError(f"the annotated video must end in one of {', '.join(VIDEO_OUT_SUFFIXES)}, got '{out}'")
     audio = check_audio(audio)
     info = probe(path, max_pixels=max_pixels)
     timings = {"decode": 0.0, "backbone": 0.0, "faces": 0.0, "tracking": 0.0, "render": 0.0}
-    tracker = Tracker(iou=iou, max_gap=2.0 / fps + 1e-3 if max_gap is None else max_gap)
+    rate = min(fps, info.fps) if info.fps > 0 else fps  # samples come no faster than the clip's frames
+    tracker = Tracker(iou=iou, max_gap=2.0 / rate + 1e-3 if max_gap is None else max_gap)
     shots: dict[tuple[int, int], tuple[float, int, bytes]] = {}
     scene_frames: dict[int, tuple[int, bytes]] = {}
     want_sheet = sheet is not None or keep_sheet
@@ -218,7 +226,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     scenes: list[Scene] = []
     scene_of: dict[int, int] = {}  # the decoder's scene number -> ours (1, 2, ...; unsampled ones skipped)
     scene_start, scenes_first = 0.0, 0
-    expected = int(info.duration * fps) + 1 if info.duration else 0
+    expected = int(info.duration * rate) + 1 if info.duration else 0
     if max_frames is not None:
         expected = min(expected, max_frames) if expected else max_frames
     samples = sample_frames(path, fps=fps, max_frames=max_frames, scene_cut=scene_cut, max_pixels=max_pixels,
@@ -259,7 +267,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
             timings["tracking"] += time.perf_counter() - t0
             bar.update(1)
     if frames:
-        end = max(info.duration, frames[-1].time) if info.duration else frames[-1].time + 1.0 / fps
+        end = max(info.duration, frames[-1].time) if info.duration else frames[-1].time + 1.0 / rate
         scenes.append(Scene(len(scenes) + 1, scene_start, end, scenes_first, frames[-1].index))
     t0 = time.perf_counter()
     tracks = tracker.finish()
