@@ -42,7 +42,7 @@ from pekit.server.routes import router
 from pekit.server.schemas import Health
 from pekit.server.service import Service
 
-__all__ = ["CONFIG_ENV", "create_app", "create_app_from_env", "keys_path_for"]
+__all__ = ["CONFIG_ENV", "create_app", "create_app_from_env", "keys_path_for", "memory_file_for"]
 
 #: Environment variable through which `pekit serve --workers N` hands its options to each worker.
 CONFIG_ENV = "PEKIT_SERVE_CONFIG"
@@ -60,28 +60,32 @@ _PAGE_HEADERS = {
 }
 
 
-def keys_path_for(memory: str | os.PathLike[str] | None) -> str:
-    """The default key file of a memory: ``<memory stem>.keys.db`` beside a memory file, else
-    ``keys.db`` in the user data folder (``memory://`` and ``postgresql://`` memories)."""
+def memory_file_for(memory: str | os.PathLike[str] | None) -> Path | None:
+    """The file of a memory URI or path (``$PEKIT_MEMORY`` or the user data folder's when None),
+    or None for a memory that is no file (``memory://``, ``postgresql://``)."""
     from pekit.memory import default_memory_path
 
     raw = os.fspath(memory) if memory is not None else os.environ.get("PEKIT_MEMORY", "").strip() or None
-    path: Path | None
     if raw is None:
-        path = default_memory_path()
-    elif raw.startswith("file:"):
+        return default_memory_path().expanduser().absolute()
+    if raw.startswith("file:"):
         from urllib.request import url2pathname
 
-        path = Path(url2pathname(urllib.parse.urlsplit(raw).path))
-    elif "://" in raw or raw == ":memory:":
-        path = None
-    else:
-        path = Path(raw).expanduser()
+        return Path(url2pathname(urllib.parse.urlsplit(raw).path)).absolute()
+    if "://" in raw or raw == ":memory:":
+        return None
+    return Path(raw).expanduser().absolute()
+
+
+def keys_path_for(memory: str | os.PathLike[str] | None) -> str:
+    """The default key file of a memory: ``<memory stem>.keys.db`` beside a memory file, else
+    ``keys.db`` in the user data folder (``memory://`` and ``postgresql://`` memories)."""
+    path = memory_file_for(memory)
     if path is None:
         import platformdirs
 
         return str(Path(platformdirs.user_data_dir("pekit", appauthor=False)) / "keys.db")
-    return str(path.absolute().with_name(path.stem + ".keys.db"))
+    return str(path.with_name(path.stem + ".keys.db"))
 
 
 def create_app(personalizer: Any = None, *, memory: Any = None, keys: KeyStore | str | os.PathLike[str] | None = None,

@@ -11,34 +11,50 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-__all__ = ["add_keys_parser", "add_serve_parser", "run_keys", "run_serve"]
+__all__ = ["add_keys_parser", "add_serve_parser", "check_backends", "check_listen", "check_serve_options", "run_keys",
+           "run_serve"]
 
-def _where(p: argparse.ArgumentParser) -> None:
+MB = 1024 * 1024
+
+#: the defaults of ``pekit serve``'s numeric options (named in its help and its errors)
+PORT, WORKERS, THREADS, QUEUE, MAX_PHOTO_MB, MAX_PHOTOS = 8080, 1, 1, 8, 20.0, 10
+
+
+def _where(p: argparse.ArgumentParser, keys_help: str) -> None:
     p.add_argument("--memory", metavar="URI", help="memory file or URI (default: $PEKIT_MEMORY or the user data dir)")
-    p.add_argument("--keys", metavar="PATH", help="API key file (default: <memory>.keys.db beside a memory file)")
+    p.add_argument("--keys", metavar="PATH", help="API key file, a file of its own (not the memory file); default: "
+                   "<memory>.keys.db beside a memory file, else keys.db in the user data dir. " + keys_help)
 
 
 def add_serve_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the HTTP service and its web page",
                        description="Serve the API (per-user namespaces by API key, OpenAPI docs at /docs) and "
-                                   "the web page at /. Create keys with `pekit keys create USER`.")
-    _where(p)
+                                   "the web page at /. Create keys with `pekit keys create USER`. The options are "
+                                   "checked, and the models loaded, before the server listens.")
+    _where(p, "A missing key file is created empty (keys made later with `pekit keys create` work at once), "
+              "but --keys in a folder that does not exist is refused.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=PORT, help=f"TCP port, 0-65535; 0: any free port (default {PORT})")
     p.add_argument("--preset", default="offline",
                    help="offline (default), offline-thorough, offline-fast, cpu or paper")
     p.add_argument("--lvlm", help="none, hf:<id or dir> or openai:<base url>#<model> (default: the preset's)")
-    p.add_argument("--workers", type=int, default=1, help="server processes (each loads the models once)")
-    p.add_argument("--threads", type=int, default=1, help="backbone threads per process (default 1)")
-    p.add_argument("--queue", type=int, default=8, help="backbone calls that may wait per process; one more "
-                   "gets 503 + Retry-After (default 8)")
-    p.add_argument("--max-photo-mb", type=float, default=20.0, help="largest photo accepted, MB (default 20)")
-    p.add_argument("--max-photos", type=int, default=10, help="photos per introduce request (default 10)")
+    p.add_argument("--workers", type=int, default=WORKERS,
+                   help=f"server processes, at least 1 (each loads the models once; default {WORKERS})")
+    p.add_argument("--threads", type=int, default=THREADS,
+                   help=f"backbone threads per process, at least 1 (default {THREADS})")
+    p.add_argument("--queue", type=int, default=QUEUE, help="backbone calls that may wait per process, 0 or more; "
+                   f"one more gets 503 + Retry-After (default {QUEUE})")
+    p.add_argument("--max-photo-mb", type=float, default=MAX_PHOTO_MB,
+                   help=f"largest photo accepted, MB, more than 0 (default {MAX_PHOTO_MB:g})")
+    p.add_argument("--max-photos", type=int, default=MAX_PHOTOS,
+                   help=f"photos per introduce request, at least 1 (default {MAX_PHOTOS})")
     p.add_argument("--json-logs", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -53,15 +69,30 @@ def add_keys_parser(sub: Any) -> None:
     r = verbs.add_parser("revoke", help="revoke a key by id, or every key of a user with user:NAME")
     r.add_argument("key", help="key id (from `pekit keys list`), pk_<id>, or user:NAME")
     for q in (c, ls, r):
-        _where(q)
+        _where(q, "`keys create` makes the file (and its folder); `list` and `revoke` never create one.")
         q.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _key_store(args: argparse.Namespace) -> Any:
-    from pekit.server.app import keys_path_for
+def _keys_path(args: argparse.Namespace) -> str:
+    """The key file ``--keys`` names (else the memory's default), refused when it is the memory file."""
+    from pekit.errors import InvalidInputError
+    from pekit.server.app import keys_path_for, memory_file_for
+
+    default = keys_path_for(args.memory)
+    if not args.keys:
+        return default
+    keys = Path(args.keys).expanduser().absolute()
+    memory = memory_file_for(args.memory)
+    if memory is not None and (keys == memory or (keys.exists() and memory.exists() and keys.samefile(memory))):
+        raise InvalidInputError(f"--keys {args.keys} is the memory file; keep the API keys in a separate file, "
+                                f"e.g. --keys {default} (the default)")
+    return str(keys)
+
+
+def _key_store(args: argparse.Namespace, **options: Any) -> Any:
     from pekit.server.keys import KeyStore
 
-    return KeyStore(args.keys or keys_path_for(args.memory))
+    return KeyStore(_keys_path(args), **options)
 
 
 def _when(t: float | None) -> str:
@@ -69,7 +100,14 @@ def _when(t: float | None) -> str:
 
 
 def run_keys(args: argparse.Namespace) -> int:
-    with _key_store(args) as keys:
+    if args.keys_command == "list" and not Path(_keys_path(args)).exists():  # listing creates nothing
+        if args.json:
+            print("[]")
+        else:
+            print(f"no keys: there is no key file at {_keys_path(args)} yet; create a key with "
+                  "`pekit keys create USER`")
+        return 0
+    with _key_store(args, must_exist=args.keys_command != "create") as keys:
         if args.keys_command == "create":
             token = keys.create(args.user, label=args.label)
             if args.json:
@@ -99,37 +137,122 @@ def run_keys(args: argparse.Namespace) -> int:
         return 0
 
 
+def check_serve_options(args: argparse.Namespace) -> None:
+    """Refuse numbers ``pekit serve`` cannot work with (a port out of range, no worker, a
+    photo limit that refuses every upload), each with what to pass instead."""
+    from pekit.errors import InvalidInputError
+
+    if not 0 <= args.port <= 65535:
+        raise InvalidInputError(f"--port must be 0-65535 (0: any free port), got {args.port}; "
+                                f"e.g. --port {PORT} (the default)")
+    counts = (("--workers", args.workers, 1, WORKERS), ("--threads", args.threads, 1, THREADS),
+              ("--queue", args.queue, 0, QUEUE), ("--max-photos", args.max_photos, 1, MAX_PHOTOS))
+    for flag, value, least, default in counts:
+        if value < least:
+            raise InvalidInputError(f"{flag} must be at least {least}, got {value}; leave it out for the "
+                                    f"default ({default})")
+    mb = args.max_photo_mb
+    if not (math.isfinite(mb) and mb > 0 and int(mb * MB) >= 1):
+        raise InvalidInputError(f"--max-photo-mb must be more than 0 (the largest photo accepted, in MB; at least "
+                                f"one byte), got {mb:g}; leave it out for the default ({MAX_PHOTO_MB:g})")
+
+
+def check_backends(args: argparse.Namespace) -> None:
+    """Refuse an unknown ``--preset`` or ``--lvlm`` before any model loads or any worker starts."""
+    from pekit.errors import BackendNotFoundError, InvalidInputError
+    from pekit.presets import get_preset
+    from pekit.registry import available
+
+    preset = get_preset(args.preset)  # an unknown one lists the presets
+    of_preset = f"preset {preset.name}"
+    named = [("backbone", preset.backbone, of_preset), ("detector", preset.detector, of_preset),
+             ("segmenter", preset.segmenter, of_preset),
+             ("lvlm", preset.lvlm, of_preset) if args.lvlm is None else ("lvlm", args.lvlm, "--lvlm")]
+    for kind, name, source in named:
+        if name is None:
+            continue
+        names = available(kind)
+        listed = ", ".join(f"{k}<...>" if k.endswith(":") else k for k in names) or "(none registered)"
+        if not name.strip():
+            raise InvalidInputError(f"{source}: the {kind} name is empty; choose one of: {listed}")
+        if (name in names and not name.endswith(":")) or any(k.endswith(":") and name.startswith(k) for k in names):
+            continue
+        raise BackendNotFoundError(f"{source}: unknown {kind} '{name}'; available: {listed}")
+
+
+def check_listen(host: str, port: int) -> None:
+    """Refuse an address this machine cannot listen on (unknown host, port in use or not allowed)
+    at once, not after the models have loaded."""
+    import socket
+
+    from pekit.errors import InvalidInputError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InvalidInputError(f"cannot listen on --host {host!r}: {getattr(exc, 'strerror', None) or exc}; pass an "
+                                "address of this machine, e.g. 127.0.0.1 (the default) or 0.0.0.0 (every "
+                                "interface)") from exc
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port "
+                                    "(0: any free one) or stop the program that uses it") from exc
+
+
 def run_serve(args: argparse.Namespace) -> int:
-    from pekit.errors import InvalidInputError, require
+    from pekit.errors import require
 
     uvicorn = require("uvicorn", "server")
-    from pekit.server.app import CONFIG_ENV, create_app, create_app_from_env, keys_path_for
+    require("fastapi", "server")
+    from pekit.server.app import CONFIG_ENV, create_app, create_app_from_env
     from pekit.server.context import configure_logging
+    from pekit.server.keys import KeyStore
+    from pekit.server.limits import Limits
 
-    if args.workers < 1 or args.threads < 1 or args.queue < 0:
-        raise InvalidInputError("--workers and --threads must be at least 1, --queue at least 0")
-    configure_logging(debug=getattr(args, "verbose", 0) >= 2)
-    options: dict[str, Any] = {
-        "memory": args.memory, "keys": args.keys or keys_path_for(args.memory), "preset": args.preset,
-        "lvlm": args.lvlm, "workers": args.threads, "queue": args.queue,
-        "log": True, "limits": {"max_photo_bytes": int(args.max_photo_mb * 1024 * 1024), "max_photos": args.max_photos},
-    }
-    log = logging.getLogger("pekit.server")
-    log.info("serving on http://%s:%d (web page /, API docs /docs); keys in %s", args.host, args.port,
-             options["keys"])
-    common = {"host": args.host, "port": args.port, "log_config": None, "access_log": False}
-    if args.workers == 1:
-        from pekit.server.limits import Limits
-
-        limits = Limits(**options.pop("limits"))
-        options.pop("log")
-        uvicorn.run(create_app(limits=limits, **options), **common)
-        return 0
-    # several processes: each worker builds its own app (models load once per process)
+    check_serve_options(args)
+    check_backends(args)
+    check_listen(args.host, args.port)
     from pekit.memory import open_memory
 
-    open_memory(args.memory).close()  # a bad URI fails here, in one line, not in every worker
-    os.environ[CONFIG_ENV] = json.dumps(options)
+    open_memory(args.memory).close()  # a bad URI fails here, in one line (not in every worker), creating nothing
+    keys_path = _keys_path(args)
+    # a missing key file is created empty (keys made while serving work at once); a --keys in a
+    # missing folder is refused (a typo); the default one's folder is the user data dir
+    keys = KeyStore(keys_path, make_folder=not args.keys)
+    configure_logging(debug=getattr(args, "verbose", 0) >= 2)
+    log = logging.getLogger("pekit.server")
+    if not any(k.revoked is None for k in keys.list()):
+        log.warning("no active API key in %s: every request will get 401 until you run "
+                    "`pekit keys create USER --keys %s` (it works while the server runs)", keys_path, keys_path)
+    photo_bytes = int(args.max_photo_mb * MB)
+    # a photo at the limit must fit in a request's body
+    limits = {"max_photo_bytes": photo_bytes, "max_photos": args.max_photos,
+              "max_body_bytes": max(Limits.max_body_bytes, photo_bytes + MB)}
+    options: dict[str, Any] = {"memory": args.memory, "preset": args.preset, "lvlm": args.lvlm,
+                               "workers": args.threads, "queue": args.queue}
+    common = {"host": args.host, "port": args.port, "log_config": None, "access_log": False}
+    if args.workers == 1:
+        try:
+            app = create_app(limits=Limits(**limits), keys=keys, warm=False, **options)
+        except BaseException:
+            keys.close()
+            raise
+        try:  # a backend that cannot load fails here, as one pekit error, not in uvicorn's start-up
+            app.state.service.warm()
+        except BaseException:
+            app.state.service.close()
+            raise
+        log.info("serving on http://%s:%d (web page /, API docs /docs); keys in %s", args.host, args.port, keys_path)
+        uvicorn.run(app, **common)
+        return 0
+    # several processes: each worker builds its own app (models load once per process)
+    keys.close()
+    log.info("serving on http://%s:%d (web page /, API docs /docs); keys in %s", args.host, args.port, keys_path)
+    os.environ[CONFIG_ENV] = json.dumps({**options, "keys": keys_path, "limits": limits, "log": True})
     uvicorn.run(f"{create_app_from_env.__module__}:create_app_from_env", factory=True, workers=args.workers,
                 **common)
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pekit import errors as pe
@@ -57,6 +58,27 @@ def status_of(exc: BaseException) -> int:
     return 500
 
 
+#: what a required field holds, for "X is empty" / "X is missing" (FastAPI says "Field required" for both)
+_EXPECTED = {
+    "name": "the concept's name, e.g. 'Bo'",
+    "question": "a question, e.g. 'What is Bo doing?'",
+    "photos": "one or more photo files (multipart field 'photos')",
+    "photo": "a photo file (multipart field 'photo')",
+}
+
+
+def _problem(err: Any, where: str, body: Any) -> str:
+    """A validation error in words; a required form field sent empty says so (HTML forms and
+    ``curl -F name=`` send empty fields, which FastAPI reports as missing)."""
+    if err.get("type") != "missing" or not where:
+        return str(err.get("msg", ""))
+    expected = _EXPECTED.get(where, "a value")
+    sent = isinstance(body, FormData) and where in body
+    if sent:
+        return f"{where} is empty; send {expected}"
+    return f"{where} is missing; send {expected}"
+
+
 def error_response(status: int, message: str, kind: str, *, headers: dict[str, str] | None = None,
                    detail: Any = None) -> JSONResponse:
     body: dict[str, Any] = {"error": {"type": kind, "status": status, "message": message}, "request_id": request_id()}
@@ -89,8 +111,9 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            problems.append({"field": where, "problem": str(err.get("msg", ""))})
-        text = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems[:5])
+            problems.append({"field": where, "problem": _problem(err, where, exc.body)})
+        text = "; ".join(p["problem"] if p["field"] and p["problem"].startswith(f"{p['field']} is ")
+                         else f"{p['field'] or 'body'}: {p['problem']}" for p in problems[:5])
         return error_response(422, f"the request is not valid: {text}", "ValidationError", detail=problems)
 
     @app.exception_handler(StarletteHTTPException)

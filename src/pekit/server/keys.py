@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked    REAL
 )
 """
+_COLUMNS = {"key_id", "namespace", "digest", "label", "created", "revoked"}
 
 
 class AuthError(PekitError):
@@ -102,14 +103,28 @@ class KeyStore:
     """API keys in one SQLite file (``":memory:"`` for tests); safe across threads and processes.
 
     Args:
-        path: the key file; created (with its folders) when missing.
+        path: the key file; created (with its folders) when missing. A SQLite file holding
+            other tables (a pekit memory, another program's database) is refused, untouched:
+            keys live in a file of their own.
         timeout: seconds to wait for another process's write lock.
+        must_exist: refuse a missing file instead of creating it (`InvalidInputError`).
+        make_folder: create the file's missing folders (else refuse: a mistyped ``--keys``).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0, must_exist: bool = False,
+                 make_folder: bool = True) -> None:
         raw = os.fspath(path)
         self.path = None if raw == ":memory:" else Path(raw).expanduser().absolute()
         if self.path is not None:
+            if self.path.is_dir():
+                raise InvalidInputError(f"the key file {self.path} is a folder; pass a file, e.g. "
+                                        f"--keys {self.path / 'keys.db'}")
+            if must_exist and not self.path.exists():
+                raise InvalidInputError(f"there is no key file at {self.path}; create a key first with "
+                                        f"`pekit keys create USER --keys {self.path}`")
+            if not make_folder and not self.path.parent.is_dir():
+                raise InvalidInputError(f"the folder of the key file {self.path} does not exist; create it, "
+                                        "or pass another --keys PATH")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -117,11 +132,41 @@ class KeyStore:
         try:
             self._conn = sqlite3.connect(raw if self.path is None else str(self.path), timeout=timeout,
                                          isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise InvalidInputError(f"cannot open the key file {raw}: {exc}; pass another --keys PATH") from exc
+        try:
+            self._check_tables()  # before anything is written: another program's file stays as it was
             self._conn.execute("PRAGMA journal_mode=WAL" if self.path is not None else "PRAGMA journal_mode=MEMORY")
             self._conn.execute(_SCHEMA)
         except sqlite3.Error as exc:
+            self._conn.close()
             raise InvalidInputError(f"cannot open the key file {raw}: {exc}; pass another --keys PATH") from exc
+        except PekitError:
+            self._conn.close()
+            raise
         self._lock = threading.Lock()
+
+    def _check_tables(self) -> None:
+        """Refuse a SQLite file holding anything but the ``api_keys`` table (a pekit memory, another
+        program's database): keys written into it would mix with, and could damage, its data."""
+        tables = {r[0] for r in self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchall()}
+        others = sorted(tables - {"api_keys"})
+        where = self.path or ":memory:"
+        separate = f"--keys {where.with_name(where.stem + '.keys.db')}" if isinstance(where, Path) else "--keys PATH"
+        if others:
+            what = "a pekit memory" if {"concepts", "meta"} <= tables else "another database"
+            raise InvalidInputError(
+                f"{where} is not a key file: it is {what} (tables {', '.join(others[:5])}); keep the API keys "
+                f"in a separate file, e.g. {separate}"
+            )
+        if "api_keys" in tables:
+            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(api_keys)").fetchall()}
+            if not columns >= _COLUMNS:
+                raise InvalidInputError(
+                    f"{where} has an api_keys table that is not pekit's (columns {', '.join(sorted(columns))}); "
+                    f"keep the API keys in a separate file, e.g. {separate}"
+                )
 
     def create(self, namespace: str, *, label: str = "") -> str:
         """A new key for ``namespace``; returns the token, the only time it is ever shown."""

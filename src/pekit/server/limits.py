@@ -13,9 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from pekit.errors import PekitError
+from pekit.errors import InvalidInputError, PekitError
 
 __all__ = ["Limits", "RequestError", "check_filename", "check_photo", "check_url_name", "sniff_image"]
 
@@ -47,6 +48,14 @@ class Limits:
     max_body_bytes: int = 64 * 1024 * 1024
     max_json_bytes: int = 64 * 1024
     max_text: int = 2000
+
+    def __post_init__(self) -> None:
+        for name in ("max_photos", "max_photo_bytes", "max_pixels", "max_body_bytes", "max_json_bytes", "max_text"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                default = type(self).__dataclass_fields__[name].default
+                raise InvalidInputError(f"Limits({name}=...) must be a whole number of at least 1 (0 would refuse "
+                                        f"every request), got {value!r}; leave it out for the default ({default})")
 
 
 # magic bytes -> MIME type; what `pekit.images.load_image` (Pillow) decodes
@@ -115,12 +124,28 @@ def check_photo(data: bytes, *, limits: Limits, label: str) -> None:
     try:
         size = header_size(data, limits.max_pixels)  # the loads' own limit and warning filter
     except Exception as exc:  # Pillow raises many types on a damaged header
-        raise RequestError(f"{label} could not be read as an image ({type(exc).__name__}: {exc}); send a JPEG, "
+        raise RequestError(f"{label} could not be read as an image ({_pillow_problem(exc)}); send a JPEG, "
                            "PNG or WebP photo", status=422) from exc
     if size is None:
         raise RequestError(f"{label} was refused as a decompression bomb (over {limits.max_pixels} pixels); "
                            "send a smaller photo", status=413)
     width, height = size
+    if width < 1 or height < 1:
+        raise RequestError(f"{label} is {width}x{height} pixels: it has no pixels; send a photo", status=422)
     if width * height > limits.max_pixels:
         raise RequestError(f"{label} is {width}x{height} pixels; the limit is {limits.max_pixels} pixels "
                            "(a decompression bomb guard); downscale it first", status=413)
+
+
+_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _pillow_problem(exc: Exception) -> str:
+    """What Pillow said about a damaged upload, without the Python reprs it puts in messages
+    (``cannot identify image file <_io.BytesIO object at 0x...>``): the caller names the upload."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "its header is damaged, or it is an image with no pixels (0x0) or of a kind Pillow cannot read"
+    text = _REPR.sub("the upload", str(exc)).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

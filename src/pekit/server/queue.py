@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from pekit.errors import PekitError
+from pekit.errors import InvalidInputError, PekitError
 
 __all__ = ["BoundedExecutor", "BusyError"]
 
@@ -49,7 +49,8 @@ class BoundedExecutor:
 
     def __init__(self, *, workers: int = 1, queue: int = 8, retry_after: int = 2) -> None:
         if workers < 1 or queue < 0:
-            raise ValueError(f"workers must be >= 1 and queue >= 0, got {workers} and {queue}")
+            raise InvalidInputError(f"workers must be at least 1 and queue at least 0 (the defaults are 1 and 8), "
+                                    f"got {workers} and {queue}")
         self.workers, self.queue, self.retry_after = int(workers), int(queue), int(retry_after)
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pekit-backbone")
         self._slots = threading.BoundedSemaphore(self.workers + self.queue)

@@ -15,7 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from pekit.errors import InvalidInputError
+from pekit.errors import ImageError, InvalidInputError
+from pekit.images import source_name
 from pekit.server.keys import ApiKey
 from pekit.server.limits import RequestError, check_filename, check_photo, check_url_name
 from pekit.server.schemas import (
@@ -66,11 +67,26 @@ def _name(svc: Service, name: str) -> str:
     return check_url_name(name, limits=svc.limits)
 
 
+def _label(upload: UploadFile, what: str) -> str:
+    """How errors name an upload: ``the photo (cat.jpg)``, ``photo 2 (b.png)``."""
+    return f"{what} ({upload.filename or 'unnamed'})"
+
+
 async def _read_photo(svc: Service, upload: UploadFile, label: str) -> bytes:
     check_filename(upload.filename)
     data = await upload.read(svc.limits.max_photo_bytes + 1)
-    check_photo(data, limits=svc.limits, label=f"{label} ({upload.filename or 'unnamed'})")
+    check_photo(data, limits=svc.limits, label=_label(upload, label))
     return data
+
+
+def _load_photo(svc: Service, data: bytes, label: str) -> Any:
+    """The decoded photo; an `ImageError` names the upload (``label``), not ``<N bytes>``."""
+    from pekit.images import load_image
+
+    try:
+        return load_image(data, max_pixels=svc.limits.max_pixels)
+    except ImageError as exc:
+        raise ImageError(str(exc).replace(source_name(data), label, 1)) from exc
 
 
 def _json_field(text: str | None, what: str, example: str) -> Any:
@@ -108,8 +124,15 @@ async def introduce(
         raise InvalidInputError("boxes must be a JSON list with one [x0, y0, x1, y1] (or null) per photo")
     datas = [await _read_photo(svc, p, f"photo {i + 1}") for i, p in enumerate(photos)]
     p = svc.personalizer_for(user)
-    concept = await svc.pool.run(p.introduce, name, datas, category=category, context=context, boxes=box_list,
-                                 replace=replace)
+    try:
+        concept = await svc.pool.run(p.introduce, name, datas, category=category, context=context, boxes=box_list,
+                                     replace=replace)
+    except ImageError as exc:  # name the upload, not "<N bytes>"
+        message = str(exc)
+        for i, (upload, data) in enumerate(zip(photos, datas, strict=True)):
+            if source_name(data) in message:
+                raise ImageError(message.replace(source_name(data), _label(upload, f"photo {i + 1}"), 1)) from exc
+        raise
     return concept_out(concept, boxes=True, personalizer=p)
 
 
@@ -122,9 +145,10 @@ def get_concept(svc: Svc, user: User, name: ConceptName) -> ConceptOut:
 @router.patch("/concepts/{name}", response_model=ConceptOut, summary="change a concept's context or category")
 def update_concept(svc: Svc, user: User, name: ConceptName, body: ContextIn) -> ConceptOut:
     p = svc.personalizer_for(user)
-    concept = p.get(_name(svc, name))
     changes = {k: v.strip() for k, v in (("context", body.context), ("category", body.category)) if v is not None}
-    return concept_out(p.memory.update(dataclasses.replace(concept, **changes)), boxes=True, personalizer=p)
+    # read and write in one transaction: a view added meanwhile by another request stays
+    changed = p.memory.modify(_name(svc, name), lambda c: dataclasses.replace(c, **changes), namespace=p.namespace)
+    return concept_out(changed, boxes=True, personalizer=p)
 
 
 @router.post("/concepts/{name}/views", response_model=ConceptOut, summary="add one more reference photo")
@@ -162,9 +186,7 @@ async def recognize(svc: Svc, user: User, photo: Annotated[UploadFile, File(desc
     p = svc.personalizer_for(user)
 
     def work() -> RecognizeOut:
-        from pekit.images import load_image
-
-        img = load_image(data, max_pixels=svc.limits.max_pixels)
+        img = _load_photo(svc, data, _label(photo, "the photo"))
         dets = p.recognize(img, threshold=threshold)
         shown = jpeg_data_url(p.annotate(img, dets)) if annotate else None
         return RecognizeOut(detections=detections_out(dets), width=img.shape[1], height=img.shape[0],
@@ -183,9 +205,7 @@ async def _respond(svc: Svc, user: ApiKey, photo: UploadFile, question: str | No
     p = svc.personalizer_for(user)
 
     def work() -> AnswerOut:
-        from pekit.images import load_image
-
-        img = load_image(data, max_pixels=svc.limits.max_pixels)
+        img = _load_photo(svc, data, _label(photo, "the photo"))
         if question is None:
             answer = p.caption(img, threshold=threshold, max_new_tokens=max_new_tokens)
         else:

@@ -1,0 +1,241 @@
+"""Bad input to ``pekit serve``, ``pekit keys`` and the API: a clear pekit error naming the problem
+and what to do, refused before the server starts, and no stored data touched."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import CAT_BOX, introduce
+
+
+# ---- pekit serve: options checked before uvicorn starts -------------------------------------------
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``serve(*argv)`` -> (exit code, stderr, uvicorn.run calls); uvicorn never really starts."""
+    import uvicorn
+
+    from pekit.server import context
+    from pekit.server.app import CONFIG_ENV
+
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append({"app": app, **kw}))
+    monkeypatch.setattr(context, "configure_logging", lambda **kw: None)  # keep pytest's log handlers
+    monkeypatch.setenv(CONFIG_ENV, "")  # `--workers 2` sets it; restored after the test
+
+    def run(*argv: str) -> tuple[int, str, list[dict[str, Any]]]:
+        from pekit.cli import main
+
+        args = list(argv)
+        if "--memory" not in args:
+            args += ["--memory", "memory://"]
+        if "--keys" not in args:
+            args += ["--keys", str(tmp_path / "keys.db")]
+        code = main(["serve", *args])
+        return code, capsys.readouterr().err, started
+
+    return run
+
+
+@pytest.mark.parametrize("port", ["-1", "70000"])
+def test_serve_refuses_a_port_out_of_range(serve: Any, port: str) -> None:
+    code, err, started = serve("--port", port)
+    assert code == 2 and "--port must be 0-65535" in err and "8080" in err and "Traceback" not in err, err
+    assert started == []
+
+
+def test_serve_refuses_a_port_in_use(serve: Any) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, err, started = serve("--port", str(busy.getsockname()[1]))
+    assert code == 2 and "cannot listen on 127.0.0.1:" in err and "--port" in err, err
+    assert started == []
+
+
+@pytest.mark.parametrize(("argv", "code", "words"), [
+    (["--lvlm", "bogus"], 8, "unknown lvlm 'bogus'; available: hf:<...>, none, openai:<...>"),
+    (["--lvlm", "bogus", "--workers", "2"], 8, "unknown lvlm 'bogus'"),
+    (["--lvlm", " "], 2, "the lvlm name is empty"),
+    (["--preset", "nope"], 2, "unknown preset 'nope'; available: offline"),
+    (["--preset", "nope", "--workers", "2"], 2, "unknown preset 'nope'"),
+    # a known backend whose spec is wrong fails while the models load, before uvicorn starts
+    (["--lvlm", "openai:http://localhost:9/v1"], 2, "no model name"),
+])
+def test_serve_refuses_unknown_backends_before_starting(serve: Any, argv: list[str], code: int,
+                                                        words: str) -> None:
+    got, err, started = serve(*argv)
+    assert got == code and words in err and "Traceback" not in err, err
+    assert started == []
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--max-photo-mb", "0"], "--max-photo-mb must be more than 0"),
+    (["--max-photo-mb", "-5"], "--max-photo-mb must be more than 0"),
+    (["--max-photo-mb", "nan"], "--max-photo-mb must be more than 0"),
+    (["--max-photo-mb", "inf"], "--max-photo-mb must be more than 0"),
+    (["--max-photo-mb", "1e-9"], "--max-photo-mb must be more than 0"),  # 0 bytes once rounded
+    (["--max-photos", "0"], "--max-photos must be at least 1"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--queue", "-1"], "--queue must be at least 0"),
+])
+def test_serve_refuses_numbers_that_refuse_every_request(serve: Any, argv: list[str], words: str) -> None:
+    code, err, started = serve(*argv)
+    assert code == 2 and words in err and "default" in err, err
+    assert started == []
+
+
+def test_serve_starts_with_good_numbers_and_fits_a_large_photo_in_the_body_limit(serve: Any) -> None:
+    code, err, started = serve("--max-photo-mb", "100", "--max-photos", "1", "--queue", "0")
+    assert code == 0, err
+    limits = started[0]["app"].state.service.limits
+    assert limits.max_photo_bytes == 100 * 1024 * 1024 and limits.max_photos == 1
+    assert limits.max_body_bytes > limits.max_photo_bytes  # a photo at the limit is not refused as a body
+    started[0]["app"].state.service.close()
+
+
+def test_limits_and_pool_refuse_zero() -> None:
+    from pekit.errors import InvalidInputError
+    from pekit.server.limits import Limits
+    from pekit.server.queue import BoundedExecutor
+
+    for bad in ({"max_photos": 0}, {"max_photo_bytes": -1}, {"max_body_bytes": 0}):
+        with pytest.raises(InvalidInputError, match="at least 1"):
+            Limits(**bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="queue at least 0"):
+        BoundedExecutor(workers=1, queue=-1)
+
+
+# ---- the key file of serve and keys ------------------------------------------------------------------
+def test_serve_refuses_keys_in_a_missing_folder_and_creates_nothing(serve: Any, tmp_path: Path) -> None:
+    keys = tmp_path / "nonexist" / "dir" / "k.db"
+    code, err, started = serve("--keys", str(keys))
+    assert code == 2 and "does not exist" in err and "--keys" in err, err
+    assert not (tmp_path / "nonexist").exists() and started == []
+
+
+def test_serve_creates_a_missing_key_file_and_warns(serve: Any, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    keys = tmp_path / "new.keys.db"
+    code, err, started = serve("--keys", str(keys), "--workers", "2")
+    assert code == 0, err
+    assert keys.exists() and len(started) == 1
+    assert "no active API key" in caplog.text and "pekit keys create USER" in caplog.text
+
+
+def test_serve_refuses_the_memory_file_as_key_file(serve: Any, tmp_path: Path) -> None:
+    memory = str(tmp_path / "m.db")
+    code, err, started = serve("--memory", memory, "--keys", memory)
+    assert code == 2 and "is the memory file" in err and "m.keys.db" in err, err
+    assert not Path(memory).exists() and started == []
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_keys_refuse_a_memory_file_and_leave_it_untouched(client: Any, alice: dict[str, str],
+                                                          photos: dict[str, bytes], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from pekit.cli import main
+
+    assert introduce(client, alice, "Tom", photos["cat"], CAT_BOX).status_code == 201
+    memory = tmp_path / "memory.db"
+    before = _tables(memory)
+    assert "concepts" in before
+    for argv in (["keys", "list"], ["keys", "create", "alice"], ["keys", "revoke", "user:alice"]):
+        assert main([*argv, "--keys", str(memory)]) == 2
+        err = capsys.readouterr().err
+        assert "is not a key file: it is a pekit memory" in err and "separate file" in err, err
+    assert _tables(memory) == before  # no api_keys table added
+    assert client.app.state.service.personalizer.memory.get("Tom", namespace="alice").name == "Tom"
+
+
+def test_keys_refuse_another_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pekit.cli import main
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    for argv in (["keys", "create", "alice"], ["keys", "list"]):
+        assert main([*argv, "--keys", str(other)]) == 2
+        assert "another database (tables t)" in capsys.readouterr().err
+    assert _tables(other) == {"t"}
+    with sqlite3.connect(other) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not switched to WAL
+
+
+def test_keys_list_and_revoke_create_no_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pekit.cli import main
+
+    missing = tmp_path / "sub" / "keys.db"
+    assert main(["keys", "list", "--keys", str(missing)]) == 0
+    assert "no keys" in capsys.readouterr().out
+    assert main(["keys", "list", "--keys", str(missing), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["keys", "revoke", "user:alice", "--keys", str(missing)]) == 2
+    assert "no key file" in capsys.readouterr().err
+    assert not missing.exists() and not missing.parent.exists()
+    assert main(["keys", "create", "alice", "--keys", str(missing)]) == 0  # create makes the file and folder
+    assert missing.exists()
+
+
+# ---- the API: messages name the upload and the empty field ------------------------------------------
+def _png_0x0() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
+            + chunk(b"IEND", b""))
+
+
+def test_a_0x0_png_is_named_by_its_upload_not_a_python_repr(client: Any, alice: dict[str, str]) -> None:
+    for path, kwargs, label in (
+        ("/v1/concepts", {"data": {"name": "X"}, "files": [("photos", ("zero.png", _png_0x0(), "image/png"))]},
+         "photo 1 (zero.png)"),
+        ("/v1/recognize", {"files": {"photo": ("zero.png", _png_0x0(), "image/png")}}, "the photo (zero.png)"),
+    ):
+        r = client.post(path, headers=alice, **kwargs)
+        message = r.json()["error"]["message"]
+        assert r.status_code == 422 and label in message and "send a" in message, message
+        assert "object at 0x" not in message and "BytesIO" not in message
+    assert client.app.state.service.personalizer.memory.count() == 0
+
+
+def test_a_photo_damaged_after_its_header_is_named_by_its_upload(client: Any, alice: dict[str, str],
+                                                                photos: dict[str, bytes]) -> None:
+    cut = photos["cat"][:3000]  # a readable JPEG header, then nothing
+    r = client.post("/v1/recognize", headers=alice, files={"photo": ("cut.jpg", cut, "image/jpeg")})
+    message = r.json()["error"]["message"]
+    assert r.status_code == 422 and "the photo (cut.jpg)" in message and "bytes>" not in message, message
+
+
+@pytest.mark.parametrize(("path", "data", "words"), [
+    ("/v1/concepts", {"name": ""}, "name is empty; send the concept's name"),
+    ("/v1/ask", {"question": ""}, "question is empty; send a question"),
+    ("/v1/ask", {}, "question is missing; send a question"),
+])
+def test_an_empty_name_or_question_says_so(client: Any, alice: dict[str, str], photos: dict[str, bytes],
+                                           path: str, data: dict[str, str], words: str) -> None:
+    field = "photos" if path == "/v1/concepts" else "photo"
+    r = client.post(path, headers=alice, data=data, files=[(field, ("cat.jpg", photos["cat"], "image/jpeg"))])
+    message = r.json()["error"]["message"]
+    assert r.status_code == 422 and words in message and "Field required" not in message, message
+    assert client.app.state.service.personalizer.memory.count() == 0
+
+
+def test_serve_with_a_bad_memory_uri_creates_no_key_file(serve: Any, tmp_path: Path) -> None:
+    keys = tmp_path / "k.db"
+    code, err, started = serve("--memory", "bogus://x", "--keys", str(keys))
+    assert code == 7 and "unknown memory URI scheme 'bogus'" in err, err
+    assert not keys.exists() and started == []
