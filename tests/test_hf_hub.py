@@ -59,11 +59,19 @@ def _cache_model(cache: Path, repo: str) -> None:
     transformers.Dinov2Model(transformers.Dinov2Config(**TINY)).eval().save_pretrained(str(snapshot))
 
 
-def test_the_probe_reports_a_closed_port_and_asks_once(dead_hub: dict[str, Any]) -> None:
+def test_the_probe_reports_a_closed_port_and_asks_again_only_after_a_while(
+        dead_hub: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub.utils import _http
+
+    asked: list[str] = []
+    session = _http.get_session()
+    real_head = session.head
+    monkeypatch.setattr(session, "head", lambda url, **kw: (asked.append(url), real_head(url, **kw))[1])
     assert _hf.hub_reachable()[0] is False
     reachable, why = _hf.hub_reachable()
-    assert not reachable and why
-    assert list(_hf._REACHABLE) == ["http://127.0.0.1:9"]  # one entry: the second call was cached
+    assert not reachable and why and len(asked) == 1  # the second answer came from memory
+    monkeypatch.setattr(_hf, "RETRY_AFTER", 0.0)
+    assert _hf.hub_reachable()[0] is False and len(asked) == 2  # a stale "no" is asked again
 
 
 def test_a_model_missing_from_the_cache_fails_at_once_saying_what_to_do(

@@ -20,7 +20,7 @@ from typing import Any
 
 from pekit.errors import BackendError, InvalidInputError, require
 
-__all__ = ["DTYPES", "PROBE_TIMEOUT", "hub_offline", "hub_options", "hub_reachable",
+__all__ = ["DTYPES", "PROBE_TIMEOUT", "RETRY_AFTER", "hub_offline", "hub_options", "hub_reachable",
            "looks_like_path", "resolve_device", "resolve_dtype"]
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,10 @@ logger = logging.getLogger(__name__)
 #: Seconds the hub has to answer the one request `hub_reachable` makes.
 PROBE_TIMEOUT = 3.0
 
-_REACHABLE: dict[str, tuple[bool, str]] = {}   # endpoint -> (reachable, why not)
+#: Seconds a "cannot be reached" answer is trusted before the hub is asked again.
+RETRY_AFTER = 60.0
+
+_REACHABLE: dict[str, tuple[bool, str, float]] = {}   # endpoint -> (reachable, why not, when asked)
 _PROBE_LOCK = threading.Lock()
 
 #: dtype spellings users type -> torch attribute names.
@@ -65,20 +68,25 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
 
     Asked once per process and endpoint (``HF_ENDPOINT``), through huggingface_hub's own
     session, so proxies and certificates are the ones downloads would use. Any HTTP
-    answer, even an error status, means the network reaches the hub.
+    answer, even an error status, means the network reaches the hub. "Not reachable" is
+    asked again after `RETRY_AFTER` seconds (a server started during a network outage).
     """
+    import time
+
     from huggingface_hub import constants, get_session
 
     endpoint = constants.ENDPOINT
     with _PROBE_LOCK:
-        if endpoint not in _REACHABLE:
+        known = _REACHABLE.get(endpoint)
+        if known is None or (not known[0] and time.monotonic() - known[2] > RETRY_AFTER):
             try:
                 get_session().head(endpoint, timeout=timeout)
-                _REACHABLE[endpoint] = (True, "")
+                known = (True, "", time.monotonic())
             except Exception as exc:  # DNS, refused, timeout, TLS, proxy: all mean "not reachable"
                 why = " ".join(str(exc).split()) or type(exc).__name__
-                _REACHABLE[endpoint] = (False, why)
-        return _REACHABLE[endpoint]
+                known = (False, why, time.monotonic())
+            _REACHABLE[endpoint] = known
+        return known[0], known[1]
 
 
 def _in_cache(spec: str, revision: str | None) -> bool:

@@ -48,3 +48,25 @@ def test_a_box_must_cover_patches_of_the_grid() -> None:
     check_box_on_grid(np.array([0, 0, 28, 14], np.float32), grid, "a.jpg")          # exactly 2 patches
     with pytest.raises(InvalidInputError, match=f"covers 1.0 patch.*at least {MIN_BOX_PATCHES}"):
         check_box_on_grid(np.array([0, 0, 14, 14], np.float32), grid, "a.jpg")
+
+
+def test_a_mask_of_its_photo_s_shape_at_any_size_or_soft_is_taken() -> None:
+    from pekit.extract.boxes import check_mask
+
+    half = np.zeros((150, 226), bool)
+    half[40:100, 60:160] = True
+    assert check_mask(half, 451, 300, "a.jpg").shape == (150, 226)            # same shape, half the size
+    soft = np.clip(half * 0.4, 0, 1)
+    assert check_mask(soft, 451, 300, "a.jpg").max() == pytest.approx(0.4)   # soft weights kept
+    assert check_mask(half.astype(np.uint8) * 255, 451, 300, "a.jpg").dtype == bool  # 0/255
+    for bad, message in ((np.ones((10, 10)), "photo's shape"), (half * 2.0, "weights from 0 to 1"),
+                         (np.full((150, 226), np.nan), "weights from 0 to 1")):
+        with pytest.raises(InvalidInputError, match=message):
+            check_mask(bad, 451, 300, "a.jpg")
+    dot = np.zeros((30, 45), bool)
+    dot[10, 10] = True  # one pixel of a tenth-size mask: 100 of the photo's pixels
+    assert check_mask(dot, 451, 300, "a.jpg").sum() == 1
+    one = np.zeros((300, 451), bool)
+    one[5, 5] = True
+    with pytest.raises(InvalidInputError, match="marks 1 pixel"):
+        check_mask(one, 451, 300, "a.jpg")

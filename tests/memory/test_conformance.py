@@ -294,9 +294,8 @@ def test_read_only_reads_but_refuses_writes(store: StoreHandle) -> None:
         (lambda: Concept("Bo", np.full((1, D), np.nan), backbone=BB), "finite"),
         (lambda: Concept("Bo", np.zeros((1, D)), backbone=BB), "all zeros"),
         (lambda: concept("Bo", meta={"f": object()}), "JSON"),
-        (lambda: concept("Bo", threshold=float("inf")), r"cosine score in \[-1, 1\].*got inf"),
-        (lambda: concept("Bo", threshold="high"), "cosine score .*got 'high'"),
-        (lambda: concept("Bo", threshold=1.5), "cosine score .*got 1.5"),
+        (lambda: concept("Bo", threshold=float("inf")), "finite"),
+        (lambda: concept("Bo", threshold="high"), "number"),
     ],
 )
 def test_bad_concepts_raise_clear_errors_and_store_nothing(store: StoreHandle, make, match: str) -> None:

@@ -3,6 +3,7 @@ damaged rows reported (and repaired), forgotten concepts gone from the file's by
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -265,9 +266,25 @@ def test_without_secure_delete_the_same_forget_would_leave_traces(tmp_path: Path
 def test_a_name_over_200_characters_is_refused_with_what_to_do() -> None:
     with SqliteMemory(":memory:") as memory:
         memory.add(make("B" * 200))
-        with pytest.raises(InvalidInputError, match=r"201 characters long.*under 200 characters.*--context"):
+        with pytest.raises(InvalidInputError, match=r"201 characters long.*200 characters at most.*--context"):
             memory.add(make("B" * 201))
+        with pytest.raises(InvalidInputError, match="201 characters long"):  # nor by a rename
+            memory.modify("B" * 200, lambda c: dataclasses.replace(c, name="C" * 201))
         assert memory.names() == ["B" * 200]
+
+
+def test_a_longer_name_stored_by_an_earlier_version_can_still_be_used(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with SqliteMemory(path) as memory:
+        memory.add(make("Bo"))
+    with sqlite3.connect(path) as conn:  # what an earlier version could store
+        conn.execute("UPDATE concepts SET name = ?, threshold = 1.5", ("L" * 250,))
+    with SqliteMemory(path) as memory:
+        assert memory.get("l" * 250).threshold == 1.5
+        changed = memory.modify("L" * 250, lambda c: dataclasses.replace(c, context="still mine"))
+        assert changed.context == "still mine" and changed.threshold == 1.5
+        memory.remove("L" * 250)
+        assert memory.names() == []
 
 
 @pytest.mark.parametrize(("sqlite_says", "expected"), [

@@ -204,7 +204,7 @@ def plot_sweep(results: dict[str, Any], path: str | os.PathLike) -> Path:
         ax.set(xlabel="threshold τ", ylabel=f"{_NAMES[metric]} (%)", ylim=(0, 101), title=_NAMES[metric])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    _atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=110))
+    _atomic_write(Path(path), lambda fh: fig.savefig(fh, format=_image_format(path), dpi=110))
     return Path(path)
 
 
@@ -227,7 +227,7 @@ def plot_refs(results: dict[str, Any], path: str | os.PathLike) -> Path:
     ax.set_xticks(sorted({r["k"] for r in rows}))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    _atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=110))
+    _atomic_write(Path(path), lambda fh: fig.savefig(fh, format=_image_format(path), dpi=110))
     return Path(path)
 
 
@@ -242,8 +242,13 @@ def _write_error(path: str | os.PathLike, exc: OSError, *, what: str = "the repo
         cause = "a file is in the way of the folder, or a folder of the file; pass --out a free folder path"
     else:
         cause = f"{exc.strerror or exc}; check the folder and the free space, and run again"
-    return InvalidInputError(f"cannot write {what} '{path}': {cause} (files written earlier there are left as "
-                             "they were)")
+    return InvalidInputError(f"cannot write {what} '{path}': {cause} (a previous version of that file is "
+                             "left whole)")
+
+
+def _image_format(path: str | os.PathLike) -> str:
+    """The figure format a file name asks for (``.png``, ``.svg``, ``.pdf``...); PNG without one."""
+    return Path(path).suffix.lstrip(".").lower() or "png"
 
 
 def _write_bytes(fh: IO[bytes], data: bytes) -> None:

@@ -97,11 +97,14 @@ def check_box_on_grid(box: np.ndarray, grid: Any, source: Any) -> None:
 
 
 def check_mask(mask: Any, width: int, height: int, source: Any) -> np.ndarray:
-    """A user's object mask for a ``width`` x ``height`` photo as an ``(H, W)`` bool array.
+    """A user's object mask for a ``width`` x ``height`` photo, checked: ``(h, w)`` bool, or
+    float weights in [0, 1] (a soft mask), of the photo's size or another size of the same
+    shape (it is area-averaged onto the patch grid either way).
 
-    Refuses another shape (a mask is drawn on its own photo: resizing one made for another
-    would mark the wrong pixels), values that are not finite numbers, and a mask with fewer
-    than ``MIN_BOX_SIDE ** 2`` pixels set (its embedding would be noise, as for a tiny box).
+    Refuses another aspect ratio (a mask made for another photo, or an ``(H, W, 3)`` image),
+    values that are not finite numbers (or floats outside [0, 1]), and a mask that marks fewer
+    than ``MIN_BOX_SIDE ** 2`` of the photo's pixels (its embedding would be noise, as for a
+    tiny box). Integer masks (0/1, 0/255) are read as nonzero = object.
 
     >>> check_mask(np.ones((20, 30)), 30, 20, "a.jpg").shape
     (20, 30)
@@ -111,18 +114,25 @@ def check_mask(mask: Any, width: int, height: int, source: Any) -> np.ndarray:
         numeric = arr.dtype == bool or np.issubdtype(arr.dtype, np.number)
     except (TypeError, ValueError):
         arr, numeric = np.zeros(0), False
-    if not numeric or arr.shape != (height, width):
-        shape = getattr(arr, "shape", None)
+    same_shape = numeric and arr.ndim == 2 and min(arr.shape) > 0 and \
+        abs(arr.shape[0] / arr.shape[1] / (height / width) - 1) < 0.02
+    if not same_shape:
+        got = f"shape {arr.shape}" if numeric else type(mask).__name__
         raise InvalidInputError(
-            f"{describe(source)}: a mask must be an (H, W) array of True/False the size of its photo, "
-            f"({height}, {width}) here; got {'shape ' + str(shape) if numeric else type(mask).__name__}"
+            f"{describe(source)}: a mask must be an (H, W) array of True/False (or 0-1 weights) with its photo's "
+            f"shape, ({height}, {width}) here; got {got}"
         )
-    if arr.dtype != bool and not np.all(np.isfinite(arr)):
-        raise InvalidInputError(f"{describe(source)}: the mask holds NaN or infinite values; use True/False (or 1/0)")
-    arr = arr.astype(bool) if arr.dtype == bool else arr > 0.5
-    if int(arr.sum()) < MIN_BOX_SIDE * MIN_BOX_SIDE:
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
+            raise InvalidInputError(f"{describe(source)}: a float mask must hold weights from 0 to 1 (no NaN); "
+                                    "or pass True/False")
+        arr = arr.astype(np.float32)
+    else:
+        arr = arr != 0
+    marked = float(np.count_nonzero(arr)) * (height * width) / arr.size  # in the photo's pixels
+    if marked < MIN_BOX_SIDE * MIN_BOX_SIDE:
         raise InvalidInputError(
-            f"{describe(source)}: the mask marks {int(arr.sum())} pixel(s); mark the whole object "
+            f"{describe(source)}: the mask marks {marked:.0f} pixel(s) of the photo; mark the whole object "
             f"(at least {MIN_BOX_SIDE * MIN_BOX_SIDE} pixels)"
         )
     return arr

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import unicodedata
 from typing import Any
 
 import numpy as np
 
 from pekit.errors import InvalidInputError
-from pekit.types import check_threshold
 
 __all__ = [
-    "check_threshold", "clean_name", "clean_text", "dump_meta", "from_blob", "name_key", "not_found_message",
-    "printable", "to_blob", "unit_rows",
+    "check_new_name", "check_threshold", "clean_name", "clean_text", "dump_meta", "from_blob", "name_key",
+    "not_found_message", "printable", "to_blob", "unit_rows",
 ]
 
 _BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines
@@ -51,8 +51,7 @@ MAX_NAME_LENGTH = 200
 
 
 def clean_name(value: Any, what: str = "concept name") -> str:
-    """A concept name as stored: stripped, Unicode NFC, at most `MAX_NAME_LENGTH` characters;
-    control characters refused.
+    """A concept name as stored: stripped, Unicode NFC; control characters refused.
 
     ``"Bo\u0308"`` (o + combining diaeresis) and ``"B\u00f6"`` are one name. Terminal escape
     codes, newlines, tabs and bidirectional overrides raise `InvalidInputError`: a name is
@@ -62,10 +61,6 @@ def clean_name(value: Any, what: str = "concept name") -> str:
     True
     """
     text = unicodedata.normalize("NFC", clean_text(value, what, "Bo"))
-    if len(text) > MAX_NAME_LENGTH:
-        raise InvalidInputError(f"{what} '{printable(text[:40])}...' is {len(text)} characters long; a name is "
-                                f"drawn on photos and said in prompts: keep it under {MAX_NAME_LENGTH} characters "
-                                "and put the rest in --context")
     for i, ch in enumerate(text):
         if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
             raise InvalidInputError(
@@ -74,6 +69,39 @@ def clean_name(value: Any, what: str = "concept name") -> str:
                 "use plain text, e.g. 'Bo'"
             )
     return text
+
+
+def check_new_name(name: str, what: str = "concept name") -> str:
+    """``name`` (cleaned) if it may be given to a concept: at most `MAX_NAME_LENGTH` characters.
+
+    Checked when a name is written (a new concept, a rename), not when one is looked up, so
+    a longer name stored by an earlier version can still be read, changed and forgotten.
+    """
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInputError(f"{what} '{printable(name[:40])}...' is {len(name)} characters long; a name is "
+                                f"drawn on photos and said in prompts: keep it to {MAX_NAME_LENGTH} characters at "
+                                "most and put the rest in --context")
+    return name
+
+
+def check_threshold(value: Any) -> float | None:
+    """A concept's stored threshold: ``None`` or a finite float; `InvalidInputError` otherwise.
+
+    Looser than `pekit.types.check_threshold` (what users pass): a memory written by an
+    earlier version may hold any finite number, and changing a view must not fail on it.
+
+    >>> check_threshold(0.5), check_threshold(None)
+    (0.5, None)
+    """
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"threshold must be a number or None, but got {value!r}") from exc
+    if not math.isfinite(out):
+        raise InvalidInputError(f"threshold must be finite, but got {value!r}")
+    return out
 
 
 def name_key(name: str) -> str:

@@ -5,7 +5,8 @@
 A file that does not exist yet is created by the first *write*, not by opening it: until
 then reads see an empty in-process memory, so reading (``pekit list``, ``recognize``) never
 leaves files or folders behind, and a first write that fails removes what it created. An
-existing empty (0-byte) file is read the same way, and gets its tables on the first write.
+existing empty (0-byte) file is read the same way, and gets its tables on the first write
+(which it keeps even if that write fails: pekit deletes only what it created).
 Deleted rows are overwritten on disk (``PRAGMA secure_delete = ON``, whatever the SQLite
 build's default), so a forgotten concept leaves no bytes in the file.
 

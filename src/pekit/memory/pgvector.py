@@ -35,6 +35,7 @@ from pekit.errors import (
     InvalidInputError,
 )
 from pekit.memory._codec import (
+    check_new_name,
     check_threshold,
     clean_name,
     clean_text,
@@ -480,6 +481,8 @@ class PgvectorMemory:
         """Insert or replace one prepared concept inside an open write transaction."""
         self._check_backbone(cur, c)
         row = self._same_name(cur, c.namespace, c.name)
+        if row is None or row[2] != c.name:
+            check_new_name(c.name)  # a new name; one stored by an earlier version may be longer
         now = time.time()
         values = (c.name, name_key(c.name), c.category, c.context, c.threshold, now, dump_meta(c.meta))
         if row is not None and not replace:
@@ -514,7 +517,7 @@ class PgvectorMemory:
             BackboneMismatchError: ``concept.backbone`` differs from the store's.
         """
         c = self._prepared(concept)
-        return self._write(f"update concept {c.name!r}", c.name, c.namespace, lambda cur: self._update(cur, c))
+        return self._write(f"update concept {c.name!r}", c.namespace, lambda cur: self._update(cur, c))
 
     def modify(self, name: str, change: Callable[[Concept], Concept], *, namespace: str = "default") -> Concept:
         """`MemoryStore.modify`: read the concept called ``name`` (ignoring case) and write back
@@ -530,25 +533,25 @@ class PgvectorMemory:
             new = dataclasses.replace(change(stored), id=stored.id, namespace=stored.namespace)
             return self._update(cur, self._prepared(new))
 
-        return self._write(f"change concept {name!r}", name, namespace, read_change_write)
+        return self._write(f"change concept {name!r}", namespace, read_change_write)
 
-    def _write(self, action: str, name: str, namespace: str, work: Callable[[Any], Concept]) -> Concept:
+    def _write(self, action: str, namespace: str, work: Callable[[Any], Concept]) -> Concept:
         try:
             with self._db.transaction(action, write=True) as cur:
                 return work(cur)
         except self._db._psycopg.errors.UniqueViolation:
             raise DuplicateConceptError(
-                f"cannot rename to {name!r}: another process just took that name in namespace "
+                f"cannot {action}: another process just took its new name in namespace "
                 f"{namespace!r}; choose another name"
             ) from None
 
     def _update(self, cur: Any, c: Concept) -> Concept:
         """Write a prepared concept over the stored one, inside an open write transaction."""
         if c.id >= 0:
-            sql = "SELECT id, created FROM concepts WHERE id = %s AND namespace = %s FOR UPDATE"
+            sql = "SELECT id, created, name FROM concepts WHERE id = %s AND namespace = %s FOR UPDATE"
             row = cur.execute(sql, (c.id, c.namespace)).fetchone()
         else:
-            sql = "SELECT id, created FROM concepts WHERE namespace = %s AND name = %s FOR UPDATE"
+            sql = "SELECT id, created, name FROM concepts WHERE namespace = %s AND name = %s FOR UPDATE"
             row = cur.execute(sql, (c.namespace, c.name)).fetchone()
         if row is None:
             what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r}"
@@ -556,6 +559,8 @@ class PgvectorMemory:
                 f"no concept {what} in namespace {c.namespace!r} to update; use add() to store a new concept"
             )
         cid, created = int(row[0]), float(row[1])
+        if row[2] != c.name:
+            check_new_name(c.name)  # a rename
         self._check_backbone(cur, c)
         if self._same_name(cur, c.namespace, c.name, exclude=cid):
             raise DuplicateConceptError(

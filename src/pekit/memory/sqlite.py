@@ -38,6 +38,7 @@ from pekit.errors import (
     MemoryFileError,
 )
 from pekit.memory._codec import (
+    check_new_name,
     check_threshold,
     clean_name,
     clean_text,
@@ -502,6 +503,8 @@ class SqliteMemory:
         """
         self._check_backbone(conn, c)
         row = self._same_name(conn, c.namespace, c.name) if found == self._UNSEEN else found
+        if row is None or row[2] != c.name:
+            check_new_name(c.name)  # a new name; one stored by an earlier version may be longer
         now = time.time()
         values = (c.category, c.context, c.threshold, now, dump_meta(c.meta))
         if row is not None and not replace:
@@ -570,16 +573,18 @@ class SqliteMemory:
     def _update(self, conn: sqlite3.Connection, c: Concept) -> Concept:
         """Write a prepared concept over the stored one, inside an open write transaction."""
         if c.id >= 0:  # an id is looked up only inside the concept's namespace: no cross-owner writes
-            row = conn.execute("SELECT id, created FROM concepts WHERE id = ? AND namespace = ?",
+            row = conn.execute("SELECT id, created, name FROM concepts WHERE id = ? AND namespace = ?",
                                (c.id, c.namespace)).fetchone()
         else:
-            sql = "SELECT id, created FROM concepts WHERE namespace = ? AND name = ?"
+            sql = "SELECT id, created, name FROM concepts WHERE namespace = ? AND name = ?"
             row = conn.execute(sql, (c.namespace, c.name)).fetchone()
         if row is None:
             what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r}"
             what += f" in namespace {c.namespace!r}"
             raise ConceptNotFoundError(f"no concept {what} to update; use add() to store a new concept")
         cid, created = int(row[0]), float(row[1])
+        if row[2] != c.name:
+            check_new_name(c.name)  # a rename
         self._check_backbone(conn, c)
         clash = self._same_name(conn, c.namespace, c.name, exclude=cid)
         if clash:
