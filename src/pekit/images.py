@@ -196,15 +196,15 @@ def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
             if img.width * img.height > max_pixels:
                 raise ImageError(
                     f"{name}: the image is {img.width}x{img.height} pixels, more than the limit of "
-                    f"{max_pixels} pixels; downscale it first or pass a larger max_pixels"
+                    f"{max_pixels} pixels; downscale it first (from Python: load_image(..., max_pixels=N))"
                 )
             img.load()
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
-            f"{name}: refused as a possible decompression bomb: more than the limit of {max_pixels} pixels "
-            f"({exc}); downscale it first or pass a larger max_pixels"
+            f"{name}: refused as a possible decompression bomb: its header declares more than the limit of "
+            f"{max_pixels} pixels; downscale it first (from Python: load_image(..., max_pixels=N))"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
