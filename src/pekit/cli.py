@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pekit.cli_args import build_parser, glue_negative_boxes
+from pekit.cli_output import check_outputs, out_path, save, save_beside, skipped
 from pekit.errors import InvalidInputError, PekitError
 
 __all__ = ["build_parser", "main"]
@@ -68,90 +69,6 @@ def _note_if_empty(p: Any, args: argparse.Namespace) -> None:
     if p.memory.count(p.namespace) == 0:
         print(f"pekit {args.command}: note: no concepts in {p.memory.uri} (namespace '{_shown(p.namespace)}') yet, "
               "so nothing can be recognized; add one with `pekit introduce NAME PHOTO...`", file=sys.stderr)
-
-
-def _save(image: Any, path: Path) -> None:
-    from PIL import Image
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInputError(
-            f"cannot create the folder '{path.parent}' for '{path}': {exc.strerror or exc}; "
-            "pass an --out path in a folder you can write to"
-        ) from exc
-    try:
-        Image.fromarray(image).save(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidInputError(f"cannot write '{path}': {exc}; check the folder and the file suffix") from exc
-
-
-def _free(path: Path) -> Path:
-    """``path``, or ``stem-1.jpg``, ``stem-2.jpg``... beside it: the first name not taken."""
-    candidate, n = path, 0
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return candidate
-
-
-def _out_path(out: str | None, image: Path, many: bool, suffix: str = "_pekit") -> Path | None:
-    """Where to write the annotated ``image``: the ``--out`` file as given, or a free name
-    (``photo_pekit.jpg``, ``photo_pekit-1.jpg``...) inside the ``--out`` folder."""
-    if not out:
-        return None
-    target = Path(out)
-    if many or target.is_dir() or out.endswith(("/", os.sep)):
-        return _free(target / f"{image.stem}{suffix}.jpg")
-    return target
-
-
-def _check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
-    """Refuse, before any work, an output file that is one of the inputs (it would be
-    overwritten with the annotated copy) and a file name for ``--out`` when several photos
-    each need a file of their own."""
-    from pekit.images import IMAGE_SUFFIXES
-
-    sources = [p for p in inputs if p.exists()]
-    for option in ("out", "explain", "sheet"):
-        value = getattr(args, option, None)
-        if not value:
-            continue
-        target = Path(value).expanduser()
-        if target.exists() and not target.is_dir() and any(os.path.samefile(target, s) for s in sources):
-            raise InvalidInputError(
-                f"--{option} '{value}' is one of the inputs, so writing there would replace it; "
-                "choose another file name or a folder"
-            )
-    out = getattr(args, "out", None)
-    if out and len(inputs) > 1 and not Path(out).is_dir() and Path(out).suffix.lower() in IMAGE_SUFFIXES:
-        raise InvalidInputError(
-            f"--out '{out}' names one image file, but {len(inputs)} photos were given; pass a folder "
-            f"(e.g. --out {Path(out).stem}/) and each annotated photo is written there"
-        )
-
-
-def _skipped(path: Path, exc: PekitError, command: str) -> dict:
-    """A photo of a batch that could not be read: said on stderr, the batch goes on."""
-    print(f"pekit {command}: error: {exc} (skipped; the other photos go on)", file=sys.stderr)
-    return {"image": str(path), "error": str(exc), "exit_code": exc.exit_code}
-
-
-def _beside(image: Path, suffix: str = "_pekit") -> Path:
-    """The default output: beside the input photo, never over an existing file."""
-    return _free(image.with_name(f"{image.stem}{suffix}.jpg"))
-
-
-def _save_beside(picture: Any, image: Path) -> Path:
-    """Write the default output `_beside` the photo; in the current folder when the photo's
-    folder cannot be written (a read-only album or dataset). Returns where it went."""
-    out = _beside(image)
-    try:
-        _save(picture, out)
-    except InvalidInputError:
-        out = _free(Path.cwd() / out.name)
-        _save(picture, out)
-    return out
 
 
 def _shown(text: Any) -> str:
@@ -276,7 +193,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 
 
 def _cmd_recognize_video(args: argparse.Namespace) -> int:
-    _check_outputs(args, [Path(args.images[0])])
+    check_outputs(args, [Path(args.images[0])])
     with _personalizer(args) as p:
         _note_if_empty(p, args)
         result = p.recognize_video(args.images[0], fps=args.fps, max_frames=args.max_frames, out=args.out,
@@ -313,7 +230,7 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
     images = list_images(args.images)
     if args.explain and len(images) != 1:
         raise InvalidInputError(f"--explain takes one photo, got {len(images)}")
-    _check_outputs(args, images)
+    check_outputs(args, images)
     results: list[dict] = []
     many = len(images) > 1
     with _personalizer(args) as p:
@@ -322,15 +239,15 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
         stream = p._recognize_stream((str(path) for path in images), skip_bad=many)
         for path, (img, dets) in zip(_progress(images, "recognize"), stream, strict=True):
             if img is None:
-                results.append(_skipped(path, dets, "recognize"))
+                results.append(skipped(path, dets, "recognize"))
                 continue
-            out = _out_path(args.out, path, many)
+            out = out_path(args.out, path, many)
             if out is not None:
-                _save(p.annotate(img, dets), out)
+                save(p.annotate(img, dets), out)
             written = [str(out)] if out else []
             if args.explain:
                 explain = Path(args.explain).expanduser()
-                _save(p.explain(str(path), dets), explain)
+                save(p.explain(str(path), dets), explain)
                 written.append(str(explain))
             results.append({"image": str(path), "detections": dets.to_list(),
                             **({"annotated": str(out)} if out else {}), "written": written})
@@ -403,7 +320,7 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
 
     records = []
     many = len(images) > 1
-    _check_outputs(args, images)
+    check_outputs(args, images)
     command = "caption" if question is None else "ask"
     with _personalizer(args) as p:
         _note_if_empty(p, args)
@@ -414,15 +331,15 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
             except ImageError as exc:
                 if not many:
                     raise
-                records.append(_skipped(path, exc, command))
+                records.append(skipped(path, exc, command))
                 continue
-            out = _out_path(args.out, path, many)
+            out = out_path(args.out, path, many)
             if answer.image is None:
                 out = None
             elif out is not None:
-                _save(answer.image, out)
+                save(answer.image, out)
             elif answer.meta.get("backend") == "none" and not args.json:
-                out = _save_beside(answer.image, path)  # the annotated image the LVLM would get
+                out = save_beside(answer.image, path)  # the annotated image the LVLM would get
             records.append(_print_answer(args, path, answer, out, many))
     if args.json:
         print(json.dumps(records[0] if len(records) == 1 else records))

@@ -1,0 +1,102 @@
+"""Where the CLI writes its pictures: ``--out`` files and folders, free names beside a photo.
+
+Nothing is written over an input (`check_outputs`: refused before any work), nor over an
+existing file unless ``--out`` names it (`free`: ``photo_pekit.jpg``, ``photo_pekit-1.jpg``...);
+a photo of a batch that cannot be read is reported and skipped (`skipped`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pekit.errors import InvalidInputError, PekitError
+
+__all__ = ["beside", "check_outputs", "free", "out_path", "save", "save_beside", "skipped"]
+
+
+def save(image: Any, path: Path) -> None:
+    from PIL import Image
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot create the folder '{path.parent}' for '{path}': {exc.strerror or exc}; "
+            "pass an --out path in a folder you can write to"
+        ) from exc
+    try:
+        Image.fromarray(image).save(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidInputError(f"cannot write '{path}': {exc}; check the folder and the file suffix") from exc
+
+
+def free(path: Path) -> Path:
+    """``path``, or ``stem-1.jpg``, ``stem-2.jpg``... beside it: the first name not taken."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+def out_path(out: str | None, image: Path, many: bool, suffix: str = "_pekit") -> Path | None:
+    """Where to write the annotated ``image``: the ``--out`` file as given, or a free name
+    (``photo_pekit.jpg``, ``photo_pekit-1.jpg``...) inside the ``--out`` folder."""
+    if not out:
+        return None
+    target = Path(out)
+    if many or target.is_dir() or out.endswith(("/", os.sep)):
+        return free(target / f"{image.stem}{suffix}.jpg")
+    return target
+
+
+def check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
+    """Refuse, before any work, an output file that is one of the inputs (it would be
+    overwritten with the annotated copy) and a file name for ``--out`` when several photos
+    each need a file of their own."""
+    from pekit.images import IMAGE_SUFFIXES
+
+    sources = [p for p in inputs if p.exists()]
+    for option in ("out", "explain", "sheet"):
+        value = getattr(args, option, None)
+        if not value:
+            continue
+        target = Path(value).expanduser()
+        if target.exists() and not target.is_dir() and any(os.path.samefile(target, s) for s in sources):
+            raise InvalidInputError(
+                f"--{option} '{value}' is one of the inputs, so writing there would replace it; "
+                "choose another file name or a folder"
+            )
+    out = getattr(args, "out", None)
+    if out and len(inputs) > 1 and not Path(out).is_dir() and Path(out).suffix.lower() in IMAGE_SUFFIXES:
+        raise InvalidInputError(
+            f"--out '{out}' names one image file, but {len(inputs)} photos were given; pass a folder "
+            f"(e.g. --out {Path(out).stem}/) and each annotated photo is written there"
+        )
+
+
+def skipped(path: Path, exc: PekitError, command: str) -> dict:
+    """A photo of a batch that could not be read: said on stderr, the batch goes on."""
+    print(f"pekit {command}: error: {exc} (skipped; the other photos go on)", file=sys.stderr)
+    return {"image": str(path), "error": str(exc), "exit_code": exc.exit_code}
+
+
+def beside(image: Path, suffix: str = "_pekit") -> Path:
+    """The default output: beside the input photo, never over an existing file."""
+    return free(image.with_name(f"{image.stem}{suffix}.jpg"))
+
+
+def save_beside(picture: Any, image: Path) -> Path:
+    """Write the default output `beside` the photo; in the current folder when the photo's
+    folder cannot be written (a read-only album or dataset). Returns where it went."""
+    out = beside(image)
+    try:
+        save(picture, out)
+    except InvalidInputError:
+        out = free(Path.cwd() / out.name)
+        save(picture, out)
+    return out
