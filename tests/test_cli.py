@@ -169,6 +169,19 @@ def test_an_output_over_an_input_photo_is_refused(cli: Any, stocked: dict[str, P
     assert code == 2 and digest(stocked["query"]) == before
 
 
+def test_a_full_disk_while_writing_out_is_exit_code_11(cli: Any, stocked: dict[str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    code, _, err = cli("recognize", stocked["query"], "--out", tmp_path / "a.png", "--memory", stocked["memory"])
+    assert code == 11
+    assert_one_line_error(err, "recognize", "the disk is full (or over quota); free some space")
+
+
 def test_one_file_name_for_several_photos_is_refused(cli: Any, stocked: dict[str, Path], tmp_path: Path) -> None:
     code, _, err = cli("recognize", stocked["query"], stocked["coffee"], "--out", tmp_path / "x.jpg",
                        "--memory", stocked["memory"])

@@ -193,7 +193,7 @@ def test_out_under_a_folder_that_cannot_be_created(cli: Any, stocked: dict[str, 
     blocked = stocked["notes"] / "sub" / "a.jpg"  # notes.jpg is a file: no folder can be made under it
     extra = ["What?"] if command == "ask" else []
     code, out, err = cli(command, stocked["query"], *extra, "--out", blocked, "--memory", stocked["memory"])
-    assert code == 2 and out == ""
+    assert code == 11 and out == ""  # OutputError
     one_line(err, command, "cannot create the folder", str(blocked.parent))
 
 

@@ -85,3 +85,17 @@ def test_the_docstring_examples_are_found() -> None:
     found = [sum(1 for t in doctest.DocTestFinder().find(importlib.import_module(n), n) for _ in t.examples)
              for n in ("pekit.feedback", "pekit.extract.views", "pekit.retrieve.second_look")]
     assert all(n > 0 for n in found) and sum(found) >= 5
+
+
+def test_every_exit_code_has_its_troubleshooting_entry() -> None:
+    """docs/troubleshooting.md has one heading per exit code, naming its error class."""
+    import inspect
+
+    from pekit import errors
+
+    text = (Path(__file__).parents[1] / "docs" / "troubleshooting.md").read_text()
+    own = {cls.exit_code: cls.__name__ for _, cls in inspect.getmembers(errors, inspect.isclass)
+           if issubclass(cls, errors.PekitError) and "exit_code" in vars(cls) and cls.exit_code != 1}
+    assert len(own) >= 10
+    for code, name in own.items():
+        assert f"## {code} — " in text and f"(`{name}`)" in text, (code, name)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pekit.errors import InvalidInputError, PekitError
+from pekit.errors import InvalidInputError, OutputError, PekitError
 
 __all__ = ["beside", "check_outputs", "free", "out_path", "save", "save_beside", "skipped"]
 
@@ -24,14 +24,14 @@ def save(image: Any, path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InvalidInputError(
-            f"cannot create the folder '{path.parent}' for '{path}': {exc.strerror or exc}; "
-            "pass an --out path in a folder you can write to"
-        ) from exc
+        raise OutputError.writing(path.parent, exc, what="the folder", hint="pass --out a path",
+                                  verb="create") from exc
     try:
         Image.fromarray(image).save(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidInputError(f"cannot write '{path}': {exc}; check the folder and the file suffix") from exc
+    except (ValueError, KeyError) as exc:  # Pillow knows no format for the suffix
+        raise InvalidInputError(f"cannot write '{path}': {exc}; use a suffix such as .jpg or .png") from exc
+    except OSError as exc:
+        raise OutputError.writing(path, exc, hint="pass --out a path") from exc
 
 
 def free(path: Path) -> Path:

@@ -86,6 +86,29 @@ class BackendError(PekitError, RuntimeError):
     exit_code = 10
 
 
+class OutputError(InvalidInputError):
+    """An output file could not be written: the disk is full, no permission, a file in the
+    way. (An `InvalidInputError` too, for callers that catch those.)"""
+
+    exit_code = 11
+
+    @classmethod
+    def writing(cls, path: object, exc: OSError, *, what: str = "the file", hint: str = "pass another path",
+                verb: str = "write") -> OutputError:
+        """The error for ``exc`` raised while writing ``path``: the file, the cause, what to do."""
+        import errno
+
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            cause = "the disk is full (or over quota); free some space, or " + hint + " on another disk"
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            cause = "permission denied (or a read-only disk); " + hint + " you can write to"
+        elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+            cause = "a file is in the way of the folder, or a folder of the file; " + hint
+        else:
+            cause = f"{exc.strerror or exc}; check the folder and the free space, or {hint}"
+        return cls(f"cannot {verb} {what} '{path}': {cause}")
+
+
 def require(module: str, extra: str, package: str | None = None):
     """Import an optional dependency or raise `MissingDependencyError` with the pip hint.
 

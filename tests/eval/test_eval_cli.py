@@ -228,7 +228,7 @@ def test_a_full_disk_while_writing_the_report_is_a_clear_error_and_keeps_the_old
     else:
         monkeypatch.setattr(Figure, "savefig", full)
         name = "sweep.png"
-    assert main(argv) == 2
+    assert main(argv) == 11  # OutputError: the disk, not the input
     err = capsys.readouterr().err
     assert f"cannot write the report file '{out / name}': the disk is full" in err and "free some space" in err
     assert "Traceback" not in err and "Errno" not in err

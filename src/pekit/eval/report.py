@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -21,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from pekit.errors import InvalidInputError, require
+from pekit.errors import OutputError, require
 
 __all__ = ["METRIC_DOC", "clean_json", "format_table", "format_value", "plot_refs", "plot_sweep",
            "recognition_markdown", "recognition_results", "recognition_table", "report_dir", "sweep_table",
@@ -231,19 +230,10 @@ def plot_refs(results: dict[str, Any], path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _write_error(path: str | os.PathLike, exc: OSError, *, what: str = "the report file") -> InvalidInputError:
+def _write_error(path: str | os.PathLike, exc: OSError, *, what: str = "the report file") -> OutputError:
     """A clear error for ``exc`` raised writing ``path``: the file, the cause and what to do."""
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        cause = ("the disk is full (or over quota); free some space, or pass --out a folder on another disk, "
-                 "and run again")
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        cause = "permission denied (or a read-only disk); pass --out a folder you can write to"
-    elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
-        cause = "a file is in the way of the folder, or a folder of the file; pass --out a free folder path"
-    else:
-        cause = f"{exc.strerror or exc}; check the folder and the free space, and run again"
-    return InvalidInputError(f"cannot write {what} '{path}': {cause} (a previous version of that file is "
-                             "left whole)")
+    error = OutputError.writing(path, exc, what=what, hint="pass --out a folder")
+    return OutputError(f"{error} and run again (a previous version of that file is left whole)")
 
 
 def _image_format(path: str | os.PathLike) -> str:
@@ -258,7 +248,7 @@ def _write_bytes(fh: IO[bytes], data: bytes) -> None:
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     """``write(fh)`` into a temporary file beside ``path``, renamed over it when complete: a
     failure (a full disk) leaves the previous ``path``, if any, untouched and no temporary
-    file; an `OSError` becomes an `InvalidInputError` naming the file and the cause."""
+    file; an `OSError` becomes an `OutputError` naming the file and the cause."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
@@ -284,7 +274,7 @@ def _atomic_text(path: Path, text: str) -> None:
 
 
 def report_dir(out_dir: str | os.PathLike) -> Path:
-    """``out_dir`` (``~`` expanded), created if missing; `InvalidInputError` when it cannot be."""
+    """``out_dir`` (``~`` expanded), created if missing; `OutputError` when it cannot be."""
     out = Path(out_dir).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -297,7 +287,7 @@ def write_report(out_dir: str | os.PathLike, results: dict[str, Any], markdown: 
     """Write ``results.json`` and ``README.md`` into ``out_dir`` (created); returns the folder.
 
     Raises:
-        InvalidInputError: a file cannot be written (full disk, no permission); the message
+        OutputError: a file cannot be written (full disk, no permission); the message
             names it, and a previous report's files are left whole.
     """
     out = report_dir(out_dir)

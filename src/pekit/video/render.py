@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pekit.errors import InvalidInputError, require
+from pekit.errors import InvalidInputError, OutputError, require
 from pekit.prompt.overlay import PALETTE, annotate, colour_assignment
 from pekit.types import Detections
 
@@ -43,7 +43,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     if not target.parent.is_dir():
         raise InvalidInputError(f"cannot write '{target}': the folder '{target.parent}' does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    except OSError as exc:  # a read-only folder, a full disk
+        raise OutputError.writing(target, exc, hint="pass another path") from exc
     os.close(fd)
     try:
         yield Path(tmp)
@@ -208,7 +211,9 @@ def save_png(image: np.ndarray, target: str | os.PathLike) -> None:
     with atomic_path(target) as tmp:
         try:
             Image.fromarray(image).save(tmp, format=None if Path(target).suffix else "PNG")
-        except (OSError, ValueError, KeyError) as exc:
-            raise InvalidInputError(f"cannot write '{target}': {exc}; check the file suffix") from exc
+        except (ValueError, KeyError) as exc:  # no format for the suffix
+            raise InvalidInputError(f"cannot write '{target}': {exc}; use a suffix such as .png or .jpg") from exc
+        except OSError as exc:
+            raise OutputError.writing(target, exc, hint="pass another path") from exc
 
 
