@@ -216,8 +216,8 @@ def test_ask_without_an_lvlm_prints_the_prompt(cli: Any, stocked: dict[str, Path
 
 
 def test_forget(cli: Any, stocked: dict[str, Path]) -> None:
-    code, out, _ = cli("forget", "cat", "--memory", stocked["memory"])
-    assert code == 0 and out.strip() == "forgot 'cat'"
+    code, out, _ = cli("forget", "CAT", "--memory", stocked["memory"])
+    assert code == 0 and out.strip() == "forgot 'cat'"  # found ignoring case, said as stored
     assert json.loads(cli("list", "--json", "--memory", stocked["memory"])[1]) == []
 
 

@@ -134,8 +134,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_forget(args: argparse.Namespace) -> int:
     with _open_memory(args) as memory:
-        memory.remove(args.name, namespace=args.namespace)
-    print(json.dumps({"forgotten": args.name}) if args.json else f"forgot '{_shown(args.name)}'")
+        name = memory.remove(args.name, namespace=args.namespace)  # as stored: `forget bo` forgets 'Bo'
+    print(json.dumps({"forgotten": name}) if args.json else f"forgot '{_shown(name)}'")
     return 0
 
 

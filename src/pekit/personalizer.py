@@ -653,9 +653,10 @@ class Personalizer:
 
             raise MemoryStoreError(f"the memory '{self.memory.uri}' is read-only; cannot {action}")
 
-    def forget(self, name: str) -> None:
-        """Remove a concept (`ConceptNotFoundError` if it does not exist)."""
-        self.memory.remove(name, namespace=self.namespace)
+    def forget(self, name: str) -> str:
+        """Remove a concept (its name compared ignoring case); returns its name as stored.
+        `ConceptNotFoundError` if it does not exist."""
+        return self.memory.remove(name, namespace=self.namespace)
 
     def close(self) -> None:
         self.memory.close()

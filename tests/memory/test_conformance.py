@@ -423,7 +423,7 @@ def test_get_and_remove_find_a_name_ignoring_case(store: StoreHandle) -> None:
     with store.open() as memory:
         bo = memory.add(concept("Bo", 0))
         assert memory.get("bo").id == bo.id and memory.get("BO").name == "Bo"
-        memory.remove("bO")
+        assert memory.remove("bO") == "Bo"  # the name as stored
         assert memory.names() == []
         with pytest.raises(ConceptNotFoundError):
             memory.remove("bo")

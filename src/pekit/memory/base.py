@@ -119,8 +119,9 @@ class MemoryStore(Protocol):
         """
         ...
 
-    def remove(self, name: str, *, namespace: str = "default") -> None:
-        """Delete a concept; `ConceptNotFoundError` if absent."""
+    def remove(self, name: str, *, namespace: str = "default") -> str:
+        """Delete a concept (its name compared ignoring case); returns its name as stored.
+        `ConceptNotFoundError` if absent."""
         ...
 
     def update(self, concept: Concept) -> Concept:

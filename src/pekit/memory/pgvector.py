@@ -575,15 +575,16 @@ class PgvectorMemory:
         self._write_vectors(cur, cid, c)
         return dataclasses.replace(c, id=cid, created=created, updated=now)
 
-    def remove(self, name: str, *, namespace: str = "default") -> None:
+    def remove(self, name: str, *, namespace: str = "default") -> str:
         """Delete a concept with its views, parts and images (its name compared ignoring case);
-        `ConceptNotFoundError` if absent."""
+        returns its name as stored. `ConceptNotFoundError` if absent."""
         name, namespace = self._key(name, namespace)
         with self._db.transaction(f"remove concept {name!r}", write=True) as cur:
-            row = cur.execute("DELETE FROM concepts WHERE namespace = %s AND name_key = %s RETURNING id",
+            row = cur.execute("DELETE FROM concepts WHERE namespace = %s AND name_key = %s RETURNING id, name",
                               (namespace, name_key(name))).fetchone()
             if row is None:
                 raise ConceptNotFoundError(not_found_message(name, namespace, self._names(cur, namespace)))
+            return str(row[1])
 
     # ---- lifecycle -------------------------------------------------------------------
     def close(self) -> None:

@@ -601,9 +601,9 @@ class SqliteMemory:
         self._write_vectors(conn, cid, c.views, c.parts, c.negatives)
         return dataclasses.replace(c, id=cid, created=created, updated=now)
 
-    def remove(self, name: str, *, namespace: str = "default") -> None:
+    def remove(self, name: str, *, namespace: str = "default") -> str:
         """Delete a concept with its views, parts and images (the name as stored, else ignoring
-        case); `ConceptNotFoundError` if absent."""
+        case); returns its name as stored. `ConceptNotFoundError` if absent."""
         name, namespace = self._key(name, namespace)
         with self._transaction(f"remove concept {name!r}", write=True) as conn:
             row = self._same_name(conn, namespace, name)  # the exact name first, then ignoring case
@@ -612,6 +612,7 @@ class SqliteMemory:
             for table in ("views", "parts", "images"):
                 conn.execute(f"DELETE FROM {table} WHERE concept_id = ?", (row[0],))
             conn.execute("DELETE FROM concepts WHERE id = ?", (row[0],))
+            return row[2]
 
     # ---- lifecycle -------------------------------------------------------------------
     def close(self) -> None:
