@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from pekit.errors import ImageError, InvalidInputError, NothingFoundError
+from pekit.errors import ConceptNotFoundError, ImageError, InvalidInputError, NothingFoundError
 from pekit.extract.boxes import (
     MIN_BOX_PATCHES,
     MIN_BOX_SIDE,
@@ -32,12 +32,12 @@ from pekit.extract.boxes import (
 from pekit.extract.views import CONSISTENCY, View, concept_from_views, consistency, summarize_parts, with_view
 from pekit.feedback import corrected, uncorrected
 from pekit.images import ImageInput, describe, load_image, source_name
-from pekit.memory import MemoryStore, clean_name, name_key, open_memory
+from pekit.memory import MemoryStore, clean_name, open_memory
 from pekit.pipeline import Pipeline
 from pekit.presets import Preset, get_preset
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery, thresholds_or
-from pekit.types import Answer, Concept, Detections, PatchGrid
+from pekit.types import Answer, Concept, Detections, PatchGrid, check_threshold
 
 log = logging.getLogger(__name__)
 
@@ -263,12 +263,11 @@ class Personalizer:
         return agreement < threshold - CONSISTENCY_MARGIN
 
     def _same_name(self, name: str) -> Concept | None:
-        """The stored concept whose name equals ``name`` ignoring case and normalisation."""
-        lister = getattr(self.memory, "names", None)
-        names = lister(namespace=self.namespace) if lister else [c.name for c in self.concepts()]
-        key = name_key(name)
-        found = [n for n in names if n == name] or [n for n in names if name_key(n) == key]
-        return self.memory.get(found[0], namespace=self.namespace) if found else None
+        """The stored concept whose name equals ``name`` ignoring case and normalisation, or None."""
+        try:
+            return self.get(name)  # the store compares names as it stores them (`name_key`)
+        except ConceptNotFoundError:
+            return None
 
     def _introduce_person(self, name: str, refs: Sequence[ImageInput], *, category: str, context: str,
                           boxes: Sequence[Any] | None, replace: bool, start: float) -> Concept:
@@ -315,20 +314,13 @@ class Personalizer:
         """The object concepts flattened for matching (persons match by face: `pekit.faces.FaceGallery`)."""
         return self.galleries.get(self.namespace).gallery
 
-    @staticmethod
-    def _threshold(threshold: float | None) -> float | None:
-        """A per-call threshold, checked like the preset's (None: each concept's or the preset's)."""
-        from pekit.types import check_threshold
-
-        return check_threshold(threshold)
-
     def recognize(self, image: ImageInput, *, threshold: float | None = None) -> Detections:
         """Find the namespace's concepts in one image: named boxes, best first.
 
         Costs one backbone pass; every proposal is pooled from it. The namespace is read
         from memory once and kept until something writes to it.
         """
-        threshold = self._threshold(threshold)
+        threshold = check_threshold(threshold)
         return self._recognize(load_image(image), self.galleries.get(self.namespace), threshold)
 
     def recognize_many(self, images: Iterable[ImageInput], *, threshold: float | None = None,
@@ -342,7 +334,7 @@ class Personalizer:
         if images is None or isinstance(images, (str, os.PathLike, bytes, bytearray)):
             raise InvalidInputError("recognize_many takes an iterable of photos (paths, arrays, PIL "
                                     f"images...), got {type(images).__name__}; for one photo use recognize")
-        threshold = self._threshold(threshold)
+        threshold = check_threshold(threshold)
         for _, dets in self._recognize_stream(images, threshold=threshold, workers=workers):
             yield dets
 
@@ -436,7 +428,7 @@ class Personalizer:
         """
         from pekit.video import recognize_video
 
-        step, confirm = self._video_steps(self.galleries.get(self.namespace), self._threshold(threshold))
+        step, confirm = self._video_steps(self.galleries.get(self.namespace), check_threshold(threshold))
         return recognize_video(step, video, fps=fps, max_frames=max_frames, out=out, sheet=sheet, progress=progress,
                                scene_cut=scene_cut, confirm=confirm, audio=audio, max_pixels=max_pixels)
 
@@ -505,7 +497,7 @@ class Personalizer:
 
         if question is not None:
             question = validate_question(question)  # fail before the backbone pass
-        threshold = self._threshold(threshold)
+        threshold = check_threshold(threshold)
         if options is not None and (not isinstance(options, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in options.items())):
             raise InvalidInputError('options must be a dict of letter -> answer text, e.g. {"A": "a dog", '
@@ -549,6 +541,7 @@ class Personalizer:
         return self.memory.concepts(namespace=self.namespace)
 
     def get(self, name: str) -> Concept:
+        """The concept called ``name`` (ignoring case: ``bo`` is ``Bo``); `ConceptNotFoundError` if none."""
         return self.memory.get(name, namespace=self.namespace)
 
     def explain(self, image: ImageInput, detections: Detections | None = None) -> np.ndarray:
@@ -590,7 +583,7 @@ class Personalizer:
         """
         from pekit.faces import PERSON, concept_kind
 
-        concept = self._named(name)
+        concept = self.get(name)
         self._check_backbone()
         self._check_writable(f"correct '{concept.name}'")
         img = load_image(image)
@@ -621,7 +614,7 @@ class Personalizer:
             ConceptNotFoundError: no concept ``name``.
             InvalidInputError: ``name`` has no correction to undo (nothing changed).
         """
-        concept = self._named(name)
+        concept = self.get(name)
         self._check_writable(f"undo a correction of '{concept.name}'")
         return self.memory.modify(concept.name, uncorrected, namespace=self.namespace)
 
@@ -634,7 +627,7 @@ class Personalizer:
             ConceptNotFoundError: no concept ``name``.
             InvalidInputError, NothingFoundError: a bad box, or nothing found (nothing changed).
         """
-        concept = self._named(name)
+        concept = self.get(name)
         self._check_backbone()
         self._check_writable(f"add a view to '{concept.name}'")
         view = self.views([image], category=concept.category, boxes=None if box is None else [box],
@@ -642,10 +635,6 @@ class Personalizer:
         reference = source_name(image)
         return self.memory.modify(concept.name, lambda now: with_view(now, view, reference=reference),
                                   namespace=self.namespace)
-
-    def _named(self, name: str) -> Concept:
-        """The stored concept called ``name`` (ignoring case); `ConceptNotFoundError` if none."""
-        return self._same_name(clean_name(name)) or self.get(name)
 
     def _check_writable(self, action: str) -> None:
         if getattr(self.memory, "read_only", False):

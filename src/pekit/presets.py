@@ -23,7 +23,7 @@ from typing import Any
 from pekit.errors import InvalidInputError
 from pekit.types import check_threshold
 
-__all__ = ["PRESETS", "Preset", "RecognitionConfig", "check_threshold", "get_preset"]
+__all__ = ["PRESETS", "Preset", "RecognitionConfig", "get_preset"]
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ __all__ = ["Answer", "Concept", "Detections", "PatchGrid", "check_threshold"]
 def check_threshold(value: Any, what: str = "threshold") -> float | None:
     """None (use the default), or a recognition threshold: a cosine score in [-1, 1].
 
-    The one check for every threshold a user gives (preset, `Personalizer`, a call, a
-    concept's own, ``pekit eval``): text, booleans, NaN and values out of range are refused.
+    The one check for every threshold a user gives (preset, `Personalizer`, a call,
+    ``pekit eval``): text, booleans, NaN and values out of range are refused. (A concept's
+    stored threshold is read more loosely: `pekit.memory._codec.check_threshold`.)
 
     >>> check_threshold(0.6), check_threshold(None)
     (0.6, None)

@@ -35,7 +35,7 @@ from pekit.types import PatchGrid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AnswerCache", "GridCache", "compact_grid", "default_cache_dir", "file_sha1"]
+__all__ = ["AnswerCache", "GridCache", "atomic_write", "compact_grid", "default_cache_dir", "file_sha1"]
 
 
 def default_cache_dir() -> Path:
@@ -71,7 +71,10 @@ def compact_grid(grid: PatchGrid) -> PatchGrid:
                      saliency=sal, backbone=grid.backbone, colours=col)
 
 
-def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    """``write(fh)`` into a temporary file beside ``path`` (its folder made if missing), renamed
+    over ``path`` when complete: a reader never sees half a file, and a failure leaves the
+    previous ``path``, if any, whole and no temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -109,7 +112,7 @@ class GridCache:
             self.directory.mkdir(parents=True, exist_ok=True)
             info = self.directory / "backbone.txt"
             if not info.exists():
-                _atomic_write(info, lambda fh: fh.write(fingerprint.encode() + b"\n"))  # type: ignore[attr-defined]
+                atomic_write(info, lambda fh: fh.write(fingerprint.encode() + b"\n"))  # type: ignore[attr-defined]
 
     def _path(self, sha1: str) -> Path:
         assert self.directory is not None
@@ -156,7 +159,7 @@ class GridCache:
                 arrays["saliency"] = grid.saliency.astype(np.float16)
             if grid.colours is not None:
                 arrays["colours"] = grid.colours.astype(np.float16)
-            _atomic_write(self._path(sha1), lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
+            atomic_write(self._path(sha1), lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
         self._remember(sha1, grid)
         return grid
 
@@ -219,4 +222,4 @@ class AnswerCache:
         self._memory[key] = text
         if self.directory is not None:
             data = json.dumps({"text": text}).encode()
-            _atomic_write(self.directory / key[:2] / f"{key}.json", lambda fh: fh.write(data))  # type: ignore[attr-defined]
+            atomic_write(self.directory / key[:2] / f"{key}.json", lambda fh: fh.write(data))  # type: ignore[attr-defined]

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from pekit.errors import OutputError, require
+from pekit.eval.cache import atomic_write
 
 __all__ = ["METRIC_DOC", "clean_json", "format_table", "format_value", "plot_refs", "plot_sweep",
            "recognition_markdown", "recognition_results", "recognition_table", "report_dir", "sweep_table",
@@ -246,26 +246,12 @@ def _write_bytes(fh: IO[bytes], data: bytes) -> None:
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """``write(fh)`` into a temporary file beside ``path``, renamed over it when complete: a
-    failure (a full disk) leaves the previous ``path``, if any, untouched and no temporary
-    file; an `OSError` becomes an `OutputError` naming the file and the cause."""
+    """`pekit.eval.cache.atomic_write`, with an `OSError` (a full disk) as an `OutputError`
+    naming the file and the cause."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, write)
     except OSError as exc:
         raise _write_error(path, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise _write_error(path, exc) from exc
-        raise
 
 
 def _atomic_text(path: Path, text: str) -> None:

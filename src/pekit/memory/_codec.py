@@ -72,7 +72,8 @@ def clean_name(value: Any, what: str = "concept name") -> str:
 
 
 def check_new_name(name: str, what: str = "concept name") -> str:
-    """``name`` (cleaned) if it may be given to a concept: at most `MAX_NAME_LENGTH` characters.
+    """``name`` (already `clean_name`'d) if it may be given to a concept: at most
+    `MAX_NAME_LENGTH` characters.
 
     Checked when a name is written (a new concept, a rename), not when one is looked up, so
     a longer name stored by an earlier version can still be read, changed and forgotten.

@@ -66,7 +66,8 @@ class MemoryStore(Protocol):
         ...
 
     def get(self, name: str, *, namespace: str = "default") -> Concept:
-        """The concept called ``name``; `ConceptNotFoundError` (listing known names) if absent."""
+        """The concept called ``name`` (else the one whose name equals it ignoring case, as `add`
+        compares names); `ConceptNotFoundError` (listing known names) if absent."""
         ...
 
     def concepts(self, *, namespace: str = "default") -> list[Concept]:

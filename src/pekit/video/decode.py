@@ -28,7 +28,7 @@ from pekit.errors import ImageError, InvalidInputError, require
 log = logging.getLogger(__name__)
 
 __all__ = ["MAX_FRAME_PIXELS", "SCENE_CUT", "VIDEO_SUFFIXES", "Frame", "VideoError", "VideoInfo", "check_fps",
-           "check_scene_cut", "is_video", "probe", "sample_frames"]
+           "check_max_frames", "check_scene_cut", "is_video", "probe", "sample_frames"]
 
 #: suffixes `is_video` treats as video without sniffing the file
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
@@ -178,6 +178,18 @@ def check_fps(fps: Any) -> float:
     return float(fps)
 
 
+def check_max_frames(max_frames: Any) -> int | None:
+    """None (no limit), or ``max_frames`` if it is a whole number >= 1, else `InvalidInputError`.
+
+    >>> check_max_frames(10), check_max_frames(None)
+    (10, None)
+    """
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer))
+                                   or max_frames < 1):
+        raise InvalidInputError(f"max_frames must be a whole number >= 1, got {max_frames!r}")
+    return None if max_frames is None else int(max_frames)
+
+
 def check_scene_cut(diff: Any, name: str = "scene_cut") -> float:
     """``diff`` as a float if it is a mean luma difference in (0, 255], else `InvalidInputError`.
 
@@ -235,9 +247,7 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
         raise InvalidInputError(f"start must be a time in seconds from the beginning of the clip, got {start!r}")
     diff = check_scene_cut(cut_diff if scene_cut is None else scene_cut, "cut_diff" if scene_cut is None else
                            "scene_cut")
-    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer))
-                                   or max_frames < 1):
-        raise InvalidInputError(f"max_frames must be a whole number >= 1, got {max_frames!r}")
+    check_max_frames(max_frames)
     container = _open(path)
     try:
         limit = _limit(max_pixels)

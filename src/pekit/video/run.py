@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pekit.types import Detections
-from pekit.video.decode import SCENE_CUT, VideoInfo, check_fps, check_scene_cut, probe, sample_frames
+from pekit.video.decode import SCENE_CUT, VideoInfo, check_fps, check_max_frames, check_scene_cut, probe, sample_frames
 from pekit.video.render import VIDEO_OUT_SUFFIXES, check_audio, contact_sheet, save_png, thumbnail, write_annotated
 from pekit.video.track import Track, Tracker
 
@@ -209,9 +209,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     fps = check_fps(fps)
     if scene_cut is not None:
         scene_cut = check_scene_cut(scene_cut)
-    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer))
-                                   or max_frames < 1):
-        raise InvalidInputError(f"max_frames must be a whole number >= 1, got {max_frames!r}")
+    check_max_frames(max_frames)
     if out is not None and Path(out).suffix.lower() not in VIDEO_OUT_SUFFIXES:
         raise InvalidInputError(f"the annotated video must end in one of {', '.join(VIDEO_OUT_SUFFIXES)}, got '{out}'")
     audio = check_audio(audio)
