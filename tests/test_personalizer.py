@@ -100,6 +100,21 @@ def test_introduce_says_how_well_the_photos_recognize_one_another(make_personali
     assert "consistency" not in grown.meta and p.low_consistency(grown) is None
 
 
+def test_introduce_warns_when_a_photo_is_given_twice(make_personalizer: Any, chelsea: np.ndarray,
+                                                     coffee: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
+    import io
+    import logging
+
+    p = make_personalizer()
+    buffer = io.BytesIO()
+    Image.fromarray(resize(chelsea, 0.7)).save(buffer, format="JPEG", quality=60)  # a smaller, re-saved copy
+    with caplog.at_level(logging.WARNING, logger="pekit.personalizer"):
+        cat = p.introduce("cat", [chelsea, coffee, buffer.getvalue()])
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "'cat': photos 1 and 3" in warned[0] and "the same picture" in warned[0]
+    assert cat.views.shape[0] == 3  # a warning, not a refusal
+
+
 def test_introduce_with_boxes(make_personalizer: Any, chelsea: np.ndarray) -> None:
     p = make_personalizer()
     box = [150, 50, 350, 250]  # eyes and nose

@@ -19,6 +19,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +27,27 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pekit.errors import ImageError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInput", "describe", "list_images", "load_image", "source_name"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInput", "NamedImage", "describe", "list_images", "load_image",
+           "same_pictures", "source_name", "thumbprint"]
 
-ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray
+
+@dataclass(frozen=True)
+class NamedImage:
+    """An image that is not a file, with the name it goes by: an upload's bytes as
+    ``cat.jpg``. Accepted wherever an image is (`load_image`): a concept records ``name``
+    as its reference (`source_name`), and errors call it ``label`` (default: ``name`` in
+    quotes), not ``<48213 bytes>``.
+
+    >>> describe(NamedImage(b"...", "cat.jpg")), source_name(NamedImage(b"...", "cat.jpg", label="photo 2"))
+    ("'cat.jpg'", 'cat.jpg')
+    """
+
+    data: bytes | bytearray | Image.Image | np.ndarray
+    name: str
+    label: str | None = None
+
+
+ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray | NamedImage
 
 #: Refuse images with more pixels than this (a 16k x 16k photo); raise with ``max_pixels``.
 MAX_PIXELS = 16384 * 16384
@@ -37,6 +56,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 def describe(source: object) -> str:
     """Short human name of an image source for error messages (a path in quotes)."""
+    if isinstance(source, NamedImage):
+        return source.label or f"'{source.name}'"
     if isinstance(source, (str, os.PathLike)):
         return f"'{os.fspath(source)}'"
     return source_name(source)
@@ -49,6 +70,8 @@ def source_name(source: object) -> str:
     >>> source_name("dog/00.jpg"), source_name(b"abc")
     ('dog/00.jpg', '<3 bytes>')
     """
+    if isinstance(source, NamedImage):
+        return source.name
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
     if isinstance(source, (bytes, bytearray)):
@@ -220,8 +243,8 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
     """Load anything image-like as an ``(H, W, 3) uint8`` RGB array.
 
     Args:
-        source: a path, raw encoded bytes, a PIL image or a numpy array (grayscale, RGB,
-            RGBA; uint8, uint16, bool or float in [0, 1]).
+        source: a path, raw encoded bytes, a PIL image, a numpy array (grayscale, RGB,
+            RGBA; uint8, uint16, bool or float in [0, 1]), or a `NamedImage` of one of these.
         max_pixels: refuse larger images (decompression-bomb guard).
 
     Raises:
@@ -232,6 +255,8 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
         (4, 5, 3)
     """
     name = describe(source)
+    if isinstance(source, NamedImage):
+        source = source.data
     if isinstance(source, np.ndarray):
         if source.ndim >= 2 and source.shape[0] * source.shape[1] > max_pixels:
             raise ImageError(f"{name}: more than the limit of {max_pixels} pixels; downscale it first")
@@ -248,7 +273,7 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
                              "a file path or a numpy array") from exc
     if isinstance(source, (bytes, bytearray)):
         if not source:
-            raise ImageError("<0 bytes>: the image data is empty")
+            raise ImageError(f"{name}: the image data is empty")
         return _pil_to_rgb(_open_checked(io.BytesIO(bytes(source)), name, max_pixels), name)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
@@ -263,6 +288,33 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
     raise ImageError(
         f"{name}: cannot read an image from this type; pass a path, bytes, a PIL image or a numpy array"
     )
+
+
+#: `thumbprint` correlation at and above which two photos are the same picture: a copy,
+#: re-saved, resized or trimmed at the edges scores 0.98-1.0; two shots of a burst, taken a
+#: moment apart, 0.8 or less (measured on the development photos).
+SAME_PICTURE = 0.98
+
+
+def thumbprint(image: np.ndarray) -> np.ndarray:
+    """``(1024,)`` what an ``(H, W, 3)`` photo looks like at 32 x 32 in grey, centred and of
+    unit length: the dot product of two is near 1 only for the same picture (`same_pictures`)."""
+    grey = Image.fromarray(np.ascontiguousarray(image)).convert("L").resize((32, 32), Image.Resampling.BILINEAR)
+    v = np.asarray(grey, np.float32).ravel()
+    v -= v.mean()
+    return v / max(float(np.linalg.norm(v)), 1e-6)
+
+
+def same_pictures(prints: list[np.ndarray]) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of `thumbprint` s that show the same picture.
+
+    >>> a, b = (np.random.default_rng(s).integers(0, 255, (6, 8, 3)).repeat(10, 0).repeat(10, 1)
+    ...         .astype(np.uint8) for s in (0, 1))                  # two 60 x 80 pictures
+    >>> same_pictures([thumbprint(a), thumbprint(b), thumbprint(a[::2, ::2])])  # b, a at half size
+    [(0, 2)]
+    """
+    return [(i, j) for i in range(len(prints)) for j in range(i + 1, len(prints))
+            if float(prints[i] @ prints[j]) >= SAME_PICTURE]
 
 
 def list_images(paths: list[str | os.PathLike]) -> list[Path]:

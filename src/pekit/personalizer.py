@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import time
@@ -31,7 +32,7 @@ from pekit.extract.boxes import (
 )
 from pekit.extract.views import CONSISTENCY, View, concept_from_views, consistency, summarize_parts, with_view
 from pekit.feedback import corrected, uncorrected
-from pekit.images import ImageInput, describe, load_image, source_name
+from pekit.images import ImageInput, NamedImage, describe, load_image, same_pictures, source_name, thumbprint
 from pekit.memory import MemoryStore, clean_name, open_memory
 from pekit.pipeline import Pipeline
 from pekit.presets import Preset, get_preset
@@ -173,9 +174,10 @@ class Personalizer:
             if box is not None:
                 check_box_on_grid(box, grid, src)
             try:
-                out.append(self.pipeline.reference(grid, box=box, mask=mask, image=image, category=category))
+                view = self.pipeline.reference(grid, box=box, mask=mask, image=image, category=category)
             except NothingFoundError as exc:
                 raise NothingFoundError(f"{describe(src)}: {exc}") from exc
+            out.append(dataclasses.replace(view, thumbprint=thumbprint(image)))
         return out
 
     def introduce(self, name: str, images: ImageInput | Sequence[ImageInput], *, category: str | None = None,
@@ -244,6 +246,11 @@ class Personalizer:
                   **({} if agreement is None else {CONSISTENCY: round(agreement, 3)}),
                   "seconds": round(time.perf_counter() - start, 3)},
         )
+        prints = [v.thumbprint for v in views if v.thumbprint is not None]
+        for i, j in same_pictures(prints) if len(prints) == len(views) else []:
+            log.warning("'%s': photos %d and %d (%s, %s) are the same picture (or a copy of it): a copy adds "
+                        "nothing to what pekit knows of it; photos from other angles or places do", name, i + 1,
+                        j + 1, describe(refs[i]), describe(refs[j]))
         if agreement is not None and self._low(agreement, None):
             log.warning("'%s': its %d photos match one another at only %.3f (recognition threshold %.2f): new "
                         "photos of it that look unlike these may be missed; more photos (other angles, other "
@@ -331,7 +338,7 @@ class Personalizer:
         overlap (`Pipeline.encode_many`); results are the same as `recognize`'s. An
         unreadable photo raises its `ImageError` when its turn comes.
         """
-        if images is None or isinstance(images, (str, os.PathLike, bytes, bytearray)):
+        if images is None or isinstance(images, (str, os.PathLike, bytes, bytearray, NamedImage)):
             raise InvalidInputError("recognize_many takes an iterable of photos (paths, arrays, PIL "
                                     f"images...), got {type(images).__name__}; for one photo use recognize")
         threshold = check_threshold(threshold)

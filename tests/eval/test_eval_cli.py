@@ -137,6 +137,28 @@ def test_a_file_given_as_out_or_cache_is_refused_before_any_work(folder_dataset:
         ["afile", "db", "yollava"])
 
 
+def test_a_cache_folder_that_cannot_be_made_is_an_output_error(folder_dataset: Path, tmp_path: Path, fake,
+                                                                capsys, monkeypatch):
+    import errno
+
+    import pekit.eval.cache as cache_mod
+
+    real_mkdir = Path.mkdir
+
+    def full(self, *a, **k):
+        if "grids" in self.parts:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(cache_mod.Path, "mkdir", full)
+    argv = ["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--out", str(tmp_path / "o"),
+            "--cache", str(tmp_path / "c"), "--quiet"]
+    assert main(argv) == 11
+    err = capsys.readouterr().err
+    assert f"cannot create the cache folder '{tmp_path / 'c'}': the disk is full" in err
+    assert "pass --cache another folder" in err and "Traceback" not in err
+
+
 def test_an_unwritable_out_folder_is_refused_before_any_work(folder_dataset: Path, tmp_path: Path, fake, capsys,
                                                              monkeypatch):
     import os

@@ -137,6 +137,46 @@ def test_resumes_from_the_disk_cache(folder_dataset: Path, tmp_path: Path):
     assert np.array_equal(run.trials[0].scores, fresh.trials[0].scores)
 
 
+def test_a_cache_that_cannot_be_written_warns_once_and_the_run_goes_on(folder_dataset: Path, tmp_path: Path,
+                                                                        monkeypatch, caplog):
+    import errno
+
+    import pekit.eval.cache as cache_mod
+
+    ds = load_dataset(f"folder:{folder_dataset}")
+    pipe = FakePipeline()
+    cache = GridCache(tmp_path / "cache", pipe.fingerprint)
+    tries = []
+
+    def full(path, write):
+        tries.append(path)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_mod, "atomic_write", full)
+    with caplog.at_level("WARNING", logger="pekit.eval.cache"):
+        run = run_recognition(ds, pipe, refs=(1,), cache=cache, progress=False)
+    fresh = run_recognition(ds, FakePipeline(), refs=(1,), progress=False)
+    assert np.array_equal(run.trials[0].scores, fresh.trials[0].scores)  # the whole run, same results
+    assert pipe.encodes == 9                                              # each grid kept in memory
+    assert len(tries) == 1                                                # no write tried after the failure
+    warned = [r.getMessage() for r in caplog.records if "cannot write the grid cache" in r.getMessage()]
+    assert len(warned) == 1 and "No space left on device" in warned[0] and "--cache" in warned[0]
+
+
+def test_an_answer_cache_that_cannot_be_written_keeps_answers_in_memory(tmp_path: Path, monkeypatch):
+    import pekit.eval.cache as cache_mod
+    from pekit.eval.cache import AnswerCache
+
+    def denied(path, write):
+        raise PermissionError(13, "Permission denied")
+
+    answers = AnswerCache(tmp_path)
+    monkeypatch.setattr(cache_mod, "atomic_write", denied)
+    key = answers.key("fake", "Describe.", b"img")
+    answers.put(key, "A dog.")
+    assert answers.get(key) == "A dog."
+
+
 def test_single_concept_has_empty_negative_set(tmp_path: Path):
     root = make_folder(tmp_path / "one", {"solo": ["red", "red", "red"]})
     run = run_recognition(load_dataset(f"folder:{root}"), FakePipeline(), refs=(1,), progress=False)

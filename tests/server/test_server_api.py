@@ -133,3 +133,21 @@ def test_logs_carry_the_request_id_and_never_the_key(client: Any, alice: dict[st
     assert any("trace-42" in line and "/v1/concepts 200" in line for line in lines)
     token = alice["Authorization"].split()[1]
     assert not any(token in line or token[20:] in line for line in caplog.text.splitlines())
+
+
+def test_a_concept_records_its_uploads_by_file_name(client: Any, alice: dict[str, str],
+                                                   photos: dict[str, bytes]) -> None:
+    r = client.post("/v1/concepts", headers=alice, data={"name": "Tom"},
+                    files=[("photos", ("tom-sofa.jpg", photos["cat"], "image/jpeg"))])
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/concepts/Tom/views", headers=alice,
+                    files={"photo": ("tom-garden.jpg", photos["cat"], "image/jpeg")})
+    assert r.status_code == 200, r.text
+    memory = client.app.state.service.personalizer.memory
+    tom = [c for c in memory.concepts(namespace="alice") if c.name == "Tom"][0]
+    assert tom.meta["references"] == ["tom-sofa.jpg", "tom-garden.jpg"]  # not "<48213 bytes>"
+    cut = client.post("/v1/concepts/Tom/views", headers=alice,
+                      files={"photo": ("cut.jpg", photos["cat"][:3000], "image/jpeg")})
+    message = cut.json()["error"]["message"]
+    assert cut.status_code == 422 and message.startswith("the photo (cut.jpg): "), message
+    assert len([c for c in memory.concepts(namespace="alice") if c.name == "Tom"][0].views) == 2  # unchanged

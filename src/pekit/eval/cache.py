@@ -90,6 +90,27 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
         raise
 
 
+class _WriteFailures:
+    """Writes of one cache that cannot fail a run: a cache only saves recomputing, so an
+    entry that cannot be written (the disk filled up, the folder was removed) is kept in
+    memory only, with one warning; after that failure no more writes are tried."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failed = False
+
+    def write(self, path: Path, write: Callable[[Any], Any]) -> None:
+        if self.failed:
+            return
+        try:
+            atomic_write(path, write)
+        except OSError as exc:
+            self.failed = True
+            log.warning("cannot write the %s at '%s' (%s); the run goes on and keeps its entries in memory "
+                        "only (it will not resume from them): free some space or pass --cache another folder "
+                        "next time", self.what, path.parent, exc.strerror or exc)
+
+
 class GridCache:
     """Patch grids on disk (plus a small in-memory LRU), keyed by fingerprint and file hash.
 
@@ -108,6 +129,7 @@ class GridCache:
         self._lru: OrderedDict[str, PatchGrid] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self._full = _WriteFailures("grid cache")
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
             info = self.directory / "backbone.txt"
@@ -159,7 +181,7 @@ class GridCache:
                 arrays["saliency"] = grid.saliency.astype(np.float16)
             if grid.colours is not None:
                 arrays["colours"] = grid.colours.astype(np.float16)
-            atomic_write(self._path(sha1), lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
+            self._full.write(self._path(sha1), lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
         self._remember(sha1, grid)
         return grid
 
@@ -197,6 +219,7 @@ class AnswerCache:
     def __init__(self, directory: str | os.PathLike | None) -> None:
         self.directory = None if directory is None else Path(directory).expanduser() / "answers"
         self._memory: dict[str, str] = {}
+        self._full = _WriteFailures("answer cache")
 
     @staticmethod
     def key(lvlm: str, prompt: str, image: bytes, **options: object) -> str:
@@ -222,4 +245,4 @@ class AnswerCache:
         self._memory[key] = text
         if self.directory is not None:
             data = json.dumps({"text": text}).encode()
-            atomic_write(self.directory / key[:2] / f"{key}.json", lambda fh: fh.write(data))  # type: ignore[attr-defined]
+            self._full.write(self.directory / key[:2] / f"{key}.json", lambda fh: fh.write(data))  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pekit.errors import InvalidInputError
+from pekit.errors import InvalidInputError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +156,8 @@ def _caches(args: argparse.Namespace, fingerprint: str) -> tuple[Any, Any]:
     try:
         return GridCache(root / "grids", fingerprint), AnswerCache(root)
     except OSError as exc:
-        raise InvalidInputError(f"cannot use the cache folder '{root}': {exc.strerror or exc}; pass --cache a "
-                                "folder you can write to, or --no-cache") from exc
+        raise OutputError.writing(root, exc, what="the cache folder", verb="create",
+                                  hint="pass --cache another folder") from exc
 
 
 def _check_folder(path: Path, option: str, default: str = "") -> None:

@@ -53,7 +53,9 @@ class View:
     second group of the concept's parts, or None. ``patches``: the object's unit patch
     features the parts summarise (kept while the views are assembled, for `consistency`;
     never stored), or None. ``colour``: the object's ``(BINS,)`` colour histogram
-    (`pekit.embed.colour`) when its grid has patch colours, or None.
+    (`pekit.embed.colour`) when its grid has patch colours, or None. ``thumbprint``: the
+    photo's `pekit.images.thumbprint` (to notice the same photo given twice; never stored),
+    or None.
     """
 
     embedding: np.ndarray
@@ -63,6 +65,7 @@ class View:
     zoomed: View | None = None
     patches: np.ndarray | None = None
     colour: np.ndarray | None = None
+    thumbprint: np.ndarray | None = None
 
 
 def summarize_parts(patches: np.ndarray, max_parts: int, seed: int = 0) -> np.ndarray:

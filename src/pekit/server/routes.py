@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from pekit.errors import ImageError, InvalidInputError
-from pekit.images import source_name
+from pekit.errors import InvalidInputError
+from pekit.images import NamedImage
 from pekit.server.keys import ApiKey
 from pekit.server.limits import RequestError, check_filename, check_photo, check_url_name
 from pekit.server.schemas import (
@@ -72,21 +72,21 @@ def _label(upload: UploadFile, what: str) -> str:
     return f"{what} ({upload.filename or 'unnamed'})"
 
 
-async def _read_photo(svc: Service, upload: UploadFile, label: str) -> bytes:
+async def _read_photo(svc: Service, upload: UploadFile, label: str) -> NamedImage:
+    """The upload's bytes, checked, under its file name (what a concept records as its
+    reference); errors call it ``label`` with the file name (`_label`), not ``<N bytes>``."""
     check_filename(upload.filename)
     data = await upload.read(svc.limits.max_photo_bytes + 1)
-    check_photo(data, limits=svc.limits, label=_label(upload, label))
-    return data
+    shown = _label(upload, label)
+    check_photo(data, limits=svc.limits, label=shown)
+    return NamedImage(data, upload.filename or label, label=shown)
 
 
-def _load_photo(svc: Service, data: bytes, label: str) -> Any:
-    """The decoded photo; an `ImageError` names the upload (``label``), not ``<N bytes>``."""
+def _load_photo(svc: Service, photo: NamedImage) -> Any:
+    """The decoded photo, within the server's pixel limit."""
     from pekit.images import load_image
 
-    try:
-        return load_image(data, max_pixels=svc.limits.max_pixels)
-    except ImageError as exc:
-        raise ImageError(str(exc).replace(source_name(data), label, 1)) from exc
+    return load_image(photo, max_pixels=svc.limits.max_pixels)
 
 
 def _json_field(text: str | None, what: str, example: str) -> Any:
@@ -124,15 +124,8 @@ async def introduce(
         raise InvalidInputError("boxes must be a JSON list with one [x0, y0, x1, y1] (or null) per photo")
     datas = [await _read_photo(svc, p, f"photo {i + 1}") for i, p in enumerate(photos)]
     p = svc.personalizer_for(user)
-    try:
-        concept = await svc.pool.run(p.introduce, name, datas, category=category, context=context, boxes=box_list,
-                                     replace=replace)
-    except ImageError as exc:  # name the upload, not "<N bytes>"
-        message = str(exc)
-        for i, (upload, data) in enumerate(zip(photos, datas, strict=True)):
-            if source_name(data) in message:
-                raise ImageError(message.replace(source_name(data), _label(upload, f"photo {i + 1}"), 1)) from exc
-        raise
+    concept = await svc.pool.run(p.introduce, name, datas, category=category, context=context, boxes=box_list,
+                                 replace=replace)
     return concept_out(concept, boxes=True, personalizer=p)
 
 
@@ -186,7 +179,7 @@ async def recognize(svc: Svc, user: User, photo: Annotated[UploadFile, File(desc
     p = svc.personalizer_for(user)
 
     def work() -> RecognizeOut:
-        img = _load_photo(svc, data, _label(photo, "the photo"))
+        img = _load_photo(svc, data)
         dets = p.recognize(img, threshold=threshold)
         shown = jpeg_data_url(p.annotate(img, dets)) if annotate else None
         return RecognizeOut(detections=detections_out(dets), width=img.shape[1], height=img.shape[0],
@@ -205,7 +198,7 @@ async def _respond(svc: Svc, user: ApiKey, photo: UploadFile, question: str | No
     p = svc.personalizer_for(user)
 
     def work() -> AnswerOut:
-        img = _load_photo(svc, data, _label(photo, "the photo"))
+        img = _load_photo(svc, data)
         if question is None:
             answer = p.caption(img, threshold=threshold, max_new_tokens=max_new_tokens)
         else:
