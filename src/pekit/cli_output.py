@@ -13,25 +13,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pekit._files import save_image
 from pekit.errors import InvalidInputError, OutputError, PekitError
 
 __all__ = ["beside", "check_outputs", "free", "out_path", "save", "save_beside", "skipped"]
 
 
 def save(image: Any, path: Path) -> None:
-    from PIL import Image
-
+    """Write a picture to ``path``, its folder made if missing."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError.writing(path.parent, exc, what="the folder", hint="pass --out a path",
                                   verb="create") from exc
-    try:
-        Image.fromarray(image).save(path)
-    except (ValueError, KeyError) as exc:  # Pillow knows no format for the suffix
-        raise InvalidInputError(f"cannot write '{path}': {exc}; use a suffix such as .jpg or .png") from exc
-    except OSError as exc:
-        raise OutputError.writing(path, exc, hint="pass --out a path") from exc
+    save_image(image, path, hint="pass --out a path")  # whole or not at all
 
 
 def free(path: Path) -> Path:

@@ -144,10 +144,10 @@ def test_a_concept_records_its_uploads_by_file_name(client: Any, alice: dict[str
                     files={"photo": ("tom-garden.jpg", photos["cat"], "image/jpeg")})
     assert r.status_code == 200, r.text
     memory = client.app.state.service.personalizer.memory
-    tom = [c for c in memory.concepts(namespace="alice") if c.name == "Tom"][0]
+    tom = next(c for c in memory.concepts(namespace="alice") if c.name == "Tom")
     assert tom.meta["references"] == ["tom-sofa.jpg", "tom-garden.jpg"]  # not "<48213 bytes>"
     cut = client.post("/v1/concepts/Tom/views", headers=alice,
                       files={"photo": ("cut.jpg", photos["cat"][:3000], "image/jpeg")})
     message = cut.json()["error"]["message"]
     assert cut.status_code == 422 and message.startswith("the photo (cut.jpg): "), message
-    assert len([c for c in memory.concepts(namespace="alice") if c.name == "Tom"][0].views) == 2  # unchanged
+    assert len(next(c for c in memory.concepts(namespace="alice") if c.name == "Tom").views) == 2  # unchanged

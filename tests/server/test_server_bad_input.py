@@ -38,6 +38,8 @@ def serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.Captur
             args += ["--memory", "memory://"]
         if "--keys" not in args:
             args += ["--keys", str(tmp_path / "keys.db")]
+        if "--port" not in args:
+            args += ["--port", "0"]  # any free port: the default 8080 may be taken on the test machine
         code = main(["serve", *args])
         return code, capsys.readouterr().err, started
 

@@ -37,12 +37,12 @@ import json
 import logging
 import os
 import platform
-import tempfile
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pekit._files import atomic_path
 from pekit.errors import BackendError, MissingDependencyError, require
 
 log = logging.getLogger(__name__)
@@ -151,21 +151,13 @@ def _load(path: Path, options: Any, outputs: Sequence[str]) -> Any:
 def _write(path: Path, graph: bytes, options: Callable[[], Any]) -> None:
     """Optimise ``graph`` (ORT_ENABLE_EXTENDED) and save it to ``path`` atomically."""
     ort = require("onnxruntime", "core")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, make_folder=True) as tmp:
         opts = options()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        opts.optimized_model_filepath = tmp
+        opts.optimized_model_filepath = str(tmp)
         ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
         if os.path.getsize(tmp) == 0:
             raise OSError("onnxruntime wrote an empty file")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; it holds only public weights
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     # graphs of older wheels / onnxruntimes for the same settings are stale now
     settings = path.stem.rsplit("-", 1)[-1]
     for old in path.parent.glob(f"dinov2-s-*-{settings}.onnx"):

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from pekit._files import atomic_write
 from pekit.types import PatchGrid
 
 log = logging.getLogger(__name__)
@@ -69,25 +69,6 @@ def compact_grid(grid: PatchGrid) -> PatchGrid:
     col = None if grid.colours is None else grid.colours.astype(np.float16).astype(np.float32)
     return PatchGrid(grid.features.astype(np.float16).astype(np.float32), tuple(grid.image_size),  # type: ignore[arg-type]
                      saliency=sal, backbone=grid.backbone, colours=col)
-
-
-def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-    """``write(fh)`` into a temporary file beside ``path`` (its folder made if missing), renamed
-    over ``path`` when complete: a reader never sees half a file, and a failure leaves the
-    previous ``path``, if any, whole and no temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; cache entries are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class _WriteFailures:

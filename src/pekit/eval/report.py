@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from pekit._files import atomic_write
 from pekit.errors import OutputError, require
-from pekit.eval.cache import atomic_write
 
 __all__ = ["METRIC_DOC", "clean_json", "format_table", "format_value", "plot_refs", "plot_sweep",
            "recognition_markdown", "recognition_results", "recognition_table", "report_dir", "sweep_table",
@@ -246,7 +246,7 @@ def _write_bytes(fh: IO[bytes], data: bytes) -> None:
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """`pekit.eval.cache.atomic_write`, with an `OSError` (a full disk) as an `OutputError`
+    """`pekit._files.atomic_write`, with an `OSError` (a full disk) as an `OutputError`
     naming the file and the cause."""
     try:
         atomic_write(path, write)

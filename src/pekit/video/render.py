@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pekit._files import replacing, save_image, temporary_beside
 from pekit.errors import InvalidInputError, OutputError, require
 from pekit.prompt.overlay import PALETTE, annotate, colour_assignment
 from pekit.types import Detections
@@ -39,21 +39,18 @@ AUDIO_CHOICES = ("auto", "keep", "drop")
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path in ``target``'s folder, renamed to ``target`` on success, removed on error."""
+    """A temporary path in ``target``'s folder, renamed to ``target`` on success, removed on
+    error (`pekit._files.atomic_path`); a missing folder or one that cannot be written is a
+    clear error."""
     target = Path(target)
     if not target.parent.is_dir():
         raise InvalidInputError(f"cannot write '{target}': the folder '{target.parent}' does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+        tmp = temporary_beside(target)
     except OSError as exc:  # a read-only folder, a full disk
         raise OutputError.writing(target, exc, hint="pass another path") from exc
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(target, tmp):
+        yield tmp
 
 
 def stable_palette(colour_of: dict[str, int]) -> Callable[[Detections], list[str]]:
@@ -207,13 +204,9 @@ def contact_sheet(tiles: Sequence[tuple[bytes, list[float], str, float, str]], c
 
 
 def save_png(image: np.ndarray, target: str | os.PathLike) -> None:
-    """Write ``image`` to ``target`` atomically (format from the suffix)."""
-    with atomic_path(target) as tmp:
-        try:
-            Image.fromarray(image).save(tmp, format=None if Path(target).suffix else "PNG")
-        except (ValueError, KeyError) as exc:  # no format for the suffix
-            raise InvalidInputError(f"cannot write '{target}': {exc}; use a suffix such as .png or .jpg") from exc
-        except OSError as exc:
-            raise OutputError.writing(target, exc, hint="pass another path") from exc
+    """Write ``image`` to ``target`` atomically (format from the suffix; `pekit._files.save_image`)."""
+    if not Path(target).parent.is_dir():
+        raise InvalidInputError(f"cannot write '{target}': the folder '{Path(target).parent}' does not exist")
+    save_image(image, target)
 
 

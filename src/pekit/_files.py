@@ -1,0 +1,88 @@
+"""Files that appear whole or not at all: written beside their target, renamed into place.
+
+A reader never sees half a file, and a failure (a full disk, a crash) leaves the previous
+file, if any, as it was and no temporary file behind. The new file gets the mode any new
+file gets (``0o666`` less the umask), not the private ``0o600`` of `tempfile.mkstemp`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_path", "atomic_write", "replacing", "save_image", "temporary_beside"]
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def temporary_beside(target: Path) -> Path:
+    """A new empty file in ``target``'s folder, named after it and with its suffix (so
+    writers that read the suffix still know the format)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextmanager
+def replacing(target: Path, tmp: Path) -> Iterator[Path]:
+    """Yield ``tmp`` to write to; rename it over ``target`` (with a new file's mode) when the
+    block ends without error, remove it when the block raises."""
+    try:
+        yield tmp
+        os.chmod(tmp, _new_file_mode())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_path(target: str | os.PathLike, *, make_folder: bool = False) -> Any:
+    """Context manager: a temporary path beside ``target`` (`temporary_beside`) that replaces
+    it when the block ends without error and is removed when it raises (`replacing`).
+    ``make_folder``: create ``target``'s folder when missing.
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> with atomic_path(folder / "a.txt") as tmp:
+    ...     _ = tmp.write_text("whole")
+    >>> (folder / "a.txt").read_text(), [p.name for p in folder.iterdir()]
+    ('whole', ['a.txt'])
+    """
+    target = Path(target)
+    if make_folder:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    return replacing(target, temporary_beside(target))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """``write(fh)`` into a file that replaces ``path`` only when complete (`atomic_path`;
+    its folder made if missing)."""
+    with atomic_path(path, make_folder=True) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+
+
+def save_image(image: Any, target: str | os.PathLike, *, hint: str = "pass another path") -> None:
+    """Write an ``(H, W, 3)`` uint8 ``image`` to ``target`` whole or not at all, in the format
+    its suffix names (PNG without one). A suffix Pillow cannot write is an
+    `InvalidInputError`; a full disk, no permission or a missing folder an `OutputError`
+    (``hint``: what to do instead). A previous file at ``target`` is only ever replaced whole."""
+    from PIL import Image
+
+    from pekit.errors import InvalidInputError, OutputError
+
+    target = Path(target)
+    try:
+        with replacing(target, temporary_beside(target)) as tmp:
+            try:
+                Image.fromarray(image).save(tmp, format=None if target.suffix else "PNG")
+            except (ValueError, KeyError) as exc:  # Pillow knows no format for the suffix
+                raise InvalidInputError(f"cannot write '{target}': {exc}; use a suffix such as .jpg or .png") from exc
+    except OSError as exc:
+        raise OutputError.writing(target, exc, hint=hint) from exc

@@ -1,0 +1,59 @@
+"""Outputs appear whole or not at all, with the mode of any new file."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from pekit._files import atomic_path, atomic_write
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_written_file_gets_the_mode_any_new_file_gets(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "sub" / "a.bin", lambda fh: fh.write(b"abc"))  # the folder is made
+        with atomic_path(tmp_path / "b.mp4") as tmp:
+            assert tmp.suffix == ".mp4" and tmp.parent == tmp_path  # the format stays readable from the name
+            tmp.write_bytes(b"video")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "sub" / "a.bin").read_bytes() == b"abc" and (tmp_path / "b.mp4").read_bytes() == b"video"
+    assert _mode(tmp_path / "sub" / "a.bin") == _mode(tmp_path / "b.mp4") == 0o644  # not mkstemp's private 0600
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    target = tmp_path / "report.md"
+    target.write_text("previous")
+
+    def fail(fh) -> None:
+        fh.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(target, fail)
+    assert target.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+
+
+def test_an_image_that_cannot_be_written_leaves_the_previous_one_whole(tmp_path: Path) -> None:
+    import numpy as np
+
+    from pekit._files import save_image
+    from pekit.errors import InvalidInputError, OutputError
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    odd = tmp_path / "boxes.unknownformat"
+    odd.write_bytes(b"an earlier file")
+    with pytest.raises(InvalidInputError, match="use a suffix such as .jpg or .png"):
+        save_image(image, odd)
+    with pytest.raises(OutputError, match="cannot write the file"):
+        save_image(image, tmp_path / "no-such-folder" / "a.png")
+    assert odd.read_bytes() == b"an earlier file" and sorted(p.name for p in tmp_path.iterdir()) == [odd.name]
+    save_image(image, tmp_path / "plain")  # no suffix: PNG
+    assert (tmp_path / "plain").read_bytes()[:4] == b"\x89PNG"
