@@ -90,10 +90,17 @@ def test_introduce_json_and_from_a_folder_with_boxes(cli: Any, files: dict[str, 
     assert record["name"] == "cat" and record["views"] == 2 and record["memory"] == str(files["memory"])
     assert record["category"] == "" and isinstance(record["id"], int)
     assert record["consistency"] > 0.6  # the cat and its mirror recognize one another
+    assert record["consistency_low"] is False and record["same_pictures"] == []
 
     code, out, err = cli("introduce", "cat2", folder / "a.png", folder / "b.png", "--memory", files["memory"])
     assert code == 0 and err == "", err
-    assert out.splitlines()[1].startswith("its photos match one another at 0.")
+    assert out.splitlines()[1].startswith("its photos match one another at 0.") and "same picture" not in out
+
+    Image.fromarray(chelsea).save(folder / "copy.jpg", quality=70)  # a.png again, re-saved
+    code, out, err = cli("introduce", "cat3", folder / "a.png", folder / "b.png", folder / "copy.jpg", "--json",
+                         "--memory", files["memory"])
+    assert code == 0, err
+    assert json.loads(out)["same_pictures"] == [[1, 3]]  # (and a warning on stderr)
 
 
 def test_list_an_empty_memory(cli: Any, files: dict[str, Path]) -> None:

@@ -164,6 +164,25 @@ def test_ask_writes_to_the_current_folder_when_the_photos_folder_is_read_only(
     assert sorted(photos.iterdir()) == before  # nothing written beside the photo
 
 
+def test_a_folder_nobody_may_write_is_left_alone_even_by_root(cli: Any, stocked: dict[str, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared dataset is often ``r-x`` for everyone; root may write there all the same, but
+    the folder's mode says it is not to be written (the tests may run as root)."""
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    photos = stocked["query"].parent
+    before = sorted(photos.iterdir())
+    photos.chmod(0o555)
+    try:
+        code, out, err = cli("ask", stocked["query"], "What is cat doing?", "--memory", stocked["memory"])
+    finally:
+        photos.chmod(0o755)
+    assert code == 0, err
+    assert f"annotated image: {elsewhere / 'query_pekit.jpg'}" in out and (elsewhere / "query_pekit.jpg").is_file()
+    assert sorted(photos.iterdir()) == before
+
+
 @pytest.mark.parametrize("command", ["ask", "caption", "recognize"])
 def test_json_lists_every_file_written(cli: Any, stocked: dict[str, Path], tmp_path: Path, command: str) -> None:
     extra = ["What is cat doing?"] if command == "ask" else []
@@ -287,3 +306,23 @@ def test_error_messages_escape_stored_names(cli: Any, stocked: dict[str, Path]) 
     conn.close()
     code, _, err = cli("forget", "dog", "--memory", stocked["memory"])
     assert code == 4 and "\x1b" not in err and "ca\\x1b[2Jt" in err
+
+
+def test_newcomer_mistakes_get_messages_that_say_what_to_do(cli: Any, stocked: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))  # a video (its suffix and header), not a photo
+    code, _, err = cli("introduce", "V", clip, "--memory", tmp_path / "new.db")
+    assert code == 3
+    one_line(err, "introduce", "a video, not a photo", "save a frame as a photo")
+    assert not (tmp_path / "new.db").exists()
+
+    code, _, err = cli("list", "--memory", tmp_path)  # a folder given as the memory file
+    assert code == 7
+    one_line(err, "list", "is a folder, not a memory file", str(tmp_path / "memory.db"))
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    code, _, err = cli("recognize", stocked["query"], "--out", afile / "x.jpg", "--memory", stocked["memory"])
+    assert code == 11 and afile.read_text() == "keep me"
+    one_line(err, "recognize", f"'{afile}' is a file, not a folder")

@@ -50,7 +50,7 @@ def test_an_image_that_cannot_be_written_leaves_the_previous_one_whole(tmp_path:
     image = np.zeros((8, 8, 3), np.uint8)
     odd = tmp_path / "boxes.unknownformat"
     odd.write_bytes(b"an earlier file")
-    with pytest.raises(InvalidInputError, match="use a suffix such as .jpg or .png"):
+    with pytest.raises(InvalidInputError, match=r"use a suffix such as \.jpg or \.png"):
         save_image(image, odd)
     with pytest.raises(OutputError, match="cannot write the file"):
         save_image(image, tmp_path / "no-such-folder" / "a.png")

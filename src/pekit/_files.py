@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "replacing", "save_image", "temporary_beside"]
+__all__ = ["atomic_path", "atomic_write", "make_folder", "replacing", "save_image", "temporary_beside"]
 
 
 def _new_file_mode() -> int:
@@ -86,3 +86,14 @@ def save_image(image: Any, target: str | os.PathLike, *, hint: str = "pass anoth
                 raise InvalidInputError(f"cannot write '{target}': {exc}; use a suffix such as .jpg or .png") from exc
     except OSError as exc:
         raise OutputError.writing(target, exc, hint=hint) from exc
+
+
+def make_folder(folder: str | os.PathLike, *, hint: str = "pass another path") -> None:
+    """Create ``folder`` (and its parents) when missing; an `OutputError` naming it and the
+    cause (``hint``: what to do instead) when it cannot be made."""
+    from pekit.errors import OutputError
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError.writing(folder, exc, what="the folder", hint=hint, verb="create") from exc

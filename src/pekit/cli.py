@@ -86,6 +86,7 @@ def _progress(items: list[Path], desc: str):
 
 
 def _cmd_introduce(args: argparse.Namespace) -> int:
+    from pekit.extract.views import SAME_PICTURES
     from pekit.images import list_images
     from pekit.personalizer import CONSISTENCY_MARGIN, stored_consistency
 
@@ -97,8 +98,10 @@ def _cmd_introduce(args: argparse.Namespace) -> int:
                         boxes=args.box, replace=args.replace, kind=args.kind)
     agreement = stored_consistency(c)
     threshold = p.pipeline.config.threshold
+    twins = c.meta.get(SAME_PICTURES, [])
     record = {"name": c.name, "id": c.id, "kind": args.kind, "category": c.category, "context": c.context,
-              "views": len(c.views), "consistency": agreement, "memory": p.memory.uri}
+              "views": len(c.views), "consistency": agreement, "consistency_low": p.low_consistency(c),
+              "same_pictures": twins, "memory": p.memory.uri}
     if args.json:
         print(json.dumps(record))
     else:
@@ -109,7 +112,8 @@ def _cmd_introduce(args: argparse.Namespace) -> int:
             # reads below the threshold before new photos are missed; the warning starts at CONSISTENCY_MARGIN
             print(f"its photos match one another at {agreement:.3f} (each against the others; pekit warns under "
                   f"{threshold - CONSISTENCY_MARGIN:.2f}, {CONSISTENCY_MARGIN:.2f} below the recognition threshold "
-                  f"{threshold:.2f})")
+                  f"{threshold:.2f})" + (" -- counting copies of the same picture, which match themselves"
+                                         if twins else ""))
     return 0
 
 

@@ -13,19 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pekit._files import save_image
-from pekit.errors import InvalidInputError, OutputError, PekitError
+from pekit._files import make_folder, save_image
+from pekit.errors import InvalidInputError, PekitError
 
-__all__ = ["beside", "check_outputs", "free", "out_path", "save", "save_beside", "skipped"]
+__all__ = ["beside", "check_outputs", "free", "out_path", "read_only", "save", "save_beside", "skipped"]
 
 
 def save(image: Any, path: Path) -> None:
     """Write a picture to ``path``, its folder made if missing."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError.writing(path.parent, exc, what="the folder", hint="pass --out a path",
-                                  verb="create") from exc
+    make_folder(path.parent, hint="pass --out a path")
     save_image(image, path, hint="pass --out a path")  # whole or not at all
 
 
@@ -85,10 +81,24 @@ def beside(image: Path, suffix: str = "_pekit") -> Path:
     return free(image.with_name(f"{image.stem}{suffix}.jpg"))
 
 
+def read_only(folder: Path) -> bool:
+    """Whether ``folder`` is not to be written: its mode lets nobody write (root may write
+    anywhere, but a folder made ``r-x`` for everyone, such as a shared dataset, is meant
+    to stay as it is), or this user cannot write there."""
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return True
+    return not mode & 0o222 or not os.access(folder, os.W_OK | os.X_OK)
+
+
 def save_beside(picture: Any, image: Path) -> Path:
     """Write the default output `beside` the photo; in the current folder when the photo's
-    folder cannot be written (a read-only album or dataset). Returns where it went."""
+    folder is read-only (`read_only`: an album or a dataset) or cannot be written. Returns
+    where it went."""
     out = beside(image)
+    if read_only(out.parent):
+        out = free(Path.cwd() / out.name)
     try:
         save(picture, out)
     except InvalidInputError:

@@ -102,11 +102,26 @@ class OutputError(InvalidInputError):
             cause = "the disk is full (or over quota); free some space, or " + hint + " on another disk"
         elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             cause = "permission denied (or a read-only disk); " + hint + " you can write to"
-        elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
-            cause = "a file is in the way of the folder, or a folder of the file; " + hint
+        elif exc.errno == errno.EISDIR:
+            cause = "it is a folder; " + hint + " to a file"
+        elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+            blocker = _file_in_the_way(path)
+            cause = (f"'{blocker}' is a file, not a folder; " if blocker is not None
+                     else "a file is in the way of a folder on that path; ") + hint
         else:
             cause = f"{exc.strerror or exc}; check the folder and the free space, or {hint}"
         return cls(f"cannot {verb} {what} '{path}': {cause}")
+
+
+def _file_in_the_way(path: object) -> str | None:
+    """The nearest of ``path`` and its parents that exists and is not a folder, or None."""
+    import os
+    from pathlib import Path
+
+    for place in (Path(str(path)), *Path(str(path)).parents):
+        if os.path.lexists(place):
+            return None if place.is_dir() else str(place)
+    return None
 
 
 def require(module: str, extra: str, package: str | None = None):

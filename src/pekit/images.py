@@ -52,6 +52,8 @@ ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray | 
 #: Refuse images with more pixels than this (a 16k x 16k photo); raise with ``max_pixels``.
 MAX_PIXELS = 16384 * 16384
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+#: the suffixes `pekit.video` reads (kept here so that loading a photo needs no video import)
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
 
 
 def describe(source: object) -> str:
@@ -230,6 +232,9 @@ def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
             f"{max_pixels} pixels; downscale it first (from Python: load_image(..., max_pixels=N))"
         ) from exc
     except UnidentifiedImageError as exc:
+        if Path(name.strip("'")).suffix.lower() in VIDEO_SUFFIXES:
+            raise ImageError(f"{name}: a video, not a photo; this takes photos (pekit recognize, ask and caption "
+                             "also take videos; to introduce someone from a clip, save a frame as a photo)") from exc
         raise ImageError(
             f"{name}: not an image file pekit can read (supported: "
             f"{', '.join(sorted(IMAGE_SUFFIXES))})"

@@ -30,7 +30,15 @@ from pekit.extract.boxes import (
     check_mask,
     reference_boxes,
 )
-from pekit.extract.views import CONSISTENCY, View, concept_from_views, consistency, summarize_parts, with_view
+from pekit.extract.views import (
+    CONSISTENCY,
+    SAME_PICTURES,
+    View,
+    concept_from_views,
+    consistency,
+    summarize_parts,
+    with_view,
+)
 from pekit.feedback import corrected, uncorrected
 from pekit.images import ImageInput, NamedImage, describe, load_image, same_pictures, source_name, thumbprint
 from pekit.memory import MemoryStore, clean_name, open_memory
@@ -238,16 +246,18 @@ class Personalizer:
         cfg = self.pipeline.config
         agreement = consistency(views, verify_weight=cfg.verify_weight, colour_weight=cfg.colour_weight,
                                 colour_neutral=cfg.colour_neutral)
+        prints = [v.thumbprint for v in views if v.thumbprint is not None]
+        twins = same_pictures(prints) if len(prints) == len(views) else []
         concept = concept_from_views(
             name, views, category=category, context=context, namespace=self.namespace,
             backbone=self.pipeline.fingerprint,
             meta={"references": [source_name(s) for s in refs],
                   "boxes": [[round(float(x), 1) for x in v.xyxy] for v in views],
                   **({} if agreement is None else {CONSISTENCY: round(agreement, 3)}),
+                  **({SAME_PICTURES: [[i + 1, j + 1] for i, j in twins]} if twins else {}),
                   "seconds": round(time.perf_counter() - start, 3)},
         )
-        prints = [v.thumbprint for v in views if v.thumbprint is not None]
-        for i, j in same_pictures(prints) if len(prints) == len(views) else []:
+        for i, j in twins:
             log.warning("'%s': photos %d and %d (%s, %s) are the same picture (or a copy of it): a copy adds "
                         "nothing to what pekit knows of it; photos from other angles or places do", name, i + 1,
                         j + 1, describe(refs[i]), describe(refs[j]))

@@ -120,6 +120,11 @@ def test_cli_states_what_happened_to_the_audio(tmp_path: Path, make_clip: Callab
     assert _streams(tmp_path / "a.mp4") == [("video", "h264")]
     assert main(["recognize", str(clip), "--out", str(tmp_path / "b.mp4"), "--json", "--memory", memory]) == 0
     assert json.loads(capsys.readouterr().out)["audio"] == "kept"
+    # a missing folder is made, as for a photo's --out
+    new = tmp_path / "new" / "folder"
+    assert main(["recognize", str(clip), "--out", str(new / "c.mp4"), "--sheet", str(new / "c.png"), "--memory",
+                 memory]) == 0
+    assert sorted(p.name for p in new.iterdir()) == ["c.mp4", "c.png"]
 
 
 def test_a_huge_rate_samples_every_frame_and_tracks_across_them(tmp_path: Path,

@@ -67,7 +67,8 @@ def _names(text: str) -> list[str]:
 
 def _common(p: argparse.ArgumentParser, *, refs_default: str) -> None:
     p.add_argument("--dataset", required=True, metavar="LAYOUT:PATH",
-                   help="folder:PATH, myvlm:PATH, yollava:PATH or thisismy:PATH (a bare path is auto-detected)")
+                   help="folder:PATH, myvlm:PATH, yollava:PATH, thisismy:PATH or stress:PATH (the stress split "
+                        "`python -m pekit.eval.stress` makes; a bare path is auto-detected)")
     p.add_argument("--preset", default="offline",
                    help="offline (default), offline-thorough, offline-fast, cpu or paper")
     p.add_argument("--refs", type=_int_list, default=_int_list(refs_default), metavar="K",

@@ -36,13 +36,16 @@ from pekit.retrieve.extent import mask_xyxy
 from pekit.retrieve.match import COLOURS, PART_GROUPS, group_agreement, part_groups
 from pekit.types import Concept, PatchGrid
 
-__all__ = ["CONSISTENCY", "View", "concept_from_views", "consistency", "merge_parts", "summarize_parts",
-           "tiled_image", "view_from_weights", "with_colours", "with_part_groups", "with_view", "zoomed_view"]
+__all__ = ["CONSISTENCY", "SAME_PICTURES", "View", "concept_from_views", "consistency", "merge_parts",
+           "summarize_parts", "tiled_image", "view_from_weights", "with_colours", "with_part_groups", "with_view",
+           "zoomed_view"]
 
 #: ``Concept.meta`` key: how well the reference photos recognize one another at introduction
 #: (`consistency`; only with two photos or more; `with_view` removes it, as the photos it was
 #: measured on are not kept).
 CONSISTENCY = "consistency"
+#: ``Concept.meta`` key: pairs of its photos (1-based) that are the same picture (`pekit.images.same_pictures`)
+SAME_PICTURES = "same_pictures"
 
 
 @dataclass

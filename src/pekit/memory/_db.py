@@ -61,6 +61,9 @@ class SqliteFile:
         self.timeout = timeout
         self.lock = threading.RLock()
         self._writes = 0
+        if path is not None and path.is_dir():
+            raise MemoryFileError(f"memory {self.label} is a folder, not a memory file; pass a file path such as "
+                                  f"{path / 'memory.db'}")
         # a missing (or empty) file is created by the first write; until then reads see an
         # empty stand-in and nothing is written, not even the tables
         self.pending = path is not None and _unwritten(path)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from pekit.errors import ImageError, InvalidInputError, require
+from pekit.images import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ __all__ = ["MAX_FRAME_PIXELS", "SCENE_CUT", "VIDEO_SUFFIXES", "Frame", "VideoErr
            "check_max_frames", "check_scene_cut", "is_video", "probe", "sample_frames"]
 
 #: suffixes `is_video` treats as video without sniffing the file
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
 #: refuse frames with more pixels than this by default (8K UHD is 33 Mpx); ``max_pixels=`` raises it
 MAX_FRAME_PIXELS = 8192 * 8192
 #: mean absolute difference (0-255) of consecutive frames' 32 x 18 luma thumbnails above which

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pekit._files import replacing, save_image, temporary_beside
+from pekit._files import make_folder, replacing, save_image, temporary_beside
 from pekit.errors import InvalidInputError, OutputError, require
 from pekit.prompt.overlay import PALETTE, annotate, colour_assignment
 from pekit.types import Detections
@@ -39,12 +39,11 @@ AUDIO_CHOICES = ("auto", "keep", "drop")
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path in ``target``'s folder, renamed to ``target`` on success, removed on
-    error (`pekit._files.atomic_path`); a missing folder or one that cannot be written is a
-    clear error."""
+    """A temporary path in ``target``'s folder (made if missing, as for a photo's ``--out``),
+    renamed to ``target`` on success, removed on error (`pekit._files.atomic_path`); a folder
+    that cannot be made or written is an `OutputError`."""
     target = Path(target)
-    if not target.parent.is_dir():
-        raise InvalidInputError(f"cannot write '{target}': the folder '{target.parent}' does not exist")
+    make_folder(target.parent)
     try:
         tmp = temporary_beside(target)
     except OSError as exc:  # a read-only folder, a full disk
@@ -204,9 +203,9 @@ def contact_sheet(tiles: Sequence[tuple[bytes, list[float], str, float, str]], c
 
 
 def save_png(image: np.ndarray, target: str | os.PathLike) -> None:
-    """Write ``image`` to ``target`` atomically (format from the suffix; `pekit._files.save_image`)."""
-    if not Path(target).parent.is_dir():
-        raise InvalidInputError(f"cannot write '{target}': the folder '{Path(target).parent}' does not exist")
+    """Write ``image`` to ``target`` atomically (format from the suffix; `pekit._files.save_image`;
+    its folder made if missing)."""
+    make_folder(Path(target).parent)
     save_image(image, target)
 
 
