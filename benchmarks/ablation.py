@@ -9,7 +9,8 @@ all-concepts run (chosen on the test photos: an upper bound).
 
     python benchmarks/ablation.py [--refs 2] [--rows default,noextent,...] [--cache DIR]
 
-Rows: default, noextent (matched region, not grown), noregion (no region-level
+Rows: default, noextent (matched region, not grown), nosalientbox (the box not completed from
+the saliency map), noregion (no region-level
 competition), noseeds (a concept that wins no proposal gets no region), noalso (no part
 seed beside won proposals), nocolour (no colour term), nocolourcomp (colour in the score,
 not in region competition), noothers (a second-look crop re-scores only the concept
@@ -37,6 +38,7 @@ from _data import add_data_argument, missing
 ROWS: dict[str, dict[str, Any]] = {
     "default": {},
     "noextent": {"extent": False},
+    "nosalientbox": {"salient_box": False},
     "noregion": {"region_competition": False},
     "noseeds": {"part_seeds": False},
     "noalso": {"part_seeds_also": False},
@@ -61,9 +63,9 @@ ROWS: dict[str, dict[str, Any]] = {
     "nocenter": {"backbone_options": {"layer": 7, "resolution": 448, "center": False}},
 }
 #: rows that reuse the default grids (no new backbone pass): the default of ``--rows``
-CHEAP = ("default", "noextent", "noregion", "noseeds", "noalso", "nocolour", "nocolourcomp", "noothers", "nocore",
-         "corebelow", "nocontested", "onelook", "noskip", "noseen", "nozoom", "global+parts", "globalonly", "salonly",
-         "winonly")
+CHEAP = ("default", "noextent", "nosalientbox", "noregion", "noseeds", "noalso", "nocolour", "nocolourcomp", "noothers",
+         "nocore", "corebelow", "nocontested", "onelook", "noskip", "noseen", "nozoom", "global+parts", "globalonly",
+         "salonly", "winonly")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,7 @@ from pekit.extract.views import (
 )
 from pekit.presets import Preset, RecognitionConfig
 from pekit.retrieve.candidates import NO_SCORE, Candidate, Scan, first_look, region_score
+from pekit.retrieve.extent import salient_boxes
 from pekit.retrieve.match import PART_GROUPS, Gallery, part_groups, thresholds_or
 from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
@@ -358,8 +359,18 @@ class Pipeline:
             shape = (grid.grid if isinstance(grid, Scan) else grid).shape
             found = self._tiled_look(found, gallery, image, shape, compete, labels, per_concept, concepts)
         if not look or image is None or not found:  # (image: for the type checker)
-            return [c for c in found if not c.contested]
-        return self._second_look(found, gallery, image, compete, labels, per_concept, concepts)
+            found = [c for c in found if not c.contested]
+        else:
+            found = self._second_look(found, gallery, image, compete, labels, per_concept, concepts)
+        return self._salient_boxes(found, grid.grid if isinstance(grid, Scan) else grid)
+
+    def _salient_boxes(self, found: list[Candidate], grid: PatchGrid) -> list[Candidate]:
+        """With ``salient_box``, each candidate's box grown to the salient object it lies on
+        (`salient_boxes`, on the photo's saliency map); regions and scores unchanged."""
+        if not self.config.salient_box or grid.saliency is None or not found:
+            return found
+        boxes = salient_boxes(np.stack([c.xyxy for c in found]), grid.saliency, grid.image_size)
+        return [dataclasses.replace(c, xyxy=b) for c, b in zip(found, boxes, strict=True)]
 
     def _tiled_look(self, found: list[Candidate], gallery: Gallery, image: np.ndarray, shape: tuple[int, ...],
                     compete: bool, labels: list[str] | None, per_concept: int,

@@ -44,6 +44,13 @@ class RecognitionConfig:
             before scoring it and drawing its box.
         extent_alpha: where between the background's and the object's similarity level a
             patch starts to belong to the object (lower grows more).
+        salient_box: after the looks, each box is grown to the connected component of the
+            query's saliency map (at half its range) that it lies on, when at least 80 % of
+            that component is already inside it: the extent, read at patch resolution, often
+            stops short of an object's rim (paws, a handle), and the component outlines the
+            whole object; a component that merges the object with a neighbour or the
+            background is mostly outside the box and grows nothing (`retrieve.salient_boxes`).
+            The box only: regions and scores are unchanged. Needs a query pass with saliency.
         max_parts: part prototypes kept per reference view.
         competitive: a region is named only after its best-matching concept.
         proposal_competition: with ``competitive``, a proposal is also assigned to its
@@ -144,6 +151,7 @@ class RecognitionConfig:
     verify_weight: float = 1.0
     extent: bool = True
     extent_alpha: float = 0.5
+    salient_box: bool = False
     max_parts: int = 32
     competitive: bool = True
     proposal_competition: bool = True
@@ -245,7 +253,8 @@ _OFFLINE = RecognitionConfig(second_look=True, second_look_band=0.02, second_loo
                              second_look_skip_named=True, second_looks=2, second_look_contested=True,
                              second_look_seen=True,
                              reference_zoom_out=2,
-                             part_seeds_also=True, colour_weight=0.2, colour_competition=True)
+                             part_seeds_also=True, colour_weight=0.2, colour_competition=True,
+                             salient_box=True)
 
 PRESETS: dict[str, Preset] = {
     "offline": Preset(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,33 @@ def test_extent_keeps_the_seed_when_nothing_around_is_alike():
     seed[1, 1] = 1
     mask = object_extent(unit, np.eye(4, dtype=np.float32)[:1], seed)
     assert mask.tolist() == (seed > 0.5).tolist()
+
+
+def _salient_scene(neighbour_salient: bool) -> tuple[PatchGrid, Gallery]:
+    """`_scene` with a saliency map at 2 px (40 x 50) outlining the object, rows 1-5 cols
+    1-5, plus a rim the patch features do not show (its "paws": row 6); the neighbour is
+    salient and touching it, or not."""
+    grid, view, parts = _scene(1)
+    sal = np.zeros((40, 50), np.float32)
+    sal[5:35, 5:30] = 1.0                                 # the object, and its rim in row 6 (pixels 60-70)
+    if neighbour_salient:
+        sal[5:30, 30:45] = 1.0                            # the neighbour, one component with it
+    grid = PatchGrid(grid.features, image_size=grid.image_size, saliency=sal)
+    return grid, Gallery.from_concepts([Concept("bo", view[None], parts=parts)])
+
+
+def test_the_box_grows_to_the_salient_object_and_only_the_box():
+    grid, gallery = _salient_scene(neighbour_salient=False)
+    cfg = RecognitionConfig(threshold=0.0, proposals=("windows",), window_scales=(0.3, 0.5))
+    plain = Pipeline(_NoBackbone(), cfg).recognize(grid, gallery)
+    grown = Pipeline(_NoBackbone(), replace(cfg, salient_box=True)).recognize(grid, gallery)
+    assert plain.xyxy.tolist() == [[10.0, 10.0, 60.0, 60.0]]  # the patches' extent stops above the rim
+    assert grown.xyxy.tolist() == [[10.0, 10.0, 60.0, 70.0]]  # the saliency map's object includes it
+    assert grown.score.tolist() == plain.score.tolist()        # the score is the region's, unchanged
+    np.testing.assert_allclose(grown.embedding, plain.embedding)
+
+
+def test_a_salient_component_that_holds_a_neighbour_grows_nothing():
+    grid, gallery = _salient_scene(neighbour_salient=True)  # most of that component lies outside the box
+    cfg = RecognitionConfig(threshold=0.0, proposals=("windows",), window_scales=(0.3, 0.5), salient_box=True)
+    assert Pipeline(_NoBackbone(), cfg).recognize(grid, gallery).xyxy.tolist() == [[10.0, 10.0, 60.0, 60.0]]
