@@ -14,7 +14,19 @@ import numpy as np
 
 from pekit.errors import InvalidInputError
 
-__all__ = ["Answer", "Concept", "Detections", "PatchGrid", "check_threshold"]
+__all__ = ["Answer", "Concept", "Detections", "PatchGrid", "check_threshold", "finite_number"]
+
+
+def finite_number(value: Any) -> bool:
+    """Whether ``value`` is a finite real number (a Python or numpy int or float; not a
+    bool, not text, not NaN or infinity): what every numeric option must be before its
+    range is checked.
+
+    >>> finite_number(2), finite_number(0.5), finite_number(True), finite_number("1"), finite_number(float("nan"))
+    (True, True, False, False, False)
+    """
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and bool(np.isfinite(value)))
 
 
 def check_threshold(value: Any, what: str = "threshold") -> float | None:
@@ -29,8 +41,7 @@ def check_threshold(value: Any, what: str = "threshold") -> float | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not -1.0 <= float(value) <= 1.0:  # NaN fails the comparison too
+    if not finite_number(value) or not -1.0 <= float(value) <= 1.0:
         raise InvalidInputError(f"{what} must be a cosine score in [-1, 1] (e.g. 0.6; leave it out for the "
                                 f"default), got {value!r}")
     return float(value)

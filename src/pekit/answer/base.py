@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from pekit.errors import InvalidInputError
+from pekit.types import finite_number
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",
@@ -150,8 +151,7 @@ def check_generation(max_new_tokens: int, temperature: float, seed: int | None) 
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
             or max_new_tokens < 1:
         raise InvalidInputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-            or not np.isfinite(temperature) or temperature < 0:
+    if not finite_number(temperature) or temperature < 0:
         raise InvalidInputError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise InvalidInputError(f"seed must be an integer or None, got {seed!r}")

@@ -25,6 +25,7 @@ import numpy as np
 
 from pekit.errors import ImageError, InvalidInputError, require
 from pekit.images import VIDEO_SUFFIXES
+from pekit.types import finite_number
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,7 @@ def check_fps(fps: Any) -> float:
     >>> check_fps(2), check_fps(1e12)
     (2.0, 1000000000000.0)
     """
-    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) \
-            or not (math.isfinite(fps) and fps > 0):
+    if not finite_number(fps) or fps <= 0:
         raise InvalidInputError(f"fps must be a positive number of samples per second (e.g. 2; one at or above "
                                 f"the clip's own frame rate samples every frame), got {fps!r}")
     return float(fps)
@@ -196,8 +196,7 @@ def check_scene_cut(diff: Any, name: str = "scene_cut") -> float:
     >>> check_scene_cut(16)
     16.0
     """
-    if isinstance(diff, bool) or not isinstance(diff, (int, float, np.integer, np.floating)) \
-            or not (math.isfinite(diff) and 0 < diff <= 255):
+    if not finite_number(diff) or not 0 < diff <= 255:
         raise InvalidInputError(
             f"{name} must be a mean frame difference greater than 0 and at most 255 (pixel values are 0-255; "
             f"{SCENE_CUT:g} catches cuts, not motion; lower finds more scenes), got {diff!r}")
@@ -242,8 +241,7 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
     """
     av = require("av", "video", "av")
     rate = min(check_fps(fps), _MAX_RATE)
-    if isinstance(start, bool) or not isinstance(start, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(start):
+    if not finite_number(start):
         raise InvalidInputError(f"start must be a time in seconds from the beginning of the clip, got {start!r}")
     diff = check_scene_cut(cut_diff if scene_cut is None else scene_cut, "cut_diff" if scene_cut is None else
                            "scene_cut")
