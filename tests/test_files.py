@@ -57,3 +57,31 @@ def test_an_image_that_cannot_be_written_leaves_the_previous_one_whole(tmp_path:
     assert odd.read_bytes() == b"an earlier file" and sorted(p.name for p in tmp_path.iterdir()) == [odd.name]
     save_image(image, tmp_path / "plain")  # no suffix: PNG
     assert (tmp_path / "plain").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_link_stays_a_link_and_a_files_own_mode_is_kept(tmp_path: Path) -> None:
+    real = tmp_path / "real.jpg"
+    real.write_bytes(b"old")
+    real.chmod(0o600)                                        # the user's own, private file
+    link = tmp_path / "link.jpg"
+    link.symlink_to(real)
+    atomic_write(link, lambda fh: fh.write(b"new"))
+    assert link.is_symlink() and real.read_bytes() == b"new" and _mode(real) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.jpg", "real.jpg"]
+
+
+def test_a_long_file_name_that_the_disk_takes_is_written(tmp_path: Path) -> None:
+    target = tmp_path / ("x" * 250 + ".jpg")                # 254 characters: the temporary name must fit too
+    atomic_write(target, lambda fh: fh.write(b"ok"))
+    assert target.read_bytes() == b"ok"
+
+
+def test_a_file_system_without_modes_still_takes_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pekit._files as files
+
+    def no_modes(*args, **kw):
+        raise PermissionError(1, "Operation not permitted")  # what chmod says on FAT or exFAT
+
+    monkeypatch.setattr(files.os, "chmod", no_modes)
+    atomic_write(tmp_path / "a.png", lambda fh: fh.write(b"ok"))
+    assert (tmp_path / "a.png").read_bytes() == b"ok"

@@ -113,6 +113,10 @@ def test_introduce_warns_when_a_photo_is_given_twice(make_personalizer: Any, che
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 1 and "'cat': photos 1 and 3" in warned[0] and "the same picture" in warned[0]
     assert cat.views.shape[0] == 3  # a warning, not a refusal
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pekit.personalizer"):  # one photo, two parts of it, on purpose
+        parts = p.introduce("cat parts", [chelsea, chelsea], boxes=[[0, 0, 200, 300], [200, 0, 400, 300]])
+    assert not [r for r in caplog.records if "same picture" in r.getMessage()] and "same_pictures" not in parts.meta
 
 
 def test_introduce_with_boxes(make_personalizer: Any, chelsea: np.ndarray) -> None:

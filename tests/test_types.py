@@ -294,3 +294,13 @@ def test_printing_detections_shows_names_scores_boxes_not_vectors() -> None:
 def test_printing_a_concept_shows_shapes_not_vectors() -> None:
     c = Concept("Bo", np.eye(2, 384), category="dog", parts=np.eye(5, 384))
     assert repr(c) == "Concept('Bo', category='dog', id=-1, namespace='default', views (2, 384), parts (5, 384))"
+
+
+def test_numbers_of_any_size_are_numbers_and_out_of_range_is_a_clear_error() -> None:
+    from pekit.errors import InvalidInputError
+    from pekit.types import check_threshold, finite_number
+
+    assert finite_number(2**80) and finite_number(np.int64(3)) and finite_number(np.float32(0.5))
+    assert not any(finite_number(v) for v in (True, "0.5", float("nan"), float("inf"), None, [1]))
+    with pytest.raises(InvalidInputError, match="cosine score in"):
+        check_threshold(2**64)

@@ -1,8 +1,10 @@
 """Files that appear whole or not at all: written beside their target, renamed into place.
 
 A reader never sees half a file, and a failure (a full disk, a crash) leaves the previous
-file, if any, as it was and no temporary file behind. The new file gets the mode any new
-file gets (``0o666`` less the umask), not the private ``0o600`` of `tempfile.mkstemp`.
+file, if any, as it was and no temporary file behind (the temporary file's name starts
+with a dot, so folder listings skip it). The file keeps the mode of the one it replaces, or
+gets the mode any new file gets (``0o666`` less the umask), not the private ``0o600`` of
+`tempfile.mkstemp`; a symbolic link stays a link, and the file it points to is replaced.
 """
 
 from __future__ import annotations
@@ -17,16 +19,30 @@ from typing import IO, Any
 __all__ = ["atomic_path", "atomic_write", "make_folder", "replacing", "save_image", "temporary_beside"]
 
 
-def _new_file_mode() -> int:
+def _read_umask() -> int:
     umask = os.umask(0)  # reading the umask means setting it; put it straight back
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+#: the process's umask, read once at import: reading it means setting it for an instant,
+#: which other threads creating files at that moment would see
+_UMASK = _read_umask()
+
+
+def _mode_for(target: Path) -> int:
+    """The mode the file at ``target`` gets: an existing file's own, else a new file's
+    (``0o666`` less the umask)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
 
 
 def temporary_beside(target: Path) -> Path:
     """A new empty file in ``target``'s folder, named after it and with its suffix (so
     writers that read the suffix still know the format)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem[:60]}.", suffix=target.suffix[:20], dir=target.parent)
     os.close(fd)
     return Path(tmp)
 
@@ -37,7 +53,10 @@ def replacing(target: Path, tmp: Path) -> Iterator[Path]:
     block ends without error, remove it when the block raises."""
     try:
         yield tmp
-        os.chmod(tmp, _new_file_mode())
+        try:
+            os.chmod(tmp, _mode_for(target))
+        except OSError:  # a file system without modes (FAT, exFAT, some network shares)
+            pass
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -55,10 +74,16 @@ def atomic_path(target: str | os.PathLike, *, make_folder: bool = False) -> Any:
     >>> (folder / "a.txt").read_text(), [p.name for p in folder.iterdir()]
     ('whole', ['a.txt'])
     """
-    target = Path(target)
+    target = _through_links(Path(target))
     if make_folder:
         target.parent.mkdir(parents=True, exist_ok=True)
     return replacing(target, temporary_beside(target))
+
+
+def _through_links(target: Path) -> Path:
+    """The file a symbolic link ``target`` points to (so the link stays a link and its file
+    is what gets replaced), else ``target``."""
+    return Path(os.path.realpath(target)) if target.is_symlink() else target
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
@@ -77,7 +102,7 @@ def save_image(image: Any, target: str | os.PathLike, *, hint: str = "pass anoth
 
     from pekit.errors import InvalidInputError, OutputError
 
-    target = Path(target)
+    target = _through_links(Path(target))
     try:
         with replacing(target, temporary_beside(target)) as tmp:
             try:

@@ -103,7 +103,7 @@ class OutputError(InvalidInputError):
         elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             cause = "permission denied (or a read-only disk); " + hint + " you can write to"
         elif exc.errno == errno.EISDIR:
-            cause = "it is a folder; " + hint + " to a file"
+            cause = "that path is a folder, not a file; " + hint
         elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
             blocker = _file_in_the_way(path)
             cause = (f"'{blocker}' is a file, not a folder; " if blocker is not None

@@ -233,8 +233,9 @@ def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
         ) from exc
     except UnidentifiedImageError as exc:
         if Path(name.strip("'")).suffix.lower() in VIDEO_SUFFIXES:
-            raise ImageError(f"{name}: a video, not a photo; this takes photos (pekit recognize, ask and caption "
-                             "also take videos; to introduce someone from a clip, save a frame as a photo)") from exc
+            raise ImageError(f"{name}: a video, not a photo; this takes photos (for a video: `pekit recognize`, "
+                             "`ask` or `caption` on the command line, `Personalizer.recognize_video` from Python; "
+                             "to introduce something from a clip, save a frame as a photo)") from exc
         raise ImageError(
             f"{name}: not an image file pekit can read (supported: "
             f"{', '.join(sorted(IMAGE_SUFFIXES))})"
@@ -296,8 +297,9 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
 
 
 #: `thumbprint` correlation at and above which two photos are the same picture: a copy,
-#: re-saved, resized or trimmed at the edges scores 0.98-1.0; two shots of a burst, taken a
-#: moment apart, 0.8 or less (measured on the development photos).
+#: re-saved or resized, scores 0.99-1.0 (trimmed by 1 % a side, 0.97-0.99: not always
+#: caught); two different shots of the development set reach 0.96 at most (two photos of a
+#: burst, a moment apart).
 SAME_PICTURE = 0.98
 
 
@@ -323,12 +325,13 @@ def same_pictures(prints: list[np.ndarray]) -> list[tuple[int, int]]:
 
 
 def list_images(paths: list[str | os.PathLike]) -> list[Path]:
-    """Expand folders into their image files (sorted); keep files as given."""
+    """Expand folders into their image files (sorted; hidden files skipped); keep files as given."""
     out: list[Path] = []
     for p in paths:
         path = Path(p).expanduser()
         if path.is_dir():
-            found = sorted(q for q in path.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(q for q in path.iterdir()  # hidden files: other programs' (and pekit's) temporaries
+                           if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith("."))
             if not found:
                 raise ImageError(f"'{path}': the folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
             out.extend(found)

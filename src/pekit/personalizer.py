@@ -71,6 +71,17 @@ def stored_consistency(concept: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _other_parts(boxes: Sequence[Any] | None, i: int, j: int) -> bool:
+    """Whether the boxes given for photos ``i`` and ``j`` (the same picture) pick different
+    parts of it (IoU under 0.9): two views of one photo on purpose, not a copy."""
+    if boxes is None or boxes[i] is None or boxes[j] is None:
+        return False
+    from pekit.retrieve.nms import box_iou
+
+    a, b = (np.asarray(boxes[k], np.float32).reshape(1, 4) for k in (i, j))
+    return float(box_iou(a, b)[0, 0]) < 0.9
+
+
 def build_pipeline(preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
     """The `Pipeline` a preset describes: `Pipeline.from_preset` (kept as the facade's name)."""
     return Pipeline.from_preset(preset, **overrides)
@@ -247,7 +258,8 @@ class Personalizer:
         agreement = consistency(views, verify_weight=cfg.verify_weight, colour_weight=cfg.colour_weight,
                                 colour_neutral=cfg.colour_neutral)
         prints = [v.thumbprint for v in views if v.thumbprint is not None]
-        twins = same_pictures(prints) if len(prints) == len(views) else []
+        twins = [(i, j) for i, j in (same_pictures(prints) if len(prints) == len(views) else [])
+                 if not _other_parts(reference_boxes(refs, boxes), i, j)]
         concept = concept_from_views(
             name, views, category=category, context=context, namespace=self.namespace,
             backbone=self.pipeline.fingerprint,
@@ -621,7 +633,8 @@ class Personalizer:
         negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], self.pipeline.config.max_parts)
         # read, change and write in one transaction: a correction or view added meanwhile stays
         return self.memory.modify(concept.name, lambda now: corrected(
-            now, negative, image=source_name(image), box=wrong.xyxy, score=wrong.score), namespace=self.namespace)
+            now, negative, image=source_name(image), box=self.pipeline.drawn_boxes(wrong.xyxy, scan)[0],
+            score=wrong.score), namespace=self.namespace)
 
     def undo_correction(self, name: str) -> Concept:
         """Take back the last `correct` of ``name`` (a photo of the real one was given by

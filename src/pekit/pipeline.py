@@ -359,18 +359,19 @@ class Pipeline:
             shape = (grid.grid if isinstance(grid, Scan) else grid).shape
             found = self._tiled_look(found, gallery, image, shape, compete, labels, per_concept, concepts)
         if not look or image is None or not found:  # (image: for the type checker)
-            found = [c for c in found if not c.contested]
-        else:
-            found = self._second_look(found, gallery, image, compete, labels, per_concept, concepts)
-        return self._salient_boxes(found, grid.grid if isinstance(grid, Scan) else grid)
+            return [c for c in found if not c.contested]
+        return self._second_look(found, gallery, image, compete, labels, per_concept, concepts)
 
-    def _salient_boxes(self, found: list[Candidate], grid: PatchGrid) -> list[Candidate]:
-        """With ``salient_box``, each candidate's box grown to the salient object it lies on
-        (`salient_boxes`, on the photo's saliency map); regions and scores unchanged."""
-        if not self.config.salient_box or grid.saliency is None or not found:
-            return found
-        boxes = salient_boxes(np.stack([c.xyxy for c in found]), grid.saliency, grid.image_size)
-        return [dataclasses.replace(c, xyxy=b) for c, b in zip(found, boxes, strict=True)]
+    def drawn_boxes(self, boxes: np.ndarray, grid: PatchGrid | Scan) -> np.ndarray:
+        """``(n, 4)`` the boxes to draw and report for the named regions' ``boxes``: with
+        ``salient_box``, each grown to the salient object it lies on (`salient_boxes`, on the
+        photo's saliency map), after the regions were chosen and overlaps removed, so the
+        growth decides nothing; otherwise (or without a saliency map) the boxes themselves."""
+        grid = grid.grid if isinstance(grid, Scan) else grid
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        if not self.config.salient_box or grid.saliency is None or not len(boxes):
+            return boxes
+        return salient_boxes(boxes, grid.saliency, grid.image_size)
 
     def _tiled_look(self, found: list[Candidate], gallery: Gallery, image: np.ndarray, shape: tuple[int, ...],
                     compete: bool, labels: list[str] | None, per_concept: int,
@@ -452,6 +453,7 @@ class Pipeline:
             k = cand.concept
             if not found[k] or cand.score > scores[k]:
                 scores[k], boxes[k], found[k] = cand.score, cand.xyxy, True
+        boxes[found] = self.drawn_boxes(boxes[found], grid)
         return scores, boxes, found
 
     def recognize(self, grid: PatchGrid | Scan, gallery: Gallery, *, threshold: float | None = None,
@@ -473,7 +475,7 @@ class Pipeline:
         kept = nms(boxes, scores, iou=self.config.nms_iou)
         regions = np.stack([hits[i].region for i in kept]).astype(np.float32)
         return Detections(
-            xyxy=boxes[kept], score=scores[kept], concept_id=gallery.ids[owner[kept]],
+            xyxy=self.drawn_boxes(boxes[kept], scan), score=scores[kept], concept_id=gallery.ids[owner[kept]],
             name=np.array([gallery.names[k] for k in owner[kept]], dtype=object),
             embedding=pool(scan.grid, regions),
         )

@@ -6,6 +6,7 @@ original image (x0, y0 inclusive, x1, y1 exclusive, floats allowed).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -25,8 +26,11 @@ def finite_number(value: Any) -> bool:
     >>> finite_number(2), finite_number(0.5), finite_number(True), finite_number("1"), finite_number(float("nan"))
     (True, True, False, False, False)
     """
-    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-            and bool(np.isfinite(value)))
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True  # any size: np.isfinite cannot take an int beyond 64 bits
+    return isinstance(value, (float, np.floating)) and math.isfinite(value)
 
 
 def check_threshold(value: Any, what: str = "threshold") -> float | None:

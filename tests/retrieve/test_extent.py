@@ -106,3 +106,33 @@ def test_a_salient_component_that_holds_a_neighbour_grows_nothing():
     grid, gallery = _salient_scene(neighbour_salient=True)  # most of that component lies outside the box
     cfg = RecognitionConfig(threshold=0.0, proposals=("windows",), window_scales=(0.3, 0.5), salient_box=True)
     assert Pipeline(_NoBackbone(), cfg).recognize(grid, gallery).xyxy.tolist() == [[10.0, 10.0, 60.0, 60.0]]
+
+
+def test_a_thin_strand_of_the_salient_component_does_not_stretch_the_box():
+    from pekit.retrieve.extent import salient_boxes
+
+    sal = np.zeros((200, 400), np.float32)
+    sal[100:140, 50:90] = 1.0                              # a 40 x 40 object
+    sal[120, 90:390] = 1.0                                 # and a 1-px leash, 300 px long: 84 % of the pixels inside
+    box = np.array([[50, 100, 90, 140]], np.float32)
+    assert salient_boxes(box, sal, (400, 200)).tolist() == box.tolist()
+
+
+def test_recognize_drops_overlaps_before_the_boxes_grow():
+    """Two concepts named on parts of one salient object: their boxes overlap less than NMS
+    removes, so both are returned; grown, the two boxes coincide, and growing first would
+    have dropped one. Growth decides nothing."""
+    from pekit.retrieve.candidates import Candidate
+
+    grid, gallery = _salient_scene(neighbour_salient=False)
+    two = Gallery.from_concepts([Concept("bo", gallery.views[:1], parts=gallery.parts[0]),
+                                 Concept("mo", gallery.views[:1], parts=gallery.parts[0])])
+    boxes = np.array([[10, 10, 60, 58], [10, 22, 60, 70]], np.float32)  # IoU 0.6: each holds 80 % of the object
+    region = np.zeros(grid.shape, bool)
+    found = [Candidate(0, 0.9, boxes[0], region), Candidate(1, 0.8, boxes[1], region)]
+    pipe = Pipeline(_NoBackbone(), RecognitionConfig(threshold=0.0, salient_box=True, nms_iou=0.7))
+    pipe.candidates = lambda *args, **kw: found  # type: ignore[method-assign]
+    grown = pipe.drawn_boxes(boxes, grid)
+    assert grown.tolist() == [[10.0, 10.0, 60.0, 70.0]] * 2     # both grow to the whole object
+    dets = pipe.recognize(grid, two)
+    assert list(dets.name) == ["bo", "mo"] and dets.xyxy.tolist() == grown.tolist()

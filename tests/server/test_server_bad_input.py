@@ -241,3 +241,13 @@ def test_serve_with_a_bad_memory_uri_creates_no_key_file(serve: Any, tmp_path: P
     code, err, started = serve("--memory", "bogus://x", "--keys", str(keys))
     assert code == 7 and "unknown memory URI scheme 'bogus'" in err, err
     assert not keys.exists() and started == []
+
+
+@pytest.mark.parametrize("filename", ["cat\x1b[31m.jpg", "x" * 300 + ".jpg"])
+def test_an_upload_name_with_control_characters_or_too_long_is_refused(client: Any, alice: dict[str, str],
+                                                                      photos: dict[str, bytes],
+                                                                      filename: str) -> None:
+    r = client.post("/v1/concepts", headers=alice, data={"name": "Tom"},
+                    files=[("photos", (filename, photos["cat"], "image/jpeg"))])
+    assert r.status_code == 400 and "control characters" in r.json()["error"]["message"], r.text
+    assert client.app.state.service.personalizer.memory.count() == 0

@@ -384,6 +384,9 @@ def _match_subsets(pipeline: Any, scan: Any, gallery: Gallery, subsets: list[np.
         for cand in pipeline.candidates(scan, gallery.subset(members), image=image, labels=labels):
             if cand.concept == 0 and (scores[k] == NO_SCORE or cand.score > scores[k]):
                 scores[k], boxes[k] = cand.score, cand.xyxy
+    found = scores != NO_SCORE
+    if found.any() and hasattr(pipeline, "drawn_boxes"):
+        boxes[found] = pipeline.drawn_boxes(boxes[found], scan)  # as `Pipeline.match` draws them
     return scores, boxes
 
 

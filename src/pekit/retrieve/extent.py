@@ -96,7 +96,8 @@ def salient_boxes(xyxy: np.ndarray, saliency: np.ndarray, image_size: tuple[int,
                   inside: float = 0.8, min_contrast: float = 0.2) -> np.ndarray:
     """``(n, 4)`` boxes ``xyxy``, each grown to the salient object it lies on: the box of the
     saliency map's connected component (above ``level`` of the map's range) that has the
-    most pixels in it, united with it when at least ``inside`` of that component lies in it.
+    most pixels in it, united with it when at least ``inside`` of that component's pixels and
+    half of its bounding box lie in it.
 
     The extent is read from patch similarity at 1/14 of the resolution, and the object's
     rim (paws on a rug, a mug's handle, an edge in shadow) is often under the midpoint: the
@@ -134,6 +135,9 @@ def salient_boxes(xyxy: np.ndarray, saliency: np.ndarray, image_size: tuple[int,
         if within[best] == 0 or within[best] < inside * sizes[best]:
             continue
         rows, cols = spans[best - 1]
+        inner = max(0, min(x1, cols.stop) - max(x0, cols.start)) * max(0, min(y1, rows.stop) - max(y0, rows.start))
+        if inner < 0.5 * (cols.stop - cols.start) * (rows.stop - rows.start):
+            continue  # a thin strand (a leash, a shelf's edge) would stretch the box far beyond the object
         box[:] = (min(box[0], cols.start * sx), min(box[1], rows.start * sy),
                   max(box[2], cols.stop * sx), max(box[3], rows.stop * sy))
     return boxes

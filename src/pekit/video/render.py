@@ -42,7 +42,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """A temporary path in ``target``'s folder (made if missing, as for a photo's ``--out``),
     renamed to ``target`` on success, removed on error (`pekit._files.atomic_path`); a folder
     that cannot be made or written is an `OutputError`."""
-    target = Path(target)
+    target = Path(os.path.realpath(target)) if Path(target).is_symlink() else Path(target)
     make_folder(target.parent)
     try:
         tmp = temporary_beside(target)
