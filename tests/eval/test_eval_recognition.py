@@ -320,6 +320,25 @@ def test_box_metrics_against_ground_truth(tmp_path: Path):
     # red hits: IoU 1; green hits: IoU 0.5 (>= 0.5 counts) -> all hits count, median of [1, 1, .5, .5] = 0.75
     assert metric(rows["saliency"], "box iou>=0.5") == pytest.approx(1.0)
     assert metric(rows["saliency"], "box iou median") == pytest.approx(0.75)
+    assert metric(rows["saliency"], "box holds>=0.9") == pytest.approx(1.0)  # the whole photo holds both
+
+
+def test_the_box_holds_metric_tells_a_box_that_cuts_the_object_from_one_that_holds_it(tmp_path: Path):
+    from pekit.eval.summary import box_covers, box_ious
+
+    root = make_folder(tmp_path / "db", {"red": ["red"] * 3, "green": ["green"] * 3})
+    # the fake boxes the whole 16 x 12 photo; truth: red a box larger than the photo (the box
+    # cuts it: covers 16 * 12 of 32 * 12 = half), green a small box inside the photo (held whole)
+    lines = ["subject,file,x0,y0,x1,y1,note"]
+    lines += [f"red,{i:02d}.png,0,0,32,12," for i in range(3)] + [f"green,{i:02d}.png,4,3,12,9," for i in range(3)]
+    (root / "boxes.csv").write_text("\n".join(lines) + "\n")
+    run = run_recognition(load_dataset(f"folder:{root}"), FakePipeline(), refs=(1,), seeds=1, progress=False)
+    trial = run.trials[0]
+    ious, covers = box_ious(run, trial), box_covers(run, trial)
+    assert len(ious) == len(covers) == 4                                  # two test photos of each
+    assert sorted(covers.round(3).tolist()) == [0.5, 0.5, 1.0, 1.0]
+    assert sorted(ious.round(3).tolist()) == [0.25, 0.25, 0.5, 0.5]      # green: 48 / 192; red: 192 / 384
+    assert metric(summarize(run)[0], "box holds>=0.9") == pytest.approx(0.5)
 
 
 def test_grids_cached_before_colours_were_kept_gain_them_without_a_pass(folder_dataset: Path, tmp_path: Path):

@@ -33,11 +33,15 @@ positive accuracy = recall = TP / (TP + FN) over photos of the concept that are 
 negative accuracy = specificity = TN / (TN + FP) over the other concepts' non-reference photos plus the
 dataset's own negatives of the concept; precision = TP / (TP + FP); weighted = (positive + negative) / 2;
 same-category = negative accuracy on photos of other concepts with the same category.
+Boxes (datasets with ground-truth boxes; correct hits only): box IoU≥0.5 = share of hits whose box
+overlaps the true one at IoU >= 0.5, box IoU median, box holds ≥90 % = share of hits whose box covers
+at least 90 % of the true box (the object is inside what the LVLM is told is it).
 A concept is recognized in a photo iff its final score (`Pipeline.match`) is >= the threshold τ."""
 
 _NAMES = {"positive": "positive acc.", "negative": "negative acc.", "precision": "precision",
           "weighted": "weighted", "same category": "same-category neg. acc.",
-          "box iou>=0.5": "box IoU≥0.5", "box iou median": "box IoU median (%)"}
+          "box iou>=0.5": "box IoU≥0.5", "box iou median": "box IoU median (%)",
+          "box holds>=0.9": "box holds ≥90 %"}
 
 
 def clean_json(obj: Any) -> Any:
@@ -114,7 +118,7 @@ def recognition_results(run: Any, *, threshold: float | None = None, top_k: Sequ
 
 def _metric_columns(rows: list[dict[str, Any]]) -> list[str]:
     names = [m for m in ("positive", "negative", "precision", "weighted", "same category",
-                         "box iou>=0.5", "box iou median")
+                         "box iou>=0.5", "box iou median", "box holds>=0.9")
              if any(m in r["metrics"] for r in rows)]
     names += sorted({m for r in rows for m in r["metrics"] if m.startswith("negative: ")})
     names += sorted({m for r in rows for m in r["metrics"] if m[:2] in ("P@", "R@")}, key=lambda m: (m[2:], m))

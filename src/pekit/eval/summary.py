@@ -27,7 +27,7 @@ from pekit.eval.metrics import (
 )
 from pekit.eval.recognition import RecognitionRun, Trial
 
-__all__ = ["BOX_HIT", "BOX_MEDIAN", "METRICS", "box_ious", "group_label",
+__all__ = ["BOX_COVER", "BOX_HIT", "BOX_MEDIAN", "METRICS", "box_covers", "box_ious", "group_label",
            "per_concept", "summarize", "sweep", "trial_masks", "trial_metrics"]
 
 #: Main recognition metrics, in table order.
@@ -35,6 +35,8 @@ METRICS = ("positive", "negative", "precision", "weighted")
 SAME = "same category"
 BOX_HIT = "box iou>=0.5"
 BOX_MEDIAN = "box iou median"
+#: share of correct hits whose box covers at least 90 % of the ground-truth box
+BOX_COVER = "box holds>=0.9"
 OTHER = "other concepts"
 
 
@@ -48,25 +50,44 @@ def group_label(extractor: str, k: int, gallery: str = "all", *, with_extractor:
     return label if gallery == "all" else f"{label}/{gallery}"
 
 
+def _hit_boxes(run: RecognitionRun, trial: Trial, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, 4)`` drawn boxes and ``(n, 4)`` ground-truth boxes of every correct hit (score >=
+    threshold on a photo of the concept that has a ground-truth box for it)."""
+    thr = run.threshold if threshold is None else float(threshold)
+    found, truth = [], []
+    if trial.boxes is not None:
+        for row, idx in enumerate(trial.photos):
+            photo = run.photos[int(idx)]
+            for col, name in enumerate(trial.concepts):
+                gt = photo.boxes.get(name)
+                if gt is not None and name in photo.owners and trial.scores[row, col] >= thr:
+                    found.append(trial.boxes[row, col])
+                    truth.append(gt)
+    return np.asarray(found, np.float64).reshape(-1, 4), np.asarray(truth, np.float64).reshape(-1, 4)
+
+
 def box_ious(run: RecognitionRun, trial: Trial, threshold: float | None = None) -> np.ndarray:
     """IoU with the ground-truth box of every correct hit (score >= threshold on a photo of
     the concept that has a ground-truth box for it).
 
     Returns an empty array when the trial stored no boxes or the dataset has none.
     """
-    thr = run.threshold if threshold is None else float(threshold)
-    if trial.boxes is None:
-        return np.zeros(0)
     from pekit.retrieve.nms import box_iou
 
-    out = []
-    for row, idx in enumerate(trial.photos):
-        photo = run.photos[int(idx)]
-        for col, name in enumerate(trial.concepts):
-            gt = photo.boxes.get(name)
-            if gt is not None and name in photo.owners and trial.scores[row, col] >= thr:
-                out.append(float(box_iou(trial.boxes[row, col][None], gt[None])[0, 0]))
-    return np.asarray(out, np.float64)
+    found, truth = _hit_boxes(run, trial, threshold)
+    return np.asarray([float(box_iou(f[None], t[None])[0, 0]) for f, t in zip(found, truth, strict=True)],
+                      np.float64)
+
+
+def box_covers(run: RecognitionRun, trial: Trial, threshold: float | None = None) -> np.ndarray:
+    """How much of its ground-truth box the box of every correct hit covers (intersection
+    over the ground truth's area): whether the box holds the object, which the prompt tells
+    the LVLM it does, whatever else it holds. Empty as `box_ious` is."""
+    from pekit.retrieve.nms import box_area, overlap
+
+    found, truth = _hit_boxes(run, trial, threshold)
+    return np.asarray([overlap(list(f), list(t)) / max(box_area(list(t)), 1e-9)
+                       for f, t in zip(found, truth, strict=True)], np.float64)
 
 
 def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -136,6 +157,7 @@ def summarize(run: RecognitionRun, threshold: float | None = None, *,
             if ious.size:
                 values[BOX_HIT] = float((ious >= 0.5).mean())
                 values[BOX_MEDIAN] = float(np.median(ious))
+                values[BOX_COVER] = float((box_covers(run, trial, threshold) >= 0.9).mean())
             for kk in top_k:
                 positive, _, _ = trial_masks(run, trial)
                 values[f"P@{kk}"], values[f"R@{kk}"] = retrieval_at_k(trial.scores, positive, kk)
