@@ -320,10 +320,23 @@ def test_backbone_mismatch_is_refused_and_memory_untouched(make_personalizer: An
     with pytest.raises(BackboneMismatchError, match="dinov2-small") as info:
         p.introduce("cat", chelsea)
     assert p.pipeline.fingerprint in str(info.value)
+    assert "use the same backbone" in str(info.value)  # no preset makes a 224 px final-layer DINOv2-S
     with pytest.raises(BackboneMismatchError):
         p.recognize(chelsea)
     assert snapshot(p) == before
     assert grid_cache.calls == calls  # refused before any backbone pass
+
+
+def test_a_memory_made_with_another_preset_names_that_preset(make_personalizer: Any, chelsea: np.ndarray) -> None:
+    from dataclasses import replace
+
+    memory = open_memory("memory://")
+    p = make_personalizer(memory=memory)
+    fast = p.pipeline.fingerprint + "/int8"  # what the offline-fast preset's int8 backbone writes
+    memory.add(replace(_foreign_concept(), backbone=fast))
+    with pytest.raises(BackboneMismatchError, match=r"use the preset that made it \(offline-fast; "
+                                                   r"CLI: --preset offline-fast\)"):
+        p.recognize(chelsea)
 
 
 def test_a_memory_emptied_by_forget_accepts_another_backbone(make_personalizer: Any,

