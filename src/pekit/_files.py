@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,10 +63,12 @@ def replacing(target: Path, tmp: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def atomic_path(target: str | os.PathLike, *, make_folder: bool = False) -> Any:
-    """Context manager: a temporary path beside ``target`` (`temporary_beside`) that replaces
-    it when the block ends without error and is removed when it raises (`replacing`).
-    ``make_folder``: create ``target``'s folder when missing.
+def atomic_path(target: str | os.PathLike, *, make_folder: bool = False) -> AbstractContextManager[Path]:
+    """Context manager: a temporary path beside ``target`` (`temporary_beside`, created at
+    once, so a folder that cannot be written fails here) that replaces it when the block
+    ends without error and is removed when it raises (`replacing`). A symbolic link
+    ``target`` stays a link: the file it points to is replaced. ``make_folder``: create
+    ``target``'s folder when missing.
 
     >>> import tempfile; folder = Path(tempfile.mkdtemp())
     >>> with atomic_path(folder / "a.txt") as tmp:
@@ -94,19 +96,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
 
 
 def save_image(image: Any, target: str | os.PathLike, *, hint: str = "pass another path") -> None:
-    """Write an ``(H, W, 3)`` uint8 ``image`` to ``target`` whole or not at all, in the format
-    its suffix names (PNG without one). A suffix Pillow cannot write is an
+    """Write an ``(H, W, 3)`` uint8 ``image`` to ``target`` whole or not at all (`atomic_path`),
+    in the format its suffix names (PNG without one). A suffix Pillow cannot write is an
     `InvalidInputError`; a full disk, no permission or a missing folder an `OutputError`
     (``hint``: what to do instead). A previous file at ``target`` is only ever replaced whole."""
     from PIL import Image
 
     from pekit.errors import InvalidInputError, OutputError
 
-    target = _through_links(Path(target))
     try:
-        with replacing(target, temporary_beside(target)) as tmp:
+        with atomic_path(target) as tmp:
             try:
-                Image.fromarray(image).save(tmp, format=None if target.suffix else "PNG")
+                Image.fromarray(image).save(tmp, format=None if _through_links(Path(target)).suffix else "PNG")
             except (ValueError, KeyError) as exc:  # Pillow knows no format for the suffix
                 raise InvalidInputError(f"cannot write '{target}': {exc}; use a suffix such as .jpg or .png") from exc
     except OSError as exc:

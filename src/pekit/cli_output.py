@@ -20,9 +20,9 @@ __all__ = ["beside", "check_outputs", "free", "out_path", "read_only", "save", "
 
 
 def save(image: Any, path: Path) -> None:
-    """Write a picture to ``path``, its folder made if missing."""
+    """Write a picture to ``path`` whole or not at all, its folder made if missing."""
     make_folder(path.parent, hint="pass --out a path")
-    save_image(image, path, hint="pass --out a path")  # whole or not at all
+    save_image(image, path, hint="pass --out a path")
 
 
 def free(path: Path) -> Path:

@@ -260,8 +260,9 @@ class Personalizer:
         agreement = consistency(views, verify_weight=cfg.verify_weight, colour_weight=cfg.colour_weight,
                                 colour_neutral=cfg.colour_neutral)
         prints = [v.thumbprint for v in views if v.thumbprint is not None]
+        given = reference_boxes(refs, boxes)
         twins = [(i, j) for i, j in (same_pictures(prints) if len(prints) == len(views) else [])
-                 if not _other_parts(reference_boxes(refs, boxes), i, j)]
+                 if not _other_parts(given, i, j)]
         concept = concept_from_views(
             name, views, category=category, context=context, namespace=self.namespace,
             backbone=self.pipeline.fingerprint,

@@ -66,28 +66,31 @@ def _hit_boxes(run: RecognitionRun, trial: Trial, threshold: float | None) -> tu
     return np.asarray(found, np.float64).reshape(-1, 4), np.asarray(truth, np.float64).reshape(-1, 4)
 
 
+def _box_overlaps(run: RecognitionRun, trial: Trial, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(IoU, share of the ground truth covered)`` of every correct hit's box (`_hit_boxes`)."""
+    from pekit.retrieve.nms import box_area, box_iou, overlap
+
+    found, truth = _hit_boxes(run, trial, threshold)
+    ious = np.diagonal(box_iou(found, truth)).astype(np.float64)  # each hit against its own truth
+    covers = np.asarray([overlap(list(f), list(t)) / max(box_area(list(t)), 1e-9)
+                         for f, t in zip(found, truth, strict=True)], np.float64)
+    return ious, covers
+
+
 def box_ious(run: RecognitionRun, trial: Trial, threshold: float | None = None) -> np.ndarray:
     """IoU with the ground-truth box of every correct hit (score >= threshold on a photo of
     the concept that has a ground-truth box for it).
 
     Returns an empty array when the trial stored no boxes or the dataset has none.
     """
-    from pekit.retrieve.nms import box_iou
-
-    found, truth = _hit_boxes(run, trial, threshold)
-    return np.asarray([float(box_iou(f[None], t[None])[0, 0]) for f, t in zip(found, truth, strict=True)],
-                      np.float64)
+    return _box_overlaps(run, trial, threshold)[0]
 
 
 def box_covers(run: RecognitionRun, trial: Trial, threshold: float | None = None) -> np.ndarray:
     """How much of its ground-truth box the box of every correct hit covers (intersection
     over the ground truth's area): whether the box holds the object, which the prompt tells
     the LVLM it does, whatever else it holds. Empty as `box_ious` is."""
-    from pekit.retrieve.nms import box_area, overlap
-
-    found, truth = _hit_boxes(run, trial, threshold)
-    return np.asarray([overlap(list(f), list(t)) / max(box_area(list(t)), 1e-9)
-                       for f, t in zip(found, truth, strict=True)], np.float64)
+    return _box_overlaps(run, trial, threshold)[1]
 
 
 def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -153,11 +156,11 @@ def summarize(run: RecognitionRun, threshold: float | None = None, *,
         per_seed: dict[str, list[float]] = {}
         for trial in trials:
             values = {name: concept_mean(v) for name, v in trial_metrics(run, trial, threshold).items()}
-            ious = box_ious(run, trial, threshold)
+            ious, covers = _box_overlaps(run, trial, threshold)
             if ious.size:
                 values[BOX_HIT] = float((ious >= 0.5).mean())
                 values[BOX_MEDIAN] = float(np.median(ious))
-                values[BOX_COVER] = float((box_covers(run, trial, threshold) >= 0.9).mean())
+                values[BOX_COVER] = float((covers >= 0.9).mean())
             for kk in top_k:
                 positive, _, _ = trial_masks(run, trial)
                 values[f"P@{kk}"], values[f"R@{kk}"] = retrieval_at_k(trial.scores, positive, kk)

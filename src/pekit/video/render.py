@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pekit._files import make_folder, replacing, save_image, temporary_beside
+from pekit import _files as files
+from pekit._files import make_folder
 from pekit.errors import InvalidInputError, OutputError, require
 from pekit.prompt.overlay import PALETTE, annotate, colour_assignment
 from pekit.types import Detections
@@ -42,13 +43,12 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """A temporary path in ``target``'s folder (made if missing, as for a photo's ``--out``),
     renamed to ``target`` on success, removed on error (`pekit._files.atomic_path`); a folder
     that cannot be made or written is an `OutputError`."""
-    target = Path(os.path.realpath(target)) if Path(target).is_symlink() else Path(target)
-    make_folder(target.parent)
+    make_folder(Path(target).parent)
     try:
-        tmp = temporary_beside(target)
+        place = files.atomic_path(target)  # the temporary file is made here
     except OSError as exc:  # a read-only folder, a full disk
         raise OutputError.writing(target, exc, hint="pass another path") from exc
-    with replacing(target, tmp):
+    with place as tmp:
         yield tmp
 
 
@@ -206,6 +206,6 @@ def save_png(image: np.ndarray, target: str | os.PathLike) -> None:
     """Write ``image`` to ``target`` atomically (format from the suffix; `pekit._files.save_image`;
     its folder made if missing)."""
     make_folder(Path(target).parent)
-    save_image(image, target)
+    files.save_image(image, target)
 
 
