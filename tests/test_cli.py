@@ -324,3 +324,20 @@ def test_a_library_that_prints_its_own_messages_is_not_printed_twice() -> None:
         assert keep.filter(plain) is True
     finally:
         own.handlers.clear()
+
+
+def test_update_changes_context_and_category_and_keeps_the_views(cli: Any, stocked: dict[str, Path]) -> None:
+    m = stocked["memory"]
+    code, out, err = cli("update", "CAT", "--context", "my cat, loves the sun", "--memory", m, "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"name": "cat", "category": "cat", "context": "my cat, loves the sun", "memory": str(m)}
+    code, out, _ = cli("list", "--memory", m, "--json")
+    assert [(r["context"], r["views"]) for r in json.loads(out)] == [("my cat, loves the sun", 1)]
+    before = digest(m)
+    code, _, err = cli("update", "cat", "--memory", m)
+    assert code == 2 and "--context TEXT and/or --category TEXT" in err
+    code, _, err = cli("update", "cat", "--category", "a\x1b[2Jb", "--memory", m)
+    assert_one_line_error(err, "update", "control character U+001B")
+    code, _, err = cli("update", "dog", "--context", "x", "--memory", m)
+    assert code == 4 and "no concept named 'dog'" in err
+    assert digest(m) == before

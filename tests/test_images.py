@@ -67,6 +67,8 @@ def test_returns_a_contiguous_copy_not_a_view(rgb: np.ndarray) -> None:
         (np.full((4, 5), 65535, np.uint16), [255, 255, 255]),  # 16-bit
         (np.full((4, 5), 32768, np.uint16), [128, 128, 128]),
         (np.full((4, 5), 200, np.int64), [200, 200, 200]),  # ints within 0..255 stay as they are
+        (np.full((4, 5), 255, np.uint16), [1, 1, 1]),  # 16-bit by its range, dark or not
+        (np.full((4, 5), 256, np.uint16), [1, 1, 1]),
     ],
 )
 def test_arrays_become_rgb_uint8(array: np.ndarray, expected_pixel: list[int]) -> None:
@@ -86,6 +88,9 @@ def test_arrays_become_rgb_uint8(array: np.ndarray, expected_pixel: list[int]) -
         (np.zeros((4, 0), np.uint8), "empty"),
         (np.full((4, 5), np.nan, np.float32), "NaN or infinite"),
         (np.zeros((4, 5), np.complex64), "unsupported array dtype"),
+        (np.full((4, 5), -128, np.int16), r"pixel values 0-255, but they run from -128 to -128"),
+        (np.full((4, 5), 300, np.int64), r"from 300 to 300; convert it to uint8"),
+        (np.full((4, 5), -0.5, np.float32), "negative values .* normalised tensor"),
     ],
 )
 def test_bad_arrays_raise_image_error_with_the_shape(array: np.ndarray, message: str) -> None:
@@ -104,6 +109,14 @@ def test_16_bit_png_is_scaled_to_8_bit(tmp_path: Path) -> None:
     assert out.shape == (32, 64, 3) and out.dtype == np.uint8
     assert out[0, 0].tolist() == [0, 0, 0] and out[-1, -1].tolist() == [255, 255, 255]
     assert out[16, 0, 0] == pytest.approx(ramp[16, 0] / 257, abs=1)
+
+
+def test_a_dark_16_bit_png_stays_dark(tmp_path: Path) -> None:
+    # its values happen to be under 256: still 16-bit pixels, not 8-bit ones
+    path = tmp_path / "dark.png"
+    Image.fromarray(np.full((8, 8), 255, np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I")
+    assert load_image(path)[0, 0].tolist() == [1, 1, 1]
 
 
 def test_palette_with_transparency_composites_on_white() -> None:
@@ -352,3 +365,19 @@ def test_source_name_is_the_path_as_given_and_describe_quotes_it(tmp_path: Path)
     assert source_name("'x.jpg'") == "'x.jpg'" and describe("'x.jpg'") == "''x.jpg''"  # quotes in the name kept
     for other in (b"abcd", np.zeros((2, 3, 3), np.uint8), 7):
         assert source_name(other) == describe(other) and not source_name(other).startswith("'")
+
+
+def test_an_empty_path_and_a_file_this_user_may_not_read_are_named(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ImageError, match="the image path is empty"):
+        load_image("")
+    photo = tmp_path / "private.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+
+    def denied(self: Path, *args: object, **kwargs: object) -> None:  # what chmod 000 does to anyone but root
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(ImageError, match=r"private\.jpg'?: permission denied; check the file's permissions"):
+        load_image(photo)
+

@@ -126,7 +126,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
     elif not rows:
-        print(f"no concepts in {uri} (namespace '{args.namespace}'); add one with `pekit introduce`")
+        print(f"no concepts in {uri} (namespace '{_shown(args.namespace)}'); add one with `pekit introduce`")
     else:
         shown = [(_shown(r["name"]), _shown(r["category"]), _shown(r["context"])) for r in rows]
         width = max(len(name) for name, _, _ in shown)
@@ -175,6 +175,19 @@ def _cmd_add_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_update(args: argparse.Namespace) -> int:
+    if args.context is None and args.category is None:
+        raise InvalidInputError("say what to change: --context TEXT and/or --category TEXT")
+    with _personalizer(args) as p:
+        c = p.update(args.name, context=args.context, category=args.category)
+    record = {"name": c.name, "category": c.category, "context": c.context, "memory": p.memory.uri}
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"'{_shown(c.name)}': {_shown(c.category) or '-'} — {_shown(c.context) or '(no context)'}")
+    return 0
+
+
 def _cmd_repair(args: argparse.Namespace) -> int:
     with _open_memory(args) as memory:
         if not hasattr(memory, "repair"):
@@ -197,14 +210,22 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 
 
 def _cmd_recognize_video(args: argparse.Namespace) -> int:
-    check_outputs(args, [Path(args.images[0])])
+    clip = Path(args.images[0])
+    check_outputs(args, [clip])
+    # a folder (existing, or written with a trailing slash) gets a free name inside it, as for photos
+    out = out_path(args.out, clip, False, "_pekit", ".mp4")
+    sheet = out_path(args.sheet, clip, False, "_sheet", ".png")
     with _personalizer(args) as p:
         _note_if_empty(p, args)
-        result = p.recognize_video(args.images[0], fps=args.fps, max_frames=args.max_frames, out=args.out,
-                                   sheet=args.sheet, scene_cut=args.scene_cut, audio=args.audio,
-                                   max_pixels=args.max_pixels)
+        result = p.recognize_video(clip, fps=args.fps, max_frames=args.max_frames, out=out, sheet=sheet,
+                                   scene_cut=args.scene_cut, audio=args.audio, max_pixels=args.max_pixels)
+    if sheet is not None and result.sheet is None:
+        print(f"pekit {args.command}: note: nothing was recognized in {_shown(clip)}, so no contact sheet was "
+              "written", file=sys.stderr)
     if args.json:
-        print(json.dumps(result.to_dict()))
+        record = result.to_dict()
+        record["written"] = [w for w in (result.annotated, result.sheet) if w]
+        print(json.dumps(record))
         return 0
     print(result.timeline())
     t = result.timings
@@ -387,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_correct(args)
         if args.command == "add-view":
             return _cmd_add_view(args)
+        if args.command == "update":
+            return _cmd_update(args)
         if args.command == "recognize":
             return _cmd_recognize(args)
         if args.command == "ask":

@@ -66,9 +66,10 @@ def _threshold(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, help="recognition threshold (default: the preset's)")
 
 
-def _answer_opts(p: argparse.ArgumentParser) -> None:
+def _answer_opts(p: argparse.ArgumentParser, *, many: bool) -> None:
     p.add_argument("--lvlm", help="none, hf:<id or dir> or openai:<base url>#<model> (default: the preset's)")
-    p.add_argument("--out", metavar="PATH", help="write the annotated image here (a folder for several images)")
+    p.add_argument("--out", metavar="PATH", help="write the annotated image here" + (
+        " (a folder for several images)" if many else " (a file, or a folder)"))
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--seed", type=int)
@@ -117,18 +118,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1", help="box around the object (default: saliency)")
     _common(p)
 
+    p = sub.add_parser("update", help="change a concept's context or category (its photos stay)",
+                       description="pekit update NAME --context TEXT [--category TEXT]: change what the LVLM is "
+                                   "told about NAME, or its category, without its photos or a backbone pass.")
+    p.add_argument("name")
+    p.add_argument("--context", help="what the LVLM should know, e.g. \"my parents' dog, loves the beach\"")
+    p.add_argument("--category", help="what it is, e.g. dog")
+    _common(p)
+
     p = sub.add_parser("repair", help="remove concepts whose stored rows are damaged, and report them")
     p.add_argument("--dry-run", action="store_true", help="only report the damaged concepts")
     _common(p)
 
     p = sub.add_parser("recognize", help="find your concepts in photos")
     p.add_argument("images", nargs="+", help="photos or folders, or one video")
-    p.add_argument("--out", metavar="PATH", help="annotated image path (a folder for several images)")
+    p.add_argument("--out", metavar="PATH", help="annotated image (or video) path; a folder (several images, or "
+                   "a name ending in /) gets photo_pekit.jpg (clip_pekit.mp4) inside")
     p.add_argument("--explain", metavar="PNG", help="write, per detection, the patch similarity heat map over "
                    "the photo and the reference view it matched best (one image)")
     p.add_argument("--fps", type=float, default=2.0, help="video: frames sampled per second (default 2)")
     p.add_argument("--max-frames", type=int, help="video: at most this many sampled frames")
-    p.add_argument("--sheet", metavar="PNG", help="video: contact sheet of the best frame per track")
+    p.add_argument("--sheet", metavar="PNG", help="video: contact sheet of the best frame per track (.png or "
+                   ".jpg; a folder gets clip_sheet.png)")
     p.add_argument("--scene-cut", type=float, metavar="DIFF",
                    help="video: also sample the first frame of each scene, a cut being a mean frame difference "
                    "over DIFF (0-255; the default for scenes is 16)")
@@ -144,13 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     p.add_argument("question")
     p.add_argument("--option", action="append", metavar="LETTER=TEXT", help="multiple-choice option, e.g. A=Cat")
-    _answer_opts(p)
+    _answer_opts(p, many=False)
     _threshold(p)
     _common(p, reads=True)
 
     p = sub.add_parser("caption", help="caption photos (or a clip, scene by scene), calling your concepts by name")
     p.add_argument("images", nargs="+", help="photos or folders, or one video (a caption per scene)")
-    _answer_opts(p)
+    _answer_opts(p, many=True)
     _threshold(p)
     _common(p, reads=True)
 

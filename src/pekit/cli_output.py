@@ -34,14 +34,15 @@ def free(path: Path) -> Path:
     return candidate
 
 
-def out_path(out: str | None, image: Path, many: bool, suffix: str = "_pekit") -> Path | None:
+def out_path(out: str | None, image: Path, many: bool, suffix: str = "_pekit", ext: str = ".jpg") -> Path | None:
     """Where to write the annotated ``image``: the ``--out`` file as given, or a free name
-    (``photo_pekit.jpg``, ``photo_pekit-1.jpg``...) inside the ``--out`` folder."""
+    (``photo_pekit.jpg``, ``photo_pekit-1.jpg``...; ``ext`` for another kind of file) inside
+    the ``--out`` folder (an existing one, or a name ending in ``/``)."""
     if not out:
         return None
     target = Path(out)
     if many or target.is_dir() or out.endswith(("/", os.sep)):
-        return free(target / f"{image.stem}{suffix}.jpg")
+        return free(target / f"{image.stem}{suffix}{ext}")
     return target
 
 

@@ -85,6 +85,32 @@ def source_name(source: object) -> str:
     return f"<{type(source).__name__}>"
 
 
+def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
+    """Pixel values of another dtype as 8-bit: uint16 by its range (a 16-bit photo; dark or
+    not, the same scale), other integers as 0-255 values, floats as 0-1 (or 0-255 when any
+    value is over 1). Negative values are refused: they are a normalised tensor or signed
+    data, not a photo, and wrapping or clipping them would give other pixels silently."""
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            raise ImageError(f"{name}: the image array contains NaN or infinite values")
+        if arr.min(initial=0.0) < -1e-3:
+            raise ImageError(f"{name}: the image array has negative values (down to {float(arr.min()):.3g}); "
+                             "pixels must be 0-1 or 0-255 floats: pass the photo itself, not a normalised "
+                             "tensor (undo the mean/std normalisation first)")
+        hi = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
+        return np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ImageError(f"{name}: unsupported array dtype {arr.dtype}; use uint8 RGB")
+    if arr.dtype == np.uint16:
+        return (arr.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+    lo, top = int(arr.min()), int(arr.max())  # not empty: checked before
+    if lo < 0 or top > 255:
+        raise ImageError(f"{name}: a {arr.dtype} image array must hold pixel values 0-255, but they run "
+                         f"from {lo} to {top}; convert it to uint8 (or uint16 for 16-bit pixels) first, "
+                         "e.g. np.clip(a, 0, 255).astype(np.uint8)")
+    return arr.astype(np.uint8)
+
+
 def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
@@ -98,16 +124,7 @@ def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     elif arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating):
-            if not np.all(np.isfinite(arr)):
-                raise ImageError(f"{name}: the image array contains NaN or infinite values")
-            hi = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
-            arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        elif np.issubdtype(arr.dtype, np.integer):
-            hi = 255 if arr.max(initial=0) <= 255 else (65535 if arr.max() <= 65535 else int(arr.max()))
-            arr = (arr.astype(np.float64) / hi * 255.0 + 0.5).astype(np.uint8)
-        else:
-            raise ImageError(f"{name}: unsupported array dtype {arr.dtype}; use uint8 RGB")
+        arr = _to_uint8(arr, name)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif arr.shape[2] == 4:
@@ -126,7 +143,9 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     if img.width == 0 or img.height == 0:
         raise ImageError(f"{name}: the image is empty (zero width or height)")
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):  # a 16-bit file: its range, whatever the values
+        return _array_to_rgb(np.asarray(img).astype(np.uint16), name)
+    if mode == "I":  # 32-bit integers: 16-bit data in older Pillows' PNGs, else 0-255
         arr = np.asarray(img, dtype=np.float64)
         hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
         return _array_to_rgb((np.clip(arr / hi, 0, 1) * 255 + 0.5).astype(np.uint8), name)
@@ -237,8 +256,8 @@ def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
                              "`ask` or `caption` on the command line, `Personalizer.recognize_video` from Python; "
                              "to introduce something from a clip, save a frame as a photo)") from exc
         raise ImageError(
-            f"{name}: not an image file pekit can read (supported: "
-            f"{', '.join(sorted(IMAGE_SUFFIXES))})"
+            f"{name}: not an image file pekit can read: its content is in none of these formats, whatever "
+            f"its name says: {', '.join(sorted(IMAGE_SUFFIXES))}"
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: the image file is damaged or truncated ({exc}); re-export it") from exc
@@ -250,11 +269,14 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
 
     Args:
         source: a path, raw encoded bytes, a PIL image, a numpy array (grayscale, RGB,
-            RGBA; uint8, uint16, bool or float in [0, 1]), or a `NamedImage` of one of these.
+            RGBA; uint8, uint16 (scaled by its 0-65535 range), other integers holding 0-255,
+            bool, or float in [0, 1] or [0, 255]), or a `NamedImage` of one of these.
         max_pixels: refuse larger images (decompression-bomb guard).
 
     Raises:
-        ImageError: missing file, non-image, truncated file, empty or oversized image.
+        ImageError: missing file, non-image, truncated file, empty or oversized image, an
+            array with negative values (a normalised tensor) or integers over 255 in a dtype
+            other than uint16.
 
     Example:
         >>> load_image(np.zeros((4, 5), np.uint8)).shape
@@ -282,14 +304,22 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
             raise ImageError(f"{name}: the image data is empty")
         return _pil_to_rgb(_open_checked(io.BytesIO(bytes(source)), name, max_pixels), name)
     if isinstance(source, (str, os.PathLike)):
+        if not os.fspath(source).strip():
+            raise ImageError("the image path is empty; pass a file name, e.g. 'photo.jpg'")
         path = Path(source).expanduser()
         if not path.exists():
             raise ImageError(f"{name}: no such file; check the path")
         if path.is_dir():
             raise ImageError(f"{name}: is a folder, not an image; pass the image files inside it")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{name}: the file is empty (0 bytes)")
-        with path.open("rb") as fh:
+        try:
+            if path.stat().st_size == 0:
+                raise ImageError(f"{name}: the file is empty (0 bytes)")
+            fh = path.open("rb")
+        except PermissionError as exc:
+            raise ImageError(f"{name}: permission denied; check the file's permissions (chmod +r)") from exc
+        except OSError as exc:  # a FIFO's open is fine; an I/O error, a name too long...
+            raise ImageError(f"{name}: cannot be read ({exc.strerror or exc})") from exc
+        with fh:
             return _pil_to_rgb(_open_checked(fh, name, max_pixels), name)
     raise ImageError(
         f"{name}: cannot read an image from this type; pass a path, bytes, a PIL image or a numpy array"

@@ -15,9 +15,10 @@ import copy
 import dataclasses
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,18 @@ from pekit.extract.views import (
 )
 from pekit.feedback import corrected, uncorrected
 from pekit.images import ImageInput, NamedImage, describe, load_image, same_pictures, source_name, thumbprint
-from pekit.memory import MemoryStore, clean_name, open_memory
-from pekit.pipeline import Pipeline
+from pekit.memory import (
+    MAX_CATEGORY_LENGTH,
+    MAX_CONTEXT_LENGTH,
+    MemoryStore,
+    check_new_name,
+    clean_name,
+    clean_namespace,
+    clean_prose,
+    lookalike_key,
+    open_memory,
+)
+from pekit.pipeline import Pipeline, check_workers
 from pekit.presets import Preset, get_preset, presets_for
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery, thresholds_or
@@ -91,9 +102,12 @@ class Personalizer:
     """Personal concepts in memory + recognition + (optionally) an LVLM.
 
     Args:
-        preset: ``offline`` (default), ``cpu``, ``paper`` or a `Preset`.
+        preset: a name in `pekit.presets.PRESETS` (``offline``, the default;
+            ``offline-fast``, ``offline-thorough``, ``cpu``, ``paper``...) or a `Preset`.
         memory: a `MemoryStore` or a URI/path for `open_memory` (default: ``$PEKIT_MEMORY``
-            or the user data dir).
+            or the user data dir). A path that does not exist is an empty memory, created by
+            the first `introduce` (``open_memory(path, must_exist=True)`` refuses it instead);
+            `close` closes only a store opened from a path or URI here.
         namespace: the user whose concepts are used.
         lvlm: LVLM backend name (``none``, ``hf:<id>``, ``openai:<url>#<model>``) or object;
             default: the preset's.
@@ -111,15 +125,21 @@ class Personalizer:
         if threshold is not None:
             overrides["threshold"] = threshold
         self.preset = get_preset(preset).with_options(**overrides) if overrides else get_preset(preset)
-        if not isinstance(namespace, str) or not namespace.strip():
-            raise InvalidInputError("namespace must be a non-empty string")
+        namespace = clean_namespace(namespace)
         self.memory: MemoryStore = memory if isinstance(memory, MemoryStore) else open_memory(memory)
+        self._owns_memory = not isinstance(memory, MemoryStore)  # `close` closes only what it opened
         self.namespace = namespace
+        if lvlm is not None and not isinstance(lvlm, str) and not callable(getattr(lvlm, "generate", None)):
+            raise InvalidInputError(f"lvlm must be a spec ('none', 'hf:<id>', 'openai:<url>#<model>') or an object "
+                                    f"with generate(image, prompt, ...) (pekit.answer.LVLM), got {type(lvlm).__name__}")
         self._lvlm_spec = lvlm if lvlm is not None else self.preset.lvlm
         self._faces_spec = faces
-        # lazily built models, shared with `for_namespace` siblings (one dict, many owners)
+        # lazily built models, shared with `for_namespace` siblings (one dict, many owners),
+        # built once even when several threads ask at once
         self._models: dict[str, Any] = {}
+        self._models_lock = threading.Lock()
         self.face_tolerance = face_tolerance
+        self._warned_empty = False  # `recognize` on an empty memory (a mistyped path?) says so once
 
     def for_namespace(self, namespace: str) -> Personalizer:
         """A Personalizer of another owner that shares this one's models and memory store.
@@ -128,40 +148,49 @@ class Personalizer:
         each user (namespace) with ``for_namespace(user)``, which costs nothing. Every
         store read and write of the sibling is filtered on its namespace.
         """
-        if not isinstance(namespace, str) or not namespace.strip():
-            raise InvalidInputError("namespace must be a non-empty string")
+        namespace = clean_namespace(namespace)
         sibling = copy.copy(self)
         sibling.namespace = namespace
+        sibling._owns_memory = False  # closing a sibling leaves the shared store open
         return sibling
 
     # -- lazily built parts -------------------------------------------------------------
+    def _model(self, key: str, build: Callable[[], Any]) -> Any:
+        """``self._models[key]``, built by ``build`` on first use (once, whatever the threads)."""
+        model = self._models.get(key)
+        if model is None:
+            with self._models_lock:
+                model = self._models.get(key)
+                if model is None:
+                    model = self._models[key] = build()
+        return model
+
     @property
     def pipeline(self) -> Pipeline:
-        if "pipeline" not in self._models:
-            self._models["pipeline"] = build_pipeline(self.preset)
-        pipeline: Pipeline = self._models["pipeline"]
+        pipeline: Pipeline = self._model("pipeline", lambda: build_pipeline(self.preset))
         return pipeline
 
     @property
     def faces(self) -> Any:
         """The face model of person concepts (`pekit.faces.load_faces`), loaded on first use."""
-        if "faces" not in self._models:
+        def build() -> Any:
             from pekit.faces import load_faces
 
             spec = self._faces_spec
-            self._models["faces"] = load_faces(spec) if isinstance(spec, str) else spec
-        return self._models["faces"]
+            return load_faces(spec) if isinstance(spec, str) else spec
+
+        return self._model("faces", build)
 
     @property
     def lvlm(self) -> Any:
-        if "lvlm" not in self._models:
+        def build() -> Any:
             if isinstance(self._lvlm_spec, str):
                 from pekit.answer import load_lvlm
 
-                self._models["lvlm"] = load_lvlm(self._lvlm_spec)
-            else:
-                self._models["lvlm"] = self._lvlm_spec
-        return self._models["lvlm"]
+                return load_lvlm(self._lvlm_spec)
+            return self._lvlm_spec
+
+        return self._model("lvlm", build)
 
     def _check_backbone(self) -> None:
         stored = self.memory.backbone
@@ -183,12 +212,19 @@ class Personalizer:
         """Reference views of ``images`` (one backbone pass each, plus the zoomed-out copy's
         when the preset keeps zoomed-out views), without storing anything."""
         box_list = reference_boxes(images, boxes)
-        mask_list = list(masks) if masks is not None else [None] * len(images)
-        if len(mask_list) != len(images):
-            raise InvalidInputError(f"got {len(mask_list)} masks for {len(images)} images")
+        mask_list = _mask_list(masks, len(images))
+        for i, (box, mask) in enumerate(zip(box_list, mask_list, strict=True)):
+            if box is not None and mask is not None:
+                raise InvalidInputError(f"photo {i + 1} got both a box and a mask; give one (a mask outlines the "
+                                        "object, a box only frames it)")
+        _check_files(images)  # a missing second photo is an error before the first one's pass
         out = []
         for src, box, mask in zip(images, box_list, mask_list, strict=True):
             image = load_image(src)
+            if min(image.shape[:2]) < MIN_BOX_SIDE:
+                raise InvalidInputError(f"{describe(src)} is {image.shape[1]} x {image.shape[0]} pixels: too small to "
+                                        f"show an object; a reference photo needs at least {MIN_BOX_SIDE} pixels on "
+                                        "each side (a few hundred is best)")
             if mask is not None:  # before the pass: a mask of the wrong size costs nothing
                 mask = check_mask(mask, image.shape[1], image.shape[0], src)
             grid = self.pipeline.encode(image)
@@ -215,29 +251,30 @@ class Personalizer:
             context: free text for the LVLM ("my parents' dog"); None keeps the replaced
                 concept's (empty for a new one).
             boxes: optional ``[x0, y0, x1, y1]`` (or None) per image around the object.
-            masks: optional ``(H, W)`` bool mask (or None) per image.
+            masks: optional mask (or None) per image: ``(H, W)`` True/False, 0/1 or 0/255
+                integers, or 0-1 float weights, of the photo's size or any size of its shape;
+                an image has a box or a mask, not both.
             replace: overwrite an existing concept of that name instead of raising
                 `DuplicateConceptError`.
             kind: ``"object"`` (default) or ``"person"``: one face per photo (a box picks one
                 of several), recognized by face identity (see `pekit.faces`).
         """
-        from pekit.faces import PERSON, check_kind
+        from pekit.faces import PERSON, check_kind, concept_kind
 
         kind = check_kind(kind)
-        for label, text in (("category", category), ("context", context)):
-            if text is not None and not isinstance(text, str):
-                raise InvalidInputError(f"{label} must be text (a str), got {type(text).__name__}")
+        # every check that costs nothing runs before the backbone passes
+        new_category = None if category is None else clean_prose(category, "category", limit=MAX_CATEGORY_LENGTH,
+                                                                  lines=False)
+        new_context = None if context is None else clean_prose(context, "context", limit=MAX_CONTEXT_LENGTH)
         if kind == PERSON and masks is not None:
             raise InvalidInputError("a person is found by face: pass boxes (--box) to pick one, not masks")
-        name = clean_name(name)
-        refs: Sequence[ImageInput]
-        if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray)) or not isinstance(images, Sequence):
-            refs = [images]  # type: ignore[list-item]
-        else:
-            refs = cast("Sequence[ImageInput]", images)  # a list or tuple of images
+        name = check_new_name(clean_name(name))
+        refs = _image_list(images)
         if len(refs) == 0:
             raise InvalidInputError(f"introduce '{name}' needs at least one reference image")
         old = self._same_name(name)
+        if old is None:
+            self._check_lookalike(name)
         if old is not None and not replace:
             from pekit.errors import DuplicateConceptError
 
@@ -246,8 +283,10 @@ class Personalizer:
                 f"a concept named '{name}' already exists{same}; pass replace=True (CLI: --replace) "
                 "to overwrite it, or choose another name"
             )
-        category = (old.category if old is not None and category is None else category or "").strip()
-        context = (old.context if old is not None and context is None else context or "").strip()
+        # a replaced concept's category stays unless given, or unless it said what it no longer is ("person")
+        kept = old.category if old is not None and not (concept_kind(old) != kind and old.category == PERSON) else ""
+        category = (kept if old is not None and new_category is None else new_category or "").strip()
+        context = (old.context if old is not None and new_context is None else new_context or "").strip()
         self._check_backbone()
         self._check_writable(f"introduce '{name.strip()}'")  # fail before spending backbone passes
         start = time.perf_counter()
@@ -301,6 +340,18 @@ class Personalizer:
         except ConceptNotFoundError:
             return None
 
+
+    def _check_lookalike(self, name: str) -> None:
+        """Refuse a new name that looks like a stored one (full-width letters, compatibility
+        forms: ``'Ｂｏ'`` beside ``'Bo'``): the two could not be told apart on a photo."""
+        key = lookalike_key(name)
+        for summary in self.memory.summaries(namespace=self.namespace):
+            if lookalike_key(summary.name) == key:
+                from pekit.errors import DuplicateConceptError
+
+                raise DuplicateConceptError(f"'{name}' looks the same as the stored concept '{summary.name}' (the "
+                                            "same letters in another form); use that name, or choose another one")
+
     def _introduce_person(self, name: str, refs: Sequence[ImageInput], *, category: str, context: str,
                           boxes: Sequence[Any] | None, replace: bool, start: float) -> Concept:
         """Person concept: face vectors in ``meta`` + backbone views of the face regions."""
@@ -318,6 +369,14 @@ class Personalizer:
             vectors.append(vector)
             face_boxes.append(xyxy)
             views.append(self.pipeline.reference(self.pipeline.encode(image), box=xyxy))  # matched by face
+        tolerance = self._face_tolerance()
+        apart = [(i, j, float(np.linalg.norm(vectors[i] - vectors[j]))) for i in range(len(vectors))
+                 for j in range(i + 1, len(vectors))]
+        for i, j, distance in apart:
+            if distance > tolerance:  # further apart than one person's faces stay
+                log.warning("'%s': the faces of photos %d and %d (%s, %s) are %.2f apart, more than the %.2f within "
+                            "which faces are one person: are both of %s? (a --box picks the right face in a group)",
+                            name, i + 1, j + 1, describe(refs[i]), describe(refs[j]), distance, tolerance, name)
         concept = Concept(
             name=name, views=np.stack([v.embedding for v in views]),
             parts=np.concatenate([v.parts for v in views]), category=category.strip() or PERSON,
@@ -330,16 +389,23 @@ class Personalizer:
         )
         return self.memory.add(concept, replace=replace)
 
+    def _face_tolerance(self) -> float:
+        """Face distance within which a face is a stored person (`face_tolerance`, else the model's)."""
+        from pekit.faces import FACE_TOLERANCE
+
+        if self.face_tolerance is not None:
+            return float(self.face_tolerance)
+        return float(getattr(self.faces, "tolerance", FACE_TOLERANCE))
+
     # -- stage 2: recognize ----------------------------------------------------------------
     @property
     def galleries(self) -> GalleryCache:
         """The per-namespace matching galleries (`pekit.retrieve.cache.GalleryCache`), shared
         with `for_namespace` siblings: read once, rebuilt only after a write to the namespace."""
-        if "galleries" not in self._models:
-            from pekit.faces import PERSON, concept_kind
+        from pekit.faces import PERSON, concept_kind
 
-            self._models["galleries"] = GalleryCache(self.memory, select=lambda c: concept_kind(c) != PERSON)
-        cache: GalleryCache = self._models["galleries"]
+        cache: GalleryCache = self._model("galleries", lambda: GalleryCache(
+            self.memory, select=lambda c: concept_kind(c) != PERSON))
         return cache
 
     def gallery(self) -> Gallery:
@@ -356,24 +422,41 @@ class Personalizer:
         return self._recognize(load_image(image), self.galleries.get(self.namespace), threshold)
 
     def recognize_many(self, images: Iterable[ImageInput], *, threshold: float | None = None,
-                       workers: int | None = None) -> Iterator[Detections]:
+                       workers: int | None = None, errors: str = "raise") -> Iterator[Detections]:
         """`recognize` a stream of photos (a folder, an album), in order, faster than a loop.
 
         Decoding, the backbone passes of the next photos and the matching of this one
-        overlap (`Pipeline.encode_many`); results are the same as `recognize`'s. An
-        unreadable photo raises its `ImageError` when its turn comes.
+        overlap (`Pipeline.encode_many`); results are the same as `recognize`'s, and each
+        photo is matched against the memory as it is when its turn comes (a concept
+        forgotten meanwhile is not named in the photos after). ``workers``: passes at a
+        time (default: one per core, up to 4). An unreadable photo raises its `ImageError`
+        when its turn comes; with ``errors="return"`` that error is yielded in the photo's
+        place and the rest go on (results stay aligned with ``images``).
+
+        >>> for photo, d in zip(album, p.recognize_many(album, errors="return")):  # doctest: +SKIP
+        ...     print(photo, d if isinstance(d, ImageError) else d.name)
         """
-        if images is None or isinstance(images, (str, os.PathLike, bytes, bytearray, NamedImage)):
+        if images is None or isinstance(images, (str, os.PathLike, bytes, bytearray, NamedImage)) or \
+                not isinstance(images, Iterable):
             raise InvalidInputError("recognize_many takes an iterable of photos (paths, arrays, PIL "
                                     f"images...), got {type(images).__name__}; for one photo use recognize")
+        if errors not in ("raise", "return"):
+            raise InvalidInputError(f"errors must be 'raise' or 'return', got {errors!r}")
         threshold = check_threshold(threshold)
-        for _, dets in self._recognize_stream(images, threshold=threshold, workers=workers):
-            yield dets
+        check_workers(workers)  # now, not at the first photo
+
+        def stream() -> Iterator[Any]:
+            for _, dets in self._recognize_stream(images, threshold=threshold, workers=workers,
+                                                  skip_bad=errors == "return"):
+                yield dets
+
+        return stream()
 
     def _recognize_stream(self, images: Iterable[ImageInput], *, threshold: float | None = None,
                           workers: int | None = None, skip_bad: bool = False) -> Iterator[Any]:
         """``(rgb, detections)`` per photo: `recognize_many` for callers that draw on the photo.
-        With ``skip_bad`` an unreadable photo gives ``(None, its ImageError)`` and the rest go on."""
+        With ``skip_bad`` an unreadable photo gives ``(None, its ImageError)`` and the rest go on.
+        Each photo is matched against the namespace as it is when its turn comes."""
         entry = self.galleries.get(self.namespace)
         if not len(entry.gallery):  # persons only (or nothing): no backbone pass to overlap
             for image in images:
@@ -384,7 +467,7 @@ class Personalizer:
                         raise
                     yield None, exc
                     continue
-                yield img, self._recognize(img, entry, threshold)
+                yield img, self._recognize(img, self.galleries.get(self.namespace), threshold)
             return
         self._check_backbone()
         for result in self.pipeline.encode_many(images, saliency=self.pipeline.query_saliency, workers=workers):
@@ -394,6 +477,7 @@ class Personalizer:
                 yield None, result
                 continue
             img, grid = result
+            entry = self.galleries.get(self.namespace)  # a write meanwhile (forget, correct) counts from now
             yield img, self._recognize(img, entry, threshold, grid=grid, blas=1)  # next passes are running
 
     def _recognize(self, img: np.ndarray, entry: NamespaceGallery, threshold: float | None,
@@ -406,6 +490,11 @@ class Personalizer:
         first. ``timings`` (if given) accumulates seconds under ``backbone`` and ``faces``.
         """
         objects, persons = entry.gallery, entry.others
+        if not entry.count and not self._warned_empty:
+            self._warned_empty = True
+            log.warning("the memory '%s' holds no concepts (namespace '%s'), so nothing can be recognized: introduce "
+                        "one first, or check the memory path (open_memory(path, must_exist=True) refuses a missing "
+                        "file)", self.memory.uri, self.namespace)
         found: list[Detections] = []
         if len(objects):
             t0 = time.perf_counter()
@@ -434,15 +523,13 @@ class Personalizer:
         return merged[np.argsort(-np.asarray(merged.score), kind="stable")] if len(merged) else merged
 
     def _recognize_faces(self, img: np.ndarray, persons: list[Concept]) -> Detections:
-        from pekit.faces import FACE_TOLERANCE, FaceGallery, match_faces
+        from pekit.faces import FaceGallery, match_faces
 
         gallery = FaceGallery.from_concepts(persons, self.faces.fingerprint)
         faces = self.faces.detect(img)
         if len(faces) == 0:
             return Detections.empty()
-        tolerance = float(getattr(self.faces, "tolerance", FACE_TOLERANCE)) if self.face_tolerance is None \
-            else float(self.face_tolerance)
-        return match_faces(faces, self.faces.embed(img, faces.xyxy), gallery, tolerance=tolerance)
+        return match_faces(faces, self.faces.embed(img, faces.xyxy), gallery, tolerance=self._face_tolerance())
 
     def recognize_video(self, video: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,
                         out: str | os.PathLike | None = None, sheet: str | os.PathLike | None = None,
@@ -514,6 +601,8 @@ class Personalizer:
         With no LVLM (``lvlm="none"``, the offline presets' default) ``Answer.text`` is
         empty: ``Answer.prompt`` and ``Answer.image`` are what an LVLM would get.
         """
+        if question is None:
+            raise InvalidInputError("ask needs a question, e.g. 'What is Bo doing?'; for a caption use caption()")
         return self._respond(image, question=question, options=options, threshold=threshold, **generation)
 
     def caption(self, image: ImageInput, *, threshold: float | None = None, **generation: Any) -> Answer:
@@ -540,7 +629,9 @@ class Personalizer:
             if is_video(image):
                 if options:
                     raise InvalidInputError("multiple-choice options are for photos; ask a clip a plain question")
+                _check_generation(generation, video=True)
                 return self._respond_video(image, question=question, threshold=threshold, **generation)
+        _check_generation(generation, video=False)
         img = load_image(image)
         entry = self.galleries.get(self.namespace)
         dets = self._recognize(img, entry, threshold)
@@ -576,6 +667,32 @@ class Personalizer:
         """The concept called ``name`` (ignoring case: ``bo`` is ``Bo``); `ConceptNotFoundError` if none."""
         return self.memory.get(name, namespace=self.namespace)
 
+    def update(self, name: str, *, context: str | None = None, category: str | None = None) -> Concept:
+        """Change what is told about a concept: its ``context`` (said to the LVLM) or
+        ``category``; None keeps one as it is. No backbone pass; the views stay.
+
+        Read and written in one transaction (a view added meanwhile by another process stays);
+        when nothing changes, nothing is written.
+
+        >>> p.update("Bo", context="my parents' dog, loves the beach and tennis balls")  # doctest: +SKIP
+
+        Raises:
+            ConceptNotFoundError: no concept ``name``.
+            InvalidInputError: text with control characters, or longer than
+                `pekit.memory.MAX_CONTEXT_LENGTH` / `MAX_CATEGORY_LENGTH` (nothing changed).
+        """
+        changes: dict[str, Any] = {}
+        if context is not None:
+            changes["context"] = clean_prose(context, "context", limit=MAX_CONTEXT_LENGTH)
+        if category is not None:
+            changes["category"] = clean_prose(category, "category", limit=MAX_CATEGORY_LENGTH, lines=False)
+        concept = self.get(name)
+        if all(getattr(concept, k) == v for k, v in changes.items()):
+            return concept
+        self._check_writable(f"change '{concept.name}'")
+        return self.memory.modify(concept.name, lambda now: dataclasses.replace(now, **changes),
+                                  namespace=self.namespace)
+
     def explain(self, image: ImageInput, detections: Detections | None = None) -> np.ndarray:
         """Per detection, the patch similarity heat map over the photo and the reference view
         it matched best: ``(H', W, 3) uint8`` (see `pekit.retrieve.explain`).
@@ -589,14 +706,17 @@ class Personalizer:
             raise InvalidInputError(f"detections must be what recognize returned (Detections) or None, "
                                     f"got {type(detections).__name__}")
         img = load_image(image)
-        concepts = self.concepts()
-        grid = self.pipeline.encode(img)
-        gallery = Gallery.from_concepts(concepts)
+        entry = self.galleries.get(self.namespace)  # what `recognize` matches: objects (persons match by face)
+        gallery = entry.gallery
+        self._check_backbone()  # another backbone's parts would give a meaningless map
+        grid = self.pipeline.encode(img, saliency=self.pipeline.query_saliency)
         if detections is None:
-            detections = self.pipeline.recognize(grid, gallery, image=img)
+            detections = self.pipeline.recognize(grid, gallery, image=img, labels=entry.categories)
         if detections.embedding is None and len(detections):
             detections.embedding = np.stack([self.pipeline.region_embedding(grid, xyxy=b) for b in detections.xyxy])
-        refs = [[str(r) for r in c.meta.get("references", [])] for c in concepts]
+        by_id = {c.id: c for c in self.concepts()}
+        refs = [[str(r) for r in (by_id[int(i)].meta.get("references", []) if int(i) in by_id else [])]
+                for i in gallery.ids]
         return explain_figure(img, grid, detections, gallery, references=refs)
 
     # -- feedback ------------------------------------------------------------------------------
@@ -670,7 +790,12 @@ class Personalizer:
                                   namespace=self.namespace)
 
     def _check_writable(self, action: str) -> None:
-        if getattr(self.memory, "read_only", False):
+        """Refuse a write the store would refuse (read-only, or a file nobody may write) before
+        any backbone pass."""
+        check = getattr(self.memory, "check_writable", None)
+        if check is not None:
+            check(action)
+        elif getattr(self.memory, "read_only", False):
             from pekit.errors import MemoryStoreError
 
             raise MemoryStoreError(f"the memory '{self.memory.uri}' is read-only; cannot {action}")
@@ -681,7 +806,10 @@ class Personalizer:
         return self.memory.remove(name, namespace=self.namespace)
 
     def close(self) -> None:
-        self.memory.close()
+        """Close the memory store if this Personalizer opened it (from a path or URI); a store
+        passed in, or shared with `for_namespace` siblings, stays open for its owner."""
+        if self._owns_memory:
+            self.memory.close()
 
     def __enter__(self) -> Personalizer:
         return self
@@ -692,3 +820,55 @@ class Personalizer:
     def __repr__(self) -> str:
         return f"Personalizer(preset={self.preset.name!r}, memory={self.memory.uri!r}, namespace={self.namespace!r})"
 
+
+def _image_list(images: Any) -> list[Any]:
+    """``images`` as a list: one image (a path, bytes, an array, a PIL image...) or any
+    iterable of them (a list, a tuple, a generator)."""
+    if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray, NamedImage)) or \
+            not isinstance(images, Iterable) or hasattr(images, "getpixel"):  # a PIL image is not a list
+        return [images]
+    if isinstance(images, (set, frozenset)):
+        raise InvalidInputError("images must be in an order (a list or a tuple), not a set: boxes and masks are "
+                                "given photo by photo")
+    return list(images)
+
+
+def _mask_list(masks: Any, count: int) -> list[Any]:
+    """One mask (or None) per image; a bare mask for one photo is taken as that photo's."""
+    if masks is None:
+        return [None] * count
+    if isinstance(masks, np.ndarray) and masks.ndim == 2:
+        if count == 1:
+            return [masks]
+        raise InvalidInputError(f"got one (H, W) mask for {count} images; give a list with one mask (or None) per "
+                                "image")
+    out = list(masks)
+    if len(out) != count:
+        raise InvalidInputError(f"got {len(out)} masks for {count} images; give a list with one mask (or None) per "
+                                "image, e.g. masks=[mask] for one photo")
+    return out
+
+
+def _check_files(images: Sequence[Any]) -> None:
+    """Every path among ``images`` names an existing file (checked before any backbone pass)."""
+    for src in images:
+        source = src.data if isinstance(src, NamedImage) else src
+        if isinstance(source, (str, os.PathLike)):
+            path = os.path.expanduser(os.fspath(source))
+            if not os.path.isfile(path):
+                load_image(src)  # raises its usual clear ImageError (missing, a folder, ...)
+
+
+def _check_generation(generation: dict[str, Any], *, video: bool) -> None:
+    """``ask``/``caption``'s generation options, checked before the backbone pass: known names
+    (``fps`` for a clip too) and valid values."""
+    from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation
+
+    known = {"max_new_tokens", "temperature", "seed", *(("fps",) if video else ())}
+    unknown = sorted(set(generation) - known)
+    if unknown:
+        also = "" if video else " (and fps for a video)"
+        raise InvalidInputError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; ask and "
+                                f"caption take max_new_tokens, temperature and seed{also}")
+    check_generation(generation.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS), generation.get("temperature", 0.0),
+                     generation.get("seed"))

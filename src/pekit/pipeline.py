@@ -61,8 +61,8 @@ log = logging.getLogger(__name__)
 # View, concept_from_views, merge_parts, with_part_groups and summarize_parts live in
 # `pekit.extract.views` (stage 1), Scan, Candidate and NO_SCORE in `pekit.retrieve.candidates`
 # (stage 2); they stay importable from here
-__all__ = ["NO_SCORE", "PART_GROUPS", "Candidate", "Pipeline", "Scan", "View", "as_rgb", "concept_from_views",
-           "merge_parts", "part_groups", "summarize_parts", "with_part_groups"]
+__all__ = ["NO_SCORE", "PART_GROUPS", "Candidate", "Pipeline", "Scan", "View", "as_rgb", "check_workers",
+           "concept_from_views", "merge_parts", "part_groups", "summarize_parts", "with_part_groups"]
 
 
 def as_rgb(image: Any) -> np.ndarray:
@@ -82,6 +82,13 @@ def as_rgb(image: Any) -> np.ndarray:
     from pekit.images import load_image
 
     return load_image(image)
+
+
+def check_workers(workers: Any) -> None:
+    """``workers`` (backbone passes at a time) is None or a whole number >= 1; `InvalidInputError` otherwise."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise InvalidInputError(f"workers must be a whole number >= 1 (or None: one per core, up to 4), "
+                                f"got {workers!r}")
 
 
 class Pipeline:
@@ -229,8 +236,7 @@ class Pipeline:
             passes.shutdown(wait=True, cancel_futures=True)
 
     def _parallel_backbone(self, workers: int | None) -> tuple[Backbone, int]:
-        if workers is not None and workers < 1:
-            raise InvalidInputError(f"workers must be >= 1, got {workers}")
+        check_workers(workers)
         if not isinstance(self.backbone, ParallelBackbone):
             return self.backbone, 1
         from pekit._threads import cores

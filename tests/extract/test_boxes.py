@@ -26,10 +26,24 @@ def test_a_malformed_box_is_named(box: list) -> None:
         reference_boxes(["a.jpg"], [box])
 
 
-@pytest.mark.parametrize("box", [[0, 0, float("inf"), 40], [0, 0, 1e300, 1e300], [-1e30, 0, 50, 50]])
+@pytest.mark.parametrize("box", [[0, 0, float("inf"), 40], [0, 0, 1e300, 1e300], [-1e30, 0, 50, 50],
+                                 [0, 0, 10**400, 100]])  # an int too large for a float (JSON allows it)
 def test_a_box_of_non_finite_or_absurd_numbers_is_named_so(box: list) -> None:
-    with pytest.raises(InvalidInputError, match="four finite pixel coordinates"):
+    with pytest.raises(InvalidInputError, match="four finite pixel coordinates") as info:
         reference_boxes(["a.jpg"], [box])
+    assert len(str(info.value)) < 200  # the number is not printed whole
+
+
+@pytest.mark.parametrize("box", [[True, 0, 100, 100], [[0, 0], [100, 100]], [0, 0, "100", 100], {"x0": 0}])
+def test_what_numpy_would_coerce_into_a_box_is_not_one(box: object) -> None:
+    # True would be 1 and a nested list flattened: a client's bug would pass as a box
+    with pytest.raises(InvalidInputError, match=r"four numbers \[x0, y0, x1, y1\] in pixels"):
+        reference_boxes(["a.jpg"], [box])
+
+
+def test_a_box_as_an_array_or_numpy_numbers() -> None:
+    assert reference_boxes(["a.jpg"], [np.array([[1, 2, 300, 300]])])[0].tolist() == [1, 2, 300, 300]
+    assert reference_boxes(["a.jpg"], [(np.int64(1), 2, np.float32(300), 300.5)])[0].tolist() == [1, 2, 300, 300.5]
 
 
 def test_a_box_too_thin_to_hold_an_object() -> None:

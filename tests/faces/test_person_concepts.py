@@ -96,3 +96,15 @@ def test_people_in_a_group_scene(make_personalizer: Any, faces: Any, people: Pat
     p.introduce("Obama", people / "obama" / "00.jpg", kind="person")
     assert sorted(p.recognize(people / "scenes" / "kit_with_rose.jpg").name.tolist()) == ["Kit", "Rose"]
     assert p.recognize(people / "scenes" / "obama_and_biden.jpg").name.tolist() == ["Obama"]  # Biden unknown
+
+
+@pytest.mark.dataset
+def test_photos_of_two_people_under_one_name_are_warned_about(make_personalizer: Any, faces: Any, people: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    p = make_personalizer(faces=faces)
+    with caplog.at_level("WARNING", logger="pekit.personalizer"):
+        p.introduce("Barack", [people / "obama" / "00.jpg", people / "obama" / "01.jpg"], kind="person")
+    assert "apart" not in caplog.text  # one person's faces stay within the tolerance
+    with caplog.at_level("WARNING", logger="pekit.personalizer"):
+        p.introduce("Mixed", [people / "obama" / "00.jpg", people / "biden" / "00.jpg"], kind="person")
+    assert "faces of photos 1 and 2" in caplog.text and "are both of Mixed?" in caplog.text

@@ -340,6 +340,23 @@ def test_read_only_file_reads_but_refuses_writes(tmp_path: Path, stocked: Path, 
     assert digest(stocked) == before
 
 
+def test_a_file_whose_mode_lets_nobody_write_is_not_written_even_by_root(stocked: Path) -> None:
+    """``chmod 444 memory.db`` protects it: root could write (its capabilities bypass the mode),
+    but the file is meant to stay as it is, as a read-only folder is (`pekit.cli_output.read_only`)."""
+    before = digest(stocked)
+    stocked.chmod(0o444)
+    try:
+        with SqliteMemory(stocked) as m:
+            assert m.count() == 2  # reads work
+            with pytest.raises(MemoryStoreError, match=r"read-only \(its permissions\).*chmod u\+w"):
+                m.check_writable("introduce 'Kit'")  # what Personalizer asks before any backbone pass
+            with pytest.raises(MemoryStoreError, match=r"read-only \(its permissions\)"):
+                m.add(make("Kit", seed=2))
+    finally:
+        stocked.chmod(0o644)
+    assert digest(stocked) == before
+
+
 def test_missing_file_opened_read_only_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(MemoryStoreError, match="does not exist"):
         SqliteMemory(tmp_path / "absent.db", read_only=True)

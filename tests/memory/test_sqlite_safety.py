@@ -89,6 +89,40 @@ def test_a_failed_first_write_leaves_no_file_or_folder(tmp_path: Path, monkeypat
     memory.close()
 
 
+def test_a_failed_first_write_keeps_a_file_another_writer_committed_to(tmp_path: Path) -> None:
+    """Two first writes into a new memory at once: B makes the file, A commits 'Same' into
+    it before B writes, B's 'same' is refused as a duplicate. A's concept must stay (B used
+    to remove the file it had made, with A's concept in it)."""
+    path = tmp_path / "new" / "m.db"
+    a, b = SqliteMemory(path), SqliteMemory(path)
+    create = b._db._create_file
+
+    def create_then_a_commits() -> list[Path]:
+        made = create()
+        a.add(make("Same"))
+        return made
+
+    b._db._create_file = create_then_a_commits  # type: ignore[method-assign]
+    with pytest.raises(DuplicateConceptError):
+        b.add(make("same"))
+    assert path.is_file() and b.names() == ["Same"]
+    a.close()
+    b.close()
+    with SqliteMemory(path, must_exist=True) as again:
+        assert again.names() == ["Same"]
+
+
+def test_a_writer_whose_file_was_removed_meanwhile_writes_to_the_path_again(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with SqliteMemory(path) as memory:
+        memory.add(make("Bo"))
+        for extra in (path, path.with_name("m.db-journal")):
+            extra.unlink(missing_ok=True)  # another process's failed first write removed it
+        memory.add(make("Rex"))  # not into the removed file, where it would be lost
+    with SqliteMemory(path, must_exist=True) as again:
+        assert again.names() == ["Rex"]
+
+
 def test_a_reader_sees_a_file_another_process_created(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     with SqliteMemory(path) as reader, SqliteMemory(path) as writer:

@@ -243,11 +243,120 @@ def test_serve_with_a_bad_memory_uri_creates_no_key_file(serve: Any, tmp_path: P
     assert not keys.exists() and started == []
 
 
-@pytest.mark.parametrize("filename", ["cat\x1b[31m.jpg", "x" * 300 + ".jpg"])
+@pytest.mark.parametrize("filename", ["cat\x1b[31m.jpg", "x" * 300 + ".jpg", "cat\u202egpj.exe", "ca\u200bt.jpg"])
 def test_an_upload_name_with_control_characters_or_too_long_is_refused(client: Any, alice: dict[str, str],
                                                                       photos: dict[str, bytes],
                                                                       filename: str) -> None:
+    # U+202E (right-to-left override) shows 'cat\u202egpj.exe' as 'catexe.jpg'
     r = client.post("/v1/concepts", headers=alice, data={"name": "Tom"},
                     files=[("photos", (filename, photos["cat"], "image/jpeg"))])
-    assert r.status_code == 400 and "control characters" in r.json()["error"]["message"], r.text
+    assert r.status_code == 400 and "control or invisible characters" in r.json()["error"]["message"], r.text
     assert client.app.state.service.personalizer.memory.count() == 0
+
+
+# ---- found by an adversarial review of the API ---------------------------------------------------------
+@pytest.mark.parametrize(("boxes", "words"), [
+    ("[[0, 0, " + "9" * 400 + ", 100]]", "four finite pixel coordinates"),  # JSON has no int limit
+    ("[[true, 0, 100, 100]]", "four numbers [x0, y0, x1, y1] in pixels"),
+    ("[[[0, 0], [100, 100]]]", "four numbers [x0, y0, x1, y1] in pixels"),
+])
+def test_a_box_json_allows_but_no_photo_has_is_a_422(client: Any, alice: dict[str, str], photos: dict[str, bytes],
+                                                     boxes: str, words: str) -> None:
+    r = client.post("/v1/concepts", headers=alice, data={"name": "Tom", "boxes": boxes},
+                    files=[("photos", ("cat.jpg", photos["cat"], "image/jpeg"))])
+    assert r.status_code == 422 and words in r.json()["error"]["message"], r.text
+    assert client.app.state.service.personalizer.memory.count() == 0
+
+
+def test_any_method_token_is_one_metrics_label(client: Any) -> None:
+    for i in range(3):
+        client.request(f"M{i}X", "/healthz")
+    text = client.get("/metrics").text
+    assert 'method="other"' in text and 'method="M0X"' not in text
+
+
+def test_a_405_lists_every_method_the_path_takes(client: Any, alice: dict[str, str]) -> None:
+    r = client.put("/v1/concepts/Rex", headers=alice)
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "PATCH", "DELETE"}, r.headers
+    r = client.delete("/v1/concepts", headers=alice)
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "POST"}, r.headers
+
+
+def test_health_and_the_page_answer_head(client: Any) -> None:
+    assert client.head("/healthz").status_code == 200 and client.head("/").status_code == 200
+    assert "head" not in client.get("/openapi.json").json()["paths"]["/healthz"]
+
+
+def test_replace_keeps_category_and_context_unless_given(client: Any, alice: dict[str, str],
+                                                         photos: dict[str, bytes]) -> None:
+    assert introduce(client, alice, "Tom", photos["cat"], CAT_BOX, category="cat",
+                     context="the neighbour's cat").status_code == 201
+    r = introduce(client, alice, "tom", photos["cat"], CAT_BOX, replace="true")
+    assert r.status_code == 201, r.text
+    assert (r.json()["category"], r.json()["context"]) == ("cat", "the neighbour's cat")
+
+
+def test_delete_answers_the_name_as_stored(client: Any, alice: dict[str, str], photos: dict[str, bytes]) -> None:
+    assert introduce(client, alice, "Tom", photos["cat"], CAT_BOX).status_code == 201
+    r = client.delete("/v1/concepts/tom", headers=alice)
+    assert r.status_code == 200 and r.json() == {"forgotten": "Tom"}
+
+
+@pytest.mark.parametrize("body", [{"category": "cat\x1b[2J"}, {"context": "hi\u202eereh"}])
+def test_patch_refuses_control_characters_and_changes_nothing(client: Any, alice: dict[str, str],
+                                                             photos: dict[str, bytes], body: dict[str, str]) -> None:
+    before = introduce(client, alice, "Tom", photos["cat"], CAT_BOX, category="cat").json()
+    r = client.patch("/v1/concepts/Tom", headers=alice, json=body)
+    assert r.status_code == 422 and "control character" in r.json()["error"]["message"], r.text
+    assert client.get("/v1/concepts/Tom", headers=alice).json() == before
+
+
+def test_a_patch_that_changes_nothing_writes_nothing(client: Any, alice: dict[str, str],
+                                                    photos: dict[str, bytes]) -> None:
+    before = introduce(client, alice, "Tom", photos["cat"], CAT_BOX, category="cat").json()
+    for body in ({}, {"context": None}, {"category": "cat"}):
+        r = client.patch("/v1/concepts/Tom", headers=alice, json=body)
+        assert r.status_code == 200 and r.json()["updated"] == before["updated"], (body, r.text)
+
+
+def test_a_question_with_a_terminal_escape_is_refused(client: Any, alice: dict[str, str],
+                                                     photos: dict[str, bytes]) -> None:
+    r = client.post("/v1/ask", headers=alice, data={"question": "hi\x1b[31m"},
+                    files={"photo": ("c.jpg", photos["cat"], "image/jpeg")})
+    assert r.status_code == 422 and "control character U+001B" in r.json()["error"]["message"], r.text
+
+
+def test_the_same_photo_twice_is_said_in_the_answer(client: Any, alice: dict[str, str],
+                                                    photos: dict[str, bytes]) -> None:
+    files = [("photos", ("a.jpg", photos["cat"], "image/jpeg")), ("photos", ("b.jpg", photos["cat"], "image/jpeg"))]
+    r = client.post("/v1/concepts", headers=alice, data={"name": "Tom", "boxes": f"[{CAT_BOX}, {CAT_BOX}]"},
+                    files=files)
+    assert r.status_code == 201 and r.json()["same_pictures"] == [[1, 2]], r.text
+
+
+@pytest.mark.parametrize(("request_kw", "words"), [
+    ({"data": {"threshold": "nan"}, "files": {"photo": ("c.jpg", b"x", "image/jpeg")}}, "finite number"),
+    ({"data": {"photo": "not a file"}}, "photo must be a file (multipart: curl -F photo=@photo.jpg)"),
+])
+def test_clear_words_for_a_nan_threshold_and_a_photo_sent_as_text(client: Any, alice: dict[str, str],
+                                                                  request_kw: dict[str, Any], words: str) -> None:
+    r = client.post("/v1/recognize", headers=alice, **request_kw)
+    assert r.status_code == 422 and words in r.json()["error"]["message"], r.text
+
+
+def test_a_malformed_json_body_is_said_so(client: Any, alice: dict[str, str], photos: dict[str, bytes]) -> None:
+    introduce(client, alice, "Tom", photos["cat"], CAT_BOX)
+    r = client.patch("/v1/concepts/Tom", headers={**alice, "Content-Type": "application/json"}, content=b"{oops")
+    assert r.status_code == 422 and "not valid JSON" in r.json()["error"]["message"], r.text
+
+
+def test_a_key_sent_as_the_request_id_is_not_echoed(client: Any, alice: dict[str, str]) -> None:
+    token = alice["Authorization"].split()[1]
+    r = client.get("/v1/me", headers={**alice, "X-Request-ID": token})
+    assert r.status_code == 200 and r.headers["x-request-id"] != token
+    assert client.get("/healthz", headers={"X-Request-ID": "job-42"}).headers["x-request-id"] == "job-42"
+
+
+def test_serve_on_port_0_says_the_port_it_listens_on(serve: Any) -> None:
+    code, _, started = serve("--port", "0")
+    assert code == 0 and started and started[0]["port"] > 0

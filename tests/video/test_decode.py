@@ -78,9 +78,10 @@ def _unknown_codec(path: Path, make_clip: Callable[..., Path]) -> Path:
         (lambda d, clip, mk: mk(d / "empty.mp4", []), "no video stream"),
         (lambda d, clip, mk: mk(d / "empty.mkv", []), "not a readable video"),
         (lambda d, clip, mk: _unknown_codec(d / "odd.avi", mk), "codec this FFmpeg build cannot decode"),
+        (lambda d, clip, mk: (d / "zero.mp4").write_bytes(b"") or d / "zero.mp4", "the file is empty"),
     ],
     ids=["text-named-mp4", "missing", "truncated", "audio-only", "zero-frames-mp4", "zero-frames-mkv",
-         "unsupported-codec"],
+         "unsupported-codec", "zero-bytes"],
 )
 def test_bad_videos_raise_a_clear_error(tmp_path: Path, grey_clip: Path, make_clip: Callable[..., Path],
                                         make: Callable[..., Path], words: str) -> None:
@@ -156,6 +157,16 @@ def test_is_video_by_suffix_or_content(tmp_path: Path, grey_clip: Path) -> None:
 
     Image.new("RGB", (8, 8)).save(photo)
     assert is_video(grey_clip) and is_video(renamed) and not is_video(photo) and not is_video(tmp_path)
+
+
+def test_a_photo_named_like_a_video_is_a_photo(tmp_path: Path) -> None:
+    from PIL import Image
+
+    fake = tmp_path / "clip.mp4"
+    Image.new("RGB", (8, 8)).save(fake, format="JPEG")
+    assert not is_video(fake)  # ask/caption/recognize read it as the photo it is
+    with pytest.raises(VideoError, match="is a photo, not a video: use recognize"):
+        probe(fake)
 
 
 def _huge_mjpeg(path: Path, side: int = 10_000) -> Path:

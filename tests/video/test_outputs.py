@@ -127,6 +127,29 @@ def test_cli_states_what_happened_to_the_audio(tmp_path: Path, make_clip: Callab
     assert sorted(p.name for p in new.iterdir()) == ["c.mp4", "c.png"]
 
 
+def test_cli_video_outputs_into_folders_and_a_bad_sheet_is_refused_before_the_work(
+        tmp_path: Path, make_clip: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", _frames())
+    memory = str(tmp_path / "m.db")
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "photo.png")
+    assert main(["introduce", "Bo", str(tmp_path / "photo.png"), "--box", "8,8,56,56", "--memory", memory]) == 0
+    capsys.readouterr()
+    folder = tmp_path / "out"  # a name ending in / is a folder, as for photos: made, and files get free names
+    assert main(["recognize", str(clip), "--out", f"{folder}/", "--sheet", f"{folder}/", "--json",
+                 "--memory", memory]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert sorted(p.name for p in folder.iterdir()) == ["clip_pekit.mp4", "clip_sheet.png"]
+    assert sorted(record["written"]) == [str(folder / "clip_pekit.mp4"), str(folder / "clip_sheet.png")]
+    assert record["fps"] <= 4  # the rate used: no faster than the clip's frames
+    for sheet, words in ((tmp_path / "s.txt", "has no image suffix"), (tmp_path / "sheet", "has no image suffix")):
+        code = main(["recognize", str(clip), "--out", str(tmp_path / "x.mp4"), "--sheet", str(sheet),
+                     "--memory", memory])
+        assert code == 2 and words in capsys.readouterr().err
+        assert not (tmp_path / "x.mp4").exists() and not sheet.exists()  # refused before anything was written
+
+
 def test_a_huge_rate_samples_every_frame_and_tracks_across_them(tmp_path: Path,
                                                                  make_clip: Callable[..., Path]) -> None:
     import time

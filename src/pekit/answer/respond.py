@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, LVLM
-from pekit.errors import InvalidInputError
+from pekit.errors import BackendError, InvalidInputError
 from pekit.prompt.choice import parse_choice, split_options
 from pekit.prompt.overlay import Colour, annotate, colour_assignment
 from pekit.prompt.text import PromptTemplate, build_prompt, load_template, validate_question
@@ -102,6 +102,9 @@ def respond(
                           options=options, template=tpl, persons=persons)
     start = time.perf_counter()
     text = lvlm.generate(annotated, prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    if not isinstance(text, str):
+        raise BackendError(f"the LVLM {getattr(lvlm, 'name', type(lvlm).__name__)} answered {type(text).__name__}, "
+                           "not text: its generate() must return a str")
     seconds = time.perf_counter() - start
     choice = parse_choice(text, options) if kind == "choice" and options else None
     meta: dict[str, Any] = {

@@ -109,9 +109,20 @@ def prepare_graph(path: str, outputs: list[str], *, int8: bool = False) -> bytes
     with tempfile.TemporaryDirectory(prefix="pekit-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(pruned)
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        root = logging.getLogger()
+        root.addFilter(_quantizer_advice)  # its "consider pre-processing" goes to the root logger: not for users
+        try:
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        finally:
+            root.removeFilter(_quantizer_advice)
         return dst.read_bytes()
+
+
+def _quantizer_advice(record: logging.LogRecord) -> bool:
+    """False for onnxruntime's quantizer advice to its own developers (pre-process the model
+    first), which it logs through the root logger on every quantization."""
+    return not str(record.msg).startswith("Please consider to run pre-processing before quantization")
 
 
 def _options(threads: int) -> Any:

@@ -34,6 +34,24 @@ MIN_BOX_SIDE = 8
 MIN_BOX_PATCHES = 2
 
 
+def _box_numbers(box: Any) -> np.ndarray:
+    """``box``'s four numbers as float64 (an empty array when it is not four plain numbers:
+    reported by the caller like any malformed box). ``True``, a nested list and a number too
+    large for a float are not coordinates: numpy would take them as 1, flatten the list or
+    raise `OverflowError`."""
+    if isinstance(box, np.ndarray):
+        values = list(box.reshape(-1)) if box.size == 4 else []
+    else:
+        values = list(box) if isinstance(box, (list, tuple)) else []
+    if len(values) != 4 or not all(isinstance(v, (int, float, np.integer, np.floating))
+                                   and not isinstance(v, (bool, np.bool_)) for v in values):
+        return np.zeros(0, np.float64)
+    try:
+        return np.asarray(values, np.float64)
+    except OverflowError:  # an int beyond float range: not finite, reported as such
+        return np.full(4, np.inf)
+
+
 def reference_boxes(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[np.ndarray | None]:
     """One ``(4,)`` float box or None per image (all None without ``boxes``); refuses a count
     that does not match ``images``, a malformed box and one under `MIN_BOX_SIDE` pixels."""
@@ -50,14 +68,14 @@ def reference_boxes(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[
         if b is None:
             out.append(None)
             continue
-        try:
-            arr = np.asarray(b, np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            arr = np.zeros(0, np.float64)  # not numbers: reported below like any malformed box
-        if arr.shape == (4,) and not np.all(np.abs(arr) < 1e7):
-            raise InvalidInputError(f"a box must be four finite pixel coordinates [x0, y0, x1, y1], got {b!r}")
-        if arr.shape != (4,) or arr[2] <= arr[0] or arr[3] <= arr[1]:
-            raise InvalidInputError(f"a box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {b!r}")
+        arr = _box_numbers(b)
+        shown = repr(b) if len(repr(b)) <= 80 else repr(b)[:77] + "..."
+        if arr.shape != (4,):
+            raise InvalidInputError(f"a box must be four numbers [x0, y0, x1, y1] in pixels, got {shown}")
+        if not np.all(np.abs(arr) < 1e7):
+            raise InvalidInputError(f"a box must be four finite pixel coordinates [x0, y0, x1, y1], got {shown}")
+        if arr[2] <= arr[0] or arr[3] <= arr[1]:
+            raise InvalidInputError(f"a box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {shown}")
         arr = arr.astype(np.float32)
         if min(arr[2] - arr[0], arr[3] - arr[1]) < MIN_BOX_SIDE:
             raise InvalidInputError(

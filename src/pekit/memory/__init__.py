@@ -23,13 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from pekit.errors import InvalidInputError, MemoryStoreError
-from pekit.memory._codec import clean_name, name_key, printable
+from pekit.memory._codec import (
+    MAX_CATEGORY_LENGTH,
+    MAX_CONTEXT_LENGTH,
+    check_new_name,
+    clean_name,
+    clean_namespace,
+    clean_prose,
+    lookalike_key,
+    name_key,
+    printable,
+)
 from pekit.memory.base import MemoryStore
 from pekit.memory.sqlite import SqliteMemory
 
 __all__ = [
-    "MemoryStore", "SqliteMemory", "clean_name", "default_memory_path", "name_key", "open_memory",
-    "printable",
+    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "MemoryStore", "SqliteMemory", "check_new_name", "clean_name",
+    "clean_namespace", "clean_prose", "default_memory_path", "lookalike_key", "name_key", "open_memory", "printable",
 ]
 
 ENV_VAR = "PEKIT_MEMORY"

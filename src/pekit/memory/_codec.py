@@ -22,8 +22,10 @@ import numpy as np
 from pekit.errors import InvalidInputError
 
 __all__ = [
-    "check_new_name", "check_threshold", "clean_name", "clean_text", "dump_meta", "from_blob", "name_key",
-    "not_found_message", "printable", "to_blob", "unit_rows",
+    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "check_new_name", "check_threshold", "clean_name", "clean_namespace",
+    "clean_prose",
+    "clean_text", "dump_meta", "from_blob", "lookalike_key", "name_key", "not_found_message", "printable", "to_blob",
+    "unit_rows",
 ]
 
 _BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines
@@ -71,18 +73,97 @@ def clean_name(value: Any, what: str = "concept name") -> str:
     return text
 
 
+def _invisible(ch: str) -> bool:
+    """A format character (Unicode Cf: zero-width space, BOM, soft hyphen...) other than those
+    emoji are built of (the zero-width joiner, the tag characters of subdivision flags)."""
+    return unicodedata.category(ch) == "Cf" and ch != "\u200d" and not "\U000e0020" <= ch <= "\U000e007f"
+
+
+def clean_namespace(value: Any) -> str:
+    """A namespace (the user whose concepts these are): a non-empty string, stripped, without
+    control characters or bidirectional overrides (it is printed and logged). Not normalised:
+    a namespace is an id, matched as given.
+
+    >>> clean_namespace(" alice ")
+    'alice'
+    """
+    text = clean_text(value, "namespace", "default")
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
+            raise InvalidInputError(f"namespace '{printable(text)}' contains the control character U+{ord(ch):04X} "
+                                    f"at position {i}; use plain text, e.g. 'alice'")
+    return text
+
+
 def check_new_name(name: str, what: str = "concept name") -> str:
-    """``name`` (already `clean_name`'d) if it may be given to a concept: at most
-    `MAX_NAME_LENGTH` characters.
+    r"""``name`` (already `clean_name`'d) if it may be given to a concept: at most
+    `MAX_NAME_LENGTH` characters, and no invisible format characters (a zero-width space
+    would make "Bo\u200b" a second concept that looks like "Bo").
 
     Checked when a name is written (a new concept, a rename), not when one is looked up, so
-    a longer name stored by an earlier version can still be read, changed and forgotten.
+    a name stored by an earlier version can still be read, changed and forgotten.
+
+    >>> check_new_name("Bo\u200b")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pekit.errors.InvalidInputError: concept name 'Bo\u200b' contains the invisible character U+200B at position 2; ...
     """
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInputError(f"{what} '{printable(name[:40])}...' is {len(name)} characters long; a name is "
                                 f"drawn on photos and said in prompts: keep it to {MAX_NAME_LENGTH} characters at "
                                 "most and put the rest in --context")
+    for i, ch in enumerate(name):
+        if _invisible(ch):
+            raise InvalidInputError(f"{what} '{printable(name)}' contains the invisible character U+{ord(ch):04X} at "
+                                    f"position {i}; use plain text, e.g. 'Bo'")
     return name
+
+
+def lookalike_key(name: str) -> str:
+    r"""``name`` as it looks: NFKC and case-folded, so full-width ``'Ｂｏ'`` and ``'bo'`` are alike.
+
+    Stored names stay unique by `name_key`; a new name whose look-alike key equals a stored
+    one's is refused as the same name (two concepts one cannot tell apart on a photo).
+
+    >>> lookalike_key("\uff22\uff4f") == lookalike_key("BO")
+    True
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+#: The longest category and context a concept may be given (the HTTP service's limits too):
+#: a context is said in every prompt that names the concept.
+MAX_CATEGORY_LENGTH, MAX_CONTEXT_LENGTH = 200, 2000
+
+
+def clean_prose(value: Any, what: str, *, limit: int | None = None, lines: bool = True) -> str:
+    r"""Free text (a category, a context, a question) as stored or sent: stripped, Unicode NFC.
+
+    ``None`` is ``""``. Control characters (terminal escape codes) and bidirectional
+    overrides are refused: the text is printed by the CLI and said to the LVLM. With
+    ``lines`` newlines and tabs are fine. ``limit``: the most characters (for what is
+    written; text stored by an earlier version is read as it is).
+
+    >>> clean_prose(" my parents' dog\n loves the beach ", "context")
+    "my parents' dog\n loves the beach"
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be text (a str), got {type(value).__name__}")
+    text = unicodedata.normalize("NFC", value.strip())
+    allowed = "\n\t\r" if lines else ""
+    for i, ch in enumerate(text):
+        if (unicodedata.category(ch) in ("Cc", "Cs") and ch not in allowed) or ch in _BIDI_CONTROLS:
+            raise InvalidInputError(
+                f"{what} '{printable(text[:60])}' contains the control character U+{ord(ch):04X} at position {i} "
+                f"(terminal escape codes{'' if lines else ', newlines, tabs'} and bidirectional overrides are not "
+                "allowed); use plain text"
+            )
+    if limit is not None and len(text) > limit:
+        raise InvalidInputError(f"{what} is {len(text):,} characters long; keep it to {limit:,} (it is said in "
+                                "every prompt that names the concept)")
+    return text
 
 
 def check_threshold(value: Any) -> float | None:
@@ -196,7 +277,7 @@ def not_found_message(name: str, namespace: str, known: list[str]) -> str:
     """Message for an unknown name: the closest known name (if any) and the known names.
 
     >>> print(not_found_message("Boo", "default", ["Bo", "Rex"]))
-    no concept named 'Boo' in namespace 'default'; did you mean 'Bo'?; known concepts: Bo, Rex
+    no concept named 'Boo' in namespace 'default' (did you mean 'Bo'?); known concepts: Bo, Rex
     """
     msg = f"no concept named {name!r} in namespace {namespace!r}"
     if not known:
@@ -204,7 +285,7 @@ def not_found_message(name: str, namespace: str, known: list[str]) -> str:
     folded = {k.casefold(): k for k in known}
     close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
     if close:
-        msg += f"; did you mean {folded[close[0]]!r}?"  # names differing only in case are one name
+        msg += f" (did you mean {folded[close[0]]!r}?)"  # names differing only in case are one name
     listed = ", ".join(printable(k) for k in known[:_MAX_LISTED])  # stored names reach a terminal
     if len(known) > _MAX_LISTED:
         listed += f", ... ({len(known)} in all)"

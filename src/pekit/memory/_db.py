@@ -4,7 +4,10 @@
 
 A file that does not exist yet is created by the first *write*, not by opening it: until
 then reads see an empty in-process memory, so reading (``pekit list``, ``recognize``) never
-leaves files or folders behind, and a first write that fails removes what it created. An
+leaves files or folders behind, and a first write that fails removes what it created (only
+a file this process made, ``O_EXCL``, and only while it holds nothing of anyone's: two
+processes writing a new memory at once never remove each other's concepts; a writer whose
+file was removed meanwhile opens the path again instead of writing into the removed one). An
 existing empty (0-byte) file is read the same way, and gets its tables on the first write
 (which it keeps even if that write fails: pekit deletes only what it created).
 Deleted rows are overwritten on disk (``PRAGMA secure_delete = ON``, whatever the SQLite
@@ -19,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -61,6 +65,7 @@ class SqliteFile:
         self.timeout = timeout
         self.lock = threading.RLock()
         self._writes = 0
+        self._ident: tuple[int, int] | None = None
         if path is not None and path.is_dir():
             raise MemoryFileError(f"memory {self.label} is a folder, not a memory file; pass a file path such as "
                                   f"{path / 'memory.db'}")
@@ -94,7 +99,7 @@ class SqliteFile:
                 target, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
-            raise self.error(exc, "open it") from exc
+            raise self.error(exc, "open the memory") from exc
         try:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA secure_delete = ON")  # forget means gone: zero deleted content
@@ -104,7 +109,11 @@ class SqliteFile:
             raise
         except sqlite3.Error as exc:
             conn.close()
-            raise self.error(exc, "open it") from exc
+            raise self.error(exc, "open the memory") from exc
+        if target != ":memory:":
+            assert self.path is not None
+            st = self.path.stat()
+            self._ident = (st.st_dev, st.st_ino)  # which file this connection writes (`_same_file`)
         return conn
 
     def error(self, exc: sqlite3.Error, action: str) -> MemoryStoreError:
@@ -118,6 +127,12 @@ class SqliteFile:
             return MemoryStoreError(
                 f"memory file {self.label} is locked by another process; try again "
                 f"(waited {self.timeout:g} s for the lock)"
+            )
+        if name == "SQLITE_READONLY_ROLLBACK" and self.path is not None:
+            return MemoryStoreError(
+                f"pekit cannot {action}: an interrupted write left {self.path.name}-journal beside memory file "
+                f"{self.label}; open it once without read-only (e.g. `pekit list --memory {self.path}`) and the "
+                "unfinished write is rolled back (what was stored before is intact)"
             )
         if name.startswith("SQLITE_READONLY") or "readonly" in text:
             return MemoryStoreError(
@@ -143,6 +158,33 @@ class SqliteFile:
             )
         return MemoryStoreError(f"pekit cannot {action} in memory file {self.label}: {exc}")
 
+    def _reopen(self) -> None:
+        """A new connection to whatever the path names now (the stand-in if nothing)."""
+        assert self.path is not None
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self.pending = _unwritten(self.path)
+        self._conn = self._connect(stand_in=self.pending)
+
+    def unwritable(self, action: str) -> str | None:
+        """Why pekit may not ``action`` in this memory (a write), or None: opened read-only, or
+        a file whose permissions let nobody write it (``chmod 444``: root could, but the file
+        is meant to stay as it is) or not this user."""
+        if self.read_only:
+            return (f"memory file {self.label} is read-only (opened with read_only=True or mode=ro), so pekit "
+                    f"cannot {action}; open it without read_only to write")
+        if self.path is None:
+            return None
+        try:
+            mode = self.path.stat().st_mode
+        except OSError:
+            return None  # not there yet: the first write creates it (its folder is checked then)
+        if not mode & 0o222 or not os.access(self.path, os.W_OK):
+            return (f"memory file {self.label} is read-only (its permissions), so pekit cannot {action}; make it "
+                    f"writable (chmod u+w {self.path}) or use a writable copy")
+        return None
+
     def connection(self) -> sqlite3.Connection:
         """The open connection; `MemoryStoreError` after `close`."""
         if self._conn is None:
@@ -154,27 +196,67 @@ class SqliteFile:
         return self._conn
 
     def _create_file(self) -> list[Path]:
-        """Swap the stand-in for the real file (first write); returns what it created."""
+        """Swap the stand-in for the real file (first write); returns what it created.
+
+        The file counts as created here only when this process made it (``O_EXCL``): two
+        processes writing a new memory at once must not both think it theirs to remove.
+        """
         assert self.path is not None
         created = self._make_folders()
-        if not self.path.exists():
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            pass  # another process made it meanwhile: never ours to remove
+        except OSError as exc:
+            self._remove(created)
+            raise MemoryStoreError(f"cannot create memory file {self.label}: {exc.strerror or exc}") from exc
+        else:
             created.append(self.path)
         self.connection().close()
         self._conn = None
         try:
             self._conn = self._connect()
         except BaseException:
-            self._remove(created)
+            # ours only while still empty: another process may have written into it meanwhile
+            self._remove([p for p in created if p != self.path or _unwritten(self.path)])
             self._conn = self._connect(stand_in=True)
             raise
         self.pending = False
         return created
 
+    def _unused(self) -> bool:
+        """After a failed first write: whether the file holds nothing of anyone's (another
+        process may have written into it since this one created it). Leaves the write lock
+        held when it says True, so nothing is written until the file is removed."""
+        conn = self._conn
+        if conn is None:
+            return True
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("SELECT EXISTS (SELECT 1 FROM concepts)").fetchone()[0]:
+                conn.execute("ROLLBACK")
+                return False
+            return True
+        except sqlite3.Error:  # locked by a writer, or no tables: not provably unused, keep it
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return False
+
+    def _same_file(self) -> bool:
+        """Whether the path still names the file this connection opened (a failed first
+        write of another process may have removed it, or a user replaced it)."""
+        if self.path is None or self.pending or self._ident is None:
+            return True
+        try:
+            st = self.path.stat()
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._ident
+
     def _remove(self, created: list[Path]) -> None:
-        """Delete the files and folders a failed first write created (innermost first)."""
-        if self._conn is not None and not self.pending:
-            self._conn.close()
-            self._conn = None
+        """Delete the files and folders a failed first write created (innermost first), then
+        close the connection: its write lock (`_unused`) is held until the file is gone, so no
+        other process writes into a file that is about to be removed."""
         for p in reversed(created):
             for extra in (p, p.with_name(p.name + "-journal"), p.with_name(p.name + "-wal"),
                           p.with_name(p.name + "-shm")):
@@ -182,6 +264,9 @@ class SqliteFile:
                     extra.rmdir() if extra.is_dir() else extra.unlink(missing_ok=True)
                 except OSError:  # pragma: no cover - a folder someone else wrote into meanwhile
                     pass
+        if self._conn is not None and not self.pending:
+            self._conn.close()
+            self._conn = None
 
     @contextmanager
     def transaction(self, action: str, *, write: bool) -> Iterator[sqlite3.Connection]:
@@ -193,23 +278,31 @@ class SqliteFile:
         """
         with self.lock:
             conn = self.connection()
-            if write and self.read_only:
-                raise MemoryStoreError(
-                    f"memory file {self.label} is read-only (opened with read_only=True or "
-                    f"mode=ro), so pekit cannot {action}; open it without read_only to write"
-                )
+            refused = self.unwritable(action) if write else None
+            if refused:
+                raise MemoryStoreError(refused)
             created: list[Path] = []
+            if write and not self._same_file():  # the file went away since it was opened: open it again
+                self._reopen()
+                conn = self.connection()
             if write and self.pending:
                 created = self._create_file()
                 conn = self.connection()
             try:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                if write and not self._same_file():  # removed while this waited for the lock
+                    conn.execute("ROLLBACK")
+                    self._reopen()
+                    if self.pending:
+                        created = self._create_file()
+                    conn = self.connection()
+                    conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if created:
+                if created and self._unused():
                     self._remove(created)
                     self.pending = True
                     self._conn = self._connect(stand_in=True)

@@ -38,7 +38,7 @@ from pekit.memory._codec import (
     check_new_name,
     check_threshold,
     clean_name,
-    clean_text,
+    clean_namespace,
     dump_meta,
     from_blob,
     name_key,
@@ -181,19 +181,19 @@ class PgvectorMemory:
 
     def concepts(self, *, namespace: str = "default") -> list[Concept]:
         """All concepts of a namespace, ordered by id."""
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._db.transaction("list concepts", write=False) as cur:
             return self._load(cur, namespace)
 
     def matchable(self, *, namespace: str = "default") -> list[Concept]:
         """`concepts` without part prototypes (``parts=None``): what matching keeps in RAM."""
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._db.transaction("list concepts", write=False) as cur:
             return self._load(cur, namespace, parts=False)
 
     def parts(self, ids: Sequence[int], *, namespace: str = "default") -> dict[int, np.ndarray]:
         """Part prototypes ``(m, d) float32`` of the concepts ``ids`` *of this namespace*, by id."""
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         try:
             wanted = sorted({int(i) for i in ids})
         except (TypeError, ValueError) as exc:
@@ -207,7 +207,7 @@ class PgvectorMemory:
 
     def summaries(self, *, namespace: str = "default") -> list[ConceptSummary]:
         """Names, categories, context and view counts of a namespace, ordered by id; reads no vectors."""
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._db.transaction("list concepts", write=False) as cur:
             sql = ("SELECT c.id, c.name, c.category, c.context, c.threshold, c.created, c.updated, "
                    "(SELECT COUNT(*) FROM views v WHERE v.namespace = c.namespace AND v.concept_id = c.id "
@@ -220,14 +220,14 @@ class PgvectorMemory:
     def stamps(self, *, namespace: str = "default") -> dict[int, tuple[str, float]]:
         """``id -> (name, updated)`` of every concept of a namespace (no vectors): what a cache
         needs to see what changed."""
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._db.transaction("list concepts", write=False) as cur:
             sql = "SELECT id, name, updated FROM concepts WHERE namespace = %s"
             return {int(i): (str(n), float(u)) for i, n, u in cur.execute(sql, (namespace,))}
 
     def generation(self, namespace: str = "default") -> int:
         """Write counter of ``namespace`` (bumped by a trigger in every writing transaction)."""
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._db.transaction("read the generation", write=False) as cur:
             row = cur.execute("SELECT value FROM generations WHERE namespace = %s", (namespace,)).fetchone()
         return 0 if row is None else int(row[0])
@@ -237,7 +237,7 @@ class PgvectorMemory:
 
     def names(self, *, namespace: str = "default") -> list[str]:
         """Names of a namespace's concepts, ordered by id (reads no vectors)."""
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._db.transaction("list names", write=False) as cur:
             return self._names(cur, namespace)
 
@@ -246,7 +246,7 @@ class PgvectorMemory:
         with self._db.transaction("count concepts", write=False) as cur:
             if namespace is None:
                 return int(cur.execute("SELECT COUNT(*) FROM concepts").fetchone()[0])
-            namespace = clean_text(namespace, "namespace", "default")
+            namespace = clean_namespace(namespace)
             return int(cur.execute("SELECT COUNT(*) FROM concepts WHERE namespace = %s", (namespace,)).fetchone()[0])
 
     def namespaces(self) -> list[str]:
@@ -259,7 +259,7 @@ class PgvectorMemory:
         cid = self.get(name, namespace=namespace).id
         with self._db.transaction(f"read images of {name!r}", write=False) as cur:
             sql = "SELECT data FROM images WHERE namespace = %s AND concept_id = %s ORDER BY idx"
-            return [bytes(r[0]) for r in cur.execute(sql, (clean_text(namespace, "namespace", "default"), cid))]
+            return [bytes(r[0]) for r in cur.execute(sql, (clean_namespace(namespace), cid))]
 
     # ---- search ----------------------------------------------------------------------
     def search(self, queries: Any, *, namespace: str = "default", k: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +275,7 @@ class PgvectorMemory:
         ``ann=True``, through its own HNSW index in the server (built by the first search
         that finds it missing, then kept up to date by the adds).
         """
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         build = False
         with self._db.transaction("search views", write=False) as cur:
             row = cur.execute("SELECT (SELECT value FROM meta WHERE key = 'dim'), "
@@ -356,7 +356,7 @@ class PgvectorMemory:
         Runs ``CREATE INDEX CONCURRENTLY``: other namespaces (and this one) stay readable and
         writable meanwhile. Returns the seconds it took. `search` calls it when needed.
         """
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         name, lit = self._index_name(namespace), self._literal(namespace)
         start = time.perf_counter()
         logger.info("building the HNSW search index of namespace %r in %s", namespace, self.uri)
@@ -373,7 +373,7 @@ class PgvectorMemory:
     # ---- writes ----------------------------------------------------------------------
     @staticmethod
     def _key(name: str, namespace: str) -> tuple[str, str]:
-        return clean_name(name), clean_text(namespace, "namespace", "default")
+        return clean_name(name), clean_namespace(namespace)
 
     def _prepared(self, concept: Concept) -> Concept:
         """Validated copy: clean name/namespace, unit-norm float32 vectors, checked fields."""

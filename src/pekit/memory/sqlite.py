@@ -36,12 +36,13 @@ from pekit.errors import (
     DuplicateConceptError,
     InvalidInputError,
     MemoryFileError,
+    MemoryStoreError,
 )
 from pekit.memory._codec import (
     check_new_name,
     check_threshold,
     clean_name,
-    clean_text,
+    clean_namespace,
     dump_meta,
     name_key,
     not_found_message,
@@ -134,6 +135,14 @@ class SqliteMemory:
         """True when opened with ``read_only=True`` (or ``mode=ro``)."""
         return self._db.read_only
 
+    def check_writable(self, action: str) -> None:
+        """`MemoryStoreError` when a write (``action``, e.g. ``"introduce 'Bo'"``) would be
+        refused: opened read-only, or the file's permissions let nobody (or not this user)
+        write it. Cheap: callers ask before spending backbone passes."""
+        refused = self._db.unwritable(action)
+        if refused:
+            raise MemoryStoreError(refused)
+
     # ---- reads -----------------------------------------------------------------------
     def _load(self, conn: sqlite3.Connection, where: str, params: Sequence[Any], *,
               with_parts: bool = True) -> list[Concept]:
@@ -205,7 +214,7 @@ class SqliteMemory:
 
     def names(self, *, namespace: str = "default") -> list[str]:
         """Names of a namespace's concepts, ordered by id (reads no vectors)."""
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._transaction("list names", write=False) as conn:
             return self._names(conn, namespace)
 
@@ -243,7 +252,7 @@ class SqliteMemory:
 
     def concepts(self, *, namespace: str = "default") -> list[Concept]:
         """All concepts of a namespace, ordered by id."""
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._transaction("list concepts", write=False) as conn:
             return self._load(conn, "c.namespace = ?", (namespace,))
 
@@ -252,7 +261,7 @@ class SqliteMemory:
 
         What matching keeps in RAM; `parts` fetches the prototypes of the few that can win.
         """
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._transaction("list concepts", write=False) as conn:
             return self._load(conn, "c.namespace = ?", (namespace,), with_parts=False)
 
@@ -264,7 +273,7 @@ class SqliteMemory:
         >>> SqliteMemory(":memory:").parts([1, 2])
         {}
         """
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         wanted = sorted({int(i) for i in ids})
         out: dict[int, np.ndarray] = {}
         if not wanted:
@@ -285,7 +294,7 @@ class SqliteMemory:
     def stamps(self, *, namespace: str = "default") -> dict[int, tuple[str, float]]:
         """``id -> (name, updated)`` of every concept of a namespace: one scan of the small
         ``concepts`` table (no vectors, no checks), what a cache needs to see what changed."""
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._transaction("list concepts", write=False) as conn:
             sql = "SELECT id, name, updated FROM concepts WHERE namespace = ?"
             return {int(i): (str(n), float(u)) for i, n, u in conn.execute(sql, (namespace,))}
@@ -301,7 +310,7 @@ class SqliteMemory:
         >>> m.generation() != g
         True
         """
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._transaction("read the write counter", write=False) as conn:
             if has_generations(conn):
                 row = conn.execute("SELECT value FROM generations WHERE namespace = ?", (namespace,)).fetchone()
@@ -316,7 +325,7 @@ class SqliteMemory:
         with self._transaction("count concepts", write=False) as conn:
             if namespace is None:
                 return int(conn.execute("SELECT COUNT(*) FROM concepts").fetchone()[0])
-            namespace = clean_text(namespace, "namespace", "default")
+            namespace = clean_namespace(namespace)
             sql = "SELECT COUNT(*) FROM concepts WHERE namespace = ?"
             return int(conn.execute(sql, (namespace,)).fetchone()[0])
 
@@ -340,7 +349,7 @@ class SqliteMemory:
         >>> first.name, first.category, first.views
         ('Bo', 'dog', 2)
         """
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         with self._transaction("list concepts", write=False) as conn:
             sql = ("SELECT id, name, category, context, threshold, created, updated, "
                    "CASE WHEN json_valid(meta) THEN json_type(meta) = 'object' ELSE 0 END FROM concepts "
@@ -386,7 +395,7 @@ class SqliteMemory:
         ...     memory.search(np.eye(1, 8), k=2)[0].tolist()
         [[1, 1]]
         """
-        namespace = clean_text(namespace, "namespace", "default")
+        namespace = clean_namespace(namespace)
         generation = self.generation(namespace)
         cached = self._views.get(namespace)
         if cached is None or cached[0] != generation:
@@ -401,7 +410,7 @@ class SqliteMemory:
     # ---- writes ----------------------------------------------------------------------
     @staticmethod
     def _key(name: str, namespace: str) -> tuple[str, str]:
-        return clean_name(name), clean_text(namespace, "namespace", "default")
+        return clean_name(name), clean_namespace(namespace)
 
     def _check_backbone(self, conn: sqlite3.Connection, concept: Concept) -> None:
         """Record the backbone on the first add (or into an empty store); refuse another one."""

@@ -142,6 +142,8 @@ def create_app(personalizer: Any = None, *, memory: Any = None, keys: KeyStore |
     def healthz() -> Health:
         return Health(status="ok", version=__version__)
 
+    app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)  # uptime probes ask with HEAD
+
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of this process")
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(svc.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -151,6 +153,8 @@ def create_app(personalizer: Any = None, *, memory: Any = None, keys: KeyStore |
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(str(static / "index.html"), media_type="text/html", headers=_PAGE_HEADERS)
+
+    app.add_api_route("/", page, methods=["HEAD"], include_in_schema=False)
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     if assets is not None:

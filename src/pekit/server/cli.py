@@ -180,9 +180,10 @@ def check_backends(args: argparse.Namespace) -> None:
         raise BackendNotFoundError(f"{source}: unknown {kind} '{name}'; available: {listed}")
 
 
-def check_listen(host: str, port: int) -> None:
+def check_listen(host: str, port: int) -> int:
     """Refuse an address this machine cannot listen on (unknown host, port in use or not allowed)
-    at once, not after the models have loaded."""
+    at once, not after the models have loaded; returns the port (for ``0``, a free one the
+    system chose, which the server then listens on and says)."""
     import socket
 
     from pekit.errors import InvalidInputError
@@ -201,6 +202,7 @@ def check_listen(host: str, port: int) -> None:
         except OSError as exc:
             raise InvalidInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port "
                                     "(0: any free one) or stop the program that uses it") from exc
+        return int(sock.getsockname()[1])
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -215,7 +217,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     check_serve_options(args)
     check_backends(args)
-    check_listen(args.host, args.port)
+    args.port = check_listen(args.host, args.port)  # --port 0: the free port chosen, said in the log line below
     from pekit.memory import open_memory
 
     open_memory(args.memory).close()  # a bad URI fails here, in one line (not in every worker), creating nothing

@@ -20,8 +20,9 @@ _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def new_request_id(given: str | None = None) -> str:
-    """``given`` if it is a safe token (letters, digits, ``. _ -``, up to 64), else a new one."""
-    if given and _SAFE.match(given):
+    """``given`` if it is a safe token (letters, digits, ``. _ -``, up to 64) and not an API
+    key sent there by mistake (``pk_...``: ids are logged, keys never are), else a new one."""
+    if given and _SAFE.match(given) and not given.startswith("pk_"):
         return given
     return uuid.uuid4().hex
 

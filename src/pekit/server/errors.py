@@ -70,6 +70,11 @@ _EXPECTED = {
 def _problem(err: Any, where: str, body: Any) -> str:
     """A validation error in words; a required form field sent empty says so (HTML forms and
     ``curl -F name=`` send empty fields, which FastAPI reports as missing)."""
+    if err.get("type") == "json_invalid":
+        reason = (err.get("ctx") or {}).get("error", "")
+        return f"not valid JSON ({reason}); send an object such as {{\"context\": \"my parents' dog\"}}"
+    if "Expected UploadFile" in str(err.get("msg", "")):
+        return f"{where} must be a file (multipart: curl -F {where}=@photo.jpg), not a text field"
     if err.get("type") != "missing" or not where:
         return str(err.get("msg", ""))
     expected = _EXPECTED.get(where, "a value")
@@ -102,7 +107,9 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["WWW-Authenticate"] = 'Bearer realm="pekit"'
         elif status == 503:
             headers["Retry-After"] = "1"
-        if status >= 500:
+        if status == 503:  # load (a full queue, a busy memory file): the client retries, nothing is broken
+            log.warning("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+        elif status >= 500:
             log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
         return error_response(status, str(exc), type(exc).__name__, headers=headers)
 
@@ -110,7 +117,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            where = "" if err.get("type") == "json_invalid" else ".".join(
+                str(p) for p in err.get("loc", ()) if p != "body")  # a JSON error's loc is a character offset
             problems.append({"field": where, "problem": _problem(err, where, exc.body)})
         text = "; ".join(p["problem"] if p["field"] and p["problem"].startswith(f"{p['field']} is ")
                          else f"{p['field'] or 'body'}: {p['problem']}" for p in problems[:5])
@@ -124,4 +132,21 @@ def install_error_handlers(app: FastAPI) -> None:
         }
         message = messages.get(exc.status_code, str(exc.detail))
         headers = dict(exc.headers or {})
-        return error_response(exc.status_code, message, "HTTPError", headers=headers)
+        if exc.status_code == 405:  # every method the path takes, not only the first route's (RFC 9110)
+            allowed = _allowed_methods(request)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+        status = exc.status_code
+        if status == 400 and "maximum size" in message:  # a form field over python-multipart's part limit
+            status, message = 413, f"a form field is too large ({message}); send a shorter text"
+        return error_response(status, message, "HTTPError", headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes on ``request``'s path (asked method by method: included
+    routers match as one route)."""
+    from starlette.routing import Match
+
+    return [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.router.routes)]

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from pekit.errors import InvalidInputError, PekitError
@@ -88,9 +89,10 @@ def check_filename(filename: str | None) -> None:
     """
     if not filename:
         return
-    if len(filename) > 255 or any(ord(ch) < 32 or ord(ch) == 127 for ch in filename):
-        raise RequestError(f"the file name {filename[:80]!r} is over 255 characters or holds control characters; "
-                           "send a plain name such as 'photo.jpg'", status=400)
+    # control, bidirectional (U+202E shows 'gpj.exe' as 'exe.jpg') and other invisible format characters
+    if len(filename) > 255 or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in filename):
+        raise RequestError(f"the file name {filename[:80]!r} is over 255 characters or holds control or invisible "
+                           "characters; send a plain name such as 'photo.jpg'", status=400)
     if "/" in filename or "\\" in filename or filename.startswith("..") or "\0" in filename or ":" in filename:
         raise RequestError(f"the file name {filename[:80]!r} looks like a path; send a plain name such as "
                            "'photo.jpg'", status=400)

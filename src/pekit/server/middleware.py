@@ -42,6 +42,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+#: the methods metrics are labelled by; any other is "other" (a client may send any token as a method)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class ServiceMiddleware:
     def __init__(self, app: ASGIApp, *, limits: Limits, metrics: Metrics) -> None:
         self.app, self.limits, self.metrics = app, limits, metrics
@@ -74,7 +78,8 @@ class ServiceMiddleware:
         finally:
             seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.observe(str(scope.get("method", "")), route, int(status["code"]), seconds)
+            method = str(scope.get("method", ""))  # any token is a method to HTTP: a fixed set of labels
+            self.metrics.observe(method if method in _METHODS else "other", route, int(status["code"]), seconds)
             log.info("%s %s %d %.1f ms [%s]", scope.get("method"), scope.get("path"), status["code"],
                      seconds * 1000, rid)
             reset_request_id(token)

@@ -8,7 +8,6 @@ work (list, get, update, forget) runs in FastAPI's thread pool.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Annotated, Any
 
@@ -37,14 +36,20 @@ from pekit.server.service import Service, jpeg_data_url
 __all__ = ["router"]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `pekit keys create USER`")
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut, "description": text} for code, text in (
-        (401, "missing, invalid or revoked API key"), (404, "no such concept"), (409, "name taken"),
-        (413, "upload too large"), (415, "not an image"), (422, "invalid input"),
-        (503, "busy: retry after the Retry-After header's seconds"))
+_ERROR_TEXT = {
+    400: "a malformed request (multipart body, a path as a file name)", 401: "missing, invalid or revoked API key",
+    404: "no such concept", 409: "name taken, or a memory made by another backbone", 413: "upload too large",
+    415: "not an image", 422: "invalid input", 502: "the LVLM or another backend failed",
+    503: "busy: retry after the Retry-After header's seconds",
 }
 
-router = APIRouter(prefix="/v1", responses=_ERRORS)
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI error responses: the ones every /v1 route may give plus ``codes``."""
+    return {code: {"model": ErrorOut, "description": _ERROR_TEXT[code]} for code in sorted({401, 422, 503, *codes})}
+
+
+router = APIRouter(prefix="/v1")
 
 
 def service(request: Request) -> Service:
@@ -99,18 +104,22 @@ def _json_field(text: str | None, what: str, example: str) -> Any:
 
 
 # ---- concepts -------------------------------------------------------------------------
-@router.get("/concepts", response_model=list[ConceptOut], summary="list your concepts")
+@router.get("/concepts", response_model=list[ConceptOut], summary="list your concepts",
+             responses=_errors())
 def list_concepts(svc: Svc, user: User) -> list[ConceptOut]:
     return [concept_out(s) for s in svc.personalizer.memory.summaries(namespace=user.namespace)]
 
 
-@router.post("/concepts", response_model=ConceptOut, status_code=201, summary="introduce a concept from photos")
+@router.post("/concepts", response_model=ConceptOut, status_code=201, summary="introduce a concept from photos",
+             responses=_errors(400, 409, 413, 415))
 async def introduce(
     svc: Svc, user: User,
     name: Annotated[str, Form(min_length=1, max_length=NAME_MAX, description="what you call it, e.g. Bo")],
     photos: Annotated[list[UploadFile], File(description="one or more reference photos of it")],
-    category: Annotated[str, Form(max_length=CATEGORY_MAX, description="its class, e.g. dog")] = "",
-    context: Annotated[str, Form(max_length=TEXT_MAX, description="what the LVLM should know")] = "",
+    category: Annotated[str | None, Form(max_length=CATEGORY_MAX, description="its class, e.g. dog (with "
+                                         "replace: kept unless given)")] = None,
+    context: Annotated[str | None, Form(max_length=TEXT_MAX, description="what the LVLM should know (with "
+                                        "replace: kept unless given)")] = None,
     boxes: Annotated[str | None, Form(max_length=TEXT_MAX, description="JSON list, one [x0, y0, x1, y1] box "
                                       "(or null) per photo, in pixels; default: found by saliency")] = None,
     replace: Annotated[bool, Form(description="overwrite a concept of the same name")] = False,
@@ -129,22 +138,24 @@ async def introduce(
     return concept_out(concept, boxes=True, personalizer=p)
 
 
-@router.get("/concepts/{name}", response_model=ConceptOut, summary="one concept")
+@router.get("/concepts/{name}", response_model=ConceptOut, summary="one concept",
+             responses=_errors(404))
 def get_concept(svc: Svc, user: User, name: ConceptName) -> ConceptOut:
     p = svc.personalizer_for(user)
     return concept_out(p.get(_name(svc, name)), boxes=True, personalizer=p)
 
 
-@router.patch("/concepts/{name}", response_model=ConceptOut, summary="change a concept's context or category")
+@router.patch("/concepts/{name}", response_model=ConceptOut, summary="change a concept's context or category",
+             responses=_errors(404, 413))
 def update_concept(svc: Svc, user: User, name: ConceptName, body: ContextIn) -> ConceptOut:
     p = svc.personalizer_for(user)
-    changes = {k: v.strip() for k, v in (("context", body.context), ("category", body.category)) if v is not None}
-    # read and write in one transaction: a view added meanwhile by another request stays
-    changed = p.memory.modify(_name(svc, name), lambda c: dataclasses.replace(c, **changes), namespace=p.namespace)
+    # read and written in one transaction (a view added meanwhile by another request stays); no change, no write
+    changed = p.update(_name(svc, name), context=body.context, category=body.category)
     return concept_out(changed, boxes=True, personalizer=p)
 
 
-@router.post("/concepts/{name}/views", response_model=ConceptOut, summary="add one more reference photo")
+@router.post("/concepts/{name}/views", response_model=ConceptOut, summary="add one more reference photo",
+             responses=_errors(400, 404, 409, 413, 415))
 async def add_view(
     svc: Svc, user: User, name: ConceptName,
     photo: Annotated[UploadFile, File(description="another photo of the concept")],
@@ -158,21 +169,22 @@ async def add_view(
     return concept_out(await svc.pool.run(p.add_view, name, data, box=xyxy), boxes=True, personalizer=p)
 
 
-@router.delete("/concepts/{name}", response_model=Forgotten, summary="forget a concept")
+@router.delete("/concepts/{name}", response_model=Forgotten, summary="forget a concept",
+             responses=_errors(404))
 def forget(svc: Svc, user: User, name: ConceptName) -> Forgotten:
-    name = _name(svc, name)
-    svc.personalizer_for(user).forget(name)
-    return Forgotten(forgotten=name)
+    # the name as it was stored: DELETE /v1/concepts/bo forgets 'Bo'
+    return Forgotten(forgotten=svc.personalizer_for(user).forget(_name(svc, name)))
 
 
 # ---- photos -----------------------------------------------------------------------------
-Threshold = Annotated[float | None, Form(ge=-1.0, le=1.0, description="recognition threshold "
+Threshold = Annotated[float | None, Form(ge=-1.0, le=1.0, allow_inf_nan=False, description="recognition threshold "
                                          "(default: the server's)")]
 Annotate = Annotated[bool, Form(description="return the photo with the boxes drawn")]
 MaxTokens = Annotated[int, Form(ge=1, le=2048, description="longest answer, in tokens")]
 
 
-@router.post("/recognize", response_model=RecognizeOut, summary="find your concepts in a photo")
+@router.post("/recognize", response_model=RecognizeOut, summary="find your concepts in a photo",
+             responses=_errors(400, 409, 413, 415))
 async def recognize(svc: Svc, user: User, photo: Annotated[UploadFile, File(description="the photo")],
                     threshold: Threshold = None, annotate: Annotate = True) -> RecognizeOut:
     data = await _read_photo(svc, photo, "the photo")
@@ -210,7 +222,8 @@ async def _respond(svc: Svc, user: ApiKey, photo: UploadFile, question: str | No
     return await svc.pool.run(work)
 
 
-@router.post("/ask", response_model=AnswerOut, summary="ask the LVLM about a photo, using your concepts' names")
+@router.post("/ask", response_model=AnswerOut, summary="ask the LVLM about a photo, using your concepts' names",
+             responses=_errors(400, 409, 413, 415, 502))
 async def ask(svc: Svc, user: User, photo: Annotated[UploadFile, File(description="the photo")],
               question: Annotated[str, Form(min_length=1, max_length=TEXT_MAX, description="e.g. What is Bo doing?")],
               options: Annotated[str | None, Form(max_length=TEXT_MAX, description='JSON multiple-choice options, '
@@ -219,13 +232,15 @@ async def ask(svc: Svc, user: User, photo: Annotated[UploadFile, File(descriptio
     return await _respond(svc, user, photo, question, options, threshold, max_new_tokens)
 
 
-@router.post("/caption", response_model=AnswerOut, summary="caption a photo, calling your concepts by name")
+@router.post("/caption", response_model=AnswerOut, summary="caption a photo, calling your concepts by name",
+             responses=_errors(400, 409, 413, 415, 502))
 async def caption(svc: Svc, user: User, photo: Annotated[UploadFile, File(description="the photo")],
                   threshold: Threshold = None, max_new_tokens: MaxTokens = 256) -> AnswerOut:
     return await _respond(svc, user, photo, None, None, threshold, max_new_tokens)
 
 
-@router.get("/me", summary="who the key belongs to", responses={200: {"description": "the key's user"}})
+@router.get("/me", summary="who the key belongs to",
+            responses={200: {"description": "the key's user"}, 401: _errors()[401]})
 def me(user: User, response: Response) -> dict[str, str]:
     response.headers["Cache-Control"] = "no-store"
     return {"user": user.namespace, "key_id": user.key_id}

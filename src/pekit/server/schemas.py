@@ -6,11 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from pekit.memory import MAX_CATEGORY_LENGTH, MAX_CONTEXT_LENGTH
+from pekit.memory._codec import MAX_NAME_LENGTH
+
 __all__ = ["AnswerOut", "ConceptOut", "ContextIn", "DetectionOut", "ErrorBody", "ErrorOut", "Forgotten",
            "Health", "RecognizeOut", "concept_out", "detections_out"]
 
 #: Longest concept name, category, and context/question text the API accepts.
-NAME_MAX, CATEGORY_MAX, TEXT_MAX = 200, 200, 2000
+NAME_MAX, CATEGORY_MAX, TEXT_MAX = MAX_NAME_LENGTH, MAX_CATEGORY_LENGTH, MAX_CONTEXT_LENGTH  # the library's limits
 
 
 class ConceptOut(BaseModel):
@@ -22,11 +25,15 @@ class ConceptOut(BaseModel):
     created: float = Field(description="seconds since the epoch")
     updated: float = Field(description="seconds since the epoch")
     boxes: list[list[float]] | None = Field(default=None, description="the object's box in each reference photo "
-                                            "(x0, y0, x1, y1 pixels); only when one concept is asked for")
+                                            "(x0, y0, x1, y1 pixels), as pekit outlined the object: a box sent "
+                                            "is refined to the object in it; only when one concept is asked for")
     consistency: float | None = Field(default=None, description="how well its reference photos recognize one "
                                       "another (introduced from two or more); only when one concept is asked for")
     consistency_low: bool | None = Field(default=None, description="true: so low that new photos unlike these "
                                           "may be missed (add photos from other angles)")
+    same_pictures: list[list[int]] | None = Field(default=None, description="pairs of reference photos (numbered "
+                                                  "from 1) that are the same picture, a copy adds nothing; only "
+                                                  "when one concept is asked for")
 
 
 class ContextIn(BaseModel):
@@ -85,13 +92,15 @@ def concept_out(c: Any, *, boxes: bool = False, personalizer: Any = None) -> Con
     """From a `Concept` or a `ConceptSummary`; ``boxes``: with the details of one concept
     (its boxes, its consistency and, given its ``personalizer``, whether that is low)."""
     views = c.views if isinstance(c.views, int) else len(c.views)
+    from pekit.extract.views import SAME_PICTURES
     from pekit.personalizer import stored_consistency
 
     meta = c.meta if boxes and isinstance(getattr(c, "meta", None), dict) else {}
     return ConceptOut(name=c.name, category=c.category, context=c.context, views=views, threshold=c.threshold,
                       created=c.created, updated=c.updated, boxes=meta.get("boxes"),
                       consistency=stored_consistency(c) if meta else None,
-                      consistency_low=personalizer.low_consistency(c) if personalizer is not None and meta else None)
+                      consistency_low=personalizer.low_consistency(c) if personalizer is not None and meta else None,
+                      same_pictures=meta.get(SAME_PICTURES) or None)
 
 
 def detections_out(dets: Any) -> list[DetectionOut]:

@@ -212,6 +212,8 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     check_max_frames(max_frames)
     if out is not None and Path(out).suffix.lower() not in VIDEO_OUT_SUFFIXES:
         raise InvalidInputError(f"the annotated video must end in one of {', '.join(VIDEO_OUT_SUFFIXES)}, got '{out}'")
+    if sheet is not None:
+        check_sheet_path(sheet)  # before the clip is read, not after the work
     audio = check_audio(audio)
     info = probe(path, max_pixels=max_pixels)
     timings = {"decode": 0.0, "backbone": 0.0, "faces": 0.0, "tracking": 0.0, "render": 0.0}
@@ -285,7 +287,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
         colour_of.setdefault(t.name, len(colour_of))
     from pekit.prompt.overlay import PALETTE
 
-    result = VideoResult(info, float(fps), tracks, frames, timings,
+    result = VideoResult(info, float(rate), tracks, frames, timings,
                          colours={n: PALETTE[i % len(PALETTE)][0] for n, i in colour_of.items()}, scenes=scenes,
                          shots=shots if keep_sheet else {}, scene_frames=scene_frames)
     t0 = time.perf_counter()
@@ -308,10 +310,26 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
             save_png(image, sheet)
             result.sheet = str(sheet)
         elif sheet is not None:
-            log.warning("nothing recognized in %s: no contact sheet written", path)
+            log.info("nothing recognized in %s: no contact sheet written (VideoResult.sheet is None)", path)
     timings["render"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     return result
+
+
+def check_sheet_path(sheet: str | os.PathLike) -> None:
+    """A contact sheet's path names an image file: not a folder (``sheets/``), and with a
+    suffix an image is written in (``.png``, ``.jpg``...); `InvalidInputError` otherwise."""
+    from pekit.errors import InvalidInputError
+    from pekit.images import IMAGE_SUFFIXES
+
+    text = os.fspath(sheet)
+    target = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) or target.is_dir():
+        raise InvalidInputError(f"--sheet '{text}' is a folder; name the contact sheet's file, e.g. "
+                                f"{target / 'sheet.png'}")
+    if target.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InvalidInputError(f"--sheet '{text}' has no image suffix; name a .png or .jpg file, e.g. "
+                                f"{target.with_suffix('.png')}")
 
 
 def _box_in(jpeg: bytes, frame: VideoFrame, track_id: int, width: int) -> list[float]:

@@ -1,0 +1,207 @@
+"""What an app built on `Personalizer` relies on beyond the happy path: bad input refused
+before any backbone pass with memory untouched, text fields as said to the LVLM, a store
+shared between Personalizers, models built once across threads, streams that follow the
+memory."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pekit.errors import (
+    BackboneMismatchError,
+    BackendError,
+    DuplicateConceptError,
+    ImageError,
+    InvalidInputError,
+    MemoryStoreError,
+)
+from pekit.memory import MAX_CONTEXT_LENGTH, SqliteMemory
+
+CAT_BOX = [100, 20, 320, 290]
+
+
+@pytest.fixture
+def p(make_personalizer: Any, chelsea: np.ndarray) -> Any:
+    """A memory holding the cat 'Tom'; ``p.passes`` counts backbone passes from here on."""
+    p = make_personalizer()
+    p.introduce("Tom", chelsea, boxes=[CAT_BOX], category="cat", context="the neighbour's cat")
+    encode = p.pipeline.encode
+    p.passes = 0
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        p.passes += 1
+        return encode(*args, **kwargs)
+
+    p.pipeline.encode = counted
+    return p
+
+
+def _state(p: Any) -> list[Any]:
+    return [(c.name, c.category, c.context, len(c.views), c.updated) for c in p.concepts()]
+
+
+# ---- refused before any backbone pass, memory untouched ------------------------------------------
+@pytest.mark.parametrize(("kwargs", "error", "words"), [
+    ({"name": "Rex", "context": "x" * (MAX_CONTEXT_LENGTH + 1)}, InvalidInputError, "keep it to 2,000"),
+    ({"name": "Rex", "category": "dog\x1b[2J"}, InvalidInputError, "control character U\\+001B"),
+    ({"name": "Rex", "context": "good dog\u202e"}, InvalidInputError, "control character U\\+202E"),
+    ({"name": "Re\u200bx"}, InvalidInputError, "invisible character U\\+200B"),
+    ({"name": "Ｔｏｍ"}, DuplicateConceptError, "looks the same as the stored concept 'Tom'"),
+    ({"name": "x" * 201}, InvalidInputError, "201 characters long"),
+    ({"name": "Rex", "masks": [np.ones((300, 451), bool)], "boxes": [CAT_BOX]}, InvalidInputError,
+     "both a box and a mask"),
+    ({"name": "Rex", "images": ["__chelsea__", "/no/such/photo.jpg"]}, ImageError, "no such file"),
+    ({"name": "Rex", "images": {"a.jpg"}}, InvalidInputError, "not a set"),
+    ({"name": "Rex", "images": np.zeros((5, 5, 3), np.uint8)}, InvalidInputError, "5 x 5 pixels: too small"),
+])
+def test_introduce_refuses_before_any_pass(p: Any, chelsea: np.ndarray, kwargs: dict[str, Any], error: type,
+                                           words: str) -> None:
+    before = _state(p)
+    images = kwargs.pop("images", chelsea)
+    if isinstance(images, list):
+        images = [chelsea if i == "__chelsea__" else i for i in images]
+    with pytest.raises(error, match=words):
+        p.introduce(images=images, **kwargs)
+    assert p.passes == 0 and _state(p) == before
+
+
+def test_images_may_come_from_any_ordered_iterable_and_a_bare_mask_serves_one_photo(
+        p: Any, chelsea: np.ndarray) -> None:
+    mask = np.zeros(chelsea.shape[:2], bool)
+    mask[20:290, 100:320] = True
+    rex = p.introduce("Rex", (img for img in [chelsea]), masks=mask)  # a generator, and a mask not in a list
+    assert len(rex.views) == 1 and p.passes >= 1
+
+
+def test_update_changes_what_the_lvlm_is_told_without_a_pass(p: Any, chelsea: np.ndarray) -> None:
+    tom = p.get("Tom")
+    same = p.update("tom", context="the neighbour's cat")  # nothing to change: nothing written
+    assert same.updated == tom.updated
+    new = p.update("tom", context="the neighbour's cat, loves the sun\non the wall", category="tabby")
+    assert (new.context, new.category, len(new.views)) == ("the neighbour's cat, loves the sun\non the wall",
+                                                          "tabby", len(tom.views))
+    assert p.passes == 0 and "loves the sun" in p.ask(chelsea, "Where is Tom?").prompt
+    with pytest.raises(InvalidInputError, match="control character"):
+        p.update("Tom", category="a\nb")  # a category is one line
+    assert p.get("Tom").category == "tabby"
+
+
+# ---- ask and caption -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"question": None}, "ask needs a question"),
+    ({"question": "Where is Tom?", "max_tokens": 10}, "unknown option max_tokens"),
+    ({"question": "Where is Tom?", "max_new_tokens": -1}, "max_new_tokens must be a positive integer"),
+    ({"question": "Where is Tom?", "fps": 2.0}, "unknown option fps; .* \\(and fps for a video\\)"),
+    ({"question": "Where is Tom?\x1b[31m"}, "control character U\\+001B"),
+])
+def test_ask_refuses_before_any_pass(p: Any, chelsea: np.ndarray, kwargs: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidInputError, match=words):
+        p.ask(chelsea, **kwargs)
+    assert p.passes == 0
+
+
+def test_an_lvlm_must_answer_and_answer_text(make_personalizer: Any, chelsea: np.ndarray) -> None:
+    with pytest.raises(InvalidInputError, match=r"lvlm must be a spec .* got int"):
+        make_personalizer(lvlm=42)
+
+    class Silent:
+        name = "silent"
+
+        def generate(self, image: Any, prompt: str, **kwargs: Any) -> None:
+            return None
+
+    with pytest.raises(BackendError, match="the LVLM silent answered NoneType, not text"):
+        make_personalizer(lvlm=Silent()).caption(chelsea)
+
+
+# ---- explain ---------------------------------------------------------------------------------------
+def test_explain_checks_the_backbone_as_recognize_does(chelsea: np.ndarray, make_personalizer: Any) -> None:
+    from pekit.memory import open_memory
+    from pekit.types import Concept
+
+    memory = open_memory("memory://")
+    v = np.random.default_rng(0).normal(size=(1, 384)).astype(np.float32)
+    memory.add(Concept("Rex", v / np.linalg.norm(v), backbone="hf:facebook/dinov2-small/layer-1/res224"))
+    other = make_personalizer(memory=memory)  # its vectors are another backbone's: no map can mean anything
+    for call in (other.recognize, other.explain):
+        with pytest.raises(BackboneMismatchError):
+            call(chelsea)
+
+
+# ---- a store shared, models built once ---------------------------------------------------------------
+def test_closing_a_sibling_or_a_borrower_leaves_the_shared_store_open(tmp_path: Path, make_personalizer: Any,
+                                                                     chelsea: np.ndarray) -> None:
+    store = SqliteMemory(tmp_path / "m.db")
+    owner = make_personalizer(memory=store)
+    owner.for_namespace("alice").close()  # a request handler's `with p.for_namespace(user) as q:`
+    make_personalizer(memory=store).close()
+    assert owner.concepts() == []  # still open
+    opened = make_personalizer(memory=str(tmp_path / "n.db"))
+    opened.close()  # it opened its store from a path: closing closes it
+    with pytest.raises(MemoryStoreError, match="closed"):
+        opened.concepts()
+    store.close()
+
+
+def test_models_are_built_once_however_many_threads_ask(make_personalizer: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import pekit.personalizer as module
+
+    built: list[int] = []
+    real = module.build_pipeline
+
+    def slow_build(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        time.sleep(0.2)  # long enough for every thread to arrive while the first builds
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "build_pipeline", slow_build)
+    q = make_personalizer()
+    got: list[Any] = []
+    threads = [threading.Thread(target=lambda: got.append(q.pipeline)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and len({id(g) for g in got}) == 1
+
+
+# ---- recognize_many --------------------------------------------------------------------------------
+@pytest.mark.parametrize(("images", "kwargs", "words"), [
+    (5, {}, "takes an iterable of photos"),
+    ("photo.jpg", {}, "for one photo use recognize"),
+    ([], {"workers": "2"}, "workers must be a whole number"),
+    ([], {"errors": "skip"}, "errors must be 'raise' or 'return'"),
+])
+def test_recognize_many_refuses_at_the_call(p: Any, images: Any, kwargs: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidInputError, match=words):
+        p.recognize_many(images, **kwargs)  # not at the first photo: a generator would wait for it
+
+
+def test_recognize_many_can_return_errors_in_place_and_follows_the_memory(p: Any, chelsea: np.ndarray,
+                                                                         tmp_path: Path) -> None:
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    results = list(p.recognize_many([chelsea, bad, chelsea], errors="return"))
+    assert isinstance(results[1], ImageError) and [r.name.tolist() for r in (results[0], results[2])] == [["Tom"]] * 2
+    stream = p.recognize_many([chelsea, chelsea, chelsea])
+    assert next(stream).name.tolist() == ["Tom"]
+    p.forget("Tom")  # forgotten mid-stream: not named in the photos after
+    assert [d.name.tolist() for d in stream] == [[], []]
+
+
+def test_recognize_on_an_empty_memory_says_so_once(make_personalizer: Any, chelsea: np.ndarray,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    q = make_personalizer(memory="memory://")
+    with caplog.at_level(logging.WARNING, logger="pekit.personalizer"):
+        q.recognize(chelsea)
+        q.recognize(chelsea)
+    assert caplog.text.count("holds no concepts") == 1 and "must_exist=True" in caplog.text
