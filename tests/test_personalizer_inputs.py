@@ -146,7 +146,10 @@ def test_closing_a_sibling_or_a_borrower_leaves_the_shared_store_open(tmp_path: 
     opened.close()  # it opened its store from a path: closing closes it
     with pytest.raises(MemoryStoreError, match="closed"):
         opened.concepts()
-    store.close()
+    given = make_personalizer(memory=store, own_memory=True)  # the CLI's: it opened the store for it
+    given.close()
+    with pytest.raises(MemoryStoreError, match="closed"):
+        store.count()
 
 
 def test_models_are_built_once_however_many_threads_ask(make_personalizer: Any,
@@ -198,10 +201,15 @@ def test_recognize_many_can_return_errors_in_place_and_follows_the_memory(p: Any
     assert [d.name.tolist() for d in stream] == [[], []]
 
 
-def test_recognize_on_an_empty_memory_says_so_once(make_personalizer: Any, chelsea: np.ndarray,
+def test_recognize_on_an_empty_memory_says_so_once(make_personalizer: Any, p: Any, chelsea: np.ndarray,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     q = make_personalizer(memory="memory://")
     with caplog.at_level(logging.WARNING, logger="pekit.personalizer"):
         q.recognize(chelsea)
         q.recognize(chelsea)
+        q.for_namespace("bob").recognize(chelsea)  # a service's next user: not again
     assert caplog.text.count("holds no concepts") == 1 and "must_exist=True" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pekit.personalizer"):
+        p.for_namespace("alice").recognize(chelsea)  # a user with nothing yet, in a memory that holds Tom
+    assert "holds no concepts" not in caplog.text

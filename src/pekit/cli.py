@@ -57,7 +57,7 @@ def _personalizer(args: argparse.Namespace, *, creates: bool = False, **extra: A
         kwargs["lvlm"] = args.lvlm
     memory = _open_memory(args, creates=creates)
     try:
-        return Personalizer(args.preset, memory=memory, namespace=args.namespace, **kwargs, **extra)
+        return Personalizer(args.preset, memory=memory, namespace=args.namespace, own_memory=True, **kwargs, **extra)
     except BaseException:
         memory.close()
         raise

@@ -116,18 +116,22 @@ class Personalizer:
             ``"onnx:<path>"``, an ONNX embedder, see `pekit.faces.onnx`) or object.
         face_tolerance: Euclidean distance under which a face is a stored person
             (default: the face model's ``tolerance``, dlib's `pekit.faces.FACE_TOLERANCE` 0.6).
+        own_memory: whether `close` closes the memory store (default: only one opened here
+            from a path or URI, not a store passed in).
         **overrides: other preset/recognition fields (``backbone=``, ``proposals=``...).
     """
 
     def __init__(self, preset: str | Preset = "offline", *, memory: MemoryStore | str | os.PathLike | None = None,
                  namespace: str = "default", lvlm: Any = None, threshold: float | None = None,
-                 faces: Any = "dlib", face_tolerance: float | None = None, **overrides: Any) -> None:
+                 faces: Any = "dlib", face_tolerance: float | None = None, own_memory: bool | None = None,
+                 **overrides: Any) -> None:
         if threshold is not None:
             overrides["threshold"] = threshold
         self.preset = get_preset(preset).with_options(**overrides) if overrides else get_preset(preset)
         namespace = clean_namespace(namespace)
         self.memory: MemoryStore = memory if isinstance(memory, MemoryStore) else open_memory(memory)
-        self._owns_memory = not isinstance(memory, MemoryStore)  # `close` closes only what it opened
+        # `close` closes only what it opened, unless told the store is its to close
+        self._owns_memory = not isinstance(memory, MemoryStore) if own_memory is None else bool(own_memory)
         self.namespace = namespace
         if lvlm is not None and not isinstance(lvlm, str) and not callable(getattr(lvlm, "generate", None)):
             raise InvalidInputError(f"lvlm must be a spec ('none', 'hf:<id>', 'openai:<url>#<model>') or an object "
@@ -137,9 +141,9 @@ class Personalizer:
         # lazily built models, shared with `for_namespace` siblings (one dict, many owners),
         # built once even when several threads ask at once
         self._models: dict[str, Any] = {}
-        self._models_lock = threading.Lock()
+        self._models_lock = threading.Lock()  # guards the per-model locks: a slow LVLM load blocks no other model
+        self._model_locks: dict[str, threading.Lock] = {}
         self.face_tolerance = face_tolerance
-        self._warned_empty = False  # `recognize` on an empty memory (a mistyped path?) says so once
 
     def for_namespace(self, namespace: str) -> Personalizer:
         """A Personalizer of another owner that shares this one's models and memory store.
@@ -160,6 +164,8 @@ class Personalizer:
         model = self._models.get(key)
         if model is None:
             with self._models_lock:
+                lock = self._model_locks.setdefault(key, threading.Lock())
+            with lock:
                 model = self._models.get(key)
                 if model is None:
                     model = self._models[key] = build()
@@ -217,16 +223,17 @@ class Personalizer:
             if box is not None and mask is not None:
                 raise InvalidInputError(f"photo {i + 1} got both a box and a mask; give one (a mask outlines the "
                                         "object, a box only frames it)")
-        _check_files(images)  # a missing second photo is an error before the first one's pass
-        out = []
-        for src, box, mask in zip(images, box_list, mask_list, strict=True):
+        # every photo read and checked before the first pass: a bad second photo costs no pass
+        loaded = []
+        for src, mask in zip(images, mask_list, strict=True):
             image = load_image(src)
             if min(image.shape[:2]) < MIN_BOX_SIDE:
                 raise InvalidInputError(f"{describe(src)} is {image.shape[1]} x {image.shape[0]} pixels: too small to "
                                         f"show an object; a reference photo needs at least {MIN_BOX_SIDE} pixels on "
                                         "each side (a few hundred is best)")
-            if mask is not None:  # before the pass: a mask of the wrong size costs nothing
-                mask = check_mask(mask, image.shape[1], image.shape[0], src)
+            loaded.append((image, None if mask is None else check_mask(mask, image.shape[1], image.shape[0], src)))
+        out = []
+        for src, box, (image, mask) in zip(images, box_list, loaded, strict=True):
             grid = self.pipeline.encode(image)
             if box is not None:
                 check_box_on_grid(box, grid, src)
@@ -345,12 +352,15 @@ class Personalizer:
         """Refuse a new name that looks like a stored one (full-width letters, compatibility
         forms: ``'Ｂｏ'`` beside ``'Bo'``): the two could not be told apart on a photo."""
         key = lookalike_key(name)
-        for summary in self.memory.summaries(namespace=self.namespace):
-            if lookalike_key(summary.name) == key:
+        names = getattr(self.memory, "names", None)  # both stores have it; a store of one's own may not
+        listed = names(namespace=self.namespace) if names is not None else [
+            c.name for c in self.memory.summaries(namespace=self.namespace)]
+        for stored in listed:
+            if lookalike_key(stored) == key:
                 from pekit.errors import DuplicateConceptError
 
-                raise DuplicateConceptError(f"'{name}' looks the same as the stored concept '{summary.name}' (the "
-                                            "same letters in another form); use that name, or choose another one")
+                raise DuplicateConceptError(f"'{name}' looks the same as the stored concept '{stored}' (the same "
+                                            "letters in another form); use that name, or choose another one")
 
     def _introduce_person(self, name: str, refs: Sequence[ImageInput], *, category: str, context: str,
                           boxes: Sequence[Any] | None, replace: bool, start: float) -> Concept:
@@ -490,11 +500,11 @@ class Personalizer:
         first. ``timings`` (if given) accumulates seconds under ``backbone`` and ``faces``.
         """
         objects, persons = entry.gallery, entry.others
-        if not entry.count and not self._warned_empty:
-            self._warned_empty = True
-            log.warning("the memory '%s' holds no concepts (namespace '%s'), so nothing can be recognized: introduce "
-                        "one first, or check the memory path (open_memory(path, must_exist=True) refuses a missing "
-                        "file)", self.memory.uri, self.namespace)
+        if not entry.count and "warned_empty" not in self._models and not self.memory.count():
+            self._models["warned_empty"] = True  # once for the siblings too (a service's users)
+            log.warning("the memory '%s' holds no concepts at all, so nothing can be recognized: introduce one "
+                        "first, or check the memory path (open_memory(path, must_exist=True) refuses a missing "
+                        "file)", self.memory.uri)
         found: list[Detections] = []
         if len(objects):
             t0 = time.perf_counter()
@@ -714,10 +724,19 @@ class Personalizer:
             detections = self.pipeline.recognize(grid, gallery, image=img, labels=entry.categories)
         if detections.embedding is None and len(detections):
             detections.embedding = np.stack([self.pipeline.region_embedding(grid, xyxy=b) for b in detections.xyxy])
-        by_id = {c.id: c for c in self.concepts()}
-        refs = [[str(r) for r in (by_id[int(i)].meta.get("references", []) if int(i) in by_id else [])]
-                for i in gallery.ids]
-        return explain_figure(img, grid, detections, gallery, references=refs)
+        # the detected objects with their parts (a large namespace's gallery loads parts lazily)
+        from pekit.faces import PERSON, concept_kind
+
+        shown = []
+        for name in dict.fromkeys(str(n) for n in np.asarray(detections.name).tolist() if n):
+            try:
+                concept = self.get(name)
+            except ConceptNotFoundError:  # forgotten since it was recognized
+                continue
+            if concept_kind(concept) != PERSON:
+                shown.append(concept)
+        refs = [[str(r) for r in c.meta.get("references", [])] for c in shown]
+        return explain_figure(img, grid, detections, Gallery.from_concepts(shown), references=refs)
 
     # -- feedback ------------------------------------------------------------------------------
     def correct(self, image: ImageInput, name: str) -> Concept:

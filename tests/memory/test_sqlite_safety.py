@@ -123,6 +123,24 @@ def test_a_writer_whose_file_was_removed_meanwhile_writes_to_the_path_again(tmp_
         assert again.names() == ["Rex"]
 
 
+def test_a_file_made_again_at_the_path_is_read_anew_not_from_the_old_file_s_caches(tmp_path: Path) -> None:
+    """The path is removed and a new memory made there (its ids and write counter start again):
+    a reader reads the new file, and `search` (cached by `generation`) does not answer with the
+    old file's vectors under the new file's ids."""
+    path = tmp_path / "m.db"
+    bo = make("Bo", k=1, seed=1)
+    with SqliteMemory(path) as reader:
+        reader.add(bo)
+        assert reader.search(bo.views)[1][0, 0] == pytest.approx(1.0)
+        for extra in (path, path.with_name("m.db-journal")):
+            extra.unlink(missing_ok=True)
+        with SqliteMemory(path) as writer:
+            writer.add(make("Kit", k=1, seed=2))  # id 1 again, in another file
+        assert reader.names() == ["Kit"]
+        ids, scores = reader.search(bo.views)
+        assert ids[0, 0] == 1 and scores[0, 0] < 0.9  # Kit's vector, not Bo's under Kit's id
+
+
 def test_a_reader_sees_a_file_another_process_created(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     with SqliteMemory(path) as reader, SqliteMemory(path) as writer:

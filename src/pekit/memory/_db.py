@@ -66,6 +66,7 @@ class SqliteFile:
         self.lock = threading.RLock()
         self._writes = 0
         self._ident: tuple[int, int] | None = None
+        self.epoch = 0  # moves whenever the connection changes database (`_swap`)
         if path is not None and path.is_dir():
             raise MemoryFileError(f"memory {self.label} is a folder, not a memory file; pass a file path such as "
                                   f"{path / 'memory.db'}")
@@ -112,8 +113,12 @@ class SqliteFile:
             raise self.error(exc, "open the memory") from exc
         if target != ":memory:":
             assert self.path is not None
-            st = self.path.stat()
-            self._ident = (st.st_dev, st.st_ino)  # which file this connection writes (`_same_file`)
+            try:
+                st = self.path.stat()
+            except OSError as exc:  # removed right after it was opened
+                conn.close()
+                raise MemoryStoreError(f"memory file {self.label} went away while pekit opened it; try again") from exc
+            self._ident = (st.st_dev, st.st_ino)  # which file this connection reads and writes (`_same_file`)
         return conn
 
     def error(self, exc: sqlite3.Error, action: str) -> MemoryStoreError:
@@ -159,13 +164,20 @@ class SqliteFile:
         return MemoryStoreError(f"pekit cannot {action} in memory file {self.label}: {exc}")
 
     def _reopen(self) -> None:
-        """A new connection to whatever the path names now (the stand-in if nothing)."""
+        """A new connection to whatever the path names now (the stand-in if nothing); the old
+        one stays if that fails."""
         assert self.path is not None
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
-        self.pending = _unwritten(self.path)
-        self._conn = self._connect(stand_in=self.pending)
+        pending = _unwritten(self.path)
+        conn = self._connect(stand_in=pending)
+        self._swap(conn, pending)
+
+    def _swap(self, conn: sqlite3.Connection | None, pending: bool) -> None:
+        """Use ``conn`` from now on (closing the one before): another database, so `epoch` moves
+        (caches keyed by `generation` must not take its counters for the old file's)."""
+        old, self._conn, self.pending = self._conn, conn, pending
+        self.epoch += 1
+        if old is not None and old is not conn:
+            old.close()
 
     def unwritable(self, action: str) -> str | None:
         """Why pekit may not ``action`` in this memory (a write), or None: opened read-only, or
@@ -190,9 +202,10 @@ class SqliteFile:
         if self._conn is None:
             raise MemoryStoreError(f"memory {self.label} is closed; open it again with open_memory()")
         if self.pending and self.path is not None and not _unwritten(self.path):  # another process wrote it
-            conn = self._connect()
-            self._conn.close()
-            self._conn, self.pending = conn, False
+            self._swap(self._connect(), False)
+        elif not self._same_file():  # removed or replaced since it was opened: read and write what is there now
+            self._reopen()
+        assert self._conn is not None
         return self._conn
 
     def _create_file(self) -> list[Path]:
@@ -212,16 +225,13 @@ class SqliteFile:
             raise MemoryStoreError(f"cannot create memory file {self.label}: {exc.strerror or exc}") from exc
         else:
             created.append(self.path)
-        self.connection().close()
-        self._conn = None
         try:
-            self._conn = self._connect()
+            conn = self._connect()
         except BaseException:
-            # ours only while still empty: another process may have written into it meanwhile
-            self._remove([p for p in created if p != self.path or _unwritten(self.path)])
-            self._conn = self._connect(stand_in=True)
+            # the file stays (empty, it reads as an empty memory): another process may be writing it now
+            self._remove([p for p in created if p != self.path])
             raise
-        self.pending = False
+        self._swap(conn, False)
         return created
 
     def _unused(self) -> bool:
@@ -257,6 +267,9 @@ class SqliteFile:
         """Delete the files and folders a failed first write created (innermost first), then
         close the connection: its write lock (`_unused`) is held until the file is gone, so no
         other process writes into a file that is about to be removed."""
+        if os.name == "nt" and self._conn is not None and not self.pending:  # Windows removes no open file
+            self._conn.close()
+            self._conn = None
         for p in reversed(created):
             for extra in (p, p.with_name(p.name + "-journal"), p.with_name(p.name + "-wal"),
                           p.with_name(p.name + "-shm")):
@@ -282,9 +295,6 @@ class SqliteFile:
             if refused:
                 raise MemoryStoreError(refused)
             created: list[Path] = []
-            if write and not self._same_file():  # the file went away since it was opened: open it again
-                self._reopen()
-                conn = self.connection()
             if write and self.pending:
                 created = self._create_file()
                 conn = self.connection()
@@ -293,19 +303,22 @@ class SqliteFile:
                 if write and not self._same_file():  # removed while this waited for the lock
                     conn.execute("ROLLBACK")
                     self._reopen()
+                    conn = self.connection()
                     if self.pending:
                         created = self._create_file()
-                    conn = self.connection()
+                        conn = self.connection()
                     conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
             except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                try:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                except sqlite3.ProgrammingError:  # closed by a reopen that failed after it
+                    pass
                 if created and self._unused():
                     self._remove(created)
-                    self.pending = True
-                    self._conn = self._connect(stand_in=True)
+                    self._swap(self._connect(stand_in=True), True)
                 if isinstance(exc, sqlite3.Error):
                     raise self.error(exc, action) from exc
                 raise

@@ -312,13 +312,16 @@ class SqliteMemory:
         """
         namespace = clean_namespace(namespace)
         with self._transaction("read the write counter", write=False) as conn:
+            # another file at the path (it was removed and made again) counts anew: its counter must
+            # not pass for the old file's, whose ids it reuses
+            epoch = self._db.epoch << 40
             if has_generations(conn):
                 row = conn.execute("SELECT value FROM generations WHERE namespace = ?", (namespace,)).fetchone()
-                return 0 if row is None else int(row[0])
+                return epoch + (0 if row is None else int(row[0]))
             # a file only ever opened read-only by this version: a digest of the rows stands in
             row = conn.execute("SELECT COUNT(*), COALESCE(MAX(updated), 0), COALESCE(SUM(id), 0) FROM concepts "
                                "WHERE namespace = ?", (namespace,)).fetchone()
-            return hash(tuple(row)) & 0x7FFFFFFFFFFFFFFF
+            return epoch + (hash(tuple(row)) & 0xFFFFFFFFFF)
 
     def count(self, namespace: str | None = None) -> int:
         """Number of concepts in ``namespace`` (all namespaces when None)."""
