@@ -27,11 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_argument(parser, help=f"DreamBooth folder (default: {DEFAULT_DATA})")
     parser.add_argument("--out", default="report/recognition", help="report folder (default: report/recognition)")
-    parser.add_argument("--preset", default="offline")
-    parser.add_argument("--refs", default="1,2,4")
-    parser.add_argument("--seeds", default="5")
-    parser.add_argument("--gallery", default="all,single")
-    parser.add_argument("--split", default="plain,stress", help="plain, stress or both (default)")
+    parser.add_argument("--preset", default="offline", help="recognition preset (default: offline)")
+    parser.add_argument("--refs", default="1,2,4", help="reference photos per concept, k (default: 1,2,4)")
+    parser.add_argument("--seeds", default="5", help="reference draws per k (default: 5)")
+    parser.add_argument("--gallery", default="all,single",
+                        help="all, single and/or a gallery size N, comma-separated (default: all,single)")
+    parser.add_argument("--split", default="plain,stress",
+                        help="plain, stress, or both: plain,stress (the default; 'both' is the same)")
     parser.add_argument("--cache", help="cache folder (default: the user cache dir)")
     args = parser.parse_args(argv)
     if missing(args.data):
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     code = 0
-    for split in [s.strip() for s in args.split.split(",") if s.strip()]:
+    splits = ["plain", "stress"] if args.split.strip() == "both" else [s.strip() for s in args.split.split(",")]
+    for split in [s for s in splits if s]:
         if split == "plain":
             dataset, extractors = f"folder:{args.data}", "saliency,box"
         elif split == "stress":

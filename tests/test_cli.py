@@ -73,8 +73,8 @@ def test_introduce_and_list(cli: Any, files: dict[str, Path]) -> None:
     code, out, _ = cli("list", "--json", "--memory", files["memory"])
     assert code == 0
     rows = json.loads(out)
-    assert rows == [{"name": "cat", "id": rows[0]["id"], "category": "cat", "context": "my cat", "views": 1,
-                     "threshold": None}]
+    assert rows == [{"name": "cat", "id": rows[0]["id"], "kind": "object", "category": "cat", "context": "my cat",
+                     "views": 1, "threshold": None}]
 
 
 def test_introduce_json_and_from_a_folder_with_boxes(cli: Any, files: dict[str, Path], tmp_path: Path,

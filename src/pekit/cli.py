@@ -120,7 +120,7 @@ def _cmd_introduce(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     with _open_memory(args) as memory:
         concepts = memory.summaries(namespace=args.namespace)  # no vectors: fast at 10^4 concepts
-        rows = [{"name": c.name, "id": c.id, "category": c.category, "context": c.context,
+        rows = [{"name": c.name, "id": c.id, "kind": c.kind, "category": c.category, "context": c.context,
                  "views": c.views, "threshold": c.threshold} for c in concepts]
         uri = memory.uri
     if args.json:

@@ -59,6 +59,29 @@ def test_recognition_command_writes_report(folder_dataset: Path, tmp_path: Path,
     assert fake[-1].encodes == 0
 
 
+def test_a_report_inside_the_dataset_is_refused(folder_dataset: Path, tmp_path: Path, fake, capsys):
+    # its sweep.png and refs.png would be read as photos of a concept 'report' on the next run
+    before = sorted(p.name for p in folder_dataset.iterdir())
+    code = main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--out",
+                 str(folder_dataset / "report"), "--no-cache", "--quiet"])
+    assert code == 2 and "is inside the dataset folder" in capsys.readouterr().err and not fake
+    assert sorted(p.name for p in folder_dataset.iterdir()) == before
+
+
+def test_a_run_where_no_concept_can_be_scored_is_an_error(folder_dataset: Path, tmp_path: Path, fake, capsys):
+    code = main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--refs", "9", "--out",
+                 str(tmp_path / "r"), "--no-cache", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--refs 9: every concept has fewer than 9 usable photos" in err, err
+
+
+def test_a_gallery_larger_than_the_dataset_is_said_to_be_all(folder_dataset: Path, tmp_path: Path, fake):
+    out = tmp_path / "r"
+    assert main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--refs", "1", "--seeds", "1",
+                 "--gallery", "8", "--out", str(out), "--no-cache", "--quiet"]) == 0
+    assert any("gallery 8: the dataset has 4 concepts" in w for w in strict_json(out / "results.json")["warnings"])
+
+
 def test_ablate_command(folder_dataset: Path, tmp_path: Path, fake, capsys):
     code = main(["eval", "ablate", "--dataset", f"folder:{folder_dataset}", "--refs", "1,2", "--seeds", "1",
                  "--extractor", "saliency,full", "--top-k", "1", "--out", str(tmp_path / "r"), "--no-cache", "--quiet"])
@@ -129,7 +152,7 @@ def test_a_file_given_as_out_or_cache_is_refused_before_any_work(folder_dataset:
                         (afile / "sub", f"is inside '{afile}', which is a file, not a folder")):
         argv = ["eval", task, "--dataset", dataset.format(db=folder_dataset, qa=yollava_dataset), *extra,
                 *(a for k, v in {**paths, option: str(target)}.items() for a in (k, v)), "--quiet"]
-        assert main(argv) == 2
+        assert main(argv) == 11  # an output error, like any file in the way of an output
         err = capsys.readouterr().err
         assert f"{option} '{target}' {why}; pass {option} a folder path" in err and "Traceback" not in err
     assert not fake  # refused before the pipeline was built
@@ -171,7 +194,7 @@ def test_an_unwritable_out_folder_is_refused_before_any_work(folder_dataset: Pat
     # what a read-only folder answers (the tests may run as root, who may write anywhere)
     monkeypatch.setattr(eval_cli.os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
     assert main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--out", str(locked / "r"),
-                 "--no-cache", "--quiet"]) == 2
+                 "--no-cache", "--quiet"]) == 11
     assert f"no permission to write in '{locked}'" in capsys.readouterr().err and not fake
     assert list(locked.iterdir()) == []
 

@@ -240,6 +240,14 @@ def test_summaries_count_views_not_negatives(store: StoreHandle) -> None:
     assert got[0].context == bo.context and got[0].created == 1234.5 and got[0].namespace == "default"
 
 
+def test_summaries_say_which_concepts_are_people(store: StoreHandle) -> None:
+    with store.open() as memory:
+        memory.add(concept("Bo", 1))
+        memory.add(concept("Kit", 2, category="friend", meta={"kind": "person"}))
+        got = memory.summaries()
+    assert [(s.name, s.kind) for s in got] == [("Bo", "object"), ("Kit", "person")]
+
+
 def test_remove_deletes_everything_of_the_concept(store: StoreHandle) -> None:
     with store.open() as memory:
         bo = memory.add(full("Bo", 1))

@@ -118,8 +118,8 @@ def test_pekit_list_reads_summaries_not_vectors(memory: SqliteMemory, monkeypatc
     import json
 
     rows = json.loads(capsys.readouterr().out)
-    assert rows == [{"name": "Rex", "id": rows[0]["id"], "category": "dog", "context": "", "views": 2,
-                     "threshold": None}]
+    assert rows == [{"name": "Rex", "id": rows[0]["id"], "kind": "object", "category": "dog", "context": "",
+                     "views": 2, "threshold": None}]
 
 
 def test_listing_imports_no_model_code(memory: SqliteMemory) -> None:

@@ -3,7 +3,7 @@
 * `load_dataset` reads the published layouts (``folder:``, ``myvlm:``, ``yollava:``,
   ``thisismy:``);
 * `run_recognition` scores every non-reference photo once per (extractor, k, seed) with
-  one backbone pass per photo for the whole run; `summarize` / `sweep` aggregate it;
+  one backbone pass per photo for the whole run (plus the second look's crops); `summarize` / `sweep` aggregate it;
 * `run_vqa` / `run_captions` run the answer stage with any LVLM;
 * `pekit.eval.report` writes ``results.json``, ``README.md`` and plots.
 

@@ -129,7 +129,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                        ("captions", "BLEU, exact match, concept recall (MyVLM)")):
         p = tasks.add_parser(task, help=what)
         _common(p, refs_default="4")
-        p.add_argument("--lvlm", help="hf:<id or dir> or openai:<base url>#<model> (default: the preset's)")
+        p.add_argument("--lvlm", help="hf:<id or dir> or openai:<base url>#<model> (needed: the offline "
+                       "presets have no LVLM; a preset that names one is the default)")
         p.add_argument("--max-new-tokens", type=int, default=None)
     return ev
 
@@ -171,9 +172,23 @@ def _check_folder(path: Path, option: str, default: str = "") -> None:
         existing = existing.parent
     if not os.path.isdir(existing):
         where = "is a file" if existing == path else f"is inside '{existing}', which is a file"
-        raise InvalidInputError(f"{given} {where}, not a folder; {hint}")
+        raise OutputError(f"{given} {where}, not a folder; {hint}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise InvalidInputError(f"{given} cannot be written: no permission to write in '{existing}'; {hint}")
+        raise OutputError(f"{given} cannot be written: no permission to write in '{existing}'; {hint}")
+
+
+def _outside_dataset(args: argparse.Namespace, root: Path) -> None:
+    """Refuse an ``--out`` or ``--cache`` inside the dataset folder: the report's images (and
+    the cache's files) would be read as photos of a new concept on the next run."""
+    data = Path(root).expanduser().resolve()
+    for option, value in (("--out", args.out), ("--cache", _cache_root(args))):
+        if value is None:
+            continue
+        target = Path(value).expanduser().resolve()
+        if target == data or data in target.parents:
+            raise InvalidInputError(f"{option} '{value}' is inside the dataset folder '{root}': its files would be "
+                                    f"read as photos on the next run; pass a folder outside it, e.g. "
+                                    f"{option} {data.parent / ('report' if option == '--out' else 'cache')}")
 
 
 def _check_args(args: argparse.Namespace, task: str) -> None:
@@ -290,6 +305,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"unknown eval task '{task}'; choose from {', '.join(TASKS)}")
     _check_args(args, task)
     dataset = load_dataset(args.dataset, categories=args.categories, concepts=args.concepts)
+    _outside_dataset(args, dataset.root)
     pipeline = _build_pipeline(args.preset)
     if task in ("recognition", "ablate"):
         return _recognition(args, dataset, pipeline, start)

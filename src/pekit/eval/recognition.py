@@ -456,6 +456,9 @@ def run_recognition(
     plans = _plan_trials(dataset, photos, index, readable, extractors, refs, seeds, seed)
     for k in refs:
         short = next(p[4] for p in plans if p[1] == k)
+        if len(short) == len(dataset.concepts):
+            raise InvalidInputError(f"--refs {k}: every concept has fewer than {k} usable photos to draw references "
+                                    f"from, so nothing can be evaluated; use a smaller --refs")
         if short:
             warnings.append(f"k={k}: skipped {len(short)} concept(s) with fewer than {k} photos: {', '.join(short)}")
     views, fallback = _reference_views(plans, photos, pipeline, cache, categories, detectors, progress)
@@ -464,6 +467,10 @@ def run_recognition(
 
     # -- galleries and test sets ----------------------------------------------------------
     modes = list(dict.fromkeys(check_gallery(g) for g in galleries))
+    for mode in modes:
+        if mode.isdigit() and int(mode) >= len(dataset.concepts):
+            warnings.append(f"gallery {mode}: the dataset has {len(dataset.concepts)} concepts, so every gallery of "
+                            f"{mode} holds them all (the same as 'all')")
     trials: list[Trial] = []
     galleries_: list[Gallery] = []
     subsets: list[list[np.ndarray] | None] = []

@@ -155,6 +155,9 @@ def sweep_table(results: dict[str, Any], step: float = 0.05) -> str:
     return format_table(["τ", *(f"weighted {lb}" for lb in labels)], body)
 
 
+_GALLERY_WORDS = "all: every concept in memory together; single: each alone; N: random galleries of N"
+
+
 def recognition_markdown(results: dict[str, Any], *, plots: Sequence[str] = ()) -> str:
     """The README of a recognition report."""
     cfg, ds, timing = results["config"], results["dataset"], results.get("timing", {})
@@ -163,15 +166,18 @@ def recognition_markdown(results: dict[str, Any], *, plots: Sequence[str] = ()) 
         f"# Recognition: {ds['spec']}",
         f"{ds['concepts']} concepts, {ds['photos']} photos ({ds['layout']} layout). Preset `{cfg.get('preset', '?')}`, "
         f"backbone `{cfg['fingerprint']}`, threshold τ = {cfg['threshold']:.2f}, {seeds} seed(s) "
-        f"(base seed {cfg.get('seed', 0)}). Values in %, mean ± std over seeds.",
+        f"(base seed {cfg.get('seed', 0)}), gallery {', '.join(map(str, cfg.get('galleries', ['all'])))} "
+        f"({_GALLERY_WORDS}), references by {', '.join(cfg.get('extractors', ['saliency']))}. "
+        "Values in %, mean ± std over seeds.",
         recognition_table(results),
     ]
     skipped = {r["label"]: r["skipped"] for r in results["rows"] if r["skipped"]}
     if skipped:
         parts.append("Skipped (fewer photos than k): " + "; ".join(f"{k}: {', '.join(v)}" for k, v in skipped.items()))
     best = results["sweep"]["best"]
-    parts.append("Best threshold by weighted accuracy (oracle, chosen on the test photos): " +
-                 "; ".join(f"{lb}: τ = {b['threshold']:.2f} ({format_value(b['weighted'])})" for lb, b in best.items()))
+    if best:
+        parts.append("Best threshold by weighted accuracy (oracle, chosen on the test photos): " + "; ".join(
+            f"{lb}: τ = {b['threshold']:.2f} ({format_value(b['weighted'])})" for lb, b in best.items()))
     parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     parts += ["## Threshold sweep (weighted accuracy)", sweep_table(results)]
     labels = list(results["per_concept"])
@@ -182,7 +188,9 @@ def recognition_markdown(results: dict[str, Any], *, plots: Sequence[str] = ()) 
     if results.get("warnings"):
         parts += ["## Warnings", "\n".join(f"- {w}" for w in results["warnings"])]
     if timing:
-        parts.append("Timing: " + ", ".join(f"{k} = {v}" for k, v in timing.items()))
+        shown = {k: (", ".join(f"{g} {n}" for g, n in v.items()) if isinstance(v, dict) else v)
+                 for k, v in timing.items()}  # passes per test photo by gallery mode (references not counted)
+        parts.append("Timing: " + ", ".join(f"{k} = {v}" for k, v in shown.items()))
     parts.append(METRIC_DOC)
     return "\n\n".join(parts) + "\n"
 

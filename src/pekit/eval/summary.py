@@ -217,7 +217,9 @@ def sweep(run: RecognitionRun, thresholds: Sequence[float] | np.ndarray | None =
         label = group_label(extractor, k, gallery)
         means = {m: concept_mean(np.stack(v, 1), axis=1) for m, v in seeds.items()}
         curves[label] = {m: [_rounded(x) for x in np.atleast_1d(v)] for m, v in means.items()}
-        weighted = np.nan_to_num(np.atleast_1d(means["weighted"]), nan=-1.0)
-        i = int(np.argmax(weighted))
+        weighted = np.atleast_1d(np.asarray(means["weighted"], np.float64))
+        if np.all(np.isnan(weighted)):
+            continue  # no concept could be scored: no best threshold to report
+        i = int(np.nanargmax(weighted))
         best[label] = {"threshold": float(thr[i]), "weighted": round(float(weighted[i]), 6)}
     return {"thresholds": [float(t) for t in thr], "curves": curves, "best": best}

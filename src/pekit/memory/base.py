@@ -27,6 +27,7 @@ class ConceptSummary:
         threshold: calibrated threshold, or None for the global one.
         created: creation time, seconds since the epoch.
         updated: time of the last write, seconds since the epoch.
+        kind: ``"object"`` or ``"person"`` (recognized by face; `pekit.faces`).
     """
 
     id: int
@@ -38,6 +39,7 @@ class ConceptSummary:
     threshold: float | None
     created: float
     updated: float
+    kind: str = "object"
 
 
 @runtime_checkable

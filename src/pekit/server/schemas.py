@@ -21,6 +21,7 @@ class ConceptOut(BaseModel):
     category: str = Field(description="its class, e.g. 'dog' (may be empty)")
     context: str = Field(description="what the LVLM is told about it (may be empty)")
     views: int = Field(description="number of reference views stored")
+    kind: str = Field(default="object", description="'object', or 'person' (recognized by face)")
     threshold: float | None = Field(description="the concept's own recognition threshold, or null for the global one")
     created: float = Field(description="seconds since the epoch")
     updated: float = Field(description="seconds since the epoch")
@@ -96,8 +97,9 @@ def concept_out(c: Any, *, boxes: bool = False, personalizer: Any = None) -> Con
     from pekit.personalizer import stored_consistency
 
     meta = c.meta if boxes and isinstance(getattr(c, "meta", None), dict) else {}
-    return ConceptOut(name=c.name, category=c.category, context=c.context, views=views, threshold=c.threshold,
-                      created=c.created, updated=c.updated, boxes=meta.get("boxes"),
+    kind = getattr(c, "kind", None) or str(getattr(c, "meta", {}).get("kind", "object"))  # a summary, or a Concept
+    return ConceptOut(name=c.name, category=c.category, context=c.context, views=views, kind=kind,
+                      threshold=c.threshold, created=c.created, updated=c.updated, boxes=meta.get("boxes"),
                       consistency=stored_consistency(c) if meta else None,
                       consistency_low=personalizer.low_consistency(c) if personalizer is not None and meta else None,
                       same_pictures=meta.get(SAME_PICTURES) or None)
