@@ -96,6 +96,16 @@ def is_not_a_database(exc: sqlite3.Error) -> bool:
 
 
 def _header(conn: sqlite3.Connection) -> tuple[int, int, set[str]]:
+    """The file's application id, schema version and tables, read as one snapshot: outside a
+    transaction each statement would see its own moment, and a file another process is
+    creating would show its tables without its application id (not a pekit memory)."""
+    if not conn.in_transaction:
+        conn.execute("BEGIN")
+        try:
+            return _header(conn)
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
