@@ -17,18 +17,19 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pekit.errors import ImageError
+from pekit.errors import ImageError, InvalidInputError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInput", "NamedImage", "describe", "list_images", "load_image",
-           "same_pictures", "source_name", "thumbprint"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInput", "NamedImage", "describe", "image_list", "list_images",
+           "load_image", "same_pictures", "source_name", "thumbprint"]
 
 
 @dataclass(frozen=True)
@@ -368,3 +369,20 @@ def list_images(paths: list[str | os.PathLike]) -> list[Path]:
         else:
             out.append(path)
     return out
+
+
+def image_list(images: Any) -> list[Any]:
+    """``images`` as a list: one image (a path, bytes, an array, a PIL image...) or any
+    ordered iterable of them (a list, a tuple, a generator); a set is refused (references
+    are matched to their boxes and masks by position).
+
+    >>> len(image_list("a.jpg")), len(image_list(["a.jpg", "b.jpg"])), len(image_list(p for p in "ab"))
+    (1, 2, 2)
+    """
+    if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray, NamedImage, Image.Image)) or \
+            not isinstance(images, Iterable):
+        return [images]
+    if isinstance(images, (set, frozenset)):
+        raise InvalidInputError("images must be in an order (a list or a tuple), not a set: boxes and masks are "
+                                "given photo by photo")
+    return list(images)

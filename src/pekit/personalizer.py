@@ -30,6 +30,7 @@ from pekit.extract.boxes import (
     check_box_on_photo,
     check_mask,
     reference_boxes,
+    reference_masks,
 )
 from pekit.extract.views import (
     CONSISTENCY,
@@ -41,7 +42,16 @@ from pekit.extract.views import (
     with_view,
 )
 from pekit.feedback import corrected, uncorrected
-from pekit.images import ImageInput, NamedImage, describe, load_image, same_pictures, source_name, thumbprint
+from pekit.images import (
+    ImageInput,
+    NamedImage,
+    describe,
+    image_list,
+    load_image,
+    same_pictures,
+    source_name,
+    thumbprint,
+)
 from pekit.memory import (
     MAX_CATEGORY_LENGTH,
     MAX_CONTEXT_LENGTH,
@@ -218,7 +228,7 @@ class Personalizer:
         """Reference views of ``images`` (one backbone pass each, plus the zoomed-out copy's
         when the preset keeps zoomed-out views), without storing anything."""
         box_list = reference_boxes(images, boxes)
-        mask_list = _mask_list(masks, len(images))
+        mask_list = reference_masks(masks, len(images))
         for i, (box, mask) in enumerate(zip(box_list, mask_list, strict=True)):
             if box is not None and mask is not None:
                 raise InvalidInputError(f"photo {i + 1} got both a box and a mask; give one (a mask outlines the "
@@ -276,7 +286,7 @@ class Personalizer:
         if kind == PERSON and masks is not None:
             raise InvalidInputError("a person is found by face: pass boxes (--box) to pick one, not masks")
         name = check_new_name(clean_name(name))
-        refs = _image_list(images)
+        refs = image_list(images)
         if len(refs) == 0:
             raise InvalidInputError(f"introduce '{name}' needs at least one reference image")
         old = self._same_name(name)
@@ -624,6 +634,7 @@ class Personalizer:
     def _respond(self, image: ImageInput, *, question: str | None, options: dict[str, str] | None,
                  threshold: float | None, **generation: Any) -> Answer:
         from pekit.answer import respond
+        from pekit.answer.base import check_generation_options
         from pekit.prompt import validate_question
 
         if question is not None:
@@ -639,9 +650,9 @@ class Personalizer:
             if is_video(image):
                 if options:
                     raise InvalidInputError("multiple-choice options are for photos; ask a clip a plain question")
-                _check_generation(generation, video=True)
+                check_generation_options(generation, video=True)
                 return self._respond_video(image, question=question, threshold=threshold, **generation)
-        _check_generation(generation, video=False)
+        check_generation_options(generation, video=False)
         img = load_image(image)
         entry = self.galleries.get(self.namespace)
         dets = self._recognize(img, entry, threshold)
@@ -838,56 +849,3 @@ class Personalizer:
 
     def __repr__(self) -> str:
         return f"Personalizer(preset={self.preset.name!r}, memory={self.memory.uri!r}, namespace={self.namespace!r})"
-
-
-def _image_list(images: Any) -> list[Any]:
-    """``images`` as a list: one image (a path, bytes, an array, a PIL image...) or any
-    iterable of them (a list, a tuple, a generator)."""
-    if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray, NamedImage)) or \
-            not isinstance(images, Iterable) or hasattr(images, "getpixel"):  # a PIL image is not a list
-        return [images]
-    if isinstance(images, (set, frozenset)):
-        raise InvalidInputError("images must be in an order (a list or a tuple), not a set: boxes and masks are "
-                                "given photo by photo")
-    return list(images)
-
-
-def _mask_list(masks: Any, count: int) -> list[Any]:
-    """One mask (or None) per image; a bare mask for one photo is taken as that photo's."""
-    if masks is None:
-        return [None] * count
-    if isinstance(masks, np.ndarray) and masks.ndim == 2:
-        if count == 1:
-            return [masks]
-        raise InvalidInputError(f"got one (H, W) mask for {count} images; give a list with one mask (or None) per "
-                                "image")
-    out = list(masks)
-    if len(out) != count:
-        raise InvalidInputError(f"got {len(out)} masks for {count} images; give a list with one mask (or None) per "
-                                "image, e.g. masks=[mask] for one photo")
-    return out
-
-
-def _check_files(images: Sequence[Any]) -> None:
-    """Every path among ``images`` names an existing file (checked before any backbone pass)."""
-    for src in images:
-        source = src.data if isinstance(src, NamedImage) else src
-        if isinstance(source, (str, os.PathLike)):
-            path = os.path.expanduser(os.fspath(source))
-            if not os.path.isfile(path):
-                load_image(src)  # raises its usual clear ImageError (missing, a folder, ...)
-
-
-def _check_generation(generation: dict[str, Any], *, video: bool) -> None:
-    """``ask``/``caption``'s generation options, checked before the backbone pass: known names
-    (``fps`` for a clip too) and valid values."""
-    from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation
-
-    known = {"max_new_tokens", "temperature", "seed", *(("fps",) if video else ())}
-    unknown = sorted(set(generation) - known)
-    if unknown:
-        also = "" if video else " (and fps for a video)"
-        raise InvalidInputError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; ask and "
-                                f"caption take max_new_tokens, temperature and seed{also}")
-    check_generation(generation.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS), generation.get("temperature", 0.0),
-                     generation.get("seed"))

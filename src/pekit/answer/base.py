@@ -27,6 +27,7 @@ __all__ = [
     "LVLM",
     "MAX_PROMPT_CHARS",
     "check_generation",
+    "check_generation_options",
     "check_image",
     "check_images",
     "check_prompt",
@@ -155,3 +156,19 @@ def check_generation(max_new_tokens: int, temperature: float, seed: int | None) 
         raise InvalidInputError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise InvalidInputError(f"seed must be an integer or None, got {seed!r}")
+
+
+def check_generation_options(generation: dict[str, Any], *, video: bool = False) -> None:
+    """``ask`` / ``caption``'s generation keyword options: known names (``fps`` too for a
+    clip) and valid values (`check_generation`); `InvalidInputError` naming the bad one.
+
+    >>> check_generation_options({"max_new_tokens": 64})
+    """
+    known = {"max_new_tokens", "temperature", "seed", *(("fps",) if video else ())}
+    unknown = sorted(set(generation) - known)
+    if unknown:
+        also = "" if video else " (and fps for a video)"
+        raise InvalidInputError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; ask and "
+                                f"caption take max_new_tokens, temperature and seed{also}")
+    check_generation(generation.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS), generation.get("temperature", 0.0),
+                     generation.get("seed"))

@@ -26,7 +26,7 @@ from pekit.errors import InvalidInputError
 from pekit.images import describe
 
 __all__ = ["MIN_BOX_PATCHES", "MIN_BOX_SIDE", "check_box_on_grid", "check_box_on_photo", "check_mask",
-           "reference_boxes"]
+           "reference_boxes", "reference_masks"]
 
 #: A reference box must be at least this many pixels wide and high ...
 MIN_BOX_SIDE = 8
@@ -154,3 +154,25 @@ def check_mask(mask: Any, width: int, height: int, source: Any) -> np.ndarray:
             f"(at least {MIN_BOX_SIDE * MIN_BOX_SIDE} pixels)"
         )
     return arr
+
+
+def reference_masks(masks: Any, count: int) -> list[Any]:
+    """One mask (or None) per image (all None without ``masks``); a bare ``(H, W)`` mask
+    for one photo is that photo's. Refuses a count that does not match (each mask is checked
+    against its photo by `check_mask`).
+
+    >>> [m is None for m in reference_masks(None, 2)], len(reference_masks(np.ones((4, 4)), 1))
+    ([True, True], 1)
+    """
+    if masks is None:
+        return [None] * count
+    if isinstance(masks, np.ndarray) and masks.ndim == 2:
+        if count == 1:
+            return [masks]
+        raise InvalidInputError(f"got one (H, W) mask for {count} images; give a list with one mask (or None) per "
+                                "image")
+    out = list(masks)
+    if len(out) != count:
+        raise InvalidInputError(f"got {len(out)} masks for {count} images; give a list with one mask (or None) per "
+                                "image, e.g. masks=[mask] for one photo")
+    return out

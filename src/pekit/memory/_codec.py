@@ -62,14 +62,22 @@ def clean_name(value: Any, what: str = "concept name") -> str:
     >>> clean_name(" Bo\u0308 ") == "B\u00f6"
     True
     """
-    text = unicodedata.normalize("NFC", clean_text(value, what, "Bo"))
+    return _refuse_controls(unicodedata.normalize("NFC", clean_text(value, what, "Bo")), what, "Bo")
+
+
+def _refuse_controls(text: str, what: str, example: str, *, lines: bool = False) -> str:
+    """``text`` unless it holds a control character (terminal escape codes; newlines, tabs and
+    line separators too unless ``lines``) or a bidirectional override, which reorders what a
+    terminal shows: `InvalidInputError` naming the first one."""
     for i, ch in enumerate(text):
-        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
-            raise InvalidInputError(
-                f"{what} '{printable(text)}' contains the control character U+{ord(ch):04X} at position {i} "
-                "(terminal escape codes, newlines, tabs and bidirectional overrides are not allowed); "
-                "use plain text, e.g. 'Bo'"
-            )
+        kind = unicodedata.category(ch)
+        if ch in _BIDI_CONTROLS or kind == "Cs" or (kind == "Cc" and not (lines and ch in "\n\t\r")) or \
+                (kind in ("Zl", "Zp") and not lines):
+            shown = printable(text if len(text) <= 80 else text[:77] + "...")
+            refused = "terminal escape codes and" if lines else "terminal escape codes, newlines, tabs and"
+            raise InvalidInputError(f"{what} '{shown}' contains the control character U+{ord(ch):04X} at position {i} "
+                                    f"({refused} bidirectional overrides are not allowed); use plain text, e.g. "
+                                    f"{example!r}")
     return text
 
 
@@ -87,12 +95,7 @@ def clean_namespace(value: Any) -> str:
     >>> clean_namespace(" alice ")
     'alice'
     """
-    text = clean_text(value, "namespace", "default")
-    for i, ch in enumerate(text):
-        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
-            raise InvalidInputError(f"namespace '{printable(text)}' contains the control character U+{ord(ch):04X} "
-                                    f"at position {i}; use plain text, e.g. 'alice'")
-    return text
+    return _refuse_controls(clean_text(value, "namespace", "default"), "namespace", "alice")
 
 
 def check_new_name(name: str, what: str = "concept name") -> str:
@@ -151,15 +154,7 @@ def clean_prose(value: Any, what: str, *, limit: int | None = None, lines: bool 
         return ""
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be text (a str), got {type(value).__name__}")
-    text = unicodedata.normalize("NFC", value.strip())
-    allowed = "\n\t\r" if lines else ""
-    for i, ch in enumerate(text):
-        if (unicodedata.category(ch) in ("Cc", "Cs") and ch not in allowed) or ch in _BIDI_CONTROLS:
-            raise InvalidInputError(
-                f"{what} '{printable(text[:60])}' contains the control character U+{ord(ch):04X} at position {i} "
-                f"(terminal escape codes{'' if lines else ', newlines, tabs'} and bidirectional overrides are not "
-                "allowed); use plain text"
-            )
+    text = _refuse_controls(unicodedata.normalize("NFC", value.strip()), what, "my parents' dog", lines=lines)
     if limit is not None and len(text) > limit:
         raise InvalidInputError(f"{what} is {len(text):,} characters long; keep it to {limit:,} (it is said in "
                                 "every prompt that names the concept)")
