@@ -79,6 +79,16 @@ def test_images_may_come_from_any_ordered_iterable_and_a_bare_mask_serves_one_ph
     assert len(rex.views) == 1 and p.passes >= 1
 
 
+def test_photos_past_the_memory_budget_are_decoded_again_for_their_pass(p: Any, chelsea: np.ndarray,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import pekit.personalizer as module
+
+    kept = p.introduce("Rex", [chelsea, chelsea[:, ::-1]], boxes=[CAT_BOX, None])
+    monkeypatch.setattr(module, "_KEPT_PIXELS", 0)  # nothing kept between the checks and the passes
+    again = p.introduce("Rex", [chelsea, chelsea[:, ::-1]], boxes=[CAT_BOX, None], replace=True)
+    assert np.allclose(again.views, kept.views, atol=1e-6)
+
+
 def test_update_changes_what_the_lvlm_is_told_without_a_pass(p: Any, chelsea: np.ndarray) -> None:
     tom = p.get("Tom")
     same = p.update("tom", context="the neighbour's cat")  # nothing to change: nothing written
@@ -213,3 +223,27 @@ def test_recognize_on_an_empty_memory_says_so_once(make_personalizer: Any, p: An
     with caplog.at_level(logging.WARNING, logger="pekit.personalizer"):
         p.for_namespace("alice").recognize(chelsea)  # a user with nothing yet, in a memory that holds Tom
     assert "holds no concepts" not in caplog.text
+
+
+def test_explain_draws_parts_in_a_namespace_too_large_to_keep_them_all(p: Any, chelsea: np.ndarray,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over `EAGER_CONCEPTS` concepts the matching gallery loads parts lazily; the heat map must
+    still be Tom's parts, not his view embeddings."""
+    import pekit.retrieve.explain as explain_module
+    from pekit.retrieve.cache import EAGER_CONCEPTS
+    from pekit.types import Concept
+
+    tom = p.get("Tom")
+    rng = np.random.default_rng(0)
+    for i in range(EAGER_CONCEPTS):
+        v = rng.normal(size=(1, tom.views.shape[1])).astype(np.float32)
+        parts = rng.normal(size=(4, tom.views.shape[1])).astype(np.float32)
+        p.memory.add(Concept(f"thing{i}", v / np.linalg.norm(v), parts=parts / np.linalg.norm(parts, axis=1,
+                                                                                           keepdims=True),
+                             backbone=p.pipeline.fingerprint))
+    drawn: list[int] = []
+    real = explain_module.part_similarity_map
+    monkeypatch.setattr(explain_module, "part_similarity_map",
+                        lambda unit, parts, shape: drawn.append(len(parts)) or real(unit, parts, shape))
+    figure = p.explain(chelsea)
+    assert figure.ndim == 3 and drawn == [len(tom.parts)] != [len(tom.views)]

@@ -81,6 +81,9 @@ CONSISTENCY_MARGIN = 0.05
 __all__ = ["CONSISTENCY", "CONSISTENCY_MARGIN", "MIN_BOX_PATCHES", "MIN_BOX_SIDE", "Personalizer", "build_pipeline",
            "stored_consistency"]
 
+#: `views` keeps the reference photos it decoded for the passes up to this many pixels in all.
+_KEPT_PIXELS = 64_000_000
+
 LARGE_GALLERY_VIEWS = 20_000  # above this, the proposal x view product is worth the BLAS threads
 
 
@@ -101,6 +104,16 @@ def _other_parts(boxes: Sequence[Any] | None, i: int, j: int) -> bool:
 
     a, b = (np.asarray(boxes[k], np.float32).reshape(1, 4) for k in (i, j))
     return float(box_iou(a, b)[0, 0]) < 0.9
+
+
+def _clean_category(text: Any) -> str:
+    """A category as stored: one line, no control characters, at most `MAX_CATEGORY_LENGTH`."""
+    return clean_prose(text, "category", limit=MAX_CATEGORY_LENGTH, lines=False, example="dog")
+
+
+def _clean_context(text: Any) -> str:
+    """A context as stored (said to the LVLM): no control characters, at most `MAX_CONTEXT_LENGTH`."""
+    return clean_prose(text, "context", limit=MAX_CONTEXT_LENGTH, example="my parents' dog")
 
 
 def build_pipeline(preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
@@ -233,17 +246,23 @@ class Personalizer:
             if box is not None and mask is not None:
                 raise InvalidInputError(f"photo {i + 1} got both a box and a mask; give one (a mask outlines the "
                                         "object, a box only frames it)")
-        # every photo read and checked before the first pass: a bad second photo costs no pass
-        loaded = []
+        # every photo read and checked before the first pass: a bad second photo costs no pass. The
+        # decoded photos are kept for the passes up to a budget (twenty 48 MP photos would be 3 GB);
+        # past it a photo is decoded again when its turn comes
+        loaded: list[tuple[np.ndarray | None, Any]] = []
+        kept = 0
         for src, mask in zip(images, mask_list, strict=True):
             image = load_image(src)
             if min(image.shape[:2]) < MIN_BOX_SIDE:
                 raise InvalidInputError(f"{describe(src)} is {image.shape[1]} x {image.shape[0]} pixels: too small to "
                                         f"show an object; a reference photo needs at least {MIN_BOX_SIDE} pixels on "
                                         "each side (a few hundred is best)")
-            loaded.append((image, None if mask is None else check_mask(mask, image.shape[1], image.shape[0], src)))
+            checked = None if mask is None else check_mask(mask, image.shape[1], image.shape[0], src)
+            kept += image.shape[0] * image.shape[1]
+            loaded.append((image if kept <= _KEPT_PIXELS else None, checked))
         out = []
-        for src, box, (image, mask) in zip(images, box_list, loaded, strict=True):
+        for src, box, (decoded, mask) in zip(images, box_list, loaded, strict=True):
+            image = decoded if decoded is not None else load_image(src)
             grid = self.pipeline.encode(image)
             if box is not None:
                 check_box_on_grid(box, grid, src)
@@ -280,9 +299,8 @@ class Personalizer:
 
         kind = check_kind(kind)
         # every check that costs nothing runs before the backbone passes
-        new_category = None if category is None else clean_prose(category, "category", limit=MAX_CATEGORY_LENGTH,
-                                                                  lines=False)
-        new_context = None if context is None else clean_prose(context, "context", limit=MAX_CONTEXT_LENGTH)
+        new_category = None if category is None else _clean_category(category)
+        new_context = None if context is None else _clean_context(context)
         if kind == PERSON and masks is not None:
             raise InvalidInputError("a person is found by face: pass boxes (--box) to pick one, not masks")
         name = check_new_name(clean_name(name))
@@ -510,11 +528,12 @@ class Personalizer:
         first. ``timings`` (if given) accumulates seconds under ``backbone`` and ``faces``.
         """
         objects, persons = entry.gallery, entry.others
-        if not entry.count and "warned_empty" not in self._models and not self.memory.count():
-            self._models["warned_empty"] = True  # once for the siblings too (a service's users)
-            log.warning("the memory '%s' holds no concepts at all, so nothing can be recognized: introduce one "
-                        "first, or check the memory path (open_memory(path, must_exist=True) refuses a missing "
-                        "file)", self.memory.uri)
+        if not entry.count and "memory_counted" not in self._models:
+            self._models["memory_counted"] = True  # once for the siblings too (a service's users), emptied or not
+            if not self.memory.count():
+                log.warning("the memory '%s' holds no concepts at all, so nothing can be recognized: introduce "
+                            "one first, or check the memory path (open_memory(path, must_exist=True) refuses a "
+                            "missing file)", self.memory.uri)
         found: list[Detections] = []
         if len(objects):
             t0 = time.perf_counter()
@@ -704,9 +723,9 @@ class Personalizer:
         """
         changes: dict[str, Any] = {}
         if context is not None:
-            changes["context"] = clean_prose(context, "context", limit=MAX_CONTEXT_LENGTH)
+            changes["context"] = _clean_context(context)
         if category is not None:
-            changes["category"] = clean_prose(category, "category", limit=MAX_CATEGORY_LENGTH, lines=False)
+            changes["category"] = _clean_category(category)
         concept = self.get(name)
         if all(getattr(concept, k) == v for k, v in changes.items()):
             return concept

@@ -69,10 +69,15 @@ def test_a_report_inside_the_dataset_is_refused(folder_dataset: Path, tmp_path: 
 
 
 def test_a_run_where_no_concept_can_be_scored_is_an_error(folder_dataset: Path, tmp_path: Path, fake, capsys):
-    code = main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--refs", "9", "--out",
+    code = main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--refs", "8,9", "--out",
                  str(tmp_path / "r"), "--no-cache", "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2 and "--refs 9: every concept has fewer than 9 usable photos" in err, err
+    assert code == 2 and "--refs 8,9: every concept has fewer usable photos than that" in err, err
+    # a k that fits no concept beside one that fits some: that k is skipped and said so, the run goes on
+    out = tmp_path / "r2"
+    assert main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--refs", "1,9", "--seeds", "1",
+                 "--out", str(out), "--no-cache", "--quiet"]) == 0
+    assert any(w.startswith("k=9: skipped 4 concept(s)") for w in strict_json(out / "results.json")["warnings"])
 
 
 def test_a_gallery_larger_than_the_dataset_is_said_to_be_all(folder_dataset: Path, tmp_path: Path, fake):

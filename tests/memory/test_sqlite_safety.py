@@ -141,6 +141,13 @@ def test_a_file_made_again_at_the_path_is_read_anew_not_from_the_old_file_s_cach
         assert ids[0, 0] == 1 and scores[0, 0] < 0.9  # Kit's vector, not Bo's under Kit's id
 
 
+def test_the_first_write_moves_only_its_own_namespace_s_counter(tmp_path: Path) -> None:
+    with SqliteMemory(tmp_path / "new" / "m.db") as memory:
+        before = memory.generation("bob")
+        memory.add(make("Bo"))  # into 'default': the file is made now
+        assert memory.generation("bob") == before and memory.generation() != before
+
+
 def test_a_reader_sees_a_file_another_process_created(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     with SqliteMemory(path) as reader, SqliteMemory(path) as writer:

@@ -454,11 +454,11 @@ def run_recognition(
                                 f"{dataset.spec} has none: add a boxes.csv (subject,file,x0,y0,x1,y1) beside "
                                 "the concept folders, or use --extractor saliency")
     plans = _plan_trials(dataset, photos, index, readable, extractors, refs, seeds, seed)
+    if not any(p[3] for p in plans):  # a k that fits no concept is skipped (warned below); none fitting, nothing to run
+        raise InvalidInputError(f"--refs {','.join(map(str, refs))}: every concept has fewer usable photos than that "
+                                "to draw references from, so nothing can be evaluated; use a smaller --refs")
     for k in refs:
         short = next(p[4] for p in plans if p[1] == k)
-        if len(short) == len(dataset.concepts):
-            raise InvalidInputError(f"--refs {k}: every concept has fewer than {k} usable photos to draw references "
-                                    f"from, so nothing can be evaluated; use a smaller --refs")
         if short:
             warnings.append(f"k={k}: skipped {len(short)} concept(s) with fewer than {k} photos: {', '.join(short)}")
     views, fallback = _reference_views(plans, photos, pipeline, cache, categories, detectors, progress)

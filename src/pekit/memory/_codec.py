@@ -76,8 +76,8 @@ def _refuse_controls(text: str, what: str, example: str, *, lines: bool = False)
             shown = printable(text if len(text) <= 80 else text[:77] + "...")
             refused = "terminal escape codes and" if lines else "terminal escape codes, newlines, tabs and"
             raise InvalidInputError(f"{what} '{shown}' contains the control character U+{ord(ch):04X} at position {i} "
-                                    f"({refused} bidirectional overrides are not allowed); use plain text, e.g. "
-                                    f"{example!r}")
+                                    f"({refused} bidirectional overrides are not allowed); use plain text"
+                                    + (f", e.g. {example!r}" if example else ""))
     return text
 
 
@@ -139,13 +139,14 @@ def lookalike_key(name: str) -> str:
 MAX_CATEGORY_LENGTH, MAX_CONTEXT_LENGTH = 200, 2000
 
 
-def clean_prose(value: Any, what: str, *, limit: int | None = None, lines: bool = True) -> str:
+def clean_prose(value: Any, what: str, *, limit: int | None = None, lines: bool = True, example: str = "") -> str:
     r"""Free text (a category, a context, a question) as stored or sent: stripped, Unicode NFC.
 
     ``None`` is ``""``. Control characters (terminal escape codes) and bidirectional
     overrides are refused: the text is printed by the CLI and said to the LVLM. With
-    ``lines`` newlines and tabs are fine. ``limit``: the most characters (for what is
-    written; text stored by an earlier version is read as it is).
+    ``lines`` newlines and tabs are fine (without, line separators are refused too).
+    ``limit``: the most characters (for what is written; text stored by an earlier version
+    is read as it is). ``example``: what an error suggests instead.
 
     >>> clean_prose(" my parents' dog\n loves the beach ", "context")
     "my parents' dog\n loves the beach"
@@ -154,7 +155,7 @@ def clean_prose(value: Any, what: str, *, limit: int | None = None, lines: bool 
         return ""
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be text (a str), got {type(value).__name__}")
-    text = _refuse_controls(unicodedata.normalize("NFC", value.strip()), what, "my parents' dog", lines=lines)
+    text = _refuse_controls(unicodedata.normalize("NFC", value.strip()), what, example, lines=lines)
     if limit is not None and len(text) > limit:
         raise InvalidInputError(f"{what} is {len(text):,} characters long; keep it to {limit:,} (it is said in "
                                 "every prompt that names the concept)")

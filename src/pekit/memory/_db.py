@@ -66,7 +66,7 @@ class SqliteFile:
         self.lock = threading.RLock()
         self._writes = 0
         self._ident: tuple[int, int] | None = None
-        self.epoch = 0  # moves whenever the connection changes database (`_swap`)
+        self.epoch = 0  # moves when the file went away and another is read at the path (`_swap`)
         if path is not None and path.is_dir():
             raise MemoryFileError(f"memory {self.label} is a folder, not a memory file; pass a file path such as "
                                   f"{path / 'memory.db'}")
@@ -169,13 +169,17 @@ class SqliteFile:
         assert self.path is not None
         pending = _unwritten(self.path)
         conn = self._connect(stand_in=pending)
-        self._swap(conn, pending)
+        self._swap(conn, pending, other_file=not self.pending)
 
-    def _swap(self, conn: sqlite3.Connection | None, pending: bool) -> None:
-        """Use ``conn`` from now on (closing the one before): another database, so `epoch` moves
-        (caches keyed by `generation` must not take its counters for the old file's)."""
+    def _swap(self, conn: sqlite3.Connection | None, pending: bool, *, other_file: bool = False) -> None:
+        """Use ``conn`` from now on (closing the one before). ``other_file``: it replaces a file
+        that went away, whose write counters a new file at the path starts again: `epoch` moves,
+        so caches keyed by `generation` do not take the new counters for the old file's. (The
+        empty stand-in swapped for the file needs no such step: every written namespace's
+        counter is at least 1 there, against the stand-in's 0.)"""
         old, self._conn, self.pending = self._conn, conn, pending
-        self.epoch += 1
+        if other_file:
+            self.epoch += 1
         if old is not None and old is not conn:
             old.close()
 
@@ -303,6 +307,7 @@ class SqliteFile:
                 if write and not self._same_file():  # removed while this waited for the lock
                     conn.execute("ROLLBACK")
                     self._reopen()
+                    created = []  # what this write made is gone with the old file: nothing of it to remove
                     conn = self.connection()
                     if self.pending:
                         created = self._create_file()
@@ -325,19 +330,6 @@ class SqliteFile:
             finally:
                 if write:
                     self._writes += 1
-
-    def version(self) -> tuple[int, int]:
-        """Changes whenever anyone commits: ``(PRAGMA data_version, writes through this object)``.
-
-        ``data_version`` moves on commits by *other* connections (other processes too); our
-        own writes are counted here. Cheap enough to call before every cached read.
-        """
-        with self.lock:
-            try:
-                data_version = self.connection().execute("PRAGMA data_version").fetchone()[0]
-            except sqlite3.Error as exc:
-                raise self.error(exc, "read it") from exc
-            return int(data_version), self._writes
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""

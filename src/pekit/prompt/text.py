@@ -183,7 +183,7 @@ def validate_question(question: object) -> str:
         raise InvalidInputError(f"the question must be a string, but got {type(question).__name__}")
     from pekit.memory import clean_prose
 
-    text = clean_prose(question, "the question")  # no terminal escapes or bidi overrides into the prompt
+    text = clean_prose(question, "the question", example="What is Bo doing?")  # no terminal escapes into the prompt
     if not text:
         raise InvalidInputError("the question is empty; ask something, e.g. 'What is Bo doing?'")
     if len(text) > MAX_QUESTION_CHARS:
