@@ -29,7 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pekit.errors import ImageError, InvalidInputError
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInput", "NamedImage", "describe", "image_list", "list_images",
-           "load_image", "same_pictures", "source_name", "thumbprint"]
+           "load_image", "same_pictures", "sniff_image", "source_name", "thumbprint"]
 
 
 @dataclass(frozen=True)
@@ -386,3 +386,26 @@ def image_list(images: Any) -> list[Any]:
         raise InvalidInputError("images must be in an order (a list or a tuple), not a set: boxes and masks are "
                                 "given photo by photo")
     return list(images)
+
+
+# magic bytes -> MIME type; what `load_image` (Pillow) decodes: the server sniffs uploads with
+# them, and a "video" whose first bytes are a photo's is read as the photo it is
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The image type of ``data`` from its first bytes (JPEG, PNG, WebP, GIF, BMP, TIFF), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for magic, mime in _MAGIC:
+        if data.startswith(magic):
+            return mime
+    return None

@@ -375,7 +375,6 @@ class Personalizer:
         except ConceptNotFoundError:
             return None
 
-
     def _check_lookalike(self, name: str) -> None:
         """Refuse a new name that looks like a stored one (full-width letters, compatibility
         forms: ``'Ｂｏ'`` beside ``'Bo'``): the two could not be told apart on a photo."""
@@ -482,13 +481,8 @@ class Personalizer:
             raise InvalidInputError(f"errors must be 'raise' or 'return', got {errors!r}")
         threshold = check_threshold(threshold)
         check_workers(workers)  # now, not at the first photo
-
-        def stream() -> Iterator[Any]:
-            for _, dets in self._recognize_stream(images, threshold=threshold, workers=workers,
-                                                  skip_bad=errors == "return"):
-                yield dets
-
-        return stream()
+        return (dets for _, dets in self._recognize_stream(images, threshold=threshold, workers=workers,
+                                                           skip_bad=errors == "return"))
 
     def _recognize_stream(self, images: Iterable[ImageInput], *, threshold: float | None = None,
                           workers: int | None = None, skip_bad: bool = False) -> Iterator[Any]:

@@ -26,6 +26,7 @@ from pekit.errors import InvalidInputError, MemoryStoreError
 from pekit.memory._codec import (
     MAX_CATEGORY_LENGTH,
     MAX_CONTEXT_LENGTH,
+    MAX_NAME_LENGTH,
     check_new_name,
     clean_name,
     clean_namespace,
@@ -38,8 +39,9 @@ from pekit.memory.base import MemoryStore
 from pekit.memory.sqlite import SqliteMemory
 
 __all__ = [
-    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "MemoryStore", "SqliteMemory", "check_new_name", "clean_name",
-    "clean_namespace", "clean_prose", "default_memory_path", "lookalike_key", "name_key", "open_memory", "printable",
+    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "MAX_NAME_LENGTH", "MemoryStore", "SqliteMemory", "check_new_name",
+    "clean_name", "clean_namespace", "clean_prose", "default_memory_path", "lookalike_key", "name_key", "open_memory",
+    "printable",
 ]
 
 ENV_VAR = "PEKIT_MEMORY"

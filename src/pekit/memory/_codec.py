@@ -23,9 +23,8 @@ from pekit.errors import InvalidInputError
 
 __all__ = [
     "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "check_new_name", "check_threshold", "clean_name", "clean_namespace",
-    "clean_prose",
-    "clean_text", "dump_meta", "from_blob", "lookalike_key", "name_key", "not_found_message", "printable", "to_blob",
-    "unit_rows",
+    "clean_prose", "clean_text", "dump_meta", "from_blob", "lookalike_key", "name_key", "not_found_message",
+    "printable", "to_blob", "unit_rows",
 ]
 
 _BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines

@@ -64,7 +64,6 @@ class SqliteFile:
         self.read_only = read_only
         self.timeout = timeout
         self.lock = threading.RLock()
-        self._writes = 0
         self._ident: tuple[int, int] | None = None
         self.epoch = 0  # moves when the file went away and another is read at the path (`_swap`)
         if path is not None and path.is_dir():
@@ -164,12 +163,12 @@ class SqliteFile:
         return MemoryStoreError(f"pekit cannot {action} in memory file {self.label}: {exc}")
 
     def _reopen(self) -> None:
-        """A new connection to whatever the path names now (the stand-in if nothing); the old
-        one stays if that fails."""
+        """A new connection to whatever the path names now (the stand-in if nothing), when the
+        file this one opened went away; the old connection stays if that fails."""
         assert self.path is not None
         pending = _unwritten(self.path)
         conn = self._connect(stand_in=pending)
-        self._swap(conn, pending, other_file=not self.pending)
+        self._swap(conn, pending, other_file=True)
 
     def _swap(self, conn: sqlite3.Connection | None, pending: bool, *, other_file: bool = False) -> None:
         """Use ``conn`` from now on (closing the one before). ``other_file``: it replaces a file
@@ -327,9 +326,6 @@ class SqliteFile:
                 if isinstance(exc, sqlite3.Error):
                     raise self.error(exc, action) from exc
                 raise
-            finally:
-                if write:
-                    self._writes += 1
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""

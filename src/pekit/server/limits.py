@@ -18,6 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from pekit.errors import InvalidInputError, PekitError
+from pekit.images import sniff_image
 
 __all__ = ["Limits", "RequestError", "check_filename", "check_photo", "check_url_name", "sniff_image"]
 
@@ -57,28 +58,6 @@ class Limits:
                 default = type(self).__dataclass_fields__[name].default
                 raise InvalidInputError(f"Limits({name}=...) must be a whole number of at least 1 (0 would refuse "
                                         f"every request), got {value!r}; leave it out for the default ({default})")
-
-
-# magic bytes -> MIME type; what `pekit.images.load_image` (Pillow) decodes
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"BM", "image/bmp"),
-    (b"II*\x00", "image/tiff"),
-    (b"MM\x00*", "image/tiff"),
-)
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The image type of ``data`` from its first bytes (JPEG, PNG, WebP, GIF, BMP, TIFF), or None."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    for magic, mime in _MAGIC:
-        if data.startswith(magic):
-            return mime
-    return None
 
 
 def check_filename(filename: str | None) -> None:

@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from pekit.memory import MAX_CATEGORY_LENGTH, MAX_CONTEXT_LENGTH
-from pekit.memory._codec import MAX_NAME_LENGTH
+from pekit.memory import MAX_CATEGORY_LENGTH, MAX_CONTEXT_LENGTH, MAX_NAME_LENGTH
 
 __all__ = ["AnswerOut", "ConceptOut", "ContextIn", "DetectionOut", "ErrorBody", "ErrorOut", "Forgotten",
            "Health", "RecognizeOut", "concept_out", "detections_out"]
@@ -97,7 +96,9 @@ def concept_out(c: Any, *, boxes: bool = False, personalizer: Any = None) -> Con
     from pekit.personalizer import stored_consistency
 
     meta = c.meta if boxes and isinstance(getattr(c, "meta", None), dict) else {}
-    kind = getattr(c, "kind", None) or str(getattr(c, "meta", {}).get("kind", "object"))  # a summary, or a Concept
+    from pekit.faces import concept_kind
+
+    kind = getattr(c, "kind", None) or concept_kind(c)  # a summary says it; a Concept's meta does
     return ConceptOut(name=c.name, category=c.category, context=c.context, views=views, kind=kind,
                       threshold=c.threshold, created=c.created, updated=c.updated, boxes=meta.get("boxes"),
                       consistency=stored_consistency(c) if meta else None,

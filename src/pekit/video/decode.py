@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pekit.errors import ImageError, InvalidInputError, require
-from pekit.images import VIDEO_SUFFIXES
+from pekit.images import VIDEO_SUFFIXES, sniff_image
 from pekit.types import finite_number
 
 log = logging.getLogger(__name__)
@@ -99,23 +99,12 @@ def _head(path: str | os.PathLike) -> bytes:
         return b""
 
 
-def looks_like_photo(head: bytes) -> bool:
-    """True when a file's first bytes are a JPEG, PNG, GIF, WebP, BMP or TIFF signature.
-
-    >>> looks_like_photo(b"\\xff\\xd8\\xff\\xe0"), looks_like_photo(b"\\x00\\x00\\x00\\x18ftypmp42")
-    (True, False)
-    """
-    return (head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n" or head[:4] == b"GIF8"
-            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[:2] == b"BM"
-            or head[:4] in (b"II*\x00", b"MM\x00*"))
-
-
 def is_video(path: str | os.PathLike) -> bool:
     """True for a video suffix (unless the file's first bytes are a photo's: a JPEG named
     ``.mp4``), or a file whose first bytes look like MP4/Matroska/AVI."""
     head = _head(path)
     if Path(path).suffix.lower() in VIDEO_SUFFIXES:
-        return not looks_like_photo(head)
+        return sniff_image(head) is None
     return head[4:8] in _MP4_BRANDS or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
 
 
@@ -126,7 +115,7 @@ def _open(path: str | os.PathLike) -> Any:
         raise VideoError(f"'{p}': no such video file; check the path")
     if p.stat().st_size == 0:
         raise VideoError(f"'{p}': the file is empty (0 bytes)")
-    if looks_like_photo(_head(p)):
+    if sniff_image(_head(p)) is not None:
         raise VideoError(f"'{p}' is a photo, not a video: use recognize (pekit recognize), ask or caption on it")
     try:
         container = av.open(str(p), "r")
