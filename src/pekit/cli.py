@@ -307,11 +307,12 @@ def _options(values: list[str] | None) -> dict[str, str] | None:
 
 
 def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path | None, many: bool) -> dict:
+    scenes = answer.meta.get("scenes") if answer.meta.get("kind") == "video-caption" else None
+    what = "annotated" if scenes is None else "sheet"  # a clip's --out is its contact sheet
     record = {"image": str(path), "text": answer.text, "choice": answer.choice,
               "detections": answer.detections.to_list(), "prompt": answer.prompt,
-              "backend": answer.meta.get("backend"), **({"annotated": str(out)} if out else {}),
+              "backend": answer.meta.get("backend"), **({what: str(out)} if out else {}),
               "written": [str(out)] if out else []}
-    scenes = answer.meta.get("scenes") if answer.meta.get("kind") == "video-caption" else None
     if scenes is not None:
         record["scenes"] = [{k: sc[k] for k in ("scene", "start", "end", "caption", "tracks", "timeline")}
                             for sc in scenes]

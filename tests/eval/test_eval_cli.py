@@ -53,6 +53,9 @@ def test_recognition_command_writes_report(folder_dataset: Path, tmp_path: Path,
     readme = (out / "README.md").read_text()
     assert "![sweep](sweep.png)" in readme and "Skipped (fewer photos than k): saliency/k=2: blue" in readme
     assert "positive accuracy = recall" in readme
+    best = res["sweep"]["best"]["saliency/k=1"]  # a tie for the best τ is reported as a range
+    assert best["plateau"][0] < best["threshold"] < best["plateau"][1]
+    assert f"saliency/k=1: τ = {best['threshold']:.2f} (all of {best['plateau'][0]:.2f}–" in readme
     # a second run reads every grid from the cache
     assert main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--out", str(out),
                  "--cache", str(tmp_path / "cache"), "--quiet"]) == 0

@@ -94,6 +94,15 @@ def test_threshold_changes_need_no_reembedding(run_k123):
     assert sw["best"]["saliency/k=1"]["threshold"] == pytest.approx(0.75)
 
 
+def test_best_threshold_is_the_middle_of_its_plateau(run_k123):
+    run, _ = run_k123
+    best = sweep(run)["best"]["saliency/k=1"]
+    # every τ in (0.707, 1.0) keeps the yellow look-alikes out and the same colours in: the
+    # edge just above 0.707 is where a look-alike scoring a little higher would be let in
+    assert best["plateau"] == [0.71, 0.99] and best["threshold"] == pytest.approx(0.85)
+    assert best["weighted"] == pytest.approx(1.0)
+
+
 def test_sweep_agrees_with_fixed_threshold_summary(run_k123):
     run, _ = run_k123
     sw = sweep(run)

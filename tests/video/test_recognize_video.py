@@ -175,5 +175,9 @@ def test_cli_caption_a_clip_scene_by_scene_without_an_lvlm(face_clip: Path, tmp_
     record = json.loads(capsys.readouterr().out)
     assert [(s["scene"], s["start"], s["end"], s["tracks"], s["caption"]) for s in record["scenes"]] == [
         (1, 0.0, 1.5, [], ""), (2, 1.5, 3.0, [1], ""), (3, 3.0, 4.0, [], "")]
+    sheet = str(tmp_path / "sheet.png")  # a clip's --out is a contact sheet, and says so
+    assert main(["caption", str(face_clip), "--json", "--out", sheet, "--memory", memory]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["sheet"] == sheet and record["written"] == [sheet] and "annotated" not in record
     assert main(["caption", str(face_clip), str(photo), "--memory", memory]) == 2
     assert "one video at a time" in capsys.readouterr().err

@@ -158,6 +158,12 @@ def sweep_table(results: dict[str, Any], step: float = 0.05) -> str:
 _GALLERY_WORDS = "all: every concept in memory together; single: each alone; N: random galleries of N"
 
 
+def _plateau(best: dict[str, Any]) -> str:
+    """`` (all of 0.58–0.63 do as well)`` when the best threshold is the middle of a plateau."""
+    lo, hi = best.get("plateau", (best["threshold"],) * 2)
+    return f" (all of {lo:.2f}–{hi:.2f} do as well)" if hi > lo else ""
+
+
 def recognition_markdown(results: dict[str, Any], *, plots: Sequence[str] = ()) -> str:
     """The README of a recognition report."""
     cfg, ds, timing = results["config"], results["dataset"], results.get("timing", {})
@@ -177,7 +183,7 @@ def recognition_markdown(results: dict[str, Any], *, plots: Sequence[str] = ()) 
     best = results["sweep"]["best"]
     if best:
         parts.append("Best threshold by weighted accuracy (oracle, chosen on the test photos): " + "; ".join(
-            f"{lb}: τ = {b['threshold']:.2f} ({format_value(b['weighted'])})" for lb, b in best.items()))
+            f"{lb}: τ = {b['threshold']:.2f}{_plateau(b)} ({format_value(b['weighted'])})" for lb, b in best.items()))
     parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     parts += ["## Threshold sweep (weighted accuracy)", sweep_table(results)]
     labels = list(results["per_concept"])

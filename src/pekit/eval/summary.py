@@ -201,8 +201,10 @@ def sweep(run: RecognitionRun, thresholds: Sequence[float] | np.ndarray | None =
 
     Returns:
         ``{"thresholds": [...], "curves": {label: {metric: [...]}}, "best": {label:
-        {"threshold", "weighted"}}}`` where ``best`` is the threshold maximising weighted
-        accuracy (an oracle: chosen on the test photos themselves).
+        {"threshold", "weighted", "plateau"}}}`` where ``best`` is the threshold maximising
+        weighted accuracy (an oracle: chosen on the test photos themselves): the middle of the
+        first run of thresholds that reach the maximum (``plateau``: its first and last), so
+        the choice does not sit on the edge where the accuracy starts to fall.
     """
     thr = np.round(np.arange(0.0, 1.0 + 1e-9, 0.01), 4) if thresholds is None else np.asarray(thresholds, np.float64)
     curves: dict[str, dict[str, list[float]]] = {}
@@ -220,6 +222,10 @@ def sweep(run: RecognitionRun, thresholds: Sequence[float] | np.ndarray | None =
         weighted = np.atleast_1d(np.asarray(means["weighted"], np.float64))
         if np.all(np.isnan(weighted)):
             continue  # no concept could be scored: no best threshold to report
-        i = int(np.nanargmax(weighted))
-        best[label] = {"threshold": float(thr[i]), "weighted": round(float(weighted[i]), 6)}
+        first = last = int(np.nanargmax(weighted))
+        while last + 1 < len(thr) and weighted[last + 1] >= weighted[first] - 1e-9:
+            last += 1  # thresholds on either side of a plateau's midpoint do the same
+        i = (first + last) // 2
+        best[label] = {"threshold": float(thr[i]), "weighted": round(float(weighted[i]), 6),
+                       "plateau": [float(thr[first]), float(thr[last])]}
     return {"thresholds": [float(t) for t in thr], "curves": curves, "best": best}
