@@ -208,7 +208,7 @@ def sweep(run: RecognitionRun, thresholds: Sequence[float] | np.ndarray | None =
     """
     thr = np.round(np.arange(0.0, 1.0 + 1e-9, 0.01), 4) if thresholds is None else np.asarray(thresholds, np.float64)
     curves: dict[str, dict[str, list[float]]] = {}
-    best: dict[str, dict[str, float]] = {}
+    best: dict[str, dict[str, Any]] = {}
     for (extractor, k, gallery), trials in run.groups().items():
         seeds: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
         for trial in trials:
