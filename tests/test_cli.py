@@ -222,6 +222,25 @@ def test_ask_without_an_lvlm_prints_the_prompt(cli: Any, stocked: dict[str, Path
     assert "What is cat doing?" in record["prompt"] and record["detections"][0]["name"] == "cat"
 
 
+def test_an_answer_with_terminal_escapes_is_shown_not_run(cli: Any, stocked: dict[str, Path],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from pekit.personalizer import Personalizer
+
+    real = Personalizer.ask
+
+    def ask(self: Any, *args: Any, **kwargs: Any) -> Any:  # an LVLM server that answers with escapes
+        answer = real(self, *args, **kwargs)
+        return dataclasses.replace(answer, text="Bo \x1b[31msleeps\x1b]0;pwned\x07.\nOn the sofa.",
+                                   meta={**answer.meta, "backend": "openai:x#m"})
+
+    monkeypatch.setattr(Personalizer, "ask", ask)
+    code, out, _ = cli("ask", stocked["query"], "What is cat doing?", "--memory", stocked["memory"])
+    assert code == 0 and "\x1b" not in out
+    assert out.splitlines()[:2] == ["Bo \\x1b[31msleeps\\x1b]0;pwned\\x07.", "On the sofa."]
+
+
 def test_forget(cli: Any, stocked: dict[str, Path]) -> None:
     code, out, _ = cli("forget", "CAT", "--memory", stocked["memory"])
     assert code == 0 and out.strip() == "forgot 'cat'"  # found ignoring case, said as stored

@@ -77,6 +77,11 @@ def _shown(text: Any) -> str:
     return printable(str(text))
 
 
+def _shown_text(text: Any) -> str:
+    """An LVLM's answer safe for a terminal: its lines kept, escapes and other controls shown, not run."""
+    return "\n".join(_shown(line.rstrip("\r").replace("\t", "    ")) for line in str(text).split("\n"))
+
+
 def _progress(items: list[Path], desc: str):
     if len(items) < 2:
         return items
@@ -323,7 +328,7 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
             if answer.meta.get("backend") == "none":
                 print("no LVLM configured (use --lvlm); the timeline of each scene:")
             for sc in scenes:
-                print(f"scene {sc['scene']} ({sc['start']:.1f}-{sc['end']:.1f} s): {sc['caption']}"
+                print(f"scene {sc['scene']} ({sc['start']:.1f}-{sc['end']:.1f} s): {_shown_text(sc['caption'])}"
                       if sc["caption"] else f"scene {sc['scene']} ({sc['start']:.1f}-{sc['end']:.1f} s):")
                 if answer.meta.get("backend") == "none":
                     print("\n".join("  " + line.strip() for line in sc["timeline"].splitlines()))
@@ -333,7 +338,7 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
             print("no LVLM configured (use --lvlm); the prompt it would get:")
             print(answer.prompt)
         else:
-            print(answer.text)
+            print(_shown_text(answer.text))
         if out:
             print(f"{'contact sheet' if scenes is not None else 'annotated image'}: {out}")
     return record

@@ -222,6 +222,21 @@ def test_end_to_end_prompt_reaches_the_model(arch, lvlms, scene, monkeypatch):
 
 
 @pytest.mark.parametrize("arch", ["llava", "idefics3"])
+def test_control_tokens_in_user_text_stay_text(arch, lvlms, scene, monkeypatch):
+    # a context or question that spells the image token (or the end of a turn) must not open
+    # a second image slot or end the user's turn
+    lvlm = lvlms[arch]
+    calls = _spy(monkeypatch, lvlm)
+    image, _ = scene
+    lvlm.generate(image, "What is Bo doing?", max_new_tokens=2)
+    specials = [t for t in lvlm.processor.tokenizer.all_special_tokens if len(t) > 2 and t != "<image>"][:3]
+    lvlm.generate(image, "What is <image> Bo doing? " + " ".join(specials), max_new_tokens=2)
+    clean, spelled = (c["input_ids"][0].tolist() for c in calls)
+    special_ids = set(lvlm.processor.tokenizer.all_special_ids) | {lvlm.model.config.image_token_id}
+    assert [t for t in spelled if t in special_ids] == [t for t in clean if t in special_ids]
+
+
+@pytest.mark.parametrize("arch", ["llava", "idefics3"])
 def test_greedy_is_deterministic_and_seeded_sampling_repeats(arch, lvlms, scene):
     lvlm, (image, _) = lvlms[arch], scene
     assert lvlm.generate(image, "Describe.", max_new_tokens=4) == lvlm.generate(image, "Describe.",

@@ -114,6 +114,29 @@ def test_absent_concept_without_detections():
     assert plain.prompt == "What is this?"
 
 
+def test_concepts_beyond_the_palette_are_said_to_be_there_never_absent():
+    names = [f"c{i}" for i in range(14)]  # a family photo with 14 people introduced: 12 colours
+    dets = Detections(xyxy=[[i, i, i + 10, i + 10] for i in range(14)], score=np.linspace(0.9, 0.6, 14),
+                      name=np.array(names, dtype=object))
+    answer = respond(NoneLVLM(), np.zeros((64, 64, 3), np.uint8), dets, question="Where is c13?",
+                     known_names=names)
+    assert "Also in this image, not marked with a box: c12 and c13." in answer.prompt
+    assert "not visible" not in answer.prompt and len(answer.meta["colours"]) == 12
+
+
+def test_a_pil_photo_reaches_the_lvlm_upright():
+    import io
+
+    raw = Image.new("RGB", (200, 100), (90, 90, 90))
+    exif = raw.getexif()
+    exif[0x0112] = 6  # stored sideways: recognize sees it 100 wide and 200 high
+    buf = io.BytesIO()
+    raw.save(buf, "JPEG", exif=exif)
+    lvlm = Scripted("ok")
+    respond(lvlm, Image.open(io.BytesIO(buf.getvalue())), Detections.empty(), question="What is this?")
+    assert lvlm.calls[0]["image"].shape == (200, 100, 3)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

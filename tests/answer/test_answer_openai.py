@@ -281,11 +281,71 @@ def test_proxy_settings_do_not_capture_local_servers(server, image, monkeypatch)
         ("openai:localhost:8000/v1#m", InvalidInputError, "not an http"),
         ("openai:", InvalidInputError, "needs '<base url>#<model>'"),
         ("gpt:foo", BackendNotFoundError, r"none, hf:<\.\.\.>, openai:<\.\.\.>"),
+        ("openai:http://localhost:abc/v1#m", InvalidInputError, "port that is not a number"),
+        ("openai:http://localhost:8000/v1?api-version=2024#m", InvalidInputError, "has a query"),
     ],
 )
 def test_bad_specs(name, error, match):
     with pytest.raises(error, match=match):
         load_lvlm(name)
+
+
+def test_a_password_in_the_url_is_refused_and_never_repeated():
+    with pytest.raises(InvalidInputError, match="user name or password") as caught:
+        load_lvlm("openai:http://user:pa55word@10.0.0.5:8000/v1#m")
+    assert "pa55word" not in str(caught.value) and "OPENAI_API_KEY" in str(caught.value)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"timeout": "30"}, "timeout must be a number"),
+                                               ({"retries": None}, "retries must be a number"),
+                                               ({"max_image_side": -5}, "max_image_side"),
+                                               ({"max_image_side": 0}, "max_image_side")])
+def test_bad_options(server, kwargs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        OpenAILVLM(f"{server.url}#{MODEL}", **kwargs)
+
+
+def test_a_key_for_a_plain_http_server_elsewhere_is_warned_about(monkeypatch, caplog):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    lvlm = OpenAILVLM("http://10.0.0.5:8000/v1#m")
+    with caplog.at_level("WARNING", logger="pekit.answer.openai"):
+        lvlm._client().close()
+        lvlm._client().close()
+    assert caplog.text.count("over plain http to 10.0.0.5") == 1 and "sk-secret" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pekit.answer.openai"):
+        OpenAILVLM("https://10.0.0.5/v1#m")._client().close()
+        OpenAILVLM("http://127.0.0.1:8000/v1#m")._client().close()
+    assert "plain http" not in caplog.text
+
+
+def _completion(message: dict[str, Any], finish: str = "stop", **extra: Any) -> dict[str, Any]:
+    return {"id": "c", "object": "chat.completion", "model": MODEL,
+            "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}], **extra}
+
+
+@pytest.mark.parametrize(("payload", "match"), [
+    (_completion({"content": 123}), "content is int, not text"),
+    (_completion({"content": {"text": "x"}}), "content is dict, not text"),
+    (_completion({"content": None, "refusal": "I can't help with that."}), "refused to answer: I can't help"),
+    (_completion({"content": ""}, finish="length"), "used all max_new_tokens=256"),
+])
+def test_answers_that_are_not_text_or_are_empty_say_why(server, image, payload, match):
+    server.script = [(200, {}, payload)]
+    with pytest.raises(BackendError, match=match):
+        _lvlm(server).generate(image, "Describe.")
+
+
+def test_odd_usage_is_ignored(server, image):
+    server.script = [(200, {}, _completion({"content": "Bo."}, usage="lots"))]
+    lvlm = _lvlm(server)
+    assert lvlm.generate(image, "Describe.") == "Bo." and lvlm.last_usage["prompt_tokens"] is None
+
+
+def test_a_server_that_does_not_stream_says_so(server, image):
+    server.script = [(200, {}, _completion({"content": "Bo."}))]  # plain JSON to a stream=true request
+    with pytest.raises(BackendError, match=r"no stream events.*stream=False"):
+        _lvlm(server, stream=True).generate(image, "Describe.")
 
 
 @pytest.mark.parametrize("question", ["", "   ", "x" * 100_000])

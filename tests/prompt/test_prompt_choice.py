@@ -54,6 +54,10 @@ def test_parse_choice(text, options, expected):
         ("What is in the image?", None),
         ("Is plan A. better?", None),
         ("A. Bo B. Mochi", None),  # no question stem
+        # letters inside the sentence are not a block of options after it
+        ("Should Bo take plan A: the park, or plan B: the beach?", None),
+        ("Is Bo in room A. or room B. of the house?", None),
+        ("Which bowl\n(A) the red one\n(B) the blue one", ("Which bowl", {"A": "the red one", "B": "the blue one"})),
     ],
 )
 def test_split_options(question, expected):

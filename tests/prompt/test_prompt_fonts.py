@@ -72,3 +72,40 @@ def test_annotate_draws_cjk_names() -> None:
         return annotate(image, Detections(xyxy=[[10, 60, 230, 115]], score=[0.9], name=[name]))[:60]
 
     assert not np.array_equal(label("名前"), label("前名"))
+
+
+def _font_named(part: str) -> bool:
+    return any(part in p.name for p in fonts.font_files())
+
+
+def _name(font: object) -> str:
+    return str(getattr(font, "path", "builtin")).rsplit("/", 1)[-1]
+
+
+@pytest.mark.skipif(not _font_named("Devanagari"), reason="no Devanagari font installed (pip install 'pekit[fonts]')")
+@pytest.mark.parametrize("word", ["राजेश", "मिता"])
+def test_indic_vowel_signs_stay_with_their_consonants(word: str) -> None:
+    # a shaping engine draws a lone vowel sign on a dotted circle, which a glyph check must
+    # not take for a glyph: the word is one piece in the font that shapes Devanagari
+    pieces = list(FontStack.default(24).runs(word))
+    assert [p for p, _ in pieces] == [word] and "Devanagari" in _name(pieces[0][1])
+
+
+@pytest.mark.parametrize(("text", "script"), [("שלום עולם 0.80", "Hebrew"), ("مرحبا بك 0.90", "Arabic")])
+def test_right_to_left_words_are_one_piece_so_they_keep_their_order(text: str, script: str) -> None:
+    if not _font_named(script):
+        pytest.skip(f"no {script} font installed (pip install 'pekit[fonts]')")
+    pieces = list(FontStack.default(24).runs(text))
+    assert [p for p, _ in pieces] == [text[:-5], text[-5:]] and script in _name(pieces[0][1])
+
+
+@pytest.mark.parametrize("text", ["Bo 0.91", "名前 0.9", "שלום עולם 0.80", "مرحبا بك 0.90", "Bo 🐶 名前 0.70"])
+def test_the_measured_box_holds_the_drawn_label(text: str) -> None:
+    stack = FontStack.default(40)
+    width, height = stack.size(text)
+    canvas = Image.new("L", (width + 40, height + 40))
+    stack.draw(ImageDraw.Draw(canvas), (20, 20), text, fill=255)
+    rows, cols = np.nonzero(np.asarray(canvas))
+    assert rows.min() >= 20 - 1 and rows.max() <= 20 + height + 1  # the tag behind it is this tall
+    assert cols.min() >= 20 - 2 and cols.max() <= 20 + width + 2
+    assert height >= 0.6 * 40  # not the height of the shortest piece

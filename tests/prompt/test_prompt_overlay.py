@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pekit.errors import InvalidInputError
-from pekit.prompt.overlay import PALETTE, _text_rgb, annotate, colour_assignment, colour_rgb
+from pekit.prompt.overlay import PALETTE, _text_rgb, annotate, colour_assignment, colour_rgb, stable_colours
 from pekit.types import Detections
 
 
@@ -134,6 +134,46 @@ def test_more_concepts_than_colours_keeps_the_most_confident(caplog):
         colours = colour_assignment(dets)
     assert list(colours) == [f"c{i}" for i in range(len(PALETTE))]
     assert "c14" in caplog.text
+
+
+def test_a_colour_that_is_also_a_name_is_not_handed_out():
+    # "the entity in the red box is called Blue" would send the LVLM to the wrong box
+    dets = _dets([[0, 0, 5, 5]] * 3, ["Blue", "Red", "Bo"], [0.9, 0.8, 0.7])
+    assert colour_assignment(dets) == {"Blue": "yellow", "Red": "green", "Bo": "purple"}
+    assert stable_colours(["Bo", "blue", "Mochi"]) == {"Bo": "red", "blue": "yellow", "Mochi": "green"}
+
+
+def test_a_clip_hands_out_each_colour_once_and_names_after_the_palette_get_none():
+    names = [f"n{i}" for i in range(len(PALETTE) + 2)]
+    colours = stable_colours(names)
+    assert list(colours) == names[: len(PALETTE)] and len(set(colours.values())) == len(PALETTE)
+
+
+def test_a_box_wholly_outside_the_photo_is_not_drawn_in_a_corner(gray):
+    out = annotate(gray, _dets([[-80, -80, -10, -10], [600, 10, 700, 50]], ["Bo", "Mochi"]))
+    assert np.array_equal(out, gray)
+
+
+def test_a_name_with_a_line_break_is_drawn_on_one_line(gray):
+    out = annotate(gray, _dets([[20, 40, 200, 200]], ["Bo\nthe dog"]))
+    assert not np.array_equal(out, gray)
+
+
+def test_a_pil_photo_is_drawn_upright_as_recognize_saw_it():
+    # stored 200 x 100 with EXIF orientation 6: recognize sees it 100 wide, 200 high
+    import io
+
+    raw = Image.new("RGB", (200, 100), (90, 90, 90))
+    exif = raw.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    raw.save(buf, "JPEG", exif=exif)
+    photo = Image.open(io.BytesIO(buf.getvalue()))
+    out = annotate(photo, _dets([[10, 150, 60, 190]], ["Bo"]), labels=False)
+    assert out.size == (100, 200)
+    assert tuple(np.asarray(out)[170, 10]) == colour_rgb("red")
+    clear = Image.new("RGBA", (20, 20), (255, 0, 0, 0))  # hidden red under full transparency
+    assert tuple(np.asarray(annotate(clear, _dets(np.zeros((0, 4)), [])))[5, 5]) == (255, 255, 255)
 
 
 def test_custom_palette_by_names_and_pairs():

@@ -156,6 +156,10 @@ def test_templates_are_versioned_data(tmp_path):
         ({k: v for k, v in data.items() if k != "version"}, "version"),
         (dict(data, concept="{name} in {shade}"), r"unknown fields \['shade'\]"),
         ({k: v for k, v in data.items() if k != "caption"}, "lacks the string parts: caption"),
+        # a part that would never send the question, or never tie a name to its colour
+        (dict(data, vqa="{concepts}\nAnswer using the names."), r"part 'vqa' lacks the fields \['question'\]"),
+        (dict(data, concept="This is {name}."), r"part 'concept' lacks the fields \['colour'\]"),
+        (dict(data, unmarked="Also here."), r"part 'unmarked' lacks the fields \['names'\]"),
     ]:
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps(broken))

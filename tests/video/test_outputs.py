@@ -199,3 +199,26 @@ def test_cli_refuses_a_negative_scene_cut(tmp_path: Path, make_clip: Callable[..
     err = capsys.readouterr().err
     assert "scene_cut must be a mean frame difference greater than 0 and at most 255" in err
     assert "Traceback" not in err and not (tmp_path / "a.mp4").exists()
+
+
+def test_names_beyond_the_palette_are_not_drawn_and_the_timeline_says_so() -> None:
+    from pekit.prompt.overlay import PALETTE, colour_rgb, stable_colours
+    from pekit.video.answer import _timeline_lines
+    from pekit.video.render import stable_annotate
+    from pekit.video.run import VideoResult
+    from pekit.video.track import Track
+
+    names = [f"n{i}" for i in range(len(PALETTE) + 1)]  # the last one shares a frame with n0
+    colours = stable_colours(names)
+    frame = np.full((60, 120, 3), 60, np.uint8)
+    dets = Detections(xyxy=[[5, 5, 50, 50], [60, 5, 110, 50]], score=[0.5, 0.9],
+                      name=np.array(["n0", names[-1]], dtype=object))
+    drawn = stable_annotate(colours)(frame, dets)
+    assert tuple(drawn[30, 5]) == colour_rgb(colours["n0"]) == colour_rgb("red")
+    assert np.array_equal(drawn[:, 58:], frame[:, 58:])  # not drawn in n0's colour, nor in another
+    result = VideoResult.__new__(VideoResult)
+    result.colours = colours
+    tracks = [Track(1, 1, "n0", 1, 0.0, 1.0, 0.5), Track(2, 2, names[-1], 2, 0.0, 1.0, 0.9)]
+    lines = _timeline_lines(result, tracks, set())
+    assert lines == ["- 0.0-1.0 s: n0 (the entity in the red box)",
+                     f"- 0.0-1.0 s: {names[-1]} (not marked: more names than box colours)"]

@@ -92,9 +92,14 @@ class HFLVLM:
         spec = spec.strip()
         self.name = f"hf:{spec}"
         self.spec = spec
+        if max_image_side is not None and (isinstance(max_image_side, bool) or not isinstance(max_image_side, int)
+                                           or max_image_side < 16):
+            raise InvalidInputError(f"max_image_side must be None or a whole number of pixels >= 16, "
+                                    f"got {max_image_side!r}")
         self.max_image_side = max_image_side
         self.last_usage: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._special_tokens: list[str] | None = None
         torch = require("torch", "hf")
         transformers = require("transformers", "hf")
         source = spec
@@ -187,10 +192,31 @@ class HFLVLM:
                              Image.Resampling.BICUBIC)
         return pil
 
+    def _specials(self) -> list[str]:
+        """The model's control tokens (``<image>``, ``<|im_end|>``...), longest first: text
+        that spells one would be read as one (a second image slot, the end of the turn)."""
+        if self._special_tokens is None:
+            tok = getattr(self.processor, "tokenizer", None)
+            found = {str(t) for t in getattr(tok, "all_special_tokens", None) or []}
+            found |= {str(t) for t in getattr(tok, "added_tokens_encoder", None) or {}}
+            found |= {str(getattr(self.processor, a)) for a in ("image_token", "video_token", "boi_token",
+                                                                 "eoi_token", "fake_image_token")
+                      if isinstance(getattr(self.processor, a, None), str)}
+            self._special_tokens = sorted((t for t in found if len(t) >= 3 and not t.isalnum()), key=len, reverse=True)
+        return self._special_tokens
+
+    def _plain(self, text: str) -> str:
+        """``text`` with every spelled control token broken by a space after its first
+        character (``<image>`` -> ``< image>``): the user's words stay words."""
+        for token in self._specials():
+            if token in text:
+                text = text.replace(token, f"{token[0]} {token[1:]}")
+        return text
+
     def _inputs(self, images: list[np.ndarray], prompt: str) -> Any:
         messages = [{"role": "user", "content": [
             *({"type": "image", "image": self._pil(image)} for image in images),
-            {"type": "text", "text": prompt},
+            {"type": "text", "text": self._plain(prompt)},
         ]}]
         try:
             inputs = self.processor.apply_chat_template(
@@ -198,6 +224,12 @@ class HFLVLM:
             )
         except Exception as exc:  # processors raise anything; report it clearly
             shapes = ", ".join(str(i.shape) for i in images)
+            if "token" in str(exc).lower():  # e.g. "found 2 <image> tokens and 1 images"
+                raise BackendError(
+                    f"the processor of '{self.spec}' could not place the image(s) in the prompt: "
+                    f"{type(exc).__name__}: {exc}. Its chat template may not fit the prompt or the number "
+                    f"of images ({len(images)})."
+                ) from exc
             raise BackendError(
                 f"the processor of '{self.spec}' rejected the image (shape {shapes}) or prompt: "
                 f"{type(exc).__name__}: {exc}. Pass an RGB photo of reasonable size and aspect ratio "

@@ -151,8 +151,31 @@ class OpenAILVLM:
             raise InvalidInputError(
                 f"'{base_url}' is not an http(s) URL; pass the server root, e.g. 'http://localhost:8000/v1'"
             )
+        if parts.username is not None or parts.password is not None:  # never echoed: it holds a secret
+            raise InvalidInputError(
+                f"the LVLM server URL for {parts.hostname} carries a user name or password; take them out "
+                f"and put the key in the environment variable {api_key_env or 'OPENAI_API_KEY'} (sent as a "
+                "Bearer token)"
+            )
+        if parts.query:
+            raise InvalidInputError(
+                f"'{base_url}' has a query ('?{parts.query}'); pass the API root without it, and send extra "
+                "fields with extra_body="
+            )
+        try:
+            parts.port  # noqa: B018 - a port that is not a number raises here, not at the first question
+        except ValueError:
+            raise InvalidInputError(f"'{base_url}' has a port that is not a number 0-65535") from None
+        numbers = {"timeout": timeout, "retries": retries, "backoff": backoff, "max_backoff": max_backoff}
+        for key, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise InvalidInputError(f"{key} must be a number, got {value!r}")
         if timeout <= 0 or retries < 0 or backoff < 0:
             raise InvalidInputError("timeout must be > 0, retries and backoff >= 0")
+        if max_image_side is not None and (isinstance(max_image_side, bool) or not isinstance(max_image_side, int)
+                                           or max_image_side < 16):
+            raise InvalidInputError(f"max_image_side must be None or a whole number of pixels >= 16, "
+                                    f"got {max_image_side!r}")
         if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
             raise InvalidInputError(f"max_images must be an integer >= 1, got {max_images!r}")
         if max_tokens_field not in ("max_tokens", "max_completion_tokens"):
@@ -173,6 +196,8 @@ class OpenAILVLM:
         self.max_images = max_images
         self.last_usage: dict[str, Any] = {}
         self._loopback = _is_loopback(parts.hostname)
+        self._clear_text = parts.scheme == "http" and not self._loopback  # a key sent there can be read on the way
+        self._warned = False
         require("openai", "openai")  # fail now, with the pip command, not at the first question
 
     # ---- the official client -----------------------------------------------------------
@@ -180,6 +205,11 @@ class OpenAILVLM:
         """An ``openai.OpenAI`` client for this server, with the API key read now from the environment."""
         openai = require("openai", "openai")
         key = os.environ.get(self.api_key_env, "").strip() if self.api_key_env else ""
+        if key and self._clear_text and not self._warned:
+            self._warned = True
+            log.warning("sending the API key in $%s over plain http to %s: anyone on the way can read it; "
+                        "use https, or api_key_env=None for a server that needs no key", self.api_key_env,
+                        urllib.parse.urlsplit(self.base_url).hostname)
         options: dict[str, Any] = {}
         if self._loopback:  # a local server: never through the http(s)_proxy of the environment
             options["http_client"] = openai.DefaultHttpxClient(trust_env=False)
@@ -323,12 +353,28 @@ class OpenAILVLM:
                 f"{raw[:200]!r}"
             ) from exc
         if isinstance(content, list):  # content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        usage = data.get("usage") or {}
+            content = "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+        if content is not None and not isinstance(content, str):
+            raise BackendError(f"{self.base_url}/chat/completions sent a message whose content is "
+                               f"{type(content).__name__}, not text: {raw[:200]!r}")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         self.last_usage = {"prompt_tokens": usage.get("prompt_tokens"),
                            "completion_tokens": usage.get("completion_tokens"),
                            "seconds": round(time.perf_counter() - start, 4)}
-        return (content or "").strip()
+        text = (content or "").strip()
+        if not text:
+            choice = data["choices"][0]
+            self._empty(choice["message"].get("refusal"), choice.get("finish_reason"), max_new_tokens)
+        return text
+
+    def _empty(self, refusal: Any, finish: Any, max_new_tokens: int) -> None:
+        """An empty answer is an error that says why, when the server said why."""
+        if refusal:
+            raise BackendError(f"'{self.model}' refused to answer: {str(refusal)[:300]}")
+        if finish == "length":
+            raise BackendError(f"'{self.model}' used all max_new_tokens={max_new_tokens} before any answer "
+                               "text (a reasoning model thinks first): raise max_new_tokens")
+        log.warning("'%s' at %s sent an empty answer (finish_reason %r)", self.model, self.base_url, finish)
 
     def stream_text(
         self,
@@ -346,12 +392,27 @@ class OpenAILVLM:
         """
         body = self._payload(image, prompt, max_new_tokens, temperature, seed, stream=True)
         start = time.perf_counter()
+        events, sent, refusal, finish = 0, False, "", None
         with self._errors("/chat/completions"), self._client() as client:
-            for chunk in client.chat.completions.create(**body):  # pieces as the server sends them
-                for choice in chunk.choices or []:
-                    piece = getattr(choice.delta, "content", None) if choice.delta else None
-                    if piece:
-                        yield piece
+            try:
+                for chunk in client.chat.completions.create(**body):  # pieces as the server sends them
+                    events += 1
+                    for choice in getattr(chunk, "choices", None) or []:
+                        delta = getattr(choice, "delta", None)
+                        piece = getattr(delta, "content", None)
+                        refusal += str(getattr(delta, "refusal", None) or "")
+                        finish = getattr(choice, "finish_reason", None) or finish
+                        if isinstance(piece, str) and piece:
+                            sent = True
+                            yield piece
+            except (ValueError, AttributeError, TypeError) as exc:  # an event that is not a chat chunk
+                raise BackendError(f"{self.base_url}/chat/completions sent a stream event that is not a chat "
+                                   f"completion chunk ({type(exc).__name__}: {str(exc)[:200]})") from None
+        if not events:
+            raise BackendError(f"{self.base_url}/chat/completions sent no stream events; the server may not "
+                               "support streaming: use stream=False")
+        if not sent:
+            self._empty(refusal, finish, max_new_tokens)
         self.last_usage = {"seconds": round(time.perf_counter() - start, 4)}
 
     def __repr__(self) -> str:

@@ -91,15 +91,19 @@ def respond(
                 f"image must be an (H, W, 3) uint8 array or a PIL image, got {type(image).__name__}; "
                 "load files with pekit.images.load_image"
             )
-        image = np.asarray(image.convert("RGB"))
+        from pekit.images import load_image
+
+        image = load_image(image)  # upright (EXIF) and on white, as recognize saw it
     tpl = template if isinstance(template, PromptTemplate) else load_template(template)
     colours = colour_assignment(detections, palette=palette)
     annotated = annotate(image, detections, palette=palette)
     contexts = dict(contexts or {})
     concepts = [(name, colour, contexts.get(name, "")) for name, colour in colours.items()]
     known = list(dict.fromkeys([*known_names, *colours]))
+    assert detections.name is not None  # filled by Detections
+    unmarked = [n for n in dict.fromkeys(str(n or "").strip() for n in detections.name) if n and n not in colours]
     prompt = build_prompt(kind, question=question, concepts_in_image=concepts, known_names=known,  # type: ignore[arg-type]
-                          options=options, template=tpl, persons=persons)
+                          options=options, template=tpl, persons=persons, unmarked=unmarked)
     start = time.perf_counter()
     text = lvlm.generate(annotated, prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     if not isinstance(text, str):

@@ -99,12 +99,16 @@ def split_options(question: str) -> tuple[str, dict[str, str]] | None:
     """Split a question with inline lettered options into ``(stem, {letter: text})``.
 
     Recognizes options written as ``A. text``, ``A) text``, ``(A) text`` or ``A: text``,
-    on one line or one per line, with consecutive letters starting at A. Returns ``None``
-    when the question has no such options.
+    on one line or one per line, with consecutive letters starting at A, after the
+    question: the first option starts a line, or follows a question that ends in ``?``,
+    ``:`` or ``.``. Returns ``None`` when the question has no such options (letters
+    inside a sentence, "plan A: the park, or plan B: the beach?", are not options).
 
     >>> split_options("Is Bo on the sofa?\\n(A) yes\\n(B) no")
     ('Is Bo on the sofa?', {'A': 'yes', 'B': 'no'})
     >>> split_options("What is in the image?") is None
+    True
+    >>> split_options("Should Bo take plan A: the park, or plan B: the beach?") is None
     True
     """
     if not isinstance(question, str):
@@ -120,7 +124,11 @@ def split_options(question: str) -> tuple[str, dict[str, str]] | None:
             run = [m]
     if len(run) < 2:
         return None
-    stem = question[: run[0].start()].strip()
+    before = question[: run[0].start()]
+    stem = before.strip()
+    on_its_line = not before.strip(" \t") or before.rstrip(" \t").endswith("\n")
+    if not (on_its_line or stem.endswith(("?", ":", "."))):
+        return None  # letters inside the sentence, not a block of options after it
     options: dict[str, str] = {}
     for i, m in enumerate(run):
         end = run[i + 1].start() if i + 1 < len(run) else len(question)

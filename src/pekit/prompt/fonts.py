@@ -99,6 +99,23 @@ def _mask(font: Any, ch: str) -> tuple[tuple[int, int], bytes]:
     return mask.size, bytes(mask)
 
 
+def _probe(font: Any) -> Any:
+    """``font`` laid out without shaping, for asking whether it has a glyph: a shaping
+    engine draws a lone combining mark on a dotted circle, which is not the missing-glyph
+    box, so a font without the script would seem to have its vowel signs."""
+    if isinstance(font, ImageFont.FreeTypeFont) and font.layout_engine != ImageFont.Layout.BASIC:
+        try:
+            return font.font_variant(layout_engine=ImageFont.Layout.BASIC)
+        except (OSError, ValueError):  # pragma: no cover - a font FreeType reopens differently
+            return font
+    return font
+
+
+def _mark(ch: str) -> bool:
+    """A combining mark (a vowel sign, a virama, an accent): drawn with its base character."""
+    return unicodedata.category(ch) in ("Mn", "Mc", "Me")
+
+
 def _invisible(ch: str) -> bool:
     """Joiners, variation selectors and other marks that draw nothing on their own."""
     return unicodedata.category(ch) in ("Cf", "Mn", "Me") or 0xFE00 <= ord(ch) <= 0xFE0F
@@ -117,7 +134,7 @@ class FontStack:
     def __init__(self, fonts: list[Any], size: int = 16) -> None:
         self._sources = list(fonts)
         self._size = int(size)
-        self._loaded: dict[int, tuple[Any, tuple[tuple[int, int], bytes]] | None] = {}
+        self._loaded: dict[int, tuple[Any, Any, tuple[tuple[int, int], bytes]] | None] = {}
         self._choice: dict[str, int | None] = {}
         usable = (i for i in range(len(self._sources)) if self._get(i) is not None)
         primary = next(usable, None)  # loads up to the first font that works
@@ -130,7 +147,11 @@ class FontStack:
         if i not in self._loaded:
             source = self._sources[i]
             font = _load(source, self._size) if isinstance(source, Path) else source
-            self._loaded[i] = None if font is None else (font, _mask(font, _NOT_A_CHARACTER))
+            if font is None:
+                self._loaded[i] = None
+            else:
+                probe = _probe(font)
+                self._loaded[i] = (font, probe, _mask(probe, _NOT_A_CHARACTER))
         entry = self._loaded[i]
         return None if entry is None else entry[0]
 
@@ -140,9 +161,9 @@ class FontStack:
         return [f for f in (self._get(i) for i in range(len(self._sources))) if f is not None]
 
     def _has(self, i: int, ch: str) -> bool:
-        font = self._get(i)
+        self._get(i)
         entry = self._loaded[i]
-        return font is not None and entry is not None and _mask(font, ch) != entry[1]
+        return entry is not None and _mask(entry[1], ch) != entry[2]
 
     @classmethod
     def default(cls, size: int) -> FontStack:
@@ -160,15 +181,35 @@ class FontStack:
 
     def runs(self, text: str) -> Iterator[tuple[str, Any]]:
         """``(piece, font)`` pairs covering ``text``: consecutive characters sharing a font,
-        with characters that no font has replaced by ``?`` (or dropped when invisible)."""
-        piece, current = "", None
+        with characters that no font has replaced by ``?`` (or dropped when invisible).
+        Spaces between two characters of one font, and a combining mark that font has, stay
+        in its piece, so a font that shapes a script (joins Arabic, orders right-to-left
+        words, places Indic vowel signs) gets whole words and phrases of it; spaces between
+        pieces of different fonts are drawn with the first font."""
+        chars: list[tuple[str, int | None]] = []  # (character, font index; None: a space, for now)
         for ch in unicodedata.normalize("NFC", text):
+            if ch.isspace():
+                chars.append((ch, None))
+                continue
+            before = chars[-1][1] if chars else None
+            if before is not None and _mark(ch) and self._has(before, ch):
+                chars.append((ch, before))  # with its base character
+                continue
             index = self.font_for(ch)
             if index is None:
                 if _invisible(ch):
                     continue
                 ch, index = _PLACEHOLDER, self._primary
-            font = self._get(index)
+            chars.append((ch, index))
+        fonts = [i for _, i in chars]
+        for j, (ch, index) in enumerate(chars):
+            if index is None:  # a space: its neighbours' font when both sides share it
+                left = next((i for i in reversed(fonts[:j]) if i is not None), None)
+                right = next((i for _, i in chars[j + 1:] if i is not None), None)
+                fonts[j] = left if left is not None and left == right and self._has(left, ch) else self._primary
+        piece, current = "", None
+        for (ch, _), index in zip(chars, fonts, strict=True):
+            font = self._get(index if index is not None else self._primary)
             if font is not current and piece:
                 yield piece, current
                 piece = ""
@@ -179,7 +220,7 @@ class FontStack:
     def _metrics(self, text: str) -> tuple[float, int, int, list[tuple[str, Any]]]:
         runs = list(self.runs(text))
         width = sum(font.getlength(piece) for piece, font in runs)
-        ascent = max((font.getbbox(piece, anchor="ls")[1] for piece, font in runs), default=0)
+        ascent = min((font.getbbox(piece, anchor="ls")[1] for piece, font in runs), default=0)  # tops are < 0
         descent = max((font.getbbox(piece, anchor="ls")[3] for piece, font in runs), default=0)
         return width, -int(ascent), int(descent), runs
 

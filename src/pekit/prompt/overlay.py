@@ -32,7 +32,7 @@ from pekit.types import Detections
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PALETTE", "Colour", "annotate", "colour_assignment", "colour_rgb"]
+__all__ = ["PALETTE", "Colour", "annotate", "colour_assignment", "colour_rgb", "stable_colours"]
 
 Colour = tuple[str, tuple[int, int, int]]
 
@@ -100,9 +100,11 @@ def colour_assignment(
 
     Concepts are ordered by their best score (ties: first appearance), so the most
     confident one gets the first palette colour; a concept drawn twice keeps one colour.
-    Unmatched detections (name ``""``) get none. With more concepts than colours the
-    least confident ones are left out (and not drawn), with a warning, so that every
-    colour in the prompt names exactly one concept.
+    A colour that is also a recognized name is skipped ("the entity in the red box is
+    called Blue" would mislead the LVLM). Unmatched detections (name ``""``) get none.
+    With more concepts than colours the least confident ones are left out (and not drawn),
+    with a warning, so that every colour in the prompt names exactly one concept (`respond`
+    tells the LVLM they are in the photo, unmarked).
 
     >>> d = Detections(xyxy=[[0, 0, 5, 5]] * 3, score=[0.5, 0.9, 0.7], name=["Bo", "Mochi", "Bo"])
     >>> colour_assignment(d)
@@ -118,6 +120,8 @@ def colour_assignment(
         if name not in best or float(score) > best[name][0]:
             best[name] = (float(score), best.get(name, (0.0, i))[1])
     order = sorted(best, key=lambda n: (-best[n][0], best[n][1]))
+    taken = {n.casefold() for n in order}
+    colours = tuple(c for c in colours if c[0].casefold() not in taken) or colours
     if len(order) > len(colours):
         log.warning(
             "%d concepts recognized but only %d distinct colours; not drawing: %s",
@@ -127,6 +131,21 @@ def colour_assignment(
     return {name: colours[i][0] for i, name in enumerate(order)}
 
 
+def stable_colours(names: Sequence[str], *, palette: Sequence[Colour] | Sequence[str] | None = None) -> dict[str, str]:
+    """One colour per name for a whole clip, ``{name: colour}``: ``names`` in the order they
+    earn one (first appearance), skipping colours that are also one of the names, as
+    `colour_assignment` does for one photo. Names after the palette runs out get none
+    (they are not drawn, and the timeline says so).
+
+    >>> stable_colours(["Bo", "Blue", "Mochi"])
+    {'Bo': 'red', 'Blue': 'yellow', 'Mochi': 'green'}
+    """
+    order = [n for n in dict.fromkeys(str(n or "").strip() for n in names) if n]
+    taken = {n.casefold() for n in order}
+    colours = tuple(c for c in _palette(palette) if c[0].casefold() not in taken) or _palette(palette)
+    return {name: colours[i][0] for i, name in enumerate(order[: len(colours)])}
+
+
 def _text_rgb(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
     """Black on light backgrounds, white on dark ones (relative luminance)."""
     luminance = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
@@ -134,8 +153,10 @@ def _text_rgb(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def _to_pil(image: Any) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")  # always a copy for RGB input too
+    if isinstance(image, Image.Image):  # upright (EXIF) and on white, as recognize saw it; a copy
+        from pekit.images import load_image
+
+        return Image.fromarray(load_image(image))
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InvalidInputError(
@@ -168,7 +189,10 @@ def annotate(
         unmatched: also draw unmatched proposals (name ``""``) in thin gray, unlabelled.
 
     Returns:
-        A new image of the same type as ``image`` (numpy in -> numpy out, PIL in -> PIL RGB out).
+        A new image of the same type as ``image`` (numpy in -> numpy out, PIL in -> PIL RGB
+        out; a PIL image is first turned upright by its EXIF orientation and laid on white
+        where transparent, as `pekit.images.load_image` does for recognition, so that the
+        boxes land on the pixels they were found on).
 
     Example:
         >>> from PIL import Image
@@ -201,7 +225,11 @@ def annotate(
         y1 = int(np.clip(round(y1) - 1, y0, height - 1))
         return x0, y0, x1, y1
 
-    order = sorted(range(len(detections)), key=lambda i: float(scores[i]))  # best on top
+    def inside(i: int) -> bool:  # a box wholly outside the photo is not drawn in a corner
+        x0, y0, x1, y1 = (float(v) for v in detections.xyxy[i])
+        return x1 > 0 and y1 > 0 and x0 < width and y0 < height
+
+    order = [i for i in sorted(range(len(detections)), key=lambda i: float(scores[i])) if inside(i)]  # best on top
     if unmatched:
         for i in order:
             if not str(names[i] or "").strip():
@@ -217,7 +245,7 @@ def annotate(
     if labels:
         for i, name, (x0, y0, _x1, _y1) in tags:
             rgb = table[assigned[name]]
-            text = f"{name} {float(scores[i]):.2f}"
+            text = f"{' '.join(name.split())} {float(scores[i]):.2f}"  # one line, whatever the name holds
             text_w, text_h = font.size(text)
             pad = max(2, thickness)
             tw, th = text_w + 2 * pad, text_h + 2 * pad

@@ -69,8 +69,21 @@ _FIELDS: dict[str, set[str]] = {
     "option": {"letter", "text"},
     "and": set(),
 }
-#: parts a template may leave out (older templates): part -> (fields, fallback part)
-_OPTIONAL: dict[str, tuple[set[str], str]] = {"person": ({"name", "colour"}, "concept")}
+#: the fields without which a part loses what it is for (the question never sent, a name
+#: never tied to its colour); the others may be left out
+_REQUIRED: dict[str, set[str]] = {
+    "concept": {"name", "colour"}, "person": {"name", "colour"}, "context": {"context"},
+    "context_named": {"context"}, "absent_one": {"names"}, "absent_many": {"names"},
+    "vqa": {"concepts", "question"}, "vqa_absent": {"question"}, "vqa_plain": {"question"},
+    "caption": {"concepts"}, "choice": {"concepts", "question", "options"},
+    "choice_plain": {"question", "options"}, "option": {"letter", "text"}, "unmarked": {"names"},
+}
+#: parts a template may leave out (older templates): part -> (fields, what is used instead:
+#: another part, or a pattern of its own)
+_OPTIONAL: dict[str, tuple[set[str], str]] = {
+    "person": ({"name", "colour"}, "concept"),
+    "unmarked": ({"names"}, "Also in this image, not marked with a box: {names}."),
+}
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,21 @@ def _placeholders(pattern: str) -> set[str]:
     return {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
 
 
+def _check_fields(origin: str, key: str, used: set[str], allowed: set[str]) -> None:
+    if not used <= allowed:
+        raise InvalidInputError(
+            f"prompt template {origin}, part '{key}' uses unknown fields {sorted(used - allowed)}; "
+            f"allowed: {sorted(allowed)}"
+        )
+    missing = _REQUIRED.get(key, set()) - used
+    if missing:
+        raise InvalidInputError(
+            f"prompt template {origin}, part '{key}' lacks the fields {sorted(missing)}: without them "
+            "the LVLM would not get what that part is for (add them, e.g. "
+            + ", ".join("{" + f + "}" for f in sorted(missing)) + ")"
+        )
+
+
 def _validate(data: object, origin: str) -> PromptTemplate:
     if not isinstance(data, dict):
         raise InvalidInputError(f"prompt template {origin} must be a JSON object")
@@ -115,21 +143,16 @@ def _validate(data: object, origin: str) -> PromptTemplate:
             used = _placeholders(data[key])
         except ValueError as exc:
             raise InvalidInputError(f"prompt template {origin}, part '{key}': {exc}") from exc
-        if not used <= allowed:
-            raise InvalidInputError(
-                f"prompt template {origin}, part '{key}' uses unknown fields {sorted(used - allowed)}; "
-                f"allowed: {sorted(allowed)}"
-            )
+        _check_fields(origin, key, used, allowed)
     for key, (allowed, _) in _OPTIONAL.items():
         if key in data:
             if not isinstance(data[key], str):
                 raise InvalidInputError(f"prompt template {origin}, part '{key}' must be a string")
-            used = _placeholders(data[key])
-            if not used <= allowed:
-                raise InvalidInputError(
-                    f"prompt template {origin}, part '{key}' uses unknown fields {sorted(used - allowed)}; "
-                    f"allowed: {sorted(allowed)}"
-                )
+            try:
+                used = _placeholders(data[key])
+            except ValueError as exc:
+                raise InvalidInputError(f"prompt template {origin}, part '{key}': {exc}") from exc
+            _check_fields(origin, key, used, allowed)
     parts = {k: data[k] for k in _FIELDS}
     parts.update({k: data[k] for k in _OPTIONAL if k in data})
     description = str(data.get("description", ""))
@@ -270,6 +293,7 @@ def build_prompt(
     options: Mapping[str, str] | None = None,
     template: str | PromptTemplate = "default",
     persons: Iterable[str] = (),
+    unmarked: Iterable[str] = (),
 ) -> str:
     """Build the text prompt sent to the LVLM with the annotated image.
 
@@ -285,6 +309,8 @@ def build_prompt(
         template: shipped template name, a ``.json`` path, or a loaded `PromptTemplate`.
         persons: names (of ``concepts_in_image``) that are people: their line uses the
             template's ``person`` part ("The person in the red box is Lin.").
+        unmarked: concepts recognized in the image but not drawn (more concepts than
+            colours): the prompt says they are there, unmarked, and never calls them absent.
 
     Returns:
         The prompt text (no image tokens; the backend adds the image).
@@ -308,6 +334,10 @@ def build_prompt(
             part = "context_named" if mentioned_names(context, [name]) else "context"
             line += " " + _sentence(tpl.fill(part, name=name, context=context))
         lines.append(line)
+    visible_lower = {n.lower() for n in visible}
+    extra = [n for n in dict.fromkeys(str(u).strip() for u in unmarked) if n and n.lower() not in visible_lower]
+    if extra and concepts:
+        lines.append(tpl.parts.get("unmarked", _OPTIONAL["unmarked"][1]).format(names=join_names(extra, conj)))
     concept_text = "\n".join(lines)
     names_text = join_names(visible, conj)
 
@@ -320,8 +350,8 @@ def build_prompt(
     q = validate_question(question)
     opts = _check_options(options) if kind == "choice" else {}
     searched = " ".join([q, *opts.values()])
-    visible_lower = {n.lower() for n in visible}
-    absent = [n for n in mentioned_names(searched, known_names) if n.strip().lower() not in visible_lower]
+    present = visible_lower | {n.lower() for n in extra}
+    absent = [n for n in mentioned_names(searched, known_names) if n.strip().lower() not in present]
     absent_text = ""
     if absent:
         absent_text = tpl.fill("absent_one" if len(absent) == 1 else "absent_many",

@@ -59,8 +59,7 @@ def key_frames(result: VideoResult, *, scene: int | None = None, limit: int = MA
     Needs ``result`` from ``recognize_video(keep_sheet=True)``. A scene without tracks
     gives its first frame, unannotated; a clip without tracks gives its first frame.
     """
-    from pekit.prompt.overlay import annotate
-    from pekit.video.render import stable_palette
+    from pekit.video.render import stable_annotate
 
     shots = {k: v for k, v in result.shots.items() if scene is None or k[0] == scene}
     candidates: dict[int, tuple[bytes, frozenset[int], float]] = {}  # sample -> (JPEG, tracks in it, best score)
@@ -83,7 +82,7 @@ def key_frames(result: VideoResult, *, scene: int | None = None, limit: int = MA
             return []
         index, jpeg = first
         return [KeyFrame(result.frames[index].time, _rgb(jpeg), [])]
-    palette = stable_palette({name: i for i, name in enumerate(result.colours)})
+    draw = stable_annotate(result.colours)
     frames: list[KeyFrame] = []
     for index in sorted(chosen):
         image = _rgb(chosen[index])
@@ -91,7 +90,7 @@ def key_frames(result: VideoResult, *, scene: int | None = None, limit: int = MA
         scale = image.shape[1] / max(result.info.width, 1)
         dets = Detections(xyxy=frame.detections.xyxy * scale, score=frame.detections.score,
                           concept_id=frame.detections.concept_id, name=frame.detections.name)
-        frames.append(KeyFrame(frame.time, annotate(image, dets, palette=palette(dets)), list(frame.tracks)))
+        frames.append(KeyFrame(frame.time, draw(image, dets), list(frame.tracks)))
     return frames
 
 
@@ -99,8 +98,9 @@ def _timeline_lines(result: VideoResult, tracks: list[Track], people: set[str]) 
     lines = []
     for t in tracks:
         what = "the person" if t.name in people else "the entity"
-        lines.append(f"- {t.start:.1f}-{t.end:.1f} s: {t.name} ({what} in the {result.colours.get(t.name, 'red')} "
-                     "box)")
+        colour = result.colours.get(t.name)
+        lines.append(f"- {t.start:.1f}-{t.end:.1f} s: {t.name} ({what} in the {colour} box)" if colour else
+                     f"- {t.start:.1f}-{t.end:.1f} s: {t.name} (not marked: more names than box colours)")
     return lines
 
 

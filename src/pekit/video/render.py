@@ -28,7 +28,7 @@ from pekit.errors import InvalidInputError, OutputError, require
 from pekit.prompt.overlay import PALETTE, annotate, colour_assignment
 from pekit.types import Detections
 
-__all__ = ["AUDIO_CHOICES", "VIDEO_OUT_SUFFIXES", "atomic_path", "contact_sheet", "stable_palette",
+__all__ = ["AUDIO_CHOICES", "VIDEO_OUT_SUFFIXES", "atomic_path", "contact_sheet", "stable_annotate",
            "write_annotated"]
 
 log = logging.getLogger(__name__)
@@ -52,21 +52,21 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         yield tmp
 
 
-def stable_palette(colour_of: dict[str, int]) -> Callable[[Detections], list[str]]:
-    """Palette per frame so that each name keeps its colour across frames.
+def stable_annotate(colours: dict[str, str]) -> Callable[[np.ndarray, Detections], np.ndarray]:
+    """``draw(frame, detections)``: `annotate` with each name in its colour of ``colours``
+    (`pekit.prompt.overlay.stable_colours`: one per name for the whole clip, the colours the
+    timeline names); a name without one is not drawn."""
+    table = dict(PALETTE)
 
-    ``colour_of`` maps names to `PALETTE` indices; `annotate` hands colours out by score
-    order, so the palette is reordered to give each name its own colour.
-    """
-    names = [c for c, _ in PALETTE]
+    def draw(image: np.ndarray, dets: Detections) -> np.ndarray:
+        assert dets.name is not None  # filled by Detections
+        keep = np.array([str(n or "").strip() in colours for n in dets.name], bool)
+        if not keep.all():
+            dets = dets[keep]
+        order = list(colour_assignment(dets))  # the order annotate hands colours out in
+        return annotate(image, dets, palette=[(colours[n], table[colours[n]]) for n in order])
 
-    def palette(dets: Detections) -> list[str]:
-        order = list(colour_assignment(dets))
-        chosen = [names[colour_of.get(n, 0) % len(names)] for n in order]
-        rest = [c for c in names if c not in chosen]
-        return list(dict.fromkeys(chosen + rest))
-
-    return palette
+    return draw
 
 
 def check_audio(audio: str) -> str:
@@ -78,7 +78,7 @@ def check_audio(audio: str) -> str:
 
 
 def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times: Sequence[float],
-                    frames: Sequence[Detections], colour_of: dict[str, int], *, audio: str = "auto") -> str | None:
+                    frames: Sequence[Detections], colours: dict[str, str], *, audio: str = "auto") -> str | None:
     """Re-encode ``source`` to ``target`` (H.264) with the detections drawn; returns what
     happened to the audio: ``"kept"``, ``"dropped"``, or None when the source has none.
 
@@ -94,7 +94,7 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
     if Path(target).suffix.lower() not in VIDEO_OUT_SUFFIXES:
         raise InvalidInputError(f"the annotated video must end in one of {', '.join(VIDEO_OUT_SUFFIXES)}, "
                                 f"got '{target}'")
-    palette = stable_palette(colour_of)
+    draw = stable_annotate(colours)
     sample_times = np.asarray(times, np.float64)
     with atomic_path(target) as tmp:
         src = av.open(str(source))
@@ -145,7 +145,7 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
                             dets = frames[int(np.argmin(np.abs(sample_times - t)))]
                         if len(dets):
                             rgb = frame.to_ndarray(format="rgb24")[:height, :width]
-                            drawn = annotate(np.ascontiguousarray(rgb), dets, palette=palette(dets))
+                            drawn = draw(np.ascontiguousarray(rgb), dets)
                             out = av.VideoFrame.from_ndarray(drawn, format="rgb24").reformat(format="yuv420p")
                         else:
                             out = frame.reformat(width=width, height=height, format="yuv420p")
@@ -176,18 +176,18 @@ def thumbnail(image: np.ndarray, box: np.ndarray, max_side: int = 480) -> tuple[
     return buf.getvalue(), [float(v) * scale for v in box]
 
 
-def contact_sheet(tiles: Sequence[tuple[bytes, list[float], str, float, str]], colour_of: dict[str, int],
+def contact_sheet(tiles: Sequence[tuple[bytes, list[float], str, float, str]], colours: dict[str, str],
                   *, columns: int = 4) -> np.ndarray:
     """One image of the best frame per track: ``tiles`` of ``(jpeg, box, name, score, caption)``."""
     if not tiles:
         raise InvalidInputError("no tracks to put on a contact sheet")
-    palette = stable_palette(colour_of)
+    draw = stable_annotate(colours)
     drawn: list[Image.Image] = []
     for jpeg, box, name, score, caption in tiles:
         img = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
         dets = Detections(xyxy=np.array([box], np.float32), score=np.array([score], np.float32),
                           name=np.array([name], dtype=object))
-        tile = Image.fromarray(annotate(img, dets, palette=palette(dets)))
+        tile = Image.fromarray(draw(img, dets))
         canvas = Image.new("RGB", (tile.width, tile.height + 22), (255, 255, 255))
         canvas.paste(tile, (0, 0))
         ImageDraw.Draw(canvas).text((4, tile.height + 4), caption, fill=(0, 0, 0))

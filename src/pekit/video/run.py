@@ -282,17 +282,14 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
             f.detections.concept_id = np.array([t.concept_id for t in named], np.int64)
     shots = {(sc, by_key[k].id): v for (sc, k), v in shots.items() if k in by_key}
     timings["tracking"] += time.perf_counter() - t0
-    colour_of: dict[str, int] = {}
-    for t in tracks:
-        colour_of.setdefault(t.name, len(colour_of))
-    from pekit.prompt.overlay import PALETTE
+    from pekit.prompt.overlay import stable_colours
 
-    result = VideoResult(info, float(rate), tracks, frames, timings,
-                         colours={n: PALETTE[i % len(PALETTE)][0] for n, i in colour_of.items()}, scenes=scenes,
+    colours = stable_colours([t.name for t in tracks])  # by first appearance, one per name for the clip
+    result = VideoResult(info, float(rate), tracks, frames, timings, colours=colours, scenes=scenes,
                          shots=shots if keep_sheet else {}, scene_frames=scene_frames)
     t0 = time.perf_counter()
     if out is not None:
-        result.audio = write_annotated(path, out, [f.time for f in frames], [f.detections for f in frames], colour_of,
+        result.audio = write_annotated(path, out, [f.time for f in frames], [f.detections for f in frames], colours,
                                        audio=audio)
         result.annotated = str(out)
     if want_sheet:
@@ -302,7 +299,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
                 best[track_id] = shot
         tiles = [(best[t.id][2], _box_in(best[t.id][2], frames[best[t.id][1]], t.id, info.width), t.name, t.score,
                   f"{t.name}  {t.start:.1f}-{t.end:.1f} s") for t in tracks if t.id in best]
-        image = contact_sheet(tiles, colour_of) if tiles else None
+        image = contact_sheet(tiles, colours) if tiles else None
         if keep_sheet:
             first = scene_frames.get(1)
             result.sheet_image = image if image is not None or first is None else _decode(first[1])
