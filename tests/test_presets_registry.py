@@ -114,6 +114,51 @@ def test_register_exact_and_prefixed_names(monkeypatch: pytest.MonkeyPatch) -> N
     assert create("lvlm", "none").generate.__name__ == "generate"
 
 
+class _Toy:
+    def __init__(self, spec: str, *, layer: int = 7) -> None:
+        self.spec, self.layer = spec, layer
+
+
+def test_options_a_backend_does_not_take_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry._REGISTRY, "backbone", dict(registry._REGISTRY["backbone"]))
+    register("backbone", "toy:", f"{__name__}:_Toy", "a toy")
+    assert create("backbone", "toy:x", layer=3).layer == 3
+    with pytest.raises(InvalidInputError, match=r"backbone 'toy:x' does not take the options \['int8'\].*"
+                                                r"backbone_options"):
+        create("backbone", "toy:x", int8=True)
+
+
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"proposals": "windows"}, "proposals must be a tuple"),
+    ({"proposals": ()}, "at least one source"),
+    ({"window_scales": ()}, "window_scales must hold fractions"),
+    ({"saliency_levels": (2,)}, "saliency_levels must hold fractions"),
+    ({"max_parts": 0}, "max_parts must be a whole number >= 1"),
+    ({"second_looks": -1}, "second_looks must be a whole number >= 0"),
+    ({"reference_zoom_out": 1}, "reference_zoom_out must be 0"),
+    ({"nms_iou": 5}, r"nms_iou must be in \(0, 1\]"),
+])
+def test_recognition_settings_that_would_fail_later_are_refused_now(changes: dict, match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        get_preset("offline").with_options(**changes)
+
+
+def test_a_preset_is_checked_when_built_and_found_ignoring_case() -> None:
+    with pytest.raises(InvalidInputError, match=r"recognition must be a pekit\.presets\.RecognitionConfig"):
+        Preset("mine", "", recognition={"threshold": 0.5})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="needs a detector"):
+        pekit.Pipeline(object(), RecognitionConfig(proposals=("detector",)))  # type: ignore[arg-type]
+    assert get_preset(" Offline ") is PRESETS["offline"]
+
+
+def test_another_backbone_starts_without_the_presets_backbone_options() -> None:
+    fast = get_preset("offline-fast")
+    assert fast.backbone_options  # int8 and the rest, for its ONNX backbone
+    assert fast.with_options(backbone="hf:facebook/dinov2-small").backbone_options == {}
+    assert fast.with_options(backbone="hf:x", backbone_options={"layer": 9}).backbone_options == {"layer": 9}
+    assert fast.with_options(backbone=fast.backbone).backbone_options == fast.backbone_options
+
+
 # ---- import stays light ------------------------------------------------------------------------
 HEAVY = ("torch", "transformers", "onnxruntime", "onnx")
 

@@ -134,6 +134,8 @@ def resolve_device(device: str | None = "auto") -> str:
     >>> resolve_device("cpu")
     'cpu'
     """
+    if isinstance(device, str):
+        device = device.strip().lower()
     if device == "cpu":
         return "cpu"
     torch = require("torch", "hf")

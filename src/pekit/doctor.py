@@ -48,7 +48,7 @@ class Extra:
     def pip(self, missing: list[str]) -> str:
         pkgs = " ".join(f"'{p}'" if "[" in p else p for m, p in zip(self.modules, self.packages, strict=True)
                         if m in missing)
-        return f"pip install 'pekit[{self.extra}]'  (or: pip install {pkgs})"
+        return f"pip install 'pekit-vlm[{self.extra}]'  (or: pip install {pkgs})"
 
 
 EXTRAS: tuple[Extra, ...] = (
@@ -137,11 +137,27 @@ def check_weights() -> dict[str, Any]:
             if name and name.startswith("hf:"):
                 spec = name[3:]
                 local = Path(spec).expanduser()
-                models[name] = local.is_dir() or (hub / f"models--{spec.replace('/', '--')}").is_dir()
+                repo = hub / f"models--{spec.replace('/', '--')}"
+                models[name] = _has_weights(local) if local.is_dir() else _cached(repo)
     out["hub_cache"] = str(hub)
     out["hub_models"] = models
     out["hub"] = check_hub() if models else None
     return out
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def _has_weights(folder: Path) -> bool:
+    """A config and at least one weights file in ``folder`` (a download cut short has neither)."""
+    names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    return "config.json" in names and any(n.endswith(_WEIGHT_SUFFIXES) for n in names)
+
+
+def _cached(repo: Path) -> bool:
+    """Whether a hub cache folder (``models--org--name``) holds a snapshot with weights."""
+    snapshots = repo / "snapshots"
+    return snapshots.is_dir() and any(_has_weights(s) for s in snapshots.iterdir())
 
 
 def check_hub() -> dict[str, Any] | None:
@@ -277,7 +293,7 @@ def diagnose(*, memory: str | None = None, namespace: str = "default") -> dict[s
         "device": check_device(),
         "memory": check_memory(memory, namespace=namespace),
         "cache": check_cache(),
-        "backends": {kind: list(available(kind)) for kind in ("backbone", "detector", "segmenter", "lvlm")},
+        "backends": {kind: list(available(kind)) for kind in ("backbone", "detector", "segmenter", "faces", "lvlm")},
     }
 
 

@@ -137,5 +137,5 @@ def require(module: str, extra: str, package: str | None = None):
         pkg = package or module.split(".")[0]
         raise MissingDependencyError(
             f"this feature needs the optional dependency '{pkg}', which is not installed: "
-            f"run `pip install 'pekit[{extra}]'` (or `pip install {pkg}`)"
+            f"run `pip install 'pekit-vlm[{extra}]'` (or `pip install {pkg}`)"
         ) from exc

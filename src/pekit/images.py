@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import threading
 import warnings
@@ -355,16 +356,27 @@ def same_pictures(prints: list[np.ndarray]) -> list[tuple[int, int]]:
             if float(prints[i] @ prints[j]) >= SAME_PICTURE]
 
 
+#: what pekit names the annotated copies it writes beside a photo (``photo_pekit.jpg``,
+#: ``photo_pekit-1.jpg``): a folder read as photos skips them, so a second run over the
+#: folder does not recognize its own drawings
+PEKIT_OUTPUT = re.compile(r"_pekit(-\d+)?$")
+
+
 def list_images(paths: list[str | os.PathLike]) -> list[Path]:
-    """Expand folders into their image files (sorted; hidden files skipped); keep files as given."""
+    """Expand folders into their image files (sorted; hidden files and pekit's own annotated
+    copies, `PEKIT_OUTPUT`, skipped; subfolders are not searched); keep files as given."""
     out: list[Path] = []
     for p in paths:
         path = Path(p).expanduser()
         if path.is_dir():
             found = sorted(q for q in path.iterdir()  # hidden files: other programs' (and pekit's) temporaries
-                           if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith("."))
+                           if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".")
+                           and not PEKIT_OUTPUT.search(q.stem))
             if not found:
-                raise ImageError(f"'{path}': the folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                inside = sorted(q.name for q in path.iterdir() if q.is_dir() and not q.name.startswith("."))
+                hint = (f"; subfolders are not searched: pass them, e.g. '{path / inside[0]}'" if inside else "")
+                raise ImageError(f"'{path}': the folder holds no image files "
+                                 f"({', '.join(sorted(IMAGE_SUFFIXES))}){hint}")
             out.extend(found)
         else:
             out.append(path)

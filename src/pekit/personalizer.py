@@ -56,6 +56,7 @@ from pekit.memory import (
     MAX_CATEGORY_LENGTH,
     MAX_CONTEXT_LENGTH,
     MemoryStore,
+    backbone_key,
     check_new_name,
     clean_name,
     clean_namespace,
@@ -216,6 +217,10 @@ class Personalizer:
             if isinstance(self._lvlm_spec, str):
                 from pekit.answer import load_lvlm
 
+                if self._lvlm_spec.startswith("hf:"):  # where the preset puts its torch models
+                    from pekit._hf import resolve_device
+
+                    return load_lvlm(self._lvlm_spec, device=resolve_device(self.preset.device))
                 return load_lvlm(self._lvlm_spec)
             return self._lvlm_spec
 
@@ -224,7 +229,8 @@ class Personalizer:
     def _check_backbone(self) -> None:
         stored = self.memory.backbone
         # an emptied store keeps its old fingerprint but holds no vectors: any backbone may refill it
-        if stored is not None and stored != self.pipeline.fingerprint and self.memory.count() > 0:
+        if (stored is not None and backbone_key(stored) != backbone_key(self.pipeline.fingerprint)
+                and self.memory.count() > 0):
             from pekit.errors import BackboneMismatchError
 
             made = presets_for(stored)
@@ -394,6 +400,19 @@ class Personalizer:
         """Person concept: face vectors in ``meta`` + backbone views of the face regions."""
         from pekit.faces import PERSON, face_reference
 
+        model = self.faces.fingerprint
+        same = name.casefold()
+        other = next((c for c in self.galleries.get(self.namespace).others
+                      if c.meta.get("face_model", "") != model and not (replace and c.name.casefold() == same)), None)
+        if other is not None:  # one face model per namespace: recognize compares them all at once
+            from pekit.errors import BackboneMismatchError
+
+            raise BackboneMismatchError(
+                f"'{other.name}' in this memory was introduced with face model '{other.meta.get('face_model', '')}', "
+                f"but this Personalizer uses '{model}': faces from different models cannot be compared. Use "
+                f"faces='{other.meta.get('face_model', '')}', another memory file or namespace, or "
+                f"re-introduce '{other.name}' with this model (--replace)"
+            )
         vectors, face_boxes, views = [], [], []
         for src, box in zip(refs, reference_boxes(refs, boxes), strict=True):
             image = load_image(src)

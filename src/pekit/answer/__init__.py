@@ -3,7 +3,7 @@
 Backends by name (``load_lvlm(name)`` or ``pekit.registry.create("lvlm", name)``):
 
 * ``none`` - no model; the `Answer` carries the prompt and the annotated image;
-* ``hf:<hub id or local dir>`` - a transformers image-text-to-text model (``pekit[hf]``);
+* ``hf:<hub id or local dir>`` - a transformers image-text-to-text model (``pekit-vlm[hf]``);
 * ``openai:<base url>#<model>`` - any OpenAI-compatible chat-completions server.
 
 Registry lines (at the end of ``pekit/registry.py``)::
@@ -11,7 +11,7 @@ Registry lines (at the end of ``pekit/registry.py``)::
     register("lvlm", "none", "pekit.answer.none:NoneLVLM",
              "no model: returns the prompt and the annotated image")
     register("lvlm", "hf:", "pekit.answer.hf:HFLVLM",
-             "transformers image-text-to-text model by hub id or local dir (needs pekit[hf])")
+             "transformers image-text-to-text model by hub id or local dir (needs pekit-vlm[hf])")
     register("lvlm", "openai:", "pekit.answer.openai:OpenAILVLM",
              "OpenAI-compatible chat-completions server: openai:<base url>#<model>")
 

@@ -6,7 +6,7 @@ chat template, so the image tokens land where the model expects them. Models tra
 on several images per prompt (`MULTI_IMAGE_MODELS`: Idefics/SmolVLM, Qwen-VL, InternVL,
 Gemma 3, LLaVA-OneVision...) take up to ``max_images`` images in one message (key
 frames of a clip); the others take one (a clip goes as one contact sheet). torch and
-transformers are imported only when a model is built (``pip install 'pekit[hf]'``).
+transformers are imported only when a model is built (``pip install 'pekit-vlm[hf]'``).
 
 Example:
     >>> lvlm = HFLVLM("llava-hf/llava-v1.6-mistral-7b-hf", device="cuda")  # doctest: +SKIP

@@ -1,5 +1,5 @@
 """`openai:<base url>#<model>`: any OpenAI-compatible chat-completions server, through the
-official ``openai`` client (``pip install 'pekit[openai]'``).
+official ``openai`` client (``pip install 'pekit-vlm[openai]'``).
 
 Works with vLLM, Ollama, llama.cpp's server, LM Studio, TGI and hosted APIs. The image
 travels as a ``data:`` URL inside the user message; the API key (if any) is read from an

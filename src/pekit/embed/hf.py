@@ -100,7 +100,8 @@ class HFBackbone:
         resolution: long side of the network input in pixels (rounded to patch multiples).
         normalize_tokens: standardise each token (layernorm without affine), as in
             `OnnxDinov2`.
-        device: torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+        device: torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``"auto"`` or
+            None: CUDA, else MPS, else the CPU).
         dtype: ``None``/``"float32"`` (default), ``"float16"`` or ``"bfloat16"`` (or a
             ``torch.dtype``); features are returned as float32 either way.
 
@@ -115,7 +116,7 @@ class HFBackbone:
     """
 
     def __init__(self, spec: str, *, layer: int = 7, resolution: int = 448, normalize_tokens: bool = True,
-                 center: bool | None = None, device: str = "cpu", dtype: Any = None) -> None:
+                 center: bool | None = None, device: str | None = "cpu", dtype: Any = None) -> None:
         if not isinstance(spec, str) or not spec.strip():
             raise InvalidInputError(
                 "spec must be a hub id or a local directory, e.g. 'facebook/dinov2-small'")
@@ -187,6 +188,9 @@ class HFBackbone:
         self.fingerprint = (f"hf:{ident}/layer{layer}/res{resolution}"
                             f"/{'ln' if normalize_tokens else 'raw'}{'-c' if center else ''}")
 
+        from pekit._hf import resolve_device
+
+        device = resolve_device(device if device is None or isinstance(device, str) else str(device))
         try:
             self.device = torch.device(device)
             self.model = model.to(device=self.device, dtype=self.torch_dtype).eval()

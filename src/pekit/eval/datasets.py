@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pekit.errors import InvalidInputError
-from pekit.images import IMAGE_SUFFIXES
+from pekit.images import IMAGE_SUFFIXES, PEKIT_OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def _images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith("."))
+                  and not p.name.startswith(".") and not PEKIT_OUTPUT.search(p.stem))  # not pekit's drawings
 
 
 def _subdirs(folder: Path) -> list[Path]:

@@ -22,7 +22,7 @@ def grid_saliency(grid: PatchGrid) -> np.ndarray:
     if grid.saliency is None:
         raise NothingFoundError(
             "this backbone gives no saliency map; pass a box or mask for each reference, "
-            "or configure a detector (extractor='detector')"
+            "or a category with a preset that has a detector"
         )
     return mask_weights(grid, grid.saliency[None])[0]
 

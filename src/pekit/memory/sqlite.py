@@ -39,6 +39,7 @@ from pekit.errors import (
     MemoryStoreError,
 )
 from pekit.memory._codec import (
+    backbone_key,
     check_new_name,
     check_threshold,
     clean_name,
@@ -428,7 +429,7 @@ class SqliteMemory:
                 [("backbone", concept.backbone), ("dim", str(dim))],
             )
             return
-        if concept.backbone != meta["backbone"]:
+        if backbone_key(concept.backbone) != backbone_key(meta["backbone"]):
             raise BackboneMismatchError(
                 f"memory file {self.uri} holds vectors from backbone {_show(meta['backbone'])}, but "
                 f"concept {concept.name!r} was embedded with {_show(concept.backbone)}; vectors from "

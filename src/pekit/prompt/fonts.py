@@ -6,7 +6,7 @@ that has a glyph for it, from the font files that installed packages ship:
 
 1. ``manimgx-fonts`` (Noto Sans, Noto Emoji, Noto Sans Symbols and Noto Sans for Arabic,
    Hebrew, Devanagari, Thai and other scripts) and ``manimgx-fonts-cjk`` (Noto Sans CJK):
-   ``pip install 'pekit[fonts]'``; both are SIL Open Font License 1.1;
+   ``pip install 'pekit-vlm[fonts]'``; both are SIL Open Font License 1.1;
 2. matplotlib's DejaVu Sans (Latin, Greek, Cyrillic, many symbols), when matplotlib is installed;
 3. common system fonts (DejaVu, Noto CJK, Droid Sans Fallback);
 4. Pillow's built-in font.

@@ -7,7 +7,7 @@
 Modules: `app` (`create_app`), `routes` (the ``/v1`` verbs), `keys` (hashed API keys),
 `limits` (upload limits, type sniffing), `queue` (bounded backbone pool), `middleware`
 (request ids, body limit, access log), `metrics` (Prometheus text), `errors` (JSON
-errors), `cli` (``pekit serve`` and ``pekit keys``). Needs ``pip install 'pekit[server]'``.
+errors), `cli` (``pekit serve`` and ``pekit keys``). Needs ``pip install 'pekit-vlm[server]'``.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ def _swagger_assets() -> Path | None:
         folder = Path(str(resources.files("fastapi_offline") / "static"))
     except ModuleNotFoundError:
         log.info("fastapi-offline is not installed: /docs loads Swagger UI from a CDN "
-                 "(pip install 'pekit[server]' serves it from this process)")
+                 "(pip install 'pekit-vlm[server]' serves it from this process)")
         return None
     return folder if (folder / "swagger-ui-bundle.js").is_file() else None
 

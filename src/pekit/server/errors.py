@@ -111,7 +111,10 @@ def install_error_handlers(app: FastAPI) -> None:
             log.warning("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
         elif status >= 500:
             log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
-        return error_response(status, str(exc), type(exc).__name__, headers=headers)
+        message = str(exc)
+        if isinstance(exc, pe.DuplicateConceptError):  # the advice in the form an HTTP client sends
+            message = message.replace("pass replace=True (CLI: --replace)", "send the form field replace=true")
+        return error_response(status, message, type(exc).__name__, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,7 +5,7 @@
     >>> print(result.timeline())                                          # doctest: +SKIP
        0.0–3.5 s  Lin (0.61)
 
-Install with ``pip install 'pekit[video]'`` (the ``av`` wheel ships its own FFmpeg).
+Install with ``pip install 'pekit-vlm[video]'`` (the ``av`` wheel ships its own FFmpeg).
 """
 
 from pekit.video.decode import VIDEO_SUFFIXES, Frame, VideoError, VideoInfo, is_video, probe, sample_frames
