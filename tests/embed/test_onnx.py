@@ -114,11 +114,21 @@ def test_fingerprint_names_the_feature_recipe(backbone: OnnxDinov2) -> None:
         ({"resolution": 55}, "resolution must be between 56 and 1792 pixels, got 55"),
         ({"resolution": 1793}, "got 1793"),
         ({"normalize_tokens": False, "center": True}, "center=True needs normalize_tokens=True"),
+        ({"layer": "7"}, "layer must be a whole number, e.g. layer=7, got '7'"),
+        ({"resolution": 448.0}, "resolution must be a whole number"),
     ],
 )
 def test_bad_layer_or_resolution(kwargs: dict, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         OnnxDinov2(**kwargs)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((20, 30), np.uint8), np.zeros((20, 30, 4), np.uint8),
+                                 np.zeros((20, 30, 3), np.float32), "photo.jpg"],
+                         ids=["grey", "rgba", "float", "path"])
+def test_embed_says_what_it_takes(bad: object) -> None:
+    with pytest.raises(InvalidInputError, match=r"onnx-dinov2-s takes an \(H, W, 3\) uint8 RGB array.*load_image"):
+        OnnxDinov2().embed(bad)  # type: ignore[arg-type]
 
 
 def test_load_backbone_by_name() -> None:

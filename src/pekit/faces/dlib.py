@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from pekit.embed.base import check_rgb
 from pekit.errors import MissingDependencyError, require
 from pekit.types import Detections
 
@@ -122,6 +123,7 @@ class DlibFaces:
 
     def detect(self, image: np.ndarray, *, upsample: int | None = None) -> Detections:
         """Faces in an ``(H, W, 3) uint8`` image: boxes in its pixels, HOG scores, best first."""
+        check_rgb(image, "the face detector")
         models = _load()
         small, scale = _downscale(image, self.max_side)
         times = self.upsample if upsample is None else int(upsample)
@@ -144,6 +146,7 @@ class DlibFaces:
 
         Compare them with Euclidean distance; dlib's usual same-person tolerance is 0.6.
         """
+        check_rgb(image, "the face embedder")
         models = _load()
         dlib = models["dlib"]
         img = np.ascontiguousarray(image)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from pekit.embed.base import check_rgb
 from pekit.errors import BackendError, InvalidInputError, require
 from pekit.faces.dlib import DlibFaces, _load
 
@@ -89,6 +90,7 @@ class OnnxFaces(DlibFaces):
             )
         self.size = int(shape[2])
         self._input = self._session.get_inputs()[0].name
+        self._dtype = np.float16 if self._session.get_inputs()[0].type == "tensor(float16)" else np.float32
         self.path, self.mean, self.std, self.padding = path, float(mean), float(std), float(padding)
         self.tolerance = float(tolerance)
         try:
@@ -105,13 +107,17 @@ class OnnxFaces(DlibFaces):
 
     def _embed(self, chips: np.ndarray) -> np.ndarray:
         """``(n, S, S, 3) uint8`` chips -> ``(n, D) float32`` unit vectors."""
-        x = (chips.astype(np.float32) - self.mean) / self.std
-        out = self._session.run(None, {self._input: np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
+        x = (chips.astype(np.float32) - self.mean) / self.std  # a float16 graph gets float16
+        out = self._session.run(None, {self._input: np.ascontiguousarray(x.transpose(0, 3, 1, 2), self._dtype)})[0]
         out = np.asarray(out, np.float32).reshape(len(chips), -1)
+        if not np.isfinite(out).all():
+            raise BackendError(f"the face model '{self.path}' gave identity vectors that are not finite numbers "
+                               "(NaN or inf); check the model, or export it in float32")
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
     def embed(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """``(n, D) float32`` unit identity vectors of the faces in ``boxes (n, 4)``."""
+        check_rgb(image, "the face embedder")
         if len(boxes) == 0:
             return np.zeros((0, self.dim), np.float32)
         models = _load()
