@@ -11,15 +11,19 @@ import pytest
 
 
 def write_clip(path: Path, frames: Sequence[np.ndarray], fps: int = 10, codec: str = "libx264",
-               audio: str | None = None) -> Path:
+               audio: str | None = None, rotation: int = 0) -> Path:
     """Encode ``frames`` (each ``(H, W, 3) uint8``, even sizes) to ``path`` at ``fps``; with
-    ``audio`` (an encoder name: ``"aac"``, ``"pcm_s16le"``...), also a mono 8 kHz tone as long."""
+    ``audio`` (an encoder name: ``"aac"``, ``"pcm_s16le"``...), also a mono 8 kHz tone as long;
+    ``rotation``: a display rotation (degrees counter-clockwise), as a phone that films upright
+    but stores the sensor's sideways frames writes."""
     import av
 
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=Fraction(fps))
         h, w = frames[0].shape[:2] if len(frames) else (64, 64)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         sound = out.add_stream(audio, rate=8000, layout="mono") if audio else None
         for i, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")

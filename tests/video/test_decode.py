@@ -255,3 +255,23 @@ def test_cli_bad_videos_exit_3_write_nothing_and_leave_memory_alone(
     assert sorted(p.name for p in work.iterdir()) == inputs  # no output, no partial file
     assert main(["list", "--json", "--memory", memory]) == 0
     assert json.loads(capsys.readouterr().out) == before
+
+
+@pytest.mark.parametrize(("rotation", "bright"), [(90, "bottom"), (-90, "top"), (180, "right")])
+def test_a_clip_stored_sideways_is_read_upright(tmp_path: Path, make_clip: Callable[..., Path],
+                                                rotation: int, bright: str) -> None:
+    # phones store the sensor's frames and a display rotation; players, and pekit, show them turned
+    frames = []
+    for _ in range(4):
+        img = np.full((32, 64, 3), 30, np.uint8)
+        img[:, :16] = 250  # the stored frame is bright on its left
+        frames.append(img)
+    clip = make_clip(tmp_path / "phone.mp4", frames, rotation=rotation)
+    info = probe(clip)
+    assert info.rotation == rotation % 360 and (info.width, info.height) == ((32, 64) if rotation % 180 else (64, 32))
+    image = next(iter(sample_frames(clip))).image
+    assert image.shape[:2] == (info.height, info.width)
+    rows, cols = np.nonzero(image.mean(axis=2) > 140)
+    side = {"bottom": rows.min() >= image.shape[0] * 0.7, "top": rows.max() < image.shape[0] * 0.3,
+            "right": cols.min() >= image.shape[1] * 0.7}
+    assert side[bright]

@@ -222,3 +222,23 @@ def test_names_beyond_the_palette_are_not_drawn_and_the_timeline_says_so() -> No
     lines = _timeline_lines(result, tracks, set())
     assert lines == ["- 0.0-1.0 s: n0 (the entity in the red box)",
                      f"- 0.0-1.0 s: {names[-1]} (not marked: more names than box colours)"]
+
+
+def test_a_phone_clip_stored_sideways_is_recognized_and_written_upright(tmp_path: Path,
+                                                                       make_clip: Callable[..., Path]) -> None:
+    import av
+
+    clip = make_clip(tmp_path / "phone.mp4", _frames(), rotation=90)  # 64 x 96 stored, shown 96 high
+    seen: list[tuple[int, ...]] = []
+
+    def square(image: np.ndarray, timings: dict[str, float]) -> Detections:
+        seen.append(image.shape)
+        return _square(image, timings)
+
+    result = recognize_video(square, clip, fps=2.0, out=tmp_path / "out.mp4")
+    assert set(seen) == {(96, 64, 3)} and (result.info.width, result.info.height) == (64, 96)
+    box = next(f.detections for f in result.frames if len(f.detections)).xyxy[0]
+    assert box[3] > 48  # the square sat on the stored frame's left: shown upright, it is low
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        first = next(out.decode(video=0))
+        assert (first.width, first.height) == (64, 96) and not first.rotation  # written upright

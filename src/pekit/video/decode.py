@@ -30,7 +30,8 @@ from pekit.types import finite_number
 log = logging.getLogger(__name__)
 
 __all__ = ["MAX_FRAME_PIXELS", "SCENE_CUT", "VIDEO_SUFFIXES", "Frame", "VideoError", "VideoInfo", "check_fps",
-           "check_max_frames", "check_scene_cut", "is_video", "probe", "sample_frames"]
+           "check_max_frames", "check_scene_cut", "display_rotation", "is_video", "probe", "quarter_turns",
+           "sample_frames", "upright"]
 
 #: suffixes `is_video` treats as video without sniffing the file
 #: refuse frames with more pixels than this by default (8K UHD is 33 Mpx); ``max_pixels=`` raises it
@@ -57,7 +58,10 @@ class VideoInfo:
     """What the container says: ``fps``, ``duration`` (s), ``width``, ``height``, ``codec``, ``audio``.
 
     Frame times are the file's presentation times: a stream may start after 0 (the Hamilton
-    clip's first video frame is at 0.85 s), as players show it.
+    clip's first video frame is at 0.85 s), as players show it. ``width`` and ``height`` are
+    the picture's as shown: a phone clip stored sideways with a display rotation
+    (``rotation``, degrees counter-clockwise) has them swapped, and its frames are turned
+    upright (`upright`) before anything looks at them.
     """
 
     path: str
@@ -68,6 +72,34 @@ class VideoInfo:
     codec: str
     frames: int
     audio: bool
+    rotation: int = 0
+
+
+def quarter_turns(frame: Any) -> int:
+    """Quarter turns counter-clockwise that show a decoded frame as players do (its display
+    matrix: PyAV's ``VideoFrame.rotation``); angles between quarter turns are rounded."""
+    rotation = getattr(frame, "rotation", 0) or 0
+    return round(float(rotation) / 90.0) % 4
+
+
+def upright(frame: Any, rgb: np.ndarray | None = None) -> np.ndarray:
+    """The decoded ``frame`` (or its ``rgb`` pixels) as ``(H, W, 3) uint8``, turned as players show it."""
+    rgb = frame.to_ndarray(format="rgb24") if rgb is None else rgb
+    turns = quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def display_rotation(path: str | os.PathLike) -> int:
+    """The display rotation (degrees counter-clockwise, a multiple of 90) of the clip's first
+    frame: containers keep it in side data that only decoding exposes; 0 when unreadable."""
+    av = require("av", "video", "av")
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                return 90 * quarter_turns(frame)
+    except (av.error.FFmpegError, OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 @dataclass(frozen=True)
@@ -172,8 +204,11 @@ def _info(path: str | os.PathLike, container: Any, max_pixels: int | None = None
     limit = _limit(max_pixels)
     if width * height > limit:  # from the stream's header: nothing has been decoded
         raise _too_large(path, width, height, limit)
+    rotation = display_rotation(path)
+    if rotation % 180:
+        width, height = height, width  # as shown
     return VideoInfo(str(path), fps, duration, width, height, stream.codec_context.name, int(stream.frames or 0),
-                     bool(container.streams.audio))
+                     bool(container.streams.audio), rotation)
 
 
 def check_fps(fps: Any) -> float:
@@ -282,7 +317,7 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
                 extra = cut and scene_cut is not None
                 if t + 1e-6 < next_t and not extra:
                     continue
-                yield Frame(count, t, frame.to_ndarray(format="rgb24"), cut=extra and t + 1e-6 < next_t,
+                yield Frame(count, t, upright(frame), cut=extra and t + 1e-6 < next_t,
                             scene=scene, scene_start=scene_start)
                 count += 1
                 # ticks stay at start + k / rate; one sample per tick: the next is the first after t

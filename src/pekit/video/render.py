@@ -87,7 +87,7 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
     docs; ``"keep"`` raises `VideoError` when the container cannot hold the audio codec
     (e.g. mu-law audio into ``.mp4``: use ``.mov``, or ``audio="drop"``).
     """
-    from pekit.video.decode import VideoError
+    from pekit.video.decode import VideoError, display_rotation, quarter_turns, upright
 
     av = require("av", "video", "av")
     audio = check_audio(audio)
@@ -105,6 +105,9 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
             ain = src.streams.audio[0] if had_audio and audio != "drop" else None
             rate = vin.average_rate or vin.guessed_rate or Fraction(25)
             width, height = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2
+            turned = display_rotation(source) % 180 != 0  # a phone clip stored sideways: written upright
+            if turned:
+                width, height = height, width
             out_rate = Fraction(rate).limit_denominator(100000)
             aout = None
             while True:
@@ -143,9 +146,9 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
                         dets = Detections.empty()
                         if len(sample_times):
                             dets = frames[int(np.argmin(np.abs(sample_times - t)))]
-                        if len(dets):
-                            rgb = frame.to_ndarray(format="rgb24")[:height, :width]
-                            drawn = draw(np.ascontiguousarray(rgb), dets)
+                        if len(dets) or quarter_turns(frame):
+                            rgb = upright(frame)[:height, :width]
+                            drawn = draw(np.ascontiguousarray(rgb), dets) if len(dets) else rgb
                             out = av.VideoFrame.from_ndarray(drawn, format="rgb24").reformat(format="yuv420p")
                         else:
                             out = frame.reformat(width=width, height=height, format="yuv420p")
