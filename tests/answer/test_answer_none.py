@@ -114,12 +114,14 @@ def test_absent_concept_without_detections():
     assert plain.prompt == "What is this?"
 
 
-def test_concepts_beyond_the_palette_are_said_to_be_there_never_absent():
+def test_concepts_beyond_the_palette_are_said_to_be_there_never_absent(caplog):
     names = [f"c{i}" for i in range(14)]  # a family photo with 14 people introduced: 12 colours
     dets = Detections(xyxy=[[i, i, i + 10, i + 10] for i in range(14)], score=np.linspace(0.9, 0.6, 14),
                       name=np.array(names, dtype=object))
-    answer = respond(NoneLVLM(), np.zeros((64, 64, 3), np.uint8), dets, question="Where is c13?",
-                     known_names=names)
+    with caplog.at_level("WARNING", logger="pekit.prompt.overlay"):
+        answer = respond(NoneLVLM(), np.zeros((64, 64, 3), np.uint8), dets, question="Where is c13?",
+                         known_names=names)
+    assert caplog.text.count("not drawing: c12, c13") == 1  # said once, not by each step
     assert "Also in this image, not marked with a box: c12 and c13." in answer.prompt
     assert "not visible" not in answer.prompt and len(answer.meta["colours"]) == 12
 

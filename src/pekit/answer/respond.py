@@ -95,7 +95,7 @@ def respond(
 
         image = load_image(image)  # upright (EXIF) and on white, as recognize saw it
     tpl = template if isinstance(template, PromptTemplate) else load_template(template)
-    colours = colour_assignment(detections, palette=palette)
+    colours = colour_assignment(detections, palette=palette, warn=False)  # annotate says it, once
     annotated = annotate(image, detections, palette=palette)
     contexts = dict(contexts or {})
     concepts = [(name, colour, contexts.get(name, "")) for name, colour in colours.items()]

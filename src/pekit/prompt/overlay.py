@@ -94,7 +94,7 @@ def colour_rgb(name: str, palette: Sequence[Colour] | Sequence[str] | None = Non
 
 
 def colour_assignment(
-    detections: Detections, *, palette: Sequence[Colour] | Sequence[str] | None = None
+    detections: Detections, *, palette: Sequence[Colour] | Sequence[str] | None = None, warn: bool = True
 ) -> dict[str, str]:
     """Map each recognized concept name to a colour name, ``{name: colour}``.
 
@@ -103,8 +103,8 @@ def colour_assignment(
     A colour that is also a recognized name is skipped ("the entity in the red box is
     called Blue" would mislead the LVLM). Unmatched detections (name ``""``) get none.
     With more concepts than colours the least confident ones are left out (and not drawn),
-    with a warning, so that every colour in the prompt names exactly one concept (`respond`
-    tells the LVLM they are in the photo, unmarked).
+    with a warning (``warn``), so that every colour in the prompt names exactly one concept
+    (`respond` tells the LVLM they are in the photo, unmarked).
 
     >>> d = Detections(xyxy=[[0, 0, 5, 5]] * 3, score=[0.5, 0.9, 0.7], name=["Bo", "Mochi", "Bo"])
     >>> colour_assignment(d)
@@ -123,10 +123,9 @@ def colour_assignment(
     taken = {n.casefold() for n in order}
     colours = tuple(c for c in colours if c[0].casefold() not in taken) or colours
     if len(order) > len(colours):
-        log.warning(
-            "%d concepts recognized but only %d distinct colours; not drawing: %s",
-            len(order), len(colours), ", ".join(order[len(colours):]),
-        )
+        if warn:
+            log.warning("%d concepts recognized but only %d distinct colours; not drawing: %s",
+                        len(order), len(colours), ", ".join(order[len(colours):]))
         order = order[: len(colours)]
     return {name: colours[i][0] for i, name in enumerate(order)}
 
