@@ -274,7 +274,7 @@ def test_to_supervision_without_the_package_names_the_pip_command(monkeypatch: p
     from pekit.errors import MissingDependencyError
 
     monkeypatch.setitem(sys.modules, "supervision", None)  # as if not installed
-    with pytest.raises(MissingDependencyError, match=r"pip install 'pekit\[supervision\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'pekit-vlm\[supervision\]'"):
         Detections(xyxy=[[0, 0, 4, 4]]).to_supervision()
 
 

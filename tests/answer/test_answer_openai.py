@@ -387,7 +387,7 @@ def test_without_the_sdk_the_error_has_the_pip_command(monkeypatch):
     from pekit.errors import MissingDependencyError
 
     monkeypatch.setitem(sys.modules, "openai", None)  # as if not installed
-    with pytest.raises(MissingDependencyError, match=r"pip install 'pekit\[openai\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'pekit-vlm\[openai\]'"):
         OpenAILVLM("http://127.0.0.1:8000/v1", MODEL)
 
 

@@ -143,9 +143,14 @@ def test_consistency_counts_colour_like_the_score() -> None:
     from pekit.extract.views import consistency
 
     red, grey = (_concept_view(c) for c in (RED, GREY))
-    same = consistency([red, red], colour_weight=0.2)
-    assert same == pytest.approx(consistency([red, red]) + 0.2 * (1.0 - 0.85), abs=1e-3)
+    # another red view of the same fur, from another angle: its patches agree at 0.8
+    angle = np.array([0.8, 0.6, 0, 0, 0, 0, 0, 0], np.float32)
+    turned = replace(red, embedding=angle, parts=angle[None], patches=angle[None])
+    same = consistency([red, turned], colour_weight=0.2)
+    assert same == pytest.approx(consistency([red, turned]) + 0.2 * (1.0 - 0.85), abs=1e-3)
     assert consistency([red, grey], colour_weight=0.2) < consistency([red, grey]) - 0.05
+    # the same picture twice: colour would lift it past a whole match; it counts as one
+    assert consistency([red, red], colour_weight=0.2) == pytest.approx(1.0)
 
 
 def test_a_scan_with_the_photo_gets_the_patch_colours() -> None:
