@@ -232,13 +232,17 @@ def test_an_answer_with_terminal_escapes_is_shown_not_run(cli: Any, stocked: dic
 
     def ask(self: Any, *args: Any, **kwargs: Any) -> Any:  # an LVLM server that answers with escapes
         answer = real(self, *args, **kwargs)
-        return dataclasses.replace(answer, text="Bo \x1b[31msleeps\x1b]0;pwned\x07.\nOn the sofa.",
+        text = ("Bo \x1b[31msleeps\x1b]0;pwned\x07.\nOn the sofa \u202e"
+                "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \U0001f468\u200d\U0001f469.")
+        return dataclasses.replace(answer, text=text,
                                    meta={**answer.meta, "backend": "openai:x#m"})
 
     monkeypatch.setattr(Personalizer, "ask", ask)
     code, out, _ = cli("ask", stocked["query"], "What is cat doing?", "--memory", stocked["memory"])
     assert code == 0 and "\x1b" not in out
-    assert out.splitlines()[:2] == ["Bo \\x1b[31msleeps\\x1b]0;pwned\\x07.", "On the sofa."]
+    assert out.splitlines()[:2] == ["Bo \\x1b[31msleeps\\x1b]0;pwned\\x07.",  # a bidi override shown too,
+                                    "On the sofa \\u202e\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 "
+                                    "\U0001f468\u200d\U0001f469."]  # joiners are text
 
 
 def test_forget(cli: Any, stocked: dict[str, Path]) -> None:

@@ -367,6 +367,11 @@ def test_a_folder_read_twice_skips_the_copies_pekit_drew(tmp_path: Path) -> None
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in list_images([tmp_path])] == ["02.jpg", "my_pekit_photo.jpg"]
     assert list_images([tmp_path / "02_pekit.jpg"]) == [tmp_path / "02_pekit.jpg"]  # named: read
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    (drawn / "02_pekit.jpg").write_bytes(b"x")
+    with pytest.raises(ImageError, match=r"holds no image files.*\*_pekit images are pekit's own annotated copies"):
+        list_images([drawn])
 
 
 

@@ -546,11 +546,12 @@ class _Segmenter:
 
 
 @pytest.mark.parametrize(("found", "segmenter", "match"), [
-    (Detections(xyxy=[[0.1, 0.1, 0.6, 0.7]], score=[0.9]), None, r"over 0\.0 patch\(es\).*not 0-1 fractions"),
+    (Detections(xyxy=[[0.1, 0.1, 0.6, 0.7]], score=[0.9]), None, r"look like 0-1 fractions.*in pixels"),
+    (Detections(xyxy=[[900, 900, 990, 990]], score=[0.9]), None, r"outside the \d+x\d+ photo"),
     ([[10, 10, 200, 200]], None, "returned list, not a pekit.types.Detections"),
     (Detections(xyxy=[[50, 50, 50, 300]], score=[0.9]), None, "not an x0, y0, x1, y1 box"),
     (Detections(xyxy=[[60, 40, 400, 300]], score=[0.9]), _Segmenter(), "gave an empty mask for the 'cat'"),
-], ids=["fractions", "list", "flat", "empty-mask"])
+], ids=["fractions", "outside", "list", "flat", "empty-mask"])
 def test_a_detector_or_segmenter_that_returns_the_wrong_thing_is_named(pipeline: Pipeline, cat_grid: Any,
                                                                         chelsea: np.ndarray, found: Any,
                                                                         segmenter: Any, match: str) -> None:
@@ -558,6 +559,16 @@ def test_a_detector_or_segmenter_that_returns_the_wrong_thing_is_named(pipeline:
 
     p = Pipeline(pipeline.backbone, pipeline.config, detector=_Detector(found), segmenter=segmenter)
     with pytest.raises(BackendError, match=match):
+        p.reference(cat_grid, image=chelsea, category="cat")
+
+
+def test_a_detected_object_too_small_to_describe_says_so(pipeline: Pipeline, cat_grid: Any,
+                                                         chelsea: np.ndarray) -> None:
+    from pekit.errors import NothingFoundError
+
+    found = Detections(xyxy=[[100, 100, 110, 110]], score=[0.9])  # 10 px: under a patch
+    p = Pipeline(pipeline.backbone, pipeline.config, detector=_Detector(found))
+    with pytest.raises(NothingFoundError, match=r"the 'cat' the detector found covers 0\.\d patch\(es\).*pass a box"):
         p.reference(cat_grid, image=chelsea, category="cat")
 
 

@@ -123,8 +123,8 @@ def test_options_a_backend_does_not_take_are_named(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(registry._REGISTRY, "backbone", dict(registry._REGISTRY["backbone"]))
     register("backbone", "toy:", f"{__name__}:_Toy", "a toy")
     assert create("backbone", "toy:x", layer=3).layer == 3
-    with pytest.raises(InvalidInputError, match=r"backbone 'toy:x' does not take the options \['int8'\].*"
-                                                r"backbone_options"):
+    with pytest.raises(InvalidInputError, match=r"backbone 'toy:x' cannot be built with the options \['int8'\]: "
+                                                r".*unexpected keyword.*preset's own backbone"):
         create("backbone", "toy:x", int8=True)
 
 
@@ -141,6 +141,12 @@ def test_options_a_backend_does_not_take_are_named(monkeypatch: pytest.MonkeyPat
 def test_recognition_settings_that_would_fail_later_are_refused_now(changes: dict, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         get_preset("offline").with_options(**changes)
+
+
+def test_numpy_numbers_and_a_device_of_none_are_welcome() -> None:
+    config = RecognitionConfig(max_parts=np.int64(16), window_scales=(np.float32(0.5), 1.0))
+    assert config.max_parts == 16
+    assert get_preset("offline").with_options(device=None).device == "auto"
 
 
 def test_a_preset_is_checked_when_built_and_found_ignoring_case() -> None:

@@ -77,9 +77,18 @@ def _shown(text: Any) -> str:
     return printable(str(text))
 
 
+#: what an answer may not send to a terminal: control characters (escape sequences, bells)
+#: and the bidi embeddings, overrides and isolates that reorder what follows on the line;
+#: joiners, direction marks and every script's letters are text and stay as they are
+_UNSAFE = {chr(c) for c in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), *range(0x202A, 0x202F),
+                            *range(0x2066, 0x206A))} - {"\n", "\t"}
+
+
 def _shown_text(text: Any) -> str:
-    """An LVLM's answer safe for a terminal: its lines kept, escapes and other controls shown, not run."""
-    return "\n".join(_shown(line.rstrip("\r").replace("\t", "    ")) for line in str(text).split("\n"))
+    """An LVLM's answer safe for a terminal: its lines and words kept, escapes and other
+    controls shown (``\\x1b``), not run."""
+    text = str(text).replace("\r\n", "\n").replace("\t", "    ")
+    return "".join(ch.encode("unicode_escape").decode("ascii") if ch in _UNSAFE else ch for ch in text)
 
 
 def _progress(items: list[Path], desc: str):

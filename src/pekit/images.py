@@ -375,6 +375,8 @@ def list_images(paths: list[str | os.PathLike]) -> list[Path]:
             if not found:
                 inside = sorted(q.name for q in path.iterdir() if q.is_dir() and not q.name.startswith("."))
                 hint = (f"; subfolders are not searched: pass them, e.g. '{path / inside[0]}'" if inside else "")
+                if any(PEKIT_OUTPUT.search(q.stem) for q in path.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES):
+                    hint += "; its *_pekit images are pekit's own annotated copies, skipped (name one to read it)"
                 raise ImageError(f"'{path}': the folder holds no image files "
                                  f"({', '.join(sorted(IMAGE_SUFFIXES))}){hint}")
             out.extend(found)

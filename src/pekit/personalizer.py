@@ -402,17 +402,23 @@ class Personalizer:
 
         model = self.faces.fingerprint
         same = name.casefold()
-        other = next((c for c in self.galleries.get(self.namespace).others
-                      if c.meta.get("face_model", "") != model and not (replace and c.name.casefold() == same)), None)
-        if other is not None:  # one face model per namespace: recognize compares them all at once
+        stale = [c for c in self.galleries.get(self.namespace).others
+                 if c.meta.get("face_model", "") != model and c.name.casefold() != same]
+        if stale:  # one face model per namespace: recognize compares every person's faces at once
             from pekit.errors import BackboneMismatchError
+            from pekit.faces import face_spec_hint
 
-            raise BackboneMismatchError(
-                f"'{other.name}' in this memory was introduced with face model '{other.meta.get('face_model', '')}', "
-                f"but this Personalizer uses '{model}': faces from different models cannot be compared. Use "
-                f"faces='{other.meta.get('face_model', '')}', another memory file or namespace, or "
-                f"re-introduce '{other.name}' with this model (--replace)"
-            )
+            names = ", ".join(f"'{c.name}'" for c in stale)
+            old = stale[0].meta.get("face_model", "")
+            if not replace:
+                raise BackboneMismatchError(
+                    f"{names} in this memory {'was' if len(stale) == 1 else 'were'} introduced with face model "
+                    f"'{old}', but this Personalizer uses '{model}': faces from different models cannot be compared. "
+                    f"To move to this model, re-introduce {'it' if len(stale) == 1 else 'each of them'} with it "
+                    f"(--replace) first; otherwise {face_spec_hint(old)}, or use another memory file or namespace"
+                )
+            log.warning("'%s' now uses face model '%s'; %s still use '%s': recognize refuses the persons of this "
+                        "namespace until each is re-introduced with this model (--replace)", name, model, names, old)
         vectors, face_boxes, views = [], [], []
         for src, box in zip(refs, reference_boxes(refs, boxes), strict=True):
             image = load_image(src)

@@ -541,7 +541,13 @@ def _check_detected(box: np.ndarray, grid: PatchGrid, detector: str, category: s
     w = min(box[2], width) - max(box[0], 0.0)
     h = min(box[3], height) - max(box[1], 0.0)
     covered = max(w, 0.0) / cw * max(h, 0.0) / ch
-    if covered < MIN_BOX_PATCHES:
-        where = "outside it" if w <= 0 or h <= 0 else f"over {covered:.1f} patch(es)"
+    if np.abs(box).max() <= 1.5 and max(width, height) > 16:
         raise BackendError(f"the detector {detector} boxed the '{category}' at {shown} on the {width}x{height} "
-                           f"photo, {where}: are its boxes in pixels (x0, y0, x1, y1), not 0-1 fractions?")
+                           "photo: its boxes look like 0-1 fractions; a detector must give them in pixels")
+    if w <= 0 or h <= 0:
+        raise BackendError(f"the detector {detector} boxed the '{category}' at {shown}, outside the "
+                           f"{width}x{height} photo")
+    if covered < MIN_BOX_PATCHES:
+        raise NothingFoundError(f"the '{category}' the detector found covers {covered:.1f} patch(es) of this "
+                                f"{width}x{height} photo, too few to describe it: use a photo where it is larger "
+                                "(or crop this one), or pass a box")

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from pekit.errors import InvalidInputError
 from pekit.types import check_threshold
 
@@ -196,7 +198,8 @@ class RecognitionConfig:
             )
         fractions = {"window_scales": self.window_scales, "saliency_levels": self.saliency_levels}
         for key, values in fractions.items():
-            if not values or not all(isinstance(v, (int, float)) and 0.0 < v <= 1.0 for v in values):
+            if not values or not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                                     and 0.0 < v <= 1.0 for v in values):
                 raise InvalidInputError(f"{key} must hold fractions in (0, 1], e.g. "
                                         f"{getattr(RecognitionConfig, key)!r}, got {values!r}")
         if not 0.0 < self.reference_level < 1.0:
@@ -206,7 +209,7 @@ class RecognitionConfig:
         counts = {"max_parts": (self.max_parts, 1), "second_looks": (self.second_looks, 0),
                   "reference_zoom_out": (self.reference_zoom_out, 0)}
         for key, (value, least) in counts.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise InvalidInputError(f"{key} must be a whole number >= {least}, got {value!r}")
         if self.reference_zoom_out == 1:
             raise InvalidInputError("reference_zoom_out must be 0 (off) or at least 2 (the object n times smaller)")
@@ -258,6 +261,8 @@ class Preset:
                                     f"{type(self.recognition).__name__} (RecognitionConfig(**settings) builds one)")
         if not isinstance(self.backbone_options, dict):
             raise InvalidInputError(f"backbone_options must be a dict, got {type(self.backbone_options).__name__}")
+        if self.device is None:  # as resolve_device reads it
+            object.__setattr__(self, "device", "auto")
         if not isinstance(self.device, str) or not self.device.strip():
             raise InvalidInputError(f"device must be a name such as 'auto', 'cpu', 'cuda:1', got {self.device!r}")
 

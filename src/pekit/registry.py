@@ -50,8 +50,8 @@ def _build(kind: str, name: str, factory: Any, args: tuple[Any, ...], kwargs: di
         inspect.signature(factory).bind(*args, **kwargs)
     except TypeError as exc:
         raise InvalidInputError(
-            f"the {kind} '{name}' does not take the options {sorted(kwargs)} ({exc}); check the "
-            f"{kind}_options you passed, or the preset's, which were made for its own {kind}"
+            f"the {kind} '{name}' cannot be built with the options {sorted(kwargs)}: {exc}; check the options "
+            f"given for it (a preset's options were made for the preset's own {kind})"
         ) from None
     except ValueError:  # no signature to check (a builtin): let the call say
         pass

@@ -126,6 +126,13 @@ def test_concepts_beyond_the_palette_are_said_to_be_there_never_absent(caplog):
     assert "not visible" not in answer.prompt and len(answer.meta["colours"]) == 12
 
 
+def test_a_box_off_the_photo_is_not_named_in_the_prompt():
+    dets = Detections(xyxy=[[10, 10, 40, 40], [500, 500, 600, 600]], score=[0.8, 0.9],
+                      name=np.array(["Bo", "Mochi"], dtype=object))
+    answer = respond(NoneLVLM(), np.zeros((64, 64, 3), np.uint8), dets, question="Who is here?")
+    assert answer.meta["colours"] == {"Bo": "red"} and "Mochi" not in answer.prompt
+
+
 def test_a_pil_photo_reaches_the_lvlm_upright():
     import io
 

@@ -83,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
         delay = srv.delays.pop(0) if srv.delays else srv.delay
         if delay:
             time.sleep(delay)
-        if self.path != "/v1/chat/completions":
+        if self.path.partition("?")[0] != "/v1/chat/completions":
             return self._send(404, {"error": {"message": f"no route {self.path}"}})
         if srv.api_key and self.headers.get("Authorization") != f"Bearer {srv.api_key}":
             error = {"message": "Incorrect API key provided", "code": "invalid_api_key"}
@@ -282,12 +282,18 @@ def test_proxy_settings_do_not_capture_local_servers(server, image, monkeypatch)
         ("openai:", InvalidInputError, "needs '<base url>#<model>'"),
         ("gpt:foo", BackendNotFoundError, r"none, hf:<\.\.\.>, openai:<\.\.\.>"),
         ("openai:http://localhost:abc/v1#m", InvalidInputError, "port that is not a number"),
-        ("openai:http://localhost:8000/v1?api-version=2024#m", InvalidInputError, "has a query"),
     ],
 )
 def test_bad_specs(name, error, match):
     with pytest.raises(error, match=match):
         load_lvlm(name)
+
+
+def test_a_query_in_the_url_goes_with_every_request(server, image):
+    lvlm = load_lvlm(f"openai:{server.url}?api-version=2024-06-01#{MODEL}", retries=0)
+    assert lvlm.generate(image, "Describe.") == server.reply
+    assert server.requests[-1]["path"] == "/v1/chat/completions?api-version=2024-06-01"
+    assert lvlm.base_url == server.url
 
 
 def test_a_password_in_the_url_is_refused_and_never_repeated():

@@ -72,7 +72,8 @@ def test_an_onnx_face_model_loads_by_name(model: Path, astronaut: np.ndarray) ->
 
 
 def test_persons_from_an_onnx_model_are_recognized_and_never_mixed(model: Path, make_personalizer: Any,
-                                                                   astronaut: np.ndarray, chelsea: np.ndarray) -> None:
+                                                                   astronaut: np.ndarray, chelsea: np.ndarray,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     p = make_personalizer(faces=f"onnx:{model}")
     p.introduce("cat", chelsea, category="cat")
     eileen = p.introduce("Eileen", astronaut, kind="person")
@@ -84,13 +85,22 @@ def test_persons_from_an_onnx_model_are_recognized_and_never_mixed(model: Path, 
                                                     r"re-introduce 'Eileen'"):
         dlib.recognize(astronaut)
     assert p.recognize(chelsea).name.tolist() == ["cat"]  # object vectors are untouched by the face model
-    # a person from the other model is refused before it is stored: it would lock every recognize out
+    # a new person from the other model is refused before it is stored: it would lock every recognize out
     before = [c.name for c in p.concepts()]
     with pytest.raises(BackboneMismatchError, match=r"'Eileen' in this memory was introduced with face model "
-                                                    r"'onnx-face-8@.*faces='onnx-face-8@"):
+                                                    r"'onnx-face-8@.*re-introduce it with it \(--replace\) first; "
+                                                    r"otherwise use faces='onnx:<the \.onnx file"):
         dlib.introduce("Lin", astronaut, kind="person")
     assert [c.name for c in p.concepts()] == before and p.recognize(astronaut).name.tolist()
-    assert dlib.introduce("Eileen", astronaut, kind="person", replace=True).meta["face_model"] == dlib.faces.fingerprint
+    # moving to the other model: re-introduce each person with it, then new ones are welcome
+    p.introduce("Kit", astronaut, kind="person")
+    with caplog.at_level("WARNING", logger="pekit.personalizer"):
+        assert dlib.introduce("Eileen", astronaut, kind="person", replace=True).meta["face_model"] == \
+            dlib.faces.fingerprint
+    assert "'Kit' still use" in caplog.text
+    dlib.introduce("Kit", astronaut, kind="person", replace=True)
+    assert dlib.introduce("Lin", astronaut, kind="person").name == "Lin"
+    assert "Eileen" in dlib.recognize(astronaut).name.tolist()
 
 
 @pytest.mark.parametrize(

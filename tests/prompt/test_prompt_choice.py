@@ -57,6 +57,9 @@ def test_parse_choice(text, options, expected):
         # letters inside the sentence are not a block of options after it
         ("Should Bo take plan A: the park, or plan B: the beach?", None),
         ("Is Bo in room A. or room B. of the house?", None),
+        ("谁是这个？ A. Bo B. Mochi", ("谁是这个？", {"A": "Bo", "B": "Mochi"})),
+        ("من هذا؟ A. Bo B. Mochi", ("من هذا؟", {"A": "Bo", "B": "Mochi"})),
+        ("Who is this… A. Bo B. Mochi", ("Who is this…", {"A": "Bo", "B": "Mochi"})),
         ("Which bowl\n(A) the red one\n(B) the blue one", ("Which bowl", {"A": "the red one", "B": "the blue one"})),
     ],
 )

@@ -216,6 +216,8 @@ def test_names_beyond_the_palette_are_not_drawn_and_the_timeline_says_so() -> No
     drawn = stable_annotate(colours)(frame, dets)
     assert tuple(drawn[30, 5]) == colour_rgb(colours["n0"]) == colour_rgb("red")
     assert np.array_equal(drawn[:, 58:], frame[:, 58:])  # not drawn in n0's colour, nor in another
+    alone = Detections(xyxy=[[60, 5, 110, 50]], score=[0.9], name=np.array([names[-1]], dtype=object))
+    assert np.array_equal(stable_annotate(colours)(frame, alone), frame)  # a frame of it alone: as it was
     result = VideoResult.__new__(VideoResult)
     result.colours = colours
     tracks = [Track(1, 1, "n0", 1, 0.0, 1.0, 0.5), Track(2, 2, names[-1], 2, 0.0, 1.0, 0.9)]

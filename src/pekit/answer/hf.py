@@ -20,6 +20,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import re
 import threading
 import time
 from typing import Any
@@ -92,8 +93,8 @@ class HFLVLM:
         spec = spec.strip()
         self.name = f"hf:{spec}"
         self.spec = spec
-        if max_image_side is not None and (isinstance(max_image_side, bool) or not isinstance(max_image_side, int)
-                                           or max_image_side < 16):
+        if max_image_side is not None and (isinstance(max_image_side, bool)
+                                           or not isinstance(max_image_side, (int, np.integer)) or max_image_side < 16):
             raise InvalidInputError(f"max_image_side must be None or a whole number of pixels >= 16, "
                                     f"got {max_image_side!r}")
         self.max_image_side = max_image_side
@@ -224,7 +225,8 @@ class HFLVLM:
             )
         except Exception as exc:  # processors raise anything; report it clearly
             shapes = ", ".join(str(i.shape) for i in images)
-            if "token" in str(exc).lower():  # e.g. "found 2 <image> tokens and 1 images"
+            if re.search(r"tokens? and \d+ images?|number of images|image tokens?", str(exc), re.IGNORECASE):
+                # e.g. "Found total 2 <image> tokens and 1 images"
                 raise BackendError(
                     f"the processor of '{self.spec}' could not place the image(s) in the prompt: "
                     f"{type(exc).__name__}: {exc}. Its chat template may not fit the prompt or the number "

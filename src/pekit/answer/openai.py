@@ -96,7 +96,8 @@ class OpenAILVLM:
 
     Args:
         base_url: server root including the version, e.g. ``"http://localhost:8000/v1"``;
-            may carry the model as ``"<url>#<model>"`` (the registry's spec format).
+            may carry the model as ``"<url>#<model>"`` (the registry's spec format), and a
+            query sent with every request (``...?api-version=2024-06-01``, as Azure asks).
         model: model name as the server knows it (``"gpt-4o-mini"``, ``"llava:13b"``...).
         api_key_env: environment variable holding the API key (``None``: never send one).
             Local servers usually need none; a missing key is reported on 401/403.
@@ -157,23 +158,22 @@ class OpenAILVLM:
                 f"and put the key in the environment variable {api_key_env or 'OPENAI_API_KEY'} (sent as a "
                 "Bearer token)"
             )
+        query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))  # e.g. Azure's api-version
         if parts.query:
-            raise InvalidInputError(
-                f"'{base_url}' has a query ('?{parts.query}'); pass the API root without it, and send extra "
-                "fields with extra_body="
-            )
+            base_url = urllib.parse.urlunsplit(parts._replace(query=""))
         try:
             parts.port  # noqa: B018 - a port that is not a number raises here, not at the first question
         except ValueError:
             raise InvalidInputError(f"'{base_url}' has a port that is not a number 0-65535") from None
         numbers = {"timeout": timeout, "retries": retries, "backoff": backoff, "max_backoff": max_backoff}
         for key, value in numbers.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(value):
                 raise InvalidInputError(f"{key} must be a number, got {value!r}")
         if timeout <= 0 or retries < 0 or backoff < 0:
             raise InvalidInputError("timeout must be > 0, retries and backoff >= 0")
-        if max_image_side is not None and (isinstance(max_image_side, bool) or not isinstance(max_image_side, int)
-                                           or max_image_side < 16):
+        if max_image_side is not None and (isinstance(max_image_side, bool)
+                                           or not isinstance(max_image_side, (int, np.integer)) or max_image_side < 16):
             raise InvalidInputError(f"max_image_side must be None or a whole number of pixels >= 16, "
                                     f"got {max_image_side!r}")
         if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
@@ -194,6 +194,7 @@ class OpenAILVLM:
         self.max_tokens_field = max_tokens_field
         self.extra_body = dict(extra_body or {})
         self.max_images = max_images
+        self.query = query  # sent with every request (the SDK's default_query)
         self.last_usage: dict[str, Any] = {}
         self._loopback = _is_loopback(parts.hostname)
         self._clear_text = parts.scheme == "http" and not self._loopback  # a key sent there can be read on the way
@@ -216,7 +217,8 @@ class OpenAILVLM:
         return openai.OpenAI(
             base_url=self.base_url, api_key=key or "no-key", timeout=self.timeout if timeout is None else timeout,
             max_retries=self.retries if retries is None else retries,
-            default_headers={"User-Agent": "pekit (OpenAI-compatible client)"}, **options,
+            default_headers={"User-Agent": "pekit (OpenAI-compatible client)"}, default_query=self.query or None,
+            **options,
         )
 
     def _call(self, path: str, send: Any, *, retries: int | None = None, timeout: float | None = None,

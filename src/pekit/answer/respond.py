@@ -95,13 +95,14 @@ def respond(
 
         image = load_image(image)  # upright (EXIF) and on white, as recognize saw it
     tpl = template if isinstance(template, PromptTemplate) else load_template(template)
-    colours = colour_assignment(detections, palette=palette, warn=False)  # annotate says it, once
-    annotated = annotate(image, detections, palette=palette)
+    shown = _on_photo(detections, image.shape[1], image.shape[0])  # a box off the photo is drawn nowhere
+    colours = colour_assignment(shown, palette=palette, warn=False)  # annotate says it, once
+    annotated = annotate(image, shown, palette=palette)
     contexts = dict(contexts or {})
     concepts = [(name, colour, contexts.get(name, "")) for name, colour in colours.items()]
     known = list(dict.fromkeys([*known_names, *colours]))
-    assert detections.name is not None  # filled by Detections
-    unmarked = [n for n in dict.fromkeys(str(n or "").strip() for n in detections.name) if n and n not in colours]
+    assert shown.name is not None  # filled by Detections
+    unmarked = [n for n in dict.fromkeys(str(n or "").strip() for n in shown.name) if n and n not in colours]
     prompt = build_prompt(kind, question=question, concepts_in_image=concepts, known_names=known,  # type: ignore[arg-type]
                           options=options, template=tpl, persons=persons, unmarked=unmarked)
     start = time.perf_counter()
@@ -124,3 +125,12 @@ def respond(
     if usage:
         meta["usage"] = dict(usage)
     return Answer(text=text, detections=detections, prompt=prompt, image=annotated, choice=choice, meta=meta)
+
+
+def _on_photo(detections: Detections, width: int, height: int) -> Detections:
+    """The detections whose box overlaps a ``width`` x ``height`` photo (all of them, as a rule)."""
+    if not len(detections):
+        return detections
+    xyxy = np.asarray(detections.xyxy, np.float64)
+    keep = (xyxy[:, 2] > 0) & (xyxy[:, 3] > 0) & (xyxy[:, 0] < width) & (xyxy[:, 1] < height)
+    return detections if keep.all() else detections[keep]

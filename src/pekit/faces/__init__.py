@@ -31,6 +31,7 @@ __all__ = [
     "FaceGallery",
     "concept_kind",
     "face_reference",
+    "face_spec_hint",
     "load_faces",
     "match_faces",
 ]
@@ -117,6 +118,19 @@ def face_reference(faces: Any, image: np.ndarray, *, box: np.ndarray | None = No
     return faces.embed(image, xyxy[None])[0], xyxy
 
 
+def face_spec_hint(fingerprint: str) -> str:
+    """How to load the face model that made vectors of this fingerprint, in words.
+
+    >>> face_spec_hint("dlib-face-128@resnet_v1")
+    "use faces='dlib' (or 'dlib-cnn'), the model that made them"
+    """
+    if fingerprint.startswith("dlib-face"):
+        return "use faces='dlib' (or 'dlib-cnn'), the model that made them"
+    if fingerprint.startswith("onnx-face"):
+        return "use faces='onnx:<the .onnx file that made them>'"
+    return f"use the face model that made them ('{fingerprint}')"
+
+
 @dataclass
 class FaceGallery:
     """Person concepts flattened for matching: ``vectors (N, D)``, ``owner (N,)``."""
@@ -143,7 +157,8 @@ class FaceGallery:
             if model != fingerprint:
                 raise BackboneMismatchError(
                     f"person '{c.name}' was introduced with face model '{model}', but this Personalizer uses "
-                    f"'{fingerprint}'; re-introduce '{c.name}' (pekit introduce --replace --kind person)"
+                    f"'{fingerprint}'; re-introduce '{c.name}' (pekit introduce --replace --kind person), or "
+                    f"{face_spec_hint(model)}"
                 )
             rows = np.asarray(c.meta.get("faces", []), np.float32)
             if rows.size == 0:

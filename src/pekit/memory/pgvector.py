@@ -400,7 +400,7 @@ class PgvectorMemory:
         """
         key, want = advisory_key(self.schema, "backbone"), (concept.backbone, str(concept.dim))
         meta = self._meta(cur)
-        shared = (meta.get("backbone"), meta.get("dim")) == want
+        shared = (backbone_key(str(meta.get("backbone"))), meta.get("dim")) == (backbone_key(want[0]), want[1])
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s)" if shared else "SELECT pg_advisory_xact_lock(%s)",
                     (key,))
         meta = self._meta(cur)

@@ -101,8 +101,9 @@ def split_options(question: str) -> tuple[str, dict[str, str]] | None:
     Recognizes options written as ``A. text``, ``A) text``, ``(A) text`` or ``A: text``,
     on one line or one per line, with consecutive letters starting at A, after the
     question: the first option starts a line, or follows a question that ends in ``?``,
-    ``:`` or ``.``. Returns ``None`` when the question has no such options (letters
-    inside a sentence, "plan A: the park, or plan B: the beach?", are not options).
+    ``:``, ``.`` or ``!`` (or their full-width, Arabic or CJK forms, or ``…``). Returns
+    ``None`` when the question has no such options (letters inside a sentence, "plan A:
+    the park, or plan B: the beach?", are not options).
 
     >>> split_options("Is Bo on the sofa?\\n(A) yes\\n(B) no")
     ('Is Bo on the sofa?', {'A': 'yes', 'B': 'no'})
@@ -127,7 +128,7 @@ def split_options(question: str) -> tuple[str, dict[str, str]] | None:
     before = question[: run[0].start()]
     stem = before.strip()
     on_its_line = not before.strip(" \t") or before.rstrip(" \t").endswith("\n")
-    if not (on_its_line or stem.endswith(("?", ":", "."))):
+    if not (on_its_line or stem.endswith(("?", ":", ".", "？", "؟", "：", "。", "…", "!", "！"))):
         return None  # letters inside the sentence, not a block of options after it
     options: dict[str, str] = {}
     for i, m in enumerate(run):

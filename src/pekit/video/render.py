@@ -63,6 +63,8 @@ def stable_annotate(colours: dict[str, str]) -> Callable[[np.ndarray, Detections
         keep = np.array([str(n or "").strip() in colours for n in dets.name], bool)
         if not keep.all():
             dets = dets[keep]
+        if not len(dets):  # only names after the palette ran out: nothing to draw
+            return np.array(image, copy=True)
         order = list(colour_assignment(dets))  # the order annotate hands colours out in
         return annotate(image, dets, palette=[(colours[n], table[colours[n]]) for n in order])
 
