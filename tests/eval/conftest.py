@@ -152,7 +152,7 @@ def yollava_dataset(tmp_path: Path) -> Path:
         write_photo(root / "test" / "mam" / f"{i}.png", "green", i + 10)
     qa = {
         "bo": {
-            "./yollava-data/test/bo/0.png": {"question": "What colour is sks?", "options": {"A": "Red", "B": "Blue"},
+            "./yollava-data/test/bo/0.png": {"question": "What colour is <sks>?", "options": {"A": "Red", "B": "Blue"},
                                              "correct_answer": "A"},
             "./yollava-data/test/bo/1.png": {"question": "Is sks a cat?", "options": {"A": "Yes", "B": "No"},
                                              "correct_answer": "B"},

@@ -110,6 +110,27 @@ def test_vqa_command(yollava_dataset: Path, tmp_path: Path, fake, monkeypatch, c
     assert strict_json(tmp_path / "v" / "results.json")["rows"][0]["unparsable"] == 0
 
 
+def test_vqa_answers_are_cached_under_the_model_name_until_asked_afresh(yollava_dataset: Path, tmp_path: Path,
+                                                                        fake, monkeypatch, capsys):
+    import pekit.answer
+
+    served = {"lvlm": FakeLVLM([], default="A")}
+    monkeypatch.setattr(pekit.answer, "load_lvlm", lambda name: served["lvlm"])
+    argv = ["eval", "vqa", "--dataset", f"yollava:{yollava_dataset}", "--refs", "2", "--lvlm", "fake",
+            "--out", str(tmp_path / "v"), "--cache", str(tmp_path / "cache"), "--quiet"]
+
+    def accuracy() -> float:
+        return strict_json(tmp_path / "v" / "results.json")["rows"][0]["metrics"]["accuracy"]["mean"]
+
+    assert main(argv) == 0 and served["lvlm"].calls == 3
+    first = accuracy()
+    served["lvlm"] = FakeLVLM([], default="B")  # the same name, another model behind it
+    assert main(argv) == 0 and served["lvlm"].calls == 0 and accuracy() == first  # the cached answers
+    assert main([*argv, "--fresh-answers"]) == 0 and served["lvlm"].calls == 3 and accuracy() != first
+    served["lvlm"] = FakeLVLM([], default="B")
+    assert main(argv) == 0 and served["lvlm"].calls == 0 and accuracy() != first  # the fresh ones, kept
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["eval", "recognition", "--dataset", "myvlm:{db}"], "expected the myvlm layout"),
     (["eval", "recognition", "--dataset", "folder:{missing}"], "expected the folder layout"),

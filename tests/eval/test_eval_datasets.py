@@ -43,6 +43,21 @@ def test_folder_skips_empty_subfolders_and_filters_concepts(tmp_path: Path):
         load_dataset(f"folder:{root}", concepts=["zzz"])
 
 
+def test_a_folder_name_decomposed_as_macos_writes_it_matches_the_csv_and_the_command_line(tmp_path: Path):
+    import unicodedata
+
+    root = tmp_path / "db"
+    decomposed = unicodedata.normalize("NFD", "ñandú")
+    for i in range(2):
+        write_photo(root / decomposed / f"{i}.jpg", "red", i + 1)
+        write_photo(root / "blue_toy" / f"{i}.jpg", "blue", i + 1)
+    (root / "classes.csv").write_text("subject,class\nñandú,bird\n")
+    (root / "boxes.csv").write_text("subject,file,x0,y0,x1,y1\nñandú,0.jpg,1,1,10,10\n")
+    ds = load_dataset(f"folder:{root}", concepts=["ñandú"])  # typed composed
+    (c,) = ds.concepts
+    assert c.category == "bird" and len(c.boxes) == 1 and not ds.warnings
+
+
 def test_myvlm_layout(tmp_path: Path):
     root = tmp_path / "MyVLM"
     head = root / "data_concept_head"
@@ -69,6 +84,12 @@ def test_myvlm_layout(tmp_path: Path):
     # a caption key missing from the embedding folder falls back to the positives folder
     assert [(c.image.name, len(c.references)) for c in ds.captions] == [("0.jpg", 1), ("1.jpg", 2)]
     assert any("missing.jpg" in w for w in ds.warnings)
+    # negatives that no concept reads are said so, not silently dropped
+    write_photo(head / "negatives" / "loose.jpg", "blue", 2)
+    write_photo(head / "negatives" / "teddy" / "n0.jpg", "blue", 3)
+    warnings = load_dataset(f"myvlm:{root}").warnings
+    assert any("1 photo(s) directly in negatives/ are not read" in w for w in warnings)
+    assert any("negatives/teddy matches no positives/ concept" in w for w in warnings)
 
 
 def test_yollava_layout_and_questions(yollava_dataset: Path):
@@ -81,6 +102,15 @@ def test_yollava_layout_and_questions(yollava_dataset: Path):
     # "./yollava-data/test/bo/0.png" resolves under the dataset root whatever its prefix
     assert q.image == yollava_dataset / "test" / "bo" / "0.png"
     assert detect_layout(yollava_dataset) == "yollava"
+
+
+def test_yollava_answer_that_is_no_option_is_reported_and_skipped(yollava_dataset: Path):
+    qa = json.loads((yollava_dataset / "yollava-visual-qa.json").read_text())
+    qa["mam"]["yollava-data/test/mam/0.png"]["correct_answer"] = "C"  # options A and B only
+    (yollava_dataset / "yollava-visual-qa.json").write_text(json.dumps(qa))
+    ds = load_dataset(f"yollava:{yollava_dataset}")
+    assert len(ds.vqa) == 2 and any("the answer 'C'" in w and "none of its options ['A', 'B']" in w
+                                    for w in ds.warnings)
 
 
 def test_yollava_missing_image_is_reported(yollava_dataset: Path):

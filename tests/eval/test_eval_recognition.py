@@ -377,3 +377,15 @@ def test_grids_cached_before_colours_were_kept_gain_them_without_a_pass(folder_d
     red = [region_colour(g.colours, whole) for g, p in zip(reread, photos, strict=True) if "red" in str(p.path)]
     green = [region_colour(g.colours, whole) for g, p in zip(reread, photos, strict=True) if "green" in str(p.path)]
     assert colour_agreement(red[0], np.stack(red[1:])) > 0.9 > colour_agreement(red[0], np.stack(green))
+
+
+def test_a_dataset_without_shared_categories_says_how_to_get_the_hard_negatives(tmp_path: Path):
+    root = make_folder(tmp_path / "db", {"red": ["red"] * 2, "green": ["green"] * 2})  # classes from the names
+    run = run_recognition(load_dataset(f"folder:{root}"), FakePipeline(threshold=0.6), refs=(1,), seeds=1,
+                          progress=False)
+    assert any("no same-category negative accuracy" in w and "--categories" in w for w in run.warnings)
+    shared = make_folder(tmp_path / "db2", {"red": ["red"] * 2, "amber": ["yellow"] * 2},
+                         {"red": "warm", "amber": "warm"})
+    run = run_recognition(load_dataset(f"folder:{shared}"), FakePipeline(threshold=0.6), refs=(1,), seeds=1,
+                          progress=False)
+    assert not any("same-category" in w for w in run.warnings)

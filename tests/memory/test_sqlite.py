@@ -74,6 +74,14 @@ def stocked(path: Path) -> Path:
     return path
 
 
+def test_a_new_memory_file_is_readable_by_its_owner_only(path: Path) -> None:
+    import stat
+
+    with SqliteMemory(path) as m:
+        m.add(make("Bo"))  # names, contexts and embeddings of people's things
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
 # ---- round trips ---------------------------------------------------------------------
 @pytest.mark.parametrize("threshold", [None, 0.42])
 @pytest.mark.parametrize("parts", [None, unit(3, seed=7)])

@@ -35,6 +35,8 @@ FOUR = {"A": "Bo", "B": "Mochi", "C": "Rex", "D": "Hot dog"}
         ("Mochi is on the left.", FOUR, "B"),
         # ambiguous or empty -> None
         ("A or B", ANIMALS, None),
+        ("A. Cat\nB. Dog", ANIMALS, None),  # the options said back: none chosen
+        ("(A) Cat (B) Dog", ANIMALS, None),
         ("Cat and dog", ANIMALS, None),
         ("I am not sure.", ANIMALS, None),
         ("", ANIMALS, None),

@@ -273,3 +273,88 @@ def test_upload_checks_beside_photo_loads_leave_the_warning_filters_as_they_were
         sys.setswitchinterval(switch)
     assert refused
     assert list(warnings.filters) == before
+
+
+def test_an_upload_without_a_valid_key_is_refused_before_its_body_is_read(client: Any, alice: dict[str, str]) -> None:
+    import asyncio
+
+    read: list[int] = []
+
+    async def receive() -> dict[str, Any]:  # a client that would stream 60 MB
+        read.append(1)
+        return {"type": "http.request", "body": b"x" * (1 << 20), "more_body": len(read) < 60}
+
+    async def call(headers: list[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/concepts", "raw_path": b"/v1/concepts",
+                 "query_string": b"", "root_path": "", "scheme": "http", "server": ("test", 80),
+                 "client": ("127.0.0.1", 1), "http_version": "1.1",
+                 "headers": [(b"content-type", b"multipart/form-data; boundary=x"), *headers]}
+        await client.app(scope, receive, send)
+        return sent
+
+    for headers in ([], [(b"authorization", b"Bearer pk_000000000000_" + b"a" * 43)]):
+        read.clear()
+        sent = asyncio.run(call(headers))
+        assert sent[0]["status"] == 401 and read == []
+        assert (b"www-authenticate", b'Bearer realm="pekit"') in sent[0]["headers"]
+
+
+def test_a_key_file_moved_into_place_under_a_running_server_fails_closed(make_app: Any, tmp_path: Path) -> None:
+    import sqlite3
+
+    from pekit.server.keys import KeyStore
+
+    client = make_app()
+    token = client.app.state.service.keys.create("bob")
+    assert client.get("/v1/concepts", headers=auth(token)).status_code == 200
+    with sqlite3.connect(tmp_path / "keys.db") as live, sqlite3.connect(tmp_path / "restored.db") as copy_:
+        live.backup(copy_)  # an operator edits a copy, then moves it into place
+    with KeyStore(tmp_path / "restored.db") as copy:
+        copy.revoke("user:bob")
+    (tmp_path / "restored.db").replace(tmp_path / "keys.db")
+    # SQLite cannot follow a live file replaced under it (the old file's log would be read as the
+    # new one's), and the old one still lets bob in: every key is refused until a restart
+    for r in (client.get("/v1/concepts", headers=auth(token)),
+              client.post("/v1/recognize", headers=auth(token), files={"photo": ("q.jpg", b"x", "image/jpeg")})):
+        assert r.status_code == 503 and "must be restarted" in r.json()["error"]["message"]
+
+
+def test_deeply_nested_json_in_a_field_is_a_422(client: Any, alice: dict[str, str], photos: dict[str, bytes]) -> None:
+    r = client.post("/v1/concepts", headers=alice, files={"photos": ("a.jpg", photos["cat"], "image/jpeg")},
+                    data={"name": "Tom", "boxes": "[" * 1999})
+    assert r.status_code == 422 and "nested too deeply" in r.json()["error"]["message"]
+
+
+def test_a_server_side_failure_tells_the_client_no_paths(client: Any, alice: dict[str, str],
+                                                        photos: dict[str, bytes], monkeypatch: Any,
+                                                        caplog: Any) -> None:
+    from pekit.errors import BackendError
+    from pekit.personalizer import Personalizer
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise BackendError("cannot reach the LVLM server at http://10.1.2.3:8000/v1/chat/completions")
+
+    monkeypatch.setattr(Personalizer, "ask", fail)
+    with caplog.at_level("ERROR", logger="pekit.server"):
+        r = client.post("/v1/ask", headers=alice, files={"photo": ("q.jpg", photos["cat"], "image/jpeg")},
+                        data={"question": "Who is this?"})
+    assert r.status_code == 502 and "10.1.2.3" not in r.text
+    assert r.json()["request_id"] in r.json()["error"]["message"] and "10.1.2.3" in caplog.text  # in the log
+
+
+def test_the_default_namespace_is_no_user_name_and_key_files_are_private(tmp_path: Path) -> None:
+    import stat
+
+    from pekit.errors import InvalidInputError
+    from pekit.server.keys import KeyStore
+
+    with KeyStore(tmp_path / "keys.db") as keys:
+        with pytest.raises(InvalidInputError, match="'default' is the namespace"):
+            keys.create("default")
+        keys.create("alice")
+    assert stat.S_IMODE((tmp_path / "keys.db").stat().st_mode) == 0o600

@@ -30,11 +30,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from pekit.errors import NothingFoundError
+from pekit.errors import ImageError, InvalidInputError
 from pekit.eval.cache import AnswerCache, GridCache, file_sha1
 from pekit.eval.datasets import ConceptData, Dataset
 from pekit.eval.metrics import seed_stats
-from pekit.eval.recognition import check_seed, check_threshold, draw_references, reference_view
+from pekit.eval.recognition import check_seed, check_threshold, draw_references, isolate, usable_references
 from pekit.eval.report import clean_json, format_table, format_value
 from pekit.extract.views import concept_from_views
 from pekit.images import load_image
@@ -101,11 +101,23 @@ class AnswerContext:
     pipeline: Any
     cache: GridCache
     hashes: dict[Path, str] = field(default_factory=dict)
+    unreadable: dict[Path, str] = field(default_factory=dict)
 
     def sha1(self, path: Path) -> str:
         if path not in self.hashes:
             self.hashes[path] = file_sha1(path)
         return self.hashes[path]
+
+    def picture(self, path: Path) -> str | None:
+        """The photo's content hash, or None (with a warning, once) when it cannot be read as
+        a photo: a reference candidate that is skipped, as `pekit eval recognition` skips it."""
+        if path not in self.unreadable:
+            try:
+                self.grid(path)
+                return self.sha1(path)
+            except (ImageError, OSError) as exc:
+                self.unreadable[path] = f"skipped an unreadable photo: {exc}"
+        return None
 
     def grid(self, path: Path, image: np.ndarray | None = None) -> PatchGrid:
         grid = self.cache.grid(self.sha1(path), lambda: self.pipeline.encode(
@@ -114,27 +126,29 @@ class AnswerContext:
 
 
 def seed_memory(dataset: Dataset, ctx: AnswerContext, *, k: int, seed: int,
-                base_seed: int = 0) -> tuple[Gallery, dict[str, list[Path]], list[str]]:
-    """Every concept with at least ``k`` reference photos, in memory together.
+                base_seed: int = 0) -> tuple[Gallery, dict[str, list[Path]], list[str], int]:
+    """Every concept with at least ``k`` readable reference photos (one per picture), in
+    memory together, each view made as `pekit eval recognition` and the library make it
+    (`pekit.eval.recognition.isolate`: the preset's detector from the category when it has
+    one, the zoomed-out view when it keeps them).
 
-    Returns ``(gallery, references per concept, skipped concepts)``.
+    Returns ``(gallery, references per concept, skipped concepts, views that fell back to the
+    whole photo)``.
     """
-    concepts, refs, skipped = [], {}, []
+    concepts, refs, skipped, whole = [], {}, [], 0
     for c in dataset.concepts:
-        paths = draw_references(c, k, seed, base_seed)
+        paths = draw_references(usable_references(c, ctx.picture), k, seed, base_seed)
         if paths is None:
             skipped.append(c.name)
             continue
         views = []
         for p in paths:
-            grid = ctx.grid(p)
-            try:
-                views.append(reference_view(ctx.pipeline, grid))
-            except NothingFoundError:
-                views.append(reference_view(ctx.pipeline, grid, extractor="full"))
+            view, fell_back = isolate(ctx.pipeline, ctx.cache, ctx.sha1(p), p, ctx.grid(p), category=c.category)
+            views.append(view)
+            whole += fell_back
         refs[c.name] = paths
         concepts.append(concept_from_views(c.name, views, category=c.category))
-    return Gallery.from_concepts(concepts), refs, skipped
+    return Gallery.from_concepts(concepts), refs, skipped, whole
 
 
 def reference_hashes(ctx: AnswerContext, refs: dict[str, list[Path]]) -> set[str]:
@@ -188,9 +202,15 @@ def run_answers(run_type: type[RunT], dataset: Dataset, pipeline: Any, lvlm: Any
     records: list[Any] = []
     warnings = list(dataset.warnings)
     skipped: list[str] = []
+    whole = 0
     misses0 = ctx.cache.misses
     for s in range(seeds):
-        gallery, refs_used, skipped = seed_memory(dataset, ctx, k=refs, seed=s, base_seed=seed)
+        gallery, refs_used, skipped, fell_back = seed_memory(dataset, ctx, k=refs, seed=s, base_seed=seed)
+        whole += fell_back
+        if not refs_used:
+            counts = ", ".join(sorted({str(len(c.references)) for c in dataset.concepts}, key=int))
+            raise InvalidInputError(f"no concept has {refs} readable reference photo(s) to draw: lower --refs "
+                                    f"(the concepts have {counts})")
         ref_hashes = reference_hashes(ctx, refs_used)
         todo = [i for i in items if i.concept in refs_used and ctx.sha1(i.image) not in ref_hashes]
         for item in tqdm(todo, desc=f"{task} seed {s}", unit=unit, disable=None if progress else True):
@@ -202,11 +222,27 @@ def run_answers(run_type: type[RunT], dataset: Dataset, pipeline: Any, lvlm: Any
                 return respond(model, _image, _dets, known_names=names, **kw, **generation)
 
             records.append(record(s, item, ask, [str(n) for n in dets.name]))
+    warnings += list(ctx.unreadable.values())
     if skipped:
         warnings.append(f"skipped {len(skipped)} concept(s) with fewer than {refs} photos: {', '.join(skipped)}")
+    if whole:
+        warnings.append(f"{whole} reference view(s) found no object and used the whole photo")
+    for w in warnings[len(dataset.warnings):]:
+        log.warning(w)
     timing = {"total_s": round(time.perf_counter() - start, 2), "backbone_passes": ctx.cache.misses - misses0,
               "lvlm_calls": model.calls, "lvlm_cached": model.hits}
     return run_type(dataset, records, refs, seeds, skipped, model.name, pipeline.fingerprint, timing, warnings)
+
+
+def _per_seed(records: int, seeds: int) -> float | int:
+    """Records per seed: a whole number when every seed tested as many, else the mean to one
+    decimal (each seed's references leave other test photos).
+
+    >>> _per_seed(12, 3), _per_seed(14, 3)
+    (4, 4.7)
+    """
+    mean = records / max(seeds, 1)
+    return int(mean) if mean.is_integer() else round(mean, 1)
 
 
 RecP = TypeVar("RecP", bound=_Record)
@@ -242,7 +278,7 @@ def answer_results(run: AnswerRun[RecP], config: dict[str, Any] | None, *, task:
         "dataset": {"spec": run.dataset.spec, "layout": run.dataset.layout, **dataset_counts},
         "config": {**(config or {}), "refs": run.refs, "seeds": run.seeds, "lvlm": run.lvlm,
                    "fingerprint": run.fingerprint},
-        "rows": [{"label": "all", count: len(run.records) // max(run.seeds, 1), **(row or {}), "metrics": stats}],
+        "rows": [{"label": "all", count: _per_seed(len(run.records), run.seeds), **(row or {}), "metrics": stats}],
         "per_concept": {n: seed_stats(v, keep_seeds=False) for n, v in concepts.items()},
         "skipped": run.skipped, "warnings": run.warnings, "timing": run.timing,
         records: [r.__dict__ for r in run.records],

@@ -197,8 +197,9 @@ class AnswerCache:
         'A dog.'
     """
 
-    def __init__(self, directory: str | os.PathLike | None) -> None:
+    def __init__(self, directory: str | os.PathLike | None, *, fresh: bool = False) -> None:
         self.directory = None if directory is None else Path(directory).expanduser() / "answers"
+        self.fresh = fresh  # read nothing an earlier run stored; what this run answers replaces it
         self._memory: dict[str, str] = {}
         self._full = _WriteFailures("answer cache")
 
@@ -214,7 +215,7 @@ class AnswerCache:
     def get(self, key: str) -> str | None:
         if key in self._memory:
             return self._memory[key]
-        if self.directory is None:
+        if self.directory is None or self.fresh:
             return None
         path = self.directory / key[:2] / f"{key}.json"
         try:

@@ -132,6 +132,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         p.add_argument("--lvlm", help="hf:<id or dir> or openai:<base url>#<model> (needed: the offline "
                        "presets have no LVLM; a preset that names one is the default)")
         p.add_argument("--max-new-tokens", type=int, default=None)
+        p.add_argument("--fresh-answers", action="store_true",
+                       help="ask the LVLM again instead of reusing the answers cached under its name (a model "
+                            "re-served or retrained under the same name); patch grids stay cached")
     return ev
 
 
@@ -272,6 +275,7 @@ def _answering(args: argparse.Namespace, dataset: Any, pipeline: Any, start: flo
     lvlm = load_lvlm(name)
     args.seeds = args.seeds or 1
     cache, answers = _caches(args, pipeline.fingerprint)
+    answers.fresh = bool(args.fresh_answers)  # asked again; the new answers replace the cached ones
     generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens is not None else {}
     kwargs = dict(refs=args.refs[0], seeds=args.seeds, seed=args.seed, threshold=args.threshold, cache=cache,
                   answers=answers, progress=not args.quiet, **generation)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,12 +292,18 @@ def _read_categories(path: Path) -> dict[str, str]:
     for row in rows:
         if len(row) <= max(ni, ci):
             raise InvalidInputError(f"categories file '{path}': every row needs a concept and a class, got {row}")
-        out[row[ni].strip()] = row[ci].strip()
+        out[nfc(row[ni].strip())] = row[ci].strip()
     return out
 
 
+def nfc(name: str) -> str:
+    """``name`` in Unicode NFC: a folder copied from macOS spells "ñandú" decomposed (NFD),
+    a CSV or a command line composed; names are compared in this form."""
+    return unicodedata.normalize("NFC", name)
+
+
 def _category(name: str, table: dict[str, str]) -> str:
-    return table.get(name) or category_from_name(name)
+    return table.get(nfc(name)) or category_from_name(name)
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
@@ -357,14 +364,14 @@ def load_dataset(spec: str, *, categories: str | Path | None = None,
     else:
         items = layouts.load_thisismy(root, table, warnings)
     if concepts is not None:
-        wanted = list(dict.fromkeys(concepts))
-        missing = [c for c in wanted if c not in {i.name for i in items}]
+        wanted = {nfc(c) for c in concepts}
+        missing = sorted(wanted - {nfc(i.name) for i in items})
         if missing:
             raise InvalidInputError(f"unknown concept(s) {missing} in {spec}; it has: "
                                     f"{', '.join(i.name for i in items)}")
-        items = [i for i in items if i.name in wanted]
-        vqa = [q for q in vqa if q.concept in wanted]
-        caps = [c for c in caps if c.concept in wanted]
+        items = [i for i in items if nfc(i.name) in wanted]
+        vqa = [q for q in vqa if nfc(q.concept) in wanted]
+        caps = [c for c in caps if nfc(c.concept) in wanted]
     for w in warnings:
         log.warning(w)
     return Dataset(spec, layout, root, items, vqa, caps, warnings)

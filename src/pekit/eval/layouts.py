@@ -28,6 +28,7 @@ from pekit.eval.datasets import (
     _layout_error,
     _read_categories,
     _subdirs,
+    nfc,
 )
 
 __all__ = ["load_folder", "load_myvlm", "load_stress", "load_thisismy", "load_yollava", "read_boxes"]
@@ -64,6 +65,7 @@ def read_boxes(path: Path, root: Path, warnings: list[str]) -> dict[str, dict[Pa
         warnings.append(f"boxes file '{path}' cannot be read ({exc}); no boxes loaded")
         return {}
     out: dict[str, dict[Path, Box]] = {}
+    folders = {nfc(d.name): d.name for d in _subdirs(root)}  # a folder copied from macOS may be NFD
     header = [c.strip().lower() for c in rows[0]] if rows else []
     start = 1 if header[:2] == ["subject", "file"] else 0
     for line, row in enumerate(rows[start:], start=start + 1):
@@ -74,6 +76,7 @@ def read_boxes(path: Path, root: Path, warnings: list[str]) -> dict[str, dict[Pa
             warnings.append(f"{where}: expected subject,file,x0,y0,x1,y1[,note], got {row}; row skipped")
             continue
         subject, file = row[0].strip(), row[1].strip()
+        subject = folders.get(nfc(subject), subject)
         try:
             x0, y0, x1, y1 = (float(v) for v in row[2:6])
         except ValueError:
@@ -133,6 +136,14 @@ def load_myvlm(root: Path, table: dict[str, str], warnings: list[str]) -> tuple[
         captions.extend(_myvlm_captions(emb_root / d.name, d.name, d, warnings))
     if not concepts:
         raise _layout_error("myvlm", pos_root, "<concept>/*.jpg")
+    loose = _images(neg_root)
+    if loose:  # negatives are read per concept; photos straight in negatives/ belong to none
+        warnings.append(f"myvlm: {len(loose)} photo(s) directly in negatives/ are not read: negatives go in "
+                        "negatives/<concept>/, the concept they were chosen against")
+    known = {c.name for c in concepts}
+    for d in _subdirs(neg_root):
+        if d.name not in known:
+            warnings.append(f"myvlm: negatives/{d.name} matches no positives/ concept; not read")
     return concepts, captions
 
 
@@ -203,7 +214,7 @@ def _resolve(base: Path, raw: str, concept: str) -> Path | None:
 def _yollava_vqa(path: Path, base: Path, names: set[str], warnings: list[str]) -> list[VQAItem]:
     data = _json_object(path, "concepts to {image: question}")
     items = []
-    sks = re.compile(r"\bsks\b")
+    sks = re.compile(r"<sks>|\bsks\b")  # the release writes "<sks>"; older copies a bare "sks"
     for concept, questions in data.items():
         if concept not in names:
             warnings.append(f"yollava: questions about unknown concept '{concept}' skipped")
@@ -217,8 +228,12 @@ def _yollava_vqa(path: Path, base: Path, names: set[str], warnings: list[str]) -
             for one in qs:
                 try:
                     options = {str(k).strip().upper(): sks.sub(concept, str(v)) for k, v in one["options"].items()}
-                    items.append(VQAItem(concept, image, sks.sub(concept, str(one["question"])), options,
-                                         str(one["correct_answer"]).strip().upper()))
+                    answer = str(one["correct_answer"]).strip().upper()
+                    if answer not in options:
+                        warnings.append(f"yollava: the answer '{answer}' of a '{concept}' question on '{raw}' is none "
+                                        f"of its options {sorted(options)}; skipped")
+                        continue
+                    items.append(VQAItem(concept, image, sks.sub(concept, str(one["question"])), options, answer))
                 except (KeyError, TypeError, AttributeError) as exc:
                     raise DatasetLayoutError(
                         f"'{path}': the question for '{raw}' needs 'question', 'options' and 'correct_answer', "

@@ -198,12 +198,15 @@ def choice_accuracy(predicted: Sequence[str | None], correct: Sequence[str]) -> 
 
 
 def normalize_text(text: str) -> str:
-    """Lower-case, accents and punctuation removed, whitespace collapsed (for exact match).
+    """Lower-case, accents and punctuation removed, whitespace collapsed (for exact match);
+    letters of every script are kept.
 
     >>> normalize_text("  Bo is  sleeping, on the sofa! ")
     'bo is sleeping on the sofa'
+    >>> normalize_text("Ωmega Café"), normalize_text("日本の犬") == normalize_text("中国の猫")
+    ('ωmega cafe', False)
     """
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
     return " ".join(re.sub(r"[^\w\s]|_", " ", text.lower()).split())
 
 

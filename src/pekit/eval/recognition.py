@@ -31,7 +31,7 @@ import dataclasses
 import logging
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -51,7 +51,8 @@ from pekit.types import PatchGrid, check_threshold
 log = logging.getLogger(__name__)
 
 __all__ = ["Photo", "RecognitionRun", "Trial", "check_extractor", "check_gallery", "check_seed", "check_threshold",
-           "collect_photos", "draw_references", "embed_photos", "reference_view", "run_recognition"]
+           "collect_photos", "draw_references", "embed_photos", "isolate", "reference_view", "run_recognition",
+           "usable_references"]
 
 DETECTOR_ALIASES = {"grounding-dino": "hf:IDEA-Research/grounding-dino-tiny",
                     "owlv2": "hf:google/owlv2-base-patch16-ensemble"}
@@ -173,6 +174,27 @@ def showing_rows(photos: list[Photo], readable: set[int], ref_ids: Iterable[int]
             and not (photos[i].sources & refs)]
 
 
+def usable_references(concept: ConceptData, picture: Callable[[Path], Hashable | None]) -> ConceptData:
+    """``concept`` with the reference photos that can be drawn: readable, and one path per
+    picture (``picture(path)``: the photo's content id, None when it cannot be read), so a
+    copy of a photo never counts as a second reference.
+
+    >>> c = ConceptData("bo", "dog", (Path("a.jpg"), Path("copy.jpg"), Path("b.jpg"), Path("bad.jpg")))
+    >>> ids = {"a.jpg": 1, "copy.jpg": 1, "b.jpg": 2}  # copy.jpg is a.jpg; bad.jpg cannot be read
+    >>> [p.name for p in usable_references(c, lambda p: ids.get(p.name)).references]
+    ['a.jpg', 'b.jpg']
+    """
+    seen: set[Hashable] = set()
+    kept = []
+    for path in concept.references:
+        key = picture(path)
+        if key is None or key in seen:
+            continue
+        seen.add(key)
+        kept.append(path)
+    return ConceptData(concept.name, concept.category, tuple(kept))
+
+
 def draw_references(concept: ConceptData, k: int, seed: int, base_seed: int = 0) -> list[Path] | None:
     """``k`` reference photos of a concept for one seed (nested in ``k``), or ``None`` if too few.
 
@@ -275,13 +297,17 @@ def reference_view(pipeline: Any, grid: PatchGrid, *, extractor: str = "saliency
                    zoomed: PatchGrid | None = None) -> Any:
     """The reference view of one photo under an extractor (no extra backbone pass).
 
-    ``saliency``: the pipeline's default isolation; ``box``: the ground-truth ``box`` of the
-    photo (refined by saliency, as a user's drawn box is); ``full``: the whole photo as the
-    region; detector extractors: the detector's best box for ``category``. ``zoomed``: the
-    photo's `Pipeline.zoom_out_grid` when the pipeline keeps zoomed-out views.
+    ``saliency``: the pipeline's default isolation, as `Personalizer.introduce` makes it (the
+    saliency map, or the preset's detector from ``category`` when it has one); ``box``: the
+    ground-truth ``box`` of the photo (refined by saliency, as a user's drawn box is);
+    ``full``: the whole photo as the region; detector extractors: the detector's best box
+    for ``category``. ``zoomed``: the photo's `Pipeline.zoom_out_grid` when the pipeline
+    keeps zoomed-out views.
     """
-    more = {} if zoomed is None else {"zoomed": zoomed}
-    if extractor == "saliency":
+    more: dict[str, Any] = {} if zoomed is None else {"zoomed": zoomed}
+    if extractor == "saliency":  # the library's default: with the preset's own detector, when it has one
+        if getattr(pipeline, "detector", None) is not None and image is not None and category:
+            more.update(image=image, category=category)
         return pipeline.reference(grid, **more)
     if extractor == "box":
         if box is None:
@@ -313,7 +339,7 @@ def _plan_trials(dataset: Dataset, photos: list[Photo], index: dict[Path, int], 
                 drawn: dict[str, list[int]] = {}
                 skipped = []
                 for c in dataset.concepts:
-                    usable = ConceptData(c.name, c.category, tuple(p for p in c.references if index[p] in readable))
+                    usable = usable_references(c, lambda p: index[p] if index[p] in readable else None)
                     if e == "box":  # only photos with a ground-truth box can be box references
                         usable = ConceptData(c.name, c.category, tuple(p for p in usable.references
                                                                         if c.name in photos[index[p]].boxes))
@@ -341,25 +367,35 @@ def _reference_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cach
     needed = sorted({(idx, e, name) for e, _, _, drawn, _ in plans for name, ids in drawn.items() for idx in ids})
     views: dict[tuple[int, str, str], Any] = {}
     fallback = 0
-    zoom = int(getattr(getattr(pipeline, "config", None), "reference_zoom_out", 0) or 0)
     for idx, e, name in tqdm(needed, desc="references", unit="view", disable=None if progress else True):
         grid = cache.get(photos[idx].sha1)
         assert grid is not None
-        image = load_image(photos[idx].path) if e in detectors or zoom >= 2 else None
-        zoomed = None
-        if zoom >= 2 and image is not None:  # the zoomed-out pass, cached beside the photo's grid
-            key = f"{photos[idx].sha1}-zoom{zoom}{pipeline.zoom_out_mode}"
-            zoomed = cache.grid(key, partial(pipeline.zoom_out_grid, image))
-        try:
-            views[idx, e, name] = reference_view(pipeline, grid, extractor=e, image=image,
-                                                 category=categories[name], detector=detectors.get(e),
-                                                 box=photos[idx].boxes.get(name), zoomed=zoomed)
-        except NothingFoundError:
-            fallback += 1
-            views[idx, e, name] = reference_view(pipeline, grid, extractor="full", zoomed=zoomed)
-        if not patches and getattr(views[idx, e, name], "patches", None) is not None:
-            views[idx, e, name] = dataclasses.replace(views[idx, e, name], patches=None)
+        view, whole = isolate(pipeline, cache, photos[idx].sha1, photos[idx].path, grid, extractor=e,
+                              category=categories[name], detector=detectors.get(e), box=photos[idx].boxes.get(name))
+        fallback += whole
+        if not patches and getattr(view, "patches", None) is not None:
+            view = dataclasses.replace(view, patches=None)
+        views[idx, e, name] = view
     return views, fallback
+
+
+def isolate(pipeline: Any, cache: GridCache, sha1: str, path: Path, grid: PatchGrid, *, extractor: str = "saliency",
+            category: str = "", detector: Any = None, box: np.ndarray | None = None) -> tuple[Any, bool]:
+    """One reference photo's view (`reference_view`) with what the pipeline needs beside its
+    grid: the photo itself for a detector (the extractor's, or the preset's own), and its
+    zoomed-out pass (cached beside the grid) when the pipeline keeps zoomed-out views. Returns
+    ``(view, whole)``: ``whole`` when no object was found and the whole photo stands in."""
+    zoom = int(getattr(getattr(pipeline, "config", None), "reference_zoom_out", 0) or 0)
+    own = extractor == "saliency" and getattr(pipeline, "detector", None) is not None and bool(category)
+    image = load_image(path) if detector is not None or own or zoom >= 2 else None
+    zoomed = None
+    if zoom >= 2 and image is not None:  # the zoomed-out pass, cached beside the photo's grid
+        zoomed = cache.grid(f"{sha1}-zoom{zoom}{pipeline.zoom_out_mode}", partial(pipeline.zoom_out_grid, image))
+    try:
+        return reference_view(pipeline, grid, extractor=extractor, image=image, category=category, detector=detector,
+                              box=box, zoomed=zoomed), False
+    except NothingFoundError:
+        return reference_view(pipeline, grid, extractor="full", zoomed=zoomed), True
 
 
 def _random_galleries(c: int, n: int, seed: list[int]) -> list[np.ndarray]:
@@ -439,6 +475,11 @@ def run_recognition(
     t0 = time.perf_counter()
     readable, unreadable = embed_photos(photos, pipeline, cache, progress=progress)
     warnings = list(dataset.warnings) + unreadable
+    categories_seen = [c.category for c in dataset.concepts]
+    if len(categories_seen) > 1 and len(set(categories_seen)) == len(categories_seen):
+        warnings.append("every concept has a category of its own, so no same-category negative accuracy (another "
+                        "dog for a dog) can be reported: give the classes with --categories FILE.csv "
+                        "(concept,class)")
     embed_s = time.perf_counter() - t0
     categories = {c.name: c.category for c in dataset.concepts}
     detectors: dict[str, Any] = {}
@@ -450,9 +491,12 @@ def run_recognition(
             detectors[e] = create("detector", name)
 
     if "box" in extractors and not any(p.boxes for p in photos):
+        where = ("add a boxes.csv (subject,file,x0,y0,x1,y1) beside the concept folders"
+                 if dataset.layout == "folder" else
+                 f"the {dataset.layout} layout has no boxes (a folder: dataset with a boxes.csv, or the stress "
+                 "split, has them)")
         raise InvalidInputError(f"extractor 'box' needs a ground-truth box for every reference photo, but "
-                                f"{dataset.spec} has none: add a boxes.csv (subject,file,x0,y0,x1,y1) beside "
-                                "the concept folders, or use --extractor saliency")
+                                f"{dataset.spec} has none: {where}; or use --extractor saliency")
     plans = _plan_trials(dataset, photos, index, readable, extractors, refs, seeds, seed)
     if not any(p[3] for p in plans):  # a k that fits no concept is skipped (warned below); none fitting, nothing to run
         raise InvalidInputError(f"--refs {','.join(map(str, refs))}: every concept has fewer usable photos than that "

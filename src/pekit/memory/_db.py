@@ -220,7 +220,8 @@ class SqliteFile:
         assert self.path is not None
         created = self._make_folders()
         try:
-            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            # only its owner reads it: every user's names, contexts and embeddings are in it
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except FileExistsError:
             pass  # another process made it meanwhile: never ours to remove
         except OSError as exc:

@@ -35,7 +35,8 @@ def _norm(text: str) -> str:
 def parse_choice(text: str, options: Mapping[str, str]) -> str | None:
     """Read which option letter an LVLM chose; ``None`` when it is unclear.
 
-    Tried in order, the first unambiguous reading wins:
+    An answer that labels two options or more ("A. Brown B. Grey": the options said back)
+    chose none. Otherwise tried in order, the first unambiguous reading wins:
 
     1. the whole answer is a letter ("B", "(b)", "B.");
     2. an explicit phrase ("Answer: b.", "The answer is B) Dog", "option B");
@@ -59,6 +60,8 @@ def parse_choice(text: str, options: Mapping[str, str]) -> str | None:
         return None
     letters = {str(k).strip().upper(): " ".join(str(v).split()) for k, v in options.items()}
     stripped = text.strip()
+    if len({m.group(1) for m in _OPTION.finditer(stripped)} & letters.keys()) > 1:
+        return None  # the options said back ("A. Brown B. Grey"), not one chosen
 
     bare = re.sub(r"[\s\(\)\[\]\.\*:\"'`]+", "", stripped)
     if len(bare) == 1 and bare.upper() in letters:

@@ -136,7 +136,7 @@ def create_app(personalizer: Any = None, *, memory: Any = None, keys: KeyStore |
     app.state.service = svc
     install_error_handlers(app)
     app.include_router(router)
-    app.add_middleware(ServiceMiddleware, limits=svc.limits, metrics=svc.metrics)
+    app.add_middleware(ServiceMiddleware, limits=svc.limits, metrics=svc.metrics, user=svc.user)
 
     @app.get("/healthz", response_model=Health, summary="liveness: the process serves requests")
     def healthz() -> Health:

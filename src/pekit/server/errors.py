@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pekit import errors as pe
 from pekit.server.context import request_id
-from pekit.server.keys import AuthError
+from pekit.server.keys import AuthError, KeyFileReplacedError
 from pekit.server.limits import RequestError
 from pekit.server.queue import BusyError
 
@@ -33,6 +33,7 @@ log = logging.getLogger("pekit.server")
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (AuthError, 401),
     (BusyError, 503),
+    (KeyFileReplacedError, 503),
     (pe.ConceptNotFoundError, 404),
     (pe.DuplicateConceptError, 409),
     (pe.BackboneMismatchError, 409),
@@ -46,6 +47,16 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (pe.MissingDependencyError, 501),
     (pe.BackendError, 502),
 )
+
+
+#: what a client is told of a server-side failure (the message itself, with file paths and the
+#: LVLM's address, goes to the log only)
+_SERVER_SIDE = {
+    500: "the server's memory store failed",
+    501: "the server lacks an optional dependency for this",
+    502: "the LVLM behind this server failed or could not be reached",
+    503: "the server's memory is busy (another writer holds it); retry in a moment",
+}
 
 
 def status_of(exc: BaseException) -> int:
@@ -114,6 +125,10 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc)
         if isinstance(exc, pe.DuplicateConceptError):  # the advice in the form an HTTP client sends
             message = message.replace("pass replace=True (CLI: --replace)", "send the form field replace=true")
+        elif status >= 500 and not isinstance(exc, (BusyError, KeyFileReplacedError)):
+            # the server's paths and backends stay in its log
+            message = _SERVER_SIDE.get(status, "the server failed") + \
+                f"; quote request id {request_id()} to its operator, whose log has the details"
         return error_response(status, message, type(exc).__name__, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -35,7 +36,10 @@ from pathlib import Path
 
 from pekit.errors import InvalidInputError, PekitError
 
-__all__ = ["ApiKey", "AuthError", "KeyStore", "RevokedKeyError", "UnknownKeyError", "check_namespace"]
+__all__ = ["ApiKey", "AuthError", "KeyFileReplacedError", "KeyStore", "RevokedKeyError", "UnknownKeyError",
+           "check_namespace"]
+
+log = logging.getLogger("pekit.server")
 
 _TOKEN = re.compile(r"^pk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -66,6 +70,11 @@ class RevokedKeyError(AuthError):
     """The key was right but has been revoked."""
 
 
+class KeyFileReplacedError(PekitError):
+    """The key file was replaced under a running server (HTTP 503): SQLite cannot follow a
+    live database moved or restored into place, so every key is refused until a restart."""
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """One stored key, without its secret.
@@ -92,6 +101,10 @@ def check_namespace(namespace: str) -> str:
             f"user name {namespace!r} must be 1-64 letters, digits, '.', '_', '@' or '-', starting with a "
             "letter or digit, e.g. 'alice'"
         )
+    if namespace == "default":
+        raise InvalidInputError("user name 'default' is the namespace `pekit introduce` and the library use when "
+                                "none is given: that user would share (and could forget) those concepts; choose "
+                                "another name, e.g. 'alice'")
     return namespace
 
 
@@ -129,6 +142,14 @@ class KeyStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise InvalidInputError(f"cannot create the folder of the key file {self.path}: {exc}") from exc
+        if self.path is not None and not self.path.exists():  # only its owner reads the key digests
+            try:
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                pass  # another process made it meanwhile
+            except OSError as exc:
+                raise InvalidInputError(f"cannot create the key file {self.path}: {exc}; pass another --keys PATH") \
+                    from exc
         try:
             self._conn = sqlite3.connect(raw if self.path is None else str(self.path), timeout=timeout,
                                          isolation_level=None, check_same_thread=False)
@@ -145,6 +166,32 @@ class KeyStore:
             self._conn.close()
             raise
         self._lock = threading.Lock()
+        self._timeout = timeout
+        self._identity = self._file_identity()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        """The key file's ``(device, inode)``: a file restored from a backup or moved into place
+        has another, and the open connection would go on reading the old, unlinked one."""
+        if self.path is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _follow(self) -> None:
+        """Refuse every key once another file stands at the key file's path (call with the lock
+        held). A backup restored or a copy moved into place while the server runs cannot be
+        read safely (the old file's write-ahead log would be read as the new one's), and the
+        old file may still hold keys revoked in the new one: fail closed until a restart."""
+        now = self._file_identity()
+        if self.path is None or now is None or now == self._identity:
+            return
+        log.error("the key file %s was replaced while the server runs; every request is refused until the "
+                  "server restarts (revoke keys with `pekit keys revoke` on the live file instead)", self.path)
+        raise KeyFileReplacedError("the server's key file was replaced on disk; the server must be restarted "
+                                   "(ask its operator)")
 
     def _check_tables(self) -> None:
         """Refuse a SQLite file holding anything but the ``api_keys`` table (a pekit memory, another
@@ -173,6 +220,7 @@ class KeyStore:
         check_namespace(namespace)
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         with self._lock:
+            self._follow()
             self._conn.execute(
                 "INSERT INTO api_keys (key_id, namespace, digest, label, created) VALUES (?, ?, ?, ?, ?)",
                 (key_id, namespace, _digest(secret), str(label), time.time()),
@@ -190,6 +238,7 @@ class KeyStore:
             raise UnknownKeyError("the API key is malformed; it looks like pk_<12 hex>_<43 characters>")
         key_id, secret = match.groups()
         with self._lock:
+            self._follow()
             row = self._conn.execute(
                 "SELECT key_id, namespace, digest, label, created, revoked FROM api_keys WHERE key_id = ?", (key_id,)
             ).fetchone()
@@ -208,6 +257,7 @@ class KeyStore:
         if namespace is not None:
             query, args = query + " WHERE namespace = ?", (namespace,)
         with self._lock:
+            self._follow()
             rows = self._conn.execute(query + " ORDER BY created, key_id", args).fetchall()
         return [ApiKey(*r) for r in rows]
 
@@ -217,6 +267,7 @@ class KeyStore:
         key = key.strip()
         now = time.time()
         with self._lock:
+            self._follow()
             if key.startswith("user:"):
                 where, arg = "namespace = ?", key[5:]
             else:

@@ -1,6 +1,8 @@
 """Request counters and latency histograms in the Prometheus text format (``GET /metrics``).
 
-Counted per process (each worker process exposes its own; Prometheus sums them). Routes
+Counted per process: with ``--workers N`` each scrape reaches one worker at random, so the
+counters of a multi-worker server are one worker's, not the sum (scrape with one worker, or
+read the access log). Routes
 are labelled by their template (``/v1/concepts/{name}``), never by the concept name or
 anything a user sent, so the label set stays small and the page leaks no names.
 

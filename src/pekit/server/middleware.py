@@ -3,6 +3,7 @@
 A pure ASGI middleware (no body buffering for well-behaved clients):
 
 - sets the request id (`pekit.server.context`) and returns it as ``X-Request-ID``;
+- refuses an upload to ``/v1/`` without a valid API key with 401 before reading its body;
 - refuses a body over the limit with 413 before the app reads it: by ``Content-Length``
   when given, else (chunked uploads) by counting while it is read into memory, up to the
   limit and no further; JSON bodies have a small limit, multipart uploads a large one;
@@ -47,8 +48,9 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class ServiceMiddleware:
-    def __init__(self, app: ASGIApp, *, limits: Limits, metrics: Metrics) -> None:
-        self.app, self.limits, self.metrics = app, limits, metrics
+    def __init__(self, app: ASGIApp, *, limits: Limits, metrics: Metrics,
+                 user: Callable[[str | None], Any] | None = None) -> None:
+        self.app, self.limits, self.metrics, self.user = app, limits, metrics, user
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,6 +69,8 @@ class ServiceMiddleware:
             await send(message)
 
         try:
+            if not await self._authorized(scope, send_with_id, rid):
+                return  # refused before a byte of the body is read
             bounded = await self._limited(scope, receive, send_with_id, rid)
             if bounded is not None:
                 await self.app(scope, bounded, send_with_id)
@@ -83,6 +87,28 @@ class ServiceMiddleware:
             log.info("%s %s %d %.1f ms [%s]", scope.get("method"), scope.get("path"), status["code"],
                      seconds * 1000, rid)
             reset_request_id(token)
+
+    async def _authorized(self, scope: Scope, send: Send, rid: str) -> bool:
+        """Whether an upload to ``/v1/`` carries a valid key; False when a 401 was sent. The
+        routes check the key too, but only after the framework has read and parsed the whole
+        body: a client without a key must not make the server take in megabytes first."""
+        if self.user is None or scope.get("method") not in ("POST", "PUT", "PATCH") or \
+                not str(scope.get("path", "")).startswith("/v1/"):
+            return True
+        import anyio
+
+        from pekit.server.keys import AuthError, KeyFileReplacedError
+
+        scheme, _, token = (_header(scope, b"authorization") or "").strip().partition(" ")
+        try:
+            await anyio.to_thread.run_sync(self.user, token.strip() if scheme.lower() == "bearer" else None)
+        except (AuthError, KeyFileReplacedError) as exc:
+            status = 401 if isinstance(exc, AuthError) else 503
+            await _send_json(send, status, {"error": {"type": type(exc).__name__, "status": status,
+                                                      "message": str(exc)}, "request_id": rid},
+                             headers=[(b"www-authenticate", b'Bearer realm="pekit"')] if status == 401 else None)
+            return False
+        return True
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, rid: str) -> Receive | None:
         """``receive`` bounded to the body limit; None when a 413 was already sent."""
@@ -125,8 +151,10 @@ class ServiceMiddleware:
                                      "request_id": rid})
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any],
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                            *(headers or [])]})
     await send({"type": "http.response.body", "body": data})

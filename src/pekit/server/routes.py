@@ -101,6 +101,8 @@ def _json_field(text: str | None, what: str, example: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise InvalidInputError(f"{what} must be JSON, e.g. {example}; got {text[:60]!r}") from exc
+    except RecursionError:  # "[[[[..." nested past Python's limit
+        raise InvalidInputError(f"{what} is nested too deeply to be what it should be, e.g. {example}") from None
 
 
 # ---- concepts -------------------------------------------------------------------------
