@@ -324,6 +324,18 @@ def test_a_key_file_moved_into_place_under_a_running_server_fails_closed(make_ap
         assert r.status_code == 503 and "must be restarted" in r.json()["error"]["message"]
 
 
+def test_a_key_file_removed_under_a_running_server_fails_closed(make_app: Any, tmp_path: Path,
+                                                                caplog: Any) -> None:
+    client = make_app()
+    token = client.app.state.service.keys.create("bob")
+    assert client.get("/v1/concepts", headers=auth(token)).status_code == 200
+    (tmp_path / "keys.db").unlink()
+    with caplog.at_level("ERROR", logger="pekit.server"):
+        for _ in range(3):
+            assert client.get("/v1/concepts", headers=auth(token)).status_code == 503
+    assert caplog.text.count("was removed while the server runs") == 1  # said once, not per request
+
+
 def test_deeply_nested_json_in_a_field_is_a_422(client: Any, alice: dict[str, str], photos: dict[str, bytes]) -> None:
     r = client.post("/v1/concepts", headers=alice, files={"photos": ("a.jpg", photos["cat"], "image/jpeg")},
                     data={"name": "Tom", "boxes": "[" * 1999})

@@ -166,8 +166,8 @@ class KeyStore:
             self._conn.close()
             raise
         self._lock = threading.Lock()
-        self._timeout = timeout
         self._identity = self._file_identity()
+        self._replaced = False
 
     def _file_identity(self) -> tuple[int, int] | None:
         """The key file's ``(device, inode)``: a file restored from a backup or moved into place
@@ -185,13 +185,18 @@ class KeyStore:
         held). A backup restored or a copy moved into place while the server runs cannot be
         read safely (the old file's write-ahead log would be read as the new one's), and the
         old file may still hold keys revoked in the new one: fail closed until a restart."""
-        now = self._file_identity()
-        if self.path is None or now is None or now == self._identity:
+        if self.path is None:
             return
-        log.error("the key file %s was replaced while the server runs; every request is refused until the "
-                  "server restarts (revoke keys with `pekit keys revoke` on the live file instead)", self.path)
-        raise KeyFileReplacedError("the server's key file was replaced on disk; the server must be restarted "
-                                   "(ask its operator)")
+        now = self._file_identity()
+        if now == self._identity:
+            return
+        if not self._replaced:
+            self._replaced = True
+            log.error("the key file %s was %s while the server runs; every request is refused until the server "
+                      "restarts (revoke keys with `pekit keys revoke` on the live file instead)", self.path,
+                      "removed" if now is None else "replaced")
+        raise KeyFileReplacedError("the server's key file was removed or replaced on disk; the server must be "
+                                   "restarted (ask its operator)")
 
     def _check_tables(self) -> None:
         """Refuse a SQLite file holding anything but the ``api_keys`` table (a pekit memory, another
