@@ -49,10 +49,10 @@ def test_a_folder_name_decomposed_as_macos_writes_it_matches_the_csv_and_the_com
     root = tmp_path / "db"
     decomposed = unicodedata.normalize("NFD", "ñandú")
     for i in range(2):
-        write_photo(root / decomposed / f"{i}.jpg", "red", i + 1)
+        write_photo(root / decomposed / unicodedata.normalize("NFD", f"pequeño{i}.jpg"), "red", i + 1)
         write_photo(root / "blue_toy" / f"{i}.jpg", "blue", i + 1)
     (root / "classes.csv").write_text("subject,class\nñandú,bird\n")
-    (root / "boxes.csv").write_text("subject,file,x0,y0,x1,y1\nñandú,0.jpg,1,1,10,10\n")
+    (root / "boxes.csv").write_text("subject,file,x0,y0,x1,y1\nñandú,pequeño0.jpg,1,1,10,10\n")
     ds = load_dataset(f"folder:{root}", concepts=["ñandú"])  # typed composed
     (c,) = ds.concepts
     assert c.category == "bird" and len(c.boxes) == 1 and not ds.warnings

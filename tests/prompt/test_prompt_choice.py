@@ -37,6 +37,9 @@ FOUR = {"A": "Bo", "B": "Mochi", "C": "Rex", "D": "Hot dog"}
         ("A or B", ANIMALS, None),
         ("A. Cat\nB. Dog", ANIMALS, None),  # the options said back: none chosen
         ("(A) Cat (B) Dog", ANIMALS, None),
+        ("B. Dog, not A. Cat", ANIMALS, "B"),  # one chosen, the other named to reject it
+        ("The answer is B. A. Cat would be wrong.", ANIMALS, "B"),
+        ("The answer is B.\nA. Cat\nB. Dog", ANIMALS, "B"),
         ("Cat and dog", ANIMALS, None),
         ("I am not sure.", ANIMALS, None),
         ("", ANIMALS, None),

@@ -302,6 +302,10 @@ def test_an_upload_without_a_valid_key_is_refused_before_its_body_is_read(client
         sent = asyncio.run(call(headers))
         assert sent[0]["status"] == 401 and read == []
         assert (b"www-authenticate", b'Bearer realm="pekit"') in sent[0]["headers"]
+    # counted under its route, as before; a route or method that does not exist says so, as before
+    metrics = client.get("/metrics").text
+    assert 'route="/v1/concepts",status="401"' in metrics.replace(" ", "")
+    assert client.put("/v1/concepts/x").status_code == 405 and client.post("/v1/nosuch").status_code == 404
 
 
 def test_a_key_file_moved_into_place_under_a_running_server_fails_closed(make_app: Any, tmp_path: Path) -> None:
@@ -322,6 +326,7 @@ def test_a_key_file_moved_into_place_under_a_running_server_fails_closed(make_ap
     for r in (client.get("/v1/concepts", headers=auth(token)),
               client.post("/v1/recognize", headers=auth(token), files={"photo": ("q.jpg", b"x", "image/jpeg")})):
         assert r.status_code == 503 and "must be restarted" in r.json()["error"]["message"]
+        assert "Retry-After" not in r.headers  # a retry in a second would not help
 
 
 def test_a_key_file_removed_under_a_running_server_fails_closed(make_app: Any, tmp_path: Path,

@@ -111,8 +111,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     _common(p, refs_default="1")
     _gallery_option(p)
     p.add_argument("--extractor", type=_names, default=["saliency"], metavar="E1,E2",
-                   help="how references are isolated: saliency, box (the dataset's boxes.csv, as a user's "
-                        "drawn box), full (whole photo), grounding-dino, owlv2, detector:<backend> "
+                   help="how references are isolated: saliency (the preset's own way, as introduce does: "
+                        "its saliency map, or its detector from the category), box (the dataset's boxes.csv, as "
+                        "a user's drawn box), full (whole photo), grounding-dino, owlv2, detector:<backend> "
                         "(default: saliency)")
     p.add_argument("--sweep-threshold", action="store_true", help="also print weighted accuracy vs threshold")
 

@@ -86,6 +86,8 @@ def read_boxes(path: Path, root: Path, warnings: list[str]) -> dict[str, dict[Pa
             warnings.append(f"{where}: the box {row[2:6]} is empty (needs x1 > x0 and y1 > y0); row skipped")
             continue
         photo = next((p for p in (root / subject / file, root / file) if p.is_file()), None)
+        if photo is None and (root / subject).is_dir():  # a file name decomposed (NFD) on disk
+            photo = next((p for p in (root / subject).iterdir() if nfc(p.name) == nfc(file)), None)
         if photo is None:
             warnings.append(f"{where}: no photo '{file}' of '{subject}' under '{root}'; row skipped")
             continue

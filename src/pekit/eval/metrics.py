@@ -198,8 +198,9 @@ def choice_accuracy(predicted: Sequence[str | None], correct: Sequence[str]) -> 
 
 
 def normalize_text(text: str) -> str:
-    """Lower-case, accents and punctuation removed, whitespace collapsed (for exact match);
-    letters of every script are kept.
+    """Lower-case, accents and punctuation removed, whitespace collapsed (for exact match).
+    The letters of every script are kept, but every combining mark goes with the accents:
+    a Devanagari virama, a Japanese voicing mark (so かき and かぎ compare equal).
 
     >>> normalize_text("  Bo is  sleeping, on the sofa! ")
     'bo is sleeping on the sofa'

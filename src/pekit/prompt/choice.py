@@ -35,8 +35,9 @@ def _norm(text: str) -> str:
 def parse_choice(text: str, options: Mapping[str, str]) -> str | None:
     """Read which option letter an LVLM chose; ``None`` when it is unclear.
 
-    An answer that labels two options or more ("A. Brown B. Grey": the options said back)
-    chose none. Otherwise tried in order, the first unambiguous reading wins:
+    An answer that is the options said back ("A. Brown B. Grey": two or more labelled,
+    each with its own text and nothing else) chose none. Otherwise tried in order, the
+    first unambiguous reading wins:
 
     1. the whole answer is a letter ("B", "(b)", "B.");
     2. an explicit phrase ("Answer: b.", "The answer is B) Dog", "option B");
@@ -60,7 +61,7 @@ def parse_choice(text: str, options: Mapping[str, str]) -> str | None:
         return None
     letters = {str(k).strip().upper(): " ".join(str(v).split()) for k, v in options.items()}
     stripped = text.strip()
-    if len({m.group(1) for m in _OPTION.finditer(stripped)} & letters.keys()) > 1:
+    if _said_back(stripped, letters):
         return None  # the options said back ("A. Brown B. Grey"), not one chosen
 
     bare = re.sub(r"[\s\(\)\[\]\.\*:\"'`]+", "", stripped)
@@ -93,6 +94,19 @@ def parse_choice(text: str, options: Mapping[str, str]) -> str | None:
     if len(loose) == 1:
         return loose.pop()
     return None
+
+
+def _said_back(text: str, letters: Mapping[str, str]) -> bool:
+    """Whether ``text`` is two or more options labelled and written out as given, nothing
+    else ("A. Brown\\nB. Grey"); "B. Grey, not A. Brown" chose B."""
+    marks = [m for m in _OPTION.finditer(text) if m.group(1) in letters]
+    if len({m.group(1) for m in marks}) < 2 or _norm(text[:marks[0].start()]):
+        return False
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        if _norm(text[m.end():end]) != _norm(letters[m.group(1)]):
+            return False
+    return True
 
 
 _OPTION = re.compile(r"(?:^|(?<=\s))[\(\[]?([A-Z])[\)\]\.:](?=\s)")

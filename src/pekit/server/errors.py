@@ -51,12 +51,12 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
 
 #: what a client is told of a server-side failure (the message itself, with file paths and the
 #: LVLM's address, goes to the log only)
-_SERVER_SIDE = {
-    500: "the server's memory store failed",
-    501: "the server lacks an optional dependency for this",
-    502: "the LVLM behind this server failed or could not be reached",
-    503: "the server's memory is busy (another writer holds it); retry in a moment",
-}
+_SERVER_SIDE: tuple[tuple[type[BaseException], str], ...] = (
+    (pe.MemoryStoreError, "the server's memory store could not serve this (locked by another writer, full, "
+                          "read-only or damaged)"),
+    (pe.MissingDependencyError, "the server lacks an optional dependency for this"),
+    (pe.BackendError, "the LVLM or a model behind this server failed or could not be reached"),
+)
 
 
 def status_of(exc: BaseException) -> int:
@@ -116,9 +116,11 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Retry-After"] = str(exc.retry_after)
         elif isinstance(exc, AuthError):
             headers["WWW-Authenticate"] = 'Bearer realm="pekit"'
-        elif status == 503:
+        elif status == 503 and not isinstance(exc, KeyFileReplacedError):  # that one waits for a restart
             headers["Retry-After"] = "1"
-        if status == 503:  # load (a full queue, a busy memory file): the client retries, nothing is broken
+        if isinstance(exc, KeyFileReplacedError):
+            pass  # logged once, as an error, where it was found
+        elif status == 503:  # load (a full queue, a busy memory file): the client retries, nothing is broken
             log.warning("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
         elif status >= 500:
             log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
@@ -127,7 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message = message.replace("pass replace=True (CLI: --replace)", "send the form field replace=true")
         elif status >= 500 and not isinstance(exc, (BusyError, KeyFileReplacedError)):
             # the server's paths and backends stay in its log
-            message = _SERVER_SIDE.get(status, "the server failed") + \
+            message = next((text for cls, text in _SERVER_SIDE if isinstance(exc, cls)), "the server failed") + \
                 f"; quote request id {request_id()} to its operator, whose log has the details"
         return error_response(status, message, type(exc).__name__, headers=headers)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -41,6 +42,23 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+#: the routes that take a body, ``(method, path pattern, route template)``: a request to one
+#: of them without a valid key is refused before its body is read (`ServiceMiddleware._authorized`)
+_UPLOADS = (
+    ("POST", re.compile(r"^/v1/concepts/?$"), "/v1/concepts"),
+    ("POST", re.compile(r"^/v1/concepts/[^/]+/views/?$"), "/v1/concepts/{name}/views"),
+    ("PATCH", re.compile(r"^/v1/concepts/[^/]+/?$"), "/v1/concepts/{name}"),
+    ("POST", re.compile(r"^/v1/recognize/?$"), "/v1/recognize"),
+    ("POST", re.compile(r"^/v1/ask/?$"), "/v1/ask"),
+    ("POST", re.compile(r"^/v1/caption/?$"), "/v1/caption"),
+)
+
+
+def _upload_route(method: str, path: str) -> str | None:
+    """The template of the upload route ``method path`` reaches, or None."""
+    return next((template for m, pattern, template in _UPLOADS if m == method and pattern.match(path)), None)
 
 
 #: the methods metrics are labelled by; any other is "other" (a client may send any token as a method)
@@ -81,7 +99,7 @@ class ServiceMiddleware:
                                  f"internal error; quote request id {rid} when reporting it"}, "request_id": rid})
         finally:
             seconds = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = getattr(scope.get("route"), "path", None) or scope.get("pekit.route") or "unmatched"
             method = str(scope.get("method", ""))  # any token is a method to HTTP: a fixed set of labels
             self.metrics.observe(method if method in _METHODS else "other", route, int(status["code"]), seconds)
             log.info("%s %s %d %.1f ms [%s]", scope.get("method"), scope.get("path"), status["code"],
@@ -92,8 +110,8 @@ class ServiceMiddleware:
         """Whether an upload to ``/v1/`` carries a valid key; False when a 401 was sent. The
         routes check the key too, but only after the framework has read and parsed the whole
         body: a client without a key must not make the server take in megabytes first."""
-        if self.user is None or scope.get("method") not in ("POST", "PUT", "PATCH") or \
-                not str(scope.get("path", "")).startswith("/v1/"):
+        route = _upload_route(str(scope.get("method", "")), str(scope.get("path", "")))
+        if self.user is None or route is None:
             return True
         import anyio
 
@@ -104,6 +122,7 @@ class ServiceMiddleware:
             await anyio.to_thread.run_sync(self.user, token.strip() if scheme.lower() == "bearer" else None)
         except (AuthError, KeyFileReplacedError) as exc:
             status = 401 if isinstance(exc, AuthError) else 503
+            scope["pekit.route"] = route  # the metrics label the route would have had
             await _send_json(send, status, {"error": {"type": type(exc).__name__, "status": status,
                                                       "message": str(exc)}, "request_id": rid},
                              headers=[(b"www-authenticate", b'Bearer realm="pekit"')] if status == 401 else None)
