@@ -30,8 +30,10 @@ __all__ = [
     "check_generation_options",
     "check_image",
     "check_images",
+    "check_max_image_side",
     "check_prompt",
     "images_per_prompt",
+    "shrink_to",
 ]
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -95,6 +97,31 @@ def check_image(image: object) -> np.ndarray:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InvalidInputError(f"the LVLM image is empty (shape {image.shape})")
     return image
+
+
+def check_max_image_side(side: Any) -> Any:
+    """``side`` if it is None or a whole number of pixels >= 16 (a backend's ``max_image_side``),
+    else `InvalidInputError` (a negative one used to send a 1 x 1 image)."""
+    if side is not None and (isinstance(side, bool) or not isinstance(side, (int, np.integer)) or side < 16):
+        raise InvalidInputError(f"max_image_side must be None or a whole number of pixels >= 16, got {side!r}")
+    return side
+
+
+def shrink_to(image: np.ndarray, side: int | None) -> Any:
+    """``image`` as a PIL image whose long side is at most ``side`` pixels (bicubic; as it is when
+    smaller, or when ``side`` is None): what a backend with ``max_image_side`` sends.
+
+    >>> shrink_to(np.zeros((10, 40, 3), np.uint8), 20).size
+    (20, 5)
+    """
+    from PIL import Image
+
+    pil = Image.fromarray(image)
+    if side and max(pil.size) > side:
+        scale = side / max(pil.size)
+        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))),
+                         Image.Resampling.BICUBIC)
+    return pil
 
 
 def images_per_prompt(lvlm: Any) -> int:

@@ -29,7 +29,14 @@ import numpy as np
 
 from pekit._hf import hub_options, resolve_device, resolve_dtype
 from pekit._hf import looks_like_path as _looks_like_path
-from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation, check_images, check_prompt
+from pekit.answer.base import (
+    DEFAULT_MAX_NEW_TOKENS,
+    check_generation,
+    check_images,
+    check_max_image_side,
+    check_prompt,
+    shrink_to,
+)
 from pekit.errors import BackendError, InvalidInputError, require
 
 log = logging.getLogger(__name__)
@@ -93,11 +100,7 @@ class HFLVLM:
         spec = spec.strip()
         self.name = f"hf:{spec}"
         self.spec = spec
-        if max_image_side is not None and (isinstance(max_image_side, bool)
-                                           or not isinstance(max_image_side, (int, np.integer)) or max_image_side < 16):
-            raise InvalidInputError(f"max_image_side must be None or a whole number of pixels >= 16, "
-                                    f"got {max_image_side!r}")
-        self.max_image_side = max_image_side
+        self.max_image_side = check_max_image_side(max_image_side)
         self.last_usage: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._special_tokens: list[str] | None = None
@@ -182,17 +185,6 @@ class HFLVLM:
                 f"such as {_EXAMPLES}."
             )
 
-    def _pil(self, image: np.ndarray) -> Any:
-        from PIL import Image
-
-        pil = Image.fromarray(image)
-        side = self.max_image_side
-        if side and max(pil.size) > side:
-            scale = side / max(pil.size)
-            pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))),
-                             Image.Resampling.BICUBIC)
-        return pil
-
     def _specials(self) -> list[str]:
         """The model's control tokens (``<image>``, ``<|im_end|>``...), longest first: text
         that spells one would be read as one (a second image slot, the end of the turn)."""
@@ -216,7 +208,7 @@ class HFLVLM:
 
     def _inputs(self, images: list[np.ndarray], prompt: str) -> Any:
         messages = [{"role": "user", "content": [
-            *({"type": "image", "image": self._pil(image)} for image in images),
+            *({"type": "image", "image": shrink_to(image, self.max_image_side)} for image in images),
             {"type": "text", "text": self._plain(prompt)},
         ]}]
         try:

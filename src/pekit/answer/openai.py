@@ -34,7 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, check_generation, check_image, check_images, check_prompt
+from pekit.answer.base import (
+    DEFAULT_MAX_NEW_TOKENS,
+    check_generation,
+    check_image,
+    check_images,
+    check_max_image_side,
+    check_prompt,
+    shrink_to,
+)
 from pekit.errors import BackendError, InvalidInputError, require
 
 log = logging.getLogger(__name__)
@@ -52,13 +60,7 @@ def image_data_url(image: np.ndarray, *, fmt: str = "jpeg", quality: int = 90,
     >>> image_data_url(np.zeros((2, 2, 3), np.uint8), fmt="png")[:22]
     'data:image/png;base64,'
     """
-    from PIL import Image
-
-    pil = Image.fromarray(check_image(image))
-    if max_side and max(pil.size) > max_side:
-        scale = max_side / max(pil.size)
-        size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
-        pil = pil.resize(size, Image.Resampling.BICUBIC)
+    pil = shrink_to(check_image(image), max_side)
     fmt = fmt.lower()
     if fmt not in ("jpeg", "png"):
         raise InvalidInputError(f"image format must be 'jpeg' or 'png', got '{fmt}'")
@@ -172,10 +174,7 @@ class OpenAILVLM:
                 raise InvalidInputError(f"{key} must be a number, got {value!r}")
         if timeout <= 0 or retries < 0 or backoff < 0:
             raise InvalidInputError("timeout must be > 0, retries and backoff >= 0")
-        if max_image_side is not None and (isinstance(max_image_side, bool)
-                                           or not isinstance(max_image_side, (int, np.integer)) or max_image_side < 16):
-            raise InvalidInputError(f"max_image_side must be None or a whole number of pixels >= 16, "
-                                    f"got {max_image_side!r}")
+        check_max_image_side(max_image_side)
         if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
             raise InvalidInputError(f"max_images must be an integer >= 1, got {max_images!r}")
         if max_tokens_field not in ("max_tokens", "max_completion_tokens"):
