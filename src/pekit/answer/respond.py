@@ -27,7 +27,7 @@ import numpy as np
 from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, LVLM
 from pekit.errors import BackendError, InvalidInputError
 from pekit.prompt.choice import parse_choice, split_options
-from pekit.prompt.overlay import Colour, annotate, colour_assignment
+from pekit.prompt.overlay import Colour, annotate, colour_assignment, on_photo
 from pekit.prompt.text import PromptTemplate, build_prompt, load_template, validate_question
 from pekit.types import Answer, Detections
 
@@ -95,7 +95,7 @@ def respond(
 
         image = load_image(image)  # upright (EXIF) and on white, as recognize saw it
     tpl = template if isinstance(template, PromptTemplate) else load_template(template)
-    shown = _on_photo(detections, image.shape[1], image.shape[0])  # a box off the photo is drawn nowhere
+    shown = on_photo(detections, image.shape[1], image.shape[0])  # a box off the photo is drawn nowhere
     colours = colour_assignment(shown, palette=palette, warn=False)  # annotate says it, once
     annotated = annotate(image, shown, palette=palette)
     contexts = dict(contexts or {})
@@ -125,12 +125,3 @@ def respond(
     if usage:
         meta["usage"] = dict(usage)
     return Answer(text=text, detections=detections, prompt=prompt, image=annotated, choice=choice, meta=meta)
-
-
-def _on_photo(detections: Detections, width: int, height: int) -> Detections:
-    """The detections whose box overlaps a ``width`` x ``height`` photo (all of them, as a rule)."""
-    if not len(detections):
-        return detections
-    xyxy = np.asarray(detections.xyxy, np.float64)
-    keep = (xyxy[:, 2] > 0) & (xyxy[:, 3] > 0) & (xyxy[:, 0] < width) & (xyxy[:, 1] < height)
-    return detections if keep.all() else detections[keep]

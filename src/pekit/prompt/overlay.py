@@ -32,7 +32,7 @@ from pekit.types import Detections
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PALETTE", "Colour", "annotate", "colour_assignment", "colour_rgb", "stable_colours"]
+__all__ = ["PALETTE", "Colour", "annotate", "colour_assignment", "colour_rgb", "on_photo", "stable_colours"]
 
 Colour = tuple[str, tuple[int, int, int]]
 
@@ -120,8 +120,7 @@ def colour_assignment(
         if name not in best or float(score) > best[name][0]:
             best[name] = (float(score), best.get(name, (0.0, i))[1])
     order = sorted(best, key=lambda n: (-best[n][0], best[n][1]))
-    taken = {n.casefold() for n in order}
-    colours = tuple(c for c in colours if c[0].casefold() not in taken) or colours
+    colours = _free(colours, order)
     if len(order) > len(colours):
         if warn:
             log.warning("%d concepts recognized but only %d distinct colours; not drawing: %s",
@@ -140,9 +139,29 @@ def stable_colours(names: Sequence[str], *, palette: Sequence[Colour] | Sequence
     {'Bo': 'red', 'Blue': 'yellow', 'Mochi': 'green'}
     """
     order = [n for n in dict.fromkeys(str(n or "").strip() for n in names) if n]
-    taken = {n.casefold() for n in order}
-    colours = tuple(c for c in _palette(palette) if c[0].casefold() not in taken) or _palette(palette)
+    colours = _free(_palette(palette), order)
     return {name: colours[i][0] for i, name in enumerate(order[: len(colours)])}
+
+
+def _free(colours: tuple[Colour, ...], names: Sequence[str]) -> tuple[Colour, ...]:
+    """``colours`` without those that are also one of ``names`` (ignoring case): "the entity in
+    the red box is called Blue" would send the LVLM to the wrong box. All of them if none is left."""
+    taken = {n.casefold() for n in names}
+    return tuple(c for c in colours if c[0].casefold() not in taken) or colours
+
+
+def on_photo(detections: Detections, width: int, height: int) -> Detections:
+    """The detections whose box overlaps a ``width`` x ``height`` photo (all of them, as a rule):
+    a box wholly off it is neither drawn nor named.
+
+    >>> on_photo(Detections(xyxy=[[0, 0, 5, 5], [20, 0, 30, 5]], name=["Bo", "Rex"]), 10, 10).name.tolist()
+    ['Bo']
+    """
+    if not len(detections):
+        return detections
+    xyxy = np.asarray(detections.xyxy, np.float64)
+    keep = (xyxy[:, 2] > 0) & (xyxy[:, 3] > 0) & (xyxy[:, 0] < width) & (xyxy[:, 1] < height)
+    return detections if keep.all() else detections[keep]
 
 
 def _text_rgb(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -210,6 +229,7 @@ def annotate(
         raise InvalidInputError(f"thickness must be >= 1 pixel, got {thickness}")
     thickness = int(thickness)
     table = dict(_palette(palette))
+    detections = on_photo(detections, width, height)  # a box wholly off the photo is not drawn in a corner
     assigned = colour_assignment(detections, palette=palette)
     names, scores = detections.name, detections.score
     assert names is not None and scores is not None  # filled by Detections
@@ -224,11 +244,7 @@ def annotate(
         y1 = int(np.clip(round(y1) - 1, y0, height - 1))
         return x0, y0, x1, y1
 
-    def inside(i: int) -> bool:  # a box wholly outside the photo is not drawn in a corner
-        x0, y0, x1, y1 = (float(v) for v in detections.xyxy[i])
-        return x1 > 0 and y1 > 0 and x0 < width and y0 < height
-
-    order = [i for i in sorted(range(len(detections)), key=lambda i: float(scores[i])) if inside(i)]  # best on top
+    order = sorted(range(len(detections)), key=lambda i: float(scores[i]))  # best on top
     if unmatched:
         for i in order:
             if not str(names[i] or "").strip():
