@@ -82,9 +82,9 @@ def quarter_turns(frame: Any) -> int:
     return round(float(rotation) / 90.0) % 4
 
 
-def upright(frame: Any, rgb: np.ndarray | None = None) -> np.ndarray:
-    """The decoded ``frame`` (or its ``rgb`` pixels) as ``(H, W, 3) uint8``, turned as players show it."""
-    rgb = frame.to_ndarray(format="rgb24") if rgb is None else rgb
+def upright(frame: Any) -> np.ndarray:
+    """The decoded ``frame`` as ``(H, W, 3) uint8``, turned as players show it."""
+    rgb = frame.to_ndarray(format="rgb24")
     turns = quarter_turns(frame)
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
@@ -191,7 +191,9 @@ def _too_large(path: str | os.PathLike, width: int, height: int, limit: int) -> 
     )
 
 
-def _info(path: str | os.PathLike, container: Any, max_pixels: int | None = None) -> VideoInfo:
+def _info(path: str | os.PathLike, container: Any, max_pixels: int | None = None, *, shown: bool = True) -> VideoInfo:
+    """The container's facts; with ``shown``, the size as players show it (one frame is decoded
+    to read the display rotation), else as stored, with ``rotation`` 0."""
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.guessed_rate or 0
     fps = float(rate) if rate else 0.0
@@ -204,7 +206,7 @@ def _info(path: str | os.PathLike, container: Any, max_pixels: int | None = None
     limit = _limit(max_pixels)
     if width * height > limit:  # from the stream's header: nothing has been decoded
         raise _too_large(path, width, height, limit)
-    rotation = display_rotation(path)
+    rotation = display_rotation(path) if shown else 0
     if rotation % 180:
         width, height = height, width  # as shown
     return VideoInfo(str(path), fps, duration, width, height, stream.codec_context.name, int(stream.frames or 0),
@@ -295,7 +297,7 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
     container = _open(path)
     try:
         limit = _limit(max_pixels)
-        info = _info(path, container, limit)
+        info = _info(path, container, limit, shown=False)  # its rate is all that is read: frames turn one by one
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         next_t, count, decoded = float(start), 0, 0

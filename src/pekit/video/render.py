@@ -80,14 +80,17 @@ def check_audio(audio: str) -> str:
 
 
 def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times: Sequence[float],
-                    frames: Sequence[Detections], colours: dict[str, str], *, audio: str = "auto") -> str | None:
+                    frames: Sequence[Detections], colours: dict[str, str], *, audio: str = "auto",
+                    rotation: int | None = None) -> str | None:
     """Re-encode ``source`` to ``target`` (H.264) with the detections drawn; returns what
     happened to the audio: ``"kept"``, ``"dropped"``, or None when the source has none.
 
     ``times[i]`` / ``frames[i]``: the sampled frames' times and (track-named) detections;
     every output frame shows the nearest sample's detections. ``audio``: see the module
     docs; ``"keep"`` raises `VideoError` when the container cannot hold the audio codec
-    (e.g. mu-law audio into ``.mp4``: use ``.mov``, or ``audio="drop"``).
+    (e.g. mu-law audio into ``.mp4``: use ``.mov``, or ``audio="drop"``). ``rotation``: the
+    source's display rotation when known (`VideoInfo.rotation`; read from its first frame
+    otherwise); a clip stored sideways is written upright.
     """
     from pekit.video.decode import VideoError, display_rotation, quarter_turns, upright
 
@@ -107,7 +110,9 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
             ain = src.streams.audio[0] if had_audio and audio != "drop" else None
             rate = vin.average_rate or vin.guessed_rate or Fraction(25)
             width, height = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2
-            turned = display_rotation(source) % 180 != 0  # a phone clip stored sideways: written upright
+            if rotation is None:
+                rotation = display_rotation(source)
+            turned = rotation % 180 != 0  # a phone clip stored sideways: written upright
             if turned:
                 width, height = height, width
             out_rate = Fraction(rate).limit_denominator(100000)

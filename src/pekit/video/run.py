@@ -290,7 +290,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     t0 = time.perf_counter()
     if out is not None:
         result.audio = write_annotated(path, out, [f.time for f in frames], [f.detections for f in frames], colours,
-                                       audio=audio)
+                                       audio=audio, rotation=info.rotation)
         result.annotated = str(out)
     if want_sheet:
         best: dict[int, tuple[float, int, bytes]] = {}
