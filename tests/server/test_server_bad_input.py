@@ -88,6 +88,10 @@ def test_serve_refuses_unknown_backends_before_starting(serve: Any, argv: list[s
     (["--threads", "0"], "--threads must be at least 1"),
     (["--workers", "0"], "--workers must be at least 1"),
     (["--queue", "-1"], "--queue must be at least 0"),
+    (["--max-connections", "0"], "--max-connections must be at least 1"),
+    (["--body-timeout", "0"], "--body-timeout must be a number of seconds above 0"),
+    (["--body-timeout", "nan"], "--body-timeout must be a number of seconds above 0"),
+    (["--body-timeout", "inf"], "--body-timeout must be a number of seconds above 0"),
 ])
 def test_serve_refuses_numbers_that_refuse_every_request(serve: Any, argv: list[str], words: str) -> None:
     code, err, started = serve(*argv)
@@ -96,10 +100,12 @@ def test_serve_refuses_numbers_that_refuse_every_request(serve: Any, argv: list[
 
 
 def test_serve_starts_with_good_numbers_and_fits_a_large_photo_in_the_body_limit(serve: Any) -> None:
-    code, err, started = serve("--max-photo-mb", "100", "--max-photos", "1", "--queue", "0")
+    code, err, started = serve("--max-photo-mb", "100", "--max-photos", "1", "--queue", "0", "--body-timeout", "5",
+                               "--max-connections", "7")
     assert code == 0, err
     limits = started[0]["app"].state.service.limits
-    assert limits.max_photo_bytes == 100 * 1024 * 1024 and limits.max_photos == 1
+    assert limits.max_photo_bytes == 100 * 1024 * 1024 and limits.max_photos == 1 and limits.body_timeout_s == 5
+    assert started[0]["limit_concurrency"] == 7  # uvicorn answers 503 past that many connections
     assert limits.max_body_bytes > limits.max_photo_bytes  # a photo at the limit is not refused as a body
     started[0]["app"].state.service.close()
 

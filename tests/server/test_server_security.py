@@ -375,3 +375,76 @@ def test_the_default_namespace_is_no_user_name_and_key_files_are_private(tmp_pat
             keys.create("default")
         keys.create("alice")
     assert stat.S_IMODE((tmp_path / "keys.db").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_stalled_upload_gets_408_and_stores_nothing(make_app: Any, photos: dict[str, bytes], declared: bool) -> None:
+    """A client that stops sending in the middle of its body does not hold the connection
+    for ever: after ``body_timeout_s`` it gets one 408, the app stops reading, nothing is stored."""
+    import anyio
+
+    from pekit.server.limits import Limits
+
+    client = make_app(limits=Limits(body_timeout_s=0.2))
+    key = client.app.state.service.keys.create("alice")
+    boundary = "pekitboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nBo\r\n--{boundary}\r\n"
+            f"Content-Disposition: form-data; name=\"photos\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+            ).encode() + photos["cat"] + f"\r\n--{boundary}--\r\n".encode()
+    headers = [(b"host", b"testserver"), (b"authorization", f"Bearer {key}".encode()),
+               (b"content-type", f"multipart/form-data; boundary={boundary}".encode())]
+    if declared:
+        headers.append((b"content-length", str(len(body)).encode()))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/concepts", "raw_path": b"/v1/concepts", "query_string": b"", "root_path": "",
+             "headers": headers, "client": ("127.0.0.1", 5000), "server": ("testserver", 80)}
+    parts = [body[: len(body) // 2]]  # half the body, then nothing more
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if parts:
+            return {"type": "http.request", "body": parts.pop(0), "more_body": True}
+        await anyio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        with anyio.fail_after(20):
+            await client.app(scope, receive, send)
+
+    anyio.run(main)
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [408], sent
+    assert (b"connection", b"close") in starts[0]["headers"]
+    message = next(m for m in sent if m["type"] == "http.response.body")["body"].decode()
+    assert "stopped arriving" in message and "0.2 s" in message
+    assert _store(client).count() == 0
+
+
+def test_a_body_that_arrives_slowly_but_steadily_is_not_cut(make_app: Any, alice: dict[str, str]) -> None:
+    """The timeout is for a stall, not for the whole upload: parts that keep coming are read."""
+    from pekit.server.limits import Limits
+
+    client = make_app(limits=Limits(body_timeout_s=0.5))
+    key = client.app.state.service.keys.create("bob")
+
+    def chunks() -> Any:
+        for piece in (b'{"context": ', b'"my cat"}'):
+            time.sleep(0.3)  # each wait under the timeout, the whole over it
+            yield piece
+
+    introduce_headers = auth(key)
+    r = client.patch("/v1/concepts/X", headers={**introduce_headers, "Content-Type": "application/json"},
+                     content=chunks())
+    assert r.status_code == 404, r.text  # read whole and answered: there is no concept X
+
+
+@pytest.mark.parametrize("value", [0, -1, float("inf"), float("nan"), "30", True])
+def test_a_body_timeout_that_cannot_work_is_refused(value: Any) -> None:
+    from pekit.errors import InvalidInputError
+    from pekit.server.limits import Limits
+
+    with pytest.raises(InvalidInputError, match="body_timeout_s"):
+        Limits(body_timeout_s=value)

@@ -25,6 +25,7 @@ MB = 1024 * 1024
 
 #: the defaults of ``pekit serve``'s numeric options (named in its help and its errors)
 PORT, WORKERS, THREADS, QUEUE, MAX_PHOTO_MB, MAX_PHOTOS = 8080, 1, 1, 8, 20.0, 10
+BODY_TIMEOUT, MAX_CONNECTIONS = 30.0, 64
 
 
 def _where(p: argparse.ArgumentParser, keys_help: str) -> None:
@@ -55,6 +56,12 @@ def add_serve_parser(sub: Any) -> None:
                    help=f"largest photo accepted, MB, more than 0 (default {MAX_PHOTO_MB:g})")
     p.add_argument("--max-photos", type=int, default=MAX_PHOTOS,
                    help=f"photos per introduce request, at least 1 (default {MAX_PHOTOS})")
+    p.add_argument("--body-timeout", type=float, default=BODY_TIMEOUT, metavar="S",
+                   help="seconds a client may stall in the middle of sending a request; then 408 and the "
+                        f"connection closes (default {BODY_TIMEOUT:g})")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+                   help="open connections and requests per process, at least 1; one more gets 503 "
+                        f"(default {MAX_CONNECTIONS})")
     p.add_argument("--json-logs", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -146,7 +153,8 @@ def check_serve_options(args: argparse.Namespace) -> None:
         raise InvalidInputError(f"--port must be 0-65535 (0: any free port), got {args.port}; "
                                 f"e.g. --port {PORT} (the default)")
     counts = (("--workers", args.workers, 1, WORKERS), ("--threads", args.threads, 1, THREADS),
-              ("--queue", args.queue, 0, QUEUE), ("--max-photos", args.max_photos, 1, MAX_PHOTOS))
+              ("--queue", args.queue, 0, QUEUE), ("--max-photos", args.max_photos, 1, MAX_PHOTOS),
+              ("--max-connections", args.max_connections, 1, MAX_CONNECTIONS))
     for flag, value, least, default in counts:
         if value < least:
             raise InvalidInputError(f"{flag} must be at least {least}, got {value}; leave it out for the "
@@ -155,6 +163,10 @@ def check_serve_options(args: argparse.Namespace) -> None:
     if not (math.isfinite(mb) and mb > 0 and int(mb * MB) >= 1):
         raise InvalidInputError(f"--max-photo-mb must be more than 0 (the largest photo accepted, in MB; at least "
                                 f"one byte), got {mb:g}; leave it out for the default ({MAX_PHOTO_MB:g})")
+    wait = args.body_timeout
+    if not (math.isfinite(wait) and wait > 0):
+        raise InvalidInputError(f"--body-timeout must be a number of seconds above 0, got {wait:g}; leave it out "
+                                f"for the default ({BODY_TIMEOUT:g})")
 
 
 def check_backends(args: argparse.Namespace) -> None:
@@ -233,10 +245,11 @@ def run_serve(args: argparse.Namespace) -> int:
     photo_bytes = int(args.max_photo_mb * MB)
     # a photo at the limit must fit in a request's body
     limits = {"max_photo_bytes": photo_bytes, "max_photos": args.max_photos,
-              "max_body_bytes": max(Limits.max_body_bytes, photo_bytes + MB)}
+              "max_body_bytes": max(Limits.max_body_bytes, photo_bytes + MB), "body_timeout_s": args.body_timeout}
     options: dict[str, Any] = {"memory": args.memory, "preset": args.preset, "lvlm": args.lvlm,
                                "workers": args.threads, "queue": args.queue}
-    common = {"host": args.host, "port": args.port, "log_config": None, "access_log": False}
+    common = {"host": args.host, "port": args.port, "log_config": None, "access_log": False,
+              "limit_concurrency": args.max_connections}
     if args.workers == 1:
         try:
             app = create_app(limits=Limits(**limits), keys=keys, warm=False, **options)

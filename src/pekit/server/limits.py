@@ -42,6 +42,9 @@ class Limits:
         max_body_bytes: a whole multipart request (default 64 MB).
         max_json_bytes: a JSON (non-multipart) body (default 64 kB).
         max_text: characters of a name, category, context or question field.
+        body_timeout_s: seconds a client may leave the server waiting for the next part of
+            a request body (default 30); then it gets 408 and the connection is closed, so
+            a slow or stalled upload cannot hold a connection and a buffer without end.
     """
 
     max_photos: int = 10
@@ -50,8 +53,13 @@ class Limits:
     max_body_bytes: int = 64 * 1024 * 1024
     max_json_bytes: int = 64 * 1024
     max_text: int = 2000
+    body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
+        wait = self.body_timeout_s
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 < wait < float("inf"):
+            raise InvalidInputError(f"Limits(body_timeout_s=...) must be a number of seconds above 0, got {wait!r}; "
+                                    "leave it out for the default (30)")
         for name in ("max_photos", "max_photo_bytes", "max_pixels", "max_body_bytes", "max_json_bytes", "max_text"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

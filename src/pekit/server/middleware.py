@@ -7,6 +7,8 @@ A pure ASGI middleware (no body buffering for well-behaved clients):
 - refuses a body over the limit with 413 before the app reads it: by ``Content-Length``
   when given, else (chunked uploads) by counting while it is read into memory, up to the
   limit and no further; JSON bodies have a small limit, multipart uploads a large one;
+- answers 408 and closes the connection when a client leaves the body unfinished for
+  ``Limits.body_timeout_s`` (a stalled or deliberately slow upload);
 - turns an unexpected exception into a JSON 500 with the request id (logged with its
   traceback), so a client never sees an HTML page or a dropped connection;
 - times the request into `Metrics` by route template, and logs one line per request
@@ -77,9 +79,11 @@ class ServiceMiddleware:
         rid = new_request_id(_header(scope, b"x-request-id"))
         token = set_request_id(rid)
         start = time.perf_counter()
-        status = {"code": 500, "started": False}
+        status = {"code": 500, "started": False, "timed_out": False}
 
         async def send_with_id(message: Message) -> None:
+            if status["timed_out"] and status["started"]:
+                return  # the 408 is sent; the app's answer to the disconnect it was given is dropped
             if message["type"] == "http.response.start":
                 status["code"], status["started"] = int(message["status"]), True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
@@ -89,10 +93,12 @@ class ServiceMiddleware:
         try:
             if not await self._authorized(scope, send_with_id, rid):
                 return  # refused before a byte of the body is read
-            bounded = await self._limited(scope, receive, send_with_id, rid)
+            bounded = await self._limited(scope, self._timed(receive, send_with_id, status, rid), send_with_id, rid)
             if bounded is not None:
                 await self.app(scope, bounded, send_with_id)
         except Exception:
+            if status["timed_out"]:
+                return  # the app failed on the disconnect it was handed after the 408: nothing unexpected
             log.exception("unexpected error on %s %s [%s]", scope.get("method"), scope.get("path"), rid)
             if not status["started"]:
                 await _send_json(send_with_id, 500, {"error": {"type": "InternalError", "status": 500, "message":
@@ -128,6 +134,39 @@ class ServiceMiddleware:
                              headers=[(b"www-authenticate", b'Bearer realm="pekit"')] if status == 401 else None)
             return False
         return True
+
+    def _timed(self, receive: Receive, send: Send, status: dict[str, Any], rid: str) -> Receive:
+        """``receive`` that waits at most ``Limits.body_timeout_s`` for each part of the body.
+        On a stall the client gets 408 (when no answer has started) and the app a disconnect,
+        which ends its reading; once the body is complete, waits are not timed (the app may
+        listen for a disconnect for as long as it answers)."""
+        import anyio
+
+        body = {"done": False}
+
+        async def timed() -> Message:
+            if status["timed_out"]:
+                return {"type": "http.disconnect"}
+            if body["done"]:
+                return await receive()
+            try:
+                with anyio.fail_after(self.limits.body_timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                log.warning("a request body stalled for %g s; answered 408 and closed [%s]",
+                            self.limits.body_timeout_s, rid)
+                if not status["started"]:
+                    await _send_json(send, 408, {"error": {"type": "RequestTimeout", "status": 408, "message":
+                                     f"the request body stopped arriving for {self.limits.body_timeout_s:g} s; "
+                                     "send it again, whole"}, "request_id": rid},
+                                     headers=[(b"connection", b"close")])
+                status["timed_out"] = True
+                return {"type": "http.disconnect"}
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body["done"] = True
+            return message
+
+        return timed
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, rid: str) -> Receive | None:
         """``receive`` bounded to the body limit; None when a 413 was already sent."""

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from pekit.errors import InvalidInputError
 from pekit.images import NamedImage
@@ -83,7 +84,8 @@ async def _read_photo(svc: Service, upload: UploadFile, label: str) -> NamedImag
     check_filename(upload.filename)
     data = await upload.read(svc.limits.max_photo_bytes + 1)
     shown = _label(upload, label)
-    check_photo(data, limits=svc.limits, label=shown)
+    # Pillow's header parse is quick for a photo but not bounded for every format: off the event loop
+    await run_in_threadpool(check_photo, data, limits=svc.limits, label=shown)
     return NamedImage(data, upload.filename or label, label=shown)
 
 
