@@ -177,3 +177,26 @@ def test_two_personalizers_share_a_postgresql_memory(uri: str, make_personalizer
     a.forget("cat")
     assert "cat" not in b.recognize(chelsea).name.tolist()
     assert b.for_namespace("bob").recognize(coffee).name.tolist() == []  # another owner sees nothing
+
+
+def test_a_meta_table_that_lost_the_backbone_is_never_overwritten(uri: str) -> None:
+    """An add of another backbone and width must not re-record the settings of a memory
+    that holds concepts (it would alter the vector column and orphan every concept)."""
+    schema = split_uri(uri)[1]
+    with open_memory(uri) as memory:
+        memory.add(Concept("Bo", unit(2, 0), backbone="toy"))
+    sql(uri, f"DELETE FROM {schema}.meta WHERE key = 'backbone'")
+    with open_memory(uri) as memory:
+        with pytest.raises(MemoryFileError, match="lost the backbone"):
+            memory.add(Concept("Other", unit(1, 1, d=16), backbone="another-backbone"))
+        assert [c.name for c in memory.concepts()] == ["Bo"] and memory.get("Bo").dim == 8
+
+
+def test_meta_with_a_nul_character_is_refused_and_the_listing_keeps_working(uri: str) -> None:
+    from pekit.errors import InvalidInputError
+
+    with open_memory(uri) as memory:
+        with pytest.raises(InvalidInputError, match="NUL character"):
+            memory.add(Concept("Nul", unit(1, 0), backbone="toy", meta={"x": "a\x00b"}))
+        memory.add(Concept("Bo", unit(1, 0), backbone="toy"))
+        assert [s.name for s in memory.summaries()] == ["Bo"]

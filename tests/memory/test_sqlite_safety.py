@@ -202,6 +202,9 @@ DAMAGE = {
     "meta-json": "UPDATE concepts SET meta = '{{not json' WHERE id = {id}",
     "meta-list": "UPDATE concepts SET meta = '[1, 2]' WHERE id = {id}",
     "no-views": "DELETE FROM views WHERE concept_id = {id}",
+    # one flipped exponent bit: finite, but a length of 1e36 (and cosine scores to match)
+    "long-view": ("UPDATE views SET vector = CAST(X'0000807E' || substr(vector, 5) AS BLOB) "
+                  "WHERE concept_id = {id} AND idx = 0"),
 }
 
 
@@ -253,6 +256,38 @@ def test_skip_damaged_reads_around_and_repair_removes(two: Path, how: str) -> No
         assert memory.count() == 2  # dry run: nothing removed
         assert memory.repair() == report
         assert [c.name for c in memory.concepts()] == ["Rex"] and memory.repair() == []
+
+
+@pytest.mark.parametrize("key", ["dim", "backbone"])
+def test_a_meta_table_that_lost_a_setting_is_named_and_repair_deletes_nothing(two: Path, key: str) -> None:
+    """Damage to the file's settings is not damage to each concept: no read gives a
+    traceback, `repair` removes nothing, and an add cannot overwrite the settings (which
+    would make every stored concept unreadable)."""
+    conn = sqlite3.connect(two)
+    conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+    conn.commit()
+    conn.close()
+    with SqliteMemory(two) as memory:
+        reads = (memory.concepts, memory.matchable, memory.summaries, lambda: memory.get("Rex"),
+                 lambda: memory.parts([1, 2]), memory.damaged, lambda: memory.repair(dry_run=True), memory.repair,
+                 lambda: memory.add(make("New", seed=9)),
+                 lambda: memory.add(make("Other", seed=9, backbone="another-backbone")))
+        for read in reads:
+            with pytest.raises(MemoryFileError, match=f"lost the (vector width|backbone) \\('{key}'\\)"):
+                read()
+    conn = sqlite3.connect(two)
+    assert conn.execute("SELECT COUNT(*) FROM concepts").fetchone()[0] == 2  # nothing removed
+    assert conn.execute("SELECT COUNT(*) FROM meta WHERE key = ?", (key,)).fetchone()[0] == 0  # nothing rewritten
+    conn.close()
+
+
+def test_meta_with_a_nul_character_is_refused_before_it_is_stored(tmp_path: Path) -> None:
+    with SqliteMemory(tmp_path / "m.db") as memory:
+        for meta in ({"x": "a\x00b"}, {"a\x00": 1}, {"x": ["ok", {"y": "\x00"}]}):
+            with pytest.raises(InvalidInputError, match="NUL character"):
+                memory.add(make("Bo", meta=meta))
+        stored = memory.add(make("Bo", meta={"x": "a\\u0000 is text, not a NUL"}))
+        assert memory.get("Bo").meta == stored.meta and memory.count() == 1
 
 
 # ---- forget means gone -------------------------------------------------------------------------------
@@ -358,3 +393,25 @@ def test_a_full_disk_or_a_damaged_file_says_what_to_do(sqlite_says: str, expecte
     assert error.__class__.__name__ == "MemoryStoreError"
     assert "pekit cannot add concept 'Bo'" in str(error)
     assert __import__("re").search(expected, str(error))
+
+
+def test_an_interrupted_write_that_cannot_be_rolled_back_says_to_fix_the_permissions(tmp_path: Path) -> None:
+    """Advice to open the file again must not be advice that fails the same way: with the
+    file read-only the rollback cannot run, and the message says so."""
+    from pekit.memory._db import SqliteFile
+
+    path = tmp_path / "m.db"
+    with SqliteMemory(path) as memory:
+        memory.add(make("Bo"))
+    db = SqliteFile(path)
+    error = sqlite3.OperationalError("attempt to write a readonly database")
+    error.sqlite_errorname = "SQLITE_READONLY_ROLLBACK"  # type: ignore[attr-defined]
+    assert "pekit list --memory" in str(db.error(error, "list concepts"))  # writable: opening once rolls back
+    path.chmod(0o444)
+    try:
+        message = str(db.error(error, "list concepts"))
+    finally:
+        path.chmod(0o644)
+        db.close()
+    assert "cannot be rolled back" in message and f"chmod u+w {path}" in message
+    assert "pekit list --memory" not in message

@@ -275,11 +275,18 @@ def dump_meta(meta: Any) -> str:
     if not isinstance(meta, dict):
         raise InvalidInputError(f"concept meta must be a dict, but got {type(meta).__name__}")
     try:
-        return json.dumps(meta, default=_json_default, allow_nan=False)
+        text = json.dumps(meta, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(
             f"concept meta must be JSON-serialisable (str, numbers, lists, dicts): {exc}"
         ) from exc
+    if _NUL.search(text):  # PostgreSQL's JSON operators cannot read it back (a whole listing would fail)
+        raise InvalidInputError("concept meta holds a NUL character (U+0000) in a key or value; remove it")
+    return text
+
+
+#: an escaped U+0000 in JSON text: ``\u0000`` after an even number of backslashes
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def not_found_message(name: str, namespace: str, known: list[str]) -> str:

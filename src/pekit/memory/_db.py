@@ -133,9 +133,17 @@ class SqliteFile:
                 f"(waited {self.timeout:g} s for the lock)"
             )
         if name == "SQLITE_READONLY_ROLLBACK" and self.path is not None:
+            left = (f"pekit cannot {action}: an interrupted write left {self.path.name}-journal beside memory file "
+                    f"{self.label}")
+            folder = self.path.parent
+            if not self.read_only and (self.unwritable(action) or not os.access(folder, os.W_OK | os.X_OK)):
+                # opening it again would fail the same way: the rollback needs to write the file and its folder
+                return MemoryStoreError(
+                    f"{left}, and it cannot be rolled back because the file or its folder is not writable; make "
+                    f"both writable (chmod u+w {self.path} {folder}) and run any pekit command on it once (what "
+                    "was stored before is intact)")
             return MemoryStoreError(
-                f"pekit cannot {action}: an interrupted write left {self.path.name}-journal beside memory file "
-                f"{self.label}; open it once without read-only (e.g. `pekit list --memory {self.path}`) and the "
+                f"{left}; open it once without read-only (e.g. `pekit list --memory {self.path}`) and the "
                 "unfinished write is rolled back (what was stored before is intact)"
             )
         if name.startswith("SQLITE_READONLY") or "readonly" in text:
@@ -155,6 +163,11 @@ class SqliteFile:
             )
         if is_not_a_database(exc):
             return MemoryStoreError(f"{self.label} is not a pekit memory (SQLite says: {exc})")
+        if name.startswith("SQLITE_IOERR") and self.path is not None and not self.read_only and (
+                self.unwritable(action) or not os.access(self.path.parent, os.W_OK | os.X_OK)):
+            return MemoryStoreError(  # e.g. a journal that cannot be created or rolled back beside the file
+                f"pekit cannot {action}: SQLite could not write beside memory file {self.label} ({exc}); make the "
+                f"file and its folder writable (chmod u+w {self.path} {self.path.parent}), or use a writable copy")
         if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
             return MemoryStoreError(
                 f"pekit cannot {action}: SQLite cannot open memory file {self.label} or its journal "

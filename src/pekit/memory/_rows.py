@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from pekit.errors import InvalidInputError
+from pekit.errors import InvalidInputError, MemoryFileError
 from pekit.memory._codec import from_blob
 from pekit.types import Concept
 
-__all__ = ["COLUMNS", "DamagedRowError", "decode_concept", "decode_vectors", "find_damaged"]
+__all__ = ["COLUMNS", "DamagedRowError", "decode_concept", "decode_vectors", "find_damaged", "stored_settings"]
 
 COLUMNS = "c.id, c.namespace, c.name, c.category, c.context, c.threshold, c.created, c.updated, c.meta"
 
@@ -33,7 +33,33 @@ def decode_vectors(blob: Any, dim: int, what: str) -> np.ndarray:
     rows = from_blob(blob, dim=dim)
     if not np.all(np.isfinite(rows)):
         raise DamagedRowError(f"its {what} hold NaN or infinite numbers")
+    # every vector is stored at unit length: another length is a changed byte (a flipped
+    # exponent bit gives a norm of 1e36, and cosine scores to match)
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+    if np.any(np.abs(norms - 1.0) > 1e-3):
+        raise DamagedRowError(f"its {what} are not unit vectors (a length of {float(norms.max()):.3g}): "
+                              "bytes were changed outside pekit")
     return rows
+
+
+def stored_settings(conn: sqlite3.Connection, where: str) -> tuple[int, str]:
+    """``(dim, backbone)`` the memory records, for a memory that holds concepts. A meta table
+    that lost either (edited or damaged outside pekit) is damage to the whole file, not to
+    its concepts: `MemoryFileError` saying so, never a concept-by-concept verdict that
+    ``repair`` would act on by deleting intact concepts."""
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    dim, backbone = meta.get("dim"), meta.get("backbone")
+    try:
+        width = int(dim) if dim is not None else 0
+    except (TypeError, ValueError):
+        width = 0
+    if width <= 0 or backbone is None:
+        lost = "the vector width ('dim')" if width <= 0 else "the backbone ('backbone')"
+        raise MemoryFileError(
+            f"memory file {where} holds concepts but its meta table has lost {lost}: the file was edited or "
+            "damaged outside pekit. Its concepts are not damaged one by one, so `pekit repair` leaves them "
+            "alone; restore the file from a backup (or introduce the concepts again in a new memory)")
+    return width, str(backbone)
 
 
 def _decode_meta(text: Any) -> dict[str, Any]:
@@ -66,13 +92,13 @@ def decode_concept(row: Sequence[Any], views: list[bytes] | None, parts: bytes |
         raise DamagedRowError(str(exc)) from None
 
 
-def find_damaged(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every concept (all namespaces) that cannot be decoded: ``[{"id", "namespace", "name", "problem"}]``."""
+def find_damaged(conn: sqlite3.Connection, where: str = "") -> list[dict[str, Any]]:
+    """Every concept (all namespaces) that cannot be decoded: ``[{"id", "namespace", "name", "problem"}]``.
+    ``where`` names the memory in a `MemoryFileError` when the whole file is damaged."""
     rows = conn.execute(f"SELECT {COLUMNS} FROM concepts c ORDER BY c.id").fetchall()
     if not rows:
         return []
-    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    dim, backbone = int(meta.get("dim", 0) or 0), meta.get("backbone", "")
+    dim, backbone = stored_settings(conn, where)
     views: dict[int, list[bytes]] = {}
     negatives: dict[int, list[bytes]] = {}
     for cid, idx, blob in conn.execute("SELECT concept_id, idx, vector FROM views ORDER BY concept_id, idx DESC"):
@@ -81,8 +107,6 @@ def find_damaged(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     found = []
     for row in rows:
         try:
-            if dim <= 0:
-                raise DamagedRowError("the memory records no vector dimension")
             decode_concept(row, views[row[0]][::-1] if row[0] in views else None, parts.get(row[0]), dim,
                            backbone, negatives.get(row[0]))
         except DamagedRowError as exc:

@@ -33,6 +33,7 @@ from pekit.errors import (
     ConceptNotFoundError,
     DuplicateConceptError,
     InvalidInputError,
+    MemoryFileError,
 )
 from pekit.memory._codec import (
     backbone_key,
@@ -405,6 +406,11 @@ class PgvectorMemory:
                     (key,))
         meta = self._meta(cur)
         empty = not cur.execute("SELECT EXISTS (SELECT 1 FROM concepts)").fetchone()[0]
+        if not empty and ("backbone" not in meta or "dim" not in meta):
+            lost = "the backbone ('backbone')" if "backbone" not in meta else "the vector width ('dim')"
+            raise MemoryFileError(  # overwriting them would turn every stored concept unreadable
+                f"memory {self.uri} holds concepts but its meta table has lost {lost}: it was edited or damaged "
+                "outside pekit; restore it from a backup (or introduce the concepts again in a new schema)")
         if "backbone" not in meta or empty:
             if (meta.get("backbone"), meta.get("dim")) != want:
                 if shared:

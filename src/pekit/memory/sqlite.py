@@ -52,7 +52,7 @@ from pekit.memory._codec import (
     unit_rows,
 )
 from pekit.memory._db import SqliteFile
-from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, decode_vectors, find_damaged
+from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, decode_vectors, find_damaged, stored_settings
 from pekit.memory._schema import has_generations
 from pekit.memory._search import check_queries, exact_search
 from pekit.memory.base import ConceptSummary
@@ -153,8 +153,7 @@ class SqliteMemory:
         rows = conn.execute(sql, params).fetchall()
         if not rows:
             return []
-        meta = self._meta(conn)
-        dim, backbone = int(meta["dim"]), meta.get("backbone", "")
+        dim, backbone = stored_settings(conn, self.uri)
         views: dict[int, list[bytes]] = {}
         negatives: dict[int, list[bytes]] = {}  # stored as views with idx -1, -2, ...
         for cid, idx, blob in conn.execute(
@@ -190,7 +189,7 @@ class SqliteMemory:
     def damaged(self) -> list[dict[str, Any]]:
         """Concepts whose stored rows cannot be read: ``[{"id", "namespace", "name", "problem"}]``."""
         with self._transaction("check the concepts", write=False) as conn:
-            return find_damaged(conn)
+            return find_damaged(conn, self.uri)
 
     def repair(self, *, dry_run: bool = False) -> list[dict[str, Any]]:
         """Remove every concept whose stored rows cannot be read; returns what was (or, with
@@ -201,7 +200,7 @@ class SqliteMemory:
         if self._db.pending:  # no file yet: nothing to repair, and nothing to create
             return []
         with self._transaction("repair the memory", write=not dry_run) as conn:
-            found = find_damaged(conn)
+            found = find_damaged(conn, self.uri)
             if not dry_run:
                 for item in found:
                     for table in ("views", "parts", "images"):
@@ -280,7 +279,9 @@ class SqliteMemory:
         if not wanted:
             return out
         with self._transaction("read part prototypes", write=False) as conn:
-            dim = int(self._meta(conn).get("dim", 0) or 0)
+            if not conn.execute("SELECT EXISTS (SELECT 1 FROM concepts)").fetchone()[0]:
+                return out
+            dim = stored_settings(conn, self.uri)[0]
             for start in range(0, len(wanted), 500):  # SQLite caps bound parameters
                 chunk = wanted[start:start + 500]
                 sql = (f"SELECT c.id, c.name, p.vectors FROM parts p JOIN concepts c ON c.id = p.concept_id "
@@ -363,7 +364,7 @@ class SqliteMemory:
             rows = conn.execute(sql, (namespace,)).fetchall()
             if not rows:
                 return []
-            dim = int(self._meta(conn).get("dim", 0))
+            dim = stored_settings(conn, self.uri)[0]
             sql = ("SELECT concept_id, SUM(idx >= 0), SUM(length(vector) != ?) FROM views "
                    "WHERE concept_id BETWEEN ? AND ? GROUP BY concept_id")
             counts = {cid: (n, bad) for cid, n, bad in conn.execute(sql, (4 * dim, rows[0][0], rows[-1][0]))}
@@ -423,6 +424,8 @@ class SqliteMemory:
         """Record the backbone on the first add (or into an empty store); refuse another one."""
         meta, dim = self._meta(conn), concept.dim
         empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM concepts)").fetchone()[0]
+        if not empty:
+            stored_settings(conn, self.uri)  # a meta table that lost them: refused, never overwritten
         if "backbone" not in meta or empty:
             conn.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
