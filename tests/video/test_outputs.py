@@ -244,3 +244,38 @@ def test_a_phone_clip_stored_sideways_is_recognized_and_written_upright(tmp_path
     with av.open(str(tmp_path / "out.mp4")) as out:
         first = next(out.decode(video=0))
         assert (first.width, first.height) == (64, 96) and not first.rotation  # written upright
+
+
+def _drawn(path: Path) -> list[tuple[float, bool]]:
+    """``(time, has a coloured box)`` per frame of an annotated clip (the test clips are grey)."""
+    import av
+
+    out = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            rgb = frame.to_ndarray(format="rgb24").astype(np.int16)
+            out.append((round(float(frame.time), 2), bool(((rgb.max(axis=2) - rgb.min(axis=2)) > 80).any())))
+    return out
+
+
+def _always_bo(image: np.ndarray, timings: dict[str, float]) -> Detections:
+    """'Bo' at one place in every frame of the first (dark) shot, nothing in the bright one."""
+    if image.mean() > 120:
+        return Detections.empty()
+    return Detections(xyxy=[[10, 10, 40, 40]], score=[0.8], name=["Bo"], concept_id=[1])
+
+
+def test_boxes_stay_in_their_shot_and_stop_after_the_last_sample(tmp_path: Path,
+                                                                make_clip: Callable[..., Path]) -> None:
+    """An output frame shows a sample's boxes only inside that sample's scene and within one
+    sampling step: none on the frames after a cut that fall nearer the last sample before it,
+    none after the last sample when ``max_frames`` stops early."""
+    frames = [np.full((64, 96, 3), 200 if i >= 21 else 60, np.uint8) for i in range(40)]  # cut at 2.1 s
+    clip = make_clip(tmp_path / "cut.mp4", frames)
+    result = recognize_video(_always_bo, clip, fps=2.0, out=tmp_path / "a.mp4")
+    assert [(s.start, s.end) for s in result.scenes] == [(0.0, 2.1), (2.1, 4.0)]
+    drawn = _drawn(tmp_path / "a.mp4")
+    assert [t for t, box in drawn if box] == [t for t, _ in drawn if t < 2.1]  # 2.1, 2.2 are nearer 2.0 than 2.5
+    recognize_video(_always_bo, clip, fps=2.0, max_frames=2, out=tmp_path / "b.mp4")  # samples at 0 and 0.5 s
+    drawn = _drawn(tmp_path / "b.mp4")
+    assert [t for t, box in drawn if box] == [t for t, _ in drawn if t < 0.75]  # half a step after the last

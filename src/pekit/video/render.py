@@ -3,7 +3,8 @@
 Both are written to a temporary file next to the target and moved into place with
 `os.replace` only when complete, so a failure never leaves a partial file behind. The
 annotated video is re-encoded with H.264 at the source frame rate; each frame shows the
-boxes of the nearest sampled frame, at its original presentation time. The first audio
+boxes of the nearest sampled frame of its own shot (never across a cut, and none beyond
+the last sample), at its original presentation time. The first audio
 track is copied as it is (no re-encoding; ``audio="keep"``), or left out (``"drop"``);
 the default ``"auto"`` keeps it when the target container can hold its codec and drops
 it otherwise. `write_annotated` says which happened.
@@ -81,12 +82,17 @@ def check_audio(audio: str) -> str:
 
 def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times: Sequence[float],
                     frames: Sequence[Detections], colours: dict[str, str], *, audio: str = "auto",
-                    rotation: int | None = None) -> str | None:
+                    rotation: int | None = None,
+                    windows: Sequence[tuple[float, float]] | None = None) -> str | None:
     """Re-encode ``source`` to ``target`` (H.264) with the detections drawn; returns what
     happened to the audio: ``"kept"``, ``"dropped"``, or None when the source has none.
 
     ``times[i]`` / ``frames[i]``: the sampled frames' times and (track-named) detections;
-    every output frame shows the nearest sample's detections. ``audio``: see the module
+    an output frame shows the detections of the nearest sample whose ``windows[i] = (from,
+    to)`` holds its time (``from`` inclusive), and none when no window does. `recognize_video`
+    bounds each window by the sample's scene (a box never crosses a cut) and one sampling
+    step (none after the last sample: ``max_frames`` may stop before the clip ends); without
+    ``windows``, each sample reaches one typical step (the median gap) around it. ``audio``: see the module
     docs; ``"keep"`` raises `VideoError` when the container cannot hold the audio codec
     (e.g. mu-law audio into ``.mp4``: use ``.mov``, or ``audio="drop"``). ``rotation``: the
     source's display rotation when known (`VideoInfo.rotation`; read from its first frame
@@ -101,6 +107,14 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
                                 f"got '{target}'")
     draw = stable_annotate(colours)
     sample_times = np.asarray(times, np.float64)
+    if windows is None:
+        gaps = np.diff(sample_times)
+        step = float(np.median(gaps)) if len(gaps) else float("inf")
+        windows = [(t - step, t + step) for t in sample_times.tolist()]
+    if len(windows) != len(sample_times) or len(frames) != len(sample_times):
+        raise InvalidInputError(f"write_annotated needs one time, one Detections and one window per sample; got "
+                                f"{len(sample_times)}, {len(frames)} and {len(windows)}")
+    reach = np.asarray(windows, np.float64).reshape(-1, 2)
     with atomic_path(target) as tmp:
         src = av.open(str(source))
         try:
@@ -151,8 +165,9 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
                     for frame in packet.decode():
                         t = float(frame.time) if frame.time is not None else (last + 1) / float(out_rate)
                         dets = Detections.empty()
-                        if len(sample_times):
-                            dets = frames[int(np.argmin(np.abs(sample_times - t)))]
+                        shown = (reach[:, 0] <= t) & (t < reach[:, 1])
+                        if shown.any():  # the nearest sample whose scene and step reach this frame
+                            dets = frames[int(np.argmin(np.where(shown, np.abs(sample_times - t), np.inf)))]
                         if len(dets) or quarter_turns(frame):
                             rgb = upright(frame)[:height, :width]
                             drawn = draw(np.ascontiguousarray(rgb), dets) if len(dets) else rgb

@@ -289,8 +289,15 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
                          shots=shots if keep_sheet else {}, scene_frames=scene_frames)
     t0 = time.perf_counter()
     if out is not None:
+        # a sample's boxes stay in its shot and within a step of it (half a step after the last
+        # sample: `max_frames` may stop sampling long before the clip ends)
+        step = 1.0 / rate + 1e-6
+        spans = {sc.index: (sc.start, sc.end) for sc in scenes}
+        windows = [(max(spans[f.scene][0], f.time - step),
+                    min(spans[f.scene][1], f.time + (step if i + 1 < len(frames) else step / 2)))
+                   for i, f in enumerate(frames)]
         result.audio = write_annotated(path, out, [f.time for f in frames], [f.detections for f in frames], colours,
-                                       audio=audio, rotation=info.rotation)
+                                       audio=audio, rotation=info.rotation, windows=windows)
         result.annotated = str(out)
     if want_sheet:
         best: dict[int, tuple[float, int, bytes]] = {}
