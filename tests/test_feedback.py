@@ -200,6 +200,14 @@ def test_cli_feedback_verbs(tmp_path: Path, cached_pipelines: Any, chelsea: np.n
     assert "took back the last correction of 'Mochi': 0 negative view(s) left" in capsys.readouterr().out
     assert main(["correct", "--undo", "--not", "Mochi", "--memory", memory]) == 2      # nothing left to undo
     assert "no correction to undo" in capsys.readouterr().err
+    assert main(["correct", "--undo", "--not", "Mochi", "--box", "0,0,50,50", "--memory", memory]) == 2
+    assert "--undo takes no PHOTO" in capsys.readouterr().err
+    assert main(["correct", str(other), "--not", "Mochi", "--box", "0,0,20,20", "--memory", memory]) == 6
+    assert "overlaps the box" in capsys.readouterr().err                               # not where it was named
+    assert main(["correct", str(other), "--not", "Mochi", "--box", "40,0,451,300", "--threshold", "0.6",
+                 "--memory", memory, "--json"]) == 0
+    assert '"negatives": 1' in capsys.readouterr().out
+    assert main(["correct", "--undo", "--not", "Mochi", "--memory", memory]) == 0
     assert main(["add-view", "Mochi", str(other), "--box", "0,0,2,2", "--memory", memory]) == 2
     assert main(["add-view", "Mochi", str(other), "--memory", memory, "--json"]) == 0
     assert '"views": 2' in capsys.readouterr().out
@@ -291,3 +299,62 @@ def test_an_older_correction_without_its_size() -> None:
     with pytest.raises(InvalidInputError, match="no correction to undo"):
         uncorrected(_concept(None, corrections=[old]))                             # a record, no rows
 
+
+
+def _two_cats(chelsea: np.ndarray) -> np.ndarray:
+    """Mochi herself on the left, a look-alike on the right (both named with max_per_concept=2)."""
+    room = np.full((400, 1100, 3), 110, np.uint8)
+    room[40:340, 20:471] = chelsea
+    room[60:330, 600:1005] = np.asarray(Image.fromarray(_look_alike(chelsea)).resize((405, 270)))
+    return room
+
+
+def test_correct_works_on_the_detections_recognize_shows_and_a_box_says_which(make_personalizer: Any,
+                                                                             chelsea: np.ndarray) -> None:
+    """With several detections of one name, `correct` refuses to guess; a box picks the wrong
+    one, and the right one stays recognized."""
+    p = make_personalizer(max_per_concept=2)
+    p.introduce("Mochi", chelsea, category="cat")
+    room = _two_cats(chelsea)
+    shown = p.recognize(room)
+    assert shown.name.tolist() == ["Mochi", "Mochi"]
+    before = snapshot(p)
+    with pytest.raises(InvalidInputError, match="recognized 2 times .*--box"):
+        p.correct(room, "Mochi")
+    with pytest.raises(NothingFoundError, match="overlaps the box"):
+        p.correct(room, "Mochi", box=[480, 350, 590, 395])  # between and below the two
+    assert snapshot(p) == before
+    c = p.correct(room, "Mochi", box=[600, 60, 1005, 330])
+    recorded = c.meta["corrections"][0]["box"]
+    right = shown.xyxy[int(np.argmax(shown.xyxy[:, 0]))]
+    assert np.allclose(recorded, right, atol=1)  # the look-alike's box as shown, not the real cat's
+    after = p.recognize(room)
+    assert after.name.tolist() == ["Mochi"] and after.xyxy[0, 2] < 500  # the real Mochi is still named
+
+
+def test_correct_takes_the_threshold_the_detection_was_shown_at(make_personalizer: Any, chelsea: np.ndarray,
+                                                                 astronaut: np.ndarray) -> None:
+    p = make_personalizer()
+    p.introduce("Mochi", chelsea, category="cat")
+    assert p.recognize(astronaut).name.tolist() == []
+    assert p.recognize(astronaut, threshold=0.5).name.tolist() == ["Mochi"]  # a mistake at a looser threshold
+    with pytest.raises(NothingFoundError, match="nothing to correct"):
+        p.correct(astronaut, "Mochi")  # at the preset's threshold there is nothing to correct
+    c = p.correct(astronaut, "Mochi", threshold=0.5)
+    assert c.meta["corrections"][0]["score"] >= 0.5
+    assert p.recognize(astronaut, threshold=0.5).name.tolist() == []
+
+
+def test_a_threshold_given_for_one_call_acts_as_the_presets_would(make_personalizer: Any, chelsea: np.ndarray,
+                                                                 astronaut: np.ndarray, coffee: np.ndarray) -> None:
+    """The looks (which candidates get a crop) follow the threshold of the call, so one
+    threshold gives one result however it is given."""
+    loose = make_personalizer(threshold=0.5)
+    p = make_personalizer()
+    for q in (loose, p):
+        q.introduce("Mochi", chelsea, category="cat")
+    for image in (astronaut, coffee, _look_alike(chelsea)):  # the astronaut is named only after a crop
+        a, b = loose.recognize(image), p.recognize(image, threshold=0.5)
+        assert a.name.tolist() == b.name.tolist()
+        np.testing.assert_allclose(a.score, b.score, atol=1e-6)
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)

@@ -164,7 +164,11 @@ def _cmd_correct(args: argparse.Namespace) -> int:
     from pekit.feedback import CORRECTIONS
 
     with _personalizer(args) as p:
-        c = p.undo_correction(args.name) if args.undo else p.correct(args.image, args.name)
+        if args.undo and (args.box is not None or args.threshold is not None):
+            raise InvalidInputError("--box and --threshold say which detection of a PHOTO was wrong; --undo takes "
+                                    "no PHOTO (pekit correct --undo --not NAME)")
+        # --threshold is the Personalizer's, as for `recognize --threshold`: the same detections
+        c = p.undo_correction(args.name) if args.undo else p.correct(args.image, args.name, box=args.box)
     record = {"name": c.name, "negatives": len(c.meta.get(CORRECTIONS, [])), "memory": p.memory.uri}
     if args.json:
         print(json.dumps(record))

@@ -63,7 +63,8 @@ def _common(p: argparse.ArgumentParser, *, reads: bool = False) -> None:
 
 
 def _threshold(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threshold", type=float, help="recognition threshold (default: the preset's)")
+    p.add_argument("--threshold", type=float, help="recognition threshold of objects (default: the preset's); "
+                   "people are matched by face distance instead (Personalizer(face_tolerance=...))")
 
 
 def _answer_opts(p: argparse.ArgumentParser, *, many: bool) -> None:
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--not", dest="name", required=True, metavar="NAME", help="the concept it is not")
     p.add_argument("--undo", action="store_true",
                    help="take back NAME's last correction instead (no PHOTO): pekit correct --undo --not NAME")
+    p.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1",
+                   help="which detection of NAME was wrong, when it was recognized more than once in PHOTO")
+    p.add_argument("--threshold", type=float,
+                   help="the threshold the wrong detection was shown at (recognize --threshold; default: the preset's)")
     _common(p)
 
     p = sub.add_parser("add-view", help="add one more reference photo to a concept")

@@ -107,6 +107,11 @@ def _other_parts(boxes: Sequence[Any] | None, i: int, j: int) -> bool:
     return float(box_iou(a, b)[0, 0]) < 0.9
 
 
+def _boxes_text(boxes: np.ndarray) -> str:
+    """Boxes as a user reads (and types) them: ``40,60,420,500; 500,80,620,300``."""
+    return "; ".join(",".join(str(round(float(v))) for v in b) for b in np.asarray(boxes).reshape(-1, 4))
+
+
 def _clean_category(text: Any) -> str:
     """A category as stored: one line, no control characters, at most `MAX_CATEGORY_LENGTH`."""
     return clean_prose(text, "category", limit=MAX_CATEGORY_LENGTH, lines=False, example="dog")
@@ -788,44 +793,77 @@ class Personalizer:
         return explain_figure(img, grid, detections, Gallery.from_concepts(shown), references=refs)
 
     # -- feedback ------------------------------------------------------------------------------
-    def correct(self, image: ImageInput, name: str) -> Concept:
+    def correct(self, image: ImageInput, name: str, *, box: Any = None, threshold: float | None = None) -> Concept:
         """"That was not ``name``": the region recognized as ``name`` in ``image`` becomes a
         negative view of ``name``.
 
         The wrong region's part prototypes are stored; from then on a region whose patches
         agree with them at least as well as with ``name``'s own parts is not called ``name``
         (the same stranger's dog, the neighbour's identical backpack). Finds the region as
-        `recognize` does (the same second look), so it costs what `recognize` costs.
+        `recognize` does (the same candidates, second look and overlap removal), so it costs
+        what `recognize` costs and corrects what the user was shown.
+
+        Args:
+            box: which detection was wrong when ``name`` was recognized more than once in the
+                photo (``max_per_concept`` > 1): the one whose box overlaps it most.
+            threshold: the threshold the wrong detection was shown at, when `recognize` was
+                given one (default: the concept's, else the preset's).
 
         Raises:
             ConceptNotFoundError: no concept ``name``.
-            NothingFoundError: ``name`` was not recognized in ``image`` (nothing changed).
+            NothingFoundError: ``name`` was not recognized in ``image``, or not in ``box``
+                (nothing changed).
+            InvalidInputError: ``name`` is a person (matched by face, which corrections do not
+                change), recognized several times without a ``box``, or a bad ``box``.
         """
         from pekit.faces import PERSON, concept_kind
 
         concept = self.get(name)
+        if concept_kind(concept) == PERSON:
+            raise InvalidInputError(
+                f"'{concept.name}' is a person, recognized by face, which a correction does not change; if someone "
+                f"else is taken for {concept.name}, introduce that person too (the nearer face wins), or match "
+                "faces more strictly (Personalizer(face_tolerance=...), lower than the model's 0.6); the memory "
+                "was not changed")
+        img = load_image(image)
+        if box is not None:
+            box = reference_boxes([image], [box])[0]
+            check_box_on_photo(box, img.shape[1], img.shape[0], image)
         self._check_backbone()
         self._check_writable(f"correct '{concept.name}'")
-        img = load_image(image)
-        objects = [c for c in self.concepts() if concept_kind(c) != PERSON]
-        ids = [c.id for c in objects]
-        k = ids.index(concept.id) if concept.id in ids else -1
-        scan = self.pipeline.scan(self.pipeline.encode(img), image=img,
-                                  labels=[c.category for c in objects if c.category])
-        thr = concept.threshold if concept.threshold is not None else self.pipeline.config.threshold
-        hits = [c for c in self.pipeline.candidates(scan, Gallery.from_concepts(objects), image=img)
-                if c.concept == k and c.score >= thr]
+        entry = self.galleries.get(self.namespace)
+        gallery = entry.gallery  # what `recognize` matches against
+        k = next((i for i, cid in enumerate(np.asarray(gallery.ids).tolist()) if cid == concept.id), -1)
+        grid = self.pipeline.encode(img, saliency=self.pipeline.query_saliency)
+        scan, named = self.pipeline.named(grid, gallery, threshold=threshold, image=img, labels=entry.categories)
+        hits = [c for c in named if c.concept == k]
+        shown = self.pipeline.drawn_boxes(np.stack([c.xyxy for c in hits]), scan) if hits else np.zeros((0, 4))
         if not hits:
             raise NothingFoundError(
-                f"'{concept.name}' was not recognized in {describe(image)}, so there is nothing to correct; "
-                "the memory was not changed"
-            )
-        wrong = max(hits, key=lambda c: c.score)
+                f"'{concept.name}' was not recognized in {describe(image)}"
+                f"{'' if threshold is None else f' at threshold {float(threshold):g}'}, so there is nothing to "
+                "correct; the memory was not changed")
+        if box is not None:
+            from pekit.retrieve.nms import box_iou
+
+            overlap = box_iou(shown, np.asarray(box)[None])[:, 0]
+            if not overlap.max() > 0:
+                raise NothingFoundError(
+                    f"no detection of '{concept.name}' in {describe(image)} overlaps the box "
+                    f"{[round(float(v), 1) for v in box]} (it was found at {_boxes_text(shown)}); the memory was "
+                    "not changed")
+            pick = int(np.argmax(overlap))
+        elif len(hits) > 1:
+            raise InvalidInputError(
+                f"'{concept.name}' was recognized {len(hits)} times in {describe(image)} ({_boxes_text(shown)}); say "
+                "which one was wrong with box=[x0, y0, x1, y1] (CLI: --box X0,Y0,X1,Y1); the memory was not changed")
+        else:
+            pick = 0
+        wrong = hits[pick]
         negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], self.pipeline.config.max_parts)
         # read, change and write in one transaction: a correction or view added meanwhile stays
         return self.memory.modify(concept.name, lambda now: corrected(
-            now, negative, image=source_name(image), box=self.pipeline.drawn_boxes(wrong.xyxy, scan)[0],
-            score=wrong.score), namespace=self.namespace)
+            now, negative, image=source_name(image), box=shown[pick], score=wrong.score), namespace=self.namespace)
 
     def undo_correction(self, name: str) -> Concept:
         """Take back the last `correct` of ``name`` (a photo of the real one was given by
@@ -848,14 +886,54 @@ class Personalizer:
             ConceptNotFoundError: no concept ``name``.
             InvalidInputError, NothingFoundError: a bad box, or nothing found (nothing changed).
         """
+        from pekit.faces import PERSON, concept_kind
+
         concept = self.get(name)
         self._check_backbone()
         self._check_writable(f"add a view to '{concept.name}'")
+        reference = source_name(image)
+        if concept_kind(concept) == PERSON:
+            return self._add_face(concept, image, box=box, mask=mask)
         view = self.views([image], category=concept.category, boxes=None if box is None else [box],
                           masks=None if mask is None else [mask])[0]
-        reference = source_name(image)
         return self.memory.modify(concept.name, lambda now: with_view(now, view, reference=reference),
                                   namespace=self.namespace)
+
+    def _add_face(self, concept: Concept, image: ImageInput, *, box: Any, mask: Any) -> Concept:
+        """`add_view` of a person: one more face vector (what recognizes a person), by the
+        rules of `introduce` (one face, or the one face in ``box``), and its backbone view."""
+        from pekit.faces import face_reference, face_spec_hint
+
+        if mask is not None:
+            raise InvalidInputError("a person is found by face: pass a box (--box) to pick one, not a mask")
+        model, stored = self.faces.fingerprint, concept.meta.get("face_model", "")
+        if stored != model:
+            from pekit.errors import BackboneMismatchError
+
+            raise BackboneMismatchError(
+                f"'{concept.name}' was introduced with face model '{stored}', but this Personalizer uses '{model}': "
+                f"faces from different models cannot be compared; {face_spec_hint(stored)}, or re-introduce "
+                f"'{concept.name}' with this model (--replace)")
+        img = load_image(image)
+        checked = None if box is None else reference_boxes([image], [box])[0]
+        if checked is not None:
+            check_box_on_photo(checked, img.shape[1], img.shape[0], image)
+        try:
+            vector, xyxy = face_reference(self.faces, img, box=checked)
+        except (NothingFoundError, InvalidInputError) as exc:
+            raise type(exc)(f"{describe(image)}: {exc}") from exc
+        view = self.pipeline.reference(self.pipeline.encode(img), box=xyxy)
+        reference = source_name(image)
+
+        def add(now: Concept) -> Concept:
+            more = with_view(now, view, reference=reference)
+            meta = dict(more.meta)
+            meta["faces"] = [*now.meta.get("faces", []), [float(x) for x in vector]]
+            # the face's box, as `introduce` records a person's
+            meta["boxes"] = [*now.meta.get("boxes", []), [round(float(x), 1) for x in xyxy]]
+            return dataclasses.replace(more, meta=meta)
+
+        return self.memory.modify(concept.name, add, namespace=self.namespace)
 
     def _check_writable(self, action: str) -> None:
         """Refuse a write the store would refuse (read-only, or a file nobody may write) before

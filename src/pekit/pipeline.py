@@ -24,6 +24,7 @@ benchmark measures exactly what users run.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -112,9 +113,26 @@ class Pipeline:
         self.detector = detector
         self.segmenter = segmenter
         self._takes_saliency: bool | None = None
-        self.second_look_passes = 0  # crops embedded by the second look (for benchmarks)
-        self.tiled_look_passes = 0  # tiles embedded by the tiled look (for benchmarks)
+        self._passes = {"second_look": 0, "tiled_look": 0}  # shared with `at_threshold` views
         self.crop_grids: dict[Any, PatchGrid] | None = None  # a dict memoises crop passes
+
+    @property
+    def second_look_passes(self) -> int:
+        """Crops embedded by the second look so far (for benchmarks)."""
+        return self._passes["second_look"]
+
+    @property
+    def tiled_look_passes(self) -> int:
+        """Tiles embedded by the tiled look so far (for benchmarks)."""
+        return self._passes["tiled_look"]
+
+    def at_threshold(self, threshold: float) -> Pipeline:
+        """This pipeline with ``threshold`` as its config's: the same models, crop memo and
+        pass counters, so a threshold given for one call steers the looks (which candidates
+        get a crop, which seeds can still be named) exactly as a preset's threshold does."""
+        view = copy.copy(self)
+        view.config = dataclasses.replace(self.config, threshold=threshold)
+        return view
 
     @classmethod
     def from_preset(cls, preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
@@ -406,7 +424,7 @@ class Pipeline:
 
         out, tiles = tiled_look(self.config, found, (image.shape[1], image.shape[0]), shape, look,
                                 per_concept=per_concept)
-        self.tiled_look_passes += tiles
+        self._passes["tiled_look"] += tiles
         return out
 
     def _first_look(self, grid: PatchGrid | Scan, gallery: Gallery, *, per_concept: int = 1,
@@ -432,7 +450,7 @@ class Pipeline:
 
         out, looks = second_look(self.config, found, (image.shape[1], image.shape[0]), compete, look,
                                  per_concept=per_concept, thresholds=gallery.thresholds)
-        self.second_look_passes += looks
+        self._passes["second_look"] += looks
         return out
 
     def _on_crop(self, image: np.ndarray, box: tuple[int, int, int, int], gallery: Gallery,
@@ -483,24 +501,36 @@ class Pipeline:
         """Named detections of the gallery's concepts in one query grid, best first.
 
         Each concept appears at most ``config.max_per_concept`` times (default once).
+        ``threshold``: every concept at this threshold for this call (its own threshold
+        and the config's set aside), with the looks steered by it as by a config's.
         """
-        scan = self.scan(grid, image=image, labels=labels)
-        cands = self.candidates(scan, gallery, per_concept=self.config.max_per_concept, image=image, labels=labels)
-        thr = self.config.threshold if threshold is None else float(threshold)
-        per = thresholds_or(gallery.thresholds, thr) if threshold is None else np.full(len(gallery), thr, np.float32)
-        hits = [c for c in cands if c.score >= per[c.concept]]
+        scan, hits = self.named(grid, gallery, threshold=threshold, image=image, labels=labels)
         if not hits:
             return Detections.empty()
         owner = np.array([c.concept for c in hits], np.int64)
+        return Detections(
+            xyxy=self.drawn_boxes(np.stack([c.xyxy for c in hits]).astype(np.float32), scan),
+            score=np.array([c.score for c in hits], np.float32), concept_id=gallery.ids[owner],
+            name=np.array([gallery.names[k] for k in owner], dtype=object),
+            embedding=pool(scan.grid, np.stack([c.region for c in hits]).astype(np.float32)),
+        )
+
+    def named(self, grid: PatchGrid | Scan, gallery: Gallery, *, threshold: float | None = None,
+              image: np.ndarray | None = None, labels: list[str] | None = None) -> tuple[Scan, list[Candidate]]:
+        """The scan and the candidates `recognize` names, in its order (best first, overlaps
+        removed): what `Personalizer.correct` picks a wrong detection from, so a correction
+        is made on the very regions the user was shown."""
+        if threshold is not None:
+            return self.at_threshold(threshold).named(grid, gallery.one_threshold(), image=image, labels=labels)
+        scan = self.scan(grid, image=image, labels=labels)
+        cands = self.candidates(scan, gallery, per_concept=self.config.max_per_concept, image=image, labels=labels)
+        per = thresholds_or(gallery.thresholds, self.config.threshold)
+        hits = [c for c in cands if c.score >= per[c.concept]]
+        if not hits:
+            return scan, []
         scores = np.array([c.score for c in hits], np.float32)
         boxes = np.stack([c.xyxy for c in hits]).astype(np.float32)
-        kept = nms(boxes, scores, iou=self.config.nms_iou)
-        regions = np.stack([hits[i].region for i in kept]).astype(np.float32)
-        return Detections(
-            xyxy=self.drawn_boxes(boxes[kept], scan), score=scores[kept], concept_id=gallery.ids[owner[kept]],
-            name=np.array([gallery.names[k] for k in owner[kept]], dtype=object),
-            embedding=pool(scan.grid, regions),
-        )
+        return scan, [hits[i] for i in nms(boxes, scores, iou=self.config.nms_iou)]
 
     def region_embedding(self, grid: PatchGrid, *, xyxy: np.ndarray | None = None,
                          mask: np.ndarray | None = None) -> np.ndarray:

@@ -100,3 +100,10 @@ def test_the_cnn_detector_finds_the_face_and_keeps_the_fingerprint(faces: Any, a
     assert cnn.fingerprint == faces.fingerprint and cnn.detector == "cnn"
     centre = lambda b: np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])  # noqa: E731
     assert np.abs(centre(box) - centre(hog)).max() < 15  # the same face
+
+
+def test_a_box_around_several_faces_is_refused_like_a_photo_of_several(faces: Any, astronaut: np.ndarray) -> None:
+    """A box must pick one face: one around both is refused, never settled by detector score."""
+    pair = np.hstack([astronaut, astronaut])
+    with pytest.raises(InvalidInputError, match="2 faces in the box"):
+        face_reference(faces, pair, box=np.array([0, 0, 1024, 512], np.float32))

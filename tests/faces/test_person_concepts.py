@@ -108,3 +108,34 @@ def test_photos_of_two_people_under_one_name_are_warned_about(make_personalizer:
     with caplog.at_level("WARNING", logger="pekit.personalizer"):
         p.introduce("Mixed", [people / "obama" / "00.jpg", people / "biden" / "00.jpg"], kind="person")
     assert "faces of photos 1 and 2" in caplog.text and "are both of Mixed?" in caplog.text
+
+
+def test_add_view_of_a_person_adds_a_face_by_the_rules_of_introduce(mixed: Any, astronaut: np.ndarray,
+                                                                      chelsea: np.ndarray) -> None:
+    """A person is recognized by face: one more view must add a face vector (and its face
+    box), and a photo of two faces without a box is refused as `introduce` refuses it."""
+    before = mixed.get("Eileen")
+    flipped = np.ascontiguousarray(astronaut[:, ::-1])
+    more = mixed.add_view("Eileen", flipped)
+    assert len(more.meta["faces"]) == 2 and len(more.views) == 2 and len(more.meta["boxes"]) == 2
+    face = more.meta["boxes"][1]
+    assert face[2] - face[0] < 200  # the face's box, not the photo's
+    assert more.meta["face_model"] == before.meta["face_model"]
+    stored = mixed.get("Eileen")
+    for image, box, error, words in [(np.hstack([astronaut, astronaut]), None, InvalidInputError, "2 faces"),
+                                     (chelsea, None, NothingFoundError, "no face"),
+                                     (astronaut, [5000, 5000, 5100, 5100], InvalidInputError, "outside")]:
+        with pytest.raises(error, match=words):
+            mixed.add_view("Eileen", image, box=box)
+    with pytest.raises(InvalidInputError, match="not a mask"):
+        mixed.add_view("Eileen", astronaut, mask=np.ones(astronaut.shape[:2], bool))
+    assert mixed.get("Eileen").updated == stored.updated  # refused: nothing written
+    assert "Eileen" in mixed.recognize(flipped).name.tolist()
+
+
+def test_correct_says_a_person_is_matched_by_face_and_changes_nothing(mixed: Any, astronaut: np.ndarray) -> None:
+    assert "Eileen" in mixed.recognize(astronaut).name.tolist()
+    before = mixed.get("Eileen")
+    with pytest.raises(InvalidInputError, match="is a person, recognized by face"):
+        mixed.correct(astronaut, "Eileen")
+    assert mixed.get("Eileen").updated == before.updated

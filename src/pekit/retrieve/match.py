@@ -5,6 +5,8 @@ Pure functions over arrays; the `Gallery` is the memory flattened for matching.
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -181,6 +183,13 @@ class Gallery:
                    [c.negatives for c in concepts], fetch,
                    [_recorded(c, PART_GROUPS) for c in concepts], [_recorded(c, COLOURS) for c in concepts])
 
+
+    def one_threshold(self) -> Gallery:
+        """This gallery with no concept's own threshold (each falls back to the caller's): what
+        a threshold given for one call means, every concept at it. Shares the flattened arrays."""
+        out = copy.copy(self)
+        out.thresholds = np.full(len(self.names), np.nan, np.float32)
+        return out
 
     def replaced(self, remove: set[int], add: list[Concept]) -> Gallery:
         """A copy without the concepts whose ids are in ``remove``, with ``add`` appended
