@@ -6,7 +6,6 @@ Pure functions over arrays; the `Gallery` is the memory flattened for matching.
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
