@@ -319,7 +319,7 @@ def test_correct_works_on_the_detections_recognize_shows_and_a_box_says_which(ma
     shown = p.recognize(room)
     assert shown.name.tolist() == ["Mochi", "Mochi"]
     before = snapshot(p)
-    with pytest.raises(InvalidInputError, match="recognized 2 times .*--box"):
+    with pytest.raises(InvalidInputError, match=r"recognized 2 times .*--box"):
         p.correct(room, "Mochi")
     with pytest.raises(NothingFoundError, match="overlaps the box"):
         p.correct(room, "Mochi", box=[480, 350, 590, 395])  # between and below the two
