@@ -176,6 +176,22 @@ def test_an_output_over_an_input_photo_is_refused(cli: Any, stocked: dict[str, P
     assert code == 2 and digest(stocked["query"]) == before
 
 
+def test_out_and_explain_into_one_file_are_refused_and_explain_takes_a_folder(cli: Any, stocked: dict[str, Path],
+                                                                               tmp_path: Path) -> None:
+    same = tmp_path / "same.png"
+    code, _, err = cli("recognize", stocked["query"], "--out", same, "--explain", same, "--memory", stocked["memory"])
+    assert code == 2 and not same.exists()
+    assert_one_line_error(err, "recognize", "--out and --explain both name")
+    folder = f"{tmp_path / 'why'}/"  # a name ending in / is a folder, as for --out
+    code, out, err = cli("recognize", stocked["query"], "--out", folder, "--explain", folder, "--json",
+                         "--memory", stocked["memory"])
+    assert code == 0, err
+    written = json.loads(out)["written"]
+    assert sorted(Path(w).name for w in written) == [f"{stocked['query'].stem}_explain.png",
+                                                     f"{stocked['query'].stem}_pekit.jpg"]
+    assert all(Path(w).parent == tmp_path / "why" and Path(w).is_file() for w in written)
+
+
 def test_a_full_disk_while_writing_out_is_exit_code_11(cli: Any, stocked: dict[str, Path], tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import errno

@@ -288,8 +288,9 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
             if out is not None:
                 save(p.annotate(img, dets), out)
             written = [str(out)] if out else []
-            if args.explain:
-                explain = Path(args.explain).expanduser()
+            if args.explain:  # a folder (existing, or a name ending in /) gets photo_explain.png
+                explain = out_path(os.path.expanduser(args.explain), path, False, suffix="_explain", ext=".png")
+                assert explain is not None
                 save(p.explain(str(path), dets), explain)
                 written.append(str(explain))
             results.append({"image": str(path), "detections": dets.to_list(),
@@ -326,7 +327,8 @@ def _options(values: list[str] | None) -> dict[str, str] | None:
 
 def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path | None, many: bool) -> dict:
     scenes = answer.meta.get("scenes") if answer.meta.get("kind") == "video-caption" else None
-    what = "annotated" if scenes is None else "sheet"  # a clip's --out is its contact sheet
+    clip = str(answer.meta.get("kind", "")).startswith("video-")
+    what = "sheet" if clip else "annotated"  # a clip's --out (ask or caption) is its contact sheet
     record = {"image": str(path), "text": answer.text, "choice": answer.choice,
               "detections": answer.detections.to_list(), "prompt": answer.prompt,
               "backend": answer.meta.get("backend"), **({what: str(out)} if out else {}),
@@ -353,7 +355,7 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
         else:
             print(_shown_text(answer.text))
         if out:
-            print(f"{'contact sheet' if scenes is not None else 'annotated image'}: {out}")
+            print(f"{'contact sheet' if clip else 'annotated image'}: {out}")
     return record
 
 

@@ -63,6 +63,13 @@ def check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
                 f"--{option} '{value}' is one of the inputs, so writing there would replace it; "
                 "choose another file name or a folder"
             )
+    named = [(option, value) for option in ("out", "explain", "sheet") if (value := getattr(args, option, None))
+             and not value.endswith(("/", os.sep)) and not Path(value).expanduser().is_dir()]
+    for i, (option, value) in enumerate(named):  # two outputs into one file: the second would replace the first
+        for other, again in named[i + 1:]:
+            if os.path.abspath(Path(value).expanduser()) == os.path.abspath(Path(again).expanduser()):
+                raise InvalidInputError(f"--{option} and --{other} both name '{value}', so one would replace the "
+                                        "other; give each its own file (or a folder)")
     out = getattr(args, "out", None)
     if out and len(inputs) > 1 and not Path(out).is_dir() and Path(out).suffix.lower() in IMAGE_SUFFIXES:
         raise InvalidInputError(

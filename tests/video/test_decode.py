@@ -275,3 +275,30 @@ def test_a_clip_stored_sideways_is_read_upright(tmp_path: Path, make_clip: Calla
     side = {"bottom": rows.min() >= image.shape[0] * 0.7, "top": rows.max() < image.shape[0] * 0.3,
             "right": cols.min() >= image.shape[1] * 0.7}
     assert side[bright]
+
+
+def test_a_clip_cut_short_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A faststart MP4 (header first) cut midway still decodes: the frames it has are read,
+    and the user is told the clip ends before its header says, not left to trust a short run."""
+    av = pytest.importorskip("av")
+    whole = tmp_path / "whole.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=Fraction(10))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(40):  # 4 s of noise: every frame costs bytes, so half the file is about half the clip
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 10)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with caplog.at_level("WARNING", logger="pekit.video.decode"):
+        assert len(list(sample_frames(whole, fps=2))) == 8
+        assert not caplog.records
+        frames = list(sample_frames(cut, fps=2))
+    assert 1 <= len(frames) < 8
+    assert any("may be truncated" in r.getMessage() and "lasts 4.0 s" in r.getMessage() for r in caplog.records)

@@ -179,5 +179,8 @@ def test_cli_caption_a_clip_scene_by_scene_without_an_lvlm(face_clip: Path, tmp_
     assert main(["caption", str(face_clip), "--json", "--out", sheet, "--memory", memory]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["sheet"] == sheet and record["written"] == [sheet] and "annotated" not in record
+    assert main(["ask", str(face_clip), "Who is here?", "--json", "--out", sheet, "--memory", memory]) == 0
+    record = json.loads(capsys.readouterr().out)  # ask names a clip's sheet as caption does
+    assert record["sheet"] == sheet and record["written"] == [sheet] and "annotated" not in record
     assert main(["caption", str(face_clip), str(photo), "--memory", memory]) == 2
     assert "one video at a time" in capsys.readouterr().err

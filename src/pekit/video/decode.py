@@ -332,5 +332,13 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
                              "truncated or use an unsupported codec") from exc
         if count == 0:
             raise VideoError(f"'{path}': the video holds no frames; give a clip with at least one frame")
+        # the last frame decoded: a clip cut short (a copy stopped midway) ends before its header
+        # says; the video stream's own length, not the container's (its audio may run longer)
+        said = (float(stream.duration * stream.time_base) if stream.duration is not None and stream.time_base
+                is not None else info.duration)
+        if said and said - t > max(1.0, 2.0 / rate):
+            log.warning("'%s': the frames end at %.1f s but the file says the video lasts %.1f s: it may be "
+                        "truncated (a copy or download stopped midway); only the first %.1f s were looked at", path,
+                        t, said, t)
     finally:
         container.close()
