@@ -415,3 +415,24 @@ def test_an_interrupted_write_that_cannot_be_rolled_back_says_to_fix_the_permiss
         db.close()
     assert "cannot be rolled back" in message and f"chmod u+w {path}" in message
     assert "pekit list --memory" not in message
+
+
+def test_a_first_write_tries_again_when_another_process_takes_its_new_file_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes write a new memory at once; the other one's write fails and it removes
+    the file it made just as this one opens it: this write makes the file again and lands."""
+    path = tmp_path / "m.db"
+    real, removed = sqlite3.connect, []
+
+    def connect(target: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = real(target, *args, **kwargs)
+        if str(target).startswith("file:") and not removed and path.exists():
+            path.unlink()  # the other process takes its file back
+            removed.append(True)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with SqliteMemory(path) as memory:
+        memory.add(make("Bo"))
+    monkeypatch.setattr(sqlite3, "connect", real)
+    assert removed and [c.name for c in SqliteMemory(path).concepts()] == ["Bo"]

@@ -45,6 +45,11 @@ def _unwritten(path: Path) -> bool:
         return False
 
 
+class _Gone(MemoryStoreError):
+    """The file was removed between opening it and reading which file it is (another
+    process's first write failed and took back the file it had made): try again."""
+
+
 class SqliteFile:
     """A pekit memory database behind one thread-safe connection.
 
@@ -75,7 +80,10 @@ class SqliteFile:
         if self.pending and (read_only or must_exist) and path is not None and not path.exists():
             why = "opened read-only" if read_only else "check the path, or `pekit introduce` into it to create it"
             raise MemoryFileError(f"memory file {self.label} does not exist ({why})")
-        self._conn: sqlite3.Connection | None = self._connect(stand_in=self.pending)
+        try:
+            self._conn: sqlite3.Connection | None = self._connect(stand_in=self.pending)
+        except _Gone:  # removed as it was opened: there is no memory there (yet)
+            self._conn, self.pending = self._connect(stand_in=True), True
 
     def _make_folders(self) -> list[Path]:
         """Create the missing parent folders of the file; returns them, outermost first."""
@@ -109,6 +117,8 @@ class SqliteFile:
             raise
         except sqlite3.Error as exc:
             conn.close()
+            if target != ":memory:" and self.path is not None and not self.path.exists():
+                raise _Gone(f"memory file {self.label} went away while pekit opened it; try again") from exc
             raise self.error(exc, "open the memory") from exc
         if target != ":memory:":
             assert self.path is not None
@@ -116,7 +126,7 @@ class SqliteFile:
                 st = self.path.stat()
             except OSError as exc:  # removed right after it was opened
                 conn.close()
-                raise MemoryStoreError(f"memory file {self.label} went away while pekit opened it; try again") from exc
+                raise _Gone(f"memory file {self.label} went away while pekit opened it; try again") from exc
             self._ident = (st.st_dev, st.st_ino)  # which file this connection reads and writes (`_same_file`)
         return conn
 
@@ -180,7 +190,10 @@ class SqliteFile:
         file this one opened went away; the old connection stays if that fails."""
         assert self.path is not None
         pending = _unwritten(self.path)
-        conn = self._connect(stand_in=pending)
+        try:
+            conn = self._connect(stand_in=pending)
+        except _Gone:
+            conn, pending = self._connect(stand_in=True), True
         self._swap(conn, pending, other_file=True)
 
     def _swap(self, conn: sqlite3.Connection | None, pending: bool, *, other_file: bool = False) -> None:
@@ -218,7 +231,10 @@ class SqliteFile:
         if self._conn is None:
             raise MemoryStoreError(f"memory {self.label} is closed; open it again with open_memory()")
         if self.pending and self.path is not None and not _unwritten(self.path):  # another process wrote it
-            self._swap(self._connect(), False)
+            try:
+                self._swap(self._connect(), False)
+            except _Gone:  # and took it back (its first write failed): still nothing there
+                pass
         elif not self._same_file():  # removed or replaced since it was opened: read and write what is there now
             self._reopen()
         assert self._conn is not None
@@ -230,6 +246,15 @@ class SqliteFile:
         The file counts as created here only when this process made it (``O_EXCL``): two
         processes writing a new memory at once must not both think it theirs to remove.
         """
+        for attempt in range(3):
+            try:
+                return self._create_file_once()
+            except _Gone:  # another process made the file, failed its first write and removed it
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _create_file_once(self) -> list[Path]:
         assert self.path is not None
         created = self._make_folders()
         try:
