@@ -45,7 +45,7 @@ def _unwritten(path: Path) -> bool:
         return False
 
 
-class _Gone(MemoryStoreError):
+class _GoneError(MemoryStoreError):
     """The file was removed between opening it and reading which file it is (another
     process's first write failed and took back the file it had made): try again."""
 
@@ -82,7 +82,7 @@ class SqliteFile:
             raise MemoryFileError(f"memory file {self.label} does not exist ({why})")
         try:
             self._conn: sqlite3.Connection | None = self._connect(stand_in=self.pending)
-        except _Gone:  # removed as it was opened: there is no memory there (yet)
+        except _GoneError:  # removed as it was opened: there is no memory there (yet)
             self._conn, self.pending = self._connect(stand_in=True), True
 
     def _make_folders(self) -> list[Path]:
@@ -118,7 +118,7 @@ class SqliteFile:
         except sqlite3.Error as exc:
             conn.close()
             if target != ":memory:" and self.path is not None and not self.path.exists():
-                raise _Gone(f"memory file {self.label} went away while pekit opened it; try again") from exc
+                raise _GoneError(f"memory file {self.label} went away while pekit opened it; try again") from exc
             raise self.error(exc, "open the memory") from exc
         if target != ":memory:":
             assert self.path is not None
@@ -126,7 +126,7 @@ class SqliteFile:
                 st = self.path.stat()
             except OSError as exc:  # removed right after it was opened
                 conn.close()
-                raise _Gone(f"memory file {self.label} went away while pekit opened it; try again") from exc
+                raise _GoneError(f"memory file {self.label} went away while pekit opened it; try again") from exc
             self._ident = (st.st_dev, st.st_ino)  # which file this connection reads and writes (`_same_file`)
         return conn
 
@@ -192,7 +192,7 @@ class SqliteFile:
         pending = _unwritten(self.path)
         try:
             conn = self._connect(stand_in=pending)
-        except _Gone:
+        except _GoneError:
             conn, pending = self._connect(stand_in=True), True
         self._swap(conn, pending, other_file=True)
 
@@ -233,7 +233,7 @@ class SqliteFile:
         if self.pending and self.path is not None and not _unwritten(self.path):  # another process wrote it
             try:
                 self._swap(self._connect(), False)
-            except _Gone:  # and took it back (its first write failed): still nothing there
+            except _GoneError:  # and took it back (its first write failed): still nothing there
                 pass
         elif not self._same_file():  # removed or replaced since it was opened: read and write what is there now
             self._reopen()
@@ -249,7 +249,7 @@ class SqliteFile:
         for attempt in range(3):
             try:
                 return self._create_file_once()
-            except _Gone:  # another process made the file, failed its first write and removed it
+            except _GoneError:  # another process made the file, failed its first write and removed it
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
