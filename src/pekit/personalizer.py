@@ -544,7 +544,7 @@ class Personalizer:
 
     def _recognize(self, img: np.ndarray, entry: NamespaceGallery, threshold: float | None,
                    timings: dict[str, float] | None = None, *, grid: PatchGrid | None = None,
-                   blas: int | None = None) -> Detections:
+                   blas: int | None = None, margin: float = 0.0) -> Detections:
         """`recognize` against a namespace's cached gallery (`GalleryCache.get`).
 
         Objects go through the backbone pipeline, persons through the face model (run only
@@ -570,7 +570,8 @@ class Personalizer:
             if blas is None:  # after the pass the cores are free: big galleries use them all
                 blas = 1 if len(objects.views) < LARGE_GALLERY_VIEWS else cores()
             with blas_threads(blas):  # small products: one thread (a BLAS pool would only wait)
-                found.append(self.pipeline.recognize(grid, objects, threshold=threshold, image=img, labels=labels))
+                found.append(self.pipeline.recognize(grid, objects, threshold=threshold, image=img, labels=labels,
+                                                     margin=margin))
             if timings is not None:
                 timings["backbone"] = timings.get("backbone", 0.0) + time.perf_counter() - t0
         if persons:
@@ -617,9 +618,10 @@ class Personalizer:
     def _video_steps(self, entry: Any, threshold: float | None) -> tuple[Any, Any]:
         """Per-sample recognition for a clip and its ``confirm`` (see `pekit.video.recognize_video`).
 
-        Objects are recognized down to `pekit.video.WEAK_MARGIN` under their thresholds;
-        ``confirm`` marks the detections at or above their own threshold strong (faces:
-        all, matched at the usual tolerance), so near-threshold frames only extend tracks.
+        Objects are recognized down to `pekit.video.WEAK_MARGIN` under their thresholds
+        (the looks steered by the thresholds, as for a photo); ``confirm`` marks the
+        detections at or above their own threshold strong (faces: all, matched at the usual
+        tolerance), so near-threshold frames only extend tracks.
         """
         from pekit.video import WEAK_MARGIN
 
@@ -629,10 +631,9 @@ class Personalizer:
             per = np.full(len(objects), threshold, np.float64) if threshold is not None else thresholds_or(
                 objects.thresholds, self.pipeline.config.threshold)
             own = dict(zip(np.asarray(objects.ids).tolist(), per.tolist(), strict=True))
-        low = min(own.values()) - WEAK_MARGIN if own else threshold
 
         def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
-            return self._recognize(image, entry, low, timings)
+            return self._recognize(image, entry, threshold, timings, margin=WEAK_MARGIN)
 
         def confirm(dets: Detections) -> np.ndarray:
             return np.array([float(s) >= own.get(int(k), -np.inf) - 1e-6

@@ -497,14 +497,18 @@ class Pipeline:
         return scores, boxes, found
 
     def recognize(self, grid: PatchGrid | Scan, gallery: Gallery, *, threshold: float | None = None,
-                  image: np.ndarray | None = None, labels: list[str] | None = None) -> Detections:
+                  image: np.ndarray | None = None, labels: list[str] | None = None,
+                  margin: float = 0.0) -> Detections:
         """Named detections of the gallery's concepts in one query grid, best first.
 
         Each concept appears at most ``config.max_per_concept`` times (default once).
         ``threshold``: every concept at this threshold for this call (its own threshold
         and the config's set aside), with the looks steered by it as by a config's.
+        ``margin``: also keep detections down to this much under each threshold, the looks
+        still steered by the thresholds themselves (a clip's weak detections that only
+        extend tracks: `pekit.video.WEAK_MARGIN`).
         """
-        scan, hits = self.named(grid, gallery, threshold=threshold, image=image, labels=labels)
+        scan, hits = self.named(grid, gallery, threshold=threshold, image=image, labels=labels, margin=margin)
         if not hits:
             return Detections.empty()
         owner = np.array([c.concept for c in hits], np.int64)
@@ -516,15 +520,17 @@ class Pipeline:
         )
 
     def named(self, grid: PatchGrid | Scan, gallery: Gallery, *, threshold: float | None = None,
-              image: np.ndarray | None = None, labels: list[str] | None = None) -> tuple[Scan, list[Candidate]]:
+              image: np.ndarray | None = None, labels: list[str] | None = None,
+              margin: float = 0.0) -> tuple[Scan, list[Candidate]]:
         """The scan and the candidates `recognize` names, in its order (best first, overlaps
         removed): what `Personalizer.correct` picks a wrong detection from, so a correction
         is made on the very regions the user was shown."""
         if threshold is not None:
-            return self.at_threshold(threshold).named(grid, gallery.one_threshold(), image=image, labels=labels)
+            return self.at_threshold(threshold).named(grid, gallery.one_threshold(), image=image, labels=labels,
+                                                      margin=margin)
         scan = self.scan(grid, image=image, labels=labels)
         cands = self.candidates(scan, gallery, per_concept=self.config.max_per_concept, image=image, labels=labels)
-        per = thresholds_or(gallery.thresholds, self.config.threshold)
+        per = thresholds_or(gallery.thresholds, self.config.threshold) - float(margin)
         hits = [c for c in cands if c.score >= per[c.concept]]
         if not hits:
             return scan, []

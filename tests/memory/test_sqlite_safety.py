@@ -436,3 +436,31 @@ def test_a_first_write_tries_again_when_another_process_takes_its_new_file_back(
         memory.add(make("Bo"))
     monkeypatch.setattr(sqlite3, "connect", real)
     assert removed and [c.name for c in SqliteMemory(path).concepts()] == ["Bo"]
+
+
+def test_a_reader_never_remakes_a_file_another_process_took_back(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file appeared (another process wrote it) and is gone again when this reader opens
+    it: the read sees an empty memory and creates nothing, and a writer in the same moment
+    makes the file as pekit makes files (mode 600), not SQLite's default."""
+    path = tmp_path / "m.db"
+    reader = SqliteMemory(path)
+    with SqliteMemory(path) as other:
+        other.add(make("Rex"))
+    real, armed = sqlite3.connect, [True]
+
+    def connect(target: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if armed and str(target).startswith("file:"):
+            armed.clear()
+            for leftover in tmp_path.glob("m.db*"):
+                leftover.unlink()  # taken back just before this process opens it
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    assert reader.names() == [] and not path.exists()
+    armed.append(True)
+    reader.add(make("Bo"))
+    reader.close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    monkeypatch.setattr(sqlite3, "connect", real)
+    assert SqliteMemory(path).names() == ["Bo"]

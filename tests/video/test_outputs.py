@@ -279,3 +279,14 @@ def test_boxes_stay_in_their_shot_and_stop_after_the_last_sample(tmp_path: Path,
     recognize_video(_always_bo, clip, fps=2.0, max_frames=2, out=tmp_path / "b.mp4")  # samples at 0 and 0.5 s
     drawn = _drawn(tmp_path / "b.mp4")
     assert [t for t, box in drawn if box] == [t for t, _ in drawn if t < 0.75]  # half a step after the last
+
+
+def test_boxes_reach_the_clips_end_and_never_a_shot_that_got_no_sample(tmp_path: Path,
+                                                                       make_clip: Callable[..., Path]) -> None:
+    """A 0.3 s shot between two samples gets no sample: its frames show no boxes of the shot
+    before it. The last sample's boxes reach the end of the clip when sampling ran to it."""
+    frames = [np.full((64, 96, 3), 200 if 11 <= i <= 13 else 60, np.uint8) for i in range(30)]
+    clip = make_clip(tmp_path / "short_shot.mp4", frames)
+    recognize_video(_always_bo, clip, fps=2.0, out=tmp_path / "a.mp4")
+    drawn = dict(_drawn(tmp_path / "a.mp4"))
+    assert [t for t, box in drawn.items() if not box] == [1.1, 1.2, 1.3]

@@ -184,3 +184,14 @@ def test_cli_caption_a_clip_scene_by_scene_without_an_lvlm(face_clip: Path, tmp_
     assert record["sheet"] == sheet and record["written"] == [sheet] and "annotated" not in record
     assert main(["caption", str(face_clip), str(photo), "--memory", memory]) == 2
     assert "one video at a time" in capsys.readouterr().err
+
+
+def test_a_clip_takes_any_threshold_a_photo_takes(make_personalizer: Any, face_clip: Path, chelsea: np.ndarray,
+                                                 astronaut: np.ndarray) -> None:
+    """The weak detections a clip keeps for its tracks lie under the threshold; a threshold
+    at the bottom of the range (-1, everything) must not become an invalid one."""
+    p = make_personalizer()
+    p.introduce("Mochi", chelsea, category="cat")
+    assert len(p.recognize(astronaut, threshold=-1)) == 1
+    result = p.recognize_video(face_clip, fps=2.0, threshold=-1, max_frames=2)
+    assert len(result.frames) == 2 and all(len(f.detections) for f in result.frames)

@@ -100,13 +100,15 @@ class SqliteFile:
             target = ":memory:"
         elif self.read_only:
             target = self.path.as_uri() + "?mode=ro"
-        else:
-            target = self.path.as_uri() + "?mode=rwc"
+        else:  # never "c": only `_create_file` makes the file (O_EXCL, mode 600); a file gone meanwhile is not remade
+            target = self.path.as_uri() + "?mode=rw"
         try:
             conn = sqlite3.connect(
                 target, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
+            if target != ":memory:" and self.path is not None and not self.path.exists():
+                raise _GoneError(f"memory file {self.label} went away while pekit opened it; try again") from exc
             raise self.error(exc, "open the memory") from exc
         try:
             conn.execute("PRAGMA foreign_keys = ON")

@@ -101,6 +101,7 @@ class Gallery:
         self._segments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._view_starts: np.ndarray | None = None
         self._colours_flat: tuple[np.ndarray, np.ndarray] | None = None
+        self._one: Gallery | None = None  # `one_threshold`
 
     def colour_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """The square roots of every concept's view colours stacked, ``(V, BINS)``, and the
@@ -185,10 +186,15 @@ class Gallery:
 
     def one_threshold(self) -> Gallery:
         """This gallery with no concept's own threshold (each falls back to the caller's): what
-        a threshold given for one call means, every concept at it. Shares the flattened arrays."""
-        out = copy.copy(self)
-        out.thresholds = np.full(len(self.names), np.nan, np.float32)
-        return out
+        a threshold given for one call means, every concept at it. Itself when no concept has
+        one (the usual case), else a copy made once, sharing the flattened arrays."""
+        if np.isnan(self.thresholds).all():
+            return self
+        if self._one is None:
+            self._one = copy.copy(self)
+            self._one.thresholds = np.full(len(self.names), np.nan, np.float32)
+            self._one._one = self._one
+        return self._one
 
     def replaced(self, remove: set[int], add: list[Concept]) -> Gallery:
         """A copy without the concepts whose ids are in ``remove``, with ``add`` appended

@@ -44,7 +44,9 @@ class Limits:
         max_text: characters of a name, category, context or question field.
         body_timeout_s: seconds a client may leave the server waiting for the next part of
             a request body (default 30); then it gets 408 and the connection is closed, so
-            a slow or stalled upload cannot hold a connection and a buffer without end.
+            a stalled upload cannot hold a connection and a buffer without end. (A client
+            that trickles a byte just inside each wait is not cut: a reverse proxy's total
+            request timeout is the place for that.)
     """
 
     max_photos: int = 10

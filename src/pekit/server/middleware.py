@@ -7,8 +7,8 @@ A pure ASGI middleware (no body buffering for well-behaved clients):
 - refuses a body over the limit with 413 before the app reads it: by ``Content-Length``
   when given, else (chunked uploads) by counting while it is read into memory, up to the
   limit and no further; JSON bodies have a small limit, multipart uploads a large one;
-- answers 408 and closes the connection when a client leaves the body unfinished for
-  ``Limits.body_timeout_s`` (a stalled or deliberately slow upload);
+- answers 408 and closes the connection when a client sends nothing of an unfinished
+  body for ``Limits.body_timeout_s`` (a stalled upload; the wait is per part, not total);
 - turns an unexpected exception into a JSON 500 with the request id (logged with its
   traceback), so a client never sees an HTML page or a dropped connection;
 - times the request into `Metrics` by route template, and logs one line per request

@@ -107,7 +107,9 @@ class Frame:
     """One sampled frame: ``index`` among samples, ``time`` (s), ``image (H, W, 3) uint8``;
     ``cut``: sampled because the picture changed (scene cut), not on the fixed-rate tick;
     ``scene``: how many cuts came before it (0 in the first scene); ``scene_start``: the
-    time (s) of the first frame of its scene."""
+    time (s) of the first frame of its scene; ``cuts``: the times of every cut since the
+    previous sample, its own scene's start among them (a shot shorter than a sampling step
+    gets no sample, but its cut is here)."""
 
     index: int
     time: float
@@ -115,6 +117,7 @@ class Frame:
     cut: bool = False
     scene: int = 0
     scene_start: float = 0.0
+    cuts: tuple[float, ...] = ()
 
 
 _MP4_BRANDS = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
@@ -303,6 +306,7 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
         next_t, count, decoded = float(start), 0, 0
         previous: np.ndarray | None = None
         scene, scene_start = 0, None
+        cuts: list[float] = []  # since the previous sample
         try:
             for frame in container.decode(stream):
                 t = float(frame.time) if frame.time is not None else decoded / (info.fps or 30.0)
@@ -316,11 +320,14 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
                     continue
                 if scene_start is None or cut:
                     scene, scene_start = (scene + 1 if scene_start is not None else 0), t
+                    if cut:
+                        cuts.append(t)
                 extra = cut and scene_cut is not None
                 if t + 1e-6 < next_t and not extra:
                     continue
                 yield Frame(count, t, upright(frame), cut=extra and t + 1e-6 < next_t,
-                            scene=scene, scene_start=scene_start)
+                            scene=scene, scene_start=scene_start, cuts=tuple(cuts))
+                cuts = []
                 count += 1
                 # ticks stay at start + k / rate; one sample per tick: the next is the first after t
                 next_t = start + (math.floor((t + 1e-6 - start) * rate) + 1) / rate
@@ -335,7 +342,7 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
         # the last frame decoded: a clip cut short (a copy stopped midway) ends before its header
         # says; the video stream's own length, not the container's (its audio may run longer)
         said = (float(stream.duration * stream.time_base) if stream.duration is not None and stream.time_base
-                is not None else info.duration)
+                is not None else 0.0)  # unknown (Matroska): no warning rather than the audio's length
         if said and said - t > max(1.0, 2.0 / rate):
             log.warning("'%s': the frames end at %.1f s but the file says the video lasts %.1f s: it may be "
                         "truncated (a copy or download stopped midway); only the first %.1f s were looked at", path,

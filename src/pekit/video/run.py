@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +53,26 @@ class VideoFrame:
         for r, t in zip(records, self.tracks, strict=True):
             r["track"] = t
         return {"index": self.index, "time": round(self.time, 3), "scene": self.scene, "detections": records}
+
+
+def sample_windows(times: Sequence[float], cuts: Sequence[float], step: float, *,
+                   stopped: bool = False) -> list[tuple[float, float]]:
+    """The stretch of the clip each sample's boxes are drawn on, ``(from, to)`` in s: its
+    shot (between the cuts around it, whether or not a sample fell in the shots between)
+    and one sampling ``step`` either side; the last sample reaches the end of its shot, or
+    only half a step when ``stopped`` (``max_frames`` ended the sampling before the clip).
+
+    >>> sample_windows([0.0, 0.5, 1.0], [0.7], 0.5)
+    [(-0.5, 0.5), (0.0, 0.7), (0.7, inf)]
+    """
+    at = np.sort(np.asarray(cuts, np.float64))
+    out = []
+    for i, t in enumerate(times):
+        before, after = at[at <= t + 1e-6], at[at > t + 1e-6]
+        reach = step if i + 1 < len(times) else step / 2 if stopped else np.inf
+        out.append((max(float(before[-1]) if len(before) else -np.inf, t - step),
+                    min(float(after[0]) if len(after) else np.inf, t + reach)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -226,6 +246,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     scenes: list[Scene] = []
     scene_of: dict[int, int] = {}  # the decoder's scene number -> ours (1, 2, ...; unsampled ones skipped)
     scene_start, scenes_first = 0.0, 0
+    cut_times: list[float] = []  # every cut, a shot without a sample included: boxes never cross one
     expected = int(info.duration * rate) + 1 if info.duration else 0
     if max_frames is not None:
         expected = min(expected, max_frames) if expected else max_frames
@@ -238,6 +259,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
             timings["decode"] += time.perf_counter() - t0
             if frame is None:
                 break
+            cut_times.extend(frame.cuts)
             dets = recognize(frame.image, timings)
             t0 = time.perf_counter()
             if frame.scene not in scene_of:
@@ -289,13 +311,8 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
                          shots=shots if keep_sheet else {}, scene_frames=scene_frames)
     t0 = time.perf_counter()
     if out is not None:
-        # a sample's boxes stay in its shot and within a step of it (half a step after the last
-        # sample: `max_frames` may stop sampling long before the clip ends)
-        step = 1.0 / rate + 1e-6
-        spans = {sc.index: (sc.start, sc.end) for sc in scenes}
-        windows = [(max(spans[f.scene][0], f.time - step),
-                    min(spans[f.scene][1], f.time + (step if i + 1 < len(frames) else step / 2)))
-                   for i, f in enumerate(frames)]
+        windows = sample_windows([f.time for f in frames], cut_times, 1.0 / rate,
+                                 stopped=max_frames is not None and len(frames) >= max_frames)
         result.audio = write_annotated(path, out, [f.time for f in frames], [f.detections for f in frames], colours,
                                        audio=audio, rotation=info.rotation, windows=windows)
         result.annotated = str(out)
