@@ -403,7 +403,7 @@ class Personalizer:
     def _introduce_person(self, name: str, refs: Sequence[ImageInput], *, category: str, context: str,
                           boxes: Sequence[Any] | None, replace: bool, start: float) -> Concept:
         """Person concept: face vectors in ``meta`` + backbone views of the face regions."""
-        from pekit.faces import PERSON, face_reference
+        from pekit.faces import PERSON
 
         model = self.faces.fingerprint
         same = name.casefold()
@@ -426,16 +426,10 @@ class Personalizer:
                         "namespace until each is re-introduced with this model (--replace)", name, model, names, old)
         vectors, face_boxes, views = [], [], []
         for src, box in zip(refs, reference_boxes(refs, boxes), strict=True):
-            image = load_image(src)
-            if box is not None:
-                check_box_on_photo(box, image.shape[1], image.shape[0], src)
-            try:
-                vector, xyxy = face_reference(self.faces, image, box=box)
-            except (NothingFoundError, InvalidInputError) as exc:
-                raise type(exc)(f"{describe(src)}: {exc}") from exc
+            vector, xyxy, view = self._face_view(src, box)
             vectors.append(vector)
             face_boxes.append(xyxy)
-            views.append(self.pipeline.reference(self.pipeline.encode(image), box=xyxy))  # matched by face
+            views.append(view)
         tolerance = self._face_tolerance()
         apart = [(i, j, float(np.linalg.norm(vectors[i] - vectors[j]))) for i in range(len(vectors))
                  for j in range(i + 1, len(vectors))]
@@ -455,6 +449,20 @@ class Personalizer:
                   "seconds": round(time.perf_counter() - start, 3)},
         )
         return self.memory.add(concept, replace=replace)
+
+    def _face_view(self, src: ImageInput, box: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any]:
+        """A person's reference photo: its one face (in ``box``) as ``(face vector, face box,
+        backbone view of the face region)``; errors name the photo."""
+        from pekit.faces import face_reference
+
+        image = load_image(src)
+        if box is not None:
+            check_box_on_photo(box, image.shape[1], image.shape[0], src)
+        try:
+            vector, xyxy = face_reference(self.faces, image, box=box)
+        except (NothingFoundError, InvalidInputError) as exc:
+            raise type(exc)(f"{describe(src)}: {exc}") from exc
+        return vector, xyxy, self.pipeline.reference(self.pipeline.encode(image), box=xyxy)  # matched by face
 
     def _face_tolerance(self) -> float:
         """Face distance within which a face is a stored person (`face_tolerance`, else the model's)."""
@@ -903,7 +911,7 @@ class Personalizer:
     def _add_face(self, concept: Concept, image: ImageInput, *, box: Any, mask: Any) -> Concept:
         """`add_view` of a person: one more face vector (what recognizes a person), by the
         rules of `introduce` (one face, or the one face in ``box``), and its backbone view."""
-        from pekit.faces import face_reference, face_spec_hint
+        from pekit.faces import face_spec_hint
 
         if mask is not None:
             raise InvalidInputError("a person is found by face: pass a box (--box) to pick one, not a mask")
@@ -915,15 +923,7 @@ class Personalizer:
                 f"'{concept.name}' was introduced with face model '{stored}', but this Personalizer uses '{model}': "
                 f"faces from different models cannot be compared; {face_spec_hint(stored)}, or re-introduce "
                 f"'{concept.name}' with this model (--replace)")
-        img = load_image(image)
-        checked = None if box is None else reference_boxes([image], [box])[0]
-        if checked is not None:
-            check_box_on_photo(checked, img.shape[1], img.shape[0], image)
-        try:
-            vector, xyxy = face_reference(self.faces, img, box=checked)
-        except (NothingFoundError, InvalidInputError) as exc:
-            raise type(exc)(f"{describe(image)}: {exc}") from exc
-        view = self.pipeline.reference(self.pipeline.encode(img), box=xyxy)
+        vector, xyxy, view = self._face_view(image, None if box is None else reference_boxes([image], [box])[0])
         reference = source_name(image)
 
         def add(now: Concept) -> Concept:
