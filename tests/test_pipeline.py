@@ -584,3 +584,22 @@ def test_without_saliency_a_reference_asks_for_a_box_or_a_category(pipeline: Pip
     with pytest.raises(NothingFoundError, match=r"or a category \(e.g. category='dog'; CLI: --category dog\)"):
         p.reference(bare, image=chelsea)
     assert p.reference(bare, image=chelsea, category="cat").embedding.shape == (pipeline.backbone.dim,)
+
+
+def test_a_weak_detection_kept_by_a_margin_never_removes_a_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clip keeps detections a margin under each threshold to extend tracks. One of them
+    may score higher than another concept's hit on the same box (against a higher threshold
+    of its own): the overlap removal keeps the hit that clears its threshold."""
+    from pekit.retrieve.candidates import Candidate
+    from pekit.retrieve.match import Gallery
+
+    gallery = Gallery.from_concepts([Concept("A", np.eye(1, 4, dtype=np.float32), threshold=0.60),
+                                     Concept("B", np.eye(1, 4, 1, dtype=np.float32), threshold=0.40)])
+    box, region = np.array([10, 10, 50, 50], np.float32), np.ones((2, 2), bool)
+    found = [Candidate(0, 0.55, box, region), Candidate(1, 0.45, box, region)]  # A weak, B strong
+    pipeline = Pipeline(None, RecognitionConfig())  # type: ignore[arg-type]  # no pass: candidates are given
+    monkeypatch.setattr(pipeline, "scan", lambda grid, image=None, labels=None: grid)
+    monkeypatch.setattr(pipeline, "candidates", lambda scan, gallery, **kw: list(found))
+    for margin in (0.0, 0.1):
+        _, named = pipeline.named(None, gallery, margin=margin)  # type: ignore[arg-type]
+        assert [gallery.names[c.concept] for c in named] == ["B"]

@@ -530,13 +530,16 @@ class Pipeline:
                                                       margin=margin)
         scan = self.scan(grid, image=image, labels=labels)
         cands = self.candidates(scan, gallery, per_concept=self.config.max_per_concept, image=image, labels=labels)
-        per = thresholds_or(gallery.thresholds, self.config.threshold) - float(margin)
-        hits = [c for c in cands if c.score >= per[c.concept]]
+        own = thresholds_or(gallery.thresholds, self.config.threshold)
+        hits = [c for c in cands if c.score >= own[c.concept] - float(margin)]
         if not hits:
             return scan, []
         scores = np.array([c.score for c in hits], np.float32)
+        # with a margin, a hit at its own threshold outranks one kept only by the margin (whose
+        # raw score may be higher against a higher threshold): a weak guess never removes a name
+        strong = np.array([c.score >= own[c.concept] for c in hits], np.float32)
         boxes = np.stack([c.xyxy for c in hits]).astype(np.float32)
-        return scan, [hits[i] for i in nms(boxes, scores, iou=self.config.nms_iou)]
+        return scan, [hits[i] for i in nms(boxes, scores + 10.0 * strong * (margin > 0), iou=self.config.nms_iou)]
 
     def region_embedding(self, grid: PatchGrid, *, xyxy: np.ndarray | None = None,
                          mask: np.ndarray | None = None) -> np.ndarray:

@@ -464,3 +464,14 @@ def test_a_reader_never_remakes_a_file_another_process_took_back(tmp_path: Path,
     assert path.stat().st_mode & 0o777 == 0o600
     monkeypatch.setattr(sqlite3, "connect", real)
     assert SqliteMemory(path).names() == ["Bo"]
+
+
+def test_a_symlink_made_before_the_first_use_gets_the_memory_where_it_points(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    target, link = tmp_path / "data" / "pekit.db", tmp_path / "memory.db"
+    link.symlink_to(target)
+    with SqliteMemory(link) as memory:
+        assert memory.names() == [] and not target.exists()  # a read creates nothing
+        memory.add(make("Bo"))
+    assert link.is_symlink() and target.stat().st_mode & 0o777 == 0o600
+    assert SqliteMemory(target).names() == ["Bo"]

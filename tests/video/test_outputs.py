@@ -290,3 +290,17 @@ def test_boxes_reach_the_clips_end_and_never_a_shot_that_got_no_sample(tmp_path:
     recognize_video(_always_bo, clip, fps=2.0, out=tmp_path / "a.mp4")
     drawn = dict(_drawn(tmp_path / "a.mp4"))
     assert [t for t, box in drawn.items() if not box] == [1.1, 1.2, 1.3]
+
+
+@pytest.mark.parametrize(("bright", "max_frames", "unboxed"), [
+    (range(27, 30), None, [2.7, 2.8, 2.9]),  # a cut after the last sample: the new shot gets no box
+    (range(6, 20), 2, [t / 10 for t in range(6, 30)]),  # stopped at 0.5 s, a cut at 0.6 s: none after it
+    (range(0), 6, []),  # max_frames reached exactly at the clip's end: boxes to the last frame
+])
+def test_the_last_samples_boxes_end_at_a_cut_or_the_clip_or_where_sampling_stopped(
+        tmp_path: Path, make_clip: Callable[..., Path], bright: range, max_frames: int | None,
+        unboxed: list[float]) -> None:
+    frames = [np.full((64, 96, 3), 200 if i in bright else 60, np.uint8) for i in range(30)]
+    clip = make_clip(tmp_path / "clip.mp4", frames)
+    recognize_video(_always_bo, clip, fps=2.0, max_frames=max_frames, out=tmp_path / "a.mp4")
+    assert [t for t, box in _drawn(tmp_path / "a.mp4") if not box] == pytest.approx(unboxed)

@@ -107,7 +107,7 @@ class SqliteFile:
                 target, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
-            if target != ":memory:" and self.path is not None and not self.path.exists():
+            if target != ":memory:" and self.path is not None and not os.path.lexists(self.path):
                 raise _GoneError(f"memory file {self.label} went away while pekit opened it; try again") from exc
             raise self.error(exc, "open the memory") from exc
         try:
@@ -119,7 +119,7 @@ class SqliteFile:
             raise
         except sqlite3.Error as exc:
             conn.close()
-            if target != ":memory:" and self.path is not None and not self.path.exists():
+            if target != ":memory:" and self.path is not None and not os.path.lexists(self.path):
                 raise _GoneError(f"memory file {self.label} went away while pekit opened it; try again") from exc
             raise self.error(exc, "open the memory") from exc
         if target != ":memory:":
@@ -259,21 +259,24 @@ class SqliteFile:
     def _create_file_once(self) -> list[Path]:
         assert self.path is not None
         created = self._make_folders()
+        # a symlink made before the first use (~/.pekit/memory.db -> /data/pekit.db): the file is
+        # made where it points (O_EXCL never follows a link, and SQLite keeps its journal there)
+        real = Path(os.path.realpath(self.path))
         try:
             # only its owner reads it: every user's names, contexts and embeddings are in it
-            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            os.close(os.open(real, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except FileExistsError:
             pass  # another process made it meanwhile: never ours to remove
         except OSError as exc:
             self._remove(created)
             raise MemoryStoreError(f"cannot create memory file {self.label}: {exc.strerror or exc}") from exc
         else:
-            created.append(self.path)
+            created.append(real)
         try:
             conn = self._connect()
         except BaseException:
             # the file stays (empty, it reads as an empty memory): another process may be writing it now
-            self._remove([p for p in created if p != self.path])
+            self._remove([p for p in created if p != real])
             raise
         self._swap(conn, False)
         return created

@@ -190,11 +190,13 @@ class Gallery:
         one (the usual case), else a copy made once, sharing the flattened arrays."""
         if np.isnan(self.thresholds).all():
             return self
-        if self._one is None:
-            self._one = copy.copy(self)
-            self._one.thresholds = np.full(len(self.names), np.nan, np.float32)
-            self._one._one = self._one
-        return self._one
+        one = self._one
+        if one is None:  # made whole before it is shared: another thread sees None or the finished copy
+            one = copy.copy(self)
+            one.thresholds = np.full(len(self.names), np.nan, np.float32)
+            one._one = one
+            self._one = one
+        return one
 
     def replaced(self, remove: set[int], add: list[Concept]) -> Gallery:
         """A copy without the concepts whose ids are in ``remove``, with ``add`` appended

@@ -268,8 +268,12 @@ def _thumb(frame: Any) -> np.ndarray:
 
 def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,
                   start: float = 0.0, scene_cut: float | None = None, cut_diff: float = SCENE_CUT,
-                  max_pixels: int | None = None) -> Generator[Frame, None, None]:
+                  max_pixels: int | None = None) -> Generator[Frame, None, tuple[tuple[float, ...], bool]]:
     """Frames at ``fps`` per second of video time (the first frame at or after each tick).
+
+    Returns (as the generator's ``StopIteration.value``) ``(cuts, stopped)``: the times of
+    the cuts after the last sample, and whether ``max_frames`` stopped the sampling while
+    the clip had more samples due (then only the cuts before the next one are known).
 
     Args:
         fps: samples per second of video (> 0); a clip slower than that gives every frame
@@ -325,14 +329,15 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
                 extra = cut and scene_cut is not None
                 if t + 1e-6 < next_t and not extra:
                     continue
+                if max_frames is not None and count >= max_frames:
+                    # one more sample was due: stopped before the clip's end (the cuts up to here are known)
+                    return tuple(cuts), True
                 yield Frame(count, t, upright(frame), cut=extra and t + 1e-6 < next_t,
                             scene=scene, scene_start=scene_start, cuts=tuple(cuts))
                 cuts = []
                 count += 1
                 # ticks stay at start + k / rate; one sample per tick: the next is the first after t
                 next_t = start + (math.floor((t + 1e-6 - start) * rate) + 1) / rate
-                if max_frames is not None and count >= max_frames:
-                    return
         except av.error.FFmpegError as exc:
             where = f"after {count} sampled frames ({next_t:.1f} s)" if count else "at the first frame"
             raise VideoError(f"'{path}': the video stream cannot be decoded {where} ({exc}); the file may be "
@@ -349,3 +354,4 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
                         t, said, t)
     finally:
         container.close()
+    return tuple(cuts), False  # the clip ran out: the cuts after the last sample

@@ -247,6 +247,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     scene_of: dict[int, int] = {}  # the decoder's scene number -> ours (1, 2, ...; unsampled ones skipped)
     scene_start, scenes_first = 0.0, 0
     cut_times: list[float] = []  # every cut, a shot without a sample included: boxes never cross one
+    stopped = False  # max_frames ended the sampling before the clip did
     expected = int(info.duration * rate) + 1 if info.duration else 0
     if max_frames is not None:
         expected = min(expected, max_frames) if expected else max_frames
@@ -255,10 +256,14 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     with closing(samples), _progress(expected, progress) as bar:
         while True:
             t0 = time.perf_counter()
-            frame = next(samples, None)
-            timings["decode"] += time.perf_counter() - t0
-            if frame is None:
+            try:
+                frame = next(samples)
+            except StopIteration as finished:  # the clip ran out (its cuts after the last sample) or max_frames
+                timings["decode"] += time.perf_counter() - t0
+                after, stopped = finished.value if finished.value is not None else ((), False)
+                cut_times.extend(after)
                 break
+            timings["decode"] += time.perf_counter() - t0
             cut_times.extend(frame.cuts)
             dets = recognize(frame.image, timings)
             t0 = time.perf_counter()
@@ -311,8 +316,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
                          shots=shots if keep_sheet else {}, scene_frames=scene_frames)
     t0 = time.perf_counter()
     if out is not None:
-        windows = sample_windows([f.time for f in frames], cut_times, 1.0 / rate,
-                                 stopped=max_frames is not None and len(frames) >= max_frames)
+        windows = sample_windows([f.time for f in frames], cut_times, 1.0 / rate, stopped=stopped)
         result.audio = write_annotated(path, out, [f.time for f in frames], [f.detections for f in frames], colours,
                                        audio=audio, rotation=info.rotation, windows=windows)
         result.annotated = str(out)
