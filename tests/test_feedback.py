@@ -15,8 +15,14 @@ from pekit.errors import ConceptNotFoundError, InvalidInputError, NothingFoundEr
 
 
 def snapshot(p: Any) -> list[tuple]:
-    return [(c.id, c.name, c.views.tobytes(), None if c.parts is None else c.parts.tobytes(),
-             None if c.negatives is None else c.negatives.tobytes()) for c in p.memory.concepts(namespace=p.namespace)]
+    """Everything stored of each concept, and the namespace's write counter: a refused
+    correction or view must change none of it (not even a record in ``meta``)."""
+    import json
+
+    return [(c.id, c.name, c.category, c.context, c.threshold, c.updated, json.dumps(c.meta, sort_keys=True),
+             c.views.tobytes(), None if c.parts is None else c.parts.tobytes(),
+             None if c.negatives is None else c.negatives.tobytes()) for c in p.memory.concepts(namespace=p.namespace)
+            ] + [("generation", p.memory.generation(namespace=p.namespace))]
 
 
 @pytest.fixture

@@ -37,8 +37,12 @@ def resize(img: np.ndarray, scale: float) -> np.ndarray:
 
 def snapshot(p: Any) -> list[tuple]:
     """Everything observable about the memory, for before/after comparisons."""
-    return [(c.id, c.name, c.category, c.context, c.backbone, c.views.tobytes(),
-             None if c.parts is None else c.parts.tobytes()) for c in p.memory.concepts(namespace=p.namespace)]
+    import json
+
+    return [(c.id, c.name, c.category, c.context, c.backbone, c.threshold, c.updated,
+             json.dumps(c.meta, sort_keys=True), c.views.tobytes(), None if c.parts is None else c.parts.tobytes(),
+             None if c.negatives is None else c.negatives.tobytes()) for c in p.memory.concepts(namespace=p.namespace)
+            ] + [("generation", p.memory.generation(namespace=p.namespace))]
 
 
 @pytest.fixture

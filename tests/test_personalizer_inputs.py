@@ -91,8 +91,10 @@ def test_photos_past_the_memory_budget_are_decoded_again_for_their_pass(p: Any, 
 
 def test_update_changes_what_the_lvlm_is_told_without_a_pass(p: Any, chelsea: np.ndarray) -> None:
     tom = p.get("Tom")
+    gen = p.memory.generation(namespace=p.namespace)
     same = p.update("tom", context="the neighbour's cat")  # nothing to change: nothing written
-    assert same.updated == tom.updated
+    assert same.updated == tom.updated and p.get("Tom").updated == tom.updated
+    assert p.memory.generation(namespace=p.namespace) == gen
     new = p.update("tom", context="the neighbour's cat, loves the sun\non the wall", category="tabby")
     assert (new.context, new.category, len(new.views)) == ("the neighbour's cat, loves the sun\non the wall",
                                                           "tabby", len(tom.views))

@@ -290,7 +290,13 @@ def test_read_only_reads_but_refuses_writes(store: StoreHandle) -> None:
             memory.add(concept("Rex", 2))
         with pytest.raises(MemoryStoreError, match="read-only"):
             memory.remove("Bo")
-        assert memory.count() == 1
+        bo = memory.get("Bo")
+        for write in (lambda: memory.update(dataclasses.replace(bo, context="changed")),
+                      lambda: memory.modify("Bo", lambda c: dataclasses.replace(c, context="changed")),
+                      lambda: memory.add_many([concept("Rex", 2), concept("Max", 3)])):
+            with pytest.raises(MemoryStoreError, match="read-only"):
+                write()
+        assert memory.count() == 1 and memory.get("Bo").context == bo.context and memory.get("Bo").updated == bo.updated
 
 
 @pytest.mark.parametrize(
@@ -415,13 +421,14 @@ def test_modify_writes_what_the_change_returns_or_nothing(store: StoreHandle) ->
         def refuse(c: Concept) -> Concept:
             raise InvalidInputError("no correction to undo")
 
-        gen = memory.generation()
+        gen, stamp = memory.generation(), memory.get("Bo").updated
         with pytest.raises(InvalidInputError, match="no correction"):
             memory.modify("Bo", refuse)
         with pytest.raises(ConceptNotFoundError, match="Rex"):
             memory.modify("Rex", lambda c: c)
         with pytest.raises(ConceptNotFoundError):  # a change never moves a concept to another namespace
             memory.modify("Bo", lambda c: c, namespace="other")
+        assert memory.generation() == gen and memory.get("Bo").updated == stamp  # refused: nothing written
         moved = memory.modify("Bo", lambda c: dataclasses.replace(c, namespace="other", id=-1))
         assert moved.namespace == "default" and memory.namespaces() == ["default"]
         assert memory.get("Bo").context == "new"

@@ -114,8 +114,9 @@ def test_a_large_namespace_is_refreshed_from_its_changes_only(memory: SqliteMemo
     memory.add_many([make(f"c{i}", i) for i in range(40)])
     cache = GalleryCache(memory, eager=4)
     first = cache.get().gallery
+    assert first.subset([3]).parts[0] is not None  # c3's parts are fetched, so now cached
     memory.add(make("new", 100))
-    memory.update(dataclasses.replace(memory.get("c3"), threshold=0.7, views=unit(3, 55)))
+    memory.update(dataclasses.replace(memory.get("c3"), threshold=0.7, views=unit(3, 55), parts=unit(4, 56)))
     memory.remove("c5")
     entry = cache.get()
     assert cache.builds == 1 and cache.patches == 1  # no full re-read
@@ -125,12 +126,14 @@ def test_a_large_namespace_is_refreshed_from_its_changes_only(memory: SqliteMemo
     k = g.names.index("c3")
     assert g.thresholds[k] == pytest.approx(0.7) and np.allclose(g.views[g.owner == k], unit(3, 55), atol=1e-6)
     assert np.allclose(g.views[g.owner == g.names.index("new")], memory.get("new").views)
-    assert g.subset([k]).parts[0] is not None  # parts still come from the store
+    # parts still come from the store, and a changed concept's cached parts are not served again
+    assert np.allclose(g.subset([k]).parts[0], unit(4, 56), atol=2e-3)
     # the patched gallery equals a fresh full read, concept by concept
     full = GalleryCache(memory, eager=4).get().gallery
     for name in full.names:
         a, b = full.names.index(name), g.names.index(name)
         assert np.array_equal(full.views[full.owner == a], g.views[g.owner == b])
+        assert np.allclose(full.subset([a]).parts[0], g.subset([b]).parts[0], atol=2e-3)
     # many changes at once: a full read again
     memory.add_many([make(f"d{i}", 200 + i) for i in range(40)])
     assert cache.get().gallery.names[-1] == "d39" and cache.builds == 2
