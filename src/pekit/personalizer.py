@@ -832,8 +832,8 @@ class Personalizer:
             raise InvalidInputError(
                 f"'{concept.name}' is a person, recognized by face, which a correction does not change; if someone "
                 f"else is taken for {concept.name}, introduce that person too (the nearer face wins), or match "
-                "faces more strictly (Personalizer(face_tolerance=...), lower than the model's 0.6); the memory "
-                "was not changed")
+                "faces more strictly (Personalizer(face_tolerance=...) under the face model's own, e.g. 0.5 for "
+                "dlib's 0.6); the memory was not changed")
         img = load_image(image)
         if box is not None:
             box = reference_boxes([image], [box])[0]
@@ -900,11 +900,11 @@ class Personalizer:
         concept = self.get(name)
         self._check_backbone()
         self._check_writable(f"add a view to '{concept.name}'")
-        reference = source_name(image)
         if concept_kind(concept) == PERSON:
             return self._add_face(concept, image, box=box, mask=mask)
         view = self.views([image], category=concept.category, boxes=None if box is None else [box],
                           masks=None if mask is None else [mask])[0]
+        reference = source_name(image)
         return self.memory.modify(concept.name, lambda now: with_view(now, view, reference=reference),
                                   namespace=self.namespace)
 

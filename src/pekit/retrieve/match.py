@@ -183,7 +183,6 @@ class Gallery:
                    [c.negatives for c in concepts], fetch,
                    [_recorded(c, PART_GROUPS) for c in concepts], [_recorded(c, COLOURS) for c in concepts])
 
-
     def one_threshold(self) -> Gallery:
         """This gallery with no concept's own threshold (each falls back to the caller's): what
         a threshold given for one call means, every concept at it. Itself when no concept has
