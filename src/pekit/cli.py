@@ -361,6 +361,14 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
 
 def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Path]) -> int:
     gen = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed}
+    clip_options = {k: v for k, v in (("fps", args.fps), ("max_frames", args.max_frames)) if v is not None}
+    if clip_options:
+        from pekit.video.decode import is_video
+
+        if not (len(images) == 1 and is_video(images[0])):
+            raise InvalidInputError(f"--{next(iter(clip_options)).replace('_', '-')} is for a video clip; "
+                                    "photos are looked at whole")
+        gen.update(clip_options)
     options = _options(getattr(args, "option", None))
     from pekit.errors import ImageError
 

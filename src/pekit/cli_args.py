@@ -74,6 +74,8 @@ def _answer_opts(p: argparse.ArgumentParser, *, many: bool) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--seed", type=int)
+    p.add_argument("--fps", type=float, help="video: frames sampled per second (default 2)")
+    p.add_argument("--max-frames", type=int, help="video: at most this many sampled frames (each is a backbone pass)")
 
 
 def build_parser() -> argparse.ArgumentParser:

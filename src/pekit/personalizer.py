@@ -664,7 +664,7 @@ class Personalizer:
         of the user's concepts the question names are not visible). Multiple-choice
         questions (``options={"A": ..., "B": ...}`` or "A. x B. y" in the text) get the
         parsed letter in ``Answer.choice``. ``generation``: ``max_new_tokens``,
-        ``temperature``, ``seed``.
+        ``temperature``, ``seed``; for a clip also ``fps`` (default 2) and ``max_frames``.
 
         ``image`` may be a video path: the LVLM then gets a few annotated key frames (one
         contact sheet for single-image models) and the timeline of the tracks
@@ -720,14 +720,15 @@ class Personalizer:
         return list(self.memory.summaries(namespace=self.namespace))
 
     def _respond_video(self, video: str | os.PathLike, *, question: str | None, threshold: float | None,
-                       fps: float = 2.0, **generation: Any) -> Answer:
-        """`ask` / `caption` on a clip: key frames (or a contact sheet) + the track timeline."""
+                       fps: float = 2.0, max_frames: int | None = None, **generation: Any) -> Answer:
+        """`ask` / `caption` on a clip: key frames (or a contact sheet) + the track timeline
+        (``fps`` samples per second, at most ``max_frames``: a long clip costs a pass per sample)."""
         from pekit.video.answer import respond_video
         from pekit.video.run import recognize_video
 
         entry = self.galleries.get(self.namespace)
         step, confirm = self._video_steps(entry, threshold)
-        result = recognize_video(step, video, fps=fps, keep_sheet=True, confirm=confirm)
+        result = recognize_video(step, video, fps=fps, max_frames=max_frames, keep_sheet=True, confirm=confirm)
         return respond_video(self.lvlm, result, question=question,
                              contexts={c.name: c.context for c in self._listing() if c.context},
                              persons=[c.name for c in entry.others], **generation)

@@ -184,6 +184,12 @@ def test_cli_caption_a_clip_scene_by_scene_without_an_lvlm(face_clip: Path, tmp_
     assert record["sheet"] == sheet and record["written"] == [sheet] and "annotated" not in record
     assert main(["caption", str(face_clip), str(photo), "--memory", memory]) == 2
     assert "one video at a time" in capsys.readouterr().err
+    # a long clip can be bounded: the face appears from 1.5 s, after the two samples allowed
+    assert main(["caption", str(face_clip), "--max-frames", "2", "--fps", "1", "--json", "--memory", memory]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["detections"] == [] and all(not s["tracks"] for s in record["scenes"])
+    assert main(["ask", str(photo), "Who?", "--max-frames", "2", "--memory", memory]) == 2
+    assert "--max-frames is for a video clip" in capsys.readouterr().err
 
 
 def test_a_clip_takes_any_threshold_a_photo_takes(make_personalizer: Any, face_clip: Path, chelsea: np.ndarray,

@@ -186,15 +186,16 @@ def check_generation(max_new_tokens: int, temperature: float, seed: int | None) 
 
 
 def check_generation_options(generation: dict[str, Any], *, video: bool = False) -> None:
-    """``ask`` / ``caption``'s generation keyword options: known names (``fps`` too for a
-    clip) and valid values (`check_generation`); `InvalidInputError` naming the bad one.
+    """``ask`` / ``caption``'s generation keyword options: known names (``fps`` and
+    ``max_frames`` too for a clip) and valid values (`check_generation`); `InvalidInputError`
+    naming the bad one.
 
     >>> check_generation_options({"max_new_tokens": 64})
     """
-    known = {"max_new_tokens", "temperature", "seed", *(("fps",) if video else ())}
+    known = {"max_new_tokens", "temperature", "seed", *(("fps", "max_frames") if video else ())}
     unknown = sorted(set(generation) - known)
     if unknown:
-        also = "" if video else " (and fps for a video)"
+        also = "" if video else " (and fps, max_frames for a video)"
         raise InvalidInputError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; ask and "
                                 f"caption take max_new_tokens, temperature and seed{also}")
     check_generation(generation.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS), generation.get("temperature", 0.0),
