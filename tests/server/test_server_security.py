@@ -147,6 +147,28 @@ def test_upload_limits(make_app: Any, photos: dict[str, bytes]) -> None:
     assert _store(client).count() == 0
 
 
+def test_a_chunked_upload_over_the_limit_is_refused_as_it_is_read(make_app: Any, photos: dict[str, bytes]) -> None:
+    """A multipart upload without a length is counted as the app reads it (never buffered by
+    the middleware): past the limit the client gets 413 and nothing is stored."""
+    from pekit.server.limits import Limits
+
+    client = make_app(limits=Limits(max_body_bytes=200_000, max_photo_bytes=150_000))
+    key = client.app.state.service.keys.create("alice")
+    boundary = "pekitboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nBo\r\n--{boundary}\r\n"
+            f"Content-Disposition: form-data; name=\"photos\"; filename=\"a.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode()
+    def chunks() -> Any:
+        yield head
+        for _ in range(100):  # 100 x 10 kB: half of it is over the limit
+            yield b"\xff" * 10_000
+
+    r = client.post("/v1/concepts", headers={**auth(key), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+                    content=chunks())
+    assert r.status_code == 413 and "limit is 200000 bytes" in r.json()["error"]["message"]
+    assert _store(client).count() == 0
+
+
 def test_a_chunked_body_over_the_limit_is_refused(client: Any, alice: dict[str, str]) -> None:
     def chunks() -> Any:
         for _ in range(200):

@@ -1,12 +1,12 @@
 """The outermost layer of every request: request id, body size limit, metrics, access log.
 
-A pure ASGI middleware (no body buffering for well-behaved clients):
+A pure ASGI middleware (it never buffers a body):
 
 - sets the request id (`pekit.server.context`) and returns it as ``X-Request-ID``;
 - refuses an upload to ``/v1/`` without a valid API key with 401 before reading its body;
-- refuses a body over the limit with 413 before the app reads it: by ``Content-Length``
-  when given, else (chunked uploads) by counting while it is read into memory, up to the
-  limit and no further; JSON bodies have a small limit, multipart uploads a large one;
+- refuses a body over the limit with 413: by ``Content-Length`` before the app reads it
+  when given, else (chunked uploads) by counting as the app reads it, never buffering it
+  here; JSON bodies have a small limit, multipart uploads a large one;
 - answers 408 and closes the connection when a client sends nothing of an unfinished
   body for ``Limits.body_timeout_s`` (a stalled upload; the wait is per part, not total);
 - turns an unexpected exception into a JSON 500 with the request id (logged with its
@@ -79,11 +79,11 @@ class ServiceMiddleware:
         rid = new_request_id(_header(scope, b"x-request-id"))
         token = set_request_id(rid)
         start = time.perf_counter()
-        status = {"code": 500, "started": False, "timed_out": False}
+        status = {"code": 500, "started": False, "cut": False}  # cut: answered 408/413 mid-body
 
         async def send_with_id(message: Message) -> None:
-            if status["timed_out"] and status["started"]:
-                return  # the 408 is sent; the app's answer to the disconnect it was given is dropped
+            if status["cut"] and status["started"]:
+                return  # the 408 or 413 is sent; the app's answer to the disconnect it was given is dropped
             if message["type"] == "http.response.start":
                 status["code"], status["started"] = int(message["status"]), True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
@@ -93,12 +93,13 @@ class ServiceMiddleware:
         try:
             if not await self._authorized(scope, send_with_id, rid):
                 return  # refused before a byte of the body is read
-            bounded = await self._limited(scope, self._timed(receive, send_with_id, status, rid), send_with_id, rid)
+            bounded = await self._limited(scope, self._timed(receive, send_with_id, status, rid), send_with_id,
+                                          status, rid)
             if bounded is not None:
                 await self.app(scope, bounded, send_with_id)
         except Exception:
-            if status["timed_out"]:
-                return  # the app failed on the disconnect it was handed after the 408: nothing unexpected
+            if status["cut"]:
+                return  # the app failed on the disconnect it was handed after the 408 or 413: nothing unexpected
             log.exception("unexpected error on %s %s [%s]", scope.get("method"), scope.get("path"), rid)
             if not status["started"]:
                 await _send_json(send_with_id, 500, {"error": {"type": "InternalError", "status": 500, "message":
@@ -145,7 +146,7 @@ class ServiceMiddleware:
         body = {"done": False}
 
         async def timed() -> Message:
-            if status["timed_out"]:
+            if status["cut"]:
                 return {"type": "http.disconnect"}
             if body["done"]:
                 return await receive()
@@ -160,7 +161,7 @@ class ServiceMiddleware:
                                      f"the request body stopped arriving for {self.limits.body_timeout_s:g} s; "
                                      "send it again, whole"}, "request_id": rid},
                                      headers=[(b"connection", b"close")])
-                status["timed_out"] = True
+                status["cut"] = True
                 return {"type": "http.disconnect"}
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body["done"] = True
@@ -168,8 +169,11 @@ class ServiceMiddleware:
 
         return timed
 
-    async def _limited(self, scope: Scope, receive: Receive, send: Send, rid: str) -> Receive | None:
-        """``receive`` bounded to the body limit; None when a 413 was already sent."""
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, status: dict[str, Any],
+                       rid: str) -> Receive | None:
+        """``receive`` bounded to the body limit; None when a 413 was already sent. A body
+        without a length (chunked) is counted as the app reads it, never buffered here: past
+        the limit the client gets 413 and the app a disconnect, which ends its reading."""
         if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
             return receive
         kind = (_header(scope, b"content-type") or "").lower()
@@ -181,32 +185,30 @@ class ServiceMiddleware:
                 await self._too_large(send, what, int(declared), limit, rid)
                 return None
             return receive
-        # no length given (chunked): read up to the limit, then replay what was read
-        chunks: list[Message] = []
         total = 0
-        while True:
+
+        async def counted() -> Message:
+            nonlocal total
+            if status["cut"]:
+                return {"type": "http.disconnect"}
             message = await receive()
-            chunks.append(message)
-            if message["type"] != "http.request":
-                break
-            total += len(message.get("body", b""))
-            if total > limit:
-                await self._too_large(send, what, total, limit, rid)
-                return None
-            if not message.get("more_body", False):
-                break
+            if message["type"] == "http.request":
+                total += len(message.get("body", b""))
+                if total > limit:
+                    if not status["started"]:
+                        await self._too_large(send, what, total, limit, rid, close=True)
+                    status["cut"] = True
+                    return {"type": "http.disconnect"}
+            return message
 
-        async def replay() -> Message:
-            return chunks.pop(0) if chunks else await receive()
-
-        return replay
+        return counted
 
     @staticmethod
-    async def _too_large(send: Send, what: str, size: int, limit: int, rid: str) -> None:
+    async def _too_large(send: Send, what: str, size: int, limit: int, rid: str, *, close: bool = False) -> None:
         message = f"the {what} is {size} bytes or more; the limit is {limit} bytes; " + (
             "send fewer or smaller photos" if what.startswith("multipart") else "send a smaller body")
         await _send_json(send, 413, {"error": {"type": "PayloadTooLarge", "status": 413, "message": message},
-                                     "request_id": rid})
+                                     "request_id": rid}, headers=[(b"connection", b"close")] if close else None)
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any],
