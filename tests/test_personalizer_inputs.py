@@ -109,7 +109,7 @@ def test_update_changes_what_the_lvlm_is_told_without_a_pass(p: Any, chelsea: np
     ({"question": None}, "ask needs a question"),
     ({"question": "Where is Tom?", "max_tokens": 10}, "unknown option max_tokens"),
     ({"question": "Where is Tom?", "max_new_tokens": -1}, "max_new_tokens must be a positive integer"),
-    ({"question": "Where is Tom?", "fps": 2.0}, "unknown option fps; .* \\(and fps for a video\\)"),
+    ({"question": "Where is Tom?", "fps": 2.0}, "unknown option fps; .* \\(and fps, max_frames for a video\\)"),
     ({"question": "Where is Tom?\x1b[31m"}, "control character U\\+001B"),
 ])
 def test_ask_refuses_before_any_pass(p: Any, chelsea: np.ndarray, kwargs: dict[str, Any], words: str) -> None:
@@ -249,3 +249,25 @@ def test_explain_draws_parts_in_a_namespace_too_large_to_keep_them_all(p: Any, c
                         lambda unit, parts, shape: drawn.append(len(parts)) or real(unit, parts, shape))
     figure = p.explain(chelsea)
     assert figure.ndim == 3 and drawn == [len(tom.parts)] != [len(tom.views)]
+
+
+def test_two_look_alike_names_introduced_at_once_leave_one(p: Any, chelsea: np.ndarray,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process stores 'Ｍｉｍｉ' while this one's passes run for 'Mimi' (each checked
+    the names before its passes): the later takes itself back, so the memory holds one."""
+    import dataclasses
+
+    from pekit.errors import DuplicateConceptError
+
+    real_add = p.memory.add
+
+    def add_with_a_rival(concept: Any, **kwargs: Any) -> Any:
+        if concept.name == "Mimi":  # the other process's write lands first
+            real_add(dataclasses.replace(concept, name="Ｍｉｍｉ"))
+        return real_add(concept, **kwargs)
+
+    monkeypatch.setattr(p.memory, "add", add_with_a_rival)
+    with pytest.raises(DuplicateConceptError, match="introduced meanwhile"):
+        p.introduce("Mimi", chelsea, category="cat")
+    names = p.memory.names(namespace=p.namespace)
+    assert "Ｍｉｍｉ" in names and "Mimi" not in names

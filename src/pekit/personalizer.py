@@ -337,8 +337,9 @@ class Personalizer:
         self._check_writable(f"introduce '{name.strip()}'")  # fail before spending backbone passes
         start = time.perf_counter()
         if kind == PERSON:
-            return self._introduce_person(name, refs, category=category, context=context, boxes=boxes,
-                                          replace=replace, start=start)
+            person = self._introduce_person(name, refs, category=category, context=context, boxes=boxes,
+                                            replace=replace, start=start)
+            return person if old is not None else self._first_of_lookalikes(person)
         views = self.views(refs, category=category, boxes=boxes, masks=masks)
         # do the photos recognize one another? (None for one photo)
         cfg = self.pipeline.config
@@ -366,7 +367,8 @@ class Personalizer:
                         "photos of it that look unlike these may be missed; more photos (other angles, other "
                         "places: `add_view`, `pekit add-view`) help", name, len(views), agreement,
                         self.pipeline.config.threshold)
-        return self.memory.add(concept, replace=replace)
+        stored = self.memory.add(concept, replace=replace)
+        return stored if old is not None else self._first_of_lookalikes(stored)
 
     def low_consistency(self, concept: Concept) -> bool | None:
         """Whether ``concept``'s reference photos match one another so little (`CONSISTENCY`,
@@ -399,6 +401,24 @@ class Personalizer:
 
                 raise DuplicateConceptError(f"'{name}' looks the same as the stored concept '{stored}' (the same "
                                             "letters in another form); use that name, or choose another one")
+
+    def _first_of_lookalikes(self, stored: Concept) -> Concept:
+        """``stored``, a new name just written, unless a look-alike of it was written meanwhile
+        by another process (two workers introducing 'Bo' and 'Ｂｏ' at once both pass
+        `_check_lookalike` before their passes): the later of the two, by id, takes itself
+        back and raises `DuplicateConceptError`, so one of them is stored, whichever runs
+        this check first."""
+        key = lookalike_key(stored.name)
+        earlier = [name for cid, (name, _) in sorted(self.memory.stamps(namespace=self.namespace).items())
+                   if cid < stored.id and lookalike_key(name) == key]
+        if not earlier:
+            return stored
+        from pekit.errors import DuplicateConceptError
+
+        self.memory.remove(stored.name, namespace=self.namespace)
+        raise DuplicateConceptError(f"'{stored.name}' looks the same as '{earlier[0]}', which was introduced meanwhile "
+                                    "(by another process); use that name, or choose another one (the memory keeps "
+                                    f"'{earlier[0]}' only)")
 
     def _introduce_person(self, name: str, refs: Sequence[ImageInput], *, category: str, context: str,
                           boxes: Sequence[Any] | None, replace: bool, start: float) -> Concept:
