@@ -44,3 +44,40 @@ def test_importing_pekit_sets_no_thread_environment() -> None:
             "print(sorted(k for k in os.environ if os.environ.get(k) != before.get(k)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+_OVERLAP = """
+import json, threading, numpy as np
+from threadpoolctl import threadpool_info
+from pekit._threads import blas_threads
+counts = lambda: [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+np.ones((4, 4)) @ np.ones((4, 4))
+before, seen = counts(), []
+a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+def a():
+    with blas_threads(1):
+        a_in.set(); b_in.wait(5)
+    a_out.set()
+def b():
+    a_in.wait(5)
+    with blas_threads(1):
+        b_in.set(); a_out.wait(5); seen.append(counts())
+threads = [threading.Thread(target=a), threading.Thread(target=b)]
+[t.start() for t in threads]; [t.join(10) for t in threads]
+print(json.dumps([before, seen, counts()]))
+"""
+
+
+def test_blocks_overlapping_in_threads_restore_the_settings_from_before_them() -> None:
+    """Thread A enters, thread B enters, A leaves, B leaves: BLAS is back where it was (a
+    restore per block put B's saved limit back last, for the whole process), and B ran
+    limited to the end. In a process with 2 BLAS threads to start from, whatever the
+    environment of the test run."""
+    import json
+    import os
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", _OVERLAP], capture_output=True, text=True, check=True, env=env)
+    before, seen, after = json.loads(out.stdout)
+    assert before == after == [2] * len(before) and before, out.stdout
+    assert seen == [[1] * len(before)], out.stdout  # B ran limited after A left

@@ -114,6 +114,15 @@ def save_image(image: Any, target: str | os.PathLike, *, hint: str = "pass anoth
         raise OutputError.writing(target, exc, hint=hint) from exc
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether paths ``a`` and ``b`` name one file: an existing one (through links), or one
+    path written twice when it does not exist yet."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(os.path.expanduser(a)) == os.path.abspath(os.path.expanduser(b))
+
+
 def make_folder(folder: str | os.PathLike, *, hint: str = "pass another path") -> None:
     """Create ``folder`` (and its parents) when missing; an `OutputError` naming it and the
     cause (``hint``: what to do instead) when it cannot be made."""

@@ -20,8 +20,10 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 __all__ = ["blas_threads", "cores"]
 
@@ -34,14 +36,25 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+#: BLAS settings are one per process: blocks running at once in several threads share the
+#: first one's limit, and the last to leave restores what was there before the first came
+_lock = threading.Lock()
+_active = 0
+_limits: Any = None  # the outermost block's threadpool_limits (it holds the original settings)
+
+
 @contextmanager
 def blas_threads(limit: int = 1) -> Iterator[None]:
     """Run the block with at most ``limit`` BLAS threads (numpy/scipy); restored on exit.
 
-    Costs ~0.2 ms per entry (threadpoolctl finds the loaded BLAS libraries each time, so
-    a library loaded after the first call is limited too). Without ``threadpoolctl``
-    installed the block runs unchanged.
+    The setting is the process's: while blocks overlap in several threads, the first one's
+    limit holds, and the settings from before the first are restored when the last one
+    leaves (restoring per block would leave a thread's limit behind for the whole process).
+    Costs ~0.2 ms per outermost entry (threadpoolctl finds the loaded BLAS libraries each
+    time, so a library loaded after the first call is limited too). Without
+    ``threadpoolctl`` installed the block runs unchanged.
     """
+    global _active, _limits
     if limit < 1:
         raise ValueError(f"limit must be >= 1 thread, got {limit}")
     try:
@@ -49,5 +62,15 @@ def blas_threads(limit: int = 1) -> Iterator[None]:
     except ImportError:  # pragma: no cover - a core dependency; keep working without it
         yield
         return
-    with threadpool_limits(limits=limit, user_api="blas"):
+    with _lock:
+        if _active == 0:
+            _limits = threadpool_limits(limits=limit, user_api="blas")  # applied now
+        _active += 1
+    try:
         yield
+    finally:
+        with _lock:
+            _active -= 1
+            if _active == 0 and _limits is not None:
+                _limits.restore_original_limits()
+                _limits = None

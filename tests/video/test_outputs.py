@@ -304,3 +304,25 @@ def test_the_last_samples_boxes_end_at_a_cut_or_the_clip_or_where_sampling_stopp
     clip = make_clip(tmp_path / "clip.mp4", frames)
     recognize_video(_always_bo, clip, fps=2.0, max_frames=max_frames, out=tmp_path / "a.mp4")
     assert [t for t, box in _drawn(tmp_path / "a.mp4") if not box] == pytest.approx(unboxed)
+
+
+def test_an_output_over_the_clip_itself_is_refused_before_any_work(tmp_path: Path,
+                                                                    make_clip: Callable[..., Path]) -> None:
+    """From Python as from the CLI: the clip is never replaced by its annotated copy or sheet
+    (root writes even a read-only file), through another spelling of its path too."""
+    clip = make_clip(tmp_path / "clip.mp4", _frames())
+    before = clip.read_bytes()
+    calls: list[int] = []
+
+    def counting(image: np.ndarray, timings: dict[str, float]) -> Detections:
+        calls.append(1)
+        return _square(image, timings)
+
+    link = tmp_path / "link.mp4"
+    link.symlink_to(clip)
+    for options in ({"out": clip}, {"out": tmp_path / "." / "clip.mp4"}, {"out": str(link)}):
+        with pytest.raises(InvalidInputError, match="clip itself"):
+            recognize_video(counting, clip, **options)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="from a file"):
+        recognize_video(counting, clip.read_bytes())  # type: ignore[arg-type]
+    assert clip.read_bytes() == before and not calls and not (tmp_path / "a.mp4").exists()

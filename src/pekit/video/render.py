@@ -105,6 +105,11 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
     if Path(target).suffix.lower() not in VIDEO_OUT_SUFFIXES:
         raise InvalidInputError(f"the annotated video must end in one of {', '.join(VIDEO_OUT_SUFFIXES)}, "
                                 f"got '{target}'")
+    from pekit._files import same_file
+
+    if same_file(source, target):
+        raise InvalidInputError(f"the annotated video '{target}' would replace the clip it is made from; choose "
+                                "another file name")
     draw = stable_annotate(colours)
     sample_times = np.asarray(times, np.float64)
     if windows is None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from pekit._files import same_file
 from pekit.types import Detections
 from pekit.video.decode import SCENE_CUT, VideoInfo, check_fps, check_max_frames, check_scene_cut, probe, sample_frames
 from pekit.video.render import VIDEO_OUT_SUFFIXES, check_audio, contact_sheet, save_png, thumbnail, write_annotated
@@ -234,6 +235,13 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
         raise InvalidInputError(f"the annotated video must end in one of {', '.join(VIDEO_OUT_SUFFIXES)}, got '{out}'")
     if sheet is not None:
         check_sheet_path(sheet)  # before the clip is read, not after the work
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidInputError(f"a video is read from a file: pass its path (str or pathlib.Path), got "
+                                f"{type(path).__name__}")
+    for option, target in (("out", out), ("sheet", sheet)):
+        if target is not None and same_file(target, path):  # as root, not even a read-only clip is safe
+            raise InvalidInputError(f"{option}='{target}' is the clip itself, so writing there would replace it; "
+                                    "choose another file name")
     audio = check_audio(audio)
     info = probe(path, max_pixels=max_pixels)
     timings = {"decode": 0.0, "backbone": 0.0, "faces": 0.0, "tracking": 0.0, "render": 0.0}
