@@ -271,3 +271,23 @@ def test_two_look_alike_names_introduced_at_once_leave_one(p: Any, chelsea: np.n
         p.introduce("Mimi", chelsea, category="cat")
     names = p.memory.names(namespace=p.namespace)
     assert "Ｍｉｍｉ" in names and "Mimi" not in names
+
+
+def test_a_library_user_gets_pekits_errors_for_plausible_mistakes(p: Any, chelsea: np.ndarray,
+                                                                  tmp_path: Path) -> None:
+    """No bare TypeError, ValueError or OSError from deep inside for these."""
+    from pekit.errors import ImageError
+    from pekit.personalizer import Personalizer
+
+    with pytest.raises(InvalidInputError, match="caption takes no question"):
+        p.caption(chelsea, question="What is it?")
+    with pytest.raises(InvalidInputError, match="from a file"):
+        p.recognize_video(b"\x00\x00\x00\x18ftypmp42")
+    with pytest.raises(ImageError, match="not a path this system can open"):
+        p.recognize(str(tmp_path / ("x" * 300 + ".jpg")))
+    for bad in ({"face_tolerance": "x"}, {"face_tolerance": -1}, {"face_tolerance": float("nan")}, {"faces": 5}):
+        with pytest.raises(InvalidInputError, match=r"face_tolerance|faces must be"):
+            Personalizer(memory="memory://", **bad)
+    assert Personalizer(memory="memory://", face_tolerance=np.float32(0.5)).face_tolerance == 0.5
+    boxes = ([30, 0, 451, 300] for _ in range(1))  # a generator, as images may be
+    assert len(p.introduce("Mochi", [chelsea], boxes=boxes).views) == 1

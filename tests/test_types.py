@@ -304,3 +304,19 @@ def test_numbers_of_any_size_are_numbers_and_out_of_range_is_a_clear_error() -> 
     assert not any(finite_number(v) for v in (True, "0.5", float("nan"), float("inf"), None, [1]))
     with pytest.raises(InvalidInputError, match="cosine score in"):
         check_threshold(2**64)
+
+
+def test_results_compare_by_value_as_a_user_compares_them() -> None:
+    """``==``, ``in`` and ``list.index`` on detections, concepts and answers: by value, arrays
+    included (the generated equality raised numpy's "truth value is ambiguous")."""
+    from pekit.types import Answer
+
+    a, b = Detections(xyxy=[[0, 0, 10, 10]], score=[0.7], name=["Bo"]), Detections(xyxy=[[0, 0, 10, 10]],
+                                                                                   score=[0.7], name=["Bo"])
+    assert a == b and a in [Detections.empty(), b] and [Detections.empty(), b].index(a) == 1
+    assert a != Detections(xyxy=[[0, 0, 10, 11]], score=[0.7], name=["Bo"]) and a != Detections.empty()
+    assert Detections.empty() == Detections.empty() and a != "Bo"
+    bo = Concept("Bo", np.eye(2, 8), meta={"boxes": [[1.0, 2.0, 3.0, 4.0]]})
+    assert bo == Concept("Bo", np.eye(2, 8), meta={"boxes": [[1.0, 2.0, 3.0, 4.0]]})
+    assert bo != Concept("Bo", np.eye(2, 8) * 0.5) and bo != Concept("Rex", np.eye(2, 8))
+    assert Answer("hi", a, "prompt") == Answer("hi", b, "prompt") != Answer("ho", b, "prompt")

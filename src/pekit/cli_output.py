@@ -46,13 +46,20 @@ def out_path(out: str | None, image: Path, many: bool, suffix: str = "_pekit", e
     return target
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system: not there (reading it says so)
+        return False
+
+
 def check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
     """Refuse, before any work, an output file that is one of the inputs (it would be
     overwritten with the annotated copy) and a file name for ``--out`` when several photos
     each need a file of their own."""
     from pekit.images import IMAGE_SUFFIXES
 
-    sources = [p for p in inputs if p.exists()]
+    sources = [p for p in inputs if _exists(p)]
     for option in ("out", "explain", "sheet"):
         value = getattr(args, option, None)
         if not value:

@@ -309,9 +309,14 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
         if not os.fspath(source).strip():
             raise ImageError("the image path is empty; pass a file name, e.g. 'photo.jpg'")
         path = Path(source).expanduser()
-        if not path.exists():
+        try:
+            there, folder = path.exists(), path.is_dir()
+        except OSError as exc:  # a name too long for the file system (Python < 3.12 raises it here)
+            raise ImageError(f"{name[:120]}: not a path this system can open ({exc.strerror or exc}); check the "
+                             "path") from exc
+        if not there:
             raise ImageError(f"{name}: no such file; check the path")
-        if path.is_dir():
+        if folder:
             raise ImageError(f"{name}: is a folder, not an image; pass the image files inside it")
         try:
             if path.stat().st_size == 0:
@@ -368,7 +373,11 @@ def list_images(paths: list[str | os.PathLike]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         path = Path(p).expanduser()
-        if path.is_dir():
+        try:
+            folder = path.is_dir()
+        except OSError:  # a name too long for the file system: read as a file, which says so (`load_image`)
+            folder = False
+        if folder:
             found = sorted(q for q in path.iterdir()  # hidden files: other programs' (and pekit's) temporaries
                            if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".")
                            and not PEKIT_OUTPUT.search(q.stem))

@@ -68,7 +68,7 @@ from pekit.pipeline import Pipeline, check_workers
 from pekit.presets import Preset, get_preset, presets_for
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery, thresholds_or
-from pekit.types import Answer, Concept, Detections, PatchGrid, check_threshold
+from pekit.types import Answer, Concept, Detections, PatchGrid, check_threshold, finite_number
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +166,21 @@ class Personalizer:
             raise InvalidInputError(f"lvlm must be a spec ('none', 'hf:<id>', 'openai:<url>#<model>') or an object "
                                     f"with generate(image, prompt, ...) (pekit.answer.LVLM), got {type(lvlm).__name__}")
         self._lvlm_spec = lvlm if lvlm is not None else self.preset.lvlm
+        if not isinstance(faces, str) and not (callable(getattr(faces, "detect", None))
+                                               and callable(getattr(faces, "embed", None))
+                                               and isinstance(getattr(faces, "fingerprint", None), str)):
+            raise InvalidInputError(f"faces must be a face model spec ('dlib', 'dlib-cnn', 'onnx:<file>') or an object "
+                                    f"with detect, embed and a fingerprint (pekit.faces), got {type(faces).__name__}")
         self._faces_spec = faces
+        if face_tolerance is not None and not (finite_number(face_tolerance) and float(face_tolerance) > 0):
+            raise InvalidInputError(f"face_tolerance must be a face distance above 0 (dlib's own is 0.6; lower is "
+                                    f"stricter), got {face_tolerance!r}; leave it out for the face model's")
         # lazily built models, shared with `for_namespace` siblings (one dict, many owners),
         # built once even when several threads ask at once
         self._models: dict[str, Any] = {}
         self._models_lock = threading.Lock()  # guards the per-model locks: a slow LVLM load blocks no other model
         self._model_locks: dict[str, threading.Lock] = {}
-        self.face_tolerance = face_tolerance
+        self.face_tolerance = None if face_tolerance is None else float(face_tolerance)
 
     def for_namespace(self, namespace: str) -> Personalizer:
         """A Personalizer of another owner that shares this one's models and memory store.
@@ -316,6 +324,8 @@ class Personalizer:
             raise InvalidInputError("a person is found by face: pass boxes (--box) to pick one, not masks")
         name = check_new_name(clean_name(name))
         refs = image_list(images)
+        if boxes is not None and not isinstance(boxes, (list, tuple, np.ndarray)):
+            boxes = list(boxes)  # a generator is read twice below (the views, the recorded boxes)
         if len(refs) == 0:
             raise InvalidInputError(f"introduce '{name}' needs at least one reference image")
         old = self._same_name(name)
@@ -701,6 +711,8 @@ class Personalizer:
         """A caption that calls the recognized concepts by name (of a photo, or of a video path:
         one caption per scene, in ``Answer.text`` as ``"start-end s: caption"`` lines and in
         ``Answer.meta["scenes"]``)."""
+        if "question" in generation or "options" in generation:
+            raise InvalidInputError("caption takes no question or options; for a question use ask(image, question)")
         return self._respond(image, question=None, options=None, threshold=threshold, **generation)
 
     def _respond(self, image: ImageInput, *, question: str | None, options: dict[str, str] | None,

@@ -118,8 +118,32 @@ def _as_array(value: Any, dtype: Any, name: str) -> np.ndarray:
         raise InvalidInputError(f"{name} must be array-like of {np.dtype(dtype).name}: {exc}") from exc
 
 
-@dataclass
-class Detections:
+def _same(a: Any, b: Any) -> bool:
+    """Whether two field values are equal, arrays (and lists or dicts holding them) by value."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+                and bool(np.array_equal(a, b)))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+class _ValueEquality:
+    """``==`` field by field, arrays compared by value (the generated one would raise numpy's
+    "truth value of an array is ambiguous", and so would ``in`` and ``list.index``)."""
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))  # type: ignore[arg-type]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+
+@dataclass(eq=False)
+class Detections(_ValueEquality):
     """Parallel arrays describing ``n`` regions of one image.
 
     Attributes:
@@ -296,8 +320,8 @@ class Detections:
         ]
 
 
-@dataclass
-class Concept:
+@dataclass(eq=False)
+class Concept(_ValueEquality):
     """One personal concept in memory.
 
     Attributes:
@@ -375,8 +399,8 @@ class Concept:
         return int(self.views.shape[1])
 
 
-@dataclass
-class Answer:
+@dataclass(eq=False)
+class Answer(_ValueEquality):
     """Result of `Personalizer.ask` / `caption`.
 
     Attributes:

@@ -137,3 +137,18 @@ def test_a_large_namespace_is_refreshed_from_its_changes_only(memory: SqliteMemo
     # many changes at once: a full read again
     memory.add_many([make(f"d{i}", 200 + i) for i in range(40)])
     assert cache.get().gallery.names[-1] == "d39" and cache.builds == 2
+
+
+def test_a_large_namespace_drops_a_category_no_concept_holds_any_more(memory: SqliteMemory) -> None:
+    """The detector is asked for the categories of the namespace's concepts: after a patch
+    they are those a full read gives, not every category ever seen."""
+    memory.add_many([dataclasses.replace(make(f"c{i}", i), category="toy") for i in range(40)])
+    cache = GalleryCache(memory, eager=4)
+    assert cache.get().categories == ["toy"]
+    memory.update(dataclasses.replace(memory.get("c3"), category="dog"))
+    assert cache.get().categories == ["toy", "dog"]
+    memory.update(dataclasses.replace(memory.get("c3"), category="puppy"))
+    memory.remove("c7")
+    entry = cache.get()
+    assert cache.builds == 1 and cache.patches == 2
+    assert entry.categories == GalleryCache(memory, eager=4).get().categories == ["toy", "puppy"]

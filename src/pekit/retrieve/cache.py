@@ -63,6 +63,7 @@ class NamespaceGallery:
     categories: list[str] = field(default_factory=list)
     stamps: dict[int, float] = field(default_factory=dict, repr=False)  # id -> updated (lazy namespaces)
     _parts: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict, repr=False)
+    category_of: dict[int, str] = field(default_factory=dict, repr=False)  # id -> category (gallery concepts)
 
 
 class GalleryCache:
@@ -128,7 +129,8 @@ class GalleryCache:
         others = [c for c in concepts if self.select is not None and not self.select(c)]
         categories = list(dict.fromkeys(c.category for c in chosen if c.category))
         entry = NamespaceGallery(Gallery.from_concepts([]), others, generation, len(concepts), categories,
-                                 {} if eager else {c.id: c.updated for c in concepts})
+                                 {} if eager else {c.id: c.updated for c in concepts},
+                                 category_of={c.id: c.category for c in chosen})
         fetch = None if eager else self._fetcher(namespace, entry)
         entry.gallery = Gallery.from_concepts(chosen, fetch=fetch)
         return entry
@@ -151,9 +153,12 @@ class GalleryCache:
             lru = old._parts
             for i in removed:
                 lru.pop(i, None)
-        categories = list(dict.fromkeys([*old.categories, *(c.category for c in chosen if c.category)]))
+        # a category no concept holds any more is no detector label any more
+        category_of = {i: c for i, c in old.category_of.items() if i not in removed}
+        category_of.update({c.id: c.category for c in chosen})
+        categories = list(dict.fromkeys(c for _, c in sorted(category_of.items()) if c))
         entry = NamespaceGallery(old.gallery.replaced(removed, chosen), others, generation, len(listing),
-                                 categories, now, lru)
+                                 categories, now, lru, category_of)
         self.patches += 1
         return entry
 

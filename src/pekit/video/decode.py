@@ -146,7 +146,12 @@ def is_video(path: str | os.PathLike) -> bool:
 def _open(path: str | os.PathLike) -> Any:
     av = require("av", "video", "av")
     p = Path(path)
-    if not p.is_file():
+    try:
+        found = p.is_file()
+    except OSError as exc:  # a name too long for the file system (Python < 3.12 raises it here)
+        raise VideoError(f"'{str(p)[:120]}': not a path this system can open ({exc.strerror or exc}); check the "
+                         "path") from exc
+    if not found:
         raise VideoError(f"'{p}': no such video file; check the path")
     if p.stat().st_size == 0:
         raise VideoError(f"'{p}': the file is empty (0 bytes)")
