@@ -428,8 +428,7 @@ class Personalizer:
         self.memory.remove(stored.name, namespace=self.namespace)
         raise DuplicateConceptError(f"'{stored.name}' looks the same as '{earlier[0]}', which was introduced meanwhile "
                                     "(by another process or thread); use that name, or choose another one (the memory "
-                                    "keeps "
-                                    f"'{earlier[0]}' only)")
+                                    f"keeps '{earlier[0]}' only)")
 
     def _introduce_person(self, name: str, refs: Sequence[ImageInput], *, category: str, context: str,
                           boxes: Sequence[Any] | None, replace: bool, start: float) -> Concept:
