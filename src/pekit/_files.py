@@ -114,6 +114,20 @@ def save_image(image: Any, target: str | os.PathLike, *, hint: str = "pass anoth
         raise OutputError.writing(target, exc, hint=hint) from exc
 
 
+def output_path(path: str | os.PathLike, what: str) -> Path:
+    """``path`` (user folder expanded) if this system can name it; `InvalidInputError` when
+    not (a file name over the file system's length limit), before any work is done."""
+    from pekit.errors import InvalidInputError
+
+    target = Path(path).expanduser()
+    try:
+        target.exists()
+    except OSError as exc:  # Python < 3.12 raises ENAMETOOLONG here
+        raise InvalidInputError(f"{what} '{os.fspath(path)[:80]}...': not a path this system can write "
+                                f"({exc.strerror or exc}); choose a shorter name") from exc
+    return target
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether paths ``a`` and ``b`` name one file: an existing one (through links), or one
     path written twice when it does not exist yet."""

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pekit._files import make_folder, save_image
+from pekit._files import make_folder, output_path, save_image
 from pekit.errors import InvalidInputError, PekitError
 
 __all__ = ["beside", "check_outputs", "free", "out_path", "read_only", "save", "save_beside", "skipped"]
@@ -64,7 +64,7 @@ def check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
         value = getattr(args, option, None)
         if not value:
             continue
-        target = Path(value).expanduser()
+        target = output_path(value, f"--{option}")  # a name too long for the file system: said before any work
         if target.exists() and not target.is_dir() and any(os.path.samefile(target, s) for s in sources):
             raise InvalidInputError(
                 f"--{option} '{value}' is one of the inputs, so writing there would replace it; "

@@ -470,3 +470,41 @@ def test_a_body_timeout_that_cannot_work_is_refused(value: Any) -> None:
 
     with pytest.raises(InvalidInputError, match="body_timeout_s"):
         Limits(body_timeout_s=value)
+
+
+def test_an_answer_already_begun_is_finished_when_the_body_goes_over_the_limit() -> None:
+    """The app stops reading (it gets a disconnect) but its own answer is not cut off: no
+    413 can be sent once an answer has started, and dropping the rest would leave the
+    client an unfinished response."""
+    import anyio
+
+    from pekit.server.limits import Limits
+    from pekit.server.metrics import Metrics
+    from pekit.server.middleware import ServiceMiddleware
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                await send({"type": "http.response.body", "body": b"stopped", "more_body": False})
+                return
+            await send({"type": "http.response.body", "body": b"part;", "more_body": True})
+
+    chunks = [{"type": "http.request", "body": b"12345", "more_body": True},
+              {"type": "http.request", "body": b"67890", "more_body": True},
+              {"type": "http.request", "body": b"abc", "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/x", "headers": [(b"content-type", b"application/json")]}
+    middleware = ServiceMiddleware(streaming, limits=Limits(max_json_bytes=10), metrics=Metrics())
+    anyio.run(middleware, scope, receive, send)
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [200]
+    assert [m["body"] for m in sent if m["type"] == "http.response.body"] == [b"part;", b"part;", b"stopped"]
+    assert sent[-1]["more_body"] is False  # finished, not left hanging

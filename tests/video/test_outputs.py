@@ -326,3 +326,34 @@ def test_an_output_over_the_clip_itself_is_refused_before_any_work(tmp_path: Pat
     with pytest.raises(InvalidInputError, match="from a file"):
         recognize_video(counting, clip.read_bytes())  # type: ignore[arg-type]
     assert clip.read_bytes() == before and not calls and not (tmp_path / "a.mp4").exists()
+
+
+def test_a_clip_cut_short_by_max_frames_says_how_much_was_looked_at(tmp_path: Path,
+                                                                   make_clip: Callable[..., Path]) -> None:
+    """With max_frames the rest of the clip is not looked at: the timeline and the LVLM's
+    prompt say so, rather than "none of your things appear in this 3 s video"."""
+    from pekit.video.answer import video_prompt
+
+    clip = make_clip(tmp_path / "clip.mp4", [np.full((64, 96, 3), 60, np.uint8)] * 30)
+    nobody = lambda image, timings: Detections.empty()  # noqa: E731
+    short = recognize_video(nobody, clip, fps=2.0, max_frames=2)
+    assert short.looked_until == pytest.approx(0.75)
+    assert "first 0.8 s of clip.mp4" in short.timeline() and "the rest was not looked at" in short.timeline()
+    assert "the first 0.8 s of a 3.0 s video (the rest was not looked at)" in video_prompt(short, question="Who?")
+    assert short.to_dict()["looked_until"] == pytest.approx(0.75) and short.scenes[-1].end == pytest.approx(0.75)
+    whole = recognize_video(nobody, clip, fps=2.0, max_frames=6)  # 6 samples: the whole clip
+    assert whole.looked_until is None and "a 3.0 s video" in video_prompt(whole, question="Who?")
+
+
+def test_output_names_too_long_for_the_file_system_are_refused_before_the_work(tmp_path: Path,
+                                                                             make_clip: Callable[..., Path]) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", _frames())
+    long = "a" * 300
+    for options in ({"out": tmp_path / f"{long}.mp4"}, {"sheet": tmp_path / f"{long}.png"}):
+        with pytest.raises(InvalidInputError, match="not a path this system can write"):
+            recognize_video(_square, clip, **options)  # type: ignore[arg-type]
+    photo = tmp_path / "p.png"
+    from PIL import Image
+
+    Image.fromarray(_frames()[0]).save(photo)
+    assert main(["recognize", str(photo), "--out", str(tmp_path / f"{long}.png"), "--memory", "memory://"]) == 2

@@ -143,10 +143,10 @@ class ServiceMiddleware:
         listen for a disconnect for as long as it answers)."""
         import anyio
 
-        body = {"done": False}
+        body = {"done": False, "stalled": False}
 
         async def timed() -> Message:
-            if status["cut"]:
+            if status["cut"] or body["stalled"]:
                 return {"type": "http.disconnect"}
             if body["done"]:
                 return await receive()
@@ -156,12 +156,13 @@ class ServiceMiddleware:
             except TimeoutError:
                 log.warning("a request body stalled for %g s; answered 408 and closed [%s]",
                             self.limits.body_timeout_s, rid)
-                if not status["started"]:
+                body["stalled"] = True  # the app reads no more of it
+                if not status["started"]:  # (an answer already begun is the app's to finish)
                     await _send_json(send, 408, {"error": {"type": "RequestTimeout", "status": 408, "message":
                                      f"the request body stopped arriving for {self.limits.body_timeout_s:g} s; "
                                      "send it again, whole"}, "request_id": rid},
                                      headers=[(b"connection", b"close")])
-                status["cut"] = True
+                    status["cut"] = True
                 return {"type": "http.disconnect"}
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body["done"] = True
@@ -185,19 +186,20 @@ class ServiceMiddleware:
                 await self._too_large(send, what, int(declared), limit, rid)
                 return None
             return receive
-        total = 0
+        total, over = 0, False
 
         async def counted() -> Message:
-            nonlocal total
-            if status["cut"]:
+            nonlocal total, over
+            if status["cut"] or over:
                 return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 total += len(message.get("body", b""))
                 if total > limit:
-                    if not status["started"]:
+                    over = True  # the app reads no more of it
+                    if not status["started"]:  # (an answer already begun is the app's to finish)
                         await self._too_large(send, what, total, limit, rid, close=True)
-                    status["cut"] = True
+                        status["cut"] = True
                     return {"type": "http.disconnect"}
             return message
 

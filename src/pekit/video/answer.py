@@ -118,7 +118,7 @@ def video_prompt(result: VideoResult, *, question: str | None, contexts: Mapping
     people = set(persons)
     contexts = dict(contexts or {})
     tracks = result.tracks if scene is None else result.scene_tracks(scene)
-    clip = f"a {result.info.duration:.1f} s video"
+    clip = result.span  # "a 4.0 s video", or only the part of it that was looked at
     if scene is not None:
         sc = result.scene(scene)
         clip = f"scene {scene} ({sc.start:.1f}-{sc.end:.1f} s) of {clip}"

@@ -344,6 +344,8 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
                 # ticks stay at start + k / rate; one sample per tick: the next is the first after t
                 next_t = start + (math.floor((t + 1e-6 - start) * rate) + 1) / rate
         except av.error.FFmpegError as exc:
+            if max_frames is not None and count >= max_frames:  # only looking past the last sample: it stands
+                return tuple(cuts), True
             where = f"after {count} sampled frames ({next_t:.1f} s)" if count else "at the first frame"
             raise VideoError(f"'{path}': the video stream cannot be decoded {where} ({exc}); the file may be "
                              "truncated or use an unsupported codec") from exc

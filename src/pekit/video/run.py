@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pekit._files import same_file
+from pekit._files import output_path, same_file
 from pekit.types import Detections
 from pekit.video.decode import SCENE_CUT, VideoInfo, check_fps, check_max_frames, check_scene_cut, probe, sample_frames
 from pekit.video.render import VIDEO_OUT_SUFFIXES, check_audio, contact_sheet, save_png, thumbnail, write_annotated
@@ -113,6 +113,9 @@ class VideoResult:
         shots: ``{(scene, track id): (score, sample index, JPEG)}``: the best frame of each
             track in each scene (kept with ``keep_sheet``; see `pekit.video.answer`).
         scene_frames: ``{scene: (sample index, JPEG)}``: each scene's first sample (``keep_sheet``).
+        looked_until: when ``max_frames`` stopped the sampling before the clip's end, the time
+            (s) the clip was looked at up to (half a step after the last sample); else None.
+            Timelines and prompts then say the rest was not looked at.
     """
 
     info: VideoInfo
@@ -128,6 +131,16 @@ class VideoResult:
     audio: str | None = None
     shots: dict[tuple[int, int], tuple[float, int, bytes]] = field(default_factory=dict, repr=False)
     scene_frames: dict[int, tuple[int, bytes]] = field(default_factory=dict, repr=False)
+    looked_until: float | None = None
+
+    @property
+    def span(self) -> str:
+        """How much of the clip was looked at, in words: ``"a 4.0 s video"``, or ``"the first
+        1.2 s of a 4.0 s video (the rest was not looked at)"``."""
+        whole = f"a {self.info.duration:.1f} s video"
+        if self.looked_until is None:
+            return whole
+        return f"the first {self.looked_until:.1f} s of {whole} (the rest was not looked at)"
 
     def scene_tracks(self, scene: int) -> list[Track]:
         """The tracks seen in ``scene``, their times and frame counts cut to it (copies)."""
@@ -147,6 +160,9 @@ class VideoResult:
         if not tracks:
             where = Path(self.info.path).name if scene is None else f"scene {scene}"
             length = self.info.duration if scene is None else self.scene(scene).end - self.scene(scene).start
+            if scene is None and self.looked_until is not None:
+                return (f"none of your concepts appear in the first {self.looked_until:.1f} s of {where} "
+                        f"({length:.1f} s; the rest was not looked at)")
             return f"none of your concepts appear in {where} ({length:.1f} s)"
         return "\n".join(f"{t.start:6.1f}–{t.end:.1f} s  {t.name} ({t.score:.2f})" for t in tracks)
 
@@ -166,6 +182,7 @@ class VideoResult:
             "scenes": [dict(sc.to_dict(), tracks=[t.id for t in self.scene_tracks(sc.index)]) for sc in self.scenes],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "annotated": self.annotated, "sheet": self.sheet, "audio": self.audio,
+            "looked_until": None if self.looked_until is None else round(self.looked_until, 3),
         }
         if frames:
             out["frames"] = [f.to_dict() for f in self.frames]
@@ -231,6 +248,8 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     if scene_cut is not None:
         scene_cut = check_scene_cut(scene_cut)
     check_max_frames(max_frames)
+    if out is not None:
+        output_path(out, "out")  # a name too long for the file system: said now, not after the work
     if out is not None and Path(out).suffix.lower() not in VIDEO_OUT_SUFFIXES:
         raise InvalidInputError(f"the annotated video must end in one of {', '.join(VIDEO_OUT_SUFFIXES)}, got '{out}'")
     if sheet is not None:
@@ -301,8 +320,12 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
             frames.append(VideoFrame(frame.index, frame.time, kept, [k for k, _ in linked], scene))
             timings["tracking"] += time.perf_counter() - t0
             bar.update(1)
+    # stopped by max_frames: the clip was looked at up to half a step after its last sample
+    looked_until = frames[-1].time + 0.5 / rate if stopped and frames else None
     if frames:
         end = max(info.duration, frames[-1].time) if info.duration else frames[-1].time + 1.0 / rate
+        if looked_until is not None:
+            end = min(end, looked_until)
         scenes.append(Scene(len(scenes) + 1, scene_start, end, scenes_first, frames[-1].index))
     t0 = time.perf_counter()
     tracks = tracker.finish()
@@ -321,7 +344,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
 
     colours = stable_colours([t.name for t in tracks])  # by first appearance, one per name for the clip
     result = VideoResult(info, float(rate), tracks, frames, timings, colours=colours, scenes=scenes,
-                         shots=shots if keep_sheet else {}, scene_frames=scene_frames)
+                         shots=shots if keep_sheet else {}, scene_frames=scene_frames, looked_until=looked_until)
     t0 = time.perf_counter()
     if out is not None:
         windows = sample_windows([f.time for f in frames], cut_times, 1.0 / rate, stopped=stopped)
@@ -356,7 +379,7 @@ def check_sheet_path(sheet: str | os.PathLike) -> None:
     from pekit.images import IMAGE_SUFFIXES
 
     text = os.fspath(sheet)
-    target = Path(text).expanduser()
+    target = output_path(text, "--sheet")
     if text.endswith(("/", os.sep)) or target.is_dir():
         raise InvalidInputError(f"--sheet '{text}' is a folder; name the contact sheet's file, e.g. "
                                 f"{target / 'sheet.png'}")
