@@ -45,6 +45,18 @@ def _unwritten(path: Path) -> bool:
         return False
 
 
+def _gone(path: Path) -> bool:
+    """Whether nothing is at ``path`` now: no file, or a link to a file that was removed (a
+    link loop or a permission problem is something there, for SQLite's error to name)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 class _GoneError(MemoryStoreError):
     """The file was removed between opening it and reading which file it is (another
     process's first write failed and took back the file it had made): try again."""
@@ -107,7 +119,7 @@ class SqliteFile:
                 target, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
-            if target != ":memory:" and self.path is not None and not os.path.lexists(self.path):
+            if target != ":memory:" and self.path is not None and _gone(self.path):
                 raise _GoneError(f"memory file {self.label} went away while pekit opened it; try again") from exc
             raise self.error(exc, "open the memory") from exc
         try:
@@ -119,7 +131,7 @@ class SqliteFile:
             raise
         except sqlite3.Error as exc:
             conn.close()
-            if target != ":memory:" and self.path is not None and not os.path.lexists(self.path):
+            if target != ":memory:" and self.path is not None and _gone(self.path):
                 raise _GoneError(f"memory file {self.label} went away while pekit opened it; try again") from exc
             raise self.error(exc, "open the memory") from exc
         if target != ":memory:":
