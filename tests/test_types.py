@@ -320,3 +320,14 @@ def test_results_compare_by_value_as_a_user_compares_them() -> None:
     assert bo == Concept("Bo", np.eye(2, 8), meta={"boxes": [[1.0, 2.0, 3.0, 4.0]]})
     assert bo != Concept("Bo", np.eye(2, 8) * 0.5) and bo != Concept("Rex", np.eye(2, 8))
     assert Answer("hi", a, "prompt") == Answer("hi", b, "prompt") != Answer("ho", b, "prompt")
+
+
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"xyxy": np.zeros((2, 0))}, r"shape \(_, 4\), but got shape \(2, 0\)"),
+    ({"xyxy": [[0, 0, 10, 10]], "concept_id": [1.7]}, "whole numbers"),
+])
+def test_detections_refuse_what_would_be_silently_changed(kwargs: dict, words: str) -> None:
+    with pytest.raises(InvalidInputError, match=words):
+        Detections(**kwargs)
+    assert len(Detections(xyxy=[])) == len(Detections(xyxy=np.zeros((0, 4)))) == 0
+    assert Detections(xyxy=[[0, 0, 1, 1]], concept_id=[3.0]).concept_id.tolist() == [3]

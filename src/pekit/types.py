@@ -171,7 +171,7 @@ class Detections(_ValueEquality):
 
     def __post_init__(self) -> None:
         self.xyxy = _as_array(self.xyxy, np.float32, "xyxy")
-        if self.xyxy.size == 0:
+        if self.xyxy.size == 0 and (self.xyxy.ndim == 1 or len(self.xyxy) == 0):  # [] or (0, k): no boxes
             self.xyxy = self.xyxy.reshape(0, 4)
         if self.xyxy.ndim != 2 or self.xyxy.shape[1] != 4:
             raise InvalidInputError(
@@ -185,6 +185,10 @@ class Detections(_ValueEquality):
         self.score = (
             np.ones(n, np.float32) if self.score is None else _as_array(self.score, np.float32, "score")
         )
+        if self.concept_id is not None:
+            given = np.asarray(self.concept_id)
+            if given.dtype.kind == "f" and not np.array_equal(given, np.round(given)):  # 1.7 is no id
+                raise InvalidInputError(f"concept_id must hold whole numbers (store ids), got {given.tolist()[:5]}")
         self.concept_id = (
             np.full(n, -1, np.int64)
             if self.concept_id is None
