@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pekit._files import make_folder, output_path, save_image
+from pekit._files import make_folder, output_path, same_file, save_image
 from pekit.errors import InvalidInputError, PekitError
 
 __all__ = ["beside", "check_outputs", "free", "out_path", "read_only", "save", "save_beside", "skipped"]
@@ -74,7 +74,7 @@ def check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
              and not value.endswith(("/", os.sep)) and not Path(value).expanduser().is_dir()]
     for i, (option, value) in enumerate(named):  # two outputs into one file: the second would replace the first
         for other, again in named[i + 1:]:
-            if os.path.abspath(Path(value).expanduser()) == os.path.abspath(Path(again).expanduser()):
+            if same_file(value, again):
                 raise InvalidInputError(f"--{option} and --{other} both name '{value}', so one would replace the "
                                         "other; give each its own file (or a folder)")
     out = getattr(args, "out", None)

@@ -120,7 +120,7 @@ class SqliteFile:
             )
         except sqlite3.Error as exc:
             if target != ":memory:" and self.path is not None and _gone(self.path):
-                raise _GoneError(f"memory file {self.label} went away while pekit opened it; try again") from exc
+                raise self._gone_error() from exc
             raise self.error(exc, "open the memory") from exc
         try:
             conn.execute("PRAGMA foreign_keys = ON")
@@ -132,7 +132,7 @@ class SqliteFile:
         except sqlite3.Error as exc:
             conn.close()
             if target != ":memory:" and self.path is not None and _gone(self.path):
-                raise _GoneError(f"memory file {self.label} went away while pekit opened it; try again") from exc
+                raise self._gone_error() from exc
             raise self.error(exc, "open the memory") from exc
         if target != ":memory:":
             assert self.path is not None
@@ -140,9 +140,12 @@ class SqliteFile:
                 st = self.path.stat()
             except OSError as exc:  # removed right after it was opened
                 conn.close()
-                raise _GoneError(f"memory file {self.label} went away while pekit opened it; try again") from exc
+                raise self._gone_error() from exc
             self._ident = (st.st_dev, st.st_ino)  # which file this connection reads and writes (`_same_file`)
         return conn
+
+    def _gone_error(self) -> _GoneError:
+        return _GoneError(f"memory file {self.label} went away while pekit opened it; try again")
 
     def error(self, exc: sqlite3.Error, action: str) -> MemoryStoreError:
         """Translate an SQLite error into a `MemoryStoreError` that says what to do.

@@ -157,13 +157,10 @@ class ServiceMiddleware:
                 log.warning("a request body stalled for %g s; answered 408 and closed [%s]",
                             self.limits.body_timeout_s, rid)
                 body["stalled"] = True  # the app reads no more of it
-                if not status["started"]:  # (an answer already begun is the app's to finish)
-                    await _send_json(send, 408, {"error": {"type": "RequestTimeout", "status": 408, "message":
-                                     f"the request body stopped arriving for {self.limits.body_timeout_s:g} s; "
-                                     "send it again, whole"}, "request_id": rid},
-                                     headers=[(b"connection", b"close")])
-                    status["cut"] = True
-                return {"type": "http.disconnect"}
+                return await _cut(status, lambda: _send_json(send, 408, {"error": {
+                    "type": "RequestTimeout", "status": 408, "message": f"the request body stopped arriving for "
+                    f"{self.limits.body_timeout_s:g} s; send it again, whole"}, "request_id": rid},
+                    headers=[(b"connection", b"close")]))
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body["done"] = True
             return message
@@ -197,10 +194,7 @@ class ServiceMiddleware:
                 total += len(message.get("body", b""))
                 if total > limit:
                     over = True  # the app reads no more of it
-                    if not status["started"]:  # (an answer already begun is the app's to finish)
-                        await self._too_large(send, what, total, limit, rid, close=True)
-                        status["cut"] = True
-                    return {"type": "http.disconnect"}
+                    return await _cut(status, lambda: self._too_large(send, what, total, limit, rid, close=True))
             return message
 
         return counted
@@ -211,6 +205,16 @@ class ServiceMiddleware:
             "send fewer or smaller photos" if what.startswith("multipart") else "send a smaller body")
         await _send_json(send, 413, {"error": {"type": "PayloadTooLarge", "status": 413, "message": message},
                                      "request_id": rid}, headers=[(b"connection", b"close")] if close else None)
+
+
+async def _cut(status: dict[str, Any], answer: Callable[[], Awaitable[None]]) -> Message:
+    """A body cut off midway (stalled, or over the limit): the client gets ``answer`` (408,
+    413) unless the app has begun its own, which is then the app's to finish; the app is
+    handed a disconnect, which ends its reading."""
+    if not status["started"]:
+        await answer()
+        status["cut"] = True  # the app's answer to the disconnect is dropped
+    return {"type": "http.disconnect"}
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any],
