@@ -147,6 +147,31 @@ def test_recognize_several_images_into_a_folder(cli: Any, stocked: dict[str, Pat
     assert sorted(p.name for p in out_dir.iterdir()) == ["coffee_pekit.jpg", "query_pekit.jpg"]
 
 
+def test_json_of_a_folder_is_a_list_of_records_even_with_one_photo(cli: Any, stocked: dict[str, Path],
+                                                                   tmp_path: Path) -> None:
+    """A script reads one shape for a batch: a folder (or several photos) gives a list of
+    records whether it held one photo or more; one photo named alone gives its detections."""
+    album = tmp_path / "album"
+    album.mkdir()
+    Image.open(stocked["query"]).save(album / "query.png")
+    code, out, err = cli("recognize", album, "--json", "--memory", stocked["memory"])
+    assert code == 0, err
+    records = json.loads(out)
+    assert [r["image"] for r in records] == [str(album / "query.png")]
+    assert [d["name"] for d in records[0]["detections"]] == ["cat"] and records[0]["written"] == []
+    code, out, err = cli("caption", album, "--json", "--memory", stocked["memory"])
+    assert code == 0, err
+    records = json.loads(out)
+    assert isinstance(records, list) and [r["image"] for r in records] == [str(album / "query.png")]
+    assert [d["name"] for d in records[0]["detections"]] == ["cat"]
+    code, out, err = cli("recognize", album / "query.png", "--json", "--memory", stocked["memory"])
+    assert code == 0, err
+    assert [d["name"] for d in json.loads(out)] == ["cat"]  # one photo: its detections
+    code, out, err = cli("caption", album / "query.png", "--json", "--memory", stocked["memory"])
+    assert code == 0, err
+    assert json.loads(out)["image"] == str(album / "query.png")  # one photo: its record
+
+
 def test_a_bad_photo_in_a_batch_is_skipped_and_the_rest_answered(cli: Any, stocked: dict[str, Path]) -> None:
     photos = (stocked["query"], stocked["notes"], stocked["coffee"])
     code, out, err = cli("recognize", *photos, "--json", "--memory", stocked["memory"])
@@ -174,6 +199,29 @@ def test_an_output_over_an_input_photo_is_refused(cli: Any, stocked: dict[str, P
     assert_one_line_error(err, "recognize", f"{option} '{stocked['query']}' is one of the inputs")
     code, _, err = cli("ask", stocked["query"], "Who?", "--out", stocked["query"], "--memory", stocked["memory"])
     assert code == 2 and digest(stocked["query"]) == before
+
+
+@pytest.mark.parametrize("command", ["recognize", "ask", "caption"])
+def test_an_output_name_without_an_image_suffix_is_refused_before_any_work(cli: Any, stocked: dict[str, Path],
+                                                                            tmp_path: Path, command: str) -> None:
+    """``--out result``: a file without a format, or a folder? Said before the photo is read,
+    with both ways out; nothing is written."""
+    question = ("Who?",) if command == "ask" else ()
+    for option, value, hint in (("--out", tmp_path / "result", f"'{tmp_path / 'result.jpg'}'"),
+                                ("--out", tmp_path / "result.txt", f"'{tmp_path / 'result.jpg'}'"),
+                                ("--explain", tmp_path / "why", f"'{tmp_path / 'why.png'}'")):
+        if option == "--explain" and command != "recognize":
+            continue
+        code, out, err = cli(command, stocked["query"], *question, option, value, "--memory", stocked["memory"])
+        assert code == 2 and out == ""
+        assert_one_line_error(err, command, f"{option} '{value}' has no image suffix")
+        assert hint in err and f"'{value}/'" in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cat.png", "coffee.png", "query.png",
+                                                                     "notes.jpg", "m.db"])
+    code, _, err = cli(command, stocked["query"], *question, "--out", f"{tmp_path / 'result'}/",
+                       "--memory", stocked["memory"])
+    assert code == 0, err  # the same name as a folder is written into
+    assert [p.suffix for p in (tmp_path / "result").iterdir()] == [".jpg"]
 
 
 def test_out_and_explain_into_one_file_are_refused_and_explain_takes_a_folder(cli: Any, stocked: dict[str, Path],

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pekit.cli_args import build_parser, glue_negative_boxes
-from pekit.cli_output import check_outputs, out_path, save, save_beside, skipped
+from pekit.cli_output import asked_batch, check_outputs, out_path, save, save_beside, skipped
 from pekit.errors import InvalidInputError, PekitError
 
 __all__ = ["build_parser", "main"]
@@ -229,7 +229,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 
 def _cmd_recognize_video(args: argparse.Namespace) -> int:
     clip = Path(args.images[0])
-    check_outputs(args, [clip])
+    check_outputs(args, [clip], photos=False)  # the video's own checks name its --out and --sheet suffixes
     # a folder (existing, or written with a trailing slash) gets a free name inside it, as for photos
     out = out_path(args.out, clip, False, "_pekit", ".mp4")
     sheet = out_path(args.sheet, clip, False, "_sheet", ".png")
@@ -276,6 +276,7 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
     check_outputs(args, images)
     results: list[dict] = []
     many = len(images) > 1
+    batch = many or asked_batch(args.images)  # --json: a list of records, however many photos a folder held
     with _personalizer(args) as p:
         _note_if_empty(p, args)
         # passes overlap decoding and drawing; in a batch an unreadable photo is skipped, not fatal
@@ -296,9 +297,8 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
             results.append({"image": str(path), "detections": dets.to_list(),
                             **({"annotated": str(out)} if out else {}), "written": written})
     status = next((r["exit_code"] for r in results if "error" in r), 0)
-    if args.json:  # one image without --out: just its detections; else records with the files written
-        wrote = args.out or args.explain
-        payload: Any = results if len(results) > 1 else results[0] if wrote else results[0]["detections"]
+    if args.json:  # a batch: a list of records; one photo: its record, or just its detections if nothing was written
+        payload: Any = results if batch else results[0] if args.out or args.explain else results[0]["detections"]
         print(json.dumps(payload))
         return status
     for r in results:
@@ -359,7 +359,7 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
     return record
 
 
-def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Path]) -> int:
+def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Path], batch: bool = False) -> int:
     gen = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed}
     clip_options = {k: v for k, v in (("fps", args.fps), ("max_frames", args.max_frames)) if v is not None}
     if clip_options:
@@ -374,6 +374,7 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
 
     records = []
     many = len(images) > 1
+    batch = batch or many  # --json: a list of records, however many photos a folder held
     check_outputs(args, images)
     command = "caption" if question is None else "ask"
     with _personalizer(args) as p:
@@ -394,9 +395,9 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
                 save(answer.image, out)
             elif answer.meta.get("backend") == "none" and not args.json:
                 out = save_beside(answer.image, path)  # the annotated image the LVLM would get
-            records.append(_print_answer(args, path, answer, out, many))
+            records.append(_print_answer(args, path, answer, out, batch))
     if args.json:
-        print(json.dumps(records[0] if len(records) == 1 else records))
+        print(json.dumps(records if batch else records[0]))
     return next((r["exit_code"] for r in records if "error" in r), 0)
 
 
@@ -451,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                 return _cmd_answer(args, None, [Path(args.images[0])])
             if any(is_video(i) for i in args.images):
                 raise InvalidInputError("give one video at a time (photos can be many): pekit caption clip.mp4")
-            return _cmd_answer(args, None, list_images(args.images))
+            return _cmd_answer(args, None, list_images(args.images), asked_batch(args.images))
         if args.command == "eval":
             from pekit.eval.cli import run_eval
 

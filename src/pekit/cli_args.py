@@ -51,12 +51,13 @@ def glue_negative_boxes(argv: list[str]) -> list[str]:
     return out
 
 
-def _common(p: argparse.ArgumentParser, *, reads: bool = False) -> None:
+def _common(p: argparse.ArgumentParser, *, reads: bool = False, batch: bool = False) -> None:
     p.add_argument("--memory", metavar="PATH", help="memory file or URI (default: $PEKIT_MEMORY or the user data dir)")
     p.add_argument("--namespace", default="default", help="user whose concepts to use (default: default)")
     p.add_argument("--preset", default="offline",
                    help="offline (default), offline-thorough, offline-fast, cpu or paper")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="machine-readable output" + (
+        " (several photos or a folder: a list of records, one per photo)" if batch else ""))
     if reads:
         p.add_argument("--skip-damaged", action="store_true",
                        help="leave out concepts whose stored rows are damaged (see `pekit repair`)")
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, metavar="N",
                    help="video: refuse frames over N pixels (default 8192*8192), checked before decoding")
     _threshold(p)
-    _common(p, reads=True)
+    _common(p, reads=True, batch=True)
 
     p = sub.add_parser("ask", help="ask an LVLM about a photo, using your concepts' names")
     p.add_argument("image")
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="photos or folders, or one video (a caption per scene)")
     _answer_opts(p, many=True)
     _threshold(p)
-    _common(p, reads=True)
+    _common(p, reads=True, batch=True)
 
     try:
         from pekit.eval.cli import add_eval_parser

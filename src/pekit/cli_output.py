@@ -46,6 +46,22 @@ def out_path(out: str | None, image: Path, many: bool, suffix: str = "_pekit", e
     return target
 
 
+def asked_batch(paths: list[str]) -> bool:
+    """Whether the command line names a batch: several photos, or a folder (however many
+    photos it holds). ``--json`` prints a batch as a list of records, one per photo, so a
+    script reads the same shape whether a folder or a glob found one photo or ten.
+
+    >>> asked_batch(["a.jpg"]), asked_batch(["a.jpg", "b.jpg"]), asked_batch(["."])
+    (False, True, True)
+    """
+    if len(paths) != 1:
+        return True
+    try:
+        return Path(paths[0]).expanduser().is_dir()
+    except OSError:  # a name too long for the file system: one photo, whose reading says so
+        return False
+
+
 def _exists(path: Path) -> bool:
     try:
         return path.exists()
@@ -53,10 +69,11 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
+def check_outputs(args: argparse.Namespace, inputs: list[Path], *, photos: bool = True) -> None:
     """Refuse, before any work, an output file that is one of the inputs (it would be
-    overwritten with the annotated copy) and a file name for ``--out`` when several photos
-    each need a file of their own."""
+    overwritten with the annotated copy), a file name for ``--out`` when several photos
+    each need a file of their own, and (``photos``: the outputs are pictures) a file name
+    for one picture whose suffix names no image format (``--out result``: a file or a folder?)."""
     from pekit.images import IMAGE_SUFFIXES
 
     sources = [p for p in inputs if _exists(p)]
@@ -72,6 +89,13 @@ def check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
             )
     named = [(option, value) for option in ("out", "explain", "sheet") if (value := getattr(args, option, None))
              and not value.endswith(("/", os.sep)) and not Path(value).expanduser().is_dir()]
+    for option, value in named if photos else ():  # several photos: --out is their folder, whatever its name
+        if Path(value).suffix.lower() not in IMAGE_SUFFIXES and (option != "out" or len(inputs) == 1):
+            raise InvalidInputError(
+                f"--{option} '{value}' has no image suffix ({', '.join(sorted(IMAGE_SUFFIXES))}): name a file "
+                f"such as '{Path(value).with_suffix('.png' if option == 'explain' else '.jpg')}', or a folder "
+                f"as '{value}/'"
+            )
     for i, (option, value) in enumerate(named):  # two outputs into one file: the second would replace the first
         for other, again in named[i + 1:]:
             if same_file(value, again):
