@@ -214,7 +214,7 @@ def test_an_output_name_without_an_image_suffix_is_refused_before_any_work(cli: 
             continue
         code, out, err = cli(command, stocked["query"], *question, option, value, "--memory", stocked["memory"])
         assert code == 2 and out == ""
-        assert_one_line_error(err, command, f"{option} '{value}' has no image suffix")
+        assert_one_line_error(err, command, f"{option} '{value}' has no suffix of an image pekit writes")
         assert hint in err and f"'{value}/'" in err
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cat.png", "coffee.png", "query.png",
                                                                      "notes.jpg", "m.db"])

@@ -208,7 +208,8 @@ def test_truncated_jpeg(tmp_path: Path) -> None:
     ("source", "message"),
     [
         (b"", "empty"),
-        (b"GIF89a not really", "not an image file"),
+        (b"GIF89a not really", "starts as a GIF file does, but Pillow cannot read it: the file is damaged"),
+        (b"not really a photo", "not an image file"),
         (12, "cannot read an image from this type"),
         (None, "cannot read an image from this type"),
     ],
@@ -396,3 +397,122 @@ def test_an_empty_path_and_a_file_this_user_may_not_read_are_named(tmp_path: Pat
     with pytest.raises(ImageError, match=r"private\.jpg'?: permission denied; check the file's permissions"):
         load_image(photo)
 
+
+
+# ---- from a review of unusual inputs -------------------------------------------------------------
+def test_a_resized_0_1_float_photo_rings_a_little_and_stays_on_its_scale(rgb: np.ndarray) -> None:
+    """Bicubic resizing of a 0-1 photo over- and undershoots by a few per cent: still 0-1
+    pixels (clipped), not a black 0-255 photo and not a refused normalised tensor."""
+    ringing = rgb / 255.0
+    ringing[0, 0] = [1.07, -0.07, 0.5]
+    out = load_image(ringing)
+    assert out[0, 0].tolist() == [255, 0, 128]
+    np.testing.assert_array_equal(out[1:], rgb[1:])
+
+
+@pytest.mark.parametrize(("array", "message"), [
+    (np.full((4, 5), 300.0, np.float32), "run up to 300"),  # 16-bit data as floats: not clipped white
+    (np.full((4, 5), 65535.0, np.float64), "run up to 65535"),
+    (np.linspace(-2.1, 2.6, 20, dtype=np.float32).reshape(4, 5), "normalised tensor"),
+])
+def test_floats_far_off_both_scales_are_refused_not_saturated(array: np.ndarray, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        load_image(array)
+
+
+def test_a_float_or_32_bit_tiff_out_of_range_is_refused(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.tif"
+    Image.fromarray(np.full((8, 8), 30000.0, np.float32)).save(deep)  # mode F holding 16-bit values
+    with pytest.raises(ImageError, match="run up to 30000"):
+        load_image(deep)
+    signed = tmp_path / "signed.tif"
+    Image.fromarray(np.full((8, 8), -5, np.int32)).save(signed)  # mode I, negative
+    assert Image.open(signed).mode == "I"
+    with pytest.raises(ImageError, match="32-bit integer pixels from -5 to -5"):
+        load_image(signed)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_png_key_colour_is_transparent_as_in_a_palette_png(tmp_path: Path, mode: str) -> None:
+    pixels = np.full((8, 8, 3), 200, np.uint8)
+    pixels[:4] = 0  # the key colour: transparent
+    img = Image.fromarray(pixels).convert(mode)
+    path = tmp_path / "keyed.png"
+    img.save(path, transparency=0 if mode == "L" else (0, 0, 0))
+    out = load_image(path)
+    assert out[0, 0].tolist() == [255, 255, 255] and out[7, 7].tolist() == [200, 200, 200]
+
+
+def test_streams_memoryviews_and_array_likes_are_one_image(tmp_path: Path, rgb: np.ndarray) -> None:
+    from pekit.images import image_list
+
+    data = encode(Image.fromarray(rgb))
+    stream = io.BytesIO(data)
+
+    class Tensor:  # what torch, jax... give: an array-like that also iterates over its rows
+        shape = rgb.shape
+
+        def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+            return rgb
+
+        def __iter__(self) -> Any:
+            return iter(rgb)
+
+    path = tmp_path / "photo.png"
+    path.write_bytes(data)
+    with path.open("rb") as fh:
+        for source in (stream, memoryview(data), Tensor(), fh):
+            assert len(image_list(source)) == 1  # not its lines, bytes or rows
+            np.testing.assert_array_equal(load_image(source), rgb)
+            np.testing.assert_array_equal(load_image(source), rgb)  # put back where it was: read again
+        assert describe(fh) == str(path)
+    assert describe(Tensor()) == "<Tensor (20, 30, 3)>" and describe(memoryview(data)) == f"<{len(data)} bytes>"
+    with pytest.raises(ImageError, match="open the file with 'rb'"), path.open("r", encoding="latin-1") as text:
+        load_image(text)
+
+
+def test_a_channel_first_array_is_named_as_such() -> None:
+    with pytest.raises(ImageError, match=r"channel-first \(C, H, W\): pass a.transpose\(1, 2, 0\)"):
+        load_image(np.zeros((3, 20, 30), np.uint8))
+
+
+def test_what_a_file_gives_can_be_written_to(tmp_path: Path, rgb: np.ndarray) -> None:
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(rgb).save(path)
+    for source in (path, path.read_bytes(), Image.open(path)):
+        out = load_image(source)
+        out[0, 0] = 0  # Pillow's pixels are read-only; the array given back is the caller's
+    read_only = rgb.copy()
+    read_only.flags.writeable = False
+    load_image(read_only)[0, 0] = 0
+    assert read_only[0, 0].tolist() == rgb[0, 0].tolist()
+
+
+def test_avif_and_heic_photos_are_photos_not_videos(tmp_path: Path, rgb: np.ndarray,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import features
+
+    from pekit import images
+    from pekit.images import sniff_image
+    from pekit.video.decode import is_video
+
+    pillow_heif = pytest.importorskip("pillow_heif", reason="the [heif] extra (in [dev]) reads HEIC")
+    heic = tmp_path / "phone.heic"  # an iPhone photo
+    pillow_heif.from_pillow(Image.fromarray(np.kron(rgb, np.ones((4, 4, 1), np.uint8)))).save(heic, quality=95)
+    assert sniff_image(heic.read_bytes()) == "image/heic" and not is_video(heic)
+    out = load_image(heic)
+    assert out.shape == (80, 120, 3) and np.abs(out[2::4, 2::4].astype(int) - rgb).mean() < 12
+    assert list_images([tmp_path]) == [heic]
+    monkeypatch.setattr(images, "_HEIF_OPENER", [False])  # as without the plugin:
+    monkeypatch.setattr(Image, "ID", [k for k in Image.ID if k != "HEIF"])
+    with pytest.raises(ImageError, match=r"a HEIC photo; .*pip install pillow-heif"):
+        load_image(heic)
+    mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+    assert sniff_image(mp4) is None and (tmp_path / "clip.bin").write_bytes(mp4) and is_video(tmp_path / "clip.bin")
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF codec (Pillow >= 11.2 ships one)")
+    avif = tmp_path / "photo.avif"
+    Image.fromarray(rgb).save(avif, quality=100)
+    assert sniff_image(avif.read_bytes()) == "image/avif" and not is_video(avif)
+    assert load_image(avif).shape == rgb.shape
+    assert list_images([tmp_path]) == [heic, avif]

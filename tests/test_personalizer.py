@@ -220,10 +220,14 @@ def test_recognize_with_an_empty_memory_is_empty_and_free(make_personalizer: Any
 
 def test_recognize_many_gives_what_recognize_gives(stocked: Any, chelsea: np.ndarray, coffee: np.ndarray,
                                                    astronaut: np.ndarray, tmp_path: Path) -> None:
-    photos = [np.ascontiguousarray(chelsea[:, ::-1]), astronaut, coffee]
+    hidden = np.dstack([chelsea[:, ::-1], np.zeros(chelsea.shape[:2], np.uint8)])  # RGBA, all transparent
+    photos = [np.ascontiguousarray(chelsea[:, ::-1]), astronaut, coffee, hidden, chelsea[:, ::-1] / 255.0]
     many = list(stocked.recognize_many(photos))
     assert [list(d.name) for d in many] == [list(stocked.recognize(img).name) for img in photos]
     assert "cat" in list(many[0].name) and not len(many[1])
+    # read as recognize reads them: the transparent cat is white paper, the 0-1 floats the cat
+    assert not len(many[3]) and list(many[4].name) == ["cat"]
+    np.testing.assert_allclose(many[4].score, many[0].score, atol=0.02)
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG broken")
     stream = stocked.recognize_many([chelsea, bad])

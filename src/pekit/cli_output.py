@@ -74,7 +74,7 @@ def check_outputs(args: argparse.Namespace, inputs: list[Path], *, photos: bool 
     overwritten with the annotated copy), a file name for ``--out`` when several photos
     each need a file of their own, and (``photos``: the outputs are pictures) a file name
     for one picture whose suffix names no image format (``--out result``: a file or a folder?)."""
-    from pekit.images import IMAGE_SUFFIXES
+    from pekit.images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES
 
     sources = [p for p in inputs if _exists(p)]
     for option in ("out", "explain", "sheet"):
@@ -90,10 +90,11 @@ def check_outputs(args: argparse.Namespace, inputs: list[Path], *, photos: bool 
     named = [(option, value) for option in ("out", "explain", "sheet") if (value := getattr(args, option, None))
              and not value.endswith(("/", os.sep)) and not Path(value).expanduser().is_dir()]
     for option, value in named if photos else ():  # several photos: --out is their folder, whatever its name
-        if Path(value).suffix.lower() not in IMAGE_SUFFIXES and (option != "out" or len(inputs) == 1):
+        if Path(value).suffix.lower() not in OUTPUT_SUFFIXES and (option != "out" or len(inputs) == 1):
             raise InvalidInputError(
-                f"--{option} '{value}' has no image suffix ({', '.join(sorted(IMAGE_SUFFIXES))}): name a file "
-                f"such as '{Path(value).with_suffix('.png' if option == 'explain' else '.jpg')}', or a folder "
+                f"--{option} '{value}' has no suffix of an image pekit writes "
+                f"({', '.join(sorted(OUTPUT_SUFFIXES))}): name a file such as "
+                f"'{Path(value).with_suffix('.png' if option == 'explain' else '.jpg')}', or a folder "
                 f"as '{value}/'"
             )
     for i, (option, value) in enumerate(named):  # two outputs into one file: the second would replace the first

@@ -29,8 +29,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pekit.errors import ImageError, InvalidInputError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInput", "NamedImage", "describe", "image_list", "list_images",
-           "load_image", "same_pictures", "sniff_image", "source_name", "thumbprint"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "OUTPUT_SUFFIXES", "ImageInput", "NamedImage", "describe", "image_list",
+           "list_images", "load_image", "same_pictures", "sniff_image", "source_name", "thumbprint"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,10 @@ ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray | 
 
 #: Refuse images with more pixels than this (a 16k x 16k photo); raise with ``max_pixels``.
 MAX_PIXELS = 16384 * 16384
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+#: the suffixes pekit writes pictures in (`--out`, `--explain`, `--sheet`)
+OUTPUT_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+#: the suffixes of photos pekit reads from a folder (HEIC with the pillow-heif plugin)
+IMAGE_SUFFIXES = OUTPUT_SUFFIXES | {".avif", ".heic", ".heif"}
 #: the suffixes `pekit.video` reads (kept here so that loading a photo needs no video import)
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
 
@@ -84,22 +87,80 @@ def source_name(source: object) -> str:
         return f"<array {source.shape} {source.dtype}>"
     if isinstance(source, Image.Image):
         return f"<PIL image {source.mode} {source.size}>"
+    if isinstance(source, memoryview):
+        return f"<{source.nbytes} bytes>"
+    if _file_like(source) and isinstance(getattr(source, "name", None), str):
+        return str(source.name)  # type: ignore[attr-defined]  # an open file: its path
+    if hasattr(source, "__array__") and hasattr(source, "shape"):  # a tensor
+        return f"<{type(source).__name__} {tuple(source.shape)}>"  # type: ignore[attr-defined]
     return f"<{type(source).__name__}>"
+
+
+def _file_like(source: object) -> bool:
+    """An open binary file or a stream (``io.BytesIO``): something to ``read()`` the bytes of."""
+    return callable(getattr(source, "read", None)) and not isinstance(source, (str, bytes, bytearray))
+
+
+def _single(source: object) -> bool:
+    """Whether ``source`` is one image, not a collection of them (a tensor and a byte
+    stream can be iterated too)."""
+    return isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, NamedImage,
+                               Image.Image)) or _file_like(source) or hasattr(source, "__array__")
+
+
+def _plain(source: object, name: str) -> object:
+    """A memoryview as bytes, a byte stream as the bytes it reads, an array-like (a torch
+    tensor on the CPU) as a numpy array; anything else as it is."""
+    if isinstance(source, memoryview):
+        return source.tobytes()
+    if _file_like(source):
+        try:  # a seekable stream is put back where it was: a photo is read more than once (ask, explain)
+            seekable = callable(getattr(source, "seekable", None)) and source.seekable()  # type: ignore[attr-defined]
+            start = source.tell() if seekable else None  # type: ignore[attr-defined]
+            data = source.read()  # type: ignore[attr-defined]
+            if start is not None:
+                source.seek(start)  # type: ignore[attr-defined]
+        except (OSError, ValueError) as exc:  # a closed file
+            raise ImageError(f"{name}: cannot read the stream ({exc})") from exc
+        if not isinstance(data, (bytes, bytearray)):
+            raise ImageError(f"{name}: the stream gives text, not bytes; open the file with 'rb'")
+        return data
+    if hasattr(source, "__array__") and not isinstance(source, (np.ndarray, Image.Image)):
+        try:
+            return np.asarray(source)
+        except Exception as exc:  # a tensor on a GPU, or one that needs grad
+            raise ImageError(f"{name}: cannot be read as an array ({exc}); pass a numpy array, e.g. "
+                             "t.detach().cpu().numpy()") from exc
+    return source
+
+
+#: floats up to this are 0-1 pixels: a 0-1 photo resized with a bicubic or Lanczos kernel
+#: over- and undershoots its range by a few per cent (clipped); a 0-255 photo this dark is black
+FLOAT_UNIT_TOP = 1.5
+#: how far under 0 (as a share of the scale) and over it float pixels may ring before the
+#: array is refused: a mean/std-normalised tensor reaches -2, other data any value
+FLOAT_RING = 0.1
 
 
 def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     """Pixel values of another dtype as 8-bit: uint16 by its range (a 16-bit photo; dark or
     not, the same scale), other integers as 0-255 values, floats as 0-1 (or 0-255 when any
-    value is over 1). Negative values are refused: they are a normalised tensor or signed
-    data, not a photo, and wrapping or clipping them would give other pixels silently."""
+    value is over `FLOAT_UNIT_TOP`), the ringing of a resize clipped. Values far outside
+    the scale are refused: a normalised tensor, signed or 16-bit data, not a photo's pixels;
+    wrapping or clipping them would give other pixels silently."""
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
             raise ImageError(f"{name}: the image array contains NaN or infinite values")
-        if arr.min(initial=0.0) < -1e-3:
-            raise ImageError(f"{name}: the image array has negative values (down to {float(arr.min()):.3g}); "
+        lo, top = float(arr.min()), float(arr.max())  # not empty: checked before
+        hi = 1.0 if top <= FLOAT_UNIT_TOP else 255.0
+        # a 0-255 photo rings as far as -25 after a resize; a normalised tensor (-2.1 to 2.6) is not one
+        if lo < -FLOAT_RING * (hi if top > 10 else 1.0):
+            raise ImageError(f"{name}: the image array has negative values (down to {lo:.3g}); "
                              "pixels must be 0-1 or 0-255 floats: pass the photo itself, not a normalised "
                              "tensor (undo the mean/std normalisation first)")
-        hi = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
+        if top > (1 + FLOAT_RING) * hi:
+            raise ImageError(f"{name}: float pixels must be 0-1 or 0-255, but they run up to {top:.6g} "
+                             "(16-bit or other data?); scale them first, e.g. a / a.max()")
         return np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if not np.issubdtype(arr.dtype, np.integer):
         raise ImageError(f"{name}: unsupported array dtype {arr.dtype}; use uint8 RGB")
@@ -117,9 +178,11 @@ def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        first = arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] > 4
         raise ImageError(
             f"{name}: an image array must have shape (H, W), (H, W, 3) or (H, W, 4), "
             f"but got shape {arr.shape}"
+            + ("; it looks channel-first (C, H, W): pass a.transpose(1, 2, 0)" if first else "")
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageError(f"{name}: the image is empty (zero width or height)")
@@ -134,7 +197,8 @@ def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
         rgb = arr[:, :, :3].astype(np.float32)
         alpha = arr[:, :, 3:4].astype(np.float32) / 255.0
         arr = (rgb * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
-    return np.ascontiguousarray(arr)
+    arr = np.ascontiguousarray(arr)
+    return arr if arr.flags.writeable else arr.copy()  # Pillow's pixels are read-only: yours to change
 
 
 def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
@@ -149,11 +213,15 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
         return _array_to_rgb(np.asarray(img).astype(np.uint16), name)
     if mode == "I":  # 32-bit integers: 16-bit data in older Pillows' PNGs, else 0-255
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        lo, top = arr.min(), arr.max()  # not empty: checked before
+        if lo < 0 or top > 65535:
+            raise ImageError(f"{name}: 32-bit integer pixels from {lo:.0f} to {top:.0f}; pekit reads 8- and "
+                             "16-bit images: convert it to one of them first")
+        hi = 65535.0 if top > 255 else 255.0
         return _array_to_rgb((np.clip(arr / hi, 0, 1) * 255 + 0.5).astype(np.uint8), name)
     if mode == "F":
         return _array_to_rgb(np.asarray(img, dtype=np.float32), name)
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:  # a key colour too (PNG tRNS)
         return _array_to_rgb(np.asarray(img.convert("RGBA")), name)
     if mode != "RGB":
         img = img.convert("RGB")
@@ -228,6 +296,7 @@ def header_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
     None when Pillow's bomb check, at pekit's limit ``max_pixels``, refuses it (over the
     limit). Pillow's own errors on a damaged header propagate. Shares `load_image`'s
     thread-safe limit and warning filter, so it can run beside loads in other threads."""
+    heif_opener(data[:16])
     try:
         with _pillow_limit(max_pixels), Image.open(io.BytesIO(data)) as img:
             return img.size
@@ -235,7 +304,31 @@ def header_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
         return None
 
 
-def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
+_HEIF_OPENER: list[bool] = []  # [registered?] once pillow-heif was looked for
+
+
+def heif_opener(head: bytes) -> bool:
+    """For a HEIC photo's first bytes, register the ``pillow-heif`` plugin's opener with
+    Pillow (once) when it is installed; whether Pillow can then read HEIC."""
+    if sniff_image(head) != "image/heic":
+        return False
+    if not _HEIF_OPENER:
+        try:
+            from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+        except ImportError:
+            _HEIF_OPENER.append(False)
+        else:
+            register_heif_opener()
+            _HEIF_OPENER.append(True)
+    return _HEIF_OPENER[0]
+
+
+def _open_checked(fp: Any, name: str, max_pixels: int) -> Image.Image:
+    if not fp.seekable():  # a FIFO: read whole, as Pillow would
+        fp = io.BytesIO(fp.read())
+    head = fp.read(16)
+    fp.seek(0)
+    heif_opener(head)
     try:
         with _pillow_limit(max_pixels):
             img = Image.open(fp)  # type: ignore[arg-type]
@@ -257,6 +350,14 @@ def _open_checked(fp: object, name: str, max_pixels: int) -> Image.Image:
             raise ImageError(f"{name}: a video, not a photo; this takes photos (for a video: `pekit recognize`, "
                              "`ask` or `caption` on the command line, `Personalizer.recognize_video` from Python; "
                              "to introduce something from a clip, save a frame as a photo)") from exc
+        kind = sniff_image(head)
+        if kind == "image/heic":
+            raise ImageError(f"{name}: a HEIC photo; Pillow reads it with the pillow-heif plugin: pip install "
+                             "pillow-heif (pekit uses it when installed), or export the photo as JPEG") from exc
+        if kind is not None:
+            raise ImageError(f"{name}: starts as a {kind.split('/')[1].upper()} file does, but Pillow cannot read "
+                             "it: the file is damaged, or its pixel format is one Pillow does not decode (a float "
+                             "TIFF...); save it again as an 8- or 16-bit RGB or grey image") from exc
         raise ImageError(
             f"{name}: not an image file pekit can read: its content is in none of these formats, whatever "
             f"its name says: {', '.join(sorted(IMAGE_SUFFIXES))}"
@@ -270,9 +371,13 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
     """Load anything image-like as an ``(H, W, 3) uint8`` RGB array.
 
     Args:
-        source: a path, raw encoded bytes, a PIL image, a numpy array (grayscale, RGB,
-            RGBA; uint8, uint16 (scaled by its 0-65535 range), other integers holding 0-255,
-            bool, or float in [0, 1] or [0, 255]), or a `NamedImage` of one of these.
+        source: a path, raw encoded bytes (or a memoryview), a binary stream (an open
+            file, ``io.BytesIO``: read from where it stands, and put back there when it can
+            seek), a PIL image, a numpy array (grayscale, RGB, RGBA; uint8, uint16 (scaled by
+            its 0-65535 range), other integers holding 0-255, bool, or float in [0, 1] or
+            [0, 255]; an ``(H, W, 3)`` uint8 array comes back as it is, not copied) or an
+            array-like on the CPU (a torch tensor, ``(H, W, C)``), or a `NamedImage` of one
+            of these. The result may be written to (a copy where the source is read-only).
         max_pixels: refuse larger images (decompression-bomb guard).
 
     Raises:
@@ -287,6 +392,7 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
     name = describe(source)
     if isinstance(source, NamedImage):
         source = source.data
+    source = _plain(source, name)  # type: ignore[assignment]  # a stream as bytes, a tensor as an array
     if isinstance(source, np.ndarray):
         if source.ndim >= 2 and source.shape[0] * source.shape[1] > max_pixels:
             raise ImageError(f"{name}: more than the limit of {max_pixels} pixels; downscale it first")
@@ -329,7 +435,8 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
         with fh:
             return _pil_to_rgb(_open_checked(fh, name, max_pixels), name)
     raise ImageError(
-        f"{name}: cannot read an image from this type; pass a path, bytes, a PIL image or a numpy array"
+        f"{name}: cannot read an image from this type; pass a path, bytes, a binary stream, a PIL image or "
+        "a numpy array"
     )
 
 
@@ -402,8 +509,7 @@ def image_list(images: Any) -> list[Any]:
     >>> len(image_list("a.jpg")), len(image_list(["a.jpg", "b.jpg"])), len(image_list(p for p in "ab"))
     (1, 2, 2)
     """
-    if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray, NamedImage, Image.Image)) or \
-            not isinstance(images, Iterable):
+    if _single(images) or not isinstance(images, Iterable):
         return [images]
     if isinstance(images, (set, frozenset)):
         raise InvalidInputError("images must be in an order (a list or a tuple), not a set: boxes and masks are "
@@ -424,10 +530,18 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+#: ISO-BMFF major brands of still images (a phone's HEIC, an AVIF), not of videos
+_AVIF_BRANDS = (b"avif", b"avis")
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
 def sniff_image(data: bytes) -> str | None:
-    """The image type of ``data`` from its first bytes (JPEG, PNG, WebP, GIF, BMP, TIFF), or None."""
+    """The image type of ``data`` from its first bytes (JPEG, PNG, WebP, GIF, BMP, TIFF,
+    AVIF, HEIC), or None."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
+    if data[4:8] == b"ftyp":
+        return "image/avif" if data[8:12] in _AVIF_BRANDS else "image/heic" if data[8:12] in _HEIF_BRANDS else None
     for magic, mime in _MAGIC:
         if data.startswith(magic):
             return mime

@@ -67,19 +67,10 @@ __all__ = ["NO_SCORE", "PART_GROUPS", "Candidate", "Pipeline", "Scan", "View", "
 
 
 def as_rgb(image: Any) -> np.ndarray:
-    """An ``(H, W, 3) uint8`` RGB array from an array (RGBA and grey converted) or anything
-    `pekit.images.load_image` reads; `ImageError` names what is wrong otherwise."""
-    if isinstance(image, np.ndarray):
-        if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
-            return image
-        if image.ndim == 3 and image.shape[2] == 4 and image.dtype == np.uint8:
-            return np.ascontiguousarray(image[..., :3])
-        if image.ndim == 2 and image.dtype == np.uint8:
-            return np.repeat(image[..., None], 3, axis=2)
-        raise ImageError(
-            f"an image array must be (H, W, 3) uint8 RGB, got shape {image.shape} and dtype "
-            f"{image.dtype}; convert it first or pass a path / PIL image"
-        )
+    """An ``(H, W, 3) uint8`` RGB array from anything `pekit.images.load_image` reads, read
+    as it reads it (RGBA composited on white, other dtypes scaled, the pixel limit), so a
+    photo is the same pixels in `recognize`, `recognize_many` and `introduce`; `ImageError`
+    names what is wrong otherwise."""
     from pekit.images import load_image
 
     return load_image(image)

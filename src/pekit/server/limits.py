@@ -111,9 +111,14 @@ def check_photo(data: bytes, *, limits: Limits, label: str) -> None:
         raise RequestError(f"{label} is over the limit of {limits.max_photo_bytes} bytes per photo; "
                            "downscale or recompress it", status=413)
     if sniff_image(data) is None:
-        raise RequestError(f"{label} is not an image (its first bytes are not JPEG, PNG, WebP, GIF, BMP or TIFF); "
+        raise RequestError(f"{label} is not an image (its first bytes are not JPEG, PNG, WebP, GIF, BMP, TIFF, "
+                           "AVIF or HEIC); "
                            "send a photo", status=415)
-    from pekit.images import header_size
+    from pekit.images import header_size, heif_opener
+
+    if sniff_image(data) == "image/heic" and not heif_opener(data[:16]):
+        raise RequestError(f"{label} is a HEIC photo, which this server cannot read (pillow-heif is not "
+                           "installed here); send it as JPEG", status=415)
 
     try:
         size = header_size(data, limits.max_pixels)  # the loads' own limit and warning filter

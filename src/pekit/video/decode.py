@@ -140,6 +140,8 @@ def is_video(path: str | os.PathLike) -> bool:
     head = _head(path)
     if Path(path).suffix.lower() in VIDEO_SUFFIXES:
         return sniff_image(head) is None
+    if sniff_image(head) is not None:  # an AVIF or HEIC photo is an ISO-BMFF file too
+        return False
     return head[4:8] in _MP4_BRANDS or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
 
 
