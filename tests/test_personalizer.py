@@ -151,6 +151,26 @@ def test_duplicate_name_is_refused_and_replace_overwrites(stocked: Any, chelsea:
     assert stocked.introduce("new one", chelsea, replace=True).id > new.id  # replace=True also adds
 
 
+def test_replacing_keeps_an_update_made_while_its_passes_ran(stocked: Any, chelsea: np.ndarray,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``introduce(replace=True)`` keeps the category and context not given as they are at
+    its write: an `update` from another thread during its backbone passes is not undone."""
+    views = stocked.views
+
+    def passes_while_updated(*args: Any, **kwargs: Any) -> Any:
+        out = views(*args, **kwargs)
+        stocked.update("cat", context="my cat, now loves the sofa", category="kitten")  # meanwhile
+        return out
+
+    monkeypatch.setattr(stocked, "views", passes_while_updated)
+    flipped = np.ascontiguousarray(chelsea[:, ::-1])
+    new = stocked.introduce("cat", flipped, replace=True)
+    assert (new.context, new.category) == ("my cat, now loves the sofa", "kitten")
+    assert stocked.get("cat").context == "my cat, now loves the sofa"
+    new = stocked.introduce("cat", flipped, context="given", replace=True)  # given: it wins
+    assert (new.context, new.category) == ("given", "kitten")
+
+
 def test_forget(stocked: Any, chelsea: np.ndarray) -> None:
     stocked.forget("cat")
     assert [c.name for c in stocked.concepts()] == ["coffee"]

@@ -122,6 +122,17 @@ def _clean_context(text: Any) -> str:
     return clean_prose(text, "context", limit=MAX_CONTEXT_LENGTH, example="my parents' dog")
 
 
+def _kept(old: Concept | None, kind: str, category: str | None, context: str | None) -> tuple[str, str]:
+    """The category and context of a concept introduced over ``old`` (None: a new one):
+    those given, else ``old``'s; its category is not kept when it said what the concept no
+    longer is ("person" for an object)."""
+    from pekit.faces import PERSON, concept_kind
+
+    kept = old.category if old is not None and not (concept_kind(old) != kind and old.category == PERSON) else ""
+    return ((kept if old is not None and category is None else category or "").strip(),
+            (old.context if old is not None and context is None else context or "").strip())
+
+
 def build_pipeline(preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
     """The `Pipeline` a preset describes: `Pipeline.from_preset` (kept as the facade's name)."""
     return Pipeline.from_preset(preset, **overrides)
@@ -314,7 +325,7 @@ class Personalizer:
             kind: ``"object"`` (default) or ``"person"``: one face per photo (a box picks one
                 of several), recognized by face identity (see `pekit.faces`).
         """
-        from pekit.faces import PERSON, check_kind, concept_kind
+        from pekit.faces import PERSON, check_kind
 
         kind = check_kind(kind)
         # every check that costs nothing runs before the backbone passes
@@ -339,16 +350,14 @@ class Personalizer:
                 f"a concept named '{name}' already exists{same}; pass replace=True (CLI: --replace) "
                 "to overwrite it, or choose another name"
             )
-        # a replaced concept's category stays unless given, or unless it said what it no longer is ("person")
-        kept = old.category if old is not None and not (concept_kind(old) != kind and old.category == PERSON) else ""
-        category = (kept if old is not None and new_category is None else new_category or "").strip()
-        context = (old.context if old is not None and new_context is None else new_context or "").strip()
+        category, context = _kept(old, kind, new_category, new_context)
         self._check_backbone()
         self._check_writable(f"introduce '{name.strip()}'")  # fail before spending backbone passes
         start = time.perf_counter()
         if kind == PERSON:
             person = self._introduce_person(name, refs, category=category, context=context, boxes=boxes,
-                                            replace=replace, start=start)
+                                            replace=replace, start=start, old=old,
+                                            given=(new_category, new_context))
             return person if old is not None else self._first_of_lookalikes(person)
         views = self.views(refs, category=category, boxes=boxes, masks=masks)
         # do the photos recognize one another? (None for one photo)
@@ -377,8 +386,25 @@ class Personalizer:
                         "photos of it that look unlike these may be missed; more photos (other angles, other "
                         "places: `add_view`, `pekit add-view`) help", name, len(views), agreement,
                         self.pipeline.config.threshold)
-        stored = self.memory.add(concept, replace=replace)
+        stored = self._write_introduced(concept, old, kind, new_category, new_context, replace)
         return stored if old is not None else self._first_of_lookalikes(stored)
+
+    def _write_introduced(self, concept: Concept, old: Concept | None, kind: str, category: str | None,
+                          context: str | None, replace: bool) -> Concept:
+        """Store an introduced concept. Over an existing one, the category and context not
+        given (None) are the stored concept's *as the write happens*: an `update` made during
+        the backbone passes is kept, not undone by what was read before them."""
+        if old is None or not replace:
+            return self.memory.add(concept, replace=replace)
+
+        def keep(now: Concept) -> Concept:
+            cat, ctx = _kept(now, kind, category, context)
+            return dataclasses.replace(concept, category=cat or concept.category, context=ctx)
+
+        try:
+            return self.memory.modify(old.name, keep, namespace=self.namespace)
+        except ConceptNotFoundError:  # forgotten meanwhile: what was read before the passes is kept
+            return self.memory.add(concept, replace=True)
 
     def low_consistency(self, concept: Concept) -> bool | None:
         """Whether ``concept``'s reference photos match one another so little (`CONSISTENCY`,
@@ -431,8 +457,10 @@ class Personalizer:
                                     f"keeps '{earlier[0]}' only)")
 
     def _introduce_person(self, name: str, refs: Sequence[ImageInput], *, category: str, context: str,
-                          boxes: Sequence[Any] | None, replace: bool, start: float) -> Concept:
-        """Person concept: face vectors in ``meta`` + backbone views of the face regions."""
+                          boxes: Sequence[Any] | None, replace: bool, start: float, old: Concept | None,
+                          given: tuple[str | None, str | None]) -> Concept:
+        """Person concept: face vectors in ``meta`` + backbone views of the face regions
+        (``old``: the concept it replaces; ``given``: the category and context passed)."""
         from pekit.faces import PERSON
 
         model = self.faces.fingerprint
@@ -444,16 +472,17 @@ class Personalizer:
             from pekit.faces import face_spec_hint
 
             names = ", ".join(f"'{c.name}'" for c in stale)
-            old = stale[0].meta.get("face_model", "")
+            theirs = stale[0].meta.get("face_model", "")
             if not replace:
                 raise BackboneMismatchError(
                     f"{names} in this memory {'was' if len(stale) == 1 else 'were'} introduced with face model "
-                    f"'{old}', but this Personalizer uses '{model}': faces from different models cannot be compared. "
-                    f"To move to this model, re-introduce {'it' if len(stale) == 1 else 'each of them'} with it "
-                    f"(--replace) first; otherwise {face_spec_hint(old)}, or use another memory file or namespace"
+                    f"'{theirs}', but this Personalizer uses '{model}': faces from different models cannot be "
+                    f"compared. To move to this model, re-introduce {'it' if len(stale) == 1 else 'each of them'} "
+                    f"with it (--replace) first; otherwise {face_spec_hint(theirs)}, or use another memory file "
+                    "or namespace"
                 )
             log.warning("'%s' now uses face model '%s'; %s still use '%s': recognize refuses the persons of this "
-                        "namespace until each is re-introduced with this model (--replace)", name, model, names, old)
+                        "namespace until each is re-introduced with this model (--replace)", name, model, names, theirs)
         vectors, face_boxes, views = [], [], []
         for src, box in zip(refs, reference_boxes(refs, boxes), strict=True):
             vector, xyxy, view = self._face_view(src, box)
@@ -478,7 +507,7 @@ class Personalizer:
                   "boxes": [[round(float(x), 1) for x in b] for b in face_boxes],
                   "seconds": round(time.perf_counter() - start, 3)},
         )
-        return self.memory.add(concept, replace=replace)
+        return self._write_introduced(concept, old, PERSON, *given, replace)
 
     def _face_view(self, src: ImageInput, box: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any]:
         """A person's reference photo: its one face (in ``box``) as ``(face vector, face box,

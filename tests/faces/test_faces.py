@@ -107,3 +107,23 @@ def test_a_box_around_several_faces_is_refused_like_a_photo_of_several(faces: An
     pair = np.hstack([astronaut, astronaut])
     with pytest.raises(InvalidInputError, match="2 faces in the box"):
         face_reference(faces, pair, box=np.array([0, 0, 1024, 512], np.float32))
+
+
+def test_threads_detecting_and_embedding_at_once_get_what_one_thread_gets(faces: Any, astronaut: np.ndarray) -> None:
+    """A server detects faces in several requests at once: dlib's detector keeps scratch
+    buffers, and shared by threads it gave one photo the other photo's face box."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = [astronaut, np.ascontiguousarray(astronaut[:, ::-1]), np.ascontiguousarray(astronaut[64:, 32:])]
+
+    def both(img: np.ndarray) -> tuple[list, np.ndarray]:
+        found = faces.detect(img)
+        return found.xyxy.tolist(), faces.embed(img, found.xyxy[:1])
+
+    alone = [both(img) for img in photos]
+    assert len({str(a[0]) for a in alone}) == 3  # three different answers to tell apart
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(both, photos * 8))
+    for i, (boxes, vectors) in enumerate(together):
+        assert boxes == alone[i % 3][0], f"call {i}"
+        np.testing.assert_allclose(vectors, alone[i % 3][1], atol=1e-5)

@@ -152,3 +152,74 @@ def test_a_large_namespace_drops_a_category_no_concept_holds_any_more(memory: Sq
     entry = cache.get()
     assert cache.builds == 1 and cache.patches == 2
     assert entry.categories == GalleryCache(memory, eager=4).get().categories == ["toy", "puppy"]
+
+
+# ---- concurrent use (from a thread-safety review) --------------------------------------------------
+def test_a_concept_forgotten_between_the_listing_and_its_read_is_not_an_error(memory: SqliteMemory) -> None:
+    """A write lands between `_patch`'s listing and its read of a changed concept: a full
+    read instead of `ConceptNotFoundError` out of `recognize`."""
+    memory.add_many([make(f"c{i}", i) for i in range(40)])
+    cache = GalleryCache(memory, eager=4)
+    cache.get()
+    memory.update(dataclasses.replace(memory.get("c3"), context="changed"))
+    listing = memory.stamps
+
+    def stamps_then_forget(**kwargs: object) -> dict:
+        out = listing(**kwargs)
+        memory.remove("c3")  # another thread's forget, just after the listing
+        return out
+
+    memory.stamps = stamps_then_forget  # type: ignore[method-assign]
+    entry = cache.get()
+    del memory.stamps
+    assert "c3" not in entry.gallery.names and len(entry.gallery.names) == 39 and cache.builds == 2
+    assert cache.get() is not entry  # read at the generation before the forget: read again, patched
+    assert cache.get().gallery.names == entry.gallery.names
+
+
+def test_a_fetch_begun_before_a_write_does_not_put_the_old_parts_back(memory: SqliteMemory) -> None:
+    memory.add_many([make(f"c{i}", i) for i in range(40)])
+    cache = GalleryCache(memory, eager=4)
+    old = cache.get().gallery
+    k = old.names.index("c3")
+    read_parts = memory.parts
+    entries = []
+
+    def parts_then_write(ids: list[int], **kwargs: object) -> dict:
+        got = read_parts(ids, **kwargs)  # the old parts, read by a recognize on the old gallery...
+        memory.update(dataclasses.replace(memory.get("c3"), parts=unit(4, 77)))  # ...while c3 changes
+        entries.append(cache.get())  # and another call picks up the change
+        return got
+
+    memory.parts = parts_then_write  # type: ignore[method-assign]
+    assert np.allclose(old.subset([k]).parts[0], unit(3, 1003), atol=2e-3)  # the old gallery: old parts
+    del memory.parts
+    new = entries[0].gallery
+    assert cache.patches == 1 and new.fetch is old.fetch  # one LRU, shared
+    assert np.allclose(new.subset([new.names.index("c3")]).parts[0], unit(4, 77), atol=2e-3)
+
+
+def test_threads_that_find_the_gallery_stale_wait_for_one_read(memory: SqliteMemory) -> None:
+    import threading
+    import time
+
+    for i in range(6):
+        memory.add(make(f"c{i}", i))
+    cache = GalleryCache(memory)
+    cache.get()
+    memory.add(make("new", 100))
+    read = memory.concepts
+
+    def slow_concepts(**kwargs: object) -> list:
+        time.sleep(0.3)  # a large namespace: the read takes a while
+        return read(**kwargs)
+
+    memory.concepts = slow_concepts  # type: ignore[method-assign]
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cache.builds == 2  # the first read and one after the write, not one per thread
+    assert len({id(e) for e in got}) == 1 and got[0].gallery.names[-1] == "new"

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from pekit.errors import ConceptNotFoundError
 from pekit.retrieve.match import Gallery
 from pekit.types import Concept
 
@@ -42,6 +43,17 @@ __all__ = ["EAGER_CONCEPTS", "PART_CACHE_CONCEPTS", "GalleryCache", "NamespaceGa
 
 EAGER_CONCEPTS = 64          # up to this many concepts, all part prototypes stay in RAM
 PART_CACHE_CONCEPTS = 2048   # part prototypes of this many concepts kept (float16) in a lazy namespace
+
+
+class _PartLRU(OrderedDict):
+    """A lazy namespace's LRU of part prototypes, shared by its successive entries. A write
+    drops the changed ids (`GalleryCache._patch`) and records when (``dropped``, by
+    ``epoch``): a fetch that began before then does not put the old parts back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+        self.dropped: dict[int, int] = {}
 
 
 @dataclass
@@ -62,7 +74,7 @@ class NamespaceGallery:
     count: int
     categories: list[str] = field(default_factory=list)
     stamps: dict[int, float] = field(default_factory=dict, repr=False)  # id -> updated (lazy namespaces)
-    _parts: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict, repr=False)
+    _parts: _PartLRU = field(default_factory=_PartLRU, repr=False)
     category_of: dict[int, str] = field(default_factory=dict, repr=False)  # id -> category (gallery concepts)
 
 
@@ -90,24 +102,40 @@ class GalleryCache:
         self.part_cache = max(1, int(part_cache))
         self._entries: OrderedDict[str, NamespaceGallery] = OrderedDict()
         self._lock = threading.RLock()
+        self._reading: dict[str, threading.Lock] = {}  # one read of a namespace at a time
         self.builds = 0  # how many times a namespace was read in full: for tests and benchmarks
         self.patches = 0  # how many times a large namespace was refreshed from its changes only
 
     def get(self, namespace: str = "default") -> NamespaceGallery:
-        """The namespace's gallery, re-read only if the store changed since the last call."""
+        """The namespace's gallery, re-read only if the store changed since the last call.
+        Threads that find it stale at once wait for one read instead of each reading it."""
         generation = self.memory.generation(namespace)
+        entry = self._current(namespace, generation)
+        if entry is not None:
+            return entry
+        with self._lock:
+            reading = self._reading.setdefault(namespace, threading.Lock())
+        with reading:
+            generation = self.memory.generation(namespace)  # as of now: a write may have come while waiting
+            entry = self._current(namespace, generation)  # another thread read it meanwhile
+            if entry is not None:
+                return entry
+            built = self._build(namespace, generation)
+            with self._lock:
+                self._entries[namespace] = built
+                self._entries.move_to_end(namespace)
+                while len(self._entries) > self.max_namespaces:
+                    self._reading.pop(self._entries.popitem(last=False)[0], None)
+        return built
+
+    def _current(self, namespace: str, generation: int) -> NamespaceGallery | None:
+        """The kept entry of ``namespace`` if it was read at ``generation``."""
         with self._lock:
             entry = self._entries.get(namespace)
             if entry is not None and entry.generation == generation:
                 self._entries.move_to_end(namespace)
                 return entry
-        built = self._build(namespace, generation)
-        with self._lock:
-            self._entries[namespace] = built
-            self._entries.move_to_end(namespace)
-            while len(self._entries) > self.max_namespaces:
-                self._entries.popitem(last=False)
-        return built
+        return None
 
     def clear(self) -> None:
         with self._lock:
@@ -145,14 +173,21 @@ class GalleryCache:
         removed = {i for i in old.stamps if i not in now} | set(changed)
         if len(changed) + len(removed) > max(32, len(listing) // 20) or len(listing) <= self.eager:
             return None
-        fresh = sorted((self.memory.get(listing[i][0], namespace=namespace) for i in changed), key=lambda c: c.id)
+        try:
+            fresh = sorted((self.memory.get(listing[i][0], namespace=namespace) for i in changed), key=lambda c: c.id)
+        except ConceptNotFoundError:  # forgotten or renamed since the listing: read it all
+            return None
+        if [c.id for c in fresh] != sorted(changed):  # a name taken by another concept since the listing
+            return None
         chosen = [c for c in fresh if self.select is None or self.select(c)]
         others = [c for c in old.others if c.id not in removed] + \
             [c for c in fresh if self.select is not None and not self.select(c)]
         with self._lock:
             lru = old._parts
+            lru.epoch += 1
             for i in removed:
                 lru.pop(i, None)
+                lru.dropped[i] = lru.epoch
         # a category no concept holds any more is no detector label any more
         category_of = {i: c for i, c in old.category_of.items() if i not in removed}
         category_of.update({c.id: c.category for c in chosen})
@@ -170,6 +205,7 @@ class GalleryCache:
         def fetch(ids: Sequence[int]) -> dict[int, np.ndarray]:
             out: dict[int, np.ndarray] = {}
             with lock:
+                began = lru.epoch
                 missing = []
                 for i in ids:
                     if i in lru:
@@ -179,11 +215,10 @@ class GalleryCache:
                         missing.append(i)
             got = self.memory.parts(missing, namespace=namespace) if missing else {}
             with lock:
-                for i, parts in got.items():
-                    lru[i] = out[i] = parts.astype(np.float16)
                 for i in missing:  # no parts stored: remember that too
-                    if i not in got:
-                        lru[i] = out[i] = np.zeros((0, 0), np.float16)
+                    out[i] = got[i].astype(np.float16) if i in got else np.zeros((0, 0), np.float16)
+                    if lru.dropped.get(i, -1) <= began:  # not changed by a write since this fetch began
+                        lru[i] = out[i]
                 while len(lru) > self.part_cache:
                     lru.popitem(last=False)
             return {i: p.astype(np.float32) for i, p in out.items() if p.size}
