@@ -326,3 +326,17 @@ def test_newcomer_mistakes_get_messages_that_say_what_to_do(cli: Any, stocked: d
     code, _, err = cli("recognize", stocked["query"], "--out", afile / "x.jpg", "--memory", stocked["memory"])
     assert code == 11 and afile.read_text() == "keep me"
     one_line(err, "recognize", f"'{afile}' is a file, not a folder")
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly(stocked: dict[str, Path]) -> None:
+    """``pekit list | head -1``: the reader closes the pipe; no traceback, the shell's 141."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pekit.cli", "list", "--json", "--memory", str(stocked["memory"])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command prints: its first write finds no reader
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -6,6 +6,7 @@ at a closed local port and count what is asked of it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -116,5 +117,18 @@ def test_local_folders_and_hf_hub_offline_never_probe(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(_hf, "hub_reachable", boom)
     assert _hf.hub_options("./models/dinov2", "backbone") == {}
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_hf_hub_offline_reads_the_cache_and_says_where_it_looked(dead_hub: dict[str, Any],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, a cached model loads without a probe; one not cached is named with the cache
+    folder and HF_HUB_OFFLINE, not transformers' "check your internet connection"."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    _cache_model(dead_hub["cache"], "facebook/dinov2-small")
     assert _hf.hub_options("facebook/dinov2-small", "backbone") == {}
+    with pytest.raises(BackendError, match=r"'facebook/dinov2-base': it is not in the local Hugging Face cache "
+                                           rf"\({re.escape(str(dead_hub['cache']))}\) .*HF_HUB_OFFLINE is set"):
+        _hf.hub_options("facebook/dinov2-base", "backbone")
+    assert dead_hub["probes"] == []

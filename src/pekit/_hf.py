@@ -100,17 +100,22 @@ def _in_cache(spec: str, revision: str | None) -> bool:
 def hub_options(spec: str, what: str, revision: str | None = None) -> dict[str, Any]:
     """Keyword arguments for ``from_pretrained(spec, ...)`` that never wait on a dead network.
 
-    ``{}`` for a local folder, under ``HF_HUB_OFFLINE`` (transformers then reads the cache
-    itself) and when the hub answers; ``{"local_files_only": True}`` when it does not
-    answer but ``spec`` is in the local cache. Raises `BackendError` at once when it is in
-    neither place, naming what to do.
+    ``{}`` for a local folder, under ``HF_HUB_OFFLINE`` when ``spec`` is cached (transformers
+    then reads the cache itself) and when the hub answers; ``{"local_files_only": True}``
+    when it does not answer but ``spec`` is in the local cache. Raises `BackendError` at
+    once when it is in neither place (or offline and not cached), naming what to do.
 
     >>> hub_options("./models/dinov2", "backbone")
     {}
     """
-    if looks_like_path(spec) or hub_offline():
+    if looks_like_path(spec):
         return {}
-    reachable, why = hub_reachable()
+    if hub_offline():
+        if _in_cache(spec, revision):
+            return {}
+        reachable, why = False, "HF_HUB_OFFLINE is set: the hub is not asked"
+    else:
+        reachable, why = hub_reachable()
     if reachable:
         return {}
     if _in_cache(spec, revision):

@@ -426,52 +426,62 @@ def main(argv: list[str] | None = None) -> int:
         if not any(isinstance(f, PrintedElsewhere) for f in handler.filters):
             handler.addFilter(PrintedElsewhere())
     try:
-        if args.command == "introduce":
-            return _cmd_introduce(args)
-        if args.command == "list":
-            return _cmd_list(args)
-        if args.command == "forget":
-            return _cmd_forget(args)
-        if args.command == "repair":
-            return _cmd_repair(args)
-        if args.command == "correct":
-            return _cmd_correct(args)
-        if args.command == "add-view":
-            return _cmd_add_view(args)
-        if args.command == "update":
-            return _cmd_update(args)
-        if args.command == "recognize":
-            return _cmd_recognize(args)
-        if args.command == "ask":
-            return _cmd_answer(args, args.question, [Path(args.image)])
-        if args.command == "caption":
-            from pekit.images import list_images
-            from pekit.video.decode import is_video
-
-            if len(args.images) == 1 and is_video(args.images[0]):
-                return _cmd_answer(args, None, [Path(args.images[0])])
-            if any(is_video(i) for i in args.images):
-                raise InvalidInputError("give one video at a time (photos can be many): pekit caption clip.mp4")
-            return _cmd_answer(args, None, list_images(args.images), asked_batch(args.images))
-        if args.command == "eval":
-            from pekit.eval.cli import run_eval
-
-            return run_eval(args)
-        if args.command in ("serve", "keys"):
-            from pekit.server import cli as server_cli
-
-            return server_cli.run_serve(args) if args.command == "serve" else server_cli.run_keys(args)
-        if args.command == "doctor":
-            from pekit.doctor import run_doctor
-
-            return run_doctor(args)
-        parser.error(f"unknown command {args.command}")  # pragma: no cover
+        code = _run(args, parser)
+        sys.stdout.flush()  # here, not at exit: a reader that went away (| head) is handled below
+        return code
     except PekitError as exc:
         print(f"pekit {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:  # pragma: no cover
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output closed it (pekit list | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's last flush goes nowhere
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer cut off this way
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run the command ``args`` names; its exit code."""
+    if args.command == "introduce":
+        return _cmd_introduce(args)
+    if args.command == "list":
+        return _cmd_list(args)
+    if args.command == "forget":
+        return _cmd_forget(args)
+    if args.command == "repair":
+        return _cmd_repair(args)
+    if args.command == "correct":
+        return _cmd_correct(args)
+    if args.command == "add-view":
+        return _cmd_add_view(args)
+    if args.command == "update":
+        return _cmd_update(args)
+    if args.command == "recognize":
+        return _cmd_recognize(args)
+    if args.command == "ask":
+        return _cmd_answer(args, args.question, [Path(args.image)])
+    if args.command == "caption":
+        from pekit.images import list_images
+        from pekit.video.decode import is_video
+
+        if len(args.images) == 1 and is_video(args.images[0]):
+            return _cmd_answer(args, None, [Path(args.images[0])])
+        if any(is_video(i) for i in args.images):
+            raise InvalidInputError("give one video at a time (photos can be many): pekit caption clip.mp4")
+        return _cmd_answer(args, None, list_images(args.images), asked_batch(args.images))
+    if args.command == "eval":
+        from pekit.eval.cli import run_eval
+
+        return run_eval(args)
+    if args.command in ("serve", "keys"):
+        from pekit.server import cli as server_cli
+
+        return server_cli.run_serve(args) if args.command == "serve" else server_cli.run_keys(args)
+    if args.command == "doctor":
+        from pekit.doctor import run_doctor
+
+        return run_doctor(args)
+    parser.error(f"unknown command {args.command}")  # pragma: no cover
     return 0
 
 
