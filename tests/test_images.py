@@ -516,3 +516,50 @@ def test_avif_and_heic_photos_are_photos_not_videos(tmp_path: Path, rgb: np.ndar
     assert sniff_image(avif.read_bytes()) == "image/avif" and not is_video(avif)
     assert load_image(avif).shape == rgb.shape
     assert list_images([tmp_path]) == [heic, avif]
+
+
+def _display_p3_profile() -> bytes:
+    """A minimal ICC v2 display profile with Display P3's primaries (D50-adapted) and a
+    2.2 gamma: what an iPhone photo carries, near enough to move its colours as P3 does."""
+    import struct
+
+    def s15(x: float) -> bytes:
+        return struct.pack(">i", round(x * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
+
+    def curve(gamma: float) -> bytes:
+        return b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+
+    text = b"Display P3 (test)\0"
+    tags = [(b"desc", b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(78)),
+            (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)),
+            (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)), (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
+            (b"rTRC", curve(2.2)), (b"gTRC", curve(2.2)), (b"bTRC", curve(2.2)), (b"cprt", b"text" + bytes(4) + b"x\0")]
+    start, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, body in tags:
+        body += bytes(-len(body) % 4)
+        table += sig + struct.pack(">II", start + len(data), len(body))
+        data += body
+    header = (struct.pack(">I", start + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+              + bytes(12) + b"acspAPPL" + bytes(24) + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(48))
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def test_a_display_p3_photo_is_read_in_srgb_and_an_srgb_one_as_it_is(tmp_path: Path) -> None:
+    """An iPhone photo (Display P3) and the same scene from an sRGB camera should give the
+    same colours: the profile is applied, not ignored."""
+    from PIL import ImageCms
+
+    pixels = np.full((8, 8, 3), [200, 100, 50], np.uint8)
+    p3 = tmp_path / "iphone.jpg"
+    Image.fromarray(pixels).save(p3, quality=100, icc_profile=_display_p3_profile())
+    red, green, blue = load_image(p3)[4, 4].astype(int)
+    assert red > 210 and green < 97 and blue < 35  # P3's orange is more saturated in sRGB: ~(216, 93, 24)
+    srgb = tmp_path / "camera.png"
+    Image.fromarray(pixels).save(srgb, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    np.testing.assert_array_equal(load_image(srgb), pixels)
+    damaged = tmp_path / "damaged.png"
+    Image.fromarray(pixels).save(damaged, icc_profile=b"not a profile at all")
+    np.testing.assert_array_equal(load_image(damaged), pixels)  # the pixels as they are, not an error

@@ -201,6 +201,30 @@ def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
     return arr if arr.flags.writeable else arr.copy()  # Pillow's pixels are read-only: yours to change
 
 
+def in_srgb(img: Image.Image) -> Image.Image:
+    """``img`` in sRGB: a photo whose embedded ICC profile is another colour space (an
+    iPhone's Display P3, Adobe RGB, a profiled CMYK print file) is converted, so the same
+    object has the same colours from every camera; an sRGB or untagged photo, or a profile
+    LittleCMS cannot read, is left as it is."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "RGBA", "CMYK"):
+        return img
+    try:
+        from PIL import ImageCms
+
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        space = source.profile.xcolor_space.strip()
+        if space != ("CMYK" if img.mode == "CMYK" else "RGB") or \
+                "srgb" in ImageCms.getProfileDescription(source).lower():
+            return img
+        out = "RGBA" if img.mode == "RGBA" else "RGB"
+        converted = ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode=out)
+    except Exception:  # no LittleCMS in this Pillow, a damaged profile: the pixels as they are
+        return img
+    assert converted is not None  # not inPlace
+    return converted
+
+
 def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     try:
         img = ImageOps.exif_transpose(img)
@@ -208,6 +232,7 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
         pass
     if img.width == 0 or img.height == 0:
         raise ImageError(f"{name}: the image is empty (zero width or height)")
+    img = in_srgb(img)
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):  # a 16-bit file: its range, whatever the values
         return _array_to_rgb(np.asarray(img).astype(np.uint16), name)
@@ -378,6 +403,9 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
             [0, 255]; an ``(H, W, 3)`` uint8 array comes back as it is, not copied) or an
             array-like on the CPU (a torch tensor, ``(H, W, C)``), or a `NamedImage` of one
             of these. The result may be written to (a copy where the source is read-only).
+            A photo is turned upright by its EXIF orientation and brought to sRGB from its
+            embedded colour profile (an iPhone's Display P3, Adobe or ProPhoto RGB); see
+            `in_srgb`.
         max_pixels: refuse larger images (decompression-bomb guard).
 
     Raises:
