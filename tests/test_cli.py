@@ -170,6 +170,13 @@ def test_json_of_a_folder_is_a_list_of_records_even_with_one_photo(cli: Any, sto
     code, out, err = cli("caption", album / "query.png", "--json", "--memory", stocked["memory"])
     assert code == 0, err
     assert json.loads(out)["image"] == str(album / "query.png")  # one photo: its record
+    # and --out is a folder for a folder, whatever its name and however many photos it holds
+    code, out, err = cli("recognize", album, "--out", tmp_path / "annotated", "--json", "--memory", stocked["memory"])
+    assert code == 0, err
+    assert [Path(w).name for w in json.loads(out)[0]["written"]] == ["query_pekit.jpg"]
+    assert (tmp_path / "annotated" / "query_pekit.jpg").is_file()
+    code, _, err = cli("recognize", album, "--out", tmp_path / "one.jpg", "--memory", stocked["memory"])
+    assert code == 2 and "names one image file, but 1 photo(s) were given as a batch" in err
 
 
 def test_a_bad_photo_in_a_batch_is_skipped_and_the_rest_answered(cli: Any, stocked: dict[str, Path]) -> None:
@@ -214,10 +221,17 @@ def test_an_output_name_without_an_image_suffix_is_refused_before_any_work(cli: 
             continue
         code, out, err = cli(command, stocked["query"], *question, option, value, "--memory", stocked["memory"])
         assert code == 2 and out == ""
-        assert_one_line_error(err, command, f"{option} '{value}' has no suffix of an image pekit writes")
+        assert_one_line_error(err, command, f"{option} '{value}' does not end in the suffix of an image pekit writes")
         assert hint in err and f"'{value}/'" in err
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cat.png", "coffee.png", "query.png",
                                                                      "notes.jpg", "m.db"])
+    from PIL import features
+
+    if features.check("avif"):  # any format Pillow writes is taken, not only the usual ones
+        code, _, err = cli(command, stocked["query"], *question, "--out", tmp_path / "result.avif",
+                           "--memory", stocked["memory"])
+        assert code == 0 and Image.open(tmp_path / "result.avif").format == "AVIF", err
+        (tmp_path / "result.avif").unlink()
     code, _, err = cli(command, stocked["query"], *question, "--out", f"{tmp_path / 'result'}/",
                        "--memory", stocked["memory"])
     assert code == 0, err  # the same name as a folder is written into

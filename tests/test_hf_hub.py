@@ -129,6 +129,7 @@ def test_hf_hub_offline_reads_the_cache_and_says_where_it_looked(dead_hub: dict[
     _cache_model(dead_hub["cache"], "facebook/dinov2-small")
     assert _hf.hub_options("facebook/dinov2-small", "backbone") == {}
     with pytest.raises(BackendError, match=r"'facebook/dinov2-base': it is not in the local Hugging Face cache "
-                                           rf"\({re.escape(str(dead_hub['cache']))}\) .*HF_HUB_OFFLINE is set"):
+                                           rf"\({re.escape(str(dead_hub['cache']))}\) .*HF_HUB_OFFLINE is set.*"
+                                           "What to do: unset HF_HUB_OFFLINE to let it download, or "):
         _hf.hub_options("facebook/dinov2-base", "backbone")
     assert dead_hub["probes"] == []

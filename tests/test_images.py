@@ -467,7 +467,8 @@ def test_streams_memoryviews_and_array_likes_are_one_image(tmp_path: Path, rgb: 
             np.testing.assert_array_equal(load_image(source), rgb)  # put back where it was: read again
         assert describe(fh) == str(path)
     assert describe(Tensor()) == "<Tensor (20, 30, 3)>" and describe(memoryview(data)) == f"<{len(data)} bytes>"
-    with pytest.raises(ImageError, match="open the file with 'rb'"), path.open("r", encoding="latin-1") as text:
+    with pytest.raises(ImageError, match="opened as text; open it with 'rb'"), \
+            path.open("r", encoding="latin-1") as text:
         load_image(text)
 
 
@@ -515,7 +516,7 @@ def test_avif_and_heic_photos_are_photos_not_videos(tmp_path: Path, rgb: np.ndar
     Image.fromarray(rgb).save(avif, quality=100)
     assert sniff_image(avif.read_bytes()) == "image/avif" and not is_video(avif)
     assert load_image(avif).shape == rgb.shape
-    assert list_images([tmp_path]) == [heic, avif]
+    assert list_images([tmp_path]) == [avif]  # the HEIC photo is skipped while the plugin is "missing"
 
 
 def _display_p3_profile() -> bytes:
@@ -563,3 +564,56 @@ def test_a_display_p3_photo_is_read_in_srgb_and_an_srgb_one_as_it_is(tmp_path: P
     damaged = tmp_path / "damaged.png"
     Image.fromarray(pixels).save(damaged, icc_profile=b"not a profile at all")
     np.testing.assert_array_equal(load_image(damaged), pixels)  # the pixels as they are, not an error
+
+
+def test_an_avif_whose_major_brand_is_generic_is_an_avif_not_a_heic(tmp_path: Path, rgb: np.ndarray) -> None:
+    from PIL import features
+
+    from pekit.images import sniff_image
+
+    generic = b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf"  # major mif1, compatible avif
+    assert sniff_image(generic) == "image/avif"
+    assert sniff_image(b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1heicmiaf") == "image/heic"
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF codec")
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "AVIF", quality=100)
+    data = bytearray(buf.getvalue())
+    data[8:12] = b"mif1"
+    assert sniff_image(bytes(data)) == "image/avif" and load_image(bytes(data)).shape == rgb.shape
+
+
+def test_a_file_opened_as_text_is_named_as_such(tmp_path: Path, rgb: np.ndarray) -> None:
+    path = tmp_path / "photo.png"
+    Image.fromarray(rgb).save(path)
+    with path.open() as text, pytest.raises(ImageError, match="opened as text; open it with 'rb'"):
+        load_image(text)
+
+
+def test_floats_a_little_over_1_are_0_1_pixels() -> None:
+    assert load_image(np.full((4, 5), 1.3, np.float32))[0, 0].tolist() == [255, 255, 255]
+    assert load_image(np.full((4, 5), 0.5, np.float32))[0, 0].tolist() == [128, 128, 128]
+
+
+def test_a_16_bit_grey_png_key_level_is_transparent(tmp_path: Path) -> None:
+    grey = np.full((8, 8), 40000, np.uint16)
+    grey[:4] = 0
+    path = tmp_path / "keyed16.png"
+    Image.fromarray(grey).save(path, transparency=0)
+    assert Image.open(path).mode.startswith("I")
+    out = load_image(path)
+    assert out[0, 0].tolist() == [255, 255, 255] and out[7, 7].tolist() == [156, 156, 156]
+
+
+def test_a_folder_skips_heic_photos_when_they_cannot_be_read_and_says_so(
+        tmp_path: Path, rgb: np.ndarray, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from pekit import images
+
+    Image.fromarray(rgb).save(tmp_path / "a.jpg")
+    (tmp_path / "b.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    monkeypatch.setattr(images, "_HEIF_OPENER", [False])
+    assert list_images([tmp_path]) == [tmp_path / "a.jpg"]
+    assert "1 HEIC photo(s) skipped (b.heic): pip install pillow-heif" in caplog.text
+    assert list_images([tmp_path / "b.heic"]) == [tmp_path / "b.heic"]  # named: read, and its error said
+    monkeypatch.setattr(images, "_HEIF_OPENER", [True])
+    assert list_images([tmp_path]) == [tmp_path / "a.jpg", tmp_path / "b.heic"]

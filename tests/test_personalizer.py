@@ -171,6 +171,29 @@ def test_replacing_keeps_an_update_made_while_its_passes_ran(stocked: Any, chels
     assert (new.context, new.category) == ("given", "kitten")
 
 
+    def passes_while_cleared(*args: Any, **kwargs: Any) -> Any:
+        out = views(*args, **kwargs)
+        stocked.update("cat", category="")  # "kitten" when read before the passes, cleared meanwhile
+        return out
+
+    monkeypatch.setattr(stocked, "views", passes_while_cleared)
+    assert stocked.introduce("cat", flipped, replace=True).category == ""  # stays cleared
+
+
+def test_replacing_drops_the_replaced_concepts_stored_photos(make_personalizer: Any, chelsea: np.ndarray,
+                                                             tmp_path: Path) -> None:
+    """A concept introduced anew is replaced whole, its kept photos too (privacy: photos the
+    user replaced do not stay attached)."""
+    from pekit.memory import SqliteMemory
+
+    p = make_personalizer(memory=SqliteMemory(tmp_path / "m.db", store_images=True), own_memory=True)
+    old = p.introduce("cat", chelsea, category="cat")
+    p.memory.add(old, replace=True, images=[b"OLD-PHOTO-BYTES"])
+    assert p.memory.images("cat") == [b"OLD-PHOTO-BYTES"]
+    p.introduce("cat", np.ascontiguousarray(chelsea[:, ::-1]), replace=True)
+    assert p.memory.images("cat") == [] and p.get("cat").category == "cat"
+
+
 def test_forget(stocked: Any, chelsea: np.ndarray) -> None:
     stocked.forget("cat")
     assert [c.name for c in stocked.concepts()] == ["coffee"]
@@ -455,7 +478,7 @@ def test_bad_input_raises_and_leaves_memory_unchanged(stocked: Any, chelsea: np.
     (lambda p, img: p.recognize(img, threshold=5), r"cosine score in \[-1, 1\].*got 5"),
     (lambda p, img: p.recognize(img, threshold=float("nan")), "got nan"),
     (lambda p, img: p.recognize(img, threshold="0.5"), "got '0.5'"),
-    (lambda p, img: list(p.recognize_many(img, threshold=2)), "cosine score"),
+    (lambda p, img: list(p.recognize_many([img], threshold=2)), "cosine score"),
     (lambda p, img: list(p.recognize_many(None)), r"takes an iterable of photos .*, got NoneType"),
     (lambda p, img: list(p.recognize_many("a.jpg")), "for one photo use recognize"),
     (lambda p, img: p.caption(img, threshold=-3), "cosine score"),

@@ -5,6 +5,7 @@ memory."""
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from pathlib import Path
@@ -193,6 +194,9 @@ def test_models_are_built_once_however_many_threads_ask(make_personalizer: Any,
 @pytest.mark.parametrize(("images", "kwargs", "words"), [
     (5, {}, "takes an iterable of photos"),
     ("photo.jpg", {}, "for one photo use recognize"),
+    (io.BytesIO(b"\x89PNG..."), {}, "for one photo use recognize"),  # not its lines
+    (memoryview(b"\x89PNG..."), {}, "for one photo use recognize"),  # not its bytes
+    (np.zeros((8, 8, 3), np.uint8), {}, "for one photo use recognize"),  # not its rows; (N, H, W, 3) is a batch
     ([], {"workers": "2"}, "workers must be a whole number"),
     ([], {"errors": "skip"}, "errors must be 'raise' or 'return'"),
 ])

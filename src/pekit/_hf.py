@@ -124,10 +124,11 @@ def hub_options(spec: str, what: str, revision: str | None = None) -> dict[str, 
         return {"local_files_only": True}
     from huggingface_hub import constants
 
+    offline = "unset HF_HUB_OFFLINE to let it download, or " if hub_offline() else ""
     raise BackendError(
         f"cannot load the {what} '{spec}': it is not in the local Hugging Face cache "
         f"({constants.HF_HUB_CACHE}) and {constants.ENDPOINT} cannot be reached ({why}). "
-        f"What to do: on a machine with network run `hf download {spec}` and copy its cache "
+        f"What to do: {offline}on a machine with network run `hf download {spec}` and copy its cache "
         "folder (HF_HOME) here, or pass a local directory written by save_pretrained; "
         "check the spelling of the hub id"
     )

@@ -273,10 +273,10 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
     images = list_images(args.images)
     if args.explain and len(images) != 1:
         raise InvalidInputError(f"--explain takes one photo, got {len(images)}")
-    check_outputs(args, images)
-    results: list[dict] = []
     many = len(images) > 1
-    batch = many or asked_batch(args.images)  # --json: a list of records, however many photos a folder held
+    batch = many or asked_batch(args.images)  # a folder: --out is a folder, --json a list, however many photos
+    check_outputs(args, images, batch=batch)
+    results: list[dict] = []
     with _personalizer(args) as p:
         _note_if_empty(p, args)
         # passes overlap decoding and drawing; in a batch an unreadable photo is skipped, not fatal
@@ -285,7 +285,7 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
             if img is None:
                 results.append(skipped(path, dets, "recognize"))
                 continue
-            out = out_path(args.out, path, many)
+            out = out_path(args.out, path, batch)
             if out is not None:
                 save(p.annotate(img, dets), out)
             written = [str(out)] if out else []
@@ -374,8 +374,8 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
 
     records = []
     many = len(images) > 1
-    batch = batch or many  # --json: a list of records, however many photos a folder held
-    check_outputs(args, images)
+    batch = batch or many  # a folder: --out is a folder, --json a list, however many photos it held
+    check_outputs(args, images, batch=batch)
     command = "caption" if question is None else "ask"
     with _personalizer(args) as p:
         _note_if_empty(p, args)
@@ -388,7 +388,7 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
                     raise
                 records.append(skipped(path, exc, command))
                 continue
-            out = out_path(args.out, path, many)
+            out = out_path(args.out, path, batch)
             if answer.image is None:
                 out = None
             elif out is not None:

@@ -69,12 +69,17 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def check_outputs(args: argparse.Namespace, inputs: list[Path], *, photos: bool = True) -> None:
+def check_outputs(args: argparse.Namespace, inputs: list[Path], *, photos: bool = True,
+                  batch: bool | None = None) -> None:
     """Refuse, before any work, an output file that is one of the inputs (it would be
     overwritten with the annotated copy), a file name for ``--out`` when several photos
     each need a file of their own, and (``photos``: the outputs are pictures) a file name
-    for one picture whose suffix names no image format (``--out result``: a file or a folder?)."""
-    from pekit.images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES
+    for one picture whose suffix names no image format (``--out result``: a file or a folder?).
+    ``batch``: the command line names several photos or a folder (default: more than one
+    input), so ``--out`` is a folder whatever its name."""
+    from pekit.images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, writable_suffix
+
+    batch = len(inputs) > 1 if batch is None else batch
 
     sources = [p for p in inputs if _exists(p)]
     for option in ("out", "explain", "sheet"):
@@ -89,11 +94,11 @@ def check_outputs(args: argparse.Namespace, inputs: list[Path], *, photos: bool 
             )
     named = [(option, value) for option in ("out", "explain", "sheet") if (value := getattr(args, option, None))
              and not value.endswith(("/", os.sep)) and not Path(value).expanduser().is_dir()]
-    for option, value in named if photos else ():  # several photos: --out is their folder, whatever its name
-        if Path(value).suffix.lower() not in OUTPUT_SUFFIXES and (option != "out" or len(inputs) == 1):
+    for option, value in named if photos else ():  # a batch: --out is its folder, whatever its name
+        if not writable_suffix(Path(value).suffix) and (option != "out" or not batch):
             raise InvalidInputError(
-                f"--{option} '{value}' has no suffix of an image pekit writes "
-                f"({', '.join(sorted(OUTPUT_SUFFIXES))}): name a file such as "
+                f"--{option} '{value}' does not end in the suffix of an image pekit writes "
+                f"({', '.join(sorted(OUTPUT_SUFFIXES))}...): name a file such as "
                 f"'{Path(value).with_suffix('.png' if option == 'explain' else '.jpg')}', or a folder "
                 f"as '{value}/'"
             )
@@ -103,9 +108,9 @@ def check_outputs(args: argparse.Namespace, inputs: list[Path], *, photos: bool 
                 raise InvalidInputError(f"--{option} and --{other} both name '{value}', so one would replace the "
                                         "other; give each its own file (or a folder)")
     out = getattr(args, "out", None)
-    if out and len(inputs) > 1 and not Path(out).is_dir() and Path(out).suffix.lower() in IMAGE_SUFFIXES:
+    if out and batch and not Path(out).is_dir() and Path(out).suffix.lower() in IMAGE_SUFFIXES:
         raise InvalidInputError(
-            f"--out '{out}' names one image file, but {len(inputs)} photos were given; pass a folder "
+            f"--out '{out}' names one image file, but {len(inputs)} photo(s) were given as a batch; pass a folder "
             f"(e.g. --out {Path(out).stem}/) and each annotated photo is written there"
         )
 

@@ -13,6 +13,7 @@ value back afterwards; importing pekit changes nothing.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import sys
@@ -29,8 +30,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pekit.errors import ImageError, InvalidInputError
 
+log = logging.getLogger(__name__)
+
 __all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "OUTPUT_SUFFIXES", "ImageInput", "NamedImage", "describe", "image_list",
-           "list_images", "load_image", "same_pictures", "sniff_image", "source_name", "thumbprint"]
+           "is_stream", "list_images", "load_image", "same_pictures", "sniff_image", "source_name", "thumbprint",
+           "writable_suffix"]
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,22 @@ ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray | 
 
 #: Refuse images with more pixels than this (a 16k x 16k photo); raise with ``max_pixels``.
 MAX_PIXELS = 16384 * 16384
-#: the suffixes pekit writes pictures in (`--out`, `--explain`, `--sheet`)
+#: the usual suffixes of the pictures pekit writes (`--out`, `--explain`, `--sheet`): any
+#: that Pillow writes is taken (`writable_suffix`)
 OUTPUT_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+HEIF_SUFFIXES = frozenset({".heic", ".heif"})
 #: the suffixes of photos pekit reads from a folder (HEIC with the pillow-heif plugin)
-IMAGE_SUFFIXES = OUTPUT_SUFFIXES | {".avif", ".heic", ".heif"}
+IMAGE_SUFFIXES = OUTPUT_SUFFIXES | {".avif"} | HEIF_SUFFIXES
+
+
+def writable_suffix(suffix: str) -> bool:
+    """Whether Pillow writes images of this file suffix (``.jpg``, ``.avif``, ``.jp2``...).
+
+    >>> writable_suffix(".PNG"), writable_suffix(""), writable_suffix(".txt")
+    (True, False, False)
+    """
+    fmt = Image.registered_extensions().get(suffix.lower())
+    return fmt is not None and fmt in Image.SAVE
 #: the suffixes `pekit.video` reads (kept here so that loading a photo needs no video import)
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
 
@@ -89,14 +105,14 @@ def source_name(source: object) -> str:
         return f"<PIL image {source.mode} {source.size}>"
     if isinstance(source, memoryview):
         return f"<{source.nbytes} bytes>"
-    if _file_like(source) and isinstance(getattr(source, "name", None), str):
+    if is_stream(source) and isinstance(getattr(source, "name", None), str):
         return str(source.name)  # type: ignore[attr-defined]  # an open file: its path
     if hasattr(source, "__array__") and hasattr(source, "shape"):  # a tensor
         return f"<{type(source).__name__} {tuple(source.shape)}>"  # type: ignore[attr-defined]
     return f"<{type(source).__name__}>"
 
 
-def _file_like(source: object) -> bool:
+def is_stream(source: object) -> bool:
     """An open binary file or a stream (``io.BytesIO``): something to ``read()`` the bytes of."""
     return callable(getattr(source, "read", None)) and not isinstance(source, (str, bytes, bytearray))
 
@@ -105,7 +121,7 @@ def _single(source: object) -> bool:
     """Whether ``source`` is one image, not a collection of them (a tensor and a byte
     stream can be iterated too)."""
     return isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, NamedImage,
-                               Image.Image)) or _file_like(source) or hasattr(source, "__array__")
+                               Image.Image)) or is_stream(source) or hasattr(source, "__array__")
 
 
 def _plain(source: object, name: str) -> object:
@@ -113,7 +129,9 @@ def _plain(source: object, name: str) -> object:
     tensor on the CPU) as a numpy array; anything else as it is."""
     if isinstance(source, memoryview):
         return source.tobytes()
-    if _file_like(source):
+    if is_stream(source):
+        if isinstance(source, io.TextIOBase):
+            raise ImageError(f"{name}: the file was opened as text; open it with 'rb'")
         try:  # a seekable stream is put back where it was: a photo is read more than once (ask, explain)
             seekable = callable(getattr(source, "seekable", None)) and source.seekable()  # type: ignore[attr-defined]
             start = source.tell() if seekable else None  # type: ignore[attr-defined]
@@ -158,7 +176,7 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
             raise ImageError(f"{name}: the image array has negative values (down to {lo:.3g}); "
                              "pixels must be 0-1 or 0-255 floats: pass the photo itself, not a normalised "
                              "tensor (undo the mean/std normalisation first)")
-        if top > (1 + FLOAT_RING) * hi:
+        if hi > 1 and top > (1 + FLOAT_RING) * hi:
             raise ImageError(f"{name}: float pixels must be 0-1 or 0-255, but they run up to {top:.6g} "
                              "(16-bit or other data?); scale them first, e.g. a / a.max()")
         return np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -235,7 +253,13 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     img = in_srgb(img)
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):  # a 16-bit file: its range, whatever the values
-        return _array_to_rgb(np.asarray(img).astype(np.uint16), name)
+        grey = np.asarray(img).astype(np.uint16)
+        key = img.info.get("transparency")
+        if isinstance(key, int):  # a key grey level (PNG tRNS): transparent, on white as in other modes
+            level = _to_uint8(grey, name)
+            return _array_to_rgb(np.dstack([level, level, level, np.where(grey == key, 0, 255).astype(np.uint8)]),
+                                 name)
+        return _array_to_rgb(grey, name)
     if mode == "I":  # 32-bit integers: 16-bit data in older Pillows' PNGs, else 0-255
         arr = np.asarray(img, dtype=np.float64)
         lo, top = arr.min(), arr.max()  # not empty: checked before
@@ -321,7 +345,7 @@ def header_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
     None when Pillow's bomb check, at pekit's limit ``max_pixels``, refuses it (over the
     limit). Pillow's own errors on a damaged header propagate. Shares `load_image`'s
     thread-safe limit and warning filter, so it can run beside loads in other threads."""
-    heif_opener(data[:16])
+    heif_opener(data[:64])
     try:
         with _pillow_limit(max_pixels), Image.open(io.BytesIO(data)) as img:
             return img.size
@@ -335,8 +359,12 @@ _HEIF_OPENER: list[bool] = []  # [registered?] once pillow-heif was looked for
 def heif_opener(head: bytes) -> bool:
     """For a HEIC photo's first bytes, register the ``pillow-heif`` plugin's opener with
     Pillow (once) when it is installed; whether Pillow can then read HEIC."""
-    if sniff_image(head) != "image/heic":
-        return False
+    return sniff_image(head) == "image/heic" and heif_readable()
+
+
+def heif_readable() -> bool:
+    """Whether HEIC photos can be read: the ``pillow-heif`` plugin is installed (its opener
+    is registered with Pillow the first time this is asked)."""
     if not _HEIF_OPENER:
         try:
             from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
@@ -351,7 +379,7 @@ def heif_opener(head: bytes) -> bool:
 def _open_checked(fp: Any, name: str, max_pixels: int) -> Image.Image:
     if not fp.seekable():  # a FIFO: read whole, as Pillow would
         fp = io.BytesIO(fp.read())
-    head = fp.read(16)
+    head = fp.read(64)  # an ISO-BMFF file's brands
     fp.seek(0)
     heif_opener(head)
     try:
@@ -376,6 +404,9 @@ def _open_checked(fp: Any, name: str, max_pixels: int) -> Image.Image:
                              "`ask` or `caption` on the command line, `Personalizer.recognize_video` from Python; "
                              "to introduce something from a clip, save a frame as a photo)") from exc
         kind = sniff_image(head)
+        if kind == "image/avif":
+            raise ImageError(f"{name}: an AVIF photo; this Pillow ({Image.__version__}) has no AVIF codec: "
+                             "pip install 'pillow>=11.2', or export the photo as JPEG") from exc
         if kind == "image/heic":
             raise ImageError(f"{name}: a HEIC photo; Pillow reads it with the pillow-heif plugin: pip install "
                              "pillow-heif (pekit uses it when installed), or export the photo as JPEG") from exc
@@ -516,6 +547,11 @@ def list_images(paths: list[str | os.PathLike]) -> list[Path]:
             found = sorted(q for q in path.iterdir()  # hidden files: other programs' (and pekit's) temporaries
                            if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".")
                            and not PEKIT_OUTPUT.search(q.stem))
+            heic = [q for q in found if q.suffix.lower() in HEIF_SUFFIXES]
+            if heic and not heif_readable():  # as before pekit knew them: skipped, but said
+                found = [q for q in found if q not in heic]
+                log.warning("'%s': %d HEIC photo(s) skipped (%s%s): pip install pillow-heif to read them", path,
+                            len(heic), heic[0].name, ", ..." if len(heic) > 1 else "")
             if not found:
                 inside = sorted(q.name for q in path.iterdir() if q.is_dir() and not q.name.startswith("."))
                 hint = (f"; subfolders are not searched: pass them, e.g. '{path / inside[0]}'" if inside else "")
@@ -568,8 +604,12 @@ def sniff_image(data: bytes) -> str | None:
     AVIF, HEIC), or None."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
-    if data[4:8] == b"ftyp":
-        return "image/avif" if data[8:12] in _AVIF_BRANDS else "image/heic" if data[8:12] in _HEIF_BRANDS else None
+    if data[4:8] == b"ftyp":  # ISO-BMFF: the major brand, then the compatible ones (to the box's end)
+        end = min(len(data), max(16, int.from_bytes(data[:4], "big")))
+        brands = [data[8:12]] + [data[i:i + 4] for i in range(16, end - 3, 4)]
+        if any(b in _AVIF_BRANDS for b in brands):
+            return "image/avif"
+        return "image/heic" if any(b in _HEIF_BRANDS for b in brands) else None
     for magic, mime in _MAGIC:
         if data.startswith(magic):
             return mime

@@ -47,6 +47,7 @@ from pekit.images import (
     NamedImage,
     describe,
     image_list,
+    is_stream,
     load_image,
     same_pictures,
     source_name,
@@ -397,12 +398,14 @@ class Personalizer:
         if old is None or not replace:
             return self.memory.add(concept, replace=replace)
 
+        from pekit.faces import PERSON
+
         def keep(now: Concept) -> Concept:
             cat, ctx = _kept(now, kind, category, context)
-            return dataclasses.replace(concept, category=cat or concept.category, context=ctx)
+            return dataclasses.replace(concept, category=cat or (PERSON if kind == PERSON else ""), context=ctx)
 
-        try:
-            return self.memory.modify(old.name, keep, namespace=self.namespace)
+        try:  # replaced whole, as add(replace=True) does: its stored photos too
+            return self.memory.modify(old.name, keep, namespace=self.namespace, drop_images=True)
         except ConceptNotFoundError:  # forgotten meanwhile: what was read before the passes is kept
             return self.memory.add(concept, replace=True)
 
@@ -570,7 +573,8 @@ class Personalizer:
         >>> for photo, d in zip(album, p.recognize_many(album, errors="return")):  # doctest: +SKIP
         ...     print(photo, d if isinstance(d, ImageError) else d.name)
         """
-        if images is None or isinstance(images, (str, os.PathLike, bytes, bytearray, NamedImage)) or \
+        if images is None or isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, NamedImage)) or \
+                is_stream(images) or (isinstance(images, np.ndarray) and images.ndim < 4) or \
                 not isinstance(images, Iterable):
             raise InvalidInputError("recognize_many takes an iterable of photos (paths, arrays, PIL "
                                     f"images...), got {type(images).__name__}; for one photo use recognize")

@@ -131,9 +131,11 @@ class MemoryStore(Protocol):
         """Write back changed fields (threshold, context, views...) of a stored concept."""
         ...
 
-    def modify(self, name: str, change: Callable[[Concept], Concept], *, namespace: str = "default") -> Concept:
+    def modify(self, name: str, change: Callable[[Concept], Concept], *, namespace: str = "default",
+               drop_images: bool = False) -> Concept:
         """Read a concept, write back ``change(concept)``, in one write transaction (no lost update
-        when two writers change the same concept); nothing is written if ``change`` raises."""
+        when two writers change the same concept); nothing is written if ``change`` raises.
+        ``drop_images``: its stored photos are deleted too (a concept introduced anew)."""
         ...
 
     def count(self, namespace: str | None = None) -> int:

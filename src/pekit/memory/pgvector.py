@@ -527,10 +527,12 @@ class PgvectorMemory:
         c = self._prepared(concept)
         return self._write(f"update concept {c.name!r}", c.namespace, lambda cur: self._update(cur, c))
 
-    def modify(self, name: str, change: Callable[[Concept], Concept], *, namespace: str = "default") -> Concept:
+    def modify(self, name: str, change: Callable[[Concept], Concept], *, namespace: str = "default",
+               drop_images: bool = False) -> Concept:
         """`MemoryStore.modify`: read the concept called ``name`` (ignoring case) and write back
         ``change(concept)`` in one write transaction, its row locked (``SELECT ... FOR UPDATE``)
-        so concurrent writers queue; nothing is written if ``change`` raises."""
+        so concurrent writers queue; nothing is written if ``change`` raises. ``drop_images``:
+        its stored photos are deleted in the same transaction."""
         name, namespace = self._key(name, namespace)
 
         def read_change_write(cur: Any) -> Concept:
@@ -539,7 +541,10 @@ class PgvectorMemory:
                 raise ConceptNotFoundError(not_found_message(name, namespace, self._names(cur, namespace)))
             stored = self._find(cur, namespace, locked[2])  # READ COMMITTED: read after the lock
             new = dataclasses.replace(change(stored), id=stored.id, namespace=stored.namespace)
-            return self._update(cur, self._prepared(new))
+            written = self._update(cur, self._prepared(new))
+            if drop_images:
+                cur.execute("DELETE FROM images WHERE concept_id = %s", (stored.id,))
+            return written
 
         return self._write(f"change concept {name!r}", namespace, read_change_write)
 

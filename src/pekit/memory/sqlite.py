@@ -571,13 +571,15 @@ class SqliteMemory:
         with self._transaction(f"update concept {c.name!r}", write=True) as conn:
             return self._update(conn, c)
 
-    def modify(self, name: str, change: Callable[[Concept], Concept], *, namespace: str = "default") -> Concept:
+    def modify(self, name: str, change: Callable[[Concept], Concept], *, namespace: str = "default",
+               drop_images: bool = False) -> Concept:
         """Read the concept called ``name`` (ignoring case), write back ``change(concept)``:
         both in one write transaction, so no other writer's change to it is lost in between
         (two ``add-view`` at once keep both views).
 
         ``change`` gets the stored concept and returns the new one (same id and namespace); if
-        it raises, nothing is written and the error passes through.
+        it raises, nothing is written and the error passes through. ``drop_images``: the
+        concept's stored photos are deleted in the same transaction.
 
         Raises:
             ConceptNotFoundError: no such concept.
@@ -587,7 +589,10 @@ class SqliteMemory:
         with self._transaction(f"change concept {name!r}", write=True) as conn:
             stored = self._find(conn, namespace, name)
             new = dataclasses.replace(change(stored), id=stored.id, namespace=stored.namespace)
-            return self._update(conn, self._prepared(new))
+            written = self._update(conn, self._prepared(new))
+            if drop_images:
+                conn.execute("DELETE FROM images WHERE concept_id = ?", (stored.id,))
+            return written
 
     def _update(self, conn: sqlite3.Connection, c: Concept) -> Concept:
         """Write a prepared concept over the stored one, inside an open write transaction."""

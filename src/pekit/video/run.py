@@ -376,14 +376,14 @@ def check_sheet_path(sheet: str | os.PathLike) -> None:
     """A contact sheet's path names an image file: not a folder (``sheets/``), and with a
     suffix an image is written in (``.png``, ``.jpg``...); `InvalidInputError` otherwise."""
     from pekit.errors import InvalidInputError
-    from pekit.images import OUTPUT_SUFFIXES
+    from pekit.images import writable_suffix
 
     text = os.fspath(sheet)
     target = output_path(text, "--sheet")
     if text.endswith(("/", os.sep)) or target.is_dir():
         raise InvalidInputError(f"--sheet '{text}' is a folder; name the contact sheet's file, e.g. "
                                 f"{target / 'sheet.png'}")
-    if target.suffix.lower() not in OUTPUT_SUFFIXES:
+    if not writable_suffix(target.suffix):
         raise InvalidInputError(f"--sheet '{text}' has no image suffix; name a .png or .jpg file, e.g. "
                                 f"{target.with_suffix('.png')}")
 
