@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from pekit.embed.base import Backbone, ParallelBackbone, ScalableBackbone
-from pekit.embed.colour import patch_colours
+from pekit.embed.colour import achromatic, patch_colours
 from pekit.embed.pooling import box_weights, mask_weights, pool, unit_patches
 from pekit.errors import BackendError, ImageError, InvalidInputError, NothingFoundError
 from pekit.extract.base import Detector, Segmenter
@@ -178,10 +178,14 @@ class Pipeline:
         config compares colour (``colour_weight`` > 0, or ``always``: a reference view keeps
         its colour whatever the preset, so a concept keeps one colour per view) and it has
         none yet, else ``grid``. ``image``: the photo the grid was computed from (anything
-        `encode` takes)."""
+        `encode` takes). A black-and-white photo gets none (`achromatic`): it holds no
+        colour evidence, so its regions, or a view from it, are not compared by colour."""
         if (self.config.colour_weight <= 0 and not always) or grid.colours is not None:
             return grid
-        return dataclasses.replace(grid, colours=patch_colours(as_rgb(image), grid.shape))
+        rgb = as_rgb(image)
+        if achromatic(rgb):
+            return grid
+        return dataclasses.replace(grid, colours=patch_colours(rgb, grid.shape))
 
     def _embed(self, backbone: Backbone, image: np.ndarray, saliency: bool) -> PatchGrid:
         if self._takes_saliency is None:  # a backbone written before `saliency` joined the protocol

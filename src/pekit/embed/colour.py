@@ -31,7 +31,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BINS", "colour_agreement", "decode_colour", "encode_colour", "patch_colours", "region_colour", "to_lab"]
+__all__ = ["BINS", "achromatic", "colour_agreement", "decode_colour", "encode_colour", "patch_colours",
+           "region_colour", "to_lab"]
+
+#: chroma (CIELAB) under which 99 % of a photo's pixels lie when it is black and white: a
+#: grey JPEG stays under 0.1; the least colourful development photo reaches 8.7
+ACHROMATIC_CHROMA = 3.0
 
 _L = np.array([20.0, 45.0, 70.0, 92.0], np.float32)
 _AB = np.linspace(-45.0, 45.0, 7).astype(np.float32)
@@ -70,6 +75,23 @@ def patch_colours(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     hist = np.einsum("hwpi,hwpj,hwpk->hwijk", _soft(lab[..., 0], _L, _SIGMA_L),
                      _soft(lab[..., 1], _AB, _SIGMA_AB), _soft(lab[..., 2], _AB, _SIGMA_AB))
     return (hist.reshape(h, w, BINS) / (s * s)).astype(np.float32)
+
+
+def achromatic(rgb: np.ndarray) -> bool:
+    """Whether an ``(H, W, 3) uint8`` photo is black and white (99 % of it, at 64 x 64, under
+    `ACHROMATIC_CHROMA`): it holds no colour evidence, so its colour is not compared (a
+    grey photo of a red mug is not a grey mug). A colour photo of a white object still has
+    colour around it.
+
+    >>> achromatic(np.full((8, 8, 3), 128, np.uint8)), achromatic(np.full((8, 8, 3), [200, 40, 40], np.uint8))
+    (True, False)
+    """
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)).resize(
+        (64, 64), Image.Resampling.BOX))
+    lab = to_lab(small)
+    return float(np.percentile(np.hypot(lab[..., 1], lab[..., 2]), 99)) < ACHROMATIC_CHROMA
 
 
 def region_colour(colours: np.ndarray, region: np.ndarray) -> np.ndarray:
