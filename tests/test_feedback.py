@@ -137,6 +137,13 @@ def test_explain_draws_one_panel_per_detection(cat_only: Any, chelsea: np.ndarra
     assert not np.array_equal(figure[:h], chelsea)                                   # the heat map is drawn
     empty = cat_only.explain(np.full_like(chelsea, 127), None)
     assert empty.shape[1] == w
+    # a large photo is drawn shrunk to the panels' long side, its box with it
+    from pekit.retrieve import explain
+
+    small = explain.explain_figure(chelsea, cat_only.pipeline.encode(chelsea), dets, cat_only.gallery(), max_side=226)
+    assert small.shape[1] == 226 and small.shape[0] < figure.shape[0]
+    box = np.round(dets.xyxy[0] * 226 / w).astype(int)  # the cyan box, drawn at the shrunk size
+    assert (small[box[1] + 1, box[0]:box[2]] == [0, 255, 255]).all(axis=-1).mean() > 0.5
 
 
 def test_a_mistaken_correction_can_be_taken_back(cat_only: Any, chelsea: np.ndarray) -> None:

@@ -55,6 +55,10 @@ def test_a_box_off_the_photo_names_its_size() -> None:
     assert check_box_on_photo([-10, -10, 50, 40], 640, 480, "a.jpg") == (50.0, 40.0)   # clipped to the photo
     with pytest.raises(InvalidInputError, match=r"lies outside the 640x480 photo.*x from 0 to 640"):
         check_box_on_photo([700, 10, 800, 100], 640, 480, "a.jpg")
+    # a box mostly off the photo: what is inside must be a box too (a 4-pixel sliver was taken)
+    with pytest.raises(InvalidInputError, match=r"only 4 x 480 pixels of the box \[-20.0, 0.0, 4.0, 640.0\] lie "
+                                                r"inside the 640x480 photo; .* at least 8 x 8"):
+        check_box_on_photo([-20, 0, 4, 640], 640, 480, "a.jpg")
 
 
 def test_a_box_must_cover_patches_of_the_grid() -> None:

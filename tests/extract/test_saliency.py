@@ -130,3 +130,14 @@ def test_flat_reference_photo_raises_with_a_hint_to_pass_a_box(pipeline: Any) ->
     grid = pipeline.encode(np.full((240, 320, 3), 128, np.uint8))
     with pytest.raises(NothingFoundError, match="pass a box"):
         object_weights(grid)
+
+
+def test_a_box_on_no_patch_past_its_half_is_the_box_itself_without_warnings() -> None:
+    import warnings
+
+    grid = hand_grid(blob())  # 10 px patches
+    box = np.array([26, 16, 34, 24], np.float32)  # inside, but under half of any patch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "All-NaN slice encountered" leaked to the user
+        weights = object_weights(grid, box=box)
+    assert weights.max() <= 0.5 and weights.sum() > 0

@@ -88,13 +88,20 @@ def reference_boxes(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[
 
 def check_box_on_photo(box: Any, width: int, height: int, source: Any) -> tuple[float, float]:
     """The width and height of ``box``'s part inside a ``width`` x ``height`` photo; refuses a
-    box that lies wholly outside it (an object's or a person's reference box)."""
+    box that lies wholly outside it, or whose part inside is under `MIN_BOX_SIDE` on a side
+    (an object's or a person's reference box)."""
     w = min(float(box[2]), width) - max(float(box[0]), 0.0)
     h = min(float(box[3]), height) - max(float(box[1]), 0.0)
     if w <= 0 or h <= 0:
         raise InvalidInputError(
             f"{describe(source)}: the box {[round(float(v), 1) for v in box]} lies outside the {width}x{height} "
             f"photo; give x0,y0,x1,y1 in its pixels (x from 0 to {width}, y from 0 to {height})"
+        )
+    if min(w, h) < MIN_BOX_SIDE:
+        raise InvalidInputError(
+            f"{describe(source)}: only {w:g} x {h:g} pixels of the box {[round(float(v), 1) for v in box]} lie "
+            f"inside the {width}x{height} photo; a box around the object must hold at least {MIN_BOX_SIDE} x "
+            f"{MIN_BOX_SIDE} pixels of it (x from 0 to {width}, y from 0 to {height})"
         )
     return w, h
 

@@ -76,6 +76,8 @@ def object_weights(
             return inside
     sal = grid_saliency(grid)
     region = sal if inside is None else np.where(inside > 0.5, sal, np.nan)
+    if np.isnan(region).all():  # no patch is half inside the box: the box itself
+        return inside if inside is not None else np.zeros(sal.shape, np.float32)
     lo, hi = np.nanmin(region), np.nanmax(region)
     if not np.isfinite(hi) or hi - lo < min_contrast or hi < 0.3:
         if inside is not None:
