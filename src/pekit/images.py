@@ -371,6 +371,7 @@ def heif_readable() -> bool:
         except ImportError:
             _HEIF_OPENER.append(False)
         else:
+            Image.init()  # Pillow's own openers first: an AVIF is Pillow's (pillow-heif's may lack AV1)
             register_heif_opener()
             _HEIF_OPENER.append(True)
     return _HEIF_OPENER[0]
@@ -420,6 +421,9 @@ def _open_checked(fp: Any, name: str, max_pixels: int) -> Image.Image:
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: the image file is damaged or truncated ({exc}); re-export it") from exc
+    except Exception as exc:  # a plugin's own error (pillow-heif: "Support for this compression format...")
+        raise ImageError(f"{name}: Pillow could not decode it ({type(exc).__name__}: {exc}); re-export it as "
+                         "JPEG or PNG") from exc
     return img
 
 
