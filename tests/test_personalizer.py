@@ -523,3 +523,20 @@ def test_dreambooth_subjects_are_recognized(make_personalizer: Any, dreambooth: 
     # 0.62 on dog2/00 (a false positive).
     assert p.recognize(dreambooth / "cat" / "03.jpg").name.tolist() == ["my cat"]
     assert p.recognize(dreambooth / "can" / "02.jpg").name.tolist() == ["my can"]
+
+
+def test_a_panorama_gets_as_many_patches_as_a_square_photo(make_personalizer: Any, chelsea: np.ndarray,
+                                                           coffee: np.ndarray, astronaut: np.ndarray) -> None:
+    """A 2551 x 300 panorama with the cat in it: sized by its long side it got 32 x 4 patches
+    and the cat scored 0.42 with a box twice its width; sized by area it is named, boxed."""
+    p = make_personalizer()
+    p.introduce("cat", chelsea, category="cat")
+    tiles = [np.asarray(Image.fromarray(a).resize((300, 300))) for a in (coffee, astronaut)]
+    pano = np.concatenate([tiles[0], tiles[1], tiles[0], np.ascontiguousarray(chelsea[:, ::-1]), tiles[1], tiles[0],
+                           tiles[1], tiles[0]], axis=1)
+    assert pano.shape == (300, 2551, 3)
+    assert p.pipeline.encode(pano).shape[0] * p.pipeline.encode(pano).shape[1] >= 900  # ~1024 patches, not 128
+    found = p.recognize(pano)
+    assert found.name.tolist() == ["cat"]
+    x0, _, x1, _ = found.xyxy[0]
+    assert 900 - 30 <= x0 and x1 <= 900 + 451 + 30  # inside the cat's own stretch of the panorama

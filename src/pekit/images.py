@@ -371,8 +371,11 @@ def heif_readable() -> bool:
         except ImportError:
             _HEIF_OPENER.append(False)
         else:
-            Image.init()  # Pillow's own openers first: an AVIF is Pillow's (pillow-heif's may lack AV1)
+            Image.init()
             register_heif_opener()
+            if "AVIF" in Image.ID and Image.ID.index("HEIF") < Image.ID.index("AVIF"):
+                Image.ID.remove("HEIF")  # Pillow's AVIF opener first: pillow-heif's may lack AV1 and
+                Image.ID.append("HEIF")  # claims an AVIF of a generic brand (registered before Pillow's)
             _HEIF_OPENER.append(True)
     return _HEIF_OPENER[0]
 

@@ -70,8 +70,8 @@ def test_grid_shape_dim_and_fingerprint(tiny_dir: Path, image: np.ndarray) -> No
     bb = HFBackbone(str(tiny_dir), layer=1, resolution=112)
     grid = bb.embed(image)
     w, h = input_size(150, 100, 112)
-    assert (w, h) == (112, 70)
-    assert grid.shape == (h // 14, w // 14) == (5, 8)
+    assert (w, h) == (140, 98)  # 150 x 100 at about 112 x 112 pixels
+    assert grid.shape == (h // 14, w // 14) == (7, 10)
     assert bb.dim == grid.dim == 32
     assert grid.features.dtype == np.float32
     assert grid.image_size == (150, 100)
@@ -133,7 +133,7 @@ def test_layer_semantics_match_transformers(tiny_dir: Path, image: np.ndarray, l
     grid = HFBackbone(str(tiny_dir), layer=layer, resolution=112, normalize_tokens=False).embed(image)
     out = _reference(tiny_dir, image, 112)
     tokens = out.last_hidden_state if layer == -1 else out.hidden_states[layer + 1]
-    expected = tokens[0, 1:].numpy().reshape(5, 8, 32)
+    expected = tokens[0, 1:].numpy().reshape(7, 10, 32)
     np.testing.assert_allclose(grid.features, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -148,8 +148,8 @@ def test_register_tokens_are_dropped(tmp_path: Path, image: np.ndarray) -> None:
     model_dir = _save(transformers.Dinov2WithRegistersModel, config, tmp_path / "reg")
     grid = HFBackbone(str(model_dir), layer=0, resolution=112, normalize_tokens=False).embed(image)
     out = _reference(model_dir, image, 112)
-    assert out.hidden_states[1].shape[1] == 1 + 4 + 5 * 8
-    np.testing.assert_allclose(grid.features, out.hidden_states[1][0, 5:].numpy().reshape(5, 8, 32),
+    assert out.hidden_states[1].shape[1] == 1 + 4 + 7 * 10
+    np.testing.assert_allclose(grid.features, out.hidden_states[1][0, 5:].numpy().reshape(7, 10, 32),
                                rtol=1e-5, atol=1e-5)
 
 
@@ -161,10 +161,10 @@ def test_plain_vit_with_its_own_mean_std(tmp_path: Path, image: np.ndarray) -> N
     stats = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
     (model_dir / "preprocessor_config.json").write_text(json.dumps(stats))
     grid = HFBackbone(str(model_dir), layer=-1, resolution=128, normalize_tokens=False).embed(image)
-    assert grid.shape == (5, 8)  # 128 x 80 input, 16-pixel patches
+    assert grid.shape == (7, 10)  # 160 x 112 input (about 128 x 128 pixels), 16-pixel patches
     out = _reference(model_dir, image, 128, mean=stats["image_mean"], std=stats["image_std"],
                      interpolate_pos_encoding=True)
-    np.testing.assert_allclose(grid.features, out.last_hidden_state[0, 1:].numpy().reshape(5, 8, 32),
+    np.testing.assert_allclose(grid.features, out.last_hidden_state[0, 1:].numpy().reshape(7, 10, 32),
                                rtol=1e-4, atol=1e-4)
 
 
@@ -213,6 +213,6 @@ def test_through_the_registry(tiny_dir: Path, image: np.ndarray) -> None:
     bb = load_backbone("hf:" + str(tiny_dir), layer=0, resolution=112)
     assert isinstance(bb, HFBackbone)
     assert bb.name == f"hf:{tiny_dir}"
-    assert bb.embed(image).shape == (5, 8)
+    assert bb.embed(image).shape == (7, 10)
     with pytest.raises(BackendError, match="does not exist"):
         load_backbone("hf:/no/such/model/dir")

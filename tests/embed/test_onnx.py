@@ -39,20 +39,20 @@ def test_offline_preset_builds_the_onnx_backbone(backbone: OnnxDinov2) -> None:
 
 
 def test_grid_of_a_non_square_image(grid: Any, backbone: OnnxDinov2) -> None:
-    assert grid.shape == (24, 32)  # 640 x 480 -> network input 448 x 336 -> 32 x 24 patches
+    assert grid.shape == (28, 37)  # 640 x 480 -> network input 518 x 392 (about 448 x 448 pixels) -> 37 x 28
     assert grid.image_size == (640, 480)
-    assert grid.features.shape == (24, 32, 384) and grid.features.dtype == np.float32
+    assert grid.features.shape == (28, 37, 384) and grid.features.dtype == np.float32
     assert grid.backbone == backbone.fingerprint
     assert np.all(np.isfinite(grid.features))
 
 
 def test_portrait_and_tiny_images(backbone: OnnxDinov2, grid_cache: Any, chelsea: np.ndarray) -> None:
-    assert grid_cache.embed(chelsea).shape == (21, 32)  # 451 x 300 -> 448 x 294
+    assert grid_cache.embed(chelsea).shape == (26, 39)  # 451 x 300 -> 546 x 364
     portrait = np.ascontiguousarray(np.rot90(chelsea[:, :300]))  # (300, 300) square
     small = OnnxDinov2(resolution=112)  # same session, smaller input: fast
     assert small.embed(portrait).shape == (8, 8)
     tiny = small.embed(np.zeros((20, 30, 3), np.uint8))
-    assert tiny.shape == (5, 8) and tiny.image_size == (30, 20)
+    assert tiny.shape == (7, 10) and tiny.image_size == (30, 20)  # 30 x 20 -> 140 x 98: 112 x 112 pixels
 
 
 def test_tokens_are_standardised_then_centred(grid: Any, backbone: OnnxDinov2) -> None:
@@ -74,7 +74,7 @@ def test_center_only_shifts_the_tokens(chelsea: np.ndarray) -> None:
 
 def test_saliency_comes_with_the_same_pass(grid: Any) -> None:
     assert grid.saliency is not None
-    assert grid.saliency.shape == (336, 448)  # the network input's resolution
+    assert grid.saliency.shape == (392, 518)  # the network input's resolution
     assert grid.saliency.dtype == np.float32
     assert grid.saliency.min() >= 0.0 and grid.saliency.max() <= 1.0
     assert grid.saliency.max() - grid.saliency.min() > 0.3  # a photo of a cat is not flat
@@ -152,21 +152,25 @@ def test_token_output_names(layer: int, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "long_side", "expected"),
+    ("size", "resolution", "expected"),
     [
-        ((640, 480), 448, (448, 336)),
-        ((480, 640), 448, (336, 448)),
-        ((451, 300), 448, (448, 294)),
+        ((640, 640), 448, (448, 448)),  # a square photo: resolution x resolution
+        ((640, 480), 448, (518, 392)),  # any other shape: about as many pixels (203,056 for 200,704)
+        ((480, 640), 448, (392, 518)),
+        ((451, 300), 448, (546, 364)),
         ((10, 10), 448, (448, 448)),  # small images are upscaled
-        ((1000, 100), 448, (448, 42)),
-        ((5000, 10), 448, (448, 14)),  # at least one patch per side
-        ((640, 480), 518, (518, 392)),
+        ((1000, 100), 448, (1414, 140)),  # a panorama: 101 x 10 patches, not 32 x 3
+        ((5000, 10), 448, (1792, 14)),  # the long side at most 4 x 448; at least one patch per side
+        ((640, 480), 518, (602, 448)),
     ],
 )
-def test_input_size_keeps_aspect_in_multiples_of_14(size: tuple, long_side: int, expected: tuple) -> None:
-    out = input_size(*size, long_side)
+def test_input_size_gives_every_shape_as_many_pixels_in_multiples_of_14(size: tuple, resolution: int,
+                                                                        expected: tuple) -> None:
+    out = input_size(*size, resolution)
     assert out == expected
     assert out[0] % 14 == 0 and out[1] % 14 == 0
+    if max(size) / min(size) <= 16:  # within a patch row or column of resolution ** 2 pixels
+        assert abs(out[0] * out[1] - resolution ** 2) <= 14 * max(out)
 
 
 def test_preprocess_layout() -> None:

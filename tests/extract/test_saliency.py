@@ -97,14 +97,21 @@ def test_mask_is_used_as_given() -> None:
 
 
 # ---- the real saliency map of the offline backbone ----------------------------------------------
+def cells(grid: PatchGrid, x0: float, y0: float, x1: float, y1: float, grow: int = 0) -> tuple[slice, slice]:
+    """The patches wholly inside a pixel rectangle of ``grid``'s photo (``grow`` more on each side)."""
+    cw, ch = grid.cell_size
+    return (slice(max(0, int(np.ceil(y0 / ch)) - grow), int(y1 // ch) + grow),
+            slice(max(0, int(np.ceil(x0 / cw)) - grow), int(x1 // cw) + grow))
+
+
 def test_textured_object_on_flat_background(scene_grid: PatchGrid) -> None:
-    # scene: object in rows 80:180, cols 120:220 of 240 x 320 -> cells rows 8..17, cols 12..21
-    assert scene_grid.shape == (24, 32)
+    # scene: object in rows 80:180, cols 120:220 of 240 x 320 (a 4:3 photo: 28 x 37 patches)
+    assert scene_grid.shape == (28, 37)
     w = object_weights(scene_grid)
-    inside = w[8:18, 12:22]
+    inside = w[cells(scene_grid, 120, 80, 220, 180)]
     assert (inside > 0).mean() >= 0.9  # covers the object
     outside = w.copy()
-    outside[7:19, 11:23] = 0  # allow one cell of blur around it
+    outside[cells(scene_grid, 120, 80, 220, 180, grow=1)] = 0  # allow one cell of blur around it
     assert outside.sum() == 0
     for corner in (w[:4, :4], w[:4, -4:], w[-4:, :4], w[-4:, -4:]):
         assert corner.sum() == 0
@@ -120,8 +127,8 @@ def test_box_keeps_the_view_inside_the_box(pipeline: Any, make_scene: Any) -> No
     ys, xs = np.nonzero(w)
     assert xs.min() * cw >= box[0] - cw and (xs.max() + 1) * cw <= box[2] + cw
     assert ys.min() * ch >= box[1] - ch and (ys.max() + 1) * ch <= box[3] + ch
-    assert (w[7:17, 19:29] > 0).mean() >= 0.9  # the right square is covered
-    assert w[:, :15].sum() == 0  # the left square is not
+    assert (w[cells(grid, 190, 70, 290, 170)] > 0).mean() >= 0.9  # the right square is covered
+    assert w[:, :cells(grid, 170, 0, 320, 240)[1].start].sum() == 0  # the left square is not
 
 
 def test_flat_reference_photo_raises_with_a_hint_to_pass_a_box(pipeline: Any) -> None:

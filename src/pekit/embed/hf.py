@@ -5,7 +5,7 @@ ViT / DeiT-style models: anything ``AutoModel`` loads whose forward takes ``pixe
 and returns ``[prefix tokens (CLS, registers, distillation), h*w patch tokens]``.
 
 The feature recipe is the one of `pekit.embed.onnx.OnnxDinov2`, so both backbones are
-interchangeable: same resize (`pekit.embed.base.input_size`, long side ``resolution``,
+interchangeable: same resize (`pekit.embed.base.input_size`, about ``resolution ** 2`` pixels,
 multiples of the patch size) and bicubic `preprocess`; ``layer=i`` is the residual stream
 after encoder block ``i`` (``hidden_states[i + 1]``), ``layer=-1`` the output of the final
 layernorm (``last_hidden_state``); prefix tokens are dropped; tokens are optionally
@@ -97,7 +97,8 @@ class HFBackbone:
             weights (e.g. written by ``python -m pekit.embed.convert``).
         layer: encoder block (0-based) whose output tokens are the features (``hidden_states
             [layer + 1]``); ``-1`` for the final layernorm (``last_hidden_state``).
-        resolution: long side of the network input in pixels (rounded to patch multiples).
+        resolution: the network input's size in pixels: a square photo's side, a photo of
+            another shape gets as many pixels (`pekit.embed.base.input_size`; patch multiples).
         normalize_tokens: standardise each token (layernorm without affine), as in
             `OnnxDinov2`.
         device: torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``"auto"`` or
@@ -266,7 +267,7 @@ class HFBackbone:
         return captured[0]
 
     def at_resolution(self, resolution: int) -> HFBackbone:
-        """A copy that feeds the model ``resolution`` px on the long side: same weights and
+        """A copy that feeds the model ``resolution`` px (`input_size`): same weights and
         fingerprint (`ScalableBackbone`)."""
         import copy
 

@@ -157,7 +157,8 @@ class OnnxDinov2:
     Args:
         layer: encoder block (0-based) whose output tokens are the features; ``-1`` for the
             final layernorm. Intermediate blocks keep more instance detail.
-        resolution: long side of the network input in pixels (rounded to multiples of 14).
+        resolution: the network input's size in pixels: a square photo's side, a photo of
+            another shape gets as many pixels (`pekit.embed.base.input_size`; multiples of 14).
         normalize_tokens: standardise each token (layernorm without affine) before pooling;
             removes the few high-magnitude channels of the residual stream that otherwise
             dominate cosine similarity.
@@ -219,7 +220,7 @@ class OnnxDinov2:
         return clone
 
     def at_resolution(self, resolution: int) -> OnnxDinov2:
-        """A copy that feeds the network ``resolution`` px on the long side (the graph takes
+        """A copy that feeds the network ``resolution`` px (`input_size`; the graph takes
         any size): same weights, session and fingerprint (`ScalableBackbone`)."""
         if resolution < 56 or resolution > 1792:
             raise InvalidInputError(f"resolution must be between 56 and 1792 pixels, got {resolution}")

@@ -92,6 +92,11 @@ class _WriteFailures:
                         "next time", self.what, path.parent, exc.strerror or exc)
 
 
+#: bumped when the same backbone gives other grids for a photo: grids cached before are not
+#: read (v2: a photo of any shape is embedded at the same number of pixels, `input_size`)
+GRID_FORMAT = "|grids-v2"
+
+
 class GridCache:
     """Patch grids on disk (plus a small in-memory LRU), keyed by fingerprint and file hash.
 
@@ -104,7 +109,7 @@ class GridCache:
 
     def __init__(self, directory: str | os.PathLike | None, fingerprint: str, *, memory_items: int = 32) -> None:
         self.fingerprint = fingerprint
-        slug = hashlib.sha1(fingerprint.encode()).hexdigest()[:16]
+        slug = hashlib.sha1(f"{fingerprint}{GRID_FORMAT}".encode()).hexdigest()[:16]
         self.directory = None if directory is None else Path(directory).expanduser() / slug
         self.memory_items = memory_items
         self._lru: OrderedDict[str, PatchGrid] = OrderedDict()
