@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
