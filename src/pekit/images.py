@@ -64,6 +64,9 @@ HEIF_SUFFIXES = frozenset({".heic", ".heif"})
 #: the suffixes of photos pekit reads from a folder (HEIC with the pillow-heif plugin)
 IMAGE_SUFFIXES = OUTPUT_SUFFIXES | {".avif"} | HEIF_SUFFIXES
 
+#: the suffixes `pekit.video` reads (kept here so that loading a photo needs no video import)
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
+
 
 def writable_suffix(suffix: str) -> bool:
     """Whether Pillow writes images of this file suffix (``.jpg``, ``.avif``, ``.jp2``...).
@@ -73,8 +76,6 @@ def writable_suffix(suffix: str) -> bool:
     """
     fmt = Image.registered_extensions().get(suffix.lower())
     return fmt is not None and fmt in Image.SAVE
-#: the suffixes `pekit.video` reads (kept here so that loading a photo needs no video import)
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
 
 
 def describe(source: object) -> str:
