@@ -520,9 +520,11 @@ def test_avif_and_heic_photos_are_photos_not_videos(tmp_path: Path, rgb: np.ndar
     assert list_images([tmp_path]) == [avif]  # the HEIC photo is skipped while the plugin is "missing"
 
 
-def _display_p3_profile() -> bytes:
-    """A minimal ICC v2 display profile with Display P3's primaries (D50-adapted) and a
-    2.2 gamma: what an iPhone photo carries, near enough to move its colours as P3 does."""
+def _display_p3_profile(name: str = "Display P3 (test)", gamma: float = 2.2,
+                        primaries: tuple = ((0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419),
+                                            (0.1571, 0.0666, 0.7841))) -> bytes:
+    """A minimal ICC v2 display profile, by default with Display P3's primaries (D50-adapted)
+    and a 2.2 gamma: what an iPhone photo carries, near enough to move its colours as P3 does."""
     import struct
 
     def s15(x: float) -> bytes:
@@ -534,11 +536,12 @@ def _display_p3_profile() -> bytes:
     def curve(gamma: float) -> bytes:
         return b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
 
-    text = b"Display P3 (test)\0"
+    text = name.encode() + b"\0"
     tags = [(b"desc", b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(78)),
-            (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)),
-            (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)), (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
-            (b"rTRC", curve(2.2)), (b"gTRC", curve(2.2)), (b"bTRC", curve(2.2)), (b"cprt", b"text" + bytes(4) + b"x\0")]
+            (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(*primaries[0])),
+            (b"gXYZ", xyz(*primaries[1])), (b"bXYZ", xyz(*primaries[2])),
+            (b"rTRC", curve(gamma)), (b"gTRC", curve(gamma)), (b"bTRC", curve(gamma)),
+            (b"cprt", b"text" + bytes(4) + b"x\0")]
     start, table, data = 128 + 4 + 12 * len(tags), b"", b""
     for sig, body in tags:
         body += bytes(-len(body) % 4)
@@ -565,6 +568,18 @@ def test_a_display_p3_photo_is_read_in_srgb_and_an_srgb_one_as_it_is(tmp_path: P
     damaged = tmp_path / "damaged.png"
     Image.fromarray(pixels).save(damaged, icc_profile=b"not a profile at all")
     np.testing.assert_array_equal(load_image(damaged), pixels)  # the pixels as they are, not an error
+    palette = tmp_path / "palette.png"  # the same P3 colour in a palette image
+    Image.fromarray(pixels).convert("P").save(palette, icc_profile=_display_p3_profile())
+    assert Image.open(palette).mode == "P"
+    as_rgb = tmp_path / "palette_rgb.png"  # its (quantised) colours as RGB, the same profile
+    Image.open(palette).convert("RGB").save(as_rgb, icc_profile=_display_p3_profile())
+    np.testing.assert_array_equal(load_image(palette), load_image(as_rgb))
+    assert load_image(palette)[4, 4].tolist() != np.asarray(Image.open(palette).convert("RGB"))[4, 4].tolist()
+    # named sRGB, but linear: converted all the same (the mapping is read, not the name)
+    linear = tmp_path / "linear.png"
+    srgb_primaries = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
+    Image.fromarray(pixels).save(linear, icc_profile=_display_p3_profile("Linear sRGB", 1.0, srgb_primaries))
+    assert load_image(linear)[4, 4].tolist() != pixels[4, 4].tolist()
 
 
 def test_an_avif_whose_major_brand_is_generic_is_an_avif_not_a_heic(tmp_path: Path, rgb: np.ndarray) -> None:
@@ -618,3 +633,26 @@ def test_a_folder_skips_heic_photos_when_they_cannot_be_read_and_says_so(
     assert list_images([tmp_path / "b.heic"]) == [tmp_path / "b.heic"]  # named: read, and its error said
     monkeypatch.setattr(images, "_HEIF_OPENER", [True])
     assert list_images([tmp_path]) == [tmp_path / "a.jpg", tmp_path / "b.heic"]
+
+
+def test_an_avif_is_pillows_even_when_the_app_registered_pillow_heif_first(tmp_path: Path, rgb: np.ndarray) -> None:
+    """An app that registers pillow-heif itself, before Pillow loads its plugins: an AVIF of a
+    generic brand went to pillow-heif's opener, which may have no AV1 decoder."""
+    import subprocess
+    import sys
+
+    from PIL import features
+
+    pytest.importorskip("pillow_heif")
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF codec")
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "AVIF", quality=100)
+    data = bytearray(buf.getvalue())
+    data[8:12] = b"mif1"
+    (tmp_path / "generic.avif").write_bytes(bytes(data))
+    code = ("import pillow_heif; pillow_heif.register_heif_opener()\n"
+            "from pekit.images import load_image\n"
+            f"print(load_image({str(tmp_path / 'generic.avif')!r}).shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "(20, 30, 3)", out.stderr

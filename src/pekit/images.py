@@ -226,22 +226,48 @@ def in_srgb(img: Image.Image) -> Image.Image:
     object has the same colours from every camera; an sRGB or untagged photo, or a profile
     LittleCMS cannot read, is left as it is."""
     icc = img.info.get("icc_profile")
-    if not icc or img.mode not in ("RGB", "RGBA", "CMYK"):
+    if not icc or img.mode not in ("RGB", "RGBA", "CMYK", "P", "PA"):
         return img
     try:
         from PIL import ImageCms
 
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        space = source.profile.xcolor_space.strip()
-        if space != ("CMYK" if img.mode == "CMYK" else "RGB") or \
-                "srgb" in ImageCms.getProfileDescription(source).lower():
+        if source.profile.xcolor_space.strip() != ("CMYK" if img.mode == "CMYK" else "RGB") or \
+                (img.mode != "CMYK" and _is_srgb(icc, source)):
             return img
+        if img.mode in ("P", "PA"):  # a palette of the profile's colours
+            img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
         out = "RGBA" if img.mode == "RGBA" else "RGB"
         converted = ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode=out)
+    except MemoryError:
+        raise
     except Exception:  # no LittleCMS in this Pillow, a damaged profile: the pixels as they are
         return img
     assert converted is not None  # not inPlace
     return converted
+
+
+_SRGB_PROFILES: dict[bytes, bool] = {}  # profile digest -> maps as sRGB (most photos carry the same few)
+
+
+def _is_srgb(icc: bytes, profile: Any) -> bool:
+    """Whether an RGB profile maps colours as sRGB does (the usual camera profile: nothing to
+    convert): a few test colours through it come back within one level. Its name is not
+    trusted ("Linear sRGB" has sRGB's primaries but another curve)."""
+    import hashlib
+
+    from PIL import ImageCms
+
+    key = hashlib.sha1(icc).digest()
+    if key not in _SRGB_PROFILES:
+        probe = Image.fromarray(np.array([[[200, 100, 50], [30, 160, 220], [128, 128, 128], [250, 20, 90]]],
+                                         np.uint8))
+        seen = ImageCms.profileToProfile(probe, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        assert seen is not None
+        if len(_SRGB_PROFILES) >= 64:
+            _SRGB_PROFILES.clear()
+        _SRGB_PROFILES[key] = int(np.abs(np.asarray(seen, np.int16) - np.asarray(probe, np.int16)).max()) <= 1
+    return _SRGB_PROFILES[key]
 
 
 def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
@@ -372,13 +398,19 @@ def heif_readable() -> bool:
         except ImportError:
             _HEIF_OPENER.append(False)
         else:
-            Image.init()
             register_heif_opener()
-            if "AVIF" in Image.ID and Image.ID.index("HEIF") < Image.ID.index("AVIF"):
-                Image.ID.remove("HEIF")  # Pillow's AVIF opener first: pillow-heif's may lack AV1 and
-                Image.ID.append("HEIF")  # claims an AVIF of a generic brand (registered before Pillow's)
+            _pillow_avif_first()
             _HEIF_OPENER.append(True)
     return _HEIF_OPENER[0]
+
+
+def _pillow_avif_first() -> None:
+    """Pillow's AVIF opener before pillow-heif's, whoever registered that one first: it may
+    lack AV1 and claims an AVIF of a generic brand (``mif1``)."""
+    Image.init()
+    if "HEIF" in Image.ID and "AVIF" in Image.ID and Image.ID.index("HEIF") < Image.ID.index("AVIF"):
+        Image.ID.remove("HEIF")
+        Image.ID.append("HEIF")
 
 
 def _open_checked(fp: Any, name: str, max_pixels: int) -> Image.Image:
@@ -386,7 +418,8 @@ def _open_checked(fp: Any, name: str, max_pixels: int) -> Image.Image:
         fp = io.BytesIO(fp.read())
     head = fp.read(64)  # an ISO-BMFF file's brands
     fp.seek(0)
-    heif_opener(head)
+    if not heif_opener(head) and sniff_image(head) == "image/avif":
+        _pillow_avif_first()
     try:
         with _pillow_limit(max_pixels):
             img = Image.open(fp)  # type: ignore[arg-type]

@@ -178,12 +178,13 @@ class Pipeline:
         config compares colour (``colour_weight`` > 0, or ``always``: a reference view keeps
         its colour whatever the preset, so a concept keeps one colour per view) and it has
         none yet, else ``grid``. ``image``: the photo the grid was computed from (anything
-        `encode` takes). A black-and-white photo gets none (`achromatic`): it holds no
-        colour evidence, so its regions, or a view from it, are not compared by colour."""
+        `encode` takes). A black-and-white query photo gets none (`achromatic`): it holds no
+        colour evidence, so its regions are not compared by colour (a reference view keeps
+        its colour and says it is achromatic: `reference`, `concept_from_views`)."""
         if (self.config.colour_weight <= 0 and not always) or grid.colours is not None:
             return grid
         rgb = as_rgb(image)
-        if achromatic(rgb):
+        if not always and achromatic(rgb):
             return grid
         return dataclasses.replace(grid, colours=patch_colours(rgb, grid.shape))
 
@@ -300,6 +301,8 @@ class Pipeline:
             grid = self.with_colours(grid, image, always=True)
         weights = object_weights(grid, box=box, mask=mask, level=cfg.reference_level)
         view = view_from_weights(grid, weights, max_parts=cfg.max_parts)
+        if image is not None:
+            view.achromatic = achromatic(as_rgb(image))
         if cfg.reference_zoom_out >= 2 and (zoomed is not None or image is not None):
             view.zoomed = self.zoomed_view(view, zoomed if zoomed is not None else self.zoom_out_grid(image))
         return view

@@ -177,7 +177,22 @@ def test_a_black_and_white_photo_is_not_compared_by_colour() -> None:
     grey_object = img.copy()
     grey_object[20:100, 40:120] = GREY
     assert _pipe(0.2).scan(grid, image=grey_object).grid.colours is not None
-    assert _pipe(0.2).with_colours(grid, bw, always=True).colours is None  # a reference view from it: none
+    small_red = np.full((480, 640, 3), 128, np.uint8)
+    small_red[200:240, 300:340] = RED  # 0.5 % of a grey photo: colour enough
+    assert _pipe(0.2).scan(replace(grid, colours=None), image=small_red).grid.colours is not None
+
+
+def test_a_concept_from_black_and_white_photos_only_has_no_colour() -> None:
+    """Every reference grey (old prints of a late pet): no colour evidence, so colour photos
+    of it are not held to its greys. One grey photo among colour ones keeps its histogram
+    (the best view is the one compared), and so does one added later."""
+    from pekit.extract.views import with_view
+
+    grey = replace(_concept_view(GREY), achromatic=True)
+    assert concept_from_views("old prints", [grey, grey]).meta.get(COLOURS) is None
+    mixed = concept_from_views("bo", [_concept_view(RED), grey])
+    assert len(mixed.meta[COLOURS]) == 2
+    assert len(with_view(mixed, grey, reference="print.jpg").meta[COLOURS]) == 3  # colour kept
 
 
 def _concept_view(colour: tuple[int, int, int]) -> View:

@@ -98,9 +98,12 @@ def check_box_on_photo(box: Any, width: int, height: int, source: Any) -> tuple[
             f"photo; give x0,y0,x1,y1 in its pixels (x from 0 to {width}, y from 0 to {height})"
         )
     if min(w, h) < MIN_BOX_SIDE:
+        shown = [round(float(v), 1) for v in box]
+        inside = w == float(box[2]) - float(box[0]) and h == float(box[3]) - float(box[1])
+        where = (f"the box {shown} is {w:g} x {h:g} pixels" if inside else
+                 f"only {w:g} x {h:g} pixels of the box {shown} lie inside the {width}x{height} photo")
         raise InvalidInputError(
-            f"{describe(source)}: only {w:g} x {h:g} pixels of the box {[round(float(v), 1) for v in box]} lie "
-            f"inside the {width}x{height} photo; a box around the object must hold at least {MIN_BOX_SIDE} x "
+            f"{describe(source)}: {where}; a box around the object must hold at least {MIN_BOX_SIDE} x "
             f"{MIN_BOX_SIDE} pixels of it (x from 0 to {width}, y from 0 to {height})"
         )
     return w, h

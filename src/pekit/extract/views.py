@@ -56,7 +56,8 @@ class View:
     second group of the concept's parts, or None. ``patches``: the object's unit patch
     features the parts summarise (kept while the views are assembled, for `consistency`;
     never stored), or None. ``colour``: the object's ``(BINS,)`` colour histogram
-    (`pekit.embed.colour`) when its grid has patch colours, or None. ``thumbprint``: the
+    (`pekit.embed.colour`) when its grid has patch colours, or None; ``achromatic``: the
+    photo is black and white (`pekit.embed.colour.achromatic`). ``thumbprint``: the
     photo's `pekit.images.thumbprint` (to notice the same photo given twice; never stored),
     or None.
     """
@@ -69,6 +70,7 @@ class View:
     patches: np.ndarray | None = None
     colour: np.ndarray | None = None
     thumbprint: np.ndarray | None = None
+    achromatic: bool = False
 
 
 def summarize_parts(patches: np.ndarray, max_parts: int, seed: int = 0) -> np.ndarray:
@@ -129,7 +131,10 @@ def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concep
 
     The parts of views seen smaller (``View.zoomed``) follow the others as a second part
     group (``meta["part_groups"]``, see `merge_parts`); the views' colours, when every
-    view has one, are kept in ``meta["colours"]`` (`with_colours`).
+    view has one, are kept in ``meta["colours"]`` (`with_colours`), unless every view is
+    of a black-and-white photo (``View.achromatic``): such a concept has no colour evidence,
+    and a colour photo of it is not held to its greys (one grey photo among colour ones
+    keeps its histogram: the best view is the one compared).
 
     >>> from types import SimpleNamespace as V
     >>> c = concept_from_views("bo", [V(embedding=np.ones(4), parts=np.ones((2, 4)))], category="dog")
@@ -138,7 +143,10 @@ def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concep
     """
     parts, groups = merge_parts(None, None, views)
     meta = with_part_groups(fields.pop("meta", None) or {}, groups)
-    meta = with_colours(meta, views)
+    if views and all(getattr(v, "achromatic", False) for v in views):
+        meta = {k: v for k, v in meta.items() if k != COLOURS}
+    else:
+        meta = with_colours(meta, views)
     return Concept(name, views=np.stack([v.embedding for v in views]), parts=parts, meta=meta, **fields)
 
 
