@@ -86,7 +86,7 @@ class RecognitionConfig:
             for a second look (None: ``second_look_band``): a small object spans few
             patches, so its first score is the least reliable and its crop gains most.
         second_look_min_zoom: no crop of a candidate's box that would magnify it less than
-            this (long side of the photo / long side of the crop): re-embedding nearly the
+            this (`pekit.retrieve.second_look.magnification`): re-embedding nearly the
             whole photo sees little new (with ``second_look_core``, the crop around its most
             concept-like patch that magnifies this much instead).
         second_looks: at most this many crops per image (per concept when each is scored

@@ -320,7 +320,7 @@ def test_a_contested_region_holds_no_slot_of_its_concept() -> None:
 
 def test_no_second_crop_of_a_place_a_crop_already_magnified_for_every_concept() -> None:
     near = _cand(0, 0.59, (100, 100, 200, 150), 0.3)     # the crop (50, 75, 250, 175): 200 px
-    inner = _cand(1, 0.56, (110, 105, 190, 155), 0.05)   # inside it; its own crop: 160 px, not 1.5x closer
+    inner = _cand(1, 0.56, (110, 105, 190, 155), 0.05)   # inside it; its own crop: 160 x 100, not 1.5x closer
     far = _cand(2, 0.585, (400, 300, 500, 400), 0.3)     # elsewhere
     seen = replace(OTHERS, second_looks=3, second_look_seen=True)
     scene = Scene()
@@ -330,11 +330,15 @@ def test_no_second_crop_of_a_place_a_crop_already_magnified_for_every_concept() 
     again = Scene()
     _, looks = second_look(replace(seen, second_look_seen=False), [near, inner, far], (640, 480), True, again)
     assert looks == 3 and again.boxes[1] == (70, 80, 230, 180)
-    # a smaller object there is magnified 1.5x more by its own crop (120 px): it gets it
-    tiny = _cand(1, 0.56, (120, 110, 180, 160), 0.05)
+    # a smaller object there is magnified 1.5x more by its own crop (80 x 64 against 200 x 100:
+    # every pass gets as many pixels, so sqrt(20000 / 5120) = 1.98x): it gets it
+    tiny = _cand(1, 0.56, (130, 115, 170, 145), 0.05)
     closer = Scene()
     _, looks = second_look(seen, [near, tiny], (640, 480), True, closer)
-    assert looks == 2 and closer.boxes[1] == (90, 85, 210, 185)
+    assert looks == 2 and closer.boxes[1] == (110, 98, 190, 162)
+    # one whose own crop (120 x 100) is 1.67x shorter but only 1.29x closer is seen already
+    _, looks = second_look(seen, [near, _cand(1, 0.56, (120, 110, 180, 160), 0.05)], (640, 480), True, Scene())
+    assert looks == 1
     # scored alone, the first crop matched only its own concept: the second still looks
     _, looks = second_look(seen, [near, inner], (640, 480), False, Scene())
     assert looks == 2
@@ -415,3 +419,14 @@ def test_no_tiles_unless_asked_for() -> None:
     found = [_cand(0, 0.80, (0, 0, 300, 200), 0.3)]
     out, passes = tiled_look(CONFIG, found, (640, 480), (10, 10), tiles)
     assert passes == 0 and tiles.boxes == [] and out == found
+
+
+def test_a_thin_object_s_crop_magnifies_by_its_area_not_its_long_side() -> None:
+    """Every pass gets about as many pixels, so a strip as wide as the photo is still
+    magnified (sqrt of the area ratio): a 700 x 60 box in a 1000 x 1000 photo gets its own
+    context crop (2.9x), not a 1.5x crop around its core that cuts it."""
+    strip = _cand(0, 0.605, (150, 470, 850, 530), 0.05)
+    strip.peak = (5, 5)
+    scene = Scene()
+    _, looks = second_look(replace(CONFIG, second_look_core=True), [strip], (1000, 1000), True, scene)
+    assert looks == 1 and scene.boxes == [(0, 440, 1000, 560)]

@@ -29,7 +29,7 @@ from pekit.retrieve.candidates import Candidate
 from pekit.retrieve.match import thresholds_or
 from pekit.retrieve.nms import box_area, box_iou, overlap
 
-__all__ = ["Look", "context_box", "core_box", "second_look", "tile_boxes", "tiled_look"]
+__all__ = ["Look", "context_box", "core_box", "magnification", "second_look", "tile_boxes", "tiled_look"]
 
 #: ``(crop box (x0, y0, x1, y1), concept index) -> candidates on that crop`` (crop coordinates):
 #: one backbone pass of the crop, matched against the same gallery (that concept's candidates,
@@ -48,6 +48,25 @@ def context_box(xyxy: np.ndarray, width: int, height: int, *, margin: float = 0.
     bx0, by0 = int(max(0, np.floor(cx - w / 2))), int(max(0, np.floor(cy - h / 2)))
     bx1, by1 = int(min(width, np.ceil(cx + w / 2))), int(min(height, np.ceil(cy + h / 2)))
     return bx0, by0, max(bx1, bx0 + 1), max(by1, by0 + 1)
+
+
+def magnification(photo: tuple[float, float], crop: tuple[float, float]) -> float:
+    """How many times larger a ``(w, h)`` crop's own pass sees the things in it than the
+    ``(w, h)`` photo's pass did. Every pass gets about as many pixels
+    (`pekit.embed.base.input_size`), so it is the square root of the area ratio (within
+    the long-side cap): a thin strip of a square photo is magnified more than its long side
+    says.
+
+    >>> magnification((640, 640), (320, 320)), round(magnification((1000, 1000), (1000, 200)), 2)
+    (2.0, 2.24)
+    """
+    from pekit.embed.base import MAX_ASPECT_SIDE
+
+    def scale(w: float, h: float) -> float:
+        w, h = max(float(w), 1.0), max(float(h), 1.0)
+        return min(1.0 / np.sqrt(w * h), MAX_ASPECT_SIDE / max(w, h))
+
+    return scale(*crop) / scale(*photo)
 
 
 def core_box(peak: tuple[int, int], shape: tuple[int, ...], width: int, height: int, zoom: float, *,
@@ -134,7 +153,7 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
         if cfg.second_look_skip_named and _explained(cand, named, compete):
             continue  # its most concept-like patch is on an object already named
         box = context_box(cand.xyxy, width, height)
-        core = max(width, height) / max(box[2] - box[0], box[3] - box[1]) < cfg.second_look_min_zoom
+        core = magnification(size, (box[2] - box[0], box[3] - box[1])) < cfg.second_look_min_zoom
         if core:  # nearly the whole photo would see little new: around its core, or no crop
             # under τ, a partial view of a large region raises look-alikes as readily as the object
             rejudge = small or cand.score >= thr or cfg.second_look_core_below
@@ -228,11 +247,11 @@ def _seen(cand: Candidate, box: tuple[int, int, int, int], taken: list[tuple[int
           zoom: float, any_concept: bool) -> bool:
     """Whether one of the crops ``taken`` (``(concept, crop box)``; of any concept when its
     pass was matched against all) holds at least 80 % of ``cand``'s box and is at most
-    ``zoom`` times larger (long side) than ``box``, the candidate's own crop."""
-    side = max(box[2] - box[0], box[3] - box[1])
+    ``zoom`` times less magnified (`magnification`) than ``box``, the candidate's own crop."""
+    own = (box[2] - box[0], box[3] - box[1])
     xyxy = [float(v) for v in cand.xyxy]
     area = max(box_area(xyxy), 1e-6)
-    return any(overlap(xyxy, crop) / area >= 0.8 and max(crop[2] - crop[0], crop[3] - crop[1]) <= zoom * side
+    return any(overlap(xyxy, crop) / area >= 0.8 and magnification((crop[2] - crop[0], crop[3] - crop[1]), own) <= zoom
                for concept, crop in taken if any_concept or concept == cand.concept)
 
 
