@@ -582,21 +582,29 @@ def test_a_display_p3_photo_is_read_in_srgb_and_an_srgb_one_as_it_is(tmp_path: P
     assert load_image(linear)[4, 4].tolist() != pixels[4, 4].tolist()
 
 
-def test_an_avif_whose_major_brand_is_generic_is_an_avif_not_a_heic(tmp_path: Path, rgb: np.ndarray) -> None:
+def _generic_avif(rgb: np.ndarray) -> bytes:
+    """``rgb`` as an AVIF whose major brand is the generic ``mif1`` (its compatible brands
+    say AVIF); skips where this Pillow has no AVIF codec."""
     from PIL import features
 
-    from pekit.images import sniff_image
-
-    generic = b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf"  # major mif1, compatible avif
-    assert sniff_image(generic) == "image/avif"
-    assert sniff_image(b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1heicmiaf") == "image/heic"
     if not features.check("avif"):
         pytest.skip("this Pillow has no AVIF codec")
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, "AVIF", quality=100)
     data = bytearray(buf.getvalue())
     data[8:12] = b"mif1"
-    assert sniff_image(bytes(data)) == "image/avif" and load_image(bytes(data)).shape == rgb.shape
+    return bytes(data)
+
+
+def test_an_avif_whose_major_brand_is_generic_is_an_avif_not_a_heic(tmp_path: Path, rgb: np.ndarray) -> None:
+
+    from pekit.images import sniff_image
+
+    generic = b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf"  # major mif1, compatible avif
+    assert sniff_image(generic) == "image/avif"
+    assert sniff_image(b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1heicmiaf") == "image/heic"
+    data = _generic_avif(rgb)
+    assert sniff_image(data) == "image/avif" and load_image(data).shape == rgb.shape
 
 
 def test_a_file_opened_as_text_is_named_as_such(tmp_path: Path, rgb: np.ndarray) -> None:
@@ -641,16 +649,9 @@ def test_an_avif_is_pillows_even_when_the_app_registered_pillow_heif_first(tmp_p
     import subprocess
     import sys
 
-    from PIL import features
 
     pytest.importorskip("pillow_heif")
-    if not features.check("avif"):
-        pytest.skip("this Pillow has no AVIF codec")
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "AVIF", quality=100)
-    data = bytearray(buf.getvalue())
-    data[8:12] = b"mif1"
-    (tmp_path / "generic.avif").write_bytes(bytes(data))
+    (tmp_path / "generic.avif").write_bytes(_generic_avif(rgb))
     code = ("import pillow_heif; pillow_heif.register_heif_opener()\n"
             "from pekit.images import load_image\n"
             f"print(load_image({str(tmp_path / 'generic.avif')!r}).shape)")
