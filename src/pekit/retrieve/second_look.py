@@ -20,6 +20,7 @@ aim at).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -64,9 +65,9 @@ def magnification(photo: tuple[float, float], crop: tuple[float, float]) -> floa
 
     def scale(w: float, h: float) -> float:
         w, h = max(float(w), 1.0), max(float(h), 1.0)
-        return min(1.0 / np.sqrt(w * h), MAX_ASPECT_SIDE / max(w, h))
+        return min(1.0 / math.sqrt(w * h), MAX_ASPECT_SIDE / max(w, h))
 
-    return scale(*crop) / scale(*photo)
+    return float(scale(*crop) / scale(*photo))
 
 
 def core_box(peak: tuple[int, int], shape: tuple[int, ...], width: int, height: int, zoom: float, *,
