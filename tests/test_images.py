@@ -655,5 +655,11 @@ def test_an_avif_is_pillows_even_when_the_app_registered_pillow_heif_first(tmp_p
     code = ("import pillow_heif; pillow_heif.register_heif_opener()\n"
             "from pekit.images import load_image\n"
             f"print(load_image({str(tmp_path / 'generic.avif')!r}).shape)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    import os
+
+    import pekit
+
+    here = str(Path(pekit.__file__).parents[1])  # the pekit under test, not whatever is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "(20, 30, 3)", out.stderr

@@ -259,15 +259,17 @@ def _is_srgb(icc: bytes, profile: Any) -> bool:
     from PIL import ImageCms
 
     key = hashlib.sha1(icc).digest()
-    if key not in _SRGB_PROFILES:
-        probe = Image.fromarray(np.array([[[200, 100, 50], [30, 160, 220], [128, 128, 128], [250, 20, 90]]],
-                                         np.uint8))
-        seen = ImageCms.profileToProfile(probe, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
-        assert seen is not None
-        if len(_SRGB_PROFILES) >= 64:
-            _SRGB_PROFILES.clear()
-        _SRGB_PROFILES[key] = int(np.abs(np.asarray(seen, np.int16) - np.asarray(probe, np.int16)).max()) <= 1
-    return _SRGB_PROFILES[key]
+    known = _SRGB_PROFILES.get(key)  # one read: another thread may clear the cache meanwhile
+    if known is not None:
+        return known
+    probe = Image.fromarray(np.array([[[200, 100, 50], [30, 160, 220], [128, 128, 128], [250, 20, 90]]], np.uint8))
+    seen = ImageCms.profileToProfile(probe, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    assert seen is not None
+    same = int(np.abs(np.asarray(seen, np.int16) - np.asarray(probe, np.int16)).max()) <= 1
+    if len(_SRGB_PROFILES) >= 64:
+        _SRGB_PROFILES.clear()
+    _SRGB_PROFILES[key] = same
+    return same
 
 
 def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:

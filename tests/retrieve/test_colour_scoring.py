@@ -151,6 +151,9 @@ def test_consistency_counts_colour_like_the_score() -> None:
     assert consistency([red, grey], colour_weight=0.2) < consistency([red, grey]) - 0.05
     # the same picture twice: colour would lift it past a whole match; it counts as one
     assert consistency([red, red], colour_weight=0.2) == pytest.approx(1.0)
+    # a black-and-white print of the red dog is not a grey dog: no colour term for it
+    print_ = replace(grey, achromatic=True)
+    assert consistency([red, print_], colour_weight=0.2) == pytest.approx(consistency([red, print_]))
 
 
 def test_a_scan_with_the_photo_gets_the_patch_colours() -> None:

@@ -133,8 +133,9 @@ def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concep
     group (``meta["part_groups"]``, see `merge_parts`); the views' colours, when every
     view has one, are kept in ``meta["colours"]`` (`with_colours`), unless every view is
     of a black-and-white photo (``View.achromatic``): such a concept has no colour evidence,
-    and a colour photo of it is not held to its greys (one grey photo among colour ones
-    keeps its histogram: the best view is the one compared).
+    and a colour photo of it is not held to its greys. One grey photo among colour ones
+    keeps its histogram, as before black-and-white photos were told apart (the best view is
+    the one compared, so a grey look-alike agrees with that view: a known limit).
 
     >>> from types import SimpleNamespace as V
     >>> c = concept_from_views("bo", [V(embedding=np.ones(4), parts=np.ones((2, 4)))], category="dog")
@@ -247,7 +248,9 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0, colour_wei
         return None
     if verify_weight > 0 and any(v.patches is None or len(v.patches) == 0 for v in views):
         return None
-    colours = [c for c in (getattr(v, "colour", None) for v in views) if c is not None]
+    # a black-and-white photo is not compared by colour (as a query of it would not be)
+    colours = [c for c in (None if getattr(v, "achromatic", False) else getattr(v, "colour", None) for v in views)
+               if c is not None]
     scores = []
     for i, view in enumerate(views):
         others = [v for j, v in enumerate(views) if j != i]
