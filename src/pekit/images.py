@@ -374,7 +374,7 @@ def header_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
     None when Pillow's bomb check, at pekit's limit ``max_pixels``, refuses it (over the
     limit). Pillow's own errors on a damaged header propagate. Shares `load_image`'s
     thread-safe limit and warning filter, so it can run beside loads in other threads."""
-    heif_opener(data[:64])
+    _ready_for(sniff_image(data[:64]))
     try:
         with _pillow_limit(max_pixels), Image.open(io.BytesIO(data)) as img:
             return img.size
@@ -385,10 +385,13 @@ def header_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
 _HEIF_OPENER: list[bool] = []  # [registered?] once pillow-heif was looked for
 
 
-def heif_opener(head: bytes) -> bool:
-    """For a HEIC photo's first bytes, register the ``pillow-heif`` plugin's opener with
-    Pillow (once) when it is installed; whether Pillow can then read HEIC."""
-    return sniff_image(head) == "image/heic" and heif_readable()
+def _ready_for(kind: str | None) -> None:
+    """Pillow's openers set for a photo of this `sniff_image` type: pillow-heif's registered
+    for a HEIC photo (when installed), Pillow's own first for an AVIF."""
+    if kind == "image/heic":
+        heif_readable()
+    elif kind == "image/avif":
+        _pillow_avif_first()
 
 
 def heif_readable() -> bool:
@@ -418,10 +421,9 @@ def _pillow_avif_first() -> None:
 def _open_checked(fp: Any, name: str, max_pixels: int) -> Image.Image:
     if not fp.seekable():  # a FIFO: read whole, as Pillow would
         fp = io.BytesIO(fp.read())
-    head = fp.read(64)  # an ISO-BMFF file's brands
+    kind = sniff_image(fp.read(64))  # 64 bytes: an ISO-BMFF file's brands
     fp.seek(0)
-    if not heif_opener(head) and sniff_image(head) == "image/avif":
-        _pillow_avif_first()
+    _ready_for(kind)
     try:
         with _pillow_limit(max_pixels):
             img = Image.open(fp)  # type: ignore[arg-type]
@@ -443,7 +445,6 @@ def _open_checked(fp: Any, name: str, max_pixels: int) -> Image.Image:
             raise ImageError(f"{name}: a video, not a photo; this takes photos (for a video: `pekit recognize`, "
                              "`ask` or `caption` on the command line, `Personalizer.recognize_video` from Python; "
                              "to introduce something from a clip, save a frame as a photo)") from exc
-        kind = sniff_image(head)
         if kind == "image/avif":
             raise ImageError(f"{name}: an AVIF photo; this Pillow ({Image.__version__}) has no AVIF codec: "
                              "pip install 'pillow>=11.2', or export the photo as JPEG") from exc

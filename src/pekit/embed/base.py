@@ -83,6 +83,19 @@ def check_recipe(layer: Any, resolution: Any) -> None:
 MAX_ASPECT_SIDE = 4
 
 
+def input_scale(width: float, height: float, resolution: float = 1.0) -> float:
+    """How much `input_size` scales a ``width`` x ``height`` photo (before rounding to
+    patches): to about ``resolution ** 2`` pixels, the long side at most `MAX_ASPECT_SIDE` x
+    ``resolution``. Its ratio for two sizes is how much larger one pass sees things than the
+    other (`pekit.retrieve.second_look.magnification`).
+
+    >>> input_scale(896, 896, 448), input_scale(4000, 100, 448)
+    (0.5, 0.448)
+    """
+    width, height = max(float(width), 1.0), max(float(height), 1.0)
+    return min(resolution / math.sqrt(width * height), MAX_ASPECT_SIDE * resolution / max(width, height))
+
+
 def input_size(width: int, height: int, resolution: int, patch: int = 14) -> tuple[int, int]:
     """Network input ``(W, H)``: about ``resolution ** 2`` pixels whatever the photo's shape
     (aspect kept, sides multiples of ``patch``, the long side at most `MAX_ASPECT_SIDE` x
@@ -93,7 +106,7 @@ def input_size(width: int, height: int, resolution: int, patch: int = 14) -> tup
     >>> input_size(640, 640, 448), input_size(640, 480, 448), input_size(4000, 500, 448)
     ((448, 448), (518, 392), (1274, 154))
     """
-    scale = min(resolution / math.sqrt(width * height), MAX_ASPECT_SIDE * resolution / max(width, height))
+    scale = input_scale(width, height, resolution)
     w = max(patch, round(width * scale / patch) * patch)
     h = max(patch, round(height * scale / patch) * patch)
     return w, h

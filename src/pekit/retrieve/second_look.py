@@ -20,7 +20,6 @@ aim at).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -61,13 +60,9 @@ def magnification(photo: tuple[float, float], crop: tuple[float, float]) -> floa
     >>> magnification((640, 640), (320, 320)), round(magnification((1000, 1000), (1000, 200)), 2)
     (2.0, 2.24)
     """
-    from pekit.embed.base import MAX_ASPECT_SIDE
+    from pekit.embed.base import input_scale
 
-    def scale(w: float, h: float) -> float:
-        w, h = max(float(w), 1.0), max(float(h), 1.0)
-        return min(1.0 / math.sqrt(w * h), MAX_ASPECT_SIDE / max(w, h))
-
-    return float(scale(*crop) / scale(*photo))
+    return input_scale(*crop) / input_scale(*photo)
 
 
 def core_box(peak: tuple[int, int], shape: tuple[int, ...], width: int, height: int, zoom: float, *,

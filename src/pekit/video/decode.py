@@ -138,11 +138,10 @@ def is_video(path: str | os.PathLike) -> bool:
     """True for a video suffix (unless the file's first bytes are a photo's: a JPEG named
     ``.mp4``), or a file whose first bytes look like MP4/Matroska/AVI."""
     head = _head(path)
-    if Path(path).suffix.lower() in VIDEO_SUFFIXES:
-        return sniff_image(head) is None
-    if sniff_image(head) is not None:  # an AVIF or HEIC photo is an ISO-BMFF file too
+    if sniff_image(head) is not None:  # a photo, whatever its name (an AVIF or HEIC is an ISO-BMFF file too)
         return False
-    return head[4:8] in _MP4_BRANDS or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+    return (Path(path).suffix.lower() in VIDEO_SUFFIXES or head[4:8] in _MP4_BRANDS or head[:4] == b"\x1aE\xdf\xa3"
+            or (head[:4] == b"RIFF" and head[8:12] == b"AVI "))
 
 
 def _open(path: str | os.PathLike) -> Any:
