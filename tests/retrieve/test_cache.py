@@ -199,6 +199,21 @@ def test_a_fetch_begun_before_a_write_does_not_put_the_old_parts_back(memory: Sq
     assert np.allclose(new.subset([new.names.index("c3")]).parts[0], unit(4, 77), atol=2e-3)
 
 
+def test_a_long_lived_cache_keeps_no_record_of_old_writes(memory: SqliteMemory) -> None:
+    """The record of changed concepts guards only fetches still running: a service that keeps
+    updating concepts does not grow it, and a fetch after the writes caches the new parts."""
+    memory.add_many([make(f"c{i}", i) for i in range(40)])
+    cache = GalleryCache(memory, eager=4)
+    cache.get().gallery.subset([0, 1])
+    for round_ in range(20):
+        memory.update(dataclasses.replace(memory.get(f"c{round_}"), parts=unit(4, 500 + round_)))
+        g = cache.get().gallery
+        assert np.allclose(g.subset([g.names.index(f"c{round_}")]).parts[0], unit(4, 500 + round_), atol=2e-3)
+    lru = cache.get()._parts
+    assert cache.patches == 20 and lru.dropped == {} and lru.fetching == 0
+    assert memory.get("c19").id in lru  # fetched after its write: cached
+
+
 def test_threads_that_find_the_gallery_stale_wait_for_one_read(memory: SqliteMemory) -> None:
     import threading
     import time

@@ -48,12 +48,15 @@ PART_CACHE_CONCEPTS = 2048   # part prototypes of this many concepts kept (float
 class _PartLRU(OrderedDict):
     """A lazy namespace's LRU of part prototypes, shared by its successive entries. A write
     drops the changed ids (`GalleryCache._patch`) and records when (``dropped``, by
-    ``epoch``): a fetch that began before then does not put the old parts back."""
+    ``epoch``): a fetch that began before then does not put the old parts back. The record
+    is needed only while such a fetch runs: it is cleared whenever none is running
+    (``fetching``), so a long-lived service that keeps changing concepts does not grow it."""
 
     def __init__(self) -> None:
         super().__init__()
         self.epoch = 0
         self.dropped: dict[int, int] = {}
+        self.fetching = 0
 
 
 @dataclass
@@ -213,14 +216,23 @@ class GalleryCache:
                         out[i] = lru[i]
                     else:
                         missing.append(i)
-            got = self.memory.parts(missing, namespace=namespace) if missing else {}
-            with lock:
-                for i in missing:  # no parts stored: remember that too
-                    out[i] = got[i].astype(np.float16) if i in got else np.zeros((0, 0), np.float16)
-                    if lru.dropped.get(i, -1) <= began:  # not changed by a write since this fetch began
-                        lru[i] = out[i]
-                while len(lru) > self.part_cache:
-                    lru.popitem(last=False)
+                if not missing:
+                    return {i: p.astype(np.float32) for i, p in out.items() if p.size}
+                lru.fetching += 1
+            try:
+                got = self.memory.parts(missing, namespace=namespace)
+                with lock:
+                    for i in missing:  # no parts stored: remember that too
+                        out[i] = got[i].astype(np.float16) if i in got else np.zeros((0, 0), np.float16)
+                        if lru.dropped.get(i, -1) <= began:  # not changed by a write since this fetch began
+                            lru[i] = out[i]
+                    while len(lru) > self.part_cache:
+                        lru.popitem(last=False)
+            finally:
+                with lock:
+                    lru.fetching -= 1
+                    if not lru.fetching:  # no fetch older than a recorded write is left
+                        lru.dropped.clear()
             return {i: p.astype(np.float32) for i, p in out.items() if p.size}
 
         return fetch
