@@ -154,6 +154,10 @@ def test_consistency_counts_colour_like_the_score() -> None:
     # a black-and-white print of the red dog is not a grey dog: no colour term for it
     print_ = replace(grey, achromatic=True)
     assert consistency([red, print_], colour_weight=0.2) == pytest.approx(consistency([red, print_]))
+    # beside it, the colour views are still compared with one another
+    mixed = [red, turned, print_]
+    base = consistency(mixed)
+    assert consistency(mixed, colour_weight=0.2) == pytest.approx(base + 2 / 3 * 0.2 * (1.0 - 0.85), abs=1e-3)
 
 
 def test_a_scan_with_the_photo_gets_the_patch_colours() -> None:
@@ -185,17 +189,31 @@ def test_a_black_and_white_photo_is_not_compared_by_colour() -> None:
     assert _pipe(0.2).scan(replace(grid, colours=None), image=small_red).grid.colours is not None
 
 
-def test_a_concept_from_black_and_white_photos_only_has_no_colour() -> None:
+def test_a_black_and_white_reference_photo_gives_its_view_no_colour() -> None:
     """Every reference grey (old prints of a late pet): no colour evidence, so colour photos
-    of it are not held to its greys. One grey photo among colour ones keeps its histogram
-    (the best view is the one compared), and so does one added later."""
+    of it are not held to its greys, until a colour photo is added. One grey photo among
+    colour ones is left out of the colour term, so a grey look-alike does not agree with it
+    (it did while its greys were kept as the view's colour: the best view is compared)."""
     from pekit.extract.views import with_view
+    from pekit.retrieve.match import concept_colours
 
     grey = replace(_concept_view(GREY), achromatic=True)
-    assert concept_from_views("old prints", [grey, grey]).meta.get(COLOURS) is None
+    prints = concept_from_views("old prints", [grey, grey])
+    assert prints.meta[COLOURS] == [None, None] and concept_colours(prints) is None
+    red_scene = _scene(RED)
+    assert _scores(_pipe(0.2), red_scene, Gallery.from_concepts([prints])) == \
+        _scores(_pipe(0.0), red_scene, Gallery.from_concepts([prints]))   # a colour photo of it: no colour term
+    later = with_view(prints, _concept_view(RED), reference="new.jpg")
+    assert concept_colours(later).shape == (1, 196)                      # a colour photo added: now it has one
+
     mixed = concept_from_views("bo", [_concept_view(RED), grey])
-    assert len(mixed.meta[COLOURS]) == 2
-    assert len(with_view(mixed, grey, reference="print.jpg").meta[COLOURS]) == 3  # colour kept
+    assert mixed.meta[COLOURS][1] is None and concept_colours(mixed).shape == (1, 196)
+    assert len(with_view(mixed, grey, reference="print.jpg").meta[COLOURS]) == 3
+    gallery = Gallery.from_concepts([mixed])
+    grey_lookalike, red_bo = _scene(GREY), _scene(RED)
+    off, on = _scores(_pipe(0.0), grey_lookalike, gallery), _scores(_pipe(0.2), grey_lookalike, gallery)
+    assert on["bo"] < off["bo"] - 0.05                                    # the grey look-alike: colour against it
+    assert _scores(_pipe(0.2), red_bo, gallery)["bo"] > _scores(_pipe(0.0), red_bo, gallery)["bo"] + 0.02
 
 
 def _concept_view(colour: tuple[int, int, int]) -> View:

@@ -131,11 +131,11 @@ def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concep
 
     The parts of views seen smaller (``View.zoomed``) follow the others as a second part
     group (``meta["part_groups"]``, see `merge_parts`); the views' colours, when every
-    view has one, are kept in ``meta["colours"]`` (`with_colours`), unless every view is
-    of a black-and-white photo (``View.achromatic``): such a concept has no colour evidence,
-    and a colour photo of it is not held to its greys. One grey photo among colour ones
-    keeps its histogram, as before black-and-white photos were told apart (the best view is
-    the one compared, so a grey look-alike agrees with that view: a known limit).
+    view has one, are kept in ``meta["colours"]`` (`with_colours`). A view of a
+    black-and-white photo (``View.achromatic``) records None there: it holds no colour
+    evidence, so a colour photo of the concept is not held to its greys, and a grey
+    look-alike does not agree with it. A concept whose views are all such has no colour
+    term until a colour view is added (`with_view`).
 
     >>> from types import SimpleNamespace as V
     >>> c = concept_from_views("bo", [V(embedding=np.ones(4), parts=np.ones((2, 4)))], category="dog")
@@ -143,11 +143,7 @@ def concept_from_views(name: str, views: Sequence[Any], **fields: Any) -> Concep
     ((1, 4), (2, 4))
     """
     parts, groups = merge_parts(None, None, views)
-    meta = with_part_groups(fields.pop("meta", None) or {}, groups)
-    if views and all(getattr(v, "achromatic", False) for v in views):
-        meta = {k: v for k, v in meta.items() if k != COLOURS}
-    else:
-        meta = with_colours(meta, views)
+    meta = with_colours(with_part_groups(fields.pop("meta", None) or {}, groups), views)
     return Concept(name, views=np.stack([v.embedding for v in views]), parts=parts, meta=meta, **fields)
 
 
@@ -166,7 +162,7 @@ def with_view(concept: Concept, view: View, *, reference: str) -> Concept:
     """
     parts, groups = merge_parts(concept.parts, part_groups(concept), [view])
     meta = with_part_groups(concept.meta, groups)
-    if COLOURS in meta:  # one colour per view, or none (a concept stored without them stays so)
+    if COLOURS in meta:  # one colour (or None) per view, or none (a concept stored without them stays so)
         meta = with_colours(meta, [view])
     meta.pop(CONSISTENCY, None)
     meta["references"] = [*meta.get("references", []), reference]
@@ -184,22 +180,26 @@ def with_part_groups(meta: dict[str, Any], groups: list[int]) -> dict[str, Any]:
 
 def with_colours(meta: dict[str, Any], views: Sequence[Any]) -> dict[str, Any]:
     """A copy of a concept's ``meta`` whose `COLOURS` gain those of more ``views``
-    (`encode_colour`); without any when the concept's views or a new one have none (a
-    concept stored before colours were kept: its colour term then stays neutral).
-    ``meta`` counts its views in ``meta["colours"]``; a concept being assembled passes ``{}``.
+    (`encode_colour`; None for a view of a black-and-white photo, ``View.achromatic``);
+    without any when the concept's views or a new colour one have none (a concept stored
+    before colours were kept: its colour term then stays neutral). ``meta`` counts its
+    views in ``meta["colours"]``; a concept being assembled passes ``{}``.
 
     >>> from types import SimpleNamespace as V
     >>> [len(t) for t in with_colours({}, [V(colour=np.full(196, 1 / 196))])["colours"]]
     [264]
+    >>> with_colours({}, [V(colour=np.full(196, 1 / 196), achromatic=True)])
+    {'colours': [None]}
     >>> with_colours({"colours": ["..."]}, [V(colour=None)])
     {}
     """
     out = {k: v for k, v in meta.items() if k != COLOURS}
     old = meta.get(COLOURS, [])
-    new = [getattr(v, "colour", None) for v in views]
-    if not isinstance(old, list) or any(c is None for c in new):
+    grey = [bool(getattr(v, "achromatic", False)) for v in views]
+    new = [None if g else getattr(v, "colour", None) for v, g in zip(views, grey, strict=True)]
+    if not isinstance(old, list) or any(c is None and not g for c, g in zip(new, grey, strict=True)):
         return out
-    out[COLOURS] = old + [encode_colour(c) for c in new if c is not None]
+    out[COLOURS] = old + [None if c is None else encode_colour(c) for c in new]
     return out
 
 
@@ -228,7 +228,8 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0, colour_wei
     the other views + ``verify_weight`` x the part agreement of its object patches with
     their parts, + ``colour_weight`` x (the best colour agreement of its object with the
     other views' - ``colour_neutral``) when every view has a colour (the colour term of the
-    score). Well below the recognition threshold, the photos do not recognize one
+    score; a view of a black-and-white photo, ``View.achromatic``, neither gets nor gives
+    one, as in recognition). Well below the recognition threshold, the photos do not recognize one
     another and recognition will miss the object in photos unlike each of them: more views
     from other angles help. Each view's score counts at most 1 (the colour term lifts the
     same picture, given twice, a little past it). None with fewer than two views, or (with
@@ -249,8 +250,10 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0, colour_wei
     if verify_weight > 0 and any(v.patches is None or len(v.patches) == 0 for v in views):
         return None
     # a black-and-white photo is not compared by colour (as a query of it would not be)
-    colours = [c for c in (None if getattr(v, "achromatic", False) else getattr(v, "colour", None) for v in views)
-               if c is not None]
+    grey = [bool(getattr(v, "achromatic", False)) for v in views]
+    colours = [None if g else getattr(v, "colour", None) for v, g in zip(views, grey, strict=True)]
+    # a view with no colour that is not grey: stored before colours were kept, no colour term
+    coloured = all(c is not None or g for c, g in zip(colours, grey, strict=True))
     scores = []
     for i, view in enumerate(views):
         others = [v for j, v in enumerate(views) if j != i]
@@ -261,8 +264,9 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0, colour_wei
         if verify_weight > 0:
             parts, groups = merge_parts(None, None, others)
             score += verify_weight * group_agreement(np.asarray(view.patches, np.float32) @ parts.T, groups)
-        if colour_weight > 0 and len(colours) == len(views):
-            agree = colour_agreement(colours[i], np.stack([c for j, c in enumerate(colours) if j != i]))
+        others_colours = [c for j, c in enumerate(colours) if j != i and c is not None]
+        if colour_weight > 0 and coloured and colours[i] is not None and others_colours:
+            agree = colour_agreement(colours[i], np.stack(others_colours))
             score += colour_weight * (agree - colour_neutral)
         scores.append(min(score, 1.0))  # colour can lift the same picture past 1; a match is at most whole
     return float(np.mean(scores))

@@ -40,14 +40,17 @@ def _recorded(concept: Concept, key: str) -> Any:
 def _decoded_colours(rows: Any, views: int) -> np.ndarray | None:
     if not isinstance(rows, list) or len(rows) != views or not rows:
         return None
-    decoded = [d for d in (decode_colour(row) for row in rows) if d is not None]
-    return np.stack(decoded) if len(decoded) == len(rows) else None
+    decoded = [decode_colour(row) for row in rows if row is not None]  # None: a black-and-white view
+    if not decoded or any(d is None for d in decoded):
+        return None
+    return np.stack(decoded)  # type: ignore[arg-type]
 
 
 def concept_colours(concept: Concept) -> np.ndarray | None:
-    """``(v, BINS)`` colour histograms of a concept's views (`COLOURS`, `decode_colour`),
-    or None when it has none, or not one valid histogram per view (a damaged or
-    hand-edited record is ignored: no colour term, never an error)."""
+    """``(v, BINS)`` colour histograms of a concept's views that have one (`COLOURS`,
+    `decode_colour`; a view of a black-and-white photo records None and is left out), or
+    None when it has none, or its record is not one entry per view, each None or a valid
+    histogram (a damaged or hand-edited record is ignored: no colour term, never an error)."""
     return _decoded_colours(_recorded(concept, COLOURS), len(concept.views))
 
 
