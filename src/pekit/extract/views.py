@@ -264,9 +264,10 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0, colour_wei
         if verify_weight > 0:
             parts, groups = merge_parts(None, None, others)
             score += verify_weight * group_agreement(np.asarray(view.patches, np.float32) @ parts.T, groups)
+        mine = colours[i]
         others_colours = [c for j, c in enumerate(colours) if j != i and c is not None]
-        if colour_weight > 0 and coloured and colours[i] is not None and others_colours:
-            agree = colour_agreement(colours[i], np.stack(others_colours))
+        if colour_weight > 0 and coloured and mine is not None and others_colours:
+            agree = colour_agreement(mine, np.stack(others_colours))
             score += colour_weight * (agree - colour_neutral)
         scores.append(min(score, 1.0))  # colour can lift the same picture past 1; a match is at most whole
     return float(np.mean(scores))
