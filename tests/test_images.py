@@ -493,7 +493,7 @@ def test_avif_and_heic_photos_are_photos_not_videos(tmp_path: Path, rgb: np.ndar
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import features
 
-    from pekit import images
+    from pekit import _image_formats as images
     from pekit.images import sniff_image
     from pekit.video.decode import is_video
 
@@ -631,7 +631,7 @@ def test_a_16_bit_grey_png_key_level_is_transparent(tmp_path: Path) -> None:
 
 def test_a_folder_skips_heic_photos_when_they_cannot_be_read_and_says_so(
         tmp_path: Path, rgb: np.ndarray, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    from pekit import images
+    from pekit import _image_formats as images
 
     Image.fromarray(rgb).save(tmp_path / "a.jpg")
     (tmp_path / "b.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))

@@ -135,7 +135,7 @@ def test_a_heic_photo_is_read_with_pillow_heif_and_refused_clearly_without(
 
     from PIL import Image
 
-    from pekit import images
+    from pekit import _image_formats as images
 
     pillow_heif = pytest.importorskip("pillow_heif", reason="the [heif] extra (in [dev]) reads HEIC")
     out = io.BytesIO()

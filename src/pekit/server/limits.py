@@ -114,7 +114,7 @@ def check_photo(data: bytes, *, limits: Limits, label: str) -> None:
         raise RequestError(f"{label} is not an image (its first bytes are not JPEG, PNG, WebP, GIF, BMP, TIFF, "
                            "AVIF or HEIC); "
                            "send a photo", status=415)
-    from pekit.images import header_size, heif_readable
+    from pekit._image_formats import header_size, heif_readable
 
     if sniff_image(data) == "image/heic" and not heif_readable():
         raise RequestError(f"{label} is a HEIC photo, which this server cannot read (pillow-heif is not "

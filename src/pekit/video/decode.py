@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from pekit._image_formats import VIDEO_SUFFIXES, sniff_image
 from pekit.errors import ImageError, InvalidInputError, require
-from pekit.images import VIDEO_SUFFIXES, sniff_image
 from pekit.types import finite_number
 
 log = logging.getLogger(__name__)
