@@ -366,3 +366,18 @@ def test_a_key_sent_as_the_request_id_is_not_echoed(client: Any, alice: dict[str
 def test_serve_on_port_0_says_the_port_it_listens_on(serve: Any) -> None:
     code, _, started = serve("--port", "0")
     assert code == 0 and started and started[0]["port"] > 0
+
+
+def test_a_photo_limit_past_what_a_file_read_takes_still_accepts_photos(make_app: Any, tmp_path: Path,
+                                                                          photos: dict[str, bytes]) -> None:
+    """`pekit serve --max-photo-mb 1e13` is a number it accepts: uploads are read, not a 500
+    (reading limit + 1 bytes overflowed a file read's C size)."""
+    from pekit.server.limits import Limits
+
+    client = make_app(limits=Limits(max_photo_bytes=10**13 * 1024 * 1024))
+    alice = {"Authorization": f"Bearer {client.app.state.service.keys.create('alice')}"}
+    r = introduce(client, alice, "Bo", photos["cat"], CAT_BOX)
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/recognize", headers=alice, data={"annotate": "false"},
+                    files=[("photo", ("cat.jpg", photos["cat"], "image/jpeg"))])
+    assert r.status_code == 200 and [d["name"] for d in r.json()["detections"]] == ["Bo"]

@@ -9,6 +9,7 @@ work (list, get, update, forget) runs in FastAPI's thread pool.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
@@ -82,7 +83,9 @@ async def _read_photo(svc: Service, upload: UploadFile, label: str) -> NamedImag
     """The upload's bytes, checked, under its file name (what a concept records as its
     reference); errors call it ``label`` with the file name (`_label`), not ``<N bytes>``."""
     check_filename(upload.filename)
-    data = await upload.read(svc.limits.max_photo_bytes + 1)
+    # one byte over the limit tells a photo over it; a file read takes at most sys.maxsize (a limit
+    # such as `pekit serve --max-photo-mb 1e13` would overflow it and fail every upload)
+    data = await upload.read(min(svc.limits.max_photo_bytes + 1, sys.maxsize))
     shown = _label(upload, label)
     # Pillow's header parse is quick for a photo but not bounded for every format: off the event loop
     await run_in_threadpool(check_photo, data, limits=svc.limits, label=shown)
