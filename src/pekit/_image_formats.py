@@ -35,7 +35,8 @@ HEIF_SUFFIXES = frozenset({".heic", ".heif"})
 IMAGE_SUFFIXES = OUTPUT_SUFFIXES | {".avif"} | HEIF_SUFFIXES
 
 #: the suffixes `pekit.video` reads (kept here so that loading a photo needs no video import)
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv",
+                            ".ts", ".mts", ".m2ts"})  # MPEG-TS: camcorders (AVCHD .mts), screen and TV recordings
 
 
 def writable_suffix(suffix: str) -> bool:

@@ -302,3 +302,20 @@ def test_a_clip_cut_short_is_warned_about(tmp_path: Path, caplog: pytest.LogCapt
         frames = list(sample_frames(cut, fps=2))
     assert 1 <= len(frames) < 8
     assert any("may be truncated" in r.getMessage() and "lasts 4.0 s" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("suffix", [".ts", ".mts", ".m2ts"])
+def test_an_mpeg_ts_clip_is_a_video(tmp_path: Path, grey_clip: Path, suffix: str) -> None:
+    """A camcorder's .mts or a recording's .ts is a video to recognize/ask/caption, not a photo
+    that "is in none of these formats" (their first bytes are no MP4/Matroska/AVI header)."""
+    av = pytest.importorskip("av")
+    clip = tmp_path / f"clip{suffix}"
+    with av.open(str(grey_clip)) as src, av.open(str(clip), "w", format="mpegts") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    assert is_video(clip)
+    frames = list(sample_frames(clip, fps=2))  # MPEG-TS starts its clock a little after 0: 6 or 7 ticks
+    assert len(frames) >= 6 and frames[0].image.shape == (64, 96, 3)
