@@ -302,6 +302,18 @@ def test_a_clip_cut_short_is_warned_about(tmp_path: Path, caplog: pytest.LogCapt
         frames = list(sample_frames(cut, fps=2))
     assert 1 <= len(frames) < 8
     assert any("may be truncated" in r.getMessage() and "lasts 4.0 s" in r.getMessage() for r in caplog.records)
+    # what is made of it says how much was looked at, not the length the header claims
+    from pekit.types import Detections
+    from pekit.video import recognize_video
+    from pekit.video.answer import video_prompt
+
+    result = recognize_video(lambda image, timings: Detections.empty(), cut, fps=2.0)
+    assert result.info.duration == pytest.approx(4.0) and result.looked_until is not None
+    assert result.looked_until == pytest.approx(frames[-1].time + 0.25)
+    assert result.scenes[-1].end == pytest.approx(result.looked_until)
+    assert f"the first {result.looked_until:.1f} s of a 4.0 s video (the rest was not looked at)" in \
+        video_prompt(result, question="Who?")
+    assert recognize_video(lambda image, timings: Detections.empty(), whole, fps=2.0).looked_until is None
 
 
 @pytest.mark.parametrize("suffix", [".ts", ".mts", ".m2ts"])

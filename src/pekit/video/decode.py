@@ -278,8 +278,10 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
     """Frames at ``fps`` per second of video time (the first frame at or after each tick).
 
     Returns (as the generator's ``StopIteration.value``) ``(cuts, stopped)``: the times of
-    the cuts after the last sample, and whether ``max_frames`` stopped the sampling while
-    the clip had more samples due (then only the cuts before the next one are known).
+    the cuts after the last sample, and whether the sampling ended before the clip did:
+    ``max_frames`` stopped it while the clip had more samples due (then only the cuts before
+    the next one are known), or the frames ran out well before the length the file gives (a
+    truncated copy; a warning says so).
 
     Args:
         fps: samples per second of video (> 0); a clip slower than that gives every frame
@@ -356,10 +358,11 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
         # says; the video stream's own length, not the container's (its audio may run longer)
         said = (float(stream.duration * stream.time_base) if stream.duration is not None and stream.time_base
                 is not None else 0.0)  # unknown (Matroska): no warning rather than the audio's length
-        if said and said - t > max(1.0, 2.0 / rate):
+        truncated = bool(said and said - t > max(1.0, 2.0 / rate))
+        if truncated:
             log.warning("'%s': the frames end at %.1f s but the file says the video lasts %.1f s: it may be "
                         "truncated (a copy or download stopped midway); only the first %.1f s were looked at", path,
                         t, said, t)
     finally:
         container.close()
-    return tuple(cuts), False  # the clip ran out: the cuts after the last sample
+    return tuple(cuts), truncated  # the clip ran out: the cuts after the last sample

@@ -113,9 +113,10 @@ class VideoResult:
         shots: ``{(scene, track id): (score, sample index, JPEG)}``: the best frame of each
             track in each scene (kept with ``keep_sheet``; see `pekit.video.answer`).
         scene_frames: ``{scene: (sample index, JPEG)}``: each scene's first sample (``keep_sheet``).
-        looked_until: when ``max_frames`` stopped the sampling before the clip's end, the time
-            (s) the clip was looked at up to (half a step after the last sample); else None.
-            Timelines and prompts then say the rest was not looked at.
+        looked_until: when the sampling ended before the clip's end (``max_frames`` stopped
+            it, or the file is truncated: its frames end well before the length it gives), the
+            time (s) the clip was looked at up to (half a step after the last sample); else
+            None. Timelines and prompts then say the rest was not looked at.
     """
 
     info: VideoInfo
@@ -274,7 +275,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     scene_of: dict[int, int] = {}  # the decoder's scene number -> ours (1, 2, ...; unsampled ones skipped)
     scene_start, scenes_first = 0.0, 0
     cut_times: list[float] = []  # every cut, a shot without a sample included: boxes never cross one
-    stopped = False  # max_frames ended the sampling before the clip did
+    stopped = False  # the sampling ended before the clip did: max_frames, or a truncated file
     expected = int(info.duration * rate) + 1 if info.duration else 0
     if max_frames is not None:
         expected = min(expected, max_frames) if expected else max_frames
@@ -320,7 +321,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
             frames.append(VideoFrame(frame.index, frame.time, kept, [k for k, _ in linked], scene))
             timings["tracking"] += time.perf_counter() - t0
             bar.update(1)
-    # stopped by max_frames: the clip was looked at up to half a step after its last sample
+    # stopped early (max_frames, a truncated file): looked at up to half a step after the last sample
     looked_until = frames[-1].time + 0.5 / rate if stopped and frames else None
     if frames:
         end = max(info.duration, frames[-1].time) if info.duration else frames[-1].time + 1.0 / rate
