@@ -381,3 +381,19 @@ def test_a_photo_limit_past_what_a_file_read_takes_still_accepts_photos(make_app
     r = client.post("/v1/recognize", headers=alice, data={"annotate": "false"},
                     files=[("photo", ("cat.jpg", photos["cat"], "image/jpeg"))])
     assert r.status_code == 200 and [d["name"] for d in r.json()["detections"]] == ["Bo"]
+
+
+@pytest.mark.parametrize("path", ["/v1/recognize", "/v1/ask", "/v1/caption", "/v1/concepts/Mochi/views"])
+def test_two_photos_where_one_is_taken_are_refused(client: Any, alice: dict[str, str], photos: dict[str, bytes],
+                                                   path: str) -> None:
+    """Which of two photos would be used is not the client's choice: a 400 saying to send
+    one, and nothing stored."""
+    assert introduce(client, alice, "Mochi", photos["cat"], CAT_BOX).status_code == 201
+    before = client.get("/v1/concepts/Mochi", headers=alice).json()
+    two = [("photo", ("a.jpg", photos["cat"], "image/jpeg")), ("photo", ("b.jpg", photos["cat"], "image/jpeg"))]
+    r = client.post(path, headers=alice, data={"question": "Who?"} if path == "/v1/ask" else {}, files=two)
+    message = r.json()["error"]["message"]
+    assert r.status_code == 400 and "got 2 photos in the 'photo' field; this takes one" in message, message
+    assert client.get("/v1/concepts/Mochi", headers=alice).json() == before
+    one = client.post(path, headers=alice, data={"question": "Who?"} if path == "/v1/ask" else {}, files=two[:1])
+    assert one.status_code in (200, 201), one.text

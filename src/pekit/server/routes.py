@@ -79,9 +79,16 @@ def _label(upload: UploadFile, what: str) -> str:
     return f"{what} ({upload.filename or 'unnamed'})"
 
 
-async def _read_photo(svc: Service, upload: UploadFile, label: str) -> NamedImage:
+async def _read_photo(svc: Service, upload: UploadFile, label: str, request: Request | None = None) -> NamedImage:
     """The upload's bytes, checked, under its file name (what a concept records as its
-    reference); errors call it ``label`` with the file name (`_label`), not ``<N bytes>``."""
+    reference); errors call it ``label`` with the file name (`_label`), not ``<N bytes>``.
+    With the ``request`` of a route that takes one ``photo``: refused when it sends several
+    (which one would be used is not the client's choice)."""
+    if request is not None:
+        sent = (await request.form()).getlist("photo")
+        if len(sent) > 1:
+            raise RequestError(f"got {len(sent)} photos in the 'photo' field; this takes one: send one request per "
+                               "photo (to introduce a concept from several photos: POST /v1/concepts with 'photos')")
     check_filename(upload.filename)
     # one byte over the limit tells a photo over it; a file read takes at most sys.maxsize (a limit
     # such as `pekit serve --max-photo-mb 1e13` would overflow it and fail every upload)
@@ -164,14 +171,14 @@ def update_concept(svc: Svc, user: User, name: ConceptName, body: ContextIn) -> 
 @router.post("/concepts/{name}/views", response_model=ConceptOut, summary="add one more reference photo",
              responses=_errors(400, 404, 409, 413, 415))
 async def add_view(
-    svc: Svc, user: User, name: ConceptName,
+    svc: Svc, user: User, name: ConceptName, request: Request,
     photo: Annotated[UploadFile, File(description="another photo of the concept")],
     box: Annotated[str | None, Form(max_length=200, description="JSON [x0, y0, x1, y1] in pixels; "
                                     "default: found by saliency")] = None,
 ) -> ConceptOut:
     name = _name(svc, name)
     xyxy = _json_field(box, "box", "[10, 20, 200, 220]")
-    data = await _read_photo(svc, photo, "the photo")
+    data = await _read_photo(svc, photo, "the photo", request)
     p = svc.personalizer_for(user)
     return concept_out(await svc.pool.run(p.add_view, name, data, box=xyxy), boxes=True, personalizer=p)
 
@@ -192,9 +199,9 @@ MaxTokens = Annotated[int, Form(ge=1, le=2048, description="longest answer, in t
 
 @router.post("/recognize", response_model=RecognizeOut, summary="find your concepts in a photo",
              responses=_errors(400, 409, 413, 415))
-async def recognize(svc: Svc, user: User, photo: Annotated[UploadFile, File(description="the photo")],
+async def recognize(svc: Svc, user: User, request: Request, photo: Annotated[UploadFile, File(description="the photo")],
                     threshold: Threshold = None, annotate: Annotate = True) -> RecognizeOut:
-    data = await _read_photo(svc, photo, "the photo")
+    data = await _read_photo(svc, photo, "the photo", request)
     p = svc.personalizer_for(user)
 
     def work() -> RecognizeOut:
@@ -207,9 +214,9 @@ async def recognize(svc: Svc, user: User, photo: Annotated[UploadFile, File(desc
     return await svc.pool.run(work)
 
 
-async def _respond(svc: Svc, user: ApiKey, photo: UploadFile, question: str | None, options: str | None,
-                   threshold: float | None, max_new_tokens: int) -> AnswerOut:
-    data = await _read_photo(svc, photo, "the photo")
+async def _respond(svc: Svc, user: ApiKey, request: Request, photo: UploadFile, question: str | None,
+                   options: str | None, threshold: float | None, max_new_tokens: int) -> AnswerOut:
+    data = await _read_photo(svc, photo, "the photo", request)
     choices = _json_field(options, "options", '{"A": "Bo", "B": "Mochi"}')
     if choices is not None and not (isinstance(choices, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in choices.items())):
@@ -231,19 +238,20 @@ async def _respond(svc: Svc, user: ApiKey, photo: UploadFile, question: str | No
 
 @router.post("/ask", response_model=AnswerOut, summary="ask the LVLM about a photo, using your concepts' names",
              responses=_errors(400, 409, 413, 415, 502))
-async def ask(svc: Svc, user: User, photo: Annotated[UploadFile, File(description="the photo")],
+async def ask(svc: Svc, user: User, request: Request, photo: Annotated[UploadFile, File(description="the photo")],
               question: Annotated[str, Form(min_length=1, max_length=TEXT_MAX, description="e.g. What is Bo doing?")],
               options: Annotated[str | None, Form(max_length=TEXT_MAX, description='JSON multiple-choice options, '
                                                   'e.g. {"A": "Bo", "B": "Mochi"}')] = None,
               threshold: Threshold = None, max_new_tokens: MaxTokens = 256) -> AnswerOut:
-    return await _respond(svc, user, photo, question, options, threshold, max_new_tokens)
+    return await _respond(svc, user, request, photo, question, options, threshold, max_new_tokens)
 
 
 @router.post("/caption", response_model=AnswerOut, summary="caption a photo, calling your concepts by name",
              responses=_errors(400, 409, 413, 415, 502))
-async def caption(svc: Svc, user: User, photo: Annotated[UploadFile, File(description="the photo")],
+async def caption(svc: Svc, user: User, request: Request,
+                  photo: Annotated[UploadFile, File(description="the photo")],
                   threshold: Threshold = None, max_new_tokens: MaxTokens = 256) -> AnswerOut:
-    return await _respond(svc, user, photo, None, None, threshold, max_new_tokens)
+    return await _respond(svc, user, request, photo, None, None, threshold, max_new_tokens)
 
 
 @router.get("/me", summary="who the key belongs to",
