@@ -94,6 +94,20 @@ def test_names_match_whole_words_only():
     assert mentioned_names("grandma's mug?", ["Grandma's mug"]) == ["Grandma's mug"]
 
 
+@pytest.mark.parametrize(
+    ("question", "names", "absent_line"),
+    [
+        ("小明在哪里？", ["小明", "Bo"], "小明 is not visible in this image."),
+        ("Bo在沙发上吗？", ["小明", "Bo"], "Bo is not visible in this image."),
+        ("ボーはどこ？", ["ボー"], "ボー is not visible in this image."),
+        ("보보는 어디에 있어?", ["보보"], "보보 is not visible in this image."),
+    ],
+)
+def test_names_in_scripts_without_spaces_are_found(question, names, absent_line):
+    # Chinese, Japanese and Korean join a name to the words around it: no word boundary
+    assert build_prompt("vqa", question=question, known_names=names) == f"{absent_line}\n{question}"
+
+
 def test_caption_without_concepts_is_generic():
     assert build_prompt("caption", known_names=NAMES) == "Describe this image in one or two sentences."
 

@@ -217,15 +217,31 @@ def validate_question(question: object) -> str:
     return text
 
 
+#: scripts written without spaces between words (Han, kana, Thai, Lao, Myanmar, Khmer) and
+#: Hangul (whose particles join the noun: "보보는"): a name there has no word boundary
+_UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u3040-\u30ff\u3130-\u318f"
+             "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f")
+#: a letter or digit of a script written with spaces: one next to a name makes it part of a longer word
+_SPACED_WORD = rf"[^\W{_UNSPACED}]"
+
+
 def _name_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(r"(?<![\w])" + re.escape(name) + r"(?![\w])", re.IGNORECASE)
+    """``name`` as a whole word; an edge of it in a script without spaces ("小明在哪里") needs no boundary."""
+    before = "" if re.match(f"[{_UNSPACED}]", name[0]) else f"(?<!{_SPACED_WORD})"
+    after = "" if re.match(f"[{_UNSPACED}]", name[-1]) else f"(?!{_SPACED_WORD})"
+    return re.compile(before + re.escape(name) + after, re.IGNORECASE)
 
 
 def mentioned_names(text: str, names: Iterable[str]) -> list[str]:
     """Names from ``names`` that occur in ``text`` as whole words (case-insensitive), in order given.
 
+    In scripts written without spaces a name is found inside the sentence ("小明在哪里？",
+    "Bo在哪里？").
+
     >>> mentioned_names("Is Bo's ball near mochi?", ["Bo", "Mochi", "Rex", "Bob"])
     ['Bo', 'Mochi']
+    >>> mentioned_names("小明和Bo在哪里？", ["小明", "Bo"])
+    ['小明', 'Bo']
     """
     return [n for n in dict.fromkeys(names) if n.strip() and _name_pattern(n.strip()).search(text)]
 
