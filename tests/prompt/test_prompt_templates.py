@@ -108,6 +108,12 @@ def test_names_in_scripts_without_spaces_are_found(question, names, absent_line)
     assert build_prompt("vqa", question=question, known_names=names) == f"{absent_line}\n{question}"
 
 
+@pytest.mark.parametrize("context", ["我们家的狗。", "うちの犬です！", "كلب والديّ؟", "my parents' dog."])
+def test_a_context_ending_a_sentence_in_any_script_gets_no_second_full_stop(context):
+    prompt = build_prompt("caption", concepts_in_image=[("Bo", "red", context)])
+    assert prompt.splitlines()[0] == f"The entity in the red box is called Bo. About Bo: {context}"
+
+
 def test_caption_without_concepts_is_generic():
     assert build_prompt("caption", known_names=NAMES) == "Describe this image in one or two sentences."
 

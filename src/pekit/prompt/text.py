@@ -259,8 +259,13 @@ def join_names(names: Sequence[str], conjunction: str = "and") -> str:
 
 
 def _sentence(text: str) -> str:
+    """``text`` on one line, ending as a sentence (a full stop added unless it has one, in any script).
+
+    >>> _sentence("my cat"), _sentence("我们家的狗。"), _sentence("كلبي؟")
+    ('my cat.', '我们家的狗。', 'كلبي؟')
+    """
     text = " ".join(text.split())
-    return text if not text or text[-1] in ".!?…\"')" else text + "."
+    return text if not text or text[-1] in ".!?…\"')。！？．｡」』）”’؟۔।" else text + "."
 
 
 def _check_concepts(concepts: Sequence[ConceptInImage]) -> list[tuple[str, str, str]]:
