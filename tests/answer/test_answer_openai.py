@@ -203,6 +203,17 @@ def test_gives_up_after_retries_with_a_clear_error(server, image):
     assert len(server.requests) == 3
 
 
+@pytest.mark.parametrize(("headers", "wait"), [({"Retry-After": "300"}, "(Retry-After: 300)"),
+                                              ({"x-should-retry": "false"}, "")])
+def test_a_429_the_server_says_not_to_retry_is_counted_as_sent(server, image, headers, wait):
+    # a wait over two minutes, or x-should-retry: false (OpenAI's spent quota): the SDK sends once
+    server.script = [(429, headers, {"error": {"message": "You exceeded your current quota"}})]
+    with pytest.raises(BackendError, match=r"429 \(You exceeded your current quota\) 1 time\(s\) and asked not to "
+                                           r"be retried now") as info:
+        _lvlm(server).generate(image, "Describe.")
+    assert len(server.requests) == 1 and wait in str(info.value) and "retries=" not in str(info.value)
+
+
 def test_401_with_missing_key_says_to_set_the_variable(server, image, monkeypatch):
     monkeypatch.delenv("MY_VLM_KEY", raising=False)
     server.api_key = "secret"

@@ -78,6 +78,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _attempts(exc: Any, retries: int) -> int:
+    """How many requests the SDK sent before ``exc`` (its ``x-stainless-retry-count`` header
+    on the last one, plus one); ``retries + 1`` when it does not say."""
+    try:
+        return int(exc.request.headers["x-stainless-retry-count"]) + 1
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return retries + 1
+
+
 def _server_message(body: bytes) -> str:
     """The ``error.message`` of an OpenAI-style error body, else the text (shortened)."""
     text = body.decode("utf-8", "replace").strip()
@@ -241,11 +250,13 @@ class OpenAILVLM:
             payload = exc.response.content if exc.response is not None else b""
             if not explain:
                 raise BackendError(f"{url} answered {exc.status_code}: {_server_message(payload)}") from None
-            raise self._http_error(exc.status_code, payload, url, retries) from None
+            wait = exc.response.headers.get("retry-after") if exc.response is not None else None
+            raise self._http_error(exc.status_code, payload, url, _attempts(exc, retries), retries,
+                                   retry_after=wait) from None
         except openai.APITimeoutError as exc:
             raise BackendError(
-                f"no answer from {url} within {timeout:g} s ({retries + 1} attempt(s)); the server may be "
-                "overloaded or the model still loading: raise timeout= or try again"
+                f"no answer from {url} within {timeout:g} s ({_attempts(exc, retries)} attempt(s)); the server "
+                "may be overloaded or the model still loading: raise timeout= or try again"
             ) from exc
         except openai.APIConnectionError as exc:
             reason = exc.__cause__ or exc
@@ -257,7 +268,9 @@ class OpenAILVLM:
         except openai.APIError as exc:  # e.g. an error event in the middle of a stream
             raise BackendError(f"the server reported an error: {exc}") from exc
 
-    def _http_error(self, status: int, payload: bytes, url: str, attempt: int) -> BackendError:
+    def _http_error(self, status: int, payload: bytes, url: str, attempts: int, retries: int, *,
+                    retry_after: str | None = None) -> BackendError:
+        """What to fix for an HTTP error ``status`` answered ``attempts`` times (``retries`` allowed)."""
         message = _server_message(payload)
         if status in (401, 403):
             if not self.api_key_env:
@@ -280,8 +293,14 @@ class OpenAILVLM:
                 "URL is the API root (it usually ends with /v1)"
             )
         if status in RETRY_STATUSES:
+            if attempts <= retries:  # not retried to the end: the server said not to, or to wait > 2 minutes
+                wait = f" (Retry-After: {retry_after.strip()[:40]})" if retry_after else ""
+                return BackendError(
+                    f"{url} answered {status} ({message}) {attempts} time(s) and asked not to be retried now"
+                    f"{wait}: try again later"
+                )
             return BackendError(
-                f"{url} answered {status} ({message}) {attempt + 1} time(s); the server is busy or failing: "
+                f"{url} answered {status} ({message}) {attempts} time(s); the server is busy or failing: "
                 "try again later or raise retries="
             )
         if status == 413:
