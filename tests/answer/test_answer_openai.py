@@ -214,6 +214,26 @@ def test_a_429_the_server_says_not_to_retry_is_counted_as_sent(server, image, he
     assert len(server.requests) == 1 and wait in str(info.value) and "retries=" not in str(info.value)
 
 
+_NGINX_502 = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center>nginx</center>\r\n</html>\r\n"
+
+
+@pytest.mark.parametrize(("status", "payload", "said"), [
+    (502, _NGINX_502, "(<html> <head><title>502 Bad Gateway</title></head> <body>"),
+    (400, {"error": {"message": "bad\nimage \x1b[2J\x1b[31mred"}}, "(400: bad image \\x1b[2J\\x1b[31mred)"),
+    (None, "out of\r\nmemory \x1b]0;owned\x07", "out of memory \\x1b]0;owned\\x07"),  # mid-stream
+])
+def test_what_the_server_says_is_one_line_without_terminal_escapes(server, image, status, payload, said):
+    # the CLI prints a BackendError as one "pekit ask: error: ..." line on the terminal
+    if status is None:
+        server.stream_error = payload
+    else:
+        server.script = [(status, {}, payload)]
+    with pytest.raises(BackendError) as info:
+        _lvlm(server, retries=0, stream=status is None).generate(image, "Describe.")
+    message = str(info.value)
+    assert said in message and not any(ch in message for ch in "\r\n\x1b\x07")
+
+
 def test_401_with_missing_key_says_to_set_the_variable(server, image, monkeypatch):
     monkeypatch.delenv("MY_VLM_KEY", raising=False)
     server.api_key = "secret"

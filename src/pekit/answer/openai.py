@@ -87,19 +87,31 @@ def _attempts(exc: Any, retries: int) -> int:
         return retries + 1
 
 
+def _one_line(text: Any, limit: int = 300) -> str:
+    r"""What a server said, fit for a one-line error: whitespace runs (an HTML page's line
+    breaks) made one space, terminal escape codes shown, not run, at most ``limit`` characters.
+
+    >>> _one_line("<html>\r\n<title>502 Bad Gateway</title>\x1b[2J")
+    '<html> <title>502 Bad Gateway</title>\\x1b[2J'
+    """
+    from pekit.memory import printable
+
+    return printable(" ".join(str(text).split()))[:limit]
+
+
 def _server_message(body: bytes) -> str:
-    """The ``error.message`` of an OpenAI-style error body, else the text (shortened)."""
+    """The ``error.message`` of an OpenAI-style error body, else the text, on one line (`_one_line`)."""
     text = body.decode("utf-8", "replace").strip()
     try:
         data = json.loads(text)
     except ValueError:
-        return text[:300]
+        return _one_line(text)
     if isinstance(data, dict):
         err = data.get("error", data)
         if isinstance(err, dict):
-            return str(err.get("message") or err.get("detail") or err)[:300]
-        return str(err)[:300]
-    return text[:300]
+            return _one_line(err.get("message") or err.get("detail") or err)
+        return _one_line(err)
+    return _one_line(text)
 
 
 class OpenAILVLM:
@@ -266,7 +278,7 @@ class OpenAILVLM:
                 "Ollama)?"
             ) from exc
         except openai.APIError as exc:  # e.g. an error event in the middle of a stream
-            raise BackendError(f"the server reported an error: {exc}") from exc
+            raise BackendError(f"the server reported an error: {_one_line(exc)}") from exc
 
     def _http_error(self, status: int, payload: bytes, url: str, attempts: int, retries: int, *,
                     retry_after: str | None = None) -> BackendError:
@@ -390,7 +402,7 @@ class OpenAILVLM:
     def _empty(self, refusal: Any, finish: Any, max_new_tokens: int) -> None:
         """An empty answer is an error that says why, when the server said why."""
         if refusal:
-            raise BackendError(f"'{self.model}' refused to answer: {str(refusal)[:300]}")
+            raise BackendError(f"'{self.model}' refused to answer: {_one_line(refusal)}")
         if finish == "length":
             raise BackendError(f"'{self.model}' used all max_new_tokens={max_new_tokens} before any answer "
                                "text (a reasoning model thinks first): raise max_new_tokens")
