@@ -342,6 +342,16 @@ def test_bad_options(server, kwargs, match):
         OpenAILVLM(f"{server.url}#{MODEL}", **kwargs)
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1#m", "http://me:pw@example.com/v1#m"])
+def test_the_key_passed_as_api_key_env_is_refused_and_never_repeated(url):
+    # the key where the name of its variable goes: said back in "set the API key in the
+    # environment variable sk-..." on a 401, or in the URL-password message
+    with pytest.raises(InvalidInputError, match="name of the environment variable") as info:
+        OpenAILVLM(url, api_key_env="sk-proj-Abc123SECRET")
+    assert "SECRET" not in str(info.value)
+    assert OpenAILVLM("http://127.0.0.1:8000/v1#m", api_key_env="MY_VLM_KEY_2").api_key_env == "MY_VLM_KEY_2"
+
+
 def test_a_key_for_a_plain_http_server_elsewhere_is_warned_about(monkeypatch, caplog):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
     lvlm = OpenAILVLM("http://10.0.0.5:8000/v1#m")

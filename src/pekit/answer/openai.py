@@ -26,6 +26,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -169,6 +170,13 @@ class OpenAILVLM:
             raise InvalidInputError(
                 f"no model name for the OpenAI-compatible server '{base_url}'; add '#<model>', "
                 f"e.g. '{_EXAMPLE}'"
+            )
+        if api_key_env not in (None, "") and (not isinstance(api_key_env, str)
+                                              or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env)):
+            raise InvalidInputError(  # never echoed: it may be the key itself
+                "api_key_env is the name of the environment variable that holds the API key (letters, digits "
+                "and _, e.g. 'OPENAI_API_KEY'), not the key; put the key in that variable (the value given is "
+                "not shown here)"
             )
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
