@@ -33,6 +33,10 @@ FOUR = {"A": "Bo", "B": "Mochi", "C": "Rex", "D": "Hot dog"}
         ("A hot dog.", FOUR, "D"),  # "dog" is not an option; "Hot dog" is
         ("C", FOUR, "C"),
         ("Mochi is on the left.", FOUR, "B"),
+        ("答案是B", ANIMALS, "B"),  # a letter next to Chinese or Japanese stands alone
+        ("选项A。", ANIMALS, "A"),
+        ("Bです", ANIMALS, "B"),
+        ("AとB", ANIMALS, None),
         # ambiguous or empty -> None
         ("A or B", ANIMALS, None),
         ("A. Cat\nB. Dog", ANIMALS, None),  # the options said back: none chosen

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from pekit.prompt.text import _UNSPACED
+
 __all__ = ["parse_choice", "split_options"]
 
 _WORDS = re.compile(r"[^\w]+", re.UNICODE)
@@ -23,8 +25,10 @@ _EXPLICIT = re.compile(
 )
 # A letter at the very start: "B", "(B)", "B)", "B.", "B:", "[b]"
 _LEADING = re.compile(r"^\s*(?:\*\*)?[\(\[]?([A-Za-z])(?:[\)\]\.:,]|\*\*|\s*$|\s+[-–—]\s)")
-# Standalone capital letters; "A" / "I" followed by a lowercase word are the article / pronoun
-_LOOSE = re.compile(r"(?<![\w'’])([A-Z])(?![\w'’])")
+# Standalone capital letters; "A" / "I" followed by a lowercase word are the article / pronoun.
+# Next to a script written without spaces ("答案是B", "Bです") a letter stands alone too.
+_NOT_ALONE = rf"[^\W{_UNSPACED}]|['’]"
+_LOOSE = re.compile(rf"(?<!{_NOT_ALONE})([A-Z])(?!{_NOT_ALONE})")
 _ARTICLE = re.compile(r"\s+(?!(?:or|and|nor)\b)[a-z]")
 
 
