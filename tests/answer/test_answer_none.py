@@ -174,3 +174,42 @@ def test_bad_images(image, match):
         respond(NoneLVLM(), image, Detections.empty(), question="Hi")
     with pytest.raises(InvalidInputError):
         NoneLVLM().generate(image, "Hi")
+
+
+def test_concurrent_answers_each_report_their_own_usage() -> None:
+    """One backend serves several requests at once (the server's thread pool): the usage in
+    each answer's meta is its own call's, not that of a call that finished in between."""
+    import threading
+
+    from pekit.answer.base import ThreadUsage
+
+    class Counting:
+        name = "counting"
+        last_usage = ThreadUsage()
+
+        def __init__(self) -> None:
+            self.first_done, self.second_done = threading.Event(), threading.Event()
+
+        def generate(self, image, prompt, *, max_new_tokens=256, temperature=0.0, seed=None) -> str:
+            self.last_usage = {"prompt_tokens": len(prompt)}
+            if "first" in prompt:  # finishes its call, then waits while the other one finishes
+                self.first_done.set()
+                self.second_done.wait(5)
+            else:
+                self.first_done.wait(5)
+                self.second_done.set()
+            return "ok"
+
+    lvlm, image, answers = Counting(), np.zeros((32, 32, 3), np.uint8), {}
+
+    def ask(question: str) -> None:
+        answers[question] = respond(lvlm, image, Detections.empty(), question=question)
+
+    threads = [threading.Thread(target=ask, args=(q,)) for q in ("the first question?", "the second one, longer?")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for question, answer in answers.items():
+        assert answer.meta["usage"] == {"prompt_tokens": len(answer.prompt)}, question
+    assert len({a.meta["usage"]["prompt_tokens"] for a in answers.values()}) == 2

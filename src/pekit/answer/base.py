@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",
     "LVLM",
     "MAX_PROMPT_CHARS",
+    "ThreadUsage",
     "check_generation",
     "check_generation_options",
     "check_image",
@@ -39,6 +41,38 @@ __all__ = [
 DEFAULT_MAX_NEW_TOKENS = 256
 #: Longest prompt a backend accepts (question + every concept's context), in characters.
 MAX_PROMPT_CHARS = 100_000
+
+
+class ThreadUsage:
+    """A backend's ``last_usage`` (tokens and seconds of its last answer), kept per thread:
+    a server answers several requests at once with one backend, and each `respond` reads
+    its own call's usage after `LVLM.generate` returns, not another request's.
+
+    >>> import threading
+    >>> class Backend:
+    ...     last_usage = ThreadUsage()
+    >>> b = Backend(); b.last_usage = {"prompt_tokens": 42}
+    >>> seen = []; t = threading.Thread(target=lambda: seen.append(b.last_usage)); t.start(); t.join()
+    >>> b.last_usage, seen
+    ({'prompt_tokens': 42}, [{}])
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}_per_thread"
+
+    def _local(self, obj: Any) -> threading.local:
+        local = obj.__dict__.get(self._slot)
+        if local is None:
+            local = obj.__dict__.setdefault(self._slot, threading.local())
+        return local
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(self._local(obj), "usage", {})
+
+    def __set__(self, obj: Any, value: dict[str, Any]) -> None:
+        self._local(obj).usage = dict(value)
 
 
 @runtime_checkable

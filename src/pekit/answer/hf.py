@@ -31,6 +31,7 @@ from pekit._hf import hub_options, resolve_device, resolve_dtype
 from pekit._hf import looks_like_path as _looks_like_path
 from pekit.answer.base import (
     DEFAULT_MAX_NEW_TOKENS,
+    ThreadUsage,
     check_generation,
     check_images,
     check_max_image_side,
@@ -79,6 +80,8 @@ class HFLVLM:
         >>> lvlm = HFLVLM("/models/smolvlm", device="cpu")  # doctest: +SKIP
     """
 
+    last_usage = ThreadUsage()  # per thread: concurrent answers each read their own
+
     def __init__(
         self,
         spec: str = "",
@@ -101,7 +104,6 @@ class HFLVLM:
         self.name = f"hf:{spec}"
         self.spec = spec
         self.max_image_side = check_max_image_side(max_image_side)
-        self.last_usage: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._special_tokens: list[str] | None = None
         torch = require("torch", "hf")

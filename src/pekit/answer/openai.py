@@ -37,6 +37,7 @@ import numpy as np
 
 from pekit.answer.base import (
     DEFAULT_MAX_NEW_TOKENS,
+    ThreadUsage,
     check_generation,
     check_image,
     check_images,
@@ -143,6 +144,8 @@ class OpenAILVLM:
         'llava:7b'
     """
 
+    last_usage = ThreadUsage()  # per thread: concurrent answers each read their own
+
     def __init__(
         self,
         base_url: str = "",
@@ -223,7 +226,6 @@ class OpenAILVLM:
         self.extra_body = dict(extra_body or {})
         self.max_images = max_images
         self.query = query  # sent with every request (the SDK's default_query)
-        self.last_usage: dict[str, Any] = {}
         self._loopback = _is_loopback(parts.hostname)
         self._clear_text = parts.scheme == "http" and not self._loopback  # a key sent there can be read on the way
         self._warned = False
