@@ -135,6 +135,28 @@ def test_a_lost_connection_is_a_clear_error_then_reconnects(uri: str) -> None:
         assert memory.count() == 1  # the next call connects again
 
 
+def test_a_full_server_disk_or_a_server_limit_is_not_a_lost_connection(uri: str) -> None:
+    schema = split_uri(uri)[1]
+    with open_memory(uri) as memory:
+        memory.add(Concept("Bo", unit(1, 0), backbone="toy"))
+        # a namespace over PostgreSQL's b-tree row limit (~2.7 kB): the server refuses it, on a working connection
+        rng = np.random.default_rng(0)
+        huge = "".join(chr(c) for c in rng.integers(ord("a"), ord("z") + 1, 5000))
+        with pytest.raises(MemoryStoreError) as caught:
+            memory.add(Concept("Bo", unit(1, 1), backbone="toy", namespace=huge))
+        assert "lost the connection" not in str(caught.value) and "\n" not in str(caught.value)
+        # the server's disk filling up as it writes (what "could not extend file" raises)
+        sql(uri, f"""CREATE FUNCTION {schema}.no_space() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+            RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full',
+            HINT = 'Check free disk space.'; END $$""")
+        sql(uri, f"CREATE TRIGGER no_space BEFORE INSERT ON {schema}.views FOR EACH ROW "
+                 f"EXECUTE FUNCTION {schema}.no_space()")
+        with pytest.raises(MemoryStoreError, match=r"disk of the PostgreSQL server .* is full") as caught:
+            memory.add(Concept("Rex", unit(1, 2), backbone="toy"))
+        assert "lost the connection" not in str(caught.value) and "\n" not in str(caught.value)
+        assert memory.names() == ["Bo"]
+
+
 def test_password_never_shows_in_messages(postgres_uri: str) -> None:
     with pytest.raises(MemoryStoreError) as caught:
         open_memory("postgresql://bo:hunter2@127.0.0.1:1/pekit")

@@ -84,6 +84,23 @@ def _register_vector(conn: Any) -> None:
     conn.adapters.register_loader(info.oid, VectorLoader)
 
 
+def _first_line(exc: Exception) -> str:
+    """The server's message of ``exc`` without its DETAIL and HINT lines (an error is one line)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _lost_connection(exc: Exception, psycopg: Any) -> bool:
+    """Whether ``exc`` says the connection itself failed: psycopg's own (no SQLSTATE), a
+    connection exception (class 08) or a server shutting down (57P01-57P03). A full disk, a
+    cancelled statement or a value over a server limit are OperationalErrors too, but trying
+    again on a new connection would not help them."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
 class PgConnection:
     """A pekit memory in one schema of a PostgreSQL database, behind one thread-safe connection.
 
@@ -147,12 +164,17 @@ class PgConnection:
                 f"pekit cannot {action}: the PostgreSQL user of memory {self.label} may not write there "
                 f"({str(exc).strip()}); grant it the privileges, or open the memory read-only"
             )
-        if isinstance(exc, self._psycopg.OperationalError):
+        if isinstance(exc, errors.DiskFull):
+            return MemoryStoreError(
+                f"pekit cannot {action}: the disk of the PostgreSQL server of memory {self.label} is full; free "
+                "some space there and try again (this write was rolled back; what was stored before is intact)"
+            )
+        if _lost_connection(exc, self._psycopg):
             return MemoryStoreError(
                 f"lost the connection to the PostgreSQL server of memory {self.label} while trying to "
-                f"{action} ({str(exc).strip()}); nothing of this write was kept: try again"
+                f"{action} ({_first_line(exc)}); nothing of this write was kept: try again"
             )
-        return MemoryStoreError(f"pekit cannot {action} in memory {self.label}: {str(exc).strip()}")
+        return MemoryStoreError(f"pekit cannot {action} in memory {self.label}: {_first_line(exc)}")
 
     def connection(self) -> Any:
         """The open connection (reconnected when the server dropped it); `MemoryStoreError` after `close`."""
