@@ -281,6 +281,26 @@ def test_a_meta_table_that_lost_a_setting_is_named_and_repair_deletes_nothing(tw
     conn.close()
 
 
+def test_a_meta_width_no_view_has_is_named_and_repair_deletes_nothing(two: Path) -> None:
+    """A changed ``dim`` ('8' edited or damaged to '16') would make every concept read as damaged:
+    it is damage to the file's settings, so `repair` (which the message of a damaged concept
+    recommends) removes nothing."""
+    conn = sqlite3.connect(two)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'dim'", (str(2 * D),))
+    conn.commit()
+    conn.close()
+    with SqliteMemory(two) as memory:
+        reads = (memory.concepts, memory.summaries, lambda: memory.get("Rex"), lambda: memory.parts([1, 2]),
+                 memory.damaged, lambda: memory.repair(dry_run=True), memory.repair,
+                 lambda: memory.add(make("New", seed=9)))
+        for read in reads:
+            with pytest.raises(MemoryFileError, match=f"says their vectors have {2 * D} dimensions"):
+                read()
+    conn = sqlite3.connect(two)
+    assert conn.execute("SELECT COUNT(*) FROM concepts").fetchone()[0] == 2  # nothing removed
+    conn.close()
+
+
 def test_meta_with_a_nul_character_is_refused_before_it_is_stored(tmp_path: Path) -> None:
     with SqliteMemory(tmp_path / "m.db") as memory:
         for meta in ({"x": "a\x00b"}, {"a\x00": 1}, {"x": ["ok", {"y": "\x00"}]}):

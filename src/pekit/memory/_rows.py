@@ -59,6 +59,16 @@ def stored_settings(conn: sqlite3.Connection, where: str) -> tuple[int, str]:
             f"memory file {where} holds concepts but its meta table has lost {lost}: the file was edited or "
             "damaged outside pekit. Its concepts are not damaged one by one, so `pekit repair` leaves them "
             "alone; restore the file from a backup (or introduce the concepts again in a new memory)")
+    # a width no stored view has ('768' changed to '769'): every concept would read as damaged, and
+    # `repair` would delete them all; one view of that width is enough (the first row, as a rule)
+    fits, any_view = conn.execute("SELECT EXISTS (SELECT 1 FROM views WHERE length(vector) = ?), "
+                                  "EXISTS (SELECT 1 FROM views)", (4 * width,)).fetchone()
+    if any_view and not fits:
+        raise MemoryFileError(
+            f"memory file {where} holds concepts but its meta table says their vectors have {width} dimensions "
+            "('dim'), and no stored view has: the file was edited or damaged outside pekit. Its concepts are not "
+            "damaged one by one, so `pekit repair` leaves them alone; restore the file from a backup (or introduce "
+            "the concepts again in a new memory)")
     return width, str(backbone)
 
 
