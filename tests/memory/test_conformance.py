@@ -310,6 +310,9 @@ def test_read_only_reads_but_refuses_writes(store: StoreHandle) -> None:
         (lambda: concept("Bo", meta={"f": object()}), "JSON"),
         (lambda: concept("Bo", threshold=float("inf")), "finite"),
         (lambda: concept("Bo", threshold="high"), "number"),
+        (lambda: concept("Bo", context="x\udcff"), "U\\+DCFF"),  # an undecodable byte of a command line
+        (lambda: concept("Bo", category="\ud83d"), "U\\+D83D"),
+        (lambda: Concept("Bo", unit(1, 0), backbone="toy\udc80"), "backbone fingerprint"),
     ],
 )
 def test_bad_concepts_raise_clear_errors_and_store_nothing(store: StoreHandle, make, match: str) -> None:

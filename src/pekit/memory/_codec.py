@@ -23,7 +23,8 @@ import numpy as np
 from pekit.errors import InvalidInputError
 
 __all__ = [
-    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "backbone_key", "check_new_name", "check_threshold", "clean_name",
+    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "backbone_key", "check_new_name", "check_storable", "check_threshold",
+    "clean_name",
     "clean_namespace", "clean_prose", "clean_text", "dump_meta", "from_blob", "lookalike_key", "name_key",
     "not_found_message", "printable", "to_blob", "unit_rows",
 ]
@@ -173,6 +174,28 @@ def clean_prose(value: Any, what: str, *, limit: int | None = None, lines: bool 
         raise InvalidInputError(f"{what} is {len(text):,} characters long; keep it to {limit:,} (it is said in "
                                 "every prompt that names the concept)")
     return text
+
+
+def check_storable(value: Any, what: str) -> str:
+    r"""``value`` if a store can write it as text: a str without lone surrogates (``"\udcff"``,
+    what undecodable bytes of a command line or file name become), which no UTF-8 database holds.
+
+    Checked as the stores write, so a caller that skipped `clean_prose` gets `InvalidInputError`,
+    not a ``UnicodeEncodeError`` from deep inside the database driver.
+
+    >>> check_storable("x\udcff", "context")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pekit.errors.InvalidInputError: context holds U+DCFF at position 1, ...
+    """
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be text (a str), got {type(value).__name__}")
+    for i, ch in enumerate(value):
+        if "\ud800" <= ch <= "\udfff":
+            raise InvalidInputError(f"{what} holds U+{ord(ch):04X} at position {i}, half of a UTF-16 pair (an "
+                                    "undecodable byte of a file name or command line), which cannot be stored; "
+                                    "pass valid UTF-8 text")
+    return value
 
 
 def check_threshold(value: Any) -> float | None:

@@ -38,6 +38,7 @@ from pekit.errors import (
 from pekit.memory._codec import (
     backbone_key,
     check_new_name,
+    check_storable,
     check_threshold,
     clean_name,
     clean_namespace,
@@ -390,7 +391,8 @@ class PgvectorMemory:
         return dataclasses.replace(
             concept, name=name, namespace=namespace, views=views, parts=parts, negatives=negatives,
             threshold=check_threshold(concept.threshold), meta=json.loads(dump_meta(concept.meta)),
-            backbone=concept.backbone or "",
+            backbone=check_storable(concept.backbone or "", "backbone fingerprint"),
+            category=check_storable(concept.category, "category"), context=check_storable(concept.context, "context"),
         )
 
     def _check_backbone(self, cur: Any, concept: Concept) -> None:

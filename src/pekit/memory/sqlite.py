@@ -41,6 +41,7 @@ from pekit.errors import (
 from pekit.memory._codec import (
     backbone_key,
     check_new_name,
+    check_storable,
     check_threshold,
     clean_name,
     clean_namespace,
@@ -468,7 +469,8 @@ class SqliteMemory:
         return dataclasses.replace(
             concept, name=name, namespace=namespace, views=views, parts=parts, negatives=negatives,
             threshold=check_threshold(concept.threshold), meta=json.loads(dump_meta(concept.meta)),
-            backbone=concept.backbone or "",
+            backbone=check_storable(concept.backbone or "", "backbone fingerprint"),
+            category=check_storable(concept.category, "category"), context=check_storable(concept.context, "context"),
         )
 
     def add(
