@@ -328,6 +328,8 @@ def test_bad_search_and_lookup_arguments(store: StoreHandle) -> None:
         for k in (0, -1, 1.5, True):
             with pytest.raises(InvalidInputError, match="k"):
                 memory.search(unit(1, 2), k=k)
+        with pytest.raises(InvalidInputError, match="at most 1,000,000"):  # not a MemoryError from numpy
+            memory.search(unit(1, 2), k=10**12)
         with pytest.raises(InvalidInputError, match="shape"):
             memory.search(unit(1, 2, d=D + 3))
         with pytest.raises(InvalidInputError, match="finite"):

@@ -18,7 +18,10 @@ import numpy as np
 from pekit.errors import InvalidInputError
 from pekit.memory._codec import unit_rows
 
-__all__ = ["check_queries", "exact_search", "no_results"]
+__all__ = ["MAX_K", "check_queries", "exact_search", "no_results"]
+
+#: most results per query: the answer is ``(q, k)`` whatever is stored (padded), so ``k`` is bounded
+MAX_K = 1_000_000
 
 
 def check_queries(queries: Any, k: Any, dim: int | None) -> tuple[np.ndarray, int]:
@@ -28,6 +31,9 @@ def check_queries(queries: Any, k: Any, dim: int | None) -> tuple[np.ndarray, in
         a = a[None]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidInputError(f"k (results per query) must be a positive integer, but got {k!r}")
+    if k > MAX_K:
+        raise InvalidInputError(f"k (results per query) is at most {MAX_K:,} (the answer is padded to k per "
+                                f"query), but got {k:,}; ask for as many as you will read")
     return unit_rows(a, what="queries", dim=dim), int(k)
 
 
