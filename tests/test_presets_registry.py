@@ -143,6 +143,26 @@ def test_recognition_settings_that_would_fail_later_are_refused_now(changes: dic
         get_preset("offline").with_options(**changes)
 
 
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"max_per_concept": 2.5}, r"max_per_concept must be a whole number >= 1, got 2\.5"),
+    ({"max_per_concept": "2"}, r"max_per_concept must be a whole number >= 1, got '2'"),
+    ({"shortlist": float("nan")}, r"shortlist must be a whole number >= 2, got nan"),
+    ({"tiled_look": 2.5}, r"tiled_look must be a whole number >= 0, got 2\.5"),
+    ({"margin": "0.1"}, r"margin must be a finite number \(e\.g\. 0\.0\), got '0\.1'"),
+    ({"nms_iou": None}, r"nms_iou must be a finite number"),
+    ({"second_look_band": float("nan")}, r"second_look_band must be a finite number"),
+    ({"second_look_above": "x"}, r"second_look_above must be a finite number or None"),
+    ({"competitive": "no"}, r"competitive must be True or False, got 'no'"),
+])
+def test_recognition_settings_of_the_wrong_kind_are_refused_by_name(changes: dict, match: str) -> None:
+    # text, None and NaN were a TypeError here, or one in the middle of recognize after the
+    # backbone pass (max_per_concept=2.5: slice indices), or passed unseen ("no" is truthy)
+    with pytest.raises(InvalidInputError, match=match):
+        get_preset("offline").with_options(**changes)
+    assert RecognitionConfig(second_look_above=None, competitive=np.bool_(False), max_per_concept=np.int64(2),
+                             margin=0).max_per_concept == 2
+
+
 def test_numpy_numbers_and_a_device_of_none_are_welcome() -> None:
     config = RecognitionConfig(max_parts=np.int64(16), window_scales=(np.float32(0.5), 1.0))
     assert config.max_parts == 16

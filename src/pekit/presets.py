@@ -17,13 +17,13 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
 from pekit.errors import InvalidInputError
-from pekit.types import check_threshold
+from pekit.types import check_threshold, finite_number
 
 __all__ = ["PRESETS", "Preset", "RecognitionConfig", "get_preset", "presets_for"]
 
@@ -186,6 +186,7 @@ class RecognitionConfig:
 
     def __post_init__(self) -> None:
         check_threshold(self.threshold)
+        self._check_kinds()
         for key in ("proposals", "window_scales", "saliency_levels"):
             if isinstance(getattr(self, key), (str, bytes)) or not isinstance(getattr(self, key), (tuple, list)):
                 raise InvalidInputError(f"{key} must be a tuple, e.g. {getattr(RecognitionConfig, key)!r}, "
@@ -207,7 +208,8 @@ class RecognitionConfig:
         if not 0.0 < self.nms_iou <= 1.0:
             raise InvalidInputError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
         counts = {"max_parts": (self.max_parts, 1), "second_looks": (self.second_looks, 0),
-                  "reference_zoom_out": (self.reference_zoom_out, 0)}
+                  "reference_zoom_out": (self.reference_zoom_out, 0), "max_per_concept": (self.max_per_concept, 1),
+                  "shortlist": (self.shortlist, 2), "tiled_look": (self.tiled_look, 0)}
         for key, (value, least) in counts.items():
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise InvalidInputError(f"{key} must be a whole number >= {least}, got {value!r}")
@@ -215,15 +217,11 @@ class RecognitionConfig:
             raise InvalidInputError("reference_zoom_out must be 0 (off) or at least 2 (the object n times smaller)")
         if not 0.0 <= self.margin < 1.0:
             raise InvalidInputError(f"margin must be in [0, 1), got {self.margin}")
-        if self.shortlist < 2:
-            raise InvalidInputError(f"shortlist must be at least 2, got {self.shortlist}")
-        if self.max_per_concept < 1:
-            raise InvalidInputError(f"max_per_concept must be >= 1, got {self.max_per_concept}")
         if not 0.0 < self.extent_alpha < 1.0:
             raise InvalidInputError(f"extent_alpha must be in (0, 1), got {self.extent_alpha}")
         if not 0.0 <= self.verify_weight <= 1.0:
             raise InvalidInputError(f"verify_weight must be in [0, 1], got {self.verify_weight}")
-        if self.tiled_look < 0 or self.tiled_look == 1:
+        if self.tiled_look == 1:
             raise InvalidInputError(f"tiled_look must be 0 (off) or at least 2 (n x n tiles), got {self.tiled_look}")
         if not 0.0 < self.tiled_look_cover < 1.0 or (self.tiled_look and self.tiled_look * self.tiled_look_cover < 1.0):
             raise InvalidInputError(
@@ -234,6 +232,21 @@ class RecognitionConfig:
             raise InvalidInputError(f"colour_weight must be in [0, 1], got {self.colour_weight}")
         if not 0.0 <= self.colour_neutral <= 1.0:
             raise InvalidInputError(f"colour_neutral must be in [0, 1], got {self.colour_neutral}")
+
+    def _check_kinds(self) -> None:
+        """Each switch is True or False and each fraction or score a finite number, before
+        any range is compared (whole numbers are the counts'): text, None or NaN would
+        otherwise fail as a TypeError here or in the middle of a `recognize`, or pass unseen
+        (``competitive="no"`` is truthy)."""
+        for spec in fields(self):
+            default, value = spec.default, getattr(self, spec.name)
+            if isinstance(default, bool):
+                if not isinstance(value, (bool, np.bool_)):
+                    raise InvalidInputError(f"{spec.name} must be True or False, got {value!r}")
+            elif (isinstance(default, float) or default is None) and not (
+                    finite_number(value) or (default is None and value is None)):
+                raise InvalidInputError(f"{spec.name} must be a finite number"
+                                        f"{' or None' if default is None else f' (e.g. {default})'}, got {value!r}")
 
 
 @dataclass(frozen=True)
