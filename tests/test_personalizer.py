@@ -417,6 +417,14 @@ def _dot() -> np.ndarray:
     return mask
 
 
+def _speck() -> np.ndarray:
+    """A mask of chelsea's size marking 9 x 9 pixels: over the 64-pixel floor, but under half
+    a patch of her grid (a box that small is refused as covering too few patches)."""
+    mask = np.zeros((300, 451), bool)
+    mask[150:159, 200:209] = True
+    return mask
+
+
 def _text_file(tmp: Path) -> Path:
     path = tmp / "notes.jpg"
     path.write_text("not a photo")
@@ -446,6 +454,8 @@ def _text_file(tmp: Path) -> Path:
          "with its photo's shape"),
         (lambda p, img, tmp: p.introduce("Bo", [img], masks=[_dot()]),
          InvalidInputError, "marks 1 pixel"),
+        (lambda p, img, tmp: p.introduce("Bo", [img], masks=[_speck()]), InvalidInputError,
+         r"the mask marks 0\.\d patch\(es\) of the 451x300 photo.*at least 2 of them"),
         (lambda p, img, tmp: p.introduce("Bo", [img], masks=["everything"]), InvalidInputError, "got str"),
         (lambda p, img, tmp: p.introduce("Bo", [img], category=5), InvalidInputError, "category must be text"),
         (lambda p, img, tmp: p.introduce("Bo", [img], context=["a", "b"]), InvalidInputError, "context must be text"),
@@ -461,9 +471,9 @@ def _text_file(tmp: Path) -> Path:
          "pass a box"),
     ],
     ids=["empty-name", "blank-name", "no-name", "no-images", "too-many-boxes", "too-few-boxes", "short-box",
-         "inverted-box", "nan-box", "huge-box", "flat-box", "small-mask", "rgb-mask", "one-pixel-mask", "text-mask",
-         "int-category", "list-context", "string-box", "dict-box", "mask-count", "bytes", "text-file",
-         "second-missing", "box-outside", "blank-photo"],
+         "inverted-box", "nan-box", "huge-box", "flat-box", "small-mask", "rgb-mask", "one-pixel-mask",
+         "few-patch-mask", "text-mask", "int-category", "list-context", "string-box", "dict-box", "mask-count",
+         "bytes", "text-file", "second-missing", "box-outside", "blank-photo"],
 )
 def test_bad_input_raises_and_leaves_memory_unchanged(stocked: Any, chelsea: np.ndarray, tmp_path: Path,
                                                       call: Any, error: type, message: str) -> None:

@@ -29,6 +29,7 @@ from pekit.extract.boxes import (
     check_box_on_grid,
     check_box_on_photo,
     check_mask,
+    check_mask_on_grid,
     reference_boxes,
     reference_masks,
 )
@@ -297,6 +298,8 @@ class Personalizer:
             grid = self.pipeline.encode(image)
             if box is not None:
                 check_box_on_grid(box, grid, src)
+            if mask is not None:
+                check_mask_on_grid(mask, grid, src)
             try:
                 view = self.pipeline.reference(grid, box=box, mask=mask, image=image, category=category)
             except NothingFoundError as exc:

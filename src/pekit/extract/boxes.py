@@ -4,7 +4,8 @@ A box must be four finite numbers with ``x1 > x0`` and ``y1 > y0`` and at least
 `MIN_BOX_SIDE` pixels on each side (`reference_boxes`: before any backbone pass), lie at
 least partly on its photo (`check_box_on_photo`: once the photo is read) and cover at least
 `MIN_BOX_PATCHES` patches of the backbone's grid (`check_box_on_grid`: right after that
-photo's pass), since under that its pooled embedding is noise. Each refusal is an
+photo's pass), since under that its pooled embedding is noise; so must a mask's marked
+pixels (`check_mask_on_grid`). Each refusal is an
 `InvalidInputError` that names the box and what to draw instead (and, once it is read, the
 photo and its size); nothing is stored.
 
@@ -26,7 +27,7 @@ from pekit.errors import InvalidInputError
 from pekit.images import describe
 
 __all__ = ["MIN_BOX_PATCHES", "MIN_BOX_SIDE", "check_box_on_grid", "check_box_on_photo", "check_mask",
-           "reference_boxes", "reference_masks"]
+           "check_mask_on_grid", "reference_boxes", "reference_masks"]
 
 #: A reference box must be at least this many pixels wide and high ...
 MIN_BOX_SIDE = 8
@@ -164,6 +165,24 @@ def check_mask(mask: Any, width: int, height: int, source: Any) -> np.ndarray:
             f"(at least {MIN_BOX_SIDE * MIN_BOX_SIDE} pixels)"
         )
     return arr
+
+
+def check_mask_on_grid(mask: np.ndarray, grid: Any, source: Any) -> None:
+    """Refuse a mask (checked by `check_mask`) whose marked pixels add up to under
+    `MIN_BOX_PATCHES` patches of ``grid`` (a `PatchGrid` of its photo), as `check_box_on_grid`
+    refuses a box: its pooled embedding would be noise. ``MIN_BOX_SIDE ** 2`` pixels is a
+    fraction of a patch on a photo of a few hundred pixels, and less on a larger one."""
+    arr = np.asarray(mask)
+    width, height = grid.image_size
+    cw, ch = grid.cell_size
+    rows, cols = grid.shape
+    covered = float(np.count_nonzero(arr)) / arr.size * rows * cols  # marked share of the photo, in patches
+    if covered < MIN_BOX_PATCHES:
+        raise InvalidInputError(
+            f"{describe(source)}: the mask marks {covered:.1f} patch(es) of the {width}x{height} photo; the backbone "
+            f"sees it in patches of {cw:.0f}x{ch:.0f} pixels, so mark the whole object, at least {MIN_BOX_PATCHES} "
+            f"of them (e.g. {round(cw * 2)}x{round(ch)} pixels or more)"
+        )
 
 
 def reference_masks(masks: Any, count: int) -> list[Any]:
