@@ -381,6 +381,17 @@ def test_tiles_cover_the_photo_overlap_and_magnify() -> None:
     assert len(tile_boxes(640, 480, 3, 0.4)) == 9
 
 
+def test_a_photo_a_pixel_or_two_across_is_not_tiled_twice_over_the_same_pixels() -> None:
+    # a 1 x 1 photo's four tiles were all the photo itself, a 4000 x 1 strip's two pairs of
+    # equal tiles: offline-thorough spent four passes (about 8 s) on a one-pixel photo for nothing
+    assert tile_boxes(1, 1, 2, 0.6) == []
+    assert tile_boxes(4000, 1, 2, 0.6) == [(0, 0, 2400, 1), (1600, 0, 4000, 1)]
+    assert tile_boxes(1, 50, 3, 0.4) == [(0, 0, 1, 20), (0, 15, 1, 35), (0, 30, 1, 50)]
+    tiles = Tiles({})
+    out, passes = tiled_look(TILED, [], (1, 1), (32, 32), tiles)
+    assert (out, passes, tiles.boxes) == ([], 0, [])
+
+
 def test_a_tiled_look_finds_what_the_first_look_gave_no_candidate() -> None:
     tiles = Tiles({3: [_inside(1, 0.72, (10, 20, 60, 50))]})  # concept 1 on the bottom-right tile only
     found = [_cand(0, 0.80, (0, 0, 300, 200), 0.3)]  # concept 0, named at the first look

@@ -189,15 +189,20 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
 def tile_boxes(width: int, height: int, n: int, cover: float) -> list[tuple[int, int, int, int]]:
     """``n x n`` tiles ``(x0, y0, x1, y1)`` over a ``width`` x ``height`` photo, each
     ``cover`` of its width and height, spread evenly from edge to edge (they overlap
-    where ``n * cover > 1``), row by row.
+    where ``n * cover > 1``), row by row. Each tile once, and none that is the whole photo:
+    on a photo a pixel or two across, tiles coincide (a 1 x 1 photo's are all the photo,
+    which the first look saw; a 4000 x 1 strip has two), and a repeat is a pass for nothing.
 
     >>> tile_boxes(100, 50, 2, 0.6)
     [(0, 0, 60, 30), (40, 0, 100, 30), (0, 20, 60, 50), (40, 20, 100, 50)]
+    >>> tile_boxes(4000, 1, 2, 0.6), tile_boxes(1, 1, 2, 0.6)
+    ([(0, 0, 2400, 1), (1600, 0, 4000, 1)], [])
     """
     tw, th = max(1, round(width * cover)), max(1, round(height * cover))
     xs = [round(i * (width - tw) / max(n - 1, 1)) for i in range(n)]
     ys = [round(i * (height - th) / max(n - 1, 1)) for i in range(n)]
-    return [(x, y, x + tw, y + th) for y in ys for x in xs]
+    tiles = dict.fromkeys((x, y, x + tw, y + th) for y in ys for x in xs)
+    return [t for t in tiles if t != (0, 0, width, height)]
 
 
 def tiled_look(config: RecognitionConfig, found: list[Candidate], size: tuple[int, int], shape: tuple[int, ...],
