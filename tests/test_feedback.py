@@ -358,6 +358,16 @@ def test_correct_takes_the_threshold_the_detection_was_shown_at(make_personalize
     assert p.recognize(astronaut, threshold=0.5).name.tolist() == []
 
 
+@pytest.mark.parametrize("threshold", [float("nan"), "0.5", 2])
+def test_correct_refuses_a_bad_threshold_before_the_backbone_pass(cat_only: Any, chelsea: np.ndarray,
+                                                                    grid_cache: Any, threshold: Any) -> None:
+    # it was refused only after the pass (1-2 s), when the pipeline was set to it
+    before, calls = snapshot(cat_only), grid_cache.calls
+    with pytest.raises(InvalidInputError, match=r"threshold must be a cosine score in \[-1, 1\]"):
+        cat_only.correct(_look_alike(chelsea), "Mochi", threshold=threshold)
+    assert grid_cache.calls == calls and snapshot(cat_only) == before
+
+
 def test_a_threshold_given_for_one_call_acts_as_the_presets_would(make_personalizer: Any, chelsea: np.ndarray,
                                                                  astronaut: np.ndarray, coffee: np.ndarray) -> None:
     """The looks (which candidates get a crop) follow the threshold of the call, so one

@@ -896,6 +896,7 @@ class Personalizer:
         """
         from pekit.faces import PERSON, concept_kind
 
+        threshold = check_threshold(threshold)  # before the backbone pass, as recognize does
         concept = self.get(name)
         if concept_kind(concept) == PERSON:
             raise InvalidInputError(
