@@ -153,6 +153,10 @@ def test_recognition_settings_that_would_fail_later_are_refused_now(changes: dic
     ({"second_look_band": float("nan")}, r"second_look_band must be a finite number"),
     ({"second_look_above": "x"}, r"second_look_above must be a finite number or None"),
     ({"competitive": "no"}, r"competitive must be True or False, got 'no'"),
+    ({"second_look_small": -1.0}, r"second_look_small must be in \[0, 1\]"),
+    ({"second_look_band": -0.1}, r"second_look_band must be in \[0, 2\]"),
+    ({"second_look_small_band": 5.0}, r"second_look_small_band must be in \[0, 2\]"),
+    ({"second_look_min_zoom": 0.5}, r"second_look_min_zoom must be at least 1"),
 ])
 def test_recognition_settings_of_the_wrong_kind_are_refused_by_name(changes: dict, match: str) -> None:
     # text, None and NaN were a TypeError here, or one in the middle of recognize after the

@@ -232,6 +232,17 @@ class RecognitionConfig:
             raise InvalidInputError(f"colour_weight must be in [0, 1], got {self.colour_weight}")
         if not 0.0 <= self.colour_neutral <= 1.0:
             raise InvalidInputError(f"colour_neutral must be in [0, 1], got {self.colour_neutral}")
+        bands = {"second_look_band": self.second_look_band, "second_look_above": self.second_look_above,
+                 "second_look_small_band": self.second_look_small_band}
+        for key, value in bands.items():  # distances from the threshold, in score units
+            if value is not None and not 0.0 <= value <= 2.0:
+                raise InvalidInputError(f"{key} must be in [0, 2] (a distance from the threshold), got {value}")
+        if not 0.0 <= self.second_look_small <= 1.0:
+            raise InvalidInputError(f"second_look_small must be in [0, 1] (a share of the grid), got "
+                                    f"{self.second_look_small}")
+        if self.second_look_min_zoom < 1.0:
+            raise InvalidInputError(f"second_look_min_zoom must be at least 1 (a magnification), got "
+                                    f"{self.second_look_min_zoom}")
 
     def _check_kinds(self) -> None:
         """Each switch is True or False and each fraction or score a finite number, before
