@@ -267,6 +267,16 @@ def test_a_full_disk_while_writing_out_is_exit_code_11(cli: Any, stocked: dict[s
     assert_one_line_error(err, "recognize", "the disk is full (or over quota); free some space")
 
 
+def test_an_explain_path_that_cannot_be_written_names_explain(cli: Any, stocked: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("a file where a folder should be")
+    code, _, err = cli("recognize", stocked["query"], "--explain", tmp_path / "afile" / "why.png",
+                       "--memory", stocked["memory"])
+    assert code == 11
+    assert_one_line_error(err, "recognize", "pass --explain a path")
+    assert "--out" not in err
+
+
 def test_one_file_name_for_several_photos_is_refused(cli: Any, stocked: dict[str, Path], tmp_path: Path) -> None:
     code, _, err = cli("recognize", stocked["query"], stocked["coffee"], "--out", tmp_path / "x.jpg",
                        "--memory", stocked["memory"])

@@ -292,7 +292,7 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
             if args.explain:  # a folder (existing, or a name ending in /) gets photo_explain.png
                 explain = out_path(os.path.expanduser(args.explain), path, False, suffix="_explain", ext=".png")
                 assert explain is not None
-                save(p.explain(str(path), dets), explain)
+                save(p.explain(str(path), dets), explain, "--explain")
                 written.append(str(explain))
             results.append({"image": str(path), "detections": dets.to_list(),
                             **({"annotated": str(out)} if out else {}), "written": written})

@@ -19,10 +19,11 @@ from pekit.errors import InvalidInputError, PekitError
 __all__ = ["beside", "check_outputs", "free", "out_path", "read_only", "save", "save_beside", "skipped"]
 
 
-def save(image: Any, path: Path) -> None:
-    """Write a picture to ``path`` whole or not at all, its folder made if missing."""
-    make_folder(path.parent, hint="pass --out a path")
-    save_image(image, path, hint="pass --out a path")
+def save(image: Any, path: Path, option: str = "--out") -> None:
+    """Write a picture to ``path`` whole or not at all, its folder made if missing; an error
+    says which ``option`` to give another path."""
+    make_folder(path.parent, hint=f"pass {option} a path")
+    save_image(image, path, hint=f"pass {option} a path")
 
 
 def free(path: Path) -> Path:
