@@ -29,13 +29,22 @@ def test_json_report_has_every_section(capsys, tmp_path, monkeypatch):
     report = _json(capsys, "--memory", str(tmp_path / "m.db"))
     assert set(report) == KEYS
     assert set(report["extras"]) == {"torch", "transformers", "eval", "faces", "video", "postgres", "server", "docs",
-                                        "supervision", "openai", "fonts"}
+                                        "supervision", "openai", "fonts", "heif"}
     assert report["device"]["device"] in {"cpu", "cuda", "mps"}
     assert "onnx-dinov2-s" in report["backends"]["backbone"] and "dlib" in report["backends"]["faces"]
     assert {k: report["cache"][k] for k in ("path", "exists", "entries")} == {
         "path": str(tmp_path / "cache"), "exists": False, "entries": {}}
     offline = report["weights"]["offline"]
     assert offline["exists"] and offline["path"].endswith("vit_s_focus.onnx") and offline["bytes"] > 10_000_000
+
+
+def test_every_extra_of_the_package_is_reported():
+    """`pekit doctor` lists every optional extra of pyproject.toml (all but ``dev``), so a
+    feature that fails for want of one (a HEIC photo without ``heif``) is there too."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    extras = set(pyproject["project"]["optional-dependencies"]) - {"dev"}
+    assert {e.extra for e in doctor.EXTRAS} == extras
 
 
 def test_missing_extra_names_the_pip_command(monkeypatch):

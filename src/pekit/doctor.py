@@ -72,6 +72,8 @@ EXTRAS: tuple[Extra, ...] = (
     Extra("openai", "openai", "the official openai SDK for openai: endpoints", ("openai",), ("openai",)),
     Extra("fonts", "fonts", "Noto fonts so box labels draw names in any script (CJK, emoji, Arabic...)",
           ("manimgx_fonts", "manimgx_fonts_cjk"), ("manimgx-fonts", "manimgx-fonts-cjk")),
+    Extra("heif", "heif", "HEIC photos, an iPhone's default (AVIF needs only Pillow >= 11.2)", ("pillow_heif",),
+          ("pillow-heif",)),
 )
 
 
