@@ -47,8 +47,9 @@ def test_schema_version_table_and_a_newer_schema_is_refused(uri: str) -> None:
     assert [r[0] for r in sql(uri, f"SELECT version FROM {schema}.schema_version")] == list(
         range(1, SCHEMA_VERSION + 1))
     sql(uri, f"INSERT INTO {schema}.schema_version VALUES ({SCHEMA_VERSION + 1}, 0)")
-    with pytest.raises(SchemaError, match="newer pekit"):
+    with pytest.raises(SchemaError, match="newer pekit") as refused:
         open_memory(uri)
+    assert "`pip install -U pekit-vlm`" in str(refused.value)  # `pekit` on PyPI is another project
     with pytest.raises(SchemaError, match="newer pekit"):
         open_memory(uri, read_only=True)
 

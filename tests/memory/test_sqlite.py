@@ -259,9 +259,11 @@ def test_newer_schema_is_refused_with_upgrade_hint(stocked: Path) -> None:
         conn.execute("PRAGMA user_version = 99")
     conn.close()
     before = digest(stocked)
-    with pytest.raises(SchemaError, match=r"newer pekit.*upgrade pekit"):
+    with pytest.raises(SchemaError, match=r"newer pekit.*upgrade pekit") as refused:
         SqliteMemory(stocked)
     assert digest(stocked) == before
+    # the distribution is pekit-vlm: `pip install -U pekit` would install an unrelated project
+    assert "`pip install -U pekit-vlm`" in str(refused.value)
 
 
 def _text_file(path: Path) -> None:

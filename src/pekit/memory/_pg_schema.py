@@ -124,7 +124,7 @@ def _check_version(version: int, label: str) -> None:
     if version > SCHEMA_VERSION:
         raise SchemaError(
             f"memory {label} was written by a newer pekit (schema version {version}; this pekit "
-            f"reads up to {SCHEMA_VERSION}): upgrade pekit (`pip install -U pekit`) to use it"
+            f"reads up to {SCHEMA_VERSION}): upgrade pekit (`pip install -U pekit-vlm`) to use it"
         )
 
 

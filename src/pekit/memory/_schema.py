@@ -123,7 +123,7 @@ def _check(label: str, app_id: int, version: int, tables: set[str]) -> None:
     if version > SCHEMA_VERSION:
         raise SchemaError(
             f"memory file {label} was written by a newer pekit (schema version {version}; this "
-            f"pekit reads up to {SCHEMA_VERSION}): upgrade pekit (`pip install -U pekit`) to use it"
+            f"pekit reads up to {SCHEMA_VERSION}): upgrade pekit (`pip install -U pekit-vlm`) to use it"
         )
     missing = set(_TABLES) - tables
     if missing:
