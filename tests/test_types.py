@@ -278,6 +278,19 @@ def test_to_supervision_without_the_package_names_the_pip_command(monkeypatch: p
         Detections(xyxy=[[0, 0, 4, 4]]).to_supervision()
 
 
+def test_a_missing_core_dependency_names_an_install_command_that_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime, numpy... are dependencies of pekit-vlm itself: the hint reinstalls it,
+    not an extra ``[core]`` that pyproject.toml does not have."""
+    import sys
+
+    from pekit.errors import MissingDependencyError, require
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(MissingDependencyError) as missing:
+        require("onnxruntime", "core")
+    assert "`pip install pekit-vlm`" in str(missing.value) and "[core]" not in str(missing.value)
+
+
 def test_printing_detections_shows_names_scores_boxes_not_vectors() -> None:
     dets = Detections(xyxy=[[0, 0, 10, 20], [5, 5, 9.6, 9], [1, 1, 2, 2]], score=[0.812, 0.4, 0.5],
                       name=["Bo", "", "dog"], concept_id=[3, -1, -1],

@@ -135,6 +135,11 @@ def require(module: str, extra: str, package: str | None = None):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         pkg = package or module.split(".")[0]
+        if extra == "core":  # a dependency of pekit-vlm itself (pyproject.toml has no extra 'core')
+            raise MissingDependencyError(
+                f"pekit needs '{pkg}', which is not installed: reinstall pekit (`pip install pekit-vlm`) "
+                f"or run `pip install {pkg}`"
+            ) from exc
         raise MissingDependencyError(
             f"this feature needs the optional dependency '{pkg}', which is not installed: "
             f"run `pip install 'pekit-vlm[{extra}]'` (or `pip install {pkg}`)"
