@@ -234,9 +234,9 @@ class RecognitionConfig:
             raise InvalidInputError(f"colour_neutral must be in [0, 1], got {self.colour_neutral}")
         bands = {"second_look_band": self.second_look_band, "second_look_above": self.second_look_above,
                  "second_look_small_band": self.second_look_small_band}
-        for key, value in bands.items():  # distances from the threshold, in score units
-            if value is not None and not 0.0 <= value <= 2.0:
-                raise InvalidInputError(f"{key} must be in [0, 2] (a distance from the threshold), got {value}")
+        for key, band in bands.items():  # distances from the threshold, in score units
+            if band is not None and not 0.0 <= band <= 2.0:
+                raise InvalidInputError(f"{key} must be in [0, 2] (a distance from the threshold), got {band}")
         if not 0.0 <= self.second_look_small <= 1.0:
             raise InvalidInputError(f"second_look_small must be in [0, 1] (a share of the grid), got "
                                     f"{self.second_look_small}")
