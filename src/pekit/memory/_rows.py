@@ -60,9 +60,15 @@ def stored_settings(conn: sqlite3.Connection, where: str) -> tuple[int, str]:
             "damaged outside pekit. Its concepts are not damaged one by one, so `pekit repair` leaves them "
             "alone; restore the file from a backup (or introduce the concepts again in a new memory)")
     # a width no stored view has ('768' changed to '769'): every concept would read as damaged, and
-    # `repair` would delete them all; one view of that width is enough (the first row, as a rule)
+    # `repair` would delete them all; one view of that width is enough (the first row, as a rule).
+    # When none has it but all share another whole width, the meta is wrong; views of no common
+    # width are damaged views (their concepts are named, and `repair` removes them)
     fits, any_view = conn.execute("SELECT EXISTS (SELECT 1 FROM views WHERE length(vector) = ?), "
                                   "EXISTS (SELECT 1 FROM views)", (4 * width,)).fetchone()
+    if any_view and not fits:
+        lengths, shortest = conn.execute("SELECT COUNT(DISTINCT length(vector)), MIN(length(vector)) "
+                                         "FROM views").fetchone()
+        fits = not (lengths == 1 and shortest and shortest % 4 == 0)
     if any_view and not fits:
         raise MemoryFileError(
             f"memory file {where} holds concepts but its meta table says their vectors have {width} dimensions "
