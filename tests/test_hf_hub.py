@@ -133,3 +133,23 @@ def test_hf_hub_offline_reads_the_cache_and_says_where_it_looked(dead_hub: dict[
                                            "What to do: unset HF_HUB_OFFLINE to let it download, or "):
         _hf.hub_options("facebook/dinov2-base", "backbone")
     assert dead_hub["probes"] == []
+
+
+@pytest.mark.parametrize("offline", [False, True])
+@pytest.mark.parametrize(("kind", "spec"), [
+    ("backbone", "facebook/dinov2-small@main"), ("backbone", "my dinov2"),
+    ("detector", "IDEA-Research/grounding-dino-tiny@v1"), ("segmenter", "sam vit base"),
+])
+def test_a_misspelled_hub_id_is_named_before_the_hub_or_the_cache_is_asked(
+        dead_hub: dict[str, Any], monkeypatch: pytest.MonkeyPatch, offline: bool, kind: str, spec: str) -> None:
+    """Not huggingface_hub's HFValidationError from the cache look-up: the spec, why, what to do."""
+    from huggingface_hub import constants
+
+    from pekit.errors import InvalidInputError
+    from pekit.registry import create
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    with pytest.raises(InvalidInputError, match=rf"the {kind} '{re.escape(spec)}' is neither an existing local "
+                                                 r"folder nor a valid Hugging Face hub id .*'facebook/dinov2-small'"):
+        create(kind, f"hf:{spec}", device="cpu")
+    assert dead_hub["probes"] == []

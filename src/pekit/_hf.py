@@ -20,7 +20,7 @@ from typing import Any
 
 from pekit.errors import BackendError, InvalidInputError, require
 
-__all__ = ["DTYPES", "PROBE_TIMEOUT", "RETRY_AFTER", "hub_offline", "hub_options", "hub_reachable",
+__all__ = ["DTYPES", "PROBE_TIMEOUT", "RETRY_AFTER", "check_hub_id", "hub_offline", "hub_options", "hub_reachable",
            "looks_like_path", "resolve_device", "resolve_dtype"]
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ def hub_options(spec: str, what: str, revision: str | None = None) -> dict[str, 
     """
     if looks_like_path(spec):
         return {}
+    check_hub_id(spec, what)
     if hub_offline():
         if _in_cache(spec, revision):
             return {}
@@ -132,6 +133,25 @@ def hub_options(spec: str, what: str, revision: str | None = None) -> dict[str, 
         "folder (HF_HOME) here, or pass a local directory written by save_pretrained; "
         "check the spelling of the hub id"
     )
+
+
+def check_hub_id(spec: str, what: str) -> None:
+    """`InvalidInputError` unless ``spec`` is spelled as a hub id can be (``org/name`` or
+    ``name``), so that a typo or a revision suffix (``org/name@main``) is named here, not in a
+    ``HFValidationError`` from huggingface_hub.
+
+    >>> check_hub_id("facebook/dinov2-small", "backbone")
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(spec)
+    except HFValidationError as exc:
+        raise InvalidInputError(
+            f"the {what} '{spec}' is neither an existing local folder nor a valid Hugging Face hub id "
+            f"({exc}). What to do: give a hub id such as 'facebook/dinov2-small' (letters, digits, '-', '_' "
+            "and '.', no '@revision'), or the path of a folder written by save_pretrained"
+        ) from None
 
 
 def resolve_device(device: str | None = "auto") -> str:
