@@ -345,6 +345,19 @@ def test_detector_is_not_a_segmenter(owlv2_dir):
         HFSegmenter(str(owlv2_dir))
 
 
+@pytest.mark.parametrize(("which", "cls"), [("grounding_dir", HFDetector), ("sam_dir", HFSegmenter)])
+def test_a_cut_off_weights_file_is_a_backend_error_saying_to_copy_it_again(request, tmp_path, which, cls):
+    """An interrupted copy: safetensors' SafetensorError is not an OSError, it was let through raw."""
+    import shutil
+
+    folder = shutil.copytree(request.getfixturevalue(which), tmp_path / "copied")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(BackendError, match=r"cannot load the (detector|segmenter) .*copied.*\n"
+                                           r"What to do: .*cut off or damaged .*copy or download it again"):
+        cls(str(folder))
+
+
 @pytest.mark.parametrize("kwargs", [{"box_threshold": 1.5}, {"text_threshold": -0.1}, {"device": "nonsense"}])
 def test_bad_options(grounding_dir, kwargs):
     with pytest.raises(InvalidInputError):

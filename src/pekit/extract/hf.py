@@ -50,6 +50,12 @@ _OFFLINE_HINT = (
     "written by save_pretrained (config.json, weights and processor files)"
 )
 
+_DAMAGED_HINT = (
+    "the folder must hold the whole checkpoint written by save_pretrained (config.json, the weights and "
+    "the processor files); a weights file that was cut off or damaged (an interrupted copy or download) "
+    "cannot be read: copy or download it again"
+)
+
 
 # ---- shared helpers ----------------------------------------------------------------------
 def _check_image(image: Any) -> np.ndarray:
@@ -109,10 +115,9 @@ def _load(spec: str, kind: str, supported: tuple[str, ...], model_class: str, de
     try:
         model = getattr(transformers, model_class).from_pretrained(spec, **hub)
         processor = transformers.AutoProcessor.from_pretrained(spec, **hub)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise BackendError(
-            f"cannot load the {kind} '{spec}' ({model_type}): {exc}\nWhat to do: {_OFFLINE_HINT}"
-        ) from exc
+    except Exception as exc:  # OSError, ValueError... and safetensors' SafetensorError (a cut-off file)
+        hint = _DAMAGED_HINT if os.path.isdir(spec) else _OFFLINE_HINT
+        raise BackendError(f"cannot load the {kind} '{spec}' ({model_type}): {exc}\nWhat to do: {hint}") from exc
     try:
         model = model.to(dev).eval()
     except (RuntimeError, AssertionError) as exc:  # e.g. "Torch not compiled with CUDA enabled"
