@@ -179,6 +179,13 @@ def resolve_device(device: str | None = "auto") -> str:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError(f"device '{device}' was asked for but CUDA is not available; "
                                 "use device='cpu'")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise InvalidInputError(f"device '{device}' was asked for but Apple MPS is not available (a Mac with "
+                                "Apple silicon and a torch build with MPS); use device='cpu'")
+    if dev.type == "meta":  # shapes only, no data: every pass would fail
+        raise InvalidInputError("device 'meta' holds no weights and cannot run a model; use 'auto', 'cpu', "
+                                "'cuda' or 'mps'")
     return str(dev)
 
 

@@ -181,6 +181,28 @@ def test_bfloat16_features_are_float32_and_close(tiny_dir: Path, image: np.ndarr
     assert str(HFBackbone(str(tiny_dir), layer=0, device=" CPU ").device) == "cpu"
 
 
+def _has_device(kind: str) -> bool:
+    if kind == "mps":
+        return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    module = getattr(torch, kind, None)
+    return bool(module is not None and getattr(module, "is_available", lambda: False)())
+
+
+@pytest.mark.parametrize(("device", "error", "match"), [
+    ("mps", InvalidInputError, r"device 'mps' was asked for but Apple MPS is not available.*device='cpu'"),
+    ("meta", InvalidInputError, r"device 'meta' holds no weights .*'cpu'"),
+    ("hpu", BackendError, r"cannot run '.*' on device 'hpu': .*try device='cpu'"),  # no torch.hpu module
+    ("xpu", BackendError, r"cannot run '.*' on device 'xpu': .*try device='cpu'"),
+])
+def test_a_device_this_machine_lacks_is_a_pekit_error(tiny_dir: Path, device: str, error: type[Exception],
+                                                      match: str) -> None:
+    """Not torch's ModuleNotFoundError ('hpu') nor a model that loads on 'meta' and fails at every photo."""
+    if _has_device(device):
+        pytest.skip(f"this machine has a '{device}' device")
+    with pytest.raises(error, match=match):
+        HFBackbone(str(tiny_dir), layer=0, device=device)
+
+
 @pytest.mark.parametrize(("bad", "match"), [
     (np.zeros((20, 30), np.uint8), r"\(H, W, 3\) uint8"),
     (np.zeros((20, 30, 3), np.float32), r"\(H, W, 3\) uint8"),

@@ -364,6 +364,16 @@ def test_bad_options(grounding_dir, kwargs):
         HFDetector(str(grounding_dir), **kwargs)
 
 
+@pytest.mark.parametrize("device", ["hpu", "meta", "mps"])
+@pytest.mark.parametrize(("which", "cls"), [("owlv2_dir", HFDetector), ("sam_dir", HFSegmenter)])
+def test_a_device_this_machine_lacks_is_a_pekit_error(request, which, cls, device):
+    """'hpu' was a raw ModuleNotFoundError from torch; 'meta' loaded and failed at every photo."""
+    if (device == "mps" and torch.backends.mps.is_available()) or (device == "hpu" and hasattr(torch, "hpu")):
+        pytest.skip(f"this machine has a '{device}' device")
+    with pytest.raises((InvalidInputError, BackendError), match=rf"device '{device}'.*'cpu'"):
+        cls(str(request.getfixturevalue(which)), device=device)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch build without CUDA")
 def test_unavailable_device(owlv2_dir):
     with pytest.raises(InvalidInputError, match=r"device=.cpu."):

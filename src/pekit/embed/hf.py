@@ -196,7 +196,7 @@ class HFBackbone:
         try:
             self.device = torch.device(device)
             self.model = model.to(device=self.device, dtype=self.torch_dtype).eval()
-        except (RuntimeError, AssertionError, ValueError) as exc:
+        except Exception as exc:  # no such accelerator in this torch build: RuntimeError, ModuleNotFoundError...
             raise BackendError(f"cannot run '{spec}' on device '{device}': {exc}; try device='cpu'") from exc
         mean, std = self._stats(transformers, source, hub)
         # preprocess() normalises with ImageNet stats; map to the model's own when they differ

@@ -120,7 +120,7 @@ def _load(spec: str, kind: str, supported: tuple[str, ...], model_class: str, de
         raise BackendError(f"cannot load the {kind} '{spec}' ({model_type}): {exc}\nWhat to do: {hint}") from exc
     try:
         model = model.to(dev).eval()
-    except (RuntimeError, AssertionError) as exc:  # e.g. "Torch not compiled with CUDA enabled"
+    except Exception as exc:  # e.g. "Torch not compiled with XPU enabled", "No module named 'torch.hpu'"
         raise BackendError(f"cannot run the {kind} '{spec}' on device '{device}': {exc}; "
                            "use device='cpu' or install a torch build for that device") from exc
     logger.info("loaded %s %s (%s) on %s", kind, spec, model_type, dev)
