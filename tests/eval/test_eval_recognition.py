@@ -172,6 +172,24 @@ def test_a_cache_that_cannot_be_written_warns_once_and_the_run_goes_on(folder_da
     assert len(warned) == 1 and "No space left on device" in warned[0] and "--cache" in warned[0]
 
 
+def test_grids_that_cannot_be_written_are_not_evicted_from_memory(folder_dataset: Path, tmp_path: Path, monkeypatch):
+    """More photos than the in-memory LRU holds, on a full disk: the run still has every grid
+    (it crashed on `assert grid is not None` once the 33rd photo evicted the first)."""
+    import errno
+
+    import pekit.eval.cache as cache_mod
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    ds = load_dataset(f"folder:{folder_dataset}")
+    cache = GridCache(tmp_path / "cache", FakePipeline.fingerprint, memory_items=2)
+    monkeypatch.setattr(cache_mod, "atomic_write", full)
+    run = run_recognition(ds, FakePipeline(), refs=(1,), cache=cache, progress=False)
+    fresh = run_recognition(ds, FakePipeline(), refs=(1,), progress=False)
+    assert np.array_equal(run.trials[0].scores, fresh.trials[0].scores)
+
+
 def test_an_answer_cache_that_cannot_be_written_keeps_answers_in_memory(tmp_path: Path, monkeypatch):
     import pekit.eval.cache as cache_mod
     from pekit.eval.cache import AnswerCache

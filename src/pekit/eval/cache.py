@@ -129,7 +129,8 @@ class GridCache:
     def _remember(self, sha1: str, grid: PatchGrid) -> None:
         self._lru[sha1] = grid
         self._lru.move_to_end(sha1)
-        while len(self._lru) > self.memory_items:
+        # once the disk cannot be written, memory is the only copy of what follows: keep it all
+        while len(self._lru) > self.memory_items and not self._full.failed:
             self._lru.popitem(last=False)
 
     def get(self, sha1: str) -> PatchGrid | None:
