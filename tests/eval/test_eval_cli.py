@@ -161,6 +161,23 @@ def test_report_helpers():
     assert clean_json({"x": [float("inf"), Path("a/b")]}) == {"x": [None, "a/b"]}
 
 
+def test_refs_plot_draws_one_line_per_gallery_mode(tmp_path: Path, monkeypatch):
+    """--gallery all,single: refs.png had one line per extractor zig-zagging through both modes."""
+    from pekit.eval import report
+
+    figures = []
+    make = report._figure
+    monkeypatch.setattr(report, "_figure", lambda n: figures.append(make(n)) or figures[-1])
+    rows = [{"extractor": "saliency", "k": k, "gallery": g,
+             "metrics": {m: {"mean": v, "std": 0.0} for m in ("positive", "negative", "weighted")}}
+            for k in (1, 2) for g, v in (("all", 0.9 + k / 100), ("single", 0.5 + k / 100))]
+    report.plot_refs({"rows": rows}, tmp_path / "refs.png")
+    ax = figures[0][1][0]
+    lines = {label: [round(y) for y in bars.lines[0].get_ydata()]
+             for bars, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    assert lines == {"gallery all (weighted)": [91, 92], "gallery single (weighted)": [51, 52]}
+
+
 @pytest.mark.parametrize(("task", "dataset", "extra"), [
     ("recognition", "folder:{db}", []),
     ("ablate", "folder:{db}", []),

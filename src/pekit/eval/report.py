@@ -231,14 +231,18 @@ def plot_refs(results: dict[str, Any], path: str | os.PathLike) -> Path:
     fig, axes = _figure(1)
     ax = axes[0]
     extractors = list(dict.fromkeys(r["extractor"] for r in rows))
-    series = [(e, m) for e in extractors for m in (("positive", "negative", "weighted") if len(extractors) == 1
-                                                   else ("weighted",))]
-    for extractor, metric in series:
-        sel = [r for r in rows if r["extractor"] == extractor and r["metrics"][metric]["mean"] is not None]
+    modes = list(dict.fromkeys(r.get("gallery", "all") for r in rows))
+    lines = [(e, g) for e in extractors for g in modes]  # one line per (extractor, gallery mode)
+    series = [(e, g, m) for e, g in lines for m in (("positive", "negative", "weighted") if len(lines) == 1
+                                                    else ("weighted",))]
+    for extractor, mode, metric in series:
+        sel = sorted((r for r in rows if r["extractor"] == extractor and r.get("gallery", "all") == mode
+                      and r["metrics"][metric]["mean"] is not None), key=lambda r: r["k"])
         ks = [r["k"] for r in sel]
         ys = [r["metrics"][metric]["mean"] * 100 for r in sel]
         es = [(r["metrics"][metric]["std"] or 0) * 100 for r in sel]
-        label = _NAMES[metric] if len(extractors) == 1 else f"{extractor} ({_NAMES[metric]})"
+        name = ", ".join([extractor] * (len(extractors) > 1) + [f"gallery {mode}"] * (len(modes) > 1))
+        label = f"{name} ({_NAMES[metric]})" if name else _NAMES[metric]
         ax.errorbar(ks, ys, yerr=es, marker="o", capsize=3, label=label)
     ax.set(xlabel="references per concept (k)", ylabel="accuracy (%)", ylim=(0, 101))
     ax.set_xticks(sorted({r["k"] for r in rows}))
