@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _data import missing
 
 from pekit.faces import FACE_TOLERANCE, FaceGallery, distances, load_faces, match_faces
 from pekit.images import list_images, load_image
@@ -41,6 +42,8 @@ def main() -> None:
     ap.add_argument("--faces", default="dlib", help="face model: dlib, or onnx:<path> (see pekit.faces.onnx)")
     args = ap.parse_args()
     root = Path(args.data)
+    if missing(root):
+        return
     faces = load_faces(args.faces)
     if args.tolerance is None:
         args.tolerance = float(faces.tolerance)

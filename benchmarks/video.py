@@ -33,6 +33,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from _data import missing
 from PIL import Image
 
 from pekit import Personalizer
@@ -238,9 +239,9 @@ def main() -> None:
     args = ap.parse_args()
     data = Path(args.data)
     with tempfile.TemporaryDirectory() as tmp:
-        if not args.skip_objects:
+        if not args.skip_objects and not missing(data / "dreambooth"):
             objects(data / "dreambooth", Path(tmp))
-        if not args.skip_people:
+        if not args.skip_people and not missing(data / "people") and not missing(data / "video"):
             people(data, args.faces)
         if args.rss:
             rss(Path(tmp), args.rss_seconds)
