@@ -214,6 +214,25 @@ def test_reuse_keeps_an_up_to_date_split_and_remakes_a_changed_one(source: Path,
     assert victim.is_file()                                       # a missing photo: made again
 
 
+def test_reuse_remakes_a_split_of_another_source_of_the_same_name(source: Path, tmp_path: Path):
+    """A subset copy named like the source, then the whole source, into one folder (what
+    benchmarks/recognition.py does with its cache): the subset's split was reused."""
+    import shutil
+
+    subset = tmp_path / "copy" / source.name
+    shutil.copytree(source / "a", subset / "a")
+    shutil.copy(source / "boxes.csv", subset / "boxes.csv")
+    out = make_stress_split(subset, tmp_path / "s", scene_share=0.0, reuse=True)
+    assert [c.name for c in load_dataset(f"stress:{out}").concepts] == ["a"]
+    make_stress_split(source, out, scene_share=0.0, reuse=True)
+    assert [c.name for c in load_dataset(f"stress:{out}").concepts] == ["a", "b", "b2"]
+    (source / "boxes.csv").write_text((source / "boxes.csv").read_text().replace(",130,", ",131,"))
+    victim = out / _records(out)[0]["file"]
+    stamp = victim.stat().st_mtime_ns
+    make_stress_split(source, out, scene_share=0.0, reuse=True)
+    assert victim.stat().st_mtime_ns != stamp                     # a box corrected: made again
+
+
 def test_cli(source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert main([str(source), str(tmp_path / "s"), "--no-scenes", "--subjects", "a,b"]) == 0
     assert main([str(source), str(tmp_path / "s"), "--no-scenes", "--subjects", "a,b", "--reuse"]) == 0

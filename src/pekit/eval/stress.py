@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -117,6 +118,23 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _source_digest(src: Path) -> str:
+    """What a reused split must have been made from: the source's concept folders (each file's
+    name and size) and the bytes of its ``boxes.csv`` and ``classes.csv``. Two sources of the
+    same folder name (a subset copy of ``dreambooth`` and the whole set) differ here."""
+    h = hashlib.sha1()
+    if not src.is_dir():
+        return ""  # no source: load_dataset below says what is missing
+    for folder in sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        for f in sorted(p for p in folder.iterdir() if p.is_file()):
+            h.update(f"{folder.name}/{f.name}:{f.stat().st_size}\n".encode())
+    for name in ("boxes.csv", "classes.csv"):
+        h.update(f"{name}\0".encode())
+        if (src / name).is_file():
+            h.update((src / name).read_bytes())
+    return h.hexdigest()
+
+
 def _same_split(out: Path, settings: dict) -> bool:
     try:
         manifest = json.loads((out / _MANIFEST).read_text(encoding="utf-8"))
@@ -151,7 +169,8 @@ def make_stress_split(source_root: str | Path, out_dir: str | Path, *, seed: int
             (all originals stay references and backgrounds).
         quality: JPEG quality of the written photos.
         reuse: return ``out_dir`` untouched when it already holds a split made with the same
-            settings from a source of the same name (every listed photo present).
+            settings from the same source (the same photo names and sizes, ``boxes.csv`` and
+            ``classes.csv``) and every listed photo is present.
 
     Returns:
         ``out_dir``; load it with ``load_dataset(f"stress:{out_dir}")``.
@@ -171,7 +190,7 @@ def make_stress_split(source_root: str | Path, out_dir: str | Path, *, seed: int
         max_sources = 3 if max_sources is None else max_sources
     src = Path(source_root).expanduser().resolve()
     out = Path(out_dir).expanduser().resolve()
-    settings = {"generator": GENERATOR, "source": src.name, "seed": seed,
+    settings = {"generator": GENERATOR, "source": src.name, "source_digest": _source_digest(src), "seed": seed,
                 "requested_subjects": None if subjects is None else list(subjects), "per_photo": per_photo,
                 "scene_share": scene_share, "scenes": list(scenes) if scene_share > 0 else [], "area": list(area),
                 "downscale_to": downscale_to, "max_sources": max_sources, "quality": quality}
