@@ -138,6 +138,7 @@ def test_vqa_answers_are_cached_under_the_model_name_until_asked_afresh(yollava_
     (["eval", "vqa", "--dataset", "folder:{db}", "--refs", "1,2", "--lvlm", "x"], "one number of references"),
     (["eval", "recognition", "--dataset", "folder:{db}", "--seeds", "0"], "--seeds must be >= 1"),
     (["eval", "ablate", "--dataset", "folder:{db}", "--extractor", "magic"], "unknown extractor"),
+    (["eval", "recognition", "--dataset", "folder:{db}", "--concepts", ","], "no concept named to keep"),
 ])
 def test_bad_input_messages(folder_dataset: Path, tmp_path: Path, fake, capsys, argv, message):
     argv = [a.format(db=folder_dataset, missing=tmp_path / "missing") for a in argv]

@@ -347,6 +347,9 @@ def load_dataset(spec: str, *, categories: str | Path | None = None,
         'What animal does bo resemble?'
     """
     layout, root = parse_spec(spec)
+    if concepts is not None and not any(str(c).strip() for c in concepts):
+        raise InvalidInputError(f"no concept named to keep in {spec} (--concepts {','.join(concepts)!r}); name "
+                                "some, e.g. --concepts dog,cat, or leave the option out for all of them")
     table = _read_categories(Path(categories)) if categories else {}
     warnings: list[str] = []
     vqa: list[VQAItem] = []
