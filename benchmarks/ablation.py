@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"rows to run (default: those that reuse the cached grids); all: {','.join(ROWS)}")
     ap.add_argument("--cache", help="grid cache folder (default: the user cache dir)")
     args = ap.parse_args(argv)
+    names = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:  # before any row runs: a typo at the end of --rows would cost the rows before it
+        print(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+        return 2
     if missing(args.data):
         return 0
     from pekit.eval.cache import GridCache, default_cache_dir
@@ -91,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| row | all: weighted | all: same-cat. | single: positive | single: negative | single: precision "
           "| box IoU≥0.5 | oracle τ (all) | seconds |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name in [r.strip() for r in args.rows.split(",") if r.strip()]:
-        if name not in ROWS:
-            print(f"unknown row '{name}'; choose from {', '.join(ROWS)}")
-            return 2
+    for name in names:
         start = time.perf_counter()
         pipeline = Pipeline.from_preset("offline", **ROWS[name])
         run = run_recognition(dataset, pipeline, refs=(args.refs,), seeds=args.seeds, galleries=("all", "single"),

@@ -28,3 +28,12 @@ def test_a_missing_data_folder_is_a_clean_skip(tmp_path: Path, script: str, data
     assert "Traceback" not in done.stderr
     for name in absent:
         assert f"dataset not found at {tmp_path / 'shared' / 'data' / name}" in done.stdout
+
+
+def test_an_unknown_ablation_row_is_refused_before_any_row_runs(tmp_path: Path):
+    src = os.pathsep.join([str(BENCHMARKS.parent / "src"), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "ablation.py"), "--data", str(tmp_path / "none"),
+                           "--rows", "default,layer5,nocolor"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": src}, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout.startswith("unknown row(s) nocolor; choose from default,")
