@@ -355,6 +355,21 @@ def test_encode_many_stops_when_the_caller_does(pipeline: Pipeline, chelsea: np.
     assert first[1].features.shape[:2] == pipeline.encode(chelsea).features.shape[:2]  # type: ignore[index]
 
 
+def test_encode_many_gives_what_came_before_a_failing_stream_then_its_error(pipeline: Pipeline, chelsea: np.ndarray,
+                                                                             grid_cache: Any) -> None:
+    """A generator of photos that fails after three: the three are yielded (they were being
+    embedded ahead), then its error; nothing read before it is lost."""
+    def three_then_fail():
+        yield from (chelsea, chelsea, chelsea)
+        raise ValueError("the album went away")
+
+    got = []
+    with pytest.raises(ValueError, match="album went away"):
+        for result in pipeline.encode_many(three_then_fail(), workers=1):
+            got.append(result)
+    assert len(got) == 3 and all(r[0].shape == chelsea.shape for r in got)  # type: ignore[index]
+
+
 def test_encode_many_refuses_zero_workers(pipeline: Pipeline, chelsea: np.ndarray) -> None:
     from pekit.errors import InvalidInputError
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -206,7 +207,9 @@ class Pipeline:
         """`encode` a stream of images, in order, overlapping decoding and passes.
 
         Yields ``(rgb, grid)`` per image, or the `ImageError` of an image that cannot be
-        read (the stream goes on; raise it to stop). One thread decodes ahead while
+        read (the stream goes on; raise it to stop). When ``images`` itself raises (a
+        generator that fails), the images it gave before are yielded first, then its error.
+        One thread decodes ahead while
         ``workers`` passes run at a time; a backbone with ``for_workers`` (the ONNX one)
         splits the cores between them, others run one pass at a time. The caller's work
         on a result (matching, drawing) overlaps the next passes. At most ``2 * workers``
@@ -239,8 +242,17 @@ class Pipeline:
         loader = ThreadPoolExecutor(1, thread_name_prefix="pekit-decode")
         passes = ThreadPoolExecutor(n, thread_name_prefix="pekit-encode")
         pending: deque[Future] = deque()
+        stream = iter(images)
         try:
-            for i, src in enumerate(images):
+            for i in itertools.count():
+                try:
+                    src = next(stream)
+                except StopIteration:
+                    break
+                except Exception:  # the caller's stream failed: first what it gave before, then its error
+                    while pending:
+                        yield pending.popleft().result()
+                    raise
                 flag = saliency if flags is None else bool(flags[i])
                 pending.append(passes.submit(run, loader.submit(decode, src), bool(flag)))
                 if len(pending) >= 2 * n:
