@@ -995,6 +995,14 @@ class Personalizer:
                 f"'{concept.name}' with this model (--replace)")
         vector, xyxy, view = self._face_view(image, None if box is None else reference_boxes([image], [box])[0])
         reference = source_name(image)
+        stored_faces = np.asarray(concept.meta.get("faces", []), np.float32).reshape(-1, len(vector))
+        if len(stored_faces):  # as `introduce` warns of two photos whose faces are not one person's
+            nearest, tolerance = float(np.linalg.norm(stored_faces - vector, axis=1).min()), self._face_tolerance()
+            if nearest > tolerance:
+                log.warning("'%s': the face in %s is %.2f from the nearest of its %d face(s), more than the %.2f "
+                            "within which faces are one person: is it %s? Added all the same; if not, introduce "
+                            "'%s' again from photos of %s only (--replace)", concept.name, describe(image), nearest,
+                            len(stored_faces), tolerance, concept.name, concept.name, concept.name)
 
         def add(now: Concept) -> Concept:
             more = with_view(now, view, reference=reference)

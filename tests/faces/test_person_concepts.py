@@ -110,6 +110,22 @@ def test_photos_of_two_people_under_one_name_are_warned_about(make_personalizer:
     assert "faces of photos 1 and 2" in caplog.text and "are both of Mixed?" in caplog.text
 
 
+@pytest.mark.dataset
+def test_adding_a_face_of_someone_else_is_warned_about(make_personalizer: Any, faces: Any, people: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """`add_view` of another person's photo makes that person recognized under the name: it
+    is warned about as `introduce` warns of two people's photos."""
+    p = make_personalizer(faces=faces)
+    p.introduce("Barack", [people / "obama" / "00.jpg", people / "obama" / "01.jpg"], kind="person")
+    with caplog.at_level("WARNING", logger="pekit.personalizer"):
+        p.add_view("Barack", people / "obama" / "02.jpg")
+    assert "nearest" not in caplog.text  # one more photo of him
+    with caplog.at_level("WARNING", logger="pekit.personalizer"):
+        more = p.add_view("Barack", people / "biden" / "00.jpg")
+    assert "from the nearest of its 3 face(s)" in caplog.text and "is it Barack?" in caplog.text
+    assert "--replace" in caplog.text and len(more.meta["faces"]) == 4  # said, and added as asked
+
+
 def test_add_view_of_a_person_adds_a_face_by_the_rules_of_introduce(mixed: Any, astronaut: np.ndarray,
                                                                       chelsea: np.ndarray) -> None:
     """A person is recognized by face: one more view must add a face vector (and its face
