@@ -515,9 +515,11 @@ class Personalizer:
         )
         return self._write_introduced(concept, old, PERSON, *given, replace)
 
-    def _face_view(self, src: ImageInput, box: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any]:
+    def _face_view(self, src: ImageInput, box: np.ndarray | None, *,
+                   adding: bool = False) -> tuple[np.ndarray, np.ndarray, Any]:
         """A person's reference photo: its one face (in ``box``) as ``(face vector, face box,
-        backbone view of the face region)``; errors name the photo."""
+        backbone view of the face region)``; errors name the photo and what to do in
+        `introduce`, or in `add_view` (``adding``)."""
         from pekit.faces import face_reference
 
         image = load_image(src)
@@ -526,7 +528,11 @@ class Personalizer:
         try:
             vector, xyxy = face_reference(self.faces, image, box=box)
         except (NothingFoundError, InvalidInputError) as exc:
-            raise type(exc)(f"{describe(src)}: {exc}") from exc
+            if isinstance(exc, NothingFoundError):
+                hint = "" if adding or "no face" not in str(exc) else ", or --kind object (kind='object') for a thing"
+            else:
+                hint = f" to {'add' if adding else 'introduce'} ({'box' if adding else 'boxes'}= in Python)"
+            raise type(exc)(f"{describe(src)}: {exc}{hint}") from exc
         return vector, xyxy, self.pipeline.reference(self.pipeline.encode(image), box=xyxy)  # matched by face
 
     def _face_tolerance(self) -> float:
@@ -993,7 +999,8 @@ class Personalizer:
                 f"'{concept.name}' was introduced with face model '{stored}', but this Personalizer uses '{model}': "
                 f"faces from different models cannot be compared; {face_spec_hint(stored)}, or re-introduce "
                 f"'{concept.name}' with this model (--replace)")
-        vector, xyxy, view = self._face_view(image, None if box is None else reference_boxes([image], [box])[0])
+        vector, xyxy, view = self._face_view(image, None if box is None else reference_boxes([image], [box])[0],
+                                             adding=True)
         reference = source_name(image)
         stored_faces = np.asarray(concept.meta.get("faces", []), np.float32).reshape(-1, len(vector))
         if len(stored_faces):  # as `introduce` warns of two photos whose faces are not one person's

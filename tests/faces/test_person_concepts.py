@@ -149,6 +149,30 @@ def test_add_view_of_a_person_adds_a_face_by_the_rules_of_introduce(mixed: Any, 
     assert "Eileen" in mixed.recognize(flipped).name.tolist()
 
 
+def test_add_view_errors_say_what_to_do_in_add_view(tmp_path: Path, cached_pipelines: Any, faces: Any,
+                                                   astronaut: np.ndarray, chelsea: np.ndarray,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A refused person photo in `add-view` says what add-view takes: not `--kind object`
+    (add-view has no such option) nor "the person to introduce"."""
+    memory = str(tmp_path / "m.db")
+    photos = {}
+    for name, image in [("eileen", astronaut), ("cat", chelsea), ("pair", np.hstack([astronaut, astronaut]))]:
+        photos[name] = str(tmp_path / f"{name}.png")
+        Image.fromarray(image).save(photos[name])
+    assert main(["introduce", "Eileen", photos["eileen"], "--kind", "person", "--memory", memory]) == 0
+    capsys.readouterr()
+    assert main(["add-view", "Eileen", photos["cat"], "--memory", memory]) == 6
+    err = capsys.readouterr().err
+    assert "no face found" in err and "--kind" not in err and len(err.strip().splitlines()) == 1
+    assert main(["add-view", "Eileen", photos["pair"], "--memory", memory]) == 2
+    err = capsys.readouterr().err
+    assert "2 faces" in err and "--box" in err and "to add (box= in Python)" in err and "introduce" not in err
+    assert main(["introduce", "Two", photos["pair"], "--kind", "person", "--memory", memory]) == 2
+    assert "to introduce (boxes= in Python)" in capsys.readouterr().err
+    assert main(["introduce", "Cat", photos["cat"], "--kind", "person", "--memory", memory]) == 6
+    assert "--kind object" in capsys.readouterr().err  # introduce has it
+
+
 def test_correct_says_a_person_is_matched_by_face_and_changes_nothing(mixed: Any, astronaut: np.ndarray) -> None:
     assert "Eileen" in mixed.recognize(astronaut).name.tolist()
     before = mixed.get("Eileen")

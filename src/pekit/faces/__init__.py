@@ -100,14 +100,13 @@ def face_reference(faces: Any, image: np.ndarray, *, box: np.ndarray | None = No
         where = "in the box" if box is not None else "in this photo"
         raise NothingFoundError(
             f"no face found {where}; a person concept needs a photo where the face is visible "
-            "(roughly frontal); use another photo, or --kind object for a thing"
+            "(roughly frontal); use another photo"
         )
     if len(found) > 1:
         boxes = "; ".join(",".join(str(int(v)) for v in b) for b in found.xyxy[:4])
         where = "in the box" if box is not None else "in this photo"
         raise InvalidInputError(
-            f"{len(found)} faces {where} ({boxes}); pass --box X0,Y0,X1,Y1 (boxes=) around the one face of the "
-            "person to introduce"
+            f"{len(found)} faces {where} ({boxes}); pass --box X0,Y0,X1,Y1 around the one face of the person"
         )
     xyxy = found.xyxy[0]
     width = float(min(xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]))
