@@ -90,6 +90,18 @@ def test_add_view_appends_a_view_and_its_parts(cat_only: Any, chelsea: np.ndarra
     assert after.id == before.id and cat_only.get("Mochi").views.shape == (2, 384)
 
 
+def test_add_view_of_something_else_is_warned_about(cat_only: Any, chelsea: np.ndarray, coffee: np.ndarray,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A photo its concept hardly recognizes (the rule `introduce` warns by): probably not of
+    it. Added all the same (the user may know better), but said, with how to undo it."""
+    with caplog.at_level("WARNING", logger="pekit.personalizer"):
+        cat_only.add_view("Mochi", np.ascontiguousarray(chelsea[:, ::-1]))
+        assert "is it a photo of Mochi" not in caplog.text
+        after = cat_only.add_view("Mochi", coffee)
+    assert "'Mochi': " in caplog.text and "matches its other photos at only 0." in caplog.text
+    assert "is it a photo of Mochi? Added all the same" in caplog.text and len(after.views) == 3
+
+
 @pytest.mark.parametrize("box, error", [([500, 400, 600, 450], "outside the 451x300 photo"),
                                         ([0, 0, 3, 3], "at least"), ([10, 10, 5, 5], "x1 > x0")])
 def test_add_view_with_a_bad_box_changes_nothing(cat_only: Any, chelsea: np.ndarray, box: list, error: str) -> None:

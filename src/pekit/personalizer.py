@@ -40,6 +40,7 @@ from pekit.extract.views import (
     concept_from_views,
     consistency,
     summarize_parts,
+    view_agreement,
     with_view,
 )
 from pekit.feedback import corrected, uncorrected
@@ -966,6 +967,9 @@ class Personalizer:
         """One more reference view of an existing concept (one backbone pass).
 
         ``box``/``mask`` as in `introduce`; without them the object is found by saliency.
+        A photo the concept hardly recognizes (`view_agreement` `CONSISTENCY_MARGIN` under
+        its threshold, the rule `introduce` warns by) is added with a warning: it is probably
+        of something else (a person's: a face further than the face tolerance from theirs).
 
         Raises:
             ConceptNotFoundError: no concept ``name``.
@@ -980,6 +984,14 @@ class Personalizer:
             return self._add_face(concept, image, box=box, mask=mask)
         view = self.views([image], category=concept.category, boxes=None if box is None else [box],
                           masks=None if mask is None else [mask])[0]
+        cfg = self.pipeline.config
+        agreement = view_agreement(concept, view, verify_weight=cfg.verify_weight, colour_weight=cfg.colour_weight,
+                                   colour_neutral=cfg.colour_neutral)
+        if agreement is not None and self._low(agreement, concept.threshold):  # as introduce warns of its photos
+            log.warning("'%s': %s matches its other photos at only %.3f (recognition threshold %.2f): is it a photo "
+                        "of %s? Added all the same; if it is not, introduce '%s' again from its own photos (--replace)",
+                        concept.name, describe(image), agreement,
+                        cfg.threshold if concept.threshold is None else concept.threshold, concept.name, concept.name)
         reference = source_name(image)
         return self.memory.modify(concept.name, lambda now: with_view(now, view, reference=reference),
                                   namespace=self.namespace)

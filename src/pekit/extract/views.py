@@ -33,12 +33,12 @@ import numpy as np
 from pekit.embed.colour import colour_agreement, encode_colour, region_colour
 from pekit.embed.pooling import l2_normalize, mask_weights, pool, unit_patches
 from pekit.retrieve.extent import mask_xyxy
-from pekit.retrieve.match import COLOURS, PART_GROUPS, group_agreement, part_groups
+from pekit.retrieve.match import COLOURS, PART_GROUPS, concept_colours, group_agreement, part_groups
 from pekit.types import Concept, PatchGrid
 
 __all__ = ["CONSISTENCY", "SAME_PICTURES", "View", "concept_from_views", "consistency", "merge_parts",
-           "summarize_parts", "tiled_image", "view_from_weights", "with_colours", "with_part_groups", "with_view",
-           "zoomed_view"]
+           "summarize_parts", "tiled_image", "view_agreement", "view_from_weights", "with_colours", "with_part_groups",
+           "with_view", "zoomed_view"]
 
 #: ``Concept.meta`` key: how well the reference photos recognize one another at introduction
 #: (`consistency`; only with two photos or more; `with_view` removes it, as the photos it was
@@ -201,6 +201,38 @@ def with_colours(meta: dict[str, Any], views: Sequence[Any]) -> dict[str, Any]:
         return out
     out[COLOURS] = old + [None if c is None else encode_colour(c) for c in new]
     return out
+
+
+def view_agreement(concept: Concept, view: View, *, verify_weight: float = 1.0, colour_weight: float = 0.0,
+                   colour_neutral: float = 0.85) -> float | None:
+    """How well a new ``view`` (`Personalizer.add_view`) is recognized by the stored ``concept``:
+    the score `consistency` gives each reference view against the others, here against all of
+    the concept's views (their parts in their groups, their colours). Well under the threshold,
+    the photo is probably not of that concept. None when it cannot be measured (no patches of
+    the view, or no parts stored).
+
+    >>> rng = np.random.default_rng(0)
+    >>> a, b = (l2_normalize(rng.normal(size=(12, 64)).astype(np.float32)) for _ in "ab")
+    >>> bo = Concept("bo", a.mean(0)[None], parts=a)
+    >>> round(view_agreement(bo, View(a.mean(0), a, np.zeros(4), np.ones((3, 4)), patches=a)), 3)
+    1.0
+    >>> view_agreement(bo, View(b.mean(0), b, np.zeros(4), np.ones((3, 4)), patches=b)) < 0.5
+    True
+    """
+    if verify_weight > 0 and (view.patches is None or not len(view.patches) or concept.parts is None
+                              or not len(concept.parts)):
+        return None
+    score = 0.0
+    if verify_weight < 1:
+        views = np.asarray(concept.views, np.float32)
+        score += (1 - verify_weight) * float((l2_normalize(views) @ l2_normalize(view.embedding)).max())
+    if verify_weight > 0:
+        sims = np.asarray(view.patches, np.float32) @ np.asarray(concept.parts, np.float32).T
+        score += verify_weight * group_agreement(sims, part_groups(concept))
+    stored = concept_colours(concept)
+    if colour_weight > 0 and stored is not None and view.colour is not None and not view.achromatic:
+        score += colour_weight * (colour_agreement(view.colour, stored) - colour_neutral)
+    return min(score, 1.0)
 
 
 def merge_parts(parts: np.ndarray | None, groups: list[int] | None,
