@@ -222,16 +222,28 @@ def view_agreement(concept: Concept, view: View, *, verify_weight: float = 1.0, 
     if verify_weight > 0 and (view.patches is None or not len(view.patches) or concept.parts is None
                               or not len(concept.parts)):
         return None
+    parts = None if concept.parts is None else np.asarray(concept.parts, np.float32)
+    return _agreement(view, np.asarray(concept.views, np.float32), parts, part_groups(concept),
+                      None if view.achromatic else view.colour, concept_colours(concept),
+                      verify_weight=verify_weight, colour_weight=colour_weight, colour_neutral=colour_neutral)
+
+
+def _agreement(view: View, embeddings: np.ndarray, parts: np.ndarray | None, groups: list[int], colour: Any,
+               colours: np.ndarray | None, *, verify_weight: float, colour_weight: float,
+               colour_neutral: float) -> float:
+    """The recognition score of ``view``'s object region against reference views: their
+    ``(v, d)`` embeddings (the best cosine, weighted ``1 - verify_weight``), their parts in
+    ``groups`` (part agreement of the view's patches, weighted ``verify_weight``), and, when
+    both have them, ``colour`` against their ``(v, BINS)`` ``colours`` (`colour_agreement`
+    less ``colour_neutral``, weighted ``colour_weight``). At most 1: colour can lift the same
+    picture past a whole match. What `consistency` and `view_agreement` measure."""
     score = 0.0
     if verify_weight < 1:
-        views = np.asarray(concept.views, np.float32)
-        score += (1 - verify_weight) * float((l2_normalize(views) @ l2_normalize(view.embedding)).max())
-    if verify_weight > 0:
-        sims = np.asarray(view.patches, np.float32) @ np.asarray(concept.parts, np.float32).T
-        score += verify_weight * group_agreement(sims, part_groups(concept))
-    stored = concept_colours(concept)
-    if colour_weight > 0 and stored is not None and view.colour is not None and not view.achromatic:
-        score += colour_weight * (colour_agreement(view.colour, stored) - colour_neutral)
+        score += (1 - verify_weight) * float((l2_normalize(embeddings) @ l2_normalize(view.embedding)).max())
+    if verify_weight > 0 and parts is not None:
+        score += verify_weight * group_agreement(np.asarray(view.patches, np.float32) @ parts.T, groups)
+    if colour_weight > 0 and colour is not None and colours is not None and len(colours):
+        score += colour_weight * (colour_agreement(colour, colours) - colour_neutral)
     return min(score, 1.0)
 
 
@@ -289,17 +301,10 @@ def consistency(views: Sequence[View], *, verify_weight: float = 1.0, colour_wei
     scores = []
     for i, view in enumerate(views):
         others = [v for j, v in enumerate(views) if j != i]
-        score = 0.0
-        if verify_weight < 1:
-            cosine = max(float(np.dot(l2_normalize(view.embedding), l2_normalize(v.embedding))) for v in others)
-            score += (1 - verify_weight) * cosine
-        if verify_weight > 0:
-            parts, groups = merge_parts(None, None, others)
-            score += verify_weight * group_agreement(np.asarray(view.patches, np.float32) @ parts.T, groups)
-        mine = colours[i]
-        others_colours = [c for j, c in enumerate(colours) if j != i and c is not None]
-        if colour_weight > 0 and coloured and mine is not None and others_colours:
-            agree = colour_agreement(mine, np.stack(others_colours))
-            score += colour_weight * (agree - colour_neutral)
-        scores.append(min(score, 1.0))  # colour can lift the same picture past 1; a match is at most whole
+        parts, groups = merge_parts(None, None, others) if verify_weight > 0 else (None, [])
+        theirs = [c for j, c in enumerate(colours) if j != i and c is not None]
+        scores.append(_agreement(view, np.stack([v.embedding for v in others]), parts, groups,
+                                 colours[i] if coloured else None, np.stack(theirs) if theirs else None,
+                                 verify_weight=verify_weight, colour_weight=colour_weight,
+                                 colour_neutral=colour_neutral))
     return float(np.mean(scores))

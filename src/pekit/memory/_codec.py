@@ -190,11 +190,12 @@ def check_storable(value: Any, what: str) -> str:
     """
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be text (a str), got {type(value).__name__}")
-    for i, ch in enumerate(value):
-        if "\ud800" <= ch <= "\udfff":
-            raise InvalidInputError(f"{what} holds U+{ord(ch):04X} at position {i}, half of a UTF-16 pair (an "
-                                    "undecodable byte of a file name or command line), which cannot be stored; "
-                                    "pass valid UTF-8 text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # what the driver would raise: only lone surrogates
+        raise InvalidInputError(f"{what} holds U+{ord(value[exc.start]):04X} at position {exc.start}, half of a "
+                                "UTF-16 pair (an undecodable byte of a file name or command line), which cannot be "
+                                "stored; pass valid UTF-8 text") from None
     return value
 
 
