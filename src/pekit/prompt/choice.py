@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from pekit.prompt.text import _UNSPACED
+from pekit.prompt.text import _SPACED_WORD
 
 __all__ = ["parse_choice", "split_options"]
 
@@ -27,7 +27,7 @@ _EXPLICIT = re.compile(
 _LEADING = re.compile(r"^\s*(?:\*\*)?[\(\[]?([A-Za-z])(?:[\)\]\.:,]|\*\*|\s*$|\s+[-–—]\s)")
 # Standalone capital letters; "A" / "I" followed by a lowercase word are the article / pronoun.
 # Next to a script written without spaces ("答案是B", "Bです") a letter stands alone too.
-_NOT_ALONE = rf"[^\W{_UNSPACED}]|['’]"
+_NOT_ALONE = rf"{_SPACED_WORD}|['’]"
 _LOOSE = re.compile(rf"(?<!{_NOT_ALONE})([A-Z])(?!{_NOT_ALONE})")
 _ARTICLE = re.compile(r"\s+(?!(?:or|and|nor)\b)[a-z]")
 
