@@ -181,6 +181,33 @@ def test_bfloat16_features_are_float32_and_close(tiny_dir: Path, image: np.ndarr
     assert str(HFBackbone(str(tiny_dir), layer=0, device=" CPU ").device) == "cpu"
 
 
+@pytest.mark.parametrize(("bf16", "expected"), [(True, "bfloat16"), (False, "float16")])
+def test_auto_dtype_follows_the_resolved_device(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch, bf16: bool,
+                                                expected: str) -> None:
+    """dtype 'auto' is read against the device the model runs on (as the LVLM's 'auto' is): CUDA's
+    half dtype there, not float32 because it was resolved before the device. No GPU needed:
+    the device is pretended and the move recorded, not made."""
+    import pekit._hf
+
+    moved: dict[str, Any] = {}
+
+    def to(self: Any, *args: Any, **kwargs: Any) -> Any:
+        moved.update(kwargs)
+        return self
+
+    monkeypatch.setattr(pekit._hf, "resolve_device", lambda device="auto": "cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    monkeypatch.setattr(transformers.PreTrainedModel, "to", to)
+    bb = HFBackbone(str(tiny_dir), layer=0, device="auto", dtype="auto")
+    assert bb.torch_dtype == getattr(torch, expected)
+    assert moved == {"device": torch.device("cuda"), "dtype": getattr(torch, expected)}
+
+
+def test_auto_dtype_is_float32_on_the_cpu(tiny_dir: Path) -> None:
+    for dtype in ("auto", None):
+        assert HFBackbone(str(tiny_dir), layer=0, device="cpu", dtype=dtype).torch_dtype == torch.float32
+
+
 def _has_device(kind: str) -> bool:
     if kind == "mps":
         return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())

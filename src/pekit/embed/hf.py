@@ -104,7 +104,9 @@ class HFBackbone:
         device: torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``"auto"`` or
             None: CUDA, else MPS, else the CPU).
         dtype: ``None``/``"float32"`` (default), ``"float16"`` or ``"bfloat16"`` (or a
-            ``torch.dtype``); features are returned as float32 either way.
+            ``torch.dtype``); ``"auto"``: the resolved device's, as for the LVLM (bfloat16 on
+            CUDA, float16 where CUDA lacks bfloat16 and on MPS, float32 on the CPU). Features
+            are returned as float32 either way.
 
     Attributes:
         dim: token width ``d`` (``config.hidden_size``).
@@ -134,7 +136,11 @@ class HFBackbone:
         self.normalize_tokens = normalize_tokens
         self._lock = threading.Lock()
         self._torch = torch
-        self.torch_dtype = self._dtype(dtype)
+        from pekit._hf import resolve_device
+
+        # the device first: "auto" dtype depends on it (half precision on CUDA, float32 on the CPU)
+        device = resolve_device(device if device is None or isinstance(device, str) else str(device))
+        self.torch_dtype = self._dtype(dtype, device)
 
         local = Path(spec).expanduser()
         hub: dict[str, Any] = {}
@@ -190,9 +196,6 @@ class HFBackbone:
         self.fingerprint = (f"hf:{ident}/layer{layer}/res{resolution}"
                             f"/{'ln' if normalize_tokens else 'raw'}{'-c' if center else ''}")
 
-        from pekit._hf import resolve_device
-
-        device = resolve_device(device if device is None or isinstance(device, str) else str(device))
         try:
             self.device = torch.device(device)
             self.model = model.to(device=self.device, dtype=self.torch_dtype).eval()
@@ -222,10 +225,12 @@ class HFBackbone:
         match = re.search(r"snapshots[/\\]([0-9a-f]{40})[/\\]", str(path or ""))
         return match.group(1)[:12] if match else "unknown"
 
-    def _dtype(self, dtype: Any) -> Any:
+    def _dtype(self, dtype: Any, device: str) -> Any:
+        """The torch dtype for ``dtype`` on the resolved ``device``: None -> float32; ``"auto"`` and
+        names as `pekit._hf.resolve_dtype` reads them on that device."""
         from pekit._hf import resolve_dtype
 
-        return self._torch.float32 if dtype is None else resolve_dtype(dtype)
+        return self._torch.float32 if dtype is None else resolve_dtype(dtype, device)
 
     @staticmethod
     def _stats(transformers: Any, source: str, hub: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
