@@ -111,6 +111,32 @@ def test_add_view_with_a_bad_box_changes_nothing(cat_only: Any, chelsea: np.ndar
     assert snapshot(cat_only) == before
 
 
+def test_add_view_of_a_blank_photo_says_how_add_view_takes_a_box(make_personalizer: Any, chelsea: np.ndarray,
+                                                                 tmp_path: Path, capsys: Any) -> None:
+    """Nothing stands out in a uniform photo: the error tells how add_view takes its one box
+    (``box=`` / ``--box``), not introduce's ``boxes=``, and nothing is stored."""
+    memory = str(tmp_path / "m.db")
+    p = make_personalizer(memory=memory)
+    p.introduce("Mochi", chelsea, category="cat")
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(blank)
+    before = snapshot(p)
+    with pytest.raises(NothingFoundError, match="no object stands out") as info:
+        p.add_view("Mochi", str(blank))
+    assert "box=[x0, y0, x1, y1]" in str(info.value) and "--box x0,y0,x1,y1" in str(info.value)
+    assert "boxes=" not in str(info.value) and "one per photo" not in str(info.value)
+    assert snapshot(p) == before
+    assert main(["add-view", "Mochi", str(blank), "--memory", memory]) == 6
+    err = capsys.readouterr().err
+    assert "no object stands out" in err and "--box x0,y0,x1,y1" in err and "boxes=" not in err
+    assert snapshot(p) == before
+    with pytest.raises(NothingFoundError, match="no object stands out") as info:   # introduce: a box per photo
+        p.introduce("Grey", [chelsea, str(blank)])
+    assert "boxes=[...] / --box x0,y0,x1,y1, one per photo, in order" in str(info.value)
+    assert "add this one with its box later (add_view / pekit add-view" in str(info.value)
+    assert snapshot(p) == before
+
+
 def test_a_view_or_correction_written_meanwhile_is_kept(make_personalizer: Any, chelsea: np.ndarray,
                                                          monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Someone else (another process) changes Mochi while our pass runs: our write keeps their change."""
@@ -130,7 +156,8 @@ def test_a_view_or_correction_written_meanwhile_is_kept(make_personalizer: Any, 
             return out
         return run
 
-    monkeypatch.setattr(cat_only, "views", meanwhile(cat_only.views, views=lambda c: np.vstack([c.views] * 2)))
+    monkeypatch.setattr(cat_only.pipeline, "reference", meanwhile(cat_only.pipeline.reference,
+                                                                  views=lambda c: np.vstack([c.views] * 2)))
     after = cat_only.add_view("Mochi", np.ascontiguousarray(chelsea[:, ::-1]))
     assert len(after.views) == 3 and cat_only.get("Mochi").views.shape[0] == 3  # their 2, then ours
     monkeypatch.setattr(cat_only.pipeline, "scan", meanwhile(cat_only.pipeline.scan,

@@ -88,6 +88,13 @@ __all__ = ["CONSISTENCY", "CONSISTENCY_MARGIN", "MIN_BOX_PATCHES", "MIN_BOX_SIDE
 #: `views` keeps the reference photos it decoded for the passes up to this many pixels in all.
 _KEPT_PIXELS = 64_000_000
 
+#: How to pass the box a reference photo needs, added to the error of a photo in which nothing
+#: was found: `introduce` (and `views`) take a box per photo, `add_view` its one box.
+_BOXES_HINT = ("; a box per photo: boxes=[...] / --box x0,y0,x1,y1, one per photo, in order; or introduce it from "
+               "the other photos and add this one with its box later (add_view / pekit add-view NAME PHOTO "
+               "--box x0,y0,x1,y1)")
+_BOX_HINT = "; its box: box=[x0, y0, x1, y1] / --box x0,y0,x1,y1"
+
 LARGE_GALLERY_VIEWS = 20_000  # above this, the proposal x view product is worth the BLAS threads
 
 
@@ -273,6 +280,13 @@ class Personalizer:
               masks: Sequence[Any] | None = None) -> list[View]:
         """Reference views of ``images`` (one backbone pass each, plus the zoomed-out copy's
         when the preset keeps zoomed-out views), without storing anything."""
+        return self._views(images, category=category, boxes=boxes, masks=masks)
+
+    def _views(self, images: Sequence[ImageInput], *, category: str = "", boxes: Sequence[Any] | None = None,
+               masks: Sequence[Any] | None = None, adding: bool = False) -> list[View]:
+        """`views`; a photo in which nothing was found (no box, no mask given) raises
+        `NothingFoundError` saying how to pass its box: to `introduce` (``boxes=``), or to
+        `add_view` (``adding``: ``box=``)."""
         box_list = reference_boxes(images, boxes)
         mask_list = reference_masks(masks, len(images))
         for i, (box, mask) in enumerate(zip(box_list, mask_list, strict=True)):
@@ -304,7 +318,8 @@ class Personalizer:
             try:
                 view = self.pipeline.reference(grid, box=box, mask=mask, image=image, category=category)
             except NothingFoundError as exc:
-                raise NothingFoundError(f"{describe(src)}: {exc}") from exc
+                hint = "" if box is not None or mask is not None else _BOX_HINT if adding else _BOXES_HINT
+                raise NothingFoundError(f"{describe(src)}: {exc}{hint}") from exc
             out.append(dataclasses.replace(view, thumbprint=thumbprint(image)))
         return out
 
@@ -973,7 +988,8 @@ class Personalizer:
 
         Raises:
             ConceptNotFoundError: no concept ``name``.
-            InvalidInputError, NothingFoundError: a bad box, or nothing found (nothing changed).
+            InvalidInputError, NothingFoundError: a bad box, or nothing found (nothing changed;
+                the error says how to pass the photo's box: ``box=`` / ``--box``).
         """
         from pekit.faces import PERSON, concept_kind
 
@@ -982,8 +998,8 @@ class Personalizer:
         self._check_writable(f"add a view to '{concept.name}'")
         if concept_kind(concept) == PERSON:
             return self._add_face(concept, image, box=box, mask=mask)
-        view = self.views([image], category=concept.category, boxes=None if box is None else [box],
-                          masks=None if mask is None else [mask])[0]
+        view = self._views([image], category=concept.category, boxes=None if box is None else [box],
+                           masks=None if mask is None else [mask], adding=True)[0]
         cfg = self.pipeline.config
         agreement = view_agreement(concept, view, verify_weight=cfg.verify_weight, colour_weight=cfg.colour_weight,
                                    colour_neutral=cfg.colour_neutral)

@@ -82,11 +82,9 @@ def object_weights(
     if not np.isfinite(hi) or hi - lo < min_contrast or hi < 0.3:
         if inside is not None:
             return inside  # nothing stands out inside the box: trust the user's box
-        raise NothingFoundError(
-            "no object stands out in this reference photo; pass a box around it "
-            "(boxes=[...] / --box x0,y0,x1,y1, one per photo, in order), use a photo where it is the main "
-            "subject, or introduce it from the other photos and add this one with its box later "
-            "(add_view / pekit add-view NAME PHOTO --box x0,y0,x1,y1)"
+        raise NothingFoundError(  # how to pass the box is the caller's to say (introduce: boxes=, add_view: box=)
+            "no object stands out in this reference photo; pass a box around it, or use a photo where it is "
+            "the main subject"
         )
     fg = np.nan_to_num(region, nan=-1.0) > lo + level * (hi - lo)
     fg = largest_component(fg, np.where(fg, sal, 0.0))
