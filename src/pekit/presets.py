@@ -126,6 +126,8 @@ class RecognitionConfig:
             ``1 / tiled_look_cover`` times, found or not. For photos where your things are
             small in clutter (the first pass gives an object of a few patches no candidate
             at all, so no second look reaches it); ``offline-thorough`` turns it on. 0: off.
+            No tile under `pekit.retrieve.second_look.MIN_CROP_SIDE` pixels on its long side
+            is embedded (at a cover of 0.6, a photo under 106 px on its long side gets none).
         tiled_look_cover: each tile's share of the photo's width and height (tiles overlap
             where ``n * cover > 1``, so an object cut by one tile's edge is whole in another).
         colour_weight: w > 0: a region's score also gets ``w * (c - colour_neutral)``,

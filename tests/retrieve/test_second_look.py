@@ -392,6 +392,26 @@ def test_a_photo_a_pixel_or_two_across_is_not_tiled_twice_over_the_same_pixels()
     assert (out, passes, tiles.boxes) == ([], 0, [])
 
 
+def test_a_photo_too_small_for_a_crop_gets_no_tile_passes() -> None:
+    """A 13 x 15 photo's tiles are 8 x 9 pixels: offline-thorough spent four passes on them. No
+    tile whose long side is under MIN_CROP_SIDE (the size core_box wants of a crop) is embedded."""
+    from pekit.retrieve.second_look import MIN_CROP_SIDE
+
+    assert core_box((0, 0), (1, 1), 13, 15, 1.5) is None      # the same minimum refuses its crops
+    for size in [(13, 15), (100, 105), (1, 50)]:              # tiles 8 x 9, 60 x 63, 1 x 30
+        tiles = Tiles({})
+        found = [_cand(0, 0.7, (0, 0, 5, 5), 0.5)]
+        out, passes = tiled_look(TILED, found, size, (1, 1), tiles)
+        assert (passes, tiles.boxes) == (0, []) and out == found
+    tiles = Tiles({})                                         # tiles 64 x 64: the smallest embedded
+    _, passes = tiled_look(TILED, [], (107, 107), (8, 8), tiles)
+    assert passes == 4 and tiles.boxes == tile_boxes(107, 107, 2, 0.6)
+    assert all(max(x1 - x0, y1 - y0) >= MIN_CROP_SIDE == 64 for x0, y0, x1, y1 in tiles.boxes)
+    tiles = Tiles({})                                         # a normal photo still gets its four
+    _, passes = tiled_look(TILED, [], (640, 480), (10, 10), tiles)
+    assert passes == 4 and len(tiles.boxes) == 4
+
+
 def test_a_tiled_look_finds_what_the_first_look_gave_no_candidate() -> None:
     tiles = Tiles({3: [_inside(1, 0.72, (10, 20, 60, 50))]})  # concept 1 on the bottom-right tile only
     found = [_cand(0, 0.80, (0, 0, 300, 200), 0.3)]  # concept 0, named at the first look

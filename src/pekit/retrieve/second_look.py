@@ -15,7 +15,8 @@ already saw about as magnified.
 `tiled_look` (opt-in, ``offline-thorough``) looks before that at the whole photo magnified:
 ``n x n`` overlapping tiles, each one more pass matched against every concept, for the
 small objects that the first pass gives no candidate at all (nothing for a second look to
-aim at).
+aim at). A crop or tile whose long side is under `MIN_CROP_SIDE` pixels gets no pass: too few
+pixels to be worth one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from pekit.retrieve.candidates import Candidate
 from pekit.retrieve.match import thresholds_or
 from pekit.retrieve.nms import box_area, box_iou, overlap
 
-__all__ = ["Look", "context_box", "core_box", "magnification", "second_look", "tile_boxes", "tiled_look"]
+__all__ = ["MIN_CROP_SIDE", "Look", "context_box", "core_box", "magnification", "second_look", "tile_boxes",
+           "tiled_look"]
+
+#: Pixels the long side of a crop or tile must have to be worth a backbone pass (`core_box`,
+#: `tiled_look`), and the side `context_box` widens a crop to where the photo allows.
+MIN_CROP_SIDE = 64
 
 #: ``(crop box (x0, y0, x1, y1), concept index) -> candidates on that crop`` (crop coordinates):
 #: one backbone pass of the crop, matched against the same gallery (that concept's candidates,
@@ -38,7 +44,7 @@ Look = Callable[[tuple[int, int, int, int], int], list[Candidate]]
 
 
 def context_box(xyxy: np.ndarray, width: int, height: int, *, margin: float = 0.5,
-                min_side: int = 64) -> tuple[int, int, int, int]:
+                min_side: int = MIN_CROP_SIDE) -> tuple[int, int, int, int]:
     """``xyxy`` widened by ``margin`` of its size on each side (at least ``min_side`` px),
     clipped to the image: integer ``(x0, y0, x1, y1)``."""
     x0, y0, x1, y1 = (float(v) for v in xyxy)
@@ -66,7 +72,7 @@ def magnification(photo: tuple[float, float], crop: tuple[float, float]) -> floa
 
 
 def core_box(peak: tuple[int, int], shape: tuple[int, ...], width: int, height: int, zoom: float, *,
-             min_side: int = 64) -> tuple[int, int, int, int] | None:
+             min_side: int = MIN_CROP_SIDE) -> tuple[int, int, int, int] | None:
     """The crop that magnifies ``zoom`` (> 1) times (its sides rounded to the pixel), centred
     as far as the photo allows on the patch ``peak`` of a ``shape`` grid over a ``width`` x
     ``height`` photo; None when that crop's long side would be under ``min_side`` px (a
@@ -192,11 +198,14 @@ def tile_boxes(width: int, height: int, n: int, cover: float) -> list[tuple[int,
     where ``n * cover > 1``), row by row. Each tile once, and none that is the whole photo:
     on a photo a pixel or two across, tiles coincide (a 1 x 1 photo's are all the photo,
     which the first look saw; a 4000 x 1 strip has two), and a repeat is a pass for nothing.
+    The geometry only: `tiled_look` embeds none whose long side is under `MIN_CROP_SIDE`.
 
     >>> tile_boxes(100, 50, 2, 0.6)
     [(0, 0, 60, 30), (40, 0, 100, 30), (0, 20, 60, 50), (40, 20, 100, 50)]
     >>> tile_boxes(4000, 1, 2, 0.6), tile_boxes(1, 1, 2, 0.6)
     ([(0, 0, 2400, 1), (1600, 0, 4000, 1)], [])
+    >>> tile_boxes(13, 15, 2, 0.6)[0]  # 8 x 9 pixels: too small for tiled_look to embed
+    (0, 0, 8, 9)
     """
     tw, th = max(1, round(width * cover)), max(1, round(height * cover))
     xs = [round(i * (width - tw) / max(n - 1, 1)) for i in range(n)]
@@ -218,14 +227,28 @@ def tiled_look(config: RecognitionConfig, found: list[Candidate], size: tuple[in
     its weakest) if it scores higher or was contested, and otherwise joins them. A region
     that reaches a tile's edge inside the photo is dropped: it is cut there, a part of an
     object larger than the tiles' overlap, which the first look saw whole (the overlap holds
-    every object up to ``2 * cover - 1`` of the photo's side whole in some tile). Returns the
-    candidates (contested ones kept for the second look) and the number of tiles embedded."""
+    every object up to ``2 * cover - 1`` of the photo's side whole in some tile). No tile
+    whose long side is under `MIN_CROP_SIDE` pixels is embedded (the crops `core_box`
+    refuses): a photo whose long side is under about ``MIN_CROP_SIDE / tiled_look_cover``
+    pixels (106 at 0.6) gets no tile pass. Returns the candidates (contested ones kept for the
+    second look) and the number of tiles embedded.
+
+    >>> from pekit.presets import RecognitionConfig
+    >>> thorough, tiles = RecognitionConfig(tiled_look=2, tiled_look_cover=0.6), []
+    >>> tiled_look(thorough, [], (640, 480), (10, 10), lambda box: tiles.append(box) or [])
+    ([], 4)
+    >>> tiled_look(thorough, [], (13, 15), (1, 1), lambda box: tiles.append(box) or [])
+    ([], 0)
+    >>> len(tiles)
+    4
+    """
     n = config.tiled_look
     if n < 2:
         return list(found), 0
     out = list(found)
     width, height = size
-    tiles = tile_boxes(width, height, n, config.tiled_look_cover)
+    tiles = [box for box in tile_boxes(width, height, n, config.tiled_look_cover)
+             if max(box[2] - box[0], box[3] - box[1]) >= MIN_CROP_SIDE]
     for box in tiles:
         whole = [c for c in look(box) if not _cut(c, box, width, height)]
         _add_others(out, whole, box, shape, size, per_concept)
