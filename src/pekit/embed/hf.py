@@ -61,7 +61,11 @@ class _StopForwardError(Exception):
 
 
 def _local_digest(directory: Path) -> str:
-    """Cheap content digest of a local checkpoint: config + size, head and tail of weights."""
+    """Cheap content digest of a local checkpoint: config + size, head and tail of weights.
+
+    Not every byte: that would cost seconds per GB at each load, and a new digest would lock
+    out the memories made with the old one. Two checkpoints differing only in the middle of
+    a weights file share it (docs/backends.md says to give them memories of their own)."""
     h = hashlib.sha256()
     for path in sorted(directory.iterdir()):
         if path.name == "config.json":
