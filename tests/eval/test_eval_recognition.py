@@ -407,3 +407,23 @@ def test_a_dataset_without_shared_categories_says_how_to_get_the_hard_negatives(
     run = run_recognition(load_dataset(f"folder:{shared}"), FakePipeline(threshold=0.6), refs=(1,), seeds=1,
                           progress=False)
     assert not any("same-category" in w for w in run.warnings)
+
+
+def test_reference_views_are_made_from_the_photo_as_introduce_makes_them(folder_dataset: Path):
+    """Each reference view gets its photo (not the cached grid alone), as `introduce` gives it:
+    a black-and-white reference then takes no part in colour, and a segmenter sees the box."""
+
+    class Recording(FakePipeline):
+        def __init__(self) -> None:
+            super().__init__(threshold=0.6)
+            self.images: list = []
+
+        def reference(self, grid, *, box=None, mask=None, image=None, category=""):
+            self.images.append(image)
+            return super().reference(grid, box=box, mask=mask, image=image, category=category)
+
+    pipe = Recording()
+    run_recognition(load_dataset(f"folder:{folder_dataset}"), pipe, refs=(1,), seeds=1, progress=False)
+    assert pipe.images and all(isinstance(im, np.ndarray) and im.shape == (12, 16, 3) for im in pipe.images)
+    reds = [im for im in pipe.images if (im[1:, 1:] == (255, 0, 0)).all()]
+    assert reds, "the red concept's reference photo itself reached reference()"

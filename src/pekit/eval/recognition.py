@@ -301,13 +301,17 @@ def reference_view(pipeline: Any, grid: PatchGrid, *, extractor: str = "saliency
     saliency map, or the preset's detector from ``category`` when it has one); ``box``: the
     ground-truth ``box`` of the photo (refined by saliency, as a user's drawn box is);
     ``full``: the whole photo as the region; detector extractors: the detector's best box
-    for ``category``. ``zoomed``: the photo's `Pipeline.zoom_out_grid` when the pipeline
-    keeps zoomed-out views.
+    for ``category``. ``image``: the photo, given to `Pipeline.reference` as `introduce`
+    gives it (a black-and-white one's view then takes no part in colour; a box is segmented
+    by the preset's segmenter). ``zoomed``: the photo's `Pipeline.zoom_out_grid` when the
+    pipeline keeps zoomed-out views.
     """
     more: dict[str, Any] = {} if zoomed is None else {"zoomed": zoomed}
+    if image is not None:  # as `introduce` gives it: a black-and-white photo's view then carries no colour
+        more["image"] = image
     if extractor == "saliency":  # the library's default: with the preset's own detector, when it has one
         if getattr(pipeline, "detector", None) is not None and image is not None and category:
-            more.update(image=image, category=category)
+            more.update(category=category)
         return pipeline.reference(grid, **more)
     if extractor == "box":
         if box is None:
@@ -382,12 +386,11 @@ def _reference_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cach
 def isolate(pipeline: Any, cache: GridCache, sha1: str, path: Path, grid: PatchGrid, *, extractor: str = "saliency",
             category: str = "", detector: Any = None, box: np.ndarray | None = None) -> tuple[Any, bool]:
     """One reference photo's view (`reference_view`) with what the pipeline needs beside its
-    grid: the photo itself for a detector (the extractor's, or the preset's own), and its
-    zoomed-out pass (cached beside the grid) when the pipeline keeps zoomed-out views. Returns
+    grid: the photo itself (for a detector, a segmenter, the view's colour and whether it is
+    black and white), and its zoomed-out pass (cached beside the grid) when the pipeline keeps zoomed-out views. Returns
     ``(view, whole)``: ``whole`` when no object was found and the whole photo stands in."""
     zoom = int(getattr(getattr(pipeline, "config", None), "reference_zoom_out", 0) or 0)
-    own = extractor == "saliency" and getattr(pipeline, "detector", None) is not None and bool(category)
-    image = load_image(path) if detector is not None or own or zoom >= 2 else None
+    image = load_image(path)  # what `introduce` has: the detector's input, the zoomed-out pass, grey or not
     zoomed = None
     if zoom >= 2 and image is not None:  # the zoomed-out pass, cached beside the photo's grid
         zoomed = cache.grid(f"{sha1}-zoom{zoom}{pipeline.zoom_out_mode}", partial(pipeline.zoom_out_grid, image))
@@ -395,7 +398,7 @@ def isolate(pipeline: Any, cache: GridCache, sha1: str, path: Path, grid: PatchG
         return reference_view(pipeline, grid, extractor=extractor, image=image, category=category, detector=detector,
                               box=box, zoomed=zoomed), False
     except NothingFoundError:
-        return reference_view(pipeline, grid, extractor="full", zoomed=zoomed), True
+        return reference_view(pipeline, grid, extractor="full", image=image, zoomed=zoomed), True
 
 
 def _random_galleries(c: int, n: int, seed: list[int]) -> list[np.ndarray]:
