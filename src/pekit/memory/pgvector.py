@@ -28,30 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from pekit.errors import (
-    BackboneMismatchError,
-    ConceptNotFoundError,
+from pekit.errors import (  # those marked F401 are named by the docstrings' Raises: (the API page links them)
+    BackboneMismatchError,  # noqa: F401
+    ConceptNotFoundError,  # noqa: F401
     DuplicateConceptError,
     InvalidInputError,
     MemoryFileError,
 )
-from pekit.memory._codec import (
-    backbone_key,
-    check_new_name,
-    check_storable,
-    check_threshold,
-    clean_name,
-    clean_namespace,
-    dump_meta,
-    from_blob,
-    name_key,
-    not_found_message,
-    to_blob,
-    unit_rows,
-)
+from pekit.memory._codec import backbone_key, clean_namespace, dump_meta, from_blob, name_key, to_blob
 from pekit.memory._pg_schema import advisory_key
 from pekit.memory._pgconn import PgConnection
 from pekit.memory._search import check_queries, exact_search, no_results
+from pekit.memory._store import Row, StoreBase, cached, numbered, split_views
 from pekit.memory.base import ConceptSummary
 from pekit.types import Concept
 
@@ -66,15 +54,11 @@ EF_SEARCH = 400  # recall@1 1.000 on the 10^5-view album of benchmarks/memory_sc
 _COLUMNS = "id, namespace, name, category, context, threshold, created, updated, meta"
 
 
-def _show(backbone: str) -> str:
-    return repr(backbone) if backbone else "'' (no fingerprint)"
-
-
 def _vectors(arrays: list[np.ndarray]) -> np.ndarray:
     return np.stack(arrays).astype(np.float32)
 
 
-class PgvectorMemory:
+class PgvectorMemory(StoreBase):
     """`MemoryStore` on a PostgreSQL database with the pgvector extension.
 
     Args:
@@ -97,37 +81,21 @@ class PgvectorMemory:
     may open the same database.
     """
 
+    _db: PgConnection
+    _called = "memory"
+
     def __init__(self, uri: str, *, schema: str | None = None, read_only: bool = False,
                  store_images: bool = False, timeout: float = 5.0, must_exist: bool = False,
                  skip_damaged: bool = False, ann: bool = False) -> None:
-        self._db = PgConnection(uri, schema=schema, read_only=bool(read_only), timeout=float(timeout),
-                                must_exist=bool(must_exist))
-        self.uri = self._db.label
+        db = PgConnection(uri, schema=schema, read_only=bool(read_only), timeout=float(timeout),
+                          must_exist=bool(must_exist))
+        super().__init__(db, store_images=store_images, skip_damaged=skip_damaged)
         self.schema = self._db.schema
-        self.store_images = bool(store_images)
-        self.skip_damaged = bool(skip_damaged)
         self.ann = bool(ann)
         self._indexed: set[str] = set()  # namespaces whose HNSW index is known to be valid
         self._sizes: dict[str, tuple[int, int]] = {}  # namespace -> (generation, views)
-        self._views: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # namespace -> (generation, owners, views)
 
-    # ---- properties ------------------------------------------------------------------
-    def _meta(self, cur: Any) -> dict[str, str]:
-        return dict(cur.execute("SELECT key, value FROM meta").fetchall())
-
-    @property
-    def backbone(self) -> str | None:
-        """Fingerprint of the backbone whose vectors the store holds (None while empty)."""
-        with self._db.transaction("read the backbone", write=False) as cur:
-            return self._meta(cur).get("backbone")
-
-    @property
-    def dim(self) -> int | None:
-        """Width ``d`` of the stored vectors (None while empty)."""
-        with self._db.transaction("read the dimension", write=False) as cur:
-            value = self._meta(cur).get("dim")
-        return None if value is None else int(value)
-
+    # ---- properties (backbone, dim: StoreBase) ---------------------------------------
     @property
     def read_only(self) -> bool:
         """True when opened with ``read_only=True``."""
@@ -144,11 +112,8 @@ class PgvectorMemory:
         where, params = "namespace = %s", [namespace]
         if name:
             where, params = "namespace = %s AND concept_id = %s", [namespace, rows[0][0]]
-        views: dict[int, list[np.ndarray]] = {}
-        negatives: dict[int, list[np.ndarray]] = {}
         sql = f"SELECT concept_id, idx, embedding FROM views WHERE {where} ORDER BY concept_id, idx"
-        for cid, idx, vector in cur.execute(sql, params):
-            (views if idx >= 0 else negatives).setdefault(cid, []).append(vector)
+        views, negatives = split_views(cur.execute(sql, params))
         blobs: dict[int, tuple[int, bytes]] = {}
         if parts:
             sql = f"SELECT concept_id, rows, vectors FROM parts WHERE {where}"
@@ -161,7 +126,7 @@ class PgvectorMemory:
                 id=int(cid), namespace=ns, name=cname, category=category, context=context, threshold=threshold,
                 created=created, updated=updated, meta=meta, backbone=backbone, views=_vectors(views[cid]),
                 parts=None if part is None else from_blob(part[1], dim=len(views[cid][0])),
-                negatives=None if not negs else _vectors(negs[::-1]),
+                negatives=None if not negs else _vectors(negs),
             ))
         return out
 
@@ -179,7 +144,7 @@ class PgvectorMemory:
                               (namespace, name_key(name))).fetchone()
             found = self._load(cur, namespace, name=str(row[0])) if row else []
         if not found:
-            raise ConceptNotFoundError(not_found_message(name, namespace, self._names(cur, namespace)))
+            raise self._not_found(cur, namespace, name)
         return found[0]
 
     def concepts(self, *, namespace: str = "default") -> list[Concept]:
@@ -239,12 +204,6 @@ class PgvectorMemory:
     def _names(self, cur: Any, namespace: str) -> list[str]:
         return [r[0] for r in cur.execute("SELECT name FROM concepts WHERE namespace = %s ORDER BY id", (namespace,))]
 
-    def names(self, *, namespace: str = "default") -> list[str]:
-        """Names of a namespace's concepts, ordered by id (reads no vectors)."""
-        namespace = clean_namespace(namespace)
-        with self._db.transaction("list names", write=False) as cur:
-            return self._names(cur, namespace)
-
     def count(self, namespace: str | None = None) -> int:
         """Number of concepts in ``namespace`` (all namespaces when None)."""
         with self._db.transaction("count concepts", write=False) as cur:
@@ -252,11 +211,6 @@ class PgvectorMemory:
                 return int(cur.execute("SELECT COUNT(*) FROM concepts").fetchone()[0])
             namespace = clean_namespace(namespace)
             return int(cur.execute("SELECT COUNT(*) FROM concepts WHERE namespace = %s", (namespace,)).fetchone()[0])
-
-    def namespaces(self) -> list[str]:
-        """Namespaces holding at least one concept, sorted."""
-        with self._db.transaction("list namespaces", write=False) as cur:
-            return [r[0] for r in cur.execute("SELECT DISTINCT namespace FROM concepts ORDER BY namespace")]
 
     def images(self, name: str, *, namespace: str = "default") -> list[bytes]:
         """Encoded reference photos kept for a concept (empty unless added with ``store_images``)."""
@@ -291,7 +245,7 @@ class PgvectorMemory:
             generation = int(row[1] or 0)
             large = self._views_in(cur, namespace, generation) >= ANN_MIN_VIEWS
             if large and not self.ann:
-                _, owners, views = self._cached_views(cur, namespace, generation)
+                owners, views = self._cached_views(cur, namespace, generation)
             elif large and not self._has_index(cur, namespace):
                 build = not self.read_only
             if not large or (self.ann and not build):
@@ -319,22 +273,18 @@ class PgvectorMemory:
 
     def _views_in(self, cur: Any, namespace: str, generation: int) -> int:
         """Views of ``namespace`` (counted again only after a write to it)."""
-        known = self._sizes.get(namespace)
-        if known is None or known[0] != generation:
-            n = int(cur.execute("SELECT COUNT(*) FROM views WHERE namespace = %s AND idx >= 0",
-                                (namespace,)).fetchone()[0])
-            known = self._sizes[namespace] = (generation, n)
-        return known[1]
+        sql = "SELECT COUNT(*) FROM views WHERE namespace = %s AND idx >= 0"
+        return cached(self._sizes, namespace, generation, lambda: int(cur.execute(sql, (namespace,)).fetchone()[0]))
 
-    def _cached_views(self, cur: Any, namespace: str, generation: int) -> tuple[int, np.ndarray, np.ndarray]:
-        """``(generation, owners (N,), views (N, d))`` of ``namespace``, fetched again after a write."""
-        cached = self._views.get(namespace)
-        if cached is None or cached[0] != generation:
+    def _cached_views(self, cur: Any, namespace: str, generation: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(owners (N,), views (N, d))`` of ``namespace``, fetched again after a write."""
+
+        def fetch() -> tuple[np.ndarray, np.ndarray]:
             sql = "SELECT concept_id, embedding FROM views WHERE namespace = %s AND idx >= 0 ORDER BY concept_id, idx"
             rows = cur.execute(sql, (namespace,)).fetchall()
-            owners = np.array([r[0] for r in rows], np.int64)
-            cached = self._views[namespace] = (generation, owners, _vectors([r[1] for r in rows]))
-        return cached
+            return np.array([r[0] for r in rows], np.int64), _vectors([r[1] for r in rows])
+
+        return cached(self._views, namespace, generation, fetch)
 
     def _literal(self, namespace: str) -> str:
         from psycopg import sql
@@ -375,26 +325,6 @@ class PgvectorMemory:
         return time.perf_counter() - start
 
     # ---- writes ----------------------------------------------------------------------
-    @staticmethod
-    def _key(name: str, namespace: str) -> tuple[str, str]:
-        return clean_name(name), clean_namespace(namespace)
-
-    def _prepared(self, concept: Concept) -> Concept:
-        """Validated copy: clean name/namespace, unit-norm float32 vectors, checked fields."""
-        name, namespace = self._key(concept.name, concept.namespace)
-        views = unit_rows(concept.views, what="views")
-        d = views.shape[1]
-        parts = None if concept.parts is None else unit_rows(concept.parts, what="parts", dim=d)
-        negatives = None if concept.negatives is None else unit_rows(concept.negatives, what="negatives", dim=d)
-        import json
-
-        return dataclasses.replace(
-            concept, name=name, namespace=namespace, views=views, parts=parts, negatives=negatives,
-            threshold=check_threshold(concept.threshold), meta=json.loads(dump_meta(concept.meta)),
-            backbone=check_storable(concept.backbone or "", "backbone fingerprint"),
-            category=check_storable(concept.category, "category"), context=check_storable(concept.context, "context"),
-        )
-
     def _check_backbone(self, cur: Any, concept: Concept) -> None:
         """Record the backbone on the first add (or into an empty store); refuse another one.
 
@@ -421,41 +351,22 @@ class PgvectorMemory:
                                 "SET value = EXCLUDED.value", [("backbone", want[0]), ("dim", want[1])])
                 cur.execute(f"ALTER TABLE views ALTER COLUMN embedding TYPE vector({int(concept.dim)})")
             return
-        if backbone_key(concept.backbone) != backbone_key(meta["backbone"]):
-            raise BackboneMismatchError(
-                f"memory {self.uri} holds vectors from backbone {_show(meta['backbone'])}, but concept "
-                f"{concept.name!r} was embedded with {_show(concept.backbone)}; vectors from different "
-                "backbones cannot be compared. Use a different memory for this backbone, or re-introduce "
-                f"{concept.name!r} with backbone {_show(meta['backbone'])}"
-            )
-        if str(concept.dim) != meta["dim"]:
-            raise InvalidInputError(
-                f"views of {concept.name!r} have {concept.dim} dimensions but memory {self.uri} holds "
-                f"{meta['dim']}-dimensional vectors from the same backbone; check how they were computed"
-            )
+        self._refuse_other_space(concept, meta["backbone"], meta["dim"], dim_differs=str(concept.dim) != meta["dim"])
 
     def _write_vectors(self, cur: Any, cid: int, c: Concept) -> None:
         cur.execute("DELETE FROM views WHERE concept_id = %s", (cid,))
         cur.execute("DELETE FROM parts WHERE concept_id = %s", (cid,))
-        rows = [(cid, c.namespace, i, v) for i, v in enumerate(c.views)]
-        rows += [(cid, c.namespace, -1 - i, v) for i, v in enumerate([] if c.negatives is None else c.negatives)]
+        rows = [(cid, c.namespace, idx, v) for idx, v in numbered(c.views, c.negatives)]
         cur.executemany("INSERT INTO views (concept_id, namespace, idx, embedding) VALUES (%s, %s, %s, %b)", rows)
         if c.parts is not None:
             cur.execute("INSERT INTO parts (concept_id, namespace, rows, vectors) VALUES (%s, %s, %s, %s)",
                         (cid, c.namespace, len(c.parts), to_blob(c.parts)))
 
-    def _same_name(self, cur: Any, namespace: str, name: str, exclude: int = -1) -> tuple[int, float, str] | None:
+    def _same_name(self, cur: Any, namespace: str, name: str, exclude: int = -1) -> Row | None:
         """``(id, created, stored name)`` of the concept whose name equals ``name`` ignoring case (locked)."""
         sql = "SELECT id, created, name FROM concepts WHERE namespace = %s AND name_key = %s AND id <> %s FOR UPDATE"
         row = cur.execute(sql, (namespace, name_key(name), exclude)).fetchone()
         return None if row is None else (int(row[0]), float(row[1]), str(row[2]))
-
-    def _duplicate(self, c: Concept, stored: str) -> DuplicateConceptError:
-        same = "" if stored == c.name else f" (names are compared ignoring case: '{stored}' exists)"
-        return DuplicateConceptError(
-            f"a concept named {c.name!r} already exists in namespace {c.namespace!r}{same}; pass "
-            "replace=True (CLI: --replace) to overwrite it, or choose another name"
-        )
 
     def add(self, concept: Concept, *, replace: bool = False, images: Sequence[bytes] | None = None) -> Concept:
         """Insert ``concept`` (or, with ``replace``, overwrite the one of that name, keeping its id).
@@ -489,14 +400,9 @@ class PgvectorMemory:
 
     def _add(self, cur: Any, c: Concept, replace: bool, images: Sequence[bytes] | None) -> Concept:
         """Insert or replace one prepared concept inside an open write transaction."""
-        self._check_backbone(cur, c)
-        row = self._same_name(cur, c.namespace, c.name)
-        if row is None or row[2] != c.name:
-            check_new_name(c.name)  # a new name; one stored by an earlier version may be longer
+        row = self._check_add(cur, c, replace)
         now = time.time()
         values = (c.name, name_key(c.name), c.category, c.context, c.threshold, now, dump_meta(c.meta))
-        if row is not None and not replace:
-            raise self._duplicate(c, row[2])
         if row is not None:
             cid, created = row[0], row[1]
             cur.execute("UPDATE concepts SET name = %s, name_key = %s, category = %s, context = %s, "
@@ -540,10 +446,9 @@ class PgvectorMemory:
         def read_change_write(cur: Any) -> Concept:
             locked = self._same_name(cur, namespace, name)  # SELECT ... FOR UPDATE: writers queue here
             if locked is None:
-                raise ConceptNotFoundError(not_found_message(name, namespace, self._names(cur, namespace)))
+                raise self._not_found(cur, namespace, name)
             stored = self._find(cur, namespace, locked[2])  # READ COMMITTED: read after the lock
-            new = dataclasses.replace(change(stored), id=stored.id, namespace=stored.namespace)
-            written = self._update(cur, self._prepared(new))
+            written = self._update(cur, self._changed(stored, change))
             if drop_images:
                 cur.execute("DELETE FROM images WHERE concept_id = %s", (stored.id,))
             return written
@@ -568,20 +473,7 @@ class PgvectorMemory:
         else:
             sql = "SELECT id, created, name FROM concepts WHERE namespace = %s AND name = %s FOR UPDATE"
             row = cur.execute(sql, (c.namespace, c.name)).fetchone()
-        if row is None:
-            what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r}"
-            raise ConceptNotFoundError(
-                f"no concept {what} in namespace {c.namespace!r} to update; use add() to store a new concept"
-            )
-        cid, created = int(row[0]), float(row[1])
-        if row[2] != c.name:
-            check_new_name(c.name)  # a rename
-        self._check_backbone(cur, c)
-        if self._same_name(cur, c.namespace, c.name, exclude=cid):
-            raise DuplicateConceptError(
-                f"cannot rename concept {cid} to {c.name!r}: that name is taken in namespace "
-                f"{c.namespace!r}; remove the other concept first or choose another name"
-            )
+        cid, created = self._check_update(cur, c, row)
         now = time.time()
         cur.execute("UPDATE concepts SET name = %s, name_key = %s, category = %s, context = %s, threshold = %s, "
                     "updated = %s, meta = %s::json WHERE id = %s AND namespace = %s",
@@ -598,7 +490,7 @@ class PgvectorMemory:
             row = cur.execute("DELETE FROM concepts WHERE namespace = %s AND name_key = %s RETURNING id, name",
                               (namespace, name_key(name))).fetchone()
             if row is None:
-                raise ConceptNotFoundError(not_found_message(name, namespace, self._names(cur, namespace)))
+                raise self._not_found(cur, namespace, name)
             return str(row[1])
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -606,13 +498,3 @@ class PgvectorMemory:
         """Close the connection; further calls raise `MemoryStoreError`. Safe to call twice."""
         self._db.close()
         self._views.clear()
-
-    def __enter__(self) -> PgvectorMemory:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        mode = ", read_only=True" if self.read_only else ""
-        return f"PgvectorMemory({self.uri!r}{mode})"

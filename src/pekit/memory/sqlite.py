@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sqlite3
@@ -30,32 +29,20 @@ from typing import Any
 
 import numpy as np
 
-from pekit.errors import (
-    BackboneMismatchError,
-    ConceptNotFoundError,
-    DuplicateConceptError,
-    InvalidInputError,
+from pekit.errors import (  # those marked F401 are named by the docstrings' Raises: (the API page links them)
+    BackboneMismatchError,  # noqa: F401
+    ConceptNotFoundError,  # noqa: F401
+    DuplicateConceptError,  # noqa: F401
+    InvalidInputError,  # noqa: F401
     MemoryFileError,
     MemoryStoreError,
 )
-from pekit.memory._codec import (
-    backbone_key,
-    check_new_name,
-    check_storable,
-    check_threshold,
-    clean_name,
-    clean_namespace,
-    dump_meta,
-    name_key,
-    not_found_message,
-    printable,
-    to_blob,
-    unit_rows,
-)
+from pekit.memory._codec import clean_namespace, dump_meta, name_key, printable, to_blob
 from pekit.memory._db import SqliteFile
 from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, decode_vectors, find_damaged, stored_settings
 from pekit.memory._schema import has_generations
 from pekit.memory._search import check_queries, exact_search
+from pekit.memory._store import UNSEEN, Row, StoreBase, cached, numbered, split_views
 from pekit.memory.base import ConceptSummary
 from pekit.types import Concept
 
@@ -64,12 +51,7 @@ __all__ = ["SqliteMemory"]
 logger = logging.getLogger(__name__)
 
 
-
-def _show(backbone: str) -> str:
-    return repr(backbone) if backbone else "'' (no fingerprint)"
-
-
-class SqliteMemory:
+class SqliteMemory(StoreBase):
     """`MemoryStore` on one SQLite file; ``":memory:"`` keeps it in this process only.
 
     Args:
@@ -94,6 +76,9 @@ class SqliteMemory:
         (0, None)
     """
 
+    _db: SqliteFile
+    _called = "memory file"
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -106,32 +91,13 @@ class SqliteMemory:
     ) -> None:
         raw = os.fspath(path)
         file = None if raw in (":memory:", "memory://") else Path(raw).expanduser().absolute()
-        self._db = SqliteFile(file, read_only=bool(read_only), timeout=float(timeout), must_exist=bool(must_exist))
-        self.uri = self._db.label
-        self.store_images = bool(store_images)
-        self.skip_damaged = bool(skip_damaged)
-        self._views: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # search: ns -> (generation, ids, views)
+        db = SqliteFile(file, read_only=bool(read_only), timeout=float(timeout), must_exist=bool(must_exist))
+        super().__init__(db, store_images=store_images, skip_damaged=skip_damaged)
 
     def _transaction(self, action: str, *, write: bool) -> AbstractContextManager[sqlite3.Connection]:
         return self._db.transaction(action, write=write)
 
-    # ---- properties ------------------------------------------------------------------
-    def _meta(self, conn: sqlite3.Connection) -> dict[str, str]:
-        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
-
-    @property
-    def backbone(self) -> str | None:
-        """Fingerprint of the backbone whose vectors the store holds (None while empty)."""
-        with self._transaction("read the backbone", write=False) as conn:
-            return self._meta(conn).get("backbone")
-
-    @property
-    def dim(self) -> int | None:
-        """Width ``d`` of the stored vectors (None while empty)."""
-        with self._transaction("read the dimension", write=False) as conn:
-            value = self._meta(conn).get("dim")
-        return None if value is None else int(value)
-
+    # ---- properties (backbone, dim: StoreBase) ---------------------------------------
     @property
     def read_only(self) -> bool:
         """True when opened with ``read_only=True`` (or ``mode=ro``)."""
@@ -155,14 +121,11 @@ class SqliteMemory:
         if not rows:
             return []
         dim, backbone = stored_settings(conn, self.uri)
-        views: dict[int, list[bytes]] = {}
-        negatives: dict[int, list[bytes]] = {}  # stored as views with idx -1, -2, ...
-        for cid, idx, blob in conn.execute(
+        views, negatives = split_views(conn.execute(
             f"SELECT v.concept_id, v.idx, v.vector FROM views v JOIN concepts c ON c.id = v.concept_id "
             f"WHERE {where} ORDER BY v.concept_id, v.idx",
             params,
-        ):
-            (views if idx >= 0 else negatives).setdefault(cid, []).append(blob)
+        ))
         parts = dict(conn.execute(
             f"SELECT p.concept_id, p.vectors FROM parts p JOIN concepts c ON c.id = p.concept_id WHERE {where}",
             params,
@@ -171,7 +134,7 @@ class SqliteMemory:
         for row in rows:
             try:
                 out.append(decode_concept(row, views.get(row[0]), parts.get(row[0]), dim, backbone,
-                                          negatives.get(row[0], [])[::-1]))
+                                          negatives.get(row[0], [])))
             except DamagedRowError as exc:
                 self._damaged(row[0], row[1], row[2], str(exc))
         return out
@@ -213,14 +176,7 @@ class SqliteMemory:
         sql = "SELECT name FROM concepts WHERE namespace = ? ORDER BY id"
         return [r[0] for r in conn.execute(sql, (namespace,))]
 
-    def names(self, *, namespace: str = "default") -> list[str]:
-        """Names of a namespace's concepts, ordered by id (reads no vectors)."""
-        namespace = clean_namespace(namespace)
-        with self._transaction("list names", write=False) as conn:
-            return self._names(conn, namespace)
-
-    def _same_name(self, conn: sqlite3.Connection, namespace: str, name: str,
-                   exclude: int = -1) -> tuple[int, float, str] | None:
+    def _same_name(self, conn: sqlite3.Connection, namespace: str, name: str, exclude: int = -1) -> Row | None:
         """``(id, created, stored name)`` of the concept whose name equals ``name`` ignoring case."""
         key = name_key(name)
         sql = "SELECT id, created, name FROM concepts WHERE namespace = ? AND id != ? ORDER BY name != ?, id"
@@ -248,7 +204,7 @@ class SqliteMemory:
             same = self._same_name(conn, namespace, name)
             found = self._load(conn, "c.id = ?", (same[0],)) if same else []
         if not found:
-            raise ConceptNotFoundError(not_found_message(name, namespace, self._names(conn, namespace)))
+            raise self._not_found(conn, namespace, name)
         return found[0]
 
     def concepts(self, *, namespace: str = "default") -> list[Concept]:
@@ -335,11 +291,6 @@ class SqliteMemory:
             sql = "SELECT COUNT(*) FROM concepts WHERE namespace = ?"
             return int(conn.execute(sql, (namespace,)).fetchone()[0])
 
-    def namespaces(self) -> list[str]:
-        """Namespaces holding at least one concept, sorted."""
-        with self._transaction("list namespaces", write=False) as conn:
-            return [r[0] for r in conn.execute("SELECT DISTINCT namespace FROM concepts ORDER BY namespace")]
-
     def summaries(self, *, namespace: str = "default") -> list[ConceptSummary]:
         """Names, categories, context and view counts of a namespace, ordered by id; no vectors.
 
@@ -405,22 +356,17 @@ class SqliteMemory:
         [[1, 1]]
         """
         namespace = clean_namespace(namespace)
-        generation = self.generation(namespace)
-        cached = self._views.get(namespace)
-        if cached is None or cached[0] != generation:
+
+        def stacked() -> tuple[np.ndarray, np.ndarray]:
             concepts = self.matchable(namespace=namespace)
             ids = np.repeat(np.array([c.id for c in concepts], np.int64), [len(c.views) for c in concepts])
-            views = np.concatenate([c.views for c in concepts]) if concepts else np.zeros((0, 0), np.float32)
-            cached = self._views[namespace] = (generation, ids, views)
-        _, ids, views = cached
+            return ids, np.concatenate([c.views for c in concepts]) if concepts else np.zeros((0, 0), np.float32)
+
+        ids, views = cached(self._views, namespace, self.generation(namespace), stacked)
         q, k = check_queries(queries, k, views.shape[1] if len(ids) else None)
         return exact_search(views, ids, q, k=k)
 
     # ---- writes ----------------------------------------------------------------------
-    @staticmethod
-    def _key(name: str, namespace: str) -> tuple[str, str]:
-        return clean_name(name), clean_namespace(namespace)
-
     def _check_backbone(self, conn: sqlite3.Connection, concept: Concept) -> None:
         """Record the backbone on the first add (or into an empty store); refuse another one."""
         meta, dim = self._meta(conn), concept.dim
@@ -433,45 +379,19 @@ class SqliteMemory:
                 [("backbone", concept.backbone), ("dim", str(dim))],
             )
             return
-        if backbone_key(concept.backbone) != backbone_key(meta["backbone"]):
-            raise BackboneMismatchError(
-                f"memory file {self.uri} holds vectors from backbone {_show(meta['backbone'])}, but "
-                f"concept {concept.name!r} was embedded with {_show(concept.backbone)}; vectors from "
-                "different backbones cannot be compared. Use a different memory file for this "
-                f"backbone, or re-introduce {concept.name!r} with backbone {_show(meta['backbone'])}"
-            )
-        if dim != int(meta["dim"]):
-            raise InvalidInputError(
-                f"views of {concept.name!r} have {dim} dimensions but memory file {self.uri} holds "
-                f"{meta['dim']}-dimensional vectors from the same backbone; check how they were computed"
-            )
+        self._refuse_other_space(concept, meta["backbone"], meta["dim"], dim_differs=dim != int(meta["dim"]))
 
     def _write_vectors(self, conn: sqlite3.Connection, cid: int, views: np.ndarray,
                        parts: np.ndarray | None, negatives: np.ndarray | None = None) -> None:
         conn.execute("DELETE FROM views WHERE concept_id = ?", (cid,))
         conn.execute("DELETE FROM parts WHERE concept_id = ?", (cid,))
-        rows = [(cid, i, to_blob(row)) for i, row in enumerate(views)]
-        rows += [(cid, -1 - i, to_blob(row)) for i, row in enumerate([] if negatives is None else negatives)]
+        rows = [(cid, idx, to_blob(row)) for idx, row in numbered(views, negatives)]
         conn.executemany("INSERT INTO views (concept_id, idx, vector) VALUES (?, ?, ?)", rows)
         if parts is not None:
             conn.execute(
                 "INSERT INTO parts (concept_id, rows, vectors) VALUES (?, ?, ?)",
                 (cid, len(parts), to_blob(parts)),
             )
-
-    def _prepared(self, concept: Concept) -> Concept:
-        """Validated copy: clean name/namespace, unit-norm float32 vectors, checked fields."""
-        name, namespace = self._key(concept.name, concept.namespace)
-        views = unit_rows(concept.views, what="views")
-        parts = None if concept.parts is None else unit_rows(concept.parts, what="parts", dim=views.shape[1])
-        negatives = None if concept.negatives is None else unit_rows(concept.negatives, what="negatives",
-                                                                     dim=views.shape[1])
-        return dataclasses.replace(
-            concept, name=name, namespace=namespace, views=views, parts=parts, negatives=negatives,
-            threshold=check_threshold(concept.threshold), meta=json.loads(dump_meta(concept.meta)),
-            backbone=check_storable(concept.backbone or "", "backbone fingerprint"),
-            category=check_storable(concept.category, "category"), context=check_storable(concept.context, "context"),
-        )
 
     def add(
         self, concept: Concept, *, replace: bool = False, images: Sequence[bytes] | None = None
@@ -502,7 +422,7 @@ class SqliteMemory:
         prepared = [self._prepared(c) for c in concepts]
         with self._transaction(f"add {len(prepared)} concepts", write=True) as conn:
             # one scan of each namespace's names, not one per concept
-            known: dict[str, dict[str, tuple[int, float, str]]] = {}
+            known: dict[str, dict[str, Row]] = {}
             for ns in {c.namespace for c in prepared}:
                 rows = conn.execute("SELECT id, created, name FROM concepts WHERE namespace = ?", (ns,))
                 known[ns] = {name_key(n): (int(i), float(t), str(n)) for i, t, n in rows}
@@ -513,27 +433,16 @@ class SqliteMemory:
                 out.append(stored)
             return out
 
-    _UNSEEN = (-1, 0.0, "")
-
     def _add(self, conn: sqlite3.Connection, c: Concept, replace: bool, images: Sequence[bytes] | None,
-             found: tuple[int, float, str] | None = _UNSEEN) -> Concept:
+             found: Row | None = UNSEEN) -> Concept:
         """Insert or replace one prepared concept inside an open write transaction.
 
         ``found``: ``(id, created, name)`` of the stored concept of the same name (or None)
         when the caller looked it up already.
         """
-        self._check_backbone(conn, c)
-        row = self._same_name(conn, c.namespace, c.name) if found == self._UNSEEN else found
-        if row is None or row[2] != c.name:
-            check_new_name(c.name)  # a new name; one stored by an earlier version may be longer
+        row = self._check_add(conn, c, replace, found)
         now = time.time()
         values = (c.category, c.context, c.threshold, now, dump_meta(c.meta))
-        if row is not None and not replace:
-            same = "" if row[2] == c.name else f" (names are compared ignoring case: '{row[2]}' exists)"
-            raise DuplicateConceptError(
-                f"a concept named {c.name!r} already exists in namespace {c.namespace!r}{same}; pass "
-                "replace=True (CLI: --replace) to overwrite it, or choose another name"
-            )
         if row is not None:
             cid, created = row[0], row[1]
             conn.execute(
@@ -590,8 +499,7 @@ class SqliteMemory:
         name, namespace = self._key(name, namespace)
         with self._transaction(f"change concept {name!r}", write=True) as conn:
             stored = self._find(conn, namespace, name)
-            new = dataclasses.replace(change(stored), id=stored.id, namespace=stored.namespace)
-            written = self._update(conn, self._prepared(new))
+            written = self._update(conn, self._changed(stored, change))
             if drop_images:
                 conn.execute("DELETE FROM images WHERE concept_id = ?", (stored.id,))
             return written
@@ -604,20 +512,7 @@ class SqliteMemory:
         else:
             sql = "SELECT id, created, name FROM concepts WHERE namespace = ? AND name = ?"
             row = conn.execute(sql, (c.namespace, c.name)).fetchone()
-        if row is None:
-            what = f"with id {c.id}" if c.id >= 0 else f"named {c.name!r}"
-            what += f" in namespace {c.namespace!r}"
-            raise ConceptNotFoundError(f"no concept {what} to update; use add() to store a new concept")
-        cid, created = int(row[0]), float(row[1])
-        if row[2] != c.name:
-            check_new_name(c.name)  # a rename
-        self._check_backbone(conn, c)
-        clash = self._same_name(conn, c.namespace, c.name, exclude=cid)
-        if clash:
-            raise DuplicateConceptError(
-                f"cannot rename concept {cid} to {c.name!r}: that name is taken in namespace "
-                f"{c.namespace!r}; remove the other concept first or choose another name"
-            )
+        cid, created = self._check_update(conn, c, row)
         now = time.time()
         conn.execute(
             "UPDATE concepts SET namespace = ?, name = ?, category = ?, context = ?, threshold = ?, "
@@ -634,7 +529,7 @@ class SqliteMemory:
         with self._transaction(f"remove concept {name!r}", write=True) as conn:
             row = self._same_name(conn, namespace, name)  # the exact name first, then ignoring case
             if row is None:
-                raise ConceptNotFoundError(not_found_message(name, namespace, self._names(conn, namespace)))
+                raise self._not_found(conn, namespace, name)
             for table in ("views", "parts", "images"):
                 conn.execute(f"DELETE FROM {table} WHERE concept_id = ?", (row[0],))
             conn.execute("DELETE FROM concepts WHERE id = ?", (row[0],))
@@ -645,13 +540,3 @@ class SqliteMemory:
         """Close the file; further calls raise `MemoryStoreError`. Safe to call twice."""
         self._db.close()
         self._views.clear()
-
-    def __enter__(self) -> SqliteMemory:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        mode = ", read_only=True" if self._db.read_only else ""
-        return f"SqliteMemory({self.uri!r}{mode})"
