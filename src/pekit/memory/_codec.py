@@ -1,6 +1,7 @@
-"""Pure helpers of the embedded memory: validation, float32 blobs, JSON meta, name hints.
+"""Pure helpers of the memory stores: validation, float32 blobs, JSON meta, name hints.
 
-Nothing here touches a database; `pekit.memory.sqlite` calls these before and after SQL.
+Nothing here touches a database; both stores (`pekit.memory.sqlite`, `pekit.memory.pgvector`,
+through `pekit.memory._store` too) call these before and after their SQL.
 
 Example:
     >>> import numpy as np
