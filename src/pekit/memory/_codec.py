@@ -25,9 +25,8 @@ from pekit.errors import InvalidInputError
 
 __all__ = [
     "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "backbone_key", "check_new_name", "check_storable", "check_threshold",
-    "clean_name",
-    "clean_namespace", "clean_prose", "clean_text", "dump_meta", "from_blob", "lookalike_key", "name_key",
-    "not_found_message", "printable", "to_blob", "unit_rows",
+    "clean_name", "clean_namespace", "clean_prose", "clean_text", "concept_ids", "dump_meta", "from_blob",
+    "lookalike_key", "name_key", "not_found_message", "printable", "to_blob", "unit_rows",
 ]
 
 _BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines
@@ -198,6 +197,24 @@ def check_storable(value: Any, what: str) -> str:
                                 "UTF-16 pair (an undecodable byte of a file name or command line), which cannot be "
                                 "stored; pass valid UTF-8 text") from None
     return value
+
+
+def concept_ids(ids: Any) -> list[int]:
+    """Stored concept ids (`Concept.id`) asked for, sorted without repeats; `InvalidInputError`
+    for anything that is not a whole number a database can hold (``1.5``, ``"3"``, ``True``).
+
+    >>> concept_ids([3, 1, np.int64(3)])
+    [1, 3]
+    """
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        raise InvalidInputError(f"concept ids must be a list of whole numbers, e.g. [1, 2], but got {ids!r}")
+    out: set[int] = set()
+    for value in ids:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+                or not -(2 ** 63) <= int(value) < 2 ** 63:
+            raise InvalidInputError(f"concept ids must be whole numbers (Concept.id), but got {value!r}")
+        out.add(int(value))
+    return sorted(out)
 
 
 def check_threshold(value: Any) -> float | None:

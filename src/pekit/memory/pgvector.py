@@ -32,10 +32,10 @@ from pekit.errors import (  # those marked F401 are named by the docstrings' Rai
     BackboneMismatchError,  # noqa: F401
     ConceptNotFoundError,  # noqa: F401
     DuplicateConceptError,
-    InvalidInputError,
+    InvalidInputError,  # noqa: F401
     MemoryFileError,
 )
-from pekit.memory._codec import backbone_key, clean_namespace, dump_meta, from_blob, name_key, to_blob
+from pekit.memory._codec import backbone_key, clean_namespace, concept_ids, dump_meta, from_blob, name_key, to_blob
 from pekit.memory._pg_schema import advisory_key
 from pekit.memory._pgconn import PgConnection
 from pekit.memory._search import check_queries, exact_search, no_results
@@ -162,10 +162,7 @@ class PgvectorMemory(StoreBase):
     def parts(self, ids: Sequence[int], *, namespace: str = "default") -> dict[int, np.ndarray]:
         """Part prototypes ``(m, d) float32`` of the concepts ``ids`` *of this namespace*, by id."""
         namespace = clean_namespace(namespace)
-        try:
-            wanted = sorted({int(i) for i in ids})
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"concept ids must be integers, but got {ids!r}") from exc
+        wanted = concept_ids(ids)
         if not wanted:
             return {}
         with self._db.transaction("read parts", write=False) as cur:

@@ -37,7 +37,7 @@ from pekit.errors import (  # those marked F401 are named by the docstrings' Rai
     MemoryFileError,
     MemoryStoreError,
 )
-from pekit.memory._codec import clean_namespace, dump_meta, name_key, printable, to_blob
+from pekit.memory._codec import clean_namespace, concept_ids, dump_meta, name_key, printable, to_blob
 from pekit.memory._db import SqliteFile
 from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, decode_vectors, find_damaged, stored_settings
 from pekit.memory._schema import has_generations
@@ -231,7 +231,7 @@ class SqliteMemory(StoreBase):
         {}
         """
         namespace = clean_namespace(namespace)
-        wanted = sorted({int(i) for i in ids})
+        wanted = concept_ids(ids)
         out: dict[int, np.ndarray] = {}
         if not wanted:
             return out
