@@ -6,10 +6,11 @@ well as with the concept's own parts is not given its name (`pekit.retrieve.cand
 Each correction is recorded in ``meta["corrections"]`` with the photo, the box, the score
 and how many negative rows it added, so that the last one can be taken back exactly.
 
-`corrected` and `uncorrected` are pure steps ``Concept -> Concept``; `Personalizer.correct`
-(which finds the region with the same look as `recognize`) and
-`Personalizer.undo_correction` store what they return. (One more positive view:
-`pekit.extract.views.with_view`. The simulated user of the evaluation: `pekit.eval.feedback`.)
+`corrected` and `uncorrected` are pure steps ``Concept -> Concept``; `correct` (which finds
+the region with the same look as `recognize`) and `undo_correction` store what they return,
+and `add_view` stores one more positive view (`pekit.extract.views.with_view`; a person's:
+`pekit.faces.people.add_face`). Those three take the `Personalizer` first and are what its
+methods of the same names run. (The simulated user of the evaluation: `pekit.eval.feedback`.)
 
 Example:
     >>> import numpy as np
@@ -24,13 +25,23 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pekit.errors import InvalidInputError
-from pekit.types import Concept
+from pekit.errors import InvalidInputError, NothingFoundError
+from pekit.extract.boxes import check_box_on_photo, reference_boxes
+from pekit.extract.views import summarize_parts, view_agreement, with_view
+from pekit.images import ImageInput, describe, load_image, source_name
+from pekit.types import Concept, check_threshold
+
+if TYPE_CHECKING:
+    from pekit.personalizer import Personalizer
+
+# the warnings are the facade's (`add_view`): they keep its logger
+log = logging.getLogger("pekit.personalizer")
 
 __all__ = ["CORRECTIONS", "corrected", "uncorrected"]
 
@@ -75,3 +86,96 @@ def uncorrected(concept: Concept) -> Concept:
     meta = dict(concept.meta)
     meta[CORRECTIONS] = done[:-1]
     return replace(concept, negatives=stored[:rows - last] if rows > last else None, meta=meta)
+
+
+def _boxes_text(boxes: np.ndarray) -> str:
+    """Boxes as a user reads (and types) them: ``40,60,420,500; 500,80,620,300``."""
+    return "; ".join(",".join(str(round(float(v))) for v in b) for b in np.asarray(boxes).reshape(-1, 4))
+
+
+def correct(p: Personalizer, image: ImageInput, name: str, *, box: Any = None,
+            threshold: float | None = None) -> Concept:
+    """`Personalizer.correct`: the region recognized as ``name`` in ``image`` stored as a
+    negative view of ``name`` (see there)."""
+    from pekit.faces import PERSON, concept_kind
+
+    threshold = check_threshold(threshold)  # before the backbone pass, as recognize does
+    concept = p.get(name)
+    if concept_kind(concept) == PERSON:
+        raise InvalidInputError(
+            f"'{concept.name}' is a person, recognized by face, which a correction does not change; if someone "
+            f"else is taken for {concept.name}, introduce that person too (the nearer face wins), or match "
+            "faces more strictly (Personalizer(face_tolerance=...) under the face model's own, e.g. 0.5 for "
+            "dlib's 0.6); the memory was not changed")
+    img = load_image(image)
+    if box is not None:
+        box = reference_boxes([image], [box])[0]
+        check_box_on_photo(box, img.shape[1], img.shape[0], image)
+    p._check_backbone()
+    p._check_writable(f"correct '{concept.name}'")
+    entry = p.galleries.get(p.namespace)
+    gallery = entry.gallery  # what `recognize` matches against
+    k = next((i for i, cid in enumerate(np.asarray(gallery.ids).tolist()) if cid == concept.id), -1)
+    grid = p.pipeline.encode(img, saliency=p.pipeline.query_saliency)
+    scan, named = p.pipeline.named(grid, gallery, threshold=threshold, image=img, labels=entry.categories)
+    hits = [c for c in named if c.concept == k]
+    shown = p.pipeline.drawn_boxes(np.stack([c.xyxy for c in hits]), scan) if hits else np.zeros((0, 4))
+    if not hits:
+        raise NothingFoundError(
+            f"'{concept.name}' was not recognized in {describe(image)}"
+            f"{'' if threshold is None else f' at threshold {float(threshold):g}'}, so there is nothing to "
+            "correct; the memory was not changed")
+    if box is not None:
+        from pekit.retrieve.nms import box_iou
+
+        overlap = box_iou(shown, np.asarray(box)[None])[:, 0]
+        if not overlap.max() > 0:
+            raise NothingFoundError(
+                f"no detection of '{concept.name}' in {describe(image)} overlaps the box "
+                f"{[round(float(v), 1) for v in box]} (it was found at {_boxes_text(shown)}); the memory was "
+                "not changed")
+        pick = int(np.argmax(overlap))
+    elif len(hits) > 1:
+        raise InvalidInputError(
+            f"'{concept.name}' was recognized {len(hits)} times in {describe(image)} ({_boxes_text(shown)}); say "
+            "which one was wrong with box=[x0, y0, x1, y1] (CLI: --box X0,Y0,X1,Y1); the memory was not changed")
+    else:
+        pick = 0
+    wrong = hits[pick]
+    negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], p.pipeline.config.max_parts)
+    # read, change and write in one transaction: a correction or view added meanwhile stays
+    return p.memory.modify(concept.name, lambda now: corrected(
+        now, negative, image=source_name(image), box=shown[pick], score=wrong.score), namespace=p.namespace)
+
+
+def undo_correction(p: Personalizer, name: str) -> Concept:
+    """`Personalizer.undo_correction`: the last correction of ``name`` taken back (`uncorrected`)."""
+    concept = p.get(name)
+    p._check_writable(f"undo a correction of '{concept.name}'")
+    return p.memory.modify(concept.name, uncorrected, namespace=p.namespace)
+
+
+def add_view(p: Personalizer, name: str, image: ImageInput, *, box: Any = None, mask: Any = None) -> Concept:
+    """`Personalizer.add_view`: one more reference view of ``name`` (see there)."""
+    from pekit.faces import PERSON, concept_kind
+
+    concept = p.get(name)
+    p._check_backbone()
+    p._check_writable(f"add a view to '{concept.name}'")
+    if concept_kind(concept) == PERSON:
+        from pekit.faces.people import add_face
+
+        return add_face(p, concept, image, box=box, mask=mask)
+    view = p._views([image], category=concept.category, boxes=None if box is None else [box],
+                    masks=None if mask is None else [mask], adding=True)[0]
+    cfg = p.pipeline.config
+    agreement = view_agreement(concept, view, verify_weight=cfg.verify_weight, colour_weight=cfg.colour_weight,
+                               colour_neutral=cfg.colour_neutral)
+    if agreement is not None and p._low(agreement, concept.threshold):  # as introduce warns of its photos
+        log.warning("'%s': %s matches its other photos at only %.3f (recognition threshold %.2f): is it a photo "
+                    "of %s? Added all the same; if it is not, introduce '%s' again from its own photos (--replace)",
+                    concept.name, describe(image), agreement,
+                    cfg.threshold if concept.threshold is None else concept.threshold, concept.name, concept.name)
+    reference = source_name(image)
+    return p.memory.modify(concept.name, lambda now: with_view(now, view, reference=reference),
+                           namespace=p.namespace)

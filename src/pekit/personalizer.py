@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from pekit import feedback
 from pekit.errors import ConceptNotFoundError, ImageError, InvalidInputError, NothingFoundError
 from pekit.extract.boxes import (
     MIN_BOX_PATCHES,
     MIN_BOX_SIDE,
     check_box_on_grid,
-    check_box_on_photo,
     check_mask,
     check_mask_on_grid,
     reference_boxes,
@@ -39,11 +39,7 @@ from pekit.extract.views import (
     View,
     concept_from_views,
     consistency,
-    summarize_parts,
-    view_agreement,
-    with_view,
 )
-from pekit.feedback import corrected, uncorrected
 from pekit.images import (
     ImageInput,
     NamedImage,
@@ -115,11 +111,6 @@ def _other_parts(boxes: Sequence[Any] | None, i: int, j: int) -> bool:
 
     a, b = (np.asarray(boxes[k], np.float32).reshape(1, 4) for k in (i, j))
     return float(box_iou(a, b)[0, 0]) < 0.9
-
-
-def _boxes_text(boxes: np.ndarray) -> str:
-    """Boxes as a user reads (and types) them: ``40,60,420,500; 500,80,620,300``."""
-    return "; ".join(",".join(str(round(float(v))) for v in b) for b in np.asarray(boxes).reshape(-1, 4))
 
 
 def _clean_category(text: Any) -> str:
@@ -375,9 +366,10 @@ class Personalizer:
         self._check_writable(f"introduce '{name.strip()}'")  # fail before spending backbone passes
         start = time.perf_counter()
         if kind == PERSON:
-            person = self._introduce_person(name, refs, category=category, context=context, boxes=boxes,
-                                            replace=replace, start=start, old=old,
-                                            given=(new_category, new_context))
+            from pekit.faces.people import introduce_person
+
+            person = introduce_person(self, name, refs, category=category, context=context, boxes=boxes,
+                                      replace=replace, start=start, old=old, given=(new_category, new_context))
             return person if old is not None else self._first_of_lookalikes(person)
         views = self.views(refs, category=category, boxes=boxes, masks=masks)
         # do the photos recognize one another? (None for one photo)
@@ -477,87 +469,6 @@ class Personalizer:
         raise DuplicateConceptError(f"'{stored.name}' looks the same as '{earlier[0]}', which was introduced meanwhile "
                                     "(by another process or thread); use that name, or choose another one (the memory "
                                     f"keeps '{earlier[0]}' only)")
-
-    def _introduce_person(self, name: str, refs: Sequence[ImageInput], *, category: str, context: str,
-                          boxes: Sequence[Any] | None, replace: bool, start: float, old: Concept | None,
-                          given: tuple[str | None, str | None]) -> Concept:
-        """Person concept: face vectors in ``meta`` + backbone views of the face regions
-        (``old``: the concept it replaces; ``given``: the category and context passed)."""
-        from pekit.faces import PERSON
-
-        model = self.faces.fingerprint
-        same = name.casefold()
-        stale = [c for c in self.galleries.get(self.namespace).others
-                 if c.meta.get("face_model", "") != model and c.name.casefold() != same]
-        if stale:  # one face model per namespace: recognize compares every person's faces at once
-            from pekit.errors import BackboneMismatchError
-            from pekit.faces import face_spec_hint
-
-            names = ", ".join(f"'{c.name}'" for c in stale)
-            theirs = stale[0].meta.get("face_model", "")
-            if not replace:
-                raise BackboneMismatchError(
-                    f"{names} in this memory {'was' if len(stale) == 1 else 'were'} introduced with face model "
-                    f"'{theirs}', but this Personalizer uses '{model}': faces from different models cannot be "
-                    f"compared. To move to this model, re-introduce {'it' if len(stale) == 1 else 'each of them'} "
-                    f"with it (--replace) first; otherwise {face_spec_hint(theirs)}, or use another memory file "
-                    "or namespace"
-                )
-            log.warning("'%s' now uses face model '%s'; %s still use '%s': recognize refuses the persons of this "
-                        "namespace until each is re-introduced with this model (--replace)", name, model, names, theirs)
-        vectors, face_boxes, views = [], [], []
-        for src, box in zip(refs, reference_boxes(refs, boxes), strict=True):
-            vector, xyxy, view = self._face_view(src, box)
-            vectors.append(vector)
-            face_boxes.append(xyxy)
-            views.append(view)
-        tolerance = self._face_tolerance()
-        apart = [(i, j, float(np.linalg.norm(vectors[i] - vectors[j]))) for i in range(len(vectors))
-                 for j in range(i + 1, len(vectors))]
-        for i, j, distance in apart:
-            if distance > tolerance:  # further apart than one person's faces stay
-                log.warning("'%s': the faces of photos %d and %d (%s, %s) are %.2f apart, more than the %.2f within "
-                            "which faces are one person: are both of %s? (a --box picks the right face in a group)",
-                            name, i + 1, j + 1, describe(refs[i]), describe(refs[j]), distance, tolerance, name)
-        concept = Concept(
-            name=name, views=np.stack([v.embedding for v in views]),
-            parts=np.concatenate([v.parts for v in views]), category=category.strip() or PERSON,
-            context=context.strip(), namespace=self.namespace, backbone=self.pipeline.fingerprint,
-            meta={"kind": PERSON, "face_model": self.faces.fingerprint,
-                  "faces": [[float(x) for x in v] for v in vectors],
-                  "references": [source_name(s) for s in refs],
-                  "boxes": [[round(float(x), 1) for x in b] for b in face_boxes],
-                  "seconds": round(time.perf_counter() - start, 3)},
-        )
-        return self._write_introduced(concept, old, PERSON, *given, replace)
-
-    def _face_view(self, src: ImageInput, box: np.ndarray | None, *,
-                   adding: bool = False) -> tuple[np.ndarray, np.ndarray, Any]:
-        """A person's reference photo: its one face (in ``box``) as ``(face vector, face box,
-        backbone view of the face region)``; errors name the photo and what to do in
-        `introduce`, or in `add_view` (``adding``)."""
-        from pekit.faces import face_reference
-
-        image = load_image(src)
-        if box is not None:
-            check_box_on_photo(box, image.shape[1], image.shape[0], src)
-        try:
-            vector, xyxy = face_reference(self.faces, image, box=box)
-        except (NothingFoundError, InvalidInputError) as exc:
-            if isinstance(exc, NothingFoundError):
-                hint = "" if adding or "no face" not in str(exc) else ", or --kind object (kind='object') for a thing"
-            else:
-                hint = f" to {'add' if adding else 'introduce'} ({'box' if adding else 'boxes'}= in Python)"
-            raise type(exc)(f"{describe(src)}: {exc}{hint}") from exc
-        return vector, xyxy, self.pipeline.reference(self.pipeline.encode(image), box=xyxy)  # matched by face
-
-    def _face_tolerance(self) -> float:
-        """Face distance within which a face is a stored person (`face_tolerance`, else the model's)."""
-        from pekit.faces import FACE_TOLERANCE
-
-        if self.face_tolerance is not None:
-            return float(self.face_tolerance)
-        return float(getattr(self.faces, "tolerance", FACE_TOLERANCE))
 
     # -- stage 2: recognize ----------------------------------------------------------------
     @property
@@ -672,7 +583,9 @@ class Personalizer:
                 timings["backbone"] = timings.get("backbone", 0.0) + time.perf_counter() - t0
         if persons:
             t0 = time.perf_counter()
-            found.append(self._recognize_faces(img, persons))
+            from pekit.faces.people import recognize_faces
+
+            found.append(recognize_faces(self, img, persons))
             if timings is not None:
                 timings["faces"] = timings.get("faces", 0.0) + time.perf_counter() - t0
         if not found:
@@ -681,15 +594,6 @@ class Personalizer:
             return found[0]
         merged = Detections.merge(found)
         return merged[np.argsort(-np.asarray(merged.score), kind="stable")] if len(merged) else merged
-
-    def _recognize_faces(self, img: np.ndarray, persons: list[Concept]) -> Detections:
-        from pekit.faces import FaceGallery, match_faces
-
-        gallery = FaceGallery.from_concepts(persons, self.faces.fingerprint)
-        faces = self.faces.detect(img)
-        if len(faces) == 0:
-            return Detections.empty()
-        return match_faces(faces, self.faces.embed(img, faces.xyxy), gallery, tolerance=self._face_tolerance())
 
     def recognize_video(self, video: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,
                         out: str | os.PathLike | None = None, sheet: str | os.PathLike | None = None,
@@ -916,55 +820,7 @@ class Personalizer:
             InvalidInputError: ``name`` is a person (matched by face, which corrections do not
                 change), recognized several times without a ``box``, or a bad ``box``.
         """
-        from pekit.faces import PERSON, concept_kind
-
-        threshold = check_threshold(threshold)  # before the backbone pass, as recognize does
-        concept = self.get(name)
-        if concept_kind(concept) == PERSON:
-            raise InvalidInputError(
-                f"'{concept.name}' is a person, recognized by face, which a correction does not change; if someone "
-                f"else is taken for {concept.name}, introduce that person too (the nearer face wins), or match "
-                "faces more strictly (Personalizer(face_tolerance=...) under the face model's own, e.g. 0.5 for "
-                "dlib's 0.6); the memory was not changed")
-        img = load_image(image)
-        if box is not None:
-            box = reference_boxes([image], [box])[0]
-            check_box_on_photo(box, img.shape[1], img.shape[0], image)
-        self._check_backbone()
-        self._check_writable(f"correct '{concept.name}'")
-        entry = self.galleries.get(self.namespace)
-        gallery = entry.gallery  # what `recognize` matches against
-        k = next((i for i, cid in enumerate(np.asarray(gallery.ids).tolist()) if cid == concept.id), -1)
-        grid = self.pipeline.encode(img, saliency=self.pipeline.query_saliency)
-        scan, named = self.pipeline.named(grid, gallery, threshold=threshold, image=img, labels=entry.categories)
-        hits = [c for c in named if c.concept == k]
-        shown = self.pipeline.drawn_boxes(np.stack([c.xyxy for c in hits]), scan) if hits else np.zeros((0, 4))
-        if not hits:
-            raise NothingFoundError(
-                f"'{concept.name}' was not recognized in {describe(image)}"
-                f"{'' if threshold is None else f' at threshold {float(threshold):g}'}, so there is nothing to "
-                "correct; the memory was not changed")
-        if box is not None:
-            from pekit.retrieve.nms import box_iou
-
-            overlap = box_iou(shown, np.asarray(box)[None])[:, 0]
-            if not overlap.max() > 0:
-                raise NothingFoundError(
-                    f"no detection of '{concept.name}' in {describe(image)} overlaps the box "
-                    f"{[round(float(v), 1) for v in box]} (it was found at {_boxes_text(shown)}); the memory was "
-                    "not changed")
-            pick = int(np.argmax(overlap))
-        elif len(hits) > 1:
-            raise InvalidInputError(
-                f"'{concept.name}' was recognized {len(hits)} times in {describe(image)} ({_boxes_text(shown)}); say "
-                "which one was wrong with box=[x0, y0, x1, y1] (CLI: --box X0,Y0,X1,Y1); the memory was not changed")
-        else:
-            pick = 0
-        wrong = hits[pick]
-        negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], self.pipeline.config.max_parts)
-        # read, change and write in one transaction: a correction or view added meanwhile stays
-        return self.memory.modify(concept.name, lambda now: corrected(
-            now, negative, image=source_name(image), box=shown[pick], score=wrong.score), namespace=self.namespace)
+        return feedback.correct(self, image, name, box=box, threshold=threshold)
 
     def undo_correction(self, name: str) -> Concept:
         """Take back the last `correct` of ``name`` (a photo of the real one was given by
@@ -974,9 +830,7 @@ class Personalizer:
             ConceptNotFoundError: no concept ``name``.
             InvalidInputError: ``name`` has no correction to undo (nothing changed).
         """
-        concept = self.get(name)
-        self._check_writable(f"undo a correction of '{concept.name}'")
-        return self.memory.modify(concept.name, uncorrected, namespace=self.namespace)
+        return feedback.undo_correction(self, name)
 
     def add_view(self, name: str, image: ImageInput, *, box: Any = None, mask: Any = None) -> Concept:
         """One more reference view of an existing concept (one backbone pass).
@@ -991,63 +845,7 @@ class Personalizer:
             InvalidInputError, NothingFoundError: a bad box, or nothing found (nothing changed;
                 the error says how to pass the photo's box: ``box=`` / ``--box``).
         """
-        from pekit.faces import PERSON, concept_kind
-
-        concept = self.get(name)
-        self._check_backbone()
-        self._check_writable(f"add a view to '{concept.name}'")
-        if concept_kind(concept) == PERSON:
-            return self._add_face(concept, image, box=box, mask=mask)
-        view = self._views([image], category=concept.category, boxes=None if box is None else [box],
-                           masks=None if mask is None else [mask], adding=True)[0]
-        cfg = self.pipeline.config
-        agreement = view_agreement(concept, view, verify_weight=cfg.verify_weight, colour_weight=cfg.colour_weight,
-                                   colour_neutral=cfg.colour_neutral)
-        if agreement is not None and self._low(agreement, concept.threshold):  # as introduce warns of its photos
-            log.warning("'%s': %s matches its other photos at only %.3f (recognition threshold %.2f): is it a photo "
-                        "of %s? Added all the same; if it is not, introduce '%s' again from its own photos (--replace)",
-                        concept.name, describe(image), agreement,
-                        cfg.threshold if concept.threshold is None else concept.threshold, concept.name, concept.name)
-        reference = source_name(image)
-        return self.memory.modify(concept.name, lambda now: with_view(now, view, reference=reference),
-                                  namespace=self.namespace)
-
-    def _add_face(self, concept: Concept, image: ImageInput, *, box: Any, mask: Any) -> Concept:
-        """`add_view` of a person: one more face vector (what recognizes a person), by the
-        rules of `introduce` (one face, or the one face in ``box``), and its backbone view."""
-        from pekit.faces import face_spec_hint
-
-        if mask is not None:
-            raise InvalidInputError("a person is found by face: pass a box (--box) to pick one, not a mask")
-        model, stored = self.faces.fingerprint, concept.meta.get("face_model", "")
-        if stored != model:
-            from pekit.errors import BackboneMismatchError
-
-            raise BackboneMismatchError(
-                f"'{concept.name}' was introduced with face model '{stored}', but this Personalizer uses '{model}': "
-                f"faces from different models cannot be compared; {face_spec_hint(stored)}, or re-introduce "
-                f"'{concept.name}' with this model (--replace)")
-        vector, xyxy, view = self._face_view(image, None if box is None else reference_boxes([image], [box])[0],
-                                             adding=True)
-        reference = source_name(image)
-        stored_faces = np.asarray(concept.meta.get("faces", []), np.float32).reshape(-1, len(vector))
-        if len(stored_faces):  # as `introduce` warns of two photos whose faces are not one person's
-            nearest, tolerance = float(np.linalg.norm(stored_faces - vector, axis=1).min()), self._face_tolerance()
-            if nearest > tolerance:
-                log.warning("'%s': the face in %s is %.2f from the nearest of its %d face(s), more than the %.2f "
-                            "within which faces are one person: is it %s? Added all the same; if not, introduce "
-                            "'%s' again from photos of %s only (--replace)", concept.name, describe(image), nearest,
-                            len(stored_faces), tolerance, concept.name, concept.name, concept.name)
-
-        def add(now: Concept) -> Concept:
-            more = with_view(now, view, reference=reference)
-            meta = dict(more.meta)
-            meta["faces"] = [*now.meta.get("faces", []), [float(x) for x in vector]]
-            # the face's box, as `introduce` records a person's
-            meta["boxes"] = [*now.meta.get("boxes", []), [round(float(x), 1) for x in xyxy]]
-            return dataclasses.replace(more, meta=meta)
-
-        return self.memory.modify(concept.name, add, namespace=self.namespace)
+        return feedback.add_view(self, name, image, box=box, mask=mask)
 
     def _check_writable(self, action: str) -> None:
         """Refuse a write the store would refuse (read-only, or a file nobody may write) before
