@@ -665,67 +665,17 @@ class Personalizer:
         With no LVLM (``lvlm="none"``, the offline presets' default) ``Answer.text`` is
         empty: ``Answer.prompt`` and ``Answer.image`` are what an LVLM would get.
         """
-        if question is None:
-            raise InvalidInputError("ask needs a question, e.g. 'What is Bo doing?'; for a caption use caption()")
-        return self._respond(image, question=question, options=options, threshold=threshold, **generation)
+        from pekit.answer.ask import ask
+
+        return ask(self, image, question, options=options, threshold=threshold, **generation)
 
     def caption(self, image: ImageInput, *, threshold: float | None = None, **generation: Any) -> Answer:
         """A caption that calls the recognized concepts by name (of a photo, or of a video path:
         one caption per scene, in ``Answer.text`` as ``"start-end s: caption"`` lines and in
         ``Answer.meta["scenes"]``)."""
-        if "question" in generation or "options" in generation:
-            raise InvalidInputError("caption takes no question or options; for a question use ask(image, question)")
-        return self._respond(image, question=None, options=None, threshold=threshold, **generation)
+        from pekit.answer.ask import caption
 
-    def _respond(self, image: ImageInput, *, question: str | None, options: dict[str, str] | None,
-                 threshold: float | None, **generation: Any) -> Answer:
-        from pekit.answer import respond
-        from pekit.answer.base import check_generation_options
-        from pekit.prompt import validate_question
-
-        if question is not None:
-            question = validate_question(question)  # fail before the backbone pass
-        threshold = check_threshold(threshold)
-        if options is not None and (not isinstance(options, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in options.items())):
-            raise InvalidInputError('options must be a dict of letter -> answer text, e.g. {"A": "a dog", '
-                                    f'"B": "a cat"}}, got {type(options).__name__}')
-        if isinstance(image, (str, os.PathLike)):
-            from pekit.video.decode import is_video
-
-            if is_video(image):
-                if options:
-                    raise InvalidInputError("multiple-choice options are for photos; ask a clip a plain question")
-                check_generation_options(generation, video=True)
-                return self._respond_video(image, question=question, threshold=threshold, **generation)
-        check_generation_options(generation, video=False)
-        img = load_image(image)
-        entry = self.galleries.get(self.namespace)
-        dets = self._recognize(img, entry, threshold)
-        listed = self._listing()
-        answer = respond(self.lvlm, img, dets, question=question, options=options,
-                         contexts={c.name: c.context for c in listed if c.context},
-                         known_names=[c.name for c in listed],
-                         persons=[c.name for c in entry.others], **generation)
-        return answer
-
-    def _listing(self) -> list[Any]:
-        """Names and contexts of the namespace without vectors (`MemoryStore.summaries`)."""
-        return list(self.memory.summaries(namespace=self.namespace))
-
-    def _respond_video(self, video: str | os.PathLike, *, question: str | None, threshold: float | None,
-                       fps: float = 2.0, max_frames: int | None = None, **generation: Any) -> Answer:
-        """`ask` / `caption` on a clip: key frames (or a contact sheet) + the track timeline
-        (``fps`` samples per second, at most ``max_frames``: a long clip costs a pass per sample)."""
-        from pekit.video.answer import respond_video
-        from pekit.video.run import recognize_video
-
-        entry = self.galleries.get(self.namespace)
-        step, confirm = self._video_steps(entry, threshold)
-        result = recognize_video(step, video, fps=fps, max_frames=max_frames, keep_sheet=True, confirm=confirm)
-        return respond_video(self.lvlm, result, question=question,
-                             contexts={c.name: c.context for c in self._listing() if c.context},
-                             persons=[c.name for c in entry.others], **generation)
+        return caption(self, image, threshold=threshold, **generation)
 
     # -- memory ------------------------------------------------------------------------------
     def concepts(self) -> list[Concept]:
