@@ -82,7 +82,7 @@ def test_images_may_come_from_any_ordered_iterable_and_a_bare_mask_serves_one_ph
 
 def test_photos_past_the_memory_budget_are_decoded_again_for_their_pass(p: Any, chelsea: np.ndarray,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import pekit.personalizer as module
+    import pekit.introducing as module
 
     kept = p.introduce("Rex", [chelsea, chelsea[:, ::-1]], boxes=[CAT_BOX, None])
     monkeypatch.setattr(module, "_KEPT_PIXELS", 0)  # nothing kept between the checks and the passes

@@ -35,6 +35,7 @@ from pekit.errors import InvalidInputError, NothingFoundError
 from pekit.extract.boxes import check_box_on_photo, reference_boxes
 from pekit.extract.views import summarize_parts, view_agreement, with_view
 from pekit.images import ImageInput, describe, load_image, source_name
+from pekit.introducing import reference_views
 from pekit.types import Concept, check_threshold
 
 if TYPE_CHECKING:
@@ -166,8 +167,8 @@ def add_view(p: Personalizer, name: str, image: ImageInput, *, box: Any = None, 
         from pekit.faces.people import add_face
 
         return add_face(p, concept, image, box=box, mask=mask)
-    view = p._views([image], category=concept.category, boxes=None if box is None else [box],
-                    masks=None if mask is None else [mask], adding=True)[0]
+    view = reference_views(p, [image], category=concept.category, boxes=None if box is None else [box],
+                           masks=None if mask is None else [mask], adding=True)[0]
     cfg = p.pipeline.config
     agreement = view_agreement(concept, view, verify_weight=cfg.verify_weight, colour_weight=cfg.colour_weight,
                                colour_neutral=cfg.colour_neutral)

@@ -31,6 +31,7 @@ from pekit.faces import (
     match_faces,
 )
 from pekit.images import ImageInput, describe, load_image, source_name
+from pekit.introducing import write_introduced
 from pekit.types import Concept, Detections
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def introduce_person(p: Personalizer, name: str, refs: Sequence[ImageInput], *, 
               "boxes": [[round(float(x), 1) for x in b] for b in face_boxes],
               "seconds": round(time.perf_counter() - start, 3)},
     )
-    return p._write_introduced(concept, old, PERSON, *given, replace)
+    return write_introduced(p, concept, old, PERSON, *given, replace)
 
 
 def face_view(p: Personalizer, src: ImageInput, box: np.ndarray | None, *,
