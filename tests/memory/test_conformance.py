@@ -229,7 +229,7 @@ def test_matchable_leaves_out_parts_and_parts_fetches_them_by_id(store: StoreHan
         assert parts.keys() == {bo.id} and same_vectors(parts[bo.id], bo.parts)
         assert memory.parts([]) == {}
         assert memory.parts(np.array([bo.id, bo.id])).keys() == {bo.id}  # numpy ids, repeated
-        for bad in ([1.5], ["1"], [True], [2**70], 7, "12"):  # a clear error, not a driver's TypeError
+        for bad in ([1.5], ["1"], [True], [2**70], 7, "12", np.array(bo.id)):  # a clear error, not a TypeError
             with pytest.raises(InvalidInputError, match="concept ids must be"):
                 memory.parts(bad)  # type: ignore[arg-type]
 

@@ -206,7 +206,7 @@ def concept_ids(ids: Any) -> list[int]:
     >>> concept_ids([3, 1, np.int64(3)])
     [1, 3]
     """
-    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__") or getattr(ids, "ndim", 1) == 0:
         raise InvalidInputError(f"concept ids must be a list of whole numbers, e.g. [1, 2], but got {ids!r}")
     out: set[int] = set()
     for value in ids:
