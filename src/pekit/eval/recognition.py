@@ -302,9 +302,9 @@ def reference_view(pipeline: Any, grid: PatchGrid, *, extractor: str = "saliency
     ground-truth ``box`` of the photo (refined by saliency, as a user's drawn box is);
     ``full``: the whole photo as the region; detector extractors: the detector's best box
     for ``category``. ``image``: the photo, given to `Pipeline.reference` as `introduce`
-    gives it (a black-and-white one's view then takes no part in colour; a box is segmented
-    by the preset's segmenter). ``zoomed``: the photo's `Pipeline.zoom_out_grid` when the
-    pipeline keeps zoomed-out views.
+    gives it (the view's colours; a black-and-white one's view then takes no part in colour;
+    a given box is not segmented: the preset's segmenter only follows its detector).
+    ``zoomed``: the photo's `Pipeline.zoom_out_grid` when the pipeline keeps zoomed-out views.
     """
     more: dict[str, Any] = {} if zoomed is None else {"zoomed": zoomed}
     if image is not None:  # as `introduce` gives it: a black-and-white photo's view then carries no colour
@@ -386,8 +386,9 @@ def _reference_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cach
 def isolate(pipeline: Any, cache: GridCache, sha1: str, path: Path, grid: PatchGrid, *, extractor: str = "saliency",
             category: str = "", detector: Any = None, box: np.ndarray | None = None) -> tuple[Any, bool]:
     """One reference photo's view (`reference_view`) with what the pipeline needs beside its
-    grid: the photo itself (for a detector, a segmenter, the view's colour and whether it is
-    black and white), and its zoomed-out pass (cached beside the grid) when the pipeline keeps zoomed-out views. Returns
+    grid: the photo itself (for a detector and its segmenter, the view's colour and whether it
+    is black and white), and its zoomed-out pass (cached beside the grid) when the pipeline
+    keeps zoomed-out views. Returns
     ``(view, whole)``: ``whole`` when no object was found and the whole photo stands in."""
     zoom = int(getattr(getattr(pipeline, "config", None), "reference_zoom_out", 0) or 0)
     image = load_image(path)  # what `introduce` has: the detector's input, the zoomed-out pass, grey or not
