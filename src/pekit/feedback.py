@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 # the warnings are the facade's (`add_view`): they keep its logger
 log = logging.getLogger("pekit.personalizer")
 
-__all__ = ["CORRECTIONS", "corrected", "uncorrected"]
+__all__ = ["CORRECTIONS", "add_view", "correct", "corrected", "uncorrected", "undo_correction"]
 
 #: ``Concept.meta`` key: one record per correction, oldest first.
 CORRECTIONS = "corrections"
