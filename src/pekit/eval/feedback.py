@@ -11,7 +11,10 @@ Protocol (each concept alone in memory, the hard open-set case):
 * the rest is scored with 0, 1, ..., ``n`` corrections; positive/negative accuracy,
   precision and weighted accuracy are averaged over concepts, then over seeds.
 
-Photos are embedded once (the `GridCache`), so the whole benchmark is matching only.
+Reference views are made as `introduce` makes them (`isolate`: the photo, its zoomed-out
+pass, the whole photo when nothing stands out); test photos are embedded once (the
+`GridCache`) and scored by the first look (`Pipeline.candidates`, no second look's crops),
+so the benchmark is matching only after the references.
 
 Example:
     >>> table = run_feedback(load_dataset("folder:../shared/data/dreambooth"),
@@ -30,7 +33,7 @@ import numpy as np
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
 from pekit.eval.metrics import confusion, recognition_metrics
-from pekit.eval.recognition import collect_photos, draw_references, embed_photos, reference_view, showing_rows
+from pekit.eval.recognition import collect_photos, draw_references, embed_photos, isolate, showing_rows
 from pekit.extract.views import concept_from_views, summarize_parts
 from pekit.retrieve.match import Gallery
 
@@ -68,7 +71,8 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
             continue
         ref_ids = [index[p] for p in refs if index[p] in readable]
         ref_paths = set(refs)
-        views = [reference_view(pipeline, cache.get(photos[i].sha1)) for i in ref_ids]  # type: ignore[arg-type]
+        views = [isolate(pipeline, cache, photos[i].sha1, photos[i].path, cache.get(photos[i].sha1),  # type: ignore[arg-type]
+                         category=c.category)[0] for i in ref_ids]
         concept = concept_from_views(c.name, views, category=c.category)
         rows = showing_rows(photos, readable, ref_ids, ref_paths)
         order = np.random.default_rng([seed, s, k, len(c.name), 11]).permutation(len(rows))
