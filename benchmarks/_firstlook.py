@@ -33,7 +33,7 @@ class DevSplit:
     def test_rows(self, drawn: dict[str, list[int]]) -> list[int]:
         """The photos a trial scores: readable, showing some concept, neither a reference
         nor made from one."""
-        from pekit.eval.recognition import showing_rows
+        from pekit.eval.photos import showing_rows
 
         return showing_rows(self.photos, self.readable, (i for ids in drawn.values() for i in ids))
 
@@ -43,9 +43,10 @@ def dev_split(split: str, data: Path, seeds: int, k: int, pipe: Any, cache: Any,
     """``split`` (``plain`` or ``stress``, made from ``data`` into the cache folder) with its
     photos embedded through ``cache``, ``seeds`` trials of ``k`` saliency references per
     concept, and their views (``patches``: keep `View.patches`)."""
-    from pekit.eval import recognition as rec
     from pekit.eval.cache import default_cache_dir
     from pekit.eval.datasets import load_dataset
+    from pekit.eval.photos import collect_photos, embed_photos
+    from pekit.eval.references import plan_trials, plan_views
 
     if split == "plain":
         ds = load_dataset(f"folder:{data}")
@@ -53,11 +54,11 @@ def dev_split(split: str, data: Path, seeds: int, k: int, pipe: Any, cache: Any,
         from pekit.eval.stress import make_stress_split
 
         ds = load_dataset(f"stress:{make_stress_split(data, default_cache_dir() / 'stress-split', reuse=True)}")
-    photos, index = rec.collect_photos(ds, progress=False)
-    readable, _ = rec.embed_photos(photos, pipe, cache, progress=False)
+    photos, index = collect_photos(ds, progress=False)
+    readable, _ = embed_photos(photos, pipe, cache, progress=False)
     cats = {c.name: c.category for c in ds.concepts}
-    plans = rec._plan_trials(ds, photos, index, readable, ["saliency"], [k], seeds, 0)
-    views, _ = rec._reference_views(plans, photos, pipe, cache, cats, {}, False, patches=patches)
+    plans = plan_trials(ds, photos, index, readable, ["saliency"], [k], seeds, 0)
+    views, _ = plan_views(plans, photos, pipe, cache, cats, {}, False, patches=patches)
     return DevSplit(photos, readable, plans, views)
 
 

@@ -34,12 +34,12 @@ from pekit.errors import ImageError, InvalidInputError
 from pekit.eval.cache import AnswerCache, GridCache, file_sha1
 from pekit.eval.datasets import ConceptData, Dataset
 from pekit.eval.metrics import seed_stats
-from pekit.eval.recognition import check_seed, check_threshold, draw_references, isolate, usable_references
+from pekit.eval.references import check_seed, draw_references, isolate, usable_references
 from pekit.eval.report import clean_json, format_table, format_value
 from pekit.extract.views import concept_from_views
 from pekit.images import load_image
 from pekit.retrieve.match import Gallery
-from pekit.types import PatchGrid
+from pekit.types import PatchGrid, check_threshold
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def seed_memory(dataset: Dataset, ctx: AnswerContext, *, k: int, seed: int,
                 base_seed: int = 0) -> tuple[Gallery, dict[str, list[Path]], list[str], int]:
     """Every concept with at least ``k`` readable reference photos (one per picture), in
     memory together, each view made as `pekit eval recognition` and the library make it
-    (`pekit.eval.recognition.isolate`: the preset's detector from the category when it has
+    (`pekit.eval.references.isolate`: the preset's detector from the category when it has
     one, the zoomed-out view when it keeps them).
 
     Returns ``(gallery, references per concept, skipped concepts, views that fell back to the

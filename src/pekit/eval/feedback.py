@@ -33,7 +33,8 @@ import numpy as np
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
 from pekit.eval.metrics import confusion, recognition_metrics
-from pekit.eval.recognition import collect_photos, draw_references, embed_photos, isolate, showing_rows
+from pekit.eval.photos import collect_photos, embed_photos, showing_rows
+from pekit.eval.references import draw_references, isolate
 from pekit.extract.views import concept_from_views, summarize_parts
 from pekit.retrieve.match import Gallery
 

@@ -27,26 +27,37 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-import zlib
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pekit.errors import ImageError, InvalidInputError, NothingFoundError
-from pekit.eval.cache import GridCache, file_sha1
-from pekit.eval.datasets import ConceptData, Dataset
+from pekit.errors import InvalidInputError
+from pekit.eval.cache import GridCache
+from pekit.eval.datasets import Dataset
+from pekit.eval.photos import Photo, collect_photos, embed_photos
+from pekit.eval.photos import showing_rows as showing_rows
+from pekit.eval.references import DETECTOR_ALIASES as DETECTOR_ALIASES
+from pekit.eval.references import Plan as Plan
+from pekit.eval.references import (
+    check_extractor,
+    check_seed,
+    detector_name,
+    draw_references,
+    isolate,
+    plan_trials,
+    plan_views,
+    reference_view,
+    usable_references,
+)
 from pekit.extract.views import concept_from_views
 from pekit.images import load_image
 from pekit.pipeline import NO_SCORE
 from pekit.retrieve.match import Gallery
-from pekit.types import PatchGrid, check_threshold
+from pekit.types import check_threshold
 
 log = logging.getLogger(__name__)
 
@@ -54,31 +65,9 @@ __all__ = ["Photo", "RecognitionRun", "Trial", "check_extractor", "check_gallery
            "collect_photos", "draw_references", "embed_photos", "isolate", "reference_view", "run_recognition",
            "usable_references"]
 
-DETECTOR_ALIASES = {"grounding-dino": "hf:IDEA-Research/grounding-dino-tiny",
-                    "owlv2": "hf:google/owlv2-base-patch16-ensemble"}
-
-
-@dataclass
-class Photo:
-    """A unique photo (by content hash) and its role for each concept.
-
-    Attributes:
-        owners: concepts shown in the photo.
-        negative_of: concept -> dataset split for the dataset's own negatives.
-        testable: False for photos that are only reference candidates of a dataset with a
-            separate test split (Yo'LLaVA ``train/``, This-Is-My-Img reference images).
-        boxes: concept -> ground-truth ``(4,)`` xyxy box of that concept in this photo.
-        sources: for derived photos (stress composites), the original photos they were
-            made from: a trial whose references include one of them skips this photo.
-    """
-
-    path: Path
-    sha1: str
-    owners: frozenset[str] = frozenset()
-    negative_of: dict[str, str] = field(default_factory=dict)
-    testable: bool = False
-    boxes: dict[str, np.ndarray] = field(default_factory=dict)
-    sources: frozenset[Path] = frozenset()
+# the photos and reference views live in pekit.eval.photos / pekit.eval.references; every name
+# is still importable from here, the private ones under their old names
+_detector_name, _plan_trials, _reference_views = detector_name, plan_trials, plan_views
 
 
 @dataclass
@@ -130,142 +119,6 @@ class RecognitionRun:
         return out
 
 
-def collect_photos(dataset: Dataset, *, progress: bool = True) -> tuple[list[Photo], dict[Path, int]]:
-    """Unique photos of a dataset (duplicates by content merge their roles) and a path index."""
-    from tqdm.auto import tqdm
-
-    photos: list[Photo] = []
-    by_hash: dict[str, int] = {}
-    index: dict[Path, int] = {}
-    roles: list[tuple[Path, str | None, tuple[str, str] | None, bool]] = []
-    for c in dataset.concepts:
-        roles += [(p, c.name, None, c.holdout) for p in c.references]
-        roles += [(p, c.name, None, True) for p in c.positives]
-        roles += [(p, None, (c.name, split), True) for p, split in c.negatives]
-    for path, owner, neg, testable in tqdm(roles, desc="hashing", unit="photo", disable=None if progress else True):
-        if path not in index:
-            sha = file_sha1(path)
-            if sha not in by_hash:
-                by_hash[sha] = len(photos)
-                photos.append(Photo(path, sha))
-            index[path] = by_hash[sha]
-        photo = photos[index[path]]
-        photo.testable = photo.testable or testable
-        if owner is not None:
-            concept = dataset.concept(owner)
-            if path in concept.boxes:
-                photo.boxes[owner] = np.asarray(concept.boxes[path], np.float32)
-            if path in concept.sources:
-                photo.sources = photo.sources | frozenset(concept.sources[path])
-        if owner is not None:
-            photo.owners = photo.owners | {owner}
-        if neg is not None:
-            photo.negative_of.setdefault(*neg)
-    return photos, index
-
-
-def showing_rows(photos: list[Photo], readable: set[int], ref_ids: Iterable[int],
-                 ref_paths: set[Path] | None = None) -> list[int]:
-    """Sorted indices of the readable photos that show some concept and are neither one of
-    ``ref_ids`` nor made from a reference (``ref_paths``, default: the paths of ``ref_ids``)."""
-    ids = set(ref_ids)
-    refs = {photos[i].path for i in ids} if ref_paths is None else ref_paths
-    return [i for i in sorted(readable - ids) if photos[i].testable and photos[i].owners
-            and not (photos[i].sources & refs)]
-
-
-def usable_references(concept: ConceptData, picture: Callable[[Path], Hashable | None]) -> ConceptData:
-    """``concept`` with the reference photos that can be drawn: readable, and one path per
-    picture (``picture(path)``: the photo's content id, None when it cannot be read), so a
-    copy of a photo never counts as a second reference.
-
-    >>> c = ConceptData("bo", "dog", (Path("a.jpg"), Path("copy.jpg"), Path("b.jpg"), Path("bad.jpg")))
-    >>> ids = {"a.jpg": 1, "copy.jpg": 1, "b.jpg": 2}  # copy.jpg is a.jpg; bad.jpg cannot be read
-    >>> [p.name for p in usable_references(c, lambda p: ids.get(p.name)).references]
-    ['a.jpg', 'b.jpg']
-    """
-    seen: set[Hashable] = set()
-    kept = []
-    for path in concept.references:
-        key = picture(path)
-        if key is None or key in seen:
-            continue
-        seen.add(key)
-        kept.append(path)
-    return ConceptData(concept.name, concept.category, tuple(kept))
-
-
-def draw_references(concept: ConceptData, k: int, seed: int, base_seed: int = 0) -> list[Path] | None:
-    """``k`` reference photos of a concept for one seed (nested in ``k``), or ``None`` if too few.
-
-    >>> c = ConceptData("bo", "dog", tuple(Path(f"{i}.jpg") for i in range(5)))
-    >>> a, b = draw_references(c, 2, 0), draw_references(c, 3, 0)
-    >>> b[:2] == a, draw_references(c, 6, 0)
-    (True, None)
-    """
-    if k < 1:
-        raise InvalidInputError(f"the number of references must be >= 1, got {k}")
-    if len(concept.references) < k:
-        return None
-    rng = np.random.default_rng([base_seed, seed, zlib.crc32(concept.name.encode())])
-    order = rng.permutation(len(concept.references))
-    return [concept.references[i] for i in order[:k]]
-
-
-def embed_photos(photos: list[Photo], pipeline: Any, cache: GridCache, *,
-                 progress: bool = True) -> tuple[set[int], list[str]]:
-    """One backbone pass per photo not yet cached (`Pipeline.encode_many`: decoding and
-    passes overlap, whole photos run in parallel).
-
-    Returns the indices of the readable photos and one warning per unreadable one.
-    """
-    from tqdm.auto import tqdm
-
-    readable, warnings = set(), []
-    todo = []
-    for i, photo in enumerate(photos):
-        grid = cache.get(photo.sha1)
-        if grid is None:
-            todo.append(i)
-            continue
-        cache.hits += 1
-        readable.add(i)
-        cache.coloured(photo.sha1, grid, pipeline, photo.path)  # cached before colours were kept
-    bar = tqdm(total=len(todo), desc="embedding", unit="photo", disable=None if progress else True)
-    with bar:
-        for i, result in zip(todo, pipeline.encode_many(photos[i].path for i in todo), strict=True):
-            if isinstance(result, ImageError):
-                warnings.append(f"unreadable photo skipped: {result}")
-            else:
-                cache.misses += 1
-                cache.put(photos[i].sha1, result[1])
-                readable.add(i)
-            bar.update()
-    return readable, warnings
-
-
-def _detector_name(extractor: str) -> str | None:
-    if extractor in DETECTOR_ALIASES:
-        return DETECTOR_ALIASES[extractor]
-    if extractor.startswith("detector:"):
-        return extractor[len("detector:"):]
-    return None
-
-
-def check_extractor(extractor: str) -> str:
-    """Validate an extractor name: ``saliency``, ``box`` (the dataset's ground-truth box,
-    as a user who draws one), ``full`` (the whole photo), ``grounding-dino``, ``owlv2`` or
-    ``detector:<backend>``.
-
-    >>> check_extractor("box")
-    'box'
-    """
-    if extractor in ("saliency", "box", "full") or _detector_name(extractor):
-        return extractor
-    raise InvalidInputError(f"unknown extractor '{extractor}'; choose from saliency, box, full, "
-                            f"{', '.join(DETECTOR_ALIASES)}, detector:<backend name>")
-
-
 def check_gallery(gallery: str | int) -> str:
     """Validate a gallery mode: ``all``, ``single`` or a gallery size N >= 2.
 
@@ -279,127 +132,6 @@ def check_gallery(gallery: str | int) -> str:
         return str(int(text))
     raise InvalidInputError(f"unknown gallery mode '{gallery}'; use all, single, or a gallery size N >= 2 "
                             "(e.g. --gallery all,single,8)")
-
-
-def check_seed(seed: Any, name: str = "seed") -> int:
-    """A base seed: a whole number >= 0 (the same seed gives the same reference draws).
-
-    >>> check_seed(3)
-    3
-    """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInputError(f"{name} must be a whole number >= 0 (e.g. 0, the default), got {seed!r}")
-    return int(seed)
-
-
-def reference_view(pipeline: Any, grid: PatchGrid, *, extractor: str = "saliency", image: np.ndarray | None = None,
-                   category: str = "", detector: Any = None, box: np.ndarray | None = None,
-                   zoomed: PatchGrid | None = None) -> Any:
-    """The reference view of one photo under an extractor (no extra backbone pass).
-
-    ``saliency``: the pipeline's default isolation, as `Personalizer.introduce` makes it (the
-    saliency map, or the preset's detector from ``category`` when it has one); ``box``: the
-    ground-truth ``box`` of the photo (refined by saliency, as a user's drawn box is);
-    ``full``: the whole photo as the region; detector extractors: the detector's best box
-    for ``category``. ``image``: the photo, given to `Pipeline.reference` as `introduce`
-    gives it (the view's colours; a black-and-white one's view then takes no part in colour;
-    a given box is not segmented: the preset's segmenter only follows its detector).
-    ``zoomed``: the photo's `Pipeline.zoom_out_grid` when the pipeline keeps zoomed-out views.
-    """
-    more: dict[str, Any] = {} if zoomed is None else {"zoomed": zoomed}
-    if image is not None:  # as `introduce` gives it: a black-and-white photo's view then carries no colour
-        more["image"] = image
-    if extractor == "saliency":  # the library's default: with the preset's own detector, when it has one
-        if getattr(pipeline, "detector", None) is not None and image is not None and category:
-            more.update(category=category)
-        return pipeline.reference(grid, **more)
-    if extractor == "box":
-        if box is None:
-            raise InvalidInputError("extractor 'box' needs a ground-truth box for every reference photo "
-                                    "(a boxes.csv beside the dataset's concept folders)")
-        return pipeline.reference(grid, box=box, **more)
-    if extractor == "full":
-        return pipeline.reference(grid, mask=np.ones(grid.shape, bool), **more)
-    if detector is None or image is None:
-        raise InvalidInputError(f"extractor '{extractor}' needs a detector and the image")
-    if not category:
-        raise InvalidInputError(f"extractor '{extractor}' needs each concept's category (--categories file.csv)")
-    found = detector.detect(image, [category])
-    if len(found) == 0:
-        raise NothingFoundError(f"the detector found no '{category}'")
-    return pipeline.reference(grid, box=found.xyxy[int(np.argmax(found.score))], **more)
-
-
-Plan = tuple[str, int, int, dict[str, list[int]], list[str]]  # extractor, k, seed, drawn photo ids, skipped
-
-
-def _plan_trials(dataset: Dataset, photos: list[Photo], index: dict[Path, int], readable: set[int],
-                 extractors: list[str], refs: list[int], seeds: int, base_seed: int) -> list[Plan]:
-    """The reference photos of every concept for every (extractor, k, seed)."""
-    plans: list[Plan] = []
-    for e in extractors:
-        for k in refs:
-            for s in range(seeds):
-                drawn: dict[str, list[int]] = {}
-                skipped = []
-                for c in dataset.concepts:
-                    usable = usable_references(c, lambda p: index[p] if index[p] in readable else None)
-                    if e == "box":  # only photos with a ground-truth box can be box references
-                        usable = ConceptData(c.name, c.category, tuple(p for p in usable.references
-                                                                        if c.name in photos[index[p]].boxes))
-                    paths = draw_references(usable, k, s, base_seed)
-                    if paths is None:
-                        skipped.append(c.name)
-                    else:
-                        drawn[c.name] = [index[p] for p in paths]
-                plans.append((e, k, s, drawn, skipped))
-    return plans
-
-
-def _reference_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cache: GridCache,
-                     categories: dict[str, str], detectors: dict[str, Any],
-                     progress: bool, *, patches: bool = False) -> tuple[dict[tuple[int, str, str], Any], int]:
-    """Every reference view the plans need, once each (grids come from the cache: no backbone pass).
-
-    Returns the views keyed by (photo index, extractor, concept) and how many fell back to
-    the whole photo because no object was found. ``patches``: keep each view's object
-    patches (`View.patches`, for `consistency`); dropped by default, as every view of a run
-    is kept in memory.
-    """
-    from tqdm.auto import tqdm
-
-    needed = sorted({(idx, e, name) for e, _, _, drawn, _ in plans for name, ids in drawn.items() for idx in ids})
-    views: dict[tuple[int, str, str], Any] = {}
-    fallback = 0
-    for idx, e, name in tqdm(needed, desc="references", unit="view", disable=None if progress else True):
-        grid = cache.get(photos[idx].sha1)
-        assert grid is not None
-        view, whole = isolate(pipeline, cache, photos[idx].sha1, photos[idx].path, grid, extractor=e,
-                              category=categories[name], detector=detectors.get(e), box=photos[idx].boxes.get(name))
-        fallback += whole
-        if not patches and getattr(view, "patches", None) is not None:
-            view = dataclasses.replace(view, patches=None)
-        views[idx, e, name] = view
-    return views, fallback
-
-
-def isolate(pipeline: Any, cache: GridCache, sha1: str, path: Path, grid: PatchGrid, *, extractor: str = "saliency",
-            category: str = "", detector: Any = None, box: np.ndarray | None = None) -> tuple[Any, bool]:
-    """One reference photo's view (`reference_view`) with what the pipeline needs beside its
-    grid: the photo itself (for a detector and its segmenter, the view's colour and whether it
-    is black and white), and its zoomed-out pass (cached beside the grid) when the pipeline
-    keeps zoomed-out views. Returns
-    ``(view, whole)``: ``whole`` when no object was found and the whole photo stands in."""
-    zoom = int(getattr(getattr(pipeline, "config", None), "reference_zoom_out", 0) or 0)
-    image = load_image(path)  # what `introduce` has: the detector's input, the zoomed-out pass, grey or not
-    zoomed = None
-    if zoom >= 2 and image is not None:  # the zoomed-out pass, cached beside the photo's grid
-        zoomed = cache.grid(f"{sha1}-zoom{zoom}{pipeline.zoom_out_mode}", partial(pipeline.zoom_out_grid, image))
-    try:
-        return reference_view(pipeline, grid, extractor=extractor, image=image, category=category, detector=detector,
-                              box=box, zoomed=zoomed), False
-    except NothingFoundError:
-        return reference_view(pipeline, grid, extractor="full", image=image, zoomed=zoomed), True
 
 
 def _random_galleries(c: int, n: int, seed: list[int]) -> list[np.ndarray]:
@@ -488,7 +220,7 @@ def run_recognition(
     categories = {c.name: c.category for c in dataset.concepts}
     detectors: dict[str, Any] = {}
     for e in extractors:
-        name = _detector_name(e)
+        name = detector_name(e)
         if name:
             from pekit.registry import create
 
@@ -501,7 +233,7 @@ def run_recognition(
                  "split, has them)")
         raise InvalidInputError(f"extractor 'box' needs a ground-truth box for every reference photo, but "
                                 f"{dataset.spec} has none: {where}; or use --extractor saliency")
-    plans = _plan_trials(dataset, photos, index, readable, extractors, refs, seeds, seed)
+    plans = plan_trials(dataset, photos, index, readable, extractors, refs, seeds, seed)
     if not any(p[3] for p in plans):  # a k that fits no concept is skipped (warned below); none fitting, nothing to run
         raise InvalidInputError(f"--refs {','.join(map(str, refs))}: every concept has fewer usable photos than that "
                                 "to draw references from, so nothing can be evaluated; use a smaller --refs")
@@ -509,7 +241,7 @@ def run_recognition(
         short = next(p[4] for p in plans if p[1] == k)
         if short:
             warnings.append(f"k={k}: skipped {len(short)} concept(s) with fewer than {k} photos: {', '.join(short)}")
-    views, fallback = _reference_views(plans, photos, pipeline, cache, categories, detectors, progress)
+    views, fallback = plan_views(plans, photos, pipeline, cache, categories, detectors, progress)
     if fallback:
         warnings.append(f"{fallback} reference view(s): no object found; the whole photo was used")
 

@@ -1,0 +1,126 @@
+"""The photos of an evaluation: each unique photo once (by content hash), its grid embedded once.
+
+A dataset lists photos by role (reference candidates, positives, its own negatives);
+`collect_photos` merges a photo's roles when the same picture appears more than once, and
+`embed_photos` runs one backbone pass per photo not yet in the `GridCache`. The recognition
+runner, the feedback simulation and the answering runners share them.
+
+Example:
+    >>> from pekit.eval.datasets import load_dataset                       # doctest: +SKIP
+    >>> photos, index = collect_photos(load_dataset("folder:../shared/data/dreambooth"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pekit.errors import ImageError
+from pekit.eval.cache import GridCache, file_sha1
+from pekit.eval.datasets import Dataset
+
+__all__ = ["Photo", "collect_photos", "embed_photos", "showing_rows"]
+
+
+@dataclass
+class Photo:
+    """A unique photo (by content hash) and its role for each concept.
+
+    Attributes:
+        owners: concepts shown in the photo.
+        negative_of: concept -> dataset split for the dataset's own negatives.
+        testable: False for photos that are only reference candidates of a dataset with a
+            separate test split (Yo'LLaVA ``train/``, This-Is-My-Img reference images).
+        boxes: concept -> ground-truth ``(4,)`` xyxy box of that concept in this photo.
+        sources: for derived photos (stress composites), the original photos they were
+            made from: a trial whose references include one of them skips this photo.
+    """
+
+    path: Path
+    sha1: str
+    owners: frozenset[str] = frozenset()
+    negative_of: dict[str, str] = field(default_factory=dict)
+    testable: bool = False
+    boxes: dict[str, np.ndarray] = field(default_factory=dict)
+    sources: frozenset[Path] = frozenset()
+
+
+def collect_photos(dataset: Dataset, *, progress: bool = True) -> tuple[list[Photo], dict[Path, int]]:
+    """Unique photos of a dataset (duplicates by content merge their roles) and a path index."""
+    from tqdm.auto import tqdm
+
+    photos: list[Photo] = []
+    by_hash: dict[str, int] = {}
+    index: dict[Path, int] = {}
+    roles: list[tuple[Path, str | None, tuple[str, str] | None, bool]] = []
+    for c in dataset.concepts:
+        roles += [(p, c.name, None, c.holdout) for p in c.references]
+        roles += [(p, c.name, None, True) for p in c.positives]
+        roles += [(p, None, (c.name, split), True) for p, split in c.negatives]
+    for path, owner, neg, testable in tqdm(roles, desc="hashing", unit="photo", disable=None if progress else True):
+        if path not in index:
+            sha = file_sha1(path)
+            if sha not in by_hash:
+                by_hash[sha] = len(photos)
+                photos.append(Photo(path, sha))
+            index[path] = by_hash[sha]
+        photo = photos[index[path]]
+        photo.testable = photo.testable or testable
+        if owner is not None:
+            concept = dataset.concept(owner)
+            if path in concept.boxes:
+                photo.boxes[owner] = np.asarray(concept.boxes[path], np.float32)
+            if path in concept.sources:
+                photo.sources = photo.sources | frozenset(concept.sources[path])
+        if owner is not None:
+            photo.owners = photo.owners | {owner}
+        if neg is not None:
+            photo.negative_of.setdefault(*neg)
+    return photos, index
+
+
+def showing_rows(photos: list[Photo], readable: set[int], ref_ids: Iterable[int],
+                 ref_paths: set[Path] | None = None) -> list[int]:
+    """Sorted indices of the readable photos that show some concept and are neither one of
+    ``ref_ids`` nor made from a reference (``ref_paths``, default: the paths of ``ref_ids``)."""
+    ids = set(ref_ids)
+    refs = {photos[i].path for i in ids} if ref_paths is None else ref_paths
+    return [i for i in sorted(readable - ids) if photos[i].testable and photos[i].owners
+            and not (photos[i].sources & refs)]
+
+
+
+def embed_photos(photos: list[Photo], pipeline: Any, cache: GridCache, *,
+                 progress: bool = True) -> tuple[set[int], list[str]]:
+    """One backbone pass per photo not yet cached (`Pipeline.encode_many`: decoding and
+    passes overlap, whole photos run in parallel).
+
+    Returns the indices of the readable photos and one warning per unreadable one.
+    """
+    from tqdm.auto import tqdm
+
+    readable, warnings = set(), []
+    todo = []
+    for i, photo in enumerate(photos):
+        grid = cache.get(photo.sha1)
+        if grid is None:
+            todo.append(i)
+            continue
+        cache.hits += 1
+        readable.add(i)
+        cache.coloured(photo.sha1, grid, pipeline, photo.path)  # cached before colours were kept
+    bar = tqdm(total=len(todo), desc="embedding", unit="photo", disable=None if progress else True)
+    with bar:
+        for i, result in zip(todo, pipeline.encode_many(photos[i].path for i in todo), strict=True):
+            if isinstance(result, ImageError):
+                warnings.append(f"unreadable photo skipped: {result}")
+            else:
+                cache.misses += 1
+                cache.put(photos[i].sha1, result[1])
+                readable.add(i)
+            bar.update()
+    return readable, warnings
