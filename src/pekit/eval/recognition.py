@@ -65,9 +65,8 @@ __all__ = ["Photo", "RecognitionRun", "Trial", "check_extractor", "check_gallery
            "collect_photos", "draw_references", "embed_photos", "isolate", "reference_view", "run_recognition",
            "usable_references"]
 
-# the photos and reference views live in pekit.eval.photos / pekit.eval.references; every name
-# is still importable from here, the private ones under their old names
-_detector_name, _plan_trials, _reference_views = detector_name, plan_trials, plan_views
+# the photos and reference views live in pekit.eval.photos / pekit.eval.references; every
+# public name is still importable from here
 
 
 @dataclass
