@@ -56,6 +56,7 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
     photos, index = collect_photos(dataset, progress=progress)
     readable, _ = embed_photos(photos, pipeline, cache, progress=progress)
     scans: dict[int, Any] = {}
+    made: dict[tuple[int, str], Any] = {}  # reference views by photo and category
 
     def scan(i: int) -> Any:
         if i not in scans:
@@ -72,8 +73,13 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
             continue
         ref_ids = [index[p] for p in refs if index[p] in readable]
         ref_paths = set(refs)
-        views = [isolate(pipeline, cache, photos[i].sha1, photos[i].path, cache.get(photos[i].sha1),  # type: ignore[arg-type]
-                         category=c.category)[0] for i in ref_ids]
+        for i in ref_ids:  # a photo drawn again by another seed keeps its view: decoded and isolated once
+            if (i, c.category) not in made:
+                grid = cache.get(photos[i].sha1)
+                assert grid is not None  # embedded above
+                made[i, c.category] = isolate(pipeline, cache, photos[i].sha1, photos[i].path, grid,
+                                              category=c.category)[0]
+        views = [made[i, c.category] for i in ref_ids]
         concept = concept_from_views(c.name, views, category=c.category)
         rows = showing_rows(photos, readable, ref_ids, ref_paths)
         order = np.random.default_rng([seed, s, k, len(c.name), 11]).permutation(len(rows))
