@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pekit.errors import InvalidInputError
-from pekit.types import check_threshold, finite_number
+from pekit.types import check_threshold, finite_number, whole_number
 
 __all__ = ["PRESETS", "Preset", "RecognitionConfig", "get_preset", "presets_for"]
 
@@ -213,7 +213,7 @@ class RecognitionConfig:
                   "reference_zoom_out": (self.reference_zoom_out, 0), "max_per_concept": (self.max_per_concept, 1),
                   "shortlist": (self.shortlist, 2), "tiled_look": (self.tiled_look, 0)}
         for key, (value, least) in counts.items():
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            if not whole_number(value) or value < least:
                 raise InvalidInputError(f"{key} must be a whole number >= {least}, got {value!r}")
         if self.reference_zoom_out == 1:
             raise InvalidInputError("reference_zoom_out must be 0 (off) or at least 2 (the object n times smaller)")

@@ -15,7 +15,17 @@ import numpy as np
 
 from pekit.errors import InvalidInputError
 
-__all__ = ["Answer", "Concept", "Detections", "PatchGrid", "check_threshold", "finite_number"]
+__all__ = ["Answer", "Concept", "Detections", "PatchGrid", "check_threshold", "finite_number", "whole_number"]
+
+
+def whole_number(value: Any) -> bool:
+    """Whether ``value`` is a whole number: a Python or numpy int, not a bool (what every
+    count, seed and id must be before its range is checked).
+
+    >>> whole_number(3), whole_number(np.int64(3)), whole_number(True), whole_number(3.0), whole_number("3")
+    (True, True, False, False, False)
+    """
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def finite_number(value: Any) -> bool:
@@ -26,9 +36,7 @@ def finite_number(value: Any) -> bool:
     >>> finite_number(2), finite_number(0.5), finite_number(True), finite_number("1"), finite_number(float("nan"))
     (True, True, False, False, False)
     """
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, np.integer)):
+    if whole_number(value):
         return True  # any size: np.isfinite cannot take an int beyond 64 bits
     return isinstance(value, (float, np.floating)) and math.isfinite(value)
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from pekit.errors import InvalidInputError
-from pekit.types import finite_number
+from pekit.types import finite_number, whole_number
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",
@@ -136,7 +136,7 @@ def check_image(image: object) -> np.ndarray:
 def check_max_image_side(side: Any) -> Any:
     """``side`` if it is None or a whole number of pixels >= 16 (a backend's ``max_image_side``),
     else `InvalidInputError` (a negative one used to send a 1 x 1 image)."""
-    if side is not None and (isinstance(side, bool) or not isinstance(side, (int, np.integer)) or side < 16):
+    if side is not None and (not whole_number(side) or side < 16):
         raise InvalidInputError(f"max_image_side must be None or a whole number of pixels >= 16, got {side!r}")
     return side
 
@@ -166,7 +166,7 @@ def images_per_prompt(lvlm: Any) -> int:
     1
     """
     n = getattr(lvlm, "max_images", 1)
-    return int(n) if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 else 1
+    return int(n) if whole_number(n) and n >= 1 else 1
 
 
 def check_images(image: object, max_images: int = 1) -> list[np.ndarray]:
@@ -210,12 +210,11 @@ def check_generation(max_new_tokens: int, temperature: float, seed: int | None) 
 
     >>> check_generation(32, 0.0, None)
     """
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
-            or max_new_tokens < 1:
+    if not whole_number(max_new_tokens) or max_new_tokens < 1:
         raise InvalidInputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
     if not finite_number(temperature) or temperature < 0:
         raise InvalidInputError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+    if seed is not None and not whole_number(seed):
         raise InvalidInputError(f"seed must be an integer or None, got {seed!r}")
 
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from pekit.errors import InvalidInputError
-from pekit.types import PatchGrid
+from pekit.types import PatchGrid, whole_number
 
 
 @runtime_checkable
@@ -74,7 +74,7 @@ def check_recipe(layer: Any, resolution: Any) -> None:
     """`InvalidInputError` unless ``layer`` and ``resolution`` are whole numbers (a string from
     a config file, ``"7"``, is the usual slip)."""
     for key, value in (("layer", layer), ("resolution", resolution)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if not whole_number(value):
             raise InvalidInputError(f"{key} must be a whole number, e.g. {key}={7 if key == 'layer' else 448}, "
                                     f"got {value!r}")
 

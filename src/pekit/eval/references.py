@@ -29,7 +29,7 @@ from pekit.eval.cache import GridCache
 from pekit.eval.datasets import ConceptData, Dataset
 from pekit.eval.photos import Photo
 from pekit.images import load_image
-from pekit.types import PatchGrid
+from pekit.types import PatchGrid, whole_number
 
 __all__ = ["DETECTOR_ALIASES", "Plan", "check_extractor", "check_seed", "detector_name", "draw_references", "isolate",
            "plan_trials", "plan_views", "reference_view", "usable_references"]
@@ -83,7 +83,7 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     >>> check_seed(3)
     3
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not whole_number(seed) or seed < 0:
         raise InvalidInputError(f"{name} must be a whole number >= 0 (e.g. 0, the default), got {seed!r}")
     return int(seed)
 

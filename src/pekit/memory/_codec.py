@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pekit.errors import InvalidInputError
+from pekit.types import whole_number
 
 __all__ = [
     "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "backbone_key", "check_new_name", "check_storable", "check_threshold",
@@ -210,8 +211,7 @@ def concept_ids(ids: Any) -> list[int]:
         raise InvalidInputError(f"concept ids must be a list of whole numbers, e.g. [1, 2], but got {ids!r}")
     out: set[int] = set()
     for value in ids:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-                or not -(2 ** 63) <= int(value) < 2 ** 63:
+        if not whole_number(value) or not -(2 ** 63) <= int(value) < 2 ** 63:
             raise InvalidInputError(f"concept ids must be whole numbers (Concept.id), but got {value!r}")
         out.add(int(value))
     return sorted(out)

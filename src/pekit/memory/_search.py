@@ -17,6 +17,7 @@ import numpy as np
 
 from pekit.errors import InvalidInputError
 from pekit.memory._codec import unit_rows
+from pekit.types import whole_number
 
 __all__ = ["MAX_K", "check_queries", "exact_search", "no_results"]
 
@@ -29,7 +30,7 @@ def check_queries(queries: Any, k: Any, dim: int | None) -> tuple[np.ndarray, in
     a = np.asarray(queries, dtype=np.float32)
     if a.ndim == 1:
         a = a[None]
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+    if not whole_number(k) or k < 1:
         raise InvalidInputError(f"k (results per query) must be a positive integer, but got {k!r}")
     if k > MAX_K:
         raise InvalidInputError(f"k (results per query) is at most {MAX_K:,} (the answer is padded to k per "

@@ -25,7 +25,7 @@ import numpy as np
 
 from pekit._image_formats import VIDEO_SUFFIXES, sniff_image
 from pekit.errors import ImageError, InvalidInputError, require
-from pekit.types import finite_number
+from pekit.types import finite_number, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = None) -> VideoInf
 
 def _limit(max_pixels: int | None) -> int:
     limit = MAX_FRAME_PIXELS if max_pixels is None else max_pixels
-    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+    if not whole_number(limit) or limit < 1:
         raise InvalidInputError(f"max_pixels must be a positive number of pixels per frame, got {max_pixels!r}")
     return int(limit)
 
@@ -241,8 +241,7 @@ def check_max_frames(max_frames: Any) -> int | None:
     >>> check_max_frames(10), check_max_frames(None)
     (10, None)
     """
-    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer))
-                                   or max_frames < 1):
+    if max_frames is not None and (not whole_number(max_frames) or max_frames < 1):
         raise InvalidInputError(f"max_frames must be a whole number >= 1, got {max_frames!r}")
     return None if max_frames is None else int(max_frames)
 
