@@ -16,14 +16,13 @@ import dataclasses
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from pekit import feedback, introducing
-from pekit.errors import ConceptNotFoundError, ImageError, InvalidInputError
+from pekit import feedback, introducing, recognizing
+from pekit.errors import ConceptNotFoundError, InvalidInputError
 from pekit.extract.boxes import MIN_BOX_PATCHES, MIN_BOX_SIDE
 from pekit.extract.views import CONSISTENCY, View
 from pekit.images import ImageInput, NamedImage, is_stream, load_image
@@ -31,7 +30,7 @@ from pekit.memory import MemoryStore, backbone_key, clean_namespace, open_memory
 from pekit.pipeline import Pipeline, check_workers
 from pekit.presets import Preset, get_preset, presets_for
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
-from pekit.retrieve.match import Gallery, thresholds_or
+from pekit.retrieve.match import Gallery
 from pekit.types import Answer, Concept, Detections, PatchGrid, check_threshold, finite_number
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ CONSISTENCY_MARGIN = 0.05
 __all__ = ["CONSISTENCY", "CONSISTENCY_MARGIN", "MIN_BOX_PATCHES", "MIN_BOX_SIDE", "Personalizer", "build_pipeline",
            "stored_consistency"]
 
-LARGE_GALLERY_VIEWS = 20_000  # above this, the proposal x view product is worth the BLAS threads
+LARGE_GALLERY_VIEWS = recognizing.LARGE_GALLERY_VIEWS
 
 
 def stored_consistency(concept: Any) -> float | None:
@@ -285,77 +284,14 @@ class Personalizer:
 
     def _recognize_stream(self, images: Iterable[ImageInput], *, threshold: float | None = None,
                           workers: int | None = None, skip_bad: bool = False) -> Iterator[Any]:
-        """``(rgb, detections)`` per photo: `recognize_many` for callers that draw on the photo.
-        With ``skip_bad`` an unreadable photo gives ``(None, its ImageError)`` and the rest go on.
-        Each photo is matched against the namespace as it is when its turn comes."""
-        entry = self.galleries.get(self.namespace)
-        if not len(entry.gallery):  # persons only (or nothing): no backbone pass to overlap
-            for image in images:
-                try:
-                    img = load_image(image)
-                except ImageError as exc:
-                    if not skip_bad:
-                        raise
-                    yield None, exc
-                    continue
-                yield img, self._recognize(img, self.galleries.get(self.namespace), threshold)
-            return
-        self._check_backbone()
-        for result in self.pipeline.encode_many(images, saliency=self.pipeline.query_saliency, workers=workers):
-            if isinstance(result, ImageError):
-                if not skip_bad:
-                    raise result
-                yield None, result
-                continue
-            img, grid = result
-            entry = self.galleries.get(self.namespace)  # a write meanwhile (forget, correct) counts from now
-            yield img, self._recognize(img, entry, threshold, grid=grid, blas=1)  # next passes are running
+        """``(rgb, detections)`` per photo (`pekit.recognizing.recognize_stream`)."""
+        return recognizing.recognize_stream(self, images, threshold=threshold, workers=workers, skip_bad=skip_bad)
 
     def _recognize(self, img: np.ndarray, entry: NamespaceGallery, threshold: float | None,
                    timings: dict[str, float] | None = None, *, grid: PatchGrid | None = None,
                    blas: int | None = None, margin: float = 0.0) -> Detections:
-        """`recognize` against a namespace's cached gallery (`GalleryCache.get`).
-
-        Objects go through the backbone pipeline, persons through the face model (run only
-        when the memory holds a person); the results merge into one `Detections`, best
-        first. ``timings`` (if given) accumulates seconds under ``backbone`` and ``faces``.
-        """
-        objects, persons = entry.gallery, entry.others
-        if not entry.count and "memory_counted" not in self._models:
-            self._models["memory_counted"] = True  # once for the siblings too (a service's users), emptied or not
-            if not self.memory.count():
-                log.warning("the memory '%s' holds no concepts at all, so nothing can be recognized: introduce "
-                            "one first, or check the memory path (open_memory(path, must_exist=True) refuses a "
-                            "missing file)", self.memory.uri)
-        found: list[Detections] = []
-        if len(objects):
-            t0 = time.perf_counter()
-            self._check_backbone()
-            if grid is None:
-                grid = self.pipeline.encode(img, saliency=self.pipeline.query_saliency)
-            labels = entry.categories
-            from pekit._threads import blas_threads, cores
-
-            if blas is None:  # after the pass the cores are free: big galleries use them all
-                blas = 1 if len(objects.views) < LARGE_GALLERY_VIEWS else cores()
-            with blas_threads(blas):  # small products: one thread (a BLAS pool would only wait)
-                found.append(self.pipeline.recognize(grid, objects, threshold=threshold, image=img, labels=labels,
-                                                     margin=margin))
-            if timings is not None:
-                timings["backbone"] = timings.get("backbone", 0.0) + time.perf_counter() - t0
-        if persons:
-            t0 = time.perf_counter()
-            from pekit.faces.people import recognize_faces
-
-            found.append(recognize_faces(self, img, persons))
-            if timings is not None:
-                timings["faces"] = timings.get("faces", 0.0) + time.perf_counter() - t0
-        if not found:
-            return Detections.empty()
-        if len(found) == 1:
-            return found[0]
-        merged = Detections.merge(found)
-        return merged[np.argsort(-np.asarray(merged.score), kind="stable")] if len(merged) else merged
+        """`recognize` against a namespace's cached gallery (`pekit.recognizing.recognize_in`)."""
+        return recognizing.recognize_in(self, img, entry, threshold, timings, grid=grid, blas=blas, margin=margin)
 
     def recognize_video(self, video: str | os.PathLike, *, fps: float = 2.0, max_frames: int | None = None,
                         out: str | os.PathLike | None = None, sheet: str | os.PathLike | None = None,
@@ -378,30 +314,8 @@ class Personalizer:
                                scene_cut=scene_cut, confirm=confirm, audio=audio, max_pixels=max_pixels)
 
     def _video_steps(self, entry: Any, threshold: float | None) -> tuple[Any, Any]:
-        """Per-sample recognition for a clip and its ``confirm`` (see `pekit.video.recognize_video`).
-
-        Objects are recognized down to `pekit.video.WEAK_MARGIN` under their thresholds
-        (the looks steered by the thresholds, as for a photo); ``confirm`` marks the
-        detections at or above their own threshold strong (faces: all, matched at the usual
-        tolerance), so near-threshold frames only extend tracks.
-        """
-        from pekit.video import WEAK_MARGIN
-
-        objects = entry.gallery
-        own: dict[int, float] = {}
-        if len(objects):
-            per = np.full(len(objects), threshold, np.float64) if threshold is not None else thresholds_or(
-                objects.thresholds, self.pipeline.config.threshold)
-            own = dict(zip(np.asarray(objects.ids).tolist(), per.tolist(), strict=True))
-
-        def step(image: np.ndarray, timings: dict[str, float]) -> Detections:
-            return self._recognize(image, entry, threshold, timings, margin=WEAK_MARGIN)
-
-        def confirm(dets: Detections) -> np.ndarray:
-            return np.array([float(s) >= own.get(int(k), -np.inf) - 1e-6
-                             for k, s in zip(np.asarray(dets.concept_id), np.asarray(dets.score), strict=True)], bool)
-
-        return step, confirm
+        """Per-sample recognition for a clip and its ``confirm`` (`pekit.recognizing.video_steps`)."""
+        return recognizing.video_steps(self, entry, threshold)
 
     def annotate(self, image: ImageInput, detections: Detections) -> np.ndarray:
         """Draw the detections (distinct colours, names, scores) on a copy of the image."""
