@@ -17,7 +17,7 @@ reports, in one process and interleaved with the backbone pass on the same photo
 * RSS after the warm calls (target <= 2 GB at 100,000) and the file size.
 
 BLAS threads around matching are what `Personalizer.recognize` sets: one, or every core
-above `LARGE_GALLERY_VIEWS` (the cores are free after the pass).
+above `pekit.recognizing.LARGE_GALLERY_VIEWS` (the cores are free after the pass).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ per concept) before anything else. This times exactly that function on random un
 vectors (its cost does not depend on the values) for growing galleries, interleaved with
 one backbone pass of the offline preset (scikit-image's cat photo), with BLAS on one
 thread (small galleries and `recognize_many`) and on every core (what `recognize` uses
-above `LARGE_GALLERY_VIEWS`, when the cores are free after the pass), and prints ratios.
+above `pekit.recognizing.LARGE_GALLERY_VIEWS`, when the cores are free after the pass), and prints ratios.
 An ANN index pays where this ratio approaches the budget left after the pass (10 % at
 10^4 concepts, 50 % at 10^5).
 """

@@ -45,8 +45,6 @@ CONSISTENCY_MARGIN = 0.05
 __all__ = ["CONSISTENCY", "CONSISTENCY_MARGIN", "MIN_BOX_PATCHES", "MIN_BOX_SIDE", "Personalizer", "build_pipeline",
            "stored_consistency"]
 
-LARGE_GALLERY_VIEWS = recognizing.LARGE_GALLERY_VIEWS
-
 
 def stored_consistency(concept: Any) -> float | None:
     """The `CONSISTENCY` recorded in a concept's meta, or None (one photo, `add_view`
