@@ -23,21 +23,27 @@ def _photos(root: Path, name: str, image: np.ndarray) -> None:
         Image.fromarray(np.ascontiguousarray(variant)).save(root / name / f"{i:02d}.png")
 
 
-def test_feedback_runs_on_views_made_as_introduce_makes_them(tmp_path: Path, offline_pipeline: Any,
-                                                            chelsea: np.ndarray, coffee: np.ndarray,
-                                                            astronaut: np.ndarray) -> None:
+def test_feedback_makes_views_as_introduce_and_scores_as_recognize(tmp_path: Path, offline_pipeline: Any,
+                                                                  chelsea: np.ndarray, coffee: np.ndarray,
+                                                                  astronaut: np.ndarray) -> None:
     for name, image in (("cat", chelsea), ("cup", coffee), ("astronaut", astronaut)):
         _photos(tmp_path / "db", name, image)
     made: list[Any] = []
-    real = offline_pipeline.reference
+    looked: list[Any] = []
+    real, real_candidates = offline_pipeline.reference, offline_pipeline.candidates
 
     def reference(grid: Any, **kw: Any) -> Any:
         made.append(kw)
         return real(grid, **kw)
 
+    def candidates(scan: Any, gallery: Any, **kw: Any) -> Any:  # what recognize runs: the photo for the crops
+        looked.append((kw.get("image"), offline_pipeline.crop_grids))
+        return real_candidates(scan, gallery, **kw)
+
     cache = GridCache(None, offline_pipeline.fingerprint, memory_items=1 << 10)
     mp = pytest.MonkeyPatch()
     mp.setattr(offline_pipeline, "reference", reference)
+    mp.setattr(offline_pipeline, "candidates", candidates)
     try:
         table = run_feedback(load_dataset(f"folder:{tmp_path / 'db'}"), offline_pipeline, k=2, seeds=1,
                              corrections=1, cache=cache, progress=False)
@@ -45,6 +51,9 @@ def test_feedback_runs_on_views_made_as_introduce_makes_them(tmp_path: Path, off
         mp.undo()
     assert len(made) == 3 * 2  # two references per concept
     assert all(isinstance(kw.get("image"), np.ndarray) and kw.get("zoomed") is not None for kw in made)
+    # test photos found as recognize finds them (second look from the photo, crops memoised), memo let go after
+    assert looked and all(isinstance(image, np.ndarray) and memo is not None for image, memo in looked)
+    assert offline_pipeline.crop_grids is None
     assert sorted(table) == [0, 1]
     for n, row in table.items():
         assert row["negative"] == pytest.approx(1.0)  # a cup is not the cat, nor the astronaut

@@ -12,9 +12,12 @@ Protocol (each concept alone in memory, the hard open-set case):
   precision and weighted accuracy are averaged over concepts, then over seeds.
 
 Reference views are made as `introduce` makes them (`isolate`: the photo, its zoomed-out
-pass, the whole photo when nothing stands out); test photos are embedded once (the
-`GridCache`) and scored by the first look (`Pipeline.candidates`, no second look's crops),
-so the benchmark is matching only after the references.
+pass, the whole photo when nothing stands out). Test photos are embedded once (the
+`GridCache`) and, with a pipeline that looks twice (``second_look``, ``tiled_look``),
+found and scored as `recognize` finds them: from the photo, the crops' passes included
+(memoised per photo and crop: a crop the same concept needs again after a correction is
+not embedded twice). So the simulated user corrects the region `Personalizer.correct`
+would pick, and the rest is scored as the user would see it.
 
 Example:
     >>> table = run_feedback(load_dataset("folder:../shared/data/dreambooth"),
@@ -26,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -36,6 +40,7 @@ from pekit.eval.metrics import confusion, recognition_metrics
 from pekit.eval.photos import collect_photos, embed_photos, showing_rows
 from pekit.eval.references import draw_references, isolate
 from pekit.extract.views import concept_from_views, summarize_parts
+from pekit.images import load_image
 from pekit.retrieve.match import Gallery
 
 __all__ = ["run_feedback"]
@@ -57,56 +62,73 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
     readable, _ = embed_photos(photos, pipeline, cache, progress=progress)
     scans: dict[int, Any] = {}
     made: dict[tuple[int, str], Any] = {}  # reference views by photo and category
+    config = getattr(pipeline, "config", None)
+    from_photo = bool(getattr(config, "second_look", False)) or getattr(config, "tiled_look", 0) >= 2
 
     def scan(i: int) -> Any:
         if i not in scans:
             grid = cache.get(photos[i].sha1)
             assert grid is not None
-            scans[i] = pipeline.scan(grid)
+            scans[i] = pipeline.scan(grid, image=image(i))
         return scans[i]
+
+    @functools.lru_cache(maxsize=256)  # each concept walks the test photos in turn: decoded once for the crops
+    def image(i: int) -> np.ndarray | None:
+        return load_image(photos[i].path) if from_photo else None
+
+    def found(i: int, gallery: Gallery) -> list[Any]:  # what `recognize` finds for a user with this one concept
+        return looker.candidates(scan(i), gallery, competitive=False, image=image(i))
 
     per: dict[int, dict[str, list[float]]] = {n: {} for n in range(corrections + 1)}
     jobs = [(s, c) for s in range(seeds) for c in dataset.concepts]
-    for s, c in tqdm(jobs, desc="feedback", unit="concept", disable=None if progress else True):
-        refs = draw_references(c, k, s, seed)
-        if refs is None:
-            continue
-        ref_ids = [index[p] for p in refs if index[p] in readable]
-        ref_paths = set(refs)
-        for i in ref_ids:  # a photo drawn again by another seed keeps its view: decoded and isolated once
-            if (i, c.category) not in made:
-                grid = cache.get(photos[i].sha1)
-                assert grid is not None  # embedded above
-                made[i, c.category] = isolate(pipeline, cache, photos[i].sha1, photos[i].path, grid,
-                                              category=c.category)[0]
-        views = [made[i, c.category] for i in ref_ids]
-        concept = concept_from_views(c.name, views, category=c.category)
-        rows = showing_rows(photos, readable, ref_ids, ref_paths)
-        order = np.random.default_rng([seed, s, k, len(c.name), 11]).permutation(len(rows))
-        pool_rows = [rows[j] for j in order[: len(rows) // 2]]
-        rest = [rows[j] for j in order[len(rows) // 2:]]
-        negatives: list[np.ndarray] = []
-        gallery = Gallery.from_concepts([concept])
-        for i in pool_rows:
-            if len(negatives) >= corrections:
-                break
-            if c.name in photos[i].owners:
+    if from_photo:
+        pipeline.crop_grids = {}  # each crop embedded once, however many corrections re-score it
+    # a threshold given for the run steers the looks as `recognize(threshold=...)` does
+    looker = pipeline if threshold is None or not hasattr(pipeline, "at_threshold") else pipeline.at_threshold(thr)
+    try:
+        for s, c in tqdm(jobs, desc="feedback", unit="concept", disable=None if progress else True):
+            refs = draw_references(c, k, s, seed)
+            if refs is None:
                 continue
-            cands = pipeline.candidates(scan(i), gallery, competitive=False)
-            if cands and cands[0].score >= thr:  # what `Personalizer.correct` stores: the region's parts
-                negatives.append(summarize_parts(scan(i).unit[cands[0].region.reshape(-1)],
-                                                 pipeline.config.max_parts))
-        positive = np.array([c.name in photos[i].owners for i in rest])
-        for n in range(corrections + 1):
-            used = np.concatenate(negatives[:n]) if n and negatives else None
-            g = Gallery.from_concepts([dataclasses.replace(concept, negatives=used)])
-            scores = np.array([max([cand.score for cand in pipeline.candidates(scan(i), g, competitive=False)],
-                                   default=-np.inf) for i in rest])
-            counts = confusion(scores[:, None], positive[:, None], ~positive[:, None], thr)
-            for name, value in recognition_metrics(*counts).items():
-                if name != "weighted":  # the weighted mean is taken of the averaged accuracies below
-                    per[n].setdefault(name, []).append(float(value[0]))
-            per[n].setdefault("corrected", []).append(float(min(n, len(negatives))))
+            ref_ids = [index[p] for p in refs if index[p] in readable]
+            ref_paths = set(refs)
+            for i in ref_ids:  # a photo drawn again by another seed keeps its view: decoded and isolated once
+                if (i, c.category) not in made:
+                    grid = cache.get(photos[i].sha1)
+                    assert grid is not None  # embedded above
+                    made[i, c.category] = isolate(pipeline, cache, photos[i].sha1, photos[i].path, grid,
+                                                  category=c.category)[0]
+            views = [made[i, c.category] for i in ref_ids]
+            concept = concept_from_views(c.name, views, category=c.category)
+            rows = showing_rows(photos, readable, ref_ids, ref_paths)
+            order = np.random.default_rng([seed, s, k, len(c.name), 11]).permutation(len(rows))
+            pool_rows = [rows[j] for j in order[: len(rows) // 2]]
+            rest = [rows[j] for j in order[len(rows) // 2:]]
+            negatives: list[np.ndarray] = []
+            gallery = Gallery.from_concepts([concept])
+            for i in pool_rows:
+                if len(negatives) >= corrections:
+                    break
+                if c.name in photos[i].owners:
+                    continue
+                wrong = max(found(i, gallery), key=lambda cand: cand.score, default=None)
+                if wrong is not None and wrong.score >= thr:  # what `Personalizer.correct` stores: its parts
+                    negatives.append(summarize_parts(scan(i).unit[wrong.region.reshape(-1)],
+                                                     pipeline.config.max_parts))
+            positive = np.array([c.name in photos[i].owners for i in rest])
+            for n in range(corrections + 1):
+                used = np.concatenate(negatives[:n]) if n and negatives else None
+                g = Gallery.from_concepts([dataclasses.replace(concept, negatives=used)])
+                scores = np.array([max([cand.score for cand in found(i, g)], default=-np.inf) for i in rest])
+                counts = confusion(scores[:, None], positive[:, None], ~positive[:, None], thr)
+                for name, value in recognition_metrics(*counts).items():
+                    if name != "weighted":  # the weighted mean is taken of the averaged accuracies below
+                        per[n].setdefault(name, []).append(float(value[0]))
+                per[n].setdefault("corrected", []).append(float(min(n, len(negatives))))
+    finally:
+        if from_photo:
+            pipeline.crop_grids = None
+
     out: dict[int, dict[str, float]] = {}
     for n, metrics in per.items():
         out[n] = {name: float(np.nanmean(values)) if values else float("nan") for name, values in metrics.items()}

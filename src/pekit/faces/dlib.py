@@ -101,7 +101,7 @@ class DlibFaces:
     Args:
         detector: ``"hog"`` (default: frontal faces, ~0.5 s a 720p frame here) or ``"cnn"``
             (dlib's MMOD CNN from the same package: also finds turned and small faces, but
-            takes 10-18 s a 640 x 360 frame on this 2-core CPU; dlib-bin has no GPU).
+            takes 7-10 s a 640 x 360 frame on this 2-core CPU; dlib-bin has no GPU).
             The embedder, so the fingerprint, is the same for both.
         max_side: the detector runs on the image downscaled to this long side (pixels).
         upsample: dlib's upsampling passes (1 finds faces down to ~40 px at ``max_side``).
