@@ -58,3 +58,32 @@ def test_feedback_makes_views_as_introduce_and_scores_as_recognize(tmp_path: Pat
     for n, row in table.items():
         assert row["negative"] == pytest.approx(1.0)  # a cup is not the cat, nor the astronaut
         assert 0 <= row["corrected"] <= n
+
+
+def test_feedback_prompts_a_detector_with_the_one_concept_a_user_has(tmp_path: Path, offline_pipeline: Any,
+                                                                     chelsea: np.ndarray, coffee: np.ndarray) -> None:
+    from dataclasses import replace
+
+    from pekit.pipeline import Pipeline
+    from pekit.types import Detections
+
+    asked: list[list[str]] = []
+
+    class Detector:  # the middle of the photo, whatever is asked
+        def detect(self, image: np.ndarray, labels: list[str] | str) -> Detections:
+            asked.append([labels] if isinstance(labels, str) else list(labels))
+            h, w = image.shape[:2]
+            return Detections(xyxy=np.array([[w * 0.2, h * 0.2, w * 0.8, h * 0.8]], np.float32),
+                              score=np.array([0.9], np.float32))
+
+    for name, image in (("cat", chelsea), ("cup", coffee)):
+        _photos(tmp_path / "db", name, image)
+    config = replace(offline_pipeline.config, proposals=("detector", "windows"))
+    pipeline = Pipeline(offline_pipeline.backbone, config, detector=Detector())
+    table = run_feedback(load_dataset(f"folder:{tmp_path / 'db'}"), pipeline, k=2, seeds=1, corrections=1,
+                         cache=GridCache(None, pipeline.fingerprint, memory_items=1 << 10), progress=False)
+    # references and test photos alike: each user's detector is asked for that user's one category
+    assert asked and all(labels in (["cat"], ["cup"]) for labels in asked)
+    # its 2 references, then the test photos it is scored on (not only the references)
+    assert asked.count(["cat"]) > 2 and asked.count(["cup"]) > 2
+    assert sorted(table) == [0, 1]

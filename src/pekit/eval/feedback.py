@@ -16,8 +16,9 @@ pass, the whole photo when nothing stands out). Test photos are embedded once (t
 `GridCache`) and, with a pipeline that looks twice (``second_look``, ``tiled_look``),
 found and scored as `recognize` finds them: from the photo, the crops' passes included
 (memoised per photo and crop: a crop the same concept needs again after a correction is
-not embedded twice). So the simulated user corrects the region `Personalizer.correct`
-would pick, and the rest is scored as the user would see it.
+not embedded twice); a pipeline with a detector proposes on them too, prompted with the
+one category this user has in memory. So the simulated user corrects the region
+`Personalizer.correct` would pick, and the rest is scored as the user would see it.
 
 Example:
     >>> table = run_feedback(load_dataset("folder:../shared/data/dreambooth"),
@@ -60,24 +61,29 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
     cache = cache or GridCache(None, pipeline.fingerprint, memory_items=1 << 30)
     photos, index = collect_photos(dataset, progress=progress)
     readable, _ = embed_photos(photos, pipeline, cache, progress=progress)
-    scans: dict[int, Any] = {}
+    scans: dict[tuple[int, str | None], Any] = {}  # by photo (and the category a detector is prompted with)
     made: dict[tuple[int, str], Any] = {}  # reference views by photo and category
     config = getattr(pipeline, "config", None)
     from_photo = bool(getattr(config, "second_look", False)) or getattr(config, "tiled_look", 0) >= 2
+    # a detector proposes from the photo, prompted with the categories in memory: this user's one
+    detector = getattr(pipeline, "detector", None) is not None
+    from_photo = from_photo or detector
 
-    def scan(i: int) -> Any:
-        if i not in scans:
+    def scan(i: int, category: str) -> Any:
+        key = (i, category if detector else None)
+        if key not in scans:
             grid = cache.get(photos[i].sha1)
             assert grid is not None
-            scans[i] = pipeline.scan(grid, image=image(i))
-        return scans[i]
+            scans[key] = pipeline.scan(grid, image=image(i), labels=[category] if detector else None)
+        return scans[key]
 
     @functools.lru_cache(maxsize=256)  # each concept walks the test photos in turn: decoded once for the crops
     def image(i: int) -> np.ndarray | None:
         return load_image(photos[i].path) if from_photo else None
 
-    def found(i: int, gallery: Gallery) -> list[Any]:  # what `recognize` finds for a user with this one concept
-        return looker.candidates(scan(i), gallery, competitive=False, image=image(i))
+    def found(i: int, gallery: Gallery, category: str) -> list[Any]:  # what `recognize` finds for this one concept
+        return looker.candidates(scan(i, category), gallery, competitive=False, image=image(i),
+                                 labels=[category] if detector else None)
 
     per: dict[int, dict[str, list[float]]] = {n: {} for n in range(corrections + 1)}
     jobs = [(s, c) for s in range(seeds) for c in dataset.concepts]
@@ -111,15 +117,16 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
                     break
                 if c.name in photos[i].owners:
                     continue
-                wrong = max(found(i, gallery), key=lambda cand: cand.score, default=None)
+                wrong = max(found(i, gallery, c.category), key=lambda cand: cand.score, default=None)
                 if wrong is not None and wrong.score >= thr:  # what `Personalizer.correct` stores: its parts
-                    negatives.append(summarize_parts(scan(i).unit[wrong.region.reshape(-1)],
+                    negatives.append(summarize_parts(scan(i, c.category).unit[wrong.region.reshape(-1)],
                                                      pipeline.config.max_parts))
             positive = np.array([c.name in photos[i].owners for i in rest])
             for n in range(corrections + 1):
                 used = np.concatenate(negatives[:n]) if n and negatives else None
                 g = Gallery.from_concepts([dataclasses.replace(concept, negatives=used)])
-                scores = np.array([max([cand.score for cand in found(i, g)], default=-np.inf) for i in rest])
+                scores = np.array([max([cand.score for cand in found(i, g, c.category)], default=-np.inf)
+                                   for i in rest])
                 counts = confusion(scores[:, None], positive[:, None], ~positive[:, None], thr)
                 for name, value in recognition_metrics(*counts).items():
                     if name != "weighted":  # the weighted mean is taken of the averaged accuracies below
