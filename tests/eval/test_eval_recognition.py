@@ -427,3 +427,45 @@ def test_reference_views_are_made_from_the_photo_as_introduce_makes_them(folder_
     assert pipe.images and all(isinstance(im, np.ndarray) and im.shape == (12, 16, 3) for im in pipe.images)
     reds = [im for im in pipe.images if (im[1:, 1:] == (255, 0, 0)).all()]
     assert reds, "the red concept's reference photo itself reached reference()"
+
+
+class DetectingPipeline(FakePipeline):
+    """A fake with a detector: records the labels each scored memory prompts it with."""
+
+    def __init__(self) -> None:
+        super().__init__(threshold=0.6)
+        self.detector = object()
+        self.asked: list[tuple[str, ...] | None] = []
+        self.inside = False  # the fake's candidates call its match: one memory, one prompt
+
+    def match(self, grid, gallery, *, image=None, labels=None, competitive=None):
+        if not self.inside:
+            self.asked.append(None if labels is None else tuple(labels))
+        return super().match(grid, gallery, image=image, labels=labels, competitive=competitive)
+
+    def candidates(self, grid, gallery, *, concepts=None, **kw):
+        labels = kw.get("labels")
+        self.asked.append(None if labels is None else tuple(labels))
+        self.inside = True
+        try:
+            return super().candidates(grid, gallery, concepts=concepts)
+        finally:
+            self.inside = False
+
+
+def test_a_detector_is_prompted_with_the_categories_of_the_memory_it_serves(folder_dataset: Path):
+    every = ("plant", "sky", "warm")
+    single = DetectingPipeline()
+    run_recognition(load_dataset(f"folder:{folder_dataset}"), single, refs=(1,), seeds=1, galleries=("single",),
+                    progress=False)
+    # each concept alone: that user's detector is asked for its one category, never for all of them
+    assert single.asked and set(single.asked) == {("plant",), ("sky",), ("warm",)}
+    together = DetectingPipeline()
+    run_recognition(load_dataset(f"folder:{folder_dataset}"), together, refs=(1,), seeds=1, galleries=("all",),
+                    progress=False)
+    assert together.asked and set(together.asked) == {every}
+    pairs = DetectingPipeline()
+    run_recognition(load_dataset(f"folder:{folder_dataset}"), pairs, refs=(1,), seeds=1, galleries=(2,),
+                    progress=False)
+    asked = set(pairs.asked)
+    assert asked and all(labels and 1 <= len(labels) <= 2 and set(labels) <= set(every) for labels in asked)

@@ -27,9 +27,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,22 +144,47 @@ def _random_galleries(c: int, n: int, seed: list[int]) -> list[np.ndarray]:
     return out
 
 
-def _match_subsets(pipeline: Any, scan: Any, gallery: Gallery, subsets: list[np.ndarray],
-                   image: np.ndarray | None = None, labels: list[str] | None = None,
+def _match_subsets(pipeline: Any, scan_of: Callable[[np.ndarray], tuple[Any, list[str] | None]],
+                   gallery: Gallery, subsets: list[np.ndarray], image: np.ndarray | None = None,
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Each concept's score when it shares memory with its own random gallery (`_random_galleries`):
-    what that user's memory gives it, the second look included (with the ``image``; every
-    member is scored, so the crops are the ones that user's photo would get)."""
+    """Each concept's score when it shares memory with its own gallery (``subsets[k]``, the
+    concept first: `_random_galleries`, or itself alone): what that user's memory gives it,
+    the second look included (with the ``image``; every member is scored, so the crops are
+    the ones that user's photo would get). ``scan_of(members)``: the photo's scan for that
+    memory and the labels a detector is prompted with (its members' categories)."""
     scores = np.full(len(gallery), NO_SCORE, np.float32)
     boxes = np.zeros((len(gallery), 4), np.float32)
+    scan = None
     for k, members in enumerate(subsets):
+        scan, labels = scan_of(members)
         for cand in pipeline.candidates(scan, gallery.subset(members), image=image, labels=labels):
             if cand.concept == 0 and (scores[k] == NO_SCORE or cand.score > scores[k]):
                 scores[k], boxes[k] = cand.score, cand.xyxy
     found = scores != NO_SCORE
     if found.any() and hasattr(pipeline, "drawn_boxes"):
-        boxes[found] = pipeline.drawn_boxes(boxes[found], scan)  # as `Pipeline.match` draws them
+        boxes[found] = pipeline.drawn_boxes(boxes[found], scan)  # as `Pipeline.match` draws them (one grid)
     return scores, boxes
+
+
+class _PhotoScans:
+    """One photo's scans (proposals pooled once), by the memory they serve: with a detector,
+    one per set of categories it is prompted with (the members' of that memory); without
+    one, a single scan for every memory."""
+
+    def __init__(self, pipeline: Any, grid: Any, image: np.ndarray | None, categories: dict[str, str],
+                 detector: bool) -> None:
+        self.pipeline, self.grid, self.image = pipeline, grid, image
+        self.categories, self.detector = categories, detector
+        self.scans: dict[tuple[str, ...] | None, Any] = {}
+
+    def __call__(self, members: np.ndarray, names: list[str]) -> tuple[Any, list[str] | None]:
+        """The scan for a memory of ``names[members]`` and the labels its detector is given."""
+        key = tuple(sorted({self.categories[names[int(j)]] for j in members})) if self.detector else None
+        labels = list(key) if key else None
+        if key not in self.scans:
+            p = self.pipeline
+            self.scans[key] = p.scan(self.grid, image=self.image, labels=labels) if hasattr(p, "scan") else self.grid
+        return self.scans[key], labels
 
 
 def run_recognition(
@@ -280,8 +306,9 @@ def run_recognition(
     # -- score every test photo once per trial (one scan per photo for all trials) ----------
     t0 = time.perf_counter()
     position = [{int(i): r for r, i in enumerate(tr.photos)} for tr in trials]
-    needs_image = getattr(pipeline, "detector", None) is not None
-    labels = sorted(set(categories.values())) if needs_image else None
+    # a detector is prompted with the categories of the memory it serves: all of them, one
+    # concept's alone, or a random gallery's (each user's photo scanned for its own memory)
+    detector = needs_image = getattr(pipeline, "detector", None) is not None
     config = getattr(pipeline, "config", None)
     from_photo = bool(getattr(config, "second_look", False)) or getattr(config, "tiled_look", 0) >= 2
     if from_photo:  # crops and tiles are embedded from the photo; memoised across the trials that share it
@@ -293,24 +320,30 @@ def run_recognition(
         grid = cache.get(photos[idx].sha1)
         assert grid is not None
         image = load_image(photos[idx].path) if needs_image else None
-        scan = pipeline.scan(grid, image=image, labels=labels) if hasattr(pipeline, "scan") else grid
+        scan_of = _PhotoScans(pipeline, grid, image, categories, detector)
         for t in tests[idx]:
             trial, row = trials[t], position[t][idx]
             before = getattr(pipeline, "second_look_passes", 0)
             tiles_before = getattr(pipeline, "tiled_look_passes", 0)
+            names = trial.concepts
+            scan_for = functools.partial(scan_of, names=names)
             if trial.gallery == "all":
+                scan, labels = scan_for(np.arange(len(names)))
                 scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, labels=labels)
-            elif trial.gallery == "single":
-                scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, labels=labels, competitive=False)
+            elif trial.gallery == "single" and not detector:  # one call scores each concept alone
+                scan, _ = scan_for(np.arange(len(names)))
+                scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, competitive=False)
             else:
-                scores, boxes = _match_subsets(pipeline, scan, galleries_[t], subsets[t] or [], image, labels)
+                alone = [np.array([j]) for j in range(len(names))]
+                scores, boxes = _match_subsets(pipeline, scan_for, galleries_[t],
+                                               alone if trial.gallery == "single" else subsets[t] or [], image)
             trial.scores[row] = scores
             assert trial.boxes is not None
             trial.boxes[row] = boxes
             crops = getattr(pipeline, "second_look_passes", 0) - before
             # one call scores every concept alone, but each of those users' photos would be tiled for it
             tiles = (getattr(pipeline, "tiled_look_passes", 0) - tiles_before) * (
-                len(trial.concepts) if trial.gallery == "single" else 1)
+                len(trial.concepts) if trial.gallery == "single" and not detector else 1)
             looks[trial.gallery] = looks.get(trial.gallery, 0) + crops + tiles
             # alone or in its own random gallery, every concept is its own user: photos x concepts calls
             scored[trial.gallery] = scored.get(trial.gallery, 0) + (1 if trial.gallery == "all"
