@@ -303,7 +303,7 @@ def run_recognition(
             galleries_.append(gallery)
             subsets.append(_random_galleries(len(names), int(mode), [seed, s, k]) if mode.isdigit() else None)
 
-    # -- score every test photo once per trial (one scan per photo for all trials) ----------
+    # -- score every test photo once per trial (one scan per photo, per category set with a detector) --
     t0 = time.perf_counter()
     position = [{int(i): r for r, i in enumerate(tr.photos)} for tr in trials]
     # a detector is prompted with the categories of the memory it serves: all of them, one
