@@ -38,7 +38,7 @@ import numpy as np
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
 from pekit.eval.metrics import confusion, recognition_metrics
-from pekit.eval.photos import collect_photos, embed_photos, showing_rows
+from pekit.eval.photos import collect_photos, crop_memo, embed_photos, looks_again, showing_rows
 from pekit.eval.references import draw_references, isolate
 from pekit.extract.views import concept_from_views, summarize_parts
 from pekit.images import load_image
@@ -63,11 +63,9 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
     readable, _ = embed_photos(photos, pipeline, cache, progress=progress)
     scans: dict[tuple[int, str | None], Any] = {}  # by photo (and the category a detector is prompted with)
     made: dict[tuple[int, str], Any] = {}  # reference views by photo and category
-    config = getattr(pipeline, "config", None)
-    from_photo = bool(getattr(config, "second_look", False)) or getattr(config, "tiled_look", 0) >= 2
     # a detector proposes from the photo, prompted with the categories in memory: this user's one
     detector = getattr(pipeline, "detector", None) is not None
-    from_photo = from_photo or detector
+    from_photo = detector or looks_again(pipeline)  # crops and tiles are cut from the photo
 
     def scan(i: int, category: str) -> Any:
         key = (i, category if detector else None)
@@ -87,11 +85,9 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
 
     per: dict[int, dict[str, list[float]]] = {n: {} for n in range(corrections + 1)}
     jobs = [(s, c) for s in range(seeds) for c in dataset.concepts]
-    if from_photo:
-        pipeline.crop_grids = {}  # each crop embedded once, however many corrections re-score it
-    # a threshold given for the run steers the looks as `recognize(threshold=...)` does
-    looker = pipeline if threshold is None or not hasattr(pipeline, "at_threshold") else pipeline.at_threshold(thr)
-    try:
+    with crop_memo(pipeline):  # each crop embedded once, however many corrections re-score it
+        # a threshold given for the run steers the looks as `recognize(threshold=...)` does
+        looker = pipeline if threshold is None or not hasattr(pipeline, "at_threshold") else pipeline.at_threshold(thr)
         for s, c in tqdm(jobs, desc="feedback", unit="concept", disable=None if progress else True):
             refs = draw_references(c, k, s, seed)
             if refs is None:
@@ -132,9 +128,6 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
                     if name != "weighted":  # the weighted mean is taken of the averaged accuracies below
                         per[n].setdefault(name, []).append(float(value[0]))
                 per[n].setdefault("corrected", []).append(float(min(n, len(negatives))))
-    finally:
-        if from_photo:
-            pipeline.crop_grids = None
 
     out: dict[int, dict[str, float]] = {}
     for n, metrics in per.items():

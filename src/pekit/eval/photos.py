@@ -12,7 +12,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from pekit.errors import ImageError
 from pekit.eval.cache import GridCache, file_sha1
 from pekit.eval.datasets import Dataset
 
-__all__ = ["Photo", "collect_photos", "embed_photos", "showing_rows"]
+__all__ = ["Photo", "collect_photos", "crop_memo", "embed_photos", "looks_again", "showing_rows"]
 
 
 @dataclass
@@ -124,3 +125,25 @@ def embed_photos(photos: list[Photo], pipeline: Any, cache: GridCache, *,
                 readable.add(i)
             bar.update()
     return readable, warnings
+
+
+def looks_again(pipeline: Any) -> bool:
+    """Whether ``pipeline`` looks at a photo again (the second look's crops, the tiled look's
+    tiles): they are cut from the photo, so scoring needs the photo, not only its grid."""
+    config = getattr(pipeline, "config", None)
+    return bool(getattr(config, "second_look", False)) or getattr(config, "tiled_look", 0) >= 2
+
+
+@contextlib.contextmanager
+def crop_memo(pipeline: Any) -> Iterator[None]:
+    """While the block runs, the passes of a pipeline that looks again (`looks_again`) are
+    memoised (`Pipeline.crop_grids`) across every scoring of the same photo (galleries,
+    trials, corrections); the memo is let go after."""
+    memo = looks_again(pipeline)
+    if memo:
+        pipeline.crop_grids = {}
+    try:
+        yield
+    finally:
+        if memo:
+            pipeline.crop_grids = None

@@ -39,7 +39,7 @@ import numpy as np
 from pekit.errors import InvalidInputError
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
-from pekit.eval.photos import Photo, collect_photos, embed_photos
+from pekit.eval.photos import Photo, collect_photos, crop_memo, embed_photos, looks_again
 from pekit.eval.photos import showing_rows as showing_rows
 from pekit.eval.references import DETECTOR_ALIASES as DETECTOR_ALIASES
 from pekit.eval.references import Plan as Plan
@@ -308,49 +308,44 @@ def run_recognition(
     position = [{int(i): r for r, i in enumerate(tr.photos)} for tr in trials]
     # a detector is prompted with the categories of the memory it serves: all of them, one
     # concept's alone, or a random gallery's (each user's photo scanned for its own memory)
-    detector = needs_image = getattr(pipeline, "detector", None) is not None
-    config = getattr(pipeline, "config", None)
-    from_photo = bool(getattr(config, "second_look", False)) or getattr(config, "tiled_look", 0) >= 2
-    if from_photo:  # crops and tiles are embedded from the photo; memoised across the trials that share it
-        needs_image = True
-        pipeline.crop_grids = {}
+    detector = getattr(pipeline, "detector", None) is not None
+    needs_image = detector or looks_again(pipeline)  # a detector's boxes, crops and tiles come from the photo
     looks: dict[str, int] = {}  # crop passes per gallery mode
     scored: dict[str, int] = {}  # photos scored per gallery mode
-    for idx in tqdm(sorted(tests), desc="matching", unit="photo", disable=None if progress else True):
-        grid = cache.get(photos[idx].sha1)
-        assert grid is not None
-        image = load_image(photos[idx].path) if needs_image else None
-        scan_of = _PhotoScans(pipeline, grid, image, categories, detector)
-        for t in tests[idx]:
-            trial, row = trials[t], position[t][idx]
-            before = getattr(pipeline, "second_look_passes", 0)
-            tiles_before = getattr(pipeline, "tiled_look_passes", 0)
-            names = trial.concepts
-            scan_for = functools.partial(scan_of, names=names)
-            if trial.gallery == "all":
-                scan, labels = scan_for(np.arange(len(names)))
-                scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, labels=labels)
-            elif trial.gallery == "single" and not detector:  # one call scores each concept alone
-                scan, _ = scan_for(np.arange(len(names)))
-                scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, competitive=False)
-            else:
-                alone = [np.array([j]) for j in range(len(names))]
-                scores, boxes = _match_subsets(pipeline, scan_for, galleries_[t],
-                                               alone if trial.gallery == "single" else subsets[t] or [], image)
-            trial.scores[row] = scores
-            assert trial.boxes is not None
-            trial.boxes[row] = boxes
-            crops = getattr(pipeline, "second_look_passes", 0) - before
-            # one call scores every concept alone, but each of those users' photos would be tiled for it
-            tiles = (getattr(pipeline, "tiled_look_passes", 0) - tiles_before) * (
-                len(trial.concepts) if trial.gallery == "single" and not detector else 1)
-            looks[trial.gallery] = looks.get(trial.gallery, 0) + crops + tiles
-            # alone or in its own random gallery, every concept is its own user: photos x concepts calls
-            scored[trial.gallery] = scored.get(trial.gallery, 0) + (1 if trial.gallery == "all"
-                                                                    else len(trial.concepts))
+    with crop_memo(pipeline):  # a crop or tile embedded once for every trial that shares the photo
+        for idx in tqdm(sorted(tests), desc="matching", unit="photo", disable=None if progress else True):
+            grid = cache.get(photos[idx].sha1)
+            assert grid is not None
+            image = load_image(photos[idx].path) if needs_image else None
+            scan_of = _PhotoScans(pipeline, grid, image, categories, detector)
+            for t in tests[idx]:
+                trial, row = trials[t], position[t][idx]
+                before = getattr(pipeline, "second_look_passes", 0)
+                tiles_before = getattr(pipeline, "tiled_look_passes", 0)
+                names = trial.concepts
+                scan_for = functools.partial(scan_of, names=names)
+                if trial.gallery == "all":
+                    scan, labels = scan_for(np.arange(len(names)))
+                    scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, labels=labels)
+                elif trial.gallery == "single" and not detector:  # one call scores each concept alone
+                    scan, _ = scan_for(np.arange(len(names)))
+                    scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, competitive=False)
+                else:
+                    alone = [np.array([j]) for j in range(len(names))]
+                    scores, boxes = _match_subsets(pipeline, scan_for, galleries_[t],
+                                                   alone if trial.gallery == "single" else subsets[t] or [], image)
+                trial.scores[row] = scores
+                assert trial.boxes is not None
+                trial.boxes[row] = boxes
+                crops = getattr(pipeline, "second_look_passes", 0) - before
+                # one call scores every concept alone, but each of those users' photos would be tiled for it
+                tiles = (getattr(pipeline, "tiled_look_passes", 0) - tiles_before) * (
+                    len(trial.concepts) if trial.gallery == "single" and not detector else 1)
+                looks[trial.gallery] = looks.get(trial.gallery, 0) + crops + tiles
+                # alone or in its own random gallery, every concept is its own user: photos x concepts calls
+                scored[trial.gallery] = scored.get(trial.gallery, 0) + (1 if trial.gallery == "all"
+                                                                        else len(trial.concepts))
     match_s = time.perf_counter() - t0
-    if from_photo:
-        pipeline.crop_grids = None
     for w in warnings[len(dataset.warnings):]:
         log.warning(w)
     timing = {"total_s": round(time.perf_counter() - start, 2), "embed_s": round(embed_s, 2),
