@@ -38,7 +38,7 @@ import numpy as np
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
 from pekit.eval.metrics import confusion, recognition_metrics
-from pekit.eval.photos import collect_photos, crop_memo, embed_photos, looks_again, showing_rows
+from pekit.eval.photos import PhotoScans, collect_photos, crop_memo, embed_photos, looks_again, showing_rows
 from pekit.eval.references import draw_references, isolate
 from pekit.extract.views import concept_from_views, summarize_parts
 from pekit.images import load_image
@@ -61,27 +61,25 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
     cache = cache or GridCache(None, pipeline.fingerprint, memory_items=1 << 30)
     photos, index = collect_photos(dataset, progress=progress)
     readable, _ = embed_photos(photos, pipeline, cache, progress=progress)
-    scans: dict[tuple[int, str | None], Any] = {}  # by photo (and the category a detector is prompted with)
+    scans: dict[int, PhotoScans] = {}  # by photo, then by the category a detector is prompted with
     made: dict[tuple[int, str], Any] = {}  # reference views by photo and category
-    # a detector proposes from the photo, prompted with the categories in memory: this user's one
-    detector = getattr(pipeline, "detector", None) is not None
-    from_photo = detector or looks_again(pipeline)  # crops and tiles are cut from the photo
+    # a detector's boxes, crops and tiles come from the photo
+    from_photo = getattr(pipeline, "detector", None) is not None or looks_again(pipeline)
 
-    def scan(i: int, category: str) -> Any:
-        key = (i, category if detector else None)
-        if key not in scans:
+    def scan(i: int, category: str) -> tuple[Any, list[str] | None]:  # for a memory of that one category
+        if i not in scans:
             grid = cache.get(photos[i].sha1)
             assert grid is not None
-            scans[key] = pipeline.scan(grid, image=image(i), labels=[category] if detector else None)
-        return scans[key]
+            scans[i] = PhotoScans(pipeline, grid, image(i))
+        return scans[i]([category])
 
     @functools.lru_cache(maxsize=256)  # each concept walks the test photos in turn: decoded once for the crops
     def image(i: int) -> np.ndarray | None:
         return load_image(photos[i].path) if from_photo else None
 
     def found(i: int, gallery: Gallery, category: str) -> list[Any]:  # what `recognize` finds for this one concept
-        return looker.candidates(scan(i, category), gallery, competitive=False, image=image(i),
-                                 labels=[category] if detector else None)
+        grid_scan, labels = scan(i, category)
+        return looker.candidates(grid_scan, gallery, competitive=False, image=image(i), labels=labels)
 
     per: dict[int, dict[str, list[float]]] = {n: {} for n in range(corrections + 1)}
     jobs = [(s, c) for s in range(seeds) for c in dataset.concepts]
@@ -115,7 +113,7 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
                     continue
                 wrong = max(found(i, gallery, c.category), key=lambda cand: cand.score, default=None)
                 if wrong is not None and wrong.score >= thr:  # what `Personalizer.correct` stores: its parts
-                    negatives.append(summarize_parts(scan(i, c.category).unit[wrong.region.reshape(-1)],
+                    negatives.append(summarize_parts(scan(i, c.category)[0].unit[wrong.region.reshape(-1)],
                                                      pipeline.config.max_parts))
             positive = np.array([c.name in photos[i].owners for i in rest])
             for n in range(corrections + 1):

@@ -24,7 +24,7 @@ from pekit.errors import ImageError
 from pekit.eval.cache import GridCache, file_sha1
 from pekit.eval.datasets import Dataset
 
-__all__ = ["Photo", "collect_photos", "crop_memo", "embed_photos", "looks_again", "showing_rows"]
+__all__ = ["Photo", "PhotoScans", "collect_photos", "crop_memo", "embed_photos", "looks_again", "showing_rows"]
 
 
 @dataclass
@@ -125,6 +125,26 @@ def embed_photos(photos: list[Photo], pipeline: Any, cache: GridCache, *,
                 readable.add(i)
             bar.update()
     return readable, warnings
+
+
+class PhotoScans:
+    """One photo's scans (proposals pooled once), by the memory they serve: with a detector,
+    one per set of categories it is prompted with (that memory's, as `recognize` prompts
+    it); without one, a single scan for every memory."""
+
+    def __init__(self, pipeline: Any, grid: Any, image: np.ndarray | None) -> None:
+        self.pipeline, self.grid, self.image = pipeline, grid, image
+        self.detector = getattr(pipeline, "detector", None) is not None
+        self.scans: dict[tuple[str, ...] | None, Any] = {}
+
+    def __call__(self, categories: Iterable[str]) -> tuple[Any, list[str] | None]:
+        """The scan for a memory of these ``categories`` and the labels its detector is given."""
+        key = tuple(sorted(set(categories))) if self.detector else None
+        labels = list(key) if key else None
+        if key not in self.scans:
+            p = self.pipeline
+            self.scans[key] = p.scan(self.grid, image=self.image, labels=labels) if hasattr(p, "scan") else self.grid
+        return self.scans[key], labels
 
 
 def looks_again(pipeline: Any) -> bool:

@@ -27,10 +27,9 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +38,7 @@ import numpy as np
 from pekit.errors import InvalidInputError
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
-from pekit.eval.photos import Photo, collect_photos, crop_memo, embed_photos, looks_again
+from pekit.eval.photos import Photo, PhotoScans, collect_photos, crop_memo, embed_photos, looks_again
 from pekit.eval.photos import showing_rows as showing_rows
 from pekit.eval.references import DETECTOR_ALIASES as DETECTOR_ALIASES
 from pekit.eval.references import Plan as Plan
@@ -144,19 +143,18 @@ def _random_galleries(c: int, n: int, seed: list[int]) -> list[np.ndarray]:
     return out
 
 
-def _match_subsets(pipeline: Any, scan_of: Callable[[np.ndarray], tuple[Any, list[str] | None]],
-                   gallery: Gallery, subsets: list[np.ndarray], image: np.ndarray | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _match_subsets(pipeline: Any, scans: PhotoScans, cats: list[str], gallery: Gallery,
+                   subsets: list[np.ndarray], image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each concept's score when it shares memory with its own gallery (``subsets[k]``, the
     concept first: `_random_galleries`, or itself alone): what that user's memory gives it,
     the second look included (with the ``image``; every member is scored, so the crops are
-    the ones that user's photo would get). ``scan_of(members)``: the photo's scan for that
-    memory and the labels a detector is prompted with (its members' categories)."""
+    the ones that user's photo would get). ``scans``: the photo's scan for each memory, whose
+    detector (if any) is prompted with its members' categories (``cats``: each column's)."""
     scores = np.full(len(gallery), NO_SCORE, np.float32)
     boxes = np.zeros((len(gallery), 4), np.float32)
     scan = None
     for k, members in enumerate(subsets):
-        scan, labels = scan_of(members)
+        scan, labels = scans(cats[int(j)] for j in members)
         for cand in pipeline.candidates(scan, gallery.subset(members), image=image, labels=labels):
             if cand.concept == 0 and (scores[k] == NO_SCORE or cand.score > scores[k]):
                 scores[k], boxes[k] = cand.score, cand.xyxy
@@ -164,27 +162,6 @@ def _match_subsets(pipeline: Any, scan_of: Callable[[np.ndarray], tuple[Any, lis
     if found.any() and hasattr(pipeline, "drawn_boxes"):
         boxes[found] = pipeline.drawn_boxes(boxes[found], scan)  # as `Pipeline.match` draws them (one grid)
     return scores, boxes
-
-
-class _PhotoScans:
-    """One photo's scans (proposals pooled once), by the memory they serve: with a detector,
-    one per set of categories it is prompted with (the members' of that memory); without
-    one, a single scan for every memory."""
-
-    def __init__(self, pipeline: Any, grid: Any, image: np.ndarray | None, categories: dict[str, str],
-                 detector: bool) -> None:
-        self.pipeline, self.grid, self.image = pipeline, grid, image
-        self.categories, self.detector = categories, detector
-        self.scans: dict[tuple[str, ...] | None, Any] = {}
-
-    def __call__(self, members: np.ndarray, names: list[str]) -> tuple[Any, list[str] | None]:
-        """The scan for a memory of ``names[members]`` and the labels its detector is given."""
-        key = tuple(sorted({self.categories[names[int(j)]] for j in members})) if self.detector else None
-        labels = list(key) if key else None
-        if key not in self.scans:
-            p = self.pipeline
-            self.scans[key] = p.scan(self.grid, image=self.image, labels=labels) if hasattr(p, "scan") else self.grid
-        return self.scans[key], labels
 
 
 def run_recognition(
@@ -317,22 +294,21 @@ def run_recognition(
             grid = cache.get(photos[idx].sha1)
             assert grid is not None
             image = load_image(photos[idx].path) if needs_image else None
-            scan_of = _PhotoScans(pipeline, grid, image, categories, detector)
+            scan_of = PhotoScans(pipeline, grid, image)
             for t in tests[idx]:
                 trial, row = trials[t], position[t][idx]
                 before = getattr(pipeline, "second_look_passes", 0)
                 tiles_before = getattr(pipeline, "tiled_look_passes", 0)
-                names = trial.concepts
-                scan_for = functools.partial(scan_of, names=names)
+                cats = [categories[name] for name in trial.concepts]  # the gallery's columns' categories
                 if trial.gallery == "all":
-                    scan, labels = scan_for(np.arange(len(names)))
+                    scan, labels = scan_of(cats)
                     scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, labels=labels)
                 elif trial.gallery == "single" and not detector:  # one call scores each concept alone
-                    scan, _ = scan_for(np.arange(len(names)))
+                    scan, _ = scan_of(cats)
                     scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, competitive=False)
                 else:
-                    alone = [np.array([j]) for j in range(len(names))]
-                    scores, boxes = _match_subsets(pipeline, scan_for, galleries_[t],
+                    alone = [np.array([j]) for j in range(len(cats))]
+                    scores, boxes = _match_subsets(pipeline, scan_of, cats, galleries_[t],
                                                    alone if trial.gallery == "single" else subsets[t] or [], image)
                 trial.scores[row] = scores
                 assert trial.boxes is not None
