@@ -17,6 +17,7 @@ from pekit.eval.cache import GridCache
 from pekit.eval.datasets import load_dataset
 from pekit.eval.recognition import check_extractor, check_gallery, run_recognition
 from pekit.eval.summary import per_concept, summarize, sweep, trial_masks
+from pekit.pipeline import NO_SCORE
 
 from .conftest import FakePipeline, make_folder
 
@@ -239,7 +240,8 @@ def test_bad_arguments():
     for bad in ("none", "1", "0", "-3", "many"):
         with pytest.raises(InvalidInputError, match="gallery mode"):
             check_gallery(bad)
-    assert [check_gallery(g) for g in ("ALL", " single", 8, "08")] == ["all", "single", "8", "8"]
+    assert ([check_gallery(g) for g in ("ALL", " single", 8, "08", "Strangers")]
+            == ["all", "single", "8", "8", "strangers"])
 
 
 def test_box_extractor_needs_ground_truth_boxes(folder_dataset: Path):
@@ -469,3 +471,58 @@ def test_a_detector_is_prompted_with_the_categories_of_the_memory_it_serves(fold
                     progress=False)
     asked = set(pairs.asked)
     assert asked and all(labels and 1 <= len(labels) <= 2 and set(labels) <= set(every) for labels in asked)
+
+
+def test_strangers_gallery_holds_every_concept_but_the_photos_own(folder_dataset: Path, tmp_path: Path):
+    from pekit.eval.recognition import STRANGERS
+    from pekit.eval.report import recognition_markdown, recognition_results
+    from pekit.eval.summary import NAMED
+
+    pipe = FakePipeline(threshold=0.6)
+    run = run_recognition(load_dataset(f"folder:{folder_dataset}"), pipe, refs=(1,), seeds=2,
+                          galleries=("all", STRANGERS), progress=False)
+    assert pipe.encodes == len(run.photos)  # still one pass per photo
+    for trial in (t for t in run.trials if t.gallery == STRANGERS):
+        for row, idx in enumerate(trial.photos):
+            owners = run.photos[int(idx)].owners
+            for col, name in enumerate(trial.concepts):  # its own concept was not in that memory
+                assert (trial.scores[row, col] == NO_SCORE) == (name in owners)
+    by = {r["gallery"]: r for r in summarize(run)}
+    # red and green photos: amber (0.707) is the only name near them -> named; amber's photo:
+    # red and green (0.707) -> named. Every test photo of a stranger gets a (wrong) name
+    assert metric(by[STRANGERS], NAMED) == pytest.approx(1.0)
+    assert not {"positive", "precision", "weighted"} & set(by[STRANGERS]["metrics"])
+    # the fake does not compete, so each concept's negatives are the same as with every concept in memory
+    assert metric(by[STRANGERS], "negative") == pytest.approx(metric(by["all"], "negative"))
+    assert NAMED not in by["all"]["metrics"]
+    assert "saliency/k=1/strangers" not in sweep(run)["best"]  # no weighted accuracy to choose a τ by
+    results = recognition_results(run, config={"galleries": ["all", STRANGERS]})
+    text = recognition_markdown(results)
+    assert "strangers named" in text and "| strangers | 1 |" in text
+    from pekit.eval.report import plot_refs
+
+    plot_refs(results, tmp_path / "refs.png")  # the strangers row has no weighted line to draw; no error
+
+
+class CompetingPipeline(FakePipeline):
+    """Only the best concept of the memory is scored (as competition does): a photo's own concept
+    hides every look-alike when it is in memory."""
+
+    def match(self, grid, gallery, *, image=None, labels=None, competitive=None):
+        scores, boxes, ids = super().match(grid, gallery)
+        if len(scores):
+            scores = np.where(scores >= scores.max(), scores, NO_SCORE).astype(np.float32)
+        return scores, boxes, ids
+
+
+def test_strangers_expose_the_look_alike_that_competition_hides(folder_dataset: Path):
+    from pekit.eval.recognition import STRANGERS
+    from pekit.eval.summary import NAMED
+
+    run = run_recognition(load_dataset(f"folder:{folder_dataset}"), CompetingPipeline(threshold=0.6), refs=(1,),
+                          seeds=1, galleries=("all", STRANGERS), progress=False)
+    by = {r["gallery"]: r for r in summarize(run)}
+    assert metric(by["all"], "negative") == pytest.approx(1.0)  # every photo's own concept wins
+    # without it, red and green photos are named amber and amber's photo red or green
+    assert metric(by[STRANGERS], NAMED) == pytest.approx(1.0)
+    assert metric(by[STRANGERS], "negative") < 1.0

@@ -98,7 +98,9 @@ def _galleries(text: str) -> list[str]:
 def _gallery_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", type=_galleries, default=["all"], metavar="MODES",
                    help="who else is in memory: all (every concept, the paper's protocol), single (each "
-                        "concept alone), N (random galleries of N concepts); several: all,single,8 (default: all)")
+                        "concept alone), strangers (every concept but the photo's own: is something never "
+                        "introduced given one of your names?), N (random galleries of N concepts); several: "
+                        "all,single,8 (default: all)")
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -38,7 +38,7 @@ import numpy as np
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
 from pekit.eval.metrics import confusion, recognition_metrics
-from pekit.eval.photos import PhotoScans, collect_photos, crop_memo, embed_photos, looks_again, showing_rows
+from pekit.eval.photos import PhotoScans, collect_photos, crop_memo, embed_photos, needs_photo, showing_rows
 from pekit.eval.references import draw_references, isolate
 from pekit.extract.views import concept_from_views, summarize_parts
 from pekit.images import load_image
@@ -63,8 +63,7 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
     readable, _ = embed_photos(photos, pipeline, cache, progress=progress)
     scans: dict[int, PhotoScans] = {}  # by photo, then by the category a detector is prompted with
     made: dict[tuple[int, str], Any] = {}  # reference views by photo and category
-    # a detector's boxes, crops and tiles come from the photo
-    from_photo = getattr(pipeline, "detector", None) is not None or looks_again(pipeline)
+    from_photo = needs_photo(pipeline)
 
     def scan(i: int, category: str) -> tuple[Any, list[str] | None]:  # for a memory of that one category
         if i not in scans:

@@ -24,7 +24,8 @@ from pekit.errors import ImageError
 from pekit.eval.cache import GridCache, file_sha1
 from pekit.eval.datasets import Dataset
 
-__all__ = ["Photo", "PhotoScans", "collect_photos", "crop_memo", "embed_photos", "looks_again", "showing_rows"]
+__all__ = ["Photo", "PhotoScans", "collect_photos", "crop_memo", "embed_photos", "has_detector", "looks_again",
+           "needs_photo", "showing_rows"]
 
 
 @dataclass
@@ -134,7 +135,7 @@ class PhotoScans:
 
     def __init__(self, pipeline: Any, grid: Any, image: np.ndarray | None) -> None:
         self.pipeline, self.grid, self.image = pipeline, grid, image
-        self.detector = getattr(pipeline, "detector", None) is not None
+        self.detector = has_detector(pipeline)
         self.scans: dict[tuple[str, ...] | None, Any] = {}
 
     def __call__(self, categories: Iterable[str]) -> tuple[Any, list[str] | None]:
@@ -145,6 +146,17 @@ class PhotoScans:
             p = self.pipeline
             self.scans[key] = p.scan(self.grid, image=self.image, labels=labels) if hasattr(p, "scan") else self.grid
         return self.scans[key], labels
+
+
+def has_detector(pipeline: Any) -> bool:
+    """Whether ``pipeline`` proposes with a detector (prompted with the memory's categories)."""
+    return getattr(pipeline, "detector", None) is not None
+
+
+def needs_photo(pipeline: Any) -> bool:
+    """Whether scoring a photo needs the photo itself, not only its grid: a detector's boxes,
+    the second look's crops and the tiled look's tiles come from it."""
+    return has_detector(pipeline) or looks_again(pipeline)
 
 
 def looks_again(pipeline: Any) -> bool:

@@ -38,7 +38,7 @@ import numpy as np
 from pekit.errors import InvalidInputError
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import Dataset
-from pekit.eval.photos import Photo, PhotoScans, collect_photos, crop_memo, embed_photos, looks_again
+from pekit.eval.photos import Photo, PhotoScans, collect_photos, crop_memo, embed_photos, has_detector, needs_photo
 from pekit.eval.photos import showing_rows as showing_rows
 from pekit.eval.references import DETECTOR_ALIASES as DETECTOR_ALIASES
 from pekit.eval.references import Plan as Plan
@@ -61,9 +61,9 @@ from pekit.types import check_threshold
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Photo", "RecognitionRun", "Trial", "check_extractor", "check_gallery", "check_seed", "check_threshold",
-           "collect_photos", "draw_references", "embed_photos", "isolate", "reference_view", "run_recognition",
-           "usable_references"]
+__all__ = ["STRANGERS", "Photo", "RecognitionRun", "Trial", "check_extractor", "check_gallery", "check_seed",
+           "check_threshold", "collect_photos", "draw_references", "embed_photos", "isolate", "reference_view",
+           "run_recognition", "usable_references"]
 
 # the photos and reference views live in pekit.eval.photos / pekit.eval.references; every
 # public name is still importable from here
@@ -75,8 +75,10 @@ class Trial:
 
     Attributes:
         gallery: ``all`` (every concept in memory together), ``single`` (each concept
-            alone: no competitor to lose to) or ``"N"`` (each concept in a random
-            gallery of N concepts).
+            alone: no competitor to lose to), ``strangers`` (every concept but the ones the
+            photo shows: the photo is of something never introduced, so any name is wrong;
+            those columns stay `NO_SCORE`) or ``"N"`` (each concept in a random gallery of N
+            concepts).
         concepts: gallery concepts, the columns of ``scores``.
         skipped: concepts with fewer than ``k`` photos to draw references from.
         references: concept -> reference photo paths drawn in this trial.
@@ -118,19 +120,23 @@ class RecognitionRun:
         return out
 
 
-def check_gallery(gallery: str | int) -> str:
-    """Validate a gallery mode: ``all``, ``single`` or a gallery size N >= 2.
+#: gallery mode: every concept in memory except the ones the photo shows (open-set: any name is wrong)
+STRANGERS = "strangers"
 
-    >>> check_gallery("single"), check_gallery(8)
-    ('single', '8')
+
+def check_gallery(gallery: str | int) -> str:
+    """Validate a gallery mode: ``all``, ``single``, ``strangers`` or a gallery size N >= 2.
+
+    >>> check_gallery("single"), check_gallery(8), check_gallery("Strangers")
+    ('single', '8', 'strangers')
     """
     text = str(gallery).strip().lower()
-    if text in ("all", "single"):
+    if text in ("all", "single", STRANGERS):
         return text
     if text.isascii() and text.isdigit() and int(text) >= 2:
         return str(int(text))
-    raise InvalidInputError(f"unknown gallery mode '{gallery}'; use all, single, or a gallery size N >= 2 "
-                            "(e.g. --gallery all,single,8)")
+    raise InvalidInputError(f"unknown gallery mode '{gallery}'; use all, single, strangers, or a gallery size "
+                            "N >= 2 (e.g. --gallery all,single,strangers,8)")
 
 
 def _random_galleries(c: int, n: int, seed: list[int]) -> list[np.ndarray]:
@@ -164,6 +170,21 @@ def _match_subsets(pipeline: Any, scans: PhotoScans, cats: list[str], gallery: G
     return scores, boxes
 
 
+def _match_strangers(pipeline: Any, scans: PhotoScans, cats: list[str], gallery: Gallery, names: list[str],
+                     owners: Any, image: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and boxes of a photo against every concept of ``gallery`` but the ones it shows
+    (``owners``): one user's memory that holds everything except what is in the photo. The
+    owners' columns stay `NO_SCORE`."""
+    scores = np.full(len(gallery), NO_SCORE, np.float32)
+    boxes = np.zeros((len(gallery), 4), np.float32)
+    members = np.asarray([j for j, name in enumerate(names) if name not in owners], np.int64)
+    if members.size:
+        scan, labels = scans(cats[int(j)] for j in members)
+        got, where, _ = pipeline.match(scan, gallery.subset(members), image=image, labels=labels)
+        scores[members], boxes[members] = got, where
+    return scores, boxes
+
+
 def run_recognition(
     dataset: Dataset,
     pipeline: Any,
@@ -188,7 +209,9 @@ def run_recognition(
         extractors: reference extractors to compare (`check_extractor`).
         galleries: gallery modes to compare (`check_gallery`): ``all`` concepts in memory
             together (the paper's protocol), each concept ``single`` (alone: no competitor
-            to lose to, what a user with one dog has), or random galleries of ``N``.
+            to lose to, what a user with one dog has), ``strangers`` (every concept but the
+            photo's own: how often something never introduced gets one of your names), or
+            random galleries of ``N``.
         cache: grid cache (default: in memory only -- pass a `GridCache` with a folder to resume).
         threshold: the fixed reporting threshold (default: the pipeline's).
 
@@ -285,8 +308,8 @@ def run_recognition(
     position = [{int(i): r for r, i in enumerate(tr.photos)} for tr in trials]
     # a detector is prompted with the categories of the memory it serves: all of them, one
     # concept's alone, or a random gallery's (each user's photo scanned for its own memory)
-    detector = getattr(pipeline, "detector", None) is not None
-    needs_image = detector or looks_again(pipeline)  # a detector's boxes, crops and tiles come from the photo
+    detector = has_detector(pipeline)
+    needs_image = needs_photo(pipeline)
     looks: dict[str, int] = {}  # crop passes per gallery mode
     scored: dict[str, int] = {}  # photos scored per gallery mode
     with crop_memo(pipeline):  # a crop or tile embedded once for every trial that shares the photo
@@ -303,6 +326,9 @@ def run_recognition(
                 if trial.gallery == "all":
                     scan, labels = scan_of(cats)
                     scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, labels=labels)
+                elif trial.gallery == STRANGERS:
+                    scores, boxes = _match_strangers(pipeline, scan_of, cats, galleries_[t], trial.concepts,
+                                                     photos[idx].owners, image)
                 elif trial.gallery == "single" and not detector:  # one call scores each concept alone
                     scan, _ = scan_of(cats)
                     scores, boxes, _ = pipeline.match(scan, galleries_[t], image=image, competitive=False)
@@ -319,7 +345,7 @@ def run_recognition(
                     len(trial.concepts) if trial.gallery == "single" and not detector else 1)
                 looks[trial.gallery] = looks.get(trial.gallery, 0) + crops + tiles
                 # alone or in its own random gallery, every concept is its own user: photos x concepts calls
-                scored[trial.gallery] = scored.get(trial.gallery, 0) + (1 if trial.gallery == "all"
+                scored[trial.gallery] = scored.get(trial.gallery, 0) + (1 if trial.gallery in ("all", STRANGERS)
                                                                         else len(trial.concepts))
     match_s = time.perf_counter() - t0
     for w in warnings[len(dataset.warnings):]:

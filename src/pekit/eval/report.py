@@ -33,6 +33,8 @@ positive accuracy = recall = TP / (TP + FN) over photos of the concept that are 
 negative accuracy = specificity = TN / (TN + FP) over the other concepts' non-reference photos plus the
 dataset's own negatives of the concept; precision = TP / (TP + FP); weighted = (positive + negative) / 2;
 same-category = negative accuracy on photos of other concepts with the same category.
+Gallery `strangers` (every concept in memory but the ones the photo shows, so any name is wrong): only
+negative metrics, and strangers named = share of the photos that get any name.
 Boxes (datasets with ground-truth boxes; correct hits only): box IoU≥0.5 = share of hits whose box
 overlaps the true one at IoU >= 0.5, box IoU median, box holds ≥90 % = share of hits whose box covers
 at least 90 % of the true box (the object is inside what the LVLM is told is it).
@@ -41,7 +43,7 @@ A concept is recognized in a photo iff its final score (`Pipeline.match`) is >= 
 _NAMES = {"positive": "positive acc.", "negative": "negative acc.", "precision": "precision",
           "weighted": "weighted", "same category": "same-category neg. acc.",
           "box iou>=0.5": "box IoU≥0.5", "box iou median": "box IoU median (%)",
-          "box holds>=0.9": "box holds ≥90 %"}
+          "box holds>=0.9": "box holds ≥90 %", "stranger named": "strangers named"}
 
 
 def clean_json(obj: Any) -> Any:
@@ -117,7 +119,7 @@ def recognition_results(run: Any, *, threshold: float | None = None, top_k: Sequ
 
 
 def _metric_columns(rows: list[dict[str, Any]]) -> list[str]:
-    names = [m for m in ("positive", "negative", "precision", "weighted", "same category",
+    names = [m for m in ("positive", "negative", "precision", "weighted", "same category", "stranger named",
                          "box iou>=0.5", "box iou median", "box holds>=0.9")
              if any(m in r["metrics"] for r in rows)]
     names += sorted({m for r in rows for m in r["metrics"] if m.startswith("negative: ")})
@@ -155,7 +157,8 @@ def sweep_table(results: dict[str, Any], step: float = 0.05) -> str:
     return format_table(["τ", *(f"weighted {lb}" for lb in labels)], body)
 
 
-_GALLERY_WORDS = "all: every concept in memory together; single: each alone; N: random galleries of N"
+_GALLERY_WORDS = ("all: every concept in memory together; single: each alone; strangers: every concept but the "
+                  "photo's own; N: random galleries of N")
 
 
 def _plateau(best: dict[str, Any]) -> str:
@@ -186,7 +189,8 @@ def recognition_markdown(results: dict[str, Any], *, plots: Sequence[str] = ()) 
             f"{lb}: τ = {b['threshold']:.2f}{_plateau(b)} ({format_value(b['weighted'])})" for lb, b in best.items()))
     parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     parts += ["## Threshold sweep (weighted accuracy)", sweep_table(results)]
-    labels = list(results["per_concept"])
+    labels = [lb for lb, values in results["per_concept"].items()  # a strangers memory has no weighted accuracy
+              if any(v.get("weighted") is not None for v in values.values())]
     concepts = sorted({c for lb in labels for c in results["per_concept"][lb]})
     body = [[c, *(format_value(results["per_concept"][lb].get(c, {}).get("weighted")) for lb in labels)]
             for c in concepts]
@@ -237,7 +241,9 @@ def plot_refs(results: dict[str, Any], path: str | os.PathLike) -> Path:
                                                     else ("weighted",))]
     for extractor, mode, metric in series:
         sel = sorted((r for r in rows if r["extractor"] == extractor and r.get("gallery", "all") == mode
-                      and r["metrics"][metric]["mean"] is not None), key=lambda r: r["k"])
+                      and r["metrics"].get(metric, {}).get("mean") is not None), key=lambda r: r["k"])
+        if not sel:
+            continue  # e.g. a strangers memory: no positives, so no weighted accuracy
         ks = [r["k"] for r in sel]
         ys = [r["metrics"][metric]["mean"] * 100 for r in sel]
         es = [(r["metrics"][metric]["std"] or 0) * 100 for r in sel]

@@ -25,10 +25,11 @@ from pekit.eval.metrics import (
     safe_ratio,
     seed_stats,
 )
-from pekit.eval.recognition import RecognitionRun, Trial
+from pekit.eval.recognition import STRANGERS, RecognitionRun, Trial
 
-__all__ = ["BOX_COVER", "BOX_HIT", "BOX_MEDIAN", "METRICS", "box_covers", "box_ious", "group_label",
-           "per_concept", "summarize", "sweep", "trial_masks", "trial_metrics"]
+__all__ = ["BOX_COVER", "BOX_HIT", "BOX_MEDIAN", "METRICS", "NAMED", "box_covers", "box_ious", "group_label",
+           "per_concept", "stranger_named", "summarize", "sweep", "trial_masks",
+           "trial_metrics"]
 
 #: Main recognition metrics, in table order.
 METRICS = ("positive", "negative", "precision", "weighted")
@@ -38,6 +39,11 @@ BOX_MEDIAN = "box iou median"
 #: share of correct hits whose box covers at least 90 % of the ground-truth box
 BOX_COVER = "box holds>=0.9"
 OTHER = "other concepts"
+#: ``strangers`` gallery: share of the photos showing some concept that get any name (every
+#: name wrong: the photo's own concepts are not in that memory)
+NAMED = "stranger named"
+#: metrics a ``strangers`` gallery cannot have: no photo's own concept is in its memory
+_NO_POSITIVES = ("positive", "precision", "weighted")
 
 
 def group_label(extractor: str, k: int, gallery: str = "all", *, with_extractor: bool = True) -> str:
@@ -93,6 +99,15 @@ def box_covers(run: RecognitionRun, trial: Trial, threshold: float | None = None
     return _box_overlaps(run, trial, threshold)[1]
 
 
+def stranger_named(run: RecognitionRun, trial: Trial, threshold: float | None = None) -> float:
+    """Share of a trial's photos that show some concept and get any name at ``threshold``:
+    in a ``strangers`` trial every such name is wrong (what the photo shows is not in memory)."""
+    thr = run.threshold if threshold is None else float(threshold)
+    shows = np.asarray([bool(run.photos[int(i)].owners) for i in trial.photos], bool)
+    named = np.asarray(trial.scores >= thr, bool).reshape(len(trial.photos), -1).any(1)
+    return float(named[shows].mean()) if shows.any() else float("nan")
+
+
 def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """``positive (n, C)``, ``negative (n, C)`` and negative subsets by name, for one trial.
 
@@ -100,6 +115,7 @@ def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarr
     ones of a concept sharing ``c``'s category) and each dataset split (``Negative (Hard)``...).
     """
     n, c = trial.scores.shape
+    strangers = trial.gallery == STRANGERS  # the photo's own concepts were not in memory: no positives
     positive = np.zeros((n, c), bool)
     subsets: dict[str, np.ndarray] = {OTHER: np.zeros((n, c), bool), "same category": np.zeros((n, c), bool)}
     for row, idx in enumerate(trial.photos):
@@ -107,7 +123,7 @@ def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarr
         owner_cats = {run.categories.get(o, "") for o in photo.owners}
         for col, name in enumerate(trial.concepts):
             if name in photo.owners:
-                positive[row, col] = True
+                positive[row, col] = not strangers
                 continue
             if photo.owners:
                 subsets[OTHER][row, col] = True
@@ -129,6 +145,9 @@ def trial_metrics(run: RecognitionRun, trial: Trial, threshold: float | None = N
     thr = run.threshold if threshold is None else float(threshold)
     positive, negative, subsets = trial_masks(run, trial)
     out = recognition_metrics(*confusion(trial.scores, positive, negative, thr))
+    if trial.gallery == STRANGERS:
+        for name in _NO_POSITIVES:
+            del out[name]
     none = np.zeros_like(positive)
     for name, mask in subsets.items():
         if name == OTHER or not mask.any():
@@ -156,6 +175,8 @@ def summarize(run: RecognitionRun, threshold: float | None = None, *,
         per_seed: dict[str, list[float]] = {}
         for trial in trials:
             values = {name: concept_mean(v) for name, v in trial_metrics(run, trial, threshold).items()}
+            if trial.gallery == STRANGERS:
+                values[NAMED] = stranger_named(run, trial, threshold)
             ious, covers = _box_overlaps(run, trial, threshold)
             if ious.size:
                 values[BOX_HIT] = float((ious >= 0.5).mean())
@@ -210,6 +231,8 @@ def sweep(run: RecognitionRun, thresholds: Sequence[float] | np.ndarray | None =
     curves: dict[str, dict[str, list[float]]] = {}
     best: dict[str, dict[str, Any]] = {}
     for (extractor, k, gallery), trials in run.groups().items():
+        if gallery == STRANGERS:
+            continue  # no positives in that memory: no weighted accuracy to sweep
         seeds: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
         for trial in trials:
             positive, negative, _ = trial_masks(run, trial)
