@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -340,3 +341,19 @@ def test_a_permission_error_while_writing_the_report_names_the_file(tmp_path: Pa
     with pytest.raises(InvalidInputError, match=r"cannot write the report file '.*results.json': permission denied"):
         report.write_report(tmp_path / "r", {"x": 1}, "# r\n")
     assert list((tmp_path / "r").iterdir()) == []
+
+
+def test_a_strangers_report_sweeps_the_share_of_photos_named(folder_dataset: Path, tmp_path: Path, fake):
+    out = tmp_path / "r"
+    assert main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--refs", "1", "--seeds", "1",
+                 "--gallery", "strangers", "--out", str(out), "--no-cache", "--quiet"]) == 0
+    results = strict_json(out / "results.json")
+    row = results["rows"][0]
+    assert row["gallery"] == "strangers" and row["metrics"]["stranger named"]["mean"] == 1.0
+    curve = results["sweep"]["curves"]["saliency/k=1/strangers"]["stranger named"]
+    # every stranger is named at τ = 0 and fewer (never more) as τ rises: nobody at τ = 1 (the fake's best is 0.707)
+    assert curve[0] == 1.0 and curve[-1] == 0.0 and all(a >= b for a, b in itertools.pairwise(curve))
+    assert results["sweep"]["best"] == {}  # no positives: no weighted accuracy to choose τ by
+    assert (out / "refs.png").exists() and (out / "sweep.png").exists()
+    text = (out / "README.md").read_text()
+    assert "strangers named saliency/k=1/strangers" in text

@@ -495,7 +495,10 @@ def test_strangers_gallery_holds_every_concept_but_the_photos_own(folder_dataset
     # the fake does not compete, so each concept's negatives are the same as with every concept in memory
     assert metric(by[STRANGERS], "negative") == pytest.approx(metric(by["all"], "negative"))
     assert NAMED not in by["all"]["metrics"]
-    assert "saliency/k=1/strangers" not in sweep(run)["best"]  # no weighted accuracy to choose a τ by
+    swept = sweep(run)
+    assert "saliency/k=1/strangers" not in swept["best"]  # no weighted accuracy to choose a τ by
+    named = swept["curves"]["saliency/k=1/strangers"]["stranger named"]
+    assert named[60] == pytest.approx(1.0) and named[71] == pytest.approx(0.0)  # the look-alikes score 0.707
     results = recognition_results(run, config={"galleries": ["all", STRANGERS]})
     text = recognition_markdown(results)
     assert "strangers named" in text and "| strangers | 1 |" in text

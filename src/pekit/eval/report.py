@@ -148,13 +148,15 @@ def recognition_table(results: dict[str, Any]) -> str:
 
 
 def sweep_table(results: dict[str, Any], step: float = 0.05) -> str:
-    """Weighted accuracy vs threshold (every ``step``) for each (extractor, k)."""
+    """Weighted accuracy vs threshold (every ``step``) for each (extractor, k, gallery); for a
+    ``strangers`` gallery, the share of photos named."""
     sw = results["sweep"]
     thr = sw["thresholds"]
     picks = [i for i, t in enumerate(thr) if abs(t / step - round(t / step)) < 1e-6]
     labels = list(sw["curves"])
-    body = [[f"{thr[i]:.2f}", *(format_value(sw["curves"][lb]["weighted"][i]) for lb in labels)] for i in picks]
-    return format_table(["τ", *(f"weighted {lb}" for lb in labels)], body)
+    shown = {lb: "weighted" if "weighted" in sw["curves"][lb] else "stranger named" for lb in labels}
+    body = [[f"{thr[i]:.2f}", *(format_value(sw["curves"][lb][shown[lb]][i]) for lb in labels)] for i in picks]
+    return format_table(["τ", *(f"{_NAMES[shown[lb]]} {lb}" for lb in labels)], body)
 
 
 _GALLERY_WORDS = ("all: every concept in memory together; single: each alone; strangers: every concept but the "
@@ -188,7 +190,7 @@ def recognition_markdown(results: dict[str, Any], *, plots: Sequence[str] = ()) 
         parts.append("Best threshold by weighted accuracy (oracle, chosen on the test photos): " + "; ".join(
             f"{lb}: τ = {b['threshold']:.2f}{_plateau(b)} ({format_value(b['weighted'])})" for lb, b in best.items()))
     parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
-    parts += ["## Threshold sweep (weighted accuracy)", sweep_table(results)]
+    parts += ["## Threshold sweep (weighted accuracy; strangers named)", sweep_table(results)]
     labels = [lb for lb, values in results["per_concept"].items()  # a strangers memory has no weighted accuracy
               if any(v.get("weighted") is not None for v in values.values())]
     concepts = sorted({c for lb in labels for c in results["per_concept"][lb]})
@@ -219,12 +221,14 @@ def plot_sweep(results: dict[str, Any], path: str | os.PathLike) -> Path:
     fig, axes = _figure(3)
     for ax, metric in zip(axes, ("positive", "negative", "precision"), strict=True):
         for label, curves in sw["curves"].items():
+            if metric not in curves:
+                continue  # a strangers memory has negative accuracy only
             ys = [float("nan") if v is None else v * 100 for v in curves[metric]]
             ax.plot(sw["thresholds"], ys, label=label)
         ax.axvline(results["config"]["threshold"], color="grey", linestyle="--", linewidth=1)
         ax.set(xlabel="threshold τ", ylabel=f"{_NAMES[metric]} (%)", ylim=(0, 101), title=_NAMES[metric])
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)  # every group has a negative accuracy curve
     _atomic_write(Path(path), lambda fh: fig.savefig(fh, format=_image_format(path), dpi=110))
     return Path(path)
 

@@ -104,7 +104,8 @@ def stranger_named(run: RecognitionRun, trial: Trial, threshold: float | None = 
     in a ``strangers`` trial every such name is wrong (what the photo shows is not in memory)."""
     thr = run.threshold if threshold is None else float(threshold)
     shows = np.asarray([bool(run.photos[int(i)].owners) for i in trial.photos], bool)
-    named = np.asarray(trial.scores >= thr, bool).reshape(len(trial.photos), -1).any(1)
+    hits = np.asarray(trial.scores, np.float64).reshape(len(trial.photos), -1) >= thr
+    named = np.asarray(hits.any(axis=1), bool)
     return float(named[shows].mean()) if shows.any() else float("nan")
 
 
@@ -217,6 +218,19 @@ def per_concept(run: RecognitionRun, threshold: float | None = None) -> dict[str
     return out
 
 
+def _strangers_curves(run: RecognitionRun, trials: list[Trial], thr: np.ndarray) -> dict[str, list[float]]:
+    """A ``strangers`` group's curves over thresholds: negative accuracy and the share of
+    photos named (`stranger_named`), each the mean over seeds."""
+    negative, named = [], []
+    for trial in trials:
+        positive, neg, _ = trial_masks(run, trial)
+        negative.append(concept_mean(recognition_metrics(*confusion(trial.scores, positive, neg, thr))["negative"],
+                                     axis=-1))
+        named.append([stranger_named(run, trial, float(t)) for t in thr])
+    return {"negative": [_rounded(x) for x in np.atleast_1d(np.nanmean(np.stack(negative), 0))],
+            NAMED: [_rounded(x) for x in np.nanmean(np.asarray(named, np.float64), 0)]}
+
+
 def sweep(run: RecognitionRun, thresholds: Sequence[float] | np.ndarray | None = None) -> dict[str, Any]:
     """Metric curves over thresholds for each (extractor, k), from the stored score matrices.
 
@@ -225,21 +239,24 @@ def sweep(run: RecognitionRun, thresholds: Sequence[float] | np.ndarray | None =
         {"threshold", "weighted", "plateau"}}}`` where ``best`` is the threshold maximising
         weighted accuracy (an oracle: chosen on the test photos themselves): the middle of the
         first run of thresholds that reach the maximum (``plateau``: its first and last), so
-        the choice does not sit on the edge where the accuracy starts to fall.
+        the choice does not sit on the edge where the accuracy starts to fall. A
+        ``strangers`` group has no positives: its curves are ``negative`` and
+        ``stranger named`` (`stranger_named`), and it has no ``best``.
     """
     thr = np.round(np.arange(0.0, 1.0 + 1e-9, 0.01), 4) if thresholds is None else np.asarray(thresholds, np.float64)
     curves: dict[str, dict[str, list[float]]] = {}
     best: dict[str, dict[str, Any]] = {}
     for (extractor, k, gallery), trials in run.groups().items():
-        if gallery == STRANGERS:
-            continue  # no positives in that memory: no weighted accuracy to sweep
+        label = group_label(extractor, k, gallery)
+        if gallery == STRANGERS:  # no positives in that memory: no weighted accuracy, no best τ
+            curves[label] = _strangers_curves(run, trials, thr)
+            continue
         seeds: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
         for trial in trials:
             positive, negative, _ = trial_masks(run, trial)
             metrics = recognition_metrics(*confusion(trial.scores, positive, negative, thr))
             for m in METRICS:
                 seeds[m].append(np.asarray(concept_mean(metrics[m], axis=-1), np.float64).reshape(len(thr)))
-        label = group_label(extractor, k, gallery)
         means = {m: concept_mean(np.stack(v, 1), axis=1) for m, v in seeds.items()}
         curves[label] = {m: [_rounded(x) for x in np.atleast_1d(v)] for m, v in means.items()}
         weighted = np.atleast_1d(np.asarray(means["weighted"], np.float64))
