@@ -3,8 +3,9 @@
 Runs exactly what ``pekit eval recognition`` runs (one code path) with the offline preset:
 the plain split (k = 1, 2, 4; saliency and drawn-box references) and the stress split
 (`pekit.eval.stress`: objects shrunk into clutter and 320 px photos, made deterministically
-from the plain photos into the cache folder), each with all concepts in memory and with
-each concept alone, and prints the tables and the wall time. Photos are embedded once and
+from the plain photos into the cache folder), each with all concepts in memory, with
+each concept alone and with every concept but the photo's own (strangers), and prints the
+tables and the wall time. Photos are embedded once and
 cached, so a second run only re-does the (cheap) matching.
 
     python benchmarks/recognition.py                      # ../shared/data/dreambooth
@@ -30,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="offline", help="recognition preset (default: offline)")
     parser.add_argument("--refs", default="1,2,4", help="reference photos per concept, k (default: 1,2,4)")
     parser.add_argument("--seeds", default="5", help="reference draws per k (default: 5)")
-    parser.add_argument("--gallery", default="all,single",
-                        help="all, single and/or a gallery size N, comma-separated (default: all,single)")
+    parser.add_argument("--gallery", default="all,single,strangers",
+                        help="all, single, strangers and/or a gallery size N, comma-separated "
+                             "(default: all,single,strangers)")
     parser.add_argument("--split", default="plain,stress",
                         help="plain, stress, or both: plain,stress (the default; 'both' is the same)")
     parser.add_argument("--cache", help="cache folder (default: the user cache dir)")

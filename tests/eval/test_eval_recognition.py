@@ -471,6 +471,12 @@ def test_a_detector_is_prompted_with_the_categories_of_the_memory_it_serves(fold
                     progress=False)
     asked = set(pairs.asked)
     assert asked and all(labels and 1 <= len(labels) <= 2 and set(labels) <= set(every) for labels in asked)
+    strangers = DetectingPipeline()
+    run_recognition(load_dataset(f"folder:{folder_dataset}"), strangers, refs=(1,), seeds=1,
+                    galleries=("strangers",), progress=False)
+    # a green photo's memory is red, blue and amber (no plant); a red or amber photo's still has a
+    # warm concept (the other one) and green
+    assert set(strangers.asked) == {every, ("sky", "warm")}
 
 
 def test_strangers_gallery_holds_every_concept_but_the_photos_own(folder_dataset: Path, tmp_path: Path):
