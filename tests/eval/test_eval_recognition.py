@@ -231,6 +231,13 @@ def test_dataset_negatives_count_only_for_their_concept(tmp_path: Path):
     # r: negatives = g's test photo (TN) + its own negative (FP) -> 1/2; g: r's test photo (TN) -> 1
     assert metric(row, "negative") == pytest.approx((0.5 + 1.0) / 2)
     assert metric(row, "negative: negatives") == pytest.approx(0.0)
+    # strangers: r's photo against g alone, g's against r alone (~0: unnamed), and the negative
+    # (of no concept) against both, named at 0.707: one of the three photos gets a (wrong) name
+    from pekit.eval.summary import NAMED
+
+    strangers = run_recognition(load_dataset(f"myvlm:{tmp_path / 'MyVLM'}"), FakePipeline(), refs=(1,),
+                                galleries=("strangers",), progress=False)
+    assert metric(summarize(strangers)[0], NAMED) == pytest.approx(1 / 3)
 
 
 def test_bad_arguments():

@@ -39,8 +39,8 @@ BOX_MEDIAN = "box iou median"
 #: share of correct hits whose box covers at least 90 % of the ground-truth box
 BOX_COVER = "box holds>=0.9"
 OTHER = "other concepts"
-#: ``strangers`` gallery: share of the photos showing some concept that get any name (every
-#: name wrong: the photo's own concepts are not in that memory)
+#: ``strangers`` gallery: share of the photos that get any name (every name wrong: the
+#: photo's own concepts are not in that memory)
 NAMED = "stranger named"
 #: metrics a ``strangers`` gallery cannot have: no photo's own concept is in its memory
 _NO_POSITIVES = ("positive", "precision", "weighted")
@@ -100,13 +100,12 @@ def box_covers(run: RecognitionRun, trial: Trial, threshold: float | None = None
 
 
 def stranger_named(run: RecognitionRun, trial: Trial, threshold: float | None = None) -> float:
-    """Share of a trial's photos that show some concept and get any name at ``threshold``:
-    in a ``strangers`` trial every such name is wrong (what the photo shows is not in memory)."""
+    """Share of a trial's photos that get any name at ``threshold``: in a ``strangers`` trial
+    every name is wrong (what a photo shows is not in that memory; a dataset negative shows
+    none of the concepts). NaN for a trial without photos."""
     thr = run.threshold if threshold is None else float(threshold)
-    shows = np.asarray([bool(run.photos[int(i)].owners) for i in trial.photos], bool)
     hits = np.asarray(trial.scores, np.float64).reshape(len(trial.photos), -1) >= thr
-    named = np.asarray(hits.any(axis=1), bool)
-    return float(named[shows].mean()) if shows.any() else float("nan")
+    return float(hits.any(axis=1).mean()) if len(trial.photos) else float("nan")
 
 
 def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
