@@ -110,12 +110,15 @@ def _cmd_introduce(args: argparse.Namespace) -> int:
     with _personalizer(args, creates=True) as p:
         c = p.introduce(args.name, [str(i) for i in images], category=args.category, context=args.context,
                         boxes=args.box, replace=args.replace, kind=args.kind)
+        alike = p.most_alike(c.name)  # (the library warns when it is at the threshold or above)
     agreement = stored_consistency(c)
     threshold = p.pipeline.config.threshold
     twins = c.meta.get(SAME_PICTURES, [])
     record = {"name": c.name, "id": c.id, "kind": args.kind, "category": c.category, "context": c.context,
               "views": len(c.views), "consistency": agreement, "consistency_low": p.low_consistency(c),
-              "same_pictures": twins, "memory": p.memory.uri}
+              "same_pictures": twins,
+              "most_alike": None if alike is None else {"name": alike[0], "agreement": alike[1]},
+              "memory": p.memory.uri}
     if args.json:
         print(json.dumps(record))
     else:

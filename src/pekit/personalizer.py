@@ -225,6 +225,15 @@ class Personalizer:
         agreement = stored_consistency(concept)
         return None if agreement is None else self._low(agreement, concept.threshold)
 
+    def most_alike(self, name: str) -> tuple[str, float] | None:
+        """The other object in memory that ``name`` looks most like, by its parts: ``(its
+        name, agreement)`` in the units of a recognition score, or None (nothing else, or a
+        person). At or above the threshold (`introduce` warns), a thing of their kind that
+        was never introduced may be named after either of them."""
+        from pekit.introducing import most_alike
+
+        return most_alike(self, name)
+
     def _low(self, agreement: float, own_threshold: float | None) -> bool:
         threshold = self.pipeline.config.threshold if own_threshold is None else float(own_threshold)
         return agreement < threshold - CONSISTENCY_MARGIN
