@@ -307,7 +307,8 @@ def run_recognition(
     t0 = time.perf_counter()
     position = [{int(i): r for r, i in enumerate(tr.photos)} for tr in trials]
     # a detector is prompted with the categories of the memory it serves: all of them, one
-    # concept's alone, or a random gallery's (each user's photo scanned for its own memory)
+    # concept's alone, a random gallery's, or every one but the photo's own concepts' (each
+    # user's photo scanned for its own memory)
     detector = has_detector(pipeline)
     needs_image = needs_photo(pipeline)
     looks: dict[str, int] = {}  # crop passes per gallery mode

@@ -28,8 +28,7 @@ from pekit.eval.metrics import (
 from pekit.eval.recognition import STRANGERS, RecognitionRun, Trial
 
 __all__ = ["BOX_COVER", "BOX_HIT", "BOX_MEDIAN", "METRICS", "NAMED", "box_covers", "box_ious", "group_label",
-           "per_concept", "stranger_named", "summarize", "sweep", "trial_masks",
-           "trial_metrics"]
+           "per_concept", "stranger_named", "summarize", "sweep", "trial_masks", "trial_metrics"]
 
 #: Main recognition metrics, in table order.
 METRICS = ("positive", "negative", "precision", "weighted")
