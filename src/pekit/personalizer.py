@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 
 from pekit import feedback, introducing, recognizing
+from pekit.embed.stream import check_workers
 from pekit.errors import ConceptNotFoundError, InvalidInputError
 from pekit.extract.boxes import MIN_BOX_PATCHES, MIN_BOX_SIDE
 from pekit.extract.views import CONSISTENCY, View
 from pekit.images import ImageInput, NamedImage, is_stream, load_image
 from pekit.memory import MemoryStore, backbone_key, clean_namespace, open_memory
-from pekit.pipeline import Pipeline, check_workers
+from pekit.pipeline import Pipeline
 from pekit.presets import Preset, get_preset, presets_for
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery

@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from pekit.embed.base import Backbone, ParallelBackbone, ScalableBackbone
+from pekit.embed.base import Backbone, ScalableBackbone
 from pekit.embed.colour import achromatic, patch_colours
 from pekit.embed.pooling import box_weights, mask_weights, pool, unit_patches
+from pekit.embed.stream import check_workers, encode_stream
 from pekit.errors import BackendError, ImageError, InvalidInputError, NothingFoundError
 from pekit.extract.base import Detector, Segmenter
 from pekit.extract.saliency import grid_saliency, object_weights
@@ -75,13 +75,6 @@ def as_rgb(image: Any) -> np.ndarray:
     from pekit.images import load_image
 
     return load_image(image)
-
-
-def check_workers(workers: Any) -> None:
-    """``workers`` (backbone passes at a time) is None or a whole number >= 1; `InvalidInputError` otherwise."""
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise InvalidInputError(f"workers must be a whole number >= 1 (or None: one per core, up to 4), "
-                                f"got {workers!r}")
 
 
 class Pipeline:
@@ -204,7 +197,8 @@ class Pipeline:
 
     def encode_many(self, images: Iterable[Any], *, saliency: bool | Sequence[bool] = True,
                     workers: int | None = None) -> Iterator[tuple[np.ndarray, PatchGrid] | ImageError]:
-        """`encode` a stream of images, in order, overlapping decoding and passes.
+        """`encode` a stream of images, in order, overlapping decoding and passes
+        (`pekit.embed.stream.encode_stream`).
 
         Yields ``(rgb, grid)`` per image, or the `ImageError` of an image that cannot be
         read (the stream goes on; raise it to stop). When ``images`` itself raises (a
@@ -221,56 +215,10 @@ class Pipeline:
             workers: passes at a time; default: up to 4, one per core (one for a
                 backbone without ``for_workers``).
         """
-        from collections import deque
-        from concurrent.futures import Future, ThreadPoolExecutor
+        def embed(backbone: Backbone, rgb: np.ndarray, flag: bool) -> PatchGrid:
+            return self.with_colours(self._embed(backbone, rgb, flag), rgb)
 
-        backbone, n = self._parallel_backbone(workers)
-        flags = None if isinstance(saliency, bool) else list(saliency)
-
-        def decode(src: Any) -> np.ndarray | ImageError:
-            try:
-                return as_rgb(src)
-            except ImageError as exc:
-                return exc
-
-        def run(decoded: Future, flag: bool) -> tuple[np.ndarray, PatchGrid] | ImageError:
-            img = decoded.result()
-            if isinstance(img, ImageError):
-                return img
-            return img, self.with_colours(self._embed(backbone, img, flag), img)
-
-        loader = ThreadPoolExecutor(1, thread_name_prefix="pekit-decode")
-        passes = ThreadPoolExecutor(n, thread_name_prefix="pekit-encode")
-        pending: deque[Future] = deque()
-        stream = iter(images)
-        try:
-            for i in itertools.count():
-                try:
-                    src = next(stream)
-                except StopIteration:
-                    break
-                except Exception:  # the caller's stream failed: first what it gave before, then its error
-                    while pending:
-                        yield pending.popleft().result()
-                    raise
-                flag = saliency if flags is None else bool(flags[i])
-                pending.append(passes.submit(run, loader.submit(decode, src), bool(flag)))
-                if len(pending) >= 2 * n:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:  # a consumer that stops early: drop what has not started
-            loader.shutdown(wait=True, cancel_futures=True)
-            passes.shutdown(wait=True, cancel_futures=True)
-
-    def _parallel_backbone(self, workers: int | None) -> tuple[Backbone, int]:
-        check_workers(workers)
-        if not isinstance(self.backbone, ParallelBackbone):
-            return self.backbone, 1
-        from pekit._threads import cores
-
-        n = workers or min(4, cores())
-        return (self.backbone.for_workers(n) if n > 1 else self.backbone), n
+        return encode_stream(images, embed, self.backbone, saliency=saliency, workers=workers, decode=as_rgb)
 
     # -- stage 1: views -----------------------------------------------------------------
     def reference(self, grid: PatchGrid, *, box: np.ndarray | None = None, mask: np.ndarray | None = None,
