@@ -195,7 +195,7 @@ def introduce(p: Personalizer, name: str, images: ImageInput | Sequence[ImageInp
                     "places: `add_view`, `pekit add-view`) help", name, len(views), agreement,
                     p.pipeline.config.threshold)
     stored = write_introduced(p, concept, old, kind, new_category, new_context, replace)
-    alike = most_alike(p, stored.name)
+    alike = _closest_to(p, stored.name)
     if alike is not None and alike[1] >= cfg.threshold:
         log.warning("'%s' looks much like '%s', already in memory (their parts agree at %.3f; recognition "
                     "threshold %.2f): a %s like them that you never introduced may be named either; when one "
@@ -207,13 +207,17 @@ def introduce(p: Personalizer, name: str, images: ImageInput | Sequence[ImageInp
 def most_alike(p: Personalizer, name: str) -> tuple[str, float] | None:
     """`Personalizer.most_alike`: the other object in memory whose reference views ``name``'s
     parts agree with best, and how well (`pekit.retrieve.match.closest_parts`), or None."""
+    return _closest_to(p, p.get(name).name)
+
+
+def _closest_to(p: Personalizer, name: str) -> tuple[str, float] | None:
+    """`most_alike` of the concept stored under exactly ``name``."""
     from pekit.retrieve.match import closest_parts
 
-    concept = p.get(name)
     gallery = p.gallery()
-    if concept.name not in gallery.names:  # a person: matched by face, not by parts
+    if name not in gallery.names:  # a person: matched by face, not by parts
         return None
-    agreement, j = closest_parts(gallery, gallery.names.index(concept.name), limit=2 * p.pipeline.config.shortlist)
+    agreement, j = closest_parts(gallery, gallery.names.index(name), limit=2 * p.pipeline.config.shortlist)
     return None if j < 0 else (gallery.names[j], round(float(agreement), 3))
 
 

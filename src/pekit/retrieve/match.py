@@ -105,6 +105,7 @@ class Gallery:
         self._view_starts: np.ndarray | None = None
         self._colours_flat: tuple[np.ndarray, np.ndarray] | None = None
         self._one: Gallery | None = None  # `one_threshold`
+        self._closest: dict[tuple[int, int], tuple[float, int]] = {}  # `closest_parts`, by (concept, limit)
 
     def colour_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """The square roots of every concept's view colours stacked, ``(V, BINS)``, and the
@@ -282,7 +283,7 @@ def closest_parts(gallery: Gallery, k: int, *, limit: int = 64) -> tuple[float, 
     of its views, or a zoomed-out copy) taken as a region, in the units of a region's score,
     over the ``limit`` concepts whose views are closest to ``k``'s (a large, lazily read
     gallery fetches only their parts). ``(-1.0, -1)`` when ``k`` has no parts or nothing
-    else in memory has any.
+    else in memory has any. Kept on the gallery (a memory's gallery lives until its next write).
 
     Concepts whose parts agree with another thing in memory above the threshold (two corgis,
     two grey plushies) are the ones a thing of that kind that was never introduced gets named
@@ -298,6 +299,14 @@ def closest_parts(gallery: Gallery, k: int, *, limit: int = 64) -> tuple[float, 
     >>> round(agreement, 3), g.names[j]
     (1.0, 'a again')
     """
+    key = (int(k), int(limit))
+    if key not in gallery._closest:
+        gallery._closest[key] = _closest_parts(gallery, int(k), int(limit))
+    return gallery._closest[key]
+
+
+def _closest_parts(gallery: Gallery, k: int, limit: int) -> tuple[float, int]:
+    """`closest_parts`, computed."""
     others = np.delete(np.arange(len(gallery)), k)
     if len(others) > limit:  # the closest by their views (no parts needed)
         sims = similarity(gallery.views[gallery.owner == k], gallery).max(0)
