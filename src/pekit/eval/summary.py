@@ -98,13 +98,17 @@ def box_covers(run: RecognitionRun, trial: Trial, threshold: float | None = None
     return _box_overlaps(run, trial, threshold)[1]
 
 
-def stranger_named(run: RecognitionRun, trial: Trial, threshold: float | None = None) -> float:
+def stranger_named(run: RecognitionRun, trial: Trial, threshold: float | np.ndarray | None = None) -> Any:
     """Share of a trial's photos that get any name at ``threshold``: in a ``strangers`` trial
     every name is wrong (what a photo shows is not in that memory; a dataset negative shows
-    none of the concepts). NaN for a trial without photos."""
-    thr = run.threshold if threshold is None else float(threshold)
-    hits = np.asarray(trial.scores, np.float64).reshape(len(trial.photos), -1) >= thr
-    return float(hits.any(axis=1).mean()) if len(trial.photos) else float("nan")
+    none of the concepts). NaN for a trial without photos. An array of thresholds gives an
+    array of shares (a sweep)."""
+    thr = np.asarray(run.threshold if threshold is None else threshold, np.float64)
+    if not len(trial.photos):
+        return float("nan") if thr.ndim == 0 else np.full(thr.shape, np.nan)
+    best = np.asarray(trial.scores, np.float64).reshape(len(trial.photos), -1).max(axis=1, initial=-np.inf)
+    shares = (best[:, None] >= thr.reshape(1, -1)).mean(axis=0)
+    return float(shares[0]) if thr.ndim == 0 else shares
 
 
 def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -216,19 +220,6 @@ def per_concept(run: RecognitionRun, threshold: float | None = None) -> dict[str
     return out
 
 
-def _strangers_curves(run: RecognitionRun, trials: list[Trial], thr: np.ndarray) -> dict[str, list[float]]:
-    """A ``strangers`` group's curves over thresholds: negative accuracy and the share of
-    photos named (`stranger_named`), each the mean over seeds."""
-    negative, named = [], []
-    for trial in trials:
-        positive, neg, _ = trial_masks(run, trial)
-        negative.append(concept_mean(recognition_metrics(*confusion(trial.scores, positive, neg, thr))["negative"],
-                                     axis=-1))
-        named.append([stranger_named(run, trial, float(t)) for t in thr])
-    return {"negative": [_rounded(x) for x in np.atleast_1d(np.nanmean(np.stack(negative), 0))],
-            NAMED: [_rounded(x) for x in np.nanmean(np.asarray(named, np.float64), 0)]}
-
-
 def sweep(run: RecognitionRun, thresholds: Sequence[float] | np.ndarray | None = None) -> dict[str, Any]:
     """Metric curves over thresholds for each (extractor, k), from the stored score matrices.
 
@@ -246,17 +237,18 @@ def sweep(run: RecognitionRun, thresholds: Sequence[float] | np.ndarray | None =
     best: dict[str, dict[str, Any]] = {}
     for (extractor, k, gallery), trials in run.groups().items():
         label = group_label(extractor, k, gallery)
-        if gallery == STRANGERS:  # no positives in that memory: no weighted accuracy, no best τ
-            curves[label] = _strangers_curves(run, trials, thr)
-            continue
         seeds: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
         for trial in trials:
             positive, negative, _ = trial_masks(run, trial)
             metrics = recognition_metrics(*confusion(trial.scores, positive, negative, thr))
             for m in METRICS:
                 seeds[m].append(np.asarray(concept_mean(metrics[m], axis=-1), np.float64).reshape(len(thr)))
+        if gallery == STRANGERS:  # no positives in that memory: negative accuracy and the share named, no best τ
+            seeds = {"negative": seeds["negative"], NAMED: [stranger_named(run, t, thr) for t in trials]}
         means = {m: concept_mean(np.stack(v, 1), axis=1) for m, v in seeds.items()}
         curves[label] = {m: [_rounded(x) for x in np.atleast_1d(v)] for m, v in means.items()}
+        if gallery == STRANGERS:
+            continue
         weighted = np.atleast_1d(np.asarray(means["weighted"], np.float64))
         if np.all(np.isnan(weighted)):
             continue  # no concept could be scored: no best threshold to report
