@@ -2,10 +2,12 @@
 
 `Pipeline` ties the paper's stages together for one configuration:
 
-* `encode` runs the backbone once -> `PatchGrid` (features + saliency);
+* `encode` runs the backbone once -> `PatchGrid` (features + saliency), inherited from
+  `pekit.embed.encoder.Encoder`;
 * `reference` isolates the object in a reference grid (view extraction, stage 1: the
   user's mask or box, the detector, or saliency) and returns its `View` (embedding and
-  parts, built by `pekit.extract.views`);
+  parts, built by `pekit.extract.views`), inherited from
+  `pekit.extract.reference.ViewExtractor`;
 * `scan` proposes regions in a query grid and pools them (once per image, whatever the
   gallery);
 * `candidates` / `match` / `recognize` match a scan against a `Gallery` (retrieval,
@@ -27,28 +29,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from pekit.embed.base import Backbone, ScalableBackbone
-from pekit.embed.colour import achromatic, patch_colours
+from pekit.embed.base import Backbone
+from pekit.embed.encoder import Encoder, as_rgb
 from pekit.embed.pooling import box_weights, mask_weights, pool, unit_patches
-from pekit.embed.stream import check_workers, encode_stream
-from pekit.errors import BackendError, ImageError, InvalidInputError, NothingFoundError
+from pekit.embed.stream import check_workers
+from pekit.errors import InvalidInputError
 from pekit.extract.base import Detector, Segmenter
-from pekit.extract.saliency import grid_saliency, object_weights
-from pekit.extract.views import (
-    View,
-    concept_from_views,
-    merge_parts,
-    summarize_parts,
-    tiled_image,
-    view_from_weights,
-    with_part_groups,
-    zoomed_view,
-)
+from pekit.extract.reference import ViewExtractor
+from pekit.extract.saliency import grid_saliency
+from pekit.extract.views import View, concept_from_views, merge_parts, summarize_parts, with_part_groups
 from pekit.presets import Preset, RecognitionConfig
 from pekit.retrieve.candidates import NO_SCORE, Candidate, Scan, first_look, region_score
 from pekit.retrieve.extent import salient_boxes
@@ -60,25 +53,22 @@ from pekit.types import Detections, PatchGrid
 
 log = logging.getLogger(__name__)
 
-# View, concept_from_views, merge_parts, with_part_groups and summarize_parts live in
-# `pekit.extract.views` (stage 1), Scan, Candidate and NO_SCORE in `pekit.retrieve.candidates`
-# (stage 2); they stay importable from here
-__all__ = ["NO_SCORE", "PART_GROUPS", "Candidate", "Pipeline", "Scan", "View", "as_rgb", "check_workers",
-           "concept_from_views", "merge_parts", "part_groups", "summarize_parts", "with_part_groups"]
+# Encoder and as_rgb live in `pekit.embed.encoder` (one pass), ViewExtractor, View,
+# concept_from_views, merge_parts, with_part_groups and summarize_parts in `pekit.extract`
+# (stage 1), Scan, Candidate and NO_SCORE in `pekit.retrieve.candidates` (stage 2); they stay
+# importable from here
+__all__ = ["NO_SCORE", "PART_GROUPS", "Candidate", "Encoder", "Pipeline", "Scan", "View", "ViewExtractor",
+           "as_rgb", "check_workers", "concept_from_views", "merge_parts", "part_groups", "summarize_parts",
+           "with_part_groups"]
 
 
-def as_rgb(image: Any) -> np.ndarray:
-    """An ``(H, W, 3) uint8`` RGB array from anything `pekit.images.load_image` reads, read
-    as it reads it (RGBA composited on white, other dtypes scaled, the pixel limit), so a
-    photo is the same pixels in `recognize`, `recognize_many` and `introduce`; `ImageError`
-    names what is wrong otherwise."""
-    from pekit.images import load_image
-
-    return load_image(image)
-
-
-class Pipeline:
+class Pipeline(ViewExtractor):
     """Backbone + extraction + proposals + matching for one `RecognitionConfig`.
+
+    One pass (`encode`, `encode_many`, `with_colours`: `pekit.embed.encoder.Encoder`), stage 1
+    (`reference`, `zoom_out_grid`, `zoomed_view`: `pekit.extract.reference.ViewExtractor`) and
+    stage 2 (`scan`, `candidates`, `match`, `recognize`, `named`: this class, with the passes
+    of the looks' tiles and crops).
 
     Args:
         backbone: a `Backbone` (``embed(image, saliency=...) -> PatchGrid``).
@@ -90,14 +80,10 @@ class Pipeline:
 
     def __init__(self, backbone: Backbone, config: RecognitionConfig | None = None, *,
                  detector: Detector | None = None, segmenter: Segmenter | None = None) -> None:
-        self.backbone = backbone
-        self.config = config or RecognitionConfig()
+        super().__init__(backbone, config, detector=detector, segmenter=segmenter)
         if tuple(self.config.proposals) == ("detector",) and detector is None:
             raise InvalidInputError("proposals=('detector',) needs a detector (e.g. detector='hf:IDEA-Research/"
                                     "grounding-dino-tiny'), or add 'saliency' / 'windows' to the proposals")
-        self.detector = detector
-        self.segmenter = segmenter
-        self._takes_saliency: bool | None = None
         self._passes = {"second_look": 0, "tiled_look": 0}  # shared with `at_threshold` views
         self.crop_grids: dict[Any, PatchGrid] | None = None  # a dict memoises crop passes
 
@@ -144,163 +130,6 @@ class Pipeline:
         detector = create("detector", p.detector, device=device) if p.detector else None
         segmenter = create("segmenter", p.segmenter, device=device) if p.segmenter else None
         return cls(backbone, p.recognition, detector=detector, segmenter=segmenter)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.backbone.fingerprint
-
-    # -- one pass ---------------------------------------------------------------------
-    @property
-    def query_saliency(self) -> bool:
-        """Whether recognizing needs the saliency map: only saliency proposals use it (the
-        saliency decoder is ~40 % of the offline pass, so a query encoded without it is
-        that much cheaper). Reference views always use it."""
-        return "saliency" in self.config.proposals
-
-    def encode(self, image: Any, *, saliency: bool = True) -> PatchGrid:
-        """Run the backbone once (with saliency when the backbone has it and ``saliency``).
-
-        ``image``: an ``(H, W, 3) uint8`` array, or anything `pekit.images.load_image`
-        reads (path, bytes, PIL image; RGBA and grey are converted). ``saliency=False``
-        (e.g. ``saliency=pipeline.query_saliency`` for a query) skips the saliency head.
-        """
-        rgb = as_rgb(image)
-        return self.with_colours(self._embed(self.backbone, rgb, saliency), rgb)
-
-    def with_colours(self, grid: PatchGrid, image: Any, *, always: bool = False) -> PatchGrid:
-        """``grid`` with its patches' colours (`pekit.embed.colour.patch_colours`) when the
-        config compares colour (``colour_weight`` > 0, or ``always``: a reference view keeps
-        its colour whatever the preset, so a concept keeps one colour per view) and it has
-        none yet, else ``grid``. ``image``: the photo the grid was computed from (anything
-        `encode` takes). A black-and-white query photo gets none (`achromatic`): it holds no
-        colour evidence, so its regions are not compared by colour (a reference view keeps
-        its colour and says it is achromatic: `reference`, `concept_from_views`)."""
-        if (self.config.colour_weight <= 0 and not always) or grid.colours is not None:
-            return grid
-        rgb = as_rgb(image)
-        if not always and achromatic(rgb):
-            return grid
-        return dataclasses.replace(grid, colours=patch_colours(rgb, grid.shape))
-
-    def _embed(self, backbone: Backbone, image: np.ndarray, saliency: bool) -> PatchGrid:
-        if self._takes_saliency is None:  # a backbone written before `saliency` joined the protocol
-            import inspect
-
-            try:
-                params = inspect.signature(backbone.embed).parameters
-                self._takes_saliency = "saliency" in params or any(
-                    p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-            except (TypeError, ValueError):
-                self._takes_saliency = True
-        grid = backbone.embed(image, saliency=saliency) if self._takes_saliency else backbone.embed(image)
-        return _checked_grid(grid, backbone)
-
-    def encode_many(self, images: Iterable[Any], *, saliency: bool | Sequence[bool] = True,
-                    workers: int | None = None) -> Iterator[tuple[np.ndarray, PatchGrid] | ImageError]:
-        """`encode` a stream of images, in order, overlapping decoding and passes
-        (`pekit.embed.stream.encode_stream`).
-
-        Yields ``(rgb, grid)`` per image, or the `ImageError` of an image that cannot be
-        read (the stream goes on; raise it to stop). When ``images`` itself raises (a
-        generator that fails), the images it gave before are yielded first, then its error.
-        One thread decodes ahead while
-        ``workers`` passes run at a time; a backbone with ``for_workers`` (the ONNX one)
-        splits the cores between them, others run one pass at a time. The caller's work
-        on a result (matching, drawing) overlaps the next passes. At most ``2 * workers``
-        decoded images wait in memory.
-
-        Args:
-            images: paths, bytes, PIL images or arrays (anything `encode` takes).
-            saliency: one flag for all, or one per image (e.g. only reference photos).
-            workers: passes at a time; default: up to 4, one per core (one for a
-                backbone without ``for_workers``).
-        """
-        def embed(backbone: Backbone, rgb: np.ndarray, flag: bool) -> PatchGrid:
-            return self.with_colours(self._embed(backbone, rgb, flag), rgb)
-
-        return encode_stream(images, embed, self.backbone, saliency=saliency, workers=workers, decode=as_rgb)
-
-    # -- stage 1: views -----------------------------------------------------------------
-    def reference(self, grid: PatchGrid, *, box: np.ndarray | None = None, mask: np.ndarray | None = None,
-                  image: np.ndarray | None = None, category: str = "",
-                  zoomed: PatchGrid | None = None) -> View:
-        """Isolate the object in a reference grid and embed it.
-
-        Order of preference: the user's mask, the user's box (refined by saliency), the
-        detector from ``category`` (+ segmenter), the saliency map. With
-        ``config.reference_zoom_out`` and the ``image`` (or its ``zoomed`` grid,
-        `zoom_out_grid`), the view also gets its zoomed-out twin (`zoomed_view`: one more
-        backbone pass unless ``zoomed`` is given); otherwise no extra pass is run.
-        """
-        cfg = self.config
-        if mask is None and box is None and self.detector is not None and category and image is not None:
-            found = self.detector.detect(image, [category])
-            if not isinstance(found, Detections):
-                raise BackendError(f"the detector {type(self.detector).__name__} returned {type(found).__name__}, "
-                                   "not a pekit.types.Detections")
-            if len(found) == 0:
-                raise NothingFoundError(
-                    f"the detector found no '{category}' in this reference photo; pass a box around it "
-                    "or check the category"
-                )
-            box = found.xyxy[int(np.argmax(np.asarray(found.score)))]
-            _check_detected(box, grid, type(self.detector).__name__, category)
-            if self.segmenter is not None:
-                mask = self.segmenter.segment(image, box[None])[0]
-                if not np.asarray(mask).any():
-                    raise BackendError(f"the segmenter {type(self.segmenter).__name__} gave an empty mask for the "
-                                       f"'{category}' the detector boxed at {[round(float(v)) for v in box]}")
-        if mask is None and box is None and grid.saliency is None:
-            raise NothingFoundError(
-                "this backbone gives no saliency map, so a reference photo needs a box or a mask around the "
-                "object" + (f", or a category (e.g. category='dog'; CLI: --category dog) for the detector "
-                            f"{type(self.detector).__name__} to find it" if self.detector is not None else
-                            ", or a preset with a detector and a category")
-            )
-        if image is not None:
-            grid = self.with_colours(grid, image, always=True)
-        weights = object_weights(grid, box=box, mask=mask, level=cfg.reference_level)
-        view = view_from_weights(grid, weights, max_parts=cfg.max_parts)
-        if image is not None:
-            view.achromatic = achromatic(as_rgb(image))
-        if cfg.reference_zoom_out >= 2 and (zoomed is not None or image is not None):
-            view.zoomed = self.zoomed_view(view, zoomed if zoomed is not None else self.zoom_out_grid(image))
-        return view
-
-    def zoom_out_image(self, image: Any) -> np.ndarray:
-        """The photo shrunk ``config.reference_zoom_out`` times per side and tiled n x n back to
-        about its size: every copy of the object is n times smaller, in its own context
-        (what `zoom_out_grid` embeds for a backbone that cannot change its input size)."""
-        return tiled_image(as_rgb(image), self._zoom_factor)
-
-    def zoom_out_grid(self, image: Any) -> PatchGrid:
-        """One features-only pass that sees the photo's object n = ``reference_zoom_out``
-        times smaller: the photo at 1/n of the backbone's input size when it can change it
-        (`ScalableBackbone`: about 1/n² of the tokens, so a fraction of a pass), else the
-        n x n tiling of `zoom_out_image` at full size. Either way the object spans 1/n of
-        the patches per side, and `zoomed_view` reads the grid with the photo's mask tiled
-        n x n (a grid of one copy is its own 1 x 1 tiling)."""
-        backbone = self.backbone
-        if isinstance(backbone, ScalableBackbone):  # zoom_out_mode "res"
-            resolution = max(56, int(backbone.resolution) // self._zoom_factor)
-            return self._embed(backbone.at_resolution(resolution), as_rgb(image), False)
-        return self.encode(self.zoom_out_image(image), saliency=False)
-
-    @property
-    def zoom_out_mode(self) -> str:
-        """How `zoom_out_grid` sees the object smaller: ``"res"`` (the photo at a smaller
-        input size) or ``"tiled"`` (the n x n tiling at full size); caches key on it."""
-        return "res" if isinstance(self.backbone, ScalableBackbone) else "tiled"
-
-    @property
-    def _zoom_factor(self) -> int:
-        return max(2, int(self.config.reference_zoom_out))
-
-    def zoomed_view(self, view: View, zoomed: PatchGrid) -> View | None:
-        """``view``'s object in the `zoom_out_grid` of its photo: the object's patch mask
-        tiled like the photo, pooled and summarised into parts (None if it covers fewer
-        than 2 patches there)."""
-        return zoomed_view(view, zoomed, factor=self._zoom_factor, max_parts=self.config.max_parts)
 
     # -- stage 2: proposals and matching ---------------------------------------------
     def proposals(self, grid: PatchGrid, *, image: np.ndarray | None = None,
@@ -504,47 +333,3 @@ class Pipeline:
         """Pool one region (box or mask) of a grid: ``(d,)`` unit vector."""
         weights = mask_weights(grid, mask) if mask is not None else box_weights(grid, np.asarray(xyxy))
         return pool(grid, weights)[0]
-
-
-def _checked_grid(grid: Any, backbone: Any) -> PatchGrid:
-    """A backbone's pass, checked where a plugged-in backbone goes wrong: the wrong type,
-    another width than it declares, or values that are not numbers (a float16 overflow)."""
-    name = getattr(backbone, "fingerprint", type(backbone).__name__)
-    if not isinstance(grid, PatchGrid):
-        raise BackendError(f"the backbone {name} returned {type(grid).__name__}, not a pekit.types.PatchGrid; "
-                           "its embed(image) must return PatchGrid(features=(h, w, d) array, ...)")
-    dim = getattr(backbone, "dim", None)
-    if isinstance(dim, int) and grid.features.shape[-1] != dim:
-        raise BackendError(f"the backbone {name} declares dim={dim} but returned {grid.features.shape[-1]}-wide "
-                           "patch features; make its dim attribute match what embed returns")
-    if not np.isfinite(grid.features).all():
-        raise BackendError(f"the backbone {name} returned patch features that are not finite numbers (NaN or "
-                           "inf; a float16 model can overflow): run it in float32")
-    return grid
-
-
-def _check_detected(box: np.ndarray, grid: PatchGrid, detector: str, category: str) -> None:
-    """The detector's box for ``category``, checked as a user's box is: on the photo and over a
-    few patches (a detector returning boxes in 0-1 units, not pixels, boxes one corner patch)."""
-    from pekit.extract.boxes import MIN_BOX_PATCHES
-
-    box = np.asarray(box, np.float64)
-    shown = [round(float(v), 1) for v in box.reshape(-1)]
-    if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-        raise BackendError(f"the detector {detector} boxed the '{category}' at {shown}: not an x0, y0, x1, y1 "
-                           "box in pixels")
-    width, height = grid.image_size
-    cw, ch = grid.cell_size
-    w = min(box[2], width) - max(box[0], 0.0)
-    h = min(box[3], height) - max(box[1], 0.0)
-    covered = max(w, 0.0) / cw * max(h, 0.0) / ch
-    if np.abs(box).max() <= 1.5 and max(width, height) > 16:
-        raise BackendError(f"the detector {detector} boxed the '{category}' at {shown} on the {width}x{height} "
-                           "photo: its boxes look like 0-1 fractions; a detector must give them in pixels")
-    if w <= 0 or h <= 0:
-        raise BackendError(f"the detector {detector} boxed the '{category}' at {shown}, outside the "
-                           f"{width}x{height} photo")
-    if covered < MIN_BOX_PATCHES:
-        raise NothingFoundError(f"the '{category}' the detector found covers {covered:.1f} patch(es) of this "
-                                f"{width}x{height} photo, too few to describe it: use a photo where it is larger "
-                                "(or crop this one), or pass a box")
