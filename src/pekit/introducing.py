@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 # the warnings are the facade's (`introduce`): they keep its logger
 log = logging.getLogger("pekit.personalizer")
 
-__all__ = ["clean_category", "clean_context", "introduce", "reference_views", "write_introduced"]
+__all__ = ["clean_category", "clean_context", "introduce", "most_alike", "reference_views", "update",
+           "write_introduced"]
 
 
 #: `views` keeps the reference photos it decoded for the passes up to this many pixels in all.
@@ -281,3 +282,18 @@ def _first_of_lookalikes(p: Personalizer, stored: Concept) -> Concept:
     raise DuplicateConceptError(f"'{stored.name}' looks the same as '{earlier[0]}', which was introduced meanwhile "
                                 "(by another process or thread); use that name, or choose another one (the memory "
                                 f"keeps '{earlier[0]}' only)")
+
+
+def update(p: Personalizer, name: str, *, context: str | None = None, category: str | None = None) -> Concept:
+    """`Personalizer.update`: ``name``'s context and category changed (None keeps one) in one
+    read-and-write transaction; nothing is written when nothing changes."""
+    changes: dict[str, Any] = {}
+    if context is not None:
+        changes["context"] = clean_context(context)
+    if category is not None:
+        changes["category"] = clean_category(category)
+    concept = p.get(name)
+    if all(getattr(concept, k) == v for k, v in changes.items()):
+        return concept
+    p._check_writable(f"change '{concept.name}'")
+    return p.memory.modify(concept.name, lambda now: dataclasses.replace(now, **changes), namespace=p.namespace)

@@ -12,27 +12,26 @@ Example:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from pekit import feedback, introducing, recognizing
+from pekit._models import SharedModels, build_faces, build_lvlm, check_specs
 from pekit.embed.stream import check_workers
-from pekit.errors import ConceptNotFoundError, InvalidInputError
+from pekit.errors import InvalidInputError
 from pekit.extract.boxes import MIN_BOX_PATCHES, MIN_BOX_SIDE
 from pekit.extract.views import CONSISTENCY, View
-from pekit.images import ImageInput, NamedImage, is_stream, load_image
+from pekit.images import ImageInput, load_image
 from pekit.memory import MemoryStore, backbone_key, clean_namespace, open_memory
 from pekit.pipeline import Pipeline
 from pekit.presets import Preset, get_preset, presets_for
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery
-from pekit.types import Answer, Concept, Detections, PatchGrid, check_threshold, finite_number
+from pekit.types import Answer, Concept, Detections, PatchGrid, check_threshold
 
 log = logging.getLogger(__name__)
 
@@ -95,24 +94,11 @@ class Personalizer:
         # `close` closes only what it opened, unless told the store is its to close
         self._owns_memory = not isinstance(memory, MemoryStore) if own_memory is None else bool(own_memory)
         self.namespace = namespace
-        if lvlm is not None and not isinstance(lvlm, str) and not callable(getattr(lvlm, "generate", None)):
-            raise InvalidInputError(f"lvlm must be a spec ('none', 'hf:<id>', 'openai:<url>#<model>') or an object "
-                                    f"with generate(image, prompt, ...) (pekit.answer.LVLM), got {type(lvlm).__name__}")
+        check_specs(lvlm, faces, face_tolerance)
         self._lvlm_spec = lvlm if lvlm is not None else self.preset.lvlm
-        if not isinstance(faces, str) and not (callable(getattr(faces, "detect", None))
-                                               and callable(getattr(faces, "embed", None))
-                                               and isinstance(getattr(faces, "fingerprint", None), str)):
-            raise InvalidInputError(f"faces must be a face model spec ('dlib', 'dlib-cnn', 'onnx:<file>') or an object "
-                                    f"with detect, embed and a fingerprint (pekit.faces), got {type(faces).__name__}")
         self._faces_spec = faces
-        if face_tolerance is not None and not (finite_number(face_tolerance) and float(face_tolerance) > 0):
-            raise InvalidInputError(f"face_tolerance must be a face distance above 0 (dlib's own is 0.6; lower is "
-                                    f"stricter), got {face_tolerance!r}; leave it out for the face model's")
-        # lazily built models, shared with `for_namespace` siblings (one dict, many owners),
-        # built once even when several threads ask at once
-        self._models: dict[str, Any] = {}
-        self._models_lock = threading.Lock()  # guards the per-model locks: a slow LVLM load blocks no other model
-        self._model_locks: dict[str, threading.Lock] = {}
+        # lazily built models, shared with `for_namespace` siblings (one store, many owners)
+        self._models = SharedModels()
         self.face_tolerance = None if face_tolerance is None else float(face_tolerance)
 
     def for_namespace(self, namespace: str) -> Personalizer:
@@ -130,16 +116,8 @@ class Personalizer:
 
     # -- lazily built parts -------------------------------------------------------------
     def _model(self, key: str, build: Callable[[], Any]) -> Any:
-        """``self._models[key]``, built by ``build`` on first use (once, whatever the threads)."""
-        model = self._models.get(key)
-        if model is None:
-            with self._models_lock:
-                lock = self._model_locks.setdefault(key, threading.Lock())
-            with lock:
-                model = self._models.get(key)
-                if model is None:
-                    model = self._models[key] = build()
-        return model
+        """The model ``key``, built by ``build`` on first use (`SharedModels.get`)."""
+        return self._models.get(key, build)
 
     @property
     def pipeline(self) -> Pipeline:
@@ -149,28 +127,12 @@ class Personalizer:
     @property
     def faces(self) -> Any:
         """The face model of person concepts (`pekit.faces.load_faces`), loaded on first use."""
-        def build() -> Any:
-            from pekit.faces import load_faces
-
-            spec = self._faces_spec
-            return load_faces(spec) if isinstance(spec, str) else spec
-
-        return self._model("faces", build)
+        return self._model("faces", lambda: build_faces(self._faces_spec))
 
     @property
     def lvlm(self) -> Any:
-        def build() -> Any:
-            if isinstance(self._lvlm_spec, str):
-                from pekit.answer import load_lvlm
-
-                if self._lvlm_spec.startswith("hf:"):  # where the preset puts its torch models
-                    from pekit._hf import resolve_device
-
-                    return load_lvlm(self._lvlm_spec, device=resolve_device(self.preset.device))
-                return load_lvlm(self._lvlm_spec)
-            return self._lvlm_spec
-
-        return self._model("lvlm", build)
+        """The LVLM that answers (`pekit.answer.load_lvlm`), loaded on first use."""
+        return self._model("lvlm", lambda: build_lvlm(self._lvlm_spec, self.preset.device))
 
     def _check_backbone(self) -> None:
         stored = self.memory.backbone
@@ -278,11 +240,7 @@ class Personalizer:
         >>> for photo, d in zip(album, p.recognize_many(album, errors="return")):  # doctest: +SKIP
         ...     print(photo, d if isinstance(d, ImageError) else d.name)
         """
-        if images is None or isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, NamedImage)) or \
-                is_stream(images) or (isinstance(images, np.ndarray) and images.ndim < 4) or \
-                not isinstance(images, Iterable):
-            raise InvalidInputError("recognize_many takes an iterable of photos (paths, arrays, PIL "
-                                    f"images...), got {type(images).__name__}; for one photo use recognize")
+        recognizing.check_photos(images)
         if errors not in ("raise", "return"):
             raise InvalidInputError(f"errors must be 'raise' or 'return', got {errors!r}")
         threshold = check_threshold(threshold)
@@ -383,17 +341,7 @@ class Personalizer:
             InvalidInputError: text with control characters, or longer than
                 `pekit.memory.MAX_CONTEXT_LENGTH` / `MAX_CATEGORY_LENGTH` (nothing changed).
         """
-        changes: dict[str, Any] = {}
-        if context is not None:
-            changes["context"] = introducing.clean_context(context)
-        if category is not None:
-            changes["category"] = introducing.clean_category(category)
-        concept = self.get(name)
-        if all(getattr(concept, k) == v for k, v in changes.items()):
-            return concept
-        self._check_writable(f"change '{concept.name}'")
-        return self.memory.modify(concept.name, lambda now: dataclasses.replace(now, **changes),
-                                  namespace=self.namespace)
+        return introducing.update(self, name, context=context, category=category)
 
     def explain(self, image: ImageInput, detections: Detections | None = None) -> np.ndarray:
         """Per detection, the patch similarity heat map over the photo and the reference view
@@ -402,33 +350,7 @@ class Personalizer:
         ``detections``: from `recognize` on the same image (recognized again when omitted;
         the backbone pass is the only cost).
         """
-        from pekit.retrieve.explain import explain_figure
-
-        if detections is not None and not isinstance(detections, Detections):
-            raise InvalidInputError(f"detections must be what recognize returned (Detections) or None, "
-                                    f"got {type(detections).__name__}")
-        img = load_image(image)
-        entry = self.galleries.get(self.namespace)  # what `recognize` matches: objects (persons match by face)
-        gallery = entry.gallery
-        self._check_backbone()  # another backbone's parts would give a meaningless map
-        grid = self.pipeline.encode(img, saliency=self.pipeline.query_saliency)
-        if detections is None:
-            detections = self.pipeline.recognize(grid, gallery, image=img, labels=entry.categories)
-        if detections.embedding is None and len(detections):
-            detections.embedding = np.stack([self.pipeline.region_embedding(grid, xyxy=b) for b in detections.xyxy])
-        # the detected objects with their parts (a large namespace's gallery loads parts lazily)
-        from pekit.faces import PERSON, concept_kind
-
-        shown = []
-        for name in dict.fromkeys(str(n) for n in np.asarray(detections.name).tolist() if n):
-            try:
-                concept = self.get(name)
-            except ConceptNotFoundError:  # forgotten since it was recognized
-                continue
-            if concept_kind(concept) != PERSON:
-                shown.append(concept)
-        refs = [[str(r) for r in c.meta.get("references", [])] for c in shown]
-        return explain_figure(img, grid, detections, Gallery.from_concepts(shown), references=refs)
+        return recognizing.explain(self, image, detections)
 
     # -- feedback ------------------------------------------------------------------------------
     def correct(self, image: ImageInput, name: str, *, box: Any = None, threshold: float | None = None) -> Concept:

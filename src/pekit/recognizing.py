@@ -12,16 +12,17 @@ down to a weak margin so that near-threshold frames extend tracks. Each function
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pekit.errors import ImageError
-from pekit.images import ImageInput, load_image
+from pekit.errors import ConceptNotFoundError, ImageError, InvalidInputError
+from pekit.images import ImageInput, NamedImage, is_stream, load_image
 from pekit.retrieve.cache import NamespaceGallery
-from pekit.retrieve.match import thresholds_or
+from pekit.retrieve.match import Gallery, thresholds_or
 from pekit.types import Detections, PatchGrid
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LARGE_GALLERY_VIEWS", "recognize_in", "recognize_stream", "video_steps"]
+__all__ = ["LARGE_GALLERY_VIEWS", "check_photos", "explain", "recognize_in", "recognize_stream", "video_steps"]
 
 LARGE_GALLERY_VIEWS = 20_000  # above this, the proposal x view product is worth the BLAS threads
 
@@ -135,3 +136,46 @@ def video_steps(p: Personalizer, entry: Any, threshold: float | None) -> tuple[A
                          for k, s in zip(np.asarray(dets.concept_id), np.asarray(dets.score), strict=True)], bool)
 
     return step, confirm
+
+
+def check_photos(images: Any) -> None:
+    """Refuse, with what to do, what `recognize_many` cannot take as a stream of photos: one
+    photo (a path, bytes, an array of one image, a file object) or something not iterable."""
+    if images is None or isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, NamedImage)) or \
+            is_stream(images) or (isinstance(images, np.ndarray) and images.ndim < 4) or \
+            not isinstance(images, Iterable):
+        raise InvalidInputError("recognize_many takes an iterable of photos (paths, arrays, PIL "
+                                f"images...), got {type(images).__name__}; for one photo use recognize")
+
+
+def explain(p: Personalizer, image: ImageInput, detections: Detections | None = None) -> np.ndarray:
+    """`Personalizer.explain`: per detection, the patch similarity heat map over the photo and
+    the reference view it matched best, ``(H', W, 3) uint8`` (`pekit.retrieve.explain`);
+    ``detections`` from `recognize` on the same image, recognized again when None."""
+    from pekit.retrieve.explain import explain_figure
+
+    if detections is not None and not isinstance(detections, Detections):
+        raise InvalidInputError(f"detections must be what recognize returned (Detections) or None, "
+                                f"got {type(detections).__name__}")
+    img = load_image(image)
+    entry = p.galleries.get(p.namespace)  # what `recognize` matches: objects (persons match by face)
+    gallery = entry.gallery
+    p._check_backbone()  # another backbone's parts would give a meaningless map
+    grid = p.pipeline.encode(img, saliency=p.pipeline.query_saliency)
+    if detections is None:
+        detections = p.pipeline.recognize(grid, gallery, image=img, labels=entry.categories)
+    if detections.embedding is None and len(detections):
+        detections.embedding = np.stack([p.pipeline.region_embedding(grid, xyxy=b) for b in detections.xyxy])
+    # the detected objects with their parts (a large namespace's gallery loads parts lazily)
+    from pekit.faces import PERSON, concept_kind
+
+    shown = []
+    for name in dict.fromkeys(str(n) for n in np.asarray(detections.name).tolist() if n):
+        try:
+            concept = p.get(name)
+        except ConceptNotFoundError:  # forgotten since it was recognized
+            continue
+        if concept_kind(concept) != PERSON:
+            shown.append(concept)
+    refs = [[str(r) for r in c.meta.get("references", [])] for c in shown]
+    return explain_figure(img, grid, detections, Gallery.from_concepts(shown), references=refs)
