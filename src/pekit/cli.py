@@ -26,55 +26,35 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pekit.cli_args import build_parser, glue_negative_boxes
+from pekit.cli_memory import (
+    cmd_add_view,
+    cmd_correct,
+    cmd_forget,
+    cmd_introduce,
+    cmd_list,
+    cmd_repair,
+    cmd_update,
+    open_personalizer,
+    shown_line,
+)
 from pekit.cli_output import asked_batch, check_outputs, out_path, save, save_beside, skipped
 from pekit.errors import InvalidInputError, PekitError
 
 __all__ = ["build_parser", "main"]
 
 
-def _open_memory(args: argparse.Namespace, *, creates: bool = False) -> Any:
-    """The memory the command names; only a command that ``creates`` one may name a missing file."""
-    from pekit.memory import open_memory
-
-    named = bool(args.memory) or bool(os.environ.get("PEKIT_MEMORY", "").strip())
-    return open_memory(args.memory, must_exist=named and not creates,
-                       skip_damaged=bool(getattr(args, "skip_damaged", False)))
-
-
-def _personalizer(args: argparse.Namespace, *, creates: bool = False, **extra: Any):
-    from pekit.personalizer import Personalizer
-
-    kwargs: dict[str, Any] = {}
-    if getattr(args, "threshold", None) is not None:
-        kwargs["threshold"] = args.threshold
-    if getattr(args, "lvlm", None):
-        kwargs["lvlm"] = args.lvlm
-    memory = _open_memory(args, creates=creates)
-    try:
-        return Personalizer(args.preset, memory=memory, namespace=args.namespace, own_memory=True, **kwargs, **extra)
-    except BaseException:
-        memory.close()
-        raise
-
-
 def _note_if_empty(p: Any, args: argparse.Namespace) -> None:
     """Say on stderr (not in ``--json``'s output) when the memory holds no concept yet: every
     photo would read "none of your concepts" for a reason the user can fix."""
     if p.memory.count(p.namespace) == 0:
-        print(f"pekit {args.command}: note: no concepts in {p.memory.uri} (namespace '{_shown(p.namespace)}') yet, "
+        print(f"pekit {args.command}: note: no concepts in {p.memory.uri} (namespace '{shown_line(p.namespace)}') yet, "
               "so nothing can be recognized; add one with `pekit introduce NAME PHOTO...`", file=sys.stderr)
-
-
-def _shown(text: Any) -> str:
-    from pekit.memory import printable
-
-    return printable(str(text))
 
 
 #: what an answer may not send to a terminal: control characters (escape sequences, bells)
@@ -91,143 +71,13 @@ def _shown_text(text: Any) -> str:
     return "".join(ch.encode("unicode_escape").decode("ascii") if ch in _UNSAFE else ch for ch in text)
 
 
-def _progress(items: list[Path], desc: str):
+def _progress(items: list[Path], desc: str) -> Iterable[Path]:
+    """``items``, with a progress bar on a terminal when there are several."""
     if len(items) < 2:
         return items
     from tqdm import tqdm
 
     return tqdm(items, desc=desc, disable=not sys.stderr.isatty())
-
-
-def _cmd_introduce(args: argparse.Namespace) -> int:
-    from pekit.extract.views import SAME_PICTURES
-    from pekit.images import list_images
-    from pekit.personalizer import CONSISTENCY_MARGIN, stored_consistency
-
-    images = list_images(args.images)
-    if args.box and len(args.box) != len(images):
-        raise InvalidInputError(f"got {len(args.box)} --box for {len(images)} images; give one per image, in order")
-    with _personalizer(args, creates=True) as p:
-        c = p.introduce(args.name, [str(i) for i in images], category=args.category, context=args.context,
-                        boxes=args.box, replace=args.replace, kind=args.kind)
-        alike = p.most_alike(c.name)  # (the library warns when it is at the threshold or above)
-    agreement = stored_consistency(c)
-    threshold = p.pipeline.config.threshold
-    twins = c.meta.get(SAME_PICTURES, [])
-    record = {"name": c.name, "id": c.id, "kind": args.kind, "category": c.category, "context": c.context,
-              "views": len(c.views), "consistency": agreement, "consistency_low": p.low_consistency(c),
-              "same_pictures": twins,
-              "most_alike": None if alike is None else {"name": alike[0], "agreement": alike[1]},
-              "memory": p.memory.uri}
-    if args.json:
-        print(json.dumps(record))
-    else:
-        print(f"introduced '{_shown(c.name)}' ({_shown(c.category) or 'no category'}) from {len(c.views)} "
-              f"view(s) into {p.memory.uri}")
-        if agreement is not None:  # below the threshold, the library's warning says what to do
-            # each photo against the concept made of the others: fewer views than the concept has, so it
-            # reads below the threshold before new photos are missed; the warning starts at CONSISTENCY_MARGIN
-            print(f"its photos match one another at {agreement:.3f} (each against the others; pekit warns under "
-                  f"{threshold - CONSISTENCY_MARGIN:.2f}, {CONSISTENCY_MARGIN:.2f} below the recognition threshold "
-                  f"{threshold:.2f})" + (" -- counting copies of the same picture, which match themselves"
-                                         if twins else ""))
-    return 0
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    with _open_memory(args) as memory:
-        concepts = memory.summaries(namespace=args.namespace)  # no vectors: fast at 10^4 concepts
-        rows = [{"name": c.name, "id": c.id, "kind": c.kind, "category": c.category, "context": c.context,
-                 "views": c.views, "threshold": c.threshold} for c in concepts]
-        uri = memory.uri
-    if args.json:
-        print(json.dumps(rows))
-    elif not rows:
-        print(f"no concepts in {uri} (namespace '{_shown(args.namespace)}'); add one with `pekit introduce`")
-    else:
-        shown = [(_shown(r["name"]), _shown(r["category"]), _shown(r["context"])) for r in rows]
-        width = max(len(name) for name, _, _ in shown)
-        for r, (name, category, context) in zip(rows, shown, strict=True):
-            extra = f" — {context}" if context else ""
-            print(f"{name:<{width}}  {category or '-':<14} {r['views']} view(s){extra}")
-    return 0
-
-
-def _cmd_forget(args: argparse.Namespace) -> int:
-    with _open_memory(args) as memory:
-        name = memory.remove(args.name, namespace=args.namespace)  # as stored: `forget bo` forgets 'Bo'
-    print(json.dumps({"forgotten": name}) if args.json else f"forgot '{_shown(name)}'")
-    return 0
-
-
-def _cmd_correct(args: argparse.Namespace) -> int:
-    if args.undo == (args.image is not None):
-        raise InvalidInputError("give a PHOTO (pekit correct PHOTO --not NAME) or --undo (pekit correct --undo "
-                                "--not NAME), not both or neither")
-    from pekit.feedback import CORRECTIONS
-
-    with _personalizer(args) as p:
-        if args.undo and (args.box is not None or args.threshold is not None):
-            raise InvalidInputError("--box and --threshold say which detection of a PHOTO was wrong; --undo takes "
-                                    "no PHOTO (pekit correct --undo --not NAME)")
-        # --threshold is the Personalizer's, as for `recognize --threshold`: the same detections
-        c = p.undo_correction(args.name) if args.undo else p.correct(args.image, args.name, box=args.box)
-    record = {"name": c.name, "negatives": len(c.meta.get(CORRECTIONS, [])), "memory": p.memory.uri}
-    if args.json:
-        print(json.dumps(record))
-    elif args.undo:
-        print(f"took back the last correction of '{_shown(c.name)}': {record['negatives']} negative view(s) left")
-    else:
-        undo = ["pekit", "correct", "--undo", "--not", c.name, *(["--memory", args.memory] if args.memory else []),
-                *(["--namespace", args.namespace] if args.namespace != "default" else [])]
-        print(f"'{_shown(c.name)}' now has {record['negatives']} negative view(s): that region of {args.image} "
-              f"will not be called '{_shown(c.name)}' again (a mistake? {_shown(shlex.join(undo))})")
-    return 0
-
-
-def _cmd_add_view(args: argparse.Namespace) -> int:
-    with _personalizer(args) as p:
-        c = p.add_view(args.name, args.image, box=args.box)
-    record = {"name": c.name, "views": len(c.views), "memory": p.memory.uri}
-    if args.json:
-        print(json.dumps(record))
-    else:
-        print(f"'{_shown(c.name)}' now has {len(c.views)} view(s)")
-    return 0
-
-
-def _cmd_update(args: argparse.Namespace) -> int:
-    if args.context is None and args.category is None:
-        raise InvalidInputError("say what to change: --context TEXT and/or --category TEXT")
-    with _personalizer(args) as p:
-        c = p.update(args.name, context=args.context, category=args.category)
-    record = {"name": c.name, "category": c.category, "context": c.context, "memory": p.memory.uri}
-    if args.json:
-        print(json.dumps(record))
-    else:
-        print(f"'{_shown(c.name)}': {_shown(c.category) or '-'} — {_shown(c.context) or '(no context)'}")
-    return 0
-
-
-def _cmd_repair(args: argparse.Namespace) -> int:
-    with _open_memory(args) as memory:
-        if not hasattr(memory, "repair"):
-            raise InvalidInputError(f"the memory {memory.uri} cannot be repaired by pekit")
-        found = memory.repair(dry_run=args.dry_run)
-        uri = memory.uri
-    if args.json:
-        print(json.dumps({"memory": uri, "damaged": found, "removed": [] if args.dry_run else found}))
-        return 0
-    if not found:
-        print(f"no damaged concepts in {uri}")
-        return 0
-    verb = "damaged (not removed: --dry-run)" if args.dry_run else "removed"
-    for item in found:
-        print(f"{verb}: '{_shown(item['name'])}' (id {item['id']}, namespace '{_shown(item['namespace'])}'): "
-              f"{item['problem']}")
-    if not args.dry_run:
-        print(f"removed {len(found)} damaged concept(s) from {uri}; introduce them again")
-    return 0
 
 
 def _cmd_recognize_video(args: argparse.Namespace) -> int:
@@ -236,12 +86,12 @@ def _cmd_recognize_video(args: argparse.Namespace) -> int:
     # a folder (existing, or written with a trailing slash) gets a free name inside it, as for photos
     out = out_path(args.out, clip, False, "_pekit", ".mp4")
     sheet = out_path(args.sheet, clip, False, "_sheet", ".png")
-    with _personalizer(args) as p:
+    with open_personalizer(args) as p:
         _note_if_empty(p, args)
         result = p.recognize_video(clip, fps=args.fps, max_frames=args.max_frames, out=out, sheet=sheet,
                                    scene_cut=args.scene_cut, audio=args.audio, max_pixels=args.max_pixels)
     if sheet is not None and result.sheet is None:
-        print(f"pekit {args.command}: note: nothing was recognized in {_shown(clip)}, so no contact sheet was "
+        print(f"pekit {args.command}: note: nothing was recognized in {shown_line(clip)}, so no contact sheet was "
               "written", file=sys.stderr)
     if args.json:
         record = result.to_dict()
@@ -280,7 +130,7 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
     batch = many or asked_batch(args.images)  # a folder: --out is a folder, --json a list, however many photos
     check_outputs(args, images, batch=batch)
     results: list[dict] = []
-    with _personalizer(args) as p:
+    with open_personalizer(args) as p:
         _note_if_empty(p, args)
         # passes overlap decoding and drawing; in a batch an unreadable photo is skipped, not fatal
         stream = p._recognize_stream((str(path) for path in images), skip_bad=many)
@@ -308,7 +158,7 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
         if "error" in r:
             print(f"{r['image']}: skipped, not read (the error is above)")
             continue
-        found = ", ".join(f"{_shown(d['name'])} ({d['score']:.2f}) at {[round(v) for v in d['box']]}"
+        found = ", ".join(f"{shown_line(d['name'])} ({d['score']:.2f}) at {[round(v) for v in d['box']]}"
                           for d in r["detections"]) or "none of your concepts"
         extra = [w for w in r["written"] if w != r.get("annotated")]
         print(f"{r['image']}: {found}" + (f"  -> {r['annotated']}" if "annotated" in r else "")
@@ -351,7 +201,7 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
                 if answer.meta.get("backend") == "none":
                     print("\n".join("  " + line.strip() for line in sc["timeline"].splitlines()))
         elif answer.meta.get("backend") == "none":
-            found = ", ".join(f"{_shown(d['name'])} ({d['score']:.2f})" for d in record["detections"]) or "none"
+            found = ", ".join(f"{shown_line(d['name'])} ({d['score']:.2f})" for d in record["detections"]) or "none"
             print(f"recognized: {found}")
             print("no LVLM configured (use --lvlm); the prompt it would get:")
             print(answer.prompt)
@@ -380,7 +230,7 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
     batch = batch or many  # a folder: --out is a folder, --json a list, however many photos it held
     check_outputs(args, images, batch=batch)
     command = "caption" if question is None else "ask"
-    with _personalizer(args) as p:
+    with open_personalizer(args) as p:
         _note_if_empty(p, args)
         for path in _progress(images, command):
             try:
@@ -446,19 +296,19 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run the command ``args`` names; its exit code."""
     if args.command == "introduce":
-        return _cmd_introduce(args)
+        return cmd_introduce(args)
     if args.command == "list":
-        return _cmd_list(args)
+        return cmd_list(args)
     if args.command == "forget":
-        return _cmd_forget(args)
+        return cmd_forget(args)
     if args.command == "repair":
-        return _cmd_repair(args)
+        return cmd_repair(args)
     if args.command == "correct":
-        return _cmd_correct(args)
+        return cmd_correct(args)
     if args.command == "add-view":
-        return _cmd_add_view(args)
+        return cmd_add_view(args)
     if args.command == "update":
-        return _cmd_update(args)
+        return cmd_update(args)
     if args.command == "recognize":
         return _cmd_recognize(args)
     if args.command == "ask":

@@ -8,7 +8,8 @@ clip) travel as several ``image_url`` parts of one message, up to ``max_images``
 dropped connections, 408, 409, 429 and 5xx answers are retried with exponential backoff
 (0.5 s doubling to 8 s, with jitter), or after the delay the server asks for in
 ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date, up to two minutes). Other
-4xx answers become a `BackendError` saying what to fix (a 404 lists the served models).
+4xx answers become a `BackendError` saying what to fix (a 404 lists the served models;
+`pekit.answer._openai_errors` writes these errors).
 
 Example:
     >>> lvlm = OpenAILVLM("http://localhost:8000/v1#Qwen/Qwen2-VL-7B-Instruct")
@@ -30,11 +31,12 @@ import re
 import time
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
+from pekit.answer._openai_errors import RETRY_STATUSES as RETRY_STATUSES  # importable here as before
+from pekit.answer._openai_errors import one_line, server_errors
 from pekit.answer.base import (
     DEFAULT_MAX_NEW_TOKENS,
     ThreadUsage,
@@ -51,7 +53,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["OpenAILVLM", "image_data_url"]
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _EXAMPLE = "openai:http://localhost:8000/v1#Qwen/Qwen2-VL-7B-Instruct"
 
 
@@ -78,42 +79,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _attempts(exc: Any, retries: int) -> int:
-    """How many requests the SDK sent before ``exc`` (its ``x-stainless-retry-count`` header
-    on the last one, plus one); ``retries + 1`` when it does not say."""
-    try:
-        return int(exc.request.headers["x-stainless-retry-count"]) + 1
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return retries + 1
-
-
-def _one_line(text: Any, limit: int = 300) -> str:
-    r"""What a server said, fit for a one-line error: whitespace runs (an HTML page's line
-    breaks) made one space, terminal escape codes shown, not run, at most ``limit`` characters.
-
-    >>> _one_line("<html>\r\n<title>502 Bad Gateway</title>\x1b[2J")
-    '<html> <title>502 Bad Gateway</title>\\x1b[2J'
-    """
-    from pekit.memory import printable
-
-    return printable(" ".join(str(text).split()))[:limit]
-
-
-def _server_message(body: bytes) -> str:
-    """The ``error.message`` of an OpenAI-style error body, else the text, on one line (`_one_line`)."""
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return _one_line(text)
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict):
-            return _one_line(err.get("message") or err.get("detail") or err)
-        return _one_line(err)
-    return _one_line(text)
 
 
 class OpenAILVLM:
@@ -254,83 +219,9 @@ class OpenAILVLM:
     def _call(self, path: str, send: Any, *, retries: int | None = None, timeout: float | None = None,
               explain: bool = True) -> Any:
         """Run ``send(client)``; the SDK's errors become a `BackendError` that says what to fix."""
-        with self._errors(path, retries=retries, timeout=timeout, explain=explain), \
+        with server_errors(self, path, retries=retries, timeout=timeout, explain=explain), \
                 self._client(retries=retries, timeout=timeout) as client:
             return send(client)
-
-    @contextmanager
-    def _errors(self, path: str, *, retries: int | None = None, timeout: float | None = None,
-                explain: bool = True) -> Iterator[None]:
-        """Translate the SDK's errors inside the block into a `BackendError` that says what to fix."""
-        openai = require("openai", "openai")
-        url = self.base_url + path
-        retries = self.retries if retries is None else retries
-        timeout = self.timeout if timeout is None else timeout
-        try:
-            yield
-        except openai.APIStatusError as exc:
-            payload = exc.response.content if exc.response is not None else b""
-            if not explain:
-                raise BackendError(f"{url} answered {exc.status_code}: {_server_message(payload)}") from None
-            wait = exc.response.headers.get("retry-after") if exc.response is not None else None
-            raise self._http_error(exc.status_code, payload, url, _attempts(exc, retries), retries,
-                                   retry_after=wait) from None
-        except openai.APITimeoutError as exc:
-            raise BackendError(
-                f"no answer from {url} within {timeout:g} s ({_attempts(exc, retries)} attempt(s)); the server "
-                "may be overloaded or the model still loading: raise timeout= or try again"
-            ) from exc
-        except openai.APIConnectionError as exc:
-            reason = exc.__cause__ or exc
-            raise BackendError(
-                f"cannot reach the LVLM server at {url}: {reason}. Is it running, and is the base "
-                "URL right (e.g. http://localhost:8000/v1 for vLLM, http://localhost:11434/v1 for "
-                "Ollama)?"
-            ) from exc
-        except openai.APIError as exc:  # e.g. an error event in the middle of a stream
-            raise BackendError(f"the server reported an error: {_one_line(exc)}") from exc
-
-    def _http_error(self, status: int, payload: bytes, url: str, attempts: int, retries: int, *,
-                    retry_after: str | None = None) -> BackendError:
-        """What to fix for an HTTP error ``status`` answered ``attempts`` times (``retries`` allowed)."""
-        message = _server_message(payload)
-        if status in (401, 403):
-            if not self.api_key_env:
-                hint = "pass api_key_env='<VARIABLE>' naming the environment variable that holds the key"
-            elif os.environ.get(self.api_key_env, "").strip():
-                hint = f"the key in ${self.api_key_env} was rejected; set a valid one"
-            else:
-                hint = f"set the API key in the environment variable {self.api_key_env} (it is not set)"
-            return BackendError(f"{url} refused the request ({status}: {message}); {hint}")
-        if status == 404:
-            models = self.list_models(quiet=True)
-            if models is not None and self.model not in models:
-                listed = ", ".join(models[:20]) + (" ..." if len(models) > 20 else "") or "(none)"
-                return BackendError(
-                    f"model '{self.model}' is not served at {self.base_url} (404: {message}); the model "
-                    f"name is wrong: use one of: {listed}"
-                )
-            return BackendError(
-                f"{url} answered 404 ({message}); check the model name '{self.model}' and that the base "
-                "URL is the API root (it usually ends with /v1)"
-            )
-        if status in RETRY_STATUSES:
-            if attempts <= retries:  # not retried to the end: the server said not to, or to wait > 2 minutes
-                wait = f" (Retry-After: {retry_after.strip()[:40]})" if retry_after else ""
-                return BackendError(
-                    f"{url} answered {status} ({message}) {attempts} time(s) and asked not to be retried now"
-                    f"{wait}: try again later"
-                )
-            return BackendError(
-                f"{url} answered {status} ({message}) {attempts} time(s); the server is busy or failing: "
-                "try again later or raise retries="
-            )
-        if status == 413:
-            return BackendError(f"{url} says the request is too large (413); lower max_image_side")
-        hint = ""
-        if "image" in message.lower() or "multimodal" in message.lower() or "vision" in message.lower():
-            hint = f"; does '{self.model}' accept images? use a vision-language model"
-        return BackendError(f"{url} rejected the request ({status}: {message}){hint}")
 
     def list_models(self, *, quiet: bool = False) -> list[str] | None:
         """Model ids from ``GET <base>/models``; ``None`` (``quiet``) or `BackendError` on failure.
@@ -412,7 +303,7 @@ class OpenAILVLM:
     def _empty(self, refusal: Any, finish: Any, max_new_tokens: int) -> None:
         """An empty answer is an error that says why, when the server said why."""
         if refusal:
-            raise BackendError(f"'{self.model}' refused to answer: {_one_line(refusal)}")
+            raise BackendError(f"'{self.model}' refused to answer: {one_line(refusal)}")
         if finish == "length":
             raise BackendError(f"'{self.model}' used all max_new_tokens={max_new_tokens} before any answer "
                                "text (a reasoning model thinks first): raise max_new_tokens")
@@ -435,7 +326,7 @@ class OpenAILVLM:
         body = self._payload(image, prompt, max_new_tokens, temperature, seed, stream=True)
         start = time.perf_counter()
         events, sent, refusal, finish = 0, False, "", None
-        with self._errors("/chat/completions"), self._client() as client:
+        with server_errors(self, "/chat/completions"), self._client() as client:
             try:
                 for chunk in client.chat.completions.create(**body):  # pieces as the server sends them
                     events += 1

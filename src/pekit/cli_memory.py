@@ -1,0 +1,193 @@
+"""The CLI commands that fill and tend the memory: ``introduce``, ``list``, ``forget``,
+``correct``, ``add-view``, ``update`` and ``repair`` (`pekit.cli` dispatches to them), and
+how every command opens the memory it names and a `Personalizer` on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from pekit.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from pekit.personalizer import Personalizer
+
+__all__ = ["cmd_add_view", "cmd_correct", "cmd_forget", "cmd_introduce", "cmd_list", "cmd_repair", "cmd_update",
+           "named_memory", "open_personalizer", "shown_line"]
+
+
+def named_memory(args: argparse.Namespace, *, creates: bool = False) -> Any:
+    """The memory the command names; only a command that ``creates`` one may name a missing file."""
+    from pekit.memory import open_memory
+
+    named = bool(args.memory) or bool(os.environ.get("PEKIT_MEMORY", "").strip())
+    return open_memory(args.memory, must_exist=named and not creates,
+                       skip_damaged=bool(getattr(args, "skip_damaged", False)))
+
+
+def open_personalizer(args: argparse.Namespace, *, creates: bool = False, **extra: Any) -> Personalizer:
+    """A `Personalizer` on the memory the command names (`named_memory`), with its ``--preset``,
+    ``--namespace`` and, where the command has them, ``--threshold`` and ``--lvlm``; it owns the memory."""
+    from pekit.personalizer import Personalizer
+
+    kwargs: dict[str, Any] = {}
+    if getattr(args, "threshold", None) is not None:
+        kwargs["threshold"] = args.threshold
+    if getattr(args, "lvlm", None):
+        kwargs["lvlm"] = args.lvlm
+    memory = named_memory(args, creates=creates)
+    try:
+        return Personalizer(args.preset, memory=memory, namespace=args.namespace, own_memory=True, **kwargs, **extra)
+    except BaseException:
+        memory.close()
+        raise
+
+
+def shown_line(text: Any) -> str:
+    """``text`` (a name, category, context...) on one terminal line: controls and line breaks
+    escaped, not run (`pekit.memory.printable`)."""
+    from pekit.memory import printable
+
+    return printable(str(text))
+
+
+def cmd_introduce(args: argparse.Namespace) -> int:
+    """``pekit introduce NAME PHOTO...``: a new concept, the only command that may create the memory."""
+    from pekit.extract.views import SAME_PICTURES
+    from pekit.images import list_images
+    from pekit.personalizer import CONSISTENCY_MARGIN, stored_consistency
+
+    images = list_images(args.images)
+    if args.box and len(args.box) != len(images):
+        raise InvalidInputError(f"got {len(args.box)} --box for {len(images)} images; give one per image, in order")
+    with open_personalizer(args, creates=True) as p:
+        c = p.introduce(args.name, [str(i) for i in images], category=args.category, context=args.context,
+                        boxes=args.box, replace=args.replace, kind=args.kind)
+        alike = p.most_alike(c.name)  # (the library warns when it is at the threshold or above)
+    agreement = stored_consistency(c)
+    threshold = p.pipeline.config.threshold
+    twins = c.meta.get(SAME_PICTURES, [])
+    record = {"name": c.name, "id": c.id, "kind": args.kind, "category": c.category, "context": c.context,
+              "views": len(c.views), "consistency": agreement, "consistency_low": p.low_consistency(c),
+              "same_pictures": twins,
+              "most_alike": None if alike is None else {"name": alike[0], "agreement": alike[1]},
+              "memory": p.memory.uri}
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"introduced '{shown_line(c.name)}' ({shown_line(c.category) or 'no category'}) from {len(c.views)} "
+              f"view(s) into {p.memory.uri}")
+        if agreement is not None:  # below the threshold, the library's warning says what to do
+            # each photo against the concept made of the others: fewer views than the concept has, so it
+            # reads below the threshold before new photos are missed; the warning starts at CONSISTENCY_MARGIN
+            print(f"its photos match one another at {agreement:.3f} (each against the others; pekit warns under "
+                  f"{threshold - CONSISTENCY_MARGIN:.2f}, {CONSISTENCY_MARGIN:.2f} below the recognition threshold "
+                  f"{threshold:.2f})" + (" -- counting copies of the same picture, which match themselves"
+                                         if twins else ""))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """``pekit list``: the concepts of the namespace, one a line."""
+    with named_memory(args) as memory:
+        concepts = memory.summaries(namespace=args.namespace)  # no vectors: fast at 10^4 concepts
+        rows = [{"name": c.name, "id": c.id, "kind": c.kind, "category": c.category, "context": c.context,
+                 "views": c.views, "threshold": c.threshold} for c in concepts]
+        uri = memory.uri
+    if args.json:
+        print(json.dumps(rows))
+    elif not rows:
+        print(f"no concepts in {uri} (namespace '{shown_line(args.namespace)}'); add one with `pekit introduce`")
+    else:
+        shown = [(shown_line(r["name"]), shown_line(r["category"]), shown_line(r["context"])) for r in rows]
+        width = max(len(name) for name, _, _ in shown)
+        for r, (name, category, context) in zip(rows, shown, strict=True):
+            extra = f" — {context}" if context else ""
+            print(f"{name:<{width}}  {category or '-':<14} {r['views']} view(s){extra}")
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    """``pekit forget NAME``."""
+    with named_memory(args) as memory:
+        name = memory.remove(args.name, namespace=args.namespace)  # as stored: `forget bo` forgets 'Bo'
+    print(json.dumps({"forgotten": name}) if args.json else f"forgot '{shown_line(name)}'")
+    return 0
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    """``pekit correct PHOTO --not NAME`` (a negative view), or ``--undo`` the last one."""
+    if args.undo == (args.image is not None):
+        raise InvalidInputError("give a PHOTO (pekit correct PHOTO --not NAME) or --undo (pekit correct --undo "
+                                "--not NAME), not both or neither")
+    from pekit.feedback import CORRECTIONS
+
+    with open_personalizer(args) as p:
+        if args.undo and (args.box is not None or args.threshold is not None):
+            raise InvalidInputError("--box and --threshold say which detection of a PHOTO was wrong; --undo takes "
+                                    "no PHOTO (pekit correct --undo --not NAME)")
+        # --threshold is the Personalizer's, as for `recognize --threshold`: the same detections
+        c = p.undo_correction(args.name) if args.undo else p.correct(args.image, args.name, box=args.box)
+    record = {"name": c.name, "negatives": len(c.meta.get(CORRECTIONS, [])), "memory": p.memory.uri}
+    if args.json:
+        print(json.dumps(record))
+    elif args.undo:
+        print(f"took back the last correction of '{shown_line(c.name)}': {record['negatives']} negative view(s) left")
+    else:
+        undo = ["pekit", "correct", "--undo", "--not", c.name, *(["--memory", args.memory] if args.memory else []),
+                *(["--namespace", args.namespace] if args.namespace != "default" else [])]
+        print(f"'{shown_line(c.name)}' now has {record['negatives']} negative view(s): that region of {args.image} "
+              f"will not be called '{shown_line(c.name)}' again (a mistake? {shown_line(shlex.join(undo))})")
+    return 0
+
+
+def cmd_add_view(args: argparse.Namespace) -> int:
+    """``pekit add-view NAME PHOTO``: one more photo of a concept."""
+    with open_personalizer(args) as p:
+        c = p.add_view(args.name, args.image, box=args.box)
+    record = {"name": c.name, "views": len(c.views), "memory": p.memory.uri}
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"'{shown_line(c.name)}' now has {len(c.views)} view(s)")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    """``pekit update NAME --context TEXT [--category TEXT]``: what the LVLM is told, photos kept."""
+    if args.context is None and args.category is None:
+        raise InvalidInputError("say what to change: --context TEXT and/or --category TEXT")
+    with open_personalizer(args) as p:
+        c = p.update(args.name, context=args.context, category=args.category)
+    record = {"name": c.name, "category": c.category, "context": c.context, "memory": p.memory.uri}
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"'{shown_line(c.name)}': {shown_line(c.category) or '-'} — {shown_line(c.context) or '(no context)'}")
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    """``pekit repair [--dry-run]``: remove (or only report) the concepts whose stored rows are damaged."""
+    with named_memory(args) as memory:
+        if not hasattr(memory, "repair"):
+            raise InvalidInputError(f"the memory {memory.uri} cannot be repaired by pekit")
+        found = memory.repair(dry_run=args.dry_run)
+        uri = memory.uri
+    if args.json:
+        print(json.dumps({"memory": uri, "damaged": found, "removed": [] if args.dry_run else found}))
+        return 0
+    if not found:
+        print(f"no damaged concepts in {uri}")
+        return 0
+    verb = "damaged (not removed: --dry-run)" if args.dry_run else "removed"
+    for item in found:
+        print(f"{verb}: '{shown_line(item['name'])}' (id {item['id']}, namespace '{shown_line(item['namespace'])}'): "
+              f"{item['problem']}")
+    if not args.dry_run:
+        print(f"removed {len(found)} damaged concept(s) from {uri}; introduce them again")
+    return 0
