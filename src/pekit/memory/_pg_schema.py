@@ -20,7 +20,8 @@ several memories can share a database. Tables:
 Every table but ``meta`` carries ``namespace`` and every query filters on it.
 
 Migrations run in one transaction under an advisory lock, so two processes opening a new
-database at once create it once.
+database at once create it once. `record_backbone` writes ``meta`` and types the ``views``
+column on the first add.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import zlib
 from typing import Any
 
 from pekit.errors import InvalidInputError, MemoryFileError, MemoryStoreError, SchemaError
+from pekit.memory._codec import backbone_key
 
-__all__ = ["SCHEMA_VERSION", "advisory_key", "check_schema_name", "migrate"]
+__all__ = ["SCHEMA_VERSION", "advisory_key", "check_schema_name", "migrate", "record_backbone"]
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -187,3 +189,41 @@ def _ensure_vector(cur: Any, label: str) -> None:
             f"the pgvector extension is not enabled in the database of memory {label}, and this user "
             "may not enable it; ask the database owner to run `CREATE EXTENSION vector;` once"
         ) from exc
+
+
+def record_backbone(cur: Any, schema: str, label: str, backbone: str, dim: int) -> dict[str, str] | None:
+    """Record ``backbone`` and ``dim`` in ``meta`` on the first add (or into an empty memory), typing
+    ``views.embedding`` ``vector(dim)``, in the open write transaction of ``cur``; returns None
+    then, else the stored meta, for the caller to refuse another backbone or width.
+
+    Writers hold a shared advisory lock; changing the backbone takes it exclusively, so no
+    add of the old backbone can slip in while the store switches.
+
+    Raises:
+        MemoryFileError: the memory ``label`` holds concepts but its meta lost the backbone or the width.
+    """
+    key, want = advisory_key(schema, "backbone"), (backbone, str(dim))
+    meta = _meta(cur)
+    shared = (backbone_key(str(meta.get("backbone"))), meta.get("dim")) == (backbone_key(want[0]), want[1])
+    cur.execute("SELECT pg_advisory_xact_lock_shared(%s)" if shared else "SELECT pg_advisory_xact_lock(%s)",
+                (key,))
+    meta = _meta(cur)
+    empty = not cur.execute("SELECT EXISTS (SELECT 1 FROM concepts)").fetchone()[0]
+    if not empty and ("backbone" not in meta or "dim" not in meta):
+        lost = "the backbone ('backbone')" if "backbone" not in meta else "the vector width ('dim')"
+        raise MemoryFileError(  # overwriting them would turn every stored concept unreadable
+            f"memory {label} holds concepts but its meta table has lost {lost}: it was edited or damaged "
+            "outside pekit; restore it from a backup (or introduce the concepts again in a new schema)")
+    if "backbone" not in meta or empty:
+        if (meta.get("backbone"), meta.get("dim")) != want:
+            if shared:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            cur.executemany("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
+                            "SET value = EXCLUDED.value", [("backbone", want[0]), ("dim", want[1])])
+            cur.execute(f"ALTER TABLE views ALTER COLUMN embedding TYPE vector({int(dim)})")
+        return None
+    return meta
+
+
+def _meta(cur: Any) -> dict[str, str]:
+    return dict(cur.execute("SELECT key, value FROM meta").fetchall())

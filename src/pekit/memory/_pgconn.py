@@ -23,7 +23,7 @@ import numpy as np
 from pekit.errors import MemoryStoreError, require
 from pekit.memory._pg_schema import check_schema_name, migrate
 
-__all__ = ["PgConnection", "masked", "split_uri"]
+__all__ = ["PgConnection", "masked", "split_uri", "stack_vectors"]
 
 _HEADER = struct.Struct(">HH")
 
@@ -82,6 +82,11 @@ def _register_vector(conn: Any) -> None:
 
     conn.adapters.register_dumper(np.ndarray, VectorDumper)
     conn.adapters.register_loader(info.oid, VectorLoader)
+
+
+def stack_vectors(arrays: list[np.ndarray]) -> np.ndarray:
+    """Vectors as the adapter loads them (``(d,) >f4`` each) -> one ``(n, d) float32`` array."""
+    return np.stack(arrays).astype(np.float32)
 
 
 def _first_line(exc: Exception) -> str:

@@ -3,8 +3,8 @@ concept is written and the errors they raise, the meta reads, the per-namespace 
 the way views and negatives share one table, and the lifecycle.
 
 `StoreBase` is the base of `SqliteMemory` and `PgvectorMemory`; each keeps its own SQL and
-gives this class its database (``_db``: ``transaction``, ``read_only``, ``close``), three
-queries (`StoreBase._names`, `StoreBase._same_name`, `StoreBase._check_backbone`) and ``close``.
+gives this class its database (``_db``: ``transaction``, ``read_only``, ``close``) and three
+queries (`StoreBase._names`, `StoreBase._same_name`, `StoreBase._check_backbone`).
 
 Example:
     >>> import numpy as np
@@ -117,11 +117,12 @@ class StoreBase(ABC):
     def _check_backbone(self, conn: Any, concept: Concept) -> None:
         """Record the backbone on the first add (or into an empty store); refuse another one."""
 
-    @abstractmethod
-    def close(self) -> None:
-        """Close the store; further calls raise `MemoryStoreError`. Safe to call twice."""
-
     # ---- reads -----------------------------------------------------------------------
+    @property
+    def read_only(self) -> bool:
+        """True when opened with ``read_only=True`` (or, for a SQLite file, ``mode=ro``)."""
+        return self._db.read_only
+
     def _meta(self, conn: Any) -> dict[str, str]:
         return dict(conn.execute("SELECT key, value FROM meta").fetchall())
 
@@ -232,6 +233,12 @@ class StoreBase(ABC):
         return cid, created
 
     # ---- lifecycle -------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the store (the SQLite file, or the connection to the server); further calls
+        raise `MemoryStoreError`. Safe to call twice."""
+        self._db.close()
+        self._views.clear()
+
     def __enter__(self: _S) -> _S:
         return self
 

@@ -20,8 +20,6 @@ Example (needs a PostgreSQL server with pgvector):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,19 +31,18 @@ from pekit.errors import (  # those marked F401 are named by the docstrings' Rai
     ConceptNotFoundError,  # noqa: F401
     DuplicateConceptError,
     InvalidInputError,  # noqa: F401
-    MemoryFileError,
+    MemoryFileError,  # noqa: F401
 )
-from pekit.memory._codec import backbone_key, clean_namespace, concept_ids, dump_meta, from_blob, name_key, to_blob
-from pekit.memory._pg_schema import advisory_key
-from pekit.memory._pgconn import PgConnection
+from pekit.memory._codec import clean_namespace, concept_ids, dump_meta, from_blob, name_key, to_blob
+from pekit.memory._pg_index import PgIndex
+from pekit.memory._pg_schema import record_backbone
+from pekit.memory._pgconn import PgConnection, stack_vectors
 from pekit.memory._search import check_queries, exact_search, no_results
-from pekit.memory._store import Row, StoreBase, cached, numbered, split_views
+from pekit.memory._store import Row, StoreBase, numbered, split_views
 from pekit.memory.base import ConceptSummary
 from pekit.types import Concept
 
 __all__ = ["ANN_MIN_VIEWS", "EF_SEARCH", "PgvectorMemory"]
-
-logger = logging.getLogger(__name__)
 
 # Below this many views an exact scan of the namespace takes <= ~5 ms (about 1 us a view,
 # benchmarks/memory_scale.py); above it the namespace gets its own HNSW index.
@@ -54,11 +51,7 @@ EF_SEARCH = 400  # recall@1 1.000 on the 10^5-view album of benchmarks/memory_sc
 _COLUMNS = "id, namespace, name, category, context, threshold, created, updated, meta"
 
 
-def _vectors(arrays: list[np.ndarray]) -> np.ndarray:
-    return np.stack(arrays).astype(np.float32)
-
-
-class PgvectorMemory(StoreBase):
+class PgvectorMemory(PgIndex, StoreBase):
     """`MemoryStore` on a PostgreSQL database with the pgvector extension.
 
     Args:
@@ -83,6 +76,7 @@ class PgvectorMemory(StoreBase):
 
     _db: PgConnection
     _called = "memory"
+    # PgIndex: the server's query and the HNSW index (`search` picks one); StoreBase: read_only, close
 
     def __init__(self, uri: str, *, schema: str | None = None, read_only: bool = False,
                  store_images: bool = False, timeout: float = 5.0, must_exist: bool = False,
@@ -92,14 +86,8 @@ class PgvectorMemory(StoreBase):
         super().__init__(db, store_images=store_images, skip_damaged=skip_damaged)
         self.schema = self._db.schema
         self.ann = bool(ann)
-        self._indexed: set[str] = set()  # namespaces whose HNSW index is known to be valid
-        self._sizes: dict[str, tuple[int, int]] = {}  # namespace -> (generation, views)
-
-    # ---- properties (backbone, dim: StoreBase) ---------------------------------------
-    @property
-    def read_only(self) -> bool:
-        """True when opened with ``read_only=True``."""
-        return self._db.read_only
+        self._indexed = set()  # namespaces whose HNSW index is known to be valid
+        self._sizes = {}  # namespace -> (generation, views)
 
     # ---- reads -----------------------------------------------------------------------
     def _load(self, cur: Any, namespace: str, *, name: str | None = None, parts: bool = True) -> list[Concept]:
@@ -124,9 +112,9 @@ class PgvectorMemory(StoreBase):
             negs = negatives.get(cid)
             out.append(Concept(
                 id=int(cid), namespace=ns, name=cname, category=category, context=context, threshold=threshold,
-                created=created, updated=updated, meta=meta, backbone=backbone, views=_vectors(views[cid]),
+                created=created, updated=updated, meta=meta, backbone=backbone, views=stack_vectors(views[cid]),
                 parts=None if part is None else from_blob(part[1], dim=len(views[cid][0])),
-                negatives=None if not negs else _vectors(negs),
+                negatives=None if not negs else stack_vectors(negs),
             ))
         return out
 
@@ -246,109 +234,24 @@ class PgvectorMemory(StoreBase):
             elif large and not self._has_index(cur, namespace):
                 build = not self.read_only
             if not large or (self.ann and not build):
-                return self._query(cur, namespace, q, k, index=large and namespace in self._indexed)
+                indexed = large and namespace in self._indexed
+                return self._query(cur, namespace, q, k, ef_search=EF_SEARCH if indexed else None)
         if build:  # outside the read transaction: CREATE INDEX CONCURRENTLY needs its own
             self.build_index(namespace)
             return self.search(q, namespace=namespace, k=k)
         return exact_search(views, owners, q, k=k)
-
-    def _query(self, cur: Any, namespace: str, q: np.ndarray, k: int, *, index: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest views in the server, one statement per query vector."""
-        sql = (f"SELECT concept_id, (embedding <#> %b) FROM views WHERE namespace = {self._literal(namespace)} "
-               "AND idx >= 0 ORDER BY embedding <#> %b LIMIT %s")  # a literal: the partial index must match
-        if index:  # the plan must be the index's, whatever the (possibly stale) statistics say
-            cur.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
-            cur.execute("SET LOCAL enable_seqscan = off")
-            cur.execute("SET LOCAL enable_sort = off")
-        ids, scores = no_results(len(q), k)
-        for i, vector in enumerate(q):
-            found = cur.execute(sql, (vector, vector, k)).fetchall()
-            if found:
-                ids[i, :len(found)] = [r[0] for r in found]
-                scores[i, :len(found)] = [-r[1] for r in found]
-        return ids, scores
-
-    def _views_in(self, cur: Any, namespace: str, generation: int) -> int:
-        """Views of ``namespace`` (counted again only after a write to it)."""
-        sql = "SELECT COUNT(*) FROM views WHERE namespace = %s AND idx >= 0"
-        return cached(self._sizes, namespace, generation, lambda: int(cur.execute(sql, (namespace,)).fetchone()[0]))
-
-    def _cached_views(self, cur: Any, namespace: str, generation: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(owners (N,), views (N, d))`` of ``namespace``, fetched again after a write."""
-
-        def fetch() -> tuple[np.ndarray, np.ndarray]:
-            sql = "SELECT concept_id, embedding FROM views WHERE namespace = %s AND idx >= 0 ORDER BY concept_id, idx"
-            rows = cur.execute(sql, (namespace,)).fetchall()
-            return np.array([r[0] for r in rows], np.int64), _vectors([r[1] for r in rows])
-
-        return cached(self._views, namespace, generation, fetch)
-
-    def _literal(self, namespace: str) -> str:
-        from psycopg import sql
-
-        return sql.Literal(namespace).as_string(self._db.connection())
-
-    def _index_name(self, namespace: str) -> str:
-        return "views_ann_" + hashlib.sha1(namespace.encode()).hexdigest()[:20]
-
-    def _has_index(self, cur: Any, namespace: str) -> bool:
-        """True when ``namespace``'s HNSW index exists and is valid (remembered once it is)."""
-        if namespace not in self._indexed:
-            row = cur.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                              "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = %s",
-                              (self._index_name(namespace), self.schema)).fetchone()
-            if row and row[0]:
-                self._indexed.add(namespace)
-        return namespace in self._indexed
-
-    def build_index(self, namespace: str = "default") -> float:
-        """Build (or rebuild, if a build was interrupted) the HNSW index of ``namespace``'s views.
-
-        Runs ``CREATE INDEX CONCURRENTLY``: other namespaces (and this one) stay readable and
-        writable meanwhile. Returns the seconds it took. `search` calls it when needed.
-        """
-        namespace = clean_namespace(namespace)
-        name, lit = self._index_name(namespace), self._literal(namespace)
-        start = time.perf_counter()
-        logger.info("building the HNSW search index of namespace %r in %s", namespace, self.uri)
-        with self._db.autocommit(f"index namespace {namespace!r}") as cur:
-            cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {self.schema}.{name}")
-            cur.execute("SET maintenance_work_mem = '512MB'")
-            cur.execute(f"CREATE INDEX CONCURRENTLY {name} ON {self.schema}.views USING hnsw "
-                        f"(embedding vector_ip_ops) WHERE namespace = {lit} AND idx >= 0")
-            cur.execute("RESET maintenance_work_mem")
-            cur.execute(f"ANALYZE {self.schema}.views")
-        self._indexed.add(namespace)
-        return time.perf_counter() - start
 
     # ---- writes ----------------------------------------------------------------------
     def _check_backbone(self, cur: Any, concept: Concept) -> None:
         """Record the backbone on the first add (or into an empty store); refuse another one.
 
         Writers hold a shared advisory lock; changing the backbone takes it exclusively, so no
-        add of the old backbone can slip in while the store switches.
+        add of the old backbone can slip in while the store switches (`record_backbone`).
         """
-        key, want = advisory_key(self.schema, "backbone"), (concept.backbone, str(concept.dim))
-        meta = self._meta(cur)
-        shared = (backbone_key(str(meta.get("backbone"))), meta.get("dim")) == (backbone_key(want[0]), want[1])
-        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)" if shared else "SELECT pg_advisory_xact_lock(%s)",
-                    (key,))
-        meta = self._meta(cur)
-        empty = not cur.execute("SELECT EXISTS (SELECT 1 FROM concepts)").fetchone()[0]
-        if not empty and ("backbone" not in meta or "dim" not in meta):
-            lost = "the backbone ('backbone')" if "backbone" not in meta else "the vector width ('dim')"
-            raise MemoryFileError(  # overwriting them would turn every stored concept unreadable
-                f"memory {self.uri} holds concepts but its meta table has lost {lost}: it was edited or damaged "
-                "outside pekit; restore it from a backup (or introduce the concepts again in a new schema)")
-        if "backbone" not in meta or empty:
-            if (meta.get("backbone"), meta.get("dim")) != want:
-                if shared:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-                cur.executemany("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
-                                "SET value = EXCLUDED.value", [("backbone", want[0]), ("dim", want[1])])
-                cur.execute(f"ALTER TABLE views ALTER COLUMN embedding TYPE vector({int(concept.dim)})")
-            return
-        self._refuse_other_space(concept, meta["backbone"], meta["dim"], dim_differs=str(concept.dim) != meta["dim"])
+        meta = record_backbone(cur, self.schema, self.uri, concept.backbone, concept.dim)
+        if meta is not None:
+            self._refuse_other_space(concept, meta["backbone"], meta["dim"],
+                                     dim_differs=str(concept.dim) != meta["dim"])
 
     def _write_vectors(self, cur: Any, cid: int, c: Concept) -> None:
         cur.execute("DELETE FROM views WHERE concept_id = %s", (cid,))
@@ -489,9 +392,3 @@ class PgvectorMemory(StoreBase):
             if row is None:
                 raise self._not_found(cur, namespace, name)
             return str(row[1])
-
-    # ---- lifecycle -------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the connection; further calls raise `MemoryStoreError`. Safe to call twice."""
-        self._db.close()
-        self._views.clear()

@@ -17,12 +17,10 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sqlite3
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -37,12 +35,13 @@ from pekit.errors import (  # those marked F401 are named by the docstrings' Rai
     MemoryFileError,
     MemoryStoreError,
 )
-from pekit.memory._codec import clean_namespace, concept_ids, dump_meta, name_key, printable, to_blob
+from pekit.memory._codec import clean_namespace, concept_ids, name_key, printable
 from pekit.memory._db import SqliteFile
 from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, decode_vectors, find_damaged, stored_settings
 from pekit.memory._schema import has_generations
 from pekit.memory._search import check_queries, exact_search
-from pekit.memory._store import UNSEEN, Row, StoreBase, cached, numbered, split_views
+from pekit.memory._sqlite_writes import SqliteWrites, delete_concept
+from pekit.memory._store import Row, StoreBase, cached, split_views
 from pekit.memory.base import ConceptSummary
 from pekit.types import Concept
 
@@ -51,7 +50,7 @@ __all__ = ["SqliteMemory"]
 logger = logging.getLogger(__name__)
 
 
-class SqliteMemory(StoreBase):
+class SqliteMemory(SqliteWrites, StoreBase):
     """`MemoryStore` on one SQLite file; ``":memory:"`` keeps it in this process only.
 
     Args:
@@ -78,6 +77,7 @@ class SqliteMemory(StoreBase):
 
     _db: SqliteFile
     _called = "memory file"
+    # the writes (add, add_many, update, modify, remove) are SqliteWrites'; close is StoreBase's
 
     def __init__(
         self,
@@ -97,12 +97,7 @@ class SqliteMemory(StoreBase):
     def _transaction(self, action: str, *, write: bool) -> AbstractContextManager[sqlite3.Connection]:
         return self._db.transaction(action, write=write)
 
-    # ---- properties (backbone, dim: StoreBase) ---------------------------------------
-    @property
-    def read_only(self) -> bool:
-        """True when opened with ``read_only=True`` (or ``mode=ro``)."""
-        return self._db.read_only
-
+    # ---- properties (backbone, dim, read_only: StoreBase) -----------------------------
     def check_writable(self, action: str) -> None:
         """`MemoryStoreError` when a write (``action``, e.g. ``"introduce 'Bo'"``) would be
         refused: opened read-only, or the file's permissions let nobody (or not this user)
@@ -167,9 +162,7 @@ class SqliteMemory(StoreBase):
             found = find_damaged(conn, self.uri)
             if not dry_run:
                 for item in found:
-                    for table in ("views", "parts", "images"):
-                        conn.execute(f"DELETE FROM {table} WHERE concept_id = ?", (item["id"],))
-                    conn.execute("DELETE FROM concepts WHERE id = ?", (item["id"],))
+                    delete_concept(conn, item["id"])
         return found
 
     def _names(self, conn: sqlite3.Connection, namespace: str) -> list[str]:
@@ -365,178 +358,3 @@ class SqliteMemory(StoreBase):
         ids, views = cached(self._views, namespace, self.generation(namespace), stacked)
         q, k = check_queries(queries, k, views.shape[1] if len(ids) else None)
         return exact_search(views, ids, q, k=k)
-
-    # ---- writes ----------------------------------------------------------------------
-    def _check_backbone(self, conn: sqlite3.Connection, concept: Concept) -> None:
-        """Record the backbone on the first add (or into an empty store); refuse another one."""
-        meta, dim = self._meta(conn), concept.dim
-        empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM concepts)").fetchone()[0]
-        if not empty:
-            stored_settings(conn, self.uri)  # a meta table that lost them: refused, never overwritten
-        if "backbone" not in meta or empty:
-            conn.executemany(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                [("backbone", concept.backbone), ("dim", str(dim))],
-            )
-            return
-        self._refuse_other_space(concept, meta["backbone"], meta["dim"], dim_differs=dim != int(meta["dim"]))
-
-    def _write_vectors(self, conn: sqlite3.Connection, cid: int, views: np.ndarray,
-                       parts: np.ndarray | None, negatives: np.ndarray | None = None) -> None:
-        conn.execute("DELETE FROM views WHERE concept_id = ?", (cid,))
-        conn.execute("DELETE FROM parts WHERE concept_id = ?", (cid,))
-        rows = [(cid, idx, to_blob(row)) for idx, row in numbered(views, negatives)]
-        conn.executemany("INSERT INTO views (concept_id, idx, vector) VALUES (?, ?, ?)", rows)
-        if parts is not None:
-            conn.execute(
-                "INSERT INTO parts (concept_id, rows, vectors) VALUES (?, ?, ?)",
-                (cid, len(parts), to_blob(parts)),
-            )
-
-    def add(
-        self, concept: Concept, *, replace: bool = False, images: Sequence[bytes] | None = None
-    ) -> Concept:
-        """Insert ``concept`` (or, with ``replace``, overwrite the one of that name, keeping its id).
-
-        Returns a copy with ``id``, ``created`` and ``updated`` set and vectors normalised;
-        ``concept`` itself is not modified. ``images`` (encoded photo bytes) are kept only
-        when the store was opened with ``store_images=True``.
-
-        Raises:
-            DuplicateConceptError: the name exists in the namespace and ``replace`` is False.
-            BackboneMismatchError: ``concept.backbone`` differs from the store's.
-            InvalidInputError: bad name, shapes or values.
-        """
-        c = self._prepared(concept)
-        with self._transaction(f"add concept {c.name!r}", write=True) as conn:
-            return self._add(conn, c, replace, images)
-
-    def add_many(self, concepts: Sequence[Concept], *, replace: bool = False) -> list[Concept]:
-        """`add` every concept in one transaction: all of them are stored, or (on any error)
-        none. Bulk imports run at disk speed instead of one commit per concept.
-
-        >>> m = SqliteMemory(":memory:")
-        >>> " ".join(c.name for c in m.add_many([Concept(n, np.eye(1, 4)) for n in ("a", "b")]))
-        'a b'
-        """
-        prepared = [self._prepared(c) for c in concepts]
-        with self._transaction(f"add {len(prepared)} concepts", write=True) as conn:
-            # one scan of each namespace's names, not one per concept
-            known: dict[str, dict[str, Row]] = {}
-            for ns in {c.namespace for c in prepared}:
-                rows = conn.execute("SELECT id, created, name FROM concepts WHERE namespace = ?", (ns,))
-                known[ns] = {name_key(n): (int(i), float(t), str(n)) for i, t, n in rows}
-            out = []
-            for c in prepared:
-                stored = self._add(conn, c, replace, None, known[c.namespace].get(name_key(c.name)))
-                known[c.namespace][name_key(c.name)] = (stored.id, stored.created, stored.name)
-                out.append(stored)
-            return out
-
-    def _add(self, conn: sqlite3.Connection, c: Concept, replace: bool, images: Sequence[bytes] | None,
-             found: Row | None = UNSEEN) -> Concept:
-        """Insert or replace one prepared concept inside an open write transaction.
-
-        ``found``: ``(id, created, name)`` of the stored concept of the same name (or None)
-        when the caller looked it up already.
-        """
-        row = self._check_add(conn, c, replace, found)
-        now = time.time()
-        values = (c.category, c.context, c.threshold, now, dump_meta(c.meta))
-        if row is not None:
-            cid, created = row[0], row[1]
-            conn.execute(
-                "UPDATE concepts SET category = ?, context = ?, threshold = ?, updated = ?, meta = ?, "
-                "name = ? WHERE id = ?", (*values, c.name, cid),
-            )
-            conn.execute("DELETE FROM images WHERE concept_id = ?", (cid,))
-        else:
-            created = c.created or now
-            cur = conn.execute(
-                "INSERT INTO concepts (namespace, name, category, context, threshold, updated, meta, "
-                "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (c.namespace, c.name, *values, created),
-            )
-            cid = int(cur.lastrowid or 0)
-        self._write_vectors(conn, cid, c.views, c.parts, c.negatives)
-        if images and self.store_images:
-            conn.executemany(
-                "INSERT INTO images (concept_id, idx, data) VALUES (?, ?, ?)",
-                [(cid, i, sqlite3.Binary(bytes(data))) for i, data in enumerate(images)],
-            )
-        elif images:
-            logger.debug("not storing %d images of %r (store_images=False)", len(images), c.name)
-        return dataclasses.replace(c, id=cid, created=created, updated=now)
-
-    def update(self, concept: Concept) -> Concept:
-        """Write back the fields of a stored concept (found by ``id`` within its namespace, else by
-        namespace and name: a concept can never be written through another namespace).
-
-        Everything but ``created`` and the stored images is replaced; renaming is allowed.
-
-        Raises:
-            ConceptNotFoundError: no such concept.
-            DuplicateConceptError: the new name is taken in the namespace.
-            BackboneMismatchError: ``concept.backbone`` differs from the store's.
-        """
-        c = self._prepared(concept)
-        with self._transaction(f"update concept {c.name!r}", write=True) as conn:
-            return self._update(conn, c)
-
-    def modify(self, name: str, change: Callable[[Concept], Concept], *, namespace: str = "default",
-               drop_images: bool = False) -> Concept:
-        """Read the concept called ``name`` (ignoring case), write back ``change(concept)``:
-        both in one write transaction, so no other writer's change to it is lost in between
-        (two ``add-view`` at once keep both views).
-
-        ``change`` gets the stored concept and returns the new one (same id and namespace); if
-        it raises, nothing is written and the error passes through. ``drop_images``: the
-        concept's stored photos are deleted in the same transaction.
-
-        Raises:
-            ConceptNotFoundError: no such concept.
-            DuplicateConceptError, BackboneMismatchError: as `update`.
-        """
-        name, namespace = self._key(name, namespace)
-        with self._transaction(f"change concept {name!r}", write=True) as conn:
-            stored = self._find(conn, namespace, name)
-            written = self._update(conn, self._changed(stored, change))
-            if drop_images:
-                conn.execute("DELETE FROM images WHERE concept_id = ?", (stored.id,))
-            return written
-
-    def _update(self, conn: sqlite3.Connection, c: Concept) -> Concept:
-        """Write a prepared concept over the stored one, inside an open write transaction."""
-        if c.id >= 0:  # an id is looked up only inside the concept's namespace: no cross-owner writes
-            row = conn.execute("SELECT id, created, name FROM concepts WHERE id = ? AND namespace = ?",
-                               (c.id, c.namespace)).fetchone()
-        else:
-            sql = "SELECT id, created, name FROM concepts WHERE namespace = ? AND name = ?"
-            row = conn.execute(sql, (c.namespace, c.name)).fetchone()
-        cid, created = self._check_update(conn, c, row)
-        now = time.time()
-        conn.execute(
-            "UPDATE concepts SET namespace = ?, name = ?, category = ?, context = ?, threshold = ?, "
-            "updated = ?, meta = ? WHERE id = ?",
-            (c.namespace, c.name, c.category, c.context, c.threshold, now, dump_meta(c.meta), cid),
-        )
-        self._write_vectors(conn, cid, c.views, c.parts, c.negatives)
-        return dataclasses.replace(c, id=cid, created=created, updated=now)
-
-    def remove(self, name: str, *, namespace: str = "default") -> str:
-        """Delete a concept with its views, parts and images (the name as stored, else ignoring
-        case); returns its name as stored. `ConceptNotFoundError` if absent."""
-        name, namespace = self._key(name, namespace)
-        with self._transaction(f"remove concept {name!r}", write=True) as conn:
-            row = self._same_name(conn, namespace, name)  # the exact name first, then ignoring case
-            if row is None:
-                raise self._not_found(conn, namespace, name)
-            for table in ("views", "parts", "images"):
-                conn.execute(f"DELETE FROM {table} WHERE concept_id = ?", (row[0],))
-            conn.execute("DELETE FROM concepts WHERE id = ?", (row[0],))
-            return row[2]
-
-    # ---- lifecycle -------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the file; further calls raise `MemoryStoreError`. Safe to call twice."""
-        self._db.close()
-        self._views.clear()
