@@ -5,7 +5,8 @@ before the first backbone pass, each gets one pass (and the zoomed-out one the p
 its object region is chosen on that pass's grid (box, mask or saliency), and the views
 become one `Concept` with its consistency, copies of one picture warned about, and a name
 that neither exists (unless replacing) nor looks like a stored one. A person's photos go to
-`pekit.faces.people.introduce_person`. Each function takes the `Personalizer` first.
+`pekit.faces.people.introduce_person`. `update` changes what is told about a concept (context,
+category; no pass). Each function takes the `Personalizer` first.
 """
 
 from __future__ import annotations

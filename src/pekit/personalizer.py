@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -32,8 +31,6 @@ from pekit.presets import Preset, get_preset, presets_for
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery
 from pekit.types import Answer, Concept, Detections, PatchGrid, check_threshold
-
-log = logging.getLogger(__name__)
 
 #: `introduce` warns when the consistency (`CONSISTENCY`) is this far below the threshold.
 #: Each photo is scored against a concept with one photo fewer than a new photo meets, so it

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
 from typing import Any
 
 import numpy as np
@@ -50,8 +49,6 @@ from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
 from pekit.retrieve.second_look import second_look, tiled_look
 from pekit.types import Detections, PatchGrid
-
-log = logging.getLogger(__name__)
 
 # Encoder and as_rgb live in `pekit.embed.encoder` (one pass), ViewExtractor, View,
 # concept_from_views, merge_parts, with_part_groups and summarize_parts in `pekit.extract`

@@ -5,8 +5,9 @@ What `Personalizer.recognize`, `recognize_many` and `recognize_video` run (and `
 proposal pooled from it, the second look where the preset has one), persons through the face
 model when the memory holds one, merged best first; a stream overlaps decoding and the next
 passes with this photo's matching (`Pipeline.encode_many`), and a clip's samples are matched
-down to a weak margin so that near-threshold frames extend tracks. Each function takes the
-`Personalizer` first.
+down to a weak margin so that near-threshold frames extend tracks. `explain` draws what a
+photo's detections matched (`Personalizer.explain`); `check_photos` refuses what
+`recognize_many` cannot take. Each function takes the `Personalizer` first.
 """
 
 from __future__ import annotations

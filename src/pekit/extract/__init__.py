@@ -4,7 +4,8 @@ Sources, in order of preference: a user-given mask or box (refined by saliency),
 open-vocabulary detector from the category (+ SAM), class-agnostic saliency from the
 backbone pass itself (`saliency`). `views` turns the chosen region of a reference grid into
 the concept's view embedding and part prototypes (`View`, `concept_from_views`). `boxes`
-checks the boxes a user draws around the object.
+checks the boxes a user draws around the object. `reference` (`ViewExtractor`, which
+`pekit.pipeline.Pipeline` extends) runs it on a reference photo's pass.
 """
 
 from pekit.extract.saliency import grid_saliency, object_weights

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import sqlite3
 import time
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
@@ -32,8 +32,8 @@ from pekit.types import Concept
 
 if TYPE_CHECKING:  # checked as the StoreBase it is mixed into; at run time a plain class
     from pekit.memory._store import StoreBase as _Store
-else:
-    _Store = object
+else:  # abstract methods enforced, as StoreBase's are
+    _Store = ABC
 
 __all__ = ["SqliteWrites", "delete_concept"]
 

@@ -86,8 +86,8 @@ class PgvectorMemory(PgIndex, StoreBase):
         super().__init__(db, store_images=store_images, skip_damaged=skip_damaged)
         self.schema = self._db.schema
         self.ann = bool(ann)
-        self._indexed = set()  # namespaces whose HNSW index is known to be valid
-        self._sizes = {}  # namespace -> (generation, views)
+        self._indexed = set()  # (both: see PgIndex)
+        self._sizes = {}
 
     # ---- reads -----------------------------------------------------------------------
     def _load(self, cur: Any, namespace: str, *, name: str | None = None, parts: bool = True) -> list[Concept]:

@@ -28,10 +28,7 @@ from typing import Any
 import numpy as np
 
 from pekit.errors import (  # those marked F401 are named by the docstrings' Raises: (the API page links them)
-    BackboneMismatchError,  # noqa: F401
     ConceptNotFoundError,  # noqa: F401
-    DuplicateConceptError,  # noqa: F401
-    InvalidInputError,  # noqa: F401
     MemoryFileError,
     MemoryStoreError,
 )
@@ -97,7 +94,7 @@ class SqliteMemory(SqliteWrites, StoreBase):
     def _transaction(self, action: str, *, write: bool) -> AbstractContextManager[sqlite3.Connection]:
         return self._db.transaction(action, write=write)
 
-    # ---- properties (backbone, dim, read_only: StoreBase) -----------------------------
+    # ---- checks (backbone, dim and read_only are StoreBase's) --------------------------
     def check_writable(self, action: str) -> None:
         """`MemoryStoreError` when a write (``action``, e.g. ``"introduce 'Bo'"``) would be
         refused: opened read-only, or the file's permissions let nobody (or not this user)
