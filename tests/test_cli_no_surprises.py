@@ -91,13 +91,15 @@ def test_the_default_memory_may_be_missing(cli: Any, tmp_path: Path, monkeypatch
 
 
 def test_recognizing_with_no_concepts_says_how_to_add_one(cli: Any, files: dict[str, Path], tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv("PEKIT_MEMORY", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     code, out, err = cli("recognize", files["query"], "--json")  # the default memory, not made yet
     assert code == 0 and json.loads(out) == []                    # stdout stays the JSON
     assert "no concepts in" in err and "pekit introduce" in err
+    assert "holds no concepts" not in err + caplog.text          # said once, in the CLI's words
     assert not (tmp_path / "data").exists()
     cli("introduce", "cat", files["cat"], "--memory", files["memory"])
     cli("forget", "cat", "--memory", files["memory"])               # a memory emptied by forget
@@ -340,3 +342,16 @@ def test_a_reader_that_goes_away_stops_the_output_quietly(stocked: dict[str, Pat
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_introduce_given_only_a_photo_says_the_name_comes_first(cli: Any, files: dict[str, Path],
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:  # the photo was taken as the name: no photo left
+        cli("introduce", files["cat"], "--category", "cat", "--memory", files["memory"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "required: images" in err
+    assert "the name comes first" in err and f"pekit introduce Bo {files['cat']}" in err
+    assert not files["memory"].exists()
+    with pytest.raises(SystemExit):  # a name and no photo: argparse's own message only
+        cli("introduce", "Bo", "--memory", files["memory"])
+    assert "name comes first" not in capsys.readouterr().err

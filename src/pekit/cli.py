@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -55,6 +56,9 @@ def _note_if_empty(p: Any, args: argparse.Namespace) -> None:
     if p.memory.count(p.namespace) == 0:
         print(f"pekit {args.command}: note: no concepts in {p.memory.uri} (namespace '{shown_line(p.namespace)}') yet, "
               "so nothing can be recognized; add one with `pekit introduce NAME PHOTO...`", file=sys.stderr)
+        from pekit.recognizing import told_empty
+
+        told_empty(p)  # the library's own warning would say it twice
 
 
 #: what an answer may not send to a terminal: control characters (escape sequences, bells)
@@ -273,7 +277,12 @@ class PrintedElsewhere(logging.Filter):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pekit`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(glue_negative_boxes(list(sys.argv[1:] if argv is None else argv)))
+    argv = glue_negative_boxes(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its usage and error
+        _hint_forgotten_name(argv)
+        raise exc
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, PrintedElsewhere) for f in handler.filters):
@@ -291,6 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader of the output closed it (pekit list | head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's last flush goes nowhere
         return 141  # 128 + SIGPIPE, what a shell reports for a writer cut off this way
+
+
+def _hint_forgotten_name(argv: list[str]) -> None:
+    """After argparse refused ``pekit introduce PHOTO`` (the photo taken as the name, so no
+    photo left), say that the name comes first."""
+    if not argv or argv[0] != "introduce" or "-h" in argv or "--help" in argv:
+        return
+    first = next((a for a in argv[1:] if not a.startswith("-")), "")  # what argparse took as the name
+    if first and Path(first).is_file():
+        print(f"pekit introduce: hint: {first!r} is a photo; the name comes first: "
+              f"pekit introduce NAME PHOTO... (e.g. pekit introduce Bo {shlex.quote(first)})", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

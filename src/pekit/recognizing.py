@@ -31,9 +31,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LARGE_GALLERY_VIEWS", "check_photos", "explain", "recognize_in", "recognize_stream", "video_steps"]
+__all__ = ["LARGE_GALLERY_VIEWS", "check_photos", "explain", "recognize_in", "recognize_stream", "told_empty",
+           "video_steps"]
 
 LARGE_GALLERY_VIEWS = 20_000  # above this, the proposal x view product is worth the BLAS threads
+_EMPTY_TOLD = "memory_counted"  # kept with the models: the empty memory is warned of once
+
+
+def told_empty(p: Personalizer) -> None:
+    """The user has been told that ``p``'s memory is empty (the CLI's note says it in its own
+    words), so `recognize_in` does not warn of it again."""
+    p._models[_EMPTY_TOLD] = True
 
 
 def recognize_in(p: Personalizer, img: np.ndarray, entry: NamespaceGallery, threshold: float | None,
@@ -46,8 +54,8 @@ def recognize_in(p: Personalizer, img: np.ndarray, entry: NamespaceGallery, thre
     first. ``timings`` (if given) accumulates seconds under ``backbone`` and ``faces``.
     """
     objects, persons = entry.gallery, entry.others
-    if not entry.count and "memory_counted" not in p._models:
-        p._models["memory_counted"] = True  # once for the siblings too (a service's users), emptied or not
+    if not entry.count and _EMPTY_TOLD not in p._models:
+        p._models[_EMPTY_TOLD] = True  # once for the siblings too (a service's users), emptied or not
         if not p.memory.count():
             log.warning("the memory '%s' holds no concepts at all, so nothing can be recognized: introduce "
                         "one first, or check the memory path (open_memory(path, must_exist=True) refuses a "
