@@ -336,10 +336,12 @@ def not_found_message(name: str, namespace: str, known: list[str]) -> str:
 
     >>> print(not_found_message("Boo", "default", ["Bo", "Rex"]))
     no concept named 'Boo' in namespace 'default' (did you mean 'Bo'?); known concepts: Bo, Rex
+    >>> print(not_found_message("Bo", "default", []))  # an empty namespace: new, or all forgotten
+    no concept named 'Bo' in namespace 'default'; it holds no concepts (introduce one first)
     """
     msg = f"no concept named {name!r} in namespace {namespace!r}"
     if not known:
-        return msg + "; it holds no concepts yet: introduce one first"
+        return msg + "; it holds no concepts (introduce one first)"
     folded = {k.casefold(): k for k in known}
     close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
     if close:
