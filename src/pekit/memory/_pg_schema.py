@@ -33,6 +33,7 @@ from typing import Any
 
 from pekit.errors import InvalidInputError, MemoryFileError, MemoryStoreError, SchemaError
 from pekit.memory._codec import backbone_key
+from pekit.memory._store import read_meta
 
 __all__ = ["SCHEMA_VERSION", "advisory_key", "check_schema_name", "migrate", "record_backbone"]
 
@@ -203,11 +204,11 @@ def record_backbone(cur: Any, schema: str, label: str, backbone: str, dim: int) 
         MemoryFileError: the memory ``label`` holds concepts but its meta lost the backbone or the width.
     """
     key, want = advisory_key(schema, "backbone"), (backbone, str(dim))
-    meta = _meta(cur)
+    meta = read_meta(cur)
     shared = (backbone_key(str(meta.get("backbone"))), meta.get("dim")) == (backbone_key(want[0]), want[1])
     cur.execute("SELECT pg_advisory_xact_lock_shared(%s)" if shared else "SELECT pg_advisory_xact_lock(%s)",
                 (key,))
-    meta = _meta(cur)
+    meta = read_meta(cur)
     empty = not cur.execute("SELECT EXISTS (SELECT 1 FROM concepts)").fetchone()[0]
     if not empty and ("backbone" not in meta or "dim" not in meta):
         lost = "the backbone ('backbone')" if "backbone" not in meta else "the vector width ('dim')"
@@ -223,7 +224,3 @@ def record_backbone(cur: Any, schema: str, label: str, backbone: str, dim: int) 
             cur.execute(f"ALTER TABLE views ALTER COLUMN embedding TYPE vector({int(dim)})")
         return None
     return meta
-
-
-def _meta(cur: Any) -> dict[str, str]:
-    return dict(cur.execute("SELECT key, value FROM meta").fetchall())

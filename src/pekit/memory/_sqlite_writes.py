@@ -27,7 +27,7 @@ from pekit.errors import (  # named by the docstrings' Raises: (the API page lin
 )
 from pekit.memory._codec import dump_meta, name_key, to_blob
 from pekit.memory._rows import stored_settings
-from pekit.memory._store import UNSEEN, Row, numbered
+from pekit.memory._store import UNSEEN, Row, numbered, read_meta
 from pekit.types import Concept
 
 if TYPE_CHECKING:  # checked as the StoreBase it is mixed into; at run time a plain class
@@ -61,7 +61,7 @@ class SqliteWrites(_Store):
     # ---- writes ----------------------------------------------------------------------
     def _check_backbone(self, conn: sqlite3.Connection, concept: Concept) -> None:
         """Record the backbone on the first add (or into an empty store); refuse another one."""
-        meta, dim = self._meta(conn), concept.dim
+        meta, dim = read_meta(conn), concept.dim
         empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM concepts)").fetchone()[0]
         if not empty:
             stored_settings(conn, self.uri)  # a meta table that lost them: refused, never overwritten

@@ -38,7 +38,7 @@ from pekit.memory._codec import (
 )
 from pekit.types import Concept
 
-__all__ = ["UNSEEN", "Row", "StoreBase", "cached", "numbered", "split_views"]
+__all__ = ["UNSEEN", "Row", "StoreBase", "cached", "numbered", "read_meta", "split_views"]
 
 Row = tuple[int, float, str]  # ``(id, created, stored name)`` of a stored concept
 UNSEEN: Row = (-1, 0.0, "")  # "not looked up yet" (None: looked up, and no such concept)
@@ -90,6 +90,12 @@ def split_views(rows: Iterable[tuple[int, int, _T]]) -> tuple[dict[int, list[_T]
     return views, negatives
 
 
+def read_meta(conn: Any) -> dict[str, str]:
+    """The store's ``meta`` table (``backbone``, ``dim``...) as a dict: one query, the same SQL in
+    both stores (a SQLite connection or a psycopg cursor)."""
+    return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+
+
 class StoreBase(ABC):
     """The parts of a `MemoryStore` that do not depend on the database (see the module)."""
 
@@ -123,20 +129,17 @@ class StoreBase(ABC):
         """True when opened with ``read_only=True`` (or, for a SQLite file, ``mode=ro``)."""
         return self._db.read_only
 
-    def _meta(self, conn: Any) -> dict[str, str]:
-        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
-
     @property
     def backbone(self) -> str | None:
         """Fingerprint of the backbone whose vectors the store holds (None while empty)."""
         with self._db.transaction("read the backbone", write=False) as conn:
-            return self._meta(conn).get("backbone")
+            return read_meta(conn).get("backbone")
 
     @property
     def dim(self) -> int | None:
         """Width ``d`` of the stored vectors (None while empty)."""
         with self._db.transaction("read the dimension", write=False) as conn:
-            value = self._meta(conn).get("dim")
+            value = read_meta(conn).get("dim")
         return None if value is None else int(value)
 
     def names(self, *, namespace: str = "default") -> list[str]:

@@ -38,7 +38,7 @@ from pekit.memory._pg_index import PgIndex
 from pekit.memory._pg_schema import record_backbone
 from pekit.memory._pgconn import PgConnection, stack_vectors
 from pekit.memory._search import check_queries, exact_search, no_results
-from pekit.memory._store import Row, StoreBase, numbered, split_views
+from pekit.memory._store import Row, StoreBase, numbered, read_meta, split_views
 from pekit.memory.base import ConceptSummary
 from pekit.types import Concept
 
@@ -96,7 +96,7 @@ class PgvectorMemory(PgIndex, StoreBase):
         rows = cur.execute(sql + " ORDER BY id", (namespace, name) if name else (namespace,)).fetchall()
         if not rows:
             return []
-        backbone = self._meta(cur).get("backbone", "")
+        backbone = read_meta(cur).get("backbone", "")
         where, params = "namespace = %s", [namespace]
         if name:
             where, params = "namespace = %s AND concept_id = %s", [namespace, rows[0][0]]
@@ -154,7 +154,7 @@ class PgvectorMemory(PgIndex, StoreBase):
         if not wanted:
             return {}
         with self._db.transaction("read parts", write=False) as cur:
-            dim = int(self._meta(cur).get("dim", 0) or 0)
+            dim = int(read_meta(cur).get("dim", 0) or 0)
             sql = "SELECT concept_id, vectors FROM parts WHERE namespace = %s AND concept_id = ANY(%s)"
             return {int(cid): from_blob(bytes(b), dim=dim) for cid, b in cur.execute(sql, (namespace, wanted))}
 
