@@ -355,3 +355,6 @@ def test_introduce_given_only_a_photo_says_the_name_comes_first(cli: Any, files:
     with pytest.raises(SystemExit):  # a name and no photo: argparse's own message only
         cli("introduce", "Bo", "--memory", files["memory"])
     assert "name comes first" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # asking for help is no mistake
+        cli("introduce", files["cat"], "--help")
+    assert exc.value.code == 0 and "name comes first" not in capsys.readouterr().err

@@ -280,9 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = glue_negative_boxes(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed its usage and error
-        _hint_forgotten_name(argv)
-        raise exc
+    except SystemExit as exc:
+        if exc.code:  # argparse refused the arguments (not --help): it has printed its usage and error
+            _hint_forgotten_name(argv)
+        raise
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, PrintedElsewhere) for f in handler.filters):
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 def _hint_forgotten_name(argv: list[str]) -> None:
     """After argparse refused ``pekit introduce PHOTO`` (the photo taken as the name, so no
     photo left), say that the name comes first."""
-    if not argv or argv[0] != "introduce" or "-h" in argv or "--help" in argv:
+    if not argv or argv[0] != "introduce":
         return
     first = next((a for a in argv[1:] if not a.startswith("-")), "")  # what argparse took as the name
     if first and Path(first).is_file():

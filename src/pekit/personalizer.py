@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -112,24 +112,20 @@ class Personalizer:
         return sibling
 
     # -- lazily built parts -------------------------------------------------------------
-    def _model(self, key: str, build: Callable[[], Any]) -> Any:
-        """The model ``key``, built by ``build`` on first use (`SharedModels.get`)."""
-        return self._models.get(key, build)
-
     @property
     def pipeline(self) -> Pipeline:
-        pipeline: Pipeline = self._model("pipeline", lambda: build_pipeline(self.preset))
+        pipeline: Pipeline = self._models.get("pipeline", lambda: build_pipeline(self.preset))
         return pipeline
 
     @property
     def faces(self) -> Any:
         """The face model of person concepts (`pekit.faces.load_faces`), loaded on first use."""
-        return self._model("faces", lambda: build_faces(self._faces_spec))
+        return self._models.get("faces", lambda: build_faces(self._faces_spec))
 
     @property
     def lvlm(self) -> Any:
         """The LVLM that answers (`pekit.answer.load_lvlm`), loaded on first use."""
-        return self._model("lvlm", lambda: build_lvlm(self._lvlm_spec, self.preset.device))
+        return self._models.get("lvlm", lambda: build_lvlm(self._lvlm_spec, self.preset.device))
 
     def _check_backbone(self) -> None:
         stored = self.memory.backbone
@@ -205,7 +201,7 @@ class Personalizer:
         with `for_namespace` siblings: read once, rebuilt only after a write to the namespace."""
         from pekit.faces import PERSON, concept_kind
 
-        cache: GalleryCache = self._model("galleries", lambda: GalleryCache(
+        cache: GalleryCache = self._models.get("galleries", lambda: GalleryCache(
             self.memory, select=lambda c: concept_kind(c) != PERSON))
         return cache
 
