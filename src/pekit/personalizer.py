@@ -186,9 +186,7 @@ class Personalizer:
         name, agreement)`` in the units of a recognition score, or None (nothing else, or a
         person). At or above the threshold (`introduce` warns), a thing of their kind that
         was never introduced may be named after either of them."""
-        from pekit.introducing import most_alike
-
-        return most_alike(self, name)
+        return introducing.most_alike(self, name)
 
     def _low(self, agreement: float, own_threshold: float | None) -> bool:
         threshold = self.pipeline.config.threshold if own_threshold is None else float(own_threshold)

@@ -69,8 +69,7 @@ class Encoder:
         reads (path, bytes, PIL image; RGBA and grey are converted). ``saliency=False``
         (e.g. ``saliency=pipeline.query_saliency`` for a query) skips the saliency head.
         """
-        rgb = as_rgb(image)
-        return self.with_colours(self._embed(self.backbone, rgb, saliency), rgb)
+        return self._encoded(self.backbone, as_rgb(image), saliency)
 
     def with_colours(self, grid: PatchGrid, image: Any, *, always: bool = False) -> PatchGrid:
         """``grid`` with its patches' colours (`pekit.embed.colour.patch_colours`) when the
@@ -86,6 +85,11 @@ class Encoder:
         if not always and achromatic(rgb):
             return grid
         return dataclasses.replace(grid, colours=patch_colours(rgb, grid.shape))
+
+    def _encoded(self, backbone: Backbone, rgb: np.ndarray, saliency: bool) -> PatchGrid:
+        """`encode`'s pass of an ``(H, W, 3) uint8`` photo on ``backbone`` (this one, or a stream's
+        worker): its checked grid with the patch colours the config compares."""
+        return self.with_colours(self._embed(backbone, rgb, saliency), rgb)
 
     def _embed(self, backbone: Backbone, image: np.ndarray, saliency: bool) -> PatchGrid:
         if self._takes_saliency is None:  # a backbone written before `saliency` joined the protocol
@@ -120,10 +124,7 @@ class Encoder:
             workers: passes at a time; default: up to 4, one per core (one for a
                 backbone without ``for_workers``).
         """
-        def embed(backbone: Backbone, rgb: np.ndarray, flag: bool) -> PatchGrid:
-            return self.with_colours(self._embed(backbone, rgb, flag), rgb)
-
-        return encode_stream(images, embed, self.backbone, saliency=saliency, workers=workers, decode=as_rgb)
+        return encode_stream(images, self._encoded, self.backbone, saliency=saliency, workers=workers, decode=as_rgb)
 
 
 def checked_grid(grid: Any, backbone: Any) -> PatchGrid:
