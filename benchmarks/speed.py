@@ -6,7 +6,9 @@ For each of N query images (median over them) it times, on the same image:
   * one backbone pass (`pipeline.encode`, the same pass recognition runs), and
   * `Personalizer.recognize` (load + pass + proposals + matching + verification)
 against a memory of C concepts, and prints the ratio (target <= 1.15) and the backbone passes
-each recognize ran (the first look plus second-look crops and tiles). It also times
+each recognize ran (the first look plus second-look crops and tiles), counted and weighted by
+what they cost: a crop's or tile's pass without the saliency head (`look_saliency` "photo" or
+"none") is timed on the same photo (every pass gets about as many pixels). It also times
 `introduce` with k = 1..3 views against k passes (target <= 1.15 x k), and the zoomed-out
 reference pass that introducing adds (`RecognitionConfig.reference_zoom_out`) against a pass.
 Photos come from ../shared/data/dreambooth when present, else scikit-image samples.
@@ -74,21 +76,28 @@ def main(argv: list[str] | None = None) -> int:
     def passes() -> int:  # backbone passes run so far beyond each photo's first (crops, tiles)
         return pipe.second_look_passes + pipe.tiled_look_passes
 
+    crop_saliency = pipe.query_saliency and pipe.config.look_saliency == "pass"  # the saliency head on a crop's pass
     rows = []
     for img in queries:
         t_pass = clock(lambda img=img: pipe.encode(img), repeat=2)
+        t_look = clock(lambda img=img: pipe.encode(img, saliency=False), repeat=2) if not crop_saliency else t_pass
         before = passes()
         t_rec = clock(lambda img=img: p.recognize(img), repeat=2)
         looks = (passes() - before) / 2  # the same photo twice: the same looks
-        rows.append((img.shape[1], img.shape[0], t_pass, t_rec, t_rec / t_pass, 1 + looks))
+        rows.append((img.shape[1], img.shape[0], t_pass, t_rec, t_rec / t_pass, 1 + looks, t_look / t_pass))
     print(f"recognize vs one backbone pass ({args.preset}, {args.concepts} concepts in memory, best of 2 each)")
-    print(f"{'image':>10} {'pass s':>8} {'recognize s':>12} {'ratio':>6} {'passes':>7}")
-    for w, h, tp, tr, r, n in rows:
-        print(f"{w:>4}x{h:<5} {tp:8.3f} {tr:12.3f} {r:6.3f} {n:7.1f}")
+    print(f"{'image':>10} {'pass s':>8} {'recognize s':>12} {'ratio':>6} {'passes':>7} {'look/pass':>10}")
+    for w, h, tp, tr, r, n, c in rows:
+        print(f"{w:>4}x{h:<5} {tp:8.3f} {tr:12.3f} {r:6.3f} {n:7.1f} {c:10.3f}")
     ratio = statistics.median(r[4] for r in rows)
+    share = statistics.median(r[6] for r in rows)
+    counted = statistics.mean(r[5] for r in rows)
     print(f"median ratio recognize / pass = {ratio:.3f} (target <= 1.15) over {len(rows)} images")
-    print(f"backbone passes per photo = {statistics.mean(r[5] for r in rows):.3f} (the first look + second-look "
-          "crops and tiles; budget 1.1 on plain photos, 1.5 on the stress split: pekit eval's passes_per_image)")
+    print(f"backbone passes per photo = {counted:.3f} (the first look + second-look crops and tiles: pekit eval's "
+          "passes_per_image)")
+    cost = 1 + (counted - 1) * share
+    print(f"a crop's or tile's pass / a full pass = {share:.3f} (median; look_saliency={pipe.config.look_saliency!r}),"
+          f" so the passes cost {cost:.3f} full passes per photo (budget 1.1 on plain photos, 1.5 on the stress split)")
 
     print("\nintroduce with k views vs k backbone passes")
     print(f"{'k':>2} {'k passes s':>11} {'introduce s':>12} {'ratio':>6}")

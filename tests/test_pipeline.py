@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pekit.embed.pooling import pool_boxes
+from pekit.errors import InvalidInputError
 from pekit.pipeline import Pipeline, View, summarize_parts
 from pekit.presets import RecognitionConfig
 from pekit.retrieve.match import Gallery
@@ -235,6 +236,36 @@ def test_second_look_re_scores_a_borderline_candidate_on_one_crop(pipeline: Pipe
     assert looker.second_look_passes == 1
 
 
+def test_a_crop_pass_computes_borrows_or_skips_the_saliency_map(pipeline: Pipeline, gallery: Gallery,
+                                                                chelsea: np.ndarray) -> None:
+    image = _cat_in_a_room(chelsea)
+    grid = pipeline.encode(image)
+    one_look = Pipeline(pipeline.backbone, replace(pipeline.config, second_look=False))
+    first = one_look.match(grid, gallery, image=image)[0]
+    near = {"threshold": float(first[0]) - 0.01, "second_look_band": 0.05, "second_look_above": 0.05}
+    results = {}
+    for mode in ("pass", "photo", "none"):
+        looker = _second(pipeline, look_saliency=mode, **near)
+        looker.crop_grids = {}
+        scores, boxes, found = looker.match(grid, gallery, image=image)
+        ((key, crop),) = looker.crop_grids.items()
+        results[mode] = crop, scores[0], boxes[0], key[2]
+        assert found[0] and scores[0] > 0.6  # the crop finds the cat whatever its saliency map
+    assert results["pass"][0].saliency is not None and results["none"][0].saliency is None
+    # "photo": the part of the photo's own map under the crop (no saliency head on the crop's pass)
+    borrowed, photo_map = results["photo"][0].saliency, grid.saliency
+    x0, y0, x1, y1 = results["photo"][3]  # the crop box in photo pixels (450 x 675)
+    assert borrowed is not None and photo_map is not None
+    assert abs(borrowed.shape[0] - photo_map.shape[0] * (y1 - y0) / 450) <= 2
+    assert abs(borrowed.shape[1] - photo_map.shape[1] * (x1 - x0) / 675) <= 2
+    assert borrowed.max() > 0.5 * photo_map.max()  # the cat is under the crop
+    for mode in ("photo", "none"):
+        assert abs(results[mode][1] - results["pass"][1]) < 0.05
+        assert box_iou(results[mode][2][None], results["pass"][2][None])[0, 0] > 0.7
+    with pytest.raises(InvalidInputError, match="look_saliency"):
+        replace(pipeline.config, look_saliency="crop")
+
+
 def test_the_crop_is_a_second_look_for_every_concept(pipeline: Pipeline, gallery: Gallery, chelsea: np.ndarray,
                                                      coffee: np.ndarray) -> None:
     from PIL import Image
@@ -371,8 +402,6 @@ def test_encode_many_gives_what_came_before_a_failing_stream_then_its_error(pipe
 
 
 def test_encode_many_refuses_zero_workers(pipeline: Pipeline, chelsea: np.ndarray) -> None:
-    from pekit.errors import InvalidInputError
-
     with pytest.raises(InvalidInputError, match="workers"):
         next(pipeline.encode_many([chelsea], workers=0))
 

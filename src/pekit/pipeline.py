@@ -181,10 +181,18 @@ class Pipeline(ViewExtractor):
         compete = (self.config.competitive if competitive is None else competitive) and len(gallery) > 1
         if image is not None and self.config.tiled_look >= 2 and len(gallery):
             shape = (grid.grid if isinstance(grid, Scan) else grid).shape
-            found = self._tiled_look(found, gallery, image, shape, compete, labels, per_concept, concepts)
+            found = self._tiled_look(found, gallery, image, shape, compete, labels, per_concept, concepts,
+                                     saliency=self._photo_saliency(grid))
         if not look or image is None or not found:  # (image: for the type checker)
             return [c for c in found if not c.contested]
-        return self._second_look(found, gallery, image, compete, labels, per_concept, concepts)
+        return self._second_look(found, gallery, image, compete, labels, per_concept, concepts,
+                                 saliency=self._photo_saliency(grid))
+
+    def _photo_saliency(self, grid: PatchGrid | Scan) -> np.ndarray | None:
+        """The photo's saliency map when the crops borrow it (``look_saliency="photo"``)."""
+        if self.config.look_saliency != "photo":
+            return None
+        return (grid.grid if isinstance(grid, Scan) else grid).saliency
 
     def drawn_boxes(self, boxes: np.ndarray, grid: PatchGrid | Scan) -> np.ndarray:
         """``(n, 4)`` the boxes to draw and report for the named regions' ``boxes``: with
@@ -199,12 +207,12 @@ class Pipeline(ViewExtractor):
 
     def _tiled_look(self, found: list[Candidate], gallery: Gallery, image: np.ndarray, shape: tuple[int, ...],
                     compete: bool, labels: list[str] | None, per_concept: int,
-                    concepts: np.ndarray | None) -> list[Candidate]:
+                    concepts: np.ndarray | None, *, saliency: np.ndarray | None = None) -> list[Candidate]:
         """`tiled_look` of ``found``: each tile is one more pass (`_crop_grid`) matched against
         ``concepts`` (default: every one) with the same competition."""
 
         def look(box: tuple[int, int, int, int]) -> list[Candidate]:
-            return self._on_crop(image, box, gallery, labels, compete, concepts)
+            return self._on_crop(image, box, gallery, labels, compete, concepts, saliency)
 
         out, tiles = tiled_look(self.config, found, (image.shape[1], image.shape[0]), shape, look,
                                 per_concept=per_concept)
@@ -223,14 +231,15 @@ class Pipeline(ViewExtractor):
 
     def _second_look(self, found: list[Candidate], gallery: Gallery, image: np.ndarray, compete: bool,
                      labels: list[str] | None, per_concept: int = 1,
-                     concepts: np.ndarray | None = None) -> list[Candidate]:
+                     concepts: np.ndarray | None = None, *, saliency: np.ndarray | None = None) -> list[Candidate]:
         """`second_look` of ``found``: each crop is one more pass (`_crop_grid`), matched
         against the same gallery with the same competition: for the concept that triggered
         it, or with ``second_look_others`` for all of ``concepts`` (default: every one)."""
         others = self.config.second_look_others and compete
 
         def look(box: tuple[int, int, int, int], concept: int) -> list[Candidate]:
-            return self._on_crop(image, box, gallery, labels, compete, concepts if others else np.array([concept]))
+            return self._on_crop(image, box, gallery, labels, compete, concepts if others else np.array([concept]),
+                                 saliency)
 
         out, looks = second_look(self.config, found, (image.shape[1], image.shape[0]), compete, look,
                                  per_concept=per_concept, thresholds=gallery.thresholds)
@@ -238,15 +247,19 @@ class Pipeline(ViewExtractor):
         return out
 
     def _on_crop(self, image: np.ndarray, box: tuple[int, int, int, int], gallery: Gallery,
-                 labels: list[str] | None, compete: bool, concepts: np.ndarray | None) -> list[Candidate]:
+                 labels: list[str] | None, compete: bool, concepts: np.ndarray | None,
+                 saliency: np.ndarray | None = None) -> list[Candidate]:
         """The first look on one more pass of ``image[box]`` (a tile or a crop: `_crop_grid`),
         for ``concepts`` of the gallery (default: every one), with the same competition."""
-        return self._first_look(self._crop_grid(image, box), gallery, labels=labels, competitive=compete,
+        return self._first_look(self._crop_grid(image, box, saliency), gallery, labels=labels, competitive=compete,
                                 concepts=concepts)
 
-    def _crop_grid(self, image: np.ndarray, box: tuple[int, int, int, int]) -> PatchGrid:
+    def _crop_grid(self, image: np.ndarray, box: tuple[int, int, int, int],
+                   saliency: np.ndarray | None = None) -> PatchGrid:
         """One backbone pass on ``image[box]``; memoised in ``crop_grids`` when it is a dict
-        (evaluation scores the same photo under many galleries)."""
+        (evaluation scores the same photo under many galleries). With ``look_saliency``
+        "pass" the pass computes the crop's saliency map; with "photo" the crop gets the part
+        of the photo's own map (``saliency``) under it; with "none" it has none."""
         x0, y0, x1, y1 = box
         memo = self.crop_grids
         key = None
@@ -254,7 +267,14 @@ class Pipeline(ViewExtractor):
             key = (image.shape, hash(image[::17, ::19].tobytes()), box)
             if key in memo:
                 return memo[key]
-        grid = self.encode(np.ascontiguousarray(image[y0:y1, x0:x1]), saliency=self.query_saliency)
+        grid = self.encode(np.ascontiguousarray(image[y0:y1, x0:x1]),
+                           saliency=self.query_saliency and self.config.look_saliency == "pass")
+        if saliency is not None and self.query_saliency:
+            sh, sw = saliency.shape
+            height, width = image.shape[:2]
+            rows = slice(int(y0 * sh / height), max(int(np.ceil(y1 * sh / height)), int(y0 * sh / height) + 1))
+            cols = slice(int(x0 * sw / width), max(int(np.ceil(x1 * sw / width)), int(x0 * sw / width) + 1))
+            grid = dataclasses.replace(grid, saliency=np.ascontiguousarray(saliency[rows, cols]))
         if memo is not None and key is not None:
             memo[key] = grid
         return grid
