@@ -115,8 +115,13 @@ def cmd_forget(args: argparse.Namespace) -> int:
     """``pekit forget NAME``."""
     with named_memory(args) as memory:
         name = memory.remove(args.name, namespace=args.namespace)  # as stored: `forget bo` forgets 'Bo'
-    print(json.dumps({"forgotten": name}) if args.json else f"forgot '{shown_line(name)}'")
+    _report(args, {"forgotten": name}, f"forgot '{shown_line(name)}'")
     return 0
+
+
+def _report(args: argparse.Namespace, record: dict, text: str) -> None:
+    """A memory command's one-line outcome: ``record`` as JSON with ``--json``, else ``text``."""
+    print(json.dumps(record) if args.json else text)
 
 
 def cmd_correct(args: argparse.Namespace) -> int:
@@ -149,11 +154,8 @@ def cmd_add_view(args: argparse.Namespace) -> int:
     """``pekit add-view NAME PHOTO``: one more photo of a concept."""
     with open_personalizer(args) as p:
         c = p.add_view(args.name, args.image, box=args.box)
-    record = {"name": c.name, "views": len(c.views), "memory": p.memory.uri}
-    if args.json:
-        print(json.dumps(record))
-    else:
-        print(f"'{shown_line(c.name)}' now has {len(c.views)} view(s)")
+    _report(args, {"name": c.name, "views": len(c.views), "memory": p.memory.uri},
+            f"'{shown_line(c.name)}' now has {len(c.views)} view(s)")
     return 0
 
 
@@ -163,11 +165,8 @@ def cmd_update(args: argparse.Namespace) -> int:
         raise InvalidInputError("say what to change: --context TEXT and/or --category TEXT")
     with open_personalizer(args) as p:
         c = p.update(args.name, context=args.context, category=args.category)
-    record = {"name": c.name, "category": c.category, "context": c.context, "memory": p.memory.uri}
-    if args.json:
-        print(json.dumps(record))
-    else:
-        print(f"'{shown_line(c.name)}': {shown_line(c.category) or '-'} — {shown_line(c.context) or '(no context)'}")
+    _report(args, {"name": c.name, "category": c.category, "context": c.context, "memory": p.memory.uri},
+            f"'{shown_line(c.name)}': {shown_line(c.category) or '-'} — {shown_line(c.context) or '(no context)'}")
     return 0
 
 
