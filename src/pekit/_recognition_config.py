@@ -112,8 +112,9 @@ class RecognitionConfig:
             pass). "photo" (the ``offline`` presets): the part of the photo's own map under
             it, so the crop's pass stops after the feature block, about 40 % cheaper with the
             offline backbone; its saliency components are as coarse as the photo's but still
-            part two small things side by side. "none": no map, candidates from windows and
-            part seeds only (as cheap; a box on a crop may then span two neighbours).
+            part two small things side by side (a photo encoded without a map lends none: its
+            crops then have none either). "none": no map, candidates from windows and part
+            seeds only (as cheap; a box on a crop may then span two neighbours).
         tiled_look: n >= 2: after the first look, the photo is looked at again as ``n x n``
             overlapping tiles (``n * n`` more backbone passes, each matched against every
             concept, before the second look): every object is magnified about
