@@ -43,7 +43,7 @@ from pekit.extract.saliency import grid_saliency
 from pekit.extract.views import View, concept_from_views, merge_parts, summarize_parts, with_part_groups
 from pekit.presets import Preset, RecognitionConfig
 from pekit.retrieve.candidates import NO_SCORE, Candidate, Scan, first_look, region_score
-from pekit.retrieve.extent import salient_boxes
+from pekit.retrieve.extent import box_cells, salient_boxes
 from pekit.retrieve.match import PART_GROUPS, Gallery, part_groups, thresholds_or
 from pekit.retrieve.nms import nms
 from pekit.retrieve.proposals import Proposals, box_proposals, saliency_proposals, window_proposals
@@ -270,10 +270,8 @@ class Pipeline(ViewExtractor):
         grid = self.encode(np.ascontiguousarray(image[y0:y1, x0:x1]),
                            saliency=self.query_saliency and self.config.look_saliency == "pass")
         if saliency is not None and self.query_saliency:
-            sh, sw = saliency.shape
-            height, width = image.shape[:2]
-            rows = slice(int(y0 * sh / height), max(int(np.ceil(y1 * sh / height)), int(y0 * sh / height) + 1))
-            cols = slice(int(x0 * sw / width), max(int(np.ceil(x1 * sw / width)), int(x0 * sw / width) + 1))
+            rows, cols = (slice(c.start, max(c.stop, c.start + 1))  # at least one cell
+                          for c in box_cells(box, (image.shape[1], image.shape[0]), saliency.shape))
             grid = dataclasses.replace(grid, saliency=np.ascontiguousarray(saliency[rows, cols]))
         if memo is not None and key is not None:
             memo[key] = grid

@@ -28,10 +28,12 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["mask_xyxy", "object_extent", "part_similarity_map", "salient_boxes"]
+__all__ = ["box_cells", "mask_xyxy", "object_extent", "part_similarity_map", "salient_boxes"]
 
 
 def part_similarity_map(unit: np.ndarray, parts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -92,6 +94,21 @@ def mask_xyxy(mask: np.ndarray, cell_size: tuple[float, float]) -> np.ndarray:
     return np.array([xs.min() * cw, ys.min() * ch, (xs.max() + 1) * cw, (ys.max() + 1) * ch], np.float32)
 
 
+def box_cells(box: Sequence[float] | np.ndarray, image_size: tuple[int, int],
+              shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """``(rows, cols)``: the cells of a map of ``shape`` (over the whole photo of
+    ``image_size = (width, height)``) that a pixel box ``(x0, y0, x1, y1)`` touches, rounded outward.
+
+    >>> box_cells((10, 0, 30, 16), (64, 32), (4, 8))
+    (slice(0, 2, None), slice(1, 4, None))
+    """
+    width, height = image_size
+    sy, sx = height / shape[0], width / shape[1]
+    x0, y0 = max(int(np.floor(box[0] / sx)), 0), max(int(np.floor(box[1] / sy)), 0)
+    x1, y1 = max(int(np.ceil(box[2] / sx)), 0), max(int(np.ceil(box[3] / sy)), 0)
+    return slice(y0, y1), slice(x0, x1)
+
+
 def salient_boxes(xyxy: np.ndarray, saliency: np.ndarray, image_size: tuple[int, int], *, level: float = 0.5,
                   inside: float = 0.8, min_contrast: float = 0.2) -> np.ndarray:
     """``(n, 4)`` boxes ``xyxy``, each grown to the salient object it lies on: the box of the
@@ -127,9 +144,9 @@ def salient_boxes(xyxy: np.ndarray, saliency: np.ndarray, image_size: tuple[int,
     width, height = image_size
     sy, sx = height / sal.shape[0], width / sal.shape[1]
     for box in boxes:
-        x0, y0 = max(int(np.floor(box[0] / sx)), 0), max(int(np.floor(box[1] / sy)), 0)
-        x1, y1 = max(int(np.ceil(box[2] / sx)), 0), max(int(np.ceil(box[3] / sy)), 0)
-        within = np.bincount(labels[y0:y1, x0:x1].ravel(), minlength=n + 1)
+        ys, xs = box_cells(box, image_size, sal.shape)
+        y0, y1, x0, x1 = ys.start, ys.stop, xs.start, xs.stop
+        within = np.bincount(labels[ys, xs].ravel(), minlength=n + 1)
         within[0] = 0
         best = int(np.argmax(within))
         if within[best] == 0 or within[best] < inside * sizes[best]:
