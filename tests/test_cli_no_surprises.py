@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from pekit.cli import main
+from pekit.errors import OutputError
 
 
 @pytest.fixture
@@ -227,6 +228,11 @@ def test_list_escapes_control_characters_from_stored_data(cli: Any, stocked: dic
     code, out, _ = cli("list", "--memory", stocked["memory"])
     assert code == 0 and "\x1b" not in out and "\x07" not in out
     assert "ca\\x1b[2Jt" in out and "my\\x1b]0;pwned\\x07 cat" in out
+    # ask without an LVLM prints the prompt it would send, which quotes the name and context
+    code, out, err = cli("ask", stocked["query"], "Who is this?", "--lvlm", "none", "--out",
+                         stocked["memory"].parent / "asked.jpg", "--memory", stocked["memory"])
+    assert code == 0, err
+    assert "my\\x1b]0;pwned\\x07 cat" in out and "\x1b" not in out and "\x07" not in out
 
 
 def test_control_characters_in_a_new_name_are_refused(cli: Any, stocked: dict[str, Path]) -> None:
@@ -358,3 +364,26 @@ def test_introduce_given_only_a_photo_says_the_name_comes_first(cli: Any, files:
     with pytest.raises(SystemExit) as exc:  # asking for help is no mistake
         cli("introduce", files["cat"], "--help")
     assert exc.value.code == 0 and "name comes first" not in capsys.readouterr().err
+
+
+def test_a_misspelt_preset_is_refused_by_commands_that_load_no_model(cli: Any, stocked: dict[str, Path]) -> None:
+    before = digest(stocked["memory"])
+    for args in (["list"], ["forget", "cat"]):
+        code, out, err = cli(*args, "--preset", "ofline", "--memory", stocked["memory"])
+        assert (code, out) == (2, "")
+        one_line(err, args[0], "unknown preset 'ofline'", "offline-thorough")
+    assert digest(stocked["memory"]) == before
+
+
+def test_ask_still_answers_when_its_unasked_picture_cannot_be_written(cli: Any, stocked: dict[str, Path],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import pekit.cli_output
+
+    def refuse(picture: Any, path: Path, option: str = "--out") -> None:
+        raise OutputError(f"cannot write the file '{path}' (read-only file system); pass {option} a path")
+
+    monkeypatch.setattr(pekit.cli_output, "save", refuse)  # the photo's folder and the current one
+    code, out, err = cli("ask", stocked["query"], "Who is this?", "--lvlm", "none", "--memory", stocked["memory"])
+    assert code == 0
+    assert "recognized: cat" in out and "the prompt it would get" in out and "annotated image:" not in out
+    assert "the annotated image was not written" in err and "--out" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,18 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
+def _fifo(path: Path) -> Path:  # a named pipe: reading it would wait for a writer forever
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes on this system")
+    os.mkfifo(path)
+    return path
+
+
+def _link(path: Path, target: Path) -> Path:
+    path.symlink_to(target)
+    return path
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -182,8 +195,11 @@ def _write(path: Path, data: bytes) -> Path:
         (lambda d: _write(d / "empty.png", b""), r"empty \(0 bytes\)"),
         (lambda d: d / "missing.jpg", "no such file"),
         (lambda d: d, "is a folder"),
+        (lambda d: _fifo(d / "pipe.jpg"), "not a regular file"),
+        (lambda d: _link(d / "loop.jpg", d / "loop.jpg"), "a link to nothing"),
+        (lambda d: _link(d / "dangling.jpg", d / "gone.jpg"), "a link to nothing"),
     ],
-    ids=["text", "text-named-jpg", "empty", "missing", "folder"],
+    ids=["text", "text-named-jpg", "empty", "missing", "folder", "fifo", "link-loop", "dangling-link"],
 )
 def test_unreadable_files_raise_image_error_naming_the_file(tmp_path: Path, make: Any, message: str) -> None:
     path = make(tmp_path)

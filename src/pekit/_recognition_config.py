@@ -59,8 +59,9 @@ class RecognitionConfig:
             part-like patch; it is kept instead of a proposal's region only if it lies
             elsewhere (no patch shared with any) and scores higher (the object is small and
             the proposals it won are a look-alike elsewhere).
-        reference_zoom_out: n >= 2: each reference photo is also embedded shrunk n times and
-            tiled n x n (one more, features-only backbone pass when introducing), and the
+        reference_zoom_out: n >= 2: each reference photo is also embedded shrunk n times
+            (one more, features-only backbone pass when introducing: at 1/n of the input
+            size where the backbone allows it, else the photo shrunk and tiled n x n), and the
             object's parts there are kept as a second part group, scored on its own: an
             object that is small in a query photo (few patches, each mixing in more context)
             meets parts seen at its scale. 0 or 1: off.

@@ -208,7 +208,7 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
             found = ", ".join(f"{shown_line(d['name'])} ({d['score']:.2f})" for d in record["detections"]) or "none"
             print(f"recognized: {found}")
             print("no LVLM configured (use --lvlm); the prompt it would get:")
-            print(answer.prompt)
+            print(_shown_text(answer.prompt))  # it quotes names and contexts from the memory
         else:
             print(_shown_text(answer.text))
         if out:

@@ -21,9 +21,14 @@ __all__ = ["cmd_add_view", "cmd_correct", "cmd_forget", "cmd_introduce", "cmd_li
 
 
 def named_memory(args: argparse.Namespace, *, creates: bool = False) -> Any:
-    """The memory the command names; only a command that ``creates`` one may name a missing file."""
+    """The memory the command names; only a command that ``creates`` one may name a missing file.
+    A misspelt ``--preset`` is refused here too, by the commands that load no model (`list`,
+    `forget`...), as by those that do."""
     from pekit.memory import open_memory
+    from pekit.presets import get_preset
 
+    if getattr(args, "preset", None) is not None:
+        get_preset(args.preset)
     named = bool(args.memory) or bool(os.environ.get("PEKIT_MEMORY", "").strip())
     return open_memory(args.memory, must_exist=named and not creates,
                        skip_damaged=bool(getattr(args, "skip_damaged", False)))

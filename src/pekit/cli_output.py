@@ -138,10 +138,11 @@ def read_only(folder: Path) -> bool:
     return not mode & 0o222 or not os.access(folder, os.W_OK | os.X_OK)
 
 
-def save_beside(picture: Any, image: Path) -> Path:
+def save_beside(picture: Any, image: Path) -> Path | None:
     """Write the default output `beside` the photo; in the current folder when the photo's
     folder is read-only (`read_only`: an album or a dataset) or cannot be written. Returns
-    where it went."""
+    where it went, or None (said on stderr) when neither can be written: a picture nobody
+    asked for by ``--out`` must not cost the answer."""
     out = beside(image)
     if read_only(out.parent):
         out = free(Path.cwd() / out.name)
@@ -149,5 +150,10 @@ def save_beside(picture: Any, image: Path) -> Path:
         save(picture, out)
     except InvalidInputError:
         out = free(Path.cwd() / out.name)
-        save(picture, out)
+        try:
+            save(picture, out)
+        except InvalidInputError as exc:
+            print(f"pekit: warning: the annotated image was not written ({exc}); pass --out PATH to "
+                  "write it elsewhere", file=sys.stderr)
+            return None
     return out

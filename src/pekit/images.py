@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,11 +254,18 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
             raise ImageError(f"{name[:120]}: not a path this system can open ({exc.strerror or exc}); check the "
                              "path") from exc
         if not there:
+            if _is_link(path):
+                raise ImageError(f"{name}: a link to nothing (its target is missing, or it links back to itself); "
+                                 "check the link or pass the image file itself")
             raise ImageError(f"{name}: no such file; check the path")
         if folder:
             raise ImageError(f"{name}: is a folder, not an image; pass the image files inside it")
         try:
-            if path.stat().st_size == 0:
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):  # /dev/zero, a pipe, a socket: no size, may never end
+                raise ImageError(f"{name}: not a regular file (a device, pipe or socket); save the image to a file "
+                                 "and pass that, or pass its bytes")
+            if info.st_size == 0:
                 raise ImageError(f"{name}: the file is empty (0 bytes)")
             fh = path.open("rb")
         except PermissionError as exc:
@@ -352,3 +360,10 @@ def image_list(images: Any) -> list[Any]:
         raise InvalidInputError("images must be in an order (a list or a tuple), not a set: boxes and masks are "
                                 "given photo by photo")
     return list(images)
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return path.is_symlink()
+    except OSError:
+        return False

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pekit.errors import BackboneMismatchError, InvalidInputError, NothingFoundError
+from pekit.errors import BackboneMismatchError, InvalidInputError, MemoryFileError, NothingFoundError
 from pekit.faces import FACE_TOLERANCE, FaceGallery, concept_kind, face_reference, match_faces
 from pekit.retrieve.nms import box_iou
 from pekit.types import Concept, Detections
@@ -86,6 +86,13 @@ def test_gallery_refuses_vectors_of_another_face_model_and_skips_objects() -> No
     assert len(FaceGallery.from_concepts([obj], "dlib-face-128@resnet_v1")) == 0
     with pytest.raises(BackboneMismatchError, match="re-introduce"):
         FaceGallery.from_concepts([_person("Lin", np.zeros((1, 128)), "other-model")], "dlib-face-128@resnet_v1")
+
+
+def test_stored_face_vectors_of_the_wrong_width_name_the_person() -> None:
+    fp = "dlib-face-128@resnet_v1"
+    assert len(FaceGallery.from_concepts([_person("Lin", np.zeros((2, 128)), fp)], fp, 128)) == 1
+    with pytest.raises(MemoryFileError, match=r"person 'Lin' is damaged.*3 numbers, not the 128.*introduce"):
+        FaceGallery.from_concepts([_person("Lin", np.zeros((1, 3)), fp)], fp, 128)
 
 
 def test_the_cnn_detector_finds_the_face_and_keeps_the_fingerprint(faces: Any, astronaut: np.ndarray) -> None:

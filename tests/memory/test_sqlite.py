@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -523,3 +524,46 @@ def test_stamps_list_ids_names_and_update_times_only(memory: SqliteMemory) -> No
     assert memory.stamps() == {bo.id: ("Bo", bo.updated)}
     again = memory.update(dataclasses.replace(memory.get("Bo"), context="new"))
     assert memory.stamps()[bo.id][1] == again.updated != bo.updated
+
+
+def test_a_counter_edited_outside_pekit_still_tells_writes_apart(path: Path) -> None:
+    with SqliteMemory(path) as memory:
+        memory.add(make("Bo"))
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE generations SET value = 'x'")
+    conn.commit()
+    conn.close()
+    with SqliteMemory(path) as memory:
+        before = memory.generation()  # no ValueError: the rows' digest stands in for the counter
+        assert before == memory.generation() and memory.get("Bo").name == "Bo"
+        memory.add(make("Rex", seed=1))
+        assert memory.generation() != before
+
+
+def test_a_memory_on_a_read_only_mount_says_so_not_chmod(stocked: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a read-only mount (a backup disk, a container's image) no chmod helps: the message says
+    to copy it. The mount is stood in for: `os.access` refuses writes and `statvfs` reports ST_RDONLY."""
+    import pekit.memory._db as db
+
+    real_statvfs = os.statvfs
+
+    class ReadOnlyMount:
+        def __init__(self, path: Any) -> None:
+            self._real = real_statvfs(path)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._real, name)
+
+        @property
+        def f_flag(self) -> int:
+            return self._real.f_flag | os.ST_RDONLY
+
+    before = digest(stocked)
+    monkeypatch.setattr(db.os, "access", lambda path, mode: not mode & os.W_OK)
+    monkeypatch.setattr(db.os, "statvfs", ReadOnlyMount)
+    with SqliteMemory(stocked) as m:
+        assert m.count() == 2
+        with pytest.raises(MemoryStoreError, match=r"read-only file system.*copy it") as info:
+            m.add(make("Kit", seed=2))
+        assert "chmod" not in str(info.value)
+    assert digest(stocked) == before

@@ -201,6 +201,11 @@ DAMAGE = {
     "nan-view": "UPDATE views SET vector = X'" + "0000C07F" * D + "' WHERE concept_id = {id}",
     "meta-json": "UPDATE concepts SET meta = '{{not json' WHERE id = {id}",
     "meta-list": "UPDATE concepts SET meta = '[1, 2]' WHERE id = {id}",
+    # records pekit reads back, edited into the wrong shape: named here, not a TypeError in add-view
+    "meta-references": "UPDATE concepts SET meta = json_set(meta, '$.references', 5) WHERE id = {id}",
+    "meta-boxes": "UPDATE concepts SET meta = json_set(meta, '$.boxes', json('[[1, 2, 3]]')) WHERE id = {id}",
+    "meta-faces": "UPDATE concepts SET meta = json_set(meta, '$.faces', json('[[1, 2], [3]]')) WHERE id = {id}",
+    "threshold-text": "UPDATE concepts SET threshold = 'high' WHERE id = {id}",
     "no-views": "DELETE FROM views WHERE concept_id = {id}",
     # one flipped exponent bit: finite, but a length of 1e36 (and cosine scores to match)
     "long-view": ("UPDATE views SET vector = CAST(X'0000807E' || substr(vector, 5) AS BLOB) "

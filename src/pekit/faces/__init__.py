@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pekit.errors import BackboneMismatchError, InvalidInputError, NothingFoundError
+from pekit.errors import BackboneMismatchError, InvalidInputError, MemoryFileError, NothingFoundError
 from pekit.types import Concept, Detections
 
 __all__ = [
@@ -144,8 +144,10 @@ class FaceGallery:
         return len(self.names)
 
     @classmethod
-    def from_concepts(cls, concepts: list[Concept], fingerprint: str) -> FaceGallery:
-        """Gallery of the person concepts; refuses vectors from another face model."""
+    def from_concepts(cls, concepts: list[Concept], fingerprint: str, dim: int | None = None) -> FaceGallery:
+        """Gallery of the person concepts; refuses vectors from another face model, and
+        (`MemoryFileError`) stored vectors that are not ``dim`` numbers long: a hand-edited
+        or damaged record."""
         names: list[str] = []
         ids: list[int] = []
         vectors: list[np.ndarray] = []
@@ -164,6 +166,11 @@ class FaceGallery:
             if rows.size == 0:
                 continue
             rows = rows.reshape(len(rows), -1)
+            if dim is not None and rows.shape[1] != dim:
+                raise MemoryFileError(
+                    f"person '{c.name}' is damaged in memory: its face vectors have {rows.shape[1]} numbers, not the "
+                    f"{dim} of face model '{fingerprint}'; introduce '{c.name}' again (pekit introduce --replace "
+                    "--kind person) or forget it")
             owner.extend([len(names)] * len(rows))
             names.append(c.name)
             ids.append(c.id)

@@ -120,7 +120,7 @@ def face_tolerance(p: Personalizer) -> float:
 
 def recognize_faces(p: Personalizer, img: np.ndarray, persons: list[Concept]) -> Detections:
     """The stored ``persons`` whose faces are in ``img`` (``(H, W, 3) uint8``), by face distance."""
-    gallery = FaceGallery.from_concepts(persons, p.faces.fingerprint)
+    gallery = FaceGallery.from_concepts(persons, p.faces.fingerprint, getattr(p.faces, "dim", None))
     faces = p.faces.detect(img)
     if len(faces) == 0:
         return Detections.empty()

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from pekit.errors import InvalidInputError, MemoryFileError
-from pekit.memory._codec import from_blob
+from pekit.memory._codec import check_threshold, from_blob
 from pekit.types import Concept
 
-__all__ = ["COLUMNS", "DamagedRowError", "decode_concept", "decode_vectors", "find_damaged", "stored_settings"]
+__all__ = ["COLUMNS", "DamagedRowError", "decode_concept", "decode_vectors", "find_damaged", "stored_settings",
+           "threshold_problem"]
 
 COLUMNS = "c.id, c.namespace, c.name, c.category, c.context, c.threshold, c.created, c.updated, c.meta"
 
@@ -85,7 +86,68 @@ def _decode_meta(text: Any) -> dict[str, Any]:
         raise DamagedRowError(f"its meta is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise DamagedRowError(f"its meta is JSON {type(meta).__name__}, not an object")
+    _check_records(meta)
     return meta
+
+
+def threshold_problem(value: Any) -> str:
+    """What is wrong with a stored threshold ("" when nothing): not None nor a finite number.
+
+    >>> threshold_problem(0.6), threshold_problem("high")
+    ('', "its threshold must be a number or None, but got 'high'")
+    """
+    try:
+        check_threshold(value)
+    except InvalidInputError as exc:
+        return f"its {exc}"
+    return ""
+
+
+def _stored_threshold(value: Any) -> float | None:
+    problem = threshold_problem(value)
+    if problem:
+        raise DamagedRowError(problem)
+    return check_threshold(value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_records(meta: dict[str, Any]) -> None:
+    """The records pekit reads back from a concept's meta have the shapes pekit wrote
+    (`DamagedRowError` naming the record otherwise): a list of reference names, of boxes,
+    of corrections, of face vectors of one length. A hand-edited ``"references": 5`` would
+    otherwise surface as a TypeError deep in ``add-view`` or ``--explain``. (Part groups and
+    colours are checked where they are read, and a damaged one is ignored.)
+
+    >>> _check_records({"references": ["00.jpg"], "boxes": [[0, 0, 5, 5]], "faces": [[0.1, 0.2]]})
+    >>> _check_records({"references": 5})
+    Traceback (most recent call last):
+    pekit.memory._rows.DamagedRowError: its meta's 'references' is int, not a list of photo names
+    """
+    checks = {
+        "references": (lambda r: isinstance(r, str), "a list of photo names"),
+        "boxes": (lambda b: isinstance(b, list) and len(b) == 4 and all(_number(v) for v in b),
+                  "a list of boxes [x0, y0, x1, y1]"),
+        "corrections": (lambda c: isinstance(c, dict), "a list of correction records"),
+        "faces": (lambda f: isinstance(f, list) and len(f) > 0 and all(_number(v) for v in f),
+                  "a list of face vectors"),
+    }
+    for key, (valid, what) in checks.items():
+        record = meta.get(key)
+        if record is None:
+            continue
+        if not isinstance(record, list):
+            raise DamagedRowError(f"its meta's {key!r} is {type(record).__name__}, not {what}")
+        bad = next((i for i, entry in enumerate(record) if not valid(entry)), None)
+        if bad is not None:
+            raise DamagedRowError(f"its meta's {key!r} is not {what}: entry {bad} is {str(record[bad])[:40]!r}")
+    faces = meta.get("faces") or []
+    if len({len(f) for f in faces}) > 1:
+        raise DamagedRowError("its meta's 'faces' hold face vectors of different lengths")
+    if "face_model" in meta and not isinstance(meta["face_model"], str):
+        raise DamagedRowError(f"its meta's 'face_model' is {type(meta['face_model']).__name__}, not a name")
 
 
 def decode_concept(row: Sequence[Any], views: list[bytes] | None, parts: bytes | None, dim: int,
@@ -98,7 +160,8 @@ def decode_concept(row: Sequence[Any], views: list[bytes] | None, parts: bytes |
         raise DamagedRowError(f"a view blob is not {4 * dim} bytes (one {dim}-dimensional float32 vector)")
     try:
         return Concept(
-            id=cid, namespace=ns, name=name, category=category, context=context, threshold=threshold,
+            id=cid, namespace=ns, name=name, category=category, context=context,
+            threshold=_stored_threshold(threshold),
             created=created, updated=updated, meta=_decode_meta(meta_json), backbone=backbone,
             views=decode_vectors(b"".join(views), dim, "views"),
             parts=None if parts is None else decode_vectors(parts, dim, "parts"),

@@ -34,7 +34,15 @@ from pekit.errors import (  # those marked F401 are named by the docstrings' Rai
 )
 from pekit.memory._codec import clean_namespace, concept_ids, name_key, printable
 from pekit.memory._db import SqliteFile
-from pekit.memory._rows import COLUMNS, DamagedRowError, decode_concept, decode_vectors, find_damaged, stored_settings
+from pekit.memory._rows import (
+    COLUMNS,
+    DamagedRowError,
+    decode_concept,
+    decode_vectors,
+    find_damaged,
+    stored_settings,
+    threshold_problem,
+)
 from pekit.memory._schema import has_generations
 from pekit.memory._search import check_queries, exact_search
 from pekit.memory._sqlite_writes import SqliteWrites, delete_concept
@@ -266,7 +274,10 @@ class SqliteMemory(SqliteWrites, StoreBase):
             epoch = self._db.epoch << 40
             if has_generations(conn):
                 row = conn.execute("SELECT value FROM generations WHERE namespace = ?", (namespace,)).fetchone()
-                return epoch + (0 if row is None else int(row[0]))
+                if row is None or isinstance(row[0], int):
+                    return epoch + (0 if row is None else row[0])
+                # a counter edited outside pekit ('x'): it is only a cache key, so the digest below
+                # stands in (the next write counts on from 1: SQLite adds 1 to text as to 0)
             # a file only ever opened read-only by this version: a digest of the rows stands in
             row = conn.execute("SELECT COUNT(*), COALESCE(MAX(updated), 0), COALESCE(SUM(id), 0) FROM concepts "
                                "WHERE namespace = ?", (namespace,)).fetchone()
@@ -317,7 +328,7 @@ class SqliteMemory(SqliteWrites, StoreBase):
             n, bad = counts.get(cid, (0, 0))
             problem = ("its meta is not a JSON object" if not meta_ok else "it has no views" if not n
                        else f"a view blob is not {4 * dim} bytes" if bad else "its parts blob has the wrong size"
-                       if cid in bad_parts else "")
+                       if cid in bad_parts else threshold_problem(threshold))
             if problem:
                 self._damaged(cid, namespace, name, problem)
                 continue
@@ -355,3 +366,4 @@ class SqliteMemory(SqliteWrites, StoreBase):
         ids, views = cached(self._views, namespace, self.generation(namespace), stacked)
         q, k = check_queries(queries, k, views.shape[1] if len(ids) else None)
         return exact_search(views, ids, q, k=k)
+
