@@ -207,7 +207,7 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
         elif answer.meta.get("backend") == "none":
             found = ", ".join(f"{shown_line(d['name'])} ({d['score']:.2f})" for d in record["detections"]) or "none"
             print(f"recognized: {found}")
-            print("no LVLM configured (use --lvlm); the prompt it would get:")
+            print("no LVLM configured (--lvlm none; pass e.g. --lvlm openai:URL#MODEL); the prompt it would get:")
             print(_shown_text(answer.prompt))  # it quotes names and contexts from the memory
         else:
             print(_shown_text(answer.text))
@@ -258,6 +258,31 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
     return next((r["exit_code"] for r in records if "error" in r), 0)
 
 
+class CommandFormatter(logging.Formatter):
+    """A warning as the command's own line, ``pekit introduce: warning: 'Rex' looks much like
+    'Bo' ...``, beside its ``pekit introduce: error: ...`` lines; with ``-v``, every record
+    with its level and logger (``WARNING pekit.personalizer: ...``), as a log reads.
+
+    >>> record = logging.LogRecord("pekit.personalizer", logging.WARNING, "", 0, "'Rex' looks like 'Bo'", None, None)
+    >>> CommandFormatter("introduce").format(record)
+    "pekit introduce: warning: 'Rex' looks like 'Bo'"
+    >>> CommandFormatter("introduce", verbose=True).format(record)
+    "WARNING pekit.personalizer: 'Rex' looks like 'Bo'"
+    """
+
+    def __init__(self, command: str, *, verbose: bool = False) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self.command, self.verbose = command, verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.verbose or record.levelno < logging.WARNING:
+            return super().format(record)
+        text = f"pekit {self.command}: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
 class PrintedElsewhere(logging.Filter):
     """Drops a record whose logger (or a parent on its way to the root) has a handler of its
     own: that library prints it already (huggingface_hub does, and propagates too: each of
@@ -284,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         if exc.code:  # argparse refused the arguments (not --help): it has printed its usage and error
             _hint_forgotten_name(argv)
         raise
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
+    stderr = logging.StreamHandler()
+    stderr.setFormatter(CommandFormatter(args.command, verbose=args.verbose > 0))
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), handlers=[stderr])
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, PrintedElsewhere) for f in handler.filters):
             handler.addFilter(PrintedElsewhere())

@@ -63,6 +63,22 @@ def test_introduce_list_get_update_recognize_ask_caption_forget(client: Any, ali
     assert client.delete("/v1/concepts/Tom", headers=alice).status_code == 404
 
 
+def test_a_person_is_introduced_by_face_over_http(client: Any, alice: dict[str, str],
+                                                  photos: dict[str, bytes]) -> None:
+    import importlib.util
+
+    pytest.importorskip("dlib")  # the [faces] extra (in [dev], so CI runs this)
+    assert importlib.util.find_spec("face_recognition_models") is not None, "pip install 'pekit-vlm[faces]'"
+    r = introduce(client, alice, "Eileen", photos["person"], kind="person", context="my colleague")
+    assert r.status_code == 201, r.text
+    assert r.json()["kind"] == "person"
+    r = client.post("/v1/recognize", headers=alice, files={"photo": ("q.jpg", photos["person"], "image/jpeg")})
+    assert [d["name"] for d in r.json()["detections"]] == ["Eileen"]
+    r = introduce(client, alice, "Robo", photos["cat"], kind="robot")
+    assert r.status_code == 422 and "kind" in r.text
+    assert [c["name"] for c in client.get("/v1/concepts", headers=alice).json()] == ["Eileen"]
+
+
 def test_a_second_app_on_the_same_file_sees_writes(make_app: Any, alice: dict[str, str], client: Any,
                                                    photos: dict[str, bytes]) -> None:
     """Two server processes share the memory and key files: a concept introduced through one

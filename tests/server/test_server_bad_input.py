@@ -4,6 +4,7 @@ and what to do, refused before the server starts, and no stored data touched."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sqlite3
 import struct
@@ -29,6 +30,9 @@ def serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.Captur
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append({"app": app, **kw}))
     monkeypatch.setattr(context, "configure_logging", lambda **kw: None)  # keep pytest's log handlers
     monkeypatch.setenv(CONFIG_ENV, "")  # `--workers 2` sets it; restored after the test
+    from pekit.server.protocol import HeadTimeoutH11
+
+    monkeypatch.setattr(HeadTimeoutH11, "head_timeout_s", HeadTimeoutH11.head_timeout_s)  # serve sets it
 
     def run(*argv: str) -> tuple[int, str, list[dict[str, Any]]]:
         from pekit.cli import main
@@ -106,6 +110,8 @@ def test_serve_starts_with_good_numbers_and_fits_a_large_photo_in_the_body_limit
     limits = started[0]["app"].state.service.limits
     assert limits.max_photo_bytes == 100 * 1024 * 1024 and limits.max_photos == 1 and limits.body_timeout_s == 5
     assert started[0]["limit_concurrency"] == 7  # uvicorn answers 503 past that many connections
+    # a request head gets the body's wait too (a client that never finishes its headers is cut)
+    assert started[0]["http"].__name__ == "HeadTimeoutH11" and started[0]["http"].head_timeout_s == 5
     assert limits.max_body_bytes > limits.max_photo_bytes  # a photo at the limit is not refused as a body
     started[0]["app"].state.service.close()
 
@@ -356,6 +362,18 @@ def test_a_malformed_json_body_is_said_so(client: Any, alice: dict[str, str], ph
     assert r.status_code == 422 and "not valid JSON" in r.json()["error"]["message"], r.text
 
 
+@pytest.mark.parametrize(("path", "field"), [("/v1/recognize", "photo"), ("/v1/concepts", "photos")])
+def test_a_photo_sent_as_the_raw_body_is_told_to_send_a_form(client: Any, alice: dict[str, str],
+                                                             photos: dict[str, bytes], path: str, field: str) -> None:
+    big = photos["cat"] * 4  # past the JSON body limit: it must not be answered as too large
+    for body in (photos["cat"], big):
+        r = client.post(path, headers={**alice, "Content-Type": "image/jpeg"}, content=body)
+        assert r.status_code == 415, r.text
+        message = r.json()["error"]["message"]
+        assert "multipart/form-data" in message and f"-F {field}=@" in message and "image/jpeg" in message
+    assert client.get("/v1/concepts", headers=alice).json() == []  # nothing was introduced
+
+
 def test_a_key_sent_as_the_request_id_is_not_echoed(client: Any, alice: dict[str, str]) -> None:
     token = alice["Authorization"].split()[1]
     r = client.get("/v1/me", headers={**alice, "X-Request-ID": token})
@@ -397,3 +415,11 @@ def test_two_photos_where_one_is_taken_are_refused(client: Any, alice: dict[str,
     assert client.get("/v1/concepts/Mochi", headers=alice).json() == before
     one = client.post(path, headers=alice, data={"question": "Who?"} if path == "/v1/ask" else {}, files=two[:1])
     assert one.status_code in (200, 201), one.text
+
+
+def test_the_access_log_escapes_controls_in_a_path(client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="pekit.server.access"):
+        assert client.get("/v1/x%1b%5b31mRED%0aFAKE%20LINE%00").status_code == 404
+    lines = [r.getMessage() for r in caplog.records if r.name == "pekit.server.access"]
+    assert lines and all("\x1b" not in line and "\n" not in line and "\x00" not in line for line in lines)
+    assert any("/v1/x\\x1b[31mRED\\nFAKE LINE\\x00" in line for line in lines), lines

@@ -148,6 +148,13 @@ def test_cli_video_outputs_into_folders_and_a_bad_sheet_is_refused_before_the_wo
                      "--memory", memory])
         assert code == 2 and words in capsys.readouterr().err
         assert not (tmp_path / "x.mp4").exists() and not sheet.exists()  # refused before anything was written
+    # a file where the sheet's folder would be: refused before the annotated video is written, not after
+    for option, target in (("--sheet", clip / "sheet.png"), ("--out", clip / "x.mp4")):
+        other = {"--sheet": ["--out", str(tmp_path / "x.mp4")], "--out": ["--sheet", str(tmp_path / "x.png")]}
+        code = main(["recognize", str(clip), option, str(target), *other[option], "--memory", memory])
+        err = capsys.readouterr().err
+        assert code == 11 and f"'{clip}' is a file, not a folder" in err and "cannot create the folder" in err, err
+        assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "x.png").exists()
 
 
 def test_a_huge_rate_samples_every_frame_and_tracks_across_them(tmp_path: Path,

@@ -248,8 +248,11 @@ def run_serve(args: argparse.Namespace) -> int:
               "max_body_bytes": max(Limits.max_body_bytes, photo_bytes + MB), "body_timeout_s": args.body_timeout}
     options: dict[str, Any] = {"memory": args.memory, "preset": args.preset, "lvlm": args.lvlm,
                                "workers": args.threads, "queue": args.queue}
+    from pekit.server.protocol import HeadTimeoutH11
+
+    HeadTimeoutH11.head_timeout_s = float(args.body_timeout)  # workers read it from CONFIG_ENV
     common = {"host": args.host, "port": args.port, "log_config": None, "access_log": False,
-              "limit_concurrency": args.max_connections}
+              "limit_concurrency": args.max_connections, "http": HeadTimeoutH11}
     if args.workers == 1:
         try:
             app = create_app(limits=Limits(**limits), keys=keys, warm=False, **options)

@@ -67,6 +67,46 @@ def _upload_route(method: str, path: str) -> str | None:
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+#: the content types a form route reads (FastAPI's ``File``/``Form``)
+_FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+async def _refused_media(scope: Scope, send: Send, rid: str) -> bool:
+    """Whether a body of another kind was sent to a route that takes a form (the photo as a
+    file field): answered 415 before it is read. A photo posted as the raw body
+    (``Content-Type: image/jpeg``) would otherwise be measured against the JSON body limit
+    (413) or read as a form without its photo (422), neither of which says what to send."""
+    route = _upload_route(str(scope.get("method", "")), str(scope.get("path", "")))
+    kind = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    if route is None or scope.get("method") != "POST" or not kind or kind in _FORMS:
+        return False
+    field = "photos" if route == "/v1/concepts" else "photo"
+    scope["pekit.route"] = route
+    await _send_json(send, 415, {"error": {"type": "UnsupportedMediaType", "status": 415, "message":
+                     f"{route} takes multipart/form-data with the photo as the file field '{field}' "
+                     f"(curl -F {field}=@photo.jpg ...), not a {_printable(kind)} body"}, "request_id": rid},
+                     headers=[(b"accept", b"multipart/form-data")])
+    return True
+
+
+def _printable(text: str) -> str:
+    from pekit.memory import printable
+
+    return printable(text[:80])
+
+
+def _shown_request(scope: Scope) -> tuple[str, str]:
+    r"""Method and path as the log shows them: a path is percent-decoded, so ``%1b`` or ``%0a``
+    in a URL would put an escape or a forged line into the log; controls are escaped instead.
+
+    >>> _shown_request({"method": "GET", "path": "/v1/x\x1b[31m\nFAKE"})
+    ('GET', '/v1/x\\x1b[31m\\nFAKE')
+    """
+    from pekit.memory import printable
+
+    return printable(str(scope.get("method", ""))), printable(str(scope.get("path", "")))
+
+
 class ServiceMiddleware:
     def __init__(self, app: ASGIApp, *, limits: Limits, metrics: Metrics,
                  user: Callable[[str | None], Any] | None = None) -> None:
@@ -93,6 +133,8 @@ class ServiceMiddleware:
         try:
             if not await self._authorized(scope, send_with_id, rid):
                 return  # refused before a byte of the body is read
+            if await _refused_media(scope, send_with_id, rid):
+                return
             bounded = await self._limited(scope, self._timed(receive, send_with_id, status, rid), send_with_id,
                                           status, rid)
             if bounded is not None:
@@ -100,7 +142,7 @@ class ServiceMiddleware:
         except Exception:
             if status["cut"]:
                 return  # the app failed on the disconnect it was handed after the 408 or 413: nothing unexpected
-            log.exception("unexpected error on %s %s [%s]", scope.get("method"), scope.get("path"), rid)
+            log.exception("unexpected error on %s %s [%s]", *_shown_request(scope), rid)
             if not status["started"]:
                 await _send_json(send_with_id, 500, {"error": {"type": "InternalError", "status": 500, "message":
                                  f"internal error; quote request id {rid} when reporting it"}, "request_id": rid})
@@ -109,8 +151,7 @@ class ServiceMiddleware:
             route = getattr(scope.get("route"), "path", None) or scope.get("pekit.route") or "unmatched"
             method = str(scope.get("method", ""))  # any token is a method to HTTP: a fixed set of labels
             self.metrics.observe(method if method in _METHODS else "other", route, int(status["code"]), seconds)
-            log.info("%s %s %d %.1f ms [%s]", scope.get("method"), scope.get("path"), status["code"],
-                     seconds * 1000, rid)
+            log.info("%s %s %d %.1f ms [%s]", *_shown_request(scope), status["code"], seconds * 1000, rid)
             reset_request_id(token)
 
     async def _authorized(self, scope: Scope, send: Send, rid: str) -> bool:

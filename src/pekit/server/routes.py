@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -137,6 +137,8 @@ async def introduce(
     boxes: Annotated[str | None, Form(max_length=TEXT_MAX, description="JSON list, one [x0, y0, x1, y1] box "
                                       "(or null) per photo, in pixels; default: found by saliency")] = None,
     replace: Annotated[bool, Form(description="overwrite a concept of the same name")] = False,
+    kind: Annotated[Literal["object", "person"], Form(description="'person': recognized by face (one face per "
+                                                      "photo; needs pekit's [faces] extra on the server)")] = "object",
 ) -> ConceptOut:
     name = _name(svc, name)
     if len(photos) > svc.limits.max_photos:
@@ -148,7 +150,7 @@ async def introduce(
     datas = [await _read_photo(svc, p, f"photo {i + 1}") for i, p in enumerate(photos)]
     p = svc.personalizer_for(user)
     concept = await svc.pool.run(p.introduce, name, datas, category=category, context=context, boxes=box_list,
-                                 replace=replace)
+                                 replace=replace, kind=kind)
     return concept_out(concept, boxes=True, personalizer=p)
 
 
