@@ -74,7 +74,7 @@ def test_introduce_and_list(cli: Any, files: dict[str, Path]) -> None:
     assert code == 0
     rows = json.loads(out)
     assert rows == [{"name": "cat", "id": rows[0]["id"], "kind": "object", "category": "cat", "context": "my cat",
-                     "views": 1, "threshold": None}]
+                     "views": 1, "threshold": None, "corrections": 0}]
 
 
 def test_introduce_json_and_from_a_folder_with_boxes(cli: Any, files: dict[str, Path], tmp_path: Path,

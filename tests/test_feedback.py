@@ -3,6 +3,7 @@ pure steps of `pekit.feedback` below them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +243,10 @@ def test_cli_feedback_verbs(tmp_path: Path, cached_pipelines: Any, chelsea: np.n
     assert '"negatives": 0' in capsys.readouterr().out
     assert main(["correct", str(other), "--not", "Mochi", "--memory", memory, "--json"]) == 0
     assert '"negatives": 1' in capsys.readouterr().out
+    assert main(["list", "--memory", memory]) == 0                                     # list shows it
+    assert "1 view(s), 1 correction" in capsys.readouterr().out
+    assert main(["list", "--memory", memory, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["corrections"] == 1
     assert main(["correct", str(other), "--not", "Mochi", "--memory", memory]) == 6     # not found any more
     assert "nothing to correct" in capsys.readouterr().err
     assert main(["correct", str(other), "--not", "Bo", "--memory", memory]) == 4        # unknown concept

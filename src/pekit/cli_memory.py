@@ -101,7 +101,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     with named_memory(args) as memory:
         concepts = memory.summaries(namespace=args.namespace)  # no vectors: fast at 10^4 concepts
         rows = [{"name": c.name, "id": c.id, "kind": c.kind, "category": c.category, "context": c.context,
-                 "views": c.views, "threshold": c.threshold} for c in concepts]
+                 "views": c.views, "threshold": c.threshold, "corrections": c.corrections} for c in concepts]
         uri = memory.uri
     if args.json:
         print(json.dumps(rows))
@@ -112,7 +112,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         width = max(len(name) for name, _, _ in shown)
         for r, (name, category, context) in zip(rows, shown, strict=True):
             extra = f" — {context}" if context else ""
-            print(f"{name:<{width}}  {category or '-':<14} {r['views']} view(s){extra}")
+            fixes = r["corrections"]
+            fixed = f", {fixes} correction{'s' if fixes != 1 else ''}" if fixes else ""
+            print(f"{name:<{width}}  {category or '-':<14} {r['views']} view(s){fixed}{extra}")
     return 0
 
 

@@ -252,6 +252,16 @@ def test_summaries_say_which_concepts_are_people(store: StoreHandle) -> None:
     assert [(s.name, s.kind) for s in got] == [("Bo", "object"), ("Kit", "person")]
 
 
+def test_summaries_count_corrections(store: StoreHandle) -> None:
+    fixed = {"corrections": [{"image": "a.jpg", "negatives": 2}, {"image": "b.jpg", "negatives": 1}]}
+    with store.open() as memory:
+        memory.add(concept("Bo", 1, meta=fixed))
+        memory.add(concept("Rex", 2))
+        memory.add(concept("Odd", 3, meta={"corrections": {"not": "a list"}}))  # hand-edited: counts none
+        got = memory.summaries()
+    assert [(s.name, s.corrections) for s in got] == [("Bo", 2), ("Rex", 0), ("Odd", 0)]
+
+
 def test_remove_deletes_everything_of_the_concept(store: StoreHandle) -> None:
     with store.open() as memory:
         bo = memory.add(full("Bo", 1))

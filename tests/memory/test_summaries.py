@@ -119,7 +119,7 @@ def test_pekit_list_reads_summaries_not_vectors(memory: SqliteMemory, monkeypatc
 
     rows = json.loads(capsys.readouterr().out)
     assert rows == [{"name": "Rex", "id": rows[0]["id"], "kind": "object", "category": "dog", "context": "",
-                     "views": 2, "threshold": None}]
+                     "views": 2, "threshold": None, "corrections": 0}]
 
 
 def test_listing_imports_no_model_code(memory: SqliteMemory) -> None:

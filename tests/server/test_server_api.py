@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +170,18 @@ def test_a_concept_records_its_uploads_by_file_name(client: Any, alice: dict[str
     message = cut.json()["error"]["message"]
     assert cut.status_code == 422 and message.startswith("the photo (cut.jpg): "), message
     assert len(next(c for c in memory.concepts(namespace="alice") if c.name == "Tom").views) == 2  # unchanged
+
+
+def test_a_concept_says_how_many_corrections_it_holds(client: Any, alice: dict[str, str], photos: dict[str, bytes],
+                                                       tmp_path: Path) -> None:
+    """Corrections are made with the CLI or the library on the same memory; the API shows them."""
+    import dataclasses
+
+    from pekit.memory import open_memory
+
+    assert introduce(client, alice, "Tom", photos["cat"], CAT_BOX).status_code == 201
+    with open_memory(str(tmp_path / "memory.db")) as memory:
+        tom = memory.get("Tom", namespace="alice")
+        memory.update(dataclasses.replace(tom, meta={**tom.meta, "corrections": [{"image": "x.jpg", "negatives": 1}]}))
+    assert client.get("/v1/concepts/Tom", headers=alice).json()["corrections"] == 1
+    assert [c["corrections"] for c in client.get("/v1/concepts", headers=alice).json()] == [1]

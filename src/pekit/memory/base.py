@@ -28,6 +28,8 @@ class ConceptSummary:
         created: creation time, seconds since the epoch.
         updated: time of the last write, seconds since the epoch.
         kind: ``"object"`` or ``"person"`` (recognized by face; `pekit.faces`).
+        corrections: how many corrections (`Personalizer.correct`: "that was not it") the
+            concept holds; `correct --undo` takes back the last.
     """
 
     id: int
@@ -40,6 +42,7 @@ class ConceptSummary:
     created: float
     updated: float
     kind: str = "object"
+    corrections: int = 0
 
 
 @runtime_checkable

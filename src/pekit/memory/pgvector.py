@@ -164,12 +164,15 @@ class PgvectorMemory(PgIndex, StoreBase):
         with self._db.transaction("list concepts", write=False) as cur:
             sql = ("SELECT c.id, c.name, c.category, c.context, c.threshold, c.created, c.updated, "
                    "(SELECT COUNT(*) FROM views v WHERE v.namespace = c.namespace AND v.concept_id = c.id "
-                   "AND v.idx >= 0), COALESCE(c.meta ->> 'kind', 'object') FROM concepts c WHERE c.namespace = %s "
+                   "AND v.idx >= 0), COALESCE(c.meta ->> 'kind', 'object'), "
+                   "CASE WHEN json_typeof(c.meta -> 'corrections') = 'array' "
+                   "THEN json_array_length(c.meta -> 'corrections') ELSE 0 END FROM concepts c WHERE c.namespace = %s "
                    "ORDER BY c.id")
             rows = cur.execute(sql, (namespace,)).fetchall()
         return [ConceptSummary(id=int(cid), namespace=namespace, name=name, category=category, context=context,
-                               views=int(n), threshold=threshold, created=created, updated=updated, kind=str(kind))
-                for cid, name, category, context, threshold, created, updated, n, kind in rows]
+                               views=int(n), threshold=threshold, created=created, updated=updated, kind=str(kind),
+                               corrections=int(corrections))
+                for cid, name, category, context, threshold, created, updated, n, kind, corrections in rows]
 
     def stamps(self, *, namespace: str = "default") -> dict[int, tuple[str, float]]:
         """``id -> (name, updated)`` of every concept of a namespace (no vectors): what a cache

@@ -312,7 +312,9 @@ class SqliteMemory(SqliteWrites, StoreBase):
             sql = ("SELECT id, name, category, context, threshold, created, updated, "
                    "CASE WHEN json_valid(meta) THEN json_type(meta) = 'object' ELSE 0 END, "
                    "CASE WHEN json_valid(meta) AND json_type(meta) = 'object' "
-                   "THEN COALESCE(json_extract(meta, '$.kind'), 'object') ELSE 'object' END FROM concepts "
+                   "THEN COALESCE(json_extract(meta, '$.kind'), 'object') ELSE 'object' END, "
+                   "CASE WHEN json_valid(meta) AND json_type(meta, '$.corrections') = 'array' "
+                   "THEN json_array_length(meta, '$.corrections') ELSE 0 END FROM concepts "
                    "WHERE namespace = ? ORDER BY id")
             rows = conn.execute(sql, (namespace,)).fetchall()
             if not rows:
@@ -324,7 +326,7 @@ class SqliteMemory(SqliteWrites, StoreBase):
             sql = ("SELECT concept_id FROM parts WHERE concept_id BETWEEN ? AND ? AND length(vectors) != rows * ?")
             bad_parts = {r[0] for r in conn.execute(sql, (rows[0][0], rows[-1][0], 4 * dim))}
         out = []
-        for cid, name, category, context, threshold, created, updated, meta_ok, kind in rows:
+        for cid, name, category, context, threshold, created, updated, meta_ok, kind, corrections in rows:
             n, bad = counts.get(cid, (0, 0))
             problem = ("its meta is not a JSON object" if not meta_ok else "it has no views" if not n
                        else f"a view blob is not {4 * dim} bytes" if bad else "its parts blob has the wrong size"
@@ -334,7 +336,7 @@ class SqliteMemory(SqliteWrites, StoreBase):
                 continue
             out.append(ConceptSummary(id=cid, namespace=namespace, name=name, category=category, context=context,
                                       views=int(n), threshold=threshold, created=created, updated=updated,
-                                      kind=str(kind)))
+                                      kind=str(kind), corrections=int(corrections)))
         return out
 
     def images(self, name: str, *, namespace: str = "default") -> list[bytes]:

@@ -21,6 +21,7 @@ class ConceptOut(BaseModel):
     context: str = Field(description="what the LVLM is told about it (may be empty)")
     views: int = Field(description="number of reference views stored")
     kind: str = Field(default="object", description="'object', or 'person' (recognized by face)")
+    corrections: int = Field(default=0, description="corrections it holds ('that was not it': `pekit correct`)")
     threshold: float | None = Field(description="the concept's own recognition threshold, or null for the global one")
     created: float = Field(description="seconds since the epoch")
     updated: float = Field(description="seconds since the epoch")
@@ -99,7 +100,12 @@ def concept_out(c: Any, *, boxes: bool = False, personalizer: Any = None) -> Con
     from pekit.faces import concept_kind
 
     kind = getattr(c, "kind", None) or concept_kind(c)  # a summary says it; a Concept's meta does
+    fixes = getattr(c, "corrections", None)  # a summary counts them; a Concept records them
+    if fixes is None:
+        record = c.meta.get("corrections") if isinstance(getattr(c, "meta", None), dict) else None
+        fixes = len(record) if isinstance(record, list) else 0
     return ConceptOut(name=c.name, category=c.category, context=c.context, views=views, kind=kind,
+                      corrections=int(fixes),
                       threshold=c.threshold, created=c.created, updated=c.updated, boxes=meta.get("boxes"),
                       consistency=stored_consistency(c) if meta else None,
                       consistency_low=personalizer.low_consistency(c) if personalizer is not None and meta else None,
