@@ -364,3 +364,34 @@ def test_output_names_too_long_for_the_file_system_are_refused_before_the_work(t
 
     Image.fromarray(_frames()[0]).save(photo)
     assert main(["recognize", str(photo), "--out", str(tmp_path / f"{long}.png"), "--memory", "memory://"]) == 2
+
+
+def test_a_variable_frame_rate_clip_keeps_its_timing(tmp_path: Path) -> None:
+    """A phone records at a variable rate (bursts, then a frame held for a second): the
+    annotated copy shows each frame when the clip does, not on an even grid (which stretched
+    this clip from 3.1 s to 3.4 s, boxes drifting off their moments)."""
+    from fractions import Fraction
+
+    import av
+
+    from pekit.video.render import write_annotated
+
+    times = [0, .01, .51, .54, 1.54, 1.545, 1.6, 2.0, 2.05, 2.6, 3.085, 3.1]
+    clip = tmp_path / "vfr.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 20, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    box = Detections(xyxy=np.array([[8, 8, 40, 40]], np.float32), score=np.array([0.8], np.float32),
+                     name=np.array(["Bo"], dtype=object))
+    write_annotated(clip, tmp_path / "out.mp4", [0.0, 1.54], [box, box], {"Bo": "red"})
+    with av.open(str(tmp_path / "out.mp4")) as written:
+        shown = [float(f.time) for f in written.decode(written.streams.video[0])]
+    assert np.allclose(shown, times, atol=2e-3), shown

@@ -80,6 +80,11 @@ def check_audio(audio: str) -> str:
     return choice
 
 
+#: the annotated video's time base: frames keep their source times to 1/90000 s (MPEG's
+#: clock), so a variable-frame-rate clip (a phone's) is not re-timed onto an even grid
+CLOCK = Fraction(1, 90000)
+
+
 def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times: Sequence[float],
                     frames: Sequence[Detections], colours: dict[str, str], *, audio: str = "auto",
                     rotation: int | None = None,
@@ -135,10 +140,12 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
             if turned:
                 width, height = height, width
             out_rate = Fraction(rate).limit_denominator(100000)
+            tick = max(1, round(CLOCK.denominator / float(out_rate)))  # one frame, where a frame has no time
             aout = None
             while True:
                 dst = av.open(str(tmp), "w")
                 vout = dst.add_stream("libx264", rate=out_rate)
+                vout.codec_context.time_base = CLOCK  # each frame at its source time (a VFR clip too)
                 vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
                 vout.options = {"preset": "veryfast", "crf": "23"}
                 try:  # a codec the container cannot hold fails here or when the header is written
@@ -168,7 +175,7 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
                             dst.mux(packet)
                         continue
                     for frame in packet.decode():
-                        t = float(frame.time) if frame.time is not None else (last + 1) / float(out_rate)
+                        t = float(frame.time) if frame.time is not None else (last + tick) / float(CLOCK.denominator)
                         dets = Detections.empty()
                         shown = (reach[:, 0] <= t) & (t < reach[:, 1])
                         if shown.any():  # the nearest sample whose scene and step reach this frame
@@ -179,8 +186,10 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
                             out = av.VideoFrame.from_ndarray(drawn, format="rgb24").reformat(format="yuv420p")
                         else:
                             out = frame.reformat(width=width, height=height, format="yuv420p")
-                        last = max(last + 1, round(t * out_rate))  # the source's time: audio stays in sync
-                        out.pts, out.time_base = last, 1 / out_rate
+                        # the source's time (audio stays in sync; a variable-rate clip keeps its timing):
+                        # never before the previous frame's, in the encoder's clock
+                        last = max(last + 1, round(t * CLOCK.denominator))
+                        out.pts, out.time_base = last, CLOCK
                         for encoded in vout.encode(out):
                             dst.mux(encoded)
                 for encoded in vout.encode():
