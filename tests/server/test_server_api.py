@@ -185,3 +185,14 @@ def test_a_concept_says_how_many_corrections_it_holds(client: Any, alice: dict[s
         memory.update(dataclasses.replace(tom, meta={**tom.meta, "corrections": [{"image": "x.jpg", "negatives": 1}]}))
     assert client.get("/v1/concepts/Tom", headers=alice).json()["corrections"] == 1
     assert [c["corrections"] for c in client.get("/v1/concepts", headers=alice).json()] == [1]
+
+
+def test_introduce_says_what_the_new_thing_looks_most_like(client: Any, alice: dict[str, str],
+                                                           photos: dict[str, bytes]) -> None:
+    first = introduce(client, alice, "Tom", photos["cat"], CAT_BOX)
+    assert first.status_code == 201 and first.json()["most_alike"] is None  # nothing else in memory
+    twin = introduce(client, alice, "Tom again", photos["cat"], CAT_BOX).json()["most_alike"]
+    assert twin["name"] == "Tom" and twin["agreement"] > 0.9 and twin["over_threshold"] is True
+    cup = introduce(client, alice, "Cup", photos["cup"]).json()["most_alike"]
+    assert cup["name"] in ("Tom", "Tom again") and cup["agreement"] < twin["agreement"]
+    assert client.get("/v1/concepts/Tom", headers=alice).json()["most_alike"] is None  # introduce's answer only

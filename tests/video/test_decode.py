@@ -79,9 +79,10 @@ def _unknown_codec(path: Path, make_clip: Callable[..., Path]) -> Path:
         (lambda d, clip, mk: mk(d / "empty.mkv", []), "not a readable video"),
         (lambda d, clip, mk: _unknown_codec(d / "odd.avi", mk), "codec this FFmpeg build cannot decode"),
         (lambda d, clip, mk: (d / "zero.mp4").write_bytes(b"") or d / "zero.mp4", "the file is empty"),
+        (lambda d, clip, mk: d, "is a folder, not a video"),
     ],
     ids=["text-named-mp4", "missing", "truncated", "audio-only", "zero-frames-mp4", "zero-frames-mkv",
-         "unsupported-codec", "zero-bytes"],
+         "unsupported-codec", "zero-bytes", "folder"],
 )
 def test_bad_videos_raise_a_clear_error(tmp_path: Path, grey_clip: Path, make_clip: Callable[..., Path],
                                         make: Callable[..., Path], words: str) -> None:

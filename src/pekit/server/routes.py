@@ -24,6 +24,7 @@ from pekit.server.schemas import (
     CATEGORY_MAX,
     NAME_MAX,
     TEXT_MAX,
+    AlikeOut,
     AnswerOut,
     ConceptOut,
     ContextIn,
@@ -151,7 +152,16 @@ async def introduce(
     p = svc.personalizer_for(user)
     concept = await svc.pool.run(p.introduce, name, datas, category=category, context=context, boxes=box_list,
                                  replace=replace, kind=kind)
-    return concept_out(concept, boxes=True, personalizer=p)
+    out = concept_out(concept, boxes=True, personalizer=p)
+    import anyio
+
+    # no backbone pass (parts against parts), and not through the pool: a full queue must not
+    # turn an introduce that was stored into a 503
+    alike = await anyio.to_thread.run_sync(p.most_alike, concept.name)
+    if alike is not None:  # what introduce warns of in the log, said to the client too
+        out.most_alike = AlikeOut(name=alike[0], agreement=round(float(alike[1]), 4),
+                                  over_threshold=bool(alike[1] >= p.pipeline.config.threshold))
+    return out
 
 
 @router.get("/concepts/{name}", response_model=ConceptOut, summary="one concept",

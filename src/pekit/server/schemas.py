@@ -15,6 +15,13 @@ __all__ = ["AnswerOut", "ConceptOut", "ContextIn", "DetectionOut", "ErrorBody", 
 NAME_MAX, CATEGORY_MAX, TEXT_MAX = MAX_NAME_LENGTH, MAX_CATEGORY_LENGTH, MAX_CONTEXT_LENGTH  # the library's limits
 
 
+class AlikeOut(BaseModel):
+    name: str = Field(description="the other concept's name")
+    agreement: float = Field(description="how well their parts agree, in the units of a recognition score")
+    over_threshold: bool = Field(description="at or above the recognition threshold: look-alikes may take "
+                                 "either name (a correction keeps one from happening again)")
+
+
 class ConceptOut(BaseModel):
     name: str = Field(description="what the user calls it, e.g. 'Bo'")
     category: str = Field(description="its class, e.g. 'dog' (may be empty)")
@@ -35,6 +42,9 @@ class ConceptOut(BaseModel):
     same_pictures: list[list[int]] | None = Field(default=None, description="pairs of reference photos (numbered "
                                                   "from 1) that are the same picture, a copy adds nothing; only "
                                                   "when one concept is asked for")
+    most_alike: AlikeOut | None = Field(default=None, description="the other thing in memory it looks most like "
+                                        "(introduce's answer only); at or above the threshold, a thing of their "
+                                        "kind that was never introduced may be named after either")
 
 
 class ContextIn(BaseModel):

@@ -153,6 +153,8 @@ def _open(path: str | os.PathLike) -> Any:
         raise VideoError(f"'{str(p)[:120]}': not a path this system can open ({exc.strerror or exc}); check the "
                          "path") from exc
     if not found:
+        if p.is_dir():
+            raise VideoError(f"'{p}' is a folder, not a video; pass the video file itself")
         raise VideoError(f"'{p}': no such video file; check the path")
     if p.stat().st_size == 0:
         raise VideoError(f"'{p}': the file is empty (0 bytes)")
@@ -196,7 +198,7 @@ def _too_large(path: str | os.PathLike, width: int, height: int, limit: int) -> 
     return VideoError(
         f"'{path}': frames of {width} x {height} pixels are over the limit of {limit} pixels; downscale the "
         "video first (e.g. ffmpeg -vf scale=1280:-2), or raise the limit (max_pixels=, --max-pixels) if "
-        f"you have the memory (one RGB frame takes {3 * width * height / 2**20:.0f} MiB)"
+        f"you have the memory (one RGB frame takes {3 * width * height / 2**20:.3g} MiB)"
     )
 
 

@@ -385,7 +385,8 @@ def check_sheet_path(sheet: str | os.PathLike) -> None:
         raise InvalidInputError(f"--sheet '{text}' is a folder; name the contact sheet's file, e.g. "
                                 f"{target / 'sheet.png'}")
     if not writable_suffix(target.suffix):
-        raise InvalidInputError(f"--sheet '{text}' has no image suffix; name a .png or .jpg file, e.g. "
+        raise InvalidInputError(f"--sheet '{text}' has no image suffix (a contact sheet is a picture); name a .png "
+                                "or .jpg file, e.g. "
                                 f"{target.with_suffix('.png')}")
 
 
