@@ -374,6 +374,16 @@ def test_a_photo_sent_as_the_raw_body_is_told_to_send_a_form(client: Any, alice:
     assert client.get("/v1/concepts", headers=alice).json() == []  # nothing was introduced
 
 
+def test_a_patch_sent_as_text_is_told_to_send_json(client: Any, alice: dict[str, str],
+                                                    photos: dict[str, bytes]) -> None:
+    introduce(client, alice, "Tom", photos["cat"], CAT_BOX, context="my cat")
+    r = client.patch("/v1/concepts/Tom", headers={**alice, "Content-Type": "text/plain"}, content=b'{"context": "x"}')
+    assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]["message"], r.text
+    assert client.get("/v1/concepts/Tom", headers=alice).json()["context"] == "my cat"
+    r = client.patch("/v1/concepts/Tom", headers=alice, json={"context": "the neighbour's"})
+    assert r.status_code == 200 and r.json()["context"] == "the neighbour's"
+
+
 def test_a_key_sent_as_the_request_id_is_not_echoed(client: Any, alice: dict[str, str]) -> None:
     token = alice["Authorization"].split()[1]
     r = client.get("/v1/me", headers={**alice, "X-Request-ID": token})

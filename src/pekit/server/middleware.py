@@ -73,19 +73,30 @@ _FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 async def _refused_media(scope: Scope, send: Send, rid: str) -> bool:
     """Whether a body of another kind was sent to a route that takes a form (the photo as a
-    file field): answered 415 before it is read. A photo posted as the raw body
-    (``Content-Type: image/jpeg``) would otherwise be measured against the JSON body limit
-    (413) or read as a form without its photo (422), neither of which says what to send."""
+    file field) or, for ``PATCH``, JSON: answered 415 before it is read. A photo posted as
+    the raw body (``Content-Type: image/jpeg``) would otherwise be measured against the JSON
+    body limit (413) or read as a form without its photo (422), and JSON sent as
+    ``text/plain`` read as no object (422): none of which says what to send."""
     route = _upload_route(str(scope.get("method", "")), str(scope.get("path", "")))
     kind = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
-    if route is None or scope.get("method") != "POST" or not kind or kind in _FORMS:
+    if route is None or not kind:
         return False
-    field = "photos" if route == "/v1/concepts" else "photo"
+    if scope.get("method") == "PATCH":  # a JSON body: a form or text/plain would be read as no object
+        if kind == "application/json" or kind.endswith("+json"):
+            return False
+        wanted, message = b"application/json", (f"{route} takes a JSON object with Content-Type: application/json "
+                                                 f"(curl --json '{{\"context\": \"...\"}}'), not a "
+                                                 f"{_printable(kind)} body")
+    else:
+        if kind in _FORMS:
+            return False
+        field = "photos" if route == "/v1/concepts" else "photo"
+        wanted, message = b"multipart/form-data", (f"{route} takes multipart/form-data with the photo as the file "
+                                                   f"field '{field}' (curl -F {field}=@photo.jpg ...), not a "
+                                                   f"{_printable(kind)} body")
     scope["pekit.route"] = route
-    await _send_json(send, 415, {"error": {"type": "UnsupportedMediaType", "status": 415, "message":
-                     f"{route} takes multipart/form-data with the photo as the file field '{field}' "
-                     f"(curl -F {field}=@photo.jpg ...), not a {_printable(kind)} body"}, "request_id": rid},
-                     headers=[(b"accept", b"multipart/form-data")])
+    await _send_json(send, 415, {"error": {"type": "UnsupportedMediaType", "status": 415, "message": message},
+                                 "request_id": rid}, headers=[(b"accept", wanted)])
     return True
 
 
