@@ -154,3 +154,12 @@ def make_folder(folder: str | os.PathLike, *, hint: str = "pass another path") -
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError.writing(folder, exc, what="the folder", hint=hint, verb="create") from exc
+
+
+def read_only_mount(path: str | os.PathLike) -> bool:
+    """Whether ``path`` lies on a file system mounted read-only, where no chmod makes it
+    writable (a backup disk, a container's image): what to tell a user differs."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): treated as a writable mount
+        return False

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pekit._files import read_only_mount
 from pekit.errors import MemoryFileError, MemoryStoreError
 from pekit.memory._schema import is_not_a_database, prepare
 
@@ -239,7 +240,7 @@ class SqliteFile:
         except OSError:
             return None  # not there yet: the first write creates it (its folder is checked then)
         if not mode & 0o222 or not os.access(self.path, os.W_OK):
-            if _read_only_mount(self.path):
+            if read_only_mount(self.path):
                 return (f"memory file {self.label} is on a read-only file system, so pekit cannot {action}; "
                         "copy it to a writable place and use the copy (--memory PATH), or remount it writable")
             return (f"memory file {self.label} is read-only (its permissions), so pekit cannot {action}; make it "
@@ -396,10 +397,3 @@ class SqliteFile:
                 self._conn.close()
                 self._conn = None
 
-
-def _read_only_mount(path: Path) -> bool:
-    """Whether ``path`` lies on a file system mounted read-only (no chmod makes it writable)."""
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # no statvfs (Windows): the permissions' message stands
-        return False

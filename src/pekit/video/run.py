@@ -386,8 +386,7 @@ def check_sheet_path(sheet: str | os.PathLike) -> None:
                                 f"{target / 'sheet.png'}")
     if not writable_suffix(target.suffix):
         raise InvalidInputError(f"--sheet '{text}' has no image suffix (a contact sheet is a picture); name a .png "
-                                "or .jpg file, e.g. "
-                                f"{target.with_suffix('.png')}")
+                                f"or .jpg file, e.g. {target.with_suffix('.png')}")
 
 
 def _box_in(jpeg: bytes, frame: VideoFrame, track_id: int, width: int) -> list[float]:
