@@ -449,9 +449,13 @@ def test_update_changes_context_and_category_and_keeps_the_views(cli: Any, stock
     assert [(r["context"], r["views"]) for r in json.loads(out)] == [("my cat, loves the sun", 1)]
     before = digest(m)
     code, _, err = cli("update", "cat", "--memory", m)
-    assert code == 2 and "--context TEXT and/or --category TEXT" in err
+    assert code == 2 and "--context TEXT, --category TEXT and/or --rename NEW" in err
     code, _, err = cli("update", "cat", "--category", "a\x1b[2Jb", "--memory", m)
     assert_one_line_error(err, "update", "control character U+001B")
     code, _, err = cli("update", "dog", "--context", "x", "--memory", m)
     assert code == 4 and "no concept named 'dog'" in err
     assert digest(m) == before
+    code, out, err = cli("update", "cat", "--rename", "Mochi", "--memory", m, "--json")
+    assert code == 0 and json.loads(out)["name"] == "Mochi", err
+    code, out, _ = cli("recognize", stocked["query"], "--memory", m, "--json")
+    assert [d["name"] for d in json.loads(out)] == ["Mochi"]  # recognized under its new name

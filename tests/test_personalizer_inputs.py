@@ -5,6 +5,7 @@ memory."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import threading
@@ -17,6 +18,7 @@ import pytest
 from pekit.errors import (
     BackboneMismatchError,
     BackendError,
+    ConceptNotFoundError,
     DuplicateConceptError,
     ImageError,
     InvalidInputError,
@@ -103,6 +105,29 @@ def test_update_changes_what_the_lvlm_is_told_without_a_pass(p: Any, chelsea: np
     with pytest.raises(InvalidInputError, match="control character"):
         p.update("Tom", category="a\nb")  # a category is one line
     assert p.get("Tom").category == "tabby"
+
+
+def test_rename_keeps_views_and_corrections_and_refuses_a_taken_name(p: Any, chelsea: np.ndarray) -> None:
+    p.introduce("Rex", chelsea[:, ::-1], boxes=[None])
+    tom = p.get("Tom")
+    fixed = p.memory.modify("Tom", lambda c: dataclasses.replace(c, meta={**c.meta, "corrections": [{"negatives": 1}]},
+                                                                 negatives=c.views[:1]))
+    before = p.memory.generation(namespace=p.namespace)
+    for taken in ("Rex", "rex"):
+        with pytest.raises(DuplicateConceptError, match="name is taken"):
+            p.update("Tom", rename=taken)
+    for bad, words in (("", "non-empty"), ("Bo\x1b[31m", "control character"), ("x" * 201, "characters long")):
+        with pytest.raises(InvalidInputError, match=words):
+            p.update("Tom", rename=bad)
+    assert p.memory.generation(namespace=p.namespace) == before  # nothing was written
+    bobby = p.update("tom", rename=" Bobby ", context="the neighbour's cat")
+    assert (bobby.name, bobby.id, bobby.context) == ("Bobby", tom.id, "the neighbour's cat")
+    assert np.array_equal(bobby.views, tom.views) and np.array_equal(bobby.negatives, fixed.negatives)
+    assert bobby.meta["corrections"] == [{"negatives": 1}]
+    with pytest.raises(ConceptNotFoundError):
+        p.get("Tom")
+    assert "Bobby" in list(p.recognize(chelsea).name)  # the matcher sees the new name (its cache too)
+    assert p.update("BOBBY", rename="bobby").name == "bobby"  # a change of case only is a rename too
 
 
 # ---- ask and caption -------------------------------------------------------------------------------

@@ -126,12 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1", help="box around the object (default: saliency)")
     _common(p)
 
-    p = sub.add_parser("update", help="change a concept's context or category (its photos stay)",
-                       description="pekit update NAME --context TEXT [--category TEXT]: change what the LVLM is "
-                                   "told about NAME, or its category, without its photos or a backbone pass.")
+    p = sub.add_parser("update", help="change a concept's context, category or name (its photos stay)",
+                       description="pekit update NAME [--context TEXT] [--category TEXT] [--rename NEW]: change "
+                                   "what the LVLM is told about NAME, its category or its name, without its photos "
+                                   "or a backbone pass.")
     p.add_argument("name")
     p.add_argument("--context", help="what the LVLM should know, e.g. \"my parents' dog, loves the beach\"")
     p.add_argument("--category", help="what it is, e.g. dog")
+    p.add_argument("--rename", metavar="NEW", help="call it NEW from now on (views and corrections stay)")
     _common(p)
 
     p = sub.add_parser("repair", help="remove concepts whose stored rows are damaged, and report them")

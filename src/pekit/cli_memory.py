@@ -167,11 +167,12 @@ def cmd_add_view(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    """``pekit update NAME --context TEXT [--category TEXT]``: what the LVLM is told, photos kept."""
-    if args.context is None and args.category is None:
-        raise InvalidInputError("say what to change: --context TEXT and/or --category TEXT")
+    """``pekit update NAME [--context TEXT] [--category TEXT] [--rename NEW]``: what the LVLM is
+    told, or the name, photos kept."""
+    if args.context is None and args.category is None and args.rename is None:
+        raise InvalidInputError("say what to change: --context TEXT, --category TEXT and/or --rename NEW")
     with open_personalizer(args) as p:
-        c = p.update(args.name, context=args.context, category=args.category)
+        c = p.update(args.name, context=args.context, category=args.category, rename=args.rename)
     _report(args, {"name": c.name, "category": c.category, "context": c.context, "memory": p.memory.uri},
             f"'{shown_line(c.name)}': {shown_line(c.category) or '-'} — {shown_line(c.context) or '(no context)'}")
     return 0

@@ -285,10 +285,15 @@ def _first_of_lookalikes(p: Personalizer, stored: Concept) -> Concept:
                                 f"keeps '{earlier[0]}' only)")
 
 
-def update(p: Personalizer, name: str, *, context: str | None = None, category: str | None = None) -> Concept:
-    """`Personalizer.update`: ``name``'s context and category changed (None keeps one) in one
-    read-and-write transaction; nothing is written when nothing changes."""
+def update(p: Personalizer, name: str, *, context: str | None = None, category: str | None = None,
+           rename: str | None = None) -> Concept:
+    """`Personalizer.update`: ``name``'s context, category or name changed (None keeps one) in
+    one read-and-write transaction; nothing is written when nothing changes."""
+    from pekit.memory import clean_name
+
     changes: dict[str, Any] = {}
+    if rename is not None:
+        changes["name"] = clean_name(rename)
     if context is not None:
         changes["context"] = clean_context(context)
     if category is not None:

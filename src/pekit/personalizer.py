@@ -318,9 +318,12 @@ class Personalizer:
         """The concept called ``name`` (ignoring case: ``bo`` is ``Bo``); `ConceptNotFoundError` if none."""
         return self.memory.get(name, namespace=self.namespace)
 
-    def update(self, name: str, *, context: str | None = None, category: str | None = None) -> Concept:
-        """Change what is told about a concept: its ``context`` (said to the LVLM) or
-        ``category``; None keeps one as it is. No backbone pass; the views stay.
+    def update(self, name: str, *, context: str | None = None, category: str | None = None,
+               rename: str | None = None) -> Concept:
+        """Change what is told about a concept: its ``context`` (said to the LVLM),
+        ``category`` or name (``rename``: what it is called from now on, e.g. "Bo" to
+        "Bobby"; photos are not kept, so this is the way to rename); None keeps one as it
+        is. No backbone pass; the views and corrections stay.
 
         Read and written in one transaction (a view added meanwhile by another process stays);
         when nothing changes, nothing is written.
@@ -329,10 +332,12 @@ class Personalizer:
 
         Raises:
             ConceptNotFoundError: no concept ``name``.
+            DuplicateConceptError: ``rename`` is another concept's name (ignoring case).
             InvalidInputError: text with control characters, or longer than
-                `pekit.memory.MAX_CONTEXT_LENGTH` / `MAX_CATEGORY_LENGTH` (nothing changed).
+                `pekit.memory.MAX_CONTEXT_LENGTH` / `MAX_CATEGORY_LENGTH` / `MAX_NAME_LENGTH`
+                (nothing changed).
         """
-        return introducing.update(self, name, context=context, category=category)
+        return introducing.update(self, name, context=context, category=category, rename=rename)
 
     def explain(self, image: ImageInput, detections: Detections | None = None) -> np.ndarray:
         """Per detection, the patch similarity heat map over the photo and the reference view

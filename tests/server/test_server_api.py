@@ -196,3 +196,16 @@ def test_introduce_says_what_the_new_thing_looks_most_like(client: Any, alice: d
     cup = introduce(client, alice, "Cup", photos["cup"]).json()["most_alike"]
     assert cup["name"] in ("Tom", "Tom again") and cup["agreement"] < twin["agreement"]
     assert client.get("/v1/concepts/Tom", headers=alice).json()["most_alike"] is None  # introduce's answer only
+
+
+def test_patch_renames_a_concept_and_refuses_a_taken_or_path_like_name(client: Any, alice: dict[str, str],
+                                                                       photos: dict[str, bytes]) -> None:
+    introduce(client, alice, "Tom", photos["cat"], CAT_BOX, context="my cat")
+    introduce(client, alice, "Cup", photos["cup"])
+    assert client.patch("/v1/concepts/Tom", headers=alice, json={"name": "cup"}).status_code == 409
+    assert client.patch("/v1/concepts/Tom", headers=alice, json={"name": "a/b"}).status_code in (400, 422)
+    r = client.patch("/v1/concepts/Tom", headers=alice, json={"name": "Mochi"})
+    assert r.status_code == 200 and (r.json()["name"], r.json()["context"], r.json()["views"]) == ("Mochi", "my cat", 1)
+    assert client.get("/v1/concepts/Tom", headers=alice).status_code == 404
+    r = client.post("/v1/recognize", headers=alice, files={"photo": ("q.jpg", photos["cat"], "image/jpeg")})
+    assert [d["name"] for d in r.json()["detections"]] == ["Mochi"]

@@ -171,12 +171,13 @@ def get_concept(svc: Svc, user: User, name: ConceptName) -> ConceptOut:
     return concept_out(p.get(_name(svc, name)), boxes=True, personalizer=p)
 
 
-@router.patch("/concepts/{name}", response_model=ConceptOut, summary="change a concept's context or category",
+@router.patch("/concepts/{name}", response_model=ConceptOut, summary="change a concept's context, category or name",
              responses=_errors(404, 413))
 def update_concept(svc: Svc, user: User, name: ConceptName, body: ContextIn) -> ConceptOut:
     p = svc.personalizer_for(user)
     # read and written in one transaction (a view added meanwhile by another request stays); no change, no write
-    changed = p.update(_name(svc, name), context=body.context, category=body.category)
+    changed = p.update(_name(svc, name), context=body.context, category=body.category,
+                       rename=None if body.name is None else _name(svc, body.name))
     return concept_out(changed, boxes=True, personalizer=p)
 
 

@@ -53,6 +53,8 @@ class ContextIn(BaseModel):
     model_config = {"extra": "forbid"}
     context: str | None = Field(default=None, max_length=TEXT_MAX, description="what the LVLM should know about it")
     category: str | None = Field(default=None, max_length=CATEGORY_MAX, description="its class, e.g. 'dog'")
+    name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX, description="a new name for it "
+                             "(views and corrections stay); 409 when another concept has it")
 
 
 class DetectionOut(BaseModel):
