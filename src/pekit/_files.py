@@ -119,7 +119,7 @@ def output_path(path: str | os.PathLike, what: str) -> Path:
     not (a file name over the file system's length limit), and `OutputError` when a file
     stands where one of its folders would be (``--sheet clip.mp4/sheet.png``), before any
     work is done: not after another output of the same run was written."""
-    from pekit.errors import InvalidInputError, OutputError
+    from pekit.errors import InvalidInputError, OutputError, _file_in_the_way
 
     target = Path(path).expanduser()
     try:
@@ -127,12 +127,10 @@ def output_path(path: str | os.PathLike, what: str) -> Path:
     except OSError as exc:  # Python < 3.12 raises ENAMETOOLONG here
         raise InvalidInputError(f"{what} '{os.fspath(path)[:80]}...': not a path this system can write "
                                 f"({exc.strerror or exc}); choose a shorter name") from exc
-    for folder in target.parents:  # the nearest one that exists must be a folder
-        if folder.exists():
-            if not folder.is_dir():
-                raise OutputError(f"cannot create the folder of {what} '{os.fspath(path)}': '{folder}' is a file, "
-                                  f"not a folder; pass {what} a path elsewhere")
-            break
+    blocked = _file_in_the_way(target.parent)  # the nearest of its folders that exists must be one
+    if blocked is not None:
+        raise OutputError(f"cannot create the folder of {what} '{os.fspath(path)}': '{blocked}' is a file, "
+                          f"not a folder; pass {what} a path elsewhere")
     return target
 
 

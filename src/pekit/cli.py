@@ -251,7 +251,7 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
             elif out is not None:
                 save(answer.image, out)
             elif answer.meta.get("backend") == "none" and not args.json:
-                out = save_beside(answer.image, path)  # the annotated image the LVLM would get
+                out = save_beside(answer.image, path, command)  # the annotated image the LVLM would get
             records.append(_print_answer(args, path, answer, out, batch))
     if args.json:
         print(json.dumps(records if batch else records[0]))

@@ -138,7 +138,7 @@ def read_only(folder: Path) -> bool:
     return not mode & 0o222 or not os.access(folder, os.W_OK | os.X_OK)
 
 
-def save_beside(picture: Any, image: Path) -> Path | None:
+def save_beside(picture: Any, image: Path, command: str = "ask") -> Path | None:
     """Write the default output `beside` the photo; in the current folder when the photo's
     folder is read-only (`read_only`: an album or a dataset) or cannot be written. Returns
     where it went, or None (said on stderr) when neither can be written: a picture nobody
@@ -153,7 +153,7 @@ def save_beside(picture: Any, image: Path) -> Path | None:
         try:
             save(picture, out)
         except InvalidInputError as exc:
-            print(f"pekit: warning: the annotated image was not written ({exc}); pass --out PATH to "
+            print(f"pekit {command}: warning: the annotated image was not written ({exc}); pass --out PATH to "
                   "write it elsewhere", file=sys.stderr)
             return None
     return out

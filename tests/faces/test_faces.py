@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -91,8 +92,19 @@ def test_gallery_refuses_vectors_of_another_face_model_and_skips_objects() -> No
 def test_stored_face_vectors_of_the_wrong_width_name_the_person() -> None:
     fp = "dlib-face-128@resnet_v1"
     assert len(FaceGallery.from_concepts([_person("Lin", np.zeros((2, 128)), fp)], fp, 128)) == 1
-    with pytest.raises(MemoryFileError, match=r"person 'Lin' is damaged.*3 numbers, not the 128.*introduce"):
-        FaceGallery.from_concepts([_person("Lin", np.zeros((1, 3)), fp)], fp, 128)
+    for bad in (np.zeros((1, 3)), np.zeros((2, 64))):  # (2, 64) would have been regrouped into one vector
+        with pytest.raises(MemoryFileError, match=r"person 'Lin' is damaged.*not the 128 numbers.*introduce"):
+            FaceGallery.from_concepts([_person("Lin", bad, fp)], fp, 128)
+
+
+def test_add_view_of_a_person_with_damaged_faces_names_them(faces: Any, astronaut: np.ndarray,
+                                                            make_personalizer: Any) -> None:
+    p = make_personalizer(faces=faces)
+    lin = p.introduce("Lin", astronaut, kind="person")
+    p.memory.update(dataclasses.replace(lin, meta={**lin.meta, "faces": [[0.0, 1.0, 2.0]]}))
+    with pytest.raises(MemoryFileError, match="person 'Lin' is damaged"):
+        p.add_view("Lin", astronaut)
+    assert p.get("Lin").meta["faces"] == [[0.0, 1.0, 2.0]]  # nothing written
 
 
 def test_the_cnn_detector_finds_the_face_and_keeps_the_fingerprint(faces: Any, astronaut: np.ndarray) -> None:

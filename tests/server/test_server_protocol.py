@@ -23,7 +23,8 @@ async def slow_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     await asyncio.sleep(1.5 if scope["path"] == "/slow" else 0)
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    status = 415 if scope["path"] == "/early" else 200  # /early: answered before its body is read
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
 
 
@@ -88,3 +89,19 @@ def test_an_answer_longer_than_the_deadline_is_not_cut_and_the_next_head_gets_on
         conn.sendall(b"GET /fast HTTP/1.1\r\n")  # kept alive; the next head stalls
         got, _ = read_all(conn, 10)
     assert got.startswith(b"HTTP/1.1 408")
+
+
+def test_the_rest_of_a_body_answered_early_is_no_stalled_head(server: int) -> None:
+    with socket.create_connection(("127.0.0.1", server)) as conn:
+        conn.sendall(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        conn.settimeout(10)
+        first = b""
+        while not first.endswith(b"ok"):
+            chunk = conn.recv(4096)
+            assert chunk, first
+            first += chunk
+        assert first.startswith(b"HTTP/1.1 415")
+        time.sleep(0.4)
+        conn.sendall(b"0123456789")  # the rest of the body, after the answer
+        got, took = read_all(conn, 10)  # uvicorn serves no next request on it: let go, and silently
+    assert got == b"" and took < 5

@@ -34,6 +34,7 @@ __all__ = [
     "face_spec_hint",
     "load_faces",
     "match_faces",
+    "stored_faces",
 ]
 
 PERSON = "person"
@@ -162,15 +163,9 @@ class FaceGallery:
                     f"'{fingerprint}'; re-introduce '{c.name}' (pekit introduce --replace --kind person), or "
                     f"{face_spec_hint(model)}"
                 )
-            rows = np.asarray(c.meta.get("faces", []), np.float32)
+            rows = stored_faces(c, dim, fingerprint)
             if rows.size == 0:
                 continue
-            rows = rows.reshape(len(rows), -1)
-            if dim is not None and rows.shape[1] != dim:
-                raise MemoryFileError(
-                    f"person '{c.name}' is damaged in memory: its face vectors have {rows.shape[1]} numbers, not the "
-                    f"{dim} of face model '{fingerprint}'; introduce '{c.name}' again (pekit introduce --replace "
-                    "--kind person) or forget it")
             owner.extend([len(names)] * len(rows))
             names.append(c.name)
             ids.append(c.id)
@@ -178,6 +173,20 @@ class FaceGallery:
         return cls(names, np.asarray(ids, np.int64),
                    np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32),
                    np.asarray(owner, np.int64))
+
+
+def stored_faces(concept: Concept, dim: int | None, fingerprint: str) -> np.ndarray:
+    """A person's stored face vectors, ``(n, dim)`` (``(0, dim)`` when none); `MemoryFileError`
+    naming the person when they are not ``dim`` numbers long (a hand-edited or damaged
+    record: compared as they are, they would fail, or be regrouped into wrong vectors)."""
+    rows = np.asarray(concept.meta.get("faces", []), np.float32)
+    width = rows.shape[1] if rows.ndim == 2 else (0 if rows.size == 0 else -1)
+    if rows.size and dim is not None and width != dim:
+        raise MemoryFileError(
+            f"person '{concept.name}' is damaged in memory: its face vectors are not the {dim} numbers of face "
+            f"model '{fingerprint}'; introduce '{concept.name}' again (pekit introduce --replace --kind person) "
+            "or forget it")
+    return rows.reshape(len(rows), -1) if rows.size else np.zeros((0, dim or 0), np.float32)
 
 
 def distances(vectors: np.ndarray, gallery: FaceGallery) -> np.ndarray:

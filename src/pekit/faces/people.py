@@ -29,6 +29,7 @@ from pekit.faces import (
     face_reference,
     face_spec_hint,
     match_faces,
+    stored_faces,
 )
 from pekit.images import ImageInput, describe, load_image, source_name
 from pekit.introducing import write_introduced
@@ -140,14 +141,14 @@ def add_face(p: Personalizer, concept: Concept, image: ImageInput, *, box: Any, 
             f"'{concept.name}' with this model (--replace)")
     vector, xyxy, view = face_view(p, image, None if box is None else reference_boxes([image], [box])[0], adding=True)
     reference = source_name(image)
-    stored_faces = np.asarray(concept.meta.get("faces", []), np.float32).reshape(-1, len(vector))
-    if len(stored_faces):  # as `introduce` warns of two photos whose faces are not one person's
-        nearest, tolerance = float(np.linalg.norm(stored_faces - vector, axis=1).min()), face_tolerance(p)
+    known = stored_faces(concept, len(vector), model)
+    if len(known):  # as `introduce` warns of two photos whose faces are not one person's
+        nearest, tolerance = float(np.linalg.norm(known - vector, axis=1).min()), face_tolerance(p)
         if nearest > tolerance:
             log.warning("'%s': the face in %s is %.2f from the nearest of its %d face(s), more than the %.2f "
                         "within which faces are one person: is it %s? Added all the same; if not, introduce "
                         "'%s' again from photos of %s only (--replace)", concept.name, describe(image), nearest,
-                        len(stored_faces), tolerance, concept.name, concept.name, concept.name)
+                        len(known), tolerance, concept.name, concept.name, concept.name)
 
     def add(now: Concept) -> Concept:
         more = with_view(now, view, reference=reference)

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from pekit.errors import InvalidInputError
-from pekit.types import whole_number
+from pekit.types import finite_number, whole_number
 
 __all__ = [
     "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "backbone_key", "check_new_name", "check_storable", "check_threshold",
     "clean_name", "clean_namespace", "clean_prose", "clean_text", "concept_ids", "dump_meta", "from_blob",
-    "lookalike_key", "name_key", "not_found_message", "printable", "to_blob", "unit_rows",
+    "lookalike_key", "meta_records_problem", "name_key", "not_found_message", "printable", "to_blob", "unit_rows",
 ]
 
 _BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines
@@ -304,6 +304,43 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"object of type {type(value).__name__} is not JSON serializable")
+
+
+def meta_records_problem(meta: dict[str, Any]) -> str:
+    """What is wrong with the records pekit reads back from a concept's ``meta`` ("" when
+    nothing): a list of reference names, of boxes, of corrections, of face vectors of one
+    length, a face model's name. The rest of ``meta`` is free; these keys keep the shapes
+    pekit writes, so a hand-edited ``"references": 5`` is named when the concept is written
+    or read, not met as a TypeError deep in ``add-view`` or ``--explain``. (Part groups and
+    colours are checked where they are read, and a damaged one is ignored.)
+
+    >>> meta_records_problem({"references": ["00.jpg"], "boxes": [[0, 0, 5, 5]], "faces": [[0.1, 0.2]]})
+    ''
+    >>> meta_records_problem({"references": 5})
+    "'references' is int, not a list of photo names"
+    """
+    checks = {
+        "references": (lambda r: isinstance(r, str), "a list of photo names"),
+        "boxes": (lambda b: isinstance(b, list) and len(b) == 4 and all(finite_number(v) for v in b),
+                  "a list of boxes [x0, y0, x1, y1]"),
+        "corrections": (lambda c: isinstance(c, dict), "a list of correction records"),
+        "faces": (lambda f: isinstance(f, list) and len(f) > 0 and all(finite_number(v) for v in f),
+                  "a list of face vectors"),
+    }
+    for key, (valid, what) in checks.items():
+        record = meta.get(key)
+        if record is None:
+            continue
+        if not isinstance(record, list):
+            return f"{key!r} is {type(record).__name__}, not {what}"
+        bad = next((i for i, entry in enumerate(record) if not valid(entry)), None)
+        if bad is not None:
+            return f"{key!r} is not {what}: entry {bad} is {str(record[bad])[:40]!r}"
+    if len({len(f) for f in meta.get("faces") or []}) > 1:
+        return "'faces' hold face vectors of different lengths"
+    if "face_model" in meta and not isinstance(meta["face_model"], str):
+        return f"'face_model' is {type(meta['face_model']).__name__}, not a name"
+    return ""
 
 
 def dump_meta(meta: Any) -> str:

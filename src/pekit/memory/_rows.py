@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pekit.errors import InvalidInputError, MemoryFileError
-from pekit.memory._codec import check_threshold, from_blob
+from pekit.memory._codec import check_threshold, from_blob, meta_records_problem
 from pekit.types import Concept
 
 __all__ = ["COLUMNS", "DamagedRowError", "decode_concept", "decode_vectors", "find_damaged", "stored_settings",
@@ -86,7 +86,9 @@ def _decode_meta(text: Any) -> dict[str, Any]:
         raise DamagedRowError(f"its meta is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise DamagedRowError(f"its meta is JSON {type(meta).__name__}, not an object")
-    _check_records(meta)
+    problem = meta_records_problem(meta)
+    if problem:
+        raise DamagedRowError(f"its meta's {problem}")
     return meta
 
 
@@ -108,46 +110,6 @@ def _stored_threshold(value: Any) -> float | None:
     if problem:
         raise DamagedRowError(problem)
     return check_threshold(value)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_records(meta: dict[str, Any]) -> None:
-    """The records pekit reads back from a concept's meta have the shapes pekit wrote
-    (`DamagedRowError` naming the record otherwise): a list of reference names, of boxes,
-    of corrections, of face vectors of one length. A hand-edited ``"references": 5`` would
-    otherwise surface as a TypeError deep in ``add-view`` or ``--explain``. (Part groups and
-    colours are checked where they are read, and a damaged one is ignored.)
-
-    >>> _check_records({"references": ["00.jpg"], "boxes": [[0, 0, 5, 5]], "faces": [[0.1, 0.2]]})
-    >>> _check_records({"references": 5})
-    Traceback (most recent call last):
-    pekit.memory._rows.DamagedRowError: its meta's 'references' is int, not a list of photo names
-    """
-    checks = {
-        "references": (lambda r: isinstance(r, str), "a list of photo names"),
-        "boxes": (lambda b: isinstance(b, list) and len(b) == 4 and all(_number(v) for v in b),
-                  "a list of boxes [x0, y0, x1, y1]"),
-        "corrections": (lambda c: isinstance(c, dict), "a list of correction records"),
-        "faces": (lambda f: isinstance(f, list) and len(f) > 0 and all(_number(v) for v in f),
-                  "a list of face vectors"),
-    }
-    for key, (valid, what) in checks.items():
-        record = meta.get(key)
-        if record is None:
-            continue
-        if not isinstance(record, list):
-            raise DamagedRowError(f"its meta's {key!r} is {type(record).__name__}, not {what}")
-        bad = next((i for i, entry in enumerate(record) if not valid(entry)), None)
-        if bad is not None:
-            raise DamagedRowError(f"its meta's {key!r} is not {what}: entry {bad} is {str(record[bad])[:40]!r}")
-    faces = meta.get("faces") or []
-    if len({len(f) for f in faces}) > 1:
-        raise DamagedRowError("its meta's 'faces' hold face vectors of different lengths")
-    if "face_model" in meta and not isinstance(meta["face_model"], str):
-        raise DamagedRowError(f"its meta's 'face_model' is {type(meta['face_model']).__name__}, not a name")
 
 
 def decode_concept(row: Sequence[Any], views: list[bytes] | None, parts: bytes | None, dim: int,

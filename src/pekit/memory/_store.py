@@ -33,6 +33,7 @@ from pekit.memory._codec import (
     clean_name,
     clean_namespace,
     dump_meta,
+    meta_records_problem,
     not_found_message,
     unit_rows,
 )
@@ -165,13 +166,17 @@ class StoreBase(ABC):
     def _prepared(cls, concept: Concept) -> Concept:
         """Validated copy: clean name/namespace, unit-norm float32 vectors, checked fields."""
         name, namespace = cls._key(concept.name, concept.namespace)
+        meta = json.loads(dump_meta(concept.meta))
+        problem = meta_records_problem(meta)
+        if problem:  # read back, it would be a damaged concept
+            raise InvalidInputError(f"concept meta: {problem}; pekit reads that record back, so it keeps its shape")
         views = unit_rows(concept.views, what="views")
         d = views.shape[1]
         parts = None if concept.parts is None else unit_rows(concept.parts, what="parts", dim=d)
         negatives = None if concept.negatives is None else unit_rows(concept.negatives, what="negatives", dim=d)
         return dataclasses.replace(
             concept, name=name, namespace=namespace, views=views, parts=parts, negatives=negatives,
-            threshold=check_threshold(concept.threshold), meta=json.loads(dump_meta(concept.meta)),
+            threshold=check_threshold(concept.threshold), meta=meta,
             backbone=check_storable(concept.backbone or "", "backbone fingerprint"),
             category=check_storable(concept.category, "category"), context=check_storable(concept.context, "context"),
         )

@@ -18,6 +18,7 @@ import logging
 import os
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pekit.server.limits import Limits
@@ -47,19 +48,21 @@ def head_timeout_from_env() -> float:
 
 class HeadTimeoutH11(H11Protocol):
     """`H11Protocol` that closes a connection whose request head does not arrive whole
-    within `head_timeout_s` (class attribute: ``pekit serve`` sets it before it starts)."""
+    within `head_timeout_s` (class attribute: ``pekit serve`` sets it before it starts).
+
+    The same wait bounds the silence while the rest of a body the server already answered
+    (401, 413, 415 sent before it was read) drains: it may keep coming for as long as it
+    comes, but a client that stops sending it is let go (silently: it has its answer)."""
 
     head_timeout_s: float = head_timeout_from_env()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_timer: asyncio.TimerHandle | None = None
-        self._head_bytes = False
         super().connection_made(transport)
-        self._arm()
+        self._arm()  # the first request's head
 
     def _arm(self) -> None:
         self._disarm()
-        self._head_bytes = False
         self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
 
     def _disarm(self) -> None:
@@ -70,11 +73,16 @@ class HeadTimeoutH11(H11Protocol):
     def _answering(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
+    def _draining(self) -> bool:
+        """The answer is sent, the rest of the request's body still arrives (and is dropped)."""
+        return self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY
+
     def data_received(self, data: bytes) -> None:
-        self._head_bytes = self._head_bytes or bool(data)
         super().data_received(data)
         if self._answering():  # the head is whole: the body's wait (408) and the app take over
             self._disarm()
+        elif self._draining() or (self._head_timer is None and self.conn.their_state is h11.IDLE):
+            self._arm()  # draining: silence counts, not length; idle: the next head's deadline begins
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -87,9 +95,9 @@ class HeadTimeoutH11(H11Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._answering() or self.transport.is_closing():
-            return
-        if self._head_bytes:
+        if self._answering() or self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # an answer under way, a closing connection, or one handed to another protocol
+        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:  # part of a head
             log.warning("a request head stalled for %g s from %s; answered 408 and closed", self.head_timeout_s,
                         _peer(self.client))
             self.transport.write(_REQUEST_TIMEOUT)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, Upl
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from pekit.errors import InvalidInputError
+from pekit.errors import InvalidInputError, PekitError
 from pekit.images import NamedImage
 from pekit.server.keys import ApiKey
 from pekit.server.limits import RequestError, check_filename, check_photo, check_url_name
@@ -157,7 +157,10 @@ async def introduce(
 
     # no backbone pass (parts against parts), and not through the pool: a full queue must not
     # turn an introduce that was stored into a 503
-    alike = await anyio.to_thread.run_sync(p.most_alike, concept.name)
+    try:  # (introduce warned of it in the log; a DELETE in between leaves nothing to compare)
+        alike = await anyio.to_thread.run_sync(p.most_alike, concept.name)
+    except PekitError:
+        alike = None
     if alike is not None:  # what introduce warns of in the log, said to the client too
         out.most_alike = AlikeOut(name=alike[0], agreement=round(float(alike[1]), 4),
                                   over_threshold=bool(alike[1] >= p.pipeline.config.threshold))

@@ -194,11 +194,17 @@ def _limit(max_pixels: int | None) -> int:
     return int(limit)
 
 
+def _mib(size: int) -> str:
+    """Bytes in MiB as a reader wants them: ``286``, ``3072``, ``0.12``."""
+    mib = size / 2**20
+    return f"{mib:.0f}" if mib >= 10 else f"{mib:.2g}"
+
+
 def _too_large(path: str | os.PathLike, width: int, height: int, limit: int) -> VideoError:
     return VideoError(
         f"'{path}': frames of {width} x {height} pixels are over the limit of {limit} pixels; downscale the "
         "video first (e.g. ffmpeg -vf scale=1280:-2), or raise the limit (max_pixels=, --max-pixels) if "
-        f"you have the memory (one RGB frame takes {3 * width * height / 2**20:.3g} MiB)"
+        f"you have the memory (one RGB frame takes {_mib(3 * width * height)} MiB)"
     )
 
 
