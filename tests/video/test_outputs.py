@@ -370,28 +370,56 @@ def test_a_variable_frame_rate_clip_keeps_its_timing(tmp_path: Path) -> None:
     """A phone records at a variable rate (bursts, then a frame held for a second): the
     annotated copy shows each frame when the clip does, not on an even grid (which stretched
     this clip from 3.1 s to 3.4 s, boxes drifting off their moments)."""
-    from fractions import Fraction
-
     import av
 
     from pekit.video.render import write_annotated
 
     times = [0, .01, .51, .54, 1.54, 1.545, 1.6, 2.0, 2.05, 2.6, 3.085, 3.1]
-    clip = tmp_path / "vfr.mp4"
-    with av.open(str(clip), "w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 1000)
-        for i, t in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 20, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    clip = _variable_rate_clip(tmp_path / "vfr.mp4", times, [np.full((64, 64, 3), i * 20, np.uint8)
+                                                           for i in range(len(times))])
     box = Detections(xyxy=np.array([[8, 8, 40, 40]], np.float32), score=np.array([0.8], np.float32),
                      name=np.array(["Bo"], dtype=object))
     write_annotated(clip, tmp_path / "out.mp4", [0.0, 1.54], [box, box], {"Bo": "red"})
     with av.open(str(tmp_path / "out.mp4")) as written:
         shown = [float(f.time) for f in written.decode(written.streams.video[0])]
     assert np.allclose(shown, times, atol=2e-3), shown
+
+
+def _variable_rate_clip(path: Path, times: list[float], frames: list[np.ndarray]) -> Path:
+    """An H.264 clip whose frames are shown at ``times`` (s): bursts and pauses, as a phone or
+    a screen recorder writes them."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for t, image in zip(times, frames, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_a_pause_without_frames_does_not_split_a_track(tmp_path: Path) -> None:
+    """A screen recording of a still screen writes no frames while nothing moves: Bo stays on
+    screen through a 2 s pause, so one appearance, not two."""
+    times = [0.0, 0.5, 1.0, 3.0, 3.5, 4.0]  # nothing between 1.0 and 3.0 s
+    image = np.full((64, 96, 3), 60, np.uint8)
+    image[20:40, 20:40] = 255
+    clip = _variable_rate_clip(tmp_path / "still.mp4", times, [image] * len(times))
+    result = recognize_video(_square, clip, fps=2.0, progress=False)
+    assert [round(f.time, 2) for f in result.frames] == times
+    assert [(t.name, round(t.start, 2), round(t.end, 2), t.frames) for t in result.tracks] == [("Bo", 0.0, 4.0, 6)]
+    # a gap in what was seen still ends a track: Bo gone for the frames between 1.0 and 3.0 s
+    gone = np.full((64, 96, 3), 60, np.uint8)
+    times = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    clip = _variable_rate_clip(tmp_path / "gone.mp4", times, [image] * 3 + [gone] * 3 + [image] * 2)
+    tracks = recognize_video(_square, clip, fps=2.0, progress=False).tracks
+    assert [(round(t.start, 2), round(t.end, 2)) for t in tracks] == [(0.0, 1.0), (3.0, 3.5)]

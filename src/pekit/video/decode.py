@@ -109,7 +109,8 @@ class Frame:
     ``scene``: how many cuts came before it (0 in the first scene); ``scene_start``: the
     time (s) of the first frame of its scene; ``cuts``: the times of every cut since the
     previous sample, its own scene's start among them (a shot shorter than a sampling step
-    gets no sample, but its cut is here)."""
+    gets no sample, but its cut is here); ``held``: the clip has no frame between the previous
+    sample and this one (a variable-rate clip's pause: the previous picture stayed on screen)."""
 
     index: int
     time: float
@@ -118,6 +119,7 @@ class Frame:
     scene: int = 0
     scene_start: float = 0.0
     cuts: tuple[float, ...] = ()
+    held: bool = False
 
 
 _MP4_BRANDS = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
@@ -322,7 +324,7 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
         info = _info(path, container, limit, shown=False)  # its rate is all that is read: frames turn one by one
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        next_t, count, decoded = float(start), 0, 0
+        next_t, count, decoded, passed = float(start), 0, 0, 0  # passed: frames since the last sample
         previous: np.ndarray | None = None
         scene, scene_start = 0, None
         cuts: list[float] = []  # since the previous sample
@@ -343,13 +345,14 @@ def sample_frames(path: str | os.PathLike, *, fps: float = 2.0, max_frames: int 
                         cuts.append(t)
                 extra = cut and scene_cut is not None
                 if t + 1e-6 < next_t and not extra:
+                    passed += 1
                     continue
                 if max_frames is not None and count >= max_frames:
                     # one more sample was due: stopped before the clip's end (the cuts up to here are known)
                     return tuple(cuts), True
                 yield Frame(count, t, upright(frame), cut=extra and t + 1e-6 < next_t,
-                            scene=scene, scene_start=scene_start, cuts=tuple(cuts))
-                cuts = []
+                            scene=scene, scene_start=scene_start, cuts=tuple(cuts), held=count > 0 and passed == 0)
+                cuts, passed = [], 0
                 count += 1
                 # ticks stay at start + k / rate; one sample per tick: the next is the first after t
                 next_t = start + (math.floor((t + 1e-6 - start) * rate) + 1) / rate

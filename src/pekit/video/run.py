@@ -249,9 +249,8 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     if scene_cut is not None:
         scene_cut = check_scene_cut(scene_cut)
     check_max_frames(max_frames)
-    if out is not None:
-        output_path(out, "out")  # a name too long for the file system: said now, not after the work
-    if out is not None and Path(out).suffix.lower() not in VIDEO_OUT_SUFFIXES:
+    # a name too long for the file system, or under a file: said now, not after the work
+    if out is not None and output_path(out, "out").suffix.lower() not in VIDEO_OUT_SUFFIXES:
         raise InvalidInputError(f"the annotated video must end in one of {', '.join(VIDEO_OUT_SUFFIXES)}, got '{out}'")
     if sheet is not None:
         check_sheet_path(sheet)  # before the clip is read, not after the work
@@ -267,6 +266,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     timings = {"decode": 0.0, "backbone": 0.0, "faces": 0.0, "tracking": 0.0, "render": 0.0}
     rate = min(fps, info.fps) if info.fps > 0 else fps  # samples come no faster than the clip's frames
     tracker = Tracker(iou=iou, max_gap=2.0 / rate + 1e-3 if max_gap is None else max_gap)
+    clock = 0.0  # the tracker's time: the clip's, but a stretch without frames is one step (`Frame.held`)
     shots: dict[tuple[int, int], tuple[float, int, bytes]] = {}
     scene_frames: dict[int, tuple[int, bytes]] = {}
     want_sheet = sheet is not None or keep_sheet
@@ -302,7 +302,9 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
                 scene_of[frame.scene] = len(scenes) + 1
                 scene_start, scenes_first = frame.scene_start, frame.index
             scene = scene_of[frame.scene]
-            linked = tracker.update(frame.index, frame.time, dets, None if confirm is None else confirm(dets))
+            gap = frame.time - frames[-1].time if frames else 0.0
+            clock += min(gap, 1.0 / rate) if frame.held else gap  # a pause without frames: one step at most
+            linked = tracker.update(frame.index, frame.time, dets, confirm and confirm(dets), clock=clock)
             if want_sheet:
                 jpeg: bytes | None = None
                 scores = np.asarray(dets.score, np.float32)

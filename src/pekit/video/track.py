@@ -133,10 +133,16 @@ class Tracker:
         self.dissimilar = float(dissimilar)
         self.tracks: list[Track] = []
         self._live: list[Track] = []
+        self._seen: dict[int, float] = {}  # track key -> the clock of its last detection
 
     def update(self, index: int, time: float, dets: Detections,
-               strong: np.ndarray | list[bool] | None = None) -> list[tuple[int, bool]]:
+               strong: np.ndarray | list[bool] | None = None, *, clock: float | None = None) -> list[tuple[int, bool]]:
         """Link one frame's detections: ``[(track key, is the track's best so far)]`` per detection.
+
+        ``clock``: the time gaps are measured in (default ``time``): `recognize_video` lets it
+        run slower than the clip's time across a stretch where the clip has no frame at all (a
+        variable-rate clip, a screen recording of a still screen): the picture before it stayed
+        on screen, so that stretch is no gap in what was seen.
 
         ``strong (n,) bool``: which detections reach their concept's threshold (default:
         all). A strong detection joins a confirmed live track of its name, or one it
@@ -144,7 +150,8 @@ class Tracker:
         of its name that it overlaps, or opens an unconfirmed one that a later strong
         detection may confirm (`finish` drops those that never are).
         """
-        self._live = [t for t in self._live if time - t.end <= self.max_gap + 1e-6]
+        now = time if clock is None else float(clock)
+        self._live = [t for t in self._live if now - self._seen.get(t.key, t.end) <= self.max_gap + 1e-6]
         names = [str(n) for n in dets.name] if dets.name is not None else [""] * len(dets)
         scores = np.asarray(dets.score, np.float32)
         cids = np.asarray(dets.concept_id, np.int64)
@@ -180,6 +187,7 @@ class Tracker:
             track.confirmed = track.confirmed or bool(sure[i])
             best = track.add(index, time, dets.xyxy[i].copy(), names[i], float(scores[i]), int(cids[i]),
                              None if emb is None else emb[i])
+            self._seen[track.key] = now
             out.append((track.key, best))
         return out
 
