@@ -180,13 +180,14 @@ def stored_faces(concept: Concept, dim: int | None, fingerprint: str) -> np.ndar
     naming the person when they are not ``dim`` numbers long (a hand-edited or damaged
     record: compared as they are, they would fail, or be regrouped into wrong vectors)."""
     rows = np.asarray(concept.meta.get("faces", []), np.float32)
-    width = rows.shape[1] if rows.ndim == 2 else (0 if rows.size == 0 else -1)
-    if rows.size and dim is not None and width != dim:
+    if rows.size == 0:
+        return np.zeros((0, dim or 0), np.float32)
+    if dim is not None and (rows.ndim != 2 or rows.shape[1] != dim):
         raise MemoryFileError(
             f"person '{concept.name}' is damaged in memory: its face vectors are not the {dim} numbers of face "
             f"model '{fingerprint}'; introduce '{concept.name}' again (pekit introduce --replace --kind person) "
             "or forget it")
-    return rows.reshape(len(rows), -1) if rows.size else np.zeros((0, dim or 0), np.float32)
+    return rows.reshape(len(rows), -1)
 
 
 def distances(vectors: np.ndarray, gallery: FaceGallery) -> np.ndarray:

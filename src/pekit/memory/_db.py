@@ -396,4 +396,3 @@ class SqliteFile:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-

@@ -106,10 +106,10 @@ def threshold_problem(value: Any) -> str:
 
 
 def _stored_threshold(value: Any) -> float | None:
-    problem = threshold_problem(value)
-    if problem:
-        raise DamagedRowError(problem)
-    return check_threshold(value)
+    try:
+        return check_threshold(value)
+    except InvalidInputError as exc:  # the words of `threshold_problem`
+        raise DamagedRowError(f"its {exc}") from None
 
 
 def decode_concept(row: Sequence[Any], views: list[bytes] | None, parts: bytes | None, dim: int,

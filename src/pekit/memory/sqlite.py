@@ -368,4 +368,3 @@ class SqliteMemory(SqliteWrites, StoreBase):
         ids, views = cached(self._views, namespace, self.generation(namespace), stacked)
         q, k = check_queries(queries, k, views.shape[1] if len(ids) else None)
         return exact_search(views, ids, q, k=k)
-

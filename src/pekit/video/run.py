@@ -304,7 +304,8 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
             scene = scene_of[frame.scene]
             gap = frame.time - frames[-1].time if frames else 0.0
             clock += min(gap, 1.0 / rate) if frame.held else gap  # a pause without frames: one step at most
-            linked = tracker.update(frame.index, frame.time, dets, confirm and confirm(dets), clock=clock)
+            strong = None if confirm is None else confirm(dets)
+            linked = tracker.update(frame.index, frame.time, dets, strong, clock=clock)
             if want_sheet:
                 jpeg: bytes | None = None
                 scores = np.asarray(dets.score, np.float32)

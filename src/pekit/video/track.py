@@ -151,7 +151,7 @@ class Tracker:
         detection may confirm (`finish` drops those that never are).
         """
         now = time if clock is None else float(clock)
-        self._live = [t for t in self._live if now - self._seen.get(t.key, t.end) <= self.max_gap + 1e-6]
+        self._live = [t for t in self._live if now - self._seen[t.key] <= self.max_gap + 1e-6]
         names = [str(n) for n in dets.name] if dets.name is not None else [""] * len(dets)
         scores = np.asarray(dets.score, np.float32)
         cids = np.asarray(dets.concept_id, np.int64)
