@@ -263,6 +263,27 @@ def test_skip_damaged_reads_around_and_repair_removes(two: Path, how: str) -> No
         assert [c.name for c in memory.concepts()] == ["Rex"] and memory.repair() == []
 
 
+#: what a listing reads no vector of, so cannot see (a decoding read names it)
+DECODED_ONLY = {"nan-view", "long-view"}
+
+
+@pytest.mark.parametrize("how", sorted(set(DAMAGE) - DECODED_ONLY))
+def test_listing_names_the_damage_a_decoding_read_names(two: Path, how: str) -> None:
+    """`pekit list` (summaries) reads no vector, yet a concept that `get` calls damaged is not
+    listed as if it were whole: the same verdict, or skipped with ``skip_damaged``."""
+    damage(two, DAMAGE[how])
+    with SqliteMemory(two) as memory:
+        with pytest.raises(MemoryFileError) as info:
+            memory.summaries()
+        with pytest.raises(MemoryFileError) as decoded:
+            memory.get("Bo")
+        assert "concept 'Bo'" in str(info.value) and "pekit repair" in str(info.value)
+        if how in {"meta-references", "meta-boxes", "meta-faces", "threshold-text"}:  # the decoding read's words
+            assert str(info.value) == str(decoded.value)
+    with SqliteMemory(two, skip_damaged=True) as memory:
+        assert [s.name for s in memory.summaries()] == ["Rex"]
+
+
 @pytest.mark.parametrize("key", ["dim", "backbone"])
 def test_a_meta_table_that_lost_a_setting_is_named_and_repair_deletes_nothing(two: Path, key: str) -> None:
     """Damage to the file's settings is not damage to each concept: no read gives a

@@ -25,9 +25,10 @@ from pekit.errors import InvalidInputError
 from pekit.types import finite_number, whole_number
 
 __all__ = [
-    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "backbone_key", "check_new_name", "check_storable", "check_threshold",
-    "clean_name", "clean_namespace", "clean_prose", "clean_text", "concept_ids", "dump_meta", "from_blob",
-    "lookalike_key", "meta_records_problem", "name_key", "not_found_message", "printable", "to_blob", "unit_rows",
+    "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "META_RECORDS", "backbone_key", "check_new_name", "check_storable",
+    "check_threshold", "clean_name", "clean_namespace", "clean_prose", "clean_text", "concept_ids", "dump_meta",
+    "from_blob", "lookalike_key", "meta_records_problem", "name_key", "not_found_message", "printable", "to_blob",
+    "unit_rows",
 ]
 
 _BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines
@@ -304,6 +305,10 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"object of type {type(value).__name__} is not JSON serializable")
+
+
+#: the keys of a concept's ``meta`` whose shape pekit relies on (`meta_records_problem`)
+META_RECORDS = ("references", "boxes", "corrections", "faces", "face_model")
 
 
 def meta_records_problem(meta: dict[str, Any]) -> str:

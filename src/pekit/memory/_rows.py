@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from pekit.errors import InvalidInputError, MemoryFileError
-from pekit.memory._codec import check_threshold, from_blob, meta_records_problem
+from pekit.memory._codec import META_RECORDS, check_threshold, from_blob, meta_records_problem
 from pekit.types import Concept
 
-__all__ = ["COLUMNS", "DamagedRowError", "decode_concept", "decode_vectors", "find_damaged", "stored_settings",
-           "threshold_problem"]
+__all__ = ["COLUMNS", "RECORDS", "DamagedRowError", "decode_concept", "decode_vectors", "find_damaged",
+           "records_problem", "stored_settings", "threshold_problem"]
 
 COLUMNS = "c.id, c.namespace, c.name, c.category, c.context, c.threshold, c.created, c.updated, c.meta"
 
@@ -90,6 +90,25 @@ def _decode_meta(text: Any) -> dict[str, Any]:
     if problem:
         raise DamagedRowError(f"its meta's {problem}")
     return meta
+
+
+#: SQL over a concepts row whose ``meta`` is a JSON object: the records of `META_RECORDS` it
+#: holds, as one JSON object (the rest of ``meta``, colours and all, is not copied out)
+RECORDS = ("(SELECT json_group_object(key, value) FROM json_each(meta) WHERE key IN ("
+           + ", ".join(f"'{key}'" for key in META_RECORDS) + "))")
+
+
+def records_problem(records: Any) -> str:
+    """What `_decode_meta` would say of a row's records, from the `RECORDS` column ("" when
+    nothing, or when the meta is not an object: that is named before).
+
+    >>> records_problem('{"references": 5}')
+    "its meta's 'references' is int, not a list of photo names"
+    >>> records_problem('{}'), records_problem(None)
+    ('', '')
+    """
+    problem = meta_records_problem(json.loads(records)) if records else ""
+    return f"its meta's {problem}" if problem else ""
 
 
 def threshold_problem(value: Any) -> str:

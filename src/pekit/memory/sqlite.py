@@ -36,10 +36,12 @@ from pekit.memory._codec import clean_namespace, concept_ids, name_key, printabl
 from pekit.memory._db import SqliteFile
 from pekit.memory._rows import (
     COLUMNS,
+    RECORDS,
     DamagedRowError,
     decode_concept,
     decode_vectors,
     find_damaged,
+    records_problem,
     stored_settings,
     threshold_problem,
 )
@@ -297,8 +299,9 @@ class SqliteMemory(SqliteWrites, StoreBase):
 
         The view counts come from one range scan of the ``views`` table (sequential, so
         faster than a lookup per concept); no part or image blob is decoded, but their
-        sizes and the meta JSON are checked in SQL, so a damaged concept is reported as
-        `concepts` would (`MemoryFileError`, or skipped with ``skip_damaged``).
+        sizes, the meta JSON and the records of it that pekit reads back (`RECORDS`, not
+        the colours) are checked, so a damaged concept is reported as `concepts` would
+        (`MemoryFileError`, or skipped with ``skip_damaged``).
 
         >>> import numpy as np
         >>> with SqliteMemory(":memory:") as memory:
@@ -314,7 +317,8 @@ class SqliteMemory(SqliteWrites, StoreBase):
                    "CASE WHEN json_valid(meta) AND json_type(meta) = 'object' "
                    "THEN COALESCE(json_extract(meta, '$.kind'), 'object') ELSE 'object' END, "
                    "CASE WHEN json_valid(meta) AND json_type(meta, '$.corrections') = 'array' "
-                   "THEN json_array_length(meta, '$.corrections') ELSE 0 END FROM concepts "
+                   "THEN json_array_length(meta, '$.corrections') ELSE 0 END, "
+                   f"CASE WHEN json_valid(meta) AND json_type(meta) = 'object' THEN {RECORDS} END FROM concepts "
                    "WHERE namespace = ? ORDER BY id")
             rows = conn.execute(sql, (namespace,)).fetchall()
             if not rows:
@@ -326,11 +330,11 @@ class SqliteMemory(SqliteWrites, StoreBase):
             sql = ("SELECT concept_id FROM parts WHERE concept_id BETWEEN ? AND ? AND length(vectors) != rows * ?")
             bad_parts = {r[0] for r in conn.execute(sql, (rows[0][0], rows[-1][0], 4 * dim))}
         out = []
-        for cid, name, category, context, threshold, created, updated, meta_ok, kind, corrections in rows:
+        for cid, name, category, context, threshold, created, updated, meta_ok, kind, corrections, records in rows:
             n, bad = counts.get(cid, (0, 0))
             problem = ("its meta is not a JSON object" if not meta_ok else "it has no views" if not n
                        else f"a view blob is not {4 * dim} bytes" if bad else "its parts blob has the wrong size"
-                       if cid in bad_parts else threshold_problem(threshold))
+                       if cid in bad_parts else threshold_problem(threshold) or records_problem(records))
             if problem:
                 self._damaged(cid, namespace, name, problem)
                 continue
