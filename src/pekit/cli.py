@@ -103,6 +103,8 @@ def _cmd_recognize_video(args: argparse.Namespace) -> int:
         print(json.dumps(record))
         return 0
     print(result.timeline())
+    if result.looked_until is not None and result.tracks:  # (the timeline says it when nothing was found)
+        print(_partial_clip(result.span))
     t = result.timings
     print(f"{len(result.frames)} frames sampled at {result.fps:g} fps in {t['total']:.1f} s "
           f"(decode {t['decode']:.1f}, backbone {t['backbone']:.1f}, faces {t['faces']:.1f}, "
@@ -193,6 +195,8 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
     if scenes is not None:
         record["scenes"] = [{k: sc[k] for k in ("scene", "start", "end", "caption", "tracks", "timeline")}
                             for sc in scenes]
+    if clip:
+        record.update({k: answer.meta.get(k) for k in ("duration", "looked_until")})
     if not args.json:
         if many:
             print(f"== {path}")
@@ -211,9 +215,16 @@ def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path |
             print(_shown_text(answer.prompt))  # it quotes names and contexts from the memory
         else:
             print(_shown_text(answer.text))
+        if clip and answer.meta.get("looked_until") is not None:
+            print(_partial_clip(answer.meta["span"]))
         if out:
             print(f"{'contact sheet' if clip else 'annotated image'}: {out}")
     return record
+
+
+def _partial_clip(span: str) -> str:
+    """The line that says a clip was cut short by ``--max-frames`` (`VideoResult.span`)."""
+    return f"looked at {span}: raise --max-frames (or lower --fps) to look at all of it"
 
 
 def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Path], batch: bool = False) -> int:

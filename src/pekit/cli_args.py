@@ -65,7 +65,16 @@ def _common(p: argparse.ArgumentParser, *, reads: bool = False, batch: bool = Fa
 
 def _threshold(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, help="recognition threshold of objects (default: the preset's); "
-                   "people are matched by face distance instead (Personalizer(face_tolerance=...))")
+                   "people are matched by face distance instead (--face-tolerance)")
+
+
+def _faces(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--faces", metavar="MODEL", help="face model of people: dlib (default: frontal faces, fast), "
+                   "dlib-cnn (turned and small faces too, 7-10 s a 640x360 frame on a 2-core CPU; the same "
+                   "vectors, so it reads people introduced with dlib) or onnx:<path> (see docs/backends.md)")
+    p.add_argument("--face-tolerance", type=float, metavar="D",
+                   help="how far a face may be from a person's faces and still be them (default: the face "
+                   "model's, 0.6 for dlib; lower is stricter)")
 
 
 def _answer_opts(p: argparse.ArgumentParser, *, many: bool) -> None:
@@ -96,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true", help="overwrite a concept of the same name")
     p.add_argument("--kind", default="object", choices=["object", "person"],
                    help="person: recognized by face (one face per photo; --box picks one of several)")
+    _faces(p)
     _common(p)
 
     p = sub.add_parser("list", help="list concepts")
@@ -124,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("image")
     p.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1", help="box around the object (default: saliency)")
+    _faces(p)
     _common(p)
 
     p = sub.add_parser("update", help="change a concept's context, category or name (its photos stay)",
@@ -159,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, metavar="N",
                    help="video: refuse frames over N pixels (default 8192*8192), checked before decoding")
     _threshold(p)
+    _faces(p)
     _common(p, reads=True, batch=True)
 
     p = sub.add_parser("ask", help="ask an LVLM about a photo, using your concepts' names")
@@ -167,12 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", metavar="LETTER=TEXT", help="multiple-choice option, e.g. A=Cat")
     _answer_opts(p, many=False)
     _threshold(p)
+    _faces(p)
     _common(p, reads=True)
 
     p = sub.add_parser("caption", help="caption photos (or a clip, scene by scene), calling your concepts by name")
     p.add_argument("images", nargs="+", help="photos or folders, or one video (a caption per scene)")
     _answer_opts(p, many=True)
     _threshold(p)
+    _faces(p)
     _common(p, reads=True, batch=True)
 
     try:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 # the warnings are the facade's (`introduce`): they keep its logger
 log = logging.getLogger("pekit.personalizer")
 
-__all__ = ["clean_category", "clean_context", "introduce", "most_alike", "reference_views", "update",
+__all__ = ["clean_category", "clean_context", "copies", "introduce", "most_alike", "reference_views", "update",
            "write_introduced"]
 
 
@@ -62,6 +62,22 @@ def clean_category(text: Any) -> str:
 def clean_context(text: Any) -> str:
     """A context as stored (said to the LVLM): no control characters, at most `MAX_CONTEXT_LENGTH`."""
     return clean_prose(text, "context", limit=MAX_CONTEXT_LENGTH, example="my parents' dog")
+
+
+def copies(name: str, refs: Sequence[ImageInput], boxes: Sequence[Any] | None, views: Sequence[Any]) -> list[
+        tuple[int, int]]:
+    """The pairs ``(i, j)`` of reference photos that are the same picture (or a copy of it),
+    by the views' `thumbprint` s, warned of; two boxes on one photo that pick different
+    parts of it (or faces of a group photo) are two views on purpose, not a copy."""
+    prints = [v.thumbprint for v in views if v.thumbprint is not None]
+    given = reference_boxes(refs, boxes)
+    twins = [(i, j) for i, j in (same_pictures(prints) if len(prints) == len(views) else [])
+             if not _other_parts(given, i, j)]
+    for i, j in twins:
+        log.warning("'%s': photos %d and %d (%s, %s) are the same picture (or a copy of it): a copy adds "
+                    "nothing to what pekit knows of it; photos from other angles or places do", name, i + 1,
+                    j + 1, describe(refs[i]), describe(refs[j]))
+    return twins
 
 
 def _other_parts(boxes: Sequence[Any] | None, i: int, j: int) -> bool:
@@ -174,10 +190,7 @@ def introduce(p: Personalizer, name: str, images: ImageInput | Sequence[ImageInp
     cfg = p.pipeline.config
     agreement = consistency(views, verify_weight=cfg.verify_weight, colour_weight=cfg.colour_weight,
                             colour_neutral=cfg.colour_neutral)
-    prints = [v.thumbprint for v in views if v.thumbprint is not None]
-    given = reference_boxes(refs, boxes)
-    twins = [(i, j) for i, j in (same_pictures(prints) if len(prints) == len(views) else [])
-             if not _other_parts(given, i, j)]
+    twins = copies(name, refs, boxes, views)
     concept = concept_from_views(
         name, views, category=category, context=context, namespace=p.namespace,
         backbone=p.pipeline.fingerprint,
@@ -187,10 +200,6 @@ def introduce(p: Personalizer, name: str, images: ImageInput | Sequence[ImageInp
               **({SAME_PICTURES: [[i + 1, j + 1] for i, j in twins]} if twins else {}),
               "seconds": round(time.perf_counter() - start, 3)},
     )
-    for i, j in twins:
-        log.warning("'%s': photos %d and %d (%s, %s) are the same picture (or a copy of it): a copy adds "
-                    "nothing to what pekit knows of it; photos from other angles or places do", name, i + 1,
-                    j + 1, describe(refs[i]), describe(refs[j]))
     if agreement is not None and p._low(agreement, None):
         log.warning("'%s': its %d photos match one another at only %.3f (recognition threshold %.2f): new "
                     "photos of it that look unlike these may be missed; more photos (other angles, other "
@@ -208,7 +217,9 @@ def introduce(p: Personalizer, name: str, images: ImageInput | Sequence[ImageInp
 
 def most_alike(p: Personalizer, name: str) -> tuple[str, float] | None:
     """`Personalizer.most_alike`: the other object in memory whose reference views ``name``'s
-    parts agree with best, and how well (`pekit.retrieve.match.closest_parts`), or None."""
+    parts agree with best, and how well (`pekit.retrieve.match.closest_parts`); for a person,
+    the other person whose faces come closest, as 1 − the face distance (a person's score);
+    or None."""
     return _closest_to(p, p.get(name).name)
 
 
@@ -217,8 +228,10 @@ def _closest_to(p: Personalizer, name: str) -> tuple[str, float] | None:
     from pekit.retrieve.match import closest_parts
 
     gallery = p.gallery()
-    if name not in gallery.names:  # a person: matched by face, not by parts
-        return None
+    if name not in gallery.names:  # a person (matched by face, not by parts), or forgotten meanwhile
+        from pekit.faces.people import closest_person
+
+        return closest_person(p, name)
     agreement, j = closest_parts(gallery, gallery.names.index(name), limit=2 * p.pipeline.config.shortlist)
     return None if j < 0 else (gallery.names[j], round(float(agreement), 3))
 

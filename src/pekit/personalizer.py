@@ -183,9 +183,11 @@ class Personalizer:
 
     def most_alike(self, name: str) -> tuple[str, float] | None:
         """The other object in memory that ``name`` looks most like, by its parts: ``(its
-        name, agreement)`` in the units of a recognition score, or None (nothing else, or a
-        person). At or above the threshold (`introduce` warns), a thing of their kind that
-        was never introduced may be named after either of them."""
+        name, agreement)`` in the units of a recognition score, or None (nothing else). At or
+        above the threshold (`introduce` warns), a thing of their kind that was never
+        introduced may be named after either of them. For a person, the other person whose
+        faces come closest, with 1 − their face distance (a person's score; `introduce` warns
+        within the face tolerance: the same person under two names?)."""
         return introducing.most_alike(self, name)
 
     def _low(self, agreement: float, own_threshold: float | None) -> bool:

@@ -160,7 +160,10 @@ def check_photos(images: Any) -> None:
 def explain(p: Personalizer, image: ImageInput, detections: Detections | None = None) -> np.ndarray:
     """`Personalizer.explain`: per detection, the patch similarity heat map over the photo and
     the reference view it matched best, ``(H', W, 3) uint8`` (`pekit.retrieve.explain`);
-    ``detections`` from `recognize` on the same image, recognized again when None."""
+    ``detections`` from `recognize` on the same image, recognized again when None (objects
+    and persons, as `recognize`). A person, recognized by face, gets a panel with its box and
+    no heat map; a photo with people only costs no backbone pass."""
+    from pekit.faces import PERSON, concept_kind
     from pekit.retrieve.explain import explain_figure
 
     if detections is not None and not isinstance(detections, Detections):
@@ -168,23 +171,30 @@ def explain(p: Personalizer, image: ImageInput, detections: Detections | None = 
                                 f"got {type(detections).__name__}")
     img = load_image(image)
     entry = p.galleries.get(p.namespace)  # what `recognize` matches: objects (persons match by face)
-    gallery = entry.gallery
-    p._check_backbone()  # another backbone's parts would give a meaningless map
-    grid = p.pipeline.encode(img, saliency=p.pipeline.query_saliency)
-    if detections is None:
-        detections = p.pipeline.recognize(grid, gallery, image=img, labels=entry.categories)
-    if detections.embedding is None and len(detections):
-        detections.embedding = np.stack([p.pipeline.region_embedding(grid, xyxy=b) for b in detections.xyxy])
-    # the detected objects with their parts (a large namespace's gallery loads parts lazily)
-    from pekit.faces import PERSON, concept_kind
+    grid = None
 
-    shown = []
+    def encoded() -> PatchGrid:
+        p._check_backbone()  # another backbone's parts would give a meaningless map
+        return p.pipeline.encode(img, saliency=p.pipeline.query_saliency)
+
+    if detections is None:
+        grid = encoded() if len(entry.gallery) else None
+        detections = recognize_in(p, img, entry, None, grid=grid)
+    # the detected things, objects with their parts (a large namespace's gallery loads parts lazily)
+    objects, people = [], {}
     for name in dict.fromkeys(str(n) for n in np.asarray(detections.name).tolist() if n):
         try:
             concept = p.get(name)
         except ConceptNotFoundError:  # forgotten since it was recognized
             continue
-        if concept_kind(concept) != PERSON:
-            shown.append(concept)
-    refs = [[str(r) for r in c.meta.get("references", [])] for c in shown]
-    return explain_figure(img, grid, detections, Gallery.from_concepts(shown), references=refs)
+        if concept_kind(concept) == PERSON:
+            people[concept.id] = concept.name
+        else:
+            objects.append(concept)
+    if objects and grid is None:
+        grid = encoded()
+    if grid is not None and detections.embedding is None and len(detections):
+        detections.embedding = np.stack([p.pipeline.region_embedding(grid, xyxy=b) for b in detections.xyxy])
+    refs = [[str(r) for r in c.meta.get("references", [])] for c in objects]
+    return explain_figure(img, grid, detections, Gallery.from_concepts(objects), references=refs,
+                          by_face=people)

@@ -51,6 +51,30 @@ def test_prompt_calls_a_person_a_person(mixed: Any, astronaut: np.ndarray) -> No
     assert "my colleague" in answer.prompt
 
 
+def test_explain_shows_a_recognized_person_not_nothing_found(mixed: Any, astronaut: np.ndarray,
+                                                              make_personalizer: Any, faces: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A person is recognized by face: the explanation draws its box (no heat map) and never
+    says "none found" under a photo where `recognize` named someone."""
+    dets = mixed.recognize(astronaut)
+    eileen = dets[dets.name == "Eileen"]
+    figure = mixed.explain(astronaut, eileen)
+    h, w = astronaut.shape[:2]
+    assert figure.shape[0] > h and figure.shape[1] == w
+    x0, y0, x1, _ = np.round(eileen.xyxy[0]).astype(int)
+    assert (figure[y0 + 1, x0:x1] == [0, 255, 255]).all(axis=-1).mean() > 0.5  # its box, in cyan
+    np.testing.assert_array_equal(figure[:y0 - 3, :x0 - 3], astronaut[:y0 - 3, :x0 - 3])  # no heat map
+    # recognized again when no detections are given: the person is found by explain too
+    assert dets.name.tolist() == ["Eileen"]
+    np.testing.assert_array_equal(mixed.explain(astronaut), figure)
+    # a memory of people only: the explanation costs no backbone pass
+    people = make_personalizer(faces=faces)
+    people.introduce("Eileen", astronaut, kind="person")
+    monkeypatch.setattr(people.pipeline, "encode", lambda *a, **k: pytest.fail("a backbone pass"))
+    only = people.explain(astronaut)
+    assert only.shape[0] > h and (only[y0 + 1, x0:x1] == [0, 255, 255]).all(axis=-1).mean() > 0.5
+
+
 @pytest.mark.parametrize(
     ("photo", "box", "error", "words"),
     [("chelsea", None, NothingFoundError, "no face"), ("pair", None, InvalidInputError, "--box"),
@@ -86,6 +110,15 @@ def test_cli_introduce_person(tmp_path: Path, cached_pipelines: Any, faces: Any,
     assert main(["introduce", "Nobody", str(blank), "--kind", "person", "--memory", memory]) == 6
     err = capsys.readouterr().err
     assert "no face found" in err and len(err.strip().splitlines()) == 1
+    # the face model and its tolerance from the command line: a mirrored photo is Eileen at the
+    # default tolerance, not at a very strict one; an unknown face model is named with the choices
+    mirrored = tmp_path / "mirrored.png"
+    Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).save(mirrored)
+    for extra, names in (([], ["Eileen"]), (["--face-tolerance", "0.05"], [])):
+        assert main(["recognize", str(mirrored), "--memory", memory, "--json", *extra]) == 0
+        assert [d["name"] for d in json.loads(capsys.readouterr().out)] == names
+    assert main(["recognize", str(mirrored), "--memory", memory, "--faces", "dlb-cnn"]) == 8
+    assert "unknown faces 'dlb-cnn'; available: dlib, dlib-cnn" in capsys.readouterr().err
 
 
 @pytest.mark.dataset
@@ -108,6 +141,28 @@ def test_photos_of_two_people_under_one_name_are_warned_about(make_personalizer:
     with caplog.at_level("WARNING", logger="pekit.personalizer"):
         p.introduce("Mixed", [people / "obama" / "00.jpg", people / "biden" / "00.jpg"], kind="person")
     assert "faces of photos 1 and 2" in caplog.text and "are both of Mixed?" in caplog.text
+
+
+def test_a_person_from_copies_or_under_a_second_name_is_warned_about(make_personalizer: Any, faces: Any,
+                                                                     astronaut: np.ndarray, chelsea: np.ndarray,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The checks `introduce` makes for a thing hold for a person: the same photo given twice
+    is named (and recorded), and a person already in memory under another name is named as
+    the closest (`most_alike`: 1 - the face distance, a person's score)."""
+    p = make_personalizer(faces=faces)
+    p.introduce("cat", chelsea, category="cat")  # an object beside them changes nothing
+    with caplog.at_level("WARNING", logger="pekit.personalizer"):
+        eileen = p.introduce("Eileen", [astronaut, astronaut.copy()], kind="person")
+    assert "photos 1 and 2" in caplog.text and "same picture" in caplog.text
+    assert eileen.meta["same_pictures"] == [[1, 2]] and p.most_alike("Eileen") is None  # nobody else yet
+    caplog.clear()
+    mirrored = np.ascontiguousarray(astronaut[:, ::-1])
+    with caplog.at_level("WARNING", logger="pekit.personalizer"):
+        p.introduce("Astro", mirrored, kind="person")
+    assert "'Astro' looks much like 'Eileen', already in memory (their faces are" in caplog.text
+    name, score = p.most_alike("Astro")
+    assert name == "Eileen" and 0.4 <= score < 1.0 and p.most_alike("eileen") == ("Astro", score)
+    assert p.most_alike("cat") is None  # no other object: persons are not compared by parts
 
 
 @pytest.mark.dataset

@@ -78,6 +78,9 @@ def test_a_person_is_introduced_by_face_over_http(client: Any, alice: dict[str, 
     r = introduce(client, alice, "Robo", photos["cat"], kind="robot")
     assert r.status_code == 422 and "kind" in r.text
     assert [c["name"] for c in client.get("/v1/concepts", headers=alice).json()] == ["Eileen"]
+    # the same face under a second name: the closest person, within the face tolerance
+    alike = introduce(client, alice, "Astro", photos["person"], kind="person").json()["most_alike"]
+    assert alike["name"] == "Eileen" and alike["agreement"] > 0.9 and alike["over_threshold"] is True
 
 
 def test_a_second_app_on_the_same_file_sees_writes(make_app: Any, alice: dict[str, str], client: Any,

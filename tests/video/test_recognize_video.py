@@ -168,7 +168,7 @@ def test_cli_caption_a_clip_scene_by_scene_without_an_lvlm(face_clip: Path, tmp_
     assert out[:4] == ["no LVLM configured (use --lvlm); the timeline of each scene:",
                        "scene 1 (0.0-1.5 s):", "  none of your concepts appear in scene 1 (1.5 s)",
                        "scene 2 (1.5-3.0 s):"]
-    assert out[4].startswith("  1.5–2.5 s  Eileen (")
+    assert out[4].startswith("  1.5-2.5 s  Eileen (")
     assert out[5:] == ["scene 3 (3.0-4.0 s):", "  none of your concepts appear in scene 3 (1.0 s)",
                        f"contact sheet: {tmp_path / 'clip_pekit.jpg'}"]
     assert main(["caption", str(face_clip), "--json", "--memory", memory]) == 0
@@ -188,6 +188,16 @@ def test_cli_caption_a_clip_scene_by_scene_without_an_lvlm(face_clip: Path, tmp_
     assert main(["caption", str(face_clip), "--max-frames", "2", "--fps", "1", "--json", "--memory", memory]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["detections"] == [] and all(not s["tracks"] for s in record["scenes"])
+    assert record["duration"] == 4.0 and record["looked_until"] == 1.5  # the last sample at 1.0 s + half a step
+    assert main(["caption", str(face_clip), "--max-frames", "2", "--fps", "1", "--memory", memory]) == 0
+    assert capsys.readouterr().out.splitlines()[-2] == (  # said in words too, not only in --json
+        "looked at the first 1.5 s of a 4.0 s video (the rest was not looked at): raise --max-frames (or lower "
+        "--fps) to look at all of it")
+    assert main(["recognize", str(face_clip), "--max-frames", "3", "--fps", "1", "--memory", memory]) == 0
+    out = capsys.readouterr().out.splitlines()  # a track was found in the part looked at: the rest is named
+    assert out[0].startswith("       2.0 s  Eileen (") and out[1].startswith("looked at the first 2.5 s of a 4.0 s")
+    assert main(["caption", str(face_clip), "--json", "--memory", memory]) == 0
+    assert json.loads(capsys.readouterr().out)["looked_until"] is None  # all of it
     assert main(["ask", str(photo), "Who?", "--max-frames", "2", "--memory", memory]) == 2
     assert "--max-frames is for a video clip" in capsys.readouterr().err
 

@@ -19,20 +19,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pekit.errors import BackboneMismatchError, InvalidInputError, NothingFoundError
+from pekit.errors import BackboneMismatchError, InvalidInputError, NothingFoundError, PekitError
 from pekit.extract.boxes import check_box_on_photo, reference_boxes
-from pekit.extract.views import with_view
+from pekit.extract.views import SAME_PICTURES, with_view
 from pekit.faces import (
     FACE_TOLERANCE,
     PERSON,
     FaceGallery,
+    distances,
     face_reference,
     face_spec_hint,
     match_faces,
     stored_faces,
 )
-from pekit.images import ImageInput, describe, load_image, source_name
-from pekit.introducing import write_introduced
+from pekit.images import ImageInput, describe, load_image, source_name, thumbprint
+from pekit.introducing import copies, write_introduced
 from pekit.types import Concept, Detections
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 # the warnings are the facade's (`introduce`, `add_view`): they keep its logger
 log = logging.getLogger("pekit.personalizer")
 
-__all__ = ["add_face", "face_tolerance", "face_view", "introduce_person", "recognize_faces"]
+__all__ = ["add_face", "closest_person", "face_tolerance", "face_view", "introduce_person", "recognize_faces"]
 
 
 def introduce_person(p: Personalizer, name: str, refs: Sequence[ImageInput], *, category: str, context: str,
@@ -72,6 +73,7 @@ def introduce_person(p: Personalizer, name: str, refs: Sequence[ImageInput], *, 
         vectors.append(vector)
         face_boxes.append(xyxy)
         views.append(view)
+    twins = copies(name, refs, boxes, views)
     tolerance = face_tolerance(p)
     apart = [(i, j, float(np.linalg.norm(vectors[i] - vectors[j]))) for i in range(len(vectors))
              for j in range(i + 1, len(vectors))]
@@ -88,9 +90,40 @@ def introduce_person(p: Personalizer, name: str, refs: Sequence[ImageInput], *, 
               "faces": [[float(x) for x in v] for v in vectors],
               "references": [source_name(s) for s in refs],
               "boxes": [[round(float(x), 1) for x in b] for b in face_boxes],
+              **({SAME_PICTURES: [[i + 1, j + 1] for i, j in twins]} if twins else {}),
               "seconds": round(time.perf_counter() - start, 3)},
     )
-    return write_introduced(p, concept, old, PERSON, *given, replace)
+    stored = write_introduced(p, concept, old, PERSON, *given, replace)
+    try:
+        alike = closest_person(p, stored.name)
+    except PekitError:  # another person's record is damaged: recognize names it; the write stands
+        alike = None
+    if alike is not None and 1.0 - alike[1] <= tolerance:
+        log.warning("'%s' looks much like '%s', already in memory (their faces are %.2f apart, within the %.2f "
+                    "that makes one person): if they are the same person, keep one name (`pekit forget`); a "
+                    "photo of either may be given either name", stored.name, alike[0], 1.0 - alike[1], tolerance)
+    return stored
+
+
+def closest_person(p: Personalizer, name: str) -> tuple[str, float] | None:
+    """The other person (of the same face model) whose stored faces come closest to those of
+    the person ``name``, as ``(their name, 1 − the face distance)`` (a person's score), or
+    None: ``name`` is not a person, or nobody else is. Loads no face model."""
+    persons = p.galleries.get(p.namespace).others
+    me = next((c for c in persons if c.name == name), None)
+    if me is None:
+        return None
+    model = str(me.meta.get("face_model", ""))
+    mine = stored_faces(me, None, model)
+    others = [c for c in persons if c.name != name and c.meta.get("face_model", "") == model]
+    if not others or not mine.size:
+        return None
+    gallery = FaceGallery.from_concepts(others, model, mine.shape[1])
+    if not len(gallery):
+        return None
+    nearest = distances(mine, gallery).min(axis=0)  # per other person
+    j = int(np.argmin(nearest))
+    return gallery.names[j], round(1.0 - float(nearest[j]), 3)
 
 
 def face_view(p: Personalizer, src: ImageInput, box: np.ndarray | None, *,
@@ -109,7 +142,8 @@ def face_view(p: Personalizer, src: ImageInput, box: np.ndarray | None, *,
         else:
             hint = f" to {'add' if adding else 'introduce'} ({'box' if adding else 'boxes'}= in Python)"
         raise type(exc)(f"{describe(src)}: {exc}{hint}") from exc
-    return vector, xyxy, p.pipeline.reference(p.pipeline.encode(image), box=xyxy)  # matched by face
+    view = p.pipeline.reference(p.pipeline.encode(image), box=xyxy)  # matched by face
+    return vector, xyxy, dataclasses.replace(view, thumbprint=thumbprint(image))  # (copies are warned of)
 
 
 def face_tolerance(p: Personalizer) -> float:

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +45,16 @@ def heat_colours(values: np.ndarray) -> np.ndarray:
     return np.round(_RAMP[lo] * (1 - t) + _RAMP[hi] * t).astype(np.uint8)
 
 
-def _panel(image: np.ndarray, simmap: np.ndarray, box: np.ndarray, caption: str) -> np.ndarray:
+def _panel(image: np.ndarray, simmap: np.ndarray | None, box: np.ndarray, caption: str) -> np.ndarray:
+    """The photo under a heat map of ``simmap`` (the plain photo when None), the box, and a
+    caption strip below."""
     h, w = image.shape[:2]
-    lo, hi = float(np.median(simmap)), float(simmap.max())
-    norm = (simmap - lo) / max(hi - lo, 1e-6)
-    heat = Image.fromarray(heat_colours(norm)).resize((w, h), Image.Resampling.BILINEAR)
-    blend = Image.blend(Image.fromarray(image), heat, 0.55)
+    blend = Image.fromarray(image)
+    if simmap is not None:
+        lo, hi = float(np.median(simmap)), float(simmap.max())
+        norm = (simmap - lo) / max(hi - lo, 1e-6)
+        heat = Image.fromarray(heat_colours(norm)).resize((w, h), Image.Resampling.BILINEAR)
+        blend = Image.blend(blend, heat, 0.55)
     draw = ImageDraw.Draw(blend)
     x0, y0, x1, y1 = (float(v) for v in box)
     if x1 - x0 >= 2 and y1 - y0 >= 2:
@@ -72,31 +76,41 @@ def _panel(image: np.ndarray, simmap: np.ndarray, box: np.ndarray, caption: str)
 MAX_SIDE = 2048
 
 
-def explain_figure(image: np.ndarray, grid: PatchGrid, detections: Detections, gallery: Gallery, *,
-                   references: Sequence[Sequence[str]] | None = None, max_side: int = MAX_SIDE) -> np.ndarray:
+def explain_figure(image: np.ndarray, grid: PatchGrid | None, detections: Detections, gallery: Gallery, *,
+                   references: Sequence[Sequence[str]] | None = None, max_side: int = MAX_SIDE,
+                   by_face: Mapping[int, str] | None = None) -> np.ndarray:
     """One panel per detection, stacked vertically: ``(H', W, 3) uint8``.
 
     Args:
         image: the ``(H, W, 3)`` photo the detections are in.
-        grid: its patch grid.
+        grid: its patch grid (None when no detection is of the gallery).
         detections: from `Pipeline.recognize` (with ``embedding``).
         gallery: the gallery they were matched against.
         references: per gallery concept, the names of its reference photos (view order).
         max_side: a larger photo is drawn shrunk to this long side (its boxes with it).
+        by_face: ``concept id -> name`` of the people among the detections: recognized by
+            face (`pekit.faces`), not by patches, so their panel shows the box, no heat map.
 
-    With no detection, one panel says so over the plain photo.
+    With no detection, one panel says so over the plain photo. A detection of neither the
+    gallery nor ``by_face`` (forgotten since) gets no panel.
     """
     h, w = image.shape[:2]
     shrink = min(1.0, max_side / max(h, w))
     if shrink < 1.0:
         size = (max(1, round(w * shrink)), max(1, round(h * shrink)))
         image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-    unit = unit_patches(grid)
+    unit = unit_patches(grid) if grid is not None else None
     index = {int(i): k for k, i in enumerate(gallery.ids)}
+    people = dict(by_face or {})
     panels = []
     for d in detections:
-        k = index.get(int(np.asarray(d.concept_id)[0]))
-        if k is None:
+        cid, score = int(np.asarray(d.concept_id)[0]), float(np.asarray(d.score)[0])
+        if cid in people:
+            caption = f"{np.asarray(d.name)[0]} {score:.2f} | a person: recognized by face, no patch heat map"
+            panels.append(_panel(image, None, d.xyxy[0] * shrink, caption))
+            continue
+        k = index.get(cid)
+        if k is None or unit is None or grid is None:
             continue
         parts = gallery.parts[k]
         views = gallery.views[gallery.owner == k]
@@ -105,12 +119,11 @@ def explain_figure(image: np.ndarray, grid: PatchGrid, detections: Detections, g
         best = int(np.argmax(cos))
         names = list(references[k]) if references is not None and k < len(references) else []
         view = Path(names[best]).name if best < len(names) else f"view {best + 1}"
-        score = float(np.asarray(d.score)[0])
         name = np.asarray(d.name)[0]
         caption = f"{name} {score:.2f} | best view {view} (cos {float(cos[best]):.2f}) | bright = like {name}'s parts"
         panels.append(_panel(image, simmap, d.xyxy[0] * shrink, caption))
     if not panels:
-        panels.append(_panel(image, np.zeros(grid.shape, np.float32), np.zeros(4), "none of your concepts found"))
+        panels.append(_panel(image, None, np.zeros(4), "none of your concepts found"))
     width = max(p.shape[1] for p in panels)
     padded = [np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0))) for p in panels]
     return np.concatenate(padded, axis=0)

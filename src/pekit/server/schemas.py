@@ -17,9 +17,11 @@ NAME_MAX, CATEGORY_MAX, TEXT_MAX = MAX_NAME_LENGTH, MAX_CATEGORY_LENGTH, MAX_CON
 
 class AlikeOut(BaseModel):
     name: str = Field(description="the other concept's name")
-    agreement: float = Field(description="how well their parts agree, in the units of a recognition score")
-    over_threshold: bool = Field(description="at or above the recognition threshold: look-alikes may take "
-                                 "either name (a correction keeps one from happening again)")
+    agreement: float = Field(description="how well their parts agree, in the units of a recognition score (for "
+                             "a person: 1 - the distance between their closest faces, a person's score)")
+    over_threshold: bool = Field(description="at or above the recognition threshold (a person: within the face "
+                                 "tolerance): look-alikes may take either name (a correction keeps one from "
+                                 "happening again; a person under two names: forget one)")
 
 
 class ConceptOut(BaseModel):

@@ -99,8 +99,8 @@ def _timeline_lines(result: VideoResult, tracks: list[Track], people: set[str]) 
     for t in tracks:
         what = "the person" if t.name in people else "the entity"
         colour = result.colours.get(t.name)
-        lines.append(f"- {t.start:.1f}-{t.end:.1f} s: {t.name} ({what} in the {colour} box)" if colour else
-                     f"- {t.start:.1f}-{t.end:.1f} s: {t.name} (not marked: more names than box colours)")
+        lines.append(f"- {t.when}: {t.name} ({what} in the {colour} box)" if colour else
+                     f"- {t.when}: {t.name} (not marked: more names than box colours)")
     return lines
 
 
@@ -200,7 +200,9 @@ def respond_video(lvlm: Any, result: VideoResult, *, question: str | None, conte
 
     ``question`` None: a caption per scene; ``Answer.text`` holds one line per scene
     (``"0.9-1.5 s: ..."``) and ``meta["scenes"]`` the scenes with their captions,
-    prompts and timelines. A question is answered once about the whole clip.
+    prompts and timelines. A question is answered once about the whole clip. ``meta`` also
+    says how much of the clip was looked at: ``duration``, ``looked_until`` (None: all of it)
+    and ``span`` in words (`VideoResult.span`).
     """
     generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
     contexts, people = dict(contexts or {}), list(persons)
@@ -231,6 +233,8 @@ def respond_video(lvlm: Any, result: VideoResult, *, question: str | None, conte
                       concept_id=np.array([t.concept_id for t in tracks], np.int64),
                       name=np.array([t.name for t in tracks], dtype=object))
     meta.update({"timeline": result.timeline(), "tracks": [t.to_dict() for t in tracks],
-                 "colours": dict(result.colours), "seconds": round(time.perf_counter() - start, 4)})
+                 "colours": dict(result.colours), "duration": round(result.info.duration, 3),
+                 "looked_until": None if result.looked_until is None else round(result.looked_until, 3),
+                 "span": result.span, "seconds": round(time.perf_counter() - start, 4)})
     image = result.sheet_image if result.sheet_image is not None else _blank()
     return Answer(text=text, detections=dets, prompt=prompt, image=image, meta=meta)

@@ -4,7 +4,8 @@ Both are written to a temporary file next to the target and moved into place wit
 `os.replace` only when complete, so a failure never leaves a partial file behind. The
 annotated video is re-encoded with H.264 at the source frame rate; each frame shows the
 boxes of the nearest sampled frame of its own shot (never across a cut, and none beyond
-the last sample), at its original presentation time. The first audio
+the last sample), moved between two samples of the shot as the thing moved (`shown_at`),
+at its original presentation time. The first audio
 track is copied as it is (no re-encoding; ``audio="keep"``), or left out (``"drop"``);
 the default ``"auto"`` keeps it when the target container can hold its codec and drops
 it otherwise. `write_annotated` says which happened.
@@ -12,6 +13,7 @@ it otherwise. `write_annotated` says which happened.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -29,7 +31,7 @@ from pekit.errors import InvalidInputError, OutputError, require
 from pekit.prompt.overlay import PALETTE, annotate, colour_assignment
 from pekit.types import Detections
 
-__all__ = ["AUDIO_CHOICES", "VIDEO_OUT_SUFFIXES", "atomic_path", "contact_sheet", "stable_annotate",
+__all__ = ["AUDIO_CHOICES", "VIDEO_OUT_SUFFIXES", "atomic_path", "contact_sheet", "shown_at", "stable_annotate",
            "write_annotated"]
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,39 @@ def check_audio(audio: str) -> str:
 CLOCK = Fraction(1, 90000)
 
 
+def shown_at(t: float, times: np.ndarray, frames: Sequence[Detections], reach: np.ndarray) -> Detections:
+    """What an output frame at time ``t`` shows: the detections of the nearest sample whose
+    window (``reach[i] = (from, to)``: its scene, one step) holds ``t``, none when no window
+    does. Between two samples that both reach ``t`` (one shot), a name boxed in both is
+    boxed where it would be at ``t`` if it moved evenly from one box to the other, so a box
+    follows a moving thing instead of jumping at every sample.
+
+    >>> a = Detections(xyxy=[[0, 0, 10, 10]], score=[0.7], name=["Bo"])
+    >>> b = Detections(xyxy=[[20, 0, 30, 10]], score=[0.8], name=["Bo"])
+    >>> shown_at(0.25, np.array([0.0, 1.0]), [a, b], np.array([[-1.0, 1.0], [0.0, 2.0]])).xyxy.tolist()
+    [[5.0, 0.0, 15.0, 10.0]]
+    """
+    shown = (reach[:, 0] <= t) & (t < reach[:, 1])
+    if not shown.any():
+        return Detections.empty()
+    nearest = int(np.argmin(np.where(shown, np.abs(times - t), np.inf)))
+    dets = frames[nearest]
+    before, after = np.flatnonzero(shown & (times <= t)), np.flatnonzero(shown & (times > t))
+    if not (len(dets) and before.size and after.size) or times[nearest] == t:
+        return dets
+    i, j = int(before[-1]), int(after[0])
+    other = frames[j if nearest == i else i]
+    weight = (t - times[i]) / (times[j] - times[i])  # 0 at sample i, 1 at sample j
+    names = np.asarray(other.name).tolist()
+    boxes = np.asarray(dets.xyxy, np.float32).copy()
+    for k, name in enumerate(np.asarray(dets.name).tolist()):
+        if name and names.count(name) == 1:  # the same thing in both samples (names are per track)
+            there = np.asarray(other.xyxy, np.float32)[names.index(name)]
+            start, end = (boxes[k], there) if nearest == i else (there, boxes[k])
+            boxes[k] = start + (end - start) * np.float32(weight)
+    return dataclasses.replace(dets, xyxy=boxes)
+
+
 def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times: Sequence[float],
                     frames: Sequence[Detections], colours: dict[str, str], *, audio: str = "auto",
                     rotation: int | None = None,
@@ -94,7 +129,9 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
 
     ``times[i]`` / ``frames[i]``: the sampled frames' times and (track-named) detections;
     an output frame shows the detections of the nearest sample whose ``windows[i] = (from,
-    to)`` holds its time (``from`` inclusive), and none when no window does. `recognize_video`
+    to)`` holds its time (``from`` inclusive), and none when no window does; between two
+    samples whose windows both hold it, a name's box moves evenly from one to the other
+    (`shown_at`). `recognize_video`
     bounds each window by the sample's scene (a box never crosses a cut) and one sampling
     step (none after the last sample: ``max_frames`` may stop before the clip ends); without
     ``windows``, each sample reaches one typical step (the median gap) around it. ``audio``: see the module
@@ -176,10 +213,7 @@ def write_annotated(source: str | os.PathLike, target: str | os.PathLike, times:
                         continue
                     for frame in packet.decode():
                         t = float(frame.time) if frame.time is not None else (last + tick) / float(CLOCK.denominator)
-                        dets = Detections.empty()
-                        shown = (reach[:, 0] <= t) & (t < reach[:, 1])
-                        if shown.any():  # the nearest sample whose scene and step reach this frame
-                            dets = frames[int(np.argmin(np.where(shown, np.abs(sample_times - t), np.inf)))]
+                        dets = shown_at(t, sample_times, frames, reach)
                         if len(dets) or quarter_turns(frame):
                             rgb = upright(frame)[:height, :width]
                             drawn = draw(np.ascontiguousarray(rgb), dets) if len(dets) else rgb

@@ -155,7 +155,7 @@ class VideoResult:
                 for i, ts in sorted(seen.items(), key=lambda kv: (min(kv[1]), kv[0]))]
 
     def timeline(self, scene: int | None = None) -> str:
-        """One line per track: ``"0.4–3.2 s  Lin (0.61)"``, or a line saying nothing was found;
+        """One line per track: ``"   0.4-3.2 s  Lin (0.61)"`` (`Track.when`), or a line saying nothing was found;
         with ``scene``, only that scene's part of each track."""
         tracks = self.tracks if scene is None else self.scene_tracks(scene)
         if not tracks:
@@ -165,7 +165,7 @@ class VideoResult:
                 return (f"none of your concepts appear in the first {self.looked_until:.1f} s of {where} "
                         f"({length:.1f} s; the rest was not looked at)")
             return f"none of your concepts appear in {where} ({length:.1f} s)"
-        return "\n".join(f"{t.start:6.1f}–{t.end:.1f} s  {t.name} ({t.score:.2f})" for t in tracks)
+        return "\n".join(f"{t.when:>12}  {t.name} ({t.score:.2f})" for t in tracks)
 
     def scene(self, index: int) -> Scene:
         """Scene ``index`` (1, 2, ...)."""
@@ -361,7 +361,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
             if track_id not in best or shot[0] > best[track_id][0]:
                 best[track_id] = shot
         tiles = [(best[t.id][2], _box_in(best[t.id][2], frames[best[t.id][1]], t.id, info.width), t.name, t.score,
-                  f"{t.name}  {t.start:.1f}-{t.end:.1f} s") for t in tracks if t.id in best]
+                  f"{t.name}  {t.when}") for t in tracks if t.id in best]
         image = contact_sheet(tiles, colours) if tiles else None
         if keep_sheet:
             first = scene_frames.get(1)

@@ -77,6 +77,17 @@ class Track:
     confirmed: bool = False
     appearance: np.ndarray | None = field(default=None, repr=False)  # running mean unit embedding
 
+    @property
+    def when(self) -> str:
+        """When it was seen, in words: ``"0.4-3.2 s"``, or ``"1.0 s"`` for a track of one
+        sample (or of samples within a tenth of a second).
+
+        >>> Track(0, start=0.42, end=3.2).when, Track(0, start=1.0, end=1.0).when
+        ('0.4-3.2 s', '1.0 s')
+        """
+        start, end = f"{self.start:.1f}", f"{self.end:.1f}"
+        return f"{start} s" if start == end else f"{start}-{end} s"
+
     def leader(self) -> str:
         """The name with the most votes so far."""
         return max(self.votes, key=lambda n: (self.votes[n], n)) if self.votes else ""
