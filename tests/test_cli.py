@@ -375,9 +375,15 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (["recognize", "{query}", "--threshold", "5"], 2, "threshold"),
         (["ask", "{query}", "  "], 2, "question is empty"),
         (["ask", "{query}", "Which?", "--option", "A"], 2, "--option must look like A=Cat"),
+        (["ask", "{query}", "Which?", "--option", "A=Cat", "--option", "B=Dog", "--option", "a=Fish"], 2,
+         "--option A is given twice (A=Cat, a=Fish); give each letter once"),
+        # checked before the photo is looked at and the LVLM loaded (this one does not exist)
+        (["ask", "{query}", "Which?", "--option", "A=Cat", "--lvlm", "hf:{missing}"], 2,
+         "a multiple-choice prompt needs options with at least two letters"),
     ],
     ids=["forget-unknown", "duplicate", "non-image", "missing-file", "box-count", "inverted-box",
-         "unknown-preset", "recognize-non-image", "bad-threshold", "empty-question", "bad-option"],
+         "unknown-preset", "recognize-non-image", "bad-threshold", "empty-question", "bad-option",
+         "repeated-option", "one-option"],
 )
 def test_errors_exit_with_their_code_and_one_line(cli: Any, stocked: dict[str, Path], tmp_path: Path,
                                                   args: list[str], code: int, message: str) -> None:
@@ -459,3 +465,65 @@ def test_update_changes_context_and_category_and_keeps_the_views(cli: Any, stock
     assert code == 0 and json.loads(out)["name"] == "Mochi", err
     code, out, _ = cli("recognize", stocked["query"], "--memory", m, "--json")
     assert [d["name"] for d in json.loads(out)] == ["Mochi"]  # recognized under its new name
+
+
+def test_a_caption_batch_keeps_the_answers_it_got_when_the_lvlm_fails(
+        cli: Any, stocked: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One photo the LVLM refuses is skipped like an unreadable one (named, its record says
+    why); two failures in a row mean the LVLM is down: the batch stops there, and the
+    captions already paid for are printed, not thrown away."""
+    from pekit import personalizer
+    from pekit.errors import BackendError
+
+    class Flaky:
+        name = "flaky"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def generate(self, image: Any, prompt: str, **generation: Any) -> str:
+            self.calls += 1
+            if self.calls in (2, 4, 5):
+                raise BackendError("the LVLM at http://127.0.0.1:9/v1 answered 400: bad request")
+            return f"caption {self.calls}"
+
+    lvlm = Flaky()
+    monkeypatch.setattr(personalizer, "build_lvlm", lambda *spec: lvlm)
+    photos = []
+    for i in range(6):
+        photos.append(tmp_path / f"p{i}.png")
+        photos[-1].write_bytes(stocked["query"].read_bytes())
+    code, out, err = cli("caption", *photos, "--json", "--memory", stocked["memory"], "--lvlm", "none")
+    records = json.loads(out)
+    assert code == 10 and lvlm.calls == 5  # the sixth photo was not asked
+    assert [r.get("text") or r["exit_code"] for r in records] == ["caption 1", 10, "caption 3", 10, 10]
+    assert f"{photos[1]}: the LVLM at" in err and "(skipped; the other photos go on)" in err
+    assert "failed on 2 photos in a row, so the other 1 were not asked" in err
+
+
+def test_lvlm_options_reach_the_backend_from_the_command_line_and_python(
+        cli: Any, stocked: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an error's hint says to raise (timeout=, retries=, max_image_side=) can be set
+    without Python: --lvlm-option KEY=VALUE; an option the backend does not take is named."""
+    from pekit import Personalizer, personalizer
+    from pekit.answer.none import NoneLVLM
+    from pekit.errors import InvalidInputError
+
+    p = Personalizer(memory=str(stocked["memory"]), lvlm="openai:http://127.0.0.1:9/v1#m",
+                     lvlm_options={"timeout": 7, "retries": 0, "api_key_env": None})
+    assert (p.lvlm.timeout, p.lvlm.retries, p.lvlm.api_key_env) == (7, 0, None)
+    p.close()
+    seen: list[Any] = []
+    real = personalizer.build_lvlm
+    monkeypatch.setattr(personalizer, "build_lvlm", lambda *a: seen.append(a[2]) or real(*a))
+    code, _, err = cli("ask", stocked["query"], "What is this?", "--memory", stocked["memory"], "--lvlm",
+                       "openai:http://127.0.0.1:9/v1#m", "--lvlm-option", "timeout=0.5", "--lvlm-option",
+                       "retries=0", "--lvlm-option", "stream=false")
+    assert seen == [{"timeout": 0.5, "retries": 0, "stream": False}]
+    assert code == 10 and "cannot reach the LVLM server" in err  # nothing listens on port 9
+    code, _, err = cli("ask", stocked["query"], "What is this?", "--memory", stocked["memory"], "--lvlm",
+                       "openai:http://127.0.0.1:9/v1#m", "--lvlm-option", "colour=blue")
+    assert code == 2
+    assert_one_line_error(err, "ask", "cannot be built with the options ['colour']: got an unexpected keyword")
+    with pytest.raises(InvalidInputError, match="lvlm_options are for an LVLM given by name"):
+        Personalizer(lvlm=NoneLVLM(), lvlm_options={"timeout": 3})

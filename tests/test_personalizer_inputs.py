@@ -114,7 +114,7 @@ def test_rename_keeps_views_and_corrections_and_refuses_a_taken_name(p: Any, che
                                                                  negatives=c.views[:1]))
     before = p.memory.generation(namespace=p.namespace)
     for taken in ("Rex", "rex"):
-        with pytest.raises(DuplicateConceptError, match="name is taken"):
+        with pytest.raises(DuplicateConceptError, match=f"cannot rename 'Tom' to '{taken}': that name is taken"):
             p.update("Tom", rename=taken)
     for bad, words in (("", "non-empty"), ("Bo\x1b[31m", "control character"), ("x" * 201, "characters long")):
         with pytest.raises(InvalidInputError, match=words):

@@ -135,6 +135,11 @@ def hub_options(spec: str, what: str, revision: str | None = None) -> dict[str, 
     )
 
 
+#: a hub id of each kind of model, for the messages that ask for one
+_EXAMPLE_IDS = {"backbone": "facebook/dinov2-small", "LVLM": "HuggingFaceTB/SmolVLM-256M-Instruct",
+                "detector": "IDEA-Research/grounding-dino-tiny", "segmenter": "facebook/sam-vit-base"}
+
+
 def check_hub_id(spec: str, what: str) -> None:
     """`InvalidInputError` unless ``spec`` is spelled as a hub id can be (``org/name`` or
     ``name``), so that a typo or a revision suffix (``org/name@main``) is named here, not in a
@@ -149,8 +154,8 @@ def check_hub_id(spec: str, what: str) -> None:
     except HFValidationError as exc:
         raise InvalidInputError(
             f"the {what} '{spec}' is neither an existing local folder nor a valid Hugging Face hub id "
-            f"({exc}). What to do: give a hub id such as 'facebook/dinov2-small' (letters, digits, '-', '_' "
-            "and '.', no '@revision'), or the path of a folder written by save_pretrained"
+            f"({exc}). What to do: give a hub id such as '{_EXAMPLE_IDS.get(what, 'org/model-name')}' (letters, "
+            "digits, '-', '_' and '.', no '@revision'), or the path of a folder written by save_pretrained"
         ) from None
 
 

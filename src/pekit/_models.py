@@ -9,7 +9,7 @@ refuses a bad LVLM or face model when the Personalizer is made, before anything 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pekit.errors import InvalidInputError
@@ -52,13 +52,21 @@ class SharedModels:
         self._built[key] = value
 
 
-def check_specs(lvlm: Any, faces: Any, face_tolerance: Any) -> None:
+def check_specs(lvlm: Any, faces: Any, face_tolerance: Any, lvlm_options: Any = None) -> None:
     """`InvalidInputError` for an ``lvlm`` that is neither a spec nor an object with
-    ``generate``, ``faces`` that is neither a spec nor a face model, or a ``face_tolerance``
-    that is not a distance above 0 (None: the default)."""
+    ``generate``, ``lvlm_options`` that are not named options of a spec, ``faces`` that is
+    neither a spec nor a face model, or a ``face_tolerance`` that is not a distance above 0
+    (None: the default)."""
     if lvlm is not None and not isinstance(lvlm, str) and not callable(getattr(lvlm, "generate", None)):
         raise InvalidInputError(f"lvlm must be a spec ('none', 'hf:<id>', 'openai:<url>#<model>') or an object "
                                 f"with generate(image, prompt, ...) (pekit.answer.LVLM), got {type(lvlm).__name__}")
+    if lvlm_options:
+        if not isinstance(lvlm_options, Mapping) or not all(isinstance(k, str) for k in lvlm_options):
+            raise InvalidInputError(f"lvlm_options must map option names to values, e.g. {{'timeout': 30}}, got "
+                                    f"{type(lvlm_options).__name__}")
+        if lvlm is not None and not isinstance(lvlm, str):
+            raise InvalidInputError("lvlm_options are for an LVLM given by name (lvlm='openai:...'); an LVLM "
+                                    "object is built with its options already")
     if not isinstance(faces, str) and not (callable(getattr(faces, "detect", None))
                                            and callable(getattr(faces, "embed", None))
                                            and isinstance(getattr(faces, "fingerprint", None), str)):
@@ -76,15 +84,17 @@ def build_faces(spec: Any) -> Any:
     return load_faces(spec) if isinstance(spec, str) else spec
 
 
-def build_lvlm(spec: Any, device: str) -> Any:
-    """The LVLM a spec names (`pekit.answer.load_lvlm`; an ``hf:`` model on the preset's
-    ``device``, ``auto`` resolved), or the object given."""
+def build_lvlm(spec: Any, device: str, options: Mapping[str, Any] | None = None) -> Any:
+    """The LVLM a spec names (`pekit.answer.load_lvlm` with ``options``; an ``hf:`` model on
+    the preset's ``device``, ``auto`` resolved, unless ``options`` name one), or the object
+    given."""
     if not isinstance(spec, str):
         return spec
     from pekit.answer import load_lvlm
 
-    if spec.startswith("hf:"):  # where the preset puts its torch models
+    options = dict(options or {})
+    if spec.startswith("hf:") and "device" not in options:  # where the preset puts its torch models
         from pekit._hf import resolve_device
 
-        return load_lvlm(spec, device=resolve_device(device))
-    return load_lvlm(spec)
+        options["device"] = resolve_device(device)
+    return load_lvlm(spec, **options)  # an option it does not take: the registry's InvalidInputError names it

@@ -172,16 +172,25 @@ def _cmd_recognize(args: argparse.Namespace) -> int:
     return status
 
 
+#: a batch stops when the LVLM fails on this many photos in a row: it is down, not one photo
+_LVLM_FAILURES = 2
+
+
 def _options(values: list[str] | None) -> dict[str, str] | None:
     if not values:
         return None
-    out = {}
+    out: dict[str, str] = {}
     for v in values:
         letter, sep, text = v.partition("=")
         if not sep or not letter.strip() or not text.strip():
             raise InvalidInputError(f"--option must look like A=Cat, got '{v}'")
-        out[letter.strip().upper()] = text.strip()
-    return out
+        key = letter.strip().upper()
+        if key in out:
+            raise InvalidInputError(f"--option {key} is given twice ({key}={out[key]}, {v}); give each letter once")
+        out[key] = text.strip()
+    from pekit.prompt.text import check_options
+
+    return check_options(out)  # two letters at least, A-Z: before any photo is looked at
 
 
 def _print_answer(args: argparse.Namespace, path: Path, answer: Any, out: Path | None, many: bool) -> dict:
@@ -238,16 +247,17 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
                                     "photos are looked at whole")
         gen.update(clip_options)
     options = _options(getattr(args, "option", None))
-    from pekit.errors import ImageError
+    from pekit.errors import BackendError, ImageError
 
     records = []
     many = len(images) > 1
     batch = batch or many  # a folder: --out is a folder, --json a list, however many photos it held
     check_outputs(args, images, batch=batch)
     command = "caption" if question is None else "ask"
+    failed = 0  # the LVLM's failures in a row: one photo's (too large, refused), or the LVLM's own
     with open_personalizer(args) as p:
         _note_if_empty(p, args)
-        for path in _progress(images, command):
+        for done, path in enumerate(_progress(images, command)):
             try:
                 answer = (p.caption(str(path), **gen) if question is None
                           else p.ask(str(path), question, options=options, **gen))
@@ -256,6 +266,18 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
                     raise
                 records.append(skipped(path, exc, command))
                 continue
+            except BackendError as exc:  # the answers already paid for are kept, and said
+                if not many:
+                    raise
+                failed += 1
+                if failed < _LVLM_FAILURES:
+                    records.append(skipped(path, exc, command))
+                    continue
+                records.append({"image": str(path), "error": str(exc), "exit_code": exc.exit_code})
+                print(f"pekit {command}: error: {exc} ({path}); the LVLM failed on {failed} photos in a row, so the "
+                      f"other {len(images) - done - 1} were not asked (the answers before are kept)", file=sys.stderr)
+                break
+            failed = 0
             out = out_path(args.out, path, batch)
             if answer.image is None:
                 out = None

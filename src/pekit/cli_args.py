@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
 from pekit import __version__
 
@@ -68,6 +69,28 @@ def _threshold(p: argparse.ArgumentParser) -> None:
                    "people are matched by face distance instead (--face-tolerance)")
 
 
+def _lvlm_option(text: str) -> tuple[str, Any]:
+    """``"timeout=300"`` -> ``("timeout", 300)``: a number, true/false, none, or the text.
+
+    >>> _lvlm_option("timeout=300"), _lvlm_option("api_key_env=none"), _lvlm_option("stream=True")
+    (('timeout', 300), ('api_key_env', None), ('stream', True))
+    """
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE (e.g. timeout=300)")
+    value = value.strip()
+    words = {"none": None, "null": None, "true": True, "false": False}
+    if value.lower() in words:
+        return key, words[value.lower()]
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def _faces(p: argparse.ArgumentParser) -> None:
     p.add_argument("--faces", metavar="MODEL", help="face model of people: dlib (default: frontal faces, fast), "
                    "dlib-cnn (turned and small faces too, 7-10 s a 640x360 frame on a 2-core CPU; the same "
@@ -79,6 +102,9 @@ def _faces(p: argparse.ArgumentParser) -> None:
 
 def _answer_opts(p: argparse.ArgumentParser, *, many: bool) -> None:
     p.add_argument("--lvlm", help="none, hf:<id or dir> or openai:<base url>#<model> (default: the preset's)")
+    p.add_argument("--lvlm-option", action="append", type=_lvlm_option, metavar="KEY=VALUE",
+                   help="an option of the LVLM, e.g. timeout=300, retries=5, max_image_side=1024, "
+                   "api_key_env=MY_KEY or none, stream=true (openai:); dtype=float16 (hf:); repeatable")
     p.add_argument("--out", metavar="PATH", help="write the annotated image here" + (
         " (a folder for several images)" if many else " (a file, or a folder)"))
     p.add_argument("--max-new-tokens", type=int, default=256)

@@ -36,8 +36,8 @@ def named_memory(args: argparse.Namespace, *, creates: bool = False) -> Any:
 
 def open_personalizer(args: argparse.Namespace, *, creates: bool = False, **extra: Any) -> Personalizer:
     """A `Personalizer` on the memory the command names (`named_memory`), with its ``--preset``,
-    ``--namespace`` and, where the command has them, ``--threshold``, ``--lvlm``, ``--faces`` and
-    ``--face-tolerance``; it owns the memory."""
+    ``--namespace`` and, where the command has them, ``--threshold``, ``--lvlm`` (and its
+    ``--lvlm-option``), ``--faces`` and ``--face-tolerance``; it owns the memory."""
     from pekit.personalizer import Personalizer
 
     kwargs: dict[str, Any] = {}
@@ -45,6 +45,8 @@ def open_personalizer(args: argparse.Namespace, *, creates: bool = False, **extr
         kwargs["threshold"] = args.threshold
     if getattr(args, "lvlm", None):
         kwargs["lvlm"] = args.lvlm
+    if getattr(args, "lvlm_option", None):
+        kwargs["lvlm_options"] = dict(args.lvlm_option)
     if getattr(args, "faces", None):
         kwargs["faces"] = args.faces
     if getattr(args, "face_tolerance", None) is not None:

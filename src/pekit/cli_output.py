@@ -117,8 +117,10 @@ def check_outputs(args: argparse.Namespace, inputs: list[Path], *, photos: bool 
 
 
 def skipped(path: Path, exc: PekitError, command: str) -> dict:
-    """A photo of a batch that could not be read: said on stderr, the batch goes on."""
-    print(f"pekit {command}: error: {exc} (skipped; the other photos go on)", file=sys.stderr)
+    """A photo of a batch that could not be read (or that the LVLM refused): said on stderr,
+    naming the photo, and the batch goes on."""
+    where = "" if str(path) in str(exc) or path.name in str(exc) else f"{path}: "
+    print(f"pekit {command}: error: {where}{exc} (skipped; the other photos go on)", file=sys.stderr)
     return {"image": str(path), "error": str(exc), "exit_code": exc.exit_code}
 
 

@@ -57,6 +57,17 @@ class MemoryFileError(MemoryStoreError):
     (the message names it and says how to repair: ``pekit repair`` or ``--skip-damaged``)."""
 
 
+class MemoryLockedError(MemoryStoreError):
+    """Another process held the memory file's write lock for longer than the timeout: nothing
+    is wrong, try again (the HTTP service answers 503 with ``Retry-After``)."""
+
+
+class MemoryFullError(MemoryStoreError):
+    """A write found no room: the disk holding the memory is full, or a file-size limit
+    (``ulimit -f``) was reached. The write was rolled back; what was stored before is
+    intact (the HTTP service answers 507)."""
+
+
 class BackboneMismatchError(MemoryStoreError):
     """The memory holds vectors from another backbone; they cannot be compared."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,7 +68,8 @@ class Personalizer:
             `close` closes only a store opened from a path or URI here.
         namespace: the user whose concepts are used.
         lvlm: LVLM backend name (``none``, ``hf:<id>``, ``openai:<url>#<model>``) or object;
-            default: the preset's.
+            default: the preset's. ``lvlm_options``: what `pekit.answer.load_lvlm` passes to
+            it (``{"timeout": 300, "retries": 5}`` for ``openai:``; CLI: ``--lvlm-option``).
         threshold: override the preset's recognition threshold.
         faces: face model for person concepts (``"dlib"``, default, loaded on first use;
             ``"onnx:<path>"``, an ONNX embedder, see `pekit.faces.onnx`) or object.
@@ -82,7 +83,7 @@ class Personalizer:
     def __init__(self, preset: str | Preset = "offline", *, memory: MemoryStore | str | os.PathLike | None = None,
                  namespace: str = "default", lvlm: Any = None, threshold: float | None = None,
                  faces: Any = "dlib", face_tolerance: float | None = None, own_memory: bool | None = None,
-                 **overrides: Any) -> None:
+                 lvlm_options: Mapping[str, Any] | None = None, **overrides: Any) -> None:
         if threshold is not None:
             overrides["threshold"] = threshold
         self.preset = get_preset(preset).with_options(**overrides) if overrides else get_preset(preset)
@@ -91,8 +92,9 @@ class Personalizer:
         # `close` closes only what it opened, unless told the store is its to close
         self._owns_memory = not isinstance(memory, MemoryStore) if own_memory is None else bool(own_memory)
         self.namespace = namespace
-        check_specs(lvlm, faces, face_tolerance)
+        check_specs(lvlm, faces, face_tolerance, lvlm_options)
         self._lvlm_spec = lvlm if lvlm is not None else self.preset.lvlm
+        self._lvlm_options = dict(lvlm_options or {})
         self._faces_spec = faces
         # lazily built models, shared with `for_namespace` siblings (one store, many owners)
         self._models = SharedModels()
@@ -125,7 +127,7 @@ class Personalizer:
     @property
     def lvlm(self) -> Any:
         """The LVLM that answers (`pekit.answer.load_lvlm`), loaded on first use."""
-        return self._models.get("lvlm", lambda: build_lvlm(self._lvlm_spec, self.preset.device))
+        return self._models.get("lvlm", lambda: build_lvlm(self._lvlm_spec, self.preset.device, self._lvlm_options))
 
     def _check_backbone(self) -> None:
         stored = self.memory.backbone

@@ -355,6 +355,13 @@ def test_missing_directory_and_unknown_hub_id():
         load_lvlm("hf:no-such-org/no-such-vlm", local_files_only=True)
 
 
+def test_a_folder_without_config_and_a_revision_suffix_say_what_to_give(tmp_path):
+    with pytest.raises(BackendError, match=r"The folder has no config.json: give the folder that save_pretrained"):
+        load_lvlm(f"hf:{tmp_path}")
+    with pytest.raises(InvalidInputError, match=r"a hub id such as 'HuggingFaceTB/SmolVLM-256M-Instruct'"):
+        load_lvlm("hf:org/name@main")  # an LVLM's example, not a backbone's
+
+
 def test_missing_chat_template(model_dirs, tmp_path):
     import shutil
 

@@ -213,3 +213,17 @@ def test_concurrent_answers_each_report_their_own_usage() -> None:
     for question, answer in answers.items():
         assert answer.meta["usage"] == {"prompt_tokens": len(answer.prompt)}, question
     assert len({a.meta["usage"]["prompt_tokens"] for a in answers.values()}) == 2
+
+
+def test_a_name_the_question_mentions_is_no_box_colour():
+    """A cat called Red, asked about beside Bo: Bo's box is not red ("the red box" and "Red is
+    not visible" side by side would contradict each other), in the picture and the prompt."""
+    bo = Detections(xyxy=[[8, 8, 40, 40]], score=[0.9], name=["Bo"])
+    photo = np.zeros((64, 64, 3), np.uint8)
+    lvlm = Scripted("no")
+    answer = respond(lvlm, photo, bo, question="Is Red here too?", known_names=(n for n in ["Bo", "Red"]))
+    assert answer.meta["colours"] == {"Bo": "blue"}
+    assert "The entity in the blue box is called Bo." in answer.prompt and "Red is not visible" in answer.prompt
+    assert tuple(lvlm.calls[0]["image"][8, 20]) == colour_rgb("blue")  # the box drawn is the colour named
+    plain = respond(Scripted("no"), photo, bo, question="Is it red?", known_names=["Bo", "Red"])
+    assert plain.meta["colours"] == {"Bo": "red"}  # the colour as a word names no concept

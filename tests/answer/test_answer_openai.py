@@ -39,6 +39,7 @@ class FakeServer(ThreadingHTTPServer):
         self.delay = 0.0
         self.delays: list[float] = []  # per request, before `delay`
         self.stream_error: str | None = None  # sent as an error event after the first piece
+        self.stream_events: list[str] | None = None  # sent as they are (each a `data:` line), then [DONE]
 
     @property
     def url(self) -> str:
@@ -98,7 +99,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             self.wfile.write(b": keep-alive\n\n")
-            for i, word in enumerate(srv.reply.split(" ")):
+            for event in srv.stream_events or []:
+                self.wfile.write(f"data: {event}\n\n".encode())
+            for i, word in enumerate([] if srv.stream_events else srv.reply.split(" ")):
                 piece = word if i == 0 else " " + word
                 choices = [{"index": 0, "delta": {"content": piece}}]
                 chunk = {"object": "chat.completion.chunk", "choices": choices}
@@ -232,6 +235,17 @@ def test_what_the_server_says_is_one_line_without_terminal_escapes(server, image
         _lvlm(server, retries=0, stream=status is None).generate(image, "Describe.")
     message = str(info.value)
     assert said in message and not any(ch in message for ch in "\r\n\x1b\x07")
+
+
+@pytest.mark.parametrize("env", [None, "EMPTY_VLM_KEY"])
+def test_no_key_means_no_authorization_header(server, image, monkeypatch, env):
+    """``api_key_env=None`` (or a variable that is not set) sends no key at all, as documented,
+    not a made-up ``Bearer no-key`` that a proxy checking keys would refuse."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-this-server")
+    monkeypatch.delenv("EMPTY_VLM_KEY", raising=False)
+    assert _lvlm(server, api_key_env=env).generate(image, "Describe.")
+    assert _lvlm(server, api_key_env=env).list_models() is not None
+    assert [r["headers"].get("Authorization") for r in server.requests] == [None, None]
 
 
 def test_401_with_missing_key_says_to_set_the_variable(server, image, monkeypatch):
@@ -444,3 +458,41 @@ def test_streaming_yields_pieces_and_reports_an_error_mid_stream(server, image):
     assert next(pieces) == "Bo"  # the first piece arrives before the stream ends
     with pytest.raises(BackendError, match="CUDA out of memory"):
         next(pieces)
+
+
+@pytest.mark.parametrize("event", ["[1, 2]", '"text"', "42", "null"])
+def test_a_stream_event_that_is_json_but_no_chunk_is_an_error_not_an_empty_answer(server, image, event):
+    server.stream_events = [event]
+    with pytest.raises(BackendError, match="not a chat completion chunk"):
+        _lvlm(server, stream=True).generate(image, "Describe.")
+
+
+def test_a_server_that_hangs_up_is_not_called_unreachable(image):
+    """Reached, then the connection closed without an answer (a crash on this request): the
+    message says so, with no ".." and no "Is it running?"."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1#{MODEL}"
+    try:
+        with pytest.raises(BackendError) as info:
+            load_lvlm(f"openai:{url}", retries=0, timeout=5.0).generate(image, "Describe.")
+    finally:
+        listener.close()
+    message = str(info.value)
+    assert "closed the connection without an answer" in message and "may have crashed" in message
+    assert ".." not in message and "Is it running" not in message

@@ -89,6 +89,31 @@ def test_a_failed_first_write_leaves_no_file_or_folder(tmp_path: Path, monkeypat
     memory.close()
 
 
+@pytest.mark.parametrize(("error", "kept"), [("MemoryFullError", False), ("MemoryStoreError", True)])
+def test_a_disk_too_full_for_the_first_page_leaves_no_file_or_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: str, kept: bool) -> None:
+    """A first write that cannot even give the new file its first page (a full disk): the
+    empty file and its new folder go, as the README promises; nobody can have written into
+    it. Any other failure to open it keeps the (empty) file: another process may be
+    writing it now."""
+    from pekit import errors
+    from pekit.memory import _db
+
+    path = tmp_path / "new" / "m.db"
+
+    real = _db.SqliteFile._connect
+
+    def no_room(self: Any, *, stand_in: bool = False) -> Any:
+        if stand_in:  # (what a memory reads before its file exists: nothing is written)
+            return real(self, stand_in=True)
+        raise getattr(errors, error)(f"pekit cannot open the memory: the disk holding memory file {path} is full")
+
+    monkeypatch.setattr(_db.SqliteFile, "_connect", no_room)
+    with SqliteMemory(path) as memory, pytest.raises(getattr(errors, error), match="is full"):
+        memory.add(make("Bo"))
+    assert path.exists() is kept and (tmp_path / "new").exists() is kept
+
+
 def test_a_failed_first_write_keeps_a_file_another_writer_committed_to(tmp_path: Path) -> None:
     """Two first writes into a new memory at once: B makes the file, A commits 'Same' into
     it before B writes, B's 'same' is refused as a duplicate. A's concept must stay (B used
@@ -427,17 +452,18 @@ def test_a_longer_name_stored_by_an_earlier_version_can_still_be_used(tmp_path: 
         assert memory.names() == []
 
 
-@pytest.mark.parametrize(("sqlite_says", "expected"), [
-    ("database or disk is full", "the disk holding memory file .* is full; free some space"),
-    ("database disk image is malformed", "is damaged .*restore it from a backup"),
+@pytest.mark.parametrize(("sqlite_says", "expected", "kind"), [
+    ("database or disk is full", "the disk holding memory file .* is full; free some space", "MemoryFullError"),
+    ("database disk image is malformed", "is damaged .*restore it from a backup", "MemoryStoreError"),
+    ("database is locked", "is locked by another process; try again", "MemoryLockedError"),
 ])
-def test_a_full_disk_or_a_damaged_file_says_what_to_do(sqlite_says: str, expected: str) -> None:
+def test_a_full_disk_or_a_damaged_file_says_what_to_do(sqlite_says: str, expected: str, kind: str) -> None:
     from pekit.memory._db import SqliteFile
 
     db = SqliteFile(None)
     error = db.error(sqlite3.OperationalError(sqlite_says), "add concept 'Bo'")
-    assert error.__class__.__name__ == "MemoryStoreError"
-    assert "pekit cannot add concept 'Bo'" in str(error)
+    assert error.__class__.__name__ == kind  # (the service answers 507, 500 and 503 + Retry-After)
+    assert "pekit cannot add concept 'Bo'" in str(error) or kind == "MemoryLockedError"
     assert __import__("re").search(expected, str(error))
 
 
@@ -521,3 +547,36 @@ def test_a_symlink_made_before_the_first_use_gets_the_memory_where_it_points(tmp
         memory.add(make("Bo"))
     assert link.is_symlink() and target.stat().st_mode & 0o777 == 0o600
     assert SqliteMemory(target).names() == ["Bo"]
+
+
+_FILE_SIZE_LIMIT = """
+import os, resource, sys
+import numpy as np
+from pekit.memory import SqliteMemory
+from pekit.types import Concept
+path = sys.argv[1]
+limit = os.path.getsize(path) + 4096
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # ulimit -f: the file may not grow past it
+try:
+    with SqliteMemory(path) as memory:
+        memory.add(Concept("Big", np.random.default_rng(0).normal(size=(2000, 8)).astype(np.float32), backbone="toy"))
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_write_past_a_file_size_limit_is_named_and_loses_nothing(tmp_path: Path) -> None:
+    """``ulimit -f`` makes SQLite's write fail with a bare "disk I/O error": pekit says what
+    may have happened and what to do, and the memory keeps what it held."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.db"
+    with SqliteMemory(path) as memory:
+        memory.add(make("Bo"))
+    done = subprocess.run([sys.executable, "-c", _FILE_SIZE_LIMIT, str(path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.startswith("MemoryFullError pekit cannot add concept 'Big': writing memory file"), done
+    assert "file-size limit (ulimit -f)" in done.stdout and "Traceback" not in done.stderr
+    with SqliteMemory(path) as memory:
+        assert memory.names() == ["Bo"] and memory.get("Bo").views.shape == make("Bo").views.shape

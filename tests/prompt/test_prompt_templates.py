@@ -68,11 +68,21 @@ def test_nothing_recognized_sends_the_question_plainly():
     assert build_prompt("vqa", question="  {weird} braces {0} ", known_names=[]) == "{weird} braces {0}"
 
 
+def test_a_name_that_is_also_a_word_is_not_declared_absent_where_the_question_uses_the_word() -> None:
+    """Pets are called Sky, Bear, Max: "the sky" in a question is the sky, not the dog, so the
+    LVLM is not told "Sky is not visible" before "What colour is the sky?"."""
+    for question in ("What colour is the sky?", "Is there a bear in this picture?"):
+        assert build_prompt("vqa", question=question, known_names=["Sky", "Bear"]) == question
+    assert build_prompt("vqa", question="Is Sky on the sofa?", known_names=["Sky"]).startswith(
+        "Sky is not visible in this image.")
+
+
 @pytest.mark.parametrize(
     ("question", "visible", "absent_line"),
     [
         ("Is Mochi sleeping?", [], "Mochi is not visible in this image."),
-        ("Where are bo and MOCHI?", [], "Bo and Mochi are not visible in this image."),
+        ("Where are Bo and MOCHI?", [], "Bo and Mochi are not visible in this image."),
+        ("where are bo and mochi?", [], "Bo and Mochi are not visible in this image."),  # typed all in lower case
         ("Is Bo's ball here?", [], "Bo is not visible in this image."),
         ("Is Mochi next to Bo?", [("Bo", "red", "")], "Mochi is not visible in this image."),
     ],

@@ -212,3 +212,30 @@ def test_patch_renames_a_concept_and_refuses_a_taken_or_path_like_name(client: A
     assert client.get("/v1/concepts/Tom", headers=alice).status_code == 404
     r = client.post("/v1/recognize", headers=alice, files={"photo": ("q.jpg", photos["cat"], "image/jpeg")})
     assert [d["name"] for d in r.json()["detections"]] == ["Mochi"]
+
+
+@pytest.mark.parametrize(("error", "status", "retry", "words"), [
+    ("MemoryLockedError", 503, True, "busy with another writer"),
+    ("MemoryFullError", 507, False, "no room left"),
+    ("MemoryStoreError", 500, False, "read-only or damaged"),
+])
+def test_a_memory_that_cannot_take_a_write_says_whether_a_retry_helps(
+        client: Any, alice: dict[str, str], photos: dict[str, bytes], caplog: Any, monkeypatch: Any,
+        error: str, status: int, retry: bool, words: str) -> None:
+    """Only a lock held by another writer is load (503 + Retry-After): a full disk (507) or a
+    read-only or damaged file (500) would be retried every second for ever, so neither
+    carries the header, and the operator's log has them as errors."""
+    from pekit import errors
+
+    memory = client.app.state.service.personalizer.memory
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise getattr(errors, error)("pekit cannot add concept 'Tom' in memory file /srv/m.db: ...")
+
+    monkeypatch.setattr(memory, "add", refuse)
+    with caplog.at_level("WARNING", logger="pekit.server"):
+        r = introduce(client, alice, "Tom", photos["cat"], CAT_BOX)
+    assert r.status_code == status and words in r.json()["error"]["message"]
+    assert ("Retry-After" in r.headers) is retry and "/srv/m.db" not in r.text  # the path stays in the log
+    logged = [rec for rec in caplog.records if error in rec.getMessage()]
+    assert logged and logged[0].levelname == ("WARNING" if retry else "ERROR")

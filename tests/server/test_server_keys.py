@@ -86,3 +86,31 @@ def test_the_default_key_file_sits_beside_the_memory(tmp_path: Path) -> None:
     assert keys_path_for(str(tmp_path / "concepts.db")) == str(tmp_path / "concepts.keys.db")
     assert keys_path_for((tmp_path / "a.db").as_uri()) == str(tmp_path / "a.keys.db")
     assert keys_path_for("postgresql://pekit@localhost/pekit").endswith("keys.db")
+
+
+@pytest.mark.parametrize("sqlite_says", ["database or disk is full", "disk I/O error"])
+def test_a_key_file_on_a_full_disk_says_so_and_a_new_one_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_says: str) -> None:
+    """The key file is fine and --keys is not wrong: the disk has no room (even `keys list`
+    writes a -shm file beside a WAL file). Exit 11 (an output could not be written), and a
+    `keys create` of a new file in a new folder leaves neither behind."""
+    import sqlite3
+
+    from pekit.cli import main
+    from pekit.errors import OutputError
+
+    class NoRoom(sqlite3.Connection):
+        def execute(self, sql: str, *args: Any) -> Any:
+            if sql.startswith("PRAGMA journal_mode"):
+                raise sqlite3.OperationalError(sqlite_says)
+            return super().execute(sql, *args)
+
+    real = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: real(*a, **k, factory=NoRoom))
+    path = tmp_path / "new" / "keys.db"
+    with pytest.raises(OutputError, match=r"its disk may be full .*free some space"):
+        KeyStore(path)
+    assert not (tmp_path / "new").exists()
+    assert main(["keys", "create", "dave", "--keys", str(path)]) == 11
+    err = capsys.readouterr().err
+    assert "free some space" in err and "pass another --keys" not in err and not (tmp_path / "new").exists()

@@ -79,10 +79,16 @@ def server_errors(lvlm: OpenAILVLM, path: str, *, retries: int | None = None, ti
     except openai.APITimeoutError as exc:
         raise BackendError(
             f"no answer from {url} within {timeout:g} s ({_attempts(exc, retries)} attempt(s)); the server "
-            "may be overloaded or the model still loading: raise timeout= or try again"
+            "may be overloaded or the model still loading: raise timeout= (CLI: --lvlm-option timeout=SECONDS) "
+            "or try again"
         ) from exc
     except openai.APIConnectionError as exc:
-        reason = exc.__cause__ or exc
+        reason = str(exc.__cause__ or exc).strip().rstrip(".")
+        if "disconnected" in reason.lower() or "connection reset" in reason.lower():  # it was reached
+            raise BackendError(
+                f"the LVLM server at {url} closed the connection without an answer ({reason}): it may have "
+                "crashed or restarted on this request (its log says why); try again"
+            ) from exc
         raise BackendError(
             f"cannot reach the LVLM server at {url}: {reason}. Is it running, and is the base "
             "URL right (e.g. http://localhost:8000/v1 for vLLM, http://localhost:11434/v1 for "
@@ -99,7 +105,8 @@ def _http_error(lvlm: OpenAILVLM, status: int, payload: bytes, url: str, attempt
     message = _server_message(payload)
     if status in (401, 403):
         if not lvlm.api_key_env:
-            hint = "pass api_key_env='<VARIABLE>' naming the environment variable that holds the key"
+            hint = ("pass api_key_env='<VARIABLE>' (CLI: --lvlm-option api_key_env=VARIABLE) naming the environment "
+                    "variable that holds the key")
         elif os.environ.get(lvlm.api_key_env, "").strip():
             hint = f"the key in ${lvlm.api_key_env} was rejected; set a valid one"
         else:
@@ -126,10 +133,11 @@ def _http_error(lvlm: OpenAILVLM, status: int, payload: bytes, url: str, attempt
             )
         return BackendError(
             f"{url} answered {status} ({message}) {attempts} time(s); the server is busy or failing: "
-            "try again later or raise retries="
+            "try again later or raise retries= (CLI: --lvlm-option retries=N)"
         )
     if status == 413:
-        return BackendError(f"{url} says the request is too large (413); lower max_image_side")
+        return BackendError(f"{url} says the request is too large (413); lower max_image_side (CLI: --lvlm-option "
+                            "max_image_side=768)")
     hint = ""
     if "image" in message.lower() or "multimodal" in message.lower() or "vision" in message.lower():
         hint = f"; does '{lvlm.model}' accept images? use a vision-language model"

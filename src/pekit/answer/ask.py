@@ -17,7 +17,7 @@ from pekit.answer.base import check_generation_options
 from pekit.answer.respond import respond
 from pekit.errors import InvalidInputError
 from pekit.images import ImageInput, load_image
-from pekit.prompt import validate_question
+from pekit.prompt.text import check_options, validate_question
 from pekit.types import Answer, check_threshold
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ def _respond(p: Personalizer, image: ImageInput, /, *, question: str | None, opt
             isinstance(k, str) and isinstance(v, str) for k, v in options.items())):
         raise InvalidInputError('options must be a dict of letter -> answer text, e.g. {"A": "a dog", '
                                 f'"B": "a cat"}}, got {type(options).__name__}')
+    if options:
+        check_options(options)  # fail before the backbone pass and the LVLM's loading
     if isinstance(image, (str, os.PathLike)):
         from pekit.video.decode import is_video
 

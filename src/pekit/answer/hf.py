@@ -119,7 +119,7 @@ class HFLVLM:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         if not local_files_only:  # no network: the cache at once, or a clear error
-            local_files_only = bool(hub_options(spec, "model", revision).get("local_files_only"))
+            local_files_only = bool(hub_options(spec, "LVLM", revision).get("local_files_only"))
         common: dict[str, Any] = {
             "local_files_only": local_files_only, "trust_remote_code": trust_remote_code,
         }
@@ -167,6 +167,9 @@ class HFLVLM:
             video = any(k in msg.lower() for k in ("video_processor", "video processor", "torchvision"))
             if video and importlib.util.find_spec("torchvision") is None:
                 hint = " This model's processor needs torchvision: `pip install torchvision`."
+            elif os.path.isdir(source) and not os.path.isfile(os.path.join(source, "config.json")):
+                hint = (" The folder has no config.json: give the folder that save_pretrained wrote (config.json, "
+                        "the weights and the processor's files), or a hub id.")
             elif isinstance(exc, OSError):
                 hint = (" Check the hub id (e.g. 'llava-hf/llava-v1.6-mistral-7b-hf') or the local "
                         "directory; offline or a gated model? download it first (`hf download <id>`) "

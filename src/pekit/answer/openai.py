@@ -81,6 +81,11 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+
+def _without_authorization(request: Any) -> None:
+    """An httpx request hook: the request goes out with no ``Authorization`` header."""
+    request.headers.pop("Authorization", None)
+
 class OpenAILVLM:
     """Client of an OpenAI-compatible ``/chat/completions`` endpoint behind the `LVLM` protocol.
 
@@ -204,11 +209,15 @@ class OpenAILVLM:
         if key and self._clear_text and not self._warned:
             self._warned = True
             log.warning("sending the API key in $%s over plain http to %s: anyone on the way can read it; "
-                        "use https, or api_key_env=None for a server that needs no key", self.api_key_env,
+                        "use https, or api_key_env=None (CLI: --lvlm-option api_key_env=none) for a server that "
+                        "needs no key", self.api_key_env,
                         urllib.parse.urlsplit(self.base_url).hostname)
-        options: dict[str, Any] = {}
+        http: dict[str, Any] = {}
         if self._loopback:  # a local server: never through the http(s)_proxy of the environment
-            options["http_client"] = openai.DefaultHttpxClient(trust_env=False)
+            http["trust_env"] = False
+        if not key:  # no key: no Authorization header at all (the SDK insists on one; a proxy may refuse any)
+            http["event_hooks"] = {"request": [_without_authorization]}
+        options: dict[str, Any] = {"http_client": openai.DefaultHttpxClient(**http)} if http else {}
         return openai.OpenAI(
             base_url=self.base_url, api_key=key or "no-key", timeout=self.timeout if timeout is None else timeout,
             max_retries=self.retries if retries is None else retries,
@@ -330,7 +339,10 @@ class OpenAILVLM:
             try:
                 for chunk in client.chat.completions.create(**body):  # pieces as the server sends them
                     events += 1
-                    for choice in getattr(chunk, "choices", None) or []:
+                    choices = getattr(chunk, "choices", None)
+                    if not isinstance(choices, list):  # JSON, but a list, a string, a number: no chunk
+                        raise TypeError(f"the event is {type(chunk).__name__}: {str(chunk)[:80]}")
+                    for choice in choices:
                         delta = getattr(choice, "delta", None)
                         piece = getattr(delta, "content", None)
                         refusal += str(getattr(delta, "refusal", None) or "")

@@ -28,7 +28,7 @@ from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, LVLM
 from pekit.errors import BackendError, InvalidInputError
 from pekit.prompt.choice import parse_choice, split_options
 from pekit.prompt.overlay import Colour, annotate, colour_assignment, on_photo
-from pekit.prompt.text import PromptTemplate, build_prompt, load_template, validate_question
+from pekit.prompt.text import PromptTemplate, build_prompt, load_template, mentioned_names, validate_question
 from pekit.types import Answer, Detections
 
 __all__ = ["respond"]
@@ -96,8 +96,11 @@ def respond(
         image = load_image(image)  # upright (EXIF) and on white, as recognize saw it
     tpl = template if isinstance(template, PromptTemplate) else load_template(template)
     shown = on_photo(detections, image.shape[1], image.shape[0])  # a box off the photo is drawn nowhere
-    colours = colour_assignment(shown, palette=palette, warn=False)  # annotate says it, once
-    annotated = annotate(image, shown, palette=palette)
+    # a known name the question mentions ("Is Red here too?") is no box's colour: "the red box" would be ambiguous
+    known_names = [str(n) for n in known_names]
+    said = mentioned_names(" ".join([str(question or ""), *map(str, (options or {}).values())]), known_names)
+    colours = colour_assignment(shown, palette=palette, warn=False, avoid=said)  # annotate says it, once
+    annotated = annotate(image, shown, palette=palette, avoid=said)
     contexts = dict(contexts or {})
     concepts = [(name, colour, contexts.get(name, "")) for name, colour in colours.items()]
     known = list(dict.fromkeys([*known_names, *colours]))

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pekit._files import read_only_mount
-from pekit.errors import MemoryFileError, MemoryStoreError
+from pekit.errors import MemoryFileError, MemoryFullError, MemoryLockedError, MemoryStoreError
 from pekit.memory._schema import is_not_a_database, prepare
 
 __all__ = ["SqliteFile"]
@@ -61,6 +61,19 @@ def _gone(path: Path) -> bool:
 class _GoneError(MemoryStoreError):
     """The file was removed between opening it and reading which file it is (another
     process's first write failed and took back the file it had made): try again."""
+
+
+def _empty(path: Path) -> bool:
+    """Whether ``path`` is a file of 0 bytes (with nothing in a write-ahead log beside it)."""
+    try:
+        return path.stat().st_size == 0 and not os.path.getsize(f"{path}-wal")
+    except FileNotFoundError:  # no -wal: nothing was written there
+        try:
+            return path.stat().st_size == 0
+        except OSError:
+            return False
+    except OSError:
+        return False
 
 
 class SqliteFile:
@@ -156,7 +169,7 @@ class SqliteFile:
         name = getattr(exc, "sqlite_errorname", "") or ""
         text = str(exc).lower()
         if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
-            return MemoryStoreError(
+            return MemoryLockedError(
                 f"memory file {self.label} is locked by another process; try again "
                 f"(waited {self.timeout:g} s for the lock)"
             )
@@ -180,7 +193,7 @@ class SqliteFile:
                 "of the file and its folder, or use a writable copy"
             )
         if name.startswith("SQLITE_FULL") or "disk is full" in text:
-            return MemoryStoreError(
+            return MemoryFullError(
                 f"pekit cannot {action}: the disk holding memory file {self.label} is full; free some "
                 "space and try again (this write was rolled back; what was stored before is intact)"
             )
@@ -196,6 +209,11 @@ class SqliteFile:
             return MemoryStoreError(  # e.g. a journal that cannot be created or rolled back beside the file
                 f"pekit cannot {action}: SQLite could not write beside memory file {self.label} ({exc}); make the "
                 f"file and its folder writable (chmod u+w {self.path} {self.path.parent}), or use a writable copy")
+        if name in ("SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE") and not self.read_only:
+            return MemoryFullError(  # writable, yet the write failed: no room (ulimit -f gives EFBIG), or the disk
+                f"pekit cannot {action}: writing memory file {self.label} failed ({exc}): the disk may be full, a "
+                "file-size limit (ulimit -f) reached, or the disk failing; free some space or raise the limit and "
+                "try again (this write was rolled back; what was stored before is intact)")
         if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
             return MemoryStoreError(
                 f"pekit cannot {action}: SQLite cannot open memory file {self.label} or its journal "
@@ -293,6 +311,10 @@ class SqliteFile:
             created.append(real)
         try:
             conn = self._connect()
+        except MemoryFullError:
+            # no room for its first page: nobody can have written into it either, so it goes
+            self._remove(created if _empty(real) else [p for p in created if p != real])
+            raise
         except BaseException:
             # the file stays (empty, it reads as an empty memory): another process may be writing it now
             self._remove([p for p in created if p != real])

@@ -235,7 +235,7 @@ class StoreBase(ABC):
         self._check_backbone(conn, c)
         if self._same_name(conn, c.namespace, c.name, exclude=cid):
             raise DuplicateConceptError(
-                f"cannot rename concept {cid} to {c.name!r}: that name is taken in namespace "
+                f"cannot rename {row[2]!r} to {c.name!r}: that name is taken in namespace "
                 f"{c.namespace!r}; remove the other concept first or choose another name"
             )
         return cid, created

@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -94,14 +94,17 @@ def colour_rgb(name: str, palette: Sequence[Colour] | Sequence[str] | None = Non
 
 
 def colour_assignment(
-    detections: Detections, *, palette: Sequence[Colour] | Sequence[str] | None = None, warn: bool = True
+    detections: Detections, *, palette: Sequence[Colour] | Sequence[str] | None = None, warn: bool = True,
+    avoid: Iterable[str] = (),
 ) -> dict[str, str]:
     """Map each recognized concept name to a colour name, ``{name: colour}``.
 
     Concepts are ordered by their best score (ties: first appearance), so the most
     confident one gets the first palette colour; a concept drawn twice keeps one colour.
     A colour that is also a recognized name is skipped ("the entity in the red box is
-    called Blue" would mislead the LVLM). Unmatched detections (name ``""``) get none.
+    called Blue" would mislead the LVLM), and so is one of ``avoid`` (the user's other names
+    the question mentions: "Is Red here too?" beside a red box). Unmatched detections (name
+    ``""``) get none.
     With more concepts than colours the least confident ones are left out (and not drawn),
     with a warning (``warn``), so that every colour in the prompt names exactly one concept
     (`respond` tells the LVLM they are in the photo, unmarked).
@@ -120,7 +123,7 @@ def colour_assignment(
         if name not in best or float(score) > best[name][0]:
             best[name] = (float(score), best.get(name, (0.0, i))[1])
     order = sorted(best, key=lambda n: (-best[n][0], best[n][1]))
-    colours = _free(colours, order)
+    colours = _free(colours, [*order, *avoid])
     if len(order) > len(colours):
         if warn:
             log.warning("%d concepts recognized but only %d distinct colours; not drawing: %s",
@@ -195,6 +198,7 @@ def annotate(
     thickness: int | None = None,
     labels: bool = True,
     unmatched: bool = False,
+    avoid: Iterable[str] = (),
 ) -> ImageT:
     """Draw each recognized concept's box in its colour with a ``"name 0.87"`` label.
 
@@ -205,6 +209,7 @@ def annotate(
         thickness: line width in pixels; default scales with the image (~0.7% of the short side, >= 2).
         labels: draw the name and score on a filled tag above (or inside) each box.
         unmatched: also draw unmatched proposals (name ``""``) in thin gray, unlabelled.
+        avoid: names whose colour is not used (`colour_assignment`).
 
     Returns:
         A new image of the same type as ``image`` (numpy in -> numpy out, PIL in -> PIL RGB
@@ -230,7 +235,7 @@ def annotate(
     thickness = int(thickness)
     table = dict(_palette(palette))
     detections = on_photo(detections, width, height)  # a box wholly off the photo is not drawn in a corner
-    assigned = colour_assignment(detections, palette=palette)
+    assigned = colour_assignment(detections, palette=palette, avoid=avoid)
     names, scores = detections.name, detections.score
     assert names is not None and scores is not None  # filled by Detections
     draw = ImageDraw.Draw(canvas)

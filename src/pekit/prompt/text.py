@@ -41,6 +41,7 @@ __all__ = [
     "PromptTemplate",
     "available_templates",
     "build_prompt",
+    "check_options",
     "join_names",
     "load_template",
     "mentioned_names",
@@ -233,17 +234,33 @@ def _name_pattern(name: str) -> re.Pattern[str]:
 
 
 def mentioned_names(text: str, names: Iterable[str]) -> list[str]:
-    """Names from ``names`` that occur in ``text`` as whole words (case-insensitive), in order given.
+    """Names from ``names`` that occur in ``text`` as whole words, in order given.
 
-    In scripts written without spaces a name is found inside the sentence ("小明在哪里？",
-    "Bo在哪里？").
+    A name written with a capital ("Sky", "Bear") is found where the text writes it with
+    one, as a name is ("Is Sky here?", "Is SKY here?"): "the sky" and "a bear" are words,
+    not the user's dog. A text written all in lower case, and a name stored in lower case,
+    match in any case. In scripts written without spaces a name is found inside the
+    sentence ("小明在哪里？", "Bo在哪里？").
 
-    >>> mentioned_names("Is Bo's ball near mochi?", ["Bo", "Mochi", "Rex", "Bob"])
+    >>> mentioned_names("Is Bo's ball near MOCHI?", ["Bo", "Mochi", "Rex", "Bob"])
     ['Bo', 'Mochi']
+    >>> mentioned_names("What colour is the sky? Is there a bear?", ["Sky", "Bear"])
+    []
+    >>> mentioned_names("is sky with bo?", ["Sky", "Bo"]), mentioned_names("Is Rex here?", ["rex"])
+    (['Sky', 'Bo'], ['rex'])
     >>> mentioned_names("小明和Bo在哪里？", ["小明", "Bo"])
     ['小明', 'Bo']
     """
-    return [n for n in dict.fromkeys(names) if n.strip() and _name_pattern(n.strip()).search(text)]
+    casual = text == text.lower()  # nothing capitalised anywhere: case says nothing
+    out = []
+    for given in dict.fromkeys(names):
+        name = given.strip()
+        if not name:
+            continue
+        as_written = casual or name == name.lower()
+        if any(as_written or word[:1] != word[:1].lower() for word in _name_pattern(name).findall(text)):
+            out.append(given)
+    return out
 
 
 def join_names(names: Sequence[str], conjunction: str = "and") -> str:
@@ -290,7 +307,13 @@ def _check_concepts(concepts: Sequence[ConceptInImage]) -> list[tuple[str, str, 
     return out
 
 
-def _check_options(options: Mapping[str, str] | None) -> dict[str, str]:
+def check_options(options: Mapping[str, str] | None) -> dict[str, str]:
+    """Multiple-choice ``options`` as the prompt writes them: at least two distinct letters
+    A-Z, each with a text (`InvalidInputError` otherwise).
+
+    >>> check_options({"a": " Dog ", "B": "Cat"})
+    {'A': 'Dog', 'B': 'Cat'}
+    """
     if not options or len(options) < 2:
         raise InvalidInputError("a multiple-choice prompt needs options with at least two letters, "
                                 "e.g. {'A': 'Yes', 'B': 'No'}")
@@ -369,7 +392,7 @@ def build_prompt(
             "caption_plain")
 
     q = validate_question(question)
-    opts = _check_options(options) if kind == "choice" else {}
+    opts = check_options(options) if kind == "choice" else {}
     searched = " ".join([q, *opts.values()])
     present = visible_lower | {n.lower() for n in extra}
     absent = [n for n in mentioned_names(searched, known_names) if n.strip().lower() not in present]

@@ -37,9 +37,9 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (pe.ConceptNotFoundError, 404),
     (pe.DuplicateConceptError, 409),
     (pe.BackboneMismatchError, 409),
-    (pe.SchemaError, 500),
-    (pe.MemoryFileError, 500),
-    (pe.MemoryStoreError, 503),  # e.g. the file is locked by another writer for longer than the timeout
+    (pe.MemoryLockedError, 503),  # locked by another writer for longer than the timeout: retry
+    (pe.MemoryFullError, 507),  # no room to store it: retrying does not help until an operator frees space
+    (pe.MemoryStoreError, 500),  # read-only, damaged, not a memory, written by a newer pekit
     (pe.ImageError, 422),
     (pe.InvalidInputError, 422),
     (pe.NothingFoundError, 422),
@@ -52,8 +52,10 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
 #: what a client is told of a server-side failure (the message itself, with file paths and the
 #: LVLM's address, goes to the log only)
 _SERVER_SIDE: tuple[tuple[type[BaseException], str], ...] = (
-    (pe.MemoryStoreError, "the server's memory store could not serve this (locked by another writer, full, "
-                          "read-only or damaged)"),
+    (pe.MemoryLockedError, "the server's memory store is busy with another writer; retry after the Retry-After "
+                           "header's seconds"),
+    (pe.MemoryFullError, "the server's memory store has no room left to store this (nothing stored was lost)"),
+    (pe.MemoryStoreError, "the server's memory store could not serve this (read-only or damaged)"),
     (pe.MissingDependencyError, "the server lacks an optional dependency for this"),
     (pe.BackendError, "the LVLM or a model behind this server failed or could not be reached"),
 )

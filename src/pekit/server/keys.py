@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pekit.errors import InvalidInputError, PekitError
+from pekit.errors import InvalidInputError, OutputError, PekitError
 
 __all__ = ["ApiKey", "AuthError", "KeyFileReplacedError", "KeyStore", "RevokedKeyError", "UnknownKeyError",
            "check_namespace"]
@@ -112,6 +112,34 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("ascii")).digest()
 
 
+
+def _open_error(raw: str, exc: sqlite3.Error) -> PekitError:
+    """Why a key file cannot be opened, and what to do: no room on its disk (`OutputError`:
+    the file is fine, free some space), else another ``--keys PATH``."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or any(w in str(exc).lower() for w in ("disk is full",
+                                                                                             "disk i/o error")):
+        return OutputError(f"cannot open the key file {raw}: SQLite could not write beside it ({exc}): its disk may be "
+                           "full (even reading keys writes a small -shm file beside it); free some space and try "
+                           "again (the keys in it are intact)")
+    return InvalidInputError(f"cannot open the key file {raw}: {exc}; pass another --keys PATH")
+
+
+def _remove_new(made: list[Path]) -> None:
+    """Remove what opening a new key file created (the file while still empty, then the
+    folders while empty), newest first: a failed `keys create` leaves nothing behind."""
+    for path in reversed(made):
+        try:
+            if path.is_dir():
+                path.rmdir()
+            elif path.stat().st_size == 0:
+                for extra in ("-wal", "-shm", "-journal"):
+                    Path(f"{path}{extra}").unlink(missing_ok=True)
+                path.unlink()
+        except OSError:
+            return  # another process's file by now, or not empty: left as it is
+
+
 class KeyStore:
     """API keys in one SQLite file (``":memory:"`` for tests); safe across threads and processes.
 
@@ -138,30 +166,39 @@ class KeyStore:
             if not make_folder and not self.path.parent.is_dir():
                 raise InvalidInputError(f"the folder of the key file {self.path} does not exist; create it, "
                                         "or pass another --keys PATH")
+        made: list[Path] = []  # what this call created, removed again if the file cannot be opened
+        if self.path is not None:
+            missing = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise InvalidInputError(f"cannot create the folder of the key file {self.path}: {exc}") from exc
+            made.extend(reversed(missing))
         if self.path is not None and not self.path.exists():  # only its owner reads the key digests
             try:
                 os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             except FileExistsError:
                 pass  # another process made it meanwhile
             except OSError as exc:
+                _remove_new(made)
                 raise InvalidInputError(f"cannot create the key file {self.path}: {exc}; pass another --keys PATH") \
                     from exc
+            else:
+                made.append(self.path)
         try:
             self._conn = sqlite3.connect(raw if self.path is None else str(self.path), timeout=timeout,
                                          isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise InvalidInputError(f"cannot open the key file {raw}: {exc}; pass another --keys PATH") from exc
+            _remove_new(made)
+            raise _open_error(raw, exc) from exc
         try:
             self._check_tables()  # before anything is written: another program's file stays as it was
             self._conn.execute("PRAGMA journal_mode=WAL" if self.path is not None else "PRAGMA journal_mode=MEMORY")
             self._conn.execute(_SCHEMA)
         except sqlite3.Error as exc:
             self._conn.close()
-            raise InvalidInputError(f"cannot open the key file {raw}: {exc}; pass another --keys PATH") from exc
+            _remove_new(made)
+            raise _open_error(raw, exc) from exc
         except PekitError:
             self._conn.close()
             raise

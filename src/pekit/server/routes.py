@@ -44,6 +44,7 @@ _ERROR_TEXT = {
     404: "no such concept", 409: "name taken, or a memory made by another backbone", 413: "upload too large",
     415: "not an image", 422: "invalid input", 502: "the LVLM or another backend failed",
     503: "busy: retry after the Retry-After header's seconds",
+    507: "the server's memory store has no room left (nothing stored was lost)",
 }
 
 
@@ -126,7 +127,7 @@ def list_concepts(svc: Svc, user: User) -> list[ConceptOut]:
 
 
 @router.post("/concepts", response_model=ConceptOut, status_code=201, summary="introduce a concept from photos",
-             responses=_errors(400, 409, 413, 415))
+             responses=_errors(400, 409, 413, 415, 507))
 async def introduce(
     svc: Svc, user: User,
     name: Annotated[str, Form(min_length=1, max_length=NAME_MAX, description="what you call it, e.g. Bo")],
@@ -183,7 +184,7 @@ def get_concept(svc: Svc, user: User, name: ConceptName) -> ConceptOut:
 
 
 @router.patch("/concepts/{name}", response_model=ConceptOut, summary="change a concept's context, category or name",
-             responses=_errors(404, 413))
+             responses=_errors(404, 413, 507))
 def update_concept(svc: Svc, user: User, name: ConceptName, body: ContextIn) -> ConceptOut:
     p = svc.personalizer_for(user)
     # read and written in one transaction (a view added meanwhile by another request stays); no change, no write
@@ -193,7 +194,7 @@ def update_concept(svc: Svc, user: User, name: ConceptName, body: ContextIn) -> 
 
 
 @router.post("/concepts/{name}/views", response_model=ConceptOut, summary="add one more reference photo",
-             responses=_errors(400, 404, 409, 413, 415))
+             responses=_errors(400, 404, 409, 413, 415, 507))
 async def add_view(
     svc: Svc, user: User, name: ConceptName, request: Request,
     photo: Annotated[UploadFile, File(description="another photo of the concept")],
@@ -208,7 +209,7 @@ async def add_view(
 
 
 @router.delete("/concepts/{name}", response_model=Forgotten, summary="forget a concept",
-             responses=_errors(404))
+             responses=_errors(404, 507))
 def forget(svc: Svc, user: User, name: ConceptName) -> Forgotten:
     # the name as it was stored: DELETE /v1/concepts/bo forgets 'Bo'
     return Forgotten(forgotten=svc.personalizer_for(user).forget(_name(svc, name)))
