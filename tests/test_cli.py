@@ -365,7 +365,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     ("args", "code", "message"),
     [
         (["forget", "Mochi"], 4, "Mochi"),
-        (["introduce", "cat", "{cat}"], 5, "--replace"),
+        (["introduce", "cat", "{cat}"], 5, "already exists; pass --replace to overwrite it"),  # the CLI's spelling
         (["introduce", "dog", "{notes}"], 3, "notes.jpg"),
         (["introduce", "dog", "{missing}"], 3, "no such file"),
         (["introduce", "dog", "{cat}", "--box", "0,0,10,10", "--box", "0,0,20,20"], 2, "got 2 --box for 1 images"),

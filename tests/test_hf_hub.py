@@ -149,7 +149,9 @@ def test_a_misspelled_hub_id_is_named_before_the_hub_or_the_cache_is_asked(
     from pekit.registry import create
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    example = {"backbone": "facebook/dinov2-small", "detector": "IDEA-Research/grounding-dino-tiny",
+               "segmenter": "facebook/sam-vit-base"}[kind]  # a hub id of that kind of model
     with pytest.raises(InvalidInputError, match=rf"the {kind} '{re.escape(spec)}' is neither an existing local "
-                                                 r"folder nor a valid Hugging Face hub id .*'facebook/dinov2-small'"):
+                                                 rf"folder nor a valid Hugging Face hub id .*'{example}'"):
         create(kind, f"hf:{spec}", device="cpu")
     assert dead_hub["probes"] == []

@@ -523,7 +523,7 @@ def test_avif_and_heic_photos_are_photos_not_videos(tmp_path: Path, rgb: np.ndar
     monkeypatch.setattr(images, "_HEIF_OPENER", [False])  # as without the plugin:
     Image.init()  # every plugin in ID first: one loaded while ID is patched would be lost after it
     monkeypatch.setattr(Image, "ID", [k for k in Image.ID if k != "HEIF"])
-    with pytest.raises(ImageError, match=r"a HEIC photo; .*pip install pillow-heif"):
+    with pytest.raises(ImageError, match=r"a HEIC photo; .*pip install 'pekit-vlm\[heif\]'"):
         load_image(heic)
     mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
     assert sniff_image(mp4) is None and (tmp_path / "clip.bin").write_bytes(mp4) and is_video(tmp_path / "clip.bin")
@@ -653,7 +653,7 @@ def test_a_folder_skips_heic_photos_when_they_cannot_be_read_and_says_so(
     (tmp_path / "b.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
     monkeypatch.setattr(images, "_HEIF_OPENER", [False])
     assert list_images([tmp_path]) == [tmp_path / "a.jpg"]
-    assert "1 HEIC photo(s) skipped (b.heic): pip install pillow-heif" in caplog.text
+    assert "1 HEIC photo(s) skipped (b.heic): pip install 'pekit-vlm[heif]'" in caplog.text
     assert list_images([tmp_path / "b.heic"]) == [tmp_path / "b.heic"]  # named: read, and its error said
     monkeypatch.setattr(images, "_HEIF_OPENER", [True])
     assert list_images([tmp_path]) == [tmp_path / "a.jpg", tmp_path / "b.heic"]

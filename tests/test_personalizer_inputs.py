@@ -320,3 +320,27 @@ def test_a_library_user_gets_pekits_errors_for_plausible_mistakes(p: Any, chelse
     assert Personalizer(memory="memory://", face_tolerance=np.float32(0.5)).face_tolerance == 0.5
     boxes = ([30, 0, 451, 300] for _ in range(1))  # a generator, as images may be
     assert len(p.introduce("Mochi", [chelsea], boxes=boxes).views) == 1
+
+
+def test_recognize_many_takes_a_folder_and_views_one_photo(p: Any, chelsea: np.ndarray, tmp_path: Path,
+                                                           make_personalizer: Any) -> None:
+    """What the docstrings promise: a folder's path is its photos (sorted, as the CLI takes a
+    folder), one photo's path is refused with what to do; `views` takes one photo as
+    `introduce` does; a closed Personalizer says how to get a working one."""
+    from PIL import Image
+
+    album = tmp_path / "album"
+    album.mkdir()
+    Image.fromarray(chelsea).save(album / "b.png")
+    Image.fromarray(np.ascontiguousarray(chelsea[:, ::-1])).save(album / "a.png")
+    (album / "notes.txt").write_text("not a photo")
+    got = list(p.recognize_many(str(album)))
+    assert [d.name.tolist() for d in got] == [["Tom"], ["Tom"]]
+    assert got[1] == p.recognize(album / "b.png") and list(p.recognize_many(album)) == got  # sorted; a Path too
+    with pytest.raises(InvalidInputError, match="or a folder's path, got str; for one photo use recognize"):
+        p.recognize_many(str(album / "a.png"))
+    assert len(p.views(str(album / "a.png"), boxes=[CAT_BOX])) == 1
+    closed = make_personalizer(memory=str(tmp_path / "m.db"))
+    closed.close()
+    with pytest.raises(MemoryStoreError, match=r"is closed .*a new Personalizer on it"):
+        closed.recognize(chelsea)

@@ -352,8 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         code = _run(args, parser)
         sys.stdout.flush()  # here, not at exit: a reader that went away (| head) is handled below
         return code
-    except PekitError as exc:
-        print(f"pekit {args.command}: error: {exc}", file=sys.stderr)
+    except PekitError as exc:  # (the library's advice in the spelling of the command line)
+        message = str(exc).replace("pass replace=True (CLI: --replace)", "pass --replace")
+        print(f"pekit {args.command}: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:  # pragma: no cover
         print("interrupted", file=sys.stderr)

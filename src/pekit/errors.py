@@ -151,7 +151,7 @@ def require(module: str, extra: str, package: str | None = None):
                 f"pekit needs '{pkg}', which is not installed: reinstall pekit (`pip install pekit-vlm`) "
                 f"or run `pip install {pkg}`"
             ) from exc
-        raise MissingDependencyError(
+        raise MissingDependencyError(  # the extra installs what else the feature needs with it
             f"this feature needs the optional dependency '{pkg}', which is not installed: "
-            f"run `pip install 'pekit-vlm[{extra}]'` (or `pip install {pkg}`)"
+            f"run `pip install 'pekit-vlm[{extra}]'` (it installs '{pkg}' with what it needs alongside)"
         ) from exc

@@ -180,7 +180,8 @@ def _open_checked(fp: Any, name: str, max_pixels: int) -> Image.Image:
                              "pip install 'pillow>=11.2', or export the photo as JPEG") from exc
         if kind == "image/heic":
             raise ImageError(f"{name}: a HEIC photo; Pillow reads it with the pillow-heif plugin: pip install "
-                             "pillow-heif (pekit uses it when installed), or export the photo as JPEG") from exc
+                             "'pekit-vlm[heif]' (pillow-heif; pekit uses it when installed), or export the photo "
+                             "as JPEG") from exc
         if kind is not None:
             raise ImageError(f"{name}: starts as a {kind.split('/')[1].upper()} file does, but Pillow cannot read "
                              "it: the file is damaged, or its pixel format is one Pillow does not decode (a float "
@@ -331,7 +332,7 @@ def list_images(paths: list[str | os.PathLike]) -> list[Path]:
             heic = [q for q in found if q.suffix.lower() in HEIF_SUFFIXES]
             if heic and not heif_readable():  # as before pekit knew them: skipped, but said
                 found = [q for q in found if q not in heic]
-                log.warning("'%s': %d HEIC photo(s) skipped (%s%s): pip install pillow-heif to read them", path,
+                log.warning("'%s': %d HEIC photo(s) skipped (%s%s): pip install 'pekit-vlm[heif]' to read them", path,
                             len(heic), heic[0].name, ", ..." if len(heic) > 1 else "")
             if not found:
                 inside = sorted(q.name for q in path.iterdir() if q.is_dir() and not q.name.startswith("."))

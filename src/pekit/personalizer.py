@@ -14,17 +14,17 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
 from pekit import feedback, introducing, recognizing
 from pekit._models import SharedModels, build_faces, build_lvlm, check_specs
 from pekit.embed.stream import check_workers
-from pekit.errors import InvalidInputError
+from pekit.errors import ImageError, InvalidInputError
 from pekit.extract.boxes import MIN_BOX_PATCHES, MIN_BOX_SIDE
 from pekit.extract.views import CONSISTENCY, View
-from pekit.images import ImageInput, load_image
+from pekit.images import ImageInput, image_list, list_images, load_image
 from pekit.memory import MemoryStore, backbone_key, clean_namespace, open_memory
 from pekit.pipeline import Pipeline
 from pekit.presets import Preset, get_preset, presets_for
@@ -41,6 +41,9 @@ CONSISTENCY_MARGIN = 0.05
 
 __all__ = ["CONSISTENCY", "CONSISTENCY_MARGIN", "MIN_BOX_PATCHES", "MIN_BOX_SIDE", "Personalizer", "build_pipeline",
            "stored_consistency"]
+
+#: what `Personalizer.recognize_many` takes: photos, or a folder's path
+Photos = Iterable[ImageInput] | str | os.PathLike
 
 
 def stored_consistency(concept: Any) -> float | None:
@@ -145,11 +148,12 @@ class Personalizer:
             )
 
     # -- stage 1: introduce --------------------------------------------------------------
-    def views(self, images: Sequence[ImageInput], *, category: str = "", boxes: Sequence[Any] | None = None,
-              masks: Sequence[Any] | None = None) -> list[View]:
-        """Reference views of ``images`` (one backbone pass each, plus the zoomed-out copy's
-        when the preset keeps zoomed-out views), without storing anything."""
-        return introducing.reference_views(self, images, category=category, boxes=boxes, masks=masks)
+    def views(self, images: ImageInput | Sequence[ImageInput], *, category: str = "",
+              boxes: Sequence[Any] | None = None, masks: Sequence[Any] | None = None) -> list[View]:
+        """Reference views of ``images`` (one photo or several, as `introduce` takes them; one
+        backbone pass each, plus the zoomed-out copy's when the preset keeps zoomed-out views),
+        without storing anything."""
+        return introducing.reference_views(self, image_list(images), category=category, boxes=boxes, masks=masks)
 
     def introduce(self, name: str, images: ImageInput | Sequence[ImageInput], *, category: str | None = None,
                   context: str | None = None, boxes: Sequence[Any] | None = None,
@@ -220,9 +224,16 @@ class Personalizer:
         threshold = check_threshold(threshold)
         return self._recognize(load_image(image), self.galleries.get(self.namespace), threshold)
 
-    def recognize_many(self, images: Iterable[ImageInput], *, threshold: float | None = None,
-                       workers: int | None = None, errors: str = "raise") -> Iterator[Detections]:
-        """`recognize` a stream of photos (a folder, an album), in order, faster than a loop.
+    @overload
+    def recognize_many(self, images: Photos, *, threshold: float | None = None, workers: int | None = None,
+                       errors: Literal["raise"] = "raise") -> Iterator[Detections]: ...
+    @overload
+    def recognize_many(self, images: Photos, *, threshold: float | None = None, workers: int | None = None,
+                       errors: Literal["return"]) -> Iterator[Detections | ImageError]: ...
+    def recognize_many(self, images: Photos, *, threshold: float | None = None, workers: int | None = None,
+                       errors: str = "raise") -> Iterator[Detections | ImageError]:
+        """`recognize` a stream of photos (a list of them, an album, or a folder's path: its
+        images, sorted, as the CLI takes a folder), in order, faster than a loop.
 
         Decoding, the backbone passes of the next photos and the matching of this one
         overlap (`Pipeline.encode_many`); results are the same as `recognize`'s, and each
@@ -235,7 +246,10 @@ class Personalizer:
         >>> for photo, d in zip(album, p.recognize_many(album, errors="return")):  # doctest: +SKIP
         ...     print(photo, d if isinstance(d, ImageError) else d.name)
         """
-        recognizing.check_photos(images)
+        if isinstance(images, (str, os.PathLike)) and os.path.isdir(os.path.expanduser(images)):
+            images = list_images([images])
+        recognizing.check_photos(images)  # one photo's path (not a folder) is refused here
+        assert not isinstance(images, (str, os.PathLike))
         if errors not in ("raise", "return"):
             raise InvalidInputError(f"errors must be 'raise' or 'return', got {errors!r}")
         threshold = check_threshold(threshold)

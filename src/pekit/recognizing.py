@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pekit.errors import ConceptNotFoundError, ImageError, InvalidInputError
+from pekit.errors import ConceptNotFoundError, ImageError, InvalidInputError, MissingDependencyError
 from pekit.images import ImageInput, NamedImage, is_stream, load_image
 from pekit.retrieve.cache import NamespaceGallery
 from pekit.retrieve.match import Gallery, thresholds_or
@@ -36,6 +36,7 @@ __all__ = ["LARGE_GALLERY_VIEWS", "check_photos", "explain", "recognize_in", "re
 
 LARGE_GALLERY_VIEWS = 20_000  # above this, the proposal x view product is worth the BLAS threads
 _EMPTY_TOLD = "memory_counted"  # kept with the models: the empty memory is warned of once
+_NO_FACES = "faces_missing"  # and people that cannot be recognized here (no [faces] extra), once
 
 
 def told_empty(p: Personalizer) -> None:
@@ -80,7 +81,14 @@ def recognize_in(p: Personalizer, img: np.ndarray, entry: NamespaceGallery, thre
         t0 = time.perf_counter()
         from pekit.faces.people import recognize_faces
 
-        found.append(recognize_faces(p, img, persons))
+        try:
+            found.append(recognize_faces(p, img, persons))
+        except MissingDependencyError as exc:  # no face model here: the things are still found, and said
+            if _NO_FACES not in p._models:
+                p._models[_NO_FACES] = True
+                names = ", ".join(f"'{c.name}'" for c in persons[:5]) + (" ..." if len(persons) > 5 else "")
+                log.warning("the memory holds %d person(s) (%s), recognized by face, but %s; recognizing things "
+                            "only", len(persons), names, str(exc).removeprefix("this feature needs "))
         if timings is not None:
             timings["faces"] = timings.get("faces", 0.0) + time.perf_counter() - t0
     if not found:
@@ -153,8 +161,8 @@ def check_photos(images: Any) -> None:
     if images is None or isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, NamedImage)) or \
             is_stream(images) or (isinstance(images, np.ndarray) and images.ndim < 4) or \
             not isinstance(images, Iterable):
-        raise InvalidInputError("recognize_many takes an iterable of photos (paths, arrays, PIL "
-                                f"images...), got {type(images).__name__}; for one photo use recognize")
+        raise InvalidInputError("recognize_many takes an iterable of photos (paths, arrays, PIL images...) or "
+                                f"a folder's path, got {type(images).__name__}; for one photo use recognize")
 
 
 def explain(p: Personalizer, image: ImageInput, detections: Detections | None = None) -> np.ndarray:

@@ -200,7 +200,7 @@ class Concept(ValueEquality):
         return int(self.views.shape[1])
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Answer(ValueEquality):
     """Result of `Personalizer.ask` / `caption`.
 
@@ -222,3 +222,13 @@ class Answer(ValueEquality):
 
     def __str__(self) -> str:
         return self.text
+
+    def __repr__(self) -> str:
+        """The answer, what was recognized, and the picture's shape (its pixels are not printed).
+
+        >>> Answer("Asleep.", Detections.empty(), "Where?", np.zeros((4, 6, 3), np.uint8), meta={"backend": "none"})
+        Answer('Asleep.', detections=Detections(0), choice=None, image (4, 6, 3), backend='none', prompt 6 chars)
+        """
+        image = "image None" if self.image is None else f"image {tuple(np.shape(self.image))}"
+        return (f"Answer({self.text!r}, detections={self.detections!r}, choice={self.choice!r}, {image}, "
+                f"backend={self.meta.get('backend')!r}, prompt {len(self.prompt)} chars)")

@@ -357,3 +357,19 @@ def test_a_strangers_report_sweeps_the_share_of_photos_named(folder_dataset: Pat
     assert (out / "refs.png").exists() and (out / "sweep.png").exists()
     text = (out / "README.md").read_text()
     assert "strangers named saliency/k=1/strangers" in text
+
+
+@pytest.mark.parametrize(("task", "module"), [("recognition", "matplotlib"), ("captions", "sacrebleu")])
+def test_a_missing_eval_extra_is_said_before_any_work_and_leaves_no_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], task: str,
+        module: str) -> None:
+    """Its plots (recognition) or BLEU (captions) need the [eval] extra: said at once, not after
+    a run of minutes, and the --out folder is not made."""
+    import sys
+
+    from pekit.cli import main
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    out = tmp_path / "report"
+    assert main(["eval", task, "--dataset", f"folder:{tmp_path}", "--out", str(out)]) == 9
+    assert "pip install 'pekit-vlm[eval]'" in capsys.readouterr().err and not out.exists()

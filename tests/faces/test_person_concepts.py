@@ -234,3 +234,23 @@ def test_correct_says_a_person_is_matched_by_face_and_changes_nothing(mixed: Any
     with pytest.raises(InvalidInputError, match="is a person, recognized by face"):
         mixed.correct(astronaut, "Eileen")
     assert mixed.get("Eileen").updated == before.updated
+
+
+def test_without_the_face_model_things_are_still_recognized_and_the_people_named_once(
+        mixed: Any, chelsea: np.ndarray, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A memory made where [faces] is installed, read where it is not: recognition of every
+    thing in it must not fail for the people it cannot look for; one warning says why."""
+    from pekit.errors import MissingDependencyError
+    from pekit.faces import people
+
+    def no_dlib(*args: Any, **kwargs: Any) -> Any:
+        raise MissingDependencyError("this feature needs the optional dependency 'dlib', which is not installed: "
+                                     "run `pip install 'pekit-vlm[faces]'`")
+
+    monkeypatch.setattr(people, "recognize_faces", no_dlib)
+    with caplog.at_level("WARNING"):
+        assert mixed.recognize(chelsea).name.tolist() == ["cat"]
+        assert mixed.recognize(chelsea).name.tolist() == ["cat"]
+    warned = [r.getMessage() for r in caplog.records if "person(s)" in r.getMessage()]
+    assert len(warned) == 1 and "'Eileen'" in warned[0] and "pekit-vlm[faces]" in warned[0], warned
+    assert "recognizing things only" in warned[0]

@@ -110,3 +110,17 @@ def test_the_measured_box_holds_the_drawn_label(text: str) -> None:
     assert rows.min() >= 20 - 1 and rows.max() <= 20 + height + 1  # the tag behind it is this tall
     assert cols.min() >= 20 - 2 and cols.max() <= 20 + width + 2
     assert height >= 0.6 * 40  # not the height of the shortest piece
+
+
+def test_a_character_no_font_has_is_said_once_with_what_draws_it(monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Without the fonts extra a name in another script is drawn as '?': a user who sees
+    "??? 0.77" on the box is told why and what to install, once, not on every label."""
+    monkeypatch.setattr(fonts, "_told", [])
+    monkeypatch.setattr(fonts, "_package_dir", lambda name: None)  # as without pekit-vlm[fonts]
+    stack = FontStack.default(14)
+    with caplog.at_level("WARNING", logger="pekit.prompt.fonts"):
+        assert "?" in "".join(piece for piece, _ in stack.runs("Bo \U000f0000"))  # private use: no font has it
+        list(stack.runs("Rex \U000f0001"))
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "drawn as '?'" in warned[0] and "pip install 'pekit-vlm[fonts]'" in warned[0]

@@ -114,3 +114,20 @@ def test_a_key_file_on_a_full_disk_says_so_and_a_new_one_leaves_nothing(
     assert main(["keys", "create", "dave", "--keys", str(path)]) == 11
     err = capsys.readouterr().err
     assert "free some space" in err and "pass another --keys" not in err and not (tmp_path / "new").exists()
+
+
+def test_the_keys_command_works_without_the_server_extra(tmp_path: Path) -> None:
+    """`pekit keys` manages a file of hashed keys: it needs neither fastapi nor uvicorn (an
+    operator may create keys on a machine that does not serve), and never a traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules.update(fastapi=None, uvicorn=None, starlette=None)\n"
+            "from pekit.cli import main; sys.exit(main(['keys', *sys.argv[1:]]))")
+    path = str(tmp_path / "keys.db")
+    made = subprocess.run([sys.executable, "-c", code, "create", "alice", "--keys", path], capture_output=True,
+                          text=True, timeout=120)
+    assert made.returncode == 0 and made.stdout.startswith("pk_") and "Traceback" not in made.stderr, made
+    listed = subprocess.run([sys.executable, "-c", code, "list", "--keys", path], capture_output=True, text=True,
+                            timeout=120)
+    assert listed.returncode == 0 and "alice" in listed.stdout and "active" in listed.stdout, listed

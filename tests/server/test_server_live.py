@@ -97,6 +97,10 @@ def test_the_web_page_end_to_end(live_server: Any, tmp_path: Path, photos: dict[
     shots.mkdir(parents=True, exist_ok=True)
     cat = tmp_path / "chelsea.jpg"
     cat.write_bytes(photos["cat"])
+    copy = tmp_path / "chelsea-copy.jpg"
+    copy.write_bytes(photos["cat"])
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a photo")
     problems: list[str] = []
 
     with playwright.sync_playwright() as pw:
@@ -140,6 +144,29 @@ def test_the_web_page_end_to_end(live_server: Any, tmp_path: Path, photos: dict[
         page.wait_for_selector("#concepts button.forget[data-name='Tom']")
         page.screenshot(path=str(shots / "04-introduced.png"), full_page=True)
 
+        # the same name again: the advice names the page's own checkbox, which then replaces it; two
+        # copies of one photo are warned of, as `pekit introduce` does
+        page.fill("#name", "Tom")
+        page.set_input_files("#photos", [str(cat), str(copy)])
+        page.click("#introduce")
+        expect(page.locator("#introduce-status")).to_contain_text('tick "Replace"', timeout=60_000)
+        page.check("#replace")
+        page.click("#introduce")
+        expect(page.locator("#introduce-status")).to_contain_text("photos 1 and 2 are the same picture",
+                                                                  timeout=60_000)
+        # edit: a new name and context, and one more photo
+        form = page.locator("#concepts li form.edit").first
+        assert form.is_hidden()  # until Edit is clicked
+        page.click("#concepts button.edit[data-name='Tom']")
+        form.locator("input").nth(0).fill("Tommy")
+        form.locator("input").nth(2).fill("my old cat")
+        form.locator("input[type=file]").set_input_files(str(cat))
+        form.locator("button.save").click()
+        expect(page.locator("#concepts-status")).to_contain_text("saved Tommy", timeout=60_000)
+        expect(page.locator("#concepts")).to_contain_text("Tommy (cat) — 3 view(s): my old cat")
+        assert page.locator("#concepts li form.edit").first.is_hidden()  # the list drawn anew, its forms closed
+        page.screenshot(path=str(shots / "04b-edited.png"), full_page=True)
+
         page.set_input_files("#query", str(cat))
         page.click("#recognize")
         expect(page.locator("#detections")).to_contain_text("Tom", timeout=60_000)
@@ -149,18 +176,38 @@ def test_the_web_page_end_to_end(live_server: Any, tmp_path: Path, photos: dict[
         assert shown.shape == chelsea.shape
         box = [int(v) for v in (page.get_attribute("#detections li", "data-box") or "").split(",")]
 
-        page.fill("#question", "What is Tom doing?")
+        page.fill("#question", "What is Tommy doing?")
         page.click("#ask")
-        expect(page.locator("#prompt")).to_contain_text("Tom", timeout=60_000)
+        expect(page.locator("#prompt")).to_contain_text("Tommy", timeout=60_000)
+        assert page.inner_text("#prompt-label") == "Prompt an LVLM would get"  # none was sent: no LVLM
         page.screenshot(path=str(shots / "06-asked.png"), full_page=True)
 
-        page.click("#concepts button.forget[data-name='Tom']")
-        expect(page.locator("#concepts-status")).to_contain_text("no concepts", timeout=60_000)
+        # a photo that fails: its error does not sit above the last photo's result
+        page.set_input_files("#query", str(notes))
+        page.click("#recognize")
+        expect(page.locator("#ask-status.error")).to_contain_text("not an image", timeout=60_000)
+        assert page.locator("#result").is_hidden() and page.inner_text("#detections") == ""
+        # signing out leaves nothing of alice's for the next person on this device
+        page.set_input_files("#query", str(cat))
+        page.click("#recognize")
+        expect(page.locator("#detections")).to_contain_text("Tommy", timeout=60_000)
+        page.click("#signout")
+        for hidden in ("#result", "#app"):
+            assert page.locator(hidden).is_hidden()
+        assert page.eval_on_selector("#query", "e => e.files.length") == 0
+        assert page.inner_text("#detections") == "" and page.inner_text("#concepts") == ""
+        page.fill("#key", token)
+        page.click("#signin")
+        page.wait_for_selector("#concepts button.forget[data-name='Tommy']", timeout=60_000)
+
+        page.click("#concepts button.forget[data-name='Tommy']")
+        expect(page.locator("#concepts-status")).to_contain_text("forgot Tommy; no concepts", timeout=60_000)
         page.screenshot(path=str(shots / "07-forgotten.png"), full_page=True)
         browser.close()
 
-    # no script error, no blocked request (CSP), no failed load but the wrong key's 401
-    assert [p for p in problems if "status of 401" not in p] == [], problems
+    # no script error, no blocked request (CSP), no failed load but the wrong key's 401, the name taken
+    # (409) and the photo that is not one (415 or 422)
+    assert [p for p in problems if not any(f"status of {c}" in p for c in (401, 409, 415, 422))] == [], problems
     # the box is drawn on the result: the annotated photo differs from the photo along a rectangle's edges
     import httpx
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pekit.errors import InvalidInputError, OutputError
+from pekit.errors import InvalidInputError, OutputError, require
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,8 @@ def _check_args(args: argparse.Namespace, task: str) -> None:
         if args.max_new_tokens is not None and args.max_new_tokens < 1:
             raise InvalidInputError(f"--max-new-tokens must be >= 1 (the longest answer in tokens), got "
                                     f"{args.max_new_tokens}")
+    if task in ("recognition", "captions"):  # its plots / BLEU: said now, not after the whole run
+        require("matplotlib" if task == "recognition" else "sacrebleu", "eval")
     _check_folder(Path(args.out).expanduser(), "--out")
     root = _cache_root(args)
     if root is not None:

@@ -268,7 +268,8 @@ class SqliteFile:
     def connection(self) -> sqlite3.Connection:
         """The open connection; `MemoryStoreError` after `close`."""
         if self._conn is None:
-            raise MemoryStoreError(f"memory {self.label} is closed; open it again with open_memory()")
+            raise MemoryStoreError(f"memory {self.label} is closed (by close(), or the end of its `with` "
+                                   "block); open it again: a new Personalizer on it, or open_memory()")
         if self.pending and self.path is not None and not _unwritten(self.path):  # another process wrote it
             try:
                 self._swap(self._connect(), False)

@@ -184,7 +184,8 @@ class PgConnection:
     def connection(self) -> Any:
         """The open connection (reconnected when the server dropped it); `MemoryStoreError` after `close`."""
         if self._conn is None:
-            raise MemoryStoreError(f"memory {self.label} is closed; open it again with open_memory()")
+            raise MemoryStoreError(f"memory {self.label} is closed (by close(), or the end of its `with` "
+                                   "block); open it again: a new Personalizer on it, or open_memory()")
         if self._conn.closed or self._conn.broken:
             self._conn.close()
             self._conn = self._connect()

@@ -51,6 +51,20 @@ _NOT_A_CHARACTER = "\U0010ffff"  # never has a glyph: renders as the font's .not
 _PLACEHOLDER = "?"
 
 
+_told: list[bool] = []  # whether the missing glyphs were said, once a process
+
+
+def _say_missing(ch: str) -> None:
+    """Say, once, that a label lost characters no font here has, and what draws them."""
+    if _told:
+        return
+    _told.append(True)
+    hint = ("pip install 'pekit-vlm[fonts]' (Noto fonts for every script and emoji)"
+            if any(_package_dir(name) is None for name in _PACKAGES) else "no font installed here has them")
+    log.warning("a name on a box has characters no font here can draw (%r, U+%04X): they are drawn as '?' "
+                "(the prompt and the text output keep them); %s", ch, ord(ch), hint)
+
+
 def _package_dir(name: str) -> Path | None:
     try:
         spec = importlib.util.find_spec(name)
@@ -199,6 +213,7 @@ class FontStack:
             if index is None:
                 if _invisible(ch):
                     continue
+                _say_missing(ch)
                 ch, index = _PLACEHOLDER, self._primary
             chars.append((ch, index))
         fonts = [i for _, i in chars]

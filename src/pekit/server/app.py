@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import os
-import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -33,7 +32,7 @@ from fastapi.staticfiles import StaticFiles
 
 from pekit import __version__
 from pekit.server.errors import install_error_handlers
-from pekit.server.keys import KeyStore
+from pekit.server.keys import KeyStore, keys_path_for, memory_file_for
 from pekit.server.limits import Limits
 from pekit.server.metrics import Metrics
 from pekit.server.middleware import ServiceMiddleware
@@ -58,34 +57,6 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
-
-
-def memory_file_for(memory: str | os.PathLike[str] | None) -> Path | None:
-    """The file of a memory URI or path (``$PEKIT_MEMORY`` or the user data folder's when None),
-    or None for a memory that is no file (``memory://``, ``postgresql://``)."""
-    from pekit.memory import default_memory_path
-
-    raw = os.fspath(memory) if memory is not None else os.environ.get("PEKIT_MEMORY", "").strip() or None
-    if raw is None:
-        return default_memory_path().expanduser().absolute()
-    if raw.startswith("file:"):
-        from urllib.request import url2pathname
-
-        return Path(url2pathname(urllib.parse.urlsplit(raw).path)).absolute()
-    if "://" in raw or raw == ":memory:":
-        return None
-    return Path(raw).expanduser().absolute()
-
-
-def keys_path_for(memory: str | os.PathLike[str] | None) -> str:
-    """The default key file of a memory: ``<memory stem>.keys.db`` beside a memory file, else
-    ``keys.db`` in the user data folder (``memory://`` and ``postgresql://`` memories)."""
-    path = memory_file_for(memory)
-    if path is None:
-        import platformdirs
-
-        return str(Path(platformdirs.user_data_dir("pekit", appauthor=False)) / "keys.db")
-    return str(path.with_name(path.stem + ".keys.db"))
 
 
 def create_app(personalizer: Any = None, *, memory: Any = None, keys: KeyStore | str | os.PathLike[str] | None = None,

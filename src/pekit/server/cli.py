@@ -83,7 +83,7 @@ def add_keys_parser(sub: Any) -> None:
 def _keys_path(args: argparse.Namespace) -> str:
     """The key file ``--keys`` names (else the memory's default), refused when it is the memory file."""
     from pekit.errors import InvalidInputError
-    from pekit.server.app import keys_path_for, memory_file_for
+    from pekit.server.keys import keys_path_for, memory_file_for  # (no fastapi: `keys` works without [server])
 
     default = keys_path_for(args.memory)
     if not args.keys:

@@ -31,13 +31,14 @@ import secrets
 import sqlite3
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from pekit.errors import InvalidInputError, OutputError, PekitError
 
 __all__ = ["ApiKey", "AuthError", "KeyFileReplacedError", "KeyStore", "RevokedKeyError", "UnknownKeyError",
-           "check_namespace"]
+           "check_namespace", "keys_path_for", "memory_file_for"]
 
 log = logging.getLogger("pekit.server")
 
@@ -111,6 +112,34 @@ def check_namespace(namespace: str) -> str:
 def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("ascii")).digest()
 
+
+
+def memory_file_for(memory: str | os.PathLike[str] | None) -> Path | None:
+    """The file of a memory URI or path (``$PEKIT_MEMORY`` or the user data folder's when None),
+    or None for a memory that is no file (``memory://``, ``postgresql://``)."""
+    from pekit.memory import default_memory_path
+
+    raw = os.fspath(memory) if memory is not None else os.environ.get("PEKIT_MEMORY", "").strip() or None
+    if raw is None:
+        return default_memory_path().expanduser().absolute()
+    if raw.startswith("file:"):
+        from urllib.request import url2pathname
+
+        return Path(url2pathname(urllib.parse.urlsplit(raw).path)).absolute()
+    if "://" in raw or raw == ":memory:":
+        return None
+    return Path(raw).expanduser().absolute()
+
+
+def keys_path_for(memory: str | os.PathLike[str] | None) -> str:
+    """The default key file of a memory: ``<memory stem>.keys.db`` beside a memory file, else
+    ``keys.db`` in the user data folder (``memory://`` and ``postgresql://`` memories)."""
+    path = memory_file_for(memory)
+    if path is None:
+        import platformdirs
+
+        return str(Path(platformdirs.user_data_dir("pekit", appauthor=False)) / "keys.db")
+    return str(path.with_name(path.stem + ".keys.db"))
 
 
 def _open_error(raw: str, exc: sqlite3.Error) -> PekitError:

@@ -1,10 +1,13 @@
 // pekit web page: sign in with an API key, introduce concepts (photos + a drawn box each),
-// recognize / ask about a new photo, list and forget concepts. Plain JS, no network but this server.
+// recognize / ask about a new photo, list, edit (rename, context, one more photo) and forget
+// concepts. Plain JS, no network but this server.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "pekit.key";
+const MAX_PHOTOS = 10;  // what POST /v1/concepts takes at once
 let boxes = [];  // per selected photo: [x0, y0, x1, y1] in the photo's pixels, or null
+let signedIn = false;
 
 function key() { return sessionStorage.getItem(KEY); }
 
@@ -18,11 +21,20 @@ async function api(method, path, body) {
   const data = await res.json().catch(() => ({}));
   if (!res.ok) {
     const msg = (data.error && data.error.message) || res.statusText;
-    const err = new Error(msg);
+    const err = new Error(pageWords(msg, res.status));
     err.status = res.status;
+    if (res.status === 401 && signedIn) signOut(err.message);  // revoked while signed in: nothing works now
     throw err;
   }
   return data;
+}
+
+// the API's advice in the words of this page (its form fields and buttons, not curl's)
+function pageWords(message, code) {
+  if (code === 401) return message.replace(/;.*$/, "") + ": sign in with a valid key (the server's operator makes them)";
+  return message
+    .replace("send the form field replace=true to overwrite it", "tick \"Replace\" to overwrite it")
+    .replace(/\(add more later with POST [^)]*\)/, "(add more later: Edit, then Add photo)");
 }
 
 function status(id, text, isError) {
@@ -45,6 +57,7 @@ async function signIn(token) {
     $("signin-box").hidden = true;
     $("app").hidden = false;
     $("signout").hidden = false;
+    signedIn = true;
     status("signin-status", "");
     await refreshConcepts();
   } catch (err) {
@@ -53,13 +66,35 @@ async function signIn(token) {
   }
 }
 
-function signOut() {
+function signOut(message) {
+  signedIn = false;
   sessionStorage.removeItem(KEY);
   $("who").textContent = "not signed in";
   $("app").hidden = true;
   $("signin-box").hidden = false;
   $("signout").hidden = true;
   $("key").value = "";
+  resetApp();  // the next person to sign in on this device sees nothing of this one's
+  status("signin-status", typeof message === "string" ? message : "", typeof message === "string");
+}
+
+function resetApp() {
+  $("introduce-form").reset();
+  $("ask-form").reset();
+  $("boxes").replaceChildren();
+  boxes = [];
+  clearResult();
+  $("concepts").replaceChildren();
+  for (const id of ["introduce-status", "ask-status", "concepts-status"]) status(id, "");
+}
+
+function clearResult() {
+  $("result").hidden = true;
+  $("result-img").removeAttribute("src");
+  $("detections").replaceChildren();
+  $("answer").textContent = "";
+  $("prompt").textContent = "";
+  $("prompt-box").hidden = true;
 }
 
 // ---- drawing a box on each reference photo ----------------------------------------------
@@ -124,21 +159,41 @@ function showPhotos() {
   holder.replaceChildren(...files.map((f, i) => photoCanvas(f, i)));
 }
 
+// what introduce's answer warns of, as `pekit introduce` does
+function warnings(c) {
+  const out = (c.same_pictures || []).map(([i, j]) =>
+    `photos ${i} and ${j} are the same picture (a copy adds nothing; photos from other angles do)`);
+  const alike = c.most_alike;
+  if (alike && alike.over_threshold) {
+    out.push(c.kind === "person"
+      ? `${c.name} looks much like ${alike.name}, already introduced: the same person under two names? Forget one`
+      : `${c.name} looks much like ${alike.name}, already introduced (their parts agree at ` +
+        `${alike.agreement.toFixed(2)}): a photo of either, or of a look-alike, may be given either name`);
+  }
+  return out.length ? ". Note: " + out.join("; ") : "";
+}
+
 async function introduce(ev) {
   ev.preventDefault();
+  if ($("photos").files.length > MAX_PHOTOS) {
+    status("introduce-status", `at most ${MAX_PHOTOS} photos at a time: introduce it from ${MAX_PHOTOS}, then add ` +
+      "the others one by one (Edit, then Add photo)", true);
+    return;
+  }
   const form = new FormData();
   form.append("name", $("name").value);
   form.append("category", $("category").value);
   form.append("context", $("context").value);
   for (const f of $("photos").files) form.append("photos", f, f.name);
   if (boxes.some((b) => b)) form.append("boxes", JSON.stringify(boxes));
+  if ($("replace").checked) form.append("replace", "true");
   status("introduce-status", "introducing…");
   await busy($("introduce"), async () => {
     try {
       const c = await api("POST", "/v1/concepts", form);
       const agree = c.consistency == null ? "" : `; they match one another at ${c.consistency.toFixed(2)}` +
         (c.consistency_low ? " (low: new photos unlike these may be missed; add photos from other angles)" : "");
-      status("introduce-status", `introduced ${c.name} from ${c.views} photo(s)${agree}`);
+      status("introduce-status", `introduced ${c.name} from ${c.views} photo(s)${agree}${warnings(c)}`);
       $("introduce-form").reset();
       $("boxes").replaceChildren();
       boxes = [];
@@ -167,6 +222,7 @@ function showResult(data) {
     ? (data.text || (data.backend === "none" ? "No LVLM is configured on the server; the prompt it would get is below." : ""))
     : "";
   $("prompt").textContent = data.prompt || "";
+  $("prompt-label").textContent = data.backend === "none" ? "Prompt an LVLM would get" : "Prompt sent to the LVLM";
   $("prompt-box").hidden = !data.prompt;
 }
 
@@ -180,6 +236,7 @@ async function query(kind) {
     if (!q) { status("ask-status", "type a question (or use Find my concepts)", true); return; }
     form.append("question", q);
   }
+  clearResult();  // an error must not sit above the last photo's result
   status("ask-status", kind === "ask" ? "asking…" : "looking…");
   await busy($(kind), async () => {
     try {
@@ -190,8 +247,61 @@ async function query(kind) {
   });
 }
 
-// ---- list / forget ------------------------------------------------------------------------------
-async function refreshConcepts() {
+// ---- list / edit / forget -----------------------------------------------------------------------
+function button(text, className, type) {
+  const b = document.createElement("button");
+  b.type = type || "button";
+  b.className = className;
+  b.textContent = text;
+  return b;
+}
+
+// rename, new category or context (PATCH), one more photo (POST .../views): what the API offers
+function editForm(c) {
+  const form = document.createElement("form");
+  form.className = "edit";
+  form.hidden = true;
+  const field = (label, value, max, type) => {
+    const l = document.createElement("label");
+    l.textContent = label;
+    const input = document.createElement("input");
+    if (type) input.type = type; else { input.value = value || ""; input.maxLength = max; }
+    l.append(input);
+    form.append(l);
+    return input;
+  };
+  const name = field("Name", c.name, 200);
+  const category = field("Category", c.category, 200);
+  const context = field("Context", c.context, 2000);
+  const photo = field("Add photo", "", 0, "file");
+  photo.accept = "image/*";
+  const save = button("Save", "save", "submit");
+  form.append(save);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    await busy(save, async () => {
+      try {
+        const change = {};
+        if (name.value.trim() !== c.name) change.name = name.value.trim();
+        if (category.value !== (c.category || "")) change.category = category.value;
+        if (context.value !== (c.context || "")) change.context = context.value;
+        let now = c.name;
+        if (Object.keys(change).length) {
+          now = (await api("PATCH", "/v1/concepts/" + encodeURIComponent(c.name), change)).name;
+        }
+        if (photo.files[0]) {
+          const body = new FormData();
+          body.append("photo", photo.files[0], photo.files[0].name);
+          await api("POST", "/v1/concepts/" + encodeURIComponent(now) + "/views", body);
+        }
+        await refreshConcepts(`saved ${now}`);
+      } catch (err) { status("concepts-status", err.message, true); }
+    });
+  });
+  return form;
+}
+
+async function refreshConcepts(message) {
   try {
     const list = await api("GET", "/v1/concepts");
     const items = list.map((c) => {
@@ -199,17 +309,19 @@ async function refreshConcepts() {
       const label = document.createElement("span");
       label.textContent = `${c.name}${c.category ? " (" + c.category + ")" : ""} — ${c.views} view(s)`
         + (c.context ? ": " + c.context : "");
-      const forget = document.createElement("button");
-      forget.type = "button";
-      forget.className = "secondary forget";
+      const edit = button("Edit", "secondary edit");
+      edit.dataset.name = c.name;
+      const forget = button("Forget", "secondary forget");
       forget.dataset.name = c.name;
-      forget.textContent = "Forget";
       forget.addEventListener("click", () => forgetConcept(c.name, forget));
-      li.append(label, forget);
+      const form = editForm(c);
+      edit.addEventListener("click", () => { form.hidden = !form.hidden; });
+      li.append(label, edit, forget, form);
       return li;
     });
     $("concepts").replaceChildren(...items);
-    status("concepts-status", list.length ? "" : "no concepts yet: introduce one above");
+    const none = list.length ? "" : "no concepts yet: introduce one above";
+    status("concepts-status", [message, none].filter(Boolean).join("; "));
   } catch (err) { status("concepts-status", err.message, true); }
 }
 
@@ -218,8 +330,7 @@ async function forgetConcept(name, button) {
   await busy(button, async () => {
     try {
       await api("DELETE", "/v1/concepts/" + encodeURIComponent(name));
-      status("concepts-status", `forgot ${name}`);
-      await refreshConcepts();
+      await refreshConcepts(`forgot ${name}`);
     } catch (err) { status("concepts-status", err.message, true); }
   });
 }
