@@ -2,7 +2,7 @@
 
     python benchmarks/coldstart.py [--repeat 3] [--concepts 10000] [--hogs 1] [--list-memory FILE]
 
-Prints four tables (markdown):
+Prints five tables (markdown):
 
 1. ``pekit recognize photo.jpg`` as a whole process (subprocess, warm OS file cache, the
    prepared graph already in the cache dir) against one warm backbone pass timed in this

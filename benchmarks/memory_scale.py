@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     total = args.total or (10**5 if args.small else 10**6)
     album = args.album or (10**4 if args.small else 10**5)
-    checkpoints = sorted({c for c in (album + 10**4, total // 4, total // 2, total) if c > album} | {total})
+    checkpoints = sorted({c for c in (album + 10**4, total // 4, total // 2, total) if album < c <= total} | {total})
     sizes = {"album": album, "checkpoints": checkpoints}
     lines = [f"Memory scale: {total:,} views in all ({VIEWS_PER_CONCEPT} per concept, {D}-d), album {album:,} views, "
              f"{QUERIES} single-query searches, k=1", "",

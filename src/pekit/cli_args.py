@@ -18,7 +18,7 @@ from typing import Any
 
 from pekit import __version__
 
-__all__ = ["build_parser", "glue_negative_boxes"]
+__all__ = ["build_parser", "glue_negative_boxes", "lvlm_option"]
 
 
 def _box(text: str) -> list[float]:
@@ -69,10 +69,10 @@ def _threshold(p: argparse.ArgumentParser) -> None:
                    "people are matched by face distance instead (--face-tolerance)")
 
 
-def _lvlm_option(text: str) -> tuple[str, Any]:
+def lvlm_option(text: str) -> tuple[str, Any]:
     """``"timeout=300"`` -> ``("timeout", 300)``: a number, true/false, none, or the text.
 
-    >>> _lvlm_option("timeout=300"), _lvlm_option("api_key_env=none"), _lvlm_option("stream=True")
+    >>> lvlm_option("timeout=300"), lvlm_option("api_key_env=none"), lvlm_option("stream=True")
     (('timeout', 300), ('api_key_env', None), ('stream', True))
     """
     key, sep, value = text.partition("=")
@@ -102,7 +102,7 @@ def _faces(p: argparse.ArgumentParser) -> None:
 
 def _answer_opts(p: argparse.ArgumentParser, *, many: bool) -> None:
     p.add_argument("--lvlm", help="none, hf:<id or dir> or openai:<base url>#<model> (default: the preset's)")
-    p.add_argument("--lvlm-option", action="append", type=_lvlm_option, metavar="KEY=VALUE",
+    p.add_argument("--lvlm-option", action="append", type=lvlm_option, metavar="KEY=VALUE",
                    help="an option of the LVLM, e.g. timeout=300, retries=5, max_image_side=1024, "
                    "api_key_env=MY_KEY or none, stream=true (openai:); dtype=float16 (hf:); repeatable")
     p.add_argument("--out", metavar="PATH", help="write the annotated image here" + (

@@ -11,7 +11,7 @@ import os
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from pekit.errors import InvalidInputError
+from pekit.errors import InvalidInputError, PekitError
 
 if TYPE_CHECKING:
     from pekit.personalizer import Personalizer
@@ -79,7 +79,10 @@ def cmd_introduce(args: argparse.Namespace) -> int:
     with open_personalizer(args, creates=True) as p:
         c = p.introduce(args.name, [str(i) for i in images], category=args.category, context=args.context,
                         boxes=args.box, replace=args.replace, kind=args.kind)
-        alike = p.most_alike(c.name)  # (the library warns when it is at the threshold or above)
+        try:  # (the library warns when it is at the threshold or above)
+            alike = p.most_alike(c.name)
+        except PekitError:  # another concept's record is damaged (recognize names it): the introduce stands
+            alike = None
     agreement = stored_consistency(c)
     threshold = p.pipeline.config.threshold
     twins = c.meta.get(SAME_PICTURES, [])

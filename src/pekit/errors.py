@@ -57,9 +57,14 @@ class MemoryFileError(MemoryStoreError):
     (the message names it and says how to repair: ``pekit repair`` or ``--skip-damaged``)."""
 
 
-class MemoryLockedError(MemoryStoreError):
-    """Another process held the memory file's write lock for longer than the timeout: nothing
-    is wrong, try again (the HTTP service answers 503 with ``Retry-After``)."""
+class MemoryRetryError(MemoryStoreError):
+    """The memory could not be used just now, and nothing is wrong with it: try again (a lock
+    held by another writer, a connection to its server lost; the HTTP service answers 503
+    with ``Retry-After``)."""
+
+
+class MemoryLockedError(MemoryRetryError):
+    """Another process held the memory's write lock for longer than the timeout: try again."""
 
 
 class MemoryFullError(MemoryStoreError):

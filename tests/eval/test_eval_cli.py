@@ -103,10 +103,11 @@ def test_vqa_command(yollava_dataset: Path, tmp_path: Path, fake, monkeypatch, c
     import pekit.answer
 
     lvlm = FakeLVLM([("What colour", "A")], default="B")
-    monkeypatch.setattr(pekit.answer, "load_lvlm", lambda name: lvlm)
+    loaded: list[dict] = []
+    monkeypatch.setattr(pekit.answer, "load_lvlm", lambda name, **options: loaded.append(options) or lvlm)
     code = main(["eval", "vqa", "--dataset", f"yollava:{yollava_dataset}", "--refs", "2", "--lvlm", "fake",
-                 "--out", str(tmp_path / "v"), "--no-cache", "--quiet"])
-    assert code == 0
+                 "--lvlm-option", "timeout=300", "--out", str(tmp_path / "v"), "--no-cache", "--quiet"])
+    assert code == 0 and loaded == [{"timeout": 300}]  # what an error's hint says to raise, from the command line
     assert "| 2 | 3 | 100.0 ± 0.0 |" in capsys.readouterr().out
     assert strict_json(tmp_path / "v" / "results.json")["rows"][0]["unparsable"] == 0
 

@@ -223,3 +223,22 @@ def test_meta_with_a_nul_character_is_refused_and_the_listing_keeps_working(uri:
             memory.add(Concept("Nul", unit(1, 0), backbone="toy", meta={"x": "a\x00b"}))
         memory.add(Concept("Bo", unit(1, 0), backbone="toy"))
         assert [s.name for s in memory.summaries()] == ["Bo"]
+
+
+def test_postgres_errors_say_whether_a_retry_helps() -> None:
+    """As for SQLite: a lock, a deadlock or a lost connection is worth a retry (the service's
+    503 + Retry-After), a full disk is not (507), anything else is a failure (500)."""
+    from pekit import errors
+    from pekit.memory._pgconn import PgConnection
+    from pekit.server.errors import status_of
+
+    conn = object.__new__(PgConnection)  # the translation only: no server
+    conn._psycopg, conn.label, conn.timeout = psycopg, "postgresql://db/pekit", 5.0
+    cases = [(psycopg.errors.LockNotAvailable("lock"), errors.MemoryLockedError, 503),
+             (psycopg.errors.DeadlockDetected("deadlock"), errors.MemoryLockedError, 503),
+             (psycopg.OperationalError("server closed the connection unexpectedly"), errors.MemoryRetryError, 503),
+             (psycopg.errors.DiskFull("no space left on device"), errors.MemoryFullError, 507),
+             (psycopg.errors.UndefinedTable("no table"), errors.MemoryStoreError, 500)]
+    for exc, kind, status in cases:
+        got = conn.error(exc, "add concept 'Bo'")
+        assert type(got) is kind and status_of(got) == status, (exc, got)

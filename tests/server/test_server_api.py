@@ -215,7 +215,8 @@ def test_patch_renames_a_concept_and_refuses_a_taken_or_path_like_name(client: A
 
 
 @pytest.mark.parametrize(("error", "status", "retry", "words"), [
-    ("MemoryLockedError", 503, True, "busy with another writer"),
+    ("MemoryLockedError", 503, True, "busy (another writer)"),
+    ("MemoryRetryError", 503, True, "briefly unreachable"),  # e.g. the connection to PostgreSQL was lost
     ("MemoryFullError", 507, False, "no room left"),
     ("MemoryStoreError", 500, False, "read-only or damaged"),
 ])

@@ -116,6 +116,15 @@ def test_serve_starts_with_good_numbers_and_fits_a_large_photo_in_the_body_limit
     started[0]["app"].state.service.close()
 
 
+def test_serve_passes_lvlm_options_to_its_lvlm(serve: Any) -> None:
+    code, err, started = serve("--lvlm", "openai:http://127.0.0.1:9/v1#m", "--lvlm-option", "timeout=300",
+                               "--lvlm-option", "retries=0")
+    assert code == 0, err
+    lvlm = started[0]["app"].state.service.personalizer.lvlm
+    assert (lvlm.timeout, lvlm.retries) == (300, 0)
+    started[0]["app"].state.service.close()
+
+
 def test_limits_and_pool_refuse_zero() -> None:
     from pekit.errors import InvalidInputError
     from pekit.server.limits import Limits

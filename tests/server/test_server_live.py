@@ -196,6 +196,27 @@ def test_the_web_page_end_to_end(live_server: Any, tmp_path: Path, photos: dict[
             assert page.locator(hidden).is_hidden()
         assert page.eval_on_selector("#query", "e => e.files.length") == 0
         assert page.inner_text("#detections") == "" and page.inner_text("#concepts") == ""
+        # ... nor does an answer that arrives after the sign-out (a slow question, signed out meanwhile)
+        page.fill("#key", token)
+        page.click("#signin")
+        page.wait_for_selector("#concepts button.forget[data-name='Tommy']", timeout=60_000)
+        held: list[Any] = []
+
+        def hold(route: Any) -> None:
+            held.append(route)
+
+        page.route("**/v1/recognize", hold)
+        page.set_input_files("#query", str(cat))
+        page.click("#recognize")
+        while not held:
+            page.wait_for_timeout(50)
+        page.click("#signout")
+        with page.expect_response("**/v1/recognize", timeout=60_000):
+            held[0].continue_()
+        page.wait_for_timeout(500)
+        page.unroute("**/v1/recognize", hold)
+        assert page.locator("#result").is_hidden() and page.inner_text("#detections") == ""
+        assert page.inner_text("#ask-status") == "" and page.inner_text("#signin-status") == ""
         page.fill("#key", token)
         page.click("#signin")
         page.wait_for_selector("#concepts button.forget[data-name='Tommy']", timeout=60_000)

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pekit.cli_args import lvlm_option
 from pekit.errors import InvalidInputError, OutputError, require
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         _common(p, refs_default="4")
         p.add_argument("--lvlm", help="hf:<id or dir> or openai:<base url>#<model> (needed: the offline "
                        "presets have no LVLM; a preset that names one is the default)")
+        p.add_argument("--lvlm-option", action="append", type=lvlm_option, metavar="KEY=VALUE",
+                       help="an option of the LVLM, e.g. timeout=300, retries=5 (openai:); repeatable")
         p.add_argument("--max-new-tokens", type=int, default=None)
         p.add_argument("--fresh-answers", action="store_true",
                        help="ask the LVLM again instead of reusing the answers cached under its name (a model "
@@ -277,7 +280,7 @@ def _answering(args: argparse.Namespace, dataset: Any, pipeline: Any, start: flo
     if name == "none":
         raise InvalidInputError(f"eval {args.eval_task} needs an LVLM: pass --lvlm hf:<model id> or "
                                 "--lvlm openai:<base url>#<model>")
-    lvlm = load_lvlm(name)
+    lvlm = load_lvlm(name, **dict(args.lvlm_option or []))
     args.seeds = args.seeds or 1
     cache, answers = _caches(args, pipeline.fingerprint)
     answers.fresh = bool(args.fresh_answers)  # asked again; the new answers replace the cached ones

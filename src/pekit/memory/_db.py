@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pekit._files import read_only_mount
-from pekit.errors import MemoryFileError, MemoryFullError, MemoryLockedError, MemoryStoreError
+from pekit.errors import MemoryFileError, MemoryFullError, MemoryLockedError, MemoryRetryError, MemoryStoreError
 from pekit.memory._schema import is_not_a_database, prepare
 
 __all__ = ["SqliteFile"]
@@ -58,22 +58,20 @@ def _gone(path: Path) -> bool:
     return False
 
 
-class _GoneError(MemoryStoreError):
+class _GoneError(MemoryRetryError):
     """The file was removed between opening it and reading which file it is (another
     process's first write failed and took back the file it had made): try again."""
 
 
 def _empty(path: Path) -> bool:
-    """Whether ``path`` is a file of 0 bytes (with nothing in a write-ahead log beside it)."""
+    """Whether ``path`` is a file of 0 bytes with no journal or write-ahead log beside it:
+    nobody has begun to write into it."""
     try:
-        return path.stat().st_size == 0 and not os.path.getsize(f"{path}-wal")
-    except FileNotFoundError:  # no -wal: nothing was written there
-        try:
-            return path.stat().st_size == 0
-        except OSError:
+        if path.stat().st_size:
             return False
     except OSError:
         return False
+    return not any(os.path.lexists(f"{path}{extra}") for extra in ("-journal", "-wal"))
 
 
 class SqliteFile:
@@ -209,7 +207,7 @@ class SqliteFile:
             return MemoryStoreError(  # e.g. a journal that cannot be created or rolled back beside the file
                 f"pekit cannot {action}: SQLite could not write beside memory file {self.label} ({exc}); make the "
                 f"file and its folder writable (chmod u+w {self.path} {self.path.parent}), or use a writable copy")
-        if name in ("SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE") and not self.read_only:
+        if name == "SQLITE_IOERR_WRITE" and not self.read_only:
             return MemoryFullError(  # writable, yet the write failed: no room (ulimit -f gives EFBIG), or the disk
                 f"pekit cannot {action}: writing memory file {self.label} failed ({exc}): the disk may be full, a "
                 "file-size limit (ulimit -f) reached, or the disk failing; free some space or raise the limit and "
@@ -313,7 +311,8 @@ class SqliteFile:
         try:
             conn = self._connect()
         except MemoryFullError:
-            # no room for its first page: nobody can have written into it either, so it goes
+            # no room for its first page: it goes, unless another process has begun writing it
+            # meanwhile (bytes in it, or a journal or log beside it: `_empty`)
             self._remove(created if _empty(real) else [p for p in created if p != real])
             raise
         except BaseException:

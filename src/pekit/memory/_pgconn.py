@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pekit.errors import MemoryStoreError, require
+from pekit.errors import MemoryFullError, MemoryLockedError, MemoryRetryError, MemoryStoreError, require
 from pekit.memory._pg_schema import check_schema_name, migrate
 
 __all__ = ["PgConnection", "masked", "split_uri", "stack_vectors"]
@@ -160,7 +160,7 @@ class PgConnection:
         """Translate a psycopg error into a `MemoryStoreError` that says what to do."""
         errors = self._psycopg.errors
         if isinstance(exc, (errors.LockNotAvailable, errors.DeadlockDetected, errors.SerializationFailure)):
-            return MemoryStoreError(
+            return MemoryLockedError(
                 f"memory {self.label} is being written by another process, so pekit cannot {action} now; "
                 f"try again (waited {self.timeout:g} s)"
             )
@@ -170,12 +170,12 @@ class PgConnection:
                 f"({str(exc).strip()}); grant it the privileges, or open the memory read-only"
             )
         if isinstance(exc, errors.DiskFull):
-            return MemoryStoreError(
+            return MemoryFullError(
                 f"pekit cannot {action}: the disk of the PostgreSQL server of memory {self.label} is full; free "
                 "some space there and try again (this write was rolled back; what was stored before is intact)"
             )
         if _lost_connection(exc, self._psycopg):
-            return MemoryStoreError(
+            return MemoryRetryError(
                 f"lost the connection to the PostgreSQL server of memory {self.label} while trying to "
                 f"{action} ({_first_line(exc)}); nothing of this write was kept: try again"
             )

@@ -236,8 +236,8 @@ def _name_pattern(name: str) -> re.Pattern[str]:
 def mentioned_names(text: str, names: Iterable[str]) -> list[str]:
     """Names from ``names`` that occur in ``text`` as whole words, in order given.
 
-    A name written with a capital ("Sky", "Bear") is found where the text writes it with
-    one, as a name is ("Is Sky here?", "Is SKY here?"): "the sky" and "a bear" are words,
+    A name written with a capital ("Sky", "Bear", "iPhone") is found where the text writes it
+    as stored or with a capital ("Is Sky here?", "Is SKY here?"): "the sky" and "a bear" are words,
     not the user's dog. A text written all in lower case, and a name stored in lower case,
     match in any case. In scripts written without spaces a name is found inside the
     sentence ("小明在哪里？", "Bo在哪里？").
@@ -248,6 +248,8 @@ def mentioned_names(text: str, names: Iterable[str]) -> list[str]:
     []
     >>> mentioned_names("is sky with bo?", ["Sky", "Bo"]), mentioned_names("Is Rex here?", ["rex"])
     (['Sky', 'Bo'], ['rex'])
+    >>> mentioned_names("Is my iPhone by the 3CPO mug?", ["iPhone", "3CPO"])  # written as stored
+    ['iPhone', '3CPO']
     >>> mentioned_names("小明和Bo在哪里？", ["小明", "Bo"])
     ['小明', 'Bo']
     """
@@ -258,7 +260,7 @@ def mentioned_names(text: str, names: Iterable[str]) -> list[str]:
         if not name:
             continue
         as_written = casual or name == name.lower()
-        if any(as_written or word[:1] != word[:1].lower() for word in _name_pattern(name).findall(text)):
+        if any(as_written or word == name or word != word.lower() for word in _name_pattern(name).findall(text)):
             out.append(given)
     return out
 

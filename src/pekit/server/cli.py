@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pekit.cli_args import lvlm_option
+
 __all__ = ["add_keys_parser", "add_serve_parser", "check_backends", "check_listen", "check_serve_options", "run_keys",
            "run_serve"]
 
@@ -46,6 +48,8 @@ def add_serve_parser(sub: Any) -> None:
     p.add_argument("--preset", default="offline",
                    help="offline (default), offline-thorough, offline-fast, cpu or paper")
     p.add_argument("--lvlm", help="none, hf:<id or dir> or openai:<base url>#<model> (default: the preset's)")
+    p.add_argument("--lvlm-option", action="append", type=lvlm_option, metavar="KEY=VALUE",
+                   help="an option of the LVLM, e.g. timeout=300, retries=5 (openai:); repeatable")
     p.add_argument("--workers", type=int, default=WORKERS,
                    help=f"server processes, at least 1 (each loads the models once; default {WORKERS})")
     p.add_argument("--threads", type=int, default=THREADS,
@@ -247,7 +251,8 @@ def run_serve(args: argparse.Namespace) -> int:
     limits = {"max_photo_bytes": photo_bytes, "max_photos": args.max_photos,
               "max_body_bytes": max(Limits.max_body_bytes, photo_bytes + MB), "body_timeout_s": args.body_timeout}
     options: dict[str, Any] = {"memory": args.memory, "preset": args.preset, "lvlm": args.lvlm,
-                               "workers": args.threads, "queue": args.queue}
+                               "workers": args.threads, "queue": args.queue,
+                               **({"lvlm_options": dict(args.lvlm_option)} if args.lvlm_option else {})}
     from pekit.server.protocol import HeadTimeoutH11
 
     HeadTimeoutH11.head_timeout_s = float(args.body_timeout)  # workers read it from CONFIG_ENV

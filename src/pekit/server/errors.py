@@ -37,7 +37,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (pe.ConceptNotFoundError, 404),
     (pe.DuplicateConceptError, 409),
     (pe.BackboneMismatchError, 409),
-    (pe.MemoryLockedError, 503),  # locked by another writer for longer than the timeout: retry
+    (pe.MemoryRetryError, 503),  # locked by another writer, a lost connection: nothing wrong, retry
     (pe.MemoryFullError, 507),  # no room to store it: retrying does not help until an operator frees space
     (pe.MemoryStoreError, 500),  # read-only, damaged, not a memory, written by a newer pekit
     (pe.ImageError, 422),
@@ -52,8 +52,8 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
 #: what a client is told of a server-side failure (the message itself, with file paths and the
 #: LVLM's address, goes to the log only)
 _SERVER_SIDE: tuple[tuple[type[BaseException], str], ...] = (
-    (pe.MemoryLockedError, "the server's memory store is busy with another writer; retry after the Retry-After "
-                           "header's seconds"),
+    (pe.MemoryRetryError, "the server's memory store is busy (another writer) or briefly unreachable; retry "
+                          "after the Retry-After header's seconds"),
     (pe.MemoryFullError, "the server's memory store has no room left to store this (nothing stored was lost)"),
     (pe.MemoryStoreError, "the server's memory store could not serve this (read-only or damaged)"),
     (pe.MissingDependencyError, "the server lacks an optional dependency for this"),

@@ -161,10 +161,11 @@ def _remove_new(made: list[Path]) -> None:
         try:
             if path.is_dir():
                 path.rmdir()
-            elif path.stat().st_size == 0:
-                for extra in ("-wal", "-shm", "-journal"):
-                    Path(f"{path}{extra}").unlink(missing_ok=True)
+            elif path.stat().st_size == 0 and not any(Path(f"{path}{x}").exists() for x in ("-wal", "-journal")):
+                Path(f"{path}-shm").unlink(missing_ok=True)
                 path.unlink()
+            else:  # another process has begun writing it: left as it is
+                return
         except OSError:
             return  # another process's file by now, or not empty: left as it is
 
@@ -234,6 +235,9 @@ class KeyStore:
         self._lock = threading.Lock()
         self._identity = self._file_identity()
         self._replaced = False
+        if self.path is not None and self._identity is None:  # removed as it was opened (a failed `keys create`
+            self._conn.close()                                 # of another process): its keys would go nowhere
+            raise InvalidInputError(f"the key file {self.path} was removed while pekit opened it; try again")
 
     def _file_identity(self) -> tuple[int, int] | None:
         """The key file's ``(device, inode)``: a file restored from a backup or moved into place

@@ -3,7 +3,7 @@
     >>> from pekit import Personalizer                                    # doctest: +SKIP
     >>> result = Personalizer().recognize_video("clip.mp4", out="annotated.mp4")  # doctest: +SKIP
     >>> print(result.timeline())                                          # doctest: +SKIP
-       0.0–3.5 s  Lin (0.61)
+       0.0-3.5 s  Lin (0.61)
 
 Install with ``pip install 'pekit-vlm[video]'`` (the ``av`` wheel ships its own FFmpeg).
 """

@@ -5,13 +5,16 @@
 
 const $ = (id) => document.getElementById(id);
 const KEY = "pekit.key";
-const MAX_PHOTOS = 10;  // what POST /v1/concepts takes at once
 let boxes = [];  // per selected photo: [x0, y0, x1, y1] in the photo's pixels, or null
 let signedIn = false;
+let session = 0;  // bumped at sign-out: an answer to a request of an earlier session is dropped
 
 function key() { return sessionStorage.getItem(KEY); }
 
+// the request's answer, or an error; `null` when the page was signed out meanwhile (the next
+// person on this device must not see it): callers stop there
 async function api(method, path, body) {
+  const mine = session;
   const headers = { Authorization: "Bearer " + key() };
   if (body !== undefined && !(body instanceof FormData)) {
     headers["Content-Type"] = "application/json";
@@ -19,14 +22,24 @@ async function api(method, path, body) {
   }
   const res = await fetch(path, { method, headers, body });
   const data = await res.json().catch(() => ({}));
+  if (mine !== session) throw new Gone();
   if (!res.ok) {
     const msg = (data.error && data.error.message) || res.statusText;
     const err = new Error(pageWords(msg, res.status));
     err.status = res.status;
-    if (res.status === 401 && signedIn) signOut(err.message);  // revoked while signed in: nothing works now
+    if (res.status === 401 && signedIn) {  // revoked while signed in: nothing works now; the sign-in box says why
+      signOut(err.message);
+      throw new Gone();
+    }
     throw err;
   }
   return data;
+}
+
+class Gone extends Error {}  // signed out while the request ran: nothing to show, nobody to tell
+
+function shown(err, id) {  // an error in a status line, unless it is from an earlier session
+  if (!(err instanceof Gone)) status(id, err.message, true);
 }
 
 // the API's advice in the words of this page (its form fields and buttons, not curl's)
@@ -61,6 +74,7 @@ async function signIn(token) {
     status("signin-status", "");
     await refreshConcepts();
   } catch (err) {
+    if (err instanceof Gone) return;  // signed out (or in again) meanwhile
     sessionStorage.removeItem(KEY);
     status("signin-status", err.message, true);
   }
@@ -68,6 +82,7 @@ async function signIn(token) {
 
 function signOut(message) {
   signedIn = false;
+  session += 1;
   sessionStorage.removeItem(KEY);
   $("who").textContent = "not signed in";
   $("app").hidden = true;
@@ -175,11 +190,6 @@ function warnings(c) {
 
 async function introduce(ev) {
   ev.preventDefault();
-  if ($("photos").files.length > MAX_PHOTOS) {
-    status("introduce-status", `at most ${MAX_PHOTOS} photos at a time: introduce it from ${MAX_PHOTOS}, then add ` +
-      "the others one by one (Edit, then Add photo)", true);
-    return;
-  }
   const form = new FormData();
   form.append("name", $("name").value);
   form.append("category", $("category").value);
@@ -198,7 +208,7 @@ async function introduce(ev) {
       $("boxes").replaceChildren();
       boxes = [];
       await refreshConcepts();
-    } catch (err) { status("introduce-status", err.message, true); }
+    } catch (err) { shown(err, "introduce-status"); }
   });
 }
 
@@ -243,7 +253,7 @@ async function query(kind) {
       const data = await api("POST", kind === "ask" ? "/v1/ask" : "/v1/recognize", form);
       showResult(data);
       status("ask-status", data.detections.length ? `found ${data.detections.length}` : "found none");
-    } catch (err) { status("ask-status", err.message, true); }
+    } catch (err) { shown(err, "ask-status"); }
   });
 }
 
@@ -285,17 +295,17 @@ function editForm(c) {
         if (name.value.trim() !== c.name) change.name = name.value.trim();
         if (category.value !== (c.category || "")) change.category = category.value;
         if (context.value !== (c.context || "")) change.context = context.value;
-        let now = c.name;
         if (Object.keys(change).length) {
-          now = (await api("PATCH", "/v1/concepts/" + encodeURIComponent(c.name), change)).name;
+          const now = await api("PATCH", "/v1/concepts/" + encodeURIComponent(c.name), change);
+          Object.assign(c, { name: now.name, category: now.category, context: now.context });  // a retry starts here
         }
         if (photo.files[0]) {
           const body = new FormData();
           body.append("photo", photo.files[0], photo.files[0].name);
-          await api("POST", "/v1/concepts/" + encodeURIComponent(now) + "/views", body);
+          await api("POST", "/v1/concepts/" + encodeURIComponent(c.name) + "/views", body);
         }
-        await refreshConcepts(`saved ${now}`);
-      } catch (err) { status("concepts-status", err.message, true); }
+        await refreshConcepts(`saved ${c.name}`);
+      } catch (err) { shown(err, "concepts-status"); }
     });
   });
   return form;
@@ -322,7 +332,7 @@ async function refreshConcepts(message) {
     $("concepts").replaceChildren(...items);
     const none = list.length ? "" : "no concepts yet: introduce one above";
     status("concepts-status", [message, none].filter(Boolean).join("; "));
-  } catch (err) { status("concepts-status", err.message, true); }
+  } catch (err) { shown(err, "concepts-status"); }
 }
 
 async function forgetConcept(name, button) {
@@ -331,7 +341,7 @@ async function forgetConcept(name, button) {
     try {
       await api("DELETE", "/v1/concepts/" + encodeURIComponent(name));
       await refreshConcepts(`forgot ${name}`);
-    } catch (err) { status("concepts-status", err.message, true); }
+    } catch (err) { shown(err, "concepts-status"); }
   });
 }
 
