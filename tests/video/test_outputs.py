@@ -464,3 +464,18 @@ def test_shown_at_moves_only_a_name_both_samples_box_and_never_across_a_cut() ->
     cut = np.array([[-1.0, 0.5], [0.5, 2.0]])  # a cut at 0.5 s: each sample reaches its own shot only
     assert shown_at(0.25, times, [a, b], cut) is a and shown_at(0.75, times, [a, b], cut) is b
     assert len(shown_at(5.0, times, [a, b], one_shot)) == 0  # no window holds it
+
+
+def test_a_name_the_question_mentions_is_no_colour_of_the_clip(tmp_path: Path, make_clip: Callable[..., Path]) -> None:
+    """A question about a clip that names "Red" (a concept not in it): Bo's box is not red, in
+    the annotated copy as in the colours the prompt names."""
+    clip = make_clip(tmp_path / "clip.mp4", _frames())
+    assert recognize_video(_square, clip, fps=2.0).colours == {"Bo": "red"}
+    result = recognize_video(_square, clip, fps=2.0, avoid=["Red"], out=tmp_path / "a.mp4")
+    assert result.colours == {"Bo": "blue"}
+    import av
+
+    with av.open(str(tmp_path / "a.mp4")) as container:
+        frame = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)][10]  # Bo in view
+    coloured = frame[(frame.max(axis=2) - frame.min(axis=2)) > 80]
+    assert len(coloured) and coloured[:, 2].mean() > coloured[:, 0].mean() + 80  # blue, not red

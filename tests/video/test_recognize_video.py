@@ -107,7 +107,7 @@ def test_cli_recognize_a_video(face_clip: Path, tmp_path: Path, cached_pipelines
     assert "must end in one of .mp4" in capsys.readouterr().err
 
 
-def test_ask_and_caption_a_clip_send_the_timeline(eileen: Any, face_clip: Path) -> None:
+def test_ask_and_caption_a_clip_send_the_timeline(eileen: Any, face_clip: Path, chelsea: np.ndarray) -> None:
     answer = eileen.ask(face_clip, "When does Eileen appear?")
     assert answer.meta["backend"] == "none" and answer.text == ""
     assert "1.5-2.5 s: Eileen (the person in the red box)" in answer.prompt
@@ -115,6 +115,9 @@ def test_ask_and_caption_a_clip_send_the_timeline(eileen: Any, face_clip: Path) 
     assert answer.detections.name.tolist() == ["Eileen"] and answer.image is not None
     caption = eileen.caption(face_clip)
     assert "calling Eileen by name" in caption.prompt and caption.meta["kind"] == "video-caption"
+    eileen.introduce("Red", chelsea, boxes=[[100, 20, 320, 290]])  # a cat called Red, not in the clip
+    answer = eileen.ask(face_clip, "Is Red with Eileen?")  # ... never the colour of a box in the same prompt
+    assert "Eileen (the person in the blue box)" in answer.prompt and "the red box" not in answer.prompt
 
 
 def test_a_clip_without_concepts_gets_a_plain_prompt(make_personalizer: Any, make_clip: Callable[..., Path],

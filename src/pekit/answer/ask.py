@@ -17,7 +17,7 @@ from pekit.answer.base import check_generation_options
 from pekit.answer.respond import respond
 from pekit.errors import InvalidInputError
 from pekit.images import ImageInput, load_image
-from pekit.prompt.text import check_options, validate_question
+from pekit.prompt.text import check_options, mentioned_names, validate_question
 from pekit.types import Answer, check_threshold
 
 if TYPE_CHECKING:
@@ -88,7 +88,9 @@ def _respond_video(p: Personalizer, video: str | os.PathLike, *, question: str |
 
     entry = p.galleries.get(p.namespace)
     step, confirm = p._video_steps(entry, threshold)
-    result = recognize_video(step, video, fps=fps, max_frames=max_frames, keep_sheet=True, confirm=confirm)
-    return respond_video(p.lvlm, result, question=question,
-                         contexts={c.name: c.context for c in _listing(p) if c.context},
+    listed = _listing(p)
+    said = mentioned_names(question or "", [c.name for c in listed])  # "Is Red here?": no box is red
+    result = recognize_video(step, video, fps=fps, max_frames=max_frames, keep_sheet=True, confirm=confirm,
+                             avoid=said)
+    return respond_video(p.lvlm, result, question=question, contexts={c.name: c.context for c in listed if c.context},
                          persons=[c.name for c in entry.others], **generation)

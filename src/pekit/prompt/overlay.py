@@ -132,17 +132,18 @@ def colour_assignment(
     return {name: colours[i][0] for i, name in enumerate(order)}
 
 
-def stable_colours(names: Sequence[str], *, palette: Sequence[Colour] | Sequence[str] | None = None) -> dict[str, str]:
+def stable_colours(names: Sequence[str], *, palette: Sequence[Colour] | Sequence[str] | None = None,
+                   avoid: Iterable[str] = ()) -> dict[str, str]:
     """One colour per name for a whole clip, ``{name: colour}``: ``names`` in the order they
-    earn one (first appearance), skipping colours that are also one of the names, as
-    `colour_assignment` does for one photo. Names after the palette runs out get none
-    (they are not drawn, and the timeline says so).
+    earn one (first appearance), skipping colours that are also one of the names or of
+    ``avoid``, as `colour_assignment` does for one photo. Names after the palette runs out
+    get none (they are not drawn, and the timeline says so).
 
-    >>> stable_colours(["Bo", "Blue", "Mochi"])
-    {'Bo': 'red', 'Blue': 'yellow', 'Mochi': 'green'}
+    >>> stable_colours(["Bo", "Blue", "Mochi"]), stable_colours(["Bo"], avoid=["Red"])
+    ({'Bo': 'red', 'Blue': 'yellow', 'Mochi': 'green'}, {'Bo': 'blue'})
     """
     order = [n for n in dict.fromkeys(str(n or "").strip() for n in names) if n]
-    colours = _free(_palette(palette), order)
+    colours = _free(_palette(palette), [*order, *avoid])
     return {name: colours[i][0] for i, name in enumerate(order[: len(colours)])}
 
 

@@ -210,7 +210,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
                     sheet: str | os.PathLike | None = None, iou: float = 0.3, max_gap: float | None = None,
                     progress: bool | None = None, keep_sheet: bool = False,
                     scene_cut: float | None = None, confirm: ConfirmFn | None = None, audio: str = "auto",
-                    max_pixels: int | None = None) -> VideoResult:
+                    max_pixels: int | None = None, avoid: Sequence[str] = ()) -> VideoResult:
     """Recognize concepts through a clip.
 
     Args:
@@ -236,6 +236,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
             hold its codec), ``"keep"`` or ``"drop"``; ``VideoResult.audio`` says which.
         max_pixels: refuse frames larger than this (default `MAX_FRAME_PIXELS`), checked on
             the stream's header before decoding.
+        avoid: names whose colour no box gets (a question about the clip that names "Red").
 
     Raises:
         VideoError: unreadable / empty / undecodable / too large video (nothing is written then).
@@ -346,7 +347,7 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     timings["tracking"] += time.perf_counter() - t0
     from pekit.prompt.overlay import stable_colours
 
-    colours = stable_colours([t.name for t in tracks])  # by first appearance, one per name for the clip
+    colours = stable_colours([t.name for t in tracks], avoid=avoid)  # by first appearance, one per name
     result = VideoResult(info, float(rate), tracks, frames, timings, colours=colours, scenes=scenes,
                          shots=shots if keep_sheet else {}, scene_frames=scene_frames, looked_until=looked_until)
     t0 = time.perf_counter()
