@@ -16,7 +16,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "make_folder", "replacing", "save_image", "temporary_beside"]
+__all__ = ["atomic_path", "atomic_write", "make_folder", "replacing", "save_image", "temporary_beside",
+           "untouched_sqlite"]
 
 
 def _read_umask() -> int:
@@ -161,3 +162,18 @@ def read_only_mount(path: str | os.PathLike) -> bool:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except (OSError, AttributeError):  # no statvfs (Windows): treated as a writable mount
         return False
+
+
+def untouched_sqlite(path: str | os.PathLike) -> bool:
+    """Whether the SQLite file at ``path`` is 0 bytes with no journal or write-ahead log
+    beside it: nobody has begun to write into it (a file a failed first write made may go).
+
+    >>> untouched_sqlite("/no/such/file.db")
+    False
+    """
+    try:
+        if os.stat(path).st_size:
+            return False
+    except OSError:
+        return False
+    return not any(os.path.lexists(f"{os.fspath(path)}{extra}") for extra in ("-journal", "-wal"))

@@ -44,7 +44,7 @@ from pekit.cli_memory import (
     open_personalizer,
     shown_line,
 )
-from pekit.cli_output import asked_batch, check_outputs, out_path, save, save_beside, skipped
+from pekit.cli_output import asked_batch, check_outputs, failure, out_path, save, save_beside, skipped
 from pekit.errors import InvalidInputError, PekitError
 
 __all__ = ["build_parser", "main"]
@@ -273,7 +273,7 @@ def _cmd_answer(args: argparse.Namespace, question: str | None, images: list[Pat
                 if failed < _LVLM_FAILURES:
                     records.append(skipped(path, exc, command))
                     continue
-                records.append({"image": str(path), "error": str(exc), "exit_code": exc.exit_code})
+                records.append(failure(path, exc))
                 print(f"pekit {command}: error: {exc} ({path}); the LVLM failed on {failed} photos in a row, so the "
                       f"other {len(images) - done - 1} were not asked (the answers before are kept)", file=sys.stderr)
                 break

@@ -16,7 +16,7 @@ from typing import Any
 from pekit._files import make_folder, output_path, same_file, save_image
 from pekit.errors import InvalidInputError, PekitError
 
-__all__ = ["beside", "check_outputs", "free", "out_path", "read_only", "save", "save_beside", "skipped"]
+__all__ = ["beside", "check_outputs", "failure", "free", "out_path", "read_only", "save", "save_beside", "skipped"]
 
 
 def save(image: Any, path: Path, option: str = "--out") -> None:
@@ -121,6 +121,11 @@ def skipped(path: Path, exc: PekitError, command: str) -> dict:
     naming the photo, and the batch goes on."""
     where = "" if str(path) in str(exc) or path.name in str(exc) else f"{path}: "
     print(f"pekit {command}: error: {where}{exc} (skipped; the other photos go on)", file=sys.stderr)
+    return failure(path, exc)
+
+
+def failure(path: Path, exc: PekitError) -> dict:
+    """The ``--json`` record of a photo of a batch that failed: its path, the error, its exit code."""
     return {"image": str(path), "error": str(exc), "exit_code": exc.exit_code}
 
 

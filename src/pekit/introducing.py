@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 # the warnings are the facade's (`introduce`): they keep its logger
 log = logging.getLogger("pekit.personalizer")
 
-__all__ = ["clean_category", "clean_context", "copies", "introduce", "most_alike", "reference_views", "update",
-           "write_introduced"]
+__all__ = ["clean_category", "clean_context", "copies", "introduce", "lookalike_bar", "most_alike",
+           "reference_views", "update", "write_introduced"]
 
 
 #: `views` keeps the reference photos it decoded for the passes up to this many pixels in all.
@@ -207,7 +207,7 @@ def introduce(p: Personalizer, name: str, images: ImageInput | Sequence[ImageInp
                     p.pipeline.config.threshold)
     stored = write_introduced(p, concept, old, kind, new_category, new_context, replace)
     alike = _closest_to(p, stored.name)
-    if alike is not None and alike[1] >= cfg.threshold:
+    if alike is not None and alike[1] >= lookalike_bar(p, stored):
         log.warning("'%s' looks much like '%s', already in memory (their parts agree at %.3f; recognition "
                     "threshold %.2f): a %s like them that you never introduced may be named either; when one "
                     "is, a correction (`correct`, `pekit correct PHOTO --not NAME`) keeps it from happening again",
@@ -221,6 +221,19 @@ def most_alike(p: Personalizer, name: str) -> tuple[str, float] | None:
     the other person whose faces come closest, as 1 − the face distance (a person's score);
     or None."""
     return _closest_to(p, p.get(name).name)
+
+
+def lookalike_bar(p: Personalizer, concept: Concept) -> float:
+    """The `most_alike` agreement at which two things may take each other's name (and
+    `introduce` warns): the recognition threshold, or for a person 1 − the face tolerance
+    (a person's score is 1 − the face distance)."""
+    from pekit.faces import PERSON, concept_kind
+
+    if concept_kind(concept) == PERSON:
+        from pekit.faces.people import face_tolerance
+
+        return 1.0 - face_tolerance(p)
+    return float(p.pipeline.config.threshold)
 
 
 def _closest_to(p: Personalizer, name: str) -> tuple[str, float] | None:

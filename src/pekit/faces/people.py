@@ -33,7 +33,7 @@ from pekit.faces import (
     stored_faces,
 )
 from pekit.images import ImageInput, describe, load_image, source_name, thumbprint
-from pekit.introducing import copies, write_introduced
+from pekit.introducing import copies, lookalike_bar, write_introduced
 from pekit.types import Concept, Detections
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def introduce_person(p: Personalizer, name: str, refs: Sequence[ImageInput], *, 
         alike = closest_person(p, stored.name)
     except PekitError:  # another person's record is damaged: recognize names it; the write stands
         alike = None
-    if alike is not None and 1.0 - alike[1] <= tolerance:
+    if alike is not None and alike[1] >= lookalike_bar(p, stored):
         log.warning("'%s' looks much like '%s', already in memory (their faces are %.2f apart, within the %.2f "
                     "that makes one person): if they are the same person, keep one name (`pekit forget`); a "
                     "photo of either may be given either name", stored.name, alike[0], 1.0 - alike[1], tolerance)

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pekit._files import read_only_mount
+from pekit._files import read_only_mount, untouched_sqlite
 from pekit.errors import MemoryFileError, MemoryFullError, MemoryLockedError, MemoryRetryError, MemoryStoreError
 from pekit.memory._schema import is_not_a_database, prepare
 
@@ -61,17 +61,6 @@ def _gone(path: Path) -> bool:
 class _GoneError(MemoryRetryError):
     """The file was removed between opening it and reading which file it is (another
     process's first write failed and took back the file it had made): try again."""
-
-
-def _empty(path: Path) -> bool:
-    """Whether ``path`` is a file of 0 bytes with no journal or write-ahead log beside it:
-    nobody has begun to write into it."""
-    try:
-        if path.stat().st_size:
-            return False
-    except OSError:
-        return False
-    return not any(os.path.lexists(f"{path}{extra}") for extra in ("-journal", "-wal"))
 
 
 class SqliteFile:
@@ -312,8 +301,8 @@ class SqliteFile:
             conn = self._connect()
         except MemoryFullError:
             # no room for its first page: it goes, unless another process has begun writing it
-            # meanwhile (bytes in it, or a journal or log beside it: `_empty`)
-            self._remove(created if _empty(real) else [p for p in created if p != real])
+            # meanwhile (bytes in it, or a journal or log beside it)
+            self._remove(created if untouched_sqlite(real) else [p for p in created if p != real])
             raise
         except BaseException:
             # the file stays (empty, it reads as an empty memory): another process may be writing it now

@@ -260,7 +260,7 @@ def mentioned_names(text: str, names: Iterable[str]) -> list[str]:
         if not name:
             continue
         as_written = casual or name == name.lower()
-        if any(as_written or word == name or word != word.lower() for word in _name_pattern(name).findall(text)):
+        if any(as_written or word != word.lower() for word in _name_pattern(name).findall(text)):
             out.append(given)
     return out
 

@@ -35,6 +35,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from pekit._files import untouched_sqlite
 from pekit.errors import InvalidInputError, OutputError, PekitError
 
 __all__ = ["ApiKey", "AuthError", "KeyFileReplacedError", "KeyStore", "RevokedKeyError", "UnknownKeyError",
@@ -113,7 +114,6 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("ascii")).digest()
 
 
-
 def memory_file_for(memory: str | os.PathLike[str] | None) -> Path | None:
     """The file of a memory URI or path (``$PEKIT_MEMORY`` or the user data folder's when None),
     or None for a memory that is no file (``memory://``, ``postgresql://``)."""
@@ -161,7 +161,7 @@ def _remove_new(made: list[Path]) -> None:
         try:
             if path.is_dir():
                 path.rmdir()
-            elif path.stat().st_size == 0 and not any(Path(f"{path}{x}").exists() for x in ("-wal", "-journal")):
+            elif untouched_sqlite(path):
                 Path(f"{path}-shm").unlink(missing_ok=True)
                 path.unlink()
             else:  # another process has begun writing it: left as it is

@@ -163,16 +163,10 @@ async def introduce(
     except PekitError:
         alike = None
     if alike is not None:  # what introduce warns of in the log, said to the client too
-        from pekit.faces import PERSON, concept_kind
+        from pekit.introducing import lookalike_bar
 
-        if concept_kind(concept) == PERSON:  # a person's score: 1 - the face distance, named from 1 - tolerance
-            from pekit.faces.people import face_tolerance
-
-            bar = 1.0 - face_tolerance(p)
-        else:
-            bar = p.pipeline.config.threshold
         out.most_alike = AlikeOut(name=alike[0], agreement=round(float(alike[1]), 4),
-                                  over_threshold=bool(alike[1] >= bar))
+                                  over_threshold=bool(alike[1] >= lookalike_bar(p, concept)))
     return out
 
 
