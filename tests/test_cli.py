@@ -342,6 +342,29 @@ def test_forget(cli: Any, stocked: dict[str, Path]) -> None:
     assert json.loads(cli("list", "--json", "--memory", stocked["memory"])[1]) == []
 
 
+def test_copy_makes_a_backup_that_recognizes_as_the_memory_does(cli: Any, stocked: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    backup = tmp_path / "backups" / "pekit.db"
+    code, out, _ = cli("copy", backup, "--memory", stocked["memory"])
+    assert code == 0 and out.splitlines() == [f"copied 1 concept(s) from {stocked['memory']} to {backup}",
+                                              "  namespace 'default': cat"]
+    found = [json.loads(cli("recognize", stocked["query"], "--json", "--memory", m)[1]) for m in (stocked["memory"],
+                                                                                                backup)]
+    assert found[0] == found[1] and [d["name"] for d in found[1]] == ["cat"]
+    before = digest(backup)
+    code, _, err = cli("copy", backup, "--memory", stocked["memory"])  # taken: refused, the backup untouched
+    assert code == 5 and digest(backup) == before
+    assert_one_line_error(err, "copy", "already has 1 of these names (namespace 'default'): 'cat'; nothing was "
+                                       "copied: pass --replace")
+    code, out, _ = cli("copy", backup, "--replace", "--json", "--memory", stocked["memory"])
+    assert code == 0 and json.loads(out) == {"from": str(stocked["memory"]), "to": str(backup),
+                                             "copied": {"default": ["cat"]}, "count": 1}
+    for target, message in ((stocked["memory"], "is the memory being copied"), ("memory://", "lives only as long")):
+        code, _, err = cli("copy", target, "--memory", stocked["memory"])
+        assert code == 2
+        assert_one_line_error(err, "copy", message)
+
+
 def test_pekit_memory_environment_variable(cli: Any, files: dict[str, Path], tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     env_db = tmp_path / "from-env.db"

@@ -60,7 +60,7 @@ def one_line(err: str, command: str, *needles: str) -> None:
 
 # ---- memory files: created by introduce only -------------------------------------------------------
 READS = [["list"], ["forget", "cat"], ["repair"], ["recognize", "{query}"], ["ask", "{query}", "What is this?"],
-         ["caption", "{query}"]]
+         ["caption", "{query}"], ["copy", "{memory}"]]
 
 
 @pytest.mark.parametrize("args", READS, ids=[a[0] for a in READS])

@@ -35,6 +35,7 @@ from typing import Any
 from pekit.cli_args import build_parser, glue_negative_boxes
 from pekit.cli_memory import (
     cmd_add_view,
+    cmd_copy,
     cmd_correct,
     cmd_forget,
     cmd_introduce,
@@ -385,6 +386,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return cmd_forget(args)
     if args.command == "repair":
         return cmd_repair(args)
+    if args.command == "copy":
+        return cmd_copy(args)
     if args.command == "correct":
         return cmd_correct(args)
     if args.command == "add-view":

@@ -173,6 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rename", metavar="NEW", help="call it NEW from now on (views and corrections stay)")
     _common(p)
 
+    p = sub.add_parser("copy", help="copy concepts to another memory (a backup, or a move to a server)",
+                       description="pekit copy DEST [NAME...]: copy every concept of the memory (--memory, else "
+                                   "the default one), of one --namespace, or the NAMEs, into DEST (a file, created "
+                                   "if missing, or a postgresql:// URI), in one transaction. Concepts keep their "
+                                   "views, corrections and context; the photos they were made from are not kept "
+                                   "anywhere, so a copy is their only backup.")
+    p.add_argument("destination", metavar="DEST", help="memory file or URI to copy into")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="copy only these concepts (of --namespace, else of the namespace 'default')")
+    p.add_argument("--memory", metavar="PATH", help="memory to copy (default: $PEKIT_MEMORY or the user data dir)")
+    p.add_argument("--namespace", help="copy only this user's concepts (default: every namespace)")
+    p.add_argument("--to-namespace", metavar="NS", help="put every copy in this namespace (share a concept with "
+                   "another user: DEST may then be the memory itself)")
+    p.add_argument("--replace", action="store_true", help="overwrite concepts of the same name in DEST")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="leave out concepts whose stored rows are damaged (see `pekit repair`)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     p = sub.add_parser("repair", help="remove concepts whose stored rows are damaged, and report them")
     p.add_argument("--dry-run", action="store_true", help="only report the damaged concepts")
     _common(p)

@@ -1,5 +1,5 @@
 """The CLI commands that fill and tend the memory: ``introduce``, ``list``, ``forget``,
-``correct``, ``add-view``, ``update`` and ``repair`` (`pekit.cli` dispatches to them), and
+``correct``, ``add-view``, ``update``, ``copy`` and ``repair`` (`pekit.cli` dispatches to them), and
 how every command opens the memory it names and a `Personalizer` on it.
 """
 
@@ -16,8 +16,8 @@ from pekit.errors import InvalidInputError, PekitError
 if TYPE_CHECKING:
     from pekit.personalizer import Personalizer
 
-__all__ = ["cmd_add_view", "cmd_correct", "cmd_forget", "cmd_introduce", "cmd_list", "cmd_repair", "cmd_update",
-           "named_memory", "open_personalizer", "shown_line"]
+__all__ = ["cmd_add_view", "cmd_copy", "cmd_correct", "cmd_forget", "cmd_introduce", "cmd_list", "cmd_repair",
+           "cmd_update", "named_memory", "open_personalizer", "shown_line"]
 
 
 def named_memory(args: argparse.Namespace, *, creates: bool = False) -> Any:
@@ -185,6 +185,31 @@ def cmd_update(args: argparse.Namespace) -> int:
         c = p.update(args.name, context=args.context, category=args.category, rename=args.rename)
     _report(args, {"name": c.name, "category": c.category, "context": c.context, "memory": p.memory.uri},
             f"'{shown_line(c.name)}': {shown_line(c.category) or '-'} — {shown_line(c.context) or '(no context)'}")
+    return 0
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    """``pekit copy DEST``: the memory's concepts (or one ``--namespace``'s) into another memory."""
+    from pekit.memory import open_memory
+    from pekit.memory.copying import copy_concepts
+
+    if args.destination.strip().lower().startswith("memory:"):
+        raise InvalidInputError("memory:// lives only as long as this command; copy into a file "
+                                "(pekit copy backup.db) or a postgresql:// URI")
+    with named_memory(args) as source, open_memory(args.destination) as destination:
+        copied = copy_concepts(source, destination, namespace=args.namespace, names=args.names,
+                               into_namespace=args.to_namespace, replace=args.replace)
+        uris = source.uri, destination.uri
+    count = sum(len(names) for names in copied.values())
+    if args.json:
+        print(json.dumps({"from": uris[0], "to": uris[1], "copied": copied, "count": count}))
+    elif not copied:
+        where = f"namespace '{shown_line(args.namespace)}' of " if args.namespace is not None else ""
+        print(f"no concepts in {where}{uris[0]}: nothing copied")
+    else:
+        print(f"copied {count} concept(s) from {uris[0]} to {uris[1]}")
+        for ns, names in copied.items():
+            print(f"  namespace '{shown_line(ns)}': " + ", ".join(shown_line(n) for n in names))
     return 0
 
 

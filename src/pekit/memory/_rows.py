@@ -93,8 +93,11 @@ def _decode_meta(text: Any) -> dict[str, Any]:
 
 
 #: SQL over a concepts row whose ``meta`` is a JSON object: the records of `META_RECORDS` it
-#: holds, as one JSON object (the rest of ``meta``, colours and all, is not copied out)
-RECORDS = ("(SELECT json_group_object(key, value) FROM json_each(meta) WHERE key IN ("
+#: holds, as one JSON object (the rest of ``meta``, colours and all, is not copied out).
+#: json_each gives true and false as the integers 1 and 0: they are written back as JSON
+#: booleans, so a problem reads as `get` words it ("bool", not "int")
+RECORDS = ("(SELECT json_group_object(key, CASE type WHEN 'true' THEN json('true') WHEN 'false' THEN json('false') "
+           "ELSE value END) FROM json_each(meta) WHERE key IN ("
            + ", ".join(f"'{key}'" for key in META_RECORDS) + "))")
 
 
