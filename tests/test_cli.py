@@ -270,6 +270,15 @@ def test_a_full_disk_while_writing_out_is_exit_code_11(cli: Any, stocked: dict[s
     assert_one_line_error(err, "recognize", "the disk is full (or over quota); free some space")
 
 
+def test_a_read_only_out_file_is_refused_before_any_work(cli: Any, stocked: dict[str, Path], tmp_path: Path) -> None:
+    kept = tmp_path / "kept.jpg"
+    kept.write_bytes(b"an earlier result, kept on purpose")
+    kept.chmod(0o444)
+    code, out, err = cli("recognize", stocked["query"], "--out", kept, "--memory", stocked["memory"])
+    assert code == 11 and out == "" and kept.read_bytes() == b"an earlier result, kept on purpose"
+    assert_one_line_error(err, "recognize", f"cannot write '{kept}': the file is read-only (-r--r--r--)")
+
+
 def test_an_explain_path_that_cannot_be_written_names_explain(cli: Any, stocked: dict[str, Path],
                                                               tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("a file where a folder should be")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pekit._files import atomic_path, atomic_write
+from pekit._files import atomic_path, atomic_write, refuse_read_only
+from pekit.errors import OutputError
 
 
 def _mode(path: Path) -> int:
@@ -68,6 +69,34 @@ def test_a_link_stays_a_link_and_a_files_own_mode_is_kept(tmp_path: Path) -> Non
     atomic_write(link, lambda fh: fh.write(b"new"))
     assert link.is_symlink() and real.read_bytes() == b"new" and _mode(real) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.jpg", "real.jpg"]
+
+
+def test_a_read_only_file_or_folder_is_left_alone_even_through_a_link(tmp_path: Path) -> None:
+    """chmod 444 / 555 says "keep as it is": not replaced by a rename (which the mode does not
+    stop) nor by root (whom nothing stops)."""
+    album = tmp_path / "album"
+    album.mkdir()
+    photo = album / "photo.jpg"
+    photo.write_bytes(b"mine")
+    photo.chmod(0o444)
+    link = tmp_path / "latest.jpg"
+    link.symlink_to(photo)
+    try:
+        for target in (photo, link):
+            with pytest.raises(OutputError, match=r"the file is read-only \(-r--r--r--\).*chmod u\+w"):
+                atomic_write(target, lambda fh: fh.write(b"new"))
+        photo.chmod(0o644)
+        album.chmod(0o555)
+        for target in (photo, album / "new.jpg"):
+            with pytest.raises(OutputError, match=r"its folder is read-only \(dr-xr-xr-x\)"):
+                atomic_write(target, lambda fh: fh.write(b"new"))
+        with pytest.raises(OutputError, match="the folder is read-only"):
+            refuse_read_only(album)
+    finally:
+        album.chmod(0o755)
+    assert photo.read_bytes() == b"mine" and sorted(p.name for p in album.iterdir()) == ["photo.jpg"]
+    atomic_write(photo, lambda fh: fh.write(b"new"))  # writable again: written
+    assert photo.read_bytes() == b"new"
 
 
 def test_a_long_file_name_that_the_disk_takes_is_written(tmp_path: Path) -> None:

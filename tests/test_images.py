@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from pekit.errors import ImageError, PekitError
 from pekit.images import describe, list_images, load_image, source_name
@@ -167,6 +167,31 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert out.shape == (40, 20, 3)  # displayed portrait
     assert out[2, -3, 0] > 200 and out[2, -3, 2] < 50  # the red corner is now top-right
     assert out[2, 2, 2] > 200  # top-left is blue
+
+
+def test_a_pil_image_is_turned_upright_only_when_straight_from_its_file(tmp_path: Path) -> None:
+    """Pillow keeps a file's orientation tag on every image it makes from it, rotated or not:
+    an image the caller already turned must not be turned again (boxes are in its pixels)."""
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:6, :6] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    opened = Image.open(path)
+    assert load_image(opened).shape == (40, 20, 3)  # as the path reads
+    turned = opened.transpose(Image.Transpose.ROTATE_270)
+    assert turned.getexif().get(0x0112) == 6  # the stale tag this is about
+    for made in (turned, opened.rotate(-90, expand=True), ImageOps.exif_transpose(Image.open(path))):
+        assert load_image(made).shape == (40, 20, 3)  # once, not twice
+    assert load_image(Image.open(path).convert("RGB")).shape == (20, 40, 3)  # its pixels, as Pillow shows them
+
+
+def test_a_corrupt_exif_block_is_read_quietly(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    path = tmp_path / "bad-exif.jpg"
+    Image.new("RGB", (30, 20), (10, 200, 30)).save(path, exif=b"Exif\x00\x00II*\x00\xff\xff\xff\xff")
+    assert load_image(path).shape == (20, 30, 3)
+    assert not [w for w in recwarn if "EXIF" in str(w.message)]
 
 
 # ---- refusals ---------------------------------------------------------------------------------
@@ -369,6 +394,17 @@ def test_list_images_expands_folders_sorted_and_keeps_files(tmp_path: Path) -> N
     assert list_images([]) == []
 
 
+def test_list_images_refuses_an_empty_path_and_skips_a_folder_named_like_a_photo(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "holiday.jpg").mkdir()  # a folder whose name ends in .jpg is not a photo of the folder
+    assert list_images([tmp_path]) == [tmp_path / "a.jpg"]
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", "  "):  # an empty shell variable ("$PHOTO"): not every photo of this folder
+        with pytest.raises(ImageError, match="the image path is empty"):
+            list_images([empty])
+
+
 def test_list_images_empty_folder_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "readme.md").write_text("no photos")
     with pytest.raises(ImageError, match="holds no image files") as info:
@@ -525,6 +561,15 @@ def test_avif_and_heic_photos_are_photos_not_videos(tmp_path: Path, rgb: np.ndar
     monkeypatch.setattr(Image, "ID", [k for k in Image.ID if k != "HEIF"])
     with pytest.raises(ImageError, match=r"a HEIC photo; .*pip install 'pekit-vlm\[heif\]'"):
         load_image(heic)
+    monkeypatch.undo()  # the plugin back: a damaged HEIC file is said to be damaged, not to need it
+    damaged = tmp_path / "damaged.heic"
+    damaged.write_bytes(heic.read_bytes()[:40] + bytes(400))
+    with pytest.raises(ImageError) as info:
+        load_image(damaged)
+    assert "damaged" in str(info.value) and "pip install" not in str(info.value)
+    damaged.unlink()
+    monkeypatch.setattr(images, "_HEIF_OPENER", [False])
+    monkeypatch.setattr(Image, "ID", [k for k in Image.ID if k != "HEIF"])
     mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
     assert sniff_image(mp4) is None and (tmp_path / "clip.bin").write_bytes(mp4) and is_video(tmp_path / "clip.bin")
     if not features.check("avif"):

@@ -5,6 +5,7 @@ file, if any, as it was and no temporary file behind (the temporary file's name 
 with a dot, so folder listings skip it). The file keeps the mode of the one it replaces, or
 gets the mode any new file gets (``0o666`` less the umask), not the private ``0o600`` of
 `tempfile.mkstemp`; a symbolic link stays a link, and the file it points to is replaced.
+A file or folder whose mode lets nobody write it is left alone (`OutputError`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "make_folder", "replacing", "save_image", "temporary_beside",
-           "untouched_sqlite"]
+__all__ = ["atomic_path", "atomic_write", "make_folder", "refuse_read_only", "replacing", "save_image",
+           "temporary_beside", "untouched_sqlite"]
 
 
 def _read_umask() -> int:
@@ -80,7 +81,31 @@ def atomic_path(target: str | os.PathLike, *, make_folder: bool = False) -> Abst
     target = _through_links(Path(target))
     if make_folder:
         target.parent.mkdir(parents=True, exist_ok=True)
+    refuse_read_only(target)
     return replacing(target, temporary_beside(target))
+
+
+def refuse_read_only(target: str | os.PathLike) -> None:
+    """`OutputError` when ``target`` or the folder it would be written in (``target`` itself
+    when it is a folder to write into) has a mode that lets nobody write it (``chmod 444``,
+    an album or a dataset made ``r-x``): a rename could replace the file anyway, and root may
+    write anywhere, but that mode says it is to stay as it is (`cp` and the shell's ``>``
+    respect it)."""
+    import stat
+
+    from pekit.errors import OutputError
+
+    target = _through_links(Path(target))
+    places = [(target, "the folder")] if target.is_dir() else [(target, "the file"), (target.parent, "its folder")]
+    for place, what in places:
+        try:
+            mode = place.stat().st_mode
+        except OSError:  # not there yet (a new file), or not ours to see: the write says why
+            continue
+        if not mode & 0o222:
+            raise OutputError(f"cannot write '{target}': {what} is read-only ({stat.filemode(mode)}), so pekit does "
+                              f"not replace or add to it; pass another path, or make it writable (chmod u+w "
+                              f"'{place}')")
 
 
 def _through_links(target: Path) -> Path:

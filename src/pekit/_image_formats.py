@@ -101,6 +101,13 @@ def _is_srgb(icc: bytes, profile: Any) -> bool:
     return same
 
 
+def _filters() -> None:
+    """The warnings filters while pekit loads images: a bomb is an error, and a damaged EXIF
+    block is read around (the photo as stored) without Pillow's warning and its file path."""
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
+
+
 class _PillowLimit:
     """Pillow's bomb limit set to pekit's while pekit loads images, restored after.
 
@@ -108,7 +115,8 @@ class _PillowLimit:
     waits until those finish, so no load ever runs under another one's limit.
 
     While any load runs, Pillow's `DecompressionBombWarning` (a size between the limit and
-    twice it) is an error, so a load never goes on past it. The warning filter is installed
+    twice it) is an error, so a load never goes on past it, and its "Corrupt EXIF data" is
+    not shown. The warning filter is installed
     once for all concurrent loads and removed when the last one ends: `warnings.catch_warnings`
     per load is not thread-safe (one thread's exit restores the filters another thread's
     load still needs), except where warning filters are per thread (Python's
@@ -141,10 +149,10 @@ class _PillowLimit:
                     if not per_thread:
                         self._shared = warnings.catch_warnings()
                         self._shared.__enter__()
-                        warnings.simplefilter("error", Image.DecompressionBombWarning)
+                        _filters()
             if per_thread:
                 with warnings.catch_warnings():
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    _filters()
                     yield
             else:
                 yield

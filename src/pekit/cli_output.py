@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pekit._files import make_folder, output_path, same_file, save_image
+from pekit._files import make_folder, output_path, refuse_read_only, same_file, save_image
 from pekit.errors import InvalidInputError, PekitError
 
 __all__ = ["beside", "check_outputs", "failure", "free", "out_path", "read_only", "save", "save_beside", "skipped"]
@@ -88,6 +88,7 @@ def check_outputs(args: argparse.Namespace, inputs: list[Path], *, photos: bool 
         if not value:
             continue
         target = output_path(value, f"--{option}")  # a name too long for the file system: said before any work
+        refuse_read_only(target)  # a chmod 444 file, a r-x folder: said now, not after the work
         if target.exists() and not target.is_dir() and any(os.path.samefile(target, s) for s in sources):
             raise InvalidInputError(
                 f"--{option} '{value}' is one of the inputs, so writing there would replace it; "

@@ -178,7 +178,7 @@ def _open_checked(fp: Any, name: str, max_pixels: int) -> Image.Image:
         if kind == "image/avif":
             raise ImageError(f"{name}: an AVIF photo; this Pillow ({Image.__version__}) has no AVIF codec: "
                              "pip install 'pillow>=11.2', or export the photo as JPEG") from exc
-        if kind == "image/heic":
+        if kind == "image/heic" and not heif_readable():  # (with the plugin: a damaged file, below)
             raise ImageError(f"{name}: a HEIC photo; Pillow reads it with the pillow-heif plugin: pip install "
                              "'pekit-vlm[heif]' (pillow-heif; pekit uses it when installed), or export the photo "
                              "as JPEG") from exc
@@ -211,7 +211,10 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
             of these. The result may be written to (a copy where the source is read-only).
             A photo is turned upright by its EXIF orientation and brought to sRGB from its
             embedded colour profile (an iPhone's Display P3, Adobe or ProPhoto RGB); see
-            `in_srgb`.
+            `in_srgb`. A PIL image is turned upright only when it comes straight from a file
+            (``Image.open``: its ``format`` is set); one that Pillow made (``transpose``,
+            ``rotate``, ``convert``, ``ImageOps.exif_transpose``...) is read as its pixels
+            are, since Pillow keeps the file's orientation tag on it even after a rotation.
         max_pixels: refuse larger images (decompression-bomb guard).
 
     Raises:
@@ -234,8 +237,11 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
     if isinstance(source, Image.Image):
         if source.width * source.height > max_pixels:
             raise ImageError(f"{name}: more than the limit of {max_pixels} pixels; downscale it first")
-        try:
-            return pil_to_rgb(source, name)
+        try:  # straight from a file (Image.open: ``format`` set): upright, as the file would be. One
+            # Pillow made (transposed, rotated, converted: no ``format``) keeps the file's EXIF tag, which
+            # may no longer hold: its pixels are taken as they are, and boxes are in them
+            with pillow_limit(max_pixels):
+                return pil_to_rgb(source, name, upright=source.format is not None)
         except (ValueError, OSError) as exc:  # a closed image, or pixels Pillow cannot decode
             if isinstance(exc, ImageError):
                 raise
@@ -244,7 +250,9 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageError(f"{name}: the image data is empty")
-        return pil_to_rgb(_open_checked(io.BytesIO(bytes(source)), name, max_pixels), name)
+        img = _open_checked(io.BytesIO(bytes(source)), name, max_pixels)
+        with pillow_limit(max_pixels):
+            return pil_to_rgb(img, name)
     if isinstance(source, (str, os.PathLike)):
         if not os.fspath(source).strip():
             raise ImageError("the image path is empty; pass a file name, e.g. 'photo.jpg'")
@@ -273,7 +281,7 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
             raise ImageError(f"{name}: permission denied; check the file's permissions (chmod +r)") from exc
         except OSError as exc:  # a FIFO's open is fine; an I/O error, a name too long...
             raise ImageError(f"{name}: cannot be read ({exc.strerror or exc})") from exc
-        with fh:
+        with fh, pillow_limit(max_pixels):
             return pil_to_rgb(_open_checked(fh, name, max_pixels), name)
     raise ImageError(
         f"{name}: cannot read an image from this type; pass a path, bytes, a binary stream, a PIL image or "
@@ -320,6 +328,8 @@ def list_images(paths: list[str | os.PathLike]) -> list[Path]:
     copies, `PEKIT_OUTPUT`, skipped; subfolders are not searched); keep files as given."""
     out: list[Path] = []
     for p in paths:
+        if not os.fspath(p).strip():  # an empty shell variable: not "this folder" (Path("") is ".")
+            raise ImageError("the image path is empty; pass a file name, e.g. 'photo.jpg'")
         path = Path(p).expanduser()
         try:
             folder = path.is_dir()
@@ -328,7 +338,7 @@ def list_images(paths: list[str | os.PathLike]) -> list[Path]:
         if folder:
             found = sorted(q for q in path.iterdir()  # hidden files: other programs' (and pekit's) temporaries
                            if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".")
-                           and not PEKIT_OUTPUT.search(q.stem))
+                           and not PEKIT_OUTPUT.search(q.stem) and not q.is_dir())  # a folder called x.jpg
             heic = [q for q in found if q.suffix.lower() in HEIF_SUFFIXES]
             if heic and not heif_readable():  # as before pekit knew them: skipped, but said
                 found = [q for q in found if q not in heic]

@@ -26,10 +26,15 @@ def test_a_malformed_box_is_named(box: list) -> None:
         reference_boxes(["a.jpg"], [box])
 
 
-@pytest.mark.parametrize("box", [[0, 0, float("inf"), 40], [0, 0, 1e300, 1e300], [-1e30, 0, 50, 50],
-                                 [0, 0, 10**400, 100]])  # an int too large for a float (JSON allows it)
-def test_a_box_of_non_finite_or_absurd_numbers_is_named_so(box: list) -> None:
-    with pytest.raises(InvalidInputError, match="four finite pixel coordinates") as info:
+@pytest.mark.parametrize(("box", "message"), [
+    ([0, 0, float("inf"), 40], "four finite pixel coordinates"),
+    ([0, 0, 10**400, 100], "four finite pixel coordinates"),  # an int too large for a float (JSON allows it)
+    ([0, 0, 1e300, 1e300], "under 10,000,000 in size"),  # finite: not called "not finite"
+    ([-1e30, 0, 50, 50], "under 10,000,000 in size"),
+    ([0, 0, 1e7, 1e7], "under 10,000,000 in size"),
+])
+def test_a_box_of_non_finite_or_absurd_numbers_is_named_so(box: list, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message) as info:
         reference_boxes(["a.jpg"], [box])
     assert len(str(info.value)) < 200  # the number is not printed whole
 

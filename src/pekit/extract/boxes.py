@@ -33,6 +33,8 @@ __all__ = ["MIN_BOX_PATCHES", "MIN_BOX_SIDE", "check_box_on_grid", "check_box_on
 MIN_BOX_SIDE = 8
 #: ... and cover at least this many patches of the backbone grid (else its embedding is noise).
 MIN_BOX_PATCHES = 2
+#: A box coordinate's magnitude limit (pixels): far past any photo's side.
+MAX_COORDINATE = 1e7
 
 
 def _box_numbers(box: Any) -> np.ndarray:
@@ -73,8 +75,11 @@ def reference_boxes(images: Sequence[Any], boxes: Sequence[Any] | None) -> list[
         shown = repr(b) if len(repr(b)) <= 80 else repr(b)[:77] + "..."
         if arr.shape != (4,):
             raise InvalidInputError(f"a box must be four numbers [x0, y0, x1, y1] in pixels, got {shown}")
-        if not np.all(np.abs(arr) < 1e7):
+        if not np.all(np.isfinite(arr)):
             raise InvalidInputError(f"a box must be four finite pixel coordinates [x0, y0, x1, y1], got {shown}")
+        if not np.all(np.abs(arr) < MAX_COORDINATE):  # (no photo is that large: a slip, e.g. a missing comma)
+            raise InvalidInputError(f"a box's coordinates are pixels of the photo, under {MAX_COORDINATE:,.0f} in "
+                                    f"size; got {shown}")
         if arr[2] <= arr[0] or arr[3] <= arr[1]:
             raise InvalidInputError(f"a box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {shown}")
         arr = arr.astype(np.float32)
