@@ -368,7 +368,9 @@ def test_copy_makes_a_backup_that_recognizes_as_the_memory_does(cli: Any, stocke
     code, out, _ = cli("copy", backup, "--replace", "--json", "--memory", stocked["memory"])
     assert code == 0 and json.loads(out) == {"from": str(stocked["memory"]), "to": str(backup),
                                              "copied": {"default": ["cat"]}, "count": 1}
-    for target, message in ((stocked["memory"], "is the memory being copied"), ("memory://", "lives only as long")):
+    for target, message in ((stocked["memory"], "is the memory being copied"), ("memory://", "lives only as long"),
+                            (":memory:", "lives only as long"), (f"{tmp_path}/new/", "names a folder"),
+                            (tmp_path, "names a folder")):
         code, _, err = cli("copy", target, "--memory", stocked["memory"])
         assert code == 2
         assert_one_line_error(err, "copy", message)

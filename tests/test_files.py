@@ -83,15 +83,17 @@ def test_a_read_only_file_or_folder_is_left_alone_even_through_a_link(tmp_path: 
     link.symlink_to(photo)
     try:
         for target in (photo, link):
-            with pytest.raises(OutputError, match=r"the file is read-only \(-r--r--r--\).*chmod u\+w"):
-                atomic_write(target, lambda fh: fh.write(b"new"))
+            with pytest.raises(PermissionError, match=r"the file is read-only \(-r--r--r--\).*chmod u\+w"):
+                atomic_write(target, lambda fh: fh.write(b"new"))  # an OSError, as a write's own would be
         photo.chmod(0o644)
         album.chmod(0o555)
         for target in (photo, album / "new.jpg"):
-            with pytest.raises(OutputError, match=r"its folder is read-only \(dr-xr-xr-x\)"):
+            with pytest.raises(PermissionError, match=r"its folder is read-only \(dr-xr-xr-x\)"):
                 atomic_write(target, lambda fh: fh.write(b"new"))
         with pytest.raises(OutputError, match="the folder is read-only"):
             refuse_read_only(album)
+        with pytest.raises(OutputError, match=r"cannot write '.*deeper.*': its folder is read-only"):
+            refuse_read_only(album / "new" / "deeper" / "x.jpg")  # folders to be made inside it: said too
     finally:
         album.chmod(0o755)
     assert photo.read_bytes() == b"mine" and sorted(p.name for p in album.iterdir()) == ["photo.jpg"]

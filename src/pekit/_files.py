@@ -10,6 +10,7 @@ A file or folder whose mode lets nobody write it is left alone (`OutputError`).
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -81,31 +82,45 @@ def atomic_path(target: str | os.PathLike, *, make_folder: bool = False) -> Abst
     target = _through_links(Path(target))
     if make_folder:
         target.parent.mkdir(parents=True, exist_ok=True)
-    refuse_read_only(target)
+    reason = _read_only(target)
+    if reason is not None:  # an OSError, as the write itself would raise (callers that go on past one, do)
+        raise PermissionError(errno.EACCES, reason, str(target))
     return replacing(target, temporary_beside(target))
 
 
 def refuse_read_only(target: str | os.PathLike) -> None:
-    """`OutputError` when ``target`` or the folder it would be written in (``target`` itself
-    when it is a folder to write into) has a mode that lets nobody write it (``chmod 444``,
-    an album or a dataset made ``r-x``): a rename could replace the file anyway, and root may
-    write anywhere, but that mode says it is to stay as it is (`cp` and the shell's ``>``
-    respect it)."""
-    import stat
-
+    """`OutputError` when ``target`` or the folder it would be written in (the nearest one
+    that exists; ``target`` itself when it is a folder to write into) has a mode that lets
+    nobody write it (``chmod 444``, an album or a dataset made ``r-x``): a rename could
+    replace the file anyway, and root may write anywhere, but that mode says it is to stay
+    as it is (`cp` and the shell's ``>`` respect it). On Windows only a file's read-only
+    attribute counts (a folder's means nothing there: Pictures and Documents carry it)."""
     from pekit.errors import OutputError
 
-    target = _through_links(Path(target))
-    places = [(target, "the folder")] if target.is_dir() else [(target, "the file"), (target.parent, "its folder")]
+    reason = _read_only(_through_links(Path(target)))
+    if reason is not None:
+        raise OutputError(f"cannot write '{target}': {reason}")
+
+
+def _read_only(target: Path) -> str | None:
+    """Why ``target`` is not to be written (`refuse_read_only`), or None."""
+    import stat
+
+    folder = target if target.is_dir() else target.parent
+    while not folder.exists() and folder != folder.parent:  # a folder to be made: its nearest existing one
+        folder = folder.parent
+    places = [] if target.is_dir() else [(target, "the file")]
+    if os.name != "nt":
+        places.append((folder, "the folder" if folder == target else "its folder"))
     for place, what in places:
         try:
             mode = place.stat().st_mode
         except OSError:  # not there yet (a new file), or not ours to see: the write says why
             continue
         if not mode & 0o222:
-            raise OutputError(f"cannot write '{target}': {what} is read-only ({stat.filemode(mode)}), so pekit does "
-                              f"not replace or add to it; pass another path, or make it writable (chmod u+w "
-                              f"'{place}')")
+            return (f"{what} is read-only ({stat.filemode(mode)}), so pekit does not replace or add to it; pass "
+                    f"another path, or make it writable (chmod u+w '{place}')")
+    return None
 
 
 def _through_links(target: Path) -> Path:

@@ -82,14 +82,12 @@ def array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
     return arr if arr.flags.writeable else arr.copy()  # Pillow's pixels are read-only: yours to change
 
 
-def pil_to_rgb(img: Image.Image, name: str, *, upright: bool = True) -> np.ndarray:
-    """``img`` as an ``(H, W, 3) uint8`` sRGB array; ``upright``: turned by its EXIF orientation
-    first (a photo read from a file)."""
-    if upright:
-        try:  # (a damaged EXIF block: read as stored; load_image silences Pillow's warning)
-            img = ImageOps.exif_transpose(img)
-        except Exception:  # a broken EXIF block should not make the photo unusable
-            pass
+def pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
+    """``img`` as an ``(H, W, 3) uint8`` sRGB array, turned upright by its EXIF orientation."""
+    try:  # (a damaged EXIF block: read as stored; load_image silences Pillow's warning)
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block should not make the photo unusable
+        pass
     if img.width == 0 or img.height == 0:
         raise ImageError(f"{name}: the image is empty (zero width or height)")
     img = in_srgb(img)

@@ -193,10 +193,14 @@ def cmd_copy(args: argparse.Namespace) -> int:
     from pekit.memory import open_memory
     from pekit.memory.copying import copy_concepts
 
-    if args.destination.strip().lower().startswith("memory:"):
-        raise InvalidInputError("memory:// lives only as long as this command; copy into a file "
-                                "(pekit copy backup.db) or a postgresql:// URI")
-    with named_memory(args) as source, open_memory(args.destination) as destination:
+    dest = args.destination.strip()
+    if "://" not in dest and (dest.endswith(("/", os.sep)) or os.path.isdir(os.path.expanduser(dest))):
+        raise InvalidInputError(f"'{dest}' names a folder; give the file to copy into, e.g. "
+                                f"{os.path.join(dest, 'memory.db')}")
+    with named_memory(args) as source, open_memory(dest) as destination:
+        if getattr(getattr(destination, "_db", None), "path", "") is None:  # memory://, :memory:
+            raise InvalidInputError(f"{dest} lives only as long as this command; copy into a file "
+                                    "(pekit copy backup.db) or a postgresql:// URI")
         copied = copy_concepts(source, destination, namespace=args.namespace, names=args.names,
                                into_namespace=args.to_namespace, replace=args.replace)
         uris = source.uri, destination.uri

@@ -117,7 +117,9 @@ class OutputError(InvalidInputError):
         if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             cause = "the disk is full (or over quota); free some space, or " + hint + " on another disk"
         elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            cause = "permission denied (or a read-only disk); " + hint + " you can write to"
+            said = str(exc.strerror or "")  # pekit's own refusal of a chmod 444 file (pekit._files) says why
+            cause = said if "so pekit does not" in said else "permission denied (or a read-only disk); " + hint + \
+                " you can write to"
         elif exc.errno == errno.EISDIR:
             cause = "that path is a folder, not a file; " + hint
         elif exc.errno in (errno.ENOTDIR, errno.EEXIST):

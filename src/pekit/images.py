@@ -211,10 +211,11 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
             of these. The result may be written to (a copy where the source is read-only).
             A photo is turned upright by its EXIF orientation and brought to sRGB from its
             embedded colour profile (an iPhone's Display P3, Adobe or ProPhoto RGB); see
-            `in_srgb`. A PIL image is turned upright only when it comes straight from a file
-            (``Image.open``: its ``format`` is set); one that Pillow made (``transpose``,
-            ``rotate``, ``convert``, ``ImageOps.exif_transpose``...) is read as its pixels
-            are, since Pillow keeps the file's orientation tag on it even after a rotation.
+            `in_srgb`. A PIL image is turned by the orientation tag it carries, as its file
+            would be (``Image.open(p).convert("RGB")`` keeps the tag, rightly); Pillow keeps
+            the tag on an image rotated with ``transpose`` or ``rotate`` too, where it no
+            longer holds: turn a photo with ``ImageOps.exif_transpose`` (which drops the tag),
+            or pass it as an array.
         max_pixels: refuse larger images (decompression-bomb guard).
 
     Raises:
@@ -237,11 +238,9 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
     if isinstance(source, Image.Image):
         if source.width * source.height > max_pixels:
             raise ImageError(f"{name}: more than the limit of {max_pixels} pixels; downscale it first")
-        try:  # straight from a file (Image.open: ``format`` set): upright, as the file would be. One
-            # Pillow made (transposed, rotated, converted: no ``format``) keeps the file's EXIF tag, which
-            # may no longer hold: its pixels are taken as they are, and boxes are in them
+        try:
             with pillow_limit(max_pixels):
-                return pil_to_rgb(source, name, upright=source.format is not None)
+                return pil_to_rgb(source, name)
         except (ValueError, OSError) as exc:  # a closed image, or pixels Pillow cannot decode
             if isinstance(exc, ImageError):
                 raise
@@ -323,6 +322,15 @@ def same_pictures(prints: list[np.ndarray]) -> list[tuple[int, int]]:
 PEKIT_OUTPUT = re.compile(r"_pekit(-\d+)?$")
 
 
+def _is_folder(path: Path) -> bool:
+    """``path.is_dir()``, False where it cannot be asked (a folder without ``x`` permission):
+    read as a file, whose reading says what is wrong."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def list_images(paths: list[str | os.PathLike]) -> list[Path]:
     """Expand folders into their image files (sorted; hidden files and pekit's own annotated
     copies, `PEKIT_OUTPUT`, skipped; subfolders are not searched); keep files as given."""
@@ -338,7 +346,7 @@ def list_images(paths: list[str | os.PathLike]) -> list[Path]:
         if folder:
             found = sorted(q for q in path.iterdir()  # hidden files: other programs' (and pekit's) temporaries
                            if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".")
-                           and not PEKIT_OUTPUT.search(q.stem) and not q.is_dir())  # a folder called x.jpg
+                           and not PEKIT_OUTPUT.search(q.stem) and not _is_folder(q))  # a folder called x.jpg
             heic = [q for q in found if q.suffix.lower() in HEIF_SUFFIXES]
             if heic and not heif_readable():  # as before pekit knew them: skipped, but said
                 found = [q for q in found if q not in heic]

@@ -4,6 +4,7 @@ keeps every concept whole; a refusal writes nothing."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,20 @@ def test_two_concepts_of_one_name_into_one_namespace_are_refused(tmp_path: Path)
         with open_memory(str(tmp_path / "b.db")) as b, pytest.raises(InvalidInputError, match="'alice' and 'default'"):
             copy_concepts(a, b, into_namespace="shared")
     assert not (tmp_path / "b.db").exists()
+
+
+def test_one_postgresql_schema_under_two_uris_is_the_same_memory(postgres_uri: str) -> None:
+    """The default schema written out (or not) names the same memory: a --replace copy onto
+    itself would rewrite every concept and drop its stored photos, so it is refused."""
+    sep = "&" if "?" in postgres_uri else "?"
+    schema = f"same_{os.getpid()}"
+    spelt = f"{postgres_uri}{sep}schema={schema}"
+    with open_memory(spelt, store_images=True) as a:
+        a.add(concept("Bo", 1), images=[b"a photo"])
+    with open_memory(spelt) as a, open_memory(spelt.replace(f"schema={schema}", f"application_name=x&schema={schema}")
+                                              ) as b:
+        with pytest.raises(InvalidInputError, match="is the memory being copied"):
+            copy_concepts(a, b, replace=True)
+        assert len(a.images("Bo")) == 1
+    with open_memory(spelt) as a, open_memory(f"{postgres_uri}{sep}schema=other_{os.getpid()}") as b:
+        assert copy_concepts(a, b) == {"default": ["Bo"]}  # another schema of the same server: another memory

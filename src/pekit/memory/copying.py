@@ -42,15 +42,32 @@ def _file(store: Any) -> Path | None:
     return Path(path) if path is not None else None
 
 
+def _server(store: Any) -> tuple | None:
+    """What tells a PostgreSQL memory from another whatever its URI says (the host by name or
+    address, a socket, the default schema left out): its schema, its database, and the server's
+    start time and port; None for other stores."""
+    db: Any = getattr(store, "_db", None)
+    schema = getattr(store, "schema", None)
+    if schema is None or not hasattr(db, "transaction"):
+        return None
+    with db.transaction("identify the server", write=False) as cur:
+        row = cur.execute("SELECT current_database(), pg_postmaster_start_time()::text, "
+                          "inet_server_port()").fetchone()
+    return (schema, *row)
+
+
 def same_store(a: MemoryStore, b: MemoryStore) -> bool:
     """True when ``a`` and ``b`` are the same memory (one file under two spellings, or one
-    server URI): copying a memory into itself is refused."""
+    PostgreSQL schema under two URIs): copying a memory into itself is refused."""
+    if a is b:
+        return True
     fa, fb = _file(a), _file(b)
     if fa is not None and fb is not None:
         if fa.exists() and fb.exists():
             return fa.samefile(fb)
         return fa.resolve() == fb.resolve()
-    return a is b or (fa is None and fb is None and a.uri == b.uri and not a.uri.startswith("memory:"))
+    server = _server(a)
+    return server is not None and server == _server(b)
 
 
 def _listed(names: list[str]) -> str:
