@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -133,19 +134,91 @@ def test_thisismy_layout(tmp_path: Path):
     write_photo(single / "Validation" / "Negative (Other)" / "mug" / "o.jpg", "blue", 1)
     write_photo(single / "Validation" / "Fake" / "cap" / "f.jpg", "white", 1)
     write_photo(single / "Validation" / "positive" / "ghost" / "g.jpg", "white", 2)
-    multi = root / "Multi-concept"
+    write_photo(single / "Validation" / "positive" / "mug" / "12_double.jpg", "red", 10)  # the mug and the cap
+    multi = root / "Multi-concept"  # a separate benchmark (the papers'): named, not mixed in
     write_photo(multi / "Reference Images" / "mug" / "m.jpg", "red", 20)
+    write_photo(multi / "Reference Images" / "Anas cup" / "a.jpg", "blue", 20)
+    write_photo(multi / "Validation" / "mug_and_Anas cup" / "both.jpg", "white", 20)
     ds = load_dataset(f"thisismy:{root}")
     mug = ds.concept("mug")
-    assert len(mug.references) == 3 and not mug.holdout and [p.name for p in mug.positives] == ["p.jpg"]
+    assert len(mug.references) == 2 and not mug.holdout
+    assert [p.name for p in mug.positives] == ["12_double.jpg", "p.jpg"] and [p.name for p in mug.shared] == [
+        "12_double.jpg"]
     assert sorted((p.name, s) for p, s in mug.negatives) == [("h.jpg", "Negative (Hard)"),
                                                              ("o.jpg", "Negative (Other)")]
     assert [(p.name, s) for p, s in ds.concept("cap").negatives] == [("f.jpg", "Fake")]
+    assert [c.name for c in ds.concepts] == ["cap", "mug"]
     assert any("ghost" in w for w in ds.warnings)
+    assert any(f"--dataset thisismy:{multi}" in w for w in ds.warnings)
+    both = load_dataset(f"thisismy:{multi}")  # the multi-concept subset, named: a photo of two is both's
+    assert [c.name for c in both.concepts] == ["Anas cup", "mug"]
+    assert [p.name for p in both.concept("Anas cup").positives] == [p.name for p in both.concept("mug").positives] \
+        == ["both.jpg"]
+
+
+def test_thisismy_as_pekits_evaluation_reads_it(tmp_path: Path):
+    """PeKit's own copy: Single-concept/train/<concept>/ and test/<split>/<concept>/."""
+    single = tmp_path / "This-is-My-Img" / "Single-concept"
+    for i in range(2):
+        write_photo(single / "train" / "Sherrys road bike" / f"{i}.png", "red", i + 1)
+        write_photo(single / "train" / "cap" / f"{i}.png", "green", i + 1)
+    write_photo(single / "test" / "Positive" / "Sherrys road bike" / "p.webp", "red", 9)
+    write_photo(single / "test" / "Negative (Hard)" / "cap-hat" / "h.jpeg", "yellow", 1)  # "<concept>-<category>"
+    for spec in (f"thisismy:{tmp_path / 'This-is-My-Img'}", str(tmp_path / "This-is-My-Img"), str(single)):
+        ds = load_dataset(spec)
+        assert ds.layout == "thisismy" and [c.name for c in ds.concepts] == ["Sherrys road bike", "cap"], spec
+        assert [p.name for p in ds.concept("Sherrys road bike").positives] == ["p.webp"]
+        assert [(p.name, s) for p, s in ds.concept("cap").negatives] == [("h.jpeg", "Negative (Hard)")]
+
+
+def test_a_double_photo_is_no_other_concepts_negative(tmp_path: Path):
+    """A *_double positive shows its concept and an unnamed second one: counted as a positive
+    of its own concept, and as a negative of none (it may be the other's positive)."""
+    import numpy as np
+
+    from pekit.eval.photos import collect_photos
+    from pekit.eval.summary import OTHER, trial_masks
+
+    single = tmp_path / "tim" / "Single-concept"
+    for name, colour in (("car", "red"), ("bag", "green")):
+        write_photo(single / "Reference Images" / name / "0.jpg", colour, 1)
+        write_photo(single / "Validation" / "positive" / name / "1.jpg", colour, 2)
+    write_photo(single / "Validation" / "positive" / "car" / "2_double.jpg", "white", 3)
+    ds = load_dataset(f"thisismy:{tmp_path / 'tim'}")
+    photos, index = collect_photos(ds, progress=False)
+
+    rows = [index[single / "Validation" / "positive" / n / f] for n, f in (("car", "1.jpg"), ("bag", "1.jpg"),
+                                                                             ("car", "2_double.jpg"))]
+    run = SimpleNamespace(categories={"car": "car", "bag": "bag"}, photos=photos)  # what trial_masks reads
+    trial = SimpleNamespace(concepts=["car", "bag"], scores=np.zeros((3, 2), np.float32), gallery="all",
+                            photos=np.array(rows))
+    positive, negative, subsets = trial_masks(run, trial)  # type: ignore[arg-type]
+    assert positive.tolist() == [[True, False], [False, True], [True, False]]
+    assert negative.tolist() == [[False, True], [True, False], [False, False]]  # the double: no one's negative
+    assert subsets[OTHER][2].tolist() == [False, False]
+
+
+def test_myvlm_as_released(tmp_path: Path):
+    """MyVLM's release: a folder per concept with its photos and captions.json (under data/ in
+    PeKit's copy); every photo a reference candidate, the rest positives."""
+    data = tmp_path / "myvlm" / "data"
+    for i in range(3):
+        write_photo(data / "colorful_teapot" / f"{i}.jpg", "red", i + 1)
+        write_photo(data / "asian_doll" / f"{i}.JPG", "green", i + 1)
+    (data / "colorful_teapot" / "captions.json").write_text(json.dumps({"0.jpg": ["colorful_teapot on a shelf"],
+                                                                         "1.jpg": ["a teapot", "x"]}))
+    (data / "asian_doll" / "captions_augmented.json").write_text(json.dumps({"2.JPG": ["asian_doll sits"]}))
+    for spec in (f"myvlm:{tmp_path / 'myvlm'}", f"myvlm:{data}", str(tmp_path / "myvlm")):
+        ds = load_dataset(spec)
+        assert ds.layout == "myvlm" and [c.name for c in ds.concepts] == ["asian_doll", "colorful_teapot"], spec
+        teapot = ds.concept("colorful_teapot")
+        assert teapot.holdout and len(teapot.references) == 3 and teapot.category == "colorful teapot"
+        assert sorted((c.concept, c.image.name, len(c.references)) for c in ds.captions) == [
+            ("asian_doll", "2.JPG", 1), ("colorful_teapot", "0.jpg", 1), ("colorful_teapot", "1.jpg", 2)]
 
 
 @pytest.mark.parametrize(("layout", "expected"), [
-    ("myvlm", "data_concept_head/positives"),
+    ("myvlm", "<concept>/captions.json, or data_concept_head/positives"),
     ("yollava", "train/<concept>"),
     ("thisismy", "Single-concept/Reference Images"),
     ("folder", "<concept>/\\*.jpg"),

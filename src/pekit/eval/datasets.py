@@ -5,14 +5,19 @@ A dataset spec is ``<layout>:<path>`` (or a bare path, whose layout is detected)
 * ``folder:`` any ``<concept>/*.jpg`` tree with an optional ``classes.csv``
   (``subject,class``) and an optional ``boxes.csv`` (``subject,file,x0,y0,x1,y1,note``: the
   box of the subject in each photo), e.g. ``../shared/data/dreambooth``;
-* ``myvlm:`` the MyVLM release: ``data_concept_head/positives/<concept>/*.jpg``, optional
+* ``myvlm:`` the MyVLM release: ``<concept>/*.jpg`` with ``<concept>/captions.json`` (or
+  ``captions_augmented.json``), under ``data/`` in PeKit's copy; or split for MyVLM's concept
+  heads: ``data_concept_head/positives/<concept>/*.jpg``, optional
   ``data_concept_head/negatives/<concept>/*.jpg`` and ``data_concept_embedding/<concept>/``
-  with ``captions_augmented.json`` or ``captions.json``;
+  with the captions;
 * ``yollava:`` the Yo'LLaVA release: ``train/<concept>/*.png``, ``test/<concept>/*.png`` and
   ``yollava-visual-qa.json`` (A/B questions, ``sks`` stands for the concept's name);
 * ``thisismy:`` This-Is-My-Img: ``Single-concept/Reference Images/<concept>/`` and
-  ``Single-concept/Validation/{positive,Negative (Hard),Negative (Other),Fake}/<concept>/``
-  (the ``Multi-concept`` counterpart is read too when present);
+  ``Single-concept/Validation/{positive,Negative (Hard),Negative (Other),Fake}/<concept>/``, or
+  as PeKit's evaluation reads it, ``Single-concept/train/<concept>/`` and
+  ``Single-concept/test/{Positive,...}/<concept>/``; a ``*_double`` positive shows a second
+  concept too. ``thisismy:<path>/Multi-concept`` reads the multi-concept subset (a
+  ``Validation/<A>_and_<B>/`` photo shows both), a separate benchmark in the papers;
 * ``stress:`` a split written by `pekit.eval.stress.make_stress_split` (``manifest.json``,
   ``_references/<concept>/`` originals, ``<concept>/`` stress photos, ``boxes.csv``).
 
@@ -44,6 +49,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "LAYOUTS",
+    "MYVLM_CAPTIONS",
     "CaptionItem",
     "ConceptData",
     "Dataset",
@@ -53,6 +59,7 @@ __all__ = [
     "category_from_name",
     "detect_layout",
     "load_dataset",
+    "myvlm_flat_base",
 ]
 
 LAYOUTS = ("folder", "myvlm", "yollava", "thisismy", "stress")
@@ -121,6 +128,9 @@ class ConceptData:
         boxes: photo -> the box ``(x0, y0, x1, y1)`` of THIS concept in it, in pixels of the
             photo as loaded with EXIF orientation (`pekit.images.load_image`); for references
             and positives, where the dataset has them (``boxes.csv``). May be empty.
+        shared: positives that show another of the dataset's concepts too, not named
+            (This-Is-My-Img's ``*_double`` photos): a positive of this concept, and a negative
+            of no other (it may be the other's positive).
         sources: derived photo (a stress composite or a downscaled copy) -> the original
             photos it was made from, as they appear in the dataset's ``references``: first
             the photo its pasted object was cut from, then (composites into another
@@ -136,6 +146,7 @@ class ConceptData:
     positives: tuple[Path, ...] = ()
     holdout: bool = True
     negatives: tuple[tuple[Path, str], ...] = ()
+    shared: tuple[Path, ...] = ()
     boxes: Mapping[Path, Box] = field(default_factory=FrozenMap)
     sources: Mapping[Path, tuple[Path, ...]] = field(default_factory=FrozenMap)
 
@@ -253,12 +264,29 @@ def detect_layout(root: Path) -> str | None:
     for base in (root, *_subdirs(root)):
         if (base / "data_concept_head").is_dir():
             return "myvlm"
-        if (base / "train").is_dir() and (base / "test").is_dir():
-            return "yollava"
-        if (base / "Single-concept").is_dir() or (base / "Multi-concept").is_dir():
+        if base is root and myvlm_flat_base(root) is not None:  # MyVLM as released: captions.json per concept
+            return "myvlm"
+        if (base / "train").is_dir() and (base / "test").is_dir():  # This-Is-My-Img's test/ holds splits
+            splits = {" ".join(d.name.lower().split()) for d in _subdirs(base / "test")}
+            return "thisismy" if splits & {"positive", "negative (hard)", "negative (other)", "fake"} else "yollava"
+        if any((base / name).is_dir() for name in ("Single-concept", "Multi-concept", "Reference Images")):
             return "thisismy"
     if any(_images(d) for d in _subdirs(root)):
         return "folder"
+    return None
+
+
+#: the caption files of a MyVLM concept folder, the augmented one first (as MyVLM reads them)
+MYVLM_CAPTIONS = ("captions_augmented.json", "captions.json")
+
+
+def myvlm_flat_base(root: Path) -> Path | None:
+    """Where the concept folders of MyVLM's release lie (``<concept>/*.jpg`` beside
+    ``captions.json``): ``root``, ``root/data`` or another direct subfolder of ``root``; None
+    when no concept folder there holds a caption file."""
+    for base in (root, root / "data", *_subdirs(root)):
+        if any((d / name).is_file() for d in _subdirs(base) for name in MYVLM_CAPTIONS):
+            return base
     return None
 
 

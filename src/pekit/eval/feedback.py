@@ -99,7 +99,8 @@ def run_feedback(dataset: Dataset, pipeline: Any, *, k: int = 2, seeds: int = 5,
                                                   category=c.category)[0]
             views = [made[i, c.category] for i in ref_ids]
             concept = concept_from_views(c.name, views, category=c.category)
-            rows = showing_rows(photos, readable, ref_ids, ref_paths)
+            rows = [i for i in showing_rows(photos, readable, ref_ids, ref_paths)  # a shared photo: no negative
+                    if c.name in photos[i].owners or not photos[i].shared]
             order = np.random.default_rng([seed, s, k, len(c.name), 11]).permutation(len(rows))
             pool_rows = [rows[j] for j in order[: len(rows) // 2]]
             rest = [rows[j] for j in order[len(rows) // 2:]]

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from pekit.eval.datasets import (
+    MYVLM_CAPTIONS,
     Box,
     CaptionItem,
     ConceptData,
@@ -28,6 +29,7 @@ from pekit.eval.datasets import (
     _layout_error,
     _read_categories,
     _subdirs,
+    myvlm_flat_base,
     nfc,
 )
 
@@ -121,9 +123,18 @@ def load_folder(root: Path, table: dict[str, str], warnings: list[str]) -> list[
 
 
 def load_myvlm(root: Path, table: dict[str, str], warnings: list[str]) -> tuple[list[ConceptData], list[CaptionItem]]:
+    """MyVLM as released (``<concept>/*.jpg`` and ``captions.json`` per concept, under ``data/``
+    in PeKit's copy: every photo of a concept is a reference candidate, the others its test
+    positives, other concepts' photos its negatives), or split for its concept heads
+    (``data_concept_head/positives|negatives/<concept>/``, ``data_concept_embedding/<concept>/``
+    for the captions)."""
     base = _find_base(root, "data_concept_head/positives")
     if base is None:
-        raise _layout_error("myvlm", root, "data_concept_head/positives/<concept>/*.jpg")
+        flat = myvlm_flat_base(root)
+        if flat is None:
+            raise _layout_error("myvlm", root, "<concept>/*.jpg with <concept>/captions.json, or "
+                                "data_concept_head/positives/<concept>/*.jpg")
+        return _load_myvlm_flat(flat, table, warnings)
     pos_root = base / "data_concept_head" / "positives"
     neg_root = base / "data_concept_head" / "negatives"
     emb_root = base / "data_concept_embedding"
@@ -149,6 +160,21 @@ def load_myvlm(root: Path, table: dict[str, str], warnings: list[str]) -> tuple[
     return concepts, captions
 
 
+def _load_myvlm_flat(base: Path, table: dict[str, str], warnings: list[str]) -> tuple[list[ConceptData],
+                                                                                      list[CaptionItem]]:
+    concepts, captions = [], []
+    for d in _subdirs(base):
+        photos = _images(d)
+        if not photos:
+            warnings.append(f"myvlm: {d.name}/ holds no images; skipped")
+            continue
+        if not any((d / name).is_file() for name in MYVLM_CAPTIONS):
+            warnings.append(f"myvlm: {d.name}/ has no captions.json; its photos are read, it has no captions")
+        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(photos)))
+        captions.extend(_myvlm_captions(d, d.name, d, warnings))
+    return concepts, captions
+
+
 def _json_object(path: Path, what: str) -> dict:
     """A JSON file holding one object (``what`` says what it should map, for the error)."""
     try:
@@ -161,7 +187,7 @@ def _json_object(path: Path, what: str) -> dict:
 
 
 def _myvlm_captions(folder: Path, concept: str, positives: Path, warnings: list[str]) -> list[CaptionItem]:
-    for name in ("captions_augmented.json", "captions.json"):
+    for name in MYVLM_CAPTIONS:
         path = folder / name
         if path.is_file():
             break
@@ -247,41 +273,75 @@ def _norm(name: str) -> str:
     return " ".join(name.lower().split())
 
 
-def load_thisismy(root: Path, table: dict[str, str], warnings: list[str]) -> list[ConceptData]:
-    base = _find_base(root, "Single-concept") or _find_base(root, "Multi-concept")
+#: a This-Is-My-Img positive that shows a second concept too (PeKit's evaluation reads its name)
+_TIM_DOUBLE = re.compile(r"_double$", re.IGNORECASE)
+
+
+def _tim_subset(root: Path, warnings: list[str]) -> Path | None:
+    """The This-Is-My-Img subset to read: ``root`` itself when it is one (it holds ``Reference
+    Images/`` or ``train/``: ``thisismy:.../Multi-concept``), else the ``Single-concept`` of
+    ``root`` or of one of its subfolders (the ``Multi-concept`` beside it is said, not read)."""
+    if {_norm(d.name) for d in _subdirs(root)} & {"reference images", "train"}:
+        return root
+    base = _find_base(root, "Single-concept")
     if base is None:
-        raise _layout_error("thisismy", root, "Single-concept/Reference Images/<concept>/ and "
-                            "Single-concept/Validation/<split>/<concept>/")
-    refs: dict[str, list[Path]] = {}
+        multi = _find_base(root, "Multi-concept")
+        return None if multi is None else multi / "Multi-concept"
+    if (base / "Multi-concept").is_dir():
+        warnings.append(f"thisismy: the multi-concept subset is a separate benchmark, not read with the "
+                        f"single-concept one; evaluate it with --dataset thisismy:{base / 'Multi-concept'}")
+    return base / "Single-concept"
+
+
+def load_thisismy(root: Path, table: dict[str, str], warnings: list[str]) -> list[ConceptData]:
+    """This-Is-My-Img's single-concept subset (or the subset ``root`` names): references from
+    ``Reference Images/`` (``train/`` in PeKit's copy), test photos from ``Validation/`` (``test/``)
+    by split: ``positive/<concept>/`` (a ``*_double`` photo shows a second concept too),
+    ``Negative (Hard)``, ``Negative (Other)`` and ``Fake``, and, in the multi-concept subset,
+    ``<A>_and_<B>/`` (photos of both)."""
+    expected = ("Single-concept/Reference Images/<concept>/ and Single-concept/Validation/<split>/<concept>/ "
+                "(or Single-concept/train/ and test/)")
+    subset = _tim_subset(root, warnings)
+    if subset is None:
+        raise _layout_error("thisismy", root, expected)
+    dirs = {_norm(d.name): d for d in _subdirs(subset)}
+    refs_dir = dirs.get("reference images") or dirs.get("train")
+    tests_dir = dirs.get("validation") or dirs.get("test") or subset / "Validation"
+    if refs_dir is None:
+        raise _layout_error("thisismy", subset, "Reference Images/<concept>/ (or train/<concept>/)")
+    refs = {d.name: _images(d) for d in _subdirs(refs_dir)}
+    known = {_norm(n): n for n in refs}
     positives: dict[str, list[Path]] = {}
     negatives: dict[str, list[tuple[Path, str]]] = {}
-    for subset in ("Single-concept", "Multi-concept"):
-        folder = base / subset
-        if not folder.is_dir():
-            continue
-        dirs = {_norm(d.name): d for d in _subdirs(folder)}
-        if "reference images" not in dirs:
-            raise _layout_error("thisismy", folder, "Reference Images/<concept>/")
-        for d in _subdirs(dirs["reference images"]):
-            refs.setdefault(d.name, []).extend(_images(d))
-        for split_dir in _subdirs(dirs.get("validation", folder / "Validation")):
-            key = _norm(split_dir.name)
-            if key not in _TIM_SPLITS:
-                warnings.append(f"thisismy: unknown validation split '{split_dir.name}' skipped")
-                continue
+    shared: dict[str, list[Path]] = {}
+    for split_dir in _subdirs(tests_dir):
+        key = _norm(split_dir.name)
+        if key in _TIM_SPLITS:
             for d in _subdirs(split_dir):
                 photos = _images(d)
+                # a test folder named "<concept>-<category>" (PeKit's loader cuts at the "-"): its concept
+                name = d.name if d.name in refs else known.get(_norm(d.name.rsplit("-", 1)[0]), d.name)
                 if _TIM_SPLITS[key] is None:
-                    positives.setdefault(d.name, []).extend(photos)
+                    positives.setdefault(name, []).extend(photos)
+                    shared.setdefault(name, []).extend(p for p in photos if _TIM_DOUBLE.search(p.stem))
                 else:
-                    negatives.setdefault(d.name, []).extend((p, _TIM_SPLITS[key]) for p in photos)  # type: ignore[misc]
+                    negatives.setdefault(name, []).extend((p, _TIM_SPLITS[key]) for p in photos)  # type: ignore[misc]
+            continue
+        pair = [known.get(_norm(n)) for n in split_dir.name.split("_and_")]
+        if len(pair) < 2 or None in pair:
+            warnings.append(f"thisismy: unknown validation split '{split_dir.name}' skipped")
+            continue
+        photos = _images(split_dir)  # a multi-concept photo: a positive of each concept it names
+        for name in pair:
+            positives.setdefault(name, []).extend(photos)  # type: ignore[arg-type]
     for name in sorted((set(positives) | set(negatives)) - set(refs)):
         warnings.append(f"thisismy: '{name}' has validation photos but no Reference Images; skipped")
     concepts = [ConceptData(n, _category(n, table), tuple(sorted(set(r))), tuple(sorted(set(positives.get(n, [])))),
-                            holdout=False, negatives=tuple(sorted(set(negatives.get(n, [])))))
+                            holdout=False, negatives=tuple(sorted(set(negatives.get(n, [])))),
+                            shared=tuple(sorted(set(shared.get(n, [])))))
                 for n, r in sorted(refs.items()) if r]
     if not concepts:
-        raise _layout_error("thisismy", base, "Reference Images/<concept>/*.jpg")
+        raise _layout_error("thisismy", refs_dir, "<concept>/*.jpg")
     return concepts
 
 

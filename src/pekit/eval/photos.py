@@ -40,6 +40,8 @@ class Photo:
         boxes: concept -> ground-truth ``(4,)`` xyxy box of that concept in this photo.
         sources: for derived photos (stress composites), the original photos they were
             made from: a trial whose references include one of them skips this photo.
+        shared: it shows a concept besides its owners, not named (`ConceptData.shared`): it
+            is no concept's negative.
     """
 
     path: Path
@@ -49,6 +51,7 @@ class Photo:
     testable: bool = False
     boxes: dict[str, np.ndarray] = field(default_factory=dict)
     sources: frozenset[Path] = frozenset()
+    shared: bool = False
 
 
 def collect_photos(dataset: Dataset, *, progress: bool = True) -> tuple[list[Photo], dict[Path, int]]:
@@ -82,6 +85,9 @@ def collect_photos(dataset: Dataset, *, progress: bool = True) -> tuple[list[Pho
             photo.owners = photo.owners | {owner}
         if neg is not None:
             photo.negative_of.setdefault(*neg)
+    for c in dataset.concepts:
+        for path in c.shared:
+            photos[index[path]].shared = True
     return photos, index
 
 

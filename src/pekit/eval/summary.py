@@ -128,7 +128,7 @@ def trial_masks(run: RecognitionRun, trial: Trial) -> tuple[np.ndarray, np.ndarr
             if name in photo.owners:
                 positive[row, col] = not strangers
                 continue
-            if photo.owners:
+            if photo.owners and not photo.shared:  # (a shared photo may show this concept too)
                 subsets[OTHER][row, col] = True
                 cat = run.categories.get(name, "")
                 subsets["same category"][row, col] = bool(cat) and cat in owner_cats
