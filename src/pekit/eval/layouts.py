@@ -327,13 +327,13 @@ def load_thisismy(root: Path, table: dict[str, str], warnings: list[str]) -> lis
                 else:
                     negatives.setdefault(name, []).extend((p, _TIM_SPLITS[key]) for p in photos)  # type: ignore[misc]
             continue
-        pair = [known.get(_norm(n)) for n in split_dir.name.split("_and_")]
-        if len(pair) < 2 or None in pair:
+        pair = [known.get(_norm(n), "") for n in split_dir.name.split("_and_")]
+        if len(pair) < 2 or not all(pair):
             warnings.append(f"thisismy: unknown validation split '{split_dir.name}' skipped")
             continue
         photos = _images(split_dir)  # a multi-concept photo: a positive of each concept it names
-        for name in pair:
-            positives.setdefault(name, []).extend(photos)  # type: ignore[arg-type]
+        for member in pair:
+            positives.setdefault(member, []).extend(photos)
     for name in sorted((set(positives) | set(negatives)) - set(refs)):
         warnings.append(f"thisismy: '{name}' has validation photos but no Reference Images; skipped")
     concepts = [ConceptData(n, _category(n, table), tuple(sorted(set(r))), tuple(sorted(set(positives.get(n, [])))),
