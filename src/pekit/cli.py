@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pekit {args.command}: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:  # pragma: no cover
-        print("interrupted", file=sys.stderr)
+        resume = "; the same command again goes on from what its cache kept" if args.command == "eval" else ""
+        print(f"interrupted{resume}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader of the output closed it (pekit list | head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's last flush goes nowhere

@@ -374,3 +374,53 @@ def test_a_missing_eval_extra_is_said_before_any_work_and_leaves_no_folder(
     out = tmp_path / "report"
     assert main(["eval", task, "--dataset", f"folder:{tmp_path}", "--out", str(out)]) == 9
     assert "pip install 'pekit-vlm[eval]'" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_photo_in_two_concept_folders_and_a_k_with_nothing_left_are_said(tmp_path: Path, fake, capsys, caplog):
+    from .conftest import make_folder
+
+    root = make_folder(tmp_path / "db", {"dog": ["red"] * 2, "cat": ["green"] * 2})
+    (root / "cat" / "09.png").write_bytes((root / "dog" / "00.png").read_bytes())  # a dog photo copied into cat/
+    out = tmp_path / "report"
+    code = main(["eval", "recognition", "--dataset", f"folder:{root}", "--refs", "2,99", "--seeds", "1",
+                 "--out", str(out), "--cache", str(tmp_path / "cache"), "--quiet"])
+    assert code == 0
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "1 photo(s) are in the folders of several concepts" in said and ".png (cat, dog)" in said
+    res = strict_json(out / "results.json")
+    row99 = next(r for r in res["rows"] if r["k"] == 99)
+    assert row99["concepts"] == 0 and row99["test_photos"] == 0  # nothing drawn: nothing tested
+    (root / "cat" / "09.png").unlink()
+    code = main(["eval", "recognition", "--dataset", f"folder:{root}", "--refs", "2", "--seeds", "1",
+                 "--out", str(out), "--cache", str(tmp_path / "cache"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0 and "k=2: no photo is left to test" in caplog.text and "Traceback" not in err
+    assert "No artists with labels" not in err + caplog.text  # matplotlib's own warning, for a plot with no line
+    assert f"replacing the report in {out}" in err
+
+
+def test_a_vqa_report_over_a_recognition_report_leaves_no_stale_plot(folder_dataset: Path, yollava_dataset: Path,
+                                                                     tmp_path: Path, fake, monkeypatch, capsys):
+    out = tmp_path / "report"
+    assert main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--refs", "1", "--seeds", "1",
+                 "--out", str(out), "--cache", str(tmp_path / "cache"), "--quiet"]) == 0
+    assert (out / "sweep.png").is_file()
+    monkeypatch.setattr("pekit.answer.load_lvlm", lambda name, **kw: FakeLVLM([], default="A"))
+    assert main(["eval", "vqa", "--dataset", f"yollava:{yollava_dataset}", "--refs", "2", "--lvlm", "fake",
+                 "--out", str(out), "--no-cache", "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "results.json"]
+    assert "replacing the report" in capsys.readouterr().err
+
+
+def test_the_box_extractor_says_why_it_skips_a_concept(tmp_path: Path, fake, caplog):
+    from .conftest import make_folder
+
+    root = make_folder(tmp_path / "db", {"dog": ["red"] * 3, "cat": ["green"] * 3})
+    (root / "boxes.csv").write_text("subject,file,x0,y0,x1,y1\n" + "".join(f"dog,{i:02d}.png,1,1,12,10\n"
+                                                                          for i in range(3)))
+    code = main(["eval", "ablate", "--dataset", f"folder:{root}", "--refs", "1", "--seeds", "1",
+                 "--extractor", "saliency,box", "--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c"),
+                 "--quiet"])
+    assert code == 0
+    assert "k=1, extractor box: skipped 1 concept(s) with fewer than 1 photos with a box" in caplog.text
+    assert "its box rows compare other draws" in caplog.text

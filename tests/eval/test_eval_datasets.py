@@ -296,3 +296,24 @@ def test_dreambooth_boxes_cover_every_photo(dreambooth: Path):
     ds = load_dataset(f"folder:{dreambooth}")
     assert ds.warnings == []
     assert all(set(c.boxes) == set(c.references) for c in ds.concepts)
+
+
+def test_a_categories_file_that_is_not_text_or_names_unknown_concepts(folder_dataset: Path, tmp_path: Path):
+    binary = tmp_path / "cats.csv"
+    binary.write_bytes(b"\xff\xfe\x00garbage\n")
+    with pytest.raises(InvalidInputError, match="cannot be read as UTF-8 CSV text"):
+        load_dataset(f"folder:{folder_dataset}", categories=binary)
+    with pytest.raises(InvalidInputError, match="is a folder; give the CSV file"):
+        load_dataset(f"folder:{folder_dataset}", categories=tmp_path)
+    typo = tmp_path / "typo.csv"
+    typo.write_text("concept,class\nrde,warm\nred,warm\nred,hot\n")
+    ds = load_dataset(f"folder:{folder_dataset}", categories=typo)
+    assert any("names 1 concept(s) the dataset does not have: 'rde'" in w for w in ds.warnings)
+    assert any("gives 'red' twice ('warm', then 'hot'); the last is used" in w for w in ds.warnings)
+    assert ds.concept("red").category == "hot"
+
+
+def test_a_json_file_of_bytes_that_are_not_text_is_a_layout_error(yollava_dataset: Path):
+    (yollava_dataset / "yollava-visual-qa.json").write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(DatasetLayoutError, match="is not valid JSON"):
+        load_dataset(f"yollava:{yollava_dataset}")

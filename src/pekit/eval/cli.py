@@ -66,14 +66,15 @@ def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _common(p: argparse.ArgumentParser, *, refs_default: str) -> None:
+def _common(p: argparse.ArgumentParser, *, refs_default: str, one_k: bool = False) -> None:
     p.add_argument("--dataset", required=True, metavar="LAYOUT:PATH",
                    help="folder:PATH, myvlm:PATH, yollava:PATH, thisismy:PATH or stress:PATH (the stress split "
                         "`python -m pekit.eval.stress` makes; a bare path is auto-detected)")
     p.add_argument("--preset", default="offline",
                    help="offline (default), offline-thorough, offline-fast, cpu or paper")
     p.add_argument("--refs", type=_int_list, default=_int_list(refs_default), metavar="K",
-                   help=f"reference photos per concept, e.g. 4 or 1,2,3,4 or 1-4 (default: {refs_default})")
+                   help=f"reference photos per concept, one number (default: {refs_default})" if one_k else
+                   f"reference photos per concept, e.g. 4 or 1,2,3,4 or 1-4 (default: {refs_default})")
     p.add_argument("--seeds", type=int, default=None,
                    help="reference draws to average over (default: 5 for recognition/ablate, 1 for vqa/captions)")
     p.add_argument("--seed", type=int, default=0, help="base seed: the same seed gives the same draws (default 0)")
@@ -132,7 +133,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     for task, what in (("vqa", "multiple-choice VQA accuracy (Yo'LLaVA)"),
                        ("captions", "BLEU, exact match, concept recall (MyVLM)")):
         p = tasks.add_parser(task, help=what)
-        _common(p, refs_default="4")
+        _common(p, refs_default="4", one_k=True)
         p.add_argument("--lvlm", help="hf:<id or dir> or openai:<base url>#<model> (needed: the offline "
                        "presets have no LVLM; a preset that names one is the default)")
         p.add_argument("--lvlm-option", action="append", type=lvlm_option, metavar="KEY=VALUE",
@@ -259,6 +260,7 @@ def _recognition(args: argparse.Namespace, dataset: Any, pipeline: Any, start: f
                                   config={**_config(args, pipeline), "extractors": extractors,
                                           "galleries": galleries})
     out = report_dir(args.out)
+    _replacing(out, {"README.md", "results.json", "sweep.png", "refs.png"})
     plots = [plot_sweep(results, out / "sweep.png"), plot_refs(results, out / "refs.png")]
     results["timing"]["wall_s"] = round(time.perf_counter() - start, 2)
     write_report(out, results, recognition_markdown(results, plots=[str(p) for p in plots]))
@@ -298,10 +300,31 @@ def _answering(args: argparse.Namespace, dataset: Any, pipeline: Any, start: flo
         results = caption_results(run_captions(dataset, pipeline, lvlm, **kwargs), _config(args, pipeline))
         markdown, table = caption_markdown, caption_table
     results["timing"]["wall_s"] = round(time.perf_counter() - start, 2)
+    _replacing(Path(args.out).expanduser(), {"README.md", "results.json"})
     out = write_report(args.out, results, markdown(results))
     print(table(results))
     print(f"\nreport: {out}/README.md, results.json (wall time {results['timing']['wall_s']:.1f} s)", file=sys.stderr)
     return 0
+
+
+#: the files a report folder holds (`pekit.eval.report`)
+REPORT_FILES = ("README.md", "results.json", "sweep.png", "refs.png")
+
+
+def _replacing(out: Path, writes: set[str]) -> None:
+    """Before a report is written into ``out``: say that an earlier one there is replaced, and
+    remove its files that this report does not write (a recognition run's plots beside a VQA
+    report would read as this run's)."""
+    earlier = [name for name in REPORT_FILES if (out / name).is_file()]
+    if not earlier:
+        return
+    print(f"pekit eval: note: replacing the report in {out} ({', '.join(earlier)})", file=sys.stderr)
+    for name in earlier:
+        if name not in writes:
+            try:
+                (out / name).unlink()
+            except OSError:  # (the report is still written; a stale plot stays, named above)
+                pass
 
 
 def run_eval(args: argparse.Namespace) -> int:

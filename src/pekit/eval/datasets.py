@@ -298,12 +298,19 @@ def _layout_error(layout: str, root: Path, expected: str) -> DatasetLayoutError:
                               f"{_listing(root)}{hint}")
 
 
-def _read_categories(path: Path) -> dict[str, str]:
-    """``{concept: category}`` from a CSV with a header (subject/concept/name, class/category)."""
+def _read_categories(path: Path, warnings: list[str] | None = None) -> dict[str, str]:
+    """``{concept: category}`` from a CSV with a header (subject/concept/name, class/category);
+    a concept given twice keeps its last row (said in ``warnings``)."""
+    if path.is_dir():
+        raise InvalidInputError(f"categories file '{path}' is a folder; give the CSV file (concept,class)")
     if not path.is_file():
         raise InvalidInputError(f"categories file '{path}' does not exist")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidInputError(f"categories file '{path}' cannot be read as UTF-8 CSV text ({exc}); save it as "
+                                "a CSV of concept,class rows") from exc
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows:
         return {}
@@ -320,7 +327,11 @@ def _read_categories(path: Path) -> dict[str, str]:
     for row in rows:
         if len(row) <= max(ni, ci):
             raise InvalidInputError(f"categories file '{path}': every row needs a concept and a class, got {row}")
-        out[nfc(row[ni].strip())] = row[ci].strip()
+        name = nfc(row[ni].strip())
+        if name in out and out[name] != row[ci].strip() and warnings is not None:
+            warnings.append(f"categories file '{path.name}' gives '{name}' twice ({out[name]!r}, then "
+                            f"{row[ci].strip()!r}); the last is used")
+        out[name] = row[ci].strip()
     return out
 
 
@@ -378,8 +389,8 @@ def load_dataset(spec: str, *, categories: str | Path | None = None,
     if concepts is not None and not any(str(c).strip() for c in concepts):
         raise InvalidInputError(f"no concept named to keep in {spec} (--concepts {','.join(concepts)!r}); name "
                                 "some, e.g. --concepts dog,cat, or leave the option out for all of them")
-    table = _read_categories(Path(categories)) if categories else {}
     warnings: list[str] = []
+    table = _read_categories(Path(categories), warnings) if categories else {}
     vqa: list[VQAItem] = []
     caps: list[CaptionItem] = []
     from pekit.eval import layouts
@@ -394,6 +405,11 @@ def load_dataset(spec: str, *, categories: str | Path | None = None,
         items = layouts.load_stress(root, table, warnings)
     else:
         items = layouts.load_thisismy(root, table, warnings)
+    unknown = sorted(set(table) - {nfc(i.name) for i in items})
+    if unknown:  # a typo there silently gives a concept its folder name's category
+        warnings.append(f"the categories file names {len(unknown)} concept(s) the dataset does not have: "
+                        f"{', '.join(map(repr, unknown[:8]))}{' ...' if len(unknown) > 8 else ''}; their rows are "
+                        "not used (check the spelling against the concept folders)")
     if concepts is not None:
         wanted = {nfc(c) for c in concepts}
         missing = sorted(wanted - {nfc(i.name) for i in items})

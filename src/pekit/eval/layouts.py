@@ -179,7 +179,7 @@ def _json_object(path: Path, what: str) -> dict:
     """A JSON file holding one object (``what`` says what it should map, for the error)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # (JSONDecodeError, and UnicodeDecodeError for bytes that are not text)
         raise DatasetLayoutError(f"'{path}' is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise DatasetLayoutError(f"'{path}' must map {what}, got {type(data).__name__}")

@@ -31,6 +31,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -185,6 +186,23 @@ def _match_strangers(pipeline: Any, scans: PhotoScans, cats: list[str], gallery:
     return scores, boxes
 
 
+def _shared_references(dataset: Dataset, photos: list[Photo], index: dict[Path, int]) -> list[str]:
+    """A warning for photos (the same bytes) that are reference candidates of several concepts:
+    a photo copied into the wrong folder is then a reference of one and a positive of the other."""
+    holders: dict[int, list[str]] = {}
+    for c in dataset.concepts:
+        for p in c.references:
+            names = holders.setdefault(index[p], [])
+            if c.name not in names:
+                names.append(c.name)
+    shared = [(photos[i].path, names) for i, names in holders.items() if len(names) > 1]
+    if not shared:
+        return []
+    shown = "; ".join(f"{path.name} ({', '.join(names)})" for path, names in shared[:3])
+    return [f"{len(shared)} photo(s) are in the folders of several concepts (the same file content), so each counts "
+            f"as a photo of all of them: {shown}{' ...' if len(shared) > 3 else ''}; remove the wrong copies"]
+
+
 def run_recognition(
     dataset: Dataset,
     pipeline: Any,
@@ -235,7 +253,7 @@ def run_recognition(
     misses0 = cache.misses
     t0 = time.perf_counter()
     readable, unreadable = embed_photos(photos, pipeline, cache, progress=progress)
-    warnings = list(dataset.warnings) + unreadable
+    warnings = list(dataset.warnings) + unreadable + _shared_references(dataset, photos, index)
     categories_seen = [c.category for c in dataset.concepts]
     if len(categories_seen) > 1 and len(set(categories_seen)) == len(categories_seen):
         warnings.append("every concept has a category of its own, so no same-category negative accuracy (another "
@@ -263,9 +281,21 @@ def run_recognition(
         raise InvalidInputError(f"--refs {','.join(map(str, refs))}: every concept has fewer usable photos than that "
                                 "to draw references from, so nothing can be evaluated; use a smaller --refs")
     for k in refs:
-        short = next(p[4] for p in plans if p[1] == k)
-        if short:
-            warnings.append(f"k={k}: skipped {len(short)} concept(s) with fewer than {k} photos: {', '.join(short)}")
+        shorts = {e: next(p[4] for p in plans if p[1] == k and p[0] == e) for e in extractors}
+        for e, short in shorts.items():
+            if not short or (e != "box" and any(shorts[o] == short for o in shorts if o < e and o != "box")):
+                continue  # (the same concepts for two extractors: said once)
+            where = f"k={k}" + (f", extractor {e}" if e == "box" and len(extractors) > 1 else "")
+            photos_ = "photos with a box in boxes.csv" if e == "box" else "photos"
+            warnings.append(f"{where}: skipped {len(short)} concept(s) with fewer than {k} {photos_}: "
+                            f"{', '.join(short)}")
+    if "box" in extractors and len(extractors) > 1:
+        unboxed = sorted({c.name for c in dataset.concepts for p in c.references
+                          if c.name not in photos[index[p]].boxes})
+        if unboxed:
+            warnings.append(f"extractor box draws references only from photos with a box, so where a concept has "
+                            f"photos without one ({', '.join(unboxed[:5])}{' ...' if len(unboxed) > 5 else ''}), "
+                            "its box rows compare other draws than the other extractors' rows")
     views, fallback = plan_views(plans, photos, pipeline, cache, categories, detectors, progress)
     if fallback:
         warnings.append(f"{fallback} reference view(s): no object found; the whole photo was used")
@@ -291,7 +321,7 @@ def run_recognition(
         # a dataset negative of a concept in memory, and was not made from a reference photo
         rows = [i for i in sorted(readable - ref_ids) if photos[i].testable
                 and (photos[i].owners or any(n in photos[i].negative_of for n in names))
-                and not (photos[i].sources & ref_paths)]
+                and not (photos[i].sources & ref_paths)] if names else []  # no concept in memory: no test
         chosen = {n: [str(photos[i].path) for i in ids] for n, ids in drawn.items()}
         for mode in modes:
             t = len(trials)
@@ -302,6 +332,11 @@ def run_recognition(
                                 boxes=np.zeros((len(rows), len(names), 4), np.float32)))
             galleries_.append(gallery)
             subsets.append(_random_galleries(len(names), int(mode), [seed, s, k]) if mode.isdigit() else None)
+    for k in refs:  # concepts drawn, but every photo of theirs a reference: a row of n/a, said why
+        mine = [t for t in trials if t.k == k]
+        if any(t.concepts for t in mine) and not any(len(t.photos) for t in mine):
+            warnings.append(f"k={k}: no photo is left to test (the concepts' photos are all drawn as references), "
+                            "so nothing was measured at this k; use a smaller --refs")
 
     # -- score every test photo once per trial (one scan per photo, per category set with a detector) --
     t0 = time.perf_counter()

@@ -228,7 +228,8 @@ def plot_sweep(results: dict[str, Any], path: str | os.PathLike) -> Path:
         ax.axvline(results["config"]["threshold"], color="grey", linestyle="--", linewidth=1)
         ax.set(xlabel="threshold τ", ylabel=f"{_NAMES[metric]} (%)", ylim=(0, 101), title=_NAMES[metric])
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7)  # every group has a negative accuracy curve
+    if axes[1].get_legend_handles_labels()[0]:  # every group has a negative accuracy curve (none: nothing tested)
+        axes[1].legend(fontsize=7)
     _atomic_write(Path(path), lambda fh: fig.savefig(fh, format=_image_format(path), dpi=110))
     return Path(path)
 
@@ -257,7 +258,8 @@ def plot_refs(results: dict[str, Any], path: str | os.PathLike) -> Path:
     ax.set(xlabel="references per concept (k)", ylabel="accuracy (%)", ylim=(0, 101))
     ax.set_xticks(sorted({r["k"] for r in rows}))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     _atomic_write(Path(path), lambda fh: fig.savefig(fh, format=_image_format(path), dpi=110))
     return Path(path)
 
