@@ -177,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="pekit copy DEST [NAME...]: copy every concept of the memory (--memory, else "
                                    "the default one), of one --namespace, or the NAMEs, into DEST (a file, created "
                                    "if missing, or a postgresql:// URI), in one transaction. Concepts keep their "
-                                   "views, corrections and context; the photos they were made from are not kept "
-                                   "anywhere, so a copy is their only backup.")
+                                   "views, corrections and context; pekit does not keep the photos they were made "
+                                   "from, so a copy is their only backup.")
     p.add_argument("destination", metavar="DEST", help="memory file or URI to copy into")
     p.add_argument("names", nargs="*", metavar="NAME",
                    help="copy only these concepts (of --namespace, else of the namespace 'default')")
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "another user: DEST may then be the memory itself)")
     p.add_argument("--replace", action="store_true", help="overwrite concepts of the same name in DEST")
     p.add_argument("--skip-damaged", action="store_true",
-                   help="leave out concepts whose stored rows are damaged (see `pekit repair`)")
+                   help="leave out concepts of the memory copied whose stored rows are damaged (see `pekit repair`)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("repair", help="remove concepts whose stored rows are damaged, and report them")

@@ -424,3 +424,15 @@ def test_the_box_extractor_says_why_it_skips_a_concept(tmp_path: Path, fake, cap
     assert code == 0
     assert "k=1, extractor box: skipped 1 concept(s) with fewer than 1 photos with a box" in caplog.text
     assert "its box rows compare other draws" in caplog.text
+
+
+def test_a_boxes_csv_box_off_its_photo_is_named(tmp_path: Path, fake, caplog):
+    from .conftest import make_folder
+
+    root = make_folder(tmp_path / "db", {"dog": ["red"] * 2, "cat": ["green"] * 2})
+    (root / "boxes.csv").write_text("subject,file,x0,y0,x1,y1\ndog,00.png,5000,5000,9000,9000\n"
+                                    "dog,01.png,1,1,12,10\ncat,00.png,1,1,12,10\ncat,01.png,1,1,12,10\n")
+    assert main(["eval", "recognition", "--dataset", f"folder:{root}", "--refs", "2", "--seeds", "1",  # all drawn
+                 "--extractor", "box", "--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c"), "--quiet"]) == 0
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "boxes.csv, 'dog':" in said and "lies outside the 16x12 photo" in said

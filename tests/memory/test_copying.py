@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pekit.errors import BackboneMismatchError, ConceptNotFoundError, DuplicateConceptError, InvalidInputError
+from pekit.errors import (
+    BackboneMismatchError,
+    ConceptNotFoundError,
+    DuplicateConceptError,
+    InvalidInputError,
+    MemoryFileError,
+)
 from pekit.memory import SqliteMemory, open_memory
 from pekit.memory.copying import copy_concepts
 from pekit.types import Concept
@@ -135,3 +141,19 @@ def test_one_postgresql_schema_under_two_uris_is_the_same_memory(postgres_uri: s
         assert len(a.images("Bo")) == 1
     with open_memory(spelt) as a, open_memory(f"{postgres_uri}{sep}schema=other_{os.getpid()}") as b:
         assert copy_concepts(a, b) == {"default": ["Bo"]}  # another schema of the same server: another memory
+
+
+def test_a_damaged_concept_in_the_destination_says_to_repair_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    stocked(str(tmp_path / "a.db"))
+    with open_memory(str(tmp_path / "b.db")) as b:
+        b.add(concept("Rex", 3))
+    conn = sqlite3.connect(tmp_path / "b.db")
+    conn.execute("UPDATE concepts SET meta = '[1, 2]' WHERE name = 'Rex'")
+    conn.commit()
+    conn.close()
+    damaged = r"the memory to copy into, holds a damaged concept; run `pekit repair --memory .*b\.db` first \(.*'Rex'"
+    with open_memory(str(tmp_path / "a.db")) as a, open_memory(str(tmp_path / "b.db")) as b, \
+            pytest.raises(MemoryFileError, match=damaged):
+        copy_concepts(a, b)

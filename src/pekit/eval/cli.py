@@ -256,6 +256,9 @@ def _recognition(args: argparse.Namespace, dataset: Any, pipeline: Any, start: f
     run = run_recognition(dataset, pipeline, refs=args.refs, seeds=args.seeds, seed=args.seed, extractors=extractors,
                           galleries=galleries, cache=cache, threshold=args.threshold, progress=not args.quiet)
     top_k = getattr(args, "top_k", ())
+    if top_k and max(top_k) >= len(dataset.concepts):  # P@K over K >= the gallery: every concept is retrieved
+        print(f"pekit eval: note: --top-k {max(top_k)} reaches the {len(dataset.concepts)} concepts of the dataset, "
+              "so its precision/recall there retrieve the whole memory", file=sys.stderr)
     results = recognition_results(run, threshold=args.threshold, top_k=top_k,
                                   config={**_config(args, pipeline), "extractors": extractors,
                                           "galleries": galleries})

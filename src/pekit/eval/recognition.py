@@ -296,7 +296,7 @@ def run_recognition(
             warnings.append(f"extractor box draws references only from photos with a box, so where a concept has "
                             f"photos without one ({', '.join(unboxed[:5])}{' ...' if len(unboxed) > 5 else ''}), "
                             "its box rows compare other draws than the other extractors' rows")
-    views, fallback = plan_views(plans, photos, pipeline, cache, categories, detectors, progress)
+    views, fallback = plan_views(plans, photos, pipeline, cache, categories, detectors, progress, warnings=warnings)
     if fallback:
         warnings.append(f"{fallback} reference view(s): no object found; the whole photo was used")
 

@@ -28,6 +28,7 @@ from pekit.errors import InvalidInputError, NothingFoundError
 from pekit.eval.cache import GridCache
 from pekit.eval.datasets import ConceptData, Dataset
 from pekit.eval.photos import Photo
+from pekit.extract.boxes import check_box_on_photo
 from pekit.images import load_image
 from pekit.types import PatchGrid, whole_number
 
@@ -200,13 +201,15 @@ def plan_trials(dataset: Dataset, photos: list[Photo], index: dict[Path, int], r
 
 def plan_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cache: GridCache,
                categories: dict[str, str], detectors: dict[str, Any],
-               progress: bool, *, patches: bool = False) -> tuple[dict[tuple[int, str, str], Any], int]:
+               progress: bool, *, patches: bool = False,
+               warnings: list[str] | None = None) -> tuple[dict[tuple[int, str, str], Any], int]:
     """Every reference view the plans need, once each (grids come from the cache: no backbone pass).
 
     Returns the views keyed by (photo index, extractor, concept) and how many fell back to
     the whole photo because no object was found. ``patches``: keep each view's object
     patches (`View.patches`, for `consistency`); dropped by default, as every view of a run
-    is kept in memory.
+    is kept in memory. ``warnings``: gets a line for each ``boxes.csv`` box that does not
+    lie on its photo (a typo there: that view falls back to the whole photo).
     """
     from tqdm.auto import tqdm
 
@@ -216,6 +219,12 @@ def plan_views(plans: list[Plan], photos: list[Photo], pipeline: Any, cache: Gri
     for idx, e, name in tqdm(needed, desc="references", unit="view", disable=None if progress else True):
         grid = cache.get(photos[idx].sha1)
         assert grid is not None
+        box = photos[idx].boxes.get(name)
+        if e == "box" and box is not None and warnings is not None:
+            try:
+                check_box_on_photo(box, *grid.image_size, photos[idx].path)
+            except InvalidInputError as exc:
+                warnings.append(f"boxes.csv, '{name}': {exc}")
         view, whole = isolate(pipeline, cache, photos[idx].sha1, photos[idx].path, grid, extractor=e,
                               category=categories[name], detector=detectors.get(e), box=photos[idx].boxes.get(name))
         fallback += whole

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pekit.errors import BackboneMismatchError, DuplicateConceptError, InvalidInputError
+from pekit.errors import BackboneMismatchError, DuplicateConceptError, InvalidInputError, MemoryFileError
 from pekit.memory._codec import backbone_key, clean_namespace, name_key
 from pekit.memory.base import MemoryStore
 from pekit.types import Concept
@@ -130,7 +130,12 @@ def copy_concepts(source: MemoryStore, destination: MemoryStore, *, namespace: s
     if not replace:
         taken = []
         for ns in sorted({c.namespace for c in fresh}):
-            there = {name_key(s.name) for s in destination.summaries(namespace=ns)}
+            try:
+                there = {name_key(s.name) for s in destination.summaries(namespace=ns)}
+            except MemoryFileError as exc:  # its advice (--skip-damaged) is for reading, not for a copy into it
+                raise MemoryFileError(f"{destination.uri}, the memory to copy into, holds a damaged concept; run "
+                                      f"`pekit repair --memory {destination.uri}` first ({str(exc).split(';')[0]})"
+                                      ) from exc
             taken += [(ns, c.name) for c in fresh if c.namespace == ns and name_key(c.name) in there]
         if taken:
             spaces = sorted({ns for ns, _ in taken})
