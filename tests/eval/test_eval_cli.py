@@ -436,3 +436,39 @@ def test_a_boxes_csv_box_off_its_photo_is_named(tmp_path: Path, fake, caplog):
                  "--extractor", "box", "--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c"), "--quiet"]) == 0
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "boxes.csv, 'dog':" in said and "lies outside the 16x12 photo" in said
+
+
+def test_files_of_the_users_own_in_out_are_not_removed(folder_dataset: Path, tmp_path: Path, fake, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name in ("README.md", "sweep.png", "refs.png", "notes.txt"):
+        (out / name).write_text("mine")
+    assert main(["eval", "recognition", "--dataset", f"folder:{folder_dataset}", "--refs", "1", "--seeds", "1",
+                 "--out", str(out), "--cache", str(tmp_path / "cache"), "--quiet"]) == 0
+    assert f"{out / 'README.md'} is replaced by the report" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine" and (out / "results.json").is_file()
+
+
+def test_a_double_photo_is_not_a_strangers_wrong_name(tmp_path: Path):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from pekit.eval.photos import Photo
+    from pekit.eval.summary import stranger_named
+
+    photos = [Photo(tmp_path / "a.jpg", "a", frozenset({"car"})), Photo(tmp_path / "b.jpg", "b", frozenset({"car"}),
+                                                                       shared=True)]
+    run = SimpleNamespace(threshold=0.6, photos=photos)
+    trial = SimpleNamespace(photos=np.array([0, 1]), scores=np.array([[0.1], [0.9]], np.float32))
+    assert stranger_named(run, trial) == 0.0  # the double's name may be its second concept's: not counted
+
+
+def test_a_top_k_that_reaches_every_concept_in_memory_is_noted(folder_dataset: Path, tmp_path: Path, fake, capsys):
+    # at k = 2 blue (1 photo) is skipped: 3 concepts in memory, so P@3 retrieves all of them
+    assert main(["eval", "ablate", "--dataset", f"folder:{folder_dataset}", "--refs", "2", "--top-k", "3",
+                 "--seeds", "1", "--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c"), "--quiet"]) == 0
+    assert "--top-k 3 reaches every concept in memory at k=2" in capsys.readouterr().err
+    assert main(["eval", "ablate", "--dataset", f"folder:{folder_dataset}", "--refs", "2", "--top-k", "2",
+                 "--seeds", "1", "--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c"), "--quiet"]) == 0
+    assert "reaches every concept" not in capsys.readouterr().err

@@ -317,3 +317,28 @@ def test_a_json_file_of_bytes_that_are_not_text_is_a_layout_error(yollava_datase
     (yollava_dataset / "yollava-visual-qa.json").write_bytes(b"\xff\xfe\x00\x01")
     with pytest.raises(DatasetLayoutError, match="is not valid JSON"):
         load_dataset(f"yollava:{yollava_dataset}")
+
+
+def test_thisismy_test_folders_match_their_concept_before_any_cut_at_a_hyphen(tmp_path: Path):
+    single = tmp_path / "tim" / "Single-concept"
+    for name, colour in (("cat", "red"), ("cat-2", "green"), ("marie-cat", "blue")):
+        write_photo(single / "Reference Images" / name / "0.jpg", colour, 1)
+    write_photo(single / "Validation" / "positive" / "cat" / "1.jpg", "red", 2)
+    write_photo(single / "Validation" / "positive" / "Cat-2" / "1.jpg", "green", 2)  # case differs, no cut
+    write_photo(single / "Validation" / "positive" / "Marie-Cat" / "1.jpg", "blue", 2)
+    write_photo(single / "Validation" / "positive" / "cat-dog" / "2.jpg", "red", 3)  # "<concept>-<category>"
+    ds = load_dataset(f"thisismy:{tmp_path / 'tim'}")
+    got = {c.name: sorted(f"{p.parent.name}/{p.name}" for p in c.positives) for c in ds.concepts}
+    assert got == {"cat": ["cat-dog/2.jpg", "cat/1.jpg"], "cat-2": ["Cat-2/1.jpg"], "marie-cat": ["Marie-Cat/1.jpg"]}
+    assert not ds.warnings
+
+
+def test_a_folder_dataset_with_one_caption_file_is_still_a_folder_dataset(tmp_path: Path):
+    root = make_folder(tmp_path / "db", {"dog": ["red"] * 2, "cat": ["green"] * 2},
+                       classes={"dog": "pet", "cat": "pet"})
+    (root / "dog" / "captions.json").write_text(json.dumps({"00.png": ["a dog"]}))
+    assert detect_layout(root) == "folder"
+    assert load_dataset(str(root)).concept("dog").category == "pet"
+    (root / "classes.csv").unlink()  # every concept captioned, nothing of a folder dataset: MyVLM as released
+    (root / "cat" / "captions.json").write_text(json.dumps({"00.png": ["a cat"]}))
+    assert detect_layout(root) == "myvlm"

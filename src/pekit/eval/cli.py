@@ -256,9 +256,11 @@ def _recognition(args: argparse.Namespace, dataset: Any, pipeline: Any, start: f
     run = run_recognition(dataset, pipeline, refs=args.refs, seeds=args.seeds, seed=args.seed, extractors=extractors,
                           galleries=galleries, cache=cache, threshold=args.threshold, progress=not args.quiet)
     top_k = getattr(args, "top_k", ())
-    if top_k and max(top_k) >= len(dataset.concepts):  # P@K over K >= the gallery: every concept is retrieved
-        print(f"pekit eval: note: --top-k {max(top_k)} reaches the {len(dataset.concepts)} concepts of the dataset, "
-              "so its precision/recall there retrieve the whole memory", file=sys.stderr)
+    drawn = [t.k for t in run.trials if t.concepts and max(top_k or [0]) >= len(t.concepts)]
+    if drawn:  # P@K over K >= the memory: every concept is retrieved
+        print(f"pekit eval: note: --top-k {max(top_k)} reaches every concept in memory at k={min(drawn)} "
+              f"(concepts with fewer photos are skipped there), so its precision/recall retrieve the whole memory",
+              file=sys.stderr)
     results = recognition_results(run, threshold=args.threshold, top_k=top_k,
                                   config={**_config(args, pipeline), "extractors": extractors,
                                           "galleries": galleries})
@@ -319,7 +321,9 @@ def _replacing(out: Path, writes: set[str]) -> None:
     remove its files that this report does not write (a recognition run's plots beside a VQA
     report would read as this run's)."""
     earlier = [name for name in REPORT_FILES if (out / name).is_file()]
-    if not earlier:
+    if not (out / "results.json").is_file():  # no pekit report there: nothing of the user's is removed
+        if "README.md" in earlier:
+            print(f"pekit eval: note: {out / 'README.md'} is replaced by the report", file=sys.stderr)
         return
     print(f"pekit eval: note: replacing the report in {out} ({', '.join(earlier)})", file=sys.stderr)
     for name in earlier:

@@ -264,7 +264,7 @@ def detect_layout(root: Path) -> str | None:
     for base in (root, *_subdirs(root)):
         if (base / "data_concept_head").is_dir():
             return "myvlm"
-        if base is root and myvlm_flat_base(root) is not None:  # MyVLM as released: captions.json per concept
+        if base is root and myvlm_flat_base(root, every=True) is not None:  # MyVLM as released: captions per concept
             return "myvlm"
         if (base / "train").is_dir() and (base / "test").is_dir():  # This-Is-My-Img's test/ holds splits
             splits = {" ".join(d.name.lower().split()) for d in _subdirs(base / "test")}
@@ -280,12 +280,18 @@ def detect_layout(root: Path) -> str | None:
 MYVLM_CAPTIONS = ("captions_augmented.json", "captions.json")
 
 
-def myvlm_flat_base(root: Path) -> Path | None:
+def myvlm_flat_base(root: Path, *, every: bool = False) -> Path | None:
     """Where the concept folders of MyVLM's release lie (``<concept>/*.jpg`` beside
     ``captions.json``): ``root``, ``root/data`` or another direct subfolder of ``root``; None
-    when no concept folder there holds a caption file."""
+    when no concept folder there holds a caption file (``every``: when one of them holds none,
+    or a ``classes.csv`` or ``boxes.csv`` says it is a `folder` dataset: how a bare path is told)."""
     for base in (root, root / "data", *_subdirs(root)):
-        if any((d / name).is_file() for d in _subdirs(base) for name in MYVLM_CAPTIONS):
+        concepts = [d for d in _subdirs(base) if _images(d)]
+        captioned = [d for d in concepts if any((d / name).is_file() for name in MYVLM_CAPTIONS)]
+        if every and (len(captioned) < len(concepts) or (base / "classes.csv").is_file()
+                      or (base / "boxes.csv").is_file()):
+            continue
+        if captioned:
             return base
     return None
 

@@ -320,7 +320,8 @@ def load_thisismy(root: Path, table: dict[str, str], warnings: list[str]) -> lis
             for d in _subdirs(split_dir):
                 photos = _images(d)
                 # a test folder named "<concept>-<category>" (PeKit's loader cuts at the "-"): its concept
-                name = d.name if d.name in refs else known.get(_norm(d.name.rsplit("-", 1)[0]), d.name)
+                name = d.name if d.name in refs else known.get(_norm(d.name)) or known.get(
+                    _norm(d.name.rsplit("-", 1)[0]), d.name)
                 if _TIM_SPLITS[key] is None:
                     positives.setdefault(name, []).extend(photos)
                     shared.setdefault(name, []).extend(p for p in photos if _TIM_DOUBLE.search(p.stem))

@@ -101,12 +101,15 @@ def box_covers(run: RecognitionRun, trial: Trial, threshold: float | None = None
 def stranger_named(run: RecognitionRun, trial: Trial, threshold: float | np.ndarray | None = None) -> Any:
     """Share of a trial's photos that get any name at ``threshold``: in a ``strangers`` trial
     every name is wrong (what a photo shows is not in that memory; a dataset negative shows
-    none of the concepts). NaN for a trial without photos. An array of thresholds gives an
-    array of shares (a sweep)."""
+    none of the concepts); a `Photo.shared` one is left out. NaN for a trial without photos.
+    An array of thresholds gives an array of shares (a sweep)."""
     thr = np.asarray(run.threshold if threshold is None else threshold, np.float64)
-    if not len(trial.photos):
+    # a photo that shows an unnamed second concept (`Photo.shared`) may rightly get that name
+    rows = [r for r, idx in enumerate(trial.photos) if not run.photos[int(idx)].shared]
+    if not rows:
         return float("nan") if thr.ndim == 0 else np.full(thr.shape, np.nan)
-    best = np.asarray(trial.scores, np.float64).reshape(len(trial.photos), -1).max(axis=1, initial=-np.inf)
+    scores = np.asarray(trial.scores, np.float64).reshape(len(trial.photos), -1)[rows]
+    best = scores.max(axis=1, initial=-np.inf)
     shares = (best[:, None] >= thr.reshape(1, -1)).mean(axis=0)
     return float(shares[0]) if thr.ndim == 0 else shares
 

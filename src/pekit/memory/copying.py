@@ -1,5 +1,6 @@
-"""Copy concepts from one memory to another: a backup of a memory file, or a move from a file
-to a PostgreSQL server (and back).
+"""Copy concepts from one memory to another (`pekit copy`): a backup of a memory file, a move
+from a file to a PostgreSQL server (and back), or a concept shared with another user's
+namespace.
 
 A concept is only its embeddings and what the user said about it: the photos it was made
 from are not kept, so a lost memory cannot be rebuilt without them. `copy_concepts` writes
