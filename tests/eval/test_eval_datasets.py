@@ -150,10 +150,13 @@ def test_thisismy_layout(tmp_path: Path):
     assert [c.name for c in ds.concepts] == ["cap", "mug"]
     assert any("ghost" in w for w in ds.warnings)
     assert any(f"--dataset thisismy:{multi}" in w for w in ds.warnings)
+    write_photo(multi / "Reference Images" / "Sherry-woman" / "s.jpg", "green", 20)
+    write_photo(multi / "Validation" / "Sherry_and_mug" / "two.jpg", "yellow", 20)  # a person's folder by her name
     both = load_dataset(f"thisismy:{multi}")  # the multi-concept subset, named: a photo of two is both's
-    assert [c.name for c in both.concepts] == ["Anas cup", "mug"]
-    assert [p.name for p in both.concept("Anas cup").positives] == [p.name for p in both.concept("mug").positives] \
-        == ["both.jpg"]
+    assert [c.name for c in both.concepts] == ["Anas cup", "Sherry-woman", "mug"]
+    assert [p.name for p in both.concept("Anas cup").positives] == ["both.jpg"]
+    assert sorted(p.name for p in both.concept("mug").positives) == ["both.jpg", "two.jpg"]
+    assert [p.name for p in both.concept("Sherry-woman").positives] == ["two.jpg"] and not both.warnings
 
 
 def test_thisismy_as_pekits_evaluation_reads_it(tmp_path: Path):

@@ -311,6 +311,9 @@ def load_thisismy(root: Path, table: dict[str, str], warnings: list[str]) -> lis
         raise _layout_error("thisismy", subset, "Reference Images/<concept>/ (or train/<concept>/)")
     refs = {d.name: _images(d) for d in _subdirs(refs_dir)}
     known = {_norm(n): n for n in refs}
+    # a reference folder named "<concept>-<kind>" ("Sherry-woman") where a pair folder says "Sherry"
+    cut = [(_norm(n.rsplit("-", 1)[0]), n) for n in refs if "-" in n]
+    known.update({key: n for key, n in cut if key not in known and [k for k, _ in cut].count(key) == 1})
     positives: dict[str, list[Path]] = {}
     negatives: dict[str, list[tuple[Path, str]]] = {}
     shared: dict[str, list[Path]] = {}
