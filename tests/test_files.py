@@ -6,9 +6,10 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from pekit._files import atomic_path, atomic_write, refuse_read_only
+from pekit._files import atomic_path, atomic_write, refuse_read_only, save_image
 from pekit.errors import OutputError
 
 
@@ -85,6 +86,8 @@ def test_a_read_only_file_or_folder_is_left_alone_even_through_a_link(tmp_path: 
         for target in (photo, link):
             with pytest.raises(PermissionError, match=r"the file is read-only \(-r--r--r--\).*chmod u\+w"):
                 atomic_write(target, lambda fh: fh.write(b"new"))  # an OSError, as a write's own would be
+            with pytest.raises(OutputError, match=r"cannot write the file .*: the file is read-only \(-r--r--r--\)"):
+                save_image(np.zeros((8, 8, 3), np.uint8), target)  # said as it is, not "permission denied"
         photo.chmod(0o644)
         album.chmod(0o555)
         for target in (photo, album / "new.jpg"):

@@ -84,7 +84,9 @@ def atomic_path(target: str | os.PathLike, *, make_folder: bool = False) -> Abst
         target.parent.mkdir(parents=True, exist_ok=True)
     reason = _read_only(target)
     if reason is not None:  # an OSError, as the write itself would raise (callers that go on past one, do)
-        raise PermissionError(errno.EACCES, reason, str(target))
+        refused = PermissionError(errno.EACCES, reason, str(target))
+        refused.pekit_reason = reason  # type: ignore[attr-defined]  # `OutputError.writing` says it as it is
+        raise refused
     return replacing(target, temporary_beside(target))
 
 

@@ -116,8 +116,8 @@ class _PillowLimit:
 
     While any load runs, Pillow's `DecompressionBombWarning` (a size between the limit and
     twice it) is an error, so a load never goes on past it, and its "Corrupt EXIF data" is
-    not shown. The warning filter is installed
-    once for all concurrent loads and removed when the last one ends: `warnings.catch_warnings`
+    not shown (`_filters`). The filters are installed once for all concurrent loads and
+    removed when the last one ends: `warnings.catch_warnings`
     per load is not thread-safe (one thread's exit restores the filters another thread's
     load still needs), except where warning filters are per thread (Python's
     ``context_aware_warnings``), where each load gets its own.

@@ -117,8 +117,8 @@ class OutputError(InvalidInputError):
         if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             cause = "the disk is full (or over quota); free some space, or " + hint + " on another disk"
         elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            said = str(exc.strerror or "")  # pekit's own refusal of a chmod 444 file (pekit._files) says why
-            cause = said if "so pekit does not" in said else "permission denied (or a read-only disk); " + hint + \
+            # pekit's own refusal of a file or folder whose mode lets nobody write it (pekit._files) says why
+            cause = getattr(exc, "pekit_reason", None) or "permission denied (or a read-only disk); " + hint + \
                 " you can write to"
         elif exc.errno == errno.EISDIR:
             cause = "that path is a folder, not a file; " + hint

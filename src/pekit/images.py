@@ -198,6 +198,10 @@ def _open_checked(fp: Any, name: str, max_pixels: int) -> Image.Image:
     return img
 
 
+#: what a photo path that is empty (or blank) is told
+EMPTY_PATH = "the image path is empty; pass a file name, e.g. 'photo.jpg'"
+
+
 def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Load anything image-like as an ``(H, W, 3) uint8`` RGB array.
 
@@ -254,7 +258,7 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
             return pil_to_rgb(img, name)
     if isinstance(source, (str, os.PathLike)):
         if not os.fspath(source).strip():
-            raise ImageError("the image path is empty; pass a file name, e.g. 'photo.jpg'")
+            raise ImageError(EMPTY_PATH)
         path = Path(source).expanduser()
         try:
             there, folder = path.exists(), path.is_dir()
@@ -323,8 +327,8 @@ PEKIT_OUTPUT = re.compile(r"_pekit(-\d+)?$")
 
 
 def _is_folder(path: Path) -> bool:
-    """``path.is_dir()``, False where it cannot be asked (a folder without ``x`` permission):
-    read as a file, whose reading says what is wrong."""
+    """``path.is_dir()``, False where it cannot be asked (a name too long for the file system,
+    a folder without ``x`` permission): read as a file, whose reading says what is wrong."""
     try:
         return path.is_dir()
     except OSError:
@@ -337,13 +341,9 @@ def list_images(paths: list[str | os.PathLike]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if not os.fspath(p).strip():  # an empty shell variable: not "this folder" (Path("") is ".")
-            raise ImageError("the image path is empty; pass a file name, e.g. 'photo.jpg'")
+            raise ImageError(EMPTY_PATH)
         path = Path(p).expanduser()
-        try:
-            folder = path.is_dir()
-        except OSError:  # a name too long for the file system: read as a file, which says so (`load_image`)
-            folder = False
-        if folder:
+        if _is_folder(path):
             found = sorted(q for q in path.iterdir()  # hidden files: other programs' (and pekit's) temporaries
                            if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".")
                            and not PEKIT_OUTPUT.search(q.stem) and not _is_folder(q))  # a folder called x.jpg
