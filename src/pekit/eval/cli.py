@@ -265,7 +265,7 @@ def _recognition(args: argparse.Namespace, dataset: Any, pipeline: Any, start: f
                                   config={**_config(args, pipeline), "extractors": extractors,
                                           "galleries": galleries})
     out = report_dir(args.out)
-    _replacing(out, {"README.md", "results.json", "sweep.png", "refs.png"})
+    _replacing(out, set(REPORT_FILES))
     plots = [plot_sweep(results, out / "sweep.png"), plot_refs(results, out / "refs.png")]
     results["timing"]["wall_s"] = round(time.perf_counter() - start, 2)
     write_report(out, results, recognition_markdown(results, plots=[str(p) for p in plots]))

@@ -281,10 +281,13 @@ def run_recognition(
         raise InvalidInputError(f"--refs {','.join(map(str, refs))}: every concept has fewer usable photos than that "
                                 "to draw references from, so nothing can be evaluated; use a smaller --refs")
     for k in refs:
-        shorts = {e: next(p[4] for p in plans if p[1] == k and p[0] == e) for e in extractors}
-        for e, short in shorts.items():
-            if not short or (e != "box" and any(shorts[o] == short for o in shorts if o < e and o != "box")):
-                continue  # (the same concepts for two extractors: said once)
+        said: set[tuple[str, ...]] = set()  # the same concepts skipped by two extractors: said once
+        for e in extractors:
+            short = next(p[4] for p in plans if p[1] == k and p[0] == e)
+            if not short or (e != "box" and tuple(short) in said):
+                continue
+            if e != "box":
+                said.add(tuple(short))
             where = f"k={k}" + (f", extractor {e}" if e == "box" and len(extractors) > 1 else "")
             photos_ = "photos with a box in boxes.csv" if e == "box" else "photos"
             warnings.append(f"{where}: skipped {len(short)} concept(s) with fewer than {k} {photos_}: "
