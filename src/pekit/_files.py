@@ -18,8 +18,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "make_folder", "refuse_read_only", "replacing", "save_image",
-           "temporary_beside", "untouched_sqlite"]
+__all__ = ["atomic_path", "atomic_write", "make_folder", "read_only_reason", "refuse_read_only", "replacing",
+           "save_image", "temporary_beside", "untouched_sqlite"]
 
 
 def _read_umask() -> int:
@@ -82,7 +82,7 @@ def atomic_path(target: str | os.PathLike, *, make_folder: bool = False) -> Abst
     target = _through_links(Path(target))
     if make_folder:
         target.parent.mkdir(parents=True, exist_ok=True)
-    reason = _read_only(target)
+    reason = read_only_reason(target)
     if reason is not None:  # an OSError, as the write itself would raise (callers that go on past one, do)
         refused = PermissionError(errno.EACCES, reason, str(target))
         refused.pekit_reason = reason  # type: ignore[attr-defined]  # `OutputError.writing` says it as it is
@@ -99,13 +99,14 @@ def refuse_read_only(target: str | os.PathLike) -> None:
     attribute counts (a folder's means nothing there: Pictures and Documents carry it)."""
     from pekit.errors import OutputError
 
-    reason = _read_only(_through_links(Path(target)))
+    reason = read_only_reason(_through_links(Path(target)))
     if reason is not None:
         raise OutputError(f"cannot write '{target}': {reason}")
 
 
-def _read_only(target: Path) -> str | None:
-    """Why ``target`` is not to be written (`refuse_read_only`), or None."""
+def read_only_reason(target: Path) -> str | None:
+    """Why ``target`` (a file, or a folder to write into) is not to be written, or None:
+    the rule of `refuse_read_only`, which `atomic_path` and the CLI's default outputs share."""
     import stat
 
     folder = target if target.is_dir() else target.parent

@@ -159,7 +159,7 @@ def _options(values: list[str] | None) -> dict[str, str] | None:
         if key in out:
             raise InvalidInputError(f"--option {key} is given twice ({key}={out[key]}, {v}); give each letter once")
         out[key] = text.strip()
-    from pekit.prompt.text import check_options
+    from pekit.prompt.question import check_options
 
     return check_options(out)  # two letters at least, A-Z: before any photo is looked at
 

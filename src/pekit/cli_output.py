@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pekit._files import make_folder, output_path, refuse_read_only, same_file, save_image
+from pekit._files import make_folder, output_path, read_only_reason, refuse_read_only, same_file, save_image
 from pekit.errors import InvalidInputError, PekitError
 
 __all__ = ["beside", "check_outputs", "failure", "free", "out_path", "read_only", "save", "save_beside", "skipped"]
@@ -136,14 +136,12 @@ def beside(image: Path, suffix: str = "_pekit") -> Path:
 
 
 def read_only(folder: Path) -> bool:
-    """Whether ``folder`` is not to be written: its mode lets nobody write (root may write
-    anywhere, but a folder made ``r-x`` for everyone, such as a shared dataset, is meant
-    to stay as it is), or this user cannot write there."""
-    try:
-        mode = folder.stat().st_mode
-    except OSError:
+    """Whether ``folder`` is not to be written: what `refuse_read_only` refuses (its mode
+    lets nobody write: root may write anywhere, but a folder made ``r-x`` for everyone,
+    such as a shared dataset, is meant to stay as it is), or this user cannot write there."""
+    if not folder.is_dir():
         return True
-    return not mode & 0o222 or not os.access(folder, os.W_OK | os.X_OK)
+    return read_only_reason(folder) is not None or not os.access(folder, os.W_OK | os.X_OK)
 
 
 def save_beside(picture: Any, image: Path, command: str = "ask") -> Path | None:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pekit._guards import check_backbone, check_writable, low_agreement
 from pekit.errors import InvalidInputError, NothingFoundError
 from pekit.extract.boxes import check_box_on_photo, reference_boxes
 from pekit.extract.views import summarize_parts, view_agreement, with_view
@@ -112,8 +113,8 @@ def correct(p: Personalizer, image: ImageInput, name: str, *, box: Any = None,
     if box is not None:
         box = reference_boxes([image], [box])[0]
         check_box_on_photo(box, img.shape[1], img.shape[0], image)
-    p._check_backbone()
-    p._check_writable(f"correct '{concept.name}'")
+    check_backbone(p)
+    check_writable(p, f"correct '{concept.name}'")
     entry = p.galleries.get(p.namespace)
     gallery = entry.gallery  # what `recognize` matches against
     k = next((i for i, cid in enumerate(np.asarray(gallery.ids).tolist()) if cid == concept.id), -1)
@@ -152,7 +153,7 @@ def correct(p: Personalizer, image: ImageInput, name: str, *, box: Any = None,
 def undo_correction(p: Personalizer, name: str) -> Concept:
     """`Personalizer.undo_correction`: the last correction of ``name`` taken back (`uncorrected`)."""
     concept = p.get(name)
-    p._check_writable(f"undo a correction of '{concept.name}'")
+    check_writable(p, f"undo a correction of '{concept.name}'")
     return p.memory.modify(concept.name, uncorrected, namespace=p.namespace)
 
 
@@ -161,8 +162,8 @@ def add_view(p: Personalizer, name: str, image: ImageInput, *, box: Any = None, 
     from pekit.faces import PERSON, concept_kind
 
     concept = p.get(name)
-    p._check_backbone()
-    p._check_writable(f"add a view to '{concept.name}'")
+    check_backbone(p)
+    check_writable(p, f"add a view to '{concept.name}'")
     if concept_kind(concept) == PERSON:
         from pekit.faces.people import add_face
 
@@ -172,7 +173,7 @@ def add_view(p: Personalizer, name: str, image: ImageInput, *, box: Any = None, 
     cfg = p.pipeline.config
     agreement = view_agreement(concept, view, verify_weight=cfg.verify_weight, colour_weight=cfg.colour_weight,
                                colour_neutral=cfg.colour_neutral)
-    if agreement is not None and p._low(agreement, concept.threshold):  # as introduce warns of its photos
+    if agreement is not None and low_agreement(p, agreement, concept.threshold):  # as introduce warns of its photos
         log.warning("'%s': %s matches its other photos at only %.3f (recognition threshold %.2f): is it a photo "
                     "of %s? Added all the same; if it is not, introduce '%s' again from its own photos (--replace)",
                     concept.name, describe(image), agreement,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pekit._guards import check_backbone, check_writable, low_agreement
 from pekit.errors import ConceptNotFoundError, InvalidInputError, NothingFoundError
 from pekit.extract.boxes import (
     MIN_BOX_SIDE,
@@ -176,8 +177,8 @@ def introduce(p: Personalizer, name: str, images: ImageInput | Sequence[ImageInp
             "to overwrite it, or choose another name"
         )
     category, context = _kept(old, kind, new_category, new_context)
-    p._check_backbone()
-    p._check_writable(f"introduce '{name.strip()}'")  # fail before spending backbone passes
+    check_backbone(p)
+    check_writable(p, f"introduce '{name.strip()}'")  # fail before spending backbone passes
     start = time.perf_counter()
     if kind == PERSON:
         from pekit.faces.people import introduce_person
@@ -200,7 +201,7 @@ def introduce(p: Personalizer, name: str, images: ImageInput | Sequence[ImageInp
               **({SAME_PICTURES: [[i + 1, j + 1] for i, j in twins]} if twins else {}),
               "seconds": round(time.perf_counter() - start, 3)},
     )
-    if agreement is not None and p._low(agreement, None):
+    if agreement is not None and low_agreement(p, agreement, None):
         log.warning("'%s': its %d photos match one another at only %.3f (recognition threshold %.2f): new "
                     "photos of it that look unlike these may be missed; more photos (other angles, other "
                     "places: `add_view`, `pekit add-view`) help", name, len(views), agreement,
@@ -327,5 +328,5 @@ def update(p: Personalizer, name: str, *, context: str | None = None, category: 
     concept = p.get(name)
     if all(getattr(concept, k) == v for k, v in changes.items()):
         return concept
-    p._check_writable(f"change '{concept.name}'")
+    check_writable(p, f"change '{concept.name}'")
     return p.memory.modify(concept.name, lambda now: dataclasses.replace(now, **changes), namespace=p.namespace)

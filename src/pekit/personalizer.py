@@ -19,39 +19,25 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from pekit import feedback, introducing, recognizing
+from pekit._guards import CONSISTENCY_MARGIN, low_agreement, stored_consistency
 from pekit._models import SharedModels, build_faces, build_lvlm, check_specs
 from pekit.embed.stream import check_workers
 from pekit.errors import ImageError, InvalidInputError
 from pekit.extract.boxes import MIN_BOX_PATCHES, MIN_BOX_SIDE
 from pekit.extract.views import CONSISTENCY, View
 from pekit.images import ImageInput, image_list, list_images, load_image
-from pekit.memory import MemoryStore, backbone_key, clean_namespace, open_memory
+from pekit.memory import MemoryStore, clean_namespace, open_memory
 from pekit.pipeline import Pipeline
-from pekit.presets import Preset, get_preset, presets_for
+from pekit.presets import Preset, get_preset
 from pekit.retrieve.cache import GalleryCache, NamespaceGallery
 from pekit.retrieve.match import Gallery
 from pekit.types import Answer, Concept, Detections, PatchGrid, check_threshold
-
-#: `introduce` warns when the consistency (`CONSISTENCY`) is this far below the threshold.
-#: Each photo is scored against a concept with one photo fewer than a new photo meets, so it
-#: reads low: on the dev set (k = 2) a concept's median positive score sits 0.02-0.04 above
-#: it (`benchmarks/calibration.py`); 0.05 below the threshold, a typical new photo is
-#: expected under it.
-CONSISTENCY_MARGIN = 0.05
 
 __all__ = ["CONSISTENCY", "CONSISTENCY_MARGIN", "MIN_BOX_PATCHES", "MIN_BOX_SIDE", "Personalizer", "build_pipeline",
            "stored_consistency"]
 
 #: what `Personalizer.recognize_many` takes: photos, or a folder's path
 Photos = Iterable[ImageInput] | str | os.PathLike
-
-
-def stored_consistency(concept: Any) -> float | None:
-    """The `CONSISTENCY` recorded in a concept's meta, or None (one photo, `add_view`
-    since, or a value that is not a number)."""
-    meta = getattr(concept, "meta", None)
-    value = meta.get(CONSISTENCY) if isinstance(meta, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def build_pipeline(preset: str | Preset = "offline", **overrides: Any) -> Pipeline:
@@ -132,21 +118,6 @@ class Personalizer:
         """The LVLM that answers (`pekit.answer.load_lvlm`), loaded on first use."""
         return self._models.get("lvlm", lambda: build_lvlm(self._lvlm_spec, self.preset.device, self._lvlm_options))
 
-    def _check_backbone(self) -> None:
-        stored = self.memory.backbone
-        # an emptied store keeps its old fingerprint but holds no vectors: any backbone may refill it
-        if (stored is not None and backbone_key(stored) != backbone_key(self.pipeline.fingerprint)
-                and self.memory.count() > 0):
-            from pekit.errors import BackboneMismatchError
-
-            made = presets_for(stored)
-            use = (f"use the preset that made it ({' or '.join(made)}; CLI: --preset {made[0]})" if made
-                   else "use the same backbone")
-            raise BackboneMismatchError(
-                f"the memory '{self.memory.uri}' holds vectors from backbone '{stored}', but this "
-                f"Personalizer uses '{self.pipeline.fingerprint}'; {use}, or another memory file"
-            )
-
     # -- stage 1: introduce --------------------------------------------------------------
     def views(self, images: ImageInput | Sequence[ImageInput], *, category: str = "",
               boxes: Sequence[Any] | None = None, masks: Sequence[Any] | None = None) -> list[View]:
@@ -185,7 +156,7 @@ class Personalizer:
         `CONSISTENCY_MARGIN` under the threshold) that new photos of it unlike them may be
         missed; None when it was introduced from one photo (or before this was measured)."""
         agreement = stored_consistency(concept)
-        return None if agreement is None else self._low(agreement, concept.threshold)
+        return None if agreement is None else low_agreement(self, agreement, concept.threshold)
 
     def most_alike(self, name: str) -> tuple[str, float] | None:
         """The other object in memory that ``name`` looks most like, by its parts: ``(its
@@ -195,10 +166,6 @@ class Personalizer:
         faces come closest, with 1 − their face distance (a person's score; `introduce` warns
         within the face tolerance: the same person under two names?)."""
         return introducing.most_alike(self, name)
-
-    def _low(self, agreement: float, own_threshold: float | None) -> bool:
-        threshold = self.pipeline.config.threshold if own_threshold is None else float(own_threshold)
-        return agreement < threshold - CONSISTENCY_MARGIN
 
     # -- stage 2: recognize ----------------------------------------------------------------
     @property
@@ -416,17 +383,6 @@ class Personalizer:
                 the error says how to pass the photo's box: ``box=`` / ``--box``).
         """
         return feedback.add_view(self, name, image, box=box, mask=mask)
-
-    def _check_writable(self, action: str) -> None:
-        """Refuse a write the store would refuse (read-only, or a file nobody may write) before
-        any backbone pass."""
-        check = getattr(self.memory, "check_writable", None)
-        if check is not None:
-            check(action)
-        elif getattr(self.memory, "read_only", False):
-            from pekit.errors import MemoryStoreError
-
-            raise MemoryStoreError(f"the memory '{self.memory.uri}' is read-only; cannot {action}")
 
     def forget(self, name: str) -> str:
         """Remove a concept (its name compared ignoring case); returns its name as stored.

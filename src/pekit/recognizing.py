@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pekit._guards import check_backbone
 from pekit.errors import ConceptNotFoundError, ImageError, InvalidInputError, MissingDependencyError
 from pekit.images import ImageInput, NamedImage, is_stream, load_image
 from pekit.retrieve.cache import NamespaceGallery
@@ -64,7 +65,7 @@ def recognize_in(p: Personalizer, img: np.ndarray, entry: NamespaceGallery, thre
     found: list[Detections] = []
     if len(objects):
         t0 = time.perf_counter()
-        p._check_backbone()
+        check_backbone(p)
         if grid is None:
             grid = p.pipeline.encode(img, saliency=p.pipeline.query_saliency)
         labels = entry.categories
@@ -116,7 +117,7 @@ def recognize_stream(p: Personalizer, images: Iterable[ImageInput], *, threshold
                 continue
             yield img, recognize_in(p, img, p.galleries.get(p.namespace), threshold)
         return
-    p._check_backbone()
+    check_backbone(p)
     for result in p.pipeline.encode_many(images, saliency=p.pipeline.query_saliency, workers=workers):
         if isinstance(result, ImageError):
             if not skip_bad:
@@ -182,7 +183,7 @@ def explain(p: Personalizer, image: ImageInput, detections: Detections | None = 
     grid = None
 
     def encoded() -> PatchGrid:
-        p._check_backbone()  # another backbone's parts would give a meaningless map
+        check_backbone(p)  # another backbone's parts would give a meaningless map
         return p.pipeline.encode(img, saliency=p.pipeline.query_saliency)
 
     if detections is None:

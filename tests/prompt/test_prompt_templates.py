@@ -9,7 +9,8 @@ import pytest
 
 from pekit.errors import InvalidInputError
 from pekit.prompt import annotate, build_prompt, colour_assignment, colour_rgb, load_template
-from pekit.prompt.text import MAX_QUESTION_CHARS, available_templates, mentioned_names
+from pekit.prompt.question import MAX_QUESTION_CHARS, mentioned_names
+from pekit.prompt.text import available_templates
 from pekit.types import Detections
 
 NAMES = ["Bo", "Mochi", "Grandma's mug", "Rex"]

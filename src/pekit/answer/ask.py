@@ -17,7 +17,7 @@ from pekit.answer.base import check_generation_options
 from pekit.answer.respond import respond
 from pekit.errors import InvalidInputError
 from pekit.images import ImageInput, load_image
-from pekit.prompt.text import check_options, mentioned_names, validate_question
+from pekit.prompt.question import check_options, mentioned_names, validate_question
 from pekit.types import Answer, check_threshold
 
 if TYPE_CHECKING:

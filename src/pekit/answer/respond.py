@@ -28,7 +28,8 @@ from pekit.answer.base import DEFAULT_MAX_NEW_TOKENS, LVLM
 from pekit.errors import BackendError, InvalidInputError
 from pekit.prompt.choice import parse_choice, split_options
 from pekit.prompt.overlay import Colour, annotate, colour_assignment, on_photo
-from pekit.prompt.text import PromptTemplate, build_prompt, load_template, mentioned_names, validate_question
+from pekit.prompt.question import mentioned_names, validate_question
+from pekit.prompt.text import PromptTemplate, build_prompt, load_template
 from pekit.types import Answer, Detections
 
 __all__ = ["respond"]

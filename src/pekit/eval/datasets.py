@@ -33,17 +33,15 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
-import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pekit.errors import InvalidInputError
-from pekit.images import IMAGE_SUFFIXES, PEKIT_OUTPUT
+from pekit.eval.folders import category_from_name, images, listing, nfc, read_categories, subdirs
 
 log = logging.getLogger(__name__)
 
@@ -216,40 +214,6 @@ class Dataset:
         return len(paths)
 
 
-def category_from_name(name: str) -> str:
-    """A category guessed from a concept name: separators to spaces, trailing digits dropped.
-
-    >>> category_from_name("dog3"), category_from_name("small_penguin")
-    ('dog', 'small penguin')
-    """
-    text = " ".join(re.split(r"[_\-\s]+", name.strip().lower()))
-    return re.sub(r"\s*\d+$", "", text).strip() or name.strip().lower()
-
-
-def _images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith(".") and not PEKIT_OUTPUT.search(p.stem))  # not pekit's drawings
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-
-
-def _listing(root: Path, limit: int = 8) -> str:
-    if not root.is_dir():
-        return "nothing (the folder does not exist)" if not root.exists() else "a file, not a folder"
-    items = sorted(root.iterdir())
-    if not items:
-        return "an empty folder"
-    names = [p.name + ("/" if p.is_dir() else "") for p in items[:limit]]
-    more = f" and {len(items) - limit} more" if len(items) > limit else ""
-    return ", ".join(names) + more
-
-
 def detect_layout(root: Path) -> str | None:
     """Which of `LAYOUTS` a folder looks like, or ``None``.
 
@@ -261,17 +225,17 @@ def detect_layout(root: Path) -> str | None:
         return None
     if (root / "manifest.json").is_file() and (root / "_references").is_dir():
         return "stress"
-    for base in (root, *_subdirs(root)):
+    for base in (root, *subdirs(root)):
         if (base / "data_concept_head").is_dir():
             return "myvlm"
         if base is root and myvlm_flat_base(root, every=True) is not None:  # MyVLM as released: captions per concept
             return "myvlm"
         if (base / "train").is_dir() and (base / "test").is_dir():  # This-Is-My-Img's test/ holds splits
-            splits = {" ".join(d.name.lower().split()) for d in _subdirs(base / "test")}
+            splits = {" ".join(d.name.lower().split()) for d in subdirs(base / "test")}
             return "thisismy" if splits & {"positive", "negative (hard)", "negative (other)", "fake"} else "yollava"
         if any((base / name).is_dir() for name in ("Single-concept", "Multi-concept", "Reference Images")):
             return "thisismy"
-    if any(_images(d) for d in _subdirs(root)):
+    if any(images(d) for d in subdirs(root)):
         return "folder"
     return None
 
@@ -285,8 +249,8 @@ def myvlm_flat_base(root: Path, *, every: bool = False) -> Path | None:
     ``captions.json``): ``root``, ``root/data`` or another direct subfolder of ``root``; None
     when no concept folder there holds a caption file (``every``: when one of them holds none,
     or a ``classes.csv`` or ``boxes.csv`` says it is a `folder` dataset: how a bare path is told)."""
-    for base in (root, root / "data", *_subdirs(root)):
-        concepts = [d for d in _subdirs(base) if _images(d)]
+    for base in (root, root / "data", *subdirs(root)):
+        concepts = [d for d in subdirs(base) if images(d)]
         captioned = [d for d in concepts if any((d / name).is_file() for name in MYVLM_CAPTIONS)]
         if every and (len(captioned) < len(concepts) or (base / "classes.csv").is_file()
                       or (base / "boxes.csv").is_file()):
@@ -301,54 +265,7 @@ def _layout_error(layout: str, root: Path, expected: str) -> DatasetLayoutError:
     hint = f"; it looks like the '{found}' layout: use --dataset {found}:{root}" if found and found != layout \
         else ""
     return DatasetLayoutError(f"expected the {layout} layout ({expected}) under '{root}', but found "
-                              f"{_listing(root)}{hint}")
-
-
-def _read_categories(path: Path, warnings: list[str] | None = None) -> dict[str, str]:
-    """``{concept: category}`` from a CSV with a header (subject/concept/name, class/category);
-    a concept given twice keeps its last row (said in ``warnings``)."""
-    if path.is_dir():
-        raise InvalidInputError(f"categories file '{path}' is a folder; give the CSV file (concept,class)")
-    if not path.is_file():
-        raise InvalidInputError(f"categories file '{path}' does not exist")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InvalidInputError(f"categories file '{path}' cannot be read as UTF-8 CSV text ({exc}); save it as "
-                                "a CSV of concept,class rows") from exc
-    rows = [r for r in rows if r and any(c.strip() for c in r)]
-    if not rows:
-        return {}
-    header = [c.strip().lower() for c in rows[0]]
-    names = {"subject", "concept", "name"}
-    classes = {"class", "category"}
-    if names & set(header) and classes & set(header):
-        ni = next(i for i, c in enumerate(header) if c in names)
-        ci = next(i for i, c in enumerate(header) if c in classes)
-        rows = rows[1:]
-    else:
-        ni, ci = 0, 1
-    out: dict[str, str] = {}
-    for row in rows:
-        if len(row) <= max(ni, ci):
-            raise InvalidInputError(f"categories file '{path}': every row needs a concept and a class, got {row}")
-        name = nfc(row[ni].strip())
-        if name in out and out[name] != row[ci].strip() and warnings is not None:
-            warnings.append(f"categories file '{path.name}' gives '{name}' twice ({out[name]!r}, then "
-                            f"{row[ci].strip()!r}); the last is used")
-        out[name] = row[ci].strip()
-    return out
-
-
-def nfc(name: str) -> str:
-    """``name`` in Unicode NFC: a folder copied from macOS spells "ñandú" decomposed (NFD),
-    a CSV or a command line composed; names are compared in this form."""
-    return unicodedata.normalize("NFC", name)
-
-
-def _category(name: str, table: dict[str, str]) -> str:
-    return table.get(nfc(name)) or category_from_name(name)
+                              f"{listing(root)}{hint}")
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
@@ -367,7 +284,7 @@ def parse_spec(spec: str) -> tuple[str, Path]:
     root = Path(spec).expanduser()
     layout = detect_layout(root)
     if layout is None:
-        raise DatasetLayoutError(f"cannot tell the layout of '{root}' (found {_listing(root)}); "
+        raise DatasetLayoutError(f"cannot tell the layout of '{root}' (found {listing(root)}); "
                                  f"write it as <layout>:<path> with layout one of {', '.join(LAYOUTS)}")
     return layout, root
 
@@ -396,7 +313,7 @@ def load_dataset(spec: str, *, categories: str | Path | None = None,
         raise InvalidInputError(f"no concept named to keep in {spec} (--concepts {','.join(concepts)!r}); name "
                                 "some, e.g. --concepts dog,cat, or leave the option out for all of them")
     warnings: list[str] = []
-    table = _read_categories(Path(categories), warnings) if categories else {}
+    table = read_categories(Path(categories), warnings) if categories else {}
     vqa: list[VQAItem] = []
     caps: list[CaptionItem] = []
     from pekit.eval import layouts

@@ -24,14 +24,10 @@ from pekit.eval.datasets import (
     ConceptData,
     DatasetLayoutError,
     VQAItem,
-    _category,
-    _images,
     _layout_error,
-    _read_categories,
-    _subdirs,
     myvlm_flat_base,
-    nfc,
 )
+from pekit.eval.folders import category_of, images, nfc, read_categories, subdirs
 
 __all__ = ["load_folder", "load_myvlm", "load_stress", "load_thisismy", "load_yollava", "read_boxes"]
 
@@ -41,7 +37,7 @@ _TIM_SPLITS = {"positive": None, "negative (hard)": "Negative (Hard)", "negative
 
 def _find_base(root: Path, marker: str) -> Path | None:
     """``root`` or one of its direct subfolders that contains ``marker``."""
-    for base in (root, *_subdirs(root)):
+    for base in (root, *subdirs(root)):
         if (base / marker).exists():
             return base
     return None
@@ -67,7 +63,7 @@ def read_boxes(path: Path, root: Path, warnings: list[str]) -> dict[str, dict[Pa
         warnings.append(f"boxes file '{path}' cannot be read ({exc}); no boxes loaded")
         return {}
     out: dict[str, dict[Path, Box]] = {}
-    folders = {nfc(d.name): d.name for d in _subdirs(root)}  # a folder copied from macOS may be NFD
+    folders = {nfc(d.name): d.name for d in subdirs(root)}  # a folder copied from macOS may be NFD
     header = [c.strip().lower() for c in rows[0]] if rows else []
     start = 1 if header[:2] == ["subject", "file"] else 0
     for line, row in enumerate(rows[start:], start=start + 1):
@@ -104,17 +100,17 @@ def read_boxes(path: Path, root: Path, warnings: list[str]) -> dict[str, dict[Pa
 def load_folder(root: Path, table: dict[str, str], warnings: list[str]) -> list[ConceptData]:
     if not root.is_dir():
         raise _layout_error("folder", root, "<concept>/*.jpg")
-    table = {**(_read_categories(root / "classes.csv") if (root / "classes.csv").is_file() else {}), **table}
+    table = {**(read_categories(root / "classes.csv") if (root / "classes.csv").is_file() else {}), **table}
     boxes = read_boxes(root / "boxes.csv", root, warnings)
     concepts = []
-    for d in _subdirs(root):
-        photos = _images(d)
+    for d in subdirs(root):
+        photos = images(d)
         if not photos:
             warnings.append(f"folder '{d.name}' holds no images; skipped")
             continue
         listed = set(photos)
         mine = {p: b for p, b in boxes.pop(d.name, {}).items() if p in listed}
-        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(photos), boxes=mine))
+        concepts.append(ConceptData(d.name, category_of(d.name, table), tuple(photos), boxes=mine))
     for name in sorted(boxes):
         warnings.append(f"boxes.csv names '{name}', which is not a concept folder here; its boxes are ignored")
     if not concepts:
@@ -139,22 +135,22 @@ def load_myvlm(root: Path, table: dict[str, str], warnings: list[str]) -> tuple[
     neg_root = base / "data_concept_head" / "negatives"
     emb_root = base / "data_concept_embedding"
     concepts, captions = [], []
-    for d in _subdirs(pos_root):
-        photos = _images(d)
+    for d in subdirs(pos_root):
+        photos = images(d)
         if not photos:
             warnings.append(f"myvlm: positives/{d.name} holds no images; skipped")
             continue
-        negatives = tuple((p, "negatives") for p in _images(neg_root / d.name))
-        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(photos), negatives=negatives))
+        negatives = tuple((p, "negatives") for p in images(neg_root / d.name))
+        concepts.append(ConceptData(d.name, category_of(d.name, table), tuple(photos), negatives=negatives))
         captions.extend(_myvlm_captions(emb_root / d.name, d.name, d, warnings))
     if not concepts:
         raise _layout_error("myvlm", pos_root, "<concept>/*.jpg")
-    loose = _images(neg_root)
+    loose = images(neg_root)
     if loose:  # negatives are read per concept; photos straight in negatives/ belong to none
         warnings.append(f"myvlm: {len(loose)} photo(s) directly in negatives/ are not read: negatives go in "
                         "negatives/<concept>/, the concept they were chosen against")
     known = {c.name for c in concepts}
-    for d in _subdirs(neg_root):
+    for d in subdirs(neg_root):
         if d.name not in known:
             warnings.append(f"myvlm: negatives/{d.name} matches no positives/ concept; not read")
     return concepts, captions
@@ -163,14 +159,14 @@ def load_myvlm(root: Path, table: dict[str, str], warnings: list[str]) -> tuple[
 def _load_myvlm_flat(base: Path, table: dict[str, str], warnings: list[str]) -> tuple[list[ConceptData],
                                                                                       list[CaptionItem]]:
     concepts, captions = [], []
-    for d in _subdirs(base):
-        photos = _images(d)
+    for d in subdirs(base):
+        photos = images(d)
         if not photos:
             warnings.append(f"myvlm: {d.name}/ holds no images; skipped")
             continue
         if not any((d / name).is_file() for name in MYVLM_CAPTIONS):
             warnings.append(f"myvlm: {d.name}/ has no captions.json; its photos are read, it has no captions")
-        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(photos)))
+        concepts.append(ConceptData(d.name, category_of(d.name, table), tuple(photos)))
         captions.extend(_myvlm_captions(d, d.name, d, warnings))
     return concepts, captions
 
@@ -211,15 +207,15 @@ def load_yollava(root: Path, table: dict[str, str], warnings: list[str]) -> tupl
     if base is None or not (base / "test").is_dir():
         raise _layout_error("yollava", root, "train/<concept>/*.png and test/<concept>/*.png")
     concepts = []
-    for d in _subdirs(base / "train"):
-        refs = _images(d)
-        tests = _images(base / "test" / d.name)
+    for d in subdirs(base / "train"):
+        refs = images(d)
+        tests = images(base / "test" / d.name)
         if not refs:
             warnings.append(f"yollava: train/{d.name} holds no images; skipped")
             continue
         if not tests:
             warnings.append(f"yollava: '{d.name}' has no test/{d.name} photos")
-        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(refs), tuple(tests), holdout=False))
+        concepts.append(ConceptData(d.name, category_of(d.name, table), tuple(refs), tuple(tests), holdout=False))
     if not concepts:
         raise _layout_error("yollava", base / "train", "<concept>/*.png")
     names = {c.name for c in concepts}
@@ -281,7 +277,7 @@ def _tim_subset(root: Path, warnings: list[str]) -> Path | None:
     """The This-Is-My-Img subset to read: ``root`` itself when it is one (it holds ``Reference
     Images/`` or ``train/``: ``thisismy:.../Multi-concept``), else the ``Single-concept`` of
     ``root`` or of one of its subfolders (the ``Multi-concept`` beside it is said, not read)."""
-    if {_norm(d.name) for d in _subdirs(root)} & {"reference images", "train"}:
+    if {_norm(d.name) for d in subdirs(root)} & {"reference images", "train"}:
         return root
     base = _find_base(root, "Single-concept")
     if base is None:
@@ -304,12 +300,12 @@ def load_thisismy(root: Path, table: dict[str, str], warnings: list[str]) -> lis
     subset = _tim_subset(root, warnings)
     if subset is None:
         raise _layout_error("thisismy", root, expected)
-    dirs = {_norm(d.name): d for d in _subdirs(subset)}
+    dirs = {_norm(d.name): d for d in subdirs(subset)}
     refs_dir = dirs.get("reference images") or dirs.get("train")
     tests_dir = dirs.get("validation") or dirs.get("test") or subset / "Validation"
     if refs_dir is None:
         raise _layout_error("thisismy", subset, "Reference Images/<concept>/ (or train/<concept>/)")
-    refs = {d.name: _images(d) for d in _subdirs(refs_dir)}
+    refs = {d.name: images(d) for d in subdirs(refs_dir)}
     known = {_norm(n): n for n in refs}
     # a reference folder named "<concept>-<kind>" ("Sherry-woman") where a pair folder says "Sherry"
     cut = [(_norm(n.rsplit("-", 1)[0]), n) for n in refs if "-" in n]
@@ -317,11 +313,11 @@ def load_thisismy(root: Path, table: dict[str, str], warnings: list[str]) -> lis
     positives: dict[str, list[Path]] = {}
     negatives: dict[str, list[tuple[Path, str]]] = {}
     shared: dict[str, list[Path]] = {}
-    for split_dir in _subdirs(tests_dir):
+    for split_dir in subdirs(tests_dir):
         key = _norm(split_dir.name)
         if key in _TIM_SPLITS:
-            for d in _subdirs(split_dir):
-                photos = _images(d)
+            for d in subdirs(split_dir):
+                photos = images(d)
                 # a test folder named "<concept>-<category>" (PeKit's loader cuts at the "-"): its concept
                 name = d.name if d.name in refs else known.get(_norm(d.name)) or known.get(
                     _norm(d.name.rsplit("-", 1)[0]), d.name)
@@ -335,12 +331,12 @@ def load_thisismy(root: Path, table: dict[str, str], warnings: list[str]) -> lis
         if len(pair) < 2 or not all(pair):
             warnings.append(f"thisismy: unknown validation split '{split_dir.name}' skipped")
             continue
-        photos = _images(split_dir)  # a multi-concept photo: a positive of each concept it names
+        photos = images(split_dir)  # a multi-concept photo: a positive of each concept it names
         for member in pair:
             positives.setdefault(member, []).extend(photos)
     for name in sorted((set(positives) | set(negatives)) - set(refs)):
         warnings.append(f"thisismy: '{name}' has validation photos but no Reference Images; skipped")
-    concepts = [ConceptData(n, _category(n, table), tuple(sorted(set(r))), tuple(sorted(set(positives.get(n, [])))),
+    concepts = [ConceptData(n, category_of(n, table), tuple(sorted(set(r))), tuple(sorted(set(positives.get(n, [])))),
                             holdout=False, negatives=tuple(sorted(set(negatives.get(n, [])))),
                             shared=tuple(sorted(set(shared.get(n, [])))))
                 for n, r in sorted(refs.items()) if r]
@@ -361,7 +357,7 @@ def load_stress(root: Path, table: dict[str, str], warnings: list[str]) -> list[
         raise _layout_error("stress", root, "manifest.json and _references/<concept>/*.jpg, as written by "
                             "python -m pekit.eval.stress")
     manifest = _json_object(root / "manifest.json", "the stress split's settings and photos")
-    table = {**(_read_categories(root / "classes.csv") if (root / "classes.csv").is_file() else {}), **table}
+    table = {**(read_categories(root / "classes.csv") if (root / "classes.csv").is_file() else {}), **table}
     boxes = read_boxes(root / "boxes.csv", root, warnings)
     sources: dict[Path, tuple[Path, ...]] = {}
     for rec in manifest.get("photos") or []:
@@ -371,21 +367,21 @@ def load_stress(root: Path, table: dict[str, str], warnings: list[str]) -> list[
             raise DatasetLayoutError(f"'{root / 'manifest.json'}': every photo record needs a 'file', "
                                      f"got {rec!r}") from exc
     concepts = []
-    for d in _subdirs(refs_root):
-        refs = _images(d)
+    for d in subdirs(refs_root):
+        refs = images(d)
         if not refs:
             warnings.append(f"stress: _references/{d.name} holds no images; skipped")
             continue
         mine = boxes.pop(d.name, {})
         positives = sorted(p for p in mine if p.parent != d)
-        unboxed = [p for p in _images(root / d.name) if p not in mine]
+        unboxed = [p for p in images(root / d.name) if p not in mine]
         if unboxed:
             warnings.append(f"stress: {len(unboxed)} photo(s) in '{d.name}/' have no box in boxes.csv; "
                             "they are positives without a box")
         positives = sorted({*positives, *unboxed})
         if not positives:
             warnings.append(f"stress: '{d.name}' has no stress photos")
-        concepts.append(ConceptData(d.name, _category(d.name, table), tuple(refs), tuple(positives), holdout=False,
+        concepts.append(ConceptData(d.name, category_of(d.name, table), tuple(refs), tuple(positives), holdout=False,
                                     boxes=mine, sources={p: sources[p] for p in positives if p in sources}))
     for name in sorted(boxes):
         warnings.append(f"stress: boxes.csv names '{name}', which has no _references/{name}/; its boxes are ignored")

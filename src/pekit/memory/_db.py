@@ -30,8 +30,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pekit._files import read_only_mount, untouched_sqlite
-from pekit.errors import MemoryFileError, MemoryFullError, MemoryLockedError, MemoryRetryError, MemoryStoreError
-from pekit.memory._schema import is_not_a_database, prepare
+from pekit.errors import MemoryFileError, MemoryFullError, MemoryRetryError, MemoryStoreError
+from pekit.memory._schema import prepare
+from pekit.memory._sqlite_errors import sqlite_error
 
 __all__ = ["SqliteFile"]
 
@@ -149,64 +150,10 @@ class SqliteFile:
         return _GoneError(f"memory file {self.label} went away while pekit opened it; try again")
 
     def error(self, exc: sqlite3.Error, action: str) -> MemoryStoreError:
-        """Translate an SQLite error into a `MemoryStoreError` that says what to do.
-
-        ``action`` completes "pekit cannot ...", e.g. ``"add concept 'Bo'"``.
-        """
-        name = getattr(exc, "sqlite_errorname", "") or ""
-        text = str(exc).lower()
-        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
-            return MemoryLockedError(
-                f"memory file {self.label} is locked by another process; try again "
-                f"(waited {self.timeout:g} s for the lock)"
-            )
-        if name == "SQLITE_READONLY_ROLLBACK" and self.path is not None:
-            left = (f"pekit cannot {action}: an interrupted write left {self.path.name}-journal beside memory file "
-                    f"{self.label}")
-            folder = self.path.parent
-            if not self.read_only and (self.unwritable(action) or not os.access(folder, os.W_OK | os.X_OK)):
-                # opening it again would fail the same way: the rollback needs to write the file and its folder
-                return MemoryStoreError(
-                    f"{left}, and it cannot be rolled back because the file or its folder is not writable; make "
-                    f"both writable (chmod u+w {self.path} {folder}) and run any pekit command on it once (what "
-                    "was stored before is intact)")
-            return MemoryStoreError(
-                f"{left}; open it once without read-only (e.g. `pekit list --memory {self.path}`) and the "
-                "unfinished write is rolled back (what was stored before is intact)"
-            )
-        if name.startswith("SQLITE_READONLY") or "readonly" in text:
-            return MemoryStoreError(
-                f"memory file {self.label} is read-only, so pekit cannot {action}; fix the permissions "
-                "of the file and its folder, or use a writable copy"
-            )
-        if name.startswith("SQLITE_FULL") or "disk is full" in text:
-            return MemoryFullError(
-                f"pekit cannot {action}: the disk holding memory file {self.label} is full; free some "
-                "space and try again (this write was rolled back; what was stored before is intact)"
-            )
-        if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
-            return MemoryStoreError(
-                f"pekit cannot {action}: memory file {self.label} is damaged ({exc}); restore it from a "
-                "backup, or salvage its rows with `sqlite3 FILE .recover | sqlite3 NEW` and open NEW"
-            )
-        if is_not_a_database(exc):
-            return MemoryStoreError(f"{self.label} is not a pekit memory (SQLite says: {exc})")
-        if name.startswith("SQLITE_IOERR") and self.path is not None and not self.read_only and (
-                self.unwritable(action) or not os.access(self.path.parent, os.W_OK | os.X_OK)):
-            return MemoryStoreError(  # e.g. a journal that cannot be created or rolled back beside the file
-                f"pekit cannot {action}: SQLite could not write beside memory file {self.label} ({exc}); make the "
-                f"file and its folder writable (chmod u+w {self.path} {self.path.parent}), or use a writable copy")
-        if name == "SQLITE_IOERR_WRITE" and not self.read_only:
-            return MemoryFullError(  # writable, yet the write failed: no room (ulimit -f gives EFBIG), or the disk
-                f"pekit cannot {action}: writing memory file {self.label} failed ({exc}): the disk may be full, a "
-                "file-size limit (ulimit -f) reached, or the disk failing; free some space or raise the limit and "
-                "try again (this write was rolled back; what was stored before is intact)")
-        if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
-            return MemoryStoreError(
-                f"pekit cannot {action}: SQLite cannot open memory file {self.label} or its journal "
-                "(check that the file and its folder exist and are writable)"
-            )
-        return MemoryStoreError(f"pekit cannot {action} in memory file {self.label}: {exc}")
+        """Translate an SQLite error into a `MemoryStoreError` that says what to do
+        (`pekit.memory._sqlite_errors.sqlite_error`); ``action`` completes "pekit cannot ...",
+        e.g. ``"add concept 'Bo'"``."""
+        return sqlite_error(self, exc, action)
 
     def _reopen(self) -> None:
         """A new connection to whatever the path names now (the stand-in if nothing), when the

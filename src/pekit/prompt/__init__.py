@@ -18,15 +18,8 @@ from __future__ import annotations
 
 from pekit.prompt.choice import parse_choice, split_options
 from pekit.prompt.overlay import PALETTE, annotate, colour_assignment, colour_rgb
-from pekit.prompt.text import (
-    MAX_QUESTION_CHARS,
-    PromptTemplate,
-    available_templates,
-    build_prompt,
-    load_template,
-    mentioned_names,
-    validate_question,
-)
+from pekit.prompt.question import MAX_QUESTION_CHARS, mentioned_names, validate_question
+from pekit.prompt.text import PromptTemplate, available_templates, build_prompt, load_template
 
 __all__ = [
     "MAX_QUESTION_CHARS",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from pekit.prompt.text import _SPACED_WORD
+from pekit.prompt.question import _SPACED_WORD
 
 __all__ = ["parse_choice", "split_options"]
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from pekit.answer.base import images_per_prompt
 from pekit.errors import BackendError
-from pekit.prompt.text import validate_question
+from pekit.prompt.question import validate_question
 from pekit.types import Answer, Detections
 from pekit.video.run import VideoResult
 from pekit.video.track import Track

@@ -31,8 +31,8 @@ from pekit.errors import InvalidInputError, OutputError, require
 from pekit.prompt.overlay import PALETTE, annotate, colour_assignment
 from pekit.types import Detections
 
-__all__ = ["AUDIO_CHOICES", "VIDEO_OUT_SUFFIXES", "atomic_path", "contact_sheet", "shown_at", "stable_annotate",
-           "write_annotated"]
+__all__ = ["AUDIO_CHOICES", "VIDEO_OUT_SUFFIXES", "atomic_path", "check_sheet_path", "contact_sheet", "shown_at",
+           "stable_annotate", "write_annotated"]
 
 log = logging.getLogger(__name__)
 
@@ -282,3 +282,16 @@ def save_png(image: np.ndarray, target: str | os.PathLike) -> None:
     files.save_image(image, target)
 
 
+def check_sheet_path(sheet: str | os.PathLike) -> None:
+    """A contact sheet's path names an image file: not a folder (``sheets/``), and with a
+    suffix an image is written in (``.png``, ``.jpg``...); `InvalidInputError` otherwise."""
+    from pekit.images import writable_suffix
+
+    text = os.fspath(sheet)
+    target = files.output_path(text, "--sheet")
+    if text.endswith(("/", os.sep)) or target.is_dir():
+        raise InvalidInputError(f"--sheet '{text}' is a folder; name the contact sheet's file, e.g. "
+                                f"{target / 'sheet.png'}")
+    if not writable_suffix(target.suffix):
+        raise InvalidInputError(f"--sheet '{text}' has no image suffix (a contact sheet is a picture); name a .png "
+                                f"or .jpg file, e.g. {target.with_suffix('.png')}")

@@ -25,7 +25,15 @@ import numpy as np
 from pekit._files import output_path, same_file
 from pekit.types import Detections
 from pekit.video.decode import SCENE_CUT, VideoInfo, check_fps, check_max_frames, check_scene_cut, probe, sample_frames
-from pekit.video.render import VIDEO_OUT_SUFFIXES, check_audio, contact_sheet, save_png, thumbnail, write_annotated
+from pekit.video.render import (
+    VIDEO_OUT_SUFFIXES,
+    check_audio,
+    check_sheet_path,
+    contact_sheet,
+    save_png,
+    thumbnail,
+    write_annotated,
+)
 from pekit.video.track import Track, Tracker
 
 log = logging.getLogger(__name__)
@@ -375,22 +383,6 @@ def recognize_video(recognize: RecognizeFn, path: str | os.PathLike, *, fps: flo
     timings["render"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     return result
-
-
-def check_sheet_path(sheet: str | os.PathLike) -> None:
-    """A contact sheet's path names an image file: not a folder (``sheets/``), and with a
-    suffix an image is written in (``.png``, ``.jpg``...); `InvalidInputError` otherwise."""
-    from pekit.errors import InvalidInputError
-    from pekit.images import writable_suffix
-
-    text = os.fspath(sheet)
-    target = output_path(text, "--sheet")
-    if text.endswith(("/", os.sep)) or target.is_dir():
-        raise InvalidInputError(f"--sheet '{text}' is a folder; name the contact sheet's file, e.g. "
-                                f"{target / 'sheet.png'}")
-    if not writable_suffix(target.suffix):
-        raise InvalidInputError(f"--sheet '{text}' has no image suffix (a contact sheet is a picture); name a .png "
-                                f"or .jpg file, e.g. {target.with_suffix('.png')}")
 
 
 def _box_in(jpeg: bytes, frame: VideoFrame, track_id: int, width: int) -> list[float]:
