@@ -177,6 +177,10 @@ def test_the_hub_line_says_whether_hub_models_can_download(monkeypatch, offline,
     hub_line = next(line for line in text.splitlines() if " hub: " in line)
     assert expected in hub_line
     assert hub_line.lstrip().startswith("ok" if probe == (True, "") else "--")
+    missing = [line for line in text.splitlines() if "not in " in line and "hf:" in line]
+    if missing:  # an uncached model is not said to download on first use while HF_HUB_OFFLINE forbids it
+        assert all(("cannot load while HF_HUB_OFFLINE is set" in line) is offline for line in missing)
+        assert all(("downloaded on first use" in line) is not offline for line in missing)
 
 
 def test_a_hub_model_counts_as_cached_only_with_its_weights(tmp_path, monkeypatch):

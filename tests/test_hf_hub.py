@@ -95,10 +95,58 @@ def test_a_cached_model_loads_from_the_cache_when_the_hub_is_down(
     _cache_model(dead_hub["cache"], "pekit-tests/tiny")
     with caplog.at_level("WARNING", logger="pekit._hf"):
         backbone = HFBackbone("pekit-tests/tiny", layer=1)
-    assert backbone.fingerprint.startswith(f"hf:pekit-tests/tiny@{REVISION[:12]}/layer1")
+    assert re.fullmatch(r"hf:pekit-tests/tiny@w[0-9a-f]{12}/layer1/res448/ln", backbone.fingerprint)
     assert "cannot be reached" in caplog.text and "local cache" in caplog.text
     grid = backbone.embed(np.zeros((56, 56, 3), np.uint8))
     assert grid.dim == 32
+
+
+def test_a_new_upstream_commit_with_the_same_weights_keeps_the_memory(
+        dead_hub: dict[str, Any], tmp_path: Path) -> None:
+    """A hub model is told by its weights' values: a commit that edits only the README (or
+    converts the weights to another file format) is the same backbone; new weights are not.
+    A memory made when the fingerprint named the snapshot's commit is read by the same model."""
+    from pekit import Personalizer
+    from pekit.errors import BackboneMismatchError
+    from pekit.memory import open_memory, same_backbone
+
+    folder = dead_hub["cache"] / "models--pekit-tests--tiny"
+    _cache_model(dead_hub["cache"], "pekit-tests/tiny")
+    before = HFBackbone("pekit-tests/tiny", layer=1, resolution=112).fingerprint
+    snapshot = folder / "snapshots" / REVISION
+    readme = "f" * 40  # the same weights, under a new commit (a README edit upstream)
+    (folder / "snapshots" / readme).mkdir()
+    for path in snapshot.iterdir():
+        (folder / "snapshots" / readme / path.name).write_bytes(path.read_bytes())
+    (folder / "refs" / "main").write_text(readme)
+    assert HFBackbone("pekit-tests/tiny", layer=1, resolution=112).fingerprint == before
+
+    retrained = "e" * 40  # new weights
+    (folder / "snapshots" / retrained).mkdir()
+    torch.manual_seed(1)
+    transformers.Dinov2Model(transformers.Dinov2Config(**TINY)).save_pretrained(str(folder / "snapshots" / retrained))
+    (folder / "refs" / "main").write_text(retrained)
+    after = HFBackbone("pekit-tests/tiny", layer=1, resolution=112).fingerprint
+    assert after != before and not same_backbone(before, after)
+
+    old = f"hf:pekit-tests/tiny@{REVISION[:12]}/layer1/res112/ln"  # a memory made before weights digests
+    assert same_backbone(old, after) and not same_backbone(old, after.replace("layer1", "layer0"))
+    assert not same_backbone(old.replace("tiny", "other"), after)
+
+    memory = str(tmp_path / "m.db")
+    options = {"layer": 1, "resolution": 112}
+    photo = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    with Personalizer(backbone="hf:pekit-tests/tiny", backbone_options=options, memory=memory) as p:
+        p.introduce("Bo", photo, boxes=[[20, 20, 140, 100]])
+    for recorded, readable in ((old, True), (old.replace("tiny", "other"), False)):
+        with open_memory(memory) as store, store._db.transaction("test", write=True) as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'backbone'", (recorded,))  # as an older pekit did
+        with Personalizer(backbone="hf:pekit-tests/tiny", backbone_options=options, memory=memory) as p:
+            if readable:
+                assert "Bo" in p.recognize(photo, threshold=0.0).name.tolist()
+            else:
+                with pytest.raises(BackboneMismatchError):
+                    p.recognize(photo)
 
 
 def test_the_detector_and_the_lvlm_fail_at_once_too(dead_hub: dict[str, Any]) -> None:

@@ -41,17 +41,22 @@ def low_agreement(p: Personalizer, agreement: float, own_threshold: float | None
 def check_backbone(p: Personalizer) -> None:
     """`BackboneMismatchError` when ``p``'s memory holds vectors of another backbone (an
     emptied store keeps its old fingerprint but holds no vectors: any backbone may refill it)."""
-    from pekit.memory import backbone_key
+    from pekit.memory import same_backbone
     from pekit.presets import presets_for
 
     stored = p.memory.backbone
-    if (stored is not None and backbone_key(stored) != backbone_key(p.pipeline.fingerprint)
+    if (stored is not None and not same_backbone(stored, p.pipeline.fingerprint)
             and p.memory.count() > 0):
         from pekit.errors import BackboneMismatchError
 
         made = presets_for(stored)
-        use = (f"use the preset that made it ({' or '.join(made)}; CLI: --preset {made[0]})" if made
-               else "use the same backbone")
+        if set(made) & set(presets_for(p.pipeline.fingerprint)):  # one preset's model, other weights (a new release)
+            use = ("the model's weights changed since the memory was made (a new release of it, or another "
+                   "cache); point the backbone at the weights that made it, or introduce the concepts again")
+        elif made:
+            use = f"use the preset that made it ({' or '.join(made)}; CLI: --preset {made[0]})"
+        else:
+            use = "use the same backbone"
         raise BackboneMismatchError(
             f"the memory '{p.memory.uri}' holds vectors from backbone '{stored}', but this "
             f"Personalizer uses '{p.pipeline.fingerprint}'; {use}, or another memory file"

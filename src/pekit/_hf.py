@@ -20,8 +20,8 @@ from typing import Any
 
 from pekit.errors import BackendError, InvalidInputError, require
 
-__all__ = ["DTYPES", "PROBE_TIMEOUT", "RETRY_AFTER", "check_hub_id", "hub_offline", "hub_options", "hub_reachable",
-           "looks_like_path", "resolve_device", "resolve_dtype"]
+__all__ = ["DTYPES", "PROBE_TIMEOUT", "RETRY_AFTER", "check_hub_id", "dtype_option", "hub_offline", "hub_options",
+           "hub_reachable", "looks_like_path", "resolve_device", "resolve_dtype"]
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +191,15 @@ def resolve_device(device: str | None = "auto") -> str:
     if dev.type == "meta":  # shapes only, no data: every pass would fail
         raise InvalidInputError("device 'meta' holds no weights and cannot run a model; use 'auto', 'cpu', "
                                 "'cuda' or 'mps'")
+    if dev.type not in ("cpu", "cuda", "mps"):  # xpu, hpu...: only where this torch build has it, and it is there
+        available = getattr(getattr(torch, dev.type, None), "is_available", None)
+        try:
+            there = bool(available()) if callable(available) else False
+        except Exception:  # a backend half installed: not there
+            there = False
+        if not there:
+            raise InvalidInputError(f"device '{device}' is not available with this torch build "
+                                    f"({getattr(torch, '__version__', '?')}); use 'auto', 'cpu', 'cuda' or 'mps'")
     return str(dev)
 
 
@@ -205,10 +214,23 @@ def resolve_dtype(dtype: Any = "auto", device: str = "cpu") -> Any:
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "", "auto"):
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.startswith("cuda"):  # bf16 in hardware from Ampere (8.0) on; emulated before (T4, V100): fp16
+            return torch.bfloat16 if torch.cuda.get_device_capability(torch.device(device)) >= (8, 0) \
+                else torch.float16
         return torch.float16 if device.startswith("mps") else torch.float32
     key = str(dtype).lower().removeprefix("torch.")
     if key not in DTYPES:
         raise InvalidInputError(f"unknown dtype '{dtype}'; use 'auto', 'float32', 'bfloat16' or 'float16'")
     return getattr(torch, DTYPES[key])
+
+
+def dtype_option(transformers: Any, dtype: Any) -> dict[str, Any]:
+    """``from_pretrained``'s keyword for ``dtype``: ``dtype`` from transformers 4.56 on,
+    ``torch_dtype`` before (where ``dtype`` would reach the model's constructor)."""
+    from packaging.version import Version
+
+    try:
+        recent = Version(str(transformers.__version__)) >= Version("4.56")
+    except Exception:  # an unreadable version: the current name
+        recent = True
+    return {"dtype": dtype} if recent else {"torch_dtype": dtype}

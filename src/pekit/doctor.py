@@ -337,9 +337,11 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  --  hub: {hub['endpoint']} cannot be reached ({hub['why']}); only models in "
                      f"{w['hub_cache']} load: run `hf download <id>` where there is network and copy "
                      "HF_HOME here")
+    missing = ("cannot load while HF_HUB_OFFLINE is set: `hf download <id>` where there is network"
+               if hub and hub["offline"] else "downloaded on first use, needs network")
     for name, cached in w["hub_models"].items():
         lines.append(f"  {'ok' if cached else '--'}  {name}: " + ("in the local hub cache" if cached else
-                     f"not in {w['hub_cache']} (downloaded on first use, needs network)"))
+                     f"not in {w['hub_cache']} ({missing})"))
     d = report["device"]
     ort = d.get("onnxruntime") or {}
     lines += ["", f"device: {d['device']} ({d['detail']}); {d['cpus']} CPU cores; onnxruntime "

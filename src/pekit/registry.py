@@ -47,8 +47,17 @@ def _build(kind: str, name: str, factory: Any, args: tuple[Any, ...], kwargs: di
     import inspect
 
     try:
-        inspect.signature(factory).bind(*args, **kwargs)
+        signature = inspect.signature(factory)
+        signature.bind(*args, **kwargs)
     except TypeError as exc:
+        params = signature.parameters
+        named = [k for k, v in params.items() if v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)][len(args):]
+        unknown = [k for k in kwargs if k not in params]
+        if unknown and not any(v.kind == v.VAR_KEYWORD for v in params.values()):
+            raise InvalidInputError(
+                f"the {kind} '{name}' takes no option {', '.join(map(repr, sorted(unknown)))}; its options: "
+                f"{', '.join(named) or 'none'} (a preset's options were made for the preset's own {kind})"
+            ) from None
         raise InvalidInputError(
             f"the {kind} '{name}' cannot be built with the options {sorted(kwargs)}: {exc}; check the options "
             f"given for it (a preset's options were made for the preset's own {kind})"

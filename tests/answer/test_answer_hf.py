@@ -412,10 +412,37 @@ def test_bad_input_is_refused_before_the_model(lvlms, scene, monkeypatch, call, 
     ({"device": "cuda"} if not torch.cuda.is_available() else {"dtype": "int3"},
      "CUDA is not available|dtype"),
     ({"dtype": "float8"}, "unknown dtype 'float8'"),
+    ({"device": "xpu"} if not (hasattr(torch, "xpu") and torch.xpu.is_available()) else {"dtype": "int3"},
+     "'xpu' is not available with this torch build|dtype"),
+    ({"device": "hpu"}, "'hpu' is not available with this torch build"),
 ])
 def test_bad_device_or_dtype(model_dirs, kwargs, match):
     with pytest.raises(InvalidInputError, match=match):
         HFLVLM(str(model_dirs["llava"]), **kwargs)
+
+
+def test_the_dtype_keyword_follows_the_transformers_version() -> None:
+    """transformers < 4.56 reads ``torch_dtype``; given ``dtype`` it passes it on to the
+    model's constructor, which refuses it: every hf: LVLM failed to load there."""
+    from types import SimpleNamespace
+
+    from pekit._hf import dtype_option
+
+    assert dtype_option(SimpleNamespace(__version__="4.55.4"), torch.float16) == {"torch_dtype": torch.float16}
+    assert dtype_option(SimpleNamespace(__version__="4.56.0"), torch.float16) == {"dtype": torch.float16}
+    assert dtype_option(SimpleNamespace(__version__="5.0.0.dev0"), "auto") == {"dtype": "auto"}
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((7, 5), "float16"), ((7, 0), "float16"),
+                                                      ((8, 0), "bfloat16"), ((9, 0), "bfloat16")])
+def test_auto_dtype_on_cuda_is_bf16_only_where_the_gpu_has_it(monkeypatch, capability, expected) -> None:
+    """A T4 (7.5) or V100 (7.0) emulates bfloat16, slowly: float16 there."""
+    from pekit._hf import resolve_dtype
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (asked.append(device), capability)[1])
+    assert resolve_dtype("auto", "cuda:1") == getattr(torch, expected)
+    assert str(asked[0]) == "cuda:1"  # the GPU asked for, not the current one
 
 
 @pytest.mark.skipif(HAS_TORCHVISION, reason="only without torchvision")
@@ -436,3 +463,17 @@ def test_processor_needing_torchvision_says_so(model_dirs, tmp_path):
         "image_processor": {"image_processor_type": "Qwen2VLImageProcessor"}}))
     with pytest.raises(BackendError, match=r"cannot load the processor.*pip install torchvision"):
         load_lvlm(f"hf:{tmp_path}", device="cpu")
+
+
+def test_internvl_in_its_original_format_is_pointed_to_its_hf_conversion():
+    """OpenGVLab's own repos ('internvl_chat', remote code) map no image-text-to-text class."""
+    from types import SimpleNamespace
+
+    import transformers as tf
+
+    me = SimpleNamespace(spec="OpenGVLab/InternVL3-1B")
+    config = SimpleNamespace(model_type="internvl_chat", architectures=["InternVLChatModel"],
+                             auto_map={"AutoModel": "modeling_internvl_chat.InternVLChatModel"})
+    with pytest.raises(BackendError, match=r"original format .*use its '-hf' conversion, e\.g\. "
+                                           r"'OpenGVLab/InternVL3-1B-hf'"):
+        HFLVLM._check_architecture(me, config, tf)

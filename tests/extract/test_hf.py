@@ -378,3 +378,11 @@ def test_a_device_this_machine_lacks_is_a_pekit_error(request, which, cls, devic
 def test_unavailable_device(owlv2_dir):
     with pytest.raises(InvalidInputError, match=r"device=.cpu."):
         HFDetector(str(owlv2_dir), device="cuda")
+
+
+def test_a_model_of_the_wrong_kind_is_named_with_examples_of_the_right_kind(grounding_dir, sam_dir):
+    with pytest.raises(BackendError, match=r"'grounding-dino' model, which is not a supported segmenter; supported "
+                                           r"model types: sam \(e\.g\. 'facebook/sam-vit-base'\)$"):
+        HFSegmenter(str(grounding_dir))
+    with pytest.raises(BackendError, match=r"'sam' model, which is not a supported detector; .*grounding-dino-tiny"):
+        HFDetector(str(sam_dir))

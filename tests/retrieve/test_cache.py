@@ -154,6 +154,19 @@ def test_a_large_namespace_drops_a_category_no_concept_holds_any_more(memory: Sq
     assert entry.categories == GalleryCache(memory, eager=4).get().categories == ["toy", "puppy"]
 
 
+@pytest.mark.parametrize("eager", [100, 4])
+def test_a_category_with_no_word_in_it_is_no_detector_label(memory: SqliteMemory, eager: int) -> None:
+    """``update --category "..."`` must not make every recognize of a detector preset fail on
+    the detector's "every label must be a non-empty string"."""
+    memory.add_many([dataclasses.replace(make(f"c{i}", i), category="toy") for i in range(6)])
+    memory.update(dataclasses.replace(memory.get("c1"), category="..."))
+    memory.update(dataclasses.replace(memory.get("c2"), category="!!"))
+    cache = GalleryCache(memory, eager=eager)
+    assert cache.get().categories == ["toy"]
+    memory.update(dataclasses.replace(memory.get("c3"), category=" . "))
+    assert cache.get().categories == ["toy"]
+
+
 # ---- concurrent use (from a thread-safety review) --------------------------------------------------
 def test_a_concept_forgotten_between_the_listing_and_its_read_is_not_an_error(memory: SqliteMemory) -> None:
     """A write lands between `_patch`'s listing and its read of a changed concept: a full

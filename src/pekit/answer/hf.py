@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from pekit._hf import hub_options, resolve_device, resolve_dtype
+from pekit._hf import dtype_option, hub_options, resolve_device, resolve_dtype
 from pekit._hf import looks_like_path as _looks_like_path
 from pekit.answer.base import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -65,7 +65,9 @@ class HFLVLM:
         dtype: ``"auto"`` (bf16/fp16 on GPU, fp32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``.
         revision: hub revision (branch, tag or commit).
         local_files_only: never touch the network; use the local cache or directory only.
-        trust_remote_code: allow model code from the hub (InternVL's original repos need it).
+        trust_remote_code: allow model code from the hub, for a model whose ``auto_map`` names an
+            ``AutoModelForImageTextToText`` class. InternVL's original repos (``internvl_chat``)
+            map none: use their ``-hf`` conversions (``OpenGVLab/InternVL3-1B-hf``).
         chat_template: Jinja chat template to use when the processor ships none.
         attn_implementation: e.g. ``"sdpa"``, ``"flash_attention_2"``, ``"eager"``.
         max_image_side: downscale images whose long side exceeds this (pixels) before processing.
@@ -146,16 +148,16 @@ class HFLVLM:
                 f"'{spec}' ships no chat template, so pekit cannot place the image in the prompt; "
                 "pass chat_template='<Jinja template>' (see the model card) or use an -Instruct/-hf variant"
             )
-        kwargs = dict(common, dtype=self.dtype)
+        kwargs = dict(common, **dtype_option(transformers, self.dtype))
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
         auto_model = transformers.AutoModelForImageTextToText
         model = self._load("model", auto_model.from_pretrained, source, **kwargs)
         try:
             self.model = model.to(self.device).eval()
-        except (RuntimeError, ValueError) as exc:
-            raise BackendError(f"cannot move '{spec}' to {self.device}: {exc}; try device='cpu' "
-                               "or a smaller dtype ('bfloat16')") from exc
+        except Exception as exc:  # out of memory, or no such accelerator in this torch build
+            hint = " or a smaller dtype ('bfloat16')" if "memory" in str(exc).lower() else ""
+            raise BackendError(f"cannot run '{spec}' on device '{self.device}': {exc}; try device='cpu'{hint}") from exc
         self._torch = torch
         log.info("loaded %s on %s (%s)", self.name, self.device, self.dtype)
 
@@ -170,6 +172,13 @@ class HFLVLM:
             elif os.path.isdir(source) and not os.path.isfile(os.path.join(source, "config.json")):
                 hint = (" The folder has no config.json: give the folder that save_pretrained wrote (config.json, "
                         "the weights and the processor's files), or a hub id.")
+            elif any(k in msg.lower() for k in ("deserializ", "header", "unexpected end", "truncated",
+                                                "invalid load key")):
+                hint = (" A weights file looks cut off or damaged (an interrupted download or copy): copy it again, "
+                        "or remove the model from the Hugging Face cache and download it again.")
+            elif os.path.isdir(source):
+                hint = (" The folder needs what save_pretrained wrote: config.json, the weights (*.safetensors) and "
+                        "the processor's files.")
             elif isinstance(exc, OSError):
                 hint = (" Check the hub id (e.g. 'llava-hf/llava-v1.6-mistral-7b-hf') or the local "
                         "directory; offline or a gated model? download it first (`hf download <id>`) "
@@ -182,6 +191,11 @@ class HFLVLM:
 
         model_type = getattr(config, "model_type", "")
         custom = "AutoModelForImageTextToText" in (getattr(config, "auto_map", None) or {})
+        if model_type == "internvl_chat":  # InternVL's own repos: remote code with no image-text-to-text class
+            raise BackendError(
+                f"'{self.spec}' is InternVL in its original format ('internvl_chat', remote code), which "
+                "transformers' image-text-to-text models do not read; use its '-hf' conversion, e.g. "
+                "'OpenGVLab/InternVL3-1B-hf'")
         if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and not custom:
             archs = ", ".join(getattr(config, "architectures", None) or []) or "unknown architecture"
             raise BackendError(

@@ -34,7 +34,6 @@ import hashlib
 import inspect
 import json
 import logging
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,18 @@ log = logging.getLogger(__name__)
 
 __all__ = ["HFBackbone"]
 
+
+
+def _weights_digest(model: Any) -> str:
+    """A digest of a loaded model's weights by their values, whatever file holds them (a
+    ``.bin`` converted to ``.safetensors`` upstream keeps it): every tensor's name, shape and
+    first 256 values. A few milliseconds, where hashing every byte of a large model costs
+    seconds at each load."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(f"{name}:{tuple(tensor.shape)}".encode())
+        h.update(tensor.detach().reshape(-1)[:256].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 class _StopForwardError(Exception):
@@ -114,7 +125,10 @@ class HFBackbone:
 
     Attributes:
         dim: token width ``d`` (``config.hidden_size``).
-        fingerprint: ``hf:<id>@<commit or digest>/layer<l>/res<r>/<ln|raw>``.
+        fingerprint: ``hf:<id>@w<digest of the weights' values>/layer<l>/res<r>/<ln|raw>``
+            (``hf:local:<folder>@<digest of its files>/...`` for a local folder); memories
+            made before weights digests name the hub snapshot's commit instead, and are read
+            by the same model id (`pekit.memory.same_backbone`).
 
     Example:
         >>> bb = HFBackbone("facebook/dinov2-small", layer=-1, resolution=224)   # doctest: +SKIP
@@ -158,13 +172,15 @@ class HFBackbone:
             )
         else:
             hub = hub_options(spec, "backbone")  # no network: the cache at once, or a clear error
-            source, ident = spec, f"{spec}@{self._commit(transformers, spec, hub)}"
+            source, ident = spec, ""
         try:
             model = transformers.AutoModel.from_pretrained(source, **hub)
         except PekitError:
             raise
         except Exception as exc:  # OSError, ValueError, hub errors...
             raise _load_error(spec, exc) from exc
+        if not ident:  # a hub model is told by its weights, not by its snapshot (a README edit upstream is a new one)
+            ident = f"{spec}@w{_weights_digest(model)}"
 
         config = model.config
         patch: Any = getattr(config, "patch_size", None)
@@ -219,16 +235,6 @@ class HFBackbone:
                  self.dim, self.device)
 
     # ---- loading helpers -----------------------------------------------------------------
-    @staticmethod
-    def _commit(transformers: Any, spec: str, hub: dict[str, Any]) -> str:
-        """Commit hash of the hub snapshot (resolves / downloads ``config.json``)."""
-        try:
-            path = transformers.utils.cached_file(spec, "config.json", **hub)
-        except Exception as exc:
-            raise _load_error(spec, exc) from exc
-        match = re.search(r"snapshots[/\\]([0-9a-f]{40})[/\\]", str(path or ""))
-        return match.group(1)[:12] if match else "unknown"
-
     def _dtype(self, dtype: Any, device: str) -> Any:
         """The torch dtype for ``dtype`` on the resolved ``device``: None -> float32; ``"auto"`` and
         names as `pekit._hf.resolve_dtype` reads them on that device."""

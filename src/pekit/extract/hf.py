@@ -109,8 +109,9 @@ def _load(spec: str, kind: str, supported: tuple[str, ...], model_class: str, de
     if model_type not in supported:
         raise BackendError(
             f"'{spec}' is a '{model_type}' model, which is not a supported {kind}; "
-            f"supported model types: {kinds} (e.g. 'IDEA-Research/grounding-dino-tiny', "
-            "'google/owlv2-base-patch16-ensemble', 'facebook/sam-vit-base')"
+            f"supported model types: {kinds} (e.g. "
+            + ("'facebook/sam-vit-base'" if kind == "segmenter" else
+               "'IDEA-Research/grounding-dino-tiny', 'google/owlv2-base-patch16-ensemble'") + ")"
         )
     try:
         model = getattr(transformers, model_class).from_pretrained(spec, **hub)

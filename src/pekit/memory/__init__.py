@@ -35,6 +35,7 @@ from pekit.memory._codec import (
     lookalike_key,
     name_key,
     printable,
+    same_backbone,
 )
 from pekit.memory.base import MemoryStore
 from pekit.memory.sqlite import SqliteMemory
@@ -42,7 +43,7 @@ from pekit.memory.sqlite import SqliteMemory
 __all__ = [
     "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "MAX_NAME_LENGTH", "MemoryStore", "SqliteMemory", "backbone_key",
     "check_new_name", "clean_name", "clean_namespace", "clean_prose", "default_memory_path", "lookalike_key",
-    "name_key", "open_memory", "printable",
+    "name_key", "open_memory", "printable", "same_backbone",
 ]
 
 ENV_VAR = "PEKIT_MEMORY"

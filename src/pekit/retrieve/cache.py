@@ -158,7 +158,7 @@ class GalleryCache:
             self.memory.matchable(namespace=namespace)
         chosen = [c for c in concepts if self.select is None or self.select(c)]
         others = [c for c in concepts if self.select is not None and not self.select(c)]
-        categories = list(dict.fromkeys(c.category for c in chosen if c.category))
+        categories = list(dict.fromkeys(c.category for c in chosen if _label(c.category)))
         entry = NamespaceGallery(Gallery.from_concepts([]), others, generation, len(concepts), categories,
                                  {} if eager else {c.id: c.updated for c in concepts},
                                  category_of={c.id: c.category for c in chosen})
@@ -194,7 +194,7 @@ class GalleryCache:
         # a category no concept holds any more is no detector label any more
         category_of = {i: c for i, c in old.category_of.items() if i not in removed}
         category_of.update({c.id: c.category for c in chosen})
-        categories = list(dict.fromkeys(c for _, c in sorted(category_of.items()) if c))
+        categories = list(dict.fromkeys(c for _, c in sorted(category_of.items()) if _label(c)))
         entry = NamespaceGallery(old.gallery.replaced(removed, chosen), others, generation, len(listing),
                                  categories, now, lru, category_of)
         self.patches += 1
@@ -236,3 +236,9 @@ class GalleryCache:
             return {i: p.astype(np.float32) for i, p in out.items() if p.size}
 
         return fetch
+
+
+def _label(category: str) -> bool:
+    """Whether a concept's category can be a detector's label: a word in it (``"..."`` or
+    ``"!!"`` names nothing, and a detector refuses an empty phrase)."""
+    return any(ch.isalnum() for ch in category or "")
