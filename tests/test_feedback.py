@@ -73,7 +73,7 @@ def test_correct_finds_what_recognize_found_on_a_second_look(make_personalizer: 
 
 def test_correct_where_the_name_was_not_found_changes_nothing(cat_only: Any, astronaut: np.ndarray) -> None:
     before = snapshot(cat_only)
-    with pytest.raises(NothingFoundError, match="nothing to correct"):
+    with pytest.raises(NothingFoundError, match=r"nothing to correct.*another --threshold or --preset\? pass the same"):
         cat_only.correct(astronaut, "Mochi")
     with pytest.raises(ConceptNotFoundError):
         cat_only.correct(astronaut, "Bo")
@@ -101,6 +101,21 @@ def test_add_view_of_something_else_is_warned_about(cat_only: Any, chelsea: np.n
         after = cat_only.add_view("Mochi", coffee)
     assert "'Mochi': " in caplog.text and "matches its other photos at only 0." in caplog.text
     assert "is it a photo of Mochi? Added all the same" in caplog.text and len(after.views) == 3
+
+
+def test_add_view_of_a_photo_it_was_introduced_from_is_warned_about(make_personalizer: Any, chelsea: np.ndarray,
+                                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    photo = tmp_path / "mochi.png"
+    Image.fromarray(chelsea).save(photo)
+    p = make_personalizer()
+    p.introduce("Mochi", str(photo), category="cat")
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING", logger="pekit.personalizer"):
+        p.add_view("Mochi", np.ascontiguousarray(chelsea[:, ::-1]))  # a new picture
+        assert "already one of its photos" not in caplog.text
+        p.add_view("Mochi", "./mochi.png")  # the same file by another path
+    assert "is already one of its photos; a copy adds nothing" in caplog.text
 
 
 @pytest.mark.parametrize("box, error", [([500, 400, 600, 450], "outside the 451x300 photo"),
@@ -184,6 +199,29 @@ def test_explain_draws_one_panel_per_detection(cat_only: Any, chelsea: np.ndarra
     assert small.shape[1] == 226 and small.shape[0] < figure.shape[0]
     box = np.round(dets.xyxy[0] * 226 / w).astype(int)  # the cyan box, drawn at the shrunk size
     assert (small[box[1] + 1, box[0]:box[2]] == [0, 255, 255]).all(axis=-1).mean() > 0.5
+
+
+def test_explain_finds_a_concept_renamed_since_and_names_its_view_by_a_path_no_other_shares(
+        cat_only: Any, chelsea: np.ndarray, tmp_path: Path) -> None:
+    """Detections from before a rename are explained by their concept id (not "none of your
+    concepts found"); the best view is named with enough of its path to tell two '01.jpg'
+    apart, and the caption is wrapped, not cut, on a small photo."""
+    from pekit.retrieve.explain import view_labels
+
+    shown = cat_only.recognize(chelsea)
+    cat_only.update("Mochi", rename="Mochi-chan")
+    figure = cat_only.explain(chelsea, shown)
+    nothing = cat_only.explain(chelsea, shown[:0])
+    assert not np.array_equal(figure[:300], nothing[:300])  # a heat map, not the plain photo
+    assert view_labels(["a/dog2/01.jpg", "b/kit/01.jpg", "b/kit/02.jpg"]) == ["dog2/01.jpg", "kit/01.jpg", "02.jpg"]
+    assert view_labels(["x/01.jpg", "x/01.jpg"]) == ["x/01.jpg", "x/01.jpg"]  # the same path twice: all of it
+    small = np.ascontiguousarray(np.asarray(Image.fromarray(chelsea).resize((200, 133))))
+    found = cat_only.recognize(small, threshold=0.0)
+    panel = cat_only.explain(small, found[:1])
+    from pekit.prompt.fonts import FontStack
+
+    line = FontStack.default(12).size("Mochi-chan")[1]
+    assert panel.shape[0] >= 133 + 3 * line  # the caption's parts on lines of their own
 
 
 def test_a_mistaken_correction_can_be_taken_back(cat_only: Any, chelsea: np.ndarray) -> None:
@@ -271,6 +309,54 @@ def test_cli_feedback_verbs(tmp_path: Path, cached_pipelines: Any, chelsea: np.n
     explain = tmp_path / "why.png"
     assert main(["recognize", str(photo), "--explain", str(explain), "--memory", memory, "--json"]) == 0
     assert explain.is_file() and str(explain) in capsys.readouterr().out
+
+
+def test_undo_view_takes_back_the_last_photo_added_exactly(make_personalizer: Any, tmp_path: Path,
+                                                           chelsea: np.ndarray, coffee: np.ndarray, capsys: Any,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A photo of something else added by mistake is taken back, and only it: the concept is
+    stored as it was before (parts in their groups, colours, references, the consistency of its
+    introduction), corrections and earlier added views stay; with none left, nothing changes."""
+    memory = str(tmp_path / "m.db")
+    p = make_personalizer(memory=memory, reference_zoom_out=2, colour_weight=0.2)
+    p.introduce("Mochi", [chelsea, np.ascontiguousarray(chelsea[:, ::-1])], category="cat")
+    p.correct(_look_alike(chelsea), "Mochi")
+    introduced = snapshot(p)
+    assert main(["add-view", "Mochi", "--undo", "--memory", memory]) == 2  # nothing added yet
+    assert "no added view to take back" in capsys.readouterr().err and snapshot(p) == introduced
+    once = p.add_view("Mochi", np.ascontiguousarray(chelsea[20:, 30:]))
+    with_one = snapshot(p)
+    with caplog.at_level("WARNING", logger="pekit.personalizer"):
+        p.add_view("Mochi", coffee)  # the mistake
+    assert "pekit add-view --undo 'Mochi'" in caplog.text
+    back = p.undo_view("mochi")
+    assert [r[:5] + r[6:] for r in snapshot(p)[:-1]] == [r[:5] + r[6:] for r in with_one[:-1]]  # but `updated`
+    stored = p.get("Mochi")
+    assert len(back.views) == len(stored.views) == 3 and np.array_equal(stored.views, once.views)
+    np.testing.assert_allclose(stored.parts, once.parts, atol=1e-3)
+    assert stored.meta == once.meta
+    assert stored.negatives is not None and len(stored.meta["corrections"]) == 1  # the correction stays
+    assert main(["add-view", "Mochi", "--undo", "--memory", memory, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["views"] == 2
+    restored = snapshot(p)
+    assert [r[:5] + r[6:] for r in restored[:-1]] == [r[:5] + r[6:] for r in introduced[:-1]]  # but `updated`
+    assert "consistency" in p.get("Mochi").meta  # measured at the introduction: known again
+    assert p.recognize(chelsea).name.tolist() == ["Mochi"]
+    for args, words in ((["add-view", "Mochi", "--memory", memory], "give a PHOTO"),
+                        (["add-view", "Mochi", "x.jpg", "--undo", "--memory", memory], "not both or neither"),
+                        (["add-view", "Mochi", "--undo", "--box", "1,2,30,40", "--memory", memory], "--box says")):
+        assert main(args) == 2 and words in capsys.readouterr().err
+    assert snapshot(p) == restored
+
+
+def test_replacing_a_concept_says_its_corrections_and_added_photos_go(cat_only: Any, chelsea: np.ndarray,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    cat_only.correct(_look_alike(chelsea), "Mochi")
+    cat_only.add_view("Mochi", np.ascontiguousarray(chelsea[:, ::-1]))
+    with caplog.at_level("WARNING", logger="pekit.personalizer"):
+        fresh = cat_only.introduce("Mochi", chelsea, replace=True)
+    assert "its 1 correction(s) and 1 photo(s) added with add-view are gone" in caplog.text
+    assert fresh.negatives is None and len(fresh.views) == 1
 
 
 def test_zoomed_views_keep_their_part_group_through_the_store_and_add_view(

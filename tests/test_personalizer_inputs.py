@@ -116,6 +116,9 @@ def test_rename_keeps_views_and_corrections_and_refuses_a_taken_name(p: Any, che
     for taken in ("Rex", "rex"):
         with pytest.raises(DuplicateConceptError, match=f"cannot rename 'Tom' to '{taken}': that name is taken"):
             p.update("Tom", rename=taken)
+    for alike in ("Ｒｅｘ", "ＲＥＸ"):  # Rex in full-width letters: refused as introduce refuses it
+        with pytest.raises(DuplicateConceptError, match=f"'{alike}' looks the same as the stored concept 'Rex'"):
+            p.update("Tom", rename=alike)
     for bad, words in (("", "non-empty"), ("Bo\x1b[31m", "control character"), ("x" * 201, "characters long")):
         with pytest.raises(InvalidInputError, match=words):
             p.update("Tom", rename=bad)
@@ -128,6 +131,10 @@ def test_rename_keeps_views_and_corrections_and_refuses_a_taken_name(p: Any, che
         p.get("Tom")
     assert "Bobby" in list(p.recognize(chelsea).name)  # the matcher sees the new name (its cache too)
     assert p.update("BOBBY", rename="bobby").name == "bobby"  # a change of case only is a rename too
+    assert p.update("bobby", rename="ｂｏｂｂｙ").name == "ｂｏｂｂｙ"  # it may look like itself
+    p.update("Rex", rename="Mr Rex")
+    with pytest.raises(DuplicateConceptError, match="'Mr  Rex' looks the same as the stored concept 'Mr Rex'"):
+        p.introduce("Mr  Rex", chelsea, boxes=[CAT_BOX])  # two spaces are drawn as one
 
 
 # ---- ask and caption -------------------------------------------------------------------------------

@@ -156,10 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the threshold the wrong detection was shown at (recognize --threshold; default: the preset's)")
     _common(p)
 
-    p = sub.add_parser("add-view", help="add one more reference photo to a concept")
+    p = sub.add_parser("add-view", help="add one more reference photo to a concept",
+                       description="pekit add-view NAME PHOTO [--box X0,Y0,X1,Y1]: one more reference photo of "
+                                   "NAME (one backbone pass). pekit add-view NAME --undo takes the last one added "
+                                   "back.")
     p.add_argument("name")
-    p.add_argument("image")
+    p.add_argument("image", nargs="?", help="a photo of NAME")
     p.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1", help="box around the object (default: saliency)")
+    p.add_argument("--undo", action="store_true",
+                   help="take back the last photo added to NAME instead (no PHOTO): pekit add-view NAME --undo")
     _faces(p)
     _common(p)
 

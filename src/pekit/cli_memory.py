@@ -168,11 +168,18 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
 
 def cmd_add_view(args: argparse.Namespace) -> int:
-    """``pekit add-view NAME PHOTO``: one more photo of a concept."""
+    """``pekit add-view NAME PHOTO``: one more photo of a concept; ``--undo``: the last one taken back."""
+    if args.undo == (args.image is not None):
+        raise InvalidInputError("give a PHOTO (pekit add-view NAME PHOTO) or --undo (pekit add-view NAME --undo), "
+                                "not both or neither")
+    if args.undo and args.box is not None:
+        raise InvalidInputError("--box says where NAME is in a PHOTO; --undo takes no PHOTO (pekit add-view NAME "
+                                "--undo)")
     with open_personalizer(args) as p:
-        c = p.add_view(args.name, args.image, box=args.box)
-    _report(args, {"name": c.name, "views": len(c.views), "memory": p.memory.uri},
-            f"'{shown_line(c.name)}' now has {len(c.views)} view(s)")
+        c = p.undo_view(args.name) if args.undo else p.add_view(args.name, args.image, box=args.box)
+    text = (f"took back the last photo added to '{shown_line(c.name)}': it now has {len(c.views)} view(s)"
+            if args.undo else f"'{shown_line(c.name)}' now has {len(c.views)} view(s)")
+    _report(args, {"name": c.name, "views": len(c.views), "memory": p.memory.uri}, text)
     return 0
 
 

@@ -9,8 +9,9 @@ and how many negative rows it added, so that the last one can be taken back exac
 `corrected` and `uncorrected` are pure steps ``Concept -> Concept``; `correct` (which finds
 the region with the same look as `recognize`) and `undo_correction` store what they return,
 and `add_view` stores one more positive view (`pekit.extract.views.with_view`; a person's:
-`pekit.faces.people.add_face`). Those three take the `Personalizer` first and are what its
-methods of the same names run. (The simulated user of the evaluation: `pekit.eval.feedback`.)
+`pekit.faces.people.add_face`), which `undo_view` takes back (`without_view`). Those four take
+the `Personalizer` first and are what its methods of the same names run. (The simulated user
+of the evaluation: `pekit.eval.feedback`.)
 
 Example:
     >>> import numpy as np
@@ -34,7 +35,7 @@ import numpy as np
 from pekit._guards import check_backbone, check_writable, low_agreement
 from pekit.errors import InvalidInputError, NothingFoundError
 from pekit.extract.boxes import check_box_on_photo, reference_boxes
-from pekit.extract.views import summarize_parts, view_agreement, with_view
+from pekit.extract.views import summarize_parts, view_agreement, with_view, without_view
 from pekit.images import ImageInput, describe, load_image, source_name
 from pekit.introducing import reference_views
 from pekit.types import Concept, check_threshold
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 # the warnings are the facade's (`add_view`): they keep its logger
 log = logging.getLogger("pekit.personalizer")
 
-__all__ = ["CORRECTIONS", "add_view", "correct", "corrected", "uncorrected", "undo_correction"]
+__all__ = ["CORRECTIONS", "add_view", "correct", "corrected", "uncorrected", "undo_correction", "undo_view"]
 
 #: ``Concept.meta`` key: one record per correction, oldest first.
 CORRECTIONS = "corrections"
@@ -107,8 +108,9 @@ def correct(p: Personalizer, image: ImageInput, name: str, *, box: Any = None,
         raise InvalidInputError(
             f"'{concept.name}' is a person, recognized by face, which a correction does not change; if someone "
             f"else is taken for {concept.name}, introduce that person too (the nearer face wins), or match "
-            "faces more strictly (Personalizer(face_tolerance=...) under the face model's own, e.g. 0.5 for "
-            "dlib's 0.6); the memory was not changed")
+            "faces more strictly (a face tolerance under the face model's own, e.g. 0.5 for dlib's 0.6: "
+            "--face-tolerance 0.5 on recognize, ask and caption; Personalizer(face_tolerance=0.5)); the memory was "
+            "not changed")
     img = load_image(image)
     if box is not None:
         box = reference_boxes([image], [box])[0]
@@ -126,7 +128,8 @@ def correct(p: Personalizer, image: ImageInput, name: str, *, box: Any = None,
         raise NothingFoundError(
             f"'{concept.name}' was not recognized in {describe(image)}"
             f"{'' if threshold is None else f' at threshold {float(threshold):g}'}, so there is nothing to "
-            "correct; the memory was not changed")
+            "correct; the memory was not changed (shown with another --threshold or --preset? pass the same "
+            "here)")
     if box is not None:
         from pekit.retrieve.nms import box_iou
 
@@ -175,9 +178,38 @@ def add_view(p: Personalizer, name: str, image: ImageInput, *, box: Any = None, 
                                colour_neutral=cfg.colour_neutral)
     if agreement is not None and low_agreement(p, agreement, concept.threshold):  # as introduce warns of its photos
         log.warning("'%s': %s matches its other photos at only %.3f (recognition threshold %.2f): is it a photo "
-                    "of %s? Added all the same; if it is not, introduce '%s' again from its own photos (--replace)",
-                    concept.name, describe(image), agreement,
+                    "of %s? Added all the same; if it is not, take it back (pekit add-view --undo '%s'; "
+                    "Personalizer.undo_view)", concept.name, describe(image), agreement,
                     cfg.threshold if concept.threshold is None else concept.threshold, concept.name, concept.name)
     reference = source_name(image)
+    if _already_given(reference, concept.meta.get("references", [])):  # as introduce warns of a copy
+        log.warning("'%s': %s is already one of its photos; a copy adds nothing (added all the same; pekit "
+                    "add-view --undo '%s' takes it back)", concept.name, describe(image), concept.name)
     return p.memory.modify(concept.name, lambda now: with_view(now, view, reference=reference),
                            namespace=p.namespace)
+
+
+def _already_given(reference: str, references: Any) -> bool:
+    """Whether the photo file ``reference`` is one that ``references`` (a concept's, as
+    given) name: the same path, or another path to the same file. Photos given as arrays or
+    bytes are not compared."""
+    import os
+
+    if reference.startswith("<") or not isinstance(references, list):
+        return False
+    for given in map(str, references):
+        if given == reference:
+            return True
+        try:
+            if os.path.samefile(given, reference):
+                return True
+        except OSError:  # moved, or given relative to another folder
+            continue
+    return False
+
+
+def undo_view(p: Personalizer, name: str) -> Concept:
+    """`Personalizer.undo_view`: the last view added to ``name`` taken back (`without_view`)."""
+    concept = p.get(name)
+    check_writable(p, f"take back a view of '{concept.name}'")
+    return p.memory.modify(concept.name, without_view, namespace=p.namespace)

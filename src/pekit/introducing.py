@@ -264,6 +264,16 @@ def write_introduced(p: Personalizer, concept: Concept, old: Concept | None, kin
         cat, ctx = _kept(now, kind, category, context)
         return dataclasses.replace(concept, category=cat or (PERSON if kind == PERSON else ""), context=ctx)
 
+    from pekit.extract.views import ADDED_VIEWS
+    from pekit.feedback import CORRECTIONS
+
+    lost = [f"{len(old.meta[key])} {what}" for key, what in ((CORRECTIONS, "correction(s)"),
+                                                              (ADDED_VIEWS, "photo(s) added with add-view"))
+            if isinstance(old.meta.get(key), list) and old.meta[key]]
+    if lost:  # a new start: said, since the user may have wanted only a photo taken back (add-view --undo)
+        log.warning("'%s' was replaced from the photos given: its %s are gone with the old views", old.name,
+                    " and ".join(lost))
+
     try:  # replaced whole, as add(replace=True) does: its stored photos too
         return p.memory.modify(old.name, keep, namespace=p.namespace, drop_images=True)
     except ConceptNotFoundError:  # forgotten meanwhile: what was read before the passes is kept
@@ -278,15 +288,19 @@ def _same_name(p: Personalizer, name: str) -> Concept | None:
         return None
 
 
-def _check_lookalike(p: Personalizer, name: str) -> None:
+def _check_lookalike(p: Personalizer, name: str, *, renamed: str | None = None) -> None:
     """Refuse a new name that looks like a stored one (full-width letters, compatibility
-    forms: ``'Ｂｏ'`` beside ``'Bo'``): the two could not be told apart on a photo."""
+    forms, runs of spaces: ``'Ｂｏ'`` beside ``'Bo'``): the two could not be told apart on a
+    photo. ``renamed``: the stored concept that is to take ``name`` (it may look like it)."""
+    from pekit.memory import name_key
+
     key = lookalike_key(name)
+    skip = {name_key(name), name_key(renamed or "")}  # itself; the same name, which the store refuses in its words
     names = getattr(p.memory, "names", None)  # both stores have it; a store of one's own may not
     listed = names(namespace=p.namespace) if names is not None else [
         c.name for c in p.memory.summaries(namespace=p.namespace)]
     for stored in listed:
-        if lookalike_key(stored) == key:
+        if lookalike_key(stored) == key and (renamed is None or name_key(stored) not in skip):
             from pekit.errors import DuplicateConceptError
 
             raise DuplicateConceptError(f"'{name}' looks the same as the stored concept '{stored}' (the same "
@@ -329,4 +343,6 @@ def update(p: Personalizer, name: str, *, context: str | None = None, category: 
     if all(getattr(concept, k) == v for k, v in changes.items()):
         return concept
     check_writable(p, f"change '{concept.name}'")
+    if "name" in changes:  # 'Max' renamed 'Ｂｏ' beside 'Bo': refused as introduce refuses it
+        _check_lookalike(p, changes["name"], renamed=concept.name)
     return p.memory.modify(concept.name, lambda now: dataclasses.replace(now, **changes), namespace=p.namespace)

@@ -384,6 +384,17 @@ class Personalizer:
         """
         return feedback.add_view(self, name, image, box=box, mask=mask)
 
+    def undo_view(self, name: str) -> Concept:
+        """Take back the last `add_view` of ``name`` (a photo of something else was added by
+        mistake): that view's embedding, parts, colour and reference go; views added earlier,
+        the photos it was introduced from and its corrections stay. No backbone pass.
+
+        Raises:
+            ConceptNotFoundError: no concept ``name``.
+            InvalidInputError: no view was added to ``name`` since it was introduced (nothing changed).
+        """
+        return feedback.undo_view(self, name)
+
     def forget(self, name: str) -> str:
         """Remove a concept (its name compared ignoring case); returns its name as stored.
         `ConceptNotFoundError` if it does not exist."""

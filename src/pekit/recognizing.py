@@ -25,7 +25,7 @@ from pekit.errors import ConceptNotFoundError, ImageError, InvalidInputError, Mi
 from pekit.images import ImageInput, NamedImage, is_stream, load_image
 from pekit.retrieve.cache import NamespaceGallery
 from pekit.retrieve.match import Gallery, thresholds_or
-from pekit.types import Detections, PatchGrid
+from pekit.types import Concept, Detections, PatchGrid
 
 if TYPE_CHECKING:
     from pekit.personalizer import Personalizer
@@ -191,10 +191,18 @@ def explain(p: Personalizer, image: ImageInput, detections: Detections | None = 
         detections = recognize_in(p, img, entry, None, grid=grid)
     # the detected things, objects with their parts (a large namespace's gallery loads parts lazily)
     objects, people = [], {}
-    for name in dict.fromkeys(str(n) for n in np.asarray(detections.name).tolist() if n):
+    ids = [int(i) if i >= 0 else None for i in np.asarray(detections.concept_id).tolist()] \
+        if detections.concept_id is not None else [None] * len(detections)
+    listed: dict[int, Concept] | None = None
+    for name, cid in dict.fromkeys(zip((str(n) for n in np.asarray(detections.name).tolist()), ids, strict=True)):
         try:
-            concept = p.get(name)
-        except ConceptNotFoundError:  # forgotten since it was recognized
+            concept = p.get(name) if name else None
+        except ConceptNotFoundError:
+            concept = None
+        if cid is not None and (concept is None or concept.id != cid):  # renamed (or another took its name) since
+            listed = {c.id: c for c in p.concepts()} if listed is None else listed
+            concept = listed.get(cid)
+        if concept is None:  # forgotten since it was recognized
             continue
         if concept_kind(concept) == PERSON:
             people[concept.id] = concept.name

@@ -178,7 +178,9 @@ def test_adding_a_face_of_someone_else_is_warned_about(make_personalizer: Any, f
     with caplog.at_level("WARNING", logger="pekit.personalizer"):
         more = p.add_view("Barack", people / "biden" / "00.jpg")
     assert "from the nearest of its 3 face(s)" in caplog.text and "is it Barack?" in caplog.text
-    assert "--replace" in caplog.text and len(more.meta["faces"]) == 4  # said, and added as asked
+    assert "pekit add-view --undo 'Barack'" in caplog.text and len(more.meta["faces"]) == 4  # said, added as asked
+    back = p.undo_view("Barack")  # and taken back: his face goes with the view
+    assert len(back.meta["faces"]) == 3 and len(back.views) == 3 and len(back.meta["boxes"]) == 3
 
 
 def test_add_view_of_a_person_adds_a_face_by_the_rules_of_introduce(mixed: Any, astronaut: np.ndarray,
@@ -202,6 +204,9 @@ def test_add_view_of_a_person_adds_a_face_by_the_rules_of_introduce(mixed: Any, 
         mixed.add_view("Eileen", astronaut, mask=np.ones(astronaut.shape[:2], bool))
     assert mixed.get("Eileen").updated == stored.updated  # refused: nothing written
     assert "Eileen" in mixed.recognize(flipped).name.tolist()
+    back = mixed.undo_view("Eileen")  # the face goes with its view: as introduced
+    assert back.meta["faces"] == before.meta["faces"] and back.meta["boxes"] == before.meta["boxes"]
+    assert len(back.views) == 1 and "added_views" not in back.meta
 
 
 def test_add_view_errors_say_what_to_do_in_add_view(tmp_path: Path, cached_pipelines: Any, faces: Any,
@@ -231,8 +236,9 @@ def test_add_view_errors_say_what_to_do_in_add_view(tmp_path: Path, cached_pipel
 def test_correct_says_a_person_is_matched_by_face_and_changes_nothing(mixed: Any, astronaut: np.ndarray) -> None:
     assert "Eileen" in mixed.recognize(astronaut).name.tolist()
     before = mixed.get("Eileen")
-    with pytest.raises(InvalidInputError, match="is a person, recognized by face"):
+    with pytest.raises(InvalidInputError, match="is a person, recognized by face") as info:
         mixed.correct(astronaut, "Eileen")
+    assert "--face-tolerance 0.5 on recognize" in str(info.value)  # said for the command line too
     assert mixed.get("Eileen").updated == before.updated
 
 

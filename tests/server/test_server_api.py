@@ -58,6 +58,10 @@ def test_introduce_list_get_update_recognize_ask_caption_forget(client: Any, ali
                     data={"box": "[110, 30, 310, 280]"})
     assert r.status_code == 200, r.text
     assert r.json()["views"] == 2
+    r = client.delete("/v1/concepts/tom/views/last", headers=alice)  # that photo was a mistake
+    assert r.status_code == 200 and r.json()["views"] == 1 and r.json()["name"] == "Tom"
+    r = client.delete("/v1/concepts/Tom/views/last", headers=alice)  # the views it was introduced from stay
+    assert r.status_code == 422 and "no added view to take back" in r.text
 
     assert client.delete("/v1/concepts/Tom", headers=alice).json() == {"forgotten": "Tom"}
     assert client.get("/v1/concepts", headers=alice).json() == []

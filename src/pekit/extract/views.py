@@ -36,7 +36,7 @@ from pekit.retrieve.extent import mask_xyxy
 from pekit.retrieve.match import COLOURS, PART_GROUPS, concept_colours, group_agreement, part_groups
 from pekit.types import Concept, PatchGrid
 
-__all__ = ["CONSISTENCY", "SAME_PICTURES", "View", "concept_from_views", "consistency", "merge_parts",
+__all__ = ["ADDED_VIEWS", "CONSISTENCY", "SAME_PICTURES", "View", "concept_from_views", "consistency", "merge_parts",
            "summarize_parts", "tiled_image", "view_agreement", "view_from_weights", "with_colours", "with_part_groups",
            "with_view", "zoomed_view"]
 
@@ -44,6 +44,9 @@ __all__ = ["CONSISTENCY", "SAME_PICTURES", "View", "concept_from_views", "consis
 #: (`consistency`; only with two photos or more; `with_view` removes it, as the photos it was
 #: measured on are not kept).
 CONSISTENCY = "consistency"
+#: ``Concept.meta`` key: one record per view added by `with_view` (its reference, the parts it
+#: added per group, what it replaced), oldest first, so that `without_view` takes one back.
+ADDED_VIEWS = "added_views"
 #: ``Concept.meta`` key: pairs of its photos (1-based) that are the same picture (`pekit.images.same_pictures`)
 SAME_PICTURES = "same_pictures"
 
@@ -152,22 +155,81 @@ def with_view(concept: Concept, view: View, *, reference: str) -> Concept:
     parts in their groups (`merge_parts`), its colour (`with_colours`), ``reference`` (the
     photo, as shown to the user) and the view's box appended to ``meta``. The recorded
     `CONSISTENCY` is dropped: it was measured on the photos of the introduction, which are
-    not kept, so it is now unknown.
+    not kept, so it is now unknown. What was added is recorded in `ADDED_VIEWS`, so that
+    `without_view` can take it back exactly.
 
     >>> from types import SimpleNamespace as V
     >>> bo = concept_from_views("bo", [V(embedding=np.ones(4), parts=np.ones((2, 4)))], meta={"consistency": 0.7})
     >>> more = with_view(bo, V(embedding=np.zeros(4), parts=np.ones((3, 4)), xyxy=np.ones(4)), reference="c.jpg")
     >>> more.views.shape, more.parts.shape, more.meta["references"], "consistency" in more.meta
     ((2, 4), (5, 4), ['c.jpg'], False)
+    >>> back = without_view(more)
+    >>> back.views.shape, back.parts.shape, back.meta == bo.meta
+    ((1, 4), (2, 4), True)
     """
-    parts, groups = merge_parts(concept.parts, part_groups(concept), [view])
+    before = part_groups(concept)
+    parts, groups = merge_parts(concept.parts, before, [view])
     meta = with_part_groups(concept.meta, groups)
     if COLOURS in meta:  # one colour (or None) per view, or none (a concept stored without them stays so)
         meta = with_colours(meta, [view])
+    # the parts it added to each group (full size, zoomed out), and what it dropped
+    record: dict[str, Any] = {"reference": reference,
+                              "parts": [n - (before[i] if i < len(before) else 0) for i, n in enumerate(groups)]}
+    for key in (CONSISTENCY, COLOURS):
+        if key in concept.meta and (key == CONSISTENCY or key not in meta):  # the consistency; colours it dropped
+            record[key] = concept.meta[key]
     meta.pop(CONSISTENCY, None)
     meta["references"] = [*meta.get("references", []), reference]
     meta["boxes"] = [*meta.get("boxes", []), [round(float(x), 1) for x in view.xyxy]]
+    meta[ADDED_VIEWS] = [*meta.get(ADDED_VIEWS, []), record]
     return replace(concept, views=np.concatenate([concept.views, view.embedding[None]]), parts=parts, meta=meta)
+
+
+def without_view(concept: Concept) -> Concept:
+    """``concept`` without its last view added by `with_view` (`Personalizer.undo_view`): its
+    embedding, parts, colour, reference, box (and a person's face) removed, and what the
+    addition dropped (the recorded `CONSISTENCY`) restored; views added earlier, and
+    corrections, stay.
+
+    Raises:
+        InvalidInputError: no view was added since the concept was introduced (nothing changed).
+    """
+    from pekit.errors import InvalidInputError
+
+    added = list(concept.meta.get(ADDED_VIEWS, []))
+    last = added[-1] if added and isinstance(added[-1], dict) else None
+    counts = last.get("parts") if last else None
+    if (last is None or len(concept.views) < 2 or concept.parts is None or not isinstance(counts, list)
+            or not all(isinstance(n, int) and n >= 0 for n in counts)):
+        raise InvalidInputError(f"'{concept.name}' has no added view to take back (only views added with add-view "
+                                "since it was introduced can be); the memory was not changed")
+    groups = part_groups(concept) or [len(concept.parts)]
+    if len(counts) != len(groups) or any(n > g for n, g in zip(counts, groups, strict=True)):
+        raise InvalidInputError(f"the added views of '{concept.name}' do not match its parts (edited outside "
+                                "pekit?); introduce it again with --replace; the memory was not changed")
+    starts = np.cumsum([0, *groups])
+    keep = [concept.parts[a:b - n] for a, b, n in zip(starts[:-1], starts[1:], counts, strict=True)]
+    sizes = [len(k) for i, k in enumerate(keep) if i == 0 or len(k)]  # a zoomed-out group it alone made goes
+    parts = np.concatenate(keep)
+    meta = with_part_groups(concept.meta, sizes)
+    colours = meta.get(COLOURS)
+    if COLOURS in last:  # the view had none, so the concept lost them all: they come back
+        meta[COLOURS] = last[COLOURS]
+    elif isinstance(colours, list) and len(colours) == len(concept.views):
+        meta[COLOURS] = colours[:-1]
+    for key in ("references", "boxes", "faces"):
+        if key == "faces" and not last.get("face"):
+            continue
+        if isinstance(meta.get(key), list) and meta[key]:
+            meta[key] = meta[key][:-1]
+            if not meta[key]:  # it was the only one (a concept stored without its introduction's)
+                del meta[key]
+    if CONSISTENCY in last:
+        meta[CONSISTENCY] = last[CONSISTENCY]
+    meta[ADDED_VIEWS] = added[:-1]
+    if not meta[ADDED_VIEWS]:
+        del meta[ADDED_VIEWS]
+    return replace(concept, views=concept.views[:-1], parts=parts, meta=meta)
 
 
 def with_part_groups(meta: dict[str, Any], groups: list[int]) -> dict[str, Any]:

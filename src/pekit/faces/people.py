@@ -21,7 +21,7 @@ import numpy as np
 
 from pekit.errors import BackboneMismatchError, InvalidInputError, NothingFoundError, PekitError
 from pekit.extract.boxes import check_box_on_photo, reference_boxes
-from pekit.extract.views import SAME_PICTURES, with_view
+from pekit.extract.views import ADDED_VIEWS, SAME_PICTURES, with_view
 from pekit.faces import (
     FACE_TOLERANCE,
     PERSON,
@@ -180,14 +180,15 @@ def add_face(p: Personalizer, concept: Concept, image: ImageInput, *, box: Any, 
         nearest, tolerance = float(np.linalg.norm(known - vector, axis=1).min()), face_tolerance(p)
         if nearest > tolerance:
             log.warning("'%s': the face in %s is %.2f from the nearest of its %d face(s), more than the %.2f "
-                        "within which faces are one person: is it %s? Added all the same; if not, introduce "
-                        "'%s' again from photos of %s only (--replace)", concept.name, describe(image), nearest,
-                        len(known), tolerance, concept.name, concept.name, concept.name)
+                        "within which faces are one person: is it %s? Added all the same; if not, take it back "
+                        "(pekit add-view --undo '%s'; Personalizer.undo_view)", concept.name, describe(image),
+                        nearest, len(known), tolerance, concept.name, concept.name)
 
     def add(now: Concept) -> Concept:
         more = with_view(now, view, reference=reference)
         meta = dict(more.meta)
         meta["faces"] = [*now.meta.get("faces", []), [float(x) for x in vector]]
+        meta[ADDED_VIEWS] = [*meta[ADDED_VIEWS][:-1], {**meta[ADDED_VIEWS][-1], "face": True}]  # undo_view drops it
         # the face's box, as `introduce` records a person's
         meta["boxes"] = [*now.meta.get("boxes", []), [round(float(x), 1) for x in xyxy]]
         return dataclasses.replace(more, meta=meta)

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,13 +62,60 @@ def _panel(image: np.ndarray, simmap: np.ndarray | None, box: np.ndarray, captio
     from pekit.prompt.fonts import FontStack
 
     font = FontStack.default(max(12, w // 40))
-    th = font.size(caption)[1]
-    strip = Image.new("RGB", (w, th + 12), (20, 20, 20))
-    font.draw(ImageDraw.Draw(strip), (6, 6), caption, (255, 255, 255))
-    out = Image.new("RGB", (w, h + th + 12))
+    lines = _wrapped(caption, lambda text: font.size(text)[0], w - 12)
+    th = max(font.size(line)[1] for line in lines) + 4
+    strip = Image.new("RGB", (w, th * len(lines) + 8), (20, 20, 20))
+    pen = ImageDraw.Draw(strip)
+    for i, line in enumerate(lines):
+        font.draw(pen, (6, 6 + i * th), line, (255, 255, 255))
+    out = Image.new("RGB", (w, h + strip.height))
     out.paste(blend, (0, 0))
     out.paste(strip, (0, h))
     return np.asarray(out)
+
+
+def _wrapped(caption: str, width_of: Callable[[str], float], width: float) -> list[str]:
+    """``caption`` in lines no wider than ``width``: its ``" | "`` parts kept together on a
+    line where they fit, a part wider than a line broken at spaces (a word wider than a
+    line stays whole).
+
+    >>> _wrapped("Bo 0.74 | best view 1/2 01.jpg | bright = like Bo's parts", len, 24)
+    ['Bo 0.74', 'best view 1/2 01.jpg', "bright = like Bo's parts"]
+    >>> _wrapped("Bo 0.74 | best view 1/2", len, 80), _wrapped("a b c", len, 3)
+    (['Bo 0.74 | best view 1/2'], ['a b', 'c'])
+    """
+    lines: list[str] = []
+    for part in caption.split(" | "):
+        pieces = [""]
+        for word in part.split(" "):
+            trial = f"{pieces[-1]} {word}" if pieces[-1] else word
+            if pieces[-1] and width_of(trial) > width:
+                pieces.append(word)
+            else:
+                pieces[-1] = trial
+        if lines and len(pieces) == 1 and width_of(f"{lines[-1]} | {pieces[0]}") <= width:
+            lines[-1] = f"{lines[-1]} | {pieces[0]}"
+        else:
+            lines.extend(pieces)
+    return lines or [""]
+
+
+def view_labels(references: Sequence[str]) -> list[str]:
+    """Each reference photo named by the shortest end of its path that no other one shares
+    (``IMG_0001.jpg`` in two folders: ``a/IMG_0001.jpg``, ``b/IMG_0001.jpg``).
+
+    >>> view_labels(["dog2/01.jpg", "people/kit/01.jpg", "dog2/00.jpg"])
+    ['dog2/01.jpg', 'kit/01.jpg', '00.jpg']
+    """
+    parts = [Path(str(r)).parts or (str(r),) for r in references]
+    out = []
+    for i, mine in enumerate(parts):
+        for n in range(1, len(mine) + 1):
+            tail = mine[-n:]
+            if all(other[-n:] != tail for j, other in enumerate(parts) if j != i):
+                break
+        out.append("/".join(tail))
+    return out
 
 
 #: the long side of an explanation's panels: a heat map over patches needs no more, and a
@@ -117,8 +164,9 @@ def explain_figure(image: np.ndarray, grid: PatchGrid | None, detections: Detect
         simmap = part_similarity_map(unit, parts if parts is not None else views, grid.shape)
         cos = views @ d.embedding[0] if d.embedding is not None else np.zeros(len(views))
         best = int(np.argmax(cos))
-        names = list(references[k]) if references is not None and k < len(references) else []
-        view = Path(names[best]).name if best < len(names) else f"view {best + 1}"
+        names = view_labels(references[k]) if references is not None and k < len(references) else []
+        known = best < len(names) and len(names) == len(views)  # a name per view (not one lost to an old meta)
+        view = f"{best + 1}/{len(views)}" + (f" {names[best]}" if known else "")
         name = np.asarray(d.name)[0]
         caption = f"{name} {score:.2f} | best view {view} (cos {float(cos[best]):.2f}) | bright = like {name}'s parts"
         panels.append(_panel(image, simmap, d.xyxy[0] * shrink, caption))

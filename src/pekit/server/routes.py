@@ -202,6 +202,14 @@ async def add_view(
     return concept_out(await svc.pool.run(p.add_view, name, data, box=xyxy), boxes=True, personalizer=p)
 
 
+@router.delete("/concepts/{name}/views/last", response_model=ConceptOut,
+               summary="take back the last photo added to a concept", responses=_errors(404, 422, 507))
+def undo_view(svc: Svc, user: User, name: ConceptName) -> ConceptOut:
+    # no backbone pass; 422 when no photo was added since the concept was introduced
+    p = svc.personalizer_for(user)
+    return concept_out(p.undo_view(_name(svc, name)), boxes=True, personalizer=p)
+
+
 @router.delete("/concepts/{name}", response_model=Forgotten, summary="forget a concept",
              responses=_errors(404, 507))
 def forget(svc: Svc, user: User, name: ConceptName) -> Forgotten:
