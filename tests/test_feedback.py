@@ -104,18 +104,21 @@ def test_add_view_of_something_else_is_warned_about(cat_only: Any, chelsea: np.n
 
 
 def test_add_view_of_a_photo_it_was_introduced_from_is_warned_about(make_personalizer: Any, chelsea: np.ndarray,
-                                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
-    photo = tmp_path / "mochi.png"
-    Image.fromarray(chelsea).save(photo)
+    """Told by the view, not the file's name: an upload is always called 'blob', and two
+    folders each hold a '00.jpg'."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(chelsea).save(tmp_path / "a" / "00.png")
+    Image.fromarray(np.ascontiguousarray(chelsea[:, ::-1])).save(tmp_path / "b" / "00.png")
     p = make_personalizer()
-    p.introduce("Mochi", str(photo), category="cat")
-    monkeypatch.chdir(tmp_path)
+    p.introduce("Mochi", str(tmp_path / "a" / "00.png"), category="cat")
     with caplog.at_level("WARNING", logger="pekit.personalizer"):
-        p.add_view("Mochi", np.ascontiguousarray(chelsea[:, ::-1]))  # a new picture
-        assert "already one of its photos" not in caplog.text
-        p.add_view("Mochi", "./mochi.png")  # the same file by another path
-    assert "is already one of its photos; a copy adds nothing" in caplog.text
+        p.add_view("Mochi", str(tmp_path / "b" / "00.png"))  # another picture of the same name
+        assert "already has" not in caplog.text
+        p.add_view("Mochi", (tmp_path / "a" / "00.png").read_bytes())  # the same picture, as bytes
+    assert "gives the view it already has from one of its photos (the same picture?)" in caplog.text
 
 
 @pytest.mark.parametrize("box, error", [([500, 400, 600, 450], "outside the 451x300 photo"),
@@ -408,6 +411,29 @@ def _concept(negatives: np.ndarray | None = None, **meta: Any) -> Any:
 
     return Concept("Bo", views=np.eye(2, 8, dtype=np.float32), parts=np.eye(3, 8, dtype=np.float32),
                    negatives=negatives, meta=dict(meta))
+
+
+def test_undo_of_the_view_that_gave_a_concept_its_parts_leaves_none_and_the_memory_readable(tmp_path: Path) -> None:
+    """A concept stored with views only (a store's own API) gets parts from `add_view`;
+    taking that view back leaves it without parts, not with an empty array the store would
+    write as a 0-byte blob and then read back as damage."""
+    from types import SimpleNamespace as V
+
+    from pekit.extract.views import with_view, without_view
+    from pekit.memory import open_memory
+    from pekit.types import Concept
+
+    bare = Concept("Bo", views=np.eye(1, 8, dtype=np.float32))
+    view = V(embedding=np.eye(2, 8, dtype=np.float32)[1], parts=np.eye(3, 8, dtype=np.float32), xyxy=np.ones(4))
+    more = with_view(bare, view, reference="b.jpg")
+    back = without_view(more)
+    assert back.parts is None and np.array_equal(back.views, bare.views) and back.meta == bare.meta
+    assert Concept("Rex", views=np.eye(1, 8, dtype=np.float32), parts=np.zeros((0, 8), np.float32)).parts is None
+    with open_memory(str(tmp_path / "m.db")) as memory:
+        memory.add(bare)
+        memory.modify("Bo", lambda c: with_view(c, view, reference="b.jpg"))
+        memory.modify("Bo", without_view)
+        assert memory.get("Bo").parts is None and [c.name for c in memory.concepts()] == ["Bo"]
 
 
 def test_corrections_stack_and_come_off_last_first() -> None:

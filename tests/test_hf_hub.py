@@ -138,15 +138,42 @@ def test_a_new_upstream_commit_with_the_same_weights_keeps_the_memory(
     photo = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     with Personalizer(backbone="hf:pekit-tests/tiny", backbone_options=options, memory=memory) as p:
         p.introduce("Bo", photo, boxes=[[20, 20, 140, 100]])
-    for recorded, readable in ((old, True), (old.replace("tiny", "other"), False)):
+    other_weights = re.sub(r"@w[0-9a-f]{12}", "@w" + "0" * 12, p.pipeline.fingerprint)
+    for recorded, refused in ((old, None), (old.replace("tiny", "other"), "use the same backbone"),
+                              (other_weights, "the model's weights changed since the memory was made")):
         with open_memory(memory) as store, store._db.transaction("test", write=True) as conn:
             conn.execute("UPDATE meta SET value = ? WHERE key = 'backbone'", (recorded,))  # as an older pekit did
         with Personalizer(backbone="hf:pekit-tests/tiny", backbone_options=options, memory=memory) as p:
-            if readable:
+            if refused is None:
                 assert "Bo" in p.recognize(photo, threshold=0.0).name.tolist()
             else:
-                with pytest.raises(BackboneMismatchError):
+                with pytest.raises(BackboneMismatchError, match=refused):
                     p.recognize(photo)
+    # an old memory records the weights at its first write: other weights are refused from then on
+    with open_memory(memory) as store, store._db.transaction("test", write=True) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'backbone'", (old,))
+    with Personalizer(backbone="hf:pekit-tests/tiny", backbone_options=options, memory=memory) as p:
+        p.update("Bo", context="written once")  # no vector written: nothing to record
+        assert p.memory.backbone == old
+        p.add_view("Bo", photo, box=[20, 20, 140, 100])
+        assert p.memory.backbone == p.pipeline.fingerprint
+        assert not same_backbone(p.memory.backbone, other_weights)
+
+
+def test_weights_the_checkpoint_lacks_are_not_in_the_fingerprint(dead_hub: dict[str, Any]) -> None:
+    """A classifier's checkpoint read as its base model has no pooler, which transformers draws
+    at random at each load: told by the weights it does hold, the model keeps one fingerprint."""
+    folder = dead_hub["cache"] / "models--pekit-tests--vit-classifier"
+    snapshot = folder / "snapshots" / REVISION
+    snapshot.mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(REVISION)
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                    image_size=56, patch_size=14, num_labels=3)
+    transformers.ViTForImageClassification(config).save_pretrained(str(snapshot))
+    prints = {HFBackbone("pekit-tests/vit-classifier", layer=1).fingerprint for _ in range(3)}
+    assert len(prints) == 1
 
 
 def test_the_detector_and_the_lvlm_fail_at_once_too(dead_hub: dict[str, Any]) -> None:

@@ -12,8 +12,9 @@ from pekit.extract.views import CONSISTENCY
 
 if TYPE_CHECKING:
     from pekit.personalizer import Personalizer
+    from pekit.types import Concept
 
-__all__ = ["CONSISTENCY_MARGIN", "check_backbone", "check_writable", "low_agreement", "stored_consistency"]
+__all__ = ["CONSISTENCY_MARGIN", "check_backbone", "check_writable", "low_agreement", "stamped", "stored_consistency"]
 
 #: `introduce` warns when the consistency (`CONSISTENCY`) is this far below the threshold.
 #: Each photo is scored against a concept with one photo fewer than a new photo meets, so it
@@ -50,7 +51,7 @@ def check_backbone(p: Personalizer) -> None:
         from pekit.errors import BackboneMismatchError
 
         made = presets_for(stored)
-        if set(made) & set(presets_for(p.pipeline.fingerprint)):  # one preset's model, other weights (a new release)
+        if _weights_only(stored, p.pipeline.fingerprint):  # one model and recipe, other weights (a new release)
             use = ("the model's weights changed since the memory was made (a new release of it, or another "
                    "cache); point the backbone at the weights that made it, or introduce the concepts again")
         elif made:
@@ -73,3 +74,25 @@ def check_writable(p: Personalizer, action: str) -> None:
         from pekit.errors import MemoryStoreError
 
         raise MemoryStoreError(f"the memory '{p.memory.uri}' is read-only; cannot {action}")
+
+
+def _weights_only(stored: str, current: str) -> bool:
+    """Whether two fingerprints differ only in the weights they name (``@...`` up to the
+    recipe: ``/layer7/res448/ln``), not in the model or how its tokens are read."""
+    import re
+
+    def parts(fingerprint: str) -> tuple[str, str, str]:
+        match = re.match(r"^([^@]*)@([^/]*)(/.*)$", fingerprint)
+        return (match[1], match[2], match[3]) if match else (fingerprint, "", "")
+
+    (model, weights, recipe), (model2, weights2, recipe2) = parts(stored), parts(current)
+    return bool(weights) and (model, recipe) == (model2, recipe2) and weights != weights2
+
+
+def stamped(p: Personalizer, concept: Concept) -> Concept:
+    """``concept``, holding vectors of ``p``'s backbone now (a view or correction added), as
+    made by it: a memory that named a hub model by its snapshot's commit records it by its
+    weights from this write on (`pekit.memory.upgraded_backbone`)."""
+    import dataclasses
+
+    return dataclasses.replace(concept, backbone=p.pipeline.fingerprint)

@@ -191,10 +191,13 @@ def resolve_device(device: str | None = "auto") -> str:
     if dev.type == "meta":  # shapes only, no data: every pass would fail
         raise InvalidInputError("device 'meta' holds no weights and cannot run a model; use 'auto', 'cpu', "
                                 "'cuda' or 'mps'")
-    if dev.type not in ("cpu", "cuda", "mps"):  # xpu, hpu...: only where this torch build has it, and it is there
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InvalidInputError(f"device '{device}' names GPU {dev.index}, but this machine has "
+                                f"{torch.cuda.device_count()} (numbered from 0); use 'cuda' or 'cuda:0'")
+    if dev.type not in ("cpu", "cuda", "mps"):  # xpu...: torch says whether it is there; a plug-in's (xla) is tried
         available = getattr(getattr(torch, dev.type, None), "is_available", None)
         try:
-            there = bool(available()) if callable(available) else False
+            there = bool(available()) if callable(available) else True
         except Exception:  # a backend half installed: not there
             there = False
         if not there:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pekit._guards import check_backbone, check_writable, low_agreement
+from pekit._guards import check_backbone, check_writable, low_agreement, stamped
 from pekit.errors import InvalidInputError, NothingFoundError
 from pekit.extract.boxes import check_box_on_photo, reference_boxes
 from pekit.extract.views import summarize_parts, view_agreement, with_view, without_view
@@ -50,6 +50,8 @@ __all__ = ["CORRECTIONS", "add_view", "correct", "corrected", "uncorrected", "un
 
 #: ``Concept.meta`` key: one record per correction, oldest first.
 CORRECTIONS = "corrections"
+#: the cosine from which a new view is one a concept already has (`add_view` warns)
+SAME_VIEW = 0.999
 
 
 def corrected(concept: Concept, negative: np.ndarray, *, image: str, box: Any, score: float) -> Concept:
@@ -149,8 +151,8 @@ def correct(p: Personalizer, image: ImageInput, name: str, *, box: Any = None,
     wrong = hits[pick]
     negative = summarize_parts(scan.unit[wrong.region.reshape(-1)], p.pipeline.config.max_parts)
     # read, change and write in one transaction: a correction or view added meanwhile stays
-    return p.memory.modify(concept.name, lambda now: corrected(
-        now, negative, image=source_name(image), box=shown[pick], score=wrong.score), namespace=p.namespace)
+    return p.memory.modify(concept.name, lambda now: stamped(p, corrected(
+        now, negative, image=source_name(image), box=shown[pick], score=wrong.score)), namespace=p.namespace)
 
 
 def undo_correction(p: Personalizer, name: str) -> Concept:
@@ -182,30 +184,21 @@ def add_view(p: Personalizer, name: str, image: ImageInput, *, box: Any = None, 
                     "Personalizer.undo_view)", concept.name, describe(image), agreement,
                     cfg.threshold if concept.threshold is None else concept.threshold, concept.name, concept.name)
     reference = source_name(image)
-    if _already_given(reference, concept.meta.get("references", [])):  # as introduce warns of a copy
-        log.warning("'%s': %s is already one of its photos; a copy adds nothing (added all the same; pekit "
-                    "add-view --undo '%s' takes it back)", concept.name, describe(image), concept.name)
-    return p.memory.modify(concept.name, lambda now: with_view(now, view, reference=reference),
+    if _same_view(view.embedding, concept.views):  # as introduce warns of a copy among its photos
+        log.warning("'%s': %s gives the view it already has from one of its photos (the same picture?); a copy "
+                    "adds nothing (added all the same; Personalizer.undo_view, or pekit add-view --undo '%s', "
+                    "takes it back)", concept.name, describe(image), concept.name)
+    return p.memory.modify(concept.name, lambda now: stamped(p, with_view(now, view, reference=reference)),
                            namespace=p.namespace)
 
 
-def _already_given(reference: str, references: Any) -> bool:
-    """Whether the photo file ``reference`` is one that ``references`` (a concept's, as
-    given) name: the same path, or another path to the same file. Photos given as arrays or
-    bytes are not compared."""
-    import os
-
-    if reference.startswith("<") or not isinstance(references, list):
-        return False
-    for given in map(str, references):
-        if given == reference:
-            return True
-        try:
-            if os.path.samefile(given, reference):
-                return True
-        except OSError:  # moved, or given relative to another folder
-            continue
-    return False
+def _same_view(embedding: np.ndarray, views: np.ndarray) -> bool:
+    """Whether ``embedding`` is one of ``views`` (cosine 0.999 or more): the same object region
+    of the same picture, embedded again. A photo's path says nothing (uploads are all called
+    ``blob``, two folders each hold a ``00.jpg``), and its pixels are not kept."""
+    e = np.asarray(embedding, np.float32).ravel()
+    e = e / max(float(np.linalg.norm(e)), 1e-12)
+    return bool(len(views) and float(np.max(np.asarray(views, np.float32) @ e)) >= SAME_VIEW)
 
 
 def undo_view(p: Personalizer, name: str) -> Concept:

@@ -260,24 +260,31 @@ def write_introduced(p: Personalizer, concept: Concept, old: Concept | None, kin
 
     from pekit.faces import PERSON
 
+    dropped: list[str] = []
+
     def keep(now: Concept) -> Concept:
         cat, ctx = _kept(now, kind, category, context)
+        dropped[:] = _dropped(now)  # as the write finds it
         return dataclasses.replace(concept, category=cat or (PERSON if kind == PERSON else ""), context=ctx)
 
+    try:  # replaced whole, as add(replace=True) does: its stored photos too
+        stored = p.memory.modify(old.name, keep, namespace=p.namespace, drop_images=True)
+    except ConceptNotFoundError:  # forgotten meanwhile: what was read before the passes is kept
+        return p.memory.add(concept, replace=True)
+    if dropped:  # a new start, said: the user may have wanted only a photo taken back (add-view --undo)
+        log.warning("'%s' was replaced from the photos given: its %s are gone with the old views", old.name,
+                    " and ".join(dropped))
+    return stored
+
+
+def _dropped(concept: Concept) -> list[str]:
+    """What replacing ``concept`` drops beside its views: its corrections, photos added since."""
     from pekit.extract.views import ADDED_VIEWS
     from pekit.feedback import CORRECTIONS
 
-    lost = [f"{len(old.meta[key])} {what}" for key, what in ((CORRECTIONS, "correction(s)"),
-                                                              (ADDED_VIEWS, "photo(s) added with add-view"))
-            if isinstance(old.meta.get(key), list) and old.meta[key]]
-    if lost:  # a new start: said, since the user may have wanted only a photo taken back (add-view --undo)
-        log.warning("'%s' was replaced from the photos given: its %s are gone with the old views", old.name,
-                    " and ".join(lost))
-
-    try:  # replaced whole, as add(replace=True) does: its stored photos too
-        return p.memory.modify(old.name, keep, namespace=p.namespace, drop_images=True)
-    except ConceptNotFoundError:  # forgotten meanwhile: what was read before the passes is kept
-        return p.memory.add(concept, replace=True)
+    return [f"{len(concept.meta[key])} {what}" for key, what in ((CORRECTIONS, "correction(s)"),
+                                                                  (ADDED_VIEWS, "photo(s) added with add-view"))
+            if isinstance(concept.meta.get(key), list) and concept.meta[key]]
 
 
 def _same_name(p: Personalizer, name: str) -> Concept | None:
@@ -343,6 +350,6 @@ def update(p: Personalizer, name: str, *, context: str | None = None, category: 
     if all(getattr(concept, k) == v for k, v in changes.items()):
         return concept
     check_writable(p, f"change '{concept.name}'")
-    if "name" in changes:  # 'Max' renamed 'Ｂｏ' beside 'Bo': refused as introduce refuses it
-        _check_lookalike(p, changes["name"], renamed=concept.name)
+    if "name" in changes and lookalike_key(changes["name"]) != lookalike_key(concept.name):
+        _check_lookalike(p, changes["name"], renamed=concept.name)  # 'Max' renamed 'Ｂｏ' beside 'Bo': refused
     return p.memory.modify(concept.name, lambda now: dataclasses.replace(now, **changes), namespace=p.namespace)

@@ -184,6 +184,8 @@ class Concept(ValueEquality):
                 raise InvalidInputError(
                     f"parts must have shape (m, {self.views.shape[1]}), but got {self.parts.shape}"
                 )
+            if len(self.parts) == 0:  # no parts: None, as a store reads it back (an empty blob is damage)
+                self.parts = None
         if self.negatives is not None:
             self.negatives = as_array(self.negatives, np.float32, "negatives")
             if self.negatives.ndim == 1:

@@ -414,11 +414,20 @@ def test_bad_input_is_refused_before_the_model(lvlms, scene, monkeypatch, call, 
     ({"dtype": "float8"}, "unknown dtype 'float8'"),
     ({"device": "xpu"} if not (hasattr(torch, "xpu") and torch.xpu.is_available()) else {"dtype": "int3"},
      "'xpu' is not available with this torch build|dtype"),
-    ({"device": "hpu"}, "'hpu' is not available with this torch build"),
+    ({"device": "cuda:7"} if torch.cuda.device_count() < 8 else {"dtype": "int3"},
+     "CUDA is not available|names GPU 7, but this machine has|dtype"),
 ])
 def test_bad_device_or_dtype(model_dirs, kwargs, match):
     with pytest.raises(InvalidInputError, match=match):
         HFLVLM(str(model_dirs["llava"]), **kwargs)
+
+
+def test_a_device_torch_has_no_module_for_is_a_backend_error_not_a_traceback(model_dirs):
+    """'hpu' (no torch.hpu here): the move to it fails inside torch with ModuleNotFoundError."""
+    if getattr(torch, "hpu", None) is not None:
+        pytest.skip("this torch has an hpu module")
+    with pytest.raises(BackendError, match=r"cannot run '.*' on device 'hpu': .*try device='cpu'"):
+        HFLVLM(str(model_dirs["llava"]), device="hpu")
 
 
 def test_the_dtype_keyword_follows_the_transformers_version() -> None:

@@ -218,7 +218,7 @@ def _has_device(kind: str) -> bool:
 @pytest.mark.parametrize(("device", "error", "match"), [
     ("mps", InvalidInputError, r"device 'mps' was asked for but Apple MPS is not available.*device='cpu'"),
     ("meta", InvalidInputError, r"device 'meta' holds no weights .*'cpu'"),
-    ("hpu", InvalidInputError, r"device 'hpu' is not available with this torch build .*'cpu'"),  # no torch.hpu
+    ("hpu", BackendError, r"cannot run '.*' on device 'hpu': .*try device='cpu'"),  # no torch.hpu module
     ("xpu", InvalidInputError, r"device 'xpu' is not available with this torch build .*'cpu'"),
 ])
 def test_a_device_this_machine_lacks_is_a_pekit_error(tiny_dir: Path, device: str, error: type[Exception],

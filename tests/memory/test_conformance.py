@@ -178,6 +178,23 @@ def test_backbone_mismatch_and_a_fresh_start_when_empty(store: StoreHandle) -> N
         assert memory.backbone == "clip" and memory.get("Rex").views.shape == (1, 8)
 
 
+def test_a_hub_model_named_by_its_commit_is_recorded_by_its_weights_at_the_next_write(store: StoreHandle) -> None:
+    """A memory made when a hub model's fingerprint named its snapshot's commit takes the same
+    model's vectors (told by their weights now), records that fingerprint at the first write,
+    and from then on refuses other weights of it, as a memory made today does."""
+    old = "hf:facebook/dinov2-small@0123456789ab/layer7/res448/ln"
+    now, other = (old.replace("@0123456789ab", f"@w{d * 12}") for d in "ab")
+    with store.open() as memory:
+        memory.add(concept("Bo", 1, backbone=old))
+        memory.add(concept("Rex", 2, backbone=now))
+        assert memory.backbone == now and memory.count() == 2
+        with pytest.raises(BackboneMismatchError):
+            memory.add(concept("Max", 3, backbone=other))
+        with pytest.raises(BackboneMismatchError):
+            memory.add(concept("Max", 3, backbone=old.replace("small", "large")))
+        assert memory.backbone == now and memory.count() == 2
+
+
 def test_dimension_mismatch_is_refused(store: StoreHandle) -> None:
     with store.open() as memory:
         memory.add(concept("Bo", 1))

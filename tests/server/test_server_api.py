@@ -148,6 +148,25 @@ def test_openapi_docs_and_the_page_are_served(client: Any) -> None:
         assert "http://" not in text and "https://" not in text  # no CDN: the page works offline
 
 
+def test_every_call_of_the_page_is_a_route_of_the_api(client: Any) -> None:
+    """The page's JavaScript calls routes by hand: each method and path it writes must be one
+    the service serves (a renamed route would leave a button that only ever fails)."""
+    import re
+
+    schema = client.get("/openapi.json").json()
+    served = {(method.upper(), re.sub(r"\{[^}]+\}", "{}", path)) for path, ops in schema["paths"].items()
+              for method in ops}
+    script = client.get("/static/app.js").text
+    calls = set()
+    for method, args in re.findall(r'api\("([A-Z]+)", (.*)', script):  # the rest of the line
+        for literal in re.findall(r'"(/v1/[^"]*)"', args):  # "a ? '/v1/ask' : '/v1/recognize'": both
+            rest = args.split(f'"{literal}"', 1)[1]
+            tail = re.match(r'\s*\+\s*encodeURIComponent\([^)]*\)(?:\s*\+\s*"([^"]*)")?', rest)
+            calls.add((method, literal + ("{}" + (tail.group(1) or "") if tail else "")))
+    assert ("DELETE", "/v1/concepts/{}/views/last") in calls and len(calls) >= 8
+    assert calls <= served, sorted(calls - served)
+
+
 def test_logs_carry_the_request_id_and_never_the_key(client: Any, alice: dict[str, str],
                                                      caplog: pytest.LogCaptureFixture) -> None:
     import logging

@@ -55,16 +55,29 @@ __all__ = ["HFBackbone"]
 
 
 
-def _weights_digest(model: Any) -> str:
+def _weights_digest(model: Any, skip: set[str] | frozenset[str] = frozenset()) -> str:
     """A digest of a loaded model's weights by their values, whatever file holds them (a
     ``.bin`` converted to ``.safetensors`` upstream keeps it): every tensor's name, shape and
-    first 256 values. A few milliseconds, where hashing every byte of a large model costs
-    seconds at each load."""
+    first 256 values, but those in ``skip`` (`_not_loaded`: drawn at random at each load). A
+    few milliseconds, where hashing every byte of a large model costs seconds at each load."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
+        if name in skip:
+            continue
         h.update(f"{name}:{tuple(tensor.shape)}".encode())
         h.update(tensor.detach().reshape(-1)[:256].float().cpu().numpy().tobytes())
     return h.hexdigest()[:12]
+
+
+def _not_loaded(info: Any) -> set[str]:
+    """The weights ``from_pretrained`` did not find in the checkpoint (``output_loading_info``:
+    missing or of another shape), which it initialised at random: a classifier's checkpoint
+    loaded as its base model has no pooler, for one."""
+    out: set[str] = set()
+    for key in ("missing_keys", "mismatched_keys"):
+        for item in (info or {}).get(key, None) or ():
+            out.add(str(item[0] if isinstance(item, (tuple, list)) else item))
+    return out
 
 
 class _StopForwardError(Exception):
@@ -174,13 +187,13 @@ class HFBackbone:
             hub = hub_options(spec, "backbone")  # no network: the cache at once, or a clear error
             source, ident = spec, ""
         try:
-            model = transformers.AutoModel.from_pretrained(source, **hub)
+            model, loading = transformers.AutoModel.from_pretrained(source, output_loading_info=True, **hub)
         except PekitError:
             raise
         except Exception as exc:  # OSError, ValueError, hub errors...
             raise _load_error(spec, exc) from exc
         if not ident:  # a hub model is told by its weights, not by its snapshot (a README edit upstream is a new one)
-            ident = f"{spec}@w{_weights_digest(model)}"
+            ident = f"{spec}@w{_weights_digest(model, _not_loaded(loading))}"
 
         config = model.config
         patch: Any = getattr(config, "patch_size", None)

@@ -210,14 +210,14 @@ def without_view(concept: Concept) -> Concept:
     starts = np.cumsum([0, *groups])
     keep = [concept.parts[a:b - n] for a, b, n in zip(starts[:-1], starts[1:], counts, strict=True)]
     sizes = [len(k) for i, k in enumerate(keep) if i == 0 or len(k)]  # a zoomed-out group it alone made goes
-    parts = np.concatenate(keep)
+    parts = np.concatenate(keep) if sum(sizes) else None  # a concept stored without parts had none
     meta = with_part_groups(concept.meta, sizes)
     colours = meta.get(COLOURS)
     if COLOURS in last:  # the view had none, so the concept lost them all: they come back
         meta[COLOURS] = last[COLOURS]
     elif isinstance(colours, list) and len(colours) == len(concept.views):
         meta[COLOURS] = colours[:-1]
-    for key in ("references", "boxes", "faces"):
+    for key in ("references", "boxes", "faces"):  # (and a list it alone began goes: one stored without it)
         if key == "faces" and not last.get("face"):
             continue
         if isinstance(meta.get(key), list) and meta[key]:

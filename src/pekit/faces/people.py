@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pekit._guards import stamped
 from pekit.errors import BackboneMismatchError, InvalidInputError, NothingFoundError, PekitError
 from pekit.extract.boxes import check_box_on_photo, reference_boxes
 from pekit.extract.views import ADDED_VIEWS, SAME_PICTURES, with_view
@@ -191,6 +192,6 @@ def add_face(p: Personalizer, concept: Concept, image: ImageInput, *, box: Any, 
         meta[ADDED_VIEWS] = [*meta[ADDED_VIEWS][:-1], {**meta[ADDED_VIEWS][-1], "face": True}]  # undo_view drops it
         # the face's box, as `introduce` records a person's
         meta["boxes"] = [*now.meta.get("boxes", []), [round(float(x), 1) for x in xyxy]]
-        return dataclasses.replace(more, meta=meta)
+        return stamped(p, dataclasses.replace(more, meta=meta))
 
     return p.memory.modify(concept.name, add, namespace=p.namespace)

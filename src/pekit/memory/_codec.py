@@ -28,7 +28,7 @@ __all__ = [
     "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "META_RECORDS", "backbone_key", "check_new_name", "check_storable",
     "check_threshold", "clean_name", "clean_namespace", "clean_prose", "clean_text", "concept_ids", "dump_meta",
     "from_blob", "lookalike_key", "meta_records_problem", "name_key", "not_found_message", "printable",
-    "same_backbone", "to_blob", "unit_rows",
+    "same_backbone", "to_blob", "unit_rows", "upgraded_backbone",
 ]
 
 _BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines
@@ -72,6 +72,22 @@ def same_backbone(first: str, second: str) -> bool:
         return True
     ma, mb = _HUB_FINGERPRINT.match(a), _HUB_FINGERPRINT.match(b)
     return bool(ma and mb and (ma[1], ma[4]) == (mb[1], mb[4]) and not (ma[2] and mb[2]))
+
+
+def upgraded_backbone(stored: str | None, new: str) -> str | None:
+    """``new`` when a memory that records ``stored``, a hub model's fingerprint by its
+    snapshot's commit, is written with the same model's fingerprint by its weights
+    (`same_backbone`): the store records it from then on, so that other weights are refused
+    after the first write. None otherwise.
+
+    >>> upgraded_backbone("hf:m/x@0123456789ab/layer7/res448/ln", "hf:m/x@w1a2b3c4d5e6f/layer7/res448/ln")
+    'hf:m/x@w1a2b3c4d5e6f/layer7/res448/ln'
+    >>> upgraded_backbone("hf:m/x@w0123456789ab/layer7/res448/ln", "hf:m/x@w1a2b3c4d5e6f/layer7/res448/ln")
+    """
+    old, now = _HUB_FINGERPRINT.match(str(stored or "")), _HUB_FINGERPRINT.match(str(new))
+    if old and now and not old[2] and now[2] and same_backbone(str(stored), new):
+        return new
+    return None
 
 
 def clean_text(value: Any, what: str, example: str) -> str:

@@ -32,7 +32,7 @@ import zlib
 from typing import Any
 
 from pekit.errors import InvalidInputError, MemoryFileError, MemoryStoreError, SchemaError
-from pekit.memory._codec import same_backbone
+from pekit.memory._codec import same_backbone, upgraded_backbone
 from pekit.memory._store import read_meta
 
 __all__ = ["SCHEMA_VERSION", "advisory_key", "check_schema_name", "migrate", "record_backbone"]
@@ -205,7 +205,8 @@ def record_backbone(cur: Any, schema: str, label: str, backbone: str, dim: int) 
     """
     key, want = advisory_key(schema, "backbone"), (backbone, str(dim))
     meta = read_meta(cur)
-    shared = same_backbone(str(meta.get("backbone")), want[0]) and meta.get("dim") == want[1]
+    shared = (same_backbone(str(meta.get("backbone")), want[0]) and meta.get("dim") == want[1]
+              and upgraded_backbone(meta.get("backbone"), want[0]) is None)  # an upgrade writes: exclusive
     cur.execute("SELECT pg_advisory_xact_lock_shared(%s)" if shared else "SELECT pg_advisory_xact_lock(%s)",
                 (key,))
     meta = read_meta(cur)
@@ -223,4 +224,9 @@ def record_backbone(cur: Any, schema: str, label: str, backbone: str, dim: int) 
                             "SET value = EXCLUDED.value", [("backbone", want[0]), ("dim", want[1])])
             cur.execute(f"ALTER TABLE views ALTER COLUMN embedding TYPE vector({int(dim)})")
         return None
+    upgraded = upgraded_backbone(meta.get("backbone"), want[0])
+    if upgraded is not None and meta.get("dim") == want[1]:  # recorded by its weights from now on
+        if shared:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        cur.execute("UPDATE meta SET value = %s WHERE key = 'backbone'", (upgraded,))
     return meta

@@ -25,7 +25,7 @@ from pekit.errors import (  # named by the docstrings' Raises: (the API page lin
     DuplicateConceptError,  # noqa: F401
     InvalidInputError,  # noqa: F401
 )
-from pekit.memory._codec import dump_meta, name_key, to_blob
+from pekit.memory._codec import dump_meta, name_key, to_blob, upgraded_backbone
 from pekit.memory._rows import stored_settings
 from pekit.memory._store import UNSEEN, Row, numbered, read_meta
 from pekit.types import Concept
@@ -72,6 +72,9 @@ class SqliteWrites(_Store):
             )
             return
         self._refuse_other_space(concept, meta["backbone"], meta["dim"], dim_differs=dim != int(meta["dim"]))
+        upgraded = upgraded_backbone(meta["backbone"], concept.backbone)
+        if upgraded is not None:  # recorded by its weights from now on: other weights are refused
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'backbone'", (upgraded,))
 
     def _write_vectors(self, conn: sqlite3.Connection, cid: int, views: np.ndarray,
                        parts: np.ndarray | None, negatives: np.ndarray | None = None) -> None:

@@ -106,6 +106,8 @@ def view_labels(references: Sequence[str]) -> list[str]:
 
     >>> view_labels(["dog2/01.jpg", "people/kit/01.jpg", "dog2/00.jpg"])
     ['dog2/01.jpg', 'kit/01.jpg', '00.jpg']
+    >>> view_labels(["/home/u/x/01.jpg", "/home/u/x/01.jpg"])  # one path twice: all of it
+    ['/home/u/x/01.jpg', '/home/u/x/01.jpg']
     """
     parts = [Path(str(r)).parts or (str(r),) for r in references]
     out = []
@@ -114,7 +116,7 @@ def view_labels(references: Sequence[str]) -> list[str]:
             tail = mine[-n:]
             if all(other[-n:] != tail for j, other in enumerate(parts) if j != i):
                 break
-        out.append("/".join(tail))
+        out.append(str(Path(*tail)))
     return out
 
 

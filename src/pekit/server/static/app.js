@@ -266,7 +266,8 @@ function button(text, className, type) {
   return b;
 }
 
-// rename, new category or context (PATCH), one more photo (POST .../views): what the API offers
+// rename, new category or context (PATCH), one more photo (POST .../views) or the last one taken back
+// (DELETE .../views/last): what the API offers
 function editForm(c) {
   const form = document.createElement("form");
   form.className = "edit";
@@ -286,7 +287,15 @@ function editForm(c) {
   const photo = field("Add photo", "", 0, "file");
   photo.accept = "image/*";
   const save = button("Save", "save", "submit");
-  form.append(save);
+  // a photo of something else added by mistake: DELETE .../views/last takes the last one back
+  const undo = button("Take back the last added photo", "secondary undo-view");
+  undo.addEventListener("click", () => busy(undo, async () => {
+    try {
+      const now = await api("DELETE", "/v1/concepts/" + encodeURIComponent(c.name) + "/views/last");
+      await refreshConcepts(`took back the last photo added to ${now.name}: ${now.views} view(s)`);
+    } catch (err) { shown(err, "concepts-status"); }
+  }));
+  form.append(save, undo);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     await busy(save, async () => {
