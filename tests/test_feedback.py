@@ -294,6 +294,8 @@ def test_cli_feedback_verbs(tmp_path: Path, cached_pipelines: Any, chelsea: np.n
     assert main(["correct", str(other), "--not", "Mochi", "--undo", "--memory", memory]) == 2  # photo or --undo
     assert main(["correct", "--not", "Mochi", "--memory", memory]) == 2
     assert "not both or neither" in capsys.readouterr().err
+    assert main(["correct", "--undo", "--not", "Mochi", "--threshold", "0.5", "--memory", memory]) == 2
+    assert "--threshold say(s) where in a PHOTO; --undo takes no PHOTO" in capsys.readouterr().err
     assert main(["correct", "--undo", "--not", "Mochi", "--memory", memory]) == 0
     assert "took back the last correction of 'Mochi': 0 negative view(s) left" in capsys.readouterr().out
     assert main(["correct", "--undo", "--not", "Mochi", "--memory", memory]) == 2      # nothing left to undo
@@ -347,7 +349,8 @@ def test_undo_view_takes_back_the_last_photo_added_exactly(make_personalizer: An
     assert p.recognize(chelsea).name.tolist() == ["Mochi"]
     for args, words in ((["add-view", "Mochi", "--memory", memory], "give a PHOTO"),
                         (["add-view", "Mochi", "x.jpg", "--undo", "--memory", memory], "not both or neither"),
-                        (["add-view", "Mochi", "--undo", "--box", "1,2,30,40", "--memory", memory], "--box says")):
+                        (["add-view", "Mochi", "--undo", "--box", "1,2,30,40", "--memory", memory],
+                         "--box say(s) where in a PHOTO; --undo takes no PHOTO (pekit add-view NAME --undo)")):
         assert main(args) == 2 and words in capsys.readouterr().err
     assert snapshot(p) == restored
 

@@ -77,15 +77,11 @@ def check_writable(p: Personalizer, action: str) -> None:
 
 
 def _weights_only(stored: str, current: str) -> bool:
-    """Whether two fingerprints differ only in the weights they name (``@...`` up to the
-    recipe: ``/layer7/res448/ln``), not in the model or how its tokens are read."""
-    import re
+    """Whether two fingerprints differ only in the weights they name, not in the model or how
+    its tokens are read (`pekit.memory._codec.fingerprint_parts`)."""
+    from pekit.memory._codec import fingerprint_parts
 
-    def parts(fingerprint: str) -> tuple[str, str, str]:
-        match = re.match(r"^([^@]*)@([^/]*)(/.*)$", fingerprint)
-        return (match[1], match[2], match[3]) if match else (fingerprint, "", "")
-
-    (model, weights, recipe), (model2, weights2, recipe2) = parts(stored), parts(current)
+    (model, weights, recipe), (model2, weights2, recipe2) = fingerprint_parts(stored), fingerprint_parts(current)
     return bool(weights) and (model, recipe) == (model2, recipe2) and weights != weights2
 
 

@@ -141,17 +141,22 @@ def _report(args: argparse.Namespace, record: dict, text: str) -> None:
     print(json.dumps(record) if args.json else text)
 
 
+def _photo_or_undo(args: argparse.Namespace, with_photo: str, undo: str) -> None:
+    """`InvalidInputError` unless a feedback command got a PHOTO or ``--undo``, and ``--undo``
+    none of the options that say where in a PHOTO (``--box``, ``--threshold``)."""
+    if args.undo == (args.image is not None):
+        raise InvalidInputError(f"give a PHOTO ({with_photo}) or --undo ({undo}), not both or neither")
+    given = [f"--{k}" for k in ("box", "threshold") if getattr(args, k, None) is not None]
+    if args.undo and given:
+        raise InvalidInputError(f"{' and '.join(given)} say(s) where in a PHOTO; --undo takes no PHOTO ({undo})")
+
+
 def cmd_correct(args: argparse.Namespace) -> int:
     """``pekit correct PHOTO --not NAME`` (a negative view), or ``--undo`` the last one."""
-    if args.undo == (args.image is not None):
-        raise InvalidInputError("give a PHOTO (pekit correct PHOTO --not NAME) or --undo (pekit correct --undo "
-                                "--not NAME), not both or neither")
+    _photo_or_undo(args, "pekit correct PHOTO --not NAME", "pekit correct --undo --not NAME")
     from pekit.feedback import CORRECTIONS
 
     with open_personalizer(args) as p:
-        if args.undo and (args.box is not None or args.threshold is not None):
-            raise InvalidInputError("--box and --threshold say which detection of a PHOTO was wrong; --undo takes "
-                                    "no PHOTO (pekit correct --undo --not NAME)")
         # --threshold is the Personalizer's, as for `recognize --threshold`: the same detections
         c = p.undo_correction(args.name) if args.undo else p.correct(args.image, args.name, box=args.box)
     record = {"name": c.name, "negatives": len(c.meta.get(CORRECTIONS, [])), "memory": p.memory.uri}
@@ -169,12 +174,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
 def cmd_add_view(args: argparse.Namespace) -> int:
     """``pekit add-view NAME PHOTO``: one more photo of a concept; ``--undo``: the last one taken back."""
-    if args.undo == (args.image is not None):
-        raise InvalidInputError("give a PHOTO (pekit add-view NAME PHOTO) or --undo (pekit add-view NAME --undo), "
-                                "not both or neither")
-    if args.undo and args.box is not None:
-        raise InvalidInputError("--box says where NAME is in a PHOTO; --undo takes no PHOTO (pekit add-view NAME "
-                                "--undo)")
+    _photo_or_undo(args, "pekit add-view NAME PHOTO", "pekit add-view NAME --undo")
     with open_personalizer(args) as p:
         c = p.undo_view(args.name) if args.undo else p.add_view(args.name, args.image, box=args.box)
     text = (f"took back the last photo added to '{shown_line(c.name)}': it now has {len(c.views)} view(s)"

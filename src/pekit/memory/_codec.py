@@ -27,8 +27,8 @@ from pekit.types import finite_number, whole_number
 __all__ = [
     "MAX_CATEGORY_LENGTH", "MAX_CONTEXT_LENGTH", "META_RECORDS", "backbone_key", "check_new_name", "check_storable",
     "check_threshold", "clean_name", "clean_namespace", "clean_prose", "clean_text", "concept_ids", "dump_meta",
-    "from_blob", "lookalike_key", "meta_records_problem", "name_key", "not_found_message", "printable",
-    "same_backbone", "to_blob", "unit_rows", "upgraded_backbone",
+    "fingerprint_parts", "from_blob", "lookalike_key", "meta_records_problem", "name_key", "not_found_message",
+    "printable", "same_backbone", "to_blob", "unit_rows", "upgraded_backbone",
 ]
 
 _BLOB_DTYPE = np.dtype("<f4")  # little-endian float32: files move between machines
@@ -49,9 +49,23 @@ def backbone_key(fingerprint: str) -> str:
     return re.sub(r"^hf:local:[^@]*@", "hf:local@", str(fingerprint))
 
 
-#: a hub model's fingerprint: ``hf:<id>@<what weights>/<recipe>``; the weights are a digest of
-#: their values (``w`` + 12 hex digits) since 0.x, the snapshot's commit (12 hex digits) before
-_HUB_FINGERPRINT = re.compile(r"^hf:(?!local[:@])([^@]+)@(w?)([0-9a-f]{12}|unknown)(/.*)$")
+def fingerprint_parts(fingerprint: str) -> tuple[str, str, str]:
+    """``(model, weights, recipe)`` of a backbone fingerprint, in its `backbone_key` form:
+    ``model@weights/recipe``, the recipe being how tokens are read (block, input size,
+    normalisation). A hub model's weights are a digest of their values (``w`` + 12 hex
+    digits); a memory made before that names the hub snapshot's commit (12 hex digits).
+
+    >>> fingerprint_parts("hf:facebook/dinov2-large@w0123456789ab/layer-1/res518/ln")
+    ('hf:facebook/dinov2-large', 'w0123456789ab', '/layer-1/res518/ln')
+    """
+    key = backbone_key(fingerprint)
+    match = re.match(r"^([^@]*)@([^/]*)(/.*)?$", key)
+    return (match[1], match[2], match[3] or "") if match else (key, "", "")
+
+
+def _commit(weights: str) -> bool:
+    """Whether a hub fingerprint's weights part names a snapshot's commit (older memories)."""
+    return re.fullmatch(r"[0-9a-f]{12}|unknown", weights) is not None
 
 
 def same_backbone(first: str, second: str) -> bool:
@@ -67,11 +81,11 @@ def same_backbone(first: str, second: str) -> bool:
     ...               "hf:facebook/dinov2-large@w1a2b3c4d5e6f/layer-1/res518/ln")
     False
     """
-    a, b = backbone_key(first), backbone_key(second)
-    if a == b:
+    if backbone_key(first) == backbone_key(second):
         return True
-    ma, mb = _HUB_FINGERPRINT.match(a), _HUB_FINGERPRINT.match(b)
-    return bool(ma and mb and (ma[1], ma[4]) == (mb[1], mb[4]) and not (ma[2] and mb[2]))
+    (model, weights, recipe), (model2, weights2, recipe2) = fingerprint_parts(first), fingerprint_parts(second)
+    hub = model.startswith("hf:") and model != "hf:local"
+    return hub and (model, recipe) == (model2, recipe2) and (_commit(weights) or _commit(weights2))
 
 
 def upgraded_backbone(stored: str | None, new: str) -> str | None:
@@ -84,10 +98,10 @@ def upgraded_backbone(stored: str | None, new: str) -> str | None:
     'hf:m/x@w1a2b3c4d5e6f/layer7/res448/ln'
     >>> upgraded_backbone("hf:m/x@w0123456789ab/layer7/res448/ln", "hf:m/x@w1a2b3c4d5e6f/layer7/res448/ln")
     """
-    old, now = _HUB_FINGERPRINT.match(str(stored or "")), _HUB_FINGERPRINT.match(str(new))
-    if old and now and not old[2] and now[2] and same_backbone(str(stored), new):
-        return new
-    return None
+    if stored is None or not same_backbone(stored, new):
+        return None
+    return new if _commit(fingerprint_parts(stored)[1]) and not _commit(fingerprint_parts(new)[1]) else None
+
 
 
 def clean_text(value: Any, what: str, example: str) -> str:
