@@ -651,3 +651,21 @@ def test_a_weak_detection_kept_by_a_margin_never_removes_a_name(monkeypatch: pyt
     for margin in (0.0, 0.1):
         _, named = pipeline.named(None, gallery, margin=margin)  # type: ignore[arg-type]
         assert [gallery.names[c.concept] for c in named] == ["B"]
+
+
+def test_a_crop_is_compared_by_colour_as_its_photo_is(pipeline: Pipeline, chelsea: np.ndarray) -> None:
+    """A black-and-white print in a colour photo: its crop is grey, yet the photo holds colour
+    evidence, so the crop's regions keep the colour term the first look gave them; a coloured
+    corner of a black-and-white photo gets none."""
+    from pekit.embed.colour import achromatic
+
+    assert pipeline.config.colour_weight > 0
+    photo = np.ascontiguousarray(np.concatenate([chelsea, np.repeat(chelsea.mean(-1, keepdims=True), 3, -1)
+                                                 .astype(np.uint8)], axis=1))  # colour | grey
+    grey = (451, 0, 902, 300)
+    assert not achromatic(photo) and achromatic(photo[:, 451:])
+    photo_grid = pipeline.encode(photo, saliency=False)
+    assert photo_grid.colours is not None
+    crop = pipeline._crop_grid(photo, grey, colours=pipeline._photo_colours(photo_grid))
+    assert crop.colours is not None  # as its photo: compared by colour
+    assert pipeline._crop_grid(photo, (0, 0, 451, 300), colours=False).colours is None

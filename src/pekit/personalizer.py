@@ -185,8 +185,10 @@ class Personalizer:
     def recognize(self, image: ImageInput, *, threshold: float | None = None) -> Detections:
         """Find the namespace's concepts in one image: named boxes, best first.
 
-        Costs one backbone pass; every proposal is pooled from it. The namespace is read
-        from memory once and kept until something writes to it.
+        Costs one backbone pass, every proposal pooled from it, plus a crop's pass (about 0.6
+        of one) where a candidate is near the threshold or small (at most two per photo in
+        ``offline``; ``offline-thorough`` adds four tiles). The namespace is read from memory
+        once and kept until something writes to it.
         """
         threshold = check_threshold(threshold)
         return self._recognize(load_image(image), self.galleries.get(self.namespace), threshold)

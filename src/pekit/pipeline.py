@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from pekit.embed.base import Backbone
+from pekit.embed.colour import patch_colours
 from pekit.embed.encoder import Encoder, as_rgb
 from pekit.embed.pooling import box_weights, mask_weights, pool, unit_patches
 from pekit.embed.stream import check_workers
@@ -182,17 +183,23 @@ class Pipeline(ViewExtractor):
         if image is not None and self.config.tiled_look >= 2 and len(gallery):
             shape = (grid.grid if isinstance(grid, Scan) else grid).shape
             found = self._tiled_look(found, gallery, image, shape, compete, labels, per_concept, concepts,
-                                     saliency=self._photo_saliency(grid))
+                                     saliency=self._photo_saliency(grid), colours=self._photo_colours(grid))
         if not look or image is None or not found:  # (image: for the type checker)
             return [c for c in found if not c.contested]
         return self._second_look(found, gallery, image, compete, labels, per_concept, concepts,
-                                 saliency=self._photo_saliency(grid))
+                                 saliency=self._photo_saliency(grid), colours=self._photo_colours(grid))
 
     def _photo_saliency(self, grid: PatchGrid | Scan) -> np.ndarray | None:
         """The photo's saliency map when the crops borrow it (``look_saliency="photo"``)."""
         if self.config.look_saliency != "photo":
             return None
         return (grid.grid if isinstance(grid, Scan) else grid).saliency
+
+    @staticmethod
+    def _photo_colours(grid: PatchGrid | Scan) -> bool:
+        """Whether the photo's regions are compared by colour: its crops and tiles follow it
+        (a grey crop of a colour photo is no black-and-white photo, `achromatic`)."""
+        return (grid.grid if isinstance(grid, Scan) else grid).colours is not None
 
     def drawn_boxes(self, boxes: np.ndarray, grid: PatchGrid | Scan) -> np.ndarray:
         """``(n, 4)`` the boxes to draw and report for the named regions' ``boxes``: with
@@ -207,12 +214,13 @@ class Pipeline(ViewExtractor):
 
     def _tiled_look(self, found: list[Candidate], gallery: Gallery, image: np.ndarray, shape: tuple[int, ...],
                     compete: bool, labels: list[str] | None, per_concept: int,
-                    concepts: np.ndarray | None, *, saliency: np.ndarray | None = None) -> list[Candidate]:
+                    concepts: np.ndarray | None, *, saliency: np.ndarray | None = None,
+                    colours: bool = False) -> list[Candidate]:
         """`tiled_look` of ``found``: each tile is one more pass (`_crop_grid`) matched against
         ``concepts`` (default: every one) with the same competition."""
 
         def look(box: tuple[int, int, int, int]) -> list[Candidate]:
-            return self._on_crop(image, box, gallery, labels, compete, concepts, saliency)
+            return self._on_crop(image, box, gallery, labels, compete, concepts, saliency, colours)
 
         out, tiles = tiled_look(self.config, found, (image.shape[1], image.shape[0]), shape, look,
                                 per_concept=per_concept)
@@ -231,7 +239,8 @@ class Pipeline(ViewExtractor):
 
     def _second_look(self, found: list[Candidate], gallery: Gallery, image: np.ndarray, compete: bool,
                      labels: list[str] | None, per_concept: int = 1,
-                     concepts: np.ndarray | None = None, *, saliency: np.ndarray | None = None) -> list[Candidate]:
+                     concepts: np.ndarray | None = None, *, saliency: np.ndarray | None = None,
+                     colours: bool = False) -> list[Candidate]:
         """`second_look` of ``found``: each crop is one more pass (`_crop_grid`), matched
         against the same gallery with the same competition: for the concept that triggered
         it, or with ``second_look_others`` for all of ``concepts`` (default: every one)."""
@@ -239,7 +248,7 @@ class Pipeline(ViewExtractor):
 
         def look(box: tuple[int, int, int, int], concept: int) -> list[Candidate]:
             return self._on_crop(image, box, gallery, labels, compete, concepts if others else np.array([concept]),
-                                 saliency)
+                                 saliency, colours)
 
         out, looks = second_look(self.config, found, (image.shape[1], image.shape[0]), compete, look,
                                  per_concept=per_concept, thresholds=gallery.thresholds)
@@ -248,18 +257,20 @@ class Pipeline(ViewExtractor):
 
     def _on_crop(self, image: np.ndarray, box: tuple[int, int, int, int], gallery: Gallery,
                  labels: list[str] | None, compete: bool, concepts: np.ndarray | None,
-                 saliency: np.ndarray | None = None) -> list[Candidate]:
+                 saliency: np.ndarray | None = None, colours: bool = False) -> list[Candidate]:
         """The first look on one more pass of ``image[box]`` (a tile or a crop: `_crop_grid`),
         for ``concepts`` of the gallery (default: every one), with the same competition."""
-        return self._first_look(self._crop_grid(image, box, saliency), gallery, labels=labels, competitive=compete,
-                                concepts=concepts)
+        return self._first_look(self._crop_grid(image, box, saliency, colours), gallery, labels=labels,
+                                competitive=compete, concepts=concepts)
 
     def _crop_grid(self, image: np.ndarray, box: tuple[int, int, int, int],
-                   saliency: np.ndarray | None = None) -> PatchGrid:
+                   saliency: np.ndarray | None = None, colours: bool = False) -> PatchGrid:
         """One backbone pass on ``image[box]``; memoised in ``crop_grids`` when it is a dict
         (evaluation scores the same photo under many galleries). With ``look_saliency``
         "pass" the pass computes the crop's saliency map; with "photo" the crop gets the part
-        of the photo's own map (``saliency``) under it; with "none" it has none."""
+        of the photo's own map (``saliency``) under it; with "none" it has none. ``colours``:
+        whether the photo's regions are compared by colour (`_photo_colours`): the crop's are
+        then too, and otherwise not, whatever colours the crop alone shows."""
         x0, y0, x1, y1 = box
         memo = self.crop_grids
         key = None
@@ -267,8 +278,10 @@ class Pipeline(ViewExtractor):
             key = (image.shape, hash(image[::17, ::19].tobytes()), box)
             if key in memo:
                 return memo[key]
-        grid = self.encode(np.ascontiguousarray(image[y0:y1, x0:x1]),
-                           saliency=self.query_saliency and self.config.look_saliency == "pass")
+        crop = as_rgb(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        grid = self._embed(self.backbone, crop, self.query_saliency and self.config.look_saliency == "pass")
+        if colours:
+            grid = dataclasses.replace(grid, colours=patch_colours(crop, grid.shape))
         if saliency is not None and self.query_saliency:
             rows, cols = (slice(c.start, max(c.stop, c.start + 1))  # at least one cell
                           for c in box_cells(box, (image.shape[1], image.shape[0]), saliency.shape))

@@ -461,3 +461,47 @@ def test_a_thin_object_s_crop_magnifies_by_its_area_not_its_long_side() -> None:
     scene = Scene()
     _, looks = second_look(replace(CONFIG, second_look_core=True), [strip], (1000, 1000), True, scene)
     assert looks == 1 and scene.boxes == [(0, 440, 1000, 560)]
+
+
+def _small(concept: int, score: float, xyxy: tuple[float, float, float, float], cells: tuple[slice, slice],
+           contested: bool = False) -> Candidate:
+    """A small region on the 32 x 32 grid of a 640 x 640 photo (20 px patches)."""
+    region = np.zeros((32, 32), bool)
+    region[cells] = True
+    return Candidate(concept, score, np.asarray(xyxy, np.float32), region, None, contested)
+
+
+def test_a_concept_is_named_at_most_max_per_concept_times_after_the_crops_and_tiles() -> None:
+    """A contested region holds none of its concept's slots, so another concept's crop may add
+    that concept elsewhere; when the region's own crop then confirms it, the concept held
+    two regions at max_per_concept = 1, both named. Its best one stays."""
+    from pekit.presets import get_preset
+
+    cfg = get_preset("offline").recognition
+    mug = _small(0, 0.595, (100, 300, 200, 400), (slice(15, 20), slice(5, 10)))
+    bo = _small(1, 0.56, (500, 100, 560, 160), (slice(5, 8), slice(25, 28)), contested=True)
+
+    def look(box: tuple[int, int, int, int], concept: int) -> list[Candidate]:
+        if concept == 0:  # the mug's crop: the mug, and Bo beside it
+            return [Candidate(0, 0.65, np.array([50, 50, 150, 150], np.float32), np.ones((4, 4), bool)),
+                    Candidate(1, 0.66, np.array([150, 0, 200, 40], np.float32), np.ones((4, 4), bool))]
+        return [Candidate(1, 0.70, np.array([40, 40, 100, 100], np.float32), np.ones((4, 4), bool))]
+
+    out, looks = second_look(cfg, [mug, bo], (640, 640), True, look, per_concept=cfg.max_per_concept,
+                             thresholds=np.array([np.nan, np.nan], np.float32))
+    assert looks == 2 and sorted((c.concept, round(c.score, 2)) for c in out) == [(0, 0.65), (1, 0.7)]
+
+    thorough = get_preset("offline-thorough").recognition
+    bo = _small(1, 0.56, (500, 100, 560, 160), (slice(5, 8), slice(25, 28)), contested=True)
+
+    def tile(box: tuple[int, int, int, int]) -> list[Candidate]:
+        region = np.zeros((32, 32), bool)
+        region[10:14, 10:14] = True
+        if box[:2] == (0, 0):  # Bo at the top left
+            return [Candidate(1, 0.66, np.array([100, 100, 160, 160], np.float32), region)]
+        if box[:2] == (256, 0):  # Bo over the contested region
+            return [Candidate(1, 0.70, np.array([500 - 256, 100, 560 - 256, 160], np.float32), region)]
+        return []
+
+    out, _ = tiled_look(thorough, [bo], (640, 640), (32, 32), tile, per_concept=thorough.max_per_concept)
+    assert [(c.concept, round(c.score, 2)) for c in out if not c.contested] == [(1, 0.7)]

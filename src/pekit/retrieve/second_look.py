@@ -189,7 +189,19 @@ def second_look(config: RecognitionConfig, found: list[Candidate], size: tuple[i
         if cfg.second_look_others and compete:
             _add_others(out, [c for c in seen if c.concept != cand.concept], box, cand.region.shape, size,
                         per_concept)
-    return [c for c in out if not c.contested], looks
+    return _capped([c for c in out if not c.contested], per_concept), looks
+
+
+def _capped(out: list[Candidate], most: int) -> list[Candidate]:
+    """``out`` with at most ``most`` uncontested candidates per concept (its best), in order:
+    a concept's contested region, which held none of its slots, may be replaced by what a
+    crop or tile found after another region of that concept joined (`_add_others`)."""
+    mine: dict[int, list[int]] = {}
+    for j in sorted(range(len(out)), key=lambda j: -out[j].score):
+        if not out[j].contested:
+            mine.setdefault(out[j].concept, []).append(j)
+    dropped = {j for js in mine.values() for j in js[most:]}
+    return [c for j, c in enumerate(out) if j not in dropped]
 
 
 def tile_boxes(width: int, height: int, n: int, cover: float) -> list[tuple[int, int, int, int]]:
@@ -252,7 +264,7 @@ def tiled_look(config: RecognitionConfig, found: list[Candidate], size: tuple[in
     for box in tiles:
         whole = [c for c in look(box) if not _cut(c, box, width, height)]
         _add_others(out, whole, box, shape, size, per_concept)
-    return out, len(tiles)
+    return _capped(out, per_concept), len(tiles)
 
 
 def _cut(cand: Candidate, box: tuple[int, int, int, int], width: int, height: int) -> bool:
