@@ -79,7 +79,7 @@ def check_writable(p: Personalizer, action: str) -> None:
 def _weights_only(stored: str, current: str) -> bool:
     """Whether two fingerprints differ only in the weights they name, not in the model or how
     its tokens are read (`pekit.memory._codec.fingerprint_parts`)."""
-    from pekit.memory._codec import fingerprint_parts
+    from pekit.memory._fingerprints import fingerprint_parts
 
     (model, weights, recipe), (model2, weights2, recipe2) = fingerprint_parts(stored), fingerprint_parts(current)
     return bool(weights) and (model, recipe) == (model2, recipe2) and weights != weights2

@@ -51,6 +51,7 @@ from pekit.eval.references import (
     isolate,
     plan_trials,
     plan_views,
+    reference_detector,
     reference_view,
     usable_references,
 )
@@ -265,9 +266,7 @@ def run_recognition(
     for e in extractors:
         name = detector_name(e)
         if name:
-            from pekit.registry import create
-
-            detectors[e] = create("detector", name, device=_torch_device(pipeline))
+            detectors[e] = reference_detector(name, pipeline)
 
     if "box" in extractors and not any(p.boxes for p in photos):
         where = ("add a boxes.csv (subject,file,x0,y0,x1,y1) beside the concept folders"
@@ -395,13 +394,3 @@ def run_recognition(
               # backbone passes a user's recognize would run per photo (1 + tiles + crops), by gallery mode
               "passes_per_image": {m: round(1 + looks.get(m, 0) / max(n, 1), 3) for m, n in scored.items()}}
     return RecognitionRun(dataset, photos, trials, thr, pipeline.fingerprint, categories, timing, warnings)
-
-
-def _torch_device(pipeline: Any) -> str:
-    """Where the eval's reference detector runs: where the pipeline's detector or torch
-    backbone runs (a GPU when the preset put them there), else ``"auto"``."""
-    for part in (getattr(pipeline, "detector", None), getattr(pipeline, "backbone", None)):
-        device = getattr(part, "device", None)
-        if device is not None:
-            return str(device)
-    return "auto"

@@ -33,7 +33,7 @@ from pekit.images import load_image
 from pekit.types import PatchGrid, whole_number
 
 __all__ = ["DETECTOR_ALIASES", "Plan", "check_extractor", "check_seed", "detector_name", "draw_references", "isolate",
-           "plan_trials", "plan_views", "reference_view", "usable_references"]
+           "plan_trials", "plan_views", "reference_detector", "reference_view", "usable_references"]
 
 DETECTOR_ALIASES = {"grounding-dino": "hf:IDEA-Research/grounding-dino-tiny",
                     "owlv2": "hf:google/owlv2-base-patch16-ensemble"}
@@ -100,6 +100,16 @@ def detector_name(extractor: str) -> str | None:
     if extractor.startswith("detector:"):
         return extractor[len("detector:"):]
     return None
+
+
+def reference_detector(name: str, pipeline: Any) -> Any:
+    """The detector ``name`` that a detector extractor draws references with, run where the
+    pipeline's detector or torch backbone runs (a GPU when the preset put them there), else
+    on ``"auto"``'s device."""
+    from pekit.registry import create
+
+    devices = [getattr(getattr(pipeline, part, None), "device", None) for part in ("detector", "backbone")]
+    return create("detector", name, device=next((str(d) for d in devices if d is not None), "auto"))
 
 
 def check_extractor(extractor: str) -> str:

@@ -27,7 +27,6 @@ from pekit.memory._codec import (
     MAX_CATEGORY_LENGTH,
     MAX_CONTEXT_LENGTH,
     MAX_NAME_LENGTH,
-    backbone_key,
     check_new_name,
     clean_name,
     clean_namespace,
@@ -35,8 +34,8 @@ from pekit.memory._codec import (
     lookalike_key,
     name_key,
     printable,
-    same_backbone,
 )
+from pekit.memory._fingerprints import backbone_key, same_backbone
 from pekit.memory.base import MemoryStore
 from pekit.memory.sqlite import SqliteMemory
 

@@ -32,7 +32,7 @@ import zlib
 from typing import Any
 
 from pekit.errors import InvalidInputError, MemoryFileError, MemoryStoreError, SchemaError
-from pekit.memory._codec import same_backbone, upgraded_backbone
+from pekit.memory._fingerprints import same_backbone, upgraded_backbone
 from pekit.memory._store import read_meta
 
 __all__ = ["SCHEMA_VERSION", "advisory_key", "check_schema_name", "migrate", "record_backbone"]

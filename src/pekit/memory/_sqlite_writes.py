@@ -25,7 +25,8 @@ from pekit.errors import (  # named by the docstrings' Raises: (the API page lin
     DuplicateConceptError,  # noqa: F401
     InvalidInputError,  # noqa: F401
 )
-from pekit.memory._codec import dump_meta, name_key, to_blob, upgraded_backbone
+from pekit.memory._codec import dump_meta, name_key, to_blob
+from pekit.memory._fingerprints import upgraded_backbone
 from pekit.memory._rows import stored_settings
 from pekit.memory._store import UNSEEN, Row, numbered, read_meta
 from pekit.types import Concept

@@ -34,9 +34,9 @@ from pekit.memory._codec import (
     dump_meta,
     meta_records_problem,
     not_found_message,
-    same_backbone,
     unit_rows,
 )
+from pekit.memory._fingerprints import same_backbone
 from pekit.types import Concept
 
 __all__ = ["UNSEEN", "Row", "StoreBase", "cached", "numbered", "read_meta", "split_views"]

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from pekit.errors import BackboneMismatchError, DuplicateConceptError, InvalidInputError, MemoryFileError
-from pekit.memory._codec import clean_namespace, name_key, same_backbone
+from pekit.memory._codec import clean_namespace, name_key
+from pekit.memory._fingerprints import same_backbone
 from pekit.memory.base import MemoryStore
 from pekit.types import Concept
 
