@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pekit._guards import check_backbone, check_writable, low_agreement, stamped
+from pekit.embed.pooling import l2_normalize
 from pekit.errors import InvalidInputError, NothingFoundError
 from pekit.extract.boxes import check_box_on_photo, reference_boxes
 from pekit.extract.views import summarize_parts, view_agreement, with_view, without_view
@@ -196,8 +197,7 @@ def _same_view(embedding: np.ndarray, views: np.ndarray) -> bool:
     """Whether ``embedding`` is one of ``views`` (cosine 0.999 or more): the same object region
     of the same picture, embedded again. A photo's path says nothing (uploads are all called
     ``blob``, two folders each hold a ``00.jpg``), and its pixels are not kept."""
-    e = np.asarray(embedding, np.float32).ravel()
-    e = e / max(float(np.linalg.norm(e)), 1e-12)
+    e = l2_normalize(np.ravel(embedding))
     return bool(len(views) and float(np.max(np.asarray(views, np.float32) @ e)) >= SAME_VIEW)
 
 
